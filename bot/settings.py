@@ -1,0 +1,106 @@
+"""Settings from environment variables and an optional `.env` file."""
+
+from __future__ import annotations
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIN_SECRET_KEY_CHARS = 32
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message names it in one line."""
+
+
+class Settings(BaseSettings):
+    """Everything Salesbot reads from its environment (see DESIGN.md)."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=True
+    )
+
+    DATABASE_URL: str = "sqlite:///./salesbot.db"
+    SALESBOT_SECRET_KEY: str = Field(
+        description="Key for encrypting tokens at rest and signing links (32+ characters)."
+    )
+    PUBLIC_BASE_URL: str = "http://localhost:3000"
+    HOST: str = "127.0.0.1"
+    PORT: int = Field(default=3000, ge=1, le=65535)
+    LOG_LEVEL: str = "INFO"
+
+    SLACK_API_URL: str = "https://slack.com/api/"
+    SLACK_BOT_TOKEN: str | None = None
+    SLACK_SIGNING_SECRET: str | None = None
+    SLACK_CLIENT_ID: str | None = None
+    SLACK_CLIENT_SECRET: str | None = None
+
+    GMAIL_API_URL: str = "https://gmail.googleapis.com/"
+    GOOGLE_TOKEN_URI: str = "https://oauth2.googleapis.com/token"
+    GOOGLE_AUTH_URI: str = "https://accounts.google.com/o/oauth2/auth"
+    GOOGLE_CERTS_URL: str = "https://www.googleapis.com/oauth2/v1/certs"
+    GOOGLE_CLIENT_ID: str | None = None
+    GOOGLE_CLIENT_SECRET: str | None = None
+    PUBSUB_TOPIC: str | None = None
+    PUBSUB_AUDIENCE: str | None = None
+    PUBSUB_SERVICE_ACCOUNT: str | None = None
+
+    ANTHROPIC_API_KEY: str | None = None
+    ANTHROPIC_BASE_URL: str | None = None
+    ANTHROPIC_MODEL: str = "claude-sonnet-4-5"
+
+    @field_validator("SALESBOT_SECRET_KEY")
+    @classmethod
+    def _secret_key(cls, value: str) -> str:
+        if len(value) < MIN_SECRET_KEY_CHARS:
+            raise ValueError(f"must be at least {MIN_SECRET_KEY_CHARS} characters")
+        return value
+
+    @field_validator("DATABASE_URL")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        if not value.startswith(("sqlite:///", "sqlite+pysqlite:///", "postgres")):
+            raise ValueError("must be a sqlite:///path or postgresql:// URL")
+        return value
+
+    @field_validator(
+        "PUBLIC_BASE_URL",
+        "SLACK_API_URL",
+        "GMAIL_API_URL",
+        "GOOGLE_TOKEN_URI",
+        "GOOGLE_AUTH_URI",
+        "GOOGLE_CERTS_URL",
+    )
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("LOG_LEVEL")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        value = value.upper()
+        if value not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
+        return value
+
+    @property
+    def sandbox(self) -> bool:
+        """True when no external credentials are set: run against local stand-ins."""
+        return not (self.SLACK_BOT_TOKEN or self.SLACK_CLIENT_ID) and not (
+            self.GOOGLE_CLIENT_ID or self.ANTHROPIC_API_KEY
+        )
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Load settings, turning validation errors into one line that names the setting."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = ".".join(str(p) for p in first["loc"]) or "settings"
+        if first["type"] == "missing":
+            raise SettingsError(
+                f"setting {name} is missing: set it in the environment or .env"
+            ) from None
+        raise SettingsError(f"setting {name} is malformed: {first['msg']}") from None

@@ -1,0 +1,1 @@
+"""The business of Salesbot: entities, rules and use cases, free of frameworks."""

@@ -1,0 +1,41 @@
+"""Time, always timezone-aware UTC, from an injectable clock."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Protocol
+
+
+class Clock(Protocol):
+    """Tells the current time."""
+
+    def now(self) -> datetime:
+        """Return the current time, timezone-aware UTC."""
+        ...
+
+
+class SystemClock:
+    """The wall clock."""
+
+    def now(self) -> datetime:
+        """Return the current time, timezone-aware UTC."""
+        return datetime.now(UTC)
+
+
+class FixedClock:
+    """A clock that stands still until moved; for tests and replays."""
+
+    def __init__(self, at: datetime) -> None:
+        if at.tzinfo is None:
+            raise ValueError("FixedClock needs a timezone-aware datetime")
+        self._at = at
+
+    def now(self) -> datetime:
+        """Return the fixed time."""
+        return self._at
+
+    def advance(self, **delta: float) -> None:
+        """Move the clock forward by a timedelta's keyword arguments."""
+        from datetime import timedelta
+
+        self._at = self._at + timedelta(**delta)

@@ -1,0 +1,1 @@
+"""Thin adapters: Slack listeners, the Gmail push endpoint and the REST API."""

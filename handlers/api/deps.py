@@ -1,0 +1,69 @@
+"""What every API route needs: the services, the caller's identity, a unit of work."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import Engine
+
+from domain.clock import Clock
+from domain.contacts import TokenScope
+from domain.errors import NotPermitted, SalesbotError
+from storage.accounts import TokenIdentity, authenticate_token
+from storage.db import SessionFactory
+from storage.uow import UnitOfWork
+
+
+@dataclass
+class Services:
+    """Long-lived collaborators, built once by the composition root."""
+
+    engine: Engine
+    session_factory: SessionFactory
+    clock: Clock
+
+
+class Unauthorized(SalesbotError):
+    """No valid bearer token."""
+
+    code = "unauthorized"
+
+
+def get_services(request: Request) -> Services:
+    """Return the services the app was built with."""
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def get_identity(request: Request, services: ServicesDep) -> TokenIdentity:
+    """Authenticate the bearer token; writes need a token with the write scope."""
+    header = request.headers.get("authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if not header:
+        raise Unauthorized("missing Authorization header; send 'Authorization: Bearer <token>'")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise Unauthorized("malformed Authorization header; expected 'Bearer <token>'")
+    with services.session_factory() as session:
+        identity = authenticate_token(session, secret.strip(), now=services.clock.now())
+        session.commit()
+    if identity is None:
+        raise Unauthorized("invalid or revoked API token")
+    if request.method not in ("GET", "HEAD", "OPTIONS") and identity.scope != TokenScope.WRITE:
+        raise NotPermitted("this API token is read-only; use a token with the write scope")
+    return identity
+
+
+IdentityDep = Annotated[TokenIdentity, Depends(get_identity)]
+
+
+def get_uow(services: ServicesDep) -> UnitOfWork:
+    """Return a fresh unit of work for one use case."""
+    return UnitOfWork(services.session_factory)
+
+
+UowDep = Annotated[UnitOfWork, Depends(get_uow)]

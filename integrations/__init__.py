@@ -1,0 +1,1 @@
+"""Gmail and Anthropic clients, Pub/Sub push verification: the outside world."""

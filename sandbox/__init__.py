@@ -1,0 +1,1 @@
+"""Local stand-ins for Slack, Gmail, Google OAuth/Pub/Sub and Anthropic, served on loopback."""

@@ -1,0 +1,60 @@
+"""The unit of work: the single owner of a transaction."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from sqlalchemy.orm import Session
+
+from storage.db import SessionFactory
+from storage.repositories import AudienceRepo, CampaignRepo, TemplateRepo
+
+
+class UnitOfWork:
+    """Opens a session, hands it to repositories, commits once or rolls back.
+
+    Use cases do `with uow: ...; uow.commit()`. Leaving the block without a commit
+    rolls everything back. Nothing else in the code base commits.
+    """
+
+    campaigns: CampaignRepo
+    templates: TemplateRepo
+    audience: AudienceRepo
+
+    def __init__(self, session_factory: SessionFactory) -> None:
+        self._session_factory = session_factory
+        self._session: Session | None = None
+
+    @property
+    def session(self) -> Session:
+        """The session of the open unit of work."""
+        if self._session is None:
+            raise RuntimeError("unit of work used outside its `with` block")
+        return self._session
+
+    def __enter__(self) -> UnitOfWork:
+        if self._session is not None:
+            raise RuntimeError("unit of work is not re-entrant")
+        session = self._session_factory()
+        self._session = session
+        self.campaigns = CampaignRepo(session)
+        self.templates = TemplateRepo(session)
+        self.audience = AudienceRepo(session)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        session = self.session
+        try:
+            session.rollback()
+        finally:
+            session.close()
+            self._session = None
+
+    def commit(self) -> None:
+        """Commit the transaction."""
+        self.session.commit()

@@ -1,0 +1,125 @@
+"""Fixtures: every storage test runs on SQLite and on PostgreSQL.
+
+Each test runs inside a transaction rolled back at the end; the code under test
+commits savepoints (`join_transaction_mode="create_savepoint"`), so nothing leaks
+between tests. Tests that need real commits (concurrency) use `committed_engine`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Connection, Engine
+from sqlalchemy.orm import Session
+
+from domain.clock import FixedClock
+from storage.uow import UnitOfWork
+from tests.support.databases import migrated_engine, truncate_all
+
+DATABASES = ["sqlite", "postgresql"]
+
+warnings.filterwarnings("ignore", category=DeprecationWarning, module="google")
+
+
+class _LazyEngines:
+    """Create (and migrate) each database the first time a test asks for it."""
+
+    def __init__(self, tmp: Path, suffix: str = "") -> None:
+        self._tmp = tmp
+        self._suffix = suffix
+        self._engines: dict[str, Engine] = {}
+
+    def __getitem__(self, kind: str) -> Engine:
+        if kind not in self._engines:
+            self._engines[kind] = migrated_engine(kind, self._tmp, suffix=self._suffix)
+        return self._engines[kind]
+
+    def dispose(self) -> None:
+        for engine in self._engines.values():
+            engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def _engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_LazyEngines]:
+    engines = _LazyEngines(tmp_path_factory.mktemp("db"))
+    yield engines
+    engines.dispose()
+
+
+@pytest.fixture(scope="session")
+def _committed_engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_LazyEngines]:
+    engines = _LazyEngines(tmp_path_factory.mktemp("committed"), suffix="_committed")
+    yield engines
+    engines.dispose()
+
+
+@pytest.fixture(params=DATABASES)
+def db_kind(request: pytest.FixtureRequest) -> str:
+    """The database a test runs on: 'sqlite' or 'postgresql'."""
+    return str(request.param)
+
+
+@pytest.fixture
+def engine(_engines: _LazyEngines, db_kind: str) -> Engine:
+    """A migrated engine of the current database kind."""
+    return _engines[db_kind]
+
+
+@pytest.fixture
+def connection(engine: Engine) -> Iterator[Connection]:
+    """A connection whose outer transaction is rolled back after the test."""
+    conn = engine.connect()
+    trans = conn.begin()
+    try:
+        yield conn
+    finally:
+        trans.rollback()
+        conn.close()
+
+
+@pytest.fixture
+def session_factory(connection: Connection) -> Callable[[], Session]:
+    """Sessions joined to the test's transaction; their commits are savepoints."""
+
+    def factory() -> Session:
+        return Session(
+            bind=connection,
+            join_transaction_mode="create_savepoint",
+            expire_on_commit=False,
+            autoflush=False,
+        )
+
+    return factory
+
+
+@pytest.fixture
+def session(session_factory: Callable[[], Session]) -> Iterator[Session]:
+    """A session for arranging and inspecting data."""
+    with session_factory() as s:
+        yield s
+
+
+@pytest.fixture
+def uow(session_factory: Callable[[], Session]) -> UnitOfWork:
+    """A unit of work bound to the test's transaction."""
+    return UnitOfWork(session_factory)
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    """A clock fixed at 2026-11-25 15:00 UTC."""
+    return FixedClock(datetime(2026, 11, 25, 15, 0, tzinfo=UTC))
+
+
+@pytest.fixture
+def committed_engine(_committed_engines: _LazyEngines, db_kind: str) -> Iterator[Engine]:
+    """An engine whose commits are real (tables emptied after the test), for concurrency."""
+    engine = _committed_engines[db_kind]
+    try:
+        yield engine
+    finally:
+        truncate_all(engine)
