@@ -152,7 +152,7 @@ class CampaignUpdate(BaseModel):
 
     def apply_to(self, current: CampaignFields) -> CampaignFields:
         """Return the campaign with this change applied, validated as a whole."""
-        merged = current.model_dump()
+        merged = current.model_dump(include=set(CampaignFields.model_fields))
         merged.update(self.model_dump(exclude_unset=True))
         return CampaignFields.model_validate(merged)
 

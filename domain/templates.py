@@ -172,7 +172,7 @@ class EmailTemplateUpdate(BaseModel):
 
     def apply_to(self, current: EmailTemplateFields) -> EmailTemplateFields:
         """Return the template with this change applied, validated as a whole."""
-        merged = current.model_dump()
+        merged = current.model_dump(include=set(EmailTemplateFields.model_fields))
         merged.update(self.model_dump(exclude_unset=True))
         return EmailTemplateFields.model_validate(merged)
 

@@ -53,7 +53,10 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
 
 def _sqlite_on_begin(conn: Any) -> None:
     # IMMEDIATE takes the write lock at BEGIN, so two writers queue on busy_timeout
-    # instead of failing with "database is locked" when a reader upgrades.
+    # instead of failing with "database is locked" when a reader upgrades. Read-only
+    # work asks for AUTOCOMMIT and reads the last committed state without a lock.
+    if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+        return
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 

@@ -18,7 +18,7 @@ def healthz(services: ServicesDep) -> JSONResponse:
     from storage.migrate import current_heads
 
     try:
-        with services.engine.connect() as conn:
+        with services.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("SELECT 1"))
             version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
     except SQLAlchemyError as exc:
