@@ -145,6 +145,23 @@ class Contact(Base):
         Index("ix_contacts_org_id_client_id", "org_id", "client_id"),
         Index("ix_contacts_org_id_role_code", "org_id", "role_code"),
         Index("ix_contacts_org_id_last_contacted_at", "org_id", "last_contacted_at"),
+        # Serves audience queries: only reachable contacts, with every column the
+        # audience filters read, so PostgreSQL answers with an index-only scan.
+        Index(
+            "ix_contacts_reachable",
+            "org_id",
+            "role_code",
+            postgresql_include=[
+                "client_id",
+                "tags",
+                "role_category",
+                "state",
+                "lead_score",
+                "last_contacted_at",
+            ],
+            postgresql_where=text("opted_out_at IS NULL AND email_status = 'valid'"),
+            sqlite_where=text("opted_out_at IS NULL AND email_status = 'valid'"),
+        ),
         Index(
             "ix_contacts_tags_gin",
             "tags",
