@@ -1,0 +1,328 @@
+"""Jobs: multi-step outreach runs, their parameters, tasks and the planner."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Final
+
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+
+from domain.audience import AudienceCriteria
+from domain.campaigns import DEFAULT_CADENCE_DAYS, Campaign, validate_cadence_days
+from domain.errors import InvalidTransition
+
+
+class JobStatus(StrEnum):
+    """Where a job is, as in the original system."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    PAUSED = "paused"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class TaskKind(StrEnum):
+    """What a job task does."""
+
+    DRAFT_EMAIL = "draft_email"
+    SEND_EMAIL = "send_email"
+    CREATE_TASK = "create_task"
+    SCHEDULE_CALL = "schedule_call"
+    CHECK_PORTAL = "check_portal"
+    UPDATE_PROFILE = "update_profile"
+    RESEARCH = "research"
+    FOLLOW_UP = "follow_up"
+    CREATE_DEAL = "create_deal"
+
+
+class TaskStatus(StrEnum):
+    """Where a task is."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class EnrollmentStatus(StrEnum):
+    """Where a contact is in a job's cadence."""
+
+    ACTIVE = "active"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    STOPPED = "stopped"
+
+
+TERMINAL_JOB_STATES: Final = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+_JOB_MOVES: Final[dict[JobStatus, frozenset[JobStatus]]] = {
+    JobStatus.PENDING: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED, JobStatus.FAILED}),
+    JobStatus.RUNNING: frozenset(
+        {JobStatus.PAUSED, JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}
+    ),
+    JobStatus.PAUSED: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED}),
+    JobStatus.SUCCEEDED: frozenset(),
+    JobStatus.FAILED: frozenset(),
+    JobStatus.CANCELLED: frozenset(),
+}
+
+
+def check_job_move(current: JobStatus, to: JobStatus) -> None:
+    """Raise InvalidTransition unless a job may go from `current` to `to`."""
+    if to not in _JOB_MOVES[current]:
+        raise InvalidTransition(f"a {current.value} job cannot become {to.value}")
+
+
+# --- parameters -------------------------------------------------------------------------
+
+
+class TargetSelection(BaseModel):
+    """Who a job reaches: explicit clients/contacts/emails, and/or audience filters."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    client_ids: list[int] = Field(default_factory=list, max_length=10_000)
+    contact_ids: list[int] = Field(default_factory=list, max_length=100_000)
+    emails: list[str] = Field(default_factory=list, max_length=10_000)
+    filters: AudienceCriteria | None = None
+
+    @field_validator("emails")
+    @classmethod
+    def _emails(cls, values: list[str]) -> list[str]:
+        cleaned = [v.strip().lower() for v in values if v.strip()]
+        bad = [v for v in cleaned if "@" not in v or " " in v]
+        if bad:
+            raise ValueError(f"not an email address: {bad[0]}")
+        return list(dict.fromkeys(cleaned))
+
+    @model_validator(mode="after")
+    def _something(self) -> TargetSelection:
+        if not (self.client_ids or self.contact_ids or self.emails or self.filters):
+            raise ValueError("a job needs a target: clients, contacts, emails or filters")
+        return self
+
+
+class StepTemplate(BaseModel):
+    """The email of one cadence step: a stored template or inline Jinja2."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    template_id: int | None = None
+    subject: str | None = Field(default=None, max_length=998)
+    body: str | None = None
+    variables: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> StepTemplate:
+        inline = self.subject is not None or self.body is not None
+        if self.template_id is None and not (self.subject and self.body):
+            raise ValueError("a step needs a template_id, or both subject and body")
+        if self.template_id is not None and inline:
+            raise ValueError("a step takes a template_id or an inline subject/body, not both")
+        return self
+
+
+class Cadence(BaseModel):
+    """When each step goes out, in days after enrollment (day 0, 4, 10, 21 ...)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    days: list[int] = Field(default_factory=lambda: list(DEFAULT_CADENCE_DAYS))
+
+    @field_validator("days")
+    @classmethod
+    def _days(cls, values: list[int]) -> list[int]:
+        return validate_cadence_days(values)
+
+
+class Behaviour(BaseModel):
+    """How a human takes part in a job."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    review_mode: bool = True
+    edit_mode: bool = True
+    bulk_mode: bool = False
+    batch_size: int = Field(default=50, ge=1, le=1000)
+    auto_approve: bool = False
+
+
+class PortalCheck(BaseModel):
+    """Lender portals to check (a human's task); credentials are stored encrypted."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    urls: list[AnyHttpUrl] = Field(default_factory=list, max_length=50)
+    username: str | None = None
+    password: SecretStr | None = None
+
+
+class TaskTemplate(BaseModel):
+    """A task a job creates per contact, e.g. 'call after step 2'."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: TaskKind
+    title: str = Field(min_length=1, max_length=300)
+    description: str | None = Field(default=None, max_length=5000)
+    after_step: int = Field(default=0, ge=0)
+
+
+class JobParams(BaseModel):
+    """Everything a job runs on (stored as the job's `params`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    target: TargetSelection
+    templates: list[StepTemplate] = Field(min_length=1, max_length=20)
+    cadence: Cadence = Field(default_factory=Cadence)
+    behaviour: Behaviour = Field(default_factory=Behaviour)
+    portal: PortalCheck | None = None
+    task_templates: list[TaskTemplate] = Field(default_factory=list, max_length=20)
+    review_channel_id: str | None = Field(default=None, max_length=64)
+
+    @model_validator(mode="after")
+    def _steps(self) -> JobParams:
+        if len(self.templates) > len(self.cadence.days):
+            raise ValueError(
+                f"{len(self.templates)} templates but only {len(self.cadence.days)} cadence days"
+            )
+        return self
+
+    @property
+    def steps(self) -> int:
+        """How many emails the cadence sends at most."""
+        return len(self.templates)
+
+
+class CreateJobRequest(BaseModel):
+    """A new job, as the original system's jobs API takes it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=5000)
+    campaign_id: int | None = None
+    params: JobParams
+
+
+class UpdateJobRequest(BaseModel):
+    """A change to a job: name, description, behaviour."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=5000)
+    behaviour: Behaviour | None = None
+
+
+def params_from_campaign(campaign: Campaign) -> JobParams:
+    """Derive a job's params from a campaign's targeting, templates and cadence."""
+    if not campaign.email_template_ids:
+        raise ValueError(
+            f"campaign {campaign.name!r} has no email templates; add email_template_ids first"
+        )
+    days = campaign.cadence_days[: max(1, len(campaign.email_template_ids))]
+    return JobParams(
+        target=TargetSelection(filters=campaign.criteria()),
+        templates=[StepTemplate(template_id=t) for t in campaign.email_template_ids],
+        cadence=Cadence(days=days),
+        review_channel_id=campaign.review_channel_id,
+    )
+
+
+# --- planning ---------------------------------------------------------------------------
+
+
+def batches(ids: Iterable[int], size: int) -> Iterator[list[int]]:
+    """Split ids into batches of at most `size`, keeping their order."""
+    if size < 1:
+        raise ValueError("batch size must be at least 1")
+    batch: list[int] = []
+    for item in ids:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def due_at(enrolled_at: datetime, cadence_days: Sequence[int], step: int) -> datetime:
+    """When step `step` (0-based) of a cadence is due for a contact enrolled at `enrolled_at`."""
+    return enrolled_at + timedelta(days=cadence_days[step])
+
+
+# --- views ------------------------------------------------------------------------------
+
+JOB_METRICS: Final = (
+    "total_tasks",
+    "completed_tasks",
+    "failed_tasks",
+    "cards_created",
+    "cards_approved",
+    "cards_executed",
+    "emails_sent",
+    "errors_count",
+)
+
+
+class Job(BaseModel):
+    """A job as the API and Slack show it."""
+
+    id: int
+    org_id: int
+    owner_id: int | None
+    campaign_id: int | None
+    name: str
+    description: str | None
+    status: JobStatus
+    params: dict[str, object]
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    last_run_at: datetime | None
+    total_tasks: int = 0
+    completed_tasks: int = 0
+    failed_tasks: int = 0
+    cards_created: int = 0
+    cards_approved: int = 0
+    cards_executed: int = 0
+    emails_sent: int = 0
+    errors_count: int = 0
+
+    def parsed_params(self) -> JobParams:
+        """Return the params as a validated model."""
+        return JobParams.model_validate(self.params)
+
+
+class JobTaskView(BaseModel):
+    """A task of a job."""
+
+    id: int
+    job_id: int
+    contact_id: int | None
+    step: int
+    batch: int
+    kind: TaskKind
+    status: TaskStatus
+    input: dict[str, object]
+    output: dict[str, object]
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    error_message: str | None
+    retry_count: int

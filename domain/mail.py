@@ -1,0 +1,63 @@
+"""Outgoing email as the domain asks for it, and the mailer port that sends it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol
+
+
+class SendStatus(StrEnum):
+    """What became of a send request."""
+
+    SENT = "sent"
+    QUEUED = "queued"  # waiting for the mailbox's cap or spacing; sent later by the outbox
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class OutgoingEmail:
+    """One email to send from a rep's mailbox.
+
+    `card_id` makes the send idempotent: a card is sent at most once, whatever
+    happens. `thread_id`, `in_reply_to` and `references` continue a conversation.
+    """
+
+    org_id: int
+    to_email: str
+    subject: str
+    body_text: str
+    sender_user_id: int | None = None
+    to_name: str | None = None
+    body_html: str | None = None
+    card_id: int | None = None
+    job_id: int | None = None
+    campaign_id: int | None = None
+    enrollment_id: int | None = None
+    contact_id: int | None = None
+    thread_id: str | None = None
+    in_reply_to: str | None = None
+    references: tuple[str, ...] = field(default_factory=tuple)
+    campaign_email: bool = True  # carries List-Unsubscribe and the footer link
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    """The result of a send: sent, queued for later (with when and why) or failed."""
+
+    status: SendStatus
+    email_send_id: int
+    message_id: str
+    gmail_message_id: str | None = None
+    gmail_thread_id: str | None = None
+    detail: str | None = None
+    retry_at: datetime | None = None
+
+
+class Mailer(Protocol):
+    """Sends email from a rep's own mailbox (Gmail in production)."""
+
+    def send(self, email: OutgoingEmail) -> SendOutcome:
+        """Send (or queue) an email; never sends the same card twice."""
+        ...

@@ -1,0 +1,445 @@
+"""Repositories of the work Salesbot does: jobs, tasks, enrollments, cards."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import fields as dataclass_fields
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from domain.audience import AudienceCriteria
+from domain.cards import Card, CardState, CardType, Priority
+from domain.errors import NotFound
+from domain.jobs import (
+    JOB_METRICS,
+    EnrollmentStatus,
+    Job,
+    JobStatus,
+    JobTaskView,
+    TaskKind,
+    TaskStatus,
+)
+from storage import models as m
+from storage.repositories import AudienceRepo
+
+
+class JobRepo:
+    """Jobs of one organization, with atomic metric counters."""
+
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    @staticmethod
+    def _to_domain(row: m.Job) -> Job:
+        return Job.model_validate(row, from_attributes=True)
+
+    def add(
+        self, org_id: int, *, name: str, description: str | None, params: dict[str, Any],
+        owner_id: int | None, campaign_id: int | None,
+    ) -> Job:
+        """Store a pending job."""
+        row = m.Job(
+            org_id=org_id, name=name, description=description, params=params,
+            owner_id=owner_id, campaign_id=campaign_id, status=JobStatus.PENDING.value,
+        )
+        self._s.add(row)
+        self._s.flush()
+        return self._to_domain(row)
+
+    def get(self, org_id: int, job_id: int) -> Job:
+        """Return a job or raise NotFound."""
+        row = self._s.scalars(
+            select(m.Job).where(m.Job.org_id == org_id, m.Job.id == job_id)
+        ).one_or_none()
+        if row is None:
+            raise NotFound(f"job {job_id} not found")
+        self._s.refresh(row)
+        return self._to_domain(row)
+
+    def list(
+        self, org_id: int, *, status: str | None = None, campaign_id: int | None = None,
+        limit: int = 50,
+    ) -> list[Job]:
+        """Return jobs, newest first."""
+        query = select(m.Job).where(m.Job.org_id == org_id)
+        if status:
+            query = query.where(m.Job.status == status)
+        if campaign_id is not None:
+            query = query.where(m.Job.campaign_id == campaign_id)
+        return [
+            self._to_domain(r) for r in self._s.scalars(query.order_by(m.Job.id.desc()).limit(limit))
+        ]
+
+    def set_status(
+        self, org_id: int, job_id: int, to: JobStatus, *, expected: Iterable[JobStatus],
+        now: datetime,
+    ) -> bool:
+        """Move a job's status if it is still in one of `expected` (compare-and-set)."""
+        values: dict[str, Any] = {"status": to.value, "last_run_at": now}
+        if to == JobStatus.RUNNING:
+            values["started_at"] = func.coalesce(m.Job.started_at, now)
+        if to in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED):
+            values["finished_at"] = now
+        result = self._s.execute(
+            update(m.Job)
+            .where(
+                m.Job.org_id == org_id, m.Job.id == job_id,
+                m.Job.status.in_([s.value for s in expected]),
+            )
+            .values(**values)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def bump(self, job_id: int, **deltas: int) -> None:
+        """Add to a job's metric counters atomically (no read-modify-write)."""
+        unknown = set(deltas) - set(JOB_METRICS)
+        if unknown:
+            raise ValueError(f"unknown job metrics: {', '.join(sorted(unknown))}")
+        if not deltas:
+            return
+        columns = {name: getattr(m.Job, name) + delta for name, delta in deltas.items() if delta}
+        if columns:
+            self._s.execute(update(m.Job).where(m.Job.id == job_id).values(**columns))
+
+    def recount(self, job_id: int) -> dict[str, int]:
+        """Count a job's metrics from its tasks, cards and sends (to check the counters)."""
+        t, c = m.JobTask, m.Card
+        task_counts = dict(
+            self._s.execute(
+                select(t.status, func.count()).where(t.job_id == job_id).group_by(t.status)
+            ).all()
+        )
+        card_created = self._s.scalar(select(func.count()).where(c.job_id == job_id)) or 0
+        approved_states = [
+            CardState.APPROVED.value, CardState.EXECUTING.value, CardState.DONE.value,
+        ]
+        card_approved = self._s.scalar(
+            select(func.count()).where(
+                c.job_id == job_id,
+                (c.state.in_(approved_states)) | (c.approved_at.is_not(None)),
+            )
+        ) or 0
+        card_done = self._s.scalar(
+            select(func.count()).where(c.job_id == job_id, c.state == CardState.DONE.value)
+        ) or 0
+        sent = self._s.scalar(
+            select(func.count()).where(
+                m.EmailSend.job_id == job_id, m.EmailSend.status == "sent"
+            )
+        ) or 0
+        return {
+            "total_tasks": sum(task_counts.values()),
+            "completed_tasks": task_counts.get(TaskStatus.SUCCEEDED.value, 0),
+            "failed_tasks": task_counts.get(TaskStatus.FAILED.value, 0),
+            "cards_created": card_created,
+            "cards_approved": card_approved,
+            "cards_executed": card_done,
+            "emails_sent": sent,
+        }
+
+
+class TaskRepo:
+    """Job tasks; pending tasks are the work queue, claimed without double-running."""
+
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    @staticmethod
+    def _to_domain(row: m.JobTask) -> JobTaskView:
+        return JobTaskView.model_validate(row, from_attributes=True)
+
+    def add_many(self, org_id: int, job_id: int, rows: Sequence[dict[str, Any]]) -> int:
+        """Insert tasks (dicts of kind, step, batch, contact_id, input) in one statement."""
+        if not rows:
+            return 0
+        payload = [
+            {
+                "org_id": org_id, "job_id": job_id, "status": TaskStatus.PENDING.value,
+                "step": r.get("step", 0), "batch": r.get("batch", 0), "kind": r["kind"],
+                "contact_id": r.get("contact_id"), "input": r.get("input", {}), "output": {},
+                "retry_count": 0,
+            }
+            for r in rows
+        ]
+        self._s.execute(m.JobTask.__table__.insert(), payload)
+        return len(payload)
+
+    def list(self, org_id: int, job_id: int, *, limit: int = 500, offset: int = 0) -> list[JobTaskView]:
+        """Return a job's tasks in creation order."""
+        query = (
+            select(m.JobTask)
+            .where(m.JobTask.org_id == org_id, m.JobTask.job_id == job_id)
+            .order_by(m.JobTask.id)
+            .limit(limit)
+            .offset(offset)
+        )
+        return [self._to_domain(r) for r in self._s.scalars(query)]
+
+    def claim(self, *, limit: int, now: datetime, kinds: Sequence[TaskKind] | None = None) -> list[JobTaskView]:
+        """Claim pending tasks of running jobs: mark them running and return them.
+
+        On PostgreSQL the rows are locked with SKIP LOCKED so replicas claim disjoint
+        sets; on SQLite the writer lock serialises claims.
+        """
+        query = (
+            select(m.JobTask.id)
+            .join(m.Job, m.Job.id == m.JobTask.job_id)
+            .where(
+                m.JobTask.status == TaskStatus.PENDING.value,
+                m.Job.status == JobStatus.RUNNING.value,
+            )
+            .order_by(m.JobTask.id)
+            .limit(limit)
+        )
+        if kinds:
+            query = query.where(m.JobTask.kind.in_([k.value for k in kinds]))
+        if self._s.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update(of=m.JobTask, skip_locked=True)
+        ids = list(self._s.scalars(query))
+        if not ids:
+            return []
+        self._s.execute(
+            update(m.JobTask)
+            .where(m.JobTask.id.in_(ids), m.JobTask.status == TaskStatus.PENDING.value)
+            .values(status=TaskStatus.RUNNING.value, started_at=now)
+        )
+        rows = self._s.scalars(select(m.JobTask).where(m.JobTask.id.in_(ids)).order_by(m.JobTask.id))
+        return [self._to_domain(r) for r in rows]
+
+    def finish(
+        self, task_id: int, status: TaskStatus, *, now: datetime,
+        output: dict[str, Any] | None = None, error: str | None = None,
+    ) -> bool:
+        """Finish a running task; return False if it was not running any more."""
+        values: dict[str, Any] = {"status": status.value, "finished_at": now, "error_message": error}
+        if output is not None:
+            values["output"] = output
+        result = self._s.execute(
+            update(m.JobTask)
+            .where(m.JobTask.id == task_id, m.JobTask.status == TaskStatus.RUNNING.value)
+            .values(**values)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def cancel_pending(self, org_id: int, job_id: int, *, now: datetime) -> int:
+        """Cancel a job's pending tasks; return how many."""
+        result = self._s.execute(
+            update(m.JobTask)
+            .where(
+                m.JobTask.org_id == org_id, m.JobTask.job_id == job_id,
+                m.JobTask.status == TaskStatus.PENDING.value,
+            )
+            .values(status=TaskStatus.CANCELLED.value, finished_at=now)
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    def count_open(self, job_id: int) -> int:
+        """Count a job's pending or running tasks."""
+        return self._s.scalar(
+            select(func.count()).where(
+                m.JobTask.job_id == job_id,
+                m.JobTask.status.in_([TaskStatus.PENDING.value, TaskStatus.RUNNING.value]),
+            )
+        ) or 0
+
+
+class EnrollmentRepo:
+    """Contacts enrolled in a job's cadence."""
+
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    def add_many(
+        self, org_id: int, job_id: int, contact_ids: Sequence[int], *, next_due_at: datetime
+    ) -> dict[int, int]:
+        """Enroll contacts (skipping ones already enrolled); return contact id → enrollment id."""
+        if not contact_ids:
+            return {}
+        values = [
+            {
+                "org_id": org_id, "job_id": job_id, "contact_id": cid, "step": 0,
+                "status": EnrollmentStatus.ACTIVE.value, "next_due_at": next_due_at,
+            }
+            for cid in contact_ids
+        ]
+        dialect = self._s.get_bind().dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        stmt = insert(m.Enrollment).on_conflict_do_nothing(index_elements=["job_id", "contact_id"])
+        self._s.execute(stmt, values)
+        rows = self._s.execute(
+            select(m.Enrollment.contact_id, m.Enrollment.id).where(
+                m.Enrollment.job_id == job_id, m.Enrollment.contact_id.in_(list(contact_ids))
+            )
+        )
+        return {cid: eid for cid, eid in rows}
+
+    def count(self, job_id: int) -> int:
+        """Count a job's enrollments."""
+        return self._s.scalar(select(func.count()).where(m.Enrollment.job_id == job_id)) or 0
+
+    def stop_for_job(self, org_id: int, job_id: int, *, reason: str, now: datetime) -> int:
+        """Stop every active or paused enrollment of a job."""
+        result = self._s.execute(
+            update(m.Enrollment)
+            .where(
+                m.Enrollment.org_id == org_id, m.Enrollment.job_id == job_id,
+                m.Enrollment.status.in_(
+                    [EnrollmentStatus.ACTIVE.value, EnrollmentStatus.PAUSED.value]
+                ),
+            )
+            .values(status=EnrollmentStatus.STOPPED.value, stop_reason=reason, updated_at=now)
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    def set_thread(self, enrollment_id: int, thread_id: str) -> None:
+        """Remember the Gmail thread of an enrollment's emails."""
+        self._s.execute(
+            update(m.Enrollment)
+            .where(m.Enrollment.id == enrollment_id, m.Enrollment.gmail_thread_id.is_(None))
+            .values(gmail_thread_id=thread_id)
+        )
+
+
+_CARD_FIELDS = tuple(f.name for f in dataclass_fields(Card))
+
+
+class CardRepo:
+    """Cards; state changes are compare-and-set so concurrent clicks act once."""
+
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    @staticmethod
+    def _to_domain(row: m.Card) -> Card:
+        data = {name: getattr(row, name) for name in _CARD_FIELDS}
+        data["type"] = CardType(row.type)
+        data["state"] = CardState(row.state)
+        data["priority"] = Priority(row.priority)
+        data["action_payload"] = dict(row.action_payload or {})
+        return Card(**data)
+
+    def add(self, org_id: int, **values: Any) -> Card:
+        """Store a new card."""
+        for key in ("type", "state", "priority"):
+            if key in values and hasattr(values[key], "value"):
+                values[key] = values[key].value
+        row = m.Card(org_id=org_id, **values)
+        self._s.add(row)
+        self._s.flush()
+        self._s.refresh(row)
+        return self._to_domain(row)
+
+    def get(self, org_id: int, card_id: int) -> Card:
+        """Return a card of the organization or raise NotFound."""
+        row = self._s.scalars(
+            select(m.Card).where(m.Card.org_id == org_id, m.Card.id == card_id)
+        ).one_or_none()
+        if row is None:
+            raise NotFound(f"card {card_id} not found")
+        self._s.refresh(row)
+        return self._to_domain(row)
+
+    def compare_and_set(
+        self, org_id: int, card_id: int, *, expected: Iterable[CardState], to: CardState,
+        now: datetime, **changes: Any,
+    ) -> bool:
+        """Move a card to `to` only if it is still in one of `expected`; True if it moved."""
+        result = self._s.execute(
+            update(m.Card)
+            .where(
+                m.Card.org_id == org_id, m.Card.id == card_id,
+                m.Card.state.in_([s.value for s in expected]),
+            )
+            .values(state=to.value, updated_at=now, **changes)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def update_fields(self, org_id: int, card_id: int, *, now: datetime, **changes: Any) -> None:
+        """Change a card's fields (not its state)."""
+        if "state" in changes:
+            raise ValueError("use compare_and_set to change a card's state")
+        self._s.execute(
+            update(m.Card)
+            .where(m.Card.org_id == org_id, m.Card.id == card_id)
+            .values(updated_at=now, **changes)
+        )
+
+    def set_message(self, card_id: int, *, channel: str, ts: str) -> None:
+        """Remember the Slack message that shows a card."""
+        self._s.execute(
+            update(m.Card).where(m.Card.id == card_id).values(slack_channel_id=channel, slack_message_ts=ts)
+        )
+
+    def list_for_job(self, org_id: int, job_id: int, *, states: Sequence[CardState] | None = None) -> list[Card]:
+        """Return a job's cards in creation order."""
+        query = select(m.Card).where(m.Card.org_id == org_id, m.Card.job_id == job_id)
+        if states:
+            query = query.where(m.Card.state.in_([s.value for s in states]))
+        return [self._to_domain(r) for r in self._s.scalars(query.order_by(m.Card.id))]
+
+    def list_open(self, org_id: int, *, owner_id: int | None, limit: int = 20) -> list[Card]:
+        """Return cards waiting for a human, of jobs owned by `owner_id` (all if None)."""
+        query = select(m.Card).where(
+            m.Card.org_id == org_id,
+            m.Card.state.in_(
+                [CardState.SUGGESTED.value, CardState.IN_REVIEW.value, CardState.BLOCKED.value]
+            ),
+        )
+        if owner_id is not None:
+            query = query.join(m.Job, m.Job.id == m.Card.job_id).where(m.Job.owner_id == owner_id)
+        return [self._to_domain(r) for r in self._s.scalars(query.order_by(m.Card.id).limit(limit))]
+
+    def count_open(self, org_id: int, *, owner_id: int | None) -> int:
+        """Count the cards waiting for a human."""
+        query = select(func.count()).select_from(m.Card).where(
+            m.Card.org_id == org_id,
+            m.Card.state.in_(
+                [CardState.SUGGESTED.value, CardState.IN_REVIEW.value, CardState.BLOCKED.value]
+            ),
+        )
+        if owner_id is not None:
+            query = query.join(m.Job, m.Job.id == m.Card.job_id).where(m.Job.owner_id == owner_id)
+        return self._s.scalar(query) or 0
+
+
+def audience_contact_ids(
+    session: Session, org_id: int, criteria: AudienceCriteria, *, now: datetime,
+    batch_size: int = 1000,
+) -> Iterator[list[int]]:
+    """Stream the ids of an audience's contacts in batches (server-side, never all at once)."""
+    repo = AudienceRepo(session)
+    c, cl = m.Contact, m.Client
+    where = repo.conditions(org_id, criteria, now=now)
+    joined = c.__table__.outerjoin(cl.__table__, (cl.id == c.client_id) & (cl.org_id == c.org_id))
+    last_id = 0
+    while True:
+        ids = list(
+            session.scalars(
+                select(c.id).select_from(joined).where(*where, c.id > last_id).order_by(c.id).limit(batch_size)
+            )
+        )
+        if not ids:
+            return
+        yield ids
+        last_id = ids[-1]
+
+
+def reachable_contact_ids(session: Session, org_id: int, contact_ids: Sequence[int]) -> list[int]:
+    """Keep the contacts of the org that may be emailed (not opted out, bounced or complained)."""
+    if not contact_ids:
+        return []
+    rows = session.scalars(
+        select(m.Contact.id)
+        .where(
+            m.Contact.org_id == org_id,
+            m.Contact.id.in_(list(contact_ids)),
+            m.Contact.opted_out_at.is_(None),
+            m.Contact.email_status == "valid",
+        )
+        .order_by(m.Contact.id)
+    )
+    return list(rows)
