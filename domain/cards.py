@@ -128,7 +128,8 @@ def describe_refusal(card: Card, to: CardState) -> str:
         return "This card was rejected; it can no longer be acted on."
     if card.state in (CardState.APPROVED, CardState.EXECUTING) and to == CardState.APPROVED:
         return "This card was already approved; it is being sent."
-    return f"A card that is {card.state.value.replace('_', ' ')} cannot become {to.value.replace('_', ' ')}."
+    current, wanted = card.state.value.replace("_", " "), to.value.replace("_", " ")
+    return f"A card that is {current} cannot become {wanted}."
 
 
 def draft_fingerprint(*, to: str, subject: str, body: str) -> str:

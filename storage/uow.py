@@ -6,8 +6,10 @@ from types import TracebackType
 
 from sqlalchemy.orm import Session
 
+from storage.context import ContextRepo
 from storage.db import SessionFactory
 from storage.repositories import AudienceRepo, CampaignRepo, TemplateRepo
+from storage.work import CardRepo, EnrollmentRepo, JobRepo, TaskRepo
 
 
 class UnitOfWork:
@@ -20,6 +22,11 @@ class UnitOfWork:
     campaigns: CampaignRepo
     templates: TemplateRepo
     audience: AudienceRepo
+    jobs: JobRepo
+    tasks: TaskRepo
+    enrollments: EnrollmentRepo
+    cards: CardRepo
+    contexts: ContextRepo
 
     def __init__(self, session_factory: SessionFactory) -> None:
         self._session_factory = session_factory
@@ -40,6 +47,11 @@ class UnitOfWork:
         self.campaigns = CampaignRepo(session)
         self.templates = TemplateRepo(session)
         self.audience = AudienceRepo(session)
+        self.jobs = JobRepo(session)
+        self.tasks = TaskRepo(session)
+        self.enrollments = EnrollmentRepo(session)
+        self.cards = CardRepo(session)
+        self.contexts = ContextRepo(session)
         return self
 
     def __exit__(

@@ -7,7 +7,7 @@ from dataclasses import fields as dataclass_fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -18,8 +18,10 @@ from domain.jobs import (
     JOB_METRICS,
     EnrollmentStatus,
     Job,
+    JobParams,
     JobStatus,
     JobTaskView,
+    TargetSelection,
     TaskKind,
     TaskStatus,
 )
@@ -38,13 +40,24 @@ class JobRepo:
         return Job.model_validate(row, from_attributes=True)
 
     def add(
-        self, org_id: int, *, name: str, description: str | None, params: dict[str, Any],
-        owner_id: int | None, campaign_id: int | None,
+        self,
+        org_id: int,
+        *,
+        name: str,
+        description: str | None,
+        params: dict[str, Any],
+        owner_id: int | None,
+        campaign_id: int | None,
     ) -> Job:
         """Store a pending job."""
         row = m.Job(
-            org_id=org_id, name=name, description=description, params=params,
-            owner_id=owner_id, campaign_id=campaign_id, status=JobStatus.PENDING.value,
+            org_id=org_id,
+            name=name,
+            description=description,
+            params=params,
+            owner_id=owner_id,
+            campaign_id=campaign_id,
+            status=JobStatus.PENDING.value,
         )
         self._s.add(row)
         self._s.flush()
@@ -61,7 +74,11 @@ class JobRepo:
         return self._to_domain(row)
 
     def list(
-        self, org_id: int, *, status: str | None = None, campaign_id: int | None = None,
+        self,
+        org_id: int,
+        *,
+        status: str | None = None,
+        campaign_id: int | None = None,
         limit: int = 50,
     ) -> list[Job]:
         """Return jobs, newest first."""
@@ -71,11 +88,17 @@ class JobRepo:
         if campaign_id is not None:
             query = query.where(m.Job.campaign_id == campaign_id)
         return [
-            self._to_domain(r) for r in self._s.scalars(query.order_by(m.Job.id.desc()).limit(limit))
+            self._to_domain(r)
+            for r in self._s.scalars(query.order_by(m.Job.id.desc()).limit(limit))
         ]
 
     def set_status(
-        self, org_id: int, job_id: int, to: JobStatus, *, expected: Iterable[JobStatus],
+        self,
+        org_id: int,
+        job_id: int,
+        to: JobStatus,
+        *,
+        expected: Iterable[JobStatus],
         now: datetime,
     ) -> bool:
         """Move a job's status if it is still in one of `expected` (compare-and-set)."""
@@ -87,7 +110,8 @@ class JobRepo:
         result = self._s.execute(
             update(m.Job)
             .where(
-                m.Job.org_id == org_id, m.Job.id == job_id,
+                m.Job.org_id == org_id,
+                m.Job.id == job_id,
                 m.Job.status.in_([s.value for s in expected]),
             )
             .values(**values)
@@ -115,22 +139,33 @@ class JobRepo:
         )
         card_created = self._s.scalar(select(func.count()).where(c.job_id == job_id)) or 0
         approved_states = [
-            CardState.APPROVED.value, CardState.EXECUTING.value, CardState.DONE.value,
+            CardState.APPROVED.value,
+            CardState.EXECUTING.value,
+            CardState.DONE.value,
         ]
-        card_approved = self._s.scalar(
-            select(func.count()).where(
-                c.job_id == job_id,
-                (c.state.in_(approved_states)) | (c.approved_at.is_not(None)),
+        card_approved = (
+            self._s.scalar(
+                select(func.count()).where(
+                    c.job_id == job_id,
+                    (c.state.in_(approved_states)) | (c.approved_at.is_not(None)),
+                )
             )
-        ) or 0
-        card_done = self._s.scalar(
-            select(func.count()).where(c.job_id == job_id, c.state == CardState.DONE.value)
-        ) or 0
-        sent = self._s.scalar(
-            select(func.count()).where(
-                m.EmailSend.job_id == job_id, m.EmailSend.status == "sent"
+            or 0
+        )
+        card_done = (
+            self._s.scalar(
+                select(func.count()).where(c.job_id == job_id, c.state == CardState.DONE.value)
             )
-        ) or 0
+            or 0
+        )
+        sent = (
+            self._s.scalar(
+                select(func.count()).where(
+                    m.EmailSend.job_id == job_id, m.EmailSend.status == "sent"
+                )
+            )
+            or 0
+        )
         return {
             "total_tasks": sum(task_counts.values()),
             "completed_tasks": task_counts.get(TaskStatus.SUCCEEDED.value, 0),
@@ -158,17 +193,25 @@ class TaskRepo:
             return 0
         payload = [
             {
-                "org_id": org_id, "job_id": job_id, "status": TaskStatus.PENDING.value,
-                "step": r.get("step", 0), "batch": r.get("batch", 0), "kind": r["kind"],
-                "contact_id": r.get("contact_id"), "input": r.get("input", {}), "output": {},
+                "org_id": org_id,
+                "job_id": job_id,
+                "status": TaskStatus.PENDING.value,
+                "step": r.get("step", 0),
+                "batch": r.get("batch", 0),
+                "kind": r["kind"],
+                "contact_id": r.get("contact_id"),
+                "input": r.get("input", {}),
+                "output": {},
                 "retry_count": 0,
             }
             for r in rows
         ]
-        self._s.execute(m.JobTask.__table__.insert(), payload)
+        self._s.execute(insert(m.JobTask), payload)
         return len(payload)
 
-    def list(self, org_id: int, job_id: int, *, limit: int = 500, offset: int = 0) -> list[JobTaskView]:
+    def list_for_job(
+        self, org_id: int, job_id: int, *, limit: int = 500, offset: int = 0
+    ) -> list[JobTaskView]:
         """Return a job's tasks in creation order."""
         query = (
             select(m.JobTask)
@@ -179,7 +222,9 @@ class TaskRepo:
         )
         return [self._to_domain(r) for r in self._s.scalars(query)]
 
-    def claim(self, *, limit: int, now: datetime, kinds: Sequence[TaskKind] | None = None) -> list[JobTaskView]:
+    def claim(
+        self, *, limit: int, now: datetime, kinds: Sequence[TaskKind] | None = None
+    ) -> list[JobTaskView]:
         """Claim pending tasks of running jobs: mark them running and return them.
 
         On PostgreSQL the rows are locked with SKIP LOCKED so replicas claim disjoint
@@ -207,15 +252,26 @@ class TaskRepo:
             .where(m.JobTask.id.in_(ids), m.JobTask.status == TaskStatus.PENDING.value)
             .values(status=TaskStatus.RUNNING.value, started_at=now)
         )
-        rows = self._s.scalars(select(m.JobTask).where(m.JobTask.id.in_(ids)).order_by(m.JobTask.id))
+        rows = self._s.scalars(
+            select(m.JobTask).where(m.JobTask.id.in_(ids)).order_by(m.JobTask.id)
+        )
         return [self._to_domain(r) for r in rows]
 
     def finish(
-        self, task_id: int, status: TaskStatus, *, now: datetime,
-        output: dict[str, Any] | None = None, error: str | None = None,
+        self,
+        task_id: int,
+        status: TaskStatus,
+        *,
+        now: datetime,
+        output: dict[str, Any] | None = None,
+        error: str | None = None,
     ) -> bool:
         """Finish a running task; return False if it was not running any more."""
-        values: dict[str, Any] = {"status": status.value, "finished_at": now, "error_message": error}
+        values: dict[str, Any] = {
+            "status": status.value,
+            "finished_at": now,
+            "error_message": error,
+        }
         if output is not None:
             values["output"] = output
         result = self._s.execute(
@@ -230,7 +286,8 @@ class TaskRepo:
         result = self._s.execute(
             update(m.JobTask)
             .where(
-                m.JobTask.org_id == org_id, m.JobTask.job_id == job_id,
+                m.JobTask.org_id == org_id,
+                m.JobTask.job_id == job_id,
                 m.JobTask.status == TaskStatus.PENDING.value,
             )
             .values(status=TaskStatus.CANCELLED.value, finished_at=now)
@@ -239,12 +296,15 @@ class TaskRepo:
 
     def count_open(self, job_id: int) -> int:
         """Count a job's pending or running tasks."""
-        return self._s.scalar(
-            select(func.count()).where(
-                m.JobTask.job_id == job_id,
-                m.JobTask.status.in_([TaskStatus.PENDING.value, TaskStatus.RUNNING.value]),
+        return (
+            self._s.scalar(
+                select(func.count()).where(
+                    m.JobTask.job_id == job_id,
+                    m.JobTask.status.in_([TaskStatus.PENDING.value, TaskStatus.RUNNING.value]),
+                )
             )
-        ) or 0
+            or 0
+        )
 
 
 class EnrollmentRepo:
@@ -261,8 +321,12 @@ class EnrollmentRepo:
             return {}
         values = [
             {
-                "org_id": org_id, "job_id": job_id, "contact_id": cid, "step": 0,
-                "status": EnrollmentStatus.ACTIVE.value, "next_due_at": next_due_at,
+                "org_id": org_id,
+                "job_id": job_id,
+                "contact_id": cid,
+                "step": 0,
+                "status": EnrollmentStatus.ACTIVE.value,
+                "next_due_at": next_due_at,
             }
             for cid in contact_ids
         ]
@@ -286,7 +350,8 @@ class EnrollmentRepo:
         result = self._s.execute(
             update(m.Enrollment)
             .where(
-                m.Enrollment.org_id == org_id, m.Enrollment.job_id == job_id,
+                m.Enrollment.org_id == org_id,
+                m.Enrollment.job_id == job_id,
                 m.Enrollment.status.in_(
                     [EnrollmentStatus.ACTIVE.value, EnrollmentStatus.PAUSED.value]
                 ),
@@ -344,14 +409,21 @@ class CardRepo:
         return self._to_domain(row)
 
     def compare_and_set(
-        self, org_id: int, card_id: int, *, expected: Iterable[CardState], to: CardState,
-        now: datetime, **changes: Any,
+        self,
+        org_id: int,
+        card_id: int,
+        *,
+        expected: Iterable[CardState],
+        to: CardState,
+        now: datetime,
+        **changes: Any,
     ) -> bool:
         """Move a card to `to` only if it is still in one of `expected`; True if it moved."""
         result = self._s.execute(
             update(m.Card)
             .where(
-                m.Card.org_id == org_id, m.Card.id == card_id,
+                m.Card.org_id == org_id,
+                m.Card.id == card_id,
                 m.Card.state.in_([s.value for s in expected]),
             )
             .values(state=to.value, updated_at=now, **changes)
@@ -371,10 +443,14 @@ class CardRepo:
     def set_message(self, card_id: int, *, channel: str, ts: str) -> None:
         """Remember the Slack message that shows a card."""
         self._s.execute(
-            update(m.Card).where(m.Card.id == card_id).values(slack_channel_id=channel, slack_message_ts=ts)
+            update(m.Card)
+            .where(m.Card.id == card_id)
+            .values(slack_channel_id=channel, slack_message_ts=ts)
         )
 
-    def list_for_job(self, org_id: int, job_id: int, *, states: Sequence[CardState] | None = None) -> list[Card]:
+    def list_for_job(
+        self, org_id: int, job_id: int, *, states: Sequence[CardState] | None = None
+    ) -> list[Card]:
         """Return a job's cards in creation order."""
         query = select(m.Card).where(m.Card.org_id == org_id, m.Card.job_id == job_id)
         if states:
@@ -395,11 +471,15 @@ class CardRepo:
 
     def count_open(self, org_id: int, *, owner_id: int | None) -> int:
         """Count the cards waiting for a human."""
-        query = select(func.count()).select_from(m.Card).where(
-            m.Card.org_id == org_id,
-            m.Card.state.in_(
-                [CardState.SUGGESTED.value, CardState.IN_REVIEW.value, CardState.BLOCKED.value]
-            ),
+        query = (
+            select(func.count())
+            .select_from(m.Card)
+            .where(
+                m.Card.org_id == org_id,
+                m.Card.state.in_(
+                    [CardState.SUGGESTED.value, CardState.IN_REVIEW.value, CardState.BLOCKED.value]
+                ),
+            )
         )
         if owner_id is not None:
             query = query.join(m.Job, m.Job.id == m.Card.job_id).where(m.Job.owner_id == owner_id)
@@ -407,7 +487,11 @@ class CardRepo:
 
 
 def audience_contact_ids(
-    session: Session, org_id: int, criteria: AudienceCriteria, *, now: datetime,
+    session: Session,
+    org_id: int,
+    criteria: AudienceCriteria,
+    *,
+    now: datetime,
     batch_size: int = 1000,
 ) -> Iterator[list[int]]:
     """Stream the ids of an audience's contacts in batches (server-side, never all at once)."""
@@ -419,7 +503,11 @@ def audience_contact_ids(
     while True:
         ids = list(
             session.scalars(
-                select(c.id).select_from(joined).where(*where, c.id > last_id).order_by(c.id).limit(batch_size)
+                select(c.id)
+                .select_from(joined)
+                .where(*where, c.id > last_id)
+                .order_by(c.id)
+                .limit(batch_size)
             )
         )
         if not ids:
@@ -443,3 +531,64 @@ def reachable_contact_ids(session: Session, org_id: int, contact_ids: Sequence[i
         .order_by(m.Contact.id)
     )
     return list(rows)
+
+
+def _explicit_ids(session: Session, org_id: int, target: TargetSelection) -> list[int] | None:
+    if not (target.contact_ids or target.client_ids or target.emails):
+        return None
+    c = m.Contact
+    clauses = []
+    if target.contact_ids:
+        clauses.append(c.id.in_(target.contact_ids))
+    if target.client_ids:
+        clauses.append(c.client_id.in_(target.client_ids))
+    if target.emails:
+        clauses.append(c.email.in_(target.emails))
+    from sqlalchemy import or_
+
+    rows = session.scalars(select(c.id).where(c.org_id == org_id, or_(*clauses)).order_by(c.id))
+    return reachable_contact_ids(session, org_id, list(rows))
+
+
+def target_contact_ids(
+    uow: Any, org_id: int, params: JobParams, now: datetime, *, batch_size: int = 1000
+) -> Iterator[list[int]]:
+    """Stream the reachable contacts a job targets, in id order."""
+    session: Session = uow.session
+    target = params.target
+    explicit = _explicit_ids(session, org_id, target)
+    criteria = target.filters
+    if explicit is None:
+        yield from audience_contact_ids(
+            session, org_id, criteria or AudienceCriteria(), now=now, batch_size=batch_size
+        )
+        return
+    if criteria is None:
+        for start in range(0, len(explicit), batch_size):
+            yield explicit[start : start + batch_size]
+        return
+    repo = AudienceRepo(session)
+    c, cl = m.Contact, m.Client
+    joined = c.__table__.outerjoin(cl.__table__, (cl.id == c.client_id) & (cl.org_id == c.org_id))
+    for start in range(0, len(explicit), batch_size):
+        part = explicit[start : start + batch_size]
+        ids = session.scalars(
+            select(c.id)
+            .select_from(joined)
+            .where(*repo.conditions(org_id, criteria, now=now), c.id.in_(part))
+            .order_by(c.id)
+        )
+        found = list(ids)
+        if found:
+            yield found
+
+
+def target_count(uow: Any, org_id: int, params: JobParams, now: datetime) -> int:
+    """Count the reachable contacts a job targets."""
+    target = params.target
+    if not (target.contact_ids or target.client_ids or target.emails):
+        size = AudienceRepo(uow.session).size(
+            org_id, target.filters or AudienceCriteria(), now=now, sample_size=0
+        )
+        return size.count
+    return sum(len(batch) for batch in target_contact_ids(uow, org_id, params, now))

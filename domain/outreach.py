@@ -1,0 +1,981 @@
+"""Outreach use cases: launch a campaign as a job, plan it, draft cards, act on cards.
+
+Each public method owns its units of work; slow calls (Claude, Slack, Gmail) happen
+between transactions, never inside one, and pass ids rather than rows.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from domain.cards import (
+    Card,
+    CardState,
+    CardType,
+    Priority,
+    describe_refusal,
+    draft_fingerprint,
+)
+from domain.clock import Clock
+from domain.drafting import DraftModel, DraftRequest, draft_email
+from domain.errors import ExternalServiceError, InvalidInput, NotFound, NotPermitted
+from domain.jobs import (
+    CreateJobRequest,
+    Job,
+    JobParams,
+    JobStatus,
+    JobTaskView,
+    TaskKind,
+    TaskStatus,
+    batches,
+    check_job_move,
+    params_from_campaign,
+)
+from domain.mail import Mailer, OutgoingEmail, SendOutcome, SendStatus
+from domain.templates import TemplateProblem, render_text
+
+log = logging.getLogger(__name__)
+
+
+# --- read models ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ContactContext:
+    """A contact with its client and order history, as drafting and cards need it."""
+
+    contact_id: int
+    email: str
+    first_name: str | None
+    last_name: str | None
+    title: str | None
+    role_code: str | None
+    state: str | None
+    client_id: int | None
+    company_name: str | None
+    company_domain: str | None
+    last_order_at: datetime | None
+    orders_last_year: int
+    orders_year_before_last: int
+    last_property_address: str | None
+    last_contacted_at: datetime | None
+    last_replied_at: datetime | None
+    opted_out: bool
+    email_status: str
+
+    @property
+    def full_name(self) -> str:
+        """First and last name, or the address when there is none."""
+        name = " ".join(p for p in (self.first_name, self.last_name) if p)
+        return name or self.email
+
+    @property
+    def reachable(self) -> bool:
+        """True when the contact may be emailed."""
+        return not self.opted_out and self.email_status == "valid"
+
+
+def template_variables(
+    ctx: ContactContext,
+    *,
+    now: datetime,
+    rep_name: str | None,
+    rep_email: str | None,
+    firm_name: str,
+    campaign_name: str,
+    step_number: int,
+    unsubscribe_url: str,
+) -> dict[str, Any]:
+    """Return the variables a template is rendered with for one contact."""
+    days = (now - ctx.last_order_at).days if ctx.last_order_at else None
+    return {
+        "first_name": ctx.first_name or "there",
+        "last_name": ctx.last_name or "",
+        "full_name": ctx.full_name,
+        "email": ctx.email,
+        "title": ctx.title or "",
+        "role_code": ctx.role_code or "",
+        "state": ctx.state or "",
+        "company_name": ctx.company_name or "your team",
+        "company_domain": ctx.company_domain or "",
+        "last_order_date": ctx.last_order_at.date().isoformat() if ctx.last_order_at else "",
+        "days_since_last_order": days if days is not None else "",
+        "orders_last_year": ctx.orders_last_year,
+        "last_property_address": ctx.last_property_address or "",
+        "rep_name": rep_name or "",
+        "rep_email": rep_email or "",
+        "rep_phone": "",
+        "firm_name": firm_name,
+        "campaign_name": campaign_name,
+        "step_number": step_number,
+        "unsubscribe_url": unsubscribe_url,
+    }
+
+
+def rationale_for(ctx: ContactContext, *, now: datetime) -> str:
+    """Say in a line why this contact is worth reaching: their ordering history."""
+    if ctx.last_order_at is None:
+        if ctx.company_name:
+            return f"{ctx.company_name} has never ordered from us."
+        return "Not linked to a client with orders."
+    days = (now - ctx.last_order_at).days
+    per_month = ctx.orders_year_before_last / 12
+    rate = (
+        f"was {per_month:.0f}/month"
+        if per_month >= 1
+        else (f"{ctx.orders_year_before_last} orders in the year before")
+    )
+    line = f"No orders in {days} days ({rate})."
+    if ctx.last_replied_at:
+        line += f" Last replied {ctx.last_replied_at.date().isoformat()}."
+    return line
+
+
+@dataclass(frozen=True)
+class CardView:
+    """Everything a chat message needs to show a card."""
+
+    card: Card
+    contact_name: str | None = None
+    contact_email: str | None = None
+    contact_title: str | None = None
+    company_name: str | None = None
+    campaign_name: str | None = None
+    job_name: str | None = None
+    step_number: int | None = None
+    total_steps: int | None = None
+    actor_slack_id: str | None = None
+    owner_slack_id: str | None = None
+    thread_emails: int = 0
+
+
+# --- ports ------------------------------------------------------------------------------------
+
+
+class ChatNotifier(Protocol):
+    """Shows cards to humans (Slack in production)."""
+
+    def post_card(
+        self, view: CardView, *, channel: str | None, owner_slack_id: str | None
+    ) -> tuple[str, str]:
+        """Post a card; return (channel id, message ts). Raise ExternalServiceError."""
+        ...
+
+    def update_card(self, view: CardView) -> None:
+        """Update a card's message in place after a transition."""
+        ...
+
+
+class SecretBoxPort(Protocol):
+    """Encrypts secrets kept inside JSON params."""
+
+    def encrypt(self, plaintext: str) -> str:
+        """Encrypt text to a printable token."""
+        ...
+
+
+class OutreachUnitOfWork(Protocol):
+    """The repositories outreach needs, in one transaction."""
+
+    jobs: Any
+    tasks: Any
+    enrollments: Any
+    cards: Any
+    contexts: Any
+    campaigns: Any
+    templates: Any
+    session: Any
+
+    def __enter__(self) -> OutreachUnitOfWork: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def commit(self) -> None:
+        """Commit the transaction."""
+        ...
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts: a user of an organization, with their role and Slack id."""
+
+    org_id: int
+    user_id: int
+    role: str
+    slack_user_id: str | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        """True for admins, who may act on any card of their organization."""
+        return self.role == "admin"
+
+
+@dataclass(frozen=True)
+class LaunchResult:
+    """A launched campaign: its job and how many contacts it will reach."""
+
+    job: Job
+    audience_count: int
+    campaign_name: str
+
+
+ContactSource = Callable[[Any, int, JobParams, datetime], Iterator[list[int]]]
+
+
+# --- the service ---------------------------------------------------------------------------
+
+
+class Outreach:
+    """The outreach use cases, built once by the composition root."""
+
+    def __init__(
+        self,
+        *,
+        uow: Callable[[], OutreachUnitOfWork],
+        clock: Clock,
+        contact_source: ContactSource,
+        audience_count: Callable[[Any, int, JobParams, datetime], int],
+        unsubscribe_url: Callable[[int, int], str],
+        mailer: Mailer | None = None,
+        notifier: ChatNotifier | None = None,
+        drafter: DraftModel | None = None,
+        secrets: SecretBoxPort | None = None,
+    ) -> None:
+        self._uow = uow
+        self._clock = clock
+        self._contact_source = contact_source
+        self._audience_count = audience_count
+        self._unsubscribe_url = unsubscribe_url
+        self.mailer = mailer
+        self.notifier = notifier
+        self.drafter = drafter
+        self._secrets = secrets
+
+    # jobs ------------------------------------------------------------------------------
+
+    def create_job(self, org_id: int, request: CreateJobRequest, *, owner_id: int | None) -> Job:
+        """Create a pending job from the jobs API's request."""
+        params = request.params.model_copy(deep=True)
+        with self._uow() as uow:
+            self._check_step_templates(uow, org_id, params)
+            if request.campaign_id is not None:
+                uow.campaigns.get(org_id, request.campaign_id)
+            job: Job = uow.jobs.add(
+                org_id,
+                name=request.name,
+                description=request.description,
+                params=self._stored_params(params),
+                owner_id=owner_id,
+                campaign_id=request.campaign_id,
+            )
+            uow.commit()
+        return job
+
+    def launch_campaign(
+        self, org_id: int, campaign_ref: str, *, owner_id: int | None
+    ) -> LaunchResult:
+        """Turn a campaign (by name or id) into a pending job and count its audience."""
+        ref = campaign_ref.strip()
+        if not ref:
+            raise InvalidInput(
+                "name the campaign to launch, e.g. `/campaign launch Q4 lender win-back`"
+            )
+        now = self._clock.now()
+        with self._uow() as uow:
+            campaign = None
+            if ref.isdigit():
+                try:
+                    campaign = uow.campaigns.get(org_id, int(ref))
+                except NotFound:
+                    campaign = None
+            if campaign is None:
+                campaign = uow.campaigns.find_by_name(org_id, ref)
+            if campaign is None:
+                raise NotFound(f"no campaign named “{ref}”; `/campaign list` shows them")
+            if campaign.status.value in ("completed", "archived"):
+                raise InvalidInput(
+                    f"campaign “{campaign.name}” is {campaign.status.value}; it cannot be launched"
+                )
+            try:
+                params = params_from_campaign(campaign)
+            except (ValueError, ValidationError) as exc:
+                raise InvalidInput(str(exc).splitlines()[0]) from exc
+            self._check_step_templates(uow, org_id, params)
+            count = self._audience_count(uow, org_id, params, now)
+            job: Job = uow.jobs.add(
+                org_id,
+                name=f"{campaign.name} · launch",
+                description=campaign.description,
+                params=self._stored_params(params),
+                owner_id=owner_id,
+                campaign_id=campaign.id,
+            )
+            if campaign.status.value in ("draft", "paused"):
+                from domain.campaigns import CampaignStatus
+
+                fields = campaign.model_copy(update={"status": CampaignStatus.ACTIVE})
+                uow.campaigns.update(org_id, campaign.id, fields, now=now)
+            uow.commit()
+        return LaunchResult(job=job, audience_count=count, campaign_name=campaign.name)
+
+    def plan_job(self, org_id: int, job_id: int) -> int:
+        """Start a pending job: enroll its contacts and create step-0 draft tasks in batches.
+
+        Returns how many contacts were enrolled. Each batch commits on its own, so a
+        large launch shows progress and a crash loses at most one batch of planning.
+        """
+        now = self._clock.now()
+        with self._uow() as uow:
+            job: Job = uow.jobs.get(org_id, job_id)
+            check_job_move(job.status, JobStatus.RUNNING)
+            if not uow.jobs.set_status(
+                org_id, job_id, JobStatus.RUNNING, expected=[JobStatus.PENDING], now=now
+            ):
+                return 0
+            uow.commit()
+        params = job.parsed_params()
+        size = params.behaviour.batch_size
+        enrolled = 0
+        batch_no = 0
+        with self._uow() as uow:
+            for chunk in self._contact_source(uow, org_id, params, now):
+                for part in batches(chunk, size):
+                    mapping = uow.enrollments.add_many(org_id, job_id, part, next_due_at=now)
+                    rows = [
+                        {
+                            "kind": TaskKind.DRAFT_EMAIL.value,
+                            "step": 0,
+                            "batch": batch_no,
+                            "contact_id": cid,
+                            "input": {"enrollment_id": mapping[cid]},
+                        }
+                        for cid in part
+                        if cid in mapping
+                    ]
+                    for template in params.task_templates:
+                        if template.after_step == 0:
+                            rows.extend(
+                                {
+                                    "kind": template.kind.value,
+                                    "step": 0,
+                                    "batch": batch_no,
+                                    "contact_id": cid,
+                                    "input": {
+                                        "enrollment_id": mapping[cid],
+                                        "title": template.title,
+                                        "description": template.description,
+                                    },
+                                }
+                                for cid in part
+                                if cid in mapping
+                            )
+                    added = uow.tasks.add_many(org_id, job_id, rows)
+                    uow.jobs.bump(job_id, total_tasks=added)
+                    enrolled += len(mapping)
+                    batch_no += 1
+                    uow.commit()
+            if enrolled == 0:
+                uow.jobs.set_status(
+                    org_id, job_id, JobStatus.SUCCEEDED, expected=[JobStatus.RUNNING], now=now
+                )
+                uow.commit()
+        return enrolled
+
+    def set_job_status(self, org_id: int, job_id: int, to: JobStatus) -> Job:
+        """Pause, resume or cancel a job; cancelling also cancels its pending tasks."""
+        now = self._clock.now()
+        with self._uow() as uow:
+            job: Job = uow.jobs.get(org_id, job_id)
+            check_job_move(job.status, to)
+            if not uow.jobs.set_status(org_id, job_id, to, expected=[job.status], now=now):
+                raise InvalidInput("the job changed meanwhile; try again")
+            if to == JobStatus.CANCELLED:
+                uow.tasks.cancel_pending(org_id, job_id, now=now)
+                uow.enrollments.stop_for_job(org_id, job_id, reason="job cancelled", now=now)
+            uow.commit()
+            refreshed: Job = uow.jobs.get(org_id, job_id)
+        return refreshed
+
+    def finish_job_if_done(self, org_id: int, job_id: int) -> None:
+        """Mark a running job succeeded once none of its tasks is open."""
+        now = self._clock.now()
+        with self._uow() as uow:
+            if uow.tasks.count_open(job_id) == 0:
+                uow.jobs.set_status(
+                    org_id, job_id, JobStatus.SUCCEEDED, expected=[JobStatus.RUNNING], now=now
+                )
+                uow.commit()
+
+    # tasks -------------------------------------------------------------------------------
+
+    def run_task(self, task: JobTaskView, *, org_id: int) -> None:
+        """Execute one claimed task; a failure is recorded on the task and counted."""
+        try:
+            if task.kind in (TaskKind.DRAFT_EMAIL, TaskKind.FOLLOW_UP):
+                self._draft_task(task, org_id=org_id)
+            elif task.kind == TaskKind.SEND_EMAIL:
+                card_id = int(str(task.input["card_id"]))
+                self.execute_card(org_id, card_id)
+                self._finish_task(org_id, task, TaskStatus.SUCCEEDED, output={"card_id": card_id})
+            elif task.kind == TaskKind.UPDATE_PROFILE:
+                self._update_profile_task(task, org_id=org_id)
+            else:
+                self._human_task(task, org_id=org_id)
+        except (InvalidInput, NotFound, ExternalServiceError, TemplateProblem) as exc:
+            log.warning(
+                "task failed",
+                extra={"task_id": task.id, "job_id": task.job_id, "reason": exc.message},
+            )
+            self._finish_task(org_id, task, TaskStatus.FAILED, error=exc.message)
+
+    def _finish_task(
+        self,
+        org_id: int,
+        task: JobTaskView,
+        status: TaskStatus,
+        *,
+        output: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> None:
+        now = self._clock.now()
+        with self._uow() as uow:
+            if uow.tasks.finish(task.id, status, now=now, output=output, error=error):
+                if status == TaskStatus.SUCCEEDED:
+                    uow.jobs.bump(task.job_id, completed_tasks=1)
+                else:
+                    uow.jobs.bump(task.job_id, failed_tasks=1, errors_count=1)
+            uow.commit()
+        self.finish_job_if_done(org_id, task.job_id)
+
+    def _draft_task(self, task: JobTaskView, *, org_id: int) -> None:
+        now = self._clock.now()
+        if task.contact_id is None:
+            raise InvalidInput("draft task without a contact")
+        with self._uow() as uow:
+            job: Job = uow.jobs.get(org_id, task.job_id)
+            params = job.parsed_params()
+            ctx: ContactContext = uow.contexts.contact_context(org_id, task.contact_id, now=now)
+            if not ctx.reachable:
+                raise InvalidInput(f"{ctx.email} opted out or cannot receive email; skipped")
+            step = task.step
+            step_template = params.templates[step]
+            if step_template.template_id is not None:
+                stored = uow.templates.get(org_id, step_template.template_id)
+                subject_src, body_src = stored.subject, stored.body
+            else:
+                subject_src, body_src = step_template.subject or "", step_template.body or ""
+            rep_name, rep_email = uow.contexts.user_name(org_id, job.owner_id)
+            firm = uow.contexts.firm_name(org_id)
+            campaign_name = job.name.split(" · ")[0]
+            if job.campaign_id is not None:
+                campaign_name = uow.campaigns.get(org_id, job.campaign_id).name
+            enrollment_id = (
+                int(str(task.input.get("enrollment_id")))
+                if task.input.get("enrollment_id")
+                else None
+            )
+        variables = template_variables(
+            ctx,
+            now=now,
+            rep_name=rep_name,
+            rep_email=rep_email,
+            firm_name=firm,
+            campaign_name=campaign_name,
+            step_number=step + 1,
+            unsubscribe_url=self._unsubscribe_url(org_id, ctx.contact_id),
+        )
+        variables.update(step_template.variables)
+        subject = render_text(subject_src, variables, field="subject").strip()
+        body = render_text(body_src, variables, field="body")
+        draft = draft_email(
+            DraftRequest(
+                campaign_name=campaign_name,
+                campaign_goal=job.description or "re-engagement",
+                step_number=step + 1,
+                total_steps=params.steps,
+                template_subject=subject,
+                template_body=body,
+                rep_name=rep_name or "",
+                contact={
+                    "first_name": ctx.first_name,
+                    "last_name": ctx.last_name,
+                    "title": ctx.title,
+                    "company_name": ctx.company_name,
+                    "state": ctx.state,
+                    "days_since_last_order": variables["days_since_last_order"] or None,
+                },
+            ),
+            self.drafter,
+        )
+        auto = params.behaviour.auto_approve or not params.behaviour.review_mode
+        payload = {
+            "to": ctx.email,
+            "to_name": ctx.full_name,
+            "subject": draft.subject,
+            "body": draft.body,
+            "step": step,
+            "total_steps": params.steps,
+            "draft_source": draft.source.value,
+            "draft_note": draft.note,
+            "campaign_name": campaign_name,
+        }
+        priority = Priority.HIGH if ctx.orders_year_before_last >= 24 else Priority.MEDIUM
+        with self._uow() as uow:
+            card: Card = uow.cards.add(
+                org_id,
+                job_id=task.job_id,
+                task_id=task.id,
+                enrollment_id=enrollment_id,
+                client_id=ctx.client_id,
+                contact_id=ctx.contact_id,
+                type=CardType.SEND_EMAIL if step == 0 else CardType.FOLLOW_UP,
+                state=CardState.APPROVED if auto else CardState.IN_REVIEW,
+                priority=priority,
+                title=f"Email {ctx.full_name}",
+                description=f"Step {step + 1} of {params.steps} · {campaign_name}",
+                rationale=rationale_for(ctx, now=now),
+                action_payload=payload,
+                draft_fingerprint=draft_fingerprint(
+                    to=ctx.email, subject=draft.subject, body=draft.body
+                ),
+                approved_at=now if auto else None,
+                approved_by=job.owner_id if auto else None,
+            )
+            uow.jobs.bump(task.job_id, cards_created=1, cards_approved=1 if auto else 0)
+            if uow.tasks.finish(
+                task.id, TaskStatus.SUCCEEDED, now=now, output={"card_id": card.id}
+            ):
+                uow.jobs.bump(task.job_id, completed_tasks=1)
+            uow.commit()
+        self.show_card(org_id, card.id)
+        if auto:
+            self.execute_card(org_id, card.id)
+        self.finish_job_if_done(org_id, task.job_id)
+
+    def _human_task(self, task: JobTaskView, *, org_id: int) -> None:
+        """Tasks whose action is a human's (a call, a portal check) become cards."""
+        kind_to_card = {
+            TaskKind.SCHEDULE_CALL: CardType.SCHEDULE_CALL,
+            TaskKind.CHECK_PORTAL: CardType.CREATE_TASK,
+            TaskKind.CREATE_TASK: CardType.CREATE_TASK,
+            TaskKind.RESEARCH: CardType.RESEARCH,
+            TaskKind.CREATE_DEAL: CardType.CREATE_DEAL,
+        }
+        now = self._clock.now()
+        with self._uow() as uow:
+            job: Job = uow.jobs.get(org_id, task.job_id)
+            ctx: ContactContext | None = (
+                uow.contexts.contact_context(org_id, task.contact_id, now=now)
+                if task.contact_id
+                else None
+            )
+            title = str(task.input.get("title") or task.kind.value.replace("_", " ").capitalize())
+            payload: dict[str, Any] = {"task_kind": task.kind.value}
+            if task.kind == TaskKind.CHECK_PORTAL:
+                portal = job.parsed_params().portal
+                payload["portal_urls"] = [str(u) for u in portal.urls] if portal else []
+            card: Card = uow.cards.add(
+                org_id,
+                job_id=task.job_id,
+                task_id=task.id,
+                contact_id=task.contact_id,
+                client_id=ctx.client_id if ctx else None,
+                type=kind_to_card[task.kind],
+                state=CardState.IN_REVIEW,
+                priority=Priority.MEDIUM,
+                title=f"{title}: {ctx.full_name}" if ctx else title,
+                description=str(task.input.get("description") or ""),
+                rationale=rationale_for(ctx, now=now) if ctx else None,
+                action_payload=payload,
+            )
+            uow.jobs.bump(task.job_id, cards_created=1)
+            if uow.tasks.finish(
+                task.id, TaskStatus.SUCCEEDED, now=now, output={"card_id": card.id}
+            ):
+                uow.jobs.bump(task.job_id, completed_tasks=1)
+            uow.commit()
+        self.show_card(org_id, card.id)
+        self.finish_job_if_done(org_id, task.job_id)
+
+    def _update_profile_task(self, task: JobTaskView, *, org_id: int) -> None:
+        """Apply profile changes (tags, role, lead score) to the task's contact."""
+        changes = task.input.get("changes")
+        if not isinstance(changes, dict) or task.contact_id is None:
+            raise InvalidInput("update_profile needs a contact and a `changes` object")
+        allowed = {"add_tags", "remove_tags", "role_code", "lead_score", "title"}
+        unknown = set(changes) - allowed
+        if unknown:
+            raise InvalidInput(f"update_profile cannot change {', '.join(sorted(unknown))}")
+        with self._uow() as uow:
+            uow.contexts.apply_profile_changes(
+                org_id, task.contact_id, changes, at=self._clock.now()
+            )
+            uow.commit()
+        self._finish_task(org_id, task, TaskStatus.SUCCEEDED, output={"changed": sorted(changes)})
+
+    # cards -------------------------------------------------------------------------------
+
+    def _authorize(self, uow: OutreachUnitOfWork, actor: Actor, card: Card) -> None:
+        if card.org_id != actor.org_id:
+            raise NotFound(f"card {card.id} not found")
+        if actor.is_admin or card.job_id is None:
+            return
+        job: Job = uow.jobs.get(actor.org_id, card.job_id)
+        if job.owner_id is not None and job.owner_id != actor.user_id:
+            raise NotPermitted(
+                "Only the rep who launched this job, or an admin, can act on its cards."
+            )
+
+    def card_view(
+        self, org_id: int, card_id: int, *, actor_slack_id: str | None = None
+    ) -> CardView:
+        """Return what a chat message shows of a card."""
+        now = self._clock.now()
+        with self._uow() as uow:
+            card: Card = uow.cards.get(org_id, card_id)
+            ctx = (
+                uow.contexts.contact_context(org_id, card.contact_id, now=now)
+                if card.contact_id
+                else None
+            )
+            job: Job | None = uow.jobs.get(org_id, card.job_id) if card.job_id else None
+            owner_slack = (
+                uow.contexts.slack_id(org_id, job.owner_id) if job and job.owner_id else None
+            )
+            approver_slack = (
+                uow.contexts.slack_id(org_id, card.approved_by) if card.approved_by else None
+            )
+        payload = card.action_payload
+        return CardView(
+            card=card,
+            contact_name=ctx.full_name if ctx else None,
+            contact_email=ctx.email if ctx else None,
+            contact_title=ctx.title if ctx else None,
+            company_name=ctx.company_name if ctx else None,
+            campaign_name=str(payload.get("campaign_name") or "") or (job.name if job else None),
+            job_name=job.name if job else None,
+            step_number=int(payload["step"]) + 1 if "step" in payload else None,
+            total_steps=int(payload["total_steps"]) if "total_steps" in payload else None,
+            actor_slack_id=actor_slack_id or approver_slack,
+            owner_slack_id=owner_slack,
+        )
+
+    def show_card(self, org_id: int, card_id: int, *, actor_slack_id: str | None = None) -> None:
+        """Post a card's message, or update it in place if it was posted already."""
+        if self.notifier is None:
+            return
+        view = self.card_view(org_id, card_id, actor_slack_id=actor_slack_id)
+        try:
+            if view.card.slack_message_ts:
+                self.notifier.update_card(view)
+                return
+            with self._uow() as uow:
+                job: Job | None = (
+                    uow.jobs.get(org_id, view.card.job_id) if view.card.job_id else None
+                )
+            channel = job.parsed_params().review_channel_id if job else None
+            channel_id, ts = self.notifier.post_card(
+                view, channel=channel, owner_slack_id=view.owner_slack_id
+            )
+        except ExternalServiceError as exc:
+            log.warning("card message failed", extra={"card_id": card_id, "reason": exc.message})
+            return
+        with self._uow() as uow:
+            uow.cards.set_message(card_id, channel=channel_id, ts=ts)
+            uow.commit()
+
+    def approve_card(self, actor: Actor, card_id: int, *, fingerprint: str | None) -> Card:
+        """Approve a card as shown (its fingerprint must match), then execute it."""
+        now = self._clock.now()
+        with self._uow() as uow:
+            card: Card = uow.cards.get(actor.org_id, card_id)
+            self._authorize(uow, actor, card)
+            if (
+                fingerprint is not None
+                and card.draft_fingerprint
+                and fingerprint != card.draft_fingerprint
+            ):
+                raise StaleCard(
+                    "This draft changed since this message was shown; it has been refreshed."
+                    " Review it again."
+                )
+            expected = [CardState.SUGGESTED, CardState.IN_REVIEW, CardState.BLOCKED]
+            if card.state not in expected:
+                raise CardRefused(describe_refusal(card, CardState.APPROVED))
+            moved = uow.cards.compare_and_set(
+                actor.org_id,
+                card_id,
+                expected=expected,
+                to=CardState.APPROVED,
+                now=now,
+                approved_by=actor.user_id,
+                approved_at=now,
+                blocked_reason=None,
+            )
+            if not moved:
+                raise CardRefused(
+                    "Someone else acted on this card at the same moment; nothing was done twice."
+                )
+            if card.job_id and card.approved_at is None:
+                uow.jobs.bump(card.job_id, cards_approved=1)
+            uow.commit()
+        if card.sends_email:
+            return self.execute_card(actor.org_id, card_id, actor_slack_id=actor.slack_user_id)
+        return self._complete_human_card(actor, card_id)
+
+    def _complete_human_card(self, actor: Actor, card_id: int) -> Card:
+        now = self._clock.now()
+        with self._uow() as uow:
+            card: Card = uow.cards.get(actor.org_id, card_id)
+            uow.cards.compare_and_set(
+                actor.org_id,
+                card_id,
+                expected=[CardState.APPROVED],
+                to=CardState.EXECUTING,
+                now=now,
+            )
+            uow.cards.compare_and_set(
+                actor.org_id,
+                card_id,
+                expected=[CardState.EXECUTING],
+                to=CardState.DONE,
+                now=now,
+                executed_at=now,
+            )
+            if card.job_id:
+                uow.jobs.bump(card.job_id, cards_executed=1)
+            uow.commit()
+            done: Card = uow.cards.get(actor.org_id, card_id)
+        self.show_card(actor.org_id, card_id, actor_slack_id=actor.slack_user_id)
+        return done
+
+    def execute_card(self, org_id: int, card_id: int, *, actor_slack_id: str | None = None) -> Card:
+        """Send an approved email card exactly once: approved → executing is a compare-and-set."""
+        now = self._clock.now()
+        with self._uow() as uow:
+            card: Card = uow.cards.get(org_id, card_id)
+            if not uow.cards.compare_and_set(
+                org_id, card_id, expected=[CardState.APPROVED], to=CardState.EXECUTING, now=now
+            ):
+                current: Card = uow.cards.get(org_id, card_id)
+                return current
+            job: Job | None = uow.jobs.get(org_id, card.job_id) if card.job_id else None
+            thread_id = (
+                uow.contexts.enrollment_thread(card.enrollment_id) if card.enrollment_id else None
+            )
+            uow.commit()
+        outcome = self._send(card, job, thread_id)
+        now = self._clock.now()
+        with self._uow() as uow:
+            if outcome.status == SendStatus.SENT:
+                uow.cards.compare_and_set(
+                    org_id,
+                    card_id,
+                    expected=[CardState.EXECUTING],
+                    to=CardState.DONE,
+                    now=now,
+                    executed_at=now,
+                    blocked_reason=None,
+                )
+                if card.job_id:
+                    uow.jobs.bump(card.job_id, cards_executed=1, emails_sent=1)
+                if card.contact_id:
+                    uow.contexts.touch_contacted(org_id, card.contact_id, at=now)
+                    uow.contexts.engagement_event(
+                        org_id,
+                        card.contact_id,
+                        "email_sent",
+                        at=now,
+                        email_send_id=outcome.email_send_id,
+                        card_id=card_id,
+                    )
+                if card.enrollment_id and outcome.gmail_thread_id:
+                    uow.enrollments.set_thread(card.enrollment_id, outcome.gmail_thread_id)
+            elif outcome.status == SendStatus.QUEUED:
+                uow.cards.update_fields(org_id, card_id, now=now, blocked_reason=outcome.detail)
+            else:
+                uow.cards.compare_and_set(
+                    org_id,
+                    card_id,
+                    expected=[CardState.EXECUTING],
+                    to=CardState.BLOCKED,
+                    now=now,
+                    blocked_reason=outcome.detail or "sending failed",
+                )
+                if card.job_id:
+                    uow.jobs.bump(card.job_id, errors_count=1)
+            uow.commit()
+            result: Card = uow.cards.get(org_id, card_id)
+        self.show_card(org_id, card_id, actor_slack_id=actor_slack_id)
+        return result
+
+    def _send(self, card: Card, job: Job | None, thread_id: str | None) -> SendOutcome:
+        payload = card.action_payload
+        if self.mailer is None:
+            return SendOutcome(
+                status=SendStatus.FAILED,
+                email_send_id=0,
+                message_id="",
+                detail="No mailbox is connected: connect Gmail from the App Home, then Retry.",
+            )
+        email = OutgoingEmail(
+            org_id=card.org_id,
+            to_email=str(payload["to"]),
+            to_name=str(payload.get("to_name") or "") or None,
+            subject=str(payload["subject"]),
+            body_text=str(payload["body"]),
+            sender_user_id=job.owner_id if job else card.approved_by,
+            card_id=card.id,
+            job_id=card.job_id,
+            campaign_id=job.campaign_id if job else None,
+            enrollment_id=card.enrollment_id,
+            contact_id=card.contact_id,
+            thread_id=thread_id,
+        )
+        try:
+            return self.mailer.send(email)
+        except ExternalServiceError as exc:
+            return SendOutcome(
+                status=SendStatus.FAILED, email_send_id=0, message_id="", detail=exc.message
+            )
+
+    def edit_card(
+        self,
+        actor: Actor,
+        card_id: int,
+        *,
+        subject: str,
+        body: str,
+        approve: bool,
+        fingerprint: str | None = None,
+    ) -> Card:
+        """Save an edited draft, rendered in the sandbox with the contact's values."""
+        subject = subject.strip()
+        if not subject:
+            raise InvalidInput("The subject cannot be empty.", field="subject")
+        if "\n" in subject or "\r" in subject:
+            raise InvalidInput("The subject must be one line.", field="subject")
+        if not body.strip():
+            raise InvalidInput("The body cannot be empty.", field="body")
+        now = self._clock.now()
+        with self._uow() as uow:
+            card: Card = uow.cards.get(actor.org_id, card_id)
+            self._authorize(uow, actor, card)
+            if not card.sends_email:
+                raise InvalidInput("Only email cards can be edited.")
+            ctx = (
+                uow.contexts.contact_context(actor.org_id, card.contact_id, now=now)
+                if card.contact_id
+                else None
+            )
+            rep_name, rep_email = uow.contexts.user_name(actor.org_id, actor.user_id)
+        variables = (
+            template_variables(
+                ctx,
+                now=now,
+                rep_name=rep_name,
+                rep_email=rep_email,
+                firm_name="",
+                campaign_name=str(card.action_payload.get("campaign_name") or ""),
+                step_number=int(card.action_payload.get("step", 0)) + 1,
+                unsubscribe_url=self._unsubscribe_url(actor.org_id, ctx.contact_id),
+            )
+            if ctx
+            else {}
+        )
+        rendered_subject = render_text(subject, variables, field="subject").strip()
+        rendered_body = render_text(body, variables, field="body")
+        to = str(card.action_payload.get("to", ""))
+        payload = {
+            **card.action_payload,
+            "subject": rendered_subject,
+            "body": rendered_body,
+            "edited_by": actor.user_id,
+        }
+        with self._uow() as uow:
+            moved = uow.cards.compare_and_set(
+                actor.org_id,
+                card_id,
+                expected=[CardState.SUGGESTED, CardState.IN_REVIEW, CardState.BLOCKED],
+                to=CardState.IN_REVIEW,
+                now=now,
+                action_payload=payload,
+                draft_fingerprint=draft_fingerprint(
+                    to=to, subject=rendered_subject, body=rendered_body
+                ),
+            )
+            if not moved:
+                current: Card = uow.cards.get(actor.org_id, card_id)
+                raise CardRefused(describe_refusal(current, CardState.IN_REVIEW))
+            uow.commit()
+            edited: Card = uow.cards.get(actor.org_id, card_id)
+        if approve:
+            return self.approve_card(actor, card_id, fingerprint=edited.draft_fingerprint)
+        self.show_card(actor.org_id, card_id, actor_slack_id=actor.slack_user_id)
+        return edited
+
+    def reject_card(self, actor: Actor, card_id: int, *, reason: str | None) -> Card:
+        """Reject a card with an optional reason."""
+        now = self._clock.now()
+        reason = (reason or "").strip()[:500] or None
+        with self._uow() as uow:
+            card: Card = uow.cards.get(actor.org_id, card_id)
+            self._authorize(uow, actor, card)
+            moved = uow.cards.compare_and_set(
+                actor.org_id,
+                card_id,
+                expected=[CardState.SUGGESTED, CardState.IN_REVIEW, CardState.BLOCKED],
+                to=CardState.REJECTED,
+                now=now,
+                rejected_reason=reason,
+                approved_by=actor.user_id,
+            )
+            if not moved:
+                raise CardRefused(describe_refusal(card, CardState.REJECTED))
+            uow.commit()
+            rejected: Card = uow.cards.get(actor.org_id, card_id)
+        self.show_card(actor.org_id, card_id, actor_slack_id=actor.slack_user_id)
+        return rejected
+
+    # helpers -----------------------------------------------------------------------------
+
+    def _check_step_templates(
+        self, uow: OutreachUnitOfWork, org_id: int, params: JobParams
+    ) -> None:
+        ids = [t.template_id for t in params.templates if t.template_id is not None]
+        missing = set(ids) - uow.templates.existing_ids(org_id, ids)
+        if missing:
+            raise InvalidInput(
+                f"email template(s) {', '.join(map(str, sorted(missing)))} not found"
+            )
+        for step in params.templates:
+            if step.template_id is None:
+                from domain.templates import check_template
+
+                check_template(step.subject or "", field="subject")
+                check_template(step.body or "", field="body")
+
+    def _stored_params(self, params: JobParams) -> dict[str, Any]:
+        data = params.model_dump(mode="json")
+        portal = params.portal
+        if portal is not None and portal.password is not None:
+            if self._secrets is None:
+                raise InvalidInput(
+                    "portal credentials need SALESBOT_SECRET_KEY to be stored encrypted"
+                )
+            data["portal"]["password"] = self._secrets.encrypt(portal.password.get_secret_value())
+        return data
+
+
+class CardRefused(InvalidInput):
+    """A card action the card's state does not allow; the message says why."""
+
+
+class StaleCard(InvalidInput):
+    """The approval was for text that is no longer the card's draft."""
