@@ -69,6 +69,8 @@ MAX_MESSAGE_BLOCKS: Final = 50
 MAX_VIEW_BLOCKS: Final = 100
 MAX_ATTACHMENTS: Final = 100
 MAX_VIEW_STACK: Final = 3
+MAX_VIEW_BYTES: Final = 250_000
+MAX_RESPONSE_URL_USES: Final = 5
 MAX_MPIM_USERS: Final = 8
 TRIGGER_TTL_SECONDS: Final = 3.0
 
@@ -444,6 +446,15 @@ class _Bucket:
     updated: float
 
 
+@dataclass(slots=True)
+class _ResponseUrl:
+    team_id: str
+    channel: str
+    user: str
+    message_ts: str | None
+    uses: int = 0
+
+
 @dataclass(frozen=True, slots=True)
 class _OAuthCode:
     team_id: str
@@ -491,7 +502,21 @@ def _invalid_arguments(*messages: str) -> _Refusal:
 
 
 class SlackStandIn:
-    """In-memory Slack workspaces that answer Web API calls and record every one of them."""
+    """In-memory Slack workspaces that answer Web API calls and record every one of them.
+
+    It starts with one workspace (`DEFAULT_TEAM_ID`), its bot user, a bot token
+    (`DEFAULT_BOT_TOKEN`, every scope Salesbot asks for), an admin and a #general channel;
+    `reset()` returns to exactly that. Tests add what they need (`add_user`, `add_channel`,
+    `add_team`, `add_token`, `add_oauth_code`), inject failures (`fail_next`,
+    `rate_limit_per_channel`, `expire_trigger_id`) and read back what Slack received
+    (`calls`, `messages`, `last_message`, `ephemerals`, `views`, `uploaded_files`,
+    `wait_for`).
+
+    Deliberate simplifications: trigger ids the stand-in did not mint are accepted once and
+    never expire; thread_ts is not checked against existing messages; Block Kit is checked
+    for the limits a card can break (counts, lengths, types, duplicate ids), not against the
+    full schema.
+    """
 
     def __init__(
         self,
@@ -507,6 +532,7 @@ class SlackStandIn:
         self.client_secret = client_secret
         self.oauth_redirect_uri = oauth_redirect_uri
         self._trigger_ttl = trigger_ttl
+        self.served_url: str | None = None
         self._changed = threading.Condition(threading.RLock())
         self._routes: dict[str, _Route] = {
             "api.test": _Route(self._api_test, authed=False),
@@ -548,6 +574,7 @@ class SlackStandIn:
             self._files: dict[str, UploadedFile] = {}
             self._upload_keys: dict[str, str] = {}
             self._oauth_codes: dict[str, _OAuthCode] = {}
+            self._response_urls: dict[str, _ResponseUrl] = {}
             self._faults: dict[str, list[_Fault]] = {}
             self._channel_rate: tuple[float, int] | None = None
             self._buckets: dict[str, _Bucket] = {}
@@ -742,6 +769,8 @@ class SlackStandIn:
         """
         if times < 1:
             raise ValueError("times must be at least 1")
+        if method not in self._routes:
+            raise ValueError(f"{method} is not a method the stand-in serves")
         if error == "ratelimited":
             status = 429 if status == 200 else status
             retry_after = 1 if retry_after is None else retry_after
@@ -927,21 +956,120 @@ class SlackStandIn:
                 status = refusal.status
                 if refusal.retry_after is not None:
                     headers["Retry-After"] = str(refusal.retry_after)
-            self._calls.append(
-                RecordedCall(
-                    method=method,
-                    params=dict(params),
-                    token=token,
-                    http_method=http_method,
-                    at=self._clock(),
-                    status=status,
-                    ok=bool(body["ok"]),
-                    error=None if body["ok"] else str(body["error"]),
-                    response=body,
+            self._record(method, params, token, http_method, status, body)
+            return ApiReply(status=status, body=body, headers=headers)
+
+    def response_url(
+        self,
+        *,
+        channel: str,
+        user: str,
+        team_id: str = DEFAULT_TEAM_ID,
+        message_ts: str | None = None,
+    ) -> str:
+        """Mint the `response_url` Slack puts in a slash command or interaction payload.
+
+        Posts to it (Bolt's `respond()`) are recorded as calls of the pseudo-method
+        "response_url" and act as Slack does: an ephemeral message to `user` by default, a new
+        channel message with `response_type: in_channel`, and `replace_original` /
+        `delete_original` acting on the message at `message_ts` (the one whose button was
+        clicked). Like Slack's, a URL serves at most 5 responses.
+        """
+        with self._changed:
+            if self.served_url is None:
+                raise RuntimeError("serve the stand-in (start_slack_stand_in) first")
+            key = f"{team_id}/{next(self._ids)}/sandbox{next(self._ids):08x}"
+            self._response_urls[key] = _ResponseUrl(
+                team_id=team_id, channel=channel, user=user, message_ts=message_ts
+            )
+            return f"{self.served_url}/hooks/commands/{key}"
+
+    def respond(self, key: str, payload: Mapping[str, Any]) -> tuple[int, str]:
+        """Act on a post to a response URL; return Slack's HTTP status and plain-text answer."""
+        with self._changed:
+            target = self._response_urls.get(key)
+            if target is None:
+                status, answer = 404, "no_service"
+            else:
+                target.uses += 1
+                try:
+                    if target.uses > MAX_RESPONSE_URL_USES:
+                        raise _Refusal("used_url", status=404)
+                    self._act_on_response(target, payload)
+                    status, answer = 200, "ok"
+                except _Refusal as refusal:
+                    status, answer = refusal.status if refusal.status != 200 else 400, refusal.error
+            body: dict[str, Any] = {"ok": status == 200}
+            if status != 200:
+                body["error"] = answer
+            self._record("response_url", payload, None, "POST", status, body)
+            return status, answer
+
+    def _record(
+        self,
+        method: str,
+        params: Mapping[str, Any],
+        token: str | None,
+        http_method: str,
+        status: int,
+        body: dict[str, Any],
+    ) -> None:
+        self._calls.append(
+            RecordedCall(
+                method=method,
+                params=dict(params),
+                token=token,
+                http_method=http_method,
+                at=self._clock(),
+                status=status,
+                ok=bool(body["ok"]),
+                error=None if body["ok"] else str(body["error"]),
+                response=body,
+            )
+        )
+        self._changed.notify_all()
+
+    def _act_on_response(self, target: _ResponseUrl, payload: Mapping[str, Any]) -> None:
+        team = self._require_team(target.team_id)
+        channel_messages = self._messages.get(target.channel, {})
+        original = channel_messages.get(target.message_ts or "")
+        if _flag(payload, "delete_original"):
+            if original is None:
+                raise _Refusal("message_not_found")
+            del channel_messages[original.ts]
+            return
+        content = _read_content(payload)
+        if _flag(payload, "replace_original") and original is not None:
+            channel_messages[original.ts] = replace(
+                original, **content, edited_ts=self._next_ts(), edit_count=original.edit_count + 1
+            )
+        elif payload.get("response_type") == "in_channel":
+            self._store_message(
+                Message(
+                    channel=target.channel,
+                    ts=self._next_ts(),
+                    text=content.get("text") or "",
+                    user=team.bot_user_id,
+                    team_id=team.id,
+                    bot_id=team.bot_id,
+                    blocks=content.get("blocks"),
+                    attachments=content.get("attachments"),
+                    thread_ts=_str(payload, "thread_ts") or None,
                 )
             )
-            self._changed.notify_all()
-            return ApiReply(status=status, body=body, headers=headers)
+        else:
+            self._ephemerals.append(
+                Ephemeral(
+                    channel=target.channel,
+                    user=target.user,
+                    message_ts=self._next_ts(),
+                    text=content.get("text") or "",
+                    blocks=content.get("blocks"),
+                    attachments=content.get("attachments"),
+                    thread_ts=_str(payload, "thread_ts") or None,
+                    sender=team.bot_user_id,
+                )
+            )
 
     def receive_upload(self, upload_key: str, content: bytes) -> int:
         """Store the bytes POSTed to an upload URL; return their length (KeyError if unknown)."""
@@ -1043,7 +1171,7 @@ class SlackStandIn:
         """Find a channel by id (or name, or a user id meaning the DM) as the token sees it."""
         if not value:
             raise _Refusal(missing)
-        channel = self._channels.get(value)
+        channel = self._channels.get(value) or self._implicit_dm(token, value)
         if channel is None and user_means_dm and self._find_user(token, value) is not None:
             channel = self._open_dm(token, value)[0]
         if channel is None:
@@ -1061,6 +1189,25 @@ class SlackStandIn:
         if token.kind == "bot" and channel.is_private and not channel.is_member:
             raise _Refusal(missing)  # a bot cannot see private channels it was not invited to
         return channel
+
+    def _implicit_dm(self, token: Token, channel_id: str) -> Channel | None:
+        """Open the bot's DM with a user when addressed by its id before conversations.open.
+
+        In Slack the DM between an installed app and a member exists (the app's Messages
+        tab) and its id arrives in events such as app_home_opened; here that id is
+        `dm_channel_id(user)`.
+        """
+        if not channel_id.startswith("D"):
+            return None
+        user = next(
+            (
+                u
+                for u in self._users.values()
+                if u.team_id == token.team_id and self.dm_channel_id(u.id) == channel_id
+            ),
+            None,
+        )
+        return self._open_dm(token, user.id)[0] if user is not None and not user.is_bot else None
 
     def _check_can_post(self, token: Token, channel: Channel) -> None:
         if channel.is_archived:
@@ -1418,7 +1565,7 @@ class SlackStandIn:
         return_im = _flag(p, "return_im")
         channel_id = _str(p, "channel")
         if channel_id:
-            existing = self._channels.get(channel_id)
+            existing = self._channels.get(channel_id) or self._implicit_dm(token, channel_id)
             if existing is None or existing.team_id != token.team_id:
                 raise _Refusal("channel_not_found")
             if not (existing.is_im or existing.is_mpim):
@@ -1716,6 +1863,8 @@ def _read_view(params: Mapping[str, Any]) -> dict[str, Any]:
         raise _invalid_arguments("[ERROR] missing required field: view")
     if not isinstance(view, dict):
         raise _invalid_arguments("[ERROR] must provide an object [json-pointer:/view]")
+    if len(json.dumps(view)) > MAX_VIEW_BYTES:
+        raise _Refusal("view_too_large")
     return view
 
 
@@ -1934,7 +2083,7 @@ def _basic_credentials(request: Request) -> tuple[str, str] | None:
 
 
 def create_app(stand_in: SlackStandIn) -> Starlette:
-    """Serve `stand_in` as Slack's Web API (`/api/<method>`), upload URLs and OAuth authorize."""
+    """Serve `stand_in` as Slack: Web API, file upload URLs, OAuth authorize, response URLs."""
 
     async def api(request: Request) -> Response:
         params, body_token, body_error = await _read_params(request)
@@ -1972,6 +2121,22 @@ def create_app(stand_in: SlackStandIn) -> Starlette:
             return PlainTextResponse("upload not found", status_code=404)
         return PlainTextResponse(f"OK - {size}")
 
+    async def respond(request: Request) -> Response:
+        try:
+            payload = json.loads(await request.body())
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return PlainTextResponse("invalid_payload", status_code=400)
+        if not isinstance(payload, dict):
+            return PlainTextResponse("invalid_payload", status_code=400)
+        for key in _JSON_FIELDS & payload.keys():
+            if isinstance(payload[key], str):
+                try:
+                    payload[key] = json.loads(payload[key])
+                except json.JSONDecodeError:
+                    pass  # left as text: answered invalid_blocks_format
+        status, answer = stand_in.respond(request.path_params["key"], payload)
+        return PlainTextResponse(answer, status_code=status)
+
     async def authorize(request: Request) -> Response:
         try:
             location = stand_in.authorize_install(dict(request.query_params))
@@ -1984,6 +2149,7 @@ def create_app(stand_in: SlackStandIn) -> Starlette:
             Route("/api/{method}", api, methods=["GET", "POST"]),
             Route("/upload/v1/{key}", upload, methods=["POST"]),
             Route("/oauth/v2/authorize", authorize, methods=["GET"]),
+            Route("/hooks/commands/{key:path}", respond, methods=["POST"]),
         ]
     )
 
@@ -1998,7 +2164,9 @@ def start_slack_stand_in(
 ) -> tuple[SlackStandIn, RunningServer]:
     """Serve a (new) stand-in on a loopback port in a thread; stop it with `server.stop()`."""
     stand_in = stand_in or SlackStandIn()
-    return stand_in, serve_in_thread(create_app(stand_in), port=port)
+    server = serve_in_thread(create_app(stand_in), port=port)
+    stand_in.served_url = server.url
+    return stand_in, server
 
 
 __all__ = [

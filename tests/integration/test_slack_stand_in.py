@@ -10,9 +10,11 @@ import httpx
 import pytest
 from slack_bolt import App, BoltRequest
 from slack_bolt.context.ack import Ack
+from slack_bolt.context.respond import Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
+from slack_sdk.webhook import WebhookClient
 
 from sandbox.slack_api import (
     DEFAULT_BOT_TOKEN,
@@ -227,6 +229,14 @@ def test_message_to_a_user_id_lands_in_the_bots_dm_with_them(
 
     assert posted["channel"] == slack.dm_channel_id("U0DANA")
     assert [m.text for m in slack.messages("U0DANA")] == ["Your digest"]
+
+
+def test_dm_id_of_a_member_is_usable_before_conversations_open(
+    slack: SlackStandIn, client: WebClient
+) -> None:
+    client.chat_postMessage(channel=slack.dm_channel_id("U0DANA"), text="Welcome to Salesbot")
+
+    assert [m.text for m in slack.messages("U0DANA")] == ["Welcome to Salesbot"]
 
 
 # ---- ephemeral ---------------------------------------------------------------------------------
@@ -621,6 +631,11 @@ def test_posting_at_the_channel_limit_with_retries_loses_no_message(
     assert [c.status for c in slack.calls("chat.postMessage")] == [200, 429, 200]
 
 
+def test_fault_for_a_misspelt_method_is_rejected_at_once(slack: SlackStandIn) -> None:
+    with pytest.raises(ValueError, match="chat.postmessage"):
+        slack.fail_next("chat.postmessage", "channel_not_found")
+
+
 def test_wait_for_raises_when_the_call_never_comes(slack: SlackStandIn) -> None:
     with pytest.raises(TimeoutError, match="expected 1 chat.postMessage"):
         slack.wait_for("chat.postMessage", 1, 0.05)
@@ -722,3 +737,47 @@ def test_bolt_app_starts_against_the_stand_in_and_its_listener_posts(
     slack.wait_for("chat.postMessage", 1)
     assert [c.method for c in slack.calls()] == ["auth.test", "chat.postMessage"]
     assert slack.last_message(DEFAULT_CHANNEL_ID).text == "Launching launch q4-winback"
+
+
+def test_bolt_respond_lands_as_an_ephemeral_for_the_user_who_ran_the_command(
+    served_slack: ServedSlack, slack: SlackStandIn
+) -> None:
+    app = App(client=served_slack.client(), signing_secret=SIGNING_SECRET)
+
+    @app.command("/campaign")
+    def launch(ack: Ack, respond: Respond) -> None:
+        ack()
+        respond("Campaign q4-winback not found: run /campaign list to see the names.")
+
+    body = slash_command_body(
+        "/campaign",
+        "launch q4-winback",
+        user_id="U0DANA",
+        channel_id=DEFAULT_CHANNEL_ID,
+        team_id=DEFAULT_TEAM_ID,
+        trigger_id="1001.2002.abc",
+        response_url=slack.response_url(channel=DEFAULT_CHANNEL_ID, user="U0DANA"),
+    )
+    headers: dict[str, str | Sequence[str]] = {
+        **signed_headers(body, signing_secret=SIGNING_SECRET)
+    }
+    app.dispatch(BoltRequest(body=body, headers=headers))
+
+    slack.wait_for("response_url", 1)
+    assert [e.text for e in slack.ephemerals(DEFAULT_CHANNEL_ID, "U0DANA")] == [
+        "Campaign q4-winback not found: run /campaign list to see the names."
+    ]
+
+
+def test_replace_original_through_a_response_url_updates_the_clicked_card(
+    slack: SlackStandIn, client: WebClient
+) -> None:
+    card = client.chat_postMessage(channel=DEFAULT_CHANNEL_ID, text="Draft", blocks=CARD_BLOCKS)
+    url = slack.response_url(channel=DEFAULT_CHANNEL_ID, user="U0DANA", message_ts=card["ts"])
+    done = [{"type": "context", "elements": [{"type": "mrkdwn", "text": "🚫 Rejected by @dana"}]}]
+
+    answer = WebhookClient(url).send(replace_original=True, text="Rejected", blocks=done)
+
+    assert (answer.status_code, answer.body) == (200, "ok")
+    message = slack.last_message(DEFAULT_CHANNEL_ID)
+    assert (message.ts, message.text, message.blocks) == (card["ts"], "Rejected", done)
