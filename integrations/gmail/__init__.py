@@ -1,0 +1,1 @@
+"""Gmail: OAuth, sending, watch and history sync, and parsing what arrives."""
