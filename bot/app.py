@@ -1,19 +1,55 @@
-"""The composition root: build the ASGI application from settings."""
+"""The composition root: build the ASGI application from settings.
+
+Nothing is created at import time; `build_app(settings)` wires the database, the
+clients of Slack, Gmail and Anthropic (each pointed by a setting at the real service
+or at a local stand-in), the use cases, the Bolt app, the task worker and the routes.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
+from slack_bolt import App, BoltRequest, BoltResponse
+from slack_sdk import WebClient
+from starlette.concurrency import run_in_threadpool
 
+from bot.notifier import SlackNotifier, add_retry_handlers
 from bot.settings import Settings
+from bot.slack_app import build_bolt_app
 from domain.clock import Clock, SystemClock
-from handlers.api import health, marketing
+from domain.drafting import DraftModel
+from domain.mail import Mailer
+from domain.outreach import Actor, Outreach
+from handlers.api import health, jobs, marketing
 from handlers.api.deps import Services
 from handlers.api.errors import install_error_handlers
+from handlers.slack.common import SlackDeps
+from integrations.crypto import LinkSigner, SecretBox
+from jobs.worker import TaskWorker
 from storage.db import SessionFactory, make_engine, make_session_factory
+from storage.uow import UnitOfWork
+from storage.work import target_contact_ids, target_count
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """Everything built from settings, kept on `app.state.runtime`."""
+
+    settings: Settings
+    services: Services
+    outreach: Outreach
+    worker: TaskWorker
+    bolt: App | None
+    secrets: SecretBox
+    unsubscribe_signer: LinkSigner
+    background: list[Any] = field(default_factory=list)
 
 
 def build_services(
@@ -28,16 +64,157 @@ def build_services(
     )
 
 
-def build_app(settings: Settings, *, services: Services | None = None) -> FastAPI:
-    """Build the FastAPI app with every router; nothing is created at import time."""
+def build_drafter(settings: Settings) -> DraftModel | None:
+    """Claude personalises drafts when an Anthropic key is set; otherwise templates only."""
+    if not settings.ANTHROPIC_API_KEY:
+        return None
+    from integrations.claude import ClaudeDrafter, build_anthropic_client
+
+    client = build_anthropic_client(
+        settings.ANTHROPIC_API_KEY, settings.ANTHROPIC_BASE_URL, timeout=30.0
+    )
+    return ClaudeDrafter(client, settings.ANTHROPIC_MODEL)
+
+
+def build_runtime(
+    settings: Settings,
+    *,
+    services: Services | None = None,
+    mailer: Mailer | None = None,
+    drafter: DraftModel | None = None,
+) -> Runtime:
+    """Wire the use cases and the Slack app."""
+    services = services or build_services(settings)
+    secrets = SecretBox(settings.SALESBOT_SECRET_KEY)
+    unsubscribe_signer = LinkSigner(settings.SALESBOT_SECRET_KEY, purpose="unsubscribe")
+    base = settings.PUBLIC_BASE_URL.rstrip("/")
+
+    def unsubscribe_url(org_id: int, contact_id: int) -> str:
+        token = unsubscribe_signer.sign({"o": org_id, "c": contact_id})
+        return f"{base}/unsubscribe/{token}"
+
+    def uow() -> UnitOfWork:
+        return UnitOfWork(services.session_factory)
+
+    slack_client: WebClient | None = None
+    if settings.SLACK_BOT_TOKEN:
+        slack_client = add_retry_handlers(
+            WebClient(token=settings.SLACK_BOT_TOKEN, base_url=settings.SLACK_API_URL)
+        )
+    notifier = SlackNotifier(lambda _org: _require(slack_client)) if slack_client else None
+    outreach = Outreach(
+        uow=uow,
+        clock=services.clock,
+        contact_source=target_contact_ids,
+        audience_count=target_count,
+        unsubscribe_url=unsubscribe_url,
+        mailer=mailer,
+        notifier=notifier,
+        drafter=drafter if drafter is not None else build_drafter(settings),
+        secrets=secrets,
+    )
+    worker = TaskWorker(outreach, uow, services.clock)
+    bolt: App | None = None
+    if slack_client is not None and settings.SLACK_SIGNING_SECRET:
+        deps = SlackDeps(
+            outreach=outreach,
+            session_factory=services.session_factory,
+            clock=services.clock,
+            wake_worker=worker.wake,
+            gmail_connect_url=lambda actor: _gmail_connect_url(settings, actor),
+            gmail_address=lambda actor: None,
+        )
+        bolt = build_bolt_app(settings, deps, client=slack_client)
+    return Runtime(
+        settings=settings,
+        services=services,
+        outreach=outreach,
+        worker=worker,
+        bolt=bolt,
+        secrets=secrets,
+        unsubscribe_signer=unsubscribe_signer,
+    )
+
+
+def _require(client: WebClient | None) -> WebClient:
+    if client is None:
+        raise RuntimeError("Slack is not configured")
+    return client
+
+
+def _gmail_connect_url(settings: Settings, actor: Actor) -> str | None:
+    if not settings.GOOGLE_CLIENT_ID:
+        return None
+    return f"{settings.PUBLIC_BASE_URL.rstrip('/')}/api/integrations/gmail/connect"
+
+
+def build_app(
+    settings: Settings,
+    *,
+    services: Services | None = None,
+    runtime: Runtime | None = None,
+    start_background: bool = True,
+) -> FastAPI:
+    """Build the FastAPI app with every route; background work starts with the server."""
+    runtime = runtime or build_runtime(settings, services=services)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if start_background:
+            runtime.worker.start()
+        try:
+            yield
+        finally:
+            runtime.worker.stop()
+
     app = FastAPI(
         title="Salesbot",
         version="0.1.0",
         description="Slack/Gmail chat-ops bot for re-engagement campaigns.",
+        lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.services = services or build_services(settings)
+    app.state.services = runtime.services
+    app.state.runtime = runtime
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(marketing.router)
+    app.include_router(jobs.router)
+    if runtime.bolt is not None:
+        _mount_slack(app, runtime.bolt)
     return app
+
+
+def _mount_slack(app: FastAPI, bolt: App) -> None:
+    """Serve Bolt under /slack/*; its sync dispatch runs in the thread pool, off the loop."""
+
+    async def to_bolt(request: Request) -> BoltRequest:
+        body = (await request.body()).decode("utf-8", errors="replace")
+        headers = {k: [v] for k, v in request.headers.items()}
+        return BoltRequest(body=body, query=request.url.query, headers=headers)
+
+    def to_response(bolt_response: BoltResponse) -> Response:
+        response = Response(status_code=bolt_response.status, content=bolt_response.body)
+        for name, values in bolt_response.headers.items():
+            for value in values:
+                if name.lower() != "content-length":
+                    response.headers.append(name, value)
+        return response
+
+    @app.post("/slack/events", include_in_schema=False)
+    async def slack_events(request: Request) -> Response:
+        bolt_request = await to_bolt(request)
+        return to_response(await run_in_threadpool(bolt.dispatch, bolt_request))
+
+    if bolt.oauth_flow is not None:
+        flow = bolt.oauth_flow
+
+        @app.get("/slack/install", include_in_schema=False)
+        async def slack_install(request: Request) -> Response:
+            bolt_request = await to_bolt(request)
+            return to_response(await run_in_threadpool(flow.handle_installation, bolt_request))
+
+        @app.get("/slack/oauth_redirect", include_in_schema=False)
+        async def slack_oauth_redirect(request: Request) -> Response:
+            bolt_request = await to_bolt(request)
+            return to_response(await run_in_threadpool(flow.handle_callback, bolt_request))

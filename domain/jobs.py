@@ -313,6 +313,7 @@ class JobTaskView(BaseModel):
     """A task of a job."""
 
     id: int
+    org_id: int
     job_id: int
     contact_id: int | None
     step: int

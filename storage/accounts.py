@@ -136,3 +136,65 @@ def authenticate_token(session: Session, secret: str, *, now: datetime) -> Token
     if row.last_used_at is None or (now - row.last_used_at).total_seconds() > 60:
         row.last_used_at = now
     return TokenIdentity(row.id, row.org_id, row.user_id, TokenScope(row.scope))
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    """A Salesbot user."""
+
+    id: int
+    org_id: int
+    email: str
+    name: str | None
+    role: str
+    slack_user_id: str | None
+
+
+def org_for_slack_team(session: Session, team_id: str) -> Org | None:
+    """Return the organization a Slack workspace belongs to, if any."""
+    row = session.scalars(
+        select(m.Organization).where(m.Organization.slack_team_id == team_id)
+    ).one_or_none()
+    return None if row is None else Org(row.id, row.slug, row.name)
+
+
+def link_slack_team(session: Session, org_id: int, team_id: str) -> None:
+    """Bind a Slack workspace to an organization (one workspace, one org)."""
+    other = org_for_slack_team(session, team_id)
+    if other is not None and other.id != org_id:
+        raise Conflict(f"Slack workspace {team_id} already belongs to organization {other.slug}")
+    session.execute(
+        update(m.Organization).where(m.Organization.id == org_id).values(slack_team_id=team_id)
+    )
+
+
+def user_by_slack_id(session: Session, org_id: int, slack_user_id: str) -> UserRecord | None:
+    """Return the user with this Slack id in the organization."""
+    row = session.scalars(
+        select(m.User).where(m.User.org_id == org_id, m.User.slack_user_id == slack_user_id)
+    ).one_or_none()
+    return None if row is None else _user(row)
+
+
+def link_slack_user(
+    session: Session,
+    org_id: int,
+    *,
+    slack_user_id: str,
+    email: str,
+    name: str | None,
+    role: UserRole = UserRole.REP,
+) -> UserRecord:
+    """Find the user by email (or create a rep) and record their Slack id."""
+    user_id = ensure_user(session, org_id, email=email, name=name, role=role)
+    row = session.get(m.User, user_id)
+    assert row is not None
+    row.slack_user_id = slack_user_id
+    if name and not row.name:
+        row.name = name
+    session.flush()
+    return _user(row)
+
+
+def _user(row: m.User) -> UserRecord:
+    return UserRecord(row.id, row.org_id, row.email, row.name, row.role, row.slack_user_id)

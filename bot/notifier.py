@@ -1,0 +1,87 @@
+"""Shows cards in Slack through the Web API (the ChatNotifier port)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_handlers import (
+    ConnectionErrorRetryHandler,
+    RateLimitErrorRetryHandler,
+)
+
+from bot.blocks import card_message
+from domain.errors import ExternalServiceError
+from domain.outreach import CardView
+
+log = logging.getLogger(__name__)
+
+# Slack answers these when the channel or token is wrong: retrying does not help.
+_PERMANENT = {
+    "channel_not_found": "the review channel does not exist or the bot is not in it",
+    "not_in_channel": "the bot is not a member of the review channel; invite it",
+    "is_archived": "the review channel is archived",
+    "invalid_auth": "Salesbot's Slack token is invalid; reinstall the app",
+    "account_inactive": "Salesbot's Slack token was revoked; reinstall the app",
+    "message_not_found": "the card's message was deleted",
+}
+
+
+def add_retry_handlers(client: WebClient, *, max_rate_limit_retries: int = 30) -> WebClient:
+    """Make a client retry `ratelimited` answers after Retry-After, and dropped connections."""
+    client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=max_rate_limit_retries))
+    client.retry_handlers.append(ConnectionErrorRetryHandler(max_retry_count=3))
+    return client
+
+
+class SlackNotifier:
+    """Posts a card's message to its review channel (or the owner's DM) and updates it."""
+
+    def __init__(self, client_for_org: Callable[[int], WebClient]) -> None:
+        self._client_for_org = client_for_org
+
+    def post_card(
+        self, view: CardView, *, channel: str | None, owner_slack_id: str | None
+    ) -> tuple[str, str]:
+        """Post a card; return (channel id, ts)."""
+        client = self._client_for_org(view.card.org_id)
+        text, blocks = card_message(view)
+        try:
+            target = channel
+            if not target:
+                if not owner_slack_id:
+                    raise ExternalServiceError(
+                        "no review channel and the job's owner has no Slack id to DM"
+                    )
+                opened = client.conversations_open(users=owner_slack_id)
+                target = str(opened["channel"]["id"])
+            response = client.chat_postMessage(
+                channel=target, text=text, blocks=blocks, unfurl_links=False
+            )
+        except SlackApiError as exc:
+            raise _external(exc) from exc
+        return str(response["channel"]), str(response["ts"])
+
+    def update_card(self, view: CardView) -> None:
+        """Update a card's message in place."""
+        card = view.card
+        if not (card.slack_channel_id and card.slack_message_ts):
+            return
+        client = self._client_for_org(card.org_id)
+        text, blocks = card_message(view)
+        try:
+            client.chat_update(
+                channel=card.slack_channel_id, ts=card.slack_message_ts, text=text, blocks=blocks
+            )
+        except SlackApiError as exc:
+            raise _external(exc) from exc
+
+
+def _external(exc: SlackApiError) -> ExternalServiceError:
+    error = str(exc.response.get("error", "unknown_error"))
+    reason = _PERMANENT.get(error)
+    if reason:
+        return ExternalServiceError(f"Slack: {reason} ({error})", retryable=False)
+    return ExternalServiceError(f"Slack answered {error}", retryable=error == "ratelimited")

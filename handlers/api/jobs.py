@@ -1,0 +1,98 @@
+"""Jobs (the original system's agent routes) and launching a campaign as a job."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request
+from pydantic import BaseModel
+
+from domain.jobs import CreateJobRequest, Job, JobStatus, JobTaskView
+from domain.outreach import Outreach
+from handlers.api.deps import IdentityDep, UowDep
+
+router = APIRouter(tags=["jobs"])
+
+
+def get_runtime(request: Request) -> Any:
+    """Return the runtime the app was built with."""
+    return request.app.state.runtime
+
+
+RuntimeDep = Annotated[Any, Depends(get_runtime)]
+
+
+class LaunchResponse(BaseModel):
+    """A launched campaign."""
+
+    job: Job
+    audience_count: int
+    campaign_name: str
+
+
+def _plan_in_background(runtime: Any, org_id: int, job_id: int) -> None:
+    outreach: Outreach = runtime.outreach
+    outreach.plan_job(org_id, job_id)
+    runtime.worker.wake()
+
+
+@router.post("/api/campaigns/{campaign_id}/launch", status_code=201, response_model=LaunchResponse)
+def launch_campaign(
+    campaign_id: int, who: IdentityDep, runtime: RuntimeDep, background: BackgroundTasks
+) -> LaunchResponse:
+    """Launch a campaign as a job; planning and drafting continue after the answer."""
+    result = runtime.outreach.launch_campaign(who.org_id, str(campaign_id), owner_id=who.user_id)
+    background.add_task(_plan_in_background, runtime, who.org_id, result.job.id)
+    return LaunchResponse(
+        job=result.job, audience_count=result.audience_count, campaign_name=result.campaign_name
+    )
+
+
+@router.post("/api/agent/jobs", status_code=201, response_model=Job)
+def create_job(
+    body: CreateJobRequest, who: IdentityDep, runtime: RuntimeDep, background: BackgroundTasks
+) -> Job:
+    """Create a job and start planning it."""
+    job: Job = runtime.outreach.create_job(who.org_id, body, owner_id=who.user_id)
+    background.add_task(_plan_in_background, runtime, who.org_id, job.id)
+    return job
+
+
+@router.get("/api/agent/jobs", response_model=list[Job])
+def list_jobs(
+    who: IdentityDep,
+    uow: UowDep,
+    status: JobStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> list[Job]:
+    """List jobs, newest first."""
+    with uow:
+        return uow.jobs.list(who.org_id, status=status.value if status else None, limit=limit)
+
+
+@router.get("/api/agent/jobs/{job_id}", response_model=Job)
+def get_job(job_id: int, who: IdentityDep, uow: UowDep) -> Job:
+    """Return one job with its metrics."""
+    with uow:
+        return uow.jobs.get(who.org_id, job_id)
+
+
+@router.get("/api/agent/jobs/{job_id}/tasks", response_model=list[JobTaskView])
+def list_tasks(
+    job_id: int,
+    who: IdentityDep,
+    uow: UowDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 500,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[JobTaskView]:
+    """List a job's tasks in creation order."""
+    with uow:
+        uow.jobs.get(who.org_id, job_id)
+        return uow.tasks.list_for_job(who.org_id, job_id, limit=limit, offset=offset)
+
+
+@router.post("/api/agent/jobs/{job_id}/cancel", response_model=Job)
+def cancel_job(job_id: int, who: IdentityDep, runtime: RuntimeDep) -> Job:
+    """Cancel a job: pending tasks are cancelled and enrollments stopped."""
+    job: Job = runtime.outreach.set_job_status(who.org_id, job_id, JobStatus.CANCELLED)
+    return job

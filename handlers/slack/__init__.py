@@ -1,0 +1,1 @@
+"""Slack listeners: commands, actions, views, events; each module has register(app, deps)."""

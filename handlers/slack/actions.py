@@ -1,0 +1,147 @@
+"""Button clicks on cards: approve, edit, reject, retry, view full, approve all."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from slack_bolt import Ack, App
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.blocks import edit_modal, full_body_modal, parse_button_value, reject_modal
+from bot.slack_ids import ActionId
+from domain.cards import CardState
+from domain.errors import InvalidInput, NotFound
+from domain.outreach import StaleCard
+from handlers.slack.common import SlackDeps, friendly, resolve_actor, tell
+from handlers.slack.events import publish_home
+from storage.uow import UnitOfWork
+
+log = logging.getLogger(__name__)
+
+
+def _action(body: dict[str, Any]) -> dict[str, Any]:
+    actions = body.get("actions") or []
+    if not actions or not isinstance(actions[0], dict):
+        raise InvalidInput("This click carried no action; reload the message and try again.")
+    action: dict[str, Any] = actions[0]
+    return action
+
+
+def _card_ref(body: dict[str, Any]) -> tuple[int, str | None]:
+    try:
+        return parse_button_value(_action(body).get("value"))
+    except ValueError:
+        raise InvalidInput(
+            "This button does not name a card; it may come from an old message."
+        ) from None
+
+
+def register(app: App, deps: SlackDeps) -> None:
+    """Register the block action listeners."""
+
+    def ack_only(ack: Ack) -> None:
+        ack()
+
+    def approve(body: dict[str, Any], client: WebClient) -> None:
+        try:
+            card_id, fingerprint = _card_ref(body)
+            actor = resolve_actor(deps, body, client)
+            deps.outreach.approve_card(actor, card_id, fingerprint=fingerprint)
+        except StaleCard as exc:
+            card_id, _ = _card_ref(body)
+            deps.outreach.show_card(_org_of(deps, body, client), card_id)
+            tell(client, body, f"⚠️ {exc.message}")
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a sentence for the rep
+            tell(client, body, f"⚠️ {friendly(exc)}")
+        _refresh_home_if_there(deps, body, client)
+
+    def retry(body: dict[str, Any], client: WebClient) -> None:
+        try:
+            card_id, _ = _card_ref(body)
+            actor = resolve_actor(deps, body, client)
+            deps.outreach.approve_card(actor, card_id, fingerprint=None)
+        except Exception as exc:  # noqa: BLE001
+            tell(client, body, f"⚠️ {friendly(exc)}")
+
+    def open_modal(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        """Open the edit/reject/full modal at once, while the trigger id is fresh."""
+        ack()
+        action_id = _action(body).get("action_id")
+        try:
+            card_id, fingerprint = _card_ref(body)
+            actor = resolve_actor(deps, body, client)
+            with UnitOfWork(deps.session_factory) as uow:
+                card = uow.cards.get(actor.org_id, card_id)
+            if action_id == ActionId.VIEW_FULL:
+                view = full_body_modal(card)
+            elif not card.is_open:
+                state = card.state.value.replace("_", " ")
+                raise InvalidInput(f"This card is already {state}; it cannot be changed.")
+            elif action_id == ActionId.EDIT:
+                if fingerprint and card.draft_fingerprint and fingerprint != card.draft_fingerprint:
+                    deps.outreach.show_card(actor.org_id, card_id)
+                view = edit_modal(card)
+            else:
+                view = reject_modal(card)
+            client.views_open(trigger_id=body["trigger_id"], view=view)
+        except SlackApiError as exc:
+            error = exc.response.get("error")
+            if error in ("expired_trigger_id", "exchanged_trigger_id"):
+                tell(
+                    client, body, "⚠️ Slack took too long to open the form; click the button again."
+                )
+            else:
+                tell(client, body, f"⚠️ Slack refused to open the form ({error}).")
+        except Exception as exc:  # noqa: BLE001
+            tell(client, body, f"⚠️ {friendly(exc)}")
+
+    def approve_all(body: dict[str, Any], client: WebClient) -> None:
+        try:
+            value = json.loads(_action(body).get("value") or "{}")
+            card_ids = [int(c) for c in value.get("cards", [])]
+            if not card_ids:
+                raise InvalidInput("This button names no cards.")
+            actor = resolve_actor(deps, body, client)
+            done, refused = 0, 0
+            for card_id in card_ids:
+                try:
+                    card = deps.outreach.approve_card(actor, card_id, fingerprint=None)
+                    done += card.state == CardState.DONE
+                except (InvalidInput, NotFound):
+                    refused += 1
+            tell(
+                client, body, f"Approved {len(card_ids) - refused} of {len(card_ids)}; {done} sent."
+            )
+        except Exception as exc:  # noqa: BLE001
+            tell(client, body, f"⚠️ {friendly(exc)}")
+
+    def refresh_home(body: dict[str, Any], client: WebClient) -> None:
+        try:
+            publish_home(deps, body, client)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("home refresh failed", extra={"reason": friendly(exc)})
+
+    app.action(ActionId.APPROVE.value)(ack=ack_only, lazy=[approve])
+    app.action(ActionId.RETRY.value)(ack=ack_only, lazy=[retry])
+    app.action(ActionId.EDIT.value)(open_modal)
+    app.action(ActionId.REJECT.value)(open_modal)
+    app.action(ActionId.VIEW_FULL.value)(open_modal)
+    app.action(ActionId.APPROVE_ALL.value)(ack=ack_only, lazy=[approve_all])
+    app.action(ActionId.REFRESH_HOME.value)(ack=ack_only, lazy=[refresh_home])
+    app.action(ActionId.CONNECT_GMAIL.value)(ack_only)
+
+
+def _org_of(deps: SlackDeps, body: dict[str, Any], client: WebClient) -> int:
+    return resolve_actor(deps, body, client).org_id
+
+
+def _refresh_home_if_there(deps: SlackDeps, body: dict[str, Any], client: WebClient) -> None:
+    container = body.get("container") or {}
+    if container.get("type") == "view" and (body.get("view") or {}).get("type") == "home":
+        try:
+            publish_home(deps, body, client)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("home refresh failed", extra={"reason": friendly(exc)})

@@ -1,0 +1,189 @@
+"""Slash commands: `/campaign launch|list|status|pause|resume|help`, `/job list|status|cancel`."""
+
+from __future__ import annotations
+
+import logging
+import shlex
+from collections.abc import Callable
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
+
+from bot.blocks import escape, job_line
+from bot.slack_ids import Command
+from domain.campaigns import CampaignStatus
+from domain.errors import InvalidInput, NotFound, SalesbotError
+from domain.jobs import JobStatus
+from handlers.slack.common import SlackDeps, friendly, resolve_actor
+from storage.uow import UnitOfWork
+
+log = logging.getLogger(__name__)
+
+CAMPAIGN_USAGE = (
+    "*Usage of /campaign*\n"
+    "• `/campaign launch <name or id>` — start a job that drafts emails for review\n"
+    "• `/campaign list` — campaigns and their status\n"
+    "• `/campaign status <name or id>` — jobs and progress of a campaign\n"
+    "• `/campaign pause <name or id>` / `/campaign resume <name or id>`\n"
+    "• `/campaign help` — this message"
+)
+
+JOB_USAGE = (
+    "*Usage of /job*\n"
+    "• `/job list` — your organization's recent jobs\n"
+    "• `/job status <id>` — progress of one job\n"
+    "• `/job cancel <id>` — stop a job; drafts not yet approved are not sent"
+)
+
+
+def split_command(text: str) -> tuple[str, str]:
+    """Split `launch Q4 lender win-back` into ('launch', 'Q4 lender win-back')."""
+    text = (text or "").strip()
+    if not text:
+        return "", ""
+    verb, _, rest = text.partition(" ")
+    rest = rest.strip()
+    if len(rest) >= 2 and rest[0] == rest[-1] and rest[0] in "\"'“”":
+        try:
+            rest = " ".join(shlex.split(rest))
+        except ValueError:
+            rest = rest.strip("\"'“”")
+    return verb.lower(), rest.strip("“”")
+
+
+def register(app: App, deps: SlackDeps) -> None:
+    """Register the slash command listeners."""
+
+    def ack_fast(ack: Ack, command: dict[str, Any]) -> None:
+        verb, _ = split_command(command.get("text", ""))
+        if command["command"] == Command.CAMPAIGN and verb == "launch":
+            ack(
+                response_type="ephemeral", text="🚀 Launching… I'll post the audience and job here."
+            )
+        else:
+            ack()
+
+    def run_campaign(
+        command: dict[str, Any], respond: Respond, client: WebClient, body: dict[str, Any]
+    ) -> None:
+        verb, arg = split_command(command.get("text", ""))
+        then: Callable[[], None] | None = None
+        try:
+            text, then = _campaign(deps, verb, arg, body, client)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a sentence for the rep
+            text = f"⚠️ {friendly(exc)}"
+        respond(response_type="ephemeral", text=text, replace_original=False)
+        if then is not None:
+            try:
+                then()
+            except Exception as exc:  # noqa: BLE001 - the rep hears why planning stopped
+                respond(
+                    response_type="ephemeral", text=f"⚠️ {friendly(exc)}", replace_original=False
+                )
+
+    def run_job(
+        command: dict[str, Any], respond: Respond, client: WebClient, body: dict[str, Any]
+    ) -> None:
+        verb, arg = split_command(command.get("text", ""))
+        try:
+            text = _job(deps, verb, arg, body, client)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a sentence for the rep
+            text = f"⚠️ {friendly(exc)}"
+        respond(response_type="ephemeral", text=text, replace_original=False)
+
+    app.command(Command.CAMPAIGN.value)(ack=ack_fast, lazy=[run_campaign])
+    app.command(Command.JOB.value)(ack=ack_fast, lazy=[run_job])
+
+
+def _campaign(
+    deps: SlackDeps, verb: str, arg: str, body: dict[str, Any], client: WebClient
+) -> tuple[str, Callable[[], None] | None]:
+    """Run a /campaign sub-command; return the answer and work to do after answering."""
+    if verb in ("", "help"):
+        return CAMPAIGN_USAGE, None
+    if verb not in ("launch", "list", "status", "pause", "resume"):
+        return f"I don't know `/campaign {escape(verb)}`.\n\n{CAMPAIGN_USAGE}", None
+    if verb != "list" and not arg:
+        return f"`/campaign {verb}` needs a campaign name or id.\n\n{CAMPAIGN_USAGE}", None
+    actor = resolve_actor(deps, body, client)
+    if verb == "launch":
+        result = deps.outreach.launch_campaign(actor.org_id, arg, owner_id=actor.user_id)
+        text = (
+            f"🚀 Launched *{escape(result.campaign_name)}*: {result.audience_count:,} contacts "
+            f"in the audience. Job *#{result.job.id}* is drafting emails; cards will appear "
+            "for review."
+        )
+        return text, lambda: _start_planning(deps, actor.org_id, result.job.id)
+    return _campaign_query(deps, verb, arg, actor.org_id), None
+
+
+def _campaign_query(deps: SlackDeps, verb: str, arg: str, org_id: int) -> str:
+    with UnitOfWork(deps.session_factory) as uow:
+        if verb == "list":
+            campaigns = uow.campaigns.list(org_id, status=None, limit=25, offset=0)
+            if not campaigns:
+                return "No campaigns yet. Create one with `POST /api/marketing/campaigns`."
+            return "*Campaigns*\n" + "\n".join(
+                f"• *{escape(c.name)}* (#{c.id}) — `{c.status.value}`, goal {c.goal.value}"
+                for c in campaigns
+            )
+        campaign = uow.campaigns.find_by_name(org_id, arg)
+        if campaign is None and arg.isdigit():
+            try:
+                campaign = uow.campaigns.get(org_id, int(arg))
+            except NotFound:
+                campaign = None
+        if campaign is None:
+            raise NotFound(f"no campaign named “{arg}”; `/campaign list` shows them")
+        jobs = uow.jobs.list(org_id, campaign_id=campaign.id, limit=10)
+    if verb == "status":
+        lines = [f"*{escape(campaign.name)}* — `{campaign.status.value}`"]
+        lines += [job_line(j) for j in jobs] or ["No jobs yet: `/campaign launch` starts one."]
+        return "\n".join(lines)
+    target = JobStatus.PAUSED if verb == "pause" else JobStatus.RUNNING
+    source = JobStatus.RUNNING if verb == "pause" else JobStatus.PAUSED
+    changed = 0
+    for job in jobs:
+        if job.status == source:
+            deps.outreach.set_job_status(org_id, job.id, target)
+            changed += 1
+    status = CampaignStatus.PAUSED if verb == "pause" else CampaignStatus.ACTIVE
+    with UnitOfWork(deps.session_factory) as uow:
+        fields = campaign.model_copy(update={"status": status})
+        uow.campaigns.update(org_id, campaign.id, fields, now=deps.clock.now())
+        uow.commit()
+    if verb == "resume":
+        deps.wake_worker()
+    past = "Paused" if verb == "pause" else "Resumed"
+    return f"{past} *{escape(campaign.name)}* ({changed} job{'s' if changed != 1 else ''})."
+
+
+def _job(deps: SlackDeps, verb: str, arg: str, body: dict[str, Any], client: WebClient) -> str:
+    if verb in ("", "help"):
+        return JOB_USAGE
+    if verb not in ("list", "status", "cancel"):
+        return f"I don't know `/job {escape(verb)}`.\n\n{JOB_USAGE}"
+    actor = resolve_actor(deps, body, client)
+    if verb == "list":
+        with UnitOfWork(deps.session_factory) as uow:
+            jobs = uow.jobs.list(actor.org_id, limit=15)
+        return "*Jobs*\n" + "\n".join(job_line(j) for j in jobs) if jobs else "No jobs yet."
+    job_id = arg.lstrip("#")
+    if not job_id.isdigit():
+        raise InvalidInput(f"`/job {verb}` needs a job number, e.g. `/job {verb} 12`")
+    if verb == "cancel":
+        job = deps.outreach.set_job_status(actor.org_id, int(job_id), JobStatus.CANCELLED)
+        return f"Cancelled {job_line(job)}"
+    with UnitOfWork(deps.session_factory) as uow:
+        job = uow.jobs.get(actor.org_id, int(job_id))
+    return job_line(job)
+
+
+def _start_planning(deps: SlackDeps, org_id: int, job_id: int) -> None:
+    try:
+        deps.outreach.plan_job(org_id, job_id)
+    except SalesbotError as exc:
+        log.warning("planning failed", extra={"job_id": job_id, "reason": exc.message})
+        raise
+    deps.wake_worker()

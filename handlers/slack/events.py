@@ -1,0 +1,51 @@
+"""Events: the App Home tab lists the rep's pending cards and the Gmail connection."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt import App
+from slack_sdk import WebClient
+
+from bot.blocks import home_view
+from handlers.slack.common import SlackDeps, friendly, resolve_actor, user_id_of
+from storage.uow import UnitOfWork
+
+log = logging.getLogger(__name__)
+
+HOME_CARDS = 15
+
+
+def publish_home(deps: SlackDeps, body: dict[str, Any], client: WebClient) -> None:
+    """Render and publish the acting user's App Home."""
+    actor = resolve_actor(deps, body, client)
+    owner = None if actor.is_admin else actor.user_id
+    with UnitOfWork(deps.session_factory) as uow:
+        cards = uow.cards.list_open(actor.org_id, owner_id=owner, limit=HOME_CARDS)
+        total = uow.cards.count_open(actor.org_id, owner_id=owner)
+    views = [deps.outreach.card_view(actor.org_id, c.id) for c in cards]
+    view = home_view(
+        views,
+        pending_total=total,
+        gmail_email=deps.gmail_address(actor),
+        connect_url=deps.gmail_connect_url(actor),
+    )
+    client.views_publish(user_id=user_id_of(body) or "", view=view)
+
+
+def register(app: App, deps: SlackDeps) -> None:
+    """Register the event listeners."""
+
+    @app.event("app_home_opened")
+    def home_opened(body: dict[str, Any], event: dict[str, Any], client: WebClient) -> None:
+        if event.get("tab") not in (None, "home"):
+            return
+        try:
+            publish_home(deps, body, client)
+        except Exception as exc:  # noqa: BLE001 - a failed home render is logged, not raised
+            log.warning("app home not published", extra={"reason": friendly(exc)})
+
+    @app.event("message")
+    def ignore_messages() -> None:
+        """Direct messages to the bot carry no commands; Slack needs a 200 all the same."""
