@@ -7,6 +7,7 @@ import http.client
 import io
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from email import policy
 from email.parser import BytesParser
@@ -389,6 +390,25 @@ def test_unknown_access_token_is_answered_401_in_gmails_shape(urls: GoogleUrls) 
     }
 
 
+def test_missing_credentials_are_answered_401_login_required(urls: GoogleUrls) -> None:
+    answer = httpx.get(f"{urls.gmail_api_url}gmail/v1/users/me/profile")
+
+    error = answer.json()["error"]
+    assert (answer.status_code, error["errors"][0]["reason"]) == (401, "required")
+    assert error["details"][0]["reason"] == "CREDENTIALS_MISSING"
+
+
+def test_account_without_a_mailbox_is_answered_mail_service_not_enabled(
+    google: GoogleStandIn, urls: GoogleUrls
+) -> None:
+    gmail = gmail_service(urls, user_credentials(urls, google.oauth.issue_grant(OUTSIDER)))
+
+    with pytest.raises(HttpError) as raised:
+        gmail.users().getProfile(userId="me").execute()
+
+    assert (raised.value.status_code, raised.value.reason) == (400, "Mail service not enabled")
+
+
 def test_a_token_opens_only_its_own_mailbox(google: GoogleStandIn, rep_gmail: Any) -> None:
     google.add_mailbox(DANA)
 
@@ -546,6 +566,32 @@ def test_media_upload_built_by_googleapiclient_is_accepted_when_replayed_over_ht
     assert [(s.via, s.raw) for s in google.gmail.sent(REP)] == [("multipart", raw)]
 
 
+def test_concurrent_sends_from_many_threads_each_send_one_message(
+    google: GoogleStandIn, urls: GoogleUrls
+) -> None:
+    google.add_mailbox(REP)
+    tokens = google.oauth.issue_grant(REP)
+
+    def send(n: int) -> str:
+        # httplib2 connections are not thread-safe: one client per thread, as in Salesbot.
+        gmail = gmail_service(urls, user_credentials(urls, tokens))
+        raw = make_email(sender=REP, to=OUTSIDER, message_id=f"<card-{n}@salesbot.example>")
+        return str(
+            gmail.users()
+            .messages()
+            .send(userId="me", body={"raw": encode_raw(raw)})
+            .execute()["id"]
+        )
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        ids = list(pool.map(send, range(24)))
+
+    assert len(set(ids)) == 24
+    assert sorted(s.message["Message-ID"] for s in google.gmail.sent(REP)) == sorted(
+        f"<card-{n}@salesbot.example>" for n in range(24)
+    )
+
+
 # -- Gmail: reading ------------------------------------------------------------------------
 
 
@@ -587,6 +633,47 @@ def test_get_full_returns_the_mime_tree_and_attachments_by_id(
     assert decode_raw(attachment["data"]) == b"%PDF-1.4 order"
     assert message["snippet"] == "Send me the report."
     assert message["labelIds"] == ["INBOX", "UNREAD"]
+
+
+def test_a_bounce_shows_its_report_parts_and_the_returned_message(
+    google: GoogleStandIn, rep_gmail: Any
+) -> None:
+    original = make_email(sender=REP, to=OUTSIDER, message_id="<card-3@salesbot.example>")
+    bounce = (
+        b"From: Mail Delivery Subsystem <mailer-daemon@googlemail.com>\r\n"
+        b"To: " + REP.encode() + b"\r\n"
+        b"Subject: Delivery Status Notification (Failure)\r\n"
+        b"MIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/report; report-type=delivery-status; boundary="b1"\r\n'
+        b"\r\n--b1\r\nContent-Type: text/plain\r\n\r\nAddress not found.\r\n"
+        b"--b1\r\nContent-Type: message/delivery-status\r\n\r\n"
+        b"Reporting-MTA: dns; googlemail.com\r\n\r\n"
+        b"Final-Recipient: rfc822; lo@otherlender.example\r\nAction: failed\r\n"
+        b"Status: 5.1.1\r\n\r\n"
+        b"--b1\r\nContent-Type: message/rfc822\r\n\r\n" + original + b"\r\n--b1--\r\n"
+    )
+    bounce_id = google.gmail.deliver(REP, bounce)
+    messages = rep_gmail.users().messages()
+
+    payload = messages.get(userId="me", id=bounce_id).execute()["payload"]
+    returned = payload["parts"][2]
+    attachment = (
+        messages.attachments()
+        .get(userId="me", messageId=bounce_id, id=returned["body"]["attachmentId"])
+        .execute()
+    )
+
+    assert [(p["partId"], p["mimeType"]) for p in payload["parts"]] == [
+        ("0", "text/plain"),
+        ("1", "message/delivery-status"),
+        ("2", "message/rfc822"),
+    ]
+    assert b"Status: 5.1.1" in decode_raw(payload["parts"][1]["body"]["data"])
+    inner = returned["parts"][0]
+    assert inner["partId"] == "2.0"
+    assert {"name": "Message-ID", "value": "<card-3@salesbot.example>"} in inner["headers"]
+    returned_message = BytesParser(policy=policy.default).parsebytes(decode_raw(attachment["data"]))
+    assert returned_message["Message-ID"] == "<card-3@salesbot.example>"
 
 
 def test_get_raw_returns_the_delivered_bytes(google: GoogleStandIn, rep_gmail: Any) -> None:
