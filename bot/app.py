@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from slack_bolt import App, BoltRequest, BoltResponse
 from slack_sdk import WebClient
+from slack_sdk.signature import SignatureVerifier
 from starlette.concurrency import run_in_threadpool
 
 from bot.notifier import SlackNotifier, add_retry_handlers
@@ -73,7 +74,7 @@ def build_drafter(settings: Settings) -> DraftModel | None:
     client = build_anthropic_client(
         settings.ANTHROPIC_API_KEY, settings.ANTHROPIC_BASE_URL, timeout=30.0
     )
-    return ClaudeDrafter(client, settings.ANTHROPIC_MODEL)
+    return ClaudeDrafter(client, model=settings.ANTHROPIC_MODEL)
 
 
 def build_runtime(
@@ -181,17 +182,26 @@ def build_app(
     app.include_router(marketing.router)
     app.include_router(jobs.router)
     if runtime.bolt is not None:
-        _mount_slack(app, runtime.bolt)
+        _mount_slack(app, runtime.bolt, settings.SLACK_SIGNING_SECRET or "")
     return app
 
 
-def _mount_slack(app: FastAPI, bolt: App) -> None:
+def _mount_slack(app: FastAPI, bolt: App, signing_secret: str) -> None:
     """Serve Bolt under /slack/*; its sync dispatch runs in the thread pool, off the loop."""
 
-    async def to_bolt(request: Request) -> BoltRequest:
+    async def to_bolt(request: Request) -> BoltRequest | Response:
         body = (await request.body()).decode("utf-8", errors="replace")
         headers = {k: [v] for k, v in request.headers.items()}
-        return BoltRequest(body=body, query=request.url.query, headers=headers)
+        try:
+            return BoltRequest(body=body, query=request.url.query, headers=headers)
+        except ValueError:
+            # Bolt parses the payload before it checks the signature: answer 401 to
+            # unsigned garbage and 400 to a signed request whose payload is not JSON.
+            verifier = SignatureVerifier(signing_secret)
+            signed = verifier.is_valid_request(body, dict(request.headers))
+            status = 400 if signed else 401
+            message = "malformed Slack payload" if signed else "invalid request signature"
+            return Response(status_code=status, content=message)
 
     def to_response(bolt_response: BoltResponse) -> Response:
         response = Response(status_code=bolt_response.status, content=bolt_response.body)
@@ -204,6 +214,8 @@ def _mount_slack(app: FastAPI, bolt: App) -> None:
     @app.post("/slack/events", include_in_schema=False)
     async def slack_events(request: Request) -> Response:
         bolt_request = await to_bolt(request)
+        if isinstance(bolt_request, Response):
+            return bolt_request
         return to_response(await run_in_threadpool(bolt.dispatch, bolt_request))
 
     if bolt.oauth_flow is not None:
@@ -212,9 +224,13 @@ def _mount_slack(app: FastAPI, bolt: App) -> None:
         @app.get("/slack/install", include_in_schema=False)
         async def slack_install(request: Request) -> Response:
             bolt_request = await to_bolt(request)
+            if isinstance(bolt_request, Response):
+                return bolt_request
             return to_response(await run_in_threadpool(flow.handle_installation, bolt_request))
 
         @app.get("/slack/oauth_redirect", include_in_schema=False)
         async def slack_oauth_redirect(request: Request) -> Response:
             bolt_request = await to_bolt(request)
+            if isinstance(bolt_request, Response):
+                return bolt_request
             return to_response(await run_in_threadpool(flow.handle_callback, bolt_request))

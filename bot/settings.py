@@ -46,7 +46,7 @@ class Settings(BaseSettings):
 
     ANTHROPIC_API_KEY: str | None = None
     ANTHROPIC_BASE_URL: str | None = None
-    ANTHROPIC_MODEL: str = "claude-sonnet-4-5"
+    ANTHROPIC_MODEL: str = "claude-sonnet-4-6"
 
     @field_validator("SALESBOT_SECRET_KEY")
     @classmethod

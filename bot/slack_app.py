@@ -53,7 +53,6 @@ def build_bolt_app(
         )
     else:
         app = App(
-            token=settings.SLACK_BOT_TOKEN,
             signing_secret=settings.SLACK_SIGNING_SECRET,
             client=client,
             process_before_response=False,

@@ -16,6 +16,7 @@ def claim_event_key(session: Session, source: str, key: str, *, org_id: int | No
         insert(m.ProcessedEvent)
         .values(source=source, event_key=key[:255], org_id=org_id)
         .on_conflict_do_nothing(index_elements=["source", "event_key"])
+        .returning(m.ProcessedEvent.id)
     )
-    result = session.execute(stmt)
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    # RETURNING, not rowcount: drivers disagree on rowcount for ON CONFLICT DO NOTHING.
+    return session.execute(stmt).first() is not None
