@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 
 from slack_bolt import Ack, App
@@ -132,6 +133,19 @@ def register(app: App, deps: SlackDeps) -> None:
     app.action(ActionId.APPROVE_ALL.value)(ack=ack_only, lazy=[approve_all])
     app.action(ActionId.REFRESH_HOME.value)(ack=ack_only, lazy=[refresh_home])
     app.action(ActionId.CONNECT_GMAIL.value)(ack_only)
+
+    def unknown(body: dict[str, Any], client: WebClient) -> None:
+        action_id = str((_action(body) if body.get("actions") else {}).get("action_id", "?"))
+        tell(
+            client,
+            body,
+            f"⚠️ Salesbot does not know the button `{action_id}`; this message may come from an "
+            "older version. Your current cards are in Salesbot's App Home.",
+        )
+
+    # Registered last: Bolt runs the first listener that matches, so this only catches
+    # action ids no other listener knows.
+    app.action(re.compile(".+"))(ack=ack_only, lazy=[unknown])
 
 
 def _org_of(deps: SlackDeps, body: dict[str, Any], client: WebClient) -> int:

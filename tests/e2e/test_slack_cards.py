@@ -69,8 +69,8 @@ def test_launch_answers_at_once_and_posts_one_card_per_contact(world: SlackWorld
         lambda: [t for t in world.responses() if "Launched" in t], what="launch answer"
     )
     assert answer == [
-        f"🚀 Launched *Q4 lender win-back*: 3 contacts in the audience. Job *#{world.latest_job_id()}*"
-        " is drafting emails; cards will appear for review."
+        "🚀 Launched *Q4 lender win-back*: 3 contacts in the audience. "
+        f"Job *#{world.latest_job_id()}* is drafting emails; cards will appear for review."
     ]
     world.wait_for_tasks(world.latest_job_id(), 3)
     assert world.run_worker() == 3
@@ -318,6 +318,12 @@ def test_app_home_lists_the_reps_pending_cards(world: SlackWorld) -> None:
     text = dumps(home.blocks)
     assert "Waiting for you* (3)" in text
     assert text.count(ActionId.APPROVE.value) == 3
+
+
+def test_an_unknown_button_is_answered_with_a_sentence(world: SlackWorld) -> None:
+    assert world.click("card_frobnicate", "{}").status_code == 200
+    told = wait_until(lambda: world.slack.ephemerals(user=REP), what="ephemeral")
+    assert "does not know the button `card_frobnicate`" in told[0].text
 
 
 def test_a_malformed_interaction_payload_is_answered_not_crashed(world: SlackWorld) -> None:
