@@ -1,0 +1,193 @@
+"""CSV import of 100,000 contacts on PostgreSQL, through the `salesbot import` command.
+
+Target (DESIGN.md): under 30 s. The database `salesbot_bench_import` is created on
+first use and reused; the benchmark's organization is emptied at the start, so the
+first contact import inserts every row and the second one updates every row.
+Each import runs as `salesbot import ...` in a subprocess, exactly as a user runs
+it, so the figures include starting the interpreter.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+from sqlalchemy import delete, func, select
+
+from storage import models as m
+from storage.db import make_engine, make_session_factory
+from storage.migrate import upgrade
+
+ADMIN_URL = os.environ.get("BENCH_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
+DATABASE = "salesbot_bench_import"
+ORG_SLUG = "bench-import"
+CONTACTS = 100_000
+CLIENTS = 5_000
+TARGET_SECONDS = 30.0
+
+_FIRST = "Dana Marcus Kelly Tom Renee Javier Priya Alan Megan Luis Sarah Bill Angela Cody".split()
+_LAST = "Whitfield Reyes Brennan Okafor Lindqvist Castillo Shah Pierce Ford Navarro".split()
+_ROLES = [
+    ("LO", "loan_origination", "Loan Officer"),
+    ("LP", "processing", "Loan Processor"),
+    ("UW", "underwriting", "Underwriter"),
+    ("VM", "vendor_management", "Vendor Manager"),
+    ("BM", "leadership", "Branch Manager"),
+]
+_STATES = "TX OK NM LA AR CO AZ FL GA NC".split()
+_TAGS = ["purchase", "refinance", "va", "fha", "decision-maker", "top-producer", ""]
+
+
+def database_url() -> str:
+    """Create the benchmark database if needed; return its URL, migrated to head."""
+    with psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
+        found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone()
+        if found is None:
+            conn.execute(f'CREATE DATABASE "{DATABASE}"')
+    url = f"{ADMIN_URL.rsplit('/', 1)[0]}/{DATABASE}"
+    upgrade(url)
+    return url
+
+
+def reset_org(url: str) -> None:
+    """Empty the benchmark organization (or create it)."""
+    engine = make_engine(url)
+    try:
+        with make_session_factory(engine)() as session:
+            session.execute(delete(m.Organization).where(m.Organization.slug == ORG_SLUG))
+            session.add(m.Organization(slug=ORG_SLUG, name="Import benchmark"))
+            session.commit()
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM ANALYZE clients")
+            conn.exec_driver_sql("VACUUM ANALYZE contacts")
+    finally:
+        engine.dispose()
+
+
+def write_files(folder: Path) -> tuple[Path, Path]:
+    """Write a clients file and a contacts file that references its clients."""
+    rng = random.Random(20261125)
+    clients = folder / "clients.csv"
+    domains = [f"lender{n:05d}.example.com" for n in range(CLIENTS)]
+    with clients.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["Company Name", "Company Domain", "Type", "Tags"])
+        for n, domain in enumerate(domains):
+            kind = "amc" if n % 7 == 0 else "lender"
+            writer.writerow([f"Lender {n:05d} Mortgage", domain, kind, "texas;bench"])
+    contacts = folder / "contacts.csv"
+    with contacts.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(
+            [
+                "Email Address",
+                "First Name",
+                "Last Name",
+                "Job Title",
+                "Phone Number",
+                "Role Code",
+                "Role Category",
+                "State",
+                "Tags",
+                "Lead Score",
+                "Time Zone",
+                "Company Domain",
+                "Opted Out",
+            ]
+        )
+        for n in range(CONTACTS):
+            domain = domains[n % CLIENTS]
+            first, last = rng.choice(_FIRST), rng.choice(_LAST)
+            code, category, title = rng.choice(_ROLES)
+            writer.writerow(
+                [
+                    f"{first}.{last}.{n}@{domain}".lower(),
+                    first,
+                    last,
+                    title,
+                    f"512-555-{n % 10000:04d}",
+                    code,
+                    category,
+                    rng.choice(_STATES),
+                    ";".join(sorted({rng.choice(_TAGS), rng.choice(_TAGS)} - {""})),
+                    rng.randint(0, 100),
+                    "America/Chicago",
+                    domain,
+                    "2026-06-01" if n % 97 == 0 else "",
+                ]
+            )
+    return clients, contacts
+
+
+def run_cli(url: str, kind: str, path: Path) -> float:
+    """Run `salesbot import KIND PATH` and return how many seconds it took."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "SALESBOT_SECRET_KEY": os.environ.get("SALESBOT_SECRET_KEY") or secrets.token_urlsafe(48),
+    }
+    command = [sys.executable, "-c", "from bot.cli import main; main()"]
+    command += ["import", kind, str(path), "--org", ORG_SLUG]
+    started = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"salesbot import {kind} exited {done.returncode}:\n{done.stdout}")
+    return seconds
+
+
+def count_contacts(url: str) -> int:
+    """Return how many contacts the benchmark organization has."""
+    engine = make_engine(url)
+    try:
+        with make_session_factory(engine)() as session:
+            return (
+                session.scalar(
+                    select(func.count(m.Contact.id))
+                    .join(m.Organization, m.Organization.id == m.Contact.org_id)
+                    .where(m.Organization.slug == ORG_SLUG)
+                )
+                or 0
+            )
+    finally:
+        engine.dispose()
+
+
+def main() -> None:
+    """Import 5,000 clients and 100,000 contacts, then the contacts again; print the figures."""
+    url = database_url()
+    reset_org(url)
+    with tempfile.TemporaryDirectory(prefix="bench-import-") as tmp:
+        clients, contacts = write_files(Path(tmp))
+        size_mb = contacts.stat().st_size / 1e6
+        print(f"files: {CLIENTS:,} clients, {CONTACTS:,} contacts ({size_mb:.1f} MB)")
+        seconds = run_cli(url, "clients", clients)
+        print(f"import {CLIENTS:,} clients: {seconds:.1f} s")
+        first = run_cli(url, "contacts", contacts)
+        stored = count_contacts(url)
+        if stored != CONTACTS:
+            raise RuntimeError(f"expected {CONTACTS:,} contacts stored, found {stored:,}")
+        again = run_cli(url, "contacts", contacts)
+        if count_contacts(url) != CONTACTS:
+            raise RuntimeError("the re-import changed the number of contacts")
+    verdict = "PASS" if first < TARGET_SECONDS else "FAIL"
+    print(
+        f"CSV import of {CONTACTS:,} contacts on PostgreSQL (all inserts): {first:.1f} s, "
+        f"{CONTACTS / first:,.0f} rows/s (target < {TARGET_SECONDS:.0f} s: {verdict})"
+    )
+    print(
+        f"re-import of the same file (all updates): {again:.1f} s, {CONTACTS / again:,.0f} rows/s"
+    )
+    print("(each run is `salesbot import contacts FILE --org bench-import`, startup included)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,240 @@
+"""`salesbot import KIND FILE --org ORG`: load a CRM export (clients, contacts, orders) from CSV.
+
+The format of each kind is in docs/csv-import.md. Exit codes: 0 every row imported,
+1 some rows rejected (the good ones landed), 2 nothing could be imported (the file
+is unreadable or not UTF-8, a required column is missing, the org is unknown) or
+the database stopped the import part-way.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from bot.settings import SettingsError, load_settings
+from domain.clock import SystemClock
+from domain.errors import NotFound
+from domain.imports import ImportFileError, ImportKind, ImportReport, find_invalid_utf8
+
+if TYPE_CHECKING:
+    from storage.db import SessionFactory
+
+EXIT_OK = 0
+EXIT_REJECTED = 1
+EXIT_FATAL = 2
+SHOWN_ERRORS = 50
+_CHUNK = 1 << 20
+
+err = Console(stderr=True)
+out = Console()
+
+
+def import_command(
+    kind: Annotated[
+        ImportKind, typer.Argument(help="What the file holds: clients, contacts or orders.")
+    ],
+    file: Annotated[Path, typer.Argument(help="The CSV file: UTF-8, a header row first.")],
+    org: Annotated[str, typer.Option(help="Organization slug or id.")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Check every row and report, but write nothing.")
+    ] = False,
+    errors_csv: Annotated[
+        Path | None,
+        typer.Option(help="Write every rejected row, with its row number and reason, here."),
+    ] = None,
+) -> None:
+    """Import clients, contacts or appraisal orders from a CSV export; safe to repeat.
+
+    Rows are matched by client domain, contact email or order number (docs/csv-import.md).
+
+    Exit code 0: every row imported; 1: some rows rejected, the others landed; 2: none.
+    """
+    from storage.accounts import get_org
+    from storage.db import make_engine, make_session_factory
+
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        raise _fatal(str(exc)) from None
+    errors_file = _open_errors_csv(errors_csv) if errors_csv else None
+    engine = make_engine(settings.DATABASE_URL)
+    try:
+        session_factory = make_session_factory(engine)
+        with session_factory() as session:
+            try:
+                found = get_org(session, org)
+            except NotFound as exc:
+                raise _fatal(f"{exc.message}; create it with `salesbot org create`") from None
+        started = time.perf_counter()
+        try:
+            report = import_file(
+                session_factory,
+                org_id=found.id,
+                kind=kind,
+                path=file,
+                now=SystemClock().now(),
+                dry_run=dry_run,
+                console=err,
+            )
+        except ImportFileError as exc:
+            raise _fatal(f"{file}: {exc.message}") from None
+        elapsed = time.perf_counter() - started
+    finally:
+        engine.dispose()
+    print_report(report, org=found.slug, file=file, seconds=elapsed)
+    if errors_file is not None:
+        with errors_file:
+            write_errors_csv(report, errors_file)
+        out.print(f"rejected rows written to {escape(str(errors_csv))}")
+    raise typer.Exit(exit_code(report))
+
+
+def import_file(
+    session_factory: SessionFactory,
+    *,
+    org_id: int,
+    kind: ImportKind,
+    path: Path,
+    now: datetime,
+    dry_run: bool = False,
+    console: Console | None = None,
+) -> ImportReport:
+    """Check that the file is readable UTF-8, then import it with a progress bar by bytes.
+
+    Raises ImportFileError, having written nothing, if the file cannot be read, is not
+    UTF-8 or lacks a required column. Without a console no progress bar is drawn.
+    """
+    from storage.importer import import_csv
+
+    size = check_utf8_file(path)
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=console is None,
+    )
+    try:
+        lines = progress.open(
+            path,
+            "r",
+            encoding="utf-8-sig",
+            newline="",
+            total=size,
+            description=f"importing {kind.value}",
+        )
+    except OSError as exc:
+        raise ImportFileError(f"cannot read the file: {exc.strerror or exc}") from None
+    with progress, lines as stream:
+        return import_csv(
+            session_factory, org_id=org_id, kind=kind, lines=stream, now=now, dry_run=dry_run
+        )
+
+
+def check_utf8_file(path: Path) -> int:
+    """Return the size of a readable UTF-8 file; raise ImportFileError saying where it is not."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(4)
+            handle.seek(0)
+            invalid = find_invalid_utf8(iter(lambda: handle.read(_CHUNK), b""))
+            size = handle.tell()
+    except OSError as exc:
+        raise ImportFileError(f"cannot read the file: {exc.strerror or exc}") from None
+    if invalid is None:
+        return size
+    offset, line = invalid
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        found = "UTF-16 (Excel's 'Unicode Text')"
+    else:
+        found = f"not UTF-8: the byte at offset {offset} (line {line}) is not valid UTF-8"
+    raise ImportFileError(
+        f"the file is {found}. Nothing was imported. Save it as 'CSV UTF-8' "
+        "(Excel: File > Save As > CSV UTF-8) and import it again."
+    )
+
+
+def exit_code(report: ImportReport) -> int:
+    """Return the exit code an import ends with."""
+    if report.fatal is not None:
+        return EXIT_FATAL
+    return EXIT_REJECTED if report.errors else EXIT_OK
+
+
+def print_report(report: ImportReport, *, org: str, file: Path, seconds: float) -> None:
+    """Print the summary table and the first rejected rows."""
+    rate = report.rows / seconds if seconds > 0 else 0.0
+    title = f"{report.kind.value} from {file.name} into {org}"
+    if report.dry_run:
+        title += " (dry run: nothing was written)"
+    out.print(escape(title), style="bold")
+    summary = Table(show_header=False)
+    summary.add_column(style="bold")
+    summary.add_column(justify="right")
+    summary.add_row("rows read", f"{report.rows:,}")
+    summary.add_row("inserted", f"{report.inserted:,}")
+    summary.add_row("updated", f"{report.updated:,}")
+    summary.add_row("rejected", f"{report.rejected:,}", style="red" if report.errors else None)
+    summary.add_row("time", f"{seconds:.1f} s ({rate:,.0f} rows/s)")
+    out.print(summary)
+    if report.ignored_columns:
+        out.print("ignored columns: " + escape(", ".join(report.ignored_columns)))
+    if report.errors:
+        errors = report.sorted_errors()
+        out.print(f"rejected rows (first {min(len(errors), SHOWN_ERRORS)}):", style="bold")
+        table = Table()
+        table.add_column("row", justify="right")
+        table.add_column("reason", overflow="fold")
+        for error in errors[:SHOWN_ERRORS]:
+            where = (
+                str(error.row) if error.row == error.line else f"{error.row} (line {error.line})"
+            )
+            table.add_row(where, escape(error.reason))
+        out.print(table)
+        if len(errors) > SHOWN_ERRORS:
+            more = len(errors) - SHOWN_ERRORS
+            out.print(f"... and {more:,} more: use --errors-csv PATH to get them all")
+    if report.fatal is not None:
+        err.print(f"[red]error:[/red] {escape(report.fatal)}")
+
+
+def write_errors_csv(report: ImportReport, handle: IO[str]) -> None:
+    """Write every rejected row: its row, line and reason, then its cells as in the file."""
+    writer = csv.writer(handle)
+    writer.writerow(["row", "line", "reason", *report.header])
+    for error in report.sorted_errors():
+        writer.writerow([error.row, error.line, error.reason, *error.cells])
+
+
+def _open_errors_csv(path: Path) -> IO[str]:
+    # Opened before the import so a bad path fails first, not after a long import.
+    # With a BOM, because Excel reads UTF-8 files without one as ANSI.
+    try:
+        return path.open("w", encoding="utf-8-sig", newline="")
+    except OSError as exc:
+        raise _fatal(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _fatal(message: str) -> typer.Exit:
+    err.print(f"[red]error:[/red] {escape(message)}")
+    return typer.Exit(EXIT_FATAL)

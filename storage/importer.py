@@ -1,0 +1,543 @@
+"""CSV import into the CRM tables: streaming, batched upserts by natural key.
+
+The file is read once, row by row; rows are validated by `domain.imports` and
+written in batches, each batch its own unit of work, so good rows land even when a
+later batch holds bad ones and memory stays flat whatever the size of the file.
+A batch costs a handful of statements whatever its size: one query for the client
+ids of its domains, one for the rows that already exist, one upsert
+(`INSERT ... ON CONFLICT DO UPDATE`) and, for orders, the properties and the
+clients' `last_ordered_at`.
+
+Upsert rules (docs/csv-import.md says them to users):
+- an empty cell, or a column the file does not have, leaves the stored value alone;
+- an import may opt a contact out or mark its address bounced or complained, but
+  never undoes either: the contact's choice wins, and the earliest opt-out date stays.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    Table,
+    any_,
+    bindparam,
+    case,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from domain.contacts import EmailStatus, OrderStatus
+from domain.imports import (
+    ClientRow,
+    ContactRow,
+    CsvRows,
+    ImportKind,
+    ImportReport,
+    OrderRow,
+    ParsedRow,
+    RowError,
+    RowParser,
+    SourceRow,
+    map_header,
+)
+from storage import models as m
+from storage.db import SessionFactory
+from storage.uow import UnitOfWork
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 2000
+
+Item = tuple[SourceRow, ParsedRow]
+Values = dict[str, Any]
+Excluded = Any  # the `excluded` pseudo-table of an INSERT ... ON CONFLICT
+
+
+def import_csv(
+    session_factory: SessionFactory,
+    *,
+    org_id: int,
+    kind: ImportKind,
+    lines: Iterable[str],
+    now: datetime,
+    dry_run: bool = False,
+    batch_size: int = BATCH_SIZE,
+) -> ImportReport:
+    """Import a CSV text stream of `kind` into an organization and report what happened.
+
+    `lines` must come from a file opened with `newline=""`. Raises ImportFileError
+    before writing anything if the header lacks a required column. With `dry_run`
+    every batch is written and rolled back, so the counts are those a real run
+    would give. A batch the database refuses stops the import: `report.fatal` says
+    which rows, and the batches before it stay imported.
+    """
+    rows = CsvRows(lines)
+    header = map_header(kind, rows.header)
+    parser = RowParser(header, now=now)
+    writer = _WRITERS[kind](org_id=org_id, now=now)
+    report = ImportReport(
+        kind=kind, header=header.header, ignored_columns=header.ignored, dry_run=dry_run
+    )
+    # Checking rows is Python work; writing a batch is mostly waiting for the database.
+    # One writer thread overlaps the two: batch N is written while batch N+1 is read,
+    # and no more than two batches are ever in memory.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="csv-import") as pool:
+        pending: Future[_Outcome] | None = None
+        for batch in _batches(rows, parser, report, batch_size):
+            if pending is not None and not _settle(pending, report):
+                return report
+            pending = pool.submit(_write_batch, session_factory, writer, batch, dry_run)
+        if pending is not None:
+            _settle(pending, report)
+    return report
+
+
+def _batches(
+    rows: CsvRows, parser: RowParser, report: ImportReport, size: int
+) -> Iterator[list[Item]]:
+    """Yield the valid rows in batches, counting every row and rejecting the bad ones."""
+    batch: list[Item] = []
+    for item in rows:
+        report.rows += 1
+        if isinstance(item, RowError):
+            report.reject(item)
+            continue
+        parsed = parser.parse(item)
+        if isinstance(parsed, RowError):
+            report.reject(parsed)
+            continue
+        batch.append((item, parsed))
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _write_batch(
+    session_factory: SessionFactory, writer: _Writer, batch: list[Item], dry_run: bool
+) -> _Outcome:
+    """Write one batch in its own unit of work (rolled back in a dry run)."""
+    try:
+        with UnitOfWork(session_factory) as uow:
+            outcome = writer.write(uow.session, batch)
+            if not dry_run:
+                uow.commit()
+    except DBAPIError as exc:
+        first, last = batch[0][0].row, batch[-1][0].row
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        log.exception("import batch refused", extra={"rows": f"{first}-{last}"})
+        return _Outcome(
+            refused=(
+                f"the database refused rows {first}-{last}: {reason}. Rows before them were "
+                "imported; fix the cause and import the file again (it is safe to repeat)."
+            )
+        )
+    return outcome
+
+
+def _settle(pending: Future[_Outcome], report: ImportReport) -> bool:
+    """Add a written batch to the report; return False if the database refused it."""
+    outcome = pending.result()
+    report.inserted += outcome.inserted
+    report.updated += outcome.updated
+    for error in outcome.errors:
+        report.reject(error)
+    report.fatal = outcome.refused
+    return outcome.refused is None
+
+
+# --- writers --------------------------------------------------------------------------
+
+
+@dataclass
+class _Outcome:
+    inserted: int = 0
+    updated: int = 0
+    errors: list[RowError] = field(default_factory=list)
+    refused: str | None = None
+
+
+class _Writer(Protocol):
+    def __init__(self, *, org_id: int, now: datetime) -> None: ...
+
+    def write(self, session: Session, batch: Sequence[Item]) -> _Outcome: ...
+
+
+def _reject(source: SourceRow, reason: str) -> RowError:
+    return RowError(source.row, source.line, reason, source.cells)
+
+
+class _ClientWriter:
+    def __init__(self, *, org_id: int, now: datetime) -> None:
+        self._org_id = org_id
+        self._now = now
+
+    def write(self, session: Session, batch: Sequence[Item]) -> _Outcome:
+        rows = [row for _, row in batch if isinstance(row, ClientRow)]
+        existing = _existing(session, m.Client.domain, self._org_id, [r.domain for r in rows])
+        values = [
+            (
+                {
+                    "org_id": self._org_id,
+                    # A new client without a name is named after its domain; an
+                    # existing one keeps its name (see `replace` below).
+                    "name": row.name or row.domain,
+                    "domain": row.domain,
+                    "client_type": row.client_type,
+                    "tags": list(row.tags or ()),
+                    "updated_at": self._now,
+                },
+                _given(name=row.name, tags=row.tags),
+            )
+            for row in rows
+        ]
+        table = _table(m.Client)
+        _upsert(
+            session,
+            table,
+            values,
+            conflict=("org_id", "domain"),
+            always=lambda x: {
+                "client_type": func.coalesce(x.client_type, table.c.client_type),
+                "updated_at": x.updated_at,
+            },
+        )
+        return _Outcome(inserted=len(rows) - len(existing), updated=len(existing))
+
+
+class _ContactWriter:
+    def __init__(self, *, org_id: int, now: datetime) -> None:
+        self._org_id = org_id
+        self._now = now
+
+    def write(self, session: Session, batch: Sequence[Item]) -> _Outcome:
+        outcome = _Outcome()
+        contacts = [(s, r) for s, r in batch if isinstance(r, ContactRow)]
+        client_ids = _ids_by(
+            session,
+            m.Client.id,
+            m.Client.domain,
+            self._org_id,
+            [r.client_domain for _, r in contacts if r.client_domain],
+        )
+        rows: list[ContactRow] = []
+        for source, row in contacts:
+            if row.client_domain is not None and row.client_domain not in client_ids:
+                outcome.errors.append(
+                    _reject(
+                        source, f"unknown client domain {row.client_domain} (import clients first)"
+                    )
+                )
+                continue
+            rows.append(row)
+        existing = _existing(session, m.Contact.email, self._org_id, [r.email for r in rows])
+        values = [
+            (
+                {
+                    "org_id": self._org_id,
+                    "email": row.email,
+                    "client_id": client_ids[row.client_domain] if row.client_domain else None,
+                    "first_name": row.first_name,
+                    "last_name": row.last_name,
+                    "title": row.title,
+                    "phone": row.phone,
+                    "role_code": row.role_code,
+                    "role_category": row.role_category.value if row.role_category else None,
+                    "state": row.state,
+                    "tags": list(row.tags or ()),
+                    "lead_score": row.lead_score,
+                    "timezone": row.timezone,
+                    "opted_out_at": row.opted_out_at,
+                    "email_status": (row.email_status or EmailStatus.VALID).value,
+                    "updated_at": self._now,
+                },
+                _given(tags=row.tags),
+            )
+            for row in rows
+        ]
+        table = _table(m.Contact)
+        kept = (
+            "client_id",
+            "first_name",
+            "last_name",
+            "title",
+            "phone",
+            "role_code",
+            "role_category",
+            "state",
+            "lead_score",
+            "timezone",
+        )
+
+        def always(x: Excluded) -> dict[str, ColumnElement[Any]]:
+            return {
+                **_coalesced(table, x, kept),
+                # The contact's choice wins: an import opts out but never opts back in,
+                # and the first opt-out date is the one kept.
+                "opted_out_at": func.coalesce(table.c.opted_out_at, x.opted_out_at),
+                # Only an address still valid takes the file's status: bounced and
+                # complained (whatever else may come) are never undone by an import.
+                "email_status": case(
+                    (table.c.email_status == EmailStatus.VALID.value, x.email_status),
+                    else_=table.c.email_status,
+                ),
+                "updated_at": x.updated_at,
+            }
+
+        _upsert(session, table, values, conflict=("org_id", "email"), always=always)
+        outcome.inserted = len(rows) - len(existing)
+        outcome.updated = len(existing)
+        return outcome
+
+
+class _OrderWriter:
+    def __init__(self, *, org_id: int, now: datetime) -> None:
+        self._org_id = org_id
+        self._now = now
+
+    def write(self, session: Session, batch: Sequence[Item]) -> _Outcome:
+        outcome = _Outcome()
+        orders = [(s, r) for s, r in batch if isinstance(r, OrderRow)]
+        client_ids = _ids_by(
+            session,
+            m.Client.id,
+            m.Client.domain,
+            self._org_id,
+            [r.client_domain for _, r in orders],
+        )
+        contact_ids = _ids_by(
+            session,
+            m.Contact.id,
+            m.Contact.email,
+            self._org_id,
+            [r.contact_email for _, r in orders if r.contact_email],
+        )
+        rows: list[OrderRow] = []
+        for source, row in orders:
+            problems = []
+            if row.client_domain not in client_ids:
+                problems.append(f"unknown client domain {row.client_domain} (import clients first)")
+            if row.contact_email is not None and row.contact_email not in contact_ids:
+                problems.append(
+                    f"unknown contact_email {row.contact_email} (import contacts first)"
+                )
+            if problems:
+                outcome.errors.append(_reject(source, "; ".join(problems)))
+            else:
+                rows.append(row)
+        if not rows:
+            return outcome
+        numbers = [r.order_number for r in rows]
+        previous_clients = {
+            number: client_id
+            for number, client_id in session.execute(
+                select(m.AppraisalOrder.order_number, m.AppraisalOrder.client_id).where(
+                    m.AppraisalOrder.org_id == self._org_id,
+                    _one_of(session, m.AppraisalOrder.order_number, numbers),
+                )
+            )
+        }
+        property_ids = self._properties(session, rows)
+        values = [
+            (
+                {
+                    "org_id": self._org_id,
+                    "order_number": row.order_number,
+                    "client_id": client_ids[row.client_domain],
+                    "contact_id": contact_ids[row.contact_email] if row.contact_email else None,
+                    "property_id": property_ids[row.property.key] if row.property else None,
+                    "property_address": row.property_address,
+                    "status": (row.status or OrderStatus.ORDERED).value,
+                    "ordered_at": row.ordered_at,
+                    "due_at": row.due_at,
+                    "completed_at": row.completed_at,
+                    "fee": row.fee,
+                    "updated_at": self._now,
+                },
+                _given(status=row.status),
+            )
+            for row in rows
+        ]
+        table = _table(m.AppraisalOrder)
+        kept = ("contact_id", "property_id", "property_address", "due_at", "completed_at", "fee")
+        _upsert(
+            session,
+            table,
+            values,
+            conflict=("org_id", "order_number"),
+            always=lambda x: {
+                **_coalesced(table, x, kept),
+                "client_id": x.client_id,
+                "ordered_at": x.ordered_at,
+                "updated_at": x.updated_at,
+            },
+        )
+        # An order that moved to another client changes the old client's date too.
+        affected = {client_ids[r.client_domain] for r in rows} | set(previous_clients.values())
+        self._refresh_last_ordered(session, sorted(affected))
+        outcome.inserted = len(rows) - len(previous_clients)
+        outcome.updated = len(previous_clients)
+        return outcome
+
+    def _properties(self, session: Session, rows: Sequence[OrderRow]) -> dict[str, int]:
+        """Create the properties of these orders that do not exist; return ids by key."""
+        by_key = {r.property.key: r.property for r in rows if r.property is not None}
+        if not by_key:
+            return {}
+        table = _table(m.Property)
+        stmt = _insert(session, table).on_conflict_do_nothing(
+            index_elements=["org_id", "address_key"]
+        )
+        session.execute(
+            stmt,
+            [
+                {
+                    "org_id": self._org_id,
+                    "address_line": p.line,
+                    "city": p.city,
+                    "state": p.state,
+                    "postal_code": p.postal_code,
+                    "address_key": key,
+                }
+                for key, p in sorted(by_key.items())
+            ],
+        )
+        return _ids_by(session, m.Property.id, m.Property.address_key, self._org_id, list(by_key))
+
+    def _refresh_last_ordered(self, session: Session, client_ids: list[int]) -> None:
+        """Set clients.last_ordered_at to the date of each client's latest order."""
+        latest = (
+            select(func.max(m.AppraisalOrder.ordered_at))
+            .where(
+                m.AppraisalOrder.org_id == m.Client.org_id,
+                m.AppraisalOrder.client_id == m.Client.id,
+            )
+            .scalar_subquery()
+        )
+        session.execute(
+            update(m.Client)
+            .where(m.Client.org_id == self._org_id, m.Client.id.in_(client_ids))
+            .values(last_ordered_at=latest),
+            execution_options={"synchronize_session": False},
+        )
+
+
+_WRITERS: dict[ImportKind, type[_Writer]] = {
+    ImportKind.CLIENTS: _ClientWriter,
+    ImportKind.CONTACTS: _ContactWriter,
+    ImportKind.ORDERS: _OrderWriter,
+}
+
+
+# --- statements -----------------------------------------------------------------------
+
+
+def _table(model: type[m.Base]) -> Table:
+    table = model.__table__
+    if not isinstance(table, Table):
+        raise TypeError(f"{model.__name__} is not mapped to a table")
+    return table
+
+
+def _given(**values: object) -> frozenset[str]:
+    """The names of the not-null columns a row gives a value for (the others are kept)."""
+    return frozenset(name for name, value in values.items() if value is not None)
+
+
+def _coalesced(table: Table, x: Excluded, names: Sequence[str]) -> dict[str, ColumnElement[Any]]:
+    """SET clauses that take the file's value, or keep the stored one where it gave none."""
+    return {name: func.coalesce(x[name], table.c[name]) for name in names}
+
+
+def _insert(session: Session, table: Table) -> Any:
+    """An INSERT that knows ON CONFLICT, in the dialect of the session's database."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def _upsert(
+    session: Session,
+    table: Table,
+    values: Sequence[tuple[Values, frozenset[str]]],
+    *,
+    conflict: tuple[str, ...],
+    always: Callable[[Excluded], dict[str, ColumnElement[Any]]],
+) -> None:
+    """Insert rows or update them by `conflict`.
+
+    Rows are grouped by which not-null columns they give (`replace`): those columns
+    are overwritten, the `always` clauses apply to every row. A stored row that the
+    file would not change is left untouched (no new row version, no index writes,
+    `updated_at` kept), which makes importing the same file again cheap. Rows go in
+    key order so that concurrent imports lock them in the same order and cannot
+    deadlock.
+    """
+    groups: dict[frozenset[str], list[Values]] = {}
+    for row, replace in values:
+        groups.setdefault(replace, []).append(row)
+    for replace, rows in groups.items():
+        stmt = _insert(session, table)
+        set_: dict[str, Any] = always(stmt.excluded)
+        set_.update({name: stmt.excluded[name] for name in replace})
+        changes = [
+            table.c[name].is_distinct_from(value)
+            for name, value in set_.items()
+            if name != "updated_at"
+        ]
+        rows.sort(key=lambda r: tuple(r[c] for c in conflict))
+        upsert = stmt.on_conflict_do_update(
+            index_elements=list(conflict), set_=set_, where=or_(*changes)
+        )
+        session.execute(upsert, rows)
+
+
+def _existing(
+    session: Session, key: InstrumentedAttribute[str], org_id: int, values: Sequence[str]
+) -> set[str]:
+    """Return which of these natural keys already exist in the organization."""
+    if not values:
+        return set()
+    org_column = key.class_.org_id
+    return set(
+        session.scalars(select(key).where(org_column == org_id, _one_of(session, key, values)))
+    )
+
+
+def _ids_by(
+    session: Session,
+    id_column: InstrumentedAttribute[int],
+    key: InstrumentedAttribute[str],
+    org_id: int,
+    values: Sequence[str],
+) -> dict[str, int]:
+    """Return the ids of the rows with these keys in the organization, by key."""
+    if not values:
+        return {}
+    org_column = key.class_.org_id
+    query = select(key, id_column).where(org_column == org_id, _one_of(session, key, values))
+    return {k: i for k, i in session.execute(query)}
+
+
+def _one_of(
+    session: Session, column: InstrumentedAttribute[str], values: Iterable[str]
+) -> ColumnElement[bool]:
+    """`column IN values`, as `= ANY(array)` on PostgreSQL: one parameter, not thousands."""
+    distinct = sorted(set(values))
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam("keys", distinct, type_=postgresql.ARRAY(String)))
+    return column.in_(distinct)
