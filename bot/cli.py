@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from bot.cli_import import import_command
 from bot.settings import Settings, SettingsError, load_settings
 from domain.clock import SystemClock
 from domain.contacts import TokenScope
@@ -23,6 +24,7 @@ token_app = typer.Typer(help="REST API tokens.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(org_app, name="org")
 app.add_typer(token_app, name="token")
+app.command("import")(import_command)
 
 err = Console(stderr=True)
 out = Console()
