@@ -15,15 +15,19 @@ from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from slack_bolt import App, BoltRequest, BoltResponse
+from slack_bolt.oauth.oauth_settings import OAuthSettings
 from slack_sdk import WebClient
 from slack_sdk.signature import SignatureVerifier
+from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from bot.notifier import SlackNotifier, add_retry_handlers
 from bot.settings import Settings
-from bot.slack_app import build_bolt_app
+from bot.slack_app import BOT_SCOPES, build_bolt_app
 from domain.clock import Clock, SystemClock
 from domain.drafting import DraftModel
+from domain.errors import ExternalServiceError
+from domain.jobs import TaskKind
 from domain.mail import Mailer
 from domain.outreach import Actor, Outreach
 from handlers.api import health, jobs, marketing
@@ -33,6 +37,8 @@ from handlers.slack.common import SlackDeps
 from integrations.crypto import LinkSigner, SecretBox
 from jobs.worker import TaskWorker
 from storage.db import SessionFactory, make_engine, make_session_factory
+from storage.models import Organization
+from storage.slack_store import DbInstallationStore, DbOAuthStateStore
 from storage.uow import UnitOfWork
 from storage.work import target_contact_ids, target_count
 
@@ -47,10 +53,20 @@ class Runtime:
     services: Services
     outreach: Outreach
     worker: TaskWorker
+    poster: TaskWorker
     bolt: App | None
     secrets: SecretBox
     unsubscribe_signer: LinkSigner
     background: list[Any] = field(default_factory=list)
+
+    def run_tasks_until_idle(self) -> int:
+        """Draft, then post, until no task is pending (tests and benchmarks)."""
+        total = 0
+        while True:
+            ran = self.worker.run_until_idle() + self.poster.run_until_idle()
+            if not ran:
+                return total
+            total += ran
 
 
 def build_services(
@@ -97,12 +113,8 @@ def build_runtime(
     def uow() -> UnitOfWork:
         return UnitOfWork(services.session_factory)
 
-    slack_client: WebClient | None = None
-    if settings.SLACK_BOT_TOKEN:
-        slack_client = add_retry_handlers(
-            WebClient(token=settings.SLACK_BOT_TOKEN, base_url=settings.SLACK_API_URL)
-        )
-    notifier = SlackNotifier(lambda _org: _require(slack_client)) if slack_client else None
+    slack = build_slack_clients(settings, services, secrets)
+    notifier = SlackNotifier(slack.client_for_org) if slack is not None else None
     outreach = Outreach(
         uow=uow,
         clock=services.clock,
@@ -114,9 +126,22 @@ def build_runtime(
         drafter=drafter if drafter is not None else build_drafter(settings),
         secrets=secrets,
     )
-    worker = TaskWorker(outreach, uow, services.clock)
+    # One thread posts card messages, in order, paced by Slack's rate limit (the client
+    # retries `ratelimited` after Retry-After), so drafting never waits for Slack.
+    poster = TaskWorker(
+        outreach,
+        uow,
+        services.clock,
+        threads=1,
+        claim_size=1,
+        kinds=[TaskKind.POST_CARD],
+        name="card-poster",
+    )
+    worker = TaskWorker(
+        outreach, uow, services.clock, exclude_kinds=[TaskKind.POST_CARD], on_progress=poster.wake
+    )
     bolt: App | None = None
-    if slack_client is not None and settings.SLACK_SIGNING_SECRET:
+    if slack is not None and settings.SLACK_SIGNING_SECRET:
         deps = SlackDeps(
             outreach=outreach,
             session_factory=services.session_factory,
@@ -125,22 +150,90 @@ def build_runtime(
             gmail_connect_url=lambda actor: _gmail_connect_url(settings, actor),
             gmail_address=lambda actor: None,
         )
-        bolt = build_bolt_app(settings, deps, client=slack_client)
+        bolt = build_bolt_app(
+            settings, deps, client=slack.app_client, oauth_settings=slack.oauth_settings
+        )
     return Runtime(
         settings=settings,
         services=services,
         outreach=outreach,
         worker=worker,
+        poster=poster,
         bolt=bolt,
         secrets=secrets,
         unsubscribe_signer=unsubscribe_signer,
     )
 
 
-def _require(client: WebClient | None) -> WebClient:
-    if client is None:
-        raise RuntimeError("Slack is not configured")
-    return client
+@dataclass
+class SlackClients:
+    """Slack clients: one bot token (single workspace) or one per installed workspace."""
+
+    app_client: WebClient
+    oauth_settings: OAuthSettings | None
+    installation_store: DbInstallationStore | None
+    session_factory: SessionFactory
+    _by_org: dict[int, WebClient] = field(default_factory=dict)
+
+    def client_for_org(self, org_id: int) -> WebClient:
+        """Return a client with the bot token of the organization's workspace."""
+        if self.installation_store is None:
+            return self.app_client
+        cached = self._by_org.get(org_id)
+        if cached is not None:
+            return cached
+        with self.session_factory() as session:
+            team_id = session.scalar(
+                select(Organization.slack_team_id).where(Organization.id == org_id)
+            )
+        bot = self.installation_store.find_bot(enterprise_id=None, team_id=team_id)
+        if team_id is None or bot is None or not bot.bot_token:
+            raise ExternalServiceError(
+                "Salesbot is not installed in this organization's Slack workspace; "
+                "an admin can install it from /slack/install"
+            )
+        client = add_retry_handlers(
+            WebClient(token=bot.bot_token, base_url=self.app_client.base_url)
+        )
+        self._by_org[org_id] = client
+        return client
+
+
+def slack_authorize_url(settings: Settings) -> str:
+    """Slack's OAuth authorize page, beside the Web API the settings point at."""
+    api = settings.SLACK_API_URL.rstrip("/")
+    return api.removesuffix("/api") + "/oauth/v2/authorize"
+
+
+def build_slack_clients(
+    settings: Settings, services: Services, secrets: SecretBox
+) -> SlackClients | None:
+    """Token mode with SLACK_BOT_TOKEN; OAuth install mode with SLACK_CLIENT_ID/SECRET."""
+    if settings.SLACK_CLIENT_ID and settings.SLACK_CLIENT_SECRET:
+        store = DbInstallationStore(
+            services.session_factory, secrets, client_id=settings.SLACK_CLIENT_ID
+        )
+        base = settings.PUBLIC_BASE_URL.rstrip("/")
+        oauth = OAuthSettings(
+            client_id=settings.SLACK_CLIENT_ID,
+            client_secret=settings.SLACK_CLIENT_SECRET,
+            scopes=BOT_SCOPES,
+            installation_store=store,
+            state_store=DbOAuthStateStore(services.session_factory),
+            install_path="/slack/install",
+            redirect_uri_path="/slack/oauth_redirect",
+            redirect_uri=f"{base}/slack/oauth_redirect",
+            authorization_url=slack_authorize_url(settings),
+            install_page_rendering_enabled=False,
+        )
+        client = add_retry_handlers(WebClient(base_url=settings.SLACK_API_URL))
+        return SlackClients(client, oauth, store, services.session_factory)
+    if settings.SLACK_BOT_TOKEN:
+        client = add_retry_handlers(
+            WebClient(token=settings.SLACK_BOT_TOKEN, base_url=settings.SLACK_API_URL)
+        )
+        return SlackClients(client, None, None, services.session_factory)
+    return None
 
 
 def _gmail_connect_url(settings: Settings, actor: Actor) -> str | None:
@@ -163,10 +256,12 @@ def build_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if start_background:
             runtime.worker.start()
+            runtime.poster.start()
         try:
             yield
         finally:
             runtime.worker.stop()
+            runtime.poster.stop()
 
     app = FastAPI(
         title="Salesbot",

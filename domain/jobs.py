@@ -45,6 +45,13 @@ class TaskKind(StrEnum):
     RESEARCH = "research"
     FOLLOW_UP = "follow_up"
     CREATE_DEAL = "create_deal"
+    # Internal: post a drafted card's message to Slack, paced by Slack's rate limit on
+    # its own worker so that drafting is never held up by posting.
+    POST_CARD = "post_card"
+
+
+# Kinds whose tasks count in a job's task metrics (posting is bookkeeping, not work).
+COUNTED_KINDS: Final = frozenset(k for k in TaskKind if k != TaskKind.POST_CARD)
 
 
 class TaskStatus(StrEnum):

@@ -417,7 +417,9 @@ class Outreach:
     def run_task(self, task: JobTaskView, *, org_id: int) -> None:
         """Execute one claimed task; a failure is recorded on the task and counted."""
         try:
-            if task.kind in (TaskKind.DRAFT_EMAIL, TaskKind.FOLLOW_UP):
+            if task.kind == TaskKind.POST_CARD:
+                self._post_task(task, org_id=org_id)
+            elif task.kind in (TaskKind.DRAFT_EMAIL, TaskKind.FOLLOW_UP):
                 self._draft_task(task, org_id=org_id)
             elif task.kind == TaskKind.SEND_EMAIL:
                 card_id = int(str(task.input["card_id"]))
@@ -552,8 +554,8 @@ class Outreach:
                 task.id, TaskStatus.SUCCEEDED, now=now, output={"card_id": card.id}
             ):
                 uow.jobs.bump(task.job_id, completed_tasks=1)
+            self._enqueue_post(uow, org_id, task, card.id)
             uow.commit()
-        self.show_card(org_id, card.id)
         if auto:
             self.execute_card(org_id, card.id)
         self.finish_job_if_done(org_id, task.job_id)
@@ -599,8 +601,39 @@ class Outreach:
                 task.id, TaskStatus.SUCCEEDED, now=now, output={"card_id": card.id}
             ):
                 uow.jobs.bump(task.job_id, completed_tasks=1)
+            self._enqueue_post(uow, org_id, task, card.id)
             uow.commit()
-        self.show_card(org_id, card.id)
+        self.finish_job_if_done(org_id, task.job_id)
+
+    def _enqueue_post(
+        self, uow: OutreachUnitOfWork, org_id: int, task: JobTaskView, card_id: int
+    ) -> None:
+        """Queue the card's Slack message; the posting worker paces it to Slack's limit."""
+        if self.notifier is None:
+            return
+        uow.tasks.add_many(
+            org_id,
+            task.job_id,
+            [
+                {
+                    "kind": TaskKind.POST_CARD.value,
+                    "step": task.step,
+                    "batch": task.batch,
+                    "contact_id": task.contact_id,
+                    "input": {"card_id": card_id},
+                }
+            ],
+        )
+
+    def _post_task(self, task: JobTaskView, *, org_id: int) -> None:
+        """Post a card's message (its current state), falling back to the owner's DM."""
+        card_id = int(str(task.input["card_id"]))
+        error = self.show_card(org_id, card_id, post=True)
+        now = self._clock.now()
+        with self._uow() as uow:
+            status = TaskStatus.FAILED if error else TaskStatus.SUCCEEDED
+            uow.tasks.finish(task.id, status, now=now, output={"card_id": card_id}, error=error)
+            uow.commit()
         self.finish_job_if_done(org_id, task.job_id)
 
     def _update_profile_task(self, task: JobTaskView, *, org_id: int) -> None:
@@ -666,28 +699,61 @@ class Outreach:
             owner_slack_id=owner_slack,
         )
 
-    def show_card(self, org_id: int, card_id: int, *, actor_slack_id: str | None = None) -> None:
-        """Post a card's message, or update it in place if it was posted already."""
+    def show_card(
+        self, org_id: int, card_id: int, *, actor_slack_id: str | None = None, post: bool = False
+    ) -> str | None:
+        """Update a card's message in place; with `post`, post it if it has none yet.
+
+        Only the posting worker posts (`post=True`), so messages go out at Slack's pace
+        and in order; a transition before the first post is shown when it is posted.
+        Returns the reason when Slack could not show the card (also kept on the card).
+        """
         if self.notifier is None:
-            return
+            return None
         view = self.card_view(org_id, card_id, actor_slack_id=actor_slack_id)
         try:
             if view.card.slack_message_ts:
                 self.notifier.update_card(view)
-                return
+                return None
+            if not post:
+                return None
             with self._uow() as uow:
                 job: Job | None = (
                     uow.jobs.get(org_id, view.card.job_id) if view.card.job_id else None
                 )
             channel = job.parsed_params().review_channel_id if job else None
-            channel_id, ts = self.notifier.post_card(
+            channel_id, ts = self._post_with_fallback(view, channel)
+        except ExternalServiceError as exc:
+            log.warning("card message failed", extra={"card_id": card_id, "reason": exc.message})
+            self._note_slack_error(org_id, card_id, exc.message)
+            return exc.message
+        with self._uow() as uow:
+            uow.cards.set_message(card_id, channel=channel_id, ts=ts)
+            uow.commit()
+        return None
+
+    def _post_with_fallback(self, view: CardView, channel: str | None) -> tuple[str, str]:
+        assert self.notifier is not None
+        try:
+            return self.notifier.post_card(
                 view, channel=channel, owner_slack_id=view.owner_slack_id
             )
         except ExternalServiceError as exc:
-            log.warning("card message failed", extra={"card_id": card_id, "reason": exc.message})
-            return
+            if exc.retryable or channel is None or not view.owner_slack_id:
+                raise
+            # The review channel is gone or closed to the bot: the owner still gets the card.
+            log.warning(
+                "review channel refused the card; posting to the owner's DM",
+                extra={"card_id": view.card.id, "reason": exc.message},
+            )
+            self._note_slack_error(view.card.org_id, view.card.id, exc.message)
+            return self.notifier.post_card(view, channel=None, owner_slack_id=view.owner_slack_id)
+
+    def _note_slack_error(self, org_id: int, card_id: int, reason: str) -> None:
         with self._uow() as uow:
-            uow.cards.set_message(card_id, channel=channel_id, ts=ts)
+            card: Card = uow.cards.get(org_id, card_id)
+            payload = {**card.action_payload, "slack_error": reason}
+            uow.cards.update_fields(org_id, card_id, now=self._clock.now(), action_payload=payload)
             uow.commit()
 
     def approve_card(self, actor: Actor, card_id: int, *, fingerprint: str | None) -> Card:

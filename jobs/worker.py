@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from domain.clock import Clock
-from domain.jobs import JobTaskView
+from domain.jobs import JobTaskView, TaskKind
 from domain.outreach import Outreach
 from storage.uow import UnitOfWork
 
@@ -29,6 +29,10 @@ class TaskWorker:
         threads: int = 2,
         claim_size: int = 10,
         poll_seconds: float = 5.0,
+        kinds: Sequence[TaskKind] | None = None,
+        exclude_kinds: Sequence[TaskKind] | None = None,
+        name: str = "task-worker",
+        on_progress: Callable[[], None] | None = None,
     ) -> None:
         self._outreach = outreach
         self._uow = uow
@@ -36,6 +40,10 @@ class TaskWorker:
         self._threads = threads
         self._claim_size = claim_size
         self._poll = poll_seconds
+        self._kinds = kinds
+        self._exclude = exclude_kinds
+        self._name = name
+        self._on_progress = on_progress
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._workers: list[threading.Thread] = []
@@ -43,7 +51,12 @@ class TaskWorker:
     def claim(self) -> list[JobTaskView]:
         """Claim a batch of pending tasks of running jobs."""
         with self._uow() as uow:
-            tasks = uow.tasks.claim(limit=self._claim_size, now=self._clock.now())
+            tasks = uow.tasks.claim(
+                limit=self._claim_size,
+                now=self._clock.now(),
+                kinds=self._kinds,
+                exclude_kinds=self._exclude,
+            )
             uow.commit()
         return tasks
 
@@ -55,6 +68,8 @@ class TaskWorker:
                 self._outreach.run_task(task, org_id=task.org_id)
             except Exception:  # noqa: BLE001 - one bad task must not stop the worker
                 log.exception("task crashed", extra={"task_id": task.id, "job_id": task.job_id})
+        if tasks and self._on_progress is not None:
+            self._on_progress()
         return len(tasks)
 
     def run_until_idle(self, *, max_rounds: int = 100_000) -> int:
@@ -77,7 +92,7 @@ class TaskWorker:
             return
         self._stop.clear()
         for n in range(self._threads):
-            thread = threading.Thread(target=self._loop, name=f"task-worker-{n}", daemon=True)
+            thread = threading.Thread(target=self._loop, name=f"{self._name}-{n}", daemon=True)
             thread.start()
             self._workers.append(thread)
 

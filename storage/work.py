@@ -134,7 +134,9 @@ class JobRepo:
         t, c = m.JobTask, m.Card
         task_counts = dict(
             self._s.execute(
-                select(t.status, func.count()).where(t.job_id == job_id).group_by(t.status)
+                select(t.status, func.count())
+                .where(t.job_id == job_id, t.kind != TaskKind.POST_CARD.value)
+                .group_by(t.status)
             ).all()
         )
         card_created = self._s.scalar(select(func.count()).where(c.job_id == job_id)) or 0
@@ -223,7 +225,12 @@ class TaskRepo:
         return [self._to_domain(r) for r in self._s.scalars(query)]
 
     def claim(
-        self, *, limit: int, now: datetime, kinds: Sequence[TaskKind] | None = None
+        self,
+        *,
+        limit: int,
+        now: datetime,
+        kinds: Sequence[TaskKind] | None = None,
+        exclude_kinds: Sequence[TaskKind] | None = None,
     ) -> list[JobTaskView]:
         """Claim pending tasks of running jobs: mark them running and return them.
 
@@ -242,6 +249,8 @@ class TaskRepo:
         )
         if kinds:
             query = query.where(m.JobTask.kind.in_([k.value for k in kinds]))
+        if exclude_kinds:
+            query = query.where(m.JobTask.kind.not_in([k.value for k in exclude_kinds]))
         if self._s.get_bind().dialect.name == "postgresql":
             query = query.with_for_update(of=m.JobTask, skip_locked=True)
         ids = list(self._s.scalars(query))

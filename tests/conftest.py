@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from domain.clock import FixedClock
 from storage.uow import UnitOfWork
-from tests.support.databases import migrated_engine, truncate_all
+from tests.support.databases import drop_postgres_database, migrated_engine, truncate_all
 
 DATABASES = ["sqlite", "postgresql"]
 
@@ -41,6 +41,8 @@ class _LazyEngines:
     def dispose(self) -> None:
         for engine in self._engines.values():
             engine.dispose()
+            if engine.dialect.name == "postgresql":
+                drop_postgres_database(engine.url.render_as_string(hide_password=False))
 
 
 @pytest.fixture(scope="session")

@@ -73,7 +73,7 @@ def test_launch_answers_at_once_and_posts_one_card_per_contact(world: SlackWorld
         f"Job *#{world.latest_job_id()}* is drafting emails; cards will appear for review."
     ]
     world.wait_for_tasks(world.latest_job_id(), 3)
-    assert world.run_worker() == 3
+    assert world.run_worker() == 6  # 3 drafts, then 3 posts
     messages = world.card_messages()
     assert len(messages) == 3
     first = messages[0]

@@ -19,7 +19,7 @@ from storage.accounts import create_org, create_token
 TEST_SECRET_KEY = "test-secret-key-0123456789-abcdefghijklmnop"
 
 
-def test_settings(database_url: str, **overrides: object) -> Settings:
+def make_settings(database_url: str, **overrides: object) -> Settings:
     """Settings for a test app: no external credentials, a fixed secret key."""
     values: dict[str, object] = {
         "DATABASE_URL": database_url,
@@ -60,7 +60,7 @@ def make_api_world(
         session.commit()
     services = Services(engine=engine, session_factory=session_factory, clock=clock)
     url = engine.url.render_as_string(hide_password=False)
-    app = build_app(test_settings(url), services=services)
+    app = build_app(make_settings(url), services=services)
     return ApiWorld(
         client=TestClient(app, raise_server_exceptions=False),
         org_id=org.id,

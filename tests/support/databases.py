@@ -20,8 +20,8 @@ POSTGRES_ADMIN_URL = os.environ.get(
 
 
 def worker_id() -> str:
-    """Return the xdist worker name, or 'main' outside xdist."""
-    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+    """Return the xdist worker name and process id: unique even when test runs overlap."""
+    return f"{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_{os.getpid()}"
 
 
 def postgres_url(name: str) -> str:
@@ -43,6 +43,13 @@ def create_postgres_database(name: str) -> str:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
     return postgres_url(name)
+
+
+def drop_postgres_database(url: str) -> None:
+    """Drop a test database made by create_postgres_database."""
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def migrated_engine(kind: str, tmp_dir: Path, *, suffix: str = "") -> Engine:

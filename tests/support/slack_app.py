@@ -23,7 +23,7 @@ from sandbox.slack_api import DEFAULT_BOT_TOKEN, DEFAULT_CHANNEL_ID, DEFAULT_TEA
 from storage import models as m
 from storage.accounts import create_org, create_token, link_slack_team
 from storage.db import make_session_factory
-from tests.support.api import test_settings
+from tests.support.api import make_settings
 from tests.support.builders import make_client, make_contact, make_order
 from tests.support.slack import ServedSlack, signed_headers
 
@@ -182,7 +182,7 @@ class SlackWorld:
 
     def run_worker(self) -> int:
         """Run pending job tasks to completion (drafting and posting cards)."""
-        return self.runtime.worker.run_until_idle()
+        return self.runtime.run_tasks_until_idle()
 
     def wait_for_tasks(self, job_id: int, count: int) -> None:
         """Wait until planning created `count` tasks for a job."""
@@ -268,7 +268,7 @@ def slack_world(
         _, api_token = create_token(session, org.id, name="test")
         session.commit()
         campaign_id, template_id = campaign.id, template.id
-    settings = test_settings(
+    settings = make_settings(
         engine.url.render_as_string(hide_password=False),
         SLACK_API_URL=served.api_url,
         SLACK_BOT_TOKEN=DEFAULT_BOT_TOKEN,
