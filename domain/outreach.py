@@ -406,7 +406,7 @@ class Outreach:
         """Mark a running job succeeded once none of its tasks is open."""
         now = self._clock.now()
         with self._uow() as uow:
-            if uow.tasks.count_open(job_id) == 0:
+            if not uow.tasks.has_open(org_id, job_id):
                 uow.jobs.set_status(
                     org_id, job_id, JobStatus.SUCCEEDED, expected=[JobStatus.RUNNING], now=now
                 )
@@ -436,6 +436,16 @@ class Outreach:
             )
             self._finish_task(org_id, task, TaskStatus.FAILED, error=exc.message)
 
+    def fail_tasks(self, tasks: list[JobTaskView], *, reason: str) -> None:
+        """Record that claimed tasks failed (they stay visible with the reason)."""
+        now = self._clock.now()
+        with self._uow() as uow:
+            for task in tasks:
+                if uow.tasks.finish(task.id, TaskStatus.FAILED, now=now, error=reason):
+                    if task.kind != TaskKind.POST_CARD:
+                        uow.jobs.bump(task.job_id, failed_tasks=1, errors_count=1)
+            uow.commit()
+
     def _finish_task(
         self,
         org_id: int,
@@ -456,54 +466,156 @@ class Outreach:
         self.finish_job_if_done(org_id, task.job_id)
 
     def _draft_task(self, task: JobTaskView, *, org_id: int) -> None:
+        self.run_draft_batch([task], org_id=org_id)
+
+    def run_draft_batch(self, tasks: list[JobTaskView], *, org_id: int) -> None:
+        """Draft the email cards of claimed draft tasks of one org, a batch at a time.
+
+        One transaction reads every contact's context, drafts happen outside any
+        transaction (Claude is slow), and one transaction writes the cards, finishes
+        the tasks and queues the Slack posts.
+        """
         now = self._clock.now()
-        if task.contact_id is None:
-            raise InvalidInput("draft task without a contact")
+        by_job: dict[int, list[JobTaskView]] = {}
+        for task in tasks:
+            by_job.setdefault(task.job_id, []).append(task)
+        for job_id, job_tasks in by_job.items():
+            self._draft_job_batch(org_id, job_id, job_tasks, now=now)
+
+    def _draft_job_batch(
+        self, org_id: int, job_id: int, tasks: list[JobTaskView], *, now: datetime
+    ) -> None:
         with self._uow() as uow:
-            job: Job = uow.jobs.get(org_id, task.job_id)
+            job: Job = uow.jobs.get(org_id, job_id)
             params = job.parsed_params()
-            ctx: ContactContext = uow.contexts.contact_context(org_id, task.contact_id, now=now)
-            if not ctx.reachable:
-                raise InvalidInput(f"{ctx.email} opted out or cannot receive email; skipped")
-            step = task.step
-            step_template = params.templates[step]
-            if step_template.template_id is not None:
-                stored = uow.templates.get(org_id, step_template.template_id)
-                subject_src, body_src = stored.subject, stored.body
-            else:
-                subject_src, body_src = step_template.subject or "", step_template.body or ""
+            contexts: dict[int, ContactContext] = uow.contexts.contact_contexts(
+                org_id, [t.contact_id for t in tasks if t.contact_id is not None], now=now
+            )
+            sources: dict[int, tuple[str, str]] = {}
+            for step, step_template in enumerate(params.templates):
+                if step_template.template_id is not None:
+                    stored = uow.templates.get(org_id, step_template.template_id)
+                    sources[step] = (stored.subject, stored.body)
+                else:
+                    sources[step] = (step_template.subject or "", step_template.body or "")
             rep_name, rep_email = uow.contexts.user_name(org_id, job.owner_id)
             firm = uow.contexts.firm_name(org_id)
             campaign_name = job.name.split(" · ")[0]
             if job.campaign_id is not None:
                 campaign_name = uow.campaigns.get(org_id, job.campaign_id).name
-            enrollment_id = (
-                int(str(task.input.get("enrollment_id")))
-                if task.input.get("enrollment_id")
-                else None
+        auto = params.behaviour.auto_approve or not params.behaviour.review_mode
+        cards: list[dict[str, Any]] = []
+        failures: list[tuple[JobTaskView, str]] = []
+        for task in tasks:
+            ctx = contexts.get(task.contact_id) if task.contact_id is not None else None
+            try:
+                if ctx is None:
+                    raise InvalidInput(f"contact {task.contact_id} not found")
+                if not ctx.reachable:
+                    raise InvalidInput(f"{ctx.email} opted out or cannot receive email; skipped")
+                if task.step >= len(params.templates):
+                    raise InvalidInput(f"the job has no template for step {task.step + 1}")
+                cards.append(
+                    self._card_row(
+                        task,
+                        ctx,
+                        params,
+                        sources[task.step],
+                        now=now,
+                        auto=auto,
+                        owner_id=job.owner_id,
+                        rep=(rep_name, rep_email),
+                        firm=firm,
+                        campaign_name=campaign_name,
+                        goal=job.description,
+                    )
+                )
+            except (InvalidInput, TemplateProblem) as exc:
+                failures.append((task, exc.message))
+        with self._uow() as uow:
+            created = uow.cards.add_many(org_id, cards)
+            finished = uow.tasks.finish_many(
+                [
+                    (row["task_id"], {"card_id": card_id})
+                    for row, card_id in zip(cards, created, strict=True)
+                ],
+                TaskStatus.SUCCEEDED,
+                now=now,
             )
+            failed = 0
+            for task, reason in failures:
+                failed += uow.tasks.finish(task.id, TaskStatus.FAILED, now=now, error=reason)
+            uow.jobs.bump(
+                job_id,
+                cards_created=len(created),
+                cards_approved=len(created) if auto else 0,
+                completed_tasks=finished,
+                failed_tasks=failed,
+                errors_count=failed,
+            )
+            if self.notifier is not None and created:
+                uow.tasks.add_many(
+                    org_id,
+                    job_id,
+                    [
+                        {
+                            "kind": TaskKind.POST_CARD.value,
+                            "step": row["step"],
+                            "batch": row["batch"],
+                            "contact_id": row["contact_id"],
+                            "input": {"card_id": card_id},
+                        }
+                        for row, card_id in zip(cards, created, strict=True)
+                    ],
+                )
+            uow.commit()
+        for reason in {r for _, r in failures}:
+            log.info("draft skipped", extra={"job_id": job_id, "reason": reason})
+        if auto:
+            for card_id in created:
+                self.execute_card(org_id, card_id)
+        self.finish_job_if_done(org_id, job_id)
+
+    def _card_row(
+        self,
+        task: JobTaskView,
+        ctx: ContactContext,
+        params: JobParams,
+        source: tuple[str, str],
+        *,
+        now: datetime,
+        auto: bool,
+        owner_id: int | None,
+        rep: tuple[str | None, str | None],
+        firm: str,
+        campaign_name: str,
+        goal: str | None,
+    ) -> dict[str, Any]:
+        """Render and draft one card; return the row to insert."""
+        step = task.step
+        step_template = params.templates[step]
         variables = template_variables(
             ctx,
             now=now,
-            rep_name=rep_name,
-            rep_email=rep_email,
+            rep_name=rep[0],
+            rep_email=rep[1],
             firm_name=firm,
             campaign_name=campaign_name,
             step_number=step + 1,
-            unsubscribe_url=self._unsubscribe_url(org_id, ctx.contact_id),
+            unsubscribe_url=self._unsubscribe_url(task.org_id, ctx.contact_id),
         )
         variables.update(step_template.variables)
-        subject = render_text(subject_src, variables, field="subject").strip()
-        body = render_text(body_src, variables, field="body")
+        subject = render_text(source[0], variables, field="subject").strip()
+        body = render_text(source[1], variables, field="body")
         draft = draft_email(
             DraftRequest(
                 campaign_name=campaign_name,
-                campaign_goal=job.description or "re-engagement",
+                campaign_goal=goal or "re-engagement",
                 step_number=step + 1,
                 total_steps=params.steps,
                 template_subject=subject,
                 template_body=body,
-                rep_name=rep_name or "",
+                rep_name=rep[0] or "",
                 contact={
                     "first_name": ctx.first_name,
                     "last_name": ctx.last_name,
@@ -515,50 +627,40 @@ class Outreach:
             ),
             self.drafter,
         )
-        auto = params.behaviour.auto_approve or not params.behaviour.review_mode
-        payload = {
-            "to": ctx.email,
-            "to_name": ctx.full_name,
-            "subject": draft.subject,
-            "body": draft.body,
+        enrollment = task.input.get("enrollment_id")
+        return {
+            "job_id": task.job_id,
+            "task_id": task.id,
             "step": step,
-            "total_steps": params.steps,
-            "draft_source": draft.source.value,
-            "draft_note": draft.note,
-            "campaign_name": campaign_name,
+            "batch": task.batch,
+            "enrollment_id": int(str(enrollment)) if enrollment else None,
+            "client_id": ctx.client_id,
+            "contact_id": ctx.contact_id,
+            "type": (CardType.SEND_EMAIL if step == 0 else CardType.FOLLOW_UP).value,
+            "state": (CardState.APPROVED if auto else CardState.IN_REVIEW).value,
+            "priority": (
+                Priority.HIGH if ctx.orders_year_before_last >= 24 else Priority.MEDIUM
+            ).value,
+            "title": f"Email {ctx.full_name}",
+            "description": f"Step {step + 1} of {params.steps} · {campaign_name}",
+            "rationale": rationale_for(ctx, now=now),
+            "action_payload": {
+                "to": ctx.email,
+                "to_name": ctx.full_name,
+                "subject": draft.subject,
+                "body": draft.body,
+                "step": step,
+                "total_steps": params.steps,
+                "draft_source": draft.source.value,
+                "draft_note": draft.note,
+                "campaign_name": campaign_name,
+            },
+            "draft_fingerprint": draft_fingerprint(
+                to=ctx.email, subject=draft.subject, body=draft.body
+            ),
+            "approved_at": now if auto else None,
+            "approved_by": owner_id if auto else None,
         }
-        priority = Priority.HIGH if ctx.orders_year_before_last >= 24 else Priority.MEDIUM
-        with self._uow() as uow:
-            card: Card = uow.cards.add(
-                org_id,
-                job_id=task.job_id,
-                task_id=task.id,
-                enrollment_id=enrollment_id,
-                client_id=ctx.client_id,
-                contact_id=ctx.contact_id,
-                type=CardType.SEND_EMAIL if step == 0 else CardType.FOLLOW_UP,
-                state=CardState.APPROVED if auto else CardState.IN_REVIEW,
-                priority=priority,
-                title=f"Email {ctx.full_name}",
-                description=f"Step {step + 1} of {params.steps} · {campaign_name}",
-                rationale=rationale_for(ctx, now=now),
-                action_payload=payload,
-                draft_fingerprint=draft_fingerprint(
-                    to=ctx.email, subject=draft.subject, body=draft.body
-                ),
-                approved_at=now if auto else None,
-                approved_by=job.owner_id if auto else None,
-            )
-            uow.jobs.bump(task.job_id, cards_created=1, cards_approved=1 if auto else 0)
-            if uow.tasks.finish(
-                task.id, TaskStatus.SUCCEEDED, now=now, output={"card_id": card.id}
-            ):
-                uow.jobs.bump(task.job_id, completed_tasks=1)
-            self._enqueue_post(uow, org_id, task, card.id)
-            uow.commit()
-        if auto:
-            self.execute_card(org_id, card.id)
-        self.finish_job_if_done(org_id, task.job_id)
 
     def _human_task(self, task: JobTaskView, *, org_id: int) -> None:
         """Tasks whose action is a human's (a call, a portal check) become cards."""

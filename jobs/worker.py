@@ -16,6 +16,8 @@ from storage.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 
+DRAFT_KINDS = frozenset({TaskKind.DRAFT_EMAIL, TaskKind.FOLLOW_UP})
+
 
 class TaskWorker:
     """Runs job tasks: `wake()` after adding work; `run_until_idle()` in tests and benches."""
@@ -27,7 +29,7 @@ class TaskWorker:
         clock: Clock,
         *,
         threads: int = 2,
-        claim_size: int = 10,
+        claim_size: int = 50,
         poll_seconds: float = 5.0,
         kinds: Sequence[TaskKind] | None = None,
         exclude_kinds: Sequence[TaskKind] | None = None,
@@ -63,11 +65,22 @@ class TaskWorker:
     def run_once(self) -> int:
         """Claim and run one batch; return how many tasks ran."""
         tasks = self.claim()
+        drafts: dict[int, list[JobTaskView]] = {}
         for task in tasks:
+            if task.kind in DRAFT_KINDS:
+                drafts.setdefault(task.org_id, []).append(task)
+                continue
             try:
                 self._outreach.run_task(task, org_id=task.org_id)
-            except Exception:  # noqa: BLE001 - one bad task must not stop the worker
+            except Exception as exc:  # noqa: BLE001 - one bad task must not stop the worker
                 log.exception("task crashed", extra={"task_id": task.id, "job_id": task.job_id})
+                self._outreach.fail_tasks([task], reason=f"internal error: {type(exc).__name__}")
+        for org_id, batch in drafts.items():
+            try:
+                self._outreach.run_draft_batch(batch, org_id=org_id)
+            except Exception as exc:  # noqa: BLE001 - the batch fails, the worker goes on
+                log.exception("draft batch crashed", extra={"tasks": [t.id for t in batch]})
+                self._outreach.fail_tasks(batch, reason=f"internal error: {type(exc).__name__}")
         if tasks and self._on_progress is not None:
             self._on_progress()
         return len(tasks)

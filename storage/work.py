@@ -290,6 +290,15 @@ class TaskRepo:
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
+    def finish_many(
+        self, results: Sequence[tuple[int, dict[str, Any]]], status: TaskStatus, *, now: datetime
+    ) -> int:
+        """Finish running tasks with their outputs; return how many were still running."""
+        done = 0
+        for task_id, output in results:
+            done += self.finish(task_id, status, now=now, output=output)
+        return done
+
     def cancel_pending(self, org_id: int, job_id: int, *, now: datetime) -> int:
         """Cancel a job's pending tasks; return how many."""
         result = self._s.execute(
@@ -303,17 +312,18 @@ class TaskRepo:
         )
         return int(result.rowcount)  # type: ignore[attr-defined]
 
-    def count_open(self, job_id: int) -> int:
-        """Count a job's pending or running tasks."""
-        return (
-            self._s.scalar(
-                select(func.count()).where(
-                    m.JobTask.job_id == job_id,
-                    m.JobTask.status.in_([TaskStatus.PENDING.value, TaskStatus.RUNNING.value]),
-                )
+    def has_open(self, org_id: int, job_id: int) -> bool:
+        """Tell whether a job still has a pending or running task (an index probe)."""
+        found = self._s.scalar(
+            select(m.JobTask.id)
+            .where(
+                m.JobTask.org_id == org_id,
+                m.JobTask.job_id == job_id,
+                m.JobTask.status.in_([TaskStatus.PENDING.value, TaskStatus.RUNNING.value]),
             )
-            or 0
+            .limit(1)
         )
+        return found is not None
 
 
 class EnrollmentRepo:
@@ -416,6 +426,19 @@ class CardRepo:
             raise NotFound(f"card {card_id} not found")
         self._s.refresh(row)
         return self._to_domain(row)
+
+    def add_many(self, org_id: int, rows: Sequence[dict[str, Any]]) -> list[int]:
+        """Insert cards in one statement; return their ids in the order given."""
+        if not rows:
+            return []
+        columns = set(m.Card.__table__.columns.keys())
+        values = [
+            {"org_id": org_id, **{k: v for k, v in row.items() if k in columns}} for row in rows
+        ]
+        result = self._s.execute(
+            insert(m.Card).returning(m.Card.id, sort_by_parameter_order=True), values
+        )
+        return [row[0] for row in result]
 
     def compare_and_set(
         self,

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 import psycopg
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, inspect, text
 
 from storage.db import make_engine
 from storage.migrate import upgrade
@@ -68,7 +68,8 @@ def truncate_all(engine: Engine) -> None:
     """Empty every table (for tests that must really commit)."""
     from storage.models import Base
 
-    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    existing = set(inspect(engine).get_table_names())
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables) if t.name in existing]
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
