@@ -48,6 +48,7 @@ from domain.imports import (
     ImportReport,
     OrderRow,
     ParsedRow,
+    PropertyAddress,
     RowError,
     RowParser,
     SourceRow,
@@ -395,7 +396,11 @@ class _OrderWriter:
 
     def _properties(self, session: Session, rows: Sequence[OrderRow]) -> dict[str, int]:
         """Create the properties of these orders that do not exist; return ids by key."""
-        by_key = {r.property.key: r.property for r in rows if r.property is not None}
+        # The first spelling of an address is the one kept, in the file as in the table.
+        by_key: dict[str, PropertyAddress] = {}
+        for row in rows:
+            if row.property is not None:
+                by_key.setdefault(row.property.key, row.property)
         if not by_key:
             return {}
         table = _table(m.Property)
