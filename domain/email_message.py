@@ -43,6 +43,17 @@ DSN_FIELDS: Final[tuple[str, ...]] = (
 )
 
 
+# Fields of an ARF complaint (message/feedback-report, RFC 5965) or a read receipt
+# (message/disposition-notification, RFC 8098) copied into `ParsedEmail.headers`.
+REPORT_FIELDS: Final[tuple[str, ...]] = (
+    "Feedback-Type",
+    "Original-Mail-From",
+    "Original-Rcpt-To",
+    "Original-Message-ID",
+    "Disposition",
+)
+
+
 class EmailFlag(StrEnum):
     """Something noteworthy about how a message was parsed."""
 
