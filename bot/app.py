@@ -29,10 +29,12 @@ from domain.drafting import DraftModel
 from domain.errors import ExternalServiceError
 from domain.jobs import TaskKind
 from domain.mail import Mailer
-from domain.outreach import Actor, Outreach
-from handlers.api import health, jobs, marketing
+from domain.outreach import Outreach
+from handlers.api import gmail as gmail_api
+from handlers.api import health, jobs, marketing, unsubscribe
 from handlers.api.deps import Services
 from handlers.api.errors import install_error_handlers
+from handlers.api.gmail import GmailIntegration, build_gmail_integration
 from handlers.slack.common import SlackDeps
 from integrations.crypto import LinkSigner, SecretBox
 from jobs.worker import TaskWorker
@@ -57,6 +59,7 @@ class Runtime:
     bolt: App | None
     secrets: SecretBox
     unsubscribe_signer: LinkSigner
+    gmail: GmailIntegration | None = None
     background: list[Any] = field(default_factory=list)
 
     def run_tasks_until_idle(self) -> int:
@@ -114,6 +117,15 @@ def build_runtime(
         return UnitOfWork(services.session_factory)
 
     slack = build_slack_clients(settings, services, secrets)
+    gmail = build_gmail_integration(
+        settings,
+        services,
+        secrets=secrets,
+        unsubscribe_url=unsubscribe_url,
+        client_for_org=slack.client_for_org if slack is not None else None,
+    )
+    if mailer is None and gmail is not None:
+        mailer = gmail.mailer
     notifier = SlackNotifier(slack.client_for_org) if slack is not None else None
     outreach = Outreach(
         uow=uow,
@@ -126,6 +138,8 @@ def build_runtime(
         drafter=drafter if drafter is not None else build_drafter(settings),
         secrets=secrets,
     )
+    if gmail is not None:
+        gmail.outbox.on_sent = outreach.finish_send
     # One thread posts card messages, in order, paced by Slack's rate limit (the client
     # retries `ratelimited` after Retry-After), so drafting never waits for Slack.
     poster = TaskWorker(
@@ -147,8 +161,12 @@ def build_runtime(
             session_factory=services.session_factory,
             clock=services.clock,
             wake_worker=worker.wake,
-            gmail_connect_url=lambda actor: _gmail_connect_url(settings, actor),
-            gmail_address=lambda actor: None,
+            gmail_connect_url=lambda actor: (
+                gmail.gmail_connect_link(actor.user_id, actor.org_id) if gmail else None
+            ),
+            gmail_address=lambda actor: (
+                gmail.connected_address(actor.org_id, actor.user_id) if gmail else None
+            ),
         )
         bolt = build_bolt_app(
             settings, deps, client=slack.app_client, oauth_settings=slack.oauth_settings
@@ -162,6 +180,7 @@ def build_runtime(
         bolt=bolt,
         secrets=secrets,
         unsubscribe_signer=unsubscribe_signer,
+        gmail=gmail,
     )
 
 
@@ -236,12 +255,6 @@ def build_slack_clients(
     return None
 
 
-def _gmail_connect_url(settings: Settings, actor: Actor) -> str | None:
-    if not settings.GOOGLE_CLIENT_ID:
-        return None
-    return f"{settings.PUBLIC_BASE_URL.rstrip('/')}/api/integrations/gmail/connect"
-
-
 def build_app(
     settings: Settings,
     *,
@@ -256,11 +269,15 @@ def build_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if start_background:
             runtime.worker.start()
+            if runtime.gmail is not None:
+                runtime.gmail.outbox.start()
             runtime.poster.start()
         try:
             yield
         finally:
             runtime.worker.stop()
+            if runtime.gmail is not None:
+                runtime.gmail.outbox.stop()
             runtime.poster.stop()
 
     app = FastAPI(
@@ -276,6 +293,9 @@ def build_app(
     app.include_router(health.router)
     app.include_router(marketing.router)
     app.include_router(jobs.router)
+    app.include_router(gmail_api.router)
+    app.include_router(gmail_api.email_router)
+    app.include_router(unsubscribe.router)
     if runtime.bolt is not None:
         _mount_slack(app, runtime.bolt, settings.SLACK_SIGNING_SECRET or "")
     return app

@@ -983,6 +983,61 @@ class Outreach:
         self.show_card(org_id, card_id, actor_slack_id=actor_slack_id)
         return result
 
+    def finish_send(
+        self, org_id: int, email_send_id: int, card_id: int | None, outcome: SendOutcome
+    ) -> None:
+        """Make a card follow a send that finished after execute_card returned (the outbox).
+
+        The mailer's outbox calls this when a queued or unconfirmed email finally went out
+        or failed; each move is a compare-and-set from EXECUTING, so a repeat does nothing.
+        """
+        if card_id is None:
+            return
+        now = self._clock.now()
+        with self._uow() as uow:
+            card: Card = uow.cards.get(org_id, card_id)
+            if outcome.status == SendStatus.SENT:
+                if uow.cards.compare_and_set(
+                    org_id,
+                    card_id,
+                    expected=[CardState.EXECUTING],
+                    to=CardState.DONE,
+                    now=now,
+                    executed_at=now,
+                    blocked_reason=None,
+                ):
+                    if card.job_id:
+                        uow.jobs.bump(card.job_id, cards_executed=1, emails_sent=1)
+                    if card.contact_id:
+                        uow.contexts.touch_contacted(org_id, card.contact_id, at=now)
+                        uow.contexts.engagement_event(
+                            org_id,
+                            card.contact_id,
+                            "email_sent",
+                            at=now,
+                            email_send_id=email_send_id,
+                            card_id=card_id,
+                        )
+                    if card.enrollment_id and outcome.gmail_thread_id:
+                        uow.enrollments.set_thread(card.enrollment_id, outcome.gmail_thread_id)
+            elif outcome.status == SendStatus.FAILED:
+                if (
+                    uow.cards.compare_and_set(
+                        org_id,
+                        card_id,
+                        expected=[CardState.EXECUTING],
+                        to=CardState.BLOCKED,
+                        now=now,
+                        blocked_reason=outcome.detail or "sending failed",
+                    )
+                    and card.job_id
+                ):
+                    uow.jobs.bump(card.job_id, errors_count=1)
+            elif card.state == CardState.EXECUTING:
+                uow.cards.update_fields(org_id, card_id, now=now, blocked_reason=outcome.detail)
+            uow.commit()
+        self.show_card(org_id, card_id)
+
     def _send(self, card: Card, job: Job | None, thread_id: str | None) -> SendOutcome:
         payload = card.action_payload
         if self.mailer is None:

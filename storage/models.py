@@ -470,6 +470,11 @@ class GmailAccount(Base):
     min_send_interval_seconds: Mapped[int] = mapped_column(
         Integer, nullable=False, default=5, server_default="5"
     )
+    # The earliest moment the next send may start: senders reserve it by compare-and-set,
+    # which keeps the mailbox's spacing whatever the number of workers.
+    next_send_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    disconnected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    disconnected_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _created()
 
@@ -480,6 +485,10 @@ class EmailSend(Base):
         Index("ix_email_sends_org_id_status", "org_id", "status"),
         Index("ix_email_sends_org_id_contact_id", "org_id", "contact_id"),
         Index("ix_email_sends_gmail_thread_id", "org_id", "gmail_thread_id"),
+        # The daily cap counts a mailbox's sends of the last 24 hours.
+        Index("ix_email_sends_gmail_account_id_sent_at", "gmail_account_id", "sent_at"),
+        # The outbox claims due rows across organizations (queued by time, expired leases).
+        Index("ix_email_sends_status_not_before", "status", "not_before"),
     )
 
     id: Mapped[int] = _pk()
@@ -506,9 +515,25 @@ class EmailSend(Base):
     gmail_thread_id: Mapped[str | None] = mapped_column(String(64))
     to_email: Mapped[str] = mapped_column(String(320), nullable=False)
     subject: Mapped[str] = mapped_column(String(998), nullable=False)
+    # What the outbox needs to (re)build the MIME message on every attempt.
+    sender_user_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("users.id", ondelete="SET NULL")
+    )
+    from_email: Mapped[str | None] = mapped_column(String(320))
+    to_name: Mapped[str | None] = mapped_column(String(300))
+    body_text: Mapped[str | None] = mapped_column(Text)
+    body_html: Mapped[str | None] = mapped_column(Text)
+    in_reply_to: Mapped[str | None] = mapped_column(String(998))
+    references: Mapped[list[str]] = _json_list()
+    campaign_email: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=True, server_default=text("true")
+    )
     status: Mapped[str] = mapped_column(String(16), nullable=False, default="queued")
     attempt_count: Mapped[int] = _counter()
+    # queued: the next attempt time; the lease of a `sending` row is `claimed_until`.
     not_before: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     error: Mapped[str | None] = mapped_column(Text)
     replied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -725,3 +750,6 @@ class SlackOAuthState(Base):
     )
     state: Mapped[str] = mapped_column(String(200), nullable=False, unique=True)
     expire_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+import storage.models_gmail  # noqa: E402, F401  (registers the Gmail tables on Base)

@@ -1,0 +1,355 @@
+"""Gmail routes: connect (OAuth consent), callback, status, disconnect, and sending one email.
+
+`GET /api/integrations/gmail/connect` knows who connects from an API bearer token tied
+to a user (it answers the consent URL as JSON) or from the signed link Slack's App Home
+shows (`?u=<token>`, answered with a redirect to Google). The callback answers a small
+HTML page, since a browser lands on it.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Annotated, Any, Final
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from pydantic import BaseModel, Field, field_validator
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from sqlalchemy import select
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from bot.settings import Settings
+from domain.errors import ExternalServiceError, InvalidInput, NotFound, NotPermitted
+from domain.mail import OutgoingEmail, SendOutcome, SendStatus
+from handlers.api.deps import IdentityDep, Services, ServicesDep, get_identity
+from handlers.api.errors import error_body
+from integrations.crypto import LinkSigner, SecretBox
+from integrations.gmail.client import GoogleConfig
+from integrations.gmail.compose import message_id_domain
+from integrations.gmail.oauth import CALLBACK_PATH, ConsentRefused, GmailOAuth
+from integrations.gmail.sender import (
+    DisconnectListener,
+    GmailMailer,
+    OutboxWorker,
+    SendLimits,
+)
+from storage import models as m
+from storage.accounts import TokenIdentity
+from storage.gmail import contact_summary, user_slack_id
+
+log = logging.getLogger(__name__)
+
+CONNECT_PATH: Final = "/api/integrations/gmail/connect"
+CONNECT_LINK_TTL_SECONDS: Final = 24 * 3600
+
+
+@dataclass
+class GmailIntegration:
+    """Gmail as the app uses it: the consent flow, the mailer and its outbox worker."""
+
+    config: GoogleConfig
+    oauth: GmailOAuth
+    mailer: GmailMailer
+    outbox: OutboxWorker
+    connect_signer: LinkSigner
+    public_base_url: str
+
+    def gmail_connect_link(self, user_id: int, org_id: int) -> str:
+        """Return the signed link (valid a day) that starts a user's Gmail consent."""
+        token = self.connect_signer.sign(
+            {"u": user_id, "o": org_id}, expires_in=CONNECT_LINK_TTL_SECONDS
+        )
+        return f"{self.public_base_url}{CONNECT_PATH}?u={token}"
+
+    def connected_address(self, org_id: int, user_id: int) -> str | None:
+        """Return the address of the user's connected mailbox, or None."""
+        return self.oauth.connected_address(org_id, user_id)
+
+
+def build_gmail_integration(
+    settings: Settings,
+    services: Services,
+    *,
+    secrets: SecretBox,
+    unsubscribe_url: Callable[[int, int], str],
+    client_for_org: Callable[[int], WebClient] | None = None,
+    limits: SendLimits | None = None,
+) -> GmailIntegration | None:
+    """Wire Gmail when GOOGLE_CLIENT_ID and GOOGLE_CLIENT_SECRET are set; None otherwise."""
+    if not settings.GOOGLE_CLIENT_ID or not settings.GOOGLE_CLIENT_SECRET:
+        return None
+    base = settings.PUBLIC_BASE_URL.rstrip("/")
+    config = GoogleConfig(
+        client_id=settings.GOOGLE_CLIENT_ID,
+        client_secret=settings.GOOGLE_CLIENT_SECRET,
+        token_uri=settings.GOOGLE_TOKEN_URI,
+        auth_uri=settings.GOOGLE_AUTH_URI,
+        gmail_api_url=settings.GMAIL_API_URL,
+    )
+    limits = limits or SendLimits()
+    oauth = GmailOAuth(
+        config,
+        session_factory=services.session_factory,
+        clock=services.clock,
+        secret_box=secrets,
+        state_signer=LinkSigner(settings.SALESBOT_SECRET_KEY, purpose="gmail-oauth-state"),
+        redirect_uri=base + CALLBACK_PATH,
+        limits=limits,
+    )
+    mailer = GmailMailer(
+        config,
+        session_factory=services.session_factory,
+        clock=services.clock,
+        cipher=secrets,
+        unsubscribe_url=unsubscribe_url,
+        message_id_domain=message_id_domain(base),
+        limits=limits,
+    )
+    integration = GmailIntegration(
+        config=config,
+        oauth=oauth,
+        mailer=mailer,
+        outbox=OutboxWorker(mailer, clock=services.clock),
+        connect_signer=LinkSigner(settings.SALESBOT_SECRET_KEY, purpose="gmail-connect"),
+        public_base_url=base,
+    )
+    if client_for_org is not None:
+        mailer.on_disconnected = tell_rep_in_slack(integration, services, client_for_org)
+    return integration
+
+
+def tell_rep_in_slack(
+    gmail: GmailIntegration, services: Services, client_for_org: Callable[[int], WebClient]
+) -> DisconnectListener:
+    """Return a listener that DMs a rep whose mailbox was disconnected by Google."""
+
+    def tell(org_id: int, user_id: int | None, email: str, reason: str) -> None:
+        with services.session_factory() as session:
+            slack_id = user_slack_id(session, org_id, user_id)
+        if slack_id is None or user_id is None:
+            log.warning("disconnected rep has no Slack id", extra={"org_id": org_id})
+            return
+        link = gmail.gmail_connect_link(user_id, org_id)
+        text = (
+            f":warning: Salesbot can no longer send from {email}: {reason}. Emails waiting to"
+            f" go out are on hold. <{link}|Reconnect Gmail> (the link works for 24 hours), then"
+            " press Retry on the blocked cards."
+        )
+        try:
+            client_for_org(org_id).chat_postMessage(channel=slack_id, text=text)
+        except (SlackApiError, ExternalServiceError) as exc:
+            log.warning("could not tell the rep in Slack", extra={"reason": str(exc)[:200]})
+
+    return tell
+
+
+# --- dependencies ---------------------------------------------------------------------------
+
+
+def get_gmail(request: Request) -> GmailIntegration:
+    """Return the app's Gmail integration; 503 when Gmail is not configured."""
+    runtime = getattr(request.app.state, "runtime", None)
+    gmail = getattr(runtime, "gmail", None)
+    if not isinstance(gmail, GmailIntegration):
+        raise StarletteHTTPException(
+            503,
+            detail="Gmail is not configured on this server: set GOOGLE_CLIENT_ID and"
+            " GOOGLE_CLIENT_SECRET.",
+        )
+    return gmail
+
+
+GmailDep = Annotated[GmailIntegration, Depends(get_gmail)]
+
+
+def _user_of(identity: TokenIdentity) -> int:
+    if identity.user_id is None:
+        raise NotPermitted(
+            "This API token is not tied to a user; Gmail belongs to a rep, so use a token"
+            " created for that rep."
+        )
+    return identity.user_id
+
+
+def _user_email(services: Services, org_id: int, user_id: int) -> str:
+    with services.session_factory() as session:
+        email = session.scalar(
+            select(m.User.email).where(m.User.org_id == org_id, m.User.id == user_id)
+        )
+    if email is None:
+        raise NotFound(f"user {user_id} not found")
+    return str(email)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def _page(title: str, message: str, *, status: int) -> HTMLResponse:
+    body = (
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title></head>"
+        "<body style='font-family:sans-serif;max-width:36em;margin:4em auto'>"
+        f"<h1>{html.escape(title)}</h1><p>{html.escape(message)}</p></body></html>"
+    )
+    return HTMLResponse(
+        body,
+        status_code=status,
+        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+    )
+
+
+# --- routes ---------------------------------------------------------------------------------
+
+router = APIRouter(prefix="/api/integrations/gmail", tags=["gmail"])
+
+
+@router.get("/connect", response_model=None)
+def connect(
+    request: Request, services: ServicesDep, gmail: GmailDep, u: str | None = None
+) -> Response:
+    """Start the Gmail consent: a redirect for Slack's signed link, JSON for an API token."""
+    if u is not None:
+        try:
+            claims = gmail.connect_signer.verify(u)
+            org_id, user_id = int(claims["o"]), int(claims["u"])
+        except (InvalidInput, KeyError, TypeError, ValueError):
+            return _page(
+                "Link not valid",
+                "This Gmail connection link is not valid or has expired. Open Salesbot's App"
+                " Home in Slack for a fresh one.",
+                status=400,
+            )
+        login_hint = _user_email(services, org_id, user_id)
+        url = gmail.oauth.authorization_url(org_id, user_id, login_hint=login_hint)
+        return RedirectResponse(url, status_code=302, headers={"Cache-Control": "no-store"})
+    identity = get_identity(request, services)
+    user_id = _user_of(identity)
+    login_hint = _user_email(services, identity.org_id, user_id)
+    url = gmail.oauth.authorization_url(identity.org_id, user_id, login_hint=login_hint)
+    return JSONResponse({"authorization_url": url, "expires_in": 600})
+
+
+@router.get("/callback", response_class=HTMLResponse)
+def callback(
+    gmail: GmailDep,
+    state: str | None = None,
+    code: str | None = None,
+    error: str | None = None,
+) -> HTMLResponse:
+    """Finish the consent Google redirected back from; a bad or replayed state is refused."""
+    try:
+        connected = gmail.oauth.complete(state=state, code=code, error=error)
+    except ConsentRefused as exc:
+        return _page("Gmail not connected", exc.message, status=400)
+    return _page(
+        "Gmail connected",
+        f"Salesbot can now send from and read {connected.email}. You can close this tab and"
+        " go back to Slack.",
+        status=200,
+    )
+
+
+@router.get("/status")
+def status(who: IdentityDep, gmail: GmailDep) -> dict[str, Any]:
+    """Say whether the caller's Gmail is connected, its address, scopes and throttles."""
+    found = gmail.oauth.status(who.org_id, _user_of(who))
+    return {str(k): _jsonable(v) for k, v in asdict(found).items()}
+
+
+@router.post("/disconnect")
+def disconnect(who: IdentityDep, gmail: GmailDep) -> dict[str, Any]:
+    """Revoke the caller's Gmail grant at Google and delete the stored tokens."""
+    result = gmail.oauth.disconnect(who.org_id, _user_of(who))
+    return {"disconnected": True, "email": result.email, "revoked": result.revoked}
+
+
+email_router = APIRouter(prefix="/api/email", tags=["email"])
+
+
+class SendEmailRequest(BaseModel):
+    """One email to send from the caller's connected Gmail."""
+
+    to: str = Field(min_length=3, max_length=320)
+    to_name: str | None = Field(default=None, max_length=300)
+    subject: str = Field(min_length=1, max_length=998)
+    body_text: str = Field(min_length=1, max_length=200_000)
+    body_html: str | None = Field(default=None, max_length=500_000)
+    contact_id: int | None = None
+    thread_id: str | None = Field(default=None, max_length=64)
+    in_reply_to: str | None = Field(default=None, max_length=998)
+    references: list[str] = Field(default_factory=list, max_length=50)
+    campaign_email: bool = Field(
+        default=True, description="Carry List-Unsubscribe and an unsubscribe footer."
+    )
+
+    @field_validator("to")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        from email_validator import EmailNotValidError, validate_email
+
+        try:
+            return validate_email(value.strip(), check_deliverability=False).normalized
+        except EmailNotValidError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("subject")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        if "\n" in value or "\r" in value:
+            raise ValueError("the subject must be one line")
+        return value.strip()
+
+
+def _outcome_body(outcome: SendOutcome) -> dict[str, Any]:
+    return {str(k): _jsonable(v) for k, v in asdict(outcome).items()}
+
+
+@email_router.post("/send", response_model=None)
+def send_email(
+    body: SendEmailRequest, who: IdentityDep, services: ServicesDep, gmail: GmailDep
+) -> JSONResponse:
+    """Send one email on behalf of the caller: 200 sent, 202 queued (with when and why)."""
+    user_id = _user_of(who)
+    if body.contact_id is not None:
+        with services.session_factory() as session:
+            contact = contact_summary(session, who.org_id, body.contact_id)
+        if contact is None:
+            raise NotFound(f"contact {body.contact_id} not found")
+        if contact.email.lower() != body.to.lower():
+            raise InvalidInput(
+                f"contact {body.contact_id} is {contact.email}, not {body.to}", field="to"
+            )
+    outcome = gmail.mailer.send(
+        OutgoingEmail(
+            org_id=who.org_id,
+            to_email=body.to,
+            to_name=body.to_name,
+            subject=body.subject,
+            body_text=body.body_text,
+            body_html=body.body_html,
+            sender_user_id=user_id,
+            contact_id=body.contact_id,
+            thread_id=body.thread_id,
+            in_reply_to=body.in_reply_to,
+            references=tuple(body.references),
+            campaign_email=body.campaign_email,
+        )
+    )
+    if outcome.status == SendStatus.FAILED:
+        failure = error_body("send_failed", outcome.detail or "the email was not sent")
+        failure["outcome"] = _outcome_body(outcome)
+        return JSONResponse(failure, status_code=422)
+    code = 200 if outcome.status == SendStatus.SENT else 202
+    return JSONResponse(_outcome_body(outcome), status_code=code)

@@ -1,0 +1,288 @@
+"""Connecting Gmail: consent with PKCE through google-auth-oauthlib and the OAuth stand-in.
+
+Every test runs on SQLite and PostgreSQL, inside the test's rolled-back transaction.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Callable, Iterator
+from urllib.parse import urlsplit
+
+import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from domain.clock import FixedClock
+from integrations.crypto import LinkSigner, SecretBox
+from integrations.gmail.client import GMAIL_SCOPES
+from sandbox.google_oauth import SCOPE_GMAIL_SEND, SCOPE_USERINFO_EMAIL
+from storage import models as m
+from storage import models_gmail as mg
+from tests.support.api import TEST_SECRET_KEY
+from tests.support.gmail_app import (
+    OTHER_REP_EMAIL,
+    REP_EMAIL,
+    GmailWorld,
+    consent_query,
+    gmail_world,
+)
+from tests.support.google import GoogleServer, follow_consent, running_google_stand_in
+
+
+@pytest.fixture(scope="module")
+def stand_in() -> Iterator[GoogleServer]:
+    with running_google_stand_in() as running:
+        yield running
+
+
+@pytest.fixture
+def world(
+    engine: Engine,
+    session_factory: Callable[[], Session],
+    clock: FixedClock,
+    stand_in: GoogleServer,
+) -> Iterator[GmailWorld]:
+    stand_in.google.reset()
+    stand_in.clock.set_to_real_time()
+    with gmail_world(engine, session_factory, clock, stand_in) as built:
+        yield built
+
+
+def code_exchanges(world: GmailWorld) -> list[tuple[str, str | None]]:
+    return [
+        (r.grant_type, r.error)
+        for r in world.google.oauth.token_requests
+        if r.grant_type == "authorization_code"
+    ]
+
+
+def test_connect_asks_google_for_offline_consent_with_pkce_s256_and_the_four_scopes(
+    world: GmailWorld,
+) -> None:
+    query = consent_query(world.consent_url())
+
+    assert query["client_id"] == "salesbot-sandbox.apps.googleusercontent.com"
+    assert query["redirect_uri"] == "http://testserver/api/integrations/gmail/callback"
+    assert query["scope"].split() == list(GMAIL_SCOPES)
+    assert (query["access_type"], query["prompt"]) == ("offline", "consent")
+    assert query["code_challenge_method"] == "S256"
+    assert len(query["code_challenge"]) == 43
+    assert query["login_hint"] == REP_EMAIL
+    with world.session_factory() as session:
+        states = session.scalars(select(mg.GmailOAuthState)).all()
+    assert [(s.user_id, s.used_at) for s in states] == [(world.rep_id, None)]
+    verifier = SecretBox(TEST_SECRET_KEY).decrypt_bytes(states[0].code_verifier_encrypted)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+    assert challenge.decode().rstrip("=") == query["code_challenge"]
+
+
+def test_callback_stores_tokens_encrypted_and_status_shows_the_address(
+    world: GmailWorld,
+) -> None:
+    answer = world.connect()
+
+    assert answer.status_code == 200
+    assert f"Salesbot can now send from and read {REP_EMAIL}" in answer.text
+    assert code_exchanges(world) == [("authorization_code", None)]
+    grant = world.google.oauth.grants(REP_EMAIL)[0]
+    account = world.account()
+    assert account.user_id == world.rep_id
+    assert account.refresh_token_encrypted is not None
+    assert account.access_token_encrypted is not None
+    refresh_token = grant.refresh_tokens[-1]
+    assert refresh_token.encode() not in account.refresh_token_encrypted
+    box = SecretBox(TEST_SECRET_KEY)
+    assert box.decrypt_bytes(account.refresh_token_encrypted) == refresh_token
+    live = [t.token for t in world.google.oauth.issued_access_tokens(REP_EMAIL)]
+    assert box.decrypt_bytes(account.access_token_encrypted) == live[-1]
+    status = world.client.get("/api/integrations/gmail/status", headers=world.auth())
+    assert status.status_code == 200
+    assert status.json() == {
+        "connected": True,
+        "email": REP_EMAIL,
+        "status": "connected",
+        "scopes": list(GMAIL_SCOPES),
+        "daily_send_cap": 400,
+        "min_send_interval_seconds": 5,
+        "sent_last_24h": 0,
+        "disconnected_at": None,
+        "disconnected_reason": None,
+    }
+
+
+def test_slack_app_home_link_redirects_to_google_and_connects_that_user(
+    world: GmailWorld,
+) -> None:
+    world.google.add_mailbox(OTHER_REP_EMAIL)
+    world.google.oauth.set_consenting_user(OTHER_REP_EMAIL)
+    link = world.gmail.gmail_connect_link(world.other_rep_id, world.org_id)
+
+    redirect = world.client.get(
+        urlsplit(link).path + "?" + urlsplit(link).query, follow_redirects=False
+    )
+    assert redirect.status_code == 302
+    consent = redirect.headers["location"]
+    assert consent.startswith(world.server.urls.auth_uri + "?")
+    assert consent_query(consent)["login_hint"] == OTHER_REP_EMAIL
+    location = urlsplit(follow_consent(consent))
+    answer = world.client.get(f"{location.path}?{location.query}")
+
+    assert answer.status_code == 200
+    assert world.account(OTHER_REP_EMAIL).user_id == world.other_rep_id
+    status = world.client.get("/api/integrations/gmail/status", headers=world.auth())
+    assert status.json()["connected"] is False
+
+
+def test_forged_connect_link_is_refused(world: GmailWorld) -> None:
+    forged = LinkSigner("another-secret-key-0123456789-abcdefghij", purpose="gmail-connect").sign(
+        {"u": world.rep_id, "o": world.org_id}
+    )
+
+    answer = world.client.get(f"/api/integrations/gmail/connect?u={forged}")
+
+    assert answer.status_code == 400
+    assert "This Gmail connection link is not valid or has expired" in answer.text
+    with world.session_factory() as session:
+        assert session.scalars(select(mg.GmailOAuthState)).all() == []
+
+
+def test_replayed_callback_is_refused_and_exchanges_no_second_code(world: GmailWorld) -> None:
+    world.google.add_mailbox(REP_EMAIL)
+    world.google.oauth.set_consenting_user(REP_EMAIL)
+    callback = world.callback_path(world.consent_url())
+
+    first = world.client.get(callback)
+    replayed = world.client.get(callback)
+
+    assert first.status_code == 200
+    assert replayed.status_code == 400
+    assert "This Gmail connection link was already used or has expired" in replayed.text
+    assert code_exchanges(world) == [("authorization_code", None)]
+
+
+def test_forged_state_is_refused_before_any_code_exchange(world: GmailWorld) -> None:
+    world.google.add_mailbox(REP_EMAIL)
+    world.google.oauth.set_consenting_user(REP_EMAIL)
+    callback = world.callback_path(world.consent_url())
+    code = consent_query("http://x/?" + urlsplit(callback).query)["code"]
+    forged = LinkSigner(
+        "another-secret-key-0123456789-abcdefghij", purpose="gmail-oauth-state"
+    ).sign({"n": "guess", "o": world.org_id, "u": world.rep_id})
+
+    answer = world.client.get(
+        "/api/integrations/gmail/callback", params={"state": forged, "code": code}
+    )
+
+    assert answer.status_code == 400
+    assert "This Gmail connection link is not valid or has expired" in answer.text
+    assert code_exchanges(world) == []
+    with world.session_factory() as session:
+        assert session.scalars(select(m.GmailAccount)).all() == []
+
+
+def test_state_for_one_user_cannot_connect_another(world: GmailWorld) -> None:
+    world.google.add_mailbox(REP_EMAIL)
+    world.google.oauth.set_consenting_user(REP_EMAIL)
+    callback = world.callback_path(world.consent_url())
+    query = consent_query("http://x/?" + urlsplit(callback).query)
+    signer = LinkSigner(TEST_SECRET_KEY, purpose="gmail-oauth-state")
+    nonce = signer.verify(query["state"])["n"]
+    swapped = signer.sign({"n": nonce, "o": world.org_id, "u": world.other_rep_id})
+
+    answer = world.client.get(
+        "/api/integrations/gmail/callback", params={"state": swapped, "code": query["code"]}
+    )
+
+    assert answer.status_code == 400
+    assert code_exchanges(world) == []
+
+
+def test_state_older_than_ten_minutes_is_refused(world: GmailWorld, clock: FixedClock) -> None:
+    world.google.add_mailbox(REP_EMAIL)
+    world.google.oauth.set_consenting_user(REP_EMAIL)
+    callback = world.callback_path(world.consent_url())
+    clock.advance(minutes=11)
+
+    answer = world.client.get(callback)
+
+    assert answer.status_code == 400
+    assert "already used or has expired" in answer.text
+    assert code_exchanges(world) == []
+
+
+def test_consent_denied_at_google_connects_nothing(world: GmailWorld) -> None:
+    world.google.add_mailbox(REP_EMAIL)
+    world.google.oauth.set_consenting_user(REP_EMAIL)
+    world.google.oauth.deny_consent()
+
+    answer = world.client.get(world.callback_path(world.consent_url()))
+
+    assert answer.status_code == 400
+    assert "Gmail was not connected: Google answered “access_denied”" in answer.text
+    status = world.client.get("/api/integrations/gmail/status", headers=world.auth())
+    assert status.json()["connected"] is False
+
+
+def test_consent_without_every_scope_is_refused_and_the_grant_revoked(world: GmailWorld) -> None:
+    world.google.add_mailbox(REP_EMAIL)
+    world.google.oauth.set_consenting_user(
+        REP_EMAIL, granted_scopes=[SCOPE_GMAIL_SEND, SCOPE_USERINFO_EMAIL]
+    )
+
+    answer = world.client.get(world.callback_path(world.consent_url()))
+
+    assert answer.status_code == 400
+    assert "tick every box" in answer.text
+    assert [g.revoked for g in world.google.oauth.grants(REP_EMAIL)] == [True]
+    with world.session_factory() as session:
+        assert session.scalars(select(m.GmailAccount)).all() == []
+
+
+def test_disconnect_revokes_the_grant_at_google_and_deletes_the_tokens(
+    world: GmailWorld,
+) -> None:
+    world.connect()
+
+    answer = world.client.post("/api/integrations/gmail/disconnect", headers=world.auth())
+
+    assert answer.status_code == 200
+    assert answer.json() == {"disconnected": True, "email": REP_EMAIL, "revoked": True}
+    assert [g.revoked for g in world.google.oauth.grants(REP_EMAIL)] == [True]
+    account = world.account()
+    assert (account.status, account.disconnected_reason) == (
+        "disconnected",
+        "disconnected by the rep",
+    )
+    assert (account.refresh_token_encrypted, account.access_token_encrypted) == (None, None)
+    status = world.client.get("/api/integrations/gmail/status", headers=world.auth()).json()
+    assert (status["connected"], status["disconnected_reason"]) == (
+        False,
+        "disconnected by the rep",
+    )
+    again = world.client.post("/api/integrations/gmail/disconnect", headers=world.auth())
+    assert again.status_code == 404
+
+
+def test_status_of_a_rep_without_a_mailbox_says_not_connected(world: GmailWorld) -> None:
+    answer = world.client.get("/api/integrations/gmail/status", headers=world.auth())
+
+    assert answer.status_code == 200
+    assert answer.json()["connected"] is False
+    assert answer.json()["email"] is None
+
+
+def test_a_token_without_a_user_cannot_connect_gmail(world: GmailWorld) -> None:
+    answer = world.client.get(
+        "/api/integrations/gmail/connect", headers=world.auth(world.userless_token)
+    )
+
+    assert answer.status_code == 403
+    assert answer.json()["error"]["message"].startswith("This API token is not tied to a user")
+
+
+def test_connect_without_credentials_is_unauthorized(world: GmailWorld) -> None:
+    answer = world.client.get("/api/integrations/gmail/connect")
+
+    assert answer.status_code == 401
