@@ -112,6 +112,7 @@ class DeliveryStatusRecipient(_Frozen):
     final_recipient: str | None = None
     original_recipient: str | None = None
     action: str | None = None
+    # The bare code ("5.1.1"); the field as written stays in `ParsedEmail.headers["Status"]`.
     status: str | None = None
     diagnostic_code: str | None = None
     remote_mta: str | None = None

@@ -129,7 +129,7 @@ def decode_base64url(data: str | bytes) -> bytes:
     if isinstance(data, str):
         data = data.encode("ascii", "ignore")
     compact = re.sub(rb"\s+", b"", data).rstrip(b"=")
-    return base64.urlsafe_b64decode(compact + b"=" * (-len(compact) % 4))
+    return base64.b64decode(compact + b"=" * (-len(compact) % 4), altchars=b"-_", validate=True)
 
 
 def _clean(value: str) -> str:
@@ -209,8 +209,8 @@ def _msg_ids(value: str | None) -> list[str]:
     if found:
         return found
     bare = value.strip()
-    if "@" in bare and not any(c.isspace() for c in bare) and "<" not in bare:
-        return [f"<{bare}>"]
+    if bare and not any(c.isspace() or c in "<>" for c in bare):
+        return [f"<{bare}>"]  # brackets missing, as some old mailers write it
     return []
 
 
@@ -416,8 +416,9 @@ def _measure_stdlib(msg: Message) -> int:
     encoded = msg.get_payload()
     if _transfer_encoding(msg) == "base64" and isinstance(encoded, str):
         # Counted from the encoded text, so a large attachment is never decoded.
+        # Padding is not counted in `compact`, so this floor is the exact decoded size.
         compact = _BASE64_NOISE.sub(b"", encoded.encode("ascii", "replace"))
-        return len(compact) * 3 // 4 - min(encoded.rstrip()[-2:].count("="), 2)
+        return len(compact) * 3 // 4
     data = msg.get_payload(decode=True)
     return len(data) if isinstance(data, bytes) else 0
 
@@ -717,12 +718,23 @@ def _dsn(
                     final_recipient=values.get("Final-Recipient"),
                     original_recipient=values.get("Original-Recipient"),
                     action=values.get("Action"),
-                    status=values.get("Status"),
+                    status=_status_code(values.get("Status")),
                     diagnostic_code=values.get("Diagnostic-Code"),
                     remote_mta=values.get("Remote-MTA"),
                 )
             )
     return fields, recipients
+
+
+_STATUS_CODE = re.compile(r"\b[245]\.\d{1,3}\.\d{1,3}\b")
+
+
+def _status_code(value: str | None) -> str | None:
+    """Return the bare DSN code of a Status field ("5.1.1 (user unknown)" -> "5.1.1")."""
+    if value is None:
+        return None
+    found = _STATUS_CODE.search(value)
+    return found.group() if found else value
 
 
 def _report_fields(blocks: Sequence[list[tuple[str, str]]]) -> dict[str, str]:
@@ -739,6 +751,8 @@ def _report_fields(blocks: Sequence[list[tuple[str, str]]]) -> dict[str, str]:
 def _build(
     root: _Part, notes: _Notes, *, size: int, max_body_chars: int, **gmail: Any
 ) -> ParsedEmail:
+    if not root.headers:
+        notes.add(EmailFlag.MALFORMED_MIME, "message has no header fields")
     walker = _Walker(notes, max_body_chars)
     walker.walk(root)
     found = walker.out

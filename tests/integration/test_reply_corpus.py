@@ -1,0 +1,67 @@
+"""Reply stripping on the third-party corpus in ../shared/corpus/replies.
+
+Each source corpus has a floor a little under the share `strip_reply` matched when it was
+written (`python -m bench reply_stripping` prints the current figures), so a change that
+makes stripping worse fails here with the cases it broke. The sources disagree on
+sign-offs and on quoted lines kept above an answer, so no stripper can reach 100% on all.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from integrations.gmail.mime import parse_raw
+from integrations.gmail.reply_text import html_to_text, strip_reply
+from tests.support.corpus import ReplyCase, Score, reply_cases, score_reply_cases
+
+# Measured: trimmer 59/64, talon 85/99, mail_parser_reply 13/23, crisp 61/65, all 218/251.
+FLOORS = {
+    "email_reply_trimmer": 57,
+    "talon": 83,
+    "mail_parser_reply": 12,
+    "crisp_email_reply_parser": 59,
+    "overall": 213,
+}
+TOTALS = {
+    "email_reply_trimmer": 64,
+    "talon": 99,
+    "mail_parser_reply": 23,
+    "crisp_email_reply_parser": 65,
+    "overall": 251,
+}
+
+
+def _read_eml(raw: bytes) -> tuple[str, str | None]:
+    parsed = parse_raw(raw)
+    return parsed.text, parsed.html
+
+
+@pytest.fixture(scope="module")
+def cases() -> list[ReplyCase]:
+    return reply_cases(read_eml=_read_eml, html_to_text=html_to_text)
+
+
+@pytest.fixture(scope="module")
+def scores(cases: list[ReplyCase]) -> dict[str, Score]:
+    return score_reply_cases(cases, lambda text, html: strip_reply(text, html=html))
+
+
+def test_every_case_of_the_corpus_is_measured(cases: list[ReplyCase]) -> None:
+    counts = {corpus: sum(1 for c in cases if c.corpus == corpus) for corpus in TOTALS}
+    counts["overall"] = len(cases)
+    assert counts == TOTALS
+
+
+@pytest.mark.parametrize("corpus", sorted(FLOORS))
+def test_stripping_stays_above_its_measured_floor(scores: dict[str, Score], corpus: str) -> None:
+    score = scores[corpus]
+    missed = sorted(
+        m for key, s in scores.items() if corpus in ("overall", key.split("/")[0]) for m in s.missed
+    )
+    assert score.matched >= FLOORS[corpus], f"{score.line(corpus)}; missed: {missed}"
+
+
+def test_stripping_never_returns_more_than_it_was_given(cases: list[ReplyCase]) -> None:
+    for case in cases:
+        out = strip_reply(case.text, html=case.html)
+        assert len(out) <= len(case.text) or case.html is not None, case.name
