@@ -16,23 +16,29 @@ Upsert rules (docs/csv-import.md says them to users):
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Protocol
 
 from sqlalchemy import (
     ColumnElement,
     String,
     Table,
+    Text,
     any_,
     bindparam,
     case,
+    cast,
+    column,
     func,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -134,6 +140,12 @@ def _write_batch(
     """Write one batch in its own unit of work (rolled back in a dry run)."""
     try:
         with UnitOfWork(session_factory) as uow:
+            if uow.session.get_bind().dialect.name == "postgresql":
+                # psycopg prepares a statement run five times, and PostgreSQL may then
+                # switch to a generic plan that cannot see how few rows `= ANY(keys)`
+                # selects: it scans the org's whole table for every batch. Plan each
+                # lookup for its own keys.
+                uow.session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
             outcome = writer.write(uow.session, batch)
             if not dry_run:
                 uow.commit()
@@ -403,23 +415,20 @@ class _OrderWriter:
                 by_key.setdefault(row.property.key, row.property)
         if not by_key:
             return {}
-        table = _table(m.Property)
-        stmt = _insert(session, table).on_conflict_do_nothing(
-            index_elements=["org_id", "address_key"]
-        )
+        rows_ = [
+            {
+                "org_id": self._org_id,
+                "address_line": p.line,
+                "city": p.city,
+                "state": p.state,
+                "postal_code": p.postal_code,
+                "address_key": key,
+            }
+            for key, p in sorted(by_key.items())
+        ]
+        stmt, params = _insert(session, _table(m.Property), rows_)
         session.execute(
-            stmt,
-            [
-                {
-                    "org_id": self._org_id,
-                    "address_line": p.line,
-                    "city": p.city,
-                    "state": p.state,
-                    "postal_code": p.postal_code,
-                    "address_key": key,
-                }
-                for key, p in sorted(by_key.items())
-            ],
+            stmt.on_conflict_do_nothing(index_elements=["org_id", "address_key"]), params
         )
         return _ids_by(session, m.Property.id, m.Property.address_key, self._org_id, list(by_key))
 
@@ -468,11 +477,35 @@ def _coalesced(table: Table, x: Excluded, names: Sequence[str]) -> dict[str, Col
     return {name: func.coalesce(x[name], table.c[name]) for name in names}
 
 
-def _insert(session: Session, table: Table) -> Any:
-    """An INSERT that knows ON CONFLICT, in the dialect of the session's database."""
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
+def _insert(session: Session, table: Table, rows: list[Values]) -> tuple[Any, list[Values] | None]:
+    """An INSERT of `rows` that knows ON CONFLICT, and the parameters to execute it with.
+
+    On PostgreSQL the whole batch travels as one JSON document and the statement
+    inserts `SELECT * FROM json_to_recordset(document)`: one statement and one
+    parameter for the batch, which costs the server half the work of a statement
+    per row and the client a small fraction of it (the document is encoded in C).
+    On SQLite, an in-process database, the rows are executed one by one (executemany).
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return sqlite.insert(table), rows
+    names = list(rows[0])
+    document = json.dumps(rows, default=_json_value)
+    source = (
+        func.json_to_recordset(cast(bindparam("rows", document, type_=Text), postgresql.JSON))
+        .table_valued(*(column(name, table.c[name].type) for name in names))
+        .render_derived(with_types=True)
+    )
+    selected = select(*(source.c[name] for name in names))
+    return postgresql.insert(table).from_select(names, selected), None
+
+
+def _json_value(value: object) -> str:
+    """Encode what json cannot: timestamps (ISO 8601, with their zone) and amounts."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"cannot put {type(value).__name__} in an import batch")
 
 
 def _upsert(
@@ -496,7 +529,8 @@ def _upsert(
     for row, replace in values:
         groups.setdefault(replace, []).append(row)
     for replace, rows in groups.items():
-        stmt = _insert(session, table)
+        rows.sort(key=lambda r: tuple(r[c] for c in conflict))
+        stmt, params = _insert(session, table, rows)
         set_: dict[str, Any] = always(stmt.excluded)
         set_.update({name: stmt.excluded[name] for name in replace})
         changes = [
@@ -504,11 +538,10 @@ def _upsert(
             for name, value in set_.items()
             if name != "updated_at"
         ]
-        rows.sort(key=lambda r: tuple(r[c] for c in conflict))
         upsert = stmt.on_conflict_do_update(
             index_elements=list(conflict), set_=set_, where=or_(*changes)
         )
-        session.execute(upsert, rows)
+        session.execute(upsert, params)
 
 
 def _existing(
