@@ -4,7 +4,8 @@ Credentials are built from a mailbox's stored tokens; google-auth refreshes the 
 token when it has expired (or when Gmail answers 401), and the caller stores the new
 one (`token_update`). Every failure becomes a `GmailError` that says whether Gmail
 certainly did not act on the request, might have, or will not without a new consent.
-Tokens and message bodies never appear in errors or logs.
+The client library's own retries stay off: a retried send could go out twice, so the
+outbox decides when to try again. Tokens and message bodies never appear in errors or logs.
 """
 
 from __future__ import annotations
@@ -194,7 +195,7 @@ class GmailClient:
                 .users()
                 .messages()
                 .list(userId="me", q=f"rfc822msgid:{wanted}", includeSpamTrash=True, maxResults=5)
-                .execute(num_retries=1)
+                .execute()
             )
         except Exception as exc:  # noqa: BLE001 - every failure is classified, none is hidden
             raise classify_failure(exc, sending=False) from exc
@@ -206,7 +207,7 @@ class GmailClient:
     def profile_email(self) -> str:
         """Return the mailbox's address (`users.getProfile`)."""
         try:
-            answer = self._gmail().users().getProfile(userId="me").execute(num_retries=1)
+            answer = self._gmail().users().getProfile(userId="me").execute()
         except Exception as exc:  # noqa: BLE001 - every failure is classified, none is hidden
             raise classify_failure(exc, sending=False) from exc
         return str(answer["emailAddress"]).lower()
