@@ -126,7 +126,13 @@ def build_runtime(
     )
     if mailer is None and gmail is not None:
         mailer = gmail.mailer
-    notifier = SlackNotifier(slack.client_for_org) if slack is not None else None
+    notifier = (
+        SlackNotifier(
+            slack.client_for_org, post_interval_seconds=settings.SLACK_POST_INTERVAL_SECONDS
+        )
+        if slack is not None
+        else None
+    )
     outreach = Outreach(
         uow=uow,
         clock=services.clock,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable
 
 from slack_sdk import WebClient
@@ -36,11 +38,38 @@ def add_retry_handlers(client: WebClient, *, max_rate_limit_retries: int = 30) -
     return client
 
 
+class ChannelPacer:
+    """Spaces posts to each channel (Slack allows about one message a second per channel).
+
+    Pacing on our side keeps us under the limit instead of bouncing off 429s; a 429
+    that still comes is retried by the client after Retry-After.
+    """
+
+    def __init__(self, interval_seconds: float) -> None:
+        self._interval = interval_seconds
+        self._next: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def wait(self, channel: str) -> None:
+        """Block until a message may be posted to `channel`."""
+        if self._interval <= 0:
+            return
+        with self._lock:
+            now = time.monotonic()
+            slot = max(now, self._next.get(channel, now))
+            self._next[channel] = slot + self._interval
+        if slot > now:
+            time.sleep(slot - now)
+
+
 class SlackNotifier:
     """Posts a card's message to its review channel (or the owner's DM) and updates it."""
 
-    def __init__(self, client_for_org: Callable[[int], WebClient]) -> None:
+    def __init__(
+        self, client_for_org: Callable[[int], WebClient], *, post_interval_seconds: float = 1.0
+    ) -> None:
         self._client_for_org = client_for_org
+        self._pacer = ChannelPacer(post_interval_seconds)
 
     def post_card(
         self, view: CardView, *, channel: str | None, owner_slack_id: str | None
@@ -57,6 +86,7 @@ class SlackNotifier:
                     )
                 opened = client.conversations_open(users=owner_slack_id)
                 target = str(opened["channel"]["id"])
+            self._pacer.wait(target)
             response = client.chat_postMessage(
                 channel=target, text=text, blocks=blocks, unfurl_links=False
             )

@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     SLACK_SIGNING_SECRET: str | None = None
     SLACK_CLIENT_ID: str | None = None
     SLACK_CLIENT_SECRET: str | None = None
+    SLACK_POST_INTERVAL_SECONDS: float = Field(
+        default=1.0, ge=0, le=60, description="Spacing of card messages per channel."
+    )
 
     GMAIL_API_URL: str = "https://gmail.googleapis.com/"
     GOOGLE_TOKEN_URI: str = "https://oauth2.googleapis.com/token"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from slack_bolt import App, BoltResponse
@@ -44,20 +45,19 @@ def build_bolt_app(
     """Build the Bolt app in single-workspace token mode, or OAuth mode when given settings."""
     if not settings.SLACK_SIGNING_SECRET:
         raise ValueError("SLACK_SIGNING_SECRET is required to verify Slack's requests")
+    # process_before_response=True runs each ack listener in the request's own thread,
+    # so an ack never queues behind slow work; that work is in lazy listeners, which Bolt
+    # runs on its executor after the response (sized so a burst of clicks fits).
+    common: dict[str, Any] = {
+        "signing_secret": settings.SLACK_SIGNING_SECRET,
+        "client": client,
+        "process_before_response": True,
+        "listener_executor": ThreadPoolExecutor(max_workers=16, thread_name_prefix="slack-lazy"),
+    }
     if oauth_settings is not None:
-        app = App(
-            signing_secret=settings.SLACK_SIGNING_SECRET,
-            client=client,
-            oauth_settings=oauth_settings,
-            process_before_response=False,
-        )
+        app = App(oauth_settings=oauth_settings, **common)
     else:
-        app = App(
-            signing_secret=settings.SLACK_SIGNING_SECRET,
-            client=client,
-            process_before_response=False,
-            token_verification_enabled=False,
-        )
+        app = App(token_verification_enabled=False, **common)
     app.middleware(_dedupe_events(deps.session_factory))
     commands.register(app, deps)
     actions.register(app, deps)

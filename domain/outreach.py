@@ -328,7 +328,8 @@ class Outreach:
         """Start a pending job: enroll its contacts and create step-0 draft tasks in batches.
 
         Returns how many contacts were enrolled. Each batch commits on its own, so a
-        large launch shows progress and a crash loses at most one batch of planning.
+        large launch shows progress and a crash loses at most one chunk of planning;
+        re-running planning skips contacts already enrolled.
         """
         now = self._clock.now()
         with self._uow() as uow:
@@ -344,42 +345,42 @@ class Outreach:
         enrolled = 0
         batch_no = 0
         with self._uow() as uow:
+            # One transaction per chunk of the audience (a thousand contacts); tasks are
+            # numbered in batches of the job's batch_size for review and bulk approval.
             for chunk in self._contact_source(uow, org_id, params, now):
-                for part in batches(chunk, size):
-                    mapping = uow.enrollments.add_many(org_id, job_id, part, next_due_at=now)
-                    rows = [
-                        {
-                            "kind": TaskKind.DRAFT_EMAIL.value,
-                            "step": 0,
-                            "batch": batch_no,
-                            "contact_id": cid,
-                            "input": {"enrollment_id": mapping[cid]},
-                        }
-                        for cid in part
-                        if cid in mapping
-                    ]
-                    for template in params.task_templates:
-                        if template.after_step == 0:
-                            rows.extend(
-                                {
-                                    "kind": template.kind.value,
-                                    "step": 0,
-                                    "batch": batch_no,
-                                    "contact_id": cid,
-                                    "input": {
-                                        "enrollment_id": mapping[cid],
-                                        "title": template.title,
-                                        "description": template.description,
-                                    },
-                                }
-                                for cid in part
-                                if cid in mapping
-                            )
-                    added = uow.tasks.add_many(org_id, job_id, rows)
-                    uow.jobs.bump(job_id, total_tasks=added)
-                    enrolled += len(mapping)
+                mapping = uow.enrollments.add_many(org_id, job_id, chunk, next_due_at=now)
+                rows: list[dict[str, Any]] = []
+                for part in batches([cid for cid in chunk if cid in mapping], size):
+                    for cid in part:
+                        rows.append(
+                            {
+                                "kind": TaskKind.DRAFT_EMAIL.value,
+                                "step": 0,
+                                "batch": batch_no,
+                                "contact_id": cid,
+                                "input": {"enrollment_id": mapping[cid]},
+                            }
+                        )
+                        rows.extend(
+                            {
+                                "kind": template.kind.value,
+                                "step": 0,
+                                "batch": batch_no,
+                                "contact_id": cid,
+                                "input": {
+                                    "enrollment_id": mapping[cid],
+                                    "title": template.title,
+                                    "description": template.description,
+                                },
+                            }
+                            for template in params.task_templates
+                            if template.after_step == 0
+                        )
                     batch_no += 1
-                    uow.commit()
+                added = uow.tasks.add_many(org_id, job_id, rows)
+                uow.jobs.bump(job_id, total_tasks=added)
+                enrolled += len(mapping)
+                uow.commit()
             if enrolled == 0:
                 uow.jobs.set_status(
                     org_id, job_id, JobStatus.SUCCEEDED, expected=[JobStatus.RUNNING], now=now

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, meta
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -52,11 +53,18 @@ MAX_TEMPLATE_CHARS = 100_000
 MAX_RENDERED_CHARS = 200_000
 
 
+@lru_cache(maxsize=1)
 def _environment() -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(
+    """The one sandboxed environment (thread-safe for rendering), made on first use."""
+    return ImmutableSandboxedEnvironment(
         undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
     )
-    return env
+
+
+@lru_cache(maxsize=512)
+def _compiled(source: str) -> Template:
+    """Compile a template once: a launch renders the same few templates thousands of times."""
+    return _environment().from_string(source)
 
 
 class TemplateProblem(InvalidInput):
@@ -96,9 +104,8 @@ def check_template(source: str, *, field: str) -> set[str]:
 
 def render_text(source: str, context: dict[str, Any], *, field: str = "template") -> str:
     """Render a template in the sandbox; raise TemplateProblem if it cannot render."""
-    env = _environment()
     try:
-        template = env.from_string(source)
+        template = _compiled(source)
         rendered = template.render(**context)
     except TemplateSyntaxError as exc:
         raise TemplateProblem(field, exc.message or "syntax error", line=exc.lineno) from exc

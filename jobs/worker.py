@@ -29,7 +29,7 @@ class TaskWorker:
         clock: Clock,
         *,
         threads: int = 2,
-        claim_size: int = 50,
+        claim_size: int = 100,
         poll_seconds: float = 5.0,
         kinds: Sequence[TaskKind] | None = None,
         exclude_kinds: Sequence[TaskKind] | None = None,

@@ -7,7 +7,7 @@ from dataclasses import fields as dataclass_fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import case, func, insert, select, type_coerce, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -27,6 +27,7 @@ from domain.jobs import (
 )
 from storage import models as m
 from storage.repositories import AudienceRepo
+from storage.types import JsonType
 
 
 class JobRepo:
@@ -190,9 +191,7 @@ class TaskRepo:
         return JobTaskView.model_validate(row, from_attributes=True)
 
     def add_many(self, org_id: int, job_id: int, rows: Sequence[dict[str, Any]]) -> int:
-        """Insert tasks (dicts of kind, step, batch, contact_id, input) in one statement."""
-        if not rows:
-            return 0
+        """Insert tasks (dicts of kind, step, batch, contact_id, input), a chunk a statement."""
         payload = [
             {
                 "org_id": org_id,
@@ -208,7 +207,10 @@ class TaskRepo:
             }
             for r in rows
         ]
-        self._s.execute(insert(m.JobTask), payload)
+        if payload:
+            # executemany with RETURNING: SQLAlchemy's "insertmanyvalues" batches the
+            # rows into few multi-row statements without compiling a VALUES per row.
+            self._s.execute(insert(m.JobTask).returning(m.JobTask.id), payload)
         return len(payload)
 
     def list_for_job(
@@ -293,10 +295,23 @@ class TaskRepo:
     def finish_many(
         self, results: Sequence[tuple[int, dict[str, Any]]], status: TaskStatus, *, now: datetime
     ) -> int:
-        """Finish running tasks with their outputs; return how many were still running."""
+        """Finish running tasks with their outputs in one statement; return how many."""
         done = 0
-        for task_id, output in results:
-            done += self.finish(task_id, status, now=now, output=output)
+        for chunk in _chunks(list(results)):
+            outputs = case(
+                {task_id: type_coerce(output, JsonType) for task_id, output in chunk},
+                value=m.JobTask.id,
+            )
+            result = self._s.execute(
+                update(m.JobTask)
+                .where(
+                    m.JobTask.id.in_([task_id for task_id, _ in chunk]),
+                    m.JobTask.status == TaskStatus.RUNNING.value,
+                )
+                .values(status=status.value, finished_at=now, output=outputs)
+                .execution_options(synchronize_session=False)
+            )
+            done += int(result.rowcount)  # type: ignore[attr-defined]
         return done
 
     def cancel_pending(self, org_id: int, job_id: int, *, now: datetime) -> int:
@@ -335,9 +350,11 @@ class EnrollmentRepo:
     def add_many(
         self, org_id: int, job_id: int, contact_ids: Sequence[int], *, next_due_at: datetime
     ) -> dict[int, int]:
-        """Enroll contacts (skipping ones already enrolled); return contact id → enrollment id."""
-        if not contact_ids:
-            return {}
+        """Enroll contacts not yet enrolled in the job; return contact id → new enrollment id.
+
+        Contacts already enrolled (a re-run of planning) are left out of the result, so
+        they get no second set of tasks.
+        """
         values = [
             {
                 "org_id": org_id,
@@ -350,15 +367,15 @@ class EnrollmentRepo:
             for cid in contact_ids
         ]
         dialect = self._s.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        stmt = insert(m.Enrollment).on_conflict_do_nothing(index_elements=["job_id", "contact_id"])
-        self._s.execute(stmt, values)
-        rows = self._s.execute(
-            select(m.Enrollment.contact_id, m.Enrollment.id).where(
-                m.Enrollment.job_id == job_id, m.Enrollment.contact_id.in_(list(contact_ids))
-            )
+        dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        if not values:
+            return {}
+        stmt = (
+            dialect_insert(m.Enrollment)
+            .on_conflict_do_nothing(index_elements=["job_id", "contact_id"])
+            .returning(m.Enrollment.contact_id, m.Enrollment.id)
         )
-        return {cid: eid for cid, eid in rows}
+        return {cid: eid for cid, eid in self._s.execute(stmt, values)}
 
     def count(self, job_id: int) -> int:
         """Count a job's enrollments."""
@@ -516,6 +533,12 @@ class CardRepo:
         if owner_id is not None:
             query = query.join(m.Job, m.Job.id == m.Card.job_id).where(m.Job.owner_id == owner_id)
         return self._s.scalar(query) or 0
+
+
+def _chunks(rows: list[Any], size: int = 1000) -> Iterator[list[Any]]:
+    """Split rows so a multi-row statement stays under the databases' parameter limits."""
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
 
 
 def audience_contact_ids(

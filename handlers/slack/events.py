@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from slack_bolt import App
+from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
 from bot.blocks import home_view
@@ -37,7 +37,9 @@ def publish_home(deps: SlackDeps, body: dict[str, Any], client: WebClient) -> No
 def register(app: App, deps: SlackDeps) -> None:
     """Register the event listeners."""
 
-    @app.event("app_home_opened")
+    def ack_event(ack: Ack) -> None:
+        ack()
+
     def home_opened(body: dict[str, Any], event: dict[str, Any], client: WebClient) -> None:
         if event.get("tab") not in (None, "home"):
             return
@@ -45,6 +47,8 @@ def register(app: App, deps: SlackDeps) -> None:
             publish_home(deps, body, client)
         except Exception as exc:  # noqa: BLE001 - a failed home render is logged, not raised
             log.warning("app home not published", extra={"reason": friendly(exc)})
+
+    app.event("app_home_opened")(ack=ack_event, lazy=[home_opened])
 
     @app.event("message")
     def ignore_messages() -> None:

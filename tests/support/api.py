@@ -25,6 +25,7 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
         "DATABASE_URL": database_url,
         "SALESBOT_SECRET_KEY": TEST_SECRET_KEY,
         "PUBLIC_BASE_URL": "http://testserver",
+        "SLACK_POST_INTERVAL_SECONDS": 0,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
