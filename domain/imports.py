@@ -122,7 +122,7 @@ COLUMNS: Final[dict[ImportKind, tuple[Column, ...]]] = {
         ),
         _col("role_code", "role", max_length=32),
         _col("role_category", "role type"),
-        _col("state", "state/region", "province"),
+        _col("state", "state/region"),
         _col("tags", "tag", "labels"),
         _col("lead_score", "score", "hubspot score"),
         _col("timezone", "time zone", "tz"),

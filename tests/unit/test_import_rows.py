@@ -5,11 +5,13 @@ from __future__ import annotations
 import io
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
 from domain.contacts import EmailStatus, OrderStatus, RoleCategory
 from domain.imports import (
+    COLUMNS,
     ClientRow,
     ContactRow,
     CsvRows,
@@ -558,3 +560,18 @@ def test_a_file_cut_in_the_middle_of_a_character_is_not_utf8() -> None:
 def test_a_source_row_keeps_its_cells() -> None:
     rows = CsvRows(io.StringIO("email\na@pinnacle.com\n", newline=""))
     assert list(rows) == [SourceRow(2, 2, ("a@pinnacle.com",))]
+
+
+def test_the_import_guide_names_every_column_and_alias() -> None:
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "csv-import.md").read_text()
+    tables = guide.split("| column | required | also accepted as | format |")[1:]
+    assert len(tables) == len(COLUMNS)
+    for table, (kind, columns) in zip(tables, COLUMNS.items(), strict=True):
+        lines = [line for line in table.split("\n\n")[0].splitlines() if line.startswith("| `")]
+        rows = {
+            cells[1].strip("`"): cells[2:4]
+            for cells in ([cell.strip() for cell in line.split("|")] for line in lines)
+        }
+        assert rows == {
+            c.field: ["yes" if c.required else "", ", ".join(c.aliases)] for c in columns
+        }, kind
