@@ -59,18 +59,29 @@ def serve(
     logging.basicConfig(
         level=settings.LOG_LEVEL, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    sandbox = None
     if settings.sandbox:
+        from bot.sandbox import start_sandbox
+        from storage.migrate import upgrade
+
         err.rule("[bold yellow]SANDBOX MODE[/bold yellow]")
         err.print(
             "[yellow]No Slack, Google or Anthropic credentials are set: Salesbot runs on "
             f"{settings.DATABASE_URL} against local stand-ins and reaches no external "
             "service.[/yellow]"
         )
+        upgrade(settings.DATABASE_URL)
+        sandbox = start_sandbox(settings, console=err)
+        settings = sandbox.settings
         err.rule()
     application = build_app(settings)
-    uvicorn.run(
-        application, host=host or settings.HOST, port=port or settings.PORT, log_level="info"
-    )
+    try:
+        uvicorn.run(
+            application, host=host or settings.HOST, port=port or settings.PORT, log_level="info"
+        )
+    finally:
+        if sandbox is not None:
+            sandbox.stop()
 
 
 @db_app.command("upgrade")

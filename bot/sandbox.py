@@ -1,0 +1,112 @@
+"""Sandbox mode: with no credentials, Salesbot runs against local stand-ins on loopback.
+
+`salesbot serve` calls `start_sandbox(settings)` when `settings.sandbox` is true: the
+Slack, Google (Gmail, OAuth, Pub/Sub) and Anthropic stand-ins start in this process,
+the settings are pointed at them, and a sandbox organization bound to the stand-in's
+Slack workspace is created once, so every flow works end to end without the internet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rich.console import Console
+
+from bot.settings import Settings
+from domain.contacts import UserRole
+from sandbox.anthropic_api import start_anthropic_stand_in
+from sandbox.google import GoogleUrls, start_google_stand_in
+from sandbox.google_oauth import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET
+from sandbox.pubsub import DEFAULT_PUSH_SERVICE_ACCOUNT
+from sandbox.server import RunningServer
+from sandbox.slack_api import (
+    DEFAULT_ADMIN_USER_ID,
+    DEFAULT_BOT_TOKEN,
+    DEFAULT_TEAM_ID,
+    api_base_url,
+    start_slack_stand_in,
+)
+from storage.accounts import (
+    create_org,
+    ensure_user,
+    link_slack_team,
+    link_slack_user,
+    org_for_slack_team,
+)
+from storage.db import make_engine, make_session_factory
+
+SANDBOX_SIGNING_SECRET = "sandbox-signing-secret-0123456789"
+SANDBOX_ANTHROPIC_KEY = "sk-ant-sandbox"
+
+
+@dataclass
+class Sandbox:
+    """The running stand-ins and the settings that point at them."""
+
+    settings: Settings
+    servers: list[RunningServer] = field(default_factory=list)
+
+    def stop(self) -> None:
+        """Stop every stand-in."""
+        for server in self.servers:
+            server.stop()
+
+
+def start_sandbox(settings: Settings, *, console: Console | None = None) -> Sandbox:
+    """Start the stand-ins, point the settings at them and make the sandbox organization."""
+    slack, slack_server = start_slack_stand_in()
+    google, google_server = start_google_stand_in()
+    _, anthropic_server = start_anthropic_stand_in(api_keys=[SANDBOX_ANTHROPIC_KEY])
+    admin = slack.user(DEFAULT_ADMIN_USER_ID)
+    google.add_mailbox(admin.email)
+    google.oauth.set_consenting_user(admin.email)
+    base = settings.PUBLIC_BASE_URL.rstrip("/")
+    overrides: dict[str, object] = {
+        "SLACK_API_URL": api_base_url(slack_server),
+        "SLACK_BOT_TOKEN": DEFAULT_BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SANDBOX_SIGNING_SECRET,
+        "GOOGLE_CLIENT_ID": SANDBOX_CLIENT_ID,
+        "GOOGLE_CLIENT_SECRET": SANDBOX_CLIENT_SECRET,
+        "PUBSUB_AUDIENCE": f"{base}/api/integrations/gmail/push",
+        "PUBSUB_SERVICE_ACCOUNT": DEFAULT_PUSH_SERVICE_ACCOUNT,
+        "PUBSUB_TOPIC": "projects/salesbot-sandbox/topics/gmail",
+        "ANTHROPIC_API_KEY": SANDBOX_ANTHROPIC_KEY,
+        "ANTHROPIC_BASE_URL": anthropic_server.url,
+        **GoogleUrls(google_server.url).as_env(),
+    }
+    sandboxed = settings.model_copy(update=overrides)
+    org_slug = _ensure_sandbox_org(sandboxed, admin_email=admin.email)
+    if console is not None:
+        console.print(f"  Slack Web API stand-in : {slack_server.url}/api/")
+        console.print(
+            f"  Google stand-in        : {google_server.url}  (Gmail, OAuth, Pub/Sub certs)"
+        )
+        console.print(f"  Anthropic stand-in     : {anthropic_server.url}")
+        console.print(
+            f"  organization '{org_slug}' is bound to the stand-in's workspace {DEFAULT_TEAM_ID};"
+            f" its admin is {admin.email}"
+        )
+    return Sandbox(settings=sandboxed, servers=[slack_server, google_server, anthropic_server])
+
+
+def _ensure_sandbox_org(settings: Settings, *, admin_email: str) -> str:
+    engine = make_engine(settings.DATABASE_URL)
+    try:
+        with make_session_factory(engine)() as session:
+            org = org_for_slack_team(session, DEFAULT_TEAM_ID)
+            if org is None:
+                org = create_org(session, slug="sandbox", name="Sandbox Appraisals")
+                link_slack_team(session, org.id, DEFAULT_TEAM_ID)
+            ensure_user(session, org.id, email=admin_email, role=UserRole.ADMIN)
+            link_slack_user(
+                session,
+                org.id,
+                slack_user_id=DEFAULT_ADMIN_USER_ID,
+                email=admin_email,
+                name="Sandbox Admin",
+                role=UserRole.ADMIN,
+            )
+            session.commit()
+            return org.slug
+    finally:
+        engine.dispose()
