@@ -12,6 +12,7 @@ from sqlalchemy import Engine, select
 from bot.slack_ids import ActionId, BlockId, CallbackId
 from domain.clock import FixedClock
 from storage import models as m
+from storage.uow import UnitOfWork
 from tests.support.slack import ServedSlack, serve_slack_stand_in, signed_headers
 from tests.support.slack_app import (
     OTHER_REP,
@@ -333,3 +334,20 @@ def test_a_malformed_interaction_payload_is_answered_not_crashed(world: SlackWor
     assert clicked.status_code == 200
     told = wait_until(lambda: world.slack.ephemerals(user=REP), what="ephemeral")
     assert "does not name a card" in told[0].text
+
+
+def test_job_metrics_stay_equal_to_a_recount(world: SlackWorld) -> None:
+    job_id = launch(world)
+    first = world.card_messages()[0]
+    value = world.button(first, ActionId.APPROVE)["value"]
+    world.click(ActionId.APPROVE, value, message_ts=first.ts)
+    wait_until(lambda: card_state(world, json.loads(value)["card"]) == "blocked", what="approval")
+    with UnitOfWork(world.session_factory) as uow:
+        recount = uow.jobs.recount(job_id)
+        stored = uow.jobs.get(world.org_id, job_id).model_dump(include=set(recount))
+    assert stored == recount
+    assert (recount["total_tasks"], recount["cards_created"], recount["cards_approved"]) == (
+        3,
+        3,
+        1,
+    )
