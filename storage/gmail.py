@@ -422,6 +422,7 @@ class MailboxSlot:
     daily_send_cap: int
     min_send_interval_seconds: int
     next_send_at: datetime | None
+    sending_until: datetime | None
 
 
 _CONTENT_FIELDS = frozenset(
@@ -651,7 +652,25 @@ class OutboxRepo:
             daily_send_cap=row.daily_send_cap,
             min_send_interval_seconds=row.min_send_interval_seconds,
             next_send_at=row.next_send_at,
+            sending_until=row.sending_until,
         )
+
+    def hold_mailbox(self, account_id: int, *, until: datetime) -> None:
+        """Mark a send from the mailbox in flight until `until` (call with the row locked)."""
+        self._s.execute(
+            update(m.GmailAccount)
+            .where(m.GmailAccount.id == account_id)
+            .values(sending_until=until)
+        )
+
+    def release_mailbox(self, account_id: int, *, held_until: datetime) -> bool:
+        """End this send's hold of the mailbox; False if the hold had expired and moved on."""
+        result = self._s.execute(
+            update(m.GmailAccount)
+            .where(m.GmailAccount.id == account_id, m.GmailAccount.sending_until == held_until)
+            .values(sending_until=None)
+        )
+        return _rowcount(result) == 1
 
     def push_next_send(self, account_id: int, at: datetime) -> None:
         """Make the mailbox's next send wait until `at` (never brings it earlier)."""
@@ -771,7 +790,8 @@ class OutboxRepo:
                 status=OutboxStatus.SENT.value,
                 gmail_message_id=gmail_message_id,
                 gmail_thread_id=gmail_thread_id,
-                sent_at=at,
+                # The slot the send was started in (what the cap and spacing count).
+                sent_at=func.coalesce(m.EmailSend.sent_at, at),
                 error=None,
                 claimed_by=None,
                 claimed_until=None,

@@ -470,9 +470,11 @@ class GmailAccount(Base):
     min_send_interval_seconds: Mapped[int] = mapped_column(
         Integer, nullable=False, default=5, server_default="5"
     )
-    # The earliest moment the next send may start: senders reserve it by compare-and-set,
-    # which keeps the mailbox's spacing whatever the number of workers.
+    # The earliest moment the next send may start, and until when a send in flight holds
+    # the mailbox: senders reserve both under the row's lock, so the mailbox keeps its
+    # spacing and sends one at a time whatever the number of workers.
     next_send_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sending_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     disconnected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     disconnected_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _created()

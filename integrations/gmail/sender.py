@@ -79,6 +79,10 @@ class SendLimits:
     confirm_after: timedelta = timedelta(minutes=2)
     # A new row belongs to the caller this long before the outbox worker may take it.
     claim_grace: timedelta = timedelta(minutes=1)
+    # A send holds its mailbox this long at most (one send at a time per mailbox); an
+    # email that finds its mailbox busy tries again after `busy_retry` at the earliest.
+    send_hold: timedelta = timedelta(minutes=2)
+    busy_retry: timedelta = timedelta(milliseconds=500)
     max_inline_wait_seconds: float = 10.0
     max_inline_attempts: int = 3
     backoff_base_seconds: float = 2.0
@@ -123,6 +127,8 @@ class DrainReport:
 @dataclass(frozen=True)
 class _Claimed:
     row: OutboxEmail
+    hold: datetime  # the mailbox's `sending_until` this send set
+    interval: timedelta
 
 
 @dataclass(frozen=True)
@@ -323,7 +329,7 @@ class GmailMailer:
 
     def _settle(self, row: OutboxEmail, reservation: _Reservation, *, inline: bool) -> SendOutcome:
         if isinstance(reservation, _Claimed):
-            return self._deliver(reservation.row, attempt=1, inline=inline)
+            return self._deliver(reservation, attempt=1, inline=inline)
         if isinstance(reservation, _Waiting):
             return _outcome(
                 row, SendStatus.QUEUED, detail=reservation.detail, retry_at=reservation.retry_at
@@ -397,27 +403,38 @@ class GmailMailer:
             )
             outbox.requeue(row.id, not_before=reopen, reason=detail, worker=mine)
             return _Waiting(reopen, detail)
-        if slot.next_send_at is not None and slot.next_send_at > now:
-            at = slot.next_send_at + ahead * interval
+        busy = slot.sending_until is not None and slot.sending_until > now
+        if busy or (slot.next_send_at is not None and slot.next_send_at > now):
+            at = max(slot.next_send_at or now, now)
+            if busy:
+                # Another worker is sending from this mailbox right now.
+                at = max(at, now + max(interval, self.limits.busy_retry))
+            at += ahead * interval
             detail = (
                 f"Queued behind other emails from {slot.email}, sending at {describe_time(at, now)}"
             )
             outbox.requeue(row.id, not_before=at, reason=detail, worker=mine)
             return _Waiting(at, detail)
-        outbox.push_next_send(slot.account_id, now + interval)
+        lease_until = now + self.limits.lease
         if not outbox.claim(
             row.id,
             worker=self._worker,
             slot_at=now,
-            lease_until=now + self.limits.lease,
+            lease_until=lease_until,
             from_email=slot.email,
         ):
             return _Busy()
-        return _Claimed(
-            replace(
-                row, from_email=slot.email, status=OutboxStatus.SENDING, claimed_by=self._worker
-            )
+        hold = now + self.limits.send_hold
+        outbox.hold_mailbox(slot.account_id, until=hold)
+        outbox.push_next_send(slot.account_id, now + interval)
+        claimed = replace(
+            row,
+            from_email=slot.email,
+            status=OutboxStatus.SENDING,
+            claimed_by=self._worker,
+            claimed_until=lease_until,
         )
+        return _Claimed(claimed, hold=hold, interval=interval)
 
     def _pause(self, exc: GmailError, attempt: int) -> float:
         """Seconds to wait after a rate limit: Retry-After at least, jittered backoff."""
@@ -448,11 +465,13 @@ class GmailMailer:
             access_token_expires_at=tokens.access_token_expires_at,
         )
 
-    def _deliver(self, row: OutboxEmail, *, attempt: int, inline: bool) -> SendOutcome:
-        """Call Gmail for a claimed row and record what happened."""
+    def _deliver(self, claim: _Claimed, *, attempt: int, inline: bool) -> SendOutcome:
+        """Call Gmail for a claimed row, free its mailbox for the next send, record the result."""
+        row = claim.row
         now = self._clock.now()
         tokens, from_name = self._tokens(row)
         if tokens is None:
+            self._release(claim)
             return self._finish_failed(
                 row,
                 f"Gmail was disconnected for {row.from_email}: reconnect it from Salesbot's App"
@@ -479,15 +498,39 @@ class GmailMailer:
                 unsubscribe=unsubscribe,
             )
         except InvalidInput as exc:
+            self._release(claim)
             return self._finish_failed(row, f"This email cannot be sent: {exc.message}")
         client = self._client(tokens)
         try:
             ref = client.send(raw, thread_id=row.gmail_thread_id)
         except GmailError as exc:
             self._keep_token(row, client)
+            if exc.kind == FailureKind.NOT_FOUND and row.gmail_thread_id:
+                # The thread is gone from the mailbox (deleted): nothing was sent; the email
+                # starts a new thread, in the same send slot.
+                with self._sessions() as session:
+                    OutboxRepo(session).forget_thread(row.id)
+                    session.commit()
+                unthreaded = replace(claim, row=replace(row, gmail_thread_id=None))
+                return self._deliver(unthreaded, attempt=attempt, inline=inline)
+            self._release(claim)
             return self._after_failure(row, client, exc, attempt=attempt, inline=inline)
         self._keep_token(row, client)
-        return self._finish_sent(row, ref)
+        return self._finish_sent(row, ref, claim=claim)
+
+    def _release(self, claim: _Claimed) -> None:
+        """Free the mailbox: its next send may start once the spacing after this one is over."""
+        with self._sessions() as session:
+            self._release_in(session, claim)
+            session.commit()
+
+    def _release_in(self, session: Session, claim: _Claimed) -> None:
+        account_id = claim.row.gmail_account_id
+        if account_id is None:
+            return
+        outbox = OutboxRepo(session)
+        outbox.release_mailbox(account_id, held_until=claim.hold)
+        outbox.push_next_send(account_id, self._clock.now() + claim.interval)
 
     def _after_failure(
         self, row: OutboxEmail, client: GmailClient, exc: GmailError, *, attempt: int, inline: bool
@@ -503,12 +546,6 @@ class GmailMailer:
                 "attempt": attempt,
             },
         )
-        if exc.kind == FailureKind.NOT_FOUND and row.gmail_thread_id:
-            # The thread is gone from the mailbox (deleted): nothing was sent; start a new one.
-            with self._sessions() as session:
-                OutboxRepo(session).forget_thread(row.id)
-                session.commit()
-            return self._deliver(replace(row, gmail_thread_id=None), attempt=attempt, inline=inline)
         if exc.kind == FailureKind.REVOKED:
             self._disconnect(row, reason="Google access was revoked")
             return self._finish_failed(
@@ -559,7 +596,7 @@ class GmailMailer:
             reservation = self._reserve(session, row, now=self._clock.now(), wait=True, ahead=0)
             session.commit()
         if isinstance(reservation, _Claimed):
-            return self._deliver(reservation.row, attempt=attempt + 1, inline=inline)
+            return self._deliver(reservation, attempt=attempt + 1, inline=inline)
         return self._settle(row, reservation, inline=inline)
 
     def _confirm_or_hold(self, row: OutboxEmail, client: GmailClient) -> SendOutcome:
@@ -582,7 +619,9 @@ class GmailMailer:
             session.commit()
         return _outcome(row, SendStatus.QUEUED, detail=detail, retry_at=until)
 
-    def _finish_sent(self, row: OutboxEmail, ref: GmailMessageRef) -> SendOutcome:
+    def _finish_sent(
+        self, row: OutboxEmail, ref: GmailMessageRef, *, claim: _Claimed | None = None
+    ) -> SendOutcome:
         now = self._clock.now()
         with self._sessions() as session:
             recorded = OutboxRepo(session).mark_sent(
@@ -592,6 +631,8 @@ class GmailMailer:
                 gmail_thread_id=ref.thread_id,
                 at=now,
             )
+            if claim is not None:
+                self._release_in(session, claim)
             session.commit()
         log.info(
             "email sent",
@@ -731,7 +772,7 @@ class GmailMailer:
 
     def _send_due(self, limit: int, finished: list[FinishedSend]) -> int:
         now = self._clock.now()
-        claimed: list[OutboxEmail] = []
+        claimed: list[_Claimed] = []
         with self._sessions() as session:
             rows = OutboxRepo(session).due_queued(now=now, limit=limit)
             deferred: dict[int, int] = {}
@@ -745,16 +786,17 @@ class GmailMailer:
                     continue
                 handled += 1
                 if isinstance(reservation, _Claimed):
-                    claimed.append(reservation.row)
+                    claimed.append(reservation)
                 elif isinstance(reservation, _Waiting):
                     deferred[key] = deferred.get(key, 0) + 1
                 else:
                     outcome = _outcome(row, SendStatus.FAILED, detail=reservation.detail)
                     finished.append(FinishedSend(row.org_id, row.id, row.card_id, outcome))
             session.commit()
-        for row in claimed:
-            outcome = self._deliver(row, attempt=1, inline=False)
+        for claim in claimed:
+            outcome = self._deliver(claim, attempt=1, inline=False)
             if outcome.status in (SendStatus.SENT, SendStatus.FAILED):
+                row = claim.row
                 finished.append(FinishedSend(row.org_id, row.id, row.card_id, outcome))
         return handled
 

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
-from domain.clock import FixedClock
+from domain.clock import Clock, FixedClock, SystemClock
 from domain.mail import OutgoingEmail, SendOutcome, SendStatus
 from integrations.crypto import LinkSigner, SecretBox
 from integrations.gmail.client import GmailClient
@@ -98,7 +98,7 @@ def unsubscribe_url(org_id: int, contact_id: int) -> str:
 
 
 def replica(
-    world: GmailWorld, clock: FixedClock, *, name: str, sleep: Callable[[float], None] | None = None
+    world: GmailWorld, clock: Clock, *, name: str, sleep: Callable[[float], None] | None = None
 ) -> GmailMailer:
     """Another mailer on the same database, as another replica (or a restart) builds it."""
     return GmailMailer(
@@ -694,6 +694,8 @@ def test_replicas_racing_for_the_outbox_send_every_email_exactly_once(
     world.set_throttle(cap=400, interval=0, email=OTHER_REP_EMAIL)
     accounts = {REP_EMAIL: world.account().id, OTHER_REP_EMAIL: world.account(OTHER_REP_EMAIL).id}
     senders = {REP_EMAIL: world.rep_id, OTHER_REP_EMAIL: world.other_rep_id}
+    # Real time here: a worker that finds a mailbox busy comes back half a second later.
+    wall = SystemClock()
     with world.session_factory() as session:
         outbox = OutboxRepo(session)
         for n in range(24):
@@ -702,7 +704,7 @@ def test_replicas_racing_for_the_outbox_send_every_email_exactly_once(
                 world.org_id,
                 card_id=None,
                 message_id=f"<race-{n}.salesbot@testserver>",
-                not_before=NOW,
+                not_before=wall.now(),
                 gmail_account_id=accounts[mailbox],
                 sender_user_id=senders[mailbox],
                 contact_id=world.contact_ids[DANA],
@@ -712,7 +714,7 @@ def test_replicas_racing_for_the_outbox_send_every_email_exactly_once(
             )
         session.commit()
     workers = [
-        OutboxWorker(replica(world, clock, name=f"replica-{n}"), clock=clock, batch=3)
+        OutboxWorker(replica(world, wall, name=f"replica-{n}"), clock=wall, batch=3)
         for n in range(5)
     ]
     start = threading.Barrier(10)

@@ -9,7 +9,8 @@ Create Date: 2026-11-25
   being sent carries a lease (`claimed_by`, `claimed_until`) so a crashed attempt is
   reconciled, never sent twice. Indexes serve the daily-cap count per mailbox and the
   claim of due rows.
-- gmail_accounts gets the spacing reservation (`next_send_at`) and why it was disconnected.
+- gmail_accounts gets the spacing reservation (`next_send_at`), the hold of a send in flight
+  (`sending_until`: one send at a time per mailbox) and why it was disconnected.
 - gmail_oauth_states keeps each consent in progress (user, PKCE verifier) for one callback.
 """
 
@@ -102,6 +103,7 @@ def upgrade() -> None:
 
     with op.batch_alter_table("gmail_accounts", schema=None) as batch_op:
         batch_op.add_column(sa.Column("next_send_at", storage.types.UTCDateTime(), nullable=True))
+        batch_op.add_column(sa.Column("sending_until", storage.types.UTCDateTime(), nullable=True))
         batch_op.add_column(
             sa.Column("disconnected_at", storage.types.UTCDateTime(), nullable=True)
         )
@@ -112,6 +114,7 @@ def downgrade() -> None:
     with op.batch_alter_table("gmail_accounts", schema=None) as batch_op:
         batch_op.drop_column("disconnected_reason")
         batch_op.drop_column("disconnected_at")
+        batch_op.drop_column("sending_until")
         batch_op.drop_column("next_send_at")
 
     with op.batch_alter_table("email_sends", schema=None) as batch_op:
