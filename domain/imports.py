@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from enum import StrEnum
-from functools import cache
-from typing import Final, TypeVar
+from functools import cache, lru_cache
+from typing import Final, TypeVar, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic.networks import validate_email
@@ -511,6 +511,8 @@ _ORDER_STATUS_SYNONYMS: Final[dict[str, OrderStatus]] = {
 _US_DATE_FORMATS: Final = ("%m/%d/%Y", "%m/%d/%Y %H:%M", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y %I:%M %p")
 _DATE_HINT: Final = "use YYYY-MM-DD, MM/DD/YYYY or an ISO date-time"
 _ZIP: Final = re.compile(r"\d{5}(?:-?\d{4})?")
+_SEPARATORS: Final = re.compile(r"[\s_\-/]+")
+_TAG_SEPARATORS: Final = re.compile(r"[;,]")
 _MAX_FEE: Final = Decimal("99999999.99")
 _CENT: Final = Decimal("0.01")
 _E = TypeVar("_E", bound=StrEnum)
@@ -550,11 +552,11 @@ class RowParser:
         self._now = now
         self._width = len(header.header)
         self._columns = tuple(header.columns.items())
-        self._limits = {
-            spec.field: spec.max_length
+        self._limits = tuple(
+            (spec.field, spec.max_length)
             for spec in COLUMNS[header.kind]
             if spec.max_length is not None and spec.field in header.columns
-        }
+        )
         self._seen: dict[str, int] = {}
         self._domains: dict[str, str | None] = {}
         self._emails = EmailChecker()
@@ -573,14 +575,16 @@ class RowParser:
                 f"{len(cells)} cells but the header has {self._width} columns "
                 "(a comma in a cell that is not quoted?)",
             )
-        values = {name: cells[i].strip() if i < len(cells) else "" for name, i in self._columns}
+        count = len(cells)
+        values = {name: cells[i].strip() if i < count else "" for name, i in self._columns}
         row = _Cells(values)
-        for name, value in values.items():
-            if "\x00" in value:
-                row.reject(f"{name} contains a NUL character")
-            limit = self._limits.get(name)
-            if limit is not None and len(value) > limit:
+        for name, limit in self._limits:
+            if len(values[name]) > limit:
                 row.reject(f"{name} is longer than {limit} characters")
+        if any("\x00" in cell for cell in cells):
+            for name, value in values.items():
+                if "\x00" in value:
+                    row.reject(f"{name} contains a NUL character")
         if row.problems:
             return self._error(source, "; ".join(row.problems))
         parsed = self._parse(row)
@@ -811,19 +815,27 @@ def _date(row: _Cells, name: str, *, required: bool) -> datetime | None:
 
 
 def _snake(value: str) -> str:
-    return "_".join(re.split(r"[\s_\-/]+", value.strip().lower()))
+    return "_".join(_SEPARATORS.split(value.strip().lower()))
+
+
+# The helpers below are cached: a column of an export holds few distinct values.
+@lru_cache(maxsize=1024)
+def _member(enum: type[StrEnum], raw: str) -> StrEnum | None:
+    try:
+        return enum(_snake(raw))
+    except ValueError:
+        return None
 
 
 def _enum(row: _Cells, name: str, enum: type[_E]) -> _E | None:
     raw = row.text(name)
     if raw is None:
         return None
-    try:
-        return enum(_snake(raw))
-    except ValueError:
+    member = cast("_E | None", _member(enum, raw))
+    if member is None:
         choices = ", ".join(member.value for member in enum)
         row.reject(f"bad {name} {raw!r}: use one of {choices}")
-        return None
+    return member
 
 
 def _order_status(row: _Cells) -> OrderStatus | None:
@@ -865,9 +877,12 @@ def _postal_code(row: _Cells) -> str | None:
 
 
 def _tags(raw: str | None) -> tuple[str, ...] | None:
-    if raw is None:
-        return None
-    tags = dict.fromkeys(t.strip().lower() for t in re.split(r"[;,]", raw))
+    return None if raw is None else _split_tags(raw)
+
+
+@lru_cache(maxsize=4096)
+def _split_tags(raw: str) -> tuple[str, ...] | None:
+    tags = dict.fromkeys(t.strip().lower() for t in _TAG_SEPARATORS.split(raw))
     tags.pop("", None)
     return tuple(tags) or None
 
@@ -876,12 +891,19 @@ def _lead_score(row: _Cells) -> int | None:
     raw = row.text("lead_score")
     if raw is None:
         return None
+    score = _whole_score(raw)
+    if score is None:
+        row.reject(f"bad lead_score {raw!r}: use a whole number from 0 to 100")
+    return score
+
+
+@lru_cache(maxsize=1024)
+def _whole_score(raw: str) -> int | None:
     try:
         number = Decimal(raw)
     except InvalidOperation:
-        number = Decimal(-1)
+        return None
     if not number.is_finite() or number != number.to_integral_value() or not 0 <= number <= 100:
-        row.reject(f"bad lead_score {raw!r}: use a whole number from 0 to 100")
         return None
     return int(number)
 

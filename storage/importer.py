@@ -105,10 +105,24 @@ def import_csv(
         pending: Future[_Outcome] | None = None
         for batch in _batches(rows, parser, report, batch_size):
             if pending is not None and not _settle(pending, report):
-                return report
+                pending = None
+                break
             pending = pool.submit(_write_batch, session_factory, writer, batch, dry_run)
         if pending is not None:
             _settle(pending, report)
+    log.info(
+        "csv import finished",
+        extra={
+            "org_id": org_id,
+            "kind": kind.value,
+            "rows": report.rows,
+            "inserted": report.inserted,
+            "updated": report.updated,
+            "rejected": report.rejected,
+            "dry_run": dry_run,
+            "fatal": report.fatal,
+        },
+    )
     return report
 
 
@@ -153,12 +167,13 @@ def _write_batch(
         first, last = batch[0][0].row, batch[-1][0].row
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
         log.exception("import batch refused", extra={"rows": f"{first}-{last}"})
-        return _Outcome(
-            refused=(
-                f"the database refused rows {first}-{last}: {reason}. Rows before them were "
-                "imported; fix the cause and import the file again (it is safe to repeat)."
-            )
+        before = (
+            "Nothing was written (dry run)"
+            if dry_run
+            else "Rows before them were imported; fix the cause and import the file again "
+            "(it is safe to repeat)"
         )
+        return _Outcome(refused=f"the database refused rows {first}-{last}: {reason}. {before}.")
     return outcome
 
 
@@ -415,7 +430,7 @@ class _OrderWriter:
                 by_key.setdefault(row.property.key, row.property)
         if not by_key:
             return {}
-        rows_ = [
+        properties = [
             {
                 "org_id": self._org_id,
                 "address_line": p.line,
@@ -426,7 +441,7 @@ class _OrderWriter:
             }
             for key, p in sorted(by_key.items())
         ]
-        stmt, params = _insert(session, _table(m.Property), rows_)
+        stmt, params = _insert(session, _table(m.Property), properties)
         session.execute(
             stmt.on_conflict_do_nothing(index_elements=["org_id", "address_key"]), params
         )
@@ -444,7 +459,11 @@ class _OrderWriter:
         )
         session.execute(
             update(m.Client)
-            .where(m.Client.org_id == self._org_id, m.Client.id.in_(client_ids))
+            .where(
+                m.Client.org_id == self._org_id,
+                m.Client.id.in_(client_ids),
+                m.Client.last_ordered_at.is_distinct_from(latest),
+            )
             .values(last_ordered_at=latest),
             execution_options={"synchronize_session": False},
         )
