@@ -21,8 +21,15 @@ from storage import models as m
 from tests.support.api import TEST_SECRET_KEY
 from tests.support.gmail_app import DANA, RAY, GmailWorld, gmail_world, google_settings
 from tests.support.google import GoogleServer, follow_consent, running_google_stand_in
-from tests.support.slack import ServedSlack, serve_slack_stand_in
-from tests.support.slack_app import REP, REVIEW_CHANNEL, SlackWorld, slack_world, wait_until
+from tests.support.slack import ServedSlack, serve_slack_stand_in, signed_headers
+from tests.support.slack_app import (
+    REP,
+    REVIEW_CHANNEL,
+    SIGNING_SECRET,
+    SlackWorld,
+    slack_world,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -260,6 +267,51 @@ def launch_and_connect(world: SlackWorld, google: GoogleServer) -> list[Any]:
         account.min_send_interval_seconds = 0
         session.commit()
     return world.card_messages()
+
+
+def open_app_home(world: SlackWorld, event_id: str) -> Any:
+    """Send app_home_opened as Slack does; return the App Home view published."""
+    published = len(world.slack.calls("views.publish"))
+    body = json.dumps(
+        {
+            "team_id": "T0SANDBOX",
+            "type": "event_callback",
+            "event_id": event_id,
+            "event": {"type": "app_home_opened", "user": REP, "tab": "home"},
+        }
+    )
+    headers = {**signed_headers(body, signing_secret=SIGNING_SECRET)}
+    headers["content-type"] = "application/json"
+    assert world.post(body, headers=headers).status_code == 200
+    wait_until(lambda: len(world.slack.calls("views.publish")) > published, what="home published")
+    return world.slack.home_view(REP)
+
+
+def test_app_home_offers_the_signed_connect_link_then_shows_the_connected_address(
+    slack: SlackWorld, google: GoogleServer
+) -> None:
+    home = open_app_home(slack, "Ev0GMAIL01")
+    buttons = [
+        element
+        for block in home.blocks
+        for element in block.get("elements", []) or [block.get("accessory") or {}]
+        if isinstance(element, dict) and element.get("url")
+    ]
+    (link,) = [b["url"] for b in buttons if "/api/integrations/gmail/connect?u=" in b["url"]]
+    google.google.add_mailbox("maria@lonestar.example.com")
+    google.google.oauth.set_consenting_user("maria@lonestar.example.com")
+
+    path = urlsplit(link)
+    redirect = slack.client.get(f"{path.path}?{path.query}", follow_redirects=False)
+    callback = urlsplit(follow_consent(redirect.headers["location"]))
+    connected = slack.client.get(f"{callback.path}?{callback.query}")
+
+    assert link.startswith("http://testserver/api/integrations/gmail/connect?u=")
+    assert connected.status_code == 200
+    home = open_app_home(slack, "Ev0GMAIL02")
+    assert "📬 Sending from *maria@lonestar.example.com*" in json.dumps(
+        home.blocks, ensure_ascii=False
+    )
 
 
 def card_state(world: SlackWorld, card_id: int) -> tuple[str, str | None]:
