@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import time
+from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Annotated
@@ -66,6 +67,8 @@ def import_command(
 
     Exit code 0: every row imported; 1: some rows rejected, the others landed; 2: none.
     """
+    from sqlalchemy.exc import DBAPIError
+
     from storage.accounts import get_org
     from storage.db import make_engine, make_session_factory
 
@@ -73,36 +76,45 @@ def import_command(
         settings = load_settings()
     except SettingsError as exc:
         raise _fatal(str(exc)) from None
-    errors_file = _open_errors_csv(errors_csv) if errors_csv else None
     engine = make_engine(settings.DATABASE_URL)
     try:
         session_factory = make_session_factory(engine)
-        with session_factory() as session:
-            try:
-                found = get_org(session, org)
-            except NotFound as exc:
-                raise _fatal(f"{exc.message}; create it with `salesbot org create`") from None
-        started = time.perf_counter()
         try:
-            report = import_file(
-                session_factory,
-                org_id=found.id,
-                kind=kind,
-                path=file,
-                now=SystemClock().now(),
-                dry_run=dry_run,
-                console=err,
-            )
-        except ImportFileError as exc:
-            raise _fatal(f"{file}: {exc.message}") from None
-        elapsed = time.perf_counter() - started
+            with session_factory() as session:
+                found = get_org(session, org)
+        except NotFound as exc:
+            raise _fatal(f"{exc.message}; create it with `salesbot org create`") from None
+        except DBAPIError as exc:
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            raise _fatal(
+                f"cannot read the database ({reason}); is DATABASE_URL right and the schema "
+                "up to date (`salesbot db upgrade`)?"
+            ) from None
+        with ExitStack() as stack:
+            # Opened before the import so that a bad path fails first, not after it.
+            errors_file = stack.enter_context(_open_errors_csv(errors_csv)) if errors_csv else None
+            started = time.perf_counter()
+            try:
+                report = import_file(
+                    session_factory,
+                    org_id=found.id,
+                    kind=kind,
+                    path=file,
+                    now=SystemClock().now(),
+                    dry_run=dry_run,
+                    console=err,
+                )
+            except ImportFileError as exc:
+                if errors_csv is not None:
+                    errors_csv.unlink(missing_ok=True)
+                raise _fatal(f"{file}: {exc.message}") from None
+            elapsed = time.perf_counter() - started
+            print_report(report, org=found.slug, file=file, seconds=elapsed)
+            if errors_file is not None:
+                write_errors_csv(report, errors_file)
+                out.print(f"rejected rows written to {escape(str(errors_csv))}")
     finally:
         engine.dispose()
-    print_report(report, org=found.slug, file=file, seconds=elapsed)
-    if errors_file is not None:
-        with errors_file:
-            write_errors_csv(report, errors_file)
-        out.print(f"rejected rows written to {escape(str(errors_csv))}")
     raise typer.Exit(exit_code(report))
 
 
@@ -227,7 +239,6 @@ def write_errors_csv(report: ImportReport, handle: IO[str]) -> None:
 
 
 def _open_errors_csv(path: Path) -> IO[str]:
-    # Opened before the import so a bad path fails first, not after a long import.
     # With a BOM, because Excel reads UTF-8 files without one as ANSI.
     try:
         return path.open("w", encoding="utf-8-sig", newline="")

@@ -582,10 +582,24 @@ def test_the_command_exits_2_when_a_required_column_is_missing(
     cli_env: Callable[..., tuple[int, str]], committed_engine: Engine, tmp_path: Path
 ) -> None:
     source = write(tmp_path / "contacts.csv", "first_name,last_name\nDana,Whitfield\n")
-    code, output = cli_env("contacts", str(source), "--org", "lonestar")
+    errors = tmp_path / "rejected.csv"
+    code, output = cli_env(
+        "contacts", str(source), "--org", "lonestar", "--errors-csv", str(errors)
+    )
     assert code == 2
     assert "a contacts file needs the column 'email'" in output
     assert contacts_in(committed_engine) == []
+    assert not errors.exists()
+
+
+def test_the_command_exits_2_when_the_database_has_no_schema(
+    cli_env: Callable[..., tuple[int, str]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
+    code, output = cli_env("clients", str(SAMPLES / "clients.csv"), "--org", "lonestar")
+    assert code == 2
+    assert "cannot read the database (no such table: organizations)" in output
+    assert "(`salesbot db upgrade`)?" in output
 
 
 def test_the_command_exits_2_for_a_file_that_is_not_utf8_and_imports_nothing(
