@@ -45,7 +45,8 @@ from storage.gmail import contact_summary, user_slack_id
 log = logging.getLogger(__name__)
 
 CONNECT_PATH: Final = "/api/integrations/gmail/connect"
-CONNECT_LINK_TTL_SECONDS: Final = 24 * 3600
+# The link is a capability: short-lived; the App Home renders a fresh one every time.
+CONNECT_LINK_TTL_SECONDS: Final = 3600
 
 
 @dataclass
@@ -60,7 +61,7 @@ class GmailIntegration:
     public_base_url: str
 
     def gmail_connect_link(self, user_id: int, org_id: int) -> str:
-        """Return the signed link (valid a day) that starts a user's Gmail consent."""
+        """Return the signed link (valid an hour) that starts a user's Gmail consent."""
         token = self.connect_signer.sign(
             {"u": user_id, "o": org_id}, expires_in=CONNECT_LINK_TTL_SECONDS
         )
@@ -137,8 +138,8 @@ def tell_rep_in_slack(
         link = gmail.gmail_connect_link(user_id, org_id)
         text = (
             f":warning: Salesbot can no longer send from {email}: {reason}. Emails waiting to"
-            f" go out are on hold. <{link}|Reconnect Gmail> (the link works for 24 hours), then"
-            " press Retry on the blocked cards."
+            f" go out are on hold. <{link}|Reconnect Gmail> (the link works for an hour; the App"
+            " Home always has a fresh one), then press Retry on the blocked cards."
         )
         try:
             client_for_org(org_id).chat_postMessage(channel=slack_id, text=text)

@@ -286,3 +286,23 @@ def test_connect_without_credentials_is_unauthorized(world: GmailWorld) -> None:
     answer = world.client.get("/api/integrations/gmail/connect")
 
     assert answer.status_code == 401
+
+
+def test_gmail_routes_answer_503_when_google_is_not_configured(
+    engine: Engine, session_factory: Callable[[], Session], clock: FixedClock
+) -> None:
+    from tests.support.api import make_api_world
+
+    api = make_api_world(engine, session_factory, clock)
+
+    status = api.client.get("/api/integrations/gmail/status", headers=api.auth())
+    send = api.client.post(
+        "/api/email/send",
+        json={"to": "dana@pinnacle.example.com", "subject": "Hi", "body_text": "Hi"},
+        headers=api.auth(),
+    )
+
+    assert (status.status_code, send.status_code) == (503, 503)
+    assert status.json()["error"]["message"] == (
+        "Gmail is not configured on this server: set GOOGLE_CLIENT_ID and GOOGLE_CLIENT_SECRET."
+    )

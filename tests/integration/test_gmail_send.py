@@ -536,6 +536,28 @@ def test_long_rate_limit_queues_the_email_and_the_outbox_sends_it_after_the_paus
     assert [r.status for r in world.sends()] == ["sent"]
 
 
+def test_sending_quota_used_up_at_gmail_pauses_the_mailbox_for_an_hour(
+    world: GmailWorld, clock: FixedClock
+) -> None:
+    world.google.gmail.fail_next("messages.send", 403, "dailyLimitExceeded")
+
+    answer = world.send()
+
+    assert answer.status_code == 202
+    assert answer.json()["detail"] == (
+        f"Gmail says {REP_EMAIL} reached its sending limit; retrying at 16:00 UTC"
+    )
+    assert world.account().next_send_at == NOW + timedelta(hours=1)
+    assert world.send(to=RAY, to_name="Ray").json()["detail"] == (
+        f"Queued behind other emails from {REP_EMAIL}, sending at 16:00 UTC"
+    )
+    clock.advance(hours=1)
+    world.drain()
+    clock.advance(seconds=1)  # one send at a time: the second waits for the first
+    world.drain()
+    assert send_calls(world) == [403, 200, 200]
+
+
 def test_daily_cap_queues_with_the_time_and_the_outbox_sends_in_the_next_window(
     world: GmailWorld, clock: FixedClock
 ) -> None:
