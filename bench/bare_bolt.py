@@ -1,0 +1,52 @@
+"""A bare Bolt app that acks approve clicks and does nothing else, served like Salesbot.
+
+The baseline of the ack-latency benchmark: `python -m bench.bare_bolt --port N --slack-api URL`.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import uvicorn
+from fastapi import FastAPI
+from slack_bolt import Ack, App
+from slack_sdk import WebClient
+
+from bot.app import _mount_slack
+from bot.slack_ids import ActionId
+
+SECRET = "bench-signing-secret"
+
+
+def build(slack_api: str, token: str) -> FastAPI:
+    """Return the bare app: signature check, one action listener that acks."""
+    bolt = App(
+        signing_secret=SECRET,
+        client=WebClient(token=token, base_url=slack_api),
+        token_verification_enabled=False,
+        process_before_response=True,
+    )
+
+    @bolt.action(ActionId.APPROVE.value)
+    def approve(ack: Ack) -> None:
+        ack()
+
+    app = FastAPI()
+    _mount_slack(app, bolt, SECRET)
+    return app
+
+
+def main() -> None:
+    """Serve the bare app until interrupted."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--slack-api", required=True)
+    parser.add_argument("--token", required=True)
+    args = parser.parse_args()
+    uvicorn.run(
+        build(args.slack_api, args.token), host="127.0.0.1", port=args.port, log_level="warning"
+    )
+
+
+if __name__ == "__main__":
+    main()
