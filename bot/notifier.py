@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -14,7 +15,8 @@ from slack_sdk.http_retry.builtin_handlers import (
     RateLimitErrorRetryHandler,
 )
 
-from bot.blocks import card_message
+from bot.blocks import bulk_message, card_message
+from domain.cards import Card
 from domain.errors import ExternalServiceError
 from domain.outreach import CardView
 
@@ -93,6 +95,32 @@ class SlackNotifier:
         except SlackApiError as exc:
             raise _external(exc) from exc
         return str(response["channel"]), str(response["ts"])
+
+    def post_bulk(
+        self,
+        org_id: int,
+        *,
+        job_name: str,
+        job_id: int,
+        batch: int,
+        cards: list[Card],
+        channel: str | None,
+        owner_slack_id: str | None,
+    ) -> None:
+        """Post one message for a batch of drafts with "Approve all N" (bulk mode)."""
+        client = self._client_for_org(org_id)
+        value = json.dumps({"job": job_id, "batch": batch}, separators=(",", ":"))
+        text, blocks = bulk_message(job_name=job_name, batch=batch, cards=cards, value=value)
+        try:
+            target = channel
+            if not target:
+                if not owner_slack_id:
+                    raise ExternalServiceError("no review channel and no owner to DM")
+                target = str(client.conversations_open(users=owner_slack_id)["channel"]["id"])
+            self._pacer.wait(target)
+            client.chat_postMessage(channel=target, text=text, blocks=blocks, unfurl_links=False)
+        except SlackApiError as exc:
+            raise _external(exc) from exc
 
     def update_card(self, view: CardView) -> None:
         """Update a card's message in place."""

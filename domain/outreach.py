@@ -171,6 +171,20 @@ class ChatNotifier(Protocol):
         """Update a card's message in place after a transition."""
         ...
 
+    def post_bulk(
+        self,
+        org_id: int,
+        *,
+        job_name: str,
+        job_id: int,
+        batch: int,
+        cards: list[Card],
+        channel: str | None,
+        owner_slack_id: str | None,
+    ) -> None:
+        """Post one message for a batch of cards with an "Approve all" button."""
+        ...
+
 
 class SecretBoxPort(Protocol):
     """Encrypts secrets kept inside JSON params."""
@@ -188,6 +202,7 @@ class OutreachUnitOfWork(Protocol):
     enrollments: Any
     cards: Any
     contexts: Any
+    events: Any
     campaigns: Any
     templates: Any
     session: Any
@@ -554,7 +569,25 @@ class Outreach:
                 failed_tasks=failed,
                 errors_count=failed,
             )
-            if self.notifier is not None and created:
+            bulk = params.behaviour.bulk_mode and not auto
+            if self.notifier is not None and created and bulk:
+                # Bulk mode: one message per finished batch, with "Approve all N".
+                for batch in sorted({row["batch"] for row in cards}):
+                    if uow.tasks.batch_drafted(org_id, job_id, batch) and uow.events.claim(
+                        "bulk_post", f"{job_id}:{batch}", org_id=org_id
+                    ):
+                        uow.tasks.add_many(
+                            org_id,
+                            job_id,
+                            [
+                                {
+                                    "kind": TaskKind.POST_CARD.value,
+                                    "batch": batch,
+                                    "input": {"bulk_batch": batch},
+                                }
+                            ],
+                        )
+            elif self.notifier is not None and created:
                 uow.tasks.add_many(
                     org_id,
                     job_id,
@@ -730,14 +763,53 @@ class Outreach:
 
     def _post_task(self, task: JobTaskView, *, org_id: int) -> None:
         """Post a card's message (its current state), falling back to the owner's DM."""
-        card_id = int(str(task.input["card_id"]))
-        error = self.show_card(org_id, card_id, post=True)
+        if "bulk_batch" in task.input:
+            output: dict[str, Any] = {"bulk_batch": task.input["bulk_batch"]}
+            error = self._post_bulk(org_id, task.job_id, int(str(task.input["bulk_batch"])))
+        else:
+            card_id = int(str(task.input["card_id"]))
+            output = {"card_id": card_id}
+            error = self.show_card(org_id, card_id, post=True)
         now = self._clock.now()
         with self._uow() as uow:
             status = TaskStatus.FAILED if error else TaskStatus.SUCCEEDED
-            uow.tasks.finish(task.id, status, now=now, output={"card_id": card_id}, error=error)
+            uow.tasks.finish(task.id, status, now=now, output=output, error=error)
             uow.commit()
         self.finish_job_if_done(org_id, task.job_id)
+
+    def _post_bulk(self, org_id: int, job_id: int, batch: int) -> str | None:
+        """Post one message for a batch's drafts, with "Approve all N" behind a confirm."""
+        assert self.notifier is not None
+        with self._uow() as uow:
+            job: Job = uow.jobs.get(org_id, job_id)
+            cards: list[Card] = uow.cards.list_for_batch(
+                org_id, job_id, batch, states=[CardState.IN_REVIEW]
+            )
+            owner_slack = uow.contexts.slack_id(org_id, job.owner_id)
+        if not cards:
+            return None
+        try:
+            self.notifier.post_bulk(
+                org_id,
+                job_name=job.name,
+                job_id=job_id,
+                batch=batch,
+                cards=cards,
+                channel=job.parsed_params().review_channel_id,
+                owner_slack_id=owner_slack,
+            )
+        except ExternalServiceError as exc:
+            log.warning("bulk message failed", extra={"job_id": job_id, "reason": exc.message})
+            return exc.message
+        return None
+
+    def batch_cards(self, org_id: int, job_id: int, batch: int) -> list[Card]:
+        """Return the cards of a job's batch that still wait for review."""
+        with self._uow() as uow:
+            cards: list[Card] = uow.cards.list_for_batch(
+                org_id, job_id, batch, states=[CardState.IN_REVIEW]
+            )
+        return cards
 
     def _update_profile_task(self, task: JobTaskView, *, org_id: int) -> None:
         """Apply profile changes (tags, role, lead score) to the task's contact."""

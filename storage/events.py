@@ -20,3 +20,14 @@ def claim_event_key(session: Session, source: str, key: str, *, org_id: int | No
     )
     # RETURNING, not rowcount: drivers disagree on rowcount for ON CONFLICT DO NOTHING.
     return session.execute(stmt).first() is not None
+
+
+class EventKeys:
+    """Idempotency keys inside a unit of work."""
+
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    def claim(self, source: str, key: str, *, org_id: int | None = None) -> bool:
+        """Record a key; False if it was recorded before."""
+        return claim_event_key(self._s, source, key, org_id=org_id)

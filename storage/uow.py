@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from storage.context import ContextRepo
 from storage.db import SessionFactory
+from storage.events import EventKeys
 from storage.repositories import AudienceRepo, CampaignRepo, TemplateRepo
 from storage.work import CardRepo, EnrollmentRepo, JobRepo, TaskRepo
 
@@ -27,6 +28,7 @@ class UnitOfWork:
     enrollments: EnrollmentRepo
     cards: CardRepo
     contexts: ContextRepo
+    events: EventKeys
 
     def __init__(self, session_factory: SessionFactory) -> None:
         self._session_factory = session_factory
@@ -52,6 +54,7 @@ class UnitOfWork:
         self.enrollments = EnrollmentRepo(session)
         self.cards = CardRepo(session)
         self.contexts = ContextRepo(session)
+        self.events = EventKeys(session)
         return self
 
     def __exit__(

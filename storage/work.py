@@ -327,6 +327,21 @@ class TaskRepo:
         )
         return int(result.rowcount)  # type: ignore[attr-defined]
 
+    def batch_drafted(self, org_id: int, job_id: int, batch: int) -> bool:
+        """Tell whether every draft task of a job's batch has finished."""
+        found = self._s.scalar(
+            select(m.JobTask.id)
+            .where(
+                m.JobTask.org_id == org_id,
+                m.JobTask.job_id == job_id,
+                m.JobTask.batch == batch,
+                m.JobTask.kind.in_([TaskKind.DRAFT_EMAIL.value, TaskKind.FOLLOW_UP.value]),
+                m.JobTask.status.in_([TaskStatus.PENDING.value, TaskStatus.RUNNING.value]),
+            )
+            .limit(1)
+        )
+        return found is None
+
     def has_open(self, org_id: int, job_id: int) -> bool:
         """Tell whether a job still has a pending or running task (an index probe)."""
         found = self._s.scalar(
@@ -505,6 +520,23 @@ class CardRepo:
         if states:
             query = query.where(m.Card.state.in_([s.value for s in states]))
         return [self._to_domain(r) for r in self._s.scalars(query.order_by(m.Card.id))]
+
+    def list_for_batch(
+        self, org_id: int, job_id: int, batch: int, *, states: Sequence[CardState]
+    ) -> list[Card]:
+        """Return the cards drafted by a batch of a job's tasks."""
+        query = (
+            select(m.Card)
+            .join(m.JobTask, m.JobTask.id == m.Card.task_id)
+            .where(
+                m.Card.org_id == org_id,
+                m.Card.job_id == job_id,
+                m.JobTask.batch == batch,
+                m.Card.state.in_([s.value for s in states]),
+            )
+            .order_by(m.Card.id)
+        )
+        return [self._to_domain(r) for r in self._s.scalars(query)]
 
     def list_open(self, org_id: int, *, owner_id: int | None, limit: int = 20) -> list[Card]:
         """Return cards waiting for a human, of jobs owned by `owner_id` (all if None)."""

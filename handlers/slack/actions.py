@@ -14,7 +14,7 @@ from slack_sdk.errors import SlackApiError
 from bot.blocks import edit_modal, full_body_modal, parse_button_value, reject_modal
 from bot.slack_ids import ActionId
 from domain.cards import CardState
-from domain.errors import InvalidInput, NotFound
+from domain.errors import InvalidInput, NotFound, NotPermitted
 from domain.outreach import StaleCard
 from handlers.slack.common import SlackDeps, friendly, resolve_actor, tell
 from handlers.slack.events import publish_home
@@ -102,20 +102,33 @@ def register(app: App, deps: SlackDeps) -> None:
     def approve_all(body: dict[str, Any], client: WebClient) -> None:
         try:
             value = json.loads(_action(body).get("value") or "{}")
-            card_ids = [int(c) for c in value.get("cards", [])]
-            if not card_ids:
-                raise InvalidInput("This button names no cards.")
+            job_id, batch = int(value["job"]), int(value["batch"])
+        except (ValueError, KeyError, TypeError):
+            tell(client, body, "⚠️ This button does not name a batch of cards.")
+            return
+        try:
             actor = resolve_actor(deps, body, client)
-            done, refused = 0, 0
-            for card_id in card_ids:
+            cards = deps.outreach.batch_cards(actor.org_id, job_id, batch)
+            sent, refused = 0, 0
+            for card in cards:
                 try:
-                    card = deps.outreach.approve_card(actor, card_id, fingerprint=None)
-                    done += card.state == CardState.DONE
-                except (InvalidInput, NotFound):
+                    done = deps.outreach.approve_card(actor, card.id, fingerprint=None)
+                    sent += done.state == CardState.DONE
+                except (InvalidInput, NotFound, NotPermitted):
                     refused += 1
-            tell(
-                client, body, f"Approved {len(card_ids) - refused} of {len(card_ids)}; {done} sent."
-            )
+            approved = len(cards) - refused
+            who = f"<@{actor.slack_user_id}>"
+            summary = f"✅ Approved {approved} of {len(cards)} by {who}; {sent} sent."
+            container = body.get("container") or {}
+            if container.get("channel_id") and container.get("message_ts"):
+                client.chat_update(
+                    channel=container["channel_id"],
+                    ts=container["message_ts"],
+                    text=summary,
+                    blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": summary}}],
+                )
+            else:
+                tell(client, body, summary)
         except Exception as exc:  # noqa: BLE001
             tell(client, body, f"⚠️ {friendly(exc)}")
 

@@ -351,3 +351,44 @@ def test_job_metrics_stay_equal_to_a_recount(world: SlackWorld) -> None:
         3,
         1,
     )
+
+
+def test_bulk_mode_posts_one_message_per_batch_and_approve_all_acts_on_that_batch(
+    world: SlackWorld,
+) -> None:
+    created = world.client.post(
+        "/api/agent/jobs",
+        headers={"Authorization": f"Bearer {world.api_token}"},
+        json={
+            "name": "Bulk win-back",
+            "params": {
+                "target": {"filters": {"include_tags": ["lender"]}},
+                "templates": [{"template_id": world.template_id}],
+                "behaviour": {"bulk_mode": True, "batch_size": 2},
+                "review_channel_id": REVIEW_CHANNEL,
+            },
+        },
+    )
+    assert created.status_code == 201, created.text
+    world.run_worker()
+    bulk = [
+        msg
+        for msg in world.slack.messages(REVIEW_CHANNEL)
+        if ActionId.APPROVE_ALL.value in dumps(msg.blocks)
+    ]
+    assert [dumps(msg.blocks).count("• ") for msg in bulk] == [2, 1]
+    assert "Approve all 2" in dumps(bulk[0].blocks)
+    button = world.button(bulk[0], ActionId.APPROVE_ALL)
+    assert button["confirm"]["confirm"]["text"] == "Approve all"
+    world.click(ActionId.APPROVE_ALL, button["value"], message_ts=bulk[0].ts)
+    text = wait_until(
+        lambda: (
+            "Approved" in dumps(world.slack.messages(REVIEW_CHANNEL)[0].blocks)
+            and dumps(world.slack.messages(REVIEW_CHANNEL)[0].blocks)
+        ),
+        what="bulk message updated",
+    )
+    assert f"✅ Approved 2 of 2 by <@{REP}>; 0 sent." in text
+    with world.session_factory() as s:
+        states = sorted(s.scalars(select(m.Card.state)).all())
+    assert states == ["blocked", "blocked", "in_review"]
