@@ -1012,60 +1012,31 @@ class Outreach:
             )
             uow.commit()
         outcome = self._send(card, job, thread_id)
-        now = self._clock.now()
-        with self._uow() as uow:
-            if outcome.status == SendStatus.SENT:
-                uow.cards.compare_and_set(
-                    org_id,
-                    card_id,
-                    expected=[CardState.EXECUTING],
-                    to=CardState.DONE,
-                    now=now,
-                    executed_at=now,
-                    blocked_reason=None,
-                )
-                if card.job_id:
-                    uow.jobs.bump(card.job_id, cards_executed=1, emails_sent=1)
-                if card.contact_id:
-                    uow.contexts.touch_contacted(org_id, card.contact_id, at=now)
-                    uow.contexts.engagement_event(
-                        org_id,
-                        card.contact_id,
-                        "email_sent",
-                        at=now,
-                        email_send_id=outcome.email_send_id,
-                        card_id=card_id,
-                    )
-                if card.enrollment_id and outcome.gmail_thread_id:
-                    uow.enrollments.set_thread(card.enrollment_id, outcome.gmail_thread_id)
-            elif outcome.status == SendStatus.QUEUED:
-                uow.cards.update_fields(org_id, card_id, now=now, blocked_reason=outcome.detail)
-            else:
-                uow.cards.compare_and_set(
-                    org_id,
-                    card_id,
-                    expected=[CardState.EXECUTING],
-                    to=CardState.BLOCKED,
-                    now=now,
-                    blocked_reason=outcome.detail or "sending failed",
-                )
-                if card.job_id:
-                    uow.jobs.bump(card.job_id, errors_count=1)
-            uow.commit()
-            result: Card = uow.cards.get(org_id, card_id)
-        self.show_card(org_id, card_id, actor_slack_id=actor_slack_id)
-        return result
+        return (
+            self.finish_send(
+                org_id, outcome.email_send_id, card_id, outcome, actor_slack_id=actor_slack_id
+            )
+            or card
+        )
 
     def finish_send(
-        self, org_id: int, email_send_id: int, card_id: int | None, outcome: SendOutcome
-    ) -> None:
-        """Make a card follow a send that finished after execute_card returned (the outbox).
+        self,
+        org_id: int,
+        email_send_id: int,
+        card_id: int | None,
+        outcome: SendOutcome,
+        *,
+        actor_slack_id: str | None = None,
+    ) -> Card | None:
+        """Make a card follow the outcome of its send, and show it.
 
-        The mailer's outbox calls this when a queued or unconfirmed email finally went out
-        or failed; each move is a compare-and-set from EXECUTING, so a repeat does nothing.
+        Called by execute_card with the mailer's answer, and by the mailer's outbox when a
+        queued or unconfirmed email finally went out or failed. Each move is a
+        compare-and-set from EXECUTING and the counters move only with it, so a repeat
+        (both callers, or a retry) does nothing twice.
         """
         if card_id is None:
-            return
+            return None
         now = self._clock.now()
         with self._uow() as uow:
             card: Card = uow.cards.get(org_id, card_id)
@@ -1109,7 +1080,9 @@ class Outreach:
             elif card.state == CardState.EXECUTING:
                 uow.cards.update_fields(org_id, card_id, now=now, blocked_reason=outcome.detail)
             uow.commit()
-        self.show_card(org_id, card_id)
+            result: Card = uow.cards.get(org_id, card_id)
+        self.show_card(org_id, card_id, actor_slack_id=actor_slack_id)
+        return result
 
     def _send(self, card: Card, job: Job | None, thread_id: str | None) -> SendOutcome:
         payload = card.action_payload
