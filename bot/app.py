@@ -8,7 +8,7 @@ or at a local stand-in), the use cases, the Bolt app, the task worker and the ro
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +21,7 @@ from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
+from bot.gmail_inbound import build_gmail_inbound
 from bot.notifier import SlackNotifier, add_retry_handlers
 from bot.settings import Settings
 from bot.slack_app import BOT_SCOPES, build_bolt_app
@@ -30,6 +31,7 @@ from domain.errors import ExternalServiceError
 from domain.jobs import TaskKind
 from domain.mail import Mailer
 from domain.outreach import Outreach
+from handlers import gmail_push
 from handlers.api import gmail as gmail_api
 from handlers.api import health, jobs, marketing, unsubscribe
 from handlers.api.deps import Services
@@ -267,9 +269,13 @@ def build_app(
     services: Services | None = None,
     runtime: Runtime | None = None,
     start_background: bool = True,
+    gmail_service_for_account: Callable[[int], Any] | None = None,
 ) -> FastAPI:
     """Build the FastAPI app with every route; background work starts with the server."""
     runtime = runtime or build_runtime(settings, services=services)
+    gmail_inbound = build_gmail_inbound(
+        settings, runtime.services, service_for_account=gmail_service_for_account
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -278,6 +284,7 @@ def build_app(
             if runtime.gmail is not None:
                 runtime.gmail.outbox.start()
             runtime.poster.start()
+            gmail_inbound.start()
         try:
             yield
         finally:
@@ -285,6 +292,7 @@ def build_app(
             if runtime.gmail is not None:
                 runtime.gmail.outbox.stop()
             runtime.poster.stop()
+            gmail_inbound.stop()
 
     app = FastAPI(
         title="Salesbot",
@@ -302,6 +310,9 @@ def build_app(
     app.include_router(gmail_api.router)
     app.include_router(gmail_api.email_router)
     app.include_router(unsubscribe.router)
+    app.state.gmail_push = gmail_inbound.push
+    app.state.gmail_inbound = gmail_inbound
+    app.include_router(gmail_push.router)
     if runtime.bolt is not None:
         _mount_slack(app, runtime.bolt, settings.SLACK_SIGNING_SECRET or "")
     return app

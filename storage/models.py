@@ -578,6 +578,16 @@ class InboundEmail(Base):
     status: Mapped[str] = mapped_column(String(16), nullable=False, default="received")
     error: Mapped[str | None] = mapped_column(Text)
     retry_count: Mapped[int] = _counter()
+    # Set while the message waits for a fetch: its next attempt, or a worker's lease.
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Gmail's labels (SENT marks mail a rep sent by hand) and the message's size in bytes.
+    label_ids: Mapped[list[str]] = _json_list()
+    size_bytes: Mapped[int | None] = mapped_column(Integer)
+    cc_emails: Mapped[list[str]] = _json_list()
+    # A bounce's per-recipient DSN blocks and the headers of the message it returns.
+    delivery_status: Mapped[list[dict[str, Any]]] = _json_list()
+    embedded_messages: Mapped[list[dict[str, Any]]] = _json_list()
+    defects: Mapped[list[str]] = _json_list()
     category: Mapped[str | None] = mapped_column(String(32))
     confidence: Mapped[float | None] = mapped_column(Float)
     classified_by: Mapped[str | None] = mapped_column(String(16))
@@ -755,3 +765,4 @@ class SlackOAuthState(Base):
 
 
 import storage.models_gmail  # noqa: E402, F401  (registers the Gmail tables on Base)
+import storage.models_inbound  # noqa: E402,F401

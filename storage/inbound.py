@@ -1,0 +1,558 @@
+"""Inbound Gmail storage: push notifications, message rows, the mailbox history pointer.
+
+Every method is one short transaction of its own, because each step of the sync must be
+durable before the next one starts: a notification is committed before its push is
+answered, message ids are committed together with the pointer that moves past them,
+and a fetched message is committed before its lease runs out.
+
+Claims take rows with `FOR UPDATE SKIP LOCKED` on PostgreSQL, so replicas share the work
+without taking the same row; on SQLite the writer lock (BEGIN IMMEDIATE) serialises them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, Final, cast
+
+from sqlalchemy import (
+    Integer,
+    Select,
+    String,
+    Table,
+    bindparam,
+    delete,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from domain.email_message import ParsedEmail
+from domain.inbound import (
+    CONNECTED,
+    MAX_FETCH_ATTEMPTS,
+    MAX_NOTIFICATION_ATTEMPTS,
+    ClaimedNotification,
+    InboundStatus,
+    MessageToFetch,
+    NewMessage,
+    NotificationStatus,
+    PushNotice,
+    RecordedMessages,
+    SyncState,
+    retry_delay,
+)
+from storage import models as m
+from storage.db import SessionFactory
+from storage.models_inbound import GmailPushNotification
+from storage.types import BigId, UTCDateTime
+
+# Rows per INSERT statement: well under SQLite's 32,766 bound parameters.
+_INSERT_CHUNK: Final = 500
+_ERROR_CHARS: Final = 2000
+_WAITING: Final = (InboundStatus.RECEIVED.value, InboundStatus.FAILED.value)
+
+
+def _insert_for(session: Session) -> Any:
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+def _skip_locked(session: Session, query: Select[Any]) -> Select[Any]:
+    if session.get_bind().dialect.name == "postgresql":
+        return query.with_for_update(skip_locked=True)
+    return query
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def clean_text(value: str | None, limit: int | None = None) -> str | None:
+    """Make text storable on PostgreSQL: no NUL characters, no lone surrogates, cut to `limit`.
+
+    PostgreSQL refuses NUL in text and `\\u0000` in JSONB; a message carrying one must
+    still be stored, so it becomes U+FFFD.
+    """
+    if value is None:
+        return None
+    if "\x00" in value:
+        value = value.replace("\x00", "\ufffd")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        value = value.encode("utf-8", "replace").decode("utf-8")
+    return value[:limit] if limit is not None else value
+
+
+def _clean_json(value: Any) -> Any:
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, dict):
+        return {str(clean_text(str(k))): _clean_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean_json(v) for v in value]
+    return value
+
+
+def _error_text(error: str) -> str:
+    return clean_text(error, _ERROR_CHARS) or ""
+
+
+def _parsed_values(parsed: ParsedEmail) -> dict[str, Any]:
+    """Return the inbound_emails columns of a parsed message."""
+    return {
+        "gmail_thread_id": clean_text(parsed.gmail_thread_id, 64),
+        "message_id_header": clean_text(parsed.message_id, 998),
+        "in_reply_to": clean_text(parsed.in_reply_to, 998),
+        "references": _clean_json(list(parsed.references)),
+        "from_email": clean_text(parsed.from_email, 320),
+        "from_name": clean_text(parsed.from_name, 300),
+        "to_emails": _clean_json(list(parsed.to)),
+        "cc_emails": _clean_json(list(parsed.cc)),
+        "subject": clean_text(parsed.subject),
+        "received_at": parsed.internal_date or parsed.date,
+        "body_text": clean_text(parsed.text),
+        "reply_text": clean_text(parsed.reply_text),
+        "headers": _clean_json(dict(parsed.headers)),
+        "attachments": _clean_json([a.model_dump(mode="json") for a in parsed.attachments]),
+        "flags": sorted(flag.value for flag in parsed.flags),
+        "defects": _clean_json(list(parsed.defects)),
+        "label_ids": list(parsed.label_ids),
+        "size_bytes": parsed.size,
+        "delivery_status": _clean_json([r.model_dump(mode="json") for r in parsed.delivery_status]),
+        "embedded_messages": _clean_json(
+            [e.model_dump(mode="json") for e in parsed.embedded_messages]
+        ),
+    }
+
+
+class SqlInboundStore:
+    """The inbound store on SQLAlchemy (implements `domain.inbound.InboundStore`)."""
+
+    def __init__(self, session_factory: SessionFactory) -> None:
+        self._sessions = session_factory
+
+    # -- mailboxes -------------------------------------------------------------------------
+
+    def sync_state(self, account_id: int) -> SyncState | None:
+        """Return a mailbox's sync state, or None if the account does not exist."""
+        with self._sessions() as session:
+            row = session.get(m.GmailAccount, account_id)
+            if row is None:
+                return None
+            return SyncState(
+                account_id=row.id,
+                org_id=row.org_id,
+                email=row.email,
+                status=row.status,
+                history_id=row.history_id,
+                last_synced_at=row.last_synced_at,
+                watch_expires_at=row.watch_expires_at,
+                connected_at=row.created_at,
+            )
+
+    def accounts_due_for_sync(self, *, synced_before: datetime) -> list[int]:
+        """Return connected mailboxes not synced since a time (pushes may have been lost)."""
+        a = m.GmailAccount
+        with self._sessions() as session:
+            return list(
+                session.scalars(
+                    select(a.id)
+                    .where(
+                        a.status == CONNECTED,
+                        or_(a.last_synced_at.is_(None), a.last_synced_at < synced_before),
+                    )
+                    .order_by(a.id)
+                )
+            )
+
+    def accounts_needing_watch(self, *, expiring_before: datetime) -> list[int]:
+        """Return connected mailboxes without a watch or whose watch expires before a time."""
+        a = m.GmailAccount
+        with self._sessions() as session:
+            return list(
+                session.scalars(
+                    select(a.id)
+                    .where(
+                        a.status == CONNECTED,
+                        or_(a.watch_expires_at.is_(None), a.watch_expires_at < expiring_before),
+                    )
+                    .order_by(a.id)
+                )
+            )
+
+    def set_watch(self, account_id: int, *, expires_at: datetime) -> None:
+        """Remember when a mailbox's push watch expires."""
+        with self._sessions() as session:
+            session.execute(
+                update(m.GmailAccount)
+                .where(m.GmailAccount.id == account_id)
+                .values(watch_expires_at=expires_at)
+            )
+            session.commit()
+
+    # -- push notifications -------------------------------------------------------------------
+
+    def store_push(self, notice: PushNotice, *, now: datetime) -> int | None:
+        """Store a push for each mailbox of its address, in one statement and one commit.
+
+        Returns how many rows are new (0: a redelivery), or None when no account has the
+        address. Rows are keyed by (account, Pub/Sub message id): the address may be
+        connected in two organizations, each gets its own notification.
+        """
+        a, n = m.GmailAccount, GmailPushNotification
+        address = notice.email.strip().lower()
+        # gmail_accounts holds one row per connected mailbox: scanning it by lower(email)
+        # is cheap, and finds the row whatever case the address was stored in.
+        of_address = func.lower(a.email) == address
+        rows = select(
+            a.org_id,
+            a.id,
+            literal(notice.message_id[:128], String()),
+            literal(address[:320], String()),
+            literal(notice.history_id, BigId),
+            literal(notice.published_at, UTCDateTime()),
+            literal(NotificationStatus.PENDING.value, String()),
+            literal(0, Integer()),
+            literal(now, UTCDateTime()),
+        ).where(of_address)
+        columns = [
+            "org_id",
+            "gmail_account_id",
+            "pubsub_message_id",
+            "email_address",
+            "history_id",
+            "published_at",
+            "status",
+            "attempts",
+            "not_before",
+        ]
+        with self._sessions() as session:
+            stmt = (
+                _insert_for(session)(n)
+                .from_select(columns, rows)
+                .on_conflict_do_nothing(index_elements=["gmail_account_id", "pubsub_message_id"])
+                .returning(n.id)
+            )
+            # RETURNING, not rowcount: drivers disagree on rowcount for ON CONFLICT DO NOTHING.
+            inserted = len(session.execute(stmt).all())
+            known = bool(inserted) or bool(
+                session.scalar(select(func.count()).select_from(a).where(of_address))
+            )
+            session.commit()
+        return inserted if known else None
+
+    def claim_notifications(
+        self, *, limit: int, now: datetime, lease_until: datetime
+    ) -> list[ClaimedNotification]:
+        """Claim due notifications (pending, or processing with an expired lease)."""
+        n = GmailPushNotification
+        with self._sessions() as session:
+            query = (
+                select(n.id)
+                .where(
+                    n.not_before <= now,
+                    n.status.in_(
+                        [NotificationStatus.PENDING.value, NotificationStatus.PROCESSING.value]
+                    ),
+                )
+                .order_by(n.not_before, n.id)
+                .limit(limit)
+            )
+            ids = list(session.scalars(_skip_locked(session, query)))
+            if not ids:
+                return []
+            session.execute(
+                update(n)
+                .where(n.id.in_(ids))
+                .values(
+                    status=NotificationStatus.PROCESSING.value,
+                    not_before=lease_until,
+                    attempts=n.attempts + 1,
+                )
+            )
+            rows = session.execute(
+                select(n.id, n.gmail_account_id, n.history_id, n.attempts)
+                .where(n.id.in_(ids))
+                .order_by(n.id)
+            ).all()
+            session.commit()
+        return [
+            ClaimedNotification(
+                id=r.id, account_id=r.gmail_account_id, history_id=r.history_id, attempts=r.attempts
+            )
+            for r in rows
+        ]
+
+    def finish_notifications(self, ids: Iterable[int], *, now: datetime) -> None:
+        """Mark notifications processed."""
+        wanted = list(ids)
+        if not wanted:
+            return
+        n = GmailPushNotification
+        with self._sessions() as session:
+            for part in _chunks(wanted, _INSERT_CHUNK):
+                session.execute(
+                    update(n)
+                    .where(n.id.in_(part))
+                    .values(
+                        status=NotificationStatus.DONE.value,
+                        not_before=None,
+                        processed_at=now,
+                        error=None,
+                    )
+                )
+            session.commit()
+
+    def defer_notifications(
+        self, claimed: Sequence[ClaimedNotification], *, error: str, now: datetime
+    ) -> None:
+        """Put notifications back for a later attempt, or mark them failed after the last."""
+        n = GmailPushNotification
+        with self._sessions() as session:
+            for note in claimed:
+                final = note.attempts >= MAX_NOTIFICATION_ATTEMPTS
+                session.execute(
+                    update(n)
+                    .where(n.id == note.id)
+                    .values(
+                        status=(
+                            NotificationStatus.FAILED.value
+                            if final
+                            else NotificationStatus.PENDING.value
+                        ),
+                        not_before=None if final else now + retry_delay(note.attempts),
+                        error=_error_text(error),
+                    )
+                )
+            session.commit()
+
+    def purge_notifications(self, *, processed_before: datetime) -> int:
+        """Delete notifications done or failed before a time; return how many."""
+        n = GmailPushNotification
+        with self._sessions() as session:
+            result = session.execute(
+                delete(n).where(
+                    n.not_before.is_(None),
+                    n.status.in_([NotificationStatus.DONE.value, NotificationStatus.FAILED.value]),
+                    n.created_at < processed_before,
+                )
+            )
+            session.commit()
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    # -- messages --------------------------------------------------------------------------
+
+    def record_messages(
+        self,
+        account_id: int,
+        messages: Sequence[NewMessage],
+        *,
+        history_id: int,
+        synced_at: datetime,
+        lease_until: datetime,
+    ) -> RecordedMessages:
+        """Store new message ids and move the history pointer forward, in one transaction.
+
+        The pointer moves only forward (a conditional UPDATE), so a slower sync that read
+        an older history id cannot move it back. Ids already stored belong to whoever
+        stored them; the rows inserted here are returned for this caller to fetch.
+        """
+        unique = {msg.gmail_id: msg for msg in messages}
+        # One lock order for every writer (sorted ids), so concurrent syncs never deadlock.
+        ordered = [unique[key] for key in sorted(unique)]
+        a, e = m.GmailAccount, m.InboundEmail
+        with self._sessions() as session:
+            org_id = session.scalar(select(a.org_id).where(a.id == account_id))
+            if org_id is None:
+                raise LookupError(f"gmail account {account_id} does not exist")
+            inserted: list[tuple[int, str]] = []
+            table = e.__table__
+            stmt = (
+                _insert_for(session)(table)
+                .on_conflict_do_nothing(index_elements=["gmail_account_id", "gmail_message_id"])
+                .returning(table.c.id, table.c.gmail_message_id)
+            )
+            for part in _chunks(ordered, _INSERT_CHUNK):
+                values = [
+                    {
+                        "org_id": org_id,
+                        "gmail_account_id": account_id,
+                        "gmail_message_id": msg.gmail_id[:64],
+                        "gmail_thread_id": (msg.thread_id or "")[:64] or None,
+                        "label_ids": list(msg.label_ids),
+                        "status": InboundStatus.RECEIVED.value,
+                        "next_attempt_at": lease_until,
+                        "retry_count": 0,
+                    }
+                    for msg in part
+                ]
+                # executemany: SQLAlchemy batches the rows into multi-row INSERTs
+                # ("insertmanyvalues") from one cached statement, RETURNING the new rows.
+                result = session.execute(stmt, values)
+                inserted.extend((row.id, row.gmail_message_id) for row in result)
+            moved = session.execute(
+                update(a)
+                .where(a.id == account_id, or_(a.history_id.is_(None), a.history_id < history_id))
+                .values(history_id=history_id)
+            )
+            session.execute(
+                update(a)
+                .where(
+                    a.id == account_id,
+                    or_(a.last_synced_at.is_(None), a.last_synced_at < synced_at),
+                )
+                .values(last_synced_at=synced_at)
+            )
+            session.commit()
+        to_fetch = tuple(
+            MessageToFetch(row_id=row_id, account_id=account_id, gmail_id=gmail_id)
+            for row_id, gmail_id in sorted(inserted)
+        )
+        return RecordedMessages(to_fetch=to_fetch, pointer_moved=bool(moved.rowcount))  # type: ignore[attr-defined]
+
+    def save_parsed(self, results: Sequence[tuple[MessageToFetch, ParsedEmail]]) -> None:
+        """Store parsed messages on their rows (status parsed), in one transaction.
+
+        One UPDATE sent with many parameter sets (executemany): the cost per message is a
+        parameter set, not a statement. Only rows still waiting change, so a late worker
+        never moves a message back that a later stage has taken further.
+        """
+        if not results:
+            return
+        table = cast(Table, m.InboundEmail.__table__)
+        columns = list(_parsed_values(results[0][1]))
+        values: dict[Any, Any] = {table.c[name]: bindparam(f"p_{name}") for name in columns}
+        # A message fetched without a thread id keeps the one its history record gave.
+        values[table.c.gmail_thread_id] = func.coalesce(
+            bindparam("p_gmail_thread_id", type_=table.c.gmail_thread_id.type),
+            table.c.gmail_thread_id,
+        )
+        values[table.c.status] = InboundStatus.PARSED.value
+        values[table.c.error] = None
+        values[table.c.next_attempt_at] = None
+        stmt = (
+            update(table)
+            .where(
+                table.c.id == bindparam("p_row_id"),
+                # Not IN (...): an expanding IN cannot be sent with executemany.
+                or_(*(table.c.status == status for status in _WAITING)),
+            )
+            .values(values)
+        )
+        params = [
+            {"p_row_id": message.row_id, **{f"p_{k}": v for k, v in _parsed_values(parsed).items()}}
+            for message, parsed in results
+        ]
+        with self._sessions() as session:
+            session.execute(stmt, params)
+            session.commit()
+
+    def mark_failed(self, message: MessageToFetch, *, error: str, now: datetime) -> None:
+        """Keep a message's row with its error and schedule its next attempt.
+
+        After MAX_FETCH_ATTEMPTS the row stays `failed` without a next attempt: it waits
+        for a person, who sees the error.
+        """
+        attempts = message.attempts + 1
+        next_at = None if attempts >= MAX_FETCH_ATTEMPTS else now + retry_delay(attempts)
+        e = m.InboundEmail
+        with self._sessions() as session:
+            session.execute(
+                update(e)
+                .where(e.id == message.row_id, e.status.in_(_WAITING))
+                .values(
+                    status=InboundStatus.FAILED.value,
+                    error=_error_text(error),
+                    retry_count=e.retry_count + 1,
+                    next_attempt_at=next_at,
+                )
+            )
+            session.commit()
+
+    def mark_gone(self, message: MessageToFetch, *, error: str) -> None:
+        """Record that Gmail no longer has a message (deleted before it was fetched)."""
+        e = m.InboundEmail
+        with self._sessions() as session:
+            session.execute(
+                update(e)
+                .where(e.id == message.row_id, e.status.in_(_WAITING))
+                .values(
+                    status=InboundStatus.GONE.value, error=_error_text(error), next_attempt_at=None
+                )
+            )
+            session.commit()
+
+    def claim_retries(
+        self, *, limit: int, now: datetime, lease_until: datetime
+    ) -> list[MessageToFetch]:
+        """Claim message rows of connected mailboxes that are due for another fetch."""
+        e, a = m.InboundEmail, m.GmailAccount
+        with self._sessions() as session:
+            query = (
+                select(e.id)
+                .join(a, a.id == e.gmail_account_id)
+                .where(e.next_attempt_at <= now, e.status.in_(_WAITING), a.status == CONNECTED)
+                .order_by(e.next_attempt_at, e.id)
+                .limit(limit)
+            )
+            if session.get_bind().dialect.name == "postgresql":
+                query = query.with_for_update(of=e, skip_locked=True)
+            ids = list(session.scalars(query))
+            if not ids:
+                return []
+            session.execute(update(e).where(e.id.in_(ids)).values(next_attempt_at=lease_until))
+            rows = session.execute(
+                select(e.id, e.gmail_account_id, e.gmail_message_id, e.retry_count)
+                .where(e.id.in_(ids))
+                .order_by(e.id)
+            ).all()
+            session.commit()
+        return [
+            MessageToFetch(
+                row_id=r.id,
+                account_id=r.gmail_account_id,
+                gmail_id=r.gmail_message_id,
+                attempts=r.retry_count,
+            )
+            for r in rows
+        ]
+
+
+def advisory_key(name: str) -> int:
+    """Return a stable signed 64-bit PostgreSQL advisory lock key for a name."""
+    return int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "big", signed=True)
+
+
+@contextmanager
+def periodic_lock(session_factory: SessionFactory, name: str) -> Iterator[bool]:
+    """Hold a PostgreSQL advisory lock named `name` for a block; yield whether it was taken.
+
+    One replica runs each periodic tick: the others see False and skip it. The lock is
+    transaction-scoped, so it goes when the block ends or the process dies. SQLite serves
+    one process, which always takes it.
+    """
+    with session_factory() as session:
+        if session.get_bind().dialect.name != "postgresql":
+            yield True
+            return
+        taken = bool(
+            session.scalar(
+                text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": advisory_key(name)}
+            )
+        )
+        try:
+            yield taken
+        finally:
+            # The transaction only holds the lock; ending it releases the lock. Commit, not
+            # rollback: a session joined to an outer transaction (tests) must not undo
+            # what the tick's own sessions committed after it.
+            session.commit()
