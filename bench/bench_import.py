@@ -135,7 +135,9 @@ def run_cli(url: str, kind: str, path: Path) -> tuple[float, float]:
         "DATABASE_URL": url,
         "SALESBOT_SECRET_KEY": os.environ.get("SALESBOT_SECRET_KEY") or secrets.token_urlsafe(48),
     }
-    command = [sys.executable, "-c", "from bot.cli import main; main()"]
+    script = Path(sys.executable).with_name("salesbot")
+    fallback = [sys.executable, "-c", "from bot.cli import main; main()"]
+    command = [str(script)] if script.exists() else fallback
     command += ["import", kind, str(path), "--org", ORG_SLUG]
     cpu_before = _children_cpu()
     started = time.perf_counter()

@@ -159,7 +159,12 @@ def import_file(
         raise ImportFileError(f"cannot read the file: {exc.strerror or exc}") from None
     with progress, lines as stream:
         return import_csv(
-            session_factory, org_id=org_id, kind=kind, lines=stream, now=now, dry_run=dry_run
+            session_factory,
+            org_id=org_id,
+            kind=kind,
+            lines=stream,
+            now=now,
+            dry_run=dry_run,
         )
 
 

@@ -718,6 +718,20 @@ class RowParser:
         return at
 
 
+Checked = tuple[SourceRow, ParsedRow] | RowError
+"""A row that passed, with the source it came from, or why it did not."""
+
+
+def check_rows(parser: RowParser, rows: Iterable[SourceRow | RowError]) -> Iterator[Checked]:
+    """Check rows in file order; rows the csv module could not read pass through."""
+    for item in rows:
+        if isinstance(item, RowError):
+            yield item
+            continue
+        parsed = parser.parse(item)
+        yield parsed if isinstance(parsed, RowError) else (item, parsed)
+
+
 def email_problem(raw: str) -> str | None:
     """Return why an address is not a valid email address, or None if it is one.
 

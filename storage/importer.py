@@ -47,6 +47,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from domain.contacts import EmailStatus, OrderStatus
 from domain.imports import (
+    Checked,
     ClientRow,
     ContactRow,
     CsvRows,
@@ -58,6 +59,7 @@ from domain.imports import (
     RowError,
     RowParser,
     SourceRow,
+    check_rows,
     map_header,
 )
 from storage import models as m
@@ -93,17 +95,17 @@ def import_csv(
     """
     rows = CsvRows(lines)
     header = map_header(kind, rows.header)
-    parser = RowParser(header, now=now)
     writer = _WRITERS[kind](org_id=org_id, now=now)
     report = ImportReport(
         kind=kind, header=header.header, ignored_columns=header.ignored, dry_run=dry_run
     )
+    checked = check_rows(RowParser(header, now=now), rows)
     # Checking rows is Python work; writing a batch is mostly waiting for the database.
     # One writer thread overlaps the two: batch N is written while batch N+1 is read,
     # and no more than two batches are ever in memory.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="csv-import") as pool:
         pending: Future[_Outcome] | None = None
-        for batch in _batches(rows, parser, report, batch_size):
+        for batch in _batches(checked, report, batch_size):
             if pending is not None and not _settle(pending, report):
                 pending = None
                 break
@@ -126,21 +128,15 @@ def import_csv(
     return report
 
 
-def _batches(
-    rows: CsvRows, parser: RowParser, report: ImportReport, size: int
-) -> Iterator[list[Item]]:
-    """Yield the valid rows in batches, counting every row and rejecting the bad ones."""
+def _batches(checked: Iterable[Checked], report: ImportReport, size: int) -> Iterator[list[Item]]:
+    """Yield the rows that passed in batches, counting every row and rejecting the others."""
     batch: list[Item] = []
-    for item in rows:
+    for item in checked:
         report.rows += 1
         if isinstance(item, RowError):
             report.reject(item)
             continue
-        parsed = parser.parse(item)
-        if isinstance(parsed, RowError):
-            report.reject(parsed)
-            continue
-        batch.append((item, parsed))
+        batch.append(item)
         if len(batch) >= size:
             yield batch
             batch = []
