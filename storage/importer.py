@@ -323,9 +323,43 @@ class _ContactWriter:
             }
 
         _upsert(session, table, values, conflict=("org_id", "email"), always=always)
+        self._stop_unreachable(
+            session,
+            [
+                r.email
+                for r in rows
+                if r.opted_out_at
+                or (r.email_status is not None and r.email_status != EmailStatus.VALID)
+            ],
+        )
         outcome.inserted = len(rows) - len(existing)
         outcome.updated = len(existing)
         return outcome
+
+    def _stop_unreachable(self, session: Session, emails: list[str]) -> None:
+        """The contact's choice wins: an opt-out or a bad address in the file stops every
+        running enrollment of that contact, in every job, in the same transaction."""
+        if not emails:
+            return
+        unreachable = select(m.Contact.id).where(
+            m.Contact.org_id == self._org_id,
+            m.Contact.email.in_(emails),
+            (m.Contact.opted_out_at.is_not(None))
+            | (m.Contact.email_status != EmailStatus.VALID.value),
+        )
+        session.execute(
+            update(m.Enrollment)
+            .where(
+                m.Enrollment.org_id == self._org_id,
+                m.Enrollment.status.in_(["active", "paused"]),
+                m.Enrollment.contact_id.in_(unreachable),
+            )
+            .values(
+                status="stopped",
+                stop_reason="opted out or unreachable (import)",
+                updated_at=self._now,
+            )
+        )
 
 
 class _OrderWriter:

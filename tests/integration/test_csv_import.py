@@ -251,6 +251,36 @@ def test_an_import_can_opt_out_a_contact_that_had_not_opted_out(
     assert contact_by_email(session, org, "dana@pinnacle.com").opted_out_at == NOW
 
 
+def test_an_opt_out_or_bounce_in_the_file_stops_that_contacts_enrollments_in_every_job(
+    session_factory: SessionFactory, session: Session, org: m.Organization
+) -> None:
+    dana = make_contact(session, org, email="dana@pinnacle.com")
+    ray = make_contact(session, org, email="ray@pinnacle.com")
+    kept = make_contact(session, org, email="kept@pinnacle.com")
+    jobs = [m.Job(org_id=org.id, name=f"job {n}", status="running", params={}) for n in (1, 2)]
+    session.add_all(jobs)
+    session.flush()
+    for job in jobs:
+        for contact in (dana, ray, kept):
+            session.add(
+                m.Enrollment(org_id=org.id, job_id=job.id, contact_id=contact.id, status="active")
+            )
+    session.commit()
+    run_import(
+        session_factory,
+        org,
+        ImportKind.CONTACTS,
+        "email,opted_out,email_status\n"
+        "dana@pinnacle.com,yes,valid\nray@pinnacle.com,no,bounced\nkept@pinnacle.com,no,valid\n",
+    )
+    session.expire_all()
+    statuses = {
+        (e.contact_id, e.status)
+        for e in session.scalars(select(m.Enrollment).where(m.Enrollment.org_id == org.id))
+    }
+    assert statuses == {(dana.id, "stopped"), (ray.id, "stopped"), (kept.id, "active")}
+
+
 def test_reimport_never_undoes_a_bounce_or_a_complaint_but_can_record_one(
     session_factory: SessionFactory, session: Session, org: m.Organization
 ) -> None:
