@@ -134,7 +134,7 @@ def _seed(url: str, contacts: int, *, campaign: str) -> tuple[int, int]:
     return org, campaign_id
 
 
-def _settings(url: str, slack_api: str, *, post_interval: float = 1.0) -> Settings:
+def _settings(url: str, slack_api: str, *, post_interval: float = 1.1) -> Settings:
     return Settings(  # type: ignore[call-arg]
         _env_file=None,
         SLACK_POST_INTERVAL_SECONDS=post_interval,

@@ -34,7 +34,11 @@ class Settings(BaseSettings):
     SLACK_CLIENT_ID: str | None = None
     SLACK_CLIENT_SECRET: str | None = None
     SLACK_POST_INTERVAL_SECONDS: float = Field(
-        default=1.0, ge=0, le=60, description="Spacing of card messages per channel."
+        default=1.1,
+        ge=0,
+        le=60,
+        description="Spacing of card messages per channel (Slack allows about 1/s; the margin "
+        "keeps clock jitter from bouncing off 429s).",
     )
 
     GMAIL_API_URL: str = "https://gmail.googleapis.com/"
