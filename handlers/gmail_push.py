@@ -13,8 +13,10 @@ import base64
 import binascii
 import json
 import logging
+import re
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -32,8 +34,85 @@ from storage.inbound import SqlInboundStore
 log = logging.getLogger(__name__)
 
 PUSH_PATH = "/api/integrations/gmail/push"
+# Pub/Sub message ids and mailbox addresses: no spaces, no control characters.
+_PRINTABLE = re.compile(r"[^\s\x00-\x1f\x7f]+")
 
 router = APIRouter(tags=["gmail"])
+
+
+class _Waiting:
+    """One push waiting for the transaction that stores it."""
+
+    def __init__(self, notice: PushNotice) -> None:
+        self.notice = notice
+        self.done = threading.Event()
+        self.lead = False  # asked to write the next batch itself
+        self.stored: int | None = None
+        self.error: BaseException | None = None
+
+    def outcome(self) -> int | None:
+        if self.error is not None:
+            raise self.error
+        return self.stored
+
+
+class PushWriter:
+    """Stores pushes that arrive together in one transaction (group commit).
+
+    A push must be committed before it is answered, and a commit waits for the disk.
+    Requests that arrive while a batch is being written queue up; when it is committed,
+    the first of them writes the next batch for all of them. One request never writes
+    more than one batch, so no answer waits on a stream of others.
+    """
+
+    def __init__(self, store: SqlInboundStore, clock: Clock, *, max_batch: int = 200) -> None:
+        self._store = store
+        self._clock = clock
+        self._max_batch = max_batch
+        self._lock = threading.Lock()
+        self._queue: list[_Waiting] = []
+        self._writing = False
+
+    def store(self, notice: PushNotice) -> int | None:
+        """Store a push durably; return how many rows are new, None for an unknown address."""
+        waiting = _Waiting(notice)
+        with self._lock:
+            self._queue.append(waiting)
+            leads = not self._writing
+            self._writing = True
+        if not leads:
+            waiting.done.wait()
+            if not waiting.lead:
+                return waiting.outcome()
+        self._write_batch()
+        return waiting.outcome()
+
+    def _write_batch(self) -> None:
+        with self._lock:
+            batch = self._queue[: self._max_batch]
+            del self._queue[: self._max_batch]
+        try:
+            outcomes = self._store.store_pushes([w.notice for w in batch], now=self._clock.now())
+            for waiting, stored in zip(batch, outcomes, strict=True):
+                waiting.stored = stored
+        except Exception:  # noqa: BLE001 - one push the database refuses must not fail the rest
+            for waiting in batch:
+                try:
+                    [waiting.stored] = self._store.store_pushes(
+                        [waiting.notice], now=self._clock.now()
+                    )
+                except Exception as exc:  # noqa: BLE001 - answered 500, Pub/Sub retries it
+                    waiting.error = exc
+        with self._lock:
+            following = self._queue[0] if self._queue else None
+            if following is None:
+                self._writing = False
+            else:
+                following.lead = True
+        for waiting in batch:
+            waiting.done.set()
+        if following is not None:
+            following.done.set()
 
 
 @dataclass
@@ -44,6 +123,10 @@ class GmailPushDeps:
     clock: Clock
     verifier: PushVerifier | None
     on_stored: Callable[[], None] = lambda: None
+    writer: PushWriter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.writer = PushWriter(self.store, self.clock)
 
 
 def parse_push_body(body: bytes) -> PushNotice:
@@ -71,11 +154,17 @@ def parse_push_body(body: bytes) -> PushNotice:
             "push data is not a Gmail notification: it needs 'emailAddress' and 'historyId'",
             field="message.data",
         )
-    if isinstance(history_id, bool) or history_id <= 0:
+    if isinstance(history_id, bool) or not 0 < history_id < 2**63:
         raise InvalidInput("push data has an invalid 'historyId'", field="message.data")
+    message_id = message_id.strip()
+    email = email.strip().lower()
+    if not _PRINTABLE.fullmatch(message_id) or len(message_id) > 128:
+        raise InvalidInput("push message has an invalid 'messageId'", field="message.messageId")
+    if not _PRINTABLE.fullmatch(email) or len(email) > 320:
+        raise InvalidInput("push data has an invalid 'emailAddress'", field="message.data")
     return PushNotice(
-        message_id=message_id.strip(),
-        email=email.strip().lower(),
+        message_id=message_id,
+        email=email,
         history_id=history_id,
         published_at=_published_at(message.get("publishTime") or message.get("publish_time")),
     )
@@ -138,7 +227,7 @@ def handle_push(deps: GmailPushDeps, authorization: str | None, body: bytes) -> 
         notice = parse_push_body(body)
     except InvalidInput as exc:
         return _refuse(400, "invalid_push", exc.message)
-    stored = deps.store.store_push(notice, now=deps.clock.now())
+    stored = deps.writer.store(notice)
     if stored is None:
         return _refuse(404, "unknown_mailbox", f"no Gmail account is connected for {notice.email}")
     if stored:

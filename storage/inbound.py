@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any, Final, cast
 
 from sqlalchemy import (
+    ColumnElement,
     Integer,
     Select,
     String,
@@ -134,11 +135,56 @@ def _parsed_values(parsed: ParsedEmail) -> dict[str, Any]:
     }
 
 
+_PUSH_COLUMNS: Final = [
+    "org_id",
+    "gmail_account_id",
+    "pubsub_message_id",
+    "email_address",
+    "history_id",
+    "published_at",
+    "status",
+    "attempts",
+    "not_before",
+]
+
+
+def _of_address(address: Any) -> ColumnElement[bool]:
+    # gmail_accounts holds one row per connected mailbox: scanning it by lower(email) is
+    # cheap, and finds the row whatever case the address was stored in.
+    return func.lower(m.GmailAccount.email) == address
+
+
+def _push_insert(insert: Any) -> Any:
+    """INSERT a push's notification rows, one per account of its address; built once."""
+    a, n = m.GmailAccount, GmailPushNotification
+    rows = select(
+        a.org_id,
+        a.id,
+        bindparam("message_id", type_=String()),
+        bindparam("address", type_=String()),
+        bindparam("history_id", type_=BigId),
+        bindparam("published_at", type_=UTCDateTime()),
+        literal(NotificationStatus.PENDING.value, String()),
+        literal(0, Integer()),
+        bindparam("now", type_=UTCDateTime()),
+    ).where(_of_address(bindparam("address", type_=String())))
+    table = n.__table__
+    # The Core table, not the entity: an ORM insert given parameters is a bulk INSERT.
+    return (
+        insert(table)
+        .from_select(_PUSH_COLUMNS, rows)
+        .on_conflict_do_nothing(index_elements=["gmail_account_id", "pubsub_message_id"])
+        .returning(table.c.id)
+    )
+
+
 class SqlInboundStore:
     """The inbound store on SQLAlchemy (implements `domain.inbound.InboundStore`)."""
 
     def __init__(self, session_factory: SessionFactory) -> None:
         self._sessions = session_factory
+        # The push INSERT, built once per dialect: pushes are the hottest write.
+        self._push_statements: dict[str, Any] = {}
 
     # -- mailboxes -------------------------------------------------------------------------
 
@@ -201,54 +247,38 @@ class SqlInboundStore:
 
     # -- push notifications -------------------------------------------------------------------
 
-    def store_push(self, notice: PushNotice, *, now: datetime) -> int | None:
-        """Store a push for each mailbox of its address, in one statement and one commit.
+    def store_pushes(self, notices: Sequence[PushNotice], *, now: datetime) -> list[int | None]:
+        """Store pushes, one row per mailbox of each push's address, in one transaction.
 
-        Returns how many rows are new (0: a redelivery), or None when no account has the
-        address. Rows are keyed by (account, Pub/Sub message id): the address may be
-        connected in two organizations, each gets its own notification.
+        Returns, per push, how many rows are new (0: a redelivery), or None when no
+        account has the address. Rows are keyed by (account, Pub/Sub message id): an
+        address connected in two organizations gets a notification in each.
         """
-        a, n = m.GmailAccount, GmailPushNotification
-        address = notice.email.strip().lower()
-        # gmail_accounts holds one row per connected mailbox: scanning it by lower(email)
-        # is cheap, and finds the row whatever case the address was stored in.
-        of_address = func.lower(a.email) == address
-        rows = select(
-            a.org_id,
-            a.id,
-            literal(notice.message_id[:128], String()),
-            literal(address[:320], String()),
-            literal(notice.history_id, BigId),
-            literal(notice.published_at, UTCDateTime()),
-            literal(NotificationStatus.PENDING.value, String()),
-            literal(0, Integer()),
-            literal(now, UTCDateTime()),
-        ).where(of_address)
-        columns = [
-            "org_id",
-            "gmail_account_id",
-            "pubsub_message_id",
-            "email_address",
-            "history_id",
-            "published_at",
-            "status",
-            "attempts",
-            "not_before",
-        ]
+        outcomes: list[int | None] = []
         with self._sessions() as session:
-            stmt = (
-                _insert_for(session)(n)
-                .from_select(columns, rows)
-                .on_conflict_do_nothing(index_elements=["gmail_account_id", "pubsub_message_id"])
-                .returning(n.id)
-            )
-            # RETURNING, not rowcount: drivers disagree on rowcount for ON CONFLICT DO NOTHING.
-            inserted = len(session.execute(stmt).all())
-            known = bool(inserted) or bool(
-                session.scalar(select(func.count()).select_from(a).where(of_address))
-            )
+            dialect = session.get_bind().dialect.name
+            stmt = self._push_statements.get(dialect)
+            if stmt is None:
+                stmt = self._push_statements[dialect] = _push_insert(_insert_for(session))
+            for notice in notices:
+                address = notice.email.strip().lower()
+                params = {
+                    "message_id": notice.message_id[:128],
+                    "address": address[:320],
+                    "history_id": notice.history_id,
+                    "published_at": notice.published_at,
+                    "now": now,
+                }
+                # RETURNING, not rowcount: drivers disagree on it for ON CONFLICT DO NOTHING.
+                inserted = len(session.execute(stmt, params).all())
+                known = bool(inserted) or bool(
+                    session.scalar(
+                        select(func.count()).select_from(m.GmailAccount).where(_of_address(address))
+                    )
+                )
+                outcomes.append(inserted if known else None)
             session.commit()
-        return inserted if known else None
+        return outcomes
 
     def claim_notifications(
         self, *, limit: int, now: datetime, lease_until: datetime

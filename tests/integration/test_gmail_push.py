@@ -115,6 +115,22 @@ def test_the_same_push_delivered_concurrently_is_stored_once(
     assert len(mailbox.notifications()) == 1
 
 
+def test_many_pushes_at_once_are_each_stored_once(
+    committed_mailbox: Mailbox, committed_client: TestClient
+) -> None:
+    mailbox = committed_mailbox
+    headers, _ = mailbox.push_request()
+    bodies = [mailbox.push_request(message_id=f"burst-{n}")[1] for n in range(40)]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(lambda body: _post(committed_client, headers, body), bodies * 2))
+
+    assert [a.status_code for a in answers] == [204] * 80
+    assert sorted(n.pubsub_message_id for n in mailbox.notifications()) == sorted(
+        f"burst-{n}" for n in range(40)
+    )
+
+
 def test_the_push_is_answered_before_the_mailbox_is_synced(
     mailbox: Mailbox, client: TestClient
 ) -> None:
@@ -276,6 +292,18 @@ def _data(payload: Any) -> str:
             "push message has no 'messageId'",
         ),
         (
+            _with_message(messageId="1", data=_data({"emailAddress": REP, "historyId": 2**63})),
+            400,
+            "invalid_push",
+            "push data has an invalid 'historyId'",
+        ),
+        (
+            _with_message(messageId="1\x00", data=_data({"emailAddress": REP, "historyId": 5})),
+            400,
+            "invalid_push",
+            "push message has an invalid 'messageId'",
+        ),
+        (
             _with_message(
                 messageId="1", data=_data({"emailAddress": "nobody@else.example", "historyId": 5})
             ),
@@ -292,6 +320,8 @@ def _data(payload: Any) -> str:
         "data_not_json",
         "no_history_id",
         "no_message_id",
+        "history_id_too_large",
+        "control_character_in_message_id",
         "unknown_mailbox",
     ],
 )
