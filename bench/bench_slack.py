@@ -204,6 +204,17 @@ def _load(ours: str, bare: str, bodies: list[str]) -> dict[str, list[float]]:
                 await asyncio.sleep(0.5)
 
     asyncio.run(run())
+    # One click at a time: the cost of an ack itself, without queueing behind 49 others.
+    with httpx.Client() as client:
+        for name, url in (("salesbot sequential", ours), ("bare bolt sequential", bare)):
+            body = _click_body(0, None)
+            results[name] = []
+            for _ in range(100):
+                started = time.perf_counter()
+                client.post(
+                    url, content=body.encode(), headers=signed_headers(body, signing_secret=SECRET)
+                )
+                results[name].append((time.perf_counter() - started) * 1000)
     return results
 
 
@@ -311,7 +322,7 @@ def bench_ack_latency(url: str) -> None:
     )
     for name, values in results.items():
         print(
-            f"  {name:>9}: p50 {_percentile(values, 50):6.1f}  p95 {_percentile(values, 95):6.1f}"
+            f"  {name:>20}: p50 {_percentile(values, 50):6.1f}  p95 {_percentile(values, 95):6.1f}"
             f"  p99 {_percentile(values, 99):6.1f}  max {max(values):6.1f}  (n={len(values)})"
         )
     for pct in (50, 95, 99):

@@ -273,6 +273,8 @@ def build_app(
 ) -> FastAPI:
     """Build the FastAPI app with every route; background work starts with the server."""
     runtime = runtime or build_runtime(settings, services=services)
+    if gmail_service_for_account is None and runtime.gmail is not None:
+        gmail_service_for_account = runtime.gmail.mailer.service_for_account
     gmail_inbound = build_gmail_inbound(
         settings, runtime.services, service_for_account=gmail_service_for_account
     )

@@ -163,6 +163,10 @@ class GmailClient:
             self.credentials.expiry = access_token_expires_at.astimezone(UTC).replace(tzinfo=None)
         self._service: Any = None
 
+    def service(self) -> Any:
+        """The authorized googleapiclient Gmail service of this mailbox (history sync uses it)."""
+        return self._gmail()
+
     def _gmail(self) -> Any:
         if self._service is None:
             self._service = build(

@@ -29,12 +29,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Final
+from typing import Any, Final
 
 from sqlalchemy.orm import Session
 
 from domain.clock import Clock
-from domain.errors import InvalidInput
+from domain.errors import ExternalServiceError, InvalidInput
 from domain.mail import OutgoingEmail, SendOutcome, SendStatus
 from integrations.gmail.client import (
     FailureKind,
@@ -456,6 +456,14 @@ class GmailMailer:
             )
             name = user_label(session, row.org_id, row.sender_user_id)
         return tokens, (name if row.sender_user_id is not None else None)
+
+    def service_for_account(self, account_id: int) -> Any:
+        """An authorized Gmail service for a connected mailbox (for inbound history sync)."""
+        with self._sessions() as session:
+            tokens = GmailAccountRepo(session, self._cipher).tokens(account_id)
+        if tokens is None:
+            raise ExternalServiceError(f"Gmail account {account_id} is not connected")
+        return self._client(tokens).service()
 
     def _client(self, tokens: AccountTokens) -> GmailClient:
         return GmailClient(
