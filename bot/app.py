@@ -159,8 +159,15 @@ def build_runtime(
         kinds=[TaskKind.POST_CARD],
         name="card-poster",
     )
+    # Drafts are made a claim at a time (contexts, inserts and commits per claim), so a
+    # large claim spreads those round trips over more cards.
     worker = TaskWorker(
-        outreach, uow, services.clock, exclude_kinds=[TaskKind.POST_CARD], on_progress=poster.wake
+        outreach,
+        uow,
+        services.clock,
+        claim_size=250,
+        exclude_kinds=[TaskKind.POST_CARD],
+        on_progress=poster.wake,
     )
     bolt: App | None = None
     if slack is not None and settings.SLACK_SIGNING_SECRET:
