@@ -66,12 +66,15 @@ class JobRepo:
 
     def get(self, org_id: int, job_id: int) -> Job:
         """Return a job or raise NotFound."""
+        # populate_existing: the row as the database has it now, even when this session
+        # already holds it and a Core UPDATE (counters, compare-and-set) changed it since.
         row = self._s.scalars(
-            select(m.Job).where(m.Job.org_id == org_id, m.Job.id == job_id)
+            select(m.Job)
+            .where(m.Job.org_id == org_id, m.Job.id == job_id)
+            .execution_options(populate_existing=True)
         ).one_or_none()
         if row is None:
             raise NotFound(f"job {job_id} not found")
-        self._s.refresh(row)
         return self._to_domain(row)
 
     def list(
@@ -451,12 +454,15 @@ class CardRepo:
 
     def get(self, org_id: int, card_id: int) -> Card:
         """Return a card of the organization or raise NotFound."""
+        # populate_existing: the row as the database has it now, even when this session
+        # already holds it and a Core UPDATE (counters, compare-and-set) changed it since.
         row = self._s.scalars(
-            select(m.Card).where(m.Card.org_id == org_id, m.Card.id == card_id)
+            select(m.Card)
+            .where(m.Card.org_id == org_id, m.Card.id == card_id)
+            .execution_options(populate_existing=True)
         ).one_or_none()
         if row is None:
             raise NotFound(f"card {card_id} not found")
-        self._s.refresh(row)
         return self._to_domain(row)
 
     def add_many(self, org_id: int, rows: Sequence[dict[str, Any]]) -> list[int]:
