@@ -4,6 +4,12 @@ Built on the standard library's `email` package with `policy.default`. Nothing h
 on bad input: MIME defects, unknown charsets, undecodable bytes and oversized bodies become
 flags and short `defects` notes on the result, so the worker stores the message and moves
 on. Attachments are measured, never kept. Message content is never logged.
+
+Parsing is on the hot path of inbound sync, so the package's costliest habits are avoided
+without changing its answers: each header value is parsed once (the package parses a
+part's Content-Type again on every question it asks of the part), and header values in
+their plainest form (an ASCII Subject, `Name <a@b.example>`) are read directly rather than
+through the package's header parser; anything else still goes through the package.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from datetime import UTC, datetime
 from email import errors as email_errors
 from email import policy
 from email.header import decode_header
+from email.headerregistry import HeaderRegistry, MessageIDHeader, UnstructuredHeader
 from email.message import Message
 from email.parser import BytesParser, HeaderParser
 from email.utils import getaddresses, parsedate_to_datetime
@@ -51,7 +58,46 @@ MAX_DEPTH: Final = 40
 # a character, base64 adds a third, line breaks a little more).
 _ENCODED_BYTES_PER_CHAR: Final = 6
 
-_PARSE_POLICY: Final = policy.default
+
+class _HeaderCache(HeaderRegistry):
+    """`policy.default`'s header factory, without its repeated work.
+
+    The stock registry builds a new class on every call and the parser asks for a part's
+    Content-Type about five times while it reads the part; each time the value is parsed
+    again. Header objects are immutable (a `str` with its parse tree and defects), so one
+    parse per (name, value) gives the same answers.
+    """
+
+    _MAX_CACHED: Final = 512
+    _MAX_CACHED_CHARS: Final = 2000
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._classes: dict[str, type] = {}
+        self._parsed: dict[tuple[str, str], Any] = {}
+
+    def __getitem__(self, name: str) -> type:
+        key = name.lower()
+        cls = self._classes.get(key)
+        if cls is None:
+            cls = self._classes[key] = super().__getitem__(name)
+        return cls
+
+    def __call__(self, name: str, value: str) -> Any:
+        key = (name, value)
+        header = self._parsed.get(key)
+        if header is None:
+            header = self[name](name, value)
+            if len(value) > self._MAX_CACHED_CHARS:
+                return header
+            if len(self._parsed) >= self._MAX_CACHED:
+                self._parsed.clear()
+            self._parsed[key] = header
+        return header
+
+
+_HEADER_FACTORY: Final = _HeaderCache()
+_PARSE_POLICY: Final = policy.default.clone(header_factory=_HEADER_FACTORY)
 _MSG_ID = re.compile(r"<[^<>\s]+>")
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _NEWLINES = re.compile(r"[\r\n]+")
@@ -217,6 +263,57 @@ def _msg_ids(value: str | None) -> list[str]:
 # --- headers --------------------------------------------------------------------------------
 
 
+# Headers most mail carries in their plainest form, which the email package would return
+# unchanged (and without defects): read here without building its parse tree. Anything
+# else (encoded words, comments, quoting, non-ASCII, odd spacing) goes to the package.
+# tests/unit/test_mime_headers.py checks these shortcuts against the package.
+_ATEXT: Final = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
+_DOT_ATOM: Final = rf"{_ATEXT}+(?:\.{_ATEXT}+)*"
+_PLAIN_ADDRESS: Final = rf"{_DOT_ATOM}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
+_QTEXT: Final = r"[!#-\[\]-~]"
+_PLAIN_MAILBOX = re.compile(
+    rf"""(?:(?P<phrase>{_ATEXT}+(?: {_ATEXT}+)*)|"(?P<quoted>{_QTEXT}+(?: {_QTEXT}+)*)")"""
+    rf" ?<(?P<angled>{_PLAIN_ADDRESS})>"
+    rf"|<(?P<bracketed>{_PLAIN_ADDRESS})>"
+    rf"|(?P<bare>{_PLAIN_ADDRESS})"
+)
+_LIST_SEPARATOR = re.compile(r" *(?:,|$) *")
+_PLAIN_MSG_ID = re.compile(rf"<{_DOT_ATOM}@{_DOT_ATOM}>")
+_PLAIN_TEXT = re.compile(r"[ \t!-~]*")
+
+
+def _plain_addresses(raw: str) -> list[tuple[str, str]] | None:
+    """Return (display name, address) pairs of a plain address list, or None if not plain."""
+    if "=?" in raw:
+        return None  # encoded words: decoded by the email package
+    found: list[tuple[str, str]] = []
+    at = len(raw) - len(raw.lstrip(" "))
+    while True:
+        mailbox = _PLAIN_MAILBOX.match(raw, at)
+        if mailbox is None:
+            return None
+        separator = _LIST_SEPARATOR.match(raw, mailbox.end())
+        if separator is None:
+            return None
+        phrase, quoted, angled, bracketed, bare = mailbox.groups()
+        found.append((phrase or quoted or "", angled or bracketed or bare))
+        at = separator.end()
+        if at == len(raw):
+            return found
+
+
+def _plain_text(name: str, raw: str) -> str | None:
+    """Return what the email package decodes a header to, where that is `raw` itself."""
+    if "=?" in raw or not _PLAIN_TEXT.fullmatch(raw):
+        return None
+    kind = _HEADER_FACTORY[name]
+    if issubclass(kind, UnstructuredHeader):
+        return raw
+    if issubclass(kind, MessageIDHeader) and _PLAIN_MSG_ID.fullmatch(raw):
+        return raw
+    return None
+
+
 @dataclass
 class _Headers:
     """A part's header fields as (name, raw value) pairs, decoded on demand."""
@@ -224,11 +321,15 @@ class _Headers:
     items: list[tuple[str, str]]
     notes: _Notes
     where: str = "headers"
+    _by_name: dict[str, list[str]] | None = None
 
     def raw(self, name: str) -> list[str]:
         """Return every value of that header, unfolded as the email package does."""
-        wanted = name.lower()
-        return [_LINE_BREAKS.sub("", _clean(str(v))) for k, v in self.items if k.lower() == wanted]
+        if self._by_name is None:
+            self._by_name = {}
+            for key, value in self.items:
+                self._by_name.setdefault(key.lower(), []).append(value)
+        return [_LINE_BREAKS.sub("", _clean(str(v))) for v in self._by_name.get(name.lower(), ())]
 
     def first_raw(self, name: str) -> str | None:
         values = self.raw(name)
@@ -239,6 +340,9 @@ class _Headers:
         raw = self.first_raw(name)
         if raw is None:
             return None
+        plain = _plain_text(name, raw)
+        if plain is not None:
+            return _unfold(plain)
         try:
             header = _PARSE_POLICY.header_factory(name, raw)
             value = str(header)
@@ -257,7 +361,11 @@ class _Headers:
         """Return (display name, address) pairs of every header of that name."""
         pairs: list[tuple[str, str]] = []
         for raw in self.raw(name):
-            pairs.extend(self._parse_addresses(name, raw))
+            plain = _plain_addresses(raw)
+            if plain is not None:
+                pairs.extend((_unfold(display), addr.strip()) for display, addr in plain)
+            else:
+                pairs.extend(self._parse_addresses(name, raw))
         return pairs
 
     def _parse_addresses(self, name: str, raw: str) -> list[tuple[str, str]]:

@@ -27,6 +27,8 @@ badly on hostile input), and when unsure it keeps text rather than dropping it.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Final
 
 import html_text
@@ -387,10 +389,9 @@ def _with_library(lines: list[str]) -> list[str]:
     text = _BLANK_RUNS.sub("\n\n", "\n".join(line.strip()[:LIBRARY_MAX_LINE] for line in head))
     if not text.strip():
         return lines
-    message = EmailMessage(text=text, languages=list(_LANGUAGES), keep_hyphen_lists=True).read()
-    if not message.replies or message.replies[0].headers:
+    reply = _library_first_reply(text)
+    if reply.headers:
         return lines  # the library saw no new text above its first quote header
-    reply = message.replies[0]
     # The library's `body` also drops its guess at a signature, but its "Thanks," and
     # "Regards" rules cut whole paragraphs that merely start with those words: signatures
     # are left to `_drop_signature`.
@@ -401,6 +402,75 @@ def _with_library(lines: list[str]) -> list[str]:
     if len(kept) == len(head) or not any(line.strip() for line in head[len(kept) :]):
         return kept + tail  # nothing cut: the part the library did not see stays
     return kept
+
+
+@dataclass(frozen=True)
+class _LibraryReply:
+    """The newest reply as mail-parser-reply splits it: its quote header, text, disclaimers."""
+
+    headers: str
+    content: str
+    disclaimers: tuple[str, ...]
+
+
+def _library_message(text: str, **patterns: re.Pattern[str]) -> EmailMessage:
+    """Return mail-parser-reply's message for `text`: every language, hyphen lists kept."""
+    return EmailMessage(
+        text=text,
+        languages=list(_LANGUAGES),
+        keep_hyphen_lists=True,
+        **patterns,
+    )
+
+
+# `EmailMessage.read()` builds its patterns from the language tables on every call, and
+# splits the whole text into replies, searching each one for disclaimers and a signature.
+# Only the newest reply and its disclaimers are used here: the patterns are built once,
+# and `_library_first_reply` walks the header matches the way `read()` does, up to it.
+_PROTOTYPE: Final = _library_message("")
+_HEADER_PATTERN: Final = _PROTOTYPE.HEADER_REGEX
+_DISCLAIMER_PATTERN: Final = _PROTOTYPE.DISCLAIMERS_REGEX
+
+
+def _header_texts(pattern: re.Pattern[str], text: str) -> Iterator[str]:
+    """Yield what `chain.from_iterable(pattern.findall(text))` yields, lazily, without blanks."""
+    for match in pattern.finditer(text):
+        if pattern.groups == 0:
+            groups: Iterable[str | None] = (match.group(0),)
+        elif pattern.groups == 1:
+            groups = match.group(1) or ""  # findall gives the one group's text: its characters
+        else:
+            groups = match.groups()
+        for found in groups:
+            if found:
+                yield found
+
+
+def _library_first_reply(text: str) -> _LibraryReply:
+    """Return `EmailMessage(text, ...).read().replies[0]`'s header, content and disclaimers."""
+    message = _library_message(
+        text, _header_regex=_HEADER_PATTERN, _disclaimers_regex=_DISCLAIMER_PATTERN
+    )
+    normalised = message.text  # line ends and spaces normalised by the library
+    current, previous = 0, ""
+    for header in _header_texts(_HEADER_PATTERN, normalised):
+        position = normalised.find(header, current + 1 if current > 0 else current)
+        segment = normalised[current:position]
+        reply_header, previous = previous, header
+        current = position if position >= 0 else 0
+        if segment.strip():
+            return _library_reply(reply_header, segment)
+    # The last reply is kept even when empty, as `read()` keeps it.
+    return _library_reply(previous, normalised[current:])
+
+
+def _library_reply(header: str, segment: str) -> _LibraryReply:
+    disclaimers = _DISCLAIMER_PATTERN.findall(segment)
+    return _LibraryReply(
+        headers=header.strip(),
+        content=segment.strip(),
+        disclaimers=tuple(d.strip() for d in disclaimers),
+    )
 
 
 def _head(lines: list[str]) -> tuple[list[str], list[str]]:

@@ -11,7 +11,12 @@ from __future__ import annotations
 import pytest
 
 from integrations.gmail.mime import parse_raw
-from integrations.gmail.reply_text import html_to_text, strip_reply
+from integrations.gmail.reply_text import (
+    _library_first_reply,
+    _library_message,
+    html_to_text,
+    strip_reply,
+)
 from tests.support.corpus import ReplyCase, Score, reply_cases, score_reply_cases
 
 # Measured: trimmer 59/64, talon 85/99, mail_parser_reply 13/23, crisp 61/65, all 218/251.
@@ -65,3 +70,33 @@ def test_stripping_never_returns_more_than_it_was_given(cases: list[ReplyCase]) 
     for case in cases:
         out = strip_reply(case.text, html=case.html)
         assert len(out) <= len(case.text) or case.html is not None, case.name
+
+
+def test_the_newest_reply_is_split_off_as_mail_parser_reply_splits_it(
+    cases: list[ReplyCase],
+) -> None:
+    # strip_reply walks the library's quote headers only up to the newest reply; what it
+    # reads of that reply must be what the library's own read() gives.
+    texts = [case.text for case in cases] + [case.html or "" for case in cases] + _SPLIT_EDGES
+    assert len(texts) == 2 * TOTALS["overall"] + len(_SPLIT_EDGES)
+    for text in texts:
+        library = _library_message(text).read().replies[0]
+
+        mine = _library_first_reply(text)
+
+        assert (mine.headers, mine.content, list(mine.disclaimers)) == (
+            library.headers,
+            library.content,
+            library.disclaimers,
+        )
+
+
+_ON_WROTE = "On Tue, Jan 2, 2024 at 10:00 AM Bob Lee <bob@lender.example> wrote:"
+_SPLIT_EDGES = [
+    f"\n\n{_ON_WROTE}\n> Turn times are down.\n\nThanks, that helps.",
+    f"\n{_ON_WROTE}\n{_ON_WROTE}\n> twice\n\nSee above.",
+    f"Sounds good.\n\n{_ON_WROTE}\n> one\n\n{_ON_WROTE}\n> two",
+    "From: Bob <bob@lender.example>\nSent: Tuesday\nTo: Rep\nSubject: Re: turn times\n\nOld.",
+    "Yes please.\n\n-----Original Message-----\nFrom: Bob\nTo: Rep\n\nEarlier text.",
+    "",
+]
