@@ -71,6 +71,10 @@ _TRANSPORT_ERRORS: Final = (
 )
 
 
+# The parse result beside a failed fetch (never read).
+_NOT_PARSED: Final[Future[ParsedEmail]] = Future()
+
+
 class HistoryUnavailable(Exception):
     """The history from the stored pointer cannot serve: expired (404) or too long."""
 
@@ -338,7 +342,7 @@ class GmailSync:
             failed += unsaved
 
         try:
-            for message, resource, error in self._fetch_all(account_id, service, messages):
+            for message, parsed, error in self._fetch_all(account_id, service, messages):
                 if error is not None:
                     if isinstance(error, auth_exceptions.RefreshError):
                         # The mailbox's grant is gone: every fetch would fail the same way.
@@ -353,7 +357,7 @@ class GmailSync:
                         self._fail(message, _describe("messages.get", error))
                         failed += 1
                     continue
-                pending.append((message, self._parse(resource)))
+                pending.append((message, parsed))
                 # Keep a batch being parsed while the next one is fetched.
                 if len(pending) >= 2 * SAVE_BATCH:
                     store_oldest(SAVE_BATCH)
@@ -364,29 +368,45 @@ class GmailSync:
 
     def _fetch_all(
         self, account_id: int, service: Any, messages: Sequence[MessageToFetch]
-    ) -> Iterator[tuple[MessageToFetch, Any, BaseException | None]]:
-        """Yield (message, resource, None) or (message, None, error), in the given order."""
+    ) -> Iterator[tuple[MessageToFetch, Future[ParsedEmail], BaseException | None]]:
+        """Fetch and parse messages; yield (message, parsed, None) or (message, _, error).
+
+        Results come in the given order. Each message is parsed by the thread that fetched
+        it (or handed to a parser process), so a message is read and parsed in one go:
+        a thread that only parsed would hold the interpreter lock for long stretches while
+        the fetching threads, woken by their answers, wait for it.
+        """
         threads = self._settings.fetch_threads
         if threads <= 1 or len(messages) <= 1:
             api = service.users().messages()
             for message in messages:
-                yield _get_raw(api, message)
+                yield self._fetch_and_parse(api, message)
             return
         # httplib2 is not thread-safe: every fetch thread builds its own client.
         local = threading.local()
 
-        def fetch(message: MessageToFetch) -> tuple[MessageToFetch, Any, BaseException | None]:
+        def fetch(
+            message: MessageToFetch,
+        ) -> tuple[MessageToFetch, Future[ParsedEmail], BaseException | None]:
             api = getattr(local, "api", None)
             if api is None:
                 try:
                     api = local.api = self._service_for(account_id).users().messages()
                 except auth_exceptions.RefreshError as exc:
-                    return message, None, exc
-            return _get_raw(api, message)
+                    return message, _NOT_PARSED, exc
+            return self._fetch_and_parse(api, message)
 
         with ThreadPoolExecutor(threads, thread_name_prefix="gmail-fetch") as pool:
             for start in range(0, len(messages), FETCH_CHUNK):
                 yield from pool.map(fetch, messages[start : start + FETCH_CHUNK])
+
+    def _fetch_and_parse(
+        self, api: Any, message: MessageToFetch
+    ) -> tuple[MessageToFetch, Future[ParsedEmail], BaseException | None]:
+        message, resource, error = _get_raw(api, message)
+        if error is not None:
+            return message, _NOT_PARSED, error
+        return message, self._parse(resource), None
 
     def _parse(self, resource: Any) -> Future[ParsedEmail]:
         limit = self._settings.max_body_chars
