@@ -79,6 +79,9 @@ class GmailInboundProcessor:
         self._schedule = schedule or InboundSchedule()
         self._wake = threading.Event()
         self._stop = threading.Event()
+        # Mailboxes whose notifications a thread of this processor has claimed.
+        self._claiming = threading.Lock()
+        self._busy: set[int] = set()
         self._threads: list[threading.Thread] = []
         self._scheduler: BackgroundScheduler | None = None
 
@@ -89,18 +92,31 @@ class GmailInboundProcessor:
         self._wake.set()
 
     def process_batch(self) -> int:
-        """Claim a batch of due notifications and sync their mailboxes; return how many."""
+        """Claim a batch of due notifications and sync their mailboxes; return how many.
+
+        Notifications of a mailbox another thread of this processor is syncing are left
+        for later: that sync may already cover them, and two syncs of one mailbox at once
+        only fetch the same history twice. Claiming and marking the mailboxes busy happen
+        under one lock, so two threads woken by one push do not both take the mailbox.
+        """
         now = self._clock.now()
-        claimed = self._store.claim_notifications(
-            limit=self._schedule.claim_size,
-            now=now,
-            lease_until=now + self._schedule.notification_lease,
-        )
-        by_account: dict[int, list[ClaimedNotification]] = defaultdict(list)
-        for note in claimed:
-            by_account[note.account_id].append(note)
+        with self._claiming:
+            claimed = self._store.claim_notifications(
+                limit=self._schedule.claim_size,
+                now=now,
+                lease_until=now + self._schedule.notification_lease,
+                skip_accounts=tuple(self._busy),
+            )
+            by_account: dict[int, list[ClaimedNotification]] = defaultdict(list)
+            for note in claimed:
+                by_account[note.account_id].append(note)
+            self._busy.update(by_account)
         for account_id, notes in by_account.items():
-            self._process_account(account_id, notes)
+            try:
+                self._process_account(account_id, notes)
+            finally:
+                with self._claiming:
+                    self._busy.discard(account_id)
         return len(claimed)
 
     def _process_account(self, account_id: int, notes: list[ClaimedNotification]) -> None:

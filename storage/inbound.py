@@ -12,21 +12,19 @@ without taking the same row; on SQLite the writer lock (BEGIN IMMEDIATE) seriali
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Sequence
+import json
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Final, cast
 
 from sqlalchemy import (
-    ColumnElement,
-    Integer,
     Select,
     String,
     Table,
     bindparam,
     delete,
     func,
-    literal,
     or_,
     select,
     text,
@@ -53,7 +51,7 @@ from domain.inbound import (
 from storage import models as m
 from storage.db import SessionFactory
 from storage.models_inbound import GmailPushNotification
-from storage.types import BigId, UTCDateTime
+from storage.types import UTCDateTime
 
 # Rows per INSERT statement: well under SQLite's 32,766 bound parameters.
 _INSERT_CHUNK: Final = 500
@@ -135,47 +133,113 @@ def _parsed_values(parsed: ParsedEmail) -> dict[str, Any]:
     }
 
 
-_PUSH_COLUMNS: Final = [
-    "org_id",
-    "gmail_account_id",
-    "pubsub_message_id",
-    "email_address",
-    "history_id",
-    "published_at",
-    "status",
-    "attempts",
-    "not_before",
-]
+def _push_statements(insert: Any) -> tuple[Any, Any]:
+    """The two statements that store a batch of pushes; built once per dialect.
 
-
-def _of_address(address: Any) -> ColumnElement[bool]:
+    The accounts of the batch's addresses are read (and held: FOR KEY SHARE keeps them from
+    being deleted before the rows that point at them are written), then every row is sent
+    in one multi-row INSERT, RETURNING the rows that are new.
+    """
+    a = m.GmailAccount
     # gmail_accounts holds one row per connected mailbox: scanning it by lower(email) is
     # cheap, and finds the row whatever case the address was stored in.
-    return func.lower(m.GmailAccount.email) == address
-
-
-def _push_insert(insert: Any) -> Any:
-    """INSERT a push's notification rows, one per account of its address; built once."""
-    a, n = m.GmailAccount, GmailPushNotification
-    rows = select(
-        a.org_id,
-        a.id,
-        bindparam("message_id", type_=String()),
-        bindparam("address", type_=String()),
-        bindparam("history_id", type_=BigId),
-        bindparam("published_at", type_=UTCDateTime()),
-        literal(NotificationStatus.PENDING.value, String()),
-        literal(0, Integer()),
-        bindparam("now", type_=UTCDateTime()),
-    ).where(_of_address(bindparam("address", type_=String())))
-    table = n.__table__
-    # The Core table, not the entity: an ORM insert given parameters is a bulk INSERT.
-    return (
-        insert(table)
-        .from_select(_PUSH_COLUMNS, rows)
-        .on_conflict_do_nothing(index_elements=["gmail_account_id", "pubsub_message_id"])
-        .returning(table.c.id)
+    accounts = (
+        select(a.id, a.org_id, func.lower(a.email).label("address"))
+        .where(func.lower(a.email).in_(bindparam("addresses", expanding=True)))
+        .order_by(a.id)
+        .with_for_update(read=True, key_share=True)
     )
+    table = GmailPushNotification.__table__
+    # The Core table, not the entity: an ORM insert given parameters is a bulk INSERT.
+    rows = (
+        insert(table)
+        .on_conflict_do_nothing(index_elements=["gmail_account_id", "pubsub_message_id"])
+        .returning(table.c.gmail_account_id, table.c.pubsub_message_id)
+    )
+    return accounts, rows
+
+
+def _insert_ids(
+    session: Session,
+    org_id: int,
+    account_id: int,
+    ordered: Sequence[NewMessage],
+    lease_until: datetime,
+) -> list[tuple[int, str]]:
+    """INSERT message rows in multi-row statements; return (row id, Gmail id) of new rows."""
+    table = m.InboundEmail.__table__
+    stmt = (
+        _insert_for(session)(table)
+        .on_conflict_do_nothing(index_elements=["gmail_account_id", "gmail_message_id"])
+        .returning(table.c.id, table.c.gmail_message_id)
+    )
+    inserted: list[tuple[int, str]] = []
+    for part in _chunks(ordered, _INSERT_CHUNK):
+        values = [
+            {
+                "org_id": org_id,
+                "gmail_account_id": account_id,
+                "gmail_message_id": msg.gmail_id[:64],
+                "gmail_thread_id": (msg.thread_id or "")[:64] or None,
+                "label_ids": list(msg.label_ids),
+                "status": InboundStatus.RECEIVED.value,
+                "next_attempt_at": lease_until,
+                "retry_count": 0,
+            }
+            for msg in part
+        ]
+        # executemany: SQLAlchemy batches the rows into multi-row INSERTs
+        # ("insertmanyvalues") from one cached statement, RETURNING the new rows.
+        result = session.execute(stmt, values)
+        inserted.extend((row.id, row.gmail_message_id) for row in result)
+    return inserted
+
+
+# PostgreSQL takes the ids as three arrays, whatever their number: one short statement,
+# instead of a multi-row INSERT whose thousands of parameters the driver must rewrite
+# (with the JSON defaults of every column not given). Rows go in the order given.
+_INSERT_UNNESTED: Final = text(
+    """
+    INSERT INTO inbound_emails
+        (org_id, gmail_account_id, gmail_message_id, gmail_thread_id, label_ids, status,
+         next_attempt_at, retry_count)
+    SELECT :org_id, :account_id, new.gmail_id, new.thread_id, CAST(new.labels AS jsonb),
+           :status, :lease_until, 0
+    FROM unnest(:gmail_ids, :thread_ids, :labels) WITH ORDINALITY
+         AS new (gmail_id, thread_id, labels, position)
+    ORDER BY new.position
+    ON CONFLICT (gmail_account_id, gmail_message_id) DO NOTHING
+    RETURNING id, gmail_message_id
+    """
+).bindparams(
+    bindparam("gmail_ids", type_=postgresql.ARRAY(String())),
+    bindparam("thread_ids", type_=postgresql.ARRAY(String())),
+    bindparam("labels", type_=postgresql.ARRAY(String())),
+    bindparam("lease_until", type_=UTCDateTime()),
+)
+
+
+def _insert_ids_unnested(
+    session: Session,
+    org_id: int,
+    account_id: int,
+    ordered: Sequence[NewMessage],
+    lease_until: datetime,
+) -> list[tuple[int, str]]:
+    """INSERT message rows in one statement (PostgreSQL); return the new rows' ids."""
+    result = session.execute(
+        _INSERT_UNNESTED,
+        {
+            "org_id": org_id,
+            "account_id": account_id,
+            "gmail_ids": [msg.gmail_id[:64] for msg in ordered],
+            "thread_ids": [(msg.thread_id or "")[:64] or None for msg in ordered],
+            "labels": [json.dumps(list(msg.label_ids)) for msg in ordered],
+            "status": InboundStatus.RECEIVED.value,
+            "lease_until": lease_until,
+        },
+    )
+    return [(row.id, row.gmail_message_id) for row in result]
 
 
 class SqlInboundStore:
@@ -252,38 +316,68 @@ class SqlInboundStore:
 
         Returns, per push, how many rows are new (0: a redelivery), or None when no
         account has the address. Rows are keyed by (account, Pub/Sub message id): an
-        address connected in two organizations gets a notification in each.
+        address connected in two organizations gets a notification in each. Two
+        statements whatever the number of pushes: the accounts, then every row.
         """
-        outcomes: list[int | None] = []
+        if not notices:
+            return []
+        keys = [(n.email.strip().lower()[:320], n.message_id[:128]) for n in notices]
         with self._sessions() as session:
             dialect = session.get_bind().dialect.name
-            stmt = self._push_statements.get(dialect)
-            if stmt is None:
-                stmt = self._push_statements[dialect] = _push_insert(_insert_for(session))
-            for notice in notices:
-                address = notice.email.strip().lower()
-                params = {
-                    "message_id": notice.message_id[:128],
-                    "address": address[:320],
-                    "history_id": notice.history_id,
-                    "published_at": notice.published_at,
-                    "now": now,
-                }
-                # RETURNING, not rowcount: drivers disagree on it for ON CONFLICT DO NOTHING.
-                inserted = len(session.execute(stmt, params).all())
-                known = bool(inserted) or bool(
-                    session.scalar(
-                        select(func.count()).select_from(m.GmailAccount).where(_of_address(address))
+            statements = self._push_statements.get(dialect)
+            if statements is None:
+                statements = self._push_statements[dialect] = _push_statements(_insert_for(session))
+            find_accounts, insert_rows = statements
+            accounts: dict[str, list[tuple[int, int]]] = {}
+            found = session.execute(find_accounts, {"addresses": sorted({k[0] for k in keys})})
+            for account_id, org_id, address in found:
+                accounts.setdefault(address, []).append((account_id, org_id))
+            rows: list[dict[str, Any]] = []
+            for notice, (address, message_id) in zip(notices, keys, strict=True):
+                for account_id, org_id in accounts.get(address, ()):
+                    rows.append(
+                        {
+                            "org_id": org_id,
+                            "gmail_account_id": account_id,
+                            "pubsub_message_id": message_id,
+                            "email_address": address,
+                            "history_id": notice.history_id,
+                            "published_at": notice.published_at,
+                            "status": NotificationStatus.PENDING.value,
+                            "attempts": 0,
+                            "not_before": now,
+                        }
                     )
-                )
-                outcomes.append(inserted if known else None)
+            # RETURNING, not rowcount: drivers disagree on it for ON CONFLICT DO NOTHING.
+            # executemany: SQLAlchemy sends the rows as one multi-row INSERT.
+            new = (
+                {(row[0], row[1]) for row in session.execute(insert_rows, rows)} if rows else set()
+            )
             session.commit()
+        outcomes: list[int | None] = []
+        for address, message_id in keys:
+            owners = accounts.get(address)
+            if not owners:
+                outcomes.append(None)
+                continue
+            # A push sent twice in one batch is new once: the first copy counts it.
+            fresh = [(account_id, message_id) for account_id, _org in owners]
+            outcomes.append(sum(1 for key in fresh if key in new))
+            new.difference_update(fresh)
         return outcomes
 
     def claim_notifications(
-        self, *, limit: int, now: datetime, lease_until: datetime
+        self,
+        *,
+        limit: int,
+        now: datetime,
+        lease_until: datetime,
+        skip_accounts: Collection[int] = (),
     ) -> list[ClaimedNotification]:
-        """Claim due notifications (pending, or processing with an expired lease)."""
+        """Claim due notifications (pending, or processing with an expired lease).
+
+        Notifications of `skip_accounts` (mailboxes being synced) are left where they are.
+        """
         n = GmailPushNotification
         with self._sessions() as session:
             query = (
@@ -297,6 +391,8 @@ class SqlInboundStore:
                 .order_by(n.not_before, n.id)
                 .limit(limit)
             )
+            if skip_accounts:
+                query = query.where(n.gmail_account_id.not_in(list(skip_accounts)))
             ids = list(session.scalars(_skip_locked(session, query)))
             if not ids:
                 return []
@@ -399,36 +495,15 @@ class SqlInboundStore:
         unique = {msg.gmail_id: msg for msg in messages}
         # One lock order for every writer (sorted ids), so concurrent syncs never deadlock.
         ordered = [unique[key] for key in sorted(unique)]
-        a, e = m.GmailAccount, m.InboundEmail
+        a = m.GmailAccount
         with self._sessions() as session:
             org_id = session.scalar(select(a.org_id).where(a.id == account_id))
             if org_id is None:
                 raise LookupError(f"gmail account {account_id} does not exist")
-            inserted: list[tuple[int, str]] = []
-            table = e.__table__
-            stmt = (
-                _insert_for(session)(table)
-                .on_conflict_do_nothing(index_elements=["gmail_account_id", "gmail_message_id"])
-                .returning(table.c.id, table.c.gmail_message_id)
-            )
-            for part in _chunks(ordered, _INSERT_CHUNK):
-                values = [
-                    {
-                        "org_id": org_id,
-                        "gmail_account_id": account_id,
-                        "gmail_message_id": msg.gmail_id[:64],
-                        "gmail_thread_id": (msg.thread_id or "")[:64] or None,
-                        "label_ids": list(msg.label_ids),
-                        "status": InboundStatus.RECEIVED.value,
-                        "next_attempt_at": lease_until,
-                        "retry_count": 0,
-                    }
-                    for msg in part
-                ]
-                # executemany: SQLAlchemy batches the rows into multi-row INSERTs
-                # ("insertmanyvalues") from one cached statement, RETURNING the new rows.
-                result = session.execute(stmt, values)
-                inserted.extend((row.id, row.gmail_message_id) for row in result)
+            if session.get_bind().dialect.name == "postgresql":
+                inserted = _insert_ids_unnested(session, org_id, account_id, ordered, lease_until)
+            else:
+                inserted = _insert_ids(session, org_id, account_id, ordered, lease_until)
             moved = session.execute(
                 update(a)
                 .where(a.id == account_id, or_(a.history_id.is_(None), a.history_id < history_id))

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from domain.email_message import EmailFlag, ParsedEmail
 from domain.inbound import MessageToFetch, NewMessage
 from integrations.gmail.sync import GmailSync, SyncSettings
+from jobs.gmail_sync import GmailInboundProcessor
 from sandbox.gmail_api import WatchCall
 from storage.db import make_session_factory
 from tests.support.corpus import corpus_dir
@@ -275,6 +276,44 @@ def test_the_pointer_never_moves_backwards_under_two_concurrent_syncs(
         (gmail_id, "parsed") for gmail_id in first_two + last_two
     )
     assert mailbox.gmail_calls("messages.get") == 4
+
+
+def test_a_mailbox_one_processor_thread_is_syncing_is_left_alone_by_the_other(
+    fresh_stand_in: GoogleServer, committed_engine: Engine
+) -> None:
+    mailbox = connect_mailbox(fresh_stand_in, make_session_factory(committed_engine))
+    mailbox.deliver(make_email(sender=DANA, to=REP))
+    listed, go = threading.Event(), threading.Event()
+    first_service = iter([mailbox.pausing_service("/history", listed, go)])
+    sync = GmailSync(
+        mailbox.store, lambda _id: next(first_service, None) or mailbox.service(), mailbox.clock
+    )
+    processor = GmailInboundProcessor(
+        sync=sync,
+        store=mailbox.store,
+        session_factory=mailbox.session_factory,
+        clock=mailbox.clock,
+        topic=TOPIC,
+    )
+    with TestClient(mailbox.app()) as client:
+        assert mailbox.post_push(client, message_id="first").status_code == 204
+        syncing = threading.Thread(target=processor.process_batch)
+        syncing.start()
+        assert listed.wait(15)  # one thread is syncing the mailbox
+        assert mailbox.post_push(client, message_id="second").status_code == 204
+
+        during = processor.process_batch()  # the other thread
+        go.set()
+        syncing.join(15)
+    after = processor.run_pending()
+
+    assert (during, after) == (0, 1)
+    assert mailbox.gmail_calls("history.list") == 1
+    assert sorted((n.pubsub_message_id, n.status) for n in mailbox.notifications()) == [
+        ("first", "done"),
+        ("second", "done"),
+    ]
+    assert [e.status for e in mailbox.inbound()] == ["parsed"]
 
 
 # -- failures ----------------------------------------------------------------------------------
