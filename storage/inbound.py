@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any, Final, cast
 
 from sqlalchemy import (
-    Select,
+    Integer,
     String,
     Table,
     bindparam,
@@ -61,12 +61,6 @@ _WAITING: Final = (InboundStatus.RECEIVED.value, InboundStatus.FAILED.value)
 
 def _insert_for(session: Session) -> Any:
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-
-
-def _skip_locked(session: Session, query: Select[Any]) -> Select[Any]:
-    if session.get_bind().dialect.name == "postgresql":
-        return query.with_for_update(skip_locked=True)
-    return query
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -242,6 +236,33 @@ def _insert_ids_unnested(
     return [(row.id, row.gmail_message_id) for row in result]
 
 
+def _claim_statement(dialect: str) -> Any:
+    """UPDATE the due notifications to processing, RETURNING them (SKIP LOCKED on PostgreSQL)."""
+    n = cast(Table, GmailPushNotification.__table__)
+    due = (
+        select(n.c.id)
+        .where(
+            n.c.not_before <= bindparam("now", type_=UTCDateTime()),
+            n.c.status.in_([NotificationStatus.PENDING.value, NotificationStatus.PROCESSING.value]),
+            n.c.gmail_account_id.not_in(bindparam("skip", expanding=True)),
+        )
+        .order_by(n.c.not_before, n.c.id)
+        .limit(bindparam("limit", type_=Integer()))
+    )
+    if dialect == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    return (
+        update(n)
+        .where(n.c.id.in_(due.scalar_subquery()))
+        .values(
+            status=NotificationStatus.PROCESSING.value,
+            not_before=bindparam("lease_until", type_=UTCDateTime()),
+            attempts=n.c.attempts + 1,
+        )
+        .returning(n.c.id, n.c.gmail_account_id, n.c.history_id, n.c.attempts)
+    )
+
+
 class SqlInboundStore:
     """The inbound store on SQLAlchemy (implements `domain.inbound.InboundStore`)."""
 
@@ -249,6 +270,7 @@ class SqlInboundStore:
         self._sessions = session_factory
         # The push INSERT, built once per dialect: pushes are the hottest write.
         self._push_statements: dict[str, Any] = {}
+        self._claim_statements: dict[str, Any] = {}
 
     # -- mailboxes -------------------------------------------------------------------------
 
@@ -377,46 +399,33 @@ class SqlInboundStore:
         """Claim due notifications (pending, or processing with an expired lease).
 
         Notifications of `skip_accounts` (mailboxes being synced) are left where they are.
+        One statement, built once: the processor threads ask after every stored push.
         """
-        n = GmailPushNotification
         with self._sessions() as session:
-            query = (
-                select(n.id)
-                .where(
-                    n.not_before <= now,
-                    n.status.in_(
-                        [NotificationStatus.PENDING.value, NotificationStatus.PROCESSING.value]
-                    ),
-                )
-                .order_by(n.not_before, n.id)
-                .limit(limit)
+            dialect = session.get_bind().dialect.name
+            stmt = self._claim_statements.get(dialect)
+            if stmt is None:
+                stmt = self._claim_statements[dialect] = _claim_statement(dialect)
+            rows = session.connection().execute(
+                stmt,
+                {
+                    "now": now,
+                    "lease_until": lease_until,
+                    "limit": limit,
+                    "skip": list(skip_accounts),
+                },
             )
-            if skip_accounts:
-                query = query.where(n.gmail_account_id.not_in(list(skip_accounts)))
-            ids = list(session.scalars(_skip_locked(session, query)))
-            if not ids:
-                return []
-            session.execute(
-                update(n)
-                .where(n.id.in_(ids))
-                .values(
-                    status=NotificationStatus.PROCESSING.value,
-                    not_before=lease_until,
-                    attempts=n.attempts + 1,
+            claimed = [
+                ClaimedNotification(
+                    id=r.id,
+                    account_id=r.gmail_account_id,
+                    history_id=r.history_id,
+                    attempts=r.attempts,
                 )
-            )
-            rows = session.execute(
-                select(n.id, n.gmail_account_id, n.history_id, n.attempts)
-                .where(n.id.in_(ids))
-                .order_by(n.id)
-            ).all()
+                for r in sorted(rows, key=lambda r: r.id)
+            ]
             session.commit()
-        return [
-            ClaimedNotification(
-                id=r.id, account_id=r.gmail_account_id, history_id=r.history_id, attempts=r.attempts
-            )
-            for r in rows
-        ]
+        return claimed
 
     def finish_notifications(self, ids: Iterable[int], *, now: datetime) -> None:
         """Mark notifications processed."""
