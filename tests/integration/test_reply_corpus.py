@@ -8,12 +8,16 @@ sign-offs and on quoted lines kept above an answer, so no stripper can reach 100
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from integrations.gmail.mime import parse_raw
 from integrations.gmail.reply_text import (
+    _HEADER_PATTERN,
     _library_first_reply,
     _library_message,
+    _MatchStarts,
     html_to_text,
     strip_reply,
 )
@@ -99,4 +103,51 @@ _SPLIT_EDGES = [
     "From: Bob <bob@lender.example>\nSent: Tuesday\nTo: Rep\nSubject: Re: turn times\n\nOld.",
     "Yes please.\n\n-----Original Message-----\nFrom: Bob\nTo: Rep\n\nEarlier text.",
     "",
+]
+
+
+def test_quote_headers_are_found_where_a_search_of_every_character_finds_them(
+    cases: list[ReplyCase],
+) -> None:
+    starts = _MatchStarts.of(_HEADER_PATTERN)
+    assert starts is not None  # else every text is searched at every character (slower)
+    texts = [case.text for case in cases] + _SPLIT_EDGES + _START_EDGES
+    texts += [_library_message(text).text for text in texts]  # as the library normalises
+    for text in texts:
+        expected = [(m.span(), m.groups()) for m in _HEADER_PATTERN.finditer(text)]
+
+        found = [(m.span(), m.groups()) for m in starts.finditer(text)]
+
+        assert found == expected, text[:200]
+
+
+def test_match_starts_are_told_only_for_patterns_that_start_on_lines_or_fixed_text() -> None:
+    told = [
+        r"^a|\nb|(?:\n)?(?:^|\n)c",
+        r"(?:--x)?^y",
+        r"a|^b",  # "a" where it occurs, "b" at a line start
+        r"(?:^x)?yz",
+        r"(?=q)qq|(?!p)^r",
+        r"(?<=a)b",  # lookbehinds see the text before the position tried
+    ]
+    texts = ["", "a", "ba\nb\n\nc", "--x\ny --xy", "xyz yz\nxyz", "qqq\nr\npr", "\n\nb", "ab b"]
+    for source in told:
+        pattern = re.compile(source, re.M | re.I)
+        starts = _MatchStarts.of(pattern)
+        assert starts is not None, source
+        for text in texts:
+            assert [m.span() for m in starts.finditer(text)] == [
+                m.span() for m in pattern.finditer(text)
+            ], (source, text)
+    for unsure in (r"[ab]c|^d", r".*x", r"^(?:x)?", r"(?i:--x)^y", r"\bx"):
+        assert _MatchStarts.of(re.compile(unsure, re.M)) is None, unsure
+
+
+_START_EDGES = [
+    "Thanks!\n-----Oprindelig meddelelse-----\nFra: Bob\nSendt: 2. jan\nTil: Rep\nEmne: Re",
+    "ok ------OPRINDELIG MEDDELELSE-----\nFra: Bob\nSendt: i dag\n\nhistorik",
+    "\n\n\nFrom: Bob <bob@lender.example>\nSent: Tuesday\nTo: Rep\n",
+    "no header here\r\nFrom: nobody\r\n",
+    "\n",
+    "a\n\n\n" + "On Tue, Bob wrote:\n" * 3,
 ]
