@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final, cast
 
 from sqlalchemy import (
+    BigInteger,
+    Connection,
+    DateTime,
     Integer,
     String,
     Table,
@@ -127,30 +131,115 @@ def _parsed_values(parsed: ParsedEmail) -> dict[str, Any]:
     }
 
 
-def _push_statements(insert: Any) -> tuple[Any, Any]:
-    """The two statements that store a batch of pushes; built once per dialect.
+def _push_statements(dialect: str) -> tuple[Any, Any]:
+    """The statements that store a batch of pushes; built once per dialect.
 
-    The accounts of the batch's addresses are read (and held: FOR KEY SHARE keeps them from
-    being deleted before the rows that point at them are written), then every row is sent
-    in one multi-row INSERT, RETURNING the rows that are new.
+    The accounts of addresses, and the INSERT of notification rows RETURNING the new ones:
+    on PostgreSQL from arrays joined to the accounts, elsewhere a multi-row INSERT of rows
+    built from the accounts read first.
     """
     a = m.GmailAccount
     # gmail_accounts holds one row per connected mailbox: scanning it by lower(email) is
-    # cheap, and finds the row whatever case the address was stored in.
+    # cheap, and finds the row whatever case the address was stored in. FOR KEY SHARE keeps
+    # the accounts from being deleted before the rows that point at them are written.
     accounts = (
         select(a.id, a.org_id, func.lower(a.email).label("address"))
         .where(func.lower(a.email).in_(bindparam("addresses", expanding=True)))
         .order_by(a.id)
         .with_for_update(read=True, key_share=True)
     )
-    table = GmailPushNotification.__table__
+    if dialect == "postgresql":
+        return accounts, _INSERT_PUSHES_UNNESTED
+    table = cast(Table, GmailPushNotification.__table__)
     # The Core table, not the entity: an ORM insert given parameters is a bulk INSERT.
     rows = (
-        insert(table)
+        sqlite.insert(table)
         .on_conflict_do_nothing(index_elements=["gmail_account_id", "pubsub_message_id"])
-        .returning(table.c.gmail_account_id, table.c.pubsub_message_id)
+        .returning(table.c.gmail_account_id, table.c.pubsub_message_id, table.c.email_address)
     )
     return accounts, rows
+
+
+_INSERT_PUSHES_UNNESTED: Final = text(
+    """
+    INSERT INTO gmail_push_notifications
+        (org_id, gmail_account_id, pubsub_message_id, email_address, history_id, published_at,
+         status, attempts, not_before)
+    SELECT a.org_id, a.id, push.message_id, push.address, push.history_id, push.published_at,
+           :status, 0, :now
+    FROM unnest(:message_ids, :addresses, :history_ids, :published)
+         WITH ORDINALITY AS push (message_id, address, history_id, published_at, position)
+    JOIN gmail_accounts AS a ON lower(a.email) = push.address
+    ORDER BY push.position, a.id
+    ON CONFLICT (gmail_account_id, pubsub_message_id) DO NOTHING
+    RETURNING email_address, pubsub_message_id
+    """
+).bindparams(
+    bindparam("message_ids", type_=postgresql.ARRAY(String())),
+    bindparam("addresses", type_=postgresql.ARRAY(String())),
+    bindparam("history_ids", type_=postgresql.ARRAY(BigInteger())),
+    bindparam("published", type_=postgresql.ARRAY(DateTime(timezone=True))),
+    bindparam("now", type_=UTCDateTime()),
+)
+
+
+def _insert_pushes_unnested(
+    connection: Connection,
+    insert_rows: Any,
+    notices: Sequence[PushNotice],
+    keys: Sequence[tuple[str, str]],
+    now: datetime,
+) -> Counter[tuple[str, str]]:
+    """INSERT the rows of a batch of pushes (PostgreSQL); count new rows per push key."""
+    result = connection.execute(
+        insert_rows,
+        {
+            "message_ids": [message_id for _address, message_id in keys],
+            "addresses": [address for address, _message_id in keys],
+            "history_ids": [n.history_id for n in notices],
+            "published": [
+                n.published_at.astimezone(UTC) if n.published_at is not None else None
+                for n in notices
+            ],
+            "status": NotificationStatus.PENDING.value,
+            "now": now,
+        },
+    )
+    return Counter((row.email_address, row.pubsub_message_id) for row in result)
+
+
+def _insert_pushes(
+    connection: Connection,
+    statements: tuple[Any, Any],
+    notices: Sequence[PushNotice],
+    keys: Sequence[tuple[str, str]],
+    now: datetime,
+) -> tuple[Counter[tuple[str, str]], set[str]]:
+    """INSERT the rows of a batch of pushes; count new rows per push key, and known addresses."""
+    find_accounts, insert_rows = statements
+    accounts: dict[str, list[tuple[int, int]]] = {}
+    for row in connection.execute(find_accounts, {"addresses": sorted({k[0] for k in keys})}):
+        accounts.setdefault(row.address, []).append((row.id, row.org_id))
+    rows = [
+        {
+            "org_id": org_id,
+            "gmail_account_id": account_id,
+            "pubsub_message_id": message_id,
+            "email_address": address,
+            "history_id": notice.history_id,
+            "published_at": notice.published_at,
+            "status": NotificationStatus.PENDING.value,
+            "attempts": 0,
+            "not_before": now,
+        }
+        for notice, (address, message_id) in zip(notices, keys, strict=True)
+        for account_id, org_id in accounts.get(address, ())
+    ]
+    # RETURNING, not rowcount: drivers disagree on it for ON CONFLICT DO NOTHING.
+    # executemany: SQLAlchemy sends the rows as one multi-row INSERT.
+    result = connection.execute(insert_rows, rows) if rows else ()
+    new = Counter((row.email_address, row.pubsub_message_id) for row in result)
+    return new, set(accounts)
 
 
 def _insert_ids(
@@ -338,54 +427,35 @@ class SqlInboundStore:
 
         Returns, per push, how many rows are new (0: a redelivery), or None when no
         account has the address. Rows are keyed by (account, Pub/Sub message id): an
-        address connected in two organizations gets a notification in each. Two
-        statements whatever the number of pushes: the accounts, then every row.
+        address connected in two organizations gets a notification in each. A batch is
+        one INSERT on PostgreSQL (plus a look at the accounts if some push added no row),
+        two statements elsewhere, whatever the number of pushes.
         """
         if not notices:
             return []
         keys = [(n.email.strip().lower()[:320], n.message_id[:128]) for n in notices]
         with self._sessions() as session:
-            dialect = session.get_bind().dialect.name
+            connection = session.connection()
+            dialect = connection.dialect.name
             statements = self._push_statements.get(dialect)
             if statements is None:
-                statements = self._push_statements[dialect] = _push_statements(_insert_for(session))
+                statements = self._push_statements[dialect] = _push_statements(dialect)
             find_accounts, insert_rows = statements
-            accounts: dict[str, list[tuple[int, int]]] = {}
-            found = session.execute(find_accounts, {"addresses": sorted({k[0] for k in keys})})
-            for account_id, org_id, address in found:
-                accounts.setdefault(address, []).append((account_id, org_id))
-            rows: list[dict[str, Any]] = []
-            for notice, (address, message_id) in zip(notices, keys, strict=True):
-                for account_id, org_id in accounts.get(address, ()):
-                    rows.append(
-                        {
-                            "org_id": org_id,
-                            "gmail_account_id": account_id,
-                            "pubsub_message_id": message_id,
-                            "email_address": address,
-                            "history_id": notice.history_id,
-                            "published_at": notice.published_at,
-                            "status": NotificationStatus.PENDING.value,
-                            "attempts": 0,
-                            "not_before": now,
-                        }
-                    )
-            # RETURNING, not rowcount: drivers disagree on it for ON CONFLICT DO NOTHING.
-            # executemany: SQLAlchemy sends the rows as one multi-row INSERT.
-            new = (
-                {(row[0], row[1]) for row in session.execute(insert_rows, rows)} if rows else set()
-            )
+            if dialect == "postgresql":
+                new = _insert_pushes_unnested(connection, insert_rows, notices, keys, now)
+                known = {address for address, _message_id in new}
+                unsure = {address for address, _message_id in keys if address not in known}
+                if unsure:  # a redelivery, or an address no account has
+                    found = connection.execute(find_accounts, {"addresses": sorted(unsure)})
+                    known.update(row.address for row in found)
+            else:
+                new, known = _insert_pushes(connection, statements, notices, keys, now)
             session.commit()
         outcomes: list[int | None] = []
-        for address, message_id in keys:
-            owners = accounts.get(address)
-            if not owners:
-                outcomes.append(None)
-                continue
+        for key in keys:
             # A push sent twice in one batch is new once: the first copy counts it.
-            fresh = [(account_id, message_id) for account_id, _org in owners]
-            outcomes.append(sum(1 for key in fresh if key in new))
-            new.difference_update(fresh)
+            added = new.pop(key, 0)
+            outcomes.append(added if added or key[0] in known else None)
         return outcomes
 
     def claim_notifications(

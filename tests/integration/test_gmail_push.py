@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from domain.inbound import PushNotice
 from handlers.api.deps import Services
 from handlers.gmail_push import PUSH_PATH
 from sandbox.pubsub import PubSubOidcSigner
@@ -469,3 +470,36 @@ def test_a_mailbox_connected_in_two_organizations_is_synced_in_each(
         (mailbox.account_id, gmail_id, "parsed"),
         (other_id, gmail_id, "parsed"),
     ]
+
+
+def test_a_batch_of_pushes_is_stored_with_an_outcome_for_each(mailbox: Mailbox) -> None:
+    with mailbox.session_factory() as session:
+        other_org = make_org(session)
+        session.add(m.GmailAccount(org_id=other_org.id, email="Shared@Firm.example"))
+        session.add(m.GmailAccount(org_id=mailbox.org_id, email="shared@firm.example"))
+        session.commit()
+    now = mailbox.clock.now()
+    [stored_before] = mailbox.store.store_pushes([_notice("seen", REP)], now=now)
+
+    outcomes = mailbox.store.store_pushes(
+        [
+            _notice("new", REP.upper()),
+            _notice("seen", REP),
+            _notice("lost", "nobody@else.example"),
+            _notice("new", REP),
+            _notice("both", "shared@firm.example"),
+        ],
+        now=now,
+    )
+
+    assert (stored_before, outcomes) == (1, [1, 0, None, 0, 2])
+    assert sorted((n.pubsub_message_id, n.email_address) for n in mailbox.notifications()) == [
+        ("both", "shared@firm.example"),
+        ("both", "shared@firm.example"),
+        ("new", REP),
+        ("seen", REP),
+    ]
+
+
+def _notice(message_id: str, email: str) -> PushNotice:
+    return PushNotice(message_id=message_id, email=email, history_id=7)
