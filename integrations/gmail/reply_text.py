@@ -26,7 +26,6 @@ badly on hostile input), and when unsure it keeps text rather than dropping it.
 
 from __future__ import annotations
 
-import heapq
 import importlib
 import re
 from collections.abc import Iterable, Iterator
@@ -497,17 +496,12 @@ class _MatchStarts:
                 yield match
                 position = match.end()
 
-    def _positions(self, text: str) -> Iterator[int]:
+    def _positions(self, text: str) -> list[int]:
         lines = _line_positions(text)
         if self._literals is None:
-            yield from lines
-            return
-        literals = (found.start() for found in self._literals.finditer(text))
-        last = -1
-        for position in heapq.merge(lines, literals):
-            if position != last:
-                yield position
-                last = position
+            return lines
+        literals = [found.start() for found in self._literals.finditer(text)]
+        return sorted(set(lines).union(literals)) if literals else lines
 
 
 # A match starting at a line start or on a line feed (in `_sequence_starts` results).
@@ -560,17 +554,18 @@ def _sequence_starts(sre: Any, items: list[tuple[Any, Any]]) -> set[str] | None:
     return None  # the sequence may match nothing here: a match could start anywhere
 
 
-def _line_positions(text: str) -> Iterator[int]:
-    """Yield, in order and once each, every line start and line feed of `text`."""
-    yield 0
-    last = 0
-    feed = text.find("\n")
-    while feed != -1:
-        if feed != last:
-            yield feed
-        yield feed + 1
-        last = feed + 1
-        feed = text.find("\n", last)
+def _line_positions(text: str) -> list[int]:
+    """Return, in order and once each, every line start and line feed of `text`."""
+    positions = [0]
+    for feed in _LINE_FEEDS.finditer(text):
+        at = feed.start()
+        if at != positions[-1]:
+            positions.append(at)
+        positions.append(at + 1)
+    return positions
+
+
+_LINE_FEEDS = re.compile("\n")
 
 
 _HEADER_STARTS: Final = _MatchStarts.of(_HEADER_PATTERN)
