@@ -1,8 +1,8 @@
 """Slack figures (issue: Slack cards), on PostgreSQL, with the Slack stand-in over HTTP.
 
-1. Ack latency of signed approve clicks, 50 at a time, against Salesbot served by
-   uvicorn and against a bare Bolt app that only acks, served the same way, in the
-   same run. Target: p99 < 100 ms and Salesbot/bare ≤ 1.5×.
+(The ack latency of clicks is `python -m bench ack`, bench/bench_ack.py.)
+
+1. 1,000 concurrent signed approve clicks on one card: exactly one email.
 2. Launch of a 10,000-contact campaign with template drafting: job, enrollments,
    tasks and cards created (target < 20 s); then card messages posted while the
    stand-in enforces Slack's ~1 message/second/channel, and none lost.
@@ -15,7 +15,6 @@ import json
 import os
 import resource
 import subprocess
-import sys
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -29,7 +28,7 @@ from bot.app import build_app, build_runtime
 from bot.settings import Settings
 from bot.slack_ids import ActionId
 from sandbox.google import GoogleUrls
-from sandbox.server import free_port, serve_in_thread
+from sandbox.server import serve_in_thread
 from sandbox.slack_api import (
     DEFAULT_BOT_TOKEN,
     DEFAULT_CHANNEL_ID,
@@ -168,59 +167,17 @@ def _click_body(card_id: int, fingerprint: str | None) -> str:
     return urlencode({"payload": json.dumps(payload)})
 
 
-async def _round(client: httpx.AsyncClient, url: str, bodies: list[str]) -> list[float]:
-    async def one(body: str) -> float:
-        started = time.perf_counter()
-        response = await client.post(
-            url, content=body.encode(), headers=signed_headers(body, signing_secret=SECRET)
-        )
-        elapsed = (time.perf_counter() - started) * 1000
-        if response.status_code != 200:
-            raise RuntimeError(f"click answered {response.status_code}: {response.text[:200]}")
-        return elapsed
-
-    return list(await asyncio.gather(*(one(b) for b in bodies)))
-
-
 def _percentile(values: list[float], pct: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered)) - 1))
     return ordered[index]
 
 
-def _load(ours: str, bare: str, bodies: list[str]) -> dict[str, list[float]]:
-    """Send the rounds of concurrent clicks to both apps, alternating; return latencies."""
-    results: dict[str, list[float]] = {"salesbot": [], "bare bolt": []}
-
-    async def run() -> None:
-        limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
-        async with httpx.AsyncClient(limits=limits, timeout=30) as client:
-            await _round(client, bare, [_click_body(0, None)] * 5)
-            await _round(client, ours, [_click_body(0, None)] * 5)
-            for n in range(ROUNDS):
-                chunk = bodies[n * CONCURRENCY : (n + 1) * CONCURRENCY]
-                results["salesbot"] += await _round(client, ours, chunk)
-                results["bare bolt"] += await _round(client, bare, chunk)
-                await asyncio.sleep(0.5)
-
-    asyncio.run(run())
-    # One click at a time: the cost of an ack itself, without queueing behind 49 others.
-    with httpx.Client() as client:
-        for name, url in (("salesbot sequential", ours), ("bare bolt sequential", bare)):
-            body = _click_body(0, None)
-            results[name] = []
-            for _ in range(100):
-                started = time.perf_counter()
-                client.post(
-                    url, content=body.encode(), headers=signed_headers(body, signing_secret=SECRET)
-                )
-                results[name].append((time.perf_counter() - started) * 1000)
-    return results
-
-
-def _spawn(args: list[str], env: dict[str, str], ready_url: str) -> subprocess.Popen[bytes]:
-    """Start a server process and wait until `ready_url` answers."""
+def _spawn(args: list[str], env: dict[str, str], ready_url: str | None) -> subprocess.Popen[bytes]:
+    """Start a server process and wait until `ready_url` answers (when one is given)."""
     process = subprocess.Popen(args, env={**os.environ, **env}, stdout=subprocess.DEVNULL)
+    if ready_url is None:
+        return process
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -230,107 +187,6 @@ def _spawn(args: list[str], env: dict[str, str], ready_url: str) -> subprocess.P
             time.sleep(0.2)
     process.kill()
     raise RuntimeError(f"{args[0]} did not start")
-
-
-def bench_ack_latency(url: str) -> None:
-    """Print ack latency percentiles of Salesbot and of a bare Bolt app, each in its own process."""
-    total = CONCURRENCY * ROUNDS
-    python = sys.executable
-    slack_port, ours_port, bare_port = free_port(), free_port(), free_port()
-    slack_api = f"http://127.0.0.1:{slack_port}/api/"
-    processes = [
-        _spawn(
-            [python, "-m", "sandbox", "slack", "--port", str(slack_port)],
-            {},
-            f"{slack_api}api.test",
-        )
-    ]
-    try:
-        org, _ = _seed(url, total, campaign="Ack bench")
-        settings = _settings(url, slack_api, post_interval=0)
-        runtime = build_runtime(settings)
-        launched = runtime.outreach.launch_campaign(org, "Ack bench", owner_id=None)
-        runtime.outreach.plan_job(org, launched.job.id)
-        runtime.run_tasks_until_idle()
-        with runtime.services.session_factory() as session:
-            cards = session.execute(
-                select(m.Card.id, m.Card.draft_fingerprint).where(m.Card.job_id == launched.job.id)
-            ).all()
-        bodies = [_click_body(card_id, fp) for card_id, fp in cards][:total]
-        env = {
-            "DATABASE_URL": url,
-            "SALESBOT_SECRET_KEY": settings.SALESBOT_SECRET_KEY,
-            "SLACK_API_URL": slack_api,
-            "SLACK_BOT_TOKEN": DEFAULT_BOT_TOKEN,
-            "SLACK_SIGNING_SECRET": SECRET,
-            "SLACK_POST_INTERVAL_SECONDS": "0",
-            "LOG_LEVEL": "WARNING",
-        }
-        ours = f"http://127.0.0.1:{ours_port}"
-        bare = f"http://127.0.0.1:{bare_port}"
-        serve = [
-            python,
-            "-c",
-            "from bot.cli import main; main()",
-            "serve",
-            "--port",
-            str(ours_port),
-        ]
-        processes.append(_spawn(serve, env, f"{ours}/healthz"))
-        processes.append(
-            _spawn(
-                [
-                    python,
-                    "-m",
-                    "bench.bare_bolt",
-                    "--port",
-                    str(bare_port),
-                    "--slack-api",
-                    slack_api,
-                    "--token",
-                    DEFAULT_BOT_TOKEN,
-                ],
-                {},
-                f"{bare}/docs",
-            )
-        )
-        results = _load(f"{ours}/slack/events", f"{bare}/slack/events", bodies)
-        deadline = time.monotonic() + 120
-        waiting = 0
-        while time.monotonic() < deadline:
-            with runtime.services.session_factory() as session:
-                waiting = (
-                    session.scalar(
-                        select(func.count()).where(
-                            m.Card.job_id == launched.job.id, m.Card.state == "in_review"
-                        )
-                    )
-                    or 0
-                )
-            if not waiting:
-                break
-            time.sleep(0.5)
-    finally:
-        for process in processes:
-            if process.poll() is not None:
-                print(f"  note: {' '.join(process.args[:4])} had exited with {process.returncode}")
-            process.terminate()
-            process.wait(timeout=30)
-    print(
-        f"ack latency, {ROUNDS} rounds of {CONCURRENCY} concurrent signed approve clicks (ms), "
-        "each server in its own process (salesbot serve on PostgreSQL, with its workers):"
-    )
-    for name, values in results.items():
-        print(
-            f"  {name:>20}: p50 {_percentile(values, 50):6.1f}  p95 {_percentile(values, 95):6.1f}"
-            f"  p99 {_percentile(values, 99):6.1f}  max {max(values):6.1f}  (n={len(values)})"
-        )
-    for pct in (50, 95, 99):
-        ratio = _percentile(results["salesbot"], pct) / _percentile(results["bare bolt"], pct)
-        print(f"  ratio salesbot/bare at p{pct}: {ratio:.2f}× (goal ≤ 1.5×)")
-    print(
-        f"  cards approved after the clicks (work done after the acks): {len(cards) - (waiting or 0)}"
-    )
 
 
 def bench_launch(url: str, slack_api: str, stand_in: Any) -> None:
@@ -500,7 +356,6 @@ def main() -> None:
     slack_api = api_base_url(server)
     try:
         print(f"started {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores")
-        bench_ack_latency(url)
         bench_concurrent_approvals(url)
         bench_launch(url, slack_api, stand_in)
     finally:

@@ -21,10 +21,10 @@ from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from bot.gmail_inbound import build_gmail_inbound
+from bot.gmail_inbound import GmailInbound, build_gmail_inbound
 from bot.notifier import SlackNotifier, add_retry_handlers
 from bot.settings import Settings
-from bot.slack_app import BOT_SCOPES, build_bolt_app
+from bot.slack_app import BOT_SCOPES, QueuedLazyRunner, build_bolt_app
 from domain.clock import Clock, SystemClock
 from domain.drafting import DraftModel
 from domain.errors import ExternalServiceError
@@ -39,9 +39,11 @@ from handlers.api.errors import install_error_handlers
 from handlers.api.gmail import GmailIntegration, build_gmail_integration
 from handlers.slack.common import SlackDeps
 from integrations.crypto import LinkSigner, SecretBox
+from jobs.slack_deferred import DeferredSlackWorker
 from jobs.worker import TaskWorker
 from storage.db import SessionFactory, make_engine, make_session_factory
 from storage.models import Organization
+from storage.slack_deferred import SlackDeferredQueue
 from storage.slack_store import DbInstallationStore, DbOAuthStateStore
 from storage.uow import UnitOfWork
 from storage.work import target_contact_ids, target_count
@@ -62,16 +64,60 @@ class Runtime:
     secrets: SecretBox
     unsubscribe_signer: LinkSigner
     gmail: GmailIntegration | None = None
-    background: list[Any] = field(default_factory=list)
+    slack_worker: DeferredSlackWorker | None = None
 
     def run_tasks_until_idle(self) -> int:
-        """Draft, then post, until no task is pending (tests and benchmarks)."""
+        """Run deferred Slack work, draft, then post, until nothing is pending (tests, benches)."""
         total = 0
         while True:
             ran = self.worker.run_until_idle() + self.poster.run_until_idle()
+            if self.slack_worker is not None:
+                ran += self.slack_worker.run_until_idle()
             if not ran:
                 return total
             total += ran
+
+
+class Background:
+    """The work that runs beside the web endpoints: drafting, posting cards, the Gmail
+    outbox, inbound Gmail sync and the Slack work deferred past acks.
+
+    `salesbot serve` runs it in the web process; `salesbot worker` runs it alone, so that
+    `salesbot web` processes keep their CPU for answering Slack within its deadline.
+    """
+
+    def __init__(self, runtime: Runtime, gmail_inbound: GmailInbound) -> None:
+        self.runtime = runtime
+        self.gmail_inbound = gmail_inbound
+        parts: list[Any] = [runtime.worker, runtime.poster]
+        if runtime.gmail is not None:
+            parts.append(runtime.gmail.outbox)
+        parts.append(gmail_inbound)
+        if runtime.slack_worker is not None:
+            parts.append(runtime.slack_worker)
+        self._parts = parts
+
+    def start(self) -> None:
+        """Start every part."""
+        for part in self._parts:
+            part.start()
+
+    def stop(self) -> None:
+        """Stop every part (each finishes its current unit of work)."""
+        for part in reversed(self._parts):
+            part.stop()
+
+
+def build_background(
+    runtime: Runtime, *, gmail_service_for_account: Callable[[int], Any] | None = None
+) -> Background:
+    """Build the background work of a runtime (not started)."""
+    if gmail_service_for_account is None and runtime.gmail is not None:
+        gmail_service_for_account = runtime.gmail.mailer.service_for_account
+    gmail_inbound = build_gmail_inbound(
+        runtime.settings, runtime.services, service_for_account=gmail_service_for_account
+    )
+    return Background(runtime, gmail_inbound)
 
 
 def build_services(
@@ -170,6 +216,7 @@ def build_runtime(
         on_progress=poster.wake,
     )
     bolt: App | None = None
+    slack_worker: DeferredSlackWorker | None = None
     if slack is not None and settings.SLACK_SIGNING_SECRET:
         deps = SlackDeps(
             outreach=outreach,
@@ -183,8 +230,27 @@ def build_runtime(
                 gmail.connected_address(actor.org_id, actor.user_id) if gmail else None
             ),
         )
+        # The web app stores each listener's slow part; the worker's app replays it.
+        replay = build_bolt_app(
+            settings,
+            deps,
+            client=slack.app_client,
+            oauth_settings=slack.oauth_settings,
+            replay=True,
+        )
+        slack_worker = DeferredSlackWorker(
+            replay, SlackDeferredQueue(services.session_factory), services.clock
+        )
         bolt = build_bolt_app(
-            settings, deps, client=slack.app_client, oauth_settings=slack.oauth_settings
+            settings,
+            deps,
+            client=slack.app_client,
+            oauth_settings=slack.oauth_settings,
+            lazy_runner=QueuedLazyRunner(
+                SlackDeferredQueue(services.session_factory),
+                services.clock,
+                on_stored=slack_worker.wake,
+            ),
         )
     return Runtime(
         settings=settings,
@@ -196,6 +262,7 @@ def build_runtime(
         secrets=secrets,
         unsubscribe_signer=unsubscribe_signer,
         gmail=gmail,
+        slack_worker=slack_worker,
     )
 
 
@@ -280,28 +347,17 @@ def build_app(
 ) -> FastAPI:
     """Build the FastAPI app with every route; background work starts with the server."""
     runtime = runtime or build_runtime(settings, services=services)
-    if gmail_service_for_account is None and runtime.gmail is not None:
-        gmail_service_for_account = runtime.gmail.mailer.service_for_account
-    gmail_inbound = build_gmail_inbound(
-        settings, runtime.services, service_for_account=gmail_service_for_account
-    )
+    background = build_background(runtime, gmail_service_for_account=gmail_service_for_account)
+    gmail_inbound = background.gmail_inbound
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if start_background:
-            runtime.worker.start()
-            if runtime.gmail is not None:
-                runtime.gmail.outbox.start()
-            runtime.poster.start()
-            gmail_inbound.start()
+            background.start()
         try:
             yield
         finally:
-            runtime.worker.stop()
-            if runtime.gmail is not None:
-                runtime.gmail.outbox.stop()
-            runtime.poster.stop()
-            gmail_inbound.stop()
+            background.stop()
 
     app = FastAPI(
         title="Salesbot",

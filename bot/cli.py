@@ -84,6 +84,77 @@ def serve(
             sandbox.stop()
 
 
+def _real_settings_or_exit(command: str) -> Settings:
+    settings = settings_or_exit()
+    if settings.sandbox:
+        raise fail(
+            f"`salesbot {command}` serves real credentials; none are set. For the sandbox "
+            "(local stand-ins, one process) run `salesbot serve`.",
+            2,
+        )
+    return settings
+
+
+@app.command()
+def web(
+    host: Annotated[str | None, typer.Option(help="Interface to bind.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    processes: Annotated[
+        int, typer.Option(min=1, help="uvicorn worker processes (one per core is a good start).")
+    ] = 2,
+) -> None:
+    """Serve the endpoints only; run `salesbot worker` beside it for the background work."""
+    import uvicorn
+
+    settings = _real_settings_or_exit("web")
+    uvicorn.run(
+        "bot.asgi:web_app",
+        factory=True,
+        host=host or settings.HOST,
+        port=port or settings.PORT,
+        workers=processes,
+        log_level="info",
+    )
+
+
+@app.command()
+def worker(
+    nice: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=19,
+            help="Lower this process's CPU priority by this much, so that web processes on "
+            "the same machine answer Slack first.",
+        ),
+    ] = 10,
+) -> None:
+    """Run the background work: drafting, card posting, the Gmail outbox, inbound Gmail
+    sync and the Slack work each click or command leaves after its ack."""
+    import os
+    import signal
+    import threading
+
+    from bot.app import build_background, build_runtime
+
+    settings = _real_settings_or_exit("worker")
+    logging.basicConfig(
+        level=settings.LOG_LEVEL, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if nice:
+        os.nice(nice)
+    background = build_background(build_runtime(settings))
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    background.start()
+    err.print("salesbot worker running; stop it with Ctrl-C or SIGTERM")
+    try:
+        stopping.wait()
+    finally:
+        background.stop()
+
+
 @db_app.command("upgrade")
 def db_upgrade(
     revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",

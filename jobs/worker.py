@@ -6,12 +6,12 @@ Replicas share the queue: claims use SKIP LOCKED on PostgreSQL, so a task runs o
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Sequence
 
 from domain.clock import Clock
 from domain.jobs import JobTaskView, TaskKind
 from domain.outreach import Outreach
+from jobs.loop import PollingThreads
 from storage.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -39,16 +39,13 @@ class TaskWorker:
         self._outreach = outreach
         self._uow = uow
         self._clock = clock
-        self._threads = threads
         self._claim_size = claim_size
-        self._poll = poll_seconds
         self._kinds = kinds
         self._exclude = exclude_kinds
-        self._name = name
         self._on_progress = on_progress
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._workers: list[threading.Thread] = []
+        self._loop = PollingThreads(
+            self.run_once, threads=threads, poll_seconds=poll_seconds, name=name
+        )
 
     def claim(self) -> list[JobTaskView]:
         """Claim a batch of pending tasks of running jobs."""
@@ -97,33 +94,12 @@ class TaskWorker:
 
     def wake(self) -> None:
         """Tell the background threads that work arrived."""
-        self._wake.set()
+        self._loop.wake()
 
     def start(self) -> None:
         """Start the background threads."""
-        if self._workers:
-            return
-        self._stop.clear()
-        for n in range(self._threads):
-            thread = threading.Thread(target=self._loop, name=f"{self._name}-{n}", daemon=True)
-            thread.start()
-            self._workers.append(thread)
+        self._loop.start()
 
     def stop(self) -> None:
         """Stop the background threads after their current task."""
-        self._stop.set()
-        self._wake.set()
-        for thread in self._workers:
-            thread.join(timeout=30)
-        self._workers.clear()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                ran = self.run_once()
-            except Exception:  # noqa: BLE001 - e.g. the database restarting; try again later
-                log.exception("task worker round failed")
-                ran = 0
-            if not ran:
-                self._wake.wait(self._poll)
-                self._wake.clear()
+        self._loop.stop()

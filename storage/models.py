@@ -766,3 +766,4 @@ class SlackOAuthState(Base):
 
 import storage.models_gmail  # noqa: E402, F401  (registers the Gmail tables on Base)
 import storage.models_inbound  # noqa: E402,F401
+import storage.models_slack  # noqa: E402,F401

@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 
-from bot.app import build_app
+from bot.app import build_app, build_runtime
 from domain.clock import FixedClock
 from handlers.api.deps import Services
 from sandbox.slack_api import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
@@ -18,7 +18,7 @@ from storage import models as m
 from storage.db import make_session_factory
 from tests.support.api import make_settings
 from tests.support.slack import ServedSlack, serve_slack_stand_in, signed_headers
-from tests.support.slack_app import SIGNING_SECRET, wait_until
+from tests.support.slack_app import SIGNING_SECRET, running, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -46,8 +46,12 @@ def test_a_workspace_installs_salesbot_and_its_commands_work(
     )
     sessions = make_session_factory(committed_engine)
     services = Services(engine=committed_engine, session_factory=sessions, clock=clock)
-    app = build_app(settings, services=services, start_background=False)
-    with TestClient(app, follow_redirects=False) as client:
+    runtime = build_runtime(settings, services=services)
+    app = build_app(settings, runtime=runtime, start_background=False)
+    # The command's answer is work deferred past the ack: the worker replays it, with
+    # the installed workspace's token found by the replaying app.
+    assert runtime.slack_worker is not None
+    with TestClient(app, follow_redirects=False) as client, running(runtime.slack_worker):
         install = client.get("/slack/install")
         assert install.status_code == 302
         authorize = install.headers["location"]

@@ -278,7 +278,10 @@ def slack_world(
     services = Services(engine=engine, session_factory=session_factory, clock=clock)
     runtime = build_runtime(settings, services=services, mailer=mailer)
     app = build_app(settings, runtime=runtime, start_background=False)
-    with TestClient(app) as client:
+    # What listeners defer past their ack runs as in production: stored, then replayed
+    # by the worker's threads (the drafting and posting workers are run by the tests).
+    assert runtime.slack_worker is not None
+    with TestClient(app) as client, running(runtime.slack_worker):
         yield SlackWorld(
             client=client,
             runtime=runtime,
@@ -290,6 +293,16 @@ def slack_world(
             contact_ids=contact_ids,
             api_token=api_token,
         )
+
+
+@contextmanager
+def running(worker: Any) -> Iterator[None]:
+    """Run a background worker's threads for the duration of the block."""
+    worker.start()
+    try:
+        yield
+    finally:
+        worker.stop()
 
 
 def utc(*args: int) -> datetime:

@@ -1,0 +1,128 @@
+"""The queue of Slack work deferred past the ack: enqueue in the web process, claim in workers.
+
+Claims use SKIP LOCKED on PostgreSQL, so worker processes share the queue and a call runs
+once at a time; a claimed row carries a lease, and a row whose worker died comes back
+when the lease runs out. A call that ran is deleted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, func, insert, select, update
+
+from storage.db import SessionFactory
+from storage.inbound import clean_text
+from storage.models import Organization
+from storage.models_slack import SlackDeferredCall
+
+PENDING, RUNNING, FAILED = "pending", "running", "failed"
+
+
+@dataclass(frozen=True)
+class DeferredCall:
+    """A claimed call: what the worker replays through Bolt."""
+
+    id: int
+    org_id: int | None
+    function: str
+    body: str
+    content_type: str
+    attempts: int
+
+
+class SlackDeferredQueue:
+    """Rows of `slack_deferred_calls`, one short transaction per operation."""
+
+    def __init__(self, sessions: SessionFactory) -> None:
+        self._sessions = sessions
+
+    def enqueue(
+        self, *, team_id: str | None, function: str, body: str, content_type: str, now: datetime
+    ) -> int:
+        """Store one call (one statement: the organization is looked up by the insert)."""
+        org = select(Organization.id).where(Organization.slack_team_id == team_id)
+        with self._sessions() as session:
+            new_id = session.scalar(
+                insert(SlackDeferredCall)
+                .values(
+                    org_id=org.scalar_subquery() if team_id else None,
+                    team_id=team_id,
+                    function=function,
+                    body=body,
+                    content_type=content_type,
+                    status=PENDING,
+                    attempts=0,
+                    not_before=now,
+                )
+                .returning(SlackDeferredCall.id)
+            )
+            session.commit()
+        assert new_id is not None
+        return new_id
+
+    def claim(self, *, limit: int, now: datetime, lease_until: datetime) -> list[DeferredCall]:
+        """Claim due calls (pending, or running with an expired lease), oldest first."""
+        c = SlackDeferredCall
+        with self._sessions() as session:
+            query = (
+                select(c.id)
+                .where(c.not_before <= now, c.status.in_([PENDING, RUNNING]))
+                .order_by(c.not_before, c.id)
+                .limit(limit)
+            )
+            if session.get_bind().dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            ids = list(session.scalars(query))
+            if not ids:
+                return []
+            rows = session.execute(
+                update(c)
+                .where(c.id.in_(ids))
+                .values(status=RUNNING, not_before=lease_until, attempts=c.attempts + 1)
+                .returning(c.id, c.org_id, c.function, c.body, c.content_type, c.attempts)
+            ).all()
+            session.commit()
+        return sorted(
+            (
+                DeferredCall(
+                    id=r.id,
+                    org_id=r.org_id,
+                    function=r.function,
+                    body=r.body,
+                    content_type=r.content_type,
+                    attempts=r.attempts,
+                )
+                for r in rows
+            ),
+            key=lambda call: call.id,
+        )
+
+    def done(self, call_id: int) -> None:
+        """Forget a call that ran."""
+        with self._sessions() as session:
+            session.execute(delete(SlackDeferredCall).where(SlackDeferredCall.id == call_id))
+            session.commit()
+
+    def failed(self, call_id: int, error: str, *, retry_at: datetime | None) -> None:
+        """Record why a call did not run: pending again at `retry_at`, or failed for good."""
+        with self._sessions() as session:
+            session.execute(
+                update(SlackDeferredCall)
+                .where(SlackDeferredCall.id == call_id)
+                .values(
+                    status=PENDING if retry_at is not None else FAILED,
+                    not_before=retry_at,
+                    error=clean_text(error, 2000),
+                )
+            )
+            session.commit()
+
+    def counts(self) -> dict[str, int]:
+        """Rows by status (health and tests)."""
+        with self._sessions() as session:
+            rows = session.execute(
+                select(SlackDeferredCall.status, func.count()).group_by(SlackDeferredCall.status)
+            ).all()
+        return {status: count for status, count in rows}
