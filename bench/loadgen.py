@@ -44,10 +44,17 @@ class Connections:
         self._streams: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
     async def open(self) -> None:
-        """Open every connection (before any timing starts)."""
-        self._streams = [
-            await asyncio.open_connection(self.host, self.port) for _ in range(self.count)
-        ]
+        """Open every connection (before any timing starts), one at a time.
+
+        A server of several processes shares one listening socket; connections opened all
+        at once queue up and the first process to wake accepts nearly all of them (44 of
+        50 in one run), so the load would fall on one core. Opened apart, as connections
+        from Slack or a load balancer arrive, they spread over the processes.
+        """
+        self._streams = []
+        for _ in range(self.count):
+            self._streams.append(await asyncio.open_connection(self.host, self.port))
+            await asyncio.sleep(0.01)
 
     async def close(self) -> None:
         """Close every connection."""

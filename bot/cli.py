@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 from typing import Annotated
@@ -75,6 +76,7 @@ def serve(
         settings = sandbox.settings
         err.rule()
     application = build_app(settings)
+    gc.freeze()  # see bot/asgi.py: startup objects out of the collector's sight
     try:
         uvicorn.run(
             application, host=host or settings.HOST, port=port or settings.PORT, log_level="info"

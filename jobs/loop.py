@@ -1,12 +1,18 @@
-"""Background threads that run a unit of work until there is none, then wait for a wake-up."""
+"""Background threads: pollers that run a unit of work until there is none, and a group writer."""
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from typing import Generic, TypeVar
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class PollingThreads:
@@ -64,3 +70,60 @@ class PollingThreads:
             if not ran:
                 self._wake.wait(self._poll)
                 self._wake.clear()
+
+
+class GroupWriter(Generic[T, R]):
+    """Write items handed in by many threads in one transaction per batch (group commit).
+
+    `submit(item)` blocks until `write` stored the item and returns its result. One
+    thread writes: whatever arrived while it wrote the last batch goes into the next one,
+    so a burst of N callers costs a few transactions instead of N. When a batch fails,
+    its items are written one at a time, so one bad item fails only its own caller.
+    """
+
+    def __init__(
+        self, write: Callable[[list[T]], Sequence[R]], *, name: str, max_batch: int = 500
+    ) -> None:
+        self._write = write
+        self._name = name
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[tuple[T, Future[R]]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, item: T) -> R:
+        """Store `item` and return what `write` returned for it (or raise its error)."""
+        future: Future[R] = Future()
+        self._queue.put((item, future))
+        if self._thread is None or not self._thread.is_alive():
+            with self._lock:
+                if self._thread is None or not self._thread.is_alive():
+                    self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
+                    self._thread.start()
+        return future.result()
+
+    def _loop(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < self._max_batch:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            self._write_batch(batch)
+
+    def _write_batch(self, batch: list[tuple[T, Future[R]]]) -> None:
+        try:
+            results = self._write([item for item, _ in batch])
+        except Exception as error:  # noqa: BLE001 - handed to the callers
+            if len(batch) == 1:
+                batch[0][1].set_exception(error)
+                return
+            log.warning(
+                "%s: a batch of %d failed; writing its items one at a time", self._name, len(batch)
+            )
+            for one in batch:
+                self._write_batch([one])
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            future.set_result(result)

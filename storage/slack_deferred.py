@@ -7,10 +7,11 @@ when the lease runs out. A call that ran is deleted.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 
 from storage.db import SessionFactory
 from storage.inbound import clean_text
@@ -18,6 +19,16 @@ from storage.models import Organization
 from storage.models_slack import SlackDeferredCall
 
 PENDING, RUNNING, FAILED = "pending", "running", "failed"
+
+
+@dataclass(frozen=True)
+class NewCall:
+    """A lazy listener call as the web process stores it: Slack's request, as received."""
+
+    team_id: str | None
+    function: str
+    body: str
+    content_type: str
 
 
 @dataclass(frozen=True)
@@ -38,29 +49,37 @@ class SlackDeferredQueue:
     def __init__(self, sessions: SessionFactory) -> None:
         self._sessions = sessions
 
-    def enqueue(
-        self, *, team_id: str | None, function: str, body: str, content_type: str, now: datetime
-    ) -> int:
-        """Store one call (one statement: the organization is looked up by the insert)."""
-        org = select(Organization.id).where(Organization.slack_team_id == team_id)
-        with self._sessions() as session:
-            new_id = session.scalar(
-                insert(SlackDeferredCall)
-                .values(
-                    org_id=org.scalar_subquery() if team_id else None,
-                    team_id=team_id,
-                    function=function,
-                    body=body,
-                    content_type=content_type,
-                    status=PENDING,
-                    attempts=0,
-                    not_before=now,
-                )
-                .returning(SlackDeferredCall.id)
+    def enqueue(self, calls: Sequence[NewCall], *, now: datetime) -> list[int]:
+        """Store calls with one statement; return their ids in the order given.
+
+        Each row finds its organization by a subquery on the Slack team id.
+        """
+        c = SlackDeferredCall
+        org = select(Organization.id).where(Organization.slack_team_id == bindparam("team"))
+        statement = (
+            insert(c)
+            .values(
+                org_id=org.scalar_subquery(),
+                team_id=bindparam("team"),
+                status=PENDING,
+                attempts=0,
+                not_before=now,
             )
+            .returning(c.id, sort_by_parameter_order=True)
+        )
+        rows = [
+            {
+                "team": call.team_id,
+                "function": call.function,
+                "body": call.body,
+                "content_type": call.content_type,
+            }
+            for call in calls
+        ]
+        with self._sessions() as session:
+            ids = list(session.scalars(statement, rows))
             session.commit()
-        assert new_id is not None
-        return new_id
+        return ids
 
     def claim(self, *, limit: int, now: datetime, lease_until: datetime) -> list[DeferredCall]:
         """Claim due calls (pending, or running with an expired lease), oldest first."""
