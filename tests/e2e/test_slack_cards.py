@@ -7,11 +7,12 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
 from bot.slack_ids import ActionId, BlockId, CallbackId
 from domain.clock import FixedClock
 from storage import models as m
+from storage.models_slack import SlackDeferredCall
 from storage.uow import UnitOfWork
 from tests.support.slack import ServedSlack, serve_slack_stand_in, signed_headers
 from tests.support.slack_app import (
@@ -102,6 +103,34 @@ def test_approve_without_a_mailbox_blocks_the_card_and_says_what_to_do(world: Sl
     )
     assert "⚠️ Not sent: No mailbox is connected" in text
     assert ActionId.RETRY in text
+
+
+def test_a_click_acked_while_no_worker_runs_is_kept_and_acted_on_later(
+    world: SlackWorld,
+) -> None:
+    """The ack is sent only after the click is stored: a worker that was down catches up."""
+    launch(world)
+    worker = world.runtime.slack_worker
+    assert worker is not None
+    worker.stop()
+    message = world.card_messages()[0]
+    value = world.button(message, ActionId.APPROVE)["value"]
+    card_id = json.loads(value)["card"]
+    assert world.click(ActionId.APPROVE, value, message_ts=message.ts).status_code == 200
+    with world.session_factory() as s:
+        stored = s.execute(select(SlackDeferredCall)).scalars().all()
+        assert [(c.org_id, c.function, c.status) for c in stored] == [
+            (world.org_id, "approve", "pending")
+        ]
+    assert card_state(world, card_id) == "in_review"
+    worker.start()
+    wait_until(lambda: card_state(world, card_id) == "blocked", what="card acted on")
+
+    def calls_left() -> int:
+        with world.session_factory() as s:
+            return s.scalar(select(func.count()).select_from(SlackDeferredCall)) or 0
+
+    wait_until(lambda: calls_left() == 0, what="the stored call forgotten once it ran")
 
 
 def test_a_stale_or_unsigned_request_is_refused_and_does_nothing(

@@ -1,0 +1,142 @@
+"""Deployed as the README says: `salesbot web` acks in its processes, `salesbot worker` acts.
+
+Real processes, real signed requests over HTTP, the Slack stand-in on loopback: the
+click is stored by a web process before its ack and run by the worker process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+from sqlalchemy import Engine
+from typer.testing import CliRunner
+
+from bot.cli import app as cli
+from bot.slack_ids import ActionId
+from sandbox.server import free_port
+from sandbox.slack_api import DEFAULT_BOT_TOKEN, DEFAULT_CHANNEL_ID, DEFAULT_TEAM_ID
+from storage.accounts import create_org, link_slack_team
+from storage.db import make_session_factory
+from tests.support.slack import ServedSlack, serve_slack_stand_in, signed_headers
+from tests.support.slack_app import REP, SIGNING_SECRET, wait_until
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def served_slack() -> Iterator[ServedSlack]:
+    with serve_slack_stand_in() as served:
+        yield served
+
+
+def _click(card_id: int) -> str:
+    payload = {
+        "type": "block_actions",
+        "team": {"id": DEFAULT_TEAM_ID, "domain": "sandbox"},
+        "user": {"id": REP, "username": "maria", "team_id": DEFAULT_TEAM_ID},
+        "api_app_id": "A0SANDBOXAPP",
+        "trigger_id": "1.2.3",
+        "container": {"type": "message", "message_ts": "1.0", "channel_id": DEFAULT_CHANNEL_ID},
+        "channel": {"id": DEFAULT_CHANNEL_ID},
+        "actions": [
+            {
+                "type": "button",
+                "action_id": ActionId.APPROVE.value,
+                "block_id": "card_actions",
+                "value": json.dumps({"card": card_id, "fp": None}),
+                "action_ts": "1.0",
+            }
+        ],
+    }
+    return urlencode({"payload": json.dumps(payload)})
+
+
+def _env(database_url: str, slack_api: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "SALESBOT_SECRET_KEY": "test-secret-key-for-the-web-and-worker-processes-0123456789",
+        "SLACK_API_URL": slack_api,
+        "SLACK_BOT_TOKEN": DEFAULT_BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+def test_a_click_acked_by_a_web_process_is_acted_on_by_the_worker_process(
+    committed_engine: Engine, served_slack: ServedSlack
+) -> None:
+    slack = served_slack.stand_in
+    slack.reset()
+    slack.add_user(REP, "maria", "maria@lonestar.example.com", real_name="Maria Lopez")
+    with make_session_factory(committed_engine)() as session:
+        org = create_org(session, slug="lonestar", name="Lone Star Appraisals")
+        link_slack_team(session, org.id, DEFAULT_TEAM_ID)
+        session.commit()
+    env = _env(committed_engine.url.render_as_string(hide_password=False), served_slack.api_url)
+    port = free_port()
+    salesbot = [sys.executable, "-c", "from bot.cli import main; main()"]
+    web = subprocess.Popen(
+        [*salesbot, "web", "--port", str(port), "--processes", "2"], env=env, cwd=ROOT
+    )
+    worker = subprocess.Popen([*salesbot, "worker"], env=env, cwd=ROOT)
+    try:
+
+        def healthy() -> bool:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(healthy, timeout=60, what="salesbot web answering")
+        body = _click(987654)
+        answer = httpx.post(
+            f"http://127.0.0.1:{port}/slack/events",
+            content=body.encode(),
+            headers=signed_headers(body, signing_secret=SIGNING_SECRET),
+            timeout=10,
+        )
+        assert answer.status_code == 200
+        told = wait_until(
+            lambda: [c.params.get("text") for c in slack.calls("chat.postEphemeral")],
+            timeout=30,
+            what="the worker's answer to the click",
+        )
+        assert told == ["⚠️ card 987654 not found"]
+        unsigned = httpx.post(f"http://127.0.0.1:{port}/slack/events", content=body, timeout=10)
+        assert unsigned.status_code == 401
+    finally:
+        for process in (web, worker):
+            process.terminate()
+        for process in (web, worker):
+            process.wait(timeout=30)
+    assert worker.returncode == 0
+
+
+@pytest.mark.parametrize("command", ["web", "worker"])
+def test_web_and_worker_refuse_to_run_without_credentials(command: str, tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli,
+        [command],
+        env={
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'salesbot.db'}",
+            "SALESBOT_SECRET_KEY": "test-secret-key-for-the-web-and-worker-processes-0123456789",
+            "SLACK_BOT_TOKEN": "",
+            "SLACK_SIGNING_SECRET": "",
+            "SLACK_CLIENT_ID": "",
+            "GOOGLE_CLIENT_ID": "",
+            "ANTHROPIC_API_KEY": "",
+        },
+    )
+    assert result.exit_code == 2
+    assert "salesbot serve" in result.output
