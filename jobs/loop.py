@@ -114,13 +114,19 @@ class GroupWriter(Generic[T, R]):
 
     def _write_batch(self, batch: list[tuple[T, Future[R]]]) -> None:
         try:
-            results = self._write([item for item, _ in batch])
+            results = list(self._write([item for item, _ in batch]))
+            if len(results) != len(batch):
+                raise RuntimeError(
+                    f"{self._name}: {len(batch)} items written, {len(results)} results"
+                )
         except Exception as error:  # noqa: BLE001 - handed to the callers
             if len(batch) == 1:
                 batch[0][1].set_exception(error)
                 return
             log.warning(
-                "%s: a batch of %d failed; writing its items one at a time", self._name, len(batch)
+                "%s: a batch of %d failed; writing its items one at a time",
+                self._name,
+                len(batch),
             )
             for one in batch:
                 self._write_batch([one])

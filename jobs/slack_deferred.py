@@ -8,10 +8,15 @@ before storing it), in Bolt's "lazy only" mode, which runs just the named functi
 
 from __future__ import annotations
 
+import inspect
 import logging
+import threading
+from collections.abc import Callable
 from datetime import timedelta
 
 from slack_bolt import App, BoltRequest
+from slack_bolt.kwargs_injection import build_required_kwargs
+from slack_bolt.lazy_listener import LazyListenerRunner
 
 from domain.clock import Clock
 from jobs.loop import PollingThreads
@@ -21,10 +26,57 @@ log = logging.getLogger(__name__)
 
 LEASE = timedelta(minutes=5)
 MAX_ATTEMPTS = 3
+RETRY_STEP = timedelta(seconds=10)
+
+
+class _ReplayLazyRunner(LazyListenerRunner):
+    """Run the replayed lazy function in the worker's thread and keep what it raised.
+
+    Bolt's own runner logs a lazy function's exception and carries on, so `dispatch`
+    answers 200 and the worker would forget a call that failed; this one hands the
+    exception to the worker, which retries the call.
+    """
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self.logger = logger
+        self._local = threading.local()
+
+    def start(self, function: Callable[..., None], request: BoltRequest) -> None:
+        """Never called: a replayed request runs only its lazy function, in `run`."""
+        raise RuntimeError("a replayed Slack request cannot start another lazy function")
+
+    def run(self, function: Callable[..., None], request: BoltRequest) -> None:
+        """Run the function with the arguments it names; remember its exception."""
+        self._local.error = None
+        names = list(inspect.signature(function).parameters)
+        kwargs = build_required_kwargs(
+            logger=self.logger,
+            required_arg_names=names,
+            request=request,
+            response=None,
+            this_func=function,
+        )
+        try:
+            function(**kwargs)
+        except Exception as exc:  # noqa: BLE001 - handed to the worker, which retries
+            self._local.error = exc
+
+    def take_error(self) -> Exception | None:
+        """What the last function run in this thread raised, if anything (once)."""
+        error: Exception | None = getattr(self._local, "error", None)
+        self._local.error = None
+        return error
 
 
 class DeferredSlackWorker:
-    """Claims deferred Slack calls and runs them; `run_until_idle()` in tests and benches."""
+    """Claims deferred Slack calls and runs them; `run_until_idle()` in tests and benches.
+
+    A call that ran is deleted. One whose function raised, or that Bolt could not get to
+    its listener (an error in a middleware such as the installation lookup: status 500),
+    is retried after 10 s, then 20 s, and failed for good with its error after
+    `MAX_ATTEMPTS`. One that names a function no listener has (Bolt answers 404) is failed
+    at once. A call whose worker died is claimed again when its lease runs out.
+    """
 
     def __init__(
         self,
@@ -37,6 +89,8 @@ class DeferredSlackWorker:
         poll_seconds: float = 0.25,
     ) -> None:
         self._bolt = bolt
+        self._runner = _ReplayLazyRunner(log)
+        bolt.listener_runner.lazy_listener_runner = self._runner
         self._queue = queue
         self._clock = clock
         self._claim_size = claim_size
@@ -49,48 +103,69 @@ class DeferredSlackWorker:
         now = self._clock.now()
         calls = self._queue.claim(limit=self._claim_size, now=now, lease_until=now + LEASE)
         for call in calls:
-            self.run_call(call)
+            try:
+                self.run_call(call)
+            except Exception:  # noqa: BLE001 - e.g. the database away: the lease brings it back
+                log.exception("deferred Slack call not settled", extra={"call_id": call.id})
         return len(calls)
 
     def run_call(self, call: DeferredCall) -> None:
         """Replay one call through Bolt; forget it once it ran."""
         if call.attempts > MAX_ATTEMPTS:
-            # Its worker stopped (crashed, or was killed) while running it, every time.
             log.error(
                 "deferred Slack call given up", extra={"call_id": call.id, "fn": call.function}
             )
             self._queue.failed(
-                call.id,
-                f"gave up after {MAX_ATTEMPTS} attempts that did not finish",
+                call,
+                f"its worker stopped while running it {MAX_ATTEMPTS} times",
                 retry_at=None,
             )
             return
-        request = BoltRequest(
-            body=call.body,
-            headers={
-                "content-type": [call.content_type],
-                "x-slack-bolt-lazy-only": ["1"],
-                "x-slack-bolt-lazy-function-name": [call.function],
-            },
-        )
         try:
+            request = BoltRequest(
+                body=call.body,
+                headers={
+                    "content-type": [call.content_type],
+                    "x-slack-bolt-lazy-only": ["1"],
+                    "x-slack-bolt-lazy-function-name": [call.function],
+                },
+            )
             response = self._bolt.dispatch(request)
+            error = self._runner.take_error()
         except Exception as exc:  # noqa: BLE001 - kept for another attempt, the worker goes on
-            log.exception("deferred Slack call crashed", extra={"call_id": call.id})
-            retry_at = self._clock.now() + timedelta(seconds=10 * call.attempts)
-            self._queue.failed(call.id, f"{type(exc).__name__}: {exc}", retry_at=retry_at)
+            self._retry(call, exc)
             return
-        if response.status != 200:
-            # Bolt found no listener for it (e.g. a function renamed by a deploy).
+        if error is not None:
+            self._retry(call, error)
+        elif response.status == 404:
+            # No listener has the function (e.g. renamed by a deploy): no retry will help.
             log.error(
                 "deferred Slack call had no listener",
-                extra={"call_id": call.id, "fn": call.function, "status": response.status},
+                extra={"call_id": call.id, "fn": call.function},
             )
-            self._queue.failed(
-                call.id, f"no listener ran it (Bolt answered {response.status})", retry_at=None
+            self._queue.failed(call, "no listener ran it (Bolt answered 404)", retry_at=None)
+        elif response.status != 200:
+            self._retry(call, f"Bolt answered {response.status} before the listener ran")
+        elif not self._queue.done(call):
+            log.warning(
+                "deferred Slack call ran after its lease ran out", extra={"call_id": call.id}
             )
+
+    def _retry(self, call: DeferredCall, error: Exception | str) -> None:
+        text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+        if call.attempts >= MAX_ATTEMPTS:
+            log.error(
+                "deferred Slack call failed for good",
+                extra={"call_id": call.id, "fn": call.function, "error": text},
+            )
+            self._queue.failed(call, f"{text} (attempt {call.attempts}, given up)", retry_at=None)
             return
-        self._queue.done(call.id)
+        log.warning(
+            "deferred Slack call failed; retrying",
+            extra={"call_id": call.id, "fn": call.function, "error": text},
+        )
+        retry_at = self._clock.now() + RETRY_STEP * call.attempts
+        self._queue.failed(call, text, retry_at=retry_at)
 
     def run_until_idle(self, *, max_rounds: int = 10_000) -> int:
         """Run calls until none is due; return how many ran."""

@@ -54,6 +54,8 @@ class SlackDeferredQueue:
 
         Each row finds its organization by a subquery on the Slack team id.
         """
+        if not calls:
+            return []
         c = SlackDeferredCall
         org = select(Organization.id).where(Organization.slack_team_id == bindparam("team"))
         statement = (
@@ -103,6 +105,7 @@ class SlackDeferredQueue:
                 .returning(c.id, c.org_id, c.function, c.body, c.content_type, c.attempts)
             ).all()
             session.commit()
+        position = {call_id: n for n, call_id in enumerate(ids)}
         return sorted(
             (
                 DeferredCall(
@@ -115,21 +118,29 @@ class SlackDeferredQueue:
                 )
                 for r in rows
             ),
-            key=lambda call: call.id,
+            key=lambda call: position[call.id],
         )
 
-    def done(self, call_id: int) -> None:
-        """Forget a call that ran."""
+    def done(self, call: DeferredCall) -> bool:
+        """Forget a call that ran; False when the claim had expired and another took it."""
+        c = SlackDeferredCall
         with self._sessions() as session:
-            session.execute(delete(SlackDeferredCall).where(SlackDeferredCall.id == call_id))
+            result = session.execute(
+                delete(c).where(c.id == call.id, c.status == RUNNING, c.attempts == call.attempts)
+            )
             session.commit()
+        return bool(result.rowcount)  # type: ignore[attr-defined]
 
-    def failed(self, call_id: int, error: str, *, retry_at: datetime | None) -> None:
-        """Record why a call did not run: pending again at `retry_at`, or failed for good."""
+    def failed(self, call: DeferredCall, error: str, *, retry_at: datetime | None) -> bool:
+        """Record why a call did not run: pending again at `retry_at`, or failed for good.
+
+        False when the claim had expired and another worker took the call.
+        """
+        c = SlackDeferredCall
         with self._sessions() as session:
-            session.execute(
-                update(SlackDeferredCall)
-                .where(SlackDeferredCall.id == call_id)
+            result = session.execute(
+                update(c)
+                .where(c.id == call.id, c.status == RUNNING, c.attempts == call.attempts)
                 .values(
                     status=PENDING if retry_at is not None else FAILED,
                     not_before=retry_at,
@@ -137,6 +148,7 @@ class SlackDeferredQueue:
                 )
             )
             session.commit()
+        return bool(result.rowcount)  # type: ignore[attr-defined]
 
     def counts(self) -> dict[str, int]:
         """Rows by status (health and tests)."""
