@@ -52,6 +52,16 @@ def split_command(text: str) -> tuple[str, str]:
     return verb.lower(), rest.strip("“”")
 
 
+def _answer(respond: Respond, text: str) -> None:
+    """Answer through the command's response_url. An answer that cannot be delivered is
+    logged, not raised: a raised error would make the worker run the command again (a
+    second launch), and the command's work is already done."""
+    try:
+        respond(response_type="ephemeral", text=text, replace_original=False)
+    except Exception:  # noqa: BLE001 - see above
+        log.warning("could not answer a slash command through its response_url", exc_info=True)
+
+
 def register(app: App, deps: SlackDeps) -> None:
     """Register the slash command listeners."""
 
@@ -73,14 +83,12 @@ def register(app: App, deps: SlackDeps) -> None:
             text, then = _campaign(deps, verb, arg, body, client)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a sentence for the rep
             text = f"⚠️ {friendly(exc)}"
-        respond(response_type="ephemeral", text=text, replace_original=False)
+        _answer(respond, text)
         if then is not None:
             try:
                 then()
             except Exception as exc:  # noqa: BLE001 - the rep hears why planning stopped
-                respond(
-                    response_type="ephemeral", text=f"⚠️ {friendly(exc)}", replace_original=False
-                )
+                _answer(respond, f"⚠️ {friendly(exc)}")
 
     def run_job(
         command: dict[str, Any], respond: Respond, client: WebClient, body: dict[str, Any]
@@ -90,7 +98,7 @@ def register(app: App, deps: SlackDeps) -> None:
             text = _job(deps, verb, arg, body, client)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a sentence for the rep
             text = f"⚠️ {friendly(exc)}"
-        respond(response_type="ephemeral", text=text, replace_original=False)
+        _answer(respond, text)
 
     app.command(Command.CAMPAIGN.value)(ack=ack_fast, lazy=[run_campaign])
     app.command(Command.JOB.value)(ack=ack_fast, lazy=[run_job])

@@ -11,6 +11,7 @@ from sqlalchemy import Engine, func, select
 
 from bot.slack_ids import ActionId, BlockId, CallbackId
 from domain.clock import FixedClock
+from sandbox.server import free_port
 from storage import models as m
 from storage.models_slack import SlackDeferredCall
 from storage.uow import UnitOfWork
@@ -131,6 +132,21 @@ def test_a_click_acked_while_no_worker_runs_is_kept_and_acted_on_later(
             return s.scalar(select(func.count()).select_from(SlackDeferredCall)) or 0
 
     wait_until(lambda: calls_left() == 0, what="the stored call forgotten once it ran")
+
+
+def test_a_launch_whose_answer_cannot_be_delivered_runs_once(world: SlackWorld) -> None:
+    """The work after the ack is retried when it raises; a lost answer must not re-launch."""
+    unreachable = f"http://127.0.0.1:{free_port()}/commands/T0/1/lost"
+    assert world.command("launch Q4 lender win-back", response_url=unreachable).status_code == 200
+
+    def settled() -> bool:
+        with world.session_factory() as s:
+            return not s.scalar(select(func.count()).select_from(SlackDeferredCall))
+
+    wait_until(settled, what="the stored command run and forgotten")
+    with world.session_factory() as s:
+        assert s.scalar(select(func.count()).select_from(m.Job)) == 1
+    world.wait_for_tasks(world.latest_job_id(), len(world.contact_ids))
 
 
 def test_a_stale_or_unsigned_request_is_refused_and_does_nothing(

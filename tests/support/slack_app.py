@@ -71,9 +71,16 @@ class SlackWorld:
             headers=headers or signed_headers(body, signing_secret=SIGNING_SECRET),
         )
 
-    def command(self, text: str, *, command: str = "/campaign", user: str = REP) -> Any:
+    def command(
+        self,
+        text: str,
+        *,
+        command: str = "/campaign",
+        user: str = REP,
+        response_url: str | None = None,
+    ) -> Any:
         """Send a slash command; return the HTTP response (the ack)."""
-        response_url = self.slack.response_url(channel=REVIEW_CHANNEL, user=user)
+        response_url = response_url or self.slack.response_url(channel=REVIEW_CHANNEL, user=user)
         body = urlencode(
             {
                 "token": "deprecated",
