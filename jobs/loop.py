@@ -72,6 +72,47 @@ class PollingThreads:
                 self._wake.clear()
 
 
+class PolledWorker:
+    """A worker whose `run_once()` claims and runs a batch of work and returns its size.
+
+    In production `start()` runs it in polling threads; tests and benches call
+    `run_until_idle()`. Subclasses call `_poll_with(...)` in their constructor.
+    """
+
+    _loop: PollingThreads
+
+    def _poll_with(self, *, threads: int, poll_seconds: float, name: str) -> None:
+        self._loop = PollingThreads(
+            self.run_once, threads=threads, poll_seconds=poll_seconds, name=name
+        )
+
+    def run_once(self) -> int:
+        """Claim and run one batch; return how much was claimed (0: nothing to do)."""
+        raise NotImplementedError
+
+    def run_until_idle(self, *, max_rounds: int = 100_000) -> int:
+        """Run batches until nothing is due; return how much ran."""
+        total = 0
+        for _ in range(max_rounds):
+            ran = self.run_once()
+            if not ran:
+                break
+            total += ran
+        return total
+
+    def wake(self) -> None:
+        """Tell the threads that work arrived (in this process)."""
+        self._loop.wake()
+
+    def start(self) -> None:
+        """Start the threads."""
+        self._loop.start()
+
+    def stop(self) -> None:
+        """Stop the threads after their current batch."""
+        self._loop.stop()
+
+
 class GroupWriter(Generic[T, R]):
     """Write items handed in by many threads in one transaction per batch (group commit).
 

@@ -19,7 +19,7 @@ from slack_bolt.kwargs_injection import build_required_kwargs
 from slack_bolt.lazy_listener import LazyListenerRunner
 
 from domain.clock import Clock
-from jobs.loop import PollingThreads
+from jobs.loop import PolledWorker
 from storage.slack_deferred import DeferredCall, SlackDeferredQueue
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ class _ReplayLazyRunner(LazyListenerRunner):
         return error
 
 
-class DeferredSlackWorker:
+class DeferredSlackWorker(PolledWorker):
     """Claims deferred Slack calls and runs them; `run_until_idle()` in tests and benches.
 
     A call that ran is deleted. One whose function raised, or that Bolt could not get to
@@ -94,9 +94,7 @@ class DeferredSlackWorker:
         self._queue = queue
         self._clock = clock
         self._claim_size = claim_size
-        self._loop = PollingThreads(
-            self.run_once, threads=threads, poll_seconds=poll_seconds, name="slack-deferred"
-        )
+        self._poll_with(threads=threads, poll_seconds=poll_seconds, name="slack-deferred")
 
     def run_once(self) -> int:
         """Claim and run a few calls; return how many were claimed."""
@@ -166,25 +164,3 @@ class DeferredSlackWorker:
         )
         retry_at = self._clock.now() + RETRY_STEP * call.attempts
         self._queue.failed(call, text, retry_at=retry_at)
-
-    def run_until_idle(self, *, max_rounds: int = 10_000) -> int:
-        """Run calls until none is due; return how many ran."""
-        total = 0
-        for _ in range(max_rounds):
-            ran = self.run_once()
-            if not ran:
-                break
-            total += ran
-        return total
-
-    def wake(self) -> None:
-        """Tell the threads that a call was stored (in the same process)."""
-        self._loop.wake()
-
-    def start(self) -> None:
-        """Start the worker threads."""
-        self._loop.start()
-
-    def stop(self) -> None:
-        """Stop the worker threads after their current call."""
-        self._loop.stop()

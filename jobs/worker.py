@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from domain.clock import Clock
 from domain.jobs import JobTaskView, TaskKind
 from domain.outreach import Outreach
-from jobs.loop import PollingThreads
+from jobs.loop import PolledWorker
 from storage.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 DRAFT_KINDS = frozenset({TaskKind.DRAFT_EMAIL, TaskKind.FOLLOW_UP})
 
 
-class TaskWorker:
+class TaskWorker(PolledWorker):
     """Runs job tasks: `wake()` after adding work; `run_until_idle()` in tests and benches."""
 
     def __init__(
@@ -43,9 +43,7 @@ class TaskWorker:
         self._kinds = kinds
         self._exclude = exclude_kinds
         self._on_progress = on_progress
-        self._loop = PollingThreads(
-            self.run_once, threads=threads, poll_seconds=poll_seconds, name=name
-        )
+        self._poll_with(threads=threads, poll_seconds=poll_seconds, name=name)
 
     def claim(self) -> list[JobTaskView]:
         """Claim a batch of pending tasks of running jobs."""
@@ -81,25 +79,3 @@ class TaskWorker:
         if tasks and self._on_progress is not None:
             self._on_progress()
         return len(tasks)
-
-    def run_until_idle(self, *, max_rounds: int = 100_000) -> int:
-        """Run tasks until none is pending; return how many ran."""
-        total = 0
-        for _ in range(max_rounds):
-            ran = self.run_once()
-            if not ran:
-                break
-            total += ran
-        return total
-
-    def wake(self) -> None:
-        """Tell the background threads that work arrived."""
-        self._loop.wake()
-
-    def start(self) -> None:
-        """Start the background threads."""
-        self._loop.start()
-
-    def stop(self) -> None:
-        """Stop the background threads after their current task."""
-        self._loop.stop()
