@@ -293,9 +293,18 @@ class Outreach:
         return job
 
     def launch_campaign(
-        self, org_id: int, campaign_ref: str, *, owner_id: int | None
+        self,
+        org_id: int,
+        campaign_ref: str,
+        *,
+        owner_id: int | None,
+        request_key: str | None = None,
     ) -> LaunchResult:
-        """Turn a campaign (by name or id) into a pending job and count its audience."""
+        """Turn a campaign (by name or id) into a pending job and count its audience.
+
+        `request_key` names the request (a Slack command's trigger id): the same request
+        run again, after a crash, returns the job it created instead of a second one.
+        """
         ref = campaign_ref.strip()
         if not ref:
             raise InvalidInput(
@@ -323,6 +332,12 @@ class Outreach:
                 raise InvalidInput(str(exc).splitlines()[0]) from exc
             self._check_step_templates(uow, org_id, params)
             count = self._audience_count(uow, org_id, params, now)
+            if request_key is not None:
+                earlier: Job | None = uow.jobs.find_by_request_key(org_id, request_key)
+                if earlier is not None:
+                    return LaunchResult(
+                        job=earlier, audience_count=count, campaign_name=campaign.name
+                    )
             job: Job = uow.jobs.add(
                 org_id,
                 name=f"{campaign.name} · launch",
@@ -330,6 +345,7 @@ class Outreach:
                 params=self._stored_params(params),
                 owner_id=owner_id,
                 campaign_id=campaign.id,
+                request_key=request_key,
             )
             if campaign.status.value in ("draft", "paused"):
                 from domain.campaigns import CampaignStatus
@@ -344,17 +360,19 @@ class Outreach:
 
         Returns how many contacts were enrolled. Each batch commits on its own, so a
         large launch shows progress and a crash loses at most one chunk of planning;
-        re-running planning skips contacts already enrolled.
+        re-running planning skips contacts already enrolled, so planning a running job
+        again (its first planning stopped by a crash) finishes it.
         """
         now = self._clock.now()
         with self._uow() as uow:
             job: Job = uow.jobs.get(org_id, job_id)
-            check_job_move(job.status, JobStatus.RUNNING)
-            if not uow.jobs.set_status(
-                org_id, job_id, JobStatus.RUNNING, expected=[JobStatus.PENDING], now=now
-            ):
-                return 0
-            uow.commit()
+            if job.status != JobStatus.RUNNING:
+                check_job_move(job.status, JobStatus.RUNNING)
+                if not uow.jobs.set_status(
+                    org_id, job_id, JobStatus.RUNNING, expected=[JobStatus.PENDING], now=now
+                ):
+                    return 0
+                uow.commit()
         params = job.parsed_params()
         size = params.behaviour.batch_size
         enrolled = 0

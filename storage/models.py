@@ -318,6 +318,9 @@ class Job(Base):
     __table_args__ = (
         Index("ix_jobs_org_id_status", "org_id", "status"),
         Index("ix_jobs_org_id_campaign_id", "org_id", "campaign_id"),
+        # The request that created the job (a Slack command's trigger id): a request run
+        # again after a crash finds its job instead of creating a second one.
+        Index("ux_jobs_org_id_request_key", "org_id", "request_key", unique=True),
     )
 
     id: Mapped[int] = _pk()
@@ -330,6 +333,7 @@ class Job(Base):
     description: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), nullable=False, default="pending")
     params: Mapped[dict[str, Any]] = _json_dict()
+    request_key: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = _created()
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -49,8 +49,9 @@ class JobRepo:
         params: dict[str, Any],
         owner_id: int | None,
         campaign_id: int | None,
+        request_key: str | None = None,
     ) -> Job:
-        """Store a pending job."""
+        """Store a pending job (`request_key`: the request that creates it, unique)."""
         row = m.Job(
             org_id=org_id,
             name=name,
@@ -58,11 +59,19 @@ class JobRepo:
             params=params,
             owner_id=owner_id,
             campaign_id=campaign_id,
+            request_key=request_key,
             status=JobStatus.PENDING.value,
         )
         self._s.add(row)
         self._s.flush()
         return self._to_domain(row)
+
+    def find_by_request_key(self, org_id: int, request_key: str) -> Job | None:
+        """Return the job a request created, if it ran before."""
+        row = self._s.scalars(
+            select(m.Job).where(m.Job.org_id == org_id, m.Job.request_key == request_key)
+        ).one_or_none()
+        return None if row is None else self._to_domain(row)
 
     def get(self, org_id: int, job_id: int) -> Job:
         """Return a job or raise NotFound."""

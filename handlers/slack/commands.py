@@ -116,7 +116,15 @@ def _campaign(
         return f"`/campaign {verb}` needs a campaign name or id.\n\n{CAMPAIGN_USAGE}", None
     actor = resolve_actor(deps, body, client)
     if verb == "launch":
-        result = deps.outreach.launch_campaign(actor.org_id, arg, owner_id=actor.user_id)
+        # The command's work runs at least once; its trigger id makes a second run find
+        # the job the first one created.
+        trigger = body.get("trigger_id")
+        result = deps.outreach.launch_campaign(
+            actor.org_id,
+            arg,
+            owner_id=actor.user_id,
+            request_key=f"slack:{trigger}"[:100] if trigger else None,
+        )
         text = (
             f"🚀 Launched *{escape(result.campaign_name)}*: {result.audience_count:,} contacts "
             f"in the audience. Job *#{result.job.id}* is drafting emails; cards will appear "

@@ -11,6 +11,7 @@ from sqlalchemy import Engine, func, select
 
 from bot.slack_ids import ActionId, BlockId, CallbackId
 from domain.clock import FixedClock
+from domain.jobs import JobStatus
 from sandbox.server import free_port
 from storage import models as m
 from storage.models_slack import SlackDeferredCall
@@ -23,6 +24,7 @@ from tests.support.slack_app import (
     SIGNING_SECRET,
     SlackWorld,
     slack_world,
+    utc,
     wait_until,
 )
 
@@ -147,6 +149,52 @@ def test_a_launch_whose_answer_cannot_be_delivered_runs_once(world: SlackWorld) 
     with world.session_factory() as s:
         assert s.scalar(select(func.count()).select_from(m.Job)) == 1
     world.wait_for_tasks(world.latest_job_id(), len(world.contact_ids))
+
+
+def test_the_same_launch_command_run_twice_launches_once(world: SlackWorld) -> None:
+    """The worker runs a command again after a crash: the second run finds the first job."""
+    trigger = world.slack.issue_trigger_id(user_id=REP)
+    for _ in range(2):
+        ack = world.command("launch Q4 lender win-back", trigger_id=trigger)
+        assert ack.status_code == 200
+        wait_until(lambda: not pending_calls(world), what="the command run")
+    answers = [t for t in world.responses() if "Launched" in t]
+    assert len(answers) == 2
+    assert answers[0] == answers[1]
+    with world.session_factory() as s:
+        assert s.scalar(select(func.count()).select_from(m.Job)) == 1
+        assert s.scalar(select(func.count()).select_from(m.Enrollment)) == 3
+    world.wait_for_tasks(world.latest_job_id(), len(world.contact_ids))
+
+
+def test_planning_stopped_by_a_crash_is_finished_by_planning_again(world: SlackWorld) -> None:
+    outreach = world.runtime.outreach
+    job = outreach.launch_campaign(world.org_id, "Q4 lender win-back", owner_id=None).job
+    # The crash came right after the job was marked running, before any contact was
+    # enrolled; then the command's work ran again.
+    with UnitOfWork(world.session_factory) as uow:
+        assert uow.jobs.set_status(
+            world.org_id,
+            job.id,
+            JobStatus.RUNNING,
+            expected=[JobStatus.PENDING],
+            now=utc(2026, 1, 1),
+        )
+        uow.commit()
+
+    assert outreach.plan_job(world.org_id, job.id) == 3
+    assert outreach.plan_job(world.org_id, job.id) == 0
+
+    with world.session_factory() as s:
+        assert s.scalar(select(func.count()).select_from(m.Enrollment)) == 3
+        assert s.scalar(select(func.count()).select_from(m.JobTask)) == 3
+        total = s.scalar(select(m.Job.total_tasks).where(m.Job.id == job.id))
+    assert total == 3
+
+
+def pending_calls(world: SlackWorld) -> int:
+    with world.session_factory() as s:
+        return s.scalar(select(func.count()).select_from(SlackDeferredCall)) or 0
 
 
 def test_a_stale_or_unsigned_request_is_refused_and_does_nothing(

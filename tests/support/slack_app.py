@@ -78,6 +78,7 @@ class SlackWorld:
         command: str = "/campaign",
         user: str = REP,
         response_url: str | None = None,
+        trigger_id: str | None = None,
     ) -> Any:
         """Send a slash command; return the HTTP response (the ack)."""
         response_url = response_url or self.slack.response_url(channel=REVIEW_CHANNEL, user=user)
@@ -95,7 +96,7 @@ class SlackWorld:
                 "api_app_id": "A0SANDBOXAPP",
                 "is_enterprise_install": "false",
                 "response_url": response_url,
-                "trigger_id": self.slack.issue_trigger_id(user_id=user),
+                "trigger_id": trigger_id or self.slack.issue_trigger_id(user_id=user),
             }
         )
         return self.post(body)

@@ -1,0 +1,34 @@
+"""job request key: the request that created a job, so that running it again finds the job
+
+Revision ID: 0007
+Revises: 0006
+Create Date: 2026-11-26
+
+A Slack command's work runs at least once (stored before the ack, retried after a crash),
+so `/campaign launch` records its trigger id on the job it creates; a second run of the
+same command finds that job instead of launching the campaign again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0007"
+down_revision: str | None = "0006"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("jobs") as batch:
+        batch.add_column(sa.Column("request_key", sa.String(length=100), nullable=True))
+    op.create_index("ux_jobs_org_id_request_key", "jobs", ["org_id", "request_key"], unique=True)
+
+
+def downgrade() -> None:
+    op.drop_index("ux_jobs_org_id_request_key", table_name="jobs")
+    with op.batch_alter_table("jobs") as batch:
+        batch.drop_column("request_key")
