@@ -373,10 +373,12 @@ class Outreach:
                 ):
                     return 0
                 uow.commit()
+            # Resumed planning numbers its batches after the ones already planned, so
+            # "Approve all" of a batch never covers two.
+            batch_no = uow.tasks.next_batch(org_id, job_id)
         params = job.parsed_params()
         size = params.behaviour.batch_size
         enrolled = 0
-        batch_no = 0
         with self._uow() as uow:
             # One transaction per chunk of the audience (a thousand contacts); tasks are
             # numbered in batches of the job's batch_size for review and bulk approval.
@@ -414,7 +416,9 @@ class Outreach:
                 uow.jobs.bump(job_id, total_tasks=added)
                 enrolled += len(mapping)
                 uow.commit()
-            if enrolled == 0:
+            # An empty audience ends the job; planning that only found contacts enrolled
+            # before (a resumed run) leaves their tasks to run.
+            if enrolled == 0 and uow.enrollments.count(job_id) == 0:
                 uow.jobs.set_status(
                     org_id, job_id, JobStatus.SUCCEEDED, expected=[JobStatus.RUNNING], now=now
                 )

@@ -354,6 +354,15 @@ class TaskRepo:
         )
         return found is None
 
+    def next_batch(self, org_id: int, job_id: int) -> int:
+        """The batch number after the job's last one (0 for a job without tasks)."""
+        last = self._s.scalar(
+            select(func.max(m.JobTask.batch)).where(
+                m.JobTask.org_id == org_id, m.JobTask.job_id == job_id
+            )
+        )
+        return 0 if last is None else int(last) + 1
+
     def has_open(self, org_id: int, job_id: int) -> bool:
         """Tell whether a job still has a pending or running task (an index probe)."""
         found = self._s.scalar(

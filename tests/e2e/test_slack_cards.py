@@ -164,7 +164,10 @@ def test_the_same_launch_command_run_twice_launches_once(world: SlackWorld) -> N
     with world.session_factory() as s:
         assert s.scalar(select(func.count()).select_from(m.Job)) == 1
         assert s.scalar(select(func.count()).select_from(m.Enrollment)) == 3
+        assert s.scalar(select(m.Job.status)) == "running"
     world.wait_for_tasks(world.latest_job_id(), len(world.contact_ids))
+    assert world.run_worker() == 6  # the 3 drafts, then their 3 cards posted
+    assert len(world.card_messages()) == 3
 
 
 def test_planning_stopped_by_a_crash_is_finished_by_planning_again(world: SlackWorld) -> None:
@@ -188,8 +191,11 @@ def test_planning_stopped_by_a_crash_is_finished_by_planning_again(world: SlackW
     with world.session_factory() as s:
         assert s.scalar(select(func.count()).select_from(m.Enrollment)) == 3
         assert s.scalar(select(func.count()).select_from(m.JobTask)) == 3
-        total = s.scalar(select(m.Job.total_tasks).where(m.Job.id == job.id))
-    assert total == 3
+        total, status = s.execute(
+            select(m.Job.total_tasks, m.Job.status).where(m.Job.id == job.id)
+        ).one()
+    assert (total, status) == (3, "running")
+    assert world.run_worker() == 6
 
 
 def pending_calls(world: SlackWorld) -> int:

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
+from alembic import command
 from sqlalchemy import Engine, inspect, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from storage import models as m
-from storage.migrate import current_heads
+from storage.migrate import alembic_config, current_heads, upgrade
 from tests.support.builders import make_contact, make_org
+from tests.support.databases import drop_postgres_database, migrated_engine
 
 
 def test_migrations_build_every_table_of_the_models(engine: Engine) -> None:
@@ -65,3 +68,31 @@ def test_json_columns_round_trip(session: Session) -> None:
     stored = session.scalars(select(m.Contact).where(m.Contact.id == contact.id)).one()
     assert stored.tags == ["amc", "texas"]
     assert stored.email_preferences == {"newsletter": False}
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_migration_0007_down_and_up_keeps_jobs_and_their_tasks(kind: str, tmp_path: Path) -> None:
+    """On SQLite a rebuilt `jobs` table would cascade its drop to tasks and enrollments."""
+    engine = migrated_engine(kind, tmp_path, suffix="_0007")
+    url = engine.url.render_as_string(hide_password=False)
+    try:
+        with Session(engine) as session:
+            org = make_org(session)
+            job = m.Job(org_id=org.id, name="launch", params={}, request_key="slack:1.2.3")
+            session.add(job)
+            session.flush()
+            session.add(m.JobTask(org_id=org.id, job_id=job.id, kind="draft_email", input={}))
+            session.commit()
+
+        command.downgrade(alembic_config(url), "0006")
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM job_tasks").scalar() == 1
+            assert "request_key" not in {c["name"] for c in inspect(conn).get_columns("jobs")}
+        upgrade(url)
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM job_tasks").scalar() == 1
+            assert conn.exec_driver_sql("SELECT count(*) FROM jobs").scalar() == 1
+    finally:
+        engine.dispose()
+        if kind == "postgresql":
+            drop_postgres_database(url)

@@ -22,13 +22,16 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+# Plain ALTER TABLE on both databases (SQLite has DROP COLUMN since 3.35): batch mode
+# would rebuild `jobs` on SQLite, and dropping the old table cascades to its tasks and
+# enrollments (foreign keys are on).
+
+
 def upgrade() -> None:
-    with op.batch_alter_table("jobs") as batch:
-        batch.add_column(sa.Column("request_key", sa.String(length=100), nullable=True))
+    op.add_column("jobs", sa.Column("request_key", sa.String(length=100), nullable=True))
     op.create_index("ux_jobs_org_id_request_key", "jobs", ["org_id", "request_key"], unique=True)
 
 
 def downgrade() -> None:
     op.drop_index("ux_jobs_org_id_request_key", table_name="jobs")
-    with op.batch_alter_table("jobs") as batch:
-        batch.drop_column("request_key")
+    op.drop_column("jobs", "request_key")
