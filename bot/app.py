@@ -388,7 +388,10 @@ def _mount_slack(app: FastAPI, bolt: App, signing_secret: str) -> None:
 
     async def to_bolt(request: Request) -> BoltRequest | Response:
         body = (await request.body()).decode("utf-8", errors="replace")
-        headers = {k: [v] for k, v in request.headers.items()}
+        # Bolt's own x-slack-bolt-* headers steer its lazy listeners: never from outside.
+        headers = {
+            k: [v] for k, v in request.headers.items() if not k.lower().startswith("x-slack-bolt-")
+        }
         try:
             return BoltRequest(body=body, query=request.url.query, headers=headers)
         except ValueError:

@@ -322,6 +322,14 @@ class Outreach:
                 campaign = uow.campaigns.find_by_name(org_id, ref)
             if campaign is None:
                 raise NotFound(f"no campaign named “{ref}”; `/campaign list` shows them")
+            if request_key is not None:
+                # Before the checks below: the campaign may have moved on since the first run.
+                earlier: Job | None = uow.jobs.find_by_request_key(org_id, request_key)
+                if earlier is not None:
+                    count = self._audience_count(uow, org_id, earlier.parsed_params(), now)
+                    return LaunchResult(
+                        job=earlier, audience_count=count, campaign_name=campaign.name
+                    )
             if campaign.status.value in ("completed", "archived"):
                 raise InvalidInput(
                     f"campaign “{campaign.name}” is {campaign.status.value}; it cannot be launched"
@@ -332,12 +340,6 @@ class Outreach:
                 raise InvalidInput(str(exc).splitlines()[0]) from exc
             self._check_step_templates(uow, org_id, params)
             count = self._audience_count(uow, org_id, params, now)
-            if request_key is not None:
-                earlier: Job | None = uow.jobs.find_by_request_key(org_id, request_key)
-                if earlier is not None:
-                    return LaunchResult(
-                        job=earlier, audience_count=count, campaign_name=campaign.name
-                    )
             job: Job = uow.jobs.add(
                 org_id,
                 name=f"{campaign.name} · launch",

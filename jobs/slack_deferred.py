@@ -30,11 +30,12 @@ RETRY_STEP = timedelta(seconds=10)
 
 
 class _ReplayLazyRunner(LazyListenerRunner):
-    """Run the replayed lazy function in the worker's thread and keep what it raised.
+    """Run the replayed lazy function in the worker's thread; note that it ran, and what
+    it raised.
 
-    Bolt's own runner logs a lazy function's exception and carries on, so `dispatch`
-    answers 200 and the worker would forget a call that failed; this one hands the
-    exception to the worker, which retries the call.
+    Bolt's own runner logs a lazy function's exception and carries on, and Bolt answers
+    200 without running the listener when, say, `auth.test` fails in the authorization
+    middleware; from the status alone the worker would forget calls that never ran.
     """
 
     def __init__(self, logger: logging.Logger) -> None:
@@ -47,6 +48,7 @@ class _ReplayLazyRunner(LazyListenerRunner):
 
     def run(self, function: Callable[..., None], request: BoltRequest) -> None:
         """Run the function with the arguments it names; remember its exception."""
+        self._local.ran = True
         self._local.error = None
         names = list(inspect.signature(function).parameters)
         kwargs = build_required_kwargs(
@@ -61,21 +63,25 @@ class _ReplayLazyRunner(LazyListenerRunner):
         except Exception as exc:  # noqa: BLE001 - handed to the worker, which retries
             self._local.error = exc
 
-    def take_error(self) -> Exception | None:
-        """What the last function run in this thread raised, if anything (once)."""
-        error: Exception | None = getattr(self._local, "error", None)
+    def forget(self) -> None:
+        """Clear this thread's outcome before a replay."""
+        self._local.ran = False
         self._local.error = None
-        return error
+
+    def outcome(self) -> tuple[bool, Exception | None]:
+        """Whether a function ran in this thread since `forget()`, and what it raised."""
+        return bool(getattr(self._local, "ran", False)), getattr(self._local, "error", None)
 
 
 class DeferredSlackWorker(PolledWorker):
     """Claims deferred Slack calls and runs them; `run_until_idle()` in tests and benches.
 
-    A call that ran is deleted. One whose function raised, or that Bolt could not get to
-    its listener (an error in a middleware such as the installation lookup: status 500),
-    is retried after 10 s, then 20 s, and failed for good with its error after
-    `MAX_ATTEMPTS`. One that names a function no listener has (Bolt answers 404) is failed
-    at once. A call whose worker died is claimed again when its lease runs out.
+    A call that ran is deleted. One whose function raised, or that never reached its
+    function (an error in Bolt's middleware, or no listener has the function: a deploy
+    in progress) is retried after 10 s, then 20 s, and failed for good with its error
+    after `MAX_ATTEMPTS`. A call whose worker died is claimed again when its lease runs
+    out. Each thread claims one call at a time, so a long call (a launch that plans a
+    large audience) holds up no other call and no claimed call waits past its lease.
     """
 
     def __init__(
@@ -85,7 +91,7 @@ class DeferredSlackWorker(PolledWorker):
         clock: Clock,
         *,
         threads: int = 4,
-        claim_size: int = 4,
+        claim_size: int = 1,
         poll_seconds: float = 0.25,
     ) -> None:
         self._bolt = bolt
@@ -119,6 +125,7 @@ class DeferredSlackWorker(PolledWorker):
                 retry_at=None,
             )
             return
+        self._runner.forget()
         try:
             request = BoltRequest(
                 body=call.body,
@@ -129,21 +136,19 @@ class DeferredSlackWorker(PolledWorker):
                 },
             )
             response = self._bolt.dispatch(request)
-            error = self._runner.take_error()
         except Exception as exc:  # noqa: BLE001 - kept for another attempt, the worker goes on
             self._retry(call, exc)
             return
+        ran, error = self._runner.outcome()
         if error is not None:
             self._retry(call, error)
-        elif response.status == 404:
-            # No listener has the function (e.g. renamed by a deploy): no retry will help.
-            log.error(
-                "deferred Slack call had no listener",
-                extra={"call_id": call.id, "fn": call.function},
-            )
-            self._queue.failed(call, "no listener ran it (Bolt answered 404)", retry_at=None)
-        elif response.status != 200:
-            self._retry(call, f"Bolt answered {response.status} before the listener ran")
+        elif not ran and response.status == 404:
+            # No listener has the function: renamed by a deploy, or web processes already
+            # run newer code than this worker (a rolling deploy); retried, then failed.
+            self._retry(call, f"no listener has {call.function} (Bolt answered 404)")
+        elif not ran:
+            # E.g. the installation lookup or auth.test failed in Bolt's middleware.
+            self._retry(call, f"Bolt answered {response.status} without running the listener")
         elif not self._queue.done(call):
             log.warning(
                 "deferred Slack call ran after its lease ran out", extra={"call_id": call.id}

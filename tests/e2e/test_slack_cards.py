@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from urllib.parse import urlencode
 
 import pytest
 from sqlalchemy import Engine, func, select
@@ -13,6 +14,7 @@ from bot.slack_ids import ActionId, BlockId, CallbackId
 from domain.clock import FixedClock
 from domain.jobs import JobStatus
 from sandbox.server import free_port
+from sandbox.slack_api import DEFAULT_TEAM_ID
 from storage import models as m
 from storage.models_slack import SlackDeferredCall
 from storage.uow import UnitOfWork
@@ -201,6 +203,36 @@ def test_planning_stopped_by_a_crash_is_finished_by_planning_again(world: SlackW
 def pending_calls(world: SlackWorld) -> int:
     with world.session_factory() as s:
         return s.scalar(select(func.count()).select_from(SlackDeferredCall)) or 0
+
+
+def test_bolts_internal_lazy_headers_from_outside_are_ignored(world: SlackWorld) -> None:
+    """A request cannot ask the web process to run a lazy function in place of the ack."""
+    launch(world)
+    worker = world.runtime.slack_worker
+    assert worker is not None
+    worker.stop()
+    message = world.card_messages()[0]
+    value = world.button(message, ActionId.APPROVE)["value"]
+    card_id = json.loads(value)["card"]
+    payload = {
+        "type": "block_actions",
+        "team": {"id": DEFAULT_TEAM_ID},
+        "user": {"id": REP, "team_id": DEFAULT_TEAM_ID},
+        "api_app_id": "A0SANDBOXAPP",
+        "trigger_id": "1.2.3",
+        "container": {"type": "message", "message_ts": message.ts, "channel_id": REVIEW_CHANNEL},
+        "channel": {"id": REVIEW_CHANNEL},
+        "actions": [{"type": "button", "action_id": ActionId.APPROVE, "value": value}],
+    }
+    body = urlencode({"payload": json.dumps(payload)})
+    headers = {
+        **signed_headers(body, signing_secret=SIGNING_SECRET),
+        "x-slack-bolt-lazy-only": "1",
+        "x-slack-bolt-lazy-function-name": "approve",
+    }
+    assert world.post(body, headers=headers).status_code == 200
+    assert card_state(world, card_id) == "in_review"
+    assert pending_calls(world) == 1
 
 
 def test_a_stale_or_unsigned_request_is_refused_and_does_nothing(

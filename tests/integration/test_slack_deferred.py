@@ -332,17 +332,23 @@ class ReplayApp:
     authorizer stands in for the installation store: it can fail the next few requests.
     """
 
-    def __init__(self, *, lazy_failures: int = 0, authorize_failures: int = 0) -> None:
+    def __init__(
+        self, *, lazy_failures: int = 0, authorize_failures: int = 0, unauthorized: int = 0
+    ) -> None:
         self.ran: list[tuple[str | None, str]] = []
         self.lazy_failures = lazy_failures
         self.authorize_failures = authorize_failures
+        self.unauthorized = unauthorized
         self.errors: list[Exception] = []
 
         # Bolt hands a function only the arguments it names (a bound method would get none).
-        def authorize(enterprise_id: str | None, team_id: str | None) -> AuthorizeResult:
+        def authorize(enterprise_id: str | None, team_id: str | None) -> AuthorizeResult | None:
             if self.authorize_failures:
                 self.authorize_failures -= 1
                 raise ConnectionError("installation store unreachable")
+            if self.unauthorized:
+                self.unauthorized -= 1
+                return None
             return AuthorizeResult(
                 enterprise_id=enterprise_id,
                 team_id=team_id,
@@ -420,23 +426,49 @@ def test_the_worker_leaves_calls_that_are_not_due(
     assert queue.counts() == {"pending": 1}
 
 
-def test_a_call_naming_a_function_no_listener_has_fails_for_good(
+def test_a_call_naming_a_function_no_listener_has_is_retried_then_failed(
     queue: SlackDeferredQueue, session_factory: Callable[[], Session], clock: FixedClock
 ) -> None:
     replay = ReplayApp()
     worker = make_worker(replay, queue, clock)
-    # A function renamed by a deploy between the ack and the replay.
+    # A function renamed by a deploy, or web processes already newer than this worker.
     (call_id,) = queue.enqueue([click("card-7", function="approve_card_v1")], now=clock.now())
 
-    worker.run_until_idle()
+    for _ in range(MAX_ATTEMPTS):
+        assert worker.run_until_idle() == 1
+        clock.advance(minutes=1)
 
     row = stored(session_factory, call_id)
     assert row is not None
-    assert (row.status, row.attempts, row.not_before) == ("failed", 1, None)
-    assert row.error == "no listener ran it (Bolt answered 404)"
+    assert (row.status, row.attempts, row.not_before) == ("failed", MAX_ATTEMPTS, None)
+    assert row.error == (
+        f"no listener has approve_card_v1 (Bolt answered 404) (attempt {MAX_ATTEMPTS}, given up)"
+    )
     assert replay.ran == []
     clock.advance(days=1)
     assert worker.run_until_idle() == 0
+
+
+def test_a_replay_bolt_answers_without_running_the_listener_is_retried(
+    queue: SlackDeferredQueue, session_factory: Callable[[], Session], clock: FixedClock
+) -> None:
+    # The installation is not found once (e.g. auth.test failed): Bolt answers 200 with
+    # a "please reinstall" text and runs no listener.
+    replay = ReplayApp(unauthorized=1)
+    worker = make_worker(replay, queue, clock)
+    (call_id,) = queue.enqueue([click("card-7")], now=clock.now())
+
+    assert worker.run_until_idle() == 1
+
+    row = stored(session_factory, call_id)
+    assert row is not None
+    assert row.status == "pending"
+    assert row.error is not None
+    assert "without running the listener" in row.error
+    clock.advance(minutes=1)
+    assert worker.run_until_idle() == 1
+    assert replay.ran == [(TEAM, "card-7")]
+    assert queue.counts() == {}
 
 
 def test_a_replay_that_raises_is_retried_after_a_delay_and_then_runs(
@@ -566,7 +598,7 @@ def test_a_transient_authorize_error_is_retried_later(
     row = stored(session_factory, call_id)
     assert row is not None
     # Bolt logs a middleware's error (through the app's error handler) and answers 500.
-    assert (row.status, row.error) == ("pending", "Bolt answered 500 before the listener ran")
+    assert (row.status, row.error) == ("pending", "Bolt answered 500 without running the listener")
     assert [str(e) for e in replay.errors] == ["installation store unreachable"]
     clock.advance(minutes=1)
     worker.run_until_idle()
