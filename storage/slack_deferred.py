@@ -66,6 +66,7 @@ class SlackDeferredQueue:
                 status=PENDING,
                 attempts=0,
                 not_before=now,
+                created_at=now,
             )
             .returning(c.id, sort_by_parameter_order=True)
         )

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from handlers.api.deps import ServicesDep
+from handlers.api.deps import Services, ServicesDep
+from storage.models_slack import SlackDeferredCall
 
 router = APIRouter(tags=["health"])
 
@@ -35,5 +36,28 @@ def healthz(services: ServicesDep) -> JSONResponse:
             503,
         )
     return JSONResponse(
-        {"status": "ok", "database": services.engine.dialect.name, "schema": version}
+        {
+            "status": "ok",
+            "database": services.engine.dialect.name,
+            "schema": version,
+            "slack_work": _slack_work(services),
+        }
     )
+
+
+def _slack_work(services: Services) -> dict[str, float | int]:
+    """The Slack work stored for `salesbot worker`: a backlog whose oldest call keeps
+    ageing means no worker is running (clicks are acked but not acted on)."""
+    calls = SlackDeferredCall
+    with services.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        rows = conn.execute(
+            select(calls.status, func.count(), func.min(calls.created_at)).group_by(calls.status)
+        ).all()
+    waiting = [r for r in rows if r[0] != "failed"]
+    oldest = min((r[2] for r in waiting), default=None)
+    age = (services.clock.now() - oldest).total_seconds() if oldest is not None else 0.0
+    return {
+        "waiting": sum(r[1] for r in waiting),
+        "failed": sum(r[1] for r in rows if r[0] == "failed"),
+        "oldest_waiting_seconds": round(max(age, 0.0), 1),
+    }

@@ -128,6 +128,9 @@ def test_a_click_acked_while_no_worker_runs_is_kept_and_acted_on_later(
             (world.org_id, "approve", "pending")
         ]
     assert card_state(world, card_id) == "in_review"
+    world.runtime.services.clock.advance(seconds=90)  # type: ignore[attr-defined]
+    health = world.client.get("/healthz").json()["slack_work"]
+    assert health == {"waiting": 1, "failed": 0, "oldest_waiting_seconds": 90.0}
     worker.start()
     wait_until(lambda: card_state(world, card_id) == "blocked", what="card acted on")
 

@@ -334,6 +334,11 @@ def test_healthz_reports_the_database_and_schema(api: ApiWorld, db_kind: str) ->
     assert response.status_code == 200
     assert response.json()["status"] == "ok"
     assert response.json()["database"] == db_kind
+    assert response.json()["slack_work"] == {
+        "waiting": 0,
+        "failed": 0,
+        "oldest_waiting_seconds": 0.0,
+    }
 
 
 def test_openapi_lists_the_original_systems_routes(api: ApiWorld) -> None:
