@@ -231,6 +231,7 @@ def build_runtime(
             ),
         )
         # The web app stores each listener's slow part; the worker's app replays it.
+        deferred = SlackDeferredQueue(services.session_factory)
         replay = build_bolt_app(
             settings,
             deps,
@@ -238,19 +239,13 @@ def build_runtime(
             oauth_settings=slack.oauth_settings,
             replay=True,
         )
-        slack_worker = DeferredSlackWorker(
-            replay, SlackDeferredQueue(services.session_factory), services.clock
-        )
+        slack_worker = DeferredSlackWorker(replay, deferred, services.clock)
         bolt = build_bolt_app(
             settings,
             deps,
             client=slack.app_client,
             oauth_settings=slack.oauth_settings,
-            lazy_runner=QueuedLazyRunner(
-                SlackDeferredQueue(services.session_factory),
-                services.clock,
-                on_stored=slack_worker.wake,
-            ),
+            lazy_runner=QueuedLazyRunner(deferred, services.clock, on_stored=slack_worker.wake),
         )
     return Runtime(
         settings=settings,

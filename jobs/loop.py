@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Generic, TypeVar
@@ -32,11 +33,6 @@ class PollingThreads:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._workers: list[threading.Thread] = []
-
-    @property
-    def running(self) -> bool:
-        """Whether the threads are started."""
-        return bool(self._workers)
 
     def wake(self) -> None:
         """Tell the threads that work arrived."""
@@ -72,7 +68,7 @@ class PollingThreads:
                 self._wake.clear()
 
 
-class PolledWorker:
+class PolledWorker(ABC):
     """A worker whose `run_once()` claims and runs a batch of work and returns its size.
 
     In production `start()` runs it in polling threads; tests and benches call
@@ -86,9 +82,9 @@ class PolledWorker:
             self.run_once, threads=threads, poll_seconds=poll_seconds, name=name
         )
 
+    @abstractmethod
     def run_once(self) -> int:
         """Claim and run one batch; return how much was claimed (0: nothing to do)."""
-        raise NotImplementedError
 
     def run_until_idle(self, *, max_rounds: int = 100_000) -> int:
         """Run batches until nothing is due; return how much ran."""

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from sqlalchemy import func, select, text
+from sqlalchemy import Connection, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from handlers.api.deps import Services, ServicesDep
+from handlers.api.deps import ServicesDep
 from storage.models_slack import SlackDeferredCall
 
 router = APIRouter(tags=["health"])
@@ -18,14 +20,16 @@ def healthz(services: ServicesDep) -> JSONResponse:
     """Report whether the database answers and carries the expected schema."""
     from storage.migrate import current_heads
 
+    heads = current_heads()
     try:
         with services.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("SELECT 1"))
             version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+            if version in heads:
+                slack_work = _slack_work(conn, services.clock.now())
     except SQLAlchemyError as exc:
         reason = str(exc.orig if hasattr(exc, "orig") else exc).splitlines()[0]
         return JSONResponse({"status": "error", "database": f"unreachable: {reason}"}, 503)
-    heads = current_heads()
     if version not in heads:
         return JSONResponse(
             {
@@ -40,22 +44,21 @@ def healthz(services: ServicesDep) -> JSONResponse:
             "status": "ok",
             "database": services.engine.dialect.name,
             "schema": version,
-            "slack_work": _slack_work(services),
+            "slack_work": slack_work,
         }
     )
 
 
-def _slack_work(services: Services) -> dict[str, float | int]:
+def _slack_work(conn: Connection, now: datetime) -> dict[str, float | int]:
     """The Slack work stored for `salesbot worker`: a backlog whose oldest call keeps
     ageing means no worker is running (clicks are acked but not acted on)."""
     calls = SlackDeferredCall
-    with services.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        rows = conn.execute(
-            select(calls.status, func.count(), func.min(calls.created_at)).group_by(calls.status)
-        ).all()
+    rows = conn.execute(
+        select(calls.status, func.count(), func.min(calls.created_at)).group_by(calls.status)
+    ).all()
     waiting = [r for r in rows if r[0] != "failed"]
     oldest = min((r[2] for r in waiting), default=None)
-    age = (services.clock.now() - oldest).total_seconds() if oldest is not None else 0.0
+    age = (now - oldest).total_seconds() if oldest is not None else 0.0
     return {
         "waiting": sum(r[1] for r in waiting),
         "failed": sum(r[1] for r in rows if r[0] == "failed"),

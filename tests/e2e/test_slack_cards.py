@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest
@@ -114,13 +115,7 @@ def test_a_click_acked_while_no_worker_runs_is_kept_and_acted_on_later(
     world: SlackWorld,
 ) -> None:
     """The ack is sent only after the click is stored: a worker that was down catches up."""
-    launch(world)
-    worker = world.runtime.slack_worker
-    assert worker is not None
-    worker.stop()
-    message = world.card_messages()[0]
-    value = world.button(message, ActionId.APPROVE)["value"]
-    card_id = json.loads(value)["card"]
+    worker, message, value, card_id = launched_with_worker_stopped(world)
     assert world.click(ActionId.APPROVE, value, message_ts=message.ts).status_code == 200
     with world.session_factory() as s:
         stored = s.execute(select(SlackDeferredCall)).scalars().all()
@@ -133,24 +128,14 @@ def test_a_click_acked_while_no_worker_runs_is_kept_and_acted_on_later(
     assert health == {"waiting": 1, "failed": 0, "oldest_waiting_seconds": 90.0}
     worker.start()
     wait_until(lambda: card_state(world, card_id) == "blocked", what="card acted on")
-
-    def calls_left() -> int:
-        with world.session_factory() as s:
-            return s.scalar(select(func.count()).select_from(SlackDeferredCall)) or 0
-
-    wait_until(lambda: calls_left() == 0, what="the stored call forgotten once it ran")
+    wait_until(lambda: not pending_calls(world), what="the stored call forgotten once it ran")
 
 
 def test_a_launch_whose_answer_cannot_be_delivered_runs_once(world: SlackWorld) -> None:
     """The work after the ack is retried when it raises; a lost answer must not re-launch."""
     unreachable = f"http://127.0.0.1:{free_port()}/commands/T0/1/lost"
     assert world.command("launch Q4 lender win-back", response_url=unreachable).status_code == 200
-
-    def settled() -> bool:
-        with world.session_factory() as s:
-            return not s.scalar(select(func.count()).select_from(SlackDeferredCall))
-
-    wait_until(settled, what="the stored command run and forgotten")
+    wait_until(lambda: not pending_calls(world), what="the stored command run and forgotten")
     with world.session_factory() as s:
         assert s.scalar(select(func.count()).select_from(m.Job)) == 1
     world.wait_for_tasks(world.latest_job_id(), len(world.contact_ids))
@@ -204,19 +189,26 @@ def test_planning_stopped_by_a_crash_is_finished_by_planning_again(world: SlackW
 
 
 def pending_calls(world: SlackWorld) -> int:
+    """Stored Slack calls not yet run and forgotten."""
     with world.session_factory() as s:
         return s.scalar(select(func.count()).select_from(SlackDeferredCall)) or 0
 
 
-def test_bolts_internal_lazy_headers_from_outside_are_ignored(world: SlackWorld) -> None:
-    """A request cannot ask the web process to run a lazy function in place of the ack."""
+def launched_with_worker_stopped(world: SlackWorld) -> tuple[Any, Any, str, int]:
+    """Launch, stop the deferred-call worker; return it, the first card's message, its
+    Approve button's value and the card id."""
     launch(world)
     worker = world.runtime.slack_worker
     assert worker is not None
     worker.stop()
     message = world.card_messages()[0]
     value = world.button(message, ActionId.APPROVE)["value"]
-    card_id = json.loads(value)["card"]
+    return worker, message, value, json.loads(value)["card"]
+
+
+def test_bolts_internal_lazy_headers_from_outside_are_ignored(world: SlackWorld) -> None:
+    """A request cannot ask the web process to run a lazy function in place of the ack."""
+    worker, message, value, card_id = launched_with_worker_stopped(world)
     payload = {
         "type": "block_actions",
         "team": {"id": DEFAULT_TEAM_ID},
