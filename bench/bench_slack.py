@@ -11,14 +11,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import resource
 import subprocess
 import time
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 import psycopg
@@ -26,7 +25,6 @@ from sqlalchemy import func, select
 
 from bot.app import build_app, build_runtime
 from bot.settings import Settings
-from bot.slack_ids import ActionId
 from sandbox.google import GoogleUrls
 from sandbox.server import serve_in_thread
 from sandbox.slack_api import (
@@ -41,7 +39,7 @@ from storage.accounts import create_org, link_slack_team
 from storage.db import make_engine, make_session_factory
 from storage.migrate import upgrade
 from storage.models_slack import SlackDeferredCall
-from tests.support.slack import signed_headers
+from tests.support.slack import approve_click_body, signed_headers
 
 ADMIN_URL = os.environ.get("BENCH_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
 DB_NAME = "salesbot_bench_slack"
@@ -147,25 +145,7 @@ def _settings(url: str, slack_api: str, *, post_interval: float = 1.1) -> Settin
 
 
 def _click_body(card_id: int, fingerprint: str | None) -> str:
-    payload = {
-        "type": "block_actions",
-        "team": {"id": DEFAULT_TEAM_ID, "domain": "sandbox"},
-        "user": {"id": REP, "username": "rep", "team_id": DEFAULT_TEAM_ID},
-        "api_app_id": "A0SANDBOXAPP",
-        "trigger_id": "1.2.3",
-        "container": {"type": "message", "message_ts": "1.0", "channel_id": DEFAULT_CHANNEL_ID},
-        "channel": {"id": DEFAULT_CHANNEL_ID},
-        "actions": [
-            {
-                "type": "button",
-                "action_id": ActionId.APPROVE.value,
-                "block_id": "card_actions",
-                "value": json.dumps({"card": card_id, "fp": fingerprint}),
-                "action_ts": "1.0",
-            }
-        ],
-    }
-    return urlencode({"payload": json.dumps(payload)})
+    return approve_click_body(card_id, fingerprint, user=REP)
 
 
 def _percentile(values: list[float], pct: float) -> float:

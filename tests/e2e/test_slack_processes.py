@@ -6,13 +6,11 @@ click is stored by a web process before its ack and run by the worker process.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -20,12 +18,16 @@ from sqlalchemy import Engine
 from typer.testing import CliRunner
 
 from bot.cli import app as cli
-from bot.slack_ids import ActionId
 from sandbox.server import free_port
-from sandbox.slack_api import DEFAULT_BOT_TOKEN, DEFAULT_CHANNEL_ID, DEFAULT_TEAM_ID
+from sandbox.slack_api import DEFAULT_BOT_TOKEN, DEFAULT_TEAM_ID
 from storage.accounts import create_org, link_slack_team
 from storage.db import make_session_factory
-from tests.support.slack import ServedSlack, serve_slack_stand_in, signed_headers
+from tests.support.slack import (
+    ServedSlack,
+    approve_click_body,
+    serve_slack_stand_in,
+    signed_headers,
+)
 from tests.support.slack_app import REP, SIGNING_SECRET, wait_until
 
 pytestmark = pytest.mark.slow
@@ -37,28 +39,6 @@ ROOT = Path(__file__).resolve().parents[2]
 def served_slack() -> Iterator[ServedSlack]:
     with serve_slack_stand_in() as served:
         yield served
-
-
-def _click(card_id: int) -> str:
-    payload = {
-        "type": "block_actions",
-        "team": {"id": DEFAULT_TEAM_ID, "domain": "sandbox"},
-        "user": {"id": REP, "username": "maria", "team_id": DEFAULT_TEAM_ID},
-        "api_app_id": "A0SANDBOXAPP",
-        "trigger_id": "1.2.3",
-        "container": {"type": "message", "message_ts": "1.0", "channel_id": DEFAULT_CHANNEL_ID},
-        "channel": {"id": DEFAULT_CHANNEL_ID},
-        "actions": [
-            {
-                "type": "button",
-                "action_id": ActionId.APPROVE.value,
-                "block_id": "card_actions",
-                "value": json.dumps({"card": card_id, "fp": None}),
-                "action_ts": "1.0",
-            }
-        ],
-    }
-    return urlencode({"payload": json.dumps(payload)})
 
 
 def _env(database_url: str, slack_api: str) -> dict[str, str]:
@@ -99,7 +79,7 @@ def test_a_click_acked_by_a_web_process_is_acted_on_by_the_worker_process(
                 return False
 
         wait_until(healthy, timeout=60, what="salesbot web answering")
-        body = _click(987654)
+        body = approve_click_body(987654, None, user=REP)
         answer = httpx.post(
             f"http://127.0.0.1:{port}/slack/events",
             content=body.encode(),

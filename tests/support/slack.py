@@ -15,6 +15,7 @@ A test module serves one stand-in for all its tests and resets it between them:
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -25,8 +26,16 @@ from slack_sdk import WebClient
 from slack_sdk.http_retry.handler import RetryHandler
 from slack_sdk.signature import SignatureVerifier
 
+from bot.slack_ids import ActionId
 from sandbox.server import RunningServer
-from sandbox.slack_api import DEFAULT_BOT_TOKEN, SlackStandIn, api_base_url, start_slack_stand_in
+from sandbox.slack_api import (
+    DEFAULT_BOT_TOKEN,
+    DEFAULT_CHANNEL_ID,
+    DEFAULT_TEAM_ID,
+    SlackStandIn,
+    api_base_url,
+    start_slack_stand_in,
+)
 
 
 @dataclass(frozen=True)
@@ -103,3 +112,26 @@ def slash_command_body(
             "trigger_id": trigger_id,
         }
     )
+
+
+def approve_click_body(card_id: int, fingerprint: str | None, *, user: str) -> str:
+    """The form body Slack posts when `user` clicks Approve on a card in the sandbox channel."""
+    payload = {
+        "type": "block_actions",
+        "team": {"id": DEFAULT_TEAM_ID, "domain": "sandbox"},
+        "user": {"id": user, "username": user.lower(), "team_id": DEFAULT_TEAM_ID},
+        "api_app_id": "A0SANDBOXAPP",
+        "trigger_id": "1.2.3",
+        "container": {"type": "message", "message_ts": "1.0", "channel_id": DEFAULT_CHANNEL_ID},
+        "channel": {"id": DEFAULT_CHANNEL_ID},
+        "actions": [
+            {
+                "type": "button",
+                "action_id": ActionId.APPROVE.value,
+                "block_id": "card_actions",
+                "value": json.dumps({"card": card_id, "fp": fingerprint}),
+                "action_ts": "1.0",
+            }
+        ],
+    }
+    return urlencode({"payload": json.dumps(payload)})
