@@ -1,6 +1,6 @@
 """CSV import of 100,000 contacts on PostgreSQL, through the `salesbot import` command.
 
-Target (DESIGN.md): under 30 s. The database `salesbot_bench_import` is created on
+Target (docs/design.md): under 30 s. The database `salesbot_bench_import` is created on
 first use and reused; the benchmark's organization is emptied at the start, so the
 first contact import inserts every row and the second one updates every row.
 Each import runs as `salesbot import ...` in a subprocess, exactly as a user runs

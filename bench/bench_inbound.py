@@ -1,6 +1,6 @@
 """Inbound Gmail pipeline on PostgreSQL: 1,000 messages announced by push, stored and parsed.
 
-Target (DESIGN.md): at least 200 messages/s end to end without the model (the issue asks
+Target (docs/design.md): at least 200 messages/s end to end without the model (the issue asks
 for at least 100/s). Everything is real but Google. Each party runs in a process of its own,
 as in production: the Google stand-in (Gmail API, OAuth, the Pub/Sub token signer), as
 Google runs elsewhere; Salesbot's app, built by `build_app` exactly as `salesbot serve`

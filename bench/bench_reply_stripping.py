@@ -1,4 +1,4 @@
-"""Reply-stripping accuracy on ../shared/corpus/replies (`python -m bench reply_stripping`).
+"""Reply-stripping accuracy on tests/corpus/replies (`python -m bench reply_stripping`).
 
 Prints, per source corpus (and per kind of talon case), the share of cases whose stripped
 text matches the expected output, judged as each `cases.json` `semantics` string says (see

@@ -1,7 +1,7 @@
 """The text a person wrote: HTML turned into text, and a reply stripped of history and signature.
 
 `strip_reply` is built on mail-parser-reply (quote headers and disclaimers in 14 languages)
-with a layer of our own where the corpus in `../shared/corpus/replies` showed the library
+with a layer of our own where the corpus in `tests/corpus/replies` showed the library
 falling short; `python -m bench reply_stripping` prints both figures (the library alone
 matched 129 of 251 cases, this module 218):
 

@@ -1,6 +1,6 @@
 """Every mail of the third-party corpus parses, and what bounce handling needs is read from it.
 
-The corpus (`../shared/corpus`, see its README and SOURCES) holds real bounces, complaints,
+The corpus (`tests/corpus`, see its README and SOURCES) holds real bounces, complaints,
 auto-replies and replies from many MTAs and clients, with the results their source projects
 expect. Counts asserted here are exact: a change that reads more (or less) should update them.
 """

@@ -1,4 +1,4 @@
-"""Reply stripping on the third-party corpus in ../shared/corpus/replies.
+"""Reply stripping on the third-party corpus in tests/corpus/replies.
 
 Each source corpus has a floor a little under the share `strip_reply` matched when it was
 written (`python -m bench reply_stripping` prints the current figures), so a change that

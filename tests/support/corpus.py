@@ -1,7 +1,7 @@
-"""The shared acceptance corpus (`<repo>/../shared/corpus`) and its reply-stripping cases.
+"""The third-party acceptance corpus (`tests/corpus/`) and its reply-stripping cases.
 
-The corpus is third-party data kept beside the repository, not in it: `/work/shared` next to
-`/work/main` on a developer machine, a copy of `shared/` next to the clone in CI. Each
+The corpus is data copied from other projects' tests, with its sources in
+`tests/corpus/SOURCES.md` and their licences in `tests/corpus/LICENSES/`. Each
 `replies/*/cases.json` says in its `semantics` string how the source project's tests call
 their library and compare; `reply_cases()` turns each case into one question our
 `strip_reply(text, html=...)` can answer, judged as that source judges it.
@@ -22,26 +22,21 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+CORPUS_DIR = REPO_ROOT / "tests" / "corpus"
 
 
 class CorpusMissing(RuntimeError):
-    """The shared corpus is not where the tests expect it."""
-
-
-def shared_dir() -> Path:
-    """Return `shared/` beside the repository checkout."""
-    return REPO_ROOT.parent / "shared"
+    """The corpus is not in the checkout."""
 
 
 def corpus_dir() -> Path:
     """Return the corpus folder, or raise CorpusMissing with what to do."""
-    path = shared_dir() / "corpus"
-    if not (path / "README.md").is_file():
+    if not (CORPUS_DIR / "README.md").is_file():
         raise CorpusMissing(
-            f"the shared acceptance corpus is missing: expected {path} "
-            f"(a copy of shared/ beside the repository checkout {REPO_ROOT})"
+            f"the acceptance corpus is missing from the checkout: expected {CORPUS_DIR} "
+            "(it is committed with the repository; restore it with `git checkout -- tests/corpus`)"
         )
-    return path
+    return CORPUS_DIR
 
 
 def corpus_files(*folders: str, suffixes: tuple[str, ...] = (".eml", ".txt")) -> list[Path]:
