@@ -18,11 +18,40 @@ from sqlalchemy.orm import Session
 
 from domain.clock import FixedClock
 from storage.uow import UnitOfWork
-from tests.support.databases import drop_postgres_database, migrated_engine, truncate_all
+from tests.support.databases import (
+    TestServer,
+    choose_test_server,
+    drop_postgres_database,
+    migrated_engine,
+    truncate_all,
+)
 
 DATABASES = ["sqlite", "postgresql"]
 
 warnings.filterwarnings("ignore", category=DeprecationWarning, module="google")
+
+_SERVER = pytest.StashKey[TestServer]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Once per session, in the controlling process: xdist workers (and the processes tests
+    # start) inherit TEST_POSTGRES_ADMIN_URL from it, so they all use the same server.
+    if hasattr(config, "workerinput"):
+        return
+    config.stash[_SERVER] = choose_test_server()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    server = session.config.stash.get(_SERVER, None)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if server is not None and reporter is not None:
+        reporter.write_line(server.description)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    server = config.stash.get(_SERVER, None)
+    if server is not None:
+        server.stop()
 
 
 class _LazyEngines:
