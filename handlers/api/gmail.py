@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bot.settings import Settings
 from domain.errors import ExternalServiceError, InvalidInput, NotFound, NotPermitted
+from domain.fields import Id, Text
 from domain.mail import OutgoingEmail, SendOutcome, SendStatus
 from handlers.api.deps import IdentityDep, Services, ServicesDep, get_identity
 from handlers.api.errors import error_body
@@ -283,14 +284,16 @@ class SendEmailRequest(BaseModel):
     """One email to send from the caller's connected Gmail."""
 
     to: str = Field(min_length=3, max_length=320)
-    to_name: str | None = Field(default=None, max_length=300)
-    subject: str = Field(min_length=1, max_length=998)
-    body_text: str = Field(min_length=1, max_length=200_000)
-    body_html: str | None = Field(default=None, max_length=500_000)
-    contact_id: int | None = None
-    thread_id: str | None = Field(default=None, max_length=64)
-    in_reply_to: str | None = Field(default=None, max_length=998)
-    references: list[str] = Field(default_factory=list, max_length=50)
+    to_name: Text | None = Field(default=None, max_length=300)
+    subject: Text = Field(min_length=1, max_length=998)
+    body_text: Text = Field(min_length=1, max_length=200_000)
+    body_html: Text | None = Field(default=None, max_length=500_000)
+    contact_id: Id | None = None
+    thread_id: Text | None = Field(default=None, max_length=64)
+    in_reply_to: Text | None = Field(default=None, max_length=998)
+    references: list[Annotated[Text, Field(max_length=998)]] = Field(
+        default_factory=list, max_length=50
+    )
     campaign_email: bool = Field(
         default=True, description="Carry List-Unsubscribe and an unsubscribe footer."
     )
