@@ -37,6 +37,7 @@ from handlers import gmail_push
 from handlers.api import gmail as gmail_api
 from handlers.api import health, jobs, marketing, unsubscribe
 from handlers.api.deps import Services
+from handlers.api.docs import error_answer, install_docs
 from handlers.api.errors import error_body, install_error_handlers
 from handlers.api.gmail import GmailIntegration, build_gmail_integration
 from handlers.body_limit import BodyLimitMiddleware
@@ -362,17 +363,28 @@ def build_app(
         version="0.1.0",
         description="Slack/Gmail chat-ops bot for re-engagement campaigns.",
         lifespan=lifespan,
+        docs_url=None,  # served by install_docs, from local assets
+        redoc_url=None,
     )
     app.add_middleware(BodyLimitMiddleware)
     app.state.settings = settings
     app.state.services = runtime.services
     app.state.runtime = runtime
     install_error_handlers(app)
+    install_docs(app)
     app.include_router(health.router)
     app.include_router(marketing.router)
     app.include_router(jobs.router)
-    app.include_router(gmail_api.router)
-    app.include_router(gmail_api.email_router)
+    # Without GOOGLE_CLIENT_ID/SECRET every Gmail route answers 503.
+    gmail_unavailable: dict[int | str, dict[str, Any]] = {503: error_answer(503)}
+    app.include_router(gmail_api.router, responses=gmail_unavailable)
+    app.include_router(
+        gmail_api.email_router,
+        responses={
+            **gmail_unavailable,
+            202: {"description": "Queued: the mailbox's daily cap or spacing holds it."},
+        },
+    )
     app.include_router(unsubscribe.router)
     app.state.gmail_push = gmail_inbound.push
     app.state.gmail_inbound = gmail_inbound

@@ -217,7 +217,19 @@ def _page(title: str, message: str, *, status: int) -> HTMLResponse:
 router = APIRouter(prefix="/api/integrations/gmail", tags=["gmail"])
 
 
-@router.get("/connect", response_model=None)
+# A link or a consent answer that is not valid is answered with a page that says so.
+_INVALID_PAGE: dict[int | str, dict[str, Any]] = {
+    400: {"description": "The link or Google's answer is not valid.", "content": {"text/html": {}}}
+}
+_CONNECT_ANSWERS: dict[int | str, dict[str, Any]] = {
+    **_INVALID_PAGE,
+    302: {"description": "A signed link (`u`): the redirect to Google's consent page."},
+    401: {"description": "No `u` and no valid API token."},
+    403: {"description": "The API token is not tied to a user."},
+}
+
+
+@router.get("/connect", response_model=None, responses=_CONNECT_ANSWERS)
 def connect(
     request: Request, services: ServicesDep, gmail: GmailDep, u: str | None = None
 ) -> Response:
@@ -243,7 +255,7 @@ def connect(
     return JSONResponse({"authorization_url": url, "expires_in": 600})
 
 
-@router.get("/callback", response_class=HTMLResponse)
+@router.get("/callback", response_class=HTMLResponse, responses=_INVALID_PAGE)
 def callback(
     gmail: GmailDep,
     state: str | None = None,
