@@ -12,8 +12,10 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs
 
 from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
 from slack_bolt import App, BoltRequest, BoltResponse
 from slack_bolt.oauth.oauth_settings import OAuthSettings
 from slack_sdk import WebClient
@@ -35,8 +37,10 @@ from handlers import gmail_push
 from handlers.api import gmail as gmail_api
 from handlers.api import health, jobs, marketing, unsubscribe
 from handlers.api.deps import Services
-from handlers.api.errors import install_error_handlers
+from handlers.api.docs import error_answer, install_docs
+from handlers.api.errors import error_body, install_error_handlers
 from handlers.api.gmail import GmailIntegration, build_gmail_integration
+from handlers.body_limit import BodyLimitMiddleware
 from handlers.slack.common import SlackDeps
 from integrations.crypto import LinkSigner, SecretBox
 from jobs.slack_deferred import DeferredSlackWorker
@@ -359,16 +363,28 @@ def build_app(
         version="0.1.0",
         description="Slack/Gmail chat-ops bot for re-engagement campaigns.",
         lifespan=lifespan,
+        docs_url=None,  # served by install_docs, from local assets
+        redoc_url=None,
     )
+    app.add_middleware(BodyLimitMiddleware)
     app.state.settings = settings
     app.state.services = runtime.services
     app.state.runtime = runtime
     install_error_handlers(app)
+    install_docs(app)
     app.include_router(health.router)
     app.include_router(marketing.router)
     app.include_router(jobs.router)
-    app.include_router(gmail_api.router)
-    app.include_router(gmail_api.email_router)
+    # Without GOOGLE_CLIENT_ID/SECRET every Gmail route answers 503.
+    gmail_unavailable: dict[int | str, dict[str, Any]] = {503: error_answer(503)}
+    app.include_router(gmail_api.router, responses=gmail_unavailable)
+    app.include_router(
+        gmail_api.email_router,
+        responses={
+            **gmail_unavailable,
+            202: {"description": "Queued: the mailbox's daily cap or spacing holds it."},
+        },
+    )
     app.include_router(unsubscribe.router)
     app.state.gmail_push = gmail_inbound.push
     app.state.gmail_inbound = gmail_inbound
@@ -380,23 +396,33 @@ def build_app(
 
 def _mount_slack(app: FastAPI, bolt: App, signing_secret: str) -> None:
     """Serve Bolt under /slack/*; its sync dispatch runs in the thread pool, off the loop."""
+    verifier = SignatureVerifier(signing_secret)
 
-    async def to_bolt(request: Request) -> BoltRequest | Response:
-        body = (await request.body()).decode("utf-8", errors="replace")
+    def to_bolt(body: str, request: Request) -> BoltRequest | Response:
         # Bolt's own x-slack-bolt-* headers steer its lazy listeners: never from outside.
         headers = {
             k: [v] for k, v in request.headers.items() if not k.lower().startswith("x-slack-bolt-")
         }
         try:
             return BoltRequest(body=body, query=request.url.query, headers=headers)
-        except ValueError:
-            # Bolt parses the payload before it checks the signature: answer 401 to
-            # unsigned garbage and 400 to a signed request whose payload is not JSON.
-            verifier = SignatureVerifier(signing_secret)
-            signed = verifier.is_valid_request(body, dict(request.headers))
-            status = 400 if signed else 401
-            message = "malformed Slack payload" if signed else "invalid request signature"
-            return Response(status_code=status, content=message)
+        except (ValueError, TypeError, AttributeError, KeyError):
+            # Bolt parses the payload as it builds the request: a signed request whose
+            # payload is not a JSON object is refused here, not with a 500 inside Bolt.
+            return _slack_refusal(400, "malformed_payload", "malformed Slack payload")
+
+    def unsigned(body: str, request: Request) -> Response | None:
+        """Refuse an unsigned or forged request before Bolt parses or logs its body."""
+        timestamp = request.headers.get("x-slack-request-timestamp", "")
+        signature = request.headers.get("x-slack-signature", "")
+        if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
+            if _is_ssl_check(body):
+                return None  # Slack's SSL check carries no signature; Bolt answers it
+            return _slack_refusal(
+                401, "invalid_signature", "missing or malformed X-Slack-Request-Timestamp"
+            )
+        if not verifier.is_valid(body, timestamp, signature):
+            return _slack_refusal(401, "invalid_signature", "invalid request signature")
+        return None
 
     def to_response(bolt_response: BoltResponse) -> Response:
         response = Response(status_code=bolt_response.status, content=bolt_response.body)
@@ -408,7 +434,11 @@ def _mount_slack(app: FastAPI, bolt: App, signing_secret: str) -> None:
 
     @app.post("/slack/events", include_in_schema=False)
     async def slack_events(request: Request) -> Response:
-        bolt_request = await to_bolt(request)
+        body = (await request.body()).decode("utf-8", errors="replace")
+        refusal = unsigned(body, request)
+        if refusal is not None:
+            return refusal
+        bolt_request = to_bolt(body, request)
         if isinstance(bolt_request, Response):
             return bolt_request
         return to_response(await run_in_threadpool(bolt.dispatch, bolt_request))
@@ -418,14 +448,23 @@ def _mount_slack(app: FastAPI, bolt: App, signing_secret: str) -> None:
 
         @app.get("/slack/install", include_in_schema=False)
         async def slack_install(request: Request) -> Response:
-            bolt_request = await to_bolt(request)
+            bolt_request = to_bolt("", request)
             if isinstance(bolt_request, Response):
                 return bolt_request
             return to_response(await run_in_threadpool(flow.handle_installation, bolt_request))
 
         @app.get("/slack/oauth_redirect", include_in_schema=False)
         async def slack_oauth_redirect(request: Request) -> Response:
-            bolt_request = await to_bolt(request)
+            bolt_request = to_bolt("", request)
             if isinstance(bolt_request, Response):
                 return bolt_request
             return to_response(await run_in_threadpool(flow.handle_callback, bolt_request))
+
+
+def _slack_refusal(status: int, code: str, message: str) -> Response:
+    log.info("slack request refused", extra={"status": status, "reason": message})
+    return JSONResponse(error_body(code, message), status)
+
+
+def _is_ssl_check(body: str) -> bool:
+    return len(body) < 1024 and parse_qs(body).get("ssl_check") == ["1"]

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import gc
-import logging
 
 from fastapi import FastAPI
 
 from bot.app import build_app
+from bot.logs import configure_logging
 from bot.settings import load_settings
 
 
 def web_app() -> FastAPI:
     """Build the endpoints from the environment's settings, without the background work."""
     settings = load_settings()
-    logging.basicConfig(
-        level=settings.LOG_LEVEL, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.LOG_LEVEL, settings.LOG_FORMAT)
     app = build_app(settings, start_background=False)
     # The objects built at startup live as long as the process: out of the collector's
     # sight, a full collection no longer walks them (it paused a burst of acks by

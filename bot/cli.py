@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import logging
 import sys
 from typing import Annotated
 
@@ -11,6 +10,7 @@ import typer
 from rich.console import Console
 
 from bot.cli_import import import_command
+from bot.logs import configure_logging
 from bot.settings import Settings, SettingsError, load_settings
 from domain.clock import SystemClock
 from domain.contacts import TokenScope
@@ -57,9 +57,7 @@ def serve(
     from bot.app import build_app
 
     settings = settings_or_exit()
-    logging.basicConfig(
-        level=settings.LOG_LEVEL, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.LOG_LEVEL, settings.LOG_FORMAT)
     sandbox = None
     if settings.sandbox:
         from bot.sandbox import start_sandbox
@@ -79,7 +77,11 @@ def serve(
     gc.freeze()  # see bot/asgi.py: startup objects out of the collector's sight
     try:
         uvicorn.run(
-            application, host=host or settings.HOST, port=port or settings.PORT, log_level="info"
+            application,
+            host=host or settings.HOST,
+            port=port or settings.PORT,
+            log_level="info",
+            log_config=None,  # uvicorn's loggers print through ours (redacted)
         )
     finally:
         if sandbox is not None:
@@ -109,6 +111,7 @@ def web(
     import uvicorn
 
     settings = _real_settings_or_exit("web")
+    configure_logging(settings.LOG_LEVEL, settings.LOG_FORMAT)
     uvicorn.run(
         "bot.asgi:web_app",
         factory=True,
@@ -116,6 +119,7 @@ def web(
         port=port or settings.PORT,
         workers=processes,
         log_level="info",
+        log_config=None,  # each process configures logging in bot.asgi:web_app
     )
 
 
@@ -140,9 +144,7 @@ def worker(
     from bot.app import build_background, build_runtime
 
     settings = _real_settings_or_exit("worker")
-    logging.basicConfig(
-        level=settings.LOG_LEVEL, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.LOG_LEVEL, settings.LOG_FORMAT)
     if nice:
         os.nice(nice)
     background = build_background(build_runtime(settings))

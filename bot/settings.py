@@ -27,6 +27,11 @@ class Settings(BaseSettings):
     HOST: str = "127.0.0.1"
     PORT: int = Field(default=3000, ge=1, le=65535)
     LOG_LEVEL: str = "INFO"
+    LOG_FORMAT: str = Field(
+        default="text",
+        description="`text`: one line a record with its extras as key=value; `json`: one "
+        "JSON object a line.",
+    )
 
     SLACK_API_URL: str = "https://slack.com/api/"
     SLACK_BOT_TOKEN: str | None = None
@@ -89,6 +94,14 @@ class Settings(BaseSettings):
         value = value.upper()
         if value not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
+        return value
+
+    @field_validator("LOG_FORMAT")
+    @classmethod
+    def _log_format(cls, value: str) -> str:
+        value = value.lower()
+        if value not in {"text", "json"}:
+            raise ValueError("must be text or json")
         return value
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from domain.contacts import US_STATES, RoleCategory
+from domain.fields import Label
 
 MAX_LIST = 500
 
@@ -28,21 +29,23 @@ class AudienceCriteria(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    target_role_codes: list[str] = Field(default_factory=list, max_length=MAX_LIST)
-    target_role_categories: list[RoleCategory] = Field(default_factory=list)
-    exclude_role_codes: list[str] = Field(default_factory=list, max_length=MAX_LIST)
-    include_tags: list[str] = Field(
+    target_role_codes: list[Label] = Field(default_factory=list, max_length=MAX_LIST)
+    target_role_categories: list[RoleCategory] = Field(default_factory=list, max_length=MAX_LIST)
+    exclude_role_codes: list[Label] = Field(default_factory=list, max_length=MAX_LIST)
+    include_tags: list[Label] = Field(
         default_factory=list,
         max_length=MAX_LIST,
         description="Contact must carry at least one of these tags.",
     )
-    exclude_tags: list[str] = Field(
+    exclude_tags: list[Label] = Field(
         default_factory=list,
         max_length=MAX_LIST,
         description="Contact must carry none of these tags.",
     )
     min_lead_score: int | None = Field(default=None, ge=0, le=100)
-    states: list[str] = Field(default_factory=list, description="Two-letter US state codes.")
+    states: list[Label] = Field(
+        default_factory=list, max_length=MAX_LIST, description="Two-letter US state codes."
+    )
     stale_client_days: int | None = Field(
         default=None,
         ge=1,

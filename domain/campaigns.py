@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from domain.audience import AudienceCriteria
+from domain.audience import MAX_LIST, AudienceCriteria
+from domain.contacts import RoleCategory
+from domain.fields import Id, JsonObject, Label, Text
 
 
 class CampaignGoal(StrEnum):
@@ -50,6 +51,7 @@ class Channel(StrEnum):
 
 
 DEFAULT_CADENCE_DAYS: tuple[int, ...] = (0, 4, 10, 21)
+MAX_STEPS = 20
 
 
 class CampaignFields(AudienceCriteria):
@@ -57,19 +59,23 @@ class CampaignFields(AudienceCriteria):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200)
-    description: str | None = Field(default=None, max_length=5000)
+    name: Text = Field(min_length=1, max_length=200)
+    description: Text | None = Field(default=None, max_length=5000)
     goal: CampaignGoal = CampaignGoal.REACTIVATION
     status: CampaignStatus = CampaignStatus.DRAFT
     start_date: date | None = None
     end_date: date | None = None
-    channels: list[Channel] = Field(default_factory=lambda: [Channel.EMAIL])
-    metrics: dict[str, Any] = Field(default_factory=dict)
-    email_template_ids: list[int] = Field(
-        default_factory=list, description="Templates of the cadence's steps, in order."
+    channels: list[Channel] = Field(default_factory=lambda: [Channel.EMAIL], max_length=20)
+    metrics: JsonObject = Field(default_factory=dict)
+    email_template_ids: list[Id] = Field(
+        default_factory=list,
+        max_length=MAX_STEPS,
+        description="Templates of the cadence's steps, in order.",
     )
-    cadence_days: list[int] = Field(default_factory=lambda: list(DEFAULT_CADENCE_DAYS))
-    review_channel_id: str | None = Field(
+    cadence_days: list[int] = Field(
+        default_factory=lambda: list(DEFAULT_CADENCE_DAYS), max_length=MAX_STEPS
+    )
+    review_channel_id: Text | None = Field(
         default=None, max_length=64, description="Slack channel where drafts are reviewed."
     )
 
@@ -114,8 +120,8 @@ def validate_cadence_days(values: list[int]) -> list[int]:
         raise ValueError("cadence_days must be strictly increasing, e.g. [0, 4, 10, 21]")
     if values[-1] > 365:
         raise ValueError("cadence_days must end within 365 days")
-    if len(values) > 20:
-        raise ValueError("cadence_days may have at most 20 steps")
+    if len(values) > MAX_STEPS:
+        raise ValueError(f"cadence_days may have at most {MAX_STEPS} steps")
     return values
 
 
@@ -128,27 +134,27 @@ class CampaignUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    description: str | None = Field(default=None, max_length=5000)
+    name: Text | None = Field(default=None, min_length=1, max_length=200)
+    description: Text | None = Field(default=None, max_length=5000)
     goal: CampaignGoal | None = None
     status: CampaignStatus | None = None
     start_date: date | None = None
     end_date: date | None = None
-    target_role_codes: list[str] | None = None
-    target_role_categories: list[str] | None = None
-    exclude_role_codes: list[str] | None = None
-    include_tags: list[str] | None = None
-    exclude_tags: list[str] | None = None
-    min_lead_score: int | None = None
-    states: list[str] | None = None
-    stale_client_days: int | None = None
+    target_role_codes: list[Label] | None = Field(default=None, max_length=MAX_LIST)
+    target_role_categories: list[RoleCategory] | None = Field(default=None, max_length=MAX_LIST)
+    exclude_role_codes: list[Label] | None = Field(default=None, max_length=MAX_LIST)
+    include_tags: list[Label] | None = Field(default=None, max_length=MAX_LIST)
+    exclude_tags: list[Label] | None = Field(default=None, max_length=MAX_LIST)
+    min_lead_score: int | None = Field(default=None, ge=0, le=100)
+    states: list[Label] | None = Field(default=None, max_length=MAX_LIST)
+    stale_client_days: int | None = Field(default=None, ge=1, le=3650)
     include_never_ordered: bool | None = None
-    min_days_since_contacted: int | None = None
-    channels: list[Channel] | None = None
-    metrics: dict[str, Any] | None = None
-    email_template_ids: list[int] | None = None
-    cadence_days: list[int] | None = None
-    review_channel_id: str | None = None
+    min_days_since_contacted: int | None = Field(default=None, ge=1, le=3650)
+    channels: list[Channel] | None = Field(default=None, max_length=20)
+    metrics: JsonObject | None = None
+    email_template_ids: list[Id] | None = Field(default=None, max_length=MAX_STEPS)
+    cadence_days: list[int] | None = Field(default=None, max_length=MAX_STEPS)
+    review_channel_id: Text | None = Field(default=None, max_length=64)
 
     def apply_to(self, current: CampaignFields) -> CampaignFields:
         """Return the campaign with this change applied, validated as a whole."""

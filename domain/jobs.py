@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Final
+from typing import Annotated, Final
 
 from pydantic import (
     AnyHttpUrl,
@@ -20,6 +20,8 @@ from pydantic import (
 from domain.audience import AudienceCriteria
 from domain.campaigns import DEFAULT_CADENCE_DAYS, Campaign, validate_cadence_days
 from domain.errors import InvalidTransition
+from domain.fields import Id, Label, Text
+from domain.templates import MAX_TEMPLATE_CHARS
 
 
 class JobStatus(StrEnum):
@@ -101,9 +103,11 @@ class TargetSelection(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    client_ids: list[int] = Field(default_factory=list, max_length=10_000)
-    contact_ids: list[int] = Field(default_factory=list, max_length=100_000)
-    emails: list[str] = Field(default_factory=list, max_length=10_000)
+    client_ids: list[Id] = Field(default_factory=list, max_length=10_000)
+    contact_ids: list[Id] = Field(default_factory=list, max_length=100_000)
+    emails: list[Annotated[Text, Field(max_length=320)]] = Field(
+        default_factory=list, max_length=10_000
+    )
     filters: AudienceCriteria | None = None
 
     @field_validator("emails")
@@ -127,10 +131,12 @@ class StepTemplate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    template_id: int | None = None
-    subject: str | None = Field(default=None, max_length=998)
-    body: str | None = None
-    variables: dict[str, str] = Field(default_factory=dict)
+    template_id: Id | None = None
+    subject: Text | None = Field(default=None, max_length=998)
+    body: Text | None = Field(default=None, max_length=MAX_TEMPLATE_CHARS)
+    variables: dict[Label, Annotated[Text, Field(max_length=5000)]] = Field(
+        default_factory=dict, max_length=50
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> StepTemplate:
@@ -173,8 +179,8 @@ class PortalCheck(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     urls: list[AnyHttpUrl] = Field(default_factory=list, max_length=50)
-    username: str | None = None
-    password: SecretStr | None = None
+    username: Text | None = Field(default=None, max_length=320)
+    password: SecretStr | None = Field(default=None, max_length=1000)
 
 
 class TaskTemplate(BaseModel):
@@ -183,9 +189,9 @@ class TaskTemplate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: TaskKind
-    title: str = Field(min_length=1, max_length=300)
-    description: str | None = Field(default=None, max_length=5000)
-    after_step: int = Field(default=0, ge=0)
+    title: Text = Field(min_length=1, max_length=300)
+    description: Text | None = Field(default=None, max_length=5000)
+    after_step: int = Field(default=0, ge=0, le=100)
 
 
 class JobParams(BaseModel):
@@ -199,7 +205,7 @@ class JobParams(BaseModel):
     behaviour: Behaviour = Field(default_factory=Behaviour)
     portal: PortalCheck | None = None
     task_templates: list[TaskTemplate] = Field(default_factory=list, max_length=20)
-    review_channel_id: str | None = Field(default=None, max_length=64)
+    review_channel_id: Text | None = Field(default=None, max_length=64)
 
     @model_validator(mode="after")
     def _steps(self) -> JobParams:
@@ -220,9 +226,9 @@ class CreateJobRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200)
-    description: str | None = Field(default=None, max_length=5000)
-    campaign_id: int | None = None
+    name: Text = Field(min_length=1, max_length=200)
+    description: Text | None = Field(default=None, max_length=5000)
+    campaign_id: Id | None = None
     params: JobParams
 
 
@@ -231,8 +237,8 @@ class UpdateJobRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    description: str | None = Field(default=None, max_length=5000)
+    name: Text | None = Field(default=None, min_length=1, max_length=200)
+    description: Text | None = Field(default=None, max_length=5000)
     behaviour: Behaviour | None = None
 
 

@@ -13,6 +13,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from domain.errors import InvalidInput
+from domain.fields import Text
 
 
 class TemplateCategory(StrEnum):
@@ -142,11 +143,11 @@ class EmailTemplateFields(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200)
+    name: Text = Field(min_length=1, max_length=200)
     category: TemplateCategory = TemplateCategory.CAMPAIGN
-    subject: str = Field(min_length=1, max_length=998)
-    body: str = Field(min_length=1)
-    body_html: str | None = None
+    subject: Text = Field(min_length=1, max_length=998)
+    body: Text = Field(min_length=1, max_length=MAX_TEMPLATE_CHARS)
+    body_html: Text | None = Field(default=None, max_length=MAX_TEMPLATE_CHARS)
 
     @field_validator("name", "subject")
     @classmethod
@@ -171,11 +172,11 @@ class EmailTemplateUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = None
+    name: Text | None = Field(default=None, min_length=1, max_length=200)
     category: TemplateCategory | None = None
-    subject: str | None = None
-    body: str | None = None
-    body_html: str | None = None
+    subject: Text | None = Field(default=None, min_length=1, max_length=998)
+    body: Text | None = Field(default=None, min_length=1, max_length=MAX_TEMPLATE_CHARS)
+    body_html: Text | None = Field(default=None, max_length=MAX_TEMPLATE_CHARS)
 
     def apply_to(self, current: EmailTemplateFields) -> EmailTemplateFields:
         """Return the template with this change applied, validated as a whole."""

@@ -135,6 +135,8 @@ def parse_push_body(body: bytes) -> PushNotice:
         envelope = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise InvalidInput("push body is not JSON") from None
+    except RecursionError:
+        raise InvalidInput("push body is nested too deep") from None
     message = envelope.get("message") if isinstance(envelope, dict) else None
     if not isinstance(message, dict):
         raise InvalidInput("push body has no 'message' object", field="message")
@@ -186,6 +188,8 @@ def _decode_data(data: str) -> dict[str, Any]:
         decoded = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise InvalidInput("push message 'data' is not JSON", field="message.data") from None
+    except RecursionError:
+        raise InvalidInput("push message 'data' is nested too deep", field="message.data") from None
     if not isinstance(decoded, dict):
         raise InvalidInput("push message 'data' is not a JSON object", field="message.data")
     return decoded

@@ -24,7 +24,9 @@ def normalize_database_url(url: str) -> str:
 def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine:
     """Create an engine for SQLite or PostgreSQL with the settings each needs."""
     url = normalize_database_url(url)
-    kwargs: dict[str, Any] = {"echo": echo, "future": True}
+    # Bound parameters carry what users wrote (template bodies, addresses): never in an
+    # error message or a log line.
+    kwargs: dict[str, Any] = {"echo": echo, "future": True, "hide_parameters": True}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         if ":memory:" in url or url in ("sqlite://", "sqlite+pysqlite://"):

@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bot.settings import Settings
 from domain.errors import ExternalServiceError, InvalidInput, NotFound, NotPermitted
+from domain.fields import Id, Text
 from domain.mail import OutgoingEmail, SendOutcome, SendStatus
 from handlers.api.deps import IdentityDep, Services, ServicesDep, get_identity
 from handlers.api.errors import error_body
@@ -216,7 +217,19 @@ def _page(title: str, message: str, *, status: int) -> HTMLResponse:
 router = APIRouter(prefix="/api/integrations/gmail", tags=["gmail"])
 
 
-@router.get("/connect", response_model=None)
+# A link or a consent answer that is not valid is answered with a page that says so.
+_INVALID_PAGE: dict[int | str, dict[str, Any]] = {
+    400: {"description": "The link or Google's answer is not valid.", "content": {"text/html": {}}}
+}
+_CONNECT_ANSWERS: dict[int | str, dict[str, Any]] = {
+    **_INVALID_PAGE,
+    302: {"description": "A signed link (`u`): the redirect to Google's consent page."},
+    401: {"description": "No `u` and no valid API token."},
+    403: {"description": "The API token is not tied to a user."},
+}
+
+
+@router.get("/connect", response_model=None, responses=_CONNECT_ANSWERS)
 def connect(
     request: Request, services: ServicesDep, gmail: GmailDep, u: str | None = None
 ) -> Response:
@@ -242,7 +255,7 @@ def connect(
     return JSONResponse({"authorization_url": url, "expires_in": 600})
 
 
-@router.get("/callback", response_class=HTMLResponse)
+@router.get("/callback", response_class=HTMLResponse, responses=_INVALID_PAGE)
 def callback(
     gmail: GmailDep,
     state: str | None = None,
@@ -283,14 +296,16 @@ class SendEmailRequest(BaseModel):
     """One email to send from the caller's connected Gmail."""
 
     to: str = Field(min_length=3, max_length=320)
-    to_name: str | None = Field(default=None, max_length=300)
-    subject: str = Field(min_length=1, max_length=998)
-    body_text: str = Field(min_length=1, max_length=200_000)
-    body_html: str | None = Field(default=None, max_length=500_000)
-    contact_id: int | None = None
-    thread_id: str | None = Field(default=None, max_length=64)
-    in_reply_to: str | None = Field(default=None, max_length=998)
-    references: list[str] = Field(default_factory=list, max_length=50)
+    to_name: Text | None = Field(default=None, max_length=300)
+    subject: Text = Field(min_length=1, max_length=998)
+    body_text: Text = Field(min_length=1, max_length=200_000)
+    body_html: Text | None = Field(default=None, max_length=500_000)
+    contact_id: Id | None = None
+    thread_id: Text | None = Field(default=None, max_length=64)
+    in_reply_to: Text | None = Field(default=None, max_length=998)
+    references: list[Annotated[Text, Field(max_length=998)]] = Field(
+        default_factory=list, max_length=50
+    )
     campaign_email: bool = Field(
         default=True, description="Carry List-Unsubscribe and an unsubscribe footer."
     )

@@ -15,7 +15,15 @@ from storage.models_slack import SlackDeferredCall
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
+@router.get(
+    "/healthz",
+    responses={
+        503: {
+            "description": "The database is unreachable or its schema is not the one the "
+            "code expects (`status` is `error`, `database` says why)."
+        }
+    },
+)
 def healthz(services: ServicesDep) -> JSONResponse:
     """Report whether the database answers and carries the expected schema."""
     from storage.migrate import current_heads

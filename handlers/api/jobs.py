@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request
 from pydantic import BaseModel
 
+from domain.fields import Id, Offset
 from domain.jobs import CreateJobRequest, Job, JobStatus, JobTaskView
 from domain.outreach import Outreach
 from handlers.api.deps import IdentityDep, UowDep
@@ -38,7 +39,7 @@ def _plan_in_background(runtime: Any, org_id: int, job_id: int) -> None:
 
 @router.post("/api/campaigns/{campaign_id}/launch", status_code=201, response_model=LaunchResponse)
 def launch_campaign(
-    campaign_id: int, who: IdentityDep, runtime: RuntimeDep, background: BackgroundTasks
+    campaign_id: Id, who: IdentityDep, runtime: RuntimeDep, background: BackgroundTasks
 ) -> LaunchResponse:
     """Launch a campaign as a job; planning and drafting continue after the answer."""
     result = runtime.outreach.launch_campaign(who.org_id, str(campaign_id), owner_id=who.user_id)
@@ -71,7 +72,7 @@ def list_jobs(
 
 
 @router.get("/api/agent/jobs/{job_id}", response_model=Job)
-def get_job(job_id: int, who: IdentityDep, uow: UowDep) -> Job:
+def get_job(job_id: Id, who: IdentityDep, uow: UowDep) -> Job:
     """Return one job with its metrics."""
     with uow:
         return uow.jobs.get(who.org_id, job_id)
@@ -79,11 +80,11 @@ def get_job(job_id: int, who: IdentityDep, uow: UowDep) -> Job:
 
 @router.get("/api/agent/jobs/{job_id}/tasks", response_model=list[JobTaskView])
 def list_tasks(
-    job_id: int,
+    job_id: Id,
     who: IdentityDep,
     uow: UowDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 500,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> list[JobTaskView]:
     """List a job's tasks in creation order."""
     with uow:
@@ -92,7 +93,7 @@ def list_tasks(
 
 
 @router.post("/api/agent/jobs/{job_id}/cancel", response_model=Job)
-def cancel_job(job_id: int, who: IdentityDep, runtime: RuntimeDep) -> Job:
+def cancel_job(job_id: Id, who: IdentityDep, runtime: RuntimeDep) -> Job:
     """Cancel a job: pending tasks are cancelled and enrollments stopped."""
     job: Job = runtime.outreach.set_job_status(who.org_id, job_id, JobStatus.CANCELLED)
     return job

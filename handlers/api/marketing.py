@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Response
 from domain import use_cases
 from domain.audience import AudienceCriteria, AudienceSize
 from domain.campaigns import Campaign, CampaignCreate, CampaignStatus, CampaignUpdate
+from domain.fields import Id, Offset
 from domain.templates import (
     EmailTemplate,
     EmailTemplateFields,
@@ -32,7 +33,7 @@ def list_campaigns(
     uow: UowDep,
     status: CampaignStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> list[Campaign]:
     """List campaigns, newest first."""
     with uow:
@@ -42,7 +43,7 @@ def list_campaigns(
 
 
 @router.get("/campaigns/{campaign_id}", response_model=Campaign)
-def get_campaign(campaign_id: int, who: IdentityDep, uow: UowDep) -> Campaign:
+def get_campaign(campaign_id: Id, who: IdentityDep, uow: UowDep) -> Campaign:
     """Return one campaign."""
     with uow:
         return uow.campaigns.get(who.org_id, campaign_id)
@@ -50,7 +51,7 @@ def get_campaign(campaign_id: int, who: IdentityDep, uow: UowDep) -> Campaign:
 
 @router.put("/campaigns/{campaign_id}", response_model=Campaign)
 def update_campaign(
-    campaign_id: int, body: CampaignUpdate, who: IdentityDep, uow: UowDep, services: ServicesDep
+    campaign_id: Id, body: CampaignUpdate, who: IdentityDep, uow: UowDep, services: ServicesDep
 ) -> Campaign:
     """Change a campaign; fields left out keep their values."""
     return use_cases.update_campaign(who.org_id, campaign_id, body, uow=uow, clock=services.clock)
@@ -72,7 +73,7 @@ def create_template(body: EmailTemplateFields, who: IdentityDep, uow: UowDep) ->
 
 
 @router.get("/email-templates/{template_id}", response_model=EmailTemplate)
-def get_template(template_id: int, who: IdentityDep, uow: UowDep) -> EmailTemplate:
+def get_template(template_id: Id, who: IdentityDep, uow: UowDep) -> EmailTemplate:
     """Return one template."""
     with uow:
         return uow.templates.get(who.org_id, template_id)
@@ -80,7 +81,7 @@ def get_template(template_id: int, who: IdentityDep, uow: UowDep) -> EmailTempla
 
 @router.put("/email-templates/{template_id}", response_model=EmailTemplate)
 def update_template(
-    template_id: int,
+    template_id: Id,
     body: EmailTemplateUpdate,
     who: IdentityDep,
     uow: UowDep,
@@ -91,7 +92,7 @@ def update_template(
 
 
 @router.delete("/email-templates/{template_id}", status_code=204)
-def delete_template(template_id: int, who: IdentityDep, uow: UowDep) -> Response:
+def delete_template(template_id: Id, who: IdentityDep, uow: UowDep) -> Response:
     """Delete a template."""
     use_cases.delete_template(who.org_id, template_id, uow=uow)
     return Response(status_code=204)

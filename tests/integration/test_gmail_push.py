@@ -305,6 +305,21 @@ def _data(payload: Any) -> str:
             "push message has an invalid 'messageId'",
         ),
         (
+            b'{"message": ' + b"[" * 30_000 + b"]" * 30_000 + b"}",
+            400,
+            "invalid_push",
+            "push body is nested too deep",
+        ),
+        (
+            _with_message(
+                messageId="1",
+                data=base64.b64encode(b"[" * 20_000 + b"]" * 20_000).decode(),
+            ),
+            400,
+            "invalid_push",
+            "push message 'data' is nested too deep",
+        ),
+        (
             _with_message(
                 messageId="1", data=_data({"emailAddress": "nobody@else.example", "historyId": 5})
             ),
@@ -323,6 +338,8 @@ def _data(payload: Any) -> str:
         "no_message_id",
         "history_id_too_large",
         "control_character_in_message_id",
+        "body_nested_too_deep",
+        "data_nested_too_deep",
         "unknown_mailbox",
     ],
 )

@@ -49,7 +49,12 @@ class ApiWorld:
 
 
 def make_api_world(
-    engine: Engine, session_factory: Callable[[], Session], clock: Clock
+    engine: Engine,
+    session_factory: Callable[[], Session],
+    clock: Clock,
+    *,
+    start_background: bool = True,
+    settings: dict[str, object] | None = None,
 ) -> ApiWorld:
     """Create two orgs with tokens and the app serving on the test's transaction."""
     with session_factory() as session:
@@ -61,7 +66,11 @@ def make_api_world(
         session.commit()
     services = Services(engine=engine, session_factory=session_factory, clock=clock)
     url = engine.url.render_as_string(hide_password=False)
-    app = build_app(make_settings(url), services=services)
+    app = build_app(
+        make_settings(url, **(settings or {})),
+        services=services,
+        start_background=start_background,
+    )
     return ApiWorld(
         client=TestClient(app, raise_server_exceptions=False),
         org_id=org.id,

@@ -1,0 +1,115 @@
+"""Logging for every command: one handler on the root logger, extras printed, capability
+tokens redacted.
+
+`log.warning("card message failed", extra={"card_id": 7, "reason": "..."})` prints
+`... card message failed card_id=7 reason=...` in the text format (LOG_FORMAT=text, the
+default), or one JSON object a line with the extras as keys (LOG_FORMAT=json). uvicorn's
+loggers propagate to the same handler (run uvicorn with `log_config=None`), so its access
+log is formatted and redacted like the rest: the paths and query parameters that carry a
+capability (an unsubscribe token, a Gmail connect link, an OAuth code or state) never
+reach a log line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from typing import IO, Any
+
+from pythonjsonlogger.json import JsonFormatter
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+REDACTED = "[redacted]"
+# A logged extra longer than this is cut: a log line is not the place for a document.
+MAX_EXTRA_CHARS = 500
+
+# The attributes every LogRecord has; anything else on a record came from `extra=`.
+_STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+
+# Path segments after these prefixes are capabilities (signed tokens).
+_CAPABILITY_PATHS = re.compile(r"(/unsubscribe/)[^\s?#\"']+")
+# Query parameters that carry a capability or a credential.
+_CAPABILITY_PARAMS = re.compile(
+    r"([?&](?:u|code|state|token|access_token|refresh_token|id_token|client_secret)=)"
+    r"[^&\s#\"']+"
+)
+
+
+def redact(text: str) -> str:
+    """Replace capability tokens in URLs and paths with a marker."""
+    if "/unsubscribe/" not in text and "=" not in text:
+        return text
+    text = _CAPABILITY_PATHS.sub(r"\1" + REDACTED, text)
+    return _CAPABILITY_PARAMS.sub(r"\1" + REDACTED, text)
+
+
+class RedactCapabilities(logging.Filter):
+    """Redact capability URLs in a record's message, arguments and extras."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
+        for name, value in _extras(record).items():
+            if isinstance(value, str):
+                setattr(record, name, redact(value))
+        return True
+
+
+def _extras(record: logging.LogRecord) -> dict[str, Any]:
+    return {k: v for k, v in record.__dict__.items() if k not in _STANDARD and k[0] != "_"}
+
+
+def _text_value(value: Any) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) > MAX_EXTRA_CHARS:
+        text = text[:MAX_EXTRA_CHARS] + "…"
+    if not text or any(c.isspace() or c in "\"'=" for c in text):
+        return json.dumps(text, ensure_ascii=False)
+    return text
+
+
+class TextFormatter(logging.Formatter):
+    """The usual one-line format, followed by the record's extras as key=value."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        line = super().formatMessage(record)
+        extras = _extras(record)
+        if not extras:
+            return line
+        return line + " " + " ".join(f"{k}={_text_value(v)}" for k, v in extras.items())
+
+
+def json_formatter() -> logging.Formatter:
+    """One JSON object a line: time, level, logger, message and the extras as keys."""
+    return JsonFormatter(
+        "{asctime}{levelname}{name}{message}",
+        style="{",
+        rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+        json_ensure_ascii=False,
+    )
+
+
+def configure_logging(
+    level: str, log_format: str = "text", *, stream: IO[str] | None = None
+) -> None:
+    """Send every logger's records through one redacting handler on the root logger."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(json_formatter() if log_format == "json" else TextFormatter())
+    handler.addFilter(RedactCapabilities())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    # uvicorn's loggers print through the root handler (and its filter), not their own.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
