@@ -339,6 +339,20 @@ def finish_in(browser: TestClient, consent_url: str) -> str:
     return html.unescape(answer.text) if answer.status_code == 400 else "connected"
 
 
+def start_from_app_home(world: GmailWorld, browser: TestClient, user_id: int) -> str:
+    """Open a user's App Home link in a browser; return Google's consent URL."""
+    answer = browser.get(app_home_link(world, user_id), follow_redirects=False)
+    assert answer.status_code == 302, answer.text
+    return str(answer.headers["location"])
+
+
+def connect_from_app_home(world: GmailWorld, browser: TestClient, user_id: int, email: str) -> str:
+    """Connect a user's mailbox from their App Home link in their browser."""
+    world.google.add_mailbox(email)
+    world.google.oauth.set_consenting_user(email)
+    return finish_in(browser, start_from_app_home(world, browser, user_id))
+
+
 def add_admin(world: GmailWorld) -> str:
     """Add an admin to the organization; return their API token."""
     with world.session_factory() as session:
@@ -359,13 +373,13 @@ def allow(world: GmailWorld, token: str, user_email: str, address: str | None) -
 def test_a_consent_link_forwarded_to_another_browser_does_not_take_over_its_mailbox(
     world: GmailWorld,
 ) -> None:
-    assert world.connect(OTHER_REP_EMAIL, token=world.other_token).status_code == 200
+    other_browser = another_browser(world)
+    connect_from_app_home(world, other_browser, world.other_rep_id, OTHER_REP_EMAIL)
     before = world.account(OTHER_REP_EMAIL)
-    rep_browser = world.client.get(app_home_link(world, world.rep_id), follow_redirects=False)
-    forwarded = rep_browser.headers["location"]
+    forwarded = start_from_app_home(world, world.client, world.rep_id)
     world.google.oauth.set_consenting_user(OTHER_REP_EMAIL)
 
-    page = finish_in(another_browser(world), forwarded)
+    page = finish_in(other_browser, forwarded)
 
     assert "This Gmail connection was started in another browser" in page
     assert "Start again from Salesbot's App Home in Slack" in page
@@ -453,7 +467,7 @@ def test_a_google_account_that_is_not_the_reps_address_is_refused_and_left_alone
     world.google.add_mailbox(OTHER_REP_EMAIL)
     world.google.oauth.set_consenting_user(OTHER_REP_EMAIL)
 
-    page = finish_in(world.client, world.consent_url())
+    page = finish_in(world.client, start_from_app_home(world, world.client, world.rep_id))
 
     assert (
         f"You signed in to Google as {OTHER_REP_EMAIL}, but your Salesbot address is"
@@ -524,12 +538,12 @@ def test_an_allowance_taken_back_refuses_that_address_again(world: GmailWorld) -
 def test_a_mailbox_connected_by_another_user_stays_with_them_and_the_page_says_who(
     world: GmailWorld,
 ) -> None:
-    assert world.connect(OTHER_REP_EMAIL, token=world.other_token).status_code == 200
+    connect_from_app_home(world, another_browser(world), world.other_rep_id, OTHER_REP_EMAIL)
     before = world.account(OTHER_REP_EMAIL)
     allow(world, add_admin(world), REP_EMAIL, OTHER_REP_EMAIL)
     world.google.oauth.set_consenting_user(OTHER_REP_EMAIL)
 
-    page = finish_in(world.client, world.consent_url())
+    page = finish_in(world.client, start_from_app_home(world, world.client, world.rep_id))
 
     assert (
         f"{OTHER_REP_EMAIL} is already connected to Salesbot by Jose Ruiz, and stays with them."
