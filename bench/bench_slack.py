@@ -269,12 +269,15 @@ def bench_concurrent_approvals(url: str) -> None:
             session.commit()
         google.add_mailbox(rep_email)
         google.oauth.set_consenting_user(rep_email)
-        consent = httpx.get(
+        link = httpx.get(
             f"{server.url}/api/integrations/gmail/connect",
             headers={"Authorization": f"Bearer {token}"},
         ).json()["authorization_url"]
-        callback = urlsplit(follow_consent(consent))
-        connected = httpx.get(f"{server.url}{callback.path}?{callback.query}")
+        with httpx.Client() as browser:  # keeps the consent cookie, as the rep's browser does
+            start = urlsplit(link)
+            consent = browser.get(f"{server.url}{start.path}?{start.query}").headers["location"]
+            callback = urlsplit(follow_consent(consent))
+            connected = browser.get(f"{server.url}{callback.path}?{callback.query}")
         assert connected.status_code == 200, connected.text
         launched = runtime.outreach.launch_campaign(org, "Once bench", owner_id=rep_id)
         runtime.outreach.plan_job(org, launched.job.id)

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from domain.campaigns import CampaignStatus
 from domain.cards import (
     Card,
     CardState,
@@ -231,6 +232,19 @@ class Actor:
         return self.role == "admin"
 
 
+_JOB_VERBS: dict[JobStatus, str] = {
+    JobStatus.CANCELLED: "cancel",
+    JobStatus.PAUSED: "pause",
+    JobStatus.RUNNING: "resume",
+}
+_CAMPAIGN_VERBS: dict[CampaignStatus, str] = {
+    CampaignStatus.PAUSED: "pause",
+    CampaignStatus.ACTIVE: "resume",
+    CampaignStatus.COMPLETED: "complete",
+    CampaignStatus.ARCHIVED: "archive",
+}
+
+
 @dataclass(frozen=True)
 class LaunchResult:
     """A launched campaign: its job and how many contacts it will reach."""
@@ -427,11 +441,18 @@ class Outreach:
                 uow.commit()
         return enrolled
 
-    def set_job_status(self, org_id: int, job_id: int, to: JobStatus) -> Job:
-        """Pause, resume or cancel a job; cancelling also cancels its pending tasks."""
+    def set_job_status(
+        self, org_id: int, job_id: int, to: JobStatus, *, by: Actor | None = None
+    ) -> Job:
+        """Pause, resume or cancel a job; cancelling also cancels its pending tasks.
+
+        `by` must have launched the job or be an admin, as for the job's cards; None is
+        Salesbot itself or an API token not tied to a user.
+        """
         now = self._clock.now()
         with self._uow() as uow:
             job: Job = uow.jobs.get(org_id, job_id)
+            self._authorize_job(uow, by, job, verb=_JOB_VERBS.get(to, "change"))
             check_job_move(job.status, to)
             if not uow.jobs.set_status(org_id, job_id, to, expected=[job.status], now=now):
                 raise InvalidInput("the job changed meanwhile; try again")
@@ -441,6 +462,36 @@ class Outreach:
             uow.commit()
             refreshed: Job = uow.jobs.get(org_id, job_id)
         return refreshed
+
+    def _authorize_job(
+        self, uow: OutreachUnitOfWork, actor: Actor | None, job: Job, *, verb: str
+    ) -> None:
+        if actor is None or actor.is_admin or job.owner_id in (None, actor.user_id):
+            return
+        owner = _person(uow, job.org_id, job.owner_id)
+        raise NotPermitted(f"Only {owner}, who launched job #{job.id}, or an admin can {verb} it.")
+
+    def authorize_campaign_status(
+        self, actor: Actor | None, org_id: int, campaign_id: int, *, to: CampaignStatus
+    ) -> None:
+        """Refuse to pause, resume (or otherwise move) a campaign unless the actor created
+        it or is an admin. A campaign without an owner (made by an API token not tied to a
+        user) is an admin's to move: pausing a campaign stops every rep's jobs of it."""
+        if actor is None or actor.is_admin:
+            return
+        verb = _CAMPAIGN_VERBS.get(to, "change the status of")
+        with self._uow() as uow:
+            campaign = uow.campaigns.get(org_id, campaign_id)
+            if campaign.created_by == actor.user_id:
+                return
+            if campaign.created_by is None:
+                raise NotPermitted(
+                    f"Only an admin can {verb} the campaign “{campaign.name}”: nobody owns it."
+                )
+            owner = _person(uow, org_id, campaign.created_by)
+        raise NotPermitted(
+            f"Only {owner}, who created the campaign “{campaign.name}”, or an admin can {verb} it."
+        )
 
     def finish_job_if_done(self, org_id: int, job_id: int) -> None:
         """Mark a running job succeeded once none of its tasks is open."""
@@ -1264,6 +1315,12 @@ class Outreach:
                 )
             data["portal"]["password"] = self._secrets.encrypt(portal.password.get_secret_value())
         return data
+
+
+def _person(uow: OutreachUnitOfWork, org_id: int, user_id: int) -> str:
+    """Name a user in a sentence: their name, else their email."""
+    name, email = uow.contexts.user_name(org_id, user_id)
+    return str(name or email or f"user {user_id}")
 
 
 class CardRefused(InvalidInput):

@@ -18,7 +18,7 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from domain.errors import NotFound
+from domain.errors import Conflict, NotFound
 from domain.jobs import EnrollmentStatus
 from storage import models as m
 from storage import models_gmail as mg
@@ -101,6 +101,19 @@ def _account(row: m.GmailAccount) -> GmailAccountView:
     )
 
 
+class MailboxTaken(Conflict):
+    """The mailbox is connected for another user; a consent never moves it silently."""
+
+    def __init__(self, email: str, *, owner: str) -> None:
+        super().__init__(
+            f"{email} is already connected to Salesbot by {owner}, and stays with them. If it"
+            f" should send for you instead, ask {owner} to disconnect it first"
+            " (POST /api/integrations/gmail/disconnect), then connect again."
+        )
+        self.email = email
+        self.owner = owner
+
+
 class GmailAccountRepo:
     """Mailboxes of reps; tokens are encrypted on the way in and decrypted on the way out."""
 
@@ -122,8 +135,23 @@ class GmailAccountRepo:
         min_send_interval_seconds: int,
         now: datetime,
     ) -> GmailAccountView:
-        """Store a fresh consent: the mailbox becomes the user's only connected one."""
+        """Store a fresh consent: the mailbox becomes the user's only connected one.
+
+        Raise MailboxTaken when the mailbox is connected for another user: it stays theirs.
+        """
         email = email.strip().lower()
+        row = self._s.scalars(
+            select(m.GmailAccount)
+            .where(m.GmailAccount.org_id == org_id, m.GmailAccount.email == email)
+            .with_for_update()
+        ).one_or_none()
+        if (
+            row is not None
+            and row.user_id is not None
+            and row.user_id != user_id
+            and row.status == AccountStatus.CONNECTED.value
+        ):
+            raise MailboxTaken(email, owner=user_label(self._s, org_id, row.user_id))
         others = self._s.scalars(
             select(m.GmailAccount).where(
                 m.GmailAccount.org_id == org_id,
@@ -134,11 +162,6 @@ class GmailAccountRepo:
         )
         for other in others:
             self._disconnect_row(other, reason=f"replaced by {email}", now=now)
-        row = self._s.scalars(
-            select(m.GmailAccount).where(
-                m.GmailAccount.org_id == org_id, m.GmailAccount.email == email
-            )
-        ).one_or_none()
         if row is None:
             row = m.GmailAccount(
                 org_id=org_id,
@@ -258,6 +281,69 @@ def user_slack_id(session: Session, org_id: int, user_id: int | None) -> str | N
     return session.scalar(
         select(m.User.slack_user_id).where(m.User.org_id == org_id, m.User.id == user_id)
     )
+
+
+# --- which mailboxes a user may connect ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MailboxAllowance:
+    """The addresses a user may connect: their own, and one other an admin allowed."""
+
+    user_id: int
+    email: str
+    allowed: str | None
+    allowed_by: str | None
+    allowed_at: datetime | None
+
+    def permits(self, address: str) -> bool:
+        """True when the user may connect the mailbox of this address."""
+        wanted = address.strip().lower()
+        return wanted in {self.email.strip().lower(), (self.allowed or "").strip().lower()}
+
+
+def _allowance(row: m.User) -> MailboxAllowance:
+    return MailboxAllowance(
+        user_id=row.id,
+        email=row.email,
+        allowed=row.gmail_address_allowed,
+        allowed_by=row.gmail_address_allowed_by,
+        allowed_at=row.gmail_address_allowed_at,
+    )
+
+
+def mailbox_allowance(session: Session, org_id: int, user_id: int) -> MailboxAllowance:
+    """Return which mailbox addresses a user may connect; NotFound for an unknown user."""
+    row = session.scalars(
+        select(m.User).where(m.User.org_id == org_id, m.User.id == user_id)
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"user {user_id} not found")
+    return _allowance(row)
+
+
+def allow_mailbox_address(
+    session: Session,
+    org_id: int,
+    *,
+    user_email: str,
+    address: str | None,
+    allowed_by: str,
+    now: datetime,
+) -> MailboxAllowance:
+    """Let a user connect one other address (None takes it back), recording who and when."""
+    row = session.scalars(
+        select(m.User).where(
+            m.User.org_id == org_id, func.lower(m.User.email) == user_email.strip().lower()
+        )
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"no user with the email {user_email}")
+    row.gmail_address_allowed = address.strip().lower() if address else None
+    row.gmail_address_allowed_by = allowed_by
+    row.gmail_address_allowed_at = now
+    session.flush()
+    return _allowance(row)
 
 
 # --- OAuth consents in progress -------------------------------------------------------------

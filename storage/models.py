@@ -97,6 +97,11 @@ class User(Base):
     slack_user_id: Mapped[str | None] = mapped_column(String(32))
     role: Mapped[str] = mapped_column(String(16), nullable=False, default="rep")
     created_at: Mapped[datetime] = _created()
+    # One other Gmail address the user may connect besides their own, allowed by an admin
+    # (whose email is kept, not their id: the record outlives the admin's account).
+    gmail_address_allowed: Mapped[str | None] = mapped_column(String(320))
+    gmail_address_allowed_by: Mapped[str | None] = mapped_column(String(320))
+    gmail_address_allowed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class ApiToken(Base):

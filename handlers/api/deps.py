@@ -7,11 +7,13 @@ from typing import Annotated
 
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from domain.clock import Clock
-from domain.contacts import TokenScope
+from domain.contacts import TokenScope, UserRole
 from domain.errors import NotPermitted, SalesbotError
+from domain.outreach import Actor
+from storage import models as m
 from storage.accounts import TokenIdentity, authenticate_token
 from storage.db import SessionFactory
 from storage.uow import UnitOfWork
@@ -74,6 +76,23 @@ def get_identity(
 
 
 IdentityDep = Annotated[TokenIdentity, Depends(get_identity)]
+
+
+def get_actor(identity: IdentityDep, services: ServicesDep) -> Actor | None:
+    """Return the user a token acts for, with their role; None for a token not tied to a
+    user (an integration acting for the whole organization)."""
+    if identity.user_id is None:
+        return None
+    with services.session_factory() as session:
+        role = session.scalar(
+            select(m.User.role).where(
+                m.User.org_id == identity.org_id, m.User.id == identity.user_id
+            )
+        )
+    return Actor(org_id=identity.org_id, user_id=identity.user_id, role=role or UserRole.REP)
+
+
+ActorDep = Annotated[Actor | None, Depends(get_actor)]
 
 
 def get_uow(services: ServicesDep) -> UnitOfWork:

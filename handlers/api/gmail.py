@@ -1,9 +1,14 @@
 """Gmail routes: connect (OAuth consent), callback, status, disconnect, and sending one email.
 
-`GET /api/integrations/gmail/connect` knows who connects from an API bearer token tied
-to a user (it answers the consent URL as JSON) or from the signed link Slack's App Home
-shows (`?u=<token>`, answered with a redirect to Google). The callback answers a small
-HTML page, since a browser lands on it.
+A consent always starts in the browser that will finish it: the signed link Slack's App
+Home shows (`/api/integrations/gmail/connect?u=<token>`) sets an HttpOnly, SameSite=Lax
+cookie holding a secret whose hash is in the OAuth state, and redirects to Google; the
+callback refuses a state whose cookie is missing or different. An API client with a token
+tied to a user gets such a link (valid ten minutes) as `authorization_url`, to open in the
+user's browser. The callback answers a small HTML page, since a browser lands on it.
+
+`PUT /api/integrations/gmail/allowed-address` (admins only) lets a user connect one Gmail
+address other than their own; who allowed it and when are stored beside it.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from sqlalchemy import select
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bot.settings import Settings
+from domain.contacts import UserRole
 from domain.errors import ExternalServiceError, InvalidInput, NotFound, NotPermitted
 from domain.fields import Id, Text
 from domain.mail import OutgoingEmail, SendOutcome, SendStatus
@@ -32,7 +38,7 @@ from handlers.api.errors import error_body
 from integrations.crypto import LinkSigner, SecretBox
 from integrations.gmail.client import GoogleConfig
 from integrations.gmail.compose import message_id_domain
-from integrations.gmail.oauth import CALLBACK_PATH, ConsentRefused, GmailOAuth
+from integrations.gmail.oauth import CALLBACK_PATH, STATE_TTL, ConsentRefused, GmailOAuth
 from integrations.gmail.sender import (
     DisconnectListener,
     GmailMailer,
@@ -41,13 +47,18 @@ from integrations.gmail.sender import (
 )
 from storage import models as m
 from storage.accounts import TokenIdentity
-from storage.gmail import contact_summary, user_slack_id
+from storage.gmail import MailboxAllowance, allow_mailbox_address, contact_summary, user_slack_id
 
 log = logging.getLogger(__name__)
 
 CONNECT_PATH: Final = "/api/integrations/gmail/connect"
 # The link is a capability: short-lived; the App Home renders a fresh one every time.
 CONNECT_LINK_TTL_SECONDS: Final = 3600
+# What an API client gets to open in the user's browser: as long as the consent itself.
+API_CONNECT_LINK_TTL_SECONDS: Final = int(STATE_TTL.total_seconds())
+# The browser's half of a consent in progress; scoped to the connect and callback routes.
+CONSENT_COOKIE: Final = "salesbot_gmail_consent"
+CONSENT_COOKIE_PATH: Final = "/api/integrations/gmail"
 
 
 @dataclass
@@ -61,11 +72,11 @@ class GmailIntegration:
     connect_signer: LinkSigner
     public_base_url: str
 
-    def gmail_connect_link(self, user_id: int, org_id: int) -> str:
+    def gmail_connect_link(
+        self, user_id: int, org_id: int, *, expires_in: int = CONNECT_LINK_TTL_SECONDS
+    ) -> str:
         """Return the signed link (valid an hour) that starts a user's Gmail consent."""
-        token = self.connect_signer.sign(
-            {"u": user_id, "o": org_id}, expires_in=CONNECT_LINK_TTL_SECONDS
-        )
+        token = self.connect_signer.sign({"u": user_id, "o": org_id}, expires_in=expires_in)
         return f"{self.public_base_url}{CONNECT_PATH}?u={token}"
 
     def connected_address(self, org_id: int, user_id: int) -> str | None:
@@ -233,7 +244,7 @@ _CONNECT_ANSWERS: dict[int | str, dict[str, Any]] = {
 def connect(
     request: Request, services: ServicesDep, gmail: GmailDep, u: str | None = None
 ) -> Response:
-    """Start the Gmail consent: a redirect for Slack's signed link, JSON for an API token."""
+    """Start the Gmail consent: a redirect for Slack's signed link, a link for an API token."""
     if u is not None:
         try:
             claims = gmail.connect_signer.verify(u)
@@ -246,25 +257,52 @@ def connect(
                 status=400,
             )
         login_hint = _user_email(services, org_id, user_id)
-        url = gmail.oauth.authorization_url(org_id, user_id, login_hint=login_hint)
-        return RedirectResponse(url, status_code=302, headers={"Cache-Control": "no-store"})
+        started = gmail.oauth.start_consent(org_id, user_id, login_hint=login_hint)
+        redirect = RedirectResponse(
+            started.url, status_code=302, headers={"Cache-Control": "no-store"}
+        )
+        # Lax: the cookie comes back on Google's top-level redirect to the callback, and
+        # never on a request another site makes.
+        redirect.set_cookie(
+            CONSENT_COOKIE,
+            started.browser_secret,
+            max_age=int(STATE_TTL.total_seconds()),
+            path=CONSENT_COOKIE_PATH,
+            secure=gmail.public_base_url.startswith("https://"),
+            httponly=True,
+            samesite="lax",
+        )
+        return redirect
     identity = get_identity(request, services)
     user_id = _user_of(identity)
-    login_hint = _user_email(services, identity.org_id, user_id)
-    url = gmail.oauth.authorization_url(identity.org_id, user_id, login_hint=login_hint)
-    return JSONResponse({"authorization_url": url, "expires_in": 600})
+    link = gmail.gmail_connect_link(
+        user_id, identity.org_id, expires_in=API_CONNECT_LINK_TTL_SECONDS
+    )
+    return JSONResponse(
+        {"authorization_url": link, "expires_in": API_CONNECT_LINK_TTL_SECONDS},
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 @router.get("/callback", response_class=HTMLResponse, responses=_INVALID_PAGE)
 def callback(
+    request: Request,
     gmail: GmailDep,
     state: str | None = None,
     code: str | None = None,
     error: str | None = None,
 ) -> HTMLResponse:
-    """Finish the consent Google redirected back from; a bad or replayed state is refused."""
+    """Finish the consent Google redirected back from; a bad or replayed state is refused,
+    and so is one that comes back to another browser than the one that started it."""
+    # The cookie is left to expire (ten minutes): it matches only the state it was made
+    # with, which is used once, and a reload of this page then says "already used".
     try:
-        connected = gmail.oauth.complete(state=state, code=code, error=error)
+        connected = gmail.oauth.complete(
+            state=state,
+            code=code,
+            error=error,
+            browser_secret=request.cookies.get(CONSENT_COOKIE),
+        )
     except ConsentRefused as exc:
         return _page("Gmail not connected", exc.message, status=400)
     return _page(
@@ -273,6 +311,71 @@ def callback(
         " go back to Slack.",
         status=200,
     )
+
+
+class AllowAddressRequest(BaseModel):
+    """Let a user connect one Gmail address other than their own; null takes it back."""
+
+    user_email: str = Field(min_length=3, max_length=320)
+    address: str | None = Field(default=None, max_length=320)
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from email_validator import EmailNotValidError, validate_email
+
+        try:
+            return validate_email(value.strip(), check_deliverability=False).normalized.lower()
+        except EmailNotValidError as exc:
+            raise ValueError(str(exc)) from None
+
+
+def _allowance_body(allowance: MailboxAllowance, user_email: str) -> dict[str, Any]:
+    return {
+        "user_email": user_email,
+        "address": allowance.allowed,
+        "allowed_by": allowance.allowed_by,
+        "allowed_at": _jsonable(allowance.allowed_at),
+    }
+
+
+@router.put("/allowed-address")
+def allow_address(
+    body: AllowAddressRequest, who: IdentityDep, services: ServicesDep
+) -> dict[str, Any]:
+    """Let a user connect the Gmail mailbox of another address (admins only; recorded)."""
+    admin_id = _user_of(who)
+    with services.session_factory() as session:
+        admin = session.execute(
+            select(m.User.email, m.User.role).where(
+                m.User.org_id == who.org_id, m.User.id == admin_id
+            )
+        ).one_or_none()
+        if admin is None or admin.role != UserRole.ADMIN:
+            raise NotPermitted(
+                "Only an admin can let a user connect a Gmail address other than their own."
+            )
+        allowance = allow_mailbox_address(
+            session,
+            who.org_id,
+            user_email=body.user_email,
+            address=body.address,
+            allowed_by=str(admin.email),
+            now=services.clock.now(),
+        )
+        session.commit()
+    log.info(
+        "gmail address allowance changed",
+        extra={
+            "org_id": who.org_id,
+            "user_id": allowance.user_id,
+            "by_user_id": admin_id,
+            "allowed": allowance.allowed is not None,
+        },
+    )
+    return _allowance_body(allowance, body.user_email)
 
 
 @router.get("/status")

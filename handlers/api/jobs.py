@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from domain.fields import Id, Offset
 from domain.jobs import CreateJobRequest, Job, JobStatus, JobTaskView
 from domain.outreach import Outreach
-from handlers.api.deps import IdentityDep, UowDep
+from handlers.api.deps import ActorDep, IdentityDep, UowDep
 
 router = APIRouter(tags=["jobs"])
 
@@ -93,7 +93,8 @@ def list_tasks(
 
 
 @router.post("/api/agent/jobs/{job_id}/cancel", response_model=Job)
-def cancel_job(job_id: Id, who: IdentityDep, runtime: RuntimeDep) -> Job:
-    """Cancel a job: pending tasks are cancelled and enrollments stopped."""
-    job: Job = runtime.outreach.set_job_status(who.org_id, job_id, JobStatus.CANCELLED)
+def cancel_job(job_id: Id, who: IdentityDep, actor: ActorDep, runtime: RuntimeDep) -> Job:
+    """Cancel a job: pending tasks are cancelled and enrollments stopped. A token tied to
+    a user may cancel the jobs that user launched, or any job if the user is an admin."""
+    job: Job = runtime.outreach.set_job_status(who.org_id, job_id, JobStatus.CANCELLED, by=actor)
     return job

@@ -10,13 +10,15 @@ from domain import use_cases
 from domain.audience import AudienceCriteria, AudienceSize
 from domain.campaigns import Campaign, CampaignCreate, CampaignStatus, CampaignUpdate
 from domain.fields import Id, Offset
+from domain.outreach import Outreach
 from domain.templates import (
     EmailTemplate,
     EmailTemplateFields,
     EmailTemplateUpdate,
     TemplateCategory,
 )
-from handlers.api.deps import IdentityDep, ServicesDep, UowDep
+from handlers.api.deps import ActorDep, IdentityDep, ServicesDep, UowDep
+from handlers.api.jobs import RuntimeDep
 
 router = APIRouter(prefix="/api/marketing", tags=["marketing"])
 
@@ -51,9 +53,19 @@ def get_campaign(campaign_id: Id, who: IdentityDep, uow: UowDep) -> Campaign:
 
 @router.put("/campaigns/{campaign_id}", response_model=Campaign)
 def update_campaign(
-    campaign_id: Id, body: CampaignUpdate, who: IdentityDep, uow: UowDep, services: ServicesDep
+    campaign_id: Id,
+    body: CampaignUpdate,
+    who: IdentityDep,
+    actor: ActorDep,
+    uow: UowDep,
+    services: ServicesDep,
+    runtime: RuntimeDep,
 ) -> Campaign:
-    """Change a campaign; fields left out keep their values."""
+    """Change a campaign; fields left out keep their values. Setting `status` (pause,
+    resume, …) is for the user who created the campaign or an admin, as in Slack."""
+    if body.status is not None:
+        outreach: Outreach = runtime.outreach
+        outreach.authorize_campaign_status(actor, who.org_id, campaign_id, to=body.status)
     return use_cases.update_campaign(who.org_id, campaign_id, body, uow=uow, clock=services.clock)
 
 

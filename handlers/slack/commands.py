@@ -15,6 +15,7 @@ from bot.slack_ids import Command
 from domain.campaigns import CampaignStatus
 from domain.errors import InvalidInput, NotFound, SalesbotError
 from domain.jobs import JobStatus
+from domain.outreach import Actor
 from handlers.slack.common import SlackDeps, friendly, resolve_actor
 from storage.uow import UnitOfWork
 
@@ -131,10 +132,11 @@ def _campaign(
             "for review."
         )
         return text, lambda: _start_planning(deps, actor.org_id, result.job.id)
-    return _campaign_query(deps, verb, arg, actor.org_id), None
+    return _campaign_query(deps, verb, arg, actor), None
 
 
-def _campaign_query(deps: SlackDeps, verb: str, arg: str, org_id: int) -> str:
+def _campaign_query(deps: SlackDeps, verb: str, arg: str, actor: Actor) -> str:
+    org_id = actor.org_id
     with UnitOfWork(deps.session_factory) as uow:
         if verb == "list":
             campaigns = uow.campaigns.list(org_id, status=None, limit=25, offset=0)
@@ -157,6 +159,9 @@ def _campaign_query(deps: SlackDeps, verb: str, arg: str, org_id: int) -> str:
         lines = [f"*{escape(campaign.name)}* — `{campaign.status.value}`"]
         lines += [job_line(j) for j in jobs] or ["No jobs yet: `/campaign launch` starts one."]
         return "\n".join(lines)
+    status = CampaignStatus.PAUSED if verb == "pause" else CampaignStatus.ACTIVE
+    # Whoever may move the campaign may move all its jobs, whoever launched them.
+    deps.outreach.authorize_campaign_status(actor, org_id, campaign.id, to=status)
     target = JobStatus.PAUSED if verb == "pause" else JobStatus.RUNNING
     source = JobStatus.RUNNING if verb == "pause" else JobStatus.PAUSED
     changed = 0
@@ -164,7 +169,6 @@ def _campaign_query(deps: SlackDeps, verb: str, arg: str, org_id: int) -> str:
         if job.status == source:
             deps.outreach.set_job_status(org_id, job.id, target)
             changed += 1
-    status = CampaignStatus.PAUSED if verb == "pause" else CampaignStatus.ACTIVE
     with UnitOfWork(deps.session_factory) as uow:
         fields = campaign.model_copy(update={"status": status})
         uow.campaigns.update(org_id, campaign.id, fields, now=deps.clock.now())
@@ -189,7 +193,7 @@ def _job(deps: SlackDeps, verb: str, arg: str, body: dict[str, Any], client: Web
     if not job_id.isdigit():
         raise InvalidInput(f"`/job {verb}` needs a job number, e.g. `/job {verb} 12`")
     if verb == "cancel":
-        job = deps.outreach.set_job_status(actor.org_id, int(job_id), JobStatus.CANCELLED)
+        job = deps.outreach.set_job_status(actor.org_id, int(job_id), JobStatus.CANCELLED, by=actor)
         return f"Cancelled {job_line(job)}"
     with UnitOfWork(deps.session_factory) as uow:
         job = uow.jobs.get(actor.org_id, int(job_id))

@@ -1,13 +1,21 @@
 """Connect a rep's Gmail: OAuth 2.0 consent with PKCE (google-auth-oauthlib), status, disconnect.
 
 The `state` sent to Google is a signed, expiring token naming the user it was issued
-for and a nonce; the nonce's row holds the PKCE verifier (encrypted) and is consumed by
-compare-and-set at the callback, so a forged, expired or replayed state is refused.
-Refresh and access tokens are stored encrypted (Fernet keyed from SALESBOT_SECRET_KEY).
+for, a nonce, and the hash of a secret kept in an HttpOnly cookie of the browser that
+started the consent; the nonce's row holds the PKCE verifier (encrypted) and is consumed by
+compare-and-set at the callback, so a forged, expired or replayed state is refused, and so
+is a consent URL finished in another browser (a forwarded link).
+
+The mailbox Google signed in to must be the user's own address, or the one other address
+an admin allowed for them (`users.gmail_address_allowed`); a mailbox connected for another
+user stays with them. Refresh and access tokens are stored encrypted (Fernet keyed from
+SALESBOT_SECRET_KEY).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import os
 import secrets
@@ -34,7 +42,13 @@ from integrations.gmail.client import (
     revoke_token,
 )
 from integrations.gmail.sender import SendLimits, default_daily_cap
-from storage.gmail import GmailAccountRepo, OAuthStateRepo, OutboxRepo
+from storage.gmail import (
+    GmailAccountRepo,
+    MailboxTaken,
+    OAuthStateRepo,
+    OutboxRepo,
+    mailbox_allowance,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +58,18 @@ CALLBACK_PATH: Final = "/api/integrations/gmail/callback"
 
 class ConsentRefused(InvalidInput):
     """A consent callback that cannot connect a mailbox; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class ConsentStart:
+    """A consent just started: Google's URL, and the secret only the starting browser keeps."""
+
+    url: str
+    browser_secret: str
+
+
+def _browser_digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -131,12 +157,15 @@ class GmailOAuth:
 
     # consent ----------------------------------------------------------------------------
 
-    def authorization_url(self, org_id: int, user_id: int, *, login_hint: str | None) -> str:
-        """Start a consent for a user: store its PKCE verifier, return Google's consent URL."""
+    def start_consent(self, org_id: int, user_id: int, *, login_hint: str | None) -> ConsentStart:
+        """Start a consent for a user: store its PKCE verifier, return Google's consent URL
+        and the secret the browser must bring back to the callback (in a cookie)."""
         now = self._clock.now()
         nonce = secrets.token_urlsafe(24)
+        browser_secret = secrets.token_urlsafe(32)
         state = self._signer.sign(
-            {"n": nonce, "o": org_id, "u": user_id}, expires_in=int(STATE_TTL.total_seconds())
+            {"n": nonce, "o": org_id, "u": user_id, "b": _browser_digest(browser_secret)},
+            expires_in=int(STATE_TTL.total_seconds()),
         )
         flow = self._flow()
         options: dict[str, str] = {
@@ -162,12 +191,21 @@ class GmailOAuth:
                 expires_at=now + STATE_TTL,
             )
             session.commit()
-        return str(url)
+        return ConsentStart(url=str(url), browser_secret=browser_secret)
 
     def complete(
-        self, *, state: str | None, code: str | None, error: str | None
+        self,
+        *,
+        state: str | None,
+        code: str | None,
+        error: str | None,
+        browser_secret: str | None,
     ) -> ConnectedMailbox:
-        """Finish a consent from Google's redirect; raise ConsentRefused with the reason."""
+        """Finish a consent from Google's redirect; raise ConsentRefused with the reason.
+
+        `browser_secret` is what the browser's consent cookie holds: the state is refused
+        unless it is the secret given to the browser that started this consent.
+        """
         if not state:
             raise ConsentRefused(
                 "This page was opened without the state Salesbot gave Google; start again from"
@@ -176,11 +214,25 @@ class GmailOAuth:
         try:
             claims = self._signer.verify(state)
             nonce, org_id, user_id = str(claims["n"]), int(claims["o"]), int(claims["u"])
+            bound_to = str(claims["b"])
         except (InvalidInput, KeyError, TypeError, ValueError):
             raise ConsentRefused(
                 "This Gmail connection link is not valid or has expired; start again from"
                 " Salesbot's App Home."
             ) from None
+        # Checked before the state is used: a consent URL forwarded to someone else lands
+        # here in their browser, without the cookie, and connects nothing.
+        if not browser_secret or not hmac.compare_digest(_browser_digest(browser_secret), bound_to):
+            log.warning(
+                "gmail consent finished in another browser",
+                extra={"org_id": org_id, "user_id": user_id},
+            )
+            raise ConsentRefused(
+                "This Gmail connection was started in another browser (a forwarded link"
+                " cannot be used), or your browser did not keep its cookie. Start again from"
+                " Salesbot's App Home in Slack: press Connect Gmail in the browser where you"
+                " sign in to Google."
+            )
         now = self._clock.now()
         with self._sessions() as session:
             consumed = OAuthStateRepo(session).consume(
@@ -230,26 +282,53 @@ class GmailOAuth:
             raise ConsentRefused(
                 f"Google connected the account but its mailbox could not be opened: {exc.message}"
             ) from exc
+        # A refused mailbox's grant is not revoked: revoking ends every token of that Google
+        # account for Salesbot, which would disconnect its owner's own connection.
+        with self._sessions() as session:
+            allowance = mailbox_allowance(session, org_id, user_id)
+        if not allowance.permits(email):
+            log.warning(
+                "gmail consent for another address refused",
+                extra={"org_id": org_id, "user_id": user_id},
+            )
+            raise ConsentRefused(
+                f"You signed in to Google as {email}, but your Salesbot address is"
+                f" {allowance.email}. Start again from Salesbot's App Home and choose"
+                f" {allowance.email} on Google's account screen. If Salesbot should send from"
+                f" {email} for you, ask an admin to allow that address first."
+            )
         refreshed = client.token_update()
         if refreshed is not None:
             access_token, expires_at = refreshed.access_token, refreshed.expires_at
         with self._sessions() as session:
-            account = GmailAccountRepo(session, self._box).save_connection(
-                org_id,
-                user_id=user_id,
-                email=email,
-                scopes=granted,
-                refresh_token=str(refresh_token),
-                access_token=access_token,
-                access_token_expires_at=expires_at,
-                daily_send_cap=default_daily_cap(email, self._limits),
-                min_send_interval_seconds=self._limits.min_send_interval_seconds,
-                now=now,
-            )
+            try:
+                account = GmailAccountRepo(session, self._box).save_connection(
+                    org_id,
+                    user_id=user_id,
+                    email=email,
+                    scopes=granted,
+                    refresh_token=str(refresh_token),
+                    access_token=access_token,
+                    access_token_expires_at=expires_at,
+                    daily_send_cap=default_daily_cap(email, self._limits),
+                    min_send_interval_seconds=self._limits.min_send_interval_seconds,
+                    now=now,
+                )
+            except MailboxTaken as taken:
+                log.warning(
+                    "gmail consent for a mailbox connected by another user refused",
+                    extra={"org_id": org_id, "user_id": user_id},
+                )
+                raise ConsentRefused(taken.message) from None
             session.commit()
         log.info(
             "gmail connected",
-            extra={"org_id": org_id, "user_id": user_id, "gmail_account_id": account.id},
+            extra={
+                "org_id": org_id,
+                "user_id": user_id,
+                "gmail_account_id": account.id,
+                "allowed_by_admin": account.email != allowance.email.strip().lower(),
+            },
         )
         return ConnectedMailbox(
             account_id=account.id,

@@ -12,7 +12,7 @@ from bot.slack_ids import ActionId
 from domain.clock import FixedClock
 from storage import models as m
 from storage.accounts import create_token, ensure_user
-from tests.support.gmail_app import google_settings, parse_raw
+from tests.support.gmail_app import google_settings, open_connect_link, parse_raw
 from tests.support.google import GoogleServer, follow_consent, running_google_stand_in
 from tests.support.slack import ServedSlack, serve_slack_stand_in
 from tests.support.slack_app import REP, REVIEW_CHANNEL, SlackWorld, slack_world, wait_until
@@ -56,7 +56,8 @@ def connect_gmail(world: SlackWorld, google: GoogleServer) -> None:
         "/api/integrations/gmail/connect", headers={"Authorization": f"Bearer {token}"}
     )
     assert consent.status_code == 200, consent.text
-    callback = follow_consent(consent.json()["authorization_url"])
+    google_url = open_connect_link(world.client, consent.json()["authorization_url"])
+    callback = follow_consent(google_url)
     path = callback.split("://", 1)[1].split("/", 1)[1]
     assert world.client.get(f"/{path}").status_code == 200
 

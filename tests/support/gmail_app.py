@@ -97,11 +97,16 @@ class GmailWorld:
         """Return the Authorization header of a token (the rep's by default)."""
         return {"Authorization": f"Bearer {token or self.token}"}
 
-    def consent_url(self, token: str | None = None) -> str:
-        """Ask the app for Google's consent URL, as an API client does."""
+    def connect_link(self, token: str | None = None) -> str:
+        """Ask the app for the link that starts a consent, as an API client does."""
         answer = self.client.get("/api/integrations/gmail/connect", headers=self.auth(token))
         assert answer.status_code == 200, answer.text
         return str(answer.json()["authorization_url"])
+
+    def consent_url(self, token: str | None = None) -> str:
+        """Open the connect link in this test's browser (it keeps the consent cookie) and
+        return Google's consent URL it redirects to."""
+        return open_connect_link(self.client, self.connect_link(token))
 
     def callback_path(self, consent_url: str) -> str:
         """Consent at the stand-in as the browser would; return the callback path and query."""
@@ -213,6 +218,14 @@ def gmail_world(
             session_factory=session_factory,
             **seeded,
         )
+
+
+def open_connect_link(browser: TestClient, link: str) -> str:
+    """Open a connect link as the user's browser does; return Google's consent URL."""
+    parts = urlsplit(link)
+    redirect = browser.get(f"{parts.path}?{parts.query}", follow_redirects=False)
+    assert redirect.status_code == 302, redirect.text
+    return str(redirect.headers["location"])
 
 
 def consent_query(url: str) -> dict[str, str]:
