@@ -311,3 +311,21 @@ def test_a_non_numeric_content_length_is_refused_with_400(api: ApiWorld) -> None
 
 def _auth_header(api: ApiWorld) -> list[tuple[bytes, bytes]]:
     return [(b"authorization", f"Bearer {api.token}".encode())]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/unsubscribe/abc%00def",
+        "/api/integrations/gmail/callback?state=%00&code=x",
+        "/api/marketing/campaigns?status=active%00",
+    ],
+)
+def test_a_nul_character_in_the_url_is_refused_with_400(api: ApiWorld, url: str) -> None:
+    response = api.client.get(url, headers=api.auth())
+    assert response.status_code == 400
+    assert response.json()["error"] == {
+        "code": "bad_request",
+        "message": "the URL must not contain NUL characters",
+        "details": [],
+    }
