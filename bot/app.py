@@ -40,7 +40,7 @@ from handlers.api.deps import Services
 from handlers.api.docs import error_answer, install_docs
 from handlers.api.errors import error_body, install_error_handlers
 from handlers.api.gmail import GmailIntegration, build_gmail_integration
-from handlers.body_limit import BodyLimitMiddleware
+from handlers.request_limits import RequestLimitMiddleware
 from handlers.slack.common import SlackDeps
 from integrations.crypto import LinkSigner, SecretBox
 from jobs.slack_deferred import DeferredSlackWorker
@@ -366,7 +366,7 @@ def build_app(
         docs_url=None,  # served by install_docs, from local assets
         redoc_url=None,
     )
-    app.add_middleware(BodyLimitMiddleware)
+    app.add_middleware(RequestLimitMiddleware)
     app.state.settings = settings
     app.state.services = runtime.services
     app.state.runtime = runtime

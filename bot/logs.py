@@ -18,6 +18,7 @@ import re
 import sys
 from typing import IO, Any
 
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -26,7 +27,13 @@ REDACTED = "[redacted]"
 MAX_EXTRA_CHARS = 500
 
 # The attributes every LogRecord has; anything else on a record came from `extra=`.
-_STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+# (uvicorn adds `color_message`, the same message with terminal colours.)
+_STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",
+}
 
 # Path segments after these prefixes are capabilities (signed tokens).
 _CAPABILITY_PATHS = re.compile(r"(/unsubscribe/)[^\s?#\"']+")
@@ -52,11 +59,20 @@ class RedactCapabilities(logging.Filter):
         if isinstance(record.msg, str):
             record.msg = redact(record.msg)
         if isinstance(record.args, tuple):
-            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
+            record.args = tuple(_redact_arg(a) for a in record.args)
         for name, value in _extras(record).items():
             if isinstance(value, str):
                 setattr(record, name, redact(value))
         return True
+
+
+def _redact_arg(value: Any) -> Any:
+    if isinstance(value, int | float | bool) or value is None:
+        return value
+    # A URL object (httpx logs its requests' URLs) is redacted as the text it prints as.
+    text = value if isinstance(value, str) else str(value)
+    redacted = redact(text)
+    return value if redacted == text and not isinstance(value, str) else redacted
 
 
 def _extras(record: logging.LogRecord) -> dict[str, Any]:
@@ -93,6 +109,7 @@ def json_formatter() -> logging.Formatter:
         style="{",
         rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
         json_ensure_ascii=False,
+        reserved_attrs=[*RESERVED_ATTRS, "color_message"],
     )
 
 
@@ -113,3 +130,4 @@ def configure_logging(
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
+        logger.setLevel(logging.NOTSET)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, ValidationInfo
 
 # The largest value of a PostgreSQL BIGINT (and of a SQLite INTEGER).
 MAX_ID = 2**63 - 1
@@ -22,18 +22,34 @@ MAX_JSON_DEPTH = 20
 MAX_JSON_CHARS = 20_000
 
 
-def refuse_nul(value: str) -> str:
-    """Refuse text with a NUL character: PostgreSQL text columns cannot hold one."""
+# The validation context of rows read back from the database: what was stored before a
+# bound existed is served as it is, not refused on every read.
+STORED: dict[str, bool] = {"stored": True}
+
+
+def _stored(info: ValidationInfo) -> bool:
+    return isinstance(info.context, dict) and info.context.get("stored") is True
+
+
+def _check_nul(value: str) -> None:
     if "\x00" in value:
         raise ValueError("must not contain NUL characters (\\u0000)")
+
+
+def refuse_nul(value: str, info: ValidationInfo) -> str:
+    """Refuse text with a NUL character: PostgreSQL text columns cannot hold one."""
+    if not _stored(info):
+        _check_nul(value)
     return value
 
 
-def check_json_object(value: dict[str, Any]) -> dict[str, Any]:
+def check_json_object(value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
     """Refuse a JSON object nested too deep, too long, or carrying NUL characters.
 
     The walk uses an explicit stack: a deep object must not exhaust the interpreter's.
     """
+    if _stored(info):
+        return value
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
@@ -41,14 +57,14 @@ def check_json_object(value: dict[str, Any]) -> dict[str, Any]:
             if depth > MAX_JSON_DEPTH:
                 raise ValueError(f"must not nest deeper than {MAX_JSON_DEPTH} levels")
             for key, child in item.items():
-                refuse_nul(str(key))
+                _check_nul(str(key))
                 stack.append((child, depth + 1))
         elif isinstance(item, list):
             if depth > MAX_JSON_DEPTH:
                 raise ValueError(f"must not nest deeper than {MAX_JSON_DEPTH} levels")
             stack.extend((child, depth + 1) for child in item)
         elif isinstance(item, str):
-            refuse_nul(item)
+            _check_nul(item)
     if len(json.dumps(value, ensure_ascii=False, default=str)) > MAX_JSON_CHARS:
         raise ValueError(f"must not be longer than {MAX_JSON_CHARS} characters as JSON")
     return value

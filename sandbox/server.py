@@ -36,7 +36,11 @@ def free_port(host: str = "127.0.0.1") -> int:
 def serve_in_thread(app: Any, *, host: str = "127.0.0.1", port: int | None = None) -> RunningServer:
     """Start `app` under uvicorn on a loopback port and return once it accepts connections."""
     port = port or free_port(host)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+    # log_config=None: uvicorn's loggers keep printing through the process's handler
+    # (bot.logs, which redacts capability URLs) instead of getting handlers of their own.
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", lifespan="off", log_config=None
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"sandbox-{port}", daemon=True)
     thread.start()

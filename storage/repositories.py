@@ -16,6 +16,7 @@ from domain.audience import AudienceCriteria, AudienceMember, AudienceSize
 from domain.campaigns import Campaign, CampaignFields
 from domain.contacts import EmailStatus
 from domain.errors import Conflict, NotFound
+from domain.fields import STORED
 from domain.templates import EmailTemplate, EmailTemplateFields
 from storage import models as m
 
@@ -47,7 +48,7 @@ class CampaignRepo:
             created_at=row.created_at,
             updated_at=row.updated_at,
         )
-        return Campaign.model_validate(data)
+        return Campaign.model_validate(data, context=STORED)
 
     def _check_unique_name(self, org_id: int, name: str, *, except_id: int | None) -> None:
         found = self.find_by_name(org_id, name)

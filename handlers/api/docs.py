@@ -20,10 +20,13 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
+from domain.fields import MAX_ID
+
 ASSETS = Path(__file__).parent / "swagger_ui"
 ASSETS_URL = "/docs/assets"
 _WRITES = {"POST", "PUT", "PATCH", "DELETE"}
 BEARER = "bearerAuth"
+_BOUNDS = {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"}
 
 
 class ErrorDetail(BaseModel):
@@ -84,6 +87,25 @@ def error_answer(status: int | str) -> dict[str, Any]:
     return {"description": _ANSWERS[str(status)], "content": {"application/json": {"schema": _REF}}}
 
 
+def _restore_integer_bounds(document: Any) -> None:
+    """Turn bounds FastAPI's OpenAPI model made floats back into integers.
+
+    It types `maximum` as a float, and 2**63 - 1 as a float is 2**63: the document would
+    allow one id more than a BIGINT holds.
+    """
+    stack = [document]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in _BOUNDS and isinstance(value, float) and value.is_integer():
+                    node[key] = MAX_ID if value == float(MAX_ID) else int(value)
+                else:
+                    stack.append(value)
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
 def build_openapi(app: FastAPI) -> dict[str, Any]:
     """Return the app's OpenAPI document with every route's error answers."""
     if app.openapi_schema:
@@ -91,6 +113,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     document = get_openapi(
         title=app.title, version=app.version, description=app.description, routes=app.routes
     )
+    _restore_integer_bounds(document)
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     definitions = ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}")
     schemas.update(definitions.pop("$defs", {}))

@@ -311,3 +311,37 @@ def test_a_non_numeric_content_length_is_refused_with_400(api: ApiWorld) -> None
 
 def _auth_header(api: ApiWorld) -> list[tuple[bytes, bytes]]:
     return [(b"authorization", f"Bearer {api.token}".encode())]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/unsubscribe/abc%00def",
+        "/api/integrations/gmail/callback?state=%00&code=x",
+        "/api/marketing/campaigns?status=active%00",
+    ],
+)
+def test_a_nul_character_in_the_url_is_refused_with_400(api: ApiWorld, url: str) -> None:
+    response = api.client.get(url, headers=api.auth())
+    assert response.status_code == 400
+    assert response.json()["error"] == {
+        "code": "bad_request",
+        "message": "the URL must not contain NUL characters",
+        "details": [],
+    }
+
+
+def test_a_campaign_stored_before_the_metrics_cap_is_still_served(
+    api: ApiWorld, session_factory: Callable[[], Session]
+) -> None:
+    created = api.client.post("/api/marketing/campaigns", json=CAMPAIGN, headers=api.auth())
+    campaign_id = created.json()["id"]
+    legacy = {"note": "x" * 30_000}
+    with session_factory() as session:
+        session.get_one(m.MarketingCampaign, campaign_id).metrics = legacy
+        session.commit()
+    stored = api.client.get(f"/api/marketing/campaigns/{campaign_id}", headers=api.auth())
+    assert stored.status_code == 200
+    assert stored.json()["metrics"] == legacy
+    listed = api.client.get("/api/marketing/campaigns", headers=api.auth())
+    assert [c["id"] for c in listed.json()] == [campaign_id]

@@ -1,9 +1,19 @@
-"""A size limit on request bodies, per route, applied before the body is read.
+"""Limits on what a request may carry, checked before a route sees it: a body size per
+route, and no NUL character in the URL.
 
 A declared `Content-Length` over the route's limit is answered 413 at once, before a
 byte of the body is read (an unauthenticated 200 MB push raised the process to 550 MB
 before its 401). A chunked body, whose length is not declared, is counted as the route
 reads it, and reading stops with 413 at the first chunk past the limit.
+
+(Starlette's own RequestBodyLimitMiddleware lets the route run until it reads the body
+or starts its answer, and answers a plain-text "Content Too Large"; this one refuses a
+declared length before the route runs, says the limit in the API's error shape, and
+closes the connection rather than receive the rest.)
+
+A NUL character (`%00`) in the path or the query string is refused with 400: no route
+takes one, and PostgreSQL text cannot hold one (a capability token or an OAuth state
+with `%00` reached a query and answered 500).
 """
 
 from __future__ import annotations
@@ -71,8 +81,9 @@ class BodyLimits:
         return self.default
 
 
-class BodyLimitMiddleware:
-    """Answer 413 to a body over its route's limit (pure ASGI: nothing is buffered)."""
+class RequestLimitMiddleware:
+    """Answer 413 to a body over its route's limit, 400 to a NUL in the URL (pure ASGI:
+    nothing is buffered)."""
 
     def __init__(self, app: ASGIApp, *, limits: BodyLimits | None = None) -> None:
         self.app = app
@@ -81,6 +92,9 @@ class BodyLimitMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if _has_nul(scope):
+            await _refuse(send, 400, "bad_request", "the URL must not contain NUL characters")
             return
         limit = self.limits.limit_for(scope["path"])
         declared = _content_length(scope["headers"])
@@ -93,6 +107,11 @@ class BodyLimitMiddleware:
         else:
             # The server delivers no more than the declared length: nothing to count.
             await self.app(scope, receive, send)
+
+
+def _has_nul(scope: Scope) -> bool:
+    query: bytes = scope.get("query_string", b"")
+    return "\x00" in scope["path"] or b"%00" in query or b"\x00" in query
 
 
 def _content_length(headers: Iterable[tuple[bytes, bytes]]) -> str:

@@ -1,0 +1,140 @@
+"""Log lines carry their extras, in text or JSON, and never a capability token or a bound
+SQL parameter."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from bot.logs import configure_logging
+from domain.clock import FixedClock
+from handlers.api.errors import install_error_handlers
+from sandbox.server import serve_in_thread
+from tests.support.api import make_api_world
+
+
+@pytest.fixture
+def log_output() -> Iterator[Callable[[str], io.StringIO]]:
+    """Configure logging as the commands do, into a buffer; restore the test's afterwards."""
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    uvicorn_loggers = [logging.getLogger(n) for n in ("uvicorn", "uvicorn.error", "uvicorn.access")]
+    saved_uvicorn = [(lg, list(lg.handlers), lg.propagate, lg.level) for lg in uvicorn_loggers]
+
+    def configure(log_format: str) -> io.StringIO:
+        buffer = io.StringIO()
+        configure_logging("INFO", log_format, stream=buffer)
+        return buffer
+
+    yield configure
+    root.handlers[:] = saved[0]
+    root.setLevel(saved[1])
+    for logger, handlers, propagate, level in saved_uvicorn:
+        logger.handlers[:] = handlers
+        logger.propagate = propagate
+        logger.setLevel(level)
+
+
+def _failing_app() -> FastAPI:
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.get("/fails")
+    def fails() -> None:
+        raise RuntimeError("the database went away")
+
+    return app
+
+
+def _error_id(answer: httpx.Response) -> str:
+    message: str = answer.json()["error"]["message"]
+    return message.rsplit("error id ", 1)[1].rstrip(")")
+
+
+def test_the_error_id_shown_to_a_client_is_in_the_log_line(
+    log_output: Callable[[str], io.StringIO],
+) -> None:
+    buffer = log_output("text")
+    answer = TestClient(_failing_app(), raise_server_exceptions=False).get("/fails")
+    assert answer.status_code == 500
+    [first_line] = [ln for ln in buffer.getvalue().splitlines() if "handlers.api.errors" in ln]
+    assert first_line.endswith(
+        f"ERROR handlers.api.errors: unexpected error error_id={_error_id(answer)}"
+    )
+    assert "RuntimeError: the database went away" in buffer.getvalue()
+
+
+def test_a_warning_prints_its_reason_as_key_value(log_output: Callable[[str], io.StringIO]) -> None:
+    buffer = log_output("text")
+    logging.getLogger("domain.outreach").warning(
+        "card message failed", extra={"card_id": 7, "reason": "channel_not_found: no access"}
+    )
+    expected = 'card message failed card_id=7 reason="channel_not_found: no access"'
+    assert buffer.getvalue().rstrip("\n").endswith(f"WARNING domain.outreach: {expected}")
+
+
+def test_log_format_json_prints_one_object_a_line_with_the_extras_as_keys(
+    log_output: Callable[[str], io.StringIO],
+) -> None:
+    buffer = log_output("json")
+    answer = TestClient(_failing_app(), raise_server_exceptions=False).get("/fails")
+    records = [json.loads(line) for line in buffer.getvalue().splitlines()]
+    [record] = [r for r in records if r["logger"] == "handlers.api.errors"]
+    assert record["level"] == "ERROR"
+    assert record["logger"] == "handlers.api.errors"
+    assert record["message"] == "unexpected error"
+    assert record["error_id"] == _error_id(answer)
+    assert "RuntimeError: the database went away" in record["exc_info"]
+    assert set(record) == {"time", "level", "logger", "message", "error_id", "exc_info"}
+
+
+def test_the_access_log_holds_no_capability_token(
+    log_output: Callable[[str], io.StringIO],
+    engine: Engine,
+    session_factory: Callable[[], Session],
+    clock: FixedClock,
+) -> None:
+    api = make_api_world(engine, session_factory, clock, start_background=False)
+    server = serve_in_thread(api.client.app)
+    try:
+        buffer = log_output("text")
+        with httpx.Client(base_url=server.url) as client:
+            client.get("/unsubscribe/eyJvIjoxLCJjIjoyfQ.SECRET-UNSUBSCRIBE")
+            client.get("/api/integrations/gmail/connect", params={"u": "SECRET-CONNECT"})
+            client.get(
+                "/api/integrations/gmail/callback",
+                params={"code": "SECRET-CODE", "state": "SECRET-STATE", "scope": "gmail"},
+            )
+            client.get("/slack/oauth_redirect?code=SECRET-SLACK&state=SECRET-SLACK-STATE")
+    finally:
+        server.stop()
+    logged = buffer.getvalue()
+    access = [line for line in logged.splitlines() if "uvicorn.access" in line]
+    assert len(access) == 4
+    assert "SECRET" not in logged
+    assert '"GET /unsubscribe/[redacted] HTTP/1.1" 400' in access[0]
+    assert '"GET /api/integrations/gmail/connect?u=[redacted] HTTP/1.1"' in access[1]
+    assert (
+        "/api/integrations/gmail/callback?code=[redacted]&state=[redacted]&scope=gmail"
+        in (access[2])
+    )
+
+
+def test_a_database_error_never_shows_its_bound_parameters(engine: Engine) -> None:
+    with engine.connect() as conn, pytest.raises(SQLAlchemyError) as raised:
+        conn.execute(
+            text("SELECT * FROM no_such_table WHERE body = :body"),
+            {"body": "Hi {{ first_name }}, a private template body"},
+        )
+    assert "private template body" not in str(raised.value)
+    assert "SQL parameters hidden" in str(raised.value)
