@@ -22,7 +22,8 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -250,6 +251,7 @@ class CachedAuthorize(Authorize):
         self._max = max_teams
         self._clock = clock
         self._entries: OrderedDict[tuple[str | None, str | None], _Entry] = OrderedDict()
+        self._fills: dict[tuple[str | None, str | None], tuple[threading.Lock, int]] = {}
         self._lock = threading.Lock()
 
     def __call__(
@@ -265,28 +267,55 @@ class CachedAuthorize(Authorize):
     ) -> AuthorizeResult | None:
         """Return the workspace's authorization, from the cache while it is fresh."""
         key = (enterprise_id, team_id)
-        now = self._clock()
+        cached = self._fresh(key)
+        if cached is not None:
+            return cached
+        # One request per workspace asks Slack; a burst of clicks waits for its answer
+        # instead of asking Slack once each.
+        with self._filling(key):
+            cached = self._fresh(key)
+            if cached is not None:
+                return cached
+            result: AuthorizeResult | None = self._inner(
+                context=context,
+                enterprise_id=enterprise_id,
+                team_id=team_id,
+                user_id=user_id,
+                actor_enterprise_id=actor_enterprise_id,
+                actor_team_id=actor_team_id,
+                actor_user_id=actor_user_id,
+            )
+            if result is not None and result.user_token is None:
+                with self._lock:
+                    self._entries[key] = _Entry(copy.copy(result), self._clock() + self._ttl)
+                    self._entries.move_to_end(key)
+                    while len(self._entries) > self._max:
+                        self._entries.popitem(last=False)
+            return result
+
+    def _fresh(self, key: tuple[str | None, str | None]) -> AuthorizeResult | None:
         with self._lock:
             entry = self._entries.get(key)
-            if entry is not None and entry.expires > now:
-                self._entries.move_to_end(key)
-                return copy.copy(entry.result)
-        result: AuthorizeResult | None = self._inner(
-            context=context,
-            enterprise_id=enterprise_id,
-            team_id=team_id,
-            user_id=user_id,
-            actor_enterprise_id=actor_enterprise_id,
-            actor_team_id=actor_team_id,
-            actor_user_id=actor_user_id,
-        )
-        if result is not None and result.user_token is None:
+            if entry is None or entry.expires <= self._clock():
+                return None
+            self._entries.move_to_end(key)
+            return copy.copy(entry.result)
+
+    @contextmanager
+    def _filling(self, key: tuple[str | None, str | None]) -> Iterator[None]:
+        with self._lock:
+            lock, users = self._fills.get(key, (threading.Lock(), 0))
+            self._fills[key] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
             with self._lock:
-                self._entries[key] = _Entry(copy.copy(result), now + self._ttl)
-                self._entries.move_to_end(key)
-                while len(self._entries) > self._max:
-                    self._entries.popitem(last=False)
-        return result
+                lock, users = self._fills[key]
+                if users == 1:
+                    del self._fills[key]
+                else:
+                    self._fills[key] = (lock, users - 1)
 
     def forget(self, *, enterprise_id: str | None, team_id: str | None) -> None:
         """Drop a workspace's authorization (its tokens were revoked or the app uninstalled)."""
