@@ -292,3 +292,69 @@ def test_the_readme_bootstrap_with_an_oauth_install_ends_with_cards_in_slack(
     tokens = {call.token for call in posted}
     assert len(tokens) == 1
     assert slack.token(tokens.pop()).team_id == team
+
+
+def test_an_unbound_workspace_is_told_the_command_that_binds_it_and_that_command_works(
+    committed_engine: Engine,
+    served_slack: ServedSlack,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    slack = served_slack.stand_in
+    slack.reset()
+    slack.add_user(MARIA, "maria", "maria@lonestar.com", real_name="Maria Lopez")
+    url = committed_engine.url.render_as_string(hide_password=False)
+    settings = make_settings(
+        url,
+        SLACK_API_URL=served_slack.api_url,
+        SLACK_BOT_TOKEN=DEFAULT_BOT_TOKEN,
+        SLACK_SIGNING_SECRET=SIGNING_SECRET,
+    )
+    monkeypatch.chdir(tmp_path)
+    for name in ("SLACK_BOT_TOKEN", "SLACK_CLIENT_ID", "SLACK_CLIENT_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("SALESBOT_SECRET_KEY", TEST_SECRET_KEY)
+    assert CliRunner().invoke(cli, ["org", "create", "--slug", "lonestar"]).exit_code == 0
+    services = Services(
+        engine=committed_engine,
+        session_factory=make_session_factory(committed_engine),
+        clock=SystemClock(),
+    )
+    runtime = build_runtime(settings, services=services)
+    app = build_app(settings, runtime=runtime, start_background=False)
+    assert runtime.slack_worker is not None
+
+    def campaign_list(client: TestClient) -> str:
+        before = len(slack.calls("response_url"))
+        body = urlencode(
+            {
+                "command": "/campaign",
+                "text": "list",
+                "team_id": DEFAULT_TEAM_ID,
+                "user_id": MARIA,
+                "channel_id": "C0SANDBOXGEN",
+                "response_url": slack.response_url(channel="C0SANDBOXGEN", user=MARIA),
+                "trigger_id": slack.issue_trigger_id(user_id=MARIA),
+            }
+        )
+        acked = client.post(
+            "/slack/events",
+            content=body.encode(),
+            headers=signed_headers(body, signing_secret=SIGNING_SECRET),
+        )
+        assert acked.status_code == 200
+        said = wait_until(lambda: slack.calls("response_url")[before:], what="the answer")
+        return str(said[0].params["text"])
+
+    with TestClient(app) as client, running(runtime.slack_worker):
+        hint = campaign_list(client)
+        command = re.search(r"`salesbot (org link-slack [^`]*)`", hint)
+        assert command is not None, hint
+        assert command.group(1) == "org link-slack --org <slug> --team-id T0SANDBOX"
+        args = command.group(1).replace("<slug>", "lonestar").split()
+        assert CliRunner().invoke(cli, args).exit_code == 0
+
+        assert campaign_list(client) == (
+            "No campaigns yet. Create one with `POST /api/marketing/campaigns`."
+        )
