@@ -27,6 +27,7 @@ from bot.gmail_inbound import GmailInbound, build_gmail_inbound
 from bot.notifier import SlackNotifier, add_retry_handlers
 from bot.settings import Settings
 from bot.slack_app import BOT_SCOPES, QueuedLazyRunner, build_bolt_app
+from bot.slack_oauth import CachedAuthorize
 from domain.clock import Clock, SystemClock
 from domain.drafting import DraftModel
 from domain.errors import ExternalServiceError
@@ -241,6 +242,7 @@ def build_runtime(
             deps,
             client=slack.app_client,
             oauth_settings=slack.oauth_settings,
+            authorize=slack.authorize,
             replay=True,
         )
         slack_worker = DeferredSlackWorker(replay, deferred, services.clock)
@@ -249,6 +251,7 @@ def build_runtime(
             deps,
             client=slack.app_client,
             oauth_settings=slack.oauth_settings,
+            authorize=slack.authorize,
             lazy_runner=QueuedLazyRunner(deferred, services.clock, on_stored=slack_worker.wake),
         )
     return Runtime(
@@ -273,6 +276,7 @@ class SlackClients:
     oauth_settings: OAuthSettings | None
     installation_store: DbInstallationStore | None
     session_factory: SessionFactory
+    authorize: CachedAuthorize | None = None
     _by_org: dict[int, WebClient] = field(default_factory=dict)
 
     def client_for_org(self, org_id: int) -> WebClient:
@@ -327,7 +331,14 @@ def build_slack_clients(
             install_page_rendering_enabled=False,
         )
         client = add_retry_handlers(WebClient(base_url=settings.SLACK_API_URL))
-        return SlackClients(client, oauth, store, services.session_factory)
+        # One cache of authorizations for the web app and the worker's app (see CachedAuthorize).
+        return SlackClients(
+            client,
+            oauth,
+            store,
+            services.session_factory,
+            authorize=CachedAuthorize(oauth.authorize),
+        )
     if settings.SLACK_BOT_TOKEN:
         client = add_retry_handlers(
             WebClient(token=settings.SLACK_BOT_TOKEN, base_url=settings.SLACK_API_URL)

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import gc
+import re
 import sys
-from typing import Annotated
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+from typer.core import TyperGroup
 
+from bot.cli_db import DatabaseNotReady, explain_database_error, open_database
 from bot.cli_import import import_command
 from bot.logs import configure_logging
 from bot.settings import Settings, SettingsError, load_settings
@@ -16,8 +26,36 @@ from domain.clock import SystemClock
 from domain.contacts import TokenScope
 from domain.errors import SalesbotError
 
+
+class _OneLineErrors(TyperGroup):
+    """Turn bad settings and database trouble in any command into one line and exit 2.
+
+    Without it a wrong DATABASE_URL, a server that is down or a database nobody migrated
+    printed a traceback (with SQL) instead of what to do.
+    """
+
+    def invoke(self, ctx: Any) -> Any:  # typer's own (vendored) click.Context
+        try:
+            return super().invoke(ctx)
+        except SettingsError as exc:
+            raise fail(str(exc), 2) from None
+        except DatabaseNotReady as exc:
+            raise fail(exc.message, 2) from None
+        except SQLAlchemyError as exc:
+            raise fail(explain_database_error(exc, _database_url()), 2) from None
+
+
+def _database_url() -> str:
+    try:
+        return load_settings().DATABASE_URL
+    except SettingsError:
+        return "DATABASE_URL"
+
+
 app = typer.Typer(
-    help="Salesbot: re-engagement campaigns from Slack and Gmail.", no_args_is_help=True
+    cls=_OneLineErrors,
+    help="Salesbot: re-engagement campaigns from Slack and Gmail.",
+    no_args_is_help=True,
 )
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 org_app = typer.Typer(help="Organizations (tenants).", no_args_is_help=True)
@@ -42,7 +80,7 @@ def settings_or_exit() -> Settings:
 
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print an error line and return the exit to raise."""
-    err.print(f"[red]error:[/red] {message}")
+    err.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -73,6 +111,8 @@ def serve(
         sandbox = start_sandbox(settings, console=err)
         settings = sandbox.settings
         err.rule()
+    else:
+        open_database(settings.DATABASE_URL).dispose()
     application = build_app(settings)
     gc.freeze()  # see bot/asgi.py: startup objects out of the collector's sight
     try:
@@ -96,6 +136,7 @@ def _real_settings_or_exit(command: str) -> Settings:
             "(local stand-ins, one process) run `salesbot serve`.",
             2,
         )
+    open_database(settings.DATABASE_URL).dispose()
     return settings
 
 
@@ -171,25 +212,207 @@ def db_upgrade(
     out.print(f"database at {revision}")
 
 
+_TEAM_ID = re.compile(r"^T[A-Z0-9]{2,31}$")
+_DURATION = re.compile(r"^(\d+)\s*([mhd])$")
+_UNITS = {"m": 60, "h": 3600, "d": 86400}
+MAX_INSTALL_LINK_DAYS = 30
+
+
+def _team_id(value: str | None) -> str | None:
+    if value is None:
+        return None
+    team_id = value.strip()
+    if not _TEAM_ID.match(team_id):
+        raise fail(
+            f"{team_id!r} is not a Slack workspace id: it looks like T0123ABCD (Slack: "
+            "workspace settings, or `salesbot org link-slack` finds it from SLACK_BOT_TOKEN)",
+            2,
+        )
+    return team_id
+
+
 @org_app.command("create")
 def org_create(
     slug: Annotated[str, typer.Option(help="Short unique name, e.g. 'lonestar'.")],
     name: Annotated[str, typer.Option(help="Display name.")] = "",
     admin_email: Annotated[str | None, typer.Option(help="Create this admin user too.")] = None,
+    slack_team_id: Annotated[
+        str | None,
+        typer.Option(help="Bind this Slack workspace (its id, T…) to the organization."),
+    ] = None,
 ) -> None:
-    """Create an organization."""
+    """Create an organization, optionally bound to a Slack workspace."""
     from domain.contacts import UserRole
-    from storage.accounts import create_org, ensure_user
+    from storage.accounts import create_org, ensure_user, link_slack_team
 
+    team_id = _team_id(slack_team_id)
     with _session() as session:
         try:
             org = create_org(session, slug=slug, name=name or slug)
             if admin_email:
                 ensure_user(session, org.id, email=admin_email, role=UserRole.ADMIN)
+            if team_id:
+                link_slack_team(session, org.id, team_id)
         except SalesbotError as exc:
             raise fail(exc.message) from None
         session.commit()
-    out.print(f"organization {org.slug} created (id {org.id})")
+    if team_id:
+        out.print(
+            f"organization {org.slug} created (id {org.id}), bound to Slack workspace {team_id}"
+        )
+    else:
+        out.print(f"organization {org.slug} created (id {org.id})")
+        err.print(
+            f"bind it to Slack with `salesbot org link-slack --org {org.slug}` (one workspace, "
+            f"SLACK_BOT_TOKEN) or `salesbot org install-link --org {org.slug}` (OAuth install)"
+        )
+
+
+@org_app.command("link-slack")
+def org_link_slack(
+    org: Annotated[str, typer.Option(help="Organization slug or id.")],
+    team_id: Annotated[
+        str | None,
+        typer.Option(help="The Slack workspace id (T…); found with SLACK_BOT_TOKEN if omitted."),
+    ] = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Bind the workspace found without asking.")
+    ] = False,
+) -> None:
+    """Bind an organization to a Slack workspace, so its users' commands reach it.
+
+    With SLACK_BOT_TOKEN set (single-workspace mode), Slack is asked (auth.test) which
+    workspace the token belongs to: that one is offered, and a --team-id of another
+    workspace is refused.
+    """
+    from storage.accounts import get_org, link_slack_team
+
+    settings = settings_or_exit()
+    wanted = _team_id(team_id)
+    if settings.SLACK_BOT_TOKEN:
+        found_id, found_name = _bot_token_workspace(settings)
+        if wanted is not None and wanted != found_id:
+            raise fail(
+                f"SLACK_BOT_TOKEN belongs to Slack workspace {found_name} ({found_id}), not "
+                f"{wanted}: commands from {wanted} could not be answered with it",
+                2,
+            )
+        if wanted is None:
+            err.print(f"SLACK_BOT_TOKEN belongs to Slack workspace {found_name} ({found_id}).")
+            if not yes and not typer.confirm(f"Bind organization {org} to it?", err=True):
+                raise fail("nothing was changed", 1)
+            wanted = found_id
+    elif wanted is None:
+        raise fail(
+            "give --team-id T… (there is no SLACK_BOT_TOKEN to ask Slack with); with "
+            f"SLACK_CLIENT_ID, `salesbot org install-link --org {org}` binds the workspace "
+            "that installs the app",
+            2,
+        )
+    with _session(settings) as session:
+        try:
+            found = get_org(session, org)
+            link_slack_team(session, found.id, wanted)
+        except SalesbotError as exc:
+            raise fail(exc.message) from None
+        session.commit()
+    out.print(f"organization {found.slug} is bound to Slack workspace {wanted}")
+
+
+def _bot_token_workspace(settings: Settings) -> tuple[str, str]:
+    """Ask Slack (auth.test) which workspace SLACK_BOT_TOKEN belongs to."""
+    from slack_sdk import WebClient
+    from slack_sdk.errors import SlackApiError
+
+    client = WebClient(token=settings.SLACK_BOT_TOKEN, base_url=settings.SLACK_API_URL, timeout=15)
+    try:
+        answer = client.auth_test()
+    except SlackApiError as exc:
+        raise fail(
+            f"Slack refused SLACK_BOT_TOKEN ({exc.response.get('error')}): check the token", 2
+        ) from None
+    except OSError as exc:
+        raise fail(f"cannot reach Slack at {settings.SLACK_API_URL}: {exc}", 2) from None
+    return str(answer["team_id"]), str(answer.get("team") or answer["team_id"])
+
+
+@org_app.command("install-link")
+def org_install_link(
+    org: Annotated[str, typer.Option(help="Organization slug or id.")],
+    expires: Annotated[
+        str, typer.Option(help="How long the link works: 30m, 12h, 7d (at most 30d).")
+    ] = "7d",
+) -> None:
+    """Print a signed, expiring link that installs the Slack app into this organization.
+
+    Whoever opens it and approves the install binds their workspace to the organization
+    (and becomes its admin if it has none): hand it only to that workspace's admin.
+    """
+    from bot.slack_oauth import install_link_url
+    from storage.accounts import get_org
+
+    settings = settings_or_exit()
+    if not (settings.SLACK_CLIENT_ID and settings.SLACK_CLIENT_SECRET):
+        raise fail(
+            "install links need OAuth mode (SLACK_CLIENT_ID and SLACK_CLIENT_SECRET); with "
+            f"one workspace and SLACK_BOT_TOKEN run `salesbot org link-slack --org {org}`",
+            2,
+        )
+    lifetime = _duration(expires)
+    with _session(settings) as session:
+        try:
+            found = get_org(session, org)
+        except SalesbotError as exc:
+            raise fail(exc.message) from None
+    until = datetime.now(UTC) + lifetime
+    err.print(
+        f"install link for organization {found.slug}, valid until "
+        f"{until:%Y-%m-%d %H:%M} UTC; whoever approves it binds their workspace:"
+    )
+    typer.echo(install_link_url(settings, found.id, expires_in=int(lifetime.total_seconds())))
+
+
+def _duration(text: str) -> timedelta:
+    match = _DURATION.match(text.strip().lower())
+    if match is None:
+        raise fail(f"--expires {text!r}: use minutes, hours or days, e.g. 30m, 12h or 7d", 2)
+    lifetime = timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+    if not timedelta(minutes=1) <= lifetime <= timedelta(days=MAX_INSTALL_LINK_DAYS):
+        raise fail(f"--expires {text!r}: from 1m to {MAX_INSTALL_LINK_DAYS}d", 2)
+    return lifetime
+
+
+@org_app.command("list")
+def org_list() -> None:
+    """List the organizations: Slack workspace, admins and what they hold."""
+    from storage.accounts import list_orgs
+
+    with _session() as session:
+        orgs = list_orgs(session)
+    if not orgs:
+        out.print("no organizations yet: create one with `salesbot org create`")
+        return
+    table = Table()
+    for column in ("slug", "name", "slack workspace", "admins"):
+        table.add_column(column, overflow="fold")
+    for column in ("users", "clients", "contacts", "campaigns", "tokens"):
+        table.add_column(column, justify="right")
+    for org in orgs:
+        workspace = org.slack_team_id or "not bound"
+        if org.slack_team_name:
+            workspace += f" ({org.slack_team_name})"
+        table.add_row(
+            escape(org.slug),
+            escape(org.name),
+            escape(workspace),
+            escape(", ".join(org.admins) or "none"),
+            f"{org.users:,}",
+            f"{org.clients:,}",
+            f"{org.contacts:,}",
+            f"{org.campaigns:,}",
+            f"{org.tokens:,}",
+        )
+    out.print(table)
 
 
 @token_app.command("create")
@@ -198,14 +421,28 @@ def token_create(
     name: Annotated[str, typer.Option(help="What the token is for.")] = "cli",
     scope: Annotated[TokenScope, typer.Option(help="read or write.")] = TokenScope.WRITE,
     user_email: Annotated[str | None, typer.Option(help="Act as this user.")] = None,
+    create_user: Annotated[
+        bool,
+        typer.Option("--create-user", help="Add --user-email as a rep if it is not a user yet."),
+    ] = False,
 ) -> None:
     """Create a REST API token; the secret is printed once, on standard output."""
-    from storage.accounts import create_token, ensure_user, get_org
+    from storage.accounts import create_token, ensure_user, find_user_id, get_org
 
     with _session() as session:
         try:
             found = get_org(session, org)
-            user_id = ensure_user(session, found.id, email=user_email) if user_email else None
+            user_id = None
+            if user_email:
+                user_id = find_user_id(session, found.id, user_email)
+                if user_id is None and not create_user:
+                    raise fail(
+                        f"{user_email} is not a user of {found.slug}: check the address, or "
+                        "add --create-user to add them as a rep",
+                        2,
+                    )
+                if user_id is None:
+                    user_id = ensure_user(session, found.id, email=user_email)
             token_id, secret = create_token(
                 session, found.id, name=name, scope=scope, user_id=user_id
             )
@@ -214,6 +451,43 @@ def token_create(
         session.commit()
     err.print(f"token {token_id} for {found.slug} ({scope.value}); it is shown only once:")
     typer.echo(secret)
+
+
+@token_app.command("list")
+def token_list(
+    org: Annotated[str, typer.Option(help="Organization slug or id.")],
+) -> None:
+    """List an organization's API tokens (never their secrets)."""
+    from storage.accounts import get_org, list_tokens
+
+    with _session() as session:
+        try:
+            found = get_org(session, org)
+        except SalesbotError as exc:
+            raise fail(exc.message) from None
+        tokens = list_tokens(session, found.id)
+    if not tokens:
+        out.print(f"{found.slug} has no API tokens: create one with `salesbot token create`")
+        return
+    table = Table(title=f"API tokens of {escape(found.slug)}")
+    table.add_column("id", justify="right")
+    for column in ("name", "scope", "acts as", "created", "last used", "revoked"):
+        table.add_column(column, overflow="fold")
+    for token in tokens:
+        table.add_row(
+            str(token.id),
+            escape(token.name),
+            token.scope.value,
+            escape(token.user_email or "-"),
+            _when(token.created_at),
+            _when(token.last_used_at) if token.last_used_at else "never",
+            _when(token.revoked_at) if token.revoked_at else "-",
+        )
+    out.print(table)
+
+
+def _when(at: datetime) -> str:
+    return f"{at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
 
 
 @token_app.command("revoke")
@@ -234,11 +508,18 @@ def token_revoke(
     out.print(f"token {token_id} revoked")
 
 
-def _session():  # type: ignore[no-untyped-def]
-    from storage.db import make_engine, make_session_factory
+@contextmanager
+def _session(settings: Settings | None = None) -> Iterator[Session]:
+    """A session on the database of the settings, once it is known to be reachable and
+    migrated (else one line says what to run)."""
+    from storage.db import make_session_factory
 
-    settings = settings_or_exit()
-    return make_session_factory(make_engine(settings.DATABASE_URL))()
+    engine = open_database((settings or settings_or_exit()).DATABASE_URL)
+    try:
+        with make_session_factory(engine)() as session:
+            yield session
+    finally:
+        engine.dispose()
 
 
 def main() -> None:

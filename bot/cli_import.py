@@ -29,10 +29,19 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from bot.cli_db import DatabaseNotReady, open_database
 from bot.settings import SettingsError, load_settings
 from domain.clock import SystemClock
 from domain.errors import NotFound
-from domain.imports import ImportFileError, ImportKind, ImportReport, find_invalid_utf8
+from domain.imports import (
+    CsvRows,
+    ImportFileError,
+    ImportKind,
+    ImportReport,
+    find_invalid_utf8,
+    map_header,
+    neutralise_formula,
+)
 
 if TYPE_CHECKING:
     from storage.db import SessionFactory
@@ -67,16 +76,17 @@ def import_command(
 
     Exit code 0: every row imported; 1: some rows rejected, the others landed; 2: none.
     """
-    from sqlalchemy.exc import DBAPIError
-
     from storage.accounts import get_org
-    from storage.db import make_engine, make_session_factory
+    from storage.db import make_session_factory
 
     try:
         settings = load_settings()
     except SettingsError as exc:
         raise _fatal(str(exc)) from None
-    engine = make_engine(settings.DATABASE_URL)
+    try:
+        engine = open_database(settings.DATABASE_URL, pool_size=10)
+    except DatabaseNotReady as exc:
+        raise _fatal(exc.message) from None
     try:
         session_factory = make_session_factory(engine)
         try:
@@ -84,12 +94,6 @@ def import_command(
                 found = get_org(session, org)
         except NotFound as exc:
             raise _fatal(f"{exc.message}; create it with `salesbot org create`") from None
-        except DBAPIError as exc:
-            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-            raise _fatal(
-                f"cannot read the database ({reason}); is DATABASE_URL right and the schema "
-                "up to date (`salesbot db upgrade`)?"
-            ) from None
         with ExitStack() as stack:
             # Opened before the import so that a bad path fails first, not after it.
             errors_file = stack.enter_context(_open_errors_csv(errors_csv)) if errors_csv else None
@@ -136,6 +140,7 @@ def import_file(
     from storage.importer import import_csv
 
     size = check_utf8_file(path)
+    check_header(path, kind)
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -166,6 +171,18 @@ def import_file(
             now=now,
             dry_run=dry_run,
         )
+
+
+def check_header(path: Path, kind: ImportKind) -> None:
+    """Raise ImportFileError if the header lacks a column of `kind` or names another kind.
+
+    Done before the progress bar starts, so that a refused file prints one line.
+    """
+    try:
+        with path.open("r", encoding="utf-8-sig", newline="") as stream:
+            map_header(kind, CsvRows(stream).header)
+    except OSError as exc:
+        raise ImportFileError(f"cannot read the file: {exc.strerror or exc}") from None
 
 
 def check_utf8_file(path: Path) -> int:
@@ -236,11 +253,23 @@ def print_report(report: ImportReport, *, org: str, file: Path, seconds: float) 
 
 
 def write_errors_csv(report: ImportReport, handle: IO[str]) -> None:
-    """Write every rejected row: its row, line and reason, then its cells as in the file."""
+    """Write every rejected row: its row, line and reason, then its cells as in the file.
+
+    A cell a spreadsheet would run as a formula (`=HYPERLINK(...)`) is written with a
+    single quote in front, so opening the file runs nothing; importing it takes the
+    quote off again.
+    """
     writer = csv.writer(handle)
-    writer.writerow(["row", "line", "reason", *report.header])
+    writer.writerow(["row", "line", "reason", *map(neutralise_formula, report.header)])
     for error in report.sorted_errors():
-        writer.writerow([error.row, error.line, error.reason, *error.cells])
+        writer.writerow(
+            [
+                error.row,
+                error.line,
+                neutralise_formula(error.reason),
+                *map(neutralise_formula, error.cells),
+            ]
+        )
 
 
 def _open_errors_csv(path: Path) -> IO[str]:
@@ -252,5 +281,5 @@ def _open_errors_csv(path: Path) -> IO[str]:
 
 
 def _fatal(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {escape(message)}")
+    err.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
     return typer.Exit(EXIT_FATAL)

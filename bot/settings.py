@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 MIN_SECRET_KEY_CHARS = 32
+_DATABASE_DRIVERS = frozenset(
+    {"sqlite", "sqlite+pysqlite", "postgres", "postgresql", "postgresql+psycopg"}
+)
 
 
 class SettingsError(Exception):
@@ -70,8 +75,20 @@ class Settings(BaseSettings):
     @field_validator("DATABASE_URL")
     @classmethod
     def _database_url(cls, value: str) -> str:
-        if not value.startswith(("sqlite:///", "sqlite+pysqlite:///", "postgres")):
-            raise ValueError("must be a sqlite:///path or postgresql:// URL")
+        # The message never repeats the value: it may hold a password.
+        try:
+            url = make_url(value)
+        except (ArgumentError, ValueError):
+            url = None
+        sqlite_file = value.startswith(("sqlite:///", "sqlite+pysqlite:///"))
+        if (
+            url is None
+            or url.drivername not in _DATABASE_DRIVERS
+            or (url.get_backend_name() == "sqlite" and not sqlite_file)
+        ):
+            raise ValueError(
+                "must be a sqlite:///path or postgresql://user:password@host:port/database URL"
+            )
         return value
 
     @field_validator(
@@ -123,4 +140,5 @@ def load_settings(**overrides: object) -> Settings:
             raise SettingsError(
                 f"setting {name} is missing: set it in the environment or .env"
             ) from None
-        raise SettingsError(f"setting {name} is malformed: {first['msg']}") from None
+        reason = str(first["msg"]).removeprefix("Value error, ")
+        raise SettingsError(f"setting {name} is malformed: {reason}") from None

@@ -17,6 +17,7 @@ from slack_sdk import WebClient
 from sqlalchemy.orm import Session
 
 from bot.settings import Settings
+from bot.slack_oauth import CachedAuthorize, SalesbotOAuthFlow, install_link_signer
 from domain.clock import Clock
 from handlers.slack import actions, commands, events, views
 from handlers.slack.common import SlackDeps
@@ -110,6 +111,7 @@ def build_bolt_app(
     *,
     client: WebClient,
     oauth_settings: OAuthSettings | None = None,
+    authorize: CachedAuthorize | None = None,
     lazy_runner: QueuedLazyRunner | None = None,
     replay: bool = False,
 ) -> App:
@@ -117,7 +119,9 @@ def build_bolt_app(
 
     The web app acks and hands each lazy function to `lazy_runner`. With `replay=True`
     the app is the worker's: it runs stored calls (already verified by the web app when
-    Slack sent them, maybe minutes ago) without checking their signatures again.
+    Slack sent them, maybe minutes ago) without checking their signatures again. In OAuth
+    mode, give the web app and the worker's app one `authorize`, so that the replay of a
+    click finds the authorization its ack cached.
     """
     if not settings.SLACK_SIGNING_SECRET:
         raise ValueError("SLACK_SIGNING_SECRET is required to verify Slack's requests")
@@ -131,7 +135,14 @@ def build_bolt_app(
         "request_verification_enabled": not replay,
     }
     if oauth_settings is not None:
-        app = App(oauth_settings=oauth_settings, **common)
+        authorize = authorize or CachedAuthorize(oauth_settings.authorize)
+        flow = SalesbotOAuthFlow(
+            client=client,
+            settings=oauth_settings,
+            signer=install_link_signer(settings.SALESBOT_SECRET_KEY),
+        )
+        app = App(oauth_flow=flow, authorize=authorize, **common)
+        app.middleware(authorize.middleware)
     else:
         app = App(token_verification_enabled=False, **common)
     if lazy_runner is not None:

@@ -222,6 +222,17 @@ NATURAL_KEYS: Final[dict[ImportKind, str]] = {
 }
 
 
+# A spreadsheet reads a cell starting with one of these as a formula (OWASP, CSV
+# injection): cells written back for people are prefixed with a single quote, which
+# spreadsheets show as text, and which the import takes off again.
+FORMULA_STARTS: Final = frozenset("=+-@\t\r")
+
+
+def neutralise_formula(cell: str) -> str:
+    """Return a cell a spreadsheet will show as text, never run as a formula."""
+    return "'" + cell if cell[:1] in FORMULA_STARTS else cell
+
+
 def header_key(label: str) -> str:
     """Return the form header names are compared in: lower case, letters and digits only."""
     return re.sub(r"[^a-z0-9]", "", label.lower().replace("#", " number "))
@@ -343,11 +354,11 @@ def map_header(kind: ImportKind, header: Sequence[str]) -> HeaderMap:
     field, the better name (the field's own, then its aliases in order) wins and the
     other is listed as ignored.
     """
+    other = _better_kind(kind, header)
+    if other is not None:
+        raise ImportFileError(_wrong_kind_message(kind, other, header))
     specs = COLUMNS[kind]
-    rank: dict[str, tuple[str, int]] = {}
-    for spec in specs:
-        for position, name in enumerate((spec.field, *spec.aliases)):
-            rank.setdefault(header_key(name), (spec.field, position))
+    rank = _ranks(kind)
     chosen: dict[str, tuple[int, int]] = {}
     ignored: list[str] = []
     for index, label in enumerate(header):
@@ -371,6 +382,61 @@ def map_header(kind: ImportKind, header: Sequence[str]) -> HeaderMap:
         columns={name: index for name, (index, _) in chosen.items()},
         ignored=tuple(ignored),
         header=tuple(header),
+    )
+
+
+def _ranks(kind: ImportKind) -> dict[str, tuple[str, int]]:
+    """Header key -> (field, rank of the name: 0 for the field's own, then its aliases)."""
+    rank: dict[str, tuple[str, int]] = {}
+    for spec in COLUMNS[kind]:
+        for position, name in enumerate((spec.field, *spec.aliases)):
+            rank.setdefault(header_key(name), (spec.field, position))
+    return rank
+
+
+def recognised_fields(kind: ImportKind, header: Sequence[str]) -> dict[str, str]:
+    """Return the fields of `kind` the header names, each with the first label naming it."""
+    rank = _ranks(kind)
+    found: dict[str, str] = {}
+    for label in header:
+        match = rank.get(header_key(label))
+        if match is not None:
+            found.setdefault(match[0], label.strip())
+    return found
+
+
+def likely_kind(header: Sequence[str]) -> ImportKind | None:
+    """Return the kind whose columns the header names most, if one does and it is complete.
+
+    A kind is complete when the header has every column it requires. A tie names none.
+    """
+    scores = {kind: recognised_fields(kind, header) for kind in ImportKind}
+    best = max(len(fields) for fields in scores.values())
+    leaders = [kind for kind, fields in scores.items() if len(fields) == best]
+    if best == 0 or len(leaders) != 1:
+        return None
+    kind = leaders[0]
+    required = {spec.field for spec in COLUMNS[kind] if spec.required}
+    return kind if required <= scores[kind].keys() else None
+
+
+def _better_kind(kind: ImportKind, header: Sequence[str]) -> ImportKind | None:
+    """Another kind the header fits better than `kind` (contacts.csv imported as clients:
+    its client_domain and tags columns also name a client's domain and tags)."""
+    other = likely_kind(header)
+    if other is None or other == kind:
+        return None
+    return other
+
+
+def _wrong_kind_message(kind: ImportKind, other: ImportKind, header: Sequence[str]) -> str:
+    ours = _ranks(kind)
+    theirs = list(recognised_fields(other, header).values())
+    telling = [label for label in theirs if header_key(label) not in ours] or theirs
+    shown = ", ".join(telling[:4]) + (", …" if len(telling) > 4 else "")
+    return (
+        f"this looks like a file of {other.value}, not {kind.value} (its header has {shown}); "
+        f"nothing was imported: run `salesbot import {other.value}` with it"
     )
 
 
@@ -577,6 +643,10 @@ class RowParser:
             )
         count = len(cells)
         values = {name: cells[i].strip() if i < count else "" for name, i in self._columns}
+        for name, value in values.items():
+            if value[:1] == "'" and value[1:2] in FORMULA_STARTS:
+                # A cell we (or a spreadsheet) kept from being read as a formula.
+                values[name] = value[1:]
         row = _Cells(values)
         for name, limit in self._limits:
             if len(values[name]) > limit:

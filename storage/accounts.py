@@ -8,8 +8,8 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from domain.contacts import TokenScope, UserRole
 from domain.errors import Conflict, InvalidInput, NotFound
@@ -159,13 +159,23 @@ def org_for_slack_team(session: Session, team_id: str) -> Org | None:
 
 
 def link_slack_team(session: Session, org_id: int, team_id: str) -> None:
-    """Bind a Slack workspace to an organization (one workspace, one org)."""
+    """Bind a Slack workspace to an organization (one workspace, one org).
+
+    Refuses a workspace bound to another organization, and an organization bound to
+    another workspace (moving it would cut its users off from their cards).
+    """
     other = org_for_slack_team(session, team_id)
     if other is not None and other.id != org_id:
         raise Conflict(f"Slack workspace {team_id} already belongs to organization {other.slug}")
-    session.execute(
-        update(m.Organization).where(m.Organization.id == org_id).values(slack_team_id=team_id)
-    )
+    row = session.get(m.Organization, org_id)
+    if row is None:
+        raise NotFound(f"organization {org_id} not found")
+    if row.slack_team_id is not None and row.slack_team_id != team_id:
+        raise Conflict(
+            f"organization {row.slug} is already bound to Slack workspace {row.slack_team_id}"
+        )
+    row.slack_team_id = team_id
+    session.flush()
 
 
 def user_by_slack_id(session: Session, org_id: int, slack_user_id: str) -> UserRecord | None:
@@ -194,6 +204,163 @@ def link_slack_user(
         row.name = name
     session.flush()
     return _user(row)
+
+
+def find_user_id(session: Session, org_id: int, email: str) -> int | None:
+    """Return the id of the user with this email in the organization, if any."""
+    return session.scalar(
+        select(m.User.id).where(m.User.org_id == org_id, m.User.email == email.strip().lower())
+    )
+
+
+# Slack may not tell us an installer's address (no users:read.email); users.email is
+# required, so such an installer gets an address in the reserved .invalid domain, which
+# no mail is ever sent to, and is found again by their Slack id.
+_NO_EMAIL_DOMAIN = "slack-user.invalid"
+
+
+def make_installer_admin(
+    session: Session,
+    org_id: int,
+    *,
+    slack_user_id: str,
+    email: str | None,
+    name: str | None,
+) -> UserRecord | None:
+    """Make the Slack user who installed the app an admin, if the organization has none.
+
+    The installer is linked to the user with their email address (or their Slack id when
+    Slack gave no address), or added. Returns the admin, or None if there already was one.
+    """
+    has_admin = session.scalar(
+        select(m.User.id).where(m.User.org_id == org_id, m.User.role == UserRole.ADMIN.value)
+    )
+    if has_admin is not None:
+        return None
+    row = None
+    if email:
+        user_id = find_user_id(session, org_id, email)
+        row = session.get(m.User, user_id) if user_id is not None else None
+    if row is None:
+        row = session.scalars(
+            select(m.User).where(m.User.org_id == org_id, m.User.slack_user_id == slack_user_id)
+        ).first()
+    if row is None:
+        address = email or f"{slack_user_id.lower()}@{_NO_EMAIL_DOMAIN}"
+        row = m.User(org_id=org_id, email=address.strip().lower(), name=name)
+        session.add(row)
+    row.role = UserRole.ADMIN.value
+    row.slack_user_id = slack_user_id
+    if name and not row.name:
+        row.name = name
+    session.flush()
+    return _user(row)
+
+
+@dataclass(frozen=True)
+class OrgSummary:
+    """An organization as `salesbot org list` shows it."""
+
+    id: int
+    slug: str
+    name: str
+    slack_team_id: str | None
+    slack_team_name: str | None
+    admins: tuple[str, ...]
+    users: int
+    clients: int
+    contacts: int
+    campaigns: int
+    tokens: int
+
+
+def list_orgs(session: Session) -> list[OrgSummary]:
+    """Return every organization with its workspace, admins and counts, by slug."""
+    orgs = session.scalars(select(m.Organization).order_by(m.Organization.slug)).all()
+
+    def counts(org_id: InstrumentedAttribute[int], *where: ColumnElement[bool]) -> dict[int, int]:
+        query = select(org_id, func.count()).where(*where).group_by(org_id)
+        return {row[0]: row[1] for row in session.execute(query)}
+
+    users = counts(m.User.org_id)
+    clients = counts(m.Client.org_id)
+    contacts = counts(m.Contact.org_id)
+    campaigns = counts(m.MarketingCampaign.org_id)
+    tokens = counts(m.ApiToken.org_id, m.ApiToken.revoked_at.is_(None))
+    admins: dict[int, list[str]] = {}
+    for org_id, email in session.execute(
+        select(m.User.org_id, m.User.email)
+        .where(m.User.role == UserRole.ADMIN.value)
+        .order_by(m.User.email)
+    ):
+        admins.setdefault(org_id, []).append(email)
+    team_names: dict[str, str] = {}
+    for team_id, team_name in session.execute(
+        select(m.SlackInstallation.team_id, m.SlackInstallation.team_name)
+        .where(m.SlackInstallation.team_id.is_not(None))
+        .order_by(m.SlackInstallation.installed_at)
+    ):
+        if team_id and team_name:
+            team_names[team_id] = team_name
+    return [
+        OrgSummary(
+            id=org.id,
+            slug=org.slug,
+            name=org.name,
+            slack_team_id=org.slack_team_id,
+            slack_team_name=team_names.get(org.slack_team_id or ""),
+            admins=tuple(admins.get(org.id, ())),
+            users=users.get(org.id, 0),
+            clients=clients.get(org.id, 0),
+            contacts=contacts.get(org.id, 0),
+            campaigns=campaigns.get(org.id, 0),
+            tokens=tokens.get(org.id, 0),
+        )
+        for org in orgs
+    ]
+
+
+@dataclass(frozen=True)
+class TokenSummary:
+    """An API token as `salesbot token list` shows it: never its secret or hash."""
+
+    id: int
+    name: str
+    scope: TokenScope
+    user_email: str | None
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+def list_tokens(session: Session, org_id: int) -> list[TokenSummary]:
+    """Return the API tokens of an organization, oldest first."""
+    rows = session.execute(
+        select(
+            m.ApiToken.id,
+            m.ApiToken.name,
+            m.ApiToken.scope,
+            m.User.email,
+            m.ApiToken.created_at,
+            m.ApiToken.last_used_at,
+            m.ApiToken.revoked_at,
+        )
+        .outerjoin(m.User, m.User.id == m.ApiToken.user_id)
+        .where(m.ApiToken.org_id == org_id)
+        .order_by(m.ApiToken.id)
+    )
+    return [
+        TokenSummary(
+            id=row[0],
+            name=row[1],
+            scope=TokenScope(row[2]),
+            user_email=row[3],
+            created_at=row[4],
+            last_used_at=row[5],
+            revoked_at=row[6],
+        )
+        for row in rows
+    ]
 
 
 def _user(row: m.User) -> UserRecord:

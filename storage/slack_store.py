@@ -16,6 +16,7 @@ import secrets
 import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -28,7 +29,12 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from domain.clock import Clock, SystemClock
 from domain.errors import Conflict
 from storage import models as m
-from storage.accounts import create_org, link_slack_team, org_for_slack_team
+from storage.accounts import (
+    create_org,
+    link_slack_team,
+    make_installer_admin,
+    org_for_slack_team,
+)
 from storage.db import SessionFactory
 
 log = logging.getLogger(__name__)
@@ -52,6 +58,15 @@ class Cipher(Protocol):
 
 
 # --- binding a workspace to an organization ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class InstallerProfile:
+    """The Slack user who approved an install, as users.info describes them."""
+
+    slack_user_id: str
+    email: str | None
+    name: str | None
 
 
 def bind_installation_to_org(session: Session, team_id: str, team_name: str | None) -> int:
@@ -109,8 +124,9 @@ class DbInstallationStore(InstallationStore):
     bot only (saved by `save_bot`, or left by `delete_installation` so that the bot keeps
     working, as the bots table does in slack_sdk's store). `delete_bot` erases bot tokens
     from every row of the workspace instead of leaving them in the installation rows.
-    Saving an install of a workspace binds it to an organization
-    (`bind_installation_to_org`).
+    Saving an install of a workspace binds it to an organization: the one an install link
+    names, else the workspace's own (`bind_installation_to_org`); the installer becomes the
+    admin of an organization that has none.
     """
 
     def __init__(
@@ -125,11 +141,37 @@ class DbInstallationStore(InstallationStore):
         """Return the logger slack_sdk and Bolt expect a store to have."""
         return log
 
-    def save(self, installation: Installation) -> None:
-        """Store an installation (or update the one with the same install time)."""
+    def save(
+        self,
+        installation: Installation,
+        *,
+        bind_to_org: int | None = None,
+        installer: InstallerProfile | None = None,
+    ) -> None:
+        """Store an installation (or update the one with the same install time).
+
+        With `bind_to_org`, the workspace is bound to that organization; Conflict (nothing
+        stored) if the workspace belongs to another one, or the organization to another
+        workspace. With `installer`, they become the admin of an organization without one.
+        """
         installed_at = _at(installation.installed_at)
         with _transaction(self._session_factory) as session:
+            if bind_to_org is not None and installation.team_id is not None:
+                link_slack_team(session, bind_to_org, installation.team_id)
             org_id = self._org_of(session, installation.team_id, installation.team_name)
+            if org_id is not None and installer is not None:
+                admin = make_installer_admin(
+                    session,
+                    org_id,
+                    slack_user_id=installer.slack_user_id,
+                    email=installer.email,
+                    name=installer.name,
+                )
+                if admin is not None:
+                    log.info(
+                        "installer made admin",
+                        extra={"org_id": org_id, "user_id": admin.id},
+                    )
             row = self._row_installed_at(
                 session, installation.enterprise_id, installation.team_id, installed_at
             )
@@ -445,8 +487,12 @@ class DbOAuthStateStore(OAuthStateStore):
         """Return the logger slack_sdk and Bolt expect a store to have."""
         return log
 
-    def issue(self, *args: Any, **kwargs: Any) -> str:
-        """Issue a new random state, valid for `expiration_seconds`."""
+    def issue(self, *args: Any, org_id: int | None = None, **kwargs: Any) -> str:
+        """Issue a new random state, valid for `expiration_seconds`.
+
+        `org_id` is the organization an install link binds the install to; the callback
+        reads it back with `org_of_state`.
+        """
         state = secrets.token_urlsafe(32)
         now = self._clock.now()
         with _transaction(self._session_factory) as session:
@@ -454,10 +500,22 @@ class DbOAuthStateStore(OAuthStateStore):
             session.execute(delete(m.SlackOAuthState).where(m.SlackOAuthState.expire_at <= now))
             session.add(
                 m.SlackOAuthState(
-                    state=state, expire_at=now + timedelta(seconds=self.expiration_seconds)
+                    state=state,
+                    org_id=org_id,
+                    expire_at=now + timedelta(seconds=self.expiration_seconds),
                 )
             )
         return state
+
+    def org_of_state(self, state: str) -> int | None:
+        """Return the organization a state was issued for (an install link's), if any.
+
+        Only a read: `consume` still decides whether the state is good, once.
+        """
+        with self._session_factory() as session:
+            return session.scalar(
+                select(m.SlackOAuthState.org_id).where(m.SlackOAuthState.state == state)
+            )
 
     def consume(self, state: str) -> bool:
         """Return True if `state` was issued and has not expired; it can be consumed once."""

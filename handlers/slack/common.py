@@ -78,8 +78,8 @@ def resolve_actor(deps: SlackDeps, body: dict[str, Any], client: WebClient) -> A
         if org is None:
             raise NotConnected(
                 "This Slack workspace is not connected to a Salesbot organization. "
-                "Ask an admin to install Salesbot (or run `salesbot org create --slack-team-id "
-                f"{team_id}`)."
+                "Ask an admin to run `salesbot org link-slack --org <slug> --team-id "
+                f"{team_id}` (or to install Salesbot with `salesbot org install-link`)."
             )
         user = user_by_slack_id(session, org.id, slack_user)
         if user is None:

