@@ -32,8 +32,8 @@ from domain.jobs import TaskKind
 from domain.mail import Mailer
 from domain.outreach import Outreach
 from handlers import gmail_push
+from handlers.api import cards, health, jobs, marketing, unsubscribe
 from handlers.api import gmail as gmail_api
-from handlers.api import health, jobs, marketing, unsubscribe
 from handlers.api.deps import Services
 from handlers.api.errors import install_error_handlers
 from handlers.api.gmail import GmailIntegration, build_gmail_integration
@@ -367,6 +367,7 @@ def build_app(
     app.include_router(health.router)
     app.include_router(marketing.router)
     app.include_router(jobs.router)
+    app.include_router(cards.router)
     app.include_router(gmail_api.router)
     app.include_router(gmail_api.email_router)
     app.include_router(unsubscribe.router)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Final
+from typing import Annotated, Final
 
 from pydantic import (
     AnyHttpUrl,
@@ -96,15 +96,29 @@ def check_job_move(current: JobStatus, to: JobStatus) -> None:
 # --- parameters -------------------------------------------------------------------------
 
 
+# A row id: what a 64-bit database key can hold.
+RowId = Annotated[int, Field(gt=0, lt=2**63)]
+
+
 class TargetSelection(BaseModel):
     """Who a job reaches: explicit clients/contacts/emails, and/or audience filters."""
 
     model_config = ConfigDict(extra="forbid")
 
-    client_ids: list[int] = Field(default_factory=list, max_length=10_000)
-    contact_ids: list[int] = Field(default_factory=list, max_length=100_000)
+    client_ids: list[RowId] = Field(default_factory=list, max_length=10_000)
+    contact_ids: list[RowId] = Field(default_factory=list, max_length=100_000)
     emails: list[str] = Field(default_factory=list, max_length=10_000)
     filters: AudienceCriteria | None = None
+
+    @field_validator("client_ids", "contact_ids")
+    @classmethod
+    def _unique(cls, values: list[int]) -> list[int]:
+        seen: set[int] = set()
+        for value in values:
+            if value in seen:
+                raise ValueError(f"{value} is listed more than once; list each id once")
+            seen.add(value)
+        return values
 
     @field_validator("emails")
     @classmethod
@@ -310,6 +324,11 @@ class Job(BaseModel):
     cards_executed: int = 0
     emails_sent: int = 0
     errors_count: int = 0
+    last_error: str | None = Field(
+        default=None,
+        description="The latest failure: planning stopped, a card not posted, an email not sent.",
+    )
+    cancelled_by: int | None = Field(default=None, description="The user who cancelled the job.")
 
     def parsed_params(self) -> JobParams:
         """Return the params as a validated model."""

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request
 from pydantic import BaseModel
 
 from domain.jobs import CreateJobRequest, Job, JobStatus, JobTaskView
-from domain.outreach import Outreach
+from domain.outreach import Outreach, PlanningFailed
 from handlers.api.deps import IdentityDep, UowDep
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["jobs"])
 
@@ -32,7 +35,12 @@ class LaunchResponse(BaseModel):
 
 def _plan_in_background(runtime: Any, org_id: int, job_id: int) -> None:
     outreach: Outreach = runtime.outreach
-    outreach.plan_job(org_id, job_id)
+    try:
+        outreach.plan_job(org_id, job_id)
+    except PlanningFailed as exc:
+        # Recorded on the job (failed, with the reason): GET /api/agent/jobs/{id} shows it.
+        log.warning("planning failed", extra={"job_id": job_id, "reason": exc.message})
+        return
     runtime.worker.wake()
 
 
@@ -93,6 +101,9 @@ def list_tasks(
 
 @router.post("/api/agent/jobs/{job_id}/cancel", response_model=Job)
 def cancel_job(job_id: int, who: IdentityDep, runtime: RuntimeDep) -> Job:
-    """Cancel a job: pending tasks are cancelled and enrollments stopped."""
-    job: Job = runtime.outreach.set_job_status(who.org_id, job_id, JobStatus.CANCELLED)
+    """Cancel a job: pending tasks are cancelled, enrollments stopped, and the cards not yet
+    sent withdrawn (their Slack messages say so)."""
+    job: Job = runtime.outreach.set_job_status(
+        who.org_id, job_id, JobStatus.CANCELLED, by=who.user_id
+    )
     return job

@@ -189,7 +189,9 @@ def _job(deps: SlackDeps, verb: str, arg: str, body: dict[str, Any], client: Web
     if not job_id.isdigit():
         raise InvalidInput(f"`/job {verb}` needs a job number, e.g. `/job {verb} 12`")
     if verb == "cancel":
-        job = deps.outreach.set_job_status(actor.org_id, int(job_id), JobStatus.CANCELLED)
+        job = deps.outreach.set_job_status(
+            actor.org_id, int(job_id), JobStatus.CANCELLED, by=actor.user_id
+        )
         return f"Cancelled {job_line(job)}"
     with UnitOfWork(deps.session_factory) as uow:
         job = uow.jobs.get(actor.org_id, int(job_id))
