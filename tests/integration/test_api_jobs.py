@@ -215,7 +215,8 @@ def test_a_job_of_100000_contact_ids_is_planned_in_chunks(
     ids = [unknown[0], *reversed(contacts), *unknown[1:]]
     assert len(ids) == 100_000
     job = create_job(api, {"contact_ids": ids})
-    assert (job["status"], job["total_tasks"], job["last_error"]) == ("running", 3, None)
+    assert (job["status"], job["total_tasks"]) == ("running", 3)
+    assert job["last_error"] is None
     tasks = api.client.get(f"/api/agent/jobs/{job['id']}/tasks", headers=api.auth()).json()
     assert [t["contact_id"] for t in tasks] == contacts[:3]  # the opted-out one left out
 
