@@ -1055,6 +1055,11 @@ class Outreach:
         with self._uow() as uow:
             uow.cards.set_message(card_id, channel=channel_id, ts=ts)
             uow.commit()
+            now_card: Card = uow.cards.get(org_id, card_id)
+        if now_card.state != view.card.state:
+            # It moved on while its message was posted (withdrawn by a cancellation, say):
+            # the transition found no message to update, so update it now.
+            return self.show_card(org_id, card_id, actor_slack_id=actor_slack_id)
         return None
 
     def _post_with_fallback(self, view: CardView, channel: str | None) -> tuple[str, str]:

@@ -15,7 +15,7 @@ from bot.blocks import edit_modal, full_body_modal, parse_button_value, reject_m
 from bot.slack_ids import ActionId
 from domain.cards import CardState
 from domain.errors import InvalidInput, NotFound, NotPermitted
-from domain.outreach import CardRefused, StaleCard
+from domain.outreach import StaleCard
 from handlers.slack.common import SlackDeps, friendly, resolve_actor, tell
 from handlers.slack.events import publish_home
 from storage.uow import UnitOfWork
@@ -51,8 +51,7 @@ def register(app: App, deps: SlackDeps) -> None:
             card_id, fingerprint = _card_ref(body)
             actor = resolve_actor(deps, body, client)
             deps.outreach.approve_card(actor, card_id, fingerprint=fingerprint)
-        except (StaleCard, CardRefused) as exc:
-            # The message was out of date (edited, decided, withdrawn): show the card as it is.
+        except StaleCard as exc:
             card_id, _ = _card_ref(body)
             deps.outreach.show_card(_org_of(deps, body, client), card_id)
             tell(client, body, f"⚠️ {exc.message}")
