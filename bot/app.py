@@ -35,8 +35,8 @@ from domain.jobs import TaskKind
 from domain.mail import Mailer
 from domain.outreach import Outreach
 from handlers import gmail_push
+from handlers.api import cards, health, jobs, marketing, unsubscribe
 from handlers.api import gmail as gmail_api
-from handlers.api import health, jobs, marketing, unsubscribe
 from handlers.api.deps import Services
 from handlers.api.docs import error_answer, install_docs
 from handlers.api.errors import error_body, install_error_handlers
@@ -386,6 +386,7 @@ def build_app(
     app.include_router(health.router)
     app.include_router(marketing.router)
     app.include_router(jobs.router)
+    app.include_router(cards.router)
     # Without GOOGLE_CLIENT_ID/SECRET every Gmail route answers 503.
     gmail_unavailable: dict[int | str, dict[str, Any]] = {503: error_answer(503)}
     app.include_router(gmail_api.router, responses=gmail_unavailable)

@@ -111,6 +111,10 @@ def _status_line(view: CardView) -> tuple[str, bool]:
     if card.state == CardState.REJECTED:
         reason = f': "{escape(card.rejected_reason)}"' if card.rejected_reason else ""
         return f"🚫 Rejected by {actor}{reason}", False
+    if card.state == CardState.WITHDRAWN:
+        reason = escape(card.withdrawn_reason or "its job stopped")
+        by = f" by {actor}" if view.actor_slack_id else ""
+        return f"🚫 Withdrawn: {reason}{by}", False
     if card.state == CardState.BLOCKED:
         return f"⚠️ Not sent: {escape(card.blocked_reason or 'unknown error')}", True
     if card.state == CardState.EXECUTING and card.blocked_reason:
@@ -381,12 +385,17 @@ def home_view(
 
 
 def job_line(job: Job) -> str:
-    """One line describing a job for `/job list` and `/campaign status`."""
-    return (
+    """A job for `/job list`, `/job status` and `/campaign status`: its status and counts,
+    and the latest failure under it when there is one."""
+    errors = job.errors_count
+    line = (
         f"*#{job.id}* {escape(job.name)} — `{job.status.value}` · "
         f"{job.cards_created} cards, {job.cards_approved} approved, {job.emails_sent} sent"
-        + (f", {job.errors_count} errors" if job.errors_count else "")
+        + (f", {errors} error{'s' if errors != 1 else ''}" if errors else "")
     )
+    if job.last_error:
+        line += f"\n      ⚠️ {escape(_truncate(job.last_error, 300))}"
+    return line
 
 
 def bulk_message(

@@ -26,7 +26,11 @@ class CardType(StrEnum):
 
 
 class CardState(StrEnum):
-    """Where a card is: suggested → in_review → approved → executing → done."""
+    """Where a card is: suggested → in_review → approved → executing → done.
+
+    `withdrawn`: the card was taken back before it was sent (its job was cancelled);
+    like `done` and `rejected`, nothing more can happen to it.
+    """
 
     SUGGESTED = "suggested"
     IN_REVIEW = "in_review"
@@ -35,6 +39,7 @@ class CardState(StrEnum):
     DONE = "done"
     BLOCKED = "blocked"
     REJECTED = "rejected"
+    WITHDRAWN = "withdrawn"
 
 
 class Priority(StrEnum):
@@ -50,22 +55,47 @@ EMAIL_CARD_TYPES: Final = frozenset(
     {CardType.SEND_EMAIL, CardType.FOLLOW_UP, CardType.REPLY_TO_EMAIL}
 )
 
+# Every card not yet on its way can be withdrawn (its job cancelled): one waiting for
+# review or for its message, one approved but not yet sending, one whose send failed.
+# A card that is executing is left to finish: its email may already be out.
 _ALLOWED: Final[dict[CardState, frozenset[CardState]]] = {
     CardState.SUGGESTED: frozenset(
-        {CardState.IN_REVIEW, CardState.APPROVED, CardState.REJECTED, CardState.BLOCKED}
+        {
+            CardState.IN_REVIEW,
+            CardState.APPROVED,
+            CardState.REJECTED,
+            CardState.BLOCKED,
+            CardState.WITHDRAWN,
+        }
     ),
     CardState.IN_REVIEW: frozenset(
-        {CardState.IN_REVIEW, CardState.APPROVED, CardState.REJECTED, CardState.BLOCKED}
+        {
+            CardState.IN_REVIEW,
+            CardState.APPROVED,
+            CardState.REJECTED,
+            CardState.BLOCKED,
+            CardState.WITHDRAWN,
+        }
     ),
-    CardState.APPROVED: frozenset({CardState.EXECUTING, CardState.BLOCKED}),
+    CardState.APPROVED: frozenset({CardState.EXECUTING, CardState.BLOCKED, CardState.WITHDRAWN}),
     CardState.EXECUTING: frozenset({CardState.DONE, CardState.BLOCKED}),
     # A blocked card can be retried (approved again), edited back into review, or dropped.
-    CardState.BLOCKED: frozenset({CardState.APPROVED, CardState.IN_REVIEW, CardState.REJECTED}),
+    CardState.BLOCKED: frozenset(
+        {CardState.APPROVED, CardState.IN_REVIEW, CardState.REJECTED, CardState.WITHDRAWN}
+    ),
     CardState.DONE: frozenset(),
     CardState.REJECTED: frozenset(),
+    CardState.WITHDRAWN: frozenset(),
 }
 
 OPEN_STATES: Final = frozenset({CardState.SUGGESTED, CardState.IN_REVIEW, CardState.BLOCKED})
+
+# Cards still waiting for something (a human's review, or their send): a job runs until
+# none of its cards is in one of these. The others are decided: sent (done), rejected,
+# withdrawn, or failed (blocked: the reason is on the card, and a human may still retry it).
+UNDECIDED_STATES: Final = frozenset(
+    {CardState.SUGGESTED, CardState.IN_REVIEW, CardState.APPROVED, CardState.EXECUTING}
+)
 
 
 @dataclass(frozen=True)
@@ -94,6 +124,7 @@ class Card:
     executed_at: datetime | None = None
     blocked_reason: str | None = None
     rejected_reason: str | None = None
+    withdrawn_reason: str | None = None
     slack_channel_id: str | None = None
     slack_message_ts: str | None = None
 
@@ -113,6 +144,11 @@ def can_transition(current: CardState, to: CardState) -> bool:
     return to in _ALLOWED[current]
 
 
+def states_that_can_become(to: CardState) -> frozenset[CardState]:
+    """The states from which the state machine allows a move to `to` (for bulk moves)."""
+    return frozenset(state for state, targets in _ALLOWED.items() if to in targets)
+
+
 def transition(card: Card, to: CardState, *, at: datetime, **changes: Any) -> Card:
     """Move a card to a new state, or raise InvalidTransition."""
     if not can_transition(card.state, to):
@@ -126,6 +162,9 @@ def describe_refusal(card: Card, to: CardState) -> str:
         return "This card is already done; nothing more can be done with it."
     if card.state == CardState.REJECTED:
         return "This card was rejected; it can no longer be acted on."
+    if card.state == CardState.WITHDRAWN:
+        why = f" ({card.withdrawn_reason})" if card.withdrawn_reason else ""
+        return f"This card was withdrawn{why}; it can no longer be acted on."
     if card.state in (CardState.APPROVED, CardState.EXECUTING) and to == CardState.APPROVED:
         return "This card was already approved; it is being sent."
     current, wanted = card.state.value.replace("_", " "), to.value.replace("_", " ")

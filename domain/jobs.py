@@ -110,6 +110,16 @@ class TargetSelection(BaseModel):
     )
     filters: AudienceCriteria | None = None
 
+    @field_validator("client_ids", "contact_ids")
+    @classmethod
+    def _unique(cls, values: list[int]) -> list[int]:
+        seen: set[int] = set()
+        for value in values:
+            if value in seen:
+                raise ValueError(f"{value} is listed more than once; list each id once")
+            seen.add(value)
+        return values
+
     @field_validator("emails")
     @classmethod
     def _emails(cls, values: list[str]) -> list[str]:
@@ -316,6 +326,11 @@ class Job(BaseModel):
     cards_executed: int = 0
     emails_sent: int = 0
     errors_count: int = 0
+    last_error: str | None = Field(
+        default=None,
+        description="The latest failure: planning stopped, a card not posted, an email not sent.",
+    )
+    cancelled_by: int | None = Field(default=None, description="The user who cancelled the job.")
 
     def parsed_params(self) -> JobParams:
         """Return the params as a validated model."""

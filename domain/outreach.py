@@ -7,6 +7,7 @@ between transactions, never inside one, and pass ids rather than rows.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,8 +26,16 @@ from domain.cards import (
 )
 from domain.clock import Clock
 from domain.drafting import DraftModel, DraftRequest, draft_email
-from domain.errors import ExternalServiceError, InvalidInput, NotFound, NotPermitted
+from domain.errors import (
+    ExternalServiceError,
+    InvalidInput,
+    InvalidTransition,
+    NotFound,
+    NotPermitted,
+    SalesbotError,
+)
 from domain.jobs import (
+    TERMINAL_JOB_STATES,
     CreateJobRequest,
     Job,
     JobParams,
@@ -374,6 +383,34 @@ class Outreach:
     def plan_job(self, org_id: int, job_id: int) -> int:
         """Start a pending job: enroll its contacts and create step-0 draft tasks in batches.
 
+        Returns how many contacts were enrolled. Planning that fails marks the job failed
+        with the reason (shown by the API and `/job status`) and raises PlanningFailed,
+        instead of leaving a running job without tasks.
+        """
+        try:
+            return self._plan_job(org_id, job_id)
+        except (InvalidTransition, NotFound):
+            raise  # not this planning's failure: the job is gone or was stopped
+        except Exception as exc:  # noqa: BLE001 - recorded on the job, logged, raised again
+            if isinstance(exc, SalesbotError):
+                reason = f"planning failed: {exc.message}"
+            else:
+                error_id = uuid.uuid4().hex[:12]
+                log.error(
+                    "planning failed",
+                    exc_info=exc,
+                    extra={"job_id": job_id, "error_id": error_id},
+                )
+                reason = f"planning failed on our side (error id {error_id}); launch it again"
+            try:
+                self._stop_job(org_id, job_id, JobStatus.FAILED, reason=reason)
+            except InvalidTransition:
+                pass  # stopped meanwhile (cancelled): nothing more to record
+            raise PlanningFailed(f"Job #{job_id} failed: {reason}") from exc
+
+    def _plan_job(self, org_id: int, job_id: int) -> int:
+        """Plan a job (see plan_job).
+
         Returns how many contacts were enrolled. Each batch commits on its own, so a
         large launch shows progress and a crash loses at most one chunk of planning;
         re-running planning skips contacts already enrolled, so planning a running job
@@ -444,11 +481,15 @@ class Outreach:
     def set_job_status(
         self, org_id: int, job_id: int, to: JobStatus, *, by: Actor | None = None
     ) -> Job:
-        """Pause, resume or cancel a job; cancelling also cancels its pending tasks.
+        """Pause, resume or cancel a job (`by`: who asks).
 
         `by` must have launched the job or be an admin, as for the job's cards; None is
-        Salesbot itself or an API token not tied to a user.
+        Salesbot itself or an API token not tied to a user. Cancelling cancels its pending
+        tasks, stops its enrollments and withdraws its cards not yet sent: they can no
+        longer be approved, and their messages say so.
         """
+        if to in (JobStatus.CANCELLED, JobStatus.FAILED):
+            return self._stop_job(org_id, job_id, to, by=by)
         now = self._clock.now()
         with self._uow() as uow:
             job: Job = uow.jobs.get(org_id, job_id)
@@ -456,10 +497,11 @@ class Outreach:
             check_job_move(job.status, to)
             if not uow.jobs.set_status(org_id, job_id, to, expected=[job.status], now=now):
                 raise InvalidInput("the job changed meanwhile; try again")
-            if to == JobStatus.CANCELLED:
-                uow.tasks.cancel_pending(org_id, job_id, now=now)
-                uow.enrollments.stop_for_job(org_id, job_id, reason="job cancelled", now=now)
             uow.commit()
+        if to == JobStatus.RUNNING:
+            # Its cards may all have been decided while it was paused.
+            self.finish_job_if_done(org_id, job_id)
+        with self._uow() as uow:
             refreshed: Job = uow.jobs.get(org_id, job_id)
         return refreshed
 
@@ -493,11 +535,75 @@ class Outreach:
             f"Only {owner}, who created the campaign “{campaign.name}”, or an admin can {verb} it."
         )
 
+    def _stop_job(
+        self,
+        org_id: int,
+        job_id: int,
+        to: JobStatus,
+        *,
+        by: Actor | None = None,
+        reason: str | None = None,
+    ) -> Job:
+        """Cancel or fail a job: no more work runs, and its cards not yet sent are withdrawn.
+
+        The cards are withdrawn before the job's row is taken (approvals take a card,
+        then the job: the same order never deadlocks), and again after, for cards a
+        draft batch wrote meanwhile (drafting reads the job's status under its lock, so
+        none comes after). Each withdrawn card that has a message gets a queued update.
+        """
+        now = self._clock.now()
+        verb = "cancelled" if to == JobStatus.CANCELLED else "failed"
+        why = f"job #{job_id} {verb}"
+        with self._uow() as uow:
+            job: Job = uow.jobs.get(org_id, job_id)
+            self._authorize_job(uow, by, job, verb=_JOB_VERBS.get(to, "change"))
+            check_job_move(job.status, to)
+            withdrawn = uow.cards.withdraw_for_job(org_id, job_id, reason=why, now=now)
+            if not uow.jobs.set_status(
+                org_id,
+                job_id,
+                to,
+                expected=[job.status],
+                now=now,
+                last_error=reason,
+                cancelled_by=by.user_id if by is not None and to == JobStatus.CANCELLED else None,
+            ):
+                raise InvalidInput("the job changed meanwhile; try again")
+            if reason is not None:
+                uow.jobs.bump(job_id, errors_count=1)
+            uow.tasks.cancel_pending(org_id, job_id, now=now)
+            uow.enrollments.stop_for_job(org_id, job_id, reason=f"job {verb}", now=now)
+            withdrawn += uow.cards.withdraw_for_job(org_id, job_id, reason=why, now=now)
+            if self.notifier is not None:
+                uow.tasks.add_many(
+                    org_id,
+                    job_id,
+                    [
+                        {"kind": TaskKind.POST_CARD.value, "input": {"card_id": card_id}}
+                        for card_id, ts in withdrawn
+                        if ts
+                    ],
+                )
+            uow.commit()
+            stopped: Job = uow.jobs.get(org_id, job_id)
+        log.info(
+            "job stopped",
+            extra={"job_id": job_id, "status": to.value, "cards_withdrawn": len(withdrawn)},
+        )
+        return stopped
+
     def finish_job_if_done(self, org_id: int, job_id: int) -> None:
-        """Mark a running job succeeded once none of its tasks is open."""
+        """Mark a running job succeeded once none of its tasks is open and every card is
+        decided (sent, rejected, withdrawn, or failed with its reason).
+
+        Called after each step that may be the last: a task finished, a card decided.
+        Each caller asks after its own commit, so the last of concurrent ones sees all.
+        """
         now = self._clock.now()
         with self._uow() as uow:
-            if not uow.tasks.has_open(org_id, job_id):
+            if not uow.tasks.has_open(org_id, job_id) and not uow.cards.has_undecided(
+                org_id, job_id
+            ):
                 uow.jobs.set_status(
                     org_id, job_id, JobStatus.SUCCEEDED, expected=[JobStatus.RUNNING], now=now
                 )
@@ -534,7 +640,8 @@ class Outreach:
             for task in tasks:
                 if uow.tasks.finish(task.id, TaskStatus.FAILED, now=now, error=reason):
                     if task.kind != TaskKind.POST_CARD:
-                        uow.jobs.bump(task.job_id, failed_tasks=1, errors_count=1)
+                        uow.jobs.bump(task.job_id, failed_tasks=1)
+                    uow.jobs.note_error(task.job_id, f"task #{task.id} ({task.kind}): {reason}")
             uow.commit()
 
     def _finish_task(
@@ -552,7 +659,8 @@ class Outreach:
                 if status == TaskStatus.SUCCEEDED:
                     uow.jobs.bump(task.job_id, completed_tasks=1)
                 else:
-                    uow.jobs.bump(task.job_id, failed_tasks=1, errors_count=1)
+                    uow.jobs.bump(task.job_id, failed_tasks=1)
+                    uow.jobs.note_error(task.job_id, f"task #{task.id} ({task.kind}): {error}")
             uow.commit()
         self.finish_job_if_done(org_id, task.job_id)
 
@@ -624,6 +732,12 @@ class Outreach:
             except (InvalidInput, TemplateProblem) as exc:
                 failures.append((task, exc.message))
         with self._uow() as uow:
+            if uow.jobs.lock_status(org_id, job_id) in TERMINAL_JOB_STATES:
+                # Cancelled (or failed) while these were drafted: no card for a stopped job.
+                for task in tasks:
+                    uow.tasks.finish(task.id, TaskStatus.CANCELLED, now=now)
+                uow.commit()
+                return
             created = uow.cards.add_many(org_id, cards)
             finished = uow.tasks.finish_many(
                 [
@@ -642,8 +756,10 @@ class Outreach:
                 cards_approved=len(created) if auto else 0,
                 completed_tasks=finished,
                 failed_tasks=failed,
-                errors_count=failed,
             )
+            if failed:
+                last, why = failures[-1]
+                uow.jobs.note_error(job_id, f"task #{last.id} ({last.kind}): {why}", count=failed)
             bulk = params.behaviour.bulk_mode and not auto
             if self.notifier is not None and created and bulk:
                 # Bulk mode: one message per finished batch, with "Approve all N".
@@ -848,7 +964,13 @@ class Outreach:
         now = self._clock.now()
         with self._uow() as uow:
             status = TaskStatus.FAILED if error else TaskStatus.SUCCEEDED
-            uow.tasks.finish(task.id, status, now=now, output=output, error=error)
+            if uow.tasks.finish(task.id, status, now=now, output=output, error=error) and error:
+                what = (
+                    f"batch {int(str(output['bulk_batch'])) + 1}"
+                    if "bulk_batch" in output
+                    else f"card #{output['card_id']}"
+                )
+                uow.jobs.note_error(task.job_id, f"{what} could not be shown in Slack: {error}")
             uow.commit()
         self.finish_job_if_done(org_id, task.job_id)
 
@@ -931,9 +1053,10 @@ class Outreach:
             owner_slack = (
                 uow.contexts.slack_id(org_id, job.owner_id) if job and job.owner_id else None
             )
-            approver_slack = (
-                uow.contexts.slack_id(org_id, card.approved_by) if card.approved_by else None
-            )
+            decided_by = card.approved_by
+            if card.state == CardState.WITHDRAWN:
+                decided_by = job.cancelled_by if job else None
+            approver_slack = uow.contexts.slack_id(org_id, decided_by) if decided_by else None
         payload = card.action_payload
         return CardView(
             card=card,
@@ -965,7 +1088,7 @@ class Outreach:
             if view.card.slack_message_ts:
                 self.notifier.update_card(view)
                 return None
-            if not post:
+            if not post or view.card.state == CardState.WITHDRAWN:
                 return None
             with self._uow() as uow:
                 job: Job | None = (
@@ -980,6 +1103,11 @@ class Outreach:
         with self._uow() as uow:
             uow.cards.set_message(card_id, channel=channel_id, ts=ts)
             uow.commit()
+            now_card: Card = uow.cards.get(org_id, card_id)
+        if now_card.state != view.card.state:
+            # It moved on while its message was posted (withdrawn by a cancellation, say):
+            # the transition found no message to update, so update it now.
+            return self.show_card(org_id, card_id, actor_slack_id=actor_slack_id)
         return None
 
     def _post_with_fallback(self, view: CardView, channel: str | None) -> tuple[str, str]:
@@ -1069,6 +1197,8 @@ class Outreach:
             uow.commit()
             done: Card = uow.cards.get(actor.org_id, card_id)
         self.show_card(actor.org_id, card_id, actor_slack_id=actor.slack_user_id)
+        if done.job_id:
+            self.finish_job_if_done(actor.org_id, done.job_id)
         return done
 
     def execute_card(self, org_id: int, card_id: int, *, actor_slack_id: str | None = None) -> Card:
@@ -1151,12 +1281,15 @@ class Outreach:
                     )
                     and card.job_id
                 ):
-                    uow.jobs.bump(card.job_id, errors_count=1)
+                    detail = outcome.detail or "sending failed"
+                    uow.jobs.note_error(card.job_id, f"card #{card_id} was not sent: {detail}")
             elif card.state == CardState.EXECUTING:
                 uow.cards.update_fields(org_id, card_id, now=now, blocked_reason=outcome.detail)
             uow.commit()
             result: Card = uow.cards.get(org_id, card_id)
         self.show_card(org_id, card_id, actor_slack_id=actor_slack_id)
+        if result.job_id:
+            self.finish_job_if_done(org_id, result.job_id)
         return result
 
     def _send(self, card: Card, job: Job | None, thread_id: str | None) -> SendOutcome:
@@ -1285,6 +1418,8 @@ class Outreach:
             uow.commit()
             rejected: Card = uow.cards.get(actor.org_id, card_id)
         self.show_card(actor.org_id, card_id, actor_slack_id=actor.slack_user_id)
+        if rejected.job_id:
+            self.finish_job_if_done(actor.org_id, rejected.job_id)
         return rejected
 
     # helpers -----------------------------------------------------------------------------
@@ -1329,3 +1464,9 @@ class CardRefused(InvalidInput):
 
 class StaleCard(InvalidInput):
     """The approval was for text that is no longer the card's draft."""
+
+
+class PlanningFailed(SalesbotError):
+    """Planning a job failed; the job is marked failed with the reason."""
+
+    code = "planning_failed"

@@ -351,6 +351,12 @@ class Job(Base):
     cards_executed: Mapped[int] = _counter()
     emails_sent: Mapped[int] = _counter()
     errors_count: Mapped[int] = _counter()
+    # The latest failure (a card not posted, an email not sent, planning stopped), so the
+    # job's status says why beside errors_count; who cancelled the job, for its cards.
+    last_error: Mapped[str | None] = mapped_column(Text)
+    cancelled_by: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("users.id", ondelete="SET NULL")
+    )
 
 
 class JobTask(Base):
@@ -411,7 +417,8 @@ class Card(Base):
     __tablename__ = "cards"
     __table_args__ = (
         Index("ix_cards_org_id_state", "org_id", "state"),
-        Index("ix_cards_org_id_job_id", "org_id", "job_id"),
+        # A job's cards by state: listing them, and "is any card still undecided?".
+        Index("ix_cards_org_id_job_id_state", "org_id", "job_id", "state"),
         Index("ix_cards_org_id_contact_id", "org_id", "contact_id"),
     )
 
@@ -448,6 +455,7 @@ class Card(Base):
     executed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     blocked_reason: Mapped[str | None] = mapped_column(Text)
     rejected_reason: Mapped[str | None] = mapped_column(Text)
+    withdrawn_reason: Mapped[str | None] = mapped_column(Text)
     slack_channel_id: Mapped[str | None] = mapped_column(String(32))
     slack_message_ts: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = _created()

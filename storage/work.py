@@ -2,17 +2,39 @@
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import fields as dataclass_fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, insert, select, type_coerce, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    String,
+    and_,
+    any_,
+    bindparam,
+    case,
+    func,
+    insert,
+    or_,
+    select,
+    type_coerce,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from domain.audience import AudienceCriteria
-from domain.cards import Card, CardState, CardType, Priority
+from domain.cards import (
+    UNDECIDED_STATES,
+    Card,
+    CardState,
+    CardType,
+    Priority,
+    states_that_can_become,
+)
 from domain.errors import NotFound
 from domain.jobs import (
     JOB_METRICS,
@@ -86,6 +108,20 @@ class JobRepo:
             raise NotFound(f"job {job_id} not found")
         return self._to_domain(row)
 
+    def lock_status(self, org_id: int, job_id: int) -> JobStatus:
+        """Read a job's status and hold its row until the transaction ends.
+
+        A writer that must not add work to a job being cancelled reads the status with
+        this first; the cancellation's status change waits for it, or it sees the change.
+        """
+        query = select(m.Job.status).where(m.Job.org_id == org_id, m.Job.id == job_id)
+        if self._s.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update()
+        status = self._s.scalar(query)
+        if status is None:
+            raise NotFound(f"job {job_id} not found")
+        return JobStatus(status)
+
     def list(
         self,
         org_id: int,
@@ -113,9 +149,18 @@ class JobRepo:
         *,
         expected: Iterable[JobStatus],
         now: datetime,
+        last_error: str | None = None,
+        cancelled_by: int | None = None,
     ) -> bool:
-        """Move a job's status if it is still in one of `expected` (compare-and-set)."""
+        """Move a job's status if it is still in one of `expected` (compare-and-set).
+
+        `last_error` says why (a failed job); `cancelled_by` who cancelled it.
+        """
         values: dict[str, Any] = {"status": to.value, "last_run_at": now}
+        if last_error is not None:
+            values["last_error"] = _clip(last_error)
+        if cancelled_by is not None:
+            values["cancelled_by"] = cancelled_by
         if to == JobStatus.RUNNING:
             values["started_at"] = func.coalesce(m.Job.started_at, now)
         if to in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED):
@@ -141,6 +186,14 @@ class JobRepo:
         columns = {name: getattr(m.Job, name) + delta for name, delta in deltas.items() if delta}
         if columns:
             self._s.execute(update(m.Job).where(m.Job.id == job_id).values(**columns))
+
+    def note_error(self, job_id: int, reason: str, *, count: int = 1) -> None:
+        """Count failures on a job and keep the reason as the job's latest error."""
+        self._s.execute(
+            update(m.Job)
+            .where(m.Job.id == job_id)
+            .values(errors_count=m.Job.errors_count + count, last_error=_clip(reason))
+        )
 
     def recount(self, job_id: int) -> dict[str, int]:
         """Count a job's metrics from its tasks, cards and sends (to check the counters)."""
@@ -256,7 +309,14 @@ class TaskRepo:
             .join(m.Job, m.Job.id == m.JobTask.job_id)
             .where(
                 m.JobTask.status == TaskStatus.PENDING.value,
-                m.Job.status == JobStatus.RUNNING.value,
+                or_(
+                    m.Job.status == JobStatus.RUNNING.value,
+                    # A stopped job's withdrawn cards still have their messages updated.
+                    and_(
+                        m.Job.status.in_([JobStatus.CANCELLED.value, JobStatus.FAILED.value]),
+                        m.JobTask.kind == TaskKind.POST_CARD.value,
+                    ),
+                ),
             )
             .order_by(m.JobTask.id)
             .limit(limit)
@@ -537,13 +597,71 @@ class CardRepo:
         )
 
     def list_for_job(
-        self, org_id: int, job_id: int, *, states: Sequence[CardState] | None = None
+        self,
+        org_id: int,
+        job_id: int,
+        *,
+        states: Sequence[CardState] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
     ) -> list[Card]:
-        """Return a job's cards in creation order."""
+        """Return a job's cards in creation order (a page of them with `limit`)."""
         query = select(m.Card).where(m.Card.org_id == org_id, m.Card.job_id == job_id)
         if states:
             query = query.where(m.Card.state.in_([s.value for s in states]))
-        return [self._to_domain(r) for r in self._s.scalars(query.order_by(m.Card.id))]
+        query = query.order_by(m.Card.id).offset(offset)
+        if limit is not None:
+            query = query.limit(limit)
+        return [self._to_domain(r) for r in self._s.scalars(query)]
+
+    def count_for_job(
+        self, org_id: int, job_id: int, *, states: Sequence[CardState] | None = None
+    ) -> int:
+        """Count a job's cards (in `states`)."""
+        query = (
+            select(func.count())
+            .select_from(m.Card)
+            .where(m.Card.org_id == org_id, m.Card.job_id == job_id)
+        )
+        if states:
+            query = query.where(m.Card.state.in_([s.value for s in states]))
+        return self._s.scalar(query) or 0
+
+    def has_undecided(self, org_id: int, job_id: int) -> bool:
+        """Tell whether a card of the job still waits for review or for its send."""
+        found = self._s.scalar(
+            select(m.Card.id)
+            .where(
+                m.Card.org_id == org_id,
+                m.Card.job_id == job_id,
+                m.Card.state.in_([s.value for s in UNDECIDED_STATES]),
+            )
+            .limit(1)
+        )
+        return found is not None
+
+    def withdraw_for_job(
+        self, org_id: int, job_id: int, *, reason: str, now: datetime
+    ) -> list[tuple[int, str | None]]:
+        """Withdraw every card of a job the state machine lets become withdrawn.
+
+        One compare-and-set over the job's cards: a card that moved on meanwhile (an
+        approval that began sending) is left alone. Returns (card id, Slack message ts)
+        of the cards withdrawn.
+        """
+        movable = states_that_can_become(CardState.WITHDRAWN)
+        rows = self._s.execute(
+            update(m.Card)
+            .where(
+                m.Card.org_id == org_id,
+                m.Card.job_id == job_id,
+                m.Card.state.in_([s.value for s in movable]),
+            )
+            .values(state=CardState.WITHDRAWN.value, updated_at=now, withdrawn_reason=reason)
+            .returning(m.Card.id, m.Card.slack_message_ts)
+            .execution_options(synchronize_session=False)
+        ).all()
+        return sorted((row[0], row[1]) for row in rows)
 
     def list_for_batch(
         self, org_id: int, job_id: int, batch: int, *, states: Sequence[CardState]
@@ -597,19 +715,31 @@ def _chunks(rows: list[Any], size: int = 1000) -> Iterator[list[Any]]:
         yield rows[start : start + size]
 
 
-def audience_contact_ids(
-    session: Session,
-    org_id: int,
-    criteria: AudienceCriteria,
-    *,
-    now: datetime,
-    batch_size: int = 1000,
-) -> Iterator[list[int]]:
-    """Stream the ids of an audience's contacts in batches (server-side, never all at once)."""
-    repo = AudienceRepo(session)
+def _clip(reason: str, limit: int = 1000) -> str:
+    """Keep a stored reason to a readable length."""
+    return reason if len(reason) <= limit else reason[: limit - 1] + "…"
+
+
+def _one_of(session: Session, column: Any, values: Sequence[Any], item: Any) -> ColumnElement[bool]:
+    """`column` is one of `values`: one array parameter on PostgreSQL, whatever the length
+    (a list of bind parameters stops at 65,535), and IN on SQLite (callers keep lists
+    within its 32,766 variables)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(item)))
+    return column.in_(list(values))
+
+
+def _contacts_joined() -> Any:
     c, cl = m.Contact, m.Client
-    where = repo.conditions(org_id, criteria, now=now)
-    joined = c.__table__.outerjoin(cl.__table__, (cl.id == c.client_id) & (cl.org_id == c.org_id))
+    return c.__table__.outerjoin(cl.__table__, (cl.id == c.client_id) & (cl.org_id == c.org_id))
+
+
+def _keyset_pages(
+    session: Session, where: Sequence[ColumnElement[bool]], *, batch_size: int
+) -> Iterator[list[int]]:
+    """Stream the ids of the contacts matching `where`, a page at a time, in id order."""
+    c = m.Contact
+    joined = _contacts_joined()
     last_id = 0
     while True:
         ids = list(
@@ -627,71 +757,89 @@ def audience_contact_ids(
         last_id = ids[-1]
 
 
-def reachable_contact_ids(session: Session, org_id: int, contact_ids: Sequence[int]) -> list[int]:
-    """Keep the contacts of the org that may be emailed (not opted out, bounced or complained)."""
-    if not contact_ids:
-        return []
-    rows = session.scalars(
-        select(m.Contact.id)
-        .where(
-            m.Contact.org_id == org_id,
-            m.Contact.id.in_(list(contact_ids)),
-            m.Contact.opted_out_at.is_(None),
-            m.Contact.email_status == "valid",
-        )
-        .order_by(m.Contact.id)
-    )
-    return list(rows)
+def audience_contact_ids(
+    session: Session,
+    org_id: int,
+    criteria: AudienceCriteria,
+    *,
+    now: datetime,
+    batch_size: int = 1000,
+) -> Iterator[list[int]]:
+    """Stream the ids of an audience's contacts in batches (server-side, never all at once)."""
+    where = AudienceRepo(session).conditions(org_id, criteria, now=now)
+    yield from _keyset_pages(session, where, batch_size=batch_size)
 
 
-def _explicit_ids(session: Session, org_id: int, target: TargetSelection) -> list[int] | None:
-    if not (target.contact_ids or target.client_ids or target.emails):
-        return None
+def _listed_contacts(
+    session: Session,
+    where: Sequence[ColumnElement[bool]],
+    contact_ids: Sequence[int],
+    *,
+    batch_size: int,
+) -> Iterator[list[int]]:
+    """The listed contacts matching `where`, in id order: the ids sorted, then asked for a
+    slice at a time, so a statement stays small whatever the list's length."""
     c = m.Contact
-    clauses = []
-    if target.contact_ids:
-        clauses.append(c.id.in_(target.contact_ids))
-    if target.client_ids:
-        clauses.append(c.client_id.in_(target.client_ids))
-    if target.emails:
-        clauses.append(c.email.in_(target.emails))
-    from sqlalchemy import or_
+    joined = _contacts_joined()
+    ordered = sorted(set(contact_ids))
+    for part in _chunks(ordered, batch_size):
+        found = list(
+            session.scalars(
+                select(c.id)
+                .select_from(joined)
+                .where(*where, _one_of(session, c.id, part, BigInteger()))
+                .order_by(c.id)
+            )
+        )
+        if found:
+            yield found
 
-    rows = session.scalars(select(c.id).where(c.org_id == org_id, or_(*clauses)).order_by(c.id))
-    return reachable_contact_ids(session, org_id, list(rows))
+
+def _flatten(pages: Iterable[list[int]]) -> Iterator[int]:
+    for page in pages:
+        yield from page
 
 
 def target_contact_ids(
     uow: Any, org_id: int, params: JobParams, now: datetime, *, batch_size: int = 1000
 ) -> Iterator[list[int]]:
-    """Stream the reachable contacts a job targets, in id order."""
+    """Stream the reachable contacts a job targets, in id order, each once.
+
+    Listed contacts, the contacts of listed clients and of listed addresses are each
+    streamed in id order (never a statement per list: a list of 100,000 ids would pass
+    PostgreSQL's 65,535 parameters) and merged; with filters too, only the listed
+    contacts that match them.
+    """
     session: Session = uow.session
-    target = params.target
-    explicit = _explicit_ids(session, org_id, target)
-    criteria = target.filters
-    if explicit is None:
-        yield from audience_contact_ids(
-            session, org_id, criteria or AudienceCriteria(), now=now, batch_size=batch_size
+    target: TargetSelection = params.target
+    c = m.Contact
+    where = AudienceRepo(session).conditions(org_id, target.filters or AudienceCriteria(), now=now)
+    streams: list[Iterator[int]] = []
+    if target.contact_ids:
+        streams.append(
+            _flatten(_listed_contacts(session, where, target.contact_ids, batch_size=batch_size))
         )
+    if target.client_ids:
+        by_client = _one_of(session, c.client_id, target.client_ids, BigInteger())
+        streams.append(_flatten(_keyset_pages(session, [*where, by_client], batch_size=batch_size)))
+    if target.emails:
+        by_email = _one_of(session, c.email, target.emails, String())
+        streams.append(_flatten(_keyset_pages(session, [*where, by_email], batch_size=batch_size)))
+    if not streams:
+        yield from _keyset_pages(session, where, batch_size=batch_size)
         return
-    if criteria is None:
-        for start in range(0, len(explicit), batch_size):
-            yield explicit[start : start + batch_size]
-        return
-    repo = AudienceRepo(session)
-    c, cl = m.Contact, m.Client
-    joined = c.__table__.outerjoin(cl.__table__, (cl.id == c.client_id) & (cl.org_id == c.org_id))
-    for start in range(0, len(explicit), batch_size):
-        part = explicit[start : start + batch_size]
-        ids = session.scalars(
-            select(c.id)
-            .select_from(joined)
-            .where(*repo.conditions(org_id, criteria, now=now), c.id.in_(part))
-            .order_by(c.id)
-        )
-        found = list(ids)
-        if found:
-            yield found
+    batch: list[int] = []
+    last = 0
+    for contact_id in heapq.merge(*streams):
+        if contact_id == last:
+            continue  # listed twice: as a contact and by its client or address
+        last = contact_id
+        batch.append(contact_id)
+        if len(batch) == batch_size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def target_count(uow: Any, org_id: int, params: JobParams, now: datetime) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request
@@ -9,8 +10,10 @@ from pydantic import BaseModel
 
 from domain.fields import Id, Offset
 from domain.jobs import CreateJobRequest, Job, JobStatus, JobTaskView
-from domain.outreach import Outreach
+from domain.outreach import Outreach, PlanningFailed
 from handlers.api.deps import ActorDep, IdentityDep, UowDep
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["jobs"])
 
@@ -33,7 +36,12 @@ class LaunchResponse(BaseModel):
 
 def _plan_in_background(runtime: Any, org_id: int, job_id: int) -> None:
     outreach: Outreach = runtime.outreach
-    outreach.plan_job(org_id, job_id)
+    try:
+        outreach.plan_job(org_id, job_id)
+    except PlanningFailed as exc:
+        # Recorded on the job (failed, with the reason): GET /api/agent/jobs/{id} shows it.
+        log.warning("planning failed", extra={"job_id": job_id, "reason": exc.message})
+        return
     runtime.worker.wake()
 
 
@@ -94,7 +102,8 @@ def list_tasks(
 
 @router.post("/api/agent/jobs/{job_id}/cancel", response_model=Job)
 def cancel_job(job_id: Id, who: IdentityDep, actor: ActorDep, runtime: RuntimeDep) -> Job:
-    """Cancel a job: pending tasks are cancelled and enrollments stopped. A token tied to
-    a user may cancel the jobs that user launched, or any job if the user is an admin."""
+    """Cancel a job: pending tasks are cancelled, enrollments stopped, and the cards not yet
+    sent withdrawn (their Slack messages say so). A token tied to a user may cancel the
+    jobs that user launched, or any job if the user is an admin."""
     job: Job = runtime.outreach.set_job_status(who.org_id, job_id, JobStatus.CANCELLED, by=actor)
     return job

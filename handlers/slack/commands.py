@@ -34,7 +34,7 @@ JOB_USAGE = (
     "*Usage of /job*\n"
     "• `/job list` — your organization's recent jobs\n"
     "• `/job status <id>` — progress of one job\n"
-    "• `/job cancel <id>` — stop a job; drafts not yet approved are not sent"
+    "• `/job cancel <id>` — stop a job; its cards not yet sent are withdrawn"
 )
 
 
