@@ -1,7 +1,7 @@
 """gmail address allowance: another mailbox address an admin lets a user connect
 
-Revision ID: 0011
-Revises: 0007
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-03
 
 A rep connects the Gmail mailbox of their own address; an admin can allow one other
@@ -17,8 +17,8 @@ from alembic import op
 
 import storage.types
 
-revision: str = "0011"
-down_revision: str | None = "0007"
+revision: str = "0010"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

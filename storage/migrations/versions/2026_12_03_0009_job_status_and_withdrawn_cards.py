@@ -1,6 +1,6 @@
 """job status says what happens: the latest failure, who cancelled, withdrawn cards
 
-Revision ID: 0010
+Revision ID: 0009
 Revises: 0007
 Create Date: 2026-12-03
 
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0010"
+revision: str = "0009"
 down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
