@@ -11,6 +11,9 @@ import statistics
 import time
 from collections.abc import Callable
 
+from jinja2 import StrictUndefined
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
 from domain.templates import TEMPLATE_VARIABLES, check_template, render_text
 
 SUBJECT = "Turn times in {{ state }} are down, {{ first_name }}"
@@ -23,35 +26,55 @@ BODY = (
 )
 RENDERS = 20_000
 CHECKS = 500
+ROUNDS = 9
 
 
-def _per_call_us(run: Callable[[], object], times: int) -> tuple[float, float]:
-    rounds = []
-    for _ in range(5):
-        started = time.perf_counter()
-        for _ in range(times // 5):
-            run()
-        rounds.append((time.perf_counter() - started) / (times // 5) * 1e6)
-    return statistics.median(rounds), min(rounds)
+def _per_call_us(runs: dict[str, Callable[[], object]], times: int) -> dict[str, list[float]]:
+    """CPU time of each run, `times` times, in alternating rounds (the machine is shared)."""
+    rounds: dict[str, list[float]] = {label: [] for label in runs}
+    for _ in range(ROUNDS):
+        for label, run in runs.items():
+            started = time.thread_time()
+            for _ in range(times // ROUNDS):
+                run()
+            rounds[label].append((time.thread_time() - started) / (times // ROUNDS) * 1e6)
+    return rounds
 
 
 def main() -> None:
     """Print the median cost of one render and one check, in microseconds."""
     context = dict(TEMPLATE_VARIABLES)
     render_text(BODY, context, field="body")  # compile once, as a launch does
-    median, best = _per_call_us(
-        lambda: (
-            render_text(SUBJECT, context, field="subject"),
-            render_text(BODY, context, field="body"),
-        ),
+    # Jinja2's own sandbox, as templates rendered before the budget, in the same run:
+    # the machine is shared, so only figures taken side by side compare.
+    stock = ImmutableSandboxedEnvironment(
+        undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
+    )
+    stock_subject, stock_body = stock.from_string(SUBJECT), stock.from_string(BODY)
+    timings = _per_call_us(
+        {
+            "Jinja2 sandbox, no budget (before)": lambda: (
+                stock_subject.render(**context),
+                stock_body.render(**context),
+            ),
+            "budgeted sandbox, render_text (now)": lambda: (
+                render_text(SUBJECT, context, field="subject"),
+                render_text(BODY, context, field="body"),
+            ),
+        },
         RENDERS,
     )
-    print(
-        f"render subject+body of a typical template: median {median:.1f} µs, best {best:.1f} µs"
-        f" per contact ({RENDERS} contacts; a 10k launch spends {median * 10_000 / 1e6:.2f} s)"
-    )
+    for label, rounds in timings.items():
+        median = statistics.median(rounds)
+        print(
+            f"render subject+body, {label}: median {median:.1f} µs, best {min(rounds):.1f} µs"
+            f" per contact (a 10k launch spends {median * 10_000 / 1e6:.2f} s)"
+        )
     counter = iter(range(10**9))
-    median, best = _per_call_us(
-        lambda: check_template(f"{BODY}{{# {next(counter)} #}}", field="body"), CHECKS
+    rounds = _per_call_us(
+        {"check": lambda: check_template(f"{BODY}{{# {next(counter)} #}}", field="body")}, CHECKS
+    )["check"]
+    print(
+        "check a template (parse, variables, compile, sample render):"
+        f" median {statistics.median(rounds):.0f} µs"
     )
-    print(f"check a template (parse, variables, compile, sample render): median {median:.0f} µs")
