@@ -57,10 +57,11 @@ _DIGITS_PER_BIT: Final = 0.30103
 
 
 class BudgetExceeded(SecurityError):
-    """A template asked for more than its budget; `reason` says what, as a sentence.
+    """A template asked for more than its budget; `reason` says what.
 
-    `exhausted` is True when the render ran out of steps or time (the template loops),
-    False for a single operation refused at once (a huge exponent, a long repetition).
+    `exhausted` is True when the render ran out of steps, time or text (the template
+    loops; `reason` then follows "the template ..."), False for one operation refused
+    at once (a huge exponent, a long repetition; `reason` is a whole sentence).
     """
 
     def __init__(self, reason: str, *, exhausted: bool = False) -> None:
@@ -93,18 +94,20 @@ class _Meter:
         self.steps_left -= 1
         if self.steps_left < 0:
             raise BudgetExceeded(
-                f"more than {self.budget.steps:,} loop iterations, calls and operations",
+                f"needed more than {self.budget.steps:,} steps (loop iterations, calls and"
+                " operators) to render",
                 exhausted=True,
             )
         if time.monotonic() > self.deadline:
-            raise BudgetExceeded(f"longer than {self.budget.seconds:g} s", exhausted=True)
+            raise BudgetExceeded(
+                f"took longer than {self.budget.seconds:g} s to render", exhausted=True
+            )
 
     def charge(self, chars: int) -> None:
         self.chars_left -= chars
         if self.chars_left < 0:
             raise BudgetExceeded(
-                f"the template makes more than {MAX_MADE_CHARS:,} characters of text"
-                " while rendering",
+                f"made more than {MAX_MADE_CHARS:,} characters of text while rendering",
                 exhausted=True,
             )
 

@@ -187,9 +187,7 @@ def render_text(
 
 def _too_slow(reason: str, context: dict[str, Any]) -> str:
     who = str(context.get("full_name") or context.get("email") or "the contact")
-    if reason.startswith("the template"):
-        return f"{reason} for {who}: check loops"
-    return f"the template took {reason} to render for {who}: check loops"
+    return f"the template {reason} for {who}: check loops"
 
 
 def _line_of(source: str, name: str) -> int | None:
