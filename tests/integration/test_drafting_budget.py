@@ -88,8 +88,10 @@ def test_a_template_looping_for_real_contacts_fails_its_drafts_while_another_org
     runtime.worker.start()
     runtime.worker.wake()
     wait_until(
-        lambda: all(status in ("succeeded", "failed") for status, _ in tasks(other_job))
-        and all(status == "failed" for status, _ in tasks(looping_job)),
+        lambda: (
+            all(status in ("succeeded", "failed") for status, _ in tasks(other_job))
+            and all(status == "failed" for status, _ in tasks(looping_job))
+        ),
         timeout=60,
         what="both jobs' drafts done",
     )
@@ -108,9 +110,7 @@ def test_a_template_looping_for_real_contacts_fails_its_drafts_while_another_org
     with factory() as session:
         jobs = {
             job.id: job
-            for job in session.scalars(
-                select(m.Job).where(m.Job.id.in_([looping_job, other_job]))
-            )
+            for job in session.scalars(select(m.Job).where(m.Job.id.in_([looping_job, other_job])))
         }
         cards = session.scalars(select(m.Card.org_id).where(m.Card.job_id == other_job)).all()
         assert session.scalars(select(m.Card).where(m.Card.job_id == looping_job)).all() == []
