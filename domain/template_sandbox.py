@@ -31,6 +31,7 @@ import re
 import time
 import types
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Final
@@ -38,7 +39,7 @@ from typing import Any, Final
 from jinja2 import nodes
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
-from jinja2.runtime import Context, LoopContext, Macro
+from jinja2.runtime import BlockReference, Context, LoopContext, Macro
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import Namespace, _PassArg
 
@@ -123,18 +124,14 @@ def _meter() -> _Meter:
     return meter
 
 
-class metered:  # noqa: N801 - used as a `with` statement, like a function
+@contextmanager
+def metered(budget: RenderBudget) -> Iterator[None]:
     """Give the renders inside `with metered(budget):` (in this thread) one budget."""
-
-    def __init__(self, budget: RenderBudget) -> None:
-        self._meter = _Meter(budget)
-        self._token: Any = None
-
-    def __enter__(self) -> None:
-        self._token = _METER.set(self._meter)
-
-    def __exit__(self, *exc: object) -> None:
-        _METER.reset(self._token)
+    token = _METER.set(_Meter(budget))
+    try:
+        yield
+    finally:
+        _METER.reset(token)
 
 
 # -- sizes -----------------------------------------------------------------------------
@@ -557,14 +554,14 @@ class BudgetedEnvironment(ImmutableSandboxedEnvironment):
         """Call a macro (counting its depth) or a method (checking what it would make)."""
         meter = _meter()
         meter.tick()
-        if isinstance(__obj, Macro | LoopContext):
+        if isinstance(__obj, Macro | LoopContext | BlockReference):
             if isinstance(__obj, LoopContext) and args:
                 args = (__self.budget_iter(args[0]), *args[1:])
             meter.depth += 1
             try:
                 if meter.depth > MAX_DEPTH:
                     raise BudgetExceeded(
-                        f"macros or recursive loops nest more than {MAX_DEPTH} deep"
+                        f"macros, blocks or recursive loops nest more than {MAX_DEPTH} deep"
                         " (does a macro call itself?)"
                     )
                 return super().call(__context, __obj, *args, **kwargs)

@@ -283,7 +283,7 @@ def test_a_template_reaching_for_python_internals_is_refused_by_the_sandbox(
         ),
         (
             "{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}",
-            "body, line 1: macros or recursive loops nest more than 50 deep"
+            "body, line 1: macros, blocks or recursive loops nest more than 50 deep"
             " (does a macro call itself?)",
         ),
         (

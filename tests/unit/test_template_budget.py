@@ -23,6 +23,12 @@ from domain.templates import (
 NESTED_LOOPS = "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}"
 
 
+NESTED_TOO_DEEP = (
+    "body, line 1: macros, blocks or recursive loops nest more than 50 deep"
+    " (does a macro call itself?)"
+)
+
+
 def refusal(source: str) -> str:
     """The message of the TemplateProblem that checking `source` raises."""
     with pytest.raises(TemplateProblem) as raised:
@@ -72,12 +78,11 @@ def test_repeating_text_or_a_list_beyond_the_limit_is_refused(source: str) -> No
 
 
 def test_a_recursive_macro_is_a_clear_refusal_not_a_crash() -> None:
-    assert refusal("{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}") == (
-        "body, line 1: macros or recursive loops nest more than 50 deep (does a macro call itself?)"
-    )
+    assert refusal("{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}") == (NESTED_TOO_DEEP)
     assert refusal("{% for x in [[1]] recursive %}{{ loop([[1]]) }}{% endfor %}") == (
-        "body, line 1: macros or recursive loops nest more than 50 deep (does a macro call itself?)"
+        NESTED_TOO_DEEP
     )
+    assert refusal("{% block a %}{{ self.a() }}{% endblock %}") == NESTED_TOO_DEEP
 
 
 def test_macros_nested_a_few_deep_render() -> None:
@@ -127,6 +132,12 @@ def test_a_loop_filling_a_buffer_is_cut_by_the_text_budget() -> None:
         "body: the template made more than 5,000,000 characters of text while rendering"
         " for Dana Whitfield: check loops"
     )
+
+
+def test_a_pipeline_of_filters_is_charged_item_by_item() -> None:
+    # `join` sees a generator it cannot measure first; each padded item is charged.
+    with pytest.raises(TemplateTooSlow, match="made more than 5,000,000 characters"):
+        check_template("{{ range(1000)|map('center', 150000)|join }}", field="body")
 
 
 def test_a_loop_writing_straight_out_stops_at_the_output_limit() -> None:
