@@ -14,7 +14,12 @@ from collections.abc import Callable
 from jinja2 import StrictUndefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from domain.templates import TEMPLATE_VARIABLES, check_template, render_text
+from domain.templates import (
+    TEMPLATE_VARIABLES,
+    TemplateTooSlow,
+    check_template,
+    render_text,
+)
 
 SUBJECT = "Turn times in {{ state }} are down, {{ first_name }}"
 BODY = (
@@ -24,6 +29,7 @@ BODY = (
     "{% for word in ['fast', 'fair', 'local'] %}- {{ word|title }}\n{% endfor %}\n"
     "Best,\n{{ rep_name }}\n{{ rep_phone }}\n\nUnsubscribe: {{ unsubscribe_url }}\n"
 )
+LOOPS_FOR_EVER = "{% for a in range(100000) %}{% for b in range(100000) %}{% set x = b * 2 %}{% endfor %}{% endfor %}"
 RENDERS = 20_000
 CHECKS = 500
 ROUNDS = 9
@@ -77,4 +83,15 @@ def main() -> None:
     print(
         "check a template (parse, variables, compile, sample render):"
         f" median {statistics.median(rounds):.0f} µs"
+    )
+    cut = []
+    for _ in range(5):
+        started = time.thread_time()
+        try:
+            render_text(LOOPS_FOR_EVER, context, field="body")
+        except TemplateTooSlow:
+            cut.append((time.thread_time() - started) * 1e3)
+    print(
+        "a template looping 10^10 times is cut by the step budget after"
+        f" {statistics.median(cut):.0f} ms of CPU (median of {len(cut)})"
     )
