@@ -7,7 +7,7 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, Template, TemplateSyntaxError
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -69,7 +69,7 @@ def _environment() -> BudgetedEnvironment:
     )
 
 
-def _parse(source: str, field: str) -> Any:
+def _parse(source: str, field: str) -> nodes.Template:
     """Parse a template (nothing in it is evaluated) and prepare it for the budget."""
     if len(source) > MAX_TEMPLATE_CHARS:
         raise TemplateProblem(field, f"longer than {MAX_TEMPLATE_CHARS} characters")
@@ -111,7 +111,10 @@ class TemplateProblem(InvalidInput):
 
 
 class TemplateTooSlow(TemplateProblem):
-    """A template that ran out of its render budget (steps or time): it loops."""
+    """A template that ran out of its render budget (steps, time or text made): it loops.
+
+    The drafting worker does not try such a template again for the rest of its batch.
+    """
 
 
 def check_template(source: str, *, field: str, budget: RenderBudget | None = None) -> set[str]:
