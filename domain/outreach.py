@@ -48,7 +48,7 @@ from domain.jobs import (
     params_from_campaign,
 )
 from domain.mail import Mailer, OutgoingEmail, SendOutcome, SendStatus
-from domain.templates import TemplateProblem, render_text
+from domain.templates import TemplateProblem, TemplateTooSlow, render_text
 
 log = logging.getLogger(__name__)
 
@@ -705,8 +705,14 @@ class Outreach:
         auto = params.behaviour.auto_approve or not params.behaviour.review_mode
         cards: list[dict[str, Any]] = []
         failures: list[tuple[JobTaskView, str]] = []
+        # A template that ran out of its render budget (it loops) is not tried again for
+        # the rest of the batch: each try would hold this worker thread for the budget.
+        too_slow: dict[int, str] = {}
         for task in tasks:
             ctx = contexts.get(task.contact_id) if task.contact_id is not None else None
+            if task.step in too_slow:
+                failures.append((task, too_slow[task.step]))
+                continue
             try:
                 if ctx is None:
                     raise InvalidInput(f"contact {task.contact_id} not found")
@@ -728,6 +734,15 @@ class Outreach:
                         campaign_name=campaign_name,
                         goal=job.description,
                     )
+                )
+            except TemplateTooSlow as exc:
+                failures.append((task, exc.message))
+                too_slow[task.step] = (
+                    f"not drafted, the template of step {task.step + 1} is too slow ({exc.message})"
+                )
+                log.warning(
+                    "template over its render budget",
+                    extra={"job_id": job_id, "step": task.step + 1, "reason": exc.message},
                 )
             except (InvalidInput, TemplateProblem) as exc:
                 failures.append((task, exc.message))

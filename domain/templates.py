@@ -7,13 +7,21 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from domain.errors import InvalidInput
 from domain.fields import Text
+from domain.template_sandbox import (
+    BudgetedEnvironment,
+    BudgetExceeded,
+    RenderBudget,
+    Unsupported,
+    VariableFinder,
+    metered,
+    prepare,
+)
 
 
 class TemplateCategory(StrEnum):
@@ -55,17 +63,42 @@ MAX_RENDERED_CHARS = 200_000
 
 
 @lru_cache(maxsize=1)
-def _environment() -> ImmutableSandboxedEnvironment:
+def _environment() -> BudgetedEnvironment:
     """The one sandboxed environment (thread-safe for rendering), made on first use."""
-    return ImmutableSandboxedEnvironment(
+    return BudgetedEnvironment(
         undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
     )
 
 
+def _parse(source: str, field: str) -> nodes.Template:
+    """Parse a template (nothing in it is evaluated) and prepare it for the budget."""
+    if len(source) > MAX_TEMPLATE_CHARS:
+        raise TemplateProblem(field, f"longer than {MAX_TEMPLATE_CHARS} characters")
+    try:
+        return prepare(_environment().parse(source))
+    except TemplateSyntaxError as exc:
+        raise TemplateProblem(field, exc.message or "syntax error", line=exc.lineno) from exc
+    except Unsupported as exc:
+        raise TemplateProblem(field, str(exc), line=exc.lineno) from exc
+    except RecursionError as exc:
+        raise TemplateProblem(field, "brackets or tags nested too deeply") from exc
+    except ValueError as exc:  # a number literal longer than Python reads (4,300 digits)
+        raise TemplateProblem(field, f"cannot read the template: {exc}") from exc
+
+
 @lru_cache(maxsize=512)
-def _compiled(source: str) -> Template:
+def _compiled(source: str, field: str) -> Template:
     """Compile a template once: a launch renders the same few templates thousands of times."""
-    return _environment().from_string(source)
+    parsed = _parse(source, field)
+    try:
+        return _environment().from_string(parsed)
+    except TemplateSyntaxError as exc:
+        raise TemplateProblem(field, exc.message or "syntax error", line=exc.lineno) from exc
+    except RecursionError as exc:
+        raise TemplateProblem(field, "brackets or tags nested too deeply") from exc
+
+
+_DEFAULT_BUDGET = RenderBudget()
 
 
 class TemplateProblem(InvalidInput):
@@ -78,19 +111,29 @@ class TemplateProblem(InvalidInput):
         self.reason = reason
 
 
-def check_template(source: str, *, field: str) -> set[str]:
+class TemplateTooSlow(TemplateProblem):
+    """A template that ran out of its render budget (steps, time or text made): it loops.
+
+    The drafting worker does not try such a template again for the rest of its batch.
+    """
+
+
+def check_template(source: str, *, field: str, budget: RenderBudget | None = None) -> set[str]:
     """Check a template parses, uses only known variables and renders in the sandbox.
 
-    Returns the variables it uses. Raises TemplateProblem with the line and reason.
+    Nothing the template computes runs before the render, and the render runs within
+    `budget`. Returns the variables it uses. Raises TemplateProblem with the line and
+    reason.
     """
-    if len(source) > MAX_TEMPLATE_CHARS:
-        raise TemplateProblem(field, f"longer than {MAX_TEMPLATE_CHARS} characters")
-    env = _environment()
+    parsed = _parse(source, field)
+    finder = VariableFinder(_environment())
     try:
-        parsed = env.parse(source)
+        finder.visit(parsed)
     except TemplateSyntaxError as exc:
         raise TemplateProblem(field, exc.message or "syntax error", line=exc.lineno) from exc
-    used = meta.find_undeclared_variables(parsed)
+    except RecursionError as exc:
+        raise TemplateProblem(field, "brackets or tags nested too deeply") from exc
+    used = finder.undeclared
     unknown = sorted(used - TEMPLATE_VARIABLES.keys())
     if unknown:
         known = ", ".join(sorted(TEMPLATE_VARIABLES))
@@ -99,26 +142,56 @@ def check_template(source: str, *, field: str) -> set[str]:
             f"unknown variable(s) {', '.join(unknown)}; available: {known}",
             line=_line_of(source, unknown[0]),
         )
-    render_text(source, TEMPLATE_VARIABLES, field=field)
+    render_text(source, TEMPLATE_VARIABLES, field=field, budget=budget)
     return set(used)
 
 
-def render_text(source: str, context: dict[str, Any], *, field: str = "template") -> str:
-    """Render a template in the sandbox; raise TemplateProblem if it cannot render."""
+def render_text(
+    source: str,
+    context: dict[str, Any],
+    *,
+    field: str = "template",
+    budget: RenderBudget | None = None,
+) -> str:
+    """Render a template in the sandbox within `budget`; raise TemplateProblem if it cannot.
+
+    The budget (default: 2 s and 100,000 steps) is checked inside the template at every
+    loop iteration, call and operator, so a looping template is stopped where it is.
+    """
+    budget = budget or _DEFAULT_BUDGET
+    pieces: list[str] = []
+    size = 0
     try:
-        template = _compiled(source)
-        rendered = template.render(**context)
-    except TemplateSyntaxError as exc:
-        raise TemplateProblem(field, exc.message or "syntax error", line=exc.lineno) from exc
+        template = _compiled(source, field)
+        with metered(budget):
+            # Streamed and counted: a loop writing straight out stops at the limit.
+            for chunk in template.generate(**context):
+                size += len(chunk)
+                if size > MAX_RENDERED_CHARS:
+                    raise TemplateProblem(
+                        field, f"renders to more than {MAX_RENDERED_CHARS} characters"
+                    )
+                pieces.append(chunk)
+    except BudgetExceeded as exc:
+        if exc.exhausted:
+            raise TemplateTooSlow(field, _too_slow(exc.reason, context)) from exc
+        raise TemplateProblem(field, exc.reason, line=_traceback_line(exc)) from exc
     except SecurityError as exc:
         raise TemplateProblem(field, f"not allowed in a template: {exc}") from exc
     except UndefinedError as exc:
         raise TemplateProblem(field, f"missing value: {exc.message}") from exc
+    except RecursionError as exc:
+        raise TemplateProblem(field, "nested too deeply to render") from exc
+    except MemoryError as exc:
+        raise TemplateProblem(field, "needs too much memory to render") from exc
     except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
         raise TemplateProblem(field, f"cannot render: {exc}", line=_traceback_line(exc)) from exc
-    if len(rendered) > MAX_RENDERED_CHARS:
-        raise TemplateProblem(field, f"renders to more than {MAX_RENDERED_CHARS} characters")
-    return rendered
+    return "".join(pieces)
+
+
+def _too_slow(reason: str, context: dict[str, Any]) -> str:
+    who = str(context.get("full_name") or context.get("email") or "the contact")
+    return f"the template {reason} for {who}: check loops"
 
 
 def _line_of(source: str, name: str) -> int | None:

@@ -272,6 +272,59 @@ def test_a_template_reaching_for_python_internals_is_refused_by_the_sandbox(
     assert "unsafe" in response.json()["error"]["message"]
 
 
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("{{ (9**10000000) % 7 }}", "body, line 1: `**` with an exponent above 100 is not allowed"),
+        ("{{ 9**1000000 }}", "body, line 1: `**` with an exponent above 100 is not allowed"),
+        (
+            "{{ 'a' * 500000000 }}",
+            "body, line 1: repeating with `*` would make text longer than 200,000 characters",
+        ),
+        (
+            "{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}",
+            "body, line 1: macros, blocks or recursive loops nest more than 50 deep"
+            " (does a macro call itself?)",
+        ),
+        (
+            "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}",
+            "body: the template needed more than 100,000 steps (loop iterations, calls and"
+            " operators) to render for Dana Whitfield: check loops",
+        ),
+    ],
+)
+def test_a_template_that_would_freeze_or_fill_the_process_is_refused_with_422(
+    api: ApiWorld, body: str, message: str
+) -> None:
+    response = api.client.post(
+        "/api/marketing/email-templates", json={**TEMPLATE, "body": body}, headers=api.auth()
+    )
+    assert response.status_code == 422
+    assert response.json()["error"]["message"] == message
+    assert api.client.get("/api/marketing/email-templates", headers=api.auth()).json() == []
+
+
+def test_an_update_to_a_looping_template_is_cut_by_the_budget_and_keeps_the_old_one(
+    api: ApiWorld,
+) -> None:
+    template_id = api.client.post(
+        "/api/marketing/email-templates", json=TEMPLATE, headers=api.auth()
+    ).json()["id"]
+    looping = (
+        "{% set s = 'x' * 150000 %}{% for i in range(100000) %}{% for j in range(2) %}"
+        "{% if 'y' in s %}{% endif %}{% endfor %}{% endfor %}"
+    )
+    response = api.client.put(
+        f"/api/marketing/email-templates/{template_id}", json={"body": looping}, headers=api.auth()
+    )
+    assert response.status_code == 422
+    message = response.json()["error"]["message"]
+    assert message.startswith("body: the template ")
+    assert message.endswith(" to render for Dana Whitfield: check loops")
+    kept = api.client.get(f"/api/marketing/email-templates/{template_id}", headers=api.auth())
+    assert kept.json()["body"] == TEMPLATE["body"]
+
+
 def test_an_update_that_breaks_a_template_keeps_the_old_one(api: ApiWorld) -> None:
     template_id = api.client.post(
         "/api/marketing/email-templates", json=TEMPLATE, headers=api.auth()
