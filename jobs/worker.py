@@ -1,13 +1,20 @@
 """The task worker: claims pending job tasks and runs them, in background threads.
 
 Replicas share the queue: claims use SKIP LOCKED on PostgreSQL, so a task runs once.
+A claim holds its tasks under a lease: a task whose worker died is claimed again when
+the lease runs out, and one that keeps taking its workers down fails after a few claims.
+Claims take turns between organizations (`TaskRepo.claim`). A stopping worker finishes
+the task in hand and gives the rest of its claim back.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import Final
 
+from domain import faults
 from domain.clock import Clock
 from domain.jobs import JobTaskView, TaskKind
 from domain.outreach import Outreach
@@ -17,6 +24,10 @@ from storage.uow import UnitOfWork
 log = logging.getLogger(__name__)
 
 DRAFT_KINDS = frozenset({TaskKind.DRAFT_EMAIL, TaskKind.FOLLOW_UP})
+
+# A task claimed again this many times after its lease ran out fails instead: it may be
+# what stops its workers (a poison task), and the others must go on.
+MAX_RECLAIMS: Final = 3
 
 
 class TaskWorker(PolledWorker):
@@ -31,6 +42,7 @@ class TaskWorker(PolledWorker):
         threads: int = 2,
         claim_size: int = 100,
         poll_seconds: float = 5.0,
+        lease: timedelta = timedelta(minutes=5),
         kinds: Sequence[TaskKind] | None = None,
         exclude_kinds: Sequence[TaskKind] | None = None,
         name: str = "task-worker",
@@ -40,37 +52,65 @@ class TaskWorker(PolledWorker):
         self._uow = uow
         self._clock = clock
         self._claim_size = claim_size
+        self._lease = lease
         self._kinds = kinds
         self._exclude = exclude_kinds
         self._on_progress = on_progress
         self._poll_with(threads=threads, poll_seconds=poll_seconds, name=name)
 
     def claim(self) -> list[JobTaskView]:
-        """Claim a batch of pending tasks of running jobs."""
+        """Claim a batch of due tasks of running jobs, under a lease."""
+        now = self._clock.now()
         with self._uow() as uow:
             tasks = uow.tasks.claim(
                 limit=self._claim_size,
-                now=self._clock.now(),
+                now=now,
+                lease_until=now + self._lease,
                 kinds=self._kinds,
                 exclude_kinds=self._exclude,
             )
             uow.commit()
+        if tasks:
+            faults.reach("task.claimed")
         return tasks
 
     def run_once(self) -> int:
         """Claim and run one batch; return how many tasks ran."""
+        if self.stopping:
+            return 0
         tasks = self.claim()
+        poisoned = [t for t in tasks if t.retry_count >= MAX_RECLAIMS]
+        if poisoned:
+            log.error(
+                "tasks stopped their workers too often", extra={"tasks": [t.id for t in poisoned]}
+            )
+            self._outreach.fail_tasks(
+                poisoned,
+                reason=f"the worker stopped {MAX_RECLAIMS} times while running this task",
+            )
         drafts: dict[int, list[JobTaskView]] = {}
+        others: list[JobTaskView] = []
         for task in tasks:
+            if task.retry_count >= MAX_RECLAIMS:
+                continue
             if task.kind in DRAFT_KINDS:
                 drafts.setdefault(task.org_id, []).append(task)
-                continue
+            else:
+                others.append(task)
+        for index, task in enumerate(others):
+            if self.stopping:
+                self._give_back(others[index:] + [t for b in drafts.values() for t in b])
+                return len(tasks)
             try:
                 self._outreach.run_task(task, org_id=task.org_id)
             except Exception as exc:  # noqa: BLE001 - one bad task must not stop the worker
                 log.exception("task crashed", extra={"task_id": task.id, "job_id": task.job_id})
                 self._outreach.fail_tasks([task], reason=f"internal error: {type(exc).__name__}")
-        for org_id, batch in drafts.items():
+        batches = list(drafts.items())
+        for index, (org_id, batch) in enumerate(batches):
+            if self.stopping:
+                self._give_back([t for _, b in batches[index:] for t in b])
+                return len(tasks)
             try:
                 self._outreach.run_draft_batch(batch, org_id=org_id)
             except Exception as exc:  # noqa: BLE001 - the batch fails, the worker goes on
@@ -79,3 +119,12 @@ class TaskWorker(PolledWorker):
         if tasks and self._on_progress is not None:
             self._on_progress()
         return len(tasks)
+
+    def _give_back(self, tasks: list[JobTaskView]) -> None:
+        """Return claimed tasks that never started to the queue, for the next worker."""
+        if not tasks:
+            return
+        with self._uow() as uow:
+            released = uow.tasks.release(tasks)
+            uow.commit()
+        log.info("stopping: claimed tasks given back", extra={"released": released})
