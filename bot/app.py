@@ -175,7 +175,11 @@ def build_runtime(
     work_lease = timedelta(seconds=settings.WORK_LEASE_SECONDS)
     send_lease = timedelta(seconds=settings.GMAIL_SEND_LEASE_SECONDS)
     limits = SendLimits()
-    limits = SendLimits(lease=send_lease, claim_grace=min(limits.claim_grace, send_lease))
+    limits = SendLimits(
+        lease=send_lease,
+        claim_grace=min(limits.claim_grace, send_lease),
+        send_hold=min(limits.send_hold, send_lease),
+    )
     gmail = build_gmail_integration(
         settings,
         services,
@@ -264,7 +268,7 @@ def build_runtime(
             oauth_settings=slack.oauth_settings,
             replay=True,
         )
-        slack_worker = DeferredSlackWorker(replay, deferred, services.clock)
+        slack_worker = DeferredSlackWorker(replay, deferred, services.clock, lease=work_lease)
         bolt = build_bolt_app(
             settings,
             deps,
