@@ -497,3 +497,90 @@ def test_a_worker_killed_at_every_step_sends_each_approved_card_once_and_leaves_
     # Every contact got its card, and every card its Slack message.
     assert sum(states.values()) == contacts
     assert posted == contacts
+
+
+@pytest.mark.parametrize("db_kind", ["postgresql"])
+def test_sigterm_lets_the_worker_finish_the_email_it_is_sending_then_exit(
+    committed_engine: Engine,
+    served_slack: ServedSlack,
+    google: GoogleServer,
+    forks: ForkServer,
+    tmp_path: Path,
+) -> None:
+    google.google.reset()
+    google.clock.set_to_real_time()
+    served_slack.stand_in.reset()
+    url = committed_engine.url.render_as_string(hide_password=False)
+    settings = {
+        "SLACK_API_URL": served_slack.api_url,
+        "SLACK_BOT_TOKEN": DEFAULT_BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        **{k: str(v) for k, v in google_settings(google).items()},
+    }
+    sessions = make_session_factory(committed_engine)
+    with sessions() as session:
+        org = create_org(session, slug="lonestar", name="Lone Star Appraisals")
+        rep_id = ensure_user(session, org.id, email=REP_EMAIL, name="Maria Lopez")
+        _, token = create_token(session, org.id, name="rep", user_id=rep_id)
+        org_row = session.get(m.Organization, org.id)
+        assert org_row is not None
+        dana = make_contact(session, org_row, email="dana@pinnacle.example", first_name="Dana")
+        job = m.Job(org_id=org.id, owner_id=rep_id, name="Win-back", status="running")
+        session.add(job)
+        session.flush()
+        # Approved by a process that died before it executed the card: the sweep sends it.
+        card = m.Card(
+            org_id=org.id,
+            job_id=job.id,
+            contact_id=dana.id,
+            type="send_email",
+            state="approved",
+            title="Email Dana",
+            action_payload={"to": dana.email, "subject": "Turn times", "body": "Hi Dana"},
+            approved_by=rep_id,
+            approved_at=datetime.now(UTC) - timedelta(minutes=1),
+            updated_at=datetime.now(UTC) - timedelta(minutes=1),
+        )
+        session.add(card)
+        session.commit()
+        card_id = card.id
+    _connect_gmail(committed_engine, settings, google, token)
+    google.google.gmail.delay_sends(3.0)
+    log = tmp_path / "worker.log"
+    pid = forks.start(
+        ["worker", "--nice", "0"],
+        env={
+            **os.environ,
+            **settings,
+            "DATABASE_URL": url,
+            "SALESBOT_SECRET_KEY": make_settings(url).SALESBOT_SECRET_KEY,
+            "WORK_LEASE_SECONDS": "1",
+            "WORKER_POLL_SECONDS": "0.2",
+            "LOG_LEVEL": "WARNING",
+        },
+        log=log,
+    )
+    try:
+
+        def outbox_status() -> str | None:
+            with sessions() as session:
+                return session.scalar(
+                    select(m.EmailSend.status).where(m.EmailSend.card_id == card_id)
+                )
+
+        wait_until(lambda: outbox_status() == "sending", timeout=60, what="the send under way")
+        os.kill(pid, signal.SIGTERM)
+        code = forks.wait(pid, timeout=60)
+    finally:
+        if forks.poll(pid) is None:
+            os.kill(pid, signal.SIGKILL)
+            forks.wait(pid, timeout=10)
+    google.google.gmail.delay_sends(0)
+
+    assert code == 0, log.read_text()
+    with sessions() as session:
+        state = session.scalar(select(m.Card.state).where(m.Card.id == card_id))
+    assert (state, outbox_status()) == ("done", "sent")
+    assert [parseaddr(str(s.message["To"]))[1] for s in google.google.gmail.sent(REP_EMAIL)] == [
+        "dana@pinnacle.example"
+    ]
