@@ -345,6 +345,7 @@ class TaskRepo:
         orgs = self._orgs_by_load(now=now, kind_filter=kind_filter)
         postgres = self._s.get_bind().dialect.name == "postgresql"
         ids: list[int] = []
+        after: dict[int, int] = {}  # per organization, the last id taken (keyset)
         remaining = limit
         while remaining > 0 and orgs:
             share = -(-remaining // len(orgs))
@@ -357,13 +358,15 @@ class TaskRepo:
                     select(t.id)
                     .join(m.Job, m.Job.id == t.job_id)
                     .where(t.org_id == org_id, m.Job.status == JobStatus.RUNNING.value, due)
-                    .where(*kind_filter)
+                    .where(t.id > after.get(org_id, 0), *kind_filter)
                     .order_by(t.id)
                     .limit(want)
                 )
                 if postgres:
                     query = query.with_for_update(of=t, skip_locked=True)
                 got = list(self._s.scalars(query))
+                if got:
+                    after[org_id] = got[-1]
                 ids.extend(got)
                 remaining -= len(got)
                 if len(got) == want:
