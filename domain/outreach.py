@@ -457,14 +457,16 @@ class Outreach:
                 enrolled += len(mapping)
                 uow.commit()
                 faults.reach("plan.chunk")
+            uow.jobs.mark_planned(job_id, now=self._clock.now())
             # An empty audience ends the job; planning that only found contacts enrolled
             # before (a resumed run) leaves their tasks to run.
             if enrolled == 0 and uow.enrollments.count(job_id) == 0:
                 uow.jobs.set_status(
                     org_id, job_id, JobStatus.SUCCEEDED, expected=[JobStatus.RUNNING], now=now
                 )
-            uow.jobs.mark_planned(job_id, now=self._clock.now())
             uow.commit()
+        # The drafts may all be done already (a small audience): finish the job then.
+        self.finish_job_if_done(org_id, job_id)
         return enrolled
 
     def set_job_status(self, org_id: int, job_id: int, to: JobStatus) -> Job:

@@ -1,8 +1,9 @@
 """The task worker: claims pending job tasks and runs them, in background threads.
 
 Replicas share the queue: claims use SKIP LOCKED on PostgreSQL, so a task runs once.
-A claim holds its tasks under a lease: a task whose worker died is claimed again when
-the lease runs out, and one that keeps taking its workers down fails after a few claims.
+A claim holds its tasks under a lease, renewed while the worker lives (a slow batch keeps
+its tasks): a task whose worker died is claimed again when the lease runs out, and one
+that keeps taking its workers down fails after a few claims.
 Claims take turns between organizations (`TaskRepo.claim`). A stopping worker finishes
 the task in hand and gives the rest of its claim back.
 """
@@ -10,6 +11,7 @@ the task in hand and gives the rest of its claim back.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Final
@@ -56,7 +58,45 @@ class TaskWorker(PolledWorker):
         self._kinds = kinds
         self._exclude = exclude_kinds
         self._on_progress = on_progress
+        self._name = name
+        # Claims in hand, (task id, retry_count): the keeper renews their lease.
+        self._held: dict[int, int] = {}
+        self._held_lock = threading.Lock()
+        self._keeper: threading.Thread | None = None
+        self._keeper_stop = threading.Event()
         self._poll_with(threads=threads, poll_seconds=poll_seconds, name=name)
+
+    def start(self) -> None:
+        """Start the threads and the one that renews the leases of the tasks in hand."""
+        super().start()
+        if self._keeper is None:
+            self._keeper_stop.clear()
+            self._keeper = threading.Thread(
+                target=self._keep_leases, name=f"{self._name}-leases", daemon=True
+            )
+            self._keeper.start()
+
+    def stop(self) -> None:
+        """Stop taking work; finish the tasks in hand, give back the rest of the claim."""
+        super().stop()
+        self._keeper_stop.set()
+        if self._keeper is not None:
+            self._keeper.join(timeout=10)
+            self._keeper = None
+
+    def _keep_leases(self) -> None:
+        every = max(0.05, self._lease.total_seconds() / 3)
+        while not self._keeper_stop.wait(every):
+            with self._held_lock:
+                held = list(self._held.items())
+            if not held:
+                continue
+            try:
+                with self._uow() as uow:
+                    uow.tasks.renew(held, lease_until=self._clock.now() + self._lease)
+                    uow.commit()
+            except Exception:  # noqa: BLE001 - e.g. the database away; try at the next beat
+                log.exception("renewing task leases failed")
 
     def claim(self) -> list[JobTaskView]:
         """Claim a batch of due tasks of running jobs, under a lease."""
@@ -74,11 +114,27 @@ class TaskWorker(PolledWorker):
             faults.reach("task.claimed")
         return tasks
 
+    def _hold(self, tasks: list[JobTaskView]) -> None:
+        with self._held_lock:
+            self._held.update((t.id, t.retry_count) for t in tasks)
+
+    def _let_go(self, tasks: list[JobTaskView]) -> None:
+        with self._held_lock:
+            for task in tasks:
+                self._held.pop(task.id, None)
+
     def run_once(self) -> int:
         """Claim and run one batch; return how many tasks ran."""
         if self.stopping:
             return 0
         tasks = self.claim()
+        self._hold(tasks)
+        try:
+            return self._run(tasks)
+        finally:
+            self._let_go(tasks)
+
+    def _run(self, tasks: list[JobTaskView]) -> int:
         poisoned = [t for t in tasks if t.retry_count >= MAX_RECLAIMS]
         if poisoned:
             log.error(

@@ -127,15 +127,16 @@ class JobRepo:
             values["started_at"] = func.coalesce(m.Job.started_at, now)
         if to in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED):
             values["finished_at"] = now
-        result = self._s.execute(
-            update(m.Job)
-            .where(
-                m.Job.org_id == org_id,
-                m.Job.id == job_id,
-                m.Job.status.in_([s.value for s in expected]),
-            )
-            .values(**values)
+        query = update(m.Job).where(
+            m.Job.org_id == org_id,
+            m.Job.id == job_id,
+            m.Job.status.in_([s.value for s in expected]),
         )
+        if to == JobStatus.SUCCEEDED:
+            # Not while planning goes on: the drafts of a first chunk can all be done
+            # before the next chunk is planned (or while a dead planner's lease runs out).
+            query = query.where(m.Job.planned_at.is_not(None))
+        result = self._s.execute(query.values(**values))
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
     def claim_planning(
@@ -441,6 +442,27 @@ class TaskRepo:
             query = query.with_for_update()
         held = dict(self._s.execute(query).all())
         return {task.id for task in tasks if held.get(task.id) == task.retry_count}
+
+    def renew(self, held: Sequence[tuple[int, int]], *, lease_until: datetime) -> int:
+        """Extend the lease of claims still held: (task id, its retry_count) pairs."""
+        t = m.JobTask
+        renewed = 0
+        by_claim: dict[int, list[int]] = {}
+        for task_id, retry_count in held:
+            by_claim.setdefault(retry_count, []).append(task_id)
+        for retry_count, ids in by_claim.items():
+            result = self._s.execute(
+                update(t)
+                .where(
+                    t.id.in_(ids),
+                    t.status == TaskStatus.RUNNING.value,
+                    t.retry_count == retry_count,
+                )
+                .values(lease_until=lease_until)
+                .execution_options(synchronize_session=False)
+            )
+            renewed += int(result.rowcount)  # type: ignore[attr-defined]
+        return renewed
 
     def release(self, tasks: Sequence[JobTaskView]) -> int:
         """Give claimed tasks that never started back to the queue (a worker stopping)."""

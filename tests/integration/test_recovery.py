@@ -262,3 +262,32 @@ def test_fault_points_name_known_points_and_a_count() -> None:
         faults.parse("plan.chunks")
     with pytest.raises(ValueError, match="the count after @ must be 1 or more"):
         faults.parse("plan.chunk@0")
+
+
+def test_a_job_whose_first_drafts_are_done_stays_running_until_its_planning_finished(
+    world: GmailWorld, clock: FixedClock
+) -> None:
+    with world.session_factory() as session:
+        # A planner committed a first chunk, whose drafts are all done, then died.
+        job = m.Job(
+            org_id=world.org_id,
+            name="Win-back",
+            status="running",
+            params={
+                "target": {"contact_ids": [world.contact_ids[DANA]]},
+                "templates": [{"subject": "Turn times", "body": "Hi {{ first_name }}"}],
+            },
+        )
+        session.add(job)
+        session.commit()
+        job_id = job.id
+    outreach = world.runtime.outreach
+
+    outreach.finish_job_if_done(world.org_id, job_id)
+    with world.session_factory() as session:
+        assert session.scalar(select(m.Job.status).where(m.Job.id == job_id)) == "running"
+    assert outreach.plan_unplanned() == 1  # the rest of the audience: Dana
+    assert world.runtime.worker.run_until_idle() == 1
+
+    with world.session_factory() as session:
+        assert session.scalar(select(m.Job.status).where(m.Job.id == job_id)) == "succeeded"
