@@ -29,7 +29,7 @@ DRAFT_KINDS = frozenset({TaskKind.DRAFT_EMAIL, TaskKind.FOLLOW_UP})
 
 # A task claimed again this many times after its lease ran out fails instead: it may be
 # what stops its workers (a poison task), and the others must go on.
-MAX_RECLAIMS: Final = 3
+MAX_RECLAIMS: Final = 5
 
 
 class TaskWorker(PolledWorker):
