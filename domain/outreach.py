@@ -302,6 +302,7 @@ class Outreach:
                             "this Idempotency-Key was used for another job; use a new key"
                         )
                     return earlier
+            self._check_step_templates(uow, org_id, params)
             if request.campaign_id is not None:
                 uow.campaigns.get(org_id, request.campaign_id)
             job: Job = uow.jobs.add(

@@ -52,15 +52,27 @@ class RecoverySweep(PolledWorker):
         with periodic_lock(self._sessions, LOCK_NAME) as taken:
             if not taken:
                 return 0
-            found = self._outreach.plan_unplanned()
-            found += self._outreach.recover_cards()
-            found += self._outreach.cancel_orphaned_tasks()
-            looked = self._outreach.finish_idle_jobs(after_id=self._idle_after)
-            # Go round the running jobs a page at a time, so none waits behind the others.
-            self._idle_after = looked[-1] if looked else 0
+            found = self._step("plan", self._outreach.plan_unplanned)
+            found += self._step("cards", self._outreach.recover_cards)
+            found += self._step("orphaned tasks", self._outreach.cancel_orphaned_tasks)
+            self._step("idle jobs", self._finish_idle_jobs)
         if found and self._on_found is not None:
             self._on_found()
         return found
+
+    def _finish_idle_jobs(self) -> int:
+        looked = self._outreach.finish_idle_jobs(after_id=self._idle_after)
+        # Go round the running jobs a page at a time, so none waits behind the others.
+        self._idle_after = looked[-1] if looked else 0
+        return 0
+
+    def _step(self, name: str, step: Callable[[], int]) -> int:
+        """Run one step; a failure is logged and the other steps still run."""
+        try:
+            return step()
+        except Exception:  # noqa: BLE001 - e.g. one bad job; retried at the next round
+            log.exception("recovery sweep step failed", extra={"step": name})
+            return 0
 
     def plan_pending(self) -> int:
         """Plan the jobs waiting for it (tests and benches, instead of the thread)."""

@@ -105,3 +105,25 @@ def test_a_planner_that_died_is_replaced_once_its_lease_ran_out(
     clock.advance(seconds=outreach.work_lease.total_seconds() + 1)
     assert world.runtime.recovery.run_once() == 1
     assert _task_count(world, job_id) == 3
+
+
+def test_an_idempotency_key_used_again_for_another_job_is_refused(world: SlackWorld) -> None:
+    headers = {"Authorization": f"Bearer {world.api_token}", "Idempotency-Key": "job-7"}
+    params = {
+        "target": {"filters": {"include_tags": ["lender"]}},
+        "templates": [{"template_id": world.template_id}],
+    }
+    first = world.client.post(
+        "/api/agent/jobs", headers=headers, json={"name": "Win-back", "params": params}
+    )
+    again = world.client.post(
+        "/api/agent/jobs", headers=headers, json={"name": "Win-back", "params": params}
+    )
+    other = world.client.post(
+        "/api/agent/jobs", headers=headers, json={"name": "Another", "params": params}
+    )
+
+    assert (first.status_code, again.status_code, other.status_code) == (201, 201, 409)
+    assert again.json()["id"] == first.json()["id"]
+    assert "Idempotency-Key" in other.json()["error"]["message"]
+    assert len(_jobs(world)) == 1
