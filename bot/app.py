@@ -11,6 +11,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -28,6 +29,7 @@ from bot.notifier import SlackNotifier, add_retry_handlers
 from bot.settings import Settings
 from bot.slack_app import BOT_SCOPES, QueuedLazyRunner, build_bolt_app
 from bot.slack_oauth import CachedAuthorize
+from domain import faults
 from domain.clock import Clock, SystemClock
 from domain.drafting import DraftModel
 from domain.errors import ExternalServiceError
@@ -44,6 +46,8 @@ from handlers.api.gmail import GmailIntegration, build_gmail_integration
 from handlers.request_limits import RequestLimitMiddleware
 from handlers.slack.common import SlackDeps
 from integrations.crypto import LinkSigner, SecretBox
+from integrations.gmail.sender import SendLimits
+from jobs.recovery import RecoverySweep
 from jobs.slack_deferred import DeferredSlackWorker
 from jobs.worker import TaskWorker
 from storage.db import SessionFactory, make_engine, make_session_factory
@@ -65,6 +69,7 @@ class Runtime:
     outreach: Outreach
     worker: TaskWorker
     poster: TaskWorker
+    recovery: RecoverySweep
     bolt: App | None
     secrets: SecretBox
     unsubscribe_signer: LinkSigner
@@ -75,7 +80,8 @@ class Runtime:
         """Run deferred Slack work, draft, then post, until nothing is pending (tests, benches)."""
         total = 0
         while True:
-            ran = self.worker.run_until_idle() + self.poster.run_until_idle()
+            ran = self.recovery.plan_pending()
+            ran += self.worker.run_until_idle() + self.poster.run_until_idle()
             if self.slack_worker is not None:
                 ran += self.slack_worker.run_until_idle()
             if not ran:
@@ -94,7 +100,7 @@ class Background:
     def __init__(self, runtime: Runtime, gmail_inbound: GmailInbound) -> None:
         self.runtime = runtime
         self.gmail_inbound = gmail_inbound
-        parts: list[Any] = [runtime.worker, runtime.poster]
+        parts: list[Any] = [runtime.worker, runtime.poster, runtime.recovery]
         if runtime.gmail is not None:
             parts.append(runtime.gmail.outbox)
         parts.append(gmail_inbound)
@@ -157,6 +163,7 @@ def build_runtime(
     drafter: DraftModel | None = None,
 ) -> Runtime:
     """Wire the use cases and the Slack app."""
+    faults.arm(settings.SALESBOT_FAULT_POINTS)
     services = services or build_services(settings)
     secrets = SecretBox(settings.SALESBOT_SECRET_KEY)
     unsubscribe_signer = LinkSigner(settings.SALESBOT_SECRET_KEY, purpose="unsubscribe")
@@ -170,12 +177,21 @@ def build_runtime(
         return UnitOfWork(services.session_factory)
 
     slack = build_slack_clients(settings, services, secrets)
+    work_lease = timedelta(seconds=settings.WORK_LEASE_SECONDS)
+    send_lease = timedelta(seconds=settings.GMAIL_SEND_LEASE_SECONDS)
+    limits = SendLimits()
+    limits = SendLimits(
+        lease=send_lease,
+        claim_grace=min(limits.claim_grace, send_lease),
+        send_hold=min(limits.send_hold, send_lease),
+    )
     gmail = build_gmail_integration(
         settings,
         services,
         secrets=secrets,
         unsubscribe_url=unsubscribe_url,
         client_for_org=slack.client_for_org if slack is not None else None,
+        limits=limits,
     )
     if mailer is None and gmail is not None:
         mailer = gmail.mailer
@@ -196,6 +212,7 @@ def build_runtime(
         notifier=notifier,
         drafter=drafter if drafter is not None else build_drafter(settings),
         secrets=secrets,
+        work_lease=work_lease,
     )
     if gmail is not None:
         gmail.outbox.on_sent = outreach.finish_send
@@ -207,6 +224,8 @@ def build_runtime(
         services.clock,
         threads=1,
         claim_size=1,
+        poll_seconds=settings.WORKER_POLL_SECONDS,
+        lease=work_lease,
         kinds=[TaskKind.POST_CARD],
         name="card-poster",
     )
@@ -217,8 +236,18 @@ def build_runtime(
         uow,
         services.clock,
         claim_size=250,
+        poll_seconds=settings.WORKER_POLL_SECONDS,
+        lease=work_lease,
         exclude_kinds=[TaskKind.POST_CARD],
         on_progress=poster.wake,
+    )
+    # Plans pending jobs (REST launches) and carries on what a dead process left, once its
+    # lease ran out; it looks a few times per lease, and at most every 30 s.
+    recovery = RecoverySweep(
+        outreach,
+        services.session_factory,
+        poll_seconds=min(30.0, max(settings.WORKER_POLL_SECONDS, work_lease.total_seconds() / 4)),
+        on_found=worker.wake,
     )
     bolt: App | None = None
     slack_worker: DeferredSlackWorker | None = None
@@ -245,7 +274,7 @@ def build_runtime(
             authorize=slack.authorize,
             replay=True,
         )
-        slack_worker = DeferredSlackWorker(replay, deferred, services.clock)
+        slack_worker = DeferredSlackWorker(replay, deferred, services.clock, lease=work_lease)
         bolt = build_bolt_app(
             settings,
             deps,
@@ -260,6 +289,7 @@ def build_runtime(
         outreach=outreach,
         worker=worker,
         poster=poster,
+        recovery=recovery,
         bolt=bolt,
         secrets=secrets,
         unsubscribe_signer=unsubscribe_signer,

@@ -65,6 +65,33 @@ class Settings(BaseSettings):
     ANTHROPIC_BASE_URL: str | None = None
     ANTHROPIC_MODEL: str = "claude-sonnet-4-6"
 
+    WORK_LEASE_SECONDS: float = Field(
+        default=300,
+        ge=0.5,
+        le=86_400,
+        description="Lease of claimed tasks and of job planning, and how long a card may stay "
+        "approved or executing without reaching the outbox before the recovery sweep carries "
+        "it on (after a crashed worker).",
+    )
+    GMAIL_SEND_LEASE_SECONDS: float = Field(
+        default=600,
+        ge=0.5,
+        le=86_400,
+        description="Lease of an email being sent; after it, the outbox searches the mailbox "
+        "for the Message-ID before anything is sent again. Longer than any Gmail call.",
+    )
+    WORKER_POLL_SECONDS: float = Field(
+        default=5,
+        ge=0.05,
+        le=300,
+        description="How often idle background workers look for work they were not woken for.",
+    )
+    SALESBOT_FAULT_POINTS: str = Field(
+        default="",
+        description="Tests only: end the process (exit 137) at these named points, "
+        "`name[@n],...` (domain/faults.py).",
+    )
+
     @field_validator("SALESBOT_SECRET_KEY")
     @classmethod
     def _secret_key(cls, value: str) -> str:
@@ -103,6 +130,14 @@ class Settings(BaseSettings):
     def _http_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("SALESBOT_FAULT_POINTS")
+    @classmethod
+    def _fault_points(cls, value: str) -> str:
+        from domain.faults import parse
+
+        parse(value)
         return value
 
     @field_validator("LOG_LEVEL")

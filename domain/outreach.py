@@ -10,11 +10,12 @@ import logging
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from domain import faults
 from domain.campaigns import CampaignStatus
 from domain.cards import (
     Card,
@@ -27,6 +28,7 @@ from domain.cards import (
 from domain.clock import Clock
 from domain.drafting import DraftModel, DraftRequest, draft_email
 from domain.errors import (
+    Conflict,
     ExternalServiceError,
     InvalidInput,
     InvalidTransition,
@@ -284,6 +286,7 @@ class Outreach:
         notifier: ChatNotifier | None = None,
         drafter: DraftModel | None = None,
         secrets: SecretBoxPort | None = None,
+        work_lease: timedelta = timedelta(minutes=5),
     ) -> None:
         self._uow = uow
         self._clock = clock
@@ -294,13 +297,35 @@ class Outreach:
         self.notifier = notifier
         self.drafter = drafter
         self._secrets = secrets
+        # How long planning a job, or a card between approval and the outbox, may go
+        # without progress before the recovery sweep takes it as abandoned.
+        self.work_lease = work_lease
 
     # jobs ------------------------------------------------------------------------------
 
-    def create_job(self, org_id: int, request: CreateJobRequest, *, owner_id: int | None) -> Job:
-        """Create a pending job from the jobs API's request."""
+    def create_job(
+        self,
+        org_id: int,
+        request: CreateJobRequest,
+        *,
+        owner_id: int | None,
+        request_key: str | None = None,
+    ) -> Job:
+        """Create a pending job from the jobs API's request (planned by the recovery sweep).
+
+        `request_key` names the request (an Idempotency-Key): the same request sent again
+        returns the job it created instead of a second one.
+        """
         params = request.params.model_copy(deep=True)
         with self._uow() as uow:
+            if request_key is not None:
+                earlier: Job | None = uow.jobs.find_by_request_key(org_id, request_key)
+                if earlier is not None:
+                    if earlier.name != request.name or earlier.campaign_id != request.campaign_id:
+                        raise Conflict(
+                            "this Idempotency-Key was used for another job; use a new key"
+                        )
+                    return earlier
             self._check_step_templates(uow, org_id, params)
             if request.campaign_id is not None:
                 uow.campaigns.get(org_id, request.campaign_id)
@@ -311,8 +336,10 @@ class Outreach:
                 params=self._stored_params(params),
                 owner_id=owner_id,
                 campaign_id=request.campaign_id,
+                request_key=request_key,
             )
             uow.commit()
+        faults.reach("launch.committed")
         return job
 
     def launch_campaign(
@@ -349,6 +376,10 @@ class Outreach:
                 # Before the checks below: the campaign may have moved on since the first run.
                 earlier: Job | None = uow.jobs.find_by_request_key(org_id, request_key)
                 if earlier is not None:
+                    if earlier.campaign_id != campaign.id:
+                        raise Conflict(
+                            "this request key was used to launch another campaign; use a new key"
+                        )
                     count = self._audience_count(uow, org_id, earlier.parsed_params(), now)
                     return LaunchResult(
                         job=earlier, audience_count=count, campaign_name=campaign.name
@@ -378,6 +409,7 @@ class Outreach:
                 fields = campaign.model_copy(update={"status": CampaignStatus.ACTIVE})
                 uow.campaigns.update(org_id, campaign.id, fields, now=now)
             uow.commit()
+        faults.reach("launch.committed")
         return LaunchResult(job=job, audience_count=count, campaign_name=campaign.name)
 
     def plan_job(self, org_id: int, job_id: int) -> int:
@@ -411,24 +443,31 @@ class Outreach:
     def _plan_job(self, org_id: int, job_id: int) -> int:
         """Plan a job (see plan_job).
 
-        Returns how many contacts were enrolled. Each batch commits on its own, so a
-        large launch shows progress and a crash loses at most one chunk of planning;
-        re-running planning skips contacts already enrolled, so planning a running job
-        again (its first planning stopped by a crash) finishes it.
+        Returns how many contacts were enrolled. Planning is taken under a lease
+        (`jobs.plan_lease_until`, renewed at every chunk) and ends by recording
+        `planned_at`: a second caller while it runs, or after it finished, does nothing,
+        and a planner that died is replaced by the recovery sweep once its lease ran out.
+        Each chunk commits on its own, so a large launch shows progress; planning again
+        skips contacts already enrolled, so a resumed run finishes what a crash stopped.
         """
         now = self._clock.now()
         with self._uow() as uow:
             job: Job = uow.jobs.get(org_id, job_id)
-            if job.status != JobStatus.RUNNING:
-                check_job_move(job.status, JobStatus.RUNNING)
-                if not uow.jobs.set_status(
-                    org_id, job_id, JobStatus.RUNNING, expected=[JobStatus.PENDING], now=now
-                ):
-                    return 0
-                uow.commit()
+            if not uow.jobs.claim_planning(
+                org_id, job_id, now=now, lease_until=now + self.work_lease
+            ):
+                if job.status not in (JobStatus.PENDING, JobStatus.RUNNING):
+                    check_job_move(job.status, JobStatus.RUNNING)
+                return 0
+            if job.status != JobStatus.RUNNING and not uow.jobs.set_status(
+                org_id, job_id, JobStatus.RUNNING, expected=[JobStatus.PENDING], now=now
+            ):
+                return 0
+            uow.commit()
             # Resumed planning numbers its batches after the ones already planned, so
             # "Approve all" of a batch never covers two.
             batch_no = uow.tasks.next_batch(org_id, job_id)
+        faults.reach("plan.claimed")
         params = job.parsed_params()
         size = params.behaviour.batch_size
         enrolled = 0
@@ -467,15 +506,20 @@ class Outreach:
                     batch_no += 1
                 added = uow.tasks.add_many(org_id, job_id, rows)
                 uow.jobs.bump(job_id, total_tasks=added)
+                uow.jobs.extend_planning(job_id, lease_until=self._clock.now() + self.work_lease)
                 enrolled += len(mapping)
                 uow.commit()
+                faults.reach("plan.chunk")
+            uow.jobs.mark_planned(job_id, now=self._clock.now())
             # An empty audience ends the job; planning that only found contacts enrolled
             # before (a resumed run) leaves their tasks to run.
             if enrolled == 0 and uow.enrollments.count(job_id) == 0:
                 uow.jobs.set_status(
                     org_id, job_id, JobStatus.SUCCEEDED, expected=[JobStatus.RUNNING], now=now
                 )
-                uow.commit()
+            uow.commit()
+        # The drafts may all be done already (a small audience): finish the job then.
+        self.finish_job_if_done(org_id, job_id)
         return enrolled
 
     def set_job_status(
@@ -608,6 +652,72 @@ class Outreach:
                     org_id, job_id, JobStatus.SUCCEEDED, expected=[JobStatus.RUNNING], now=now
                 )
                 uow.commit()
+
+    # recovery ----------------------------------------------------------------------------
+
+    def plan_unplanned(self, *, limit: int = 20) -> int:
+        """Plan jobs left pending or half planned (a REST launch, a planner that died)."""
+        with self._uow() as uow:
+            found: list[tuple[int, int]] = uow.jobs.unplanned(now=self._clock.now(), limit=limit)
+        planned = 0
+        for org_id, job_id in found:
+            try:
+                self.plan_job(org_id, job_id)
+                planned += 1
+            except (InvalidInput, InvalidTransition, NotFound, PlanningFailed) as exc:
+                # PlanningFailed is final: the job is marked failed with the reason.
+                log.warning("planning failed", extra={"job_id": job_id, "reason": exc.message})
+        return planned
+
+    def recover_cards(self, *, limit: int = 100) -> int:
+        """Carry on cards left `approved` or `executing` past the work lease, exactly once.
+
+        `approved`: executed (approved → executing is a compare-and-set, so a live
+        executor and the sweep never both send). `executing` with no outbox row, or a
+        failed one: nothing was sent, so the card goes back to `approved` and is executed
+        again (the outbox's unique `card_id` keeps one row per card whatever races).
+        `executing` with a sent row: the card is told. Rows queued or being sent belong
+        to the outbox, which reconciles them through `rfc822msgid:` and tells the card.
+        """
+        now = self._clock.now()
+        before = now - self.work_lease
+        with self._uow() as uow:
+            stale = uow.cards.stale_in_flight(before=before, limit=limit)
+            for item in stale:
+                if item.state == CardState.EXECUTING and item.sent is None:
+                    uow.cards.reset_unsent(item.org_id, item.card_id, before=before, now=now)
+            uow.commit()
+        for item in stale:
+            log.warning(
+                "carrying on a card its executor left",
+                extra={"card_id": item.card_id, "state": item.state.value},
+            )
+            if item.sent is not None:
+                self.finish_send(item.org_id, item.sent.email_send_id, item.card_id, item.sent)
+            elif item.sends_email:
+                self.execute_card(item.org_id, item.card_id)
+            else:
+                system = Actor(org_id=item.org_id, user_id=0, role="admin")
+                self._complete_human_card(system, item.card_id)
+        return len(stale)
+
+    def finish_idle_jobs(self, *, after_id: int, limit: int = 100) -> list[int]:
+        """Finish planned running jobs with no open task (a crash after their last task).
+
+        Returns the ids looked at, so the sweep can go on after the last one next time.
+        """
+        with self._uow() as uow:
+            found: list[tuple[int, int]] = uow.jobs.idle_running(after_id=after_id, limit=limit)
+        for org_id, job_id in found:
+            self.finish_job_if_done(org_id, job_id)
+        return [job_id for _, job_id in found]
+
+    def cancel_orphaned_tasks(self) -> int:
+        """Cancel running tasks whose job ended while their worker was gone."""
+        with self._uow() as uow:
+            cancelled: int = uow.tasks.cancel_orphaned(now=self._clock.now())
+            uow.commit()
+        return cancelled
 
     # tasks -------------------------------------------------------------------------------
 
@@ -747,10 +857,21 @@ class Outreach:
             except (InvalidInput, TemplateProblem) as exc:
                 failures.append((task, exc.message))
         with self._uow() as uow:
+            # Only the tasks this claim still holds: one whose lease ran out while this
+            # batch drafted is another worker's now, and its card must not be made twice.
+            mine = uow.tasks.lock_claimed(tasks)
+            if len(mine) < len(tasks):
+                log.warning(
+                    "draft tasks were claimed again while drafting; leaving them",
+                    extra={"job_id": job_id, "tasks": [t.id for t in tasks if t.id not in mine]},
+                )
+                cards = [row for row in cards if row["task_id"] in mine]
+                failures = [(task, reason) for task, reason in failures if task.id in mine]
             if uow.jobs.lock_status(org_id, job_id) in TERMINAL_JOB_STATES:
                 # Cancelled (or failed) while these were drafted: no card for a stopped job.
                 for task in tasks:
-                    uow.tasks.finish(task.id, TaskStatus.CANCELLED, now=now)
+                    if task.id in mine:
+                        uow.tasks.finish(task.id, TaskStatus.CANCELLED, now=now)
                 uow.commit()
                 return
             created = uow.cards.add_many(org_id, cards)
@@ -809,6 +930,7 @@ class Outreach:
                     ],
                 )
             uow.commit()
+        faults.reach("draft.committed")
         for reason in {r for _, r in failures}:
             log.info("draft skipped", extra={"job_id": job_id, "reason": reason})
         if auto:
@@ -1111,6 +1233,9 @@ class Outreach:
                 )
             channel = job.parsed_params().review_channel_id if job else None
             channel_id, ts = self._post_with_fallback(view, channel)
+            # A crash here posts the card again when its post_card task is claimed again
+            # (Slack has no idempotency key): at worst a second message, never a lost one.
+            faults.reach("post.sent")
         except ExternalServiceError as exc:
             log.warning("card message failed", extra={"card_id": card_id, "reason": exc.message})
             self._note_slack_error(org_id, card_id, exc.message)
@@ -1119,6 +1244,7 @@ class Outreach:
             uow.cards.set_message(card_id, channel=channel_id, ts=ts)
             uow.commit()
             now_card: Card = uow.cards.get(org_id, card_id)
+        faults.reach("post.recorded")
         if now_card.state != view.card.state:
             # It moved on while its message was posted (withdrawn by a cancellation, say):
             # the transition found no message to update, so update it now.
@@ -1184,6 +1310,8 @@ class Outreach:
             if card.job_id and card.approved_at is None:
                 uow.jobs.bump(card.job_id, cards_approved=1)
             uow.commit()
+        # From here a crash leaves the card `approved`: the recovery sweep executes it.
+        faults.reach("approve.committed")
         if card.sends_email:
             return self.execute_card(actor.org_id, card_id, actor_slack_id=actor.slack_user_id)
         return self._complete_human_card(actor, card_id)
@@ -1231,6 +1359,9 @@ class Outreach:
                 uow.contexts.enrollment_thread(card.enrollment_id) if card.enrollment_id else None
             )
             uow.commit()
+        # From here a crash leaves the card `executing` with no outbox row: the recovery
+        # sweep puts it back to `approved` (nothing can have been sent) and runs it again.
+        faults.reach("execute.committed")
         outcome = self._send(card, job, thread_id)
         return (
             self.finish_send(
@@ -1302,6 +1433,7 @@ class Outreach:
                 uow.cards.update_fields(org_id, card_id, now=now, blocked_reason=outcome.detail)
             uow.commit()
             result: Card = uow.cards.get(org_id, card_id)
+        faults.reach("send.finished")
         self.show_card(org_id, card_id, actor_slack_id=actor_slack_id)
         if result.job_id:
             self.finish_job_if_done(org_id, result.job_id)

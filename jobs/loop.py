@@ -38,6 +38,11 @@ class PollingThreads:
         """Tell the threads that work arrived."""
         self._wake.set()
 
+    @property
+    def stopping(self) -> bool:
+        """True once `stop()` was asked: finish what is in hand, take nothing new."""
+        return self._stop.is_set()
+
     def start(self) -> None:
         """Start the threads (once)."""
         if self._workers:
@@ -99,6 +104,11 @@ class PolledWorker(ABC):
     def wake(self) -> None:
         """Tell the threads that work arrived (in this process)."""
         self._loop.wake()
+
+    @property
+    def stopping(self) -> bool:
+        """True once `stop()` was asked."""
+        return self._loop.stopping
 
     def start(self) -> None:
         """Start the threads."""

@@ -93,8 +93,10 @@ class DeferredSlackWorker(PolledWorker):
         threads: int = 4,
         claim_size: int = 1,
         poll_seconds: float = 0.25,
+        lease: timedelta = LEASE,
     ) -> None:
         self._bolt = bolt
+        self._lease = lease
         self._runner = _ReplayLazyRunner(log)
         bolt.listener_runner.lazy_listener_runner = self._runner
         self._queue = queue
@@ -105,7 +107,7 @@ class DeferredSlackWorker(PolledWorker):
     def run_once(self) -> int:
         """Claim and run a few calls; return how many were claimed."""
         now = self._clock.now()
-        calls = self._queue.claim(limit=self._claim_size, now=now, lease_until=now + LEASE)
+        calls = self._queue.claim(limit=self._claim_size, now=now, lease_until=now + self._lease)
         for call in calls:
             try:
                 self.run_call(call)

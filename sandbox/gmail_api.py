@@ -35,6 +35,7 @@ than `history_limit` records were kept.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import html
@@ -402,6 +403,7 @@ class GmailStandIn:
             self._calls: list[ApiCall] = []
             self._failures: list[_InjectedFailure] = []
             self._drop_next_sends: list[DropMode] = []
+            self._send_delay = 0.0
             self._history_limit = self._default_history_limit
 
     # -- mailboxes and mail ---------------------------------------------------------
@@ -582,6 +584,11 @@ class GmailStandIn:
         with self._lock:
             self._drop_next_sends.append(response)
 
+    def delay_sends(self, seconds: float) -> None:
+        """Hold every `messages.send` this long before taking it (a slow Gmail)."""
+        with self._lock:
+            self._send_delay = seconds
+
     # -- HTTP ---------------------------------------------------------------------------
 
     def routes(self) -> list[Route]:
@@ -611,6 +618,8 @@ class GmailStandIn:
     def _endpoint(self, route: str, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             body = await request.body()
+            if route == "messages.send" and self._send_delay:
+                await asyncio.sleep(self._send_delay)
             return self._dispatch(route, request, body, handler)
 
         return endpoint

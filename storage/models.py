@@ -341,6 +341,10 @@ class Job(Base):
     request_key: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = _created()
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Planning finished (all step-0 tasks created); until then `plan_lease_until` says
+    # who plans it, and a job whose planner died is planned again by the recovery sweep.
+    planned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    plan_lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     total_tasks: Mapped[int] = _counter()
@@ -384,7 +388,12 @@ class JobTask(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     error_message: Mapped[str | None] = mapped_column(Text)
+    # How many times the task was claimed again after its worker's lease ran out; with
+    # the id it names a claim, so a worker that outlived its lease cannot finish it.
     retry_count: Mapped[int] = _counter()
+    # A running task belongs to its claim until `lease_until`; then it may be claimed again.
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Enrollment(Base):

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import builtins
 import heapq
+import random
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from dataclasses import fields as dataclass_fields
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -16,6 +19,7 @@ from sqlalchemy import (
     any_,
     bindparam,
     case,
+    exists,
     func,
     insert,
     or_,
@@ -28,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from domain.audience import AudienceCriteria
 from domain.cards import (
+    EMAIL_CARD_TYPES,
     UNDECIDED_STATES,
     Card,
     CardState,
@@ -47,9 +52,13 @@ from domain.jobs import (
     TaskKind,
     TaskStatus,
 )
+from domain.mail import SendOutcome, SendStatus
 from storage import models as m
 from storage.repositories import AudienceRepo
 from storage.types import JsonType
+
+# The lease of a claim that names none (tests, one-off callers); workers pass their own.
+DEFAULT_TASK_LEASE = timedelta(minutes=10)
 
 
 class JobRepo:
@@ -165,16 +174,84 @@ class JobRepo:
             values["started_at"] = func.coalesce(m.Job.started_at, now)
         if to in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED):
             values["finished_at"] = now
+        query = update(m.Job).where(
+            m.Job.org_id == org_id,
+            m.Job.id == job_id,
+            m.Job.status.in_([s.value for s in expected]),
+        )
+        if to == JobStatus.SUCCEEDED:
+            # Not while planning goes on: the drafts of a first chunk can all be done
+            # before the next chunk is planned (or while a dead planner's lease runs out).
+            query = query.where(m.Job.planned_at.is_not(None))
+        result = self._s.execute(query.values(**values))
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def claim_planning(
+        self, org_id: int, job_id: int, *, now: datetime, lease_until: datetime
+    ) -> bool:
+        """Take the job's planning until `lease_until`, unless it is planned or another plans it."""
         result = self._s.execute(
             update(m.Job)
             .where(
                 m.Job.org_id == org_id,
                 m.Job.id == job_id,
-                m.Job.status.in_([s.value for s in expected]),
+                m.Job.planned_at.is_(None),
+                m.Job.status.in_([JobStatus.PENDING.value, JobStatus.RUNNING.value]),
+                or_(m.Job.plan_lease_until.is_(None), m.Job.plan_lease_until < now),
             )
-            .values(**values)
+            .values(plan_lease_until=lease_until)
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def extend_planning(self, job_id: int, *, lease_until: datetime) -> None:
+        """Keep planning a long audience: push the planning lease forward."""
+        self._s.execute(
+            update(m.Job)
+            .where(m.Job.id == job_id, m.Job.planned_at.is_(None))
+            .values(plan_lease_until=lease_until)
+        )
+
+    def mark_planned(self, job_id: int, *, now: datetime) -> None:
+        """Record that every step-0 task of the job exists."""
+        self._s.execute(
+            update(m.Job)
+            .where(m.Job.id == job_id)
+            .values(planned_at=func.coalesce(m.Job.planned_at, now), plan_lease_until=None)
+        )
+
+    def unplanned(self, *, now: datetime, limit: int) -> builtins.list[tuple[int, int]]:
+        """Return (org id, job id) of jobs to plan: pending or half planned, with no planner."""
+        rows = self._s.execute(
+            select(m.Job.org_id, m.Job.id)
+            .where(
+                m.Job.planned_at.is_(None),
+                m.Job.status.in_([JobStatus.PENDING.value, JobStatus.RUNNING.value]),
+                or_(m.Job.plan_lease_until.is_(None), m.Job.plan_lease_until < now),
+            )
+            .order_by(m.Job.id)
+            .limit(limit)
+        )
+        return [(org_id, job_id) for org_id, job_id in rows]
+
+    def idle_running(self, *, after_id: int, limit: int) -> builtins.list[tuple[int, int]]:
+        """Return (org id, job id) of planned running jobs without an open task, by id."""
+        t = m.JobTask
+        open_task = exists().where(
+            t.job_id == m.Job.id,
+            t.status.in_([TaskStatus.PENDING.value, TaskStatus.RUNNING.value]),
+        )
+        rows = self._s.execute(
+            select(m.Job.org_id, m.Job.id)
+            .where(
+                m.Job.status == JobStatus.RUNNING.value,
+                m.Job.planned_at.is_not(None),
+                m.Job.id > after_id,
+                ~open_task,
+            )
+            .order_by(m.Job.id)
+            .limit(limit)
+        )
+        return [(org_id, job_id) for org_id, job_id in rows]
 
     def bump(self, job_id: int, **deltas: int) -> None:
         """Add to a job's metric counters atomically (no read-modify-write)."""
@@ -245,6 +322,9 @@ class JobRepo:
         }
 
 
+_STOPPED_JOB_STATES = (JobStatus.CANCELLED.value, JobStatus.FAILED.value)
+
+
 class TaskRepo:
     """Job tasks; pending tasks are the work queue, claimed without double-running."""
 
@@ -296,49 +376,214 @@ class TaskRepo:
         *,
         limit: int,
         now: datetime,
+        lease_until: datetime | None = None,
         kinds: Sequence[TaskKind] | None = None,
         exclude_kinds: Sequence[TaskKind] | None = None,
     ) -> list[JobTaskView]:
-        """Claim pending tasks of running jobs: mark them running and return them.
+        """Claim due tasks of running jobs under a lease, fairly across organizations.
 
-        On PostgreSQL the rows are locked with SKIP LOCKED so replicas claim disjoint
-        sets; on SQLite the writer lock serialises claims.
+        Due: pending, or running with an expired lease (its worker died); a task claimed
+        again has its `retry_count` raised, so the claim it had before cannot finish it.
+        Organizations take turns: the ones with the fewest tasks running go first and
+        each gets an equal share of the claim (a share one leaves unused goes to the
+        others), so one organization's long queue or slow tasks cannot starve another's.
+        On PostgreSQL rows are locked with SKIP LOCKED so replicas claim disjoint sets;
+        on SQLite the writer lock serialises claims, and the UPDATE re-checks each row.
         """
-        query = (
-            select(m.JobTask.id)
-            .join(m.Job, m.Job.id == m.JobTask.job_id)
-            .where(
-                m.JobTask.status == TaskStatus.PENDING.value,
-                or_(
-                    m.Job.status == JobStatus.RUNNING.value,
-                    # A stopped job's withdrawn cards still have their messages updated.
-                    and_(
-                        m.Job.status.in_([JobStatus.CANCELLED.value, JobStatus.FAILED.value]),
-                        m.JobTask.kind == TaskKind.POST_CARD.value,
-                    ),
-                ),
-            )
-            .order_by(m.JobTask.id)
-            .limit(limit)
+        lease_until = lease_until or now + DEFAULT_TASK_LEASE
+        t = m.JobTask
+        due = or_(
+            t.status == TaskStatus.PENDING.value,
+            and_(t.status == TaskStatus.RUNNING.value, t.lease_until < now),
         )
+        kind_filter: list[Any] = []
         if kinds:
-            query = query.where(m.JobTask.kind.in_([k.value for k in kinds]))
+            kind_filter.append(t.kind.in_([k.value for k in kinds]))
         if exclude_kinds:
-            query = query.where(m.JobTask.kind.not_in([k.value for k in exclude_kinds]))
-        if self._s.get_bind().dialect.name == "postgresql":
-            query = query.with_for_update(of=m.JobTask, skip_locked=True)
-        ids = list(self._s.scalars(query))
+            kind_filter.append(t.kind.not_in([k.value for k in exclude_kinds]))
+        # A stopped job's withdrawn cards still have their messages updated.
+        job_ok = or_(
+            m.Job.status == JobStatus.RUNNING.value,
+            and_(
+                m.Job.status.in_(_STOPPED_JOB_STATES),
+                t.kind == TaskKind.POST_CARD.value,
+                t.status == TaskStatus.PENDING.value,
+            ),
+        )
+        orgs = self._orgs_by_load(now=now, kind_filter=kind_filter)
+        postgres = self._s.get_bind().dialect.name == "postgresql"
+        ids: list[int] = []
+        after: dict[int, int] = {}  # per organization, the last id taken (keyset)
+        remaining = limit
+        while remaining > 0 and orgs:
+            share = -(-remaining // len(orgs))
+            more: list[int] = []
+            for org_id in orgs:
+                want = min(share, remaining)
+                if want <= 0:
+                    break
+                query = (
+                    select(t.id)
+                    .join(m.Job, m.Job.id == t.job_id)
+                    .where(t.org_id == org_id, job_ok, due)
+                    .where(t.id > after.get(org_id, 0), *kind_filter)
+                    .order_by(t.id)
+                    .limit(want)
+                )
+                if postgres:
+                    query = query.with_for_update(of=t, skip_locked=True)
+                got = list(self._s.scalars(query))
+                if got:
+                    after[org_id] = got[-1]
+                ids.extend(got)
+                remaining -= len(got)
+                if len(got) == want:
+                    more.append(org_id)
+            orgs = more
         if not ids:
             return []
-        self._s.execute(
-            update(m.JobTask)
-            .where(m.JobTask.id.in_(ids), m.JobTask.status == TaskStatus.PENDING.value)
-            .values(status=TaskStatus.RUNNING.value, started_at=now)
+        claimed = list(
+            self._s.scalars(
+                update(t)
+                .where(t.id.in_(ids), due)
+                .values(
+                    status=TaskStatus.RUNNING.value,
+                    started_at=now,
+                    claimed_at=now,
+                    lease_until=lease_until,
+                    retry_count=t.retry_count
+                    + case((t.status == TaskStatus.RUNNING.value, 1), else_=0),
+                )
+                .returning(t.id)
+                .execution_options(synchronize_session=False)
+            )
         )
+        if not claimed:
+            return []
         rows = self._s.scalars(
-            select(m.JobTask).where(m.JobTask.id.in_(ids)).order_by(m.JobTask.id)
+            select(t)
+            .where(t.id.in_(claimed))
+            .order_by(t.id)
+            .execution_options(populate_existing=True)
         )
         return [self._to_domain(r) for r in rows]
+
+    def _orgs_by_load(self, *, now: datetime, kind_filter: list[Any]) -> list[int]:
+        """Organizations with running jobs (or a stopped job's message updates to post),
+        the ones with the fewest tasks in hand first."""
+        t = m.JobTask
+        running = select(m.Job.org_id).where(m.Job.status == JobStatus.RUNNING.value)
+        stopped_updates = (
+            select(t.org_id)
+            .join(m.Job, m.Job.id == t.job_id)
+            .where(
+                m.Job.status.in_(_STOPPED_JOB_STATES),
+                t.kind == TaskKind.POST_CARD.value,
+                t.status == TaskStatus.PENDING.value,
+            )
+        )
+        orgs = list(self._s.scalars(running.union(stopped_updates)))
+        if len(orgs) < 2:
+            return orgs
+        load = dict(
+            self._s.execute(
+                select(t.org_id, func.count())
+                .where(
+                    t.org_id.in_(orgs),
+                    t.status == TaskStatus.RUNNING.value,
+                    t.lease_until >= now,
+                    *kind_filter,
+                )
+                .group_by(t.org_id)
+            ).all()
+        )
+        random.shuffle(orgs)  # ties take turns from one claim to the next
+        return sorted(orgs, key=lambda org_id: load.get(org_id, 0))
+
+    def lock_claimed(self, tasks: Sequence[JobTaskView]) -> set[int]:
+        """Lock the tasks this claim still holds and return their ids.
+
+        A task whose lease ran out and that another worker claimed since (its
+        `retry_count` moved) is not ours any more: its work must not be written twice.
+        """
+        if not tasks:
+            return set()
+        t = m.JobTask
+        query = select(t.id, t.retry_count).where(
+            t.id.in_([task.id for task in tasks]), t.status == TaskStatus.RUNNING.value
+        )
+        if self._s.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update()
+        held = dict(self._s.execute(query).all())
+        return {task.id for task in tasks if held.get(task.id) == task.retry_count}
+
+    def renew(self, held: Sequence[tuple[int, int]], *, lease_until: datetime) -> int:
+        """Extend the lease of claims still held: (task id, its retry_count) pairs."""
+        t = m.JobTask
+        renewed = 0
+        by_claim: dict[int, list[int]] = {}
+        for task_id, retry_count in held:
+            by_claim.setdefault(retry_count, []).append(task_id)
+        for retry_count, ids in by_claim.items():
+            result = self._s.execute(
+                update(t)
+                .where(
+                    t.id.in_(ids),
+                    t.status == TaskStatus.RUNNING.value,
+                    t.retry_count == retry_count,
+                )
+                .values(lease_until=lease_until)
+                .execution_options(synchronize_session=False)
+            )
+            renewed += int(result.rowcount)  # type: ignore[attr-defined]
+        return renewed
+
+    def release(self, tasks: Sequence[JobTaskView]) -> int:
+        """Give claimed tasks that never started back to the queue (a worker stopping)."""
+        t = m.JobTask
+        released = 0
+        by_claim: dict[int, list[int]] = {}
+        for task in tasks:
+            by_claim.setdefault(task.retry_count, []).append(task.id)
+        for retry_count, ids in by_claim.items():
+            result = self._s.execute(
+                update(t)
+                .where(
+                    t.id.in_(ids),
+                    t.status == TaskStatus.RUNNING.value,
+                    t.retry_count == retry_count,
+                )
+                .values(
+                    status=TaskStatus.PENDING.value,
+                    started_at=None,
+                    claimed_at=None,
+                    lease_until=None,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            released += int(result.rowcount)  # type: ignore[attr-defined]
+        return released
+
+    def cancel_orphaned(self, *, now: datetime) -> int:
+        """Cancel running tasks whose lease ran out after their job ended (nothing runs them)."""
+        t = m.JobTask
+        ended = exists().where(
+            m.Job.id == t.job_id,
+            m.Job.status.in_(
+                [JobStatus.SUCCEEDED.value, JobStatus.FAILED.value, JobStatus.CANCELLED.value]
+            ),
+        )
+        result = self._s.execute(
+            update(t)
+            .where(t.status == TaskStatus.RUNNING.value, t.lease_until < now, ended)
+            .values(
+                status=TaskStatus.CANCELLED.value,
+                finished_at=now,
+                error_message="its job ended while the worker running it had stopped",
+            )
+            .execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
 
     def finish(
         self,
@@ -504,6 +749,17 @@ class EnrollmentRepo:
 _CARD_FIELDS = tuple(f.name for f in dataclass_fields(Card))
 
 
+@dataclass(frozen=True)
+class InFlightCard:
+    """A card the recovery sweep carries on, with its email's outcome when it was sent."""
+
+    org_id: int
+    card_id: int
+    state: CardState
+    sends_email: bool
+    sent: SendOutcome | None
+
+
 class CardRepo:
     """Cards; state changes are compare-and-set so concurrent clicks act once."""
 
@@ -575,6 +831,76 @@ class CardRepo:
                 m.Card.state.in_([s.value for s in expected]),
             )
             .values(state=to.value, updated_at=now, **changes)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def stale_in_flight(self, *, before: datetime, limit: int) -> list[InFlightCard]:
+        """Return cards left `approved` or `executing` since before `before`, oldest first.
+
+        An `executing` card whose email is queued or being sent is the outbox's (it tells
+        the card when the email went); the others are for the recovery sweep: `approved`
+        ones were never executed, `executing` ones either never reached the outbox (no
+        row, or a failed one: certainly not sent) or were not told that it was sent.
+        """
+        c, e = m.Card, m.EmailSend
+        rows = self._s.execute(
+            select(
+                c.org_id,
+                c.id,
+                c.state,
+                c.type,
+                e.id,
+                e.status,
+                e.message_id,
+                e.gmail_message_id,
+                e.gmail_thread_id,
+            )
+            .outerjoin(e, e.card_id == c.id)
+            .where(
+                c.state.in_([CardState.APPROVED.value, CardState.EXECUTING.value]),
+                c.updated_at < before,
+                or_(
+                    c.state == CardState.APPROVED.value,
+                    e.id.is_(None),
+                    e.status.in_(["sent", "failed"]),
+                ),
+            )
+            .order_by(c.updated_at, c.id)
+            .limit(limit)
+        ).all()
+        found = []
+        for org_id, card_id, state, kind, send_id, status, message_id, gmail_id, thread_id in rows:
+            sent = None
+            if status == "sent":
+                sent = SendOutcome(
+                    status=SendStatus.SENT,
+                    email_send_id=send_id,
+                    message_id=message_id,
+                    gmail_message_id=gmail_id,
+                    gmail_thread_id=thread_id,
+                )
+            email = CardType(kind) in EMAIL_CARD_TYPES
+            found.append(InFlightCard(org_id, card_id, CardState(state), email, sent))
+        return found
+
+    def reset_unsent(self, org_id: int, card_id: int, *, before: datetime, now: datetime) -> bool:
+        """Put an `executing` card that never reached Gmail back to `approved`, to run again.
+
+        Only when it has been executing since before `before` (its executor is gone) and
+        its email has no outbox row other than a failed one: nothing can have been sent.
+        """
+        e = m.EmailSend
+        reached_outbox = exists().where(e.card_id == card_id, e.status != "failed")
+        result = self._s.execute(
+            update(m.Card)
+            .where(
+                m.Card.org_id == org_id,
+                m.Card.id == card_id,
+                m.Card.state == CardState.EXECUTING.value,
+                m.Card.updated_at < before,
+                ~reached_outbox,
+            )
+            .values(state=CardState.APPROVED.value, updated_at=now)
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
 

@@ -77,7 +77,10 @@ def _answers(method: str, operation: dict[str, Any]) -> Iterator[str]:
     if authenticated and method.upper() in _WRITES:
         yield "409"
     if has_body:
-        yield from ("400", "413")
+        yield "413"
+    if parameters or has_body:
+        # A malformed body, or a NUL character in the URL (refused before any route).
+        yield "400"
     if parameters or has_body:
         yield "422"
 
@@ -124,10 +127,14 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         for method, operation in operations.items():
             responses = operation.setdefault("responses", {})
             for status in _answers(method, operation):
-                # An answer the route declares itself (e.g. an HTML page) is kept;
+                # An answer the route declares itself (e.g. an HTML page) is kept, and
+                # may also come in the error shape (a refusal before the route runs);
                 # FastAPI's own 422 is replaced by the API's error shape.
                 if status not in responses or status == "422":
                     responses[status] = error_answer(status)
+                else:
+                    content = responses[status].setdefault("content", {})
+                    content.setdefault("application/json", {"schema": _REF})
     app.openapi_schema = document
     return document
 

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import BaseModel
 
 from domain.fields import Id, Offset
 from domain.jobs import CreateJobRequest, Job, JobStatus, JobTaskView
-from domain.outreach import Outreach, PlanningFailed
 from handlers.api.deps import ActorDep, IdentityDep, UowDep
-
-log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["jobs"])
 
@@ -34,24 +30,43 @@ class LaunchResponse(BaseModel):
     campaign_name: str
 
 
-def _plan_in_background(runtime: Any, org_id: int, job_id: int) -> None:
-    outreach: Outreach = runtime.outreach
-    try:
-        outreach.plan_job(org_id, job_id)
-    except PlanningFailed as exc:
-        # Recorded on the job (failed, with the reason): GET /api/agent/jobs/{id} shows it.
-        log.warning("planning failed", extra={"job_id": job_id, "reason": exc.message})
-        return
-    runtime.worker.wake()
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Any unique string (a UUID): the same request sent again with the same key "
+        "returns the job the first one created instead of creating a second one.",
+    ),
+]
+
+
+def _request_key(who: Any, key: str | None) -> str | None:
+    # Scoped to the caller, and apart from the Slack trigger ids stored in the same column.
+    return None if key is None else f"api:{who.user_id or 0}:{key}"
 
 
 @router.post("/api/campaigns/{campaign_id}/launch", status_code=201, response_model=LaunchResponse)
 def launch_campaign(
-    campaign_id: Id, who: IdentityDep, runtime: RuntimeDep, background: BackgroundTasks
+    campaign_id: Id,
+    who: IdentityDep,
+    runtime: RuntimeDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> LaunchResponse:
-    """Launch a campaign as a job; planning and drafting continue after the answer."""
-    result = runtime.outreach.launch_campaign(who.org_id, str(campaign_id), owner_id=who.user_id)
-    background.add_task(_plan_in_background, runtime, who.org_id, result.job.id)
+    """Launch a campaign as a job; planning and drafting continue after the answer.
+
+    The job is stored `pending` before the answer and the worker's recovery sweep plans
+    it, so a crash after the 201 loses nothing.
+    """
+    result = runtime.outreach.launch_campaign(
+        who.org_id,
+        str(campaign_id),
+        owner_id=who.user_id,
+        request_key=_request_key(who, idempotency_key),
+    )
+    runtime.recovery.wake()
     return LaunchResponse(
         job=result.job, audience_count=result.audience_count, campaign_name=result.campaign_name
     )
@@ -59,11 +74,16 @@ def launch_campaign(
 
 @router.post("/api/agent/jobs", status_code=201, response_model=Job)
 def create_job(
-    body: CreateJobRequest, who: IdentityDep, runtime: RuntimeDep, background: BackgroundTasks
+    body: CreateJobRequest,
+    who: IdentityDep,
+    runtime: RuntimeDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> Job:
-    """Create a job and start planning it."""
-    job: Job = runtime.outreach.create_job(who.org_id, body, owner_id=who.user_id)
-    background.add_task(_plan_in_background, runtime, who.org_id, job.id)
+    """Create a job; the worker plans it (stored `pending` first, so a crash loses nothing)."""
+    job: Job = runtime.outreach.create_job(
+        who.org_id, body, owner_id=who.user_id, request_key=_request_key(who, idempotency_key)
+    )
+    runtime.recovery.wake()
     return job
 
 

@@ -33,6 +33,7 @@ from typing import Any, Final
 
 from sqlalchemy.orm import Session
 
+from domain import faults
 from domain.clock import Clock
 from domain.errors import ExternalServiceError, InvalidInput
 from domain.mail import OutgoingEmail, SendOutcome, SendStatus
@@ -213,6 +214,8 @@ class GmailMailer:
         stored = self._store(email)
         if isinstance(stored, SendOutcome):
             return stored
+        # From here a crash leaves a queued row: the outbox sends it after `claim_grace`.
+        faults.reach("outbox.stored")
         outcome = self._attempt_new(stored)
         if outcome.status == SendStatus.QUEUED and self.on_queued is not None:
             self.on_queued()
@@ -523,6 +526,9 @@ class GmailMailer:
                 return self._deliver(unthreaded, attempt=attempt, inline=inline)
             self._release(claim)
             return self._after_failure(row, client, exc, attempt=attempt, inline=inline)
+        # From here a crash leaves the row `sending`: once its lease is over the outbox
+        # finds the email by its Message-ID (`rfc822msgid:`) and never sends it again.
+        faults.reach("gmail.accepted")
         self._keep_token(row, client)
         return self._finish_sent(row, ref, claim=claim)
 
@@ -642,6 +648,9 @@ class GmailMailer:
             if claim is not None:
                 self._release_in(session, claim)
             session.commit()
+        # From here a crash leaves the card `executing` beside a sent row: the recovery
+        # sweep tells the card.
+        faults.reach("outbox.recorded")
         log.info(
             "email sent",
             extra={

@@ -181,9 +181,13 @@ def test_the_card_routes_document_their_answers(api: ApiWorld) -> None:
 @pytest.mark.parametrize(
     ("contact_ids", "message"),
     [
-        ([1, 0], "params.target.contact_ids.1: Input should be greater than 0"),
-        ([-5], "params.target.contact_ids.0: Input should be greater than 0"),
-        ([2**63], "params.target.contact_ids.0: Input should be less than 9223372036854775808"),
+        ([1, 0], "params.target.contact_ids.1: Input should be greater than or equal to 1"),
+        ([-5], "params.target.contact_ids.0: Input should be greater than or equal to 1"),
+        (
+            [2**63],
+            "params.target.contact_ids.0: Input should be less than or equal to "
+            "9223372036854775807",
+        ),
         ([7, 8, 7], "params.target.contact_ids: 7 is listed more than once; list each id once"),
         (
             list(range(1, 100_002)),
