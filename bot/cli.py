@@ -65,8 +65,9 @@ app.add_typer(org_app, name="org")
 app.add_typer(token_app, name="token")
 app.command("import")(import_command)
 
-err = Console(stderr=True)
-out = Console()
+# Messages are one line each, however narrow the terminal (scripts grep them).
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
 
 
 def settings_or_exit() -> Settings:
@@ -412,7 +413,7 @@ def org_list() -> None:
             f"{org.campaigns:,}",
             f"{org.tokens:,}",
         )
-    out.print(table)
+    _print_unwrapped(table)
 
 
 @token_app.command("create")
@@ -483,7 +484,14 @@ def token_list(
             _when(token.last_used_at) if token.last_used_at else "never",
             _when(token.revoked_at) if token.revoked_at else "-",
         )
-    out.print(table)
+    _print_unwrapped(table)
+
+
+def _print_unwrapped(table: Table) -> None:
+    """Print a table one row a line, however narrow the terminal (rows stay greppable)."""
+    natural = out.measure(table, options=out.options.update_width(10_000)).maximum
+    # Console.print clamps a width to the console's: a console as wide as the table.
+    Console(width=max(out.width, natural)).print(table)
 
 
 def _when(at: datetime) -> str:

@@ -269,9 +269,8 @@ def test_install_link_refuses_a_lifetime_it_cannot_give(
 
 
 def test_org_list_shows_each_organization_with_its_workspace_admins_and_counts(
-    cli: Invoke, committed_engine: Engine, monkeypatch: pytest.MonkeyPatch
+    cli: Invoke, committed_engine: Engine
 ) -> None:
-    monkeypatch.setenv("COLUMNS", "200")  # one table row a line
     assert cli(
         "org", "create", "--slug", "lonestar", "--name", "Lone Star", "--admin-email",
         "maria@lonestar.example.com", "--slack-team-id", "T0LONE",
