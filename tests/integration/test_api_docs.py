@@ -72,7 +72,7 @@ def test_each_route_lists_its_error_answers_in_the_api_error_shape(
 ) -> None:
     error = {"$ref": "#/components/schemas/ErrorResponse"}
     responses = document["paths"]["/api/agent/jobs/{job_id}/cancel"]["post"]["responses"]
-    assert sorted(responses) == ["200", "401", "403", "404", "409", "422"]
+    assert sorted(responses) == ["200", "400", "401", "403", "404", "409", "422"]
     for status in ("401", "403", "404", "409", "422"):
         assert responses[status]["content"]["application/json"]["schema"] == error
     create = document["paths"]["/api/marketing/campaigns"]["post"]["responses"]
