@@ -52,7 +52,7 @@ class ErrorResponse(BaseModel):
 
 _REF = {"$ref": "#/components/schemas/ErrorResponse"}
 _ANSWERS = {
-    "400": "Malformed request: the body is not valid JSON or not readable.",
+    "400": "Malformed request: a NUL character in the URL, or a body that cannot be read.",
     "401": "No valid API token: the Authorization header is missing or malformed, or the "
     "token is unknown or revoked.",
     "403": "Not permitted: a read-only token asked to write, or the caller may not act on "
@@ -76,11 +76,10 @@ def _answers(method: str, operation: dict[str, Any]) -> Iterator[str]:
         yield "404"
     if authenticated and method.upper() in _WRITES:
         yield "409"
+    if parameters or has_body:
+        yield "400"  # a NUL character in the URL, or a body that cannot be read
     if has_body:
         yield "413"
-    if parameters or has_body:
-        # A malformed body, or a NUL character in the URL (refused before any route).
-        yield "400"
     if parameters or has_body:
         yield "422"
 
@@ -133,6 +132,8 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
                 if status not in responses or status == "422":
                     responses[status] = error_answer(status)
                 else:
+                    # The route's own answer (a page) and the API's error, which the
+                    # checks in front of every route answer with.
                     content = responses[status].setdefault("content", {})
                     content.setdefault("application/json", {"schema": _REF})
     app.openapi_schema = document
