@@ -39,7 +39,7 @@ from storage.db import make_session_factory
 from tests.support.api import make_settings
 from tests.support.builders import make_client, make_contact, make_order
 from tests.support.forkserver import ForkServer
-from tests.support.gmail_app import google_settings
+from tests.support.gmail_app import google_settings, open_connect_link
 from tests.support.google import GoogleServer, follow_consent, running_google_stand_in
 from tests.support.slack import (
     ServedSlack,
@@ -263,7 +263,9 @@ def _connect_gmail(
             "/api/integrations/gmail/connect", headers={"Authorization": f"Bearer {token}"}
         )
         assert consent.status_code == 200, consent.text
-        callback = follow_consent(consent.json()["authorization_url"])
+        # The link opens in the rep's browser (this client keeps the consent cookie).
+        google_url = open_connect_link(client, consent.json()["authorization_url"])
+        callback = follow_consent(google_url)
         path = callback.split("://", 1)[1].split("/", 1)[1]
         assert client.get(f"/{path}").status_code == 200
     with make_session_factory(engine)() as session:
@@ -526,7 +528,13 @@ def test_sigterm_lets_the_worker_finish_the_email_it_is_sending_then_exit(
         org_row = session.get(m.Organization, org.id)
         assert org_row is not None
         dana = make_contact(session, org_row, email="dana@pinnacle.example", first_name="Dana")
-        job = m.Job(org_id=org.id, owner_id=rep_id, name="Win-back", status="running")
+        job = m.Job(
+            org_id=org.id,
+            owner_id=rep_id,
+            name="Win-back",
+            status="running",
+            planned_at=datetime.now(UTC) - timedelta(minutes=2),
+        )
         session.add(job)
         session.flush()
         # Approved by a process that died before it executed the card: the sweep sends it.

@@ -17,6 +17,7 @@ from domain import faults
 from domain.clock import FixedClock
 from domain.jobs import TaskKind
 from domain.mail import OutgoingEmail
+from domain.outreach import Actor
 from storage import models as m
 from storage.uow import UnitOfWork
 from tests.support.builders import make_org
@@ -288,6 +289,14 @@ def test_a_job_whose_first_drafts_are_done_stays_running_until_its_planning_fini
         assert session.scalar(select(m.Job.status).where(m.Job.id == job_id)) == "running"
     assert outreach.plan_unplanned() == 1  # the rest of the audience: Dana
     assert world.runtime.worker.run_until_idle() == 1
+    with world.session_factory() as session:
+        # Planned and drafted: still running while Dana's card waits for review.
+        assert session.scalar(select(m.Job.status).where(m.Job.id == job_id)) == "running"
+        card_id = session.scalar(select(m.Card.id).where(m.Card.job_id == job_id))
+    assert card_id is not None
+    outreach.reject_card(
+        Actor(org_id=world.org_id, user_id=world.rep_id, role="admin"), card_id, reason=None
+    )
 
     with world.session_factory() as session:
         assert session.scalar(select(m.Job.status).where(m.Job.id == job_id)) == "succeeded"
