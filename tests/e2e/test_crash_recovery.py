@@ -73,6 +73,12 @@ APPROVE_POINTS = [
     "outbox.recorded",
     "send.finished",
 ]
+# Each point is visited ROUNDS times (a process killed there each time): 1 in `make test`;
+# `CRASH_TEST_ROUNDS=3 pytest -s tests/e2e/test_crash_recovery.py` kills 21 launch processes
+# and 18 approve processes (plus the kill -9) for the figures in the notes.
+ROUNDS = int(os.environ.get("CRASH_TEST_ROUNDS", "1"))
+LAUNCH_KILLS = LAUNCH_POINTS * ROUNDS
+APPROVE_KILLS = APPROVE_POINTS * ROUNDS
 LAUNCHES_PER_ROUND = 3
 CONTACTS_PER_CAMPAIGN = 2
 APPROVALS_PER_ROUND = 4
@@ -215,7 +221,7 @@ def _seed(engine: Engine) -> Seeded:
         )
         session.add(template)
         session.flush()
-        for r in range(len(LAUNCH_POINTS)):
+        for r in range(len(LAUNCH_KILLS)):
             ids = []
             for c in range(LAUNCHES_PER_ROUND):
                 tag = f"crash-{r}-{c}"
@@ -412,7 +418,7 @@ def test_a_worker_killed_at_every_step_sends_each_approved_card_once_and_leaves_
         # launch → plan → draft → post: one fault point a process, three launches a round.
         # A launch the kill left unanswered is sent again, with its key, after the restart.
         unanswered: list[int] = []
-        for point, campaigns in zip(LAUNCH_POINTS, seeded.campaign_ids, strict=True):
+        for point, campaigns in zip(LAUNCH_KILLS, seeded.campaign_ids, strict=True):
             deployment.start(point)
             unanswered += campaigns
             unanswered = _launch_all(deployment, seeded.token, unanswered, jobs_of)
@@ -420,7 +426,7 @@ def test_a_worker_killed_at_every_step_sends_each_approved_card_once_and_leaves_
         # approve → send → finish: one fault point a process, four approvals a round.
         # Armed `point@4`: the process dies when the fourth card reaches the point, with the
         # other three somewhere after it.
-        for point in APPROVE_POINTS:
+        for point in APPROVE_KILLS:
             deployment.start(f"{point}@{APPROVALS_PER_ROUND}")
             unanswered = _launch_all(deployment, seeded.token, unanswered, jobs_of)
             cards = wait_until(
@@ -482,16 +488,17 @@ def test_a_worker_killed_at_every_step_sends_each_approved_card_once_and_leaves_
     contacts = launches * CONTACTS_PER_CAMPAIGN
     print(
         f"\ncrash test ({committed_engine.dialect.name}): {len(deployment.kills)} kills"
-        f" ({len(LAUNCH_POINTS)} launch points, {len(APPROVE_POINTS)} approve points, 1 kill -9),"
+        f" ({len(LAUNCH_KILLS)} at launch points, {len(APPROVE_KILLS)} at approve points,"
+        " 1 kill -9),"
         f" {deployment.starts} process starts, {launches} launches, {len(to_of)} approvals:"
         f" {len(sent)} emails, {duplicates} duplicates, {lost} lost, {stuck} stuck;"
         f" {posted} of {contacts} cards posted in {messages} Slack messages;"
         f" {time.monotonic() - started:.0f} s"
     )
-    assert deployment.kills == [*LAUNCH_POINTS, *APPROVE_POINTS, "SIGKILL"]
+    assert deployment.kills == [*LAUNCH_KILLS, *APPROVE_KILLS, "SIGKILL"]
     assert (duplicates, lost, stuck) == (0, 0, 0)
     assert len(sent) == len(to_of) == states["done"]
-    assert len(to_of) >= len(APPROVE_POINTS) * APPROVALS_PER_ROUND
+    assert len(to_of) >= len(APPROVE_KILLS) * APPROVALS_PER_ROUND
     assert launches >= 20
     # A launch sent again after the crash (same Idempotency-Key) found its job.
     assert all(len(ids) == 1 for ids in jobs_of.values())
