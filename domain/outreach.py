@@ -1403,6 +1403,9 @@ class Outreach:
                 ):
                     if card.job_id:
                         uow.jobs.bump(card.job_id, cards_executed=1, emails_sent=1)
+                        # A card that failed before and went out on a retry is no longer
+                        # the job's problem: its status must not say it was not sent.
+                        uow.jobs.clear_error(card.job_id, starting=_not_sent(card_id))
                     if card.contact_id:
                         uow.contexts.touch_contacted(org_id, card.contact_id, at=now)
                         uow.contexts.engagement_event(
@@ -1428,7 +1431,7 @@ class Outreach:
                     and card.job_id
                 ):
                     detail = outcome.detail or "sending failed"
-                    uow.jobs.note_error(card.job_id, f"card #{card_id} was not sent: {detail}")
+                    uow.jobs.note_error(card.job_id, f"{_not_sent(card_id)} {detail}")
             elif card.state == CardState.EXECUTING:
                 uow.cards.update_fields(org_id, card_id, now=now, blocked_reason=outcome.detail)
             uow.commit()
@@ -1617,3 +1620,8 @@ class PlanningFailed(SalesbotError):
     """Planning a job failed; the job is marked failed with the reason."""
 
     code = "planning_failed"
+
+
+def _not_sent(card_id: int) -> str:
+    """The start of a job's error about a card whose email failed (a retry clears it)."""
+    return f"card #{card_id} was not sent:"
