@@ -1102,12 +1102,16 @@ class Outreach:
         with self._uow() as uow:
             status = TaskStatus.FAILED if error else TaskStatus.SUCCEEDED
             if uow.tasks.finish(task.id, status, now=now, output=output, error=error) and error:
-                what = (
-                    f"batch {int(str(output['bulk_batch'])) + 1}"
+                # The error already names Slack; the sentence says where the cards wait.
+                what, them = (
+                    (f"batch {int(str(output['bulk_batch'])) + 1}", "its cards")
                     if "bulk_batch" in output
-                    else f"card #{output['card_id']}"
+                    else (f"card #{output['card_id']}", "it")
                 )
-                uow.jobs.note_error(task.job_id, f"{what} could not be shown in Slack: {error}")
+                uow.jobs.note_error(
+                    task.job_id,
+                    f"{what} could not be posted: {error}; review {them} from Salesbot's App Home",
+                )
             uow.commit()
         self.finish_job_if_done(org_id, task.job_id)
 

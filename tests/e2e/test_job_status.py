@@ -312,12 +312,13 @@ def test_cards_that_could_not_be_posted_are_counted_on_the_job_with_the_reason(
     with world.session_factory() as s:
         last_card = s.scalars(select(m.Card.id).where(m.Card.job_id == job_id)).all()[-1]
     reason = (
-        f"card #{last_card} could not be shown in Slack: Slack: the review channel does not "
-        "exist or the bot is not in it (channel_not_found)"
+        f"card #{last_card} could not be posted: Slack: the review channel does not exist or "
+        "the bot is not in it (channel_not_found); review it from Salesbot's App Home"
     )
     assert (job["status"], job["errors_count"], job["last_error"]) == ("running", 3, reason)
     assert f"3 errors\n      ⚠️ {reason}" in answer_to(world, f"status {job_id}")
     assert_metrics_equal_a_recount(world, job_id)
+
 
 
 def test_a_planning_failure_fails_the_job_with_the_reason(world: SlackWorld) -> None:
