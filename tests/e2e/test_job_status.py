@@ -320,7 +320,6 @@ def test_cards_that_could_not_be_posted_are_counted_on_the_job_with_the_reason(
     assert_metrics_equal_a_recount(world, job_id)
 
 
-
 def test_a_planning_failure_fails_the_job_with_the_reason(world: SlackWorld) -> None:
     outreach = world.runtime.outreach
     job = outreach.create_job(
