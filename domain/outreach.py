@@ -137,13 +137,15 @@ def rationale_for(ctx: ContactContext, *, now: datetime) -> str:
             return f"{ctx.company_name} has never ordered from us."
         return "Not linked to a client with orders."
     days = (now - ctx.last_order_at).days
-    per_month = ctx.orders_year_before_last / 12
-    rate = (
-        f"was {per_month:.0f}/month"
-        if per_month >= 1
-        else (f"{ctx.orders_year_before_last} orders in the year before")
-    )
-    line = f"No orders in {days} days ({rate})."
+    orders = ctx.orders_year_before_last
+    per_month = orders / 12
+    if per_month >= 1:
+        rate = f"was {per_month:.0f}/month"
+    elif orders:
+        rate = f"{orders} order{'s' if orders != 1 else ''} in the year before"
+    else:
+        rate = "no orders in the year before"
+    line = f"No orders in {days} day{'s' if days != 1 else ''} ({rate})."
     if ctx.last_replied_at:
         line += f" Last replied {ctx.last_replied_at.date().isoformat()}."
     return line
