@@ -351,8 +351,10 @@ class Outreach:
         *,
         owner_id: int | None,
         request_key: str | None = None,
+        by_id: bool = False,
     ) -> LaunchResult:
-        """Turn a campaign (by name or id) into a pending job and count its audience.
+        """Turn a campaign (by name or id; `by_id`: by id only) into a pending job and count
+        its audience.
 
         `request_key` names the request (a Slack command's trigger id): the same request
         run again, after a crash, returns the job it created instead of a second one.
@@ -370,6 +372,8 @@ class Outreach:
                     campaign = uow.campaigns.get(org_id, int(ref))
                 except NotFound:
                     campaign = None
+            if campaign is None and by_id:
+                raise NotFound(f"campaign {ref} not found")
             if campaign is None:
                 campaign = uow.campaigns.find_by_name(org_id, ref)
             if campaign is None:
