@@ -137,13 +137,15 @@ def rationale_for(ctx: ContactContext, *, now: datetime) -> str:
             return f"{ctx.company_name} has never ordered from us."
         return "Not linked to a client with orders."
     days = (now - ctx.last_order_at).days
-    per_month = ctx.orders_year_before_last / 12
-    rate = (
-        f"was {per_month:.0f}/month"
-        if per_month >= 1
-        else (f"{ctx.orders_year_before_last} orders in the year before")
-    )
-    line = f"No orders in {days} days ({rate})."
+    orders = ctx.orders_year_before_last
+    per_month = orders / 12
+    if per_month >= 1:
+        rate = f"was {per_month:.0f}/month"
+    elif orders:
+        rate = f"{orders} order{'s' if orders != 1 else ''} in the year before"
+    else:
+        rate = "no orders in the year before"
+    line = f"No orders in {days} day{'s' if days != 1 else ''} ({rate})."
     if ctx.last_replied_at:
         line += f" Last replied {ctx.last_replied_at.date().isoformat()}."
     return line
@@ -349,8 +351,10 @@ class Outreach:
         *,
         owner_id: int | None,
         request_key: str | None = None,
+        by_id: bool = False,
     ) -> LaunchResult:
-        """Turn a campaign (by name or id) into a pending job and count its audience.
+        """Turn a campaign (by name or id; `by_id`: by id only) into a pending job and count
+        its audience.
 
         `request_key` names the request (a Slack command's trigger id): the same request
         run again, after a crash, returns the job it created instead of a second one.
@@ -368,6 +372,8 @@ class Outreach:
                     campaign = uow.campaigns.get(org_id, int(ref))
                 except NotFound:
                     campaign = None
+            if campaign is None and by_id:
+                raise NotFound(f"campaign {ref} not found")
             if campaign is None:
                 campaign = uow.campaigns.find_by_name(org_id, ref)
             if campaign is None:
@@ -1102,12 +1108,16 @@ class Outreach:
         with self._uow() as uow:
             status = TaskStatus.FAILED if error else TaskStatus.SUCCEEDED
             if uow.tasks.finish(task.id, status, now=now, output=output, error=error) and error:
-                what = (
-                    f"batch {int(str(output['bulk_batch'])) + 1}"
+                # The error already names Slack; the sentence says where the cards wait.
+                what, them = (
+                    (f"batch {int(str(output['bulk_batch'])) + 1}", "its cards")
                     if "bulk_batch" in output
-                    else f"card #{output['card_id']}"
+                    else (f"card #{output['card_id']}", "it")
                 )
-                uow.jobs.note_error(task.job_id, f"{what} could not be shown in Slack: {error}")
+                uow.jobs.note_error(
+                    task.job_id,
+                    f"{what} could not be posted: {error}; review {them} from Salesbot's App Home",
+                )
             uow.commit()
         self.finish_job_if_done(org_id, task.job_id)
 
@@ -1403,6 +1413,9 @@ class Outreach:
                 ):
                     if card.job_id:
                         uow.jobs.bump(card.job_id, cards_executed=1, emails_sent=1)
+                        # A card that failed before and went out on a retry is no longer
+                        # the job's problem: its status must not say it was not sent.
+                        uow.jobs.clear_error(card.job_id, starting=_not_sent(card_id))
                     if card.contact_id:
                         uow.contexts.touch_contacted(org_id, card.contact_id, at=now)
                         uow.contexts.engagement_event(
@@ -1428,7 +1441,7 @@ class Outreach:
                     and card.job_id
                 ):
                     detail = outcome.detail or "sending failed"
-                    uow.jobs.note_error(card.job_id, f"card #{card_id} was not sent: {detail}")
+                    uow.jobs.note_error(card.job_id, f"{_not_sent(card_id)} {detail}")
             elif card.state == CardState.EXECUTING:
                 uow.cards.update_fields(org_id, card_id, now=now, blocked_reason=outcome.detail)
             uow.commit()
@@ -1617,3 +1630,8 @@ class PlanningFailed(SalesbotError):
     """Planning a job failed; the job is marked failed with the reason."""
 
     code = "planning_failed"
+
+
+def _not_sent(card_id: int) -> str:
+    """The start of a job's error about a card whose email failed (a retry clears it)."""
+    return f"card #{card_id} was not sent:"

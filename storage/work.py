@@ -272,6 +272,15 @@ class JobRepo:
             .values(errors_count=m.Job.errors_count + count, last_error=_clip(reason))
         )
 
+    def clear_error(self, job_id: int, *, starting: str) -> None:
+        """Forget the job's latest error if it starts with `starting` (it was put right since:
+        the card it names went out on a retry); the failure stays counted in errors_count."""
+        self._s.execute(
+            update(m.Job)
+            .where(m.Job.id == job_id, m.Job.last_error.startswith(starting, autoescape=True))
+            .values(last_error=None)
+        )
+
     def recount(self, job_id: int) -> dict[str, int]:
         """Count a job's metrics from its tasks, cards and sends (to check the counters)."""
         t, c = m.JobTask, m.Card

@@ -65,6 +65,7 @@ def launch_campaign(
         str(campaign_id),
         owner_id=who.user_id,
         request_key=_request_key(who, idempotency_key),
+        by_id=True,
     )
     runtime.recovery.wake()
     return LaunchResponse(

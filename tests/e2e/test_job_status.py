@@ -14,8 +14,10 @@ from sqlalchemy import Engine, select
 from bot.slack_ids import ActionId, BlockId, CallbackId
 from domain.clock import FixedClock
 from domain.jobs import CreateJobRequest, JobStatus
+from domain.mail import OutgoingEmail, SendOutcome, SendStatus
 from domain.outreach import PlanningFailed
 from storage import models as m
+from storage.db import make_session_factory
 from storage.uow import UnitOfWork
 from tests.support.slack import ServedSlack, serve_slack_stand_in
 from tests.support.slack_app import REP, REVIEW_CHANNEL, SlackWorld, slack_world, wait_until
@@ -134,6 +136,74 @@ def test_a_review_mode_job_runs_until_every_card_is_decided(world: SlackWorld) -
     )
 
 
+class MailboxConnectedLater:
+    """A mailer whose first send fails as an unconnected mailbox does; later sends go out
+    (each stored as an outbox row, as the Gmail outbox stores it)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self.failed = False
+        self.sent: list[OutgoingEmail] = []
+
+    def send(self, email: OutgoingEmail) -> SendOutcome:
+        if not self.failed:
+            self.failed = True
+            return SendOutcome(
+                status=SendStatus.FAILED,
+                email_send_id=0,
+                message_id="",
+                detail="No Gmail mailbox is connected for Maria Lopez: connect Gmail from "
+                "Salesbot's App Home, then Retry.",
+            )
+        self.sent.append(email)
+        message_id = f"<{len(self.sent)}@lonestar.example.com>"
+        with make_session_factory(self._engine)() as s:
+            row = m.EmailSend(
+                org_id=email.org_id,
+                card_id=email.card_id,
+                message_id=message_id,
+                to_email=email.to_email,
+                subject=email.subject,
+                status="sent",
+            )
+            s.add(row)
+            s.commit()
+            return SendOutcome(status=SendStatus.SENT, email_send_id=row.id, message_id=message_id)
+
+
+def test_a_card_sent_on_retry_no_longer_shows_as_the_jobs_latest_error(
+    committed_engine: Engine, served_slack: ServedSlack, clock: FixedClock
+) -> None:
+    mailer = MailboxConnectedLater(committed_engine)
+    with slack_world(committed_engine, served_slack, clock, mailer=mailer) as world:
+        job_id = launch(world)
+        first = world.card_messages()[0]
+        world.click(ActionId.APPROVE, world.button(first, ActionId.APPROVE)["value"])
+        wait_until(lambda: card_states(world, job_id)[0] == "blocked", what="send failed")
+        card_id = card_id_of(world, first)
+        assert job_row(world, job_id)["last_error"] == (
+            f"card #{card_id} was not sent: No Gmail mailbox is connected for Maria Lopez: "
+            "connect Gmail from Salesbot's App Home, then Retry."
+        )
+
+        world.run_worker()  # the queued message update shows Retry
+        blocked = world.slack.messages(REVIEW_CHANNEL)[0]
+        world.click(ActionId.RETRY, world.button(blocked, ActionId.RETRY)["value"])
+        wait_until(lambda: card_states(world, job_id)[0] == "done", what="sent on retry")
+
+        assert len(mailer.sent) == 1
+        # The failure happened (it stays counted), but the job no longer names a card
+        # that went out as its latest problem.
+        assert (job_row(world, job_id)["errors_count"], job_row(world, job_id)["last_error"]) == (
+            1,
+            None,
+        )
+        assert answer_to(world, f"status {job_id}") == (
+            f"*#{job_id}* Q4 lender win-back · launch — `running` · 3 cards, 1 approved, 1 sent, "
+            "1 error"
+        )
+
+
 def test_cancelling_a_job_withdraws_its_cards_and_says_so_on_their_messages(
     world: SlackWorld,
 ) -> None:
@@ -242,8 +312,8 @@ def test_cards_that_could_not_be_posted_are_counted_on_the_job_with_the_reason(
     with world.session_factory() as s:
         last_card = s.scalars(select(m.Card.id).where(m.Card.job_id == job_id)).all()[-1]
     reason = (
-        f"card #{last_card} could not be shown in Slack: Slack: the review channel does not "
-        "exist or the bot is not in it (channel_not_found)"
+        f"card #{last_card} could not be posted: Slack: the review channel does not exist or "
+        "the bot is not in it (channel_not_found); review it from Salesbot's App Home"
     )
     assert (job["status"], job["errors_count"], job["last_error"]) == ("running", 3, reason)
     assert f"3 errors\n      ⚠️ {reason}" in answer_to(world, f"status {job_id}")

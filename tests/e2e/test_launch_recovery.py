@@ -127,3 +127,32 @@ def test_an_idempotency_key_used_again_for_another_job_is_refused(world: SlackWo
     assert again.json()["id"] == first.json()["id"]
     assert "Idempotency-Key" in other.json()["error"]["message"]
     assert len(_jobs(world)) == 1
+
+
+def test_a_rest_launch_of_an_unknown_campaign_id_says_so_and_launches_nothing(
+    world: SlackWorld,
+) -> None:
+    with world.session_factory() as s:
+        # A campaign whose *name* is the id asked for: the REST route launches by id only.
+        s.add(
+            m.MarketingCampaign(
+                org_id=world.org_id,
+                name="999",
+                goal="reactivation",
+                status="draft",
+                channels=["email"],
+                email_template_ids=[world.template_id],
+                cadence_days=[0],
+            )
+        )
+        s.commit()
+
+    answer = world.client.post(
+        "/api/campaigns/999/launch", headers={"Authorization": f"Bearer {world.api_token}"}
+    )
+
+    assert (answer.status_code, answer.json()["error"]["message"]) == (
+        404,
+        "campaign 999 not found",
+    )
+    assert _jobs(world) == []
