@@ -399,6 +399,17 @@ class Outreach:
             except (ValueError, ValidationError) as exc:
                 raise InvalidInput(str(exc).splitlines()[0]) from exc
             self._check_step_templates(uow, org_id, params)
+            # One open job a campaign: a second launch would draft a second card (and, once
+            # approved, a second email) for every contact the first one is still working on.
+            for status in (JobStatus.PENDING, JobStatus.RUNNING, JobStatus.PAUSED):
+                for open_job in uow.jobs.list(
+                    org_id, status=status.value, campaign_id=campaign.id, limit=1
+                ):
+                    raise Conflict(
+                        f"campaign “{campaign.name}” already has job #{open_job.id}"
+                        f" ({open_job.status.value}); let it finish, or cancel it with"
+                        f" `/job cancel {open_job.id}`, before launching it again"
+                    )
             count = self._audience_count(uow, org_id, params, now)
             job: Job = uow.jobs.add(
                 org_id,
