@@ -6,7 +6,8 @@ tokens redacted.
 default), or one JSON object a line with the extras as keys (LOG_FORMAT=json). uvicorn's
 loggers propagate to the same handler (run uvicorn with `log_config=None`), so its access
 log is formatted and redacted like the rest: the paths and query parameters that carry a
-capability (an unsubscribe token, a Gmail connect link, an OAuth code or state) never
+capability (an unsubscribe token, a Gmail connect link, a Slack install link, an OAuth code
+or state) never
 reach a log line.
 """
 
@@ -39,7 +40,7 @@ _STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {
 _CAPABILITY_PATHS = re.compile(r"(/unsubscribe/)[^\s?#\"']+")
 # Query parameters that carry a capability or a credential.
 _CAPABILITY_PARAMS = re.compile(
-    r"([?&](?:u|code|state|token|access_token|refresh_token|id_token|client_secret)=)"
+    r"([?&](?:u|link|code|state|token|access_token|refresh_token|id_token|client_secret)=)"
     r"[^&\s#\"']+"
 )
 

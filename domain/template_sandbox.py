@@ -37,17 +37,23 @@ import functools
 import re
 import time
 import types
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from functools import update_wrapper
+from string import Formatter
 from typing import Any, Final
 
 from jinja2 import nodes
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import BlockReference, Context, LoopContext, Macro
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.sandbox import (
+    ImmutableSandboxedEnvironment,
+    SandboxedEscapeFormatter,
+    SandboxedFormatter,
+)
 from jinja2.utils import Namespace, _PassArg
 
 # One value (a string, or a list of strings) may hold this many characters; the whole
@@ -227,21 +233,90 @@ def _check_number(value: int, what: str) -> None:
         raise BudgetExceeded(f"{what} would make a number of more than {MAX_NUMBER_DIGITS} digits")
 
 
-# Widths and precisions in printf- and format-style strings ("%999999999s", "{:>99999999}").
-_NUMBER_IN_FORMAT: Final = re.compile(r"\d+")
+# Conversion specifiers of printf-style formatting ("%-20s", "%(name)s", "%*.*f", "%%").
+_PRINTF_SPEC: Final = re.compile(
+    r"%(?:\((?P<key>[^)]*)\))?[#0\- +]*(?P<width>\*|\d+)?(?:\.(?P<precision>\*|\d*))?"
+    r"[hlL]?(?P<kind>.?)",
+    re.DOTALL,
+)
+_WIDE: Final = f"with a width or precision above {MAX_VALUE_CHARS:,} is not allowed"
+_LONG: Final = f"would make text longer than {MAX_VALUE_CHARS:,} characters"
 
 
-def _check_format(fmt: str, args: Any) -> None:
-    wide = BudgetExceeded(f"with a width or precision above {MAX_VALUE_CHARS:,} is not allowed")
-    for digits in _NUMBER_IN_FORMAT.findall(fmt):
-        if len(digits) > 6 or int(digits) > MAX_VALUE_CHARS:
-            raise wide
+def _check_printf(fmt: str, args: Any) -> None:
+    """Refuse `fmt % args` when what it would make could exceed MAX_VALUE_CHARS.
+
+    Counts every conversion's width and precision, the `*` ones included, and each use
+    of a value: `("%(a)s" * 20000) % {"a": text}` writes `text` 20,000 times.
+    """
+    size = len(fmt)
+    keyed = 0
+    for spec in _PRINTF_SPEC.finditer(fmt):
+        if spec["kind"] == "%":
+            continue
+        keyed += spec["key"] is not None
+        for part in (spec["width"], spec["precision"]):
+            if part and part != "*":
+                if len(part) > 6 or int(part) > MAX_VALUE_CHARS:
+                    raise BudgetExceeded(_WIDE)
+                size += int(part)
     if "*" in fmt:
         for arg in args if isinstance(args, tuple) else (args,):
-            if isinstance(arg, int) and abs(arg) > MAX_VALUE_CHARS:
-                raise wide
-    if text_size(fmt) + text_size(args) > MAX_VALUE_CHARS:
-        raise BudgetExceeded(f"would make text longer than {MAX_VALUE_CHARS:,} characters")
+            if isinstance(arg, int) and not isinstance(arg, bool):
+                if abs(arg) > MAX_VALUE_CHARS:
+                    raise BudgetExceeded(_WIDE)
+                size += abs(arg)
+    size += text_size(args)
+    if keyed and isinstance(args, dict):
+        size += keyed * max((text_size(value) for value in args.values()), default=0)
+    if size > MAX_VALUE_CHARS:
+        raise BudgetExceeded(_LONG)
+
+
+def _check_format_spec(spec: str) -> None:
+    """Refuse a str.format field whose width or precision is beyond the limit.
+
+    Called with the spec as it is used, after nested fields (`{:>{}}`) are filled in.
+    """
+    for digits in _NUMBER_IN_SPEC.findall(spec):
+        if len(digits) > 6 or int(digits) > MAX_VALUE_CHARS:
+            raise BudgetExceeded(_WIDE)
+
+
+_NUMBER_IN_SPEC: Final = re.compile(r"\d+")
+
+
+class _MeteredFormatter(Formatter):
+    """str.format that checks each field's spec and counts the text it makes as it goes.
+
+    The widths of a format string can come from its arguments (`"{:>{}}".format(x, n)`)
+    and one argument can be written many times (`("{0}" * 20000).format(text)`), so
+    neither can be judged from the format string and the arguments before it runs.
+    """
+
+    made = 0
+
+    def vformat(self, format_string: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
+        """Format with a fresh count of the text made."""
+        self.made = 0  # the literal text is at most the format string, checked before
+        return super().vformat(format_string, args, kwargs)
+
+    def format_field(self, value: Any, format_spec: str) -> Any:
+        """Format one field after checking its spec; refuse once the total is too long."""
+        _check_format_spec(format_spec)
+        text = super().format_field(value, format_spec)
+        self.made += len(text)
+        if self.made > MAX_VALUE_CHARS:
+            raise BudgetExceeded(_LONG)
+        return text
+
+
+class _BudgetedFormatter(_MeteredFormatter, SandboxedFormatter):
+    """The sandbox's formatter of `str.format`, metered."""
+
+
+class _BudgetedEscapeFormatter(_MeteredFormatter, SandboxedEscapeFormatter):
+    """The sandbox's formatter of `Markup.format`, metered."""
 
 
 # -- operators -------------------------------------------------------------------------
@@ -275,7 +350,7 @@ def _check_binop(operator: str, left: Any, right: Any) -> None:
             raise BudgetExceeded(f"`+` would make text longer than {MAX_VALUE_CHARS:,} characters")
     elif operator == "%" and isinstance(left, str):
         try:
-            _check_format(left, right)
+            _check_printf(left, right)
         except BudgetExceeded as exc:
             raise BudgetExceeded(f"`%` formatting {exc.reason}") from None
 
@@ -352,7 +427,8 @@ def _check_tojson(value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
 
 
 def _check_format_filter(value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    _check_format(_as_text(value), (*args, *kwargs.values()))
+    # The filter is `value % args`, or `value % kwargs` with keyword arguments.
+    _check_printf(_as_text(value), dict(kwargs) if kwargs else tuple(args))
 
 
 _Check = Callable[[Any, tuple[Any, ...], dict[str, Any]], None]
@@ -565,6 +641,40 @@ class BudgetedEnvironment(ImmutableSandboxedEnvironment):
         self.globals.pop("lipsum", None)
         self.filters = {name: _budgeted_filter(name, func) for name, func in self.filters.items()}
 
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        """`str.format` and `format_map` through a formatter that meters every field.
+
+        The same as Jinja2's own (which builds its formatter inside this method), with
+        `_MeteredFormatter` in place of the sandbox's formatter.
+        """
+        if not isinstance(value, types.MethodType | types.BuiltinMethodType) or (
+            value.__name__ not in ("format", "format_map")
+        ):
+            return None
+        owner: Any = value.__self__
+        if not isinstance(owner, str):
+            return None
+        text_type: type[str] = type(owner)
+        is_format_map = value.__name__ == "format_map"
+        escape = getattr(owner, "escape", None)  # Markup (from the `escape` filter)
+        formatter: SandboxedFormatter = (
+            _BudgetedEscapeFormatter(self, escape=escape)
+            if escape is not None and hasattr(owner, "__html__")
+            else _BudgetedFormatter(self)
+        )
+
+        def wrapper(*args: Any, **kwargs: Any) -> str:
+            if is_format_map:
+                if kwargs:
+                    raise TypeError("format_map() takes no keyword arguments")
+                if len(args) != 1:
+                    raise TypeError(f"format_map() takes exactly one argument ({len(args)} given)")
+                kwargs = args[0]
+                args = ()
+            return text_type(formatter.vformat(owner, args, kwargs))
+
+        return update_wrapper(wrapper, value)
+
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         """Run an operator after checking what it would make."""
         _meter().tick()
@@ -594,8 +704,12 @@ class BudgetedEnvironment(ImmutableSandboxedEnvironment):
         formats = getattr(getattr(__obj, "__wrapped__", None), "__self__", None)
         try:
             if name in ("format", "format_map") and isinstance(formats, str):
-                _check_format(formats, (*args, *kwargs.values()))
-            elif isinstance(__obj, types.BuiltinMethodType) and name in _METHOD_CHECKS:
+                # Each field is checked as it is formatted (_MeteredFormatter); this
+                # bounds the work before the first one.
+                if text_size(formats) + text_size((*args, *kwargs.values())) > MAX_VALUE_CHARS:
+                    raise BudgetExceeded(_LONG)
+                return _made(super().call(__context, __obj, *args, **kwargs), what)
+            if isinstance(__obj, types.BuiltinMethodType) and name in _METHOD_CHECKS:
                 if name == "join" and args:
                     if not isinstance(args[0], list | tuple | str):
                         args = (list(__self.budget_iter(args[0])), *args[1:])
@@ -603,6 +717,8 @@ class BudgetedEnvironment(ImmutableSandboxedEnvironment):
                 else:
                     _METHOD_CHECKS[name](__obj.__self__, args, kwargs)
         except BudgetExceeded as exc:
+            if exc.exhausted:
+                raise
             raise BudgetExceeded(f"{what} {exc.reason}") from None
         return _made(super().call(__context, __obj, *args, **kwargs), what)
 

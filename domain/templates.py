@@ -184,8 +184,14 @@ def render_text(
         raise TemplateProblem(field, "nested too deeply to render") from exc
     except MemoryError as exc:
         raise TemplateProblem(field, "needs too much memory to render") from exc
-    except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
-        raise TemplateProblem(field, f"cannot render: {exc}", line=_traceback_line(exc)) from exc
+    except TemplateProblem:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever the user's template raised is its problem
+        # TypeError, ValueError, AttributeError (`1|dictsort`), TemplateRuntimeError
+        # (`{% set x.y = 1 %}`), AssertionError (`|truncate` with a long end)...: the
+        # template fails, for this contact; it must not fail a whole drafting batch.
+        reason = str(exc) or type(exc).__name__
+        raise TemplateProblem(field, f"cannot render: {reason}", line=_traceback_line(exc)) from exc
     return "".join(pieces)
 
 

@@ -116,11 +116,13 @@ def test_the_access_log_holds_no_capability_token(
                 params={"code": "SECRET-CODE", "state": "SECRET-STATE", "scope": "gmail"},
             )
             client.get("/slack/oauth_redirect?code=SECRET-SLACK&state=SECRET-SLACK-STATE")
+            # `salesbot org install-link`: whoever holds it binds a workspace to the org
+            client.get("/slack/install", params={"link": "SECRET-INSTALL-LINK"})
     finally:
         server.stop()
     logged = buffer.getvalue()
     access = [line for line in logged.splitlines() if "uvicorn.access" in line]
-    assert len(access) == 4
+    assert len(access) == 5
     assert "SECRET" not in logged
     assert '"GET /unsubscribe/[redacted] HTTP/1.1" 400' in access[0]
     assert '"GET /api/integrations/gmail/connect?u=[redacted] HTTP/1.1"' in access[1]
@@ -128,6 +130,7 @@ def test_the_access_log_holds_no_capability_token(
         "/api/integrations/gmail/callback?code=[redacted]&state=[redacted]&scope=gmail"
         in (access[2])
     )
+    assert '"GET /slack/install?link=[redacted] HTTP/1.1"' in access[4]
 
 
 def test_a_database_error_never_shows_its_bound_parameters(engine: Engine) -> None:
