@@ -72,12 +72,34 @@ def test_a_launch_sent_again_with_its_idempotency_key_returns_the_first_job(
 ) -> None:
     first_status, first = _launch(world, "3f1c-launch-q4")
     again_status, again = _launch(world, "3f1c-launch-q4")
-    other_status, other = _launch(world, "another-key")
 
-    assert (first_status, again_status, other_status) == (201, 201, 201)
+    assert (first_status, again_status) == (201, 201)
     assert again["job"]["id"] == first["job"]["id"]  # type: ignore[index]
-    assert other["job"]["id"] != first["job"]["id"]  # type: ignore[index]
-    assert len(_jobs(world)) == 2
+    assert len(_jobs(world)) == 1
+
+
+def test_a_campaign_whose_job_is_still_open_is_not_launched_again_until_it_is_cancelled(
+    world: SlackWorld,
+) -> None:
+    _, first = _launch(world, "first")
+    job_id = int(first["job"]["id"])  # type: ignore[index]
+
+    status, refused = _launch(world, "second")
+    assert (status, refused["error"]["message"]) == (  # type: ignore[index]
+        409,
+        f"campaign “Q4 lender win-back” already has job #{job_id} (pending); let it finish,"
+        f" or cancel it with `/job cancel {job_id}`, before launching it again",
+    )
+    assert _jobs(world) == [(job_id, "pending")]
+
+    cancelled = world.client.post(
+        f"/api/agent/jobs/{job_id}/cancel", headers={"Authorization": f"Bearer {world.api_token}"}
+    )
+    assert cancelled.status_code == 200, cancelled.text
+    status, again = _launch(world, "third")
+    assert status == 201
+    again_id = int(again["job"]["id"])  # type: ignore[index]
+    assert _jobs(world) == [(job_id, "cancelled"), (again_id, "pending")]
 
 
 def test_an_idempotency_key_that_is_not_printable_ascii_is_refused(world: SlackWorld) -> None:
