@@ -20,6 +20,7 @@ from typing import IO, Any
 
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 REDACTED = "[redacted]"
@@ -113,6 +114,20 @@ def json_formatter() -> logging.Formatter:
     )
 
 
+class _DropMessage(logging.Filter):
+    """Drop the records whose message is exactly `message`."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__()
+        self.message = message
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != self.message
+
+
+_DROP_BOLT_TOKEN_WARNING = _DropMessage(warning_client_prioritized_and_token_skipped())
+
+
 def configure_logging(
     level: str, log_format: str = "text", *, stream: IO[str] | None = None
 ) -> None:
@@ -125,6 +140,12 @@ def configure_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    # Alembic announces each of its plugins at INFO when it is first imported (seven lines
+    # in `salesbot serve` and at each web process's first /healthz): not news to anyone.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    # Bolt reads SLACK_BOT_TOKEN from the environment beside the client we give it (made
+    # with that token) and warns that the token "will be unused", twice a process.
+    logging.getLogger("slack_bolt.App").addFilter(_DROP_BOLT_TOKEN_WARNING)
     # uvicorn's loggers print through the root handler (and its filter), not their own.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)
