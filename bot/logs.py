@@ -16,6 +16,7 @@ import json
 import logging
 import re
 import sys
+from datetime import UTC, datetime
 from typing import IO, Any
 
 from pythonjsonlogger.core import RESERVED_ATTRS
@@ -103,9 +104,26 @@ class TextFormatter(logging.Formatter):
         return line + " " + " ".join(f"{k}={_text_value(v)}" for k, v in extras.items())
 
 
+class _JsonFormatter(JsonFormatter):
+    """JSON lines with UTC ISO 8601 times, and extras cut as in the text format."""
+
+    _OWN_KEYS = frozenset({"time", "level", "logger", "message", "exc_info", "stack_info"})
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        stamp = datetime.fromtimestamp(record.created, UTC)
+        return f"{stamp:%Y-%m-%dT%H:%M:%S}.{int(record.msecs):03d}Z"
+
+    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+        for key, value in log_data.items():
+            if key not in self._OWN_KEYS and isinstance(value, str):
+                if len(value) > MAX_EXTRA_CHARS:
+                    log_data[key] = value[:MAX_EXTRA_CHARS] + "…"
+        return log_data
+
+
 def json_formatter() -> logging.Formatter:
     """One JSON object a line: time, level, logger, message and the extras as keys."""
-    return JsonFormatter(
+    return _JsonFormatter(
         "{asctime}{levelname}{name}{message}",
         style="{",
         rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -179,3 +180,18 @@ def test_a_slack_app_with_a_bot_token_starts_without_a_warning(
     runtime = build_runtime(settings)
     assert runtime.bolt is not None
     assert buffer.getvalue() == ""
+
+
+def test_log_format_json_cuts_long_extras_and_stamps_utc_iso_times(
+    log_output: Callable[[str], io.StringIO],
+) -> None:
+    """The text format cut an extra at 500 characters but JSON printed it whole (a 10 MB
+    reason, a whole template); and its time was local, with a comma and no zone."""
+    buffer = log_output("json")
+    logging.getLogger("jobs.worker").warning(
+        "card message failed", extra={"card_id": 7, "reason": "x" * 600}
+    )
+    [record] = [json.loads(line) for line in buffer.getvalue().splitlines()]
+    assert record["card_id"] == 7
+    assert record["reason"] == "x" * 500 + "…"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", record["time"]), record["time"]
