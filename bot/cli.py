@@ -197,8 +197,10 @@ def worker(
     err.print("salesbot worker running; stop it with Ctrl-C or SIGTERM")
     try:
         stopping.wait()
+        err.print("salesbot worker stopping: finishing the work in hand, taking no more")
     finally:
         background.stop()
+    err.print("salesbot worker stopped")
 
 
 @db_app.command("upgrade")
