@@ -249,7 +249,10 @@ def org_create(
     from storage.accounts import create_org, ensure_user, link_slack_team
 
     team_id = _team_id(slack_team_id)
-    with _session() as session:
+    settings = settings_or_exit()
+    if team_id is not None and settings.SLACK_BOT_TOKEN:
+        _require_bot_token_workspace(settings, team_id)
+    with _session(settings) as session:
         try:
             org = create_org(session, slug=slug, name=name or slug)
             if admin_email:
@@ -293,14 +296,10 @@ def org_link_slack(
     settings = settings_or_exit()
     wanted = _team_id(team_id)
     if settings.SLACK_BOT_TOKEN:
-        found_id, found_name = _bot_token_workspace(settings)
-        if wanted is not None and wanted != found_id:
-            raise fail(
-                f"SLACK_BOT_TOKEN belongs to Slack workspace {found_name} ({found_id}), not "
-                f"{wanted}: commands from {wanted} could not be answered with it",
-                2,
-            )
-        if wanted is None:
+        if wanted is not None:
+            _require_bot_token_workspace(settings, wanted)
+        else:
+            found_id, found_name = _bot_token_workspace(settings)
             err.print(f"SLACK_BOT_TOKEN belongs to Slack workspace {found_name} ({found_id}).")
             if not yes and not typer.confirm(f"Bind organization {org} to it?", err=True):
                 raise fail("nothing was changed", 1)
@@ -320,6 +319,18 @@ def org_link_slack(
             raise fail(exc.message) from None
         session.commit()
     out.print(f"organization {found.slug} is bound to Slack workspace {wanted}")
+
+
+def _require_bot_token_workspace(settings: Settings, wanted: str) -> None:
+    """Refuse a workspace SLACK_BOT_TOKEN does not belong to: its commands could not be
+    answered with the token."""
+    found_id, found_name = _bot_token_workspace(settings)
+    if wanted != found_id:
+        raise fail(
+            f"SLACK_BOT_TOKEN belongs to Slack workspace {found_name} ({found_id}), not "
+            f"{wanted}: commands from {wanted} could not be answered with it",
+            2,
+        )
 
 
 def _bot_token_workspace(settings: Settings) -> tuple[str, str]:
