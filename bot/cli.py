@@ -113,6 +113,7 @@ def serve(
         settings = sandbox.settings
         err.rule()
     else:
+        _require_slack_settings(settings)
         open_database(settings.DATABASE_URL).dispose()
     application = build_app(settings)
     gc.freeze()  # see bot/asgi.py: startup objects out of the collector's sight
@@ -137,8 +138,28 @@ def _real_settings_or_exit(command: str) -> Settings:
             "(local stand-ins, one process) run `salesbot serve`.",
             2,
         )
+    _require_slack_settings(settings)
     open_database(settings.DATABASE_URL).dispose()
     return settings
+
+
+def _require_slack_settings(settings: Settings) -> None:
+    """Refuse a half-set Slack mode: without the signing secret (or the OAuth client's
+    secret) the server would start with no Slack endpoint, and Slack's requests meet 404s."""
+    if settings.SLACK_CLIENT_ID and not settings.SLACK_CLIENT_SECRET:
+        raise fail(
+            "setting SLACK_CLIENT_SECRET is missing: OAuth mode (SLACK_CLIENT_ID) needs it "
+            "(Slack app: Basic Information > App Credentials)",
+            2,
+        )
+    if (settings.SLACK_BOT_TOKEN or settings.SLACK_CLIENT_ID) and not (
+        settings.SLACK_SIGNING_SECRET
+    ):
+        raise fail(
+            "setting SLACK_SIGNING_SECRET is missing: Salesbot verifies every Slack request "
+            "with it (Slack app: Basic Information > App Credentials)",
+            2,
+        )
 
 
 @app.command()
