@@ -113,6 +113,7 @@ def serve(
         settings = sandbox.settings
         err.rule()
     else:
+        _require_slack_settings(settings)
         open_database(settings.DATABASE_URL).dispose()
     application = build_app(settings)
     gc.freeze()  # see bot/asgi.py: startup objects out of the collector's sight
@@ -137,8 +138,28 @@ def _real_settings_or_exit(command: str) -> Settings:
             "(local stand-ins, one process) run `salesbot serve`.",
             2,
         )
+    _require_slack_settings(settings)
     open_database(settings.DATABASE_URL).dispose()
     return settings
+
+
+def _require_slack_settings(settings: Settings) -> None:
+    """Refuse a half-set Slack mode: without the signing secret (or the OAuth client's
+    secret) the server would start with no Slack endpoint, and Slack's requests meet 404s."""
+    if settings.SLACK_CLIENT_ID and not settings.SLACK_CLIENT_SECRET:
+        raise fail(
+            "setting SLACK_CLIENT_SECRET is missing: OAuth mode (SLACK_CLIENT_ID) needs it "
+            "(Slack app: Basic Information > App Credentials)",
+            2,
+        )
+    if (settings.SLACK_BOT_TOKEN or settings.SLACK_CLIENT_ID) and not (
+        settings.SLACK_SIGNING_SECRET
+    ):
+        raise fail(
+            "setting SLACK_SIGNING_SECRET is missing: Salesbot verifies every Slack request "
+            "with it (Slack app: Basic Information > App Credentials)",
+            2,
+        )
 
 
 @app.command()
@@ -197,8 +218,10 @@ def worker(
     err.print("salesbot worker running; stop it with Ctrl-C or SIGTERM")
     try:
         stopping.wait()
+        err.print("salesbot worker stopping: finishing the work in hand, taking no more")
     finally:
         background.stop()
+    err.print("salesbot worker stopped")
 
 
 @db_app.command("upgrade")
@@ -247,7 +270,10 @@ def org_create(
     from storage.accounts import create_org, ensure_user, link_slack_team
 
     team_id = _team_id(slack_team_id)
-    with _session() as session:
+    settings = settings_or_exit()
+    if team_id is not None and settings.SLACK_BOT_TOKEN:
+        _require_bot_token_workspace(settings, team_id)
+    with _session(settings) as session:
         try:
             org = create_org(session, slug=slug, name=name or slug)
             if admin_email:
@@ -291,14 +317,10 @@ def org_link_slack(
     settings = settings_or_exit()
     wanted = _team_id(team_id)
     if settings.SLACK_BOT_TOKEN:
-        found_id, found_name = _bot_token_workspace(settings)
-        if wanted is not None and wanted != found_id:
-            raise fail(
-                f"SLACK_BOT_TOKEN belongs to Slack workspace {found_name} ({found_id}), not "
-                f"{wanted}: commands from {wanted} could not be answered with it",
-                2,
-            )
-        if wanted is None:
+        if wanted is not None:
+            _require_bot_token_workspace(settings, wanted)
+        else:
+            found_id, found_name = _bot_token_workspace(settings)
             err.print(f"SLACK_BOT_TOKEN belongs to Slack workspace {found_name} ({found_id}).")
             if not yes and not typer.confirm(f"Bind organization {org} to it?", err=True):
                 raise fail("nothing was changed", 1)
@@ -318,6 +340,18 @@ def org_link_slack(
             raise fail(exc.message) from None
         session.commit()
     out.print(f"organization {found.slug} is bound to Slack workspace {wanted}")
+
+
+def _require_bot_token_workspace(settings: Settings, wanted: str) -> None:
+    """Refuse a workspace SLACK_BOT_TOKEN does not belong to: its commands could not be
+    answered with the token."""
+    found_id, found_name = _bot_token_workspace(settings)
+    if wanted != found_id:
+        raise fail(
+            f"SLACK_BOT_TOKEN belongs to Slack workspace {found_name} ({found_id}), not "
+            f"{wanted}: commands from {wanted} could not be answered with it",
+            2,
+        )
 
 
 def _bot_token_workspace(settings: Settings) -> tuple[str, str]:

@@ -17,10 +17,12 @@ import json
 import logging
 import re
 import sys
+from datetime import UTC, datetime
 from typing import IO, Any
 
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 REDACTED = "[redacted]"
@@ -103,15 +105,46 @@ class TextFormatter(logging.Formatter):
         return line + " " + " ".join(f"{k}={_text_value(v)}" for k, v in extras.items())
 
 
+class _JsonFormatter(JsonFormatter):
+    """JSON lines with UTC ISO 8601 times, and extras cut as in the text format."""
+
+    _OWN_KEYS = frozenset({"time", "level", "logger", "message", "exc_info", "stack_info"})
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        stamp = datetime.fromtimestamp(record.created, UTC)
+        return f"{stamp:%Y-%m-%dT%H:%M:%S}.{int(record.msecs):03d}Z"
+
+    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+        for key, value in log_data.items():
+            if key not in self._OWN_KEYS and isinstance(value, str):
+                if len(value) > MAX_EXTRA_CHARS:
+                    log_data[key] = value[:MAX_EXTRA_CHARS] + "…"
+        return log_data
+
+
 def json_formatter() -> logging.Formatter:
     """One JSON object a line: time, level, logger, message and the extras as keys."""
-    return JsonFormatter(
+    return _JsonFormatter(
         "{asctime}{levelname}{name}{message}",
         style="{",
         rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
         json_ensure_ascii=False,
         reserved_attrs=[*RESERVED_ATTRS, "color_message"],
     )
+
+
+class _DropMessage(logging.Filter):
+    """Drop the records whose message is exactly `message`."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__()
+        self.message = message
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != self.message
+
+
+_DROP_BOLT_TOKEN_WARNING = _DropMessage(warning_client_prioritized_and_token_skipped())
 
 
 def configure_logging(
@@ -126,6 +159,12 @@ def configure_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    # Alembic announces each of its plugins at INFO when it is first imported (seven lines
+    # in `salesbot serve` and at each web process's first /healthz): not news to anyone.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    # Bolt reads SLACK_BOT_TOKEN from the environment beside the client we give it (made
+    # with that token) and warns that the token "will be unused", twice a process.
+    logging.getLogger("slack_bolt.App").addFilter(_DROP_BOLT_TOKEN_WARNING)
     # uvicorn's loggers print through the root handler (and its filter), not their own.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)

@@ -10,6 +10,7 @@ from sqlalchemy import Connection, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from handlers.api.deps import ServicesDep
+from storage.models import Job
 from storage.models_slack import SlackDeferredCall
 
 router = APIRouter(tags=["health"])
@@ -35,6 +36,7 @@ def healthz(services: ServicesDep) -> JSONResponse:
             version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
             if version in heads:
                 slack_work = _slack_work(conn, services.clock.now())
+                jobs_to_plan = _jobs_to_plan(conn, services.clock.now())
     except SQLAlchemyError as exc:
         reason = str(exc.orig if hasattr(exc, "orig") else exc).splitlines()[0]
         return JSONResponse({"status": "error", "database": f"unreachable: {reason}"}, 503)
@@ -53,8 +55,21 @@ def healthz(services: ServicesDep) -> JSONResponse:
             "database": services.engine.dialect.name,
             "schema": version,
             "slack_work": slack_work,
+            "jobs_to_plan": jobs_to_plan,
         }
     )
+
+
+def _jobs_to_plan(conn: Connection, now: datetime) -> dict[str, float | int]:
+    """Jobs accepted (REST launches, `POST /api/agent/jobs`) that no worker has planned yet:
+    a count whose oldest keeps ageing means no `salesbot worker` is running."""
+    waiting, oldest = conn.execute(
+        select(func.count(), func.min(Job.created_at)).where(
+            Job.planned_at.is_(None), Job.status.in_(("pending", "running"))
+        )
+    ).one()
+    age = (now - oldest).total_seconds() if oldest is not None else 0.0
+    return {"waiting": int(waiting), "oldest_waiting_seconds": round(max(age, 0.0), 1)}
 
 
 def _slack_work(conn: Connection, now: datetime) -> dict[str, float | int]:

@@ -58,9 +58,17 @@ def _answer(respond: Respond, text: str) -> None:
     logged, not raised: a raised error would make the worker run the command again (a
     second launch), and the command's work is already done."""
     try:
-        respond(response_type="ephemeral", text=text, replace_original=False)
+        answer = respond(response_type="ephemeral", text=text, replace_original=False)
     except Exception:  # noqa: BLE001 - see above
         log.warning("could not answer a slash command through its response_url", exc_info=True)
+        return
+    # Slack refuses without raising (404 once the URL was used 5 times or is 30 minutes old,
+    # as when no worker ran for a while): say so, or the answer is lost without a trace.
+    if answer.status_code != 200:
+        log.warning(
+            "could not answer a slash command through its response_url",
+            extra={"status": answer.status_code, "body": answer.body[:200]},
+        )
 
 
 def register(app: App, deps: SlackDeps) -> None:

@@ -141,6 +141,24 @@ def test_a_launch_whose_answer_cannot_be_delivered_runs_once(world: SlackWorld) 
     world.wait_for_tasks(world.latest_job_id(), len(world.contact_ids))
 
 
+def test_an_answer_slack_refuses_is_logged_with_the_status_slack_gave(
+    world: SlackWorld, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A response_url Slack no longer takes (used 5 times, older than 30 minutes: a worker
+    that started late) answers 404 without raising; the lost answer must leave a trace."""
+    expired = f"{world.slack.served_url}/hooks/commands/T0/1/expired"
+    with caplog.at_level("WARNING", logger="handlers.slack.commands"):
+        assert world.command("list", response_url=expired).status_code == 200
+        wait_until(lambda: not pending_calls(world), what="the stored command run")
+        wait_until(
+            lambda: any("response_url" in r.getMessage() for r in caplog.records),
+            what="the lost answer logged",
+        )
+    [record] = [r for r in caplog.records if "response_url" in r.getMessage()]
+    assert record.getMessage() == "could not answer a slash command through its response_url"
+    assert (record.status, record.body) == (404, "no_service")  # type: ignore[attr-defined]
+
+
 def test_the_same_launch_command_run_twice_launches_once(world: SlackWorld) -> None:
     """The worker runs a command again after a crash: the second run finds the first job."""
     trigger = world.slack.issue_trigger_id(user_id=REP)

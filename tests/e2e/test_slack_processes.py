@@ -7,6 +7,7 @@ click is stored by a web process before its ack and run by the worker process.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -120,3 +121,69 @@ def test_web_and_worker_refuse_to_run_without_credentials(command: str, tmp_path
     )
     assert result.exit_code == 2
     assert "salesbot serve" in result.output
+
+
+def test_a_worker_sent_sigterm_says_it_is_stopping_and_when_it_stopped(
+    committed_engine: Engine, served_slack: ServedSlack
+) -> None:
+    """A deployer who stops the worker learns that it finishes the work in hand, and when it
+    is done (before, it exited without a word)."""
+    env = _env(committed_engine.url.render_as_string(hide_password=False), served_slack.api_url)
+    salesbot = [sys.executable, "-c", "from bot.cli import main; main()"]
+    worker = subprocess.Popen(
+        [*salesbot, "worker"], env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert worker.stderr is not None
+        first = worker.stderr.readline()
+        assert first == "salesbot worker running; stop it with Ctrl-C or SIGTERM\n"
+        worker.send_signal(signal.SIGTERM)
+        rest = worker.stderr.read()
+        assert worker.wait(timeout=60) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    assert rest.splitlines() == [
+        "salesbot worker stopping: finishing the work in hand, taking no more",
+        "salesbot worker stopped",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("command", "slack", "missing"),
+    [
+        ("web", {"SLACK_BOT_TOKEN": DEFAULT_BOT_TOKEN}, "SLACK_SIGNING_SECRET"),
+        ("worker", {"SLACK_BOT_TOKEN": DEFAULT_BOT_TOKEN}, "SLACK_SIGNING_SECRET"),
+        ("serve", {"SLACK_CLIENT_ID": "1.2", "SLACK_CLIENT_SECRET": "s"}, "SLACK_SIGNING_SECRET"),
+        ("web", {"SLACK_CLIENT_ID": "1.2", "SLACK_SIGNING_SECRET": "s"}, "SLACK_CLIENT_SECRET"),
+    ],
+)
+def test_a_slack_setting_left_out_stops_the_server_with_one_line(
+    command: str, slack: dict[str, str], missing: str, committed_engine: Engine
+) -> None:
+    """Without the signing secret (or the OAuth client secret) the server started with no
+    Slack endpoint at all, and said nothing: Slack's requests met a 404."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("SLACK_", "GOOGLE_", "ANTHROPIC_"))
+    }
+    env.update(
+        DATABASE_URL=committed_engine.url.render_as_string(hide_password=False),
+        SALESBOT_SECRET_KEY="test-secret-key-for-the-web-and-worker-processes-0123456789",
+        **slack,
+    )
+    salesbot = [sys.executable, "-c", "from bot.cli import main; main()"]
+    done = subprocess.run(
+        [*salesbot, command, *(["--port", str(free_port())] if command != "worker" else [])],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    [line] = done.stderr.splitlines()
+    assert line.startswith(f"error: setting {missing} is missing: ")

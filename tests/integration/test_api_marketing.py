@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from domain.clock import FixedClock
 from storage import models as m
 from storage.accounts import revoke_token
+from storage.db import make_session_factory
 from tests.support.api import ApiWorld, make_api_world
 from tests.support.builders import make_client, make_contact, make_order
 
@@ -391,6 +392,38 @@ def test_healthz_reports_the_database_and_schema(api: ApiWorld, db_kind: str) ->
         "waiting": 0,
         "failed": 0,
         "oldest_waiting_seconds": 0.0,
+    }
+
+
+def test_healthz_shows_jobs_waiting_to_be_planned_when_no_worker_runs(
+    committed_engine: Engine, clock: FixedClock
+) -> None:
+    """A REST launch is planned by `salesbot worker`: run only `salesbot web` and the job
+    stays pending; /healthz shows it waiting, and for how long."""
+    session_factory = make_session_factory(committed_engine)
+    api = make_api_world(committed_engine, session_factory, clock, start_background=False)
+    assert api.client.get("/healthz").json()["jobs_to_plan"] == {
+        "waiting": 0,
+        "oldest_waiting_seconds": 0.0,
+    }
+    body = {
+        "name": "Win-back",
+        "params": {
+            "target": {"emails": ["lo@pinnacle.example.com"]},
+            "templates": [{"subject": "Hi {{ first_name }}", "body": "Turn times are down."}],
+        },
+    }
+    created = api.client.post("/api/agent/jobs", json=body, headers=api.auth())
+    assert created.status_code == 201, created.text
+    with session_factory() as session:
+        job = session.get(m.Job, created.json()["id"])
+        assert job is not None
+        assert job.status == "pending"
+        job.created_at = clock.now() - timedelta(seconds=120)
+        session.commit()
+    assert api.client.get("/healthz").json()["jobs_to_plan"] == {
+        "waiting": 1,
+        "oldest_waiting_seconds": 120.0,
     }
 
 

@@ -122,6 +122,29 @@ def test_org_create_refuses_a_workspace_that_already_belongs_to_another_organiza
     assert _org_id(committed_engine, "second") is None
 
 
+def test_org_create_with_a_bot_token_refuses_a_workspace_the_token_does_not_belong_to(
+    cli: Invoke,
+    committed_engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+    served_slack: ServedSlack,
+    slack: SlackStandIn,
+) -> None:
+    """`org link-slack --team-id` checked the id against SLACK_BOT_TOKEN's workspace;
+    `org create --slack-team-id` bound any id, and every command from Slack then found no
+    organization."""
+    single_workspace(monkeypatch, served_slack)
+    code, output = cli("org", "create", "--slug", "lonestar", "--slack-team-id", "T0TYPO")
+    assert (code, output) == (
+        2,
+        "error: SLACK_BOT_TOKEN belongs to Slack workspace Sandbox Appraisals (T0SANDBOX), "
+        "not T0TYPO: commands from T0TYPO could not be answered with it",
+    )
+    assert _org_id(committed_engine, "lonestar") is None
+    code, output = cli("org", "create", "--slug", "lonestar", "--slack-team-id", "T0SANDBOX")
+    assert code == 0, output
+    assert team_of(committed_engine, "lonestar") == "T0SANDBOX"
+
+
 def test_link_slack_offers_the_workspace_of_the_bot_token_and_binds_it_when_confirmed(
     cli: Invoke,
     committed_engine: Engine,

@@ -6,6 +6,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 
 import httpx
@@ -141,3 +144,57 @@ def test_a_database_error_never_shows_its_bound_parameters(engine: Engine) -> No
         )
     assert "private template body" not in str(raised.value)
     assert "SQL parameters hidden" in str(raised.value)
+
+
+def test_checking_the_schema_prints_no_alembic_chatter() -> None:
+    """`salesbot serve` and each web process's first /healthz read the migration heads; that
+    printed seven "setup plugin alembic.autogenerate.…" lines at INFO. Alembic sets its
+    plugins up once a process, so a fresh interpreter checks it."""
+    script = (
+        "from bot.logs import configure_logging\n"
+        "configure_logging('INFO')\n"
+        "from storage.migrate import current_heads\n"
+        "assert current_heads()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+
+
+def test_a_slack_app_with_a_bot_token_starts_without_a_warning(
+    engine: Engine,
+    log_output: Callable[[str], io.StringIO],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Bolt reads SLACK_BOT_TOKEN from the environment beside the client it is given, and
+    warned "`token` will be unused" twice in every process."""
+    from bot.app import build_runtime
+    from tests.support.api import make_settings
+
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-1-2-deployer")
+    settings = make_settings(
+        engine.url.render_as_string(hide_password=False),
+        SLACK_BOT_TOKEN="xoxb-1-2-deployer",
+        SLACK_SIGNING_SECRET="a-signing-secret",
+        SLACK_API_URL="http://127.0.0.1:9/api/",
+    )
+    buffer = log_output("text")
+    runtime = build_runtime(settings)
+    assert runtime.bolt is not None
+    assert buffer.getvalue() == ""
+
+
+def test_log_format_json_cuts_long_extras_and_stamps_utc_iso_times(
+    log_output: Callable[[str], io.StringIO],
+) -> None:
+    """The text format cut an extra at 500 characters but JSON printed it whole (a 10 MB
+    reason, a whole template); and its time was local, with a comma and no zone."""
+    buffer = log_output("json")
+    logging.getLogger("jobs.worker").warning(
+        "card message failed", extra={"card_id": 7, "reason": "x" * 600}
+    )
+    [record] = [json.loads(line) for line in buffer.getvalue().splitlines()]
+    assert record["card_id"] == 7
+    assert record["reason"] == "x" * 500 + "…"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", record["time"]), record["time"]
