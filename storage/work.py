@@ -528,32 +528,26 @@ class TaskRepo:
 
     def renew(self, held: Sequence[tuple[int, int]], *, lease_until: datetime) -> int:
         """Extend the lease of claims still held: (task id, its retry_count) pairs."""
-        t = m.JobTask
-        renewed = 0
-        by_claim: dict[int, list[int]] = {}
-        for task_id, retry_count in held:
-            by_claim.setdefault(retry_count, []).append(task_id)
-        for retry_count, ids in by_claim.items():
-            result = self._s.execute(
-                update(t)
-                .where(
-                    t.id.in_(ids),
-                    t.status == TaskStatus.RUNNING.value,
-                    t.retry_count == retry_count,
-                )
-                .values(lease_until=lease_until)
-                .execution_options(synchronize_session=False)
-            )
-            renewed += int(result.rowcount)  # type: ignore[attr-defined]
-        return renewed
+        return self._update_held(held, lease_until=lease_until)
 
     def release(self, tasks: Sequence[JobTaskView]) -> int:
         """Give claimed tasks that never started back to the queue (a worker stopping)."""
+        return self._update_held(
+            [(task.id, task.retry_count) for task in tasks],
+            status=TaskStatus.PENDING.value,
+            started_at=None,
+            claimed_at=None,
+            lease_until=None,
+        )
+
+    def _update_held(self, held: Sequence[tuple[int, int]], **values: Any) -> int:
+        """Update the tasks of claims still held ((task id, retry_count) pairs): a task
+        claimed again since (its retry_count moved) is another worker's and is left."""
         t = m.JobTask
-        released = 0
         by_claim: dict[int, list[int]] = {}
-        for task in tasks:
-            by_claim.setdefault(task.retry_count, []).append(task.id)
+        for task_id, retry_count in held:
+            by_claim.setdefault(retry_count, []).append(task_id)
+        updated = 0
         for retry_count, ids in by_claim.items():
             result = self._s.execute(
                 update(t)
@@ -562,16 +556,11 @@ class TaskRepo:
                     t.status == TaskStatus.RUNNING.value,
                     t.retry_count == retry_count,
                 )
-                .values(
-                    status=TaskStatus.PENDING.value,
-                    started_at=None,
-                    claimed_at=None,
-                    lease_until=None,
-                )
+                .values(**values)
                 .execution_options(synchronize_session=False)
             )
-            released += int(result.rowcount)  # type: ignore[attr-defined]
-        return released
+            updated += int(result.rowcount)  # type: ignore[attr-defined]
+        return updated
 
     def cancel_orphaned(self, *, now: datetime) -> int:
         """Cancel running tasks whose lease ran out after their job ended (nothing runs them)."""
