@@ -25,6 +25,7 @@ from tests.support.databases import (
     migrated_engine,
     truncate_all,
 )
+from tests.support.slack import ServedSlack, serve_slack_stand_in
 
 DATABASES = ["sqlite", "postgresql"]
 
@@ -154,3 +155,10 @@ def committed_engine(_committed_engines: _LazyEngines, db_kind: str) -> Iterator
         yield engine
     finally:
         truncate_all(engine)
+
+
+@pytest.fixture(scope="module")
+def served_slack() -> Iterator[ServedSlack]:
+    """The Slack stand-in served over HTTP, one per test module."""
+    with serve_slack_stand_in() as served:
+        yield served

@@ -18,17 +18,11 @@ from sandbox.anthropic_api import (
     start_anthropic_stand_in,
 )
 from storage import models as m
-from tests.support.slack import ServedSlack, serve_slack_stand_in
+from tests.support.slack import ServedSlack
 from tests.support.slack_app import SlackWorld, slack_world, wait_until
 
 pytestmark = pytest.mark.slow
 KEY = "sk-ant-test-key"
-
-
-@pytest.fixture(scope="module")
-def served_slack() -> Iterator[ServedSlack]:
-    with serve_slack_stand_in() as served:
-        yield served
 
 
 @pytest.fixture(scope="module")

@@ -45,7 +45,6 @@ from tests.support.google import GoogleServer, follow_consent, running_google_st
 from tests.support.slack import (
     ServedSlack,
     approve_click_body,
-    serve_slack_stand_in,
     signed_headers,
 )
 from tests.support.slack_app import SIGNING_SECRET, wait_until
@@ -84,12 +83,6 @@ LAUNCHES_PER_ROUND = 3
 CONTACTS_PER_CAMPAIGN = 2
 APPROVALS_PER_ROUND = 4
 BURST_APPROVALS = 6
-
-
-@pytest.fixture(scope="module")
-def served_slack() -> Iterator[ServedSlack]:
-    with serve_slack_stand_in() as served:
-        yield served
 
 
 @pytest.fixture(scope="module")

@@ -19,16 +19,10 @@ from domain.outreach import PlanningFailed
 from storage import models as m
 from storage.db import make_session_factory
 from storage.uow import UnitOfWork
-from tests.support.slack import ServedSlack, serve_slack_stand_in
+from tests.support.slack import ServedSlack
 from tests.support.slack_app import REP, REVIEW_CHANNEL, SlackWorld, slack_world, wait_until
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def served_slack() -> Iterator[ServedSlack]:
-    with serve_slack_stand_in() as served:
-        yield served
 
 
 @pytest.fixture

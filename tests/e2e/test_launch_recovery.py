@@ -15,16 +15,10 @@ from sqlalchemy import Engine, select
 from domain.clock import FixedClock
 from storage import models as m
 from storage.uow import UnitOfWork
-from tests.support.slack import ServedSlack, serve_slack_stand_in
+from tests.support.slack import ServedSlack
 from tests.support.slack_app import SlackWorld, slack_world
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def served_slack() -> Iterator[ServedSlack]:
-    with serve_slack_stand_in() as served:
-        yield served
 
 
 @pytest.fixture

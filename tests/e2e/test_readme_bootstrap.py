@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
@@ -39,7 +38,7 @@ from sandbox.slack_api import (
 )
 from storage.db import make_session_factory
 from tests.support.api import TEST_SECRET_KEY, make_settings
-from tests.support.slack import ServedSlack, serve_slack_stand_in, signed_headers
+from tests.support.slack import ServedSlack, signed_headers
 from tests.support.slack_app import SIGNING_SECRET, running, wait_until
 
 pytestmark = pytest.mark.slow
@@ -49,12 +48,6 @@ MARIA = "U0MARIA"
 LONESTAR_TEAM = "T0LONESTAR"
 LAUNCH = "launch Q4 lender win-back"
 LOAN_OFFICERS_WHO_MAY_BE_EMAILED = 6  # samples/contacts.csv: 7 LOs, one opted out
-
-
-@pytest.fixture(scope="module")
-def served_slack() -> Iterator[ServedSlack]:
-    with serve_slack_stand_in() as served:
-        yield served
 
 
 def bootstrap_blocks() -> list[list[str]]:

@@ -15,7 +15,7 @@ from domain.clock import FixedClock
 from domain.contacts import UserRole
 from storage import models as m
 from storage.accounts import create_token, ensure_user
-from tests.support.slack import ServedSlack, serve_slack_stand_in
+from tests.support.slack import ServedSlack
 from tests.support.slack_app import OTHER_REP, REP, SlackWorld, slack_world, wait_until
 
 pytestmark = pytest.mark.slow
@@ -23,12 +23,6 @@ pytestmark = pytest.mark.slow
 ADMIN = "U0ANA0001"
 ADMIN_EMAIL = "ana@lonestar.example.com"
 CAMPAIGN = "Q4 lender win-back"
-
-
-@pytest.fixture(scope="module")
-def served_slack() -> Iterator[ServedSlack]:
-    with serve_slack_stand_in() as served:
-        yield served
 
 
 @pytest.fixture

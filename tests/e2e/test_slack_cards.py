@@ -19,7 +19,7 @@ from sandbox.slack_api import DEFAULT_TEAM_ID
 from storage import models as m
 from storage.models_slack import SlackDeferredCall
 from storage.uow import UnitOfWork
-from tests.support.slack import ServedSlack, serve_slack_stand_in, signed_headers
+from tests.support.slack import ServedSlack, signed_headers
 from tests.support.slack_app import (
     OTHER_REP,
     REP,
@@ -37,12 +37,6 @@ pytestmark = pytest.mark.slow
 def dumps(value: object) -> str:
     """JSON text with emoji left as they are, for assertions on what Slack shows."""
     return json.dumps(value, ensure_ascii=False)
-
-
-@pytest.fixture(scope="module")
-def served_slack() -> Iterator[ServedSlack]:
-    with serve_slack_stand_in() as served:
-        yield served
 
 
 @pytest.fixture

@@ -11,18 +11,12 @@ import pytest
 from sqlalchemy import Engine
 
 from domain.clock import FixedClock
-from tests.support.slack import ServedSlack, serve_slack_stand_in, signed_headers
+from tests.support.slack import ServedSlack, signed_headers
 from tests.support.slack_app import SIGNING_SECRET, SlackWorld, slack_world
 
 pytestmark = pytest.mark.slow
 
 FORM = {"content-type": "application/x-www-form-urlencoded"}
-
-
-@pytest.fixture(scope="module")
-def served_slack() -> Iterator[ServedSlack]:
-    with serve_slack_stand_in() as served:
-        yield served
 
 
 @pytest.fixture

@@ -25,16 +25,10 @@ from storage import models as m
 from storage.accounts import create_org, ensure_user, link_slack_team
 from storage.db import SessionFactory, make_session_factory
 from tests.support.api import make_settings
-from tests.support.slack import ServedSlack, serve_slack_stand_in, signed_headers
+from tests.support.slack import ServedSlack, signed_headers
 from tests.support.slack_app import SIGNING_SECRET, running, wait_until
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def served_slack() -> Iterator[ServedSlack]:
-    with serve_slack_stand_in() as served:
-        yield served
 
 
 def test_a_workspace_installs_salesbot_and_its_commands_work(

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -26,7 +25,6 @@ from storage.db import make_session_factory
 from tests.support.slack import (
     ServedSlack,
     approve_click_body,
-    serve_slack_stand_in,
     signed_headers,
 )
 from tests.support.slack_app import REP, SIGNING_SECRET, wait_until
@@ -34,12 +32,6 @@ from tests.support.slack_app import REP, SIGNING_SECRET, wait_until
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def served_slack() -> Iterator[ServedSlack]:
-    with serve_slack_stand_in() as served:
-        yield served
 
 
 def _env(database_url: str, slack_api: str) -> dict[str, str]:

@@ -14,17 +14,11 @@ from storage import models as m
 from storage.accounts import create_token, ensure_user
 from tests.support.gmail_app import google_settings, open_connect_link, parse_raw
 from tests.support.google import GoogleServer, follow_consent, running_google_stand_in
-from tests.support.slack import ServedSlack, serve_slack_stand_in
+from tests.support.slack import ServedSlack
 from tests.support.slack_app import REP, REVIEW_CHANNEL, SlackWorld, slack_world, wait_until
 
 pytestmark = pytest.mark.slow
 REP_EMAIL = "maria@lonestar.example.com"
-
-
-@pytest.fixture(scope="module")
-def served_slack() -> Iterator[ServedSlack]:
-    with serve_slack_stand_in() as served:
-        yield served
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from storage import models as m
 from tests.support.api import TEST_SECRET_KEY
 from tests.support.gmail_app import DANA, RAY, GmailWorld, gmail_world, google_settings
 from tests.support.google import GoogleServer, follow_consent, running_google_stand_in
-from tests.support.slack import ServedSlack, serve_slack_stand_in, signed_headers
+from tests.support.slack import ServedSlack, signed_headers
 from tests.support.slack_app import (
     REP,
     REVIEW_CHANNEL,
@@ -229,12 +229,6 @@ def test_token_of_another_organization_cannot_opt_out_this_ones_contact(
 
 
 # --- the whole flow from Slack ------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def served_slack() -> Iterator[ServedSlack]:
-    with serve_slack_stand_in() as served:
-        yield served
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -18,7 +18,7 @@ from storage import models as m
 from storage.accounts import create_token
 from storage.migrate import upgrade
 from tests.support.builders import make_client, make_org
-from tests.support.slack import ServedSlack, serve_slack_stand_in
+from tests.support.slack import ServedSlack
 
 SECRET_KEY = "cli-test-secret-key-0123456789-abcdefghijklmnop"
 SLACK_SETTINGS = (
@@ -32,12 +32,6 @@ SLACK_SETTINGS = (
 )
 
 Invoke = Callable[..., tuple[int, str]]
-
-
-@pytest.fixture(scope="module")
-def served_slack() -> Iterator[ServedSlack]:
-    with serve_slack_stand_in() as served:
-        yield served
 
 
 @pytest.fixture

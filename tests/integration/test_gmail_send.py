@@ -37,7 +37,7 @@ from tests.support.gmail_app import (
     raw_header,
 )
 from tests.support.google import GoogleServer, running_google_stand_in
-from tests.support.slack import ServedSlack, serve_slack_stand_in
+from tests.support.slack import ServedSlack
 from tests.support.slack_app import wait_until
 
 NOW = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
@@ -654,12 +654,6 @@ def test_expired_access_token_is_refreshed_and_the_new_one_stored_encrypted(
     assert SecretBox(TEST_SECRET_KEY).decrypt_bytes(account.access_token_encrypted) == (
         newest.token
     )
-
-
-@pytest.fixture(scope="module")
-def served_slack() -> Iterator[ServedSlack]:
-    with serve_slack_stand_in() as served:
-        yield served
 
 
 def test_revoked_grant_disconnects_the_mailbox_and_tells_the_rep_in_slack(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -27,7 +27,6 @@ from sandbox.slack_api import (
 )
 from tests.support.slack import (
     ServedSlack,
-    serve_slack_stand_in,
     signed_headers,
     slash_command_body,
 )
@@ -68,12 +67,6 @@ CARD_BLOCKS: list[dict[str, Any]] = [
         ],
     },
 ]
-
-
-@pytest.fixture(scope="module")
-def served_slack() -> Iterator[ServedSlack]:
-    with serve_slack_stand_in() as served:
-        yield served
 
 
 @pytest.fixture

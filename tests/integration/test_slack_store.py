@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -30,7 +30,6 @@ from storage.slack_store import DbInstallationStore, DbOAuthStateStore, bind_ins
 from tests.support.builders import make_org
 from tests.support.slack import (
     ServedSlack,
-    serve_slack_stand_in,
     signed_headers,
     slash_command_body,
 )
@@ -485,12 +484,6 @@ def test_issuing_a_state_purges_the_expired_ones(
 
 
 # ---- Bolt's OAuth flow end to end ---------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def served_slack() -> Iterator[ServedSlack]:
-    with serve_slack_stand_in() as served:
-        yield served
 
 
 @pytest.fixture
