@@ -421,8 +421,6 @@ class Outreach:
                 request_key=request_key,
             )
             if campaign.status.value in ("draft", "paused"):
-                from domain.campaigns import CampaignStatus
-
                 fields = campaign.model_copy(update={"status": CampaignStatus.ACTIVE})
                 uow.campaigns.update(org_id, campaign.id, fields, now=now)
             uow.commit()
