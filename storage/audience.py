@@ -8,11 +8,12 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Protocol
 
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    Join,
     String,
     and_,
     cast,
@@ -31,6 +32,15 @@ from domain.contacts import EmailStatus
 from domain.jobs import JobParams, TargetSelection
 from storage import models as m
 from storage.sql import chunks, one_of
+
+
+class OpenUnitOfWork(Protocol):
+    """A unit of work inside its `with` block, as the targeting functions use it."""
+
+    @property
+    def session(self) -> Session:
+        """The session of the open unit of work."""
+        ...
 
 
 class AudienceRepo:
@@ -126,13 +136,17 @@ def _has_any_tag(dialect: str, tags: Sequence[str]) -> ColumnElement[bool]:
     if not tags:
         return false()
     if dialect == "postgresql":
-        # jsonb ?| text[]: served by the GIN index on contacts.tags.
-        return type_coerce(m.Contact.tags, JSONB).has_any(cast(array(list(tags)), ARRAY(String)))
+        # jsonb ?| text[]: served by the GIN index on contacts.tags. JSONB's operators are
+        # reached through the coerced column's comparator, which SQLAlchemy leaves untyped.
+        tagged: ColumnElement[bool] = type_coerce(m.Contact.tags, JSONB).has_any(
+            cast(array(list(tags)), ARRAY(String))
+        )
+        return tagged
     each = func.json_each(m.Contact.tags).table_valued("value")
     return exists(select(1).select_from(each).where(each.c.value.in_(list(tags))))
 
 
-def _contacts_joined() -> Any:
+def _contacts_joined() -> Join:
     c, cl = m.Contact, m.Client
     return c.__table__.outerjoin(cl.__table__, (cl.id == c.client_id) & (cl.org_id == c.org_id))
 
@@ -204,7 +218,12 @@ def _flatten(pages: Iterable[list[int]]) -> Iterator[int]:
 
 
 def target_contact_ids(
-    uow: Any, org_id: int, params: JobParams, now: datetime, *, batch_size: int = 1000
+    uow: OpenUnitOfWork,
+    org_id: int,
+    params: JobParams,
+    now: datetime,
+    *,
+    batch_size: int = 1000,
 ) -> Iterator[list[int]]:
     """Stream the reachable contacts a job targets, in id order, each once.
 
@@ -245,7 +264,7 @@ def target_contact_ids(
         yield batch
 
 
-def target_count(uow: Any, org_id: int, params: JobParams, now: datetime) -> int:
+def target_count(uow: OpenUnitOfWork, org_id: int, params: JobParams, now: datetime) -> int:
     """Count the reachable contacts a job targets."""
     target = params.target
     if not (target.contact_ids or target.client_ids or target.emails):

@@ -1,8 +1,8 @@
 """Contacts as drafting and display read them, and the few writes outreach makes to them.
 
 `ContactContextRepo` is the contact read model (a contact with its client and order
-history, the names a card shows) and it also writes: it records that a
-contact was emailed (`touch_contacted`), appends to its engagement history and applies an
+history, the names a card shows) and it also writes: it records that a contact was
+emailed (`touch_contacted`), appends to its engagement history and applies an
 update_profile task's changes.
 """
 
