@@ -18,9 +18,9 @@ from domain.audience import AudienceCriteria
 from domain.catalog import Catalog
 from domain.clock import SystemClock
 from domain.deps import Deps
+from storage.audience import AudienceRepo
 from storage.db import make_engine, make_session_factory
 from storage.migrate import upgrade
-from storage.repositories import AudienceRepo
 from storage.uow import UnitOfWork
 
 ADMIN_URL = os.environ.get("BENCH_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")

@@ -407,7 +407,7 @@ class ContactContextRepository(Protocol):
         """Return a user's Slack id."""
         ...
 
-    def enrollment_thread(self, enrollment_id: int | None) -> str | None:
+    def thread_to_continue(self, enrollment_id: int | None) -> str | None:
         """Return the Gmail thread an enrollment's emails continue."""
         ...
 

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
-from storage.context import ContextRepo
+from storage.audience import AudienceRepo
+from storage.campaigns import CampaignRepo
+from storage.cards import CardRepo
+from storage.contacts import ContactContextRepo
 from storage.db import SessionFactory
 from storage.events import EventKeys
-from storage.repositories import AudienceRepo, CampaignRepo, TemplateRepo
-from storage.work import CardRepo, EnrollmentRepo, JobRepo, TaskRepo
+from storage.jobs import EnrollmentRepo, JobRepo, TaskRepo
+from storage.templates import TemplateRepo
+
+if TYPE_CHECKING:
+    from domain.ports import CatalogUnitOfWork, OutreachUnitOfWork
 
 
 class UnitOfWork:
@@ -27,7 +34,7 @@ class UnitOfWork:
     tasks: TaskRepo
     enrollments: EnrollmentRepo
     cards: CardRepo
-    contexts: ContextRepo
+    contexts: ContactContextRepo
     events: EventKeys
 
     def __init__(self, session_factory: SessionFactory) -> None:
@@ -53,7 +60,7 @@ class UnitOfWork:
         self.tasks = TaskRepo(session)
         self.enrollments = EnrollmentRepo(session)
         self.cards = CardRepo(session)
-        self.contexts = ContextRepo(session)
+        self.contexts = ContactContextRepo(session)
         self.events = EventKeys(session)
         return self
 
@@ -73,3 +80,10 @@ class UnitOfWork:
     def commit(self) -> None:
         """Commit the transaction."""
         self.session.commit()
+
+
+if TYPE_CHECKING:
+
+    def _implements_the_ports(uow: UnitOfWork) -> tuple[CatalogUnitOfWork, OutreachUnitOfWork]:
+        """Let the type checker hold this unit of work to the ports of the use cases."""
+        return uow, uow

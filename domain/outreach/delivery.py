@@ -39,7 +39,7 @@ class Delivery:
                 return uow.cards.get(org_id, card_id)
             job = uow.jobs.get(org_id, card.job_id) if card.job_id else None
             thread_id = (
-                uow.contexts.enrollment_thread(card.enrollment_id) if card.enrollment_id else None
+                uow.contexts.thread_to_continue(card.enrollment_id) if card.enrollment_id else None
             )
             uow.commit()
         # From here a crash leaves the card `executing` with no outbox row: the recovery

@@ -755,7 +755,7 @@ class FakeContexts:
         found = self._w.users.get((org_id, user_id)) if user_id is not None else None
         return found[2] if found else None
 
-    def enrollment_thread(self, enrollment_id: int | None) -> str | None:
+    def thread_to_continue(self, enrollment_id: int | None) -> str | None:
         found = self._w.enrollments.get(enrollment_id) if enrollment_id is not None else None
         return found.thread_id if found else None
 
