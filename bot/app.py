@@ -30,12 +30,13 @@ from bot.settings import Settings
 from bot.slack_app import BOT_SCOPES, QueuedLazyRunner, build_bolt_app
 from bot.slack_oauth import CachedAuthorize
 from domain import faults
+from domain.catalog import Catalog
 from domain.clock import Clock, SystemClock
-from domain.drafting import DraftModel
+from domain.deps import Deps
 from domain.errors import ExternalServiceError
 from domain.jobs import TaskKind
-from domain.mail import Mailer
 from domain.outreach import Outreach
+from domain.ports import DraftModel, Mailer
 from handlers import gmail_push
 from handlers.api import cards, health, jobs, marketing, unsubscribe
 from handlers.api import gmail as gmail_api
@@ -50,7 +51,6 @@ from integrations.gmail.sender import SendLimits
 from jobs.recovery import RecoverySweep
 from jobs.slack_deferred import DeferredSlackWorker
 from jobs.worker import TaskWorker
-from storage.audience import target_contact_ids, target_count
 from storage.db import SessionFactory, make_engine, make_session_factory
 from storage.models import Organization
 from storage.slack_deferred import SlackDeferredQueue
@@ -66,6 +66,7 @@ class Runtime:
 
     settings: Settings
     services: Services
+    catalog: Catalog
     outreach: Outreach
     worker: TaskWorker
     poster: TaskWorker
@@ -202,11 +203,10 @@ def build_runtime(
         if slack is not None
         else None
     )
-    outreach = Outreach(
-        uow=uow,
-        clock=services.clock,
-        contact_source=target_contact_ids,
-        audience_count=target_count,
+    service_deps = Deps(uow=uow, clock=services.clock)
+    catalog = Catalog(service_deps)
+    outreach = Outreach.build(
+        service_deps,
         unsubscribe_url=unsubscribe_url,
         mailer=mailer,
         notifier=notifier,
@@ -215,7 +215,7 @@ def build_runtime(
         work_lease=work_lease,
     )
     if gmail is not None:
-        gmail.outbox.on_sent = outreach.finish_send
+        gmail.outbox.on_sent = outreach.delivery.finish_send
     # One thread posts card messages, in order, paced by Slack's rate limit (the client
     # retries `ratelimited` after Retry-After), so drafting never waits for Slack.
     poster = TaskWorker(
@@ -244,7 +244,7 @@ def build_runtime(
     # Plans pending jobs (REST launches) and carries on what a dead process left, once its
     # lease ran out; it looks a few times per lease, and at most every 30 s.
     recovery = RecoverySweep(
-        outreach,
+        outreach.recovery,
         services.session_factory,
         poll_seconds=min(30.0, max(settings.WORKER_POLL_SECONDS, work_lease.total_seconds() / 4)),
         on_found=worker.wake,
@@ -286,6 +286,7 @@ def build_runtime(
     return Runtime(
         settings=settings,
         services=services,
+        catalog=catalog,
         outreach=outreach,
         worker=worker,
         poster=poster,

@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from domain.contacts import ContactContext
 from domain.errors import NotFound
-from domain.outreach import ContactContext
 from storage import models as m
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
@@ -14,6 +15,9 @@ from storage.db import SessionFactory
 from storage.events import EventKeys
 from storage.jobs import EnrollmentRepo, JobRepo, TaskRepo
 from storage.templates import TemplateRepo
+
+if TYPE_CHECKING:
+    from domain.ports import CatalogUnitOfWork, OutreachUnitOfWork
 
 
 class UnitOfWork:
@@ -76,3 +80,10 @@ class UnitOfWork:
     def commit(self) -> None:
         """Commit the transaction."""
         self.session.commit()
+
+
+if TYPE_CHECKING:
+
+    def _implements_the_ports(uow: UnitOfWork) -> tuple[CatalogUnitOfWork, OutreachUnitOfWork]:
+        """Let the type checker hold this unit of work to the ports of the use cases."""
+        return uow, uow

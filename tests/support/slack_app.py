@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from bot.app import Runtime, build_app, build_runtime
 from domain.clock import Clock
-from domain.mail import Mailer
+from domain.ports import Mailer
 from handlers.api.deps import Services
 from sandbox.slack_api import DEFAULT_BOT_TOKEN, DEFAULT_CHANNEL_ID, DEFAULT_TEAM_ID, SlackStandIn
 from storage import models as m
