@@ -8,7 +8,6 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
-from typing import Protocol
 
 from sqlalchemy import (
     BigInteger,
@@ -32,15 +31,6 @@ from domain.contacts import EmailStatus
 from domain.jobs import TargetSelection
 from storage import models as m
 from storage.sql import chunks, one_of
-
-
-class OpenUnitOfWork(Protocol):
-    """A unit of work inside its `with` block, as the targeting functions use it."""
-
-    @property
-    def session(self) -> Session:
-        """The session of the open unit of work."""
-        ...
 
 
 class AudienceRepo:
