@@ -6,6 +6,7 @@ from types import TracebackType
 
 from sqlalchemy.orm import Session
 
+from storage.accounts import OrgRepo, TokenRepo, UserRepo
 from storage.context import ContextRepo
 from storage.db import SessionFactory
 from storage.events import EventKeys
@@ -29,6 +30,9 @@ class UnitOfWork:
     cards: CardRepo
     contexts: ContextRepo
     events: EventKeys
+    orgs: OrgRepo
+    users: UserRepo
+    tokens: TokenRepo
 
     def __init__(self, session_factory: SessionFactory) -> None:
         self._session_factory = session_factory
@@ -55,6 +59,9 @@ class UnitOfWork:
         self.cards = CardRepo(session)
         self.contexts = ContextRepo(session)
         self.events = EventKeys(session)
+        self.orgs = OrgRepo(session)
+        self.users = UserRepo(session)
+        self.tokens = TokenRepo(session)
         return self
 
     def __exit__(
