@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
 from domain.clock import Clock
-from domain.contacts import TokenScope, UserRole
+from domain.contacts import TokenScope, UserRole, normalize_email
 from domain.errors import Conflict, InvalidInput, NotFound
 
 if TYPE_CHECKING:
@@ -141,11 +141,6 @@ class UnknownUser(NotFound):
 def hash_token(secret: str) -> str:
     """Return the stored form of an API token: its SHA-256, hex."""
     return hashlib.sha256(secret.encode()).hexdigest()
-
-
-def normalize_email(email: str) -> str:
-    """Return an address as users are stored and found by: trimmed, lower case."""
-    return email.strip().lower()
 
 
 def add_org(orgs: OrgRepository, *, slug: str, name: str) -> Org:
