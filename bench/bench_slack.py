@@ -37,7 +37,7 @@ from sandbox.slack_api import (
 from storage import models as m
 from storage.db import make_engine, make_session_factory
 from storage.migrate import upgrade
-from storage.models_slack import SlackDeferredCall
+from storage.models import SlackDeferredCall
 from tests.support.accounts import create_org, link_slack_team
 from tests.support.slack import approve_click_body, signed_headers
 

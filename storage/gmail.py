@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session
 from domain.errors import Conflict, NotFound
 from domain.jobs import EnrollmentStatus
 from storage import models as m
-from storage import models_gmail as mg
 from storage.accounts import UserRepo
+from storage.models import gmail as mg
 
 
 class TokenCipher(Protocol):

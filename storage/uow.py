@@ -7,11 +7,14 @@ from types import TracebackType
 from sqlalchemy.orm import Session
 
 from storage.accounts import OrgRepo, TokenRepo, UserRepo
-from storage.context import ContextRepo
+from storage.audience import AudienceRepo
+from storage.campaigns import CampaignRepo
+from storage.cards import CardRepo
+from storage.contacts import ContactContextRepo
 from storage.db import SessionFactory
 from storage.events import EventKeys
-from storage.repositories import AudienceRepo, CampaignRepo, TemplateRepo
-from storage.work import CardRepo, EnrollmentRepo, JobRepo, TaskRepo
+from storage.jobs import EnrollmentRepo, JobRepo, TaskRepo
+from storage.templates import TemplateRepo
 
 
 class UnitOfWork:
@@ -28,7 +31,7 @@ class UnitOfWork:
     tasks: TaskRepo
     enrollments: EnrollmentRepo
     cards: CardRepo
-    contexts: ContextRepo
+    contexts: ContactContextRepo
     events: EventKeys
     orgs: OrgRepo
     users: UserRepo
@@ -57,7 +60,7 @@ class UnitOfWork:
         self.tasks = TaskRepo(session)
         self.enrollments = EnrollmentRepo(session)
         self.cards = CardRepo(session)
-        self.contexts = ContextRepo(session)
+        self.contexts = ContactContextRepo(session)
         self.events = EventKeys(session)
         self.orgs = OrgRepo(session)
         self.users = UserRepo(session)
