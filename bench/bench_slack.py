@@ -35,11 +35,11 @@ from sandbox.slack_api import (
     start_slack_stand_in,
 )
 from storage import models as m
-from storage.accounts import create_org, link_slack_team
 from storage.db import make_engine, make_session_factory
 from storage.migrate import upgrade
 from storage.models import SlackDeferredCall
 from storage.uow import UnitOfWork
+from tests.support.accounts import create_org, link_slack_team
 from tests.support.slack import approve_click_body, signed_headers
 
 ADMIN_URL = os.environ.get("BENCH_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -243,7 +243,7 @@ def bench_concurrent_approvals(url: str) -> None:
     """1,000 concurrent signed approve clicks on one card; count the emails Gmail received."""
     from sandbox.google import start_google_stand_in
     from sandbox.google_oauth import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET
-    from storage.accounts import create_token, ensure_user
+    from tests.support.accounts import create_token, ensure_user
     from tests.support.google import follow_consent
 
     clicks = 1000

@@ -254,6 +254,7 @@ def build_runtime(
     if slack is not None and settings.SLACK_SIGNING_SECRET:
         deps = SlackDeps(
             outreach=outreach,
+            accounts=services.accounts,
             session_factory=services.session_factory,
             clock=services.clock,
             wake_worker=worker.wake,

@@ -13,10 +13,11 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol
 
+from domain.accounts import Org, OrgSummary, StoredToken, TokenSummary, User
 from domain.audience import AudienceCriteria, AudienceSize
 from domain.campaigns import Campaign, CampaignFields
 from domain.cards import Card, CardState, CardType, CardView, InFlightCard, Priority
-from domain.contacts import ContactContext
+from domain.contacts import ContactContext, TokenScope, UserRole
 from domain.drafting import Draft, DraftRequest
 from domain.jobs import Job, JobStatus, JobTaskView, TargetSelection, TaskStatus
 from domain.mail import OutgoingEmail, SendOutcome
@@ -537,4 +538,131 @@ class SecretBoxPort(Protocol):
 
     def encrypt(self, plaintext: str) -> str:
         """Encrypt text to a printable token."""
+        ...
+
+
+# --- accounts ---
+
+
+class OrgRepository(Protocol):
+    """Organizations and the Slack workspaces they are bound to."""
+
+    def add(self, *, slug: str, name: str) -> Org:
+        """Store a new organization (the slug is valid and free)."""
+        ...
+
+    def find(self, org_id: int) -> Org | None:
+        """Return the organization with this id, if any."""
+        ...
+
+    def find_by_slug(self, slug: str) -> Org | None:
+        """Return the organization with this slug, if any."""
+        ...
+
+    def find_by_slack_team(self, team_id: str) -> Org | None:
+        """Return the organization bound to this Slack workspace, if any."""
+        ...
+
+    def set_slack_team(self, org_id: int, team_id: str) -> None:
+        """Record the Slack workspace an organization is bound to."""
+        ...
+
+    def list_summaries(self) -> list[OrgSummary]:
+        """Return every organization with its workspace, admins and counts, by slug."""
+        ...
+
+
+class UserRepository(Protocol):
+    """Users of organizations; `find` is the one lookup of a user by id."""
+
+    def find(self, org_id: int, user_id: int) -> User | None:
+        """Return the user with this id in the organization, if any."""
+        ...
+
+    def find_by_email(self, org_id: int, email: str) -> User | None:
+        """Return the user with this (normalized) address in the organization, if any."""
+        ...
+
+    def find_by_slack_id(self, org_id: int, slack_user_id: str) -> User | None:
+        """Return the user linked to this Slack id in the organization, if any."""
+        ...
+
+    def has_admin(self, org_id: int) -> bool:
+        """Tell whether the organization has an admin."""
+        ...
+
+    def add(
+        self,
+        org_id: int,
+        *,
+        email: str,
+        name: str | None,
+        role: UserRole,
+        slack_user_id: str | None,
+    ) -> User:
+        """Store a new user."""
+        ...
+
+    def save(self, user: User) -> None:
+        """Write a user's name, role and Slack id."""
+        ...
+
+
+class TokenRepository(Protocol):
+    """API tokens, kept as hashes of their secrets."""
+
+    def add(
+        self,
+        org_id: int,
+        *,
+        name: str,
+        scope: TokenScope,
+        user_id: int | None,
+        token_hash: str,
+        prefix: str,
+    ) -> int:
+        """Store a new token; return its id."""
+        ...
+
+    def find_by_hash(self, token_hash: str) -> StoredToken | None:
+        """Return the token with this hash, if any."""
+        ...
+
+    def touch(self, token_id: int, *, at: datetime) -> None:
+        """Record when a token was last used."""
+        ...
+
+    def revoke(self, org_id: int, token_id: int, *, at: datetime) -> bool:
+        """Revoke a token of the organization; False if it has no such token."""
+        ...
+
+    def list_summaries(self, org_id: int) -> list[TokenSummary]:
+        """Return the organization's tokens, oldest first."""
+        ...
+
+
+class AccountsUnitOfWork(Protocol):
+    """One transaction over the account repositories; commits once."""
+
+    # Read-only properties, so that a unit of work holding concrete repositories fits.
+    @property
+    def orgs(self) -> OrgRepository: ...
+
+    @property
+    def users(self) -> UserRepository: ...
+
+    @property
+    def tokens(self) -> TokenRepository: ...
+
+    def __enter__(self) -> AccountsUnitOfWork: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    def commit(self) -> None:
+        """Commit the transaction."""
         ...

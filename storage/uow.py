@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
+from storage.accounts import OrgRepo, TokenRepo, UserRepo
 from storage.audience import AudienceRepo
 from storage.campaigns import CampaignRepo
 from storage.cards import CardRepo
@@ -36,6 +37,9 @@ class UnitOfWork:
     cards: CardRepo
     contexts: ContactContextRepo
     events: EventKeys
+    orgs: OrgRepo
+    users: UserRepo
+    tokens: TokenRepo
 
     def __init__(self, session_factory: SessionFactory) -> None:
         self._session_factory = session_factory
@@ -62,6 +66,9 @@ class UnitOfWork:
         self.cards = CardRepo(session)
         self.contexts = ContactContextRepo(session)
         self.events = EventKeys(session)
+        self.orgs = OrgRepo(session)
+        self.users = UserRepo(session)
+        self.tokens = TokenRepo(session)
         return self
 
     def __exit__(
