@@ -26,19 +26,11 @@ ALLOWED: Mapping[str, str] = {
     "storage/inbound.py": "durable push/sync queue: a push is stored before it is answered",
     "storage/slack_deferred.py": "durable queue of Slack work, stored before the ack",
     # TEMPORARY: removed by the branch that turns it into a use case
-    "bot/cli.py": "org, Slack team and token commands write through storage",
-    # TEMPORARY: removed by the branch that turns it into a use case
-    "bot/sandbox.py": "sandbox bootstrap writes its organization and users directly",
-    # TEMPORARY: removed by the branch that turns it into a use case
     "bot/slack_app.py": "claims a Slack event id (de-dupe) in its own session",
-    # TEMPORARY: removed by the branch that turns it into a use case
-    "handlers/api/deps.py": "token authentication records the token's last use",
     # TEMPORARY: removed by the branch that turns it into a use case
     "handlers/api/gmail.py": "admin allows a Gmail address directly in the handler",
     # TEMPORARY: removed by the branch that turns it into a use case
     "handlers/api/unsubscribe.py": "opt-out written by the handler, not a use case yet",
-    # TEMPORARY: removed by the branch that turns it into a use case
-    "handlers/slack/common.py": "links a first-seen Slack user inside the handler",
     # TEMPORARY: removed by the branch that turns it into a use case
     "integrations/gmail/oauth.py": "consent states and mailbox connection written here",
     # TEMPORARY: removed by the branch that turns it into a use case
