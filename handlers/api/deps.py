@@ -13,6 +13,7 @@ from domain.clock import Clock
 from domain.contacts import TokenScope, UserRole
 from domain.errors import NotPermitted, SalesbotError
 from domain.outreach import Actor
+from domain.suppression import Suppression
 from storage import models as m
 from storage.accounts import TokenIdentity, authenticate_token
 from storage.db import SessionFactory
@@ -101,3 +102,12 @@ def get_uow(services: ServicesDep) -> UnitOfWork:
 
 
 UowDep = Annotated[UnitOfWork, Depends(get_uow)]
+
+
+def get_suppression(request: Request) -> Suppression:
+    """Return the opt-out use cases the app was built with."""
+    suppression: Suppression = request.app.state.runtime.suppression
+    return suppression
+
+
+SuppressionDep = Annotated[Suppression, Depends(get_suppression)]
