@@ -14,7 +14,6 @@ address other than their own; who allowed it and when are stored beside it.
 from __future__ import annotations
 
 import html
-import logging
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Annotated, Any, Final
@@ -40,8 +39,6 @@ from integrations.crypto import LinkSigner
 from integrations.gmail.client import GoogleConfig
 from integrations.gmail.sender import GmailMailer, OutboxWorker
 from storage.accounts import TokenIdentity
-
-log = logging.getLogger(__name__)
 
 CONNECT_PATH: Final = "/api/integrations/gmail/connect"
 CALLBACK_PATH: Final = "/api/integrations/gmail/callback"
