@@ -29,7 +29,7 @@ from domain.mailboxes import (
     MailboxTaken,
 )
 from storage import models as m
-from storage import models_gmail as mg
+from storage.models import gmail as mg
 
 
 class TokenCipher(Protocol):

@@ -6,13 +6,16 @@ from types import TracebackType
 
 from sqlalchemy.orm import Session
 
-from storage.context import ContextRepo
+from storage.audience import AudienceRepo
+from storage.campaigns import CampaignRepo
+from storage.cards import CardRepo
+from storage.contacts import ContactContextRepo
 from storage.db import SessionFactory
 from storage.events import EventKeys
 from storage.gmail import GmailAccountRepo, MailboxAllowanceRepo, OAuthStateRepo, TokenCipher
-from storage.repositories import AudienceRepo, CampaignRepo, TemplateRepo
+from storage.jobs import EnrollmentRepo, JobRepo, TaskRepo
 from storage.suppression import OptOutRepo
-from storage.work import CardRepo, EnrollmentRepo, JobRepo, TaskRepo
+from storage.templates import TemplateRepo
 
 
 class _NoCipher:
@@ -41,7 +44,7 @@ class UnitOfWork:
     tasks: TaskRepo
     enrollments: EnrollmentRepo
     cards: CardRepo
-    contexts: ContextRepo
+    contexts: ContactContextRepo
     events: EventKeys
     gmail_accounts: GmailAccountRepo
     oauth_states: OAuthStateRepo
@@ -74,7 +77,7 @@ class UnitOfWork:
         self.tasks = TaskRepo(session)
         self.enrollments = EnrollmentRepo(session)
         self.cards = CardRepo(session)
-        self.contexts = ContextRepo(session)
+        self.contexts = ContactContextRepo(session)
         self.events = EventKeys(session)
         self.gmail_accounts = GmailAccountRepo(session, self._cipher)
         self.oauth_states = OAuthStateRepo(session, self._cipher)
