@@ -28,12 +28,6 @@ ALLOWED: Mapping[str, str] = {
     # TEMPORARY: removed by the branch that turns it into a use case
     "bot/slack_app.py": "claims a Slack event id (de-dupe) in its own session",
     # TEMPORARY: removed by the branch that turns it into a use case
-    "handlers/api/gmail.py": "admin allows a Gmail address directly in the handler",
-    # TEMPORARY: removed by the branch that turns it into a use case
-    "handlers/api/unsubscribe.py": "opt-out written by the handler, not a use case yet",
-    # TEMPORARY: removed by the branch that turns it into a use case
-    "integrations/gmail/oauth.py": "consent states and mailbox connection written here",
-    # TEMPORARY: removed by the branch that turns it into a use case
     "integrations/gmail/sender.py": "the outbox commits the row before Gmail, then its outcome",
 }
 
