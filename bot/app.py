@@ -36,6 +36,7 @@ from domain.errors import ExternalServiceError
 from domain.jobs import TaskKind
 from domain.mail import Mailer
 from domain.outreach import Outreach
+from domain.sending import SendLimits
 from handlers import gmail_push
 from handlers.api import cards, health, jobs, marketing, unsubscribe
 from handlers.api import gmail as gmail_api
@@ -46,7 +47,7 @@ from handlers.api.gmail import GmailIntegration, build_gmail_integration
 from handlers.request_limits import RequestLimitMiddleware
 from handlers.slack.common import SlackDeps
 from integrations.crypto import LinkSigner, SecretBox
-from integrations.gmail.sender import SendLimits
+from integrations.gmail.sender import gmail_service
 from jobs.recovery import RecoverySweep
 from jobs.slack_deferred import DeferredSlackWorker
 from jobs.worker import TaskWorker
@@ -124,11 +125,23 @@ def build_background(
 ) -> Background:
     """Build the background work of a runtime (not started)."""
     if gmail_service_for_account is None and runtime.gmail is not None:
-        gmail_service_for_account = runtime.gmail.mailer.service_for_account
+        gmail_service_for_account = _mailbox_services(runtime.gmail)
     gmail_inbound = build_gmail_inbound(
         runtime.settings, runtime.services, service_for_account=gmail_service_for_account
     )
     return Background(runtime, gmail_inbound)
+
+
+def _mailbox_services(gmail: GmailIntegration) -> Callable[[int], Any]:
+    """Return the factory of an authorized Gmail API resource per connected mailbox."""
+
+    def service_for_account(account_id: int) -> Any:
+        tokens = gmail.mailer.mailbox_tokens(account_id)
+        if tokens is None:
+            raise ExternalServiceError(f"Gmail account {account_id} is not connected")
+        return gmail_service(gmail.config, tokens)
+
+    return service_for_account
 
 
 def build_services(
@@ -174,7 +187,7 @@ def build_runtime(
         return f"{base}/unsubscribe/{token}"
 
     def uow() -> UnitOfWork:
-        return UnitOfWork(services.session_factory)
+        return UnitOfWork(services.session_factory, cipher=secrets)
 
     slack = build_slack_clients(settings, services, secrets)
     work_lease = timedelta(seconds=settings.WORK_LEASE_SECONDS)
@@ -190,6 +203,7 @@ def build_runtime(
         services,
         secrets=secrets,
         unsubscribe_url=unsubscribe_url,
+        uow=uow,
         client_for_org=slack.client_for_org if slack is not None else None,
         limits=limits,
     )

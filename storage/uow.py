@@ -9,6 +9,8 @@ from sqlalchemy.orm import Session
 from storage.context import ContextRepo
 from storage.db import SessionFactory
 from storage.events import EventKeys
+from storage.gmail import GmailAccountRepo, TokenCipher
+from storage.outbox import OutboxRepo
 from storage.repositories import AudienceRepo, CampaignRepo, TemplateRepo
 from storage.work import CardRepo, EnrollmentRepo, JobRepo, TaskRepo
 
@@ -29,9 +31,15 @@ class UnitOfWork:
     cards: CardRepo
     contexts: ContextRepo
     events: EventKeys
+    outbox: OutboxRepo
+    mailboxes: GmailAccountRepo
 
-    def __init__(self, session_factory: SessionFactory) -> None:
+    def __init__(
+        self, session_factory: SessionFactory, *, cipher: TokenCipher | None = None
+    ) -> None:
         self._session_factory = session_factory
+        # Mailbox tokens are decrypted by the repository; without a cipher they cannot be read.
+        self._cipher: TokenCipher = cipher or _NoCipher()
         self._session: Session | None = None
 
     @property
@@ -55,6 +63,8 @@ class UnitOfWork:
         self.cards = CardRepo(session)
         self.contexts = ContextRepo(session)
         self.events = EventKeys(session)
+        self.outbox = OutboxRepo(session)
+        self.mailboxes = GmailAccountRepo(session, self._cipher)
         return self
 
     def __exit__(
@@ -73,3 +83,15 @@ class UnitOfWork:
     def commit(self) -> None:
         """Commit the transaction."""
         self.session.commit()
+
+
+class _NoCipher:
+    """The cipher of a unit of work built without one: any use of a token is a wiring error."""
+
+    def encrypt_bytes(self, plaintext: str) -> bytes:
+        """Refuse: this unit of work was built without a token cipher."""
+        raise RuntimeError("this unit of work was built without a token cipher")
+
+    def decrypt_bytes(self, token: bytes) -> str:
+        """Refuse: this unit of work was built without a token cipher."""
+        raise RuntimeError("this unit of work was built without a token cipher")

@@ -33,18 +33,17 @@ from domain.contacts import UserRole
 from domain.errors import ExternalServiceError, InvalidInput, NotFound, NotPermitted
 from domain.fields import Id, Text
 from domain.mail import OutgoingEmail, SendOutcome, SendStatus
+from domain.outbox import DisconnectListener, Outbox
+from domain.ports import OutboxUnitOfWork
+from domain.sending import SendLimits
 from handlers.api.deps import IdentityDep, Services, ServicesDep, get_identity
 from handlers.api.errors import error_body
 from integrations.crypto import LinkSigner, SecretBox
 from integrations.gmail.client import GoogleConfig
 from integrations.gmail.compose import message_id_domain
 from integrations.gmail.oauth import CALLBACK_PATH, STATE_TTL, ConsentRefused, GmailOAuth
-from integrations.gmail.sender import (
-    DisconnectListener,
-    GmailMailer,
-    OutboxWorker,
-    SendLimits,
-)
+from integrations.gmail.sender import GmailSender
+from jobs.outbox import OutboxWorker
 from storage import models as m
 from storage.accounts import TokenIdentity
 from storage.gmail import MailboxAllowance, allow_mailbox_address, contact_summary, user_slack_id
@@ -67,7 +66,7 @@ class GmailIntegration:
 
     config: GoogleConfig
     oauth: GmailOAuth
-    mailer: GmailMailer
+    mailer: Outbox
     outbox: OutboxWorker
     connect_signer: LinkSigner
     public_base_url: str
@@ -90,6 +89,7 @@ def build_gmail_integration(
     *,
     secrets: SecretBox,
     unsubscribe_url: Callable[[int, int], str],
+    uow: Callable[[], OutboxUnitOfWork],
     client_for_org: Callable[[int], WebClient] | None = None,
     limits: SendLimits | None = None,
 ) -> GmailIntegration | None:
@@ -114,13 +114,11 @@ def build_gmail_integration(
         redirect_uri=base + CALLBACK_PATH,
         limits=limits,
     )
-    mailer = GmailMailer(
-        config,
-        session_factory=services.session_factory,
+    mailer = Outbox(
+        uow=uow,
+        sender=GmailSender(config, message_id_domain=message_id_domain(base)),
         clock=services.clock,
-        cipher=secrets,
         unsubscribe_url=unsubscribe_url,
-        message_id_domain=message_id_domain(base),
         limits=limits,
     )
     integration = GmailIntegration(
