@@ -19,7 +19,7 @@ from domain.errors import Conflict, NotFound
 from domain.jobs import EnrollmentStatus
 from domain.sending import OutboxStatus
 from storage import models as m
-from storage import models_gmail as mg
+from storage.models import gmail as mg
 
 
 class TokenCipher(Protocol):

@@ -6,13 +6,16 @@ from types import TracebackType
 
 from sqlalchemy.orm import Session
 
-from storage.context import ContextRepo
+from storage.audience import AudienceRepo
+from storage.campaigns import CampaignRepo
+from storage.cards import CardRepo
+from storage.contacts import ContactContextRepo
 from storage.db import SessionFactory
 from storage.events import EventKeys
 from storage.gmail import GmailAccountRepo, TokenCipher
+from storage.jobs import EnrollmentRepo, JobRepo, TaskRepo
 from storage.outbox import OutboxRepo
-from storage.repositories import AudienceRepo, CampaignRepo, TemplateRepo
-from storage.work import CardRepo, EnrollmentRepo, JobRepo, TaskRepo
+from storage.templates import TemplateRepo
 
 
 class UnitOfWork:
@@ -29,7 +32,7 @@ class UnitOfWork:
     tasks: TaskRepo
     enrollments: EnrollmentRepo
     cards: CardRepo
-    contexts: ContextRepo
+    contexts: ContactContextRepo
     events: EventKeys
     outbox: OutboxRepo
     mailboxes: GmailAccountRepo
@@ -61,7 +64,7 @@ class UnitOfWork:
         self.tasks = TaskRepo(session)
         self.enrollments = EnrollmentRepo(session)
         self.cards = CardRepo(session)
-        self.contexts = ContextRepo(session)
+        self.contexts = ContactContextRepo(session)
         self.events = EventKeys(session)
         self.outbox = OutboxRepo(session)
         self.mailboxes = GmailAccountRepo(session, self._cipher)
