@@ -17,6 +17,7 @@ import statistics
 import time
 from collections import Counter
 from datetime import timedelta
+from functools import partial
 
 import psycopg
 from sqlalchemy import Engine, func, select
@@ -157,9 +158,8 @@ def main() -> None:
         for n in range(REPLICAS):
             engine = make_engine(url, pool_size=THREADS_PER_REPLICA + 1)
             engines.append(engine)
-            sessions = make_session_factory(engine)
             outbox = Outbox(
-                uow=lambda sessions=sessions: UnitOfWork(sessions, cipher=box),
+                uow=partial(UnitOfWork, make_session_factory(engine), cipher=box),
                 sender=GmailSender(config, message_id_domain="bench.example"),
                 clock=SystemClock(),
                 unsubscribe_url=lambda o, c: (
