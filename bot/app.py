@@ -39,6 +39,7 @@ from domain.jobs import TaskKind
 from domain.mailboxes import MailboxAllowances
 from domain.outreach import Outreach
 from domain.ports import DraftModel, Mailer
+from domain.sending import SendLimits
 from domain.suppression import Suppression
 from handlers import gmail_push
 from handlers.api import cards, health, jobs, marketing, unsubscribe
@@ -50,7 +51,7 @@ from handlers.api.gmail import GmailIntegration
 from handlers.request_limits import RequestLimitMiddleware
 from handlers.slack.common import SlackDeps
 from integrations.crypto import LinkSigner, SecretBox
-from integrations.gmail.sender import SendLimits
+from integrations.gmail.sender import gmail_service
 from jobs.recovery import RecoverySweep
 from jobs.slack_deferred import DeferredSlackWorker
 from jobs.worker import TaskWorker
@@ -130,11 +131,23 @@ def build_background(
 ) -> Background:
     """Build the background work of a runtime (not started)."""
     if gmail_service_for_account is None and runtime.gmail is not None:
-        gmail_service_for_account = runtime.gmail.mailer.service_for_account
+        gmail_service_for_account = _mailbox_services(runtime.gmail)
     gmail_inbound = build_gmail_inbound(
         runtime.settings, runtime.services, service_for_account=gmail_service_for_account
     )
     return Background(runtime, gmail_inbound)
+
+
+def _mailbox_services(gmail: GmailIntegration) -> Callable[[int], Any]:
+    """Return the factory of an authorized Gmail API resource per connected mailbox."""
+
+    def service_for_account(account_id: int) -> Any:
+        tokens = gmail.mailer.mailbox_tokens(account_id)
+        if tokens is None:
+            raise ExternalServiceError(f"Gmail account {account_id} is not connected")
+        return gmail_service(gmail.config, tokens)
+
+    return service_for_account
 
 
 def build_services(
@@ -195,7 +208,6 @@ def build_runtime(
         settings,
         services,
         uow=uow,
-        secrets=secrets,
         unsubscribe_url=unsubscribe_url,
         client_for_org=slack.client_for_org if slack is not None else None,
         limits=limits,

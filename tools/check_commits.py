@@ -27,8 +27,6 @@ ALLOWED: Mapping[str, str] = {
     "storage/slack_deferred.py": "durable queue of Slack work, stored before the ack",
     # TEMPORARY: removed by the branch that turns it into a use case
     "bot/slack_app.py": "claims a Slack event id (de-dupe) in its own session",
-    # TEMPORARY: removed by the branch that turns it into a use case
-    "integrations/gmail/sender.py": "the outbox commits the row before Gmail, then its outcome",
 }
 
 
