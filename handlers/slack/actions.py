@@ -11,13 +11,13 @@ from slack_bolt import Ack, App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.blocks import edit_modal, full_body_modal, parse_button_value, reject_modal
-from bot.slack_ids import ActionId
 from domain.cards import CardState
 from domain.errors import InvalidInput, NotFound, NotPermitted
 from domain.outreach import StaleCard
+from handlers.slack.blocks import edit_modal, full_body_modal, parse_button_value, reject_modal
 from handlers.slack.common import SlackDeps, friendly, resolve_actor, tell
 from handlers.slack.events import publish_home
+from handlers.slack.ids import ActionId
 from storage.uow import UnitOfWork
 
 log = logging.getLogger(__name__)

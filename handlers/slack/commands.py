@@ -10,13 +10,13 @@ from typing import Any
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
-from bot.blocks import escape, job_line
-from bot.slack_ids import Command
 from domain.campaigns import CampaignStatus
 from domain.errors import InvalidInput, NotFound, SalesbotError
 from domain.jobs import JobStatus
 from domain.outreach import Actor
+from handlers.slack.blocks import escape, job_line
 from handlers.slack.common import SlackDeps, friendly, resolve_actor
+from handlers.slack.ids import Command
 from storage.uow import UnitOfWork
 
 log = logging.getLogger(__name__)

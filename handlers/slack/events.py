@@ -8,7 +8,7 @@ from typing import Any
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
-from bot.blocks import home_view
+from handlers.slack.blocks import home_view
 from handlers.slack.common import SlackDeps, friendly, resolve_actor, user_id_of
 from storage.uow import UnitOfWork
 

@@ -7,11 +7,11 @@ from typing import Any
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
-from bot.blocks import parse_button_value
-from bot.slack_ids import ActionId, BlockId, CallbackId
 from domain.errors import InvalidInput
 from domain.templates import TemplateProblem, render_text
+from handlers.slack.blocks import parse_button_value
 from handlers.slack.common import SlackDeps, friendly, resolve_actor, tell
+from handlers.slack.ids import ActionId, BlockId, CallbackId
 
 
 def _value(view: dict[str, Any], block: BlockId, action: ActionId) -> Any:

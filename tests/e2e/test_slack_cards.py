@@ -11,9 +11,9 @@ from urllib.parse import urlencode
 import pytest
 from sqlalchemy import Engine, func, select
 
-from bot.slack_ids import ActionId, BlockId, CallbackId
 from domain.clock import FixedClock
 from domain.jobs import JobStatus
+from handlers.slack.ids import ActionId, BlockId, CallbackId
 from sandbox.server import free_port
 from sandbox.slack_api import DEFAULT_TEAM_ID
 from storage import models as m

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from bot.slack_ids import ActionId, BlockId, CallbackId
 from domain.cards import Card, CardState, CardType
 from domain.jobs import Job
 from domain.outreach import CardView
+from handlers.slack.ids import ActionId, BlockId, CallbackId
 
 PREVIEW_CHARS = 600
 MODAL_TEXT_CHARS = 2900  # a section's text may hold 3,000 characters
