@@ -48,11 +48,11 @@ from handlers.slack.common import SlackDeps
 from integrations.crypto import LinkSigner, SecretBox
 from integrations.gmail.sender import SendLimits
 from jobs.recovery import RecoverySweep
-from jobs.slack_deferred import DeferredSlackWorker
+from jobs.slack_replay import SlackReplayWorker
 from jobs.worker import TaskWorker
 from storage.db import SessionFactory, make_engine, make_session_factory
 from storage.models import Organization
-from storage.slack_deferred import SlackDeferredQueue
+from storage.slack_calls import SlackCallQueue
 from storage.slack_store import DbInstallationStore, DbOAuthStateStore
 from storage.uow import UnitOfWork
 from storage.work import target_contact_ids, target_count
@@ -74,10 +74,10 @@ class Runtime:
     secrets: SecretBox
     unsubscribe_signer: LinkSigner
     gmail: GmailIntegration | None = None
-    slack_worker: DeferredSlackWorker | None = None
+    slack_worker: SlackReplayWorker | None = None
 
     def run_tasks_until_idle(self) -> int:
-        """Run deferred Slack work, draft, then post, until nothing is pending (tests, benches)."""
+        """Replay Slack calls, draft, then post, until nothing is pending (tests, benches)."""
         total = 0
         while True:
             ran = self.recovery.plan_pending()
@@ -250,7 +250,7 @@ def build_runtime(
         on_found=worker.wake,
     )
     bolt: App | None = None
-    slack_worker: DeferredSlackWorker | None = None
+    slack_worker: SlackReplayWorker | None = None
     if slack is not None and settings.SLACK_SIGNING_SECRET:
         deps = SlackDeps(
             outreach=outreach,
@@ -265,7 +265,7 @@ def build_runtime(
             ),
         )
         # The web app stores each listener's slow part; the worker's app replays it.
-        deferred = SlackDeferredQueue(services.session_factory)
+        slack_calls = SlackCallQueue(services.session_factory)
         replay = build_bolt_app(
             settings,
             deps,
@@ -274,14 +274,14 @@ def build_runtime(
             authorize=slack.authorize,
             replay=True,
         )
-        slack_worker = DeferredSlackWorker(replay, deferred, services.clock, lease=work_lease)
+        slack_worker = SlackReplayWorker(replay, slack_calls, services.clock, lease=work_lease)
         bolt = build_bolt_app(
             settings,
             deps,
             client=slack.app_client,
             oauth_settings=slack.oauth_settings,
             authorize=slack.authorize,
-            lazy_runner=QueuedLazyRunner(deferred, services.clock, on_stored=slack_worker.wake),
+            lazy_runner=QueuedLazyRunner(slack_calls, services.clock, on_stored=slack_worker.wake),
         )
     return Runtime(
         settings=settings,

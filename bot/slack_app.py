@@ -23,7 +23,7 @@ from handlers.slack import actions, commands, events, views
 from handlers.slack.common import SlackDeps
 from jobs.loop import GroupWriter
 from storage.events import claim_event_key
-from storage.slack_deferred import NewCall, SlackDeferredQueue
+from storage.slack_calls import NewCall, SlackCallQueue
 
 log = logging.getLogger(__name__)
 
@@ -48,18 +48,18 @@ class QueuedLazyRunner(LazyListenerRunner):
     """Store each lazy listener call in the database instead of running it here.
 
     Bolt calls `start` in the request's thread before it returns the ack, so a request
-    Slack got 200 for is already durable; a worker (`jobs.slack_deferred`) runs it, in
+    Slack got 200 for is already durable; a worker (`jobs.slack_replay`) runs it, in
     another process in production, keeping the web process's CPU for acks. The calls of
     concurrent requests are stored together, one transaction a batch (a burst of clicks
     would otherwise queue behind one transaction each).
     """
 
     def __init__(
-        self, queue: SlackDeferredQueue, clock: Clock, *, on_stored: Callable[[], None]
+        self, queue: SlackCallQueue, clock: Clock, *, on_stored: Callable[[], None]
     ) -> None:
         self.logger = log
         self._writer: GroupWriter[NewCall, int] = GroupWriter(
-            lambda calls: queue.enqueue(calls, now=clock.now()), name="slack-deferred-writer"
+            lambda calls: queue.enqueue(calls, now=clock.now()), name="slack-call-writer"
         )
         self._on_stored = on_stored
 

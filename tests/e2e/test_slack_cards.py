@@ -207,7 +207,7 @@ def pending_calls(world: SlackWorld) -> int:
 
 
 def launched_with_worker_stopped(world: SlackWorld) -> tuple[Any, Any, str, int]:
-    """Launch, stop the deferred-call worker; return it, the first card's message, its
+    """Launch, stop the replay worker; return it, the first card's message, its
     Approve button's value and the card id."""
     launch(world)
     worker = world.runtime.slack_worker
