@@ -1,0 +1,110 @@
+"""What Salesbot understands of an inbound email: the shared vocabulary of every classifier.
+
+Detectors, user rules, Claude and the offline model all answer in these terms, so the rest of
+the inbound pipeline (linking, engagement, actions, cards) never cares which one decided.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+#: Below this confidence a category is not trusted and becomes ESCALATE (per-org setting).
+DEFAULT_CONFIDENCE_THRESHOLD = 0.7
+
+
+class Category(StrEnum):
+    """The twelve categories of the original system (seed §5)."""
+
+    AMC_ORDER = "AMC_ORDER"  # an official appraisal order
+    OPPORTUNITY = "OPPORTUNITY"  # a new business lead
+    CASE = "CASE"  # complaint, dispute, rebuttal
+    STATUS = "STATUS"  # a simple status request
+    SCHEDULING = "SCHEDULING"  # appointment logistics
+    UPDATES = "UPDATES"  # new or changed information
+    AP = "AP"  # accounts payable
+    AR = "AR"  # accounts receivable
+    INFORMATION = "INFORMATION"  # announcements
+    NOTIFICATIONS = "NOTIFICATIONS"  # system alerts
+    REMOVE = "REMOVE"  # unsubscribe request
+    ESCALATE = "ESCALATE"  # unsure: a human decides
+
+
+class Sentiment(StrEnum):
+    """How the sender feels about us, in three steps."""
+
+    POSITIVE = "positive"
+    NEUTRAL = "neutral"
+    NEGATIVE = "negative"
+
+
+class Intent(StrEnum):
+    """What a reply to our outreach asks for."""
+
+    INTERESTED = "interested"
+    MEETING_REQUEST = "meeting_request"
+    INFO_REQUEST = "info_request"
+    NOT_NOW = "not_now"
+    NOT_INTERESTED = "not_interested"
+    WRONG_PERSON = "wrong_person"
+    REFERRAL = "referral"
+    UNSUBSCRIBE = "unsubscribe"
+    OUT_OF_OFFICE = "out_of_office"
+    NONE = "none"
+
+
+class Decider(StrEnum):
+    """Which part of the pipeline decided a classification."""
+
+    DETECTOR = "detector"  # bounce, complaint, auto-reply, unsubscribe, own rep
+    RULE = "rule"  # a user rule (confidence 1.0)
+    CLAUDE = "claude"
+    OFFLINE = "offline"  # the model shipped with Salesbot
+
+
+class Entities(BaseModel):
+    """Facts pulled out of a message (all optional, all as written in the message)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    order_numbers: list[str] = Field(default_factory=list, max_length=20)
+    property_addresses: list[str] = Field(default_factory=list, max_length=20)
+    amounts: list[str] = Field(default_factory=list, max_length=20)
+    dates: list[str] = Field(default_factory=list, max_length=20)
+    urgency: str | None = Field(default=None, max_length=32)
+
+
+class Classification(BaseModel):
+    """One decision about one message, whoever made it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    category: Category
+    confidence: float = Field(ge=0.0, le=1.0)
+    sentiment: Sentiment = Sentiment.NEUTRAL
+    sentiment_score: float = Field(default=0.0, ge=-1.0, le=1.0)
+    intent: Intent = Intent.NONE
+    entities: Entities = Field(default_factory=Entities)
+    decided_by: Decider
+    #: The rule id, detector name or model name that decided, for people reading the result.
+    decided_detail: str | None = Field(default=None, max_length=200)
+    #: True when the message tried to instruct the model; never lowers a review requirement.
+    injection_attempt: bool = False
+    #: Why the category was changed or escalated (low confidence, malformed model output...).
+    reason: str | None = Field(default=None, max_length=500)
+
+
+def escalate_if_unsure(result: Classification, *, threshold: float) -> Classification:
+    """Turn a category below the organization's confidence threshold into ESCALATE."""
+    if result.category is Category.ESCALATE or result.confidence >= threshold:
+        return result
+    return result.model_copy(
+        update={
+            "category": Category.ESCALATE,
+            "reason": (
+                f"{result.category.value} at confidence {result.confidence:.2f} is below "
+                f"the threshold {threshold:.2f}"
+            ),
+        }
+    )
