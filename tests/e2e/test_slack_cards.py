@@ -141,7 +141,7 @@ def test_an_answer_slack_refuses_is_logged_with_the_status_slack_gave(
     """A response_url Slack no longer takes (used 5 times, older than 30 minutes: a worker
     that started late) answers 404 without raising; the lost answer must leave a trace."""
     expired = f"{world.slack.served_url}/hooks/commands/T0/1/expired"
-    with caplog.at_level("WARNING", logger="handlers.slack.commands"):
+    with caplog.at_level("WARNING", logger="handlers.slack.common"):
         assert world.command("list", response_url=expired).status_code == 200
         wait_until(lambda: not pending_calls(world), what="the stored command run")
         wait_until(
