@@ -8,7 +8,7 @@ or at a local stand-in), the use cases, the Bolt app, the task worker and the ro
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -34,7 +34,7 @@ from domain.clock import Clock, SystemClock
 from domain.drafting import DraftModel
 from domain.errors import ExternalServiceError
 from domain.jobs import TaskKind
-from domain.mail import Mailer
+from domain.mail import Mailer, SendOutcome
 from domain.outreach import Outreach
 from handlers import gmail_push
 from handlers.api import cards, health, jobs, marketing, unsubscribe
@@ -215,7 +215,14 @@ def build_runtime(
         work_lease=work_lease,
     )
     if gmail is not None:
-        gmail.outbox.on_sent = outreach.finish_send
+
+        def finish_send(
+            org_id: int, email_send_id: int, card_id: int | None, outcome: SendOutcome
+        ) -> None:
+            # The outbox's listener returns nothing; the use case returns the card it settled.
+            outreach.finish_send(org_id, email_send_id, card_id, outcome)
+
+        gmail.outbox.on_sent = finish_send
     # One thread posts card messages, in order, paced by Slack's rate limit (the client
     # retries `ratelimited` after Retry-After), so drafting never waits for Slack.
     poster = TaskWorker(
@@ -442,7 +449,7 @@ def _mount_slack(app: FastAPI, bolt: App, signing_secret: str) -> None:
 
     def to_bolt(body: str, request: Request) -> BoltRequest | Response:
         # Bolt's own x-slack-bolt-* headers steer its lazy listeners: never from outside.
-        headers = {
+        headers: dict[str, str | Sequence[str]] = {
             k: [v] for k, v in request.headers.items() if not k.lower().startswith("x-slack-bolt-")
         }
         try:

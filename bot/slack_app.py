@@ -144,7 +144,9 @@ def build_bolt_app(
             settings=oauth_settings,
             signer=install_link_signer(settings.SALESBOT_SECRET_KEY),
         )
-        app = App(oauth_flow=flow, authorize=authorize, **common)
+        # Bolt annotates `authorize` as returning an AuthorizeResult, yet takes its own
+        # `Authorize` classes, whose result is None for a workspace not installed, as they are.
+        app = App(oauth_flow=flow, authorize=authorize, **common)  # type: ignore[arg-type]
         app.middleware(authorize.middleware)
     else:
         app = App(token_verification_enabled=False, **common)

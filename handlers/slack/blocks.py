@@ -409,7 +409,7 @@ def bulk_message(
     ]
     if count > 40:
         lines.append(f"… and {count - 40} more")
-    blocks = [
+    blocks: list[dict[str, Any]] = [
         {
             "type": "section",
             "text": _text(f"*{escape(job_name)}* · batch {batch + 1}: {count} drafts"),
