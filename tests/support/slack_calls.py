@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlencode
 
 from sqlalchemy.orm import Session
 
-from storage.models_slack import SlackDeferredCall
+from storage.models import SlackDeferredCall
 from storage.slack_calls import NewCall
 
 FORM = "application/x-www-form-urlencoded"
