@@ -30,12 +30,14 @@ from bot.settings import Settings
 from bot.slack_app import BOT_SCOPES, QueuedLazyRunner, build_bolt_app
 from bot.slack_oauth import CachedAuthorize
 from domain import faults
+from domain.catalog import Catalog
 from domain.clock import Clock, SystemClock
-from domain.drafting import DraftModel
+from domain.deps import Deps
 from domain.errors import ExternalServiceError
 from domain.jobs import TaskKind
-from domain.mail import Mailer, SendOutcome
+from domain.mail import SendOutcome
 from domain.outreach import Outreach
+from domain.ports import DraftModel, Mailer
 from handlers import gmail_push
 from handlers.api import cards, health, jobs, marketing, unsubscribe
 from handlers.api import gmail as gmail_api
@@ -50,7 +52,6 @@ from integrations.gmail.sender import SendLimits
 from jobs.recovery import RecoverySweep
 from jobs.slack_replay import SlackReplayWorker
 from jobs.worker import TaskWorker
-from storage.audience import target_contact_ids, target_count
 from storage.db import SessionFactory, make_engine, make_session_factory
 from storage.models import Organization
 from storage.slack_calls import SlackCallQueue
@@ -66,6 +67,7 @@ class Runtime:
 
     settings: Settings
     services: Services
+    catalog: Catalog
     outreach: Outreach
     worker: TaskWorker
     poster: TaskWorker
@@ -202,11 +204,10 @@ def build_runtime(
         if slack is not None
         else None
     )
-    outreach = Outreach(
-        uow=uow,
-        clock=services.clock,
-        contact_source=target_contact_ids,
-        audience_count=target_count,
+    service_deps = Deps(uow=uow, clock=services.clock)
+    catalog = Catalog(service_deps)
+    outreach = Outreach.build(
+        service_deps,
         unsubscribe_url=unsubscribe_url,
         mailer=mailer,
         notifier=notifier,
@@ -220,7 +221,7 @@ def build_runtime(
             org_id: int, email_send_id: int, card_id: int | None, outcome: SendOutcome
         ) -> None:
             # The outbox's listener returns nothing; the use case returns the card it settled.
-            outreach.finish_send(org_id, email_send_id, card_id, outcome)
+            outreach.delivery.finish_send(org_id, email_send_id, card_id, outcome)
 
         gmail.outbox.on_sent = finish_send
     # One thread posts card messages, in order, paced by Slack's rate limit (the client
@@ -251,7 +252,7 @@ def build_runtime(
     # Plans pending jobs (REST launches) and carries on what a dead process left, once its
     # lease ran out; it looks a few times per lease, and at most every 30 s.
     recovery = RecoverySweep(
-        outreach,
+        outreach.recovery,
         services.session_factory,
         poll_seconds=min(30.0, max(settings.WORKER_POLL_SECONDS, work_lease.total_seconds() / 4)),
         on_found=worker.wake,
@@ -261,6 +262,7 @@ def build_runtime(
     if slack is not None and settings.SLACK_SIGNING_SECRET:
         deps = SlackDeps(
             outreach=outreach,
+            accounts=services.accounts,
             session_factory=services.session_factory,
             clock=services.clock,
             wake_worker=worker.wake,
@@ -293,6 +295,7 @@ def build_runtime(
     return Runtime(
         settings=settings,
         services=services,
+        catalog=catalog,
         outreach=outreach,
         worker=worker,
         poster=poster,

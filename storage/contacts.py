@@ -1,8 +1,8 @@
 """Contacts as drafting and display read them, and the few writes outreach makes to them.
 
 `ContactContextRepo` is the contact read model (a contact with its client and order
-history, the names a card shows) and it also writes: it records that a
-contact was emailed (`touch_contacted`), appends to its engagement history and applies an
+history, the names a card shows) and it also writes: it records that a contact was
+emailed (`touch_contacted`), appends to its engagement history and applies an
 update_profile task's changes.
 """
 
@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from domain.contacts import ContactContext
 from domain.errors import NotFound
-from domain.outreach import ContactContext
 from storage import models as m
 
 

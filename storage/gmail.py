@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from domain.errors import Conflict, NotFound
 from domain.jobs import EnrollmentStatus
 from storage import models as m
+from storage.accounts import UserRepo
 from storage.models import gmail as mg
 
 
@@ -266,21 +267,14 @@ def user_label(session: Session, org_id: int, user_id: int | None) -> str:
     """Return how a user is named in messages: their name, else their email."""
     if user_id is None:
         return "the sender"
-    row = session.execute(
-        select(m.User.name, m.User.email).where(m.User.org_id == org_id, m.User.id == user_id)
-    ).one_or_none()
-    if row is None:
-        return f"user {user_id}"
-    return str(row[0] or row[1])
+    user = UserRepo(session).find(org_id, user_id)
+    return f"user {user_id}" if user is None else user.label
 
 
 def user_slack_id(session: Session, org_id: int, user_id: int | None) -> str | None:
     """Return a user's Slack id, if they were linked to Slack."""
-    if user_id is None:
-        return None
-    return session.scalar(
-        select(m.User.slack_user_id).where(m.User.org_id == org_id, m.User.id == user_id)
-    )
+    user = None if user_id is None else UserRepo(session).find(org_id, user_id)
+    return None if user is None else user.slack_user_id
 
 
 # --- which mailboxes a user may connect ------------------------------------------------------

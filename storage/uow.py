@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
+from storage.accounts import OrgRepo, TokenRepo, UserRepo
 from storage.audience import AudienceRepo
 from storage.campaigns import CampaignRepo
 from storage.cards import CardRepo
@@ -14,6 +16,9 @@ from storage.db import SessionFactory
 from storage.events import EventKeys
 from storage.jobs import EnrollmentRepo, JobRepo, TaskRepo
 from storage.templates import TemplateRepo
+
+if TYPE_CHECKING:
+    from domain.ports import CatalogUnitOfWork, OutreachUnitOfWork
 
 
 class UnitOfWork:
@@ -32,6 +37,9 @@ class UnitOfWork:
     cards: CardRepo
     contexts: ContactContextRepo
     events: EventKeys
+    orgs: OrgRepo
+    users: UserRepo
+    tokens: TokenRepo
 
     def __init__(self, session_factory: SessionFactory) -> None:
         self._session_factory = session_factory
@@ -58,6 +66,9 @@ class UnitOfWork:
         self.cards = CardRepo(session)
         self.contexts = ContactContextRepo(session)
         self.events = EventKeys(session)
+        self.orgs = OrgRepo(session)
+        self.users = UserRepo(session)
+        self.tokens = TokenRepo(session)
         return self
 
     def __exit__(
@@ -76,3 +87,10 @@ class UnitOfWork:
     def commit(self) -> None:
         """Commit the transaction."""
         self.session.commit()
+
+
+if TYPE_CHECKING:
+
+    def _implements_the_ports(uow: UnitOfWork) -> tuple[CatalogUnitOfWork, OutreachUnitOfWork]:
+        """Let the type checker hold this unit of work to the ports of the use cases."""
+        return uow, uow

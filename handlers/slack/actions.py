@@ -54,9 +54,9 @@ def _approve_as_shown(deps: SlackDeps, body: dict[str, Any], client: WebClient) 
     card_id, fingerprint = _card_ref(body)
     actor = resolve_actor(deps, body, client)
     try:
-        deps.outreach.approve_card(actor, card_id, fingerprint=fingerprint)
+        deps.outreach.review.approve_card(actor, card_id, fingerprint=fingerprint)
     except StaleCard as exc:
-        deps.outreach.show_card(actor.org_id, card_id)
+        deps.outreach.presenting.show_card(actor.org_id, card_id)
         tell(client, body, f"⚠️ {exc.message}")
 
 
@@ -65,7 +65,7 @@ def retry(deps: SlackDeps, body: dict[str, Any], client: WebClient) -> None:
     """Approve a card whose send failed again, whatever draft it now shows."""
     card_id, _ = _card_ref(body)
     actor = resolve_actor(deps, body, client)
-    deps.outreach.approve_card(actor, card_id, fingerprint=None)
+    deps.outreach.review.approve_card(actor, card_id, fingerprint=None)
 
 
 @tells_user_on_error
@@ -82,7 +82,7 @@ def open_modal(deps: SlackDeps, ack: Ack, body: dict[str, Any], client: WebClien
     elif action_id == ActionId.EDIT:
         _refuse_unless_reviewable(card, CardState.IN_REVIEW)
         if fingerprint and card.draft_fingerprint and fingerprint != card.draft_fingerprint:
-            deps.outreach.show_card(actor.org_id, card_id)
+            deps.outreach.presenting.show_card(actor.org_id, card_id)
         view = edit_modal(card)
     else:
         _refuse_unless_reviewable(card, CardState.REJECTED)
@@ -107,11 +107,11 @@ def approve_all(deps: SlackDeps, body: dict[str, Any], client: WebClient) -> Non
         tell(client, body, "⚠️ This button does not name a batch of cards.")
         return
     actor = resolve_actor(deps, body, client)
-    cards = deps.outreach.batch_cards(actor.org_id, job_id, batch)
+    cards = deps.outreach.review.batch_cards(actor.org_id, job_id, batch)
     sent, refused = 0, 0
     for card in cards:
         try:
-            done = deps.outreach.approve_card(actor, card.id, fingerprint=None)
+            done = deps.outreach.review.approve_card(actor, card.id, fingerprint=None)
             sent += done.state == CardState.DONE
         except (InvalidInput, NotFound, NotPermitted):
             refused += 1

@@ -7,9 +7,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from domain.cards import Card, CardState, CardType
+from domain.cards import Card, CardState, CardType, CardView
 from domain.jobs import Job
-from domain.outreach import CardView
 from handlers.slack.ids import ActionId, BlockId, CallbackId
 
 PREVIEW_CHARS = 600

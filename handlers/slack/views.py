@@ -66,7 +66,7 @@ def save_edit(
     )
     approve = any(o.get("value") == "approve" for o in options)
     actor = resolve_actor(deps, body, client)
-    deps.outreach.edit_card(
+    deps.outreach.review.edit_card(
         actor, card_id, subject=subject, body=text, approve=approve, fingerprint=fingerprint
     )
 
@@ -88,7 +88,7 @@ def save_reject(
         return
     reason = _value(view, BlockId.REASON, ActionId.REASON_INPUT).get("value")
     actor = resolve_actor(deps, body, client)
-    deps.outreach.reject_card(actor, card_id, reason=reason)
+    deps.outreach.review.reject_card(actor, card_id, reason=reason)
 
 
 def _value(view: dict[str, Any], block: BlockId, action: ActionId) -> Any:

@@ -14,9 +14,8 @@ from typing import Any
 
 import pytest
 
-from domain.cards import Card, CardState, CardType, Priority
+from domain.cards import Card, CardState, CardType, CardView, Priority
 from domain.clock import FixedClock
-from domain.outreach import CardView
 from handlers.slack.blocks import (
     bulk_message,
     card_message,
