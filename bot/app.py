@@ -24,6 +24,7 @@ from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
+from bot.gmail import build_gmail_integration
 from bot.gmail_inbound import GmailInbound, build_gmail_inbound
 from bot.notifier import SlackNotifier, add_retry_handlers
 from bot.settings import Settings
@@ -36,15 +37,17 @@ from domain.deps import Deps
 from domain.errors import ExternalServiceError
 from domain.jobs import TaskKind
 from domain.mail import SendOutcome
+from domain.mailboxes import MailboxAllowances
 from domain.outreach import Outreach
 from domain.ports import DraftModel, Mailer
+from domain.suppression import Suppression
 from handlers import gmail_push
 from handlers.api import cards, health, jobs, marketing, unsubscribe
 from handlers.api import gmail as gmail_api
 from handlers.api.deps import Services
 from handlers.api.docs import error_answer, install_docs
 from handlers.api.errors import error_body, install_error_handlers
-from handlers.api.gmail import GmailIntegration, build_gmail_integration
+from handlers.api.gmail import GmailIntegration
 from handlers.request_limits import RequestLimitMiddleware
 from handlers.slack.common import SlackDeps
 from integrations.crypto import LinkSigner, SecretBox
@@ -75,6 +78,8 @@ class Runtime:
     bolt: App | None
     secrets: SecretBox
     unsubscribe_signer: LinkSigner
+    suppression: Suppression
+    mailbox_allowances: MailboxAllowances
     gmail: GmailIntegration | None = None
     slack_worker: SlackReplayWorker | None = None
 
@@ -176,7 +181,7 @@ def build_runtime(
         return f"{base}/unsubscribe/{token}"
 
     def uow() -> UnitOfWork:
-        return UnitOfWork(services.session_factory)
+        return UnitOfWork(services.session_factory, cipher=secrets)
 
     slack = build_slack_clients(settings, services, secrets)
     work_lease = timedelta(seconds=settings.WORK_LEASE_SECONDS)
@@ -190,6 +195,7 @@ def build_runtime(
     gmail = build_gmail_integration(
         settings,
         services,
+        uow=uow,
         secrets=secrets,
         unsubscribe_url=unsubscribe_url,
         client_for_org=slack.client_for_org if slack is not None else None,
@@ -303,6 +309,8 @@ def build_runtime(
         bolt=bolt,
         secrets=secrets,
         unsubscribe_signer=unsubscribe_signer,
+        suppression=Suppression(uow, clock=services.clock),
+        mailbox_allowances=MailboxAllowances(uow, clock=services.clock),
         gmail=gmail,
         slack_worker=slack_worker,
     )

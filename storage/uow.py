@@ -14,11 +14,25 @@ from storage.cards import CardRepo
 from storage.contacts import ContactContextRepo
 from storage.db import SessionFactory
 from storage.events import EventKeys
+from storage.gmail import GmailAccountRepo, MailboxAllowanceRepo, OAuthStateRepo, TokenCipher
 from storage.jobs import EnrollmentRepo, JobRepo, TaskRepo
+from storage.suppression import OptOutRepo
 from storage.templates import TemplateRepo
 
 if TYPE_CHECKING:
     from domain.ports import CatalogUnitOfWork, OutreachUnitOfWork
+
+
+class _NoCipher:
+    """The cipher of a unit of work built without one: mailbox tokens stay out of reach."""
+
+    def encrypt_bytes(self, plaintext: str) -> bytes:
+        """Refuse: there is no key to encrypt with."""
+        raise RuntimeError("this unit of work was built without a token cipher")
+
+    def decrypt_bytes(self, token: bytes) -> str:
+        """Refuse: there is no key to decrypt with."""
+        raise RuntimeError("this unit of work was built without a token cipher")
 
 
 class UnitOfWork:
@@ -40,9 +54,16 @@ class UnitOfWork:
     orgs: OrgRepo
     users: UserRepo
     tokens: TokenRepo
+    gmail_accounts: GmailAccountRepo
+    oauth_states: OAuthStateRepo
+    mailbox_allowances: MailboxAllowanceRepo
+    opt_outs: OptOutRepo
 
-    def __init__(self, session_factory: SessionFactory) -> None:
+    def __init__(
+        self, session_factory: SessionFactory, *, cipher: TokenCipher | None = None
+    ) -> None:
         self._session_factory = session_factory
+        self._cipher: TokenCipher = cipher or _NoCipher()
         self._session: Session | None = None
 
     @property
@@ -69,6 +90,10 @@ class UnitOfWork:
         self.orgs = OrgRepo(session)
         self.users = UserRepo(session)
         self.tokens = TokenRepo(session)
+        self.gmail_accounts = GmailAccountRepo(session, self._cipher)
+        self.oauth_states = OAuthStateRepo(session, self._cipher)
+        self.mailbox_allowances = MailboxAllowanceRepo(session)
+        self.opt_outs = OptOutRepo(session)
         return self
 
     def __exit__(

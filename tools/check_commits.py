@@ -27,12 +27,6 @@ ALLOWED: Mapping[str, str] = {
     "storage/slack_calls.py": "durable queue of Slack calls to replay, stored before the ack",
     "storage/events.py": "event-key de-dupe store: an event id is claimed before it is handled",
     # TEMPORARY: removed by the branch that turns it into a use case
-    "handlers/api/gmail.py": "admin allows a Gmail address directly in the handler",
-    # TEMPORARY: removed by the branch that turns it into a use case
-    "handlers/api/unsubscribe.py": "opt-out written by the handler, not a use case yet",
-    # TEMPORARY: removed by the branch that turns it into a use case
-    "integrations/gmail/oauth.py": "consent states and mailbox connection written here",
-    # TEMPORARY: removed by the branch that turns it into a use case
     "integrations/gmail/sender.py": "the outbox commits the row before Gmail, then its outcome",
 }
 

@@ -14,6 +14,7 @@ from domain.clock import Clock
 from domain.contacts import TokenScope, UserRole
 from domain.errors import NotPermitted, SalesbotError
 from domain.outreach import Actor
+from domain.suppression import Suppression
 from storage.db import SessionFactory
 from storage.uow import UnitOfWork
 
@@ -100,3 +101,12 @@ def get_uow(services: ServicesDep) -> UnitOfWork:
 
 
 UowDep = Annotated[UnitOfWork, Depends(get_uow)]
+
+
+def get_suppression(request: Request) -> Suppression:
+    """Return the opt-out use cases the app was built with."""
+    suppression: Suppression = request.app.state.runtime.suppression
+    return suppression
+
+
+SuppressionDep = Annotated[Suppression, Depends(get_suppression)]

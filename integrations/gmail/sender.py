@@ -37,6 +37,7 @@ from domain import faults
 from domain.clock import Clock
 from domain.errors import ExternalServiceError, InvalidInput
 from domain.mail import OutgoingEmail, SendOutcome, SendStatus
+from domain.mailboxes import AccountTokens
 from integrations.gmail.client import (
     FailureKind,
     GmailClient,
@@ -46,7 +47,6 @@ from integrations.gmail.client import (
 )
 from integrations.gmail.compose import Unsubscribe, compose_email, new_message_id
 from storage.gmail import (
-    AccountTokens,
     GmailAccountRepo,
     OutboxEmail,
     OutboxRepo,
