@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Engine, select
 
-from bot.slack_ids import ActionId
 from domain.clock import FixedClock
+from handlers.slack.ids import ActionId
 from storage import models as m
 from tests.support.accounts import create_token, ensure_user
 from tests.support.gmail_app import connect_gmail, google_settings, parse_raw

@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from bot.slack_ids import ActionId
 from domain.clock import FixedClock
+from handlers.slack.ids import ActionId
 from integrations.crypto import LinkSigner
 from storage import models as m
 from tests.support.api import TEST_SECRET_KEY
