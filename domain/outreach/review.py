@@ -14,6 +14,7 @@ from domain.outreach.common import (
     StaleCard,
     advance_card,
     decide_card,
+    find_user,
 )
 from domain.outreach.delivery import Delivery
 from domain.outreach.drafting import template_variables
@@ -130,7 +131,8 @@ class Review:
                 if card.contact_id
                 else None
             )
-            rep_name, rep_email = uow.contexts.user_name(actor.org_id, actor.user_id)
+            rep = find_user(uow, actor.org_id, actor.user_id)
+            rep_name, rep_email = (rep.name, rep.email) if rep else (None, None)
         variables = (
             template_variables(
                 ctx,

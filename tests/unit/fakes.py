@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any
 
+from domain.accounts import User
 from domain.audience import AudienceCriteria, AudienceMember, AudienceSize
 from domain.campaigns import Campaign, CampaignFields
 from domain.cards import (
@@ -744,16 +745,8 @@ class FakeContexts:
             i: self._w.contacts[(org_id, i)] for i in contact_ids if (org_id, i) in self._w.contacts
         }
 
-    def user_name(self, org_id: int, user_id: int | None) -> tuple[str | None, str | None]:
-        found = self._w.users.get((org_id, user_id)) if user_id is not None else None
-        return (found[0], found[1]) if found else (None, None)
-
     def firm_name(self, org_id: int) -> str:
         return "Pinnacle Appraisals"
-
-    def slack_id(self, org_id: int, user_id: int | None) -> str | None:
-        found = self._w.users.get((org_id, user_id)) if user_id is not None else None
-        return found[2] if found else None
 
     def thread_to_continue(self, enrollment_id: int | None) -> str | None:
         found = self._w.enrollments.get(enrollment_id) if enrollment_id is not None else None
@@ -783,6 +776,27 @@ class FakeContexts:
             self._w.contacts[(org_id, contact_id)] = replace(contact, title=changes["title"])
 
 
+class FakeUsers:
+    """The users of `World.users` ((name, email, Slack id) by (org, user id)), read-only."""
+
+    def __init__(self, world: World) -> None:
+        self._w = world
+
+    def find(self, org_id: int, user_id: int) -> User | None:
+        found = self._w.users.get((org_id, user_id))
+        if found is None:
+            return None
+        name, email, slack_user_id = found
+        return User(
+            id=user_id,
+            org_id=org_id,
+            email=email,
+            name=name,
+            role="rep",
+            slack_user_id=slack_user_id,
+        )
+
+
 class FakeEvents:
     def __init__(self, world: World) -> None:
         self._w = world
@@ -809,6 +823,7 @@ class FakeUnitOfWork:
         self.cards = FakeCards(world, clock)
         self.contexts = FakeContexts(world)
         self.events = FakeEvents(world)
+        self.users = FakeUsers(world)
 
     def __enter__(self) -> FakeUnitOfWork:
         if self._saved is not None:

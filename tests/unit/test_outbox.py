@@ -358,7 +358,7 @@ class FakeUnitOfWork:
         self._db = db
         self._work = db.state.copy()
         self.outbox = FakeOutboxRepo(self._work)
-        self.mailboxes = FakeMailboxRepo(self._work)
+        self.gmail_accounts = FakeMailboxRepo(self._work)
 
     def __enter__(self) -> FakeUnitOfWork:
         self._db.open += 1
