@@ -407,16 +407,8 @@ class ContactContextRepository(Protocol):
         """Return the contexts of many contacts (missing ones are left out)."""
         ...
 
-    def user_name(self, org_id: int, user_id: int | None) -> tuple[str | None, str | None]:
-        """Return a user's name and email."""
-        ...
-
     def firm_name(self, org_id: int) -> str:
         """Return the organization's display name."""
-        ...
-
-    def slack_id(self, org_id: int, user_id: int | None) -> str | None:
-        """Return a user's Slack id."""
         ...
 
     def thread_to_continue(self, enrollment_id: int | None) -> str | None:
@@ -485,6 +477,9 @@ class OutreachUnitOfWork(Protocol):
 
     @property
     def events(self) -> EventKeyRepository: ...
+
+    @property
+    def users(self) -> UserRepository: ...
 
     def __enter__(self) -> OutreachUnitOfWork: ...
 

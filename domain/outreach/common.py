@@ -82,8 +82,14 @@ def advance_card(
 
 def person_name(uow: OutreachUnitOfWork, org_id: int, user_id: int) -> str:
     """Name a user in a sentence: their name, else their email."""
-    name, email = uow.contexts.user_name(org_id, user_id)
-    return str(name or email or f"user {user_id}")
+    user = uow.users.find(org_id, user_id)
+    return user.label if user else f"user {user_id}"
+
+
+def slack_id_of(uow: OutreachUnitOfWork, org_id: int, user_id: int | None) -> str | None:
+    """Return the Slack id of a user, if they have one."""
+    user = uow.users.find(org_id, user_id) if user_id is not None else None
+    return user.slack_user_id if user else None
 
 
 def not_sent(card_id: int) -> str:

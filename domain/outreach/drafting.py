@@ -141,7 +141,8 @@ class Drafting:
                     sources[step] = (stored.subject, stored.body)
                 else:
                     sources[step] = (step_template.subject or "", step_template.body or "")
-            rep_name, rep_email = uow.contexts.user_name(org_id, job.owner_id)
+            owner = uow.users.find(org_id, job.owner_id) if job.owner_id is not None else None
+            rep_name, rep_email = (owner.name, owner.email) if owner else (None, None)
             firm = uow.contexts.firm_name(org_id)
             campaign_name = job.name.split(" · ")[0]
             if job.campaign_id is not None:

@@ -10,7 +10,7 @@ from domain import faults
 from domain.cards import Card, CardState, CardView
 from domain.errors import ExternalServiceError
 from domain.jobs import TaskKind
-from domain.outreach.common import OutreachDeps
+from domain.outreach.common import OutreachDeps, slack_id_of
 from domain.ports import ChatNotifier, OutreachUnitOfWork
 
 log = logging.getLogger(__name__)
@@ -54,13 +54,11 @@ class Presenting:
                 else None
             )
             job = uow.jobs.get(org_id, card.job_id) if card.job_id else None
-            owner_slack = (
-                uow.contexts.slack_id(org_id, job.owner_id) if job and job.owner_id else None
-            )
+            owner_slack = slack_id_of(uow, org_id, job.owner_id) if job else None
             decided_by = card.approved_by
             if card.state == CardState.WITHDRAWN:
                 decided_by = job.cancelled_by if job else None
-            approver_slack = uow.contexts.slack_id(org_id, decided_by) if decided_by else None
+            approver_slack = slack_id_of(uow, org_id, decided_by)
         payload = card.action_payload
         return CardView(
             card=card,
@@ -128,7 +126,7 @@ class Presenting:
             cards: list[Card] = uow.cards.list_for_batch(
                 org_id, job_id, batch, states=[CardState.IN_REVIEW]
             )
-            owner_slack = uow.contexts.slack_id(org_id, job.owner_id)
+            owner_slack = slack_id_of(uow, org_id, job.owner_id)
         if not cards:
             return None
         try:

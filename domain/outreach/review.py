@@ -130,7 +130,8 @@ class Review:
                 if card.contact_id
                 else None
             )
-            rep_name, rep_email = uow.contexts.user_name(actor.org_id, actor.user_id)
+            rep = uow.users.find(actor.org_id, actor.user_id)
+            rep_name, rep_email = (rep.name, rep.email) if rep else (None, None)
         variables = (
             template_variables(
                 ctx,

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any
 
+from domain.accounts import User
 from domain.audience import AudienceCriteria, AudienceMember, AudienceSize
 from domain.campaigns import Campaign, CampaignFields
 from domain.cards import (
@@ -29,7 +30,7 @@ from domain.cards import (
     states_that_can_become,
 )
 from domain.clock import FixedClock
-from domain.contacts import ContactContext
+from domain.contacts import ContactContext, UserRole
 from domain.deps import Deps
 from domain.errors import NotFound
 from domain.jobs import (
@@ -79,7 +80,7 @@ class World:
     campaigns: dict[tuple[int, int], Campaign] = field(default_factory=dict)
     templates: dict[tuple[int, int], EmailTemplate] = field(default_factory=dict)
     contacts: dict[tuple[int, int], ContactContext] = field(default_factory=dict)
-    users: dict[tuple[int, int], tuple[str | None, str, str | None]] = field(default_factory=dict)
+    users: dict[tuple[int, int], User] = field(default_factory=dict)
     jobs: dict[int, JobRecord] = field(default_factory=dict)
     tasks: dict[int, JobTaskView] = field(default_factory=dict)
     enrollments: dict[int, Enrollment] = field(default_factory=dict)
@@ -744,16 +745,8 @@ class FakeContexts:
             i: self._w.contacts[(org_id, i)] for i in contact_ids if (org_id, i) in self._w.contacts
         }
 
-    def user_name(self, org_id: int, user_id: int | None) -> tuple[str | None, str | None]:
-        found = self._w.users.get((org_id, user_id)) if user_id is not None else None
-        return (found[0], found[1]) if found else (None, None)
-
     def firm_name(self, org_id: int) -> str:
         return "Pinnacle Appraisals"
-
-    def slack_id(self, org_id: int, user_id: int | None) -> str | None:
-        found = self._w.users.get((org_id, user_id)) if user_id is not None else None
-        return found[2] if found else None
 
     def thread_to_continue(self, enrollment_id: int | None) -> str | None:
         found = self._w.enrollments.get(enrollment_id) if enrollment_id is not None else None
@@ -783,6 +776,48 @@ class FakeContexts:
             self._w.contacts[(org_id, contact_id)] = replace(contact, title=changes["title"])
 
 
+class FakeUsers:
+    def __init__(self, world: World) -> None:
+        self._w = world
+
+    def find(self, org_id: int, user_id: int) -> User | None:
+        return self._w.users.get((org_id, user_id))
+
+    def find_by_email(self, org_id: int, email: str) -> User | None:
+        return next(
+            (u for u in self._w.users.values() if u.org_id == org_id and u.email == email), None
+        )
+
+    def find_by_slack_id(self, org_id: int, slack_user_id: str) -> User | None:
+        return next(
+            (
+                u
+                for u in self._w.users.values()
+                if u.org_id == org_id and u.slack_user_id == slack_user_id
+            ),
+            None,
+        )
+
+    def has_admin(self, org_id: int) -> bool:
+        return any(u.org_id == org_id and u.role == "admin" for u in self._w.users.values())
+
+    def add(
+        self,
+        org_id: int,
+        *,
+        email: str,
+        name: str | None,
+        role: UserRole,
+        slack_user_id: str | None,
+    ) -> User:
+        user = User(next(self._w.next_id), org_id, email, name, role.value, slack_user_id)
+        self._w.users[(org_id, user.id)] = user
+        return user
+
+    def save(self, user: User) -> None:
+        self._w.users[(user.org_id, user.id)] = user
+
+
 class FakeEvents:
     def __init__(self, world: World) -> None:
         self._w = world
@@ -809,6 +844,7 @@ class FakeUnitOfWork:
         self.cards = FakeCards(world, clock)
         self.contexts = FakeContexts(world)
         self.events = FakeEvents(world)
+        self.users = FakeUsers(world)
 
     def __enter__(self) -> FakeUnitOfWork:
         if self._saved is not None:
@@ -945,9 +981,13 @@ def outreaching(
         notifier=chat if notifier else None,
         work_lease=work_lease,
     )
-    world.users[(ORG, REP)] = ("Maria Lopez", "maria@pinnacle.test", "U-MARIA")
-    world.users[(ORG, OTHER_REP)] = ("Sam Ortiz", "sam@pinnacle.test", "U-SAM")
-    world.users[(ORG, ADMIN)] = ("Ada Admin", "ada@pinnacle.test", "U-ADA")
+    for user_id, name, role in (
+        (REP, "Maria Lopez", "rep"),
+        (OTHER_REP, "Sam Ortiz", "rep"),
+        (ADMIN, "Ada Admin", "admin"),
+    ):
+        email = f"{name.split()[0].lower()}@pinnacle.test"
+        world.users[(ORG, user_id)] = User(user_id, ORG, email, name, role, f"U{user_id}")
     return Outreaching(world, clock, mailer, chat, outreach)
 
 
