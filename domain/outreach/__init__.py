@@ -21,8 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from domain.cards import CardView
-from domain.contacts import ContactContext
 from domain.outreach.common import Actor, CardRefused, OutreachDeps, PlanningFailed, StaleCard
 from domain.outreach.delivery import Delivery
 from domain.outreach.drafting import Drafting
@@ -37,8 +35,6 @@ __all__ = [
     "Actor",
     "CampaignStatusChange",
     "CardRefused",
-    "CardView",
-    "ContactContext",
     "Delivery",
     "Drafting",
     "Jobs",

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeAlias
 
-from domain.accounts import User
 from domain.cards import Card, CardState, states_that_can_become, transition
 from domain.deps import Deps
 from domain.errors import InvalidInput, InvalidTransition, SalesbotError
@@ -81,21 +80,16 @@ def advance_card(
     )
 
 
-def find_user(uow: OutreachUnitOfWork, org_id: int, user_id: int | None) -> User | None:
-    """The user with this id, if any: the one lookup of a user by id (`UserRepository.find`)."""
-    return uow.users.find(org_id, user_id) if user_id is not None else None
-
-
 def person_name(uow: OutreachUnitOfWork, org_id: int, user_id: int) -> str:
     """Name a user in a sentence: their name, else their email."""
-    user = find_user(uow, org_id, user_id)
-    return user.label if user is not None else f"user {user_id}"
+    user = uow.users.find(org_id, user_id)
+    return user.label if user else f"user {user_id}"
 
 
 def slack_id_of(uow: OutreachUnitOfWork, org_id: int, user_id: int | None) -> str | None:
-    """A user's Slack id, if they were linked to Slack."""
-    user = find_user(uow, org_id, user_id)
-    return user.slack_user_id if user is not None else None
+    """Return the Slack id of a user, if they have one."""
+    user = uow.users.find(org_id, user_id) if user_id is not None else None
+    return user.slack_user_id if user else None
 
 
 def not_sent(card_id: int) -> str:

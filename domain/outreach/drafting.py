@@ -13,7 +13,7 @@ from domain.contacts import ContactContext
 from domain.drafting import DraftRequest, draft_email
 from domain.errors import InvalidInput
 from domain.jobs import TERMINAL_JOB_STATES, JobParams, JobTaskView, TaskKind, TaskStatus
-from domain.outreach.common import OutreachDeps, find_user
+from domain.outreach.common import OutreachDeps
 from domain.outreach.delivery import Delivery
 from domain.outreach.jobs import Jobs
 from domain.outreach.presenting import Presenting
@@ -141,8 +141,8 @@ class Drafting:
                     sources[step] = (stored.subject, stored.body)
                 else:
                     sources[step] = (step_template.subject or "", step_template.body or "")
-            rep = find_user(uow, org_id, job.owner_id)
-            rep_name, rep_email = (rep.name, rep.email) if rep else (None, None)
+            owner = uow.users.find(org_id, job.owner_id) if job.owner_id is not None else None
+            rep_name, rep_email = (owner.name, owner.email) if owner else (None, None)
             firm = uow.contexts.firm_name(org_id)
             campaign_name = job.name.split(" · ")[0]
             if job.campaign_id is not None:

@@ -54,7 +54,7 @@ class Presenting:
                 else None
             )
             job = uow.jobs.get(org_id, card.job_id) if card.job_id else None
-            owner_slack = slack_id_of(uow, org_id, job.owner_id if job else None)
+            owner_slack = slack_id_of(uow, org_id, job.owner_id) if job else None
             decided_by = card.approved_by
             if card.state == CardState.WITHDRAWN:
                 decided_by = job.cancelled_by if job else None

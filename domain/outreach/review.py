@@ -14,7 +14,6 @@ from domain.outreach.common import (
     StaleCard,
     advance_card,
     decide_card,
-    find_user,
 )
 from domain.outreach.delivery import Delivery
 from domain.outreach.drafting import template_variables
@@ -131,7 +130,7 @@ class Review:
                 if card.contact_id
                 else None
             )
-            rep = find_user(uow, actor.org_id, actor.user_id)
+            rep = uow.users.find(actor.org_id, actor.user_id)
             rep_name, rep_email = (rep.name, rep.email) if rep else (None, None)
         variables = (
             template_variables(

@@ -30,7 +30,7 @@ from domain.cards import (
     states_that_can_become,
 )
 from domain.clock import FixedClock
-from domain.contacts import ContactContext
+from domain.contacts import ContactContext, UserRole
 from domain.deps import Deps
 from domain.errors import NotFound
 from domain.jobs import (
@@ -80,7 +80,7 @@ class World:
     campaigns: dict[tuple[int, int], Campaign] = field(default_factory=dict)
     templates: dict[tuple[int, int], EmailTemplate] = field(default_factory=dict)
     contacts: dict[tuple[int, int], ContactContext] = field(default_factory=dict)
-    users: dict[tuple[int, int], tuple[str | None, str, str | None]] = field(default_factory=dict)
+    users: dict[tuple[int, int], User] = field(default_factory=dict)
     jobs: dict[int, JobRecord] = field(default_factory=dict)
     tasks: dict[int, JobTaskView] = field(default_factory=dict)
     enrollments: dict[int, Enrollment] = field(default_factory=dict)
@@ -777,24 +777,45 @@ class FakeContexts:
 
 
 class FakeUsers:
-    """The users of `World.users` ((name, email, Slack id) by (org, user id)), read-only."""
-
     def __init__(self, world: World) -> None:
         self._w = world
 
     def find(self, org_id: int, user_id: int) -> User | None:
-        found = self._w.users.get((org_id, user_id))
-        if found is None:
-            return None
-        name, email, slack_user_id = found
-        return User(
-            id=user_id,
-            org_id=org_id,
-            email=email,
-            name=name,
-            role="rep",
-            slack_user_id=slack_user_id,
+        return self._w.users.get((org_id, user_id))
+
+    def find_by_email(self, org_id: int, email: str) -> User | None:
+        return next(
+            (u for u in self._w.users.values() if u.org_id == org_id and u.email == email), None
         )
+
+    def find_by_slack_id(self, org_id: int, slack_user_id: str) -> User | None:
+        return next(
+            (
+                u
+                for u in self._w.users.values()
+                if u.org_id == org_id and u.slack_user_id == slack_user_id
+            ),
+            None,
+        )
+
+    def has_admin(self, org_id: int) -> bool:
+        return any(u.org_id == org_id and u.role == "admin" for u in self._w.users.values())
+
+    def add(
+        self,
+        org_id: int,
+        *,
+        email: str,
+        name: str | None,
+        role: UserRole,
+        slack_user_id: str | None,
+    ) -> User:
+        user = User(next(self._w.next_id), org_id, email, name, role.value, slack_user_id)
+        self._w.users[(org_id, user.id)] = user
+        return user
+
+    def save(self, user: User) -> None:
+        self._w.users[(user.org_id, user.id)] = user
 
 
 class FakeEvents:
@@ -960,9 +981,13 @@ def outreaching(
         notifier=chat if notifier else None,
         work_lease=work_lease,
     )
-    world.users[(ORG, REP)] = ("Maria Lopez", "maria@pinnacle.test", "U-MARIA")
-    world.users[(ORG, OTHER_REP)] = ("Sam Ortiz", "sam@pinnacle.test", "U-SAM")
-    world.users[(ORG, ADMIN)] = ("Ada Admin", "ada@pinnacle.test", "U-ADA")
+    for user_id, name, role in (
+        (REP, "Maria Lopez", "rep"),
+        (OTHER_REP, "Sam Ortiz", "rep"),
+        (ADMIN, "Ada Admin", "admin"),
+    ):
+        email = f"{name.split()[0].lower()}@pinnacle.test"
+        world.users[(ORG, user_id)] = User(user_id, ORG, email, name, role, f"U{user_id}")
     return Outreaching(world, clock, mailer, chat, outreach)
 
 
