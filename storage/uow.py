@@ -21,7 +21,14 @@ from storage.suppression import OptOutRepo
 from storage.templates import TemplateRepo
 
 if TYPE_CHECKING:
-    from domain.ports import CatalogUnitOfWork, OutreachUnitOfWork
+    from domain.ports import (
+        AccountsUnitOfWork,
+        CatalogUnitOfWork,
+        MailboxUnitOfWork,
+        OutboxUnitOfWork,
+        OutreachUnitOfWork,
+        SuppressionUnitOfWork,
+    )
 
 
 class _NoCipher:
@@ -119,6 +126,15 @@ class UnitOfWork:
 
 if TYPE_CHECKING:
 
-    def _implements_the_ports(uow: UnitOfWork) -> tuple[CatalogUnitOfWork, OutreachUnitOfWork]:
+    def _implements_the_ports(
+        uow: UnitOfWork,
+    ) -> tuple[
+        CatalogUnitOfWork,
+        OutreachUnitOfWork,
+        AccountsUnitOfWork,
+        MailboxUnitOfWork,
+        SuppressionUnitOfWork,
+        OutboxUnitOfWork,
+    ]:
         """Let the type checker hold this unit of work to the ports of the use cases."""
-        return uow, uow
+        return uow, uow, uow, uow, uow, uow
