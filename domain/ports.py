@@ -11,7 +11,7 @@ import builtins
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 from domain.accounts import Org, OrgSummary, StoredToken, TokenSummary, User
 from domain.audience import AudienceCriteria, AudienceSize
@@ -40,6 +40,24 @@ from domain.sending import (
 )
 from domain.suppression import ContactSummary
 from domain.templates import EmailTemplate, EmailTemplateFields
+
+
+class Transaction(Protocol):
+    """What every unit of work is: a `with` block that commits once or rolls back."""
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    def commit(self) -> None:
+        """Commit the transaction."""
+        ...
+
 
 # --- catalog ---
 
@@ -133,7 +151,7 @@ class AudienceRepository(Protocol):
         ...
 
 
-class CatalogUnitOfWork(Protocol):
+class CatalogUnitOfWork(Transaction, Protocol):
     """One transaction over the catalog's repositories; commits once."""
 
     # Read-only properties, so that a unit of work holding concrete repositories fits.
@@ -145,19 +163,6 @@ class CatalogUnitOfWork(Protocol):
 
     @property
     def audience(self) -> AudienceRepository: ...
-
-    def __enter__(self) -> CatalogUnitOfWork: ...
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
-
-    def commit(self) -> None:
-        """Commit the transaction."""
-        ...
 
 
 # --- outreach ---
@@ -454,7 +459,7 @@ class EventKeyRepository(Protocol):
         ...
 
 
-class OutreachUnitOfWork(Protocol):
+class OutreachUnitOfWork(Transaction, Protocol):
     """One transaction over the repositories outreach uses; commits once."""
 
     # Read-only properties, so that a unit of work holding concrete repositories fits.
@@ -487,19 +492,6 @@ class OutreachUnitOfWork(Protocol):
 
     @property
     def users(self) -> UserRepository: ...
-
-    def __enter__(self) -> OutreachUnitOfWork: ...
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
-
-    def commit(self) -> None:
-        """Commit the transaction."""
-        ...
 
 
 class ChatNotifier(Protocol):
@@ -654,7 +646,7 @@ class TokenRepository(Protocol):
         ...
 
 
-class AccountsUnitOfWork(Protocol):
+class AccountsUnitOfWork(Transaction, Protocol):
     """One transaction over the account repositories; commits once."""
 
     # Read-only properties, so that a unit of work holding concrete repositories fits.
@@ -666,19 +658,6 @@ class AccountsUnitOfWork(Protocol):
 
     @property
     def tokens(self) -> TokenRepository: ...
-
-    def __enter__(self) -> AccountsUnitOfWork: ...
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
-
-    def commit(self) -> None:
-        """Commit the transaction."""
-        ...
 
 
 # --- mailboxes ---
@@ -784,7 +763,7 @@ class MailboxAllowanceRepository(Protocol):
         ...
 
 
-class MailboxUnitOfWork(Protocol):
+class MailboxUnitOfWork(Transaction, Protocol):
     """One transaction over the mailbox repositories; commits once."""
 
     @property
@@ -795,19 +774,6 @@ class MailboxUnitOfWork(Protocol):
 
     @property
     def mailbox_allowances(self) -> MailboxAllowanceRepository: ...
-
-    def __enter__(self) -> MailboxUnitOfWork: ...
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
-
-    def commit(self) -> None:
-        """Commit the transaction."""
-        ...
 
 
 class StateSigner(Protocol):
@@ -874,24 +840,11 @@ class OptOutRepository(Protocol):
         ...
 
 
-class SuppressionUnitOfWork(Protocol):
+class SuppressionUnitOfWork(Transaction, Protocol):
     """One transaction over the opt-out repository; commits once."""
 
     @property
     def opt_outs(self) -> OptOutRepository: ...
-
-    def __enter__(self) -> SuppressionUnitOfWork: ...
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
-
-    def commit(self) -> None:
-        """Commit the transaction."""
-        ...
 
 
 # --- outbox ---
@@ -1102,7 +1055,7 @@ class MailboxRepository(Protocol):
         ...
 
 
-class OutboxUnitOfWork(Protocol):
+class OutboxUnitOfWork(Transaction, Protocol):
     """One transaction over the outbox and the mailboxes; commits once."""
 
     @property
@@ -1110,19 +1063,6 @@ class OutboxUnitOfWork(Protocol):
 
     @property
     def gmail_accounts(self) -> MailboxRepository: ...
-
-    def __enter__(self) -> OutboxUnitOfWork: ...
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
-
-    def commit(self) -> None:
-        """Commit the transaction."""
-        ...
 
 
 class MailboxConnection(Protocol):
