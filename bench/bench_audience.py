@@ -17,9 +17,9 @@ from sqlalchemy import Engine, func, select, text
 from domain.audience import AudienceCriteria
 from domain.clock import SystemClock
 from domain.use_cases import calculate_audience_size
+from storage.audience import AudienceRepo
 from storage.db import make_engine, make_session_factory
 from storage.migrate import upgrade
-from storage.repositories import AudienceRepo
 from storage.uow import UnitOfWork
 
 ADMIN_URL = os.environ.get("BENCH_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")

@@ -38,7 +38,7 @@ from storage import models as m
 from storage.accounts import create_org, link_slack_team
 from storage.db import make_engine, make_session_factory
 from storage.migrate import upgrade
-from storage.models_slack import SlackDeferredCall
+from storage.models import SlackDeferredCall
 from tests.support.slack import approve_click_body, signed_headers
 
 ADMIN_URL = os.environ.get("BENCH_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")

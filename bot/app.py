@@ -50,12 +50,12 @@ from integrations.gmail.sender import SendLimits
 from jobs.recovery import RecoverySweep
 from jobs.slack_deferred import DeferredSlackWorker
 from jobs.worker import TaskWorker
+from storage.audience import target_contact_ids, target_count
 from storage.db import SessionFactory, make_engine, make_session_factory
 from storage.models import Organization
 from storage.slack_deferred import SlackDeferredQueue
 from storage.slack_store import DbInstallationStore, DbOAuthStateStore
 from storage.uow import UnitOfWork
-from storage.work import target_contact_ids, target_count
 
 log = logging.getLogger(__name__)
 

@@ -1375,7 +1375,7 @@ class Outreach:
                 return current
             job: Job | None = uow.jobs.get(org_id, card.job_id) if card.job_id else None
             thread_id = (
-                uow.contexts.enrollment_thread(card.enrollment_id) if card.enrollment_id else None
+                uow.contexts.thread_to_continue(card.enrollment_id) if card.enrollment_id else None
             )
             uow.commit()
         # From here a crash leaves the card `executing` with no outbox row: the recovery

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from domain.errors import Conflict, NotFound
 from domain.jobs import EnrollmentStatus
 from storage import models as m
-from storage import models_gmail as mg
+from storage.models import gmail as mg
 
 
 class TokenCipher(Protocol):

@@ -54,7 +54,7 @@ from domain.inbound import (
 )
 from storage import models as m
 from storage.db import SessionFactory
-from storage.models_inbound import GmailPushNotification
+from storage.models import GmailPushNotification
 from storage.types import UTCDateTime
 
 # Rows per INSERT statement: well under SQLite's 32,766 bound parameters.

@@ -6,11 +6,14 @@ from types import TracebackType
 
 from sqlalchemy.orm import Session
 
-from storage.context import ContextRepo
+from storage.audience import AudienceRepo
+from storage.campaigns import CampaignRepo
+from storage.cards import CardRepo
+from storage.contacts import ContactContextRepo
 from storage.db import SessionFactory
 from storage.events import EventKeys
-from storage.repositories import AudienceRepo, CampaignRepo, TemplateRepo
-from storage.work import CardRepo, EnrollmentRepo, JobRepo, TaskRepo
+from storage.jobs import EnrollmentRepo, JobRepo, TaskRepo
+from storage.templates import TemplateRepo
 
 
 class UnitOfWork:
@@ -27,7 +30,7 @@ class UnitOfWork:
     tasks: TaskRepo
     enrollments: EnrollmentRepo
     cards: CardRepo
-    contexts: ContextRepo
+    contexts: ContactContextRepo
     events: EventKeys
 
     def __init__(self, session_factory: SessionFactory) -> None:
@@ -53,7 +56,7 @@ class UnitOfWork:
         self.tasks = TaskRepo(session)
         self.enrollments = EnrollmentRepo(session)
         self.cards = CardRepo(session)
-        self.contexts = ContextRepo(session)
+        self.contexts = ContactContextRepo(session)
         self.events = EventKeys(session)
         return self
 

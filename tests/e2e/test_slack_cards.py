@@ -17,7 +17,7 @@ from domain.jobs import JobStatus
 from sandbox.server import free_port
 from sandbox.slack_api import DEFAULT_TEAM_ID
 from storage import models as m
-from storage.models_slack import SlackDeferredCall
+from storage.models import SlackDeferredCall
 from storage.uow import UnitOfWork
 from tests.support.slack import ServedSlack, signed_headers
 from tests.support.slack_app import (
