@@ -22,9 +22,10 @@ from typing import Final
 
 from domain.email_message import ParsedEmail
 
-# Text read from a message (bodies and parts), and raw bytes handed to a full parse.
+# Text read from a message (bodies and parts), and raw bytes handed to a full parse (a
+# bounce states its failure near the top; what follows is the copy of our message).
 MAX_TEXT_CHARS: Final = 256 * 1024
-MAX_RAW_BYTES: Final = 1024 * 1024
+MAX_RAW_BYTES: Final = 256 * 1024
 # A header block longer than this is not a real one; the rest is ignored.
 MAX_HEADER_BYTES: Final = 256 * 1024
 MAX_LINE_CHARS: Final = 2000

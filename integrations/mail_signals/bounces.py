@@ -14,9 +14,11 @@ corpus in tests/corpus/bounces showed (`python -m bench detectors` prints the fi
 2. what flufl.bounce returns is checked: anything that is not a plausible address (a
    Message-ID, a line of JSON), our own sender address, or a mail-system address that was
    not a recipient of the original is dropped;
-3. failed recipients from the bounce's own text when neither a DSN nor flufl.bounce names
-   one: DSN-like fields written into the text, `RCPT TO:` lines, and the addresses of the
-   failure report (the part above the copy of the original), else the copy's only `To:`;
+3. failed recipients from the bounce's own text when neither a DSN, `X-Failed-Recipients`
+   nor flufl.bounce names one: DSN fields written into the text, else the addresses of the
+   failure report (the part above the copy of the original) that are not the bounce's own
+   parties, a sender line, a URL or a display name, else `RCPT TO:` lines, else the only
+   `To:` of the copy;
 4. hard or soft for recipients without a DSN `Status`: the enhanced status code (RFC 3463)
    or SMTP reply code written next to the address, else anywhere in the failure report,
    and wording for expired retries ("retry timeout exceeded", "Cannot send message for 5
@@ -28,7 +30,6 @@ corpus in tests/corpus/bounces showed (`python -m bench detectors` prints the fi
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Iterable, Sequence
 from email.message import Message
@@ -45,8 +46,6 @@ from integrations.mail_signals._view import (
     normalize_address,
     plausible_address,
 )
-
-log = logging.getLogger(__name__)
 
 # --- is it a bounce? ---------------------------------------------------------------------------
 
@@ -70,9 +69,9 @@ _MAILER_LOCALS: Final = frozenset(
     }
 )
 _MAILER_NAMES = re.compile(
-    r"mail(?:er)?[ -]?daemon|postmaster|mail delivery (?:system|subsystem|service)"
+    r"\b(?:mail(?:er)?[ -]?daemon|postmaster|mail delivery (?:system|subsystem|service)"
     r"|mail (?:administrator|system)|delivery (?:subsystem|system|status)|ndr administrator"
-    r"|internet mail delivery|e-mail interconnect|mail deliver system|mta|message delivery",
+    r"|internet mail delivery|e-mail interconnect|mail deliver system|mta|message delivery)\b",
     re.IGNORECASE,
 )
 

@@ -5,6 +5,9 @@ bounces and delivery reports (many bounces carry `Auto-Submitted`, so they must 
 before the auto-reply check), read receipts, challenge-response requests, auto-replies and
 out-of-office; only a message none of these claims can be an unsubscribe request. Whether
 the sender is one of our reps is answered for every message.
+
+Own rule: blank lines before the header block (mbox exports, pasted messages) are skipped,
+since the parser would otherwise read the whole message as a body without headers.
 """
 
 from __future__ import annotations

@@ -18,30 +18,39 @@ from integrations.mail_signals._view import MAX_LINE_CHARS, MailView
 
 MAX_LINES: Final = 80
 
+# Where a list is named, the words must name a mailing list: "remove me from the cc",
+# "dar de baja la orden 123" or "vom Termin abmelden" ask for something else.
+_LIST_EN = r"(?:your|the|this|all|any) (?:mailing |e-?mail |distribution |contact |marketing )?"
+_LIST_EN += r"(?:list|lists|database|mailings?)"
+_LIST_DE = r"(?:newsletter|verteiler|e-?mail-?verteiler|mailing|mailingliste|liste|e-?mail-?liste)"
 _REQUEST = re.compile(
     # English
-    r"\bunsubscribe(?: me)?\b|\bremove me\b|\bplease remove (?:me|my (?:e-?mail|address|name))"
-    r"|\btake me off\b|\bstop (?:e-?mailing|emailing|sending|contacting|writing to) me"
-    r"|\bstop sending (?:me )?(?:these|this|your|e-?mails|messages)"
-    r"|\b(?:do not|don't|dont) (?:e-?mail|contact|write to) me (?:again|anymore|any more|further)"
-    r"|\bno more (?:e-?mails|messages)\b|\bopt (?:me )?out\b|\bremove (?:my (?:e-?mail|address)|us)"
-    r" from\b|\boff (?:your|the|this) (?:mailing |e-?mail )?list\b"
+    r"\bunsubscribe(?: me)?\b|\bplease remove (?:me|my (?:e-?mail|address|name))\W*$"
+    rf"|\b(?:remove|take) (?:me|us|my (?:e-?mail|address|name)) (?:off|from) {_LIST_EN}"
+    rf"|\boff {_LIST_EN}\b|\bstop (?:e-?mailing|emailing|contacting|writing to) me\b"
+    r"|\bstop sending (?:me )?(?:these|your|e-?mails|messages)\b"
+    r"|\b(?:do not|don't|dont) (?:e-?mail|contact|write to) me (?:again|anymore|any more)"
+    r"|\bno more (?:e-?mails|messages)\b|\bopt me out\b|\b(?:want|like|wish) to opt out\b"
     # Spanish
-    r"|\bdar(?:me|nos)? de baja\b|\bden(?:me)? de baja\b|\bdarse de baja\b"
+    r"|\bdar(?:me|nos) de baja\b|\bden(?:me|nos) de baja\b"
+    r"|\bdar de baja (?:mi|este|nuestro) (?:correo|e-?mail|dirección|direccion|suscripción)"
     r"|\b(?:elimin|quit|saqu|borr)(?:en|ar|e|enme|arme|ame|eme)(?:me)? de (?:su|la|esta|sus) "
     r"(?:lista|base)|\bno me (?:envíen|envien|manden|escriban) más\b"
     r"|\bdejen de (?:enviarme|escribirme|mandarme|contactarme)\b"
     r"|\b(?:cancelar|anular) (?:mi |la )?suscripci[oó]n\b|\bdesuscribir(?:me)?\b"
     # French
     r"|\bd[ée]sabonn(?:er|ez|e)(?:[- ]moi)?\b|\bd[ée]sinscri(?:re|vez|s|ption)(?:[- ]moi)?\b"
-    r"|\b(?:retirez|supprimez|enlevez|rayez)[- ]moi\b|\bne (?:plus|pas) recevoir\b"
+    r"|\b(?:retirez|supprimez|enlevez|rayez)[- ]moi de (?:votre|la|cette|vos) "
+    r"(?:liste|fichier|base)|\bne (?:plus|pas|veux plus|souhaite plus) recevoir (?:vos|de|ces|les)"
     r"|\b(?:arrêtez|arretez|cessez) de m'(?:envoyer|écrire|ecrire|contacter)\b"
     r"|\bne m'(?:envoyez|écrivez|ecrivez) plus\b"
     # German
-    r"|\babmelden\b|\bmelden sie mich (?:bitte )?(?:\w+ )?ab\b|\baustragen\b"
-    r"|\btragen sie mich (?:bitte )?(?:\w+ )?aus\b|\babbestellen\b|\babmeldung\b"
-    r"|\baus (?:ihrem|dem|ihrer|der) (?:e-?mail-?)?(?:verteiler|liste|newsletter|mailingliste)"
-    r"(?: \w+){0,2} (?:entfernen|streichen|nehmen|löschen)\b"
+    rf"|\b(?:vom|von (?:ihrem|dem|diesem|ihrer|der)) {_LIST_DE}\b.{{0,30}}"
+    r"\b(?:abmelden|austragen)\b"
+    r"|\bmelden sie mich (?:bitte )?(?:\w+ )?ab\b|\btragen sie mich (?:bitte )?(?:\w+ )?aus\b"
+    r"|\b(?:newsletter|e-?mails|mails|werbung) abbestellen\b|\bbitte um abmeldung\b"
+    rf"|\baus (?:ihrem|dem|ihrer|der) {_LIST_DE}(?: \w+){{0,2}} "
+    r"(?:entfernen|streichen|nehmen|löschen|austragen)\b"
     r"|\b(?:keine|nicht mehr) (?:weiteren )?(?:e-?mails|nachrichten|mails|werbung)"
     r"(?: mehr)?(?: \w+)? (?:schicken|senden|zusenden|erhalten|bekommen)\b"
     r"|\bhören sie auf,? mir\b",
@@ -49,7 +58,8 @@ _REQUEST = re.compile(
 )
 # A line that is whole by itself a request: "STOP", "Unsubscribe", "BAJA", "Abmelden".
 _BARE = re.compile(
-    r"^\W*(?:stop|unsubscribe|remove|baja|de baja|désabonner|desabonner|abmelden)\W*$",
+    r"^\W*(?:stop|unsubscribe|remove|remove me|baja|de baja|désabonner|desabonner|abmelden"
+    r"|abmeldung)\W*$",
     re.IGNORECASE,
 )
 _FOOTER = re.compile(

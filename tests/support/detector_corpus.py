@@ -145,6 +145,8 @@ class DetectorScores:
     replies_taken_for_unsubscribe: list[str] = field(default_factory=list)
     ooo_dates: int = 0  # auto-replies with a labelled return date (or a labelled "none")
     ooo_dates_right: int = 0
+    # Which rule found the failed recipients of the detected bounces ("dsn", "flufl.bounce"...).
+    found_by: Counter[str] = field(default_factory=Counter)
     missed: dict[str, list[str]] = field(default_factory=dict)
     messages: int = 0
     seconds: float = 0.0
@@ -209,6 +211,7 @@ def _score_bounce(
         scores.miss("bounces", mail.name)
         return
     scores.bounces_detected += 1
+    scores.found_by.update(r.found_by for r in found.bounce.recipients)
     if recipients_right(set(found.bounce.addresses), groups):
         scores.bounces_recipient_right += 1
     else:
