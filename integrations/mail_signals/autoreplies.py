@@ -59,14 +59,20 @@ _AUTO_WORDS = re.compile(
     r"|respuesta automática|mensaje automático",
     re.IGNORECASE,
 )
+# Challenge-response systems name themselves or say what they do...
 _CHALLENGE_WORDS = re.compile(
     r"(?:verify|confirm) (?:that )?you(?:'re| are) (?:a )?"
     r"(?:human|real person|not a (?:robot|spammer))"
-    r"|please (?:verify|confirm) your (?:e-?mail|message|address|identity) (?:to|so|before)"
-    r"|(?:spam ?arrest|boxbe|mailwasher|sender verification|challenge[- ]response)"
+    r"|\b(?:spam ?arrest|boxbe|mailwasher|sender verification|challenge[- ]response)\b"
     r"|i(?:'m| am) protecting myself from (?:junk|spam)"
+    r"|your message is (?:being )?held (?:pending|until) (?:verification|you confirm)",
+    re.IGNORECASE,
+)
+# ...or ask in words a person could write too ("click here to confirm the appointment"):
+# those count only in a message marked as automatic.
+_CHALLENGE_HINTS = re.compile(
+    r"please (?:verify|confirm) your (?:e-?mail|message|address|identity) (?:to|so|before)"
     r"|click (?:the link|here) (?:below )?to (?:verify|confirm|be added)"
-    r"|your message is (?:being )?held (?:pending|until) (?:verification|you confirm)"
     r"|approved senders? list",
     re.IGNORECASE,
 )
@@ -118,7 +124,11 @@ def is_challenge(view: MailView) -> bool:
     """Tell whether the message asks us to prove we are a person before it is delivered."""
     if any(view.header(name) is not None for name in _CHALLENGE_HEADERS):
         return True
-    return bool(_CHALLENGE_WORDS.search(f"{view.subject}\n{view.new_text[:4000]}"))
+    text = f"{view.subject}\n{view.new_text[:4000]}"
+    if _CHALLENGE_WORDS.search(text):
+        return True
+    strong, _weak = _header_signals(view)
+    return bool(strong) and bool(_CHALLENGE_HINTS.search(text))
 
 
 def detect_auto_reply(view: MailView) -> tuple[MessageKind, AutoReply] | None:

@@ -128,15 +128,20 @@ def _settings(sent_at: datetime, order: str) -> dict[str, Any]:
 
 
 def _parse(expression: str, language: str, sent_at: datetime) -> date | None:
-    order = "MDY" if language == "en" else "DMY"
-    try:
-        parsed = dateparser.parse(
-            expression, languages=[language], settings=_settings(sent_at, order)
-        )
-    except Exception as exc:  # dateparser on odd input: the date is simply not read
-        log.debug("date not parsed", extra={"error": type(exc).__name__})
-        return None
-    return parsed.date() if parsed is not None else None
+    # Numeric dates: month first in English (our clients write US dates), day first in the
+    # other languages; an English "31/07" that cannot be month-first is read day-first.
+    orders = ("MDY", "DMY") if language == "en" else ("DMY",)
+    for order in orders:
+        try:
+            parsed = dateparser.parse(
+                expression, languages=[language], settings=_settings(sent_at, order)
+            )
+        except Exception as exc:  # dateparser on odd input: the date is simply not read
+            log.debug("date not parsed", extra={"error": type(exc).__name__})
+            return None
+        if parsed is not None:
+            return parsed.date()
+    return None
 
 
 def _clean_day(day: str) -> str:

@@ -136,6 +136,19 @@ def test_an_out_of_office_gives_the_end_of_the_absence_it_states(
     assert found.auto_reply.return_date == date.fromisoformat(expected)
 
 
+def test_an_english_numeric_date_that_cannot_be_month_first_is_read_day_first() -> None:
+    found = ooo("Out of office", "I am out of the office until 31/07/2026.")
+
+    assert found.auto_reply is not None
+    assert found.auto_reply.return_date == date(2026, 7, 31)
+
+
+def test_a_person_asking_to_click_and_confirm_is_not_a_challenge_response() -> None:
+    found = detect(reply("Please click here to confirm the inspection time, thanks."))
+
+    assert found.kind is MessageKind.ORDINARY
+
+
 def test_a_date_without_a_year_is_the_next_one_after_the_message() -> None:
     found = ooo(
         "Out of office",
@@ -448,6 +461,15 @@ def test_a_person_writing_about_an_undeliverable_address_is_not_a_bounce() -> No
 
 
 # --- hostile and broken input -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("raw", [b"", b"\x00\xff\xfe garbage \x80"])
+def test_a_malformed_message_gives_nothing_detected_and_a_note(raw: bytes) -> None:
+    found = detect(raw)
+
+    assert found.kind is MessageKind.ORDINARY
+    assert (found.bounce, found.auto_reply, found.unsubscribe) == (None, None, None)
+    assert "message has no header fields" in found.notes
 
 
 @pytest.mark.parametrize(
