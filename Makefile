@@ -26,8 +26,9 @@ run: install .env
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy domain storage
+	$(BIN)/mypy domain storage bot handlers
 	$(BIN)/lint-imports
+	$(BIN)/python tools/check_commits.py
 
 test: install lint
 	$(BIN)/python -m pytest -n 2 -q

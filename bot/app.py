@@ -8,7 +8,7 @@ or at a local stand-in), the use cases, the Bolt app, the task worker and the ro
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -24,36 +24,41 @@ from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
+from bot.gmail import build_gmail_integration
 from bot.gmail_inbound import GmailInbound, build_gmail_inbound
 from bot.notifier import SlackNotifier, add_retry_handlers
 from bot.settings import Settings
 from bot.slack_app import BOT_SCOPES, QueuedLazyRunner, build_bolt_app
 from bot.slack_oauth import CachedAuthorize
 from domain import faults
+from domain.catalog import Catalog
 from domain.clock import Clock, SystemClock
-from domain.drafting import DraftModel
+from domain.deps import Deps
 from domain.errors import ExternalServiceError
 from domain.jobs import TaskKind
-from domain.mail import Mailer
+from domain.mail import SendOutcome
+from domain.mailboxes import MailboxAllowances
 from domain.outreach import Outreach
+from domain.ports import DraftModel, Mailer
+from domain.sending import SendLimits
+from domain.suppression import Suppression
 from handlers import gmail_push
 from handlers.api import cards, health, jobs, marketing, unsubscribe
 from handlers.api import gmail as gmail_api
 from handlers.api.deps import Services
 from handlers.api.docs import error_answer, install_docs
 from handlers.api.errors import error_body, install_error_handlers
-from handlers.api.gmail import GmailIntegration, build_gmail_integration
+from handlers.api.gmail import GmailIntegration
 from handlers.request_limits import RequestLimitMiddleware
 from handlers.slack.common import SlackDeps
 from integrations.crypto import LinkSigner, SecretBox
-from integrations.gmail.sender import SendLimits
+from integrations.gmail.sender import gmail_service
 from jobs.recovery import RecoverySweep
-from jobs.slack_deferred import DeferredSlackWorker
+from jobs.slack_replay import SlackReplayWorker
 from jobs.worker import TaskWorker
-from storage.audience import target_contact_ids, target_count
 from storage.db import SessionFactory, make_engine, make_session_factory
 from storage.models import Organization
-from storage.slack_deferred import SlackDeferredQueue
+from storage.slack_calls import SlackCallQueue
 from storage.slack_store import DbInstallationStore, DbOAuthStateStore
 from storage.uow import UnitOfWork
 
@@ -66,6 +71,7 @@ class Runtime:
 
     settings: Settings
     services: Services
+    catalog: Catalog
     outreach: Outreach
     worker: TaskWorker
     poster: TaskWorker
@@ -73,11 +79,13 @@ class Runtime:
     bolt: App | None
     secrets: SecretBox
     unsubscribe_signer: LinkSigner
+    suppression: Suppression
+    mailbox_allowances: MailboxAllowances
     gmail: GmailIntegration | None = None
-    slack_worker: DeferredSlackWorker | None = None
+    slack_worker: SlackReplayWorker | None = None
 
     def run_tasks_until_idle(self) -> int:
-        """Run deferred Slack work, draft, then post, until nothing is pending (tests, benches)."""
+        """Replay Slack calls, draft, then post, until nothing is pending (tests, benches)."""
         total = 0
         while True:
             ran = self.recovery.plan_pending()
@@ -124,11 +132,23 @@ def build_background(
 ) -> Background:
     """Build the background work of a runtime (not started)."""
     if gmail_service_for_account is None and runtime.gmail is not None:
-        gmail_service_for_account = runtime.gmail.mailer.service_for_account
+        gmail_service_for_account = _mailbox_services(runtime.gmail)
     gmail_inbound = build_gmail_inbound(
         runtime.settings, runtime.services, service_for_account=gmail_service_for_account
     )
     return Background(runtime, gmail_inbound)
+
+
+def _mailbox_services(gmail: GmailIntegration) -> Callable[[int], Any]:
+    """Return the factory of an authorized Gmail API resource per connected mailbox."""
+
+    def service_for_account(account_id: int) -> Any:
+        tokens = gmail.mailer.mailbox_tokens(account_id)
+        if tokens is None:
+            raise ExternalServiceError(f"Gmail account {account_id} is not connected")
+        return gmail_service(gmail.config, tokens)
+
+    return service_for_account
 
 
 def build_services(
@@ -174,7 +194,7 @@ def build_runtime(
         return f"{base}/unsubscribe/{token}"
 
     def uow() -> UnitOfWork:
-        return UnitOfWork(services.session_factory)
+        return UnitOfWork(services.session_factory, cipher=secrets)
 
     slack = build_slack_clients(settings, services, secrets)
     work_lease = timedelta(seconds=settings.WORK_LEASE_SECONDS)
@@ -188,7 +208,7 @@ def build_runtime(
     gmail = build_gmail_integration(
         settings,
         services,
-        secrets=secrets,
+        uow=uow,
         unsubscribe_url=unsubscribe_url,
         client_for_org=slack.client_for_org if slack is not None else None,
         limits=limits,
@@ -202,11 +222,10 @@ def build_runtime(
         if slack is not None
         else None
     )
-    outreach = Outreach(
-        uow=uow,
-        clock=services.clock,
-        contact_source=target_contact_ids,
-        audience_count=target_count,
+    service_deps = Deps(uow=uow, clock=services.clock)
+    catalog = Catalog(service_deps)
+    outreach = Outreach.build(
+        service_deps,
         unsubscribe_url=unsubscribe_url,
         mailer=mailer,
         notifier=notifier,
@@ -215,7 +234,14 @@ def build_runtime(
         work_lease=work_lease,
     )
     if gmail is not None:
-        gmail.outbox.on_sent = outreach.finish_send
+
+        def finish_send(
+            org_id: int, email_send_id: int, card_id: int | None, outcome: SendOutcome
+        ) -> None:
+            # The outbox's listener returns nothing; the use case returns the card it settled.
+            outreach.delivery.finish_send(org_id, email_send_id, card_id, outcome)
+
+        gmail.outbox.on_sent = finish_send
     # One thread posts card messages, in order, paced by Slack's rate limit (the client
     # retries `ratelimited` after Retry-After), so drafting never waits for Slack.
     poster = TaskWorker(
@@ -244,16 +270,17 @@ def build_runtime(
     # Plans pending jobs (REST launches) and carries on what a dead process left, once its
     # lease ran out; it looks a few times per lease, and at most every 30 s.
     recovery = RecoverySweep(
-        outreach,
+        outreach.recovery,
         services.session_factory,
         poll_seconds=min(30.0, max(settings.WORKER_POLL_SECONDS, work_lease.total_seconds() / 4)),
         on_found=worker.wake,
     )
     bolt: App | None = None
-    slack_worker: DeferredSlackWorker | None = None
+    slack_worker: SlackReplayWorker | None = None
     if slack is not None and settings.SLACK_SIGNING_SECRET:
         deps = SlackDeps(
             outreach=outreach,
+            accounts=services.accounts,
             session_factory=services.session_factory,
             clock=services.clock,
             wake_worker=worker.wake,
@@ -265,7 +292,7 @@ def build_runtime(
             ),
         )
         # The web app stores each listener's slow part; the worker's app replays it.
-        deferred = SlackDeferredQueue(services.session_factory)
+        slack_calls = SlackCallQueue(services.session_factory)
         replay = build_bolt_app(
             settings,
             deps,
@@ -274,18 +301,19 @@ def build_runtime(
             authorize=slack.authorize,
             replay=True,
         )
-        slack_worker = DeferredSlackWorker(replay, deferred, services.clock, lease=work_lease)
+        slack_worker = SlackReplayWorker(replay, slack_calls, services.clock, lease=work_lease)
         bolt = build_bolt_app(
             settings,
             deps,
             client=slack.app_client,
             oauth_settings=slack.oauth_settings,
             authorize=slack.authorize,
-            lazy_runner=QueuedLazyRunner(deferred, services.clock, on_stored=slack_worker.wake),
+            lazy_runner=QueuedLazyRunner(slack_calls, services.clock, on_stored=slack_worker.wake),
         )
     return Runtime(
         settings=settings,
         services=services,
+        catalog=catalog,
         outreach=outreach,
         worker=worker,
         poster=poster,
@@ -293,6 +321,8 @@ def build_runtime(
         bolt=bolt,
         secrets=secrets,
         unsubscribe_signer=unsubscribe_signer,
+        suppression=Suppression(uow, clock=services.clock),
+        mailbox_allowances=MailboxAllowances(uow, clock=services.clock),
         gmail=gmail,
         slack_worker=slack_worker,
     )
@@ -442,7 +472,7 @@ def _mount_slack(app: FastAPI, bolt: App, signing_secret: str) -> None:
 
     def to_bolt(body: str, request: Request) -> BoltRequest | Response:
         # Bolt's own x-slack-bolt-* headers steer its lazy listeners: never from outside.
-        headers = {
+        headers: dict[str, str | Sequence[str]] = {
             k: [v] for k, v in request.headers.items() if not k.lower().startswith("x-slack-bolt-")
         }
         try:

@@ -8,11 +8,11 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    Join,
     String,
     and_,
     cast,
@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from domain.audience import AudienceCriteria, AudienceMember, AudienceSize
 from domain.contacts import EmailStatus
-from domain.jobs import JobParams, TargetSelection
+from domain.jobs import TargetSelection
 from storage import models as m
 from storage.sql import chunks, one_of
 
@@ -120,19 +120,76 @@ class AudienceRepo:
             ]
         return AudienceSize(count=count, sample=sample)
 
+    def target_contact_ids(
+        self, org_id: int, target: TargetSelection, *, now: datetime, batch_size: int = 1000
+    ) -> Iterator[list[int]]:
+        """Stream the reachable contacts a job targets, in id order, each once.
+
+        Listed contacts, the contacts of listed clients and of listed addresses are each
+        streamed in id order (never a statement per list: a list of 100,000 ids would pass
+        PostgreSQL's 65,535 parameters) and merged; with filters too, only the listed
+        contacts that match them.
+        """
+        session = self._s
+        c = m.Contact
+        where = self.conditions(org_id, target.filters or AudienceCriteria(), now=now)
+        streams: list[Iterator[int]] = []
+        if target.contact_ids:
+            streams.append(
+                _flatten(
+                    _listed_contacts(session, where, target.contact_ids, batch_size=batch_size)
+                )
+            )
+        if target.client_ids:
+            by_client = one_of(session, c.client_id, target.client_ids, BigInteger())
+            streams.append(
+                _flatten(_keyset_pages(session, [*where, by_client], batch_size=batch_size))
+            )
+        if target.emails:
+            by_email = one_of(session, c.email, target.emails, String())
+            streams.append(
+                _flatten(_keyset_pages(session, [*where, by_email], batch_size=batch_size))
+            )
+        if not streams:
+            yield from _keyset_pages(session, where, batch_size=batch_size)
+            return
+        batch: list[int] = []
+        last = 0
+        for contact_id in heapq.merge(*streams):
+            if contact_id == last:
+                continue  # listed twice: as a contact and by its client or address
+            last = contact_id
+            batch.append(contact_id)
+            if len(batch) == batch_size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    def target_count(self, org_id: int, target: TargetSelection, *, now: datetime) -> int:
+        """Count the reachable contacts a job targets."""
+        if not (target.contact_ids or target.client_ids or target.emails):
+            size = self.size(org_id, target.filters or AudienceCriteria(), now=now, sample_size=0)
+            return size.count
+        return sum(len(batch) for batch in self.target_contact_ids(org_id, target, now=now))
+
 
 def _has_any_tag(dialect: str, tags: Sequence[str]) -> ColumnElement[bool]:
     """True where a contact carries at least one of `tags`."""
     if not tags:
         return false()
     if dialect == "postgresql":
-        # jsonb ?| text[]: served by the GIN index on contacts.tags.
-        return type_coerce(m.Contact.tags, JSONB).has_any(cast(array(list(tags)), ARRAY(String)))
+        # jsonb ?| text[]: served by the GIN index on contacts.tags. JSONB's operators are
+        # reached through the coerced column's comparator, which SQLAlchemy leaves untyped.
+        tagged: ColumnElement[bool] = type_coerce(m.Contact.tags, JSONB).has_any(
+            cast(array(list(tags)), ARRAY(String))
+        )
+        return tagged
     each = func.json_each(m.Contact.tags).table_valued("value")
     return exists(select(1).select_from(each).where(each.c.value.in_(list(tags))))
 
 
-def _contacts_joined() -> Any:
+def _contacts_joined() -> Join:
     c, cl = m.Contact, m.Client
     return c.__table__.outerjoin(cl.__table__, (cl.id == c.client_id) & (cl.org_id == c.org_id))
 
@@ -201,56 +258,3 @@ def _listed_contacts(
 def _flatten(pages: Iterable[list[int]]) -> Iterator[int]:
     for page in pages:
         yield from page
-
-
-def target_contact_ids(
-    uow: Any, org_id: int, params: JobParams, now: datetime, *, batch_size: int = 1000
-) -> Iterator[list[int]]:
-    """Stream the reachable contacts a job targets, in id order, each once.
-
-    Listed contacts, the contacts of listed clients and of listed addresses are each
-    streamed in id order (never a statement per list: a list of 100,000 ids would pass
-    PostgreSQL's 65,535 parameters) and merged; with filters too, only the listed
-    contacts that match them.
-    """
-    session: Session = uow.session
-    target: TargetSelection = params.target
-    c = m.Contact
-    where = AudienceRepo(session).conditions(org_id, target.filters or AudienceCriteria(), now=now)
-    streams: list[Iterator[int]] = []
-    if target.contact_ids:
-        streams.append(
-            _flatten(_listed_contacts(session, where, target.contact_ids, batch_size=batch_size))
-        )
-    if target.client_ids:
-        by_client = one_of(session, c.client_id, target.client_ids, BigInteger())
-        streams.append(_flatten(_keyset_pages(session, [*where, by_client], batch_size=batch_size)))
-    if target.emails:
-        by_email = one_of(session, c.email, target.emails, String())
-        streams.append(_flatten(_keyset_pages(session, [*where, by_email], batch_size=batch_size)))
-    if not streams:
-        yield from _keyset_pages(session, where, batch_size=batch_size)
-        return
-    batch: list[int] = []
-    last = 0
-    for contact_id in heapq.merge(*streams):
-        if contact_id == last:
-            continue  # listed twice: as a contact and by its client or address
-        last = contact_id
-        batch.append(contact_id)
-        if len(batch) == batch_size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-def target_count(uow: Any, org_id: int, params: JobParams, now: datetime) -> int:
-    """Count the reachable contacts a job targets."""
-    target = params.target
-    if not (target.contact_ids or target.client_ids or target.emails):
-        size = AudienceRepo(uow.session).size(
-            org_id, target.filters or AudienceCriteria(), now=now, sample_size=0
-        )
-        return size.count
-    return sum(len(batch) for batch in target_contact_ids(uow, org_id, params, now))

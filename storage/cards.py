@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from dataclasses import fields as dataclass_fields
 from datetime import datetime
 from typing import Any
@@ -13,10 +12,12 @@ from sqlalchemy.orm import Session
 
 from domain.cards import (
     EMAIL_CARD_TYPES,
+    OPEN_STATES,
     UNDECIDED_STATES,
     Card,
     CardState,
     CardType,
+    InFlightCard,
     Priority,
     states_that_can_become,
 )
@@ -25,17 +26,6 @@ from domain.mail import SendOutcome, SendStatus
 from storage import models as m
 
 _CARD_FIELDS = tuple(f.name for f in dataclass_fields(Card))
-
-
-@dataclass(frozen=True)
-class InFlightCard:
-    """A card the recovery sweep carries on, with its email's outcome when it was sent."""
-
-    org_id: int
-    card_id: int
-    state: CardState
-    sends_email: bool
-    sent: SendOutcome | None
 
 
 class CardRepo:
@@ -166,6 +156,8 @@ class CardRepo:
 
         Only when it has been executing since before `before` (its executor is gone) and
         its email has no outbox row other than a failed one: nothing can have been sent.
+        Not a move of the state machine (a card cannot go from executing to approved): it
+        undoes a start that died before it reached the outbox.
         """
         e = m.EmailSend
         reached_outbox = exists().where(e.card_id == card_id, e.status != "failed")
@@ -287,10 +279,7 @@ class CardRepo:
     def list_open(self, org_id: int, *, owner_id: int | None, limit: int = 20) -> list[Card]:
         """Return cards waiting for a human, of jobs owned by `owner_id` (all if None)."""
         query = select(m.Card).where(
-            m.Card.org_id == org_id,
-            m.Card.state.in_(
-                [CardState.SUGGESTED.value, CardState.IN_REVIEW.value, CardState.BLOCKED.value]
-            ),
+            m.Card.org_id == org_id, m.Card.state.in_([s.value for s in OPEN_STATES])
         )
         if owner_id is not None:
             query = query.join(m.Job, m.Job.id == m.Card.job_id).where(m.Job.owner_id == owner_id)
@@ -301,12 +290,7 @@ class CardRepo:
         query = (
             select(func.count())
             .select_from(m.Card)
-            .where(
-                m.Card.org_id == org_id,
-                m.Card.state.in_(
-                    [CardState.SUGGESTED.value, CardState.IN_REVIEW.value, CardState.BLOCKED.value]
-                ),
-            )
+            .where(m.Card.org_id == org_id, m.Card.state.in_([s.value for s in OPEN_STATES]))
         )
         if owner_id is not None:
             query = query.join(m.Job, m.Job.id == m.Card.job_id).where(m.Job.owner_id == owner_id)

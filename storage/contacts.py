@@ -1,8 +1,8 @@
 """Contacts as drafting and display read them, and the few writes outreach makes to them.
 
 `ContactContextRepo` is the contact read model (a contact with its client and order
-history, the names a card shows) and it also writes: it records that a
-contact was emailed (`touch_contacted`), appends to its engagement history and applies an
+history, the names a card shows) and it also writes: it records that a contact was
+emailed (`touch_contacted`), appends to its engagement history and applies an
 update_profile task's changes.
 """
 
@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from domain.contacts import ContactContext
 from domain.errors import NotFound
-from domain.outreach import ContactContext
 from storage import models as m
 
 
@@ -97,15 +97,6 @@ class ContactContextRepo:
             )
         return contexts
 
-    def user_name(self, org_id: int, user_id: int | None) -> tuple[str | None, str | None]:
-        """Return a user's name and email."""
-        if user_id is None:
-            return None, None
-        row = self._s.execute(
-            select(m.User.name, m.User.email).where(m.User.org_id == org_id, m.User.id == user_id)
-        ).one_or_none()
-        return (row[0], row[1]) if row else (None, None)
-
     def firm_name(self, org_id: int) -> str:
         """Return the organization's display name."""
         return self._s.scalar(select(m.Organization.name).where(m.Organization.id == org_id)) or ""
@@ -133,14 +124,6 @@ class ContactContextRepo:
                 email_send_id=detail.pop("email_send_id", None),
                 detail=detail,
             )
-        )
-
-    def slack_id(self, org_id: int, user_id: int | None) -> str | None:
-        """Return a user's Slack id."""
-        if user_id is None:
-            return None
-        return self._s.scalar(
-            select(m.User.slack_user_id).where(m.User.org_id == org_id, m.User.id == user_id)
         )
 
     def thread_to_continue(self, enrollment_id: int | None) -> str | None:

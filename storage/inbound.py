@@ -1,5 +1,7 @@
 """Inbound Gmail storage: push notifications, message rows, the mailbox history pointer.
 
+A named transaction owner: this durable push/sync queue commits on its own, outside the
+unit of work (`storage/uow.py`), and `tools/check_commits.py` allows it for that reason.
 Every method is one short transaction of its own, because each step of the sync must be
 durable before the next one starts: a notification is committed before its push is
 answered, message ids are committed together with the pointer that moves past them,

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, any_, bindparam
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import QueryableAttribute, Session
+from sqlalchemy.types import TypeEngine
 
 from domain.errors import Conflict
 
+Row = TypeVar("Row")
 
-def chunks(rows: list[Any], size: int = 1000) -> Iterator[list[Any]]:
+
+def chunks(rows: list[Row], size: int = 1000) -> Iterator[list[Row]]:
     """Split rows so a multi-row statement stays under the databases' parameter limits."""
     for start in range(0, len(rows), size):
         yield rows[start : start + size]
@@ -24,7 +27,12 @@ def clip(reason: str, limit: int = 1000) -> str:
     return reason if len(reason) <= limit else reason[: limit - 1] + "…"
 
 
-def one_of(session: Session, column: Any, values: Sequence[Any], item: Any) -> ColumnElement[bool]:
+def one_of(
+    session: Session,
+    column: QueryableAttribute[Any],
+    values: Sequence[object],
+    item: TypeEngine[Any],
+) -> ColumnElement[bool]:
     """`column` is one of `values`: one array parameter on PostgreSQL, whatever the length
     (a list of bind parameters stops at 65,535), and IN on SQLite (callers keep lists
     within its 32,766 variables)."""
@@ -33,7 +41,7 @@ def one_of(session: Session, column: Any, values: Sequence[Any], item: Any) -> C
     return column.in_(list(values))
 
 
-def assign_fields(row: Any, data: dict[str, Any], names: Sequence[str]) -> None:
+def assign_fields(row: object, data: dict[str, Any], names: Sequence[str]) -> None:
     """Copy the named fields of `data` onto an ORM row."""
     for name in names:
         setattr(row, name, data[name])

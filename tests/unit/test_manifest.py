@@ -9,9 +9,9 @@ import yaml
 from slack_bolt import App, BoltRequest, BoltResponse
 
 from bot.slack_app import BOT_SCOPES
-from bot.slack_ids import ActionId, CallbackId, Command
 from handlers.slack import actions, commands, events, views
 from handlers.slack.common import SlackDeps
+from handlers.slack.ids import ActionId, CallbackId, Command
 
 MANIFEST = Path(__file__).parents[2] / "manifest.yml"
 
@@ -25,6 +25,7 @@ def _registered() -> App:
     app = App(signing_secret="x" * 32, token="xoxb-test", token_verification_enabled=False)
     deps = SlackDeps(
         outreach=None,  # type: ignore[arg-type]
+        accounts=None,  # type: ignore[arg-type]
         session_factory=None,  # type: ignore[arg-type]
         clock=None,  # type: ignore[arg-type]
         wake_worker=lambda: None,
