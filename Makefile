@@ -28,6 +28,7 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy domain storage
 	$(BIN)/lint-imports
+	$(BIN)/python tools/check_commits.py
 
 test: install lint
 	$(BIN)/python -m pytest -n 2 -q

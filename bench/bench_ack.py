@@ -117,8 +117,8 @@ def main() -> None:
         org, _ = _seed(url, total, campaign="Ack bench")
         settings = _settings(url, slack_api, post_interval=0)
         runtime = build_runtime(settings)
-        launched = runtime.outreach.launch_campaign(org, "Ack bench", owner_id=None)
-        runtime.outreach.plan_job(org, launched.job.id)
+        launched = runtime.outreach.jobs.launch_campaign(org, "Ack bench", owner_id=None)
+        runtime.outreach.jobs.plan_job(org, launched.job.id)
         runtime.run_tasks_until_idle()
         with runtime.services.session_factory() as session:
             cards = [

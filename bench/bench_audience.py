@@ -15,11 +15,12 @@ import psycopg
 from sqlalchemy import Engine, func, select, text
 
 from domain.audience import AudienceCriteria
+from domain.catalog import Catalog
 from domain.clock import SystemClock
-from domain.use_cases import calculate_audience_size
+from domain.deps import Deps
+from storage.audience import AudienceRepo
 from storage.db import make_engine, make_session_factory
 from storage.migrate import upgrade
-from storage.repositories import AudienceRepo
 from storage.uow import UnitOfWork
 
 ADMIN_URL = os.environ.get("BENCH_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -106,11 +107,12 @@ def main() -> None:
     _seed(engine)
     uow_factory = make_session_factory(engine)
     clock = SystemClock()
+    catalog = Catalog(Deps(uow=lambda: UnitOfWork(uow_factory), clock=clock))
     timings: list[float] = []
     size = None
     for _ in range(RUNS):
         started = time.perf_counter()
-        size = calculate_audience_size(1, CRITERIA, uow=UnitOfWork(uow_factory), clock=clock)
+        size = catalog.calculate_audience_size(1, CRITERIA)
         timings.append((time.perf_counter() - started) * 1000)
     assert size is not None
     print(f"criteria: {CRITERIA.model_dump(exclude_defaults=True)}")

@@ -52,7 +52,7 @@ from sandbox.server import serve_in_thread
 from storage import models as m
 from storage.db import make_engine, make_session_factory
 from storage.migrate import upgrade
-from storage.models_inbound import GmailPushNotification
+from storage.models import GmailPushNotification
 from tests.support.google import gmail_service, make_email, user_credentials
 
 ADMIN_URL = os.environ.get("BENCH_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")

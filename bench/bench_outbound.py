@@ -28,10 +28,10 @@ from integrations.gmail.sender import GmailMailer, OutboxWorker, SendLimits
 from sandbox.google import GoogleStandIn, GoogleUrls, start_google_stand_in
 from sandbox.google_oauth import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET
 from storage import models as m
-from storage.accounts import create_org, ensure_user
 from storage.db import make_engine, make_session_factory
 from storage.gmail import GmailAccountRepo, OutboxRepo
 from storage.migrate import upgrade
+from tests.support.accounts import create_org, ensure_user
 
 ADMIN_URL = os.environ.get("BENCH_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
 DB_NAME = "salesbot_bench_outbound"

@@ -35,10 +35,11 @@ from sandbox.slack_api import (
     start_slack_stand_in,
 )
 from storage import models as m
-from storage.accounts import create_org, link_slack_team
 from storage.db import make_engine, make_session_factory
 from storage.migrate import upgrade
-from storage.models_slack import SlackDeferredCall
+from storage.models import SlackDeferredCall
+from storage.uow import UnitOfWork
+from tests.support.accounts import create_org, link_slack_team
 from tests.support.slack import approve_click_body, signed_headers
 
 ADMIN_URL = os.environ.get("BENCH_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -177,9 +178,9 @@ def bench_launch(url: str, slack_api: str, stand_in: Any) -> None:
     stand_in.reset()
     stand_in.add_user(REP, "rep", "rep@bench.example.com")
     started = time.perf_counter()
-    launched = runtime.outreach.launch_campaign(org, "Launch bench", owner_id=None)
+    launched = runtime.outreach.jobs.launch_campaign(org, "Launch bench", owner_id=None)
     launch_s = time.perf_counter() - started
-    enrolled = runtime.outreach.plan_job(org, launched.job.id)
+    enrolled = runtime.outreach.jobs.plan_job(org, launched.job.id)
     plan_s = time.perf_counter() - started
     drafted = runtime.worker.run_until_idle()
     created_s = time.perf_counter() - started
@@ -231,7 +232,8 @@ def bench_launch(url: str, slack_api: str, stand_in: Any) -> None:
         f"  rest posted without the limit in {drain_s:.1f} s: {posted:,} messages for {cards:,} cards; "
         f"unposted cards {unposted}, failed posts {failed_posts} (lost: {cards - posted})"
     )
-    recount = runtime.outreach._uow().__enter__().jobs.recount(launched.job.id)  # noqa: SLF001
+    with UnitOfWork(runtime.services.session_factory) as uow:
+        recount = uow.jobs.recount(launched.job.id)
     assert job is not None
     stored = {k: getattr(job, k) for k in recount}
     print(f"  job metrics equal a recount: {stored == recount} ({stored})")
@@ -241,7 +243,7 @@ def bench_concurrent_approvals(url: str) -> None:
     """1,000 concurrent signed approve clicks on one card; count the emails Gmail received."""
     from sandbox.google import start_google_stand_in
     from sandbox.google_oauth import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET
-    from storage.accounts import create_token, ensure_user
+    from tests.support.accounts import create_token, ensure_user
     from tests.support.google import follow_consent
 
     clicks = 1000
@@ -279,8 +281,8 @@ def bench_concurrent_approvals(url: str) -> None:
             callback = urlsplit(follow_consent(consent))
             connected = browser.get(f"{server.url}{callback.path}?{callback.query}")
         assert connected.status_code == 200, connected.text
-        launched = runtime.outreach.launch_campaign(org, "Once bench", owner_id=rep_id)
-        runtime.outreach.plan_job(org, launched.job.id)
+        launched = runtime.outreach.jobs.launch_campaign(org, "Once bench", owner_id=rep_id)
+        runtime.outreach.jobs.plan_job(org, launched.job.id)
         runtime.run_tasks_until_idle()
         with runtime.services.session_factory() as session:
             card_id, fingerprint = session.execute(

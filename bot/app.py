@@ -24,25 +24,29 @@ from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
+from bot.gmail import build_gmail_integration
 from bot.gmail_inbound import GmailInbound, build_gmail_inbound
 from bot.notifier import SlackNotifier, add_retry_handlers
 from bot.settings import Settings
 from bot.slack_app import BOT_SCOPES, QueuedLazyRunner, build_bolt_app
 from bot.slack_oauth import CachedAuthorize
 from domain import faults
+from domain.catalog import Catalog
 from domain.clock import Clock, SystemClock
-from domain.drafting import DraftModel
+from domain.deps import Deps
 from domain.errors import ExternalServiceError
 from domain.jobs import TaskKind
-from domain.mail import Mailer
+from domain.mailboxes import MailboxAllowances
 from domain.outreach import Outreach
+from domain.ports import DraftModel, Mailer
+from domain.suppression import Suppression
 from handlers import gmail_push
 from handlers.api import cards, health, jobs, marketing, unsubscribe
 from handlers.api import gmail as gmail_api
 from handlers.api.deps import Services
 from handlers.api.docs import error_answer, install_docs
 from handlers.api.errors import error_body, install_error_handlers
-from handlers.api.gmail import GmailIntegration, build_gmail_integration
+from handlers.api.gmail import GmailIntegration
 from handlers.request_limits import RequestLimitMiddleware
 from handlers.slack.common import SlackDeps
 from integrations.crypto import LinkSigner, SecretBox
@@ -55,7 +59,6 @@ from storage.models import Organization
 from storage.slack_deferred import SlackDeferredQueue
 from storage.slack_store import DbInstallationStore, DbOAuthStateStore
 from storage.uow import UnitOfWork
-from storage.work import target_contact_ids, target_count
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,7 @@ class Runtime:
 
     settings: Settings
     services: Services
+    catalog: Catalog
     outreach: Outreach
     worker: TaskWorker
     poster: TaskWorker
@@ -73,6 +77,8 @@ class Runtime:
     bolt: App | None
     secrets: SecretBox
     unsubscribe_signer: LinkSigner
+    suppression: Suppression
+    mailbox_allowances: MailboxAllowances
     gmail: GmailIntegration | None = None
     slack_worker: DeferredSlackWorker | None = None
 
@@ -174,7 +180,7 @@ def build_runtime(
         return f"{base}/unsubscribe/{token}"
 
     def uow() -> UnitOfWork:
-        return UnitOfWork(services.session_factory)
+        return UnitOfWork(services.session_factory, cipher=secrets)
 
     slack = build_slack_clients(settings, services, secrets)
     work_lease = timedelta(seconds=settings.WORK_LEASE_SECONDS)
@@ -188,6 +194,7 @@ def build_runtime(
     gmail = build_gmail_integration(
         settings,
         services,
+        uow=uow,
         secrets=secrets,
         unsubscribe_url=unsubscribe_url,
         client_for_org=slack.client_for_org if slack is not None else None,
@@ -202,11 +209,10 @@ def build_runtime(
         if slack is not None
         else None
     )
-    outreach = Outreach(
-        uow=uow,
-        clock=services.clock,
-        contact_source=target_contact_ids,
-        audience_count=target_count,
+    service_deps = Deps(uow=uow, clock=services.clock)
+    catalog = Catalog(service_deps)
+    outreach = Outreach.build(
+        service_deps,
         unsubscribe_url=unsubscribe_url,
         mailer=mailer,
         notifier=notifier,
@@ -215,7 +221,7 @@ def build_runtime(
         work_lease=work_lease,
     )
     if gmail is not None:
-        gmail.outbox.on_sent = outreach.finish_send
+        gmail.outbox.on_sent = outreach.delivery.finish_send
     # One thread posts card messages, in order, paced by Slack's rate limit (the client
     # retries `ratelimited` after Retry-After), so drafting never waits for Slack.
     poster = TaskWorker(
@@ -244,7 +250,7 @@ def build_runtime(
     # Plans pending jobs (REST launches) and carries on what a dead process left, once its
     # lease ran out; it looks a few times per lease, and at most every 30 s.
     recovery = RecoverySweep(
-        outreach,
+        outreach.recovery,
         services.session_factory,
         poll_seconds=min(30.0, max(settings.WORKER_POLL_SECONDS, work_lease.total_seconds() / 4)),
         on_found=worker.wake,
@@ -254,6 +260,7 @@ def build_runtime(
     if slack is not None and settings.SLACK_SIGNING_SECRET:
         deps = SlackDeps(
             outreach=outreach,
+            accounts=services.accounts,
             session_factory=services.session_factory,
             clock=services.clock,
             wake_worker=worker.wake,
@@ -286,6 +293,7 @@ def build_runtime(
     return Runtime(
         settings=settings,
         services=services,
+        catalog=catalog,
         outreach=outreach,
         worker=worker,
         poster=poster,
@@ -293,6 +301,8 @@ def build_runtime(
         bolt=bolt,
         secrets=secrets,
         unsubscribe_signer=unsubscribe_signer,
+        suppression=Suppression(uow, clock=services.clock),
+        mailbox_allowances=MailboxAllowances(uow, clock=services.clock),
         gmail=gmail,
         slack_worker=slack_worker,
     )

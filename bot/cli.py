@@ -15,13 +15,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 from typer.core import TyperGroup
 
 from bot.cli_db import DatabaseNotReady, explain_database_error, open_database
 from bot.cli_import import import_command
 from bot.logs import configure_logging
 from bot.settings import Settings, SettingsError, load_settings
+from domain.accounts import Accounts
 from domain.clock import SystemClock
 from domain.contacts import TokenScope
 from domain.errors import SalesbotError
@@ -266,23 +266,17 @@ def org_create(
     ] = None,
 ) -> None:
     """Create an organization, optionally bound to a Slack workspace."""
-    from domain.contacts import UserRole
-    from storage.accounts import create_org, ensure_user, link_slack_team
-
     team_id = _team_id(slack_team_id)
     settings = settings_or_exit()
     if team_id is not None and settings.SLACK_BOT_TOKEN:
         _require_bot_token_workspace(settings, team_id)
-    with _session(settings) as session:
+    with _accounts(settings) as accounts:
         try:
-            org = create_org(session, slug=slug, name=name or slug)
-            if admin_email:
-                ensure_user(session, org.id, email=admin_email, role=UserRole.ADMIN)
-            if team_id:
-                link_slack_team(session, org.id, team_id)
+            org = accounts.create_org(
+                slug=slug, name=name or slug, admin_email=admin_email, slack_team_id=team_id
+            )
         except SalesbotError as exc:
             raise fail(exc.message) from None
-        session.commit()
     if team_id:
         out.print(
             f"organization {org.slug} created (id {org.id}), bound to Slack workspace {team_id}"
@@ -312,8 +306,6 @@ def org_link_slack(
     workspace the token belongs to: that one is offered, and a --team-id of another
     workspace is refused.
     """
-    from storage.accounts import get_org, link_slack_team
-
     settings = settings_or_exit()
     wanted = _team_id(team_id)
     if settings.SLACK_BOT_TOKEN:
@@ -332,13 +324,11 @@ def org_link_slack(
             "that installs the app",
             2,
         )
-    with _session(settings) as session:
+    with _accounts(settings) as accounts:
         try:
-            found = get_org(session, org)
-            link_slack_team(session, found.id, wanted)
+            found = accounts.link_slack_team(org, wanted)
         except SalesbotError as exc:
             raise fail(exc.message) from None
-        session.commit()
     out.print(f"organization {found.slug} is bound to Slack workspace {wanted}")
 
 
@@ -384,7 +374,6 @@ def org_install_link(
     (and becomes its admin if it has none): hand it only to that workspace's admin.
     """
     from bot.slack_oauth import install_link_url
-    from storage.accounts import get_org
 
     settings = settings_or_exit()
     if not (settings.SLACK_CLIENT_ID and settings.SLACK_CLIENT_SECRET):
@@ -394,9 +383,9 @@ def org_install_link(
             2,
         )
     lifetime = _duration(expires)
-    with _session(settings) as session:
+    with _accounts(settings) as accounts:
         try:
-            found = get_org(session, org)
+            found = accounts.find_org(org)
         except SalesbotError as exc:
             raise fail(exc.message) from None
     until = datetime.now(UTC) + lifetime
@@ -420,10 +409,8 @@ def _duration(text: str) -> timedelta:
 @org_app.command("list")
 def org_list() -> None:
     """List the organizations: Slack workspace, admins and what they hold."""
-    from storage.accounts import list_orgs
-
-    with _session() as session:
-        orgs = list_orgs(session)
+    with _accounts() as accounts:
+        orgs = accounts.list_orgs()
     if not orgs:
         out.print("no organizations yet: create one with `salesbot org create`")
         return
@@ -462,30 +449,25 @@ def token_create(
     ] = False,
 ) -> None:
     """Create a REST API token; the secret is printed once, on standard output."""
-    from storage.accounts import create_token, ensure_user, find_user_id, get_org
+    from domain.accounts import UnknownUser
 
-    with _session() as session:
+    with _accounts() as accounts:
         try:
-            found = get_org(session, org)
-            user_id = None
-            if user_email:
-                user_id = find_user_id(session, found.id, user_email)
-                if user_id is None and not create_user:
-                    raise fail(
-                        f"{user_email} is not a user of {found.slug}: check the address, or "
-                        "add --create-user to add them as a rep",
-                        2,
-                    )
-                if user_id is None:
-                    user_id = ensure_user(session, found.id, email=user_email)
-            token_id, secret = create_token(
-                session, found.id, name=name, scope=scope, user_id=user_id
+            token = accounts.create_token(
+                org, name=name, scope=scope, user_email=user_email, create_user=create_user
             )
+        except UnknownUser as exc:
+            raise fail(
+                f"{exc.email} is not a user of {exc.org.slug}: check the address, or "
+                "add --create-user to add them as a rep",
+                2,
+            ) from None
         except SalesbotError as exc:
             raise fail(exc.message) from None
-        session.commit()
-    err.print(f"token {token_id} for {found.slug} ({scope.value}); it is shown only once:")
-    typer.echo(secret)
+    err.print(
+        f"token {token.id} for {token.org.slug} ({token.scope.value}); it is shown only once:"
+    )
+    typer.echo(token.secret)
 
 
 @token_app.command("list")
@@ -493,14 +475,11 @@ def token_list(
     org: Annotated[str, typer.Option(help="Organization slug or id.")],
 ) -> None:
     """List an organization's API tokens (never their secrets)."""
-    from storage.accounts import get_org, list_tokens
-
-    with _session() as session:
+    with _accounts() as accounts:
         try:
-            found = get_org(session, org)
+            found, tokens = accounts.list_tokens(org)
         except SalesbotError as exc:
             raise fail(exc.message) from None
-        tokens = list_tokens(session, found.id)
     if not tokens:
         out.print(f"{found.slug} has no API tokens: create one with `salesbot token create`")
         return
@@ -538,28 +517,25 @@ def token_revoke(
     token_id: Annotated[int, typer.Argument(help="Token id.")],
 ) -> None:
     """Revoke an API token."""
-    from storage.accounts import get_org, revoke_token
-
-    with _session() as session:
+    with _accounts() as accounts:
         try:
-            found = get_org(session, org)
-            revoke_token(session, found.id, token_id, now=SystemClock().now())
+            accounts.revoke_token(org, token_id)
         except SalesbotError as exc:
             raise fail(exc.message) from None
-        session.commit()
     out.print(f"token {token_id} revoked")
 
 
 @contextmanager
-def _session(settings: Settings | None = None) -> Iterator[Session]:
-    """A session on the database of the settings, once it is known to be reachable and
-    migrated (else one line says what to run)."""
+def _accounts(settings: Settings | None = None) -> Iterator[Accounts]:
+    """The account use cases on the database of the settings, once it is known to be
+    reachable and migrated (else one line says what to run)."""
     from storage.db import make_session_factory
+    from storage.uow import UnitOfWork
 
     engine = open_database((settings or settings_or_exit()).DATABASE_URL)
     try:
-        with make_session_factory(engine)() as session:
-            yield session
+        sessions = make_session_factory(engine)
+        yield Accounts(uow=lambda: UnitOfWork(sessions), clock=SystemClock())
     finally:
         engine.dispose()
 

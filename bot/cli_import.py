@@ -76,8 +76,9 @@ def import_command(
 
     Exit code 0: every row imported; 1: some rows rejected, the others landed; 2: none.
     """
-    from storage.accounts import get_org
+    from domain.accounts import Accounts
     from storage.db import make_session_factory
+    from storage.uow import UnitOfWork
 
     try:
         settings = load_settings()
@@ -90,8 +91,8 @@ def import_command(
     try:
         session_factory = make_session_factory(engine)
         try:
-            with session_factory() as session:
-                found = get_org(session, org)
+            accounts = Accounts(uow=lambda: UnitOfWork(session_factory), clock=SystemClock())
+            found = accounts.find_org(org)
         except NotFound as exc:
             raise _fatal(f"{exc.message}; create it with `salesbot org create`") from None
         with ExitStack() as stack:

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from rich.console import Console
 
 from bot.settings import Settings
-from domain.contacts import UserRole
+from domain.accounts import Accounts
+from domain.clock import SystemClock
 from sandbox.anthropic_api import start_anthropic_stand_in
 from sandbox.google import GoogleUrls, start_google_stand_in
 from sandbox.google_oauth import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET
@@ -26,14 +27,8 @@ from sandbox.slack_api import (
     api_base_url,
     start_slack_stand_in,
 )
-from storage.accounts import (
-    create_org,
-    ensure_user,
-    link_slack_team,
-    link_slack_user,
-    org_for_slack_team,
-)
 from storage.db import make_engine, make_session_factory
+from storage.uow import UnitOfWork
 
 SANDBOX_SIGNING_SECRET = "sandbox-signing-secret-0123456789"
 SANDBOX_ANTHROPIC_KEY = "sk-ant-sandbox"
@@ -92,21 +87,16 @@ def start_sandbox(settings: Settings, *, console: Console | None = None) -> Sand
 def _ensure_sandbox_org(settings: Settings, *, admin_email: str) -> str:
     engine = make_engine(settings.DATABASE_URL)
     try:
-        with make_session_factory(engine)() as session:
-            org = org_for_slack_team(session, DEFAULT_TEAM_ID)
-            if org is None:
-                org = create_org(session, slug="sandbox", name="Sandbox Appraisals")
-                link_slack_team(session, org.id, DEFAULT_TEAM_ID)
-            ensure_user(session, org.id, email=admin_email, role=UserRole.ADMIN)
-            link_slack_user(
-                session,
-                org.id,
-                slack_user_id=DEFAULT_ADMIN_USER_ID,
-                email=admin_email,
-                name="Sandbox Admin",
-                role=UserRole.ADMIN,
-            )
-            session.commit()
-            return org.slug
+        sessions = make_session_factory(engine)
+        accounts = Accounts(uow=lambda: UnitOfWork(sessions), clock=SystemClock())
+        org = accounts.bootstrap_sandbox(
+            team_id=DEFAULT_TEAM_ID,
+            slug="sandbox",
+            name="Sandbox Appraisals",
+            admin_email=admin_email,
+            admin_slack_user_id=DEFAULT_ADMIN_USER_ID,
+            admin_name="Sandbox Admin",
+        )
+        return org.slug
     finally:
         engine.dispose()

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Final
 
 from domain.errors import InvalidTransition
+from domain.mail import SendOutcome
 
 
 class CardType(StrEnum):
@@ -88,8 +90,33 @@ _ALLOWED: Final[dict[CardState, frozenset[CardState]]] = {
     CardState.WITHDRAWN: frozenset(),
 }
 
-OPEN_STATES: Final = frozenset({CardState.SUGGESTED, CardState.IN_REVIEW, CardState.BLOCKED})
 
+def states_that_can_become(
+    to: CardState, *, among: Iterable[CardState] | None = None
+) -> frozenset[CardState]:
+    """The states from which the table allows a move to `to`: what a compare-and-set to
+    `to` expects the card to be in.
+
+    `among` narrows them to a move out of one step of a card's life (a send that failed
+    while executing); each state named must be one the table allows.
+    """
+    sources = frozenset(state for state, targets in _ALLOWED.items() if to in targets)
+    if among is None:
+        return sources
+    wanted = frozenset(among)
+    if not wanted <= sources:
+        names = ", ".join(sorted(state.value for state in wanted - sources))
+        raise InvalidTransition(f"the state machine does not move a card from {names} to {to}")
+    return wanted
+
+
+# Cards waiting for a human's decision: the states from which a human may approve a card,
+# edit it (back into review) or reject it.
+OPEN_STATES: Final = (
+    states_that_can_become(CardState.APPROVED)
+    & states_that_can_become(CardState.IN_REVIEW)
+    & states_that_can_become(CardState.REJECTED)
+)
 # Cards still waiting for something (a human's review, or their send): a job runs until
 # none of its cards is in one of these. The others are decided: sent (done), rejected,
 # withdrawn, or failed (blocked: the reason is on the card, and a human may still retry it).
@@ -139,14 +166,38 @@ class Card:
         return self.state in OPEN_STATES
 
 
+@dataclass(frozen=True)
+class CardView:
+    """Everything a chat message needs to show a card."""
+
+    card: Card
+    contact_name: str | None = None
+    contact_email: str | None = None
+    contact_title: str | None = None
+    company_name: str | None = None
+    campaign_name: str | None = None
+    job_name: str | None = None
+    step_number: int | None = None
+    total_steps: int | None = None
+    actor_slack_id: str | None = None
+    owner_slack_id: str | None = None
+    thread_emails: int = 0
+
+
+@dataclass(frozen=True)
+class InFlightCard:
+    """A card the recovery sweep carries on, with its email's outcome when it was sent."""
+
+    org_id: int
+    card_id: int
+    state: CardState
+    sends_email: bool
+    sent: SendOutcome | None
+
+
 def can_transition(current: CardState, to: CardState) -> bool:
     """Tell whether the state machine allows `current → to`."""
     return to in _ALLOWED[current]
-
-
-def states_that_can_become(to: CardState) -> frozenset[CardState]:
-    """The states from which the state machine allows a move to `to` (for bulk moves)."""
-    return frozenset(state for state, targets in _ALLOWED.items() if to in targets)
 
 
 def transition(card: Card, to: CardState, *, at: datetime, **changes: Any) -> Card:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 
@@ -83,3 +85,38 @@ def normalize_domain(raw: str) -> str:
     if value.startswith("www."):
         value = value[4:]
     return value.rstrip(".")
+
+
+@dataclass(frozen=True)
+class ContactContext:
+    """A contact with its client and order history, as drafting and cards need it."""
+
+    contact_id: int
+    email: str
+    first_name: str | None
+    last_name: str | None
+    title: str | None
+    role_code: str | None
+    state: str | None
+    client_id: int | None
+    company_name: str | None
+    company_domain: str | None
+    last_order_at: datetime | None
+    orders_last_year: int
+    orders_year_before_last: int
+    last_property_address: str | None
+    last_contacted_at: datetime | None
+    last_replied_at: datetime | None
+    opted_out: bool
+    email_status: str
+
+    @property
+    def full_name(self) -> str:
+        """First and last name, or the address when there is none."""
+        name = " ".join(p for p in (self.first_name, self.last_name) if p)
+        return name or self.email
+
+    @property
+    def reachable(self) -> bool:
+        """True when the contact may be emailed."""
+        return not self.opted_out and self.email_status == "valid"

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 from domain.errors import ExternalServiceError, InvalidInput
+
+if TYPE_CHECKING:
+    # Only for annotations: domain.ports imports this module's Draft and DraftRequest.
+    from domain.ports import DraftModel
 
 MAX_SUBJECT_CHARS = 200
 MAX_BODY_CHARS = 8_000
@@ -49,14 +53,6 @@ class Draft:
     source: DraftSource
     rationale: str | None = None
     note: str | None = None
-
-
-class DraftModel(Protocol):
-    """A language model that personalises a draft (Claude in production)."""
-
-    def personalize(self, request: DraftRequest) -> Draft:
-        """Return a personalised draft; raise ExternalServiceError or InvalidInput on failure."""
-        ...
 
 
 def template_draft(request: DraftRequest, *, note: str | None = None) -> Draft:

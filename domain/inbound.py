@@ -54,7 +54,8 @@ def retry_delay(attempts: int) -> timedelta:
     """Return how long to wait before attempt `attempts + 1`: doubling, capped at 6 hours."""
     if attempts < 1:
         return _FIRST_RETRY
-    return min(_FIRST_RETRY * (2 ** min(attempts - 1, 20)), _LONGEST_RETRY)
+    doubling: int = 2 ** min(attempts - 1, 20)
+    return min(_FIRST_RETRY * doubling, _LONGEST_RETRY)
 
 
 def is_synced_message(label_ids: Sequence[str]) -> bool:

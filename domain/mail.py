@@ -1,11 +1,11 @@
-"""Outgoing email as the domain asks for it, and the mailer port that sends it."""
+"""Outgoing email as the domain asks for it, and what became of it (the Mailer port that
+sends it is in domain/ports.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
 
 
 class SendStatus(StrEnum):
@@ -53,11 +53,3 @@ class SendOutcome:
     gmail_thread_id: str | None = None
     detail: str | None = None
     retry_at: datetime | None = None
-
-
-class Mailer(Protocol):
-    """Sends email from a rep's own mailbox (Gmail in production)."""
-
-    def send(self, email: OutgoingEmail) -> SendOutcome:
-        """Send (or queue) an email; never sends the same card twice."""
-        ...

@@ -1,15 +1,40 @@
-"""Ports: the small interfaces use cases need from storage and the outside world."""
+"""Ports: the small interfaces use cases need from storage and the outside world.
+
+Repositories return domain objects and take domain values; the unit of work holds one
+of each and owns the transaction. Storage implements them on SQLAlchemy; the unit tests
+implement them in memory (tests/unit/fakes.py).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import builtins
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Protocol
+from typing import Any, Protocol
 
+from domain.accounts import Org, OrgSummary, StoredToken, TokenSummary, User
 from domain.audience import AudienceCriteria, AudienceSize
 from domain.campaigns import Campaign, CampaignFields
+from domain.cards import Card, CardState, CardType, CardView, InFlightCard, Priority
+from domain.contacts import ContactContext, TokenScope, UserRole
+from domain.drafting import Draft, DraftRequest
+from domain.jobs import Job, JobStatus, JobTaskView, TargetSelection, TaskStatus
+from domain.mail import OutgoingEmail, SendOutcome
+from domain.mailboxes import (
+    AccountTokens,
+    ConsentRequest,
+    ConsumedState,
+    GmailAccountView,
+    Grant,
+    MailboxAllowance,
+    MailboxIdentity,
+    RevokeResult,
+)
+from domain.suppression import ContactSummary
 from domain.templates import EmailTemplate, EmailTemplateFields
+
+# --- catalog ---
 
 
 class CampaignRepository(Protocol):
@@ -82,23 +107,778 @@ class TemplateRepository(Protocol):
 
 
 class AudienceRepository(Protocol):
-    """Counts and samples contacts matching a targeting, in one query."""
+    """The contacts a targeting reaches."""
 
     def size(
         self, org_id: int, criteria: AudienceCriteria, *, now: datetime, sample_size: int
     ) -> AudienceSize:
-        """Return how many contacts match and a sample of them."""
+        """Return how many contacts match and a sample of them, in one query."""
+        ...
+
+    def target_contact_ids(
+        self, org_id: int, target: TargetSelection, *, now: datetime
+    ) -> Iterator[list[int]]:
+        """Stream the reachable contacts a job targets, in id order, each once, in chunks."""
+        ...
+
+    def target_count(self, org_id: int, target: TargetSelection, *, now: datetime) -> int:
+        """Count the reachable contacts a job targets."""
         ...
 
 
-class UnitOfWork(Protocol):
-    """One transaction over the repositories; commits once."""
+class CatalogUnitOfWork(Protocol):
+    """One transaction over the catalog's repositories; commits once."""
 
-    campaigns: CampaignRepository
-    templates: TemplateRepository
-    audience: AudienceRepository
+    # Read-only properties, so that a unit of work holding concrete repositories fits.
+    @property
+    def campaigns(self) -> CampaignRepository: ...
 
-    def __enter__(self) -> UnitOfWork: ...
+    @property
+    def templates(self) -> TemplateRepository: ...
+
+    @property
+    def audience(self) -> AudienceRepository: ...
+
+    def __enter__(self) -> CatalogUnitOfWork: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    def commit(self) -> None:
+        """Commit the transaction."""
+        ...
+
+
+# --- outreach ---
+
+
+class JobRepository(Protocol):
+    """Jobs of one organization, with atomic metric counters."""
+
+    def add(
+        self,
+        org_id: int,
+        *,
+        name: str,
+        description: str | None,
+        params: dict[str, Any],
+        owner_id: int | None,
+        campaign_id: int | None,
+        request_key: str | None = None,
+    ) -> Job:
+        """Store a pending job (`request_key`: the request that creates it, unique)."""
+        ...
+
+    def find_by_request_key(self, org_id: int, request_key: str) -> Job | None:
+        """Return the job a request created, if it ran before."""
+        ...
+
+    def get(self, org_id: int, job_id: int) -> Job:
+        """Return a job or raise NotFound."""
+        ...
+
+    def lock_status(self, org_id: int, job_id: int) -> JobStatus:
+        """Read a job's status and hold its row until the transaction ends."""
+        ...
+
+    def list(
+        self,
+        org_id: int,
+        *,
+        status: str | None = None,
+        campaign_id: int | None = None,
+        limit: int = 50,
+    ) -> builtins.list[Job]:
+        """Return jobs, newest first."""
+        ...
+
+    def set_status(
+        self,
+        org_id: int,
+        job_id: int,
+        to: JobStatus,
+        *,
+        expected: Iterable[JobStatus],
+        now: datetime,
+        last_error: str | None = None,
+        cancelled_by: int | None = None,
+    ) -> bool:
+        """Move a job's status if it is still in one of `expected` (compare-and-set)."""
+        ...
+
+    def claim_planning(
+        self, org_id: int, job_id: int, *, now: datetime, lease_until: datetime
+    ) -> bool:
+        """Take the job's planning until `lease_until`, unless it is planned or another plans it."""
+        ...
+
+    def extend_planning(self, job_id: int, *, lease_until: datetime) -> None:
+        """Keep planning a long audience: push the planning lease forward."""
+        ...
+
+    def mark_planned(self, job_id: int, *, now: datetime) -> None:
+        """Record that every step-0 task of the job exists."""
+        ...
+
+    def unplanned(self, *, now: datetime, limit: int) -> builtins.list[tuple[int, int]]:
+        """Return (org id, job id) of jobs to plan: pending or half planned, with no planner."""
+        ...
+
+    def idle_running(self, *, after_id: int, limit: int) -> builtins.list[tuple[int, int]]:
+        """Return (org id, job id) of planned running jobs without an open task, by id."""
+        ...
+
+    def bump(self, job_id: int, **deltas: int) -> None:
+        """Add to a job's metric counters atomically."""
+        ...
+
+    def note_error(self, job_id: int, reason: str, *, count: int = 1) -> None:
+        """Count failures on a job and keep the reason as the job's latest error."""
+        ...
+
+    def clear_error(self, job_id: int, *, starting: str) -> None:
+        """Forget the job's latest error if it starts with `starting`."""
+        ...
+
+
+class TaskRepository(Protocol):
+    """Job tasks: the work queue."""
+
+    def add_many(self, org_id: int, job_id: int, rows: Sequence[dict[str, Any]]) -> int:
+        """Insert pending tasks (dicts of kind, step, batch, contact_id, input)."""
+        ...
+
+    def lock_claimed(self, tasks: Sequence[JobTaskView]) -> set[int]:
+        """Lock the tasks this claim still holds and return their ids."""
+        ...
+
+    def cancel_orphaned(self, *, now: datetime) -> int:
+        """Cancel running tasks whose lease ran out after their job ended."""
+        ...
+
+    def finish(
+        self,
+        task_id: int,
+        status: TaskStatus,
+        *,
+        now: datetime,
+        output: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> bool:
+        """Finish a running task; return False if it was not running any more."""
+        ...
+
+    def finish_many(
+        self, results: Sequence[tuple[int, dict[str, Any]]], status: TaskStatus, *, now: datetime
+    ) -> int:
+        """Finish running tasks with their outputs; return how many."""
+        ...
+
+    def cancel_pending(self, org_id: int, job_id: int, *, now: datetime) -> int:
+        """Cancel a job's pending tasks; return how many."""
+        ...
+
+    def batch_drafted(self, org_id: int, job_id: int, batch: int) -> bool:
+        """Tell whether every draft task of a job's batch has finished."""
+        ...
+
+    def next_batch(self, org_id: int, job_id: int) -> int:
+        """The batch number after the job's last one (0 for a job without tasks)."""
+        ...
+
+    def has_open(self, org_id: int, job_id: int) -> bool:
+        """Tell whether a job still has a pending or running task."""
+        ...
+
+
+class EnrollmentRepository(Protocol):
+    """Contacts enrolled in a job's cadence."""
+
+    def add_many(
+        self, org_id: int, job_id: int, contact_ids: Sequence[int], *, next_due_at: datetime
+    ) -> dict[int, int]:
+        """Enroll contacts not yet enrolled in the job; return contact id → new enrollment id."""
+        ...
+
+    def count(self, job_id: int) -> int:
+        """Count a job's enrollments."""
+        ...
+
+    def stop_for_job(self, org_id: int, job_id: int, *, reason: str, now: datetime) -> int:
+        """Stop every active or paused enrollment of a job."""
+        ...
+
+    def set_thread(self, enrollment_id: int, thread_id: str) -> None:
+        """Remember the Gmail thread of an enrollment's emails."""
+        ...
+
+
+class CardRepository(Protocol):
+    """Cards; state changes are compare-and-set so concurrent clicks act once."""
+
+    def add(
+        self,
+        org_id: int,
+        *,
+        job_id: int | None,
+        task_id: int | None,
+        contact_id: int | None,
+        client_id: int | None,
+        type: CardType,
+        state: CardState,
+        priority: Priority,
+        title: str,
+        description: str | None,
+        rationale: str | None,
+        action_payload: dict[str, Any],
+    ) -> Card:
+        """Store a new card."""
+        ...
+
+    def add_many(self, org_id: int, rows: Sequence[dict[str, Any]]) -> list[int]:
+        """Insert cards; return their ids in the order given."""
+        ...
+
+    def get(self, org_id: int, card_id: int) -> Card:
+        """Return a card of the organization or raise NotFound."""
+        ...
+
+    def compare_and_set(
+        self,
+        org_id: int,
+        card_id: int,
+        *,
+        expected: Iterable[CardState],
+        to: CardState,
+        now: datetime,
+        **changes: Any,
+    ) -> bool:
+        """Move a card to `to` only if it is still in one of `expected`; True if it moved."""
+        ...
+
+    def stale_in_flight(self, *, before: datetime, limit: int) -> list[InFlightCard]:
+        """Return cards left `approved` or `executing` since before `before`, oldest first."""
+        ...
+
+    def reset_unsent(self, org_id: int, card_id: int, *, before: datetime, now: datetime) -> bool:
+        """Put an `executing` card that never reached Gmail back to `approved`, to run again."""
+        ...
+
+    def update_fields(self, org_id: int, card_id: int, *, now: datetime, **changes: Any) -> None:
+        """Change a card's fields (not its state)."""
+        ...
+
+    def set_message(self, card_id: int, *, channel: str, ts: str) -> None:
+        """Remember the chat message that shows a card."""
+        ...
+
+    def has_undecided(self, org_id: int, job_id: int) -> bool:
+        """Tell whether a card of the job still waits for review or for its send."""
+        ...
+
+    def withdraw_for_job(
+        self, org_id: int, job_id: int, *, reason: str, now: datetime
+    ) -> list[tuple[int, str | None]]:
+        """Withdraw every card of a job the state machine lets become withdrawn; return
+        (card id, chat message ts) of the cards withdrawn."""
+        ...
+
+    def list_for_batch(
+        self, org_id: int, job_id: int, batch: int, *, states: Sequence[CardState]
+    ) -> list[Card]:
+        """Return the cards drafted by a batch of a job's tasks."""
+        ...
+
+
+class ContactContextRepository(Protocol):
+    """Contacts as drafting and cards see them, and what sending records on them."""
+
+    def contact_context(self, org_id: int, contact_id: int, *, now: datetime) -> ContactContext:
+        """Return a contact with its client and order history, or raise NotFound."""
+        ...
+
+    def contact_contexts(
+        self, org_id: int, contact_ids: list[int], *, now: datetime
+    ) -> dict[int, ContactContext]:
+        """Return the contexts of many contacts (missing ones are left out)."""
+        ...
+
+    def user_name(self, org_id: int, user_id: int | None) -> tuple[str | None, str | None]:
+        """Return a user's name and email."""
+        ...
+
+    def firm_name(self, org_id: int) -> str:
+        """Return the organization's display name."""
+        ...
+
+    def slack_id(self, org_id: int, user_id: int | None) -> str | None:
+        """Return a user's Slack id."""
+        ...
+
+    def thread_to_continue(self, enrollment_id: int | None) -> str | None:
+        """Return the Gmail thread an enrollment's emails continue."""
+        ...
+
+    def touch_contacted(self, org_id: int, contact_id: int, *, at: datetime) -> None:
+        """Record that a contact was just emailed."""
+        ...
+
+    def engagement_event(
+        self,
+        org_id: int,
+        contact_id: int,
+        event: str,
+        *,
+        at: datetime,
+        email_send_id: int | None = None,
+        card_id: int | None = None,
+    ) -> None:
+        """Append to a contact's engagement history."""
+        ...
+
+    def apply_profile_changes(
+        self, org_id: int, contact_id: int, changes: dict[str, Any], *, at: datetime
+    ) -> None:
+        """Apply an update_profile task's changes to a contact."""
+        ...
+
+
+class EventKeyRepository(Protocol):
+    """Idempotency keys: a thing keyed once is done once."""
+
+    def claim(self, source: str, key: str, *, org_id: int | None = None) -> bool:
+        """Record a key; False if it was recorded before."""
+        ...
+
+
+class OutreachUnitOfWork(Protocol):
+    """One transaction over the repositories outreach uses; commits once."""
+
+    # Read-only properties, so that a unit of work holding concrete repositories fits.
+    @property
+    def campaigns(self) -> CampaignRepository: ...
+
+    @property
+    def templates(self) -> TemplateRepository: ...
+
+    @property
+    def audience(self) -> AudienceRepository: ...
+
+    @property
+    def jobs(self) -> JobRepository: ...
+
+    @property
+    def tasks(self) -> TaskRepository: ...
+
+    @property
+    def enrollments(self) -> EnrollmentRepository: ...
+
+    @property
+    def cards(self) -> CardRepository: ...
+
+    @property
+    def contexts(self) -> ContactContextRepository: ...
+
+    @property
+    def events(self) -> EventKeyRepository: ...
+
+    def __enter__(self) -> OutreachUnitOfWork: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    def commit(self) -> None:
+        """Commit the transaction."""
+        ...
+
+
+class ChatNotifier(Protocol):
+    """Shows cards to humans (Slack in production)."""
+
+    def post_card(
+        self, view: CardView, *, channel: str | None, owner_slack_id: str | None
+    ) -> tuple[str, str]:
+        """Post a card; return (channel id, message ts). Raise ExternalServiceError."""
+        ...
+
+    def update_card(self, view: CardView) -> None:
+        """Update a card's message in place after a transition."""
+        ...
+
+    def post_bulk(
+        self,
+        org_id: int,
+        *,
+        job_name: str,
+        job_id: int,
+        batch: int,
+        cards: list[Card],
+        channel: str | None,
+        owner_slack_id: str | None,
+    ) -> None:
+        """Post one message for a batch of cards with an "Approve all" button."""
+        ...
+
+
+class Mailer(Protocol):
+    """Sends email from a rep's own mailbox (Gmail in production)."""
+
+    def send(self, email: OutgoingEmail) -> SendOutcome:
+        """Send (or queue) an email; never sends the same card twice."""
+        ...
+
+
+class DraftModel(Protocol):
+    """A language model that personalises a draft (Claude in production)."""
+
+    def personalize(self, request: DraftRequest) -> Draft:
+        """Return a personalised draft; raise ExternalServiceError or InvalidInput on failure."""
+        ...
+
+
+class SecretBoxPort(Protocol):
+    """Encrypts secrets kept inside JSON params."""
+
+    def encrypt(self, plaintext: str) -> str:
+        """Encrypt text to a printable token."""
+        ...
+
+
+# --- accounts ---
+
+
+class OrgRepository(Protocol):
+    """Organizations and the Slack workspaces they are bound to."""
+
+    def add(self, *, slug: str, name: str) -> Org:
+        """Store a new organization (the slug is valid and free)."""
+        ...
+
+    def find(self, org_id: int) -> Org | None:
+        """Return the organization with this id, if any."""
+        ...
+
+    def find_by_slug(self, slug: str) -> Org | None:
+        """Return the organization with this slug, if any."""
+        ...
+
+    def find_by_slack_team(self, team_id: str) -> Org | None:
+        """Return the organization bound to this Slack workspace, if any."""
+        ...
+
+    def set_slack_team(self, org_id: int, team_id: str) -> None:
+        """Record the Slack workspace an organization is bound to."""
+        ...
+
+    def list_summaries(self) -> list[OrgSummary]:
+        """Return every organization with its workspace, admins and counts, by slug."""
+        ...
+
+
+class UserRepository(Protocol):
+    """Users of organizations; `find` is the one lookup of a user by id."""
+
+    def find(self, org_id: int, user_id: int) -> User | None:
+        """Return the user with this id in the organization, if any."""
+        ...
+
+    def find_by_email(self, org_id: int, email: str) -> User | None:
+        """Return the user with this (normalized) address in the organization, if any."""
+        ...
+
+    def find_by_slack_id(self, org_id: int, slack_user_id: str) -> User | None:
+        """Return the user linked to this Slack id in the organization, if any."""
+        ...
+
+    def has_admin(self, org_id: int) -> bool:
+        """Tell whether the organization has an admin."""
+        ...
+
+    def add(
+        self,
+        org_id: int,
+        *,
+        email: str,
+        name: str | None,
+        role: UserRole,
+        slack_user_id: str | None,
+    ) -> User:
+        """Store a new user."""
+        ...
+
+    def save(self, user: User) -> None:
+        """Write a user's name, role and Slack id."""
+        ...
+
+
+class TokenRepository(Protocol):
+    """API tokens, kept as hashes of their secrets."""
+
+    def add(
+        self,
+        org_id: int,
+        *,
+        name: str,
+        scope: TokenScope,
+        user_id: int | None,
+        token_hash: str,
+        prefix: str,
+    ) -> int:
+        """Store a new token; return its id."""
+        ...
+
+    def find_by_hash(self, token_hash: str) -> StoredToken | None:
+        """Return the token with this hash, if any."""
+        ...
+
+    def touch(self, token_id: int, *, at: datetime) -> None:
+        """Record when a token was last used."""
+        ...
+
+    def revoke(self, org_id: int, token_id: int, *, at: datetime) -> bool:
+        """Revoke a token of the organization; False if it has no such token."""
+        ...
+
+    def list_summaries(self, org_id: int) -> list[TokenSummary]:
+        """Return the organization's tokens, oldest first."""
+        ...
+
+
+class AccountsUnitOfWork(Protocol):
+    """One transaction over the account repositories; commits once."""
+
+    # Read-only properties, so that a unit of work holding concrete repositories fits.
+    @property
+    def orgs(self) -> OrgRepository: ...
+
+    @property
+    def users(self) -> UserRepository: ...
+
+    @property
+    def tokens(self) -> TokenRepository: ...
+
+    def __enter__(self) -> AccountsUnitOfWork: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    def commit(self) -> None:
+        """Commit the transaction."""
+        ...
+
+
+# --- mailboxes ---
+
+
+class GmailAccountRepository(Protocol):
+    """Reps' mailboxes; tokens are encrypted at rest by the implementation."""
+
+    def save_connection(
+        self,
+        org_id: int,
+        *,
+        user_id: int,
+        email: str,
+        scopes: Sequence[str],
+        refresh_token: str,
+        access_token: str | None,
+        access_token_expires_at: datetime | None,
+        daily_send_cap: int,
+        min_send_interval_seconds: int,
+        now: datetime,
+    ) -> GmailAccountView:
+        """Store a fresh consent: the mailbox becomes the user's only connected one.
+
+        Raise MailboxTaken when the mailbox is connected for another user.
+        """
+        ...
+
+    def for_user(
+        self, org_id: int, user_id: int, *, connected_only: bool = False
+    ) -> GmailAccountView | None:
+        """Return the user's mailbox: the connected one, else the one changed last."""
+        ...
+
+    def tokens(self, account_id: int) -> AccountTokens | None:
+        """Return a connected mailbox's decrypted tokens, or None once disconnected."""
+        ...
+
+    def save_access_token(
+        self, account_id: int, *, access_token: str, expires_at: datetime | None, now: datetime
+    ) -> None:
+        """Keep a refreshed access token (only while the mailbox is connected)."""
+        ...
+
+    def mark_disconnected(self, account_id: int, *, reason: str, now: datetime) -> bool:
+        """Forget a mailbox's tokens and say why; True if it was connected until now."""
+        ...
+
+    def sends_since(self, account_id: int, since: datetime) -> int:
+        """Count a mailbox's sends (made or in flight) since a moment."""
+        ...
+
+
+class OAuthStateRepository(Protocol):
+    """Consents in progress; each is consumed once by compare-and-set."""
+
+    def add(
+        self,
+        org_id: int,
+        *,
+        user_id: int,
+        nonce: str,
+        code_verifier: str,
+        redirect_uri: str,
+        expires_at: datetime,
+    ) -> None:
+        """Remember a consent that was just started (its PKCE verifier encrypted at rest)."""
+        ...
+
+    def consume(
+        self, nonce: str, *, org_id: int, user_id: int, now: datetime
+    ) -> ConsumedState | None:
+        """Use a consent once: None if unknown, for someone else, expired or already used."""
+        ...
+
+    def purge(self, *, expired_before: datetime) -> int:
+        """Delete consents that expired before the given time; return how many."""
+        ...
+
+
+class MailboxAllowanceRepository(Protocol):
+    """Which mailbox addresses the users of an organization may connect."""
+
+    def for_user(self, org_id: int, user_id: int) -> MailboxAllowance:
+        """Return which addresses a user may connect; NotFound for an unknown user."""
+        ...
+
+    def role_of(self, org_id: int, user_id: int) -> str | None:
+        """Return a user's role, or None for an unknown user."""
+        ...
+
+    def allow(
+        self,
+        org_id: int,
+        *,
+        user_email: str,
+        address: str | None,
+        allowed_by: str,
+        now: datetime,
+    ) -> MailboxAllowance:
+        """Let a user connect one other address (None takes it back), recording who and when;
+        NotFound when no user has this email."""
+        ...
+
+
+class MailboxUnitOfWork(Protocol):
+    """One transaction over the mailbox repositories; commits once."""
+
+    @property
+    def gmail_accounts(self) -> GmailAccountRepository: ...
+
+    @property
+    def oauth_states(self) -> OAuthStateRepository: ...
+
+    @property
+    def mailbox_allowances(self) -> MailboxAllowanceRepository: ...
+
+    def __enter__(self) -> MailboxUnitOfWork: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    def commit(self) -> None:
+        """Commit the transaction."""
+        ...
+
+
+class StateSigner(Protocol):
+    """Signs the OAuth state (LinkSigner in production)."""
+
+    def sign(self, payload: dict[str, Any], *, expires_in: int | None = None) -> str:
+        """Return a signed token carrying the payload, valid `expires_in` seconds."""
+        ...
+
+    def verify(self, token: str) -> dict[str, Any]:
+        """Return the payload of a genuine, unexpired token; raise InvalidInput otherwise."""
+        ...
+
+
+class MailboxAuthorization(Protocol):
+    """Google's half of connecting a mailbox (OAuth 2.0 with PKCE, the Gmail profile)."""
+
+    def consent_url(self, *, state: str, login_hint: str | None) -> ConsentRequest:
+        """Return Google's consent URL for offline access, with a fresh PKCE verifier."""
+        ...
+
+    def exchange_code(self, code: str, *, code_verifier: str) -> Grant:
+        """Exchange an authorization code; raise ConsentRefused when Google will not."""
+        ...
+
+    def open_mailbox(self, grant: Grant) -> MailboxIdentity:
+        """Return the address of the mailbox a grant opens (refreshing its access token if
+        needed); raise ExternalServiceError when the mailbox cannot be opened."""
+        ...
+
+    def revoke(self, token: str) -> RevokeResult:
+        """Revoke a refresh (or access) token, which revokes the whole grant."""
+        ...
+
+    def discard_grant(self, token: str) -> None:
+        """Revoke a grant Salesbot will not keep, waiting briefly; the outcome is not needed."""
+        ...
+
+
+# --- suppression ---
+
+
+class OptOutRepository(Protocol):
+    """Contacts' opt-outs and what an opt-out stops."""
+
+    def summary(self, org_id: int, contact_id: int) -> ContactSummary | None:
+        """Return a contact's address and opt-out state, with its organization's name."""
+        ...
+
+    def mark_opted_out(self, org_id: int, contact_id: int, *, at: datetime) -> bool:
+        """Stamp the contact's opt-out unless it has one; True if this call stamped it."""
+        ...
+
+    def record_opt_out(self, org_id: int, contact_id: int, *, at: datetime, source: str) -> None:
+        """Add the opt-out to the contact's engagement history."""
+        ...
+
+    def stop_enrollments(self, org_id: int, contact_id: int, *, reason: str, at: datetime) -> int:
+        """Stop the contact's active and paused enrollments; return how many."""
+        ...
+
+    def cancel_queued_emails(self, org_id: int, contact_id: int, *, email: str, reason: str) -> int:
+        """Fail every queued email to the contact (by id or address); return how many."""
+        ...
+
+
+class SuppressionUnitOfWork(Protocol):
+    """One transaction over the opt-out repository; commits once."""
+
+    @property
+    def opt_outs(self) -> OptOutRepository: ...
+
+    def __enter__(self) -> SuppressionUnitOfWork: ...
 
     def __exit__(
         self,

@@ -5,7 +5,7 @@ must follow a commit is found again here, once its lease ran out (`WORK_LEASE_SE
 
 - jobs left `pending` (a REST launch, answered 201, plans here) or half planned,
 - cards left `approved` or `executing` that never reached the outbox, or whose sent
-  email was never recorded on the card (`Outreach.recover_cards`),
+  email was never recorded on the card (`Recovery.recover_cards`),
 - running jobs whose last task finished without finishing the job,
 - running tasks of jobs that ended meanwhile.
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from domain.outreach import Outreach
+from domain.outreach import Recovery
 from jobs.loop import PolledWorker
 from storage.db import SessionFactory
 from storage.inbound import periodic_lock
@@ -35,13 +35,13 @@ class RecoverySweep(PolledWorker):
 
     def __init__(
         self,
-        outreach: Outreach,
+        recovery: Recovery,
         session_factory: SessionFactory,
         *,
         poll_seconds: float = 30.0,
         on_found: Callable[[], None] | None = None,
     ) -> None:
-        self._outreach = outreach
+        self._recovery = recovery
         self._sessions = session_factory
         self._on_found = on_found
         self._idle_after = 0
@@ -52,16 +52,16 @@ class RecoverySweep(PolledWorker):
         with periodic_lock(self._sessions, LOCK_NAME) as taken:
             if not taken:
                 return 0
-            found = self._step("plan", self._outreach.plan_unplanned)
-            found += self._step("cards", self._outreach.recover_cards)
-            found += self._step("orphaned tasks", self._outreach.cancel_orphaned_tasks)
+            found = self._step("plan", self._recovery.plan_unplanned)
+            found += self._step("cards", self._recovery.recover_cards)
+            found += self._step("orphaned tasks", self._recovery.cancel_orphaned_tasks)
             self._step("idle jobs", self._finish_idle_jobs)
         if found and self._on_found is not None:
             self._on_found()
         return found
 
     def _finish_idle_jobs(self) -> int:
-        looked = self._outreach.finish_idle_jobs(after_id=self._idle_after)
+        looked = self._recovery.finish_idle_jobs(after_id=self._idle_after)
         # Go round the running jobs a page at a time, so none waits behind the others.
         self._idle_after = looked[-1] if looked else 0
         return 0
@@ -76,4 +76,4 @@ class RecoverySweep(PolledWorker):
 
     def plan_pending(self) -> int:
         """Plan the jobs waiting for it (tests and benches, instead of the thread)."""
-        return self._outreach.plan_unplanned()
+        return self._recovery.plan_unplanned()

@@ -140,7 +140,7 @@ class TaskWorker(PolledWorker):
             log.error(
                 "tasks stopped their workers too often", extra={"tasks": [t.id for t in poisoned]}
             )
-            self._outreach.fail_tasks(
+            self._outreach.tasks.fail_tasks(
                 poisoned,
                 reason=f"the worker stopped {MAX_RECLAIMS} times while running this task",
             )
@@ -158,20 +158,24 @@ class TaskWorker(PolledWorker):
                 self._give_back(others[index:] + [t for b in drafts.values() for t in b])
                 return len(tasks)
             try:
-                self._outreach.run_task(task, org_id=task.org_id)
+                self._outreach.tasks.run_task(task, org_id=task.org_id)
             except Exception as exc:  # noqa: BLE001 - one bad task must not stop the worker
                 log.exception("task crashed", extra={"task_id": task.id, "job_id": task.job_id})
-                self._outreach.fail_tasks([task], reason=f"internal error: {type(exc).__name__}")
+                self._outreach.tasks.fail_tasks(
+                    [task], reason=f"internal error: {type(exc).__name__}"
+                )
         batches = list(drafts.items())
         for index, (org_id, batch) in enumerate(batches):
             if self.stopping:
                 self._give_back([t for _, b in batches[index:] for t in b])
                 return len(tasks)
             try:
-                self._outreach.run_draft_batch(batch, org_id=org_id)
+                self._outreach.drafting.run_draft_batch(batch, org_id=org_id)
             except Exception as exc:  # noqa: BLE001 - the batch fails, the worker goes on
                 log.exception("draft batch crashed", extra={"tasks": [t.id for t in batch]})
-                self._outreach.fail_tasks(batch, reason=f"internal error: {type(exc).__name__}")
+                self._outreach.tasks.fail_tasks(
+                    batch, reason=f"internal error: {type(exc).__name__}"
+                )
         if tasks and self._on_progress is not None:
             self._on_progress()
         return len(tasks)

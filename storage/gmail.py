@@ -1,4 +1,5 @@
-"""Repositories of the Gmail connection: mailboxes with encrypted tokens, the outbox, opt-outs.
+"""Repositories of the Gmail connection: mailboxes with encrypted tokens, consents in
+progress, which addresses a user may connect, and the outbox.
 
 The outbox is `email_sends`: a row is written (with our own Message-ID) and committed
 before Gmail is called, claimed by compare-and-set (rows and mailboxes locked with
@@ -18,10 +19,18 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from domain.errors import Conflict, NotFound
-from domain.jobs import EnrollmentStatus
+from domain.errors import NotFound
+from domain.mailboxes import (
+    AccountStatus,
+    AccountTokens,
+    ConsumedState,
+    GmailAccountView,
+    MailboxAllowance,
+    MailboxTaken,
+)
 from storage import models as m
-from storage import models_gmail as mg
+from storage.accounts import UserRepo
+from storage.models import gmail as mg
 
 
 class TokenCipher(Protocol):
@@ -47,44 +56,6 @@ def _is_postgresql(session: Session) -> bool:
 # --- mailboxes ------------------------------------------------------------------------------
 
 
-class AccountStatus(StrEnum):
-    """Whether Salesbot may use a mailbox."""
-
-    CONNECTED = "connected"
-    DISCONNECTED = "disconnected"
-
-
-@dataclass(frozen=True)
-class GmailAccountView:
-    """A connected (or once connected) mailbox, without its tokens."""
-
-    id: int
-    org_id: int
-    user_id: int | None
-    email: str
-    status: AccountStatus
-    scopes: tuple[str, ...]
-    daily_send_cap: int
-    min_send_interval_seconds: int
-    next_send_at: datetime | None
-    disconnected_at: datetime | None
-    disconnected_reason: str | None
-
-    @property
-    def connected(self) -> bool:
-        """True while Salesbot holds working tokens for the mailbox."""
-        return self.status == AccountStatus.CONNECTED
-
-
-@dataclass(frozen=True)
-class AccountTokens:
-    """A mailbox's decrypted tokens (never logged, never returned by the API)."""
-
-    refresh_token: str
-    access_token: str | None
-    access_token_expires_at: datetime | None
-
-
 def _account(row: m.GmailAccount) -> GmailAccountView:
     return GmailAccountView(
         id=row.id,
@@ -99,19 +70,6 @@ def _account(row: m.GmailAccount) -> GmailAccountView:
         disconnected_at=row.disconnected_at,
         disconnected_reason=row.disconnected_reason,
     )
-
-
-class MailboxTaken(Conflict):
-    """The mailbox is connected for another user; a consent never moves it silently."""
-
-    def __init__(self, email: str, *, owner: str) -> None:
-        super().__init__(
-            f"{email} is already connected to Salesbot by {owner}, and stays with them. If it"
-            f" should send for you instead, ask {owner} to disconnect it first"
-            " (POST /api/integrations/gmail/disconnect), then connect again."
-        )
-        self.email = email
-        self.owner = owner
 
 
 class GmailAccountRepo:
@@ -250,6 +208,10 @@ class GmailAccountRepo:
         self._s.flush()
         return was_connected
 
+    def sends_since(self, account_id: int, since: datetime) -> int:
+        """Count a mailbox's sends (made or in flight) since a moment."""
+        return OutboxRepo(self._s).sends_since(account_id, since)
+
     @staticmethod
     def _disconnect_row(row: m.GmailAccount, *, reason: str, now: datetime) -> None:
         if row.status == AccountStatus.CONNECTED.value or row.disconnected_reason is None:
@@ -266,40 +228,17 @@ def user_label(session: Session, org_id: int, user_id: int | None) -> str:
     """Return how a user is named in messages: their name, else their email."""
     if user_id is None:
         return "the sender"
-    row = session.execute(
-        select(m.User.name, m.User.email).where(m.User.org_id == org_id, m.User.id == user_id)
-    ).one_or_none()
-    if row is None:
-        return f"user {user_id}"
-    return str(row[0] or row[1])
+    user = UserRepo(session).find(org_id, user_id)
+    return f"user {user_id}" if user is None else user.label
 
 
 def user_slack_id(session: Session, org_id: int, user_id: int | None) -> str | None:
     """Return a user's Slack id, if they were linked to Slack."""
-    if user_id is None:
-        return None
-    return session.scalar(
-        select(m.User.slack_user_id).where(m.User.org_id == org_id, m.User.id == user_id)
-    )
+    user = None if user_id is None else UserRepo(session).find(org_id, user_id)
+    return None if user is None else user.slack_user_id
 
 
 # --- which mailboxes a user may connect ------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class MailboxAllowance:
-    """The addresses a user may connect: their own, and one other an admin allowed."""
-
-    user_id: int
-    email: str
-    allowed: str | None
-    allowed_by: str | None
-    allowed_at: datetime | None
-
-    def permits(self, address: str) -> bool:
-        """True when the user may connect the mailbox of this address."""
-        wanted = address.strip().lower()
-        return wanted in {self.email.strip().lower(), (self.allowed or "").strip().lower()}
 
 
 def _allowance(row: m.User) -> MailboxAllowance:
@@ -312,56 +251,61 @@ def _allowance(row: m.User) -> MailboxAllowance:
     )
 
 
-def mailbox_allowance(session: Session, org_id: int, user_id: int) -> MailboxAllowance:
-    """Return which mailbox addresses a user may connect; NotFound for an unknown user."""
-    row = session.scalars(
-        select(m.User).where(m.User.org_id == org_id, m.User.id == user_id)
-    ).one_or_none()
-    if row is None:
-        raise NotFound(f"user {user_id} not found")
-    return _allowance(row)
+class MailboxAllowanceRepo:
+    """Which mailbox addresses the users of an organization may connect."""
 
+    def __init__(self, session: Session) -> None:
+        self._s = session
 
-def allow_mailbox_address(
-    session: Session,
-    org_id: int,
-    *,
-    user_email: str,
-    address: str | None,
-    allowed_by: str,
-    now: datetime,
-) -> MailboxAllowance:
-    """Let a user connect one other address (None takes it back), recording who and when."""
-    row = session.scalars(
-        select(m.User).where(
-            m.User.org_id == org_id, func.lower(m.User.email) == user_email.strip().lower()
+    def for_user(self, org_id: int, user_id: int) -> MailboxAllowance:
+        """Return which mailbox addresses a user may connect; NotFound for an unknown user."""
+        row = self._s.scalars(
+            select(m.User).where(m.User.org_id == org_id, m.User.id == user_id)
+        ).one_or_none()
+        if row is None:
+            raise NotFound(f"user {user_id} not found")
+        return _allowance(row)
+
+    def role_of(self, org_id: int, user_id: int) -> str | None:
+        """Return a user's role, or None for an unknown user."""
+        return self._s.scalar(
+            select(m.User.role).where(m.User.org_id == org_id, m.User.id == user_id)
         )
-    ).one_or_none()
-    if row is None:
-        raise NotFound(f"no user with the email {user_email}")
-    row.gmail_address_allowed = address.strip().lower() if address else None
-    row.gmail_address_allowed_by = allowed_by
-    row.gmail_address_allowed_at = now
-    session.flush()
-    return _allowance(row)
+
+    def allow(
+        self,
+        org_id: int,
+        *,
+        user_email: str,
+        address: str | None,
+        allowed_by: str,
+        now: datetime,
+    ) -> MailboxAllowance:
+        """Let a user connect one other address (None takes it back), recording who and when."""
+        row = self._s.scalars(
+            select(m.User).where(
+                m.User.org_id == org_id, func.lower(m.User.email) == user_email.strip().lower()
+            )
+        ).one_or_none()
+        if row is None:
+            raise NotFound(f"no user with the email {user_email}")
+        row.gmail_address_allowed = address.strip().lower() if address else None
+        row.gmail_address_allowed_by = allowed_by
+        row.gmail_address_allowed_at = now
+        self._s.flush()
+        return _allowance(row)
 
 
 # --- OAuth consents in progress -------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ConsumedState:
-    """What a consent's callback needs: the PKCE verifier and the redirect URI used."""
-
-    code_verifier_encrypted: bytes
-    redirect_uri: str
-
-
 class OAuthStateRepo:
-    """Consents in progress; each is consumed once by compare-and-set."""
+    """Consents in progress, their PKCE verifiers encrypted; each is consumed once by
+    compare-and-set."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, cipher: TokenCipher) -> None:
         self._s = session
+        self._cipher = cipher
 
     def add(
         self,
@@ -369,7 +313,7 @@ class OAuthStateRepo:
         *,
         user_id: int,
         nonce: str,
-        code_verifier_encrypted: bytes,
+        code_verifier: str,
         redirect_uri: str,
         expires_at: datetime,
     ) -> None:
@@ -379,7 +323,7 @@ class OAuthStateRepo:
                 org_id=org_id,
                 user_id=user_id,
                 nonce=nonce,
-                code_verifier_encrypted=code_verifier_encrypted,
+                code_verifier_encrypted=self._cipher.encrypt_bytes(code_verifier),
                 redirect_uri=redirect_uri,
                 expires_at=expires_at,
             )
@@ -407,7 +351,7 @@ class OAuthStateRepo:
         row = self._s.execute(
             select(state.code_verifier_encrypted, state.redirect_uri).where(state.nonce == nonce)
         ).one()
-        return ConsumedState(code_verifier_encrypted=row[0], redirect_uri=row[1])
+        return ConsumedState(code_verifier=self._cipher.decrypt_bytes(row[0]), redirect_uri=row[1])
 
     def purge(self, *, expired_before: datetime) -> int:
         """Delete consents that expired before the given time; return how many."""
@@ -974,108 +918,3 @@ class OutboxRepo:
         if org_id is not None:
             query = query.where(m.EmailSend.org_id == org_id)
         return {str(status): int(n) for status, n in self._s.execute(query).all()}
-
-
-# --- opt-outs ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ContactSummary:
-    """What the unsubscribe page shows about a contact."""
-
-    contact_id: int
-    email: str
-    org_name: str
-    opted_out_at: datetime | None
-
-
-@dataclass(frozen=True)
-class OptOutResult:
-    """What an opt-out changed."""
-
-    contact_id: int
-    email: str
-    already_opted_out: bool
-    stopped_enrollments: int
-    cancelled_sends: int
-
-
-def contact_summary(session: Session, org_id: int, contact_id: int) -> ContactSummary | None:
-    """Return a contact's address and opt-out state, with its organization's name."""
-    row = session.execute(
-        select(m.Contact.id, m.Contact.email, m.Contact.opted_out_at, m.Organization.name)
-        .join(m.Organization, m.Organization.id == m.Contact.org_id)
-        .where(m.Contact.org_id == org_id, m.Contact.id == contact_id)
-    ).one_or_none()
-    if row is None:
-        return None
-    return ContactSummary(
-        contact_id=row[0], email=row[1], opted_out_at=row[2], org_name=str(row[3])
-    )
-
-
-def opt_out_contact(
-    session: Session, org_id: int, contact_id: int, *, at: datetime, source: str
-) -> OptOutResult | None:
-    """Opt a contact out at once: every enrollment stops and no queued email to them leaves.
-
-    Repeating it changes nothing more than stopping enrollments made since; the history
-    records the first opt-out only. None if the contact does not exist (any more).
-    """
-    contact = session.scalars(
-        select(m.Contact).where(m.Contact.org_id == org_id, m.Contact.id == contact_id)
-    ).one_or_none()
-    if contact is None:
-        return None
-    already = contact.opted_out_at is not None
-    if not already:
-        contact.opted_out_at = at
-        contact.updated_at = at
-    stopped = session.execute(
-        update(m.Enrollment)
-        .where(
-            m.Enrollment.org_id == org_id,
-            m.Enrollment.contact_id == contact_id,
-            m.Enrollment.status.in_([EnrollmentStatus.ACTIVE.value, EnrollmentStatus.PAUSED.value]),
-        )
-        .values(
-            status=EnrollmentStatus.STOPPED.value,
-            stop_reason="opted out",
-            next_due_at=None,
-            updated_at=at,
-        )
-    )
-    cancelled = session.execute(
-        update(m.EmailSend)
-        .where(
-            m.EmailSend.org_id == org_id,
-            or_(
-                m.EmailSend.contact_id == contact_id,
-                m.EmailSend.to_email.in_(sorted({contact.email, contact.email.lower()})),
-            ),
-            m.EmailSend.status == OutboxStatus.QUEUED.value,
-        )
-        .values(
-            status=OutboxStatus.FAILED.value,
-            error=f"{contact.email} opted out; nothing was sent.",
-            not_before=None,
-        )
-    )
-    if not already:
-        session.add(
-            m.ContactEngagementEvent(
-                org_id=org_id,
-                contact_id=contact_id,
-                event="opted_out",
-                occurred_at=at,
-                detail={"source": source},
-            )
-        )
-    session.flush()
-    return OptOutResult(
-        contact_id=contact_id,
-        email=contact.email,
-        already_opted_out=already,
-        stopped_enrollments=_rowcount(stopped),
-        cancelled_sends=_rowcount(cancelled),
-    )

@@ -1,5 +1,7 @@
 """Inbound Gmail storage: push notifications, message rows, the mailbox history pointer.
 
+A named transaction owner: this durable push/sync queue commits on its own, outside the
+unit of work (`storage/uow.py`), and `tools/check_commits.py` allows it for that reason.
 Every method is one short transaction of its own, because each step of the sync must be
 durable before the next one starts: a notification is committed before its push is
 answered, message ids are committed together with the pointer that moves past them,
@@ -54,7 +56,7 @@ from domain.inbound import (
 )
 from storage import models as m
 from storage.db import SessionFactory
-from storage.models_inbound import GmailPushNotification
+from storage.models import GmailPushNotification
 from storage.types import UTCDateTime
 
 # Rows per INSERT statement: well under SQLite's 32,766 bound parameters.

@@ -15,8 +15,7 @@ from sqlalchemy import bindparam, delete, func, insert, select, update
 
 from storage.db import SessionFactory
 from storage.inbound import clean_text
-from storage.models import Organization
-from storage.models_slack import SlackDeferredCall
+from storage.models import Organization, SlackDeferredCall
 
 PENDING, RUNNING, FAILED = "pending", "running", "failed"
 

@@ -26,15 +26,11 @@ from sqlalchemy import ColumnElement, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from domain.accounts import add_org, appoint_installer, bind_slack_team
 from domain.clock import Clock, SystemClock
 from domain.errors import Conflict
 from storage import models as m
-from storage.accounts import (
-    create_org,
-    link_slack_team,
-    make_installer_admin,
-    org_for_slack_team,
-)
+from storage.accounts import OrgRepo, UserRepo
 from storage.db import SessionFactory
 
 log = logging.getLogger(__name__)
@@ -75,7 +71,8 @@ def bind_installation_to_org(session: Session, team_id: str, team_name: str | No
     The slug comes from the workspace name (the team id when the name has no usable
     characters), with "-2", "-3", ... appended until it is free.
     """
-    found = org_for_slack_team(session, team_id)
+    orgs = OrgRepo(session)
+    found = orgs.find_by_slack_team(team_id)
     if found is not None:
         return found.id
     name = (team_name or "").strip()[:200] or team_id
@@ -84,15 +81,15 @@ def bind_installation_to_org(session: Session, team_id: str, team_name: str | No
     while True:
         slug = base if attempt == 1 else f"{base}-{attempt}"
         attempt += 1
-        if session.scalar(select(m.Organization.id).where(m.Organization.slug == slug)):
+        if orgs.find_by_slug(slug) is not None:
             continue
         try:
             with session.begin_nested():
-                org = create_org(session, slug=slug, name=name)
-                link_slack_team(session, org.id, team_id)
+                org = add_org(orgs, slug=slug, name=name)
+                bind_slack_team(orgs, org.id, team_id)
         except (IntegrityError, Conflict):
             # Another replica bound this workspace, or took this slug, since we looked.
-            found = org_for_slack_team(session, team_id)
+            found = orgs.find_by_slack_team(team_id)
             if found is not None:
                 return found.id
             continue
@@ -157,11 +154,11 @@ class DbInstallationStore(InstallationStore):
         installed_at = _at(installation.installed_at)
         with _transaction(self._session_factory) as session:
             if bind_to_org is not None and installation.team_id is not None:
-                link_slack_team(session, bind_to_org, installation.team_id)
+                bind_slack_team(OrgRepo(session), bind_to_org, installation.team_id)
             org_id = self._org_of(session, installation.team_id, installation.team_name)
             if org_id is not None and installer is not None:
-                admin = make_installer_admin(
-                    session,
+                admin = appoint_installer(
+                    UserRepo(session),
                     org_id,
                     slack_user_id=installer.slack_user_id,
                     email=installer.email,

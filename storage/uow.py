@@ -3,14 +3,36 @@
 from __future__ import annotations
 
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
-from storage.context import ContextRepo
+from storage.accounts import OrgRepo, TokenRepo, UserRepo
+from storage.audience import AudienceRepo
+from storage.campaigns import CampaignRepo
+from storage.cards import CardRepo
+from storage.contacts import ContactContextRepo
 from storage.db import SessionFactory
 from storage.events import EventKeys
-from storage.repositories import AudienceRepo, CampaignRepo, TemplateRepo
-from storage.work import CardRepo, EnrollmentRepo, JobRepo, TaskRepo
+from storage.gmail import GmailAccountRepo, MailboxAllowanceRepo, OAuthStateRepo, TokenCipher
+from storage.jobs import EnrollmentRepo, JobRepo, TaskRepo
+from storage.suppression import OptOutRepo
+from storage.templates import TemplateRepo
+
+if TYPE_CHECKING:
+    from domain.ports import CatalogUnitOfWork, OutreachUnitOfWork
+
+
+class _NoCipher:
+    """The cipher of a unit of work built without one: mailbox tokens stay out of reach."""
+
+    def encrypt_bytes(self, plaintext: str) -> bytes:
+        """Refuse: there is no key to encrypt with."""
+        raise RuntimeError("this unit of work was built without a token cipher")
+
+    def decrypt_bytes(self, token: bytes) -> str:
+        """Refuse: there is no key to decrypt with."""
+        raise RuntimeError("this unit of work was built without a token cipher")
 
 
 class UnitOfWork:
@@ -27,11 +49,21 @@ class UnitOfWork:
     tasks: TaskRepo
     enrollments: EnrollmentRepo
     cards: CardRepo
-    contexts: ContextRepo
+    contexts: ContactContextRepo
     events: EventKeys
+    orgs: OrgRepo
+    users: UserRepo
+    tokens: TokenRepo
+    gmail_accounts: GmailAccountRepo
+    oauth_states: OAuthStateRepo
+    mailbox_allowances: MailboxAllowanceRepo
+    opt_outs: OptOutRepo
 
-    def __init__(self, session_factory: SessionFactory) -> None:
+    def __init__(
+        self, session_factory: SessionFactory, *, cipher: TokenCipher | None = None
+    ) -> None:
         self._session_factory = session_factory
+        self._cipher: TokenCipher = cipher or _NoCipher()
         self._session: Session | None = None
 
     @property
@@ -53,8 +85,15 @@ class UnitOfWork:
         self.tasks = TaskRepo(session)
         self.enrollments = EnrollmentRepo(session)
         self.cards = CardRepo(session)
-        self.contexts = ContextRepo(session)
+        self.contexts = ContactContextRepo(session)
         self.events = EventKeys(session)
+        self.orgs = OrgRepo(session)
+        self.users = UserRepo(session)
+        self.tokens = TokenRepo(session)
+        self.gmail_accounts = GmailAccountRepo(session, self._cipher)
+        self.oauth_states = OAuthStateRepo(session, self._cipher)
+        self.mailbox_allowances = MailboxAllowanceRepo(session)
+        self.opt_outs = OptOutRepo(session)
         return self
 
     def __exit__(
@@ -73,3 +112,10 @@ class UnitOfWork:
     def commit(self) -> None:
         """Commit the transaction."""
         self.session.commit()
+
+
+if TYPE_CHECKING:
+
+    def _implements_the_ports(uow: UnitOfWork) -> tuple[CatalogUnitOfWork, OutreachUnitOfWork]:
+        """Let the type checker hold this unit of work to the ports of the use cases."""
+        return uow, uow

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
+from domain.accounts import Accounts, TokenIdentity
 from domain.clock import Clock
 from domain.contacts import TokenScope, UserRole
 from domain.errors import NotPermitted, SalesbotError
 from domain.outreach import Actor
-from storage import models as m
-from storage.accounts import TokenIdentity, authenticate_token
+from domain.suppression import Suppression
 from storage.db import SessionFactory
 from storage.uow import UnitOfWork
 
@@ -26,6 +26,12 @@ class Services:
     engine: Engine
     session_factory: SessionFactory
     clock: Clock
+    # Built from the two above, so that every builder of Services (the app, the tests)
+    # gets the same account use cases.
+    accounts: Accounts = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.accounts = Accounts(uow=lambda: UnitOfWork(self.session_factory), clock=self.clock)
 
 
 class Unauthorized(SalesbotError):
@@ -65,9 +71,7 @@ def get_identity(
         raise Unauthorized("missing Authorization header; send 'Authorization: Bearer <token>'")
     if scheme.lower() != "bearer" or not secret.strip():
         raise Unauthorized("malformed Authorization header; expected 'Bearer <token>'")
-    with services.session_factory() as session:
-        identity = authenticate_token(session, secret.strip(), now=services.clock.now())
-        session.commit()
+    identity = services.accounts.authenticate_token(secret.strip())
     if identity is None:
         raise Unauthorized("invalid or revoked API token")
     if request.method not in ("GET", "HEAD", "OPTIONS") and identity.scope != TokenScope.WRITE:
@@ -83,13 +87,9 @@ def get_actor(identity: IdentityDep, services: ServicesDep) -> Actor | None:
     user (an integration acting for the whole organization)."""
     if identity.user_id is None:
         return None
-    with services.session_factory() as session:
-        role = session.scalar(
-            select(m.User.role).where(
-                m.User.org_id == identity.org_id, m.User.id == identity.user_id
-            )
-        )
-    return Actor(org_id=identity.org_id, user_id=identity.user_id, role=role or UserRole.REP)
+    user = services.accounts.find_user(identity.org_id, identity.user_id)
+    role = (user.role if user is not None else None) or UserRole.REP
+    return Actor(org_id=identity.org_id, user_id=identity.user_id, role=role)
 
 
 ActorDep = Annotated[Actor | None, Depends(get_actor)]
@@ -101,3 +101,12 @@ def get_uow(services: ServicesDep) -> UnitOfWork:
 
 
 UowDep = Annotated[UnitOfWork, Depends(get_uow)]
+
+
+def get_suppression(request: Request) -> Suppression:
+    """Return the opt-out use cases the app was built with."""
+    suppression: Suppression = request.app.state.runtime.suppression
+    return suppression
+
+
+SuppressionDep = Annotated[Suppression, Depends(get_suppression)]

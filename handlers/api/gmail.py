@@ -14,8 +14,6 @@ address other than their own; who allowed it and when are stored beside it.
 from __future__ import annotations
 
 import html
-import logging
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Annotated, Any, Final
@@ -23,35 +21,27 @@ from typing import Annotated, Any, Final
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field, field_validator
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
-from sqlalchemy import select
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from bot.settings import Settings
-from domain.contacts import UserRole
-from domain.errors import ExternalServiceError, InvalidInput, NotFound, NotPermitted
+from domain.errors import InvalidInput, NotFound, NotPermitted
 from domain.fields import Id, Text
 from domain.mail import OutgoingEmail, SendOutcome, SendStatus
-from handlers.api.deps import IdentityDep, Services, ServicesDep, get_identity
-from handlers.api.errors import error_body
-from integrations.crypto import LinkSigner, SecretBox
-from integrations.gmail.client import GoogleConfig
-from integrations.gmail.compose import message_id_domain
-from integrations.gmail.oauth import CALLBACK_PATH, STATE_TTL, ConsentRefused, GmailOAuth
-from integrations.gmail.sender import (
-    DisconnectListener,
-    GmailMailer,
-    OutboxWorker,
-    SendLimits,
+from domain.mailboxes import (
+    STATE_TTL,
+    ConsentRefused,
+    MailboxAllowance,
+    MailboxAllowances,
+    Mailboxes,
 )
-from storage import models as m
+from handlers.api.deps import IdentityDep, ServicesDep, SuppressionDep, get_identity
+from handlers.api.errors import error_body
+from integrations.crypto import LinkSigner
+from integrations.gmail.client import GoogleConfig
+from integrations.gmail.sender import GmailMailer, OutboxWorker
 from storage.accounts import TokenIdentity
-from storage.gmail import MailboxAllowance, allow_mailbox_address, contact_summary, user_slack_id
-
-log = logging.getLogger(__name__)
 
 CONNECT_PATH: Final = "/api/integrations/gmail/connect"
+CALLBACK_PATH: Final = "/api/integrations/gmail/callback"
 # The link is a capability: short-lived; the App Home renders a fresh one every time.
 CONNECT_LINK_TTL_SECONDS: Final = 3600
 # What an API client gets to open in the user's browser: as long as the consent itself.
@@ -63,10 +53,11 @@ CONSENT_COOKIE_PATH: Final = "/api/integrations/gmail"
 
 @dataclass
 class GmailIntegration:
-    """Gmail as the app uses it: the consent flow, the mailer and its outbox worker."""
+    """Gmail as the routes use it, built by the composition root (bot/gmail.py): the
+    mailbox use cases, the mailer and its outbox worker, the signer of connect links."""
 
     config: GoogleConfig
-    oauth: GmailOAuth
+    mailboxes: Mailboxes
     mailer: GmailMailer
     outbox: OutboxWorker
     connect_signer: LinkSigner
@@ -81,84 +72,7 @@ class GmailIntegration:
 
     def connected_address(self, org_id: int, user_id: int) -> str | None:
         """Return the address of the user's connected mailbox, or None."""
-        return self.oauth.connected_address(org_id, user_id)
-
-
-def build_gmail_integration(
-    settings: Settings,
-    services: Services,
-    *,
-    secrets: SecretBox,
-    unsubscribe_url: Callable[[int, int], str],
-    client_for_org: Callable[[int], WebClient] | None = None,
-    limits: SendLimits | None = None,
-) -> GmailIntegration | None:
-    """Wire Gmail when GOOGLE_CLIENT_ID and GOOGLE_CLIENT_SECRET are set; None otherwise."""
-    if not settings.GOOGLE_CLIENT_ID or not settings.GOOGLE_CLIENT_SECRET:
-        return None
-    base = settings.PUBLIC_BASE_URL.rstrip("/")
-    config = GoogleConfig(
-        client_id=settings.GOOGLE_CLIENT_ID,
-        client_secret=settings.GOOGLE_CLIENT_SECRET,
-        token_uri=settings.GOOGLE_TOKEN_URI,
-        auth_uri=settings.GOOGLE_AUTH_URI,
-        gmail_api_url=settings.GMAIL_API_URL,
-    )
-    limits = limits or SendLimits()
-    oauth = GmailOAuth(
-        config,
-        session_factory=services.session_factory,
-        clock=services.clock,
-        secret_box=secrets,
-        state_signer=LinkSigner(settings.SALESBOT_SECRET_KEY, purpose="gmail-oauth-state"),
-        redirect_uri=base + CALLBACK_PATH,
-        limits=limits,
-    )
-    mailer = GmailMailer(
-        config,
-        session_factory=services.session_factory,
-        clock=services.clock,
-        cipher=secrets,
-        unsubscribe_url=unsubscribe_url,
-        message_id_domain=message_id_domain(base),
-        limits=limits,
-    )
-    integration = GmailIntegration(
-        config=config,
-        oauth=oauth,
-        mailer=mailer,
-        outbox=OutboxWorker(mailer, clock=services.clock),
-        connect_signer=LinkSigner(settings.SALESBOT_SECRET_KEY, purpose="gmail-connect"),
-        public_base_url=base,
-    )
-    if client_for_org is not None:
-        mailer.on_disconnected = tell_rep_in_slack(integration, services, client_for_org)
-    return integration
-
-
-def tell_rep_in_slack(
-    gmail: GmailIntegration, services: Services, client_for_org: Callable[[int], WebClient]
-) -> DisconnectListener:
-    """Return a listener that DMs a rep whose mailbox was disconnected by Google."""
-
-    def tell(org_id: int, user_id: int | None, email: str, reason: str) -> None:
-        with services.session_factory() as session:
-            slack_id = user_slack_id(session, org_id, user_id)
-        if slack_id is None or user_id is None:
-            log.warning("disconnected rep has no Slack id", extra={"org_id": org_id})
-            return
-        link = gmail.gmail_connect_link(user_id, org_id)
-        text = (
-            f":warning: Salesbot can no longer send from {email}: {reason}. Emails waiting to"
-            f" go out are on hold. <{link}|Reconnect Gmail> (the link works for an hour; the App"
-            " Home always has a fresh one), then press Retry on the blocked cards."
-        )
-        try:
-            client_for_org(org_id).chat_postMessage(channel=slack_id, text=text)
-        except (SlackApiError, ExternalServiceError) as exc:
-            log.warning("could not tell the rep in Slack", extra={"reason": str(exc)[:200]})
-
-    return tell
+        return self.mailboxes.connected_address(org_id, user_id)
 
 
 # --- dependencies ---------------------------------------------------------------------------
@@ -180,6 +94,15 @@ def get_gmail(request: Request) -> GmailIntegration:
 GmailDep = Annotated[GmailIntegration, Depends(get_gmail)]
 
 
+def get_mailbox_allowances(request: Request) -> MailboxAllowances:
+    """Return the use case of allowing addresses (it works without Gmail configured)."""
+    allowances: MailboxAllowances = request.app.state.runtime.mailbox_allowances
+    return allowances
+
+
+MailboxAllowancesDep = Annotated[MailboxAllowances, Depends(get_mailbox_allowances)]
+
+
 def _user_of(identity: TokenIdentity) -> int:
     if identity.user_id is None:
         raise NotPermitted(
@@ -187,16 +110,6 @@ def _user_of(identity: TokenIdentity) -> int:
             " created for that rep."
         )
     return identity.user_id
-
-
-def _user_email(services: Services, org_id: int, user_id: int) -> str:
-    with services.session_factory() as session:
-        email = session.scalar(
-            select(m.User.email).where(m.User.org_id == org_id, m.User.id == user_id)
-        )
-    if email is None:
-        raise NotFound(f"user {user_id} not found")
-    return str(email)
 
 
 def _jsonable(value: Any) -> Any:
@@ -256,8 +169,7 @@ def connect(
                 " Home in Slack for a fresh one.",
                 status=400,
             )
-        login_hint = _user_email(services, org_id, user_id)
-        started = gmail.oauth.start_consent(org_id, user_id, login_hint=login_hint)
+        started = gmail.mailboxes.start_consent(org_id, user_id)
         redirect = RedirectResponse(
             started.url, status_code=302, headers={"Cache-Control": "no-store"}
         )
@@ -297,7 +209,7 @@ def callback(
     # The cookie is left to expire (ten minutes): it matches only the state it was made
     # with, which is used once, and a reload of this page then says "already used".
     try:
-        connected = gmail.oauth.complete(
+        connected = gmail.mailboxes.complete(
             state=state,
             code=code,
             error=error,
@@ -343,37 +255,11 @@ def _allowance_body(allowance: MailboxAllowance, user_email: str) -> dict[str, A
 
 @router.put("/allowed-address")
 def allow_address(
-    body: AllowAddressRequest, who: IdentityDep, services: ServicesDep
+    body: AllowAddressRequest, who: IdentityDep, allowances: MailboxAllowancesDep
 ) -> dict[str, Any]:
     """Let a user connect the Gmail mailbox of another address (admins only; recorded)."""
-    admin_id = _user_of(who)
-    with services.session_factory() as session:
-        admin = session.execute(
-            select(m.User.email, m.User.role).where(
-                m.User.org_id == who.org_id, m.User.id == admin_id
-            )
-        ).one_or_none()
-        if admin is None or admin.role != UserRole.ADMIN:
-            raise NotPermitted(
-                "Only an admin can let a user connect a Gmail address other than their own."
-            )
-        allowance = allow_mailbox_address(
-            session,
-            who.org_id,
-            user_email=body.user_email,
-            address=body.address,
-            allowed_by=str(admin.email),
-            now=services.clock.now(),
-        )
-        session.commit()
-    log.info(
-        "gmail address allowance changed",
-        extra={
-            "org_id": who.org_id,
-            "user_id": allowance.user_id,
-            "by_user_id": admin_id,
-            "allowed": allowance.allowed is not None,
-        },
+    allowance = allowances.allow_address(
+        who.org_id, admin_id=_user_of(who), user_email=body.user_email, address=body.address
     )
     return _allowance_body(allowance, body.user_email)
 
@@ -381,14 +267,14 @@ def allow_address(
 @router.get("/status")
 def status(who: IdentityDep, gmail: GmailDep) -> dict[str, Any]:
     """Say whether the caller's Gmail is connected, its address, scopes and throttles."""
-    found = gmail.oauth.status(who.org_id, _user_of(who))
+    found = gmail.mailboxes.status(who.org_id, _user_of(who))
     return {str(k): _jsonable(v) for k, v in asdict(found).items()}
 
 
 @router.post("/disconnect")
 def disconnect(who: IdentityDep, gmail: GmailDep) -> dict[str, Any]:
     """Revoke the caller's Gmail grant at Google and delete the stored tokens."""
-    result = gmail.oauth.disconnect(who.org_id, _user_of(who))
+    result = gmail.mailboxes.disconnect(who.org_id, _user_of(who))
     return {"disconnected": True, "email": result.email, "revoked": result.revoked}
 
 
@@ -437,13 +323,12 @@ def _outcome_body(outcome: SendOutcome) -> dict[str, Any]:
 
 @email_router.post("/send", response_model=None)
 def send_email(
-    body: SendEmailRequest, who: IdentityDep, services: ServicesDep, gmail: GmailDep
+    body: SendEmailRequest, who: IdentityDep, suppression: SuppressionDep, gmail: GmailDep
 ) -> JSONResponse:
     """Send one email on behalf of the caller: 200 sent, 202 queued (with when and why)."""
     user_id = _user_of(who)
     if body.contact_id is not None:
-        with services.session_factory() as session:
-            contact = contact_summary(session, who.org_id, body.contact_id)
+        contact = suppression.contact(who.org_id, body.contact_id)
         if contact is None:
             raise NotFound(f"contact {body.contact_id} not found")
         if contact.email.lower() != body.to.lower():

@@ -10,8 +10,7 @@ from sqlalchemy import Connection, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from handlers.api.deps import ServicesDep
-from storage.models import Job
-from storage.models_slack import SlackDeferredCall
+from storage.models import Job, SlackDeferredCall
 
 router = APIRouter(tags=["health"])
 

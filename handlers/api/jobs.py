@@ -60,7 +60,7 @@ def launch_campaign(
     The job is stored `pending` before the answer and the worker's recovery sweep plans
     it, so a crash after the 201 loses nothing.
     """
-    result = runtime.outreach.launch_campaign(
+    result = runtime.outreach.jobs.launch_campaign(
         who.org_id,
         str(campaign_id),
         owner_id=who.user_id,
@@ -81,7 +81,7 @@ def create_job(
     idempotency_key: IdempotencyKey = None,
 ) -> Job:
     """Create a job; the worker plans it (stored `pending` first, so a crash loses nothing)."""
-    job: Job = runtime.outreach.create_job(
+    job: Job = runtime.outreach.jobs.create_job(
         who.org_id, body, owner_id=who.user_id, request_key=_request_key(who, idempotency_key)
     )
     runtime.recovery.wake()
@@ -126,5 +126,7 @@ def cancel_job(job_id: Id, who: IdentityDep, actor: ActorDep, runtime: RuntimeDe
     """Cancel a job: pending tasks are cancelled, enrollments stopped, and the cards not yet
     sent withdrawn (their Slack messages say so). A token tied to a user may cancel the
     jobs that user launched, or any job if the user is an admin."""
-    job: Job = runtime.outreach.set_job_status(who.org_id, job_id, JobStatus.CANCELLED, by=actor)
+    job: Job = runtime.outreach.jobs.set_job_status(
+        who.org_id, job_id, JobStatus.CANCELLED, by=actor
+    )
     return job

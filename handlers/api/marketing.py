@@ -6,27 +6,28 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from domain import use_cases
 from domain.audience import AudienceCriteria, AudienceSize
 from domain.campaigns import Campaign, CampaignCreate, CampaignStatus, CampaignUpdate
+from domain.catalog import Catalog
 from domain.fields import Id, Offset
-from domain.outreach import Outreach
+from domain.outreach import Jobs
 from domain.templates import (
     EmailTemplate,
     EmailTemplateFields,
     EmailTemplateUpdate,
     TemplateCategory,
 )
-from handlers.api.deps import ActorDep, IdentityDep, ServicesDep, UowDep
+from handlers.api.deps import ActorDep, IdentityDep, UowDep
 from handlers.api.jobs import RuntimeDep
 
 router = APIRouter(prefix="/api/marketing", tags=["marketing"])
 
 
 @router.post("/campaigns", status_code=201, response_model=Campaign)
-def create_campaign(body: CampaignCreate, who: IdentityDep, uow: UowDep) -> Campaign:
+def create_campaign(body: CampaignCreate, who: IdentityDep, runtime: RuntimeDep) -> Campaign:
     """Create a campaign."""
-    return use_cases.create_campaign(who.org_id, body, created_by=who.user_id, uow=uow)
+    catalog: Catalog = runtime.catalog
+    return catalog.create_campaign(who.org_id, body, created_by=who.user_id)
 
 
 @router.get("/campaigns", response_model=list[Campaign])
@@ -57,16 +58,15 @@ def update_campaign(
     body: CampaignUpdate,
     who: IdentityDep,
     actor: ActorDep,
-    uow: UowDep,
-    services: ServicesDep,
     runtime: RuntimeDep,
 ) -> Campaign:
     """Change a campaign; fields left out keep their values. Setting `status` (pause,
     resume, …) is for the user who created the campaign or an admin, as in Slack."""
     if body.status is not None:
-        outreach: Outreach = runtime.outreach
-        outreach.authorize_campaign_status(actor, who.org_id, campaign_id, to=body.status)
-    return use_cases.update_campaign(who.org_id, campaign_id, body, uow=uow, clock=services.clock)
+        jobs: Jobs = runtime.outreach.jobs
+        jobs.authorize_campaign_status(actor, who.org_id, campaign_id, to=body.status)
+    catalog: Catalog = runtime.catalog
+    return catalog.update_campaign(who.org_id, campaign_id, body)
 
 
 @router.get("/email-templates", response_model=list[EmailTemplate])
@@ -79,9 +79,12 @@ def list_templates(
 
 
 @router.post("/email-templates", status_code=201, response_model=EmailTemplate)
-def create_template(body: EmailTemplateFields, who: IdentityDep, uow: UowDep) -> EmailTemplate:
+def create_template(
+    body: EmailTemplateFields, who: IdentityDep, runtime: RuntimeDep
+) -> EmailTemplate:
     """Create a template; one that does not render in the sandbox is refused."""
-    return use_cases.create_template(who.org_id, body, created_by=who.user_id, uow=uow)
+    catalog: Catalog = runtime.catalog
+    return catalog.create_template(who.org_id, body, created_by=who.user_id)
 
 
 @router.get("/email-templates/{template_id}", response_model=EmailTemplate)
@@ -96,23 +99,23 @@ def update_template(
     template_id: Id,
     body: EmailTemplateUpdate,
     who: IdentityDep,
-    uow: UowDep,
-    services: ServicesDep,
+    runtime: RuntimeDep,
 ) -> EmailTemplate:
     """Change a template; the result must still render in the sandbox."""
-    return use_cases.update_template(who.org_id, template_id, body, uow=uow, clock=services.clock)
+    catalog: Catalog = runtime.catalog
+    return catalog.update_template(who.org_id, template_id, body)
 
 
 @router.delete("/email-templates/{template_id}", status_code=204)
-def delete_template(template_id: Id, who: IdentityDep, uow: UowDep) -> Response:
+def delete_template(template_id: Id, who: IdentityDep, runtime: RuntimeDep) -> Response:
     """Delete a template."""
-    use_cases.delete_template(who.org_id, template_id, uow=uow)
+    catalog: Catalog = runtime.catalog
+    catalog.delete_template(who.org_id, template_id)
     return Response(status_code=204)
 
 
 @router.post("/audiences/calculate-size", response_model=AudienceSize)
-def calculate_size(
-    body: AudienceCriteria, who: IdentityDep, uow: UowDep, services: ServicesDep
-) -> AudienceSize:
+def calculate_size(body: AudienceCriteria, who: IdentityDep, runtime: RuntimeDep) -> AudienceSize:
     """Count the contacts a targeting reaches (opted-out and bounced never count)."""
-    return use_cases.calculate_audience_size(who.org_id, body, uow=uow, clock=services.clock)
+    catalog: Catalog = runtime.catalog
+    return catalog.calculate_audience_size(who.org_id, body)

@@ -18,9 +18,8 @@ from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
 from domain.errors import InvalidInput
-from handlers.api.deps import Services, ServicesDep
+from handlers.api.deps import SuppressionDep
 from integrations.crypto import LinkSigner
-from storage.gmail import OptOutResult, contact_summary, opt_out_contact
 
 log = logging.getLogger(__name__)
 
@@ -67,14 +66,13 @@ def _claims(request: Request, token: str) -> tuple[int, int] | None:
 
 
 @router.get("/unsubscribe/{token}", response_class=HTMLResponse)
-def unsubscribe_page(token: str, request: Request, services: ServicesDep) -> HTMLResponse:
+def unsubscribe_page(token: str, request: Request, suppression: SuppressionDep) -> HTMLResponse:
     """Show the confirmation page; nothing changes until its button is pressed."""
     found = _claims(request, token)
     if found is None:
         return _invalid_link()
     org_id, contact_id = found
-    with services.session_factory() as session:
-        summary = contact_summary(session, org_id, contact_id)
+    summary = suppression.contact(org_id, contact_id)
     if summary is None:
         return _page("You are unsubscribed", ["You will receive no more emails from us."])
     if summary.opted_out_at is not None:
@@ -96,17 +94,8 @@ def unsubscribe_page(token: str, request: Request, services: ServicesDep) -> HTM
     )
 
 
-def _opt_out(services: Services, org_id: int, contact_id: int, source: str) -> OptOutResult | None:
-    with services.session_factory() as session:
-        result = opt_out_contact(
-            session, org_id, contact_id, at=services.clock.now(), source=source
-        )
-        session.commit()
-    return result
-
-
 @router.post("/unsubscribe/{token}", response_class=HTMLResponse)
-async def unsubscribe(token: str, request: Request, services: ServicesDep) -> HTMLResponse:
+async def unsubscribe(token: str, request: Request, suppression: SuppressionDep) -> HTMLResponse:
     """Opt the contact out at once (RFC 8058 one-click, or the page's button)."""
     found = _claims(request, token)
     if found is None:
@@ -114,7 +103,7 @@ async def unsubscribe(token: str, request: Request, services: ServicesDep) -> HT
     org_id, contact_id = found
     body = (await request.body())[:2048]
     source = "one_click" if b"List-Unsubscribe=One-Click" in body else "unsubscribe_page"
-    result = await run_in_threadpool(_opt_out, services, org_id, contact_id, source)
+    result = await run_in_threadpool(suppression.opt_out, org_id, contact_id, source=source)
     if result is None:
         return _page("You are unsubscribed", ["You will receive no more emails from us."])
     log.info(

@@ -50,10 +50,10 @@ def register(app: App, deps: SlackDeps) -> None:
         try:
             card_id, fingerprint = _card_ref(body)
             actor = resolve_actor(deps, body, client)
-            deps.outreach.approve_card(actor, card_id, fingerprint=fingerprint)
+            deps.outreach.review.approve_card(actor, card_id, fingerprint=fingerprint)
         except StaleCard as exc:
             card_id, _ = _card_ref(body)
-            deps.outreach.show_card(_org_of(deps, body, client), card_id)
+            deps.outreach.presenting.show_card(_org_of(deps, body, client), card_id)
             tell(client, body, f"⚠️ {exc.message}")
         except Exception as exc:  # noqa: BLE001 - every failure becomes a sentence for the rep
             tell(client, body, f"⚠️ {friendly(exc)}")
@@ -63,7 +63,7 @@ def register(app: App, deps: SlackDeps) -> None:
         try:
             card_id, _ = _card_ref(body)
             actor = resolve_actor(deps, body, client)
-            deps.outreach.approve_card(actor, card_id, fingerprint=None)
+            deps.outreach.review.approve_card(actor, card_id, fingerprint=None)
         except Exception as exc:  # noqa: BLE001
             tell(client, body, f"⚠️ {friendly(exc)}")
 
@@ -83,7 +83,7 @@ def register(app: App, deps: SlackDeps) -> None:
                 raise InvalidInput(f"This card is already {state}; it cannot be changed.")
             elif action_id == ActionId.EDIT:
                 if fingerprint and card.draft_fingerprint and fingerprint != card.draft_fingerprint:
-                    deps.outreach.show_card(actor.org_id, card_id)
+                    deps.outreach.presenting.show_card(actor.org_id, card_id)
                 view = edit_modal(card)
             else:
                 view = reject_modal(card)
@@ -108,11 +108,11 @@ def register(app: App, deps: SlackDeps) -> None:
             return
         try:
             actor = resolve_actor(deps, body, client)
-            cards = deps.outreach.batch_cards(actor.org_id, job_id, batch)
+            cards = deps.outreach.review.batch_cards(actor.org_id, job_id, batch)
             sent, refused = 0, 0
             for card in cards:
                 try:
-                    done = deps.outreach.approve_card(actor, card.id, fingerprint=None)
+                    done = deps.outreach.review.approve_card(actor, card.id, fingerprint=None)
                     sent += done.state == CardState.DONE
                 except (InvalidInput, NotFound, NotPermitted):
                     refused += 1

@@ -128,7 +128,7 @@ def _campaign(
         # The command's work runs at least once; its trigger id makes a second run find
         # the job the first one created.
         trigger = body.get("trigger_id")
-        result = deps.outreach.launch_campaign(
+        result = deps.outreach.jobs.launch_campaign(
             actor.org_id,
             arg,
             owner_id=actor.user_id,
@@ -168,19 +168,8 @@ def _campaign_query(deps: SlackDeps, verb: str, arg: str, actor: Actor) -> str:
         lines += [job_line(j) for j in jobs] or ["No jobs yet: `/campaign launch` starts one."]
         return "\n".join(lines)
     status = CampaignStatus.PAUSED if verb == "pause" else CampaignStatus.ACTIVE
-    # Whoever may move the campaign may move all its jobs, whoever launched them.
-    deps.outreach.authorize_campaign_status(actor, org_id, campaign.id, to=status)
-    target = JobStatus.PAUSED if verb == "pause" else JobStatus.RUNNING
-    source = JobStatus.RUNNING if verb == "pause" else JobStatus.PAUSED
-    changed = 0
-    for job in jobs:
-        if job.status == source:
-            deps.outreach.set_job_status(org_id, job.id, target)
-            changed += 1
-    with UnitOfWork(deps.session_factory) as uow:
-        fields = campaign.model_copy(update={"status": status})
-        uow.campaigns.update(org_id, campaign.id, fields, now=deps.clock.now())
-        uow.commit()
+    change = deps.outreach.jobs.set_campaign_status(actor, org_id, campaign.id, to=status)
+    changed = len(change.job_ids)
     if verb == "resume":
         deps.wake_worker()
     past = "Paused" if verb == "pause" else "Resumed"
@@ -201,7 +190,9 @@ def _job(deps: SlackDeps, verb: str, arg: str, body: dict[str, Any], client: Web
     if not job_id.isdigit():
         raise InvalidInput(f"`/job {verb}` needs a job number, e.g. `/job {verb} 12`")
     if verb == "cancel":
-        job = deps.outreach.set_job_status(actor.org_id, int(job_id), JobStatus.CANCELLED, by=actor)
+        job = deps.outreach.jobs.set_job_status(
+            actor.org_id, int(job_id), JobStatus.CANCELLED, by=actor
+        )
         return f"Cancelled {job_line(job)}"
     with UnitOfWork(deps.session_factory) as uow:
         job = uow.jobs.get(actor.org_id, int(job_id))
@@ -210,7 +201,7 @@ def _job(deps: SlackDeps, verb: str, arg: str, body: dict[str, Any], client: Web
 
 def _start_planning(deps: SlackDeps, org_id: int, job_id: int) -> None:
     try:
-        deps.outreach.plan_job(org_id, job_id)
+        deps.outreach.jobs.plan_job(org_id, job_id)
     except SalesbotError as exc:
         log.warning("planning failed", extra={"job_id": job_id, "reason": exc.message})
         raise

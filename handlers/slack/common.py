@@ -12,10 +12,10 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.orm import Session
 
+from domain.accounts import Accounts
 from domain.clock import Clock
 from domain.errors import NotPermitted, SalesbotError
 from domain.outreach import Actor, Outreach
-from storage.accounts import link_slack_user, org_for_slack_team, user_by_slack_id
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,7 @@ class SlackDeps:
     """Collaborators of the Slack listeners, built by the composition root."""
 
     outreach: Outreach
+    accounts: Accounts
     session_factory: Callable[[], Session]
     clock: Clock
     wake_worker: Callable[[], None]
@@ -73,33 +74,30 @@ def resolve_actor(deps: SlackDeps, body: dict[str, Any], client: WebClient) -> A
     team_id, slack_user = team_id_of(body), user_id_of(body)
     if not team_id or not slack_user:
         raise NotPermitted("This request does not say which workspace and user it comes from.")
-    with deps.session_factory() as session:
-        org = org_for_slack_team(session, team_id)
-        if org is None:
-            raise NotConnected(
-                "This Slack workspace is not connected to a Salesbot organization. "
-                "Ask an admin to run `salesbot org link-slack --org <slug> --team-id "
-                f"{team_id}` (or to install Salesbot with `salesbot org install-link`)."
+    org, user = deps.accounts.find_slack_user(team_id, slack_user)
+    if org is None:
+        raise NotConnected(
+            "This Slack workspace is not connected to a Salesbot organization. "
+            "Ask an admin to run `salesbot org link-slack --org <slug> --team-id "
+            f"{team_id}` (or to install Salesbot with `salesbot org install-link`)."
+        )
+    if user is None:
+        try:
+            info = client.users_info(user=slack_user)
+        except SlackApiError as exc:
+            raise NotPermitted(
+                f"Salesbot could not look you up in Slack ({exc.response.get('error')})."
+            ) from exc
+        profile = (info.get("user") or {}).get("profile") or {}
+        email = profile.get("email")
+        if not email:
+            raise NotPermitted(
+                "Salesbot needs your email address to link you; grant users:read.email."
             )
-        user = user_by_slack_id(session, org.id, slack_user)
-        if user is None:
-            try:
-                info = client.users_info(user=slack_user)
-            except SlackApiError as exc:
-                raise NotPermitted(
-                    f"Salesbot could not look you up in Slack ({exc.response.get('error')})."
-                ) from exc
-            profile = (info.get("user") or {}).get("profile") or {}
-            email = profile.get("email")
-            if not email:
-                raise NotPermitted(
-                    "Salesbot needs your email address to link you; grant users:read.email."
-                )
-            name = profile.get("real_name") or (info.get("user") or {}).get("name")
-            user = link_slack_user(
-                session, org.id, slack_user_id=slack_user, email=email, name=name
-            )
-            session.commit()
+        name = profile.get("real_name") or (info.get("user") or {}).get("name")
+        user = deps.accounts.link_first_seen_slack_user(
+            org.id, slack_user_id=slack_user, email=email, name=name
+        )
     return Actor(org_id=org.id, user_id=user.id, role=user.role, slack_user_id=slack_user)
 
 

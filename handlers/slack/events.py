@@ -24,7 +24,7 @@ def publish_home(deps: SlackDeps, body: dict[str, Any], client: WebClient) -> No
     with UnitOfWork(deps.session_factory) as uow:
         cards = uow.cards.list_open(actor.org_id, owner_id=owner, limit=HOME_CARDS)
         total = uow.cards.count_open(actor.org_id, owner_id=owner)
-    views = [deps.outreach.card_view(actor.org_id, c.id) for c in cards]
+    views = [deps.outreach.presenting.card_view(actor.org_id, c.id) for c in cards]
     view = home_view(
         views,
         pending_total=total,

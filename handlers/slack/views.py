@@ -60,7 +60,7 @@ def register(app: App, deps: SlackDeps) -> None:
             )
             approve = any(o.get("value") == "approve" for o in options)
             actor = resolve_actor(deps, body, client)
-            deps.outreach.edit_card(
+            deps.outreach.review.edit_card(
                 actor, card_id, subject=subject, body=text, approve=approve, fingerprint=fingerprint
             )
         except ValueError:
@@ -76,7 +76,7 @@ def register(app: App, deps: SlackDeps) -> None:
             card_id, _ = parse_button_value(view.get("private_metadata"))
             reason = _value(view, BlockId.REASON, ActionId.REASON_INPUT).get("value")
             actor = resolve_actor(deps, body, client)
-            deps.outreach.reject_card(actor, card_id, reason=reason)
+            deps.outreach.review.reject_card(actor, card_id, reason=reason)
         except ValueError:
             tell(client, body, "⚠️ This form does not name a card; open it again from the card.")
         except (InvalidInput, Exception) as exc:  # noqa: BLE001

@@ -29,6 +29,7 @@ from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 
 from domain.errors import ExternalServiceError
+from domain.mailboxes import RevokeResult
 
 SCOPE_GMAIL_READONLY: Final = "https://www.googleapis.com/auth/gmail.readonly"
 SCOPE_GMAIL_SEND: Final = "https://www.googleapis.com/auth/gmail.send"
@@ -226,14 +227,6 @@ class GmailClient:
             access_token=str(token),
             expires_at=expiry.replace(tzinfo=UTC) if expiry is not None else None,
         )
-
-
-class RevokeResult(StrEnum):
-    """What Google's revocation endpoint answered."""
-
-    REVOKED = "revoked"
-    ALREADY_INVALID = "already_invalid"  # the token was expired or revoked already
-    FAILED = "failed"  # Google could not be reached or refused for another reason
 
 
 def revoke_token(config: GoogleConfig, token: str, *, timeout: float = 10.0) -> RevokeResult:

@@ -35,8 +35,8 @@ from jobs.worker import MAX_RECLAIMS
 from sandbox.server import free_port
 from sandbox.slack_api import DEFAULT_BOT_TOKEN, DEFAULT_CHANNEL_ID, DEFAULT_TEAM_ID
 from storage import models as m
-from storage.accounts import create_org, create_token, ensure_user, link_slack_team
 from storage.db import make_session_factory
+from tests.support.accounts import create_org, create_token, ensure_user, link_slack_team
 from tests.support.api import make_settings
 from tests.support.builders import make_client, make_contact, make_order
 from tests.support.forkserver import ForkServer

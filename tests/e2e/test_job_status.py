@@ -270,9 +270,9 @@ def test_a_draft_finished_after_the_cancellation_makes_no_card(world: SlackWorld
     world.wait_for_tasks(job_id, 3)
     claimed = world.runtime.worker.claim()
     assert len(claimed) == 3
-    world.runtime.outreach.set_job_status(world.org_id, job_id, JobStatus.CANCELLED)
+    world.runtime.outreach.jobs.set_job_status(world.org_id, job_id, JobStatus.CANCELLED)
 
-    world.runtime.outreach.run_draft_batch(claimed, org_id=world.org_id)
+    world.runtime.outreach.drafting.run_draft_batch(claimed, org_id=world.org_id)
 
     assert card_states(world, job_id) == []
     with world.session_factory() as s:
@@ -315,8 +315,8 @@ def test_cards_that_could_not_be_posted_are_counted_on_the_job_with_the_reason(
 
 
 def test_a_planning_failure_fails_the_job_with_the_reason(world: SlackWorld) -> None:
-    outreach = world.runtime.outreach
-    job = outreach.create_job(
+    jobs = world.runtime.outreach.jobs
+    job = jobs.create_job(
         world.org_id,
         CreateJobRequest.model_validate(
             {
@@ -336,7 +336,7 @@ def test_a_planning_failure_fails_the_job_with_the_reason(world: SlackWorld) -> 
         s.commit()
 
     with pytest.raises(PlanningFailed):
-        outreach.plan_job(world.org_id, job.id)
+        jobs.plan_job(world.org_id, job.id)
 
     row_now = job_row(world, job.id)
     assert row_now["status"] == "failed"

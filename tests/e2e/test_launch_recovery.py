@@ -108,17 +108,17 @@ def test_a_planner_that_died_is_replaced_once_its_lease_ran_out(
 ) -> None:
     _, body = _launch(world)
     job_id = int(body["job"]["id"])  # type: ignore[index]
-    outreach = world.runtime.outreach
+    jobs = world.runtime.outreach.jobs
     with UnitOfWork(world.session_factory) as uow:
         # Another process took the planning, then died.
         assert uow.jobs.claim_planning(
-            world.org_id, job_id, now=clock.now(), lease_until=clock.now() + outreach.work_lease
+            world.org_id, job_id, now=clock.now(), lease_until=clock.now() + jobs.work_lease
         )
         uow.commit()
 
-    assert outreach.plan_job(world.org_id, job_id) == 0
+    assert jobs.plan_job(world.org_id, job_id) == 0
     assert world.runtime.recovery.run_once() == 0
-    clock.advance(seconds=outreach.work_lease.total_seconds() + 1)
+    clock.advance(seconds=jobs.work_lease.total_seconds() + 1)
     assert world.runtime.recovery.run_once() == 1
     assert _task_count(world, job_id) == 3
 

@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from domain.clock import FixedClock
 from domain.contacts import UserRole
 from storage import models as m
-from storage.accounts import create_token, ensure_user
+from tests.support.accounts import create_token, ensure_user
 from tests.support.slack import ServedSlack
 from tests.support.slack_app import OTHER_REP, REP, SlackWorld, slack_world, wait_until
 

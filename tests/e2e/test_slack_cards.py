@@ -17,7 +17,7 @@ from domain.jobs import JobStatus
 from sandbox.server import free_port
 from sandbox.slack_api import DEFAULT_TEAM_ID
 from storage import models as m
-from storage.models_slack import SlackDeferredCall
+from storage.models import SlackDeferredCall
 from storage.uow import UnitOfWork
 from tests.support.slack import ServedSlack, signed_headers
 from tests.support.slack_app import (
@@ -173,8 +173,8 @@ def test_the_same_launch_command_run_twice_launches_once(world: SlackWorld) -> N
 
 
 def test_planning_stopped_by_a_crash_is_finished_by_planning_again(world: SlackWorld) -> None:
-    outreach = world.runtime.outreach
-    job = outreach.launch_campaign(world.org_id, "Q4 lender win-back", owner_id=None).job
+    jobs = world.runtime.outreach.jobs
+    job = jobs.launch_campaign(world.org_id, "Q4 lender win-back", owner_id=None).job
     # The crash came right after the job was marked running, before any contact was
     # enrolled; then the command's work ran again.
     with UnitOfWork(world.session_factory) as uow:
@@ -187,8 +187,8 @@ def test_planning_stopped_by_a_crash_is_finished_by_planning_again(world: SlackW
         )
         uow.commit()
 
-    assert outreach.plan_job(world.org_id, job.id) == 3
-    assert outreach.plan_job(world.org_id, job.id) == 0
+    assert jobs.plan_job(world.org_id, job.id) == 3
+    assert jobs.plan_job(world.org_id, job.id) == 0
 
     with world.session_factory() as s:
         assert s.scalar(select(func.count()).select_from(m.Enrollment)) == 3

@@ -22,8 +22,8 @@ from domain.contacts import UserRole
 from handlers.api.deps import Services
 from sandbox.slack_api import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, SlackStandIn
 from storage import models as m
-from storage.accounts import create_org, ensure_user, link_slack_team
 from storage.db import SessionFactory, make_session_factory
+from tests.support.accounts import create_org, ensure_user, link_slack_team
 from tests.support.api import make_settings
 from tests.support.slack import ServedSlack, signed_headers
 from tests.support.slack_app import SIGNING_SECRET, running, wait_until

@@ -20,8 +20,8 @@ from typer.testing import CliRunner
 from bot.cli import app as cli
 from sandbox.server import free_port
 from sandbox.slack_api import DEFAULT_BOT_TOKEN, DEFAULT_TEAM_ID
-from storage.accounts import create_org, link_slack_team
 from storage.db import make_session_factory
+from tests.support.accounts import create_org, link_slack_team
 from tests.support.slack import (
     ServedSlack,
     approve_click_body,

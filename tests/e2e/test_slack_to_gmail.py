@@ -11,7 +11,7 @@ from sqlalchemy import Engine, select
 from bot.slack_ids import ActionId
 from domain.clock import FixedClock
 from storage import models as m
-from storage.accounts import create_token, ensure_user
+from tests.support.accounts import create_token, ensure_user
 from tests.support.gmail_app import google_settings, open_connect_link, parse_raw
 from tests.support.google import GoogleServer, follow_consent, running_google_stand_in
 from tests.support.slack import ServedSlack

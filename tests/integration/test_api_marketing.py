@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 
 from domain.clock import FixedClock
 from storage import models as m
-from storage.accounts import revoke_token
 from storage.db import make_session_factory
+from tests.support.accounts import revoke_token
 from tests.support.api import ApiWorld, make_api_world
 from tests.support.builders import make_client, make_contact, make_order
 

@@ -8,8 +8,9 @@ import pytest
 from sqlalchemy.orm import Session
 
 from domain.audience import AudienceCriteria
+from domain.catalog import Catalog
 from domain.clock import FixedClock
-from domain.use_cases import calculate_audience_size
+from domain.deps import Deps
 from storage import models as m
 from storage.uow import UnitOfWork
 from tests.support.builders import make_client, make_contact, make_order, make_org
@@ -21,8 +22,9 @@ def org(session: Session) -> m.Organization:
 
 
 def emails(uow: UnitOfWork, org: m.Organization, clock: FixedClock, **criteria: object) -> set[str]:
-    size = calculate_audience_size(
-        org.id, AudienceCriteria.model_validate(criteria), uow=uow, clock=clock, sample_size=100
+    catalog = Catalog(Deps(uow=lambda: uow, clock=clock))
+    size = catalog.calculate_audience_size(
+        org.id, AudienceCriteria.model_validate(criteria), sample_size=100
     )
     assert size.count == len(size.sample)
     return {member.email for member in size.sample}
@@ -140,6 +142,8 @@ def test_the_sample_is_capped_and_the_count_is_not(
     for n in range(15):
         make_contact(session, org, email=f"c{n:02d}@a.com")
     session.commit()
-    size = calculate_audience_size(org.id, AudienceCriteria(), uow=uow, clock=clock)
+    size = Catalog(Deps(uow=lambda: uow, clock=clock)).calculate_audience_size(
+        org.id, AudienceCriteria()
+    )
     assert size.count == 15
     assert len(size.sample) == 10

@@ -15,8 +15,8 @@ from bot.cli import app
 from bot.slack_oauth import install_link_signer, org_of_install_link
 from sandbox.slack_api import DEFAULT_BOT_TOKEN, DEFAULT_TEAM_ID, SlackStandIn
 from storage import models as m
-from storage.accounts import create_token
 from storage.migrate import upgrade
+from tests.support.accounts import create_token
 from tests.support.builders import make_client, make_org
 from tests.support.slack import ServedSlack
 

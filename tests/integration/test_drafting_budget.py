@@ -54,8 +54,8 @@ def add_job(runtime: Runtime, org_id: int, contact_ids: list[int], body: str) ->
             templates=[StepTemplate(subject="Hello {{ first_name }}", body=body)],
         ),
     )
-    job = runtime.outreach.create_job(org_id, request, owner_id=None)
-    assert runtime.outreach.plan_job(org_id, job.id) == len(contact_ids)
+    job = runtime.outreach.jobs.create_job(org_id, request, owner_id=None)
+    assert runtime.outreach.jobs.plan_job(org_id, job.id) == len(contact_ids)
     return job.id
 
 

@@ -23,8 +23,8 @@ from integrations.crypto import LinkSigner, SecretBox
 from integrations.gmail.client import GMAIL_SCOPES
 from sandbox.google_oauth import SCOPE_GMAIL_SEND, SCOPE_USERINFO_EMAIL
 from storage import models as m
-from storage import models_gmail as mg
-from storage.accounts import create_token, ensure_user
+from storage.models import gmail as mg
+from tests.support.accounts import create_token, ensure_user
 from tests.support.api import TEST_SECRET_KEY
 from tests.support.gmail_app import (
     OTHER_REP_EMAIL,

@@ -614,7 +614,7 @@ def test_queued_card_follows_when_the_outbox_finally_sends_it(
     card_id = add_card(world, job_id=job_id)
 
     queued = world.gmail.mailer.send(email_to_dana(world, card_id=card_id, job_id=job_id))
-    world.runtime.outreach.finish_send(world.org_id, queued.email_send_id, card_id, queued)
+    world.runtime.outreach.delivery.finish_send(world.org_id, queued.email_send_id, card_id, queued)
     clock.advance(hours=24, seconds=1)
     world.drain()
 

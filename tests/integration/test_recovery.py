@@ -91,12 +91,12 @@ def test_a_card_a_dead_process_left_approved_is_sent_once_after_the_lease(
     world: GmailWorld, clock: FixedClock
 ) -> None:
     card_id = _card(world, clock, _job(world, clock), state="approved")
-    outreach = world.runtime.outreach
+    recovery = world.runtime.outreach.recovery
 
-    assert outreach.recover_cards() == 0  # its executor may still be alive
+    assert recovery.recover_cards() == 0  # its executor may still be alive
     clock.advance(seconds=LEASE.total_seconds() + 1)
-    assert outreach.recover_cards() == 1
-    assert outreach.recover_cards() == 0
+    assert recovery.recover_cards() == 1
+    assert recovery.recover_cards() == 0
 
     assert len(world.sent()) == 1
     assert _card_state(world, card_id) == "done"
@@ -108,8 +108,8 @@ def test_a_card_left_executing_before_the_outbox_goes_back_and_is_sent_once(
     card_id = _card(world, clock, _job(world, clock), state="executing")
     clock.advance(seconds=LEASE.total_seconds() + 1)
 
-    assert world.runtime.outreach.recover_cards() == 1
-    assert world.runtime.outreach.recover_cards() == 0
+    assert world.runtime.outreach.recovery.recover_cards() == 1
+    assert world.runtime.outreach.recovery.recover_cards() == 0
 
     assert len(world.sent()) == 1
     assert _card_state(world, card_id) == "done"
@@ -136,7 +136,7 @@ def test_a_card_left_executing_after_its_email_went_is_told_without_a_second_sen
     assert _card_state(world, card_id) == "executing"
     clock.advance(seconds=LEASE.total_seconds() + 1)
 
-    assert world.runtime.outreach.recover_cards() == 1
+    assert world.runtime.outreach.recovery.recover_cards() == 1
 
     assert len(world.sent()) == 1
     assert _card_state(world, card_id) == "done"
@@ -154,10 +154,10 @@ def test_a_card_whose_email_waits_in_the_outbox_is_left_to_the_outbox(
     job_id = _job(world, clock)
     card_id = _card(world, clock, job_id, state="approved")
     clock.advance(seconds=LEASE.total_seconds() + 1)
-    assert world.runtime.outreach.recover_cards() == 1  # executed: queued behind the cap
+    assert world.runtime.outreach.recovery.recover_cards() == 1  # executed: queued behind the cap
     clock.advance(seconds=LEASE.total_seconds() + 1)
 
-    assert world.runtime.outreach.recover_cards() == 0
+    assert world.runtime.outreach.recovery.recover_cards() == 0
     assert _card_state(world, card_id) == "executing"
     assert len(world.sent()) == 1
 
@@ -284,17 +284,17 @@ def test_a_job_whose_first_drafts_are_done_stays_running_until_its_planning_fini
         job_id = job.id
     outreach = world.runtime.outreach
 
-    outreach.finish_job_if_done(world.org_id, job_id)
+    outreach.jobs.finish_job_if_done(world.org_id, job_id)
     with world.session_factory() as session:
         assert session.scalar(select(m.Job.status).where(m.Job.id == job_id)) == "running"
-    assert outreach.plan_unplanned() == 1  # the rest of the audience: Dana
+    assert outreach.recovery.plan_unplanned() == 1  # the rest of the audience: Dana
     assert world.runtime.worker.run_until_idle() == 1
     with world.session_factory() as session:
         # Planned and drafted: still running while Dana's card waits for review.
         assert session.scalar(select(m.Job.status).where(m.Job.id == job_id)) == "running"
         card_id = session.scalar(select(m.Card.id).where(m.Card.job_id == job_id))
     assert card_id is not None
-    outreach.reject_card(
+    outreach.review.reject_card(
         Actor(org_id=world.org_id, user_id=world.rep_id, role="admin"), card_id, reason=None
     )
 

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from domain.clock import FixedClock
 from jobs.slack_deferred import LEASE, MAX_ATTEMPTS, DeferredSlackWorker
 from storage.db import make_session_factory
-from storage.models_slack import SlackDeferredCall
+from storage.models import SlackDeferredCall
 from storage.slack_deferred import NewCall, SlackDeferredQueue
 from tests.support.builders import make_org
 

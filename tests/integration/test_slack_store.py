@@ -24,9 +24,9 @@ from domain.clock import FixedClock
 from integrations.crypto import SecretBox
 from sandbox.slack_api import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, SlackStandIn
 from storage import models as m
-from storage.accounts import org_for_slack_team
 from storage.db import make_session_factory
 from storage.slack_store import DbInstallationStore, DbOAuthStateStore, bind_installation_to_org
+from tests.support.accounts import org_for_slack_team
 from tests.support.builders import make_org
 from tests.support.slack import (
     ServedSlack,

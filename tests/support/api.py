@@ -14,7 +14,7 @@ from bot.settings import Settings
 from domain.clock import Clock
 from domain.contacts import TokenScope
 from handlers.api.deps import Services
-from storage.accounts import create_org, create_token
+from tests.support.accounts import create_org, create_token
 
 TEST_SECRET_KEY = "test-secret-key-0123456789-abcdefghijklmnop"
 

@@ -24,7 +24,7 @@ from sandbox.gmail_api import SentMessage
 from sandbox.google import GoogleStandIn
 from sandbox.google_oauth import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET
 from storage import models as m
-from storage.accounts import create_org, create_token, ensure_user
+from tests.support.accounts import create_org, create_token, ensure_user
 from tests.support.api import make_settings
 from tests.support.builders import make_client, make_contact
 from tests.support.google import GoogleServer, follow_consent

@@ -28,7 +28,7 @@ from sandbox.google_oauth import TokenSet
 from sandbox.pubsub import DEFAULT_PUSH_SERVICE_ACCOUNT
 from storage import models as m
 from storage.inbound import SqlInboundStore
-from storage.models_inbound import GmailPushNotification
+from storage.models import GmailPushNotification
 from tests.support.builders import make_org
 from tests.support.google import GoogleServer, gmail_service, user_credentials
 

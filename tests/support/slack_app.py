@@ -17,12 +17,12 @@ from sqlalchemy.orm import Session
 
 from bot.app import Runtime, build_app, build_runtime
 from domain.clock import Clock
-from domain.mail import Mailer
+from domain.ports import Mailer
 from handlers.api.deps import Services
 from sandbox.slack_api import DEFAULT_BOT_TOKEN, DEFAULT_CHANNEL_ID, DEFAULT_TEAM_ID, SlackStandIn
 from storage import models as m
-from storage.accounts import create_org, create_token, link_slack_team
 from storage.db import make_session_factory
+from tests.support.accounts import create_org, create_token, link_slack_team
 from tests.support.api import make_settings
 from tests.support.builders import make_client, make_contact, make_order
 from tests.support.slack import ServedSlack, signed_headers

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from domain.outreach import ContactContext, rationale_for
+from domain.contacts import ContactContext
+from domain.outreach.drafting import rationale_for
 
 NOW = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from domain.cards import (
+    OPEN_STATES,
     UNDECIDED_STATES,
     Card,
     CardState,
@@ -97,3 +98,18 @@ def test_a_withdrawn_card_says_why_it_cannot_be_approved() -> None:
 
 def test_a_job_waits_for_cards_in_review_or_on_their_way_only() -> None:
     assert UNDECIDED_STATES == {S.SUGGESTED, S.IN_REVIEW, S.APPROVED, S.EXECUTING}
+
+
+def test_a_card_waits_for_a_human_in_the_states_a_human_may_decide_it_from() -> None:
+    assert OPEN_STATES == {S.SUGGESTED, S.IN_REVIEW, S.BLOCKED}
+
+
+@pytest.mark.parametrize("to", list(S))
+def test_a_compare_and_set_expects_exactly_the_states_the_table_moves_from(to: CardState) -> None:
+    assert states_that_can_become(to) == {current for current, target in LEGAL if target == to}
+
+
+def test_a_compare_and_set_narrowed_to_one_state_must_be_a_legal_move() -> None:
+    assert states_that_can_become(S.BLOCKED, among=[S.EXECUTING]) == {S.EXECUTING}
+    with pytest.raises(InvalidTransition):
+        states_that_can_become(S.APPROVED, among=[S.EXECUTING])

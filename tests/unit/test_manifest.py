@@ -25,6 +25,7 @@ def _registered() -> App:
     app = App(signing_secret="x" * 32, token="xoxb-test", token_verification_enabled=False)
     deps = SlackDeps(
         outreach=None,  # type: ignore[arg-type]
+        accounts=None,  # type: ignore[arg-type]
         session_factory=None,  # type: ignore[arg-type]
         clock=None,  # type: ignore[arg-type]
         wake_worker=lambda: None,

@@ -1,60 +1,30 @@
-"""Repositories of the work Salesbot does: jobs, tasks, enrollments, cards."""
+"""Repositories of jobs, their tasks (the work queue) and their enrollments."""
 
 from __future__ import annotations
 
 import builtins
-import heapq
 import random
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from dataclasses import fields as dataclass_fields
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import (
-    BigInteger,
-    ColumnElement,
-    String,
-    and_,
-    any_,
-    bindparam,
-    case,
-    exists,
-    func,
-    insert,
-    or_,
-    select,
-    type_coerce,
-    update,
-)
+from sqlalchemy import and_, case, exists, func, insert, or_, select, type_coerce, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from domain.audience import AudienceCriteria
-from domain.cards import (
-    EMAIL_CARD_TYPES,
-    UNDECIDED_STATES,
-    Card,
-    CardState,
-    CardType,
-    Priority,
-    states_that_can_become,
-)
+from domain.cards import CardState
 from domain.errors import NotFound
 from domain.jobs import (
     JOB_METRICS,
     EnrollmentStatus,
     Job,
-    JobParams,
     JobStatus,
     JobTaskView,
-    TargetSelection,
     TaskKind,
     TaskStatus,
 )
-from domain.mail import SendOutcome, SendStatus
 from storage import models as m
-from storage.repositories import AudienceRepo
+from storage.sql import chunks, clip
 from storage.types import JsonType
 
 # The lease of a claim that names none (tests, one-off callers); workers pass their own.
@@ -167,7 +137,7 @@ class JobRepo:
         """
         values: dict[str, Any] = {"status": to.value, "last_run_at": now}
         if last_error is not None:
-            values["last_error"] = _clip(last_error)
+            values["last_error"] = clip(last_error)
         if cancelled_by is not None:
             values["cancelled_by"] = cancelled_by
         if to == JobStatus.RUNNING:
@@ -269,7 +239,7 @@ class JobRepo:
         self._s.execute(
             update(m.Job)
             .where(m.Job.id == job_id)
-            .values(errors_count=m.Job.errors_count + count, last_error=_clip(reason))
+            .values(errors_count=m.Job.errors_count + count, last_error=clip(reason))
         )
 
     def clear_error(self, job_id: int, *, starting: str) -> None:
@@ -612,7 +582,7 @@ class TaskRepo:
     ) -> int:
         """Finish running tasks with their outputs in one statement; return how many."""
         done = 0
-        for chunk in _chunks(list(results)):
+        for chunk in chunks(list(results)):
             outputs = case(
                 {task_id: type_coerce(output, JsonType) for task_id, output in chunk},
                 value=m.JobTask.id,
@@ -742,436 +712,3 @@ class EnrollmentRepo:
             .where(m.Enrollment.id == enrollment_id, m.Enrollment.gmail_thread_id.is_(None))
             .values(gmail_thread_id=thread_id)
         )
-
-
-_CARD_FIELDS = tuple(f.name for f in dataclass_fields(Card))
-
-
-@dataclass(frozen=True)
-class InFlightCard:
-    """A card the recovery sweep carries on, with its email's outcome when it was sent."""
-
-    org_id: int
-    card_id: int
-    state: CardState
-    sends_email: bool
-    sent: SendOutcome | None
-
-
-class CardRepo:
-    """Cards; state changes are compare-and-set so concurrent clicks act once."""
-
-    def __init__(self, session: Session) -> None:
-        self._s = session
-
-    @staticmethod
-    def _to_domain(row: m.Card) -> Card:
-        data = {name: getattr(row, name) for name in _CARD_FIELDS}
-        data["type"] = CardType(row.type)
-        data["state"] = CardState(row.state)
-        data["priority"] = Priority(row.priority)
-        data["action_payload"] = dict(row.action_payload or {})
-        return Card(**data)
-
-    def add(self, org_id: int, **values: Any) -> Card:
-        """Store a new card."""
-        for key in ("type", "state", "priority"):
-            if key in values and hasattr(values[key], "value"):
-                values[key] = values[key].value
-        row = m.Card(org_id=org_id, **values)
-        self._s.add(row)
-        self._s.flush()
-        self._s.refresh(row)
-        return self._to_domain(row)
-
-    def get(self, org_id: int, card_id: int) -> Card:
-        """Return a card of the organization or raise NotFound."""
-        # populate_existing: the row as the database has it now, even when this session
-        # already holds it and a Core UPDATE (counters, compare-and-set) changed it since.
-        row = self._s.scalars(
-            select(m.Card)
-            .where(m.Card.org_id == org_id, m.Card.id == card_id)
-            .execution_options(populate_existing=True)
-        ).one_or_none()
-        if row is None:
-            raise NotFound(f"card {card_id} not found")
-        return self._to_domain(row)
-
-    def add_many(self, org_id: int, rows: Sequence[dict[str, Any]]) -> list[int]:
-        """Insert cards in one statement; return their ids in the order given."""
-        if not rows:
-            return []
-        columns = set(m.Card.__table__.columns.keys())
-        values = [
-            {"org_id": org_id, **{k: v for k, v in row.items() if k in columns}} for row in rows
-        ]
-        result = self._s.execute(
-            insert(m.Card).returning(m.Card.id, sort_by_parameter_order=True), values
-        )
-        return [row[0] for row in result]
-
-    def compare_and_set(
-        self,
-        org_id: int,
-        card_id: int,
-        *,
-        expected: Iterable[CardState],
-        to: CardState,
-        now: datetime,
-        **changes: Any,
-    ) -> bool:
-        """Move a card to `to` only if it is still in one of `expected`; True if it moved."""
-        result = self._s.execute(
-            update(m.Card)
-            .where(
-                m.Card.org_id == org_id,
-                m.Card.id == card_id,
-                m.Card.state.in_([s.value for s in expected]),
-            )
-            .values(state=to.value, updated_at=now, **changes)
-        )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
-
-    def stale_in_flight(self, *, before: datetime, limit: int) -> list[InFlightCard]:
-        """Return cards left `approved` or `executing` since before `before`, oldest first.
-
-        An `executing` card whose email is queued or being sent is the outbox's (it tells
-        the card when the email went); the others are for the recovery sweep: `approved`
-        ones were never executed, `executing` ones either never reached the outbox (no
-        row, or a failed one: certainly not sent) or were not told that it was sent.
-        """
-        c, e = m.Card, m.EmailSend
-        rows = self._s.execute(
-            select(
-                c.org_id,
-                c.id,
-                c.state,
-                c.type,
-                e.id,
-                e.status,
-                e.message_id,
-                e.gmail_message_id,
-                e.gmail_thread_id,
-            )
-            .outerjoin(e, e.card_id == c.id)
-            .where(
-                c.state.in_([CardState.APPROVED.value, CardState.EXECUTING.value]),
-                c.updated_at < before,
-                or_(
-                    c.state == CardState.APPROVED.value,
-                    e.id.is_(None),
-                    e.status.in_(["sent", "failed"]),
-                ),
-            )
-            .order_by(c.updated_at, c.id)
-            .limit(limit)
-        ).all()
-        found = []
-        for org_id, card_id, state, kind, send_id, status, message_id, gmail_id, thread_id in rows:
-            sent = None
-            if status == "sent":
-                sent = SendOutcome(
-                    status=SendStatus.SENT,
-                    email_send_id=send_id,
-                    message_id=message_id,
-                    gmail_message_id=gmail_id,
-                    gmail_thread_id=thread_id,
-                )
-            email = CardType(kind) in EMAIL_CARD_TYPES
-            found.append(InFlightCard(org_id, card_id, CardState(state), email, sent))
-        return found
-
-    def reset_unsent(self, org_id: int, card_id: int, *, before: datetime, now: datetime) -> bool:
-        """Put an `executing` card that never reached Gmail back to `approved`, to run again.
-
-        Only when it has been executing since before `before` (its executor is gone) and
-        its email has no outbox row other than a failed one: nothing can have been sent.
-        """
-        e = m.EmailSend
-        reached_outbox = exists().where(e.card_id == card_id, e.status != "failed")
-        result = self._s.execute(
-            update(m.Card)
-            .where(
-                m.Card.org_id == org_id,
-                m.Card.id == card_id,
-                m.Card.state == CardState.EXECUTING.value,
-                m.Card.updated_at < before,
-                ~reached_outbox,
-            )
-            .values(state=CardState.APPROVED.value, updated_at=now)
-        )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
-
-    def update_fields(self, org_id: int, card_id: int, *, now: datetime, **changes: Any) -> None:
-        """Change a card's fields (not its state)."""
-        if "state" in changes:
-            raise ValueError("use compare_and_set to change a card's state")
-        self._s.execute(
-            update(m.Card)
-            .where(m.Card.org_id == org_id, m.Card.id == card_id)
-            .values(updated_at=now, **changes)
-        )
-
-    def set_message(self, card_id: int, *, channel: str, ts: str) -> None:
-        """Remember the Slack message that shows a card."""
-        self._s.execute(
-            update(m.Card)
-            .where(m.Card.id == card_id)
-            .values(slack_channel_id=channel, slack_message_ts=ts)
-        )
-
-    def list_for_job(
-        self,
-        org_id: int,
-        job_id: int,
-        *,
-        states: Sequence[CardState] | None = None,
-        limit: int | None = None,
-        offset: int = 0,
-    ) -> list[Card]:
-        """Return a job's cards in creation order (a page of them with `limit`)."""
-        query = select(m.Card).where(m.Card.org_id == org_id, m.Card.job_id == job_id)
-        if states:
-            query = query.where(m.Card.state.in_([s.value for s in states]))
-        query = query.order_by(m.Card.id).offset(offset)
-        if limit is not None:
-            query = query.limit(limit)
-        return [self._to_domain(r) for r in self._s.scalars(query)]
-
-    def count_for_job(
-        self, org_id: int, job_id: int, *, states: Sequence[CardState] | None = None
-    ) -> int:
-        """Count a job's cards (in `states`)."""
-        query = (
-            select(func.count())
-            .select_from(m.Card)
-            .where(m.Card.org_id == org_id, m.Card.job_id == job_id)
-        )
-        if states:
-            query = query.where(m.Card.state.in_([s.value for s in states]))
-        return self._s.scalar(query) or 0
-
-    def has_undecided(self, org_id: int, job_id: int) -> bool:
-        """Tell whether a card of the job still waits for review or for its send."""
-        found = self._s.scalar(
-            select(m.Card.id)
-            .where(
-                m.Card.org_id == org_id,
-                m.Card.job_id == job_id,
-                m.Card.state.in_([s.value for s in UNDECIDED_STATES]),
-            )
-            .limit(1)
-        )
-        return found is not None
-
-    def withdraw_for_job(
-        self, org_id: int, job_id: int, *, reason: str, now: datetime
-    ) -> list[tuple[int, str | None]]:
-        """Withdraw every card of a job the state machine lets become withdrawn.
-
-        One compare-and-set over the job's cards: a card that moved on meanwhile (an
-        approval that began sending) is left alone. Returns (card id, Slack message ts)
-        of the cards withdrawn.
-        """
-        movable = states_that_can_become(CardState.WITHDRAWN)
-        rows = self._s.execute(
-            update(m.Card)
-            .where(
-                m.Card.org_id == org_id,
-                m.Card.job_id == job_id,
-                m.Card.state.in_([s.value for s in movable]),
-            )
-            .values(state=CardState.WITHDRAWN.value, updated_at=now, withdrawn_reason=reason)
-            .returning(m.Card.id, m.Card.slack_message_ts)
-            .execution_options(synchronize_session=False)
-        ).all()
-        return sorted((row[0], row[1]) for row in rows)
-
-    def list_for_batch(
-        self, org_id: int, job_id: int, batch: int, *, states: Sequence[CardState]
-    ) -> list[Card]:
-        """Return the cards drafted by a batch of a job's tasks."""
-        query = (
-            select(m.Card)
-            .join(m.JobTask, m.JobTask.id == m.Card.task_id)
-            .where(
-                m.Card.org_id == org_id,
-                m.Card.job_id == job_id,
-                m.JobTask.batch == batch,
-                m.Card.state.in_([s.value for s in states]),
-            )
-            .order_by(m.Card.id)
-        )
-        return [self._to_domain(r) for r in self._s.scalars(query)]
-
-    def list_open(self, org_id: int, *, owner_id: int | None, limit: int = 20) -> list[Card]:
-        """Return cards waiting for a human, of jobs owned by `owner_id` (all if None)."""
-        query = select(m.Card).where(
-            m.Card.org_id == org_id,
-            m.Card.state.in_(
-                [CardState.SUGGESTED.value, CardState.IN_REVIEW.value, CardState.BLOCKED.value]
-            ),
-        )
-        if owner_id is not None:
-            query = query.join(m.Job, m.Job.id == m.Card.job_id).where(m.Job.owner_id == owner_id)
-        return [self._to_domain(r) for r in self._s.scalars(query.order_by(m.Card.id).limit(limit))]
-
-    def count_open(self, org_id: int, *, owner_id: int | None) -> int:
-        """Count the cards waiting for a human."""
-        query = (
-            select(func.count())
-            .select_from(m.Card)
-            .where(
-                m.Card.org_id == org_id,
-                m.Card.state.in_(
-                    [CardState.SUGGESTED.value, CardState.IN_REVIEW.value, CardState.BLOCKED.value]
-                ),
-            )
-        )
-        if owner_id is not None:
-            query = query.join(m.Job, m.Job.id == m.Card.job_id).where(m.Job.owner_id == owner_id)
-        return self._s.scalar(query) or 0
-
-
-def _chunks(rows: list[Any], size: int = 1000) -> Iterator[list[Any]]:
-    """Split rows so a multi-row statement stays under the databases' parameter limits."""
-    for start in range(0, len(rows), size):
-        yield rows[start : start + size]
-
-
-def _clip(reason: str, limit: int = 1000) -> str:
-    """Keep a stored reason to a readable length."""
-    return reason if len(reason) <= limit else reason[: limit - 1] + "…"
-
-
-def _one_of(session: Session, column: Any, values: Sequence[Any], item: Any) -> ColumnElement[bool]:
-    """`column` is one of `values`: one array parameter on PostgreSQL, whatever the length
-    (a list of bind parameters stops at 65,535), and IN on SQLite (callers keep lists
-    within its 32,766 variables)."""
-    if session.get_bind().dialect.name == "postgresql":
-        return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(item)))
-    return column.in_(list(values))
-
-
-def _contacts_joined() -> Any:
-    c, cl = m.Contact, m.Client
-    return c.__table__.outerjoin(cl.__table__, (cl.id == c.client_id) & (cl.org_id == c.org_id))
-
-
-def _keyset_pages(
-    session: Session, where: Sequence[ColumnElement[bool]], *, batch_size: int
-) -> Iterator[list[int]]:
-    """Stream the ids of the contacts matching `where`, a page at a time, in id order."""
-    c = m.Contact
-    joined = _contacts_joined()
-    last_id = 0
-    while True:
-        ids = list(
-            session.scalars(
-                select(c.id)
-                .select_from(joined)
-                .where(*where, c.id > last_id)
-                .order_by(c.id)
-                .limit(batch_size)
-            )
-        )
-        if not ids:
-            return
-        yield ids
-        last_id = ids[-1]
-
-
-def audience_contact_ids(
-    session: Session,
-    org_id: int,
-    criteria: AudienceCriteria,
-    *,
-    now: datetime,
-    batch_size: int = 1000,
-) -> Iterator[list[int]]:
-    """Stream the ids of an audience's contacts in batches (server-side, never all at once)."""
-    where = AudienceRepo(session).conditions(org_id, criteria, now=now)
-    yield from _keyset_pages(session, where, batch_size=batch_size)
-
-
-def _listed_contacts(
-    session: Session,
-    where: Sequence[ColumnElement[bool]],
-    contact_ids: Sequence[int],
-    *,
-    batch_size: int,
-) -> Iterator[list[int]]:
-    """The listed contacts matching `where`, in id order: the ids sorted, then asked for a
-    slice at a time, so a statement stays small whatever the list's length."""
-    c = m.Contact
-    joined = _contacts_joined()
-    ordered = sorted(set(contact_ids))
-    for part in _chunks(ordered, batch_size):
-        found = list(
-            session.scalars(
-                select(c.id)
-                .select_from(joined)
-                .where(*where, _one_of(session, c.id, part, BigInteger()))
-                .order_by(c.id)
-            )
-        )
-        if found:
-            yield found
-
-
-def _flatten(pages: Iterable[list[int]]) -> Iterator[int]:
-    for page in pages:
-        yield from page
-
-
-def target_contact_ids(
-    uow: Any, org_id: int, params: JobParams, now: datetime, *, batch_size: int = 1000
-) -> Iterator[list[int]]:
-    """Stream the reachable contacts a job targets, in id order, each once.
-
-    Listed contacts, the contacts of listed clients and of listed addresses are each
-    streamed in id order (never a statement per list: a list of 100,000 ids would pass
-    PostgreSQL's 65,535 parameters) and merged; with filters too, only the listed
-    contacts that match them.
-    """
-    session: Session = uow.session
-    target: TargetSelection = params.target
-    c = m.Contact
-    where = AudienceRepo(session).conditions(org_id, target.filters or AudienceCriteria(), now=now)
-    streams: list[Iterator[int]] = []
-    if target.contact_ids:
-        streams.append(
-            _flatten(_listed_contacts(session, where, target.contact_ids, batch_size=batch_size))
-        )
-    if target.client_ids:
-        by_client = _one_of(session, c.client_id, target.client_ids, BigInteger())
-        streams.append(_flatten(_keyset_pages(session, [*where, by_client], batch_size=batch_size)))
-    if target.emails:
-        by_email = _one_of(session, c.email, target.emails, String())
-        streams.append(_flatten(_keyset_pages(session, [*where, by_email], batch_size=batch_size)))
-    if not streams:
-        yield from _keyset_pages(session, where, batch_size=batch_size)
-        return
-    batch: list[int] = []
-    last = 0
-    for contact_id in heapq.merge(*streams):
-        if contact_id == last:
-            continue  # listed twice: as a contact and by its client or address
-        last = contact_id
-        batch.append(contact_id)
-        if len(batch) == batch_size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-def target_count(uow: Any, org_id: int, params: JobParams, now: datetime) -> int:
-    """Count the reachable contacts a job targets."""
-    target = params.target
-    if not (target.contact_ids or target.client_ids or target.emails):
-        size = AudienceRepo(uow.session).size(
-            org_id, target.filters or AudienceCriteria(), now=now, sample_size=0
-        )
-        return size.count
-    return sum(len(batch) for batch in target_contact_ids(uow, org_id, params, now))

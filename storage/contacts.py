@@ -1,4 +1,10 @@
-"""Read models for drafting and display: a contact with its client and order history."""
+"""Contacts as drafting and display read them, and the few writes outreach makes to them.
+
+`ContactContextRepo` is the contact read model (a contact with its client and order
+history, the names a card shows) and it also writes: it records that a contact was
+emailed (`touch_contacted`), appends to its engagement history and applies an
+update_profile task's changes.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +14,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from domain.contacts import ContactContext
 from domain.errors import NotFound
-from domain.outreach import ContactContext
 from storage import models as m
 
 
-class ContextRepo:
-    """Builds the contact context templates and cards are made from."""
+class ContactContextRepo:
+    """Builds the contact context templates and cards are made from; records what outreach
+    did to a contact (emailed, engagement, profile changes)."""
 
     def __init__(self, session: Session) -> None:
         self._s = session
@@ -136,7 +143,7 @@ class ContextRepo:
             select(m.User.slack_user_id).where(m.User.org_id == org_id, m.User.id == user_id)
         )
 
-    def enrollment_thread(self, enrollment_id: int | None) -> str | None:
+    def thread_to_continue(self, enrollment_id: int | None) -> str | None:
         """Return the Gmail thread an enrollment's emails continue."""
         if enrollment_id is None:
             return None

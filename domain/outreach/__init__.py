@@ -1,0 +1,114 @@
+"""Outreach: launch a campaign as a job, plan it, draft cards, review them, send, recover.
+
+One service per concept, each holding the unit-of-work factory, the clock (`Deps`) and
+the ports and services it calls; each public method owns its units of work. Slow calls
+(Claude, Slack, Gmail) happen between transactions, never inside one, and pass ids rather
+than rows.
+
+- `jobs.Jobs`: create, launch, plan, pause/resume/cancel a job; pause/resume a campaign
+  with its jobs; finish a job once its work is decided.
+- `tasks.Tasks`: run one claimed task (dispatching to the services below), fail tasks.
+- `drafting.Drafting`: draft a batch of email cards, or one human's card, from tasks.
+- `review.Review`: approve, edit, reject a card; complete a human's card.
+- `delivery.Delivery`: send an approved email card once; make the card follow its send.
+- `presenting.Presenting`: what a card's message shows; post and update it, bulk posts.
+- `recovery.Recovery`: carry on the work a dead process left (the recovery sweep's steps).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from domain.cards import CardView
+from domain.contacts import ContactContext
+from domain.outreach.common import Actor, CardRefused, OutreachDeps, PlanningFailed, StaleCard
+from domain.outreach.delivery import Delivery
+from domain.outreach.drafting import Drafting
+from domain.outreach.jobs import CampaignStatusChange, Jobs, LaunchResult
+from domain.outreach.presenting import Presenting
+from domain.outreach.recovery import Recovery
+from domain.outreach.review import Review
+from domain.outreach.tasks import Tasks
+from domain.ports import ChatNotifier, DraftModel, Mailer, SecretBoxPort
+
+__all__ = [
+    "Actor",
+    "CampaignStatusChange",
+    "CardRefused",
+    "CardView",
+    "ContactContext",
+    "Delivery",
+    "Drafting",
+    "Jobs",
+    "LaunchResult",
+    "Outreach",
+    "OutreachDeps",
+    "PlanningFailed",
+    "Presenting",
+    "Recovery",
+    "Review",
+    "StaleCard",
+    "Tasks",
+]
+
+
+@dataclass(frozen=True)
+class Outreach:
+    """The outreach services, wired to each other once (by the composition root)."""
+
+    jobs: Jobs
+    tasks: Tasks
+    drafting: Drafting
+    review: Review
+    delivery: Delivery
+    presenting: Presenting
+    recovery: Recovery
+
+    @classmethod
+    def build(
+        cls,
+        deps: OutreachDeps,
+        *,
+        unsubscribe_url: Callable[[int, int], str],
+        mailer: Mailer | None = None,
+        notifier: ChatNotifier | None = None,
+        drafter: DraftModel | None = None,
+        secrets: SecretBoxPort | None = None,
+        work_lease: timedelta = timedelta(minutes=5),
+    ) -> Outreach:
+        """Build every service with the ports given; each gets the services it calls.
+
+        `work_lease`: how long planning a job, or a card between approval and the
+        outbox, may go without progress before the recovery sweep takes it as abandoned.
+        """
+        presenting = Presenting(deps, notifier=notifier)
+        jobs = Jobs(deps, presenting=presenting, secrets=secrets, work_lease=work_lease)
+        delivery = Delivery(deps, jobs=jobs, presenting=presenting, mailer=mailer)
+        review = Review(
+            deps,
+            jobs=jobs,
+            presenting=presenting,
+            delivery=delivery,
+            unsubscribe_url=unsubscribe_url,
+        )
+        drafting = Drafting(
+            deps,
+            jobs=jobs,
+            presenting=presenting,
+            delivery=delivery,
+            unsubscribe_url=unsubscribe_url,
+            drafter=drafter,
+        )
+        tasks = Tasks(deps, jobs=jobs, presenting=presenting, drafting=drafting, delivery=delivery)
+        recovery = Recovery(deps, jobs=jobs, delivery=delivery, review=review)
+        return cls(
+            jobs=jobs,
+            tasks=tasks,
+            drafting=drafting,
+            review=review,
+            delivery=delivery,
+            presenting=presenting,
+            recovery=recovery,
+        )

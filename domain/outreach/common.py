@@ -1,0 +1,91 @@
+"""What the outreach services share: who acts, how cards move, the errors they raise."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeAlias
+
+from domain.cards import Card, CardState, states_that_can_become, transition
+from domain.deps import Deps
+from domain.errors import InvalidInput, InvalidTransition, SalesbotError
+from domain.ports import OutreachUnitOfWork
+
+# What every outreach service is built with.
+OutreachDeps: TypeAlias = Deps[OutreachUnitOfWork]
+
+
+class CardRefused(InvalidInput):
+    """A card action the card's state does not allow; the message says why."""
+
+
+class StaleCard(InvalidInput):
+    """The approval was for text that is no longer the card's draft."""
+
+
+class PlanningFailed(SalesbotError):
+    """Planning a job failed; the job is marked failed with the reason."""
+
+    code = "planning_failed"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts: a user of an organization, with their role and Slack id."""
+
+    org_id: int
+    user_id: int
+    role: str
+    slack_user_id: str | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        """True for admins, who may act on any card of their organization."""
+        return self.role == "admin"
+
+
+def decide_card(
+    uow: OutreachUnitOfWork, card: Card, to: CardState, *, now: datetime, **changes: Any
+) -> bool:
+    """Make a human's move of a card as it was read: refused with the reason when the
+    state machine does not allow it, else a compare-and-set from every state that may
+    become `to` (False: another move came first)."""
+    try:
+        transition(card, to, at=now, **changes)
+    except InvalidTransition as exc:
+        raise CardRefused(exc.message) from exc
+    return advance_card(uow, card.org_id, card.id, to, now=now, **changes)
+
+
+def advance_card(
+    uow: OutreachUnitOfWork,
+    org_id: int,
+    card_id: int,
+    to: CardState,
+    *,
+    now: datetime,
+    only_from: CardState | None = None,
+    **changes: Any,
+) -> bool:
+    """Move a card on if it is still in a state the state machine lets become `to` (or in
+    `only_from` alone); True if it moved. A card moved on meanwhile is left as it is."""
+    among = None if only_from is None else [only_from]
+    return uow.cards.compare_and_set(
+        org_id,
+        card_id,
+        expected=states_that_can_become(to, among=among),
+        to=to,
+        now=now,
+        **changes,
+    )
+
+
+def person_name(uow: OutreachUnitOfWork, org_id: int, user_id: int) -> str:
+    """Name a user in a sentence: their name, else their email."""
+    name, email = uow.contexts.user_name(org_id, user_id)
+    return str(name or email or f"user {user_id}")
+
+
+def not_sent(card_id: int) -> str:
+    """The start of a job's error about a card whose email failed (a retry clears it)."""
+    return f"card #{card_id} was not sent:"

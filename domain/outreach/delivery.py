@@ -1,0 +1,159 @@
+"""Delivery: send an approved email card exactly once and make the card follow its send."""
+
+from __future__ import annotations
+
+from domain import faults
+from domain.cards import Card, CardState
+from domain.errors import ExternalServiceError
+from domain.jobs import Job
+from domain.mail import OutgoingEmail, SendOutcome, SendStatus
+from domain.outreach.common import OutreachDeps, advance_card, not_sent
+from domain.outreach.jobs import Jobs
+from domain.outreach.presenting import Presenting
+from domain.ports import Mailer
+
+
+class Delivery:
+    """Executes approved email cards through the Mailer port and records their outcome."""
+
+    def __init__(
+        self,
+        deps: OutreachDeps,
+        *,
+        jobs: Jobs,
+        presenting: Presenting,
+        mailer: Mailer | None = None,
+    ) -> None:
+        self._uow = deps.uow
+        self._clock = deps.clock
+        self._jobs = jobs
+        self._presenting = presenting
+        self._mailer = mailer
+
+    def execute_card(self, org_id: int, card_id: int, *, actor_slack_id: str | None = None) -> Card:
+        """Send an approved email card exactly once: approved → executing is a compare-and-set."""
+        now = self._clock.now()
+        with self._uow() as uow:
+            card = uow.cards.get(org_id, card_id)
+            if not advance_card(uow, org_id, card_id, CardState.EXECUTING, now=now):
+                return uow.cards.get(org_id, card_id)
+            job = uow.jobs.get(org_id, card.job_id) if card.job_id else None
+            thread_id = (
+                uow.contexts.thread_to_continue(card.enrollment_id) if card.enrollment_id else None
+            )
+            uow.commit()
+        # From here a crash leaves the card `executing` with no outbox row: the recovery
+        # sweep puts it back to `approved` (nothing can have been sent) and runs it again.
+        faults.reach("execute.committed")
+        outcome = self._send(card, job, thread_id)
+        return (
+            self.finish_send(
+                org_id, outcome.email_send_id, card_id, outcome, actor_slack_id=actor_slack_id
+            )
+            or card
+        )
+
+    def finish_send(
+        self,
+        org_id: int,
+        email_send_id: int,
+        card_id: int | None,
+        outcome: SendOutcome,
+        *,
+        actor_slack_id: str | None = None,
+    ) -> Card | None:
+        """Make a card follow the outcome of its send, and show it.
+
+        Called by execute_card with the mailer's answer, and by the mailer's outbox when a
+        queued or unconfirmed email finally went out or failed. Each move is a
+        compare-and-set from EXECUTING and the counters move only with it, so a repeat
+        (both callers, or a retry) does nothing twice.
+        """
+        if card_id is None:
+            return None
+        now = self._clock.now()
+        with self._uow() as uow:
+            card = uow.cards.get(org_id, card_id)
+            if outcome.status == SendStatus.SENT:
+                if advance_card(
+                    uow,
+                    org_id,
+                    card_id,
+                    CardState.DONE,
+                    now=now,
+                    executed_at=now,
+                    blocked_reason=None,
+                ):
+                    if card.job_id:
+                        uow.jobs.bump(card.job_id, cards_executed=1, emails_sent=1)
+                        # A card that failed before and went out on a retry is no longer
+                        # the job's problem: its status must not say it was not sent.
+                        uow.jobs.clear_error(card.job_id, starting=not_sent(card_id))
+                    if card.contact_id:
+                        uow.contexts.touch_contacted(org_id, card.contact_id, at=now)
+                        uow.contexts.engagement_event(
+                            org_id,
+                            card.contact_id,
+                            "email_sent",
+                            at=now,
+                            email_send_id=email_send_id,
+                            card_id=card_id,
+                        )
+                    if card.enrollment_id and outcome.gmail_thread_id:
+                        uow.enrollments.set_thread(card.enrollment_id, outcome.gmail_thread_id)
+            elif outcome.status == SendStatus.FAILED:
+                detail = outcome.detail or "sending failed"
+                # Only a card whose send was running: one blocked for another reason, or
+                # put back to approved by the recovery sweep, is not this send's to block.
+                if (
+                    advance_card(
+                        uow,
+                        org_id,
+                        card_id,
+                        CardState.BLOCKED,
+                        now=now,
+                        only_from=CardState.EXECUTING,
+                        blocked_reason=detail,
+                    )
+                    and card.job_id
+                ):
+                    uow.jobs.note_error(card.job_id, f"{not_sent(card_id)} {detail}")
+            elif card.state == CardState.EXECUTING:
+                uow.cards.update_fields(org_id, card_id, now=now, blocked_reason=outcome.detail)
+            uow.commit()
+            result = uow.cards.get(org_id, card_id)
+        faults.reach("send.finished")
+        self._presenting.show_card(org_id, card_id, actor_slack_id=actor_slack_id)
+        if result.job_id:
+            self._jobs.finish_job_if_done(org_id, result.job_id)
+        return result
+
+    def _send(self, card: Card, job: Job | None, thread_id: str | None) -> SendOutcome:
+        payload = card.action_payload
+        if self._mailer is None:
+            return SendOutcome(
+                status=SendStatus.FAILED,
+                email_send_id=0,
+                message_id="",
+                detail="No mailbox is connected: connect Gmail from the App Home, then Retry.",
+            )
+        email = OutgoingEmail(
+            org_id=card.org_id,
+            to_email=str(payload["to"]),
+            to_name=str(payload.get("to_name") or "") or None,
+            subject=str(payload["subject"]),
+            body_text=str(payload["body"]),
+            sender_user_id=job.owner_id if job else card.approved_by,
+            card_id=card.id,
+            job_id=card.job_id,
+            campaign_id=job.campaign_id if job else None,
+            enrollment_id=card.enrollment_id,
+            contact_id=card.contact_id,
+            thread_id=thread_id,
+        )
+        try:
+            return self._mailer.send(email)
+        except ExternalServiceError as exc:
+            return SendOutcome(
+                status=SendStatus.FAILED, email_send_id=0, message_id="", detail=exc.message
+            )

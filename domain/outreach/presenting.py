@@ -1,0 +1,170 @@
+"""Presenting cards to humans: what a card's message shows, posting and updating it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from domain import faults
+from domain.cards import Card, CardState, CardView
+from domain.errors import ExternalServiceError
+from domain.jobs import TaskKind
+from domain.outreach.common import OutreachDeps
+from domain.ports import ChatNotifier, OutreachUnitOfWork
+
+log = logging.getLogger(__name__)
+
+
+class Presenting:
+    """Shows cards in the chat (through the ChatNotifier port), when there is one."""
+
+    def __init__(self, deps: OutreachDeps, *, notifier: ChatNotifier | None = None) -> None:
+        self._uow = deps.uow
+        self._clock = deps.clock
+        self._notifier = notifier
+
+    @property
+    def shows_cards(self) -> bool:
+        """True when cards get chat messages (a notifier is wired)."""
+        return self._notifier is not None
+
+    def queue_posts(
+        self, uow: OutreachUnitOfWork, org_id: int, job_id: int, rows: Sequence[dict[str, Any]]
+    ) -> None:
+        """Queue post_card tasks (rows of step, batch, contact_id, input) in the caller's
+        transaction; the posting worker paces them to the chat's rate limit. Nothing is
+        queued when there is no chat to show cards in."""
+        if self._notifier is None or not rows:
+            return
+        uow.tasks.add_many(
+            org_id, job_id, [{"kind": TaskKind.POST_CARD.value, **row} for row in rows]
+        )
+
+    def card_view(
+        self, org_id: int, card_id: int, *, actor_slack_id: str | None = None
+    ) -> CardView:
+        """Return what a chat message shows of a card."""
+        now = self._clock.now()
+        with self._uow() as uow:
+            card = uow.cards.get(org_id, card_id)
+            ctx = (
+                uow.contexts.contact_context(org_id, card.contact_id, now=now)
+                if card.contact_id
+                else None
+            )
+            job = uow.jobs.get(org_id, card.job_id) if card.job_id else None
+            owner_slack = (
+                uow.contexts.slack_id(org_id, job.owner_id) if job and job.owner_id else None
+            )
+            decided_by = card.approved_by
+            if card.state == CardState.WITHDRAWN:
+                decided_by = job.cancelled_by if job else None
+            approver_slack = uow.contexts.slack_id(org_id, decided_by) if decided_by else None
+        payload = card.action_payload
+        return CardView(
+            card=card,
+            contact_name=ctx.full_name if ctx else None,
+            contact_email=ctx.email if ctx else None,
+            contact_title=ctx.title if ctx else None,
+            company_name=ctx.company_name if ctx else None,
+            campaign_name=str(payload.get("campaign_name") or "") or (job.name if job else None),
+            job_name=job.name if job else None,
+            step_number=int(payload["step"]) + 1 if "step" in payload else None,
+            total_steps=int(payload["total_steps"]) if "total_steps" in payload else None,
+            actor_slack_id=actor_slack_id or approver_slack,
+            owner_slack_id=owner_slack,
+        )
+
+    def show_card(
+        self, org_id: int, card_id: int, *, actor_slack_id: str | None = None, post: bool = False
+    ) -> str | None:
+        """Update a card's message in place; with `post`, post it if it has none yet.
+
+        Only the posting worker posts (`post=True`), so messages go out at Slack's pace
+        and in order; a transition before the first post is shown when it is posted.
+        Returns the reason when Slack could not show the card (also kept on the card).
+        """
+        if self._notifier is None:
+            return None
+        view = self.card_view(org_id, card_id, actor_slack_id=actor_slack_id)
+        try:
+            if view.card.slack_message_ts:
+                self._notifier.update_card(view)
+                return None
+            if not post or view.card.state == CardState.WITHDRAWN:
+                return None
+            with self._uow() as uow:
+                job = uow.jobs.get(org_id, view.card.job_id) if view.card.job_id else None
+            channel = job.parsed_params().review_channel_id if job else None
+            channel_id, ts = self._post_with_fallback(self._notifier, view, channel)
+            # A crash here posts the card again when its post_card task is claimed again
+            # (Slack has no idempotency key): at worst a second message, never a lost one.
+            faults.reach("post.sent")
+        except ExternalServiceError as exc:
+            log.warning("card message failed", extra={"card_id": card_id, "reason": exc.message})
+            self._note_slack_error(org_id, card_id, exc.message)
+            return exc.message
+        with self._uow() as uow:
+            uow.cards.set_message(card_id, channel=channel_id, ts=ts)
+            uow.commit()
+            now_card = uow.cards.get(org_id, card_id)
+        faults.reach("post.recorded")
+        if now_card.state != view.card.state:
+            # It moved on while its message was posted (withdrawn by a cancellation, say):
+            # the transition found no message to update, so update it now.
+            return self.show_card(org_id, card_id, actor_slack_id=actor_slack_id)
+        return None
+
+    def post_bulk(self, org_id: int, job_id: int, batch: int) -> str | None:
+        """Post one message for a batch's drafts, with "Approve all N" behind a confirm.
+
+        Returns the reason when Slack refused it.
+        """
+        if self._notifier is None:
+            return None
+        with self._uow() as uow:
+            job = uow.jobs.get(org_id, job_id)
+            cards: list[Card] = uow.cards.list_for_batch(
+                org_id, job_id, batch, states=[CardState.IN_REVIEW]
+            )
+            owner_slack = uow.contexts.slack_id(org_id, job.owner_id)
+        if not cards:
+            return None
+        try:
+            self._notifier.post_bulk(
+                org_id,
+                job_name=job.name,
+                job_id=job_id,
+                batch=batch,
+                cards=cards,
+                channel=job.parsed_params().review_channel_id,
+                owner_slack_id=owner_slack,
+            )
+        except ExternalServiceError as exc:
+            log.warning("bulk message failed", extra={"job_id": job_id, "reason": exc.message})
+            return exc.message
+        return None
+
+    def _post_with_fallback(
+        self, notifier: ChatNotifier, view: CardView, channel: str | None
+    ) -> tuple[str, str]:
+        try:
+            return notifier.post_card(view, channel=channel, owner_slack_id=view.owner_slack_id)
+        except ExternalServiceError as exc:
+            if exc.retryable or channel is None or not view.owner_slack_id:
+                raise
+            # The review channel is gone or closed to the bot: the owner still gets the card.
+            log.warning(
+                "review channel refused the card; posting to the owner's DM",
+                extra={"card_id": view.card.id, "reason": exc.message},
+            )
+            self._note_slack_error(view.card.org_id, view.card.id, exc.message)
+            return notifier.post_card(view, channel=None, owner_slack_id=view.owner_slack_id)
+
+    def _note_slack_error(self, org_id: int, card_id: int, reason: str) -> None:
+        with self._uow() as uow:
+            card = uow.cards.get(org_id, card_id)
+            payload = {**card.action_payload, "slack_error": reason}
+            uow.cards.update_fields(org_id, card_id, now=self._clock.now(), action_payload=payload)
+            uow.commit()

@@ -1,0 +1,210 @@
+"""Review: a human approves, edits or rejects a card; a human's card is completed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from domain import faults
+from domain.cards import Card, CardState, describe_refusal, draft_fingerprint
+from domain.errors import InvalidInput, NotFound, NotPermitted
+from domain.outreach.common import (
+    Actor,
+    CardRefused,
+    OutreachDeps,
+    StaleCard,
+    advance_card,
+    decide_card,
+)
+from domain.outreach.delivery import Delivery
+from domain.outreach.drafting import template_variables
+from domain.outreach.jobs import Jobs
+from domain.outreach.presenting import Presenting
+from domain.ports import OutreachUnitOfWork
+from domain.templates import render_text
+
+
+class Review:
+    """The decisions humans take on cards, each allowed by the card state machine."""
+
+    def __init__(
+        self,
+        deps: OutreachDeps,
+        *,
+        jobs: Jobs,
+        presenting: Presenting,
+        delivery: Delivery,
+        unsubscribe_url: Callable[[int, int], str],
+    ) -> None:
+        self._uow = deps.uow
+        self._clock = deps.clock
+        self._jobs = jobs
+        self._presenting = presenting
+        self._delivery = delivery
+        self._unsubscribe_url = unsubscribe_url
+
+    def batch_cards(self, org_id: int, job_id: int, batch: int) -> list[Card]:
+        """Return the cards of a job's batch that still wait for review ("Approve all")."""
+        with self._uow() as uow:
+            return uow.cards.list_for_batch(org_id, job_id, batch, states=[CardState.IN_REVIEW])
+
+    def approve_card(self, actor: Actor, card_id: int, *, fingerprint: str | None) -> Card:
+        """Approve a card as shown (its fingerprint must match), then execute it."""
+        now = self._clock.now()
+        with self._uow() as uow:
+            card = uow.cards.get(actor.org_id, card_id)
+            _authorize(uow, actor, card)
+            if (
+                fingerprint is not None
+                and card.draft_fingerprint
+                and fingerprint != card.draft_fingerprint
+            ):
+                raise StaleCard(
+                    "This draft changed since this message was shown; it has been refreshed."
+                    " Review it again."
+                )
+            if not decide_card(
+                uow,
+                card,
+                CardState.APPROVED,
+                now=now,
+                approved_by=actor.user_id,
+                approved_at=now,
+                blocked_reason=None,
+            ):
+                raise CardRefused(
+                    "Someone else acted on this card at the same moment; nothing was done twice."
+                )
+            if card.job_id and card.approved_at is None:
+                uow.jobs.bump(card.job_id, cards_approved=1)
+            uow.commit()
+        # From here a crash leaves the card `approved`: the recovery sweep executes it.
+        faults.reach("approve.committed")
+        if card.sends_email:
+            return self._delivery.execute_card(
+                actor.org_id, card_id, actor_slack_id=actor.slack_user_id
+            )
+        return self.complete_human_card(actor, card_id)
+
+    def complete_human_card(self, actor: Actor, card_id: int) -> Card:
+        """Mark an approved card whose action is a human's (a call, a portal check) done."""
+        now = self._clock.now()
+        with self._uow() as uow:
+            card = uow.cards.get(actor.org_id, card_id)
+            advance_card(uow, actor.org_id, card_id, CardState.EXECUTING, now=now)
+            advance_card(uow, actor.org_id, card_id, CardState.DONE, now=now, executed_at=now)
+            if card.job_id:
+                uow.jobs.bump(card.job_id, cards_executed=1)
+            uow.commit()
+            done = uow.cards.get(actor.org_id, card_id)
+        self._presenting.show_card(actor.org_id, card_id, actor_slack_id=actor.slack_user_id)
+        if done.job_id:
+            self._jobs.finish_job_if_done(actor.org_id, done.job_id)
+        return done
+
+    def edit_card(
+        self,
+        actor: Actor,
+        card_id: int,
+        *,
+        subject: str,
+        body: str,
+        approve: bool,
+        fingerprint: str | None = None,
+    ) -> Card:
+        """Save an edited draft, rendered in the sandbox with the contact's values."""
+        subject = subject.strip()
+        if not subject:
+            raise InvalidInput("The subject cannot be empty.", field="subject")
+        if "\n" in subject or "\r" in subject:
+            raise InvalidInput("The subject must be one line.", field="subject")
+        if not body.strip():
+            raise InvalidInput("The body cannot be empty.", field="body")
+        now = self._clock.now()
+        with self._uow() as uow:
+            card = uow.cards.get(actor.org_id, card_id)
+            _authorize(uow, actor, card)
+            if not card.sends_email:
+                raise InvalidInput("Only email cards can be edited.")
+            ctx = (
+                uow.contexts.contact_context(actor.org_id, card.contact_id, now=now)
+                if card.contact_id
+                else None
+            )
+            rep_name, rep_email = uow.contexts.user_name(actor.org_id, actor.user_id)
+        variables = (
+            template_variables(
+                ctx,
+                now=now,
+                rep_name=rep_name,
+                rep_email=rep_email,
+                firm_name="",
+                campaign_name=str(card.action_payload.get("campaign_name") or ""),
+                step_number=int(card.action_payload.get("step", 0)) + 1,
+                unsubscribe_url=self._unsubscribe_url(actor.org_id, ctx.contact_id),
+            )
+            if ctx
+            else {}
+        )
+        rendered_subject = render_text(subject, variables, field="subject").strip()
+        rendered_body = render_text(body, variables, field="body")
+        to = str(card.action_payload.get("to", ""))
+        payload = {
+            **card.action_payload,
+            "subject": rendered_subject,
+            "body": rendered_body,
+            "edited_by": actor.user_id,
+        }
+        with self._uow() as uow:
+            # The card as it is now: it may have moved on while the draft was rendered.
+            current = uow.cards.get(actor.org_id, card_id)
+            if not decide_card(
+                uow,
+                current,
+                CardState.IN_REVIEW,
+                now=now,
+                action_payload=payload,
+                draft_fingerprint=draft_fingerprint(
+                    to=to, subject=rendered_subject, body=rendered_body
+                ),
+            ):
+                now_card = uow.cards.get(actor.org_id, card_id)
+                raise CardRefused(describe_refusal(now_card, CardState.IN_REVIEW))
+            uow.commit()
+            edited = uow.cards.get(actor.org_id, card_id)
+        if approve:
+            return self.approve_card(actor, card_id, fingerprint=edited.draft_fingerprint)
+        self._presenting.show_card(actor.org_id, card_id, actor_slack_id=actor.slack_user_id)
+        return edited
+
+    def reject_card(self, actor: Actor, card_id: int, *, reason: str | None) -> Card:
+        """Reject a card with an optional reason."""
+        now = self._clock.now()
+        reason = (reason or "").strip()[:500] or None
+        with self._uow() as uow:
+            card = uow.cards.get(actor.org_id, card_id)
+            _authorize(uow, actor, card)
+            if not decide_card(
+                uow,
+                card,
+                CardState.REJECTED,
+                now=now,
+                rejected_reason=reason,
+                approved_by=actor.user_id,
+            ):
+                raise CardRefused(describe_refusal(card, CardState.REJECTED))
+            uow.commit()
+            rejected = uow.cards.get(actor.org_id, card_id)
+        self._presenting.show_card(actor.org_id, card_id, actor_slack_id=actor.slack_user_id)
+        if rejected.job_id:
+            self._jobs.finish_job_if_done(actor.org_id, rejected.job_id)
+        return rejected
+
+
+def _authorize(uow: OutreachUnitOfWork, actor: Actor, card: Card) -> None:
+    if card.org_id != actor.org_id:
+        raise NotFound(f"card {card.id} not found")
+    if actor.is_admin or card.job_id is None:
+        return
+    job = uow.jobs.get(actor.org_id, card.job_id)
+    if job.owner_id is not None and job.owner_id != actor.user_id:
+        raise NotPermitted("Only the rep who launched this job, or an admin, can act on its cards.")

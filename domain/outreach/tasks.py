@@ -1,0 +1,136 @@
+"""Tasks: run one claimed task of a job, or record that claimed tasks failed."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from domain.errors import ExternalServiceError, InvalidInput, NotFound
+from domain.jobs import JobTaskView, TaskKind, TaskStatus
+from domain.outreach.common import OutreachDeps
+from domain.outreach.delivery import Delivery
+from domain.outreach.drafting import Drafting
+from domain.outreach.jobs import Jobs
+from domain.outreach.presenting import Presenting
+from domain.templates import TemplateProblem
+
+log = logging.getLogger(__name__)
+
+# What an update_profile task may change on its contact.
+_PROFILE_FIELDS = frozenset({"add_tags", "remove_tags", "role_code", "lead_score", "title"})
+
+
+class Tasks:
+    """Runs the tasks the task worker claims, each with the service that does its work."""
+
+    def __init__(
+        self,
+        deps: OutreachDeps,
+        *,
+        jobs: Jobs,
+        presenting: Presenting,
+        drafting: Drafting,
+        delivery: Delivery,
+    ) -> None:
+        self._uow = deps.uow
+        self._clock = deps.clock
+        self._jobs = jobs
+        self._presenting = presenting
+        self._drafting = drafting
+        self._delivery = delivery
+
+    def run_task(self, task: JobTaskView, *, org_id: int) -> None:
+        """Execute one claimed task; a failure is recorded on the task and counted."""
+        try:
+            if task.kind == TaskKind.POST_CARD:
+                self._post(task, org_id=org_id)
+            elif task.kind in (TaskKind.DRAFT_EMAIL, TaskKind.FOLLOW_UP):
+                self._drafting.run_draft_batch([task], org_id=org_id)
+            elif task.kind == TaskKind.SEND_EMAIL:
+                card_id = int(str(task.input["card_id"]))
+                self._delivery.execute_card(org_id, card_id)
+                self._finish(org_id, task, TaskStatus.SUCCEEDED, output={"card_id": card_id})
+            elif task.kind == TaskKind.UPDATE_PROFILE:
+                self._update_profile(task, org_id=org_id)
+            else:
+                self._drafting.draft_human_card(task, org_id=org_id)
+        except (InvalidInput, NotFound, ExternalServiceError, TemplateProblem) as exc:
+            log.warning(
+                "task failed",
+                extra={"task_id": task.id, "job_id": task.job_id, "reason": exc.message},
+            )
+            self._finish(org_id, task, TaskStatus.FAILED, error=exc.message)
+
+    def fail_tasks(self, tasks: list[JobTaskView], *, reason: str) -> None:
+        """Record that claimed tasks failed (they stay visible with the reason)."""
+        now = self._clock.now()
+        with self._uow() as uow:
+            for task in tasks:
+                if uow.tasks.finish(task.id, TaskStatus.FAILED, now=now, error=reason):
+                    if task.kind != TaskKind.POST_CARD:
+                        uow.jobs.bump(task.job_id, failed_tasks=1)
+                    uow.jobs.note_error(task.job_id, f"task #{task.id} ({task.kind}): {reason}")
+            uow.commit()
+
+    def _finish(
+        self,
+        org_id: int,
+        task: JobTaskView,
+        status: TaskStatus,
+        *,
+        output: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> None:
+        now = self._clock.now()
+        with self._uow() as uow:
+            if uow.tasks.finish(task.id, status, now=now, output=output, error=error):
+                if status == TaskStatus.SUCCEEDED:
+                    uow.jobs.bump(task.job_id, completed_tasks=1)
+                else:
+                    uow.jobs.bump(task.job_id, failed_tasks=1)
+                    uow.jobs.note_error(task.job_id, f"task #{task.id} ({task.kind}): {error}")
+            uow.commit()
+        self._jobs.finish_job_if_done(org_id, task.job_id)
+
+    def _post(self, task: JobTaskView, *, org_id: int) -> None:
+        """Post a card's message (its current state), falling back to the owner's DM."""
+        if "bulk_batch" in task.input:
+            output: dict[str, Any] = {"bulk_batch": task.input["bulk_batch"]}
+            error = self._presenting.post_bulk(
+                org_id, task.job_id, int(str(task.input["bulk_batch"]))
+            )
+        else:
+            card_id = int(str(task.input["card_id"]))
+            output = {"card_id": card_id}
+            error = self._presenting.show_card(org_id, card_id, post=True)
+        now = self._clock.now()
+        with self._uow() as uow:
+            status = TaskStatus.FAILED if error else TaskStatus.SUCCEEDED
+            if uow.tasks.finish(task.id, status, now=now, output=output, error=error) and error:
+                # The error already names Slack; the sentence says where the cards wait.
+                what, them = (
+                    (f"batch {int(str(output['bulk_batch'])) + 1}", "its cards")
+                    if "bulk_batch" in output
+                    else (f"card #{output['card_id']}", "it")
+                )
+                uow.jobs.note_error(
+                    task.job_id,
+                    f"{what} could not be posted: {error}; review {them} from Salesbot's App Home",
+                )
+            uow.commit()
+        self._jobs.finish_job_if_done(org_id, task.job_id)
+
+    def _update_profile(self, task: JobTaskView, *, org_id: int) -> None:
+        """Apply profile changes (tags, role, lead score) to the task's contact."""
+        changes = task.input.get("changes")
+        if not isinstance(changes, dict) or task.contact_id is None:
+            raise InvalidInput("update_profile needs a contact and a `changes` object")
+        unknown = set(changes) - _PROFILE_FIELDS
+        if unknown:
+            raise InvalidInput(f"update_profile cannot change {', '.join(sorted(unknown))}")
+        with self._uow() as uow:
+            uow.contexts.apply_profile_changes(
+                org_id, task.contact_id, changes, at=self._clock.now()
+            )
+            uow.commit()
+        self._finish(org_id, task, TaskStatus.SUCCEEDED, output={"changed": sorted(changes)})

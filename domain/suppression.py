@@ -1,0 +1,88 @@
+"""Opting out: the contact's choice wins.
+
+An opt-out takes effect at once: every running enrollment of the contact stops and no
+queued email to them leaves. It is never undone by Salesbot: repeating it records nothing
+new (the first opt-out date and its history entry stay) and only stops enrollments made
+since, and an import may opt a contact out but never back in (`storage/importer.py`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Final
+
+from domain.clock import Clock
+
+if TYPE_CHECKING:
+    from domain.ports import SuppressionUnitOfWork
+
+# Why an enrollment stopped, as the job's report shows it.
+OPTED_OUT: Final = "opted out"
+
+
+@dataclass(frozen=True)
+class ContactSummary:
+    """What the unsubscribe page shows about a contact."""
+
+    contact_id: int
+    email: str
+    org_name: str
+    opted_out_at: datetime | None
+
+
+@dataclass(frozen=True)
+class OptOutResult:
+    """What an opt-out changed."""
+
+    contact_id: int
+    email: str
+    already_opted_out: bool
+    stopped_enrollments: int
+    cancelled_sends: int
+
+
+class Suppression:
+    """Who must not be emailed any more, and opting a contact out."""
+
+    def __init__(self, uow: Callable[[], SuppressionUnitOfWork], *, clock: Clock) -> None:
+        self._uow = uow
+        self._clock = clock
+
+    def contact(self, org_id: int, contact_id: int) -> ContactSummary | None:
+        """Return a contact's address and opt-out state, with its organization's name."""
+        with self._uow() as uow:
+            return uow.opt_outs.summary(org_id, contact_id)
+
+    def opt_out(self, org_id: int, contact_id: int, *, source: str) -> OptOutResult | None:
+        """Opt a contact out at once: every enrollment stops and no queued email to them
+        leaves; `source` (one_click, unsubscribe_page) goes into the contact's history.
+
+        Repeating it changes nothing more than stopping enrollments made since; the history
+        records the first opt-out only. None if the contact does not exist (any more).
+        """
+        at = self._clock.now()
+        with self._uow() as uow:
+            contact = uow.opt_outs.summary(org_id, contact_id)
+            if contact is None:
+                return None
+            # Compare-and-set: of two opt-outs at once, one stamps the date and the history.
+            first = uow.opt_outs.mark_opted_out(org_id, contact_id, at=at)
+            if first:
+                uow.opt_outs.record_opt_out(org_id, contact_id, at=at, source=source)
+            stopped = uow.opt_outs.stop_enrollments(org_id, contact_id, reason=OPTED_OUT, at=at)
+            cancelled = uow.opt_outs.cancel_queued_emails(
+                org_id,
+                contact_id,
+                email=contact.email,
+                reason=f"{contact.email} opted out; nothing was sent.",
+            )
+            uow.commit()
+        return OptOutResult(
+            contact_id=contact_id,
+            email=contact.email,
+            already_opted_out=not first,
+            stopped_enrollments=stopped,
+            cancelled_sends=cancelled,
+        )

@@ -1,0 +1,54 @@
+"""SQLAlchemy 2 models: the whole schema, one class per table, one module per concept.
+
+Every tenant table carries `org_id`, and every index that serves a tenant query
+starts with it. Rows never leave `storage/`: repositories turn them into domain
+objects.
+
+Importing this package registers every table on `Base.metadata` (migrations and
+Alembic's autogenerate read it from here); `from storage import models as m` then
+`m.Card` names any model.
+"""
+
+from __future__ import annotations
+
+from storage.models.accounts import ApiToken, Organization, User
+from storage.models.base import NAMING_CONVENTION, Base
+from storage.models.crm import AppraisalOrder, Client, Contact, Property
+from storage.models.engagement import ContactEngagementEvent
+from storage.models.events import ProcessedEvent
+from storage.models.gmail import GmailAccount, GmailOAuthState
+from storage.models.inbound import ClassifierRule, GmailPushNotification, InboundEmail
+from storage.models.marketing import EmailTemplate, MarketingCampaign
+from storage.models.outreach import Card, Enrollment, Job, JobTask
+from storage.models.sends import EmailConversation, EmailSend
+from storage.models.slack import SlackDeferredCall, SlackInstallation, SlackOAuthState
+
+__all__ = [
+    "NAMING_CONVENTION",
+    "ApiToken",
+    "AppraisalOrder",
+    "Base",
+    "Card",
+    "ClassifierRule",
+    "Client",
+    "Contact",
+    "ContactEngagementEvent",
+    "EmailConversation",
+    "EmailSend",
+    "EmailTemplate",
+    "Enrollment",
+    "GmailAccount",
+    "GmailOAuthState",
+    "GmailPushNotification",
+    "InboundEmail",
+    "Job",
+    "JobTask",
+    "MarketingCampaign",
+    "Organization",
+    "ProcessedEvent",
+    "Property",
+    "SlackDeferredCall",
+    "SlackInstallation",
+    "SlackOAuthState",
+    "User",
+]

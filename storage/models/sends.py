@@ -1,0 +1,103 @@
+"""Tables of outbound mail: the outbox's sends and the conversations they start."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, ForeignKey, Index, String, Text, UniqueConstraint, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from storage.models.base import Base, counter, created, json_list, org_fk, pk
+from storage.types import BigId, UTCDateTime
+
+
+class EmailSend(Base):
+    __tablename__ = "email_sends"
+    __table_args__ = (
+        Index("ix_email_sends_org_id_status", "org_id", "status"),
+        Index("ix_email_sends_org_id_contact_id", "org_id", "contact_id"),
+        Index("ix_email_sends_gmail_thread_id", "org_id", "gmail_thread_id"),
+        # The daily cap counts a mailbox's sends of the last 24 hours.
+        Index("ix_email_sends_gmail_account_id_sent_at", "gmail_account_id", "sent_at"),
+        # The outbox claims due rows across organizations (queued by time, expired leases).
+        Index("ix_email_sends_status_not_before", "status", "not_before"),
+    )
+
+    id: Mapped[int] = pk()
+    org_id: Mapped[int] = org_fk()
+    card_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("cards.id", ondelete="SET NULL"), unique=True
+    )
+    job_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("jobs.id", ondelete="SET NULL"))
+    campaign_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("marketing_campaigns.id", ondelete="SET NULL")
+    )
+    enrollment_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("enrollments.id", ondelete="SET NULL")
+    )
+    contact_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("contacts.id", ondelete="SET NULL")
+    )
+    gmail_account_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("gmail_accounts.id", ondelete="SET NULL")
+    )
+    # Our own RFC 5322 Message-ID, generated and stored before Gmail is called.
+    message_id: Mapped[str] = mapped_column(String(255), nullable=False, unique=True)
+    gmail_message_id: Mapped[str | None] = mapped_column(String(64))
+    gmail_thread_id: Mapped[str | None] = mapped_column(String(64))
+    to_email: Mapped[str] = mapped_column(String(320), nullable=False)
+    subject: Mapped[str] = mapped_column(String(998), nullable=False)
+    # What the outbox needs to (re)build the MIME message on every attempt.
+    sender_user_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("users.id", ondelete="SET NULL")
+    )
+    from_email: Mapped[str | None] = mapped_column(String(320))
+    to_name: Mapped[str | None] = mapped_column(String(300))
+    body_text: Mapped[str | None] = mapped_column(Text)
+    body_html: Mapped[str | None] = mapped_column(Text)
+    in_reply_to: Mapped[str | None] = mapped_column(String(998))
+    references: Mapped[list[str]] = json_list()
+    campaign_email: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=True, server_default=text("true")
+    )
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="queued")
+    attempt_count: Mapped[int] = counter()
+    # queued: the next attempt time; the lease of a `sending` row is `claimed_until`.
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    error: Mapped[str | None] = mapped_column(Text)
+    replied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reply_email_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("inbound_emails.id", ondelete="SET NULL", use_alter=True)
+    )
+    reply_sentiment: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[datetime] = created()
+
+
+class EmailConversation(Base):
+    __tablename__ = "email_conversations"
+    __table_args__ = (
+        UniqueConstraint("org_id", "gmail_thread_id"),
+        Index("ix_email_conversations_org_id_contact_id", "org_id", "contact_id"),
+    )
+
+    id: Mapped[int] = pk()
+    org_id: Mapped[int] = org_fk()
+    contact_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("contacts.id", ondelete="SET NULL")
+    )
+    campaign_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("marketing_campaigns.id", ondelete="SET NULL")
+    )
+    job_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("jobs.id", ondelete="SET NULL"))
+    first_send_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("email_sends.id", ondelete="SET NULL")
+    )
+    gmail_thread_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    sent_count: Mapped[int] = counter()
+    reply_count: Mapped[int] = counter()
+    last_sentiment: Mapped[str | None] = mapped_column(String(16))
+    started_at: Mapped[datetime] = created()
+    last_message_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

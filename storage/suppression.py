@@ -1,0 +1,104 @@
+"""Repository of contacts' opt-outs and of what an opt-out stops (enrollments, queued emails).
+
+The rule (the contact's choice wins) is `domain/suppression.py`; callers own the
+transaction, nothing here commits.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from domain.jobs import EnrollmentStatus
+from domain.suppression import ContactSummary
+from storage import models as m
+from storage.gmail import OutboxStatus
+
+
+def _rowcount(result: Any) -> int:
+    return int(result.rowcount)
+
+
+class OptOutRepo:
+    """Contacts' opt-outs, the enrollments they stop and the queued emails they cancel."""
+
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    def summary(self, org_id: int, contact_id: int) -> ContactSummary | None:
+        """Return a contact's address and opt-out state, with its organization's name."""
+        row = self._s.execute(
+            select(m.Contact.id, m.Contact.email, m.Contact.opted_out_at, m.Organization.name)
+            .join(m.Organization, m.Organization.id == m.Contact.org_id)
+            .where(m.Contact.org_id == org_id, m.Contact.id == contact_id)
+        ).one_or_none()
+        if row is None:
+            return None
+        return ContactSummary(
+            contact_id=row[0], email=row[1], opted_out_at=row[2], org_name=str(row[3])
+        )
+
+    def mark_opted_out(self, org_id: int, contact_id: int, *, at: datetime) -> bool:
+        """Stamp the contact's opt-out unless it has one; True if this call stamped it."""
+        result = self._s.execute(
+            update(m.Contact)
+            .where(
+                m.Contact.org_id == org_id,
+                m.Contact.id == contact_id,
+                m.Contact.opted_out_at.is_(None),
+            )
+            .values(opted_out_at=at, updated_at=at)
+        )
+        return _rowcount(result) == 1
+
+    def record_opt_out(self, org_id: int, contact_id: int, *, at: datetime, source: str) -> None:
+        """Add the opt-out to the contact's engagement history."""
+        self._s.add(
+            m.ContactEngagementEvent(
+                org_id=org_id,
+                contact_id=contact_id,
+                event="opted_out",
+                occurred_at=at,
+                detail={"source": source},
+            )
+        )
+        self._s.flush()
+
+    def stop_enrollments(self, org_id: int, contact_id: int, *, reason: str, at: datetime) -> int:
+        """Stop the contact's active and paused enrollments; return how many."""
+        result = self._s.execute(
+            update(m.Enrollment)
+            .where(
+                m.Enrollment.org_id == org_id,
+                m.Enrollment.contact_id == contact_id,
+                m.Enrollment.status.in_(
+                    [EnrollmentStatus.ACTIVE.value, EnrollmentStatus.PAUSED.value]
+                ),
+            )
+            .values(
+                status=EnrollmentStatus.STOPPED.value,
+                stop_reason=reason,
+                next_due_at=None,
+                updated_at=at,
+            )
+        )
+        return _rowcount(result)
+
+    def cancel_queued_emails(self, org_id: int, contact_id: int, *, email: str, reason: str) -> int:
+        """Fail every queued email to the contact (by id or address); return how many."""
+        result = self._s.execute(
+            update(m.EmailSend)
+            .where(
+                m.EmailSend.org_id == org_id,
+                or_(
+                    m.EmailSend.contact_id == contact_id,
+                    m.EmailSend.to_email.in_(sorted({email, email.lower()})),
+                ),
+                m.EmailSend.status == OutboxStatus.QUEUED.value,
+            )
+            .values(status=OutboxStatus.FAILED.value, error=reason, not_before=None)
+        )
+        return _rowcount(result)

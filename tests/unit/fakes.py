@@ -1,0 +1,982 @@
+"""An in-memory unit of work for the outreach use cases, and fakes of their other ports.
+
+Each repository implements its Protocol in domain/ports.py over one `World` of plain
+records. A unit of work keeps what it committed and undoes the rest when its block ends,
+as the database would, so a use case that refuses half-way leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import builtins
+import copy
+import itertools
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Any
+
+from domain.audience import AudienceCriteria, AudienceMember, AudienceSize
+from domain.campaigns import Campaign, CampaignFields
+from domain.cards import (
+    UNDECIDED_STATES,
+    Card,
+    CardState,
+    CardType,
+    CardView,
+    InFlightCard,
+    Priority,
+    states_that_can_become,
+)
+from domain.clock import FixedClock
+from domain.contacts import ContactContext
+from domain.deps import Deps
+from domain.errors import NotFound
+from domain.jobs import (
+    JOB_METRICS,
+    Job,
+    JobStatus,
+    JobTaskView,
+    TargetSelection,
+    TaskKind,
+    TaskStatus,
+)
+from domain.mail import OutgoingEmail, SendOutcome, SendStatus
+from domain.outreach import Actor, Outreach
+from domain.ports import OutreachUnitOfWork
+from domain.templates import EmailTemplate, EmailTemplateFields
+
+NOW = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
+ORG = 1
+REP = 7  # the rep who launches jobs
+OTHER_REP = 8
+ADMIN = 9
+
+
+@dataclass
+class JobRecord:
+    """A job with what storage keeps beside it."""
+
+    job: Job
+    request_key: str | None = None
+    planned_at: datetime | None = None
+    plan_lease_until: datetime | None = None
+
+
+@dataclass
+class Enrollment:
+    org_id: int
+    job_id: int
+    contact_id: int
+    status: str = "active"
+    thread_id: str | None = None
+
+
+@dataclass
+class World:
+    """Everything the fake repositories hold; one unit of work at a time changes it."""
+
+    campaigns: dict[tuple[int, int], Campaign] = field(default_factory=dict)
+    templates: dict[tuple[int, int], EmailTemplate] = field(default_factory=dict)
+    contacts: dict[tuple[int, int], ContactContext] = field(default_factory=dict)
+    users: dict[tuple[int, int], tuple[str | None, str, str | None]] = field(default_factory=dict)
+    jobs: dict[int, JobRecord] = field(default_factory=dict)
+    tasks: dict[int, JobTaskView] = field(default_factory=dict)
+    enrollments: dict[int, Enrollment] = field(default_factory=dict)
+    cards: dict[int, Card] = field(default_factory=dict)
+    events: set[tuple[str, str]] = field(default_factory=set)
+    engagement: list[tuple[int, str]] = field(default_factory=list)
+    next_id: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+
+    def __deepcopy__(self, memo: dict[int, object]) -> World:
+        # The id counter is shared, never rolled back: ids are not reused, as in a database.
+        copied = World(next_id=self.next_id)
+        for name in (
+            "campaigns",
+            "templates",
+            "contacts",
+            "users",
+            "jobs",
+            "tasks",
+            "enrollments",
+            "cards",
+            "events",
+            "engagement",
+        ):
+            setattr(copied, name, copy.deepcopy(getattr(self, name), memo))
+        return copied
+
+    def restore(self, saved: World) -> None:
+        """Put back what a unit of work saw when it began (a rollback)."""
+        for name, value in vars(saved).items():
+            setattr(self, name, value)
+
+
+class FakeCampaigns:
+    def __init__(self, world: World, clock: FixedClock) -> None:
+        self._w = world
+        self._clock = clock
+
+    def add(self, org_id: int, fields: CampaignFields, *, created_by: int | None) -> Campaign:
+        campaign_id = next(self._w.next_id)
+        now = self._clock.now()
+        campaign = Campaign.model_validate(
+            {
+                **fields.model_dump(),
+                "id": campaign_id,
+                "created_by": created_by,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+        self._w.campaigns[(org_id, campaign_id)] = campaign
+        return campaign
+
+    def get(self, org_id: int, campaign_id: int) -> Campaign:
+        found = self._w.campaigns.get((org_id, campaign_id))
+        if found is None:
+            raise NotFound(f"campaign {campaign_id} not found")
+        return found
+
+    def find_by_name(self, org_id: int, name: str) -> Campaign | None:
+        return next(
+            (
+                c
+                for (org, _), c in self._w.campaigns.items()
+                if org == org_id and c.name.lower() == name.lower()
+            ),
+            None,
+        )
+
+    def list(self, org_id: int, *, status: str | None, limit: int, offset: int) -> list[Campaign]:
+        found = [
+            c
+            for (org, _), c in sorted(self._w.campaigns.items(), reverse=True)
+            if org == org_id and (status is None or c.status.value == status)
+        ]
+        return found[offset : offset + limit]
+
+    def update(
+        self, org_id: int, campaign_id: int, fields: CampaignFields, *, now: datetime
+    ) -> Campaign:
+        current = self.get(org_id, campaign_id)
+        updated = Campaign.model_validate(
+            {**current.model_dump(), **fields.model_dump(), "updated_at": now}
+        )
+        self._w.campaigns[(org_id, campaign_id)] = updated
+        return updated
+
+
+class FakeTemplates:
+    def __init__(self, world: World, clock: FixedClock) -> None:
+        self._w = world
+        self._clock = clock
+
+    def add(
+        self,
+        org_id: int,
+        fields: EmailTemplateFields,
+        *,
+        variables: Sequence[str],
+        created_by: int | None,
+    ) -> EmailTemplate:
+        template_id = next(self._w.next_id)
+        now = self._clock.now()
+        template = EmailTemplate.model_validate(
+            {
+                **fields.model_dump(),
+                "id": template_id,
+                "variables": list(variables),
+                "created_by": created_by,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+        self._w.templates[(org_id, template_id)] = template
+        return template
+
+    def get(self, org_id: int, template_id: int) -> EmailTemplate:
+        found = self._w.templates.get((org_id, template_id))
+        if found is None:
+            raise NotFound(f"email template {template_id} not found")
+        return found
+
+    def list(self, org_id: int, *, category: str | None) -> list[EmailTemplate]:
+        return sorted(
+            (
+                t
+                for (org, _), t in self._w.templates.items()
+                if org == org_id and (category is None or t.category.value == category)
+            ),
+            key=lambda t: t.name,
+        )
+
+    def update(
+        self,
+        org_id: int,
+        template_id: int,
+        fields: EmailTemplateFields,
+        *,
+        variables: Sequence[str],
+        now: datetime,
+    ) -> EmailTemplate:
+        current = self.get(org_id, template_id)
+        updated = EmailTemplate.model_validate(
+            {
+                **current.model_dump(),
+                **fields.model_dump(),
+                "variables": list(variables),
+                "updated_at": now,
+            }
+        )
+        self._w.templates[(org_id, template_id)] = updated
+        return updated
+
+    def delete(self, org_id: int, template_id: int) -> None:
+        self.get(org_id, template_id)
+        del self._w.templates[(org_id, template_id)]
+
+    def existing_ids(self, org_id: int, ids: Sequence[int]) -> set[int]:
+        return {i for i in ids if (org_id, i) in self._w.templates}
+
+
+class FakeAudience:
+    """Every reachable contact of the organization, or the listed ones (no filters)."""
+
+    def __init__(self, world: World) -> None:
+        self._w = world
+
+    def _reachable(self, org_id: int, target: TargetSelection | None) -> list[int]:
+        listed = set(target.contact_ids) if target and target.contact_ids else None
+        return sorted(
+            c.contact_id
+            for (org, _), c in self._w.contacts.items()
+            if org == org_id and c.reachable and (listed is None or c.contact_id in listed)
+        )
+
+    def size(
+        self, org_id: int, criteria: AudienceCriteria, *, now: datetime, sample_size: int
+    ) -> AudienceSize:
+        ids = self._reachable(org_id, None)
+        sample = [
+            AudienceMember(
+                contact_id=c.contact_id,
+                email=c.email,
+                first_name=c.first_name,
+                last_name=c.last_name,
+                role_code=c.role_code,
+                client_name=c.company_name,
+                state=c.state,
+                lead_score=None,
+            )
+            for c in (self._w.contacts[(org_id, i)] for i in ids[:sample_size])
+        ]
+        return AudienceSize(count=len(ids), sample=sample)
+
+    def target_contact_ids(
+        self, org_id: int, target: TargetSelection, *, now: datetime
+    ) -> Iterator[list[int]]:
+        ids = self._reachable(org_id, target)
+        for start in range(0, len(ids), 2):  # small chunks, to plan more than one
+            yield ids[start : start + 2]
+
+    def target_count(self, org_id: int, target: TargetSelection, *, now: datetime) -> int:
+        return len(self._reachable(org_id, target))
+
+
+class FakeJobs:
+    def __init__(self, world: World, clock: FixedClock) -> None:
+        self._w = world
+        self._clock = clock
+
+    def _record(self, org_id: int, job_id: int) -> JobRecord:
+        found = self._w.jobs.get(job_id)
+        if found is None or found.job.org_id != org_id:
+            raise NotFound(f"job {job_id} not found")
+        return found
+
+    def _change(self, job_id: int, **values: Any) -> None:
+        record = self._w.jobs[job_id]
+        record.job = record.job.model_copy(update=values)
+
+    def add(
+        self,
+        org_id: int,
+        *,
+        name: str,
+        description: str | None,
+        params: dict[str, Any],
+        owner_id: int | None,
+        campaign_id: int | None,
+        request_key: str | None = None,
+    ) -> Job:
+        job = Job(
+            id=next(self._w.next_id),
+            org_id=org_id,
+            owner_id=owner_id,
+            campaign_id=campaign_id,
+            name=name,
+            description=description,
+            status=JobStatus.PENDING,
+            params=params,
+            created_at=self._clock.now(),
+            started_at=None,
+            finished_at=None,
+            last_run_at=None,
+        )
+        self._w.jobs[job.id] = JobRecord(job, request_key=request_key)
+        return job
+
+    def find_by_request_key(self, org_id: int, request_key: str) -> Job | None:
+        return next(
+            (
+                r.job
+                for r in self._w.jobs.values()
+                if r.job.org_id == org_id and r.request_key == request_key
+            ),
+            None,
+        )
+
+    def get(self, org_id: int, job_id: int) -> Job:
+        return self._record(org_id, job_id).job
+
+    def lock_status(self, org_id: int, job_id: int) -> JobStatus:
+        return self.get(org_id, job_id).status
+
+    def list(
+        self,
+        org_id: int,
+        *,
+        status: str | None = None,
+        campaign_id: int | None = None,
+        limit: int = 50,
+    ) -> builtins.list[Job]:
+        found = [
+            r.job
+            for _, r in sorted(self._w.jobs.items(), reverse=True)
+            if r.job.org_id == org_id
+            and (status is None or r.job.status.value == status)
+            and (campaign_id is None or r.job.campaign_id == campaign_id)
+        ]
+        return found[:limit]
+
+    def set_status(
+        self,
+        org_id: int,
+        job_id: int,
+        to: JobStatus,
+        *,
+        expected: Iterable[JobStatus],
+        now: datetime,
+        last_error: str | None = None,
+        cancelled_by: int | None = None,
+    ) -> bool:
+        record = self._record(org_id, job_id)
+        if record.job.status not in set(expected):
+            return False
+        if to == JobStatus.SUCCEEDED and record.planned_at is None:
+            return False
+        values: dict[str, Any] = {"status": to, "last_run_at": now}
+        if last_error is not None:
+            values["last_error"] = last_error
+        if cancelled_by is not None:
+            values["cancelled_by"] = cancelled_by
+        if to == JobStatus.RUNNING:
+            values["started_at"] = record.job.started_at or now
+        if to in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED):
+            values["finished_at"] = now
+        self._change(job_id, **values)
+        return True
+
+    def claim_planning(
+        self, org_id: int, job_id: int, *, now: datetime, lease_until: datetime
+    ) -> bool:
+        record = self._record(org_id, job_id)
+        lease = record.plan_lease_until
+        if (
+            record.planned_at is not None
+            or record.job.status not in (JobStatus.PENDING, JobStatus.RUNNING)
+            or (lease is not None and lease >= now)
+        ):
+            return False
+        record.plan_lease_until = lease_until
+        return True
+
+    def extend_planning(self, job_id: int, *, lease_until: datetime) -> None:
+        if self._w.jobs[job_id].planned_at is None:
+            self._w.jobs[job_id].plan_lease_until = lease_until
+
+    def mark_planned(self, job_id: int, *, now: datetime) -> None:
+        record = self._w.jobs[job_id]
+        record.planned_at = record.planned_at or now
+        record.plan_lease_until = None
+
+    def unplanned(self, *, now: datetime, limit: int) -> builtins.list[tuple[int, int]]:
+        return [
+            (r.job.org_id, job_id)
+            for job_id, r in sorted(self._w.jobs.items())
+            if r.planned_at is None
+            and r.job.status in (JobStatus.PENDING, JobStatus.RUNNING)
+            and (r.plan_lease_until is None or r.plan_lease_until < now)
+        ][:limit]
+
+    def idle_running(self, *, after_id: int, limit: int) -> builtins.list[tuple[int, int]]:
+        open_jobs = {
+            t.job_id
+            for t in self._w.tasks.values()
+            if t.status in (TaskStatus.PENDING, TaskStatus.RUNNING)
+        }
+        return [
+            (r.job.org_id, job_id)
+            for job_id, r in sorted(self._w.jobs.items())
+            if r.job.status == JobStatus.RUNNING
+            and r.planned_at is not None
+            and job_id > after_id
+            and job_id not in open_jobs
+        ][:limit]
+
+    def bump(self, job_id: int, **deltas: int) -> None:
+        unknown = set(deltas) - set(JOB_METRICS)
+        if unknown:
+            raise ValueError(f"unknown job metrics: {', '.join(sorted(unknown))}")
+        job = self._w.jobs[job_id].job
+        self._change(job_id, **{k: getattr(job, k) + v for k, v in deltas.items()})
+
+    def note_error(self, job_id: int, reason: str, *, count: int = 1) -> None:
+        job = self._w.jobs[job_id].job
+        self._change(job_id, errors_count=job.errors_count + count, last_error=reason)
+
+    def clear_error(self, job_id: int, *, starting: str) -> None:
+        last = self._w.jobs[job_id].job.last_error
+        if last is not None and last.startswith(starting):
+            self._change(job_id, last_error=None)
+
+
+class FakeTasks:
+    def __init__(self, world: World, clock: FixedClock) -> None:
+        self._w = world
+        self._clock = clock
+
+    def _change(self, task_id: int, **values: Any) -> None:
+        self._w.tasks[task_id] = self._w.tasks[task_id].model_copy(update=values)
+
+    def add_many(self, org_id: int, job_id: int, rows: Sequence[dict[str, Any]]) -> int:
+        for row in rows:
+            task_id = next(self._w.next_id)
+            self._w.tasks[task_id] = JobTaskView(
+                id=task_id,
+                org_id=org_id,
+                job_id=job_id,
+                contact_id=row.get("contact_id"),
+                step=row.get("step", 0),
+                batch=row.get("batch", 0),
+                kind=TaskKind(row["kind"]),
+                status=TaskStatus.PENDING,
+                input=row.get("input", {}),
+                output={},
+                created_at=self._clock.now(),
+                started_at=None,
+                finished_at=None,
+                error_message=None,
+                retry_count=0,
+            )
+        return len(rows)
+
+    def lock_claimed(self, tasks: Sequence[JobTaskView]) -> set[int]:
+        return {
+            t.id
+            for t in tasks
+            if self._w.tasks[t.id].status == TaskStatus.RUNNING
+            and self._w.tasks[t.id].retry_count == t.retry_count
+        }
+
+    def cancel_orphaned(self, *, now: datetime) -> int:
+        ended = {
+            job_id
+            for job_id, r in self._w.jobs.items()
+            if r.job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+        }
+        orphans = [
+            t.id
+            for t in self._w.tasks.values()
+            if t.status == TaskStatus.RUNNING and t.job_id in ended
+        ]
+        for task_id in orphans:
+            self._change(task_id, status=TaskStatus.CANCELLED, finished_at=now)
+        return len(orphans)
+
+    def finish(
+        self,
+        task_id: int,
+        status: TaskStatus,
+        *,
+        now: datetime,
+        output: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> bool:
+        if self._w.tasks[task_id].status != TaskStatus.RUNNING:
+            return False
+        values: dict[str, Any] = {"status": status, "finished_at": now, "error_message": error}
+        if output is not None:
+            values["output"] = output
+        self._change(task_id, **values)
+        return True
+
+    def finish_many(
+        self, results: Sequence[tuple[int, dict[str, Any]]], status: TaskStatus, *, now: datetime
+    ) -> int:
+        return sum(self.finish(task_id, status, now=now, output=out) for task_id, out in results)
+
+    def cancel_pending(self, org_id: int, job_id: int, *, now: datetime) -> int:
+        pending = [
+            t.id
+            for t in self._w.tasks.values()
+            if t.job_id == job_id and t.status == TaskStatus.PENDING
+        ]
+        for task_id in pending:
+            self._change(task_id, status=TaskStatus.CANCELLED, finished_at=now)
+        return len(pending)
+
+    def batch_drafted(self, org_id: int, job_id: int, batch: int) -> bool:
+        return not any(
+            t.job_id == job_id
+            and t.batch == batch
+            and t.kind in (TaskKind.DRAFT_EMAIL, TaskKind.FOLLOW_UP)
+            and t.status in (TaskStatus.PENDING, TaskStatus.RUNNING)
+            for t in self._w.tasks.values()
+        )
+
+    def next_batch(self, org_id: int, job_id: int) -> int:
+        batches = [t.batch for t in self._w.tasks.values() if t.job_id == job_id]
+        return max(batches) + 1 if batches else 0
+
+    def has_open(self, org_id: int, job_id: int) -> bool:
+        return any(
+            t.job_id == job_id and t.status in (TaskStatus.PENDING, TaskStatus.RUNNING)
+            for t in self._w.tasks.values()
+        )
+
+
+class FakeEnrollments:
+    def __init__(self, world: World) -> None:
+        self._w = world
+
+    def add_many(
+        self, org_id: int, job_id: int, contact_ids: Sequence[int], *, next_due_at: datetime
+    ) -> dict[int, int]:
+        enrolled = {e.contact_id for e in self._w.enrollments.values() if e.job_id == job_id}
+        added: dict[int, int] = {}
+        for contact_id in contact_ids:
+            if contact_id not in enrolled:
+                added[contact_id] = next(self._w.next_id)
+                self._w.enrollments[added[contact_id]] = Enrollment(org_id, job_id, contact_id)
+        return added
+
+    def count(self, job_id: int) -> int:
+        return sum(e.job_id == job_id for e in self._w.enrollments.values())
+
+    def stop_for_job(self, org_id: int, job_id: int, *, reason: str, now: datetime) -> int:
+        stopped = 0
+        for e in self._w.enrollments.values():
+            if e.job_id == job_id and e.status in ("active", "paused"):
+                e.status = "stopped"
+                stopped += 1
+        return stopped
+
+    def set_thread(self, enrollment_id: int, thread_id: str) -> None:
+        enrollment = self._w.enrollments[enrollment_id]
+        enrollment.thread_id = enrollment.thread_id or thread_id
+
+
+class FakeCards:
+    def __init__(self, world: World, clock: FixedClock) -> None:
+        self._w = world
+        self._clock = clock
+
+    def add(
+        self,
+        org_id: int,
+        *,
+        job_id: int | None,
+        task_id: int | None,
+        contact_id: int | None,
+        client_id: int | None,
+        type: CardType,
+        state: CardState,
+        priority: Priority,
+        title: str,
+        description: str | None,
+        rationale: str | None,
+        action_payload: dict[str, Any],
+    ) -> Card:
+        now = self._clock.now()
+        card = Card(
+            id=next(self._w.next_id),
+            org_id=org_id,
+            type=type,
+            state=state,
+            priority=priority,
+            title=title,
+            created_at=now,
+            updated_at=now,
+            job_id=job_id,
+            task_id=task_id,
+            contact_id=contact_id,
+            client_id=client_id,
+            description=description,
+            rationale=rationale,
+            action_payload=action_payload,
+        )
+        self._w.cards[card.id] = card
+        return card
+
+    def add_many(self, org_id: int, rows: Sequence[dict[str, Any]]) -> list[int]:
+        now = self._clock.now()
+        ids = []
+        names = set(Card.__dataclass_fields__)
+        for row in rows:
+            values = {k: v for k, v in row.items() if k in names}
+            values["type"] = CardType(values["type"])
+            values["state"] = CardState(values["state"])
+            values["priority"] = Priority(values["priority"])
+            card = Card(
+                id=next(self._w.next_id),
+                org_id=org_id,
+                created_at=now,
+                updated_at=now,
+                **values,
+            )
+            self._w.cards[card.id] = card
+            ids.append(card.id)
+        return ids
+
+    def get(self, org_id: int, card_id: int) -> Card:
+        found = self._w.cards.get(card_id)
+        if found is None or found.org_id != org_id:
+            raise NotFound(f"card {card_id} not found")
+        return found
+
+    def compare_and_set(
+        self,
+        org_id: int,
+        card_id: int,
+        *,
+        expected: Iterable[CardState],
+        to: CardState,
+        now: datetime,
+        **changes: Any,
+    ) -> bool:
+        card = self.get(org_id, card_id)
+        if card.state not in set(expected):
+            return False
+        self._w.cards[card_id] = replace(card, state=to, updated_at=now, **changes)
+        return True
+
+    def stale_in_flight(self, *, before: datetime, limit: int) -> list[InFlightCard]:
+        # No outbox here: every card left approved or executing is the sweep's.
+        return [
+            InFlightCard(c.org_id, c.id, c.state, c.sends_email, None)
+            for c in sorted(self._w.cards.values(), key=lambda c: (c.updated_at, c.id))
+            if c.state in (CardState.APPROVED, CardState.EXECUTING) and c.updated_at < before
+        ][:limit]
+
+    def reset_unsent(self, org_id: int, card_id: int, *, before: datetime, now: datetime) -> bool:
+        card = self.get(org_id, card_id)
+        if card.state != CardState.EXECUTING or card.updated_at >= before:
+            return False
+        self._w.cards[card_id] = replace(card, state=CardState.APPROVED, updated_at=now)
+        return True
+
+    def update_fields(self, org_id: int, card_id: int, *, now: datetime, **changes: Any) -> None:
+        if "state" in changes:
+            raise ValueError("use compare_and_set to change a card's state")
+        self._w.cards[card_id] = replace(self.get(org_id, card_id), updated_at=now, **changes)
+
+    def set_message(self, card_id: int, *, channel: str, ts: str) -> None:
+        card = self._w.cards[card_id]
+        self._w.cards[card_id] = replace(card, slack_channel_id=channel, slack_message_ts=ts)
+
+    def has_undecided(self, org_id: int, job_id: int) -> bool:
+        return any(
+            c.job_id == job_id and c.state in UNDECIDED_STATES for c in self._w.cards.values()
+        )
+
+    def withdraw_for_job(
+        self, org_id: int, job_id: int, *, reason: str, now: datetime
+    ) -> list[tuple[int, str | None]]:
+        movable = states_that_can_become(CardState.WITHDRAWN)
+        withdrawn = []
+        for card in list(self._w.cards.values()):
+            if card.job_id == job_id and card.state in movable:
+                self._w.cards[card.id] = replace(
+                    card, state=CardState.WITHDRAWN, updated_at=now, withdrawn_reason=reason
+                )
+                withdrawn.append((card.id, card.slack_message_ts))
+        return sorted(withdrawn)
+
+    def list_for_batch(
+        self, org_id: int, job_id: int, batch: int, *, states: Sequence[CardState]
+    ) -> list[Card]:
+        return [
+            c
+            for c in sorted(self._w.cards.values(), key=lambda c: c.id)
+            if c.job_id == job_id
+            and c.task_id is not None
+            and self._w.tasks[c.task_id].batch == batch
+            and c.state in states
+        ]
+
+
+class FakeContexts:
+    def __init__(self, world: World) -> None:
+        self._w = world
+
+    def contact_context(self, org_id: int, contact_id: int, *, now: datetime) -> ContactContext:
+        found = self._w.contacts.get((org_id, contact_id))
+        if found is None:
+            raise NotFound(f"contact {contact_id} not found")
+        return found
+
+    def contact_contexts(
+        self, org_id: int, contact_ids: list[int], *, now: datetime
+    ) -> dict[int, ContactContext]:
+        return {
+            i: self._w.contacts[(org_id, i)] for i in contact_ids if (org_id, i) in self._w.contacts
+        }
+
+    def user_name(self, org_id: int, user_id: int | None) -> tuple[str | None, str | None]:
+        found = self._w.users.get((org_id, user_id)) if user_id is not None else None
+        return (found[0], found[1]) if found else (None, None)
+
+    def firm_name(self, org_id: int) -> str:
+        return "Pinnacle Appraisals"
+
+    def slack_id(self, org_id: int, user_id: int | None) -> str | None:
+        found = self._w.users.get((org_id, user_id)) if user_id is not None else None
+        return found[2] if found else None
+
+    def thread_to_continue(self, enrollment_id: int | None) -> str | None:
+        found = self._w.enrollments.get(enrollment_id) if enrollment_id is not None else None
+        return found.thread_id if found else None
+
+    def touch_contacted(self, org_id: int, contact_id: int, *, at: datetime) -> None:
+        contact = self._w.contacts[(org_id, contact_id)]
+        self._w.contacts[(org_id, contact_id)] = replace(contact, last_contacted_at=at)
+
+    def engagement_event(
+        self,
+        org_id: int,
+        contact_id: int,
+        event: str,
+        *,
+        at: datetime,
+        email_send_id: int | None = None,
+        card_id: int | None = None,
+    ) -> None:
+        self._w.engagement.append((contact_id, event))
+
+    def apply_profile_changes(
+        self, org_id: int, contact_id: int, changes: dict[str, Any], *, at: datetime
+    ) -> None:
+        contact = self.contact_context(org_id, contact_id, now=at)
+        if "title" in changes:
+            self._w.contacts[(org_id, contact_id)] = replace(contact, title=changes["title"])
+
+
+class FakeEvents:
+    def __init__(self, world: World) -> None:
+        self._w = world
+
+    def claim(self, source: str, key: str, *, org_id: int | None = None) -> bool:
+        if (source, key) in self._w.events:
+            return False
+        self._w.events.add((source, key))
+        return True
+
+
+class FakeUnitOfWork:
+    """One transaction over the world: what is not committed is undone at the end."""
+
+    def __init__(self, world: World, clock: FixedClock) -> None:
+        self._world = world
+        self._saved: World | None = None
+        self.campaigns = FakeCampaigns(world, clock)
+        self.templates = FakeTemplates(world, clock)
+        self.audience = FakeAudience(world)
+        self.jobs = FakeJobs(world, clock)
+        self.tasks = FakeTasks(world, clock)
+        self.enrollments = FakeEnrollments(world)
+        self.cards = FakeCards(world, clock)
+        self.contexts = FakeContexts(world)
+        self.events = FakeEvents(world)
+
+    def __enter__(self) -> FakeUnitOfWork:
+        if self._saved is not None:
+            raise RuntimeError("unit of work is not re-entrant")
+        self._saved = copy.deepcopy(self._world)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._saved is not None
+        self._world.restore(self._saved)
+        self._saved = None
+
+    def commit(self) -> None:
+        self._saved = copy.deepcopy(self._world)
+
+
+class FakeMailer:
+    """Sends every email at once (or fails them all, with `failing`) and keeps them."""
+
+    def __init__(self) -> None:
+        self.sent: list[OutgoingEmail] = []
+        self.failing: str | None = None
+
+    def send(self, email: OutgoingEmail) -> SendOutcome:
+        if self.failing is not None:
+            return SendOutcome(
+                status=SendStatus.FAILED, email_send_id=0, message_id="", detail=self.failing
+            )
+        self.sent.append(email)
+        n = len(self.sent)
+        return SendOutcome(
+            status=SendStatus.SENT,
+            email_send_id=n,
+            message_id=f"<{n}@salesbot.test>",
+            gmail_thread_id=f"thread-{n}",
+        )
+
+
+class FakeNotifier:
+    """A chat that keeps the messages posted and the updates made."""
+
+    def __init__(self) -> None:
+        self.posted: list[int] = []  # card ids, in posting order
+        self.updated: list[tuple[int, CardState]] = []
+        self.bulk: list[tuple[int, int]] = []  # (job id, batch)
+
+    def post_card(
+        self, view: CardView, *, channel: str | None, owner_slack_id: str | None
+    ) -> tuple[str, str]:
+        self.posted.append(view.card.id)
+        return channel or "D-OWNER", f"{len(self.posted)}.000100"
+
+    def update_card(self, view: CardView) -> None:
+        self.updated.append((view.card.id, view.card.state))
+
+    def post_bulk(
+        self,
+        org_id: int,
+        *,
+        job_name: str,
+        job_id: int,
+        batch: int,
+        cards: builtins.list[Card],
+        channel: str | None,
+        owner_slack_id: str | None,
+    ) -> None:
+        self.bulk.append((job_id, batch))
+
+
+@dataclass
+class Outreaching:
+    """The outreach services on a fake world, with the fakes to look at."""
+
+    world: World
+    clock: FixedClock
+    mailer: FakeMailer
+    notifier: FakeNotifier
+    outreach: Outreach
+
+    def uow(self) -> OutreachUnitOfWork:
+        """A unit of work on the world, to set things up or look at them."""
+        return FakeUnitOfWork(self.world, self.clock)
+
+    def card(self, card_id: int) -> Card:
+        return self.world.cards[card_id]
+
+    def job(self, job_id: int) -> Job:
+        return self.world.jobs[job_id].job
+
+    def claim(self, job_id: int, *, kinds: Sequence[TaskKind] | None = None) -> list[JobTaskView]:
+        """Claim the job's pending tasks (of `kinds`), as the task worker does."""
+        claimed = []
+        for task in sorted(self.world.tasks.values(), key=lambda t: t.id):
+            if task.job_id == job_id and task.status == TaskStatus.PENDING:
+                if kinds is None or task.kind in kinds:
+                    running = task.model_copy(
+                        update={"status": TaskStatus.RUNNING, "started_at": self.clock.now()}
+                    )
+                    self.world.tasks[task.id] = running
+                    claimed.append(running)
+        return claimed
+
+    def run_tasks(self, job_id: int) -> int:
+        """Run the job's tasks until none is pending; return how many ran."""
+        ran = 0
+        while batch := self.claim(job_id):
+            for task in batch:
+                self.outreach.tasks.run_task(task, org_id=task.org_id)
+            ran += len(batch)
+        return ran
+
+
+def outreaching(
+    *, notifier: bool = True, work_lease: timedelta = timedelta(minutes=5)
+) -> Outreaching:
+    """Build the outreach services on an empty fake world, with a mailer and a chat."""
+    world = World()
+    clock = FixedClock(NOW)
+    mailer = FakeMailer()
+    chat = FakeNotifier()
+
+    def uow() -> OutreachUnitOfWork:
+        return FakeUnitOfWork(world, clock)
+
+    outreach = Outreach.build(
+        Deps(uow=uow, clock=clock),
+        unsubscribe_url=lambda org_id, contact_id: f"https://salesbot.test/u/{org_id}/{contact_id}",
+        mailer=mailer,
+        notifier=chat if notifier else None,
+        work_lease=work_lease,
+    )
+    world.users[(ORG, REP)] = ("Maria Lopez", "maria@pinnacle.test", "U-MARIA")
+    world.users[(ORG, OTHER_REP)] = ("Sam Ortiz", "sam@pinnacle.test", "U-SAM")
+    world.users[(ORG, ADMIN)] = ("Ada Admin", "ada@pinnacle.test", "U-ADA")
+    return Outreaching(world, clock, mailer, chat, outreach)
+
+
+def actor(user_id: int = REP, *, role: str = "rep") -> Actor:
+    """Someone of the organization acting in Slack."""
+    return Actor(org_id=ORG, user_id=user_id, role=role, slack_user_id=f"U{user_id}")
+
+
+def make_contact(contact_id: int, **overrides: Any) -> ContactContext:
+    """A reachable contact of a client that stopped ordering."""
+    values: dict[str, Any] = {
+        "contact_id": contact_id,
+        "email": f"dana{contact_id}@pinnaclelending.test",
+        "first_name": f"Dana{contact_id}",
+        "last_name": "Whitfield",
+        "title": "Loan Officer",
+        "role_code": "LO",
+        "state": "TX",
+        "client_id": 100,
+        "company_name": "Pinnacle Lending",
+        "company_domain": "pinnaclelending.test",
+        "last_order_at": NOW - timedelta(days=127),
+        "orders_last_year": 0,
+        "orders_year_before_last": 12,
+        "last_property_address": None,
+        "last_contacted_at": None,
+        "last_replied_at": None,
+        "opted_out": False,
+        "email_status": "valid",
+        **overrides,
+    }
+    return ContactContext(**values)
