@@ -26,7 +26,7 @@ run: install .env
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy domain storage
+	$(BIN)/mypy domain storage bot handlers/slack
 	$(BIN)/lint-imports
 	$(BIN)/python tools/check_commits.py
 

@@ -15,7 +15,7 @@ from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
 from bot.app import _mount_slack
-from bot.slack_ids import ActionId
+from handlers.slack.ids import ActionId
 
 SECRET = "bench-signing-secret"
 

@@ -17,20 +17,26 @@ import statistics
 import time
 from collections import Counter
 from datetime import timedelta
+from functools import partial
 
 import psycopg
 from sqlalchemy import Engine, func, select
 
 from domain.clock import SystemClock
+from domain.outbox import Outbox
+from domain.sending import SendLimits
 from integrations.crypto import LinkSigner, SecretBox
 from integrations.gmail.client import GMAIL_SCOPES, GoogleConfig
-from integrations.gmail.sender import GmailMailer, OutboxWorker, SendLimits
+from integrations.gmail.sender import GmailSender
+from jobs.outbox import OutboxWorker
 from sandbox.google import GoogleStandIn, GoogleUrls, start_google_stand_in
 from sandbox.google_oauth import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET
 from storage import models as m
 from storage.db import make_engine, make_session_factory
-from storage.gmail import GmailAccountRepo, OutboxRepo
+from storage.gmail import GmailAccountRepo
 from storage.migrate import upgrade
+from storage.outbox import OutboxRepo
+from storage.uow import UnitOfWork
 from tests.support.accounts import create_org, ensure_user
 
 ADMIN_URL = os.environ.get("BENCH_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -127,6 +133,7 @@ def main() -> None:
     """Race the replicas for the outbox and print pace, cap and duplicate figures."""
     # The injected failures log a warning each, and the stand-in an error per dropped
     # answer; the figures below count them.
+    logging.getLogger("domain.outbox").setLevel(logging.ERROR)
     logging.getLogger("integrations.gmail").setLevel(logging.ERROR)
     logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)
     url = _database_url()
@@ -151,21 +158,19 @@ def main() -> None:
         for n in range(REPLICAS):
             engine = make_engine(url, pool_size=THREADS_PER_REPLICA + 1)
             engines.append(engine)
-            mailer = GmailMailer(
-                config,
-                session_factory=make_session_factory(engine),
+            outbox = Outbox(
+                uow=partial(UnitOfWork, make_session_factory(engine), cipher=box),
+                sender=GmailSender(config, message_id_domain="bench.example"),
                 clock=SystemClock(),
-                cipher=box,
                 unsubscribe_url=lambda o, c: (
                     "https://bench.example/unsubscribe/" + signer.sign({"o": o, "c": c})
                 ),
-                message_id_domain="bench.example",
                 limits=limits,
                 name=f"replica-{n}",
             )
             workers.append(
                 OutboxWorker(
-                    mailer,
+                    outbox,
                     clock=SystemClock(),
                     threads=THREADS_PER_REPLICA,
                     batch=5,

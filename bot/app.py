@@ -8,7 +8,7 @@ or at a local stand-in), the use cases, the Bolt app, the task worker and the ro
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -36,9 +36,11 @@ from domain.clock import Clock, SystemClock
 from domain.deps import Deps
 from domain.errors import ExternalServiceError
 from domain.jobs import TaskKind
+from domain.mail import SendOutcome
 from domain.mailboxes import MailboxAllowances
 from domain.outreach import Outreach
 from domain.ports import DraftModel, Mailer
+from domain.sending import SendLimits
 from domain.suppression import Suppression
 from handlers import gmail_push
 from handlers.api import cards, health, jobs, marketing, unsubscribe
@@ -50,13 +52,13 @@ from handlers.api.gmail import GmailIntegration
 from handlers.request_limits import RequestLimitMiddleware
 from handlers.slack.common import SlackDeps
 from integrations.crypto import LinkSigner, SecretBox
-from integrations.gmail.sender import SendLimits
+from integrations.gmail.sender import gmail_service
 from jobs.recovery import RecoverySweep
-from jobs.slack_deferred import DeferredSlackWorker
+from jobs.slack_replay import SlackReplayWorker
 from jobs.worker import TaskWorker
 from storage.db import SessionFactory, make_engine, make_session_factory
 from storage.models import Organization
-from storage.slack_deferred import SlackDeferredQueue
+from storage.slack_calls import SlackCallQueue
 from storage.slack_store import DbInstallationStore, DbOAuthStateStore
 from storage.uow import UnitOfWork
 
@@ -80,10 +82,10 @@ class Runtime:
     suppression: Suppression
     mailbox_allowances: MailboxAllowances
     gmail: GmailIntegration | None = None
-    slack_worker: DeferredSlackWorker | None = None
+    slack_worker: SlackReplayWorker | None = None
 
     def run_tasks_until_idle(self) -> int:
-        """Run deferred Slack work, draft, then post, until nothing is pending (tests, benches)."""
+        """Replay Slack calls, draft, then post, until nothing is pending (tests, benches)."""
         total = 0
         while True:
             ran = self.recovery.plan_pending()
@@ -130,11 +132,23 @@ def build_background(
 ) -> Background:
     """Build the background work of a runtime (not started)."""
     if gmail_service_for_account is None and runtime.gmail is not None:
-        gmail_service_for_account = runtime.gmail.mailer.service_for_account
+        gmail_service_for_account = _mailbox_services(runtime.gmail)
     gmail_inbound = build_gmail_inbound(
         runtime.settings, runtime.services, service_for_account=gmail_service_for_account
     )
     return Background(runtime, gmail_inbound)
+
+
+def _mailbox_services(gmail: GmailIntegration) -> Callable[[int], Any]:
+    """Return the factory of an authorized Gmail API resource per connected mailbox."""
+
+    def service_for_account(account_id: int) -> Any:
+        tokens = gmail.mailer.mailbox_tokens(account_id)
+        if tokens is None:
+            raise ExternalServiceError(f"Gmail account {account_id} is not connected")
+        return gmail_service(gmail.config, tokens)
+
+    return service_for_account
 
 
 def build_services(
@@ -195,7 +209,6 @@ def build_runtime(
         settings,
         services,
         uow=uow,
-        secrets=secrets,
         unsubscribe_url=unsubscribe_url,
         client_for_org=slack.client_for_org if slack is not None else None,
         limits=limits,
@@ -221,7 +234,14 @@ def build_runtime(
         work_lease=work_lease,
     )
     if gmail is not None:
-        gmail.outbox.on_sent = outreach.delivery.finish_send
+
+        def finish_send(
+            org_id: int, email_send_id: int, card_id: int | None, outcome: SendOutcome
+        ) -> None:
+            # The outbox's listener returns nothing; the use case returns the card it settled.
+            outreach.delivery.finish_send(org_id, email_send_id, card_id, outcome)
+
+        gmail.outbox.on_sent = finish_send
     # One thread posts card messages, in order, paced by Slack's rate limit (the client
     # retries `ratelimited` after Retry-After), so drafting never waits for Slack.
     poster = TaskWorker(
@@ -256,7 +276,7 @@ def build_runtime(
         on_found=worker.wake,
     )
     bolt: App | None = None
-    slack_worker: DeferredSlackWorker | None = None
+    slack_worker: SlackReplayWorker | None = None
     if slack is not None and settings.SLACK_SIGNING_SECRET:
         deps = SlackDeps(
             outreach=outreach,
@@ -272,7 +292,7 @@ def build_runtime(
             ),
         )
         # The web app stores each listener's slow part; the worker's app replays it.
-        deferred = SlackDeferredQueue(services.session_factory)
+        slack_calls = SlackCallQueue(services.session_factory)
         replay = build_bolt_app(
             settings,
             deps,
@@ -281,14 +301,14 @@ def build_runtime(
             authorize=slack.authorize,
             replay=True,
         )
-        slack_worker = DeferredSlackWorker(replay, deferred, services.clock, lease=work_lease)
+        slack_worker = SlackReplayWorker(replay, slack_calls, services.clock, lease=work_lease)
         bolt = build_bolt_app(
             settings,
             deps,
             client=slack.app_client,
             oauth_settings=slack.oauth_settings,
             authorize=slack.authorize,
-            lazy_runner=QueuedLazyRunner(deferred, services.clock, on_stored=slack_worker.wake),
+            lazy_runner=QueuedLazyRunner(slack_calls, services.clock, on_stored=slack_worker.wake),
         )
     return Runtime(
         settings=settings,
@@ -452,7 +472,7 @@ def _mount_slack(app: FastAPI, bolt: App, signing_secret: str) -> None:
 
     def to_bolt(body: str, request: Request) -> BoltRequest | Response:
         # Bolt's own x-slack-bolt-* headers steer its lazy listeners: never from outside.
-        headers = {
+        headers: dict[str, str | Sequence[str]] = {
             k: [v] for k, v in request.headers.items() if not k.lower().startswith("x-slack-bolt-")
         }
         try:

@@ -15,21 +15,18 @@ from slack_sdk.errors import SlackApiError
 from bot.settings import Settings
 from domain.errors import ExternalServiceError
 from domain.mailboxes import Mailboxes, MailboxPace
-from domain.ports import MailboxUnitOfWork
+from domain.outbox import DisconnectListener, Outbox
+from domain.sending import SendLimits, default_daily_cap
 from handlers.api.deps import Services
 from handlers.api.gmail import CALLBACK_PATH, GmailIntegration
-from integrations.crypto import LinkSigner, SecretBox
+from integrations.crypto import LinkSigner
 from integrations.gmail.client import GoogleConfig
 from integrations.gmail.compose import message_id_domain
 from integrations.gmail.oauth import GmailAuthorization
-from integrations.gmail.sender import (
-    DisconnectListener,
-    GmailMailer,
-    OutboxWorker,
-    SendLimits,
-    default_daily_cap,
-)
-from storage.gmail import user_slack_id
+from integrations.gmail.sender import GmailSender
+from jobs.outbox import OutboxWorker
+from storage.accounts import user_slack_id
+from storage.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +35,7 @@ def build_gmail_integration(
     settings: Settings,
     services: Services,
     *,
-    uow: Callable[[], MailboxUnitOfWork],
-    secrets: SecretBox,
+    uow: Callable[[], UnitOfWork],
     unsubscribe_url: Callable[[int, int], str],
     client_for_org: Callable[[int], WebClient] | None = None,
     limits: SendLimits | None = None,
@@ -67,13 +63,11 @@ def build_gmail_integration(
             window=send_limits.window,
         ),
     )
-    mailer = GmailMailer(
-        config,
-        session_factory=services.session_factory,
+    mailer = Outbox(
+        uow=uow,
+        sender=GmailSender(config, message_id_domain=message_id_domain(base)),
         clock=services.clock,
-        cipher=secrets,
         unsubscribe_url=unsubscribe_url,
-        message_id_domain=message_id_domain(base),
         limits=send_limits,
     )
     integration = GmailIntegration(

@@ -15,10 +15,9 @@ from slack_sdk.http_retry.builtin_handlers import (
     RateLimitErrorRetryHandler,
 )
 
-from bot.blocks import bulk_message, card_message
-from domain.cards import Card
+from domain.cards import Card, CardView
 from domain.errors import ExternalServiceError
-from domain.outreach import CardView
+from handlers.slack.blocks import bulk_message, card_message
 
 log = logging.getLogger(__name__)
 

@@ -52,9 +52,11 @@ def start_sandbox(settings: Settings, *, console: Console | None = None) -> Sand
     slack, slack_server = start_slack_stand_in()
     google, google_server = start_google_stand_in()
     _, anthropic_server = start_anthropic_stand_in(api_keys=[SANDBOX_ANTHROPIC_KEY])
-    admin = slack.user(DEFAULT_ADMIN_USER_ID)
-    google.add_mailbox(admin.email)
-    google.oauth.set_consenting_user(admin.email)
+    admin_email = slack.user(DEFAULT_ADMIN_USER_ID).email
+    if admin_email is None:
+        raise RuntimeError("the Slack stand-in's admin has no email address to link")
+    google.add_mailbox(admin_email)
+    google.oauth.set_consenting_user(admin_email)
     base = settings.PUBLIC_BASE_URL.rstrip("/")
     overrides: dict[str, object] = {
         "SLACK_API_URL": api_base_url(slack_server),
@@ -70,7 +72,7 @@ def start_sandbox(settings: Settings, *, console: Console | None = None) -> Sand
         **GoogleUrls(google_server.url).as_env(),
     }
     sandboxed = settings.model_copy(update=overrides)
-    org_slug = _ensure_sandbox_org(sandboxed, admin_email=admin.email)
+    org_slug = _ensure_sandbox_org(sandboxed, admin_email=admin_email)
     if console is not None:
         console.print(f"  Slack Web API stand-in : {slack_server.url}/api/")
         console.print(
@@ -79,7 +81,7 @@ def start_sandbox(settings: Settings, *, console: Console | None = None) -> Sand
         console.print(f"  Anthropic stand-in     : {anthropic_server.url}")
         console.print(
             f"  organization '{org_slug}' is bound to the stand-in's workspace {DEFAULT_TEAM_ID};"
-            f" its admin is {admin.email}"
+            f" its admin is {admin_email}"
         )
     return Sandbox(settings=sandboxed, servers=[slack_server, google_server, anthropic_server])
 

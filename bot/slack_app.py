@@ -14,7 +14,6 @@ from slack_bolt.listener.thread_runner import ThreadListenerRunner
 from slack_bolt.oauth.oauth_settings import OAuthSettings
 from slack_bolt.util.utils import get_name_for_callable
 from slack_sdk import WebClient
-from sqlalchemy.orm import Session
 
 from bot.settings import Settings
 from bot.slack_oauth import CachedAuthorize, SalesbotOAuthFlow, install_link_signer
@@ -22,8 +21,8 @@ from domain.clock import Clock
 from handlers.slack import actions, commands, events, views
 from handlers.slack.common import SlackDeps
 from jobs.loop import GroupWriter
-from storage.events import claim_event_key
-from storage.slack_deferred import NewCall, SlackDeferredQueue
+from storage.events import EventKeyStore
+from storage.slack_calls import NewCall, SlackCallQueue
 
 log = logging.getLogger(__name__)
 
@@ -48,18 +47,18 @@ class QueuedLazyRunner(LazyListenerRunner):
     """Store each lazy listener call in the database instead of running it here.
 
     Bolt calls `start` in the request's thread before it returns the ack, so a request
-    Slack got 200 for is already durable; a worker (`jobs.slack_deferred`) runs it, in
+    Slack got 200 for is already durable; a worker (`jobs.slack_replay`) runs it, in
     another process in production, keeping the web process's CPU for acks. The calls of
     concurrent requests are stored together, one transaction a batch (a burst of clicks
     would otherwise queue behind one transaction each).
     """
 
     def __init__(
-        self, queue: SlackDeferredQueue, clock: Clock, *, on_stored: Callable[[], None]
+        self, queue: SlackCallQueue, clock: Clock, *, on_stored: Callable[[], None]
     ) -> None:
         self.logger = log
         self._writer: GroupWriter[NewCall, int] = GroupWriter(
-            lambda calls: queue.enqueue(calls, now=clock.now()), name="slack-deferred-writer"
+            lambda calls: queue.enqueue(calls, now=clock.now()), name="slack-call-writer"
         )
         self._on_stored = on_stored
 
@@ -145,13 +144,15 @@ def build_bolt_app(
             settings=oauth_settings,
             signer=install_link_signer(settings.SALESBOT_SECRET_KEY),
         )
-        app = App(oauth_flow=flow, authorize=authorize, **common)
+        # Bolt annotates `authorize` as returning an AuthorizeResult, yet takes its own
+        # `Authorize` classes, whose result is None for a workspace not installed, as they are.
+        app = App(oauth_flow=flow, authorize=authorize, **common)  # type: ignore[arg-type]
         app.middleware(authorize.middleware)
     else:
         app = App(token_verification_enabled=False, **common)
     if lazy_runner is not None:
         _store_lazy_calls(app, lazy_runner)
-    app.middleware(_dedupe_events(deps.session_factory))
+    app.middleware(_dedupe_events(EventKeyStore(deps.session_factory)))
     commands.register(app, deps)
     actions.register(app, deps)
     views.register(app, deps)
@@ -169,9 +170,7 @@ def build_bolt_app(
     return app
 
 
-def _dedupe_events(
-    session_factory: Callable[[], Session],
-) -> Callable[..., BoltResponse | None]:
+def _dedupe_events(keys: EventKeyStore) -> Callable[..., BoltResponse | None]:
     """Process each Slack event once, however often Slack retries it (X-Slack-Retry-Num)."""
 
     def middleware(
@@ -182,10 +181,7 @@ def _dedupe_events(
         event_id = body.get("event_id") if body.get("type") == "event_callback" else None
         # A replayed lazy call was de-duplicated when Slack sent it.
         if event_id and not request.lazy_only:
-            with session_factory() as session:
-                first = claim_event_key(session, "slack_event", str(event_id))
-                session.commit()
-            if not first:
+            if not keys.claim("slack_event", str(event_id)):
                 log.info("duplicate Slack event ignored", extra={"event_id": event_id})
                 return BoltResponse(status=200, body="")
         next()

@@ -226,3 +226,11 @@ def draft_fingerprint(*, to: str, subject: str, body: str) -> str:
     """Hash of a draft as shown: approvals carry it so nobody approves text they did not see."""
     canonical = json.dumps({"to": to, "subject": subject, "body": body}, sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()[:20]
+
+
+def review_refusal(card: Card, to: CardState) -> str | None:
+    """Say why a reviewer can no longer move `card` to `to` (an edit: in review; a
+    rejection: rejected), or None when the state machine allows it."""
+    if can_transition(card.state, to):
+        return None
+    return f"This card is already {card.state.value.replace('_', ' ')}; it cannot be changed."

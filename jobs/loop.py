@@ -19,17 +19,28 @@ R = TypeVar("R")
 class PollingThreads:
     """Run `run_once()` in `threads` threads; each sleeps `poll_seconds` or until `wake()`.
 
-    `run_once` returns how much it did; 0 means idle. An exception is logged and the
-    thread waits a poll before trying again (e.g. while the database restarts).
+    `run_once` returns how much it did; 0 means idle. An idle thread sleeps `idle_wait()`
+    seconds when given (e.g. until the next row is due), else `poll_seconds`. An exception
+    is logged and the thread waits a poll before trying again (e.g. while the database
+    restarts).
     """
 
     def __init__(
-        self, run_once: Callable[[], int], *, threads: int, poll_seconds: float, name: str
+        self,
+        run_once: Callable[[], int],
+        *,
+        threads: int,
+        poll_seconds: float,
+        name: str,
+        idle_wait: Callable[[], float] | None = None,
+        stop_timeout: float = 30.0,
     ) -> None:
         self._run_once = run_once
         self._threads = threads
         self._poll = poll_seconds
         self._name = name
+        self._idle_wait = idle_wait
+        self._stop_timeout = stop_timeout
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._workers: list[threading.Thread] = []
@@ -58,18 +69,19 @@ class PollingThreads:
         self._stop.set()
         self._wake.set()
         for thread in self._workers:
-            thread.join(timeout=30)
+            thread.join(timeout=self._stop_timeout)
         self._workers.clear()
 
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
                 ran = self._run_once()
+                wait = self._idle_wait() if not ran and self._idle_wait else self._poll
             except Exception:  # noqa: BLE001 - e.g. the database restarting; try again later
                 log.exception("%s round failed", self._name)
-                ran = 0
+                ran, wait = 0, self._poll
             if not ran:
-                self._wake.wait(self._poll)
+                self._wake.wait(wait)
                 self._wake.clear()
 
 
@@ -82,9 +94,22 @@ class PolledWorker(ABC):
 
     _loop: PollingThreads
 
-    def _poll_with(self, *, threads: int, poll_seconds: float, name: str) -> None:
+    def _poll_with(
+        self,
+        *,
+        threads: int,
+        poll_seconds: float,
+        name: str,
+        idle_wait: Callable[[], float] | None = None,
+        stop_timeout: float = 30.0,
+    ) -> None:
         self._loop = PollingThreads(
-            self.run_once, threads=threads, poll_seconds=poll_seconds, name=name
+            self.run_once,
+            threads=threads,
+            poll_seconds=poll_seconds,
+            name=name,
+            idle_wait=idle_wait,
+            stop_timeout=stop_timeout,
         )
 
     @abstractmethod

@@ -271,3 +271,17 @@ def _org(row: m.Organization) -> Org:
 
 def _user(row: m.User) -> User:
     return User(row.id, row.org_id, row.email, row.name, row.role, row.slack_user_id)
+
+
+def user_label(session: Session, org_id: int, user_id: int | None) -> str:
+    """Return how a user is named in messages: their name, else their email."""
+    if user_id is None:
+        return "the sender"
+    user = UserRepo(session).find(org_id, user_id)
+    return f"user {user_id}" if user is None else user.label
+
+
+def user_slack_id(session: Session, org_id: int, user_id: int | None) -> str | None:
+    """Return a user's Slack id, if they were linked to Slack."""
+    user = None if user_id is None else UserRepo(session).find(org_id, user_id)
+    return None if user is None else user.slack_user_id

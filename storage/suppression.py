@@ -13,9 +13,9 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from domain.jobs import EnrollmentStatus
+from domain.sending import OutboxStatus
 from domain.suppression import ContactSummary
 from storage import models as m
-from storage.gmail import OutboxStatus
 
 
 def _rowcount(result: Any) -> int:

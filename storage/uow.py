@@ -16,6 +16,7 @@ from storage.db import SessionFactory
 from storage.events import EventKeys
 from storage.gmail import GmailAccountRepo, MailboxAllowanceRepo, OAuthStateRepo, TokenCipher
 from storage.jobs import EnrollmentRepo, JobRepo, TaskRepo
+from storage.outbox import OutboxRepo
 from storage.suppression import OptOutRepo
 from storage.templates import TemplateRepo
 
@@ -58,6 +59,7 @@ class UnitOfWork:
     oauth_states: OAuthStateRepo
     mailbox_allowances: MailboxAllowanceRepo
     opt_outs: OptOutRepo
+    outbox: OutboxRepo
 
     def __init__(
         self, session_factory: SessionFactory, *, cipher: TokenCipher | None = None
@@ -94,6 +96,7 @@ class UnitOfWork:
         self.oauth_states = OAuthStateRepo(session, self._cipher)
         self.mailbox_allowances = MailboxAllowanceRepo(session)
         self.opt_outs = OptOutRepo(session)
+        self.outbox = OutboxRepo(session)
         return self
 
     def __exit__(

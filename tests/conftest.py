@@ -25,6 +25,7 @@ from tests.support.databases import (
     migrated_engine,
     truncate_all,
 )
+from tests.support.google import GoogleServer, running_google_stand_in
 from tests.support.slack import ServedSlack, serve_slack_stand_in
 
 DATABASES = ["sqlite", "postgresql"]
@@ -162,3 +163,18 @@ def served_slack() -> Iterator[ServedSlack]:
     """The Slack stand-in served over HTTP, one per test module."""
     with serve_slack_stand_in() as served:
         yield served
+
+
+@pytest.fixture(scope="module")
+def google_stand_in() -> Iterator[GoogleServer]:
+    """The Google stand-in (OAuth and Gmail API) served over HTTP, one per test module."""
+    with running_google_stand_in() as running:
+        yield running
+
+
+@pytest.fixture
+def google(google_stand_in: GoogleServer) -> GoogleServer:
+    """The module's Google stand-in, emptied and its clock at the real time, for one test."""
+    google_stand_in.google.reset()
+    google_stand_in.clock.set_to_real_time()
+    return google_stand_in

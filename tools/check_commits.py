@@ -24,11 +24,8 @@ ALLOWED: Mapping[str, str] = {
     "storage/uow.py": "the unit of work: the one owner of the transaction",
     "storage/migrations/env.py": "Alembic's migration run commits the migrated schema",
     "storage/inbound.py": "durable push/sync queue: a push is stored before it is answered",
-    "storage/slack_deferred.py": "durable queue of Slack work, stored before the ack",
-    # TEMPORARY: removed by the branch that turns it into a use case
-    "bot/slack_app.py": "claims a Slack event id (de-dupe) in its own session",
-    # TEMPORARY: removed by the branch that turns it into a use case
-    "integrations/gmail/sender.py": "the outbox commits the row before Gmail, then its outcome",
+    "storage/slack_calls.py": "durable queue of Slack calls to replay, stored before the ack",
+    "storage/events.py": "event-key de-dupe store: an event id is claimed before it is handled",
 }
 
 

@@ -33,11 +33,12 @@ from domain.mailboxes import (
     MailboxAllowances,
     Mailboxes,
 )
+from domain.outbox import Outbox
 from handlers.api.deps import IdentityDep, ServicesDep, SuppressionDep, get_identity
 from handlers.api.errors import error_body
 from integrations.crypto import LinkSigner
 from integrations.gmail.client import GoogleConfig
-from integrations.gmail.sender import GmailMailer, OutboxWorker
+from jobs.outbox import OutboxWorker
 from storage.accounts import TokenIdentity
 
 CONNECT_PATH: Final = "/api/integrations/gmail/connect"
@@ -58,7 +59,7 @@ class GmailIntegration:
 
     config: GoogleConfig
     mailboxes: Mailboxes
-    mailer: GmailMailer
+    mailer: Outbox
     outbox: OutboxWorker
     connect_signer: LinkSigner
     public_base_url: str

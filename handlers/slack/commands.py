@@ -10,13 +10,13 @@ from typing import Any
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
-from bot.blocks import escape, job_line
-from bot.slack_ids import Command
 from domain.campaigns import CampaignStatus
 from domain.errors import InvalidInput, NotFound, SalesbotError
 from domain.jobs import JobStatus
 from domain.outreach import Actor
-from handlers.slack.common import SlackDeps, friendly, resolve_actor
+from handlers.slack.blocks import escape, job_line
+from handlers.slack.common import Bound, SlackDeps, answer, resolve_actor, tells_user_on_error
+from handlers.slack.ids import Command
 from storage.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -53,64 +53,49 @@ def split_command(text: str) -> tuple[str, str]:
     return verb.lower(), rest.strip("“”")
 
 
-def _answer(respond: Respond, text: str) -> None:
-    """Answer through the command's response_url. An answer that cannot be delivered is
-    logged, not raised: a raised error would make the worker run the command again (a
-    second launch), and the command's work is already done."""
-    try:
-        answer = respond(response_type="ephemeral", text=text, replace_original=False)
-    except Exception:  # noqa: BLE001 - see above
-        log.warning("could not answer a slash command through its response_url", exc_info=True)
-        return
-    # Slack refuses without raising (404 once the URL was used 5 times or is 30 minutes old,
-    # as when no worker ran for a while): say so, or the answer is lost without a trace.
-    if answer.status_code != 200:
-        log.warning(
-            "could not answer a slash command through its response_url",
-            extra={"status": answer.status_code, "body": answer.body[:200]},
-        )
-
-
 def register(app: App, deps: SlackDeps) -> None:
     """Register the slash command listeners."""
+    app.command(Command.CAMPAIGN.value)(ack=ack_fast, lazy=[Bound(run_campaign, deps)])
+    app.command(Command.JOB.value)(ack=ack_fast, lazy=[Bound(run_job, deps)])
 
-    def ack_fast(ack: Ack, command: dict[str, Any]) -> None:
-        verb, _ = split_command(command.get("text", ""))
-        if command["command"] == Command.CAMPAIGN and verb == "launch":
-            ack(
-                response_type="ephemeral", text="🚀 Launching… I'll post the audience and job here."
-            )
-        else:
-            ack()
 
-    def run_campaign(
-        command: dict[str, Any], respond: Respond, client: WebClient, body: dict[str, Any]
-    ) -> None:
-        verb, arg = split_command(command.get("text", ""))
-        then: Callable[[], None] | None = None
-        try:
-            text, then = _campaign(deps, verb, arg, body, client)
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a sentence for the rep
-            text = f"⚠️ {friendly(exc)}"
-        _answer(respond, text)
-        if then is not None:
-            try:
-                then()
-            except Exception as exc:  # noqa: BLE001 - the rep hears why planning stopped
-                _answer(respond, f"⚠️ {friendly(exc)}")
+def ack_fast(ack: Ack, command: dict[str, Any]) -> None:
+    """Acknowledge at once; a launch says so, since its answer takes a while."""
+    verb, _ = split_command(command.get("text", ""))
+    if command["command"] == Command.CAMPAIGN and verb == "launch":
+        ack(response_type="ephemeral", text="🚀 Launching… I'll post the audience and job here.")
+    else:
+        ack()
 
-    def run_job(
-        command: dict[str, Any], respond: Respond, client: WebClient, body: dict[str, Any]
-    ) -> None:
-        verb, arg = split_command(command.get("text", ""))
-        try:
-            text = _job(deps, verb, arg, body, client)
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a sentence for the rep
-            text = f"⚠️ {friendly(exc)}"
-        _answer(respond, text)
 
-    app.command(Command.CAMPAIGN.value)(ack=ack_fast, lazy=[run_campaign])
-    app.command(Command.JOB.value)(ack=ack_fast, lazy=[run_job])
+@tells_user_on_error
+def run_campaign(
+    deps: SlackDeps,
+    command: dict[str, Any],
+    respond: Respond,
+    client: WebClient,
+    body: dict[str, Any],
+) -> None:
+    """Run a /campaign sub-command and answer it; a launch plans its job after answering
+    (the rep hears why, should planning stop)."""
+    verb, arg = split_command(command.get("text", ""))
+    text, then = _campaign(deps, verb, arg, body, client)
+    answer(respond, text)
+    if then is not None:
+        then()
+
+
+@tells_user_on_error
+def run_job(
+    deps: SlackDeps,
+    command: dict[str, Any],
+    respond: Respond,
+    client: WebClient,
+    body: dict[str, Any],
+) -> None:
+    """Run a /job sub-command and answer it."""
+    verb, arg = split_command(command.get("text", ""))
+    answer(respond, _job(deps, verb, arg, body, client))
 
 
 def _campaign(

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Concatenate, Generic, ParamSpec
 
+from slack_bolt import Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.orm import Session
@@ -18,6 +21,8 @@ from domain.errors import NotPermitted, SalesbotError
 from domain.outreach import Actor, Outreach
 
 log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
 
 
 @dataclass
@@ -129,3 +134,75 @@ def tell(client: WebClient, body: dict[str, Any], text: str) -> None:
             client.chat_postMessage(channel=user, text=text)
     except SlackApiError as exc:
         log.warning("could not tell the user", extra={"error": exc.response.get("error")})
+
+
+def answer(respond: Respond, text: str) -> None:
+    """Answer a slash command through its response_url. An answer that cannot be delivered
+    is logged, not raised: a raised error would make the worker run the command again (a
+    second launch), and the command's work is already done."""
+    try:
+        answered = respond(response_type="ephemeral", text=text, replace_original=False)
+    except Exception:  # noqa: BLE001 - see above
+        log.warning("could not answer a slash command through its response_url", exc_info=True)
+        return
+    # Slack refuses without raising (404 once the URL was used 5 times or is 30 minutes old,
+    # as when no worker ran for a while): say so, or the answer is lost without a trace.
+    if answered.status_code != 200:
+        log.warning(
+            "could not answer a slash command through its response_url",
+            extra={"status": answered.status_code, "body": answered.body[:200]},
+        )
+
+
+def tells_user_on_error(listener: Callable[P, None]) -> Callable[P, None]:
+    """Make a listener tell the person who acted why it failed, instead of raising.
+
+    The sentence is `friendly`'s: a SalesbotError's own message, or for anything else an
+    error id, logged with the traceback. A slash command's listener (one that takes
+    `respond`) answers through the command's response_url; any other listener tells the
+    person in a message only they see (`tell`). Nothing is raised: the replay worker would
+    run a lazy listener that raised again, and its work may be half done.
+    """
+    signature = inspect.signature(listener)
+    by_response_url = "respond" in signature.parameters
+    needed = {"respond"} if by_response_url else {"body", "client"}
+    missing = needed - signature.parameters.keys()
+    if missing:
+        raise TypeError(f"{listener.__name__} takes no {', '.join(sorted(missing))}")
+
+    @functools.wraps(listener)
+    def guarded(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            listener(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a sentence for the rep
+            given = signature.bind(*args, **kwargs).arguments
+            text = f"⚠️ {friendly(exc)}"
+            if by_response_url:
+                answer(given["respond"], text)
+            else:
+                tell(given["client"], given["body"], text)
+
+    return guarded
+
+
+class Bound(Generic[P]):
+    """A listener with the Slack dependencies bound as its first argument, shown to Bolt as
+    the listener itself without that argument.
+
+    Bolt passes a listener the arguments its signature names, and stores and replays a lazy
+    listener by its `__name__`. `functools.partial` has no `__name__`, and the partial of a
+    decorated listener shows Bolt only `*args, **kwargs`.
+    """
+
+    def __init__(
+        self, listener: Callable[Concatenate[SlackDeps, P], None], deps: SlackDeps
+    ) -> None:
+        self._listener = listener
+        self._deps = deps
+        self.__name__ = listener.__name__
+        signature = inspect.signature(listener)
+        self.__signature__ = signature.replace(parameters=list(signature.parameters.values())[1:])
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> None:
+        """Run the listener with the dependencies it was bound to."""
+        self._listener(self._deps, *args, **kwargs)

@@ -17,7 +17,6 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from enum import StrEnum
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -28,8 +27,8 @@ from google.oauth2.credentials import Credentials
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 
-from domain.errors import ExternalServiceError
 from domain.mailboxes import RevokeResult
+from domain.sending import FailureKind, MailboxError
 
 SCOPE_GMAIL_READONLY: Final = "https://www.googleapis.com/auth/gmail.readonly"
 SCOPE_GMAIL_SEND: Final = "https://www.googleapis.com/auth/gmail.send"
@@ -78,44 +77,8 @@ class GoogleConfig:
         )
 
 
-class FailureKind(StrEnum):
-    """What a failed Gmail call means for the message."""
-
-    RATE_LIMITED = "rate_limited"  # 429 and the rate-limit 403s: not sent, try after a pause
-    QUOTA = "quota"  # the mailbox's sending quota is used up: not sent, try much later
-    REVOKED = "revoked"  # the grant is gone (invalid_grant): reconnect Gmail
-    REFUSED = "refused"  # Gmail said no for good (bad address, no permission): not sent
-    NOT_FOUND = "not_found"  # a thread or message does not exist
-    UNCERTAIN = "uncertain"  # the request may have been carried out: search before retrying
-    UNAVAILABLE = "unavailable"  # Gmail or Google OAuth unreachable before anything happened
-
-
-class GmailError(ExternalServiceError):
+class GmailError(MailboxError):
     """A Gmail or Google OAuth call failed; `kind` says whether anything may have happened."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        kind: FailureKind,
-        status: int | None = None,
-        reason: str | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(
-            message,
-            retryable=kind
-            in (
-                FailureKind.RATE_LIMITED,
-                FailureKind.QUOTA,
-                FailureKind.UNCERTAIN,
-                FailureKind.UNAVAILABLE,
-            ),
-        )
-        self.kind = kind
-        self.status = status
-        self.reason = reason
-        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)

@@ -40,8 +40,8 @@ from tests.support.accounts import create_org, create_token, ensure_user, link_s
 from tests.support.api import make_settings
 from tests.support.builders import make_client, make_contact, make_order
 from tests.support.forkserver import ForkServer
-from tests.support.gmail_app import google_settings, open_connect_link
-from tests.support.google import GoogleServer, follow_consent, running_google_stand_in
+from tests.support.gmail_app import connect_gmail, google_settings
+from tests.support.google import GoogleServer
 from tests.support.slack import (
     ServedSlack,
     approve_click_body,
@@ -83,12 +83,6 @@ LAUNCHES_PER_ROUND = 3
 CONTACTS_PER_CAMPAIGN = 2
 APPROVALS_PER_ROUND = 4
 BURST_APPROVALS = 6
-
-
-@pytest.fixture(scope="module")
-def google() -> Iterator[GoogleServer]:
-    with running_google_stand_in() as server:
-        yield server
 
 
 @pytest.fixture(scope="module")
@@ -252,22 +246,13 @@ def _connect_gmail(
     engine: Engine, settings: dict[str, str], google: GoogleServer, token: str
 ) -> None:
     """The rep connects their mailbox through the consent flow (an app in this process)."""
-    google.google.add_mailbox(REP_EMAIL)
-    google.google.oauth.set_consenting_user(REP_EMAIL)
     app = build_app(
         make_settings(engine.url.render_as_string(hide_password=False), **settings),
         start_background=False,
     )
+    # The link opens in the rep's browser (this client keeps the consent cookie).
     with TestClient(app) as client:
-        consent = client.get(
-            "/api/integrations/gmail/connect", headers={"Authorization": f"Bearer {token}"}
-        )
-        assert consent.status_code == 200, consent.text
-        # The link opens in the rep's browser (this client keeps the consent cookie).
-        google_url = open_connect_link(client, consent.json()["authorization_url"])
-        callback = follow_consent(google_url)
-        path = callback.split("://", 1)[1].split("/", 1)[1]
-        assert client.get(f"/{path}").status_code == 200
+        assert connect_gmail(client, google.google, REP_EMAIL, token=token).status_code == 200
     with make_session_factory(engine)() as session:
         # No spacing between sends: the test sends a few dozen emails in seconds.
         session.execute(
@@ -378,8 +363,6 @@ def test_a_worker_killed_at_every_step_sends_each_approved_card_once_and_leaves_
     slack = served_slack.stand_in
     slack.reset()
     slack.add_user(REP, "maria", REP_EMAIL, real_name="Maria Lopez")
-    google.google.reset()
-    google.clock.set_to_real_time()
     seeded = _seed(committed_engine)
     url = committed_engine.url.render_as_string(hide_password=False)
     settings = {
@@ -525,8 +508,6 @@ def test_sigterm_lets_the_worker_finish_the_email_it_is_sending_then_exit(
     forks: ForkServer,
     tmp_path: Path,
 ) -> None:
-    google.google.reset()
-    google.clock.set_to_real_time()
     served_slack.stand_in.reset()
     url = committed_engine.url.render_as_string(hide_password=False)
     settings = {

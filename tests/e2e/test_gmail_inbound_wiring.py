@@ -13,16 +13,10 @@ from domain.clock import FixedClock
 from sandbox.pubsub import DEFAULT_PUSH_SERVICE_ACCOUNT
 from storage import models as m
 from tests.support.gmail_app import REP_EMAIL, GmailWorld, gmail_world
-from tests.support.google import GoogleServer, make_email, running_google_stand_in
+from tests.support.google import GoogleServer, make_email
 
 pytestmark = pytest.mark.slow
 AUDIENCE = "https://salesbot.example.com/api/integrations/gmail/push"
-
-
-@pytest.fixture(scope="module")
-def google() -> Iterator[GoogleServer]:
-    with running_google_stand_in() as server:
-        yield server
 
 
 @pytest.fixture
@@ -32,7 +26,6 @@ def world(
     clock: FixedClock,
     google: GoogleServer,
 ) -> Iterator[GmailWorld]:
-    google.google.reset()
     extra = {"PUBSUB_AUDIENCE": AUDIENCE, "PUBSUB_SERVICE_ACCOUNT": DEFAULT_PUSH_SERVICE_ACCOUNT}
     with gmail_world(engine, session_factory, clock, google, extra_settings=extra) as built:
         yield built

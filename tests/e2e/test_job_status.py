@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
-from bot.slack_ids import ActionId, BlockId, CallbackId
 from domain.clock import FixedClock
 from domain.jobs import CreateJobRequest, JobStatus
 from domain.mail import OutgoingEmail, SendOutcome, SendStatus
 from domain.outreach import PlanningFailed
+from handlers.slack.ids import ActionId, BlockId, CallbackId
 from storage import models as m
 from storage.db import make_session_factory
 from storage.uow import UnitOfWork

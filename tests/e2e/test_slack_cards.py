@@ -11,9 +11,9 @@ from urllib.parse import urlencode
 import pytest
 from sqlalchemy import Engine, func, select
 
-from bot.slack_ids import ActionId, BlockId, CallbackId
 from domain.clock import FixedClock
 from domain.jobs import JobStatus
+from handlers.slack.ids import ActionId, BlockId, CallbackId
 from sandbox.server import free_port
 from sandbox.slack_api import DEFAULT_TEAM_ID
 from storage import models as m
@@ -141,7 +141,7 @@ def test_an_answer_slack_refuses_is_logged_with_the_status_slack_gave(
     """A response_url Slack no longer takes (used 5 times, older than 30 minutes: a worker
     that started late) answers 404 without raising; the lost answer must leave a trace."""
     expired = f"{world.slack.served_url}/hooks/commands/T0/1/expired"
-    with caplog.at_level("WARNING", logger="handlers.slack.commands"):
+    with caplog.at_level("WARNING", logger="handlers.slack.common"):
         assert world.command("list", response_url=expired).status_code == 200
         wait_until(lambda: not pending_calls(world), what="the stored command run")
         wait_until(
@@ -207,7 +207,7 @@ def pending_calls(world: SlackWorld) -> int:
 
 
 def launched_with_worker_stopped(world: SlackWorld) -> tuple[Any, Any, str, int]:
-    """Launch, stop the deferred-call worker; return it, the first card's message, its
+    """Launch, stop the replay worker; return it, the first card's message, its
     Approve button's value and the card id."""
     launch(world)
     worker = world.runtime.slack_worker

@@ -8,12 +8,12 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Engine, select
 
-from bot.slack_ids import ActionId
 from domain.clock import FixedClock
+from handlers.slack.ids import ActionId
 from storage import models as m
 from tests.support.accounts import create_token, ensure_user
-from tests.support.gmail_app import google_settings, open_connect_link, parse_raw
-from tests.support.google import GoogleServer, follow_consent, running_google_stand_in
+from tests.support.gmail_app import connect_gmail, google_settings, parse_raw
+from tests.support.google import GoogleServer
 from tests.support.slack import ServedSlack
 from tests.support.slack_app import REP, REVIEW_CHANNEL, SlackWorld, slack_world, wait_until
 
@@ -21,45 +21,29 @@ pytestmark = pytest.mark.slow
 REP_EMAIL = "maria@lonestar.example.com"
 
 
-@pytest.fixture(scope="module")
-def google() -> Iterator[GoogleServer]:
-    with running_google_stand_in() as server:
-        yield server
-
-
 @pytest.fixture
 def world(
     committed_engine: Engine, served_slack: ServedSlack, clock: FixedClock, google: GoogleServer
 ) -> Iterator[SlackWorld]:
-    google.google.reset()
     with slack_world(
         committed_engine, served_slack, clock, contacts=2, extra_settings=google_settings(google)
     ) as built:
         yield built
 
 
-def connect_gmail(world: SlackWorld, google: GoogleServer) -> None:
+def connect_rep_gmail(world: SlackWorld, google: GoogleServer) -> None:
     """The rep connects their mailbox through the consent flow, as from the App Home."""
     with world.session_factory() as session:
         rep_id = ensure_user(session, world.org_id, email=REP_EMAIL, name="Maria Lopez")
         _, token = create_token(session, world.org_id, name="rep", user_id=rep_id)
         session.commit()
-    google.google.add_mailbox(REP_EMAIL)
-    google.google.oauth.set_consenting_user(REP_EMAIL)
-    consent = world.client.get(
-        "/api/integrations/gmail/connect", headers={"Authorization": f"Bearer {token}"}
-    )
-    assert consent.status_code == 200, consent.text
-    google_url = open_connect_link(world.client, consent.json()["authorization_url"])
-    callback = follow_consent(google_url)
-    path = callback.split("://", 1)[1].split("/", 1)[1]
-    assert world.client.get(f"/{path}").status_code == 200
+    assert connect_gmail(world.client, google.google, REP_EMAIL, token=token).status_code == 200
 
 
 def test_an_approved_card_is_sent_once_from_the_reps_gmail_and_the_message_says_so(
     world: SlackWorld, google: GoogleServer
 ) -> None:
-    connect_gmail(world, google)
+    connect_rep_gmail(world, google)
     world.command("launch Q4 lender win-back")
     wait_until(lambda: any("Launched" in t for t in world.responses()), what="launch")
     world.wait_for_tasks(world.latest_job_id(), 2)

@@ -14,13 +14,20 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from bot.slack_ids import ActionId
 from domain.clock import FixedClock
+from handlers.slack.ids import ActionId
 from integrations.crypto import LinkSigner
 from storage import models as m
 from tests.support.api import TEST_SECRET_KEY
-from tests.support.gmail_app import DANA, RAY, GmailWorld, gmail_world, google_settings
-from tests.support.google import GoogleServer, follow_consent, running_google_stand_in
+from tests.support.gmail_app import (
+    DANA,
+    RAY,
+    GmailWorld,
+    connect_gmail,
+    connected_gmail_world,
+    google_settings,
+)
+from tests.support.google import GoogleServer
 from tests.support.slack import ServedSlack, signed_headers
 from tests.support.slack_app import (
     REP,
@@ -36,19 +43,6 @@ pytestmark = pytest.mark.slow
 ONE_CLICK = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
-@pytest.fixture(scope="module")
-def stand_in() -> Iterator[GoogleServer]:
-    with running_google_stand_in() as running:
-        yield running
-
-
-@pytest.fixture
-def google(stand_in: GoogleServer) -> GoogleServer:
-    stand_in.google.reset()
-    stand_in.clock.set_to_real_time()
-    return stand_in
-
-
 @pytest.fixture
 def world(
     engine: Engine,
@@ -56,9 +50,7 @@ def world(
     clock: FixedClock,
     google: GoogleServer,
 ) -> Iterator[GmailWorld]:
-    with gmail_world(engine, session_factory, clock, google) as built:
-        built.connect()
-        built.set_throttle(cap=400, interval=0)
+    with connected_gmail_world(engine, session_factory, clock, google) as built:
         yield built
 
 
@@ -250,12 +242,8 @@ def launch_and_connect(world: SlackWorld, google: GoogleServer) -> list[Any]:
     with world.session_factory() as session:
         user = session.scalars(select(m.User).where(m.User.slack_user_id == REP)).one()
     assert world.runtime.gmail is not None
-    link = urlsplit(world.runtime.gmail.gmail_connect_link(user.id, world.org_id))
-    google.google.add_mailbox(user.email)
-    google.google.oauth.set_consenting_user(user.email)
-    redirect = world.client.get(f"{link.path}?{link.query}", follow_redirects=False)
-    callback = urlsplit(follow_consent(redirect.headers["location"]))
-    assert world.client.get(f"{callback.path}?{callback.query}").status_code == 200
+    link = world.runtime.gmail.gmail_connect_link(user.id, world.org_id)
+    assert connect_gmail(world.client, google.google, user.email, link=link).status_code == 200
     with world.session_factory() as session:
         account = session.scalars(select(m.GmailAccount)).one()
         account.min_send_interval_seconds = 0
@@ -292,13 +280,8 @@ def test_app_home_offers_the_signed_connect_link_then_shows_the_connected_addres
         if isinstance(element, dict) and element.get("url")
     ]
     (link,) = [b["url"] for b in buttons if "/api/integrations/gmail/connect?u=" in b["url"]]
-    google.google.add_mailbox("maria@lonestar.example.com")
-    google.google.oauth.set_consenting_user("maria@lonestar.example.com")
 
-    path = urlsplit(link)
-    redirect = slack.client.get(f"{path.path}?{path.query}", follow_redirects=False)
-    callback = urlsplit(follow_consent(redirect.headers["location"]))
-    connected = slack.client.get(f"{callback.path}?{callback.query}")
+    connected = connect_gmail(slack.client, google.google, "maria@lonestar.example.com", link=link)
 
     assert link.startswith("http://testserver/api/integrations/gmail/connect?u=")
     assert connected.status_code == 200

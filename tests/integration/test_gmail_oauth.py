@@ -34,13 +34,7 @@ from tests.support.gmail_app import (
     gmail_world,
     open_connect_link,
 )
-from tests.support.google import GoogleServer, follow_consent, running_google_stand_in
-
-
-@pytest.fixture(scope="module")
-def stand_in() -> Iterator[GoogleServer]:
-    with running_google_stand_in() as running:
-        yield running
+from tests.support.google import GoogleServer, follow_consent
 
 
 @pytest.fixture
@@ -48,11 +42,9 @@ def world(
     engine: Engine,
     session_factory: Callable[[], Session],
     clock: FixedClock,
-    stand_in: GoogleServer,
+    google: GoogleServer,
 ) -> Iterator[GmailWorld]:
-    stand_in.google.reset()
-    stand_in.clock.set_to_real_time()
-    with gmail_world(engine, session_factory, clock, stand_in) as built:
+    with gmail_world(engine, session_factory, clock, google) as built:
         yield built
 
 
@@ -433,14 +425,13 @@ def test_the_consent_cookie_is_secure_when_salesbot_is_served_over_https(
     engine: Engine,
     session_factory: Callable[[], Session],
     clock: FixedClock,
-    stand_in: GoogleServer,
+    google: GoogleServer,
 ) -> None:
-    stand_in.google.reset()
     with gmail_world(
         engine,
         session_factory,
         clock,
-        stand_in,
+        google,
         extra_settings={"PUBLIC_BASE_URL": "https://salesbot.example.com"},
     ) as built:
         answer = built.client.get(app_home_link(built, built.rep_id), follow_redirects=False)

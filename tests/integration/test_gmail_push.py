@@ -33,32 +33,19 @@ from tests.support.gmail_inbound import (
     connect_mailbox,
     wait_for,
 )
-from tests.support.google import GoogleServer, make_email, running_google_stand_in
-
-
-@pytest.fixture(scope="module")
-def stand_in() -> Iterator[GoogleServer]:
-    with running_google_stand_in() as running:
-        yield running
+from tests.support.google import GoogleServer, make_email
 
 
 @pytest.fixture
-def fresh_stand_in(stand_in: GoogleServer) -> GoogleServer:
-    stand_in.google.reset()
-    stand_in.clock.set_to_real_time()
-    return stand_in
-
-
-@pytest.fixture
-def mailbox(fresh_stand_in: GoogleServer, session_factory: Callable[[], Session]) -> Mailbox:
+def mailbox(google: GoogleServer, session_factory: Callable[[], Session]) -> Mailbox:
     """The rep's mailbox on the test's rolled-back transaction."""
-    return connect_mailbox(fresh_stand_in, session_factory)
+    return connect_mailbox(google, session_factory)
 
 
 @pytest.fixture
-def committed_mailbox(fresh_stand_in: GoogleServer, committed_engine: Engine) -> Mailbox:
+def committed_mailbox(google: GoogleServer, committed_engine: Engine) -> Mailbox:
     """The rep's mailbox on a database with real commits, for threads."""
-    return connect_mailbox(fresh_stand_in, make_session_factory(committed_engine))
+    return connect_mailbox(google, make_session_factory(committed_engine))
 
 
 @pytest.fixture

@@ -15,16 +15,17 @@ import pytest
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
-from domain.clock import Clock, FixedClock, SystemClock
+from domain.clock import FixedClock, SystemClock
 from domain.mail import OutgoingEmail, SendOutcome, SendStatus
-from integrations.crypto import LinkSigner, SecretBox
+from integrations.crypto import SecretBox
 from integrations.gmail.client import GmailClient
 from integrations.gmail.compose import compose_email
-from integrations.gmail.sender import GmailMailer, OutboxWorker
+from jobs.outbox import OutboxWorker
 from sandbox.slack_api import DEFAULT_BOT_TOKEN
 from storage import models as m
 from storage.db import make_session_factory
-from storage.gmail import GmailAccountRepo, OutboxRepo
+from storage.gmail import GmailAccountRepo
+from storage.outbox import OutboxRepo
 from tests.support.api import TEST_SECRET_KEY
 from tests.support.gmail_app import (
     DANA,
@@ -33,27 +34,17 @@ from tests.support.gmail_app import (
     REP_EMAIL,
     REP_SLACK_ID,
     GmailWorld,
+    connected_gmail_world,
     gmail_world,
+    outbox_replica,
     raw_header,
+    unsubscribe_url,
 )
-from tests.support.google import GoogleServer, running_google_stand_in
+from tests.support.google import GoogleServer
 from tests.support.slack import ServedSlack
 from tests.support.slack_app import wait_until
 
 NOW = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def stand_in() -> Iterator[GoogleServer]:
-    with running_google_stand_in() as running:
-        yield running
-
-
-@pytest.fixture
-def google(stand_in: GoogleServer) -> GoogleServer:
-    stand_in.google.reset()
-    stand_in.clock.set_to_real_time()
-    return stand_in
 
 
 @pytest.fixture
@@ -63,9 +54,7 @@ def world(
     clock: FixedClock,
     google: GoogleServer,
 ) -> Iterator[GmailWorld]:
-    with gmail_world(engine, session_factory, clock, google) as built:
-        built.connect()
-        built.set_throttle(cap=400, interval=0)
+    with connected_gmail_world(engine, session_factory, clock, google) as built:
         yield built
 
 
@@ -74,9 +63,7 @@ def committed_world(
     committed_engine: Engine, clock: FixedClock, google: GoogleServer
 ) -> Iterator[GmailWorld]:
     factory = make_session_factory(committed_engine)
-    with gmail_world(committed_engine, factory, clock, google) as built:
-        built.connect()
-        built.set_throttle(cap=400, interval=0)
+    with connected_gmail_world(committed_engine, factory, clock, google) as built:
         yield built
 
 
@@ -90,27 +77,6 @@ class Sleeps:
     def __call__(self, seconds: float) -> None:
         self.pauses.append(seconds)
         self.clock.advance(seconds=seconds)
-
-
-def unsubscribe_url(org_id: int, contact_id: int) -> str:
-    token = LinkSigner(TEST_SECRET_KEY, purpose="unsubscribe").sign({"o": org_id, "c": contact_id})
-    return f"http://testserver/unsubscribe/{token}"
-
-
-def replica(
-    world: GmailWorld, clock: Clock, *, name: str, sleep: Callable[[float], None] | None = None
-) -> GmailMailer:
-    """Another mailer on the same database, as another replica (or a restart) builds it."""
-    return GmailMailer(
-        world.gmail.config,
-        session_factory=world.session_factory,
-        clock=clock,
-        cipher=SecretBox(TEST_SECRET_KEY),
-        unsubscribe_url=unsubscribe_url,
-        message_id_domain="testserver",
-        name=name,
-        sleep=sleep or (lambda _s: None),
-    )
 
 
 def email_to_dana(world: GmailWorld, **overrides: Any) -> OutgoingEmail:
@@ -299,7 +265,7 @@ def test_concurrent_sends_of_one_card_from_two_replicas_send_one_email(
 ) -> None:
     world = committed_world
     card_id = add_card(world)
-    mailers = [world.gmail.mailer, replica(world, clock, name="replica-2")]
+    mailers = [world.gmail.mailer, outbox_replica(world, clock, name="replica-2")]
     outcomes: list[SendOutcome] = []
     start = threading.Barrier(8)
 
@@ -359,13 +325,13 @@ def test_crash_between_send_and_commit_is_reconciled_on_restart_without_a_second
     # The process is gone; a restarted replica finds the row once its lease is over.
     finished: list[tuple[int, int | None, SendOutcome]] = []
     restarted = OutboxWorker(
-        replica(world, clock, name="restarted"),
+        outbox_replica(world, clock, name="restarted"),
         clock=clock,
         on_sent=lambda _org, send_id, card, outcome: finished.append((send_id, card, outcome)),
     )
-    assert restarted.drain_outbox() == 0
+    assert restarted.run_once() == 0
     clock.advance(minutes=3)
-    assert restarted.drain_outbox() == 1
+    assert restarted.run_once() == 1
 
     (sent,) = world.sent()
     (row,) = world.sends()
@@ -426,7 +392,7 @@ def test_process_dying_after_gmail_sent_and_before_any_record_is_reconciled_once
             body_text="Hi Dana",
         )
     )
-    worker = OutboxWorker(replica(world, clock, name="survivor"), clock=clock)
+    worker = OutboxWorker(outbox_replica(world, clock, name="survivor"), clock=clock)
 
     clock.advance(minutes=11)
     worker.run_until_idle()
@@ -465,7 +431,7 @@ def test_process_dying_before_gmail_saw_the_email_sends_it_once_after_the_lease(
             from_email=REP_EMAIL,
         )
         session.commit()
-    worker = OutboxWorker(replica(world, clock, name="survivor"), clock=clock)
+    worker = OutboxWorker(outbox_replica(world, clock, name="survivor"), clock=clock)
 
     assert worker.run_until_idle() == 0
     clock.advance(minutes=11)
@@ -501,7 +467,7 @@ def test_rate_limited_send_is_retried_after_retry_after_with_jitter(
     most: float,
 ) -> None:
     sleeps = Sleeps(clock)
-    mailer = replica(world, clock, name="replica", sleep=sleeps)
+    mailer = outbox_replica(world, clock, name="replica", sleep=sleeps)
     world.google.gmail.fail_next(
         "messages.send", status, reason, retry_after=retry_after, message=message
     )
@@ -730,7 +696,7 @@ def test_replicas_racing_for_the_outbox_send_every_email_exactly_once(
             )
         session.commit()
     workers = [
-        OutboxWorker(replica(world, wall, name=f"replica-{n}"), clock=wall, batch=3)
+        OutboxWorker(outbox_replica(world, wall, name=f"replica-{n}"), clock=wall, batch=3)
         for n in range(5)
     ]
     start = threading.Barrier(10)
@@ -739,7 +705,7 @@ def test_replicas_racing_for_the_outbox_send_every_email_exactly_once(
     def run(worker: OutboxWorker) -> None:
         start.wait()
         try:
-            wait_until(lambda: worker.drain_outbox() == 0 and not _pending(world), timeout=60)
+            wait_until(lambda: worker.run_once() == 0 and not _pending(world), timeout=60)
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 

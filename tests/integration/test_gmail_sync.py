@@ -4,7 +4,7 @@ PostgreSQL: pointer forward only, full sync when history is gone, failures kept 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,29 +25,13 @@ from tests.support.google import (
     GoogleServer,
     encode_raw,
     make_email,
-    running_google_stand_in,
 )
 
 
-@pytest.fixture(scope="module")
-def stand_in() -> Iterator[GoogleServer]:
-    with running_google_stand_in() as running:
-        yield running
-
-
 @pytest.fixture
-def fresh_stand_in(stand_in: GoogleServer) -> GoogleServer:
-    stand_in.google.reset()
-    stand_in.clock.set_to_real_time()
-    return stand_in
-
-
-@pytest.fixture
-def connect(
-    fresh_stand_in: GoogleServer, session_factory: Callable[[], Session]
-) -> Callable[..., Mailbox]:
+def connect(google: GoogleServer, session_factory: Callable[[], Session]) -> Callable[..., Mailbox]:
     """Connect the rep's mailbox on the test's rolled-back transaction."""
-    return lambda **options: connect_mailbox(fresh_stand_in, session_factory, **options)
+    return lambda **options: connect_mailbox(google, session_factory, **options)
 
 
 @pytest.fixture
@@ -244,9 +228,9 @@ def test_the_pointer_does_not_move_back_when_an_older_history_id_is_recorded(
 
 
 def test_the_pointer_never_moves_backwards_under_two_concurrent_syncs(
-    fresh_stand_in: GoogleServer, committed_engine: Engine
+    google: GoogleServer, committed_engine: Engine
 ) -> None:
-    mailbox = connect_mailbox(fresh_stand_in, make_session_factory(committed_engine))
+    mailbox = connect_mailbox(google, make_session_factory(committed_engine))
     first_two = [mailbox.deliver(make_email(sender=DANA, to=REP)) for _ in range(2)]
     listed, go = threading.Event(), threading.Event()
     slow = GmailSync(
@@ -279,9 +263,9 @@ def test_the_pointer_never_moves_backwards_under_two_concurrent_syncs(
 
 
 def test_a_mailbox_one_processor_thread_is_syncing_is_left_alone_by_the_other(
-    fresh_stand_in: GoogleServer, committed_engine: Engine
+    google: GoogleServer, committed_engine: Engine
 ) -> None:
-    mailbox = connect_mailbox(fresh_stand_in, make_session_factory(committed_engine))
+    mailbox = connect_mailbox(google, make_session_factory(committed_engine))
     mailbox.deliver(make_email(sender=DANA, to=REP))
     listed, go = threading.Event(), threading.Event()
     first_service = iter([mailbox.pausing_service("/history", listed, go)])

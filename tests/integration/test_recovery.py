@@ -21,16 +21,10 @@ from domain.outreach import Actor
 from storage import models as m
 from storage.uow import UnitOfWork
 from tests.support.builders import make_org
-from tests.support.gmail_app import DANA, GmailWorld, gmail_world
-from tests.support.google import GoogleServer, running_google_stand_in
+from tests.support.gmail_app import DANA, GmailWorld, connected_gmail_world
+from tests.support.google import GoogleServer
 
 LEASE = timedelta(minutes=5)
-
-
-@pytest.fixture(scope="module")
-def stand_in() -> Iterator[GoogleServer]:
-    with running_google_stand_in() as running:
-        yield running
 
 
 @pytest.fixture
@@ -38,13 +32,9 @@ def world(
     engine: Engine,
     session_factory: Callable[[], Session],
     clock: FixedClock,
-    stand_in: GoogleServer,
+    google: GoogleServer,
 ) -> Iterator[GmailWorld]:
-    stand_in.google.reset()
-    stand_in.clock.set_to_real_time()
-    with gmail_world(engine, session_factory, clock, stand_in) as built:
-        built.connect()
-        built.set_throttle(cap=400, interval=0)
+    with connected_gmail_world(engine, session_factory, clock, google) as built:
         yield built
 
 

@@ -18,14 +18,18 @@ from sqlalchemy.orm import Session
 
 from bot.app import Runtime, build_app, build_runtime
 from domain.clock import Clock
+from domain.outbox import Outbox
 from handlers.api.deps import Services
 from handlers.api.gmail import GmailIntegration
+from integrations.crypto import LinkSigner, SecretBox
+from integrations.gmail.sender import GmailSender
 from sandbox.gmail_api import SentMessage
 from sandbox.google import GoogleStandIn
 from sandbox.google_oauth import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET
 from storage import models as m
+from storage.uow import UnitOfWork
 from tests.support.accounts import create_org, create_token, ensure_user
-from tests.support.api import make_settings
+from tests.support.api import TEST_SECRET_KEY, make_settings
 from tests.support.builders import make_client, make_contact
 from tests.support.google import GoogleServer, follow_consent
 
@@ -110,14 +114,11 @@ class GmailWorld:
 
     def callback_path(self, consent_url: str) -> str:
         """Consent at the stand-in as the browser would; return the callback path and query."""
-        location = urlsplit(follow_consent(consent_url))
-        return f"{location.path}?{location.query}"
+        return consent_callback_path(consent_url)
 
     def connect(self, email: str = REP_EMAIL, *, token: str | None = None) -> Any:
         """Connect a mailbox: consent URL, the user's consent at Google, the callback."""
-        self.google.add_mailbox(email)
-        self.google.oauth.set_consenting_user(email)
-        return self.client.get(self.callback_path(self.consent_url(token)))
+        return connect_gmail(self.client, self.google, email, token=token or self.token)
 
     def send(self, token: str | None = None, **body: Any) -> Any:
         """POST /api/email/send with sensible defaults for the fields not given."""
@@ -218,6 +219,70 @@ def gmail_world(
             session_factory=session_factory,
             **seeded,
         )
+
+
+@contextmanager
+def connected_gmail_world(
+    engine: Engine,
+    session_factory: Callable[[], Session],
+    clock: Clock,
+    server: GoogleServer,
+    **options: Any,
+) -> Iterator[GmailWorld]:
+    """The app with the rep's Gmail connected, its daily cap and spacing out of the way."""
+    with gmail_world(engine, session_factory, clock, server, **options) as built:
+        built.connect()
+        built.set_throttle(cap=400, interval=0)
+        yield built
+
+
+def unsubscribe_url(org_id: int, contact_id: int) -> str:
+    """The unsubscribe link the app puts in a contact's campaign emails."""
+    token = LinkSigner(TEST_SECRET_KEY, purpose="unsubscribe").sign({"o": org_id, "c": contact_id})
+    return f"http://testserver/unsubscribe/{token}"
+
+
+def outbox_replica(
+    world: GmailWorld, clock: Clock, *, name: str, sleep: Callable[[float], None] | None = None
+) -> Outbox:
+    """Another outbox on the same database, as another replica (or a restart) builds it."""
+    cipher = SecretBox(TEST_SECRET_KEY)
+    return Outbox(
+        uow=lambda: UnitOfWork(world.session_factory, cipher=cipher),
+        sender=GmailSender(world.gmail.config, message_id_domain="testserver"),
+        clock=clock,
+        unsubscribe_url=unsubscribe_url,
+        name=name,
+        sleep=sleep or (lambda _s: None),
+    )
+
+
+def connect_gmail(
+    browser: TestClient,
+    google: GoogleStandIn,
+    email: str,
+    *,
+    token: str | None = None,
+    link: str | None = None,
+) -> Any:
+    """A user connects the mailbox `email` as from Slack's App Home or an API client: opens
+    the connect link (`link`, or the one the API gives for `token`) in their browser,
+    consents at Google, lands on the callback; return the callback's answer."""
+    google.add_mailbox(email)
+    google.oauth.set_consenting_user(email)
+    if link is None:
+        answer = browser.get(
+            "/api/integrations/gmail/connect", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert answer.status_code == 200, answer.text
+        link = str(answer.json()["authorization_url"])
+    return browser.get(consent_callback_path(open_connect_link(browser, link)))
+
+
+def consent_callback_path(consent_url: str) -> str:
+    """Consent at the stand-in as the browser would; return the callback path and query."""
+    location = urlsplit(follow_consent(consent_url))
+    return f"{location.path}?{location.query}"
 
 
 def open_connect_link(browser: TestClient, link: str) -> str:

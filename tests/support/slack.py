@@ -26,7 +26,7 @@ from slack_sdk import WebClient
 from slack_sdk.http_retry.handler import RetryHandler
 from slack_sdk.signature import SignatureVerifier
 
-from bot.slack_ids import ActionId
+from handlers.slack.ids import ActionId
 from sandbox.server import RunningServer
 from sandbox.slack_api import (
     DEFAULT_BOT_TOKEN,

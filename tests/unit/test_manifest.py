@@ -9,9 +9,9 @@ import yaml
 from slack_bolt import App, BoltRequest, BoltResponse
 
 from bot.slack_app import BOT_SCOPES
-from bot.slack_ids import ActionId, CallbackId, Command
 from handlers.slack import actions, commands, events, views
 from handlers.slack.common import SlackDeps
+from handlers.slack.ids import ActionId, CallbackId, Command
 
 MANIFEST = Path(__file__).parents[2] / "manifest.yml"
 

@@ -1,9 +1,10 @@
-"""Run the Slack work that listeners deferred past their ack, in worker threads.
+"""Replay the Slack calls listeners left for after their ack, in worker threads.
 
-The web process stores each lazy listener call (see `bot.slack_app.QueuedLazyRunner`);
-this worker claims the calls and replays each request through a Bolt app built for
-replay (same listeners, no signature check: the web process verified the request
-before storing it), in Bolt's "lazy only" mode, which runs just the named function.
+The web process stores each lazy listener call in the queue (`storage.slack_calls`, filled
+by `bot.slack_app.QueuedLazyRunner`); this worker claims the calls and replays each request
+through a Bolt app built for replay (same listeners, no signature check: the web process
+verified the request before storing it), in Bolt's "lazy only" mode, which runs just the
+named function.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from slack_bolt.lazy_listener import LazyListenerRunner
 
 from domain.clock import Clock
 from jobs.loop import PolledWorker
-from storage.slack_deferred import DeferredCall, SlackDeferredQueue
+from storage.slack_calls import ClaimedCall, SlackCallQueue
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +74,8 @@ class _ReplayLazyRunner(LazyListenerRunner):
         return bool(getattr(self._local, "ran", False)), getattr(self._local, "error", None)
 
 
-class DeferredSlackWorker(PolledWorker):
-    """Claims deferred Slack calls and runs them; `run_until_idle()` in tests and benches.
+class SlackReplayWorker(PolledWorker):
+    """Claims queued Slack calls and replays them; `run_until_idle()` in tests and benches.
 
     A call that ran is deleted. One whose function raised, or that never reached its
     function (an error in Bolt's middleware, or no listener has the function: a deploy
@@ -87,7 +88,7 @@ class DeferredSlackWorker(PolledWorker):
     def __init__(
         self,
         bolt: App,
-        queue: SlackDeferredQueue,
+        queue: SlackCallQueue,
         clock: Clock,
         *,
         threads: int = 4,
@@ -102,7 +103,7 @@ class DeferredSlackWorker(PolledWorker):
         self._queue = queue
         self._clock = clock
         self._claim_size = claim_size
-        self._poll_with(threads=threads, poll_seconds=poll_seconds, name="slack-deferred")
+        self._poll_with(threads=threads, poll_seconds=poll_seconds, name="slack-replay")
 
     def run_once(self) -> int:
         """Claim and run a few calls; return how many were claimed."""
@@ -115,7 +116,7 @@ class DeferredSlackWorker(PolledWorker):
                 log.exception("deferred Slack call not settled", extra={"call_id": call.id})
         return len(calls)
 
-    def run_call(self, call: DeferredCall) -> None:
+    def run_call(self, call: ClaimedCall) -> None:
         """Replay one call through Bolt; forget it once it ran."""
         if call.attempts > MAX_ATTEMPTS:
             log.error(
@@ -156,7 +157,7 @@ class DeferredSlackWorker(PolledWorker):
                 "deferred Slack call ran after its lease ran out", extra={"call_id": call.id}
             )
 
-    def _retry(self, call: DeferredCall, error: Exception | str) -> None:
+    def _retry(self, call: ClaimedCall, error: Exception | str) -> None:
         text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
         if call.attempts >= MAX_ATTEMPTS:
             log.error(

@@ -7,10 +7,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from bot.slack_ids import ActionId, BlockId, CallbackId
-from domain.cards import Card, CardState, CardType
+from domain.cards import Card, CardState, CardType, CardView
 from domain.jobs import Job
-from domain.outreach import CardView
+from handlers.slack.ids import ActionId, BlockId, CallbackId
 
 PREVIEW_CHARS = 600
 MODAL_TEXT_CHARS = 2900  # a section's text may hold 3,000 characters
@@ -409,7 +408,7 @@ def bulk_message(
     ]
     if count > 40:
         lines.append(f"… and {count - 40} more")
-    blocks = [
+    blocks: list[dict[str, Any]] = [
         {
             "type": "section",
             "text": _text(f"*{escape(job_name)}* · batch {batch + 1}: {count} drafts"),

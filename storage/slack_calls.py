@@ -1,8 +1,15 @@
-"""The queue of Slack work deferred past the ack: enqueue in the web process, claim in workers.
+"""The queue of Slack calls to replay: each lazy listener call, stored before the ack.
 
-Claims use SKIP LOCKED on PostgreSQL, so worker processes share the queue and a call runs
-once at a time; a claimed row carries a lease, and a row whose worker died comes back
-when the lease runs out. A call that ran is deleted.
+The web process enqueues (see `bot.slack_app.QueuedLazyRunner`); the replay worker
+(`jobs.slack_replay`) claims calls and runs them. Claims use SKIP LOCKED on PostgreSQL, so
+worker processes share the queue and a call runs once at a time; a claimed row carries a
+lease, and a row whose worker died comes back when the lease runs out. A call that ran is
+deleted.
+
+A named owner of its transactions: each operation commits on its own, outside any unit of
+work. A stored call must be durable before Bolt returns the ack (Slack will not send the
+click again), and a claim must be visible to the other workers before the call runs (or two
+would run it); neither belongs to a use case's unit of work.
 """
 
 from __future__ import annotations
@@ -31,8 +38,8 @@ class NewCall:
 
 
 @dataclass(frozen=True)
-class DeferredCall:
-    """A claimed call: what the worker replays through Bolt."""
+class ClaimedCall:
+    """A claimed call: what the replay worker runs through Bolt."""
 
     id: int
     org_id: int | None
@@ -42,8 +49,9 @@ class DeferredCall:
     attempts: int
 
 
-class SlackDeferredQueue:
-    """Rows of `slack_deferred_calls`, one short transaction per operation."""
+class SlackCallQueue:
+    """The Slack calls waiting for the replay worker (rows of `slack_deferred_calls`), one
+    short transaction per operation."""
 
     def __init__(self, sessions: SessionFactory) -> None:
         self._sessions = sessions
@@ -83,7 +91,7 @@ class SlackDeferredQueue:
             session.commit()
         return ids
 
-    def claim(self, *, limit: int, now: datetime, lease_until: datetime) -> list[DeferredCall]:
+    def claim(self, *, limit: int, now: datetime, lease_until: datetime) -> list[ClaimedCall]:
         """Claim due calls (pending, or running with an expired lease), oldest first."""
         c = SlackDeferredCall
         with self._sessions() as session:
@@ -108,7 +116,7 @@ class SlackDeferredQueue:
         position = {call_id: n for n, call_id in enumerate(ids)}
         return sorted(
             (
-                DeferredCall(
+                ClaimedCall(
                     id=r.id,
                     org_id=r.org_id,
                     function=r.function,
@@ -121,7 +129,7 @@ class SlackDeferredQueue:
             key=lambda call: position[call.id],
         )
 
-    def done(self, call: DeferredCall) -> bool:
+    def done(self, call: ClaimedCall) -> bool:
         """Forget a call that ran; False when the claim had expired and another took it."""
         c = SlackDeferredCall
         with self._sessions() as session:
@@ -131,7 +139,7 @@ class SlackDeferredQueue:
             session.commit()
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
-    def failed(self, call: DeferredCall, error: str, *, retry_at: datetime | None) -> bool:
+    def failed(self, call: ClaimedCall, error: str, *, retry_at: datetime | None) -> bool:
         """Record why a call did not run: pending again at `retry_at`, or failed for good.
 
         False when the claim had expired and another worker took the call.
