@@ -12,19 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from domain.ports import MailboxTokens
-from domain.sending import (
-    AccessTokenUpdate,
-    MailMessage,
-    MessageRef,
-    SendLimits,
-    default_daily_cap,
-)
+from domain.sending import AccessTokenUpdate, MailMessage, MessageRef
 from integrations.gmail.client import GmailClient, GoogleConfig
 from integrations.gmail.compose import Unsubscribe, compose_email, new_message_id
-
-# integrations/gmail/oauth.py imports the sending limits from here; removed by the mailbox
-# use case.
-__all__ = ["GmailMailbox", "GmailSender", "SendLimits", "default_daily_cap", "gmail_service"]
 
 
 def _compose(message: MailMessage) -> bytes:
