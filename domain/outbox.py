@@ -41,7 +41,8 @@ from domain import faults
 from domain.clock import Clock
 from domain.errors import InvalidInput
 from domain.mail import OutgoingEmail, SendOutcome, SendStatus
-from domain.ports import MailboxConnection, MailboxTokens, MailSender, OutboxUnitOfWork
+from domain.mailboxes import AccountTokens
+from domain.ports import MailboxConnection, MailSender, OutboxUnitOfWork
 from domain.sending import (
     FailureKind,
     MailboxError,
@@ -408,7 +409,7 @@ class Outbox:
 
     # one attempt -------------------------------------------------------------------------
 
-    def _tokens(self, row: OutboxEmail) -> tuple[MailboxTokens | None, str | None]:
+    def _tokens(self, row: OutboxEmail) -> tuple[AccountTokens | None, str | None]:
         with self._uow() as uow:
             tokens = (
                 uow.gmail_accounts.tokens(row.gmail_account_id)
@@ -418,7 +419,7 @@ class Outbox:
             name = uow.outbox.sender_label(row.org_id, row.sender_user_id)
         return tokens, (name if row.sender_user_id is not None else None)
 
-    def mailbox_tokens(self, account_id: int) -> MailboxTokens | None:
+    def mailbox_tokens(self, account_id: int) -> AccountTokens | None:
         """Return a connected mailbox's tokens (inbound sync reads it with them), else None."""
         with self._uow() as uow:
             return uow.gmail_accounts.tokens(account_id)

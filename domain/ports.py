@@ -692,6 +692,10 @@ class GmailAccountRepository(Protocol):
         """Return the user's mailbox: the connected one, else the one changed last."""
         ...
 
+    def get(self, account_id: int) -> GmailAccountView:
+        """Return a mailbox or raise NotFound."""
+        ...
+
     def tokens(self, account_id: int) -> AccountTokens | None:
         """Return a connected mailbox's decrypted tokens, or None once disconnected."""
         ...
@@ -998,63 +1002,6 @@ class OutboxRepository(Protocol):
         ...
 
 
-class Mailbox(Protocol):
-    """A rep's connected (or once connected) mailbox, without its tokens."""
-
-    @property
-    def id(self) -> int: ...
-
-    @property
-    def org_id(self) -> int: ...
-
-    @property
-    def user_id(self) -> int | None: ...
-
-    @property
-    def email(self) -> str: ...
-
-
-class MailboxTokens(Protocol):
-    """A mailbox's decrypted tokens (never logged)."""
-
-    @property
-    def refresh_token(self) -> str: ...
-
-    @property
-    def access_token(self) -> str | None: ...
-
-    @property
-    def access_token_expires_at(self) -> datetime | None: ...
-
-
-class MailboxRepository(Protocol):
-    """Reps' mailboxes and their tokens, as the outbox uses them."""
-
-    def for_user(
-        self, org_id: int, user_id: int, *, connected_only: bool = False
-    ) -> Mailbox | None:
-        """Return the user's mailbox: the connected one, else the one changed last."""
-        ...
-
-    def get(self, account_id: int) -> Mailbox:
-        """Return a mailbox or raise NotFound."""
-        ...
-
-    def tokens(self, account_id: int) -> MailboxTokens | None:
-        """Return a connected mailbox's tokens, or None once disconnected."""
-        ...
-
-    def save_access_token(
-        self, account_id: int, *, access_token: str, expires_at: datetime | None, now: datetime
-    ) -> None:
-        """Keep a refreshed access token (only while the mailbox is connected)."""
-        ...
-
-    def mark_disconnected(self, account_id: int, *, reason: str, now: datetime) -> bool:
-        """Forget a mailbox's tokens and say why; True if it was connected until now."""
-        ...
-
-
 class OutboxUnitOfWork(Transaction, Protocol):
     """One transaction over the outbox and the mailboxes; commits once."""
 
@@ -1062,7 +1009,7 @@ class OutboxUnitOfWork(Transaction, Protocol):
     def outbox(self) -> OutboxRepository: ...
 
     @property
-    def gmail_accounts(self) -> MailboxRepository: ...
+    def gmail_accounts(self) -> GmailAccountRepository: ...
 
 
 class MailboxConnection(Protocol):
@@ -1096,6 +1043,6 @@ class MailSender(Protocol):
         """Raise InvalidInput if the message could not be composed; send nothing."""
         ...
 
-    def connect(self, tokens: MailboxTokens) -> MailboxConnection:
+    def connect(self, tokens: AccountTokens) -> MailboxConnection:
         """Open a mailbox with its stored tokens (no call is made yet)."""
         ...

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from domain.ports import MailboxTokens
+from domain.mailboxes import AccountTokens
 from domain.sending import AccessTokenUpdate, MailMessage, MessageRef
 from integrations.gmail.client import GmailClient, GoogleConfig
 from integrations.gmail.compose import Unsubscribe, compose_email, new_message_id
@@ -38,7 +38,7 @@ def _compose(message: MailMessage) -> bytes:
     )
 
 
-def _client(config: GoogleConfig, tokens: MailboxTokens) -> GmailClient:
+def _client(config: GoogleConfig, tokens: AccountTokens) -> GmailClient:
     return GmailClient(
         config,
         refresh_token=tokens.refresh_token,
@@ -47,7 +47,7 @@ def _client(config: GoogleConfig, tokens: MailboxTokens) -> GmailClient:
     )
 
 
-def gmail_service(config: GoogleConfig, tokens: MailboxTokens) -> Any:
+def gmail_service(config: GoogleConfig, tokens: AccountTokens) -> Any:
     """An authorized Gmail API resource of a mailbox (inbound history sync uses it)."""
     return _client(config, tokens).service()
 
@@ -91,6 +91,6 @@ class GmailSender:
         """Raise InvalidInput if the message could not be composed; send nothing."""
         _compose(message)
 
-    def connect(self, tokens: MailboxTokens) -> GmailMailbox:
+    def connect(self, tokens: AccountTokens) -> GmailMailbox:
         """Open a mailbox's Gmail API with its stored tokens (no call is made yet)."""
         return GmailMailbox(_client(self._config, tokens))

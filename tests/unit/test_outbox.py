@@ -18,8 +18,8 @@ import pytest
 from domain.clock import FixedClock
 from domain.errors import InvalidInput, NotFound
 from domain.mail import OutgoingEmail, SendStatus
+from domain.mailboxes import AccountTokens
 from domain.outbox import Outbox
-from domain.ports import MailboxTokens
 from domain.sending import (
     AccessTokenUpdate,
     FailureKind,
@@ -429,7 +429,7 @@ class FakeSender:
         if "\n" in message.subject:
             raise InvalidInput("The subject must be one line.", field="subject")
 
-    def connect(self, tokens: MailboxTokens) -> FakeMailbox:
+    def connect(self, tokens: AccountTokens) -> FakeMailbox:
         return self.mailbox
 
 
