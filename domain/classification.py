@@ -93,6 +93,9 @@ class Classification(BaseModel):
     injection_attempt: bool = False
     #: Why the category was changed or escalated (low confidence, malformed model output...).
     reason: str | None = Field(default=None, max_length=500)
+    #: What was done to the text before the decision (hidden text, zero-width characters
+    #: removed, body truncated), for people reading the result; never message content.
+    notes: tuple[str, ...] = Field(default=(), max_length=20)
 
 
 def escalate_if_unsure(result: Classification, *, threshold: float) -> Classification:

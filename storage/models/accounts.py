@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import Float, ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storage.models.base import Base, created, org_fk, pk
@@ -18,6 +18,10 @@ class Organization(Base):
     slug: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
     name: Mapped[str] = mapped_column(String(200), nullable=False)
     slack_team_id: Mapped[str | None] = mapped_column(String(32), unique=True)
+    # Below this confidence a classification becomes ESCALATE (a person decides).
+    classify_threshold: Mapped[float] = mapped_column(
+        Float, nullable=False, default=0.7, server_default=text("0.7")
+    )
     created_at: Mapped[datetime] = created()
 
 

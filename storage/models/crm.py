@@ -29,6 +29,8 @@ class Client(Base):
     # Denormalised from orders by the order import so a stale-client audience is a
     # column comparison instead of an aggregate over millions of orders.
     last_ordered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When a contact of this client, stale at the time, replied positively (re-engaged).
+    re_engaged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = created()
     updated_at: Mapped[datetime] = created()
 

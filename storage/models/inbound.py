@@ -34,6 +34,8 @@ class InboundEmail(Base):
         Index("ix_inbound_emails_org_id_status", "org_id", "status"),
         Index("ix_inbound_emails_org_id_contact_id", "org_id", "contact_id"),
         Index("ix_inbound_emails_org_id_message_id_header", "org_id", "message_id_header"),
+        # The pipeline claims parsed messages across organizations, oldest lease first.
+        Index("ix_inbound_emails_status_next_attempt_at", "status", "next_attempt_at"),
     )
 
     id: Mapped[int] = pk()
@@ -84,6 +86,30 @@ class InboundEmail(Base):
     )
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = created()
+    # --- understanding (the pipeline after `parsed`) ---
+    # What the deterministic detectors found (domain.detection.Detection as JSON), written
+    # when the message is parsed, while its raw bytes are at hand.
+    detection: Mapped[dict[str, Any]] = json_dict()
+    # Who decided the classification beyond `classified_by`: "rule 12", "bounce", a model name.
+    decided_detail: Mapped[str | None] = mapped_column(String(200))
+    injection_attempt: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default=text("false")
+    )
+    # Why the category was changed or escalated (low confidence, malformed model output...).
+    classification_reason: Mapped[str | None] = mapped_column(Text)
+    # Short notes about the pipeline's handling (body truncated, hidden text removed...).
+    notes: Mapped[list[str]] = json_list()
+    # What the pipeline did because of the message (opt-out, enrollment stopped...), in order.
+    actions: Mapped[list[dict[str, Any]]] = json_list()
+    pipeline_attempts: Mapped[int] = counter()
+    # Set when the message was classified offline because Claude was away: re-classify then.
+    reclassify_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    conversation_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("email_conversations.id", ondelete="SET NULL")
+    )
+    client_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("clients.id", ondelete="SET NULL")
+    )
 
 
 _DUE = "next_attempt_at IS NOT NULL"

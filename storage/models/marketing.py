@@ -53,6 +53,10 @@ class MarketingCampaign(Base):
     metrics: Mapped[dict[str, Any]] = json_dict()
     email_template_ids: Mapped[list[int]] = json_list()
     cadence_days: Mapped[list[int]] = json_list()
+    # What a person's reply does to their enrollment in this campaign: "stop" or "pause".
+    on_reply: Mapped[str] = mapped_column(
+        String(8), nullable=False, default="stop", server_default=text("'stop'")
+    )
     review_channel_id: Mapped[str | None] = mapped_column(String(64))
     created_by: Mapped[int | None] = mapped_column(
         BigId, ForeignKey("users.id", ondelete="SET NULL")

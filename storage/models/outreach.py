@@ -111,6 +111,10 @@ class Enrollment(Base):
     next_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     stop_reason: Mapped[str | None] = mapped_column(String(64))
+    # The inbound message that stopped or paused the enrollment (a reply, bounce, opt-out).
+    stop_email_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("inbound_emails.id", ondelete="SET NULL", use_alter=True)
+    )
     gmail_thread_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = created()
     updated_at: Mapped[datetime] = created()

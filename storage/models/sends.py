@@ -21,6 +21,8 @@ class EmailSend(Base):
         Index("ix_email_sends_gmail_account_id_sent_at", "gmail_account_id", "sent_at"),
         # The outbox claims due rows across organizations (queued by time, expired leases).
         Index("ix_email_sends_status_not_before", "status", "not_before"),
+        # Linking a reply by its sender: our recent sends to that address.
+        Index("ix_email_sends_org_id_to_email_sent_at", "org_id", "to_email", "sent_at"),
     )
 
     id: Mapped[int] = pk()
