@@ -97,18 +97,14 @@ def upgrade() -> None:
         ["org_id", "to_email", "sent_at"],
     )
     _add_fk_column("enrollments", "stop_email_id", "inbound_emails")
-    op.add_column(
-        "clients", sa.Column("re_engaged_at", storage.types.UTCDateTime(), nullable=True)
-    )
+    op.add_column("clients", sa.Column("re_engaged_at", storage.types.UTCDateTime(), nullable=True))
     op.add_column(
         "marketing_campaigns",
         sa.Column("on_reply", sa.String(8), nullable=False, server_default=sa.text("'stop'")),
     )
     op.add_column(
         "organizations",
-        sa.Column(
-            "classify_threshold", sa.Float(), nullable=False, server_default=sa.text("0.7")
-        ),
+        sa.Column("classify_threshold", sa.Float(), nullable=False, server_default=sa.text("0.7")),
     )
 
 
