@@ -31,6 +31,9 @@ POINTS: Final = (
     "gmail.accepted",  # Gmail accepted the email; the outbox row still says `sending`
     "outbox.recorded",  # the outbox row says `sent`; the card is still `executing`
     "send.finished",  # the card is `done`; its Slack message not updated
+    # inbound: parsed → understood (docs/inbound.md)
+    "understanding.claimed",  # parsed messages claimed under a lease; nothing recorded
+    "understanding.recorded",  # their classification, links and actions are committed
 )
 
 EXIT_CODE: Final = 137  # what a shell reports for a process killed by SIGKILL

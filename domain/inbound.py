@@ -37,7 +37,11 @@ class InboundStatus(StrEnum):
 
     RECEIVED = "received"  # the id is stored; the content is not fetched yet
     PARSED = "parsed"
-    FAILED = "failed"  # fetching or storing failed; `error` says why; retried
+    # classified, linked and acted on by the pipeline (domain/understanding.py)
+    PROCESSED = "processed"
+    # fetching or storing failed (`error` says why; retried), or the pipeline failed
+    # MAX_PIPELINE_ATTEMPTS times and parked it (no next attempt; `reclassify` retries it)
+    FAILED = "failed"
     GONE = "gone"  # Gmail no longer has it (deleted before we fetched it)
 
 

@@ -18,7 +18,9 @@ from domain.audience import AudienceCriteria, AudienceSize
 from domain.campaigns import Campaign, CampaignFields
 from domain.cards import Card, CardState, CardType, CardView, InFlightCard, Priority
 from domain.contacts import ContactContext, TokenScope, UserRole
+from domain.conversations import ContactRef, ConversationEntry, SendRef
 from domain.drafting import Draft, DraftRequest
+from domain.inbound_actions import EnrollmentRef
 from domain.jobs import Job, JobStatus, JobTaskView, TargetSelection, TaskStatus
 from domain.mail import OutgoingEmail, SendOutcome
 from domain.mailboxes import (
@@ -40,6 +42,14 @@ from domain.sending import (
 )
 from domain.suppression import ContactSummary
 from domain.templates import EmailTemplate, EmailTemplateFields
+from domain.understanding import (
+    InboundEmailDetail,
+    InboundEmailSummary,
+    InboundFilter,
+    InboundMessage,
+    Recorded,
+    RequeueCounts,
+)
 
 
 class Transaction(Protocol):
@@ -1046,3 +1056,172 @@ class MailSender(Protocol):
     def connect(self, tokens: AccountTokens) -> MailboxConnection:
         """Open a mailbox with its stored tokens (no call is made yet)."""
         ...
+
+
+# --- understanding (the inbound pipeline after `parsed`) ---
+
+
+class InboundPipelineRepository(Protocol):
+    """The queue of parsed inbound messages and what the pipeline records on them."""
+
+    def park_exhausted(self, *, max_attempts: int, now: datetime) -> int:
+        """Park (status failed) due rows whose process died under them `max_attempts` times."""
+        ...
+
+    def claim(
+        self, *, limit: int, now: datetime, lease_until: datetime, max_attempts: int
+    ) -> builtins.list[InboundMessage]:
+        """Claim due parsed rows under a lease, fairly across organizations."""
+        ...
+
+    def claim_reclassifications(
+        self, *, limit: int, now: datetime, lease_until: datetime
+    ) -> builtins.list[InboundMessage]:
+        """Claim processed rows classified offline whose re-classification is due."""
+        ...
+
+    def hold(self, email_id: int, *, lease_until: datetime, reclassifying: bool) -> bool:
+        """Lock a claimed row if this claim still holds it; False when another took it."""
+        ...
+
+    def record(self, email_id: int, recorded: Recorded, *, now: datetime) -> None:
+        """Write the classification, links and actions, and finish the row as processed."""
+        ...
+
+    def fail(
+        self,
+        email_id: int,
+        *,
+        error: str,
+        lease_until: datetime,
+        parked: bool,
+        next_attempt_at: datetime,
+        reclassifying: bool,
+    ) -> bool:
+        """Keep a failure on the row: retried at `next_attempt_at`, or parked; True if parked."""
+        ...
+
+    def count_soft_bounces(
+        self, org_id: int, contact_id: int, *, since: datetime, excluding: int
+    ) -> int:
+        """Count the contact's processed soft bounces received since a time."""
+        ...
+
+    def requeue(
+        self, *, since: datetime, org_id: int | None, status: str | None, now: datetime
+    ) -> RequeueCounts:
+        """Put rows received since a time back in the queue (parsed, due now)."""
+        ...
+
+    def list(
+        self, org_id: int, filters: InboundFilter, *, limit: int, offset: int
+    ) -> builtins.list[InboundEmailSummary]:
+        """Return inbound emails, newest first."""
+        ...
+
+    def get(self, org_id: int, email_id: int) -> InboundEmailDetail:
+        """Return one inbound email with what the pipeline did, or raise NotFound."""
+        ...
+
+
+class ConversationRepository(Protocol):
+    """Our sends, contacts and clients an inbound message may link to; conversations."""
+
+    def send_by_message_ids(self, org_id: int, message_ids: Sequence[str]) -> SendRef | None:
+        """Return the most recent send whose Message-ID is one of these."""
+        ...
+
+    def send_by_thread(self, org_id: int, thread_id: str) -> SendRef | None:
+        """Return the most recent send in a Gmail thread."""
+        ...
+
+    def latest_send_to(self, org_id: int, address: str, *, since: datetime) -> SendRef | None:
+        """Return our most recent send to an address since a time."""
+        ...
+
+    def contact(self, org_id: int, contact_id: int) -> ContactRef | None:
+        """Return a contact with its client."""
+        ...
+
+    def contact_by_address(self, org_id: int, address: str) -> ContactRef | None:
+        """Return the contact with this address (case-insensitive)."""
+        ...
+
+    def client_by_domains(self, org_id: int, domains: Sequence[str]) -> int | None:
+        """Return the client whose domain is the first of these that one has."""
+        ...
+
+    def attach(
+        self,
+        org_id: int,
+        email_id: int,
+        *,
+        send: SendRef,
+        thread_id: str | None,
+        at: datetime,
+        sentiment: str | None,
+        is_reply: bool,
+    ) -> int | None:
+        """Put a message in its send's conversation (one per thread); return its id."""
+        ...
+
+    def mark_replied(
+        self, org_id: int, send_id: int, *, email_id: int, at: datetime, sentiment: str
+    ) -> None:
+        """Mark a send replied by a message (the first reply; its sentiment follows it)."""
+        ...
+
+    def timeline(self, org_id: int, conversation_id: int) -> builtins.list[ConversationEntry]:
+        """Return a conversation's sends and replies in the order they happened."""
+        ...
+
+
+class InboundActionRepository(Protocol):
+    """What acting on an inbound message changes besides an opt-out."""
+
+    def enrollments(self, org_id: int, contact_id: int) -> builtins.list[EnrollmentRef]:
+        """Return the contact's running (active or paused) enrollments."""
+        ...
+
+    def stop_enrollments(
+        self, org_id: int, ids: Sequence[int], *, reason: str, email_id: int, at: datetime
+    ) -> builtins.list[int]:
+        """Stop running enrollments; return the ids this call stopped."""
+        ...
+
+    def pause_enrollments(
+        self,
+        org_id: int,
+        ids: Sequence[int],
+        *,
+        until: datetime | None,
+        reason: str,
+        email_id: int,
+        at: datetime,
+    ) -> builtins.list[int]:
+        """Pause active enrollments (until a time, or until a person resumes them)."""
+        ...
+
+    def set_stop_email(self, org_id: int, ids: Sequence[int], *, email_id: int) -> None:
+        """Name the message that stopped these enrollments (an opt-out's)."""
+        ...
+
+    def mark_bounced(self, org_id: int, contact_id: int, *, at: datetime) -> bool:
+        """Mark the contact's address bounced; True if this call changed it."""
+        ...
+
+
+class UnderstandingUnitOfWork(Transaction, Protocol):
+    """One transaction over what the inbound pipeline reads and writes; commits once."""
+
+    @property
+    def inbound_pipeline(self) -> InboundPipelineRepository: ...
+
+    @property
+    def conversations(self) -> ConversationRepository: ...
+
+    @property
+    def inbound_actions(self) -> InboundActionRepository: ...
+
+    @property
+    def opt_outs(self) -> OptOutRepository: ...

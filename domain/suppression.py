@@ -64,25 +64,39 @@ class Suppression:
         """
         at = self._clock.now()
         with self._uow() as uow:
-            contact = uow.opt_outs.summary(org_id, contact_id)
-            if contact is None:
+            result = opt_out_in(uow, org_id, contact_id, source=source, at=at)
+            if result is None:
                 return None
-            # Compare-and-set: of two opt-outs at once, one stamps the date and the history.
-            first = uow.opt_outs.mark_opted_out(org_id, contact_id, at=at)
-            if first:
-                uow.opt_outs.record_opt_out(org_id, contact_id, at=at, source=source)
-            stopped = uow.opt_outs.stop_enrollments(org_id, contact_id, reason=OPTED_OUT, at=at)
-            cancelled = uow.opt_outs.cancel_queued_emails(
-                org_id,
-                contact_id,
-                email=contact.email,
-                reason=f"{contact.email} opted out; nothing was sent.",
-            )
             uow.commit()
-        return OptOutResult(
-            contact_id=contact_id,
-            email=contact.email,
-            already_opted_out=not first,
-            stopped_enrollments=stopped,
-            cancelled_sends=cancelled,
-        )
+        return result
+
+
+def opt_out_in(
+    uow: SuppressionUnitOfWork, org_id: int, contact_id: int, *, source: str, at: datetime
+) -> OptOutResult | None:
+    """Opt a contact out inside the caller's unit of work (which commits); see `opt_out`.
+
+    The one path of every opt-out: one-click unsubscribe, the unsubscribe page, and the
+    inbound pipeline (a request to be removed, a complaint) all come through here.
+    """
+    contact = uow.opt_outs.summary(org_id, contact_id)
+    if contact is None:
+        return None
+    # Compare-and-set: of two opt-outs at once, one stamps the date and the history.
+    first = uow.opt_outs.mark_opted_out(org_id, contact_id, at=at)
+    if first:
+        uow.opt_outs.record_opt_out(org_id, contact_id, at=at, source=source)
+    stopped = uow.opt_outs.stop_enrollments(org_id, contact_id, reason=OPTED_OUT, at=at)
+    cancelled = uow.opt_outs.cancel_queued_emails(
+        org_id,
+        contact_id,
+        email=contact.email,
+        reason=f"{contact.email} opted out; nothing was sent.",
+    )
+    return OptOutResult(
+        contact_id=contact_id,
+        email=contact.email,
+        already_opted_out=not first,
+        stopped_enrollments=stopped,
+        cancelled_sends=cancelled,
+    )

@@ -1,0 +1,264 @@
+"""Acting on an understood inbound message (issue 11, scope 6: the pause conditions).
+
+Every change is appended to the message's `actions` ({action, reason, contact_id,
+enrollment_ids, at}) and every enrollment it stops or pauses names the message
+(`stop_email_id`) and the reason (`stop_reason`).
+
+- REMOVE, an unsubscribe intent, a request sent to our List-Unsubscribe address, or a spam
+  complaint → the contact is opted out through the same path as one-click unsubscribe
+  (`domain.suppression.opt_out_in`): every enrollment stopped, queued email cancelled.
+- A hard bounce → the address is marked bounced and every enrollment of the contact stops.
+- A soft bounce → counted; the third within `SOFT_BOUNCE_WINDOW` marks the address bounced.
+- An out-of-office → the contact's active enrollments pause until the stated return date
+  plus one business day (`DEFAULT_ABSENCE` from today when it states none).
+- A person's reply to one of our sends → the contact's enrollment in that send's job stops,
+  or pauses (until a person resumes it) when the campaign says `on_reply = pause`.
+
+Acting is idempotent: a second pass over the same message (a crash before its record, or a
+re-classification once Claude is back) finds the enrollments already stopped and the
+contact already opted out, and appends nothing new; an opt-out is never undone.
+
+A message flagged as trying to instruct the model is never acted on beyond what the
+deterministic detectors decided: its model-made category or intent (REMOVE, unsubscribe,
+sentiment) changes nothing; bounces, complaints, out-of-office and a reply's stop of the
+cadence (which do not depend on what the model read) still apply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Final
+
+from domain.classification import Category, Classification, Decider, Intent
+from domain.conversations import Link, marks_send_replied
+from domain.detection import BounceSeverity, Detection, MessageKind
+from domain.suppression import opt_out_in
+
+if TYPE_CHECKING:
+    from domain.ports import UnderstandingUnitOfWork
+
+SOFT_BOUNCES_TO_BOUNCED: Final = 3
+SOFT_BOUNCE_WINDOW: Final = timedelta(days=30)
+DEFAULT_ABSENCE: Final = timedelta(days=7)
+ON_REPLY_PAUSE: Final = "pause"
+
+
+class Action(StrEnum):
+    """What the pipeline did because of a message."""
+
+    OPTED_OUT = "opted_out"
+    MARKED_BOUNCED = "marked_bounced"
+    SOFT_BOUNCE_COUNTED = "soft_bounce_counted"
+    ENROLLMENTS_STOPPED = "enrollments_stopped"
+    ENROLLMENT_PAUSED = "enrollment_paused"
+    PAUSED_UNTIL_RETURN = "paused_until_return"
+
+
+@dataclass(frozen=True)
+class EnrollmentRef:
+    """An enrollment of a contact still running (active or paused), with its campaign's rule."""
+
+    id: int
+    job_id: int
+    status: str
+    on_reply: str  # "stop" or "pause"
+
+
+@dataclass(frozen=True)
+class ActingOn:
+    """Everything acting needs to know about one message."""
+
+    email_id: int
+    org_id: int
+    detection: Detection | None
+    classification: Classification
+    link: Link
+    received_at: datetime | None
+    # Contacts the message reports on by address (a bounce's failed recipients).
+    reported_contact_ids: tuple[int, ...] = ()
+    # The contact a verified List-Unsubscribe token names (None: no token, or unverified).
+    token_contact_id: int | None = None
+
+
+def add_business_days(day: date, days: int) -> date:
+    """Return the date `days` business days (Monday to Friday) after `day`."""
+    current = day
+    left = days
+    while left > 0:
+        current += timedelta(days=1)
+        if current.weekday() < 5:
+            left -= 1
+    return current
+
+
+def resume_at(detection: Detection, *, now: datetime) -> datetime:
+    """When an absent contact's cadence may go on: return date + 1 business day, or 7 days."""
+    returning = detection.auto_reply.return_date if detection.auto_reply else None
+    if returning is None:
+        return now + DEFAULT_ABSENCE
+    return datetime.combine(add_business_days(returning, 1), time(0, 0), tzinfo=now.tzinfo)
+
+
+def _entry(
+    action: Action, reason: str, contact_id: int | None, enrollment_ids: list[int], at: datetime
+) -> dict[str, Any]:
+    return {
+        "action": action.value,
+        "reason": reason,
+        "contact_id": contact_id,
+        "enrollment_ids": sorted(enrollment_ids),
+        "at": at.isoformat(),
+    }
+
+
+def _model_decided(result: Classification) -> bool:
+    return result.decided_by in (Decider.CLAUDE, Decider.OFFLINE)
+
+
+def act(uow: UnderstandingUnitOfWork, on: ActingOn, *, now: datetime) -> list[dict[str, Any]]:
+    """Apply what the message calls for inside the caller's unit of work; return the actions.
+
+    Nothing is done for mail from our own reps. The result lists only what changed now.
+    """
+    det, result, link = on.detection, on.classification, on.link
+    if det is not None and det.from_own_rep:
+        return []
+    done: list[dict[str, Any]] = []
+    source = f"inbound email {on.email_id}"
+
+    def opt_out(contact_id: int | None, reason: str) -> None:
+        if contact_id is None:
+            return
+        running = [e.id for e in uow.inbound_actions.enrollments(on.org_id, contact_id)]
+        outcome = opt_out_in(uow, on.org_id, contact_id, source=source, at=now)
+        if outcome is None:
+            return
+        if running:
+            uow.inbound_actions.set_stop_email(on.org_id, running, email_id=on.email_id)
+        if not outcome.already_opted_out or running:
+            done.append(_entry(Action.OPTED_OUT, reason, contact_id, running, now))
+
+    def mark_bounced(contact_id: int, reason: str) -> None:
+        marked = uow.inbound_actions.mark_bounced(on.org_id, contact_id, at=now)
+        stopped = uow.inbound_actions.stop_enrollments(
+            on.org_id,
+            [e.id for e in uow.inbound_actions.enrollments(on.org_id, contact_id)],
+            reason="bounced",
+            email_id=on.email_id,
+            at=now,
+        )
+        if marked or stopped:
+            done.append(_entry(Action.MARKED_BOUNCED, reason, contact_id, stopped, now))
+
+    kind = det.kind if det is not None else MessageKind.ORDINARY
+    bounced = list(on.reported_contact_ids) or ([link.contact_id] if link.contact_id else [])
+    if kind is MessageKind.COMPLAINT:
+        for contact_id in bounced:
+            opt_out(contact_id, "spam complaint")
+        return done
+    if kind is MessageKind.BOUNCE and det is not None and det.bounce is not None:
+        bounce = det.bounce
+        if bounce.is_hard:
+            for contact_id in bounced:
+                mark_bounced(contact_id, "hard bounce")
+        elif any(r.severity is BounceSeverity.SOFT for r in bounce.recipients):
+            for contact_id in bounced:
+                since = (on.received_at or now) - SOFT_BOUNCE_WINDOW
+                count = uow.inbound_pipeline.count_soft_bounces(
+                    on.org_id, contact_id, since=since, excluding=on.email_id
+                ) + 1
+                if count >= SOFT_BOUNCES_TO_BOUNCED:
+                    mark_bounced(contact_id, f"{count} soft bounces within 30 days")
+                else:
+                    done.append(
+                        _entry(
+                            Action.SOFT_BOUNCE_COUNTED,
+                            f"soft bounce {count} of {SOFT_BOUNCES_TO_BOUNCED} within 30 days",
+                            contact_id,
+                            [],
+                            now,
+                        )
+                    )
+        return done
+    if kind is MessageKind.OUT_OF_OFFICE and det is not None:
+        if link.contact_id is None:
+            return done
+        until = resume_at(det, now=now)
+        if until <= now:
+            return done
+        running = [e.id for e in uow.inbound_actions.enrollments(on.org_id, link.contact_id)]
+        paused = uow.inbound_actions.pause_enrollments(
+            on.org_id,
+            running,
+            until=until,
+            reason="out of office",
+            email_id=on.email_id,
+            at=now,
+        )
+        if paused:
+            done.append(
+                _entry(
+                    Action.PAUSED_UNTIL_RETURN,
+                    f"out of office until {until.date().isoformat()}",
+                    link.contact_id,
+                    paused,
+                    now,
+                )
+            )
+        return done
+    if kind is not MessageKind.ORDINARY:
+        return done  # other automatic answers change nothing
+    # A person's message (or one the detectors could not read).
+    if det is not None and det.unsubscribe is not None:
+        if det.unsubscribe.via == "address":
+            if on.token_contact_id is not None:
+                opt_out(on.token_contact_id, "unsubscribe request to our List-Unsubscribe address")
+            else:
+                opt_out(link.contact_id, "unsubscribe request (its token could not be verified)")
+        else:
+            opt_out(link.contact_id, "asked to be removed")
+        return done
+    wants_out = result.category is Category.REMOVE or result.intent is Intent.UNSUBSCRIBE
+    if wants_out and not (result.injection_attempt and _model_decided(result)):
+        opt_out(link.contact_id, f"{result.category.value} ({result.decided_by.value})")
+        return done
+    send = link.send
+    if send is None or send.job_id is None or link.contact_id is None:
+        return done
+    if not marks_send_replied(det):
+        return done
+    enrollment = next(
+        (
+            e
+            for e in uow.inbound_actions.enrollments(on.org_id, link.contact_id)
+            if e.job_id == send.job_id
+        ),
+        None,
+    )
+    if enrollment is None:
+        return done
+    if enrollment.on_reply == ON_REPLY_PAUSE:
+        if enrollment.status == "paused":
+            return done
+        paused = uow.inbound_actions.pause_enrollments(
+            on.org_id, [enrollment.id], until=None, reason="replied", email_id=on.email_id, at=now
+        )
+        if paused:
+            done.append(
+                _entry(
+                    Action.ENROLLMENT_PAUSED,
+                    "replied; the campaign pauses on a reply",
+                    link.contact_id,
+                    paused,
+                    now,
+                )
+            )
+        return done
+    stopped = uow.inbound_actions.stop_enrollments(
+        on.org_id, [enrollment.id], reason="replied", email_id=on.email_id, at=now
+    )
+    if stopped:
+        done.append(_entry(Action.ENROLLMENTS_STOPPED, "replied", link.contact_id, stopped, now))
+    return done

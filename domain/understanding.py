@@ -1,0 +1,668 @@
+"""Understanding inbound mail: from a parsed message to a classified, linked, acted-on one.
+
+The pipeline is a durable queue on `inbound_emails` (docs/inbound.md):
+
+1. **Claim** (one short unit of work): parsed rows that are due (`next_attempt_at` empty or
+   past) are taken under a lease (`next_attempt_at` = the lease's end), fairly across
+   organizations, and their attempt count goes up. A row whose process died under it
+   comes back when its lease ends; one that died `MAX_PIPELINE_ATTEMPTS` times is parked.
+2. **Decide** (no unit of work: the model may be slow): the detectors' verdict first
+   (bounces, complaints, automatic answers, unsubscribe requests), then the org's rules,
+   then the model (Claude when configured, else the offline model), then the org's
+   confidence threshold. When Claude cannot be reached the offline model answers at once
+   and the row is queued to be classified again (`reclassify_at`) when Claude is back.
+3. **Record** (one unit of work for the batch; one per message if the batch fails): link
+   the message to our send, conversation, contact or client, write the classification,
+   act (`domain.inbound_actions`), and finish the row as `processed`, all at once, so a
+   crash before the commit leaves nothing half done and a crash after it repeats nothing.
+
+A message that fails is retried with a growing delay; its fifth failure parks it as
+`failed` with the reason (`error`), visible in the API and `/healthz`, until
+`salesbot inbound reclassify --status failed` puts it back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from domain import faults
+from domain.classification import Classification, escalate_if_unsure
+from domain.clock import Clock
+from domain.conversations import (
+    Link,
+    LinkQuery,
+    link_message,
+    marks_send_replied,
+    reported_addresses,
+)
+from domain.detection import Detection
+from domain.errors import ExternalServiceError
+from domain.inbound import retry_delay
+from domain.inbound_actions import ActingOn, act
+
+if TYPE_CHECKING:
+    from domain.ports import UnderstandingUnitOfWork
+
+log = logging.getLogger(__name__)
+
+#: Failures of one message before it is parked as `failed` (a person retries it).
+MAX_PIPELINE_ATTEMPTS: Final = 5
+#: Characters of a message's text given to a model; the rest is cut, with a note.
+MAX_MODEL_TEXT: Final = 8_000
+#: Characters of the subject given to the rules and the model.
+MAX_SUBJECT: Final = 998
+#: The first wait before a message classified offline (Claude away) is asked of Claude again.
+RECLASSIFY_FIRST: Final = timedelta(minutes=2)
+#: Characters of a failure's reason kept on the row.
+MAX_ERROR: Final = 500
+
+
+# --- what the pipeline reads and writes ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """A claimed inbound message, as the pipeline reads it (text already bounded)."""
+
+    id: int
+    org_id: int
+    attempts: int
+    lease_until: datetime
+    from_email: str | None
+    from_name: str | None
+    to_emails: tuple[str, ...]
+    subject: str
+    # The new text of the reply (quoted history removed), or the whole body when none.
+    text: str
+    # True when `text` was longer than the pipeline reads (cut to MAX_MODEL_TEXT).
+    text_truncated: bool
+    received_at: datetime | None
+    gmail_thread_id: str | None
+    in_reply_to: str | None
+    references: tuple[str, ...]
+    # The detectors' findings as stored at parse time ({} → they did not run).
+    detection: dict[str, Any]
+    threshold: float
+    # A processed message claimed again to be classified by Claude (it was away).
+    reclassifying: bool = False
+
+
+@dataclass(frozen=True)
+class Decided:
+    """The decision about one message, before it is recorded."""
+
+    classification: Classification
+    notes: tuple[str, ...] = ()
+    # When to ask Claude again (it was unreachable); None when this decision is final.
+    reclassify_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What the record step writes for one message."""
+
+    classification: Classification
+    link: Link
+    conversation_id: int | None
+    actions: list[dict[str, Any]]
+    notes: tuple[str, ...]
+    reclassify_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    """One message as a model classifies it (the fields of ClassifyRequest)."""
+
+    subject: str
+    body: str
+    from_email: str | None
+    from_name: str | None
+    to: tuple[str, ...]
+    received_at: datetime | None
+    context: str | None = None
+
+
+class MessageModel(Protocol):
+    """A model that classifies messages in bulk (Claude or the offline model)."""
+
+    @property
+    def name(self) -> str:
+        """The model's name, recorded beside its decisions."""
+        ...
+
+    def classify_many(
+        self, requests: Sequence[ModelRequest]
+    ) -> list[Classification | ExternalServiceError]:
+        """Classify each message; an unreachable model answers ExternalServiceError."""
+        ...
+
+
+class RuleBook(Protocol):
+    """The organization's own rules (sender, domain, subject), confidence 1.0."""
+
+    def classify(
+        self, org_id: int, *, sender_email: str | None, subject: str
+    ) -> Classification | None:
+        """Return the first matching rule's classification, or None."""
+        ...
+
+
+class TokenReader(Protocol):
+    """Reads the token of our List-Unsubscribe plus-address: (org id, contact id) or None."""
+
+    def read(self, token: str) -> tuple[int, int] | None:
+        """Return whom the token names, or None when it is not ours or is altered."""
+        ...
+
+
+# --- what the API shows -------------------------------------------------------------------
+
+
+class InboundLinks(BaseModel):
+    """What a message was linked to."""
+
+    model_config = ConfigDict(frozen=True)
+
+    linked_by: str | None = None
+    email_send_id: int | None = None
+    campaign_id: int | None = None
+    job_id: int | None = None
+    contact_id: int | None = None
+    client_id: int | None = None
+    conversation_id: int | None = None
+
+
+class DetectionSummary(BaseModel):
+    """The detectors' verdict in short."""
+
+    model_config = ConfigDict(frozen=True)
+
+    ran: bool
+    kind: str | None = None
+    bounce_severity: str | None = None
+    failed_recipients: list[str] = Field(default_factory=list)
+    out_of_office_until: str | None = None
+    unsubscribe_via: str | None = None
+    from_own_rep: bool = False
+    notes: list[str] = Field(default_factory=list)
+
+
+class InboundEmailSummary(BaseModel):
+    """One inbound email in a list."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: int
+    status: str
+    received_at: datetime | None
+    from_email: str | None
+    from_name: str | None
+    subject: str | None
+    category: str | None
+    confidence: float | None
+    sentiment: str | None
+    intent: str | None
+    decided_by: str | None
+    injection_attempt: bool
+    linked: bool
+    email_send_id: int | None
+    contact_id: int | None
+    processed_at: datetime | None
+    error: str | None
+
+
+class InboundEmailDetail(InboundEmailSummary):
+    """One inbound email with everything the pipeline decided and did."""
+
+    decided_detail: str | None
+    classification_reason: str | None
+    sentiment_score: float | None
+    entities: dict[str, Any]
+    notes: list[str]
+    links: InboundLinks
+    actions: list[dict[str, Any]]
+    detection: DetectionSummary
+    pipeline_attempts: int
+    reclassify_at: datetime | None
+    # The message's new text (the org's own mail), cut to `REPLY_TEXT_SHOWN` characters.
+    reply_text: str | None
+    reply_text_truncated: bool
+
+
+#: Characters of a message's text the API returns.
+REPLY_TEXT_SHOWN: Final = 4_000
+
+
+@dataclass(frozen=True)
+class InboundFilter:
+    """Filters of the inbound list."""
+
+    category: str | None = None
+    intent: str | None = None
+    sentiment: str | None = None
+    linked: bool | None = None
+    status: str | None = None
+    since: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RequeueCounts:
+    """What `salesbot inbound reclassify` put back in the queue."""
+
+    processed: int = 0
+    failed: int = 0
+    parsed: int = 0
+
+    @property
+    def total(self) -> int:
+        """How many rows were put back."""
+        return self.processed + self.failed + self.parsed
+
+
+def summarize_detection(raw: dict[str, Any]) -> DetectionSummary:
+    """Return the detectors' verdict in short (ran=False when they did not run)."""
+    detection = read_detection(raw)[0]
+    if detection is None:
+        return DetectionSummary(ran=False)
+    bounce = detection.bounce
+    return DetectionSummary(
+        ran=True,
+        kind=detection.kind.value,
+        bounce_severity=(
+            ("hard" if bounce.is_hard else bounce.recipients[0].severity.value)
+            if bounce is not None and bounce.recipients
+            else None
+        ),
+        failed_recipients=list(reported_addresses(detection)),
+        out_of_office_until=(
+            detection.auto_reply.return_date.isoformat()
+            if detection.auto_reply is not None and detection.auto_reply.return_date
+            else None
+        ),
+        unsubscribe_via=detection.unsubscribe.via.value if detection.unsubscribe else None,
+        from_own_rep=detection.from_own_rep,
+        notes=list(detection.notes),
+    )
+
+
+def read_detection(raw: dict[str, Any]) -> tuple[Detection | None, tuple[str, ...]]:
+    """Return the stored Detection and notes; None when the detectors did not run."""
+    if not raw:
+        return None, ("the detectors did not run on this message; read as a person's",)
+    try:
+        return Detection.model_validate(raw), ()
+    except ValidationError:
+        return None, ("the stored detection could not be read; read as a person's",)
+
+
+def bounded_subject(subject: str | None) -> str:
+    """Return the subject as rules and models read it."""
+    return (subject or "")[:MAX_SUBJECT]
+
+
+def _error_text(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"[:MAX_ERROR] if text else type(exc).__name__
+
+
+# --- the service --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """Bounds of one pipeline round."""
+
+    batch_size: int = 100
+    lease: timedelta = timedelta(minutes=5)
+    max_attempts: int = MAX_PIPELINE_ATTEMPTS
+
+
+@dataclass
+class RoundOutcome:
+    """What one round did (for logs and benches)."""
+
+    claimed: int = 0
+    processed: int = 0
+    failed: int = 0
+    parked: int = 0
+    skipped: int = 0
+    reclassified: int = 0
+    errors: dict[int, str] = field(default_factory=dict)
+
+
+class Understanding:
+    """The inbound pipeline after `parsed`: claim, decide, link, act, record."""
+
+    def __init__(
+        self,
+        uow: Callable[[], UnderstandingUnitOfWork],
+        *,
+        clock: Clock,
+        model: MessageModel,
+        offline: MessageModel,
+        rules: RuleBook | None = None,
+        unsubscribe_tokens: TokenReader | None = None,
+        settings: PipelineSettings | None = None,
+    ) -> None:
+        self._uow = uow
+        self._clock = clock
+        self._model = model
+        self._offline = offline
+        self._rules = rules
+        self._tokens = unsubscribe_tokens
+        self.settings = settings or PipelineSettings()
+
+    @property
+    def reclassifies(self) -> bool:
+        """True when messages classified offline wait for a model that may come back."""
+        return self._model is not self._offline
+
+    # -- the queue ------------------------------------------------------------------------
+
+    def run_once(self) -> RoundOutcome:
+        """Claim a batch of parsed messages (else of messages to re-classify) and process it."""
+        now = self._clock.now()
+        lease_until = now + self.settings.lease
+        with self._uow() as uow:
+            parked = uow.inbound_pipeline.park_exhausted(
+                max_attempts=self.settings.max_attempts, now=now
+            )
+            claimed = uow.inbound_pipeline.claim(
+                limit=self.settings.batch_size,
+                now=now,
+                lease_until=lease_until,
+                max_attempts=self.settings.max_attempts,
+            )
+            if not claimed and self.reclassifies:
+                claimed = uow.inbound_pipeline.claim_reclassifications(
+                    limit=self.settings.batch_size, now=now, lease_until=lease_until
+                )
+            uow.commit()
+        outcome = RoundOutcome(claimed=len(claimed), parked=parked)
+        if not claimed:
+            return outcome
+        faults.reach("understanding.claimed")
+        self._process(claimed, outcome)
+        faults.reach("understanding.recorded")
+        return outcome
+
+    def _process(self, messages: Sequence[InboundMessage], outcome: RoundOutcome) -> None:
+        decided, errors = self.decide(messages)
+        ready = [m for m in messages if m.id in decided]
+        try:
+            with self._uow() as uow:
+                now = self._clock.now()
+                for message in ready:
+                    if self._record(uow, message, decided[message.id], now=now):
+                        outcome.processed += 1
+                    else:
+                        outcome.skipped += 1
+                uow.commit()
+        except Exception:  # noqa: BLE001 - the batch is retried a message at a time below
+            log.warning("inbound batch record failed; recording one at a time", exc_info=True)
+            outcome.processed = outcome.skipped = 0
+            for message in ready:
+                try:
+                    with self._uow() as uow:
+                        done = self._record(uow, message, decided[message.id], now=self._clock.now())
+                        uow.commit()
+                    outcome.processed += done
+                    outcome.skipped += not done
+                except Exception as exc:  # noqa: BLE001 - kept on the row and retried
+                    log.exception("inbound message record failed", extra={"email_id": message.id})
+                    errors[message.id] = _error_text(exc)
+        outcome.reclassified = sum(
+            1 for m in ready if m.reclassifying and m.id not in errors
+        )
+        if errors:
+            self._fail(messages, errors, outcome)
+
+    def _fail(
+        self, messages: Sequence[InboundMessage], errors: dict[int, str], outcome: RoundOutcome
+    ) -> None:
+        now = self._clock.now()
+        by_id = {m.id: m for m in messages}
+        with self._uow() as uow:
+            for email_id, error in errors.items():
+                message = by_id[email_id]
+                parked = uow.inbound_pipeline.fail(
+                    email_id,
+                    error=error,
+                    lease_until=message.lease_until,
+                    parked=message.attempts >= self.settings.max_attempts,
+                    next_attempt_at=now + retry_delay(message.attempts),
+                    reclassifying=message.reclassifying,
+                )
+                outcome.failed += 1
+                outcome.parked += parked
+                log.warning(
+                    "inbound message failed",
+                    extra={
+                        "email_id": email_id,
+                        "attempts": message.attempts,
+                        "parked": parked,
+                        "reason": error,
+                    },
+                )
+            uow.commit()
+        outcome.errors.update(errors)
+
+    # -- deciding --------------------------------------------------------------------------
+
+    def decide(
+        self, messages: Sequence[InboundMessage]
+    ) -> tuple[dict[int, Decided], dict[int, str]]:
+        """Classify messages (outside any unit of work); return decisions and failures."""
+        decided: dict[int, Decided] = {}
+        errors: dict[int, str] = {}
+        to_model: list[tuple[InboundMessage, tuple[str, ...]]] = []
+        for message in messages:
+            try:
+                settled = self._settle(message)
+            except Exception as exc:  # noqa: BLE001 - one message's failure is its own
+                log.exception("inbound message decision failed", extra={"email_id": message.id})
+                errors[message.id] = _error_text(exc)
+                continue
+            if isinstance(settled, Decided):
+                decided[message.id] = settled
+            else:
+                to_model.append((message, settled))
+        if to_model:
+            self._ask_models(to_model, decided, errors)
+        return decided, errors
+
+    def _settle(self, message: InboundMessage) -> Decided | tuple[str, ...]:
+        """Decide without a model when detectors or rules can; else return the notes so far."""
+        detection, notes = read_detection(message.detection)
+        if message.text_truncated:
+            notes += (f"text cut to {MAX_MODEL_TEXT} characters before classification",)
+        if detection is not None and detection.from_own_rep:
+            notes += ("sent by one of our reps: recorded, not acted on",)
+        settled = detection.classification() if detection is not None else None
+        if settled is not None:
+            detail = _detector_detail(detection, settled)
+            return Decided(settled.model_copy(update={"decided_detail": detail}), notes)
+        if self._rules is not None and not message.reclassifying:
+            ruled = self._rules.classify(
+                message.org_id,
+                sender_email=message.from_email,
+                subject=bounded_subject(message.subject),
+            )
+            if ruled is not None:
+                return Decided(ruled, notes)
+        return notes
+
+    def _ask_models(
+        self,
+        batch: list[tuple[InboundMessage, tuple[str, ...]]],
+        decided: dict[int, Decided],
+        errors: dict[int, str],
+    ) -> None:
+        requests = [_request(m) for m, _ in batch]
+        try:
+            answers = self._model.classify_many(requests)
+        except ExternalServiceError as exc:
+            answers = [exc for _ in requests]
+        except Exception as exc:  # noqa: BLE001 - the batch's messages fail and are retried
+            log.exception("inbound classification failed", extra={"count": len(batch)})
+            for message, _ in batch:
+                errors[message.id] = _error_text(exc)
+            return
+        now = self._clock.now()
+        away = [i for i, answer in enumerate(answers) if isinstance(answer, ExternalServiceError)]
+        offline: dict[int, Classification | ExternalServiceError] = {}
+        if away and self.reclassifies:
+            offline_answers = self._offline.classify_many([requests[i] for i in away])
+            offline = dict(zip(away, offline_answers, strict=True))
+        for i, ((message, notes), answer) in enumerate(zip(batch, answers, strict=True)):
+            reclassify_at: datetime | None = None
+            if isinstance(answer, ExternalServiceError):
+                fallback = offline.get(i, answer)
+                if isinstance(fallback, ExternalServiceError) or message.reclassifying:
+                    # Asked again while Claude is still away: keep the offline decision.
+                    if message.reclassifying:
+                        errors[message.id] = f"the model is still unreachable: {answer.message}"
+                    else:
+                        errors[message.id] = f"no model could classify it: {answer.message}"
+                    continue
+                notes += (
+                    f"{self._model.name} unreachable ({answer.message[:120]}); classified "
+                    "offline, to be classified again when it answers",
+                )
+                answer = fallback
+                reclassify_at = now + RECLASSIFY_FIRST
+            result = escalate_if_unsure(answer, threshold=message.threshold)
+            decided[message.id] = Decided(result, notes, reclassify_at)
+
+    # -- recording -------------------------------------------------------------------------
+
+    def _record(
+        self, uow: UnderstandingUnitOfWork, message: InboundMessage, decision: Decided, *, now: datetime
+    ) -> bool:
+        """Link, act and record one message in the caller's unit of work; False if not ours."""
+        pipeline = uow.inbound_pipeline
+        if not pipeline.hold(message.id, lease_until=message.lease_until, reclassifying=message.reclassifying):
+            return False
+        detection, _ = read_detection(message.detection)
+        result = decision.classification
+        link = link_message(
+            uow.conversations,
+            LinkQuery(
+                org_id=message.org_id,
+                from_email=message.from_email,
+                gmail_thread_id=message.gmail_thread_id,
+                in_reply_to=message.in_reply_to,
+                references=message.references,
+                received_at=message.received_at,
+            ),
+            detection,
+            now=now,
+        )
+        own = detection is not None and detection.from_own_rep
+        replied = marks_send_replied(detection) and not own
+        conversation_id: int | None = None
+        if link.send is not None:
+            conversation_id = uow.conversations.attach(
+                message.org_id,
+                message.id,
+                send=link.send,
+                thread_id=link.send.gmail_thread_id or message.gmail_thread_id,
+                at=message.received_at or now,
+                sentiment=result.sentiment.value if replied else None,
+                is_reply=replied,
+            )
+            if replied:
+                uow.conversations.mark_replied(
+                    message.org_id,
+                    link.send.id,
+                    email_id=message.id,
+                    at=message.received_at or now,
+                    sentiment=result.sentiment.value,
+                )
+        reported = tuple(
+            contact.id
+            for address in reported_addresses(detection)[:10]
+            if (contact := uow.conversations.contact_by_address(message.org_id, address))
+        )
+        token_contact = self._token_contact(message, detection)
+        actions = act(
+            uow,
+            ActingOn(
+                email_id=message.id,
+                org_id=message.org_id,
+                detection=detection,
+                classification=result,
+                link=link,
+                received_at=message.received_at,
+                reported_contact_ids=reported,
+                token_contact_id=token_contact,
+            ),
+            now=now,
+        )
+        pipeline.record(
+            message.id,
+            Recorded(
+                classification=result,
+                link=link,
+                conversation_id=conversation_id,
+                actions=actions,
+                notes=decision.notes + result.notes,
+                reclassify_at=decision.reclassify_at,
+            ),
+            now=now,
+        )
+        return True
+
+    def _token_contact(self, message: InboundMessage, detection: Detection | None) -> int | None:
+        if detection is None or detection.unsubscribe is None or self._tokens is None:
+            return None
+        token = detection.unsubscribe.token
+        named = self._tokens.read(token) if token else None
+        if named is None or named[0] != message.org_id:
+            return None
+        return named[1]
+
+    # -- re-running ------------------------------------------------------------------------
+
+    def requeue(
+        self, *, since: datetime, org_id: int | None = None, status: str | None = None
+    ) -> RequeueCounts:
+        """Put processed (or parked, or parsed) messages received since a date back in the queue.
+
+        Idempotent: running it twice queues the same rows once more; each is processed again
+        and its actions re-evaluated (nothing done twice, an opt-out never undone).
+        """
+        with self._uow() as uow:
+            counts = uow.inbound_pipeline.requeue(
+                since=since, org_id=org_id, status=status, now=self._clock.now()
+            )
+            uow.commit()
+        return counts
+
+
+def _detector_detail(detection: Detection, settled: Classification) -> str:
+    bounce = detection.bounce
+    if bounce is not None:
+        if bounce.is_hard:
+            return "hard bounce"
+        if bounce.recipients and all(r.severity.value == "delayed" for r in bounce.recipients):
+            return "delayed delivery"
+        return "soft bounce"
+    return settled.decided_detail or detection.kind.value
+
+
+def _request(message: InboundMessage) -> ModelRequest:
+    return ModelRequest(
+        subject=bounded_subject(message.subject),
+        body=message.text,
+        from_email=message.from_email,
+        from_name=message.from_name,
+        to=message.to_emails,
+        received_at=message.received_at,
+    )
