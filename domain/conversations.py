@@ -196,7 +196,9 @@ def link_message(
     for address in addresses[:10]:
         contact = repo.contact_by_address(org, address)
         if contact is not None:
-            return Link(contact_id=contact.id, client_id=contact.client_id, linked_by=LinkedBy.CONTACT)
+            return Link(
+                contact_id=contact.id, client_id=contact.client_id, linked_by=LinkedBy.CONTACT
+            )
     # A stranger whose domain is a client's (or a subdomain of it): linked to the client.
     domains = [d for a in addresses[:1] for d in _parent_domains(a)]
     client_id = repo.client_by_domains(org, domains) if domains else None

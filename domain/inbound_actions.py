@@ -166,9 +166,12 @@ def act(uow: UnderstandingUnitOfWork, on: ActingOn, *, now: datetime) -> list[di
         elif any(r.severity is BounceSeverity.SOFT for r in bounce.recipients):
             for contact_id in bounced:
                 since = (on.received_at or now) - SOFT_BOUNCE_WINDOW
-                count = uow.inbound_pipeline.count_soft_bounces(
-                    on.org_id, contact_id, since=since, excluding=on.email_id
-                ) + 1
+                count = (
+                    uow.inbound_pipeline.count_soft_bounces(
+                        on.org_id, contact_id, since=since, excluding=on.email_id
+                    )
+                    + 1
+                )
                 if count >= SOFT_BOUNCES_TO_BOUNCED:
                     mark_bounced(contact_id, f"{count} soft bounces within 30 days")
                 else:

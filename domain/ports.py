@@ -1080,11 +1080,23 @@ class InboundPipelineRepository(Protocol):
         """Claim processed rows classified offline whose re-classification is due."""
         ...
 
-    def hold(self, email_id: int, *, lease_until: datetime, reclassifying: bool) -> bool:
-        """Lock a claimed row if this claim still holds it; False when another took it."""
+    def hold(
+        self, email_id: int, *, lease_until: datetime, reclassifying: bool
+    ) -> builtins.list[dict[str, Any]] | None:
+        """Lock a claimed row if this claim still holds it; return its actions so far.
+
+        None when its lease ran out and another worker took it (or it was finished).
+        """
         ...
 
-    def record(self, email_id: int, recorded: Recorded, *, now: datetime) -> None:
+    def record(
+        self,
+        email_id: int,
+        recorded: Recorded,
+        *,
+        earlier_actions: Sequence[dict[str, Any]],
+        now: datetime,
+    ) -> None:
         """Write the classification, links and actions, and finish the row as processed."""
         ...
 

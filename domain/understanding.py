@@ -410,16 +410,16 @@ class Understanding:
             for message in ready:
                 try:
                     with self._uow() as uow:
-                        done = self._record(uow, message, decided[message.id], now=self._clock.now())
+                        done = self._record(
+                            uow, message, decided[message.id], now=self._clock.now()
+                        )
                         uow.commit()
                     outcome.processed += done
                     outcome.skipped += not done
                 except Exception as exc:  # noqa: BLE001 - kept on the row and retried
                     log.exception("inbound message record failed", extra={"email_id": message.id})
                     errors[message.id] = _error_text(exc)
-        outcome.reclassified = sum(
-            1 for m in ready if m.reclassifying and m.id not in errors
-        )
+        outcome.reclassified = sum(1 for m in ready if m.reclassifying and m.id not in errors)
         if errors:
             self._fail(messages, errors, outcome)
 
@@ -485,7 +485,7 @@ class Understanding:
         if detection is not None and detection.from_own_rep:
             notes += ("sent by one of our reps: recorded, not acted on",)
         settled = detection.classification() if detection is not None else None
-        if settled is not None:
+        if detection is not None and settled is not None:
             detail = _detector_detail(detection, settled)
             return Decided(settled.model_copy(update={"decided_detail": detail}), notes)
         if self._rules is not None and not message.reclassifying:
@@ -543,11 +543,19 @@ class Understanding:
     # -- recording -------------------------------------------------------------------------
 
     def _record(
-        self, uow: UnderstandingUnitOfWork, message: InboundMessage, decision: Decided, *, now: datetime
+        self,
+        uow: UnderstandingUnitOfWork,
+        message: InboundMessage,
+        decision: Decided,
+        *,
+        now: datetime,
     ) -> bool:
         """Link, act and record one message in the caller's unit of work; False if not ours."""
         pipeline = uow.inbound_pipeline
-        if not pipeline.hold(message.id, lease_until=message.lease_until, reclassifying=message.reclassifying):
+        earlier = pipeline.hold(
+            message.id, lease_until=message.lease_until, reclassifying=message.reclassifying
+        )
+        if earlier is None:
             return False
         detection, _ = read_detection(message.detection)
         result = decision.classification
@@ -612,9 +620,12 @@ class Understanding:
                 link=link,
                 conversation_id=conversation_id,
                 actions=actions,
-                notes=decision.notes + result.notes,
+                notes=decision.notes
+                + result.notes
+                + ((f"linked by: {link.linked_by.value}",) if link.linked_by else ()),
                 reclassify_at=decision.reclassify_at,
             ),
+            earlier_actions=earlier,
             now=now,
         )
         return True

@@ -19,6 +19,7 @@ from storage.jobs import EnrollmentRepo, JobRepo, TaskRepo
 from storage.outbox import OutboxRepo
 from storage.suppression import OptOutRepo
 from storage.templates import TemplateRepo
+from storage.understanding import ConversationRepo, InboundActionRepo, InboundPipelineRepo
 
 if TYPE_CHECKING:
     from domain.ports import (
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
         OutboxUnitOfWork,
         OutreachUnitOfWork,
         SuppressionUnitOfWork,
+        UnderstandingUnitOfWork,
     )
 
 
@@ -67,6 +69,9 @@ class UnitOfWork:
     mailbox_allowances: MailboxAllowanceRepo
     opt_outs: OptOutRepo
     outbox: OutboxRepo
+    inbound_pipeline: InboundPipelineRepo
+    conversations: ConversationRepo
+    inbound_actions: InboundActionRepo
 
     def __init__(
         self, session_factory: SessionFactory, *, cipher: TokenCipher | None = None
@@ -104,6 +109,9 @@ class UnitOfWork:
         self.mailbox_allowances = MailboxAllowanceRepo(session)
         self.opt_outs = OptOutRepo(session)
         self.outbox = OutboxRepo(session)
+        self.inbound_pipeline = InboundPipelineRepo(session)
+        self.conversations = ConversationRepo(session)
+        self.inbound_actions = InboundActionRepo(session)
         return self
 
     def __exit__(
@@ -135,6 +143,7 @@ if TYPE_CHECKING:
         MailboxUnitOfWork,
         SuppressionUnitOfWork,
         OutboxUnitOfWork,
+        UnderstandingUnitOfWork,
     ]:
         """Let the type checker hold this unit of work to the ports of the use cases."""
-        return uow, uow, uow, uow, uow, uow
+        return uow, uow, uow, uow, uow, uow, uow

@@ -1,0 +1,705 @@
+"""Repositories of the inbound pipeline: its queue on `inbound_emails`, conversation linking,
+and the enrollment and contact changes its actions make.
+
+The rules are in `domain/understanding.py`, `domain/conversations.py` and
+`domain/inbound_actions.py`; callers own the transaction, nothing here commits.
+
+The claim takes due parsed rows with `FOR UPDATE SKIP LOCKED` on PostgreSQL (replicas share
+the queue without taking the same row; on SQLite the writer lock serialises them), and picks
+them round-robin across organizations (`row_number() OVER (PARTITION BY org_id)`), so one
+organization's backlog never starves another's replies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Final
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from domain.conversations import ContactRef, ConversationEntry, SendRef
+from domain.errors import NotFound
+from domain.inbound import InboundStatus
+from domain.inbound_actions import EnrollmentRef
+from domain.jobs import EnrollmentStatus
+from domain.understanding import (
+    MAX_MODEL_TEXT,
+    REPLY_TEXT_SHOWN,
+    InboundEmailDetail,
+    InboundEmailSummary,
+    InboundFilter,
+    InboundLinks,
+    InboundMessage,
+    Recorded,
+    RequeueCounts,
+    summarize_detection,
+)
+from storage import models as m
+from storage.inbound import clean_text
+
+_PARSED: Final = InboundStatus.PARSED.value
+_PROCESSED: Final = InboundStatus.PROCESSED.value
+_FAILED: Final = InboundStatus.FAILED.value
+_RUNNING: Final = (EnrollmentStatus.ACTIVE.value, EnrollmentStatus.PAUSED.value)
+_SOFT_BOUNCE: Final = "soft bounce"
+
+
+def _rowcount(result: Any) -> int:
+    return int(result.rowcount)
+
+
+def _variants(address: str) -> list[str]:
+    """An address as given and lower-cased (addresses are stored as imported or sent)."""
+    stripped = address.strip()
+    return sorted({stripped, stripped.lower()})
+
+
+class InboundPipelineRepo:
+    """The queue of parsed inbound messages and the pipeline's results on them."""
+
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    def _due(self, now: datetime, status: str) -> Any:
+        e = m.InboundEmail
+        return and_(
+            e.status == status,
+            or_(e.next_attempt_at.is_(None), e.next_attempt_at <= now)
+            if status == _PARSED
+            else e.next_attempt_at <= now,
+        )
+
+    def park_exhausted(self, *, max_attempts: int, now: datetime) -> int:
+        """Park (status failed) due rows whose process died under them `max_attempts` times."""
+        e = m.InboundEmail
+        result = self._s.execute(
+            update(e)
+            .where(self._due(now, _PARSED), e.pipeline_attempts >= max_attempts)
+            .values(
+                status=_FAILED,
+                next_attempt_at=None,
+                error=func.coalesce(
+                    e.error, f"the process handling it stopped {max_attempts} times"
+                ),
+            )
+        )
+        return _rowcount(result)
+
+    def claim(
+        self, *, limit: int, now: datetime, lease_until: datetime, max_attempts: int
+    ) -> list[InboundMessage]:
+        """Claim due parsed rows under a lease, round-robin across organizations."""
+        e = m.InboundEmail
+        due = and_(self._due(now, _PARSED), e.pipeline_attempts < max_attempts)
+        return self._claim(due, limit=limit, lease_until=lease_until, reclassifying=False)
+
+    def claim_reclassifications(
+        self, *, limit: int, now: datetime, lease_until: datetime
+    ) -> list[InboundMessage]:
+        """Claim processed rows classified offline whose re-classification is due."""
+        e = m.InboundEmail
+        due = and_(self._due(now, _PROCESSED), e.reclassify_at.is_not(None))
+        return self._claim(due, limit=limit, lease_until=lease_until, reclassifying=True)
+
+    def _claim(
+        self, due: Any, *, limit: int, lease_until: datetime, reclassifying: bool
+    ) -> list[InboundMessage]:
+        e = m.InboundEmail
+        turn = func.row_number().over(partition_by=e.org_id, order_by=e.id).label("turn")
+        ranked = select(e.id, turn).where(due).subquery()
+        fair = select(ranked.c.id).order_by(ranked.c.turn, ranked.c.id).limit(limit)
+        query: Any = select(e.id).where(e.id.in_(fair.scalar_subquery()), due)
+        if self._s.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update(of=e, skip_locked=True)
+        ids = list(self._s.scalars(query))
+        if not ids:
+            return []
+        self._s.execute(
+            update(e)
+            .where(e.id.in_(ids))
+            .values(next_attempt_at=lease_until, pipeline_attempts=e.pipeline_attempts + 1)
+        )
+        text = func.coalesce(func.nullif(e.reply_text, ""), e.body_text, "")
+        rows = self._s.execute(
+            select(
+                e.id,
+                e.org_id,
+                e.pipeline_attempts,
+                e.from_email,
+                e.from_name,
+                e.to_emails,
+                e.subject,
+                func.substr(text, 1, MAX_MODEL_TEXT + 1).label("text"),
+                e.received_at,
+                e.gmail_thread_id,
+                e.in_reply_to,
+                e.references,
+                e.detection,
+                m.Organization.classify_threshold,
+            )
+            .join(m.Organization, m.Organization.id == e.org_id)
+            .where(e.id.in_(ids))
+            .order_by(e.id)
+        ).all()
+        return [
+            InboundMessage(
+                id=r.id,
+                org_id=r.org_id,
+                attempts=r.pipeline_attempts,
+                lease_until=lease_until,
+                from_email=r.from_email,
+                from_name=r.from_name,
+                to_emails=tuple(r.to_emails or ()),
+                subject=r.subject or "",
+                text=(r.text or "")[:MAX_MODEL_TEXT],
+                text_truncated=len(r.text or "") > MAX_MODEL_TEXT,
+                received_at=r.received_at,
+                gmail_thread_id=r.gmail_thread_id,
+                in_reply_to=r.in_reply_to,
+                references=tuple(r.references or ()),
+                detection=dict(r.detection or {}),
+                threshold=float(r.classify_threshold),
+                reclassifying=reclassifying,
+            )
+            for r in rows
+        ]
+
+    def hold(
+        self, email_id: int, *, lease_until: datetime, reclassifying: bool
+    ) -> list[dict[str, Any]] | None:
+        """Lock a claimed row if this claim still holds it; return its actions so far.
+
+        None when its lease ran out and another worker took it (or it was finished).
+        """
+        e = m.InboundEmail
+        query = select(e.actions).where(
+            e.id == email_id,
+            e.status == (_PROCESSED if reclassifying else _PARSED),
+            e.next_attempt_at == lease_until,
+        )
+        if self._s.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update()
+        row = self._s.execute(query).one_or_none()
+        return None if row is None else list(row[0] or [])
+
+    def record(
+        self,
+        email_id: int,
+        recorded: Recorded,
+        *,
+        earlier_actions: Sequence[dict[str, Any]],
+        now: datetime,
+    ) -> None:
+        """Write the classification, links and actions, and finish the row as processed."""
+        result, link = recorded.classification, recorded.link
+        self._s.execute(
+            update(m.InboundEmail)
+            .where(m.InboundEmail.id == email_id)
+            .values(
+                status=_PROCESSED,
+                processed_at=now,
+                error=None,
+                next_attempt_at=recorded.reclassify_at,
+                reclassify_at=recorded.reclassify_at,
+                category=result.category.value,
+                confidence=result.confidence,
+                classified_by=result.decided_by.value,
+                decided_detail=clean_text(result.decided_detail, 200),
+                sentiment=result.sentiment.value,
+                sentiment_score=result.sentiment_score,
+                intent=result.intent.value,
+                entities=result.entities.model_dump(mode="json"),
+                injection_attempt=result.injection_attempt,
+                classification_reason=clean_text(result.reason, 500),
+                notes=[clean_text(n, 300) for n in dict.fromkeys(recorded.notes)][:20],
+                actions=[*earlier_actions, *recorded.actions],
+                email_send_id=link.send.id if link.send else None,
+                contact_id=link.contact_id,
+                client_id=link.client_id,
+                conversation_id=recorded.conversation_id,
+            )
+        )
+
+    def fail(
+        self,
+        email_id: int,
+        *,
+        error: str,
+        lease_until: datetime,
+        parked: bool,
+        next_attempt_at: datetime,
+        reclassifying: bool,
+    ) -> bool:
+        """Keep a failure on the row: retried at `next_attempt_at`, or parked; True if parked."""
+        e = m.InboundEmail
+        values: dict[str, Any] = {"error": clean_text(error, 2000)}
+        if reclassifying:
+            # The message keeps its offline decision; Claude is asked again later.
+            values.update(next_attempt_at=next_attempt_at, reclassify_at=next_attempt_at)
+            parked = False
+        elif parked:
+            values.update(status=_FAILED, next_attempt_at=None)
+        else:
+            values.update(next_attempt_at=next_attempt_at)
+        result = self._s.execute(
+            update(e)
+            .where(
+                e.id == email_id,
+                e.status == (_PROCESSED if reclassifying else _PARSED),
+                e.next_attempt_at == lease_until,
+            )
+            .values(**values)
+        )
+        return parked and _rowcount(result) == 1
+
+    def count_soft_bounces(
+        self, org_id: int, contact_id: int, *, since: datetime, excluding: int
+    ) -> int:
+        """Count the contact's processed soft bounces received since a time."""
+        e = m.InboundEmail
+        return int(
+            self._s.scalar(
+                select(func.count()).where(
+                    e.org_id == org_id,
+                    e.contact_id == contact_id,
+                    e.status == _PROCESSED,
+                    e.decided_detail == _SOFT_BOUNCE,
+                    e.received_at >= since,
+                    e.id != excluding,
+                )
+            )
+            or 0
+        )
+
+    def requeue(
+        self, *, since: datetime, org_id: int | None, status: str | None, now: datetime
+    ) -> RequeueCounts:
+        """Put rows received since a time back in the queue (parsed, due now, attempts 0).
+
+        `status`: processed, failed (parked by the pipeline) or parsed; None takes processed
+        and parked rows. Fetch failures (never parsed) are the fetch retry's, never touched.
+        """
+        e = m.InboundEmail
+        wanted = [status] if status else [_PROCESSED, _FAILED]
+        counts: dict[str, int] = {}
+        for current in wanted:
+            conditions = [e.status == current, func.coalesce(e.received_at, e.created_at) >= since]
+            if org_id is not None:
+                conditions.append(e.org_id == org_id)
+            if current == _FAILED:
+                conditions.append(e.pipeline_attempts > 0)  # parked by the pipeline
+            result = self._s.execute(
+                update(e)
+                .where(*conditions)
+                .values(
+                    status=_PARSED,
+                    next_attempt_at=None,
+                    pipeline_attempts=0,
+                    reclassify_at=None,
+                    error=None,
+                )
+            )
+            counts[current] = _rowcount(result)
+        return RequeueCounts(
+            processed=counts.get(_PROCESSED, 0),
+            failed=counts.get(_FAILED, 0),
+            parsed=counts.get(_PARSED, 0),
+        )
+
+    # -- reading (the API) -----------------------------------------------------------------
+
+    def list(
+        self, org_id: int, filters: InboundFilter, *, limit: int, offset: int
+    ) -> list[InboundEmailSummary]:
+        """Return inbound emails, newest first."""
+        e = m.InboundEmail
+        query = select(e).where(e.org_id == org_id)
+        if filters.category:
+            query = query.where(e.category == filters.category)
+        if filters.intent:
+            query = query.where(e.intent == filters.intent)
+        if filters.sentiment:
+            query = query.where(e.sentiment == filters.sentiment)
+        if filters.status:
+            query = query.where(e.status == filters.status)
+        if filters.since is not None:
+            query = query.where(func.coalesce(e.received_at, e.created_at) >= filters.since)
+        if filters.linked is not None:
+            linked = or_(
+                e.email_send_id.is_not(None), e.contact_id.is_not(None), e.client_id.is_not(None)
+            )
+            query = query.where(linked if filters.linked else ~linked)
+        rows = self._s.scalars(query.order_by(e.id.desc()).limit(limit).offset(offset))
+        return [_summary(row) for row in rows]
+
+    def get(self, org_id: int, email_id: int) -> InboundEmailDetail:
+        """Return one inbound email with what the pipeline did, or raise NotFound."""
+        e = m.InboundEmail
+        row = self._s.scalars(select(e).where(e.org_id == org_id, e.id == email_id)).one_or_none()
+        if row is None:
+            raise NotFound(f"inbound email {email_id} not found")
+        send = (
+            self._s.execute(
+                select(m.EmailSend.campaign_id, m.EmailSend.job_id).where(
+                    m.EmailSend.id == row.email_send_id
+                )
+            ).one_or_none()
+            if row.email_send_id is not None
+            else None
+        )
+        text = row.reply_text or row.body_text or ""
+        linked_by = next(
+            (n.split(": ", 1)[1] for n in row.notes or [] if n.startswith("linked by: ")), None
+        )
+        return InboundEmailDetail(
+            **_summary(row).model_dump(),
+            decided_detail=row.decided_detail,
+            classification_reason=row.classification_reason,
+            sentiment_score=row.sentiment_score,
+            entities=dict(row.entities or {}),
+            notes=[n for n in row.notes or [] if not n.startswith("linked by: ")],
+            links=InboundLinks(
+                linked_by=linked_by,
+                email_send_id=row.email_send_id,
+                campaign_id=send.campaign_id if send else None,
+                job_id=send.job_id if send else None,
+                contact_id=row.contact_id,
+                client_id=row.client_id,
+                conversation_id=row.conversation_id,
+            ),
+            actions=list(row.actions or []),
+            detection=summarize_detection(dict(row.detection or {})),
+            pipeline_attempts=row.pipeline_attempts,
+            reclassify_at=row.reclassify_at,
+            reply_text=text[:REPLY_TEXT_SHOWN] if text else None,
+            reply_text_truncated=len(text) > REPLY_TEXT_SHOWN,
+        )
+
+
+def _summary(row: m.InboundEmail) -> InboundEmailSummary:
+    return InboundEmailSummary(
+        id=row.id,
+        status=row.status,
+        received_at=row.received_at,
+        from_email=row.from_email,
+        from_name=row.from_name,
+        subject=(row.subject or "")[:998] or None,
+        category=row.category,
+        confidence=row.confidence,
+        sentiment=row.sentiment,
+        intent=row.intent,
+        decided_by=row.classified_by,
+        injection_attempt=bool(row.injection_attempt),
+        linked=any(x is not None for x in (row.email_send_id, row.contact_id, row.client_id)),
+        email_send_id=row.email_send_id,
+        contact_id=row.contact_id,
+        processed_at=row.processed_at,
+        error=row.error,
+    )
+
+
+def _send_ref(row: Any) -> SendRef:
+    return SendRef(
+        id=row.id,
+        contact_id=row.contact_id,
+        job_id=row.job_id,
+        campaign_id=row.campaign_id,
+        enrollment_id=row.enrollment_id,
+        gmail_thread_id=row.gmail_thread_id,
+        to_email=row.to_email,
+        sent_at=row.sent_at,
+    )
+
+
+class ConversationRepo:
+    """Our sends, contacts and clients an inbound message may link to; conversations."""
+
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    @staticmethod
+    def _sends() -> Any:
+        s = m.EmailSend
+        query: Any = select(
+            s.id,
+            s.contact_id,
+            s.job_id,
+            s.campaign_id,
+            s.enrollment_id,
+            s.gmail_thread_id,
+            s.to_email,
+            s.sent_at,
+        )
+        return query
+
+    def _first(self, query: Any) -> SendRef | None:
+        s = m.EmailSend
+        row = self._s.execute(
+            query.order_by(s.sent_at.desc().nulls_last(), s.id.desc()).limit(1)
+        ).one_or_none()
+        return _send_ref(row) if row is not None else None
+
+    def send_by_message_ids(self, org_id: int, message_ids: Sequence[str]) -> SendRef | None:
+        """Return the most recent send whose Message-ID is one of these."""
+        s = m.EmailSend
+        wanted = sorted({i[:255] for i in message_ids if i})
+        if not wanted:
+            return None
+        return self._first(self._sends().where(s.org_id == org_id, s.message_id.in_(wanted)))
+
+    def send_by_thread(self, org_id: int, thread_id: str) -> SendRef | None:
+        """Return the most recent send in a Gmail thread."""
+        s = m.EmailSend
+        return self._first(self._sends().where(s.org_id == org_id, s.gmail_thread_id == thread_id))
+
+    def latest_send_to(self, org_id: int, address: str, *, since: datetime) -> SendRef | None:
+        """Return our most recent send to an address since a time."""
+        s = m.EmailSend
+        return self._first(
+            self._sends().where(
+                s.org_id == org_id, s.to_email.in_(_variants(address)), s.sent_at >= since
+            )
+        )
+
+    def contact(self, org_id: int, contact_id: int) -> ContactRef | None:
+        """Return a contact with its client."""
+        c = m.Contact
+        row = self._s.execute(
+            select(c.id, c.client_id).where(c.org_id == org_id, c.id == contact_id)
+        ).one_or_none()
+        return ContactRef(id=row.id, client_id=row.client_id) if row is not None else None
+
+    def contact_by_address(self, org_id: int, address: str) -> ContactRef | None:
+        """Return the contact with this address (as given or lower-cased)."""
+        c = m.Contact
+        row = self._s.execute(
+            select(c.id, c.client_id)
+            .where(c.org_id == org_id, c.email.in_(_variants(address)))
+            .order_by(c.id)
+            .limit(1)
+        ).one_or_none()
+        return ContactRef(id=row.id, client_id=row.client_id) if row is not None else None
+
+    def client_by_domains(self, org_id: int, domains: Sequence[str]) -> int | None:
+        """Return the client whose domain is the first of these that one has."""
+        c = m.Client
+        found = dict(
+            self._s.execute(
+                select(c.domain, c.id).where(c.org_id == org_id, c.domain.in_(list(domains)))
+            ).tuples()
+        )
+        return next((found[d] for d in domains if d in found), None)
+
+    def attach(
+        self,
+        org_id: int,
+        email_id: int,
+        *,
+        send: SendRef,
+        thread_id: str | None,
+        at: datetime,
+        sentiment: str | None,
+        is_reply: bool,
+    ) -> int | None:
+        """Put a message in its send's conversation (one row per thread); return its id.
+
+        Counts are idempotent: the reply is counted when the message first joins the
+        conversation, and the sends are counted from `email_sends`.
+        """
+        if not thread_id:
+            return None
+        conv, s = m.EmailConversation, m.EmailSend
+        insert = (
+            postgresql.insert if self._s.get_bind().dialect.name == "postgresql" else sqlite.insert
+        )
+        self._s.execute(
+            insert(conv)
+            .values(
+                org_id=org_id,
+                gmail_thread_id=thread_id,
+                contact_id=send.contact_id,
+                campaign_id=send.campaign_id,
+                job_id=send.job_id,
+                started_at=send.sent_at or at,
+            )
+            .on_conflict_do_nothing(index_elements=["org_id", "gmail_thread_id"])
+        )
+        row = self._s.execute(
+            select(conv.id, conv.last_message_at, conv.first_send_id).where(
+                conv.org_id == org_id, conv.gmail_thread_id == thread_id
+            )
+        ).one()
+        sends = self._s.execute(
+            select(func.count(), func.min(s.id), func.max(s.sent_at)).where(
+                s.org_id == org_id, s.gmail_thread_id == thread_id, s.sent_at.is_not(None)
+            )
+        ).one()
+        joined = _rowcount(
+            self._s.execute(
+                update(m.InboundEmail)
+                .where(m.InboundEmail.id == email_id, m.InboundEmail.conversation_id.is_(None))
+                .values(conversation_id=row.id)
+            )
+        )
+        latest = max(t for t in (row.last_message_at, at, sends[2]) if t is not None)
+        values: dict[str, Any] = {
+            "sent_count": int(sends[0] or 0),
+            "last_message_at": latest,
+            "first_send_id": row.first_send_id or sends[1] or send.id,
+        }
+        if is_reply:
+            values["last_sentiment"] = sentiment
+            if joined:
+                values["reply_count"] = conv.reply_count + 1
+        self._s.execute(update(conv).where(conv.id == row.id).values(**values))
+        return int(row.id)
+
+    def mark_replied(
+        self, org_id: int, send_id: int, *, email_id: int, at: datetime, sentiment: str
+    ) -> None:
+        """Mark a send replied by a message: the first reply; its sentiment follows it."""
+        s = m.EmailSend
+        self._s.execute(
+            update(s)
+            .where(
+                s.org_id == org_id,
+                s.id == send_id,
+                or_(s.reply_email_id.is_(None), s.reply_email_id == email_id),
+            )
+            .values(replied_at=at, reply_email_id=email_id, reply_sentiment=sentiment)
+        )
+
+    def timeline(self, org_id: int, conversation_id: int) -> list[ConversationEntry]:
+        """Return a conversation's sends and replies in the order they happened."""
+        conv, s, e = m.EmailConversation, m.EmailSend, m.InboundEmail
+        thread = self._s.scalar(
+            select(conv.gmail_thread_id).where(conv.org_id == org_id, conv.id == conversation_id)
+        )
+        if thread is None:
+            raise NotFound(f"conversation {conversation_id} not found")
+        entries = [
+            ConversationEntry("sent", r.id, r.sent_at, r.subject, r.to_email)
+            for r in self._s.execute(
+                select(s.id, s.sent_at, s.subject, s.to_email).where(
+                    s.org_id == org_id, s.gmail_thread_id == thread, s.sent_at.is_not(None)
+                )
+            )
+        ]
+        entries += [
+            ConversationEntry(
+                "received", r.id, r.received_at, r.subject, r.from_email, r.sentiment, r.category
+            )
+            for r in self._s.execute(
+                select(e.id, e.received_at, e.subject, e.from_email, e.sentiment, e.category).where(
+                    e.org_id == org_id, e.conversation_id == conversation_id
+                )
+            )
+        ]
+        far = datetime.max.replace(tzinfo=None)
+        return sorted(
+            entries,
+            key=lambda x: (
+                (x.at.replace(tzinfo=None) if x.at else far),
+                x.direction != "sent",
+                x.id,
+            ),
+        )
+
+
+class InboundActionRepo:
+    """Enrollment and contact changes made because of an inbound message."""
+
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    def enrollments(self, org_id: int, contact_id: int) -> list[EnrollmentRef]:
+        """Return the contact's running (active or paused) enrollments, with the reply rule."""
+        en, job, camp = m.Enrollment, m.Job, m.MarketingCampaign
+        rows = self._s.execute(
+            select(en.id, en.job_id, en.status, camp.on_reply)
+            .join(job, job.id == en.job_id)
+            .outerjoin(camp, camp.id == job.campaign_id)
+            .where(en.org_id == org_id, en.contact_id == contact_id, en.status.in_(_RUNNING))
+            .order_by(en.id)
+        ).all()
+        return [
+            EnrollmentRef(id=r.id, job_id=r.job_id, status=r.status, on_reply=r.on_reply or "stop")
+            for r in rows
+        ]
+
+    def stop_enrollments(
+        self, org_id: int, ids: Sequence[int], *, reason: str, email_id: int, at: datetime
+    ) -> list[int]:
+        """Stop running enrollments; return the ids this call stopped."""
+        if not ids:
+            return []
+        en = m.Enrollment
+        result = self._s.execute(
+            update(en)
+            .where(en.org_id == org_id, en.id.in_(list(ids)), en.status.in_(_RUNNING))
+            .values(
+                status=EnrollmentStatus.STOPPED.value,
+                stop_reason=reason[:64],
+                stop_email_id=email_id,
+                next_due_at=None,
+                updated_at=at,
+            )
+            .returning(en.id)
+        )
+        return sorted(result.scalars())
+
+    def pause_enrollments(
+        self,
+        org_id: int,
+        ids: Sequence[int],
+        *,
+        until: datetime | None,
+        reason: str,
+        email_id: int,
+        at: datetime,
+    ) -> list[int]:
+        """Pause active enrollments (until a time, or until a person resumes them)."""
+        if not ids:
+            return []
+        en = m.Enrollment
+        result = self._s.execute(
+            update(en)
+            .where(
+                en.org_id == org_id,
+                en.id.in_(list(ids)),
+                en.status == EnrollmentStatus.ACTIVE.value,
+            )
+            .values(
+                status=EnrollmentStatus.PAUSED.value,
+                paused_until=until,
+                stop_reason=reason[:64],
+                stop_email_id=email_id,
+                updated_at=at,
+            )
+            .returning(en.id)
+        )
+        return sorted(result.scalars())
+
+    def set_stop_email(self, org_id: int, ids: Sequence[int], *, email_id: int) -> None:
+        """Name the message that stopped these enrollments (an opt-out's)."""
+        if not ids:
+            return
+        en = m.Enrollment
+        self._s.execute(
+            update(en)
+            .where(en.org_id == org_id, en.id.in_(list(ids)), en.stop_email_id.is_(None))
+            .values(stop_email_id=email_id)
+        )
+
+    def mark_bounced(self, org_id: int, contact_id: int, *, at: datetime) -> bool:
+        """Mark the contact's address bounced; True if this call changed it."""
+        c = m.Contact
+        result = self._s.execute(
+            update(c)
+            .where(c.org_id == org_id, c.id == contact_id, c.email_status != "bounced")
+            .values(email_status="bounced", updated_at=at)
+        )
+        return _rowcount(result) == 1
