@@ -32,6 +32,7 @@ from bot.slack_app import BOT_SCOPES, QueuedLazyRunner, build_bolt_app
 from bot.slack_oauth import CachedAuthorize
 from domain import faults
 from domain.catalog import Catalog
+from domain.classification import Classification
 from domain.clock import Clock, SystemClock
 from domain.deps import Deps
 from domain.errors import ExternalServiceError
@@ -42,8 +43,9 @@ from domain.outreach import Outreach
 from domain.ports import DraftModel, Mailer
 from domain.sending import SendLimits
 from domain.suppression import Suppression
+from domain.understanding import ModelRequest, PipelineSettings, Understanding
 from handlers import gmail_push
-from handlers.api import cards, health, jobs, marketing, unsubscribe
+from handlers.api import cards, health, inbound, jobs, marketing, unsubscribe
 from handlers.api import gmail as gmail_api
 from handlers.api.deps import Services
 from handlers.api.docs import error_answer, install_docs
@@ -55,6 +57,7 @@ from integrations.crypto import LinkSigner, SecretBox
 from integrations.gmail.sender import gmail_service
 from jobs.recovery import RecoverySweep
 from jobs.slack_replay import SlackReplayWorker
+from jobs.understanding import UnderstandingWorker
 from jobs.worker import TaskWorker
 from storage.db import SessionFactory, make_engine, make_session_factory
 from storage.models import Organization
@@ -81,6 +84,8 @@ class Runtime:
     unsubscribe_signer: LinkSigner
     suppression: Suppression
     mailbox_allowances: MailboxAllowances
+    understanding: Understanding
+    inbound_worker: UnderstandingWorker
     gmail: GmailIntegration | None = None
     slack_worker: SlackReplayWorker | None = None
 
@@ -112,6 +117,7 @@ class Background:
         if runtime.gmail is not None:
             parts.append(runtime.gmail.outbox)
         parts.append(gmail_inbound)
+        parts.append(runtime.inbound_worker)
         if runtime.slack_worker is not None:
             parts.append(runtime.slack_worker)
         self._parts = parts
@@ -134,7 +140,10 @@ def build_background(
     if gmail_service_for_account is None and runtime.gmail is not None:
         gmail_service_for_account = _mailbox_services(runtime.gmail)
     gmail_inbound = build_gmail_inbound(
-        runtime.settings, runtime.services, service_for_account=gmail_service_for_account
+        runtime.settings,
+        runtime.services,
+        service_for_account=gmail_service_for_account,
+        on_parsed=runtime.inbound_worker.wake,
     )
     return Background(runtime, gmail_inbound)
 
@@ -275,6 +284,10 @@ def build_runtime(
         poll_seconds=min(30.0, max(settings.WORKER_POLL_SECONDS, work_lease.total_seconds() / 4)),
         on_found=worker.wake,
     )
+    understanding = build_understanding(uow, services.clock, work_lease=work_lease)
+    inbound_worker = UnderstandingWorker(
+        understanding, poll_seconds=max(settings.WORKER_POLL_SECONDS, 1.0)
+    )
     bolt: App | None = None
     slack_worker: SlackReplayWorker | None = None
     if slack is not None and settings.SLACK_SIGNING_SECRET:
@@ -323,8 +336,41 @@ def build_runtime(
         unsubscribe_signer=unsubscribe_signer,
         suppression=Suppression(uow, clock=services.clock),
         mailbox_allowances=MailboxAllowances(uow, clock=services.clock),
+        understanding=understanding,
+        inbound_worker=inbound_worker,
         gmail=gmail,
         slack_worker=slack_worker,
+    )
+
+
+class _OfflineModel:
+    """The offline classifier in the pipeline's terms (until the MessageClassifier port)."""
+
+    name = "offline"
+
+    def __init__(self) -> None:
+        from integrations.offline_classifier import OfflineClassifier
+
+        self._classifier = OfflineClassifier()
+
+    def classify_many(
+        self, requests: Sequence[ModelRequest]
+    ) -> list[Classification | ExternalServiceError]:
+        """Classify each message with the shipped model (it never fails for lack of a network)."""
+        return [self._classifier.classify(r.subject, r.body) for r in requests]
+
+
+def build_understanding(
+    uow: Callable[[], UnitOfWork], clock: Clock, *, work_lease: timedelta
+) -> Understanding:
+    """The inbound pipeline: detectors, rules, the model, linking, actions."""
+    offline = _OfflineModel()
+    return Understanding(
+        uow,
+        clock=clock,
+        model=offline,
+        offline=offline,
+        settings=PipelineSettings(lease=work_lease),
     )
 
 
@@ -447,6 +493,7 @@ def build_app(
     app.include_router(marketing.router)
     app.include_router(jobs.router)
     app.include_router(cards.router)
+    app.include_router(inbound.router)
     # Without GOOGLE_CLIENT_ID/SECRET every Gmail route answers 503.
     gmail_unavailable: dict[int | str, dict[str, Any]] = {503: error_answer(503)}
     app.include_router(gmail_api.router, responses=gmail_unavailable)

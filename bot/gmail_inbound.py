@@ -74,6 +74,7 @@ def build_gmail_inbound(
     service_for_account: Callable[[int], Any] | None,
     schedule: InboundSchedule | None = None,
     sync_settings: SyncSettings | None = None,
+    on_parsed: Callable[[], None] | None = None,
 ) -> GmailInbound:
     """Wire Gmail push and sync on the app's database and clock."""
     store = SqlInboundStore(services.session_factory)
@@ -92,6 +93,7 @@ def build_gmail_inbound(
             clock=services.clock,
             topic=settings.PUBSUB_TOPIC,
             schedule=schedule,
+            on_parsed=on_parsed,
         )
     elif settings.PUBSUB_AUDIENCE:
         log.warning("gmail pushes are stored but not synced: no Gmail service factory is wired")

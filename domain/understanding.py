@@ -89,6 +89,8 @@ class InboundMessage:
     # The detectors' findings as stored at parse time ({} → they did not run).
     detection: dict[str, Any]
     threshold: float
+    # Gmail labelled it SENT: a rep sent it (by hand, or our outbox's copy in their mailbox).
+    sent_by_us: bool = False
     # A processed message claimed again to be classified by Claude (it was away).
     reclassifying: bool = False
 
@@ -482,7 +484,7 @@ class Understanding:
         detection, notes = read_detection(message.detection)
         if message.text_truncated:
             notes += (f"text cut to {MAX_MODEL_TEXT} characters before classification",)
-        if detection is not None and detection.from_own_rep:
+        if message.sent_by_us or (detection is not None and detection.from_own_rep):
             notes += ("sent by one of our reps: recorded, not acted on",)
         settled = detection.classification() if detection is not None else None
         if detection is not None and settled is not None:
@@ -572,10 +574,12 @@ class Understanding:
             detection,
             now=now,
         )
+        if message.sent_by_us:  # the rep's own mail: linked and recorded, never acted on
+            detection = (detection or Detection()).model_copy(update={"from_own_rep": True})
         own = detection is not None and detection.from_own_rep
         replied = marks_send_replied(detection) and not own
         conversation_id: int | None = None
-        if link.send is not None:
+        if link.send is not None and not message.sent_by_us:
             conversation_id = uow.conversations.attach(
                 message.org_id,
                 message.id,

@@ -70,8 +70,11 @@ class GmailInboundProcessor:
         clock: Clock,
         topic: str | None,
         schedule: InboundSchedule | None = None,
+        on_parsed: Callable[[], None] | None = None,
     ) -> None:
         self._sync = sync
+        # Called after a sync or a retry stored parsed messages (wakes the inbound pipeline).
+        self.on_parsed = on_parsed
         self._store = store
         self._sessions = session_factory
         self._clock = clock
@@ -130,7 +133,7 @@ class GmailInboundProcessor:
                 and (state.history_id is None or state.history_id < newest)
             )
             if behind:
-                self._sync.sync_account(account_id)
+                self._parsed(self._sync.sync_account(account_id).parsed)
         except ExternalServiceError as exc:
             log.warning(
                 "gmail push processing failed; will retry",
@@ -145,6 +148,10 @@ class GmailInboundProcessor:
             )
             return
         self._store.finish_notifications((note.id for note in notes), now=self._clock.now())
+
+    def _parsed(self, count: int) -> None:
+        if count and self.on_parsed is not None:
+            self.on_parsed()
 
     def run_pending(self, *, max_rounds: int = 10_000) -> int:
         """Process notifications until none is due; return how many were processed."""
@@ -168,7 +175,7 @@ class GmailInboundProcessor:
         synced = 0
         for account_id in due:
             try:
-                self._sync.sync_account(account_id)
+                self._parsed(self._sync.sync_account(account_id).parsed)
                 synced += 1
             except ExternalServiceError as exc:
                 log.warning(
@@ -191,6 +198,7 @@ class GmailInboundProcessor:
         while True:
             outcome = self._sync.retry_due(limit=self._schedule.retry_batch)
             total += outcome.parsed
+            self._parsed(outcome.parsed)
             if outcome.parsed + outcome.failed + outcome.gone < self._schedule.retry_batch:
                 return total
 

@@ -138,6 +138,7 @@ class InboundPipelineRepo:
                 e.in_reply_to,
                 e.references,
                 e.detection,
+                e.label_ids,
                 m.Organization.classify_threshold,
             )
             .join(m.Organization, m.Organization.id == e.org_id)
@@ -162,6 +163,7 @@ class InboundPipelineRepo:
                 references=tuple(r.references or ()),
                 detection=dict(r.detection or {}),
                 threshold=float(r.classify_threshold),
+                sent_by_us="SENT" in (r.label_ids or ()),
                 reclassifying=reclassifying,
             )
             for r in rows
@@ -486,11 +488,12 @@ class ConversationRepo:
     def client_by_domains(self, org_id: int, domains: Sequence[str]) -> int | None:
         """Return the client whose domain is the first of these that one has."""
         c = m.Client
-        found = dict(
-            self._s.execute(
+        found: dict[str, int] = {
+            row.domain: row.id
+            for row in self._s.execute(
                 select(c.domain, c.id).where(c.org_id == org_id, c.domain.in_(list(domains)))
-            ).tuples()
-        )
+            )
+        }
         return next((found[d] for d in domains if d in found), None)
 
     def attach(

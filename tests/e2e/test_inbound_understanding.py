@@ -1,0 +1,471 @@
+"""Inbound mail understood end to end: a message delivered to the rep's Gmail (stand-in),
+pushed through Pub/Sub, synced and parsed, then claimed by the pipeline's worker, which
+classifies it, links it to the campaign email it answers and acts on it.
+
+Real corpus emails (tests/corpus) and labelled replies (integrations/offline_data) are
+delivered; the tests assert what is stored: the classification and who decided it, the
+links (send, conversation, contact, client), the send marked replied, enrollment changes
+and opt-outs, and what the API shows.
+"""
+
+from __future__ import annotations
+
+import json
+from email.message import EmailMessage
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, select, update
+from sqlalchemy.orm import Session
+
+from domain.clock import FixedClock
+from domain.detection import DetectionContext
+from domain.understanding import MAX_PIPELINE_ATTEMPTS
+from integrations.mail_signals.detect import detect_message
+from sandbox.pubsub import DEFAULT_PUSH_SERVICE_ACCOUNT
+from storage import models as m
+from tests.support.builders import make_contact
+from tests.support.corpus import corpus_dir
+from tests.support.gmail_app import DANA, RAY, REP_EMAIL, GmailWorld, gmail_world
+from tests.support.google import GoogleServer, make_email
+
+pytestmark = pytest.mark.slow
+AUDIENCE = "https://salesbot.example.com/api/integrations/gmail/push"
+LABELLED = Path(__file__).resolve().parents[2] / "integrations/offline_data/labelled_replies.jsonl"
+
+
+def labelled(index: int) -> dict[str, Any]:
+    """One hand-labelled reply of the offline classifier's set."""
+    with LABELLED.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines):
+            if number == index:
+                row: dict[str, Any] = json.loads(line)
+                return row
+    raise IndexError(index)
+
+
+POSITIVE = 56  # "Yes, send me your turn times and fee schedule." (info_request)
+NEGATIVE = 84  # "No thanks. We're happy with our current appraisal panel."
+REMOVE = 291  # "Please remove me from your mailing list."
+AMC_ORDER = 0  # New Appraisal Order #AO-482913, fee $525.00
+
+
+@dataclass
+class Inbound:
+    """The app with the rep's mailbox connected, a running campaign and one email sent."""
+
+    world: GmailWorld
+    google: GoogleServer
+    clock: FixedClock
+    campaign_id: int
+    job_id: int
+    enrollments: dict[str, int]
+    send_id: int
+    send_message_id: str
+    send_thread_id: str
+
+    @property
+    def sessions(self) -> Callable[[], Session]:
+        return self.world.session_factory
+
+    def deliver(self, raw: bytes, *, thread_id: str | None = None) -> m.InboundEmail:
+        """Deliver a message, push, sync, run the pipeline; return its stored row."""
+        gmail_id = self.google.google.gmail.deliver(REP_EMAIL, raw, thread_id=thread_id)
+        self.push_and_run({gmail_id: raw})
+        return self.email(gmail_id)
+
+    def push_and_run(self, raws: dict[str, bytes]) -> None:
+        headers, body = self.google.google.push_request(REP_EMAIL, audience=AUDIENCE)
+        answer = self.world.client.post("/api/integrations/gmail/push", json=body, headers=headers)
+        assert answer.status_code == 204, answer.text
+        self.world.client.app.state.gmail_inbound.processor.run_pending()  # type: ignore[attr-defined]
+        self._detect(raws)
+        self.world.runtime.inbound_worker.run_until_idle()
+
+    def _detect(self, raws: dict[str, bytes]) -> None:
+        """Store the detectors' findings as the sync will at parse time (the lead's part)."""
+        context = DetectionContext(rep_addresses=frozenset({REP_EMAIL}))
+        with self.sessions() as session:
+            for gmail_id, raw in raws.items():
+                session.execute(
+                    update(m.InboundEmail)
+                    .where(
+                        m.InboundEmail.gmail_message_id == gmail_id,
+                        m.InboundEmail.detection == {},
+                    )
+                    .values(detection=detect_message(raw, context=context).model_dump(mode="json"))
+                )
+            session.commit()
+
+    def email(self, gmail_id: str) -> m.InboundEmail:
+        with self.sessions() as session:
+            return session.scalars(
+                select(m.InboundEmail).where(m.InboundEmail.gmail_message_id == gmail_id)
+            ).one()
+
+    def enrollment(self, contact: str) -> m.Enrollment:
+        with self.sessions() as session:
+            row = session.get(m.Enrollment, self.enrollments[contact])
+            assert row is not None
+            return row
+
+    def contact(self, email: str) -> m.Contact:
+        with self.sessions() as session:
+            return session.scalars(select(m.Contact).where(m.Contact.email == email)).one()
+
+    def send(self) -> m.EmailSend:
+        with self.sessions() as session:
+            row = session.get(m.EmailSend, self.send_id)
+            assert row is not None
+            return row
+
+    def reply(self, body: str, *, sender: str = DANA, subject: str = "Re: Turn times") -> bytes:
+        """A reply to the campaign email, as Dana's mail client writes it."""
+        return make_email(
+            sender=sender,
+            to=REP_EMAIL,
+            subject=subject,
+            body=body,
+            in_reply_to=self.send_message_id,
+            references=[self.send_message_id],
+        )
+
+    def api(self, path: str) -> Any:
+        answer = self.world.client.get(path, headers=self.world.auth())
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+
+def _campaign(
+    session: Session, org_id: int, owner_id: int, *, on_reply: str, name: str = "Q4 win-back"
+) -> tuple[int, int]:
+    campaign = m.MarketingCampaign(
+        org_id=org_id,
+        name=name,
+        goal="reactivation",
+        status="active",
+        channels=["email"],
+        cadence_days=[0, 4, 10, 21],
+        on_reply=on_reply,
+    )
+    session.add(campaign)
+    session.flush()
+    job = m.Job(
+        org_id=org_id,
+        owner_id=owner_id,
+        campaign_id=campaign.id,
+        name=campaign.name,
+        status="running",
+        planned_at=datetime.now(UTC),
+    )
+    session.add(job)
+    session.flush()
+    return campaign.id, job.id
+
+
+@pytest.fixture
+def inbound(
+    engine: Engine,
+    session_factory: Callable[[], Session],
+    clock: FixedClock,
+    google: GoogleServer,
+) -> Iterator[Inbound]:
+    extra = {"PUBSUB_AUDIENCE": AUDIENCE, "PUBSUB_SERVICE_ACCOUNT": DEFAULT_PUSH_SERVICE_ACCOUNT}
+    with gmail_world(engine, session_factory, clock, google, extra_settings=extra) as world:
+        assert world.connect().status_code == 200
+        world.set_throttle(cap=400, interval=0)
+        with session_factory() as session:
+            campaign_id, job_id = _campaign(session, world.org_id, world.rep_id, on_reply="stop")
+            enrollments = {
+                email: m.Enrollment(
+                    org_id=world.org_id,
+                    job_id=job_id,
+                    contact_id=world.contact_ids[email],
+                    step=1,
+                    status="active",
+                    next_due_at=clock.now() + timedelta(days=4),
+                )
+                for email in (DANA, RAY)
+            }
+            session.add_all(enrollments.values())
+            session.commit()
+            enrollment_ids = {email: row.id for email, row in enrollments.items()}
+        assert world.send().status_code in (200, 202)
+        world.drain()
+        with session_factory() as session:
+            send = session.scalars(select(m.EmailSend)).one()
+            assert send.status == "sent" and send.gmail_thread_id
+            # Step 2 of the cadence, as the outbox sends it for the job.
+            send.job_id, send.campaign_id = job_id, campaign_id
+            send.enrollment_id, send.contact_id = enrollment_ids[DANA], world.contact_ids[DANA]
+            session.commit()
+            send_id, message_id, thread_id = send.id, send.message_id, send.gmail_thread_id
+        yield Inbound(
+            world=world,
+            google=google,
+            clock=clock,
+            campaign_id=campaign_id,
+            job_id=job_id,
+            enrollments=enrollment_ids,
+            send_id=send_id,
+            send_message_id=message_id,
+            send_thread_id=thread_id,
+        )
+
+
+def test_a_positive_reply_is_linked_to_the_campaign_email_and_stops_the_cadence(
+    inbound: Inbound,
+) -> None:
+    row = inbound.deliver(inbound.reply(labelled(POSITIVE)["body"]))
+
+    assert (row.status, row.category, row.sentiment, row.intent, row.classified_by) == (
+        "processed",
+        "OPPORTUNITY",
+        "positive",
+        "info_request",
+        "offline",
+    )
+    assert (row.email_send_id, row.contact_id) == (inbound.send_id, inbound.world.contact_ids[DANA])
+    assert row.client_id is not None and row.conversation_id is not None
+    send = inbound.send()
+    assert (send.reply_email_id, send.reply_sentiment) == (row.id, "positive")
+    assert send.replied_at is not None
+    dana = inbound.enrollment(DANA)
+    assert (dana.status, dana.stop_reason, dana.stop_email_id) == ("stopped", "replied", row.id)
+    assert inbound.enrollment(RAY).status == "active"
+    assert [a["action"] for a in row.actions] == ["enrollments_stopped"]
+    assert row.actions[0]["enrollment_ids"] == [dana.id]
+    with inbound.sessions() as session:
+        conversation = session.get(m.EmailConversation, row.conversation_id)
+        assert conversation is not None
+        assert (
+            conversation.campaign_id,
+            conversation.job_id,
+            conversation.contact_id,
+            conversation.first_send_id,
+            conversation.sent_count,
+            conversation.reply_count,
+            conversation.last_sentiment,
+        ) == (inbound.campaign_id, inbound.job_id, dana.contact_id, send.id, 1, 1, "positive")
+
+    detail = inbound.api(f"/api/inbound/emails/{row.id}")
+    assert detail["links"]["linked_by"] == "in_reply_to"
+    assert detail["links"]["campaign_id"] == inbound.campaign_id
+    assert detail["actions"][0]["action"] == "enrollments_stopped"
+    timeline = inbound.api(f"/api/inbound/conversations/{row.conversation_id}")
+    assert [(e["direction"], e["id"]) for e in timeline] == [
+        ("sent", send.id),
+        ("received", row.id),
+    ]
+
+
+def test_a_negative_reply_pauses_the_cadence_when_the_campaign_pauses_on_reply(
+    inbound: Inbound,
+) -> None:
+    with inbound.sessions() as session:
+        session.execute(
+            update(m.MarketingCampaign)
+            .where(m.MarketingCampaign.id == inbound.campaign_id)
+            .values(on_reply="pause")
+        )
+        session.commit()
+    row = inbound.deliver(inbound.reply(labelled(NEGATIVE)["body"]))
+
+    assert (row.category, row.sentiment, row.intent) == (
+        "OPPORTUNITY",
+        "negative",
+        "not_interested",
+    )
+    dana = inbound.enrollment(DANA)
+    assert (dana.status, dana.paused_until, dana.stop_email_id) == ("paused", None, row.id)
+    assert inbound.send().reply_sentiment == "negative"
+    assert inbound.contact(DANA).opted_out_at is None
+
+
+def test_a_request_to_be_removed_opts_the_contact_out_of_every_campaign(inbound: Inbound) -> None:
+    with inbound.sessions() as session:
+        _, other_job = _campaign(
+            session, inbound.world.org_id, inbound.world.rep_id, on_reply="stop", name="Spring"
+        )
+        other = m.Enrollment(
+            org_id=inbound.world.org_id,
+            job_id=other_job,
+            contact_id=inbound.world.contact_ids[DANA],
+            status="active",
+        )
+        session.add(other)
+        session.commit()
+        other_id = other.id
+    row = inbound.deliver(inbound.reply(labelled(REMOVE)["body"]))
+
+    assert (row.category, row.intent, row.classified_by, row.decided_detail) == (
+        "REMOVE",
+        "unsubscribe",
+        "detector",
+        "unsubscribe_text",
+    )
+    assert inbound.contact(DANA).opted_out_at is not None
+    with inbound.sessions() as session:
+        stopped = session.scalars(
+            select(m.Enrollment).where(m.Enrollment.contact_id == inbound.world.contact_ids[DANA])
+        ).all()
+        history = session.scalars(
+            select(m.ContactEngagementEvent.detail).where(
+                m.ContactEngagementEvent.event == "opted_out"
+            )
+        ).all()
+    assert {(e.id, e.status, e.stop_reason, e.stop_email_id) for e in stopped} == {
+        (inbound.enrollments[DANA], "stopped", "opted out", row.id),
+        (other_id, "stopped", "opted out", row.id),
+    }
+    assert history == [{"source": f"inbound email {row.id}"}]
+    assert [a["action"] for a in row.actions] == ["opted_out"]
+
+    # Processing it again (salesbot inbound reclassify) does nothing twice.
+    inbound.world.runtime.understanding.requeue(since=datetime(2020, 1, 1, tzinfo=UTC))
+    inbound.world.runtime.inbound_worker.run_until_idle()
+    again = inbound.email(row.gmail_message_id)
+    assert (again.status, again.actions) == ("processed", row.actions)
+
+
+def _corpus(name: str) -> bytes:
+    return (corpus_dir() / name).read_bytes()
+
+
+def test_a_hard_bounce_marks_the_address_bounced_and_stops_every_enrollment(
+    inbound: Inbound,
+) -> None:
+    # lhost-postfix-03: a Postfix DSN, 5.x.x for kijitora@example.net.
+    raw = _corpus("bounces/sisimai/lhost-postfix-03.eml")
+    contact_id = _enrolled_contact(inbound, "kijitora@example.net")
+    row = inbound.deliver(raw)
+
+    assert (row.category, row.classified_by, row.decided_detail) == (
+        "NOTIFICATIONS",
+        "detector",
+        "hard bounce",
+    )
+    assert row.contact_id == contact_id
+    assert inbound.contact("kijitora@example.net").email_status == "bounced"
+    with inbound.sessions() as session:
+        enrollment = session.scalars(
+            select(m.Enrollment).where(m.Enrollment.contact_id == contact_id)
+        ).one()
+    assert (enrollment.status, enrollment.stop_reason, enrollment.stop_email_id) == (
+        "stopped",
+        "bounced",
+        row.id,
+    )
+    assert [a["action"] for a in row.actions] == ["marked_bounced"]
+
+
+def _enrolled_contact(inbound: Inbound, email: str) -> int:
+    with inbound.sessions() as session:
+        org = session.get(m.Organization, inbound.world.org_id)
+        assert org is not None
+        contact = make_contact(session, org, email=email)
+        session.add(
+            m.Enrollment(
+                org_id=org.id, job_id=inbound.job_id, contact_id=contact.id, status="active"
+            )
+        )
+        session.commit()
+        return contact.id
+
+
+def test_the_third_soft_bounce_within_30_days_marks_the_address_bounced(
+    inbound: Inbound,
+) -> None:
+    # lhost-postfix-08: a transient failure (4.x.x) for kijitora@example.com.
+    raw = _corpus("bounces/sisimai/lhost-postfix-08.eml")
+    contact_id = _enrolled_contact(inbound, "kijitora@example.com")
+    rows = [inbound.deliver(raw) for _ in range(3)]
+
+    assert [r.decided_detail for r in rows] == ["soft bounce"] * 3
+    assert [[a["action"] for a in r.actions] for r in rows] == [
+        ["soft_bounce_counted"],
+        ["soft_bounce_counted"],
+        ["marked_bounced"],
+    ]
+    assert inbound.contact("kijitora@example.com").email_status == "bounced"
+    assert all(r.contact_id == contact_id for r in rows)
+
+
+def test_an_out_of_office_pauses_the_contact_until_the_day_after_their_return(
+    inbound: Inbound,
+) -> None:
+    raw = make_email(
+        sender=DANA,
+        to=REP_EMAIL,
+        subject="Automatic reply: Turn times",
+        body="I am out of the office until Monday, December 14, 2026 with limited access "
+        "to email. For urgent matters contact Ray.",
+        in_reply_to=inbound.send_message_id,
+    ).replace(b"Subject:", b"Auto-Submitted: auto-replied\nSubject:", 1)
+    row = inbound.deliver(raw)
+
+    assert (row.category, row.intent, row.decided_detail) == (
+        "NOTIFICATIONS",
+        "out_of_office",
+        "out_of_office",
+    )
+    dana = inbound.enrollment(DANA)
+    assert dana.status == "paused"
+    assert dana.paused_until == datetime(2026, 12, 15, tzinfo=UTC)
+    # An automatic answer is linked to the send but is not a reply to it.
+    assert row.email_send_id == inbound.send_id
+    assert inbound.send().replied_at is None
+
+
+def test_an_amc_order_arrives_with_its_order_number_and_fee(inbound: Inbound) -> None:
+    order = labelled(AMC_ORDER)
+    raw = make_email(
+        sender="orders@amc-portal.example",
+        to=REP_EMAIL,
+        subject=order["subject"],
+        body=order["body"],
+    )
+    row = inbound.deliver(raw)
+
+    assert (row.category, row.classified_by) == ("AMC_ORDER", "offline")
+    assert row.entities["order_numbers"] == ["AO-482913"]
+    assert row.entities["amounts"] == ["$525.00"]
+    assert row.email_send_id is None and row.actions == []
+    listed = inbound.api("/api/inbound/emails?category=AMC_ORDER")
+    assert [e["id"] for e in listed] == [row.id]
+    assert inbound.api("/api/inbound/emails?linked=true&category=AMC_ORDER") == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param("", id="empty body"),
+        pytest.param("Bonjour, pouvez-vous m'envoyer vos délais et vos tarifs ?", id="french"),
+        pytest.param("Turn times please. " * 60_000, id="1 MB body"),
+    ],
+)
+def test_bad_input_is_classified_in_bounded_time_and_never_lost(
+    inbound: Inbound, body: str
+) -> None:
+    row = inbound.deliver(inbound.reply(body))
+
+    assert row.status == "processed"
+    assert row.category is not None and row.email_send_id == inbound.send_id
+    if len(body) > 100_000:
+        assert any("cut to" in note for note in row.notes)
+
+
+def test_an_html_only_reply_is_read_from_its_html(inbound: Inbound) -> None:
+    message = EmailMessage()
+    message["From"] = DANA
+    message["To"] = REP_EMAIL
+    message["Subject"] = "Re: Turn times"
+    message["In-Reply-To"] = inbound.send_message_id
+    message.set_content("<p>Please <b>remove me</b> from your mailing list.</p>", subtype="html")
+    row = inbound.deliver(message.as_bytes())
+
+    assert (row.status, row.category) == ("processed", "REMOVE")
