@@ -11,10 +11,10 @@ and opt-outs, and what the API shows.
 from __future__ import annotations
 
 import json
-from email.message import EmailMessage
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +22,13 @@ import pytest
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
+from bot.app import _mailbox_services
+from bot.gmail_inbound import build_gmail_inbound
 from domain.clock import FixedClock
 from domain.detection import DetectionContext
-from domain.understanding import MAX_PIPELINE_ATTEMPTS
+from integrations.gmail.sync import SyncSettings
 from integrations.mail_signals.detect import detect_message
+from jobs.gmail_sync import GmailInboundProcessor
 from sandbox.pubsub import DEFAULT_PUSH_SERVICE_ACCOUNT
 from storage import models as m
 from tests.support.builders import make_contact
@@ -61,6 +64,7 @@ class Inbound:
     world: GmailWorld
     google: GoogleServer
     clock: FixedClock
+    processor: GmailInboundProcessor
     campaign_id: int
     job_id: int
     enrollments: dict[str, int]
@@ -82,7 +86,7 @@ class Inbound:
         headers, body = self.google.google.push_request(REP_EMAIL, audience=AUDIENCE)
         answer = self.world.client.post("/api/integrations/gmail/push", json=body, headers=headers)
         assert answer.status_code == 204, answer.text
-        self.world.client.app.state.gmail_inbound.processor.run_pending()  # type: ignore[attr-defined]
+        self.processor.run_pending()
         self._detect(raws)
         self.world.runtime.inbound_worker.run_until_idle()
 
@@ -198,16 +202,27 @@ def inbound(
         world.drain()
         with session_factory() as session:
             send = session.scalars(select(m.EmailSend)).one()
-            assert send.status == "sent" and send.gmail_thread_id
+            assert send.status == "sent"
+            assert send.gmail_thread_id
             # Step 2 of the cadence, as the outbox sends it for the job.
             send.job_id, send.campaign_id = job_id, campaign_id
             send.enrollment_id, send.contact_id = enrollment_ids[DANA], world.contact_ids[DANA]
             session.commit()
             send_id, message_id, thread_id = send.id, send.message_id, send.gmail_thread_id
+        # The app's sync, with one fetch thread: the test's sessions share one connection.
+        built = build_gmail_inbound(
+            world.runtime.settings,
+            world.runtime.services,
+            service_for_account=_mailbox_services(world.gmail),
+            sync_settings=SyncSettings(fetch_threads=1),
+            on_parsed=world.runtime.inbound_worker.wake,
+        )
+        assert built.processor is not None
         yield Inbound(
             world=world,
             google=google,
             clock=clock,
+            processor=built.processor,
             campaign_id=campaign_id,
             job_id=job_id,
             enrollments=enrollment_ids,
@@ -230,7 +245,8 @@ def test_a_positive_reply_is_linked_to_the_campaign_email_and_stops_the_cadence(
         "offline",
     )
     assert (row.email_send_id, row.contact_id) == (inbound.send_id, inbound.world.contact_ids[DANA])
-    assert row.client_id is not None and row.conversation_id is not None
+    assert row.client_id is not None
+    assert row.conversation_id is not None
     send = inbound.send()
     assert (send.reply_email_id, send.reply_sentiment) == (row.id, "positive")
     assert send.replied_at is not None
@@ -434,7 +450,8 @@ def test_an_amc_order_arrives_with_its_order_number_and_fee(inbound: Inbound) ->
     assert (row.category, row.classified_by) == ("AMC_ORDER", "offline")
     assert row.entities["order_numbers"] == ["AO-482913"]
     assert row.entities["amounts"] == ["$525.00"]
-    assert row.email_send_id is None and row.actions == []
+    assert row.email_send_id is None
+    assert row.actions == []
     listed = inbound.api("/api/inbound/emails?category=AMC_ORDER")
     assert [e["id"] for e in listed] == [row.id]
     assert inbound.api("/api/inbound/emails?linked=true&category=AMC_ORDER") == []
@@ -454,7 +471,8 @@ def test_bad_input_is_classified_in_bounded_time_and_never_lost(
     row = inbound.deliver(inbound.reply(body))
 
     assert row.status == "processed"
-    assert row.category is not None and row.email_send_id == inbound.send_id
+    assert row.category is not None
+    assert row.email_send_id == inbound.send_id
     if len(body) > 100_000:
         assert any("cut to" in note for note in row.notes)
 
