@@ -187,6 +187,12 @@ class InboundStore(Protocol):
         """Claim message rows due for another fetch."""
         ...
 
-    def set_watch(self, account_id: int, *, expires_at: datetime) -> None:
-        """Remember when a mailbox's push watch expires."""
+    def set_watch(
+        self, account_id: int, *, expires_at: datetime, history_id: int | None = None
+    ) -> None:
+        """Remember when a mailbox's push watch expires.
+
+        `history_id` is the one `users.watch` answered: it becomes the mailbox's history
+        pointer if it has none yet (a newly connected mailbox), and is ignored otherwise.
+        """
         ...

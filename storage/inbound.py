@@ -414,14 +414,20 @@ class SqlInboundStore:
                 )
             )
 
-    def set_watch(self, account_id: int, *, expires_at: datetime) -> None:
-        """Remember when a mailbox's push watch expires."""
+    def set_watch(
+        self, account_id: int, *, expires_at: datetime, history_id: int | None = None
+    ) -> None:
+        """Remember when a mailbox's push watch expires, and its first history pointer.
+
+        The pointer is only set where there is none: a mailbox already synced keeps its own,
+        which may be older than the watch's (messages between them are still to list).
+        """
+        a = m.GmailAccount
+        values: dict[str, Any] = {"watch_expires_at": expires_at}
+        if history_id is not None:
+            values["history_id"] = func.coalesce(a.history_id, history_id)
         with self._sessions() as session:
-            session.execute(
-                update(m.GmailAccount)
-                .where(m.GmailAccount.id == account_id)
-                .values(watch_expires_at=expires_at)
-            )
+            session.execute(update(a).where(a.id == account_id).values(**values))
             session.commit()
 
     # -- push notifications -------------------------------------------------------------------

@@ -558,10 +558,15 @@ class GmailSync:
         except _TRANSPORT_ERRORS as exc:
             raise ExternalServiceError(_describe("watch", exc), retryable=True) from None
         expires_at = datetime.fromtimestamp(int(answer["expiration"]) / 1000, UTC)
-        self._store.set_watch(account_id, expires_at=expires_at)
+        history_id = _history_id(answer.get("historyId"))
+        self._store.set_watch(account_id, expires_at=expires_at, history_id=history_id)
         log.info(
             "gmail watch renewed",
-            extra={"account_id": account_id, "expires_at": expires_at.isoformat()},
+            extra={
+                "account_id": account_id,
+                "expires_at": expires_at.isoformat(),
+                "history_id": history_id,
+            },
         )
         return expires_at
 
@@ -570,6 +575,15 @@ class GmailSync:
             return self._service_for(account_id)
         except auth_exceptions.RefreshError:
             raise _credentials_refused() from None
+
+
+def _history_id(value: object) -> int | None:
+    """Return a historyId Gmail answered (a decimal string), or None if it is unusable."""
+    try:
+        number = int(str(value))
+    except ValueError:
+        return None
+    return number if number > 0 else None
 
 
 def _credentials_refused() -> ExternalServiceError:

@@ -496,6 +496,45 @@ def test_watches_are_renewed_on_inbox_and_sent_when_they_expire_within_two_days(
     )
 
 
+def test_the_first_watch_gives_a_new_mailbox_its_history_pointer_and_later_ones_keep_it(
+    connect: Callable[..., Mailbox],
+) -> None:
+    """Mail arriving after the watch is listed from its historyId: no full sync is needed."""
+    mailbox = connect(never_synced=True)
+    mailbox.deliver(make_email(sender=DANA, to=REP, subject="Before the watch"))
+
+    mailbox.processor.renew_watches()
+    watched_at = mailbox.account().history_id
+    mailbox.deliver(make_email(sender=DANA, to=REP, subject="After the watch"))
+    result = mailbox.sync.sync_account(mailbox.account_id)
+    mailbox.clock.advance(days=6)
+    mailbox.processor.renew_watches()
+
+    assert watched_at is not None
+    assert result.mode == "history"
+    assert [e.subject for e in mailbox.inbound()] == ["After the watch"]
+    # A renewal answers a newer historyId; the pointer the sync moved is kept.
+    assert mailbox.account().history_id == result.history_id
+    assert len(mailbox.google.gmail.watch_calls) == 2
+
+
+def test_catch_up_watches_a_newly_connected_mailbox_before_syncing_it(
+    connect: Callable[..., Mailbox],
+) -> None:
+    mailbox = connect(never_synced=True)
+    mailbox.deliver(make_email(sender=DANA, to=REP, subject="Before connecting"))
+
+    synced = mailbox.processor.catch_up()
+    again = mailbox.processor.catch_up()
+
+    assert (synced, again) == (1, 0)
+    assert len(mailbox.google.gmail.watch_calls) == 1
+    assert mailbox.account().watch_expires_at is not None
+    # The pointer came from the watch: the history sync found nothing older to store.
+    assert mailbox.inbound() == []
+    assert (mailbox.gmail_calls("messages.list"), mailbox.gmail_calls("history.list")) == (0, 1)
+
+
 # -- concurrency of one sync ---------------------------------------------------------------------
 
 
