@@ -40,7 +40,7 @@ from domain.jobs import TaskKind
 from domain.mail import SendOutcome
 from domain.mailboxes import MailboxAllowances
 from domain.outreach import Outreach
-from domain.ports import DraftModel, Mailer
+from domain.ports import DraftModel, Mailer, UnsubscribeTokenReader
 from domain.sending import SendLimits
 from domain.suppression import Suppression
 from domain.understanding import ModelRequest, PipelineSettings, Understanding
@@ -288,7 +288,9 @@ def build_runtime(
         poll_seconds=min(30.0, max(settings.WORKER_POLL_SECONDS, work_lease.total_seconds() / 4)),
         on_found=worker.wake,
     )
-    understanding = build_understanding(uow, services.clock, work_lease=work_lease)
+    understanding = build_understanding(
+        uow, services.clock, work_lease=work_lease, unsubscribe_tokens=unsubscribe_tokens
+    )
     inbound_worker = UnderstandingWorker(
         understanding, poll_seconds=max(settings.WORKER_POLL_SECONDS, 1.0)
     )
@@ -366,7 +368,11 @@ class _OfflineModel:
 
 
 def build_understanding(
-    uow: Callable[[], UnitOfWork], clock: Clock, *, work_lease: timedelta
+    uow: Callable[[], UnitOfWork],
+    clock: Clock,
+    *,
+    work_lease: timedelta,
+    unsubscribe_tokens: UnsubscribeTokenReader | None = None,
 ) -> Understanding:
     """The inbound pipeline: detectors, rules, the model, linking, actions."""
     offline = _OfflineModel()
@@ -375,6 +381,7 @@ def build_understanding(
         clock=clock,
         model=offline,
         offline=offline,
+        unsubscribe_tokens=unsubscribe_tokens,
         settings=PipelineSettings(lease=work_lease),
     )
 

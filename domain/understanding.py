@@ -47,7 +47,7 @@ from domain.inbound import retry_delay
 from domain.inbound_actions import ActingOn, act
 
 if TYPE_CHECKING:
-    from domain.ports import UnderstandingUnitOfWork
+    from domain.ports import UnderstandingUnitOfWork, UnsubscribeTokenReader
 
 log = logging.getLogger(__name__)
 
@@ -152,14 +152,6 @@ class RuleBook(Protocol):
         self, org_id: int, *, sender_email: str | None, subject: str
     ) -> Classification | None:
         """Return the first matching rule's classification, or None."""
-        ...
-
-
-class TokenReader(Protocol):
-    """Reads the token of our List-Unsubscribe plus-address: (org id, contact id) or None."""
-
-    def read(self, token: str) -> tuple[int, int] | None:
-        """Return whom the token names, or None when it is not ours or is altered."""
         ...
 
 
@@ -349,7 +341,7 @@ class Understanding:
         model: MessageModel,
         offline: MessageModel,
         rules: RuleBook | None = None,
-        unsubscribe_tokens: TokenReader | None = None,
+        unsubscribe_tokens: UnsubscribeTokenReader | None = None,
         settings: PipelineSettings | None = None,
     ) -> None:
         self._uow = uow

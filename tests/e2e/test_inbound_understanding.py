@@ -25,9 +25,8 @@ from sqlalchemy.orm import Session
 from bot.app import _mailbox_services
 from bot.gmail_inbound import build_gmail_inbound
 from domain.clock import FixedClock
-from domain.detection import DetectionContext
+from domain.unsubscribe_address import build_unsubscribe_address
 from integrations.gmail.sync import SyncSettings
-from integrations.mail_signals.detect import detect_message
 from jobs.gmail_sync import GmailInboundProcessor
 from sandbox.pubsub import DEFAULT_PUSH_SERVICE_ACCOUNT
 from storage import models as m
@@ -79,31 +78,15 @@ class Inbound:
     def deliver(self, raw: bytes, *, thread_id: str | None = None) -> m.InboundEmail:
         """Deliver a message, push, sync, run the pipeline; return its stored row."""
         gmail_id = self.google.google.gmail.deliver(REP_EMAIL, raw, thread_id=thread_id)
-        self.push_and_run({gmail_id: raw})
+        self.push_and_run()
         return self.email(gmail_id)
 
-    def push_and_run(self, raws: dict[str, bytes]) -> None:
+    def push_and_run(self) -> None:
         headers, body = self.google.google.push_request(REP_EMAIL, audience=AUDIENCE)
         answer = self.world.client.post("/api/integrations/gmail/push", json=body, headers=headers)
         assert answer.status_code == 204, answer.text
         self.processor.run_pending()
-        self._detect(raws)
         self.world.runtime.inbound_worker.run_until_idle()
-
-    def _detect(self, raws: dict[str, bytes]) -> None:
-        """Store the detectors' findings as the sync will at parse time (the lead's part)."""
-        context = DetectionContext(rep_addresses=frozenset({REP_EMAIL}))
-        with self.sessions() as session:
-            for gmail_id, raw in raws.items():
-                session.execute(
-                    update(m.InboundEmail)
-                    .where(
-                        m.InboundEmail.gmail_message_id == gmail_id,
-                        m.InboundEmail.detection == {},
-                    )
-                    .values(detection=detect_message(raw, context=context).model_dump(mode="json"))
-                )
-            session.commit()
 
     def email(self, gmail_id: str) -> m.InboundEmail:
         with self.sessions() as session:
@@ -346,6 +329,43 @@ def test_a_request_to_be_removed_opts_the_contact_out_of_every_campaign(inbound:
     inbound.world.runtime.inbound_worker.run_until_idle()
     again = inbound.email(row.gmail_message_id)
     assert (again.status, again.actions) == ("processed", row.actions)
+
+
+def test_mail_to_our_list_unsubscribe_address_opts_out_the_contact_its_token_names(
+    inbound: Inbound,
+) -> None:
+    token = inbound.world.runtime.unsubscribe_tokens.build(
+        inbound.world.org_id, inbound.world.contact_ids[RAY]
+    )
+    # A mail client following the mailto: link sends a bare message, here from another address.
+    raw = make_email(
+        sender="assistant@pinnacle.example.com",
+        to=build_unsubscribe_address(REP_EMAIL, token),
+        subject="unsubscribe",
+        body="",
+    )
+    row = inbound.deliver(raw)
+
+    assert (row.category, row.decided_detail) == ("REMOVE", "unsubscribe_address")
+    assert inbound.contact(RAY).opted_out_at is not None
+    assert inbound.contact(DANA).opted_out_at is None
+    assert row.actions[0]["contact_id"] == inbound.world.contact_ids[RAY]
+    assert inbound.enrollment(RAY).status == "stopped"
+
+
+def test_a_forged_unsubscribe_token_opts_out_nobody_but_the_sender(inbound: Inbound) -> None:
+    raw = make_email(
+        sender=DANA,
+        to=build_unsubscribe_address(REP_EMAIL, "o1c2.forgedforgedforged"),
+        subject="unsubscribe",
+        body="",
+    )
+    row = inbound.deliver(raw)
+
+    assert row.category == "REMOVE"
+    assert inbound.contact(RAY).opted_out_at is None
+    assert inbound.contact(DANA).opted_out_at is not None
+    assert "could not be verified" in row.actions[0]["reason"]
 
 
 def _corpus(name: str) -> bytes:
