@@ -63,6 +63,8 @@ token_app = typer.Typer(help="REST API tokens.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(org_app, name="org")
 app.add_typer(token_app, name="token")
+inbound_app = typer.Typer(help="Inbound email: the pipeline after the fetch.", no_args_is_help=True)
+app.add_typer(inbound_app, name="inbound")
 app.command("import")(import_command)
 
 # Messages are one line each, however narrow the terminal (scripts grep them).
@@ -523,6 +525,69 @@ def token_revoke(
         except SalesbotError as exc:
             raise fail(exc.message) from None
     out.print(f"token {token_id} revoked")
+
+
+@inbound_app.command("reclassify")
+def inbound_reclassify(
+    since: Annotated[
+        datetime, typer.Option(help="Messages received since this date (YYYY-MM-DD, UTC).")
+    ],
+    org: Annotated[str | None, typer.Option(help="Only this organization (slug).")] = None,
+    status: Annotated[
+        str | None,
+        typer.Option(
+            help="Only messages in this state: processed, failed (parked by the pipeline) or "
+            "parsed; both processed and parked when omitted."
+        ),
+    ] = None,
+    queue_only: Annotated[
+        bool, typer.Option("--queue-only", help="Put them back in the queue; a worker runs them.")
+    ] = False,
+) -> None:
+    """Run the inbound pipeline again on matching messages (idempotent: nothing is done
+    twice, an opt-out is never undone); parked failures are retried."""
+    from sqlalchemy import select
+
+    from bot.app import build_understanding
+    from storage.db import make_session_factory
+    from storage.models import Organization
+    from storage.uow import UnitOfWork
+
+    if status not in (None, "processed", "failed", "parsed"):
+        raise fail(f"--status {status!r}: processed, failed or parsed", 2)
+    settings = settings_or_exit()
+    engine = open_database(settings.DATABASE_URL)
+    try:
+        sessions = make_session_factory(engine)
+        org_id: int | None = None
+        if org is not None:
+            with sessions() as session:
+                org_id = session.scalar(select(Organization.id).where(Organization.slug == org))
+            if org_id is None:
+                raise fail(f"no organization {org!r}", 2)
+        understanding = build_understanding(
+            lambda: UnitOfWork(sessions),
+            SystemClock(),
+            work_lease=timedelta(seconds=settings.WORK_LEASE_SECONDS),
+        )
+        when = since if since.tzinfo is not None else since.replace(tzinfo=UTC)
+        counts = understanding.requeue(since=when, org_id=org_id, status=status)
+        out.print(
+            f"queued {counts.total} messages again ({counts.processed} processed, "
+            f"{counts.failed} parked failures, {counts.parsed} parsed)"
+        )
+        if queue_only:
+            return
+        processed = failed = 0
+        while True:
+            outcome = understanding.run_once()
+            if not outcome.claimed:
+                break
+            processed += outcome.processed
+            failed += outcome.failed
+        out.print(f"processed {processed}, failed {failed}")
+    finally:
+        engine.dispose()
 
 
 @contextmanager

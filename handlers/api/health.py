@@ -10,7 +10,7 @@ from sqlalchemy import Connection, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from handlers.api.deps import ServicesDep
-from storage.models import Job, SlackDeferredCall
+from storage.models import InboundEmail, Job, SlackDeferredCall
 
 router = APIRouter(tags=["health"])
 
@@ -36,6 +36,7 @@ def healthz(services: ServicesDep) -> JSONResponse:
             if version in heads:
                 slack_work = _slack_work(conn, services.clock.now())
                 jobs_to_plan = _jobs_to_plan(conn, services.clock.now())
+                inbound = _inbound(conn, services.clock.now())
     except SQLAlchemyError as exc:
         reason = str(exc.orig if hasattr(exc, "orig") else exc).splitlines()[0]
         return JSONResponse({"status": "error", "database": f"unreachable: {reason}"}, 503)
@@ -55,6 +56,7 @@ def healthz(services: ServicesDep) -> JSONResponse:
             "schema": version,
             "slack_work": slack_work,
             "jobs_to_plan": jobs_to_plan,
+            "inbound": inbound,
         }
     )
 
@@ -69,6 +71,32 @@ def _jobs_to_plan(conn: Connection, now: datetime) -> dict[str, float | int]:
     ).one()
     age = (now - oldest).total_seconds() if oldest is not None else 0.0
     return {"waiting": int(waiting), "oldest_waiting_seconds": round(max(age, 0.0), 1)}
+
+
+def _inbound(conn: Connection, now: datetime) -> dict[str, float | int]:
+    """The inbound pipeline's queue: parsed messages waiting (an oldest that keeps ageing
+    means no worker runs it), messages parked after failing five times (`error` says why;
+    `salesbot inbound reclassify --status failed` retries them), and messages classified
+    offline that wait for Claude."""
+    e = InboundEmail
+    rows = conn.execute(
+        select(e.status, func.count(), func.min(e.created_at))
+        .where(
+            (e.status == "parsed")
+            | ((e.status == "failed") & (e.pipeline_attempts > 0))
+            | ((e.status == "processed") & e.reclassify_at.is_not(None))
+        )
+        .group_by(e.status)
+    ).all()
+    counts = {r[0]: (int(r[1]), r[2]) for r in rows}
+    waiting, oldest = counts.get("parsed", (0, None))
+    age = (now - oldest).total_seconds() if oldest is not None else 0.0
+    return {
+        "waiting": waiting,
+        "oldest_waiting_seconds": round(max(age, 0.0), 1),
+        "failed": counts.get("failed", (0, None))[0],
+        "to_reclassify": counts.get("processed", (0, None))[0],
+    }
 
 
 def _slack_work(conn: Connection, now: datetime) -> dict[str, float | int]:

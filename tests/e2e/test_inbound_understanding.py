@@ -11,7 +11,7 @@ and opt-outs, and what the API shows.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -24,12 +24,15 @@ from sqlalchemy.orm import Session
 
 from bot.app import _mailbox_services
 from bot.gmail_inbound import build_gmail_inbound
+from domain.classification import Classification
 from domain.clock import FixedClock
+from domain.understanding import MAX_PIPELINE_ATTEMPTS, ModelRequest, Understanding
 from domain.unsubscribe_address import build_unsubscribe_address
 from integrations.gmail.sync import SyncSettings
 from jobs.gmail_sync import GmailInboundProcessor
 from sandbox.pubsub import DEFAULT_PUSH_SERVICE_ACCOUNT
 from storage import models as m
+from storage.uow import UnitOfWork
 from tests.support.builders import make_contact
 from tests.support.corpus import corpus_dir
 from tests.support.gmail_app import DANA, RAY, REP_EMAIL, GmailWorld, gmail_world
@@ -75,18 +78,19 @@ class Inbound:
     def sessions(self) -> Callable[[], Session]:
         return self.world.session_factory
 
-    def deliver(self, raw: bytes, *, thread_id: str | None = None) -> m.InboundEmail:
+    def deliver(self, raw: bytes, *, run: bool = True) -> m.InboundEmail:
         """Deliver a message, push, sync, run the pipeline; return its stored row."""
-        gmail_id = self.google.google.gmail.deliver(REP_EMAIL, raw, thread_id=thread_id)
-        self.push_and_run()
+        gmail_id = self.google.google.gmail.deliver(REP_EMAIL, raw)
+        self.push_and_run(run=run)
         return self.email(gmail_id)
 
-    def push_and_run(self) -> None:
+    def push_and_run(self, *, run: bool = True) -> None:
         headers, body = self.google.google.push_request(REP_EMAIL, audience=AUDIENCE)
         answer = self.world.client.post("/api/integrations/gmail/push", json=body, headers=headers)
         assert answer.status_code == 204, answer.text
         self.processor.run_pending()
-        self.world.runtime.inbound_worker.run_until_idle()
+        if run:
+            self.world.runtime.inbound_worker.run_until_idle()
 
     def email(self, gmail_id: str) -> m.InboundEmail:
         with self.sessions() as session:
@@ -507,3 +511,49 @@ def test_an_html_only_reply_is_read_from_its_html(inbound: Inbound) -> None:
     row = inbound.deliver(message.as_bytes())
 
     assert (row.status, row.category) == ("processed", "REMOVE")
+
+
+class _BrokenModel:
+    """A model whose every call fails with a bug (not an outage): the message must fail."""
+
+    name = "broken"
+
+    def classify_many(self, requests: Sequence[ModelRequest]) -> list[Classification]:
+        raise RuntimeError("model output could not be handled")
+
+
+def test_a_message_that_fails_five_times_is_parked_visible_and_retried_by_reclassify(
+    inbound: Inbound,
+) -> None:
+    row = inbound.deliver(inbound.reply("Can you call me tomorrow?"), run=False)
+    broken = Understanding(
+        lambda: UnitOfWork(inbound.sessions),
+        clock=inbound.clock,
+        model=_BrokenModel(),
+        offline=_BrokenModel(),
+    )
+    for _ in range(MAX_PIPELINE_ATTEMPTS):
+        assert broken.run_once().claimed >= 1
+        inbound.clock.advance(hours=7)
+    parked = inbound.email(row.gmail_message_id)
+    assert (parked.status, parked.pipeline_attempts) == ("failed", MAX_PIPELINE_ATTEMPTS)
+    assert parked.error == "RuntimeError: model output could not be handled"
+    assert broken.run_once().claimed == 0  # parked: nobody takes it again
+    # The fetch retry never takes a parked message back either.
+    assert inbound.processor.retry_failed() == 0
+
+    detail = inbound.api(f"/api/inbound/emails/{row.id}")
+    assert (detail["status"], detail["error"]) == ("failed", parked.error)
+
+    counts = inbound.world.runtime.understanding.requeue(
+        since=datetime(2020, 1, 1, tzinfo=UTC), status="failed"
+    )
+    # Two parked: the reply, and the copy of our campaign email in the rep's mailbox (SENT).
+    assert (counts.failed, counts.processed) == (2, 0)
+    inbound.world.runtime.inbound_worker.run_until_idle()
+    retried = inbound.email(row.gmail_message_id)
+    assert (retried.status, retried.error, retried.email_send_id) == (
+        "processed",
+        None,
+        inbound.send_id,
+    )
