@@ -153,6 +153,41 @@ def _parent_domains(address: str | None) -> list[str]:
     return [".".join(labels[i:]) for i in range(len(labels) - 1)]
 
 
+@dataclass(frozen=True)
+class LinkKeys:
+    """Every key linking may look up for a set of messages, to fetch them in a few queries."""
+
+    message_ids: frozenset[str]
+    thread_ids: frozenset[str]
+    addresses: frozenset[str]
+    domains: frozenset[str]
+    since: datetime
+
+
+def link_keys(items: Sequence[tuple[LinkQuery, Detection | None]], *, now: datetime) -> LinkKeys:
+    """Return what `link_message` may look up for these messages (one organization)."""
+    message_ids: set[str] = set()
+    threads: set[str] = set()
+    addresses: set[str] = set()
+    domains: set[str] = set()
+    since = now
+    for query, detection in items:
+        message_ids.update(i for i in (query.in_reply_to, *query.references[:MAX_REFERENCES]) if i)
+        original = reported_message_id(detection)
+        if original:
+            message_ids.add(original)
+        if query.gmail_thread_id:
+            threads.add(query.gmail_thread_id)
+        reported = reported_addresses(detection)
+        wanted = list(reported[:10]) if reported else [query.from_email] if query.from_email else []
+        addresses.update(wanted)
+        domains.update(d for a in wanted[:1] for d in _parent_domains(a))
+        since = min(since, (query.received_at or now) - RECENT_SEND_WINDOW)
+    return LinkKeys(
+        frozenset(message_ids), frozenset(threads), frozenset(addresses), frozenset(domains), since
+    )
+
+
 def link_message(
     repo: ConversationRepository,
     query: LinkQuery,

@@ -18,7 +18,7 @@ from domain.audience import AudienceCriteria, AudienceSize
 from domain.campaigns import Campaign, CampaignFields
 from domain.cards import Card, CardState, CardType, CardView, InFlightCard, Priority
 from domain.contacts import ContactContext, TokenScope, UserRole
-from domain.conversations import ContactRef, ConversationEntry, SendRef
+from domain.conversations import ContactRef, ConversationEntry, LinkKeys, SendRef
 from domain.drafting import Draft, DraftRequest
 from domain.inbound_actions import EnrollmentRef
 from domain.jobs import Job, JobStatus, JobTaskView, TargetSelection, TaskStatus
@@ -1092,11 +1092,11 @@ class InboundPipelineRepository(Protocol):
         ...
 
     def hold(
-        self, email_id: int, *, lease_until: datetime, reclassifying: bool
-    ) -> builtins.list[dict[str, Any]] | None:
-        """Lock a claimed row if this claim still holds it; return its actions so far.
+        self, email_ids: Sequence[int], *, lease_until: datetime, reclassifying: bool
+    ) -> dict[int, builtins.list[dict[str, Any]]]:
+        """Lock the claimed rows this claim still holds; return each one's actions so far.
 
-        None when its lease ran out and another worker took it (or it was finished).
+        A row missing from the answer was taken by another worker (its lease ran out).
         """
         ...
 
@@ -1149,6 +1149,11 @@ class InboundPipelineRepository(Protocol):
 
 class ConversationRepository(Protocol):
     """Our sends, contacts and clients an inbound message may link to; conversations."""
+
+    def prefetch(self, org_id: int, keys: LinkKeys) -> None:
+        """Fetch every send, contact and client these keys may find, in a few queries;
+        the lookups below then answer from memory for these keys (this unit of work)."""
+        ...
 
     def send_by_message_ids(self, org_id: int, message_ids: Sequence[str]) -> SendRef | None:
         """Return the most recent send whose Message-ID is one of these."""

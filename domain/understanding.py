@@ -37,6 +37,7 @@ from domain.clock import Clock
 from domain.conversations import (
     Link,
     LinkQuery,
+    link_keys,
     link_message,
     marks_send_replied,
     reported_addresses,
@@ -391,25 +392,20 @@ class Understanding:
         ready = [m for m in messages if m.id in decided]
         try:
             with self._uow() as uow:
-                now = self._clock.now()
-                for message in ready:
-                    if self._record(uow, message, decided[message.id], now=now):
-                        outcome.processed += 1
-                    else:
-                        outcome.skipped += 1
+                done = self._record_all(uow, ready, decided, now=self._clock.now())
                 uow.commit()
+            outcome.processed += done
+            outcome.skipped += len(ready) - done
         except Exception:  # noqa: BLE001 - the batch is retried a message at a time below
             log.warning("inbound batch record failed; recording one at a time", exc_info=True)
             outcome.processed = outcome.skipped = 0
             for message in ready:
                 try:
                     with self._uow() as uow:
-                        done = self._record(
-                            uow, message, decided[message.id], now=self._clock.now()
-                        )
+                        done = self._record_all(uow, [message], decided, now=self._clock.now())
                         uow.commit()
                     outcome.processed += done
-                    outcome.skipped += not done
+                    outcome.skipped += 1 - done
                 except Exception as exc:  # noqa: BLE001 - kept on the row and retried
                     log.exception("inbound message record failed", extra={"email_id": message.id})
                     errors[message.id] = _error_text(exc)
@@ -536,36 +532,56 @@ class Understanding:
 
     # -- recording -------------------------------------------------------------------------
 
+    def _record_all(
+        self,
+        uow: UnderstandingUnitOfWork,
+        messages: Sequence[InboundMessage],
+        decided: dict[int, Decided],
+        *,
+        now: datetime,
+    ) -> int:
+        """Record messages claimed together; return how many this claim still held.
+
+        The rows are locked in one statement and everything linking may look up is fetched
+        in a few queries per organization, so a message costs a statement or two, not ten.
+        """
+        if not messages:
+            return 0
+        first = messages[0]
+        held = uow.inbound_pipeline.hold(
+            [m.id for m in messages],
+            lease_until=first.lease_until,
+            reclassifying=first.reclassifying,
+        )
+        by_org: dict[int, list[tuple[LinkQuery, Detection | None]]] = {}
+        for message in messages:
+            by_org.setdefault(message.org_id, []).append(
+                (_link_query(message), read_detection(message.detection)[0])
+            )
+        for org_id, items in by_org.items():
+            uow.conversations.prefetch(org_id, link_keys(items, now=now))
+        done = 0
+        for message in messages:
+            done += self._record(uow, message, decided[message.id], held=held, now=now)
+        return done
+
     def _record(
         self,
         uow: UnderstandingUnitOfWork,
         message: InboundMessage,
         decision: Decided,
         *,
+        held: dict[int, list[dict[str, Any]]],
         now: datetime,
     ) -> bool:
         """Link, act and record one message in the caller's unit of work; False if not ours."""
         pipeline = uow.inbound_pipeline
-        earlier = pipeline.hold(
-            message.id, lease_until=message.lease_until, reclassifying=message.reclassifying
-        )
+        earlier = held.get(message.id)
         if earlier is None:
             return False
         detection, _ = read_detection(message.detection)
         result = decision.classification
-        link = link_message(
-            uow.conversations,
-            LinkQuery(
-                org_id=message.org_id,
-                from_email=message.from_email,
-                gmail_thread_id=message.gmail_thread_id,
-                in_reply_to=message.in_reply_to,
-                references=message.references,
-                received_at=message.received_at,
-            ),
-            detection,
-            now=now,
-        )
+        link = link_message(uow.conversations, _link_query(message), detection, now=now)
         if message.sent_by_us:  # the rep's own mail: linked and recorded, never acted on
             detection = (detection or Detection()).model_copy(update={"from_own_rep": True})
         own = detection is not None and detection.from_own_rep
@@ -662,6 +678,17 @@ def _detector_detail(detection: Detection, settled: Classification) -> str:
             return "delayed delivery"
         return "soft bounce"
     return settled.decided_detail or detection.kind.value
+
+
+def _link_query(message: InboundMessage) -> LinkQuery:
+    return LinkQuery(
+        org_id=message.org_id,
+        from_email=message.from_email,
+        gmail_thread_id=message.gmail_thread_id,
+        in_reply_to=message.in_reply_to,
+        references=message.references,
+        received_at=message.received_at,
+    )
 
 
 def _request(message: InboundMessage) -> ModelRequest:

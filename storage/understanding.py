@@ -13,14 +13,14 @@ organization's backlog never starves another's replies.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from domain.conversations import ContactRef, ConversationEntry, SendRef
+from domain.conversations import ContactRef, ConversationEntry, LinkKeys, SendRef
 from domain.errors import NotFound
 from domain.inbound import InboundStatus
 from domain.inbound_actions import EnrollmentRef
@@ -170,22 +170,26 @@ class InboundPipelineRepo:
         ]
 
     def hold(
-        self, email_id: int, *, lease_until: datetime, reclassifying: bool
-    ) -> list[dict[str, Any]] | None:
-        """Lock a claimed row if this claim still holds it; return its actions so far.
+        self, email_ids: Sequence[int], *, lease_until: datetime, reclassifying: bool
+    ) -> dict[int, list[dict[str, Any]]]:
+        """Lock the claimed rows this claim still holds; return each one's actions so far.
 
-        None when its lease ran out and another worker took it (or it was finished).
+        A row missing from the answer was taken by another worker (its lease ran out) or
+        finished: its lease (`next_attempt_at`) is no longer this claim's.
         """
         e = m.InboundEmail
-        query = select(e.actions).where(
-            e.id == email_id,
-            e.status == (_PROCESSED if reclassifying else _PARSED),
-            e.next_attempt_at == lease_until,
+        query = (
+            select(e.id, e.actions)
+            .where(
+                e.id.in_(list(email_ids)),
+                e.status == (_PROCESSED if reclassifying else _PARSED),
+                e.next_attempt_at == lease_until,
+            )
+            .order_by(e.id)
         )
         if self._s.get_bind().dialect.name == "postgresql":
             query = query.with_for_update()
-        row = self._s.execute(query).one_or_none()
-        return None if row is None else list(row[0] or [])
+        return {row.id: list(row.actions or []) for row in self._s.execute(query)}
 
     def record(
         self,
@@ -403,6 +407,18 @@ def _summary(row: m.InboundEmail) -> InboundEmailSummary:
     )
 
 
+def _latest(rows: Sequence[SendRef]) -> SendRef | None:
+    """The most recent send (by sent time, unsent last; then the newest row)."""
+    if not rows:
+        return None
+    far = datetime.min.replace(tzinfo=UTC)
+    return max(rows, key=lambda r: (r.sent_at is not None, r.sent_at or far, r.id))
+
+
+def _chunks(items: Sequence[str], size: int = 500) -> list[Sequence[str]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
 def _send_ref(row: Any) -> SendRef:
     return SendRef(
         id=row.id,
@@ -421,6 +437,56 @@ class ConversationRepo:
 
     def __init__(self, session: Session) -> None:
         self._s = session
+        # What `prefetch` found, by (org, key); a key not prefetched is looked up in SQL.
+        self._by_message_id: dict[tuple[int, str], list[SendRef]] = {}
+        self._by_thread: dict[tuple[int, str], list[SendRef]] = {}
+        self._to_address: dict[tuple[int, str], list[SendRef]] = {}
+        self._contacts: dict[tuple[int, str], ContactRef | None] = {}
+        self._clients: dict[tuple[int, str], int | None] = {}
+        self._sends_since: dict[int, datetime] = {}
+
+    def prefetch(self, org_id: int, keys: LinkKeys) -> None:
+        """Fetch every send, contact and client these keys may find, in a few queries."""
+        s, c, cl = m.EmailSend, m.Contact, m.Client
+        for key in keys.message_ids:
+            self._by_message_id[(org_id, key[:255])] = []
+        for key in keys.thread_ids:
+            self._by_thread[(org_id, key)] = []
+        variants = sorted({v for a in keys.addresses for v in _variants(a)})
+        for address in variants:
+            self._to_address[(org_id, address)] = []
+            self._contacts[(org_id, address)] = None
+        for domain in keys.domains:
+            self._clients[(org_id, domain)] = None
+        for part in _chunks(sorted({k[:255] for k in keys.message_ids})):
+            for row in self._s.execute(
+                self._sends().where(s.org_id == org_id, s.message_id.in_(part))
+            ):
+                self._by_message_id[(org_id, row.message_id)].append(_send_ref(row))
+        for part in _chunks(sorted(keys.thread_ids)):
+            for row in self._s.execute(
+                self._sends().where(s.org_id == org_id, s.gmail_thread_id.in_(part))
+            ):
+                self._by_thread[(org_id, row.gmail_thread_id)].append(_send_ref(row))
+        for part in _chunks(variants):
+            for row in self._s.execute(
+                self._sends().where(
+                    s.org_id == org_id, s.to_email.in_(part), s.sent_at >= keys.since
+                )
+            ):
+                self._to_address[(org_id, row.to_email)].append(_send_ref(row))
+            for row in self._s.execute(
+                select(c.id, c.client_id, c.email).where(c.org_id == org_id, c.email.in_(part))
+            ):
+                known = self._contacts.get((org_id, row.email))
+                if known is None or row.id < known.id:
+                    self._contacts[(org_id, row.email)] = ContactRef(row.id, row.client_id)
+        for part in _chunks(sorted(keys.domains)):
+            for row in self._s.execute(
+                select(cl.domain, cl.id).where(cl.org_id == org_id, cl.domain.in_(part))
+            ):
+                self._clients[(org_id, row.domain)] = row.id
+        self._sends_since[org_id] = min(keys.since, self._sends_since.get(org_id, keys.since))
 
     @staticmethod
     def _sends() -> Any:
@@ -434,15 +500,22 @@ class ConversationRepo:
             s.gmail_thread_id,
             s.to_email,
             s.sent_at,
+            s.message_id,
         )
         return query
 
     def _first(self, query: Any) -> SendRef | None:
-        s = m.EmailSend
-        row = self._s.execute(
-            query.order_by(s.sent_at.desc().nulls_last(), s.id.desc()).limit(1)
-        ).one_or_none()
-        return _send_ref(row) if row is not None else None
+        """The most recent of the (few) sends a query finds, chosen here: an ORDER BY ...
+        LIMIT 1 in SQL lets PostgreSQL walk another index in that order instead of the
+        selective one (measured: 2 ms instead of 0.3 ms a lookup)."""
+        return _latest([_send_ref(row) for row in self._s.execute(query.limit(200))])
+
+    def _cached(
+        self, cache: dict[tuple[int, str], list[SendRef]], org_id: int, keys: Sequence[str]
+    ) -> list[SendRef] | None:
+        if not all((org_id, k) in cache for k in keys):
+            return None
+        return [ref for k in keys for ref in cache[(org_id, k)]]
 
     def send_by_message_ids(self, org_id: int, message_ids: Sequence[str]) -> SendRef | None:
         """Return the most recent send whose Message-ID is one of these."""
@@ -450,16 +523,26 @@ class ConversationRepo:
         wanted = sorted({i[:255] for i in message_ids if i})
         if not wanted:
             return None
+        cached = self._cached(self._by_message_id, org_id, wanted)
+        if cached is not None:
+            return _latest(cached)
         return self._first(self._sends().where(s.org_id == org_id, s.message_id.in_(wanted)))
 
     def send_by_thread(self, org_id: int, thread_id: str) -> SendRef | None:
         """Return the most recent send in a Gmail thread."""
         s = m.EmailSend
+        cached = self._cached(self._by_thread, org_id, [thread_id])
+        if cached is not None:
+            return _latest(cached)
         return self._first(self._sends().where(s.org_id == org_id, s.gmail_thread_id == thread_id))
 
     def latest_send_to(self, org_id: int, address: str, *, since: datetime) -> SendRef | None:
         """Return our most recent send to an address since a time."""
         s = m.EmailSend
+        fetched_since = self._sends_since.get(org_id)
+        cached = self._cached(self._to_address, org_id, _variants(address))
+        if cached is not None and fetched_since is not None and fetched_since <= since:
+            return _latest([r for r in cached if r.sent_at is not None and r.sent_at >= since])
         return self._first(
             self._sends().where(
                 s.org_id == org_id, s.to_email.in_(_variants(address)), s.sent_at >= since
@@ -477,17 +560,27 @@ class ConversationRepo:
     def contact_by_address(self, org_id: int, address: str) -> ContactRef | None:
         """Return the contact with this address (as given or lower-cased)."""
         c = m.Contact
-        row = self._s.execute(
-            select(c.id, c.client_id)
-            .where(c.org_id == org_id, c.email.in_(_variants(address)))
-            .order_by(c.id)
-            .limit(1)
-        ).one_or_none()
-        return ContactRef(id=row.id, client_id=row.client_id) if row is not None else None
+        keys = _variants(address)
+        if all((org_id, k) in self._contacts for k in keys):
+            found = [f for k in keys if (f := self._contacts[(org_id, k)]) is not None]
+            return min(found, key=lambda f: f.id) if found else None
+        # No ORDER BY ... LIMIT: (org_id, email) is unique, at most two rows match, and a
+        # LIMIT lets PostgreSQL scan the primary key instead of that index.
+        rows = self._s.execute(
+            select(c.id, c.client_id).where(c.org_id == org_id, c.email.in_(_variants(address)))
+        ).all()
+        if not rows:
+            return None
+        row = min(rows, key=lambda r: r.id)
+        return ContactRef(id=row.id, client_id=row.client_id)
 
     def client_by_domains(self, org_id: int, domains: Sequence[str]) -> int | None:
         """Return the client whose domain is the first of these that one has."""
         c = m.Client
+        if all((org_id, d) in self._clients for d in domains):
+            return next(
+                (cid for d in domains if (cid := self._clients[(org_id, d)]) is not None), None
+            )
         found: dict[str, int] = {
             row.domain: row.id
             for row in self._s.execute(
