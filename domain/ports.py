@@ -1108,7 +1108,12 @@ class InboundPipelineRepository(Protocol):
         earlier_actions: Sequence[dict[str, Any]],
         now: datetime,
     ) -> None:
-        """Write the classification, links and actions, and finish the row as processed."""
+        """Write the classification, links and actions, and finish the row as processed
+        (at the latest when `flush()` is called; reads of this repository flush first)."""
+        ...
+
+    def flush(self) -> None:
+        """Write what `record` buffered."""
         ...
 
     def fail(

@@ -563,6 +563,7 @@ class Understanding:
         done = 0
         for message in messages:
             done += self._record(uow, message, decided[message.id], held=held, now=now)
+        uow.inbound_pipeline.flush()
         return done
 
     def _record(

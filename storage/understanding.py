@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, cast
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -62,6 +62,7 @@ class InboundPipelineRepo:
 
     def __init__(self, session: Session) -> None:
         self._s = session
+        self._pending: list[dict[str, Any]] = []
 
     def _due(self, now: datetime, status: str) -> Any:
         e = m.InboundEmail
@@ -199,34 +200,50 @@ class InboundPipelineRepo:
         earlier_actions: Sequence[dict[str, Any]],
         now: datetime,
     ) -> None:
-        """Write the classification, links and actions, and finish the row as processed."""
+        """Write the classification, links and actions, and finish the row as processed.
+
+        Buffered: the rows of a batch are written by `flush()` in one executemany UPDATE
+        (a parameter set per message instead of a statement); every read of this
+        repository flushes first, so it sees them.
+        """
         result, link = recorded.classification, recorded.link
-        self._s.execute(
-            update(m.InboundEmail)
-            .where(m.InboundEmail.id == email_id)
-            .values(
-                status=_PROCESSED,
-                processed_at=now,
-                error=None,
-                next_attempt_at=recorded.reclassify_at,
-                reclassify_at=recorded.reclassify_at,
-                category=result.category.value,
-                confidence=result.confidence,
-                classified_by=result.decided_by.value,
-                decided_detail=clean_text(result.decided_detail, 200),
-                sentiment=result.sentiment.value,
-                sentiment_score=result.sentiment_score,
-                intent=result.intent.value,
-                entities=result.entities.model_dump(mode="json"),
-                injection_attempt=result.injection_attempt,
-                classification_reason=clean_text(result.reason, 500),
-                notes=[clean_text(n, 300) for n in dict.fromkeys(recorded.notes)][:20],
-                actions=[*earlier_actions, *recorded.actions],
-                email_send_id=link.send.id if link.send else None,
-                contact_id=link.contact_id,
-                client_id=link.client_id,
-                conversation_id=recorded.conversation_id,
-            )
+        self._pending.append(
+            {
+                "p_id": email_id,
+                "p_processed_at": now,
+                "p_next_attempt_at": recorded.reclassify_at,
+                "p_reclassify_at": recorded.reclassify_at,
+                "p_category": result.category.value,
+                "p_confidence": result.confidence,
+                "p_classified_by": result.decided_by.value,
+                "p_decided_detail": clean_text(result.decided_detail, 200),
+                "p_sentiment": result.sentiment.value,
+                "p_sentiment_score": result.sentiment_score,
+                "p_intent": result.intent.value,
+                "p_entities": result.entities.model_dump(mode="json"),
+                "p_injection_attempt": result.injection_attempt,
+                "p_classification_reason": clean_text(result.reason, 500),
+                "p_notes": [clean_text(n, 300) for n in dict.fromkeys(recorded.notes)][:20],
+                "p_actions": [*earlier_actions, *recorded.actions],
+                "p_email_send_id": link.send.id if link.send else None,
+                "p_contact_id": link.contact_id,
+                "p_client_id": link.client_id,
+                "p_conversation_id": recorded.conversation_id,
+            }
+        )
+
+    def flush(self) -> None:
+        """Write the recorded rows not written yet."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        table = cast(Table, m.InboundEmail.__table__)
+        columns = [key.removeprefix("p_") for key in pending[0] if key != "p_id"]
+        values: dict[Any, Any] = {table.c[name]: bindparam(f"p_{name}") for name in columns}
+        values[table.c.status] = _PROCESSED
+        values[table.c.error] = None
+        self._s.connection().execute(
+            update(table).where(table.c.id == bindparam("p_id")).values(values), pending
         )
 
     def fail(
@@ -265,6 +282,7 @@ class InboundPipelineRepo:
         self, org_id: int, contact_id: int, *, since: datetime, excluding: int
     ) -> int:
         """Count the contact's processed soft bounces received since a time."""
+        self.flush()
         e = m.InboundEmail
         return int(
             self._s.scalar(
