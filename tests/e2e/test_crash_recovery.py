@@ -589,3 +589,179 @@ def test_sigterm_lets_the_worker_finish_the_email_it_is_sending_then_exit(
     assert [parseaddr(str(s.message["To"]))[1] for s in google.google.gmail.sent(REP_EMAIL)] == [
         "dana@pinnacle.example"
     ]
+
+
+# --- inbound: parsed → understood --------------------------------------------------------
+
+INBOUND_AUDIENCE = "https://salesbot.example.com/api/integrations/gmail/push"
+INBOUND_POINTS = ["understanding.claimed", "understanding.recorded"]
+
+
+def _seed_inbound(engine: Engine, replies: int) -> tuple[Seeded, list[str]]:
+    """An org with a running campaign: `replies` contacts, each sent one email (stored)."""
+    sessions = make_session_factory(engine)
+    now = datetime.now(UTC)
+    with sessions() as session:
+        org = create_org(session, slug="lonestar", name="Lone Star Appraisals")
+        rep_id = ensure_user(session, org.id, email=REP_EMAIL, name="Maria Lopez")
+        _, token = create_token(session, org.id, name="rep", user_id=rep_id)
+        org_row = session.get(m.Organization, org.id)
+        assert org_row is not None
+        lender = make_client(session, org_row, name="Pinnacle Lending", domain="pinnacle.example")
+        campaign = m.MarketingCampaign(
+            org_id=org.id, name="Win-back", goal="reactivation", status="active"
+        )
+        session.add(campaign)
+        session.flush()
+        job = m.Job(
+            org_id=org.id,
+            owner_id=rep_id,
+            campaign_id=campaign.id,
+            name="Win-back",
+            status="running",
+            planned_at=now,
+        )
+        session.add(job)
+        session.flush()
+        message_ids = []
+        for n in range(replies):
+            contact = make_contact(
+                session, org_row, lender, email=f"lo{n}@pinnacle.example", first_name=f"Lo{n}"
+            )
+            enrollment = m.Enrollment(
+                org_id=org.id, job_id=job.id, contact_id=contact.id, status="active"
+            )
+            session.add(enrollment)
+            session.flush()
+            message_id = f"<win-back-{n}@lonestar.example.com>"
+            session.add(
+                m.EmailSend(
+                    org_id=org.id,
+                    job_id=job.id,
+                    campaign_id=campaign.id,
+                    enrollment_id=enrollment.id,
+                    contact_id=contact.id,
+                    message_id=message_id,
+                    gmail_thread_id=f"thread-{n}",
+                    to_email=contact.email,
+                    subject="Turn times are down",
+                    status="sent",
+                    sent_at=now - timedelta(days=2),
+                )
+            )
+            message_ids.append(message_id)
+        session.commit()
+    return Seeded(org_id=org.id, rep_id=rep_id, token=token, campaign_ids=[]), message_ids
+
+
+@pytest.mark.parametrize("db_kind", ["postgresql", "sqlite"])
+def test_a_worker_killed_between_claim_and_record_loses_no_reply_and_acts_on_each_once(
+    committed_engine: Engine,
+    served_slack: ServedSlack,
+    google: GoogleServer,
+    forks: ForkServer,
+    tmp_path: Path,
+) -> None:
+    """Replies (one of them asking to be removed) are pushed; a process dies after claiming
+    them, the next after recording them, a last one runs clean: every reply is processed
+    once, every opt-out and enrollment stop happens once."""
+    from sandbox.pubsub import DEFAULT_PUSH_SERVICE_ACCOUNT
+    from tests.support.google import make_email
+
+    served_slack.stand_in.reset()
+    seeded, message_ids = _seed_inbound(committed_engine, replies=6)
+    url = committed_engine.url.render_as_string(hide_password=False)
+    settings = {
+        "SLACK_API_URL": served_slack.api_url,
+        "SLACK_BOT_TOKEN": DEFAULT_BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "PUBSUB_AUDIENCE": INBOUND_AUDIENCE,
+        "PUBSUB_SERVICE_ACCOUNT": DEFAULT_PUSH_SERVICE_ACCOUNT,
+        **{k: str(v) for k, v in google_settings(google).items()},
+    }
+    _connect_gmail(committed_engine, settings, google, seeded.token)
+    bodies = ["Yes, send me your turn times and fee schedule."] * len(message_ids)
+    bodies[0] = "Please remove me from your mailing list."
+    for n, (message_id, body) in enumerate(zip(message_ids, bodies, strict=True)):
+        google.google.gmail.deliver(
+            REP_EMAIL,
+            make_email(
+                sender=f"lo{n}@pinnacle.example",
+                to=REP_EMAIL,
+                subject="Re: Turn times are down",
+                body=body,
+                in_reply_to=message_id,
+            ),
+        )
+    deployment = Deployment(
+        forks,
+        env={
+            **os.environ,
+            **settings,
+            "DATABASE_URL": url,
+            "SALESBOT_SECRET_KEY": make_settings(url).SALESBOT_SECRET_KEY,
+            "WORK_LEASE_SECONDS": LEASE_SECONDS,
+            "WORKER_POLL_SECONDS": "0.2",
+            "LOG_LEVEL": "WARNING",
+        },
+        logs=tmp_path,
+    )
+    sessions = make_session_factory(committed_engine)
+
+    def statuses() -> Counter[str]:
+        with sessions() as session:
+            return Counter(
+                session.scalars(
+                    select(m.InboundEmail.status).where(
+                        m.InboundEmail.from_email.like("lo%@pinnacle.example")
+                    )
+                )
+            )
+
+    try:
+        for point in INBOUND_POINTS:
+            deployment.start(point)
+            headers, body = google.google.push_request(REP_EMAIL, audience=INBOUND_AUDIENCE)
+            deployment.post("/api/integrations/gmail/push", json=body, headers=headers)
+            deployment.wait_killed(point, timeout=60)
+        deployment.start()
+        wait_until(
+            lambda: statuses() == Counter({"processed": len(message_ids)}),
+            timeout=60,
+            what="every reply processed",
+        )
+        assert deployment.terminate() == -signal.SIGTERM
+    finally:
+        deployment.stop()
+
+    with sessions() as session:
+        rows = session.scalars(
+            select(m.InboundEmail)
+            .where(m.InboundEmail.from_email.like("lo%@pinnacle.example"))
+            .order_by(m.InboundEmail.from_email)
+        ).all()
+        opt_outs = session.scalar(
+            select(func.count())
+            .select_from(m.ContactEngagementEvent)
+            .where(m.ContactEngagementEvent.event == "opted_out")
+        )
+        enrollments = session.execute(select(m.Enrollment.status, m.Enrollment.stop_email_id)).all()
+        replied = session.scalars(
+            select(m.EmailSend.reply_email_id).where(m.EmailSend.replied_at.is_not(None))
+        ).all()
+        conversations = session.scalars(select(m.EmailConversation.reply_count)).all()
+    assert deployment.kills == INBOUND_POINTS
+    assert len(rows) == len(message_ids)
+    # One action per reply, never two: the first process died before recording anything,
+    # the second recorded once and died after; the third found nothing left to do.
+    assert sorted(len(r.actions) for r in rows) == [1] * len(message_ids)
+    assert sorted(r.actions[0]["action"] for r in rows) == sorted(
+        ["opted_out"] + ["enrollments_stopped"] * (len(message_ids) - 1)
+    )
+    assert {r.pipeline_attempts for r in rows} == {2}
+    assert opt_outs == 1
+    assert {status for status, _ in enrollments} == {"stopped"}
+    assert {email_id for _, email_id in enrollments} == {r.id for r in rows}
+    # Replies in words mark their send replied, the request to be removed included.
+    assert sorted(replied) == sorted(r.id for r in rows)
+    assert conversations == [1] * len(message_ids)
