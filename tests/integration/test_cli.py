@@ -468,3 +468,57 @@ def test_db_upgrade_then_org_create_works_on_an_empty_database(
 def _org_id(engine: Engine, slug: str) -> int | None:
     with Session(engine) as session:
         return session.scalar(select(m.Organization.id).where(m.Organization.slug == slug))
+
+
+def test_inbound_reclassify_retries_parked_messages_and_leaves_fetch_failures_alone(
+    cli: Invoke, committed_engine: Engine
+) -> None:
+    from datetime import UTC, datetime
+
+    from storage.db import make_session_factory
+
+    sessions = make_session_factory(committed_engine)
+    received = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+    with sessions() as session:
+        org = make_org(session, slug="acme")
+        other = make_org(session, slug="other")
+
+        def row(org_id: int, gmail_id: str, status: str, attempts: int) -> m.InboundEmail:
+            email = m.InboundEmail(
+                org_id=org_id,
+                gmail_message_id=gmail_id,
+                status=status,
+                pipeline_attempts=attempts,
+                error="RuntimeError: boom" if status == "failed" else None,
+                from_email="dana@pinnacle.example",
+                subject="Re: turn times",
+                body_text="Yes, send me your fee schedule.",
+                received_at=received,
+            )
+            session.add(email)
+            return email
+
+        parked = row(org.id, "g-parked", "failed", 5)
+        fetch_failed = row(org.id, "g-fetch", "failed", 0)
+        elsewhere = row(other.id, "g-other", "failed", 5)
+        session.commit()
+        ids = (parked.id, fetch_failed.id, elsewhere.id)
+
+    code, output = cli(
+        "inbound", "reclassify", "--since", "2026-11-01", "--org", "acme", "--status", "failed"
+    )
+
+    assert code == 0, output
+    assert "queued 1 messages again (0 processed, 1 parked failures, 0 parsed)" in output
+    assert "processed 1, failed 0" in output
+    with sessions() as session:
+        rows = {r.id: r for r in session.scalars(select(m.InboundEmail))}
+    assert (rows[ids[0]].status, rows[ids[0]].error, rows[ids[0]].category) == (
+        "processed",
+        None,
+        "OPPORTUNITY",
+    )
+    assert rows[ids[1]].status == "failed"  # a fetch failure is the fetch retry's
+    assert rows[ids[2]].status == "failed"  # another organization's
+    code, output = cli("inbound", "reclassify", "--since", "2026-11-01", "--status", "nope")
+    assert code == 2
