@@ -21,6 +21,7 @@ from domain.contacts import ContactContext, TokenScope, UserRole
 from domain.drafting import Draft, DraftRequest
 from domain.jobs import Job, JobStatus, JobTaskView, TargetSelection, TaskStatus
 from domain.mail import OutgoingEmail, SendOutcome
+from domain.classification import Category
 from domain.mailboxes import (
     AccountTokens,
     ConsentRequest,
@@ -31,6 +32,7 @@ from domain.mailboxes import (
     MailboxIdentity,
     RevokeResult,
 )
+from domain.rules import Rule, RuleType
 from domain.sending import (
     AccessTokenUpdate,
     MailboxSlot,
@@ -1046,3 +1048,84 @@ class MailSender(Protocol):
     def connect(self, tokens: AccountTokens) -> MailboxConnection:
         """Open a mailbox with its stored tokens (no call is made yet)."""
         ...
+
+
+# --- rules ---
+
+
+class CompiledPattern(Protocol):
+    """A regular expression ready to search subjects."""
+
+    def search(self, text: str) -> bool:
+        """Tell whether the pattern occurs anywhere in the text."""
+        ...
+
+
+class RegexEngine(Protocol):
+    """Compiles the regular expressions of user rules (RE2 in production: linear time)."""
+
+    def compile(self, pattern: str) -> CompiledPattern:
+        """Compile a pattern; raise InvalidInput with the engine's reason when it refuses it."""
+        ...
+
+
+class ClassifierRuleRepository(Protocol):
+    """The classification rules of one organization."""
+
+    def list(self, org_id: int) -> builtins.list[Rule]:
+        """Return every rule, by priority then id."""
+        ...
+
+    def list_active(self, org_id: int) -> builtins.list[Rule]:
+        """Return the active rules, by priority then id."""
+        ...
+
+    def get(self, org_id: int, rule_id: int) -> Rule:
+        """Return a rule or raise NotFound."""
+        ...
+
+    def find(self, org_id: int, *, rule_type: RuleType, pattern: str) -> Rule | None:
+        """Return the rule with this type and (stored) pattern, if any."""
+        ...
+
+    def count(self, org_id: int) -> int:
+        """Count the organization's rules, active or not."""
+        ...
+
+    def add(
+        self,
+        org_id: int,
+        *,
+        rule_type: RuleType,
+        pattern: str,
+        category: Category,
+        priority: int,
+        is_active: bool,
+        created_by: int | None,
+        now: datetime,
+    ) -> Rule:
+        """Store a new rule."""
+        ...
+
+    def update(
+        self,
+        org_id: int,
+        rule_id: int,
+        *,
+        category: Category | None,
+        priority: int | None,
+        is_active: bool | None,
+    ) -> Rule:
+        """Change the given fields of a rule (None keeps one); raise NotFound."""
+        ...
+
+    def delete(self, org_id: int, rule_id: int) -> None:
+        """Delete a rule or raise NotFound."""
+        ...
+
+
+class RulesUnitOfWork(Transaction, Protocol):
+    """One transaction over the classification rules; commits once."""
+
+    @property
+    def classifier_rules(self) -> ClassifierRuleRepository: ...

@@ -17,6 +17,7 @@ from storage.events import EventKeys
 from storage.gmail import GmailAccountRepo, MailboxAllowanceRepo, OAuthStateRepo, TokenCipher
 from storage.jobs import EnrollmentRepo, JobRepo, TaskRepo
 from storage.outbox import OutboxRepo
+from storage.rules import ClassifierRuleRepo
 from storage.suppression import OptOutRepo
 from storage.templates import TemplateRepo
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
         MailboxUnitOfWork,
         OutboxUnitOfWork,
         OutreachUnitOfWork,
+        RulesUnitOfWork,
         SuppressionUnitOfWork,
     )
 
@@ -67,6 +69,7 @@ class UnitOfWork:
     mailbox_allowances: MailboxAllowanceRepo
     opt_outs: OptOutRepo
     outbox: OutboxRepo
+    classifier_rules: ClassifierRuleRepo
 
     def __init__(
         self, session_factory: SessionFactory, *, cipher: TokenCipher | None = None
@@ -104,6 +107,7 @@ class UnitOfWork:
         self.mailbox_allowances = MailboxAllowanceRepo(session)
         self.opt_outs = OptOutRepo(session)
         self.outbox = OutboxRepo(session)
+        self.classifier_rules = ClassifierRuleRepo(session)
         return self
 
     def __exit__(
@@ -135,6 +139,7 @@ if TYPE_CHECKING:
         MailboxUnitOfWork,
         SuppressionUnitOfWork,
         OutboxUnitOfWork,
+        RulesUnitOfWork,
     ]:
         """Let the type checker hold this unit of work to the ports of the use cases."""
-        return uow, uow, uow, uow, uow, uow
+        return uow, uow, uow, uow, uow, uow, uow
