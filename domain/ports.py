@@ -17,11 +17,11 @@ from domain.accounts import Org, OrgSummary, StoredToken, TokenSummary, User
 from domain.audience import AudienceCriteria, AudienceSize
 from domain.campaigns import Campaign, CampaignFields
 from domain.cards import Card, CardState, CardType, CardView, InFlightCard, Priority
+from domain.classification import Category
 from domain.contacts import ContactContext, TokenScope, UserRole
 from domain.drafting import Draft, DraftRequest
 from domain.jobs import Job, JobStatus, JobTaskView, TargetSelection, TaskStatus
 from domain.mail import OutgoingEmail, SendOutcome
-from domain.classification import Category
 from domain.mailboxes import (
     AccountTokens,
     ConsentRequest,

@@ -21,7 +21,7 @@ class ClassifierRuleRepo:
         self._s = session
 
     @staticmethod
-    def _ordered(query: Select[tuple[m.ClassifierRule]]) -> Select[tuple[m.ClassifierRule]]:
+    def _ordered(query: Select[m.ClassifierRule]) -> Select[m.ClassifierRule]:
         return query.order_by(m.ClassifierRule.priority, m.ClassifierRule.id)
 
     @staticmethod

@@ -19,7 +19,6 @@ from typing import Any
 from domain.accounts import User
 from domain.audience import AudienceCriteria, AudienceMember, AudienceSize
 from domain.campaigns import Campaign, CampaignFields
-from domain.classification import Category
 from domain.cards import (
     UNDECIDED_STATES,
     Card,
@@ -30,6 +29,7 @@ from domain.cards import (
     Priority,
     states_that_can_become,
 )
+from domain.classification import Category
 from domain.clock import FixedClock
 from domain.contacts import ContactContext, UserRole
 from domain.deps import Deps
