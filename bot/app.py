@@ -39,11 +39,12 @@ from domain.jobs import TaskKind
 from domain.mail import SendOutcome
 from domain.mailboxes import MailboxAllowances
 from domain.outreach import Outreach
+from domain.rules import Rules
 from domain.ports import DraftModel, Mailer
 from domain.sending import SendLimits
 from domain.suppression import Suppression
 from handlers import gmail_push
-from handlers.api import cards, health, jobs, marketing, unsubscribe
+from handlers.api import cards, health, inbound_rules, jobs, marketing, unsubscribe
 from handlers.api import gmail as gmail_api
 from handlers.api.deps import Services
 from handlers.api.docs import error_answer, install_docs
@@ -53,6 +54,7 @@ from handlers.request_limits import RequestLimitMiddleware
 from handlers.slack.common import SlackDeps
 from integrations.crypto import LinkSigner, SecretBox
 from integrations.gmail.sender import gmail_service
+from integrations.regex_re2 import Re2Engine
 from jobs.recovery import RecoverySweep
 from jobs.slack_replay import SlackReplayWorker
 from jobs.worker import TaskWorker
@@ -81,6 +83,7 @@ class Runtime:
     unsubscribe_signer: LinkSigner
     suppression: Suppression
     mailbox_allowances: MailboxAllowances
+    rules: Rules
     gmail: GmailIntegration | None = None
     slack_worker: SlackReplayWorker | None = None
 
@@ -224,6 +227,8 @@ def build_runtime(
     )
     service_deps = Deps(uow=uow, clock=services.clock)
     catalog = Catalog(service_deps)
+    # One per process: its per-org cache of rules is shared by the routes, Slack and inbound.
+    rules = Rules(service_deps, regex=Re2Engine())
     outreach = Outreach.build(
         service_deps,
         unsubscribe_url=unsubscribe_url,
@@ -281,6 +286,7 @@ def build_runtime(
         deps = SlackDeps(
             outreach=outreach,
             accounts=services.accounts,
+            rules=rules,
             session_factory=services.session_factory,
             clock=services.clock,
             wake_worker=worker.wake,
@@ -323,6 +329,7 @@ def build_runtime(
         unsubscribe_signer=unsubscribe_signer,
         suppression=Suppression(uow, clock=services.clock),
         mailbox_allowances=MailboxAllowances(uow, clock=services.clock),
+        rules=rules,
         gmail=gmail,
         slack_worker=slack_worker,
     )
@@ -447,6 +454,7 @@ def build_app(
     app.include_router(marketing.router)
     app.include_router(jobs.router)
     app.include_router(cards.router)
+    app.include_router(inbound_rules.router)
     # Without GOOGLE_CLIENT_ID/SECRET every Gmail route answers 503.
     gmail_unavailable: dict[int | str, dict[str, Any]] = {503: error_answer(503)}
     app.include_router(gmail_api.router, responses=gmail_unavailable)
