@@ -39,8 +39,8 @@ from domain.jobs import TaskKind
 from domain.mail import SendOutcome
 from domain.mailboxes import MailboxAllowances
 from domain.outreach import Outreach
-from domain.rules import Rules
 from domain.ports import DraftModel, Mailer
+from domain.rules import Rules
 from domain.sending import SendLimits
 from domain.suppression import Suppression
 from handlers import gmail_push

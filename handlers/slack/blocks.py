@@ -477,9 +477,7 @@ def rules_message(rules: Sequence[Rule]) -> tuple[str, list[dict[str, Any]]]:
     blocks.extend(
         {"type": "section", "text": _text("\n".join(lines))} for lines in sections if lines
     )
-    footer = [
-        "Admins: `/rules add <type> <pattern> <CATEGORY> [priority]` · `/rules remove <id>`"
-    ]
+    footer = ["Admins: `/rules add <type> <pattern> <CATEGORY> [priority]` · `/rules remove <id>`"]
     if shown < count:
         footer.insert(0, f"… and {count - shown} more: `GET /api/inbound/rules` lists them all.")
     blocks.append({"type": "context", "elements": [_text(" ".join(footer))]})
