@@ -1088,8 +1088,8 @@ class ClassifierRuleRepository(Protocol):
         """Return the rule with this type and (stored) pattern, if any."""
         ...
 
-    def count(self, org_id: int) -> int:
-        """Count the organization's rules, active or not."""
+    def count(self, org_id: int, *, rule_type: RuleType | None = None) -> int:
+        """Count the organization's rules (of one type, if given), active or not."""
         ...
 
     def add(

@@ -6,9 +6,15 @@ rule is created, with RE2's own reason and a sentence saying what it means: back
 (`\\1`), look-around (`(?=`, `(?!`, `(?<=`, `(?<!`), and patterns whose compiled program does
 not fit the memory budget below.
 
-Two bounds keep a rule's cost fixed: each pattern may use `MAX_MEM_BYTES` (its program and
-its DFA cache; past the cache RE2 falls back to its NFA, slower but still linear), and a
-subject is searched on its first `MAX_TEXT_CHARS` characters.
+Three bounds keep a rule's cost fixed: a pattern may compile to at most
+`MAX_PROGRAM_SIZE` RE2 instructions (the time of a search that falls back to RE2's NFA grows
+with the text times the program), each pattern may use `MAX_MEM_BYTES` (its program and its
+DFA cache; past the cache RE2 falls back to its NFA, slower but still linear), and a subject
+is searched on its first `MAX_TEXT_CHARS` characters.
+
+Measured on this project's 2-core machine (`python -m bench rules`): a hostile rule at these
+bounds takes about 6 ms on a 10,000-character subject, an ordinary one about 1.5 µs on a real
+subject; `(a+)+$` answers a 100 kB subject in 0.2 ms.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ from domain.errors import InvalidInput
 MAX_MEM_BYTES: Final = 1 << 20
 #: Subjects are searched on their first 10,000 characters (the domain cuts them there too).
 MAX_TEXT_CHARS: Final = 10_000
+#: RE2 instructions a pattern may compile to: `order #?\\d{4,}` is 17, `[a-z]{500}` about 500.
+MAX_PROGRAM_SIZE: Final = 1_000
 
 _SYNTAX = "https://github.com/google/re2/wiki/Syntax"
 
@@ -52,9 +60,21 @@ class Re2Engine:
         options.never_capture = True  # rules only ask whether a subject matches
         options.log_errors = False  # the reason goes to the person, not to stderr
         try:
-            return Re2Pattern(re2.compile(pattern, options=options))
+            compiled = re2.compile(pattern, options=options)
         except re2.error as exc:
             raise InvalidInput(_in_words(pattern, _reason(exc)), field="pattern") from None
+        size = int(compiled.programsize)
+        if size > MAX_PROGRAM_SIZE:
+            raise InvalidInput(
+                _in_words(
+                    pattern,
+                    f"its compiled program has {size:,} instructions, more than the "
+                    f"{MAX_PROGRAM_SIZE:,} a rule may use",
+                    hint="use fewer or smaller repetitions",
+                ),
+                field="pattern",
+            )
+        return Re2Pattern(compiled)
 
 
 def _reason(exc: Exception) -> str:
@@ -63,25 +83,29 @@ def _reason(exc: Exception) -> str:
     return text.strip() or "unknown error"
 
 
-def _in_words(pattern: str, reason: str) -> str:
+def _in_words(pattern: str, reason: str, *, hint: str | None = None) -> str:
     """RE2's reason, and what it means for the person who wrote the pattern."""
-    hint = ""
-    if _is_backreference(reason):
-        hint = "RE2 has no backreferences such as \\1; match the text itself instead"
-    elif reason.endswith(("(?=", "(?!", "(?<=", "(?<!")):
-        hint = "RE2 has no look-ahead or look-behind; match the text itself instead"
-    elif "pattern too large" in reason:
-        hint = (
-            f"the pattern needs more than the {MAX_MEM_BYTES // 1024} KiB a rule may use; "
-            "use fewer or smaller repetitions"
-        )
-    elif reason.startswith("invalid repetition size"):
-        hint = "a repetition count may be at most 1000, nested counts included"
+    hint = hint or _hint(reason)
     tail = f" ({hint})" if hint else ""
     return (
         f"RE2 cannot compile the pattern {pattern[:80]!r}: {reason}{tail}. "
         f"Rules use RE2 syntax: {_SYNTAX}"
     )
+
+
+def _hint(reason: str) -> str | None:
+    if _is_backreference(reason):
+        return "RE2 has no backreferences such as \\1; match the text itself instead"
+    if reason.endswith(("(?=", "(?!", "(?<=", "(?<!")):
+        return "RE2 has no look-ahead or look-behind; match the text itself instead"
+    if "pattern too large" in reason:
+        return (
+            f"the pattern needs more than the {MAX_MEM_BYTES // 1024} KiB a rule may use; "
+            "use fewer or smaller repetitions"
+        )
+    if reason.startswith("invalid repetition size"):
+        return "a repetition count may be at most 1000, nested counts included"
+    return None
 
 
 def _is_backreference(reason: str) -> bool:

@@ -74,14 +74,16 @@ class ClassifierRuleRepo:
         row = self._s.scalars(self._ordered(query).limit(1)).first()
         return self._to_domain(row) if row is not None else None
 
-    def count(self, org_id: int) -> int:
-        """Count the organization's rules, active or not."""
-        total = self._s.scalar(
+    def count(self, org_id: int, *, rule_type: RuleType | None = None) -> int:
+        """Count the organization's rules (of one type, if given), active or not."""
+        query = (
             select(func.count())
             .select_from(m.ClassifierRule)
             .where(m.ClassifierRule.org_id == org_id)
         )
-        return int(total or 0)
+        if rule_type is not None:
+            query = query.where(m.ClassifierRule.rule_type == rule_type.value)
+        return int(self._s.scalar(query) or 0)
 
     def add(
         self,

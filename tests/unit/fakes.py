@@ -858,8 +858,8 @@ class FakeClassifierRules:
             None,
         )
 
-    def count(self, org_id: int) -> int:
-        return len(self.list(org_id))
+    def count(self, org_id: int, *, rule_type: RuleType | None = None) -> int:
+        return sum(1 for r in self.list(org_id) if rule_type in (None, r.rule_type))
 
     def add(
         self,

@@ -6,6 +6,8 @@ real RE2 engine (in process, no I/O).
 
 from __future__ import annotations
 
+import random
+import re
 from dataclasses import dataclass
 
 import pytest
@@ -16,7 +18,15 @@ from domain.deps import Deps
 from domain.errors import Conflict, InvalidInput, NotFound, NotPermitted
 from domain.outreach import Actor
 from domain.ports import RulesUnitOfWork
-from domain.rules import MAX_RULES_PER_ORG, Rule, Rules, RuleType
+from domain.rules import (
+    MAX_REGEX_RULES_PER_ORG,
+    MAX_RULES_PER_ORG,
+    Rule,
+    Rules,
+    RuleSet,
+    RuleType,
+    compile_rule,
+)
 from integrations.regex_re2 import Re2Engine
 from tests.unit.fakes import ADMIN, NOW, ORG, REP, FakeUnitOfWork, World, actor
 
@@ -472,3 +482,77 @@ def test_a_stored_rule_that_cannot_match_is_skipped_not_fatal(w: RulesWorld) -> 
     w.world.rules[bad.id] = bad
 
     assert w.category(sender="a@pinnacle.com", subject="aa") == "CASE"
+
+
+def test_a_pattern_that_compiles_to_too_large_a_program_is_refused(w: RulesWorld) -> None:
+    with pytest.raises(InvalidInput, match="more than the 1,000 a rule may use") as refused:
+        w.add("subject_regex", r".{1000}x")
+
+    assert "instructions" in refused.value.message
+    assert w.add("subject_regex", r".{100}x").pattern == r".{100}x"
+
+
+def test_an_organization_may_have_at_most_100_regex_rules(w: RulesWorld) -> None:
+    first = w.add("subject_regex", "ticket 0")
+    for n in range(1, MAX_REGEX_RULES_PER_ORG):  # stored directly, as above
+        rule_id = next(w.world.next_id)
+        w.world.rules[rule_id] = first.model_copy(update={"id": rule_id, "pattern": f"t{n}"})
+
+    with pytest.raises(InvalidInput, match="already has 100 subject_regex rules"):
+        w.add("subject_regex", "one more")
+    assert w.add("subject_contains", "one more").rule_type is RuleType.SUBJECT_CONTAINS
+
+
+def naive_first_match(rules: list[Rule], sender: str | None, subject: str) -> int | None:
+    """The rules' meaning, tried one by one: the reference the indexed matcher must equal."""
+    address = sender.lower() if sender else None
+    domain = address.rpartition("@")[2] if address else None
+    for rule in sorted((r for r in rules if r.is_active), key=lambda r: (r.priority, r.id)):
+        pattern = rule.pattern.lower()
+        if rule.rule_type is RuleType.SENDER_EMAIL:
+            hit = address == pattern
+        elif rule.rule_type is RuleType.SENDER_DOMAIN:
+            hit = domain is not None and (domain == pattern or domain.endswith("." + pattern))
+        elif rule.rule_type is RuleType.SUBJECT_CONTAINS:
+            hit = pattern in subject.lower()
+        else:
+            hit = re.search(rule.pattern, subject) is not None
+        if hit:
+            return rule.id
+    return None
+
+
+def test_the_indexed_matcher_answers_as_trying_each_rule_in_turn() -> None:
+    engine = Re2Engine()
+    pick = random.Random(11)
+    domains = ["pinnacle.com", "mail.pinnacle.com", "a.mail.pinnacle.com", "other.org"]
+    words = ["order", "invoice", "remove", "status", "rush"]
+    for _ in range(200):
+        rules = []
+        for rule_id in range(1, pick.randint(1, 12)):
+            kind = pick.choice(list(RuleType))
+            pattern = {
+                RuleType.SENDER_EMAIL: lambda: f"{pick.choice('ab')}@{pick.choice(domains)}",
+                RuleType.SENDER_DOMAIN: lambda: pick.choice(domains),
+                RuleType.SUBJECT_CONTAINS: lambda: pick.choice(words),
+                RuleType.SUBJECT_REGEX: lambda: rf"{pick.choice(words)} #?\d+",
+            }[kind]()
+            rules.append(
+                Rule(
+                    id=rule_id,
+                    org_id=ORG,
+                    rule_type=kind,
+                    pattern=pattern,
+                    category=Category.STATUS,
+                    priority=pick.choice([1, 5, 5, 9]),
+                    is_active=pick.random() > 0.2,
+                    created_by=None,
+                    created_at=NOW,
+                )
+            )
+        ruleset = RuleSet(compile_rule(r, engine) for r in rules)
+        for _ in range(10):
+            sender = f"{pick.choice('abc')}@{pick.choice(domains)}" if pick.random() > 0.1 else None
+            subject = " ".join(pick.choices([*words, "#12", "7", "hello"], k=4))
+            found = ruleset.first_match(sender_email=sender, subject=subject)
+            assert (found.id if found else None) == naive_first_match(rules, sender, subject)
