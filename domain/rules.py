@@ -395,7 +395,7 @@ class Rules:
                 now=self._clock.now(),
             )
             uow.commit()
-        self._forget(org_id)
+        self.forget_rules(org_id)
         log.info(
             "classification rule added",
             extra={"org_id": org_id, "rule_id": rule.id, "rule_type": kind.value},
@@ -424,7 +424,7 @@ class Rules:
                 org_id, rule_id, category=chosen, priority=rank, is_active=is_active
             )
             uow.commit()
-        self._forget(org_id)
+        self.forget_rules(org_id)
         log.info("classification rule changed", extra={"org_id": org_id, "rule_id": rule_id})
         return rule
 
@@ -435,7 +435,7 @@ class Rules:
             rule = uow.classifier_rules.get(org_id, rule_id)
             uow.classifier_rules.delete(org_id, rule_id)
             uow.commit()
-        self._forget(org_id)
+        self.forget_rules(org_id)
         log.info("classification rule removed", extra={"org_id": org_id, "rule_id": rule_id})
         return rule
 
@@ -480,8 +480,9 @@ class Rules:
                 )
         return compiled
 
-    def _forget(self, org_id: int) -> None:
-        """Drop the organization's kept rules, and any read still in flight."""
+    def forget_rules(self, org_id: int) -> None:
+        """Drop the organization's kept rules, and any read of them still in flight, so the
+        next message reads them again (the use cases here call it after each change)."""
         with self._lock:
             self._cache.pop(org_id, None)
             self._generation[org_id] = self._generation.get(org_id, 0) + 1

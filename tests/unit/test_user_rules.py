@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
@@ -40,6 +41,7 @@ class RulesWorld:
     clock: FixedClock
     rules: Rules
     reads: list[int]  # org ids whose rules were read from storage, in order
+    during_read: list[Callable[[], None]]  # run once while the next read is in flight
 
     def add(
         self,
@@ -71,16 +73,26 @@ class RulesWorld:
 
 
 class CountingUnitOfWork(FakeUnitOfWork):
-    """Records each read of an organization's active rules: what the cache saves."""
+    """Records each read of an organization's active rules: what the cache saves; and runs
+    `during_read` (if set) while a read is in flight."""
 
-    def __init__(self, world: World, clock: FixedClock, reads: list[int]) -> None:
+    def __init__(
+        self,
+        world: World,
+        clock: FixedClock,
+        reads: list[int],
+        during_read: list[Callable[[], None]],
+    ) -> None:
         super().__init__(world, clock)
         rules = self.classifier_rules
         original = rules.list_active
 
         def list_active(org_id: int) -> list[Rule]:
             reads.append(org_id)
-            return original(org_id)
+            found = original(org_id)
+            while during_read:
+                during_read.pop()()
+            return found
 
         rules.list_active = list_active  # type: ignore[method-assign]
 
@@ -90,11 +102,13 @@ def w() -> RulesWorld:
     world = World()
     clock = FixedClock(NOW)
     reads: list[int] = []
+    during_read: list[Callable[[], None]] = []
 
     def uow() -> RulesUnitOfWork:
-        return CountingUnitOfWork(world, clock, reads)
+        return CountingUnitOfWork(world, clock, reads, during_read)
 
-    return RulesWorld(world, clock, Rules(Deps(uow=uow, clock=clock), regex=Re2Engine()), reads)
+    rules = Rules(Deps(uow=uow, clock=clock), regex=Re2Engine())
+    return RulesWorld(world, clock, rules, reads, during_read)
 
 
 # --- matching -------------------------------------------------------------------------------
@@ -460,6 +474,21 @@ def test_a_change_drops_only_its_own_organization_s_rules(w: RulesWorld) -> None
     w.classify(sender="a@pinnacle.com", org_id=OTHER_ORG)
 
     assert w.reads == [ORG]
+
+
+def test_rules_read_while_a_change_was_made_serve_that_message_but_are_not_kept(
+    w: RulesWorld,
+) -> None:
+    w.add("sender_domain", "pinnacle.com", "CASE")
+    w.reads.clear()
+    # Another thread changes the rules while this one is reading them.
+    w.during_read.append(lambda: w.rules.forget_rules(ORG))
+
+    assert w.category(sender="a@pinnacle.com") == "CASE"
+    assert w.category(sender="a@pinnacle.com") == "CASE"
+    assert w.category(sender="a@pinnacle.com") == "CASE"
+
+    assert w.reads == [ORG, ORG]
 
 
 def test_a_clock_that_went_back_reads_the_rules_again(w: RulesWorld) -> None:
