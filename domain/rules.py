@@ -5,9 +5,10 @@ substring of the subject or a regular expression over it. The inbound pipeline a
 `Rules.classify` after its detectors and before any model; the first active rule by
 priority (lower first, ties by id) decides, with confidence 1.0.
 
-Regular expressions are compiled by the `RegexEngine` port (RE2 in production: linear time
-whatever the pattern), so a rule can never make matching slow; a pattern the engine refuses
-is refused when the rule is created, with the engine's reason.
+Regular expressions are compiled by the `RegexEngine` port (RE2 in production: time linear in
+the subject whatever the pattern, within the bounds integrations/regex_re2.py sets), so no
+rule can stall the pipeline; a pattern the engine refuses is refused when the rule is
+created, with the engine's reason, and so is one that matches every subject.
 
 Rules are read per organization at most once a minute per process: `Rules` keeps them, with
 their compiled regexes, for `CACHE_SECONDS` and drops them at once when they change through
