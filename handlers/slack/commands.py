@@ -131,14 +131,16 @@ def run_rules(
     body: dict[str, Any],
 ) -> None:
     """Run a /rules sub-command and answer it (changes are for admins)."""
-    verb, _, rest = (command.get("text") or "").strip().partition(" ")
+    verb, rest = [*(command.get("text") or "").split(None, 1), "", ""][:2]
     verb = verb.lower()
     if verb in ("", "help"):
         answer(respond, RULES_USAGE)
         return
     if verb not in ("list", "add", "remove"):
-        answer(respond, f"I don't know `/rules {escape(verb)}`.\n\n{RULES_USAGE}")
+        answer(respond, f"I don't know `/rules {escape(verb[:40])}`.\n\n{RULES_USAGE}")
         return
+    # A replayed `add` (the process died before answering) finds its rule stored and is
+    # refused as a duplicate naming it: a rule is never stored twice.
     actor = resolve_actor(deps, body, client)
     if verb == "list":
         text, blocks = rules_message(deps.rules.list_rules(actor.org_id))
