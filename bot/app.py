@@ -52,7 +52,7 @@ from handlers.api.errors import error_body, install_error_handlers
 from handlers.api.gmail import GmailIntegration
 from handlers.request_limits import RequestLimitMiddleware
 from handlers.slack.common import SlackDeps
-from integrations.crypto import LinkSigner, SecretBox
+from integrations.crypto import LinkSigner, MailtoUnsubscribeTokens, SecretBox
 from integrations.gmail.sender import gmail_service
 from integrations.regex_re2 import Re2Engine
 from jobs.recovery import RecoverySweep
@@ -81,6 +81,8 @@ class Runtime:
     bolt: App | None
     secrets: SecretBox
     unsubscribe_signer: LinkSigner
+    # Reads the token of our List-Unsubscribe mailto plus-address (the inbound pipeline).
+    unsubscribe_tokens: MailtoUnsubscribeTokens
     suppression: Suppression
     mailbox_allowances: MailboxAllowances
     rules: Rules
@@ -190,6 +192,7 @@ def build_runtime(
     services = services or build_services(settings)
     secrets = SecretBox(settings.SALESBOT_SECRET_KEY)
     unsubscribe_signer = LinkSigner(settings.SALESBOT_SECRET_KEY, purpose="unsubscribe")
+    unsubscribe_tokens = MailtoUnsubscribeTokens(settings.SALESBOT_SECRET_KEY)
     base = settings.PUBLIC_BASE_URL.rstrip("/")
 
     def unsubscribe_url(org_id: int, contact_id: int) -> str:
@@ -213,6 +216,7 @@ def build_runtime(
         services,
         uow=uow,
         unsubscribe_url=unsubscribe_url,
+        unsubscribe_token=unsubscribe_tokens.build,
         client_for_org=slack.client_for_org if slack is not None else None,
         limits=limits,
     )
@@ -327,6 +331,7 @@ def build_runtime(
         bolt=bolt,
         secrets=secrets,
         unsubscribe_signer=unsubscribe_signer,
+        unsubscribe_tokens=unsubscribe_tokens,
         suppression=Suppression(uow, clock=services.clock),
         mailbox_allowances=MailboxAllowances(uow, clock=services.clock),
         rules=rules,
