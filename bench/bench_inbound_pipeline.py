@@ -23,11 +23,14 @@ import psycopg
 
 from bot.app import build_understanding
 from domain.clock import SystemClock
+from domain.deps import Deps
 from domain.detection import DetectionContext
 from domain.inbound import MessageToFetch, NewMessage, ReadMessage
+from domain.rules import Rules
 from integrations.gmail.mime import parse_raw
 from integrations.mail_signals import detect_message
 from integrations.offline_classifier import load_offline_model
+from integrations.regex_re2 import Re2Engine
 from storage import models as m
 from storage.db import make_engine, make_session_factory
 from storage.inbound import SqlInboundStore
@@ -147,8 +150,15 @@ def main() -> None:
     engine = make_engine(url)
     sessions = make_session_factory(engine)
     store = SqlInboundStore(sessions)
+
+    def uow() -> UnitOfWork:
+        return UnitOfWork(sessions)
+
     understanding = build_understanding(
-        lambda: UnitOfWork(sessions), SystemClock(), work_lease=timedelta(minutes=5)
+        uow,
+        SystemClock(),
+        work_lease=timedelta(minutes=5),
+        rules=Rules(Deps(uow=uow, clock=SystemClock()), regex=Re2Engine()),
     )
     load_offline_model()  # trained once per process, before the clock starts
     context = DetectionContext(rep_addresses=frozenset({REP}))

@@ -41,11 +41,12 @@ from domain.mail import SendOutcome
 from domain.mailboxes import MailboxAllowances
 from domain.outreach import Outreach
 from domain.ports import DraftModel, Mailer, UnsubscribeTokenReader
+from domain.rules import Rules
 from domain.sending import SendLimits
 from domain.suppression import Suppression
 from domain.understanding import ModelRequest, PipelineSettings, Understanding
 from handlers import gmail_push
-from handlers.api import cards, health, inbound, jobs, marketing, unsubscribe
+from handlers.api import cards, health, inbound, inbound_rules, jobs, marketing, unsubscribe
 from handlers.api import gmail as gmail_api
 from handlers.api.deps import Services
 from handlers.api.docs import error_answer, install_docs
@@ -55,6 +56,7 @@ from handlers.request_limits import RequestLimitMiddleware
 from handlers.slack.common import SlackDeps
 from integrations.crypto import LinkSigner, MailtoUnsubscribeTokens, SecretBox
 from integrations.gmail.sender import gmail_service
+from integrations.regex_re2 import Re2Engine
 from jobs.recovery import RecoverySweep
 from jobs.slack_replay import SlackReplayWorker
 from jobs.understanding import UnderstandingWorker
@@ -88,6 +90,7 @@ class Runtime:
     mailbox_allowances: MailboxAllowances
     understanding: Understanding
     inbound_worker: UnderstandingWorker
+    rules: Rules
     gmail: GmailIntegration | None = None
     slack_worker: SlackReplayWorker | None = None
 
@@ -237,6 +240,8 @@ def build_runtime(
     )
     service_deps = Deps(uow=uow, clock=services.clock)
     catalog = Catalog(service_deps)
+    # One per process: its per-org cache of rules is shared by the routes, Slack and inbound.
+    rules = Rules(service_deps, regex=Re2Engine())
     outreach = Outreach.build(
         service_deps,
         unsubscribe_url=unsubscribe_url,
@@ -289,7 +294,11 @@ def build_runtime(
         on_found=worker.wake,
     )
     understanding = build_understanding(
-        uow, services.clock, work_lease=work_lease, unsubscribe_tokens=unsubscribe_tokens
+        uow,
+        services.clock,
+        work_lease=work_lease,
+        unsubscribe_tokens=unsubscribe_tokens,
+        rules=rules,
     )
     inbound_worker = UnderstandingWorker(
         understanding, poll_seconds=max(settings.WORKER_POLL_SECONDS, 1.0)
@@ -300,6 +309,7 @@ def build_runtime(
         deps = SlackDeps(
             outreach=outreach,
             accounts=services.accounts,
+            rules=rules,
             session_factory=services.session_factory,
             clock=services.clock,
             wake_worker=worker.wake,
@@ -345,6 +355,7 @@ def build_runtime(
         mailbox_allowances=MailboxAllowances(uow, clock=services.clock),
         understanding=understanding,
         inbound_worker=inbound_worker,
+        rules=rules,
         gmail=gmail,
         slack_worker=slack_worker,
     )
@@ -373,6 +384,7 @@ def build_understanding(
     *,
     work_lease: timedelta,
     unsubscribe_tokens: UnsubscribeTokenReader | None = None,
+    rules: Rules | None = None,
 ) -> Understanding:
     """The inbound pipeline: detectors, rules, the model, linking, actions."""
     offline = _OfflineModel()
@@ -382,6 +394,7 @@ def build_understanding(
         model=offline,
         offline=offline,
         unsubscribe_tokens=unsubscribe_tokens,
+        rules=rules,
         settings=PipelineSettings(lease=work_lease),
     )
 
@@ -506,6 +519,7 @@ def build_app(
     app.include_router(jobs.router)
     app.include_router(cards.router)
     app.include_router(inbound.router)
+    app.include_router(inbound_rules.router)
     # Without GOOGLE_CLIENT_ID/SECRET every Gmail route answers 503.
     gmail_unavailable: dict[int | str, dict[str, Any]] = {503: error_answer(503)}
     app.include_router(gmail_api.router, responses=gmail_unavailable)

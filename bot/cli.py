@@ -549,6 +549,9 @@ def inbound_reclassify(
     from sqlalchemy import select
 
     from bot.app import build_understanding
+    from domain.deps import Deps
+    from domain.rules import Rules
+    from integrations.regex_re2 import Re2Engine
     from storage.db import make_session_factory
     from storage.models import Organization
     from storage.uow import UnitOfWork
@@ -565,10 +568,15 @@ def inbound_reclassify(
                 org_id = session.scalar(select(Organization.id).where(Organization.slug == org))
             if org_id is None:
                 raise fail(f"no organization {org!r}", 2)
+
+        def uow() -> UnitOfWork:
+            return UnitOfWork(sessions)
+
         understanding = build_understanding(
-            lambda: UnitOfWork(sessions),
+            uow,
             SystemClock(),
             work_lease=timedelta(seconds=settings.WORK_LEASE_SECONDS),
+            rules=Rules(Deps(uow=uow, clock=SystemClock()), regex=Re2Engine()),
         )
         when = since if since.tzinfo is not None else since.replace(tzinfo=UTC)
         counts = understanding.requeue(since=when, org_id=org_id, status=status)

@@ -17,6 +17,7 @@ from domain.accounts import Org, OrgSummary, StoredToken, TokenSummary, User
 from domain.audience import AudienceCriteria, AudienceSize
 from domain.campaigns import Campaign, CampaignFields
 from domain.cards import Card, CardState, CardType, CardView, InFlightCard, Priority
+from domain.classification import Category
 from domain.contacts import ContactContext, TokenScope, UserRole
 from domain.conversations import ContactRef, ConversationEntry, LinkKeys, SendRef
 from domain.drafting import Draft, DraftRequest
@@ -33,6 +34,7 @@ from domain.mailboxes import (
     MailboxIdentity,
     RevokeResult,
 )
+from domain.rules import Rule, RuleType
 from domain.sending import (
     AccessTokenUpdate,
     MailboxSlot,
@@ -1258,3 +1260,84 @@ class UnderstandingUnitOfWork(Transaction, Protocol):
 
     @property
     def opt_outs(self) -> OptOutRepository: ...
+
+
+# --- rules ---
+
+
+class CompiledPattern(Protocol):
+    """A regular expression ready to search subjects."""
+
+    def search(self, text: str) -> bool:
+        """Tell whether the pattern occurs anywhere in the text."""
+        ...
+
+
+class RegexEngine(Protocol):
+    """Compiles the regular expressions of user rules (RE2 in production: linear time)."""
+
+    def compile(self, pattern: str) -> CompiledPattern:
+        """Compile a pattern; raise InvalidInput with the engine's reason when it refuses it."""
+        ...
+
+
+class ClassifierRuleRepository(Protocol):
+    """The classification rules of one organization."""
+
+    def list(self, org_id: int) -> builtins.list[Rule]:
+        """Return every rule, by priority then id."""
+        ...
+
+    def list_active(self, org_id: int) -> builtins.list[Rule]:
+        """Return the active rules, by priority then id."""
+        ...
+
+    def get(self, org_id: int, rule_id: int) -> Rule:
+        """Return a rule or raise NotFound."""
+        ...
+
+    def find(self, org_id: int, *, rule_type: RuleType, pattern: str) -> Rule | None:
+        """Return the rule with this type and (stored) pattern, if any."""
+        ...
+
+    def count(self, org_id: int, *, rule_type: RuleType | None = None) -> int:
+        """Count the organization's rules (of one type, if given), active or not."""
+        ...
+
+    def add(
+        self,
+        org_id: int,
+        *,
+        rule_type: RuleType,
+        pattern: str,
+        category: Category,
+        priority: int,
+        is_active: bool,
+        created_by: int | None,
+        now: datetime,
+    ) -> Rule:
+        """Store a new rule."""
+        ...
+
+    def update(
+        self,
+        org_id: int,
+        rule_id: int,
+        *,
+        category: Category | None,
+        priority: int | None,
+        is_active: bool | None,
+    ) -> Rule:
+        """Change the given fields of a rule (None keeps one); raise NotFound."""
+        ...
+
+    def delete(self, org_id: int, rule_id: int) -> None:
+        """Delete a rule or raise NotFound."""
+        ...
+
+
+class RulesUnitOfWork(Transaction, Protocol):
+    """One transaction over the classification rules; commits once."""
+
+    @property
+    def classifier_rules(self) -> ClassifierRuleRepository: ...

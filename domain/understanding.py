@@ -49,6 +49,7 @@ from domain.inbound_actions import ActingOn, act
 
 if TYPE_CHECKING:
     from domain.ports import UnderstandingUnitOfWork, UnsubscribeTokenReader
+    from domain.rules import Rules
 
 log = logging.getLogger(__name__)
 
@@ -143,16 +144,6 @@ class MessageModel(Protocol):
         self, requests: Sequence[ModelRequest]
     ) -> list[Classification | ExternalServiceError]:
         """Classify each message; an unreachable model answers ExternalServiceError."""
-        ...
-
-
-class RuleBook(Protocol):
-    """The organization's own rules (sender, domain, subject), confidence 1.0."""
-
-    def classify(
-        self, org_id: int, *, sender_email: str | None, subject: str
-    ) -> Classification | None:
-        """Return the first matching rule's classification, or None."""
         ...
 
 
@@ -341,7 +332,7 @@ class Understanding:
         clock: Clock,
         model: MessageModel,
         offline: MessageModel,
-        rules: RuleBook | None = None,
+        rules: Rules | None = None,
         unsubscribe_tokens: UnsubscribeTokenReader | None = None,
         settings: PipelineSettings | None = None,
     ) -> None:

@@ -17,6 +17,7 @@ from storage.events import EventKeys
 from storage.gmail import GmailAccountRepo, MailboxAllowanceRepo, OAuthStateRepo, TokenCipher
 from storage.jobs import EnrollmentRepo, JobRepo, TaskRepo
 from storage.outbox import OutboxRepo
+from storage.rules import ClassifierRuleRepo
 from storage.suppression import OptOutRepo
 from storage.templates import TemplateRepo
 from storage.understanding import ConversationRepo, InboundActionRepo, InboundPipelineRepo
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
         MailboxUnitOfWork,
         OutboxUnitOfWork,
         OutreachUnitOfWork,
+        RulesUnitOfWork,
         SuppressionUnitOfWork,
         UnderstandingUnitOfWork,
     )
@@ -72,6 +74,7 @@ class UnitOfWork:
     inbound_pipeline: InboundPipelineRepo
     conversations: ConversationRepo
     inbound_actions: InboundActionRepo
+    classifier_rules: ClassifierRuleRepo
 
     def __init__(
         self, session_factory: SessionFactory, *, cipher: TokenCipher | None = None
@@ -112,6 +115,7 @@ class UnitOfWork:
         self.inbound_pipeline = InboundPipelineRepo(session)
         self.conversations = ConversationRepo(session)
         self.inbound_actions = InboundActionRepo(session)
+        self.classifier_rules = ClassifierRuleRepo(session)
         return self
 
     def __exit__(
@@ -144,6 +148,7 @@ if TYPE_CHECKING:
         SuppressionUnitOfWork,
         OutboxUnitOfWork,
         UnderstandingUnitOfWork,
+        RulesUnitOfWork,
     ]:
         """Let the type checker hold this unit of work to the ports of the use cases."""
-        return uow, uow, uow, uow, uow, uow, uow
+        return uow, uow, uow, uow, uow, uow, uow, uow
