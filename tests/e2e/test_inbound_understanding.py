@@ -557,3 +557,29 @@ def test_a_message_that_fails_five_times_is_parked_visible_and_retried_by_reclas
         None,
         inbound.send_id,
     )
+
+
+def test_an_organization_rule_decides_before_any_model(inbound: Inbound) -> None:
+    with inbound.sessions() as session:
+        session.execute(
+            update(m.User).where(m.User.id == inbound.world.rep_id).values(role="admin")
+        )
+        session.commit()
+    created = inbound.world.client.post(
+        "/api/inbound/rules",
+        json={"rule_type": "sender_domain", "pattern": "amc-portal.example", "category": "AP"},
+        headers=inbound.world.auth(),
+    )
+    assert created.status_code == 201, created.text
+    order = labelled(AMC_ORDER)
+    row = inbound.deliver(
+        make_email(
+            sender="billing@east.amc-portal.example",
+            to=REP_EMAIL,
+            subject=order["subject"],
+            body=order["body"],
+        )
+    )
+
+    assert (row.category, row.confidence, row.classified_by) == ("AP", 1.0, "rule")
+    assert row.decided_detail == f"rule {created.json()['id']} (sender_domain)"
