@@ -1196,8 +1196,12 @@ class ConversationRepository(Protocol):
         at: datetime,
         sentiment: str | None,
         is_reply: bool,
+        counted: bool,
     ) -> int | None:
-        """Put a message in its send's conversation (one per thread); return its id."""
+        """Put a message in its send's conversation (one per thread); return its id.
+
+        `counted`: the message was in a conversation already (a re-run); not counted again.
+        """
         ...
 
     def mark_replied(

@@ -93,6 +93,8 @@ class InboundMessage:
     threshold: float
     # Gmail labelled it SENT: a rep sent it (by hand, or our outbox's copy in their mailbox).
     sent_by_us: bool = False
+    # The conversation an earlier run put it in (its reply is counted there already).
+    conversation_id: int | None = None
     # A processed message claimed again to be classified by Claude (it was away).
     reclassifying: bool = False
 
@@ -588,6 +590,7 @@ class Understanding:
                 at=message.received_at or now,
                 sentiment=result.sentiment.value if replied else None,
                 is_reply=replied,
+                counted=message.conversation_id is not None,
             )
             if replied:
                 uow.conversations.mark_replied(

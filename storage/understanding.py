@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, cast
 
-from sqlalchemy import Table, and_, bindparam, func, or_, select, update
+from sqlalchemy import Table, and_, bindparam, case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -140,6 +140,7 @@ class InboundPipelineRepo:
                 e.references,
                 e.detection,
                 e.label_ids,
+                e.conversation_id,
                 m.Organization.classify_threshold,
             )
             .join(m.Organization, m.Organization.id == e.org_id)
@@ -165,6 +166,7 @@ class InboundPipelineRepo:
                 detection=dict(r.detection or {}),
                 threshold=float(r.classify_threshold),
                 sent_by_us="SENT" in (r.label_ids or ()),
+                conversation_id=r.conversation_id,
                 reclassifying=reclassifying,
             )
             for r in rows
@@ -617,59 +619,73 @@ class ConversationRepo:
         at: datetime,
         sentiment: str | None,
         is_reply: bool,
+        counted: bool,
     ) -> int | None:
         """Put a message in its send's conversation (one row per thread); return its id.
 
-        Counts are idempotent: the reply is counted when the message first joins the
-        conversation, and the sends are counted from `email_sends`.
+        One upsert. Counts are idempotent: a reply is counted unless the message was in a
+        conversation already (`counted`: a re-run), and the sends are counted from
+        `email_sends` (the thread's sends prefetched, else one query).
         """
         if not thread_id:
             return None
         conv, s = m.EmailConversation, m.EmailSend
+        cached = self._by_thread.get((org_id, thread_id))
+        if cached is not None and any(ref.id == send.id for ref in cached):
+            sent = [ref for ref in cached if ref.sent_at is not None]
+            sent_count = len(sent)
+            first_send = min((ref.id for ref in sent), default=None)
+            last_sent = max((ref.sent_at for ref in sent if ref.sent_at), default=None)
+        else:
+            counted_sends = self._s.execute(
+                select(func.count(), func.min(s.id), func.max(s.sent_at)).where(
+                    s.org_id == org_id, s.gmail_thread_id == thread_id, s.sent_at.is_not(None)
+                )
+            ).one()
+            sent_count, first_send, last_sent = (
+                int(counted_sends[0] or 0),
+                counted_sends[1],
+                counted_sends[2],
+            )
+        latest = max(t for t in (at, last_sent) if t is not None)
+        added = 1 if is_reply and not counted else 0
         insert = (
             postgresql.insert if self._s.get_bind().dialect.name == "postgresql" else sqlite.insert
         )
-        self._s.execute(
-            insert(conv)
-            .values(
-                org_id=org_id,
-                gmail_thread_id=thread_id,
-                contact_id=send.contact_id,
-                campaign_id=send.campaign_id,
-                job_id=send.job_id,
-                started_at=send.sent_at or at,
-            )
-            .on_conflict_do_nothing(index_elements=["org_id", "gmail_thread_id"])
+        stmt = insert(conv).values(
+            org_id=org_id,
+            gmail_thread_id=thread_id,
+            contact_id=send.contact_id,
+            campaign_id=send.campaign_id,
+            job_id=send.job_id,
+            first_send_id=first_send or send.id,
+            started_at=send.sent_at or at,
+            sent_count=sent_count,
+            reply_count=added,
+            last_sentiment=sentiment if is_reply else None,
+            last_message_at=latest,
         )
-        row = self._s.execute(
-            select(conv.id, conv.last_message_at, conv.first_send_id).where(
-                conv.org_id == org_id, conv.gmail_thread_id == thread_id
-            )
-        ).one()
-        sends = self._s.execute(
-            select(func.count(), func.min(s.id), func.max(s.sent_at)).where(
-                s.org_id == org_id, s.gmail_thread_id == thread_id, s.sent_at.is_not(None)
-            )
-        ).one()
-        joined = _rowcount(
-            self._s.execute(
-                update(m.InboundEmail)
-                .where(m.InboundEmail.id == email_id, m.InboundEmail.conversation_id.is_(None))
-                .values(conversation_id=row.id)
-            )
-        )
-        latest = max(t for t in (row.last_message_at, at, sends[2]) if t is not None)
-        values: dict[str, Any] = {
-            "sent_count": int(sends[0] or 0),
-            "last_message_at": latest,
-            "first_send_id": row.first_send_id or sends[1] or send.id,
-        }
-        if is_reply:
-            values["last_sentiment"] = sentiment
-            if joined:
-                values["reply_count"] = conv.reply_count + 1
-        self._s.execute(update(conv).where(conv.id == row.id).values(**values))
-        return int(row.id)
+        new = stmt.excluded
+        upsert = stmt.on_conflict_do_update(
+            index_elements=["org_id", "gmail_thread_id"],
+            set_={
+                "sent_count": new.sent_count,
+                "reply_count": conv.reply_count + added,
+                "last_sentiment": new.last_sentiment if is_reply else conv.last_sentiment,
+                "last_message_at": case(
+                    (
+                        or_(
+                            conv.last_message_at.is_(None),
+                            conv.last_message_at < new.last_message_at,
+                        ),
+                        new.last_message_at,
+                    ),
+                    else_=conv.last_message_at,
+                ),
+                "first_send_id": func.coalesce(conv.first_send_id, new.first_send_id),
+            },
+        ).returning(conv.id)
+        return int(self._s.execute(upsert).scalar_one())
 
     def mark_replied(
         self, org_id: int, send_id: int, *, email_id: int, at: datetime, sentiment: str
