@@ -463,6 +463,7 @@ class ConversationRepo:
         self._to_address: dict[tuple[int, str], list[SendRef]] = {}
         self._contacts: dict[tuple[int, str], ContactRef | None] = {}
         self._clients: dict[tuple[int, str], int | None] = {}
+        self._by_id: dict[tuple[int, int], ContactRef | None] = {}
         self._sends_since: dict[int, datetime] = {}
 
     def prefetch(self, org_id: int, keys: LinkKeys) -> None:
@@ -483,7 +484,19 @@ class ConversationRepo:
                 self._sends().where(s.org_id == org_id, s.message_id.in_(part))
             ):
                 self._by_message_id[(org_id, row.message_id)].append(_send_ref(row))
-        for part in _chunks(sorted(keys.thread_ids)):
+        # The threads of the messages, and of the sends they answer (their conversations).
+        threads = set(keys.thread_ids) | {
+            ref.gmail_thread_id
+            for (org, _), refs in self._by_message_id.items()
+            if org == org_id
+            for ref in refs
+            if ref.gmail_thread_id
+        }
+        fetched = {t for (org, t) in self._by_thread if org == org_id} - keys.thread_ids
+        threads -= fetched  # prefetched by an earlier batch of this unit of work
+        for thread in threads:
+            self._by_thread[(org_id, thread)] = []
+        for part in _chunks(sorted(threads)):
             for row in self._s.execute(
                 self._sends().where(s.org_id == org_id, s.gmail_thread_id.in_(part))
             ):
@@ -501,6 +514,25 @@ class ConversationRepo:
                 known = self._contacts.get((org_id, row.email))
                 if known is None or row.id < known.id:
                     self._contacts[(org_id, row.email)] = ContactRef(row.id, row.client_id)
+        # The contacts of the sends found (a linked message's contact and client).
+        contact_ids = sorted(
+            {
+                ref.contact_id
+                for cache in (self._by_message_id, self._by_thread, self._to_address)
+                for (org, _), refs in cache.items()
+                if org == org_id
+                for ref in refs
+                if ref.contact_id is not None and (org_id, ref.contact_id) not in self._by_id
+            }
+        )
+        for start in range(0, len(contact_ids), 500):
+            part_ids = contact_ids[start : start + 500]
+            for contact_id in part_ids:
+                self._by_id[(org_id, contact_id)] = None
+            for row in self._s.execute(
+                select(c.id, c.client_id).where(c.org_id == org_id, c.id.in_(part_ids))
+            ):
+                self._by_id[(org_id, row.id)] = ContactRef(row.id, row.client_id)
         for part in _chunks(sorted(keys.domains)):
             for row in self._s.execute(
                 select(cl.domain, cl.id).where(cl.org_id == org_id, cl.domain.in_(part))
@@ -571,6 +603,8 @@ class ConversationRepo:
 
     def contact(self, org_id: int, contact_id: int) -> ContactRef | None:
         """Return a contact with its client."""
+        if (org_id, contact_id) in self._by_id:
+            return self._by_id[(org_id, contact_id)]
         c = m.Contact
         row = self._s.execute(
             select(c.id, c.client_id).where(c.org_id == org_id, c.id == contact_id)
