@@ -6,8 +6,10 @@ dropped from the lxml tree before the tree becomes text, and counted (characters
 the text) so the parsed email can say it happened.
 
 What counts as hidden:
-- HTML comments, except Outlook's conditional comments (`<!--[if mso]>`), which hold
-  markup for one client, not words for a reader;
+- HTML comments are all dropped, but counted only when they read as prose (at least
+  `_PROSE_WORDS` words) or as instructions to a model: a marker such as "<!-- end of
+  AOLMsgPart_0_4d68 -->" or Outlook's conditional `<!--[if mso]>` is layout, and AOL's
+  reply in tests/corpus was flagged for one before this rule;
 - elements with the `hidden` attribute, `display:none`, `visibility:hidden|collapse`,
   `opacity:0`, a font size of at most 1px (0, 1px, 1pt, 0.1em, 10 %), `clip: rect(0 0 0 0)`,
   a text indent or position of -999px or beyond (moved off the page), or a width, height
@@ -42,6 +44,7 @@ _TRANSPARENT: Final = "transparent"
 # Two colours closer than this on every channel read as one.
 _SAME_COLOUR: Final = 24
 _DROPPED_TAGS: Final = frozenset({"head", "style", "script", "template"})
+_PROSE_WORDS: Final = 8
 
 _NAMED: Final[dict[str, _RGB]] = {
     "white": _WHITE,
@@ -211,9 +214,12 @@ def _invisible(colour: _RGB | str | None, background: _RGB | None) -> bool:
     return all(abs(a - b) <= _SAME_COLOUR for a, b in zip(colour, background, strict=True))
 
 
-def _conditional(comment: str) -> bool:
+def _counted_comment(comment: str) -> bool:
     text = comment.strip()
-    return text.startswith("[if") or text.startswith("<![endif]") or text.endswith("<![endif]")
+    if text.startswith("[if") or text.startswith("<![endif]") or text.endswith("<![endif]"):
+        return False
+    words = sum(1 for word in text.split() if any(c.isalpha() for c in word))
+    return words >= _PROSE_WORDS or looks_like_injection(text)
 
 
 def drop_hidden_text(root: lxml.html.HtmlElement) -> HiddenText:
@@ -221,7 +227,7 @@ def drop_hidden_text(root: lxml.html.HtmlElement) -> HiddenText:
     removed: list[str] = []
     for comment in list(root.iter(lxml.etree.Comment)):
         text = comment.text or ""
-        if text.strip() and not _conditional(text):
+        if text.strip() and _counted_comment(text):
             removed.append(text.strip())
         _drop(comment)
     to_drop: list[lxml.html.HtmlElement] = []
