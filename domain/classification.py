@@ -16,6 +16,13 @@ from domain.email_message import EmailFlag
 #: Below this confidence a category is not trusted and becomes ESCALATE (per-org setting).
 DEFAULT_CONFIDENCE_THRESHOLD = 0.7
 
+#: The reason a classifier gives when the message tried to instruct the model.
+INJECTION_REASON = (
+    "the message tried to instruct the model; a person must review it before anything is done"
+)
+#: The note a classifier records when the parser dropped hidden HTML text.
+HIDDEN_TEXT_NOTE = "hidden HTML text was removed before classification"
+
 
 class Category(StrEnum):
     """The twelve categories of the original system (seed §5)."""

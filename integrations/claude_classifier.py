@@ -42,6 +42,8 @@ from anthropic.types import Message, TextBlockParam, ToolUseBlock
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from domain.classification import (
+    HIDDEN_TEXT_NOTE,
+    INJECTION_REASON,
     Category,
     Classification,
     ClassifyRequest,
@@ -82,10 +84,6 @@ DEFAULT_MAX_RETRY_WAIT_SECONDS: Final = 20.0
 _BACKOFF_BASE_SECONDS: Final = 0.5
 _BACKOFF_MAX_SECONDS: Final = 8.0
 
-INJECTION_REASON: Final = (
-    "the message tried to instruct the model; a person must review it before anything is done"
-)
-HIDDEN_TEXT_NOTE: Final = "hidden HTML text was removed before classification"
 
 _SYSTEM_BLOCKS: Final[list[TextBlockParam]] = [
     # The one cache breakpoint: tools and system (instructions and examples) are cached.

@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 
 from domain.classification import (
+    HIDDEN_TEXT_NOTE,
+    INJECTION_REASON,
     Category,
     Classification,
     ClassifyRequest,
@@ -25,12 +27,7 @@ from domain.classification import (
 from domain.email_message import EmailFlag
 from domain.errors import ExternalServiceError
 from integrations.claude import build_anthropic_client
-from integrations.claude_classifier import (
-    HIDDEN_TEXT_NOTE,
-    INJECTION_REASON,
-    MAX_BODY_CHARS,
-    ClaudeClassifier,
-)
+from integrations.claude_classifier import MAX_BODY_CHARS, ClaudeClassifier
 from integrations.claude_prompts import CLASSIFY_TOOL, CLASSIFY_TOOL_PARAM, SYSTEM_PROMPT
 from integrations.gmail.mime import parse_raw
 from sandbox.anthropic_api import (
