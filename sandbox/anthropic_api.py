@@ -474,11 +474,14 @@ class AnthropicStandIn:
             stop_reason = "end_turn"
         number = self._next_id()
         cache = cache or self._look_up_cache(body)
+        output_tokens = max(1, len(json.dumps(content)) // 4)
+        created = 0 if cache.hit else cache.prefix_tokens
+        read = cache.prefix_tokens if cache.hit else 0
         usage = {
             "input_tokens": cache.rest_tokens,
-            "output_tokens": max(1, len(json.dumps(content)) // 4),
-            "cache_creation_input_tokens": 0 if cache.hit else cache.prefix_tokens,
-            "cache_read_input_tokens": cache.prefix_tokens if cache.hit else 0,
+            "output_tokens": output_tokens,
+            "cache_creation_input_tokens": created,
+            "cache_read_input_tokens": read,
             "service_tier": "standard",
         }
         with self._lock:
@@ -487,12 +490,10 @@ class AnthropicStandIn:
             totals = self._usage
             self._usage = UsageTotals(
                 messages=totals.messages + 1,
-                input_tokens=totals.input_tokens + usage["input_tokens"],
-                output_tokens=totals.output_tokens + usage["output_tokens"],
-                cache_creation_input_tokens=totals.cache_creation_input_tokens
-                + usage["cache_creation_input_tokens"],
-                cache_read_input_tokens=totals.cache_read_input_tokens
-                + usage["cache_read_input_tokens"],
+                input_tokens=totals.input_tokens + cache.rest_tokens,
+                output_tokens=totals.output_tokens + output_tokens,
+                cache_creation_input_tokens=totals.cache_creation_input_tokens + created,
+                cache_read_input_tokens=totals.cache_read_input_tokens + read,
             )
         message = {
             "id": f"msg_standin{number:015d}",
