@@ -164,7 +164,7 @@ def _hidden_by_style(element: lxml.html.HtmlElement, style: dict[str, str]) -> b
     if _tiny(style.get("font-size")):
         return True
     clip = style.get("clip", "").replace(" ", "").replace("px", "")
-    if clip in ("rect(0,0,0,0)", "rect(0000)", "rect(0000)"):
+    if clip in ("rect(0,0,0,0)", "rect(0000)"):
         return True
     for offset in ("text-indent", "left", "top", "margin-left"):
         distance = _length_px(style.get(offset))

@@ -617,3 +617,28 @@ def test_the_bound_holds_across_callers_of_the_same_classifier(
 
     assert len(stand_in.requests) == 12
     assert stand_in.peak_in_flight == 2
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        ErrorReply.rate_limited(retry_after=1),
+        ErrorReply(529, "overloaded_error", "Overloaded", retry_after=1),
+    ],
+)
+def test_the_sdk_on_its_own_also_waits_retry_after_on_429_and_529(
+    stand_in: AnthropicStandIn, api_url: str, reply: ErrorReply
+) -> None:
+    """Why the classifier turns the SDK's retries off: they honour retry-after too, but
+    without a bound (an hour's retry-after is an hour's sleep), so the classifier keeps the
+    same behaviour under its own bound."""
+    stand_in.script(reply)
+    client = build_anthropic_client(API_KEY, api_url, timeout=5.0, max_retries=1)
+
+    started = time.monotonic()
+    client.messages.create(
+        model=MODEL, max_tokens=16, messages=[{"role": "user", "content": "hello"}]
+    )
+
+    assert [r.status for r in stand_in.requests] == [reply.status, 200]
+    assert 1.0 <= time.monotonic() - started < 2.5
