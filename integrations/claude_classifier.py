@@ -20,8 +20,10 @@ Retries are ours, not the SDK's (the client is used with `max_retries=0`): the S
 whatever `retry-after` says, an hour included, while a message waiting that long is better
 classified offline at once and re-classified later. A `retry-after` on a 429 or 529 also
 holds every other call of this classifier until it has passed, so a rate limit is not
-answered by a burst of retries. One semaphore bounds the calls in flight, whoever makes
-them.
+answered by a burst of retries. A timeout is not retried (it has already cost the whole
+timeout). After `failures_to_open` failed calls in a row, calls fail at once, with no
+request, for `open_seconds`: a backlog goes offline at once while Claude is down. One
+semaphore bounds the calls in flight, whoever makes them.
 
 Logs carry ids, counts and reasons, never email text.
 """
@@ -78,7 +80,14 @@ MAX_RECIPIENTS: Final = 10
 #: low on purpose: the API counts `max_tokens` against the output-token rate limit when a
 #: request starts, so a generous bound would throttle the calls in flight.
 MAX_OUTPUT_TOKENS: Final = 1_024
-DEFAULT_TIMEOUT_SECONDS: Final = 30.0
+#: A classification answer takes a second or two; a call still open after this is not
+#: retried (it would double the wait), the message goes offline and is re-classified later.
+DEFAULT_TIMEOUT_SECONDS: Final = 20.0
+#: After this many calls in a row have failed, calls fail at once for `DEFAULT_OPEN_SECONDS`
+#: (no request is sent): when Claude is down, a backlog goes offline at once instead of
+#: spending three attempts per message.
+DEFAULT_FAILURES_TO_OPEN: Final = 5
+DEFAULT_OPEN_SECONDS: Final = 30.0
 DEFAULT_MAX_RETRIES: Final = 2
 #: A `retry-after` longer than this is not waited for: the call fails at once (offline now,
 #: re-classified later) instead of holding a thread.
@@ -270,6 +279,8 @@ class ClaudeClassifier:
         max_retries: int = DEFAULT_MAX_RETRIES,
         max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT_SECONDS,
         max_tokens: int = MAX_OUTPUT_TOKENS,
+        failures_to_open: int = DEFAULT_FAILURES_TO_OPEN,
+        open_seconds: float = DEFAULT_OPEN_SECONDS,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -284,6 +295,10 @@ class ClaudeClassifier:
         self._lock = threading.Lock()
         self._usage = TokenUsage()
         self._not_before = 0.0  # time.monotonic() before which no call is sent
+        self._failures_to_open = max(1, failures_to_open)
+        self._open_seconds = open_seconds
+        self._failures_in_a_row = 0
+        self._open_until = 0.0  # time.monotonic() before which calls fail without a request
 
     @property
     def name(self) -> str:
@@ -309,10 +324,16 @@ class ClaudeClassifier:
     def classify(self, request: ClassifyRequest) -> Classification:
         """Classify one message; raise ExternalServiceError when Claude cannot answer."""
         prepared = prepare_message(request)
+        self._refuse_while_open()
         with self._slots:
-            message = self._call(prepared.user_text)
+            try:
+                message = self._call(prepared.user_text)
+            except ExternalServiceError:
+                self._count_failure()
+                raise
         with self._lock:
             self._usage = self._usage.plus(message)
+            self._failures_in_a_row = 0
         result = self._classification(message, prepared)
         usage = message.usage
         log.info(
@@ -382,9 +403,34 @@ class ClaudeClassifier:
                 time.sleep(wait)
                 attempt += 1
 
+    def _refuse_while_open(self) -> None:
+        with self._lock:
+            remaining = self._open_until - time.monotonic()
+            failures = self._failures_in_a_row
+        if remaining > 0:
+            raise ExternalServiceError(
+                f"Anthropic failed {failures} times in a row; not calling it for "
+                f"{remaining:.0f} s more",
+                retryable=True,
+            )
+
+    def _count_failure(self) -> None:
+        with self._lock:
+            self._failures_in_a_row += 1
+            if self._failures_in_a_row >= self._failures_to_open:
+                self._open_until = time.monotonic() + self._open_seconds
+                opened = True
+            else:
+                opened = False
+        if opened:
+            log.warning(
+                "claude classification paused",
+                extra={"model": self._model, "seconds": self._open_seconds},
+            )
+
     def _retry_wait(self, exc: anthropic.APIError, attempt: int) -> float | None:
         """Seconds to wait before the next attempt, or None to give up now."""
-        if attempt >= self._max_retries:
+        if attempt >= self._max_retries or isinstance(exc, anthropic.APITimeoutError):
             return None
         retry_after = _retry_after(exc)
         if retry_after is not None:
@@ -393,8 +439,8 @@ class ClaudeClassifier:
             with self._lock:  # every call of this classifier waits it out, not only this one
                 self._not_before = max(self._not_before, time.monotonic() + retry_after)
             return retry_after
-        backoff = min(_BACKOFF_BASE_SECONDS * 2**attempt, _BACKOFF_MAX_SECONDS)
-        return backoff * (0.75 + random.random() / 4)  # noqa: S311 - jitter, not security
+        backoff: float = min(_BACKOFF_BASE_SECONDS * 2.0**attempt, _BACKOFF_MAX_SECONDS)
+        return backoff * (0.75 + random.random() / 4)  # jitter, so callers do not retry as one
 
     def _wait_for_gate(self) -> None:
         with self._lock:

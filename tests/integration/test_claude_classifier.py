@@ -290,15 +290,39 @@ def test_a_service_that_keeps_failing_raises_once_the_retries_are_spent(
     assert [r.status for r in stand_in.requests] == [status, status, status]
 
 
-def test_a_timeout_raises_an_external_service_error(
+def test_a_timeout_raises_an_external_service_error_without_waiting_twice(
     stand_in: AnthropicStandIn, api_url: str
 ) -> None:
     stand_in.when("fee schedule", SlowReply(5.0, ToolReply(POSITIVE_ANSWER)))
 
-    with pytest.raises(ExternalServiceError, match="did not answer in time"):
-        make_classifier(api_url, timeout=0.3, max_retries=1).classify(make_request())
+    with pytest.raises(ExternalServiceError, match="did not answer in time") as caught:
+        make_classifier(api_url, timeout=0.3, max_retries=2).classify(make_request())
 
-    assert len(stand_in.requests) == 2
+    assert caught.value.retryable
+    assert len(stand_in.requests) == 1
+
+
+def test_after_failures_in_a_row_calls_fail_at_once_until_the_pause_ends(
+    stand_in: AnthropicStandIn, api_url: str
+) -> None:
+    stand_in.answer_all_with(ErrorReply.server_error())
+    client = build_anthropic_client(API_KEY, api_url)
+    classifier = ClaudeClassifier(
+        client, model=MODEL, concurrency=1, max_retries=0, failures_to_open=3, open_seconds=0.5
+    )
+
+    results = classifier.classify_many([make_request(f"message {n}") for n in range(6)])
+
+    assert all(isinstance(r, ExternalServiceError) for r in results)
+    assert len(stand_in.requests) == 3
+    paused = results[3]
+    assert isinstance(paused, ExternalServiceError)
+    assert paused.retryable
+    assert paused.message.startswith("Anthropic failed 3 times in a row; not calling it for")
+    time.sleep(0.6)
+    stand_in.answer_all_with(None)
+    assert classifier.classify(make_request()).category is Category.OPPORTUNITY
+    assert len(stand_in.requests) == 4
 
 
 def test_an_unreachable_service_raises_an_external_service_error() -> None:
