@@ -108,6 +108,7 @@ def stand_in(anthropic_api: tuple[AnthropicStandIn, RunningServer]) -> Anthropic
     stand_in, _ = anthropic_api
     stand_in.reset()
     stand_in.response_delay = 0.0
+    stand_in.min_cacheable_tokens = 1024
     return stand_in
 
 
@@ -593,6 +594,34 @@ def test_the_second_call_reads_the_cached_prefix_the_first_one_wrote(
     assert total.output_tokens == stand_in.usage.output_tokens
     # Claude Haiku 4.5 caches no prefix under 4,096 tokens.
     assert prefix_tokens > 4_096
+
+
+def test_a_prefix_below_the_models_minimum_is_not_cached(
+    stand_in: AnthropicStandIn, api_url: str
+) -> None:
+    stand_in.min_cacheable_tokens = 10_000
+    classifier = make_classifier(api_url)
+
+    classifier.classify(make_request("first: send the fee schedule"))
+    classifier.classify(make_request("second: send the fee schedule"))
+
+    usage = classifier.usage
+    assert (usage.cache_creation_input_tokens, usage.cache_read_input_tokens) == (0, 0)
+    assert usage.input_tokens > 2 * 4_096
+
+
+def test_requests_sent_together_before_the_first_answer_all_write_the_cache(
+    stand_in: AnthropicStandIn, api_url: str
+) -> None:
+    stand_in.response_delay = 0.2
+    prefix_tokens = (len(json.dumps(CLASSIFY_TOOL_PARAM)) + len(SYSTEM_PROMPT)) // 4
+
+    make_classifier(api_url, concurrency=3).classify_many(
+        [make_request(f"message {n}") for n in range(6)]
+    )
+
+    assert stand_in.usage.cache_creation_input_tokens == 3 * prefix_tokens
+    assert stand_in.usage.cache_read_input_tokens == 3 * prefix_tokens
 
 
 def test_usage_is_logged_with_counts_and_never_the_email_text(
