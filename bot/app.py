@@ -52,7 +52,7 @@ from handlers.api.errors import error_body, install_error_handlers
 from handlers.api.gmail import GmailIntegration
 from handlers.request_limits import RequestLimitMiddleware
 from handlers.slack.common import SlackDeps
-from integrations.crypto import LinkSigner, SecretBox
+from integrations.crypto import LinkSigner, MailtoUnsubscribeTokens, SecretBox
 from integrations.gmail.sender import gmail_service
 from jobs.recovery import RecoverySweep
 from jobs.slack_replay import SlackReplayWorker
@@ -80,6 +80,8 @@ class Runtime:
     bolt: App | None
     secrets: SecretBox
     unsubscribe_signer: LinkSigner
+    # Reads the token of our List-Unsubscribe mailto plus-address (the inbound pipeline).
+    unsubscribe_tokens: MailtoUnsubscribeTokens
     suppression: Suppression
     mailbox_allowances: MailboxAllowances
     #: Classifies inbound mail: Claude (ANTHROPIC_FAST_MODEL) with a key, else the offline
@@ -227,6 +229,7 @@ def build_runtime(
     services = services or build_services(settings)
     secrets = SecretBox(settings.SALESBOT_SECRET_KEY)
     unsubscribe_signer = LinkSigner(settings.SALESBOT_SECRET_KEY, purpose="unsubscribe")
+    unsubscribe_tokens = MailtoUnsubscribeTokens(settings.SALESBOT_SECRET_KEY)
     base = settings.PUBLIC_BASE_URL.rstrip("/")
 
     def unsubscribe_url(org_id: int, contact_id: int) -> str:
@@ -250,6 +253,7 @@ def build_runtime(
         services,
         uow=uow,
         unsubscribe_url=unsubscribe_url,
+        unsubscribe_token=unsubscribe_tokens.build,
         client_for_org=slack.client_for_org if slack is not None else None,
         limits=limits,
     )
@@ -362,6 +366,7 @@ def build_runtime(
         bolt=bolt,
         secrets=secrets,
         unsubscribe_signer=unsubscribe_signer,
+        unsubscribe_tokens=unsubscribe_tokens,
         suppression=Suppression(uow, clock=services.clock),
         mailbox_allowances=MailboxAllowances(uow, clock=services.clock),
         message_classifier=message_classifier,

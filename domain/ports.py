@@ -61,6 +61,17 @@ class Transaction(Protocol):
         ...
 
 
+# --- unsubscribe requests by email ---
+
+
+class UnsubscribeTokenReader(Protocol):
+    """Reads the token of our List-Unsubscribe mailto plus-address (`+unsub-<token>`)."""
+
+    def read(self, token: str) -> tuple[int, int] | None:
+        """Return (org_id, contact_id) of a genuine token, None for a forged or garbled one."""
+        ...
+
+
 # --- catalog ---
 
 
