@@ -231,27 +231,33 @@ def drop_hidden_text(root: lxml.html.HtmlElement) -> HiddenText:
             removed.append(text.strip())
         _drop(comment)
     to_drop: list[lxml.html.HtmlElement] = []
-    stack: list[tuple[lxml.html.HtmlElement, _RGB | None, _RGB | str | None]] = [
-        (root, _WHITE, _BLACK)
+    # (element, its background, its text colour, whether that colour is invisible on it)
+    stack: list[tuple[lxml.html.HtmlElement, _RGB | None, _RGB | str | None, bool]] = [
+        (root, _WHITE, _BLACK, False)
     ]
     while stack:
-        element, background, colour = stack.pop()
-        if not isinstance(element.tag, str):
+        element, background, colour, invisible = stack.pop()
+        tag = element.tag
+        if not isinstance(tag, str):
             continue
-        tag = element.tag.lower()
-        if tag in _DROPPED_TAGS:
-            to_drop.append(element)
-            continue
-        style = _declarations(element.get("style"))
-        if _hidden_by_style(element, style):
-            text = element.text_content().strip()
-            if text:
-                removed.append(text)
-            to_drop.append(element)
-            continue
-        background = _background(element, style, background)
-        colour = _text_colour(element, style, colour)
-        if _invisible(colour, background):
+        # Most elements carry no attribute: they inherit everything and need no parsing.
+        if element.attrib or tag in _DROPPED_TAGS:
+            if tag.lower() in _DROPPED_TAGS:
+                to_drop.append(element)
+                continue
+            style = _declarations(element.get("style"))
+            if _hidden_by_style(element, style):
+                text = element.text_content().strip()
+                if text:
+                    removed.append(text)
+                to_drop.append(element)
+                continue
+            new_background = _background(element, style, background)
+            new_colour = _text_colour(element, style, colour)
+            if new_background != background or new_colour != colour:
+                background, colour = new_background, new_colour
+                invisible = _invisible(colour, background)
+        if invisible:
             # Only the text drawn in this colour goes: a child may set a visible colour.
             if element.text and element.text.strip():
                 removed.append(element.text.strip())
@@ -260,7 +266,7 @@ def drop_hidden_text(root: lxml.html.HtmlElement) -> HiddenText:
                 if child.tail and child.tail.strip():
                     removed.append(child.tail.strip())
                     child.tail = None
-        stack.extend((child, background, colour) for child in element)
+        stack.extend((child, background, colour, invisible) for child in element)
     for element in to_drop:
         _drop(element)
     hidden = " ".join(removed)
