@@ -8,6 +8,7 @@ or at a local stand-in), the use cases, the Bolt app, the task worker and the ro
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ from domain.jobs import TaskKind
 from domain.mail import SendOutcome
 from domain.mailboxes import MailboxAllowances
 from domain.outreach import Outreach
-from domain.ports import DraftModel, Mailer
+from domain.ports import DraftModel, Mailer, MessageClassifier
 from domain.rules import Rules
 from domain.sending import SendLimits
 from domain.suppression import Suppression
@@ -86,6 +87,10 @@ class Runtime:
     suppression: Suppression
     mailbox_allowances: MailboxAllowances
     rules: Rules
+    #: Classifies inbound mail: Claude (ANTHROPIC_FAST_MODEL) with a key, else the offline
+    #: model; `offline_classifier` is the one to fall back on when Claude is away.
+    message_classifier: MessageClassifier
+    offline_classifier: MessageClassifier
     gmail: GmailIntegration | None = None
     slack_worker: SlackReplayWorker | None = None
 
@@ -178,6 +183,41 @@ def build_drafter(settings: Settings) -> DraftModel | None:
         settings.ANTHROPIC_API_KEY, settings.ANTHROPIC_BASE_URL, timeout=30.0
     )
     return ClaudeDrafter(client, model=settings.ANTHROPIC_MODEL)
+
+
+def build_message_classifiers(settings: Settings) -> tuple[MessageClassifier, MessageClassifier]:
+    """Return (the classifier to use, the offline one): Claude when a key is set."""
+    from integrations.offline_classifier import OfflineClassifier
+
+    offline = OfflineClassifier()  # its model is trained at the first classification
+    if not settings.ANTHROPIC_API_KEY:
+        return offline, offline
+    from integrations.claude import build_anthropic_client
+    from integrations.claude_classifier import ClaudeClassifier
+
+    client = build_anthropic_client(settings.ANTHROPIC_API_KEY, settings.ANTHROPIC_BASE_URL)
+    claude = ClaudeClassifier(
+        client, model=settings.ANTHROPIC_FAST_MODEL, concurrency=settings.ANTHROPIC_CONCURRENCY
+    )
+    return claude, offline
+
+
+def check_claude_models(settings: Settings) -> list[dict[str, str]]:
+    """Ask the Models API about ANTHROPIC_MODEL and ANTHROPIC_FAST_MODEL (logged; never raises)."""
+    if not settings.ANTHROPIC_API_KEY:
+        return []
+    from integrations.claude import build_anthropic_client
+    from integrations.claude_models import check_models
+
+    client = build_anthropic_client(settings.ANTHROPIC_API_KEY, settings.ANTHROPIC_BASE_URL)
+    checks = check_models(
+        client,
+        [
+            ("ANTHROPIC_MODEL", settings.ANTHROPIC_MODEL),
+            ("ANTHROPIC_FAST_MODEL", settings.ANTHROPIC_FAST_MODEL),
+        ],
+    )
+    return [{"setting": check.setting, **check.as_json()} for check in checks]
 
 
 def build_runtime(
@@ -320,6 +360,7 @@ def build_runtime(
             authorize=slack.authorize,
             lazy_runner=QueuedLazyRunner(slack_calls, services.clock, on_stored=slack_worker.wake),
         )
+    message_classifier, offline_classifier = build_message_classifiers(settings)
     return Runtime(
         settings=settings,
         services=services,
@@ -335,6 +376,8 @@ def build_runtime(
         suppression=Suppression(uow, clock=services.clock),
         mailbox_allowances=MailboxAllowances(uow, clock=services.clock),
         rules=rules,
+        message_classifier=message_classifier,
+        offline_classifier=offline_classifier,
         gmail=gmail,
         slack_worker=slack_worker,
     )
@@ -434,6 +477,12 @@ def build_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # The model check calls Anthropic: a thread, so start-up never waits for it.
+        threading.Thread(
+            target=lambda: setattr(app.state, "claude_models", check_claude_models(settings)),
+            name="claude-model-check",
+            daemon=True,
+        ).start()
         if start_background:
             background.start()
         try:
@@ -453,6 +502,7 @@ def build_app(
     app.state.settings = settings
     app.state.services = runtime.services
     app.state.runtime = runtime
+    app.state.claude_models = None  # filled by the start-up check (shown by /healthz)
     install_error_handlers(app)
     install_docs(app)
     app.include_router(health.router)
