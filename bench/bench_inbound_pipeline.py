@@ -29,7 +29,7 @@ from domain.inbound import MessageToFetch, NewMessage, ReadMessage
 from domain.rules import Rules
 from integrations.gmail.mime import parse_raw
 from integrations.mail_signals import detect_message
-from integrations.offline_classifier import load_offline_model
+from integrations.offline_classifier import OfflineClassifier, load_offline_model
 from integrations.regex_re2 import Re2Engine
 from storage import models as m
 from storage.db import make_engine, make_session_factory
@@ -154,10 +154,13 @@ def main() -> None:
     def uow() -> UnitOfWork:
         return UnitOfWork(sessions)
 
+    offline = OfflineClassifier()
+
     understanding = build_understanding(
         uow,
         SystemClock(),
         work_lease=timedelta(minutes=5),
+        classifiers=(offline, offline),
         rules=Rules(Deps(uow=uow, clock=SystemClock()), regex=Re2Engine()),
     )
     load_offline_model()  # trained once per process, before the clock starts

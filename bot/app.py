@@ -8,6 +8,7 @@ or at a local stand-in), the use cases, the Bolt app, the task worker and the ro
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -32,7 +33,6 @@ from bot.slack_app import BOT_SCOPES, QueuedLazyRunner, build_bolt_app
 from bot.slack_oauth import CachedAuthorize
 from domain import faults
 from domain.catalog import Catalog
-from domain.classification import Classification
 from domain.clock import Clock, SystemClock
 from domain.deps import Deps
 from domain.errors import ExternalServiceError
@@ -40,11 +40,11 @@ from domain.jobs import TaskKind
 from domain.mail import SendOutcome
 from domain.mailboxes import MailboxAllowances
 from domain.outreach import Outreach
-from domain.ports import DraftModel, Mailer, UnsubscribeTokenReader
+from domain.ports import DraftModel, Mailer, MessageClassifier, UnsubscribeTokenReader
 from domain.rules import Rules
 from domain.sending import SendLimits
 from domain.suppression import Suppression
-from domain.understanding import ModelRequest, PipelineSettings, Understanding
+from domain.understanding import PipelineSettings, Understanding
 from handlers import gmail_push
 from handlers.api import cards, health, inbound, inbound_rules, jobs, marketing, unsubscribe
 from handlers.api import gmail as gmail_api
@@ -91,6 +91,10 @@ class Runtime:
     understanding: Understanding
     inbound_worker: UnderstandingWorker
     rules: Rules
+    #: Classifies inbound mail: Claude (ANTHROPIC_FAST_MODEL) with a key, else the offline
+    #: model; `offline_classifier` is the one to fall back on when Claude is away.
+    message_classifier: MessageClassifier
+    offline_classifier: MessageClassifier
     gmail: GmailIntegration | None = None
     slack_worker: SlackReplayWorker | None = None
 
@@ -187,6 +191,41 @@ def build_drafter(settings: Settings) -> DraftModel | None:
         settings.ANTHROPIC_API_KEY, settings.ANTHROPIC_BASE_URL, timeout=30.0
     )
     return ClaudeDrafter(client, model=settings.ANTHROPIC_MODEL)
+
+
+def build_message_classifiers(settings: Settings) -> tuple[MessageClassifier, MessageClassifier]:
+    """Return (the classifier to use, the offline one): Claude when a key is set."""
+    from integrations.offline_classifier import OfflineClassifier
+
+    offline = OfflineClassifier()  # its model is trained at the first classification
+    if not settings.ANTHROPIC_API_KEY:
+        return offline, offline
+    from integrations.claude import build_anthropic_client
+    from integrations.claude_classifier import ClaudeClassifier
+
+    client = build_anthropic_client(settings.ANTHROPIC_API_KEY, settings.ANTHROPIC_BASE_URL)
+    claude = ClaudeClassifier(
+        client, model=settings.ANTHROPIC_FAST_MODEL, concurrency=settings.ANTHROPIC_CONCURRENCY
+    )
+    return claude, offline
+
+
+def check_claude_models(settings: Settings) -> list[dict[str, str]]:
+    """Ask the Models API about ANTHROPIC_MODEL and ANTHROPIC_FAST_MODEL (logged; never raises)."""
+    if not settings.ANTHROPIC_API_KEY:
+        return []
+    from integrations.claude import build_anthropic_client
+    from integrations.claude_models import check_models
+
+    client = build_anthropic_client(settings.ANTHROPIC_API_KEY, settings.ANTHROPIC_BASE_URL)
+    checks = check_models(
+        client,
+        [
+            ("ANTHROPIC_MODEL", settings.ANTHROPIC_MODEL),
+            ("ANTHROPIC_FAST_MODEL", settings.ANTHROPIC_FAST_MODEL),
+        ],
+    )
+    return [{"setting": check.setting, **check.as_json()} for check in checks]
 
 
 def build_runtime(
@@ -293,10 +332,12 @@ def build_runtime(
         poll_seconds=min(30.0, max(settings.WORKER_POLL_SECONDS, work_lease.total_seconds() / 4)),
         on_found=worker.wake,
     )
+    message_classifier, offline_classifier = build_message_classifiers(settings)
     understanding = build_understanding(
         uow,
         services.clock,
         work_lease=work_lease,
+        classifiers=(message_classifier, offline_classifier),
         unsubscribe_tokens=unsubscribe_tokens,
         rules=rules,
     )
@@ -356,26 +397,11 @@ def build_runtime(
         understanding=understanding,
         inbound_worker=inbound_worker,
         rules=rules,
+        message_classifier=message_classifier,
+        offline_classifier=offline_classifier,
         gmail=gmail,
         slack_worker=slack_worker,
     )
-
-
-class _OfflineModel:
-    """The offline classifier in the pipeline's terms (until the MessageClassifier port)."""
-
-    name = "offline"
-
-    def __init__(self) -> None:
-        from integrations.offline_classifier import OfflineClassifier
-
-        self._classifier = OfflineClassifier()
-
-    def classify_many(
-        self, requests: Sequence[ModelRequest]
-    ) -> list[Classification | ExternalServiceError]:
-        """Classify each message with the shipped model (it never fails for lack of a network)."""
-        return [self._classifier.classify(r.subject, r.body) for r in requests]
 
 
 def build_understanding(
@@ -383,15 +409,17 @@ def build_understanding(
     clock: Clock,
     *,
     work_lease: timedelta,
+    classifiers: tuple[MessageClassifier, MessageClassifier],
     unsubscribe_tokens: UnsubscribeTokenReader | None = None,
     rules: Rules | None = None,
 ) -> Understanding:
-    """The inbound pipeline: detectors, rules, the model, linking, actions."""
-    offline = _OfflineModel()
+    """The inbound pipeline: detectors, rules, the model (Claude, offline while it is away),
+    linking, actions. `classifiers`: (the one to use, the offline one)."""
+    model, offline = classifiers
     return Understanding(
         uow,
         clock=clock,
-        model=offline,
+        model=model,
         offline=offline,
         unsubscribe_tokens=unsubscribe_tokens,
         rules=rules,
@@ -493,6 +521,12 @@ def build_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # The model check calls Anthropic: a thread, so start-up never waits for it.
+        threading.Thread(
+            target=lambda: setattr(app.state, "claude_models", check_claude_models(settings)),
+            name="claude-model-check",
+            daemon=True,
+        ).start()
         if start_background:
             background.start()
         try:
@@ -512,6 +546,7 @@ def build_app(
     app.state.settings = settings
     app.state.services = runtime.services
     app.state.runtime = runtime
+    app.state.claude_models = None  # filled by the start-up check (shown by /healthz)
     install_error_handlers(app)
     install_docs(app)
     app.include_router(health.router)

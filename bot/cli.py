@@ -548,7 +548,7 @@ def inbound_reclassify(
     twice, an opt-out is never undone); parked failures are retried."""
     from sqlalchemy import select
 
-    from bot.app import build_understanding
+    from bot.app import build_message_classifiers, build_understanding
     from domain.deps import Deps
     from domain.rules import Rules
     from integrations.regex_re2 import Re2Engine
@@ -576,6 +576,7 @@ def inbound_reclassify(
             uow,
             SystemClock(),
             work_lease=timedelta(seconds=settings.WORK_LEASE_SECONDS),
+            classifiers=build_message_classifiers(settings),
             rules=Rules(Deps(uow=uow, clock=SystemClock()), regex=Re2Engine()),
         )
         when = since if since.tzinfo is not None else since.replace(tzinfo=UTC)

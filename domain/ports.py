@@ -17,10 +17,11 @@ from domain.accounts import Org, OrgSummary, StoredToken, TokenSummary, User
 from domain.audience import AudienceCriteria, AudienceSize
 from domain.campaigns import Campaign, CampaignFields
 from domain.cards import Card, CardState, CardType, CardView, InFlightCard, Priority
-from domain.classification import Category
+from domain.classification import Category, Classification, ClassifyRequest
 from domain.contacts import ContactContext, TokenScope, UserRole
 from domain.conversations import ContactRef, ConversationEntry, LinkKeys, SendRef
 from domain.drafting import Draft, DraftRequest
+from domain.errors import ExternalServiceError
 from domain.inbound_actions import EnrollmentRef
 from domain.jobs import Job, JobStatus, JobTaskView, TargetSelection, TaskStatus
 from domain.mail import OutgoingEmail, SendOutcome
@@ -1345,3 +1346,36 @@ class RulesUnitOfWork(Transaction, Protocol):
 
     @property
     def classifier_rules(self) -> ClassifierRuleRepository: ...
+
+
+# --- classification ---
+
+
+class MessageClassifier(Protocol):
+    """Reads an inbound message: category, sentiment, intent, entities (Claude or offline).
+
+    Neither implementation applies the organization's confidence threshold: the pipeline
+    calls `domain.classification.escalate_if_unsure` with it. A result with
+    `injection_attempt` set must never be acted on automatically (no opt-out, no reply):
+    a person reviews it, whatever its confidence.
+    """
+
+    @property
+    def name(self) -> str:
+        """Who decides, for the record: "claude:<model>" or "offline:<version>"."""
+        ...
+
+    def classify(self, request: ClassifyRequest) -> Classification:
+        """Classify one message.
+
+        Raise ExternalServiceError when the service cannot be reached or keeps failing
+        (never for a bad answer: that is an ESCALATE with the reason).
+        """
+        ...
+
+    def classify_many(
+        self, requests: Sequence[ClassifyRequest]
+    ) -> list[Classification | ExternalServiceError]:
+        """Classify several messages with bounded concurrency; one result per request, in
+        order, with the ExternalServiceError in place of a message that failed."""
+        ...

@@ -27,12 +27,12 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from domain import faults
-from domain.classification import Classification, escalate_if_unsure
+from domain.classification import Classification, ClassifyRequest, escalate_if_unsure
 from domain.clock import Clock
 from domain.conversations import (
     Link,
@@ -43,12 +43,13 @@ from domain.conversations import (
     reported_addresses,
 )
 from domain.detection import Detection
+from domain.email_message import EmailFlag
 from domain.errors import ExternalServiceError
 from domain.inbound import retry_delay
 from domain.inbound_actions import ActingOn, act
 
 if TYPE_CHECKING:
-    from domain.ports import UnderstandingUnitOfWork, UnsubscribeTokenReader
+    from domain.ports import MessageClassifier, UnderstandingUnitOfWork, UnsubscribeTokenReader
     from domain.rules import Rules
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,8 @@ class InboundMessage:
     threshold: float
     # Gmail labelled it SENT: a rep sent it (by hand, or our outbox's copy in their mailbox).
     sent_by_us: bool = False
+    # The parser's flags (domain.email_message.EmailFlag values): hidden text, ...
+    flags: tuple[str, ...] = ()
     # The conversation an earlier run put it in (its reply is counted there already).
     conversation_id: int | None = None
     # A processed message claimed again to be classified by Claude (it was away).
@@ -119,34 +122,6 @@ class Recorded:
     actions: list[dict[str, Any]]
     notes: tuple[str, ...]
     reclassify_at: datetime | None
-
-
-@dataclass(frozen=True)
-class ModelRequest:
-    """One message as a model classifies it (the fields of ClassifyRequest)."""
-
-    subject: str
-    body: str
-    from_email: str | None
-    from_name: str | None
-    to: tuple[str, ...]
-    received_at: datetime | None
-    context: str | None = None
-
-
-class MessageModel(Protocol):
-    """A model that classifies messages in bulk (Claude or the offline model)."""
-
-    @property
-    def name(self) -> str:
-        """The model's name, recorded beside its decisions."""
-        ...
-
-    def classify_many(
-        self, requests: Sequence[ModelRequest]
-    ) -> list[Classification | ExternalServiceError]:
-        """Classify each message; an unreachable model answers ExternalServiceError."""
-        ...
 
 
 # --- what the API shows -------------------------------------------------------------------
@@ -332,8 +307,8 @@ class Understanding:
         uow: Callable[[], UnderstandingUnitOfWork],
         *,
         clock: Clock,
-        model: MessageModel,
-        offline: MessageModel,
+        model: MessageClassifier,
+        offline: MessageClassifier,
         rules: Rules | None = None,
         unsubscribe_tokens: UnsubscribeTokenReader | None = None,
         settings: PipelineSettings | None = None,
@@ -686,12 +661,17 @@ def _link_query(message: InboundMessage) -> LinkQuery:
     )
 
 
-def _request(message: InboundMessage) -> ModelRequest:
-    return ModelRequest(
+def _request(message: InboundMessage) -> ClassifyRequest:
+    flags = frozenset(EmailFlag(f) for f in message.flags if f in _FLAGS)
+    return ClassifyRequest(
         subject=bounded_subject(message.subject),
         body=message.text,
         from_email=message.from_email,
         from_name=message.from_name,
-        to=message.to_emails,
+        to=message.to_emails[:50],
         received_at=message.received_at,
+        flags=flags,
     )
+
+
+_FLAGS: Final = frozenset(flag.value for flag in EmailFlag)

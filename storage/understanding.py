@@ -140,6 +140,7 @@ class InboundPipelineRepo:
                 e.references,
                 e.detection,
                 e.label_ids,
+                e.flags,
                 e.conversation_id,
                 m.Organization.classify_threshold,
             )
@@ -167,6 +168,7 @@ class InboundPipelineRepo:
                 threshold=float(r.classify_threshold),
                 sent_by_us="SENT" in (r.label_ids or ()),
                 conversation_id=r.conversation_id,
+                flags=tuple(r.flags or ()),
                 reclassifying=reclassifying,
             )
             for r in rows

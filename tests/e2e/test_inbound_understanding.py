@@ -24,9 +24,10 @@ from sqlalchemy.orm import Session
 
 from bot.app import _mailbox_services
 from bot.gmail_inbound import build_gmail_inbound
-from domain.classification import Classification
+from domain.classification import Classification, ClassifyRequest
 from domain.clock import FixedClock
-from domain.understanding import MAX_PIPELINE_ATTEMPTS, ModelRequest, Understanding
+from domain.errors import ExternalServiceError
+from domain.understanding import MAX_PIPELINE_ATTEMPTS, Understanding
 from domain.unsubscribe_address import build_unsubscribe_address
 from integrations.gmail.sync import SyncSettings
 from jobs.gmail_sync import GmailInboundProcessor
@@ -518,7 +519,12 @@ class _BrokenModel:
 
     name = "broken"
 
-    def classify_many(self, requests: Sequence[ModelRequest]) -> list[Classification]:
+    def classify(self, request: ClassifyRequest) -> Classification:
+        raise RuntimeError("model output could not be handled")
+
+    def classify_many(
+        self, requests: Sequence[ClassifyRequest]
+    ) -> list[Classification | ExternalServiceError]:
         raise RuntimeError("model output could not be handled")
 
 
