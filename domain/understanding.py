@@ -431,8 +431,14 @@ class Understanding:
                 decided[message.id] = settled
             else:
                 to_model.append((message, settled))
-        if to_model:
-            self._ask_models(to_model, decided, errors)
+        # The rep's own outgoing mail (Gmail label SENT) is never acted on: the offline model
+        # records what it is, and Claude is not paid to read our own emails.
+        ours = [(m, n) for m, n in to_model if m.sent_by_us]
+        theirs = [(m, n) for m, n in to_model if not m.sent_by_us]
+        if theirs:
+            self._ask_models(theirs, decided, errors, model=self._model)
+        if ours:
+            self._ask_models(ours, decided, errors, model=self._offline)
         return decided, errors
 
     def _settle(self, message: InboundMessage) -> Decided | tuple[str, ...]:
@@ -461,10 +467,12 @@ class Understanding:
         batch: list[tuple[InboundMessage, tuple[str, ...]]],
         decided: dict[int, Decided],
         errors: dict[int, str],
+        *,
+        model: MessageClassifier,
     ) -> None:
         requests = [_request(m) for m, _ in batch]
         try:
-            answers = self._model.classify_many(requests)
+            answers = model.classify_many(requests)
         except ExternalServiceError as exc:
             answers = [exc for _ in requests]
         except Exception as exc:  # noqa: BLE001 - the batch's messages fail and are retried
@@ -475,7 +483,7 @@ class Understanding:
         now = self._clock.now()
         away = [i for i, answer in enumerate(answers) if isinstance(answer, ExternalServiceError)]
         offline: dict[int, Classification | ExternalServiceError] = {}
-        if away and self.reclassifies:
+        if away and model is not self._offline:
             offline_answers = self._offline.classify_many([requests[i] for i in away])
             offline = dict(zip(away, offline_answers, strict=True))
         for i, ((message, notes), answer) in enumerate(zip(batch, answers, strict=True)):
@@ -490,7 +498,7 @@ class Understanding:
                         errors[message.id] = f"no model could classify it: {answer.message}"
                     continue
                 notes += (
-                    f"{self._model.name} unreachable ({answer.message[:120]}); classified "
+                    f"{model.name} unreachable ({answer.message[:120]}); classified "
                     "offline, to be classified again when it answers",
                 )
                 answer = fallback

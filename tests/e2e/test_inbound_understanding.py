@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -166,7 +167,25 @@ def inbound(
     clock: FixedClock,
     google: GoogleServer,
 ) -> Iterator[Inbound]:
-    extra = {"PUBSUB_AUDIENCE": AUDIENCE, "PUBSUB_SERVICE_ACCOUNT": DEFAULT_PUSH_SERVICE_ACCOUNT}
+    with inbound_world(engine, session_factory, clock, google) as built:
+        yield built
+
+
+@contextmanager
+def inbound_world(
+    engine: Engine,
+    session_factory: Callable[[], Session],
+    clock: FixedClock,
+    google: GoogleServer,
+    *,
+    settings: dict[str, object] | None = None,
+) -> Iterator[Inbound]:
+    """The app (with `settings`), the rep's mailbox connected, a campaign, one email sent."""
+    extra = {
+        "PUBSUB_AUDIENCE": AUDIENCE,
+        "PUBSUB_SERVICE_ACCOUNT": DEFAULT_PUSH_SERVICE_ACCOUNT,
+        **(settings or {}),
+    }
     with gmail_world(engine, session_factory, clock, google, extra_settings=extra) as world:
         assert world.connect().status_code == 200
         world.set_throttle(cap=400, interval=0)
