@@ -1208,7 +1208,12 @@ class ConversationRepository(Protocol):
     def mark_replied(
         self, org_id: int, send_id: int, *, email_id: int, at: datetime, sentiment: str
     ) -> None:
-        """Mark a send replied by a message (the first reply; its sentiment follows it)."""
+        """Mark a send replied by a message (the first reply; its sentiment follows it);
+        written at the latest by `flush()`."""
+        ...
+
+    def flush(self) -> None:
+        """Write what `mark_replied` buffered."""
         ...
 
     def timeline(self, org_id: int, conversation_id: int) -> builtins.list[ConversationEntry]:
@@ -1218,6 +1223,11 @@ class ConversationRepository(Protocol):
 
 class InboundActionRepository(Protocol):
     """What acting on an inbound message changes besides an opt-out."""
+
+    def prefetch(self, org_id: int, contact_ids: Sequence[int]) -> None:
+        """Read these contacts' running enrollments in one query (kept up to date by the
+        changes below, for this unit of work)."""
+        ...
 
     def enrollments(self, org_id: int, contact_id: int) -> builtins.list[EnrollmentRef]:
         """Return the contact's running (active or paused) enrollments."""

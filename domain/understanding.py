@@ -536,9 +536,27 @@ class Understanding:
             )
         for org_id, items in by_org.items():
             uow.conversations.prefetch(org_id, link_keys(items, now=now))
+        links = {
+            m.id: link_message(
+                uow.conversations, _link_query(m), read_detection(m.detection)[0], now=now
+            )
+            for m in messages
+            if m.id in held
+        }
+        contacts: dict[int, set[int]] = {}
+        for message in messages:
+            link = links.get(message.id)
+            if link is not None and link.contact_id is not None:
+                contacts.setdefault(message.org_id, set()).add(link.contact_id)
+        for org_id, contact_ids in contacts.items():
+            uow.inbound_actions.prefetch(org_id, sorted(contact_ids))
         done = 0
         for message in messages:
-            done += self._record(uow, message, decided[message.id], held=held, now=now)
+            if message.id in links:
+                done += self._record(
+                    uow, message, decided[message.id], link=links[message.id], held=held, now=now
+                )
+        uow.conversations.flush()
         uow.inbound_pipeline.flush()
         return done
 
@@ -548,17 +566,17 @@ class Understanding:
         message: InboundMessage,
         decision: Decided,
         *,
+        link: Link,
         held: dict[int, list[dict[str, Any]]],
         now: datetime,
     ) -> bool:
-        """Link, act and record one message in the caller's unit of work; False if not ours."""
+        """Act on and record one linked message in the caller's unit of work."""
         pipeline = uow.inbound_pipeline
         earlier = held.get(message.id)
         if earlier is None:
             return False
         detection, _ = read_detection(message.detection)
         result = decision.classification
-        link = link_message(uow.conversations, _link_query(message), detection, now=now)
         if message.sent_by_us:  # the rep's own mail: linked and recorded, never acted on
             detection = (detection or Detection()).model_copy(update={"from_own_rep": True})
         own = detection is not None and detection.from_own_rep

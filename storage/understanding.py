@@ -466,6 +466,7 @@ class ConversationRepo:
         self._contacts: dict[tuple[int, str], ContactRef | None] = {}
         self._clients: dict[tuple[int, str], int | None] = {}
         self._by_id: dict[tuple[int, int], ContactRef | None] = {}
+        self._replied: list[dict[str, Any]] = []
         self._sends_since: dict[int, datetime] = {}
 
     def prefetch(self, org_id: int, keys: LinkKeys) -> None:
@@ -726,16 +727,36 @@ class ConversationRepo:
     def mark_replied(
         self, org_id: int, send_id: int, *, email_id: int, at: datetime, sentiment: str
     ) -> None:
-        """Mark a send replied by a message: the first reply; its sentiment follows it."""
-        s = m.EmailSend
-        self._s.execute(
-            update(s)
+        """Mark a send replied by a message: the first reply; its sentiment follows it.
+
+        Buffered until `flush()`: one executemany UPDATE for a batch.
+        """
+        self._replied.append(
+            {"p_org": org_id, "p_send": send_id, "p_email": email_id, "p_at": at, "p_s": sentiment}
+        )
+
+    def flush(self) -> None:
+        """Write the replies `mark_replied` buffered, in order."""
+        if not self._replied:
+            return
+        pending, self._replied = self._replied, []
+        table = cast(Table, m.EmailSend.__table__)
+        self._s.connection().execute(
+            update(table)
             .where(
-                s.org_id == org_id,
-                s.id == send_id,
-                or_(s.reply_email_id.is_(None), s.reply_email_id == email_id),
+                table.c.org_id == bindparam("p_org"),
+                table.c.id == bindparam("p_send"),
+                or_(
+                    table.c.reply_email_id.is_(None),
+                    table.c.reply_email_id == bindparam("p_email"),
+                ),
             )
-            .values(replied_at=at, reply_email_id=email_id, reply_sentiment=sentiment)
+            .values(
+                replied_at=bindparam("p_at"),
+                reply_email_id=bindparam("p_email"),
+                reply_sentiment=bindparam("p_s"),
+            ),
+            pending,
         )
 
     def timeline(self, org_id: int, conversation_id: int) -> list[ConversationEntry]:
@@ -780,21 +801,60 @@ class InboundActionRepo:
 
     def __init__(self, session: Session) -> None:
         self._s = session
+        # Running enrollments by (org, contact), for the contacts prefetched; every change
+        # made here is applied to it. (An opt-out stops them all: `set_stop_email` follows.)
+        self._running: dict[tuple[int, int], list[EnrollmentRef]] = {}
+
+    def _query(self, org_id: int, contact_ids: Sequence[int]) -> list[Any]:
+        en, job, camp = m.Enrollment, m.Job, m.MarketingCampaign
+        return list(
+            self._s.execute(
+                select(en.id, en.contact_id, en.job_id, en.status, camp.on_reply)
+                .join(job, job.id == en.job_id)
+                .outerjoin(camp, camp.id == job.campaign_id)
+                .where(
+                    en.org_id == org_id,
+                    en.contact_id.in_(list(contact_ids)),
+                    en.status.in_(_RUNNING),
+                )
+                .order_by(en.id)
+            )
+        )
+
+    def prefetch(self, org_id: int, contact_ids: Sequence[int]) -> None:
+        """Read these contacts' running enrollments in one query (per 500 contacts)."""
+        for start in range(0, len(contact_ids), 500):
+            part = contact_ids[start : start + 500]
+            for contact_id in part:
+                self._running[(org_id, contact_id)] = []
+            for r in self._query(org_id, part):
+                self._running[(org_id, r.contact_id)].append(
+                    EnrollmentRef(r.id, r.job_id, r.status, r.on_reply or "stop")
+                )
 
     def enrollments(self, org_id: int, contact_id: int) -> list[EnrollmentRef]:
         """Return the contact's running (active or paused) enrollments, with the reply rule."""
-        en, job, camp = m.Enrollment, m.Job, m.MarketingCampaign
-        rows = self._s.execute(
-            select(en.id, en.job_id, en.status, camp.on_reply)
-            .join(job, job.id == en.job_id)
-            .outerjoin(camp, camp.id == job.campaign_id)
-            .where(en.org_id == org_id, en.contact_id == contact_id, en.status.in_(_RUNNING))
-            .order_by(en.id)
-        ).all()
+        cached = self._running.get((org_id, contact_id))
+        if cached is not None:
+            return list(cached)
         return [
-            EnrollmentRef(id=r.id, job_id=r.job_id, status=r.status, on_reply=r.on_reply or "stop")
-            for r in rows
+            EnrollmentRef(r.id, r.job_id, r.status, r.on_reply or "stop")
+            for r in self._query(org_id, [contact_id])
         ]
+
+    def _changed(self, org_id: int, ids: Sequence[int], *, status: str | None) -> None:
+        """Apply a change to the cache: `status` None drops the enrollments (stopped)."""
+        changed = set(ids)
+        for key, refs in self._running.items():
+            if key[0] != org_id or not any(r.id in changed for r in refs):
+                continue
+            if status is None:
+                self._running[key] = [r for r in refs if r.id not in changed]
+            else:
+                self._running[key] = [
+                    EnrollmentRef(r.id, r.job_id, status, r.on_reply) if r.id in changed else r
+                    for r in refs
+                ]
 
     def stop_enrollments(
         self, org_id: int, ids: Sequence[int], *, reason: str, email_id: int, at: datetime
@@ -815,7 +875,9 @@ class InboundActionRepo:
             )
             .returning(en.id)
         )
-        return sorted(result.scalars())
+        stopped = sorted(result.scalars())
+        self._changed(org_id, stopped, status=None)
+        return stopped
 
     def pause_enrollments(
         self,
@@ -847,7 +909,9 @@ class InboundActionRepo:
             )
             .returning(en.id)
         )
-        return sorted(result.scalars())
+        paused = sorted(result.scalars())
+        self._changed(org_id, paused, status=EnrollmentStatus.PAUSED.value)
+        return paused
 
     def set_stop_email(self, org_id: int, ids: Sequence[int], *, email_id: int) -> None:
         """Name the message that stopped these enrollments (an opt-out's)."""
@@ -859,6 +923,7 @@ class InboundActionRepo:
             .where(en.org_id == org_id, en.id.in_(list(ids)), en.stop_email_id.is_(None))
             .values(stop_email_id=email_id)
         )
+        self._changed(org_id, ids, status=None)  # an opt-out stopped them
 
     def mark_bounced(self, org_id: int, contact_id: int, *, at: datetime) -> bool:
         """Mark the contact's address bounced; True if this call changed it."""
