@@ -11,6 +11,7 @@ and opt-outs, and what the API shows.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -608,3 +609,26 @@ def test_an_organization_rule_decides_before_any_model(inbound: Inbound) -> None
 
     assert (row.category, row.confidence, row.classified_by) == ("AP", 1.0, "rule")
     assert row.decided_detail == f"rule {created.json()['id']} (sender_domain)"
+
+
+def test_a_catastrophic_rule_pattern_against_a_100_kb_subject_takes_bounded_time(
+    inbound: Inbound,
+) -> None:
+    with inbound.sessions() as session:
+        session.execute(
+            update(m.User).where(m.User.id == inbound.world.rep_id).values(role="admin")
+        )
+        session.commit()
+    created = inbound.world.client.post(
+        "/api/inbound/rules",
+        json={"rule_type": "subject_regex", "pattern": "(a+)+$", "category": "UPDATES"},
+        headers=inbound.world.auth(),
+    )
+    assert created.status_code == 201, created.text
+    started = time.monotonic()
+    row = inbound.deliver(inbound.reply("Thanks!", subject="Re: " + "a" * 100_000 + "!"))
+
+    assert row.status == "processed"
+    # Rules read the subject's first 998 characters (RFC 5322's line limit), all a's here.
+    assert (row.classified_by, row.category) == ("rule", "UPDATES")
+    assert time.monotonic() - started < 30
