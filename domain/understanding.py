@@ -96,6 +96,8 @@ class InboundMessage:
     sent_by_us: bool = False
     # The parser's flags (domain.email_message.EmailFlag values): hidden text, ...
     flags: tuple[str, ...] = ()
+    # What we sent them, when it answers one of our sends (for the model): subject, campaign.
+    context: str | None = None
     # The conversation an earlier run put it in (its reply is counted there already).
     conversation_id: int | None = None
     # A processed message claimed again to be classified by Claude (it was away).
@@ -696,6 +698,7 @@ def _request(message: InboundMessage) -> ClassifyRequest:
         from_name=message.from_name,
         to=message.to_emails[:50],
         received_at=message.received_at,
+        context=message.context,
         flags=flags,
     )
 

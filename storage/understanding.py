@@ -124,6 +124,7 @@ class InboundPipelineRepo:
             .values(next_attempt_at=lease_until, pipeline_attempts=e.pipeline_attempts + 1)
         )
         text = func.coalesce(func.nullif(e.reply_text, ""), e.body_text, "")
+        sent, campaign = m.EmailSend, m.MarketingCampaign
         rows = self._s.execute(
             select(
                 e.id,
@@ -143,8 +144,13 @@ class InboundPipelineRepo:
                 e.flags,
                 e.conversation_id,
                 m.Organization.classify_threshold,
+                sent.subject.label("sent_subject"),
+                campaign.name.label("campaign_name"),
             )
             .join(m.Organization, m.Organization.id == e.org_id)
+            # What we sent them, when the message says it answers one of our sends.
+            .outerjoin(sent, and_(sent.org_id == e.org_id, sent.message_id == e.in_reply_to))
+            .outerjoin(campaign, campaign.id == sent.campaign_id)
             .where(e.id.in_(ids))
             .order_by(e.id)
         ).all()
@@ -169,6 +175,7 @@ class InboundPipelineRepo:
                 sent_by_us="SENT" in (r.label_ids or ()),
                 conversation_id=r.conversation_id,
                 flags=tuple(r.flags or ()),
+                context=_context(r.sent_subject, r.campaign_name),
                 reclassifying=reclassifying,
             )
             for r in rows
@@ -405,6 +412,14 @@ class InboundPipelineRepo:
             reply_text=text[:REPLY_TEXT_SHOWN] if text else None,
             reply_text_truncated=len(text) > REPLY_TEXT_SHOWN,
         )
+
+
+def _context(subject: str | None, campaign: str | None) -> str | None:
+    """A short line about what we sent the sender, for the model."""
+    if subject is None:
+        return None
+    line = f"we sent: {subject[:200]}"
+    return f"{line} (campaign {campaign[:100]})" if campaign else line
 
 
 def _summary(row: m.InboundEmail) -> InboundEmailSummary:

@@ -89,6 +89,10 @@ def test_claude_classifies_a_reply_and_the_pipeline_acts_on_it(
     )
     assert row.entities["dates"] == ["Tuesday"]
     assert row.reclassify_at is None
+    # Claude is told what we sent them: the campaign email's subject and campaign.
+    (asked,) = [r for r in claude[0].requests if "call next Tuesday" in r.user_text]
+    assert "we sent: Turn times in Travis County are down to 5 days" in asked.user_text
+    assert "(campaign Q4 win-back)" in asked.user_text
     assert inbound.enrollment(DANA).status == "stopped"
 
 
