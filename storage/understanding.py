@@ -444,6 +444,51 @@ def _summary(row: m.InboundEmail) -> InboundEmailSummary:
     )
 
 
+_UPSERTS: dict[str, Any] = {}
+
+
+def _conversation_upsert(dialect: str) -> Any:
+    """The upsert of a conversation row with bound parameters, built once per dialect
+    (building `excluded` anew for every message cost more than running the statement)."""
+    conv = cast(Table, m.EmailConversation.__table__)
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(conv).values(
+        org_id=bindparam("org_id"),
+        gmail_thread_id=bindparam("thread"),
+        contact_id=bindparam("contact_id"),
+        campaign_id=bindparam("campaign_id"),
+        job_id=bindparam("job_id"),
+        first_send_id=bindparam("first_send_id"),
+        started_at=bindparam("started_at"),
+        sent_count=bindparam("sent_count"),
+        reply_count=bindparam("added"),
+        last_sentiment=bindparam("sentiment"),
+        last_message_at=bindparam("last_message_at"),
+    )
+    new = stmt.excluded
+    return stmt.on_conflict_do_update(
+        index_elements=["org_id", "gmail_thread_id"],
+        set_={
+            "sent_count": new.sent_count,
+            # The message's reply (0 or 1, as inserted) adds to the count.
+            "reply_count": conv.c.reply_count + new.reply_count,
+            # A reply's sentiment replaces the last one; anything else keeps it.
+            "last_sentiment": func.coalesce(new.last_sentiment, conv.c.last_sentiment),
+            "last_message_at": case(
+                (
+                    or_(
+                        conv.c.last_message_at.is_(None),
+                        conv.c.last_message_at < new.last_message_at,
+                    ),
+                    new.last_message_at,
+                ),
+                else_=conv.c.last_message_at,
+            ),
+            "first_send_id": func.coalesce(conv.c.first_send_id, new.first_send_id),
+        },
+    ).returning(conv.c.id)
+
+
 def _latest(rows: Sequence[SendRef]) -> SendRef | None:
     """The most recent send (by sent time, unsent last; then the newest row)."""
     if not rows:
@@ -681,7 +726,7 @@ class ConversationRepo:
         """
         if not thread_id:
             return None
-        conv, s = m.EmailConversation, m.EmailSend
+        s = m.EmailSend
         cached = self._by_thread.get((org_id, thread_id))
         if cached is not None and any(ref.id == send.id for ref in cached):
             sent = [ref for ref in cached if ref.sent_at is not None]
@@ -701,43 +746,24 @@ class ConversationRepo:
             )
         latest = max(t for t in (at, last_sent) if t is not None)
         added = 1 if is_reply and not counted else 0
-        insert = (
-            postgresql.insert if self._s.get_bind().dialect.name == "postgresql" else sqlite.insert
-        )
-        stmt = insert(conv).values(
-            org_id=org_id,
-            gmail_thread_id=thread_id,
-            contact_id=send.contact_id,
-            campaign_id=send.campaign_id,
-            job_id=send.job_id,
-            first_send_id=first_send or send.id,
-            started_at=send.sent_at or at,
-            sent_count=sent_count,
-            reply_count=added,
-            last_sentiment=sentiment if is_reply else None,
-            last_message_at=latest,
-        )
-        new = stmt.excluded
-        upsert = stmt.on_conflict_do_update(
-            index_elements=["org_id", "gmail_thread_id"],
-            set_={
-                "sent_count": new.sent_count,
-                "reply_count": conv.reply_count + added,
-                "last_sentiment": new.last_sentiment if is_reply else conv.last_sentiment,
-                "last_message_at": case(
-                    (
-                        or_(
-                            conv.last_message_at.is_(None),
-                            conv.last_message_at < new.last_message_at,
-                        ),
-                        new.last_message_at,
-                    ),
-                    else_=conv.last_message_at,
-                ),
-                "first_send_id": func.coalesce(conv.first_send_id, new.first_send_id),
-            },
-        ).returning(conv.id)
-        return int(self._s.execute(upsert).scalar_one())
+        dialect = self._s.get_bind().dialect.name
+        upsert = _UPSERTS.get(dialect)
+        if upsert is None:
+            upsert = _UPSERTS[dialect] = _conversation_upsert(dialect)
+        params = {
+            "org_id": org_id,
+            "thread": thread_id,
+            "contact_id": send.contact_id,
+            "campaign_id": send.campaign_id,
+            "job_id": send.job_id,
+            "first_send_id": first_send or send.id,
+            "started_at": send.sent_at or at,
+            "sent_count": sent_count,
+            "added": added,
+            "sentiment": sentiment if is_reply else None,
+            "last_message_at": latest,
+        }
+        return int(self._s.connection().execute(upsert, params).scalar_one())
 
     def mark_replied(
         self, org_id: int, send_id: int, *, email_id: int, at: datetime, sentiment: str
