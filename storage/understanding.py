@@ -446,6 +446,25 @@ def _summary(row: m.InboundEmail) -> InboundEmailSummary:
 
 _UPSERTS: dict[str, Any] = {}
 
+_ENROLLMENTS = cast(Table, m.Enrollment.__table__)
+# Stopping a reply's enrollment, once per reply: built once, with bound parameters.
+_STOP: Final = (
+    update(_ENROLLMENTS)
+    .where(
+        _ENROLLMENTS.c.org_id == bindparam("b_org"),
+        _ENROLLMENTS.c.id.in_(bindparam("b_ids", expanding=True)),
+        _ENROLLMENTS.c.status.in_(_RUNNING),
+    )
+    .values(
+        status=EnrollmentStatus.STOPPED.value,
+        stop_reason=bindparam("b_reason"),
+        stop_email_id=bindparam("b_email"),
+        next_due_at=None,
+        updated_at=bindparam("b_at"),
+    )
+    .returning(_ENROLLMENTS.c.id)
+)
+
 
 def _conversation_upsert(dialect: str) -> Any:
     """The upsert of a conversation row with bound parameters, built once per dialect
@@ -903,18 +922,15 @@ class InboundActionRepo:
         """Stop running enrollments; return the ids this call stopped."""
         if not ids:
             return []
-        en = m.Enrollment
-        result = self._s.execute(
-            update(en)
-            .where(en.org_id == org_id, en.id.in_(list(ids)), en.status.in_(_RUNNING))
-            .values(
-                status=EnrollmentStatus.STOPPED.value,
-                stop_reason=reason[:64],
-                stop_email_id=email_id,
-                next_due_at=None,
-                updated_at=at,
-            )
-            .returning(en.id)
+        result = self._s.connection().execute(
+            _STOP,
+            {
+                "b_org": org_id,
+                "b_ids": list(ids),
+                "b_reason": reason[:64],
+                "b_email": email_id,
+                "b_at": at,
+            },
         )
         stopped = sorted(result.scalars())
         self._changed(org_id, stopped, status=None)
