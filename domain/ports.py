@@ -17,8 +17,15 @@ from domain.accounts import Org, OrgSummary, StoredToken, TokenSummary, User
 from domain.audience import AudienceCriteria, AudienceSize
 from domain.campaigns import Campaign, CampaignFields
 from domain.cards import Card, CardState, CardType, CardView, InFlightCard, Priority
-from domain.contacts import ContactContext, TokenScope, UserRole
+from domain.contacts import ContactContext, EngagementTrend, TokenScope, UserRole
 from domain.drafting import Draft, DraftRequest
+from domain.engagement import (
+    ContactEngagement,
+    EngagementEvent,
+    EngagementKey,
+    NewEngagement,
+    ScoredEvent,
+)
 from domain.jobs import Job, JobStatus, JobTaskView, TargetSelection, TaskStatus
 from domain.mail import OutgoingEmail, SendOutcome
 from domain.mailboxes import (
@@ -431,19 +438,6 @@ class ContactContextRepository(Protocol):
         """Record that a contact was just emailed."""
         ...
 
-    def engagement_event(
-        self,
-        org_id: int,
-        contact_id: int,
-        event: str,
-        *,
-        at: datetime,
-        email_send_id: int | None = None,
-        card_id: int | None = None,
-    ) -> None:
-        """Append to a contact's engagement history."""
-        ...
-
     def apply_profile_changes(
         self, org_id: int, contact_id: int, changes: dict[str, Any], *, at: datetime
     ) -> None:
@@ -851,6 +845,78 @@ class SuppressionUnitOfWork(Transaction, Protocol):
     def opt_outs(self) -> OptOutRepository: ...
 
 
+# --- engagement ---
+
+
+class EngagementRepository(Protocol):
+    """Contacts' engagement history and the scores kept on contacts and clients.
+
+    Used inside the caller's unit of work; nothing here commits.
+    """
+
+    def lock_contact(self, org_id: int, contact_id: int) -> ContactEngagement | None:
+        """Return a contact's engagement, holding its row until the transaction ends (so
+        two writers of the same contact take turns); None if there is no such contact."""
+        ...
+
+    def recorded(
+        self, org_id: int, contact_id: int, event: EngagementEvent, key: EngagementKey
+    ) -> bool:
+        """Tell whether the contact's history already holds this event with this reference."""
+        ...
+
+    def last_scored_at_or_before(
+        self, org_id: int, contact_id: int, at: datetime
+    ) -> ScoredEvent | None:
+        """Return the contact's latest scored row at or before `at` (ties: the last stored)."""
+        ...
+
+    def scored_after(self, org_id: int, contact_id: int, at: datetime) -> list[ScoredEvent]:
+        """Return the contact's rows after `at`, in time order (ties by id)."""
+        ...
+
+    def add(self, entry: NewEngagement) -> int:
+        """Store a history row; return its id."""
+        ...
+
+    def rescore(self, history_id: int, score_after: float) -> None:
+        """Change a row's `score_after` (an earlier event arrived after it)."""
+        ...
+
+    def save_contact(
+        self,
+        org_id: int,
+        contact_id: int,
+        *,
+        score: float,
+        trend: EngagementTrend,
+        last_replied_at: datetime | None,
+        last_positive_interaction_at: datetime | None,
+    ) -> None:
+        """Write the contact's score, trend and interaction dates."""
+        ...
+
+    def mark_client_re_engaged(
+        self, org_id: int, client_id: int, *, at: datetime, stale_before: datetime
+    ) -> bool:
+        """Set the client's `re_engaged_at` if it had not ordered since `stale_before` and
+        is not re-engaged since its last order (compare-and-set); True if this call set it."""
+        ...
+
+    def count_events(
+        self, org_id: int, contact_id: int, event: EngagementEvent, since: datetime
+    ) -> int:
+        """Count the contact's events of one kind that occurred at or after `since`."""
+        ...
+
+
+class EngagementUnitOfWork(Transaction, Protocol):
+    """One transaction over the engagement history; commits once."""
+
+    @property
+    def engagement(self) -> EngagementRepository: ...
+
+
 # --- outbox ---
 
 
@@ -1003,13 +1069,17 @@ class OutboxRepository(Protocol):
 
 
 class OutboxUnitOfWork(Transaction, Protocol):
-    """One transaction over the outbox and the mailboxes; commits once."""
+    """One transaction over the outbox, the mailboxes and the engagement history (an
+    accepted send is recorded there); commits once."""
 
     @property
     def outbox(self) -> OutboxRepository: ...
 
     @property
     def gmail_accounts(self) -> GmailAccountRepository: ...
+
+    @property
+    def engagement(self) -> EngagementRepository: ...
 
 
 class MailboxConnection(Protocol):

@@ -13,6 +13,7 @@ from storage.campaigns import CampaignRepo
 from storage.cards import CardRepo
 from storage.contacts import ContactContextRepo
 from storage.db import SessionFactory
+from storage.engagement import EngagementRepo, EngagementViews
 from storage.events import EventKeys
 from storage.gmail import GmailAccountRepo, MailboxAllowanceRepo, OAuthStateRepo, TokenCipher
 from storage.jobs import EnrollmentRepo, JobRepo, TaskRepo
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from domain.ports import (
         AccountsUnitOfWork,
         CatalogUnitOfWork,
+        EngagementUnitOfWork,
         MailboxUnitOfWork,
         OutboxUnitOfWork,
         OutreachUnitOfWork,
@@ -67,6 +69,8 @@ class UnitOfWork:
     mailbox_allowances: MailboxAllowanceRepo
     opt_outs: OptOutRepo
     outbox: OutboxRepo
+    engagement: EngagementRepo
+    engagement_views: EngagementViews
 
     def __init__(
         self, session_factory: SessionFactory, *, cipher: TokenCipher | None = None
@@ -104,6 +108,8 @@ class UnitOfWork:
         self.mailbox_allowances = MailboxAllowanceRepo(session)
         self.opt_outs = OptOutRepo(session)
         self.outbox = OutboxRepo(session)
+        self.engagement = EngagementRepo(session)
+        self.engagement_views = EngagementViews(session)
         return self
 
     def __exit__(
@@ -135,6 +141,7 @@ if TYPE_CHECKING:
         MailboxUnitOfWork,
         SuppressionUnitOfWork,
         OutboxUnitOfWork,
+        EngagementUnitOfWork,
     ]:
         """Let the type checker hold this unit of work to the ports of the use cases."""
-        return uow, uow, uow, uow, uow, uow
+        return uow, uow, uow, uow, uow, uow, uow

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 from domain.accounts import User
 from domain.audience import AudienceCriteria, AudienceMember, AudienceSize
@@ -30,8 +30,15 @@ from domain.cards import (
     states_that_can_become,
 )
 from domain.clock import FixedClock
-from domain.contacts import ContactContext, UserRole
+from domain.contacts import ContactContext, EngagementTrend, UserRole
 from domain.deps import Deps
+from domain.engagement import (
+    ContactEngagement,
+    EngagementEvent,
+    EngagementKey,
+    NewEngagement,
+    ScoredEvent,
+)
 from domain.errors import NotFound
 from domain.jobs import (
     JOB_METRICS,
@@ -86,7 +93,7 @@ class World:
     enrollments: dict[int, Enrollment] = field(default_factory=dict)
     cards: dict[int, Card] = field(default_factory=dict)
     events: set[tuple[str, str]] = field(default_factory=set)
-    engagement: list[tuple[int, str]] = field(default_factory=list)
+    engagement: EngagementStore = field(default_factory=lambda: EngagementStore())
     next_id: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     def __deepcopy__(self, memo: dict[int, object]) -> World:
@@ -756,18 +763,6 @@ class FakeContexts:
         contact = self._w.contacts[(org_id, contact_id)]
         self._w.contacts[(org_id, contact_id)] = replace(contact, last_contacted_at=at)
 
-    def engagement_event(
-        self,
-        org_id: int,
-        contact_id: int,
-        event: str,
-        *,
-        at: datetime,
-        email_send_id: int | None = None,
-        card_id: int | None = None,
-    ) -> None:
-        self._w.engagement.append((contact_id, event))
-
     def apply_profile_changes(
         self, org_id: int, contact_id: int, changes: dict[str, Any], *, at: datetime
     ) -> None:
@@ -829,6 +824,179 @@ class FakeEvents:
         return True
 
 
+@dataclass
+class HistoryRow:
+    """A row of `contact_engagement_history`."""
+
+    id: int
+    org_id: int
+    contact_id: int
+    event: str
+    occurred_at: datetime
+    sentiment: str | None
+    score_delta: float
+    score_after: float | None
+    email_send_id: int | None
+    inbound_email_id: int | None
+    detail: dict[str, object]
+
+
+@dataclass
+class ClientRecord:
+    last_ordered_at: datetime | None = None
+    re_engaged_at: datetime | None = None
+
+
+@dataclass
+class EngagementStore:
+    """The engagement columns of contacts and clients, and the history rows."""
+
+    contacts: dict[tuple[int, int], ContactEngagement] = field(default_factory=dict)
+    clients: dict[tuple[int, int], ClientRecord] = field(default_factory=dict)
+    rows: list[HistoryRow] = field(default_factory=list)
+    locked: list[tuple[int, int]] = field(default_factory=list)
+
+    def add_contact(self, org_id: int, contact_id: int, *, client_id: int | None = None) -> None:
+        """Store a contact that has no engagement yet."""
+        self.contacts[(org_id, contact_id)] = ContactEngagement(
+            contact_id=contact_id,
+            client_id=client_id,
+            score=0.0,
+            trend=EngagementTrend.UNKNOWN,
+            last_replied_at=None,
+            last_positive_interaction_at=None,
+        )
+
+    def history(self, org_id: int, contact_id: int) -> list[HistoryRow]:
+        """The contact's rows in time order (ties by id)."""
+        return sorted(
+            (r for r in self.rows if (r.org_id, r.contact_id) == (org_id, contact_id)),
+            key=lambda r: (r.occurred_at, r.id),
+        )
+
+
+class _HoldsEngagement(Protocol):
+    engagement: EngagementStore
+
+
+class FakeEngagement:
+    """EngagementRepository over the `engagement` store of a world (read at each call, so a
+    rolled-back world is seen as restored)."""
+
+    def __init__(self, holder: _HoldsEngagement) -> None:
+        self._h = holder
+
+    @property
+    def _s(self) -> EngagementStore:
+        return self._h.engagement
+
+    def lock_contact(self, org_id: int, contact_id: int) -> ContactEngagement | None:
+        found = self._s.contacts.get((org_id, contact_id))
+        if found is not None:
+            self._s.locked.append((org_id, contact_id))
+        return found
+
+    def recorded(
+        self, org_id: int, contact_id: int, event: EngagementEvent, key: EngagementKey
+    ) -> bool:
+        for row in self._s.history(org_id, contact_id):
+            if row.event != event.value:
+                continue
+            if key.inbound_email_id is not None:
+                if row.inbound_email_id == key.inbound_email_id:
+                    return True
+            elif key.email_send_id is not None:
+                if row.email_send_id == key.email_send_id:
+                    return True
+            elif row.detail.get("order_id") == key.order_id:
+                return True
+        return False
+
+    @staticmethod
+    def _scored(row: HistoryRow) -> ScoredEvent:
+        return ScoredEvent(row.id, row.occurred_at, row.score_delta, row.score_after)
+
+    def last_scored_at_or_before(
+        self, org_id: int, contact_id: int, at: datetime
+    ) -> ScoredEvent | None:
+        found = [
+            r
+            for r in self._s.history(org_id, contact_id)
+            if r.occurred_at <= at and r.score_after is not None
+        ]
+        return self._scored(found[-1]) if found else None
+
+    def scored_after(self, org_id: int, contact_id: int, at: datetime) -> list[ScoredEvent]:
+        return [self._scored(r) for r in self._s.history(org_id, contact_id) if r.occurred_at > at]
+
+    def add(self, entry: NewEngagement) -> int:
+        row_id = max((r.id for r in self._s.rows), default=0) + 1
+        self._s.rows.append(
+            HistoryRow(
+                id=row_id,
+                org_id=entry.org_id,
+                contact_id=entry.contact_id,
+                event=entry.event.value,
+                occurred_at=entry.occurred_at,
+                sentiment=entry.sentiment,
+                score_delta=entry.score_delta,
+                score_after=entry.score_after,
+                email_send_id=entry.email_send_id,
+                inbound_email_id=entry.inbound_email_id,
+                detail=dict(entry.detail),
+            )
+        )
+        return row_id
+
+    def rescore(self, history_id: int, score_after: float) -> None:
+        for n, row in enumerate(self._s.rows):
+            if row.id == history_id:
+                self._s.rows[n] = replace(row, score_after=score_after)
+
+    def save_contact(
+        self,
+        org_id: int,
+        contact_id: int,
+        *,
+        score: float,
+        trend: EngagementTrend,
+        last_replied_at: datetime | None,
+        last_positive_interaction_at: datetime | None,
+    ) -> None:
+        self._s.contacts[(org_id, contact_id)] = replace(
+            self._s.contacts[(org_id, contact_id)],
+            score=score,
+            trend=trend,
+            last_replied_at=last_replied_at,
+            last_positive_interaction_at=last_positive_interaction_at,
+        )
+
+    def mark_client_re_engaged(
+        self, org_id: int, client_id: int, *, at: datetime, stale_before: datetime
+    ) -> bool:
+        client = self._s.clients.get((org_id, client_id))
+        if client is None:
+            return False
+        last = client.last_ordered_at
+        stale = last is None or last < stale_before
+        fresh_spell = client.re_engaged_at is None or (
+            last is not None and client.re_engaged_at < last
+        )
+        if not (stale and fresh_spell):
+            return False
+        client.re_engaged_at = at
+        return True
+
+    def count_events(
+        self, org_id: int, contact_id: int, event: EngagementEvent, since: datetime
+    ) -> int:
+        return sum(
+            1
+            for r in self._s.history(org_id, contact_id)
+            if r.event == event.value and r.occurred_at >= since
+        )
+
+
 class FakeUnitOfWork:
     """One transaction over the world: what is not committed is undone at the end."""
 
@@ -845,6 +1013,7 @@ class FakeUnitOfWork:
         self.contexts = FakeContexts(world)
         self.events = FakeEvents(world)
         self.users = FakeUsers(world)
+        self.engagement = FakeEngagement(world)
 
     def __enter__(self) -> FakeUnitOfWork:
         if self._saved is not None:

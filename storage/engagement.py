@@ -1,0 +1,654 @@
+"""Contacts' engagement history: the repository the scoring writes through, the read model
+the API answers from, and the orders that follow a reply (found after an order import).
+
+Callers own the transaction; nothing here commits.
+
+Idempotence under concurrent writers: `record_engagement` (domain/engagement.py) first
+calls `lock_contact`, a `SELECT ... FOR UPDATE` of the contact's row on PostgreSQL, and
+only then asks `recorded`. Two transactions recording the same event for the same
+contact therefore take turns: the second one waits for the first to commit (or roll back)
+and then finds its row. A unique index over (event, inbound email / send / order) would
+say the same without the lock, but needs a migration (and a partial, expression index for
+the order id kept in `detail`); the lock also serialises the score's read-modify-write,
+which an index would not. On SQLite every write transaction begins IMMEDIATE
+(storage/db.py), so writers are serialised anyway.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from domain.contacts import EngagementTrend
+from domain.engagement import (
+    ORDER_AFTER_REPLY_WINDOW,
+    REPLY_EVENTS,
+    CampaignEngagement,
+    ContactEngagement,
+    EngagementCounts,
+    EngagementEntry,
+    EngagementEvent,
+    EngagementHistory,
+    EngagementKey,
+    InboundRef,
+    NewEngagement,
+    ScoredEvent,
+    SendRef,
+    StepEngagement,
+    orders_after_replies,
+    record_engagement,
+    score_at,
+    trend_of,
+)
+from domain.engagement import TREND_WINDOW as _TREND_WINDOW
+from domain.errors import InvalidInput, NotFound
+from domain.sending import OutboxStatus
+from storage import models as m
+
+_H = m.ContactEngagementEvent
+
+# Rows written before the engagement service by other names: the card's send recorded
+# `email_sent`. Read as the event they are.
+_LEGACY_EVENTS: Final[dict[str, EngagementEvent]] = {"email_sent": EngagementEvent.SENT}
+_KNOWN_EVENTS: Final = [e.value for e in EngagementEvent] + list(_LEGACY_EVENTS)
+
+
+def _postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _scored(row: Any) -> ScoredEvent:
+    return ScoredEvent(
+        id=row.id,
+        occurred_at=row.occurred_at,
+        score_delta=float(row.score_delta),
+        score_after=None if row.score_after is None else float(row.score_after),
+    )
+
+
+def _trend(value: str) -> EngagementTrend:
+    try:
+        return EngagementTrend(value)
+    except ValueError:
+        return EngagementTrend.UNKNOWN
+
+
+class EngagementRepo:
+    """The engagement history of contacts and the scores kept on contacts and clients."""
+
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    def _history(self, org_id: int, contact_id: int) -> ColumnElement[bool]:
+        return and_(_H.org_id == org_id, _H.contact_id == contact_id)
+
+    def lock_contact(self, org_id: int, contact_id: int) -> ContactEngagement | None:
+        """Return a contact's engagement, its row locked until the transaction ends."""
+        c = m.Contact
+        query = select(
+            c.id,
+            c.client_id,
+            c.engagement_score,
+            c.engagement_trend,
+            c.last_replied_at,
+            c.last_positive_interaction_at,
+        ).where(c.org_id == org_id, c.id == contact_id)
+        if _postgres(self._s):
+            query = query.with_for_update()
+        row = self._s.execute(query).one_or_none()
+        if row is None:
+            return None
+        return ContactEngagement(
+            contact_id=row.id,
+            client_id=row.client_id,
+            score=float(row.engagement_score),
+            trend=_trend(row.engagement_trend),
+            last_replied_at=row.last_replied_at,
+            last_positive_interaction_at=row.last_positive_interaction_at,
+        )
+
+    def recorded(
+        self, org_id: int, contact_id: int, event: EngagementEvent, key: EngagementKey
+    ) -> bool:
+        """Tell whether the contact's history already holds this event with this reference."""
+        query = select(_H.id).where(self._history(org_id, contact_id), _H.event == event.value)
+        if key.inbound_email_id is not None:
+            query = query.where(_H.inbound_email_id == key.inbound_email_id)
+        elif key.email_send_id is not None:
+            query = query.where(_H.email_send_id == key.email_send_id)
+        elif key.order_id is not None:
+            query = query.where(_H.detail["order_id"].as_integer() == key.order_id)
+        else:
+            raise ValueError("an engagement key needs one reference")
+        return self._s.scalar(query.limit(1)) is not None
+
+    def last_scored_at_or_before(
+        self, org_id: int, contact_id: int, at: datetime
+    ) -> ScoredEvent | None:
+        """Return the contact's latest scored row at or before `at`."""
+        row = self._s.execute(
+            select(_H.id, _H.occurred_at, _H.score_delta, _H.score_after)
+            .where(
+                self._history(org_id, contact_id),
+                _H.occurred_at <= at,
+                _H.score_after.is_not(None),
+            )
+            .order_by(_H.occurred_at.desc(), _H.id.desc())
+            .limit(1)
+        ).one_or_none()
+        return None if row is None else _scored(row)
+
+    def scored_after(self, org_id: int, contact_id: int, at: datetime) -> list[ScoredEvent]:
+        """Return the contact's rows after `at`, in time order (ties by id)."""
+        rows = self._s.execute(
+            select(_H.id, _H.occurred_at, _H.score_delta, _H.score_after)
+            .where(self._history(org_id, contact_id), _H.occurred_at > at)
+            .order_by(_H.occurred_at, _H.id)
+        )
+        return [_scored(row) for row in rows]
+
+    def add(self, entry: NewEngagement) -> int:
+        """Store a history row; return its id."""
+        row = _H(
+            org_id=entry.org_id,
+            contact_id=entry.contact_id,
+            event=entry.event.value,
+            occurred_at=entry.occurred_at,
+            sentiment=entry.sentiment,
+            score_delta=entry.score_delta,
+            score_after=entry.score_after,
+            email_send_id=entry.email_send_id,
+            inbound_email_id=entry.inbound_email_id,
+            detail=dict(entry.detail),
+        )
+        self._s.add(row)
+        self._s.flush()
+        return row.id
+
+    def rescore(self, history_id: int, score_after: float) -> None:
+        """Change a row's `score_after`."""
+        self._s.execute(
+            update(_H).where(_H.id == history_id).values(score_after=score_after),
+            execution_options={"synchronize_session": False},
+        )
+
+    def save_contact(
+        self,
+        org_id: int,
+        contact_id: int,
+        *,
+        score: float,
+        trend: EngagementTrend,
+        last_replied_at: datetime | None,
+        last_positive_interaction_at: datetime | None,
+    ) -> None:
+        """Write the contact's score, trend and interaction dates."""
+        self._s.execute(
+            update(m.Contact)
+            .where(m.Contact.org_id == org_id, m.Contact.id == contact_id)
+            .values(
+                engagement_score=score,
+                engagement_trend=trend.value,
+                last_replied_at=last_replied_at,
+                last_positive_interaction_at=last_positive_interaction_at,
+            ),
+            execution_options={"synchronize_session": False},
+        )
+
+    def mark_client_re_engaged(
+        self, org_id: int, client_id: int, *, at: datetime, stale_before: datetime
+    ) -> bool:
+        """Set the client's `re_engaged_at` if it is stale and not re-engaged since its last
+        order (compare-and-set); True if this call set it."""
+        c = m.Client
+        result = self._s.execute(
+            update(c)
+            .where(
+                c.org_id == org_id,
+                c.id == client_id,
+                or_(c.last_ordered_at.is_(None), c.last_ordered_at < stale_before),
+                or_(
+                    c.re_engaged_at.is_(None),
+                    and_(c.last_ordered_at.is_not(None), c.re_engaged_at < c.last_ordered_at),
+                ),
+            )
+            .values(re_engaged_at=at, updated_at=at),
+            execution_options={"synchronize_session": False},
+        )
+        return int(getattr(result, "rowcount", 0)) == 1
+
+    def count_events(
+        self, org_id: int, contact_id: int, event: EngagementEvent, since: datetime
+    ) -> int:
+        """Count the contact's events of one kind that occurred at or after `since`."""
+        return int(
+            self._s.scalar(
+                select(func.count())
+                .select_from(_H)
+                .where(
+                    self._history(org_id, contact_id),
+                    _H.event == event.value,
+                    _H.occurred_at >= since,
+                )
+            )
+            or 0
+        )
+
+
+# --- orders that follow a reply --------------------------------------------------------
+
+
+def record_orders_after_replies(session: Session, org_id: int, order_numbers: Sequence[str]) -> int:
+    """Record ORDER_AFTER_REPLY for each contact who replied within the 30 days before one
+    of these orders of their client; return how many were recorded (repeats record none).
+
+    Set-based: one query finds the orders' clients' contacts whose last reply is recent
+    enough to matter (most orders have none, and the query ends there), one reads those
+    contacts' reply times; only the pairs that qualify are recorded one by one.
+    """
+    if not order_numbers:
+        return 0
+    o, c = m.AppraisalOrder, m.Contact
+    numbers = sorted(set(order_numbers))
+    earliest = session.scalar(
+        select(func.min(o.ordered_at)).where(o.org_id == org_id, o.order_number.in_(numbers))
+    )
+    if earliest is None:
+        return 0
+    opens = earliest - ORDER_AFTER_REPLY_WINDOW
+    pairs = session.execute(
+        select(o.id, c.id, o.ordered_at, c.last_replied_at)
+        .join(c, and_(c.org_id == o.org_id, c.client_id == o.client_id))
+        .where(
+            o.org_id == org_id,
+            o.order_number.in_(numbers),
+            c.last_replied_at.is_not(None),
+            c.last_replied_at >= opens,
+        )
+        .order_by(c.id, o.id)
+    ).all()
+    # The last reply must be no older than the window before the order itself.
+    candidates = [
+        (order_id, contact_id, ordered_at)
+        for order_id, contact_id, ordered_at, last_reply in pairs
+        if last_reply is not None and last_reply >= ordered_at - ORDER_AFTER_REPLY_WINDOW
+    ]
+    if not candidates:
+        return 0
+    latest = max(ordered_at for _, _, ordered_at in candidates)
+    replies: dict[int, list[datetime]] = {}
+    for contact_id, occurred_at in session.execute(
+        select(_H.contact_id, _H.occurred_at).where(
+            _H.org_id == org_id,
+            _H.contact_id.in_(sorted({contact for _, contact, _ in candidates})),
+            _H.event.in_([e.value for e in REPLY_EVENTS]),
+            _H.occurred_at >= opens,
+            _H.occurred_at <= latest,
+        )
+    ):
+        replies.setdefault(contact_id, []).append(occurred_at)
+    repo = EngagementRepo(session)
+    recorded = 0
+    for order_id, contact_id, ordered_at in orders_after_replies(candidates, replies):
+        change = record_engagement(
+            repo,
+            org_id=org_id,
+            contact_id=contact_id,
+            event=EngagementEvent.ORDER_AFTER_REPLY,
+            occurred_at=ordered_at,
+            detail={"order_id": order_id},
+        )
+        recorded += change is not None
+    return recorded
+
+
+# --- the read model of the API ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Cursor:
+    occurred_at: datetime
+    id: int
+
+
+def encode_cursor(occurred_at: datetime, history_id: int) -> str:
+    """Return the opaque cursor that continues a timeline after this row."""
+    raw = f"{occurred_at.isoformat()}|{history_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> _Cursor:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        at, _, history_id = raw.partition("|")
+        parsed = _Cursor(datetime.fromisoformat(at), int(history_id))
+    except (ValueError, UnicodeDecodeError, binascii.Error) as exc:
+        raise InvalidInput("this cursor is not one the API gave", field="cursor") from exc
+    if parsed.occurred_at.tzinfo is None or parsed.id < 1:
+        raise InvalidInput("this cursor is not one the API gave", field="cursor")
+    return parsed
+
+
+def _event(value: str) -> EngagementEvent:
+    return _LEGACY_EVENTS.get(value) or EngagementEvent(value)
+
+
+class EngagementViews:
+    """What the engagement routes show: a contact's timeline and a campaign's results."""
+
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    def contact_history(
+        self, org_id: int, contact_id: int, *, now: datetime, limit: int, cursor: str | None
+    ) -> EngagementHistory:
+        """Return a page of a contact's timeline (oldest first) with its score now."""
+        after = _decode_cursor(cursor) if cursor is not None else None
+        contact = self._s.execute(
+            select(
+                m.Contact.engagement_score,
+                m.Contact.last_replied_at,
+                m.Contact.last_positive_interaction_at,
+            ).where(m.Contact.org_id == org_id, m.Contact.id == contact_id)
+        ).one_or_none()
+        if contact is None:
+            raise NotFound(f"contact {contact_id} not found")
+        repo = EngagementRepo(self._s)
+        latest = repo.last_scored_at_or_before(org_id, contact_id, now)
+        before = repo.last_scored_at_or_before(org_id, contact_id, now - _TREND_WINDOW)
+        points = [p.point for p in (before, latest) if p is not None and p.point is not None]
+        score = score_at(latest.point, now) if latest else float(contact.engagement_score)
+        entries = self._entries(org_id, contact_id, after=after, limit=limit + 1)
+        more = len(entries) > limit
+        entries = entries[:limit]
+        last = entries[-1] if entries else None
+        return EngagementHistory(
+            contact_id=contact_id,
+            score=round(score, 2),
+            trend=trend_of(points, now),
+            last_replied_at=contact.last_replied_at,
+            last_positive_interaction_at=contact.last_positive_interaction_at,
+            entries=entries,
+            next_cursor=encode_cursor(last.occurred_at, last.id) if more and last else None,
+        )
+
+    def _entries(
+        self, org_id: int, contact_id: int, *, after: _Cursor | None, limit: int
+    ) -> list[EngagementEntry]:
+        s, i, card, task = m.EmailSend, m.InboundEmail, m.Card, m.JobTask
+        campaign = m.MarketingCampaign
+        query = (
+            select(
+                _H.id,
+                _H.event,
+                _H.occurred_at,
+                _H.sentiment,
+                _H.score_delta,
+                _H.score_after,
+                _H.detail,
+                s.id.label("send_id"),
+                s.subject.label("send_subject"),
+                s.campaign_id,
+                campaign.name.label("campaign_name"),
+                task.step,
+                i.id.label("inbound_id"),
+                i.subject.label("inbound_subject"),
+                i.category,
+                i.intent,
+            )
+            .outerjoin(s, and_(s.id == _H.email_send_id, s.org_id == org_id))
+            .outerjoin(campaign, and_(campaign.id == s.campaign_id, campaign.org_id == org_id))
+            .outerjoin(card, card.id == s.card_id)
+            .outerjoin(task, task.id == card.task_id)
+            .outerjoin(i, and_(i.id == _H.inbound_email_id, i.org_id == org_id))
+            .where(
+                _H.org_id == org_id,
+                _H.contact_id == contact_id,
+                _H.event.in_(_KNOWN_EVENTS),
+            )
+            .order_by(_H.occurred_at, _H.id)
+            .limit(limit)
+        )
+        if after is not None:
+            query = query.where(
+                or_(
+                    _H.occurred_at > after.occurred_at,
+                    and_(_H.occurred_at == after.occurred_at, _H.id > after.id),
+                )
+            )
+        return [
+            EngagementEntry(
+                id=row.id,
+                event=_event(row.event),
+                occurred_at=row.occurred_at,
+                sentiment=row.sentiment,
+                score_delta=float(row.score_delta),
+                score_after=None if row.score_after is None else float(row.score_after),
+                detail=dict(row.detail or {}),
+                send=None
+                if row.send_id is None
+                else SendRef(
+                    id=row.send_id,
+                    subject=row.send_subject,
+                    campaign_id=row.campaign_id,
+                    campaign_name=row.campaign_name,
+                    step=row.step,
+                ),
+                inbound_email=None
+                if row.inbound_id is None
+                else InboundRef(
+                    id=row.inbound_id,
+                    subject=row.inbound_subject,
+                    category=row.category,
+                    intent=row.intent,
+                ),
+            )
+            for row in self._s.execute(query)
+        ]
+
+    def campaign_engagement(self, org_id: int, campaign_id: int) -> CampaignEngagement:
+        """Return a campaign's sends, replies by sentiment, meetings, opt-outs and bounces,
+        in total and by cadence step.
+
+        A send's step is the step of the task its card was drafted for (email_sends.card_id
+        → cards.task_id → job_tasks.step): the step it was sent at, whereas
+        `enrollments.step` has moved on since. Sends without a card (one-off emails) have
+        no step. An event counts for the campaign through its send, or through the send
+        its inbound email answers; an opt-out that names no send (the unsubscribe link)
+        counts for the contact's last send before it, when that send is the campaign's.
+        """
+        name = self._s.scalar(
+            select(m.MarketingCampaign.name).where(
+                m.MarketingCampaign.org_id == org_id, m.MarketingCampaign.id == campaign_id
+            )
+        )
+        if name is None:
+            raise NotFound(f"campaign {campaign_id} not found")
+        s, card, task, i = m.EmailSend, m.Card, m.JobTask, m.InboundEmail
+        sends: dict[int, tuple[int | None, int | None]] = {}  # send id → (step, contact id)
+        sent_at: dict[int, list[tuple[datetime, int]]] = {}  # contact → its campaign sends
+        for send_id, send_step, contact_id, at in self._s.execute(
+            select(s.id, task.step, s.contact_id, s.sent_at)
+            .outerjoin(card, card.id == s.card_id)
+            .outerjoin(task, task.id == card.task_id)
+            .where(
+                s.org_id == org_id,
+                s.campaign_id == campaign_id,
+                s.status == OutboxStatus.SENT.value,
+            )
+        ):
+            sends[send_id] = (send_step, contact_id)
+            if contact_id is not None and at is not None:
+                sent_at.setdefault(contact_id, []).append((at, send_id))
+        tally: dict[int | None, _Tally] = {}
+
+        def bucket(step: int | None) -> _Tally:
+            return tally.setdefault(step, _Tally())
+
+        for step, _ in sends.values():
+            bucket(step).sends += 1
+        linked_send = func.coalesce(_H.email_send_id, i.email_send_id)
+        counted = [e.value for e in _COUNTED]
+        for send_id, event, sentiment in self._s.execute(
+            select(linked_send, _H.event, _H.sentiment)
+            .outerjoin(i, and_(i.id == _H.inbound_email_id, i.org_id == org_id))
+            .join(s, s.id == linked_send)
+            .where(
+                _H.org_id == org_id,
+                s.org_id == org_id,
+                s.campaign_id == campaign_id,
+                _H.event.in_(counted),
+            )
+        ):
+            if send_id in sends:
+                bucket(sends[send_id][0]).add(EngagementEvent(event), sentiment, send_id)
+        if sent_at:
+            self._count_unlinked_opt_outs(org_id, sends, sent_at, bucket)
+        steps = [
+            StepEngagement(step=step, **t.counts().model_dump())
+            for step, t in sorted(tally.items(), key=lambda kv: (kv[0] is None, kv[0] or 0))
+        ]
+        total = _Tally()
+        for t in tally.values():
+            total.merge(t)
+        return CampaignEngagement(
+            campaign_id=campaign_id, campaign_name=name, totals=total.counts(), steps=steps
+        )
+
+    def _count_unlinked_opt_outs(
+        self,
+        org_id: int,
+        sends: dict[int, tuple[int | None, int | None]],
+        sent_at: dict[int, list[tuple[datetime, int]]],
+        bucket: Callable[[int | None], _Tally],
+    ) -> None:
+        """Count opt-outs without a send for the campaign send that came last before them,
+        unless a send of another campaign came after it."""
+        contacts = sorted(sent_at)
+        for chunk in _chunks(contacts, 1000):
+            opt_outs = self._s.execute(
+                select(_H.contact_id, _H.occurred_at).where(
+                    _H.org_id == org_id,
+                    _H.contact_id.in_(chunk),
+                    _H.event == EngagementEvent.OPTED_OUT.value,
+                    _H.email_send_id.is_(None),
+                    _H.inbound_email_id.is_(None),
+                )
+            ).all()
+            if not opt_outs:
+                continue
+            others: dict[int, list[datetime]] = {}
+            s = m.EmailSend
+            for contact_id, at in self._s.execute(
+                select(s.contact_id, s.sent_at).where(
+                    s.org_id == org_id,
+                    s.contact_id.in_(sorted({c for c, _ in opt_outs})),
+                    s.status == OutboxStatus.SENT.value,
+                    s.id.not_in(list(sends)),
+                )
+            ):
+                if at is not None and contact_id is not None:
+                    others.setdefault(contact_id, []).append(at)
+            for contact_id, at in opt_outs:
+                mine = [(sent, sid) for sent, sid in sent_at[contact_id] if sent <= at]
+                if not mine:
+                    continue
+                last_sent, send_id = max(mine)
+                if any(last_sent < other <= at for other in others.get(contact_id, [])):
+                    continue
+                bucket(sends[send_id][0]).add(EngagementEvent.OPTED_OUT, None, send_id)
+
+
+_COUNTED: Final = frozenset(
+    {
+        EngagementEvent.REPLIED,
+        EngagementEvent.POSITIVE_REPLY,
+        EngagementEvent.NEGATIVE_REPLY,
+        EngagementEvent.MEETING_REQUEST,
+        EngagementEvent.OPTED_OUT,
+        EngagementEvent.COMPLAINT,
+        EngagementEvent.BOUNCED,
+        EngagementEvent.SOFT_BOUNCE,
+        EngagementEvent.OUT_OF_OFFICE,
+    }
+)
+
+
+class _Tally:
+    """Counters of one step (or of the whole campaign)."""
+
+    def __init__(self) -> None:
+        self.sends = 0
+        self.replies = 0
+        self.positive = 0
+        self.neutral = 0
+        self.negative = 0
+        self.meetings = 0
+        self.opt_outs = 0
+        self.complaints = 0
+        self.bounces = 0
+        self.soft_bounces = 0
+        self.out_of_office = 0
+        self.replied_sends: set[int] = set()
+
+    def add(self, event: EngagementEvent, sentiment: str | None, send_id: int) -> None:
+        """Count one event linked to one of the campaign's sends."""
+        if event in REPLY_EVENTS:
+            self.replies += 1
+            self.replied_sends.add(send_id)
+            if sentiment == "positive":
+                self.positive += 1
+            elif sentiment == "negative":
+                self.negative += 1
+            else:
+                self.neutral += 1
+            if event == EngagementEvent.MEETING_REQUEST:
+                self.meetings += 1
+        elif event == EngagementEvent.OPTED_OUT:
+            self.opt_outs += 1
+        elif event == EngagementEvent.COMPLAINT:
+            self.complaints += 1
+        elif event == EngagementEvent.BOUNCED:
+            self.bounces += 1
+        elif event == EngagementEvent.SOFT_BOUNCE:
+            self.soft_bounces += 1
+        elif event == EngagementEvent.OUT_OF_OFFICE:
+            self.out_of_office += 1
+
+    def merge(self, other: _Tally) -> None:
+        """Add another tally's counts to this one."""
+        for name, value in vars(other).items():
+            if name == "replied_sends":
+                self.replied_sends |= other.replied_sends
+            else:
+                setattr(self, name, getattr(self, name) + value)
+
+    def counts(self) -> EngagementCounts:
+        """Return the counts, with the reply rate (sends with a reply / sends)."""
+        return EngagementCounts(
+            sends=self.sends,
+            replies=self.replies,
+            replied_sends=len(self.replied_sends),
+            positive_replies=self.positive,
+            neutral_replies=self.neutral,
+            negative_replies=self.negative,
+            meeting_requests=self.meetings,
+            opt_outs=self.opt_outs,
+            complaints=self.complaints,
+            bounces=self.bounces,
+            soft_bounces=self.soft_bounces,
+            out_of_office=self.out_of_office,
+            reply_rate=round(len(self.replied_sends) / self.sends, 4) if self.sends else 0.0,
+        )
+
+
+def _chunks(values: Sequence[int], size: int) -> Iterable[list[int]]:
+    for start in range(0, len(values), size):
+        yield list(values[start : start + size])
