@@ -43,7 +43,7 @@ from domain.ports import DraftModel, Mailer
 from domain.sending import SendLimits
 from domain.suppression import Suppression
 from handlers import gmail_push
-from handlers.api import cards, health, jobs, marketing, unsubscribe
+from handlers.api import cards, engagement, health, jobs, marketing, unsubscribe
 from handlers.api import gmail as gmail_api
 from handlers.api.deps import Services
 from handlers.api.docs import error_answer, install_docs
@@ -447,6 +447,7 @@ def build_app(
     app.include_router(marketing.router)
     app.include_router(jobs.router)
     app.include_router(cards.router)
+    app.include_router(engagement.router)
     # Without GOOGLE_CLIENT_ID/SECRET every Gmail route answers 503.
     gmail_unavailable: dict[int | str, dict[str, Any]] = {503: error_answer(503)}
     app.include_router(gmail_api.router, responses=gmail_unavailable)

@@ -245,23 +245,31 @@ class EngagementRepo:
 # --- orders that follow a reply --------------------------------------------------------
 
 
-def record_orders_after_replies(session: Session, org_id: int, order_numbers: Sequence[str]) -> int:
+def record_orders_after_replies(
+    session: Session,
+    org_id: int,
+    order_numbers: Sequence[str],
+    *,
+    earliest: datetime | None = None,
+) -> int:
     """Record ORDER_AFTER_REPLY for each contact who replied within the 30 days before one
     of these orders of their client; return how many were recorded (repeats record none).
 
     Set-based: one query finds the orders' clients' contacts whose last reply is recent
-    enough to matter (most orders have none, and the query ends there), one reads those
+    enough to matter (most orders have none, and the work ends there), one reads those
     contacts' reply times; only the pairs that qualify are recorded one by one.
+    `earliest` (the orders' earliest date, when the caller knows it) saves a query.
     """
     if not order_numbers:
         return 0
     o, c = m.AppraisalOrder, m.Contact
     numbers = sorted(set(order_numbers))
-    earliest = session.scalar(
-        select(func.min(o.ordered_at)).where(o.org_id == org_id, o.order_number.in_(numbers))
-    )
     if earliest is None:
-        return 0
+        earliest = session.scalar(
+            select(func.min(o.ordered_at)).where(o.org_id == org_id, o.order_number.in_(numbers))
+        )
+        if earliest is None:
+            return 0
     opens = earliest - ORDER_AFTER_REPLY_WINDOW
     pairs = session.execute(
         select(o.id, c.id, o.ordered_at, c.last_replied_at)

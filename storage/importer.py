@@ -5,8 +5,9 @@ written in batches, each batch its own unit of work, so good rows land even when
 later batch holds bad ones and memory stays flat whatever the size of the file.
 A batch costs a handful of statements whatever its size: one query for the client
 ids of its domains, one for the rows that already exist, one upsert
-(`INSERT ... ON CONFLICT DO UPDATE`) and, for orders, the properties and the
-clients' `last_ordered_at`.
+(`INSERT ... ON CONFLICT DO UPDATE`) and, for orders, the properties, the
+clients' `last_ordered_at` and the orders that follow a contact's reply
+(`storage/engagement.py:record_orders_after_replies`: one query when none does).
 
 Upsert rules (docs/csv-import.md says them to users):
 - an empty cell, or a column the file does not have, leaves the stored value alone;
@@ -64,6 +65,7 @@ from domain.imports import (
 )
 from storage import models as m
 from storage.db import SessionFactory
+from storage.engagement import record_orders_after_replies
 from storage.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -447,6 +449,11 @@ class _OrderWriter:
         # An order that moved to another client changes the old client's date too.
         affected = {client_ids[r.client_domain] for r in rows} | set(previous_clients.values())
         self._refresh_last_ordered(session, sorted(affected))
+        # In the batch's transaction: an order that follows a contact's reply is in that
+        # contact's engagement history exactly when the order is imported (repeats: once).
+        record_orders_after_replies(
+            session, self._org_id, numbers, earliest=min(r.ordered_at for r in rows)
+        )
         outcome.inserted = len(rows) - len(previous_clients)
         outcome.updated = len(previous_clients)
         return outcome
