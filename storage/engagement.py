@@ -20,7 +20,7 @@ import base64
 import binascii
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from sqlalchemy import ColumnElement, and_, func, or_, select, update
@@ -49,6 +49,7 @@ from domain.engagement import (
 )
 from domain.engagement import TREND_WINDOW as _TREND_WINDOW
 from domain.errors import InvalidInput, NotFound
+from domain.fields import MAX_ID
 from domain.sending import OutboxStatus
 from storage import models as m
 
@@ -333,14 +334,18 @@ def encode_cursor(occurred_at: datetime, history_id: int) -> str:
 
 
 def _decode_cursor(cursor: str) -> _Cursor:
+    refused = InvalidInput("this cursor is not one the API gave", field="cursor")
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         at, _, history_id = raw.partition("|")
-        parsed = _Cursor(datetime.fromisoformat(at), int(history_id))
-    except (ValueError, UnicodeDecodeError, binascii.Error) as exc:
-        raise InvalidInput("this cursor is not one the API gave", field="cursor") from exc
-    if parsed.occurred_at.tzinfo is None or parsed.id < 1:
-        raise InvalidInput("this cursor is not one the API gave", field="cursor")
+        occurred_at = datetime.fromisoformat(at)
+        if occurred_at.tzinfo is None:
+            raise refused
+        parsed = _Cursor(occurred_at.astimezone(UTC), int(history_id))
+    except (ValueError, OverflowError, UnicodeDecodeError, binascii.Error) as exc:
+        raise refused from exc
+    if not 1 <= parsed.id <= MAX_ID:
+        raise refused
     return parsed
 
 
