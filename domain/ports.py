@@ -825,10 +825,6 @@ class OptOutRepository(Protocol):
         """Stamp the contact's opt-out unless it has one; True if this call stamped it."""
         ...
 
-    def record_opt_out(self, org_id: int, contact_id: int, *, at: datetime, source: str) -> None:
-        """Add the opt-out to the contact's engagement history."""
-        ...
-
     def stop_enrollments(self, org_id: int, contact_id: int, *, reason: str, at: datetime) -> int:
         """Stop the contact's active and paused enrollments; return how many."""
         ...
@@ -839,10 +835,14 @@ class OptOutRepository(Protocol):
 
 
 class SuppressionUnitOfWork(Transaction, Protocol):
-    """One transaction over the opt-out repository; commits once."""
+    """One transaction over the opt-out repository and the engagement history (where an
+    opt-out is recorded and scored); commits once."""
 
     @property
     def opt_outs(self) -> OptOutRepository: ...
+
+    @property
+    def engagement(self) -> EngagementRepository: ...
 
 
 # --- engagement ---

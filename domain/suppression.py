@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Final
 
 from domain.clock import Clock
+from domain.engagement import EngagementEvent, record_engagement
 
 if TYPE_CHECKING:
     from domain.ports import SuppressionUnitOfWork
@@ -70,7 +71,14 @@ class Suppression:
             # Compare-and-set: of two opt-outs at once, one stamps the date and the history.
             first = uow.opt_outs.mark_opted_out(org_id, contact_id, at=at)
             if first:
-                uow.opt_outs.record_opt_out(org_id, contact_id, at=at, source=source)
+                record_engagement(
+                    uow.engagement,
+                    org_id=org_id,
+                    contact_id=contact_id,
+                    event=EngagementEvent.OPTED_OUT,
+                    occurred_at=at,
+                    detail={"source": source},
+                )
             stopped = uow.opt_outs.stop_enrollments(org_id, contact_id, reason=OPTED_OUT, at=at)
             cancelled = uow.opt_outs.cancel_queued_emails(
                 org_id,
