@@ -35,14 +35,18 @@ Idempotence: an event that refers to an inbound email is recorded once per (even
 inbound email); else one that refers to a send once per (event, send); an order after a
 reply once per (event, order id in `detail`). Events without a reference (an opt-out from
 the unsubscribe page) are recorded each time they are asked for; their callers already
-act once. The repository locks the contact's row before the check (`lock_contact`), so
-two concurrent writers of the same event serialise and the second one finds the first.
+act once. The repository locks the contacts' rows before the check (`lock_contacts`),
+so two concurrent writers of the same event serialise and the second one finds the first.
+
+`record_engagements` records many events with a handful of statements (the order import
+records an order after a reply for many contacts at once); `record_engagement` is it for
+one event.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final
@@ -419,6 +423,208 @@ class CampaignEngagement(BaseModel):
 # --- the use case -----------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class EngagementInput:
+    """One event to record (the arguments of `record_engagement`)."""
+
+    contact_id: int
+    event: EngagementEvent
+    occurred_at: datetime
+    sentiment: str | None = None
+    email_send_id: int | None = None
+    inbound_email_id: int | None = None
+    detail: Mapping[str, object] | None = None
+
+
+@dataclass
+class _Row:
+    """A history row while events are scored: stored (`id`), or new (`new` = its index)."""
+
+    occurred_at: datetime
+    order: int  # the id, or a number above every stored id for a new row, for ties
+    score_delta: float
+    score_after: float | None
+    id: int | None = None
+    new: int | None = None
+    changed: bool = False
+
+    def point(self) -> ScorePoint | None:
+        return None if self.score_after is None else ScorePoint(self.score_after, self.occurred_at)
+
+
+def timeline_since(occurred_at: datetime) -> datetime:
+    """Return from when a contact's history must be read to score an event at `occurred_at`."""
+    return occurred_at - TREND_WINDOW
+
+
+def _last_point(rows: list[_Row], at: datetime) -> ScorePoint | None:
+    for row in reversed(rows):
+        if row.occurred_at <= at and row.score_after is not None:
+            return row.point()
+    return None
+
+
+def _score(
+    rows: list[_Row], new: _Row, contact: ContactEngagement, event: EngagementEvent
+) -> tuple[ContactEngagement, int]:
+    """Put a new row into a contact's timeline, score it and the rows after it; return the
+    contact's new state and how many later rows were scored again."""
+    key = (new.occurred_at, new.order)
+    position = next((n for n, r in enumerate(rows) if (r.occurred_at, r.order) > key), len(rows))
+    anchor = _last_point(rows[:position], new.occurred_at)
+    new.score_after = next_score(anchor, delta=new.score_delta, at=new.occurred_at)
+    rows.insert(position, new)
+    latest = ScorePoint(new.score_after, new.occurred_at)
+    later = rows[position + 1 :]
+    for row in later:
+        score = next_score(latest, delta=row.score_delta, at=row.occurred_at)
+        if score != row.score_after:
+            row.score_after, row.changed = score, True
+        latest = ScorePoint(score, row.occurred_at)
+    window_start = latest.at - TREND_WINDOW
+    trend = trend_between(score_at(_last_point(rows, window_start), window_start), latest.score)
+    at = new.occurred_at
+    replied = contact.last_replied_at
+    if event in REPLY_EVENTS and (replied is None or at > replied):
+        replied = at
+    positive = contact.last_positive_interaction_at
+    if event in POSITIVE_EVENTS and (positive is None or at > positive):
+        positive = at
+    state = ContactEngagement(
+        contact_id=contact.contact_id,
+        client_id=contact.client_id,
+        score=latest.score,
+        trend=trend,
+        last_replied_at=replied,
+        last_positive_interaction_at=positive,
+    )
+    return state, len(later)
+
+
+def record_engagements(
+    repo: EngagementRepository, *, org_id: int, events: Sequence[EngagementInput]
+) -> list[EngagementChange | None]:
+    """Record engagement events, in the order given, inside the caller's unit of work (it
+    does not commit); return what each changed, None for one not recorded (its contact does
+    not exist, or the event was recorded before, or earlier in `events`).
+
+    A handful of statements whatever the number of events: the contacts are locked in id
+    order, the keys looked up, the histories read, and the rows and contacts written at
+    once; the scoring between is pure.
+    """
+    checked: list[tuple[EngagementInput, EngagementKey | None, str | None]] = []
+    for item in events:
+        if item.occurred_at.tzinfo is None:
+            raise ValueError("occurred_at must be timezone-aware")
+        event = EngagementEvent(item.event)
+        detail = dict(item.detail or {})
+        key = engagement_key(
+            event,
+            inbound_email_id=item.inbound_email_id,
+            email_send_id=item.email_send_id,
+            detail=detail,
+        )
+        item = replace(item, event=event, detail=detail)
+        checked.append((item, key, implied_sentiment(event, item.sentiment)))
+    if not checked:
+        return []
+    contacts = repo.lock_contacts(org_id, sorted({i.contact_id for i, _, _ in checked}))
+    keyed = [(i.contact_id, i.event, k) for i, k, _ in checked if k and i.contact_id in contacts]
+    seen = repo.recorded(org_id, keyed) if keyed else set()
+    since: dict[int, datetime] = {}
+    for item, _, _ in checked:
+        if item.contact_id in contacts:
+            start = timeline_since(item.occurred_at)
+            since[item.contact_id] = min(start, since.get(item.contact_id, start))
+    stored = repo.timelines(org_id, since) if since else {}
+    timelines = {
+        contact_id: [_Row(r.occurred_at, r.id, r.score_delta, r.score_after, id=r.id) for r in rows]
+        for contact_id, rows in stored.items()
+    }
+    top = max((r.id for rows in stored.values() for r in rows), default=0)
+
+    entries: list[NewEngagement] = []
+    new_rows: list[_Row] = []
+    planned: list[tuple[int, EngagementInput, int, ContactEngagement] | None] = []
+    touched: dict[int, ContactEngagement] = {}
+    for item, key, sentiment in checked:
+        contact = touched.get(item.contact_id) or contacts.get(item.contact_id)
+        if contact is None or (key is not None and (item.contact_id, item.event, key) in seen):
+            planned.append(None)
+            continue
+        if key is not None:
+            seen.add((item.contact_id, item.event, key))
+        delta = WEIGHTS[item.event]
+        row = _Row(item.occurred_at, top + len(new_rows) + 1, delta, None, new=len(new_rows))
+        state, rescored = _score(
+            timelines.setdefault(item.contact_id, []), row, contact, item.event
+        )
+        touched[item.contact_id] = state
+        new_rows.append(row)
+        entries.append(
+            NewEngagement(
+                org_id=org_id,
+                contact_id=item.contact_id,
+                event=item.event,
+                occurred_at=item.occurred_at,
+                sentiment=sentiment,
+                score_delta=delta,
+                score_after=row.score_after or 0.0,
+                email_send_id=item.email_send_id,
+                inbound_email_id=item.inbound_email_id,
+                detail=dict(item.detail or {}),
+            )
+        )
+        planned.append((len(entries) - 1, item, rescored, state))
+
+    if not entries:
+        return [None] * len(checked)
+    # A new row scored again by a later event of the same call is written with its score.
+    final = [
+        replace(e, score_after=r.score_after or 0.0) for e, r in zip(entries, new_rows, strict=True)
+    ]
+    ids = repo.add(final)
+    repo.rescore(
+        [
+            (row.id, row.score_after or 0.0)
+            for rows in timelines.values()
+            for row in rows
+            if row.id is not None and row.changed
+        ]
+    )
+    repo.save_contacts(org_id, list(touched.values()))
+
+    results: list[EngagementChange | None] = []
+    for plan in planned:
+        if plan is None:
+            results.append(None)
+            continue
+        index, item, rescored, state = plan
+        re_engaged = None
+        if item.event in RE_ENGAGING_EVENTS and state.client_id is not None:
+            if repo.mark_client_re_engaged(
+                org_id,
+                state.client_id,
+                at=item.occurred_at,
+                stale_before=item.occurred_at - STALE_CLIENT_AFTER,
+            ):
+                re_engaged = state.client_id
+        results.append(
+            EngagementChange(
+                history_id=ids[index],
+                contact_id=item.contact_id,
+                event=item.event,
+                score_delta=entries[index].score_delta,
+                score_after=entries[index].score_after,
+                score=state.score,
+                trend=state.trend,
+                rescored=rescored,
+                re_engaged_client_id=re_engaged,
+            )
+        )
+    return results
+
+
 def record_engagement(
     repo: EngagementRepository,
     *,
@@ -437,92 +643,19 @@ def record_engagement(
     Returns None, changing nothing, when the contact does not exist or the event was
     recorded before (see the module's docstring for what makes it the same event).
     """
-    if occurred_at.tzinfo is None:
-        raise ValueError("occurred_at must be timezone-aware")
-    event = EngagementEvent(event)
-    details = dict(detail or {})
-    key = engagement_key(
-        event, inbound_email_id=inbound_email_id, email_send_id=email_send_id, detail=details
+    (change,) = record_engagements(
+        repo,
+        org_id=org_id,
+        events=[
+            EngagementInput(
+                contact_id=contact_id,
+                event=event,
+                occurred_at=occurred_at,
+                sentiment=sentiment,
+                email_send_id=email_send_id,
+                inbound_email_id=inbound_email_id,
+                detail=detail,
+            )
+        ],
     )
-    stored_sentiment = implied_sentiment(event, sentiment)
-    contact = repo.lock_contact(org_id, contact_id)
-    if contact is None:
-        return None
-    if key is not None and repo.recorded(org_id, contact_id, event, key):
-        return None
-
-    anchor = repo.last_scored_at_or_before(org_id, contact_id, occurred_at)
-    delta = WEIGHTS[event]
-    score_after = next_score(anchor.point if anchor else None, delta=delta, at=occurred_at)
-    history_id = repo.add(
-        NewEngagement(
-            org_id=org_id,
-            contact_id=contact_id,
-            event=event,
-            occurred_at=occurred_at,
-            sentiment=stored_sentiment,
-            score_delta=delta,
-            score_after=score_after,
-            email_send_id=email_send_id,
-            inbound_email_id=inbound_email_id,
-            detail=details,
-        )
-    )
-
-    # Rows after this one (it came late) are scored again from it, in time order.
-    latest = ScorePoint(score_after, occurred_at)
-    timeline = [latest]
-    later = repo.scored_after(org_id, contact_id, occurred_at)
-    for row in later:
-        score = next_score(latest, delta=row.score_delta, at=row.occurred_at)
-        if score != row.score_after:
-            repo.rescore(row.id, score)
-        latest = ScorePoint(score, row.occurred_at)
-        timeline.append(latest)
-
-    window_start = latest.at - TREND_WINDOW
-    before: ScorePoint | None
-    if window_start >= occurred_at:
-        # The score 30 days before the latest event is among the rows just scored.
-        before = [p for p in timeline if p.at <= window_start][-1]
-    else:
-        # It is older than this event, so this event did not change it.
-        older = repo.last_scored_at_or_before(org_id, contact_id, window_start)
-        before = older.point if older is not None else None
-    trend = trend_between(score_at(before, window_start), latest.score)
-
-    replied = contact.last_replied_at
-    if event in REPLY_EVENTS and (replied is None or occurred_at > replied):
-        replied = occurred_at
-    positive = contact.last_positive_interaction_at
-    if event in POSITIVE_EVENTS and (positive is None or occurred_at > positive):
-        positive = occurred_at
-    repo.save_contact(
-        org_id,
-        contact_id,
-        score=latest.score,
-        trend=trend,
-        last_replied_at=replied,
-        last_positive_interaction_at=positive,
-    )
-
-    re_engaged = None
-    if event in RE_ENGAGING_EVENTS and contact.client_id is not None:
-        if repo.mark_client_re_engaged(
-            org_id,
-            contact.client_id,
-            at=occurred_at,
-            stale_before=occurred_at - STALE_CLIENT_AFTER,
-        ):
-            re_engaged = contact.client_id
-    return EngagementChange(
-        history_id=history_id,
-        contact_id=contact_id,
-        event=event,
-        score_delta=delta,
-        score_after=score_after,
-        score=latest.score,
-        trend=trend,
-        rescored=len(later),
-        re_engaged_client_id=re_engaged,
-    )
+    return change

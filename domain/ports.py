@@ -8,7 +8,7 @@ implement them in memory (tests/unit/fakes.py).
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol, Self
@@ -17,7 +17,7 @@ from domain.accounts import Org, OrgSummary, StoredToken, TokenSummary, User
 from domain.audience import AudienceCriteria, AudienceSize
 from domain.campaigns import Campaign, CampaignFields
 from domain.cards import Card, CardState, CardType, CardView, InFlightCard, Priority
-from domain.contacts import ContactContext, EngagementTrend, TokenScope, UserRole
+from domain.contacts import ContactContext, TokenScope, UserRole
 from domain.drafting import Draft, DraftRequest
 from domain.engagement import (
     ContactEngagement,
@@ -854,46 +854,34 @@ class EngagementRepository(Protocol):
     Used inside the caller's unit of work; nothing here commits.
     """
 
-    def lock_contact(self, org_id: int, contact_id: int) -> ContactEngagement | None:
-        """Return a contact's engagement, holding its row until the transaction ends (so
-        two writers of the same contact take turns); None if there is no such contact."""
+    def lock_contacts(
+        self, org_id: int, contact_ids: Sequence[int]
+    ) -> dict[int, ContactEngagement]:
+        """Return the engagement of the contacts that exist, holding their rows (locked in
+        id order) until the transaction ends, so two writers of a contact take turns."""
         ...
 
     def recorded(
-        self, org_id: int, contact_id: int, event: EngagementEvent, key: EngagementKey
-    ) -> bool:
-        """Tell whether the contact's history already holds this event with this reference."""
+        self, org_id: int, keys: Sequence[tuple[int, EngagementEvent, EngagementKey]]
+    ) -> set[tuple[int, EngagementEvent, EngagementKey]]:
+        """Return which of these (contact id, event, reference) the history already holds."""
         ...
 
-    def last_scored_at_or_before(
-        self, org_id: int, contact_id: int, at: datetime
-    ) -> ScoredEvent | None:
-        """Return the contact's latest scored row at or before `at` (ties: the last stored)."""
+    def timelines(self, org_id: int, since: Mapping[int, datetime]) -> dict[int, list[ScoredEvent]]:
+        """Return each contact's history rows from (at the latest) its `since` on, all of
+        them, in time order (ties by id), after the latest scored row before that."""
         ...
 
-    def scored_after(self, org_id: int, contact_id: int, at: datetime) -> list[ScoredEvent]:
-        """Return the contact's rows after `at`, in time order (ties by id)."""
+    def add(self, entries: Sequence[NewEngagement]) -> list[int]:
+        """Store history rows; return their ids, in order (ascending)."""
         ...
 
-    def add(self, entry: NewEngagement) -> int:
-        """Store a history row; return its id."""
+    def rescore(self, scores: Sequence[tuple[int, float]]) -> None:
+        """Change rows' `score_after` (history id, score): an earlier event came after them."""
         ...
 
-    def rescore(self, history_id: int, score_after: float) -> None:
-        """Change a row's `score_after` (an earlier event arrived after it)."""
-        ...
-
-    def save_contact(
-        self,
-        org_id: int,
-        contact_id: int,
-        *,
-        score: float,
-        trend: EngagementTrend,
-        last_replied_at: datetime | None,
-        last_positive_interaction_at: datetime | None,
-    ) -> None:
-        """Write the contact's score, trend and interaction dates."""
+    def save_contacts(self, org_id: int, states: Sequence[ContactEngagement]) -> None:
+        """Write contacts' score, trend and interaction dates."""
         ...
 
     def mark_client_re_engaged(

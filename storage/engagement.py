@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from domain.contacts import EngagementTrend
@@ -36,6 +36,7 @@ from domain.engagement import (
     EngagementEntry,
     EngagementEvent,
     EngagementHistory,
+    EngagementInput,
     EngagementKey,
     InboundRef,
     NewEngagement,
@@ -43,7 +44,7 @@ from domain.engagement import (
     SendRef,
     StepEngagement,
     orders_after_replies,
-    record_engagement,
+    record_engagements,
     score_at,
     trend_of,
 )
@@ -59,6 +60,13 @@ _H = m.ContactEngagementEvent
 # `email_sent`. Read as the event they are.
 _LEGACY_EVENTS: Final[dict[str, EngagementEvent]] = {"email_sent": EngagementEvent.SENT}
 _KNOWN_EVENTS: Final = [e.value for e in EngagementEvent] + list(_LEGACY_EVENTS)
+
+
+def _table(model: type[m.Base]) -> Table:
+    table = model.__table__
+    if not isinstance(table, Table):
+        raise TypeError(f"{model.__name__} is not mapped to a table")
+    return table
 
 
 def _postgres(session: Session) -> bool:
@@ -90,50 +98,88 @@ class EngagementRepo:
     def _history(self, org_id: int, contact_id: int) -> ColumnElement[bool]:
         return and_(_H.org_id == org_id, _H.contact_id == contact_id)
 
-    def lock_contact(self, org_id: int, contact_id: int) -> ContactEngagement | None:
-        """Return a contact's engagement, its row locked until the transaction ends."""
+    def lock_contacts(
+        self, org_id: int, contact_ids: Sequence[int]
+    ) -> dict[int, ContactEngagement]:
+        """Return the contacts' engagement, their rows locked (in id order) on PostgreSQL."""
         c = m.Contact
-        query = select(
-            c.id,
-            c.client_id,
-            c.engagement_score,
-            c.engagement_trend,
-            c.last_replied_at,
-            c.last_positive_interaction_at,
-        ).where(c.org_id == org_id, c.id == contact_id)
-        if _postgres(self._s):
-            query = query.with_for_update()
-        row = self._s.execute(query).one_or_none()
-        if row is None:
-            return None
-        return ContactEngagement(
-            contact_id=row.id,
-            client_id=row.client_id,
-            score=float(row.engagement_score),
-            trend=_trend(row.engagement_trend),
-            last_replied_at=row.last_replied_at,
-            last_positive_interaction_at=row.last_positive_interaction_at,
-        )
+        found: dict[int, ContactEngagement] = {}
+        for chunk in _chunks(sorted(set(contact_ids)), 1000):
+            query = (
+                select(
+                    c.id,
+                    c.client_id,
+                    c.engagement_score,
+                    c.engagement_trend,
+                    c.last_replied_at,
+                    c.last_positive_interaction_at,
+                )
+                .where(c.org_id == org_id, c.id.in_(chunk))
+                .order_by(c.id)
+            )
+            if _postgres(self._s):
+                query = query.with_for_update()
+            for row in self._s.execute(query):
+                found[row.id] = ContactEngagement(
+                    contact_id=row.id,
+                    client_id=row.client_id,
+                    score=float(row.engagement_score),
+                    trend=_trend(row.engagement_trend),
+                    last_replied_at=row.last_replied_at,
+                    last_positive_interaction_at=row.last_positive_interaction_at,
+                )
+        return found
 
     def recorded(
-        self, org_id: int, contact_id: int, event: EngagementEvent, key: EngagementKey
-    ) -> bool:
-        """Tell whether the contact's history already holds this event with this reference."""
-        query = select(_H.id).where(self._history(org_id, contact_id), _H.event == event.value)
-        if key.inbound_email_id is not None:
-            query = query.where(_H.inbound_email_id == key.inbound_email_id)
-        elif key.email_send_id is not None:
-            query = query.where(_H.email_send_id == key.email_send_id)
-        elif key.order_id is not None:
-            query = query.where(_H.detail["order_id"].as_integer() == key.order_id)
-        else:
-            raise ValueError("an engagement key needs one reference")
-        return self._s.scalar(query.limit(1)) is not None
+        self, org_id: int, keys: Sequence[tuple[int, EngagementEvent, EngagementKey]]
+    ) -> set[tuple[int, EngagementEvent, EngagementKey]]:
+        """Return which of these (contact id, event, reference) the history already holds."""
+        wanted = set(keys)
+        found: set[tuple[int, EngagementEvent, EngagementKey]] = set()
+        by_kind: dict[str, list[tuple[int, EngagementEvent, EngagementKey]]] = {}
+        for key in wanted:
+            ref = key[2]
+            kind = (
+                "inbound"
+                if ref.inbound_email_id is not None
+                else "send"
+                if ref.email_send_id is not None
+                else "order"
+            )
+            by_kind.setdefault(kind, []).append(key)
+        for kind, group in by_kind.items():
+            column: Any = {
+                "inbound": _H.inbound_email_id,
+                "send": _H.email_send_id,
+                "order": _H.detail["order_id"].as_integer(),
+            }[kind]
+            for chunk in _chunks(sorted({k[0] for k in group}), 1000):
+                rows = self._s.execute(
+                    select(_H.contact_id, _H.event, column).where(
+                        _H.org_id == org_id,
+                        _H.contact_id.in_(chunk),
+                        _H.event.in_(sorted({k[1].value for k in group})),
+                        column.is_not(None),
+                    )
+                )
+                for contact_id, event, ref in rows:
+                    key = (
+                        contact_id,
+                        _event(event),
+                        EngagementKey(
+                            inbound_email_id=ref if kind == "inbound" else None,
+                            email_send_id=ref if kind == "send" else None,
+                            order_id=ref if kind == "order" else None,
+                        ),
+                    )
+                    if key in wanted:
+                        found.add(key)
+        return found
 
     def last_scored_at_or_before(
         self, org_id: int, contact_id: int, at: datetime
     ) -> ScoredEvent | None:
-        """Return the contact's latest scored row at or before `at`."""
+        """Return the contact's latest scored row at or before `at` (the read model's)."""
         row = self._s.execute(
             select(_H.id, _H.occurred_at, _H.score_delta, _H.score_after)
             .where(
@@ -146,61 +192,106 @@ class EngagementRepo:
         ).one_or_none()
         return None if row is None else _scored(row)
 
-    def scored_after(self, org_id: int, contact_id: int, at: datetime) -> list[ScoredEvent]:
-        """Return the contact's rows after `at`, in time order (ties by id)."""
-        rows = self._s.execute(
-            select(_H.id, _H.occurred_at, _H.score_delta, _H.score_after)
-            .where(self._history(org_id, contact_id), _H.occurred_at > at)
-            .order_by(_H.occurred_at, _H.id)
-        )
-        return [_scored(row) for row in rows]
+    def timelines(self, org_id: int, since: Mapping[int, datetime]) -> dict[int, list[ScoredEvent]]:
+        """Return each contact's rows from the earliest `since` of the call on, after its
+        latest scored row before that: two queries for any number of contacts."""
+        result: dict[int, list[ScoredEvent]] = {}
+        if not since:
+            return result
+        start = min(since.values())
+        columns = (_H.contact_id, _H.id, _H.occurred_at, _H.score_delta, _H.score_after)
+        for chunk in _chunks(sorted(since), 1000):
+            ranked = (
+                select(
+                    *columns,
+                    func.row_number()
+                    .over(
+                        partition_by=_H.contact_id,
+                        order_by=(_H.occurred_at.desc(), _H.id.desc()),
+                    )
+                    .label("rank"),
+                )
+                .where(
+                    _H.org_id == org_id,
+                    _H.contact_id.in_(chunk),
+                    _H.occurred_at < start,
+                    _H.score_after.is_not(None),
+                )
+                .subquery()
+            )
+            before = {
+                row.contact_id: _scored(row)
+                for row in self._s.execute(select(ranked).where(ranked.c.rank == 1))
+            }
+            for contact_id in chunk:
+                result[contact_id] = [before[contact_id]] if contact_id in before else []
+            for row in self._s.execute(
+                select(*columns)
+                .where(_H.org_id == org_id, _H.contact_id.in_(chunk), _H.occurred_at >= start)
+                .order_by(_H.contact_id, _H.occurred_at, _H.id)
+            ):
+                result[row.contact_id].append(_scored(row))
+        return result
 
-    def add(self, entry: NewEngagement) -> int:
-        """Store a history row; return its id."""
-        row = _H(
-            org_id=entry.org_id,
-            contact_id=entry.contact_id,
-            event=entry.event.value,
-            occurred_at=entry.occurred_at,
-            sentiment=entry.sentiment,
-            score_delta=entry.score_delta,
-            score_after=entry.score_after,
-            email_send_id=entry.email_send_id,
-            inbound_email_id=entry.inbound_email_id,
-            detail=dict(entry.detail),
-        )
-        self._s.add(row)
+    def add(self, entries: Sequence[NewEngagement]) -> list[int]:
+        """Store history rows; return their ids, in order."""
+        rows = [
+            _H(
+                org_id=entry.org_id,
+                contact_id=entry.contact_id,
+                event=entry.event.value,
+                occurred_at=entry.occurred_at,
+                sentiment=entry.sentiment,
+                score_delta=entry.score_delta,
+                score_after=entry.score_after,
+                email_send_id=entry.email_send_id,
+                inbound_email_id=entry.inbound_email_id,
+                detail=dict(entry.detail),
+            )
+            for entry in entries
+        ]
+        self._s.add_all(rows)
         self._s.flush()
-        return row.id
+        return [row.id for row in rows]
 
-    def rescore(self, history_id: int, score_after: float) -> None:
-        """Change a row's `score_after`."""
+    def rescore(self, scores: Sequence[tuple[int, float]]) -> None:
+        """Change rows' `score_after`."""
+        if not scores:
+            return
+        # Core statements: an ORM UPDATE with many parameter sets is a bulk update by
+        # primary key, which wants the key under its own name.
+        table = _table(_H)
         self._s.execute(
-            update(_H).where(_H.id == history_id).values(score_after=score_after),
-            execution_options={"synchronize_session": False},
+            update(table)
+            .where(table.c.id == bindparam("row_id"))
+            .values(score_after=bindparam("score")),
+            [{"row_id": row_id, "score": score} for row_id, score in scores],
         )
 
-    def save_contact(
-        self,
-        org_id: int,
-        contact_id: int,
-        *,
-        score: float,
-        trend: EngagementTrend,
-        last_replied_at: datetime | None,
-        last_positive_interaction_at: datetime | None,
-    ) -> None:
-        """Write the contact's score, trend and interaction dates."""
+    def save_contacts(self, org_id: int, states: Sequence[ContactEngagement]) -> None:
+        """Write contacts' score, trend and interaction dates."""
+        if not states:
+            return
+        c = _table(m.Contact).c
         self._s.execute(
-            update(m.Contact)
-            .where(m.Contact.org_id == org_id, m.Contact.id == contact_id)
+            update(_table(m.Contact))
+            .where(c.org_id == org_id, c.id == bindparam("contact"))
             .values(
-                engagement_score=score,
-                engagement_trend=trend.value,
-                last_replied_at=last_replied_at,
-                last_positive_interaction_at=last_positive_interaction_at,
+                engagement_score=bindparam("score"),
+                engagement_trend=bindparam("trend"),
+                last_replied_at=bindparam("replied"),
+                last_positive_interaction_at=bindparam("positive"),
             ),
-            execution_options={"synchronize_session": False},
+            [
+                {
+                    "contact": state.contact_id,
+                    "score": state.score,
+                    "trend": state.trend.value,
+                    "replied": state.last_replied_at,
+                    "positive": state.last_positive_interaction_at,
+                }
+                for state in states
+            ],
         )
 
     def mark_client_re_engaged(
@@ -303,19 +394,21 @@ def record_orders_after_replies(
         )
     ):
         replies.setdefault(contact_id, []).append(occurred_at)
-    repo = EngagementRepo(session)
-    recorded = 0
-    for order_id, contact_id, ordered_at in orders_after_replies(candidates, replies):
-        change = record_engagement(
-            repo,
-            org_id=org_id,
-            contact_id=contact_id,
-            event=EngagementEvent.ORDER_AFTER_REPLY,
-            occurred_at=ordered_at,
-            detail={"order_id": order_id},
-        )
-        recorded += change is not None
-    return recorded
+    found = orders_after_replies(candidates, replies)
+    changes = record_engagements(
+        EngagementRepo(session),
+        org_id=org_id,
+        events=[
+            EngagementInput(
+                contact_id=contact_id,
+                event=EngagementEvent.ORDER_AFTER_REPLY,
+                occurred_at=ordered_at,
+                detail={"order_id": order_id},
+            )
+            for order_id, contact_id, ordered_at in found
+        ],
+    )
+    return sum(change is not None for change in changes)
 
 
 # --- the read model of the API ---------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 import builtins
 import copy
 import itertools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -890,86 +890,79 @@ class FakeEngagement:
     def _s(self) -> EngagementStore:
         return self._h.engagement
 
-    def lock_contact(self, org_id: int, contact_id: int) -> ContactEngagement | None:
-        found = self._s.contacts.get((org_id, contact_id))
-        if found is not None:
-            self._s.locked.append((org_id, contact_id))
+    def lock_contacts(
+        self, org_id: int, contact_ids: Sequence[int]
+    ) -> dict[int, ContactEngagement]:
+        found = {}
+        for contact_id in sorted(contact_ids):
+            contact = self._s.contacts.get((org_id, contact_id))
+            if contact is not None:
+                self._s.locked.append((org_id, contact_id))
+                found[contact_id] = contact
         return found
 
     def recorded(
-        self, org_id: int, contact_id: int, event: EngagementEvent, key: EngagementKey
-    ) -> bool:
-        for row in self._s.history(org_id, contact_id):
-            if row.event != event.value:
+        self, org_id: int, keys: Sequence[tuple[int, EngagementEvent, EngagementKey]]
+    ) -> set[tuple[int, EngagementEvent, EngagementKey]]:
+        stored = set()
+        for row in self._s.rows:
+            if row.org_id != org_id:
                 continue
-            if key.inbound_email_id is not None:
-                if row.inbound_email_id == key.inbound_email_id:
-                    return True
-            elif key.email_send_id is not None:
-                if row.email_send_id == key.email_send_id:
-                    return True
-            elif row.detail.get("order_id") == key.order_id:
-                return True
-        return False
+            event = EngagementEvent(row.event)
+            if row.inbound_email_id is not None:
+                stored.add((row.contact_id, event, EngagementKey(row.inbound_email_id)))
+            if row.email_send_id is not None:
+                stored.add((row.contact_id, event, EngagementKey(email_send_id=row.email_send_id)))
+            order_id = row.detail.get("order_id")
+            if isinstance(order_id, int):
+                stored.add((row.contact_id, event, EngagementKey(order_id=order_id)))
+        return {key for key in keys if key in stored}
 
     @staticmethod
     def _scored(row: HistoryRow) -> ScoredEvent:
         return ScoredEvent(row.id, row.occurred_at, row.score_delta, row.score_after)
 
-    def last_scored_at_or_before(
-        self, org_id: int, contact_id: int, at: datetime
-    ) -> ScoredEvent | None:
-        found = [
-            r
-            for r in self._s.history(org_id, contact_id)
-            if r.occurred_at <= at and r.score_after is not None
-        ]
-        return self._scored(found[-1]) if found else None
+    def timelines(self, org_id: int, since: Mapping[int, datetime]) -> dict[int, list[ScoredEvent]]:
+        result = {}
+        for contact_id, start in since.items():
+            rows = self._s.history(org_id, contact_id)
+            before = [r for r in rows if r.occurred_at < start and r.score_after is not None]
+            result[contact_id] = [self._scored(r) for r in before[-1:]] + [
+                self._scored(r) for r in rows if r.occurred_at >= start
+            ]
+        return result
 
-    def scored_after(self, org_id: int, contact_id: int, at: datetime) -> list[ScoredEvent]:
-        return [self._scored(r) for r in self._s.history(org_id, contact_id) if r.occurred_at > at]
-
-    def add(self, entry: NewEngagement) -> int:
-        row_id = max((r.id for r in self._s.rows), default=0) + 1
-        self._s.rows.append(
-            HistoryRow(
-                id=row_id,
-                org_id=entry.org_id,
-                contact_id=entry.contact_id,
-                event=entry.event.value,
-                occurred_at=entry.occurred_at,
-                sentiment=entry.sentiment,
-                score_delta=entry.score_delta,
-                score_after=entry.score_after,
-                email_send_id=entry.email_send_id,
-                inbound_email_id=entry.inbound_email_id,
-                detail=dict(entry.detail),
+    def add(self, entries: Sequence[NewEngagement]) -> list[int]:
+        ids = []
+        for entry in entries:
+            row_id = max((r.id for r in self._s.rows), default=0) + 1
+            self._s.rows.append(
+                HistoryRow(
+                    id=row_id,
+                    org_id=entry.org_id,
+                    contact_id=entry.contact_id,
+                    event=entry.event.value,
+                    occurred_at=entry.occurred_at,
+                    sentiment=entry.sentiment,
+                    score_delta=entry.score_delta,
+                    score_after=entry.score_after,
+                    email_send_id=entry.email_send_id,
+                    inbound_email_id=entry.inbound_email_id,
+                    detail=dict(entry.detail),
+                )
             )
-        )
-        return row_id
+            ids.append(row_id)
+        return ids
 
-    def rescore(self, history_id: int, score_after: float) -> None:
-        for n, row in enumerate(self._s.rows):
-            if row.id == history_id:
-                self._s.rows[n] = replace(row, score_after=score_after)
+    def rescore(self, scores: Sequence[tuple[int, float]]) -> None:
+        by_id = dict(scores)
+        self._s.rows = [
+            replace(r, score_after=by_id[r.id]) if r.id in by_id else r for r in self._s.rows
+        ]
 
-    def save_contact(
-        self,
-        org_id: int,
-        contact_id: int,
-        *,
-        score: float,
-        trend: EngagementTrend,
-        last_replied_at: datetime | None,
-        last_positive_interaction_at: datetime | None,
-    ) -> None:
-        self._s.contacts[(org_id, contact_id)] = replace(
-            self._s.contacts[(org_id, contact_id)],
-            score=score,
-            trend=trend,
-            last_replied_at=last_replied_at,
-            last_positive_interaction_at=last_positive_interaction_at,
-        )
+    def save_contacts(self, org_id: int, states: Sequence[ContactEngagement]) -> None:
+        for state in states:
+            self._s.contacts[(org_id, state.contact_id)] = state
 
     def mark_client_re_engaged(
         self, org_id: int, client_id: int, *, at: datetime, stale_before: datetime

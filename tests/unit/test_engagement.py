@@ -17,10 +17,12 @@ from domain.engagement import (
     WEIGHTS,
     EngagementChange,
     EngagementEvent,
+    EngagementInput,
     ScorePoint,
     decayed,
     next_score,
     record_engagement,
+    record_engagements,
     reply_event,
     trend_between,
     trend_of,
@@ -372,3 +374,42 @@ def test_whatever_order_events_arrive_in_the_scores_are_those_of_time_order(
         b.last_replied_at,
         b.last_positive_interaction_at,
     )
+
+
+# --- many events at once ----------------------------------------------------------------
+
+
+def test_many_events_at_once_score_as_the_same_events_one_by_one(h: Holder) -> None:
+    events = [
+        EngagementInput(DANA, E.POSITIVE_REPLY, T0 + timedelta(days=40), inbound_email_id=2),
+        EngagementInput(RAY, E.REPLIED, T0, inbound_email_id=3),
+        EngagementInput(DANA, E.MEETING_REQUEST, T0, inbound_email_id=1),  # earlier: late
+        EngagementInput(DANA, E.ORDER_AFTER_REPLY, T0 + timedelta(days=41), detail={"order_id": 9}),
+    ]
+    one_by_one = Holder()
+    for item in events:
+        one_by_one.record(
+            item.event,
+            item.occurred_at,
+            contact_id=item.contact_id,
+            inbound_email_id=item.inbound_email_id,
+            detail=item.detail,
+        )
+
+    changes = record_engagements(h.repo, org_id=ORG, events=events)
+
+    assert [c is not None for c in changes] == [True, True, True, True]
+    assert h.scores() == one_by_one.scores()
+    assert h.scores(RAY) == one_by_one.scores(RAY)
+    assert h.store.contacts == one_by_one.store.contacts
+    # The contacts are locked once each, in id order, before anything is checked.
+    assert h.store.locked == [(ORG, DANA), (ORG, RAY)]
+
+
+def test_the_same_event_twice_in_one_call_is_recorded_once(h: Holder) -> None:
+    twice = [EngagementInput(DANA, E.ORDER_AFTER_REPLY, T0, detail={"order_id": 4})] * 2
+
+    changes = record_engagements(h.repo, org_id=ORG, events=twice)
+
+    assert [c is not None for c in changes] == [True, False]
+    assert h.scores() == [("order_after_reply", 40.0)]
