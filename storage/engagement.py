@@ -21,7 +21,7 @@ import binascii
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from sqlalchemy import ColumnElement, Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -55,6 +55,7 @@ from domain.sending import OutboxStatus
 from storage import models as m
 
 _H = m.ContactEngagementEvent
+_T = TypeVar("_T")
 
 # Rows written before the engagement service by other names: the card's send recorded
 # `email_sent`. Read as the event they are.
@@ -337,63 +338,79 @@ class EngagementRepo:
 # --- orders that follow a reply --------------------------------------------------------
 
 
+Repliers = dict[int, list[tuple[int, datetime]]]  # client id → (contact id, last reply)
+
+
+def load_repliers(session: Session, org_id: int) -> Repliers:
+    """Return, by client, the organization's contacts that ever replied, with their last
+    reply: the only contacts an order can follow."""
+    found: Repliers = {}
+    c = m.Contact
+    for contact_id, client_id, last_reply in session.execute(
+        select(c.id, c.client_id, c.last_replied_at).where(
+            c.org_id == org_id, c.last_replied_at.is_not(None), c.client_id.is_not(None)
+        )
+    ):
+        if client_id is not None and last_reply is not None:
+            found.setdefault(client_id, []).append((contact_id, last_reply))
+    return found
+
+
 def record_orders_after_replies(
     session: Session,
     org_id: int,
-    order_numbers: Sequence[str],
+    orders: Sequence[tuple[str, int, datetime]],
     *,
-    earliest: datetime | None = None,
+    repliers: Repliers | None = None,
 ) -> int:
     """Record ORDER_AFTER_REPLY for each contact who replied within the 30 days before one
-    of these orders of their client; return how many were recorded (repeats record none).
+    of these orders (order number, client id, ordered at) of their client; return how many
+    were recorded (an order recorded before records nothing).
 
-    Set-based: one query finds the orders' clients' contacts whose last reply is recent
-    enough to matter (most orders have none, and the work ends there), one reads those
-    contacts' reply times; only the pairs that qualify are recorded one by one.
-    `earliest` (the orders' earliest date, when the caller knows it) saves a query.
+    Set-based: the contacts that ever replied (`repliers`, which an import reads once for
+    all its batches) say which orders may follow a reply, in memory; most batches stop
+    there. For the others one query reads the orders' ids, one the reply times of their
+    contacts, and `record_engagements` records them with a handful of statements.
     """
-    if not order_numbers:
-        return 0
-    o, c = m.AppraisalOrder, m.Contact
-    numbers = sorted(set(order_numbers))
-    if earliest is None:
-        earliest = session.scalar(
-            select(func.min(o.ordered_at)).where(o.org_id == org_id, o.order_number.in_(numbers))
-        )
-        if earliest is None:
-            return 0
-    opens = earliest - ORDER_AFTER_REPLY_WINDOW
-    pairs = session.execute(
-        select(o.id, c.id, o.ordered_at, c.last_replied_at)
-        .join(c, and_(c.org_id == o.org_id, c.client_id == o.client_id))
-        .where(
-            o.org_id == org_id,
-            o.order_number.in_(numbers),
-            c.last_replied_at.is_not(None),
-            c.last_replied_at >= opens,
-        )
-        .order_by(c.id, o.id)
-    ).all()
-    # The last reply must be no older than the window before the order itself.
-    candidates = [
-        (order_id, contact_id, ordered_at)
-        for order_id, contact_id, ordered_at, last_reply in pairs
-        if last_reply is not None and last_reply >= ordered_at - ORDER_AFTER_REPLY_WINDOW
+    if repliers is None:
+        repliers = load_repliers(session, org_id)
+    window = ORDER_AFTER_REPLY_WINDOW
+    maybe = [
+        (number, contact_id, ordered_at)
+        for number, client_id, ordered_at in orders
+        for contact_id, last_reply in repliers.get(client_id, [])
+        if last_reply >= ordered_at - window
     ]
+    if not maybe:
+        return 0
+    o = m.AppraisalOrder
+    numbers = sorted({number for number, _, _ in maybe})
+    order_ids: dict[str, int] = {}
+    for batch in _chunks(numbers, 1000):
+        for number, order_id in session.execute(
+            select(o.order_number, o.id).where(o.org_id == org_id, o.order_number.in_(batch))
+        ):
+            order_ids[number] = order_id
+    candidates = sorted(
+        {(order_ids[n], contact_id, at) for n, contact_id, at in maybe if n in order_ids},
+        key=lambda c: (c[1], c[0]),
+    )
     if not candidates:
         return 0
-    latest = max(ordered_at for _, _, ordered_at in candidates)
+    opens = min(at for _, _, at in candidates) - window
+    latest = max(at for _, _, at in candidates)
     replies: dict[int, list[datetime]] = {}
-    for contact_id, occurred_at in session.execute(
-        select(_H.contact_id, _H.occurred_at).where(
-            _H.org_id == org_id,
-            _H.contact_id.in_(sorted({contact for _, contact, _ in candidates})),
-            _H.event.in_([e.value for e in REPLY_EVENTS]),
-            _H.occurred_at >= opens,
-            _H.occurred_at <= latest,
-        )
-    ):
-        replies.setdefault(contact_id, []).append(occurred_at)
+    for chunk in _chunks(sorted({contact for _, contact, _ in candidates}), 1000):
+        for contact_id, occurred_at in session.execute(
+            select(_H.contact_id, _H.occurred_at).where(
+                _H.org_id == org_id,
+                _H.contact_id.in_(chunk),
+                _H.event.in_([e.value for e in REPLY_EVENTS]),
+                _H.occurred_at >= opens,
+                _H.occurred_at <= latest,
+            )
+        ):
+            replies.setdefault(contact_id, []).append(occurred_at)
     found = orders_after_replies(candidates, replies)
     changes = record_engagements(
         EngagementRepo(session),
@@ -755,6 +772,6 @@ class _Tally:
         )
 
 
-def _chunks(values: Sequence[int], size: int) -> Iterable[list[int]]:
+def _chunks(values: Sequence[_T], size: int) -> Iterable[list[_T]]:
     for start in range(0, len(values), size):
         yield list(values[start : start + size])
