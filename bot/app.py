@@ -8,6 +8,7 @@ or at a local stand-in), the use cases, the Bolt app, the task worker and the ro
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -39,11 +40,12 @@ from domain.jobs import TaskKind
 from domain.mail import SendOutcome
 from domain.mailboxes import MailboxAllowances
 from domain.outreach import Outreach
-from domain.ports import DraftModel, Mailer
+from domain.ports import DraftModel, Mailer, MessageClassifier
+from domain.rules import Rules
 from domain.sending import SendLimits
 from domain.suppression import Suppression
 from handlers import gmail_push
-from handlers.api import cards, engagement, health, jobs, marketing, unsubscribe
+from handlers.api import cards, engagement, health, inbound_rules, jobs, marketing, unsubscribe
 from handlers.api import gmail as gmail_api
 from handlers.api.deps import Services
 from handlers.api.docs import error_answer, install_docs
@@ -51,8 +53,9 @@ from handlers.api.errors import error_body, install_error_handlers
 from handlers.api.gmail import GmailIntegration
 from handlers.request_limits import RequestLimitMiddleware
 from handlers.slack.common import SlackDeps
-from integrations.crypto import LinkSigner, SecretBox
+from integrations.crypto import LinkSigner, MailtoUnsubscribeTokens, SecretBox
 from integrations.gmail.sender import gmail_service
+from integrations.regex_re2 import Re2Engine
 from jobs.recovery import RecoverySweep
 from jobs.slack_replay import SlackReplayWorker
 from jobs.worker import TaskWorker
@@ -79,8 +82,15 @@ class Runtime:
     bolt: App | None
     secrets: SecretBox
     unsubscribe_signer: LinkSigner
+    # Reads the token of our List-Unsubscribe mailto plus-address (the inbound pipeline).
+    unsubscribe_tokens: MailtoUnsubscribeTokens
     suppression: Suppression
     mailbox_allowances: MailboxAllowances
+    rules: Rules
+    #: Classifies inbound mail: Claude (ANTHROPIC_FAST_MODEL) with a key, else the offline
+    #: model; `offline_classifier` is the one to fall back on when Claude is away.
+    message_classifier: MessageClassifier
+    offline_classifier: MessageClassifier
     gmail: GmailIntegration | None = None
     slack_worker: SlackReplayWorker | None = None
 
@@ -175,6 +185,41 @@ def build_drafter(settings: Settings) -> DraftModel | None:
     return ClaudeDrafter(client, model=settings.ANTHROPIC_MODEL)
 
 
+def build_message_classifiers(settings: Settings) -> tuple[MessageClassifier, MessageClassifier]:
+    """Return (the classifier to use, the offline one): Claude when a key is set."""
+    from integrations.offline_classifier import OfflineClassifier
+
+    offline = OfflineClassifier()  # its model is trained at the first classification
+    if not settings.ANTHROPIC_API_KEY:
+        return offline, offline
+    from integrations.claude import build_anthropic_client
+    from integrations.claude_classifier import ClaudeClassifier
+
+    client = build_anthropic_client(settings.ANTHROPIC_API_KEY, settings.ANTHROPIC_BASE_URL)
+    claude = ClaudeClassifier(
+        client, model=settings.ANTHROPIC_FAST_MODEL, concurrency=settings.ANTHROPIC_CONCURRENCY
+    )
+    return claude, offline
+
+
+def check_claude_models(settings: Settings) -> list[dict[str, str]]:
+    """Ask the Models API about ANTHROPIC_MODEL and ANTHROPIC_FAST_MODEL (logged; never raises)."""
+    if not settings.ANTHROPIC_API_KEY:
+        return []
+    from integrations.claude import build_anthropic_client
+    from integrations.claude_models import check_models
+
+    client = build_anthropic_client(settings.ANTHROPIC_API_KEY, settings.ANTHROPIC_BASE_URL)
+    checks = check_models(
+        client,
+        [
+            ("ANTHROPIC_MODEL", settings.ANTHROPIC_MODEL),
+            ("ANTHROPIC_FAST_MODEL", settings.ANTHROPIC_FAST_MODEL),
+        ],
+    )
+    return [{"setting": check.setting, **check.as_json()} for check in checks]
+
+
 def build_runtime(
     settings: Settings,
     *,
@@ -187,6 +232,7 @@ def build_runtime(
     services = services or build_services(settings)
     secrets = SecretBox(settings.SALESBOT_SECRET_KEY)
     unsubscribe_signer = LinkSigner(settings.SALESBOT_SECRET_KEY, purpose="unsubscribe")
+    unsubscribe_tokens = MailtoUnsubscribeTokens(settings.SALESBOT_SECRET_KEY)
     base = settings.PUBLIC_BASE_URL.rstrip("/")
 
     def unsubscribe_url(org_id: int, contact_id: int) -> str:
@@ -210,6 +256,7 @@ def build_runtime(
         services,
         uow=uow,
         unsubscribe_url=unsubscribe_url,
+        unsubscribe_token=unsubscribe_tokens.build,
         client_for_org=slack.client_for_org if slack is not None else None,
         limits=limits,
     )
@@ -224,6 +271,8 @@ def build_runtime(
     )
     service_deps = Deps(uow=uow, clock=services.clock)
     catalog = Catalog(service_deps)
+    # One per process: its per-org cache of rules is shared by the routes, Slack and inbound.
+    rules = Rules(service_deps, regex=Re2Engine())
     outreach = Outreach.build(
         service_deps,
         unsubscribe_url=unsubscribe_url,
@@ -281,6 +330,7 @@ def build_runtime(
         deps = SlackDeps(
             outreach=outreach,
             accounts=services.accounts,
+            rules=rules,
             session_factory=services.session_factory,
             clock=services.clock,
             wake_worker=worker.wake,
@@ -310,6 +360,7 @@ def build_runtime(
             authorize=slack.authorize,
             lazy_runner=QueuedLazyRunner(slack_calls, services.clock, on_stored=slack_worker.wake),
         )
+    message_classifier, offline_classifier = build_message_classifiers(settings)
     return Runtime(
         settings=settings,
         services=services,
@@ -321,8 +372,12 @@ def build_runtime(
         bolt=bolt,
         secrets=secrets,
         unsubscribe_signer=unsubscribe_signer,
+        unsubscribe_tokens=unsubscribe_tokens,
         suppression=Suppression(uow, clock=services.clock),
         mailbox_allowances=MailboxAllowances(uow, clock=services.clock),
+        rules=rules,
+        message_classifier=message_classifier,
+        offline_classifier=offline_classifier,
         gmail=gmail,
         slack_worker=slack_worker,
     )
@@ -422,6 +477,12 @@ def build_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # The model check calls Anthropic: a thread, so start-up never waits for it.
+        threading.Thread(
+            target=lambda: setattr(app.state, "claude_models", check_claude_models(settings)),
+            name="claude-model-check",
+            daemon=True,
+        ).start()
         if start_background:
             background.start()
         try:
@@ -441,6 +502,7 @@ def build_app(
     app.state.settings = settings
     app.state.services = runtime.services
     app.state.runtime = runtime
+    app.state.claude_models = None  # filled by the start-up check (shown by /healthz)
     install_error_handlers(app)
     install_docs(app)
     app.include_router(health.router)
@@ -448,6 +510,7 @@ def build_app(
     app.include_router(jobs.router)
     app.include_router(cards.router)
     app.include_router(engagement.router)
+    app.include_router(inbound_rules.router)
     # Without GOOGLE_CLIENT_ID/SECRET every Gmail route answers 503.
     gmail_unavailable: dict[int | str, dict[str, Any]] = {503: error_answer(503)}
     app.include_router(gmail_api.router, responses=gmail_unavailable)

@@ -37,6 +37,7 @@ def build_gmail_integration(
     *,
     uow: Callable[[], UnitOfWork],
     unsubscribe_url: Callable[[int, int], str],
+    unsubscribe_token: Callable[[int, int], str] | None = None,
     client_for_org: Callable[[int], WebClient] | None = None,
     limits: SendLimits | None = None,
 ) -> GmailIntegration | None:
@@ -68,6 +69,7 @@ def build_gmail_integration(
         sender=GmailSender(config, message_id_domain=message_id_domain(base)),
         clock=services.clock,
         unsubscribe_url=unsubscribe_url,
+        unsubscribe_token=unsubscribe_token,
         limits=send_limits,
     )
     integration = GmailIntegration(

@@ -63,7 +63,27 @@ class Settings(BaseSettings):
 
     ANTHROPIC_API_KEY: str | None = None
     ANTHROPIC_BASE_URL: str | None = None
-    ANTHROPIC_MODEL: str = "claude-sonnet-4-6"
+    ANTHROPIC_MODEL: str = Field(
+        default="claude-sonnet-4-6", description="The model that writes (draft personalisation)."
+    )
+    ANTHROPIC_FAST_MODEL: str = Field(
+        default="claude-haiku-4-5",
+        description="The model that classifies inbound email: fast and cheap, one short "
+        "forced tool call per message.",
+    )
+    # 32 calls in flight: with Claude answering in about 1 s that is ~32 classifications/s
+    # (1,000 messages in ~32 s, `python -m bench claude_classify`), ~1,900 requests a
+    # minute, inside the RPM limit of Anthropic's Tier 3 (2,000) and Tier 4 (4,000) for
+    # Haiku. Cached prompt reads do not count toward the input-token limit, so the limit
+    # that binds is requests a minute; on a lower tier set it lower (8 for Tier 2's 1,000
+    # RPM at 1 s a call): a 429 is honoured by every caller, but each one costs a round trip.
+    ANTHROPIC_CONCURRENCY: int = Field(
+        default=32,
+        ge=1,
+        le=256,
+        description="Classification calls to Anthropic in flight at once, for the whole "
+        "process (see the comment above for how it relates to Anthropic's rate limits).",
+    )
 
     WORK_LEASE_SECONDS: float = Field(
         default=300,

@@ -6,12 +6,22 @@ the inbound pipeline (linking, engagement, actions, cards) never cares which one
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from domain.email_message import EmailFlag
+
 #: Below this confidence a category is not trusted and becomes ESCALATE (per-org setting).
 DEFAULT_CONFIDENCE_THRESHOLD = 0.7
+
+#: The reason a classifier gives when the message tried to instruct the model.
+INJECTION_REASON = (
+    "the message tried to instruct the model; a person must review it before anything is done"
+)
+#: The note a classifier records when the parser dropped hidden HTML text.
+HIDDEN_TEXT_NOTE = "hidden HTML text was removed before classification"
 
 
 class Category(StrEnum):
@@ -96,6 +106,28 @@ class Classification(BaseModel):
     #: What was done to the text before the decision (hidden text, zero-width characters
     #: removed, body truncated), for people reading the result; never message content.
     notes: tuple[str, ...] = Field(default=(), max_length=20)
+
+
+class ClassifyRequest(BaseModel):
+    """What the inbound pipeline hands to a classifier (Claude or the offline model).
+
+    `body` is the new text of the reply as stored (quoted history and signature already cut).
+    `flags` are the parser's flags of the message (`domain.email_message.EmailFlag`): a
+    classifier records HIDDEN_TEXT in its notes and treats HIDDEN_INSTRUCTIONS as an
+    injection attempt, since the model never sees the hidden text it would have flagged.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    subject: str
+    body: str
+    from_email: str | None = None
+    from_name: str | None = None
+    to: tuple[str, ...] = ()
+    received_at: datetime | None = None
+    #: A short line about what we sent them (our subject, the campaign name), or None.
+    context: str | None = None
+    flags: frozenset[EmailFlag] = frozenset()
 
 
 def escalate_if_unsure(result: Classification, *, threshold: float) -> Classification:

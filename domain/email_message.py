@@ -65,6 +65,11 @@ class EmailFlag(StrEnum):
     HTML_ONLY = "html_only"
     HAS_ATTACHMENTS = "has_attachments"
     NESTED_MESSAGE = "nested_message"
+    # HTML text a reader would not see (comments, display:none, white on white, 1px...) was
+    # dropped when the HTML became text; a defect note says how many characters.
+    HIDDEN_TEXT = "hidden_text"
+    # ... and that hidden text read like instructions to a language model.
+    HIDDEN_INSTRUCTIONS = "hidden_instructions"
 
 
 class _Frozen(BaseModel):

@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Final, Protocol
+from typing import Final, NamedTuple, Protocol
 
+from domain.detection import Detection, DetectionContext
 from domain.email_message import ParsedEmail
 
 # A connected mailbox is synced; any other status (disconnected, revoked) is left alone.
@@ -121,6 +122,14 @@ class PushNotice:
     published_at: datetime | None = None
 
 
+class ReadMessage(NamedTuple):
+    """A fetched message as parsed, with what the detectors found in its raw bytes."""
+
+    message: MessageToFetch
+    parsed: ParsedEmail
+    detection: Detection
+
+
 @dataclass(frozen=True)
 class RecordedMessages:
     """The outcome of recording message ids: the rows this worker owns, and the pointer."""
@@ -152,8 +161,16 @@ class InboundStore(Protocol):
         """
         ...
 
-    def save_parsed(self, results: Sequence[tuple[MessageToFetch, ParsedEmail]]) -> None:
-        """Store parsed messages on their rows (status parsed)."""
+    def detection_context(self, account_id: int) -> DetectionContext:
+        """Return what the detectors must know of the mailbox's organization.
+
+        Its reps' addresses (users and connected mailboxes) and the mailboxes whose
+        `+unsub-<token>` plus-addresses our List-Unsubscribe headers carry.
+        """
+        ...
+
+    def save_parsed(self, results: Sequence[ReadMessage]) -> None:
+        """Store parsed messages and their detections on their rows (status parsed)."""
         ...
 
     def mark_failed(self, message: MessageToFetch, *, error: str, now: datetime) -> None:
@@ -170,6 +187,12 @@ class InboundStore(Protocol):
         """Claim message rows due for another fetch."""
         ...
 
-    def set_watch(self, account_id: int, *, expires_at: datetime) -> None:
-        """Remember when a mailbox's push watch expires."""
+    def set_watch(
+        self, account_id: int, *, expires_at: datetime, history_id: int | None = None
+    ) -> None:
+        """Remember when a mailbox's push watch expires.
+
+        `history_id` is the one `users.watch` answered: it becomes the mailbox's history
+        pointer if it has none yet (a newly connected mailbox), and is ignored otherwise.
+        """
         ...

@@ -63,6 +63,7 @@ from domain.sending import (
     spaced_send_at,
     spacing_detail,
 )
+from domain.unsubscribe_address import build_unsubscribe_address
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +156,7 @@ class Outbox:
         sender: MailSender,
         clock: Clock,
         unsubscribe_url: Callable[[int, int], str],
+        unsubscribe_token: Callable[[int, int], str] | None = None,
         limits: SendLimits | None = None,
         on_disconnected: DisconnectListener | None = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -165,6 +167,7 @@ class Outbox:
         self._sender = sender
         self._clock = clock
         self._unsubscribe_url = unsubscribe_url
+        self._unsubscribe_token = unsubscribe_token
         self.limits = limits or SendLimits()
         self.on_disconnected = on_disconnected
         self.on_queued: Callable[[], None] | None = None
@@ -421,6 +424,21 @@ class Outbox:
             name = uow.outbox.sender_label(row.org_id, row.sender_user_id)
         return tokens, (name if row.sender_user_id is not None else None)
 
+    def _unsubscribe_mailto(self, row: OutboxEmail) -> str | None:
+        """Return the sending mailbox's `+unsub-<token>` address for this contact, if any.
+
+        None (the mailbox's own address is used, as before) when no token maker is set or
+        the mailbox's address cannot carry a tag (a plus-address already, a local part too
+        long for the token).
+        """
+        if self._unsubscribe_token is None or row.contact_id is None or not row.from_email:
+            return None
+        token = self._unsubscribe_token(row.org_id, row.contact_id)
+        try:
+            return build_unsubscribe_address(row.from_email, token)
+        except ValueError:
+            return None
+
     def mailbox_tokens(self, account_id: int) -> AccountTokens | None:
         """Return a connected mailbox's tokens (inbound sync reads it with them), else None."""
         with self._uow() as uow:
@@ -438,9 +456,10 @@ class Outbox:
                 f"Gmail was disconnected for {row.from_email}: reconnect it from Salesbot's App"
                 " Home, then Retry.",
             )
-        unsubscribe_url = None
+        unsubscribe_url = unsubscribe_mailto = None
         if row.campaign_email and row.contact_id is not None:
             unsubscribe_url = self._unsubscribe_url(row.org_id, row.contact_id)
+            unsubscribe_mailto = self._unsubscribe_mailto(row)
         message = MailMessage(
             message_id=row.message_id,
             date=now,
@@ -454,6 +473,7 @@ class Outbox:
             in_reply_to=row.in_reply_to,
             references=row.references,
             unsubscribe_url=unsubscribe_url,
+            unsubscribe_mailto=unsubscribe_mailto,
         )
         mailbox = self._sender.connect(tokens)
         try:

@@ -17,6 +17,7 @@ from domain.accounts import Org, OrgSummary, StoredToken, TokenSummary, User
 from domain.audience import AudienceCriteria, AudienceSize
 from domain.campaigns import Campaign, CampaignFields
 from domain.cards import Card, CardState, CardType, CardView, InFlightCard, Priority
+from domain.classification import Category, Classification, ClassifyRequest
 from domain.contacts import ContactContext, TokenScope, UserRole
 from domain.drafting import Draft, DraftRequest
 from domain.engagement import (
@@ -26,6 +27,7 @@ from domain.engagement import (
     NewEngagement,
     ScoredEvent,
 )
+from domain.errors import ExternalServiceError
 from domain.jobs import Job, JobStatus, JobTaskView, TargetSelection, TaskStatus
 from domain.mail import OutgoingEmail, SendOutcome
 from domain.mailboxes import (
@@ -38,6 +40,7 @@ from domain.mailboxes import (
     MailboxIdentity,
     RevokeResult,
 )
+from domain.rules import Rule, RuleType
 from domain.sending import (
     AccessTokenUpdate,
     MailboxSlot,
@@ -63,6 +66,17 @@ class Transaction(Protocol):
 
     def commit(self) -> None:
         """Commit the transaction."""
+        ...
+
+
+# --- unsubscribe requests by email ---
+
+
+class UnsubscribeTokenReader(Protocol):
+    """Reads the token of our List-Unsubscribe mailto plus-address (`+unsub-<token>`)."""
+
+    def read(self, token: str) -> tuple[int, int] | None:
+        """Return (org_id, contact_id) of a genuine token, None for a forged or garbled one."""
         ...
 
 
@@ -1103,4 +1117,118 @@ class MailSender(Protocol):
 
     def connect(self, tokens: AccountTokens) -> MailboxConnection:
         """Open a mailbox with its stored tokens (no call is made yet)."""
+        ...
+
+
+# --- rules ---
+
+
+class CompiledPattern(Protocol):
+    """A regular expression ready to search subjects."""
+
+    def search(self, text: str) -> bool:
+        """Tell whether the pattern occurs anywhere in the text."""
+        ...
+
+
+class RegexEngine(Protocol):
+    """Compiles the regular expressions of user rules (RE2 in production: linear time)."""
+
+    def compile(self, pattern: str) -> CompiledPattern:
+        """Compile a pattern; raise InvalidInput with the engine's reason when it refuses it."""
+        ...
+
+
+class ClassifierRuleRepository(Protocol):
+    """The classification rules of one organization."""
+
+    def list(self, org_id: int) -> builtins.list[Rule]:
+        """Return every rule, by priority then id."""
+        ...
+
+    def list_active(self, org_id: int) -> builtins.list[Rule]:
+        """Return the active rules, by priority then id."""
+        ...
+
+    def get(self, org_id: int, rule_id: int) -> Rule:
+        """Return a rule or raise NotFound."""
+        ...
+
+    def find(self, org_id: int, *, rule_type: RuleType, pattern: str) -> Rule | None:
+        """Return the rule with this type and (stored) pattern, if any."""
+        ...
+
+    def count(self, org_id: int, *, rule_type: RuleType | None = None) -> int:
+        """Count the organization's rules (of one type, if given), active or not."""
+        ...
+
+    def add(
+        self,
+        org_id: int,
+        *,
+        rule_type: RuleType,
+        pattern: str,
+        category: Category,
+        priority: int,
+        is_active: bool,
+        created_by: int | None,
+        now: datetime,
+    ) -> Rule:
+        """Store a new rule."""
+        ...
+
+    def update(
+        self,
+        org_id: int,
+        rule_id: int,
+        *,
+        category: Category | None,
+        priority: int | None,
+        is_active: bool | None,
+    ) -> Rule:
+        """Change the given fields of a rule (None keeps one); raise NotFound."""
+        ...
+
+    def delete(self, org_id: int, rule_id: int) -> None:
+        """Delete a rule or raise NotFound."""
+        ...
+
+
+class RulesUnitOfWork(Transaction, Protocol):
+    """One transaction over the classification rules; commits once."""
+
+    @property
+    def classifier_rules(self) -> ClassifierRuleRepository: ...
+
+
+# --- classification ---
+
+
+class MessageClassifier(Protocol):
+    """Reads an inbound message: category, sentiment, intent, entities (Claude or offline).
+
+    Neither implementation applies the organization's confidence threshold: the pipeline
+    calls `domain.classification.escalate_if_unsure` with it. A result with
+    `injection_attempt` set must never be acted on automatically (no opt-out, no reply):
+    a person reviews it, whatever its confidence.
+    """
+
+    @property
+    def name(self) -> str:
+        """Who decides, for the record: "claude:<model>" or "offline:<version>"."""
+        ...
+
+    def classify(self, request: ClassifyRequest) -> Classification:
+        """Classify one message.
+
+        Raise ExternalServiceError when the service cannot be reached or keeps failing
+        (never for a bad answer: that is an ESCALATE with the reason).
+        """
+        ...
+
+    def classify_many(
+        self, requests: Sequence[ClassifyRequest]
+    ) -> list[Classification | ExternalServiceError]:
+        """Classify several messages with bounded concurrency; one result per request, in
+        order, with the ExternalServiceError in place of a message that failed."""
         ...

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from dataclasses import dataclass
 from typing import Final
 
 # Only the first part of a long text is examined: injections sit in what a person
@@ -143,3 +144,59 @@ def looks_like_injection(text: str) -> bool:
         return True
     squeezed = re.sub(r"[^a-z]", "", normalized.translate(_LEET))
     return any(phrase in squeezed for phrase in _SQUEEZED)
+
+
+# --- invisible characters -------------------------------------------------------------------
+
+# Characters a reader cannot see but a model reads: zero-width spaces and joiners, the word
+# joiner and invisible operators, the BOM, the soft hyphen; Unicode "tag" characters (U+E0000
+# to U+E007F, which spell hidden ASCII: "ASCII smuggling"); and the supplementary variation
+# selectors (U+E0100 to U+E01EF), which can carry a byte each after any visible character.
+# The joiners also shape emoji and some scripts (ZWNJ in Persian); dropping them changes how a
+# word is drawn, never what it says, which is all a classifier needs.
+_ZERO_WIDTH: Final = frozenset(
+    [0x00AD, 0x034F, 0x180E, 0x200B, 0x200C, 0x200D, 0x2060, 0x2061, 0x2062, 0x2063, 0x2064]
+    + [0xFEFF]
+    + list(range(0xE0000, 0xE0080))
+    + list(range(0xE0100, 0xE01F0))
+)
+# Bidirectional controls: marks, embeddings, overrides and isolates. They reorder what a
+# reader sees ("Trojan Source"), so the text a person reads and the one a model reads differ.
+_BIDI: Final = frozenset(
+    [0x061C, 0x200E, 0x200F] + list(range(0x202A, 0x202F)) + list(range(0x2066, 0x206A))
+)
+_INVISIBLE_PATTERN: Final = re.compile(
+    "[" + "".join(re.escape(chr(code)) for code in sorted(_ZERO_WIDTH | _BIDI)) + "]"
+)
+
+
+@dataclass(frozen=True)
+class CleanedText:
+    """Text with its invisible characters removed, and how many of each kind went."""
+
+    text: str
+    zero_width: int = 0
+    bidi: int = 0
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """Say what was removed (counts only, never the text)."""
+        notes = []
+        if self.zero_width:
+            notes.append(f"{self.zero_width} zero-width or invisible characters removed")
+        if self.bidi:
+            notes.append(f"{self.bidi} bidirectional control characters removed")
+        return tuple(notes)
+
+
+def remove_invisible_characters(text: str) -> CleanedText:
+    """Remove zero-width, tag and bidirectional control characters, counting them."""
+    zero_width = bidi = 0
+    for match in _INVISIBLE_PATTERN.finditer(text):
+        if ord(match.group()) in _BIDI:
+            bidi += 1
+        else:
+            zero_width += 1
+    if not zero_width and not bidi:
+        return CleanedText(text)
+    return CleanedText(_INVISIBLE_PATTERN.sub("", text), zero_width=zero_width, bidi=bidi)

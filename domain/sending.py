@@ -184,6 +184,9 @@ class MailMessage:
     references: tuple[str, ...] = ()
     # Campaign emails carry List-Unsubscribe and a footer link to this page.
     unsubscribe_url: str | None = None
+    # The List-Unsubscribe mailto: our `+unsub-<token>` plus-address of the sending mailbox
+    # (domain/unsubscribe_address.py), or None to use the mailbox's own address.
+    unsubscribe_mailto: str | None = None
 
 
 @dataclass(frozen=True)

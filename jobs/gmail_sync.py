@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# Before any watch's expiry: `accounts_needing_watch` then lists mailboxes never watched.
+_NEVER_WATCHED = datetime(1970, 1, 2, tzinfo=UTC)
+
 
 @dataclass(frozen=True)
 class InboundSchedule:
@@ -164,6 +167,11 @@ class GmailInboundProcessor:
 
     def _catch_up(self) -> int:
         now = self._clock.now()
+        if self._topic:
+            # A mailbox connected since the last round gets its watch now, not at the daily
+            # renewal: pushes start, and the watch's historyId becomes its first pointer,
+            # so the sync below lists its history instead of a full sync.
+            self._watch(self._store.accounts_needing_watch(expiring_before=_NEVER_WATCHED))
         due = self._store.accounts_due_for_sync(synced_before=now - self._schedule.catch_up_every)
         synced = 0
         for account_id in due:
@@ -203,8 +211,13 @@ class GmailInboundProcessor:
             log.warning("gmail watches not renewed: PUBSUB_TOPIC is not set")
             return 0
         expiring_before = self._clock.now() + self._schedule.renew_within
+        return self._watch(self._store.accounts_needing_watch(expiring_before=expiring_before))
+
+    def _watch(self, account_ids: list[int]) -> int:
+        if not self._topic:
+            return 0
         renewed = 0
-        for account_id in self._store.accounts_needing_watch(expiring_before=expiring_before):
+        for account_id in account_ids:
             try:
                 self._sync.watch(account_id, topic=self._topic)
                 renewed += 1

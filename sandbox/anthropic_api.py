@@ -17,11 +17,30 @@ Tests script the next answers with `script(...)`: text only, a tool call with an
 input, HTTP errors (429 with `retry-after`, 529, 500), slow answers. Each HTTP
 attempt, SDK retries included, takes one scripted answer. Every request is
 recorded in `requests`. All of it is thread-safe.
+
+Classification (`classify_message`, see integrations/claude_prompts.py) answers from a
+table keyed by message content: `when(substring, *replies)` answers the requests whose
+user message contains `substring` with `replies` in turn (a mapping is a tool input; the
+last reply keeps answering), `answer_all_with(reply)` answers every request the same way
+(Claude down), and with neither a keyword reading of the email is the answer
+(`keyword_classification`).
+
+Usage is accounted as the API does: the prefix up to the last `cache_control` block
+(tools, then system, then messages) is written to a cache on a first request
+(`cache_creation_input_tokens`) and read by later ones with the same prefix and model
+(`cache_read_input_tokens`), once that first answer has been sent; `input_tokens` are
+the tokens after it. A token is four characters. A prefix shorter than
+`min_cacheable_tokens` is not cached. Totals are in `usage`.
+
+`GET /v1/models` and `GET /v1/models/{id}` answer for the models in `models`; any
+other id is a 404 `not_found_error`. `response_delay` slows every Messages answer (the
+bench), and `peak_in_flight` tells how many Messages requests were ever open at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import itertools
 import json
@@ -30,7 +49,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from starlette.applications import Starlette
@@ -42,7 +61,11 @@ from starlette.routing import Route
 from sandbox.server import RunningServer, serve_in_thread
 
 MESSAGES_PATH: Final = "/v1/messages"
+MODELS_PATH: Final = "/v1/models"
 WRITE_EMAIL_TOOL: Final = "write_email"
+CLASSIFY_TOOL: Final = "classify_message"
+#: How long a cached prefix lives after its last use (the API's default "5m" TTL).
+CACHE_TTL_SECONDS: Final = 300.0
 PERSONAL_TOUCH: Final = (
     "It has been a while since we worked together, so I wanted to write to you personally."
 )
@@ -141,6 +164,61 @@ Reply = TextReply | ToolReply | ErrorReply | SlowReply
 ToolResponder = Callable[[Mapping[str, Any]], Mapping[str, Any]]
 
 
+@dataclass(frozen=True)
+class ModelEntry:
+    """A model the Models API knows, as `GET /v1/models/{id}` describes it."""
+
+    id: str
+    display_name: str
+    lifecycle: str = "active"  # "active", "deprecated" or "retired"
+    created_at: str = "2025-10-01T00:00:00Z"
+    retires_at: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """The API's model object."""
+        return {
+            "type": "model",
+            "id": self.id,
+            "display_name": self.display_name,
+            "created_at": self.created_at,
+            "lifecycle": self.lifecycle,
+            "deprecated_at": None if self.lifecycle == "active" else self.created_at,
+            "retires_at": self.retires_at,
+        }
+
+
+DEFAULT_MODELS: Final = (
+    ModelEntry("claude-sonnet-4-6", "Claude Sonnet 4.6", created_at="2026-02-17T00:00:00Z"),
+    ModelEntry("claude-haiku-4-5", "Claude Haiku 4.5", created_at="2025-10-15T00:00:00Z"),
+    ModelEntry("claude-haiku-4-5-20251001", "Claude Haiku 4.5", created_at="2025-10-15T00:00:00Z"),
+    ModelEntry("claude-opus-4-6", "Claude Opus 4.6", created_at="2026-02-05T00:00:00Z"),
+    ModelEntry("claude-sonnet-4-5", "Claude Sonnet 4.5", created_at="2025-09-29T00:00:00Z"),
+)
+
+
+@dataclass(frozen=True)
+class UsageTotals:
+    """Token usage of every message answered so far, as the API reports it."""
+
+    messages: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+
+
+@dataclass
+class _KeyedReplies:
+    contains: str
+    replies: list[Reply]
+    used: int = field(default=0)
+
+    def next(self) -> Reply:
+        reply = self.replies[min(self.used, len(self.replies) - 1)]
+        self.used += 1
+        return reply
+
+
 @dataclass
 class RecordedRequest:
     """One request received on the Messages endpoint.
@@ -178,15 +256,37 @@ class RecordedRequest:
 class AnthropicStandIn:
     """The Messages API stand-in: scripted answers, recorded requests, an ASGI app."""
 
-    def __init__(self, *, api_keys: Collection[str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        api_keys: Collection[str] | None = None,
+        models: Collection[ModelEntry] = DEFAULT_MODELS,
+        min_cacheable_tokens: int = 1024,
+        response_delay: float = 0.0,
+    ) -> None:
         self._api_keys = tuple(api_keys) if api_keys is not None else None
         self._lock = threading.Lock()
         self._script: deque[Reply] = deque()
         self._requests: list[RecordedRequest] = []
         self._tool_responders: dict[str, ToolResponder] = {}
+        self._keyed: list[_KeyedReplies] = []
+        self._all: Reply | None = None
         self._ids = itertools.count(1)
+        self._models = {model.id: model for model in models}
+        self._cache: dict[str, float] = {}  # prefix key -> when it expires (monotonic)
+        self._usage = UsageTotals()
+        self._in_flight = 0
+        self._peak_in_flight = 0
+        #: Prefixes shorter than this many tokens are not cached (model minimums differ).
+        self.min_cacheable_tokens = min_cacheable_tokens
+        #: Seconds every Messages answer waits before it is sent (the bench's 1 s).
+        self.response_delay = response_delay
         self.app = Starlette(
-            routes=[Route(MESSAGES_PATH, self._messages, methods=["POST"])],
+            routes=[
+                Route(MESSAGES_PATH, self._messages, methods=["POST"]),
+                Route(MODELS_PATH, self._list_models, methods=["GET"]),
+                Route(MODELS_PATH + "/{model_id:path}", self._get_model, methods=["GET"]),
+            ],
             exception_handlers={HTTPException: self._http_error},
         )
 
@@ -200,12 +300,51 @@ class AnthropicStandIn:
         with self._lock:
             self._tool_responders[name] = responder
 
+    def when(self, contains: str, *replies: Reply | Mapping[str, Any]) -> None:
+        """Answer requests whose user message contains `contains` with `replies` in turn.
+
+        A mapping is the input of a tool call; the last reply keeps answering. The first
+        entry added that matches wins; `script(...)` answers go first.
+        """
+        if not replies:
+            raise ValueError("when() needs at least one reply")
+        converted = [ToolReply(reply) if isinstance(reply, Mapping) else reply for reply in replies]
+        with self._lock:
+            self._keyed.append(_KeyedReplies(contains, converted))
+
+    def answer_all_with(self, reply: Reply | Mapping[str, Any] | None) -> None:
+        """Answer every request with `reply` (None: back to normal), after `script(...)`."""
+        with self._lock:
+            self._all = ToolReply(reply) if isinstance(reply, Mapping) else reply
+
+    def set_models(self, models: Collection[ModelEntry]) -> None:
+        """Replace the models the Models API knows."""
+        with self._lock:
+            self._models = {model.id: model for model in models}
+
+    @property
+    def usage(self) -> UsageTotals:
+        """Token totals of every message answered so far."""
+        with self._lock:
+            return self._usage
+
+    @property
+    def peak_in_flight(self) -> int:
+        """The most Messages requests ever open at the same time."""
+        with self._lock:
+            return self._peak_in_flight
+
     def reset(self) -> None:
-        """Forget scripted answers, recorded requests and tool responders."""
+        """Forget scripted answers, recorded requests, tool responders, cache and usage."""
         with self._lock:
             self._script.clear()
             self._requests.clear()
             self._tool_responders.clear()
+            self._keyed.clear()
+            self._all = None
+            self._cache.clear()
+            self._usage = UsageTotals()
+            self._peak_in_flight = self._in_flight
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -229,7 +368,13 @@ class AnthropicStandIn:
         recorded = RecordedRequest(headers=headers, body=body)
         with self._lock:
             self._requests.append(recorded)
-        response = await self._answer(request, headers, raw, body)
+            self._in_flight += 1
+            self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
+        try:
+            response = await self._answer(request, headers, raw, body)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
         with self._lock:
             recorded.status = response.status_code
         return response
@@ -252,7 +397,12 @@ class AnthropicStandIn:
         problem = validation_problem(body)
         if problem:
             return self._error(400, "invalid_request_error", problem)
-        reply = self._next_reply()
+        reply = self._next_reply(_last_user_text(body))
+        cache = self._look_up_cache(body)
+        if self.response_delay > 0 and not await _wait_unless_disconnected(
+            request, self.response_delay
+        ):
+            return self._error(499, "api_error", "Client closed the request")
         if isinstance(reply, SlowReply):
             if not await _wait_unless_disconnected(request, reply.delay):
                 return self._error(499, "api_error", "Client closed the request")
@@ -262,7 +412,7 @@ class AnthropicStandIn:
             if reply.retry_after is not None:
                 extra["retry-after"] = f"{reply.retry_after:g}"
             return self._error(reply.status, reply.error_type, reply.message, headers=extra)
-        return self._message(body, reply)
+        return self._message(body, reply, cache)
 
     def _authorized(self, headers: Mapping[str, str]) -> bool:
         key = _credential(headers)
@@ -272,12 +422,40 @@ class AnthropicStandIn:
             return True
         return any(hmac.compare_digest(key, allowed) for allowed in self._api_keys)
 
-    def _next_reply(self) -> Reply | None:
+    def _next_reply(self, user_text: str) -> Reply | None:
         with self._lock:
-            return self._script.popleft() if self._script else None
+            if self._script:
+                return self._script.popleft()
+            for keyed in self._keyed:
+                if keyed.contains in user_text:
+                    return keyed.next()
+            return self._all
+
+    def _look_up_cache(self, body: Mapping[str, Any]) -> _CacheUse:
+        """Split the prompt at its last cache breakpoint; say whether the prefix is cached.
+
+        The lookup happens on arrival and the prefix is written when the answer is sent,
+        as with the API: requests that arrive together before the first answer all write.
+        """
+        prefix, rest = _split_at_cache_breakpoint(body)
+        prefix_tokens = len(prefix) // 4
+        rest_tokens = max(1, len(rest) // 4)
+        if not prefix or prefix_tokens < self.min_cacheable_tokens:
+            return _CacheUse(key=None, prefix_tokens=0, rest_tokens=rest_tokens + prefix_tokens)
+        key = hashlib.sha256(f"{body.get('model')}\0{prefix}".encode()).hexdigest()
+        now = time.monotonic()
+        with self._lock:
+            expires = self._cache.get(key)
+            hit = expires is not None and expires > now
+            if hit:
+                self._cache[key] = now + CACHE_TTL_SECONDS
+        return _CacheUse(key=key, prefix_tokens=prefix_tokens, rest_tokens=rest_tokens, hit=hit)
 
     def _message(
-        self, body: Mapping[str, Any], reply: TextReply | ToolReply | None
+        self,
+        body: Mapping[str, Any],
+        reply: TextReply | ToolReply | None,
+        cache: _CacheUse | None = None,
     ) -> JSONResponse:
         forced = _forced_tool(body)
         content: list[dict[str, Any]]
@@ -295,6 +473,28 @@ class AnthropicStandIn:
             content = [{"type": "text", "text": DEFAULT_TEXT_ANSWER}]
             stop_reason = "end_turn"
         number = self._next_id()
+        cache = cache or self._look_up_cache(body)
+        output_tokens = max(1, len(json.dumps(content)) // 4)
+        created = 0 if cache.hit else cache.prefix_tokens
+        read = cache.prefix_tokens if cache.hit else 0
+        usage = {
+            "input_tokens": cache.rest_tokens,
+            "output_tokens": output_tokens,
+            "cache_creation_input_tokens": created,
+            "cache_read_input_tokens": read,
+            "service_tier": "standard",
+        }
+        with self._lock:
+            if cache.key is not None:
+                self._cache[cache.key] = time.monotonic() + CACHE_TTL_SECONDS
+            totals = self._usage
+            self._usage = UsageTotals(
+                messages=totals.messages + 1,
+                input_tokens=totals.input_tokens + cache.rest_tokens,
+                output_tokens=totals.output_tokens + output_tokens,
+                cache_creation_input_tokens=totals.cache_creation_input_tokens + created,
+                cache_read_input_tokens=totals.cache_read_input_tokens + read,
+            )
         message = {
             "id": f"msg_standin{number:015d}",
             "type": "message",
@@ -303,13 +503,7 @@ class AnthropicStandIn:
             "content": content,
             "stop_reason": stop_reason,
             "stop_sequence": None,
-            "usage": {
-                "input_tokens": max(1, len(json.dumps(body)) // 4),
-                "output_tokens": max(1, len(json.dumps(content)) // 4),
-                "cache_creation_input_tokens": 0,
-                "cache_read_input_tokens": 0,
-                "service_tier": "standard",
-            },
+            "usage": usage,
         }
         return JSONResponse(message, headers={"request-id": f"req_standin{number:015d}"})
 
@@ -328,6 +522,8 @@ class AnthropicStandIn:
             return dict(responder(body))
         if name == WRITE_EMAIL_TOOL:
             return personalised_email(_last_user_text(body))
+        if name == CLASSIFY_TOOL:
+            return keyword_classification(_last_user_text(body))
         schema: Any = next(
             (
                 tool.get("input_schema", {})
@@ -361,6 +557,41 @@ class AnthropicStandIn:
             payload, status_code=status, headers={"request-id": request_id, **(headers or {})}
         )
 
+    async def _list_models(self, request: Request) -> JSONResponse:
+        refusal = self._refuse_unauthorized(request)
+        if refusal is not None:
+            return refusal
+        with self._lock:
+            models = [model.as_json() for model in self._models.values()]
+        return JSONResponse(
+            {
+                "data": models,
+                "has_more": False,
+                "first_id": models[0]["id"] if models else None,
+                "last_id": models[-1]["id"] if models else None,
+            }
+        )
+
+    async def _get_model(self, request: Request) -> JSONResponse:
+        refusal = self._refuse_unauthorized(request)
+        if refusal is not None:
+            return refusal
+        model_id = request.path_params["model_id"]
+        with self._lock:
+            model = self._models.get(model_id)
+        if model is None:
+            return self._error(404, "not_found_error", f"model: {model_id}")
+        return JSONResponse(model.as_json())
+
+    def _refuse_unauthorized(self, request: Request) -> JSONResponse | None:
+        headers = {key.lower(): value for key, value in request.headers.items()}
+        if self._authorized(headers):
+            return None
+        message = (
+            "x-api-key header is required" if not _credential(headers) else "invalid x-api-key"
+        )
+        return self._error(401, "authentication_error", message)
+
     async def _http_error(self, request: Request, exc: Exception) -> JSONResponse:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
         kinds = {404: "not_found_error", 405: "invalid_request_error"}
@@ -368,11 +599,162 @@ class AnthropicStandIn:
 
 
 def start_anthropic_stand_in(
-    *, api_keys: Collection[str] | None = None
+    *,
+    api_keys: Collection[str] | None = None,
+    models: Collection[ModelEntry] = DEFAULT_MODELS,
+    response_delay: float = 0.0,
 ) -> tuple[AnthropicStandIn, RunningServer]:
     """Serve a new stand-in on a loopback port; point the SDK's `base_url` at `server.url`."""
-    stand_in = AnthropicStandIn(api_keys=api_keys)
+    stand_in = AnthropicStandIn(api_keys=api_keys, models=models, response_delay=response_delay)
     return stand_in, serve_in_thread(stand_in.app)
+
+
+@dataclass(frozen=True)
+class _CacheUse:
+    key: str | None
+    prefix_tokens: int
+    rest_tokens: int
+    hit: bool = False
+
+
+def _split_at_cache_breakpoint(body: Mapping[str, Any]) -> tuple[str, str]:
+    """Return the prompt as text, split after its last `cache_control` block.
+
+    The order is the API's: tools, then system, then messages. Without a breakpoint the
+    prefix is empty.
+    """
+    pieces: list[tuple[str, bool]] = []
+    for tool in body.get("tools") or []:
+        if isinstance(tool, dict):
+            marked = "cache_control" in tool
+            pieces.append(
+                (json.dumps({k: v for k, v in tool.items() if k != "cache_control"}), marked)
+            )
+    system = body.get("system")
+    if isinstance(system, str):
+        pieces.append((system, False))
+    elif isinstance(system, list):
+        for block in system:
+            if isinstance(block, dict):
+                pieces.append((str(block.get("text", "")), "cache_control" in block))
+    for message in body.get("messages") or []:
+        if not isinstance(message, dict):
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            pieces.append((content, False))
+        elif isinstance(content, list):
+            for block in content:
+                if isinstance(block, dict):
+                    text = block.get("text")
+                    piece = text if isinstance(text, str) else json.dumps(block)
+                    pieces.append((piece, "cache_control" in block))
+    last = max((i for i, (_, marked) in enumerate(pieces) if marked), default=-1)
+    prefix = "".join(piece for piece, _ in pieces[: last + 1])
+    rest = "".join(piece for piece, _ in pieces[last + 1 :])
+    return prefix, rest
+
+
+# --- the default classification: a keyword reading of the email --------------------------------
+
+_ORDER = re.compile(r"\border\s*(?:#|no\.?|number)?\s*:?\s*#?\s*([A-Z0-9][A-Z0-9-]{2,24})", re.I)
+_AMOUNT = re.compile(r"\$\s?\d{1,3}(?:,\d{3})*(?:\.\d{2})?")
+_DUE = re.compile(r"\bdue(?:\s+date)?\s*:?\s*([0-9]{1,2}/[0-9]{1,2}(?:/[0-9]{2,4})?)", re.I)
+_ADDRESS = re.compile(
+    r"\b\d{2,6}\s+(?:[A-Z][a-z]+\s){1,3}(?:St|Street|Dr|Drive|Rd|Road|Ave|Avenue|Ln|Lane|Blvd"
+    r"|Ct|Court|Way|Pl|Place|Trl|Trail|Cir|Circle)\b\.?"
+    r"(?:,\s*[A-Z][A-Za-z .]+,\s*[A-Z]{2}\s*\d{5})?"
+)
+_RULES: Final = (
+    (
+        ("unsubscribe", "remove me", "stop emailing", "take me off"),
+        "REMOVE",
+        "negative",
+        -0.5,
+        "unsubscribe",
+    ),
+    (
+        ("out of the office", "out of office", "on vacation", "automatic reply"),
+        "NOTIFICATIONS",
+        "neutral",
+        0.0,
+        "out_of_office",
+    ),
+    (
+        ("appraisal order", "new assignment", "order #", "order number"),
+        "AMC_ORDER",
+        "neutral",
+        0.0,
+        "none",
+    ),
+    (
+        ("reconsideration", "complaint", "unacceptable", "rebuttal"),
+        "CASE",
+        "negative",
+        -0.6,
+        "none",
+    ),
+    (("invoice", "payment due", "billing"), "AP", "neutral", 0.0, "none"),
+    (("remittance", "payment of", "paid your invoice"), "AR", "neutral", 0.0, "none"),
+    (("inspection", "lockbox", "gate code", "appointment"), "SCHEDULING", "neutral", 0.0, "none"),
+    (("status", "any update", "where are we"), "STATUS", "neutral", 0.0, "none"),
+    (
+        ("not interested", "no thanks", "no longer"),
+        "OPPORTUNITY",
+        "negative",
+        -0.4,
+        "not_interested",
+    ),
+    (
+        ("send me", "fee schedule", "turn times", "interested", "let's talk", "call"),
+        "OPPORTUNITY",
+        "positive",
+        0.6,
+        "interested",
+    ),
+)
+
+
+def keyword_classification(prompt: str) -> dict[str, Any]:
+    """The stand-in's `classify_message` input: a keyword reading of the <email> in `prompt`."""
+    email = _tagged_json(prompt, "email")
+    text = f"{email.get('subject') or ''}\n{email.get('body') or ''}"
+    lowered = text.casefold()
+    answer: dict[str, Any] = {
+        "category": "ESCALATE",
+        "confidence": 0.3,
+        "sentiment": "neutral",
+        "sentiment_score": 0.0,
+        "intent": "none",
+    }
+    for words, category, sentiment, score, intent in _RULES:
+        if any(word in lowered for word in words):
+            answer = {
+                "category": category,
+                "confidence": 0.9,
+                "sentiment": sentiment,
+                "sentiment_score": score,
+                "intent": intent,
+            }
+            break
+    orders = list(dict.fromkeys(m.group(1) for m in _ORDER.finditer(text)))[:10]
+    answer["entities"] = {
+        "order_numbers": [o for o in orders if any(c.isdigit() for c in o)],
+        "property_addresses": list(dict.fromkeys(m.group(0) for m in _ADDRESS.finditer(text)))[:10],
+        "amounts": list(dict.fromkeys(m.group(0) for m in _AMOUNT.finditer(text)))[:10],
+        "dates": list(dict.fromkeys(m.group(1) for m in _DUE.finditer(text)))[:10],
+        "urgency": "rush" if "rush" in lowered else None,
+    }
+    answer["instructs_model"] = any(
+        phrase in lowered
+        for phrase in (
+            "ignore all previous instructions",
+            "ignore previous instructions",
+            "you are now",
+            "system prompt",
+        )
+    )
+    return answer
 
 
 def personalised_email(prompt: str) -> dict[str, str]:

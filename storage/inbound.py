@@ -39,6 +39,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from domain.detection import DetectionContext
 from domain.email_message import ParsedEmail
 from domain.inbound import (
     CONNECTED,
@@ -50,6 +51,7 @@ from domain.inbound import (
     NewMessage,
     NotificationStatus,
     PushNotice,
+    ReadMessage,
     RecordedMessages,
     SyncState,
     retry_delay,
@@ -412,14 +414,20 @@ class SqlInboundStore:
                 )
             )
 
-    def set_watch(self, account_id: int, *, expires_at: datetime) -> None:
-        """Remember when a mailbox's push watch expires."""
+    def set_watch(
+        self, account_id: int, *, expires_at: datetime, history_id: int | None = None
+    ) -> None:
+        """Remember when a mailbox's push watch expires, and its first history pointer.
+
+        The pointer is only set where there is none: a mailbox already synced keeps its own,
+        which may be older than the watch's (messages between them are still to list).
+        """
+        a = m.GmailAccount
+        values: dict[str, Any] = {"watch_expires_at": expires_at}
+        if history_id is not None:
+            values["history_id"] = func.coalesce(a.history_id, history_id)
         with self._sessions() as session:
-            session.execute(
-                update(m.GmailAccount)
-                .where(m.GmailAccount.id == account_id)
-                .values(watch_expires_at=expires_at)
-            )
+            session.execute(update(a).where(a.id == account_id).values(**values))
             session.commit()
 
     # -- push notifications -------------------------------------------------------------------
@@ -605,7 +613,27 @@ class SqlInboundStore:
         )
         return RecordedMessages(to_fetch=to_fetch, pointer_moved=bool(moved.rowcount))  # type: ignore[attr-defined]
 
-    def save_parsed(self, results: Sequence[tuple[MessageToFetch, ParsedEmail]]) -> None:
+    def detection_context(self, account_id: int) -> DetectionContext:
+        """Return the reps' addresses and the unsubscribe mailboxes of the mailbox's org."""
+        a, u = m.GmailAccount, m.User
+        with self._sessions() as session:
+            org_id = session.scalar(select(a.org_id).where(a.id == account_id))
+            if org_id is None:
+                return DetectionContext()
+            mailboxes = set(session.scalars(select(a.email).where(a.org_id == org_id)))
+            users = session.execute(
+                select(u.email, u.gmail_address_allowed).where(u.org_id == org_id)
+            ).all()
+        reps = set(mailboxes)
+        for email, allowed in users:
+            reps.add(email)
+            if allowed:
+                reps.add(allowed)
+        return DetectionContext(
+            rep_addresses=frozenset(reps), unsubscribe_mailboxes=frozenset(mailboxes)
+        )
+
+    def save_parsed(self, results: Sequence[ReadMessage]) -> None:
         """Store parsed messages on their rows (status parsed), in one transaction.
 
         One UPDATE sent with many parameter sets (executemany): the cost per message is a
@@ -615,7 +643,7 @@ class SqlInboundStore:
         if not results:
             return
         table = cast(Table, m.InboundEmail.__table__)
-        columns = list(_parsed_values(results[0][1]))
+        columns = [*_parsed_values(results[0].parsed), "detection"]
         values: dict[Any, Any] = {table.c[name]: bindparam(f"p_{name}") for name in columns}
         # A message fetched without a thread id keeps the one its history record gave.
         values[table.c.gmail_thread_id] = func.coalesce(
@@ -635,8 +663,12 @@ class SqlInboundStore:
             .values(values)
         )
         params = [
-            {"p_row_id": message.row_id, **{f"p_{k}": v for k, v in _parsed_values(parsed).items()}}
-            for message, parsed in results
+            {
+                "p_row_id": message.row_id,
+                **{f"p_{k}": v for k, v in _parsed_values(parsed).items()},
+                "p_detection": _clean_json(detection.model_dump(mode="json")),
+            }
+            for message, parsed, detection in results
         ]
         with self._sessions() as session:
             session.execute(stmt, params)

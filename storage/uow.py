@@ -18,6 +18,7 @@ from storage.events import EventKeys
 from storage.gmail import GmailAccountRepo, MailboxAllowanceRepo, OAuthStateRepo, TokenCipher
 from storage.jobs import EnrollmentRepo, JobRepo, TaskRepo
 from storage.outbox import OutboxRepo
+from storage.rules import ClassifierRuleRepo
 from storage.suppression import OptOutRepo
 from storage.templates import TemplateRepo
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
         MailboxUnitOfWork,
         OutboxUnitOfWork,
         OutreachUnitOfWork,
+        RulesUnitOfWork,
         SuppressionUnitOfWork,
     )
 
@@ -71,6 +73,7 @@ class UnitOfWork:
     outbox: OutboxRepo
     engagement: EngagementRepo
     engagement_views: EngagementViews
+    classifier_rules: ClassifierRuleRepo
 
     def __init__(
         self, session_factory: SessionFactory, *, cipher: TokenCipher | None = None
@@ -110,6 +113,7 @@ class UnitOfWork:
         self.outbox = OutboxRepo(session)
         self.engagement = EngagementRepo(session)
         self.engagement_views = EngagementViews(session)
+        self.classifier_rules = ClassifierRuleRepo(session)
         return self
 
     def __exit__(
@@ -142,6 +146,7 @@ if TYPE_CHECKING:
         SuppressionUnitOfWork,
         OutboxUnitOfWork,
         EngagementUnitOfWork,
+        RulesUnitOfWork,
     ]:
         """Let the type checker hold this unit of work to the ports of the use cases."""
-        return uow, uow, uow, uow, uow, uow, uow
+        return uow, uow, uow, uow, uow, uow, uow, uow

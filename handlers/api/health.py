@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import Connection, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
@@ -24,8 +24,13 @@ router = APIRouter(tags=["health"])
         }
     },
 )
-def healthz(services: ServicesDep) -> JSONResponse:
-    """Report whether the database answers and carries the expected schema."""
+def healthz(services: ServicesDep, request: Request) -> JSONResponse:
+    """Report whether the database answers and carries the expected schema.
+
+    With an Anthropic key, `claude_models` says what the Models API said at start-up about
+    each configured model (known, deprecated, retired, unknown, not_checked); it is absent
+    until the check has answered.
+    """
     from storage.migrate import current_heads
 
     heads = current_heads()
@@ -48,15 +53,17 @@ def healthz(services: ServicesDep) -> JSONResponse:
             },
             503,
         )
-    return JSONResponse(
-        {
-            "status": "ok",
-            "database": services.engine.dialect.name,
-            "schema": version,
-            "slack_work": slack_work,
-            "jobs_to_plan": jobs_to_plan,
-        }
-    )
+    body: dict[str, object] = {
+        "status": "ok",
+        "database": services.engine.dialect.name,
+        "schema": version,
+        "slack_work": slack_work,
+        "jobs_to_plan": jobs_to_plan,
+    }
+    models = getattr(request.app.state, "claude_models", None)
+    if models:
+        body["claude_models"] = models
+    return JSONResponse(body)
 
 
 def _jobs_to_plan(conn: Connection, now: datetime) -> dict[str, float | int]:

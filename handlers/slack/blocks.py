@@ -9,11 +9,14 @@ from typing import Any
 
 from domain.cards import Card, CardState, CardType, CardView
 from domain.jobs import Job
+from domain.rules import Rule
 from handlers.slack.ids import ActionId, BlockId, CallbackId
 
 PREVIEW_CHARS = 600
 MODAL_TEXT_CHARS = 2900  # a section's text may hold 3,000 characters
 MAX_INPUT_CHARS = 3000  # plain_text_input max_length
+RULE_SECTIONS = 40  # a message holds 50 blocks: the rules' sections, a header and a footer
+RULE_PATTERN_CHARS = 200  # a longer pattern is shown cut; the API has it whole
 
 _ICONS = {
     CardType.SEND_EMAIL: "✉️",
@@ -434,3 +437,48 @@ def bulk_message(
         },
     ]
     return f"{job_name}: {count} drafts waiting for approval", blocks
+
+
+def rule_line(rule: Rule) -> str:
+    """A rule for `/rules list` and the answers to `/rules add|remove`."""
+    # A backtick would end the code span early; Slack has no escape for it.
+    pattern = escape(_truncate(rule.pattern, RULE_PATTERN_CHARS)).replace("`", "ˋ")
+    inactive = " · _inactive_" if not rule.is_active else ""
+    return (
+        f"`#{rule.id}` · priority {rule.priority} · {rule.rule_type.value} `{pattern}` "
+        f"→ *{rule.category.value}*{inactive}"
+    )
+
+
+def rules_message(rules: Sequence[Rule]) -> tuple[str, list[dict[str, Any]]]:
+    """`/rules list`: an organization's rules in the order they are tried."""
+    count = len(rules)
+    blocks: list[dict[str, Any]] = [
+        {
+            "type": "section",
+            "text": _text(
+                f"*Classification rules* ({count}), tried in this order; the first that "
+                "matches an inbound email decides its category."
+                if rules
+                else "*Classification rules*: none yet."
+            ),
+        }
+    ]
+    shown = 0
+    sections: list[list[str]] = [[]]
+    for rule in rules:
+        line = rule_line(rule)
+        if sections[-1] and len("\n".join([*sections[-1], line])) > MODAL_TEXT_CHARS:
+            if len(sections) == RULE_SECTIONS:
+                break
+            sections.append([])
+        sections[-1].append(line)
+        shown += 1
+    blocks.extend(
+        {"type": "section", "text": _text("\n".join(lines))} for lines in sections if lines
+    )
+    footer = ["Admins: `/rules add <type> <pattern> <CATEGORY> [priority]` · `/rules remove <id>`"]
+    if shown < count:
+        footer.insert(0, f"… and {count - shown} more: `GET /api/inbound/rules` lists them all.")
+    blocks.append({"type": "context", "elements": [_text(" ".join(footer))]})
+    return f"{count} classification rule{'s' if count != 1 else ''}", blocks

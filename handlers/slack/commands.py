@@ -1,8 +1,11 @@
-"""Slash commands: `/campaign launch|list|status|pause|resume|help`, `/job list|status|cancel`."""
+"""Slash commands: `/campaign launch|list|status|pause|resume|help`, `/job list|status|cancel`,
+`/rules list|add|remove`."""
 
 from __future__ import annotations
 
+import html
 import logging
+import re
 import shlex
 from collections.abc import Callable
 from typing import Any
@@ -11,10 +14,12 @@ from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
 from domain.campaigns import CampaignStatus
+from domain.classification import Category
 from domain.errors import InvalidInput, NotFound, SalesbotError
 from domain.jobs import JobStatus
 from domain.outreach import Actor
-from handlers.slack.blocks import escape, job_line
+from domain.rules import DEFAULT_PRIORITY, MAX_PRIORITY, RuleType
+from handlers.slack.blocks import escape, job_line, rule_line, rules_message
 from handlers.slack.common import Bound, SlackDeps, answer, resolve_actor, tells_user_on_error
 from handlers.slack.ids import Command
 from storage.uow import UnitOfWork
@@ -37,6 +42,24 @@ JOB_USAGE = (
     "• `/job cancel <id>` — stop a job; its cards not yet sent are withdrawn"
 )
 
+RULES_USAGE = (
+    "*Usage of /rules*\n"
+    "• `/rules list` — the rules that classify inbound email, in the order they are tried\n"
+    "• `/rules add <type> <pattern> <CATEGORY> [priority]` — admins; lower priorities are "
+    "tried first (default 100)\n"
+    "• `/rules remove <id>` — admins\n"
+    f"Types: {', '.join(f'`{t.value}`' for t in RuleType)} "
+    "(a domain includes its subdomains; subject text ignores case; regexes use RE2 syntax, "
+    "`(?i)` to ignore case).\n"
+    f"Categories: {', '.join(c.value for c in Category)}.\n"
+    "Examples: `/rules add sender_domain pinnacle.com AMC_ORDER 10` · "
+    '`/rules add subject_contains "please remove me" REMOVE`'
+)
+# Slack sends an address or a link typed in a command as `<mailto:a@b.com|a@b.com>`: the
+# label is what was typed.
+_SLACK_LINK = re.compile(r"<(?:mailto:|https?://)[^|>]*\|([^>]*)>")
+_QUOTES = {'"': '"', "'": "'", "“": "”"}
+
 
 def split_command(text: str) -> tuple[str, str]:
     """Split `launch Q4 lender win-back` into ('launch', 'Q4 lender win-back')."""
@@ -57,6 +80,7 @@ def register(app: App, deps: SlackDeps) -> None:
     """Register the slash command listeners."""
     app.command(Command.CAMPAIGN.value)(ack=ack_fast, lazy=[Bound(run_campaign, deps)])
     app.command(Command.JOB.value)(ack=ack_fast, lazy=[Bound(run_job, deps)])
+    app.command(Command.RULES.value)(ack=ack_fast, lazy=[Bound(run_rules, deps)])
 
 
 def ack_fast(ack: Ack, command: dict[str, Any]) -> None:
@@ -96,6 +120,86 @@ def run_job(
     """Run a /job sub-command and answer it."""
     verb, arg = split_command(command.get("text", ""))
     answer(respond, _job(deps, verb, arg, body, client))
+
+
+@tells_user_on_error
+def run_rules(
+    deps: SlackDeps,
+    command: dict[str, Any],
+    respond: Respond,
+    client: WebClient,
+    body: dict[str, Any],
+) -> None:
+    """Run a /rules sub-command and answer it (changes are for admins)."""
+    verb, rest = [*(command.get("text") or "").split(None, 1), "", ""][:2]
+    verb = verb.lower()
+    if verb in ("", "help"):
+        answer(respond, RULES_USAGE)
+        return
+    if verb not in ("list", "add", "remove"):
+        answer(respond, f"I don't know `/rules {escape(verb[:40])}`.\n\n{RULES_USAGE}")
+        return
+    # A replayed `add` (the process died before answering) finds its rule stored and is
+    # refused as a duplicate naming it: a rule is never stored twice.
+    actor = resolve_actor(deps, body, client)
+    if verb == "list":
+        text, blocks = rules_message(deps.rules.list_rules(actor.org_id))
+        answer(respond, text, blocks=blocks)
+        return
+    if verb == "remove":
+        rule_id = rest.strip().lstrip("#")
+        if not _is_number(rule_id) or len(rule_id) > 18:
+            answer(
+                respond,
+                f"`/rules remove` needs a rule number, e.g. `/rules remove 12`.\n\n{RULES_USAGE}",
+            )
+            return
+        removed = deps.rules.remove_rule(actor, actor.org_id, int(rule_id))
+        answer(respond, f"Removed rule {rule_line(removed)}")
+        return
+    parsed = parse_rule_args(rest)
+    if parsed is None:
+        answer(respond, f"`/rules add` needs a type, a pattern and a category.\n\n{RULES_USAGE}")
+        return
+    rule_type, pattern, category, priority = parsed
+    added = deps.rules.add_rule(
+        actor,
+        actor.org_id,
+        rule_type=rule_type,
+        pattern=pattern,
+        category=category,
+        priority=priority,
+    )
+    answer(respond, f"Added rule {rule_line(added)}")
+
+
+def parse_rule_args(text: str) -> tuple[str, str, str, int] | None:
+    """Read `<type> <pattern> <CATEGORY> [priority]`; None when a part is missing.
+
+    The pattern is everything between the type and the category, as typed (a regex keeps
+    its backslashes); one pair of quotes around it is removed.
+    """
+    text = html.unescape(_SLACK_LINK.sub(r"\1", text)).strip()
+    words = text.split()
+    if len(words) < 3:
+        return None
+    priority = DEFAULT_PRIORITY
+    last = words[-1]
+    if len(words) >= 4 and _is_number(last):
+        # A number too long to be a priority is kept out of bounds, for the domain to refuse.
+        priority = int(last) if len(last) <= 6 else MAX_PRIORITY + 1
+        text = text[: -len(last)].rstrip()
+        words = words[:-1]
+    rule_type, category = words[0], words[-1]
+    pattern = text[len(rule_type) : len(text) - len(category)].strip()
+    closing = _QUOTES.get(pattern[:1])
+    if len(pattern) >= 2 and pattern[-1] == closing:
+        pattern = pattern[1:-1]
+    return rule_type, pattern, category, priority
+
+
+def _is_number(word: str) -> bool:
+    return word.isascii() and word.isdigit()
 
 
 def _campaign(

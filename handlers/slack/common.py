@@ -19,6 +19,7 @@ from domain.accounts import Accounts
 from domain.clock import Clock
 from domain.errors import NotPermitted, SalesbotError
 from domain.outreach import Actor, Outreach
+from domain.rules import Rules
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ class SlackDeps:
 
     outreach: Outreach
     accounts: Accounts
+    rules: Rules
     session_factory: Callable[[], Session]
     clock: Clock
     wake_worker: Callable[[], None]
@@ -136,12 +138,14 @@ def tell(client: WebClient, body: dict[str, Any], text: str) -> None:
         log.warning("could not tell the user", extra={"error": exc.response.get("error")})
 
 
-def answer(respond: Respond, text: str) -> None:
-    """Answer a slash command through its response_url. An answer that cannot be delivered
-    is logged, not raised: a raised error would make the worker run the command again (a
-    second launch), and the command's work is already done."""
+def answer(respond: Respond, text: str, *, blocks: list[dict[str, Any]] | None = None) -> None:
+    """Answer a slash command through its response_url (`text` is the notification and
+    fallback of `blocks`, if any). An answer that cannot be delivered is logged, not
+    raised: a raised error would make the worker run the command again (a second launch),
+    and the command's work is already done."""
     try:
-        answered = respond(response_type="ephemeral", text=text, replace_original=False)
+        extra: dict[str, Any] = {"blocks": blocks} if blocks is not None else {}
+        answered = respond(response_type="ephemeral", text=text, replace_original=False, **extra)
     except Exception:  # noqa: BLE001 - see above
         log.warning("could not answer a slash command through its response_url", exc_info=True)
         return

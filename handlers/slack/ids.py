@@ -45,3 +45,4 @@ class Command(StrEnum):
 
     CAMPAIGN = "/campaign"
     JOB = "/job"
+    RULES = "/rules"

@@ -44,7 +44,7 @@ from domain.email_message import (
     EmbeddedMessage,
     ParsedEmail,
 )
-from integrations.gmail.reply_text import html_to_text, strip_reply
+from integrations.gmail.reply_text import strip_reply, visible_text
 
 log = logging.getLogger(__name__)
 
@@ -869,11 +869,25 @@ def _build(
     plains = [text for kind, text, _twin in found.segments if kind == "plain"]
     htmls = [text for kind, text, _twin in found.segments if kind == "html"]
     texts: list[str] = []
+    hidden_chars = 0
+    hidden_instructions = False
     for kind, value, twin in found.segments:
         if kind == "plain":
             texts.append(value)
-        elif not twin:
-            texts.append(html_to_text(value))
+            continue
+        # Every HTML part is read for hidden text, even one with a plain twin: the reply
+        # text may come from its markup, and hidden text is worth a flag either way.
+        visible, hidden = visible_text(value)
+        hidden_chars += hidden.characters
+        hidden_instructions = hidden_instructions or hidden.reads_like_instructions
+        if not twin:
+            texts.append(visible)
+    if hidden_chars:
+        notes.add(EmailFlag.HIDDEN_TEXT, f"html: {hidden_chars} characters of hidden text removed")
+    if hidden_instructions:
+        notes.add(
+            EmailFlag.HIDDEN_INSTRUCTIONS, "html: the hidden text read like instructions to a model"
+        )
     text = "\n\n".join(t.strip("\r\n") for t in texts if t.strip())
     if len(text) > max_body_chars:
         notes.add(EmailFlag.TRUNCATED, "body longer than the limit")

@@ -38,6 +38,8 @@ import lxml.html
 from mailparser_reply import EmailMessage
 from mailparser_reply.constants import MAIL_LANGUAGES
 
+from integrations.gmail.hidden_html import HiddenText, drop_hidden_text
+
 # A reply a person typed is never this long; what follows is history or noise.
 MAX_INPUT_CHARS: Final = 200_000
 # The part of the text handed to mail-parser-reply (new text is at the top).
@@ -51,11 +53,22 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
 
 
 def html_to_text(html: str) -> str:
-    """Turn an HTML body into readable plain text (layout kept as line breaks)."""
+    """Turn an HTML body into readable plain text (layout kept as line breaks).
+
+    Text a reader would not see (hidden elements, white on white, comments: see
+    `integrations/gmail/hidden_html.py`) is left out.
+    """
+    return visible_text(html)[0]
+
+
+def visible_text(html: str) -> tuple[str, HiddenText]:
+    """Return the text a reader of the HTML sees, and what hidden text was dropped."""
     cleaned = _CONTROL.sub("", html)
     if not cleaned.strip():
-        return ""
-    return _CONTROL.sub("", html_text.extract_text(cleaned))
+        return "", HiddenText()
+    root = html_text.parse_html(cleaned)
+    hidden = drop_hidden_text(root)
+    return _CONTROL.sub("", html_text.extract_text(root)), hidden
 
 
 _FROM_WORDS: Final = (

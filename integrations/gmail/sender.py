@@ -21,7 +21,9 @@ def _compose(message: MailMessage) -> bytes:
     """Build the RFC 822 bytes of a message; raise InvalidInput if it cannot be built."""
     unsubscribe = None
     if message.unsubscribe_url is not None:
-        unsubscribe = Unsubscribe(url=message.unsubscribe_url, mailto=message.from_email)
+        unsubscribe = Unsubscribe(
+            url=message.unsubscribe_url, mailto=message.unsubscribe_mailto or message.from_email
+        )
     return compose_email(
         message_id=message.message_id,
         date=message.date,

@@ -35,16 +35,19 @@ from google.auth import exceptions as auth_exceptions
 from googleapiclient.errors import HttpError
 
 from domain.clock import Clock
+from domain.detection import Detection, DetectionContext
 from domain.email_message import ParsedEmail
 from domain.errors import ExternalServiceError
 from domain.inbound import (
     InboundStore,
     MessageToFetch,
     NewMessage,
+    ReadMessage,
     SyncState,
     is_synced_message,
 )
-from integrations.gmail.mime import DEFAULT_MAX_BODY_CHARS, parse_gmail_message
+from integrations.gmail.mime import DEFAULT_MAX_BODY_CHARS, decode_base64url, parse_gmail_message
+from integrations.mail_signals.detect import detect_message
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +75,28 @@ _TRANSPORT_ERRORS: Final = (
 
 
 # The parse result beside a failed fetch (never read).
-_NOT_PARSED: Final[Future[ParsedEmail]] = Future()
+Parsed = tuple[ParsedEmail, Detection]
+_NOT_PARSED: Final[Future[Parsed]] = Future()
+
+
+def read_gmail_message(
+    resource: Any, *, max_body_chars: int, context: DetectionContext
+) -> tuple[ParsedEmail, Detection]:
+    """Parse a `users.messages.get` resource (format raw) and run the detectors on it.
+
+    The detectors read the raw bytes (a bounce's attached original, DSN fields, ARF
+    reports), so they run here, while the bytes are at hand; the inbound pipeline reads the
+    stored `Detection` later. Module level, so a parser process can run it.
+    """
+    parsed = parse_gmail_message(resource, max_body_chars=max_body_chars)
+    raw_data = resource.get("raw") if isinstance(resource, dict) else None
+    if raw_data is None:
+        return parsed, Detection(notes=("no raw message: the detectors did not run",))
+    try:
+        raw = decode_base64url(str(raw_data))
+    except ValueError:
+        return parsed, Detection(notes=("raw is not base64url: the detectors did not run",))
+    return parsed, detect_message(raw, context=context, parsed=parsed)
 
 
 class HistoryUnavailable(Exception):
@@ -321,15 +345,16 @@ class GmailSync:
         waits on the network. Parsed messages are stored in batches, oldest first.
         """
         parsed_count = failed = gone = 0
-        pending: deque[tuple[MessageToFetch, Future[ParsedEmail]]] = deque()
+        pending: deque[tuple[MessageToFetch, Future[Parsed]]] = deque()
+        context = self._store.detection_context(account_id)
 
         def store_oldest(count: int) -> None:
             nonlocal parsed_count, failed
-            batch: list[tuple[MessageToFetch, ParsedEmail]] = []
+            batch: list[ReadMessage] = []
             for _ in range(min(count, len(pending))):
                 message, future = pending.popleft()
                 try:
-                    batch.append((message, future.result()))
+                    batch.append(ReadMessage(message, *future.result()))
                 except BrokenProcessPool:
                     self._reset_parse_pool()
                     self._fail(message, "parse failed (the parser process died)")
@@ -342,7 +367,7 @@ class GmailSync:
             failed += unsaved
 
         try:
-            for message, parsed, error in self._fetch_all(account_id, service, messages):
+            for message, parsed, error in self._fetch_all(account_id, service, messages, context):
                 if error is not None:
                     if isinstance(error, auth_exceptions.RefreshError):
                         # The mailbox's grant is gone: every fetch would fail the same way.
@@ -367,8 +392,12 @@ class GmailSync:
         return FetchOutcome(parsed=parsed_count, failed=failed, gone=gone)
 
     def _fetch_all(
-        self, account_id: int, service: Any, messages: Sequence[MessageToFetch]
-    ) -> Iterator[tuple[MessageToFetch, Future[ParsedEmail], BaseException | None]]:
+        self,
+        account_id: int,
+        service: Any,
+        messages: Sequence[MessageToFetch],
+        context: DetectionContext,
+    ) -> Iterator[tuple[MessageToFetch, Future[Parsed], BaseException | None]]:
         """Fetch and parse messages; yield (message, parsed, None) or (message, _, error).
 
         Results come in the given order. Each message is parsed by the thread that fetched
@@ -380,45 +409,47 @@ class GmailSync:
         if threads <= 1 or len(messages) <= 1:
             api = service.users().messages()
             for message in messages:
-                yield self._fetch_and_parse(api, message)
+                yield self._fetch_and_parse(api, message, context)
             return
         # httplib2 is not thread-safe: every fetch thread builds its own client.
         local = threading.local()
 
         def fetch(
             message: MessageToFetch,
-        ) -> tuple[MessageToFetch, Future[ParsedEmail], BaseException | None]:
+        ) -> tuple[MessageToFetch, Future[Parsed], BaseException | None]:
             api = getattr(local, "api", None)
             if api is None:
                 try:
                     api = local.api = self._service_for(account_id).users().messages()
                 except auth_exceptions.RefreshError as exc:
                     return message, _NOT_PARSED, exc
-            return self._fetch_and_parse(api, message)
+            return self._fetch_and_parse(api, message, context)
 
         with ThreadPoolExecutor(threads, thread_name_prefix="gmail-fetch") as pool:
             for start in range(0, len(messages), FETCH_CHUNK):
                 yield from pool.map(fetch, messages[start : start + FETCH_CHUNK])
 
     def _fetch_and_parse(
-        self, api: Any, message: MessageToFetch
-    ) -> tuple[MessageToFetch, Future[ParsedEmail], BaseException | None]:
+        self, api: Any, message: MessageToFetch, context: DetectionContext
+    ) -> tuple[MessageToFetch, Future[Parsed], BaseException | None]:
         message, resource, error = _get_raw(api, message)
         if error is not None:
             return message, _NOT_PARSED, error
-        return message, self._parse(resource), None
+        return message, self._parse(resource, context), None
 
-    def _parse(self, resource: Any) -> Future[ParsedEmail]:
+    def _parse(self, resource: Any, context: DetectionContext) -> Future[Parsed]:
         limit = self._settings.max_body_chars
         pool = self._parse_pool()
         if pool is not None:
             try:
-                return pool.submit(parse_gmail_message, resource, max_body_chars=limit)
+                return pool.submit(
+                    read_gmail_message, resource, max_body_chars=limit, context=context
+                )
             except BrokenProcessPool:
                 self._reset_parse_pool()
-        done: Future[ParsedEmail] = Future()
+        done: Future[Parsed] = Future()
         try:
-            done.set_result(parse_gmail_message(resource, max_body_chars=limit))
+            done.set_result(read_gmail_message(resource, max_body_chars=limit, context=context))
         except Exception as exc:  # noqa: BLE001 - reported when the result is read
             done.set_exception(exc)
         return done
@@ -444,7 +475,7 @@ class GmailSync:
         """Stop the parser processes, if any."""
         self._reset_parse_pool()
 
-    def _save(self, batch: Sequence[tuple[MessageToFetch, ParsedEmail]]) -> tuple[int, int]:
+    def _save(self, batch: Sequence[ReadMessage]) -> tuple[int, int]:
         """Store a batch; if the batch fails, store one by one and keep failures as failed."""
         if not batch:
             return 0, 0
@@ -457,12 +488,14 @@ class GmailSync:
                 extra={"error": type(exc).__name__, "batch": len(batch)},
             )
         saved = unsaved = 0
-        for message, parsed in batch:
+        for read in batch:
             try:
-                self._store.save_parsed([(message, parsed)])
+                self._store.save_parsed([read])
                 saved += 1
             except Exception as exc:  # noqa: BLE001 - recorded on the row, retried later
-                self._fail(message, f"storing the parsed message failed ({type(exc).__name__})")
+                self._fail(
+                    read.message, f"storing the parsed message failed ({type(exc).__name__})"
+                )
                 unsaved += 1
         return saved, unsaved
 
@@ -525,10 +558,15 @@ class GmailSync:
         except _TRANSPORT_ERRORS as exc:
             raise ExternalServiceError(_describe("watch", exc), retryable=True) from None
         expires_at = datetime.fromtimestamp(int(answer["expiration"]) / 1000, UTC)
-        self._store.set_watch(account_id, expires_at=expires_at)
+        history_id = _history_id(answer.get("historyId"))
+        self._store.set_watch(account_id, expires_at=expires_at, history_id=history_id)
         log.info(
             "gmail watch renewed",
-            extra={"account_id": account_id, "expires_at": expires_at.isoformat()},
+            extra={
+                "account_id": account_id,
+                "expires_at": expires_at.isoformat(),
+                "history_id": history_id,
+            },
         )
         return expires_at
 
@@ -537,6 +575,15 @@ class GmailSync:
             return self._service_for(account_id)
         except auth_exceptions.RefreshError:
             raise _credentials_refused() from None
+
+
+def _history_id(value: object) -> int | None:
+    """Return a historyId Gmail answered (a decimal string), or None if it is unusable."""
+    try:
+        number = int(str(value))
+    except ValueError:
+        return None
+    return number if number > 0 else None
 
 
 def _credentials_refused() -> ExternalServiceError:

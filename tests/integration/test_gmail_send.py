@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 
 from domain.clock import FixedClock, SystemClock
 from domain.mail import OutgoingEmail, SendOutcome, SendStatus
-from integrations.crypto import SecretBox
+from domain.unsubscribe_address import build_unsubscribe_address
+from integrations.crypto import MailtoUnsubscribeTokens, SecretBox
 from integrations.gmail.client import GmailClient
 from integrations.gmail.compose import compose_email
 from jobs.outbox import OutboxWorker
@@ -151,8 +152,11 @@ def test_email_carries_our_message_id_list_unsubscribe_and_text_and_html_parts(
     assert str(message["From"]) == f"María López <{REP_EMAIL}>"
     assert str(message["To"]) == f"Dana Whitfield <{DANA}>"
     url = unsubscribe_url(world.org_id, world.contact_ids[DANA])
+    token = MailtoUnsubscribeTokens(TEST_SECRET_KEY).build(world.org_id, world.contact_ids[DANA])
+    mailto = build_unsubscribe_address(REP_EMAIL, token)
+    assert mailto.startswith("maria+unsub-o")
     assert raw_header(sent.raw, "List-Unsubscribe") == (
-        f"List-Unsubscribe: <{url}>,\r\n <mailto:{REP_EMAIL}?subject=unsubscribe>"
+        f"List-Unsubscribe: <{url}>,\r\n <mailto:{mailto}?subject=unsubscribe>"
     )
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert message.get_content_type() == "multipart/alternative"

@@ -13,8 +13,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from domain.detection import BounceSeverity, Detection, MessageKind
 from domain.email_message import EmailFlag, ParsedEmail
-from domain.inbound import MessageToFetch, NewMessage
+from domain.inbound import MessageToFetch, NewMessage, ReadMessage
 from integrations.gmail.sync import GmailSync, SyncSettings
 from jobs.gmail_sync import GmailInboundProcessor
 from sandbox.gmail_api import WatchCall
@@ -181,6 +182,31 @@ def test_a_corpus_bounce_delivered_end_to_end_is_stored_with_its_dsn_fields(
     ]
     assert [e["message_id"] for e in bounce.embedded_messages] == ["<4E326A95.3010907@example.com>"]
     assert bounce.size_bytes == len(raw)
+    detection = Detection.model_validate(bounce.detection)
+    assert detection.kind is MessageKind.BOUNCE
+    assert detection.bounce is not None
+    assert [(r.address, r.severity) for r in detection.bounce.recipients] == [
+        ("user@aol.com", BounceSeverity.HARD)
+    ]
+    assert detection.bounce.original_message_id == "<4E326A95.3010907@example.com>"
+
+
+def test_the_detectors_run_at_parse_time_with_what_they_know_of_the_organization(
+    mailbox: Mailbox,
+) -> None:
+    """Our reps are recognised, and mail to the `+unsub-<token>` address carries its token."""
+    unsubscribe_to = REP.replace("@", "+unsub-o1c2.abcdefghijklmnop@")
+    mailbox.deliver(make_email(sender=DANA, to=unsubscribe_to, subject="", body=""))
+    mailbox.deliver(make_email(sender=REP, to=DANA, subject="Fwd: rates", body="see below"))
+    mailbox.deliver(make_email(sender=DANA, to=REP, subject="Re: turn times", body="Yes please."))
+
+    mailbox.sync.sync_account(mailbox.account_id)
+
+    found = {e.subject: Detection.model_validate(e.detection) for e in mailbox.inbound()}
+    assert found[""].unsubscribe is not None
+    assert found[""].unsubscribe.token == "o1c2.abcdefghijklmnop"
+    assert found["Fwd: rates"].from_own_rep
+    assert found["Re: turn times"] == Detection()
 
 
 def test_an_oversized_message_is_stored_truncated_with_a_flag(
@@ -403,7 +429,7 @@ def test_text_postgresql_cannot_store_is_made_storable(mailbox: Mailbox) -> None
         gmail_id="19a00000000000ff",
     )
 
-    mailbox.store.save_parsed([(row, parsed)])
+    mailbox.store.save_parsed([ReadMessage(row, parsed, Detection(notes=("nul\x00 in a note",)))])
 
     [stored] = mailbox.inbound()
     assert (stored.status, stored.subject, stored.body_text, stored.headers) == (
@@ -412,6 +438,7 @@ def test_text_postgresql_cannot_store_is_made_storable(mailbox: Mailbox) -> None
         "body\ufffdtext ?",
         {"X-Failed-Recipients": "a\ufffdb"},
     )
+    assert stored.detection["notes"] == ["nul\ufffd in a note"]
 
 
 def test_a_failed_message_waits_for_a_person_after_its_last_attempt(mailbox: Mailbox) -> None:
@@ -467,6 +494,45 @@ def test_watches_are_renewed_on_inbox_and_sent_when_they_expire_within_two_days(
     assert mailbox.account().watch_expires_at == datetime.fromtimestamp(
         latest.expiration_ms / 1000, UTC
     )
+
+
+def test_the_first_watch_gives_a_new_mailbox_its_history_pointer_and_later_ones_keep_it(
+    connect: Callable[..., Mailbox],
+) -> None:
+    """Mail arriving after the watch is listed from its historyId: no full sync is needed."""
+    mailbox = connect(never_synced=True)
+    mailbox.deliver(make_email(sender=DANA, to=REP, subject="Before the watch"))
+
+    mailbox.processor.renew_watches()
+    watched_at = mailbox.account().history_id
+    mailbox.deliver(make_email(sender=DANA, to=REP, subject="After the watch"))
+    result = mailbox.sync.sync_account(mailbox.account_id)
+    mailbox.clock.advance(days=6)
+    mailbox.processor.renew_watches()
+
+    assert watched_at is not None
+    assert result.mode == "history"
+    assert [e.subject for e in mailbox.inbound()] == ["After the watch"]
+    # A renewal answers a newer historyId; the pointer the sync moved is kept.
+    assert mailbox.account().history_id == result.history_id
+    assert len(mailbox.google.gmail.watch_calls) == 2
+
+
+def test_catch_up_watches_a_newly_connected_mailbox_before_syncing_it(
+    connect: Callable[..., Mailbox],
+) -> None:
+    mailbox = connect(never_synced=True)
+    mailbox.deliver(make_email(sender=DANA, to=REP, subject="Before connecting"))
+
+    synced = mailbox.processor.catch_up()
+    again = mailbox.processor.catch_up()
+
+    assert (synced, again) == (1, 0)
+    assert len(mailbox.google.gmail.watch_calls) == 1
+    assert mailbox.account().watch_expires_at is not None
+    # The pointer came from the watch: the history sync found nothing older to store.
+    assert mailbox.inbound() == []
+    assert (mailbox.gmail_calls("messages.list"), mailbox.gmail_calls("history.list")) == (0, 1)
 
 
 # -- concurrency of one sync ---------------------------------------------------------------------

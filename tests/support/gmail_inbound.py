@@ -140,10 +140,12 @@ def connect_mailbox(
     last_synced_at: datetime | None = None,
     sync_settings: SyncSettings | None = None,
     status: str = "connected",
+    never_synced: bool = False,
 ) -> Mailbox:
     """Create the rep's mailbox in the stand-in and its connected account in the database.
 
-    The account's history pointer is the mailbox's current history id unless given. Pass
+    The account's history pointer is the mailbox's current history id unless given, and
+    none at all for a mailbox `never_synced` (just connected, before its first watch). Pass
     the test's rolled-back `session_factory`, or one on `committed_engine` for threads.
     """
     google = stand_in.google
@@ -156,8 +158,12 @@ def connect_mailbox(
             org_id=org.id,
             email=REP,
             status=status,
-            history_id=history_id if history_id is not None else google.gmail.history_id(REP),
-            last_synced_at=last_synced_at if last_synced_at is not None else clock.now(),
+            history_id=None
+            if never_synced
+            else (history_id if history_id is not None else google.gmail.history_id(REP)),
+            last_synced_at=None
+            if never_synced
+            else (last_synced_at if last_synced_at is not None else clock.now()),
         )
         session.add(account)
         session.commit()

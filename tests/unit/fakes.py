@@ -29,6 +29,7 @@ from domain.cards import (
     Priority,
     states_that_can_become,
 )
+from domain.classification import Category
 from domain.clock import FixedClock
 from domain.contacts import ContactContext, EngagementTrend, UserRole
 from domain.deps import Deps
@@ -52,6 +53,7 @@ from domain.jobs import (
 from domain.mail import OutgoingEmail, SendOutcome, SendStatus
 from domain.outreach import Actor, Outreach
 from domain.ports import OutreachUnitOfWork
+from domain.rules import Rule, RuleType
 from domain.templates import EmailTemplate, EmailTemplateFields
 
 NOW = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
@@ -94,6 +96,7 @@ class World:
     cards: dict[int, Card] = field(default_factory=dict)
     events: set[tuple[str, str]] = field(default_factory=set)
     engagement: EngagementStore = field(default_factory=lambda: EngagementStore())
+    rules: dict[int, Rule] = field(default_factory=dict)
     next_id: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     def __deepcopy__(self, memo: dict[int, object]) -> World:
@@ -110,6 +113,7 @@ class World:
             "cards",
             "events",
             "engagement",
+            "rules",
         ):
             setattr(copied, name, copy.deepcopy(getattr(self, name), memo))
         return copied
@@ -990,6 +994,84 @@ class FakeEngagement:
         )
 
 
+class FakeClassifierRules:
+    def __init__(self, world: World) -> None:
+        self._w = world
+
+    def list(self, org_id: int) -> builtins.list[Rule]:
+        return sorted(
+            (r for r in self._w.rules.values() if r.org_id == org_id),
+            key=lambda r: (r.priority, r.id),
+        )
+
+    def list_active(self, org_id: int) -> builtins.list[Rule]:
+        return [r for r in self.list(org_id) if r.is_active]
+
+    def get(self, org_id: int, rule_id: int) -> Rule:
+        rule = self._w.rules.get(rule_id)
+        if rule is None or rule.org_id != org_id:
+            raise NotFound(f"classification rule {rule_id} not found")
+        return rule
+
+    def find(self, org_id: int, *, rule_type: RuleType, pattern: str) -> Rule | None:
+        return next(
+            (r for r in self.list(org_id) if r.rule_type == rule_type and r.pattern == pattern),
+            None,
+        )
+
+    def count(self, org_id: int, *, rule_type: RuleType | None = None) -> int:
+        return sum(1 for r in self.list(org_id) if rule_type in (None, r.rule_type))
+
+    def add(
+        self,
+        org_id: int,
+        *,
+        rule_type: RuleType,
+        pattern: str,
+        category: Category,
+        priority: int,
+        is_active: bool,
+        created_by: int | None,
+        now: datetime,
+    ) -> Rule:
+        rule = Rule(
+            id=next(self._w.next_id),
+            org_id=org_id,
+            rule_type=rule_type,
+            pattern=pattern,
+            category=category,
+            priority=priority,
+            is_active=is_active,
+            created_by=created_by,
+            created_at=now,
+        )
+        self._w.rules[rule.id] = rule
+        return rule
+
+    def update(
+        self,
+        org_id: int,
+        rule_id: int,
+        *,
+        category: Category | None,
+        priority: int | None,
+        is_active: bool | None,
+    ) -> Rule:
+        changes: dict[str, Any] = {
+            "category": category,
+            "priority": priority,
+            "is_active": is_active,
+        }
+        rule = self.get(org_id, rule_id).model_copy(
+            update={k: v for k, v in changes.items() if v is not None}
+        )
+        self._w.rules[rule_id] = rule
+        return rule
+
+    def delete(self, org_id: int, rule_id: int) -> None:
+        del self._w.rules[self.get(org_id, rule_id).id]
+
+
 class FakeUnitOfWork:
     """One transaction over the world: what is not committed is undone at the end."""
 
@@ -1007,6 +1089,7 @@ class FakeUnitOfWork:
         self.events = FakeEvents(world)
         self.users = FakeUsers(world)
         self.engagement = FakeEngagement(world)
+        self.classifier_rules = FakeClassifierRules(world)
 
     def __enter__(self) -> FakeUnitOfWork:
         if self._saved is not None:

@@ -15,7 +15,9 @@ from typing import Any
 import pytest
 
 from domain.cards import Card, CardState, CardType, CardView, Priority
+from domain.classification import Category
 from domain.clock import FixedClock
+from domain.rules import Rule, RuleType
 from handlers.slack.blocks import (
     bulk_message,
     card_message,
@@ -23,6 +25,7 @@ from handlers.slack.blocks import (
     full_body_modal,
     home_view,
     reject_modal,
+    rules_message,
 )
 from tests.support.snapshots import assert_matches_snapshot
 
@@ -240,3 +243,58 @@ def test_the_bulk_message_lists_its_drafts_behind_a_confirmed_approve_all() -> N
 
 def test_the_bulk_message_lists_forty_drafts_and_counts_the_rest() -> None:
     assert_matches_snapshot("bulk_forty_two_drafts", bulk(42))
+
+
+def make_rule(
+    rule_id: int, rule_type: RuleType, pattern: str, category: Category, **more: Any
+) -> Rule:
+    values: dict[str, Any] = {
+        "id": rule_id,
+        "org_id": 1,
+        "rule_type": rule_type,
+        "pattern": pattern,
+        "category": category,
+        "priority": 100,
+        "is_active": True,
+        "created_by": 3,
+        "created_at": CLOCK.now(),
+    }
+    values.update(more)
+    return Rule(**values)
+
+
+def rules(found: list[Rule]) -> dict[str, Any]:
+    text, blocks = rules_message(found)
+    return {"text": text, "blocks": blocks}
+
+
+def test_the_rules_list_shows_each_rule_in_the_order_tried_with_the_inactive_marked() -> None:
+    found = [
+        make_rule(4, RuleType.SENDER_EMAIL, "orders@pinnacle.com", Category.AMC_ORDER, priority=5),
+        make_rule(2, RuleType.SENDER_DOMAIN, "pinnacle.com", Category.OPPORTUNITY, priority=10),
+        make_rule(7, RuleType.SUBJECT_CONTAINS, "please remove me", Category.REMOVE),
+        make_rule(9, RuleType.SUBJECT_REGEX, r"order #?\d{4,} <`rush`>", Category.AMC_ORDER),
+        make_rule(3, RuleType.SUBJECT_CONTAINS, "lawsuit", Category.ESCALATE, is_active=False),
+    ]
+    assert_matches_snapshot("rules_list", rules(found))
+
+
+def test_an_empty_rules_list_says_how_to_add_one() -> None:
+    assert_matches_snapshot("rules_list_empty", rules([]))
+
+
+def test_a_long_rules_list_stays_within_a_message_and_counts_the_rest() -> None:
+    found = [
+        make_rule(n, RuleType.SUBJECT_REGEX, f"({n:03d})" + "x" * 450, Category.STATUS)
+        for n in range(1, 501)
+    ]
+    message = rules(found)
+    sections = message["blocks"][1:-1]
+
+    assert len(message["blocks"]) == 42
+    assert all(len(b["text"]["text"]) <= 3000 for b in sections)
+    shown = sum(b["text"]["text"].count("\n") + 1 for b in sections)
+    assert shown == 40 * 11  # patterns are shown cut to 200 characters: 11 lines a section
+    assert message["blocks"][-1]["elements"][0]["text"].startswith(
+        f"… and {500 - shown} more: `GET /api/inbound/rules` lists them all."
+    )

@@ -26,6 +26,7 @@ def _registered() -> App:
     deps = SlackDeps(
         outreach=None,  # type: ignore[arg-type]
         accounts=None,  # type: ignore[arg-type]
+        rules=None,  # type: ignore[arg-type]
         session_factory=None,  # type: ignore[arg-type]
         clock=None,  # type: ignore[arg-type]
         wake_worker=lambda: None,

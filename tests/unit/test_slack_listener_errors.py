@@ -130,6 +130,7 @@ def test_a_bound_listener_shows_bolt_its_name_and_the_arguments_after_the_depend
     deps = SlackDeps(
         outreach=None,  # type: ignore[arg-type]
         accounts=None,  # type: ignore[arg-type]
+        rules=None,  # type: ignore[arg-type]
         session_factory=None,  # type: ignore[arg-type]
         clock="the clock",  # type: ignore[arg-type]
         wake_worker=lambda: None,
