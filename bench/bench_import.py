@@ -3,6 +3,10 @@
 Target (docs/design.md): under 30 s. The database `salesbot_bench_import` is created on
 first use and reused; the benchmark's organization is emptied at the start, so the
 first contact import inserts every row and the second one updates every row.
+
+Then 100,000 orders are imported, after 1 % of the contacts were given a reply in their
+engagement history: the import records an `order_after_reply` for each order that follows
+one of them within 30 days (storage/engagement.py), and the figure includes that work.
 Each import runs as `salesbot import ...` in a subprocess, exactly as a user runs
 it, so the figures include starting the interpreter.
 """
@@ -18,10 +22,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select, update
 
 from storage import models as m
 from storage.db import make_engine, make_session_factory
@@ -32,6 +37,12 @@ DATABASE = "salesbot_bench_import"
 ORG_SLUG = "bench-import"
 CONTACTS = 100_000
 CLIENTS = 5_000
+ORDERS = 100_000
+# Every REPLIER-th contact replied on REPLIED_ON; orders run over ORDER_DAYS from ORDERS_FROM.
+REPLIER = 100
+REPLIED_ON = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
+ORDERS_FROM = datetime(2026, 1, 1, tzinfo=UTC)
+ORDER_DAYS = 300
 TARGET_SECONDS = 30.0
 
 _FIRST = "Dana Marcus Kelly Tom Renee Javier Priya Alan Megan Luis Sarah Bill Angela Cody".split()
@@ -128,6 +139,86 @@ def write_files(folder: Path) -> tuple[Path, Path]:
     return clients, contacts
 
 
+def write_orders(folder: Path) -> Path:
+    """Write an orders file over the clients and contacts of `write_files`."""
+    rng = random.Random(20261203)
+    orders = folder / "orders.csv"
+    with orders.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["order_number", "client_domain", "status", "ordered_date", "fee"])
+        for n in range(ORDERS):
+            day = ORDERS_FROM + timedelta(days=rng.randrange(ORDER_DAYS))
+            writer.writerow(
+                [
+                    f"B-{n:06d}",
+                    f"lender{rng.randrange(CLIENTS):05d}.example.com",
+                    "completed",
+                    day.date().isoformat(),
+                    f"${rng.randint(450, 900)}.00",
+                ]
+            )
+    return orders
+
+
+def seed_replies(url: str) -> int:
+    """Give every REPLIER-th contact of the benchmark a reply; return how many."""
+    engine = make_engine(url)
+    try:
+        with make_session_factory(engine)() as session:
+            org_id = session.scalar(
+                select(m.Organization.id).where(m.Organization.slug == ORG_SLUG)
+            )
+            ids = session.scalars(
+                select(m.Contact.id).where(m.Contact.org_id == org_id).order_by(m.Contact.id)
+            ).all()[::REPLIER]
+            session.execute(
+                insert(m.ContactEngagementEvent),
+                [
+                    {
+                        "org_id": org_id,
+                        "contact_id": contact_id,
+                        "event": "positive_reply",
+                        "occurred_at": REPLIED_ON,
+                        "sentiment": "positive",
+                        "score_delta": 25.0,
+                        "score_after": 25.0,
+                        "detail": {},
+                    }
+                    for contact_id in ids
+                ],
+            )
+            session.execute(
+                update(m.Contact)
+                .where(m.Contact.id.in_(ids))
+                .values(last_replied_at=REPLIED_ON, engagement_score=25.0),
+                execution_options={"synchronize_session": False},
+            )
+            session.commit()
+            return len(ids)
+    finally:
+        engine.dispose()
+
+
+def count_orders_after_replies(url: str) -> int:
+    """Return how many order_after_reply events the benchmark organization has."""
+    engine = make_engine(url)
+    try:
+        with make_session_factory(engine)() as session:
+            return (
+                session.scalar(
+                    select(func.count(m.ContactEngagementEvent.id))
+                    .join(m.Organization, m.Organization.id == m.ContactEngagementEvent.org_id)
+                    .where(
+                        m.Organization.slug == ORG_SLUG,
+                        m.ContactEngagementEvent.event == "order_after_reply",
+                    )
+                )
+                or 0
+            )
+    finally:
+        engine.dispose()
+
+
 def run_cli(url: str, kind: str, path: Path) -> tuple[float, float]:
     """Run `salesbot import KIND PATH`; return its wall-clock and CPU seconds."""
     env = {
@@ -171,7 +262,8 @@ def count_contacts(url: str) -> int:
 
 
 def main() -> None:
-    """Import 5,000 clients and 100,000 contacts, then the contacts again; print the figures."""
+    """Import 5,000 clients and 100,000 contacts, the contacts again, then 100,000 orders;
+    print the figures."""
     url = database_url()
     reset_org(url)
     with tempfile.TemporaryDirectory(prefix="bench-import-") as tmp:
@@ -188,6 +280,10 @@ def main() -> None:
         again, again_cpu = run_cli(url, "contacts", contacts)
         if count_contacts(url) != CONTACTS:
             raise RuntimeError("the re-import changed the number of contacts")
+        repliers = seed_replies(url)
+        orders = write_orders(Path(tmp))
+        ordered, ordered_cpu = run_cli(url, "orders", orders)
+        followed = count_orders_after_replies(url)
     verdict = "PASS" if first < TARGET_SECONDS else "FAIL"
     print(
         f"CSV import of {CONTACTS:,} contacts on PostgreSQL (all inserts): {first:.1f} s, "
@@ -199,7 +295,12 @@ def main() -> None:
         f"{CONTACTS / again:,.0f} rows/s; {again_cpu:.1f} s of CPU"
     )
     print(
-        "(each run is `salesbot import contacts FILE --org bench-import`, interpreter start "
+        f"import of {ORDERS:,} orders ({repliers:,} contacts with a reply): {ordered:.1f} s, "
+        f"{ORDERS / ordered:,.0f} rows/s; {ordered_cpu:.1f} s of CPU; "
+        f"{followed:,} orders after a reply recorded"
+    )
+    print(
+        "(each run is `salesbot import KIND FILE --org bench-import`, interpreter start "
         f"included; load average when the first run began: {load:.1f} on {os.cpu_count()} CPUs)"
     )
 

@@ -46,7 +46,16 @@ from domain.sending import SendLimits
 from domain.suppression import Suppression
 from domain.understanding import PipelineSettings, Understanding
 from handlers import gmail_push
-from handlers.api import cards, health, inbound, inbound_rules, jobs, marketing, unsubscribe
+from handlers.api import (
+    cards,
+    engagement,
+    health,
+    inbound,
+    inbound_rules,
+    jobs,
+    marketing,
+    unsubscribe,
+)
 from handlers.api import gmail as gmail_api
 from handlers.api.deps import Services
 from handlers.api.docs import error_answer, install_docs
@@ -554,6 +563,7 @@ def build_app(
     app.include_router(jobs.router)
     app.include_router(cards.router)
     app.include_router(inbound.router)
+    app.include_router(engagement.router)
     app.include_router(inbound_rules.router)
     # Without GOOGLE_CLIENT_ID/SECRET every Gmail route answers 503.
     gmail_unavailable: dict[int | str, dict[str, Any]] = {503: error_answer(503)}

@@ -18,6 +18,13 @@ Acting is idempotent: a second pass over the same message (a crash before its re
 re-classification once Claude is back) finds the enrollments already stopped and the
 contact already opted out, and appends nothing new; an opt-out is never undone.
 
+Engagement events (`domain.engagement`) are handed back with the actions, for the caller to
+record in the same unit of work (`record_engagements`, once per batch): a person's reply
+(positive, negative, meeting request or plain, from its sentiment and intent), a hard or
+soft bounce, a complaint, an out-of-office; an opt-out records its own (`opt_out_in`),
+keyed by the message. A reply classified offline while Claude was away is recorded once
+the final classification is in (`final`), so a re-classification never scores it twice.
+
 A message flagged as trying to instruct the model is never acted on beyond what the
 deterministic detectors decided: its model-made category or intent (REMOVE, unsubscribe,
 sentiment) changes nothing; bounces, complaints, out-of-office and a reply's stop of the
@@ -34,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Final
 from domain.classification import Category, Classification, Decider, Intent
 from domain.conversations import Link, marks_send_replied
 from domain.detection import BounceSeverity, Detection, MessageKind
+from domain.engagement import EngagementEvent, EngagementInput, reply_event
 from domain.suppression import opt_out_in
 
 if TYPE_CHECKING:
@@ -80,6 +88,8 @@ class ActingOn:
     reported_contact_ids: tuple[int, ...] = ()
     # The contact a verified List-Unsubscribe token names (None: no token, or unverified).
     token_contact_id: int | None = None
+    # False while the classification is provisional (offline while Claude was away).
+    final: bool = True
 
 
 def add_business_days(day: date, days: int) -> date:
@@ -117,22 +127,49 @@ def _model_decided(result: Classification) -> bool:
     return result.decided_by in (Decider.CLAUDE, Decider.OFFLINE)
 
 
-def act(uow: UnderstandingUnitOfWork, on: ActingOn, *, now: datetime) -> list[dict[str, Any]]:
+def act(
+    uow: UnderstandingUnitOfWork,
+    on: ActingOn,
+    *,
+    now: datetime,
+    events: list[EngagementInput] | None = None,
+) -> list[dict[str, Any]]:
     """Apply what the message calls for inside the caller's unit of work; return the actions.
 
-    Nothing is done for mail from our own reps. The result lists only what changed now.
+    Nothing is done for mail from our own reps. The result lists only what changed now;
+    the engagement events it calls for are appended to `events` (recording them is
+    idempotent per contact, event and message).
     """
     det, result, link = on.detection, on.classification, on.link
     if det is not None and det.from_own_rep:
         return []
     done: list[dict[str, Any]] = []
     source = f"inbound email {on.email_id}"
+    at = on.received_at or now
+    send_id = link.send.id if link.send is not None else None
+
+    def engage(
+        contact_id: int | None, event: EngagementEvent, sentiment: str | None = None
+    ) -> None:
+        if events is not None and contact_id is not None:
+            events.append(
+                EngagementInput(
+                    contact_id=contact_id,
+                    event=event,
+                    occurred_at=at,
+                    sentiment=sentiment,
+                    email_send_id=send_id,
+                    inbound_email_id=on.email_id,
+                )
+            )
 
     def opt_out(contact_id: int | None, reason: str) -> None:
         if contact_id is None:
             return
         running = [e.id for e in uow.inbound_actions.enrollments(on.org_id, contact_id)]
-        outcome = opt_out_in(uow, on.org_id, contact_id, source=source, at=now)
+        outcome = opt_out_in(
+            uow, on.org_id, contact_id, source=source, at=now, inbound_email_id=on.email_id
+        )
         if outcome is None:
             return
         if running:
@@ -156,15 +193,18 @@ def act(uow: UnderstandingUnitOfWork, on: ActingOn, *, now: datetime) -> list[di
     bounced = list(on.reported_contact_ids) or ([link.contact_id] if link.contact_id else [])
     if kind is MessageKind.COMPLAINT:
         for contact_id in bounced:
+            engage(contact_id, EngagementEvent.COMPLAINT)
             opt_out(contact_id, "spam complaint")
         return done
     if kind is MessageKind.BOUNCE and det is not None and det.bounce is not None:
         bounce = det.bounce
         if bounce.is_hard:
             for contact_id in bounced:
+                engage(contact_id, EngagementEvent.BOUNCED)
                 mark_bounced(contact_id, "hard bounce")
         elif any(r.severity is BounceSeverity.SOFT for r in bounce.recipients):
             for contact_id in bounced:
+                engage(contact_id, EngagementEvent.SOFT_BOUNCE)
                 since = (on.received_at or now) - SOFT_BOUNCE_WINDOW
                 count = (
                     uow.inbound_pipeline.count_soft_bounces(
@@ -188,6 +228,7 @@ def act(uow: UnderstandingUnitOfWork, on: ActingOn, *, now: datetime) -> list[di
     if kind is MessageKind.OUT_OF_OFFICE and det is not None:
         if link.contact_id is None:
             return done
+        engage(link.contact_id, EngagementEvent.OUT_OF_OFFICE)
         until = resume_at(det, now=now)
         if until <= now:
             return done
@@ -227,10 +268,20 @@ def act(uow: UnderstandingUnitOfWork, on: ActingOn, *, now: datetime) -> list[di
     if wants_out and not (result.injection_attempt and _model_decided(result)):
         opt_out(link.contact_id, f"{result.category.value} ({result.decided_by.value})")
         return done
-    send = link.send
-    if send is None or send.job_id is None or link.contact_id is None:
+    if link.contact_id is None or not marks_send_replied(det):
         return done
-    if not marks_send_replied(det):
+    if on.final:
+        if result.injection_attempt and _model_decided(result):
+            # What the model read of a message that tried to instruct it does not score.
+            engage(link.contact_id, EngagementEvent.REPLIED)
+        else:
+            engage(
+                link.contact_id,
+                reply_event(result.sentiment.value, result.intent.value),
+                result.sentiment.value,
+            )
+    send = link.send
+    if send is None or send.job_id is None:
         return done
     enrollment = next(
         (

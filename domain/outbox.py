@@ -9,7 +9,8 @@
    mailbox row is locked (SKIP LOCKED on PostgreSQL), the daily cap counted over the
    last 24 hours and the minimum spacing kept through `gmail_accounts.next_send_at`.
    What cannot go now is QUEUED with the time it will go and a sentence saying why.
-3. The mailbox's answer decides: accepted → sent; rate limited → retried after
+3. The mailbox's answer decides: accepted → sent (and, for a contact, a `sent` event in
+   its engagement history, in the same transaction); rate limited → retried after
    Retry-After with jittered backoff; refused → failed (certainly not sent); no answer
    (a 5xx, a broken connection, a crash) → the row stays `sending` under a lease and the
    mailbox is searched for `rfc822msgid:` before anything is sent again.
@@ -39,6 +40,7 @@ from typing import Final
 
 from domain import faults
 from domain.clock import Clock
+from domain.engagement import EngagementEvent, record_engagement
 from domain.errors import InvalidInput
 from domain.mail import OutgoingEmail, SendOutcome, SendStatus
 from domain.mailboxes import AccountTokens
@@ -602,6 +604,18 @@ class Outbox:
                 gmail_thread_id=ref.thread_id,
                 at=now,
             )
+            if recorded and row.contact_id is not None:
+                # In the same transaction as the row's `sent`: a send is in the contact's
+                # history exactly when it is sent (and once: the send id is the key).
+                record_engagement(
+                    uow.engagement,
+                    org_id=row.org_id,
+                    contact_id=row.contact_id,
+                    event=EngagementEvent.SENT,
+                    occurred_at=now,
+                    email_send_id=row.id,
+                    detail={"card_id": row.card_id} if row.card_id is not None else None,
+                )
             if claim is not None:
                 self._release_in(uow, claim)
             uow.commit()

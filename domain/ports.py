@@ -8,7 +8,7 @@ implement them in memory (tests/unit/fakes.py).
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol, Self
@@ -21,6 +21,13 @@ from domain.classification import Category, Classification, ClassifyRequest
 from domain.contacts import ContactContext, TokenScope, UserRole
 from domain.conversations import ContactRef, ConversationEntry, LinkKeys, SendRef
 from domain.drafting import Draft, DraftRequest
+from domain.engagement import (
+    ContactEngagement,
+    EngagementEvent,
+    EngagementKey,
+    NewEngagement,
+    ScoredEvent,
+)
 from domain.errors import ExternalServiceError
 from domain.inbound_actions import EnrollmentRef
 from domain.jobs import Job, JobStatus, JobTaskView, TargetSelection, TaskStatus
@@ -455,19 +462,6 @@ class ContactContextRepository(Protocol):
         """Record that a contact was just emailed."""
         ...
 
-    def engagement_event(
-        self,
-        org_id: int,
-        contact_id: int,
-        event: str,
-        *,
-        at: datetime,
-        email_send_id: int | None = None,
-        card_id: int | None = None,
-    ) -> None:
-        """Append to a contact's engagement history."""
-        ...
-
     def apply_profile_changes(
         self, org_id: int, contact_id: int, changes: dict[str, Any], *, at: datetime
     ) -> None:
@@ -855,10 +849,6 @@ class OptOutRepository(Protocol):
         """Stamp the contact's opt-out unless it has one; True if this call stamped it."""
         ...
 
-    def record_opt_out(self, org_id: int, contact_id: int, *, at: datetime, source: str) -> None:
-        """Add the opt-out to the contact's engagement history."""
-        ...
-
     def stop_enrollments(self, org_id: int, contact_id: int, *, reason: str, at: datetime) -> int:
         """Stop the contact's active and paused enrollments; return how many."""
         ...
@@ -869,10 +859,74 @@ class OptOutRepository(Protocol):
 
 
 class SuppressionUnitOfWork(Transaction, Protocol):
-    """One transaction over the opt-out repository; commits once."""
+    """One transaction over the opt-out repository and the engagement history (where an
+    opt-out is recorded and scored); commits once."""
 
     @property
     def opt_outs(self) -> OptOutRepository: ...
+
+    @property
+    def engagement(self) -> EngagementRepository: ...
+
+
+# --- engagement ---
+
+
+class EngagementRepository(Protocol):
+    """Contacts' engagement history and the scores kept on contacts and clients.
+
+    Used inside the caller's unit of work; nothing here commits.
+    """
+
+    def lock_contacts(
+        self, org_id: int, contact_ids: Sequence[int]
+    ) -> dict[int, ContactEngagement]:
+        """Return the engagement of the contacts that exist, holding their rows (locked in
+        id order) until the transaction ends, so two writers of a contact take turns."""
+        ...
+
+    def recorded(
+        self, org_id: int, keys: Sequence[tuple[int, EngagementEvent, EngagementKey]]
+    ) -> set[tuple[int, EngagementEvent, EngagementKey]]:
+        """Return which of these (contact id, event, reference) the history already holds."""
+        ...
+
+    def timelines(self, org_id: int, since: Mapping[int, datetime]) -> dict[int, list[ScoredEvent]]:
+        """Return each contact's history rows from (at the latest) its `since` on, all of
+        them, in time order (ties by id), after the latest scored row before that."""
+        ...
+
+    def add(self, entries: Sequence[NewEngagement]) -> list[int]:
+        """Store history rows; return their ids, in order (ascending)."""
+        ...
+
+    def rescore(self, scores: Sequence[tuple[int, float]]) -> None:
+        """Change rows' `score_after` (history id, score): an earlier event came after them."""
+        ...
+
+    def save_contacts(self, org_id: int, states: Sequence[ContactEngagement]) -> None:
+        """Write contacts' score, trend and interaction dates."""
+        ...
+
+    def mark_client_re_engaged(
+        self, org_id: int, client_id: int, *, at: datetime, stale_before: datetime
+    ) -> bool:
+        """Set the client's `re_engaged_at` if it had not ordered since `stale_before` and
+        is not re-engaged since its last order (compare-and-set); True if this call set it."""
+        ...
+
+    def count_events(
+        self, org_id: int, contact_id: int, event: EngagementEvent, since: datetime
+    ) -> int:
+        """Count the contact's events of one kind that occurred at or after `since`."""
+        ...
+
+
+class EngagementUnitOfWork(Transaction, Protocol):
+    """One transaction over the engagement history; commits once."""
+
+    @property
+    def engagement(self) -> EngagementRepository: ...
 
 
 # --- outbox ---
@@ -1027,13 +1081,17 @@ class OutboxRepository(Protocol):
 
 
 class OutboxUnitOfWork(Transaction, Protocol):
-    """One transaction over the outbox and the mailboxes; commits once."""
+    """One transaction over the outbox, the mailboxes and the engagement history (an
+    accepted send is recorded there); commits once."""
 
     @property
     def outbox(self) -> OutboxRepository: ...
 
     @property
     def gmail_accounts(self) -> GmailAccountRepository: ...
+
+    @property
+    def engagement(self) -> EngagementRepository: ...
 
 
 class MailboxConnection(Protocol):
@@ -1275,6 +1333,9 @@ class UnderstandingUnitOfWork(Transaction, Protocol):
 
     @property
     def opt_outs(self) -> OptOutRepository: ...
+
+    @property
+    def engagement(self) -> EngagementRepository: ...
 
 
 # --- rules ---

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Final
 
 from domain.clock import Clock
+from domain.engagement import EngagementEvent, record_engagement
 
 if TYPE_CHECKING:
     from domain.ports import SuppressionUnitOfWork
@@ -72,12 +73,19 @@ class Suppression:
 
 
 def opt_out_in(
-    uow: SuppressionUnitOfWork, org_id: int, contact_id: int, *, source: str, at: datetime
+    uow: SuppressionUnitOfWork,
+    org_id: int,
+    contact_id: int,
+    *,
+    source: str,
+    at: datetime,
+    inbound_email_id: int | None = None,
 ) -> OptOutResult | None:
     """Opt a contact out inside the caller's unit of work (which commits); see `opt_out`.
 
     The one path of every opt-out: one-click unsubscribe, the unsubscribe page, and the
-    inbound pipeline (a request to be removed, a complaint) all come through here.
+    inbound pipeline (a request to be removed, a complaint: `inbound_email_id` names it in
+    the contact's engagement history) all come through here.
     """
     contact = uow.opt_outs.summary(org_id, contact_id)
     if contact is None:
@@ -85,7 +93,15 @@ def opt_out_in(
     # Compare-and-set: of two opt-outs at once, one stamps the date and the history.
     first = uow.opt_outs.mark_opted_out(org_id, contact_id, at=at)
     if first:
-        uow.opt_outs.record_opt_out(org_id, contact_id, at=at, source=source)
+        record_engagement(
+            uow.engagement,
+            org_id=org_id,
+            contact_id=contact_id,
+            event=EngagementEvent.OPTED_OUT,
+            occurred_at=at,
+            inbound_email_id=inbound_email_id,
+            detail={"source": source},
+        )
     stopped = uow.opt_outs.stop_enrollments(org_id, contact_id, reason=OPTED_OUT, at=at)
     cancelled = uow.opt_outs.cancel_queued_emails(
         org_id,

@@ -44,6 +44,7 @@ from domain.conversations import (
 )
 from domain.detection import Detection
 from domain.email_message import EmailFlag
+from domain.engagement import EngagementInput, record_engagements
 from domain.errors import ExternalServiceError
 from domain.inbound import retry_delay
 from domain.inbound_actions import ActingOn, act
@@ -553,13 +554,23 @@ class Understanding:
         for org_id, contact_ids in contacts.items():
             uow.inbound_actions.prefetch(org_id, sorted(contact_ids))
         done = 0
+        events: dict[int, list[EngagementInput]] = {}
         for message in messages:
             if message.id in links:
                 done += self._record(
-                    uow, message, decided[message.id], link=links[message.id], held=held, now=now
+                    uow,
+                    message,
+                    decided[message.id],
+                    link=links[message.id],
+                    held=held,
+                    events=events.setdefault(message.org_id, []),
+                    now=now,
                 )
         uow.conversations.flush()
         uow.inbound_pipeline.flush()
+        for org_id, org_events in events.items():
+            if org_events:
+                record_engagements(uow.engagement, org_id=org_id, events=org_events)
         return done
 
     def _record(
@@ -570,6 +581,7 @@ class Understanding:
         *,
         link: Link,
         held: dict[int, list[dict[str, Any]]],
+        events: list[EngagementInput],
         now: datetime,
     ) -> bool:
         """Act on and record one linked message in the caller's unit of work."""
@@ -620,8 +632,10 @@ class Understanding:
                 received_at=message.received_at,
                 reported_contact_ids=reported,
                 token_contact_id=token_contact,
+                final=decision.reclassify_at is None,
             ),
             now=now,
+            events=events,
         )
         pipeline.record(
             message.id,

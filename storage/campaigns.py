@@ -17,6 +17,18 @@ from storage.sql import assign_fields, flush_or_conflict
 _CAMPAIGN_FIELDS = tuple(CampaignFields.model_fields)
 
 
+def _column_values(fields: CampaignFields) -> dict[str, Any]:
+    """Return the campaign's fields as its columns take them.
+
+    JSON values for the JSON columns (enums as strings), but dates as dates: SQLite's Date
+    type refuses the ISO strings JSON mode makes of them.
+    """
+    values = fields.model_dump(mode="json")
+    values["start_date"] = fields.start_date
+    values["end_date"] = fields.end_date
+    return values
+
+
 class CampaignRepo:
     """Campaigns of one organization."""
 
@@ -53,7 +65,7 @@ class CampaignRepo:
         """Store a new campaign."""
         self._check_unique_name(org_id, fields.name, except_id=None)
         row = m.MarketingCampaign(org_id=org_id, created_by=created_by)
-        assign_fields(row, fields.model_dump(mode="json"), _CAMPAIGN_FIELDS)
+        assign_fields(row, _column_values(fields), _CAMPAIGN_FIELDS)
         self._s.add(row)
         flush_or_conflict(self._s, f"a campaign named {fields.name!r} already exists")
         return self._to_domain(row)
@@ -86,7 +98,7 @@ class CampaignRepo:
         """Replace a campaign's fields."""
         row = self._row(org_id, campaign_id)
         self._check_unique_name(org_id, fields.name, except_id=campaign_id)
-        assign_fields(row, fields.model_dump(mode="json"), _CAMPAIGN_FIELDS)
+        assign_fields(row, _column_values(fields), _CAMPAIGN_FIELDS)
         row.updated_at = now
         flush_or_conflict(self._s, f"a campaign named {fields.name!r} already exists")
         return self._to_domain(row)

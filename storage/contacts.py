@@ -2,8 +2,8 @@
 
 `ContactContextRepo` is the contact read model (a contact with its client and order
 history, the names a card shows) and it also writes: it records that a contact was
-emailed (`touch_contacted`), appends to its engagement history and applies an
-update_profile task's changes.
+emailed (`touch_contacted`) and applies an update_profile task's changes (the engagement
+history is storage/engagement.py's).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from storage import models as m
 
 class ContactContextRepo:
     """Builds the contact context templates and cards are made from; records what outreach
-    did to a contact (emailed, engagement, profile changes)."""
+    did to a contact (emailed, profile changes)."""
 
     def __init__(self, session: Session) -> None:
         self._s = session
@@ -109,21 +109,6 @@ class ContactContextRepo:
             update(m.Contact)
             .where(m.Contact.org_id == org_id, m.Contact.id == contact_id)
             .values(last_contacted_at=at, updated_at=at)
-        )
-
-    def engagement_event(
-        self, org_id: int, contact_id: int, event: str, *, at: datetime, **detail: Any
-    ) -> None:
-        """Append to a contact's engagement history."""
-        self._s.add(
-            m.ContactEngagementEvent(
-                org_id=org_id,
-                contact_id=contact_id,
-                event=event,
-                occurred_at=at,
-                email_send_id=detail.pop("email_send_id", None),
-                detail=detail,
-            )
         )
 
     def thread_to_continue(self, enrollment_id: int | None) -> str | None:

@@ -5,8 +5,10 @@ written in batches, each batch its own unit of work, so good rows land even when
 later batch holds bad ones and memory stays flat whatever the size of the file.
 A batch costs a handful of statements whatever its size: one query for the client
 ids of its domains, one for the rows that already exist, one upsert
-(`INSERT ... ON CONFLICT DO UPDATE`) and, for orders, the properties and the
-clients' `last_ordered_at`.
+(`INSERT ... ON CONFLICT DO UPDATE`) and, for orders, the properties, the
+clients' `last_ordered_at` and the orders that follow a contact's reply
+(`storage/engagement.py:record_orders_after_replies`: no query for a batch whose
+clients' contacts never replied).
 
 Upsert rules (docs/csv-import.md says them to users):
 - an empty cell, or a column the file does not have, leaves the stored value alone;
@@ -64,6 +66,7 @@ from domain.imports import (
 )
 from storage import models as m
 from storage.db import SessionFactory
+from storage.engagement import Repliers, load_repliers, record_orders_after_replies
 from storage.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -366,6 +369,10 @@ class _OrderWriter:
     def __init__(self, *, org_id: int, now: datetime) -> None:
         self._org_id = org_id
         self._now = now
+        # The contacts that ever replied, read at the first batch: an order can only follow
+        # one of theirs. A first reply stored while the import runs is seen by the next
+        # import of the same orders (which records what this one missed, once).
+        self._repliers: Repliers | None = None
 
     def write(self, session: Session, batch: Sequence[Item]) -> _Outcome:
         outcome = _Outcome()
@@ -447,6 +454,16 @@ class _OrderWriter:
         # An order that moved to another client changes the old client's date too.
         affected = {client_ids[r.client_domain] for r in rows} | set(previous_clients.values())
         self._refresh_last_ordered(session, sorted(affected))
+        # In the batch's transaction: an order that follows a contact's reply is in that
+        # contact's engagement history exactly when the order is imported (repeats: once).
+        if self._repliers is None:
+            self._repliers = load_repliers(session, self._org_id)
+        record_orders_after_replies(
+            session,
+            self._org_id,
+            [(r.order_number, client_ids[r.client_domain], r.ordered_at) for r in rows],
+            repliers=self._repliers,
+        )
         outcome.inserted = len(rows) - len(previous_clients)
         outcome.updated = len(previous_clients)
         return outcome

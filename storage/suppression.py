@@ -54,19 +54,6 @@ class OptOutRepo:
         )
         return _rowcount(result) == 1
 
-    def record_opt_out(self, org_id: int, contact_id: int, *, at: datetime, source: str) -> None:
-        """Add the opt-out to the contact's engagement history."""
-        self._s.add(
-            m.ContactEngagementEvent(
-                org_id=org_id,
-                contact_id=contact_id,
-                event="opted_out",
-                occurred_at=at,
-                detail={"source": source},
-            )
-        )
-        self._s.flush()
-
     def stop_enrollments(self, org_id: int, contact_id: int, *, reason: str, at: datetime) -> int:
         """Stop the contact's active and paused enrollments; return how many."""
         result = self._s.execute(

@@ -13,6 +13,7 @@ from storage.campaigns import CampaignRepo
 from storage.cards import CardRepo
 from storage.contacts import ContactContextRepo
 from storage.db import SessionFactory
+from storage.engagement import EngagementRepo, EngagementViews
 from storage.events import EventKeys
 from storage.gmail import GmailAccountRepo, MailboxAllowanceRepo, OAuthStateRepo, TokenCipher
 from storage.jobs import EnrollmentRepo, JobRepo, TaskRepo
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from domain.ports import (
         AccountsUnitOfWork,
         CatalogUnitOfWork,
+        EngagementUnitOfWork,
         MailboxUnitOfWork,
         OutboxUnitOfWork,
         OutreachUnitOfWork,
@@ -74,6 +76,8 @@ class UnitOfWork:
     inbound_pipeline: InboundPipelineRepo
     conversations: ConversationRepo
     inbound_actions: InboundActionRepo
+    engagement: EngagementRepo
+    engagement_views: EngagementViews
     classifier_rules: ClassifierRuleRepo
 
     def __init__(
@@ -115,6 +119,8 @@ class UnitOfWork:
         self.inbound_pipeline = InboundPipelineRepo(session)
         self.conversations = ConversationRepo(session)
         self.inbound_actions = InboundActionRepo(session)
+        self.engagement = EngagementRepo(session)
+        self.engagement_views = EngagementViews(session)
         self.classifier_rules = ClassifierRuleRepo(session)
         return self
 
@@ -148,7 +154,8 @@ if TYPE_CHECKING:
         SuppressionUnitOfWork,
         OutboxUnitOfWork,
         UnderstandingUnitOfWork,
+        EngagementUnitOfWork,
         RulesUnitOfWork,
     ]:
         """Let the type checker hold this unit of work to the ports of the use cases."""
-        return uow, uow, uow, uow, uow, uow, uow, uow
+        return uow, uow, uow, uow, uow, uow, uow, uow, uow

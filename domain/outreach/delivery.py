@@ -90,15 +90,9 @@ class Delivery:
                         # the job's problem: its status must not say it was not sent.
                         uow.jobs.clear_error(card.job_id, starting=not_sent(card_id))
                     if card.contact_id:
+                        # The contact's engagement history got the send from the outbox,
+                        # in the transaction that recorded it sent (domain/outbox.py).
                         uow.contexts.touch_contacted(org_id, card.contact_id, at=now)
-                        uow.contexts.engagement_event(
-                            org_id,
-                            card.contact_id,
-                            "email_sent",
-                            at=now,
-                            email_send_id=email_send_id,
-                            card_id=card_id,
-                        )
                     if card.enrollment_id and outcome.gmail_thread_id:
                         uow.enrollments.set_thread(card.enrollment_id, outcome.gmail_thread_id)
             elif outcome.status == SendStatus.FAILED:

@@ -126,6 +126,8 @@ def test_while_claude_is_down_the_offline_model_answers_and_claude_decides_once_
     )
     assert back.actions == first_actions  # re-evaluated: nothing done twice
     assert inbound.send().reply_sentiment == "positive"
+    # Scored once, when Claude's answer was in (not the provisional offline one).
+    assert inbound.engagement(DANA) == [("meeting_request", row.id, inbound.send_id)]
 
 
 def test_garbage_from_claude_is_escalated_with_the_reason(
@@ -160,6 +162,7 @@ def test_instructions_hidden_in_html_are_flagged_and_never_opt_anyone_out(
 
     assert row.injection_attempt is True
     assert inbound.contact(DANA).opted_out_at is None
+    assert inbound.engagement(DANA) == [("replied", row.id, inbound.send_id)]
     assert inbound.contact(RAY).opted_out_at is None
     assert [a["action"] for a in row.actions] == ["enrollments_stopped"]
     detail = inbound.api(f"/api/inbound/emails/{row.id}")

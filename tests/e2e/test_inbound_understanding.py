@@ -107,6 +107,23 @@ class Inbound:
             assert row is not None
             return row
 
+    def engagement(self, contact: str) -> list[tuple[str, int | None, int | None]]:
+        """A contact's engagement history: (event, inbound email, send), oldest first."""
+        with self.sessions() as session:
+            contact_id = session.scalars(
+                select(m.Contact.id).where(m.Contact.email == contact)
+            ).one()
+            rows = session.execute(
+                select(
+                    m.ContactEngagementEvent.event,
+                    m.ContactEngagementEvent.inbound_email_id,
+                    m.ContactEngagementEvent.email_send_id,
+                )
+                .where(m.ContactEngagementEvent.contact_id == contact_id)
+                .order_by(m.ContactEngagementEvent.occurred_at, m.ContactEngagementEvent.id)
+            ).all()
+        return [(r[0], r[1], r[2]) for r in rows if r[0] != "sent"]
+
     def contact(self, email: str) -> m.Contact:
         with self.sessions() as session:
             return session.scalars(select(m.Contact).where(m.Contact.email == email)).one()
@@ -263,6 +280,9 @@ def test_a_positive_reply_is_linked_to_the_campaign_email_and_stops_the_cadence(
     assert inbound.enrollment(RAY).status == "active"
     assert [a["action"] for a in row.actions] == ["enrollments_stopped"]
     assert row.actions[0]["enrollment_ids"] == [dana.id]
+    assert inbound.engagement(DANA) == [("positive_reply", row.id, inbound.send_id)]
+    assert inbound.contact(DANA).engagement_score > 0
+    assert inbound.contact(DANA).last_replied_at is not None
     with inbound.sessions() as session:
         conversation = session.get(m.EmailConversation, row.conversation_id)
         assert conversation is not None
@@ -308,6 +328,7 @@ def test_a_negative_reply_pauses_the_cadence_when_the_campaign_pauses_on_reply(
     assert (dana.status, dana.paused_until, dana.stop_email_id) == ("paused", None, row.id)
     assert inbound.send().reply_sentiment == "negative"
     assert inbound.contact(DANA).opted_out_at is None
+    assert inbound.engagement(DANA) == [("negative_reply", row.id, inbound.send_id)]
 
 
 def test_a_request_to_be_removed_opts_the_contact_out_of_every_campaign(inbound: Inbound) -> None:
@@ -347,6 +368,7 @@ def test_a_request_to_be_removed_opts_the_contact_out_of_every_campaign(inbound:
         (other_id, "stopped", "opted out", row.id),
     }
     assert history == [{"source": f"inbound email {row.id}"}]
+    assert inbound.engagement(DANA) == [("opted_out", row.id, None)]
     assert [a["action"] for a in row.actions] == ["opted_out"]
 
     # Processing it again (salesbot inbound reclassify) does nothing twice.
@@ -422,6 +444,7 @@ def test_a_hard_bounce_marks_the_address_bounced_and_stops_every_enrollment(
         row.id,
     )
     assert [a["action"] for a in row.actions] == ["marked_bounced"]
+    assert inbound.engagement("kijitora@example.net") == [("bounced", row.id, None)]
 
 
 def _enrolled_contact(inbound: Inbound, email: str) -> int:
@@ -454,6 +477,7 @@ def test_the_third_soft_bounce_within_30_days_marks_the_address_bounced(
     ]
     assert inbound.contact("kijitora@example.com").email_status == "bounced"
     assert all(r.contact_id == contact_id for r in rows)
+    assert inbound.engagement("kijitora@example.com") == [("soft_bounce", r.id, None) for r in rows]
 
 
 def test_an_out_of_office_pauses_the_contact_until_the_day_after_their_return(
@@ -480,6 +504,7 @@ def test_an_out_of_office_pauses_the_contact_until_the_day_after_their_return(
     # An automatic answer is linked to the send but is not a reply to it.
     assert row.email_send_id == inbound.send_id
     assert inbound.send().replied_at is None
+    assert inbound.engagement(DANA) == [("out_of_office", row.id, inbound.send_id)]
 
 
 def test_an_amc_order_arrives_with_its_order_number_and_fee(inbound: Inbound) -> None:

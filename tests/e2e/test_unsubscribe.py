@@ -84,10 +84,14 @@ def enrollment_states(world: GmailWorld, ids: list[int]) -> list[tuple[str, str 
 
 
 def opt_out_events(world: GmailWorld, email: str) -> list[tuple[str, dict[str, Any]]]:
+    """The contact's engagement history after its sends (each send is a `sent` row)."""
     with world.session_factory() as session:
         rows = session.scalars(
             select(m.ContactEngagementEvent)
-            .where(m.ContactEngagementEvent.contact_id == world.contact_ids[email])
+            .where(
+                m.ContactEngagementEvent.contact_id == world.contact_ids[email],
+                m.ContactEngagementEvent.event != "sent",
+            )
             .order_by(m.ContactEngagementEvent.id)
         ).all()
     return [(r.event, dict(r.detail)) for r in rows]

@@ -142,6 +142,25 @@ def test_a_campaign_with_an_unknown_goal_is_rejected_with_the_field(api: ApiWorl
     assert error["details"][0]["field"] == "goal"
 
 
+def test_a_campaign_with_dates_is_stored_and_updated_with_them(api: ApiWorld) -> None:
+    """Dates reach their columns as dates (SQLite's Date type refuses ISO strings)."""
+    created = api.client.post(
+        "/api/marketing/campaigns",
+        json={**CAMPAIGN, "start_date": "2026-12-01", "end_date": "2027-01-31"},
+        headers=api.auth(),
+    )
+    assert created.status_code == 201, created.text
+    campaign_id = created.json()["id"]
+    updated = api.client.put(
+        f"/api/marketing/campaigns/{campaign_id}",
+        json={**CAMPAIGN, "start_date": "2027-02-01", "end_date": None},
+        headers=api.auth(),
+    )
+    assert updated.status_code == 200, updated.text
+    read = api.client.get(f"/api/marketing/campaigns/{campaign_id}", headers=api.auth()).json()
+    assert (read["start_date"], read["end_date"]) == ("2027-02-01", None)
+
+
 def test_a_campaign_ending_before_it_starts_is_rejected(api: ApiWorld) -> None:
     response = api.client.post(
         "/api/marketing/campaigns",

@@ -180,6 +180,30 @@ def test_one_off_email_carries_no_unsubscribe_link(world: GmailWorld) -> None:
     assert "unsubscribe" not in content(plain)
 
 
+def engagement(world: GmailWorld) -> list[tuple[int, str, int | None, datetime, float | None]]:
+    """The engagement history: contact, event, send, time, score after."""
+    h = m.ContactEngagementEvent
+    with world.session_factory() as session:
+        rows = session.execute(
+            select(h.contact_id, h.event, h.email_send_id, h.occurred_at, h.score_after).order_by(
+                h.id
+            )
+        )
+        return [tuple(row) for row in rows]  # type: ignore[misc]
+
+
+def test_an_email_gmail_accepted_is_a_sent_event_in_the_contacts_engagement_history(
+    world: GmailWorld, clock: FixedClock
+) -> None:
+    assert world.send().status_code == 200
+    assert world.send(to="someone@elsewhere.example", campaign_email=False).status_code == 200
+
+    (to_dana, _) = world.sends()
+    assert (to_dana.status, to_dana.contact_id) == ("sent", world.contact_ids[DANA])
+    # The one-off email to an address that is no contact has no history to go in.
+    assert engagement(world) == [(world.contact_ids[DANA], "sent", to_dana.id, clock.now(), 0.0)]
+
+
 def test_campaign_email_to_an_address_that_is_no_contact_is_refused(world: GmailWorld) -> None:
     answer = world.send(to="someone@elsewhere.example")
 
@@ -601,7 +625,8 @@ def test_queued_card_follows_when_the_outbox_finally_sends_it(
     assert job_row is not None
     assert (card.state, card.blocked_reason, card.executed_at) == ("done", None, clock.now())
     assert (job_row.emails_sent, job_row.cards_executed) == (1, 1)
-    assert events == ["email_sent"]
+    # Recorded by the outbox when Gmail accepted it, once, whoever finished the card.
+    assert events == ["sent"]
 
 
 # --- tokens ---------------------------------------------------------------------------------

@@ -10,11 +10,11 @@ from __future__ import annotations
 import builtins
 import copy
 import itertools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 from domain.accounts import User
 from domain.audience import AudienceCriteria, AudienceMember, AudienceSize
@@ -31,8 +31,15 @@ from domain.cards import (
 )
 from domain.classification import Category
 from domain.clock import FixedClock
-from domain.contacts import ContactContext, UserRole
+from domain.contacts import ContactContext, EngagementTrend, UserRole
 from domain.deps import Deps
+from domain.engagement import (
+    ContactEngagement,
+    EngagementEvent,
+    EngagementKey,
+    NewEngagement,
+    ScoredEvent,
+)
 from domain.errors import NotFound
 from domain.jobs import (
     JOB_METRICS,
@@ -88,7 +95,7 @@ class World:
     enrollments: dict[int, Enrollment] = field(default_factory=dict)
     cards: dict[int, Card] = field(default_factory=dict)
     events: set[tuple[str, str]] = field(default_factory=set)
-    engagement: list[tuple[int, str]] = field(default_factory=list)
+    engagement: EngagementStore = field(default_factory=lambda: EngagementStore())
     rules: dict[int, Rule] = field(default_factory=dict)
     next_id: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -760,18 +767,6 @@ class FakeContexts:
         contact = self._w.contacts[(org_id, contact_id)]
         self._w.contacts[(org_id, contact_id)] = replace(contact, last_contacted_at=at)
 
-    def engagement_event(
-        self,
-        org_id: int,
-        contact_id: int,
-        event: str,
-        *,
-        at: datetime,
-        email_send_id: int | None = None,
-        card_id: int | None = None,
-    ) -> None:
-        self._w.engagement.append((contact_id, event))
-
     def apply_profile_changes(
         self, org_id: int, contact_id: int, changes: dict[str, Any], *, at: datetime
     ) -> None:
@@ -831,6 +826,172 @@ class FakeEvents:
             return False
         self._w.events.add((source, key))
         return True
+
+
+@dataclass
+class HistoryRow:
+    """A row of `contact_engagement_history`."""
+
+    id: int
+    org_id: int
+    contact_id: int
+    event: str
+    occurred_at: datetime
+    sentiment: str | None
+    score_delta: float
+    score_after: float | None
+    email_send_id: int | None
+    inbound_email_id: int | None
+    detail: dict[str, object]
+
+
+@dataclass
+class ClientRecord:
+    last_ordered_at: datetime | None = None
+    re_engaged_at: datetime | None = None
+
+
+@dataclass
+class EngagementStore:
+    """The engagement columns of contacts and clients, and the history rows."""
+
+    contacts: dict[tuple[int, int], ContactEngagement] = field(default_factory=dict)
+    clients: dict[tuple[int, int], ClientRecord] = field(default_factory=dict)
+    rows: list[HistoryRow] = field(default_factory=list)
+    locked: list[tuple[int, int]] = field(default_factory=list)
+
+    def add_contact(self, org_id: int, contact_id: int, *, client_id: int | None = None) -> None:
+        """Store a contact that has no engagement yet."""
+        self.contacts[(org_id, contact_id)] = ContactEngagement(
+            contact_id=contact_id,
+            client_id=client_id,
+            score=0.0,
+            trend=EngagementTrend.UNKNOWN,
+            last_replied_at=None,
+            last_positive_interaction_at=None,
+        )
+
+    def history(self, org_id: int, contact_id: int) -> list[HistoryRow]:
+        """The contact's rows in time order (ties by id)."""
+        return sorted(
+            (r for r in self.rows if (r.org_id, r.contact_id) == (org_id, contact_id)),
+            key=lambda r: (r.occurred_at, r.id),
+        )
+
+
+class _HoldsEngagement(Protocol):
+    engagement: EngagementStore
+
+
+class FakeEngagement:
+    """EngagementRepository over the `engagement` store of a world (read at each call, so a
+    rolled-back world is seen as restored)."""
+
+    def __init__(self, holder: _HoldsEngagement) -> None:
+        self._h = holder
+
+    @property
+    def _s(self) -> EngagementStore:
+        return self._h.engagement
+
+    def lock_contacts(
+        self, org_id: int, contact_ids: Sequence[int]
+    ) -> dict[int, ContactEngagement]:
+        found = {}
+        for contact_id in sorted(contact_ids):
+            contact = self._s.contacts.get((org_id, contact_id))
+            if contact is not None:
+                self._s.locked.append((org_id, contact_id))
+                found[contact_id] = contact
+        return found
+
+    def recorded(
+        self, org_id: int, keys: Sequence[tuple[int, EngagementEvent, EngagementKey]]
+    ) -> set[tuple[int, EngagementEvent, EngagementKey]]:
+        stored = set()
+        for row in self._s.rows:
+            if row.org_id != org_id:
+                continue
+            event = EngagementEvent(row.event)
+            if row.inbound_email_id is not None:
+                stored.add((row.contact_id, event, EngagementKey(row.inbound_email_id)))
+            if row.email_send_id is not None:
+                stored.add((row.contact_id, event, EngagementKey(email_send_id=row.email_send_id)))
+            order_id = row.detail.get("order_id")
+            if isinstance(order_id, int):
+                stored.add((row.contact_id, event, EngagementKey(order_id=order_id)))
+        return {key for key in keys if key in stored}
+
+    @staticmethod
+    def _scored(row: HistoryRow) -> ScoredEvent:
+        return ScoredEvent(row.id, row.occurred_at, row.score_delta, row.score_after)
+
+    def timelines(self, org_id: int, since: Mapping[int, datetime]) -> dict[int, list[ScoredEvent]]:
+        result = {}
+        for contact_id, start in since.items():
+            rows = self._s.history(org_id, contact_id)
+            before = [r for r in rows if r.occurred_at < start and r.score_after is not None]
+            result[contact_id] = [self._scored(r) for r in before[-1:]] + [
+                self._scored(r) for r in rows if r.occurred_at >= start
+            ]
+        return result
+
+    def add(self, entries: Sequence[NewEngagement]) -> list[int]:
+        ids = []
+        for entry in entries:
+            row_id = max((r.id for r in self._s.rows), default=0) + 1
+            self._s.rows.append(
+                HistoryRow(
+                    id=row_id,
+                    org_id=entry.org_id,
+                    contact_id=entry.contact_id,
+                    event=entry.event.value,
+                    occurred_at=entry.occurred_at,
+                    sentiment=entry.sentiment,
+                    score_delta=entry.score_delta,
+                    score_after=entry.score_after,
+                    email_send_id=entry.email_send_id,
+                    inbound_email_id=entry.inbound_email_id,
+                    detail=dict(entry.detail),
+                )
+            )
+            ids.append(row_id)
+        return ids
+
+    def rescore(self, scores: Sequence[tuple[int, float]]) -> None:
+        by_id = dict(scores)
+        self._s.rows = [
+            replace(r, score_after=by_id[r.id]) if r.id in by_id else r for r in self._s.rows
+        ]
+
+    def save_contacts(self, org_id: int, states: Sequence[ContactEngagement]) -> None:
+        for state in states:
+            self._s.contacts[(org_id, state.contact_id)] = state
+
+    def mark_client_re_engaged(
+        self, org_id: int, client_id: int, *, at: datetime, stale_before: datetime
+    ) -> bool:
+        client = self._s.clients.get((org_id, client_id))
+        if client is None:
+            return False
+        last = client.last_ordered_at
+        stale = last is None or last < stale_before
+        fresh_spell = client.re_engaged_at is None or (
+            last is not None and client.re_engaged_at < last
+        )
+        if not (stale and fresh_spell):
+            return False
+        client.re_engaged_at = at
+        return True
+
+    def count_events(
+        self, org_id: int, contact_id: int, event: EngagementEvent, since: datetime
+    ) -> int:
+        return sum(
+            1
+            for r in self._s.history(org_id, contact_id)
+            if r.event == event.value and r.occurred_at >= since
+        )
 
 
 class FakeClassifierRules:
@@ -927,6 +1088,7 @@ class FakeUnitOfWork:
         self.contexts = FakeContexts(world)
         self.events = FakeEvents(world)
         self.users = FakeUsers(world)
+        self.engagement = FakeEngagement(world)
         self.classifier_rules = FakeClassifierRules(world)
 
     def __enter__(self) -> FakeUnitOfWork:

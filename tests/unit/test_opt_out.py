@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 
 import pytest
 
 from domain.clock import FixedClock
+from domain.contacts import EngagementTrend
+from domain.engagement import EngagementEvent, record_engagement
 from domain.suppression import ContactSummary, Suppression
+from tests.unit.fakes import EngagementStore, FakeEngagement
 
 ORG = 1
 DANA, RAY = 100, 101
@@ -38,9 +41,17 @@ class Stored:
 
     emails: dict[int, str] = field(default_factory=dict)
     opted_out_at: dict[int, datetime] = field(default_factory=dict)
-    history: list[tuple[int, str, datetime, str]] = field(default_factory=list)
     enrollments: list[_Enrollment] = field(default_factory=list)
     outbox: list[_Queued] = field(default_factory=list)
+    engagement: EngagementStore = field(default_factory=EngagementStore)
+
+    @property
+    def history(self) -> list[tuple[int, str, datetime, object]]:
+        """The engagement history: contact, event, when, the opt-out's source."""
+        return [
+            (r.contact_id, r.event, r.occurred_at, r.detail.get("source"))
+            for r in self.engagement.rows
+        ]
 
 
 class FakeOptOuts:
@@ -60,9 +71,6 @@ class FakeOptOuts:
             return False
         self._d.opted_out_at[contact_id] = at
         return True
-
-    def record_opt_out(self, org_id: int, contact_id: int, *, at: datetime, source: str) -> None:
-        self._d.history.append((contact_id, "opted_out", at, source))
 
     def stop_enrollments(self, org_id: int, contact_id: int, *, reason: str, at: datetime) -> int:
         running = [
@@ -96,6 +104,10 @@ class FakeUnitOfWork:
     @property
     def opt_outs(self) -> FakeOptOuts:
         return FakeOptOuts(self._work)
+
+    @property
+    def engagement(self) -> FakeEngagement:
+        return FakeEngagement(self._work)
 
     def __enter__(self) -> FakeUnitOfWork:
         self._work = copy.deepcopy(self.stored)
@@ -136,6 +148,8 @@ class World:
 @pytest.fixture
 def world() -> World:
     stored = Stored(emails={DANA: "Dana@pinnacle.example.com", RAY: "ray@pinnacle.example.com"})
+    for contact_id in (DANA, RAY):
+        stored.engagement.add_contact(ORG, contact_id)
     uow = FakeUnitOfWork(stored)
     clock = FixedClock(NOW)
     return World(Suppression(lambda: uow, clock=clock), uow, clock)
@@ -241,3 +255,24 @@ def test_the_unsubscribe_page_sees_whether_the_contact_has_opted_out(world: Worl
     assert after is not None
     assert (before.opted_out_at, after.opted_out_at) == (None, NOW)
     assert after.org_name == "Lone Star Appraisals"
+
+
+def test_an_opt_out_is_scored_in_the_engagement_history_and_ends_the_score(world: World) -> None:
+    record_engagement(
+        FakeEngagement(world.stored),
+        org_id=ORG,
+        contact_id=DANA,
+        event=EngagementEvent.POSITIVE_REPLY,
+        occurred_at=NOW - timedelta(days=1),
+        inbound_email_id=5,
+    )
+
+    world.suppression.opt_out(ORG, DANA, source="one_click")
+
+    rows = world.stored.engagement.history(ORG, DANA)
+    assert [(r.event, r.score_delta, r.score_after) for r in rows] == [
+        ("positive_reply", 25.0, 25.0),
+        ("opted_out", -100.0, 0.0),
+    ]
+    dana = world.stored.engagement.contacts[(ORG, DANA)]
+    assert (dana.score, dana.trend) == (0.0, EngagementTrend.STEADY)

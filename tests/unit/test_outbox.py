@@ -7,6 +7,7 @@ the tests can say where its transactions were when the mailbox was called.
 
 from __future__ import annotations
 
+import copy
 import random
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -31,6 +32,7 @@ from domain.sending import (
     OutboxStatus,
     SendLimits,
 )
+from tests.unit.fakes import EngagementStore, FakeEngagement
 
 NOW = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
 ORG, REP, ACCOUNT, DANA_ID = 1, 10, 100, 1000
@@ -61,10 +63,15 @@ class State:
     slots: dict[int, MailboxSlot] = field(default_factory=dict)
     connected: dict[int, bool] = field(default_factory=dict)
     access_tokens: dict[int, str] = field(default_factory=dict)
+    engagement: EngagementStore = field(default_factory=EngagementStore)
 
     def copy(self) -> State:
         return State(
-            dict(self.rows), dict(self.slots), dict(self.connected), dict(self.access_tokens)
+            dict(self.rows),
+            dict(self.slots),
+            dict(self.connected),
+            dict(self.access_tokens),
+            copy.deepcopy(self.engagement),
         )
 
 
@@ -344,6 +351,7 @@ class Database:
             slots={ACCOUNT: MailboxSlot(ACCOUNT, REP_EMAIL, True, 400, 0, None, None)},
             connected={ACCOUNT: True},
         )
+        self.state.engagement.add_contact(ORG, DANA_ID)
         self.open = 0
         self.commits = 0
 
@@ -359,6 +367,7 @@ class FakeUnitOfWork:
         self._work = db.state.copy()
         self.outbox = FakeOutboxRepo(self._work)
         self.gmail_accounts = FakeMailboxRepo(self._work)
+        self.engagement = FakeEngagement(self._work)
 
     def __enter__(self) -> FakeUnitOfWork:
         self._db.open += 1
@@ -510,6 +519,37 @@ def test_the_row_is_committed_before_the_mailbox_is_called_and_the_result_after(
     assert world.db.commits == 3
     assert rows(world) == [(OutboxStatus.SENT, 1, None)]
     assert world.db.state.slots[ACCOUNT].sending_until is None
+
+
+def test_an_accepted_send_is_in_the_contacts_engagement_history_once_in_its_transaction(
+    world: World,
+) -> None:
+    first = world.outbox.send(email())
+    world.outbox.send(email())  # the same card again: answered from the row
+
+    history = world.db.state.engagement.history(ORG, DANA_ID)
+    assert [(r.event, r.email_send_id, r.detail, r.occurred_at) for r in history] == [
+        ("sent", first.email_send_id, {"card_id": 7}, NOW)
+    ]
+    # Stored, claimed, recorded sent with its history row: no transaction of its own.
+    assert world.db.commits == 3
+
+
+def test_a_send_to_an_address_that_is_no_contact_writes_no_engagement(world: World) -> None:
+    world.outbox.send(email(to_email="someone@elsewhere.example.com", campaign_email=False))
+
+    assert rows(world) == [(OutboxStatus.SENT, 1, None)]
+    assert world.db.state.engagement.rows == []
+
+
+def test_a_refused_send_writes_no_engagement(world: World) -> None:
+    world.mailbox.failures = [
+        MailboxError("Gmail refused the message.", kind=FailureKind.REFUSED, status=400)
+    ]
+
+    world.outbox.send(email())
+
+    assert world.db.state.engagement.rows == []
 
 
 def test_the_email_carries_the_reps_name_and_the_contacts_unsubscribe_link(world: World) -> None:
