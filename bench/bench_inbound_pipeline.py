@@ -2,7 +2,7 @@
 
 parse (`parse_raw`) → detectors → store (`SqlInboundStore.record_messages` + `save_parsed`,
 as the sync does) → the pipeline (`Understanding.run_once`: claim, rules, offline
-classification, linking, actions, record) on PostgreSQL (127.0.0.1:5432, a throwaway
+classification, linking, engagement, actions, record) on PostgreSQL (127.0.0.1:5432, a throwaway
 database). The messages are the corpus (bounces, auto-replies, replies) and the labelled
 replies, each sent as a reply to one of our campaign emails, so linking, the send marked
 replied, conversations, opt-outs, bounces and enrollment changes all happen. Prints
@@ -216,6 +216,7 @@ def main() -> None:
         stopped = session.scalar(
             select(func.count()).select_from(m.Enrollment).where(m.Enrollment.status != "active")
         )
+        scored = session.scalar(select(func.count()).select_from(m.ContactEngagementEvent))
     engine.dispose()
     total = finished - started
     n = len(raws)
@@ -225,7 +226,8 @@ def main() -> None:
         f"parse + detectors + store: {stored - started:.2f} s ({n / (stored - started):.0f} msg/s)"
     )
     print(
-        f"pipeline (claim, rules, offline model, link, act, record): {finished - stored:.2f} s "
+        "pipeline (claim, rules, offline model, link, engagement, act, record): "
+        f"{finished - stored:.2f} s "
         f"({n / (finished - stored):.0f} msg/s)"
     )
     print(
@@ -234,7 +236,8 @@ def main() -> None:
     )
     print(
         f"outcome: {statuses}, processed {processed}, failed {failed}; "
-        f"sends marked replied {replied}, enrollments stopped or paused {stopped}"
+        f"sends marked replied {replied}, enrollments stopped or paused {stopped}, "
+        f"engagement events {scored}"
     )
 
 
