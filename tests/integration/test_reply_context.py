@@ -266,7 +266,8 @@ def test_a_reply_whose_contact_was_deleted_keeps_its_client_and_thread_without_a
     context = read(uow, crm.org.id, crm.reply2.id)
 
     assert context.contact is None
-    assert context.client is not None and context.client.total_orders == 43
+    assert context.client is not None
+    assert context.client.total_orders == 43
     assert [e.direction for e in context.thread] == ["us", "them", "us"]
 
 
