@@ -478,7 +478,7 @@ class ReplyDraft(_Frozen):
 # --- what a draft may not claim ----------------------------------------------------------
 
 _MONEY: Final = re.compile(
-    r"\$\s?\d[\d,]*(?:\.\d+)?|\b\d[\d,]*(?:\.\d+)?\s?(?:dollars|usd)\b", re.I
+    r"\$\s?\d+(?:,\d{3})*(?:\.\d+)?|\b\d+(?:,\d{3})*(?:\.\d+)?\s?(?:dollars|usd)\b", re.I
 )
 _DURATION: Final = re.compile(
     r"\b\d{1,3}(?:\s?(?:-|to|or)\s?\d{1,3})?[\s-]*(?:business\s+|calendar\s+|working\s+)?"
