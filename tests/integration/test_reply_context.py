@@ -4,20 +4,25 @@ and organization scoping."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import delete
+from sqlalchemy import Engine, delete
 from sqlalchemy.orm import Session
 
+from bot.app import build_runtime
 from domain.classification import Category, Intent
 from domain.clock import FixedClock
 from domain.contacts import OrderStatus
 from domain.errors import NotFound
 from domain.imports import address_key
 from domain.replies import ReplyContext
+from handlers.api.deps import Services
+from sandbox.anthropic_api import REPLY_TOUCH, start_anthropic_stand_in
 from storage import models as m
 from storage.uow import UnitOfWork
+from tests.support.api import make_settings
 from tests.support.builders import make_client, make_contact, make_order, make_org
 from tests.support.engagement_data import make_campaign, make_job, make_send
 
@@ -320,3 +325,34 @@ def test_the_replies_service_reads_the_context_and_drafts_from_the_template(
     assert draft.body_text.startswith("Hi Dana,")
     assert draft.body_text.endswith("Maria Lopez\nLone Star Appraisals")
     assert "hidden HTML text of the message was removed and never used" in draft.notes
+
+
+@pytest.mark.parametrize("with_key", [True, False], ids=["claude", "offline"])
+def test_the_runtime_drafts_answers_with_claude_when_a_key_is_set_else_from_templates(
+    engine: Engine, session_factory: Callable[[], Session], crm: Crm, with_key: bool
+) -> None:
+    stand_in, server = start_anthropic_stand_in(api_keys=["sk-ant-runtime-test"])
+    try:
+        keys = (
+            {"ANTHROPIC_API_KEY": "sk-ant-runtime-test", "ANTHROPIC_BASE_URL": server.url}
+            if with_key
+            else {}
+        )
+        settings = make_settings(engine.url.render_as_string(hide_password=False), **keys)
+        services = Services(engine=engine, session_factory=session_factory, clock=FixedClock(NOW))
+        runtime = build_runtime(settings, services=services)
+
+        draft = runtime.replies.draft_for(crm.org.id, crm.reply2.id)
+    finally:
+        server.stop()
+
+    if with_key:
+        assert draft.source == f"claude:{settings.ANTHROPIC_MODEL}"
+        assert REPLY_TOUCH in draft.body_text
+        assert draft.facts_used == ["Pinnacle Lending ordered 43 times, last order 161 days ago."]
+        [request] = stand_in.requests
+        assert VISIBLE in request.user_text
+        assert HIDDEN not in request.user_text
+    else:
+        assert draft.source == "template"
+        assert stand_in.requests == []
