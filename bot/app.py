@@ -40,7 +40,14 @@ from domain.jobs import TaskKind
 from domain.mail import SendOutcome
 from domain.mailboxes import MailboxAllowances
 from domain.outreach import Outreach
-from domain.ports import DraftModel, Mailer, MessageClassifier, UnsubscribeTokenReader
+from domain.ports import (
+    DraftModel,
+    Mailer,
+    MessageClassifier,
+    ReplyDrafter,
+    UnsubscribeTokenReader,
+)
+from domain.replies import Replies
 from domain.rules import Rules
 from domain.sending import SendLimits
 from domain.suppression import Suppression
@@ -104,6 +111,8 @@ class Runtime:
     #: model; `offline_classifier` is the one to fall back on when Claude is away.
     message_classifier: MessageClassifier
     offline_classifier: MessageClassifier
+    #: Drafts answers to inbound replies: Claude (ANTHROPIC_MODEL) with a key, else templates.
+    replies: Replies
     gmail: GmailIntegration | None = None
     slack_worker: SlackReplayWorker | None = None
 
@@ -200,6 +209,17 @@ def build_drafter(settings: Settings) -> DraftModel | None:
         settings.ANTHROPIC_API_KEY, settings.ANTHROPIC_BASE_URL, timeout=30.0
     )
     return ClaudeDrafter(client, model=settings.ANTHROPIC_MODEL)
+
+
+def build_reply_drafter(settings: Settings) -> ReplyDrafter | None:
+    """Claude drafts answers to replies when an Anthropic key is set; otherwise templates."""
+    if not settings.ANTHROPIC_API_KEY:
+        return None
+    from integrations.claude import build_anthropic_client
+    from integrations.claude_reply import ClaudeReplyDrafter
+
+    client = build_anthropic_client(settings.ANTHROPIC_API_KEY, settings.ANTHROPIC_BASE_URL)
+    return ClaudeReplyDrafter(client, model=settings.ANTHROPIC_MODEL)
 
 
 def build_message_classifiers(settings: Settings) -> tuple[MessageClassifier, MessageClassifier]:
@@ -408,6 +428,7 @@ def build_runtime(
         rules=rules,
         message_classifier=message_classifier,
         offline_classifier=offline_classifier,
+        replies=Replies(service_deps, drafter=build_reply_drafter(settings)),
         gmail=gmail,
         slack_worker=slack_worker,
     )

@@ -3,6 +3,8 @@ sends it is in domain/ports.py)."""
 
 from __future__ import annotations
 
+import html
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -53,3 +55,19 @@ class SendOutcome:
     gmail_thread_id: str | None = None
     detail: str | None = None
     retry_at: datetime | None = None
+
+
+_URL = re.compile(r"https?://[^\s<>\"')\]]+")
+
+
+def text_to_html(text: str) -> str:
+    """Render plain text as simple HTML: paragraphs, line breaks, links (all escaped)."""
+    paragraphs = [p for p in re.split(r"\n\s*\n", text.strip()) if p.strip()]
+    rendered = []
+    for paragraph in paragraphs:
+        escaped = html.escape(paragraph, quote=False)
+        linked = _URL.sub(
+            lambda m: f'<a href="{html.escape(m.group(0))}">{m.group(0)}</a>', escaped
+        )
+        rendered.append("<p>" + linked.replace("\n", "<br>\n") + "</p>")
+    return "\n".join(rendered)

@@ -42,6 +42,7 @@ from domain.mailboxes import (
     MailboxIdentity,
     RevokeResult,
 )
+from domain.replies import ReplyContext, ReplyDraft
 from domain.rules import Rule, RuleType
 from domain.sending import (
     AccessTokenUpdate,
@@ -1449,4 +1450,39 @@ class MessageClassifier(Protocol):
     ) -> list[Classification | ExternalServiceError]:
         """Classify several messages with bounded concurrency; one result per request, in
         order, with the ExternalServiceError in place of a message that failed."""
+        ...
+
+
+# --- replies ---
+
+
+class ReplyContextRepository(Protocol):
+    """The read model of an inbound message's business context (answers to replies)."""
+
+    def reply_context(self, org_id: int, inbound_email_id: int, *, now: datetime) -> ReplyContext:
+        """Return what an answer to the message may use; raise NotFound outside the org.
+
+        Bounded: a few queries of at most a few dozen rows each, whatever the history.
+        """
+        ...
+
+
+class RepliesUnitOfWork(Transaction, Protocol):
+    """One (read-only) transaction over the reply context read model."""
+
+    @property
+    def reply_contexts(self) -> ReplyContextRepository: ...
+
+
+class ReplyDrafter(Protocol):
+    """Drafts an answer to an inbound message from its context (Claude, or the templates)."""
+
+    @property
+    def name(self) -> str:
+        """Who drafts, for the record: "claude:<model>" or "template"."""
+        ...
+
+    def draft(self, context: ReplyContext) -> ReplyDraft:
+        """Return a draft; raise ExternalServiceError (the service) or InvalidInput (its
+        answer) when it cannot, so the caller falls back to the template."""
         ...

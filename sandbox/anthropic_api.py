@@ -10,7 +10,9 @@ By default a request whose `tool_choice` forces a tool gets a deterministic
 `tool_use` block. For `write_email` the input is derived from the prompt: the
 template found inside `<template>` (JSON) keeps its subject, and its body gains
 `PERSONAL_TOUCH` after the greeting line, so tests can tell Claude's draft from the
-template. Other tools get the answer registered with `answer_tool`, or a minimal
+template. `write_reply` (integrations/claude_reply.py) answers from the context in the
+prompt (`written_reply`: the sender's first name, `REPLY_TOUCH`, the order facts, the
+rep's signature). Other tools get the answer registered with `answer_tool`, or a minimal
 input built from their schema. A request without a forced tool gets a text answer.
 
 Tests script the next answers with `script(...)`: text only, a tool call with any
@@ -63,12 +65,15 @@ from sandbox.server import RunningServer, serve_in_thread
 MESSAGES_PATH: Final = "/v1/messages"
 MODELS_PATH: Final = "/v1/models"
 WRITE_EMAIL_TOOL: Final = "write_email"
+WRITE_REPLY_TOOL: Final = "write_reply"
 CLASSIFY_TOOL: Final = "classify_message"
 #: How long a cached prefix lives after its last use (the API's default "5m" TTL).
 CACHE_TTL_SECONDS: Final = 300.0
 PERSONAL_TOUCH: Final = (
     "It has been a while since we worked together, so I wanted to write to you personally."
 )
+#: The sentence the stand-in's `write_reply` answers carry, so tests can tell them apart.
+REPLY_TOUCH: Final = "Thank you for getting back to me; I will make sure you have what you need."
 DEFAULT_TEXT_ANSWER: Final = "Hello from the Anthropic stand-in."
 
 _GREETING = re.compile(r"^\s*(?:hi|hello|hey|dear|good\s+(?:morning|afternoon|evening))\b.{0,60}$")
@@ -524,6 +529,8 @@ class AnthropicStandIn:
             return personalised_email(_last_user_text(body))
         if name == CLASSIFY_TOOL:
             return keyword_classification(_last_user_text(body))
+        if name == WRITE_REPLY_TOOL:
+            return written_reply(_last_user_text(body))
         schema: Any = next(
             (
                 tool.get("input_schema", {})
@@ -778,6 +785,33 @@ def personalised_email(prompt: str) -> dict[str, str]:
         "body": personalised,
         "rationale": f"Added a personal opening line{who}; kept the template's offer and facts.",
     }
+
+
+def written_reply(prompt: str) -> dict[str, Any]:
+    """The stand-in's `write_reply` input, built from the context in the prompt.
+
+    A greeting with the sender's first name, `REPLY_TOUCH`, the sentences of the order
+    facts (history, then active orders, for a status question), and the rep's signature:
+    every figure and date it writes is one the prompt's <facts> held.
+    """
+    sender = _tagged_json(prompt, "sender")
+    facts = _tagged_json(prompt, "facts")
+    rep = _tagged_json(prompt, "rep")
+    message = _tagged_json(prompt, "message")
+    first_name = sender.get("first_name")
+    greeting = f"Hi {first_name}," if isinstance(first_name, str) and first_name else "Hello,"
+    used = [key for key in facts if key == "order_history" or str(key).startswith("order:")]
+    if message.get("category") != "STATUS":
+        used = [key for key in used if key == "order_history"]
+    lines = [greeting, "", REPLY_TOUCH]
+    if used:
+        lines += ["", " ".join(str(facts[key]) for key in used)]
+    signature = str(rep.get("signature_name") or "The team")
+    firm = str(rep.get("firm_name") or "")
+    lines += ["", "Best regards,", signature]
+    if firm and firm != signature:
+        lines.append(firm)
+    return {"subject": None, "body_text": "\n".join(lines), "facts_used": used}
 
 
 def validation_problem(body: Any) -> str | None:

@@ -18,6 +18,7 @@ from storage.events import EventKeys
 from storage.gmail import GmailAccountRepo, MailboxAllowanceRepo, OAuthStateRepo, TokenCipher
 from storage.jobs import EnrollmentRepo, JobRepo, TaskRepo
 from storage.outbox import OutboxRepo
+from storage.reply_context import ReplyContextRepo
 from storage.rules import ClassifierRuleRepo
 from storage.suppression import OptOutRepo
 from storage.templates import TemplateRepo
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
         MailboxUnitOfWork,
         OutboxUnitOfWork,
         OutreachUnitOfWork,
+        RepliesUnitOfWork,
         RulesUnitOfWork,
         SuppressionUnitOfWork,
         UnderstandingUnitOfWork,
@@ -79,6 +81,7 @@ class UnitOfWork:
     engagement: EngagementRepo
     engagement_views: EngagementViews
     classifier_rules: ClassifierRuleRepo
+    reply_contexts: ReplyContextRepo
 
     def __init__(
         self, session_factory: SessionFactory, *, cipher: TokenCipher | None = None
@@ -122,6 +125,7 @@ class UnitOfWork:
         self.engagement = EngagementRepo(session)
         self.engagement_views = EngagementViews(session)
         self.classifier_rules = ClassifierRuleRepo(session)
+        self.reply_contexts = ReplyContextRepo(session)
         return self
 
     def __exit__(
@@ -156,6 +160,7 @@ if TYPE_CHECKING:
         UnderstandingUnitOfWork,
         EngagementUnitOfWork,
         RulesUnitOfWork,
+        RepliesUnitOfWork,
     ]:
         """Let the type checker hold this unit of work to the ports of the use cases."""
         return uow, uow, uow, uow, uow, uow, uow, uow, uow

@@ -9,7 +9,6 @@ and an unsubscribe link in the footer. Follow-ups carry `In-Reply-To` and `Refer
 from __future__ import annotations
 
 import html
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,8 +20,8 @@ from typing import Any, Final
 from urllib.parse import quote, urlsplit
 
 from domain.errors import InvalidInput
+from domain.mail import text_to_html
 
-_URL = re.compile(r"https?://[^\s<>\"')\]]+")
 _MAX_REFERENCES: Final = 20
 
 
@@ -70,19 +69,6 @@ def message_id_domain(public_base_url: str) -> str:
 def new_message_id(domain: str) -> str:
     """Return a new, globally unique Message-ID (`<...@domain>`), brackets included."""
     return make_msgid(idstring="salesbot", domain=domain)
-
-
-def text_to_html(text: str) -> str:
-    """Render plain text as simple HTML: paragraphs, line breaks, links."""
-    paragraphs = [p for p in re.split(r"\n\s*\n", text.strip()) if p.strip()]
-    rendered = []
-    for paragraph in paragraphs:
-        escaped = html.escape(paragraph, quote=False)
-        linked = _URL.sub(
-            lambda m: f'<a href="{html.escape(m.group(0))}">{m.group(0)}</a>', escaped
-        )
-        rendered.append("<p>" + linked.replace("\n", "<br>\n") + "</p>")
-    return "\n".join(rendered)
 
 
 def _text_footer(unsubscribe: Unsubscribe) -> str:

@@ -53,6 +53,7 @@ from domain.jobs import (
 from domain.mail import OutgoingEmail, SendOutcome, SendStatus
 from domain.outreach import Actor, Outreach
 from domain.ports import OutreachUnitOfWork
+from domain.replies import ReplyContext
 from domain.rules import Rule, RuleType
 from domain.templates import EmailTemplate, EmailTemplateFields
 
@@ -97,6 +98,8 @@ class World:
     events: set[tuple[str, str]] = field(default_factory=set)
     engagement: EngagementStore = field(default_factory=lambda: EngagementStore())
     rules: dict[int, Rule] = field(default_factory=dict)
+    #: The business context of inbound messages, by (org id, inbound email id).
+    reply_contexts: dict[tuple[int, int], ReplyContext] = field(default_factory=dict)
     next_id: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     def __deepcopy__(self, memo: dict[int, object]) -> World:
@@ -114,6 +117,7 @@ class World:
             "events",
             "engagement",
             "rules",
+            "reply_contexts",
         ):
             setattr(copied, name, copy.deepcopy(getattr(self, name), memo))
         return copied
@@ -1072,6 +1076,19 @@ class FakeClassifierRules:
         del self._w.rules[self.get(org_id, rule_id).id]
 
 
+class FakeReplyContexts:
+    """The reply context read model over contexts the test stored in the world."""
+
+    def __init__(self, world: World) -> None:
+        self._w = world
+
+    def reply_context(self, org_id: int, inbound_email_id: int, *, now: datetime) -> ReplyContext:
+        found = self._w.reply_contexts.get((org_id, inbound_email_id))
+        if found is None:
+            raise NotFound(f"inbound email {inbound_email_id} not found")
+        return found.model_copy(update={"as_of": now})
+
+
 class FakeUnitOfWork:
     """One transaction over the world: what is not committed is undone at the end."""
 
@@ -1090,6 +1107,7 @@ class FakeUnitOfWork:
         self.users = FakeUsers(world)
         self.engagement = FakeEngagement(world)
         self.classifier_rules = FakeClassifierRules(world)
+        self.reply_contexts = FakeReplyContexts(world)
 
     def __enter__(self) -> FakeUnitOfWork:
         if self._saved is not None:
