@@ -18,6 +18,7 @@ from storage.events import EventKeys
 from storage.gmail import GmailAccountRepo, MailboxAllowanceRepo, OAuthStateRepo, TokenCipher
 from storage.jobs import EnrollmentRepo, JobRepo, TaskRepo
 from storage.outbox import OutboxRepo
+from storage.reply_policy import ReplyPolicyRepo
 from storage.rules import ClassifierRuleRepo
 from storage.suppression import OptOutRepo
 from storage.templates import TemplateRepo
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
         MailboxUnitOfWork,
         OutboxUnitOfWork,
         OutreachUnitOfWork,
+        ReplyPolicyUnitOfWork,
         RulesUnitOfWork,
         SuppressionUnitOfWork,
     )
@@ -74,6 +76,7 @@ class UnitOfWork:
     engagement: EngagementRepo
     engagement_views: EngagementViews
     classifier_rules: ClassifierRuleRepo
+    reply_policies: ReplyPolicyRepo
 
     def __init__(
         self, session_factory: SessionFactory, *, cipher: TokenCipher | None = None
@@ -114,6 +117,7 @@ class UnitOfWork:
         self.engagement = EngagementRepo(session)
         self.engagement_views = EngagementViews(session)
         self.classifier_rules = ClassifierRuleRepo(session)
+        self.reply_policies = ReplyPolicyRepo(session)
         return self
 
     def __exit__(
@@ -147,6 +151,7 @@ if TYPE_CHECKING:
         OutboxUnitOfWork,
         EngagementUnitOfWork,
         RulesUnitOfWork,
+        ReplyPolicyUnitOfWork,
     ]:
         """Let the type checker hold this unit of work to the ports of the use cases."""
-        return uow, uow, uow, uow, uow, uow, uow, uow
+        return uow, uow, uow, uow, uow, uow, uow, uow, uow

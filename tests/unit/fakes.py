@@ -53,6 +53,7 @@ from domain.jobs import (
 from domain.mail import OutgoingEmail, SendOutcome, SendStatus
 from domain.outreach import Actor, Outreach
 from domain.ports import OutreachUnitOfWork
+from domain.reply_policy import ReplyPolicy
 from domain.rules import Rule, RuleType
 from domain.templates import EmailTemplate, EmailTemplateFields
 
@@ -97,6 +98,7 @@ class World:
     events: set[tuple[str, str]] = field(default_factory=set)
     engagement: EngagementStore = field(default_factory=lambda: EngagementStore())
     rules: dict[int, Rule] = field(default_factory=dict)
+    reply_policies: dict[int, ReplyPolicy] = field(default_factory=dict)
     next_id: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     def __deepcopy__(self, memo: dict[int, object]) -> World:
@@ -114,6 +116,7 @@ class World:
             "events",
             "engagement",
             "rules",
+            "reply_policies",
         ):
             setattr(copied, name, copy.deepcopy(getattr(self, name), memo))
         return copied
@@ -1072,6 +1075,21 @@ class FakeClassifierRules:
         del self._w.rules[self.get(org_id, rule_id).id]
 
 
+class FakeReplyPolicies:
+    def __init__(self, world: World) -> None:
+        self._w = world
+
+    def get(self, org_id: int) -> ReplyPolicy:
+        return self._w.reply_policies.get(org_id, ReplyPolicy())
+
+    def save(
+        self, org_id: int, policy: ReplyPolicy, *, by: int | None, now: datetime
+    ) -> ReplyPolicy:
+        stored = policy.model_copy(update={"updated_by": by, "updated_at": now})
+        self._w.reply_policies[org_id] = stored
+        return stored
+
+
 class FakeUnitOfWork:
     """One transaction over the world: what is not committed is undone at the end."""
 
@@ -1090,6 +1108,7 @@ class FakeUnitOfWork:
         self.users = FakeUsers(world)
         self.engagement = FakeEngagement(world)
         self.classifier_rules = FakeClassifierRules(world)
+        self.reply_policies = FakeReplyPolicies(world)
 
     def __enter__(self) -> FakeUnitOfWork:
         if self._saved is not None:
