@@ -41,11 +41,21 @@ from domain.mail import SendOutcome
 from domain.mailboxes import MailboxAllowances
 from domain.outreach import Outreach
 from domain.ports import DraftModel, Mailer, MessageClassifier
+from domain.reply_policy import ReplyPolicies
 from domain.rules import Rules
 from domain.sending import SendLimits
 from domain.suppression import Suppression
 from handlers import gmail_push
-from handlers.api import cards, engagement, health, inbound_rules, jobs, marketing, unsubscribe
+from handlers.api import (
+    cards,
+    engagement,
+    health,
+    inbound_rules,
+    jobs,
+    marketing,
+    reply_policy,
+    unsubscribe,
+)
 from handlers.api import gmail as gmail_api
 from handlers.api.deps import Services
 from handlers.api.docs import error_answer, install_docs
@@ -87,6 +97,7 @@ class Runtime:
     suppression: Suppression
     mailbox_allowances: MailboxAllowances
     rules: Rules
+    reply_policies: ReplyPolicies
     #: Classifies inbound mail: Claude (ANTHROPIC_FAST_MODEL) with a key, else the offline
     #: model; `offline_classifier` is the one to fall back on when Claude is away.
     message_classifier: MessageClassifier
@@ -273,6 +284,7 @@ def build_runtime(
     catalog = Catalog(service_deps)
     # One per process: its per-org cache of rules is shared by the routes, Slack and inbound.
     rules = Rules(service_deps, regex=Re2Engine())
+    reply_policies = ReplyPolicies(service_deps)
     outreach = Outreach.build(
         service_deps,
         unsubscribe_url=unsubscribe_url,
@@ -340,6 +352,7 @@ def build_runtime(
             gmail_address=lambda actor: (
                 gmail.connected_address(actor.org_id, actor.user_id) if gmail else None
             ),
+            reply_policies=reply_policies,
         )
         # The web app stores each listener's slow part; the worker's app replays it.
         slack_calls = SlackCallQueue(services.session_factory)
@@ -376,6 +389,7 @@ def build_runtime(
         suppression=Suppression(uow, clock=services.clock),
         mailbox_allowances=MailboxAllowances(uow, clock=services.clock),
         rules=rules,
+        reply_policies=reply_policies,
         message_classifier=message_classifier,
         offline_classifier=offline_classifier,
         gmail=gmail,
@@ -511,6 +525,7 @@ def build_app(
     app.include_router(cards.router)
     app.include_router(engagement.router)
     app.include_router(inbound_rules.router)
+    app.include_router(reply_policy.router)
     # Without GOOGLE_CLIENT_ID/SECRET every Gmail route answers 503.
     gmail_unavailable: dict[int | str, dict[str, Any]] = {503: error_answer(503)}
     app.include_router(gmail_api.router, responses=gmail_unavailable)
