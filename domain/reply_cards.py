@@ -23,8 +23,8 @@ the plan; the table is read top to bottom and the first row that applies decides
 | anything else                                         | reply_to_email                 |
 
 A reply card is auto-sent (initial state `approved`, through the outbox, shown `done`)
-only when `may_auto_send` allows it and the sender is a known contact: Salesbot never
-answers a stranger on its own.
+only when `may_auto_send` allows it, the sender is a known contact and a person wrote the
+message: Salesbot never answers a stranger or a machine on its own.
 """
 
 from __future__ import annotations
@@ -152,6 +152,9 @@ def _auto_decision(
     allowed, reason = may_auto_send(policy, classification)
     if allowed and not facts.known_contact:
         return False, "needs a person because the sender is not a known contact"
+    if allowed and facts.message_kind is not MessageKind.ORDINARY:
+        # Answering a machine risks a loop of automatic answers (RFC 3834 §2).
+        return False, "needs a person because a machine wrote the message"
     return allowed, reason
 
 
