@@ -151,7 +151,7 @@ _ROLE_ANYWHERE = re.compile(
 
 
 def _leading_name(segment: str) -> str | None:
-    """"Mike O'Neil is the person for that": a name at the start of a clause."""
+    """ "Mike O'Neil is the person for that": a name at the start of a clause."""
     found = _LEADING_NAME.match(segment)
     if found is None:
         return None
@@ -170,7 +170,7 @@ def _role_in(segment: str) -> str | None:
 
 
 def _role_of(segment: str) -> str | None:
-    found = _ROLE_LEAD.match(segment.strip())
+    found = _ROLE_LEAD.match(re.sub(r"^(?:or|and|y|o|ou|et)\s+", "", segment.strip(), flags=re.I))
     if found is None:
         return None
     role = found.group(1).strip(" .;:!?)")
@@ -218,8 +218,11 @@ def _around(text: str, start: int, end: int) -> tuple[str | None, str | None]:
         name = _name_run(parenthesized.group(1))
         after = after[parenthesized.end() :]
     if role is None:
-        first = re.split(r"[.;()\n!?]|,\s*(?:and|but|who|y|et)\b", after.lstrip(" ,-–—:"))[0]
-        role = _role_of(first.split(",")[0])
+        # "…@x.com, our appraisal desk manager": the clause right after the address, up to
+        # the next address or sentence.
+        first = re.split(r"[.;()\n!?]|\S+@", after.lstrip(" ,-–—:"))[0]
+        if not re.match(r"(?:or|and|but|y|o|ou|et|mais|pero)\b", first, re.IGNORECASE):
+            role = _role_of(first.split(",")[0])
     return name, role
 
 
@@ -353,7 +356,8 @@ def _zone(sent_at: datetime, tz: str | None) -> tzinfo:
             return ZoneInfo(tz)
         except (ZoneInfoNotFoundError, ValueError):
             pass
-    return sent_at.tzinfo if sent_at.utcoffset() is not None else UTC  # type: ignore[return-value]
+    offset = sent_at.tzinfo  # the Date header's own offset, when it had one
+    return offset if offset is not None and sent_at.utcoffset() is not None else UTC
 
 
 # --- "not now" -------------------------------------------------------------------------------
@@ -397,8 +401,17 @@ _RESUME_PATTERNS: Final[list[tuple[str, re.Pattern[str]]]] = [
             rf"\b({_AFTER}\s+(?:(?:the\s+)?(?:end|middle) of\s+|(?:finales|mediados) de\s+|"
             rf"(?:la\s+)?(?:fin|mi-)\s*)?|(?:in|en|until|till|hasta|jusqu'?[àa]|around|by|"
             rf"early|mid-?|late|start of|beginning of|end of|a principios de|a finales de|"
-            rf"début|fin|courant)\s+(?:de\s+|d')?)"
-            rf"({_MONTH_WORDS})\b\.?(?!\s*\d)",
+            rf"début|fin|courant)\s+(?:de\s+|d')?|mid-)"
+            rf"({_MONTH_WORDS})\b\.?(?!\s*\d{{1,2}}(?!\d))",
+            re.IGNORECASE,
+        ),
+    ),
+    (
+        "date",
+        re.compile(
+            rf"\b({_AFTER}|on|around|by|until|till|from|el|le|hasta|jusqu'?au|[àa] partir du)\s+"
+            rf"(?:(?:({_MONTH_WORDS})\.?\s+(\d{{1,2}})(?:st|nd|rd|th)?)|"
+            rf"(?:(\d{{1,2}})(?:er|st|nd|rd|th)?\s+(?:de\s+)?({_MONTH_WORDS})))\b",
             re.IGNORECASE,
         ),
     ),
@@ -486,6 +499,12 @@ def _resume_from(kind: str, m: re.Match[str], today: date) -> date | None:
         if lead.startswith(("late", "end of", "a finales", "fin")):
             return start.replace(day=20)
         return start
+    if kind == "date":
+        month = _MONTHS[(m.group(2) or m.group(5)).lower()]
+        on = date(today.year, month, int(m.group(3) or m.group(4)))
+        if on <= today:
+            on = on.replace(year=today.year + 1)
+        return on + timedelta(days=1) if _is_after(m.group(1)) else on
     if kind == "holidays":
         return (
             date(today.year + 1, 1, 1)
@@ -545,14 +564,14 @@ def extract_resume_date(
 # --- meeting times ---------------------------------------------------------------------------
 
 _TIME = re.compile(
-    r"(?<![\d:/])(?:(noon|midday|mediod[ií]a|midi)|"
+    r"(?<![\d:/])(?:(?<![\w-])(noon|midday|mediod[ií]a|midi)|"
     r"(\d{1,2})(?:[:h.](\d{2}))?\s*(a\.?m\.?|p\.?m\.?|h(?!\w))?)"
     r"(?:\s*(?:-|–|to|until|a|à|and|y|et)\s*(\d{1,2})(?:[:h.](\d{2}))?\s*(a\.?m\.?|p\.?m\.?|h(?!\w))?)?"
     r"(?![\d/])",
     re.IGNORECASE,
 )
 _DAY = re.compile(
-    rf"\b(?:(today|hoy|aujourd'hui)|(tomorrow|mañana(?!\s+por)|demain)(?!\s+matin)|"
+    rf"\b(?:(today|hoy|aujourd'hui)|(tomorrow|mañana(?!\s+por)|demain)|"
     rf"(next\s+|this\s+|el\s+próximo\s+|el\s+proximo\s+|el\s+|le\s+|ce\s+)?({_WEEKDAY_WORDS})\.?"
     rf"(?:\s+(?:prochain|que viene|próximo))?|"
     rf"({_MONTH_WORDS})\.?\s+(\d{{1,2}})(?:st|nd|rd|th)?\b|"
@@ -685,13 +704,21 @@ def extract_meeting_times(
         window = _PARTS_OF_DAY[part.group(1).lower().split()[-1]] if part else None
         if day is None and week is None and start is None and window is None:
             continue
-        if day is None and week is None and last_day is not None and (start or window):
+        inherited = day is None and week is None and last_day is not None and bool(start or window)
+        if inherited:
             day = last_day  # "Tuesday at 2 or 4pm": the second time is Tuesday's too
         words = chunk[:200]
         if day is not None:
-            last_day = day
             first, until = (start, end) if start else (window or (_WORKDAY_START, _WORKDAY_END))
-            proposals.append(_proposal(day, first, until, zone, words))
+            proposal = _proposal(day, first, until, zone, words)
+            previous = proposals[-1] if proposals else None
+            if inherited and previous is not None and _narrows(previous, proposal):
+                # "Tomorrow morning, around 10": the hour places the window's meeting.
+                proposal = proposal.model_copy(update={"words": f"{previous.words}, {words}"[:200]})
+                proposals[-1] = proposal
+            else:
+                proposals.append(proposal)
+            last_day = day
         elif week is not None:
             first, until = window or (_WORKDAY_START, _WORKDAY_END)
             if start is not None:
@@ -702,6 +729,17 @@ def extract_meeting_times(
         if len(proposals) == MAX_TIMES:
             break
     return proposals
+
+
+def _narrows(window: ProposedTime, moment: ProposedTime) -> bool:
+    """Tell whether `moment` is a time inside the window proposed just before it."""
+    return (
+        window.start is not None
+        and window.end is not None
+        and moment.start is not None
+        and moment.end is None
+        and window.start <= moment.start < window.end
+    )
 
 
 def _at(day: date, moment: time, zone: tzinfo) -> datetime:
