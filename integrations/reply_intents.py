@@ -41,6 +41,9 @@ from domain.intents import ProposedTime, ReferralCandidate, ResumeDate
 #: A reply's new text is short; what follows this is signatures, disclaimers or an attack.
 MAX_TEXT_CHARS: Final = 4000
 MAX_REFERRALS: Final = 5
+#: A referral names one or two people; a reply listing dozens of addresses is a directory,
+#: and each address costs a validation (about 0.2 ms).
+MAX_ADDRESSES_READ: Final = 40
 MAX_TIMES: Final = 8
 #: A resume date further away than this is not a "not now" but a "no".
 MAX_RESUME_DAYS: Final = 2 * 366
@@ -250,7 +253,9 @@ def extract_referrals(
     excluded = {a for a in (_bare(x) for x in [sender, *own_addresses]) if a}
     best: dict[str, ReferralCandidate] = {}
     order: dict[str, int] = {}
-    for found in _EMAIL.finditer(body):
+    for seen, found in enumerate(_EMAIL.finditer(body)):
+        if seen == MAX_ADDRESSES_READ:
+            break
         raw = found.group(1).strip(".'")
         email = _normalized(raw)
         if email is None or email.lower() in excluded:
@@ -623,7 +628,9 @@ def _times_in(chunk: str) -> tuple[time | None, time | None]:
     for m in _TIME.finditer(chunk):
         if m.group(1):
             return time(12, 0), None
-        cued = _TIME_CUE.search(chunk[: m.start()]) is not None or bool(m.group(5))
+        # Only the words just before: searching the whole prefix per number is quadratic.
+        cued = _TIME_CUE.search(chunk[max(0, m.start() - 16) : m.start()]) is not None
+        cued = cued or bool(m.group(5))
         end_suffix = m.group(7)
         start_suffix = m.group(4) or (end_suffix if m.group(5) else None)
         start = _clock(m.group(2), m.group(3), start_suffix, cued=cued)

@@ -298,6 +298,13 @@ GARBAGE = [
     bytes(range(256)).decode("latin-1") * 4000,
     "@@@..@@.com Q9 quarter 99/99 at 99:99pm 31/31 Feb 31 in 0 months in 999 years",
     "🙂" * 250_000,
+    # Worst cases measured for the patterns (each under 20 ms once bounded): many numbers,
+    # many addresses, long dotted and hyphenated tokens.
+    "1 " * 2000,
+    "at 1 " * 800,
+    "a@b.co, " * 500,
+    "a@" + "a." * 2000 + "1",
+    "Karen is " * 400 + "k@x.com",
 ]
 
 
