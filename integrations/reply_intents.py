@@ -334,9 +334,9 @@ def _month_start(year: int, month: int) -> date:
 def _month_after(today: date, month: int, *, strictly: bool = True) -> date:
     """The first day of the next `month` to come after `today` (this year or next)."""
     start = date(today.year, month, 1)
-    if start <= today if strictly else start < _month_start(today.year, today.month):
-        start = date(today.year + 1, month, 1)
-    return start
+    # `strictly`: this month's own start is past; else the month we are in still counts.
+    passed = start <= today if strictly else start < _month_start(today.year, today.month)
+    return date(today.year + 1, month, 1) if passed else start
 
 
 def _add_months(day: date, months: int) -> date:
@@ -511,22 +511,17 @@ def _resume_from(kind: str, m: re.Match[str], today: date) -> date | None:
             on = on.replace(year=today.year + 1)
         return on + timedelta(days=1) if _is_after(m.group(1)) else on
     if kind == "holidays":
-        return (
-            date(today.year + 1, 1, 1)
-            if today.month >= 6
-            else _month_after(today, 1, strictly=False)
-        )
+        words = m.group(0).lower()
+        if today.month >= 6 or "year" in words or "año" in words or "année" in words:
+            return date(today.year + 1, 1, 1)
+        return None  # "after the holidays" written in spring: those holidays are past
     if kind == "season":
         season = _SEASONS[m.group(2).lower()]
         lead = (m.group(1) or "").lower()
         month = _SEASON_ENDS[season] if _is_after(lead) else season
         if m.group(2).lower() == "tax season" and _is_after(lead):
             return _month_after(today, 4, strictly=False).replace(day=16)
-        return (
-            _month_after(today, month, strictly=False)
-            if month != today.month
-            else (_month_after(today, month))
-        )
+        return _month_after(today, month, strictly=month == today.month)
     if kind == "next_period":
         unit = (m.group(1) or ("month" if "mois" in m.group(0).lower() else "week")).lower()
         if unit in ("month", "mes"):

@@ -282,6 +282,17 @@ def test_without_a_holiday_calendar_only_weekends_are_skipped() -> None:
     assert found.on == date(2027, 1, 1)  # a Friday
 
 
+def test_next_year_written_in_february_is_the_next_january() -> None:
+    february = datetime(2027, 2, 10, 12, 0, tzinfo=UTC)
+
+    found = extract_resume_date("Maybe next year.", sent_at=february, holidays=US)
+    past = extract_resume_date("Try after the holidays.", sent_at=february, holidays=US)
+
+    assert found is not None
+    assert found.on == date(2028, 1, 3)  # 1 January 2028 is a Saturday
+    assert past is None
+
+
 def test_a_date_further_than_two_years_is_not_a_not_now() -> None:
     assert extract_resume_date("Reach out in 5 years.", sent_at=SENT) is None
 
