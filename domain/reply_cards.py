@@ -43,7 +43,7 @@ from domain.classification import (
     Intent,
     Sentiment,
 )
-from domain.detection import MessageKind
+from domain.detection import Detection, MessageKind
 from domain.reply_policy import NEVER_AUTO, ReplyPolicy, may_auto_send
 
 
@@ -79,6 +79,26 @@ class ReplyFacts(BaseModel):
     order_found: bool = True
     #: The organization's confidence threshold (`organizations.classify_threshold`).
     threshold: float = Field(default=DEFAULT_CONFIDENCE_THRESHOLD, ge=0.0, le=1.0)
+
+
+def reply_facts(
+    detection: Detection,
+    *,
+    known_contact: bool,
+    stale_client: bool = False,
+    order_found: bool = True,
+    threshold: float = DEFAULT_CONFIDENCE_THRESHOLD,
+) -> ReplyFacts:
+    """The facts of a message as the pipeline holds them: its detection and what linking
+    found (a contact, whether their client was re-engaged, the order a status asks about)."""
+    return ReplyFacts(
+        message_kind=detection.kind,
+        from_own_rep=detection.from_own_rep,
+        known_contact=known_contact,
+        stale_client=stale_client,
+        order_found=order_found,
+        threshold=threshold,
+    )
 
 
 class CardPlan(BaseModel):

@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 
 from domain.cards import CardState, CardType, Priority
 from domain.classification import Category, Classification, Decider, Entities, Intent, Sentiment
-from domain.detection import MessageKind
-from domain.reply_cards import CardPlan, ReplyAction, ReplyFacts, plan_reply_card
+from domain.detection import AutoReply, Detection, MessageKind
+from domain.reply_cards import CardPlan, ReplyAction, ReplyFacts, plan_reply_card, reply_facts
 from domain.reply_policy import NEVER_AUTO, ReplyPolicy
 
 OFF = ReplyPolicy()
@@ -277,3 +277,18 @@ def test_a_plan_is_auto_sent_only_when_safe_and_its_state_follows(
     if injection or (category in NEVER_AUTO and plan.card_type is not None):
         assert plan.card_type is CardType.NEEDS_HUMAN_RESPONSE
     assert plan.reason
+
+
+def test_the_facts_of_an_out_of_office_come_from_its_detection_and_make_no_card() -> None:
+    detection = Detection(kind=MessageKind.OUT_OF_OFFICE, auto_reply=AutoReply(out_of_office=True))
+    classification = detection.classification()
+    assert classification is not None
+
+    facts = reply_facts(detection, known_contact=True, threshold=0.8)
+    plan = plan_reply_card(classification, facts, ON)
+
+    assert facts == ReplyFacts(
+        message_kind=MessageKind.OUT_OF_OFFICE, known_contact=True, threshold=0.8
+    )
+    assert card(plan) == (None, None, False)
+    assert plan.reason == "automatic message (out of office)"
