@@ -37,8 +37,8 @@ class ReferralCandidate(_Frozen):
 class ProposedTime(_Frozen):
     """A time the sender proposed: a moment, a window (`end` set), or only words.
 
-    `start` is None when the words name no day we can place ("whenever suits you"): the
-    card shows the words and the rep reads them.
+    `start` is None when the words name an hour but no day we can place ("2pm works"):
+    the card shows the words and the rep reads them.
     """
 
     start: datetime | None = None

@@ -12,8 +12,8 @@ understands gives an empty answer (no candidates, no times, no date).
 - `extract_meeting_times`: the times proposed, anchored to the message's Date in the
   sender's time zone (named, else the Date header's offset), in UTC. A day without an hour
   is its business hours (9:00-17:00); "morning" and "afternoon" are windows; "next week" is
-  Monday to Friday of that week. Words that name no day ("2pm works", "whenever suits
-  you") are kept as text.
+  Monday to Friday of that week. An hour without a day ("2pm works") is kept as its
+  words (no start); words with neither ("whenever suits you") propose nothing.
 - `extract_resume_date`: "try me in January", "circle back after Q1", "in 3 months",
   "after the holidays" → the first business day of that period (weekends and the
   organization's holidays skipped). Of several, the latest: a "not now" is about not
@@ -28,7 +28,6 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -350,7 +349,7 @@ _NUMBER_WORDS: Final[dict[str, int]] = {
     "seven": 7, "eight": 8, "nine": 9, "ten": 10, "twelve": 12, "a couple of": 2,
     "a couple": 2, "couple of": 2, "a few": 3, "few": 3, "several": 3,
     "un": 1, "una": 1, "dos": 2, "tres": 3, "cuatro": 4, "seis": 6, "unos": 3, "unas": 3,
-    "pocos": 3, "unos pocos": 3, "une": 1, "deux": 2, "trois": 3, "quatre": 4, "six ": 6,
+    "pocos": 3, "unos pocos": 3, "une": 1, "deux": 2, "trois": 3, "quatre": 4,
     "quelques": 3,
 }  # fmt: skip
 
@@ -591,14 +590,6 @@ _PART = re.compile(
 )
 _CHUNK_SPLIT = re.compile(r"\s+(?:or|o|ou)\s+|;|\n|\.\s|,\s*(?=\D)|\?|!", re.IGNORECASE)
 _TIME_CUE = re.compile(r"\b(?:at|@|a las|à|vers|around|from|de|entre|between)\s*$", re.IGNORECASE)
-
-
-@dataclass
-class _Found:
-    day: date | None = None
-    week: tuple[date, date] | None = None
-    start: time | None = None
-    end: time | None = None
 
 
 def _clock(hour: str, minute: str | None, suffix: str | None, *, cued: bool) -> time | None:
