@@ -48,6 +48,7 @@ from domain.ports import (
     UnsubscribeTokenReader,
 )
 from domain.replies import Replies
+from domain.reply_policy import ReplyPolicies
 from domain.rules import Rules
 from domain.sending import SendLimits
 from domain.suppression import Suppression
@@ -61,6 +62,7 @@ from handlers.api import (
     inbound_rules,
     jobs,
     marketing,
+    reply_policy,
     unsubscribe,
 )
 from handlers.api import gmail as gmail_api
@@ -107,6 +109,7 @@ class Runtime:
     understanding: Understanding
     inbound_worker: UnderstandingWorker
     rules: Rules
+    reply_policies: ReplyPolicies
     #: Classifies inbound mail: Claude (ANTHROPIC_FAST_MODEL) with a key, else the offline
     #: model; `offline_classifier` is the one to fall back on when Claude is away.
     message_classifier: MessageClassifier
@@ -310,6 +313,7 @@ def build_runtime(
     catalog = Catalog(service_deps)
     # One per process: its per-org cache of rules is shared by the routes, Slack and inbound.
     rules = Rules(service_deps, regex=Re2Engine())
+    reply_policies = ReplyPolicies(service_deps)
     outreach = Outreach.build(
         service_deps,
         unsubscribe_url=unsubscribe_url,
@@ -389,6 +393,7 @@ def build_runtime(
             gmail_address=lambda actor: (
                 gmail.connected_address(actor.org_id, actor.user_id) if gmail else None
             ),
+            reply_policies=reply_policies,
         )
         # The web app stores each listener's slow part; the worker's app replays it.
         slack_calls = SlackCallQueue(services.session_factory)
@@ -426,6 +431,7 @@ def build_runtime(
         understanding=understanding,
         inbound_worker=inbound_worker,
         rules=rules,
+        reply_policies=reply_policies,
         message_classifier=message_classifier,
         offline_classifier=offline_classifier,
         replies=Replies(service_deps, drafter=build_reply_drafter(settings)),
@@ -586,6 +592,7 @@ def build_app(
     app.include_router(inbound.router)
     app.include_router(engagement.router)
     app.include_router(inbound_rules.router)
+    app.include_router(reply_policy.router)
     # Without GOOGLE_CLIENT_ID/SECRET every Gmail route answers 503.
     gmail_unavailable: dict[int | str, dict[str, Any]] = {503: error_answer(503)}
     app.include_router(gmail_api.router, responses=gmail_unavailable)

@@ -43,6 +43,7 @@ from domain.mailboxes import (
     RevokeResult,
 )
 from domain.replies import ReplyContext, ReplyDraft
+from domain.reply_policy import ReplyPolicy
 from domain.rules import Rule, RuleType
 from domain.sending import (
     AccessTokenUpdate,
@@ -1418,6 +1419,30 @@ class RulesUnitOfWork(Transaction, Protocol):
 
     @property
     def classifier_rules(self) -> ClassifierRuleRepository: ...
+
+
+# --- reply policy ---
+
+
+class ReplyPolicyRepository(Protocol):
+    """The auto-reply policy of each organization (one per organization, or none stored)."""
+
+    def get(self, org_id: int) -> ReplyPolicy:
+        """Return the organization's policy, or the defaults when none is stored."""
+        ...
+
+    def save(
+        self, org_id: int, policy: ReplyPolicy, *, by: int | None, now: datetime
+    ) -> ReplyPolicy:
+        """Store the organization's policy in place of any before it; return it as stored."""
+        ...
+
+
+class ReplyPolicyUnitOfWork(Transaction, Protocol):
+    """One transaction over the auto-reply policies; commits once."""
+
+    @property
+    def reply_policies(self) -> ReplyPolicyRepository: ...
 
 
 # --- classification ---

@@ -19,6 +19,7 @@ from storage.gmail import GmailAccountRepo, MailboxAllowanceRepo, OAuthStateRepo
 from storage.jobs import EnrollmentRepo, JobRepo, TaskRepo
 from storage.outbox import OutboxRepo
 from storage.reply_context import ReplyContextRepo
+from storage.reply_policy import ReplyPolicyRepo
 from storage.rules import ClassifierRuleRepo
 from storage.suppression import OptOutRepo
 from storage.templates import TemplateRepo
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
         OutboxUnitOfWork,
         OutreachUnitOfWork,
         RepliesUnitOfWork,
+        ReplyPolicyUnitOfWork,
         RulesUnitOfWork,
         SuppressionUnitOfWork,
         UnderstandingUnitOfWork,
@@ -82,6 +84,7 @@ class UnitOfWork:
     engagement_views: EngagementViews
     classifier_rules: ClassifierRuleRepo
     reply_contexts: ReplyContextRepo
+    reply_policies: ReplyPolicyRepo
 
     def __init__(
         self, session_factory: SessionFactory, *, cipher: TokenCipher | None = None
@@ -126,6 +129,7 @@ class UnitOfWork:
         self.engagement_views = EngagementViews(session)
         self.classifier_rules = ClassifierRuleRepo(session)
         self.reply_contexts = ReplyContextRepo(session)
+        self.reply_policies = ReplyPolicyRepo(session)
         return self
 
     def __exit__(
@@ -161,6 +165,7 @@ if TYPE_CHECKING:
         EngagementUnitOfWork,
         RulesUnitOfWork,
         RepliesUnitOfWork,
+        ReplyPolicyUnitOfWork,
     ]:
         """Let the type checker hold this unit of work to the ports of the use cases."""
-        return uow, uow, uow, uow, uow, uow, uow, uow, uow
+        return uow, uow, uow, uow, uow, uow, uow, uow, uow, uow, uow

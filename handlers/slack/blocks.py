@@ -9,6 +9,7 @@ from typing import Any
 
 from domain.cards import Card, CardState, CardType, CardView
 from domain.jobs import Job
+from domain.reply_policy import ReplyPolicy
 from domain.rules import Rule
 from handlers.slack.ids import ActionId, BlockId, CallbackId
 
@@ -482,3 +483,18 @@ def rules_message(rules: Sequence[Rule]) -> tuple[str, list[dict[str, Any]]]:
         footer.insert(0, f"… and {count - shown} more: `GET /api/inbound/rules` lists them all.")
     blocks.append({"type": "context", "elements": [_text(" ".join(footer))]})
     return f"{count} classification rule{'s' if count != 1 else ''}", blocks
+
+
+def campaign_help_message(
+    usage: str, policy: ReplyPolicy | None
+) -> tuple[str, list[dict[str, Any]]]:
+    """`/campaign help`: the usage, then the organization's auto-reply policy (None: the
+    workspace is not connected to an organization, so there is no policy to show)."""
+    blocks: list[dict[str, Any]] = [{"type": "section", "text": _text(usage)}]
+    if policy is None:
+        return usage, blocks
+    line = f"*Auto-replies* — {escape(policy.describe())}"
+    if policy.enabled:
+        line += "\nEvery auto-sent reply is shown on a card marked “auto-sent because …”."
+    blocks.append({"type": "context", "elements": [_text(line)]})
+    return f"{usage}\n\n{line}", blocks

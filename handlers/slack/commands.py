@@ -15,12 +15,26 @@ from slack_sdk import WebClient
 
 from domain.campaigns import CampaignStatus
 from domain.classification import Category
-from domain.errors import InvalidInput, NotFound, SalesbotError
+from domain.errors import InvalidInput, NotFound, NotPermitted, SalesbotError
 from domain.jobs import JobStatus
 from domain.outreach import Actor
+from domain.reply_policy import ReplyPolicy
 from domain.rules import DEFAULT_PRIORITY, MAX_PRIORITY, RuleType
-from handlers.slack.blocks import escape, job_line, rule_line, rules_message
-from handlers.slack.common import Bound, SlackDeps, answer, resolve_actor, tells_user_on_error
+from handlers.slack.blocks import (
+    campaign_help_message,
+    escape,
+    job_line,
+    rule_line,
+    rules_message,
+)
+from handlers.slack.common import (
+    Bound,
+    NotConnected,
+    SlackDeps,
+    answer,
+    resolve_actor,
+    tells_user_on_error,
+)
 from handlers.slack.ids import Command
 from storage.uow import UnitOfWork
 
@@ -103,6 +117,10 @@ def run_campaign(
     """Run a /campaign sub-command and answer it; a launch plans its job after answering
     (the rep hears why, should planning stop)."""
     verb, arg = split_command(command.get("text", ""))
+    if verb in ("", "help"):
+        text, blocks = campaign_help_message(CAMPAIGN_USAGE, _reply_policy(deps, body, client))
+        answer(respond, text, blocks=blocks)
+        return
     text, then = _campaign(deps, verb, arg, body, client)
     answer(respond, text)
     if then is not None:
@@ -202,12 +220,21 @@ def _is_number(word: str) -> bool:
     return word.isascii() and word.isdigit()
 
 
+def _reply_policy(deps: SlackDeps, body: dict[str, Any], client: WebClient) -> ReplyPolicy | None:
+    """The auto-reply policy of the user's organization, or None when the workspace is not
+    connected to one (the help is still worth showing)."""
+    try:
+        actor = resolve_actor(deps, body, client)
+    except (NotConnected, NotPermitted) as exc:
+        log.info("help shown without the reply policy", extra={"reason": exc.message})
+        return None
+    return deps.reply_policies.get_policy(actor.org_id)
+
+
 def _campaign(
     deps: SlackDeps, verb: str, arg: str, body: dict[str, Any], client: WebClient
 ) -> tuple[str, Callable[[], None] | None]:
     """Run a /campaign sub-command; return the answer and work to do after answering."""
-    if verb in ("", "help"):
-        return CAMPAIGN_USAGE, None
     if verb not in ("launch", "list", "status", "pause", "resume"):
         return f"I don't know `/campaign {escape(verb)}`.\n\n{CAMPAIGN_USAGE}", None
     if verb != "list" and not arg:

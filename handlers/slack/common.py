@@ -19,6 +19,7 @@ from domain.accounts import Accounts
 from domain.clock import Clock
 from domain.errors import NotPermitted, SalesbotError
 from domain.outreach import Actor, Outreach
+from domain.reply_policy import ReplyPolicies
 from domain.rules import Rules
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ class SlackDeps:
     wake_worker: Callable[[], None]
     gmail_connect_url: Callable[[Actor], str | None]
     gmail_address: Callable[[Actor], str | None]
+    reply_policies: ReplyPolicies
 
 
 class NotConnected(SalesbotError):

@@ -20,6 +20,7 @@ from storage.models.gmail import GmailAccount, GmailOAuthState
 from storage.models.inbound import ClassifierRule, GmailPushNotification, InboundEmail
 from storage.models.marketing import EmailTemplate, MarketingCampaign
 from storage.models.outreach import Card, Enrollment, Job, JobTask
+from storage.models.reply_policy import OrgReplyPolicy
 from storage.models.sends import EmailConversation, EmailSend
 from storage.models.slack import SlackDeferredCall, SlackInstallation, SlackOAuthState
 
@@ -44,6 +45,7 @@ __all__ = [
     "Job",
     "JobTask",
     "MarketingCampaign",
+    "OrgReplyPolicy",
     "Organization",
     "ProcessedEvent",
     "Property",

@@ -54,6 +54,7 @@ from domain.mail import OutgoingEmail, SendOutcome, SendStatus
 from domain.outreach import Actor, Outreach
 from domain.ports import OutreachUnitOfWork
 from domain.replies import ReplyContext
+from domain.reply_policy import ReplyPolicy
 from domain.rules import Rule, RuleType
 from domain.templates import EmailTemplate, EmailTemplateFields
 
@@ -100,6 +101,7 @@ class World:
     rules: dict[int, Rule] = field(default_factory=dict)
     #: The business context of inbound messages, by (org id, inbound email id).
     reply_contexts: dict[tuple[int, int], ReplyContext] = field(default_factory=dict)
+    reply_policies: dict[int, ReplyPolicy] = field(default_factory=dict)
     next_id: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     def __deepcopy__(self, memo: dict[int, object]) -> World:
@@ -118,6 +120,7 @@ class World:
             "engagement",
             "rules",
             "reply_contexts",
+            "reply_policies",
         ):
             setattr(copied, name, copy.deepcopy(getattr(self, name), memo))
         return copied
@@ -1089,6 +1092,21 @@ class FakeReplyContexts:
         return found.model_copy(update={"as_of": now})
 
 
+class FakeReplyPolicies:
+    def __init__(self, world: World) -> None:
+        self._w = world
+
+    def get(self, org_id: int) -> ReplyPolicy:
+        return self._w.reply_policies.get(org_id, ReplyPolicy())
+
+    def save(
+        self, org_id: int, policy: ReplyPolicy, *, by: int | None, now: datetime
+    ) -> ReplyPolicy:
+        stored = policy.model_copy(update={"updated_by": by, "updated_at": now})
+        self._w.reply_policies[org_id] = stored
+        return stored
+
+
 class FakeUnitOfWork:
     """One transaction over the world: what is not committed is undone at the end."""
 
@@ -1108,6 +1126,7 @@ class FakeUnitOfWork:
         self.engagement = FakeEngagement(world)
         self.classifier_rules = FakeClassifierRules(world)
         self.reply_contexts = FakeReplyContexts(world)
+        self.reply_policies = FakeReplyPolicies(world)
 
     def __enter__(self) -> FakeUnitOfWork:
         if self._saved is not None:

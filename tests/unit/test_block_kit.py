@@ -17,9 +17,11 @@ import pytest
 from domain.cards import Card, CardState, CardType, CardView, Priority
 from domain.classification import Category
 from domain.clock import FixedClock
+from domain.reply_policy import ReplyPolicy
 from domain.rules import Rule, RuleType
 from handlers.slack.blocks import (
     bulk_message,
+    campaign_help_message,
     card_message,
     edit_modal,
     full_body_modal,
@@ -27,6 +29,7 @@ from handlers.slack.blocks import (
     reject_modal,
     rules_message,
 )
+from handlers.slack.commands import CAMPAIGN_USAGE
 from tests.support.snapshots import assert_matches_snapshot
 
 CLOCK = FixedClock(datetime(2026, 12, 3, 15, 30, tzinfo=UTC))
@@ -297,4 +300,17 @@ def test_a_long_rules_list_stays_within_a_message_and_counts_the_rest() -> None:
     assert shown == 40 * 11  # patterns are shown cut to 200 characters: 11 lines a section
     assert message["blocks"][-1]["elements"][0]["text"].startswith(
         f"… and {500 - shown} more: `GET /api/inbound/rules` lists them all."
+    )
+
+
+def test_campaign_help_shows_the_auto_reply_policy_after_the_usage() -> None:
+    _, off = campaign_help_message(CAMPAIGN_USAGE, ReplyPolicy())
+    _, on = campaign_help_message(CAMPAIGN_USAGE, ReplyPolicy(enabled=True, min_confidence=0.97))
+    text, unconnected = campaign_help_message(CAMPAIGN_USAGE, None)
+
+    assert_matches_snapshot("campaign_help_policy_off", {"blocks": off})
+    assert_matches_snapshot("campaign_help_policy_on", {"blocks": on})
+    assert (text, unconnected) == (
+        CAMPAIGN_USAGE,
+        [{"type": "section", "text": {"type": "mrkdwn", "text": CAMPAIGN_USAGE}}],
     )

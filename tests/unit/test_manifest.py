@@ -32,6 +32,7 @@ def _registered() -> App:
         wake_worker=lambda: None,
         gmail_connect_url=lambda actor: None,
         gmail_address=lambda actor: None,
+        reply_policies=None,  # type: ignore[arg-type]
     )
     for module in (commands, actions, views, events):
         module.register(app, deps)

@@ -136,6 +136,7 @@ def test_a_bound_listener_shows_bolt_its_name_and_the_arguments_after_the_depend
         wake_worker=lambda: None,
         gmail_connect_url=lambda actor: None,
         gmail_address=lambda actor: None,
+        reply_policies=None,  # type: ignore[arg-type]
     )
     bound = Bound(save_reject, deps)
 
