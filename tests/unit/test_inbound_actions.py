@@ -27,6 +27,7 @@ from domain.detection import (
     AutoReply,
     Bounce,
     BounceSeverity,
+    Complaint,
     Detection,
     FailedRecipient,
     MessageKind,
@@ -34,7 +35,6 @@ from domain.detection import (
     UnsubscribeVia,
 )
 from domain.engagement import EngagementInput, record_engagements
-from domain.detection import Complaint
 from domain.inbound_actions import (
     AWAITING_CONFIRMATION,
     UNKNOWN_COMPLAINT,
@@ -569,7 +569,8 @@ def test_a_sender_failing_authentication_opts_out_no_one_and_is_escalated() -> N
 
     assert world.opted_out == {}
     reason, _ = withheld(on)
-    assert reason is not None and failing in reason
+    assert reason is not None
+    assert failing in reason
     # A verified token is its own proof.
     token = Detection(unsubscribe=UnsubscribeRequest(via=UnsubscribeVia.ADDRESS, token="t"))
     on = _on(token, token_contact=RAY, auth_failure=failing)
