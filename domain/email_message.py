@@ -28,6 +28,8 @@ KEPT_HEADERS: Final[tuple[str, ...]] = (
     "Return-Path",
     "Content-Type",
     "X-Failed-Recipients",
+    # The top one, written by the receiving mailbox's provider (domain.mail_auth).
+    "Authentication-Results",
 )
 
 # Fields of a message/delivery-status part (RFC 3464) copied into `ParsedEmail.headers`

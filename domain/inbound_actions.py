@@ -4,11 +4,24 @@ Every change is appended to the message's `actions` ({action, reason, contact_id
 enrollment_ids, at}) and every enrollment it stops or pauses names the message
 (`stop_email_id`) and the reason (`stop_reason`).
 
-- REMOVE, an unsubscribe intent, a request sent to our List-Unsubscribe address, or a spam
-  complaint → the contact is opted out through the same path as one-click unsubscribe
-  (`domain.suppression.opt_out_in`): every enrollment stopped, queued email cancelled.
+- REMOVE, an unsubscribe intent or a request sent to our List-Unsubscribe address → the
+  sender's own contact (the one with the From address; never a contact found through the
+  thread) is opted out through the same path as one-click unsubscribe
+  (`domain.suppression.opt_out_in`): every enrollment stopped, queued email cancelled. A
+  verified List-Unsubscribe token opts out the contact it names. While the classification
+  is provisional (the offline model's, Claude away) a model-made removal only pauses the
+  contact's enrollments; the final classification opts out.
+- A spam complaint → the recipients of our mail it reports on are opted out.
 - A hard bounce → the address is marked bounced and every enrollment of the contact stops.
-- A soft bounce → counted; the third within `SOFT_BOUNCE_WINDOW` marks the address bounced.
+- A soft bounce → counted (once per bounce message, however often it is delivered); the
+  third within `SOFT_BOUNCE_WINDOW` marks the address bounced.
+
+Who may trigger them (`reported_contact_ids` is computed by the caller from our sends): a
+bounce or complaint acts only on contacts we sent to (the report carries our Message-ID, or
+we sent to the address from this org within `OUR_SEND_WINDOW`); a complaint about mail we
+cannot find is escalated to a person. A message whose sender explicitly fails
+authentication (`auth_failure`, domain.mail_auth) opts out or bounces no one, except through
+a verified List-Unsubscribe token (the token is the proof): it is escalated instead.
 - An out-of-office → the contact's active enrollments pause until the stated return date
   plus one business day (`DEFAULT_ABSENCE` from today when it states none).
 - A person's reply to one of our sends → the contact's enrollment in that send's job stops,
@@ -49,6 +62,11 @@ if TYPE_CHECKING:
 
 SOFT_BOUNCES_TO_BOUNCED: Final = 3
 SOFT_BOUNCE_WINDOW: Final = timedelta(days=30)
+#: How recent a send of ours to an address must be for a bounce or complaint about that
+#: address (without our Message-ID) to act on its contact.
+OUR_SEND_WINDOW: Final = timedelta(days=60)
+AWAITING_CONFIRMATION: Final = "unsubscribe request awaiting confirmation"
+UNKNOWN_COMPLAINT: Final = "complaint about mail we cannot find: a person checks it"
 DEFAULT_ABSENCE: Final = timedelta(days=7)
 ON_REPLY_PAUSE: Final = "pause"
 
@@ -84,8 +102,15 @@ class ActingOn:
     classification: Classification
     link: Link
     received_at: datetime | None
-    # Contacts the message reports on by address (a bounce's failed recipients).
+    # Contacts of ours the message reports on (a bounce's failed recipients, a complaint's
+    # recipients): only those we sent to (our Message-ID, or a recent send to the address).
     reported_contact_ids: tuple[int, ...] = ()
+    # Reported addresses that matched no send of ours (recorded, never acted on).
+    unknown_reported: tuple[str, ...] = ()
+    # The contact whose address sent the message (None: the sender is no contact of ours).
+    sender_contact_id: int | None = None
+    # Why the sender fails authentication (domain.mail_auth); None when nothing fails.
+    auth_failure: str | None = None
     # The contact a verified List-Unsubscribe token names (None: no token, or unverified).
     token_contact_id: int | None = None
     # False while the classification is provisional (offline while Claude was away).
@@ -125,6 +150,44 @@ def _entry(
 
 def _model_decided(result: Classification) -> bool:
     return result.decided_by in (Decider.CLAUDE, Decider.OFFLINE)
+
+
+def _wants_out(on: ActingOn) -> bool:
+    result = on.classification
+    if on.detection is not None and on.detection.unsubscribe is not None:
+        return True
+    wants = result.category is Category.REMOVE or result.intent is Intent.UNSUBSCRIBE
+    return wants and not (result.injection_attempt and _model_decided(result))
+
+
+def withheld(on: ActingOn) -> tuple[str | None, tuple[str, ...]]:
+    """Return why an automatic action is withheld: (an escalation reason, notes).
+
+    The reason (None: nothing to escalate) is for a person to check a complaint we cannot
+    match to our mail, or a request from a sender failing authentication; the notes say
+    which reported addresses were recorded without being acted on.
+    """
+    det = on.detection
+    kind = det.kind if det is not None else MessageKind.ORDINARY
+    notes: tuple[str, ...] = ()
+    if on.unknown_reported and kind in (MessageKind.BOUNCE, MessageKind.COMPLAINT):
+        notes = (
+            f"{len(on.unknown_reported)} reported address(es) we did not send to: "
+            "recorded, not acted on",
+        )
+    if det is not None and det.from_own_rep:
+        return None, notes
+    if kind in (MessageKind.BOUNCE, MessageKind.COMPLAINT) and on.auth_failure:
+        return f"{kind.value} not acted on: {on.auth_failure}; a person checks it", notes
+    if kind is MessageKind.COMPLAINT and not on.reported_contact_ids:
+        return UNKNOWN_COMPLAINT, notes
+    if kind is MessageKind.ORDINARY and on.auth_failure and on.token_contact_id is None:
+        if _wants_out(on):
+            return (
+                f"unsubscribe request not acted on: {on.auth_failure}; a person checks it",
+                notes,
+            )
+    return None, notes
 
 
 def act(
@@ -190,7 +253,10 @@ def act(
             done.append(_entry(Action.MARKED_BOUNCED, reason, contact_id, stopped, now))
 
     kind = det.kind if det is not None else MessageKind.ORDINARY
-    bounced = list(on.reported_contact_ids) or ([link.contact_id] if link.contact_id else [])
+    # Only recipients of our mail; never a contact found through the sender or the thread.
+    bounced = list(on.reported_contact_ids)
+    if kind in (MessageKind.BOUNCE, MessageKind.COMPLAINT) and on.auth_failure:
+        return done  # escalated by the caller (`withheld`)
     if kind is MessageKind.COMPLAINT:
         for contact_id in bounced:
             engage(contact_id, EngagementEvent.COMPLAINT)
@@ -256,17 +322,45 @@ def act(
         return done  # other automatic answers change nothing
     # A person's message (or one the detectors could not read).
     if det is not None and det.unsubscribe is not None:
-        if det.unsubscribe.via == "address":
-            if on.token_contact_id is not None:
-                opt_out(on.token_contact_id, "unsubscribe request to our List-Unsubscribe address")
-            else:
-                opt_out(link.contact_id, "unsubscribe request (its token could not be verified)")
+        if det.unsubscribe.via == "address" and on.token_contact_id is not None:
+            # The verified token is the proof, whoever sent it.
+            opt_out(on.token_contact_id, "unsubscribe request to our List-Unsubscribe address")
+        elif on.auth_failure:
+            pass  # escalated by the caller (`withheld`)
+        elif det.unsubscribe.via == "address":
+            opt_out(on.sender_contact_id, "unsubscribe request (its token could not be verified)")
         else:
-            opt_out(link.contact_id, "asked to be removed")
+            opt_out(on.sender_contact_id, "asked to be removed")
         return done
-    wants_out = result.category is Category.REMOVE or result.intent is Intent.UNSUBSCRIBE
-    if wants_out and not (result.injection_attempt and _model_decided(result)):
-        opt_out(link.contact_id, f"{result.category.value} ({result.decided_by.value})")
+    if _wants_out(on):
+        if on.auth_failure:
+            return done  # escalated by the caller (`withheld`)
+        if not on.final and _model_decided(result):
+            if on.sender_contact_id is None:
+                return done
+            running = [
+                e.id for e in uow.inbound_actions.enrollments(on.org_id, on.sender_contact_id)
+            ]
+            paused = uow.inbound_actions.pause_enrollments(
+                on.org_id,
+                running,
+                until=None,
+                reason=AWAITING_CONFIRMATION,
+                email_id=on.email_id,
+                at=now,
+            )
+            if paused:
+                done.append(
+                    _entry(
+                        Action.ENROLLMENT_PAUSED,
+                        AWAITING_CONFIRMATION,
+                        on.sender_contact_id,
+                        paused,
+                        now,
+                    )
+                )
+            return done
+        opt_out(on.sender_contact_id, f"{result.category.value} ({result.decided_by.value})")
         return done
     if link.contact_id is None or not marks_send_replied(det):
         return done

@@ -25,17 +25,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from domain import faults
-from domain.classification import Classification, ClassifyRequest, escalate_if_unsure
+from domain.classification import Category, Classification, ClassifyRequest, escalate_if_unsure
 from domain.clock import Clock
 from domain.conversations import (
     Link,
+    LinkedBy,
     LinkQuery,
     link_keys,
     link_message,
@@ -47,7 +48,7 @@ from domain.email_message import EmailFlag
 from domain.engagement import EngagementInput, record_engagements
 from domain.errors import ExternalServiceError
 from domain.inbound import retry_delay
-from domain.inbound_actions import ActingOn, act
+from domain.inbound_actions import OUR_SEND_WINDOW, ActingOn, act, withheld
 
 if TYPE_CHECKING:
     from domain.ports import MessageClassifier, UnderstandingUnitOfWork, UnsubscribeTokenReader
@@ -103,6 +104,8 @@ class InboundMessage:
     conversation_id: int | None = None
     # A processed message claimed again to be classified by Claude (it was away).
     reclassifying: bool = False
+    # Why the sender fails authentication (domain.mail_auth), or None when nothing fails.
+    auth_failure: str | None = None
 
 
 @dataclass(frozen=True)
@@ -615,28 +618,31 @@ class Understanding:
                     at=message.received_at or now,
                     sentiment=result.sentiment.value,
                 )
-        reported = tuple(
-            contact.id
-            for address in reported_addresses(detection)[:10]
-            if (contact := uow.conversations.contact_by_address(message.org_id, address))
+        reported, unknown = _our_recipients(uow, message, detection, link, now=now)
+        sender = (
+            uow.conversations.contact_by_address(message.org_id, message.from_email)
+            if message.from_email
+            else None
         )
-        token_contact = self._token_contact(message, detection)
-        actions = act(
-            uow,
-            ActingOn(
-                email_id=message.id,
-                org_id=message.org_id,
-                detection=detection,
-                classification=result,
-                link=link,
-                received_at=message.received_at,
-                reported_contact_ids=reported,
-                token_contact_id=token_contact,
-                final=decision.reclassify_at is None,
-            ),
-            now=now,
-            events=events,
+        on = ActingOn(
+            email_id=message.id,
+            org_id=message.org_id,
+            detection=detection,
+            classification=result,
+            link=link,
+            received_at=message.received_at,
+            reported_contact_ids=reported,
+            unknown_reported=unknown,
+            sender_contact_id=sender.id if sender is not None else None,
+            token_contact_id=self._token_contact(message, detection),
+            final=decision.reclassify_at is None,
+            auth_failure=message.auth_failure,
         )
+        escalation, withheld_notes = withheld(on)
+        if escalation is not None:
+            result = result.model_copy(update={"category": Category.ESCALATE, "reason": escalation})
+            on = replace(on, classification=result)
+        actions = act(uow, on, now=now, events=events)
         pipeline.record(
             message.id,
             Recorded(
@@ -645,6 +651,7 @@ class Understanding:
                 conversation_id=conversation_id,
                 actions=actions,
                 notes=decision.notes
+                + withheld_notes
                 + result.notes
                 + ((f"linked by: {link.linked_by.value}",) if link.linked_by else ()),
                 reclassify_at=decision.reclassify_at,
@@ -679,6 +686,39 @@ class Understanding:
             )
             uow.commit()
         return counts
+
+
+def _our_recipients(
+    uow: UnderstandingUnitOfWork,
+    message: InboundMessage,
+    detection: Detection | None,
+    link: Link,
+    *,
+    now: datetime,
+) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """Return the contacts of ours a bounce or complaint reports on, and the other addresses.
+
+    A contact counts only when we mailed it: the report carries the Message-ID of one of
+    our sends (that send's contact), or this org sent to the reported address within
+    `OUR_SEND_WINDOW`. Anyone can name any address in a report; only our sends are proof.
+    """
+    addresses = reported_addresses(detection)
+    if not addresses and (detection is None or detection.complaint is None):
+        return (), ()
+    found: list[int] = []
+    if link.linked_by is LinkedBy.REPORTED_ORIGINAL and link.send is not None:
+        if link.send.contact_id is not None:
+            found.append(link.send.contact_id)
+    unknown: list[str] = []
+    since = (message.received_at or now) - OUR_SEND_WINDOW
+    for address in addresses[:10]:
+        send = uow.conversations.latest_send_to(message.org_id, address, since=since)
+        if send is not None and send.contact_id is not None:
+            if send.contact_id not in found:
+                found.append(send.contact_id)
+        elif not (link.send is not None and link.send.to_email == address):
+            unknown.append(address)
+    return tuple(found), tuple(unknown)
 
 
 def _detector_detail(detection: Detection, settled: Classification) -> str:

@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, cast
 
-from sqlalchemy import Table, and_, bindparam, case, func, or_, select, update
+from sqlalchemy import String, Table, and_, bindparam, case, func, or_, select, update
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -25,6 +26,7 @@ from domain.errors import NotFound
 from domain.inbound import InboundStatus
 from domain.inbound_actions import EnrollmentRef
 from domain.jobs import EnrollmentStatus
+from domain.mail_auth import authentication_failure
 from domain.understanding import (
     MAX_MODEL_TEXT,
     REPLY_TEXT_SHOWN,
@@ -143,6 +145,7 @@ class InboundPipelineRepo:
                 e.label_ids,
                 e.flags,
                 e.conversation_id,
+                e.headers,
                 m.Organization.classify_threshold,
                 sent.subject.label("sent_subject"),
                 campaign.name.label("campaign_name"),
@@ -177,6 +180,9 @@ class InboundPipelineRepo:
                 flags=tuple(r.flags or ()),
                 context=_context(r.sent_subject, r.campaign_name),
                 reclassifying=reclassifying,
+                auth_failure=authentication_failure(
+                    str((r.headers or {}).get("Authentication-Results") or "") or None
+                ),
             )
             for r in rows
         ]
@@ -292,22 +298,26 @@ class InboundPipelineRepo:
     def count_soft_bounces(
         self, org_id: int, contact_id: int, *, since: datetime, excluding: int
     ) -> int:
-        """Count the contact's processed soft bounces received since a time."""
+        """Count the contact's processed soft bounces received since a time.
+
+        A bounce delivered more than once (same Message-ID header, new Gmail id) counts
+        once, and never again for `excluding` (the message being acted on).
+        """
         self.flush()
         e = m.InboundEmail
-        return int(
-            self._s.scalar(
-                select(func.count()).where(
-                    e.org_id == org_id,
-                    e.contact_id == contact_id,
-                    e.status == _PROCESSED,
-                    e.decided_detail == _SOFT_BOUNCE,
-                    e.received_at >= since,
-                    e.id != excluding,
-                )
-            )
-            or 0
-        )
+        own = self._s.scalar(select(e.message_id_header).where(e.id == excluding))
+        conditions = [
+            e.org_id == org_id,
+            e.contact_id == contact_id,
+            e.status == _PROCESSED,
+            e.decided_detail == _SOFT_BOUNCE,
+            e.received_at >= since,
+            e.id != excluding,
+        ]
+        if own:
+            conditions.append(or_(e.message_id_header.is_(None), e.message_id_header != own))
+        key = func.coalesce(e.message_id_header, sql_cast(e.id, String))
+        return int(self._s.scalar(select(func.count(func.distinct(key))).where(*conditions)) or 0)
 
     def requeue(
         self, *, since: datetime, org_id: int | None, status: str | None, now: datetime

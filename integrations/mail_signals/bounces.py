@@ -573,15 +573,20 @@ def detect_complaint(view: MailView) -> Complaint | None:
             report_format="arf",
         )
     # Own rule 5: Microsoft's junk-mail reporting program sends the reported message as an
-    # attachment marked with the reporter's address, not an ARF report.
+    # attachment marked with the reporter's address, not an ARF report. The mark counts
+    # only as a header (of the report or of the attached original), never in a body.
     if b"X-HmXmrOriginalRecipient:" in view.raw[: 512 * 1024]:
         message = view.full_message
         reporters: list[str] = []
+        marked = False
         for part in message.walk() if message is not None else ():
             value = part.get("X-HmXmrOriginalRecipient")
-            if value:
+            if value is not None:
+                marked = True
                 reporters = [normalize_address(a) for _p, a in find_addresses(str(value))]
                 break
+        if not marked:
+            return None
         return Complaint(
             feedback_type="abuse",
             original_message_id=_original_message_id(view),

@@ -424,7 +424,8 @@ def test_a_hard_bounce_marks_the_address_bounced_and_stops_every_enrollment(
 ) -> None:
     # lhost-postfix-03: a Postfix DSN, 5.x.x for kijitora@example.net.
     raw = _corpus("bounces/sisimai/lhost-postfix-03.eml")
-    contact_id = _enrolled_contact(inbound, "kijitora@example.net")
+    # We sent to the address (a bounce of an address we never wrote to changes nothing).
+    contact_id = _enrolled_contact(inbound, "kijitora@example.net", sent=True)
     row = inbound.deliver(raw)
 
     assert (row.category, row.classified_by, row.decided_detail) == (
@@ -444,10 +445,13 @@ def test_a_hard_bounce_marks_the_address_bounced_and_stops_every_enrollment(
         row.id,
     )
     assert [a["action"] for a in row.actions] == ["marked_bounced"]
-    assert inbound.engagement("kijitora@example.net") == [("bounced", row.id, None)]
+    # The bounce is of our send (linked by its recipient): the event names it.
+    assert inbound.engagement("kijitora@example.net") == [("bounced", row.id, row.email_send_id)]
+    assert row.email_send_id is not None
 
 
-def _enrolled_contact(inbound: Inbound, email: str) -> int:
+def _enrolled_contact(inbound: Inbound, email: str, *, sent: bool = False) -> int:
+    """A contact enrolled in the job; `sent`: with a send of ours to it five days ago."""
     with inbound.sessions() as session:
         org = session.get(m.Organization, inbound.world.org_id)
         assert org is not None
@@ -457,8 +461,38 @@ def _enrolled_contact(inbound: Inbound, email: str) -> int:
                 org_id=org.id, job_id=inbound.job_id, contact_id=contact.id, status="active"
             )
         )
+        if sent:
+            session.add(
+                m.EmailSend(
+                    org_id=org.id,
+                    contact_id=contact.id,
+                    job_id=inbound.job_id,
+                    campaign_id=inbound.campaign_id,
+                    message_id=f"<{contact.id}.bounced@salesbot.test>",
+                    to_email=email,
+                    subject="Turn times",
+                    status="sent",
+                    sent_at=inbound.clock.now() - timedelta(days=5),
+                )
+            )
         session.commit()
         return contact.id
+
+
+def test_a_bounce_of_an_address_we_never_sent_to_changes_nothing(inbound: Inbound) -> None:
+    raw = _corpus("bounces/sisimai/lhost-postfix-03.eml")
+    contact_id = _enrolled_contact(inbound, "kijitora@example.net")  # no send of ours
+    row = inbound.deliver(raw)
+
+    assert row.decided_detail == "hard bounce"
+    assert inbound.contact("kijitora@example.net").email_status == "valid"
+    assert row.actions == []
+    assert any("we did not send to" in n for n in row.notes)
+    with inbound.sessions() as session:
+        enrollment = session.scalars(
+            select(m.Enrollment).where(m.Enrollment.contact_id == contact_id)
+        ).one()
+    assert enrollment.status == "active"
 
 
 def test_the_third_soft_bounce_within_30_days_marks_the_address_bounced(
@@ -466,8 +500,21 @@ def test_the_third_soft_bounce_within_30_days_marks_the_address_bounced(
 ) -> None:
     # lhost-postfix-08: a transient failure (4.x.x) for kijitora@example.com.
     raw = _corpus("bounces/sisimai/lhost-postfix-08.eml")
-    contact_id = _enrolled_contact(inbound, "kijitora@example.com")
-    rows = [inbound.deliver(raw) for _ in range(3)]
+    contact_id = _enrolled_contact(inbound, "kijitora@example.com", sent=True)
+    original = b"Message-Id: <20141124112304.8572B11F987B1@fallback7.mail.ru>"
+    assert original in raw
+    # Three bounce messages (each its own Message-ID); the first is delivered twice more
+    # (new Gmail ids, same Message-ID) and counts once.
+    first = inbound.deliver(raw)
+    again = [inbound.deliver(raw) for _ in range(2)]
+    assert [[a["action"] for a in r.actions] for r in again] == [["soft_bounce_counted"]] * 2
+    assert all("soft bounce 1 of 3" in r.actions[0]["reason"] for r in again)
+    rows = [first] + [
+        inbound.deliver(
+            raw.replace(original, f"Message-Id: <bounce{i}@fallback7.mail.ru>".encode())
+        )
+        for i in (2, 3)
+    ]
 
     assert [r.decided_detail for r in rows] == ["soft bounce"] * 3
     assert [[a["action"] for a in r.actions] for r in rows] == [
@@ -477,7 +524,9 @@ def test_the_third_soft_bounce_within_30_days_marks_the_address_bounced(
     ]
     assert inbound.contact("kijitora@example.com").email_status == "bounced"
     assert all(r.contact_id == contact_id for r in rows)
-    assert inbound.engagement("kijitora@example.com") == [("soft_bounce", r.id, None) for r in rows]
+    assert inbound.engagement("kijitora@example.com") == [
+        ("soft_bounce", r.id, r.email_send_id) for r in [first, *again, *rows[1:]]
+    ]
 
 
 def test_an_out_of_office_pauses_the_contact_until_the_day_after_their_return(
@@ -657,3 +706,119 @@ def test_a_catastrophic_rule_pattern_against_a_100_kb_subject_takes_bounded_time
     # Rules read the subject's first 998 characters (RFC 5322's line limit), all a's here.
     assert (row.classified_by, row.category) == ("rule", "UPDATES")
     assert time.monotonic() - started < 30
+
+
+# --- forged reports (review of issue 11): who may trigger an automatic action --------------
+
+_GMAIL_DMARC_FAIL = (
+    "mx.google.com; dkim=fail header.i=@pinnacle.example; spf=fail "
+    "smtp.mailfrom=x@pinnacle.example; dmarc=fail (p=NONE sp=NONE dis=NONE) "
+    "header.from=pinnacle.example"
+)
+
+
+def _arf(sender: str, recipients: Sequence[str], *, extra: str = "") -> bytes:
+    """An ARF spam complaint (RFC 5965) from `sender` naming `recipients`."""
+    return (
+        extra + "From: " + sender + "\r\nTo: " + REP_EMAIL + "\r\nSubject: report\r\n"
+        "Date: Tue, 24 Nov 2026 10:00:00 +0000\r\nMessage-ID: <x1@competitor.example>\r\n"
+        "MIME-Version: 1.0\r\n"
+        "Content-Type: multipart/report; report-type=feedback-report; boundary=BB\r\n\r\n"
+        "--BB\r\nContent-Type: text/plain\r\n\r\nThis is an abuse report.\r\n"
+        "--BB\r\nContent-Type: message/feedback-report\r\n\r\n"
+        "Feedback-Type: abuse\r\nUser-Agent: x/1.0\r\nVersion: 1\r\n"
+        + "".join(f"Original-Rcpt-To: {r}\r\n" for r in recipients)
+        + "--BB--\r\n"
+    ).encode()
+
+
+def _raw(headers: dict[str, str], body: str) -> bytes:
+    msg = EmailMessage()
+    for name, value in headers.items():
+        msg[name] = value
+    msg.set_content(body)
+    return msg.as_bytes()
+
+
+def test_an_outsider_s_complaint_about_mail_we_never_sent_opts_out_nobody(
+    inbound: Inbound,
+) -> None:
+    # ARF reports naming RAY (we never wrote to RAY), and an address that is no contact.
+    reports = (
+        _arf("abuse@competitor.example", [RAY]),
+        _arf("abuse@competitor.example", ["nobody@elsewhere.example"]),
+    )
+    for raw in reports:
+        row = inbound.deliver(raw)
+
+        assert row.category == "ESCALATE"
+        assert (
+            row.classification_reason == "complaint about mail we cannot find: a person checks it"
+        )
+        assert row.actions == []
+    assert inbound.contact(RAY).opted_out_at is None
+    assert inbound.enrollment(RAY).status == "active"
+
+
+def test_an_outsider_s_bounce_of_an_address_we_never_sent_to_bounces_nobody(
+    inbound: Inbound,
+) -> None:
+    raw = _raw(
+        {
+            "From": "Mail Delivery System <mailer-daemon@competitor.example>",
+            "To": REP_EMAIL,
+            "Subject": "Undelivered Mail Returned to Sender",
+            "X-Failed-Recipients": RAY,
+        },
+        "This is the mail system. Your message could not be delivered.\n550 5.1.1 user unknown",
+    )
+    row = inbound.deliver(raw)
+
+    assert row.actions == []
+    assert inbound.contact(RAY).email_status == "valid"
+    assert inbound.enrollment(RAY).status == "active"
+
+
+def test_reports_failing_authentication_change_nothing_even_about_our_recipients(
+    inbound: Inbound,
+) -> None:
+    # DANA got our send; the reports name her, but their sender fails DMARC at Gmail.
+    complaint = _arf(
+        "abuse@pinnacle.example", [DANA], extra=f"Authentication-Results: {_GMAIL_DMARC_FAIL}\r\n"
+    )
+    bounce = _raw(
+        {
+            "Authentication-Results": _GMAIL_DMARC_FAIL,
+            "From": "mailer-daemon@pinnacle.example",
+            "To": REP_EMAIL,
+            "Subject": "Undelivered Mail Returned to Sender",
+            "X-Failed-Recipients": DANA,
+        },
+        "This is the mail system. Your message could not be delivered.\n550 5.1.1 user unknown",
+    )
+    words = make_email(
+        sender=DANA,
+        to=REP_EMAIL,
+        subject="Re: Turn times",
+        body=labelled(REMOVE)["body"],
+        in_reply_to=inbound.send_message_id,
+    ).replace(b"Subject:", f"Authentication-Results: {_GMAIL_DMARC_FAIL}\nSubject:".encode(), 1)
+    for raw in (complaint, bounce, words):
+        row = inbound.deliver(raw)
+
+        assert row.category == "ESCALATE"
+        assert row.classification_reason is not None
+        assert "fails DMARC" in row.classification_reason
+        assert not [a for a in row.actions if a["action"] in ("opted_out", "marked_bounced")]
+    assert inbound.contact(DANA).opted_out_at is None
+    assert inbound.contact(DANA).email_status == "valid"
+
+
+def test_a_complaint_about_our_send_opts_its_recipient_out(inbound: Inbound) -> None:
+    row = inbound.deliver(_arf("feedback@pinnacle.example", [DANA, RAY]))
+
+    assert inbound.contact(DANA).opted_out_at is not None
+    assert inbound.contact(RAY).opted_out_at is None  # named, but never mailed by us
+    assert [(a["action"], a["contact_id"]) for a in row.actions] == [
+        ("opted_out", inbound.world.contact_ids[DANA])
+    ]

@@ -101,3 +101,22 @@ def test_the_one_corpus_negative_we_call_a_bounce_reads_as_a_mailbox_full_report
     assert found.kind is MessageKind.BOUNCE
     assert found.bounce is not None
     assert found.bounce.addresses == ("xxxx@yyyyyy.net",)
+
+
+def _plain(headers: str, body: str) -> bytes:
+    return (
+        "From: someone@competitor.example\r\nTo: sam@appraisalfirm.example\r\n"
+        "Subject: hello\r\nDate: Tue, 24 Nov 2026 10:00:00 +0000\r\n"
+        "Message-ID: <p1@competitor.example>\r\n" + headers + "\r\n" + body
+    ).encode()
+
+
+def test_microsoft_s_complaint_mark_counts_only_as_a_header_never_in_a_body() -> None:
+    in_body = _plain("", "X-HmXmrOriginalRecipient: <dana@pinnacle.example>\r\nHi there.\r\n")
+    as_header = _plain("X-HmXmrOriginalRecipient: <dana@pinnacle.example>\r\n", "Junk.\r\n")
+
+    assert detect(in_body).kind is MessageKind.ORDINARY
+    found = detect(as_header)
+    assert found.kind is MessageKind.COMPLAINT
+    assert found.complaint is not None
+    assert found.complaint.recipients == ("dana@pinnacle.example",)

@@ -27,6 +27,7 @@ from domain.detection import (
     AutoReply,
     Bounce,
     BounceSeverity,
+    Complaint,
     Detection,
     FailedRecipient,
     MessageKind,
@@ -34,7 +35,16 @@ from domain.detection import (
     UnsubscribeVia,
 )
 from domain.engagement import EngagementInput, record_engagements
-from domain.inbound_actions import ActingOn, EnrollmentRef, act, add_business_days, resume_at
+from domain.inbound_actions import (
+    AWAITING_CONFIRMATION,
+    UNKNOWN_COMPLAINT,
+    ActingOn,
+    EnrollmentRef,
+    act,
+    add_business_days,
+    resume_at,
+    withheld,
+)
 from domain.suppression import ContactSummary
 from tests.unit.fakes import EngagementStore, FakeEngagement
 
@@ -358,6 +368,9 @@ def _on(
     *,
     reported: tuple[int, ...] = (),
     token_contact: int | None = None,
+    sender: int | None = DANA,
+    auth_failure: str | None = None,
+    final: bool = True,
 ) -> ActingOn:
     return ActingOn(
         email_id=900,
@@ -368,6 +381,9 @@ def _on(
         received_at=NOW,
         reported_contact_ids=reported,
         token_contact_id=token_contact,
+        sender_contact_id=sender,
+        auth_failure=auth_failure,
+        final=final,
     )
 
 
@@ -466,7 +482,7 @@ def test_the_third_soft_bounce_in_30_days_marks_the_address_bounced(
             )
         ),
     )
-    _run(world, _on(soft))
+    _run(world, _on(soft, reported=(DANA,)))
 
     assert (DANA in world.bounced) is bounced
 
@@ -501,3 +517,104 @@ def test_mail_from_our_own_reps_changes_nothing() -> None:
 
     assert _run(world, _on(Detection(from_own_rep=True))) == []
     assert {e.status for e in world.enrollments} == {"active"}
+
+
+# --- who may trigger an automatic action (review of issue 11) ------------------------------
+
+
+def test_a_provisional_removal_pauses_and_the_final_one_opts_out() -> None:
+    world = _world()
+    removal = _result(Category.REMOVE, intent=Intent.UNSUBSCRIBE, by=Decider.OFFLINE)
+    actions = _run(world, _on(result=removal, final=False))
+
+    assert world.opted_out == {}
+    assert [(a["action"], a["reason"], a["enrollment_ids"]) for a in actions] == [
+        ("enrollment_paused", AWAITING_CONFIRMATION, [1, 2])
+    ]
+    assert [e.status for e in world.enrollments] == ["paused", "paused", "active"]
+    confirmed = _result(Category.REMOVE, intent=Intent.UNSUBSCRIBE, by=Decider.CLAUDE)
+    actions = _run(world, _on(result=confirmed))
+
+    assert set(world.opted_out) == {DANA}
+    assert [(a["action"], a["enrollment_ids"]) for a in actions] == [("opted_out", [1, 2])]
+
+
+def test_a_detector_removal_acts_at_once_even_while_provisional() -> None:
+    world = _world()
+    words = Detection(unsubscribe=UnsubscribeRequest(via=UnsubscribeVia.TEXT, phrase="remove me"))
+    _run(world, _on(words, final=False))
+
+    assert set(world.opted_out) == {DANA}
+
+
+def test_a_removal_opts_out_only_the_sender_s_own_contact_never_the_thread_s() -> None:
+    world = _world()
+    request = Detection(unsubscribe=UnsubscribeRequest(via=UnsubscribeVia.ADDRESS, token="bad"))
+    removal = _result(Category.REMOVE, intent=Intent.UNSUBSCRIBE, by=Decider.CLAUDE)
+    # The link names DANA (from the thread); the sender is no contact of ours.
+    assert _run(world, _on(request, sender=None)) == []
+    assert _run(world, _on(result=removal, sender=None)) == []
+    assert world.opted_out == {}
+    _run(world, _on(request, sender=RAY))
+
+    assert set(world.opted_out) == {RAY}
+
+
+def test_a_sender_failing_authentication_opts_out_no_one_and_is_escalated() -> None:
+    world = _world()
+    words = Detection(unsubscribe=UnsubscribeRequest(via=UnsubscribeVia.TEXT, phrase="remove me"))
+    failing = "the sender's domain fails DMARC (mx.google.com)"
+    on = _on(words, auth_failure=failing)
+    _run(world, on)
+
+    assert world.opted_out == {}
+    reason, _ = withheld(on)
+    assert reason is not None
+    assert failing in reason
+    # A verified token is its own proof.
+    token = Detection(unsubscribe=UnsubscribeRequest(via=UnsubscribeVia.ADDRESS, token="t"))
+    on = _on(token, token_contact=RAY, auth_failure=failing)
+    _run(world, on)
+
+    assert set(world.opted_out) == {RAY}
+    assert withheld(on) == (None, ())
+
+
+def test_a_complaint_acts_only_on_recipients_of_our_mail() -> None:
+    world = _world()
+    complaint = Detection(
+        kind=MessageKind.COMPLAINT,
+        complaint=Complaint(feedback_type="abuse", recipients=("dana@pinnacle.example",)),
+    )
+    stranger = _on(complaint)  # nobody reported matched a send of ours
+    assert _run(world, stranger) == []
+    assert world.opted_out == {}
+    assert withheld(stranger)[0] == UNKNOWN_COMPLAINT
+    forged = _on(complaint, reported=(DANA,), auth_failure="fails DMARC")
+    assert _run(world, forged) == []
+    assert world.opted_out == {}
+    ours = _on(complaint, reported=(DANA,))
+    _run(world, ours)
+
+    assert set(world.opted_out) == {DANA}
+    assert withheld(ours) == (None, ())
+
+
+def test_a_bounce_marks_no_one_without_a_send_of_ours() -> None:
+    world = _world()
+    hard = Detection(
+        kind=MessageKind.BOUNCE,
+        bounce=Bounce(
+            recipients=(
+                FailedRecipient(address="x@y", severity=BounceSeverity.HARD, found_by="dsn"),
+            )
+        ),
+    )
+    on = ActingOn(**{**_on(hard).__dict__, "unknown_reported": ("x@y",)})
+
+    assert _run(world, on) == []
+    assert world.bounced == set()
+    assert withheld(on) == (
+        None,
+        ("1 reported address(es) we did not send to: recorded, not acted on",),
+    )
