@@ -1350,6 +1350,11 @@ class CompiledPattern(Protocol):
         """Tell whether the pattern occurs anywhere in the text."""
         ...
 
+    @property
+    def program_size(self) -> int:
+        """The size of the compiled program, the engine's measure of a search's cost."""
+        ...
+
 
 class RegexEngine(Protocol):
     """Compiles the regular expressions of user rules (RE2 in production: linear time)."""
