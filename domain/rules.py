@@ -219,11 +219,16 @@ def check_regex(pattern: str, regex: RegexEngine) -> CompiledPattern:
     compiled = regex.compile(pattern)
     if compiled.search(""):
         raise InvalidInput(
-            f"the pattern {pattern[:80]!r} matches every subject, even an empty one; "
-            "a rule must single some mail out",
+            f"the pattern '{_printable(pattern[:80])}' matches every subject, even an empty "
+            "one; a rule must single some mail out",
             field="pattern",
         )
     return compiled
+
+
+def _printable(pattern: str) -> str:
+    """The pattern as typed (repr would double each backslash); a newline or tab escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in pattern)
 
 
 def in_order(rules: Iterable[CompiledRule]) -> list[CompiledRule]:

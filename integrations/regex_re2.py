@@ -96,9 +96,16 @@ def _in_words(pattern: str, reason: str, *, hint: str | None = None) -> str:
     hint = hint or _hint(reason)
     tail = f" ({hint})" if hint else ""
     return (
-        f"RE2 cannot compile the pattern {pattern[:80]!r}: {reason}{tail}. "
+        f"RE2 cannot compile the pattern {_as_typed(pattern)}: {reason}{tail}. "
         f"Rules use RE2 syntax: {_SYNTAX}"
     )
+
+
+def _as_typed(pattern: str, limit: int = 80) -> str:
+    """A pattern quoted as the person typed it: `'(a)\\1'`, not repr's `'(a)\\\\1'`; only
+    characters that do not print (a newline, a tab) are shown escaped."""
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in pattern[:limit])
+    return f"'{shown}'"
 
 
 def _hint(reason: str) -> str | None:

@@ -40,7 +40,7 @@ def test_a_backreference_is_refused_with_re2_s_reason_in_words(engine: Re2Engine
 
     assert refused.value.field == "pattern"
     assert refused.value.message == (
-        r"RE2 cannot compile the pattern '(a)\\1': invalid escape sequence: \1 (RE2 has no "
+        r"RE2 cannot compile the pattern '(a)\1': invalid escape sequence: \1 (RE2 has no "
         r"backreferences such as \1; match the text itself instead). Rules use RE2 syntax: "
         "https://github.com/google/re2/wiki/Syntax"
     )

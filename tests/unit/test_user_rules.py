@@ -293,6 +293,19 @@ def test_a_regex_that_matches_every_subject_is_refused(w: RulesWorld, pattern: s
         w.add("subject_regex", pattern, "REMOVE")
 
 
+def test_a_refused_pattern_is_quoted_as_typed_not_with_doubled_backslashes(
+    w: RulesWorld,
+) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        w.add("subject_regex", r"\s*", "REMOVE")
+
+    assert refused.value.message.startswith("the pattern '\\s*' matches every subject")
+    with pytest.raises(InvalidInput) as refused:
+        w.add("subject_regex", r"order\d+(?=x)")
+
+    assert refused.value.message.startswith(r"RE2 cannot compile the pattern 'order\d+(?=x)'")
+
+
 def test_an_organization_may_have_at_most_500_rules(w: RulesWorld) -> None:
     first = w.add("subject_contains", "ticket 0")
     for n in range(1, MAX_RULES_PER_ORG):  # stored directly: 500 adds would take seconds
