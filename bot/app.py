@@ -583,6 +583,7 @@ def build_app(
     app.state.services = runtime.services
     app.state.runtime = runtime
     app.state.claude_models = None  # filled by the start-up check (shown by /healthz)
+    app.state.classifier = runtime.message_classifier.name  # shown by /healthz
     install_error_handlers(app)
     install_docs(app)
     app.include_router(health.router)

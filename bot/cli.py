@@ -544,8 +544,12 @@ def inbound_reclassify(
         bool, typer.Option("--queue-only", help="Put them back in the queue; a worker runs them.")
     ] = False,
 ) -> None:
-    """Run the inbound pipeline again on matching messages (idempotent: nothing is done
-    twice, an opt-out is never undone); parked failures are retried."""
+    """Run the inbound pipeline again on matching messages.
+
+    Idempotent: nothing is done twice, and an opt-out is never undone.
+
+    Parked failures are retried. With --org, only that organization's messages are run.
+    """
     from sqlalchemy import select
 
     from bot.app import build_message_classifiers, build_understanding
@@ -558,6 +562,13 @@ def inbound_reclassify(
 
     if status not in (None, "processed", "failed", "parsed"):
         raise fail(f"--status {status!r}: processed, failed or parsed", 2)
+    when = since if since.tzinfo is not None else since.replace(tzinfo=UTC)
+    if when > SystemClock().now():
+        raise fail(
+            f"--since {when:%Y-%m-%d %H:%M} UTC is in the future: no message was received "
+            "since then; give a past date",
+            2,
+        )
     settings = settings_or_exit()
     engine = open_database(settings.DATABASE_URL)
     try:
@@ -579,7 +590,6 @@ def inbound_reclassify(
             classifiers=build_message_classifiers(settings),
             rules=Rules(Deps(uow=uow, clock=SystemClock()), regex=Re2Engine()),
         )
-        when = since if since.tzinfo is not None else since.replace(tzinfo=UTC)
         counts = understanding.requeue(since=when, org_id=org_id, status=status)
         out.print(
             f"queued {counts.total} messages again ({counts.processed} processed, "
@@ -589,7 +599,7 @@ def inbound_reclassify(
             return
         processed = failed = 0
         while True:
-            outcome = understanding.run_once()
+            outcome = understanding.run_once(org_id=org_id)
             if not outcome.claimed:
                 break
             processed += outcome.processed

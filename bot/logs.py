@@ -18,7 +18,7 @@ import logging
 import re
 import sys
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import IO, Any, Final
 
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
@@ -147,6 +147,10 @@ class _DropMessage(logging.Filter):
 _DROP_BOLT_TOKEN_WARNING = _DropMessage(warning_client_prioritized_and_token_skipped())
 
 
+# Third-party loggers whose DEBUG records carry request bodies or URLs (see configure_logging).
+_CLIENT_LOGGERS: Final = ("anthropic", "httpx", "httpcore", "googleapiclient", "urllib3")
+
+
 def configure_logging(
     level: str, log_format: str = "text", *, stream: IO[str] | None = None
 ) -> None:
@@ -159,6 +163,12 @@ def configure_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    # Clients that log a whole request at DEBUG: the Anthropic SDK logs "Request options"
+    # with the prompt (an email's body), httpx/httpcore and urllib3 the traffic, and
+    # google-api-python-client each request's URL. They stay at INFO whatever LOG_LEVEL
+    # says, so LOG_LEVEL=DEBUG never prints an email.
+    for name in _CLIENT_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.INFO, root.level))
     # Alembic announces each of its plugins at INFO when it is first imported (seven lines
     # in `salesbot serve` and at each web process's first /healthz): not news to anyone.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)

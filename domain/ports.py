@@ -1143,9 +1143,16 @@ class InboundPipelineRepository(Protocol):
         ...
 
     def claim(
-        self, *, limit: int, now: datetime, lease_until: datetime, max_attempts: int
+        self,
+        *,
+        limit: int,
+        now: datetime,
+        lease_until: datetime,
+        max_attempts: int,
+        org_id: int | None = None,
     ) -> builtins.list[InboundMessage]:
-        """Claim due parsed rows under a lease, fairly across organizations."""
+        """Claim due parsed rows under a lease, fairly across organizations (only
+        `org_id`'s when given)."""
         ...
 
     def claim_reclassifications(
@@ -1348,6 +1355,11 @@ class CompiledPattern(Protocol):
 
     def search(self, text: str) -> bool:
         """Tell whether the pattern occurs anywhere in the text."""
+        ...
+
+    @property
+    def program_size(self) -> int:
+        """The size of the compiled program, the engine's measure of a search's cost."""
         ...
 
 

@@ -43,16 +43,21 @@ log = logging.getLogger(__name__)
 MAX_PATTERN_CHARS: Final = 500
 #: More rules than this are a sign of a script gone wrong, not of a filing scheme.
 MAX_RULES_PER_ORG: Final = 500
-#: Regex rules cost the most per message (see integrations/regex_re2.py for the bounds of one):
-#: 100 of the costliest RE2 allows answer a 10,000-character subject in about 0.6 s
-#: (`python -m bench rules`); 500 ordinary rules answer a real subject in about 0.25 ms.
+#: Regex rules cost the most per message (see integrations/regex_re2.py for the bounds of one).
 MAX_REGEX_RULES_PER_ORG: Final = 100
+#: The compiled programs of an organization's regex rules (active or not) may hold this many
+#: RE2 instructions together: a search costs about the subject's length times its program,
+#: so this bounds what one organization's rules cost every message. `order #?\d{4,}` is 17
+#: instructions, so 100 ordinary rules use a tenth of it; at this cap the costliest rules
+#: answer a 1,000-character subject in about 15 ms (`python -m bench rules`).
+MAX_REGEX_PROGRAM_PER_ORG: Final = 20_000
 MIN_PRIORITY: Final = 0
 MAX_PRIORITY: Final = 10_000
 DEFAULT_PRIORITY: Final = 100
-#: Subjects are matched on their first 10,000 characters: a real subject is far shorter,
-#: and a hostile one costs every rule no more than this.
-MAX_SUBJECT_CHARS: Final = 10_000
+#: Subjects are matched on their first 1,000 characters: RFC 5322 limits a header line to
+#: 998 characters and a real subject is under 100, and a hostile one costs every rule no more
+#: than this.
+MAX_SUBJECT_CHARS: Final = 1_000
 #: How long an organization's rules are kept in memory before they are read again.
 CACHE_SECONDS: Final = 60
 
@@ -192,6 +197,11 @@ class CompiledRule:
         """Where the rule comes in the order rules are tried: priority, then id."""
         return self.rule.priority, self.rule.id
 
+    @property
+    def program_size(self) -> int:
+        """The instructions of its compiled regex; 0 for a rule without one."""
+        return self.regex.program_size if self.regex is not None else 0
+
 
 def compile_rule(rule: Rule, regex: RegexEngine) -> CompiledRule:
     """Prepare a stored rule for matching; raise InvalidInput when it cannot match."""
@@ -209,11 +219,16 @@ def check_regex(pattern: str, regex: RegexEngine) -> CompiledPattern:
     compiled = regex.compile(pattern)
     if compiled.search(""):
         raise InvalidInput(
-            f"the pattern {pattern[:80]!r} matches every subject, even an empty one; "
-            "a rule must single some mail out",
+            f"the pattern '{_printable(pattern[:80])}' matches every subject, even an empty "
+            "one; a rule must single some mail out",
             field="pattern",
         )
     return compiled
+
+
+def _printable(pattern: str) -> str:
+    """The pattern as typed (repr would double each backslash); a newline or tab escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in pattern)
 
 
 def in_order(rules: Iterable[CompiledRule]) -> list[CompiledRule]:
@@ -357,8 +372,10 @@ class Rules:
         _authorize(actor, org_id, "add classification rules")
         kind = parse_rule_type(rule_type)
         stored = normalize_pattern(kind, pattern)
+        program = 0
         if kind is RuleType.SUBJECT_REGEX:
-            check_regex(stored, self._regex)  # raises InvalidInput with the engine's reason
+            # raises InvalidInput with the engine's reason
+            program = check_regex(stored, self._regex).program_size
         chosen = parse_category(category)
         rank = check_priority(priority)
         with self._uow() as uow:
@@ -379,6 +396,8 @@ class Rules:
                     "rules, the most it may have; combine patterns (a|b) or use "
                     "subject_contains"
                 )
+            if kind is RuleType.SUBJECT_REGEX:
+                self._check_program_budget(repo.list(org_id), org_id, program)
             same = repo.find(org_id, rule_type=kind, pattern=stored)
             if same is not None:
                 raise Conflict(
@@ -467,11 +486,40 @@ class Rules:
                 self._cache[org_id] = fresh
         return fresh.rules
 
+    def _check_program_budget(self, existing: Sequence[Rule], org_id: int, program: int) -> None:
+        """Refuse a regex of `program` instructions that would take the organization's regex
+        rules past MAX_REGEX_PROGRAM_PER_ORG together."""
+        used = 0
+        for rule in existing:
+            if rule.rule_type is RuleType.SUBJECT_REGEX:
+                try:
+                    used += compile_rule(rule, self._regex).program_size
+                except InvalidInput:
+                    continue  # a stored rule that cannot compile is skipped, and costs nothing
+        if used + program > MAX_REGEX_PROGRAM_PER_ORG:
+            raise InvalidInput(
+                f"this pattern compiles to {program:,} RE2 instructions and this "
+                f"organization's regex rules already use {used:,} of the "
+                f"{MAX_REGEX_PROGRAM_PER_ORG:,} they may use together; remove regex rules it "
+                "no longer needs, or use simpler patterns or subject_contains",
+                field="pattern",
+            )
+
     def _compiled(self, stored: Sequence[Rule]) -> list[CompiledRule]:
         compiled = []
+        program = 0
         for rule in stored:
             try:
-                compiled.append(compile_rule(rule, self._regex))
+                ready = compile_rule(rule, self._regex)
+                program += ready.program_size
+                if program > MAX_REGEX_PROGRAM_PER_ORG:
+                    # Stored around add_rule (which refuses it): the rules past the budget,
+                    # in the order tried, are not matched, as the budget promises.
+                    raise InvalidInput(
+                        f"the organization's regex rules exceed {MAX_REGEX_PROGRAM_PER_ORG:,} "
+                        "RE2 instructions together"
+                    )
+                compiled.append(ready)
             except InvalidInput as exc:
                 # Stored before a check existed or written around this service: it cannot
                 # match, and one such rule must not stop the organization's others.

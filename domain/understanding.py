@@ -334,8 +334,12 @@ class Understanding:
 
     # -- the queue ------------------------------------------------------------------------
 
-    def run_once(self) -> RoundOutcome:
-        """Claim a batch of parsed messages (else of messages to re-classify) and process it."""
+    def run_once(self, *, org_id: int | None = None) -> RoundOutcome:
+        """Claim a batch of parsed messages (else of messages to re-classify) and process it.
+
+        `org_id` claims only that organization's parsed messages, and no re-classification
+        (`salesbot inbound reclassify --org` runs what it queued, not other organizations').
+        """
         now = self._clock.now()
         lease_until = now + self.settings.lease
         with self._uow() as uow:
@@ -347,8 +351,9 @@ class Understanding:
                 now=now,
                 lease_until=lease_until,
                 max_attempts=self.settings.max_attempts,
+                org_id=org_id,
             )
-            if not claimed and self.reclassifies:
+            if not claimed and self.reclassifies and org_id is None:
                 claimed = uow.inbound_pipeline.claim_reclassifications(
                     limit=self.settings.batch_size, now=now, lease_until=lease_until
                 )

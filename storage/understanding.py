@@ -92,11 +92,20 @@ class InboundPipelineRepo:
         return _rowcount(result)
 
     def claim(
-        self, *, limit: int, now: datetime, lease_until: datetime, max_attempts: int
+        self,
+        *,
+        limit: int,
+        now: datetime,
+        lease_until: datetime,
+        max_attempts: int,
+        org_id: int | None = None,
     ) -> list[InboundMessage]:
-        """Claim due parsed rows under a lease, round-robin across organizations."""
+        """Claim due parsed rows under a lease, round-robin across organizations (only
+        `org_id`'s when given)."""
         e = m.InboundEmail
         due = and_(self._due(now, _PARSED), e.pipeline_attempts < max_attempts)
+        if org_id is not None:
+            due = and_(due, e.org_id == org_id)
         return self._claim(due, limit=limit, lease_until=lease_until, reclassifying=False)
 
     def claim_reclassifications(

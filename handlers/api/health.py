@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Final
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -14,6 +15,9 @@ from storage.models import InboundEmail, Job, SlackDeferredCall
 
 router = APIRouter(tags=["health"])
 
+#: What the start-up check may say of a configured Claude model that makes calls with it fail.
+_FAILING_MODEL: Final = frozenset({"unknown", "retired"})
+
 
 @router.get(
     "/healthz",
@@ -21,15 +25,23 @@ router = APIRouter(tags=["health"])
         503: {
             "description": "The database is unreachable or its schema is not the one the "
             "code expects (`status` is `error`, `database` says why)."
-        }
+        },
+        200: {
+            "description": "The database answers with the expected schema. `status` is `ok`, "
+            "or `degraded` when a configured Claude model is unknown or retired "
+            "(`degraded_because` says which): the service runs, its Claude calls fail."
+        },
     },
 )
 def healthz(services: ServicesDep, request: Request) -> JSONResponse:
     """Report whether the database answers and carries the expected schema.
 
-    With an Anthropic key, `claude_models` says what the Models API said at start-up about
-    each configured model (known, deprecated, retired, unknown, not_checked); it is absent
-    until the check has answered.
+    `classifier` names what classifies inbound mail: `claude:<model>`, or
+    `offline:<version>` without an Anthropic key. With a key, `claude_models` says what the
+    Models API said at start-up about each configured model (known, deprecated, retired,
+    unknown, not_checked); it is absent until the check has answered. A model it calls
+    unknown or retired makes `status` `degraded` (still HTTP 200: the database is fine), and
+    `degraded_because` lists the check's messages.
     """
     from storage.migrate import current_heads
 
@@ -62,9 +74,16 @@ def healthz(services: ServicesDep, request: Request) -> JSONResponse:
         "jobs_to_plan": jobs_to_plan,
         "inbound": inbound,
     }
-    models = getattr(request.app.state, "claude_models", None)
+    classifier = getattr(request.app.state, "classifier", None)
+    if classifier:
+        body["classifier"] = classifier
+    models: list[dict[str, str]] | None = getattr(request.app.state, "claude_models", None)
     if models:
         body["claude_models"] = models
+        failing = [m["message"] for m in models if m.get("status") in _FAILING_MODEL]
+        if failing:
+            body["status"] = "degraded"
+            body["degraded_because"] = failing
     return JSONResponse(body)
 
 

@@ -13,17 +13,23 @@ What counts as hidden:
 - elements with the `hidden` attribute, `display:none`, `visibility:hidden|collapse`,
   `opacity:0`, a font size of at most 1px (0, 1px, 1pt, 0.1em, 10 %), `clip: rect(0 0 0 0)`,
   a text indent or position of -999px or beyond (moved off the page), or a width, height
-  or max-height of at most 1px with `overflow:hidden`;
+  or max-height of at most 1px with `overflow:hidden`, or `transform: scale(0)` (also
+  scaleX(0) / scaleY(0));
+- elements a `<style>` block hides by any of those rules through a simple selector: a
+  class (`.h`), an id (`#h`) or an element name (`span`), alone or in a comma list. Other
+  selectors (descendants, attributes, pseudo-classes) are not matched: this is not a
+  browser. A selector that an `@media` block shows again (mobile-only text hidden on the
+  desktop) is not hidden, and an inline style overrides the sheet as it would in a browser;
 - text whose colour is transparent or within 24 of its background on every RGB channel
   (white on white, #fefefe on #ffffff). The background is the nearest `background-color`,
   `background` or `bgcolor` above the text, white when none is set (as mail clients draw
   it); a background image makes the background unknown, and unknown is never "the same".
 
-`<head>` (with its `<title>`), `<style>`, `<script>` and `<template>` are dropped without
-being counted: every HTML email has a head and a style sheet, and a flag raised on every
-message tells nobody anything. Marketing mail often hides a "preheader" line in a
-display:none span; it is dropped and counted like any hidden text, which is right: the
-reader does not see it, so the model should not read it either.
+`<head>` (with its `<title>`), `<style>` (once read for the rules above), `<script>` and
+`<template>` are dropped without being counted: every HTML email has a head and a style
+sheet, and a flag raised on every message tells nobody anything. Marketing mail often
+hides a "preheader" line in a display:none span; it is dropped and counted like any hidden
+text, which is right: the reader does not see it, so the model should not read it either.
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ from typing import Final
 
 import lxml.etree
 import lxml.html
+import tinycss2
+import tinycss2.ast
 
 from domain.safety import looks_like_injection
 
@@ -74,6 +82,9 @@ _NAMED: Final[dict[str, _RGB]] = {
 _HEX = re.compile(r"#([0-9a-f]{3,4}|[0-9a-f]{6}|[0-9a-f]{8})\b")
 _FUNCTION = re.compile(r"rgba?\(\s*([^)]*)\)")
 _LENGTH = re.compile(r"^(-?\d*\.?\d+)\s*(px|pt|em|rem|%|)?$")
+_SCALE = re.compile(r"scale[xy]?\(([^)]*)\)")
+# The selectors a `<style>` rule is applied through: `.class`, `#id` or `tag`.
+_SIMPLE_SELECTOR = re.compile(r"([.#]?)(-?[A-Za-z_][\w-]*)")
 
 
 @dataclass(frozen=True)
@@ -149,11 +160,30 @@ def _tiny(value: str | None) -> bool:
     return size is not None and size <= 1.6  # 1px, 1pt (1.33px), 0.1em, 10 %
 
 
+def _scaled_to_nothing(transform: str | None) -> bool:
+    """`scale(0)`, `scale(0, 1)`, `scaleX(0)`: the element is drawn with no width or height."""
+    for match in _SCALE.finditer(transform or ""):
+        for factor in re.split(r"[,\s]+", match.group(1).strip()):
+            try:
+                if factor and float(factor.rstrip("%")) == 0:
+                    return True
+            except ValueError:
+                continue
+    return False
+
+
 def _hidden_by_style(element: lxml.html.HtmlElement, style: dict[str, str]) -> bool:
     if element.get("hidden") is not None:
         return True
+    return _hides(style)
+
+
+def _hides(style: dict[str, str]) -> bool:
+    """Whether these declarations (inline or from a style sheet) hide what they apply to."""
     if not style:
         return False
+    if _scaled_to_nothing(style.get("transform")):
+        return True
     if style.get("display") == "none" or style.get("visibility") in ("hidden", "collapse"):
         return True
     try:
@@ -176,6 +206,82 @@ def _hidden_by_style(element: lxml.html.HtmlElement, style: dict[str, str]) -> b
             if length is not None and length <= 1:
                 return True
     return False
+
+
+@dataclass(frozen=True)
+class _StyleSheet:
+    """The rules of an email's `<style>` blocks that hide what they select, by selector."""
+
+    classes: dict[str, dict[str, str]]
+    ids: dict[str, dict[str, str]]
+    tags: dict[str, dict[str, str]]
+
+    def declarations(self, element: lxml.html.HtmlElement, tag: str) -> dict[str, str]:
+        """The hiding declarations the sheet gives `element`, element < class < id."""
+        found: dict[str, str] = dict(self.tags.get(tag, {}))
+        for name in (element.get("class") or "").split():
+            found.update(self.classes.get(name, {}))
+        element_id = element.get("id")
+        if element_id:
+            found.update(self.ids.get(element_id, {}))
+        return found
+
+
+def _rule_declarations(content: list[tinycss2.ast.Node] | None) -> dict[str, str]:
+    declarations: dict[str, str] = {}
+    for item in tinycss2.parse_blocks_contents(content or [], skip_whitespace=True):
+        if isinstance(item, tinycss2.ast.Declaration):
+            value = tinycss2.serialize(item.value).strip().lower()
+            declarations[item.lower_name] = value
+    return declarations
+
+
+def _selectors(prelude: list[tinycss2.ast.Node]) -> list[tuple[str, str]]:
+    """The simple selectors of a rule's comma list as (kind, name); others are skipped."""
+    found: list[tuple[str, str]] = []
+    for selector in tinycss2.serialize(prelude).split(","):
+        match = _SIMPLE_SELECTOR.fullmatch(selector.strip())
+        if match:
+            kind, name = match.groups()
+            found.append((kind, name if kind else name.lower()))
+    return found
+
+
+def _style_sheet(root: lxml.html.HtmlElement) -> _StyleSheet:
+    """Read the `<style>` blocks for rules that hide a class, an id or an element."""
+    hidden: dict[tuple[str, str], dict[str, str]] = {}
+    in_media: list[tuple[list[tuple[str, str]], dict[str, str]]] = []
+    for style in root.iter("style"):
+        css = style.text_content()
+        rules = tinycss2.parse_stylesheet(css, skip_comments=True, skip_whitespace=True)
+        for rule in rules:
+            if isinstance(rule, tinycss2.ast.QualifiedRule):
+                declarations = _rule_declarations(rule.content)
+                if _hides(declarations):
+                    for selector in _selectors(rule.prelude):
+                        hidden.setdefault(selector, {}).update(declarations)
+            elif isinstance(rule, tinycss2.ast.AtRule) and rule.lower_at_keyword == "media":
+                inner = tinycss2.parse_rule_list(
+                    rule.content or [], skip_comments=True, skip_whitespace=True
+                )
+                for nested in inner:
+                    if isinstance(nested, tinycss2.ast.QualifiedRule):
+                        declarations = _rule_declarations(nested.content)
+                        in_media.append((_selectors(nested.prelude), declarations))
+    # Shown again on some screen: an @media rule sets a hiding property to a visible value.
+    shown = {
+        selector
+        for selectors, declarations in in_media
+        if not _hides(declarations)
+        for selector in selectors
+        if selector in hidden and declarations.keys() & hidden[selector].keys()
+    }
+    sheet = _StyleSheet(classes={}, ids={}, tags={})
+    by_kind = {".": sheet.classes, "#": sheet.ids, "": sheet.tags}
+    for (kind, name), declarations in hidden.items():
+        if (kind, name) not in shown:
+            by_kind[kind][name] = declarations
+    return sheet
 
 
 def _background(
@@ -230,6 +336,7 @@ def drop_hidden_text(root: lxml.html.HtmlElement) -> HiddenText:
         if text.strip() and _counted_comment(text):
             removed.append(text.strip())
         _drop(comment)
+    sheet = _style_sheet(root)
     to_drop: list[lxml.html.HtmlElement] = []
     # (element, its background, its text colour, whether that colour is invisible on it)
     stack: list[tuple[lxml.html.HtmlElement, _RGB | None, _RGB | str | None, bool]] = [
@@ -241,12 +348,14 @@ def drop_hidden_text(root: lxml.html.HtmlElement) -> HiddenText:
         if not isinstance(tag, str):
             continue
         # Most elements carry no attribute: they inherit everything and need no parsing.
-        if element.attrib or tag in _DROPPED_TAGS:
+        if element.attrib or tag in _DROPPED_TAGS or tag in sheet.tags:
             if tag.lower() in _DROPPED_TAGS:
                 to_drop.append(element)
                 continue
             style = _declarations(element.get("style"))
-            if _hidden_by_style(element, style):
+            # The sheet's hiding rules, overridden by the element's own style.
+            from_sheet = sheet.declarations(element, tag)
+            if _hidden_by_style(element, {**from_sheet, **style} if from_sheet else style):
                 text = element.text_content().strip()
                 if text:
                     removed.append(text)

@@ -134,30 +134,109 @@ def test_each_model_is_asked_once_and_an_unknown_one_is_logged_as_a_warning(
     ]
 
 
+def _healthz_after_the_model_check(
+    engine: Engine,
+    session_factory: Callable[[], Session],
+    clock: FixedClock,
+    **anthropic: str,
+) -> tuple[int, dict[str, Any]]:
+    """/healthz once the start-up check of the models has answered (or 10 s went by)."""
+    settings = make_settings(engine.url.render_as_string(hide_password=False), **anthropic)
+    services = Services(engine=engine, session_factory=session_factory, clock=clock)
+    app = build_app(settings, services=services, start_background=False)
+
+    with TestClient(app) as client:
+        answer = client.get("/healthz")
+        deadline = time.monotonic() + 10
+        while (
+            anthropic.get("ANTHROPIC_API_KEY")
+            and "claude_models" not in answer.json()
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.02)
+            answer = client.get("/healthz")
+    body: dict[str, Any] = answer.json()
+    return answer.status_code, body
+
+
+def test_healthz_names_the_classifier_and_is_ok_when_both_models_are_known(
+    api_url: str,
+    engine: Engine,
+    session_factory: Callable[[], Session],
+    clock: FixedClock,
+) -> None:
+    status, body = _healthz_after_the_model_check(
+        engine,
+        session_factory,
+        clock,
+        ANTHROPIC_API_KEY=API_KEY,
+        ANTHROPIC_BASE_URL=api_url,
+        ANTHROPIC_MODEL="claude-sonnet-4-6",
+        ANTHROPIC_FAST_MODEL="claude-haiku-4-5",
+    )
+
+    assert (status, body["status"]) == (200, "ok")
+    assert body["classifier"] == "claude:claude-haiku-4-5"
+    assert [m["status"] for m in body["claude_models"]] == ["known", "known"]
+    assert "degraded_because" not in body
+
+
+def test_healthz_without_an_anthropic_key_names_the_offline_classifier(
+    engine: Engine,
+    session_factory: Callable[[], Session],
+    clock: FixedClock,
+) -> None:
+    status, body = _healthz_after_the_model_check(engine, session_factory, clock)
+
+    assert (status, body["status"]) == (200, "ok")
+    assert body["classifier"].startswith("offline:")
+    assert "claude_models" not in body
+
+
+def test_healthz_is_degraded_by_a_retired_model(
+    api_url: str,
+    engine: Engine,
+    session_factory: Callable[[], Session],
+    clock: FixedClock,
+) -> None:
+    status, body = _healthz_after_the_model_check(
+        engine,
+        session_factory,
+        clock,
+        ANTHROPIC_API_KEY=API_KEY,
+        ANTHROPIC_BASE_URL=api_url,
+        ANTHROPIC_MODEL="claude-2.1",
+        ANTHROPIC_FAST_MODEL="claude-haiku-4-5",
+    )
+
+    assert (status, body["status"]) == (200, "degraded")
+    [retired] = [m for m in body["claude_models"] if m["status"] == "retired"]
+    assert body["degraded_because"] == [retired["message"]]
+
+
 def test_healthz_shows_the_start_up_check_of_both_models(
     api_url: str,
     engine: Engine,
     session_factory: Callable[[], Session],
     clock: FixedClock,
 ) -> None:
-    settings = make_settings(
-        engine.url.render_as_string(hide_password=False),
+    """An unknown model: the service runs (HTTP 200) but its Claude calls fail, so degraded."""
+    status, body = _healthz_after_the_model_check(
+        engine,
+        session_factory,
+        clock,
         ANTHROPIC_API_KEY=API_KEY,
         ANTHROPIC_BASE_URL=api_url,
         ANTHROPIC_MODEL="claude-sonnet-4-6",
         ANTHROPIC_FAST_MODEL="claude-haiku-4-6",
     )
-    services = Services(engine=engine, session_factory=session_factory, clock=clock)
-    app = build_app(settings, services=services, start_background=False)
 
-    with TestClient(app) as client:
-        body: dict[str, Any] = {}
-        deadline = time.monotonic() + 10
-        while "claude_models" not in body and time.monotonic() < deadline:
-            body = client.get("/healthz").json()
-            time.sleep(0.02)
-
-    assert body["status"] == "ok"
+    assert (status, body["status"]) == (200, "degraded")
+    assert body["classifier"] == "claude:claude-haiku-4-6"
+    assert body["degraded_because"] == [
+        "ANTHROPIC_FAST_MODEL=claude-haiku-4-6 is not a model the Anthropic API "
+        "knows (HTTP 404): check the id; calls with it will fail"
+    ]
     assert body["claude_models"] == [
         {
             "setting": "ANTHROPIC_MODEL",
@@ -173,5 +252,3 @@ def test_healthz_shows_the_start_up_check_of_both_models(
             "knows (HTTP 404): check the id; calls with it will fail",
         },
     ]
-    assert app.state.runtime.message_classifier.name == "claude:claude-haiku-4-6"
-    assert app.state.runtime.offline_classifier.name.startswith("offline:")

@@ -522,3 +522,70 @@ def test_inbound_reclassify_retries_parked_messages_and_leaves_fetch_failures_al
     assert rows[ids[2]].status == "failed"  # another organization's
     code, output = cli("inbound", "reclassify", "--since", "2026-11-01", "--status", "nope")
     assert code == 2
+
+
+def test_inbound_reclassify_for_one_organization_runs_none_of_another_s_queue(
+    cli: Invoke, committed_engine: Engine
+) -> None:
+    """It ran the pipeline until the whole queue was empty: another organization's waiting
+    messages were processed by a command given `--org acme`."""
+    from datetime import UTC, datetime
+
+    from storage.db import make_session_factory
+
+    sessions = make_session_factory(committed_engine)
+    received = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+    with sessions() as session:
+        acme = make_org(session, slug="acme")
+        other = make_org(session, slug="other")
+        rows = [
+            m.InboundEmail(
+                org_id=org_id,
+                gmail_message_id=gmail_id,
+                status=status,
+                from_email="dana@pinnacle.example",
+                subject="Re: turn times",
+                body_text="Yes, send me your fee schedule.",
+                received_at=received,
+            )
+            for org_id, gmail_id, status in (
+                (acme.id, "g-acme", "processed"),
+                (other.id, "g-other-waiting", "parsed"),
+                (other.id, "g-other-done", "processed"),
+            )
+        ]
+        session.add_all(rows)
+        session.commit()
+        ids = [row.id for row in rows]
+
+    code, output = cli("inbound", "reclassify", "--since", "2026-11-01", "--org", "acme")
+
+    assert code == 0, output
+    assert "queued 1 messages again (1 processed, 0 parked failures, 0 parsed)" in output
+    assert "processed 1, failed 0" in output
+    with sessions() as session:
+        after = {r.id: r for r in session.scalars(select(m.InboundEmail))}
+    assert after[ids[0]].category == "OPPORTUNITY"
+    assert (after[ids[1]].status, after[ids[1]].pipeline_attempts) == ("parsed", 0)
+    assert (after[ids[2]].status, after[ids[2]].category) == ("processed", None)
+
+
+def test_inbound_reclassify_refuses_a_date_in_the_future(cli: Invoke) -> None:
+    code, output = cli("inbound", "reclassify", "--since", "2999-01-01")
+
+    assert code == 2
+    assert "--since 2999-01-01 00:00 UTC is in the future" in output
+
+
+def test_inbound_reclassify_help_keeps_each_sentence_on_one_line() -> None:
+    """Its docstring's line breaks were printed: "nothing is done" and "twice" on two lines."""
+    result = CliRunner().invoke(
+        app, ["inbound", "reclassify", "--help"], env={"COLUMNS": "120", "TERMINAL_WIDTH": "120"}
+    )
+
+    lines = [line.strip() for line in result.output.splitlines()]
+    assert "Idempotent: nothing is done twice, and an opt-out is never undone." in lines
+    assert (
+        "Parked failures are retried. With --org, only that organization's messages are run."
+        in lines
+    )

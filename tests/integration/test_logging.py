@@ -198,3 +198,43 @@ def test_log_format_json_cuts_long_extras_and_stamps_utc_iso_times(
     assert record["card_id"] == 7
     assert record["reason"] == "x" * 500 + "…"
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", record["time"]), record["time"]
+
+
+def test_a_debug_run_never_logs_the_email_sent_to_claude() -> None:
+    """At DEBUG the Anthropic SDK logs "Request options" with the whole prompt, and httpx
+    and httpcore log the traffic: the email's body reached the log. `configure_logging`
+    keeps those clients at INFO whatever LOG_LEVEL says."""
+    from integrations.claude import build_anthropic_client
+    from integrations.claude_classifier import ClaudeClassifier
+    from sandbox.anthropic_api import start_anthropic_stand_in
+    from tests.integration.test_claude_classifier import (
+        API_KEY,
+        MODEL,
+        POSITIVE_ANSWER,
+        make_request,
+    )
+
+    secret = "Our private fee schedule is 4Kq8-CONFIDENTIAL"
+    names = ("", "anthropic", "httpx", "httpcore", "googleapiclient", "urllib3")
+    saved = [(logging.getLogger(n), list(logging.getLogger(n).handlers)) for n in names]
+    levels = [(logger, logger.level) for logger, _ in saved]
+    stand_in, server = start_anthropic_stand_in(api_keys=[API_KEY])
+    try:
+        buffer = io.StringIO()
+        configure_logging("DEBUG", "text", stream=buffer)
+        stand_in.when("4Kq8-CONFIDENTIAL", POSITIVE_ANSWER)
+        client = build_anthropic_client(API_KEY, server.url, timeout=30.0, max_retries=0)
+        ClaudeClassifier(client, model=MODEL, concurrency=1).classify(make_request(secret))
+        logging.getLogger("domain.inbound").debug("a debug line of our own")
+    finally:
+        server.stop()
+        for logger, handlers in saved:
+            logger.handlers[:] = handlers
+        for logger, level in levels:
+            logger.setLevel(level)
+    [request] = stand_in.requests
+    assert secret in request.user_text
+    logged = buffer.getvalue()
+    assert "a debug line of our own" in logged
+    assert "4Kq8-CONFIDENTIAL" not in logged
+    assert "Request options" not in logged

@@ -97,3 +97,51 @@ def test_a_hidden_preheader_is_counted_but_not_taken_for_instructions() -> None:
 def test_html_to_text_still_returns_only_the_text() -> None:
     assert html_to_text('<p>Hi</p><p style="display:none">x</p>') == "Hi"
     assert html_to_text("   ") == ""
+
+
+@pytest.mark.parametrize(
+    "markup",
+    [
+        f"<style>.h{{display:none}}</style><div class=h>{SECRET}</div>",
+        f"<style>.a, .h {{ visibility: hidden !important }}</style><div class='x h'>{SECRET}</div>",
+        f"<style>#h{{font-size:0}}</style><p id=h>{SECRET}</p>",
+        f"<style>/* reset */ small{{opacity:0}}</style><small>{SECRET}</small>",
+        f"<style>.h{{transform:scale(0)}}</style><span class=h>{SECRET}</span>",
+        f'<span style="transform: scale(0)">{SECRET}</span>',
+        f'<span style="transform:scaleY(0)">{SECRET}</span>',
+        f'<span style="transform: translate(2px, 0) scale(0, 1)">{SECRET}</span>',
+        # a rule that shows the class on a screen that is not the reader's does not count
+        f"<style>.h{{display:none}} @media print {{ .h {{ width: 10px }} }}</style>"
+        f"<div class=h>{SECRET}</div>",
+    ],
+)
+def test_text_a_style_sheet_or_a_zero_scale_hides_is_dropped_and_counted(markup: str) -> None:
+    """`<style>` was dropped unread, so a class with display:none hid nothing."""
+    text, hidden = visible_text(
+        f"<html><body><p>Please send the fee schedule.</p>{markup}</body></html>"
+    )
+
+    assert text == "Please send the fee schedule."
+    assert hidden == HiddenText(characters=len(SECRET), reads_like_instructions=True)
+
+
+@pytest.mark.parametrize(
+    "markup",
+    [
+        # mobile-only text: hidden on the desktop, shown on a phone
+        "<style>.m{display:none} @media (max-width:600px){.m{display:block !important}}</style>"
+        "<div class=m>Book a call</div>",
+        # the element's own style wins over the sheet
+        '<style>.h{display:none}</style><div class=h style="display:block">Book a call</div>',
+        # selectors beyond class, id and element name are not matched
+        "<style>div .h{display:none} a:hover{opacity:0} [data-x]{display:none}</style>"
+        "<div><span class=h data-x=1>Book a call</span></div>",
+        '<style>.h{display:none}</style><div class="hh">Book a call</div>',
+        '<span style="transform:scale(1.5)">Book a call</span>',
+    ],
+)
+def test_text_a_style_sheet_does_not_hide_is_kept(markup: str) -> None:
+    text, hidden = visible_text(f"<html><body>{markup}</body></html>")
+
+    assert text == "Book a call"
+    assert hidden == HiddenText()
