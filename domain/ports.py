@@ -1328,8 +1328,37 @@ class InboundActionRepository(Protocol):
         ...
 
 
+class InboundCardRepository(Protocol):
+    """The cards the inbound pipeline makes of replies (one per inbound message)."""
+
+    def add_many(self, org_id: int, rows: Sequence[dict[str, Any]]) -> list[int]:
+        """Insert cards; return their ids in the order given."""
+        ...
+
+    def for_inbound_email(self, org_id: int, inbound_email_id: int) -> int | None:
+        """Return the id of the card an inbound message made, or None."""
+        ...
+
+
+class InboundTaskRepository(Protocol):
+    """The job tasks the inbound pipeline queues (posting a reply card)."""
+
+    def add_many(self, org_id: int, job_id: int, rows: Sequence[dict[str, Any]]) -> int:
+        """Queue tasks of the job."""
+        ...
+
+
 class UnderstandingUnitOfWork(Transaction, Protocol):
     """One transaction over what the inbound pipeline reads and writes; commits once."""
+
+    @property
+    def cards(self) -> InboundCardRepository: ...
+
+    @property
+    def tasks(self) -> InboundTaskRepository: ...
+
+    @property
+    def reply_policies(self) -> ReplyPolicyRepository: ...
 
     @property
     def inbound_pipeline(self) -> InboundPipelineRepository: ...

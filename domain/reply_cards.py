@@ -29,8 +29,10 @@ message: Salesbot never answers a stranger or a machine on its own.
 
 from __future__ import annotations
 
+import logging
+from datetime import datetime
 from enum import StrEnum
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -44,7 +46,15 @@ from domain.classification import (
     Sentiment,
 )
 from domain.detection import Detection, MessageKind
+from domain.jobs import TaskKind
 from domain.reply_policy import NEVER_AUTO, ReplyPolicy, may_auto_send
+
+if TYPE_CHECKING:
+    from domain.conversations import Link
+    from domain.ports import UnderstandingUnitOfWork
+    from domain.understanding import InboundMessage
+
+log = logging.getLogger(__name__)
 
 
 class ReplyAction(StrEnum):
@@ -313,3 +323,101 @@ def _reply_card(c: Classification, facts: ReplyFacts, policy: ReplyPolicy) -> Ca
         auto_send=allowed,
         auto_reason=why,
     )
+
+
+# --- making the card (issue 12's first slice) -------------------------------------------
+
+#: The card types the pipeline makes today; the other plans (schedule_call, create_task,
+#: create_deal) and auto-sent replies are later slices of issue 12 and make no card yet.
+MADE_CARD_TYPES: Final = frozenset({CardType.REPLY_TO_EMAIL, CardType.NEEDS_HUMAN_RESPONSE})
+
+#: How much of the reply text a card keeps (the inbound row keeps the whole message).
+CARD_TEXT_CHARS: Final = 4_000
+
+
+def make_reply_card(
+    uow: UnderstandingUnitOfWork,
+    message: InboundMessage,
+    classification: Classification,
+    detection: Detection | None,
+    link: Link,
+    *,
+    now: datetime,
+) -> int | None:
+    """Make the card a person's finally classified message makes, in the caller's unit of
+    work; return its id, or None when it makes none (or made one already).
+
+    Only a message linked to a contact makes a card; one message never makes two (a
+    re-run finds the card it made). A card answering a campaign send belongs to that
+    send's job; a human card (no draft, no Send button) is queued to the paced poster at
+    once, a reply card waits in `suggested` for its draft.
+    """
+    if link.contact_id is None:
+        return None
+    facts = reply_facts(detection or Detection(), known_contact=True, threshold=message.threshold)
+    plan = plan_reply_card(classification, facts, uow.reply_policies.get(message.org_id))
+    if plan.card_type not in MADE_CARD_TYPES or plan.auto_send:
+        return None
+    if uow.cards.for_inbound_email(message.org_id, message.id) is not None:
+        return None
+    send = link.send
+    human = plan.card_type == CardType.NEEDS_HUMAN_RESPONSE
+    c = classification
+    payload: dict[str, Any] = {
+        "from_email": message.from_email,
+        "from_name": message.from_name,
+        "subject": message.subject,
+        "reply_text": message.text[:CARD_TEXT_CHARS],
+        "reply_text_truncated": message.text_truncated or len(message.text) > CARD_TEXT_CHARS,
+        "category": c.category.value,
+        "intent": c.intent.value,
+        "sentiment": c.sentiment.value,
+        "confidence": c.confidence,
+        "entities": c.entities.model_dump(mode="json", exclude_defaults=True),
+        "injection_attempt": c.injection_attempt,
+        "reason": plan.reason,
+        "reply_action": plan.action.value,
+        "email_send_id": send.id if send is not None else None,
+        "campaign_id": send.campaign_id if send is not None else None,
+        "gmail_thread_id": (send.gmail_thread_id if send is not None else None)
+        or message.gmail_thread_id,
+    }
+    who = message.from_name or message.from_email or "someone"
+    title = f"{'Needs a person' if human else 'Reply'}: {who}: {message.subject}"[:300]
+    (card_id,) = uow.cards.add_many(
+        message.org_id,
+        [
+            {
+                "job_id": send.job_id if send is not None else None,
+                "task_id": None,
+                "enrollment_id": send.enrollment_id if send is not None else None,
+                "contact_id": link.contact_id,
+                "client_id": link.client_id,
+                "inbound_email_id": message.id,
+                "type": plan.card_type.value,
+                "state": (CardState.IN_REVIEW if human else CardState.SUGGESTED).value,
+                "priority": plan.priority.value,
+                "title": title,
+                "description": message.text[:CARD_TEXT_CHARS],
+                "rationale": plan.reason,
+                "action_payload": payload,
+            }
+        ],
+    )
+    if human and send is not None and send.job_id is not None:
+        uow.tasks.add_many(
+            message.org_id,
+            send.job_id,
+            [
+                {
+                    "kind": TaskKind.POST_CARD.value,
+                    "contact_id": link.contact_id,
+                    "input": {"card_id": card_id},
+                }
+            ],
+        )
+    log.info(
+        "reply card made",
+        extra={"card_id": card_id, "inbound_email_id": message.id, "type": plan.card_type.value},
+    )
+    return card_id

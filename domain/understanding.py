@@ -49,6 +49,7 @@ from domain.engagement import EngagementInput, record_engagements
 from domain.errors import ExternalServiceError
 from domain.inbound import retry_delay
 from domain.inbound_actions import OUR_SEND_WINDOW, ActingOn, act, withheld
+from domain.reply_cards import make_reply_card
 
 if TYPE_CHECKING:
     from domain.ports import MessageClassifier, UnderstandingUnitOfWork, UnsubscribeTokenReader
@@ -648,6 +649,8 @@ class Understanding:
             result = result.model_copy(update={"category": Category.ESCALATE, "reason": escalation})
             on = replace(on, classification=result)
         actions = act(uow, on, now=now, events=events)
+        if on.final and not own and not message.sent_by_us:
+            make_reply_card(uow, message, result, detection, link, now=now)
         pipeline.record(
             message.id,
             Recorded(

@@ -80,6 +80,15 @@ class CardRepo:
         )
         return [row[0] for row in result]
 
+    def for_inbound_email(self, org_id: int, inbound_email_id: int) -> int | None:
+        """Return the id of the card an inbound message made, or None."""
+        return self._s.scalars(
+            select(m.Card.id)
+            .where(m.Card.org_id == org_id, m.Card.inbound_email_id == inbound_email_id)
+            .order_by(m.Card.id)
+            .limit(1)
+        ).first()
+
     def compare_and_set(
         self,
         org_id: int,
