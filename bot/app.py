@@ -314,6 +314,7 @@ def build_runtime(
     # One per process: its per-org cache of rules is shared by the routes, Slack and inbound.
     rules = Rules(service_deps, regex=Re2Engine())
     reply_policies = ReplyPolicies(service_deps)
+    replies = Replies(service_deps, drafter=build_reply_drafter(settings))
     outreach = Outreach.build(
         service_deps,
         unsubscribe_url=unsubscribe_url,
@@ -322,6 +323,7 @@ def build_runtime(
         drafter=drafter if drafter is not None else build_drafter(settings),
         secrets=secrets,
         work_lease=work_lease,
+        replies=replies,
     )
     if gmail is not None:
 
@@ -434,7 +436,7 @@ def build_runtime(
         reply_policies=reply_policies,
         message_classifier=message_classifier,
         offline_classifier=offline_classifier,
-        replies=Replies(service_deps, drafter=build_reply_drafter(settings)),
+        replies=replies,
         gmail=gmail,
         slack_worker=slack_worker,
     )

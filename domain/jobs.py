@@ -50,10 +50,15 @@ class TaskKind(StrEnum):
     # Internal: post a drafted card's message to Slack, paced by Slack's rate limit on
     # its own worker so that drafting is never held up by posting.
     POST_CARD = "post_card"
+    # Internal: draft the answer of a reply card (issue 12) with Replies.draft_for, then
+    # queue its post; the card belongs to the job of the campaign send it answers.
+    DRAFT_REPLY = "draft_reply"
 
 
 # Kinds whose tasks count in a job's task metrics (posting is bookkeeping, not work).
-COUNTED_KINDS: Final = frozenset(k for k in TaskKind if k != TaskKind.POST_CARD)
+COUNTED_KINDS: Final = frozenset(
+    k for k in TaskKind if k not in (TaskKind.POST_CARD, TaskKind.DRAFT_REPLY)
+)
 
 
 class TaskStatus(StrEnum):

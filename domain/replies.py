@@ -444,6 +444,19 @@ class ReplyTemplate(StrEnum):
 # --- the draft -------------------------------------------------------------------------
 
 
+_REPLY_PREFIX = re.compile(r"^\s*(re|aw|sv)\s*:", re.IGNORECASE)
+
+
+def reply_subject(subject: str) -> str:
+    """The subject of an answer in the same thread: "Re: <subject>", once."""
+    subject = " ".join(subject.split())
+    if not subject:
+        return "Re: your message"
+    if _REPLY_PREFIX.match(subject):
+        return subject[:MAX_DRAFT_SUBJECT_CHARS]
+    return f"Re: {subject}"[:MAX_DRAFT_SUBJECT_CHARS]
+
+
 class ReplyDraft(_Frozen):
     """A suggested answer to an inbound message, for a rep to send, edit or reject."""
 

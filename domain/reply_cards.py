@@ -334,6 +334,9 @@ MADE_CARD_TYPES: Final = frozenset({CardType.REPLY_TO_EMAIL, CardType.NEEDS_HUMA
 #: How much of the reply text a card keeps (the inbound row keeps the whole message).
 CARD_TEXT_CHARS: Final = 4_000
 
+#: How many of the message's References an answer carries on (the most recent).
+MAX_REFERENCES: Final = 20
+
 
 def make_reply_card(
     uow: UnderstandingUnitOfWork,
@@ -381,6 +384,11 @@ def make_reply_card(
         "campaign_id": send.campaign_id if send is not None else None,
         "gmail_thread_id": (send.gmail_thread_id if send is not None else None)
         or message.gmail_thread_id,
+        # The answer goes in the same thread: In-Reply-To the message, its References + it.
+        "in_reply_to": message.message_id,
+        "references": [*message.references[-MAX_REFERENCES:], message.message_id]
+        if message.message_id
+        else list(message.references[-MAX_REFERENCES:]),
     }
     who = message.from_name or message.from_email or "someone"
     title = f"{'Needs a person' if human else 'Reply'}: {who}: {message.subject}"[:300]
@@ -404,18 +412,25 @@ def make_reply_card(
             }
         ],
     )
-    if human and send is not None and send.job_id is not None:
-        uow.tasks.add_many(
-            message.org_id,
-            send.job_id,
-            [
-                {
-                    "kind": TaskKind.POST_CARD.value,
-                    "contact_id": link.contact_id,
-                    "input": {"card_id": card_id},
-                }
-            ],
+    job_id = send.job_id if send is not None else None
+    if job_id is None:
+        # Who sees a card comes from the campaign's job (its review channel, else its
+        # owner's DM); the org's triage channel for the others is a later step.
+        log.info(
+            "reply card kept, not posted: it answers no campaign job",
+            extra={"card_id": card_id, "inbound_email_id": message.id},
         )
+        return card_id
+    # Human cards are posted as they are; reply cards are drafted first, then posted.
+    task: dict[str, Any] = (
+        {"kind": TaskKind.POST_CARD.value, "input": {"card_id": card_id}}
+        if human
+        else {
+            "kind": TaskKind.DRAFT_REPLY.value,
+            "input": {"card_id": card_id, "inbound_email_id": message.id},
+        }
+    )
+    uow.tasks.add_many(message.org_id, job_id, [{**task, "contact_id": link.contact_id}])
     log.info(
         "reply card made",
         extra={"card_id": card_id, "inbound_email_id": message.id, "type": plan.card_type.value},

@@ -107,6 +107,8 @@ class InboundMessage:
     reclassifying: bool = False
     # Why the sender fails authentication (domain.mail_auth), or None when nothing fails.
     auth_failure: str | None = None
+    # The message's own Message-ID header (a reply to it names it in In-Reply-To).
+    message_id: str | None = None
 
 
 @dataclass(frozen=True)

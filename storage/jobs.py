@@ -257,7 +257,10 @@ class JobRepo:
         task_counts = dict(
             self._s.execute(
                 select(t.status, func.count())
-                .where(t.job_id == job_id, t.kind != TaskKind.POST_CARD.value)
+                .where(
+                    t.job_id == job_id,
+                    t.kind.not_in([TaskKind.POST_CARD.value, TaskKind.DRAFT_REPLY.value]),
+                )
                 .group_by(t.status)
             ).all()
         )

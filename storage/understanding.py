@@ -150,6 +150,7 @@ class InboundPipelineRepo:
                 e.gmail_thread_id,
                 e.in_reply_to,
                 e.references,
+                e.message_id_header,
                 e.detection,
                 e.label_ids,
                 e.flags,
@@ -192,6 +193,7 @@ class InboundPipelineRepo:
                 auth_failure=authentication_failure(
                     str((r.headers or {}).get("Authentication-Results") or "") or None
                 ),
+                message_id=r.message_id_header,
             )
             for r in rows
         ]

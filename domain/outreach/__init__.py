@@ -30,6 +30,7 @@ from domain.outreach.recovery import Recovery
 from domain.outreach.review import Review
 from domain.outreach.tasks import Tasks
 from domain.ports import ChatNotifier, DraftModel, Mailer, SecretBoxPort
+from domain.replies import Replies
 
 __all__ = [
     "Actor",
@@ -73,6 +74,7 @@ class Outreach:
         drafter: DraftModel | None = None,
         secrets: SecretBoxPort | None = None,
         work_lease: timedelta = timedelta(minutes=5),
+        replies: Replies | None = None,
     ) -> Outreach:
         """Build every service with the ports given; each gets the services it calls.
 
@@ -97,7 +99,14 @@ class Outreach:
             unsubscribe_url=unsubscribe_url,
             drafter=drafter,
         )
-        tasks = Tasks(deps, jobs=jobs, presenting=presenting, drafting=drafting, delivery=delivery)
+        tasks = Tasks(
+            deps,
+            jobs=jobs,
+            presenting=presenting,
+            drafting=drafting,
+            delivery=delivery,
+            replies=replies,
+        )
         recovery = Recovery(deps, jobs=jobs, delivery=delivery, review=review)
         return cls(
             jobs=jobs,

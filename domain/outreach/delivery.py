@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from domain import faults
-from domain.cards import Card, CardState
+from domain.cards import Card, CardState, CardType
 from domain.errors import ExternalServiceError
 from domain.jobs import Job
 from domain.mail import OutgoingEmail, SendOutcome, SendStatus
@@ -131,12 +131,20 @@ class Delivery:
                 message_id="",
                 detail="No mailbox is connected: connect Gmail from the App Home, then Retry.",
             )
+        answers = card.type == CardType.REPLY_TO_EMAIL
+        if answers:
+            # An answer to a contact's reply: in their thread, a personal email (no
+            # List-Unsubscribe, no footer link: they wrote to the rep, not to a list).
+            thread_id = str(payload.get("gmail_thread_id") or "") or thread_id
         email = OutgoingEmail(
             org_id=card.org_id,
             to_email=str(payload["to"]),
             to_name=str(payload.get("to_name") or "") or None,
             subject=str(payload["subject"]),
             body_text=str(payload["body"]),
+            in_reply_to=str(payload.get("in_reply_to") or "") or None if answers else None,
+            references=tuple(str(r) for r in payload.get("references") or ()) if answers else (),
+            campaign_email=not answers,
             sender_user_id=job.owner_id if job else card.approved_by,
             card_id=card.id,
             job_id=card.job_id,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from domain.cards import CardState, draft_fingerprint
 from domain.errors import ExternalServiceError, InvalidInput, NotFound
 from domain.jobs import JobTaskView, TaskKind, TaskStatus
 from domain.outreach.common import OutreachDeps
@@ -12,6 +13,7 @@ from domain.outreach.delivery import Delivery
 from domain.outreach.drafting import Drafting
 from domain.outreach.jobs import Jobs
 from domain.outreach.presenting import Presenting
+from domain.replies import Replies, reply_subject
 from domain.templates import TemplateProblem
 
 log = logging.getLogger(__name__)
@@ -31,8 +33,10 @@ class Tasks:
         presenting: Presenting,
         drafting: Drafting,
         delivery: Delivery,
+        replies: Replies | None = None,
     ) -> None:
         self._uow = deps.uow
+        self._replies = replies
         self._clock = deps.clock
         self._jobs = jobs
         self._presenting = presenting
@@ -44,6 +48,8 @@ class Tasks:
         try:
             if task.kind == TaskKind.POST_CARD:
                 self._post(task, org_id=org_id)
+            elif task.kind == TaskKind.DRAFT_REPLY:
+                self._draft_reply(task, org_id=org_id)
             elif task.kind in (TaskKind.DRAFT_EMAIL, TaskKind.FOLLOW_UP):
                 self._drafting.run_draft_batch([task], org_id=org_id)
             elif task.kind == TaskKind.SEND_EMAIL:
@@ -67,7 +73,7 @@ class Tasks:
         with self._uow() as uow:
             for task in tasks:
                 if uow.tasks.finish(task.id, TaskStatus.FAILED, now=now, error=reason):
-                    if task.kind != TaskKind.POST_CARD:
+                    if task.kind not in (TaskKind.POST_CARD, TaskKind.DRAFT_REPLY):
                         uow.jobs.bump(task.job_id, failed_tasks=1)
                     uow.jobs.note_error(task.job_id, f"task #{task.id} ({task.kind}): {reason}")
             uow.commit()
@@ -119,6 +125,55 @@ class Tasks:
                 )
             uow.commit()
         self._jobs.finish_job_if_done(org_id, task.job_id)
+
+    def _draft_reply(self, task: JobTaskView, *, org_id: int) -> None:
+        """Draft a reply card's answer (Replies.draft_for, outside any unit of work), put
+        it on the card bound to its fingerprint (`suggested` → `in_review`) and queue the
+        card's post to the paced poster. The plain text is what is sent (the outbox makes
+        its HTML), so an edit in Slack never leaves a stale HTML part behind."""
+        if self._replies is None:
+            raise InvalidInput("replies cannot be drafted: no reply drafting is configured")
+        card_id = int(str(task.input["card_id"]))
+        inbound_email_id = int(str(task.input["inbound_email_id"]))
+        with self._uow() as uow:
+            card = uow.cards.get(org_id, card_id)
+        output: dict[str, Any] = {"card_id": card_id}
+        if card.state == CardState.SUGGESTED:
+            draft = self._replies.draft_for(org_id, inbound_email_id)
+            payload = dict(card.action_payload)
+            to = str(payload.get("from_email") or "")
+            if not to:
+                raise InvalidInput(f"card #{card_id}: the message has no sender to answer")
+            subject = draft.subject or reply_subject(str(payload.get("subject") or ""))
+            payload.update(
+                to=to,
+                to_name=payload.get("from_name"),
+                subject=subject,
+                body=draft.body_text,
+                draft_source=draft.source,
+                draft_note="; ".join(draft.notes) or None,
+                facts_used=list(draft.facts_used),
+            )
+            fingerprint = draft_fingerprint(to=to, subject=subject, body=draft.body_text)
+        now = self._clock.now()
+        with self._uow() as uow:
+            if card.state == CardState.SUGGESTED and uow.cards.compare_and_set(
+                org_id,
+                card_id,
+                expected=[CardState.SUGGESTED],
+                to=CardState.IN_REVIEW,
+                now=now,
+                action_payload=payload,
+                draft_fingerprint=fingerprint,
+            ):
+                self._presenting.queue_posts(
+                    uow,
+                    org_id,
+                    task.job_id,
+                    [{"contact_id": task.contact_id, "input": {"card_id": card_id}}],
+                )
+            uow.tasks.finish(task.id, TaskStatus.SUCCEEDED, now=now, output=output)
+            uow.commit()
 
     def _update_profile(self, task: JobTaskView, *, org_id: int) -> None:
         """Apply profile changes (tags, role, lead score) to the task's contact."""

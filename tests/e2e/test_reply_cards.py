@@ -13,6 +13,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from domain.clock import FixedClock
+from domain.outreach import Actor, CardRefused
 from storage import models as m
 from tests.e2e.test_inbound_understanding import (
     AMC_ORDER,
@@ -21,8 +22,8 @@ from tests.e2e.test_inbound_understanding import (
     inbound_world,
     labelled,
 )
-from tests.support.gmail_app import DANA
-from tests.support.google import GoogleServer
+from tests.support.gmail_app import DANA, REP_EMAIL
+from tests.support.google import GoogleServer, make_email
 
 pytestmark = pytest.mark.slow
 
@@ -54,6 +55,11 @@ def test_a_contact_s_reply_makes_one_reply_card_with_its_context(inbound: Inboun
 
     (card,) = _cards(inbound)
     assert (card.type, card.state, card.inbound_email_id) == ("reply_to_email", "suggested", row.id)
+    (draft_task,) = _tasks(inbound, "draft_reply")
+    assert (draft_task.job_id, draft_task.input) == (
+        inbound.job_id,
+        {"card_id": card.id, "inbound_email_id": row.id},
+    )
     assert (card.contact_id, card.client_id, card.job_id) == (
         inbound.world.contact_ids[DANA],
         row.client_id,
@@ -109,3 +115,60 @@ def test_our_rep_s_own_mail_and_automatic_mail_make_no_card(inbound: Inbound) ->
     inbound.deliver(auto)
 
     assert _cards(inbound) == []
+
+
+def test_a_drafted_reply_approved_is_sent_once_in_the_contact_s_thread(inbound: Inbound) -> None:
+    dana_says = "<reply-1@mail.pinnacle.example>"
+    raw = make_email(
+        sender=DANA,
+        to=REP_EMAIL,
+        subject="Re: Turn times",
+        body=labelled(POSITIVE)["body"],
+        in_reply_to=inbound.send_message_id,
+        references=[inbound.send_message_id],
+        message_id=dana_says,
+    )
+    row = inbound.deliver(raw)
+    assert row.message_id_header == dana_says
+    world = inbound.world
+    before = len(world.sent())
+    world.runtime.run_tasks_until_idle()
+
+    (card,) = _cards(inbound)
+    assert card.state == "in_review"
+    payload = card.action_payload
+    assert (payload["to"], payload["subject"]) == (DANA, "Re: Turn times")
+    assert payload["draft_source"] == "template"  # no Claude key: the template drafts
+    assert payload["body"].strip()
+    assert card.draft_fingerprint
+    assert payload["in_reply_to"] == row.message_id_header
+    assert payload["references"] == [inbound.send_message_id, row.message_id_header]
+
+    rep = Actor(org_id=world.org_id, user_id=world.rep_id, role="member")
+    review = world.runtime.outreach.review
+    review.approve_card(rep, card.id, fingerprint=card.draft_fingerprint)
+    world.drain()
+
+    sent = world.sent()[before:]
+    assert len(sent) == 1
+    (answer,) = sent
+    assert answer.thread_id == inbound.send_thread_id
+    message = answer.message
+    assert message["To"].endswith(f"<{DANA}>") or message["To"] == DANA
+    assert message["Subject"] == "Re: Turn times"
+    assert message["In-Reply-To"] == row.message_id_header
+    assert message["References"].split() == [inbound.send_message_id, row.message_id_header]
+    assert message["List-Unsubscribe"] is None  # a personal answer, not campaign mail
+    (done,) = _cards(inbound)
+    assert done.state == "done"
+    (outbox_row,) = [s for s in world.sends() if s.card_id == card.id]
+    assert (outbox_row.campaign_email, outbox_row.gmail_thread_id) == (
+        False,
+        inbound.send_thread_id,
+    )
+
+    # A second approval (a double click) sends nothing more.
+    with pytest.raises(CardRefused):
+        review.approve_card(rep, card.id, fingerprint=card.draft_fingerprint)
+    world.drain()
+    assert len(world.sent()) == before + 1
