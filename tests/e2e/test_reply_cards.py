@@ -1,12 +1,18 @@
 """Replies become cards (issue 12): a contact's reply to a campaign email, delivered to the
 rep's Gmail stand-in, pushed and run through the inbound pipeline, makes exactly one card
-linked to the contact, client, job, send and inbound message, with the email's context.
+linked to the contact, client, job, send and inbound message; a reply card is drafted,
+posted to the owner's DM in the Slack stand-in, and a signed Approve sends one answer in
+the contact's Gmail thread; an AMC order makes a card for a person, never sent.
 """
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from sqlalchemy import Engine, select
@@ -14,6 +20,8 @@ from sqlalchemy.orm import Session
 
 from domain.clock import FixedClock
 from domain.outreach import Actor, CardRefused
+from handlers.slack.ids import ActionId
+from sandbox.slack_api import DEFAULT_BOT_TOKEN, DEFAULT_TEAM_ID
 from storage import models as m
 from tests.e2e.test_inbound_understanding import (
     AMC_ORDER,
@@ -22,8 +30,11 @@ from tests.e2e.test_inbound_understanding import (
     inbound_world,
     labelled,
 )
+from tests.support.accounts import link_slack_team
 from tests.support.gmail_app import DANA, REP_EMAIL
 from tests.support.google import GoogleServer, make_email
+from tests.support.slack import ServedSlack, signed_headers
+from tests.support.slack_app import REP, SIGNING_SECRET
 
 pytestmark = pytest.mark.slow
 
@@ -172,3 +183,143 @@ def test_a_drafted_reply_approved_is_sent_once_in_the_contact_s_thread(inbound: 
         review.approve_card(rep, card.id, fingerprint=card.draft_fingerprint)
     world.drain()
     assert len(world.sent()) == before + 1
+
+
+@pytest.fixture
+def with_slack(
+    engine: Engine,
+    session_factory: Callable[[], Session],
+    clock: FixedClock,
+    google: GoogleServer,
+    served_slack: ServedSlack,
+) -> Iterator[tuple[Inbound, ServedSlack]]:
+    """The inbound world with the Slack stand-in wired: cards are posted, clicks signed."""
+    slack = served_slack.stand_in
+    slack.reset()
+    slack.add_user(REP, "maria", REP_EMAIL, real_name="Maria Lopez")
+    settings: dict[str, object] = {
+        "SLACK_API_URL": served_slack.api_url,
+        "SLACK_BOT_TOKEN": DEFAULT_BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+    }
+    with inbound_world(engine, session_factory, clock, google, settings=settings) as built:
+        with session_factory() as session:
+            link_slack_team(session, built.world.org_id, DEFAULT_TEAM_ID)
+            job = session.get(m.Job, built.job_id)
+            assert job is not None
+            # The job as a launch stores it (no review channel: cards go to the owner's DM).
+            job.params = {
+                "target": {"contact_ids": [built.world.contact_ids[DANA]]},
+                "templates": [{"subject": "Turn times", "body": "Hi {{ first_name }}"}],
+            }
+            session.commit()
+        yield built, served_slack
+
+
+def _click(inbound: Inbound, action_id: str, value: str, *, channel: str, ts: str) -> None:
+    payload = {
+        "type": "block_actions",
+        "team": {"id": DEFAULT_TEAM_ID, "domain": "sandbox-appraisals"},
+        "user": {"id": REP, "username": "maria", "team_id": DEFAULT_TEAM_ID},
+        "api_app_id": "A0SANDBOXAPP",
+        "token": "deprecated",
+        "container": {"type": "message", "message_ts": ts, "channel_id": channel},
+        "channel": {"id": channel, "name": "directmessage"},
+        "actions": [
+            {
+                "type": "button",
+                "action_id": action_id,
+                "block_id": "card_actions",
+                "value": value,
+                "action_ts": f"{time.time():.6f}",
+            }
+        ],
+    }
+    body = urlencode({"payload": json.dumps(payload)})
+    answer = inbound.world.client.post(
+        "/slack/events",
+        content=body.encode(),
+        headers=signed_headers(body, signing_secret=SIGNING_SECRET),
+    )
+    assert answer.status_code == 200, answer.text
+
+
+def _text(message: Any) -> str:
+    """What the card message's sections say."""
+    return "\n".join(
+        str((block.get("text") or {}).get("text") or "")
+        for block in message.blocks
+        if block.get("type") == "section"
+    )
+
+
+def _buttons(message: Any) -> dict[str, dict[str, Any]]:
+    return {
+        str(element.get("action_id")): dict(element)
+        for block in message.blocks
+        for element in block.get("elements", []) or []
+        if element.get("type") == "button"
+    }
+
+
+def test_a_reply_card_in_the_rep_s_dm_approved_sends_one_answer_in_the_thread(
+    with_slack: tuple[Inbound, ServedSlack],
+) -> None:
+    inbound, served = with_slack
+    dana_says = "<reply-2@mail.pinnacle.example>"
+    raw = make_email(
+        sender=DANA,
+        to=REP_EMAIL,
+        subject="Re: Turn times",
+        body=labelled(POSITIVE)["body"],
+        in_reply_to=inbound.send_message_id,
+        references=[inbound.send_message_id],
+        message_id=dana_says,
+    )
+    inbound.deliver(raw)
+    world = inbound.world
+    before = len(world.sent())
+    world.runtime.run_tasks_until_idle()
+
+    (card,) = _cards(inbound)
+    # The job has no review channel: the card goes to the DM of the rep who owns it.
+    (message,) = served.stand_in.messages(REP)
+    assert card.action_payload["body"].strip()[:40] in _text(message)
+    buttons = _buttons(message)
+    assert ActionId.APPROVE in buttons
+    _click(
+        inbound,
+        ActionId.APPROVE,
+        str(buttons[ActionId.APPROVE]["value"]),
+        channel=str(card.slack_channel_id or ""),
+        ts=message.ts,
+    )
+    world.runtime.run_tasks_until_idle()
+    world.drain()
+
+    sent = world.sent()[before:]
+    assert len(sent) == 1
+    assert sent[0].thread_id == inbound.send_thread_id
+    assert sent[0].message["In-Reply-To"] == dana_says
+    assert sent[0].message["References"].split() == [inbound.send_message_id, dana_says]
+    assert [c.state for c in _cards(inbound)] == ["done"]
+
+
+def test_an_amc_order_card_in_slack_has_no_send_button_and_is_never_sent(
+    with_slack: tuple[Inbound, ServedSlack],
+) -> None:
+    inbound, served = with_slack
+    order = labelled(AMC_ORDER)
+    inbound.deliver(inbound.reply(order["body"], subject=order["subject"]))
+    world = inbound.world
+    before = len(world.sent())
+    world.runtime.run_tasks_until_idle()
+
+    (card,) = _cards(inbound)
+    assert card.type == "needs_human_response"
+    (message,) = served.stand_in.messages(REP)
+    assert "AO-482913" in _text(message)
+    approve = _buttons(message)[ActionId.APPROVE]
+    assert "send" not in json.dumps(approve["text"]).lower()
+    world.drain()
+    assert len(world.sent()) == before
