@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 
 from domain.cards import CardState, draft_fingerprint
 from domain.errors import ExternalServiceError, InvalidInput, NotFound
-from domain.jobs import JobTaskView, TaskKind, TaskStatus
+from domain.jobs import COUNTED_KINDS, JobTaskView, TaskKind, TaskStatus
 from domain.outreach.common import OutreachDeps
 from domain.outreach.delivery import Delivery
 from domain.outreach.drafting import Drafting
@@ -73,7 +74,7 @@ class Tasks:
         with self._uow() as uow:
             for task in tasks:
                 if uow.tasks.finish(task.id, TaskStatus.FAILED, now=now, error=reason):
-                    if task.kind not in (TaskKind.POST_CARD, TaskKind.DRAFT_REPLY):
+                    if task.kind in COUNTED_KINDS:
                         uow.jobs.bump(task.job_id, failed_tasks=1)
                     uow.jobs.note_error(task.job_id, f"task #{task.id} ({task.kind}): {reason}")
             uow.commit()
@@ -90,10 +91,13 @@ class Tasks:
         now = self._clock.now()
         with self._uow() as uow:
             if uow.tasks.finish(task.id, status, now=now, output=output, error=error):
+                counted = task.kind in COUNTED_KINDS
                 if status == TaskStatus.SUCCEEDED:
-                    uow.jobs.bump(task.job_id, completed_tasks=1)
+                    if counted:
+                        uow.jobs.bump(task.job_id, completed_tasks=1)
                 else:
-                    uow.jobs.bump(task.job_id, failed_tasks=1)
+                    if counted:
+                        uow.jobs.bump(task.job_id, failed_tasks=1)
                     uow.jobs.note_error(task.job_id, f"task #{task.id} ({task.kind}): {error}")
             uow.commit()
         self._jobs.finish_job_if_done(org_id, task.job_id)
@@ -137,34 +141,48 @@ class Tasks:
         inbound_email_id = int(str(task.input["inbound_email_id"]))
         with self._uow() as uow:
             card = uow.cards.get(org_id, card_id)
-        output: dict[str, Any] = {"card_id": card_id}
-        if card.state == CardState.SUGGESTED:
-            draft = self._replies.draft_for(org_id, inbound_email_id)
-            payload = dict(card.action_payload)
-            to = str(payload.get("from_email") or "")
-            if not to:
-                raise InvalidInput(f"card #{card_id}: the message has no sender to answer")
-            subject = draft.subject or reply_subject(str(payload.get("subject") or ""))
-            payload.update(
-                to=to,
-                to_name=payload.get("from_name"),
-                subject=subject,
-                body=draft.body_text,
-                draft_source=draft.source,
-                draft_note="; ".join(draft.notes) or None,
-                facts_used=list(draft.facts_used),
-            )
-            fingerprint = draft_fingerprint(to=to, subject=subject, body=draft.body_text)
         now = self._clock.now()
+        if card.state != CardState.SUGGESTED:  # drafted already (a task claimed again)
+            self._finish_reply_task(task, card_id, now=now, draft=None)
+            return
+        draft = self._replies.draft_for(org_id, inbound_email_id)
+        payload = dict(card.action_payload)
+        to = str(payload.get("from_email") or "")
+        if not to:
+            raise InvalidInput(f"card #{card_id}: the message has no sender to answer")
+        subject = draft.subject or reply_subject(str(payload.get("subject") or ""))
+        payload.update(
+            to=to,
+            to_name=payload.get("from_name"),
+            subject=subject,
+            body=draft.body_text,
+            draft_source=draft.source,
+            draft_note="; ".join(draft.notes) or None,
+            facts_used=list(draft.facts_used),
+        )
+        fingerprint = draft_fingerprint(to=to, subject=subject, body=draft.body_text)
+        self._finish_reply_task(task, card_id, now=self._clock.now(), draft=(payload, fingerprint))
+
+    def _finish_reply_task(
+        self,
+        task: JobTaskView,
+        card_id: int,
+        *,
+        now: datetime,
+        draft: tuple[dict[str, Any], str] | None,
+    ) -> None:
+        """Put the draft on the card (`suggested` → `in_review`, compare-and-set), queue
+        its post, and finish the task, in one unit of work."""
+        org_id = task.org_id
         with self._uow() as uow:
-            if card.state == CardState.SUGGESTED and uow.cards.compare_and_set(
+            if draft is not None and uow.cards.compare_and_set(
                 org_id,
                 card_id,
                 expected=[CardState.SUGGESTED],
                 to=CardState.IN_REVIEW,
                 now=now,
-                action_payload=payload,
-                draft_fingerprint=fingerprint,
+                action_payload=draft[0],
+                draft_fingerprint=draft[1],
             ):
                 self._presenting.queue_posts(
                     uow,
@@ -172,7 +190,7 @@ class Tasks:
                     task.job_id,
                     [{"contact_id": task.contact_id, "input": {"card_id": card_id}}],
                 )
-            uow.tasks.finish(task.id, TaskStatus.SUCCEEDED, now=now, output=output)
+            uow.tasks.finish(task.id, TaskStatus.SUCCEEDED, now=now, output={"card_id": card_id})
             uow.commit()
 
     def _update_profile(self, task: JobTaskView, *, org_id: int) -> None:
