@@ -305,6 +305,9 @@ class JobRepo:
 
 
 _STOPPED_JOB_STATES = (JobStatus.CANCELLED.value, JobStatus.FAILED.value)
+# Jobs whose pending post_card tasks still run: stopped ones (withdrawn cards) and finished
+# ones (reply cards made after the last email).
+_POSTING_JOB_STATES = (*_STOPPED_JOB_STATES, JobStatus.SUCCEEDED.value)
 
 
 class TaskRepo:
@@ -383,14 +386,16 @@ class TaskRepo:
             kind_filter.append(t.kind.in_([k.value for k in kinds]))
         if exclude_kinds:
             kind_filter.append(t.kind.not_in([k.value for k in exclude_kinds]))
-        # A stopped job's withdrawn cards still have their messages updated.
+        # A stopped job's withdrawn cards still have their messages updated, and a finished
+        # job's reply cards (a contact answered its last email) are drafted and posted.
         job_ok = or_(
             m.Job.status == JobStatus.RUNNING.value,
             and_(
-                m.Job.status.in_(_STOPPED_JOB_STATES),
+                m.Job.status.in_(_POSTING_JOB_STATES),
                 t.kind == TaskKind.POST_CARD.value,
                 t.status == TaskStatus.PENDING.value,
             ),
+            and_(t.kind == TaskKind.DRAFT_REPLY.value, t.status == TaskStatus.PENDING.value),
         )
         orgs = self._orgs_by_load(now=now, kind_filter=kind_filter)
         postgres = self._s.get_bind().dialect.name == "postgresql"
@@ -459,8 +464,13 @@ class TaskRepo:
             select(t.org_id)
             .join(m.Job, m.Job.id == t.job_id)
             .where(
-                m.Job.status.in_(_STOPPED_JOB_STATES),
-                t.kind == TaskKind.POST_CARD.value,
+                or_(
+                    and_(
+                        m.Job.status.in_(_POSTING_JOB_STATES),
+                        t.kind == TaskKind.POST_CARD.value,
+                    ),
+                    t.kind == TaskKind.DRAFT_REPLY.value,
+                ),
                 t.status == TaskStatus.PENDING.value,
             )
         )

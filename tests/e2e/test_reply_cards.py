@@ -323,3 +323,34 @@ def test_an_amc_order_card_in_slack_has_no_send_button_and_is_never_sent(
     assert "send" not in json.dumps(approve["text"]).lower()
     world.drain()
     assert len(world.sent()) == before
+
+
+def test_a_reply_after_the_campaign_finished_is_still_drafted_posted_and_sent(
+    with_slack: tuple[Inbound, ServedSlack],
+) -> None:
+    inbound, served = with_slack
+    with inbound.sessions() as session:
+        job = session.get(m.Job, inbound.job_id)
+        assert job is not None
+        job.status = "succeeded"
+        session.commit()
+    inbound.deliver(inbound.reply(labelled(POSITIVE)["body"]))
+    world = inbound.world
+    before = len(world.sent())
+    world.runtime.run_tasks_until_idle()
+
+    (card,) = _cards(inbound)
+    assert card.state == "in_review"
+    (message,) = served.stand_in.messages(REP)
+    approve = _buttons(message)[ActionId.APPROVE]
+    _click(
+        inbound,
+        ActionId.APPROVE,
+        str(approve["value"]),
+        channel=str(card.slack_channel_id or ""),
+        ts=message.ts,
+    )
+    world.runtime.run_tasks_until_idle()
+    world.drain()
+    assert len(world.sent()) == before + 1
+    assert world.sent()[-1].thread_id == inbound.send_thread_id
