@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Final
 
 import anthropic
@@ -272,21 +272,15 @@ class ClaudeDrafter:
             raise error from exc
 
     def _written_email(self, message: Message) -> WrittenEmail:
-        block = _tool_call(message.content, WRITE_EMAIL_TOOL)
-        if block is None:
-            reason = _missing_tool_reason(message)
+        block = forced_tool_call(
+            message, WRITE_EMAIL_TOOL, declined="Claude declined to write this email"
+        )
+        if isinstance(block, str):
             log.warning(
                 "claude draft unusable",
-                extra={"model": self._model, "message_id": message.id, "reason": reason},
+                extra={"model": self._model, "message_id": message.id, "reason": block},
             )
-            raise InvalidInput(reason)
-        if message.stop_reason == "max_tokens":
-            reason = "the answer was cut off at the token limit"
-            log.warning(
-                "claude draft unusable",
-                extra={"model": self._model, "message_id": message.id, "reason": reason},
-            )
-            raise InvalidInput(reason)
+            raise InvalidInput(block)
         try:
             return WrittenEmail.model_validate(block.input)
         except ValidationError as exc:
@@ -298,19 +292,20 @@ class ClaudeDrafter:
             raise InvalidInput(reason) from None
 
 
-def _tool_call(content: Sequence[object], name: str) -> ToolUseBlock | None:
-    for block in content:
-        if isinstance(block, ToolUseBlock) and block.name == name:
-            return block
-    return None
+def forced_tool_call(message: Message, tool: str, *, declined: str) -> ToolUseBlock | str:
+    """Return the answer's call of `tool`, or why there is no usable one.
 
-
-def _missing_tool_reason(message: Message) -> str:
-    if message.stop_reason == "refusal":
-        return "Claude declined to write this email"
+    An answer cut off at the token limit is unusable even when it holds the call (its input
+    may be truncated); `declined` is the reason given when Claude refused.
+    """
     if message.stop_reason == "max_tokens":
         return "the answer was cut off at the token limit"
-    return f"no {WRITE_EMAIL_TOOL} call in the answer"
+    for block in message.content:
+        if isinstance(block, ToolUseBlock) and block.name == tool:
+            return block
+    if message.stop_reason == "refusal":
+        return declined
+    return f"no {tool} call in the answer"
 
 
 _ERROR_WORDS: Final[Mapping[str, str]] = {

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import anthropic
-from anthropic.types import Message, TextBlockParam, ToolUseBlock
+from anthropic.types import Message, TextBlockParam
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from domain.classification import (
@@ -57,7 +57,7 @@ from domain.classification import (
 from domain.email_message import EmailFlag
 from domain.errors import ExternalServiceError
 from domain.safety import looks_like_injection, remove_invisible_characters
-from integrations.claude import quote_data, service_error
+from integrations.claude import forced_tool_call, quote_data, service_error
 from integrations.claude_prompts import (
     CLASSIFY_TOOL,
     CLASSIFY_TOOL_PARAM,
@@ -451,16 +451,9 @@ class ClaudeClassifier:
     # --- reading the answer ---
 
     def _classification(self, message: Message, prepared: PreparedMessage) -> Classification:
-        block = next(
-            (b for b in message.content if isinstance(b, ToolUseBlock) and b.name == CLASSIFY_TOOL),
-            None,
-        )
-        if message.stop_reason == "max_tokens":
-            return self._escalate(message, prepared, "the answer was cut off at the token limit")
-        if block is None:
-            if message.stop_reason == "refusal":
-                return self._escalate(message, prepared, "Claude declined to classify it")
-            return self._escalate(message, prepared, f"no {CLASSIFY_TOOL} call in the answer")
+        block = forced_tool_call(message, CLASSIFY_TOOL, declined="Claude declined to classify it")
+        if isinstance(block, str):
+            return self._escalate(message, prepared, block)
         try:
             answer = ClassificationAnswer.model_validate(block.input)
         except ValidationError as exc:

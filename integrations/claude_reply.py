@@ -28,7 +28,7 @@ import logging
 from typing import Any, Final
 
 import anthropic
-from anthropic.types import Message, TextBlockParam, ToolParam, ToolUseBlock
+from anthropic.types import Message, TextBlockParam, ToolParam
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from domain.errors import ExternalServiceError, InvalidInput
@@ -41,7 +41,12 @@ from domain.replies import (
     ReplyDraft,
 )
 from domain.safety import remove_invisible_characters
-from integrations.claude import describe_validation_error, quote_data, service_error
+from integrations.claude import (
+    describe_validation_error,
+    forced_tool_call,
+    quote_data,
+    service_error,
+)
 
 log = logging.getLogger(__name__)
 
@@ -335,24 +340,12 @@ class ClaudeReplyDrafter:
             raise error from exc
 
     def _written(self, message: Message) -> WrittenReply:
-        block = next(
-            (
-                b
-                for b in message.content
-                if isinstance(b, ToolUseBlock) and b.name == WRITE_REPLY_TOOL
-            ),
-            None,
+        block = forced_tool_call(
+            message, WRITE_REPLY_TOOL, declined="Claude declined to write this answer"
         )
-        reason: str | None = None
-        if message.stop_reason == "max_tokens":
-            reason = "the answer was cut off at the token limit"
-        elif block is None:
-            reason = (
-                "Claude declined to write this answer"
-                if message.stop_reason == "refusal"
-                else f"no {WRITE_REPLY_TOOL} call in the answer"
-            )
-        if reason is None and block is not None:
+        if isinstance(block, str):
+            reason = block
+        else:
             try:
                 return WrittenReply.model_validate(block.input)
             except ValidationError as exc:
@@ -361,7 +354,7 @@ class ClaudeReplyDrafter:
             "claude reply draft unusable",
             extra={"model": self._model, "message_id": message.id, "reason": reason},
         )
-        raise InvalidInput(reason or "unusable answer")
+        raise InvalidInput(reason)
 
 
 def _same_subject(subject: str, thread_subject: str) -> bool:
