@@ -20,6 +20,29 @@ class ActionId(StrEnum):
     BODY_INPUT = "body_input"
     APPROVE_AFTER_EDIT = "approve_after_edit"
     REASON_INPUT = "reason_input"
+    #: A reply card's overflow menu (Re-label, Snooze, View thread, Open contact).
+    CARD_MORE = "card_more"
+    #: "Enroll <name> in <campaign>" on a referral card.
+    ENROLL_REFERRAL = "card_enroll_referral"
+    CATEGORY_INPUT = "category_input"
+    INTENT_INPUT = "intent_input"
+    SENTIMENT_INPUT = "sentiment_input"
+    EMAIL_INPUT = "email_input"
+    NAME_INPUT = "name_input"
+    #: Accept / dismiss a rule proposed from reps' corrections.
+    ACCEPT_RULE_PROPOSAL = "rule_proposal_accept"
+    DISMISS_RULE_PROPOSAL = "rule_proposal_dismiss"
+
+
+class OverflowChoice(StrEnum):
+    """What an option of a card's overflow menu does (its value is `<choice>:<card id>`)."""
+
+    RELABEL = "relabel"
+    SNOOZE_HOUR = "snooze_1h"
+    SNOOZE_TOMORROW = "snooze_tomorrow"
+    SNOOZE_NEXT_WEEK = "snooze_next_week"
+    VIEW_THREAD = "view_thread"
+    OPEN_CONTACT = "open_contact"
 
 
 class CallbackId(StrEnum):
@@ -28,6 +51,10 @@ class CallbackId(StrEnum):
     EDIT_CARD = "card_edit_modal"
     REJECT_CARD = "card_reject_modal"
     FULL_CARD = "card_full_modal"
+    RELABEL_CARD = "card_relabel_modal"
+    REFERRAL_EMAIL = "card_referral_email_modal"
+    THREAD = "card_thread_modal"
+    CONTACT = "card_contact_modal"
 
 
 class BlockId(StrEnum):
@@ -37,6 +64,11 @@ class BlockId(StrEnum):
     BODY = "body"
     OPTIONS = "options"
     REASON = "reason"
+    CATEGORY = "category"
+    INTENT = "intent"
+    SENTIMENT = "sentiment"
+    EMAIL = "email"
+    NAME = "name"
     CARD_ACTIONS = "card_actions"
 
 
@@ -46,3 +78,4 @@ class Command(StrEnum):
     CAMPAIGN = "/campaign"
     JOB = "/job"
     RULES = "/rules"
+    TRIAGE = "/triage"

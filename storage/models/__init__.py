@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from storage.models.accounts import ApiToken, Organization, User
 from storage.models.base import NAMING_CONVENTION, Base
+from storage.models.corrections import ClassifierCorrection, RuleProposal
 from storage.models.crm import AppraisalOrder, Client, Contact, Property
 from storage.models.engagement import ContactEngagementEvent
 from storage.models.events import ProcessedEvent
@@ -30,6 +31,7 @@ __all__ = [
     "AppraisalOrder",
     "Base",
     "Card",
+    "ClassifierCorrection",
     "ClassifierRule",
     "Client",
     "Contact",
@@ -48,6 +50,7 @@ __all__ = [
     "OrgReplyPolicy",
     "Organization",
     "ProcessedEvent",
+    "RuleProposal",
     "Property",
     "SlackDeferredCall",
     "SlackInstallation",

@@ -22,6 +22,8 @@ class Organization(Base):
     classify_threshold: Mapped[float] = mapped_column(
         Float, nullable=False, default=0.7, server_default=text("0.7")
     )
+    # Where reply cards go when no rep or review channel can take them (`/triage set`).
+    triage_channel_id: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = created()
 
 

@@ -84,6 +84,9 @@ class Contact(Base):
     lead_score: Mapped[int | None] = mapped_column(Integer)
     timezone: Mapped[str | None] = mapped_column(String(64))
     opted_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # "Not now, try me in January": no outreach to the person before this time.
+    paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    pause_reason: Mapped[str | None] = mapped_column(String(64))
     email_preferences: Mapped[dict[str, Any]] = json_dict()
     email_status: Mapped[str] = mapped_column(
         String(16), nullable=False, default="valid", server_default="valid"

@@ -28,6 +28,10 @@ class Job(Base):
     campaign_id: Mapped[int | None] = mapped_column(
         BigId, ForeignKey("marketing_campaigns.id", ondelete="SET NULL")
     )
+    # `campaign`, or `inbox`: the organization's one job for reply cards answering no job.
+    kind: Mapped[str] = mapped_column(
+        String(16), nullable=False, default="campaign", server_default="campaign"
+    )
     name: Mapped[str] = mapped_column(String(200), nullable=False)
     description: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), nullable=False, default="pending")
@@ -165,5 +169,7 @@ class Card(Base):
     withdrawn_reason: Mapped[str | None] = mapped_column(Text)
     slack_channel_id: Mapped[str | None] = mapped_column(String(32))
     slack_message_ts: Mapped[str | None] = mapped_column(String(32))
+    # A snoozed card is posted again at this time (the snooze sweep clears it).
+    snoozed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = created()
     updated_at: Mapped[datetime] = created()
