@@ -49,6 +49,7 @@ from domain.ports import (
 )
 from domain.replies import Replies
 from domain.reply_policy import ReplyPolicies
+from domain.reply_routing import Triage
 from domain.rules import Rules
 from domain.sending import SendLimits
 from domain.suppression import Suppression
@@ -66,6 +67,7 @@ from handlers.api import (
     unsubscribe,
 )
 from handlers.api import gmail as gmail_api
+from handlers.api import triage as triage_api
 from handlers.api.deps import Services
 from handlers.api.docs import error_answer, install_docs
 from handlers.api.errors import error_body, install_error_handlers
@@ -110,6 +112,8 @@ class Runtime:
     inbound_worker: UnderstandingWorker
     rules: Rules
     reply_policies: ReplyPolicies
+    #: The triage channel of reply cards (`/triage`, /api/inbound/triage).
+    triage: Triage
     #: Classifies inbound mail: Claude (ANTHROPIC_FAST_MODEL) with a key, else the offline
     #: model; `offline_classifier` is the one to fall back on when Claude is away.
     message_classifier: MessageClassifier
@@ -314,6 +318,7 @@ def build_runtime(
     # One per process: its per-org cache of rules is shared by the routes, Slack and inbound.
     rules = Rules(service_deps, regex=Re2Engine())
     reply_policies = ReplyPolicies(service_deps)
+    triage = Triage(service_deps, channels=notifier)
     replies = Replies(service_deps, drafter=build_reply_drafter(settings))
     outreach = Outreach.build(
         service_deps,
@@ -396,6 +401,7 @@ def build_runtime(
                 gmail.connected_address(actor.org_id, actor.user_id) if gmail else None
             ),
             reply_policies=reply_policies,
+            triage=triage,
         )
         # The web app stores each listener's slow part; the worker's app replays it.
         slack_calls = SlackCallQueue(services.session_factory)
@@ -434,6 +440,7 @@ def build_runtime(
         inbound_worker=inbound_worker,
         rules=rules,
         reply_policies=reply_policies,
+        triage=triage,
         message_classifier=message_classifier,
         offline_classifier=offline_classifier,
         replies=replies,
@@ -596,6 +603,7 @@ def build_app(
     app.include_router(engagement.router)
     app.include_router(inbound_rules.router)
     app.include_router(reply_policy.router)
+    app.include_router(triage_api.router)
     # Without GOOGLE_CLIENT_ID/SECRET every Gmail route answers 503.
     gmail_unavailable: dict[int | str, dict[str, Any]] = {503: error_answer(503)}
     app.include_router(gmail_api.router, responses=gmail_unavailable)

@@ -17,6 +17,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 
 from domain.cards import Card, CardView
 from domain.errors import ExternalServiceError
+from domain.reply_routing import ChannelStatus, ChannelUnavailable
 from handlers.slack.blocks import bulk_message, card_message
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,8 @@ _PERMANENT = {
     "account_inactive": "Salesbot's Slack token was revoked; reinstall the app",
     "message_not_found": "the card's message was deleted",
 }
+# A channel that refuses the bot itself: posting elsewhere helps (domain/reply_routing.py).
+_CHANNEL_REFUSALS = frozenset({"channel_not_found", "not_in_channel", "is_archived"})
 
 
 def add_retry_handlers(client: WebClient, *, max_rate_limit_retries: int = 30) -> WebClient:
@@ -92,8 +95,27 @@ class SlackNotifier:
                 channel=target, text=text, blocks=blocks, unfurl_links=False
             )
         except SlackApiError as exc:
-            raise _external(exc) from exc
+            raise _external(exc, channel=channel) from exc
         return str(response["channel"]), str(response["ts"])
+
+    def channel_status(self, org_id: int, channel_id: str) -> ChannelStatus:
+        """Say whether the bot can see a channel, is in it, and whether it is archived."""
+        client = self._client_for_org(org_id)
+        try:
+            info = client.conversations_info(channel=channel_id)
+        except SlackApiError as exc:
+            if exc.response.get("error") == "channel_not_found":
+                return ChannelStatus(channel_id=channel_id, found=False)
+            raise _external(exc) from exc
+        channel = info.get("channel") or {}
+        return ChannelStatus(
+            channel_id=channel_id,
+            found=True,
+            name=channel.get("name"),
+            is_member=bool(channel.get("is_member")),
+            is_archived=bool(channel.get("is_archived")),
+            is_private=bool(channel.get("is_private")),
+        )
 
     def post_bulk(
         self,
@@ -136,9 +158,13 @@ class SlackNotifier:
             raise _external(exc) from exc
 
 
-def _external(exc: SlackApiError) -> ExternalServiceError:
+def _external(exc: SlackApiError, *, channel: str | None = None) -> ExternalServiceError:
+    """The error to raise for a Slack refusal; posting to `channel` (not a DM), a refusal
+    of the bot by the channel is a ChannelUnavailable."""
     error = str(exc.response.get("error", "unknown_error"))
     reason = _PERMANENT.get(error)
+    if channel and error in _CHANNEL_REFUSALS:
+        return ChannelUnavailable(f"Slack: {reason} ({error})", channel_id=channel, error=error)
     if reason:
         return ExternalServiceError(f"Slack: {reason} ({error})", retryable=False)
     return ExternalServiceError(f"Slack answered {error}", retryable=error == "ratelimited")

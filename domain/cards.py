@@ -154,6 +154,8 @@ class Card:
     withdrawn_reason: str | None = None
     slack_channel_id: str | None = None
     slack_message_ts: str | None = None
+    #: The inbound message a reply card was made from (issue 12); None for outreach cards.
+    inbound_email_id: int | None = None
 
     @property
     def sends_email(self) -> bool:

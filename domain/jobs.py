@@ -35,6 +35,20 @@ class JobStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+class JobKind(StrEnum):
+    """What a job is for."""
+
+    #: Outreach: a campaign's (or the jobs API's) multi-step cadence of drafted emails.
+    CAMPAIGN = "campaign"
+    #: The organization's one replies inbox: the reply cards that answer no campaign job
+    #: (issue 12). It runs for ever: it never finishes, and it cannot be paused or cancelled.
+    INBOX = "inbox"
+
+
+#: The name of an organization's replies inbox job; shown as "Replies inbox".
+INBOX_JOB_NAME: Final = "Replies"
+
+
 class TaskKind(StrEnum):
     """What a job task does."""
 
@@ -315,6 +329,12 @@ class Job(BaseModel):
     org_id: int
     owner_id: int | None
     campaign_id: int | None
+    kind: JobKind = Field(
+        default=JobKind.CAMPAIGN,
+        description="`campaign`: an outreach job; `inbox`: the organization's replies inbox, "
+        "which holds the reply cards that answer no campaign, never finishes and cannot be "
+        "paused or cancelled.",
+    )
     name: str
     description: str | None
     status: JobStatus
@@ -338,8 +358,20 @@ class Job(BaseModel):
     cancelled_by: int | None = Field(default=None, description="The user who cancelled the job.")
 
     def parsed_params(self) -> JobParams:
-        """Return the params as a validated model."""
+        """Return the params as a validated model (a campaign job's; the inbox has none)."""
         return JobParams.model_validate(self.params)
+
+    @property
+    def is_inbox(self) -> bool:
+        """True for the organization's replies inbox job."""
+        return self.kind == JobKind.INBOX
+
+    @property
+    def review_channel_id(self) -> str | None:
+        """The channel the job's cards are reviewed in, if it names one (read without
+        validating the params: the inbox job has none)."""
+        channel = self.params.get("review_channel_id")
+        return channel if isinstance(channel, str) and channel else None
 
 
 class JobTaskView(BaseModel):

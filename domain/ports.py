@@ -30,7 +30,7 @@ from domain.engagement import (
 )
 from domain.errors import ExternalServiceError
 from domain.inbound_actions import EnrollmentRef
-from domain.jobs import Job, JobStatus, JobTaskView, TargetSelection, TaskStatus
+from domain.jobs import Job, JobKind, JobStatus, JobTaskView, TargetSelection, TaskStatus
 from domain.mail import OutgoingEmail, SendOutcome
 from domain.mailboxes import (
     AccountTokens,
@@ -44,6 +44,7 @@ from domain.mailboxes import (
 )
 from domain.replies import ReplyContext, ReplyDraft
 from domain.reply_policy import ReplyPolicy
+from domain.reply_routing import ChannelStatus, RoutingFacts
 from domain.rules import Rule, RuleType
 from domain.sending import (
     AccessTokenUpdate,
@@ -222,6 +223,11 @@ class JobRepository(Protocol):
         """Return the job a request created, if it ran before."""
         ...
 
+    def inbox_job_id(self, org_id: int, *, now: datetime) -> int:
+        """Return the id of the organization's replies inbox job, creating it on first use
+        (two first uses at once make one; the caller's unit of work carries on)."""
+        ...
+
     def get(self, org_id: int, job_id: int) -> Job:
         """Return a job or raise NotFound."""
         ...
@@ -236,9 +242,10 @@ class JobRepository(Protocol):
         *,
         status: str | None = None,
         campaign_id: int | None = None,
+        kind: JobKind | None = None,
         limit: int = 50,
     ) -> builtins.list[Job]:
-        """Return jobs, newest first."""
+        """Return jobs (of one kind, if given), newest first."""
         ...
 
     def set_status(
@@ -274,7 +281,7 @@ class JobRepository(Protocol):
         ...
 
     def idle_running(self, *, after_id: int, limit: int) -> builtins.list[tuple[int, int]]:
-        """Return (org id, job id) of planned running jobs without an open task, by id."""
+        """Return (org id, job id) of planned running campaign jobs without an open task."""
         ...
 
     def bump(self, job_id: int, **deltas: int) -> None:
@@ -512,6 +519,9 @@ class OutreachUnitOfWork(Transaction, Protocol):
 
     @property
     def users(self) -> UserRepository: ...
+
+    @property
+    def orgs(self) -> TriageChannelRepository: ...
 
 
 class ChatNotifier(Protocol):
@@ -1348,11 +1358,42 @@ class InboundTaskRepository(Protocol):
         ...
 
 
+class InboxJobRepository(Protocol):
+    """The organization's replies inbox job, as the inbound pipeline needs it."""
+
+    def inbox_job_id(self, org_id: int, *, now: datetime) -> int:
+        """Return the id of the replies inbox job, creating it on first use."""
+        ...
+
+
+class ReplyRoutingRepository(Protocol):
+    """What the thread of an inbound message says about who answers it."""
+
+    def routing_facts(
+        self,
+        org_id: int,
+        inbound_email_id: int,
+        *,
+        send_id: int | None,
+        client_id: int | None,
+        now: datetime,
+    ) -> RoutingFacts:
+        """Return the mailbox's user, the answered send's job owner, campaign and step, and
+        the client with its order history (each None when unknown)."""
+        ...
+
+
 class UnderstandingUnitOfWork(Transaction, Protocol):
     """One transaction over what the inbound pipeline reads and writes; commits once."""
 
     @property
     def cards(self) -> InboundCardRepository: ...
+
+    @property
+    def jobs(self) -> InboxJobRepository: ...
+
+    @property
+    def reply_routing(self) -> ReplyRoutingRepository: ...
 
     @property
     def tasks(self) -> InboundTaskRepository: ...
@@ -1484,6 +1525,37 @@ class ReplyPolicyUnitOfWork(Transaction, Protocol):
 
     @property
     def reply_policies(self) -> ReplyPolicyRepository: ...
+
+
+# --- triage channel ---
+
+
+class TriageChannelRepository(Protocol):
+    """Each organization's triage channel (`organizations.triage_channel_id`)."""
+
+    def triage_channel(self, org_id: int) -> str | None:
+        """Return the organization's triage channel id, if one is set."""
+        ...
+
+    def set_triage_channel(self, org_id: int, channel_id: str | None) -> None:
+        """Store the triage channel (None: none); raise NotFound for an unknown org."""
+        ...
+
+
+class TriageUnitOfWork(Transaction, Protocol):
+    """One transaction over the triage channel; commits once."""
+
+    @property
+    def orgs(self) -> TriageChannelRepository: ...
+
+
+class ChannelDirectory(Protocol):
+    """Tells whether Salesbot can post in a chat channel (Slack in production)."""
+
+    def channel_status(self, org_id: int, channel_id: str) -> ChannelStatus:
+        """Return what the chat says of the channel (found: False when the bot cannot see
+        it); raise ExternalServiceError when the chat cannot be asked."""
+        ...
 
 
 # --- classification ---

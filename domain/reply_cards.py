@@ -48,6 +48,7 @@ from domain.classification import (
 from domain.detection import Detection, MessageKind
 from domain.jobs import TaskKind
 from domain.reply_policy import NEVER_AUTO, ReplyPolicy, may_auto_send
+from domain.reply_routing import route_reply_card, stranger_card_reason
 
 if TYPE_CHECKING:
     from domain.conversations import Link
@@ -350,15 +351,28 @@ def make_reply_card(
     """Make the card a person's finally classified message makes, in the caller's unit of
     work; return its id, or None when it makes none (or made one already).
 
-    Only a message linked to a contact makes a card; one message never makes two (a
-    re-run finds the card it made). A card answering a campaign send belongs to that
-    send's job; a human card (no draft, no Send button) is queued to the paced poster at
-    once, a reply card waits in `suggested` for its draft.
+    One message never makes two cards (a re-run finds the card it made). A message from
+    someone who is not a contact makes one only as domain/reply_routing.py says. A card
+    answering a campaign send belongs to that send's job, any other to the organization's
+    replies inbox job; a human card (no draft, no Send button) is queued to the paced
+    poster at once, a reply card waits in `suggested` for its draft.
     """
-    if link.contact_id is None:
-        return None
-    facts = reply_facts(detection or Detection(), known_contact=True, threshold=message.threshold)
+    known = link.contact_id is not None
+    facts = reply_facts(detection or Detection(), known_contact=known, threshold=message.threshold)
     plan = plan_reply_card(classification, facts, uow.reply_policies.get(message.org_id))
+    if not known:  # a stranger, or a deleted contact: a person answers, or no card
+        stranger = stranger_card_reason(link, classification.category)
+        if stranger is None or not plan.makes_card:
+            return None
+        plan = plan.model_copy(
+            update={
+                "card_type": CardType.NEEDS_HUMAN_RESPONSE,
+                "state": CardState.IN_REVIEW,
+                "action": ReplyAction.HUMAN_RESPONSE,
+                "auto_send": False,
+                "reason": f"{plan.reason}; {stranger}",
+            }
+        )
     if plan.card_type not in MADE_CARD_TYPES or plan.auto_send:
         return None
     if uow.cards.for_inbound_email(message.org_id, message.id) is not None:
@@ -390,13 +404,15 @@ def make_reply_card(
         if message.message_id
         else list(message.references[-MAX_REFERENCES:]),
     }
+    routing = route_reply_card(uow, message, link, now=now)  # its job, who answers, facts
+    payload.update(routing.payload)
     who = message.from_name or message.from_email or "someone"
     title = f"{'Needs a person' if human else 'Reply'}: {who}: {message.subject}"[:300]
     (card_id,) = uow.cards.add_many(
         message.org_id,
         [
             {
-                "job_id": send.job_id if send is not None else None,
+                "job_id": routing.job_id,
                 "task_id": None,
                 "enrollment_id": send.enrollment_id if send is not None else None,
                 "contact_id": link.contact_id,
@@ -412,15 +428,7 @@ def make_reply_card(
             }
         ],
     )
-    job_id = send.job_id if send is not None else None
-    if job_id is None:
-        # Who sees a card comes from the campaign's job (its review channel, else its
-        # owner's DM); the org's triage channel for the others is a later step.
-        log.info(
-            "reply card kept, not posted: it answers no campaign job",
-            extra={"card_id": card_id, "inbound_email_id": message.id},
-        )
-        return card_id
+    job_id = routing.job_id
     # Human cards are posted as they are; reply cards are drafted first, then posted.
     task: dict[str, Any] = (
         {"kind": TaskKind.POST_CARD.value, "input": {"card_id": card_id}}

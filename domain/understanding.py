@@ -43,13 +43,14 @@ from domain.conversations import (
     marks_send_replied,
     reported_addresses,
 )
-from domain.detection import Detection
+from domain.detection import Detection, MessageKind
 from domain.email_message import EmailFlag
 from domain.engagement import EngagementInput, record_engagements
 from domain.errors import ExternalServiceError
 from domain.inbound import retry_delay
 from domain.inbound_actions import OUR_SEND_WINDOW, ActingOn, act, withheld
 from domain.reply_cards import make_reply_card
+from domain.reply_routing import sender_note
 
 if TYPE_CHECKING:
     from domain.ports import MessageClassifier, UnderstandingUnitOfWork, UnsubscribeTokenReader
@@ -651,8 +652,12 @@ class Understanding:
             result = result.model_copy(update={"category": Category.ESCALATE, "reason": escalation})
             on = replace(on, classification=result)
         actions = act(uow, on, now=now, events=events)
+        card_notes: tuple[str, ...] = ()
         if on.final and not own and not message.sent_by_us:
             make_reply_card(uow, message, result, detection, link, now=now)
+            stranger = sender_note(link, result.category)
+            if stranger and (detection is None or detection.kind is MessageKind.ORDINARY):
+                card_notes = (stranger,)
         pipeline.record(
             message.id,
             Recorded(
@@ -663,7 +668,8 @@ class Understanding:
                 notes=decision.notes
                 + withheld_notes
                 + result.notes
-                + ((f"linked by: {link.linked_by.value}",) if link.linked_by else ()),
+                + ((f"linked by: {link.linked_by.value}",) if link.linked_by else ())
+                + card_notes,
                 reclassify_at=decision.reclassify_at,
             ),
             earlier_actions=earlier,

@@ -60,6 +60,22 @@ class OrgRepo:
         row.slack_team_id = team_id
         self._s.flush()
 
+    def triage_channel(self, org_id: int) -> str | None:
+        """Return the organization's triage channel id, if one is set."""
+        return self._s.scalar(
+            select(m.Organization.triage_channel_id).where(m.Organization.id == org_id)
+        )
+
+    def set_triage_channel(self, org_id: int, channel_id: str | None) -> None:
+        """Store the triage channel (None: none); raise NotFound for an unknown org."""
+        result = self._s.execute(
+            update(m.Organization)
+            .where(m.Organization.id == org_id)
+            .values(triage_channel_id=channel_id)
+        )
+        if not result.rowcount:  # type: ignore[attr-defined]
+            raise NotFound(f"organization {org_id} not found")
+
     def _one(self, where: ColumnElement[bool]) -> Org | None:
         row = self._s.scalars(select(m.Organization).where(where)).one_or_none()
         return None if row is None else _org(row)

@@ -10,14 +10,17 @@ from typing import Any
 
 from sqlalchemy import and_, case, exists, func, insert, or_, select, type_coerce, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from domain.cards import CardState
 from domain.errors import NotFound
 from domain.jobs import (
+    INBOX_JOB_NAME,
     JOB_METRICS,
     EnrollmentStatus,
     Job,
+    JobKind,
     JobStatus,
     JobTaskView,
     TaskKind,
@@ -67,6 +70,50 @@ class JobRepo:
         self._s.flush()
         return self._to_domain(row)
 
+    def inbox_job_id(self, org_id: int, *, now: datetime) -> int:
+        """Return the id of the organization's replies inbox job, creating it on first use.
+
+        The inbox is stored running and planned (there is nothing to plan), so the planner
+        and the recovery sweep leave it alone. Two first uses at once are one job: the
+        partial unique index `ux_jobs_org_id_inbox` refuses the second insert, which is made
+        in a savepoint so that only it is undone, and the winner's row is read instead; the
+        caller's unit of work carries on.
+        """
+        found = self._inbox_id(org_id)
+        if found is not None:
+            return found
+        try:
+            with self._s.begin_nested():
+                return int(
+                    self._s.execute(
+                        insert(m.Job)
+                        .values(
+                            org_id=org_id,
+                            kind=JobKind.INBOX.value,
+                            name=INBOX_JOB_NAME,
+                            description="Reply cards that answer no campaign job.",
+                            params={},
+                            status=JobStatus.RUNNING.value,
+                            started_at=now,
+                            planned_at=now,
+                            last_run_at=now,
+                        )
+                        .returning(m.Job.id)
+                    ).scalar_one()
+                )
+        except IntegrityError:
+            # Another transaction created it first (its row is committed: the insert
+            # waited for it): read theirs. Any other refusal has no row to read.
+            found = self._inbox_id(org_id)
+            if found is None:
+                raise
+            return found
+
+    def _inbox_id(self, org_id: int) -> int | None:
+        return self._s.scalar(
+            select(m.Job.id).where(m.Job.org_id == org_id, m.Job.kind == JobKind.INBOX.value)
+        )
+
     def find_by_request_key(self, org_id: int, request_key: str) -> Job | None:
         """Return the job a request created, if it ran before."""
         row = self._s.scalars(
@@ -107,12 +154,15 @@ class JobRepo:
         *,
         status: str | None = None,
         campaign_id: int | None = None,
+        kind: JobKind | None = None,
         limit: int = 50,
     ) -> list[Job]:
-        """Return jobs, newest first."""
+        """Return jobs (of one kind, if given), newest first."""
         query = select(m.Job).where(m.Job.org_id == org_id)
         if status:
             query = query.where(m.Job.status == status)
+        if kind is not None:
+            query = query.where(m.Job.kind == kind.value)
         if campaign_id is not None:
             query = query.where(m.Job.campaign_id == campaign_id)
         return [
@@ -204,7 +254,8 @@ class JobRepo:
         return [(org_id, job_id) for org_id, job_id in rows]
 
     def idle_running(self, *, after_id: int, limit: int) -> builtins.list[tuple[int, int]]:
-        """Return (org id, job id) of planned running jobs without an open task, by id."""
+        """Return (org id, job id) of planned running campaign jobs without an open task,
+        by id (the replies inbox never finishes)."""
         t = m.JobTask
         open_task = exists().where(
             t.job_id == m.Job.id,
@@ -214,6 +265,7 @@ class JobRepo:
             select(m.Job.org_id, m.Job.id)
             .where(
                 m.Job.status == JobStatus.RUNNING.value,
+                m.Job.kind != JobKind.INBOX.value,
                 m.Job.planned_at.is_not(None),
                 m.Job.id > after_id,
                 ~open_task,

@@ -147,7 +147,7 @@ class ReplyContextRepo:
             if contact_row is not None and contact_row.client_id
             else inbound.client_id
         )
-        client = self._client(org_id, client_id, now=now) if client_id else None
+        client = self.client_account(org_id, client_id, now=now) if client_id else None
         contact_id = contact_row.id if contact_row is not None else None
         sender_user = (send_row.sender_user_id if send_row is not None else None) or (
             job_owner or mailbox_user
@@ -202,7 +202,8 @@ class ReplyContextRepo:
             opted_out=row.opted_out_at is not None,
         )
 
-    def _client(self, org_id: int, client_id: int, *, now: datetime) -> ClientAccount | None:
+    def client_account(self, org_id: int, client_id: int, *, now: datetime) -> ClientAccount | None:
+        """Return a client of the organization with its order statistics, or None."""
         o = m.AppraisalOrder
         year_ago = now - timedelta(days=365)
         row = self._s.execute(

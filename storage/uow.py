@@ -20,6 +20,7 @@ from storage.jobs import EnrollmentRepo, JobRepo, TaskRepo
 from storage.outbox import OutboxRepo
 from storage.reply_context import ReplyContextRepo
 from storage.reply_policy import ReplyPolicyRepo
+from storage.reply_routing import ReplyRoutingRepo
 from storage.rules import ClassifierRuleRepo
 from storage.suppression import OptOutRepo
 from storage.templates import TemplateRepo
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
         ReplyPolicyUnitOfWork,
         RulesUnitOfWork,
         SuppressionUnitOfWork,
+        TriageUnitOfWork,
         UnderstandingUnitOfWork,
     )
 
@@ -85,6 +87,7 @@ class UnitOfWork:
     classifier_rules: ClassifierRuleRepo
     reply_contexts: ReplyContextRepo
     reply_policies: ReplyPolicyRepo
+    reply_routing: ReplyRoutingRepo
 
     def __init__(
         self, session_factory: SessionFactory, *, cipher: TokenCipher | None = None
@@ -130,6 +133,7 @@ class UnitOfWork:
         self.classifier_rules = ClassifierRuleRepo(session)
         self.reply_contexts = ReplyContextRepo(session)
         self.reply_policies = ReplyPolicyRepo(session)
+        self.reply_routing = ReplyRoutingRepo(session)
         return self
 
     def __exit__(
@@ -166,6 +170,7 @@ if TYPE_CHECKING:
         RulesUnitOfWork,
         RepliesUnitOfWork,
         ReplyPolicyUnitOfWork,
+        TriageUnitOfWork,
     ]:
         """Let the type checker hold this unit of work to the ports of the use cases."""
-        return uow, uow, uow, uow, uow, uow, uow, uow, uow, uow, uow
+        return uow, uow, uow, uow, uow, uow, uow, uow, uow, uow, uow, uow

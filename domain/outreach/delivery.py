@@ -132,10 +132,15 @@ class Delivery:
                 detail="No mailbox is connected: connect Gmail from the App Home, then Retry.",
             )
         answers = card.type == CardType.REPLY_TO_EMAIL
+        sender = job.owner_id if job else card.approved_by
         if answers:
             # An answer to a contact's reply: in their thread, a personal email (no
             # List-Unsubscribe, no footer link: they wrote to the rep, not to a list).
             thread_id = str(payload.get("gmail_thread_id") or "") or thread_id
+        owner = payload.get("sender_user_id")
+        if isinstance(owner, int) and not isinstance(owner, bool):
+            # From the mailbox that received the message (domain/reply_routing.py).
+            sender = owner
         email = OutgoingEmail(
             org_id=card.org_id,
             to_email=str(payload["to"]),
@@ -145,7 +150,7 @@ class Delivery:
             in_reply_to=str(payload.get("in_reply_to") or "") or None if answers else None,
             references=tuple(str(r) for r in payload.get("references") or ()) if answers else (),
             campaign_email=not answers,
-            sender_user_id=job.owner_id if job else card.approved_by,
+            sender_user_id=sender,
             card_id=card.id,
             job_id=card.job_id,
             campaign_id=job.campaign_id if job else None,

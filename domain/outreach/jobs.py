@@ -344,6 +344,7 @@ class Jobs:
         with self._uow() as uow:
             job = uow.jobs.get(org_id, job_id)
             _authorize_job(uow, by, job, verb=_JOB_VERBS.get(to, "change"))
+            _refuse_inbox(job, verb=_JOB_VERBS.get(to, "change"))
             check_job_move(job.status, to)
             if not uow.jobs.set_status(org_id, job_id, to, expected=[job.status], now=now):
                 raise InvalidInput("the job changed meanwhile; try again")
@@ -425,6 +426,7 @@ class Jobs:
         with self._uow() as uow:
             job = uow.jobs.get(org_id, job_id)
             _authorize_job(uow, by, job, verb=_JOB_VERBS.get(to, "change"))
+            _refuse_inbox(job, verb=_JOB_VERBS.get(to, "change"))
             check_job_move(job.status, to)
             withdrawn = uow.cards.withdraw_for_job(org_id, job_id, reason=why, now=now)
             if not uow.jobs.set_status(
@@ -462,11 +464,14 @@ class Jobs:
 
         Called after each step that may be the last: a task finished, a card decided.
         Each caller asks after its own commit, so the last of concurrent ones sees all.
+        The replies inbox never finishes: the next reply makes more cards in it.
         """
         now = self._clock.now()
         with self._uow() as uow:
-            if not uow.tasks.has_open(org_id, job_id) and not uow.cards.has_undecided(
-                org_id, job_id
+            if (
+                not uow.tasks.has_open(org_id, job_id)
+                and not uow.cards.has_undecided(org_id, job_id)
+                and not uow.jobs.get(org_id, job_id).is_inbox
             ):
                 uow.jobs.set_status(
                     org_id, job_id, JobStatus.SUCCEEDED, expected=[JobStatus.RUNNING], now=now
@@ -483,6 +488,19 @@ class Jobs:
                 )
             data["portal"]["password"] = self._secrets.encrypt(portal.password.get_secret_value())
         return data
+
+
+def _refuse_inbox(job: Job, *, verb: str) -> None:
+    """The replies inbox runs for ever: stopping it would leave reply cards unposted."""
+    if job.is_inbox:
+        raise InvalidTransition(
+            f"Job #{job.id} is the replies inbox: it holds the reply cards that answer no "
+            f"campaign, and it cannot be {_PAST.get(verb, verb + 'd')}. Reject its cards one "
+            "by one instead; `/triage` shows where they are posted."
+        )
+
+
+_PAST = {"cancel": "cancelled", "pause": "paused", "resume": "resumed", "change": "changed"}
 
 
 def _authorize_job(uow: OutreachUnitOfWork, actor: Actor | None, job: Job, *, verb: str) -> None:

@@ -12,6 +12,7 @@ from domain.errors import ExternalServiceError
 from domain.jobs import TaskKind
 from domain.outreach.common import OutreachDeps, slack_id_of
 from domain.ports import ChatNotifier, OutreachUnitOfWork
+from domain.reply_routing import NowhereToPost, Posted, plan_routing, post_reply_card
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +69,8 @@ class Presenting:
             company_name=ctx.company_name if ctx else None,
             campaign_name=str(payload.get("campaign_name") or "") or (job.name if job else None),
             job_name=job.name if job else None,
-            step_number=int(payload["step"]) + 1 if "step" in payload else None,
-            total_steps=int(payload["total_steps"]) if "total_steps" in payload else None,
+            step_number=int(payload["step"]) + 1 if payload.get("step") is not None else None,
+            total_steps=int(payload["total_steps"]) if payload.get("total_steps") else None,
             actor_slack_id=actor_slack_id or approver_slack,
             owner_slack_id=owner_slack,
         )
@@ -92,19 +93,37 @@ class Presenting:
                 return None
             if not post or view.card.state == CardState.WITHDRAWN:
                 return None
-            with self._uow() as uow:
-                job = uow.jobs.get(org_id, view.card.job_id) if view.card.job_id else None
-            channel = job.parsed_params().review_channel_id if job else None
-            channel_id, ts = self._post_with_fallback(self._notifier, view, channel)
+            routed: Posted | None = None
+            if view.card.inbound_email_id is not None:
+                routed = self._post_reply_card(self._notifier, view)
+                channel_id, ts = routed.channel_id, routed.ts
+            else:
+                with self._uow() as uow:
+                    job = uow.jobs.get(org_id, view.card.job_id) if view.card.job_id else None
+                channel = job.review_channel_id if job else None
+                channel_id, ts = self._post_with_fallback(self._notifier, view, channel)
             # A crash here posts the card again when its post_card task is claimed again
             # (Slack has no idempotency key): at worst a second message, never a lost one.
             faults.reach("post.sent")
         except ExternalServiceError as exc:
             log.warning("card message failed", extra={"card_id": card_id, "reason": exc.message})
-            self._note_slack_error(org_id, card_id, exc.message)
+            # With nowhere to post, the card waits in the App Home: the reason is its note.
+            note = exc.message if isinstance(exc, NowhereToPost) else None
+            self._note_slack_error(org_id, card_id, exc.message, routing_note=note)
             return exc.message
         with self._uow() as uow:
             uow.cards.set_message(card_id, channel=channel_id, ts=ts)
+            if routed is not None:
+                # Read again: the payload may have changed while the message was posted.
+                payload = {
+                    **uow.cards.get(org_id, card_id).action_payload,
+                    "routed_to": routed.routed_to.value,
+                    "routing_note": routed.routing_note,
+                }
+                payload.pop("slack_error", None)
+                uow.cards.update_fields(
+                    org_id, card_id, now=self._clock.now(), action_payload=payload
+                )
             uow.commit()
             now_card = uow.cards.get(org_id, card_id)
         faults.reach("post.recorded")
@@ -136,7 +155,7 @@ class Presenting:
                 job_id=job_id,
                 batch=batch,
                 cards=cards,
-                channel=job.parsed_params().review_channel_id,
+                channel=job.review_channel_id,
                 owner_slack_id=owner_slack,
             )
         except ExternalServiceError as exc:
@@ -160,9 +179,45 @@ class Presenting:
             self._note_slack_error(view.card.org_id, view.card.id, exc.message)
             return notifier.post_card(view, channel=None, owner_slack_id=view.owner_slack_id)
 
-    def _note_slack_error(self, org_id: int, card_id: int, reason: str) -> None:
+    def _post_reply_card(self, notifier: ChatNotifier, view: CardView) -> Posted:
+        """Post a card made from an inbound message where domain/reply_routing.py says: the
+        DM of the rep who owns the thread, the campaign's review channel, the triage
+        channel, falling back past a channel Salesbot is not in (the card says so)."""
+        card = view.card
+        org_id = card.org_id
+        with self._uow() as uow:
+            job = uow.jobs.get(org_id, card.job_id) if card.job_id else None
+            sender = card.action_payload.get("sender_user_id")
+            rep = sender if isinstance(sender, int) else (job.owner_id if job else None)
+            rep_slack = slack_id_of(uow, org_id, rep)
+            review = job.review_channel_id if job is not None and not job.is_inbox else None
+            triage = uow.orgs.triage_channel(org_id)
+        plan = plan_routing(
+            rep_slack_id=rep_slack,
+            owner_slack_id=view.owner_slack_id,
+            review_channel_id=review,
+            triage_channel_id=triage,
+        )
+        posted = post_reply_card(
+            lambda shown, place: notifier.post_card(
+                shown, channel=place.channel_id, owner_slack_id=place.slack_user_id
+            ),
+            view,
+            plan,
+        )
+        log.info(
+            "reply card posted",
+            extra={"card_id": card.id, "routed_to": posted.routed_to.value},
+        )
+        return posted
+
+    def _note_slack_error(
+        self, org_id: int, card_id: int, reason: str, *, routing_note: str | None = None
+    ) -> None:
         with self._uow() as uow:
             card = uow.cards.get(org_id, card_id)
             payload = {**card.action_payload, "slack_error": reason}
+            if routing_note is not None:
+                payload["routing_note"] = routing_note
             uow.cards.update_fields(org_id, card_id, now=self._clock.now(), action_payload=payload)
             uow.commit()

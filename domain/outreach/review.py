@@ -206,6 +206,8 @@ def _authorize(uow: OutreachUnitOfWork, actor: Actor, card: Card) -> None:
         raise NotFound(f"card {card.id} not found")
     if actor.is_admin or card.job_id is None:
         return
+    if card.action_payload.get("sender_user_id") == actor.user_id:
+        return  # a reply card's rep: the mailbox that received the message is theirs
     job = uow.jobs.get(actor.org_id, card.job_id)
     if job.owner_id is not None and job.owner_id != actor.user_id:
         raise NotPermitted("Only the rep who launched this job, or an admin, can act on its cards.")

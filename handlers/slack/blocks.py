@@ -157,6 +157,13 @@ def card_message(view: CardView) -> tuple[str, list[dict[str, Any]]]:
     note = payload.get("draft_note")
     if note:
         blocks.append({"type": "context", "elements": [_text(f"ℹ️ {escape(str(note))}")]})
+    routing = payload.get("routing_note")
+    if routing:
+        # Our own sentence (domain/reply_routing.py), not escaped: its <#C…> and <@U…>
+        # name the channel and the rep, from validated Slack ids.
+        blocks.append(
+            {"type": "context", "elements": [_text(f"↪️ {_truncate(str(routing), 2900)}")]}
+        )
     status, retry = _status_line(view)
     if status:
         elements: list[dict[str, Any]] = [_text(status)]

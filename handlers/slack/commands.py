@@ -1,5 +1,5 @@
 """Slash commands: `/campaign launch|list|status|pause|resume|help`, `/job list|status|cancel`,
-`/rules list|add|remove`."""
+`/rules list|add|remove`, `/triage [set #channel|clear]`."""
 
 from __future__ import annotations
 
@@ -16,9 +16,10 @@ from slack_sdk import WebClient
 from domain.campaigns import CampaignStatus
 from domain.classification import Category
 from domain.errors import InvalidInput, NotFound, NotPermitted, SalesbotError
-from domain.jobs import JobStatus
+from domain.jobs import Job, JobStatus
 from domain.outreach import Actor
 from domain.reply_policy import ReplyPolicy
+from domain.reply_routing import describe, parse_channel
 from domain.rules import DEFAULT_PRIORITY, MAX_PRIORITY, RuleType
 from handlers.slack.blocks import (
     campaign_help_message,
@@ -69,6 +70,12 @@ RULES_USAGE = (
     "Examples: `/rules add sender_domain pinnacle.com AMC_ORDER 10` · "
     '`/rules add subject_contains "please remove me" REMOVE`'
 )
+TRIAGE_USAGE = (
+    "*Usage of /triage*\n"
+    "• `/triage` — the triage channel, and how reply cards are routed\n"
+    "• `/triage set #channel` — make a channel the triage channel (admins)\n"
+    "• `/triage clear` — no triage channel (admins)"
+)
 # Slack sends an address or a link typed in a command as `<mailto:a@b.com|a@b.com>`: the
 # label is what was typed.
 _SLACK_LINK = re.compile(r"<(?:mailto:|https?://)[^|>]*\|([^>]*)>")
@@ -95,6 +102,7 @@ def register(app: App, deps: SlackDeps) -> None:
     app.command(Command.CAMPAIGN.value)(ack=ack_fast, lazy=[Bound(run_campaign, deps)])
     app.command(Command.JOB.value)(ack=ack_fast, lazy=[Bound(run_job, deps)])
     app.command(Command.RULES.value)(ack=ack_fast, lazy=[Bound(run_rules, deps)])
+    app.command(Command.TRIAGE.value)(ack=ack_fast, lazy=[Bound(run_triage, deps)])
 
 
 def ack_fast(ack: Ack, command: dict[str, Any]) -> None:
@@ -189,6 +197,49 @@ def run_rules(
         priority=priority,
     )
     answer(respond, f"Added rule {rule_line(added)}")
+
+
+@tells_user_on_error
+def run_triage(
+    deps: SlackDeps,
+    command: dict[str, Any],
+    respond: Respond,
+    client: WebClient,
+    body: dict[str, Any],
+) -> None:
+    """Show, set or clear the organization's triage channel (changes are for admins)."""
+    verb, rest = [*(command.get("text") or "").split(None, 1), "", ""][:2]
+    verb, rest = verb.lower(), rest.strip()
+    if verb == "help":
+        answer(respond, TRIAGE_USAGE)
+        return
+    if verb not in ("", "show", "set", "clear") or (verb in ("", "show", "clear") and rest):
+        shown = escape(" ".join((verb, rest)).strip()[:60])
+        answer(respond, f"I don't know `/triage {shown}`.\n\n{TRIAGE_USAGE}")
+        return
+    if verb == "set" and parse_channel(rest) is None:
+        problem = (
+            f"`{escape(rest[:60])}` is not a channel I know: pick one from the list Slack "
+            "offers as you type `#`."
+            if rest
+            else "`/triage set` needs a channel, e.g. `/triage set #replies`."
+        )
+        answer(respond, f"{problem}\n\n{TRIAGE_USAGE}")
+        return
+    if deps.triage is None:
+        raise NotConnected("The triage channel is not available on this server.")
+    actor = resolve_actor(deps, body, client)
+    if verb == "set":
+        view = deps.triage.set_channel(actor, actor.org_id, rest)
+        head = f"✅ Reply cards nobody else takes now go to <#{view.channel_id}>."
+    elif verb == "clear":
+        view = deps.triage.clear(actor, actor.org_id)
+        head = "✅ The triage channel is cleared."
+    else:
+        view = deps.triage.show(actor.org_id)
+        head = ""
+    lines = describe(view)
+    answer(respond, "\n".join([head, *lines] if head else lines))
 
 
 def parse_rule_args(text: str) -> tuple[str, str, str, int] | None:
@@ -301,7 +352,7 @@ def _job(deps: SlackDeps, verb: str, arg: str, body: dict[str, Any], client: Web
     if verb == "list":
         with UnitOfWork(deps.session_factory) as uow:
             jobs = uow.jobs.list(actor.org_id, limit=15)
-        return "*Jobs*\n" + "\n".join(job_line(j) for j in jobs) if jobs else "No jobs yet."
+        return "*Jobs*\n" + "\n".join(_job_line(j) for j in jobs) if jobs else "No jobs yet."
     job_id = arg.lstrip("#")
     if not job_id.isdigit():
         raise InvalidInput(f"`/job {verb}` needs a job number, e.g. `/job {verb} 12`")
@@ -312,7 +363,20 @@ def _job(deps: SlackDeps, verb: str, arg: str, body: dict[str, Any], client: Web
         return f"Cancelled {job_line(job)}"
     with UnitOfWork(deps.session_factory) as uow:
         job = uow.jobs.get(actor.org_id, int(job_id))
-    return job_line(job)
+    return _job_line(job)
+
+
+def _job_line(job: Job) -> str:
+    """A job's line; the replies inbox is no campaign job and says what it is."""
+    if not job.is_inbox:
+        return job_line(job)
+    line = (
+        f"📥 *Replies inbox* (job #{job.id}) — the reply cards that answer no campaign; "
+        "it runs for ever. `/triage` shows where they are posted."
+    )
+    if job.last_error:
+        line += f"\n      ⚠️ {escape(job.last_error[:300])}"
+    return line
 
 
 def _start_planning(deps: SlackDeps, org_id: int, job_id: int) -> None:

@@ -20,6 +20,7 @@ from domain.clock import Clock
 from domain.errors import NotPermitted, SalesbotError
 from domain.outreach import Actor, Outreach
 from domain.reply_policy import ReplyPolicies
+from domain.reply_routing import Triage
 from domain.rules import Rules
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,8 @@ class SlackDeps:
     gmail_connect_url: Callable[[Actor], str | None]
     gmail_address: Callable[[Actor], str | None]
     reply_policies: ReplyPolicies
+    #: The triage channel (`/triage`); None only where no command runs (tests of wiring).
+    triage: Triage | None = None
 
 
 class NotConnected(SalesbotError):

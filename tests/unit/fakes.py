@@ -42,8 +42,10 @@ from domain.engagement import (
 )
 from domain.errors import NotFound
 from domain.jobs import (
+    INBOX_JOB_NAME,
     JOB_METRICS,
     Job,
+    JobKind,
     JobStatus,
     JobTaskView,
     TargetSelection,
@@ -102,6 +104,8 @@ class World:
     #: The business context of inbound messages, by (org id, inbound email id).
     reply_contexts: dict[tuple[int, int], ReplyContext] = field(default_factory=dict)
     reply_policies: dict[int, ReplyPolicy] = field(default_factory=dict)
+    #: Each organization's triage channel id.
+    triage_channels: dict[int, str] = field(default_factory=dict)
     next_id: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     def __deepcopy__(self, memo: dict[int, object]) -> World:
@@ -121,6 +125,7 @@ class World:
             "rules",
             "reply_contexts",
             "reply_policies",
+            "triage_channels",
         ):
             setattr(copied, name, copy.deepcopy(getattr(self, name), memo))
         return copied
@@ -346,6 +351,28 @@ class FakeJobs:
         self._w.jobs[job.id] = JobRecord(job, request_key=request_key)
         return job
 
+    def inbox_job_id(self, org_id: int, *, now: datetime) -> int:
+        for job_id, record in self._w.jobs.items():
+            if record.job.org_id == org_id and record.job.kind == JobKind.INBOX:
+                return job_id
+        job = Job(
+            id=next(self._w.next_id),
+            org_id=org_id,
+            owner_id=None,
+            campaign_id=None,
+            kind=JobKind.INBOX,
+            name=INBOX_JOB_NAME,
+            description=None,
+            status=JobStatus.RUNNING,
+            params={},
+            created_at=now,
+            started_at=now,
+            finished_at=None,
+            last_run_at=now,
+        )
+        self._w.jobs[job.id] = JobRecord(job, planned_at=now)
+        return job.id
+
     def find_by_request_key(self, org_id: int, request_key: str) -> Job | None:
         return next(
             (
@@ -368,6 +395,7 @@ class FakeJobs:
         *,
         status: str | None = None,
         campaign_id: int | None = None,
+        kind: JobKind | None = None,
         limit: int = 50,
     ) -> builtins.list[Job]:
         found = [
@@ -376,6 +404,7 @@ class FakeJobs:
             if r.job.org_id == org_id
             and (status is None or r.job.status.value == status)
             and (campaign_id is None or r.job.campaign_id == campaign_id)
+            and (kind is None or r.job.kind == kind)
         ]
         return found[:limit]
 
@@ -449,6 +478,7 @@ class FakeJobs:
             (r.job.org_id, job_id)
             for job_id, r in sorted(self._w.jobs.items())
             if r.job.status == JobStatus.RUNNING
+            and r.job.kind != JobKind.INBOX
             and r.planned_at is not None
             and job_id > after_id
             and job_id not in open_jobs
@@ -824,6 +854,22 @@ class FakeUsers:
         self._w.users[(user.org_id, user.id)] = user
 
 
+class FakeOrgs:
+    """The triage channel of each organization (domain.ports.TriageChannelRepository)."""
+
+    def __init__(self, world: World) -> None:
+        self._w = world
+
+    def triage_channel(self, org_id: int) -> str | None:
+        return self._w.triage_channels.get(org_id)
+
+    def set_triage_channel(self, org_id: int, channel_id: str | None) -> None:
+        if channel_id is None:
+            self._w.triage_channels.pop(org_id, None)
+        else:
+            self._w.triage_channels[org_id] = channel_id
+
+
 class FakeEvents:
     def __init__(self, world: World) -> None:
         self._w = world
@@ -1123,6 +1169,7 @@ class FakeUnitOfWork:
         self.contexts = FakeContexts(world)
         self.events = FakeEvents(world)
         self.users = FakeUsers(world)
+        self.orgs = FakeOrgs(world)
         self.engagement = FakeEngagement(world)
         self.classifier_rules = FakeClassifierRules(world)
         self.reply_contexts = FakeReplyContexts(world)
