@@ -1292,13 +1292,17 @@ class Outreaching:
 
 
 def outreaching(
-    *, notifier: bool = True, work_lease: timedelta = timedelta(minutes=5)
+    *,
+    notifier: bool = True,
+    work_lease: timedelta = timedelta(minutes=5),
+    chat: FakeNotifier | None = None,
 ) -> Outreaching:
-    """Build the outreach services on an empty fake world, with a mailer and a chat."""
+    """Build the outreach services on an empty fake world, with a mailer and a chat (`chat`,
+    or a FakeNotifier)."""
     world = World()
     clock = FixedClock(NOW)
     mailer = FakeMailer()
-    chat = FakeNotifier()
+    chat = chat or FakeNotifier()
 
     def uow() -> OutreachUnitOfWork:
         return FakeUnitOfWork(world, clock)
