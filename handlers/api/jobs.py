@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import BaseModel
 
 from domain.fields import Id, Offset
-from domain.jobs import CreateJobRequest, Job, JobStatus, JobTaskView
+from domain.jobs import CreateJobRequest, Job, JobKind, JobStatus, JobTaskView
 from handlers.api.deps import ActorDep, IdentityDep, UowDep
 
 router = APIRouter(tags=["jobs"])
@@ -93,11 +93,17 @@ def list_jobs(
     who: IdentityDep,
     uow: UowDep,
     status: JobStatus | None = None,
+    kind: Annotated[
+        JobKind | None,
+        Query(description="`campaign` for outreach jobs, `inbox` for the replies inbox."),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[Job]:
-    """List jobs, newest first."""
+    """List jobs, newest first (`kind`: only outreach jobs, or only the replies inbox)."""
     with uow:
-        return uow.jobs.list(who.org_id, status=status.value if status else None, limit=limit)
+        return uow.jobs.list(
+            who.org_id, status=status.value if status else None, kind=kind, limit=limit
+        )
 
 
 @router.get("/api/agent/jobs/{job_id}", response_model=Job)

@@ -245,6 +245,8 @@ def test_a_reply_answering_no_campaign_goes_to_the_inbox_job_is_posted_and_sent(
     assert _job(inbound, card.job_id).status == "running"
     jobs = world.client.get("/api/agent/jobs", headers=world.auth()).json()
     assert {j["id"]: j["kind"] for j in jobs} == {inbound.job_id: "campaign", inbox.id: "inbox"}
+    campaigns = world.client.get("/api/agent/jobs?kind=campaign", headers=world.auth()).json()
+    assert [j["id"] for j in campaigns] == [inbound.job_id]
     refused = world.client.post(f"/api/agent/jobs/{inbox.id}/cancel", headers=world.auth())
     assert refused.status_code == 409
     assert "is the replies inbox" in refused.json()["error"]["message"]
