@@ -318,7 +318,6 @@ def build_runtime(
     # One per process: its per-org cache of rules is shared by the routes, Slack and inbound.
     rules = Rules(service_deps, regex=Re2Engine())
     reply_policies = ReplyPolicies(service_deps)
-    triage = Triage(service_deps, channels=notifier)
     replies = Replies(service_deps, drafter=build_reply_drafter(settings))
     outreach = Outreach.build(
         service_deps,
@@ -352,6 +351,8 @@ def build_runtime(
         kinds=[TaskKind.POST_CARD],
         name="card-poster",
     )
+    # Setting a triage channel queues the reply cards that had nowhere to go: post them.
+    triage = Triage(service_deps, channels=notifier, on_queued=poster.wake)
     # Drafts are made a claim at a time (contexts, inserts and commits per claim), so a
     # large claim spreads those round trips over more cards.
     worker = TaskWorker(

@@ -1542,11 +1542,25 @@ class TriageChannelRepository(Protocol):
         ...
 
 
+class UnpostedCardRepository(Protocol):
+    """The reply cards that wait with no chat message (nowhere took them)."""
+
+    def unposted_reply_cards(self, org_id: int, *, limit: int) -> builtins.list[tuple[int, int]]:
+        """Return (card id, job id) of reply cards waiting for a person with no message."""
+        ...
+
+
 class TriageUnitOfWork(Transaction, Protocol):
     """One transaction over the triage channel; commits once."""
 
     @property
     def orgs(self) -> TriageChannelRepository: ...
+
+    @property
+    def cards(self) -> UnpostedCardRepository: ...
+
+    @property
+    def tasks(self) -> InboundTaskRepository: ...
 
 
 class ChannelDirectory(Protocol):

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Final
 from domain.classification import Category
 from domain.deps import Deps
 from domain.errors import ExternalServiceError, InvalidInput, NotPermitted
+from domain.jobs import TaskKind
 
 if TYPE_CHECKING:
     from domain.cards import CardView
@@ -360,6 +361,11 @@ class ChannelStatus:
     is_private: bool = False
 
 
+#: How many waiting reply cards a new triage channel takes at once (the rest wait for the
+#: next change, or the App Home).
+REPOST_LIMIT: Final = 500
+
+
 @dataclass(frozen=True)
 class TriageView:
     """The organization's triage channel, how reply cards are routed, and any warning."""
@@ -368,16 +374,28 @@ class TriageView:
     routing: tuple[str, ...]
     warning: str | None = None
     notes: tuple[str, ...] = field(default=(ROUTING_FALLBACK,))
+    #: Reply cards that had nowhere to go, queued to be posted again after the change.
+    reposted: int = 0
 
 
 class Triage:
-    """The organization's triage channel: read by anyone of it, set and cleared by admins."""
+    """The organization's triage channel: read by anyone of it, set and cleared by admins.
+
+    Setting one queues the reply cards that had nowhere to go to be posted again (the
+    paced poster, woken by `on_queued`): they reach the new channel, or wherever a rep's
+    DM or review channel now takes them.
+    """
 
     def __init__(
-        self, deps: Deps[TriageUnitOfWork], *, channels: ChannelDirectory | None = None
+        self,
+        deps: Deps[TriageUnitOfWork],
+        *,
+        channels: ChannelDirectory | None = None,
+        on_queued: Callable[[], None] | None = None,
     ) -> None:
         self._uow = deps.uow
         self._channels = channels
+        self._on_queued = on_queued
 
     def show(self, org_id: int) -> TriageView:
         """Return the triage channel and how reply cards are routed."""
@@ -400,9 +418,27 @@ class Triage:
         warning = self._check(org_id, channel_id)
         with self._uow() as uow:
             uow.orgs.set_triage_channel(org_id, channel_id)
+            waiting = uow.cards.unposted_reply_cards(org_id, limit=REPOST_LIMIT)
+            by_job: dict[int, list[dict[str, Any]]] = {}
+            for card_id, job_id in waiting:
+                by_job.setdefault(job_id, []).append(
+                    {"kind": TaskKind.POST_CARD.value, "input": {"card_id": card_id}}
+                )
+            for job_id, rows in by_job.items():
+                uow.tasks.add_many(org_id, job_id, rows)
             uow.commit()
-        log.info("triage channel set", extra={"org_id": org_id, "channel_id": channel_id})
-        return TriageView(channel_id=channel_id, routing=routing_order(channel_id), warning=warning)
+        log.info(
+            "triage channel set",
+            extra={"org_id": org_id, "channel_id": channel_id, "reposted": len(waiting)},
+        )
+        if waiting and self._on_queued is not None:
+            self._on_queued()
+        return TriageView(
+            channel_id=channel_id,
+            routing=routing_order(channel_id),
+            warning=warning,
+            reposted=len(waiting),
+        )
 
     def clear(self, actor: Actor | None, org_id: int) -> TriageView:
         """Forget the triage channel (admins)."""
@@ -458,6 +494,9 @@ def describe(view: TriageView) -> Sequence[str]:
     lines = [current, "Reply cards go to the first of:"]
     lines += [f"{n}. {place}" for n, place in enumerate(view.routing, start=1)]
     lines += list(view.notes)
+    if view.reposted:
+        cards = "1 reply card" if view.reposted == 1 else f"{view.reposted} reply cards"
+        lines.append(f"{cards} that had nowhere to go will be posted now.")
     if view.warning:
         lines.append(f"⚠️ {view.warning}")
     return lines

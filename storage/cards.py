@@ -285,6 +285,23 @@ class CardRepo:
         )
         return [self._to_domain(r) for r in self._s.scalars(query)]
 
+    def unposted_reply_cards(self, org_id: int, *, limit: int) -> list[tuple[int, int]]:
+        """Return (card id, job id) of reply cards drafted and waiting for a person that have
+        no chat message (nowhere took them), oldest first."""
+        rows = self._s.execute(
+            select(m.Card.id, m.Card.job_id)
+            .where(
+                m.Card.org_id == org_id,
+                m.Card.inbound_email_id.is_not(None),
+                m.Card.job_id.is_not(None),
+                m.Card.slack_message_ts.is_(None),
+                m.Card.state.in_([s.value for s in OPEN_STATES if s != CardState.SUGGESTED]),
+            )
+            .order_by(m.Card.id)
+            .limit(limit)
+        ).all()
+        return [(card_id, job_id) for card_id, job_id in rows if job_id is not None]
+
     def list_open(self, org_id: int, *, owner_id: int | None, limit: int = 20) -> list[Card]:
         """Return cards waiting for a human, of jobs owned by `owner_id` (all if None)."""
         query = select(m.Card).where(

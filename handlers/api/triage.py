@@ -44,6 +44,11 @@ class TriageOut(BaseModel):
         description="After a change: why cards may not be posted in the channel set "
         "(Salesbot is not in it, or it could not be checked).",
     )
+    reposted: int = Field(
+        default=0,
+        description="After setting a channel: the reply cards that had nowhere to go, "
+        "queued to be posted again.",
+    )
 
     @classmethod
     def of(cls, view: TriageView) -> TriageOut:
@@ -53,6 +58,7 @@ class TriageOut(BaseModel):
             routing=list(view.routing),
             notes=list(view.notes),
             warning=view.warning,
+            reposted=view.reposted,
         )
 
 

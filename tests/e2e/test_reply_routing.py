@@ -277,6 +277,45 @@ def test_after_triage_set_a_rep_without_slack_gets_the_card_in_the_triage_channe
     assert served.stand_in.messages(REP) == []
 
 
+def test_with_nowhere_to_post_the_card_waits_with_the_reason_until_triage_is_set(
+    routed: tuple[Inbound, ServedSlack],
+) -> None:
+    inbound, served = routed
+
+    def no_slack(session: Session) -> None:
+        rep = session.get(m.User, inbound.world.rep_id)
+        assert rep is not None
+        rep.slack_user_id = None
+
+    _update(inbound, no_slack)
+    order = labelled(AMC_ORDER)
+    inbound.deliver(inbound.reply(order["body"], subject=order["subject"]))
+    inbound.world.runtime.run_tasks_until_idle()
+
+    (waiting,) = _cards(inbound)
+    assert (waiting.state, waiting.slack_message_ts) == ("in_review", None)
+    reason = waiting.action_payload["slack_error"]
+    assert reason.startswith("Slack: there is nowhere to post this card")
+    assert waiting.action_payload["routing_note"] == reason
+    assert f"card #{waiting.id} could not be posted" in (
+        _job(inbound, waiting.job_id).last_error or ""
+    )
+
+    said = _triage(inbound, served, f"set <#{TRIAGE}|replies>")
+    inbound.world.runtime.run_tasks_until_idle()
+
+    assert "1 reply card that had nowhere to go will be posted now." in said
+    (posted,) = _cards(inbound)
+    assert (posted.slack_channel_id, posted.action_payload["routed_to"]) == (
+        TRIAGE,
+        "triage_channel",
+    )
+    assert "slack_error" not in posted.action_payload
+    assert posted.action_payload["routing_note"] is None
+    (message,) = served.stand_in.messages(TRIAGE)
+    assert "AO-482913" in _text(message)
+
+
 def test_a_review_channel_salesbot_cannot_see_falls_back_to_the_owner_s_dm_and_says_so(
     routed: tuple[Inbound, ServedSlack],
 ) -> None:

@@ -74,6 +74,7 @@ def test_an_admin_sets_the_triage_channel_and_anyone_of_the_org_reads_it(
         ],
         "notes": [ROUTING_FALLBACK],
         "warning": None,
+        "reposted": 0,
     }
 
     changed = put(

@@ -20,6 +20,7 @@ from domain.accounts import User
 from domain.audience import AudienceCriteria, AudienceMember, AudienceSize
 from domain.campaigns import Campaign, CampaignFields
 from domain.cards import (
+    OPEN_STATES,
     UNDECIDED_STATES,
     Card,
     CardState,
@@ -678,6 +679,18 @@ class FakeCards:
         )
         self._w.cards[card.id] = card
         return card
+
+    def unposted_reply_cards(self, org_id: int, *, limit: int) -> builtins.list[tuple[int, int]]:
+        return [
+            (c.id, c.job_id)
+            for c in sorted(self._w.cards.values(), key=lambda c: c.id)
+            if c.org_id == org_id
+            and c.inbound_email_id is not None
+            and c.job_id is not None
+            and c.slack_message_ts is None
+            and c.state in OPEN_STATES
+            and c.state != CardState.SUGGESTED
+        ][:limit]
 
     def add_many(self, org_id: int, rows: Sequence[dict[str, Any]]) -> list[int]:
         now = self._clock.now()

@@ -544,6 +544,31 @@ def test_a_channel_that_cannot_be_checked_is_set_and_the_warning_says_why(h: Out
     )
 
 
+def test_setting_a_triage_channel_queues_the_reply_cards_that_had_nowhere_to_go(
+    h: Outreaching,
+) -> None:
+    waiting = _reply_card(h, sender_user_id=REP)
+    drafting = _reply_card(h, sender_user_id=REP)
+    h.world.cards[drafting.id] = replace(drafting, state=CardState.SUGGESTED)
+    posted = _reply_card(h, sender_user_id=REP)
+    h.world.cards[posted.id] = replace(posted, slack_channel_id="D1", slack_message_ts="1.0")
+    woken: list[bool] = []
+
+    def uow() -> TriageUnitOfWork:
+        return FakeUnitOfWork(h.world, h.clock)
+
+    triage = Triage(
+        Deps(uow=uow, clock=h.clock), channels=None, on_queued=lambda: woken.append(True)
+    )
+    view = triage.set_channel(ADMIN_ACTOR, ORG, "CTRI")
+
+    assert view.reposted == 1
+    assert woken == [True]
+    queued = [t for t in h.world.tasks.values() if t.kind == "post_card"]
+    assert [(t.job_id, t.input) for t in queued] == [(waiting.job_id, {"card_id": waiting.id})]
+    assert "1 reply card that had nowhere to go will be posted now." in describe(view)
+
+
 def test_garbage_is_refused_and_clear_forgets_the_channel(h: Outreaching) -> None:
     triage = _triage(h, Directory())
     h.world.triage_channels[ORG] = "CTRI"
