@@ -511,7 +511,18 @@ class TaskRepo:
         """Organizations with running jobs (or a stopped job's message updates to post),
         the ones with the fewest tasks in hand first."""
         t = m.JobTask
-        running = select(m.Job.org_id).where(m.Job.status == JobStatus.RUNNING.value)
+        # The replies inbox runs for ever: its organization counts only with work in it.
+        running = select(m.Job.org_id).where(
+            m.Job.status == JobStatus.RUNNING.value, m.Job.kind != JobKind.INBOX.value
+        )
+        inbox_work = (
+            select(t.org_id)
+            .join(m.Job, m.Job.id == t.job_id)
+            .where(
+                m.Job.kind == JobKind.INBOX.value,
+                t.status.in_([TaskStatus.PENDING.value, TaskStatus.RUNNING.value]),
+            )
+        )
         stopped_updates = (
             select(t.org_id)
             .join(m.Job, m.Job.id == t.job_id)
@@ -526,7 +537,7 @@ class TaskRepo:
                 t.status == TaskStatus.PENDING.value,
             )
         )
-        orgs = list(self._s.scalars(running.union(stopped_updates)))
+        orgs = list(self._s.scalars(running.union(stopped_updates, inbox_work)))
         if len(orgs) < 2:
             return orgs
         load = dict(

@@ -178,3 +178,24 @@ def test_the_triage_channel_is_stored_per_organization_and_cleared(
         assert uow.orgs.triage_channel(org_id) is None
         with pytest.raises(NotFound):
             uow.orgs.set_triage_channel(10_000_000, "C0TRIAGE1")
+
+
+def test_the_inbox_s_tasks_are_claimed_and_an_idle_inbox_costs_the_claim_nothing(
+    session_factory: Callable[[], Session],
+) -> None:
+    with session_factory() as session:
+        org_id = make_org(session, slug="lonestar").id
+        session.commit()
+    uow = UnitOfWork(session_factory)
+    with uow:
+        inbox = uow.jobs.inbox_job_id(org_id, now=NOW)
+        uow.commit()
+    with uow:
+        # Running for ever, but with nothing to do its organization is not visited.
+        assert uow.tasks._orgs_by_load(now=NOW, kind_filter=[]) == []
+        uow.tasks.add_many(org_id, inbox, [{"kind": "post_card", "input": {"card_id": 1}}])
+        uow.commit()
+    with uow:
+        (claimed,) = uow.tasks.claim(limit=10, now=NOW)
+        uow.commit()
+    assert (claimed.job_id, claimed.kind, claimed.input) == (inbox, "post_card", {"card_id": 1})
