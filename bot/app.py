@@ -34,6 +34,7 @@ from bot.slack_oauth import CachedAuthorize
 from domain import faults
 from domain.catalog import Catalog
 from domain.clock import Clock, SystemClock
+from domain.corrections import Corrections
 from domain.deps import Deps
 from domain.errors import ExternalServiceError
 from domain.jobs import TaskKind
@@ -116,6 +117,8 @@ class Runtime:
     offline_classifier: MessageClassifier
     #: Drafts answers to inbound replies: Claude (ANTHROPIC_MODEL) with a key, else templates.
     replies: Replies
+    #: Reps' re-labels of inbound mail and the rules they propose.
+    corrections: Corrections
     gmail: GmailIntegration | None = None
     slack_worker: SlackReplayWorker | None = None
 
@@ -367,6 +370,14 @@ def build_runtime(
         poll_seconds=min(30.0, max(settings.WORKER_POLL_SECONDS, work_lease.total_seconds() / 4)),
         on_found=worker.wake,
     )
+    # Rule proposals are sent to the admins in Slack when there is a Slack app to send them.
+    corrections = Corrections(
+        service_deps,
+        rules=rules,
+        presenting=outreach.presenting,
+        propose_after=settings.RULE_PROPOSAL_AFTER,
+        notify_in_chat=slack is not None and bool(settings.SLACK_SIGNING_SECRET),
+    )
     message_classifier, offline_classifier = build_message_classifiers(settings)
     understanding = build_understanding(
         uow,
@@ -396,6 +407,7 @@ def build_runtime(
                 gmail.connected_address(actor.org_id, actor.user_id) if gmail else None
             ),
             reply_policies=reply_policies,
+            corrections=corrections,
         )
         # The web app stores each listener's slow part; the worker's app replays it.
         slack_calls = SlackCallQueue(services.session_factory)
@@ -437,6 +449,7 @@ def build_runtime(
         message_classifier=message_classifier,
         offline_classifier=offline_classifier,
         replies=replies,
+        corrections=corrections,
         gmail=gmail,
         slack_worker=slack_worker,
     )

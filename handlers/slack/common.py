@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from domain.accounts import Accounts
 from domain.clock import Clock
+from domain.corrections import Corrections
 from domain.errors import NotPermitted, SalesbotError
 from domain.outreach import Actor, Outreach
 from domain.reply_policy import ReplyPolicies
@@ -40,6 +41,15 @@ class SlackDeps:
     gmail_connect_url: Callable[[Actor], str | None]
     gmail_address: Callable[[Actor], str | None]
     reply_policies: ReplyPolicies
+    #: Re-labels from cards and the rules they propose (None: not wired, as in some tests).
+    corrections: Corrections | None = None
+
+
+def corrections_of(deps: SlackDeps) -> Corrections:
+    """Return the corrections use cases, or say that this app was built without them."""
+    if deps.corrections is None:
+        raise SalesbotError("Re-labelling is not set up in this Salesbot; ask an admin.")
+    return deps.corrections
 
 
 class NotConnected(SalesbotError):
