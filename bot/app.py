@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -232,7 +233,9 @@ def build_message_classifiers(settings: Settings) -> tuple[MessageClassifier, Me
     """Return (the classifier to use, the offline one): Claude when a key is set."""
     from integrations.offline_classifier import OfflineClassifier
 
-    offline = OfflineClassifier()  # its model is trained at the first classification
+    # Its model is trained at the first classification, on the shipped labelled set plus the
+    # reps' corrections `salesbot inbound train` exported (when that file exists).
+    offline = OfflineClassifier(extra_examples=Path(settings.OFFLINE_CORRECTIONS_FILE))
     if not settings.ANTHROPIC_API_KEY:
         return offline, offline
     from integrations.claude import build_anthropic_client

@@ -334,8 +334,10 @@ class Corrections:
     ) -> RelabelOutcome:
         """Set a message's labels as a rep reads them and re-apply what they decide.
 
-        Values outside the lists are refused with the valid ones; labels that change nothing
-        store nothing and say so.
+        Labels not given keep their values, except that a category given without an intent
+        takes the unsubscribe intent to REMOVE and drops it away from REMOVE. Values outside
+        the lists are refused with the valid ones; labels that change nothing store nothing
+        and say so.
         """
         chosen_category = parse_category(category) if category is not None else None
         chosen_intent = parse_intent(intent) if intent is not None else None
@@ -359,7 +361,7 @@ class Corrections:
             before = target.labels
             after = LabelSet(
                 category=chosen_category or before.category,
-                intent=chosen_intent or before.intent,
+                intent=chosen_intent or _implied_intent(before, chosen_category),
                 sentiment=chosen_sentiment or before.sentiment,
             )
             if after == before:
@@ -809,6 +811,18 @@ class Corrections:
         with self._uow() as uow:
             uow.rule_proposals.set_message(org_id, proposal_id, channel=channel, ts=ts)
             uow.commit()
+
+
+def _implied_intent(before: LabelSet, category: Category | None) -> Intent:
+    """The intent of a re-label that names a category but no intent: the unsubscribe intent
+    goes with REMOVE, to it and away from it (as a rule's REMOVE is an unsubscribe); any
+    other intent stays."""
+    if category is Category.REMOVE:
+        return Intent.UNSUBSCRIBE
+    if category is not None and before.category is Category.REMOVE:
+        if before.intent is Intent.UNSUBSCRIBE:
+            return Intent.NONE
+    return before.intent
 
 
 def _authorize(actor: Actor | None, org_id: int, verb: str) -> None:

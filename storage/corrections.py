@@ -328,6 +328,49 @@ class CorrectionRepo:
                 found[org_id] = examples
         return found
 
+    def training_set(
+        self, org_id: int | None, *, body_chars: int
+    ) -> builtins.list[tuple[int, int, CorrectionExample]]:
+        """Return every re-labelled message with its latest labels, as (org id, message id,
+        example), oldest message first: what `salesbot inbound train` learns from (all
+        organizations, or one)."""
+        query = (
+            select(
+                _C.org_id,
+                _C.inbound_email_id,
+                _C.after,
+                _E.from_email,
+                _E.subject,
+                func.substr(
+                    func.coalesce(func.nullif(_E.reply_text, ""), _E.body_text, ""),
+                    1,
+                    body_chars,
+                ).label("text"),
+            )
+            .join(_E, and_(_E.id == _C.inbound_email_id, _E.org_id == _C.org_id))
+            .order_by(_C.created_at.desc(), _C.id.desc())
+        )
+        if org_id is not None:
+            query = query.where(_C.org_id == org_id)
+        latest: dict[int, tuple[int, int, CorrectionExample]] = {}
+        for row in self._s.execute(query):
+            if row.inbound_email_id in latest:
+                continue
+            after = dict(row.after or {})
+            try:
+                example = CorrectionExample(
+                    from_email=clip(row.from_email, 320) or None,
+                    subject=clip(row.subject, 1_000),
+                    body=(row.text or "")[:body_chars],
+                    category=Category(str(after.get("category"))),
+                    intent=Intent(str(after.get("intent"))),
+                    sentiment=Sentiment(str(after.get("sentiment"))),
+                )
+            except ValueError:
+                continue
+            latest[row.inbound_email_id] = (row.org_id, row.inbound_email_id, example)
+        return [latest[key] for key in sorted(latest)]
+
     def count_same(
         self,
         org_id: int,
