@@ -21,7 +21,10 @@ from sqlalchemy.orm import Session
 from domain.cards import CardState, CardType, Priority
 from domain.clock import FixedClock
 from domain.contacts import UserRole
+from domain.errors import InvalidInput
+from handlers.slack.common import SlackDeps
 from handlers.slack.ids import ActionId, BlockId, CallbackId
+from handlers.slack.relabel import open_relabel_modal
 from sandbox.slack_api import DEFAULT_BOT_TOKEN, DEFAULT_TEAM_ID, SlackStandIn
 from storage import models as m
 from tests.e2e.test_inbound_understanding import POSITIVE, REMOVE, Inbound, inbound_world, labelled
@@ -386,3 +389,42 @@ def test_three_identical_corrections_propose_a_rule_the_admin_accepts_in_slack(
 
     nxt = inbound.deliver(inbound.reply("Please send the invoice for the Barton file."))
     assert (nxt.category, nxt.classified_by) == ("INFORMATION", "rule")
+
+
+def test_the_relabel_modal_opens_in_slack_with_the_message_s_labels(
+    world: tuple[Inbound, SlackStandIn], served_slack: ServedSlack
+) -> None:
+    inbound, slack = world
+    row = inbound.deliver(inbound.reply(labelled(POSITIVE)["body"]))
+    with inbound.sessions() as session:
+        card_id = session.scalars(select(m.Card.id).where(m.Card.inbound_email_id == row.id)).one()
+    runtime = inbound.world.runtime
+    deps = SlackDeps(
+        outreach=runtime.outreach,
+        accounts=runtime.services.accounts,
+        rules=runtime.rules,
+        session_factory=runtime.services.session_factory,
+        clock=runtime.services.clock,
+        wake_worker=lambda: None,
+        gmail_connect_url=lambda actor: None,
+        gmail_address=lambda actor: None,
+        reply_policies=runtime.reply_policies,
+        corrections=runtime.corrections,
+    )
+    client = served_slack.client()
+
+    open_relabel_modal(deps, client, slack.issue_trigger_id(user_id=REP), row.org_id, card_id)
+
+    (view,) = slack.views
+    assert view.callback_id == CallbackId.RELABEL_CARD
+    assert json.loads(view.private_metadata) == {"card": card_id, "email": row.id}
+    initial = {
+        b["block_id"]: b["element"]["initial_option"]["value"]
+        for b in view.definition["blocks"]
+        if b["type"] == "input"
+    }
+    assert initial == {"category": row.category, "intent": row.intent, "sentiment": row.sentiment}
+    stale = slack.issue_trigger_id(user_id=REP)
+    slack.expire_trigger_id(stale)
+    with pytest.raises(InvalidInput, match="Slack took too long to open the form"):
+        open_relabel_modal(deps, client, stale, row.org_id, card_id)
