@@ -158,6 +158,12 @@ def test_a_re_label_is_stored_written_on_the_message_and_undoes_the_opt_out_it_m
         "pinnacle.example",
     )
     assert corrections.list_corrections(world["other"]) == []
+    # Classified again by the pipeline? Not a message a rep re-labelled.
+    with UnitOfWork(session_factory) as uow:
+        counts = uow.inbound_pipeline.requeue(
+            since=clock.now() - timedelta(days=30), org_id=org, status="processed", now=clock.now()
+        )
+    assert counts.processed == 1  # the other message only
 
 
 def test_refusals_name_the_valid_values_and_say_what_is_missing(
