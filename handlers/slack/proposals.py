@@ -21,7 +21,7 @@ from domain.corrections import (
     ProposalStatus,
     RuleProposalView,
 )
-from domain.errors import InvalidInput
+from domain.errors import InvalidInput, NotFound
 from handlers.slack.common import (
     Bound,
     SlackDeps,
@@ -144,8 +144,11 @@ def send_notice(deps: SlackDeps, body: dict[str, Any], client: WebClient) -> Non
     except (KeyError, TypeError, ValueError):
         log.error("malformed notice dropped", extra={"notice": str(kind)[:40]})
         return
-    corrections = corrections_of(deps)
-    proposal = corrections.get_proposal(org_id, proposal_id)
+    try:
+        proposal = corrections_of(deps).get_proposal(org_id, proposal_id)
+    except NotFound:
+        log.warning("notice of a proposal that is gone", extra={"proposal_id": proposal_id})
+        return
     try:
         if kind == NOTICE_RULE_PROPOSAL:
             _send_proposal(deps, client, org_id, proposal, user_id=data.get("user_id"))
