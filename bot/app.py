@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -34,6 +35,7 @@ from bot.slack_oauth import CachedAuthorize
 from domain import faults
 from domain.catalog import Catalog
 from domain.clock import Clock, SystemClock
+from domain.corrections import Corrections
 from domain.deps import Deps
 from domain.errors import ExternalServiceError
 from domain.jobs import TaskKind
@@ -120,6 +122,8 @@ class Runtime:
     offline_classifier: MessageClassifier
     #: Drafts answers to inbound replies: Claude (ANTHROPIC_MODEL) with a key, else templates.
     replies: Replies
+    #: Reps' re-labels of inbound mail and the rules they propose.
+    corrections: Corrections
     gmail: GmailIntegration | None = None
     slack_worker: SlackReplayWorker | None = None
 
@@ -233,7 +237,9 @@ def build_message_classifiers(settings: Settings) -> tuple[MessageClassifier, Me
     """Return (the classifier to use, the offline one): Claude when a key is set."""
     from integrations.offline_classifier import OfflineClassifier
 
-    offline = OfflineClassifier()  # its model is trained at the first classification
+    # Its model is trained at the first classification, on the shipped labelled set plus the
+    # reps' corrections `salesbot inbound train` exported (when that file exists).
+    offline = OfflineClassifier(extra_examples=Path(settings.OFFLINE_CORRECTIONS_FILE))
     if not settings.ANTHROPIC_API_KEY:
         return offline, offline
     from integrations.claude import build_anthropic_client
@@ -373,6 +379,14 @@ def build_runtime(
         poll_seconds=min(30.0, max(settings.WORKER_POLL_SECONDS, work_lease.total_seconds() / 4)),
         on_found=worker.wake,
     )
+    # Rule proposals are sent to the admins in Slack when there is a Slack app to send them.
+    corrections = Corrections(
+        service_deps,
+        rules=rules,
+        presenting=outreach.presenting,
+        propose_after=settings.RULE_PROPOSAL_AFTER,
+        notify_in_chat=slack is not None and bool(settings.SLACK_SIGNING_SECRET),
+    )
     message_classifier, offline_classifier = build_message_classifiers(settings)
     understanding = build_understanding(
         uow,
@@ -403,6 +417,7 @@ def build_runtime(
             ),
             reply_policies=reply_policies,
             triage=triage,
+            corrections=corrections,
         )
         # The web app stores each listener's slow part; the worker's app replays it.
         slack_calls = SlackCallQueue(services.session_factory)
@@ -445,6 +460,7 @@ def build_runtime(
         message_classifier=message_classifier,
         offline_classifier=offline_classifier,
         replies=replies,
+        corrections=corrections,
         gmail=gmail,
         slack_worker=slack_worker,
     )

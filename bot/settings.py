@@ -85,6 +85,19 @@ class Settings(BaseSettings):
         "process (see the comment above for how it relates to Anthropic's rate limits).",
     )
 
+    RULE_PROPOSAL_AFTER: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description="Identical re-labels by reps (same new category) for one sender, or for "
+        "several senders of one domain, before a classification rule is proposed to the admins.",
+    )
+    OFFLINE_CORRECTIONS_FILE: str = Field(
+        default="./salesbot-corrections.jsonl",
+        description="Reps' corrections exported by `salesbot inbound train`; the offline "
+        "classifier trains on the shipped labelled set plus this file when it exists.",
+    )
+
     WORK_LEASE_SECONDS: float = Field(
         default=300,
         ge=0.5,

@@ -71,6 +71,7 @@ class Decider(StrEnum):
     RULE = "rule"  # a user rule (confidence 1.0)
     CLAUDE = "claude"
     OFFLINE = "offline"  # the model shipped with Salesbot
+    REP = "rep"  # a person re-labelled it (domain/corrections.py); decided_detail names them
 
 
 class Entities(BaseModel):
@@ -108,6 +109,22 @@ class Classification(BaseModel):
     notes: tuple[str, ...] = Field(default=(), max_length=20)
 
 
+class CorrectionExample(BaseModel):
+    """A message of the organization that a rep re-labelled, shown to a model as an example.
+
+    The text is the sender's (untrusted data, clipped); the labels are the rep's choice.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    from_email: str | None = Field(default=None, max_length=320)
+    subject: str = Field(default="", max_length=1_000)
+    body: str = Field(default="", max_length=4_000)
+    category: Category
+    intent: Intent
+    sentiment: Sentiment
+
+
 class ClassifyRequest(BaseModel):
     """What the inbound pipeline hands to a classifier (Claude or the offline model).
 
@@ -128,6 +145,9 @@ class ClassifyRequest(BaseModel):
     #: A short line about what we sent them (our subject, the campaign name), or None.
     context: str | None = None
     flags: frozenset[EmailFlag] = frozenset()
+    #: The organization's latest corrections by its reps (newest first, at most a few), for
+    #: a model that learns from examples; a classifier that cannot use them ignores them.
+    examples: tuple[CorrectionExample, ...] = Field(default=(), max_length=20)
 
 
 def escalate_if_unsure(result: Classification, *, threshold: float) -> Classification:

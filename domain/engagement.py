@@ -45,7 +45,7 @@ one event.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -659,3 +659,77 @@ def record_engagement(
         ],
     )
     return change
+
+
+def retract_engagements(
+    repo: EngagementRepository,
+    *,
+    org_id: int,
+    inbound_email_id: int,
+    contact_id: int,
+    events: Collection[EngagementEvent],
+) -> list[EngagementEvent]:
+    """Remove the events of these kinds a message recorded for a contact, inside the
+    caller's unit of work; return the kinds removed.
+
+    For a message read wrongly (a rep re-labelled it): the rows go, every later row of the
+    contact's history is scored again without them, and the contact's score, trend and
+    interaction dates are what they would be had the events never been recorded.
+    """
+    wanted = set(events)
+    rows = [
+        (row_id, event, occurred_at)
+        for row_id, contact, event, occurred_at in repo.message_events(org_id, inbound_email_id)
+        if contact == contact_id and event in wanted
+    ]
+    if not rows:
+        return []
+    contact = repo.lock_contacts(org_id, [contact_id]).get(contact_id)
+    removed = {row_id for row_id, _, _ in rows}
+    earliest = min(occurred_at for _, _, occurred_at in rows)
+    stored = repo.timelines(org_id, {contact_id: timeline_since(earliest)}).get(contact_id, [])
+    repo.delete(sorted(removed))
+    if contact is None:
+        return [event for _, event, _ in rows]
+    kept = [
+        _Row(r.occurred_at, r.id, r.score_delta, r.score_after, id=r.id)
+        for r in stored
+        if r.id not in removed
+    ]
+    first_after = next((n for n, r in enumerate(kept) if r.occurred_at >= earliest), len(kept))
+    latest = _last_point(kept[:first_after], earliest)
+    changed: list[tuple[int, float]] = []
+    for row in kept[first_after:]:
+        score = next_score(latest, delta=row.score_delta, at=row.occurred_at)
+        if score != row.score_after and row.id is not None:
+            row.score_after = score
+            changed.append((row.id, score))
+        latest = ScorePoint(score, row.occurred_at)
+    if latest is None:
+        score_now, trend = 0.0, EngagementTrend.UNKNOWN
+    else:
+        window_start = latest.at - TREND_WINDOW
+        score_now = latest.score
+        trend = trend_between(score_at(_last_point(kept, window_start), window_start), score_now)
+    kinds = {event for _, event, _ in rows}
+    replied = contact.last_replied_at
+    if kinds & REPLY_EVENTS:
+        replied = repo.latest_event_at(org_id, contact_id, sorted(REPLY_EVENTS))
+    positive = contact.last_positive_interaction_at
+    if kinds & POSITIVE_EVENTS:
+        positive = repo.latest_event_at(org_id, contact_id, sorted(POSITIVE_EVENTS))
+    repo.rescore(changed)
+    repo.save_contacts(
+        org_id,
+        [
+            ContactEngagement(
+                contact_id=contact_id,
+                client_id=contact.client_id,
+                score=score_now,
+                trend=trend,
+                last_replied_at=replied,
+                last_positive_interaction_at=positive,
+            )
+        ],
+    )
+    return [event for _, event, _ in rows]

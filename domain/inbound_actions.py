@@ -29,7 +29,8 @@ a verified List-Unsubscribe token (the token is the proof): it is escalated inst
 
 Acting is idempotent: a second pass over the same message (a crash before its record, or a
 re-classification once Claude is back) finds the enrollments already stopped and the
-contact already opted out, and appends nothing new; an opt-out is never undone.
+contact already opted out, and appends nothing new; an opt-out is never undone here (a rep's
+re-label of the message may undo it: `domain/corrections.py`).
 
 Engagement events (`domain.engagement`) are handed back with the actions, for the caller to
 record in the same unit of work (`record_engagements`, once per batch): a person's reply

@@ -17,9 +17,24 @@ from domain.accounts import Org, OrgSummary, StoredToken, TokenSummary, User
 from domain.audience import AudienceCriteria, AudienceSize
 from domain.campaigns import Campaign, CampaignFields
 from domain.cards import Card, CardState, CardType, CardView, InFlightCard, Priority
-from domain.classification import Category, Classification, ClassifyRequest
+from domain.classification import (
+    Category,
+    Classification,
+    ClassifyRequest,
+    CorrectionExample,
+    Sentiment,
+)
 from domain.contacts import ContactContext, TokenScope, UserRole
 from domain.conversations import ContactRef, ConversationEntry, LinkKeys, SendRef
+from domain.corrections import (
+    CorrectionView,
+    LabelSet,
+    NewCorrection,
+    ProposalStatus,
+    RelabelTarget,
+    RuleProposalView,
+    SameCorrections,
+)
 from domain.drafting import Draft, DraftRequest
 from domain.engagement import (
     ContactEngagement,
@@ -626,6 +641,10 @@ class UserRepository(Protocol):
         """Tell whether the organization has an admin."""
         ...
 
+    def list_admins(self, org_id: int) -> builtins.list[User]:
+        """Return the organization's admins, by id."""
+        ...
+
     def add(
         self,
         org_id: int,
@@ -869,6 +888,11 @@ class OptOutRepository(Protocol):
         """Fail every queued email to the contact (by id or address); return how many."""
         ...
 
+    def undo_opt_out(self, org_id: int, contact_id: int, *, at: datetime) -> bool:
+        """Clear the contact's opt-out (a rep found the message that made it was no removal
+        request); True if it had one."""
+        ...
+
 
 class SuppressionUnitOfWork(Transaction, Protocol):
     """One transaction over the opt-out repository and the engagement history (where an
@@ -931,6 +955,23 @@ class EngagementRepository(Protocol):
         self, org_id: int, contact_id: int, event: EngagementEvent, since: datetime
     ) -> int:
         """Count the contact's events of one kind that occurred at or after `since`."""
+        ...
+
+    def message_events(
+        self, org_id: int, inbound_email_id: int
+    ) -> builtins.list[tuple[int, int, EngagementEvent, datetime]]:
+        """Return the history rows an inbound message recorded: (id, contact id, event,
+        occurred at), in time order."""
+        ...
+
+    def delete(self, ids: Sequence[int]) -> None:
+        """Remove history rows (a message read wrongly); the caller re-scores the rest."""
+        ...
+
+    def latest_event_at(
+        self, org_id: int, contact_id: int, events: Sequence[EngagementEvent]
+    ) -> datetime | None:
+        """Return when the contact's latest event of these kinds occurred, if any."""
         ...
 
 
@@ -1416,6 +1457,9 @@ class UnderstandingUnitOfWork(Transaction, Protocol):
     @property
     def engagement(self) -> EngagementRepository: ...
 
+    @property
+    def corrections(self) -> CorrectionRepository: ...
+
 
 # --- rules ---
 
@@ -1501,6 +1545,166 @@ class RulesUnitOfWork(Transaction, Protocol):
 
     @property
     def classifier_rules(self) -> ClassifierRuleRepository: ...
+
+
+# --- corrections (learning from reps) ---
+
+
+class CorrectionRepository(Protocol):
+    """Reps' re-labels of inbound messages, and what a re-label reads and writes."""
+
+    def message(self, org_id: int, inbound_email_id: int) -> RelabelTarget:
+        """Return the message as a re-label reads it, or raise NotFound."""
+        ...
+
+    def card_message(self, org_id: int, card_id: int) -> int | None:
+        """Return the inbound message a card was made from (None: not made from one), or
+        raise NotFound when there is no such card."""
+        ...
+
+    def set_labels(
+        self,
+        org_id: int,
+        inbound_email_id: int,
+        labels: LabelSet,
+        *,
+        decided_detail: str,
+        reason: str,
+        now: datetime,
+    ) -> None:
+        """Write a rep's labels as the message's classification (decided by a rep, sure, no
+        re-classification pending)."""
+        ...
+
+    def append_action(
+        self,
+        org_id: int,
+        inbound_email_id: int,
+        *,
+        action: str,
+        reason: str,
+        contact_id: int | None,
+        enrollment_ids: Sequence[int],
+        at: datetime,
+    ) -> None:
+        """Append an entry to the message's `actions`."""
+        ...
+
+    def set_reply_sentiment(self, org_id: int, inbound_email_id: int, sentiment: Sentiment) -> bool:
+        """Give the send this message replied to, and its conversation when this is the
+        latest reply there, the new sentiment; True if anything changed."""
+        ...
+
+    def add(self, correction: NewCorrection) -> int:
+        """Store a correction; return its id."""
+        ...
+
+    def list(self, org_id: int, *, limit: int, offset: int) -> builtins.list[CorrectionView]:
+        """Return the organization's corrections, newest first."""
+        ...
+
+    def examples(self, org_id: int, *, limit: int) -> builtins.list[CorrectionExample]:
+        """Return the latest corrections (one per message) as classifier examples."""
+        ...
+
+    def examples_for(
+        self, org_ids: Sequence[int], *, limit: int
+    ) -> dict[int, builtins.list[CorrectionExample]]:
+        """Return `examples` for several organizations at once (those without any left out)."""
+        ...
+
+    def count_same(
+        self,
+        org_id: int,
+        category: Category,
+        *,
+        sender_email: str | None = None,
+        sender_domain: str | None = None,
+    ) -> SameCorrections:
+        """Count the messages of a sender (or domain) re-labelled to `category` from another
+        category, and their distinct senders."""
+        ...
+
+
+class RuleProposalRepository(Protocol):
+    """Rules proposed from reps' identical corrections."""
+
+    def upsert(
+        self,
+        org_id: int,
+        *,
+        rule_type: RuleType,
+        pattern: str,
+        category: Category,
+        corrections: int,
+        now: datetime,
+    ) -> tuple[RuleProposalView, bool]:
+        """Open a proposal, or update the count of the one there (whatever its status);
+        return it and True when this call opened it."""
+        ...
+
+    def get(self, org_id: int, proposal_id: int) -> RuleProposalView:
+        """Return a proposal or raise NotFound."""
+        ...
+
+    def list(
+        self, org_id: int, *, status: ProposalStatus | None, limit: int
+    ) -> builtins.list[RuleProposalView]:
+        """Return proposals, newest first."""
+        ...
+
+    def decide(
+        self, org_id: int, proposal_id: int, *, to: ProposalStatus, by: int | None, now: datetime
+    ) -> bool:
+        """Move an open proposal to accepted or dismissed (compare-and-set); True if moved."""
+        ...
+
+    def set_rule(self, org_id: int, proposal_id: int, *, rule_id: int) -> None:
+        """Name the rule an accepted proposal made."""
+        ...
+
+    def set_message(self, org_id: int, proposal_id: int, *, channel: str, ts: str) -> None:
+        """Remember the chat message that shows the proposal (the first one posted)."""
+        ...
+
+
+class ChatNoticeRepository(Protocol):
+    """Notices for the chat, queued in the caller's unit of work and sent after its commit."""
+
+    def queue(self, org_id: int, kind: str, data: Mapping[str, Any], *, now: datetime) -> bool:
+        """Queue a notice; False when the organization has no chat workspace to send it to."""
+        ...
+
+
+class CorrectionsUnitOfWork(Transaction, Protocol):
+    """One transaction over what a re-label and a rule proposal touch; commits once."""
+
+    @property
+    def corrections(self) -> CorrectionRepository: ...
+
+    @property
+    def rule_proposals(self) -> RuleProposalRepository: ...
+
+    @property
+    def chat_notices(self) -> ChatNoticeRepository: ...
+
+    @property
+    def classifier_rules(self) -> ClassifierRuleRepository: ...
+
+    @property
+    def cards(self) -> CardRepository: ...
+
+    @property
+    def users(self) -> UserRepository: ...
+
+    @property
+    def opt_outs(self) -> OptOutRepository: ...
+
+    @property
+    def engagement(self) -> EngagementRepository: ...
+
+    @property
+    def inbound_actions(self) -> InboundActionRepository: ...
 
 
 # --- reply policy ---

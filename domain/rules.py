@@ -369,6 +369,38 @@ class Rules:
         `actor` None is an API token of the whole organization (an integration), which may
         change rules as an admin may.
         """
+        with self._uow() as uow:
+            rule = self.add_rule_in(
+                uow,
+                actor,
+                org_id,
+                rule_type=rule_type,
+                pattern=pattern,
+                category=category,
+                priority=priority,
+                is_active=is_active,
+                now=self._clock.now(),
+            )
+            uow.commit()
+        self.forget_rules(org_id)
+        return rule
+
+    def add_rule_in(
+        self,
+        uow: RulesUnitOfWork,
+        actor: Actor | None,
+        org_id: int,
+        *,
+        rule_type: str | RuleType,
+        pattern: str,
+        category: str | Category,
+        priority: int = DEFAULT_PRIORITY,
+        is_active: bool = True,
+        now: datetime,
+    ) -> Rule:
+        """Add a rule inside the caller's unit of work (it commits, then calls
+        `forget_rules`), with every check of `add_rule`: a rule a reps' proposal makes is
+        held to the same validation and budgets as one typed by an admin."""
         _authorize(actor, org_id, "add classification rules")
         kind = parse_rule_type(rule_type)
         stored = normalize_pattern(kind, pattern)
@@ -378,44 +410,41 @@ class Rules:
             program = check_regex(stored, self._regex).program_size
         chosen = parse_category(category)
         rank = check_priority(priority)
-        with self._uow() as uow:
-            repo = uow.classifier_rules
-            # Two admins adding at once may pass this check together: the cap is a guard
-            # against runaway scripts, not an exact quota.
-            if repo.count(org_id) >= MAX_RULES_PER_ORG:
-                raise InvalidInput(
-                    f"this organization already has {MAX_RULES_PER_ORG} rules, the most it "
-                    "may have; remove rules it no longer needs first"
-                )
-            if (
-                kind is RuleType.SUBJECT_REGEX
-                and repo.count(org_id, rule_type=kind) >= MAX_REGEX_RULES_PER_ORG
-            ):
-                raise InvalidInput(
-                    f"this organization already has {MAX_REGEX_RULES_PER_ORG} subject_regex "
-                    "rules, the most it may have; combine patterns (a|b) or use "
-                    "subject_contains"
-                )
-            if kind is RuleType.SUBJECT_REGEX:
-                self._check_program_budget(repo.list(org_id), org_id, program)
-            same = repo.find(org_id, rule_type=kind, pattern=stored)
-            if same is not None:
-                raise Conflict(
-                    f"rule {same.id} already has this {kind.value} pattern "
-                    f"(category {same.category.value}); change or remove it instead"
-                )
-            rule = repo.add(
-                org_id,
-                rule_type=kind,
-                pattern=stored,
-                category=chosen,
-                priority=rank,
-                is_active=is_active,
-                created_by=actor.user_id if actor is not None else None,
-                now=self._clock.now(),
+        repo = uow.classifier_rules
+        # Two admins adding at once may pass this check together: the cap is a guard
+        # against runaway scripts, not an exact quota.
+        if repo.count(org_id) >= MAX_RULES_PER_ORG:
+            raise InvalidInput(
+                f"this organization already has {MAX_RULES_PER_ORG} rules, the most it "
+                "may have; remove rules it no longer needs first"
             )
-            uow.commit()
-        self.forget_rules(org_id)
+        if (
+            kind is RuleType.SUBJECT_REGEX
+            and repo.count(org_id, rule_type=kind) >= MAX_REGEX_RULES_PER_ORG
+        ):
+            raise InvalidInput(
+                f"this organization already has {MAX_REGEX_RULES_PER_ORG} subject_regex "
+                "rules, the most it may have; combine patterns (a|b) or use "
+                "subject_contains"
+            )
+        if kind is RuleType.SUBJECT_REGEX:
+            self._check_program_budget(repo.list(org_id), org_id, program)
+        same = repo.find(org_id, rule_type=kind, pattern=stored)
+        if same is not None:
+            raise Conflict(
+                f"rule {same.id} already has this {kind.value} pattern "
+                f"(category {same.category.value}); change or remove it instead"
+            )
+        rule = repo.add(
+            org_id,
+            rule_type=kind,
+            pattern=stored,
+            category=chosen,
+            priority=rank,
+            is_active=is_active,
+            created_by=actor.user_id if actor is not None else None,
+            now=now,
+        )
         log.info(
             "classification rule added",
             extra={"org_id": org_id, "rule_id": rule.id, "rule_type": kind.value},

@@ -1,9 +1,12 @@
 """Opting out: the contact's choice wins.
 
 An opt-out takes effect at once: every running enrollment of the contact stops and no
-queued email to them leaves. It is never undone by Salesbot: repeating it records nothing
-new (the first opt-out date and its history entry stay) and only stops enrollments made
-since, and an import may opt a contact out but never back in (`storage/importer.py`).
+queued email to them leaves. Salesbot never undoes it on its own: repeating it records
+nothing new (the first opt-out date and its history entry stay) and only stops enrollments
+made since, and an import may opt a contact out but never back in (`storage/importer.py`).
+The one way back is a person's: a rep who re-labels the inbound message whose
+classification opted the contact out (`domain/corrections.py`) undoes that opt-out, never
+one the contact made through the unsubscribe link or address.
 """
 
 from __future__ import annotations

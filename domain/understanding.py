@@ -32,7 +32,13 @@ from typing import TYPE_CHECKING, Any, Final
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from domain import faults
-from domain.classification import Category, Classification, ClassifyRequest, escalate_if_unsure
+from domain.classification import (
+    Category,
+    Classification,
+    ClassifyRequest,
+    CorrectionExample,
+    escalate_if_unsure,
+)
 from domain.clock import Clock
 from domain.conversations import (
     Link,
@@ -68,6 +74,9 @@ MAX_SUBJECT: Final = 998
 RECLASSIFY_FIRST: Final = timedelta(minutes=2)
 #: Characters of a failure's reason kept on the row.
 MAX_ERROR: Final = 500
+#: The organization's latest re-labels by its reps given to the model as examples (the
+#: classifier clips each one's text): recent teaching, at a bounded cost per message.
+MAX_EXAMPLES: Final = 8
 
 
 # --- what the pipeline reads and writes ---------------------------------------------------
@@ -485,7 +494,10 @@ class Understanding:
         *,
         model: MessageClassifier,
     ) -> None:
-        requests = [_request(m) for m, _ in batch]
+        examples = (
+            self._examples({m.org_id for m, _ in batch}) if model is not self._offline else {}
+        )
+        requests = [_request(m, examples.get(m.org_id, ())) for m, _ in batch]
         try:
             answers = model.classify_many(requests)
         except ExternalServiceError as exc:
@@ -520,6 +532,20 @@ class Understanding:
                 reclassify_at = now + RECLASSIFY_FIRST
             result = escalate_if_unsure(answer, threshold=message.threshold)
             decided[message.id] = Decided(result, notes, reclassify_at)
+
+    def _examples(self, org_ids: set[int]) -> dict[int, tuple[CorrectionExample, ...]]:
+        """The organizations' latest corrections by their reps, as examples for the model.
+
+        Examples help the model; they are not needed to classify, so a failure to read them
+        is logged and the messages are classified without.
+        """
+        try:
+            with self._uow() as uow:
+                found = uow.corrections.examples_for(sorted(org_ids), limit=MAX_EXAMPLES)
+        except Exception:  # noqa: BLE001 - classified without examples, and said in the log
+            log.exception("reading reps' corrections failed", extra={"orgs": sorted(org_ids)})
+            return {}
+        return {org_id: tuple(rows) for org_id, rows in found.items()}
 
     # -- recording -------------------------------------------------------------------------
 
@@ -759,7 +785,9 @@ def _link_query(message: InboundMessage) -> LinkQuery:
     )
 
 
-def _request(message: InboundMessage) -> ClassifyRequest:
+def _request(
+    message: InboundMessage, examples: tuple[CorrectionExample, ...] = ()
+) -> ClassifyRequest:
     flags = frozenset(EmailFlag(f) for f in message.flags if f in _FLAGS)
     return ClassifyRequest(
         subject=bounded_subject(message.subject),
@@ -770,6 +798,7 @@ def _request(message: InboundMessage) -> ClassifyRequest:
         received_at=message.received_at,
         context=message.context,
         flags=flags,
+        examples=examples,
     )
 
 

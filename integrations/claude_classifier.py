@@ -3,7 +3,10 @@
 The message goes to the model as quoted JSON data inside an <email> tag, after zero-width,
 tag and bidirectional control characters are removed (and counted in the result's notes)
 and a long body is cut to `MAX_BODY_CHARS`. The static system prompt, the tool and the
-few-shot examples (`integrations/claude_prompts.py`) are one cached prefix.
+few-shot examples (`integrations/claude_prompts.py`) are one cached prefix. The
+organization's own examples, its reps' latest corrections (`ClassifyRequest.examples`), are
+per organization, so they go in the user turn, after that prefix (the cache is unchanged),
+in a <rep_corrections> tag before the email: quoted JSON data too, each text cut short.
 
 What the classifier promises (`domain.ports.MessageClassifier`):
 - `classify` raises ExternalServiceError when Claude cannot be reached or keeps failing
@@ -76,6 +79,11 @@ MAX_SUBJECT_CHARS: Final = 500
 MAX_NAME_CHARS: Final = 200
 MAX_CONTEXT_CHARS: Final = 300
 MAX_RECIPIENTS: Final = 10
+#: Reps' corrections shown as examples (the pipeline sends the organization's latest ones),
+#: each cut short: they teach the labels, and their text is the sender's, not ours.
+MAX_EXAMPLES: Final = 8
+MAX_EXAMPLE_SUBJECT_CHARS: Final = 150
+MAX_EXAMPLE_BODY_CHARS: Final = 500
 #: The answer is about 150 to 400 tokens; 1,024 leaves room for long entity lists. Kept
 #: low on purpose: the API counts `max_tokens` against the output-token rate limit when a
 #: request starts, so a generous bound would throttle the calls in flight.
@@ -209,6 +217,10 @@ def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit]
 
 
+def _visible(text: str) -> str:
+    return remove_invisible_characters(text).text
+
+
 def prepare_message(request: ClassifyRequest) -> PreparedMessage:
     """Clean and bound the request's text and quote it as data inside <email>."""
     notes: list[str] = []
@@ -252,7 +264,23 @@ def prepare_message(request: ClassifyRequest) -> PreparedMessage:
         "subject": _cut(subject, MAX_SUBJECT_CHARS),
         "body": _cut(body, MAX_BODY_CHARS),
     }
-    parts = [f"<email>\n{quote_data(email)}\n</email>"]
+    parts = []
+    if request.examples:
+        corrections = [
+            {
+                "from": _cut(example.from_email, MAX_NAME_CHARS) if example.from_email else None,
+                "subject": _cut(_visible(example.subject), MAX_EXAMPLE_SUBJECT_CHARS),
+                "body": _cut(_visible(example.body), MAX_EXAMPLE_BODY_CHARS),
+                "rep_labels": {
+                    "category": example.category.value,
+                    "intent": example.intent.value,
+                    "sentiment": example.sentiment.value,
+                },
+            }
+            for example in request.examples[:MAX_EXAMPLES]
+        ]
+        parts.append(f"<rep_corrections>\n{quote_data(corrections)}\n</rep_corrections>")
+    parts.append(f"<email>\n{quote_data(email)}\n</email>")
     if context:
         parts.append(
             f"<our_outreach>\n{quote_data(_cut(context, MAX_CONTEXT_CHARS))}\n</our_outreach>"

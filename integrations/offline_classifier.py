@@ -19,6 +19,13 @@ The model is not committed as a file: training takes about 1.5 s of CPU, so it i
 `offline_data/labelled_replies.jsonl` at first use, once per process (thread-safe), and named by
 a hash of the labelled set and of the model's settings. Nothing to unpickle, nothing binary in
 the repository. `python -m integrations.offline_classifier` trains it and prints its version.
+
+Reps' corrections teach it too: `salesbot inbound train` exports them (the latest labels of
+each re-labelled message) to a per-deployment file in the labelled set's format
+(`OFFLINE_CORRECTIONS_FILE`), and a classifier given that file (`extra_examples`) trains on
+the labelled set plus it. The file's bytes are part of the model's version, and a running
+classifier notices a new file (its size and modification time, checked at each use) and
+trains again, so a worker picks up `train` without a restart.
 """
 
 from __future__ import annotations
@@ -402,22 +409,58 @@ def extract_entities(subject: str, body: str) -> Entities:
     return Entities(order_numbers=orders, amounts=amounts)
 
 
-_TRAINED: dict[Path, OfflineModel] = {}
+_TRAINED: dict[tuple[Path, Path | None, tuple[int, int] | None], OfflineModel] = {}
 _TRAINING = threading.Lock()
 
 
-def load_offline_model(path: Path = LABELLED_SET) -> OfflineModel:
-    """Return the model trained from the labelled set, training it on the first call only."""
+def file_stamp(path: Path | None) -> tuple[int, int] | None:
+    """Return (modification time in ns, size) of a file, or None when there is none."""
+    if path is None:
+        return None
+    try:
+        found = path.stat()
+    except FileNotFoundError:
+        return None
+    return found.st_mtime_ns, found.st_size
+
+
+def load_offline_model(path: Path = LABELLED_SET, *, extra: Path | None = None) -> OfflineModel:
+    """Return the model trained from the labelled set (and from `extra`, reps' corrections
+    in the same format, when that file exists), training it on the first call only."""
     key = path.resolve()
-    model = _TRAINED.get(key)
+    more = extra.resolve() if extra is not None else None
+    cache_key = (key, more, file_stamp(more))
+    model = _TRAINED.get(cache_key)
     if model is None:
         with _TRAINING:  # one training per process, however many threads ask at once
-            model = _TRAINED.get(key)
+            model = _TRAINED.get(cache_key)
             if model is None:
                 data = key.read_bytes()
-                model = OfflineModel(read_labelled_examples(key), version=dataset_version(data))
-                _TRAINED[key] = model
+                examples = read_labelled_examples(key)
+                if cache_key[2] is not None and more is not None:
+                    added = more.read_bytes()
+                    data += b"\0" + added
+                    examples += read_labelled_examples(more)
+                model = OfflineModel(examples, version=dataset_version(data))
+                _TRAINED[cache_key] = model
     return model
+
+
+def category_accuracy(examples: Sequence[LabelledExample], *, folds: int = 5) -> float:
+    """Return the category head's accuracy, cross-validated over stratified folds (the
+    features fitted within each fold), the figure `salesbot inbound train` prints."""
+    from sklearn.pipeline import make_pipeline
+
+    labels = [example.label("category") for example in examples]
+    smallest = min(labels.count(label) for label in set(labels))
+    splits = max(2, min(folds, smallest))
+    predicted = cross_val_predict(
+        make_pipeline(make_features(), TemperatureScaledSVM._svm()),
+        [model_text(example.subject, example.body) for example in examples],
+        labels,
+        cv=StratifiedKFold(n_splits=splits, shuffle=True, random_state=_SEED),
+    )
+    return float(np.mean(np.asarray(predicted) == np.asarray(labels)))
 
 
 class OfflineClassifier:
@@ -428,17 +471,29 @@ class OfflineClassifier:
         *,
         confidence_threshold: float = DEFAULT_CONFIDENCE_THRESHOLD,
         model: OfflineModel | None = None,
+        extra_examples: Path | None = None,
     ) -> None:
-        """Use `model`, or the shipped one (trained at the first `classify`)."""
+        """Use `model`, or the shipped one trained at the first `classify` on the labelled
+        set plus `extra_examples` (reps' corrections exported by `salesbot inbound train`)
+        when that file exists; a new file is trained on at the next use."""
         self.confidence_threshold = confidence_threshold
         self._model = model
+        self._fixed = model is not None
+        self._extra = extra_examples
+        self._stamp = file_stamp(extra_examples)
 
     @property
     def model(self) -> OfflineModel:
-        """The trained model (trains the shipped one on first use)."""
-        if self._model is None:
-            self._model = load_offline_model()
-        return self._model
+        """The trained model (trains the shipped one on first use, again on a new file)."""
+        model = self._model
+        if not self._fixed:
+            stamp = file_stamp(self._extra)
+            if model is None or stamp != self._stamp:
+                model = self._model = load_offline_model(extra=self._extra)
+                self._stamp = stamp
+        if model is None:  # never: a classifier without a model has no file to be fixed on
+            raise RuntimeError("the offline classifier has no model")
+        return model
 
     @property
     def name(self) -> str:

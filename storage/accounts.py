@@ -156,6 +156,15 @@ class UserRepo:
         )
         return found is not None
 
+    def list_admins(self, org_id: int) -> list[User]:
+        """Return the organization's admins, by id."""
+        rows = self._s.scalars(
+            select(m.User)
+            .where(m.User.org_id == org_id, m.User.role == UserRole.ADMIN.value)
+            .order_by(m.User.id)
+        )
+        return [_user(row) for row in rows]
+
     def add(
         self,
         org_id: int,

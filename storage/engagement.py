@@ -334,6 +334,38 @@ class EngagementRepo:
             or 0
         )
 
+    def message_events(
+        self, org_id: int, inbound_email_id: int
+    ) -> list[tuple[int, int, EngagementEvent, datetime]]:
+        """Return the history rows an inbound message recorded: (id, contact id, event,
+        occurred at), in time order."""
+        rows = self._s.execute(
+            select(_H.id, _H.contact_id, _H.event, _H.occurred_at)
+            .where(_H.org_id == org_id, _H.inbound_email_id == inbound_email_id)
+            .order_by(_H.occurred_at, _H.id)
+        )
+        return [(row.id, row.contact_id, _event(row.event), row.occurred_at) for row in rows]
+
+    def delete(self, ids: Sequence[int]) -> None:
+        """Remove history rows; the caller scores the rest again."""
+        for chunk in _chunks(sorted(set(ids)), 1000):
+            self._s.execute(
+                _table(_H).delete().where(_table(_H).c.id.in_(chunk)),
+                execution_options={"synchronize_session": False},
+            )
+
+    def latest_event_at(
+        self, org_id: int, contact_id: int, events: Sequence[EngagementEvent]
+    ) -> datetime | None:
+        """Return when the contact's latest event of these kinds occurred, if any."""
+        names = sorted({e.value for e in events})
+        found: datetime | None = self._s.scalar(
+            select(func.max(_H.occurred_at)).where(
+                self._history(org_id, contact_id), _H.event.in_(names)
+            )
+        )
+        return found
+
 
 # --- orders that follow a reply --------------------------------------------------------
 

@@ -89,3 +89,16 @@ class OptOutRepo:
             .values(status=OutboxStatus.FAILED.value, error=reason, not_before=None)
         )
         return _rowcount(result)
+
+    def undo_opt_out(self, org_id: int, contact_id: int, *, at: datetime) -> bool:
+        """Clear the contact's opt-out; True if it had one."""
+        result = self._s.execute(
+            update(m.Contact)
+            .where(
+                m.Contact.org_id == org_id,
+                m.Contact.id == contact_id,
+                m.Contact.opted_out_at.is_not(None),
+            )
+            .values(opted_out_at=None, updated_at=at)
+        )
+        return _rowcount(result) == 1

@@ -336,7 +336,8 @@ class InboundPipelineRepo:
         """Put rows received since a time back in the queue (parsed, due now, attempts 0).
 
         `status`: processed, failed (parked by the pipeline) or parsed; None takes processed
-        and parked rows. Fetch failures (never parsed) are the fetch retry's, never touched.
+        and parked rows. Fetch failures (never parsed) are the fetch retry's, never touched,
+        and so are messages a rep re-labelled (their labels are a person's decision).
         """
         e = m.InboundEmail
         wanted = [status] if status else [_PROCESSED, _FAILED]
@@ -347,6 +348,9 @@ class InboundPipelineRepo:
                 conditions.append(e.org_id == org_id)
             if current == _FAILED:
                 conditions.append(e.pipeline_attempts > 0)  # parked by the pipeline
+            if current == _PROCESSED:
+                # A rep's re-label (domain/corrections.py) is the last word on a message.
+                conditions.append(e.classified_by.is_distinct_from("rep"))
             result = self._s.execute(
                 update(e)
                 .where(*conditions)

@@ -11,7 +11,9 @@ from storage.accounts import OrgRepo, TokenRepo, UserRepo
 from storage.audience import AudienceRepo
 from storage.campaigns import CampaignRepo
 from storage.cards import CardRepo
+from storage.chat_notices import ChatNoticeRepo
 from storage.contacts import ContactContextRepo
+from storage.corrections import CorrectionRepo, RuleProposalRepo
 from storage.db import SessionFactory
 from storage.engagement import EngagementRepo, EngagementViews
 from storage.events import EventKeys
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
     from domain.ports import (
         AccountsUnitOfWork,
         CatalogUnitOfWork,
+        CorrectionsUnitOfWork,
         EngagementUnitOfWork,
         MailboxUnitOfWork,
         OutboxUnitOfWork,
@@ -88,6 +91,9 @@ class UnitOfWork:
     reply_contexts: ReplyContextRepo
     reply_policies: ReplyPolicyRepo
     reply_routing: ReplyRoutingRepo
+    corrections: CorrectionRepo
+    rule_proposals: RuleProposalRepo
+    chat_notices: ChatNoticeRepo
 
     def __init__(
         self, session_factory: SessionFactory, *, cipher: TokenCipher | None = None
@@ -134,6 +140,9 @@ class UnitOfWork:
         self.reply_contexts = ReplyContextRepo(session)
         self.reply_policies = ReplyPolicyRepo(session)
         self.reply_routing = ReplyRoutingRepo(session)
+        self.corrections = CorrectionRepo(session)
+        self.rule_proposals = RuleProposalRepo(session)
+        self.chat_notices = ChatNoticeRepo(session)
         return self
 
     def __exit__(
@@ -171,6 +180,7 @@ if TYPE_CHECKING:
         RepliesUnitOfWork,
         ReplyPolicyUnitOfWork,
         TriageUnitOfWork,
+        CorrectionsUnitOfWork,
     ]:
         """Let the type checker hold this unit of work to the ports of the use cases."""
-        return uow, uow, uow, uow, uow, uow, uow, uow, uow, uow, uow, uow
+        return uow, uow, uow, uow, uow, uow, uow, uow, uow, uow, uow, uow, uow

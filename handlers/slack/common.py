@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from domain.accounts import Accounts
 from domain.clock import Clock
+from domain.corrections import Corrections
 from domain.errors import NotPermitted, SalesbotError
 from domain.outreach import Actor, Outreach
 from domain.reply_policy import ReplyPolicies
@@ -43,6 +44,15 @@ class SlackDeps:
     reply_policies: ReplyPolicies
     #: The triage channel (`/triage`); None only where no command runs (tests of wiring).
     triage: Triage | None = None
+    #: Re-labels from cards and the rules they propose (None: not wired, as in some tests).
+    corrections: Corrections | None = None
+
+
+def corrections_of(deps: SlackDeps) -> Corrections:
+    """Return the corrections use cases, or say that this app was built without them."""
+    if deps.corrections is None:
+        raise SalesbotError("Re-labelling is not set up in this Salesbot; ask an admin.")
+    return deps.corrections
 
 
 class NotConnected(SalesbotError):

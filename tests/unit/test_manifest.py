@@ -9,7 +9,7 @@ import yaml
 from slack_bolt import App, BoltRequest, BoltResponse
 
 from bot.slack_app import BOT_SCOPES
-from handlers.slack import actions, commands, events, views
+from handlers.slack import actions, commands, events, proposals, relabel, views
 from handlers.slack.common import SlackDeps
 from handlers.slack.ids import ActionId, CallbackId, Command
 
@@ -34,7 +34,8 @@ def _registered() -> App:
         gmail_address=lambda actor: None,
         reply_policies=None,  # type: ignore[arg-type]
     )
-    for module in (commands, actions, views, events):
+    # In bot/slack_app.py's order: proposals and relabel before the actions' catch-all.
+    for module in (commands, proposals, relabel, actions, views, events):
         module.register(app, deps)
     return app
 
@@ -115,7 +116,7 @@ def test_every_button_and_modal_id_has_a_listener() -> None:
     }
     for action in set(ActionId) - inputs:
         assert _handled(app, _click(action.value)), action
-    for callback in (CallbackId.EDIT_CARD, CallbackId.REJECT_CARD):
+    for callback in (CallbackId.EDIT_CARD, CallbackId.REJECT_CARD, CallbackId.RELABEL_CARD):
         assert _handled(app, _submission(callback.value)), callback
 
 
