@@ -77,6 +77,7 @@ from integrations.gmail.sender import gmail_service
 from integrations.regex_re2 import Re2Engine
 from jobs.recovery import RecoverySweep
 from jobs.slack_replay import SlackReplayWorker
+from jobs.snooze import SnoozeSweep
 from jobs.understanding import UnderstandingWorker
 from jobs.worker import TaskWorker
 from storage.db import SessionFactory, make_engine, make_session_factory
@@ -99,6 +100,8 @@ class Runtime:
     worker: TaskWorker
     poster: TaskWorker
     recovery: RecoverySweep
+    #: Posts cards whose snooze ended again, as new messages.
+    snooze_sweep: SnoozeSweep
     bolt: App | None
     secrets: SecretBox
     unsubscribe_signer: LinkSigner
@@ -143,7 +146,12 @@ class Background:
     def __init__(self, runtime: Runtime, gmail_inbound: GmailInbound) -> None:
         self.runtime = runtime
         self.gmail_inbound = gmail_inbound
-        parts: list[Any] = [runtime.worker, runtime.poster, runtime.recovery]
+        parts: list[Any] = [
+            runtime.worker,
+            runtime.poster,
+            runtime.recovery,
+            runtime.snooze_sweep,
+        ]
         if runtime.gmail is not None:
             parts.append(runtime.gmail.outbox)
         parts.append(gmail_inbound)
@@ -367,6 +375,12 @@ def build_runtime(
         poll_seconds=min(30.0, max(settings.WORKER_POLL_SECONDS, work_lease.total_seconds() / 4)),
         on_found=worker.wake,
     )
+    # A snooze ends within a poll of its time; "in an hour" needs no finer grain.
+    snooze_sweep = SnoozeSweep(
+        outreach.snoozing,
+        services.session_factory,
+        poll_seconds=min(30.0, max(settings.WORKER_POLL_SECONDS, work_lease.total_seconds() / 4)),
+    )
     message_classifier, offline_classifier = build_message_classifiers(settings)
     understanding = build_understanding(
         uow,
@@ -424,6 +438,7 @@ def build_runtime(
         worker=worker,
         poster=poster,
         recovery=recovery,
+        snooze_sweep=snooze_sweep,
         bolt=bolt,
         secrets=secrets,
         unsubscribe_signer=unsubscribe_signer,

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from storage.accounts import OrgRepo, TokenRepo, UserRepo
 from storage.audience import AudienceRepo
 from storage.campaigns import CampaignRepo
+from storage.card_details import CardDetailsViews
 from storage.cards import CardRepo
 from storage.contacts import ContactContextRepo
 from storage.db import SessionFactory
@@ -67,6 +68,7 @@ class UnitOfWork:
     tasks: TaskRepo
     enrollments: EnrollmentRepo
     cards: CardRepo
+    card_details: CardDetailsViews
     contexts: ContactContextRepo
     events: EventKeys
     orgs: OrgRepo
@@ -112,6 +114,7 @@ class UnitOfWork:
         self.tasks = TaskRepo(session)
         self.enrollments = EnrollmentRepo(session)
         self.cards = CardRepo(session)
+        self.card_details = CardDetailsViews(session)
         self.contexts = ContactContextRepo(session)
         self.events = EventKeys(session)
         self.orgs = OrgRepo(session)

@@ -1177,6 +1177,7 @@ class FakeNotifier:
         self.posted: list[int] = []  # card ids, in posting order
         self.updated: list[tuple[int, CardState]] = []
         self.bulk: list[tuple[int, int]] = []  # (job id, batch)
+        self.replaced: list[tuple[str, str, str]] = []  # (channel, ts, text)
 
     def post_card(
         self, view: CardView, *, channel: str | None, owner_slack_id: str | None
@@ -1186,6 +1187,9 @@ class FakeNotifier:
 
     def update_card(self, view: CardView) -> None:
         self.updated.append((view.card.id, view.card.state))
+
+    def replace_message(self, org_id: int, *, channel: str, ts: str, text: str) -> None:
+        self.replaced.append((channel, ts, text))
 
     def post_bulk(
         self,
