@@ -901,13 +901,15 @@ def contact_modal(contact: ContactOverview) -> dict[str, Any]:
     for entry in reversed(history.entries):  # newest first: what happened last matters most
         label = _EVENT_LABELS.get(entry.event, safe(entry.event.value, 40))
         line = f"{_date(entry.occurred_at, style='{date_short_pretty}')} · {label}"
-        if entry.send is not None:
+        # A reply names their message; a send (or a bounce of it) names our email.
+        if entry.inbound_email is not None:
+            if entry.inbound_email.subject:
+                line += f" · _{safe(entry.inbound_email.subject, 200)}_"
+        elif entry.send is not None:
             line += f" · _{safe(entry.send.subject, 200)}_"
             if entry.send.campaign_name:
                 step = f" step {entry.send.step + 1}" if entry.send.step is not None else ""
                 line += f" ({safe(entry.send.campaign_name, 200)}{step})"
-        elif entry.inbound_email is not None and entry.inbound_email.subject:
-            line += f" · _{safe(entry.inbound_email.subject, 200)}_"
         if entry.score_after is not None:
             line += f" · score {entry.score_after:.0f}"
         lines.append(line)
