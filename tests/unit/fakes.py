@@ -27,6 +27,7 @@ from domain.cards import (
     CardView,
     InFlightCard,
     Priority,
+    SnoozedCard,
     states_that_can_become,
 )
 from domain.classification import Category
@@ -744,6 +745,57 @@ class FakeCards:
             and self._w.tasks[c.task_id].batch == batch
             and c.state in states
         ]
+
+
+    def snooze(
+        self,
+        org_id: int,
+        card_id: int,
+        *,
+        until: datetime,
+        expected: Iterable[CardState],
+        now: datetime,
+        action_payload: dict[str, Any],
+    ) -> bool:
+        card = self.get(org_id, card_id)
+        if card.state not in set(expected):
+            return False
+        self._w.cards[card_id] = replace(
+            card, snoozed_until=until, updated_at=now, action_payload=action_payload
+        )
+        return True
+
+    def unsnooze(self, org_id: int, card_id: int, *, now: datetime) -> bool:
+        card = self.get(org_id, card_id)
+        if card.snoozed_until is None:
+            return False
+        self._w.cards[card_id] = replace(card, snoozed_until=None, updated_at=now)
+        return True
+
+    def claim_due_snoozed(
+        self, *, now: datetime, lease_until: datetime, limit: int
+    ) -> list[SnoozedCard]:
+        due = sorted(
+            (c for c in self._w.cards.values() if c.snoozed_until and c.snoozed_until <= now),
+            key=lambda c: (c.snoozed_until, c.id),
+        )[:limit]
+        for card in due:
+            self._w.cards[card.id] = replace(card, snoozed_until=lease_until)
+        return [
+            SnoozedCard(
+                c.org_id, c.id, c.state, lease_until, c.slack_channel_id, c.slack_message_ts
+            )
+            for c in due
+        ]
+
+    def end_snooze(
+        self, org_id: int, card_id: int, *, claimed_until: datetime, now: datetime
+    ) -> bool:
+        card = self.get(org_id, card_id)
+        if card.snoozed_until != claimed_until:
+            return False
+        self._w.cards[card_id] = replace(card, snoozed_until=None, updated_at=now)
+        return True
 
 
 class FakeContexts:
