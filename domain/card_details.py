@@ -11,8 +11,10 @@ from domain.engagement import EngagementHistory
 
 #: How many messages of a thread are shown (the newest); a modal holds 100 blocks.
 MAX_THREAD_MESSAGES: Final = 25
-#: How much of one message is shown; the reply itself is on the card.
+#: How much of one message is shown; the card's own message, whose start the card shows,
+#: is shown at more length.
 MAX_MESSAGE_CHARS: Final = 1_500
+MAX_ANSWERED_CHARS: Final = 12_000
 #: How many of a contact's latest engagement events are shown.
 MAX_TIMELINE_EVENTS: Final = 20
 
@@ -25,7 +27,7 @@ class ThreadMessage:
     at: datetime | None
     address: str | None  # who wrote (theirs) or whom we wrote to (ours)
     subject: str | None
-    text: str  # quoted history cut; at most MAX_MESSAGE_CHARS
+    text: str  # quoted history cut; at most MAX_MESSAGE_CHARS (MAX_ANSWERED_CHARS answered)
     truncated: bool = False
     #: The message the card answers.
     answered: bool = False

@@ -17,6 +17,8 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from domain.card_details import (
+    MAX_ANSWERED_CHARS,
+    MAX_MESSAGE_CHARS,
     MAX_THREAD_MESSAGES,
     MAX_TIMELINE_EVENTS,
     CardThread,
@@ -112,6 +114,7 @@ class CardDetailsViews:
                     i.reply_text,
                     i.message_id_header,
                     i.label_ids,
+                    i.to_emails,
                 )
                 .where(where)
                 .order_by(i.received_at.desc(), i.id.desc())
@@ -126,15 +129,20 @@ class CardDetailsViews:
                 by_hand = "SENT" in (reply.label_ids or []) or (
                     bool(mailbox) and (reply.from_email or "").casefold() == mailbox
                 )
-                text, cut = clip_message(reply.reply_text or "")
+                answered = inbound is not None and reply.id == inbound.id
+                text, cut = clip_message(
+                    reply.reply_text or "",
+                    MAX_ANSWERED_CHARS if answered else MAX_MESSAGE_CHARS,
+                )
                 message = ThreadMessage(
                     direction="us" if by_hand else "them",
                     at=reply.received_at,
-                    address=reply.from_email,
+                    # Ours names whom we wrote to, theirs who wrote.
+                    address=(reply.to_emails or [None])[0] if by_hand else reply.from_email,
                     subject=reply.subject,
                     text=text,
                     truncated=cut,
-                    answered=inbound is not None and reply.id == inbound.id,
+                    answered=answered,
                 )
                 found.append((reply.received_at, reply.id, message))
         # Oldest first; a message without a date goes last (it cannot be placed).

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from domain.card_details import CardThread, ContactOverview
+from domain.card_details import CardThread, ContactOverview, ThreadMessage
 from domain.cards import Card, CardState, CardType, CardView
 from domain.engagement import EngagementEvent
 from domain.jobs import Job
@@ -300,7 +300,12 @@ def _who_fields(view: CardView) -> list[str]:
         fields.append(f"*Contact*\n{works}")
     if payload.get("client_history"):
         fields.append(f"*Client*\n{safe(str(payload['client_history']), 500)}")
-    campaign = str(payload.get("campaign_name") or view.campaign_name or "")
+    # Only a card answering a campaign's email names one (an inbox card's job is no campaign).
+    campaign = str(
+        payload.get("campaign_name")
+        or (view.campaign_name if payload.get("campaign_id") else "")
+        or ""
+    )
     step = payload.get("step")
     if campaign or isinstance(step, int):
         where = safe(campaign, 300) if campaign else "a campaign"
@@ -357,12 +362,11 @@ def _quoted(text: str) -> str:
 def _their_reply(card: Card) -> list[dict[str, Any]]:
     payload = card.action_payload
     text = str(payload.get("reply_text") or card.description or "").strip()
-    subject = str(payload.get("subject_received") or payload.get("subject") or "")
-    header = "*Their message*"
-    if card.type != CardType.REPLY_TO_EMAIL and subject:
-        header += f" · _{safe(subject, 300)}_"
-    elif card.type == CardType.REPLY_TO_EMAIL and payload.get("reply_text") is not None:
-        header = "*Their reply*"
+    if payload.get("body"):
+        header = "*Their reply*"  # `subject` is our answer's now: the draft's section shows it
+    else:
+        subject = str(payload.get("subject") or "")
+        header = "*Their message*" + (f" · _{safe(subject, 300)}_" if subject else "")
     body = _quoted(text) if text else "_(no text: the message may be only an attachment)_"
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": _text(_truncate(f"{header}\n{body}", 3000))}
@@ -372,7 +376,9 @@ def _their_reply(card: Card) -> list[dict[str, Any]]:
         blocks.append(
             {
                 "type": "context",
-                "elements": [_text("✂️ Cut here: *View thread* in the ⋯ menu shows the message.")],
+                "elements": [
+                    _text("✂️ Cut here: *View thread* in the ⋯ menu shows the whole message.")
+                ],
             }
         )
     return blocks
@@ -771,47 +777,79 @@ def notice_modal(title: str, text: str, *, callback_id: CallbackId) -> dict[str,
     }
 
 
+def safe_chunks(text: str, size: int = MODAL_TEXT_CHARS) -> list[str]:
+    """Text from outside, escaped as `safe` does, in pieces of at most `size` characters
+    (for a long message over several sections; no escape is ever split)."""
+    text = _MENTION_WORDS.sub("@\u2060", text)
+    chunks: list[str] = []
+    current: list[str] = []
+    used = 0
+    for char in text:
+        piece = _ESCAPES.get(char, char)
+        if used + len(piece) > size:
+            chunks.append("".join(current))
+            current, used = [], 0
+        current.append(piece)
+        used += len(piece)
+    if current:
+        chunks.append("".join(current))
+    return chunks
+
+
+def _thread_message_blocks(message: ThreadMessage, subject: str | None) -> list[dict[str, Any]]:
+    who = "*Us*" if message.direction == "us" else "*Them*"
+    if message.address:
+        to = "to " if message.direction == "us" else ""
+        who += f" · {to}{safe(message.address, 320)}"
+    if message.at is not None:
+        who += f" · {_date(message.at)}"
+    if message.answered:
+        who += " · _the message this card answers_"
+    if message.subject and message.subject != subject:
+        who += f"\n_{safe(message.subject, 300)}_"
+    sections = safe_chunks(message.text) or ["_(no text)_"]
+    if message.truncated:
+        sections[-1] = _truncate(sections[-1], MODAL_TEXT_CHARS - 10) + "\n_(cut)_"
+    return [
+        {"type": "context", "elements": [_text(_truncate(who, CONTEXT_CHARS))]},
+        *({"type": "section", "text": _text(part)} for part in sections),
+        {"type": "divider"},
+    ]
+
+
 def thread_modal(thread: CardThread) -> dict[str, Any]:
     """ "View thread": the conversation in the card's Gmail thread, oldest first, each
-    message without its quoted history and cut (a modal holds 100 blocks)."""
-    blocks: list[dict[str, Any]] = []
-    if thread.left_out:
-        earlier = "message is" if thread.left_out == 1 else "messages are"
-        blocks.append(
-            {
-                "type": "context",
-                "elements": [_text(f"{thread.left_out} earlier {earlier} not shown.")],
-            }
-        )
-    if not thread.messages:
-        blocks.append(
-            {"type": "section", "text": _text("No message of this thread is stored yet.")}
-        )
+    message without its quoted history and cut; the oldest messages give way when a modal's
+    100 blocks cannot hold them all."""
+    per_message: list[list[dict[str, Any]]] = []
     subject = None
     for message in thread.messages:
-        who = "*Us*" if message.direction == "us" else "*Them*"
-        if message.address:
-            to = "to " if message.direction == "us" else ""
-            who += f" · {to}{safe(message.address, 320)}"
-        if message.at is not None:
-            who += f" · {_date(message.at)}"
-        if message.answered:
-            who += " · _the message this card answers_"
-        if message.subject and message.subject != subject:
-            who += f"\n_{safe(message.subject, 300)}_"
-            subject = message.subject
-        text = safe(message.text, MODAL_TEXT_CHARS) if message.text else "_(no text)_"
-        if message.truncated and message.text:
-            text = _truncate(text, MODAL_TEXT_CHARS - 20) + "\n_(cut)_"
-        blocks.append({"type": "context", "elements": [_text(_truncate(who, CONTEXT_CHARS))]})
-        blocks.append({"type": "section", "text": _text(text)})
-        blocks.append({"type": "divider"})
+        per_message.append(_thread_message_blocks(message, subject))
+        subject = message.subject or subject
+    budget = 99  # one block is kept for the line that counts the messages left out
+    kept: list[list[dict[str, Any]]] = []
+    for blocks in reversed(per_message):
+        if len(blocks) > budget:
+            break
+        kept.insert(0, blocks)
+        budget -= len(blocks)
+    left_out = thread.left_out + len(per_message) - len(kept)
+    shown: list[dict[str, Any]] = []
+    if left_out:
+        earlier = "message is" if left_out == 1 else "messages are"
+        shown.append(
+            {"type": "context", "elements": [_text(f"{left_out} earlier {earlier} not shown.")]}
+        )
+    if not thread.messages:
+        shown.append({"type": "section", "text": _text("No message of this thread is stored yet.")})
+    for blocks in kept:
+        shown += blocks
     return {
         "type": "modal",
         "callback_id": CallbackId.THREAD,
         "title": _plain("Thread", 24),
         "close": _plain("Close", 24),
-        "blocks": blocks[:100],
+        "blocks": shown,
     }
 
 

@@ -458,6 +458,20 @@ def test_a_long_thread_stays_within_a_modal_s_limits() -> None:
     assert "<!channel>" not in json.dumps(modal)
 
 
+def test_the_message_a_card_answers_is_shown_whole_over_several_sections() -> None:
+    long = "".join(f"Line {n}: the borrower & the <lender> agree.\n" for n in range(250))
+    thread = CardThread(
+        card_id=42,
+        gmail_thread_id="thread-88",
+        messages=(thread_message(0), thread_message(1, text=long, answered=True)),
+    )
+    blocks = thread_modal(thread)["blocks"]
+    sections = [b["text"]["text"] for b in blocks if b["type"] == "section"]
+    assert len(sections) == 1 + 5
+    assert "".join(sections[1:]) == safe(long, 100_000)
+    assert all(len(s) <= 2900 for s in sections)
+
+
 def overview(**overrides: Any) -> ContactOverview:
     entries = [
         EngagementEntry(
