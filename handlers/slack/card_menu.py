@@ -18,7 +18,7 @@ from slack_bolt import Ack, App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from domain.errors import InvalidInput, SalesbotError
+from domain.errors import InvalidInput
 from domain.snooze import SnoozeFor, snooze_until, time_zone_named
 from handlers.slack.blocks import (
     contact_modal,
@@ -198,7 +198,7 @@ def _fill_modal(
                         actor.org_id, card.contact_id, now=deps.clock.now()
                     )
                     view = contact_modal(overview)
-    except SalesbotError as exc:
+    except Exception as exc:  # noqa: BLE001 - said in the modal; friendly() logs the rest
         view = notice_modal(title, f"⚠️ {friendly(exc)}", callback_id=callback_id)
     external_id = modal_external_id(choice, card_id, body)
     view["external_id"] = external_id

@@ -384,6 +384,28 @@ def test_open_contact_opens_a_modal_with_the_engagement_timeline_and_status(
     assert "📤 Sent" in text
 
 
+def test_a_menu_choice_for_a_card_that_is_gone_says_so_in_the_modal(
+    world: tuple[Inbound, ServedSlack],
+) -> None:
+    inbound, served = world
+    card = _posted_card(inbound, labelled(POSITIVE)["body"])
+    gone = replace_id(card, card.id + 1000)
+
+    trigger = _choose(inbound, gone, ActionId.CARD_MORE, OverflowChoice.OPEN_CONTACT)
+
+    view = _view(served, trigger)
+    assert _texts(view.blocks) == f"⚠️ card {card.id + 1000} not found"
+
+
+def replace_id(card: m.Card, card_id: int) -> m.Card:
+    """The card as another message's menu would name it."""
+    return m.Card(
+        id=card_id,
+        slack_channel_id=card.slack_channel_id,
+        slack_message_ts=card.slack_message_ts,
+    )
+
+
 def test_re_label_in_a_build_without_it_tells_the_rep_it_is_not_available(
     world: tuple[Inbound, ServedSlack],
 ) -> None:
