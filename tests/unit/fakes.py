@@ -746,7 +746,6 @@ class FakeCards:
             and c.state in states
         ]
 
-
     def snooze(
         self,
         org_id: int,
