@@ -81,6 +81,7 @@ from integrations.gmail.sender import gmail_service
 from integrations.regex_re2 import Re2Engine
 from jobs.recovery import RecoverySweep
 from jobs.slack_replay import SlackReplayWorker
+from jobs.snooze import SnoozeSweep
 from jobs.understanding import UnderstandingWorker
 from jobs.worker import TaskWorker
 from storage.db import SessionFactory, make_engine, make_session_factory
@@ -103,6 +104,8 @@ class Runtime:
     worker: TaskWorker
     poster: TaskWorker
     recovery: RecoverySweep
+    #: Posts cards whose snooze ended again, as new messages.
+    snooze_sweep: SnoozeSweep
     bolt: App | None
     secrets: SecretBox
     unsubscribe_signer: LinkSigner
@@ -151,7 +154,12 @@ class Background:
     def __init__(self, runtime: Runtime, gmail_inbound: GmailInbound) -> None:
         self.runtime = runtime
         self.gmail_inbound = gmail_inbound
-        parts: list[Any] = [runtime.worker, runtime.poster, runtime.recovery]
+        parts: list[Any] = [
+            runtime.worker,
+            runtime.poster,
+            runtime.recovery,
+            runtime.snooze_sweep,
+        ]
         if runtime.gmail is not None:
             parts.append(runtime.gmail.outbox)
         parts.append(gmail_inbound)
@@ -387,6 +395,12 @@ def build_runtime(
         propose_after=settings.RULE_PROPOSAL_AFTER,
         notify_in_chat=slack is not None and bool(settings.SLACK_SIGNING_SECRET),
     )
+    # A snooze ends within a poll of its time; "in an hour" needs no finer grain.
+    snooze_sweep = SnoozeSweep(
+        outreach.snoozing,
+        services.session_factory,
+        poll_seconds=min(30.0, max(settings.WORKER_POLL_SECONDS, work_lease.total_seconds() / 4)),
+    )
     message_classifier, offline_classifier = build_message_classifiers(settings)
     understanding = build_understanding(
         uow,
@@ -446,6 +460,7 @@ def build_runtime(
         worker=worker,
         poster=poster,
         recovery=recovery,
+        snooze_sweep=snooze_sweep,
         bolt=bolt,
         secrets=secrets,
         unsubscribe_signer=unsubscribe_signer,

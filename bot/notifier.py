@@ -157,6 +157,15 @@ class SlackNotifier:
         except SlackApiError as exc:
             raise _external(exc) from exc
 
+    def replace_message(self, org_id: int, *, channel: str, ts: str, text: str) -> None:
+        """Replace a message with one line and no buttons (its card was posted again)."""
+        client = self._client_for_org(org_id)
+        block = {"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}
+        try:
+            client.chat_update(channel=channel, ts=ts, text=text, blocks=[block])
+        except SlackApiError as exc:
+            raise _external(exc) from exc
+
 
 def _external(exc: SlackApiError, *, channel: str | None = None) -> ExternalServiceError:
     """The error to raise for a Slack refusal; posting to `channel` (not a DM), a refusal

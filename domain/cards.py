@@ -154,8 +154,11 @@ class Card:
     withdrawn_reason: str | None = None
     slack_channel_id: str | None = None
     slack_message_ts: str | None = None
-    #: The inbound message a reply card was made from (issue 12); None for outreach cards.
+    #: The inbound message the card answers (reply cards), None for outreach cards.
     inbound_email_id: int | None = None
+    #: While set, the card is snoozed: its message shows when it comes back, and the
+    #: snooze sweep posts it again as a new message at that time.
+    snoozed_until: datetime | None = None
 
     @property
     def sends_email(self) -> bool:
@@ -166,6 +169,16 @@ class Card:
     def is_open(self) -> bool:
         """True while a human can still act on the card."""
         return self.state in OPEN_STATES
+
+    @property
+    def answers_email(self) -> bool:
+        """True for a card made from an inbound message (a reply card or a human's card)."""
+        return self.inbound_email_id is not None or "reply_text" in self.action_payload
+
+    @property
+    def is_snoozed(self) -> bool:
+        """True while an open card waits for its snooze to end."""
+        return self.snoozed_until is not None and self.is_open
 
 
 @dataclass(frozen=True)
@@ -184,6 +197,8 @@ class CardView:
     actor_slack_id: str | None = None
     owner_slack_id: str | None = None
     thread_emails: int = 0
+    #: Who snoozed the card (`action_payload.snoozed_by`), while it is snoozed.
+    snoozed_by_slack_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -195,6 +210,23 @@ class InFlightCard:
     state: CardState
     sends_email: bool
     sent: SendOutcome | None
+
+
+@dataclass(frozen=True)
+class SnoozedCard:
+    """A snoozed card the snooze sweep claimed: it is posted again, then its snooze ends.
+
+    `claimed_until` is the lease the claim wrote in `snoozed_until`: the snooze is ended
+    only while it still holds (a rep who snoozed it again meanwhile keeps their snooze),
+    and a sweep that died leaves the card to be claimed again once the lease is over.
+    """
+
+    org_id: int
+    card_id: int
+    state: CardState
+    claimed_until: datetime
+    slack_channel_id: str | None
+    slack_message_ts: str | None
 
 
 def can_transition(current: CardState, to: CardState) -> bool:

@@ -31,6 +31,9 @@ POINTS: Final = (
     "gmail.accepted",  # Gmail accepted the email; the outbox row still says `sending`
     "outbox.recorded",  # the outbox row says `sent`; the card is still `executing`
     "send.finished",  # the card is `done`; its Slack message not updated
+    # snooze → back (domain/outreach/snoozing.py)
+    "snooze.claimed",  # due snoozed cards claimed under a lease; none posted again
+    "snooze.posted",  # a snoozed card's new message is posted; not recorded, snooze not cleared
     # inbound: parsed → understood (docs/inbound.md)
     "understanding.claimed",  # parsed messages claimed under a lease; nothing recorded
     "understanding.recorded",  # their classification, links and actions are committed

@@ -16,7 +16,15 @@ from typing import Any, Protocol, Self
 from domain.accounts import Org, OrgSummary, StoredToken, TokenSummary, User
 from domain.audience import AudienceCriteria, AudienceSize
 from domain.campaigns import Campaign, CampaignFields
-from domain.cards import Card, CardState, CardType, CardView, InFlightCard, Priority
+from domain.cards import (
+    Card,
+    CardState,
+    CardType,
+    CardView,
+    InFlightCard,
+    Priority,
+    SnoozedCard,
+)
 from domain.classification import (
     Category,
     Classification,
@@ -460,6 +468,36 @@ class CardRepository(Protocol):
         """Return the cards drafted by a batch of a job's tasks."""
         ...
 
+    def snooze(
+        self,
+        org_id: int,
+        card_id: int,
+        *,
+        until: datetime,
+        expected: Iterable[CardState],
+        now: datetime,
+        action_payload: dict[str, Any],
+    ) -> bool:
+        """Snooze a card until `until` only if it is still in one of `expected`; True if so."""
+        ...
+
+    def unsnooze(self, org_id: int, card_id: int, *, now: datetime) -> bool:
+        """End a card's snooze now; True if it was snoozed."""
+        ...
+
+    def claim_due_snoozed(
+        self, *, now: datetime, lease_until: datetime, limit: int
+    ) -> list[SnoozedCard]:
+        """Claim cards whose snooze ended by `now`, oldest first: each one's `snoozed_until`
+        becomes `lease_until`, so a sweep that dies leaves it to be claimed again then."""
+        ...
+
+    def end_snooze(
+        self, org_id: int, card_id: int, *, claimed_until: datetime, now: datetime
+    ) -> bool:
+        """Clear a claimed card's snooze while it still holds the claim; True if cleared."""
+        ...
+
 
 class ContactContextRepository(Protocol):
     """Contacts as drafting and cards see them, and what sending records on them."""
@@ -550,6 +588,10 @@ class ChatNotifier(Protocol):
 
     def update_card(self, view: CardView) -> None:
         """Update a card's message in place after a transition."""
+        ...
+
+    def replace_message(self, org_id: int, *, channel: str, ts: str, text: str) -> None:
+        """Replace a message with one line and no buttons (a card posted again elsewhere)."""
         ...
 
     def post_bulk(

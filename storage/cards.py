@@ -7,7 +7,7 @@ from dataclasses import fields as dataclass_fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exists, func, insert, or_, select, update
+from sqlalchemy import and_, case, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from domain.cards import (
@@ -19,6 +19,7 @@ from domain.cards import (
     CardType,
     InFlightCard,
     Priority,
+    SnoozedCard,
     states_that_can_become,
 )
 from domain.errors import NotFound
@@ -302,22 +303,134 @@ class CardRepo:
         ).all()
         return [(card_id, job_id) for card_id, job_id in rows if job_id is not None]
 
-    def list_open(self, org_id: int, *, owner_id: int | None, limit: int = 20) -> list[Card]:
-        """Return cards waiting for a human, of jobs owned by `owner_id` (all if None)."""
+    def snooze(
+        self,
+        org_id: int,
+        card_id: int,
+        *,
+        until: datetime,
+        expected: Iterable[CardState],
+        now: datetime,
+        action_payload: dict[str, Any],
+    ) -> bool:
+        """Snooze a card until `until` only if it is still in one of `expected`; True if so."""
+        result = self._s.execute(
+            update(m.Card)
+            .where(
+                m.Card.org_id == org_id,
+                m.Card.id == card_id,
+                m.Card.state.in_([s.value for s in expected]),
+            )
+            .values(snoozed_until=until, updated_at=now, action_payload=action_payload)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def unsnooze(self, org_id: int, card_id: int, *, now: datetime) -> bool:
+        """End a card's snooze now; True if it was snoozed."""
+        result = self._s.execute(
+            update(m.Card)
+            .where(
+                m.Card.org_id == org_id,
+                m.Card.id == card_id,
+                m.Card.snoozed_until.is_not(None),
+            )
+            .values(snoozed_until=None, updated_at=now)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def claim_due_snoozed(
+        self, *, now: datetime, lease_until: datetime, limit: int
+    ) -> list[SnoozedCard]:
+        """Claim cards whose snooze ended by `now`, oldest first, pushing their
+        `snoozed_until` to `lease_until`: a sweep that dies before it posts a card again
+        leaves it to be claimed once the lease is over.
+
+        On PostgreSQL the rows are locked with SKIP LOCKED, so two sweeps claim disjoint
+        cards; the UPDATE re-checks `snoozed_until <= now` on each row in any case, so a
+        card another sweep claimed meanwhile is not claimed twice (SQLite's writer lock
+        serialises the claims).
+        """
+        c = m.Card
+        due = (
+            select(c.id)
+            .where(c.snoozed_until.is_not(None), c.snoozed_until <= now)
+            .order_by(c.snoozed_until, c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        ids = list(self._s.scalars(due))
+        if not ids:
+            return []
+        rows = self._s.execute(
+            update(c)
+            .where(c.id.in_(ids), c.snoozed_until.is_not(None), c.snoozed_until <= now)
+            .values(snoozed_until=lease_until)
+            .returning(c.org_id, c.id, c.state, c.slack_channel_id, c.slack_message_ts)
+            .execution_options(synchronize_session=False)
+        ).all()
+        return sorted(
+            (
+                SnoozedCard(
+                    org_id=org_id,
+                    card_id=card_id,
+                    state=CardState(state),
+                    claimed_until=lease_until,
+                    slack_channel_id=channel,
+                    slack_message_ts=ts,
+                )
+                for org_id, card_id, state, channel, ts in rows
+            ),
+            key=lambda card: ids.index(card.card_id),
+        )
+
+    def end_snooze(
+        self, org_id: int, card_id: int, *, claimed_until: datetime, now: datetime
+    ) -> bool:
+        """Clear a claimed card's snooze while it still holds the claim; True if cleared."""
+        result = self._s.execute(
+            update(m.Card)
+            .where(
+                m.Card.org_id == org_id,
+                m.Card.id == card_id,
+                m.Card.snoozed_until == claimed_until,
+            )
+            .values(snoozed_until=None, updated_at=now)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def _open_of(self, org_id: int, owner_id: int | None) -> Any:
+        """The open cards of an organization; with `owner_id`, the rep's: cards of the
+        jobs they own, and cards answering messages that arrived in their mailbox."""
         query = select(m.Card).where(
             m.Card.org_id == org_id, m.Card.state.in_([s.value for s in OPEN_STATES])
         )
         if owner_id is not None:
-            query = query.join(m.Job, m.Job.id == m.Card.job_id).where(m.Job.owner_id == owner_id)
-        return [self._to_domain(r) for r in self._s.scalars(query.order_by(m.Card.id).limit(limit))]
+            query = (
+                query.outerjoin(m.Job, m.Job.id == m.Card.job_id)
+                .outerjoin(m.InboundEmail, m.InboundEmail.id == m.Card.inbound_email_id)
+                .outerjoin(m.GmailAccount, m.GmailAccount.id == m.InboundEmail.gmail_account_id)
+                .where(or_(m.Job.owner_id == owner_id, m.GmailAccount.user_id == owner_id))
+            )
+        return query
+
+    def list_open(self, org_id: int, *, owner_id: int | None, limit: int = 20) -> list[Card]:
+        """Return cards waiting for a human (of `owner_id`'s jobs and mailbox; all if None):
+        reply cards waiting for review first, then the others, snoozed cards last."""
+        snoozed = case((m.Card.snoozed_until.is_(None), 0), else_=1)
+        reply_first = case(
+            (
+                and_(
+                    m.Card.inbound_email_id.is_not(None),
+                    m.Card.state == CardState.IN_REVIEW.value,
+                ),
+                0,
+            ),
+            else_=1,
+        )
+        query = self._open_of(org_id, owner_id).order_by(snoozed, reply_first, m.Card.id)
+        return [self._to_domain(r) for r in self._s.scalars(query.limit(limit))]
 
     def count_open(self, org_id: int, *, owner_id: int | None) -> int:
-        """Count the cards waiting for a human."""
-        query = (
-            select(func.count())
-            .select_from(m.Card)
-            .where(m.Card.org_id == org_id, m.Card.state.in_([s.value for s in OPEN_STATES]))
-        )
-        if owner_id is not None:
-            query = query.join(m.Job, m.Job.id == m.Card.job_id).where(m.Job.owner_id == owner_id)
+        """Count the cards waiting for a human (of `owner_id`'s jobs and mailbox)."""
+        query = select(func.count()).select_from(self._open_of(org_id, owner_id).subquery())
         return self._s.scalar(query) or 0

@@ -502,10 +502,21 @@ class EngagementViews:
         self._s = session
 
     def contact_history(
-        self, org_id: int, contact_id: int, *, now: datetime, limit: int, cursor: str | None
+        self,
+        org_id: int,
+        contact_id: int,
+        *,
+        now: datetime,
+        limit: int,
+        cursor: str | None,
+        newest: bool = False,
     ) -> EngagementHistory:
-        """Return a page of a contact's timeline (oldest first) with its score now."""
-        after = _decode_cursor(cursor) if cursor is not None else None
+        """Return a page of a contact's timeline (oldest first) with its score now.
+
+        `newest`: the `limit` most recent events instead of the first page (still oldest
+        first, with no cursor: what a glance at the contact shows).
+        """
+        after = _decode_cursor(cursor) if cursor is not None and not newest else None
         contact = self._s.execute(
             select(
                 m.Contact.engagement_score,
@@ -520,9 +531,9 @@ class EngagementViews:
         before = repo.last_scored_at_or_before(org_id, contact_id, now - _TREND_WINDOW)
         points = [p.point for p in (before, latest) if p is not None and p.point is not None]
         score = score_at(latest.point, now) if latest else float(contact.engagement_score)
-        entries = self._entries(org_id, contact_id, after=after, limit=limit + 1)
-        more = len(entries) > limit
-        entries = entries[:limit]
+        entries = self._entries(org_id, contact_id, after=after, limit=limit + 1, newest=newest)
+        more = len(entries) > limit and not newest
+        entries = entries[-limit:] if newest else entries[:limit]
         last = entries[-1] if entries else None
         return EngagementHistory(
             contact_id=contact_id,
@@ -535,7 +546,13 @@ class EngagementViews:
         )
 
     def _entries(
-        self, org_id: int, contact_id: int, *, after: _Cursor | None, limit: int
+        self,
+        org_id: int,
+        contact_id: int,
+        *,
+        after: _Cursor | None,
+        limit: int,
+        newest: bool = False,
     ) -> list[EngagementEntry]:
         s, i, card, task = m.EmailSend, m.InboundEmail, m.Card, m.JobTask
         campaign = m.MarketingCampaign
@@ -568,7 +585,9 @@ class EngagementViews:
                 _H.contact_id == contact_id,
                 _H.event.in_(_KNOWN_EVENTS),
             )
-            .order_by(_H.occurred_at, _H.id)
+            .order_by(
+                *((_H.occurred_at.desc(), _H.id.desc()) if newest else (_H.occurred_at, _H.id))
+            )
             .limit(limit)
         )
         if after is not None:
@@ -578,6 +597,9 @@ class EngagementViews:
                     and_(_H.occurred_at == after.occurred_at, _H.id > after.id),
                 )
             )
+        rows = list(self._s.execute(query))
+        if newest:
+            rows.reverse()
         return [
             EngagementEntry(
                 id=row.id,
@@ -605,8 +627,23 @@ class EngagementViews:
                     intent=row.intent,
                 ),
             )
-            for row in self._s.execute(query)
+            for row in rows
         ]
+
+    def count_entries(self, org_id: int, contact_id: int) -> int:
+        """Count the events of a contact's timeline."""
+        return int(
+            self._s.scalar(
+                select(func.count())
+                .select_from(_H)
+                .where(
+                    _H.org_id == org_id,
+                    _H.contact_id == contact_id,
+                    _H.event.in_(_KNOWN_EVENTS),
+                )
+            )
+            or 0
+        )
 
     def campaign_engagement(self, org_id: int, campaign_id: int) -> CampaignEngagement:
         """Return a campaign's sends, replies by sentiment, meetings, opt-outs and bounces,

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from storage.accounts import OrgRepo, TokenRepo, UserRepo
 from storage.audience import AudienceRepo
 from storage.campaigns import CampaignRepo
+from storage.card_details import CardDetailsViews
 from storage.cards import CardRepo
 from storage.chat_notices import ChatNoticeRepo
 from storage.contacts import ContactContextRepo
@@ -72,6 +73,7 @@ class UnitOfWork:
     tasks: TaskRepo
     enrollments: EnrollmentRepo
     cards: CardRepo
+    card_details: CardDetailsViews
     contexts: ContactContextRepo
     events: EventKeys
     orgs: OrgRepo
@@ -121,6 +123,7 @@ class UnitOfWork:
         self.tasks = TaskRepo(session)
         self.enrollments = EnrollmentRepo(session)
         self.cards = CardRepo(session)
+        self.card_details = CardDetailsViews(session)
         self.contexts = ContactContextRepo(session)
         self.events = EventKeys(session)
         self.orgs = OrgRepo(session)

@@ -13,6 +13,7 @@ than rows.
 - `delivery.Delivery`: send an approved email card once; make the card follow its send.
 - `presenting.Presenting`: what a card's message shows; post and update it, bulk posts.
 - `recovery.Recovery`: carry on the work a dead process left (the recovery sweep's steps).
+- `snoozing.Snoozing`: snooze a card until later; bring it back as a new message then.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from domain.outreach.jobs import CampaignStatusChange, Jobs, LaunchResult
 from domain.outreach.presenting import Presenting
 from domain.outreach.recovery import Recovery
 from domain.outreach.review import Review
+from domain.outreach.snoozing import Snoozing
 from domain.outreach.tasks import Tasks
 from domain.ports import ChatNotifier, DraftModel, Mailer, SecretBoxPort
 from domain.replies import Replies
@@ -46,6 +48,7 @@ __all__ = [
     "Presenting",
     "Recovery",
     "Review",
+    "Snoozing",
     "StaleCard",
     "Tasks",
 ]
@@ -62,6 +65,7 @@ class Outreach:
     delivery: Delivery
     presenting: Presenting
     recovery: Recovery
+    snoozing: Snoozing
 
     @classmethod
     def build(
@@ -108,6 +112,7 @@ class Outreach:
             replies=replies,
         )
         recovery = Recovery(deps, jobs=jobs, delivery=delivery, review=review)
+        snoozing = Snoozing(deps, presenting=presenting, lease=work_lease)
         return cls(
             jobs=jobs,
             tasks=tasks,
@@ -116,4 +121,5 @@ class Outreach:
             delivery=delivery,
             presenting=presenting,
             recovery=recovery,
+            snoozing=snoozing,
         )

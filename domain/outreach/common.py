@@ -8,7 +8,7 @@ from typing import Any, TypeAlias
 
 from domain.cards import Card, CardState, states_that_can_become, transition
 from domain.deps import Deps
-from domain.errors import InvalidInput, InvalidTransition, SalesbotError
+from domain.errors import InvalidInput, InvalidTransition, NotFound, NotPermitted, SalesbotError
 from domain.ports import OutreachUnitOfWork
 
 # What every outreach service is built with.
@@ -42,6 +42,21 @@ class Actor:
     def is_admin(self) -> bool:
         """True for admins, who may act on any card of their organization."""
         return self.role == "admin"
+
+
+def authorize_card(uow: OutreachUnitOfWork, actor: Actor, card: Card) -> None:
+    """Refuse a card of another organization, or of a job another rep launched (admins
+    act on every card of their organization; the rep whose mailbox received a reply acts
+    on its card)."""
+    if card.org_id != actor.org_id:
+        raise NotFound(f"card {card.id} not found")
+    if actor.is_admin or card.job_id is None:
+        return
+    if card.action_payload.get("sender_user_id") == actor.user_id:
+        return  # a reply card's rep: the mailbox that received the message is theirs
+    job = uow.jobs.get(actor.org_id, card.job_id)
+    if job.owner_id is not None and job.owner_id != actor.user_id:
+        raise NotPermitted("Only the rep who launched this job, or an admin, can act on its cards.")
 
 
 def decide_card(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from domain import faults
@@ -60,6 +61,8 @@ class Presenting:
             if card.state == CardState.WITHDRAWN:
                 decided_by = job.cancelled_by if job else None
             approver_slack = slack_id_of(uow, org_id, decided_by)
+            snoozer = card.action_payload.get("snoozed_by") if card.is_snoozed else None
+            snoozer_slack = slack_id_of(uow, org_id, snoozer if isinstance(snoozer, int) else None)
         payload = card.action_payload
         return CardView(
             card=card,
@@ -73,6 +76,7 @@ class Presenting:
             total_steps=int(payload["total_steps"]) if payload.get("total_steps") else None,
             actor_slack_id=actor_slack_id or approver_slack,
             owner_slack_id=owner_slack,
+            snoozed_by_slack_id=snoozer_slack,
         )
 
     def show_card(
@@ -132,6 +136,37 @@ class Presenting:
             # the transition found no message to update, so update it now.
             return self.show_card(org_id, card_id, actor_slack_id=actor_slack_id)
         return None
+
+    def post_anew(
+        self, org_id: int, card_id: int, *, channel: str | None
+    ) -> tuple[str, str] | None:
+        """Post a card coming back from its snooze as a new message (so that it shows up
+        again) in `channel`, its message's channel, or its owner's DM when that channel
+        refuses or there is none; return (channel id, ts), None when there is no chat or
+        nowhere to post. The old message is left as it is; the caller records the new one.
+        Raise ExternalServiceError when Slack refused.
+        """
+        if self._notifier is None:
+            return None
+        view = self.card_view(org_id, card_id)
+        # Shown as it is once the snooze ends: the caller clears `snoozed_until` after.
+        view = replace(view, card=replace(view.card, snoozed_until=None), snoozed_by_slack_id=None)
+        if channel is None and not view.owner_slack_id:
+            return None
+        return self._post_with_fallback(self._notifier, view, channel)
+
+    def retire_message(self, org_id: int, *, channel: str, ts: str, text: str) -> None:
+        """Replace a card's former message with one line, no buttons (it was posted again);
+        a failure is logged: the card itself lives on in its new message."""
+        if self._notifier is None:
+            return
+        try:
+            self._notifier.replace_message(org_id, channel=channel, ts=ts, text=text)
+        except ExternalServiceError as exc:
+            log.warning(
+                "a card's former message was not replaced",
+                extra={"channel": channel, "ts": ts, "reason": exc.message},
+            )
 
     def post_bulk(self, org_id: int, job_id: int, batch: int) -> str | None:
         """Post one message for a batch's drafts, with "Approve all N" behind a confirm.

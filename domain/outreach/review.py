@@ -6,20 +6,20 @@ from collections.abc import Callable
 
 from domain import faults
 from domain.cards import Card, CardState, describe_refusal, draft_fingerprint
-from domain.errors import InvalidInput, NotFound, NotPermitted
+from domain.errors import InvalidInput
 from domain.outreach.common import (
     Actor,
     CardRefused,
     OutreachDeps,
     StaleCard,
     advance_card,
+    authorize_card,
     decide_card,
 )
 from domain.outreach.delivery import Delivery
 from domain.outreach.drafting import template_variables
 from domain.outreach.jobs import Jobs
 from domain.outreach.presenting import Presenting
-from domain.ports import OutreachUnitOfWork
 from domain.templates import render_text
 
 
@@ -52,7 +52,7 @@ class Review:
         now = self._clock.now()
         with self._uow() as uow:
             card = uow.cards.get(actor.org_id, card_id)
-            _authorize(uow, actor, card)
+            authorize_card(uow, actor, card)
             if (
                 fingerprint is not None
                 and card.draft_fingerprint
@@ -122,7 +122,7 @@ class Review:
         now = self._clock.now()
         with self._uow() as uow:
             card = uow.cards.get(actor.org_id, card_id)
-            _authorize(uow, actor, card)
+            authorize_card(uow, actor, card)
             if not card.sends_email:
                 raise InvalidInput("Only email cards can be edited.")
             ctx = (
@@ -183,7 +183,7 @@ class Review:
         reason = (reason or "").strip()[:500] or None
         with self._uow() as uow:
             card = uow.cards.get(actor.org_id, card_id)
-            _authorize(uow, actor, card)
+            authorize_card(uow, actor, card)
             if not decide_card(
                 uow,
                 card,
@@ -199,15 +199,3 @@ class Review:
         if rejected.job_id:
             self._jobs.finish_job_if_done(actor.org_id, rejected.job_id)
         return rejected
-
-
-def _authorize(uow: OutreachUnitOfWork, actor: Actor, card: Card) -> None:
-    if card.org_id != actor.org_id:
-        raise NotFound(f"card {card.id} not found")
-    if actor.is_admin or card.job_id is None:
-        return
-    if card.action_payload.get("sender_user_id") == actor.user_id:
-        return  # a reply card's rep: the mailbox that received the message is theirs
-    job = uow.jobs.get(actor.org_id, card.job_id)
-    if job.owner_id is not None and job.owner_id != actor.user_id:
-        raise NotPermitted("Only the rep who launched this job, or an admin, can act on its cards.")

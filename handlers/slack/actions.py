@@ -14,6 +14,7 @@ from slack_sdk.errors import SlackApiError
 from domain.cards import Card, CardState, review_refusal
 from domain.errors import InvalidInput, NotFound, NotPermitted
 from domain.outreach import StaleCard
+from handlers.slack import card_menu
 from handlers.slack.blocks import edit_modal, full_body_modal, parse_button_value, reject_modal
 from handlers.slack.common import Bound, SlackDeps, resolve_actor, tell, tells_user_on_error
 from handlers.slack.events import publish_home_or_log
@@ -33,6 +34,7 @@ def register(app: App, deps: SlackDeps) -> None:
     app.action(ActionId.APPROVE_ALL.value)(ack=ack_only, lazy=[Bound(approve_all, deps)])
     app.action(ActionId.REFRESH_HOME.value)(ack=ack_only, lazy=[Bound(refresh_home, deps)])
     app.action(ActionId.CONNECT_GMAIL.value)(ack_only)
+    card_menu.register(app, deps)
     # Registered last: Bolt runs the first listener that matches, so this only catches
     # action ids no other listener knows.
     app.action(re.compile(".+"))(ack=ack_only, lazy=[unknown])

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from datetime import datetime
-from typing import Any
+import re
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Final
 
+from domain.card_details import CardThread, ContactOverview, ThreadMessage
 from domain.cards import Card, CardState, CardType, CardView
+from domain.engagement import EngagementEvent
 from domain.jobs import Job
 from domain.reply_policy import ReplyPolicy
 from domain.rules import Rule
-from handlers.slack.ids import ActionId, BlockId, CallbackId
+from handlers.slack.ids import ActionId, BlockId, CallbackId, OverflowChoice
 
 PREVIEW_CHARS = 600
 MODAL_TEXT_CHARS = 2900  # a section's text may hold 3,000 characters
@@ -46,6 +49,31 @@ def _truncate(text: str, limit: int) -> str:
 def escape(text: str) -> str:
     """Escape text for mrkdwn (Slack's three control characters)."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+# "@channel", "@here", "@everyone" typed in an email: a word joiner after the @ keeps
+# Slack from ever reading them as a mention (escaping already disarms `<!channel>`).
+_MENTION_WORDS: Final = re.compile(r"@(?=(?:channel|here|everyone)\b)", re.IGNORECASE)
+_ESCAPES: Final = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+
+
+def safe(text: str, limit: int = MODAL_TEXT_CHARS) -> str:
+    """Text from outside (an email, a contact's name) for mrkdwn: escaped, mentions
+    disarmed, and cut so that the escaped text, ellipsis included, has at most `limit`
+    characters (escaping lengthens it: an `&` becomes five)."""
+    text = _MENTION_WORDS.sub("@\u2060", text)
+    whole = escape(text)
+    if len(whole) <= limit:
+        return whole
+    out: list[str] = []
+    used = 0
+    for char in text:
+        piece = _ESCAPES.get(char, char)
+        if used + len(piece) > limit - 1:
+            break
+        out.append(piece)
+        used += len(piece)
+    return "".join(out).rstrip() + "…"
 
 
 def _when(at: datetime | None) -> str:
@@ -130,6 +158,8 @@ def _status_line(view: CardView) -> tuple[str, bool]:
 def card_message(view: CardView) -> tuple[str, list[dict[str, Any]]]:
     """Return the fallback text and blocks of a card's message."""
     card = view.card
+    if card.answers_email:
+        return reply_card_message(view)
     payload = card.action_payload
     blocks: list[dict[str, Any]] = [{"type": "section", "text": _text(_headline(view))}]
     fields = []
@@ -178,8 +208,418 @@ def card_message(view: CardView) -> tuple[str, list[dict[str, Any]]]:
             )
     else:
         blocks.append(_actions(card, long_body=len(str(payload.get("body", ""))) > PREVIEW_CHARS))
-    fallback = f"{card.title}: {status}" if status else f"{card.title} — waiting for review"
+    title = safe(card.title, 300)
+    fallback = f"{title}: {status}" if status else f"{title} — waiting for review"
     return _truncate(fallback, 3000), blocks
+
+
+# --- cards made from an inbound message (issue 12) ---------------------------------------
+
+#: How much of the reply a card shows; "View thread" shows the conversation.
+REPLY_PREVIEW_CHARS: Final = 1_500
+FIELD_CHARS: Final = 2_000  # a section field holds 2,000 characters
+CONTEXT_CHARS: Final = 2_000
+MAX_FACTS: Final = 8
+MAX_TIMES: Final = 8
+MAX_ENTITY_VALUES: Final = 5
+
+_KINDS: Final = {
+    CardType.REPLY_TO_EMAIL: "Reply",
+    CardType.NEEDS_HUMAN_RESPONSE: "Needs a person",
+    CardType.SCHEDULE_CALL: "Meeting request",
+    CardType.CREATE_TASK: "Task",
+    CardType.CREATE_DEAL: "Deal",
+}
+
+_SNOOZE_OPTIONS: Final = (
+    (OverflowChoice.SNOOZE_HOUR, "For 1 hour"),
+    (OverflowChoice.SNOOZE_TOMORROW, "Until tomorrow 9:00"),
+    (OverflowChoice.SNOOZE_NEXT_WEEK, "Until next week (Mon 9:00)"),
+)
+_MORE_OPTIONS: Final = (
+    (OverflowChoice.VIEW_THREAD, "View thread"),
+    (OverflowChoice.OPEN_CONTACT, "Open contact"),
+    (OverflowChoice.RELABEL, "Re-label…"),
+)
+
+
+def menu_value(choice: OverflowChoice, card_id: int) -> str:
+    """The value of a card menu's option: `<choice>:<card id>`."""
+    return f"{choice.value}:{card_id}"
+
+
+def parse_menu_value(value: str | None) -> tuple[OverflowChoice, int]:
+    """Read a card menu option's choice and card id; raise ValueError if malformed."""
+    choice, _, card = (value or "").partition(":")
+    try:
+        return OverflowChoice(choice), int(card)
+    except ValueError as exc:
+        raise ValueError("this menu option does not name a card") from exc
+
+
+def _date(at: datetime, *, style: str = "{date_short_pretty} {time}") -> str:
+    """A time Slack shows in the reader's own time zone (UTC in the fallback)."""
+    fallback = at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"<!date^{int(at.timestamp())}^{style}|{fallback}>"
+
+
+def _iso(value: object) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def _texts(value: object) -> list[str]:
+    """The non-empty strings of a payload list (anything else is ignored)."""
+    if not isinstance(value, list):
+        return []
+    return [str(v) for v in value if isinstance(v, str | int | float) and str(v).strip()]
+
+
+def _sender(view: CardView) -> str:
+    payload = view.card.action_payload
+    name = str(payload.get("from_name") or view.contact_name or "")
+    email = str(payload.get("from_email") or view.contact_email or "")
+    if name and email and name != email:
+        return f"{safe(name, 200)} ({safe(email, 320)})"
+    return safe(name or email or "an unknown sender", 320)
+
+
+def _reply_headline(view: CardView) -> str:
+    card = view.card
+    payload = card.action_payload
+    icon = _ICONS.get(card.type, "•")
+    kind = _KINDS.get(card.type, "Card")
+    who = str(payload.get("from_name") or view.contact_name or payload.get("from_email") or "")
+    line = f"{icon}  *{kind}* from *{safe(who, 200)}*" if who else f"{icon}  *{kind}*"
+    return f"{line}    `{card.priority.value}`"
+
+
+def _who_fields(view: CardView) -> list[str]:
+    payload = view.card.action_payload
+    fields = [f"*From*\n{_sender(view)}"]
+    works = ", ".join(safe(p, 300) for p in (view.contact_title, view.company_name) if p)
+    if works:
+        fields.append(f"*Contact*\n{works}")
+    if payload.get("client_history"):
+        fields.append(f"*Client*\n{safe(str(payload['client_history']), 500)}")
+    # Only a card answering a campaign's email names one (an inbox card's job is no campaign).
+    campaign = str(
+        payload.get("campaign_name")
+        or (view.campaign_name if payload.get("campaign_id") else "")
+        or ""
+    )
+    step = payload.get("step")
+    if campaign or isinstance(step, int):
+        where = safe(campaign, 300) if campaign else "a campaign"
+        if isinstance(step, int):
+            where += f" · step {step + 1}"
+            if isinstance(payload.get("total_steps"), int):
+                where += f" of {payload['total_steps']}"
+        fields.append(f"*Answers*\n{where}")
+    category = str(payload.get("category") or "")
+    if category:
+        parts = [f"`{safe(category, 40)}`"]
+        for key in ("intent", "sentiment"):
+            value = str(payload.get(key) or "")
+            if value and value != "none":
+                parts.append(safe(value.replace("_", " "), 40))
+        confidence = payload.get("confidence")
+        if isinstance(confidence, int | float):
+            parts.append(f"{float(confidence):.0%} sure")
+        fields.append("*Classified*\n" + " · ".join(parts))
+    if view.card.rationale:
+        fields.append(f"*Why*\n{safe(view.card.rationale, 500)}")
+    return [_truncate(f, FIELD_CHARS) for f in fields[:10]]
+
+
+def _entity_fields(card: Card) -> list[str]:
+    """The facts pulled out of the message: an order's number, address, fee and due date."""
+    entities = card.action_payload.get("entities")
+    if not isinstance(entities, dict):
+        return []
+    order = card.action_payload.get("category") == "AMC_ORDER"
+    labels = (
+        ("order_numbers", "Order"),
+        ("property_addresses", "Property"),
+        ("amounts", "Fee" if order else "Amounts"),
+        ("dates", "Due" if order else "Dates"),
+    )
+    fields = []
+    for key, label in labels:
+        values = _texts(entities.get(key))[:MAX_ENTITY_VALUES]
+        if values:
+            fields.append(f"*{label}*\n" + "\n".join(safe(v, 300) for v in values))
+    urgency = entities.get("urgency")
+    if isinstance(urgency, str) and urgency.strip():
+        fields.append(f"*Urgency*\n{safe(urgency, 40)}")
+    return fields
+
+
+def _quoted(text: str) -> str:
+    """Text as a mrkdwn quote, line by line (escaped, cut to fit a section)."""
+    clipped = safe(text, REPLY_PREVIEW_CHARS)
+    return "\n".join(f">{line}" if line.strip() else ">" for line in clipped.splitlines())
+
+
+def _their_reply(card: Card) -> list[dict[str, Any]]:
+    payload = card.action_payload
+    text = str(payload.get("reply_text") or card.description or "").strip()
+    if payload.get("body"):
+        header = "*Their reply*"  # `subject` is our answer's now: the draft's section shows it
+    else:
+        subject = str(payload.get("subject") or "")
+        header = "*Their message*" + (f" · _{safe(subject, 300)}_" if subject else "")
+    body = _quoted(text) if text else "_(no text: the message may be only an attachment)_"
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": _text(_truncate(f"{header}\n{body}", 3000))}
+    ]
+    cut = len(escape(text)) > REPLY_PREVIEW_CHARS or bool(payload.get("reply_text_truncated"))
+    if cut:
+        blocks.append(
+            {
+                "type": "context",
+                "elements": [
+                    _text("✂️ Cut here: *View thread* in the ⋯ menu shows the whole message.")
+                ],
+            }
+        )
+    return blocks
+
+
+def _injection_warning() -> dict[str, Any]:
+    return {
+        "type": "section",
+        "text": _text(
+            "⚠️ *This message tried to give instructions to an AI.* Nothing it asked for "
+            "was done. Read it yourself before you answer or click a link in it."
+        ),
+    }
+
+
+def _proposed_times(payload: dict[str, Any]) -> dict[str, Any] | None:
+    times = payload.get("proposed_times")
+    if not isinstance(times, list) or not times:
+        return None
+    lines = []
+    for item in times[:MAX_TIMES]:
+        if not isinstance(item, dict):
+            continue
+        words = safe(str(item.get("words") or ""), 200)
+        start, end = _iso(item.get("start")), _iso(item.get("end"))
+        when = _date(start) if start else ""
+        if start and end:
+            when += f" – {_date(end, style='{time}')}"
+        line = f"• {when}" if when else "• "
+        if words:
+            line += f" — “{words}”" if when else f"“{words}”"
+        lines.append(line)
+    if not lines:
+        return None
+    return {
+        "type": "section",
+        "text": _text(_truncate("*Proposed times*\n" + "\n".join(lines), 3000)),
+    }
+
+
+def referral_offer(card: Card, *, campaign_name: str | None = None) -> str | None:
+    """The "Enroll <name> in <campaign>" button's text when the card offers it (a referral
+    with an address or a contact, not enrolled yet), else None."""
+    referral = card.action_payload.get("referral")
+    if not isinstance(referral, dict) or referral.get("enrolled_job_id") is not None:
+        return None
+    if not (referral.get("contact_id") or referral.get("email")):
+        return None
+    name = str(referral.get("name") or referral.get("email") or "them")
+    if not referral.get("email"):
+        return f"Add {name}'s email & enroll"
+    campaign = str(referral.get("campaign_name") or campaign_name or "")
+    return f"Enroll {name} in {campaign}" if campaign else f"Enroll {name}"
+
+
+def _referral(card: Card) -> dict[str, Any] | None:
+    referral = card.action_payload.get("referral")
+    if not isinstance(referral, dict):
+        return None
+    name = str(referral.get("name") or "")
+    email = str(referral.get("email") or "")
+    who = safe(name or email or "someone", 200)
+    if name and email:
+        who += f" ({safe(email, 320)})"
+    elif not email:
+        who += " · _no email address given_"
+    if referral.get("role"):
+        who += f", {safe(str(referral['role']), 100)}"
+    line = f"👉 *Referral*  {who}"
+    if referral.get("words"):
+        line += f"\n“{safe(str(referral['words']), 500)}”"
+    if referral.get("enrolled_job_id") is not None:
+        campaign = safe(str(referral.get("campaign_name") or "the campaign"), 200)
+        line += f"\n✅ Enrolled in {campaign} (job #{int(referral['enrolled_job_id'])})"
+    return {"type": "section", "text": _text(_truncate(line, 3000))}
+
+
+def _draft(card: Card) -> list[dict[str, Any]]:
+    payload = card.action_payload
+    body = str(payload.get("body") or "")
+    if not body.strip():
+        return []
+    subject = str(payload.get("subject") or "")
+    blocks: list[dict[str, Any]] = [
+        {"type": "divider"},
+        {"type": "section", "text": _text(f"*Our answer* · _{safe(subject, 300)}_")},
+        {"type": "section", "text": _text(safe(body, PREVIEW_CHARS) or " ")},
+    ]
+    notes = []
+    facts = _texts(payload.get("facts_used"))
+    if facts:
+        shown = "\n".join(f"• {safe(f, 300)}" for f in facts[:MAX_FACTS])
+        more = f"\n… and {len(facts) - MAX_FACTS} more" if len(facts) > MAX_FACTS else ""
+        notes.append(f"*Facts used*\n{shown}{more}")
+    if payload.get("draft_source") == "template":
+        note = str(payload.get("draft_note") or "").strip()
+        notes.append(
+            f"📝 Drafted from a template: {safe(note, 500)}"
+            if note
+            else "📝 Drafted from a template"
+        )
+    elif payload.get("draft_note"):
+        notes.append(f"ℹ️ {safe(str(payload['draft_note']), 500)}")
+    for note in notes:
+        blocks.append({"type": "context", "elements": [_text(_truncate(note, CONTEXT_CHARS))]})
+    return blocks
+
+
+def _context_lines(card: Card) -> list[dict[str, Any]]:
+    payload = card.action_payload
+    lines = []
+    paused = _iso(payload.get("paused_until"))
+    if paused is not None:
+        words = str(payload.get("pause_words") or "")
+        said = f" (“{safe(words, 200)}”)" if words else ""
+        until = _date(paused, style="{date_long}")
+        lines.append(f"⏸ Paused until {until}{said}: no campaign email reaches them before.")
+    auto = str(payload.get("auto_reason") or "")
+    if card.state == CardState.DONE and auto.startswith("auto-sent"):
+        lines.append(f"🤖 {safe(auto, 500)}")
+    if payload.get("relabel_note"):
+        lines.append(f"🏷️ {safe(str(payload['relabel_note']), 500)}")
+    if payload.get("routing_note"):
+        lines.append(f"📍 {safe(str(payload['routing_note']), 500)}")
+    return [
+        {"type": "context", "elements": [_text(_truncate(line, CONTEXT_CHARS))]} for line in lines
+    ]
+
+
+def _options(choices: Iterable[tuple[OverflowChoice, str]], card_id: int) -> list[dict[str, Any]]:
+    return [
+        {"text": _plain(label), "value": menu_value(choice, card_id)} for choice, label in choices
+    ]
+
+
+def _reply_actions(view: CardView) -> dict[str, Any]:
+    card = view.card
+    payload = card.action_payload
+    elements = [_button(_approve_label(card), ActionId.APPROVE, card, style="primary")]
+    if card.sends_email:
+        elements.append(_button("Edit", ActionId.EDIT, card))
+    elements.append(_button("Reject", ActionId.REJECT, card, style="danger"))
+    if card.sends_email and len(str(payload.get("body", ""))) > PREVIEW_CHARS:
+        elements.append(_button("View full", ActionId.VIEW_FULL, card))
+    offer = referral_offer(card, campaign_name=view.campaign_name)
+    if offer:
+        elements.append(_button(offer, ActionId.ENROLL_REFERRAL, card))
+    # An overflow holds five options at most: snoozing is its own menu.
+    elements.append(
+        {
+            "type": "static_select",
+            "action_id": ActionId.CARD_SNOOZE.value,
+            "placeholder": _plain("💤 Snooze"),
+            "options": _options(_SNOOZE_OPTIONS, card.id),
+        }
+    )
+    elements.append(
+        {
+            "type": "overflow",
+            "action_id": ActionId.CARD_MORE.value,
+            "options": _options(_MORE_OPTIONS, card.id),
+        }
+    )
+    return {"type": "actions", "block_id": BlockId.CARD_ACTIONS, "elements": elements}
+
+
+def _reply_status(view: CardView) -> tuple[str, bool]:
+    card = view.card
+    auto = str(card.action_payload.get("auto_reason") or "").startswith("auto-sent")
+    if card.state == CardState.DONE and auto and card.approved_by is None:
+        return f"✅ Auto-sent{_when(card.executed_at)}", False
+    if card.state == CardState.DONE and card.type == CardType.REPLY_TO_EMAIL:
+        return f"✅ Reply sent by {_who(view.actor_slack_id)}{_when(card.executed_at)}", False
+    return _status_line(view)
+
+
+def snoozed_line(view: CardView) -> str:
+    """ "💤 Snoozed until <time> by @rep", the time in the reader's time zone."""
+    card = view.card
+    until = _date(card.snoozed_until) if card.snoozed_until else "later"
+    by = f" by <@{view.snoozed_by_slack_id}>" if view.snoozed_by_slack_id else ""
+    return f"💤 Snoozed until {until}{by}"
+
+
+def reply_card_message(view: CardView) -> tuple[str, list[dict[str, Any]]]:
+    """The message of a card made from an inbound message: who wrote and what, what the
+    classifier made of it, the drafted answer and the facts it used, and what to do."""
+    card = view.card
+    payload = card.action_payload
+    title = safe(card.title, 300)
+    headline = {"type": "section", "text": _text(_reply_headline(view))}
+    if card.is_snoozed:
+        line = snoozed_line(view)
+        return _truncate(f"{title}: snoozed", 3000), [
+            headline,
+            {"type": "section", "text": _text(f"*From*  {_sender(view)}")},
+            {"type": "context", "elements": [_text(line)]},
+            {
+                "type": "actions",
+                "block_id": BlockId.CARD_ACTIONS,
+                "elements": [_button("Unsnooze", ActionId.UNSNOOZE, card)],
+            },
+        ]
+    blocks: list[dict[str, Any]] = [headline]
+    if payload.get("injection_attempt"):
+        blocks.append(_injection_warning())
+    entities = _entity_fields(card)
+    order = payload.get("category") == "AMC_ORDER"
+    if entities and order:  # an order's facts come first: they are the work
+        blocks.append({"type": "section", "fields": [_text(f) for f in entities[:10]]})
+    blocks.append({"type": "section", "fields": [_text(f) for f in _who_fields(view)]})
+    if entities and not order:
+        blocks.append({"type": "section", "fields": [_text(f) for f in entities[:10]]})
+    blocks += _their_reply(card)
+    for extra in (_proposed_times(payload), _referral(card)):
+        if extra is not None:
+            blocks.append(extra)
+    blocks += _draft(card)
+    blocks += _context_lines(card)
+    status, retry = _reply_status(view)
+    if status:
+        blocks.append({"type": "context", "elements": [_text(status)]})
+        if retry:
+            blocks.append(
+                {
+                    "type": "actions",
+                    "block_id": BlockId.CARD_ACTIONS,
+                    "elements": [_button("Retry now", ActionId.RETRY, card, style="primary")],
+                }
+            )
+    else:
+        blocks.append(_reply_actions(view))
+    fallback = f"{title}: {status}" if status else f"{title} — waiting for you"
+    return _truncate(fallback, 3000), blocks[:50]
 
 
 def _button(
@@ -321,6 +761,250 @@ def full_body_modal(card: Card) -> dict[str, Any]:
     }
 
 
+def loading_modal(title: str, *, callback_id: CallbackId, external_id: str) -> dict[str, Any]:
+    """A modal opened at once, while the trigger id is fresh, and filled in after."""
+    return {
+        "type": "modal",
+        "callback_id": callback_id,
+        "external_id": external_id,
+        "title": _plain(title, 24),
+        "close": _plain("Close", 24),
+        "blocks": [{"type": "section", "text": _text("⏳ Loading…")}],
+    }
+
+
+def notice_modal(title: str, text: str, *, callback_id: CallbackId) -> dict[str, Any]:
+    """A modal that says one thing (what went wrong, and what to do)."""
+    return {
+        "type": "modal",
+        "callback_id": callback_id,
+        "title": _plain(title, 24),
+        "close": _plain("Close", 24),
+        "blocks": [{"type": "section", "text": _text(_truncate(text, MODAL_TEXT_CHARS))}],
+    }
+
+
+def safe_chunks(text: str, size: int = MODAL_TEXT_CHARS) -> list[str]:
+    """Text from outside, escaped as `safe` does, in pieces of at most `size` characters
+    (for a long message over several sections; no escape is ever split)."""
+    text = _MENTION_WORDS.sub("@\u2060", text)
+    chunks: list[str] = []
+    current: list[str] = []
+    used = 0
+    for char in text:
+        piece = _ESCAPES.get(char, char)
+        if used + len(piece) > size:
+            chunks.append("".join(current))
+            current, used = [], 0
+        current.append(piece)
+        used += len(piece)
+    if current:
+        chunks.append("".join(current))
+    return chunks
+
+
+def _thread_message_blocks(message: ThreadMessage, subject: str | None) -> list[dict[str, Any]]:
+    who = "*Us*" if message.direction == "us" else "*Them*"
+    if message.address:
+        to = "to " if message.direction == "us" else ""
+        who += f" · {to}{safe(message.address, 320)}"
+    if message.at is not None:
+        who += f" · {_date(message.at)}"
+    if message.answered:
+        who += " · _the message this card answers_"
+    if message.subject and message.subject != subject:
+        who += f"\n_{safe(message.subject, 300)}_"
+    sections = safe_chunks(message.text) or ["_(no text)_"]
+    if message.truncated:
+        sections[-1] = _truncate(sections[-1], MODAL_TEXT_CHARS - 10) + "\n_(cut)_"
+    return [
+        {"type": "context", "elements": [_text(_truncate(who, CONTEXT_CHARS))]},
+        *({"type": "section", "text": _text(part)} for part in sections),
+        {"type": "divider"},
+    ]
+
+
+def thread_modal(thread: CardThread) -> dict[str, Any]:
+    """ "View thread": the conversation in the card's Gmail thread, oldest first, each
+    message without its quoted history and cut; the oldest messages give way when a modal's
+    100 blocks cannot hold them all."""
+    per_message: list[list[dict[str, Any]]] = []
+    subject = None
+    for message in thread.messages:
+        per_message.append(_thread_message_blocks(message, subject))
+        subject = message.subject or subject
+    budget = 99  # one block is kept for the line that counts the messages left out
+    kept: list[list[dict[str, Any]]] = []
+    for blocks in reversed(per_message):
+        if len(blocks) > budget:
+            break
+        kept.insert(0, blocks)
+        budget -= len(blocks)
+    left_out = thread.left_out + len(per_message) - len(kept)
+    shown: list[dict[str, Any]] = []
+    if left_out:
+        earlier = "message is" if left_out == 1 else "messages are"
+        shown.append(
+            {"type": "context", "elements": [_text(f"{left_out} earlier {earlier} not shown.")]}
+        )
+    if not thread.messages:
+        shown.append({"type": "section", "text": _text("No message of this thread is stored yet.")})
+    for blocks in kept:
+        shown += blocks
+    return {
+        "type": "modal",
+        "callback_id": CallbackId.THREAD,
+        "title": _plain("Thread", 24),
+        "close": _plain("Close", 24),
+        "blocks": shown,
+    }
+
+
+_EVENT_LABELS: Final = {
+    EngagementEvent.SENT: "📤 Sent",
+    EngagementEvent.REPLIED: "💬 Replied",
+    EngagementEvent.POSITIVE_REPLY: "👍 Positive reply",
+    EngagementEvent.NEGATIVE_REPLY: "👎 Negative reply",
+    EngagementEvent.MEETING_REQUEST: "📅 Asked to meet",
+    EngagementEvent.ORDER_AFTER_REPLY: "🧾 Ordered after a reply",
+    EngagementEvent.BOUNCED: "⛔ Bounced",
+    EngagementEvent.SOFT_BOUNCE: "↪️ Soft bounce",
+    EngagementEvent.OPTED_OUT: "🚫 Opted out",
+    EngagementEvent.COMPLAINT: "🚩 Marked as spam",
+    EngagementEvent.OUT_OF_OFFICE: "🏖️ Out of office",
+}
+_TRENDS: Final = {"rising": "↗ rising", "falling": "↘ falling", "steady": "→ steady"}
+
+
+def _contact_status(contact: ContactOverview) -> str:
+    if contact.opted_out_at is not None:
+        return f"🚫 Opted out {_date(contact.opted_out_at, style='{date_short_pretty}')}"
+    if contact.email_status != "valid":
+        return f"⛔ Address {safe(contact.email_status, 40)}: no email reaches them"
+    if contact.paused_until is not None:
+        why = f" ({safe(contact.pause_reason, 64)})" if contact.pause_reason else ""
+        return f"⏸ Paused until {_date(contact.paused_until, style='{date_long}')}{why}"
+    return "✅ Reachable"
+
+
+def _sections(lines: Sequence[str], *, limit: int) -> list[dict[str, Any]]:
+    """Lines packed into at most `limit` sections of at most MODAL_TEXT_CHARS each."""
+    packed: list[list[str]] = [[]]
+    for line in lines:
+        if packed[-1] and len("\n".join([*packed[-1], line])) > MODAL_TEXT_CHARS:
+            if len(packed) == limit:
+                break
+            packed.append([])
+        packed[-1].append(_truncate(line, MODAL_TEXT_CHARS))
+    return [{"type": "section", "text": _text("\n".join(p))} for p in packed if p]
+
+
+def contact_modal(contact: ContactOverview) -> dict[str, Any]:
+    """ "Open contact": who they are, their engagement score and trend, whether they can be
+    reached, the campaigns they are in and their latest engagement events."""
+    history = contact.history
+    works = ", ".join(safe(p, 300) for p in (contact.title, contact.company_name) if p)
+    who = f"*{safe(contact.name, 200)}*" + (f" · {works}" if works else "")
+    who += f"\n{safe(contact.email, 320)}"
+    trend = _TRENDS.get(history.trend.value, "trend unknown")
+    fields = [
+        f"*Engagement*\n{history.score:.0f}/100 · {trend}",
+        f"*Status*\n{_contact_status(contact)}",
+    ]
+    if history.last_replied_at is not None:
+        fields.append(f"*Last reply*\n{_date(history.last_replied_at)}")
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": _text(who)},
+        {"type": "section", "fields": [_text(f) for f in fields]},
+        {"type": "divider"},
+    ]
+    enrolled = []
+    for e in contact.enrollments:
+        name = safe(e.campaign_name or e.job_name, 200)
+        line = f"• *{name}* (job #{e.job_id}) · next step {e.step + 1} · {safe(e.status, 16)}"
+        if e.status == "paused" and e.paused_until is not None:
+            line += f" until {_date(e.paused_until, style='{date_short_pretty}')}"
+        elif e.next_due_at is not None:
+            line += f" · next email {_date(e.next_due_at)}"
+        enrolled.append(line)
+    blocks.append(
+        {
+            "type": "section",
+            "text": _text(
+                _truncate("*Open enrollments*\n" + "\n".join(enrolled), MODAL_TEXT_CHARS)
+                if enrolled
+                else "*Open enrollments*\nNone: no campaign will email them."
+            ),
+        }
+    )
+    blocks.append({"type": "divider"})
+    shown = len(history.entries)
+    heading = "*Timeline*"
+    if contact.earlier_events:
+        heading += f" · the latest {shown} of {shown + contact.earlier_events} events"
+    lines = [heading]
+    for entry in reversed(history.entries):  # newest first: what happened last matters most
+        label = _EVENT_LABELS.get(entry.event, safe(entry.event.value, 40))
+        line = f"{_date(entry.occurred_at, style='{date_short_pretty}')} · {label}"
+        # A reply names their message; a send (or a bounce of it) names our email.
+        if entry.inbound_email is not None:
+            if entry.inbound_email.subject:
+                line += f" · _{safe(entry.inbound_email.subject, 200)}_"
+        elif entry.send is not None:
+            line += f" · _{safe(entry.send.subject, 200)}_"
+            if entry.send.campaign_name:
+                step = f" step {entry.send.step + 1}" if entry.send.step is not None else ""
+                line += f" ({safe(entry.send.campaign_name, 200)}{step})"
+        if entry.score_after is not None:
+            line += f" · score {entry.score_after:.0f}"
+        lines.append(line)
+    if not history.entries:
+        lines.append("Nothing yet.")
+    blocks += _sections(lines, limit=100 - len(blocks))
+    return {
+        "type": "modal",
+        "callback_id": CallbackId.CONTACT,
+        "title": _plain("Contact", 24),
+        "close": _plain("Close", 24),
+        "blocks": blocks[:100],
+    }
+
+
+def _approve_label(card: Card) -> str:
+    if card.type == CardType.REPLY_TO_EMAIL:
+        return "Send reply"
+    return "Approve & send" if card.sends_email else "Mark done"
+
+
+def _home_card(view: CardView) -> list[dict[str, Any]]:
+    """A card in the App Home: a line or two and its buttons (Unsnooze when snoozed)."""
+    card = view.card
+    payload = card.action_payload
+    line = f"{_ICONS.get(card.type, '•')} *{safe(card.title, 300)}*"
+    if card.is_snoozed:
+        line = f"💤 {line}\n{snoozed_line(view)}"
+        buttons = [_button("Unsnooze", ActionId.UNSNOOZE, card)]
+    else:
+        if card.state == CardState.BLOCKED:
+            line += f"\n⚠️ {escape(card.blocked_reason or 'blocked')}"
+        elif card.answers_email:
+            if payload.get("injection_attempt"):
+                line += "\n⚠️ _This message tried to give instructions to an AI._"
+            text = " ".join(str(payload.get("reply_text") or card.description or "").split())
+            if text:
+                line += f"\n>{safe(text, 200)}"
+        elif payload.get("subject"):
+            line += f"\n_{escape(str(payload['subject']))}_"
+        buttons = [
+            _button(_approve_label(card), ActionId.APPROVE, card, style="primary"),
+            _button("Reject", ActionId.REJECT, card, style="danger"),
+        ]
+    return [
+        {"type": "section", "text": _text(_truncate(line, 2900))},
+        {"type": "actions", "elements": buttons},
+    ]
+
+
 def home_view(
     cards: Sequence[CardView],
     *,
@@ -361,27 +1045,7 @@ def home_view(
         )
         blocks.append({"type": "section", "text": _text(f"*Waiting for you* ({shown})")})
         for view in cards:
-            card = view.card
-            line = f"{_ICONS.get(card.type, '•')} *{escape(card.title)}*"
-            if card.state == CardState.BLOCKED:
-                line += f"\n⚠️ {escape(card.blocked_reason or 'blocked')}"
-            elif card.action_payload.get("subject"):
-                line += f"\n_{escape(str(card.action_payload['subject']))}_"
-            blocks.append({"type": "section", "text": _text(_truncate(line, 2900))})
-            blocks.append(
-                {
-                    "type": "actions",
-                    "elements": [
-                        _button(
-                            "Approve & send" if card.sends_email else "Mark done",
-                            ActionId.APPROVE,
-                            card,
-                            style="primary",
-                        ),
-                        _button("Reject", ActionId.REJECT, card, style="danger"),
-                    ],
-                }
-            )
+            blocks += _home_card(view)
         blocks = blocks[:100]
     blocks.append(
         {

@@ -20,8 +20,12 @@ class ActionId(StrEnum):
     BODY_INPUT = "body_input"
     APPROVE_AFTER_EDIT = "approve_after_edit"
     REASON_INPUT = "reason_input"
-    #: A reply card's overflow menu (Re-label, Snooze, View thread, Open contact).
+    #: A reply card's overflow menu (View thread, Open contact, Re-label).
     CARD_MORE = "card_more"
+    #: A reply card's snooze menu (an overflow holds five options: snoozing is its own).
+    CARD_SNOOZE = "card_snooze"
+    #: Bring a snoozed card back now.
+    UNSNOOZE = "card_unsnooze"
     #: "Enroll <name> in <campaign>" on a referral card.
     ENROLL_REFERRAL = "card_enroll_referral"
     CATEGORY_INPUT = "category_input"

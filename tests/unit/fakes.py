@@ -28,6 +28,7 @@ from domain.cards import (
     CardView,
     InFlightCard,
     Priority,
+    SnoozedCard,
     states_that_can_become,
 )
 from domain.classification import Category
@@ -788,6 +789,56 @@ class FakeCards:
             and c.state in states
         ]
 
+    def snooze(
+        self,
+        org_id: int,
+        card_id: int,
+        *,
+        until: datetime,
+        expected: Iterable[CardState],
+        now: datetime,
+        action_payload: dict[str, Any],
+    ) -> bool:
+        card = self.get(org_id, card_id)
+        if card.state not in set(expected):
+            return False
+        self._w.cards[card_id] = replace(
+            card, snoozed_until=until, updated_at=now, action_payload=action_payload
+        )
+        return True
+
+    def unsnooze(self, org_id: int, card_id: int, *, now: datetime) -> bool:
+        card = self.get(org_id, card_id)
+        if card.snoozed_until is None:
+            return False
+        self._w.cards[card_id] = replace(card, snoozed_until=None, updated_at=now)
+        return True
+
+    def claim_due_snoozed(
+        self, *, now: datetime, lease_until: datetime, limit: int
+    ) -> list[SnoozedCard]:
+        due = sorted(
+            (c for c in self._w.cards.values() if c.snoozed_until and c.snoozed_until <= now),
+            key=lambda c: (c.snoozed_until, c.id),
+        )[:limit]
+        for card in due:
+            self._w.cards[card.id] = replace(card, snoozed_until=lease_until)
+        return [
+            SnoozedCard(
+                c.org_id, c.id, c.state, lease_until, c.slack_channel_id, c.slack_message_ts
+            )
+            for c in due
+        ]
+
+    def end_snooze(
+        self, org_id: int, card_id: int, *, claimed_until: datetime, now: datetime
+    ) -> bool:
+        card = self.get(org_id, card_id)
+        if card.snoozed_until != claimed_until:
+            return False
+        self._w.cards[card_id] = replace(card, snoozed_until=None, updated_at=now)
+        return True
+
 
 class FakeContexts:
     def __init__(self, world: World) -> None:
@@ -1237,6 +1288,7 @@ class FakeNotifier:
         self.posted: list[int] = []  # card ids, in posting order
         self.updated: list[tuple[int, CardState]] = []
         self.bulk: list[tuple[int, int]] = []  # (job id, batch)
+        self.replaced: list[tuple[str, str, str]] = []  # (channel, ts, text)
 
     def post_card(
         self, view: CardView, *, channel: str | None, owner_slack_id: str | None
@@ -1246,6 +1298,9 @@ class FakeNotifier:
 
     def update_card(self, view: CardView) -> None:
         self.updated.append((view.card.id, view.card.state))
+
+    def replace_message(self, org_id: int, *, channel: str, ts: str, text: str) -> None:
+        self.replaced.append((channel, ts, text))
 
     def post_bulk(
         self,
