@@ -47,13 +47,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import httpx
 from sqlalchemy import func, select
 
 from bench.reply_world import (
-    PUSH_PATH,
     REP_EMAIL,
     Campaign,
+    Pushes,
     Salesbot,
     Send,
     StandIns,
@@ -156,41 +155,6 @@ def build_replies(sends: list[Send], *, seed: int = 12) -> list[Reply]:
         )
         replies.append(Reply(send, raw, offset))
     return replies
-
-
-class Pushes:
-    """Delivers replies into the rep's mailbox and sends each one's push, timing the push."""
-
-    def __init__(self, stand_ins: StandIns, app_url: str) -> None:
-        self._stand_ins = stand_ins
-        self._client = httpx.Client(base_url=app_url, timeout=30)
-        self.pushed_at: dict[str, float] = {}  # Gmail message id -> push sent (time.time)
-        self.refused: list[str] = []
-
-    def deliver_and_push(self, raw: bytes, pool: ThreadPoolExecutor | None = None) -> str:
-        """Deliver one reply and push (from `pool` when given); return its Gmail id."""
-        gmail = self._stand_ins.google.gmail
-        gmail_id = gmail.deliver(REP_EMAIL, raw)
-        history_id = gmail.history_id(REP_EMAIL)
-        if pool is None:
-            self._push(gmail_id, history_id)
-        else:
-            pool.submit(self._push, gmail_id, history_id)
-        return gmail_id
-
-    def _push(self, gmail_id: str, history_id: int) -> None:
-        self.pushed_at[gmail_id] = time.time()
-        answer = self._client.post(
-            PUSH_PATH,
-            json=self._stand_ins.push_body(history_id),
-            headers=self._stand_ins.push_headers(),
-        )
-        if answer.status_code != 204:
-            self.refused.append(f"{answer.status_code} {answer.text[:200]}")
-
-    def close(self) -> None:
-        """Close the HTTP client."""
-        self._client.close()
 
 
 def arrive(pushes: Pushes, replies: list[Reply]) -> float:

@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -124,6 +125,41 @@ class StandIns:
         """Stop both servers."""
         self._slack_server.stop()
         self._google_server.stop()
+
+
+class Pushes:
+    """Delivers replies into the rep's mailbox and sends each one's push, timing the push."""
+
+    def __init__(self, stand_ins: StandIns, app_url: str) -> None:
+        self._stand_ins = stand_ins
+        self._client = httpx.Client(base_url=app_url, timeout=30)
+        self.pushed_at: dict[str, float] = {}  # Gmail message id -> push sent (time.time)
+        self.refused: list[str] = []
+
+    def deliver_and_push(self, raw: bytes, pool: ThreadPoolExecutor | None = None) -> str:
+        """Deliver one reply and push (from `pool` when given); return its Gmail id."""
+        gmail = self._stand_ins.google.gmail
+        gmail_id = gmail.deliver(REP_EMAIL, raw)
+        history_id = gmail.history_id(REP_EMAIL)
+        if pool is None:
+            self._push(gmail_id, history_id)
+        else:
+            pool.submit(self._push, gmail_id, history_id)
+        return gmail_id
+
+    def _push(self, gmail_id: str, history_id: int) -> None:
+        self.pushed_at[gmail_id] = time.time()
+        answer = self._client.post(
+            PUSH_PATH,
+            json=self._stand_ins.push_body(history_id),
+            headers=self._stand_ins.push_headers(),
+        )
+        if answer.status_code != 204:
+            self.refused.append(f"{answer.status_code} {answer.text[:200]}")
+
+    def close(self) -> None:
+        """Close the HTTP client."""
+        self._client.close()
 
 
 def salesbot_env(database_url: str, stand_ins: StandIns, **extra: str) -> dict[str, str]:
