@@ -8,7 +8,6 @@ import sys
 import time
 from pathlib import Path
 
-
 # Benchmarks named after their figure rather than `bench_<name>.py`.
 NAMED = ("reply_card_latency", "send_reply_race")
 
