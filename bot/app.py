@@ -410,8 +410,16 @@ def build_runtime(
         unsubscribe_tokens=unsubscribe_tokens,
         rules=rules,
     )
+
+    def wake_card_workers() -> None:
+        # A round's cards queued draft_reply (reply cards) and post_card (human cards).
+        worker.wake()
+        poster.wake()
+
     inbound_worker = UnderstandingWorker(
-        understanding, poll_seconds=max(settings.WORKER_POLL_SECONDS, 1.0)
+        understanding,
+        poll_seconds=max(settings.WORKER_POLL_SECONDS, 1.0),
+        on_processed=wake_card_workers,
     )
     bolt: App | None = None
     slack_worker: SlackReplayWorker | None = None

@@ -276,12 +276,14 @@ def test_a_reply_card_in_the_rep_s_dm_approved_sends_one_answer_in_the_thread(
         references=[inbound.send_message_id],
         message_id=dana_says,
     )
-    inbound.deliver(raw)
+    row = inbound.deliver(raw)
+    assert row.gmail_thread_id == inbound.send_thread_id  # Gmail threaded the reply
     world = inbound.world
     before = len(world.sent())
     world.runtime.run_tasks_until_idle()
 
     (card,) = _cards(inbound)
+    assert card.action_payload["gmail_thread_id"] == inbound.send_thread_id
     # The job has no review channel: the card goes to the DM of the rep who owns it.
     (message,) = served.stand_in.messages(REP)
     assert card.action_payload["body"].strip()[:40] in _text(message)
@@ -303,6 +305,13 @@ def test_a_reply_card_in_the_rep_s_dm_approved_sends_one_answer_in_the_thread(
     assert sent[0].message["In-Reply-To"] == dana_says
     assert sent[0].message["References"].split() == [inbound.send_message_id, dana_says]
     assert [c.state for c in _cards(inbound)] == ["done"]
+    # The rep's Gmail shows one conversation: the campaign email, Dana's reply, the answer.
+    thread = [
+        f"<{stored.message_id_header}>"
+        for stored in inbound.google.google.gmail.messages(REP_EMAIL)
+        if stored.thread_id == inbound.send_thread_id
+    ]
+    assert thread == [inbound.send_message_id, dana_says, sent[0].message["Message-ID"]]
 
 
 def test_an_amc_order_card_in_slack_has_no_send_button_and_is_never_sent(
