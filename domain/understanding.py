@@ -52,7 +52,12 @@ from domain.inbound_actions import OUR_SEND_WINDOW, ActingOn, act, withheld
 from domain.reply_cards import make_reply_card
 
 if TYPE_CHECKING:
-    from domain.ports import MessageClassifier, UnderstandingUnitOfWork, UnsubscribeTokenReader
+    from domain.ports import (
+        IntentReader,
+        MessageClassifier,
+        UnderstandingUnitOfWork,
+        UnsubscribeTokenReader,
+    )
     from domain.rules import Rules
 
 log = logging.getLogger(__name__)
@@ -321,8 +326,11 @@ class Understanding:
         rules: Rules | None = None,
         unsubscribe_tokens: UnsubscribeTokenReader | None = None,
         settings: PipelineSettings | None = None,
+        intents: IntentReader | None = None,
     ) -> None:
         self._uow = uow
+        # Reads a reply's referrals, proposed times and resume date for its card.
+        self._intents = intents
         self._clock = clock
         self._model = model
         self._offline = offline
@@ -652,7 +660,7 @@ class Understanding:
             on = replace(on, classification=result)
         actions = act(uow, on, now=now, events=events)
         if on.final and not own and not message.sent_by_us:
-            make_reply_card(uow, message, result, detection, link, now=now)
+            make_reply_card(uow, message, result, detection, link, now=now, intents=self._intents)
         pipeline.record(
             message.id,
             Recorded(

@@ -18,6 +18,7 @@ from storage.events import EventKeys
 from storage.gmail import GmailAccountRepo, MailboxAllowanceRepo, OAuthStateRepo, TokenCipher
 from storage.jobs import EnrollmentRepo, JobRepo, TaskRepo
 from storage.outbox import OutboxRepo
+from storage.reply_actions import ReplyActionRepo
 from storage.reply_context import ReplyContextRepo
 from storage.reply_policy import ReplyPolicyRepo
 from storage.rules import ClassifierRuleRepo
@@ -85,6 +86,7 @@ class UnitOfWork:
     classifier_rules: ClassifierRuleRepo
     reply_contexts: ReplyContextRepo
     reply_policies: ReplyPolicyRepo
+    reply_actions: ReplyActionRepo
 
     def __init__(
         self, session_factory: SessionFactory, *, cipher: TokenCipher | None = None
@@ -130,6 +132,7 @@ class UnitOfWork:
         self.classifier_rules = ClassifierRuleRepo(session)
         self.reply_contexts = ReplyContextRepo(session)
         self.reply_policies = ReplyPolicyRepo(session)
+        self.reply_actions = ReplyActionRepo(session)
         return self
 
     def __exit__(

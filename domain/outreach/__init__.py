@@ -13,6 +13,7 @@ than rows.
 - `delivery.Delivery`: send an approved email card once; make the card follow its send.
 - `presenting.Presenting`: what a card's message shows; post and update it, bulk posts.
 - `recovery.Recovery`: carry on the work a dead process left (the recovery sweep's steps).
+- `referrals.Referrals`: enroll the person a reply named in the campaign it answered.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from domain.outreach.drafting import Drafting
 from domain.outreach.jobs import CampaignStatusChange, Jobs, LaunchResult
 from domain.outreach.presenting import Presenting
 from domain.outreach.recovery import Recovery
+from domain.outreach.referrals import Enrolled, Referral, Referrals
 from domain.outreach.review import Review
 from domain.outreach.tasks import Tasks
 from domain.ports import ChatNotifier, DraftModel, Mailer, SecretBoxPort
@@ -38,6 +40,7 @@ __all__ = [
     "CardRefused",
     "Delivery",
     "Drafting",
+    "Enrolled",
     "Jobs",
     "LaunchResult",
     "Outreach",
@@ -45,6 +48,8 @@ __all__ = [
     "PlanningFailed",
     "Presenting",
     "Recovery",
+    "Referral",
+    "Referrals",
     "Review",
     "StaleCard",
     "Tasks",
@@ -62,6 +67,7 @@ class Outreach:
     delivery: Delivery
     presenting: Presenting
     recovery: Recovery
+    referrals: Referrals
 
     @classmethod
     def build(
@@ -116,4 +122,5 @@ class Outreach:
             delivery=delivery,
             presenting=presenting,
             recovery=recovery,
+            referrals=Referrals(deps, presenting=presenting),
         )

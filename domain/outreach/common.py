@@ -8,7 +8,7 @@ from typing import Any, TypeAlias
 
 from domain.cards import Card, CardState, states_that_can_become, transition
 from domain.deps import Deps
-from domain.errors import InvalidInput, InvalidTransition, SalesbotError
+from domain.errors import InvalidInput, InvalidTransition, NotFound, NotPermitted, SalesbotError
 from domain.ports import OutreachUnitOfWork
 
 # What every outreach service is built with.
@@ -78,6 +78,18 @@ def advance_card(
         now=now,
         **changes,
     )
+
+
+def authorize_card(uow: OutreachUnitOfWork, actor: Actor, card: Card) -> None:
+    """Refuse an actor who may not act on a card: another organization's (not found), or a
+    job another rep launched (unless they are an admin)."""
+    if card.org_id != actor.org_id:
+        raise NotFound(f"card {card.id} not found")
+    if actor.is_admin or card.job_id is None:
+        return
+    job = uow.jobs.get(actor.org_id, card.job_id)
+    if job.owner_id is not None and job.owner_id != actor.user_id:
+        raise NotPermitted("Only the rep who launched this job, or an admin, can act on its cards.")
 
 
 def person_name(uow: OutreachUnitOfWork, org_id: int, user_id: int) -> str:

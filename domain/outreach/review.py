@@ -6,20 +6,21 @@ from collections.abc import Callable
 
 from domain import faults
 from domain.cards import Card, CardState, describe_refusal, draft_fingerprint
-from domain.errors import InvalidInput, NotFound, NotPermitted
+from domain.errors import InvalidInput
 from domain.outreach.common import (
     Actor,
     CardRefused,
     OutreachDeps,
     StaleCard,
     advance_card,
+    authorize_card,
     decide_card,
 )
 from domain.outreach.delivery import Delivery
 from domain.outreach.drafting import template_variables
 from domain.outreach.jobs import Jobs
 from domain.outreach.presenting import Presenting
-from domain.ports import OutreachUnitOfWork
+from domain.reply_actions import confirms_opt_out
 from domain.templates import render_text
 
 
@@ -125,6 +126,11 @@ class Review:
             _authorize(uow, actor, card)
             if not card.sends_email:
                 raise InvalidInput("Only email cards can be edited.")
+            if confirms_opt_out(card.action_payload):
+                raise InvalidInput(
+                    "The confirmation of an opt-out is a fixed text and cannot be edited; "
+                    "reject the card to send nothing, or approve it as it is."
+                )
             ctx = (
                 uow.contexts.contact_context(actor.org_id, card.contact_id, now=now)
                 if card.contact_id
@@ -201,11 +207,4 @@ class Review:
         return rejected
 
 
-def _authorize(uow: OutreachUnitOfWork, actor: Actor, card: Card) -> None:
-    if card.org_id != actor.org_id:
-        raise NotFound(f"card {card.id} not found")
-    if actor.is_admin or card.job_id is None:
-        return
-    job = uow.jobs.get(actor.org_id, card.job_id)
-    if job.owner_id is not None and job.owner_id != actor.user_id:
-        raise NotPermitted("Only the rep who launched this job, or an admin, can act on its cards.")
+_authorize = authorize_card
