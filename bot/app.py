@@ -78,7 +78,9 @@ from handlers.request_limits import RequestLimitMiddleware
 from handlers.slack.common import SlackDeps
 from integrations.crypto import LinkSigner, MailtoUnsubscribeTokens, SecretBox
 from integrations.gmail.sender import gmail_service
+from integrations.holiday_calendar import public_holidays
 from integrations.regex_re2 import Re2Engine
+from integrations.reply_intents import ReplyIntentReader
 from jobs.recovery import RecoverySweep
 from jobs.slack_replay import SlackReplayWorker
 from jobs.snooze import SnoozeSweep
@@ -509,6 +511,8 @@ def build_understanding(
         unsubscribe_tokens=unsubscribe_tokens,
         rules=rules,
         settings=PipelineSettings(lease=work_lease),
+        # A "not now" resumes on a business day: US public holidays are skipped.
+        intents=ReplyIntentReader(holidays=public_holidays("US")),
     )
 
 

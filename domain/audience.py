@@ -24,7 +24,8 @@ def _clean_strings(values: list[str], *, lower: bool) -> list[str]:
 class AudienceCriteria(BaseModel):
     """Targeting of a campaign; every field narrows the audience, none widens it.
 
-    Opted-out, bounced and complained contacts are always left out, whatever the criteria.
+    Opted-out, bounced and complained contacts are always left out, whatever the criteria,
+    and so are contacts paused until a later date (a "not now, try me in January").
     """
 
     model_config = ConfigDict(extra="forbid")

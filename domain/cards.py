@@ -56,6 +56,16 @@ class Priority(StrEnum):
 EMAIL_CARD_TYPES: Final = frozenset(
     {CardType.SEND_EMAIL, CardType.FOLLOW_UP, CardType.REPLY_TO_EMAIL}
 )
+# Card types that, made from an inbound message, answer it by email in its thread: a reply,
+# and a meeting request's confirmation (a schedule_call card a job's task made is a call).
+ANSWER_CARD_TYPES: Final = frozenset({CardType.REPLY_TO_EMAIL, CardType.SCHEDULE_CALL})
+
+
+def sends_email(card_type: CardType, *, answers_inbound: bool) -> bool:
+    """Tell whether approving a card of this type sends an email (`answers_inbound`: the
+    card was made from an inbound message)."""
+    return card_type in EMAIL_CARD_TYPES or (answers_inbound and card_type in ANSWER_CARD_TYPES)
+
 
 # Every card not yet on its way can be withdrawn (its job cancelled): one waiting for
 # review or for its message, one approved but not yet sending, one whose send failed.
@@ -161,9 +171,15 @@ class Card:
     snoozed_until: datetime | None = None
 
     @property
+    def answers_inbound(self) -> bool:
+        """True when the card was made from an inbound message (its answer goes in its
+        thread)."""
+        return self.inbound_email_id is not None
+
+    @property
     def sends_email(self) -> bool:
         """True when approving this card sends an email."""
-        return self.type in EMAIL_CARD_TYPES
+        return sends_email(self.type, answers_inbound=self.answers_inbound)
 
     @property
     def is_open(self) -> bool:

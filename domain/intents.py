@@ -58,3 +58,31 @@ class ResumeDate(_Frozen):
 
     on: date
     words: str = Field(max_length=200)
+
+
+class KnownPerson(_Frozen):
+    """A contact of the organization a referral names, as enrolling them needs it."""
+
+    id: int
+    email: str = Field(max_length=320)
+    client_id: int | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    opted_out: bool = False
+    email_status: str = "valid"
+
+    @property
+    def name(self) -> str:
+        """First and last name, or the address."""
+        return " ".join(p for p in (self.first_name, self.last_name) if p) or self.email
+
+    def refusal(self) -> str | None:
+        """Say why this person may not be enrolled (opted out, bounced), or None."""
+        if self.opted_out:
+            return f"{self.name} ({self.email}) opted out: Salesbot never enrolls them again."
+        if self.email_status != "valid":
+            return (
+                f"{self.name} ({self.email}) cannot receive email ({self.email_status}): "
+                "Salesbot does not enroll them; ask the sender for another address."
+            )
+        return None

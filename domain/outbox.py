@@ -227,7 +227,7 @@ class Outbox:
                     f"No Gmail mailbox is connected for {who}: connect Gmail from Salesbot's"
                     " App Home, then Retry."
                 )
-            block = outbox.recipient_block(email.org_id, to)
+            block = outbox.recipient_block(email.org_id, to, card_id=email.card_id)
             if block is not None:
                 return refuse(block)
             contact_id = email.contact_id or outbox.contact_id_for(email.org_id, to)
@@ -366,7 +366,7 @@ class Outbox:
             )
             outbox.mark_failed(row.id, reason=detail, worker=mine)
             return _Refused(detail)
-        block = outbox.recipient_block(row.org_id, row.to_email)
+        block = outbox.recipient_block(row.org_id, row.to_email, card_id=row.card_id)
         if block is not None:
             outbox.mark_failed(row.id, reason=block, worker=mine)
             return _Refused(block)

@@ -53,6 +53,7 @@ from domain.engagement import (
 )
 from domain.errors import ExternalServiceError
 from domain.inbound_actions import EnrollmentRef
+from domain.intents import KnownPerson, ProposedTime, ReferralCandidate, ResumeDate
 from domain.jobs import Job, JobKind, JobStatus, JobTaskView, TargetSelection, TaskStatus
 from domain.mail import OutgoingEmail, SendOutcome
 from domain.mailboxes import (
@@ -576,6 +577,9 @@ class OutreachUnitOfWork(Transaction, Protocol):
     @property
     def orgs(self) -> TriageChannelRepository: ...
 
+    @property
+    def reply_actions(self) -> ReplyActionRepository: ...
+
 
 class ChatNotifier(Protocol):
     """Shows cards to humans (Slack in production)."""
@@ -1066,8 +1070,13 @@ class OutboxRepository(Protocol):
         """Return the Gmail thread of an enrollment's last sent email."""
         ...
 
-    def recipient_block(self, org_id: int, to_email: str) -> str | None:
-        """Say why an address may not be emailed (opted out, bounced), or None if it may."""
+    def recipient_block(
+        self, org_id: int, to_email: str, *, card_id: int | None = None
+    ) -> str | None:
+        """Say why an address may not be emailed (opted out, bounced), or None if it may.
+
+        An opted-out address may still get one email: the confirmation of its opt-out (the
+        answer of card `card_id` when that card confirms it, a fixed text)."""
         ...
 
     def contact_id_for(self, org_id: int, to_email: str) -> int | None:
@@ -1421,6 +1430,66 @@ class InboundActionRepository(Protocol):
         ...
 
 
+class ReplyActionRepository(Protocol):
+    """What acting on a reply's intent reads and changes (domain/reply_actions.py): the
+    person a referral names, a contact's pause, where a contact lives."""
+
+    def find_contact(self, org_id: int, email: str) -> KnownPerson | None:
+        """Return the organization's contact with this address (any case), or None."""
+        ...
+
+    def add_contact(
+        self,
+        org_id: int,
+        *,
+        email: str,
+        first_name: str | None,
+        last_name: str | None,
+        title: str | None,
+        client_id: int | None,
+        tags: Sequence[str],
+        at: datetime,
+    ) -> KnownPerson:
+        """Add a contact, or return the one that has this address already."""
+        ...
+
+    def pause_contact(
+        self, org_id: int, contact_id: int, *, until: datetime, reason: str, at: datetime
+    ) -> bool:
+        """Pause the person until a time (no outreach before it); True if it changed."""
+        ...
+
+    def contact_zone(self, org_id: int, contact_id: int) -> tuple[str | None, str | None]:
+        """Return the contact's stored time zone and US state (either may be None)."""
+        ...
+
+    def campaign_name(self, org_id: int, campaign_id: int) -> str | None:
+        """Return a campaign's name, or None when there is no such campaign."""
+        ...
+
+    def client_name(self, org_id: int, client_id: int) -> str | None:
+        """Return a client's name, or None when there is no such client."""
+        ...
+
+
+class IntentReader(Protocol):
+    """Reads what a reply's intent carries out of its text (integrations/reply_intents.py)."""
+
+    def referrals(
+        self, text: str, *, sender: str | None, own_addresses: Sequence[str]
+    ) -> list[ReferralCandidate]:
+        """The people a referral or wrong-person reply points to, best first."""
+        ...
+
+    def meeting_times(self, text: str, *, sent_at: datetime, tz: str | None) -> list[ProposedTime]:
+        """The times a meeting request proposes, in the order written."""
+        ...
+
+    def resume_date(self, text: str, *, sent_at: datetime, tz: str | None) -> ResumeDate | None:
+        """The first business day a "not now" says to come back, or None."""
+        ...
+
+
 class InboundCardRepository(Protocol):
     """The cards the inbound pipeline makes of replies (one per inbound message)."""
 
@@ -1477,6 +1546,9 @@ class UnderstandingUnitOfWork(Transaction, Protocol):
 
     @property
     def reply_routing(self) -> ReplyRoutingRepository: ...
+
+    @property
+    def reply_actions(self) -> ReplyActionRepository: ...
 
     @property
     def tasks(self) -> InboundTaskRepository: ...

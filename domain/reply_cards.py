@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from domain.cards import CardState, CardType, Priority
+from domain.cards import ANSWER_CARD_TYPES, CardState, CardType, Priority
 from domain.classification import (
     DEFAULT_CONFIDENCE_THRESHOLD,
     Category,
@@ -52,7 +52,7 @@ from domain.reply_routing import route_reply_card, stranger_card_reason
 
 if TYPE_CHECKING:
     from domain.conversations import Link
-    from domain.ports import UnderstandingUnitOfWork
+    from domain.ports import IntentReader, UnderstandingUnitOfWork
     from domain.understanding import InboundMessage
 
 log = logging.getLogger(__name__)
@@ -326,11 +326,7 @@ def _reply_card(c: Classification, facts: ReplyFacts, policy: ReplyPolicy) -> Ca
     )
 
 
-# --- making the card (issue 12's first slice) -------------------------------------------
-
-#: The card types the pipeline makes today; the other plans (schedule_call, create_task,
-#: create_deal) and auto-sent replies are later slices of issue 12 and make no card yet.
-MADE_CARD_TYPES: Final = frozenset({CardType.REPLY_TO_EMAIL, CardType.NEEDS_HUMAN_RESPONSE})
+# --- making the card -------------------------------------------------------------------
 
 #: How much of the reply text a card keeps (the inbound row keeps the whole message).
 CARD_TEXT_CHARS: Final = 4_000
@@ -347,6 +343,7 @@ def make_reply_card(
     link: Link,
     *,
     now: datetime,
+    intents: IntentReader | None = None,
 ) -> int | None:
     """Make the card a person's finally classified message makes, in the caller's unit of
     work; return its id, or None when it makes none (or made one already).
@@ -356,7 +353,13 @@ def make_reply_card(
     answering a campaign send belongs to that send's job, any other to the organization's
     replies inbox job; a human card (no draft, no Send button) is queued to the paced
     poster at once, a reply card waits in `suggested` for its draft.
+    The plan's action runs with it (`domain.reply_actions.act_on_intent`: the times
+    proposed, the person referred, the pause of a "not now"), read from the text by
+    `intents`; an auto-sent plan's answer is sent once drafted.
     """
+    # reply_actions reads this module's ReplyAction and CardPlan: imported here, not above.
+    from domain.reply_actions import act_on_intent
+
     known = link.contact_id is not None
     facts = reply_facts(detection or Detection(), known_contact=known, threshold=message.threshold)
     plan = plan_reply_card(classification, facts, uow.reply_policies.get(message.org_id))
@@ -373,12 +376,12 @@ def make_reply_card(
                 "reason": f"{plan.reason}; {stranger}",
             }
         )
-    if plan.card_type not in MADE_CARD_TYPES or plan.auto_send:
+    if plan.card_type is None:
         return None
     if uow.cards.for_inbound_email(message.org_id, message.id) is not None:
         return None
     send = link.send
-    human = plan.card_type == CardType.NEEDS_HUMAN_RESPONSE
+    human = plan.card_type not in ANSWER_CARD_TYPES
     c = classification
     payload: dict[str, Any] = {
         "from_email": message.from_email,
@@ -403,11 +406,15 @@ def make_reply_card(
         "references": [*message.references[-MAX_REFERENCES:], message.message_id]
         if message.message_id
         else list(message.references[-MAX_REFERENCES:]),
+        "auto_reason": plan.auto_reason,
     }
     routing = route_reply_card(uow, message, link, now=now)  # its job, who answers, facts
     payload.update(routing.payload)
+    acted = act_on_intent(uow, message, plan, link, intents=intents, now=now)
+    payload.update(acted.payload)
     who = message.from_name or message.from_email or "someone"
-    title = f"{'Needs a person' if human else 'Reply'}: {who}: {message.subject}"[:300]
+    plain = f"{'Needs a person' if human else 'Reply'}: {who}: {message.subject}"
+    title = (acted.title or plain)[:300]
     (card_id,) = uow.cards.add_many(
         message.org_id,
         [
@@ -435,7 +442,8 @@ def make_reply_card(
         if human
         else {
             "kind": TaskKind.DRAFT_REPLY.value,
-            "input": {"card_id": card_id, "inbound_email_id": message.id},
+            "input": {"card_id": card_id, "inbound_email_id": message.id}
+            | ({"auto_send": True} if plan.auto_send else {}),
         }
     )
     uow.tasks.add_many(message.org_id, job_id, [{**task, "contact_id": link.contact_id}])

@@ -59,7 +59,12 @@ from domain.reply_cards import make_reply_card
 from domain.reply_routing import sender_note
 
 if TYPE_CHECKING:
-    from domain.ports import MessageClassifier, UnderstandingUnitOfWork, UnsubscribeTokenReader
+    from domain.ports import (
+        IntentReader,
+        MessageClassifier,
+        UnderstandingUnitOfWork,
+        UnsubscribeTokenReader,
+    )
     from domain.rules import Rules
 
 log = logging.getLogger(__name__)
@@ -331,8 +336,11 @@ class Understanding:
         rules: Rules | None = None,
         unsubscribe_tokens: UnsubscribeTokenReader | None = None,
         settings: PipelineSettings | None = None,
+        intents: IntentReader | None = None,
     ) -> None:
         self._uow = uow
+        # Reads a reply's referrals, proposed times and resume date for its card.
+        self._intents = intents
         self._clock = clock
         self._model = model
         self._offline = offline
@@ -680,7 +688,7 @@ class Understanding:
         actions = act(uow, on, now=now, events=events)
         card_notes: tuple[str, ...] = ()
         if on.final and not own and not message.sent_by_us:
-            make_reply_card(uow, message, result, detection, link, now=now)
+            make_reply_card(uow, message, result, detection, link, now=now, intents=self._intents)
             stranger = sender_note(link, result.category)
             if stranger and (detection is None or detection.kind is MessageKind.ORDINARY):
                 card_notes = (stranger,)

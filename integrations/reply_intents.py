@@ -755,3 +755,28 @@ def _window(
         end=_at(week[1], end or _WORKDAY_END, zone),
         words=words,
     )
+
+
+# --- the port --------------------------------------------------------------------------------
+
+
+class ReplyIntentReader:
+    """The readers above as the card conversion's port (domain.ports.IntentReader), with the
+    holiday calendar a resume date skips."""
+
+    def __init__(self, *, holidays: HolidayCalendar | None = None) -> None:
+        self._holidays = holidays
+
+    def referrals(
+        self, text: str, *, sender: str | None, own_addresses: Iterable[str]
+    ) -> list[ReferralCandidate]:
+        """The people a referral or wrong-person reply points to, best first."""
+        return extract_referrals(text, sender=sender, own_addresses=own_addresses)
+
+    def meeting_times(self, text: str, *, sent_at: datetime, tz: str | None) -> list[ProposedTime]:
+        """The times a meeting request proposes, in the order written."""
+        return extract_meeting_times(text, sent_at=sent_at, tz=tz)
+
+    def resume_date(self, text: str, *, sent_at: datetime, tz: str | None) -> ResumeDate | None:
+        """The first business day a "not now" says to come back, or None."""
+        return extract_resume_date(text, sent_at=sent_at, tz=tz, holidays=self._holidays)

@@ -49,6 +49,8 @@ class AudienceRepo:
             c.org_id == org_id,
             c.opted_out_at.is_(None),
             c.email_status == EmailStatus.VALID.value,
+            # "Not now, try me in January": nobody reaches them before then.
+            or_(c.paused_until.is_(None), c.paused_until <= now),
         ]
         if criteria.target_role_codes:
             where.append(c.role_code.in_(criteria.target_role_codes))

@@ -11,7 +11,6 @@ from sqlalchemy import and_, case, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from domain.cards import (
-    EMAIL_CARD_TYPES,
     OPEN_STATES,
     UNDECIDED_STATES,
     Card,
@@ -20,6 +19,7 @@ from domain.cards import (
     InFlightCard,
     Priority,
     SnoozedCard,
+    sends_email,
     states_that_can_become,
 )
 from domain.errors import NotFound
@@ -127,6 +127,7 @@ class CardRepo:
                 c.id,
                 c.state,
                 c.type,
+                c.inbound_email_id,
                 e.id,
                 e.status,
                 e.message_id,
@@ -147,7 +148,18 @@ class CardRepo:
             .limit(limit)
         ).all()
         found = []
-        for org_id, card_id, state, kind, send_id, status, message_id, gmail_id, thread_id in rows:
+        for (
+            org_id,
+            card_id,
+            state,
+            kind,
+            inbound_email_id,
+            send_id,
+            status,
+            message_id,
+            gmail_id,
+            thread_id,
+        ) in rows:
             sent = None
             if status == "sent":
                 sent = SendOutcome(
@@ -157,7 +169,7 @@ class CardRepo:
                     gmail_message_id=gmail_id,
                     gmail_thread_id=thread_id,
                 )
-            email = CardType(kind) in EMAIL_CARD_TYPES
+            email = sends_email(CardType(kind), answers_inbound=inbound_email_id is not None)
             found.append(InFlightCard(org_id, card_id, CardState(state), email, sent))
         return found
 

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from domain.errors import NotFound
 from domain.mailboxes import AccountStatus
+from domain.reply_actions import confirms_opt_out
 from domain.sending import MailboxSlot, OutboxEmail, OutboxStatus
 from storage import models as m
 from storage.accounts import user_label
@@ -229,8 +230,13 @@ class OutboxRepo:
             .limit(1)
         )
 
-    def recipient_block(self, org_id: int, to_email: str) -> str | None:
-        """Say why an address may not be emailed (opted out, bounced), or None if it may."""
+    def recipient_block(
+        self, org_id: int, to_email: str, *, card_id: int | None = None
+    ) -> str | None:
+        """Say why an address may not be emailed (opted out, bounced), or None if it may.
+
+        An opted-out address may still get the confirmation of its opt-out: the answer of
+        the reply card `card_id` when that card confirms it (a fixed text, never edited)."""
         row = self._s.execute(
             select(m.Contact.email, m.Contact.opted_out_at, m.Contact.email_status).where(
                 m.Contact.org_id == org_id,
@@ -240,11 +246,19 @@ class OutboxRepo:
         if row is None:
             return None
         email, opted_out_at, email_status = row
-        if opted_out_at is not None:
+        if opted_out_at is not None and not self._confirms_opt_out(org_id, card_id):
             return f"{email} opted out on {opted_out_at:%Y-%m-%d}; nothing was sent."
         if email_status != "valid":
             return f"{email} cannot receive email ({email_status}); nothing was sent."
         return None
+
+    def _confirms_opt_out(self, org_id: int, card_id: int | None) -> bool:
+        if card_id is None:
+            return False
+        payload = self._s.scalar(
+            select(m.Card.action_payload).where(m.Card.org_id == org_id, m.Card.id == card_id)
+        )
+        return isinstance(payload, dict) and confirms_opt_out(payload)
 
     def contact_id_for(self, org_id: int, to_email: str) -> int | None:
         """Return the contact with this address in the organization."""

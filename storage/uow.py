@@ -21,6 +21,7 @@ from storage.events import EventKeys
 from storage.gmail import GmailAccountRepo, MailboxAllowanceRepo, OAuthStateRepo, TokenCipher
 from storage.jobs import EnrollmentRepo, JobRepo, TaskRepo
 from storage.outbox import OutboxRepo
+from storage.reply_actions import ReplyActionRepo
 from storage.reply_context import ReplyContextRepo
 from storage.reply_policy import ReplyPolicyRepo
 from storage.reply_routing import ReplyRoutingRepo
@@ -96,6 +97,7 @@ class UnitOfWork:
     corrections: CorrectionRepo
     rule_proposals: RuleProposalRepo
     chat_notices: ChatNoticeRepo
+    reply_actions: ReplyActionRepo
 
     def __init__(
         self, session_factory: SessionFactory, *, cipher: TokenCipher | None = None
@@ -146,6 +148,7 @@ class UnitOfWork:
         self.corrections = CorrectionRepo(session)
         self.rule_proposals = RuleProposalRepo(session)
         self.chat_notices = ChatNoticeRepo(session)
+        self.reply_actions = ReplyActionRepo(session)
         return self
 
     def __exit__(

@@ -14,6 +14,7 @@ than rows.
 - `presenting.Presenting`: what a card's message shows; post and update it, bulk posts.
 - `recovery.Recovery`: carry on the work a dead process left (the recovery sweep's steps).
 - `snoozing.Snoozing`: snooze a card until later; bring it back as a new message then.
+- `referrals.Referrals`: enroll the person a reply named in the campaign it answered.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from domain.outreach.drafting import Drafting
 from domain.outreach.jobs import CampaignStatusChange, Jobs, LaunchResult
 from domain.outreach.presenting import Presenting
 from domain.outreach.recovery import Recovery
+from domain.outreach.referrals import Enrolled, Referral, Referrals
 from domain.outreach.review import Review
 from domain.outreach.snoozing import Snoozing
 from domain.outreach.tasks import Tasks
@@ -40,6 +42,7 @@ __all__ = [
     "CardRefused",
     "Delivery",
     "Drafting",
+    "Enrolled",
     "Jobs",
     "LaunchResult",
     "Outreach",
@@ -47,6 +50,8 @@ __all__ = [
     "PlanningFailed",
     "Presenting",
     "Recovery",
+    "Referral",
+    "Referrals",
     "Review",
     "Snoozing",
     "StaleCard",
@@ -66,6 +71,7 @@ class Outreach:
     presenting: Presenting
     recovery: Recovery
     snoozing: Snoozing
+    referrals: Referrals
 
     @classmethod
     def build(
@@ -122,4 +128,5 @@ class Outreach:
             presenting=presenting,
             recovery=recovery,
             snoozing=snoozing,
+            referrals=Referrals(deps, presenting=presenting),
         )

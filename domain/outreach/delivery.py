@@ -131,11 +131,12 @@ class Delivery:
                 message_id="",
                 detail="No mailbox is connected: connect Gmail from the App Home, then Retry.",
             )
-        answers = card.type == CardType.REPLY_TO_EMAIL
+        answers = card.answers_inbound or card.type == CardType.REPLY_TO_EMAIL
         sender = job.owner_id if job else card.approved_by
         if answers:
-            # An answer to a contact's reply: in their thread, a personal email (no
-            # List-Unsubscribe, no footer link: they wrote to the rep, not to a list).
+            # An answer to a contact's reply (a reply card, a meeting's confirmation): in
+            # their thread, a personal email (no List-Unsubscribe, no footer link: they
+            # wrote to the rep, not to a list).
             thread_id = str(payload.get("gmail_thread_id") or "") or thread_id
         owner = payload.get("sender_user_id")
         if isinstance(owner, int) and not isinstance(owner, bool):

@@ -285,29 +285,10 @@ class Jobs:
                 rows: list[dict[str, Any]] = []
                 for part in batches([cid for cid in chunk if cid in mapping], size):
                     for cid in part:
-                        rows.append(
-                            {
-                                "kind": TaskKind.DRAFT_EMAIL.value,
-                                "step": 0,
-                                "batch": batch_no,
-                                "contact_id": cid,
-                                "input": {"enrollment_id": mapping[cid]},
-                            }
-                        )
                         rows.extend(
-                            {
-                                "kind": template.kind.value,
-                                "step": 0,
-                                "batch": batch_no,
-                                "contact_id": cid,
-                                "input": {
-                                    "enrollment_id": mapping[cid],
-                                    "title": template.title,
-                                    "description": template.description,
-                                },
-                            }
-                            for template in params.task_templates
-                            if template.after_step == 0
+                            first_step_tasks(
+                                params, contact_id=cid, enrollment_id=mapping[cid], batch=batch_no
+                            )
                         )
                     batch_no += 1
                 added = uow.tasks.add_many(org_id, job_id, rows)
@@ -501,6 +482,38 @@ def _refuse_inbox(job: Job, *, verb: str) -> None:
 
 
 _PAST = {"cancel": "cancelled", "pause": "paused", "resume": "resumed", "change": "changed"}
+
+
+def first_step_tasks(
+    params: JobParams, *, contact_id: int, enrollment_id: int, batch: int
+) -> list[dict[str, Any]]:
+    """The tasks a contact just enrolled in a job starts with: the draft of its first email,
+    and the job's human tasks that come before any email (a call, a portal check)."""
+    rows: list[dict[str, Any]] = [
+        {
+            "kind": TaskKind.DRAFT_EMAIL.value,
+            "step": 0,
+            "batch": batch,
+            "contact_id": contact_id,
+            "input": {"enrollment_id": enrollment_id},
+        }
+    ]
+    rows.extend(
+        {
+            "kind": template.kind.value,
+            "step": 0,
+            "batch": batch,
+            "contact_id": contact_id,
+            "input": {
+                "enrollment_id": enrollment_id,
+                "title": template.title,
+                "description": template.description,
+            },
+        }
+        for template in params.task_templates
+        if template.after_step == 0
+    )
+    return rows
 
 
 def _authorize_job(uow: OutreachUnitOfWork, actor: Actor | None, job: Job, *, verb: str) -> None:

@@ -20,6 +20,7 @@ from domain.outreach.delivery import Delivery
 from domain.outreach.drafting import template_variables
 from domain.outreach.jobs import Jobs
 from domain.outreach.presenting import Presenting
+from domain.reply_actions import confirms_opt_out
 from domain.templates import render_text
 
 
@@ -125,6 +126,11 @@ class Review:
             authorize_card(uow, actor, card)
             if not card.sends_email:
                 raise InvalidInput("Only email cards can be edited.")
+            if confirms_opt_out(card.action_payload):
+                raise InvalidInput(
+                    "The confirmation of an opt-out is a fixed text and cannot be edited; "
+                    "reject the card to send nothing, or approve it as it is."
+                )
             ctx = (
                 uow.contexts.contact_context(actor.org_id, card.contact_id, now=now)
                 if card.contact_id

@@ -15,6 +15,7 @@ from domain.outreach.drafting import Drafting
 from domain.outreach.jobs import Jobs
 from domain.outreach.presenting import Presenting
 from domain.replies import Replies, reply_subject
+from domain.reply_actions import draft_answer, may_still_auto_send
 from domain.templates import TemplateProblem
 
 log = logging.getLogger(__name__)
@@ -131,10 +132,11 @@ class Tasks:
         self._jobs.finish_job_if_done(org_id, task.job_id)
 
     def _draft_reply(self, task: JobTaskView, *, org_id: int) -> None:
-        """Draft a reply card's answer (Replies.draft_for, outside any unit of work), put
-        it on the card bound to its fingerprint (`suggested` → `in_review`) and queue the
-        card's post to the paced poster. The plain text is what is sent (the outbox makes
-        its HTML), so an edit in Slack never leaves a stale HTML part behind."""
+        """Draft a reply card's answer (`reply_actions.draft_answer`, outside any unit of
+        work), put it on the card bound to its fingerprint (`suggested` → `in_review`, or
+        `approved` when its plan is auto-sent) and queue the card's post to the paced
+        poster. The plain text is what is sent (the outbox makes its HTML), so an edit in
+        Slack never leaves a stale HTML part behind."""
         if self._replies is None:
             raise InvalidInput("replies cannot be drafted: no reply drafting is configured")
         card_id = int(str(task.input["card_id"]))
@@ -145,7 +147,7 @@ class Tasks:
         if card.state != CardState.SUGGESTED:  # drafted already (a task claimed again)
             self._finish_reply_task(task, card_id, now=now, draft=None)
             return
-        draft = self._replies.draft_for(org_id, inbound_email_id)
+        draft = draft_answer(self._replies, org_id, inbound_email_id, card.action_payload)
         payload = dict(card.action_payload)
         to = str(payload.get("from_email") or "")
         if not to:
@@ -161,7 +163,15 @@ class Tasks:
             facts_used=list(draft.facts_used),
         )
         fingerprint = draft_fingerprint(to=to, subject=subject, body=draft.body_text)
-        self._finish_reply_task(task, card_id, now=self._clock.now(), draft=(payload, fingerprint))
+        auto = bool(task.input.get("auto_send")) and may_still_auto_send(payload)
+        sent_by_policy = self._finish_reply_task(
+            task, card_id, now=self._clock.now(), draft=(payload, fingerprint), auto=auto
+        )
+        if sent_by_policy:
+            # The same path as an approved outreach card: approved → executing is a
+            # compare-and-set and the outbox keeps one row per card, so it leaves once; a
+            # crash before this leaves it `approved` for the recovery sweep.
+            self._delivery.execute_card(org_id, card_id)
 
     def _finish_reply_task(
         self,
@@ -170,20 +180,28 @@ class Tasks:
         *,
         now: datetime,
         draft: tuple[dict[str, Any], str] | None,
-    ) -> None:
-        """Put the draft on the card (`suggested` → `in_review`, compare-and-set), queue
-        its post, and finish the task, in one unit of work."""
+        auto: bool = False,
+    ) -> bool:
+        """Put the draft on the card (`suggested` → `in_review`, or `approved` when `auto`,
+        compare-and-set), queue its post, and finish the task, in one unit of work; True
+        when the card was approved by the policy (its send is the caller's to run)."""
         org_id = task.org_id
+        to = CardState.APPROVED if auto else CardState.IN_REVIEW
+        approval: dict[str, Any] = {"approved_at": now} if auto else {}
         with self._uow() as uow:
-            if draft is not None and uow.cards.compare_and_set(
+            moved = draft is not None and uow.cards.compare_and_set(
                 org_id,
                 card_id,
                 expected=[CardState.SUGGESTED],
-                to=CardState.IN_REVIEW,
+                to=to,
                 now=now,
                 action_payload=draft[0],
                 draft_fingerprint=draft[1],
-            ):
+                **approval,
+            )
+            if moved:
+                if auto:
+                    uow.jobs.bump(task.job_id, cards_approved=1)
                 self._presenting.queue_posts(
                     uow,
                     org_id,
@@ -192,6 +210,7 @@ class Tasks:
                 )
             uow.tasks.finish(task.id, TaskStatus.SUCCEEDED, now=now, output={"card_id": card_id})
             uow.commit()
+        return moved and auto
 
     def _update_profile(self, task: JobTaskView, *, org_id: int) -> None:
         """Apply profile changes (tags, role, lead score) to the task's contact."""

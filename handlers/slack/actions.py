@@ -19,6 +19,7 @@ from handlers.slack.blocks import edit_modal, full_body_modal, parse_button_valu
 from handlers.slack.common import Bound, SlackDeps, resolve_actor, tell, tells_user_on_error
 from handlers.slack.events import publish_home_or_log
 from handlers.slack.ids import ActionId
+from handlers.slack.referrals import enroll_referral, open_referral_form
 from storage.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,9 @@ def register(app: App, deps: SlackDeps) -> None:
     app.action(ActionId.REFRESH_HOME.value)(ack=ack_only, lazy=[Bound(refresh_home, deps)])
     app.action(ActionId.CONNECT_GMAIL.value)(ack_only)
     card_menu.register(app, deps)
+    app.action(ActionId.ENROLL_REFERRAL.value)(
+        ack=Bound(open_referral_form, deps), lazy=[Bound(enroll_referral, deps)]
+    )
     # Registered last: Bolt runs the first listener that matches, so this only catches
     # action ids no other listener knows.
     app.action(re.compile(".+"))(ack=ack_only, lazy=[unknown])

@@ -11,6 +11,7 @@ from domain.templates import TEMPLATE_VARIABLES, TemplateProblem, render_text
 from handlers.slack.blocks import parse_button_value
 from handlers.slack.common import Bound, SlackDeps, resolve_actor, tell, tells_user_on_error
 from handlers.slack.ids import ActionId, BlockId, CallbackId
+from handlers.slack.referrals import ack_referral_email, save_referral_email
 
 NOT_A_CARD_FORM = "⚠️ This form does not name a card; open it again from the card."
 
@@ -19,6 +20,9 @@ def register(app: App, deps: SlackDeps) -> None:
     """Register the view submission listeners."""
     app.view(CallbackId.EDIT_CARD.value)(ack=ack_edit, lazy=[Bound(save_edit, deps)])
     app.view(CallbackId.REJECT_CARD.value)(ack=ack_reject, lazy=[Bound(save_reject, deps)])
+    app.view(CallbackId.REFERRAL_EMAIL.value)(
+        ack=ack_referral_email, lazy=[Bound(save_referral_email, deps)]
+    )
 
 
 def edit_errors(subject: str, body: str) -> dict[str, str]:

@@ -43,6 +43,7 @@ from domain.engagement import (
     ScoredEvent,
 )
 from domain.errors import NotFound
+from domain.intents import KnownPerson
 from domain.jobs import (
     INBOX_JOB_NAME,
     JOB_METRICS,
@@ -108,6 +109,12 @@ class World:
     reply_policies: dict[int, ReplyPolicy] = field(default_factory=dict)
     #: Each organization's triage channel id.
     triage_channels: dict[int, str] = field(default_factory=dict)
+    #: What contacts carry besides their context: tags, time zone, a pause (until, reason).
+    contact_tags: dict[tuple[int, int], list[str]] = field(default_factory=dict)
+    contact_zones: dict[tuple[int, int], str] = field(default_factory=dict)
+    contact_pauses: dict[tuple[int, int], tuple[datetime, str]] = field(default_factory=dict)
+    campaign_names: dict[tuple[int, int], str] = field(default_factory=dict)
+    client_names: dict[tuple[int, int], str] = field(default_factory=dict)
     next_id: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     def __deepcopy__(self, memo: dict[int, object]) -> World:
@@ -128,6 +135,11 @@ class World:
             "reply_contexts",
             "reply_policies",
             "triage_channels",
+            "contact_tags",
+            "contact_zones",
+            "contact_pauses",
+            "campaign_names",
+            "client_names",
         ):
             setattr(copied, name, copy.deepcopy(getattr(self, name), memo))
         return copied
@@ -1217,6 +1229,76 @@ class FakeReplyPolicies:
         return stored
 
 
+class FakeReplyActions:
+    """Contacts as a reply's intent finds, adds and pauses them, over the world's contacts."""
+
+    def __init__(self, world: World) -> None:
+        self._w = world
+
+    def find_contact(self, org_id: int, email: str) -> KnownPerson | None:
+        wanted = email.strip().lower()
+        for (org, contact_id), c in sorted(self._w.contacts.items()):
+            if org == org_id and c.email.lower() == wanted:
+                return KnownPerson(
+                    id=contact_id,
+                    email=c.email,
+                    client_id=c.client_id,
+                    first_name=c.first_name,
+                    last_name=c.last_name,
+                    opted_out=c.opted_out,
+                    email_status=c.email_status,
+                )
+        return None
+
+    def add_contact(
+        self,
+        org_id: int,
+        *,
+        email: str,
+        first_name: str | None,
+        last_name: str | None,
+        title: str | None,
+        client_id: int | None,
+        tags: Sequence[str],
+        at: datetime,
+    ) -> KnownPerson:
+        found = self.find_contact(org_id, email)
+        if found is not None:
+            return found
+        contact_id = next(self._w.next_id)
+        self._w.contacts[(org_id, contact_id)] = make_contact(
+            contact_id,
+            email=email.strip().lower(),
+            first_name=first_name,
+            last_name=last_name,
+            title=title,
+            client_id=client_id,
+            last_order_at=None,
+            orders_year_before_last=0,
+        )
+        self._w.contact_tags[(org_id, contact_id)] = list(tags)
+        added = self.find_contact(org_id, email)
+        assert added is not None
+        return added
+
+    def pause_contact(
+        self, org_id: int, contact_id: int, *, until: datetime, reason: str, at: datetime
+    ) -> bool:
+        changed = self._w.contact_pauses.get((org_id, contact_id)) != (until, reason[:64])
+        self._w.contact_pauses[(org_id, contact_id)] = (until, reason[:64])
+        return changed
+
+    def contact_zone(self, org_id: int, contact_id: int) -> tuple[str | None, str | None]:
+        found = self._w.contacts.get((org_id, contact_id))
+        return self._w.contact_zones.get((org_id, contact_id)), found.state if found else None
+
+    def campaign_name(self, org_id: int, campaign_id: int) -> str | None:
+        return self._w.campaign_names.get((org_id, campaign_id))
+
+    def client_name(self, org_id: int, client_id: int) -> str | None:
+        return self._w.client_names.get((org_id, client_id))
+
+
 class FakeUnitOfWork:
     """One transaction over the world: what is not committed is undone at the end."""
 
@@ -1238,6 +1320,7 @@ class FakeUnitOfWork:
         self.classifier_rules = FakeClassifierRules(world)
         self.reply_contexts = FakeReplyContexts(world)
         self.reply_policies = FakeReplyPolicies(world)
+        self.reply_actions = FakeReplyActions(world)
 
     def __enter__(self) -> FakeUnitOfWork:
         if self._saved is not None:

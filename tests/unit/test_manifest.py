@@ -116,7 +116,12 @@ def test_every_button_and_modal_id_has_a_listener() -> None:
     }
     for action in set(ActionId) - inputs:
         assert _handled(app, _click(action.value)), action
-    for callback in (CallbackId.EDIT_CARD, CallbackId.REJECT_CARD, CallbackId.RELABEL_CARD):
+    for callback in (
+        CallbackId.EDIT_CARD,
+        CallbackId.REJECT_CARD,
+        CallbackId.RELABEL_CARD,
+        CallbackId.REFERRAL_EMAIL,
+    ):
         assert _handled(app, _submission(callback.value)), callback
 
 

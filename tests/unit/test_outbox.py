@@ -151,7 +151,9 @@ class FakeOutboxRepo:
     def last_sent_thread(self, enrollment_id: int) -> str | None:
         return None
 
-    def recipient_block(self, org_id: int, to_email: str) -> str | None:
+    def recipient_block(
+        self, org_id: int, to_email: str, *, card_id: int | None = None
+    ) -> str | None:
         return None
 
     def contact_id_for(self, org_id: int, to_email: str) -> int | None:
