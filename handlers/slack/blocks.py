@@ -971,7 +971,7 @@ def contact_modal(contact: ContactOverview) -> dict[str, Any]:
 
 
 def _approve_label(card: Card) -> str:
-    if card.type == CardType.REPLY_TO_EMAIL:
+    if card.sends_email and card.answers_inbound:  # a reply, a meeting's confirmation
         return "Send reply"
     return "Approve & send" if card.sends_email else "Mark done"
 
