@@ -189,11 +189,7 @@ def card_message(view: CardView) -> tuple[str, list[dict[str, Any]]]:
         blocks.append({"type": "context", "elements": [_text(f"ℹ️ {escape(str(note))}")]})
     routing = payload.get("routing_note")
     if routing:
-        # Our own sentence (domain/reply_routing.py), not escaped: its <#C…> and <@U…>
-        # name the channel and the rep, from validated Slack ids.
-        blocks.append(
-            {"type": "context", "elements": [_text(f"↪️ {_truncate(str(routing), 2900)}")]}
-        )
+        blocks.append({"type": "context", "elements": [_text(f"↪️ {routing_words(routing)}")]})
     status, retry = _status_line(view)
     if status:
         elements: list[dict[str, Any]] = [_text(status)]
@@ -509,7 +505,7 @@ def _context_lines(card: Card) -> list[dict[str, Any]]:
     if payload.get("relabel_note"):
         lines.append(f"🏷️ {safe(str(payload['relabel_note']), 500)}")
     if payload.get("routing_note"):
-        lines.append(f"📍 {safe(str(payload['routing_note']), 500)}")
+        lines.append(f"📍 {routing_words(str(payload['routing_note']))}")
     return [
         {"type": "context", "elements": [_text(_truncate(line, CONTEXT_CHARS))]} for line in lines
     ]
@@ -782,6 +778,15 @@ def notice_modal(title: str, text: str, *, callback_id: CallbackId) -> dict[str,
         "close": _plain("Close", 24),
         "blocks": [{"type": "section", "text": _text(_truncate(text, MODAL_TEXT_CHARS))}],
     }
+
+
+_SLACK_REFERENCE = re.compile(r"&lt;([#@][CDGUW][A-Z0-9]{2,20})&gt;")
+
+
+def routing_words(note: str) -> str:
+    """A routing note (domain/reply_routing.py) for mrkdwn: escaped like anything stored
+    on a card, except the channel and rep it names (`<#C…>`, `<@U…>`), which Slack links."""
+    return _SLACK_REFERENCE.sub(r"<\1>", safe(note, 500))
 
 
 def safe_chunks(text: str, size: int = MODAL_TEXT_CHARS) -> list[str]:

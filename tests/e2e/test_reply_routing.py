@@ -118,11 +118,15 @@ def _context(message: Any) -> str:
 
 
 def _text(message: Any) -> str:
-    return "\n".join(
-        str((block.get("text") or {}).get("text") or "")
-        for block in message.blocks
-        if block.get("type") == "section"
-    )
+    """The words a person reads on a message: sections, their fields, context lines."""
+    words: list[str] = []
+    for block in message.blocks:
+        if block.get("type") == "section":
+            words.append(str((block.get("text") or {}).get("text") or ""))
+            words.extend(str(field.get("text") or "") for field in block.get("fields") or ())
+        elif block.get("type") == "context":
+            words.extend(str(e.get("text") or "") for e in block.get("elements") or ())
+    return "\n".join(words)
 
 
 def _update(inbound: Inbound, change: Callable[[Session], None]) -> None:
