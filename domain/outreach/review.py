@@ -146,7 +146,7 @@ class Review:
                 rep_email=rep_email,
                 firm_name="",
                 campaign_name=str(card.action_payload.get("campaign_name") or ""),
-                step_number=int(card.action_payload.get("step", 0)) + 1,
+                step_number=int(card.action_payload.get("step") or 0) + 1,
                 unsubscribe_url=self._unsubscribe_url(actor.org_id, ctx.contact_id),
             )
             if ctx
