@@ -9,9 +9,7 @@ slow work: it snoozes the card, or fills the modal (`views.update` by its extern
 
 from __future__ import annotations
 
-import importlib
 import logging
-from collections.abc import Callable
 from typing import Any, Final
 
 from slack_bolt import Ack, App
@@ -39,6 +37,7 @@ from handlers.slack.common import (
 )
 from handlers.slack.events import publish_home_or_log
 from handlers.slack.ids import ActionId, CallbackId, OverflowChoice
+from handlers.slack.relabel import open_relabel_modal
 from storage.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -52,12 +51,6 @@ _MODALS: Final = {
     OverflowChoice.VIEW_THREAD: ("Thread", CallbackId.THREAD),
     OverflowChoice.OPEN_CONTACT: ("Contact", CallbackId.CONTACT),
 }
-#: Where the re-label form lives; looked up when asked, so a build without it still runs.
-RELABEL_MODULE: Final = "handlers.slack.relabel"
-RELABEL_MISSING: Final = (
-    "⚠️ Re-label is not available in this build. Ask an admin to update Salesbot; "
-    "meanwhile the message's category can be changed through the REST API."
-)
 
 
 def register(app: App, deps: SlackDeps) -> None:
@@ -117,25 +110,9 @@ def _open(client: WebClient, body: dict[str, Any], view: dict[str, Any]) -> None
             tell(client, body, f"⚠️ Slack refused to open the window ({error}); try again.")
 
 
-def relabel_opener() -> Callable[..., None] | None:
-    """`handlers.slack.relabel.open_relabel_modal`, or None when this build has no re-label."""
-    try:
-        module = importlib.import_module(RELABEL_MODULE)
-    except ModuleNotFoundError as exc:
-        if exc.name != RELABEL_MODULE:
-            raise  # the module is there but something it imports is not: a real failure
-        return None
-    opener = getattr(module, "open_relabel_modal", None)
-    return opener if callable(opener) else None
-
-
 def _open_relabel(deps: SlackDeps, body: dict[str, Any], client: WebClient, card_id: int) -> None:
-    opener = relabel_opener()
-    if opener is None:
-        tell(client, body, RELABEL_MISSING)
-        return
     actor = resolve_actor(deps, body, client)
-    opener(deps, client, str(body.get("trigger_id") or ""), actor.org_id, card_id)
+    open_relabel_modal(deps, client, str(body.get("trigger_id") or ""), actor.org_id, card_id)
 
 
 @tells_user_on_error

@@ -20,8 +20,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from domain.clock import FixedClock
-from handlers.slack import card_menu
-from handlers.slack.ids import ActionId, OverflowChoice
+from handlers.slack.ids import ActionId, CallbackId, OverflowChoice
 from sandbox.slack_api import DEFAULT_BOT_TOKEN, DEFAULT_TEAM_ID, Message, View
 from storage import models as m
 from tests.e2e.test_inbound_understanding import (
@@ -406,19 +405,19 @@ def replace_id(card: m.Card, card_id: int) -> m.Card:
     )
 
 
-def test_re_label_in_a_build_without_it_tells_the_rep_it_is_not_available(
+def test_re_label_in_the_menu_opens_the_form_with_the_message_s_labels(
     world: tuple[Inbound, ServedSlack],
 ) -> None:
-    if card_menu.relabel_opener() is not None:
-        pytest.skip("this build has the re-label form; its own tests cover it")
     inbound, served = world
     card = _posted_card(inbound, labelled(POSITIVE)["body"])
 
-    _choose(inbound, card, ActionId.CARD_MORE, OverflowChoice.RELABEL)
+    trigger = _choose(inbound, card, ActionId.CARD_MORE, OverflowChoice.RELABEL)
 
-    (told,) = served.stand_in.ephemerals(user=REP)
-    assert told.text.startswith("⚠️ Re-label is not available in this build.")
-    assert served.stand_in.calls("views.open") == []
+    (opened,) = served.stand_in.calls("views.open")
+    assert opened.params["trigger_id"] == trigger
+    view = _view(served, trigger)
+    assert view.callback_id == CallbackId.RELABEL_CARD
+    assert served.stand_in.ephemerals(user=REP) == []
 
 
 def test_the_app_home_lists_reply_cards_first_and_snoozed_cards_as_snoozed(
