@@ -57,6 +57,7 @@ from domain.engagement import (
     retract_engagements,
 )
 from domain.errors import InvalidInput, NotPermitted
+from domain.inbound import InboundStatus
 from domain.rules import RuleType, parse_category, sender_address
 from domain.suppression import opt_out_in
 from domain.understanding import MAX_EXAMPLES, read_detection
@@ -347,7 +348,7 @@ class Corrections:
         now = self._clock.now()
         with self._uow() as uow:
             target = uow.corrections.message(org_id, inbound_email_id)
-            if target.labels is None or target.status != "processed":
+            if target.labels is None or target.status != InboundStatus.PROCESSED:
                 raise InvalidInput(
                     f"inbound email {inbound_email_id} is not classified yet (status "
                     f"{target.status}); re-label it once the pipeline has processed it"

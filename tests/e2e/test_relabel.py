@@ -283,6 +283,14 @@ def test_a_re_label_to_remove_opts_the_sender_out_and_bad_labels_are_refused(
     assert "ESCALATE" in refused.text
     assert _corrections(inbound) == []
 
+    negative = _relabel(inbound, row.id, sentiment="negative").json()
+    assert negative["effects"][1:] == [
+        "engagement: positive reply → negative reply",
+        "the conversation's reply sentiment is now negative",
+    ]
+    assert inbound.send().reply_sentiment == "negative"
+    assert [e[0] for e in inbound.engagement(DANA)] == ["negative_reply"]
+
     answer = _relabel(inbound, row.id, category="REMOVE", intent="unsubscribe")
 
     assert answer.status_code == 200, answer.text
@@ -297,7 +305,7 @@ def test_a_re_label_to_remove_opts_the_sender_out_and_bad_labels_are_refused(
     assert again["changed"] is False
     assert again["effects"][0].startswith("nothing changed")
     listed = inbound.world.client.get("/api/inbound/corrections", headers=inbound.world.auth())
-    assert [c["inbound_email_id"] for c in listed.json()] == [row.id]
+    assert [c["inbound_email_id"] for c in listed.json()] == [row.id, row.id]
 
 
 def test_a_modal_with_a_value_outside_the_lists_is_refused_and_nothing_is_stored(
