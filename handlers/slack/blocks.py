@@ -422,7 +422,7 @@ def _proposed_times(payload: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
-def referral_offer(card: Card, *, campaign_name: str | None = None) -> str | None:
+def referral_offer(card: Card) -> str | None:
     """The "Enroll <name> in <campaign>" button's text when the card offers it (a referral
     with an address or a contact, not enrolled yet), else None."""
     referral = card.action_payload.get("referral")
@@ -433,7 +433,7 @@ def referral_offer(card: Card, *, campaign_name: str | None = None) -> str | Non
     name = str(referral.get("name") or referral.get("email") or "them")
     if not referral.get("email"):
         return f"Add {name}'s email & enroll"
-    campaign = str(referral.get("campaign_name") or campaign_name or "")
+    campaign = str(referral.get("campaign_name") or card.action_payload.get("campaign_name") or "")
     return f"Enroll {name} in {campaign}" if campaign else f"Enroll {name}"
 
 
@@ -526,7 +526,7 @@ def _reply_actions(view: CardView) -> dict[str, Any]:
     elements.append(_button("Reject", ActionId.REJECT, card, style="danger"))
     if card.sends_email and len(str(payload.get("body", ""))) > PREVIEW_CHARS:
         elements.append(_button("View full", ActionId.VIEW_FULL, card))
-    offer = referral_offer(card, campaign_name=view.campaign_name)
+    offer = referral_offer(card)
     if offer:
         elements.append(_button(offer, ActionId.ENROLL_REFERRAL, card))
     # An overflow holds five options at most: snoozing is its own menu.
