@@ -220,7 +220,11 @@ def worker(
     background.start()
     err.print("salesbot worker running; stop it with Ctrl-C or SIGTERM")
     try:
-        stopping.wait()
+        # A timed wait: Python runs a signal's handler in the main thread only, and a SIGTERM
+        # the kernel hands to one of the background threads does not wake a main thread
+        # blocked on a lock for good (seen: a worker that never stopped).
+        while not stopping.wait(timeout=0.5):
+            pass
         err.print("salesbot worker stopping: finishing the work in hand, taking no more")
     finally:
         background.stop()
