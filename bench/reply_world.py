@@ -423,6 +423,28 @@ class Salesbot:
         self._log.close()
 
 
+def tree_cpu_seconds(pids: list[int]) -> float:
+    """CPU seconds (user + system) used so far by these processes and their descendants
+    (uvicorn's worker processes), read from /proc (Linux); 0.0 where /proc is absent."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    used: dict[int, float] = {}
+    for entry in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = entry.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # the process ended meanwhile
+        pid = int(entry.parent.name)
+        parents[pid] = int(fields[1])
+        used[pid] = (int(fields[11]) + int(fields[12])) / tick
+    tree, grew = set(pids), True
+    while grew:
+        children = {pid for pid, parent in parents.items() if parent in tree} - tree
+        grew = bool(children)
+        tree |= children
+    return sum(used.get(pid, 0.0) for pid in tree)
+
+
 def percentile(values: list[float], pct: float) -> float:
     """The nearest-rank percentile of `values` (pct in 0..100)."""
     ordered = sorted(values)
