@@ -83,12 +83,12 @@ def labelled_replies(categories: Mapping[str, set[str] | None]) -> list[dict[str
     """The hand-labelled replies of `categories` ({category: intents, or None for any})."""
     with LABELLED.open(encoding="utf-8") as lines:
         rows = [json.loads(line) for line in lines if line.strip()]
-    return [
-        row
-        for row in rows
-        if row["category"] in categories
-        and (categories[row["category"]] is None or row["intent"] in categories[row["category"]])  # type: ignore[operator]
-    ]
+    wanted = []
+    for row in rows:
+        intents = categories.get(row["category"], set())
+        if row["category"] in categories and (intents is None or row["intent"] in intents):
+            wanted.append(row)
+    return wanted
 
 
 class StandIns:
