@@ -61,6 +61,7 @@ from bench.reply_world import (
     launch_campaign,
     percentile,
     salesbot_env,
+    tree_cpu_seconds,
 )
 from storage import models as m
 from storage.db import make_engine, make_session_factory
@@ -377,8 +378,12 @@ def run(scenario: Scenario) -> None:
         pushes = Pushes(stand_ins, salesbot.url)
         warm_id = pushes.deliver_and_push(warm.raw)
         wait_until_done(sessions, campaign.account_id, 1)
+        cpu, load = tree_cpu_seconds(salesbot.pids), os.getloadavg()[0]
+        started = time.monotonic()
         arrivals = arrive(pushes, timed)
         wait_until_done(sessions, campaign.account_id, len(replies))
+        elapsed = time.monotonic() - started
+        cpu = tree_cpu_seconds(salesbot.pids) - cpu
         pushes.close()
         rate_limited = sum(
             1 for call in stand_ins.slack.calls("chat.postMessage") if call.status == 429
@@ -391,6 +396,13 @@ def run(scenario: Scenario) -> None:
             arrivals=arrivals,
             replies=len(timed),
             rate_limited=rate_limited,
+        )
+        print(
+            f"    Salesbot's processes used {cpu:.1f} CPU s in the {elapsed:.0f} s from the first "
+            f"push to the last card ({cpu / len(timed) * 1000:.0f} ms a reply; PostgreSQL's "
+            f"not counted); machine load average {load:.1f} at the first push, "
+            f"{os.getloadavg()[0]:.1f} at the last card (other work on the machine slows "
+            "every stage)"
         )
     finally:
         if salesbot is not None:

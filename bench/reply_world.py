@@ -83,12 +83,12 @@ def labelled_replies(categories: Mapping[str, set[str] | None]) -> list[dict[str
     """The hand-labelled replies of `categories` ({category: intents, or None for any})."""
     with LABELLED.open(encoding="utf-8") as lines:
         rows = [json.loads(line) for line in lines if line.strip()]
-    return [
-        row
-        for row in rows
-        if row["category"] in categories
-        and (categories[row["category"]] is None or row["intent"] in categories[row["category"]])  # type: ignore[operator]
-    ]
+    wanted = []
+    for row in rows:
+        intents = categories.get(row["category"], set())
+        if row["category"] in categories and (intents is None or row["intent"] in intents):
+            wanted.append(row)
+    return wanted
 
 
 class StandIns:
@@ -421,6 +421,28 @@ class Salesbot:
                 process.kill()
                 process.wait()
         self._log.close()
+
+
+def tree_cpu_seconds(pids: list[int]) -> float:
+    """CPU seconds (user + system) used so far by these processes and their descendants
+    (uvicorn's worker processes), read from /proc (Linux); 0.0 where /proc is absent."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    used: dict[int, float] = {}
+    for entry in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = entry.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # the process ended meanwhile
+        pid = int(entry.parent.name)
+        parents[pid] = int(fields[1])
+        used[pid] = (int(fields[11]) + int(fields[12])) / tick
+    tree, grew = set(pids), True
+    while grew:
+        children = {pid for pid, parent in parents.items() if parent in tree} - tree
+        grew = bool(children)
+        tree |= children
+    return sum(used.get(pid, 0.0) for pid in tree)
 
 
 def percentile(values: list[float], pct: float) -> float:
