@@ -158,7 +158,7 @@ def save_relabel(
     outcome = corrections_of(deps).relabel(
         actor.org_id,
         email_id,
-        user_id=actor.user_id,
+        actor=actor,
         category=picked["category"],
         intent=picked["intent"],
         sentiment=picked["sentiment"],
