@@ -17,6 +17,7 @@ from domain.deps import Deps
 from domain.errors import ExternalServiceError, InvalidInput, InvalidTransition, NotPermitted
 from domain.jobs import JobStatus
 from domain.outreach import Actor
+from domain.outreach.common import authorize_card
 from domain.ports import TriageUnitOfWork
 from domain.reply_routing import (
     CONTACT_GONE,
@@ -580,3 +581,46 @@ def test_garbage_is_refused_and_clear_forgets_the_channel(h: Outreaching) -> Non
     assert cleared.channel_id is None
     assert ORG not in h.world.triage_channels
     assert describe(cleared)[0] == "No triage channel is set: `/triage set #channel` (admins)."
+
+
+# --- who may act on a reply card -------------------------------------------------------------
+
+
+def test_another_rep_cannot_act_on_a_reply_card_of_the_ownerless_inbox(h: Outreaching) -> None:
+    card = _reply_card(h, sender_user_id=REP)
+    name = h.world.users[(ORG, REP)].label
+
+    with pytest.raises(NotPermitted) as refused:
+        authorize_card(h.uow(), actor(OTHER_REP), card)
+
+    assert refused.value.message == (
+        f"Only {name} (whose mailbox received this reply) or an admin can act on this card."
+    )
+    authorize_card(h.uow(), actor(REP), card)
+    authorize_card(h.uow(), actor(ADMIN, role="admin"), card)
+
+
+def test_an_inbox_card_without_a_mailbox_rep_is_for_admins_only(h: Outreaching) -> None:
+    card = _reply_card(h)
+
+    with pytest.raises(NotPermitted) as refused:
+        authorize_card(h.uow(), actor(REP), card)
+
+    assert refused.value.message.startswith("Only an admin can act on this card")
+    authorize_card(h.uow(), actor(ADMIN, role="admin"), card)
+
+
+def test_a_campaign_reply_card_is_its_mailbox_rep_s_and_its_job_owner_s(h: Outreaching) -> None:
+    with h.uow() as uow:
+        job_id = uow.jobs.add(
+            ORG, name="Win-back", description=None, params={}, owner_id=REP, campaign_id=None
+        ).id
+        uow.commit()
+    card = replace(_reply_card(h, sender_user_id=OTHER_REP), job_id=job_id)
+
+    authorize_card(h.uow(), actor(OTHER_REP), card)
+    authorize_card(h.uow(), actor(REP), card)  # REP launched the job
+    stranger = actor(ADMIN + 1)
+    with pytest.raises(NotPermitted) as refused:
+        authorize_card(h.uow(), stranger, card)
+    assert "(who launched this job) or an admin can act on this card." in refused.value.message
