@@ -553,21 +553,43 @@ def test_setting_a_triage_channel_queues_the_reply_cards_that_had_nowhere_to_go(
     h.world.cards[drafting.id] = replace(drafting, state=CardState.SUGGESTED)
     posted = _reply_card(h, sender_user_id=REP)
     h.world.cards[posted.id] = replace(posted, slack_channel_id="D1", slack_message_ts="1.0")
+    already = _reply_card(h, sender_user_id=REP)  # its post is queued: not queued again
+    assert already.job_id is not None
+    with h.uow() as uow:
+        uow.tasks.add_many(
+            ORG, already.job_id, [{"kind": "post_card", "input": {"card_id": already.id}}]
+        )
+        uow.commit()
     woken: list[bool] = []
 
     def uow() -> TriageUnitOfWork:
         return FakeUnitOfWork(h.world, h.clock)
 
+    member = ChannelStatus(channel_id="CTRI", found=True, name="replies", is_member=True)
     triage = Triage(
-        Deps(uow=uow, clock=h.clock), channels=None, on_queued=lambda: woken.append(True)
+        Deps(uow=uow, clock=h.clock),
+        channels=Directory(CTRI=member),
+        on_queued=lambda: woken.append(True),
     )
     view = triage.set_channel(ADMIN_ACTOR, ORG, "CTRI")
 
     assert view.reposted == 1
     assert woken == [True]
     queued = [t for t in h.world.tasks.values() if t.kind == "post_card"]
-    assert [(t.job_id, t.input) for t in queued] == [(waiting.job_id, {"card_id": waiting.id})]
+    assert [(t.job_id, t.input) for t in queued] == [
+        (already.job_id, {"card_id": already.id}),
+        (waiting.job_id, {"card_id": waiting.id}),
+    ]
     assert "1 reply card that had nowhere to go will be posted now." in describe(view)
+
+
+def test_without_a_chat_to_post_to_setting_the_channel_queues_nothing(h: Outreaching) -> None:
+    _reply_card(h, sender_user_id=REP)
+
+    view = _triage(h, None).set_channel(ADMIN_ACTOR, ORG, "CTRI")
+
+    assert view.reposted == 0
+    assert [t for t in h.world.tasks.values() if t.kind == "post_card"] == []
 
 
 def test_garbage_is_refused_and_clear_forgets_the_channel(h: Outreaching) -> None:
