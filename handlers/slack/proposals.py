@@ -22,6 +22,7 @@ from domain.corrections import (
     RuleProposalView,
 )
 from domain.errors import InvalidInput, NotFound
+from handlers.slack.blocks import safe
 from handlers.slack.common import (
     Bound,
     SlackDeps,
@@ -30,7 +31,6 @@ from handlers.slack.common import (
     tell,
     tells_user_on_error,
 )
-from handlers.slack.blocks import safe
 from handlers.slack.ids import ActionId
 from storage.chat_notices import NOTICE_EVENT
 from storage.uow import UnitOfWork
