@@ -56,7 +56,7 @@ from domain.engagement import (
     reply_event,
     retract_engagements,
 )
-from domain.errors import InvalidInput, NotPermitted
+from domain.errors import InvalidInput, NotFound, NotPermitted
 from domain.inbound import InboundStatus
 from domain.rules import RuleType, parse_category, sender_address
 from domain.suppression import opt_out_in
@@ -234,6 +234,8 @@ class RelabelTarget:
     sent_by_us: bool
     injection_attempt: bool
     card_id: int | None
+    #: The user of the mailbox that received it (who may re-label it), None if unknown.
+    mailbox_user_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -327,7 +329,7 @@ class Corrections:
         org_id: int,
         inbound_email_id: int,
         *,
-        user_id: int | None,
+        actor: Actor | None,
         category: str | None,
         intent: str | None,
         sentiment: str | None,
@@ -338,7 +340,12 @@ class Corrections:
         Labels not given keep their values, except that a category given without an intent
         takes the unsubscribe intent to REMOVE and drops it away from REMOVE. Values outside
         the lists are refused with the valid ones; labels that change nothing store nothing
-        and say so.
+        and say so (the card is shown again all the same, so a re-label replayed after a
+        crash that followed its commit still shows on the card).
+
+        Who may: on a message with a card, whoever may act on the card
+        (`authorize_card`); else an admin or the rep whose mailbox received the message.
+        `actor` None is an API token not tied to a user, acting for the organization.
         """
         chosen_category = parse_category(category) if category is not None else None
         chosen_intent = parse_intent(intent) if intent is not None else None
@@ -346,8 +353,10 @@ class Corrections:
         if chosen_category is None and chosen_intent is None and chosen_sentiment is None:
             raise InvalidInput("nothing to re-label: give a category, an intent or a sentiment")
         now = self._clock.now()
+        unchanged: RelabelOutcome | None = None
         with self._uow() as uow:
             target = uow.corrections.message(org_id, inbound_email_id)
+            _authorize_relabel(uow, actor, target)
             if target.labels is None or target.status != InboundStatus.PROCESSED:
                 raise InvalidInput(
                     f"inbound email {inbound_email_id} is not classified yet (status "
@@ -366,7 +375,7 @@ class Corrections:
                 sentiment=chosen_sentiment or before.sentiment,
             )
             if after == before:
-                return RelabelOutcome(
+                unchanged = RelabelOutcome(
                     inbound_email_id=inbound_email_id,
                     card_id=card_id,
                     changed=False,
@@ -375,56 +384,63 @@ class Corrections:
                     after=after,
                     effects=[f"nothing changed: the message is already {after.words()}"],
                 )
-            who = uow.users.find(org_id, user_id) if user_id is not None else None
-            by = f"{who.label} (user {who.id})" if who is not None else "an API client"
-            uow.corrections.set_labels(
-                org_id,
-                inbound_email_id,
-                after,
-                decided_detail=f"re-labelled by {by}"[:200],
-                reason=f"re-labelled by {by}; was {before.words()}"[:500],
-                now=now,
-            )
-            effects = [f"labels {before.words()} → {after.words()}"]
-            effects += self._reapply(uow, target, before, after, now=now)
-            domain = sender_domain(target.from_email)
-            note = "; ".join(effects[1:]) or LABELS_ONLY
-            correction_id = uow.corrections.add(
-                NewCorrection(
-                    org_id=org_id,
-                    inbound_email_id=inbound_email_id,
-                    card_id=card_id,
-                    user_id=who.id if who is not None else None,
-                    sender_email=sender_address(target.from_email),
-                    sender_domain=domain,
-                    before=before,
-                    after=after,
-                    note=note[:2000],
-                    created_at=now,
+            else:
+                who = uow.users.find(org_id, actor.user_id) if actor is not None else None
+                by = f"{who.label} (user {who.id})" if who is not None else "an API client"
+                uow.corrections.set_labels(
+                    org_id,
+                    inbound_email_id,
+                    after,
+                    decided_detail=f"re-labelled by {by}"[:200],
+                    reason=f"re-labelled by {by}; was {before.words()}"[:500],
+                    now=now,
                 )
-            )
-            proposal_id = None
-            if after.category is not before.category:
-                proposal_id, proposed = self._propose(uow, org_id, target, after.category, now=now)
-                if proposed is not None:
-                    effects.append(proposed)
-            if card_id is not None:
-                card = uow.cards.get(org_id, card_id)
-                payload = {
-                    **card.action_payload,
-                    "category": after.category.value,
-                    "intent": after.intent.value,
-                    "sentiment": after.sentiment.value,
-                    "relabelled": {
-                        "by": who.id if who is not None else None,
-                        "at": now.isoformat(),
-                        "before": before.model_dump(mode="json"),
-                        "after": after.model_dump(mode="json"),
-                    },
-                    "relabel_note": note,
-                }
-                uow.cards.update_fields(org_id, card_id, now=now, action_payload=payload)
-            uow.commit()
+                effects = [f"labels {before.words()} → {after.words()}"]
+                effects += self._reapply(uow, target, before, after, now=now)
+                domain = sender_domain(target.from_email)
+                note = "; ".join(effects[1:]) or LABELS_ONLY
+                correction_id = uow.corrections.add(
+                    NewCorrection(
+                        org_id=org_id,
+                        inbound_email_id=inbound_email_id,
+                        card_id=card_id,
+                        user_id=who.id if who is not None else None,
+                        sender_email=sender_address(target.from_email),
+                        sender_domain=domain,
+                        before=before,
+                        after=after,
+                        note=note[:2000],
+                        created_at=now,
+                    )
+                )
+                proposal_id = None
+                if after.category is not before.category:
+                    proposal_id, proposed = self._propose(
+                        uow, org_id, target, after.category, now=now
+                    )
+                    if proposed is not None:
+                        effects.append(proposed)
+                if card_id is not None:
+                    card = uow.cards.get(org_id, card_id)
+                    payload = {
+                        **card.action_payload,
+                        "category": after.category.value,
+                        "intent": after.intent.value,
+                        "sentiment": after.sentiment.value,
+                        "relabelled": {
+                            "by": who.id if who is not None else None,
+                            "at": now.isoformat(),
+                            "before": before.model_dump(mode="json"),
+                            "after": after.model_dump(mode="json"),
+                        },
+                        "relabel_note": note,
+                    }
+                    uow.cards.update_fields(org_id, card_id, now=now, action_payload=payload)
+                uow.commit()
+        if unchanged is not None:
+            if card_id is not None and self._presenting is not None:
+                self._presenting.show_card(org_id, card_id)
+            return unchanged
         log.info(
             "inbound email re-labelled",
             extra={
@@ -824,6 +840,33 @@ def _implied_intent(before: LabelSet, category: Category | None) -> Intent:
         if before.intent is Intent.UNSUBSCRIBE:
             return Intent.NONE
     return before.intent
+
+
+def _authorize_relabel(
+    uow: CorrectionsUnitOfWork, actor: Actor | None, target: RelabelTarget
+) -> None:
+    """Refuse a re-label by someone who may not act on the message (see `relabel`)."""
+    if actor is None:
+        return  # an organization-wide API token acts for the organization, as for rules
+    # Imported here: domain.outreach.common imports domain.ports, which imports this module.
+    from domain.outreach.common import authorize_card, person_name
+
+    if actor.org_id != target.org_id:
+        raise NotFound(f"inbound email {target.id} not found")
+    if target.card_id is not None:
+        authorize_card(uow, actor, uow.cards.get(target.org_id, target.card_id))
+        return
+    if actor.is_admin or target.mailbox_user_id == actor.user_id:
+        return
+    if target.mailbox_user_id is None:
+        raise NotPermitted(
+            f"Only an admin can re-label inbound email {target.id}: no rep's mailbox is known "
+            "for it. Ask an admin of your organization."
+        )
+    owner = person_name(uow, target.org_id, target.mailbox_user_id)
+    raise NotPermitted(
+        f"Only {owner} (whose mailbox received this email) or an admin can re-label it."
+    )
 
 
 def _authorize(actor: Actor | None, org_id: int, verb: str) -> None:

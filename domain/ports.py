@@ -1809,6 +1809,9 @@ class CorrectionsUnitOfWork(Transaction, Protocol):
     def cards(self) -> CardRepository: ...
 
     @property
+    def jobs(self) -> JobRepository: ...
+
+    @property
     def users(self) -> UserRepository: ...
 
     @property

@@ -406,7 +406,9 @@ class Triage:
     def set_channel(self, actor: Actor | None, org_id: int, channel: str) -> TriageView:
         """Make a channel (an id or Slack's `<#C123|name>`) the triage channel (admins;
         `actor` None is an organization-wide API token). An archived channel is refused;
-        one Salesbot is not in, or could not check, is stored with a warning."""
+        one Salesbot is not in, or could not check, is stored with a warning. The reply
+        cards that had nowhere to go are queued to be posted (not those whose post is
+        already queued; none without a chat to post to)."""
         _authorize(actor, org_id)
         channel_id = parse_channel(channel)
         if channel_id is None:
@@ -418,7 +420,11 @@ class Triage:
         warning = self._check(org_id, channel_id)
         with self._uow() as uow:
             uow.orgs.set_triage_channel(org_id, channel_id)
-            waiting = uow.cards.unposted_reply_cards(org_id, limit=REPOST_LIMIT)
+            waiting = (
+                uow.cards.unposted_reply_cards(org_id, limit=REPOST_LIMIT)
+                if self._channels is not None
+                else []
+            )
             by_job: dict[int, list[dict[str, Any]]] = {}
             for card_id, job_id in waiting:
                 by_job.setdefault(job_id, []).append(

@@ -23,6 +23,7 @@ from domain.cards import (
     states_that_can_become,
 )
 from domain.errors import NotFound
+from domain.jobs import TaskKind, TaskStatus
 from domain.mail import SendOutcome, SendStatus
 from storage import models as m
 
@@ -300,8 +301,22 @@ class CardRepo:
 
     def unposted_reply_cards(self, org_id: int, *, limit: int) -> list[tuple[int, int]]:
         """Return (card id, job id) of reply cards drafted and waiting for a person that have
-        no chat message (nowhere took them), oldest first."""
-        rows = self._s.execute(
+        no chat message (nowhere took them) and no post_card task pending or running (it
+        will post them), oldest first."""
+        # A JSON value compares differently on SQLite and PostgreSQL: the card ids of the
+        # queued posts are read and left out here instead.
+        queued = {
+            card_id
+            for (payload,) in self._s.execute(
+                select(m.JobTask.input).where(
+                    m.JobTask.org_id == org_id,
+                    m.JobTask.kind == TaskKind.POST_CARD.value,
+                    m.JobTask.status.in_([TaskStatus.PENDING.value, TaskStatus.RUNNING.value]),
+                )
+            )
+            if isinstance(card_id := (payload or {}).get("card_id"), int)
+        }
+        query = (
             select(m.Card.id, m.Card.job_id)
             .where(
                 m.Card.org_id == org_id,
@@ -311,9 +326,15 @@ class CardRepo:
                 m.Card.state.in_([s.value for s in OPEN_STATES if s != CardState.SUGGESTED]),
             )
             .order_by(m.Card.id)
-            .limit(limit)
-        ).all()
-        return [(card_id, job_id) for card_id, job_id in rows if job_id is not None]
+            .limit(limit + len(queued))
+        )
+        rows = self._s.execute(query).all()
+        waiting = [
+            (card_id, job_id)
+            for card_id, job_id in rows
+            if job_id is not None and card_id not in queued
+        ]
+        return waiting[:limit]
 
     def snooze(
         self,

@@ -80,6 +80,7 @@ class CorrectionRepo:
                 _E.detection,
                 _E.label_ids,
                 _E.injection_attempt,
+                _E.gmail_account_id,
             ).where(_E.org_id == org_id, _E.id == inbound_email_id)
         ).one_or_none()
         if row is None:
@@ -98,6 +99,15 @@ class CorrectionRepo:
                 m.Card.org_id == org_id, m.Card.inbound_email_id == inbound_email_id
             )
         )
+        mailbox_user_id = (
+            self._s.scalar(
+                select(m.GmailAccount.user_id).where(
+                    m.GmailAccount.org_id == org_id, m.GmailAccount.id == row.gmail_account_id
+                )
+            )
+            if row.gmail_account_id is not None
+            else None
+        )
         return RelabelTarget(
             id=row.id,
             org_id=row.org_id,
@@ -113,6 +123,7 @@ class CorrectionRepo:
             sent_by_us="SENT" in (row.label_ids or ()),
             injection_attempt=bool(row.injection_attempt),
             card_id=card_id,
+            mailbox_user_id=mailbox_user_id,
         )
 
     def card_message(self, org_id: int, card_id: int) -> int | None:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 from domain.cards import Card, CardState, states_that_can_become, transition
 from domain.deps import Deps
 from domain.errors import InvalidInput, InvalidTransition, NotFound, NotPermitted, SalesbotError
-from domain.ports import OutreachUnitOfWork
+from domain.ports import JobRepository, OutreachUnitOfWork, UserRepository
 
 # What every outreach service is built with.
 OutreachDeps: TypeAlias = Deps[OutreachUnitOfWork]
@@ -44,19 +44,59 @@ class Actor:
         return self.role == "admin"
 
 
-def authorize_card(uow: OutreachUnitOfWork, actor: Actor, card: Card) -> None:
-    """Refuse a card of another organization, or of a job another rep launched (admins
-    act on every card of their organization; the rep whose mailbox received a reply acts
-    on its card)."""
+class CardOwners(Protocol):
+    """What deciding who may act on a card reads: its job and the names of its reps."""
+
+    @property
+    def jobs(self) -> JobRepository: ...
+
+    @property
+    def users(self) -> UserRepository: ...
+
+
+def authorize_card(uow: CardOwners, actor: Actor, card: Card) -> None:
+    """Refuse a card of another organization, or one that is not the actor's to act on.
+
+    Admins act on every card of their organization. A card made from an inbound message is
+    answered from the mailbox that received it (`sender_user_id`), so only that rep, the
+    owner of its job (a campaign's reply) or an admin acts on it; without a known mailbox
+    rep, only the job's owner or an admin. Any other card: the rep who launched its job (a
+    job without an owner lets every rep act)."""
     if card.org_id != actor.org_id:
         raise NotFound(f"card {card.id} not found")
-    if actor.is_admin or card.job_id is None:
+    if actor.is_admin:
+        return
+    if card.answers_inbound:
+        _authorize_reply_card(uow, actor, card)
+        return
+    if card.job_id is None:
         return
     if card.action_payload.get("sender_user_id") == actor.user_id:
         return  # a reply card's rep: the mailbox that received the message is theirs
     job = uow.jobs.get(actor.org_id, card.job_id)
     if job.owner_id is not None and job.owner_id != actor.user_id:
         raise NotPermitted("Only the rep who launched this job, or an admin, can act on its cards.")
+
+
+def _authorize_reply_card(uow: CardOwners, actor: Actor, card: Card) -> None:
+    raw = card.action_payload.get("sender_user_id")
+    sender = raw if isinstance(raw, int) and not isinstance(raw, bool) else None
+    if sender == actor.user_id:
+        return
+    owner = uow.jobs.get(actor.org_id, card.job_id).owner_id if card.job_id is not None else None
+    if owner is not None and owner == actor.user_id:
+        return
+    who: list[str] = []
+    if sender is not None:
+        who.append(f"{person_name(uow, actor.org_id, sender)} (whose mailbox received this reply)")
+    if owner is not None and owner != sender:
+        who.append(f"{person_name(uow, actor.org_id, owner)} (who launched this job)")
+    if not who:
+        raise NotPermitted(
+            "Only an admin can act on this card: no rep's mailbox is known for this reply. "
+            "Ask an admin of your organization."
+        )
+    raise NotPermitted(f"Only {', '.join(who)} or an admin can act on this card.")
 
 
 def decide_card(
@@ -95,7 +135,7 @@ def advance_card(
     )
 
 
-def person_name(uow: OutreachUnitOfWork, org_id: int, user_id: int) -> str:
+def person_name(uow: CardOwners, org_id: int, user_id: int) -> str:
     """Name a user in a sentence: their name, else their email."""
     user = uow.users.find(org_id, user_id)
     return user.label if user else f"user {user_id}"

@@ -129,7 +129,7 @@ def relabel_inbound_email(
     return corrections.relabel(
         who.org_id,
         email_id,
-        user_id=actor.user_id if actor is not None else None,
+        actor=actor,
         category=body.category.value if body.category else None,
         intent=body.intent.value if body.intent else None,
         sentiment=body.sentiment.value if body.sentiment else None,

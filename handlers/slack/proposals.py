@@ -22,6 +22,7 @@ from domain.corrections import (
     RuleProposalView,
 )
 from domain.errors import InvalidInput, NotFound
+from handlers.slack.blocks import safe
 from handlers.slack.common import (
     Bound,
     SlackDeps,
@@ -78,12 +79,10 @@ def _section(text: str) -> dict[str, Any]:
 
 def proposal_message(proposal: RuleProposalView) -> tuple[str, list[dict[str, Any]]]:
     """The DM that proposes a rule to an admin: (notification text, blocks)."""
-    who = (
-        f"`{proposal.pattern}`"
-        if proposal.rule_type.value == "sender_email"
-        else f"anyone at `{proposal.pattern}`"
-    )
-    text = f"Rule proposed: file mail from {proposal.pattern} as {proposal.category.value}"
+    # The pattern is a sender's address: outside text, escaped so it cannot mention anyone.
+    pattern = safe(proposal.pattern)
+    who = f"`{pattern}`" if proposal.rule_type.value == "sender_email" else f"anyone at `{pattern}`"
+    text = f"Rule proposed: file mail from {pattern} as {proposal.category.value}"
     value = str(proposal.id)
     return text, [
         _section(
@@ -120,9 +119,9 @@ def decided_message(
     """The proposal's DM once decided (no buttons)."""
     by = f" by <@{by_slack_id}>" if by_slack_id else ""
     if proposal.status is ProposalStatus.ACCEPTED:
-        text = f"✅ Accepted{by}: rule #{proposal.rule_id} files {proposal.words()}."
+        text = f"✅ Accepted{by}: rule #{proposal.rule_id} files {safe(proposal.words())}."
     elif proposal.status is ProposalStatus.DISMISSED:
-        text = f"Dismissed{by}: {proposal.words()} will not be proposed again."
+        text = f"Dismissed{by}: {safe(proposal.words())} will not be proposed again."
     else:
         return proposal_message(proposal)
     return text, [_section(text)]
@@ -223,7 +222,7 @@ def accept_proposal(deps: SlackDeps, body: dict[str, Any], client: WebClient) ->
     decision = corrections_of(deps).accept_proposal(actor, actor.org_id, proposal_id)
     _show_decided(deps, body, client, decision.proposal, actor.org_id)
     if not decision.changed:
-        tell(client, body, decision.message)
+        tell(client, body, safe(decision.message))
 
 
 @tells_user_on_error
@@ -234,7 +233,7 @@ def dismiss_proposal(deps: SlackDeps, body: dict[str, Any], client: WebClient) -
     decision = corrections_of(deps).dismiss_proposal(actor, actor.org_id, proposal_id)
     _show_decided(deps, body, client, decision.proposal, actor.org_id)
     if not decision.changed:
-        tell(client, body, decision.message)
+        tell(client, body, safe(decision.message))
 
 
 def _show_decided(

@@ -19,6 +19,7 @@ from slack_sdk.errors import SlackApiError
 from domain.classification import Category, Intent, Sentiment
 from domain.corrections import LabelSet, RelabelOutcome
 from domain.errors import InvalidInput
+from handlers.slack.blocks import safe
 from handlers.slack.common import (
     Bound,
     SlackDeps,
@@ -158,7 +159,7 @@ def save_relabel(
     outcome = corrections_of(deps).relabel(
         actor.org_id,
         email_id,
-        user_id=actor.user_id,
+        actor=actor,
         category=picked["category"],
         intent=picked["intent"],
         sentiment=picked["sentiment"],
@@ -170,5 +171,6 @@ def save_relabel(
 def outcome_text(outcome: RelabelOutcome) -> str:
     """What a re-label did, for the rep."""
     if not outcome.changed:
-        return f"Nothing to re-label: {outcome.effects[0]}."
-    return f"✏️ Re-labelled email {outcome.inbound_email_id}:\n{outcome.summary}"
+        return f"Nothing to re-label: {safe(outcome.effects[0])}."
+    # The effects name senders' addresses: outside text, escaped for mrkdwn.
+    return f"✏️ Re-labelled email {outcome.inbound_email_id}:\n{safe(outcome.summary)}"

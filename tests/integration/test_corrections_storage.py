@@ -52,8 +52,23 @@ def world(session: Session) -> dict[str, Any]:
     admin_row = session.get(m.User, admin)
     assert admin_row is not None
     admin_row.slack_user_id = "U0ANA0001"
+    other_rep = ensure_user(session, org.id, email="lee@lonestar.example")
+    mailbox = m.GmailAccount(org_id=org.id, user_id=rep, email="maria@lonestar.example")
+    session.add(mailbox)
     session.commit()
-    return {"org": org.id, "other": other.id, "dana": dana.id, "rep": rep, "admin": admin}
+    return {
+        "org": org.id,
+        "other": other.id,
+        "dana": dana.id,
+        "rep": rep,
+        "admin": admin,
+        "other_rep": other_rep,
+        "mailbox": mailbox.id,
+    }
+
+
+def _as(world: dict[str, Any], who: str) -> Actor:
+    return Actor(org_id=world["org"], user_id=world[who], role="admin" if who == "admin" else "rep")
 
 
 def _email(session: Session, org_id: int, n: int, **values: Any) -> int:
@@ -104,6 +119,7 @@ def test_a_re_label_is_stored_written_on_the_message_and_undoes_the_opt_out_it_m
         intent="unsubscribe",
         contact_id=dana,
         received_at=clock.now() - timedelta(hours=1),
+        gmail_account_id=world["mailbox"],
     )
     earlier = _email(session, org, 2, contact_id=dana, received_at=clock.now() - timedelta(days=3))
     session.commit()
@@ -123,7 +139,7 @@ def test_a_re_label_is_stored_written_on_the_message_and_undoes_the_opt_out_it_m
     corrections = _corrections(session_factory, clock, rules)
 
     outcome = corrections.relabel(
-        org, removal, user_id=world["rep"], category="information", intent=None, sentiment=None
+        org, removal, actor=_as(world, "rep"), category="information", intent=None, sentiment=None
     )
 
     assert outcome.changed
@@ -166,6 +182,90 @@ def test_a_re_label_is_stored_written_on_the_message_and_undoes_the_opt_out_it_m
     assert counts.processed == 1  # the other message only
 
 
+def test_only_the_mailbox_rep_an_admin_or_an_org_token_re_label_a_message_without_a_card(
+    session: Session,
+    session_factory: SessionFactory,
+    clock: FixedClock,
+    rules: Rules,
+    world: dict[str, Any],
+) -> None:
+    org = world["org"]
+    mine = _email(session, org, 1, gmail_account_id=world["mailbox"])
+    nobody_s = _email(session, org, 2)
+    session.commit()
+    corrections = _corrections(session_factory, clock, rules)
+
+    with pytest.raises(NotPermitted) as refused:
+        corrections.relabel(
+            org, mine, actor=_as(world, "other_rep"), category="AP", intent=None, sentiment=None
+        )
+    assert refused.value.message == (
+        "Only maria@lonestar.example (whose mailbox received this email) or an admin can "
+        "re-label it."
+    )
+    with pytest.raises(NotPermitted) as no_mailbox:
+        corrections.relabel(
+            org, nobody_s, actor=_as(world, "rep"), category="AP", intent=None, sentiment=None
+        )
+    assert no_mailbox.value.message.startswith(
+        f"Only an admin can re-label inbound email {nobody_s}"
+    )
+    stranger = Actor(org_id=world["other"], user_id=world["rep"], role="admin")
+    with pytest.raises(NotFound):
+        corrections.relabel(org, mine, actor=stranger, category="AP", intent=None, sentiment=None)
+
+    assert corrections.relabel(
+        org, mine, actor=_as(world, "rep"), category="AP", intent=None, sentiment=None
+    ).changed
+    assert corrections.relabel(
+        org, mine, actor=_as(world, "admin"), category="CASE", intent=None, sentiment=None
+    ).changed
+    assert corrections.relabel(
+        org, nobody_s, actor=None, category="CASE", intent=None, sentiment=None
+    ).changed
+
+
+def test_a_message_with_a_card_is_re_labelled_by_whoever_may_act_on_the_card(
+    session: Session,
+    session_factory: SessionFactory,
+    clock: FixedClock,
+    rules: Rules,
+    world: dict[str, Any],
+) -> None:
+    org = world["org"]
+    # In the other rep's mailbox, but the card (in the ownerless replies inbox) is the rep's.
+    email_id = _email(session, org, 1)
+    with UnitOfWork(session_factory) as uow:
+        inbox = uow.jobs.inbox_job_id(org, now=clock.now())
+        uow.commit()
+    session.add(
+        m.Card(
+            org_id=org,
+            job_id=inbox,
+            inbound_email_id=email_id,
+            type="needs_human_response",
+            state="in_review",
+            title="Needs a person",
+            action_payload={"sender_user_id": world["rep"]},
+        )
+    )
+    session.commit()
+    corrections = _corrections(session_factory, clock, rules)
+
+    with pytest.raises(NotPermitted) as refused:
+        corrections.relabel(
+            org, email_id, actor=_as(world, "other_rep"), category="AP", intent=None, sentiment=None
+        )
+
+    assert refused.value.message == (
+        "Only maria@lonestar.example (whose mailbox received this reply) or an admin can act "
+        "on this card."
+    )
+    assert corrections.relabel(
+        org, email_id, actor=_as(world, "rep"), category="AP", intent=None, sentiment=None
+    ).changed
+
+
 def test_refusals_name_the_valid_values_and_say_what_is_missing(
     session: Session,
     session_factory: SessionFactory,
@@ -182,26 +282,24 @@ def test_refusals_name_the_valid_values_and_say_what_is_missing(
 
     with pytest.raises(InvalidInput, match="unknown category 'SPAM'; use one of AMC_ORDER"):
         corrections.relabel(
-            org, processed, user_id=None, category="SPAM", intent=None, sentiment=None
+            org, processed, actor=None, category="SPAM", intent=None, sentiment=None
         )
     with pytest.raises(InvalidInput, match="unknown intent 'maybe'; use one of interested"):
         corrections.relabel(
-            org, processed, user_id=None, category=None, intent="maybe", sentiment=None
+            org, processed, actor=None, category=None, intent="maybe", sentiment=None
         )
     with pytest.raises(InvalidInput, match="nothing to re-label"):
-        corrections.relabel(
-            org, processed, user_id=None, category=None, intent=None, sentiment=None
-        )
+        corrections.relabel(org, processed, actor=None, category=None, intent=None, sentiment=None)
     with pytest.raises(InvalidInput, match="not classified yet"):
         corrections.relabel(
-            org, waiting, user_id=None, category="STATUS", intent=None, sentiment=None
+            org, waiting, actor=None, category="STATUS", intent=None, sentiment=None
         )
     with pytest.raises(NotFound):
         corrections.relabel(
-            org, elsewhere, user_id=None, category="STATUS", intent=None, sentiment=None
+            org, elsewhere, actor=None, category="STATUS", intent=None, sentiment=None
         )
     unchanged = corrections.relabel(
-        org, processed, user_id=None, category="OPPORTUNITY", intent="none", sentiment=None
+        org, processed, actor=None, category="OPPORTUNITY", intent="none", sentiment=None
     )
     assert (unchanged.changed, unchanged.correction_id) == (False, None)
     assert corrections.list_corrections(org) == []
@@ -223,7 +321,7 @@ def test_identical_corrections_open_one_proposal_and_queue_a_dm_per_admin(
 
     outcomes = [
         corrections.relabel(
-            org, i, user_id=world["rep"], category="STATUS", intent=None, sentiment=None
+            org, i, actor=_as(world, "admin"), category="STATUS", intent=None, sentiment=None
         )
         for i in ids + free
     ]
@@ -259,7 +357,7 @@ def test_identical_corrections_open_one_proposal_and_queue_a_dm_per_admin(
     # A fourth correction updates the count; it opens nothing new and queues nothing.
     fourth = _email(session, org, 20, from_email="lee@pinnacle.example")
     session.commit()
-    corrections.relabel(org, fourth, user_id=None, category="STATUS", intent=None, sentiment=None)
+    corrections.relabel(org, fourth, actor=None, category="STATUS", intent=None, sentiment=None)
     (again,) = corrections.list_proposals(org)
     assert (again.id, again.corrections) == (proposal.id, 4)
     assert len(session.scalars(select(m.SlackDeferredCall)).all()) == 1
@@ -277,7 +375,7 @@ def test_accepting_a_proposal_makes_its_rule_once_and_only_an_admin_may(
     session.commit()
     corrections = _corrections(session_factory, clock, rules)
     for email_id in ids:
-        corrections.relabel(org, email_id, user_id=None, category="AP", intent=None, sentiment=None)
+        corrections.relabel(org, email_id, actor=None, category="AP", intent=None, sentiment=None)
     (proposal,) = corrections.list_proposals(org, status=ProposalStatus.OPEN)
     assert (proposal.rule_type, proposal.pattern) == (
         RuleType.SENDER_EMAIL,
@@ -319,11 +417,11 @@ def test_a_dismissed_proposal_stays_dismissed(
     session.commit()
     corrections = _corrections(session_factory, clock, rules)
     for email_id in ids[:3]:
-        corrections.relabel(org, email_id, user_id=None, category="AP", intent=None, sentiment=None)
+        corrections.relabel(org, email_id, actor=None, category="AP", intent=None, sentiment=None)
     (proposal,) = corrections.list_proposals(org)
 
     dismissed = corrections.dismiss_proposal(None, org, proposal.id)
-    corrections.relabel(org, ids[3], user_id=None, category="AP", intent=None, sentiment=None)
+    corrections.relabel(org, ids[3], actor=None, category="AP", intent=None, sentiment=None)
 
     assert dismissed.proposal.status is ProposalStatus.DISMISSED
     (still,) = corrections.list_proposals(org)
@@ -347,13 +445,13 @@ def test_examples_are_the_latest_label_of_each_message_clipped_and_of_one_organi
     theirs = _email(session, world["other"], 3)
     session.commit()
     corrections = _corrections(session_factory, clock, rules)
-    corrections.relabel(org, long_one, user_id=None, category="STATUS", intent=None, sentiment=None)
+    corrections.relabel(org, long_one, actor=None, category="STATUS", intent=None, sentiment=None)
     clock.advance(minutes=1)
-    corrections.relabel(org, other, user_id=None, category="AP", intent=None, sentiment=None)
+    corrections.relabel(org, other, actor=None, category="AP", intent=None, sentiment=None)
     clock.advance(minutes=1)
-    corrections.relabel(org, long_one, user_id=None, category="CASE", intent=None, sentiment=None)
+    corrections.relabel(org, long_one, actor=None, category="CASE", intent=None, sentiment=None)
     corrections.relabel(
-        world["other"], theirs, user_id=None, category="AR", intent=None, sentiment=None
+        world["other"], theirs, actor=None, category="AR", intent=None, sentiment=None
     )
 
     examples = corrections.recent_examples(org)
@@ -393,7 +491,7 @@ def test_the_pipeline_gives_claude_an_organization_s_own_corrections_only(
     )
     session.commit()
     _corrections(session_factory, clock, rules).relabel(
-        org, taught, user_id=None, category="AP", intent=None, sentiment=None
+        org, taught, actor=None, category="AP", intent=None, sentiment=None
     )
     for n, org_id in ((2, org), (3, other)):
         _email(

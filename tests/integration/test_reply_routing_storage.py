@@ -180,6 +180,54 @@ def test_the_triage_channel_is_stored_per_organization_and_cleared(
             uow.orgs.set_triage_channel(10_000_000, "C0TRIAGE1")
 
 
+def test_unposted_reply_cards_leave_out_those_whose_post_is_pending_or_running(
+    session_factory: Callable[[], Session],
+) -> None:
+    with session_factory() as session:
+        org = make_org(session, slug="lonestar")
+        session.commit()
+        org_id = org.id
+    uow = UnitOfWork(session_factory)
+    with uow:
+        inbox = uow.jobs.inbox_job_id(org_id, now=NOW)
+        uow.commit()
+    with session_factory() as session:
+        cards = []
+        for n in range(4):
+            email = m.InboundEmail(org_id=org_id, gmail_message_id=f"g{n}", status="processed")
+            session.add(email)
+            session.flush()
+            card = m.Card(
+                org_id=org_id,
+                job_id=inbox,
+                inbound_email_id=email.id,
+                type="needs_human_response",
+                state="in_review",
+                title=f"card {n}",
+                action_payload={},
+            )
+            session.add(card)
+            session.flush()
+            cards.append(card.id)
+        for card_id, status in zip(cards, ["pending", "running", "failed"], strict=False):
+            session.add(
+                m.JobTask(
+                    org_id=org_id,
+                    job_id=inbox,
+                    kind="post_card",
+                    status=status,
+                    input={"card_id": card_id},
+                )
+            )
+        session.commit()
+    with uow:
+        assert uow.cards.unposted_reply_cards(org_id, limit=10) == [
+            (cards[2], inbox),
+            (cards[3], inbox),
+        ]
+        assert uow.cards.unposted_reply_cards(org_id, limit=1) == [(cards[2], inbox)]
+
+
 def test_the_inbox_s_tasks_are_claimed_and_an_idle_inbox_costs_the_claim_nothing(
     session_factory: Callable[[], Session],
 ) -> None:

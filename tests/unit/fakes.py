@@ -694,6 +694,11 @@ class FakeCards:
         return card
 
     def unposted_reply_cards(self, org_id: int, *, limit: int) -> builtins.list[tuple[int, int]]:
+        queued = {
+            t.input.get("card_id")
+            for t in self._w.tasks.values()
+            if t.org_id == org_id and t.kind == "post_card" and t.status in ("pending", "running")
+        }
         return [
             (c.id, c.job_id)
             for c in sorted(self._w.cards.values(), key=lambda c: c.id)
@@ -703,6 +708,7 @@ class FakeCards:
             and c.slack_message_ts is None
             and c.state in OPEN_STATES
             and c.state != CardState.SUGGESTED
+            and c.id not in queued
         ][:limit]
 
     def add_many(self, org_id: int, rows: Sequence[dict[str, Any]]) -> list[int]:

@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from domain.classification import Category, Intent, Sentiment
-from domain.corrections import LabelSet, ProposalStatus, RuleProposalView
+from domain.corrections import LabelSet, ProposalStatus, RelabelOutcome, RuleProposalView
 from domain.rules import RuleType
 from handlers.slack import proposals
 from handlers.slack.ids import ActionId, BlockId, CallbackId
-from handlers.slack.relabel import ack_relabel, chosen, relabel_modal
+from handlers.slack.relabel import ack_relabel, chosen, outcome_text, relabel_modal
 from storage.chat_notices import NOTICE_EVENT, NOTICE_FUNCTION, notice_body
 
 AT = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
@@ -149,3 +149,34 @@ def test_a_queued_notice_names_the_listener_that_sends_it() -> None:
             "data": {"proposal_id": 7},
         },
     }
+
+
+def test_a_sender_address_that_mentions_the_channel_is_shown_disarmed() -> None:
+    hostile = '"<!channel>"@evil.example'
+    proposal = _proposal(rule_type=RuleType.SENDER_EMAIL, pattern=hostile)
+    accepted = _proposal(
+        rule_type=RuleType.SENDER_EMAIL, pattern=hostile, status=ProposalStatus.ACCEPTED, rule_id=4
+    )
+    outcome = RelabelOutcome(
+        inbound_email_id=5,
+        card_id=None,
+        changed=True,
+        correction_id=1,
+        before=LabelSet(
+            category=Category.REMOVE, intent=Intent.UNSUBSCRIBE, sentiment=Sentiment.NEGATIVE
+        ),
+        after=LabelSet(
+            category=Category.INFORMATION, intent=Intent.NONE, sentiment=Sentiment.NEUTRAL
+        ),
+        effects=["labels changed", f"no opt-out: {hostile} is not one of our contacts"],
+    )
+
+    shown = [
+        json.dumps(proposals.proposal_message(proposal)),
+        json.dumps(proposals.decided_message(accepted, by_slack_id=None)),
+        outcome_text(outcome),
+    ]
+
+    for text in shown:
+        assert "<!channel>" not in text
+        assert "&lt;" in text

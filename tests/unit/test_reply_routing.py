@@ -17,6 +17,7 @@ from domain.deps import Deps
 from domain.errors import ExternalServiceError, InvalidInput, InvalidTransition, NotPermitted
 from domain.jobs import JobStatus
 from domain.outreach import Actor
+from domain.outreach.common import authorize_card
 from domain.ports import TriageUnitOfWork
 from domain.reply_routing import (
     CONTACT_GONE,
@@ -552,21 +553,43 @@ def test_setting_a_triage_channel_queues_the_reply_cards_that_had_nowhere_to_go(
     h.world.cards[drafting.id] = replace(drafting, state=CardState.SUGGESTED)
     posted = _reply_card(h, sender_user_id=REP)
     h.world.cards[posted.id] = replace(posted, slack_channel_id="D1", slack_message_ts="1.0")
+    already = _reply_card(h, sender_user_id=REP)  # its post is queued: not queued again
+    assert already.job_id is not None
+    with h.uow() as uow:
+        uow.tasks.add_many(
+            ORG, already.job_id, [{"kind": "post_card", "input": {"card_id": already.id}}]
+        )
+        uow.commit()
     woken: list[bool] = []
 
     def uow() -> TriageUnitOfWork:
         return FakeUnitOfWork(h.world, h.clock)
 
+    member = ChannelStatus(channel_id="CTRI", found=True, name="replies", is_member=True)
     triage = Triage(
-        Deps(uow=uow, clock=h.clock), channels=None, on_queued=lambda: woken.append(True)
+        Deps(uow=uow, clock=h.clock),
+        channels=Directory(CTRI=member),
+        on_queued=lambda: woken.append(True),
     )
     view = triage.set_channel(ADMIN_ACTOR, ORG, "CTRI")
 
     assert view.reposted == 1
     assert woken == [True]
     queued = [t for t in h.world.tasks.values() if t.kind == "post_card"]
-    assert [(t.job_id, t.input) for t in queued] == [(waiting.job_id, {"card_id": waiting.id})]
+    assert [(t.job_id, t.input) for t in queued] == [
+        (already.job_id, {"card_id": already.id}),
+        (waiting.job_id, {"card_id": waiting.id}),
+    ]
     assert "1 reply card that had nowhere to go will be posted now." in describe(view)
+
+
+def test_without_a_chat_to_post_to_setting_the_channel_queues_nothing(h: Outreaching) -> None:
+    _reply_card(h, sender_user_id=REP)
+
+    view = _triage(h, None).set_channel(ADMIN_ACTOR, ORG, "CTRI")
+
+    assert view.reposted == 0
+    assert [t for t in h.world.tasks.values() if t.kind == "post_card"] == []
 
 
 def test_garbage_is_refused_and_clear_forgets_the_channel(h: Outreaching) -> None:
@@ -580,3 +603,46 @@ def test_garbage_is_refused_and_clear_forgets_the_channel(h: Outreaching) -> Non
     assert cleared.channel_id is None
     assert ORG not in h.world.triage_channels
     assert describe(cleared)[0] == "No triage channel is set: `/triage set #channel` (admins)."
+
+
+# --- who may act on a reply card -------------------------------------------------------------
+
+
+def test_another_rep_cannot_act_on_a_reply_card_of_the_ownerless_inbox(h: Outreaching) -> None:
+    card = _reply_card(h, sender_user_id=REP)
+    name = h.world.users[(ORG, REP)].label
+
+    with pytest.raises(NotPermitted) as refused:
+        authorize_card(h.uow(), actor(OTHER_REP), card)
+
+    assert refused.value.message == (
+        f"Only {name} (whose mailbox received this reply) or an admin can act on this card."
+    )
+    authorize_card(h.uow(), actor(REP), card)
+    authorize_card(h.uow(), actor(ADMIN, role="admin"), card)
+
+
+def test_an_inbox_card_without_a_mailbox_rep_is_for_admins_only(h: Outreaching) -> None:
+    card = _reply_card(h)
+
+    with pytest.raises(NotPermitted) as refused:
+        authorize_card(h.uow(), actor(REP), card)
+
+    assert refused.value.message.startswith("Only an admin can act on this card")
+    authorize_card(h.uow(), actor(ADMIN, role="admin"), card)
+
+
+def test_a_campaign_reply_card_is_its_mailbox_rep_s_and_its_job_owner_s(h: Outreaching) -> None:
+    with h.uow() as uow:
+        job_id = uow.jobs.add(
+            ORG, name="Win-back", description=None, params={}, owner_id=REP, campaign_id=None
+        ).id
+        uow.commit()
+    card = replace(_reply_card(h, sender_user_id=OTHER_REP), job_id=job_id)
+
+    authorize_card(h.uow(), actor(OTHER_REP), card)
+    authorize_card(h.uow(), actor(REP), card)  # REP launched the job
+    stranger = actor(ADMIN + 1)
+    with pytest.raises(NotPermitted) as refused:
+        authorize_card(h.uow(), stranger, card)
+    assert "(who launched this job) or an admin can act on this card." in refused.value.message

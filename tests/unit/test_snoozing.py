@@ -17,7 +17,7 @@ from domain.errors import ExternalServiceError, InvalidInput, NotFound
 from domain.outreach import CardRefused
 from domain.outreach.snoozing import BACK_NOTE
 from domain.snooze import SnoozeFor, snooze_until, time_zone_named
-from tests.unit.fakes import NOW, ORG, Outreaching, actor, outreaching
+from tests.unit.fakes import NOW, ORG, REP, Outreaching, actor, outreaching
 
 CHICAGO = ZoneInfo("America/Chicago")
 LEASE = timedelta(minutes=5)
@@ -72,7 +72,11 @@ def add_card(out: Outreaching, **overrides: Any) -> Card:
         "created_at": NOW,
         "updated_at": NOW,
         "inbound_email_id": 501,
-        "action_payload": {"from_email": "dana@pinnacle.test", "reply_text": "Send the fees"},
+        "action_payload": {
+            "from_email": "dana@pinnacle.test",
+            "reply_text": "Send the fees",
+            "sender_user_id": REP,
+        },
         "slack_channel_id": "D-OWNER",
         "slack_message_ts": "1.000100",
     }
