@@ -424,15 +424,15 @@ def _proposed_times(payload: dict[str, Any]) -> dict[str, Any] | None:
 
 def referral_offer(card: Card, *, campaign_name: str | None = None) -> str | None:
     """The "Enroll <name> in <campaign>" button's text when the card offers it (a referral
-    with an address or a contact, not enrolled yet), else None."""
+    not enrolled yet), else None. A referral written without an address offers "Add
+    <name>'s email & enroll": the click opens the form that asks for it."""
     referral = card.action_payload.get("referral")
     if not isinstance(referral, dict) or referral.get("enrolled_job_id") is not None:
         return None
-    if not (referral.get("contact_id") or referral.get("email")):
-        return None
-    name = str(referral.get("name") or referral.get("email") or "them")
     if not referral.get("email"):
-        return f"Add {name}'s email & enroll"
+        named = str(referral.get("name") or "").strip()
+        return f"Add {named}'s email & enroll" if named else "Add their email & enroll"
+    name = str(referral.get("name") or referral.get("email"))
     campaign = str(referral.get("campaign_name") or campaign_name or "")
     return f"Enroll {name} in {campaign}" if campaign else f"Enroll {name}"
 

@@ -270,13 +270,26 @@ def test_a_referral_offers_to_enroll_the_person_named() -> None:
 def test_a_referral_without_an_email_asks_for_it_and_an_enrolled_one_offers_nothing() -> None:
     no_email = reply_card(action_payload=reply_payload(referral=referral(email=None)))
     enrolled = reply_card(action_payload=reply_payload(referral=referral(enrolled_job_id=31)))
-    nobody = reply_card(
+    # As place_referral stores a referral whose text named no address: no contact either.
+    no_contact = reply_card(
         action_payload=reply_payload(referral=referral(email=None, contact_id=None))
+    )
+    nameless = reply_card(
+        action_payload=reply_payload(referral=referral(email=None, contact_id=None, name=None))
     )
 
     assert referral_offer(no_email) == "Add Sam Ortiz's email & enroll"
+    assert referral_offer(no_contact) == "Add Sam Ortiz's email & enroll"
+    assert referral_offer(nameless) == "Add their email & enroll"
     assert referral_offer(enrolled) is None
-    assert referral_offer(nobody) is None
+    buttons = [
+        e
+        for b in message(view_of(nameless))["blocks"]
+        if b["type"] == "actions"
+        for e in b["elements"]
+        if e.get("action_id") == ActionId.ENROLL_REFERRAL
+    ]
+    assert [b["text"]["text"] for b in buttons] == ["Add their email & enroll"]
     text = json.dumps(message(view_of(enrolled)), ensure_ascii=False)
     assert "✅ Enrolled in Q4 lender win-back (job #31)" in text
     assert ActionId.ENROLL_REFERRAL.value not in text
