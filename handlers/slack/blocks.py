@@ -1004,6 +1004,10 @@ def _home_card(view: CardView) -> list[dict[str, Any]]:
             _button(_approve_label(card), ActionId.APPROVE, card, style="primary"),
             _button("Reject", ActionId.REJECT, card, style="danger"),
         ]
+        if card.state == CardState.SUGGESTED and card.awaits_draft:
+            # Nothing to send yet: the draft_reply task has not written the answer.
+            line += "\n✍️ _Drafting the answer…_"
+            buttons = [_button("Reject", ActionId.REJECT, card, style="danger")]
     return [
         {"type": "section", "text": _text(_truncate(line, 2900))},
         {"type": "actions", "elements": buttons},

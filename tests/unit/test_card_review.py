@@ -256,3 +256,45 @@ def test_the_approval_of_a_human_card_completes_it(h: Outreaching) -> None:
 
     assert (done.state, done.executed_at) == (S.DONE, NOW)
     assert h.mailer.sent == []
+
+
+def undrafted_answer(h: Outreaching, state: CardState = S.SUGGESTED) -> Card:
+    """A reply card made from an inbound message whose answer the draft task has not
+    written yet: no recipient, subject or body, no fingerprint."""
+    return email_card(
+        h,
+        state,
+        type=CardType.REPLY_TO_EMAIL,
+        inbound_email_id=501,
+        action_payload={"from_email": "dana1@pinnaclelending.test", "reply_text": "Fees?"},
+        draft_fingerprint=None,
+    )
+
+
+def test_an_answer_still_being_drafted_cannot_be_sent(h: Outreaching) -> None:
+    card = undrafted_answer(h)
+
+    with pytest.raises(CardRefused) as refused:
+        h.outreach.review.approve_card(actor(), card.id, fingerprint=None)
+
+    assert refused.value.message == "The answer is still being drafted; try again in a moment."
+    assert h.card(card.id) == card
+    assert h.mailer.sent == []
+
+
+def test_an_approved_answer_with_nothing_to_send_is_blocked_with_the_reason(
+    h: Outreaching,
+) -> None:
+    card = undrafted_answer(h, S.APPROVED)  # approved before its draft, by an older build
+
+    blocked = h.outreach.delivery.execute_card(ORG, card.id)
+
+    assert (blocked.state, blocked.blocked_reason) == (
+        S.BLOCKED,
+        "Nothing was sent: the card has no recipient, subject or body (its answer was never "
+        "drafted). Answer them from Gmail, then reject this card.",
+    )
+    assert h.mailer.sent == []
+    assert h.job(card.job_id or 0).last_error == f"card #{card.id} was not sent: " + str(
+        blocked.blocked_reason
+    )

@@ -591,3 +591,26 @@ def test_the_app_home_shows_a_reply_card_s_message_and_a_snoozed_card_as_snoozed
         connect_url=None,
     )
     assert_matches_snapshot("home_with_reply_cards", home)
+
+
+def test_the_app_home_shows_an_answer_not_drafted_yet_as_drafting_without_send() -> None:
+    undrafted = {k: v for k, v in reply_payload().items() if k not in ("to", "subject", "body")}
+    drafting = reply_card(
+        state=CardState.SUGGESTED, action_payload=undrafted, draft_fingerprint=None
+    )
+
+    home = home_view(
+        [view_of(drafting)],
+        pending_total=1,
+        gmail_email="maria@lonestarappraisals.com",
+        connect_url=None,
+    )
+
+    text = json.dumps(home, ensure_ascii=False)
+    assert "✍️ _Drafting the answer…_" in text
+    buttons = [
+        e["action_id"] for b in home["blocks"] if b["type"] == "actions" for e in b["elements"]
+    ]
+    assert ActionId.APPROVE.value not in buttons
+    assert ActionId.EDIT.value not in buttons
+    assert ActionId.REJECT.value in buttons
