@@ -500,7 +500,8 @@ def _context_lines(card: Card) -> list[dict[str, Any]]:
         until = _date(paused, style="{date_long}")
         lines.append(f"⏸ Paused until {until}{said}: no campaign email reaches them before.")
     auto = str(payload.get("auto_reason") or "")
-    if card.state == CardState.DONE and auto.startswith("auto-sent"):
+    # Only when no person sent it: a failed auto-send that a rep retried says "sent by".
+    if card.state == CardState.DONE and auto.startswith("auto-sent") and card.approved_by is None:
         lines.append(f"🤖 {safe(auto, 500)}")
     if payload.get("relabel_note"):
         lines.append(f"🏷️ {safe(str(payload['relabel_note']), 500)}")

@@ -614,3 +614,18 @@ def test_the_app_home_shows_an_answer_not_drafted_yet_as_drafting_without_send()
     assert ActionId.APPROVE.value not in buttons
     assert ActionId.EDIT.value not in buttons
     assert ActionId.REJECT.value in buttons
+
+
+def test_an_auto_send_a_rep_retried_says_who_sent_it_and_not_auto_sent() -> None:
+    auto = "auto-sent because STATUS at 0.97 ≥ 0.95 and the organization allows it"
+    retried = reply_card(
+        state=CardState.DONE,
+        executed_at=NOW,
+        approved_by=3,
+        action_payload=reply_payload(auto_reason=auto),
+    )
+
+    text = json.dumps(message(view_of(retried, actor_slack_id=REP)), ensure_ascii=False)
+
+    assert f"Reply sent by <@{REP}>" in text
+    assert "auto-sent because" not in text
