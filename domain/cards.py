@@ -192,6 +192,15 @@ class Card:
         return self.inbound_email_id is not None or "reply_text" in self.action_payload
 
     @property
+    def awaits_draft(self) -> bool:
+        """True for an answer to an inbound message whose answer is not drafted yet (no
+        recipient or body, or no fingerprint binding the draft): nothing to send."""
+        if not (self.answers_inbound and self.sends_email):
+            return False
+        payload = self.action_payload
+        return not (payload.get("to") and payload.get("body") and self.draft_fingerprint)
+
+    @property
     def is_snoozed(self) -> bool:
         """True while an open card waits for its snooze to end."""
         return self.snoozed_until is not None and self.is_open

@@ -262,7 +262,9 @@ class CardRepo:
     def withdraw_for_job(
         self, org_id: int, job_id: int, *, reason: str, now: datetime
     ) -> list[tuple[int, str | None]]:
-        """Withdraw every card of a job the state machine lets become withdrawn.
+        """Withdraw every card of a job the state machine lets become withdrawn, except
+        the cards made from inbound mail: a contact who wrote still needs an answer from a
+        person, whatever became of the campaign.
 
         One compare-and-set over the job's cards: a card that moved on meanwhile (an
         approval that began sending) is left alone. Returns (card id, Slack message ts)
@@ -274,6 +276,7 @@ class CardRepo:
             .where(
                 m.Card.org_id == org_id,
                 m.Card.job_id == job_id,
+                m.Card.inbound_email_id.is_(None),
                 m.Card.state.in_([s.value for s in movable]),
             )
             .values(state=CardState.WITHDRAWN.value, updated_at=now, withdrawn_reason=reason)

@@ -676,13 +676,24 @@ class TaskRepo:
         return done
 
     def cancel_pending(self, org_id: int, job_id: int, *, now: datetime) -> int:
-        """Cancel a job's pending tasks; return how many."""
+        """Cancel a job's pending tasks, except the drafts and posts of cards made from
+        inbound mail (a contact still waits for an answer); return how many."""
+        inbound_cards = select(m.Card.id).where(
+            m.Card.org_id == org_id,
+            m.Card.job_id == job_id,
+            m.Card.inbound_email_id.is_not(None),
+        )
         result = self._s.execute(
             update(m.JobTask)
             .where(
                 m.JobTask.org_id == org_id,
                 m.JobTask.job_id == job_id,
                 m.JobTask.status == TaskStatus.PENDING.value,
+                m.JobTask.kind != TaskKind.DRAFT_REPLY.value,
+                ~and_(
+                    m.JobTask.kind == TaskKind.POST_CARD.value,
+                    m.JobTask.input["card_id"].as_integer().in_(inbound_cards),
+                ),
             )
             .values(status=TaskStatus.CANCELLED.value, finished_at=now)
         )

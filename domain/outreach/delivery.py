@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 from domain import faults
 from domain.cards import Card, CardState, CardType
 from domain.errors import ExternalServiceError
@@ -11,6 +13,9 @@ from domain.outreach.common import OutreachDeps, advance_card, not_sent
 from domain.outreach.jobs import Jobs
 from domain.outreach.presenting import Presenting
 from domain.ports import Mailer
+
+#: What an email card must hold to be sent, and how a reason names each.
+_DRAFTED: Final = {"to": "recipient", "subject": "subject", "body": "body"}
 
 
 class Delivery:
@@ -130,6 +135,22 @@ class Delivery:
                 email_send_id=0,
                 message_id="",
                 detail="No mailbox is connected: connect Gmail from the App Home, then Retry.",
+            )
+        missing = [word for key, word in _DRAFTED.items() if not payload.get(key)]
+        if missing:
+            listed = (
+                ", ".join(missing[:-1]) + " or " + missing[-1] if len(missing) > 1 else missing[0]
+            )
+            # An answer approved before its draft existed: block it with the reason rather
+            # than leave it executing.
+            return SendOutcome(
+                status=SendStatus.FAILED,
+                email_send_id=0,
+                message_id="",
+                detail=(
+                    f"Nothing was sent: the card has no {listed} (its answer was "
+                    "never drafted). Answer them from Gmail, then reject this card."
+                ),
             )
         answers = card.answers_inbound or card.type == CardType.REPLY_TO_EMAIL
         sender = job.owner_id if job else card.approved_by

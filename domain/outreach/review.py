@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Final
 
 from domain import faults
 from domain.cards import Card, CardState, describe_refusal, draft_fingerprint
@@ -22,6 +23,9 @@ from domain.outreach.jobs import Jobs
 from domain.outreach.presenting import Presenting
 from domain.reply_actions import confirms_opt_out
 from domain.templates import render_text
+
+#: Why an answer to a reply cannot be sent before its draft exists.
+AWAITS_DRAFT: Final = "The answer is still being drafted; try again in a moment."
 
 
 class Review:
@@ -54,6 +58,8 @@ class Review:
         with self._uow() as uow:
             card = uow.cards.get(actor.org_id, card_id)
             authorize_card(uow, actor, card)
+            if card.awaits_draft and card.is_open:
+                raise CardRefused(AWAITS_DRAFT)
             if (
                 fingerprint is not None
                 and card.draft_fingerprint

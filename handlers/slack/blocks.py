@@ -424,15 +424,15 @@ def _proposed_times(payload: dict[str, Any]) -> dict[str, Any] | None:
 
 def referral_offer(card: Card) -> str | None:
     """The "Enroll <name> in <campaign>" button's text when the card offers it (a referral
-    with an address or a contact, not enrolled yet), else None."""
+    not enrolled yet), else None. A referral written without an address offers "Add
+    <name>'s email & enroll": the click opens the form that asks for it."""
     referral = card.action_payload.get("referral")
     if not isinstance(referral, dict) or referral.get("enrolled_job_id") is not None:
         return None
-    if not (referral.get("contact_id") or referral.get("email")):
-        return None
-    name = str(referral.get("name") or referral.get("email") or "them")
     if not referral.get("email"):
-        return f"Add {name}'s email & enroll"
+        named = str(referral.get("name") or "").strip()
+        return f"Add {named}'s email & enroll" if named else "Add their email & enroll"
+    name = str(referral.get("name") or referral.get("email"))
     campaign = str(referral.get("campaign_name") or card.action_payload.get("campaign_name") or "")
     return f"Enroll {name} in {campaign}" if campaign else f"Enroll {name}"
 
@@ -500,7 +500,8 @@ def _context_lines(card: Card) -> list[dict[str, Any]]:
         until = _date(paused, style="{date_long}")
         lines.append(f"⏸ Paused until {until}{said}: no campaign email reaches them before.")
     auto = str(payload.get("auto_reason") or "")
-    if card.state == CardState.DONE and auto.startswith("auto-sent"):
+    # Only when no person sent it: a failed auto-send that a rep retried says "sent by".
+    if card.state == CardState.DONE and auto.startswith("auto-sent") and card.approved_by is None:
         lines.append(f"🤖 {safe(auto, 500)}")
     if payload.get("relabel_note"):
         lines.append(f"🏷️ {safe(str(payload['relabel_note']), 500)}")
@@ -1004,6 +1005,10 @@ def _home_card(view: CardView) -> list[dict[str, Any]]:
             _button(_approve_label(card), ActionId.APPROVE, card, style="primary"),
             _button("Reject", ActionId.REJECT, card, style="danger"),
         ]
+        if card.state == CardState.SUGGESTED and card.awaits_draft:
+            # Nothing to send yet: the draft_reply task has not written the answer.
+            line += "\n✍️ _Drafting the answer…_"
+            buttons = [_button("Reject", ActionId.REJECT, card, style="danger")]
     return [
         {"type": "section", "text": _text(_truncate(line, 2900))},
         {"type": "actions", "elements": buttons},

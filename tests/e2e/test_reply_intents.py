@@ -127,8 +127,26 @@ def _post(inbound: Inbound, payload: dict[str, Any]) -> Any:
     return answer
 
 
-def _click(inbound: Inbound, served: ServedSlack, action_id: str, card: m.Card) -> None:
-    value = json.dumps({"card": card.id, "fp": card.draft_fingerprint}, separators=(",", ":"))
+def _button(served: ServedSlack, card: m.Card, action_id: str) -> dict[str, Any]:
+    """The button the card's message shows now in the rep's DM (fails when it shows none)."""
+    (posted,) = [
+        msg
+        for msg in served.stand_in.messages(card.slack_channel_id)
+        if msg.ts == card.slack_message_ts
+    ]
+    buttons = [
+        dict(element)
+        for block in posted.blocks
+        if block.get("block_id") == BlockId.CARD_ACTIONS
+        for element in block.get("elements", [])
+        if element.get("action_id") == action_id
+    ]
+    assert len(buttons) == 1, f"the card's message shows {len(buttons)} {action_id} buttons"
+    return buttons[0]
+
+
+def _click(inbound: Inbound, served: ServedSlack, card: m.Card, button: dict[str, Any]) -> None:
+    """Click a button of the card's message, as Slack sends the click."""
     _post(
         inbound,
         {
@@ -147,9 +165,10 @@ def _click(inbound: Inbound, served: ServedSlack, action_id: str, card: m.Card) 
             "actions": [
                 {
                     "type": "button",
-                    "action_id": action_id,
-                    "block_id": "card_actions",
-                    "value": value,
+                    "action_id": button["action_id"],
+                    "block_id": BlockId.CARD_ACTIONS.value,
+                    "text": button["text"],
+                    "value": button["value"],
                     "action_ts": f"{time.time():.6f}",
                 }
             ],
@@ -324,7 +343,9 @@ def test_a_referral_adds_the_person_and_enroll_drafts_their_first_email_once(
     assert card.title == "Referral from dana@pinnacle.example.com: reach Olivia Grant"
     assert card.slack_message_ts  # posted to the rep's DM
 
-    _click(inbound, served, ActionId.ENROLL_REFERRAL, card)
+    enroll = _button(served, card, ActionId.ENROLL_REFERRAL)
+    assert enroll["text"]["text"] == "Enroll Olivia Grant in Q4 win-back"
+    _click(inbound, served, card, enroll)
     _settle(inbound)
 
     done, draft = _cards(inbound)
@@ -342,8 +363,8 @@ def test_a_referral_adds_the_person_and_enroll_drafts_their_first_email_once(
     assert draft.slack_message_ts in posted
     assert any("Enrolled Olivia Grant in “Q4 win-back”" in s for s in _said_to_rep(served))
 
-    # A second click enrolls no one twice and drafts nothing more.
-    _click(inbound, served, ActionId.ENROLL_REFERRAL, card)
+    # A second click (the button as it was) enrolls no one twice and drafts nothing more.
+    _click(inbound, served, card, enroll)
     _settle(inbound)
     assert len(_cards(inbound)) == 2
     with inbound.sessions() as session:
@@ -368,7 +389,9 @@ def test_a_referral_without_an_address_asks_the_rep_for_it_then_enrolls(
         inbound.campaign_id,
     )
 
-    _click(inbound, served, ActionId.ENROLL_REFERRAL, card)
+    enroll = _button(served, card, ActionId.ENROLL_REFERRAL)
+    assert enroll["text"]["text"] == "Add their email & enroll"  # the text named no address
+    _click(inbound, served, card, enroll)
     (form,) = [v.definition for v in served.stand_in.views if v.type == "modal"]
     assert form["callback_id"] == CallbackId.REFERRAL_EMAIL
     wrong = _submit(
@@ -425,7 +448,7 @@ def test_enrolling_an_opted_out_person_is_refused_with_the_reason(
     (card,) = _cards(inbound)
     assert card.action_payload["referral"]["contact_id"] == _contact(inbound, OLIVIA).id
 
-    _click(inbound, served, ActionId.ENROLL_REFERRAL, card)
+    _click(inbound, served, card, _button(served, card, ActionId.ENROLL_REFERRAL))
     _settle(inbound)
 
     assert [c.state for c in _cards(inbound)] == ["in_review"]

@@ -594,7 +594,14 @@ class FakeTasks:
         pending = [
             t.id
             for t in self._w.tasks.values()
-            if t.job_id == job_id and t.status == TaskStatus.PENDING
+            if t.job_id == job_id
+            and t.status == TaskStatus.PENDING
+            and t.kind != TaskKind.DRAFT_REPLY
+            and not (
+                t.kind == TaskKind.POST_CARD
+                and (card := self._w.cards.get(int(str(t.input.get("card_id", 0))))) is not None
+                and card.inbound_email_id is not None
+            )
         ]
         for task_id in pending:
             self._change(task_id, status=TaskStatus.CANCELLED, finished_at=now)
@@ -788,7 +795,7 @@ class FakeCards:
         movable = states_that_can_become(CardState.WITHDRAWN)
         withdrawn = []
         for card in list(self._w.cards.values()):
-            if card.job_id == job_id and card.state in movable:
+            if card.job_id == job_id and card.inbound_email_id is None and card.state in movable:
                 self._w.cards[card.id] = replace(
                     card, state=CardState.WITHDRAWN, updated_at=now, withdrawn_reason=reason
                 )

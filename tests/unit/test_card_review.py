@@ -18,7 +18,7 @@ from domain.cards import (
     states_that_can_become,
 )
 from domain.errors import NotPermitted
-from domain.jobs import JobParams, JobStatus, StepTemplate, TargetSelection
+from domain.jobs import JobParams, JobStatus, StepTemplate, TargetSelection, TaskStatus
 from domain.mail import SendOutcome, SendStatus
 from domain.outreach import CardRefused, StaleCard
 from tests.unit.fakes import (
@@ -256,3 +256,99 @@ def test_the_approval_of_a_human_card_completes_it(h: Outreaching) -> None:
 
     assert (done.state, done.executed_at) == (S.DONE, NOW)
     assert h.mailer.sent == []
+
+
+def undrafted_answer(h: Outreaching, state: CardState = S.SUGGESTED) -> Card:
+    """A reply card made from an inbound message whose answer the draft task has not
+    written yet: no recipient, subject or body, no fingerprint."""
+    return email_card(
+        h,
+        state,
+        type=CardType.REPLY_TO_EMAIL,
+        inbound_email_id=501,
+        action_payload={"from_email": "dana1@pinnaclelending.test", "reply_text": "Fees?"},
+        draft_fingerprint=None,
+    )
+
+
+def test_an_answer_still_being_drafted_cannot_be_sent(h: Outreaching) -> None:
+    card = undrafted_answer(h)
+
+    with pytest.raises(CardRefused) as refused:
+        h.outreach.review.approve_card(actor(), card.id, fingerprint=None)
+
+    assert refused.value.message == "The answer is still being drafted; try again in a moment."
+    assert h.card(card.id) == card
+    assert h.mailer.sent == []
+
+
+def test_an_approved_answer_with_nothing_to_send_is_blocked_with_the_reason(
+    h: Outreaching,
+) -> None:
+    card = undrafted_answer(h, S.APPROVED)  # approved before its draft, by an older build
+
+    blocked = h.outreach.delivery.execute_card(ORG, card.id)
+
+    assert (blocked.state, blocked.blocked_reason) == (
+        S.BLOCKED,
+        "Nothing was sent: the card has no recipient, subject or body (its answer was never "
+        "drafted). Answer them from Gmail, then reject this card.",
+    )
+    assert h.mailer.sent == []
+    assert h.job(card.job_id or 0).last_error == f"card #{card.id} was not sent: " + str(
+        blocked.blocked_reason
+    )
+
+
+def test_cancelling_a_job_leaves_its_cards_made_from_inbound_mail_to_answer(
+    h: Outreaching,
+) -> None:
+    outreach = email_card(h)
+    job_id = outreach.job_id or 0
+    reply = replace(
+        email_card(h),
+        id=next(h.world.next_id),
+        job_id=job_id,
+        type=CardType.REPLY_TO_EMAIL,
+        inbound_email_id=501,
+    )
+    order = replace(
+        email_card(h),
+        id=next(h.world.next_id),
+        job_id=job_id,
+        type=CardType.NEEDS_HUMAN_RESPONSE,
+        inbound_email_id=502,
+        draft_fingerprint=None,
+    )
+    h.world.cards.update({reply.id: reply, order.id: order})
+    with h.uow() as uow:
+        uow.tasks.add_many(
+            ORG,
+            job_id,
+            [
+                {"kind": "post_card", "input": {"card_id": reply.id}},
+                {"kind": "post_card", "input": {"card_id": outreach.id}},
+                {"kind": "draft_reply", "input": {"card_id": order.id, "inbound_email_id": 502}},
+            ],
+        )
+        uow.commit()
+
+    h.outreach.jobs.set_job_status(ORG, job_id, JobStatus.CANCELLED, by=actor())
+
+    assert [h.card(c.id).state for c in (outreach, reply, order)] == [
+        S.WITHDRAWN,
+        S.IN_REVIEW,
+        S.IN_REVIEW,
+    ]
+    tasks = {
+        (t.kind, t.input.get("card_id")): t.status
+        for t in h.world.tasks.values()
+        if t.job_id == job_id
+    }
+    assert tasks[("post_card", reply.id)] == TaskStatus.PENDING
+    assert tasks[("post_card", outreach.id)] == TaskStatus.CANCELLED
+    assert tasks[("draft_reply", order.id)] == TaskStatus.PENDING
+    sent = h.outreach.review.approve_card(actor(), reply.id, fingerprint=reply.draft_fingerprint)
+    done = h.outreach.review.approve_card(actor(), order.id, fingerprint=None)
+    assert (sent.state, done.state) == (S.DONE, S.DONE)
+    assert [e.card_id for e in h.mailer.sent] == [reply.id]

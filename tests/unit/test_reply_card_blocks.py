@@ -270,13 +270,26 @@ def test_a_referral_offers_to_enroll_the_person_named() -> None:
 def test_a_referral_without_an_email_asks_for_it_and_an_enrolled_one_offers_nothing() -> None:
     no_email = reply_card(action_payload=reply_payload(referral=referral(email=None)))
     enrolled = reply_card(action_payload=reply_payload(referral=referral(enrolled_job_id=31)))
-    nobody = reply_card(
+    # As place_referral stores a referral whose text named no address: no contact either.
+    no_contact = reply_card(
         action_payload=reply_payload(referral=referral(email=None, contact_id=None))
+    )
+    nameless = reply_card(
+        action_payload=reply_payload(referral=referral(email=None, contact_id=None, name=None))
     )
 
     assert referral_offer(no_email) == "Add Sam Ortiz's email & enroll"
+    assert referral_offer(no_contact) == "Add Sam Ortiz's email & enroll"
+    assert referral_offer(nameless) == "Add their email & enroll"
     assert referral_offer(enrolled) is None
-    assert referral_offer(nobody) is None
+    buttons = [
+        e
+        for b in message(view_of(nameless))["blocks"]
+        if b["type"] == "actions"
+        for e in b["elements"]
+        if e.get("action_id") == ActionId.ENROLL_REFERRAL
+    ]
+    assert [b["text"]["text"] for b in buttons] == ["Add their email & enroll"]
     text = json.dumps(message(view_of(enrolled)), ensure_ascii=False)
     assert "✅ Enrolled in Q4 lender win-back (job #31)" in text
     assert ActionId.ENROLL_REFERRAL.value not in text
@@ -578,3 +591,41 @@ def test_the_app_home_shows_a_reply_card_s_message_and_a_snoozed_card_as_snoozed
         connect_url=None,
     )
     assert_matches_snapshot("home_with_reply_cards", home)
+
+
+def test_the_app_home_shows_an_answer_not_drafted_yet_as_drafting_without_send() -> None:
+    undrafted = {k: v for k, v in reply_payload().items() if k not in ("to", "subject", "body")}
+    drafting = reply_card(
+        state=CardState.SUGGESTED, action_payload=undrafted, draft_fingerprint=None
+    )
+
+    home = home_view(
+        [view_of(drafting)],
+        pending_total=1,
+        gmail_email="maria@lonestarappraisals.com",
+        connect_url=None,
+    )
+
+    text = json.dumps(home, ensure_ascii=False)
+    assert "✍️ _Drafting the answer…_" in text
+    buttons = [
+        e["action_id"] for b in home["blocks"] if b["type"] == "actions" for e in b["elements"]
+    ]
+    assert ActionId.APPROVE.value not in buttons
+    assert ActionId.EDIT.value not in buttons
+    assert ActionId.REJECT.value in buttons
+
+
+def test_an_auto_send_a_rep_retried_says_who_sent_it_and_not_auto_sent() -> None:
+    auto = "auto-sent because STATUS at 0.97 ≥ 0.95 and the organization allows it"
+    retried = reply_card(
+        state=CardState.DONE,
+        executed_at=NOW,
+        approved_by=3,
+        action_payload=reply_payload(auto_reason=auto),
+    )
+
+    text = json.dumps(message(view_of(retried, actor_slack_id=REP)), ensure_ascii=False)
+
+    assert f"Reply sent by <@{REP}>" in text
+    assert "auto-sent because" not in text
