@@ -28,8 +28,8 @@ from domain.corrections import (
     clip,
 )
 from domain.errors import NotFound
-from domain.safety import looks_like_injection
 from domain.rules import RuleType
+from domain.safety import looks_like_injection
 from storage import models as m
 from storage.inbound import clean_text
 

@@ -79,7 +79,8 @@ def _cards(inbound: Inbound) -> list[m.Card]:
 def _client(inbound: Inbound) -> m.Client:
     with inbound.sessions() as session:
         contact = session.get(m.Contact, inbound.world.contact_ids[DANA])
-        assert contact is not None and contact.client_id is not None
+        assert contact is not None
+        assert contact.client_id is not None
         client = session.get(m.Client, contact.client_id)
         assert client is not None
         return client

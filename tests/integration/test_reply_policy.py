@@ -91,7 +91,9 @@ def test_a_stored_name_that_is_no_longer_allowed_is_dropped_when_read(
     org, _ = orgs
     policies.set_policy(None, org, enabled=True)
     session.execute(
-        m.OrgReplyPolicy.__table__.update().values(categories=["STATUS", "AMC_ORDER", "OPPORTUNITY", "GONE"])
+        m.OrgReplyPolicy.__table__.update().values(
+            categories=["STATUS", "AMC_ORDER", "OPPORTUNITY", "GONE"]
+        )
     )
     session.commit()
 
