@@ -1534,6 +1534,19 @@ class ReplyRoutingRepository(Protocol):
         the client with its order history (each None when unknown)."""
         ...
 
+    def order_known(
+        self,
+        org_id: int,
+        order_numbers: Sequence[str],
+        *,
+        client_id: int | None,
+        contact_id: int | None,
+    ) -> bool:
+        """For a status request: with order numbers, whether the organization has an order
+        with one of them (any client's); without, whether the client (else the contact) has
+        an order still open."""
+        ...
+
 
 class UnderstandingUnitOfWork(Transaction, Protocol):
     """One transaction over what the inbound pipeline reads and writes; commits once."""

@@ -344,9 +344,18 @@ def make_reply_card(
     *,
     now: datetime,
     intents: IntentReader | None = None,
+    re_engaged: bool = False,
+    provisional: bool = False,
 ) -> int | None:
     """Make the card a person's finally classified message makes, in the caller's unit of
     work; return its id, or None when it makes none (or made one already).
+
+    `re_engaged`: this message re-engaged the sender's stale client (the pipeline set
+    `clients.re_engaged_at` for it), so an interested reply makes a deal card. A STATUS
+    request's order is looked up (`order_known`): one it names anywhere in the
+    organization, else an open order of the client; none found makes a look-up task.
+    `provisional`: the classification is the offline model's while Claude is away; only a
+    card for a person is made from it (None otherwise), the final one then finds it made.
 
     One message never makes two cards (a re-run finds the card it made). A message from
     someone who is not a contact makes one only as domain/reply_routing.py says. A card
@@ -361,8 +370,24 @@ def make_reply_card(
     from domain.reply_actions import act_on_intent
 
     known = link.contact_id is not None
-    facts = reply_facts(detection or Detection(), known_contact=known, threshold=message.threshold)
+    order_found = True
+    if classification.category is Category.STATUS:
+        order_found = uow.reply_routing.order_known(
+            message.org_id,
+            classification.entities.order_numbers,
+            client_id=link.client_id,
+            contact_id=link.contact_id,
+        )
+    facts = reply_facts(
+        detection or Detection(),
+        known_contact=known,
+        stale_client=re_engaged and link.client_id is not None,
+        order_found=order_found,
+        threshold=message.threshold,
+    )
     plan = plan_reply_card(classification, facts, uow.reply_policies.get(message.org_id))
+    if provisional and plan.card_type is not CardType.NEEDS_HUMAN_RESPONSE:
+        return None  # the final classification makes it
     if not known:  # a stranger, or a deleted contact: a person answers, or no card
         stranger = stranger_card_reason(link, classification.category)
         if stranger is None or not plan.makes_card:

@@ -28,7 +28,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CATEGORIES: Final = frozenset({Category.STATUS, Category.SCHEDULING, Category.REMOVE})
+#: The only categories a policy may auto-send (seed §5): every other one waits for a person.
+AUTO_ALLOWED: Final = frozenset({Category.STATUS, Category.SCHEDULING, Category.REMOVE})
+DEFAULT_CATEGORIES: Final = AUTO_ALLOWED
 DEFAULT_MIN_CONFIDENCE: Final = 0.95
 MIN_CONFIDENCE_FLOOR: Final = 0.5
 MIN_CONFIDENCE_CEILING: Final = 1.0
@@ -45,8 +47,8 @@ NEVER_AUTO: Final[dict[Category, str]] = {
 
 class ReplyPolicy(BaseModel):
     """An organization's auto-reply policy (the defaults: off, STATUS/SCHEDULING/REMOVE,
-    0.95). A policy holding a category of NEVER_AUTO or a confidence out of bounds cannot
-    be built."""
+    0.95). A policy holding a category outside AUTO_ALLOWED or a confidence out of bounds
+    cannot be built."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -85,13 +87,29 @@ class ReplyPolicy(BaseModel):
         )
 
 
+def _allowed_names() -> str:
+    return ", ".join(sorted(c.value for c in AUTO_ALLOWED))
+
+
 def refusal_for_categories(categories: Iterable[Category]) -> str | None:
-    """Say why these categories cannot all be auto-sent, or None when they can."""
-    refused = sorted({c for c in categories if c in NEVER_AUTO}, key=lambda c: c.value)
-    if not refused:
-        return None
-    reasons = "; ".join(f"{c.value}: {NEVER_AUTO[c]}" for c in refused)
-    return f"these categories can never be auto-sent ({reasons})"
+    """Say why these categories cannot all be auto-sent, or None when they can: only
+    STATUS, SCHEDULING and REMOVE may be."""
+    chosen = set(categories)
+    forbidden = sorted((c for c in chosen if c in NEVER_AUTO), key=lambda c: c.value)
+    others = sorted(
+        (c for c in chosen - AUTO_ALLOWED if c not in NEVER_AUTO), key=lambda c: c.value
+    )
+    parts: list[str] = []
+    if forbidden:
+        reasons = "; ".join(f"{c.value}: {NEVER_AUTO[c]}" for c in forbidden)
+        parts.append(f"these categories can never be auto-sent ({reasons})")
+    if others:
+        names = ", ".join(c.value for c in others)
+        parts.append(
+            f"{names} cannot be auto-sent: only {_allowed_names()} may be, a person answers "
+            "the rest"
+        )
+    return "; ".join(parts) if parts else None
 
 
 def check_policy(
@@ -103,7 +121,7 @@ def check_policy(
         try:
             chosen.add(Category(str(raw).strip().upper()))
         except ValueError:
-            known = ", ".join(c.value for c in Category if c not in NEVER_AUTO)
+            known = _allowed_names()
             raise InvalidInput(
                 f"unknown category {str(raw)[:40]!r}; use some of {known}", field="categories"
             ) from None
@@ -145,6 +163,12 @@ def may_auto_send(policy: ReplyPolicy, classification: Classification) -> tuple[
         return False, "needs a person because the message tried to instruct the model"
     if category in NEVER_AUTO:
         return False, f"needs a person because {category.value} always does: {NEVER_AUTO[category]}"
+    if category not in AUTO_ALLOWED:
+        return (
+            False,
+            f"needs a person because {category.value} replies are never auto-sent "
+            f"(only {_allowed_names()} may be)",
+        )
     if not policy.enabled:
         return False, "needs a person because the organization has not turned auto-replies on"
     if category not in policy.categories:

@@ -137,6 +137,17 @@ class Decided:
 
 
 @dataclass(frozen=True)
+class _CardDue:
+    """A message whose card is made once the batch's engagement is recorded."""
+
+    message: InboundMessage
+    classification: Classification
+    detection: Detection | None
+    link: Link
+    provisional: bool
+
+
+@dataclass(frozen=True)
 class Recorded:
     """What the record step writes for one message."""
 
@@ -601,6 +612,7 @@ class Understanding:
             uow.inbound_actions.prefetch(org_id, sorted(contact_ids))
         done = 0
         events: dict[int, list[EngagementInput]] = {}
+        cards: list[_CardDue] = []
         for message in messages:
             if message.id in links:
                 done += self._record(
@@ -610,13 +622,35 @@ class Understanding:
                     link=links[message.id],
                     held=held,
                     events=events.setdefault(message.org_id, []),
+                    cards=cards,
                     now=now,
                 )
         uow.conversations.flush()
         uow.inbound_pipeline.flush()
+        re_engaging: set[int] = set()  # the messages that re-engaged their stale client
         for org_id, org_events in events.items():
             if org_events:
-                record_engagements(uow.engagement, org_id=org_id, events=org_events)
+                changes = record_engagements(uow.engagement, org_id=org_id, events=org_events)
+                re_engaging.update(
+                    item.inbound_email_id
+                    for item, change in zip(org_events, changes, strict=True)
+                    if change is not None
+                    and change.re_engaged_client_id is not None
+                    and item.inbound_email_id is not None
+                )
+        # Cards last: whether the reply re-engaged its client is known once it is scored.
+        for due in cards:
+            make_reply_card(
+                uow,
+                due.message,
+                due.classification,
+                due.detection,
+                due.link,
+                now=now,
+                intents=self._intents,
+                re_engaged=due.message.id in re_engaging,
+                provisional=due.provisional,
+            )
         return done
 
     def _record(
@@ -628,6 +662,7 @@ class Understanding:
         link: Link,
         held: dict[int, list[dict[str, Any]]],
         events: list[EngagementInput],
+        cards: list[_CardDue],
         now: datetime,
     ) -> bool:
         """Act on and record one linked message in the caller's unit of work."""
@@ -687,8 +722,11 @@ class Understanding:
             on = replace(on, classification=result)
         actions = act(uow, on, now=now, events=events)
         card_notes: tuple[str, ...] = ()
+        if not own and not message.sent_by_us:
+            # A provisional (offline) classification makes only a card for a person: an AMC
+            # order must not wait for Claude to come back.
+            cards.append(_CardDue(message, result, detection, link, provisional=not on.final))
         if on.final and not own and not message.sent_by_us:
-            make_reply_card(uow, message, result, detection, link, now=now, intents=self._intents)
             stranger = sender_note(link, result.category)
             if stranger and (detection is None or detection.kind is MessageKind.ORDINARY):
                 card_notes = (stranger,)

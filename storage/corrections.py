@@ -29,6 +29,7 @@ from domain.corrections import (
 )
 from domain.errors import NotFound
 from domain.rules import RuleType
+from domain.safety import looks_like_injection
 from storage import models as m
 from storage.inbound import clean_text
 
@@ -310,7 +311,9 @@ class CorrectionRepo:
                     ).label("text"),
                 )
                 .join(_E, and_(_E.id == _C.inbound_email_id, _E.org_id == _C.org_id))
-                .where(_C.org_id == org_id)
+                # An example goes into every later prompt of the organization: never the
+                # text of a message that tried to instruct the model.
+                .where(_C.org_id == org_id, _E.injection_attempt.is_not(True))
                 .order_by(_C.created_at.desc(), _C.id.desc())
                 .limit(limit * 4)
             ).all()
@@ -332,6 +335,8 @@ class CorrectionRepo:
                     )
                 except ValueError:
                     continue  # labels outside today's lists: not an example any more
+                if looks_like_injection(f"{example.subject or ''}\n{example.body or ''}"):
+                    continue  # not flagged when it came, but it reads as instructions
                 examples.append(example)
                 if len(examples) == limit:
                     break

@@ -8,7 +8,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from domain.classification import Category
-from domain.reply_policy import NEVER_AUTO, ReplyPolicy
+from domain.reply_policy import AUTO_ALLOWED, ReplyPolicy
 from storage import models as m
 
 _KNOWN = {c.value: c for c in Category}
@@ -27,7 +27,7 @@ class ReplyPolicyRepo:
             # A name no longer a category (or one now forbidden) is dropped, not fatal: the
             # policy only narrows, so a dropped name means fewer replies sent unreviewed.
             categories=frozenset(
-                _KNOWN[c] for c in row.categories if c in _KNOWN and _KNOWN[c] not in NEVER_AUTO
+                _KNOWN[c] for c in row.categories if c in _KNOWN and _KNOWN[c] in AUTO_ALLOWED
             ),
             min_confidence=row.min_confidence,
             updated_by=row.updated_by,

@@ -7,15 +7,22 @@ the message arrived in, the answered send's job owner, campaign and cadence step
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from domain.contacts import OrderStatus
 from domain.jobs import JobKind
 from domain.reply_routing import RoutingFacts
 from storage import models as m
 from storage.reply_context import ReplyContextRepo
+
+_CLOSED = (OrderStatus.COMPLETED.value, OrderStatus.CANCELLED.value)
+
+#: How many order numbers of one message are looked up (the entities hold 20 at most).
+MAX_ORDER_NUMBERS = 20
 
 
 class ReplyRoutingRepo:
@@ -76,3 +83,26 @@ class ReplyRoutingRepo:
             step=step,
             client=client,
         )
+
+    def order_known(
+        self,
+        org_id: int,
+        order_numbers: Sequence[str],
+        *,
+        client_id: int | None,
+        contact_id: int | None,
+    ) -> bool:
+        """For a status request: with order numbers, whether the organization has an order
+        with one of them (any client's); without, whether the client (else the contact) has
+        an order still open. One indexed read."""
+        o = m.AppraisalOrder
+        numbers = sorted({n.strip() for n in order_numbers if n.strip()})[:MAX_ORDER_NUMBERS]
+        if numbers:  # uq (org_id, order_number)
+            where = [o.org_id == org_id, o.order_number.in_(numbers)]
+        elif client_id is not None:  # ix_appraisal_orders_org_client_ordered
+            where = [o.org_id == org_id, o.client_id == client_id, o.status.not_in(_CLOSED)]
+        elif contact_id is not None:  # ix_appraisal_orders_org_contact
+            where = [o.org_id == org_id, o.contact_id == contact_id, o.status.not_in(_CLOSED)]
+        else:
+            return False
+        return self._s.scalar(select(o.id).where(*where).limit(1)) is not None

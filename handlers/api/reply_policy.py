@@ -1,8 +1,9 @@
 """The organization's auto-reply policy: which replies may be sent without a person.
 
 Anyone with a token of the organization may read it; changing it is for admins (and for
-organization-wide tokens, which act for the whole organization, as elsewhere). A category
-that can never be auto-sent (AMC_ORDER, CASE, AP, AR, ESCALATE) is refused with the reason.
+organization-wide tokens, which act for the whole organization, as elsewhere). Only
+STATUS, SCHEDULING and REMOVE may be auto-sent; any other category is refused with the
+reason.
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ class ReplyPolicyBody(BaseModel):
     categories: list[Category] = Field(
         default_factory=lambda: sorted(DEFAULT_CATEGORIES),
         max_length=len(Category),
-        description="Categories whose replies may be sent automatically; AMC_ORDER, CASE, "
-        "AP, AR and ESCALATE are refused.",
+        description="Categories whose replies may be sent automatically: some of STATUS, "
+        "SCHEDULING and REMOVE; any other is refused.",
     )
     min_confidence: Confidence = Field(
         default=DEFAULT_MIN_CONFIDENCE,

@@ -5,7 +5,8 @@ as Slack sends them, and what reached Gmail read back from the Gmail stand-in.
 - an edited reply: Edit → the modal → a new body → Send reply → the edited text is what
   Gmail sent, in the contact's thread, In-Reply-To the reply, References the thread;
 - an AMC order → a card for a person with no Send button, and nothing sent, even with the
-  organization's auto-reply policy on for every category it may hold (set through REST);
+  organization's auto-reply policy on for all three categories it may hold (STATUS,
+  SCHEDULING, REMOVE; set through REST);
 - an injection attempt (in the visible text, or in hidden HTML) → a card for a person,
   flagged in its payload, with no draft, and nothing sent.
 
@@ -26,9 +27,8 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from domain.classification import Category
 from domain.clock import FixedClock
-from domain.reply_policy import NEVER_AUTO
+from domain.reply_policy import AUTO_ALLOWED
 from handlers.slack.ids import ActionId, BlockId, CallbackId
 from sandbox.slack_api import DEFAULT_BOT_TOKEN, DEFAULT_TEAM_ID, Message, SlackStandIn
 from storage import models as m
@@ -255,7 +255,8 @@ def test_an_amc_order_makes_a_card_for_a_person_never_sent_even_with_every_auto_
         headers=admin,
     )
     assert refused.status_code == 422, refused.text
-    allowed = sorted(c.value for c in Category if c not in NEVER_AUTO)
+    allowed = ["REMOVE", "SCHEDULING", "STATUS"]  # every category a policy may hold
+    assert allowed == sorted(c.value for c in AUTO_ALLOWED)
     answer = world.client.put(
         "/api/inbound/reply-policy",
         json={"enabled": True, "categories": allowed, "min_confidence": 0.5},

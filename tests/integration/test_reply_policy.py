@@ -67,7 +67,7 @@ def test_a_saved_policy_replaces_the_last_one_and_stays_with_its_organization(
         Actor(org_id=org, user_id=admin, role="admin"),
         org,
         enabled=False,
-        categories=[Category.REMOVE, Category.OPPORTUNITY],
+        categories=[Category.REMOVE, Category.SCHEDULING],
         min_confidence=0.8,
     )
 
@@ -76,13 +76,13 @@ def test_a_saved_policy_replaces_the_last_one_and_stays_with_its_organization(
     assert policies.get_policy(org) == second
     assert (second.enabled, second.categories, second.min_confidence, second.updated_by) == (
         False,
-        frozenset({Category.REMOVE, Category.OPPORTUNITY}),
+        frozenset({Category.REMOVE, Category.SCHEDULING}),
         0.8,
         admin,
     )
     assert policies.get_policy(other) == ReplyPolicy()
     rows = session.execute(select(m.OrgReplyPolicy.org_id, m.OrgReplyPolicy.categories)).all()
-    assert [tuple(r) for r in rows] == [(org, ["OPPORTUNITY", "REMOVE"])]
+    assert [tuple(r) for r in rows] == [(org, ["REMOVE", "SCHEDULING"])]
 
 
 def test_a_stored_name_that_is_no_longer_allowed_is_dropped_when_read(
@@ -91,7 +91,9 @@ def test_a_stored_name_that_is_no_longer_allowed_is_dropped_when_read(
     org, _ = orgs
     policies.set_policy(None, org, enabled=True)
     session.execute(
-        m.OrgReplyPolicy.__table__.update().values(categories=["STATUS", "AMC_ORDER", "GONE"])
+        m.OrgReplyPolicy.__table__.update().values(
+            categories=["STATUS", "AMC_ORDER", "OPPORTUNITY", "GONE"]
+        )
     )
     session.commit()
 
@@ -163,7 +165,7 @@ def test_the_api_shows_the_default_policy_until_an_admin_changes_it(
 
 
 def test_a_put_leaving_fields_out_takes_their_defaults(api: ApiWorld) -> None:
-    put(api, {"enabled": True, "categories": ["OPPORTUNITY"], "min_confidence": 0.6})
+    put(api, {"enabled": True, "categories": ["SCHEDULING"], "min_confidence": 0.6})
 
     body = put(api, {"enabled": True}).json()
 
@@ -182,6 +184,19 @@ def test_a_forbidden_category_is_refused_with_the_reason_and_nothing_changes(
     error = refused.json()["error"]
     assert error["message"].startswith("these categories can never be auto-sent (AMC_ORDER: ")
     assert "AR: accounts receivable is money" in error["message"]
+    assert api.client.get(POLICY, headers=api.auth()).json()["enabled"] is False
+
+
+def test_a_category_outside_status_scheduling_and_remove_is_refused_with_the_reason(
+    api: ApiWorld,
+) -> None:
+    refused = put(api, {"enabled": True, "categories": ["STATUS", "OPPORTUNITY"]})
+
+    assert refused.status_code == 422
+    assert refused.json()["error"]["message"] == (
+        "OPPORTUNITY cannot be auto-sent: only REMOVE, SCHEDULING, STATUS may be, "
+        "a person answers the rest"
+    )
     assert api.client.get(POLICY, headers=api.auth()).json()["enabled"] is False
 
 

@@ -12,6 +12,7 @@ from domain.deps import Deps
 from domain.errors import InvalidInput, NotPermitted
 from domain.outreach import Actor
 from domain.reply_policy import (
+    AUTO_ALLOWED,
     DEFAULT_CATEGORIES,
     NEVER_AUTO,
     ReplyPolicies,
@@ -129,9 +130,36 @@ def test_the_bounds_themselves_and_any_case_of_a_category_are_accepted() -> None
     assert (high.categories, high.min_confidence) == (frozenset(), 1.0)
 
 
+@pytest.mark.parametrize("category", sorted(set(Category) - AUTO_ALLOWED - set(NEVER_AUTO)))
+def test_only_status_scheduling_and_remove_may_be_auto_sent(category: Category) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        check_policy(enabled=True, categories=["STATUS", category.value], min_confidence=0.95)
+    assert refused.value.field == "categories"
+    assert refused.value.message == (
+        f"{category.value} cannot be auto-sent: only REMOVE, SCHEDULING, STATUS may be, "
+        "a person answers the rest"
+    )
+    with pytest.raises(ValueError, match="cannot be auto-sent"):
+        ReplyPolicy(categories=frozenset({category}))
+    assert may_auto_send(ON, said(category, 1.0)) == (
+        False,
+        f"needs a person because {category.value} replies are never auto-sent "
+        "(only REMOVE, SCHEDULING, STATUS may be)",
+    )
+
+
+def test_a_refusal_names_both_kinds_of_category_refused() -> None:
+    with pytest.raises(InvalidInput) as refused:
+        check_policy(enabled=True, categories=["AP", "OPPORTUNITY"], min_confidence=0.95)
+    assert refused.value.message.startswith("these categories can never be auto-sent (AP: ")
+    assert "; OPPORTUNITY cannot be auto-sent: only REMOVE, SCHEDULING, STATUS" in (
+        refused.value.message
+    )
+
+
 def test_an_unknown_category_is_refused_naming_the_ones_allowed() -> None:
     with pytest.raises(
-        InvalidInput, match="unknown category 'BILLING'; use some of OPPORTUNITY, STATUS"
+        InvalidInput, match="unknown category 'BILLING'; use some of REMOVE, SCHEDULING, STATUS$"
     ) as e:
         check_policy(enabled=True, categories=["BILLING"], min_confidence=0.95)
     assert e.value.field == "categories"
@@ -189,12 +217,9 @@ def test_an_organization_wide_token_may_change_it_and_a_refusal_stores_nothing(
     assert (stored.categories, stored.updated_by) == (DEFAULT_CATEGORIES, None)
 
 
-_ALLOWED = sorted(set(Category) - set(NEVER_AUTO))
-
-
 @given(
     enabled=st.booleans(),
-    categories=st.frozensets(st.sampled_from(_ALLOWED)),
+    categories=st.frozensets(st.sampled_from(sorted(AUTO_ALLOWED))),
     bound=st.floats(min_value=0.5, max_value=1.0),
     category=st.sampled_from(sorted(Category)),
     confidence=st.floats(min_value=0.0, max_value=1.0),
@@ -216,7 +241,7 @@ def test_a_reply_is_auto_sent_exactly_when_every_condition_holds(
         enabled
         and not injection
         and category in categories
-        and category not in NEVER_AUTO
+        and category in AUTO_ALLOWED
         and confidence >= bound
     )
     assert allowed is expected
