@@ -484,7 +484,7 @@ def test_an_injection_flagged_or_instruction_like_message_is_never_an_example(
     corrections = _corrections(session_factory, clock, rules)
     for email_id in (clean, flagged, sneaky):
         clock.advance(minutes=1)
-        corrections.relabel(org, email_id, user_id=None, category="AP", intent=None, sentiment=None)
+        corrections.relabel(org, email_id, actor=None, category="AP", intent=None, sentiment=None)
 
     with UnitOfWork(session_factory) as uow:
         found = uow.corrections.examples_for([org], limit=10)
