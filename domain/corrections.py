@@ -58,7 +58,7 @@ from domain.engagement import (
 )
 from domain.errors import InvalidInput, NotFound, NotPermitted
 from domain.inbound import InboundStatus
-from domain.rules import RuleType, parse_category, sender_address
+from domain.rules import RuleType, parse_category, parse_choice, sender_address
 from domain.suppression import opt_out_in
 from domain.understanding import MAX_EXAMPLES, read_detection
 
@@ -264,24 +264,12 @@ class SameCorrections:
 
 def parse_intent(raw: str | Intent) -> Intent:
     """Return the intent named (any case), or say which ones exist."""
-    try:
-        return Intent(str(raw).strip().lower())
-    except ValueError:
-        known = ", ".join(i.value for i in Intent)
-        raise InvalidInput(
-            f"unknown intent {str(raw)[:40]!r}; use one of {known}", field="intent"
-        ) from None
+    return parse_choice(Intent, raw, field="intent")
 
 
 def parse_sentiment(raw: str | Sentiment) -> Sentiment:
     """Return the sentiment named (any case), or say which ones exist."""
-    try:
-        return Sentiment(str(raw).strip().lower())
-    except ValueError:
-        known = ", ".join(s.value for s in Sentiment)
-        raise InvalidInput(
-            f"unknown sentiment {str(raw)[:40]!r}; use one of {known}", field="sentiment"
-        ) from None
+    return parse_choice(Sentiment, raw, field="sentiment")
 
 
 def sender_domain(address: str | None) -> str | None:

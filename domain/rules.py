@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parseaddr
 from enum import StrEnum
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -95,26 +95,33 @@ class Rule(BaseModel):
 # --- validation -----------------------------------------------------------------------------
 
 
+_Choice = TypeVar("_Choice", bound=StrEnum)
+
+
+def parse_choice(
+    kind: type[_Choice], raw: str | _Choice, *, field: str, upper: bool = False
+) -> _Choice:
+    """Return the member of `kind` named (any case; its values are upper case when
+    `upper`), or refuse the value as the `field` it was given for, saying which exist."""
+    named = str(raw).strip()
+    try:
+        return kind(named.upper() if upper else named.lower())
+    except ValueError:
+        known = ", ".join(member.value for member in kind)
+        raise InvalidInput(
+            f"unknown {field.replace('_', ' ')} {str(raw)[:40]!r}; use one of {known}",
+            field=field,
+        ) from None
+
+
 def parse_rule_type(raw: str | RuleType) -> RuleType:
     """Return the rule type named, or say which ones exist."""
-    try:
-        return RuleType(str(raw).strip().lower())
-    except ValueError:
-        known = ", ".join(t.value for t in RuleType)
-        raise InvalidInput(
-            f"unknown rule type {str(raw)[:40]!r}; use one of {known}", field="rule_type"
-        ) from None
+    return parse_choice(RuleType, raw, field="rule_type")
 
 
 def parse_category(raw: str | Category) -> Category:
     """Return the category named (any case), or say which ones exist."""
-    try:
-        return Category(str(raw).strip().upper())
-    except ValueError:
-        known = ", ".join(c.value for c in Category)
-        raise InvalidInput(
-            f"unknown category {str(raw)[:40]!r}; use one of {known}", field="category"
-        ) from None
+    return parse_choice(Category, raw, field="category", upper=True)
 
 
 def check_priority(priority: int) -> int:
