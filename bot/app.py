@@ -33,11 +33,12 @@ from bot.settings import Settings
 from bot.slack_app import BOT_SCOPES, QueuedLazyRunner, build_bolt_app
 from bot.slack_oauth import CachedAuthorize
 from domain import faults
+from domain.cadence import CadenceSettings, HolidayCalendar, NoHolidays
 from domain.catalog import Catalog
-from domain.clock import Clock, SystemClock
+from domain.clock import Clock, FileClock, SystemClock
 from domain.corrections import Corrections
 from domain.deps import Deps
-from domain.errors import ExternalServiceError
+from domain.errors import ExternalServiceError, InvalidInput
 from domain.jobs import TaskKind
 from domain.mail import SendOutcome
 from domain.mailboxes import MailboxAllowances
@@ -81,6 +82,7 @@ from integrations.gmail.sender import gmail_service
 from integrations.holiday_calendar import public_holidays
 from integrations.regex_re2 import Re2Engine
 from integrations.reply_intents import ReplyIntentReader
+from jobs.cadence import CadenceScheduler
 from jobs.recovery import RecoverySweep
 from jobs.slack_replay import SlackReplayWorker
 from jobs.snooze import SnoozeSweep
@@ -108,6 +110,8 @@ class Runtime:
     recovery: RecoverySweep
     #: Posts cards whose snooze ended again, as new messages.
     snooze_sweep: SnoozeSweep
+    #: Advances cadences every CADENCE_TICK_SECONDS (the scheduler's cadence tick).
+    cadence_scheduler: CadenceScheduler
     bolt: App | None
     secrets: SecretBox
     unsubscribe_signer: LinkSigner
@@ -161,6 +165,7 @@ class Background:
             runtime.poster,
             runtime.recovery,
             runtime.snooze_sweep,
+            runtime.cadence_scheduler,
         ]
         if runtime.gmail is not None:
             parts.append(runtime.gmail.outbox)
@@ -208,6 +213,18 @@ def _mailbox_services(gmail: GmailIntegration) -> Callable[[int], Any]:
     return service_for_account
 
 
+def holiday_calendar(settings: CadenceSettings) -> HolidayCalendar:
+    """The holiday calendar of an organization's cadence settings (none without a country;
+    a country or state the `holidays` package does not know was refused when saved)."""
+    if not settings.holiday_country:
+        return NoHolidays()
+    try:
+        return public_holidays(settings.holiday_country, settings.holiday_subdivision)
+    except InvalidInput as exc:
+        log.warning("holiday calendar unavailable", extra={"reason": exc.message})
+        return NoHolidays()
+
+
 def build_services(
     settings: Settings, *, session_factory: SessionFactory | None = None, clock: Clock | None = None
 ) -> Services:
@@ -216,7 +233,9 @@ def build_services(
     return Services(
         engine=engine,
         session_factory=session_factory or make_session_factory(engine),
-        clock=clock or SystemClock(),
+        clock=clock
+        or (FileClock(settings.SALESBOT_CLOCK_FILE) if settings.SALESBOT_CLOCK_FILE else None)
+        or SystemClock(),
     )
 
 
@@ -344,6 +363,7 @@ def build_runtime(
         secrets=secrets,
         work_lease=work_lease,
         replies=replies,
+        holidays=holiday_calendar,
     )
     if gmail is not None:
 
@@ -403,6 +423,13 @@ def build_runtime(
         services.session_factory,
         poll_seconds=min(30.0, max(settings.WORKER_POLL_SECONDS, work_lease.total_seconds() / 4)),
     )
+    cadence_scheduler = CadenceScheduler(
+        outreach.cadences,
+        services.session_factory,
+        every=timedelta(seconds=settings.CADENCE_TICK_SECONDS),
+        on_tasks=worker.wake,
+    )
+    outreach.cadences.max_per_tick = settings.CADENCE_TICK_LIMIT
     message_classifier, offline_classifier = build_message_classifiers(settings)
     understanding = build_understanding(
         uow,
@@ -471,6 +498,7 @@ def build_runtime(
         poster=poster,
         recovery=recovery,
         snooze_sweep=snooze_sweep,
+        cadence_scheduler=cadence_scheduler,
         bolt=bolt,
         secrets=secrets,
         unsubscribe_signer=unsubscribe_signer,

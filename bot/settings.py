@@ -119,6 +119,25 @@ class Settings(BaseSettings):
         le=300,
         description="How often idle background workers look for work they were not woken for.",
     )
+    CADENCE_TICK_SECONDS: float = Field(
+        default=60,
+        ge=0.05,
+        le=3600,
+        description="How often the scheduler's cadence tick advances due enrollments.",
+    )
+    CADENCE_TICK_LIMIT: int = Field(
+        default=20_000,
+        ge=1,
+        le=1_000_000,
+        description="Enrollments one tick works through at most; a backlog after downtime "
+        "drains over the next ticks, in due order, instead of in one burst.",
+    )
+    SALESBOT_CLOCK_FILE: str = Field(
+        default="",
+        description="Tests and benches only: read the current time from this file (an ISO "
+        "8601 instant) instead of the wall clock, so processes walk weeks in seconds. "
+        "Never set in production.",
+    )
     SALESBOT_FAULT_POINTS: str = Field(
         default="",
         description="Tests only: end the process (exit 137) at these named points, "

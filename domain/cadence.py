@@ -22,6 +22,8 @@ from enum import StrEnum
 from typing import Final, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
 from domain.errors import InvalidInput
 
 DEFAULT_ZONE: Final = "America/Chicago"
@@ -279,3 +281,352 @@ def next_step_at(
 def step_gaps(days: list[int]) -> list[int]:
     """Return the gaps between a cadence's steps (days 0, 4, 10 → gaps 0, 4, 6)."""
     return [b - a for a, b in zip([0, *days], days, strict=False)]
+
+
+# --- the organization's cadence settings ------------------------------------------------
+
+
+class CadenceSettings(BaseModel):
+    """An organization's send window, calendar, fatigue limits and deliverability guard.
+
+    Stored as `organizations.cadence_settings`; every field has the default a firm
+    without settings gets.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    timezone: str | None = Field(
+        default=None,
+        description="The organization's IANA zone, for contacts without one and no state.",
+    )
+    holiday_country: str | None = Field(
+        default="US", description="ISO 3166 country whose public holidays nobody is sent."
+    )
+    holiday_subdivision: str | None = Field(
+        default=None, description="A state or province of that country (e.g. TX)."
+    )
+    window_start: time = Field(default=time(9, 0), description="Local time steps start.")
+    window_end: time = Field(default=time(17, 0), description="Local time steps stop.")
+    weekdays: list[int] = Field(
+        default_factory=lambda: sorted(WEEKDAYS),
+        description="Weekdays steps go out, 0 (Monday) to 6 (Sunday).",
+    )
+    max_emails_per_contact_week: int = Field(
+        default=3,
+        ge=1,
+        le=50,
+        description="Emails one person receives in any 7 days, across campaigns and replies.",
+    )
+    max_emails_per_domain_day: int = Field(
+        default=25,
+        ge=1,
+        le=10_000,
+        description="Emails one client domain receives in any 24 hours.",
+    )
+    max_bounce_rate: float = Field(
+        default=0.05, gt=0, le=1, description="Hard bounces per send that pause a job."
+    )
+    max_opt_out_rate: float = Field(
+        default=0.02, gt=0, le=1, description="Opt-outs per send that pause a job."
+    )
+    guard_min_sends: int = Field(
+        default=20, ge=1, le=100_000, description="Sends a job makes before the guard judges it."
+    )
+    guard_window_days: int = Field(
+        default=7, ge=1, le=90, description="The rolling window the guard counts in."
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        return time_zone(value, field_name="timezone").key
+
+    @field_validator("holiday_country", "holiday_subdivision")
+    @classmethod
+    def _upper(cls, value: str | None) -> str | None:
+        return value.strip().upper() or None if value is not None else None
+
+    @field_validator("weekdays")
+    @classmethod
+    def _weekdays(cls, values: list[int]) -> list[int]:
+        if not values or any(not 0 <= v <= 6 for v in values):
+            raise ValueError("weekdays are numbered 0 (Monday) to 6 (Sunday); give at least one")
+        return sorted(set(values))
+
+    @model_validator(mode="after")
+    def _window_ok(self) -> CadenceSettings:
+        self.window()  # raises InvalidInput with the reason
+        return self
+
+    def window(self) -> SendWindow:
+        """The send window these settings describe."""
+        return SendWindow(self.window_start, self.window_end, frozenset(self.weekdays))
+
+
+def settings_from(stored: Mapping[str, object] | None) -> CadenceSettings:
+    """Read stored settings; settings that no longer validate fall back to the defaults
+    field by field is not attempted: the whole stored object is refused at write time."""
+    return CadenceSettings.model_validate(dict(stored or {}))
+
+
+# --- the engine ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """A cadence step as the engine needs it (see domain.jobs.PlannedStep)."""
+
+    index: int
+    day: int
+    channel: Channel
+
+
+@dataclass(frozen=True)
+class JobFacts:
+    """What the stop rules read of a job and its campaign."""
+
+    job_id: int
+    status: str  # domain.jobs.JobStatus values
+    started_at: datetime
+    steps: tuple[StepSpec, ...]
+    business_days: bool = False
+    campaign_status: str | None = None
+    campaign_end: date | None = None
+
+
+@dataclass(frozen=True)
+class ContactFacts:
+    """What the stop rules and the schedule read of one contact, at the tick."""
+
+    contact_id: int
+    email: str
+    opted_out: bool = False
+    email_status: str = "valid"
+    last_replied_at: datetime | None = None
+    paused_until: datetime | None = None
+    pause_reason: str | None = None
+    client_last_order_at: datetime | None = None
+    time_zone: str | None = None
+    state: str | None = None
+    #: Emails sent to the person in the last 7 days, and to their domain in the last 24 h.
+    emails_last_week: int = 0
+    domain_emails_last_day: int = 0
+
+
+@dataclass(frozen=True)
+class DueEnrollment:
+    """An enrollment whose step came due."""
+
+    id: int
+    org_id: int
+    job_id: int
+    contact_id: int
+    step: int
+    enrolled_at: datetime
+    last_step_at: datetime | None
+
+
+class Outcome(StrEnum):
+    """What the tick does with a due enrollment."""
+
+    RUN = "run"  # the step runs now (a draft, a card)
+    DEFER = "defer"  # not yet: a later time, with the reason
+    PAUSE = "pause"  # paused until a person (or the job's resumption) starts it again
+    STOP = "stop"  # the cadence ends for the contact, with the reason
+    COMPLETE = "complete"  # every step ran
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The engine's verdict on one due enrollment."""
+
+    outcome: Outcome
+    reason: str | None = None
+    #: DEFER: when to look again; RUN: when the step was scheduled for.
+    at: datetime | None = None
+    step: StepSpec | None = None
+    zone: ResolvedZone | None = None
+    #: STOP for a new order: the campaign won the client back.
+    win: bool = False
+
+
+#: Stop reasons, as enrollments record them (at most 64 characters).
+REPLIED: Final = "replied"
+OPTED_OUT: Final = "opted out"
+BOUNCED: Final = "bounced"
+COMPLAINED: Final = "complained"
+NEW_ORDER: Final = "re-engaged: new order"
+JOB_PAUSED: Final = "job paused"
+CAMPAIGN_ENDED: Final = "campaign ended"
+
+
+def decide(
+    due: DueEnrollment,
+    contact: ContactFacts | None,
+    job: JobFacts,
+    settings: CadenceSettings,
+    holidays: HolidayCalendar,
+    *,
+    now: datetime,
+) -> Decision:
+    """Decide what happens to a due enrollment now: run its step, wait, pause, stop or end.
+
+    The rules, in order: the job must run and its campaign must not have ended; a contact
+    gone (deleted), opted out, bounced or complained stops; a reply since enrollment stops;
+    an order of the contact's client since the job started stops as a win; a person paused
+    until a date waits until then; the step waits for its day and for the send window in
+    the contact's zone; an email step waits while the person or their domain had their
+    fill of email (fatigue). Otherwise the step runs.
+    """
+    if job.status == "paused":
+        return Decision(Outcome.PAUSE, JOB_PAUSED)
+    if job.status != "running":
+        return Decision(Outcome.STOP, f"job {job.status}")
+    if job.campaign_status in ("completed", "archived"):
+        return Decision(Outcome.STOP, f"{CAMPAIGN_ENDED} ({job.campaign_status})")
+    if contact is None:
+        return Decision(Outcome.STOP, "contact deleted")
+    zone = resolve_time_zone(
+        contact_zone=contact.time_zone, state=contact.state, org_zone=settings.timezone
+    )
+    if job.campaign_end is not None and now.astimezone(zone.zone).date() > job.campaign_end:
+        return Decision(Outcome.STOP, f"{CAMPAIGN_ENDED} ({job.campaign_end.isoformat()})")
+    if due.step >= len(job.steps):
+        return Decision(Outcome.COMPLETE, "every step ran")
+    if contact.opted_out:
+        return Decision(Outcome.STOP, OPTED_OUT)
+    if contact.email_status == "bounced":
+        return Decision(Outcome.STOP, BOUNCED)
+    if contact.email_status == "complained":
+        return Decision(Outcome.STOP, COMPLAINED)
+    if contact.last_replied_at is not None and contact.last_replied_at >= due.enrolled_at:
+        return Decision(Outcome.STOP, REPLIED)
+    if contact.client_last_order_at is not None and contact.client_last_order_at >= job.started_at:
+        return Decision(Outcome.STOP, NEW_ORDER, win=True)
+    window = settings.window()
+    if contact.paused_until is not None and contact.paused_until > now:
+        until = next_opening(contact.paused_until, zone.zone, window, holidays)
+        why = contact.pause_reason or "paused"
+        return Decision(
+            Outcome.DEFER, f"{why}: until {_when(until, zone)}"[:200], at=until, zone=zone
+        )
+    step = job.steps[due.step]
+    if due.step == 0 or due.last_step_at is None:
+        scheduled = next_opening(due.enrolled_at, zone.zone, window, holidays)
+    else:
+        gap = step.day - job.steps[due.step - 1].day
+        scheduled = next_step_at(
+            due.last_step_at,
+            gap,
+            zone=zone.zone,
+            window=window,
+            holidays=holidays,
+            business_days=job.business_days,
+        )
+    if scheduled > now:
+        return Decision(
+            Outcome.DEFER,
+            f"step {step.index + 1} is due {_when(scheduled, zone)}",
+            at=scheduled,
+            zone=zone,
+        )
+    opening = next_opening(now, zone.zone, window, holidays)
+    if opening > now:
+        return Decision(
+            Outcome.DEFER,
+            f"outside business hours in {zone.zone.key}; next window {_when(opening, zone)}",
+            at=opening,
+            zone=zone,
+        )
+    if step.channel == Channel.EMAIL:
+        if contact.emails_last_week >= settings.max_emails_per_contact_week:
+            later = _next_day_opening(now, zone, window, holidays)
+            return Decision(
+                Outcome.DEFER,
+                f"fatigue: {contact.emails_last_week} emails to {contact.email} in 7 days "
+                f"(limit {settings.max_emails_per_contact_week}); retry {_when(later, zone)}"[:200],
+                at=later,
+                zone=zone,
+            )
+        if contact.domain_emails_last_day >= settings.max_emails_per_domain_day:
+            later = _next_day_opening(now, zone, window, holidays)
+            domain = contact.email.rsplit("@", 1)[-1]
+            return Decision(
+                Outcome.DEFER,
+                f"fatigue: {contact.domain_emails_last_day} emails to {domain} today "
+                f"(limit {settings.max_emails_per_domain_day}); retry {_when(later, zone)}"[:200],
+                at=later,
+                zone=zone,
+            )
+    return Decision(Outcome.RUN, at=scheduled, step=step, zone=zone)
+
+
+def _next_day_opening(
+    now: datetime, zone: ResolvedZone, window: SendWindow, holidays: HolidayCalendar
+) -> datetime:
+    """The window's first opening on a later local day than `now`'s."""
+    tomorrow = now.astimezone(zone.zone).date() + timedelta(days=1)
+    return next_opening(_local(tomorrow, time(0, 0), zone.zone), zone.zone, window, holidays)
+
+
+def _when(at: datetime, zone: ResolvedZone) -> str:
+    """A time as the contact's clock shows it, e.g. "Mon 2026-12-07 09:00 CST"."""
+    local = at.astimezone(zone.zone)
+    return f"{local:%a %Y-%m-%d %H:%M} {local.tzname()}"
+
+
+@dataclass(frozen=True)
+class GuardCounts:
+    """A job's sends, hard bounces and opt-outs in the guard's rolling window."""
+
+    sends: int
+    bounces: int
+    opt_outs: int
+
+
+@dataclass(frozen=True)
+class GuardThresholds:
+    """The rates past which a job pauses itself (the org's, or the job's own)."""
+
+    max_bounce_rate: float
+    max_opt_out_rate: float
+    min_sends: int
+
+
+def guard_verdict(counts: GuardCounts, limits: GuardThresholds) -> str | None:
+    """Return why a job must pause (bounces or opt-outs past their rate), or None.
+
+    A job with fewer sends than `min_sends` in the window is not judged: two bounces out
+    of ten sends is noise, not a spike.
+    """
+    if counts.sends < limits.min_sends:
+        return None
+    bounce_rate = counts.bounces / counts.sends
+    if bounce_rate > limits.max_bounce_rate:
+        return (
+            f"paused by the deliverability guard: {counts.bounces} hard bounces in "
+            f"{counts.sends} sends ({bounce_rate:.1%}, limit {limits.max_bounce_rate:.1%}). "
+            "Clean the list (remove bounced addresses), then resume the job."
+        )
+    opt_out_rate = counts.opt_outs / counts.sends
+    if opt_out_rate > limits.max_opt_out_rate:
+        return (
+            f"paused by the deliverability guard: {counts.opt_outs} opt-outs in "
+            f"{counts.sends} sends ({opt_out_rate:.1%}, limit {limits.max_opt_out_rate:.1%}). "
+            "Check the audience and the message, then resume the job."
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """How the tick leaves one enrollment: its status, due time and reasons."""
+
+    id: int
+    status: str  # domain.jobs.EnrollmentStatus values
+    next_due_at: datetime | None
+    stop_reason: str | None = None
+    defer_reason: str | None = None
+    time_zone: str | None = None

@@ -25,6 +25,8 @@ class CardType(StrEnum):
     CREATE_DEAL = "create_deal"
     REPLY_TO_EMAIL = "reply_to_email"
     NEEDS_HUMAN_RESPONSE = "needs_human_response"
+    # A cadence's LinkedIn step: the rep connects, comments or messages, then Done / Skip.
+    LINKEDIN_TOUCH = "linkedin_touch"
 
 
 class CardState(StrEnum):

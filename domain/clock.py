@@ -39,3 +39,19 @@ class FixedClock:
         from datetime import timedelta
 
         self._at = self._at + timedelta(**delta)
+
+
+class FileClock:
+    """A clock read from a file holding an ISO 8601 instant (tests and benches: several
+    processes walk simulated weeks together while one writes the file)."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+
+    def now(self) -> datetime:
+        """Return the instant the file holds now."""
+        with open(self._path, encoding="utf-8") as handle:
+            at = datetime.fromisoformat(handle.read().strip())
+        if at.tzinfo is None:
+            raise ValueError(f"{self._path} must hold a timezone-aware instant")
+        return at.astimezone(UTC)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Final
@@ -18,7 +19,8 @@ from pydantic import (
 )
 
 from domain.audience import AudienceCriteria
-from domain.campaigns import DEFAULT_CADENCE_DAYS, Campaign, validate_cadence_days
+from domain.cadence import Channel
+from domain.campaigns import DEFAULT_CADENCE_DAYS, MAX_STEPS, Campaign, validate_cadence_days
 from domain.errors import InvalidTransition
 from domain.fields import Id, Label, Text
 from domain.templates import MAX_TEMPLATE_CHARS
@@ -61,6 +63,8 @@ class TaskKind(StrEnum):
     RESEARCH = "research"
     FOLLOW_UP = "follow_up"
     CREATE_DEAL = "create_deal"
+    # A cadence's LinkedIn step: a card for the rep (connect, comment, message).
+    LINKEDIN_TOUCH = "linkedin_touch"
     # Internal: post a drafted card's message to Slack, paced by Slack's rate limit on
     # its own worker so that drafting is never held up by posting.
     POST_CARD = "post_card"
@@ -177,17 +181,63 @@ class StepTemplate(BaseModel):
         return self
 
 
+class CadenceStep(BaseModel):
+    """One step of a multi-channel cadence: on which day, by which channel."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    day: int = Field(ge=0, le=365, description="Days after the previous step's start (day 0).")
+    channel: Channel = Field(
+        default=Channel.EMAIL,
+        description="`email` (the next template, in the thread of the first), `linkedin`, "
+        "`call` or `task` (a card for the rep with Done / Skip).",
+    )
+    title: Text | None = Field(default=None, max_length=300)
+    description: Text | None = Field(default=None, max_length=5000)
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    """A cadence step as the engine runs it: its index, day, channel and email template."""
+
+    index: int
+    day: int
+    channel: Channel
+    #: The index in `JobParams.templates` of an email step's template; None for others.
+    template_index: int | None
+    title: str | None = None
+    description: str | None = None
+
+
 class Cadence(BaseModel):
-    """When each step goes out, in days after enrollment (day 0, 4, 10, 21 ...)."""
+    """When each step goes out, in days after enrollment (day 0, 4, 10, 21 ...).
+
+    `days` alone is an all-email cadence (one template per step); `steps` names each
+    step's channel (email → LinkedIn → call ...). Days count calendar days, or business
+    days (the org's send window's weekdays, without holidays) with `business_days`.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     days: list[int] = Field(default_factory=lambda: list(DEFAULT_CADENCE_DAYS))
+    steps: list[CadenceStep] | None = Field(default=None, max_length=MAX_STEPS)
+    business_days: bool = False
 
     @field_validator("days")
     @classmethod
     def _days(cls, values: list[int]) -> list[int]:
         return validate_cadence_days(values)
+
+    @model_validator(mode="after")
+    def _steps(self) -> Cadence:
+        if self.steps is not None:
+            days = [step.day for step in self.steps]
+            try:
+                validate_cadence_days(days)
+            except ValueError as exc:
+                raise ValueError(str(exc).replace("cadence_days", "cadence steps")) from None
+            self.days = days
+        return self
 
 
 class Behaviour(BaseModel):
@@ -212,8 +262,13 @@ class PortalCheck(BaseModel):
     password: SecretStr | None = Field(default=None, max_length=1000)
 
 
+#: What an update_profile task may change on its contact.
+PROFILE_FIELDS: Final = frozenset({"add_tags", "remove_tags", "role_code", "lead_score", "title"})
+
+
 class TaskTemplate(BaseModel):
-    """A task a job creates per contact, e.g. 'call after step 2'."""
+    """A task a job creates per contact, e.g. 'call after step 2' (`after_step`: the
+    cadence step, counted from 0, the task is created with)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -221,6 +276,47 @@ class TaskTemplate(BaseModel):
     title: Text = Field(min_length=1, max_length=300)
     description: Text | None = Field(default=None, max_length=5000)
     after_step: int = Field(default=0, ge=0, le=100)
+    changes: dict[Label, object] | None = Field(
+        default=None,
+        max_length=10,
+        description="For `update_profile`: what to change (add_tags, remove_tags, role_code, "
+        "lead_score, title).",
+    )
+
+    @model_validator(mode="after")
+    def _runnable(self) -> TaskTemplate:
+        if self.kind in (TaskKind.POST_CARD, TaskKind.DRAFT_REPLY):
+            raise ValueError(f"{self.kind.value} is Salesbot's own task, not a task template")
+        if self.kind in (TaskKind.SEND_EMAIL, TaskKind.DRAFT_EMAIL, TaskKind.FOLLOW_UP):
+            raise ValueError(
+                f"a {self.kind.value} task template has no email to send: add an email step "
+                "to the cadence (with its template) instead"
+            )
+        if self.kind == TaskKind.UPDATE_PROFILE:
+            if not self.changes:
+                raise ValueError(
+                    "an update_profile task template needs `changes`, e.g. "
+                    '{"add_tags": ["re-engaged"]}'
+                )
+            unknown = set(self.changes) - PROFILE_FIELDS
+            if unknown:
+                raise ValueError(
+                    f"update_profile cannot change {', '.join(sorted(unknown))}; it changes "
+                    f"{', '.join(sorted(PROFILE_FIELDS))}"
+                )
+        elif self.changes:
+            raise ValueError("`changes` is for update_profile task templates only")
+        return self
+
+
+class JobGuard(BaseModel):
+    """A job's own deliverability thresholds (instead of the organization's)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_bounce_rate: float | None = Field(default=None, gt=0, le=1)
+    max_opt_out_rate: float | None = Field(default=None, gt=0, le=1)
+    min_sends: int | None = Field(default=None, ge=1, le=100_000)
 
 
 class JobParams(BaseModel):
@@ -235,19 +331,59 @@ class JobParams(BaseModel):
     portal: PortalCheck | None = None
     task_templates: list[TaskTemplate] = Field(default_factory=list, max_length=20)
     review_channel_id: Text | None = Field(default=None, max_length=64)
+    guard: JobGuard | None = None
 
     @model_validator(mode="after")
     def _steps(self) -> JobParams:
-        if len(self.templates) > len(self.cadence.days):
+        if self.cadence.steps is None:
+            if len(self.templates) > len(self.cadence.days):
+                raise ValueError(
+                    f"{len(self.templates)} templates but only {len(self.cadence.days)} "
+                    "cadence days"
+                )
+            return self
+        emails = sum(1 for s in self.cadence.steps if s.channel == Channel.EMAIL)
+        if emails > len(self.templates):
             raise ValueError(
-                f"{len(self.templates)} templates but only {len(self.cadence.days)} cadence days"
+                f"the cadence has {emails} email steps but the job has only "
+                f"{len(self.templates)} templates: give one template per email step"
             )
         return self
 
+    def plan(self) -> list[PlannedStep]:
+        """Return the cadence's steps in order, each with its email template's index."""
+        if self.cadence.steps is None:
+            return [
+                PlannedStep(index=i, day=day, channel=Channel.EMAIL, template_index=i)
+                for i, day in enumerate(self.cadence.days[: len(self.templates)])
+            ]
+        planned: list[PlannedStep] = []
+        emails = 0
+        for i, step in enumerate(self.cadence.steps):
+            template = None
+            if step.channel == Channel.EMAIL:
+                template, emails = emails, emails + 1
+            planned.append(
+                PlannedStep(
+                    index=i,
+                    day=step.day,
+                    channel=step.channel,
+                    template_index=template,
+                    title=step.title,
+                    description=step.description,
+                )
+            )
+        return planned
+
+    def template_index(self, step: int) -> int | None:
+        """Return the template index of cadence step `step` (None: not an email step)."""
+        plan = self.plan()
+        return plan[step].template_index if 0 <= step < len(plan) else None
+
     @property
     def steps(self) -> int:
-        """How many emails the cadence sends at most."""
-        return len(self.templates)
+        """How many steps the cadence has (emails, LinkedIn touches, calls, tasks)."""
+        return len(self.plan())
 
 
 class CreateJobRequest(BaseModel):
@@ -301,6 +437,65 @@ def batches(ids: Iterable[int], size: int) -> Iterator[list[int]]:
             batch = []
     if batch:
         yield batch
+
+
+#: The task each channel's step becomes: an email's draft, or a card for the rep.
+STEP_TASKS: Final[dict[Channel, TaskKind]] = {
+    Channel.EMAIL: TaskKind.DRAFT_EMAIL,
+    Channel.LINKEDIN: TaskKind.LINKEDIN_TOUCH,
+    Channel.CALL: TaskKind.SCHEDULE_CALL,
+    Channel.TASK: TaskKind.CREATE_TASK,
+}
+_STEP_TITLES: Final[dict[Channel, str]] = {
+    Channel.LINKEDIN: "LinkedIn touch",
+    Channel.CALL: "Call",
+    Channel.TASK: "Task",
+}
+
+
+def step_task_rows(
+    params: JobParams,
+    step: int,
+    *,
+    contact_id: int,
+    enrollment_id: int,
+    time_zone: str | None = None,
+) -> list[dict[str, object]]:
+    """The tasks cadence step `step` of a contact becomes: its own (the email's draft, a
+    LinkedIn/call/task card with Done / Skip) and the job's task templates planned with
+    it (`after_step`). Each row is a dict of kind, step, contact_id and input."""
+    planned = params.plan()[step]
+    own: dict[str, object] = {"enrollment_id": enrollment_id, "cadence_step": step}
+    if time_zone:
+        own["time_zone"] = time_zone
+    if planned.channel != Channel.EMAIL:
+        own.update(
+            channel=planned.channel.value,
+            title=planned.title or _STEP_TITLES[planned.channel],
+            description=planned.description,
+        )
+    rows: list[dict[str, object]] = [
+        {
+            "kind": STEP_TASKS[planned.channel].value,
+            "step": step,
+            "contact_id": contact_id,
+            "input": own,
+        }
+    ]
+    for template in params.task_templates:
+        if template.after_step != step:
+            continue
+        extra: dict[str, object] = {
+            "enrollment_id": enrollment_id,
+            "title": template.title,
+            "description": template.description,
+        }
+        if template.changes:
+            extra["changes"] = dict(template.changes)
+        rows.append(
+            {"kind": template.kind.value, "step": step, "contact_id": contact_id, "input": extra}
+        )
+    return rows
 
 
 def due_at(enrolled_at: datetime, cadence_days: Sequence[int], step: int) -> datetime:

@@ -15,6 +15,13 @@ from typing import Any, Protocol, Self
 
 from domain.accounts import Org, OrgSummary, StoredToken, TokenSummary, User
 from domain.audience import AudienceCriteria, AudienceSize
+from domain.cadence import (
+    CadenceSettings,
+    ContactFacts,
+    DueEnrollment,
+    GuardCounts,
+    Settlement,
+)
 from domain.campaigns import Campaign, CampaignFields
 from domain.cards import (
     Card,
@@ -375,7 +382,7 @@ class EnrollmentRepository(Protocol):
     """Contacts enrolled in a job's cadence."""
 
     def add_many(
-        self, org_id: int, job_id: int, contact_ids: Sequence[int], *, next_due_at: datetime
+        self, org_id: int, job_id: int, contact_ids: Sequence[int], *, next_due_at: datetime | None
     ) -> dict[int, int]:
         """Enroll contacts not yet enrolled in the job; return contact id → new enrollment id."""
         ...
@@ -411,6 +418,7 @@ class CardRepository(Protocol):
         description: str | None,
         rationale: str | None,
         action_payload: dict[str, Any],
+        enrollment_id: int | None = None,
     ) -> Card:
         """Store a new card."""
         ...
@@ -540,6 +548,70 @@ class EventKeyRepository(Protocol):
         ...
 
 
+class CadenceRepository(Protocol):
+    """The cadence tick's rows: due enrollments, their facts, and how each is left."""
+
+    def claim_due(self, *, now: datetime, limit: int) -> list[DueEnrollment]:
+        """Lock up to `limit` active enrollments due by `now`, in due order, skipping rows
+        another transaction holds (FOR UPDATE SKIP LOCKED on PostgreSQL)."""
+        ...
+
+    def resume_paused(self, *, now: datetime, limit: int) -> int:
+        """Make enrollments whose pause ended (an out-of-office's return) active and due."""
+        ...
+
+    def contact_facts(
+        self, org_id: int, contact_ids: Sequence[int], *, now: datetime
+    ) -> dict[int, ContactFacts]:
+        """Return what the stop rules and fatigue limits read of these contacts."""
+        ...
+
+    def settle(self, rows: Sequence[Settlement], *, now: datetime) -> None:
+        """Write the tick's verdicts on the enrollments it claimed."""
+        ...
+
+    def step_done(
+        self, enrollment_id: int, *, step: int, at: datetime, final: bool = False
+    ) -> bool:
+        """Record that step `step` of an enrollment ended (sent, done, skipped): the next
+        step counts from `at` and is due for the tick to judge (`final`: it was the last
+        step, the enrollment is completed); False when it was recorded already or the
+        enrollment is elsewhere (compare-and-set)."""
+        ...
+
+    def defer(self, enrollment_id: int, *, step: int, until: datetime, reason: str) -> bool:
+        """Put an enrollment whose step `step` could not run back in the queue at `until`."""
+        ...
+
+    def stop(self, enrollment_id: int, *, reason: str, at: datetime) -> bool:
+        """Stop a running enrollment with the reason (a card rejected, a reply found)."""
+        ...
+
+    def enrollment_state(self, enrollment_id: int) -> tuple[str, str | None] | None:
+        """Return an enrollment's status and stop reason (None: it is gone)."""
+        ...
+
+    def resume_job(self, org_id: int, job_id: int, *, now: datetime) -> int:
+        """Make the enrollments a job's pause held active and due again."""
+        ...
+
+    def has_open(self, org_id: int, job_id: int) -> bool:
+        """True while a job has enrollments still active or paused."""
+        ...
+
+    def guard_counts(self, org_id: int, job_id: int, *, since: datetime) -> GuardCounts:
+        """A job's sends, hard bounces and opt-outs since `since`."""
+        ...
+
+    def settings(self, org_id: int) -> CadenceSettings:
+        """The organization's cadence settings (defaults where it set none)."""
+        ...
+
+    def save_settings(self, org_id: int, settings: CadenceSettings) -> None:
+        """Store the organization's cadence settings."""
+        ...
+
+
 class OutreachUnitOfWork(Transaction, Protocol):
     """One transaction over the repositories outreach uses; commits once."""
 
@@ -579,6 +651,12 @@ class OutreachUnitOfWork(Transaction, Protocol):
 
     @property
     def reply_actions(self) -> ReplyActionRepository: ...
+
+    @property
+    def cadence(self) -> CadenceRepository: ...
+
+    @property
+    def chat_notices(self) -> ChatNoticeRepository: ...
 
 
 class ChatNotifier(Protocol):

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import socket
+import threading
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, cast
 
 from sqlalchemy import (
@@ -37,6 +40,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from domain.detection import DetectionContext
@@ -751,16 +755,31 @@ def advisory_key(name: str) -> int:
 
 
 @contextmanager
-def periodic_lock(session_factory: SessionFactory, name: str) -> Iterator[bool]:
-    """Hold a PostgreSQL advisory lock named `name` for a block; yield whether it was taken.
+def periodic_lock(
+    session_factory: SessionFactory, name: str, *, lease: timedelta = timedelta(minutes=10)
+) -> Iterator[bool]:
+    """Hold the periodic job `name` for a block; yield whether this process took it.
 
-    One replica runs each periodic tick: the others see False and skip it. The lock is
-    transaction-scoped, so it goes when the block ends or the process dies. SQLite serves
-    one process, which always takes it.
+    One process runs each periodic tick: the others see False and skip it. On PostgreSQL
+    it is a transaction-scoped advisory lock, gone when the block ends or the process
+    dies. Elsewhere (SQLite, where several processes may share one file: `serve` and a
+    CLI command) it is a row of `periodic_leases` taken until `lease` from now and given
+    back at the end; a process that dies holding it leaves it to run out.
     """
     with session_factory() as session:
         if session.get_bind().dialect.name != "postgresql":
-            yield True
+            holder = _lease_holder()
+            taken = _take_lease(session, name, holder, lease)
+            try:
+                yield taken
+            finally:
+                if taken:
+                    session.execute(
+                        update(m.PeriodicLease)
+                        .where(m.PeriodicLease.name == name, m.PeriodicLease.holder == holder)
+                        .values(holder=None, lease_until=None)
+                    )
+                    session.commit()
             return
         taken = bool(
             session.scalar(
@@ -774,3 +793,30 @@ def periodic_lock(session_factory: SessionFactory, name: str) -> Iterator[bool]:
             # rollback: a session joined to an outer transaction (tests) must not undo
             # what the tick's own sessions committed after it.
             session.commit()
+
+
+def _lease_holder() -> str:
+    """This process and thread, as a lease holder's name."""
+    return f"{socket.gethostname()[:60]}:{os.getpid()}:{threading.get_ident()}"
+
+
+def _take_lease(session: Session, name: str, holder: str, lease: timedelta) -> bool:
+    """Take the lease row `name` if it is free or ran out; commit; True if taken."""
+    now = datetime.now(UTC)
+    lease_row = m.PeriodicLease
+    if session.get(lease_row, name) is None:
+        try:
+            session.add(lease_row(name=name, holder=None, lease_until=None))
+            session.commit()
+        except IntegrityError:
+            session.rollback()  # another process made it first
+    result = session.execute(
+        update(lease_row)
+        .where(
+            lease_row.name == name,
+            or_(lease_row.lease_until.is_(None), lease_row.lease_until < now),
+        )
+        .values(holder=holder, lease_until=now + lease)
+    )
+    session.commit()
+    return bool(result.rowcount)  # type: ignore[attr-defined]

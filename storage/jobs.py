@@ -744,7 +744,7 @@ class EnrollmentRepo:
         self._s = session
 
     def add_many(
-        self, org_id: int, job_id: int, contact_ids: Sequence[int], *, next_due_at: datetime
+        self, org_id: int, job_id: int, contact_ids: Sequence[int], *, next_due_at: datetime | None
     ) -> dict[int, int]:
         """Enroll contacts not yet enrolled in the job; return contact id → new enrollment id.
 

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from storage.accounts import OrgRepo, TokenRepo, UserRepo
 from storage.audience import AudienceRepo
+from storage.cadence import CadenceRepo
 from storage.campaigns import CampaignRepo
 from storage.card_details import CardDetailsViews
 from storage.cards import CardRepo
@@ -149,6 +150,7 @@ class UnitOfWork:
         self.rule_proposals = RuleProposalRepo(session)
         self.chat_notices = ChatNoticeRepo(session)
         self.reply_actions = ReplyActionRepo(session)
+        self.cadence = CadenceRepo(session)
         return self
 
     def __exit__(

@@ -15,6 +15,7 @@ than rows.
 - `recovery.Recovery`: carry on the work a dead process left (the recovery sweep's steps).
 - `snoozing.Snoozing`: snooze a card until later; bring it back as a new message then.
 - `referrals.Referrals`: enroll the person a reply named in the campaign it answered.
+- `cadences.Cadences`: the tick that advances enrollments through their cadence steps.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from domain.cadence import CadenceSettings, HolidayCalendar, NoHolidays
+from domain.outreach.cadences import Cadences, TickReport
 from domain.outreach.common import Actor, CardRefused, OutreachDeps, PlanningFailed, StaleCard
 from domain.outreach.delivery import Delivery
 from domain.outreach.drafting import Drafting
@@ -38,6 +41,7 @@ from domain.replies import Replies
 
 __all__ = [
     "Actor",
+    "Cadences",
     "CampaignStatusChange",
     "CardRefused",
     "Delivery",
@@ -56,6 +60,7 @@ __all__ = [
     "Snoozing",
     "StaleCard",
     "Tasks",
+    "TickReport",
 ]
 
 
@@ -72,6 +77,7 @@ class Outreach:
     recovery: Recovery
     snoozing: Snoozing
     referrals: Referrals
+    cadences: Cadences
 
     @classmethod
     def build(
@@ -85,11 +91,14 @@ class Outreach:
         secrets: SecretBoxPort | None = None,
         work_lease: timedelta = timedelta(minutes=5),
         replies: Replies | None = None,
+        holidays: Callable[[CadenceSettings], HolidayCalendar] | None = None,
     ) -> Outreach:
         """Build every service with the ports given; each gets the services it calls.
 
         `work_lease`: how long planning a job, or a card between approval and the
         outbox, may go without progress before the recovery sweep takes it as abandoned.
+        `holidays`: the holiday calendar of an organization's cadence settings (none: no
+        holidays).
         """
         presenting = Presenting(deps, notifier=notifier)
         jobs = Jobs(deps, presenting=presenting, secrets=secrets, work_lease=work_lease)
@@ -129,4 +138,7 @@ class Outreach:
             recovery=recovery,
             snoozing=snoozing,
             referrals=Referrals(deps, presenting=presenting),
+            cadences=Cadences(
+                deps, jobs=jobs, holidays=holidays or (lambda _settings: NoHolidays())
+            ),
         )

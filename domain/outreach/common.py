@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypeAlias
 
-from domain.cards import Card, CardState, states_that_can_become, transition
+from domain.cards import Card, CardState, CardType, states_that_can_become, transition
 from domain.deps import Deps
 from domain.errors import InvalidInput, InvalidTransition, NotFound, NotPermitted, SalesbotError
 from domain.ports import JobRepository, OutreachUnitOfWork, UserRepository
@@ -150,3 +150,24 @@ def slack_id_of(uow: OutreachUnitOfWork, org_id: int, user_id: int | None) -> st
 def not_sent(card_id: int) -> str:
     """The start of a job's error about a card whose email failed (a retry clears it)."""
     return f"card #{card_id} was not sent:"
+
+
+def cadence_step_of(card: Card) -> int | None:
+    """The cadence step a card carries out, or None (a reply card, a task template's card)."""
+    if card.enrollment_id is None or card.answers_inbound or card.type == CardType.REPLY_TO_EMAIL:
+        return None
+    payload = card.action_payload
+    step = payload.get("cadence_step", payload.get("step") if card.sends_email else None)
+    if isinstance(step, bool) or not isinstance(step, int):
+        return None
+    return step
+
+
+def end_step(uow: OutreachUnitOfWork, card: Card, *, at: datetime) -> bool:
+    """Record, in the caller's unit of work, that a card's cadence step ended (sent, done,
+    skipped): the contact's next step counts from `at`. True when this call recorded it."""
+    step = cadence_step_of(card)
+    if step is None or card.enrollment_id is None or card.job_id is None:
+        return False
+    steps = len(uow.jobs.get(card.org_id, card.job_id).parsed_params().plan())
+    return uow.cadence.step_done(card.enrollment_id, step=step, at=at, final=step + 1 >= steps)

@@ -9,10 +9,16 @@ from domain.cards import Card, CardState, CardType
 from domain.errors import ExternalServiceError
 from domain.jobs import Job
 from domain.mail import OutgoingEmail, SendOutcome, SendStatus
-from domain.outreach.common import OutreachDeps, advance_card, not_sent
+from domain.outreach.common import (
+    OutreachDeps,
+    advance_card,
+    cadence_step_of,
+    end_step,
+    not_sent,
+)
 from domain.outreach.jobs import Jobs
 from domain.outreach.presenting import Presenting
-from domain.ports import Mailer
+from domain.ports import Mailer, OutreachUnitOfWork
 
 #: What an email card must hold to be sent, and how a reason names each.
 _DRAFTED: Final = {"to": "recipient", "subject": "subject", "body": "body"}
@@ -40,6 +46,18 @@ class Delivery:
         now = self._clock.now()
         with self._uow() as uow:
             card = uow.cards.get(org_id, card_id)
+            stopped = self._cadence_stopped(uow, card)
+            if stopped is not None:
+                # The last look before a follow-up leaves: the contact replied, opted out
+                # or bounced since the card was drafted (the stop rules, checked again).
+                if advance_card(
+                    uow, org_id, card_id, CardState.WITHDRAWN, now=now, withdrawn_reason=stopped
+                ):
+                    uow.commit()
+                    self._presenting.show_card(org_id, card_id, actor_slack_id=actor_slack_id)
+                    if card.job_id:
+                        self._jobs.finish_job_if_done(org_id, card.job_id)
+                return uow.cards.get(org_id, card_id)
             if not advance_card(uow, org_id, card_id, CardState.EXECUTING, now=now):
                 return uow.cards.get(org_id, card_id)
             job = uow.jobs.get(org_id, card.job_id) if card.job_id else None
@@ -100,6 +118,8 @@ class Delivery:
                         uow.contexts.touch_contacted(org_id, card.contact_id, at=now)
                     if card.enrollment_id and outcome.gmail_thread_id:
                         uow.enrollments.set_thread(card.enrollment_id, outcome.gmail_thread_id)
+                    # The step ended: the contact's next step counts its gap from now.
+                    end_step(uow, card, at=now)
             elif outcome.status == SendStatus.FAILED:
                 detail = outcome.detail or "sending failed"
                 # Only a card whose send was running: one blocked for another reason, or
@@ -126,6 +146,20 @@ class Delivery:
         if result.job_id:
             self._jobs.finish_job_if_done(org_id, result.job_id)
         return result
+
+    @staticmethod
+    def _cadence_stopped(uow: OutreachUnitOfWork, card: Card) -> str | None:
+        """Why a cadence step's email must not leave now (its enrollment stopped or paused
+        since the card was drafted), or None."""
+        step = cadence_step_of(card)
+        if step is None or card.enrollment_id is None:
+            return None
+        state = uow.cadence.enrollment_state(card.enrollment_id)
+        if state is None or state[0] in ("active", "completed"):
+            return None
+        status, reason = state
+        why = reason or status
+        return f"Not sent: the cadence {status} ({why}) after this step was drafted."
 
     def _send(self, card: Card, job: Job | None, thread_id: str | None) -> SendOutcome:
         payload = card.action_payload

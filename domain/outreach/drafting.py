@@ -29,6 +29,7 @@ _HUMAN_CARD_TYPES: dict[TaskKind, CardType] = {
     TaskKind.CREATE_TASK: CardType.CREATE_TASK,
     TaskKind.RESEARCH: CardType.RESEARCH,
     TaskKind.CREATE_DEAL: CardType.CREATE_DEAL,
+    TaskKind.LINKEDIN_TOUCH: CardType.LINKEDIN_TOUCH,
 }
 
 
@@ -134,7 +135,7 @@ class Drafting:
             contexts = uow.contexts.contact_contexts(
                 org_id, [t.contact_id for t in tasks if t.contact_id is not None], now=now
             )
-            sources: dict[int, tuple[str, str]] = {}
+            sources: dict[int, tuple[str, str]] = {}  # by template index
             for step, step_template in enumerate(params.templates):
                 if step_template.template_id is not None:
                     stored = uow.templates.get(org_id, step_template.template_id)
@@ -163,14 +164,15 @@ class Drafting:
                     raise InvalidInput(f"contact {task.contact_id} not found")
                 if not ctx.reachable:
                     raise InvalidInput(f"{ctx.email} opted out or cannot receive email; skipped")
-                if task.step >= len(params.templates):
-                    raise InvalidInput(f"the job has no template for step {task.step + 1}")
+                template = params.template_index(task.step)
+                if template is None or template >= len(params.templates):
+                    raise InvalidInput(f"the job has no email template for step {task.step + 1}")
                 cards.append(
                     self._card_row(
                         task,
                         ctx,
                         params,
-                        sources[task.step],
+                        sources[template],
                         now=now,
                         auto=auto,
                         owner_id=job.owner_id,
@@ -282,7 +284,7 @@ class Drafting:
     ) -> dict[str, Any]:
         """Render and draft one card; return the row to insert."""
         step = task.step
-        step_template = params.templates[step]
+        step_template = params.templates[params.template_index(step) or 0]
         variables = template_variables(
             ctx,
             now=now,
@@ -343,6 +345,7 @@ class Drafting:
                 "draft_source": draft.source.value,
                 "draft_note": draft.note,
                 "campaign_name": campaign_name,
+                "cadence_step": step,
             },
             "draft_fingerprint": draft_fingerprint(
                 to=ctx.email, subject=draft.subject, body=draft.body
@@ -364,6 +367,11 @@ class Drafting:
             )
             title = str(task.input.get("title") or task.kind.value.replace("_", " ").capitalize())
             payload: dict[str, Any] = {"task_kind": task.kind.value}
+            # A cadence step's card (LinkedIn, call, task): Done / Skip end the step.
+            for key in ("cadence_step", "channel", "time_zone"):
+                if task.input.get(key) is not None:
+                    payload[key] = task.input[key]
+            enrollment = task.input.get("enrollment_id")
             if task.kind == TaskKind.CHECK_PORTAL:
                 portal = job.parsed_params().portal
                 payload["portal_urls"] = [str(u) for u in portal.urls] if portal else []
@@ -371,6 +379,7 @@ class Drafting:
                 org_id,
                 job_id=task.job_id,
                 task_id=task.id,
+                enrollment_id=int(str(enrollment)) if enrollment else None,
                 contact_id=task.contact_id,
                 client_id=ctx.client_id if ctx else None,
                 type=_HUMAN_CARD_TYPES[task.kind],

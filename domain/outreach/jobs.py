@@ -25,10 +25,10 @@ from domain.jobs import (
     Job,
     JobParams,
     JobStatus,
-    TaskKind,
     batches,
     check_job_move,
     params_from_campaign,
+    step_task_rows,
 )
 from domain.outreach.common import Actor, OutreachDeps, PlanningFailed, person_name
 from domain.outreach.presenting import Presenting
@@ -281,7 +281,9 @@ class Jobs:
             # One transaction per chunk of the audience (a thousand contacts); tasks are
             # numbered in batches of the job's batch_size for review and bulk approval.
             for chunk in uow.audience.target_contact_ids(org_id, params.target, now=now):
-                mapping = uow.enrollments.add_many(org_id, job_id, chunk, next_due_at=now)
+                # Step 0 runs now (its tasks are made below): the enrollment has no due
+                # time until the step ends and the cadence tick takes it on.
+                mapping = uow.enrollments.add_many(org_id, job_id, chunk, next_due_at=None)
                 rows: list[dict[str, Any]] = []
                 for part in batches([cid for cid in chunk if cid in mapping], size):
                     for cid in part:
@@ -329,6 +331,9 @@ class Jobs:
             check_job_move(job.status, to)
             if not uow.jobs.set_status(org_id, job_id, to, expected=[job.status], now=now):
                 raise InvalidInput("the job changed meanwhile; try again")
+            if to == JobStatus.RUNNING:
+                # The enrollments the pause held are due again: the tick judges them anew.
+                uow.cadence.resume_job(org_id, job_id, now=now)
             uow.commit()
         if to == JobStatus.RUNNING:
             # Its cards may all have been decided while it was paused.
@@ -361,6 +366,8 @@ class Jobs:
                 check_job_move(job.status, target)
                 if uow.jobs.set_status(org_id, job.id, target, expected=[source], now=now):
                     moved.append(job.id)
+                    if target == JobStatus.RUNNING:
+                        uow.cadence.resume_job(org_id, job.id, now=now)
             fields = campaign.model_copy(update={"status": to})
             updated = uow.campaigns.update(org_id, campaign_id, fields, now=now)
             uow.commit()
@@ -452,6 +459,7 @@ class Jobs:
             if (
                 not uow.tasks.has_open(org_id, job_id)
                 and not uow.cards.has_undecided(org_id, job_id)
+                and not uow.cadence.has_open(org_id, job_id)
                 and not uow.jobs.get(org_id, job_id).is_inbox
             ):
                 uow.jobs.set_status(
@@ -487,33 +495,10 @@ _PAST = {"cancel": "cancelled", "pause": "paused", "resume": "resumed", "change"
 def first_step_tasks(
     params: JobParams, *, contact_id: int, enrollment_id: int, batch: int
 ) -> list[dict[str, Any]]:
-    """The tasks a contact just enrolled in a job starts with: the draft of its first email,
-    and the job's human tasks that come before any email (a call, a portal check)."""
-    rows: list[dict[str, Any]] = [
-        {
-            "kind": TaskKind.DRAFT_EMAIL.value,
-            "step": 0,
-            "batch": batch,
-            "contact_id": contact_id,
-            "input": {"enrollment_id": enrollment_id},
-        }
-    ]
-    rows.extend(
-        {
-            "kind": template.kind.value,
-            "step": 0,
-            "batch": batch,
-            "contact_id": contact_id,
-            "input": {
-                "enrollment_id": enrollment_id,
-                "title": template.title,
-                "description": template.description,
-            },
-        }
-        for template in params.task_templates
-        if template.after_step == 0
-    )
-    return rows
+    """The tasks a contact just enrolled in a job starts with: step 0 of its cadence (the
+    draft of its first email, or a rep's card) and the job's task templates of step 0."""
+    rows = step_task_rows(params, 0, contact_id=contact_id, enrollment_id=enrollment_id)
+    return [{**row, "batch": batch} for row in rows]
 
 
 def _authorize_job(uow: OutreachUnitOfWork, actor: Actor | None, job: Job, *, verb: str) -> None:

@@ -202,7 +202,7 @@ class Referrals:
                 raise CardRefused(
                     "Someone else acted on this card at the same moment; nothing was done twice."
                 )
-            enrolled = uow.enrollments.add_many(actor.org_id, job.id, [person.id], next_due_at=now)
+            enrolled = uow.enrollments.add_many(actor.org_id, job.id, [person.id], next_due_at=None)
             if enrolled:
                 rows = first_step_tasks(
                     job.parsed_params(),

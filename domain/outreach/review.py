@@ -15,7 +15,9 @@ from domain.outreach.common import (
     StaleCard,
     advance_card,
     authorize_card,
+    cadence_step_of,
     decide_card,
+    end_step,
 )
 from domain.outreach.delivery import Delivery
 from domain.outreach.drafting import template_variables
@@ -98,7 +100,10 @@ class Review:
         with self._uow() as uow:
             card = uow.cards.get(actor.org_id, card_id)
             advance_card(uow, actor.org_id, card_id, CardState.EXECUTING, now=now)
-            advance_card(uow, actor.org_id, card_id, CardState.DONE, now=now, executed_at=now)
+            if advance_card(uow, actor.org_id, card_id, CardState.DONE, now=now, executed_at=now):
+                # A cadence step done by the rep (a call, a LinkedIn touch): the contact's
+                # next step counts from now.
+                end_step(uow, card, at=now)
             if card.job_id:
                 uow.jobs.bump(card.job_id, cards_executed=1)
             uow.commit()
@@ -205,6 +210,15 @@ class Review:
                 approved_by=actor.user_id,
             ):
                 raise CardRefused(describe_refusal(card, CardState.REJECTED))
+            step = cadence_step_of(card)
+            if step is not None and card.enrollment_id is not None:
+                if card.sends_email:
+                    # A rejected email ends the contact's cadence in this job: no later
+                    # step goes out behind the rep's "no".
+                    uow.cadence.stop(card.enrollment_id, reason=f"step {step + 1} rejected", at=now)
+                else:
+                    # A rep's step (a call, a LinkedIn touch) rejected is skipped.
+                    end_step(uow, card, at=now)
             uow.commit()
             rejected = uow.cards.get(actor.org_id, card_id)
         self._presenting.show_card(actor.org_id, card_id, actor_slack_id=actor.slack_user_id)

@@ -8,7 +8,7 @@ from typing import Any
 
 from domain.cards import CardState, draft_fingerprint
 from domain.errors import ExternalServiceError, InvalidInput, NotFound
-from domain.jobs import COUNTED_KINDS, JobTaskView, TaskKind, TaskStatus
+from domain.jobs import COUNTED_KINDS, PROFILE_FIELDS, JobTaskView, TaskKind, TaskStatus
 from domain.outreach.common import OutreachDeps
 from domain.outreach.delivery import Delivery
 from domain.outreach.drafting import Drafting
@@ -19,9 +19,6 @@ from domain.reply_actions import draft_answer, may_still_auto_send
 from domain.templates import TemplateProblem
 
 log = logging.getLogger(__name__)
-
-# What an update_profile task may change on its contact.
-_PROFILE_FIELDS = frozenset({"add_tags", "remove_tags", "role_code", "lead_score", "title"})
 
 
 class Tasks:
@@ -217,7 +214,7 @@ class Tasks:
         changes = task.input.get("changes")
         if not isinstance(changes, dict) or task.contact_id is None:
             raise InvalidInput("update_profile needs a contact and a `changes` object")
-        unknown = set(changes) - _PROFILE_FIELDS
+        unknown = set(changes) - PROFILE_FIELDS
         if unknown:
             raise InvalidInput(f"update_profile cannot change {', '.join(sorted(unknown))}")
         with self._uow() as uow:

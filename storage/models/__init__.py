@@ -11,7 +11,7 @@ Alembic's autogenerate read it from here); `from storage import models as m` the
 
 from __future__ import annotations
 
-from storage.models.accounts import ApiToken, Organization, User
+from storage.models.accounts import ApiToken, Organization, PeriodicLease, User
 from storage.models.base import NAMING_CONVENTION, Base
 from storage.models.corrections import ClassifierCorrection, RuleProposal
 from storage.models.crm import AppraisalOrder, Client, Contact, Property
@@ -49,6 +49,7 @@ __all__ = [
     "MarketingCampaign",
     "OrgReplyPolicy",
     "Organization",
+    "PeriodicLease",
     "ProcessedEvent",
     "RuleProposal",
     "Property",

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Float, ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from storage.models.base import Base, created, org_fk, pk
+from storage.models.base import Base, created, json_dict, org_fk, pk
 from storage.types import BigId, UTCDateTime
 
 
@@ -24,6 +25,9 @@ class Organization(Base):
     )
     # Where reply cards go when no rep or review channel can take them (`/triage set`).
     triage_channel_id: Mapped[str | None] = mapped_column(String(32))
+    # Send window, time zone, holidays, fatigue limits, deliverability thresholds
+    # (domain.cadence.CadenceSettings; empty: the defaults).
+    cadence_settings: Mapped[dict[str, Any]] = json_dict()
     created_at: Mapped[datetime] = created()
 
 
@@ -62,3 +66,14 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = created()
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class PeriodicLease(Base):
+    """A periodic job's lease where advisory locks are not available (SQLite): the process
+    whose name is `holder` runs the job until `lease_until`."""
+
+    __tablename__ = "periodic_leases"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(100))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)

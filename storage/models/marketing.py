@@ -53,6 +53,9 @@ class MarketingCampaign(Base):
     metrics: Mapped[dict[str, Any]] = json_dict()
     email_template_ids: Mapped[list[int]] = json_list()
     cadence_days: Mapped[list[int]] = json_list()
+    # A multi-channel cadence (domain.jobs.Cadence: steps, business days); empty: the
+    # cadence_days, every step an email.
+    cadence: Mapped[dict[str, Any]] = json_dict()
     # What a person's reply does to their enrollment in this campaign: "stop" or "pause".
     on_reply: Mapped[str] = mapped_column(
         String(8), nullable=False, default="stop", server_default=text("'stop'")

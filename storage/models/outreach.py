@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storage.models.base import Base, counter, created, json_dict, org_fk, pk
@@ -100,6 +100,21 @@ class Enrollment(Base):
         UniqueConstraint("job_id", "contact_id"),
         Index("ix_enrollments_org_status_due", "org_id", "status", "next_due_at"),
         Index("ix_enrollments_org_contact", "org_id", "contact_id"),
+        Index("ix_enrollments_job_id_status", "job_id", "status"),
+        # The cadence tick's claim, in due order: only active rows with a due time.
+        Index(
+            "ix_enrollments_due",
+            "next_due_at",
+            postgresql_where=text("status = 'active' AND next_due_at IS NOT NULL"),
+            sqlite_where=text("status = 'active' AND next_due_at IS NOT NULL"),
+        ),
+        # Out-of-office pauses that end by themselves.
+        Index(
+            "ix_enrollments_resume",
+            "paused_until",
+            postgresql_where=text("status = 'paused' AND paused_until IS NOT NULL"),
+            sqlite_where=text("status = 'paused' AND paused_until IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = pk()
@@ -120,6 +135,14 @@ class Enrollment(Base):
         BigId, ForeignKey("inbound_emails.id", ondelete="SET NULL", use_alter=True)
     )
     gmail_thread_id: Mapped[str | None] = mapped_column(String(64))
+    # When the previous step ended (sent, done, skipped): the next one counts from it.
+    last_step_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Why a due step waits (business hours, a holiday, fatigue, a reply found at the
+    # last look); cleared when the step runs.
+    defer_reason: Mapped[str | None] = mapped_column(String(200))
+    # The zone the steps are scheduled in and where it came from, e.g. "America/Chicago
+    # (state)".
+    time_zone: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = created()
     updated_at: Mapped[datetime] = created()
 

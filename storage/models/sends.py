@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Boolean, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storage.models.base import Base, counter, created, json_list, org_fk, pk
 from storage.types import BigId, UTCDateTime
+
+
+def _domain_of(context: Any) -> str | None:
+    """The domain of the row's `to_email`, for inserts that do not give `to_domain`."""
+    to_email = context.get_current_parameters().get("to_email")
+    if not isinstance(to_email, str) or "@" not in to_email:
+        return None
+    return to_email.rsplit("@", 1)[1].strip().lower()[:255] or None
 
 
 class EmailSend(Base):
@@ -23,6 +32,10 @@ class EmailSend(Base):
         Index("ix_email_sends_status_not_before", "status", "not_before"),
         # Linking a reply by its sender: our recent sends to that address.
         Index("ix_email_sends_org_id_to_email_sent_at", "org_id", "to_email", "sent_at"),
+        # The cadence's per-domain daily fatigue limit.
+        Index("ix_email_sends_org_id_to_domain_sent_at", "org_id", "to_domain", "sent_at"),
+        # The deliverability guard: a job's sends in its rolling window.
+        Index("ix_email_sends_job_id_sent_at", "job_id", "sent_at"),
     )
 
     id: Mapped[int] = pk()
@@ -48,6 +61,8 @@ class EmailSend(Base):
     gmail_message_id: Mapped[str | None] = mapped_column(String(64))
     gmail_thread_id: Mapped[str | None] = mapped_column(String(64))
     to_email: Mapped[str] = mapped_column(String(320), nullable=False)
+    # The recipient's domain, lower case (filled from to_email on insert).
+    to_domain: Mapped[str | None] = mapped_column(String(255), default=_domain_of)
     subject: Mapped[str] = mapped_column(String(998), nullable=False)
     # What the outbox needs to (re)build the MIME message on every attempt.
     sender_user_id: Mapped[int | None] = mapped_column(

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from domain.accounts import User
 from domain.audience import AudienceCriteria, AudienceMember, AudienceSize
+from domain.cadence import CadenceSettings
 from domain.campaigns import Campaign, CampaignFields
 from domain.cards import (
     OPEN_STATES,
@@ -87,6 +88,11 @@ class Enrollment:
     contact_id: int
     status: str = "active"
     thread_id: str | None = None
+    step: int = 0
+    next_due_at: datetime | None = None
+    last_step_at: datetime | None = None
+    stop_reason: str | None = None
+    defer_reason: str | None = None
 
 
 @dataclass
@@ -632,14 +638,21 @@ class FakeEnrollments:
         self._w = world
 
     def add_many(
-        self, org_id: int, job_id: int, contact_ids: Sequence[int], *, next_due_at: datetime
+        self,
+        org_id: int,
+        job_id: int,
+        contact_ids: Sequence[int],
+        *,
+        next_due_at: datetime | None,
     ) -> dict[int, int]:
         enrolled = {e.contact_id for e in self._w.enrollments.values() if e.job_id == job_id}
         added: dict[int, int] = {}
         for contact_id in contact_ids:
             if contact_id not in enrolled:
                 added[contact_id] = next(self._w.next_id)
-                self._w.enrollments[added[contact_id]] = Enrollment(org_id, job_id, contact_id)
+                self._w.enrollments[added[contact_id]] = Enrollment(
+                    org_id, job_id, contact_id, next_due_at=next_due_at
+                )
         return added
 
     def count(self, job_id: int) -> int:
@@ -656,6 +669,70 @@ class FakeEnrollments:
     def set_thread(self, enrollment_id: int, thread_id: str) -> None:
         enrollment = self._w.enrollments[enrollment_id]
         enrollment.thread_id = enrollment.thread_id or thread_id
+
+
+class FakeCadence:
+    """The cadence rows of the world's enrollments (the tick itself is tested on both
+    databases; these serve the use cases that end steps and finish jobs)."""
+
+    def __init__(self, world: World) -> None:
+        self._w = world
+        self.stored_settings: dict[int, CadenceSettings] = {}
+
+    def step_done(
+        self, enrollment_id: int, *, step: int, at: datetime, final: bool = False
+    ) -> bool:
+        e = self._w.enrollments.get(enrollment_id)
+        if e is None or e.step != step or e.status not in RUNNING_ENROLLMENTS:
+            return False
+        if e.next_due_at is not None:
+            return False
+        e.step, e.last_step_at, e.defer_reason = step + 1, at, None
+        e.next_due_at = None if final else at
+        if final:
+            e.status = "completed"
+        return True
+
+    def stop(self, enrollment_id: int, *, reason: str, at: datetime) -> bool:
+        e = self._w.enrollments.get(enrollment_id)
+        if e is None or e.status not in RUNNING_ENROLLMENTS:
+            return False
+        e.status, e.stop_reason, e.next_due_at = "stopped", reason, None
+        return True
+
+    def defer(self, enrollment_id: int, *, step: int, until: datetime, reason: str) -> bool:
+        e = self._w.enrollments.get(enrollment_id)
+        if e is None or e.step != step or e.status != "active":
+            return False
+        e.next_due_at, e.defer_reason = until, reason
+        return True
+
+    def enrollment_state(self, enrollment_id: int) -> tuple[str, str | None] | None:
+        e = self._w.enrollments.get(enrollment_id)
+        return (e.status, e.stop_reason) if e is not None else None
+
+    def resume_job(self, org_id: int, job_id: int, *, now: datetime) -> int:
+        resumed = 0
+        for e in self._w.enrollments.values():
+            if e.job_id == job_id and e.status == "paused" and e.stop_reason == "job paused":
+                e.status, e.stop_reason, e.next_due_at = "active", None, now
+                resumed += 1
+        return resumed
+
+    def has_open(self, org_id: int, job_id: int) -> bool:
+        return any(
+            e.job_id == job_id and e.org_id == org_id and e.status in RUNNING_ENROLLMENTS
+            for e in self._w.enrollments.values()
+        )
+
+    def settings(self, org_id: int) -> CadenceSettings:
+        return self.stored_settings.get(org_id, CadenceSettings())
+
+    def save_settings(self, org_id: int, settings: CadenceSettings) -> None:
+        self.stored_settings[org_id] = settings
+
+
+RUNNING_ENROLLMENTS = ("active", "paused")
 
 
 class FakeCards:
@@ -1334,6 +1411,7 @@ class FakeUnitOfWork:
         self.reply_contexts = FakeReplyContexts(world)
         self.reply_policies = FakeReplyPolicies(world)
         self.reply_actions = FakeReplyActions(world)
+        self.cadence = FakeCadence(world)
 
     def __enter__(self) -> FakeUnitOfWork:
         if self._saved is not None:

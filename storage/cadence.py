@@ -1,0 +1,338 @@
+"""The cadence tick's rows: claiming due enrollments, the facts its rules read, verdicts.
+
+Cost follows the due work, not the table: the claim walks the partial index
+`ix_enrollments_due` (active rows with a due time) in due order and stops at `limit`; the
+facts are a few grouped queries over the claimed contacts (index ranges on email_sends
+and appraisal_orders); the verdicts are one executemany UPDATE.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any, Final, cast
+
+from sqlalchemy import Table, bindparam, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from domain.cadence import (
+    BOUNCED,
+    JOB_PAUSED,
+    OPTED_OUT,
+    CadenceSettings,
+    ContactFacts,
+    DueEnrollment,
+    GuardCounts,
+    Settlement,
+    settings_from,
+)
+from domain.jobs import EnrollmentStatus
+from storage import models as m
+
+_EN = cast(Table, m.Enrollment.__table__)
+_ACTIVE: Final = EnrollmentStatus.ACTIVE.value
+_PAUSED: Final = EnrollmentStatus.PAUSED.value
+_RUNNING: Final = (_ACTIVE, _PAUSED)
+# The sends fatigue counts: sent, or on their way (queued, being sent).
+_ON_THEIR_WAY: Final = ("queued", "sending")
+
+_SETTLE: Final = (
+    update(_EN)
+    .where(_EN.c.id == bindparam("b_id"))
+    .values(
+        status=bindparam("b_status"),
+        next_due_at=bindparam("b_due"),
+        stop_reason=bindparam("b_stop"),
+        defer_reason=bindparam("b_defer"),
+        time_zone=func.coalesce(bindparam("b_zone"), _EN.c.time_zone),
+        updated_at=bindparam("b_at"),
+    )
+)
+
+
+class CadenceRepo:
+    """Due enrollments and what the cadence's rules need (nothing here commits)."""
+
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    def _pg(self) -> bool:
+        return self._s.get_bind().dialect.name == "postgresql"
+
+    def claim_due(self, *, now: datetime, limit: int) -> list[DueEnrollment]:
+        """Lock up to `limit` active enrollments due by `now`, in due order (SKIP LOCKED)."""
+        en = m.Enrollment
+        query = (
+            select(
+                en.id,
+                en.org_id,
+                en.job_id,
+                en.contact_id,
+                en.step,
+                en.created_at,
+                en.last_step_at,
+            )
+            .where(en.status == _ACTIVE, en.next_due_at.is_not(None), en.next_due_at <= now)
+            .order_by(en.next_due_at)
+            .limit(limit)
+        )
+        if self._pg():
+            query = query.with_for_update(skip_locked=True)
+        return [
+            DueEnrollment(
+                id=r.id,
+                org_id=r.org_id,
+                job_id=r.job_id,
+                contact_id=r.contact_id,
+                step=r.step,
+                enrolled_at=r.created_at,
+                last_step_at=r.last_step_at,
+            )
+            for r in self._s.execute(query)
+        ]
+
+    def resume_paused(self, *, now: datetime, limit: int) -> int:
+        """Make enrollments whose pause ended active and due now (in pause-end order)."""
+        en = m.Enrollment
+        ids = select(en.id).where(
+            en.status == _PAUSED, en.paused_until.is_not(None), en.paused_until <= now
+        )
+        ids = ids.order_by(en.paused_until).limit(limit)
+        if self._pg():
+            ids = ids.with_for_update(skip_locked=True)
+        chosen = list(self._s.scalars(ids))
+        if not chosen:
+            return 0
+        result = self._s.execute(
+            update(en)
+            .where(en.id.in_(chosen), en.status == _PAUSED)
+            .values(
+                status=_ACTIVE,
+                paused_until=None,
+                next_due_at=now,
+                defer_reason="resumed after the pause ended",
+                updated_at=now,
+            )
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    def contact_facts(
+        self, org_id: int, contact_ids: Sequence[int], *, now: datetime
+    ) -> dict[int, ContactFacts]:
+        """Return what the stop rules and fatigue limits read of these contacts."""
+        ids = sorted(set(contact_ids))
+        if not ids:
+            return {}
+        c = m.Contact
+        rows = self._s.execute(
+            select(
+                c.id,
+                c.email,
+                c.opted_out_at,
+                c.email_status,
+                c.last_replied_at,
+                c.paused_until,
+                c.pause_reason,
+                c.client_id,
+                c.timezone,
+                c.state,
+            ).where(c.org_id == org_id, c.id.in_(ids))
+        ).all()
+        emails = sorted({r.email.lower() for r in rows})
+        domains = sorted({r.email.rsplit("@", 1)[-1].lower() for r in rows if "@" in r.email})
+        clients = sorted({r.client_id for r in rows if r.client_id is not None})
+        s = m.EmailSend
+        week_ago, day_ago = now - timedelta(days=7), now - timedelta(days=1)
+        per_email: dict[str, int] = {}
+        for email, count in self._s.execute(
+            select(func.lower(s.to_email), func.count())
+            .where(
+                s.org_id == org_id,
+                s.to_email.in_(emails),
+                or_(s.sent_at >= week_ago, s.status.in_(_ON_THEIR_WAY)),
+            )
+            .group_by(func.lower(s.to_email))
+        ):
+            per_email[email] = int(count)
+        per_domain: dict[str, int] = {}
+        for domain, count in self._s.execute(
+            select(s.to_domain, func.count())
+            .where(
+                s.org_id == org_id,
+                s.to_domain.in_(domains),
+                or_(s.sent_at >= day_ago, s.status.in_(_ON_THEIR_WAY)),
+            )
+            .group_by(s.to_domain)
+        ):
+            per_domain[str(domain)] = int(count)
+        last_order: dict[int, datetime] = {}
+        if clients:
+            o = m.AppraisalOrder
+            for client_id, at in self._s.execute(
+                select(o.client_id, func.max(o.ordered_at))
+                .where(o.org_id == org_id, o.client_id.in_(clients))
+                .group_by(o.client_id)
+            ):
+                if at is not None:
+                    last_order[int(client_id)] = at
+        facts: dict[int, ContactFacts] = {}
+        for r in rows:
+            email = r.email.lower()
+            facts[r.id] = ContactFacts(
+                contact_id=r.id,
+                email=r.email,
+                opted_out=r.opted_out_at is not None,
+                email_status=r.email_status,
+                last_replied_at=r.last_replied_at,
+                paused_until=r.paused_until,
+                pause_reason=r.pause_reason,
+                client_last_order_at=last_order.get(r.client_id) if r.client_id else None,
+                time_zone=r.timezone,
+                state=r.state,
+                emails_last_week=per_email.get(email, 0),
+                domain_emails_last_day=per_domain.get(email.rsplit("@", 1)[-1], 0),
+            )
+        return facts
+
+    def settle(self, rows: Sequence[Settlement], *, now: datetime) -> None:
+        """Write the tick's verdicts (one executemany statement)."""
+        if not rows:
+            return
+        params: list[dict[str, Any]] = [
+            {
+                "b_id": r.id,
+                "b_status": r.status,
+                "b_due": r.next_due_at,
+                "b_stop": r.stop_reason[:64] if r.stop_reason else None,
+                "b_defer": r.defer_reason[:200] if r.defer_reason else None,
+                "b_zone": r.time_zone[:100] if r.time_zone else None,
+                "b_at": now,
+            }
+            for r in rows
+        ]
+        self._s.connection().execute(_SETTLE, params)
+
+    def step_done(
+        self, enrollment_id: int, *, step: int, at: datetime, final: bool = False
+    ) -> bool:
+        """Record that step `step` ended: the next step counts from `at`; `final`: the
+        cadence is complete (compare-and-set)."""
+        en = m.Enrollment
+        result = self._s.execute(
+            update(en)
+            .where(
+                en.id == enrollment_id,
+                en.step == step,
+                en.status.in_(_RUNNING),
+                en.next_due_at.is_(None),
+            )
+            .values(
+                step=step + 1,
+                last_step_at=at,
+                next_due_at=None if final else at,
+                defer_reason=None,
+                updated_at=at,
+                **({"status": EnrollmentStatus.COMPLETED.value} if final else {}),
+            )
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def defer(self, enrollment_id: int, *, step: int, until: datetime, reason: str) -> bool:
+        """Put an enrollment whose step could not run back in the queue at `until`."""
+        en = m.Enrollment
+        result = self._s.execute(
+            update(en)
+            .where(en.id == enrollment_id, en.step == step, en.status == _ACTIVE)
+            .values(next_due_at=until, defer_reason=reason[:200], updated_at=until)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def stop(self, enrollment_id: int, *, reason: str, at: datetime) -> bool:
+        """Stop a running enrollment with the reason."""
+        en = m.Enrollment
+        result = self._s.execute(
+            update(en)
+            .where(en.id == enrollment_id, en.status.in_(_RUNNING))
+            .values(
+                status=EnrollmentStatus.STOPPED.value,
+                stop_reason=reason[:64],
+                next_due_at=None,
+                updated_at=at,
+            )
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def enrollment_state(self, enrollment_id: int) -> tuple[str, str | None] | None:
+        """Return an enrollment's status and stop reason (None: it is gone)."""
+        row = self._s.execute(
+            select(m.Enrollment.status, m.Enrollment.stop_reason).where(
+                m.Enrollment.id == enrollment_id
+            )
+        ).one_or_none()
+        return (row.status, row.stop_reason) if row is not None else None
+
+    def resume_job(self, org_id: int, job_id: int, *, now: datetime) -> int:
+        """Make the enrollments the job's pause held active and due now."""
+        en = m.Enrollment
+        result = self._s.execute(
+            update(en)
+            .where(
+                en.org_id == org_id,
+                en.job_id == job_id,
+                en.status == _PAUSED,
+                en.stop_reason == JOB_PAUSED,
+            )
+            .values(status=_ACTIVE, stop_reason=None, next_due_at=now, updated_at=now)
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    def has_open(self, org_id: int, job_id: int) -> bool:
+        """True while the job has an active or paused enrollment (an index probe)."""
+        en = m.Enrollment
+        found = self._s.scalar(
+            select(en.id)
+            .where(en.job_id == job_id, en.org_id == org_id, en.status.in_(_RUNNING))
+            .limit(1)
+        )
+        return found is not None
+
+    def guard_counts(self, org_id: int, job_id: int, *, since: datetime) -> GuardCounts:
+        """A job's sends, hard bounces and opt-outs since `since`."""
+        s, en = m.EmailSend, m.Enrollment
+        sends = self._s.scalar(
+            select(func.count())
+            .select_from(s)
+            .where(s.job_id == job_id, s.org_id == org_id, s.sent_at >= since)
+        )
+        counts = dict(
+            self._s.execute(
+                select(en.stop_reason, func.count())
+                .where(
+                    en.job_id == job_id,
+                    en.status == EnrollmentStatus.STOPPED.value,
+                    en.stop_reason.in_([BOUNCED, OPTED_OUT]),
+                    en.updated_at >= since,
+                )
+                .group_by(en.stop_reason)
+            ).all()
+        )
+        return GuardCounts(
+            sends=int(sends or 0),
+            bounces=int(counts.get(BOUNCED, 0)),
+            opt_outs=int(counts.get(OPTED_OUT, 0)),
+        )
+
+    def settings(self, org_id: int) -> CadenceSettings:
+        """The organization's cadence settings (defaults where it set none)."""
+        stored = self._s.scalar(
+            select(m.Organization.cadence_settings).where(m.Organization.id == org_id)
+        )
+        return settings_from(stored)
+
+    def save_settings(self, org_id: int, settings: CadenceSettings) -> None:
+        """Store the organization's cadence settings."""
+        self._s.execute(
+            update(m.Organization)
+            .where(m.Organization.id == org_id)
+            .values(cadence_settings=settings.model_dump(mode="json", exclude_defaults=True))
+        )
