@@ -1,0 +1,303 @@
+"""The cadence tick on SQLite and PostgreSQL: due enrollments become their step's tasks
+exactly once, the stop rules read the real tables (replies, opt-outs, bounces, orders,
+fatigue from email_sends), out-of-office pauses end by themselves, the deliverability guard
+pauses a job and queues its notice, and two ticks at once (PostgreSQL, real transactions)
+never run a step twice.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from domain.clock import FixedClock
+from domain.deps import Deps
+from domain.jobs import Cadence, JobParams, StepTemplate, TargetSelection
+from domain.outreach import Outreach
+from integrations.holiday_calendar import public_holidays
+from storage import models as m
+from storage.db import make_session_factory
+from storage.inbound import periodic_lock
+from storage.uow import UnitOfWork
+from tests.support.builders import make_client, make_contact, make_order, make_org
+
+# Wednesday 2026-11-25 15:00 UTC: 09:00 in Texas, inside the window.
+START = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
+
+
+def outreach(session_factory: Callable[[], Session], clock: FixedClock) -> Outreach:
+    return Outreach.build(
+        Deps(uow=lambda: UnitOfWork(session_factory), clock=clock),
+        unsubscribe_url=lambda org, contact: f"https://x.example/u/{org}/{contact}",
+        holidays=lambda settings: public_holidays("US"),
+    )
+
+
+def params(days: tuple[int, ...] = (0, 4, 10, 21)) -> dict[str, Any]:
+    return JobParams(
+        target=TargetSelection(contact_ids=[1]),
+        templates=[StepTemplate(subject=f"s{i}", body=f"b{i}") for i in range(len(days))],
+        cadence=Cadence(days=list(days)),
+    ).model_dump(mode="json")
+
+
+def seed(session: Session, contacts: int = 3, **contact: Any) -> tuple[int, int, list[int]]:
+    """An org with a running job whose contacts are due at START for step 1 (step 0 sent
+    four days before)."""
+    org = make_org(session)
+    lender = make_client(session, org)
+    job = m.Job(
+        org_id=org.id,
+        name="Win-back",
+        status="running",
+        params=params(),
+        started_at=START - timedelta(days=5),
+        planned_at=START - timedelta(days=5),
+    )
+    session.add(job)
+    session.flush()
+    ids = []
+    for _ in range(contacts):
+        person = make_contact(session, org, lender, state="TX", **contact)
+        row = m.Enrollment(
+            org_id=org.id,
+            job_id=job.id,
+            contact_id=person.id,
+            step=1,
+            status="active",
+            next_due_at=START - timedelta(minutes=5),
+            last_step_at=START - timedelta(days=5),
+            created_at=START - timedelta(days=5),
+        )
+        session.add(row)
+        session.flush()
+        ids.append(row.id)
+    session.commit()
+    return org.id, job.id, ids
+
+
+def tasks_of(session: Session, job_id: int) -> list[tuple[int | None, int, str]]:
+    rows = session.execute(
+        select(m.JobTask.contact_id, m.JobTask.step, m.JobTask.kind)
+        .where(m.JobTask.job_id == job_id)
+        .order_by(m.JobTask.id)
+    )
+    return [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+def enrollment(session: Session, enrollment_id: int) -> m.Enrollment:
+    session.expire_all()
+    row = session.get(m.Enrollment, enrollment_id)
+    assert row is not None
+    return row
+
+
+def test_due_enrollments_become_their_steps_tasks_once(
+    session_factory: Callable[[], Session], clock: FixedClock
+) -> None:
+    clock._at = START
+    with session_factory() as session:
+        _, job_id, ids = seed(session)
+    service = outreach(session_factory, clock)
+    report = service.cadences.tick()
+    assert (report.claimed, report.ran, report.tasks_created) == (3, 3, 3)
+    with session_factory() as session:
+        assert {(step, kind) for _, step, kind in tasks_of(session, job_id)} == {(1, "draft_email")}
+        row = enrollment(session, ids[0])
+        assert (row.status, row.next_due_at, row.step) == ("active", None, 1)
+        assert row.time_zone == "America/Chicago (state)"
+    # The step is in flight: a second tick finds nothing due.
+    assert service.cadences.tick().claimed == 0
+
+
+def test_the_stop_rules_read_replies_opt_outs_bounces_and_orders(
+    session_factory: Callable[[], Session], clock: FixedClock
+) -> None:
+    clock._at = START
+    with session_factory() as session:
+        _, _, ids = seed(session, contacts=5)
+        people = [session.get(m.Enrollment, i).contact_id for i in ids]  # type: ignore[union-attr]
+        session.get(m.Contact, people[0]).last_replied_at = START - timedelta(days=1)  # type: ignore[union-attr]
+        session.get(m.Contact, people[1]).opted_out_at = START - timedelta(days=1)  # type: ignore[union-attr]
+        session.get(m.Contact, people[2]).email_status = "bounced"  # type: ignore[union-attr]
+        session.commit()
+    report = outreach(session_factory, clock).cadences.tick()
+    assert report.stopped == 3
+    with session_factory() as session:
+        reasons = {i: enrollment(session, i).stop_reason for i in ids}
+    assert [reasons[i] for i in ids[:3]] == ["replied", "opted out", "bounced"]
+    assert reasons[ids[3]] is None and reasons[ids[4]] is None
+
+
+def test_a_new_order_after_the_launch_stops_the_cadence_as_a_win(
+    session_factory: Callable[[], Session], clock: FixedClock
+) -> None:
+    clock._at = START
+    with session_factory() as session:
+        org_id, job_id, ids = seed(session, contacts=2)
+        org = session.get(m.Organization, org_id)
+        client_id = session.get(m.Contact, session.get(m.Enrollment, ids[0]).contact_id).client_id  # type: ignore[union-attr]
+        client = session.get(m.Client, client_id)
+        assert org is not None and client is not None
+        make_order(session, org, client, ordered_at=START - timedelta(days=2))
+        session.commit()
+    report = outreach(session_factory, clock).cadences.tick()
+    assert (report.stopped, report.wins) == (2, 2)
+    with session_factory() as session:
+        assert enrollment(session, ids[0]).stop_reason == "re-engaged: new order"
+
+
+def test_fatigue_counts_the_sends_of_every_campaign_and_defers(
+    session_factory: Callable[[], Session], clock: FixedClock
+) -> None:
+    clock._at = START
+    with session_factory() as session:
+        org_id, _, ids = seed(session, contacts=1)
+        person = session.get(m.Contact, session.get(m.Enrollment, ids[0]).contact_id)  # type: ignore[union-attr]
+        assert person is not None
+        for n in range(3):
+            session.add(
+                m.EmailSend(
+                    org_id=org_id,
+                    message_id=f"<f{n}-{person.id}@x>",
+                    to_email=person.email,
+                    subject="other campaign",
+                    status="sent",
+                    sent_at=START - timedelta(days=n + 1),
+                )
+            )
+        session.commit()
+    report = outreach(session_factory, clock).cadences.tick()
+    assert report.deferred == 1
+    with session_factory() as session:
+        row = enrollment(session, ids[0])
+        assert row.status == "active" and row.next_due_at is not None
+        assert row.next_due_at > START
+        assert (row.defer_reason or "").startswith("fatigue: 3 emails to")
+        # The to_domain column was filled on insert, for the per-domain limit.
+        assert session.scalar(select(func.count()).where(m.EmailSend.to_domain.is_not(None)))
+
+
+def test_an_out_of_office_pause_ends_by_itself(
+    session_factory: Callable[[], Session], clock: FixedClock
+) -> None:
+    clock._at = START
+    with session_factory() as session:
+        _, _, ids = seed(session, contacts=1)
+        row = session.get(m.Enrollment, ids[0])
+        assert row is not None
+        row.status, row.paused_until, row.next_due_at = "paused", START + timedelta(days=3), None
+        row.stop_reason = "out of office"
+        session.commit()
+    service = outreach(session_factory, clock)
+    assert service.cadences.tick().claimed == 0
+    clock._at = START + timedelta(days=5)  # Monday 11-30
+    report = service.cadences.tick()
+    assert (report.resumed, report.ran) == (1, 1)
+    with session_factory() as session:
+        row = enrollment(session, ids[0])
+        assert (row.status, row.paused_until, row.stop_reason) == ("active", None, None)
+
+
+def test_the_guard_pauses_a_job_whose_bounces_spike_and_queues_its_notice(
+    session_factory: Callable[[], Session], clock: FixedClock
+) -> None:
+    clock._at = START
+    with session_factory() as session:
+        org_id, job_id, ids = seed(session, contacts=2)
+        session.get(m.Organization, org_id).slack_team_id = "T0GUARD"  # type: ignore[union-attr]
+        for n in range(20):
+            session.add(
+                m.EmailSend(
+                    org_id=org_id,
+                    job_id=job_id,
+                    message_id=f"<g{n}-{job_id}@x>",
+                    to_email=f"p{n}@bounce.example",
+                    subject="s",
+                    status="sent",
+                    sent_at=START - timedelta(days=2),
+                )
+            )
+        lender = make_client(session, session.get(m.Organization, org_id))  # type: ignore[arg-type]
+        for n in range(2):
+            gone = make_contact(session, session.get(m.Organization, org_id), lender)  # type: ignore[arg-type]
+            session.add(
+                m.Enrollment(
+                    org_id=org_id,
+                    job_id=job_id,
+                    contact_id=gone.id,
+                    step=1,
+                    status="stopped",
+                    stop_reason="bounced",
+                    updated_at=START - timedelta(days=1),
+                )
+            )
+        session.commit()
+    report = outreach(session_factory, clock).cadences.tick()
+    assert report.jobs_paused == [job_id]
+    assert report.paused == 2 and report.ran == 0
+    with session_factory() as session:
+        job = session.get(m.Job, job_id)
+        assert job is not None and job.status == "paused"
+        assert "2 hard bounces in 20 sends (10.0%, limit 5.0%)" in (job.last_error or "")
+        notices = session.scalars(select(m.SlackDeferredCall.body)).all()
+        assert any("job_guard_paused" in body for body in notices)
+        assert enrollment(session, ids[0]).stop_reason == "job paused"
+    # Resuming the job makes the enrollments due again (the guard judges again).
+    service = outreach(session_factory, clock)
+    with session_factory() as session:
+        session.get(m.Job, job_id).last_error = None  # type: ignore[union-attr]
+        session.commit()
+    service.jobs.set_job_status(org_id, job_id, _status("running"))
+    with session_factory() as session:
+        row = enrollment(session, ids[0])
+        assert (row.status, row.next_due_at) == ("active", START)
+
+
+def _status(value: str) -> Any:
+    from domain.jobs import JobStatus
+
+    return JobStatus(value)
+
+
+def test_two_ticks_at_once_never_run_a_step_twice(
+    committed_engine: Engine, clock: FixedClock
+) -> None:
+    clock._at = START
+    sessions = make_session_factory(committed_engine)
+    with sessions() as session:
+        _, job_id, _ = seed(session, contacts=120)
+    services = [outreach(sessions, clock) for _ in range(3)]
+    for service in services:
+        service.cadences.chunk = 7
+    barrier = threading.Barrier(len(services))
+    claimed: list[int] = []
+
+    def run(service: Outreach) -> None:
+        barrier.wait()
+        claimed.append(service.cadences.tick().claimed)
+
+    threads = [threading.Thread(target=run, args=(s,)) for s in services]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    with sessions() as session:
+        tasks = tasks_of(session, job_id)
+    assert len(tasks) == 120
+    assert len({contact for contact, _, _ in tasks}) == 120
+    assert sum(claimed) == 120
+
+
+def test_one_process_at_a_time_holds_the_periodic_lock(committed_engine: Engine) -> None:
+    sessions = make_session_factory(committed_engine)
+    with periodic_lock(sessions, "test:tick") as first:
+        with periodic_lock(sessions, "test:tick") as second:
+            assert (first, second) == (True, False)
+    with periodic_lock(sessions, "test:tick") as again:
+        assert again
