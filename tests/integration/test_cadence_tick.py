@@ -131,7 +131,8 @@ def test_the_stop_rules_read_replies_opt_outs_bounces_and_orders(
     with session_factory() as session:
         reasons = {i: enrollment(session, i).stop_reason for i in ids}
     assert [reasons[i] for i in ids[:3]] == ["replied", "opted out", "bounced"]
-    assert reasons[ids[3]] is None and reasons[ids[4]] is None
+    assert reasons[ids[3]] is None
+    assert reasons[ids[4]] is None
 
 
 def test_a_new_order_after_the_launch_stops_the_cadence_as_a_win(
@@ -143,7 +144,8 @@ def test_a_new_order_after_the_launch_stops_the_cadence_as_a_win(
         org = session.get(m.Organization, org_id)
         client_id = session.get(m.Contact, session.get(m.Enrollment, ids[0]).contact_id).client_id  # type: ignore[union-attr]
         client = session.get(m.Client, client_id)
-        assert org is not None and client is not None
+        assert org is not None
+        assert client is not None
         make_order(session, org, client, ordered_at=START - timedelta(days=2))
         session.commit()
     report = outreach(session_factory, clock).cadences.tick()
@@ -176,7 +178,8 @@ def test_fatigue_counts_the_sends_of_every_campaign_and_defers(
     assert report.deferred == 1
     with session_factory() as session:
         row = enrollment(session, ids[0])
-        assert row.status == "active" and row.next_due_at is not None
+        assert row.status == "active"
+        assert row.next_due_at is not None
         assert row.next_due_at > START
         assert (row.defer_reason or "").startswith("fatigue: 3 emails to")
         # The to_domain column was filled on insert, for the per-domain limit.
@@ -224,7 +227,7 @@ def test_the_guard_pauses_a_job_whose_bounces_spike_and_queues_its_notice(
                 )
             )
         lender = make_client(session, session.get(m.Organization, org_id))  # type: ignore[arg-type]
-        for n in range(2):
+        for _ in range(2):
             gone = make_contact(session, session.get(m.Organization, org_id), lender)  # type: ignore[arg-type]
             session.add(
                 m.Enrollment(
@@ -240,10 +243,12 @@ def test_the_guard_pauses_a_job_whose_bounces_spike_and_queues_its_notice(
         session.commit()
     report = outreach(session_factory, clock).cadences.tick()
     assert report.jobs_paused == [job_id]
-    assert report.paused == 2 and report.ran == 0
+    assert report.paused == 2
+    assert report.ran == 0
     with session_factory() as session:
         job = session.get(m.Job, job_id)
-        assert job is not None and job.status == "paused"
+        assert job is not None
+        assert job.status == "paused"
         assert "2 hard bounces in 20 sends (10.0%, limit 5.0%)" in (job.last_error or "")
         notices = session.scalars(select(m.SlackDeferredCall.body)).all()
         assert any("job_guard_paused" in body for body in notices)

@@ -68,7 +68,8 @@ def walk(person: ContactFacts, job: JobFacts = JOB) -> list[datetime]:
             if decision.outcome == Outcome.RUN:
                 break
             assert decision.outcome == Outcome.DEFER, decision
-            assert decision.at is not None and decision.at > now
+            assert decision.at is not None
+            assert decision.at > now
             now = decision.at
         else:
             pytest.fail("the step never ran")
@@ -114,7 +115,8 @@ def test_a_step_waits_for_the_window_in_the_contacts_own_zone() -> None:
     decision = decide(due(0, None), contact(state="CA"), JOB, SETTINGS, US, now=ENROLLED)
     assert decision.outcome == Outcome.DEFER
     assert decision.at == datetime(2026, 11, 25, 17, 0, tzinfo=UTC)
-    assert decision.zone is not None and decision.zone.source == "state"
+    assert decision.zone is not None
+    assert decision.zone.source == "state"
     assert (decision.reason or "").endswith("09:00 PST")
 
 
@@ -125,7 +127,8 @@ def test_the_local_day_not_the_utc_day_decides_across_the_date_line() -> None:
     decision = decide(due(1, ENROLLED), person, JOB, SETTINGS, US, now=now)
     assert decision.outcome == Outcome.DEFER
     assert decision.at == datetime(2026, 11, 30, 19, 0, tzinfo=UTC)  # Mon 09:00 HST
-    assert decision.zone is not None and decision.zone.source == "contact"
+    assert decision.zone is not None
+    assert decision.zone.source == "contact"
 
 
 def test_a_contact_without_zone_or_state_uses_the_orgs_zone_and_says_so() -> None:
@@ -179,7 +182,8 @@ def test_a_paused_job_pauses_and_an_ended_campaign_stops() -> None:
     )
     archived = replace(JOB, campaign_status="archived")
     stopped = decide(due(1, ENROLLED), contact(), archived, SETTINGS, US, now=now)
-    assert stopped.outcome == Outcome.STOP and "archived" in (stopped.reason or "")
+    assert stopped.outcome == Outcome.STOP
+    assert "archived" in (stopped.reason or "")
     cancelled = decide(
         due(1, ENROLLED), contact(), replace(JOB, status="cancelled"), SETTINGS, US, now=now
     )
@@ -206,7 +210,8 @@ def test_fatigue_defers_an_email_to_the_next_days_window_and_says_why() -> None:
     )
     crowded = contact(domain_emails_last_day=25)
     decision = decide(due(1, ENROLLED), crowded, JOB, SETTINGS, US, now=now)
-    assert decision.outcome == Outcome.DEFER and "pinnacle.example today" in (decision.reason or "")
+    assert decision.outcome == Outcome.DEFER
+    assert "pinnacle.example today" in (decision.reason or "")
 
 
 def test_fatigue_does_not_hold_back_a_call() -> None:
@@ -215,7 +220,8 @@ def test_fatigue_does_not_hold_back_a_call() -> None:
     now = datetime(2026, 11, 30, 16, 0, tzinfo=UTC)
     decision = decide(due(1, ENROLLED), contact(emails_last_week=9), job, SETTINGS, US, now=now)
     assert decision.outcome == Outcome.RUN
-    assert decision.step is not None and decision.step.channel == Channel.CALL
+    assert decision.step is not None
+    assert decision.step.channel == Channel.CALL
 
 
 def test_the_guard_judges_rates_only_past_its_minimum_sample() -> None:
@@ -223,9 +229,11 @@ def test_the_guard_judges_rates_only_past_its_minimum_sample() -> None:
     assert guard_verdict(GuardCounts(sends=10, bounces=5, opt_outs=0), limits) is None
     assert guard_verdict(GuardCounts(sends=100, bounces=5, opt_outs=2), limits) is None
     bounces = guard_verdict(GuardCounts(sends=40, bounces=3, opt_outs=0), limits)
-    assert bounces is not None and "3 hard bounces in 40 sends (7.5%, limit 5.0%)" in bounces
+    assert bounces is not None
+    assert "3 hard bounces in 40 sends (7.5%, limit 5.0%)" in bounces
     opt_outs = guard_verdict(GuardCounts(sends=100, bounces=0, opt_outs=3), limits)
-    assert opt_outs is not None and "3 opt-outs in 100 sends" in opt_outs
+    assert opt_outs is not None
+    assert "3 opt-outs in 100 sends" in opt_outs
 
 
 @pytest.mark.parametrize(
