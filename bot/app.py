@@ -430,6 +430,7 @@ def build_runtime(
         on_tasks=worker.wake,
     )
     outreach.cadences.max_per_tick = settings.CADENCE_TICK_LIMIT
+    outreach.cadences.chunk = settings.CADENCE_TICK_CHUNK
     message_classifier, offline_classifier = build_message_classifiers(settings)
     understanding = build_understanding(
         uow,

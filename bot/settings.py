@@ -132,6 +132,12 @@ class Settings(BaseSettings):
         description="Enrollments one tick works through at most; a backlog after downtime "
         "drains over the next ticks, in due order, instead of in one burst.",
     )
+    CADENCE_TICK_CHUNK: int = Field(
+        default=500,
+        ge=1,
+        le=10_000,
+        description="Enrollments the tick claims, judges and commits in one transaction.",
+    )
     SALESBOT_CLOCK_FILE: str = Field(
         default="",
         description="Tests and benches only: read the current time from this file (an ISO "

@@ -34,6 +34,8 @@ POINTS: Final = (
     # snooze → back (domain/outreach/snoozing.py)
     "snooze.claimed",  # due snoozed cards claimed under a lease; none posted again
     "snooze.posted",  # a snoozed card's new message is posted; not recorded, snooze not cleared
+    # cadence tick (domain/outreach/cadences.py)
+    "cadence.chunk",  # a chunk's steps are tasks and its enrollments settled; jobs not finished
     # inbound: parsed → understood (docs/inbound.md)
     "understanding.claimed",  # parsed messages claimed under a lease; nothing recorded
     "understanding.recorded",  # their classification, links and actions are committed
