@@ -346,6 +346,8 @@ class Drafting:
                 "draft_note": draft.note,
                 "campaign_name": campaign_name,
                 "cadence_step": step,
+                # The zone the step was scheduled in, and why (shown on the card).
+                "time_zone": task.input.get("time_zone"),
             },
             "draft_fingerprint": draft_fingerprint(
                 to=ctx.email, subject=draft.subject, body=draft.body

@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session
 from domain.clock import FixedClock
 from domain.deps import Deps
 from domain.jobs import Cadence, JobParams, StepTemplate, TargetSelection
-from domain.outreach import Outreach
+from domain.mail import OutgoingEmail, SendOutcome, SendStatus
+from domain.outreach import Actor, Outreach
 from integrations.holiday_calendar import public_holidays
 from storage import models as m
 from storage.db import make_session_factory
@@ -306,3 +307,89 @@ def test_one_process_at_a_time_holds_the_periodic_lock(committed_engine: Engine)
             assert (first, second) == (True, False)
     with periodic_lock(sessions, "test:tick") as again:
         assert again
+
+
+def test_a_backlog_after_downtime_drains_in_due_order_over_several_ticks(
+    session_factory: Callable[[], Session], clock: FixedClock
+) -> None:
+    clock._at = START
+    with session_factory() as session:
+        _, job_id, ids = seed(session, contacts=10)
+        for n, enrollment_id in enumerate(ids):
+            row = session.get(m.Enrollment, enrollment_id)
+            assert row is not None
+            # Due over the last ten days, the newest first in id order.
+            row.next_due_at = START - timedelta(days=n + 1)
+        session.commit()
+    service = outreach(session_factory, clock)
+    service.cadences.max_per_tick = 4
+    service.cadences.chunk = 3
+    claimed = [service.cadences.tick().claimed for _ in range(4)]
+    assert claimed == [4, 4, 2, 0]
+    with session_factory() as session:
+        order = session.scalars(
+            select(m.JobTask.contact_id).where(m.JobTask.job_id == job_id).order_by(m.JobTask.id)
+        ).all()
+        contacts = [session.get(m.Enrollment, i).contact_id for i in ids]  # type: ignore[union-attr]
+    # The longest overdue first.
+    assert list(order) == list(reversed(contacts))
+
+
+class RecordingMailer:
+    """The Mailer port, keeping what it was asked to send."""
+
+    def __init__(self) -> None:
+        self.sent: list[OutgoingEmail] = []
+
+    def send(self, email: OutgoingEmail) -> SendOutcome:
+        self.sent.append(email)
+        return SendOutcome(
+            status=SendStatus.SENT,
+            email_send_id=0,
+            message_id=f"<{len(self.sent)}@salesbot.test>",
+            gmail_thread_id="thread-1",
+        )
+
+
+def test_a_follow_up_approved_after_the_contact_opted_out_is_withdrawn_not_sent(
+    session_factory: Callable[[], Session], clock: FixedClock
+) -> None:
+    clock._at = START
+    with session_factory() as session:
+        org_id, job_id, ids = seed(session, contacts=1)
+        rep = m.User(org_id=org_id, email="rep@x.example", name="Rep", role="admin")
+        session.add(rep)
+        session.flush()
+        session.get(m.Job, job_id).owner_id = rep.id  # type: ignore[union-attr]
+        session.commit()
+        rep_id = rep.id
+    mailer = RecordingMailer()
+    service = Outreach.build(
+        Deps(uow=lambda: UnitOfWork(session_factory), clock=clock),
+        unsubscribe_url=lambda org, contact: f"https://x.example/u/{org}/{contact}",
+        mailer=mailer,
+    )
+    assert service.cadences.tick().ran == 1
+    with session_factory() as session:
+        task = session.scalars(select(m.JobTask).where(m.JobTask.job_id == job_id)).one()
+        view = UnitOfWork(session_factory)
+    with view as uow:
+        (claimed,) = uow.tasks.claim(limit=10, now=START, lease_until=START + timedelta(hours=1))
+        uow.commit()
+    assert claimed.id == task.id
+    service.drafting.run_draft_batch([claimed], org_id=org_id)
+    with session_factory() as session:
+        card = session.scalars(select(m.Card).where(m.Card.job_id == job_id)).one()
+        assert card.type == "follow_up"
+        # The contact opts out while the card waits for review.
+        enrollment_row = session.get(m.Enrollment, ids[0])
+        assert enrollment_row is not None
+        enrollment_row.status, enrollment_row.stop_reason = "stopped", "opted out"
+        session.commit()
+        card_id = card.id
+    result = service.review.approve_card(
+        Actor(org_id=org_id, user_id=rep_id, role="admin"), card_id, fingerprint=None
+    )
+    assert result.state.value == "withdrawn"
+    assert "opted out" in (result.withdrawn_reason or "")
+    assert mailer.sent == []
