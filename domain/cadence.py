@@ -513,12 +513,18 @@ def decide(
             Outcome.DEFER, f"{why}: until {_when(until, zone)}"[:200], at=until, zone=zone
         )
     step = job.steps[due.step]
-    if due.step == 0 or due.last_step_at is None:
+    if due.step == 0:
         scheduled = next_opening(due.enrolled_at, zone.zone, window, holidays)
     else:
-        gap = step.day - job.steps[due.step - 1].day
+        # From when the previous step ended; an enrollment that never recorded it (made
+        # before cadences ran) counts the step's day from its enrollment.
+        since, gap = (
+            (due.last_step_at, step.day - job.steps[due.step - 1].day)
+            if due.last_step_at is not None
+            else (due.enrolled_at, step.day)
+        )
         scheduled = next_step_at(
-            due.last_step_at,
+            since,
             gap,
             zone=zone.zone,
             window=window,

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Final
 
+from pydantic import ValidationError
+
 from domain import faults
 from domain.cadence import (
     CadenceSettings,
@@ -93,7 +95,7 @@ class TickReport:
 @dataclass(frozen=True)
 class _JobView:
     job: Job
-    params: JobParams
+    params: JobParams | None
     facts: JobFacts
 
 
@@ -191,7 +193,7 @@ class Cadences:
                 settlements.append(self._settle(item, decision, report))
                 if decision.outcome in (Outcome.STOP, Outcome.COMPLETE):
                     ended.add((org_id, item.job_id))
-                if decision.outcome != Outcome.RUN or decision.step is None:
+                if decision.outcome != Outcome.RUN or decision.step is None or not view.params:
                     continue
                 if decision.step.channel == Channel.EMAIL and contact is not None:
                     extra_person[item.contact_id] += 1
@@ -251,7 +253,19 @@ class Cadences:
         report: TickReport,
     ) -> _JobView:
         job = uow.jobs.get(org_id, job_id)
-        params = job.parsed_params()
+        try:
+            params = job.parsed_params()
+        except ValidationError as exc:
+            # A job whose stored params no longer read (edited by hand, an old format)
+            # must not hold the tick: its enrollments stop with the reason.
+            log.error(
+                "job params unreadable; its enrollments stop",
+                extra={"job_id": job_id, "error": str(exc).splitlines()[0]},
+            )
+            facts = JobFacts(
+                job_id=job.id, status="params unreadable", started_at=job.created_at, steps=()
+            )
+            return _JobView(job=job, params=None, facts=facts)
         status = job.status
         if status == JobStatus.RUNNING:
             reason = self._guard(uow, job, params, settings, now=now)

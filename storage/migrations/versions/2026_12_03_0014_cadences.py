@@ -6,6 +6,8 @@ Create Date: 2026-12-03
 
 - `enrollments.last_step_at`: when the contact's previous step ended (sent, done, skipped);
   the next step counts its gap from it, so a late step shifts the rest of the cadence.
+  Existing enrollments are brought in line: step 0 in flight, or step 1 due from the
+  send of a step 0 that went out.
 - `enrollments.defer_reason`: why a due step waits (outside business hours, a holiday,
   fatigue, a reply found at the last look), shown by REST and `/job status`.
 - `enrollments.time_zone`: the zone the contact's steps are scheduled in, and where it came
@@ -51,6 +53,23 @@ def upgrade() -> None:
     )
     op.add_column("enrollments", sa.Column("defer_reason", sa.String(200), nullable=True))
     op.add_column("enrollments", sa.Column("time_zone", sa.String(100), nullable=True))
+    # Enrollments made before the tick existed: planning wrote `next_due_at` = now with
+    # step 0's tasks, and nothing recorded the step's end. Their step 0 is in flight (no
+    # due time) unless its email went out: then step 1 counts from that send.
+    op.execute(
+        "UPDATE enrollments SET next_due_at = NULL "
+        "WHERE step = 0 AND status IN ('active', 'paused')"
+    )
+    op.execute(
+        "UPDATE enrollments SET step = 1, "
+        "last_step_at = (SELECT max(c.executed_at) FROM cards c "
+        "WHERE c.enrollment_id = enrollments.id AND c.state = 'done'), "
+        "next_due_at = (SELECT max(c.executed_at) FROM cards c "
+        "WHERE c.enrollment_id = enrollments.id AND c.state = 'done') "
+        "WHERE step = 0 AND status = 'active' AND EXISTS (SELECT 1 FROM cards c "
+        "WHERE c.enrollment_id = enrollments.id AND c.state = 'done' "
+        "AND c.executed_at IS NOT NULL)"
+    )
     op.create_index(
         "ix_enrollments_due",
         "enrollments",
