@@ -84,6 +84,7 @@ from integrations.regex_re2 import Re2Engine
 from integrations.reply_intents import ReplyIntentReader
 from jobs.cadence import CadenceScheduler
 from jobs.recovery import RecoverySweep
+from jobs.scheduler import PeriodicJob, PeriodicScheduler
 from jobs.slack_replay import SlackReplayWorker
 from jobs.snooze import SnoozeSweep
 from jobs.understanding import UnderstandingWorker
@@ -110,8 +111,10 @@ class Runtime:
     recovery: RecoverySweep
     #: Posts cards whose snooze ended again, as new messages.
     snooze_sweep: SnoozeSweep
-    #: Advances cadences every CADENCE_TICK_SECONDS (the scheduler's cadence tick).
+    #: The cadence tick under its periodic lock (run by `scheduler`, or by the API now).
     cadence_scheduler: CadenceScheduler
+    #: The process's periodic jobs: the cadence tick, the recovery and snooze sweeps.
+    scheduler: PeriodicScheduler
     bolt: App | None
     secrets: SecretBox
     unsubscribe_signer: LinkSigner
@@ -163,9 +166,7 @@ class Background:
         parts: list[Any] = [
             runtime.worker,
             runtime.poster,
-            runtime.recovery,
-            runtime.snooze_sweep,
-            runtime.cadence_scheduler,
+            runtime.scheduler,
         ]
         if runtime.gmail is not None:
             parts.append(runtime.gmail.outbox)
@@ -403,12 +404,7 @@ def build_runtime(
     )
     # Plans pending jobs (REST launches) and carries on what a dead process left, once its
     # lease ran out; it looks a few times per lease, and at most every 30 s.
-    recovery = RecoverySweep(
-        outreach.recovery,
-        services.session_factory,
-        poll_seconds=min(30.0, max(settings.WORKER_POLL_SECONDS, work_lease.total_seconds() / 4)),
-        on_found=worker.wake,
-    )
+    recovery = RecoverySweep(outreach.recovery, services.session_factory, on_found=worker.wake)
     # Rule proposals are sent to the admins in Slack when there is a Slack app to send them.
     corrections = Corrections(
         service_deps,
@@ -417,18 +413,27 @@ def build_runtime(
         propose_after=settings.RULE_PROPOSAL_AFTER,
         notify_in_chat=slack is not None and bool(settings.SLACK_SIGNING_SECRET),
     )
-    # A snooze ends within a poll of its time; "in an hour" needs no finer grain.
-    snooze_sweep = SnoozeSweep(
-        outreach.snoozing,
-        services.session_factory,
-        poll_seconds=min(30.0, max(settings.WORKER_POLL_SECONDS, work_lease.total_seconds() / 4)),
-    )
+    snooze_sweep = SnoozeSweep(outreach.snoozing, services.session_factory)
     cadence_scheduler = CadenceScheduler(
-        outreach.cadences,
-        services.session_factory,
-        every=timedelta(seconds=settings.CADENCE_TICK_SECONDS),
-        on_tasks=worker.wake,
+        outreach.cadences, services.session_factory, on_tasks=worker.wake
     )
+    # The sweeps carry on a dead process's work once its lease ran out: they look a few
+    # times per lease, at most every 30 s (a snooze ends within one such interval).
+    sweep_every = timedelta(
+        seconds=min(30.0, max(settings.WORKER_POLL_SECONDS, work_lease.total_seconds() / 4))
+    )
+    scheduler = PeriodicScheduler()
+    scheduler.add(PeriodicJob(RecoverySweep.NAME, recovery.run_once, sweep_every))
+    scheduler.add(PeriodicJob(SnoozeSweep.NAME, snooze_sweep.run_once, sweep_every))
+    scheduler.add(
+        PeriodicJob(
+            CadenceScheduler.NAME,
+            cadence_scheduler.run_round,
+            timedelta(seconds=settings.CADENCE_TICK_SECONDS),
+            max_rounds=1,
+        )
+    )
+    recovery.wake = lambda: scheduler.wake(RecoverySweep.NAME)
     outreach.cadences.max_per_tick = settings.CADENCE_TICK_LIMIT
     outreach.cadences.chunk = settings.CADENCE_TICK_CHUNK
     message_classifier, offline_classifier = build_message_classifiers(settings)
@@ -500,6 +505,7 @@ def build_runtime(
         recovery=recovery,
         snooze_sweep=snooze_sweep,
         cadence_scheduler=cadence_scheduler,
+        scheduler=scheduler,
         bolt=bolt,
         secrets=secrets,
         unsubscribe_signer=unsubscribe_signer,

@@ -10,8 +10,8 @@ must follow a commit is found again here, once its lease ran out (`WORK_LEASE_SE
 - running tasks of jobs that ended meanwhile.
 
 Tasks claimed by a dead worker need no sweep: their lease runs out and the next claim
-takes them. On PostgreSQL a round takes an advisory lock, so one replica sweeps at a time;
-SQLite serves one process, which always takes it. Every step is a compare-and-set, so a
+takes them. A round takes the periodic lock (an advisory lock on PostgreSQL, a lease row on
+SQLite), so one process sweeps at a time. Every step is a compare-and-set, so a
 second sweeper (or a live worker it races) never does anything twice.
 """
 
@@ -21,7 +21,6 @@ import logging
 from collections.abc import Callable
 
 from domain.outreach import Recovery
-from jobs.loop import PolledWorker
 from storage.db import SessionFactory
 from storage.inbound import periodic_lock
 
@@ -30,22 +29,25 @@ log = logging.getLogger(__name__)
 LOCK_NAME = "salesbot:recovery-sweep"
 
 
-class RecoverySweep(PolledWorker):
-    """One thread that sweeps every `poll_seconds`; `wake()` when a job waits to be planned."""
+class RecoverySweep:
+    """The sweep, run by the process's periodic scheduler (jobs/scheduler.py) every few
+    seconds; `wake()` when a job waits to be planned (the scheduler runs it at once)."""
+
+    NAME = "recovery-sweep"
 
     def __init__(
         self,
         recovery: Recovery,
         session_factory: SessionFactory,
         *,
-        poll_seconds: float = 30.0,
         on_found: Callable[[], None] | None = None,
     ) -> None:
         self._recovery = recovery
         self._sessions = session_factory
         self._on_found = on_found
         self._idle_after = 0
-        self._poll_with(threads=1, poll_seconds=poll_seconds, name="recovery-sweep")
+        #: Runs the sweep soon; the composition root points it at the scheduler.
+        self.wake: Callable[[], None] = lambda: None
 
     def run_once(self) -> int:
         """Sweep once; return how many jobs and cards were carried on (0: nothing left)."""

@@ -756,7 +756,7 @@ def advisory_key(name: str) -> int:
 
 @contextmanager
 def periodic_lock(
-    session_factory: SessionFactory, name: str, *, lease: timedelta = timedelta(minutes=10)
+    session_factory: SessionFactory, name: str, *, lease: timedelta = timedelta(minutes=5)
 ) -> Iterator[bool]:
     """Hold the periodic job `name` for a block; yield whether this process took it.
 
@@ -764,7 +764,8 @@ def periodic_lock(
     it is a transaction-scoped advisory lock, gone when the block ends or the process
     dies. Elsewhere (SQLite, where several processes may share one file: `serve` and a
     CLI command) it is a row of `periodic_leases` taken until `lease` from now and given
-    back at the end; a process that dies holding it leaves it to run out.
+    back at the end; a process that dies holding it is seen dead at once (same host, pid
+    gone), or its lease runs out.
     """
     with session_factory() as session:
         if session.get_bind().dialect.name != "postgresql":
@@ -795,27 +796,46 @@ def periodic_lock(
             session.commit()
 
 
+def _dead_here(holder: str) -> bool:
+    """True when a lease holder names a process of this host that no longer runs."""
+    host, _, rest = holder.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname()[:60] or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def _lease_holder() -> str:
     """This process and thread, as a lease holder's name."""
     return f"{socket.gethostname()[:60]}:{os.getpid()}:{threading.get_ident()}"
 
 
 def _take_lease(session: Session, name: str, holder: str, lease: timedelta) -> bool:
-    """Take the lease row `name` if it is free or ran out; commit; True if taken."""
+    """Take the lease row `name` if it is free, ran out, or its holder died; commit; True
+    if taken. SQLite serves one machine, so a holder on this host whose process is gone
+    (`kill -9`) is known dead at once instead of after its lease."""
     now = datetime.now(UTC)
     lease_row = m.PeriodicLease
-    if session.get(lease_row, name) is None:
+    row = session.get(lease_row, name)
+    if row is None:
         try:
             session.add(lease_row(name=name, holder=None, lease_until=None))
             session.commit()
         except IntegrityError:
             session.rollback()  # another process made it first
+        row = session.get(lease_row, name)
+    free = or_(lease_row.lease_until.is_(None), lease_row.lease_until < now)
+    if row is not None and row.holder and _dead_here(row.holder):
+        free = or_(free, lease_row.holder == row.holder)
     result = session.execute(
         update(lease_row)
-        .where(
-            lease_row.name == name,
-            or_(lease_row.lease_until.is_(None), lease_row.lease_until < now),
-        )
+        .where(lease_row.name == name, free)
         .values(holder=holder, lease_until=now + lease)
     )
     session.commit()

@@ -153,6 +153,14 @@ def test_a_tick_killed_after_a_chunk_loses_no_step_and_runs_none_twice(
         assert len(after_kill) == 2
         deployment.start()
         wait_until(lambda: follow_up_cards() == CONTACTS, timeout=60, what="every follow-up")
+        # The cards reach the rep's DM in the Slack stand-in.
+        wait_until(
+            lambda: (
+                len([m for m in slack.messages(REP) if "Following up" in str(m.blocks)]) == CONTACTS
+            ),
+            timeout=60,
+            what="every follow-up posted",
+        )
         assert deployment.terminate() == -signal.SIGTERM
     finally:
         deployment.stop()
@@ -172,7 +180,3 @@ def test_a_tick_killed_after_a_chunk_loses_no_step_and_runs_none_twice(
     assert sorted(cards) == sorted(enrollment_ids)
     # Every enrollment waits for its step-2 card's decision (no due time while in flight).
     assert states == [None] * CONTACTS
-    # The cards reached the rep's DM in the Slack stand-in.
-    assert len([msg for msg in slack.messages(REP) if "Following up" in str(msg.blocks)]) == (
-        CONTACTS
-    )

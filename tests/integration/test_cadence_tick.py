@@ -393,3 +393,37 @@ def test_a_follow_up_approved_after_the_contact_opted_out_is_withdrawn_not_sent(
     assert result.state.value == "withdrawn"
     assert "opted out" in (result.withdrawn_reason or "")
     assert mailer.sent == []
+
+
+def test_a_lease_left_by_a_dead_process_is_taken_over_at_once(
+    committed_engine: Engine, tmp_path: Any
+) -> None:
+    import os
+    import socket
+    import subprocess
+
+    sessions = make_session_factory(committed_engine)
+    if committed_engine.dialect.name == "postgresql":
+        return  # advisory locks go with their session; the lease row is SQLite's
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    with sessions() as session:
+        session.add(
+            m.PeriodicLease(
+                name="test:dead",
+                holder=f"{socket.gethostname()[:60]}:{dead.pid}:1",
+                lease_until=datetime.now(UTC) + timedelta(minutes=5),
+            )
+        )
+        session.add(
+            m.PeriodicLease(
+                name="test:alive",
+                holder=f"{socket.gethostname()[:60]}:{os.getppid()}:1",
+                lease_until=datetime.now(UTC) + timedelta(minutes=5),
+            )
+        )
+        session.commit()
+    with periodic_lock(sessions, "test:dead") as taken:
+        assert taken
+    with periodic_lock(sessions, "test:alive") as taken:
+        assert not taken
