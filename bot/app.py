@@ -78,7 +78,9 @@ from handlers.api.gmail import GmailIntegration
 from handlers.request_limits import RequestLimitMiddleware
 from handlers.slack.common import SlackDeps
 from integrations.crypto import LinkSigner, MailtoUnsubscribeTokens, SecretBox
+from integrations.gmail.lookout import GmailLookout
 from integrations.gmail.sender import gmail_service
+from integrations.gmail.sync import GmailSync
 from integrations.holiday_calendar import public_holidays
 from integrations.regex_re2 import Re2Engine
 from integrations.reply_intents import ReplyIntentReader
@@ -90,6 +92,7 @@ from jobs.snooze import SnoozeSweep
 from jobs.understanding import UnderstandingWorker
 from jobs.worker import TaskWorker
 from storage.db import SessionFactory, make_engine, make_session_factory
+from storage.inbound import SqlInboundStore
 from storage.models import Organization
 from storage.slack_calls import SlackCallQueue
 from storage.slack_store import DbInstallationStore, DbOAuthStateStore
@@ -212,6 +215,28 @@ def _mailbox_services(gmail: GmailIntegration) -> Callable[[int], Any]:
         return gmail_service(gmail.config, tokens)
 
     return service_for_account
+
+
+def build_lookout(
+    gmail: GmailIntegration, services: Services, uow: Callable[[], UnitOfWork]
+) -> GmailLookout:
+    """The last look before a cadence follow-up, in its sender's connected mailbox."""
+    service_for_account = _mailbox_services(gmail)
+    store = SqlInboundStore(services.session_factory)
+
+    def mailbox_for(org_id: int, user_id: int) -> tuple[int, str] | None:
+        # The mailbox the follow-up leaves from: the one the outbox sends it with.
+        with uow() as unit:
+            account = unit.gmail_accounts.for_user(org_id, user_id, connected_only=True)
+        return (account.id, account.email) if account is not None else None
+
+    return GmailLookout(
+        store=store,
+        sync=GmailSync(store, service_for_account, services.clock),
+        service_for_account=service_for_account,
+        mailbox_for=mailbox_for,
+        clock=services.clock,
+    )
 
 
 def holiday_calendar(settings: CadenceSettings) -> HolidayCalendar:
@@ -342,6 +367,7 @@ def build_runtime(
     )
     if mailer is None and gmail is not None:
         mailer = gmail.mailer
+    lookout = build_lookout(gmail, services, uow) if gmail is not None else None
     notifier = (
         SlackNotifier(
             slack.client_for_org, post_interval_seconds=settings.SLACK_POST_INTERVAL_SECONDS
@@ -365,6 +391,7 @@ def build_runtime(
         work_lease=work_lease,
         replies=replies,
         holidays=holiday_calendar,
+        lookout=lookout,
     )
     if gmail is not None:
 
@@ -456,6 +483,9 @@ def build_runtime(
         poll_seconds=max(settings.WORKER_POLL_SECONDS, 1.0),
         on_processed=wake_card_workers,
     )
+    if lookout is not None:
+        # What a last look stored goes through the inbound pipeline at once.
+        lookout.on_stored = inbound_worker.wake
     bolt: App | None = None
     slack_worker: SlackReplayWorker | None = None
     if slack is not None and settings.SLACK_SIGNING_SECRET:

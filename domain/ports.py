@@ -62,6 +62,7 @@ from domain.errors import ExternalServiceError
 from domain.inbound_actions import EnrollmentRef
 from domain.intents import KnownPerson, ProposedTime, ReferralCandidate, ResumeDate
 from domain.jobs import Job, JobKind, JobStatus, JobTaskView, TargetSelection, TaskStatus
+from domain.last_look import LookResult
 from domain.mail import OutgoingEmail, SendOutcome
 from domain.mailboxes import (
     AccountTokens,
@@ -2049,4 +2050,26 @@ class ReplyDrafter(Protocol):
     def draft(self, context: ReplyContext) -> ReplyDraft:
         """Return a draft; raise ExternalServiceError (the service) or InvalidInput (its
         answer) when it cannot, so the caller falls back to the template."""
+        ...
+
+
+class ReplyLookout(Protocol):
+    """A last look in the rep's mailbox before a cadence follow-up (domain/last_look.py):
+    Gmail in production; absent in sandbox mode, where no follow-up is looked before."""
+
+    def look(
+        self,
+        org_id: int,
+        *,
+        sender_user_id: int | None,
+        contact_email: str,
+        thread_id: str | None,
+        since: datetime | None,
+    ) -> LookResult:
+        """Read the contact's thread and their mail since `since` in the sender's mailbox;
+        store what Salesbot has not stored yet for the inbound pipeline; return the counts.
+
+        Raise ExternalServiceError when the mailbox cannot be read (the caller lets the
+        step run rather than hold it on a look that did not happen).
+        """
         ...

@@ -60,6 +60,7 @@ from domain.inbound import (
     SyncState,
     retry_delay,
 )
+from domain.last_look import RecordedFinds
 from storage import models as m
 from storage.db import SessionFactory
 from storage.models import GmailPushNotification
@@ -616,6 +617,56 @@ class SqlInboundStore:
             for row_id, gmail_id in sorted(inserted)
         )
         return RecordedMessages(to_fetch=to_fetch, pointer_moved=bool(moved.rowcount))  # type: ignore[attr-defined]
+
+    def record_found(
+        self, account_id: int, messages: Sequence[NewMessage], *, lease_until: datetime
+    ) -> RecordedFinds:
+        """Store message ids a last look found (domain/last_look.py), as the sync stores
+        ids it lists, but without moving the history pointer or the last sync time: the
+        look read one thread and one search, not the mailbox's history.
+
+        Returns the rows this call inserted, for the caller to fetch, and how many of the
+        found messages were stored before but not yet read by the inbound pipeline (their
+        content not fetched, fetched but not classified, or a failure retried later).
+        """
+        unique = {msg.gmail_id[:64]: msg for msg in messages}
+        if not unique:
+            return RecordedFinds(to_fetch=())
+        ordered = [unique[key] for key in sorted(unique)]
+        a, e = m.GmailAccount, m.InboundEmail
+        with self._sessions() as session:
+            org_id = session.scalar(select(a.org_id).where(a.id == account_id))
+            if org_id is None:
+                raise LookupError(f"gmail account {account_id} does not exist")
+            inserted = _insert_ids(session, org_id, account_id, ordered, lease_until)
+            mine = {gmail_id for _, gmail_id in inserted}
+            others = [key for key in unique if key not in mine]
+            unread = 0
+            if others:
+                unread = int(
+                    session.scalar(
+                        select(func.count())
+                        .select_from(e)
+                        .where(
+                            e.gmail_account_id == account_id,
+                            e.gmail_message_id.in_(others),
+                            or_(
+                                e.status.in_(
+                                    (InboundStatus.RECEIVED.value, InboundStatus.PARSED.value)
+                                ),
+                                (e.status == InboundStatus.FAILED.value)
+                                & e.next_attempt_at.is_not(None),
+                            ),
+                        )
+                    )
+                    or 0
+                )
+            session.commit()
+        to_fetch = tuple(
+            MessageToFetch(row_id=row_id, account_id=account_id, gmail_id=gmail_id)
+            for row_id, gmail_id in sorted(inserted)
+        )
+        return RecordedFinds(to_fetch=to_fetch, unread=unread)
 
     def detection_context(self, account_id: int) -> DetectionContext:
         """Return the reps' addresses and the unsubscribe mailboxes of the mailbox's org."""

@@ -36,7 +36,7 @@ from domain.outreach.referrals import Enrolled, Referral, Referrals
 from domain.outreach.review import Review
 from domain.outreach.snoozing import Snoozing
 from domain.outreach.tasks import Tasks
-from domain.ports import ChatNotifier, DraftModel, Mailer, SecretBoxPort
+from domain.ports import ChatNotifier, DraftModel, Mailer, ReplyLookout, SecretBoxPort
 from domain.replies import Replies
 
 __all__ = [
@@ -92,17 +92,19 @@ class Outreach:
         work_lease: timedelta = timedelta(minutes=5),
         replies: Replies | None = None,
         holidays: Callable[[CadenceSettings], HolidayCalendar] | None = None,
+        lookout: ReplyLookout | None = None,
     ) -> Outreach:
         """Build every service with the ports given; each gets the services it calls.
 
         `work_lease`: how long planning a job, or a card between approval and the
         outbox, may go without progress before the recovery sweep takes it as abandoned.
         `holidays`: the holiday calendar of an organization's cadence settings (none: no
-        holidays).
+        holidays). `lookout`: the last look in the rep's mailbox before a cadence follow-up
+        is drafted and sent (domain/last_look.py; none: no look, as in sandbox mode).
         """
         presenting = Presenting(deps, notifier=notifier)
         jobs = Jobs(deps, presenting=presenting, secrets=secrets, work_lease=work_lease)
-        delivery = Delivery(deps, jobs=jobs, presenting=presenting, mailer=mailer)
+        delivery = Delivery(deps, jobs=jobs, presenting=presenting, mailer=mailer, lookout=lookout)
         review = Review(
             deps,
             jobs=jobs,
@@ -117,6 +119,7 @@ class Outreach:
             delivery=delivery,
             unsubscribe_url=unsubscribe_url,
             drafter=drafter,
+            lookout=lookout,
         )
         tasks = Tasks(
             deps,

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Final
 
 from domain import faults
 from domain.cards import Card, CardState, CardType
-from domain.errors import ExternalServiceError
+from domain.errors import ExternalServiceError, NotFound
 from domain.jobs import Job
+from domain.last_look import (
+    RECHECK_AFTER,
+    LookResult,
+    is_follow_up,
+    waiting_reason,
+    withdrawn_reason,
+)
 from domain.mail import OutgoingEmail, SendOutcome, SendStatus
 from domain.outreach.common import (
     OutreachDeps,
@@ -18,10 +28,70 @@ from domain.outreach.common import (
 )
 from domain.outreach.jobs import Jobs
 from domain.outreach.presenting import Presenting
-from domain.ports import Mailer, OutreachUnitOfWork
+from domain.ports import Mailer, OutreachUnitOfWork, ReplyLookout
+
+log = logging.getLogger(__name__)
 
 #: What an email card must hold to be sent, and how a reason names each.
 _DRAFTED: Final = {"to": "recipient", "subject": "subject", "body": "body"}
+
+
+def take_last_look(
+    lookout: ReplyLookout,
+    org_id: int,
+    *,
+    sender_user_id: int | None,
+    contact_email: str,
+    thread_id: str | None,
+    since: datetime | None,
+    context: Mapping[str, object],
+) -> LookResult | None:
+    """Look in the sender's mailbox for a reply Salesbot missed (domain/last_look.py).
+
+    None when there was nothing to look at (no email of the cadence reached the contact)
+    or the look failed: a look that did not happen never holds a step, it is logged and
+    the step runs. `context` names the task or card in the logs (ids only, never bodies).
+    """
+    if thread_id is None and since is None:
+        return None
+    try:
+        result = lookout.look(
+            org_id,
+            sender_user_id=sender_user_id,
+            contact_email=contact_email,
+            thread_id=thread_id,
+            since=since,
+        )
+    except ExternalServiceError as exc:
+        log.warning(
+            "last look before a follow-up failed; the step runs without it",
+            extra={**context, "org_id": org_id, "reason": exc.message},
+        )
+        return None
+    if result.found:
+        log.info(
+            "last look before a follow-up",
+            extra={
+                **context,
+                "org_id": org_id,
+                "found": result.found,
+                "stored": result.stored,
+                "unread": result.unread,
+                "holds_step": result.holds_step,
+            },
+        )
+    return result
+
+
+def sender_of(card: Card, job: Job | None) -> int | None:
+    """The user whose mailbox sends a card's email: the job's owner (the approver of a card
+    without a job), or the mailbox that received the message a reply card answers."""
+    sender = job.owner_id if job else card.approved_by
+    owner = card.action_payload.get("sender_user_id")
+    if isinstance(owner, int) and not isinstance(owner, bool):
+        # From the mailbox that received the message (domain/reply_routing.py).
+        sender = owner
+    return sender
 
 
 class Delivery:
@@ -34,25 +104,48 @@ class Delivery:
         jobs: Jobs,
         presenting: Presenting,
         mailer: Mailer | None = None,
+        lookout: ReplyLookout | None = None,
     ) -> None:
         self._uow = deps.uow
         self._clock = deps.clock
         self._jobs = jobs
         self._presenting = presenting
         self._mailer = mailer
+        self._lookout = lookout
 
     def execute_card(self, org_id: int, card_id: int, *, actor_slack_id: str | None = None) -> Card:
-        """Send an approved email card exactly once: approved → executing is a compare-and-set."""
+        """Send an approved email card exactly once: approved → executing is a compare-and-set.
+
+        A cadence follow-up first takes its last look in the sender's mailbox (outside any
+        transaction: Gmail is slow): a reply found there that Salesbot had missed
+        withdraws the card instead, and its enrollment waits for the reply to be read.
+        """
+        replied = self._look_before_sending(org_id, card_id)
         now = self._clock.now()
         with self._uow() as uow:
             card = uow.cards.get(org_id, card_id)
             stopped = self._cadence_stopped(uow, card)
             if stopped is not None:
+                replied = None  # the enrollment ended or paused anyway: nothing to wait for
+            elif replied is not None:
+                stopped = withdrawn_reason(replied)
+            if stopped is not None:
                 # The last look before a follow-up leaves: the contact replied, opted out
-                # or bounced since the card was drafted (the stop rules, checked again).
+                # or bounced since the card was drafted (the stop rules, checked again), or
+                # Gmail holds a reply Salesbot had not read.
                 if advance_card(
                     uow, org_id, card_id, CardState.WITHDRAWN, now=now, withdrawn_reason=stopped
                 ):
+                    step = cadence_step_of(card)
+                    if replied is not None and card.enrollment_id is not None and step is not None:
+                        # The step did not run: the next tick judges it again once the
+                        # pipeline has read the reply (a reply stops it, an OOO pauses it).
+                        uow.cadence.defer(
+                            card.enrollment_id,
+                            step=step,
+                            until=now + RECHECK_AFTER,
+                            reason=waiting_reason(replied),
+                        )
                     uow.commit()
                     self._presenting.show_card(org_id, card_id, actor_slack_id=actor_slack_id)
                     if card.job_id:
@@ -147,6 +240,39 @@ class Delivery:
             self._jobs.finish_job_if_done(org_id, result.job_id)
         return result
 
+    def _look_before_sending(self, org_id: int, card_id: int) -> str | None:
+        """Take the last look before a follow-up's email leaves; return the contact's
+        address when it found a reply the pipeline has yet to read, else None."""
+        if self._lookout is None:
+            return None
+        now = self._clock.now()
+        with self._uow() as uow:
+            card = uow.cards.get(org_id, card_id)
+            contact_email = str(card.action_payload.get("to") or "")
+            if (
+                card.state != CardState.APPROVED
+                or not card.sends_email
+                or card.enrollment_id is None
+                or not contact_email
+                or not is_follow_up(cadence_step_of(card))
+                or self._cadence_stopped(uow, card) is not None
+            ):
+                # Not a follow-up on its way, or withdrawn anyway: Gmail need not be asked.
+                return None
+            job = uow.jobs.get(org_id, card.job_id) if card.job_id else None
+            thread_id = uow.contexts.thread_to_continue(card.enrollment_id)
+            since = _last_sent_to(uow, org_id, card.contact_id, now=now)
+        result = take_last_look(
+            self._lookout,
+            org_id,
+            sender_user_id=sender_of(card, job),
+            contact_email=contact_email,
+            thread_id=thread_id,
+            since=since,
+            context={"card_id": card_id, "enrollment_id": card.enrollment_id},
+        )
+        return contact_email if result is not None and result.holds_step else None
+
     @staticmethod
     def _cadence_stopped(uow: OutreachUnitOfWork, card: Card) -> str | None:
         """Why a cadence step's email must not leave now (its enrollment stopped or paused
@@ -187,16 +313,12 @@ class Delivery:
                 ),
             )
         answers = card.answers_inbound or card.type == CardType.REPLY_TO_EMAIL
-        sender = job.owner_id if job else card.approved_by
+        sender = sender_of(card, job)
         if answers:
             # An answer to a contact's reply (a reply card, a meeting's confirmation): in
             # their thread, a personal email (no List-Unsubscribe, no footer link: they
             # wrote to the rep, not to a list).
             thread_id = str(payload.get("gmail_thread_id") or "") or thread_id
-        owner = payload.get("sender_user_id")
-        if isinstance(owner, int) and not isinstance(owner, bool):
-            # From the mailbox that received the message (domain/reply_routing.py).
-            sender = owner
         email = OutgoingEmail(
             org_id=card.org_id,
             to_email=str(payload["to"]),
@@ -220,3 +342,15 @@ class Delivery:
             return SendOutcome(
                 status=SendStatus.FAILED, email_send_id=0, message_id="", detail=exc.message
             )
+
+
+def _last_sent_to(
+    uow: OutreachUnitOfWork, org_id: int, contact_id: int | None, *, now: datetime
+) -> datetime | None:
+    """When the contact was last emailed (the last look reads their mail since then)."""
+    if contact_id is None:
+        return None
+    try:
+        return uow.contexts.contact_context(org_id, contact_id, now=now).last_contacted_at
+    except NotFound:
+        return None

@@ -13,11 +13,12 @@ from domain.contacts import ContactContext
 from domain.drafting import DraftRequest, draft_email
 from domain.errors import InvalidInput
 from domain.jobs import TERMINAL_JOB_STATES, JobParams, JobTaskView, TaskKind, TaskStatus
+from domain.last_look import RECHECK_AFTER, LookResult, is_follow_up, waiting_reason
 from domain.outreach.common import OutreachDeps
-from domain.outreach.delivery import Delivery
+from domain.outreach.delivery import Delivery, take_last_look
 from domain.outreach.jobs import Jobs
 from domain.outreach.presenting import Presenting
-from domain.ports import DraftModel
+from domain.ports import DraftModel, OutreachUnitOfWork, ReplyLookout
 from domain.templates import TemplateProblem, TemplateTooSlow, render_text
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,17 @@ def template_variables(
     }
 
 
+def _enrollment_of(task: JobTaskView) -> int | None:
+    """The enrollment a cadence step's task runs for, if it carries one."""
+    enrollment = task.input.get("enrollment_id")
+    return int(str(enrollment)) if enrollment else None
+
+
+def _looks_before(task: JobTaskView) -> bool:
+    """Tell whether a draft task takes the last look: a cadence follow-up's email."""
+    return _enrollment_of(task) is not None and is_follow_up(task.step)
+
+
 def rationale_for(ctx: ContactContext, *, now: datetime) -> str:
     """Say in a line why this contact is worth reaching: their ordering history."""
     if ctx.last_order_at is None:
@@ -103,6 +115,7 @@ class Drafting:
         delivery: Delivery,
         unsubscribe_url: Callable[[int, int], str],
         drafter: DraftModel | None = None,
+        lookout: ReplyLookout | None = None,
     ) -> None:
         self._uow = deps.uow
         self._clock = deps.clock
@@ -111,6 +124,7 @@ class Drafting:
         self._delivery = delivery
         self._unsubscribe_url = unsubscribe_url
         self._drafter = drafter
+        self._lookout = lookout
 
     def run_draft_batch(self, tasks: list[JobTaskView], *, org_id: int) -> None:
         """Draft the email cards of claimed draft tasks of one org, a batch at a time.
@@ -148,6 +162,20 @@ class Drafting:
             campaign_name = job.name.split(" · ")[0]
             if job.campaign_id is not None:
                 campaign_name = uow.campaigns.get(org_id, job.campaign_id).name
+            threads = {
+                task.id: uow.contexts.thread_to_continue(_enrollment_of(task))
+                for task in tasks
+                if self._lookout is not None and _looks_before(task)
+            }
+        # The last look before each follow-up, before anything is drafted for it.
+        held: dict[int, tuple[str, LookResult]] = {}
+        for task in tasks:
+            ctx = contexts.get(task.contact_id) if task.contact_id is not None else None
+            if task.id not in threads or ctx is None or not ctx.reachable:
+                continue
+            look = self._last_look(task, ctx, owner_id=job.owner_id, thread_id=threads[task.id])
+            if look is not None and look.holds_step:
+                held[task.id] = (waiting_reason(ctx.email), look)
         auto = params.behaviour.auto_approve or not params.behaviour.review_mode
         cards: list[dict[str, Any]] = []
         failures: list[tuple[JobTaskView, str]] = []
@@ -156,6 +184,8 @@ class Drafting:
         too_slow: dict[int, str] = {}
         for task in tasks:
             ctx = contexts.get(task.contact_id) if task.contact_id is not None else None
+            if task.id in held:
+                continue
             if task.step in too_slow:
                 failures.append((task, too_slow[task.step]))
                 continue
@@ -204,6 +234,7 @@ class Drafting:
                 )
                 cards = [row for row in cards if row["task_id"] in mine]
                 failures = [(task, reason) for task, reason in failures if task.id in mine]
+                held = {task_id: why for task_id, why in held.items() if task_id in mine}
             if uow.jobs.lock_status(org_id, job_id) in TERMINAL_JOB_STATES:
                 # Cancelled (or failed) while these were drafted: no card for a stopped job.
                 for task in tasks:
@@ -223,6 +254,7 @@ class Drafting:
             failed = 0
             for task, reason in failures:
                 failed += uow.tasks.finish(task.id, TaskStatus.FAILED, now=now, error=reason)
+            finished += self._hold(uow, tasks, held)
             uow.jobs.bump(
                 job_id,
                 cards_created=len(created),
@@ -266,6 +298,58 @@ class Drafting:
             for card_id in created:
                 self._delivery.execute_card(org_id, card_id)
         self._jobs.finish_job_if_done(org_id, job_id)
+
+    def _last_look(
+        self, task: JobTaskView, ctx: ContactContext, *, owner_id: int | None, thread_id: str | None
+    ) -> LookResult | None:
+        """Take the last look before drafting a follow-up (outside any transaction)."""
+        assert self._lookout is not None
+        return take_last_look(
+            self._lookout,
+            task.org_id,
+            sender_user_id=owner_id,
+            contact_email=ctx.email,
+            thread_id=thread_id,
+            since=ctx.last_contacted_at,
+            context={"task_id": task.id, "job_id": task.job_id, "step": task.step},
+        )
+
+    def _hold(
+        self,
+        uow: OutreachUnitOfWork,
+        tasks: list[JobTaskView],
+        held: dict[int, tuple[str, LookResult]],
+    ) -> int:
+        """End the draft tasks whose last look found a reply, and put their enrollments back
+        to wait for it to be read; return how many tasks this call ended.
+
+        The task is cancelled, not failed: nothing went wrong, the step waits (`/job status`
+        shows no error for it), and its record says why. The enrollment, in flight while its
+        step runs, is due again after `RECHECK_AFTER`: the next tick judges it once the
+        pipeline has read the reply (a reply stops it, an out-of-office pauses it).
+        """
+        if not held:
+            return 0
+        now = self._clock.now()
+        ended = 0
+        for task in tasks:
+            if task.id not in held:
+                continue
+            reason, look = held[task.id]
+            output = {
+                "last_look": {"found": look.found, "stored": look.stored, "unread": look.unread}
+            }
+            if not uow.tasks.finish(
+                task.id, TaskStatus.CANCELLED, now=now, output=output, error=reason
+            ):
+                continue
+            ended += 1
+            enrollment = _enrollment_of(task)
+            if enrollment is not None:
+                uow.cadence.defer(
+                    enrollment, step=task.step, until=now + RECHECK_AFTER, reason=reason
+                )
+        return ended
 
     def _card_row(
         self,
