@@ -760,3 +760,31 @@ def test_a_job_carries_its_enrollments_counted_by_status_and_reason(
         "deferred_by_reason": {"fatigue": 2, "outside business hours": 1},
     }
     assert (job["id"], job["name"], job["status"]) == (job_id, "Win-back", "running")
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("PUT", SETTINGS),
+        ("PATCH", "/api/agent/jobs/{id}"),
+        ("POST", "/api/agent/jobs/{id}/pause-on-optout"),
+        ("POST", "/api/jobs/{id}/pause-on-optout"),
+    ],
+)
+@pytest.mark.parametrize("content", [b'{"name": "x"', b"\xff\xfe", b"[1, 2", b"null"])
+def test_a_body_that_is_not_a_json_object_is_refused_and_changes_nothing(
+    api: ApiWorld, session_factory: SessionFactory, method: str, path: str, content: bytes
+) -> None:
+    job_id = make_job(api, add_contacts(api, session_factory, 1))
+    before = job_params(session_factory, job_id)
+
+    refused = api.client.request(
+        method,
+        path.format(id=job_id),
+        content=content,
+        headers={**api.auth(), "Content-Type": "application/json"},
+    )
+
+    assert (refused.status_code, refused.json()["error"]["code"]) == (422, "validation_error")
+    assert job_params(session_factory, job_id) == before
+    assert api.client.get(SETTINGS, headers=api.auth()).json() == DEFAULTS
