@@ -59,6 +59,7 @@ from domain.suppression import Suppression
 from domain.understanding import PipelineSettings, Understanding
 from handlers import gmail_push
 from handlers.api import (
+    cadence,
     cards,
     engagement,
     health,
@@ -505,6 +506,7 @@ def build_runtime(
             reply_policies=reply_policies,
             triage=triage,
             corrections=corrections,
+            holidays=holiday_calendar,
         )
         # The web app stores each listener's slow part; the worker's app replays it.
         slack_calls = SlackCallQueue(services.session_factory)
@@ -707,6 +709,7 @@ def build_app(
     app.include_router(health.router)
     app.include_router(marketing.router)
     app.include_router(jobs.router)
+    app.include_router(cadence.router)
     app.include_router(cards.router)
     app.include_router(inbound.router)
     app.include_router(engagement.router)

@@ -58,10 +58,19 @@ from domain.engagement import (
     NewEngagement,
     ScoredEvent,
 )
+from domain.enrollments import EnrollmentGroup, EnrollmentRow
 from domain.errors import ExternalServiceError
 from domain.inbound_actions import EnrollmentRef
 from domain.intents import KnownPerson, ProposedTime, ReferralCandidate, ResumeDate
-from domain.jobs import Job, JobKind, JobStatus, JobTaskView, TargetSelection, TaskStatus
+from domain.jobs import (
+    EnrollmentStatus,
+    Job,
+    JobKind,
+    JobStatus,
+    JobTaskView,
+    TargetSelection,
+    TaskStatus,
+)
 from domain.last_look import LookResult
 from domain.mail import OutgoingEmail, SendOutcome
 from domain.mailboxes import (
@@ -268,6 +277,21 @@ class JobRepository(Protocol):
         """Read a job's status and hold its row until the transaction ends."""
         ...
 
+    def update_details(
+        self,
+        org_id: int,
+        job_id: int,
+        *,
+        expected: Iterable[JobStatus],
+        name: str | None = None,
+        description: str | None = None,
+        clear_description: bool = False,
+        params: dict[str, Any] | None = None,
+    ) -> bool:
+        """Change a job's name, description or params if its status is one of `expected`
+        (compare-and-set); the fields left None are kept."""
+        ...
+
     def list(
         self,
         org_id: int,
@@ -398,6 +422,23 @@ class EnrollmentRepository(Protocol):
 
     def set_thread(self, enrollment_id: int, thread_id: str) -> None:
         """Remember the Gmail thread of an enrollment's emails."""
+        ...
+
+    def list_for_job(
+        self,
+        org_id: int,
+        job_id: int,
+        *,
+        status: EnrollmentStatus | None = None,
+        after: int | None = None,
+        limit: int = 100,
+    ) -> builtins.list[EnrollmentRow]:
+        """Return a job's enrollments with their contacts, in id order, after the id
+        `after` (a page at a time), of one status if given."""
+        ...
+
+    def summary_for_job(self, org_id: int, job_id: int) -> builtins.list[EnrollmentGroup]:
+        """Count a job's enrollments by status, stop reason and kind of wait (one query)."""
         ...
 
 

@@ -14,6 +14,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from domain.cards import CardState
+from domain.enrollments import (
+    DEFER_KINDS,
+    OTHER_DEFER_KIND,
+    EnrollmentGroup,
+    EnrollmentRow,
+)
 from domain.errors import NotFound
 from domain.jobs import (
     INBOX_JOB_NAME,
@@ -147,6 +153,37 @@ class JobRepo:
         if status is None:
             raise NotFound(f"job {job_id} not found")
         return JobStatus(status)
+
+    def update_details(
+        self,
+        org_id: int,
+        job_id: int,
+        *,
+        expected: Iterable[JobStatus],
+        name: str | None = None,
+        description: str | None = None,
+        clear_description: bool = False,
+        params: dict[str, Any] | None = None,
+    ) -> bool:
+        """Change a job's name, description or params if its status is one of `expected`
+        (compare-and-set); the fields left None are kept."""
+        values: dict[str, Any] = {}
+        if name is not None:
+            values["name"] = name
+        if description is not None or clear_description:
+            values["description"] = description
+        if params is not None:
+            values["params"] = params
+        where = (
+            m.Job.org_id == org_id,
+            m.Job.id == job_id,
+            m.Job.status.in_([s.value for s in expected]),
+        )
+        if not values:
+            # Nothing to change: still tell whether the job is in an expected status.
+            return self._s.scalar(select(m.Job.id).where(*where)) is not None
+        result = self._s.execute(update(m.Job).where(*where).values(**values))
+        return bool(result.rowcount)  # type: ignore[attr-defined]
 
     def list(
         self,
@@ -799,3 +836,91 @@ class EnrollmentRepo:
             .where(m.Enrollment.id == enrollment_id, m.Enrollment.gmail_thread_id.is_(None))
             .values(gmail_thread_id=thread_id)
         )
+
+    def list_for_job(
+        self,
+        org_id: int,
+        job_id: int,
+        *,
+        status: EnrollmentStatus | None = None,
+        after: int | None = None,
+        limit: int = 100,
+    ) -> builtins.list[EnrollmentRow]:
+        """Return a job's enrollments with their contacts, in id order, after the id
+        `after` (a page at a time), of one status if given."""
+        en, c = m.Enrollment, m.Contact
+        query = (
+            select(
+                en.id,
+                en.contact_id,
+                c.email,
+                c.first_name,
+                c.last_name,
+                en.status,
+                en.step,
+                en.next_due_at,
+                en.last_step_at,
+                en.stop_reason,
+                en.defer_reason,
+                en.time_zone,
+                en.created_at.label("enrolled_at"),
+            )
+            .join(c, and_(c.id == en.contact_id, c.org_id == en.org_id))
+            .where(en.org_id == org_id, en.job_id == job_id)
+        )
+        if status is not None:
+            query = query.where(en.status == status.value)
+        if after is not None:
+            query = query.where(en.id > after)
+        rows = self._s.execute(query.order_by(en.id).limit(limit)).mappings()
+        return [EnrollmentRow.model_validate(dict(row)) for row in rows]
+
+    def summary_for_job(self, org_id: int, job_id: int) -> builtins.list[EnrollmentGroup]:
+        """Count a job's enrollments by status, stop reason and kind of wait (one query).
+
+        The kind of wait is the defer reason's shape (domain.enrollments.DEFER_KINDS), so
+        reasons that differ only in their times and counts are counted together; it is
+        computed in a subquery, grouped by the outer query (PostgreSQL cannot match a
+        GROUP BY expression with bound LIKE patterns to the same expression in SELECT).
+        """
+        en = m.Enrollment
+        kind = case(
+            *[(en.defer_reason.like(pattern), label) for pattern, label in DEFER_KINDS],
+            else_=OTHER_DEFER_KIND,
+        )
+        rows = (
+            select(
+                en.status.label("status"),
+                en.stop_reason.label("reason"),
+                case((en.defer_reason.is_(None), None), else_=kind).label("defer"),
+                case(
+                    (
+                        and_(en.status == EnrollmentStatus.ACTIVE.value, en.next_due_at.is_(None)),
+                        1,
+                    ),
+                    else_=0,
+                ).label("running"),
+                en.next_due_at.label("next_due_at"),
+            )
+            .where(en.job_id == job_id, en.org_id == org_id)
+            .subquery()
+        )
+        query = select(
+            rows.c.status,
+            rows.c.reason,
+            rows.c.defer,
+            rows.c.running,
+            func.count().label("n"),
+            func.min(rows.c.next_due_at).label("next_due_at"),
+        ).group_by(rows.c.status, rows.c.reason, rows.c.defer, rows.c.running)
+        return [
+            EnrollmentGroup(
+                status=EnrollmentStatus(row.status),
+                reason=row.reason,
+                defer=row.defer,
+                running=bool(row.running),
+                count=int(row.n),
+                next_due_at=row.next_due_at,
+            )
+            for row in self._s.execute(query)
+        ]

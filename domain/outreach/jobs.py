@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
 
 from domain import faults
+from domain.cadence import (
+    CadenceSettings,
+    HolidayCalendar,
+    ResolvedZone,
+    SendWindow,
+    next_opening,
+    resolve_time_zone,
+)
 from domain.campaigns import Campaign, CampaignStatus
+from domain.enrollments import EnrollmentSummary, EnrollmentView
 from domain.errors import (
     Conflict,
     InvalidInput,
@@ -21,10 +31,15 @@ from domain.errors import (
     SalesbotError,
 )
 from domain.jobs import (
+    TERMINAL_JOB_STATES,
+    Behaviour,
     CreateJobRequest,
+    EnrollmentStatus,
     Job,
+    JobGuard,
     JobParams,
     JobStatus,
+    UpdateJobRequest,
     batches,
     check_job_move,
     params_from_campaign,
@@ -56,6 +71,8 @@ _CAMPAIGN_JOB_MOVES: dict[CampaignStatus, tuple[JobStatus, JobStatus]] = {
 # How many of a campaign's jobs a pause or resume looks at, at most (one job a campaign is
 # open at a time: launching refuses a second).
 _CAMPAIGN_JOBS_LIMIT = 500
+#: How many of an audience's first contacts a launch preview schedules.
+PREVIEW_SAMPLE = 5
 
 
 @dataclass(frozen=True)
@@ -467,6 +484,198 @@ class Jobs:
                 )
                 uow.commit()
 
+    def update_job(
+        self, org_id: int, job_id: int, request: UpdateJobRequest, *, by: Actor | None = None
+    ) -> Job:
+        """Rename a job, change its description or its behaviour (`by`: who asks).
+
+        The fields the request leaves out are kept; within `behaviour`, so are the settings
+        it leaves out. `by` must have launched the job or be an admin. A finished job
+        (succeeded, failed, cancelled) and the replies inbox cannot be changed.
+        """
+        given = request.model_fields_set
+        if "name" in given and request.name is None:
+            raise InvalidInput("a job's name cannot be null; leave it out to keep it", field="name")
+        if "behaviour" in given and request.behaviour is None:
+            raise InvalidInput(
+                "behaviour cannot be null; leave it out to keep it, or give the settings to change",
+                field="behaviour",
+            )
+        with self._uow() as uow:
+            job = self._job_to_change(uow, org_id, job_id, by=by)
+            params: dict[str, Any] | None = None
+            if request.behaviour is not None:
+                changes = request.behaviour.model_dump(include=request.behaviour.model_fields_set)
+                stored = job.params.get("behaviour")
+                merged = {**(stored if isinstance(stored, dict) else {}), **changes}
+                try:
+                    behaviour = Behaviour.model_validate(merged)
+                except ValidationError as exc:
+                    raise InvalidInput(
+                        f"the job's behaviour would not be valid: {_first_error(exc)}",
+                        field="behaviour",
+                    ) from None
+                params = {**job.params, "behaviour": behaviour.model_dump(mode="json")}
+            if not uow.jobs.update_details(
+                org_id,
+                job_id,
+                expected=[job.status],
+                name=request.name,
+                description=request.description,
+                clear_description="description" in given and request.description is None,
+                params=params,
+            ):
+                raise InvalidInput("the job changed meanwhile; try again")
+            uow.commit()
+            updated = uow.jobs.get(org_id, job_id)
+        log.info("job updated", extra={"job_id": job_id, "fields": sorted(given)})
+        return updated
+
+    def set_job_guard(
+        self, org_id: int, job_id: int, guard: JobGuard, *, by: Actor | None = None
+    ) -> JobGuard:
+        """Set a job's own deliverability thresholds: past them the cadence pauses the job.
+
+        The thresholds `guard` leaves out (None) follow the organization's cadence settings.
+        `by` must have launched the job or be an admin; a finished job and the replies
+        inbox are refused. Returns the job's guard as stored.
+        """
+        with self._uow() as uow:
+            job = self._job_to_change(uow, org_id, job_id, by=by, verb="guard")
+            stored = guard.model_dump(mode="json", exclude_none=True)
+            params = {**job.params, "guard": stored or None}
+            if not uow.jobs.update_details(org_id, job_id, expected=[job.status], params=params):
+                raise InvalidInput("the job changed meanwhile; try again")
+            uow.commit()
+        log.info("job guard set", extra={"job_id": job_id, "guard": stored})
+        return JobGuard.model_validate(stored)
+
+    def _job_to_change(
+        self,
+        uow: OutreachUnitOfWork,
+        org_id: int,
+        job_id: int,
+        *,
+        by: Actor | None,
+        verb: str = "change",
+    ) -> Job:
+        """Read a job that `by` may change, holding its row; refuse a finished one."""
+        uow.jobs.lock_status(org_id, job_id)
+        job = uow.jobs.get(org_id, job_id)
+        _authorize_job(uow, by, job, verb=verb)
+        _refuse_inbox(job, verb="change")
+        if job.status in TERMINAL_JOB_STATES:
+            raise InvalidTransition(
+                f"job #{job.id} is {job.status.value}: a finished job cannot be changed"
+            )
+        return job
+
+    def job_detail(self, org_id: int, job_id: int) -> JobDetail:
+        """Return a job with its enrollments counted by status and reason."""
+        with self._uow() as uow:
+            job = uow.jobs.get(org_id, job_id)
+            groups = uow.enrollments.summary_for_job(org_id, job_id)
+        return JobDetail(**job.model_dump(), enrollments=EnrollmentSummary.of(groups))
+
+    def list_enrollments(
+        self,
+        org_id: int,
+        job_id: int,
+        *,
+        status: EnrollmentStatus | None = None,
+        after: int | None = None,
+        limit: int = 100,
+    ) -> list[EnrollmentView]:
+        """Return a job's enrollments a page at a time (after the enrollment id `after`),
+        each with its step counted from 1 out of the cadence's steps."""
+        with self._uow() as uow:
+            job = uow.jobs.get(org_id, job_id)
+            rows = uow.enrollments.list_for_job(
+                org_id, job_id, status=status, after=after, limit=limit
+            )
+        total = _total_steps(job)
+        return [EnrollmentView.of(row, total_steps=total) for row in rows]
+
+    def preview_launch(
+        self,
+        org_id: int,
+        campaign_ref: str,
+        *,
+        holidays: Callable[[CadenceSettings], HolidayCalendar],
+        sample: int = PREVIEW_SAMPLE,
+    ) -> LaunchPreview:
+        """Say what launching a campaign would do, launching nothing: the audience count,
+        the cadence's steps, and for the first `sample` contacts when the first step may
+        go out in their time zone (the organization's send window and holidays).
+
+        What would refuse the launch (a finished campaign, a job still open) is told as a
+        warning instead of raised, so the preview still shows the audience.
+        """
+        now = self._clock.now()
+        with self._uow() as uow:
+            campaign = _find_campaign(uow, org_id, campaign_ref)
+            try:
+                params = params_from_campaign(campaign)
+            except (ValueError, ValidationError) as exc:
+                raise InvalidInput(str(exc).splitlines()[0]) from exc
+            warnings: list[str] = []
+            if campaign.status.value in ("completed", "archived"):
+                warnings.append(
+                    f"campaign “{campaign.name}” is {campaign.status.value}; it cannot be launched"
+                )
+            for status in (JobStatus.PENDING, JobStatus.RUNNING, JobStatus.PAUSED):
+                for open_job in uow.jobs.list(
+                    org_id, status=status.value, campaign_id=campaign.id, limit=1
+                ):
+                    warnings.append(
+                        f"job #{open_job.id} of this campaign is {open_job.status.value}; a "
+                        "launch is refused until it finishes or is cancelled"
+                    )
+            count = uow.audience.target_count(org_id, params.target, now=now)
+            first: list[int] = []
+            for chunk in uow.audience.target_contact_ids(org_id, params.target, now=now):
+                first.extend(chunk[: sample - len(first)])
+                if len(first) >= sample:
+                    break
+            settings = uow.cadence.settings(org_id)
+            facts = uow.cadence.contact_facts(org_id, first, now=now)
+            contexts = uow.contexts.contact_contexts(org_id, first, now=now)
+        calendar = holidays(settings)
+        window = settings.window()
+        contacts: list[PreviewContact] = []
+        for contact_id in first:
+            fact = facts.get(contact_id)
+            context = contexts.get(contact_id)
+            if fact is None:
+                continue  # deleted since it was counted
+            zone = resolve_time_zone(
+                contact_zone=fact.time_zone, state=fact.state, org_zone=settings.timezone
+            )
+            contacts.append(
+                PreviewContact(
+                    contact_id=contact_id,
+                    email=fact.email,
+                    name=context.full_name if context is not None else fact.email,
+                    first_step_at=next_opening(now, zone.zone, window, calendar),
+                    zone=zone,
+                )
+            )
+        steps = tuple(
+            PreviewStep(number=p.index + 1, day=p.day, channel=p.channel.value, title=p.title)
+            for p in params.plan()
+        )
+        return LaunchPreview(
+            campaign_id=campaign.id,
+            campaign_name=campaign.name,
+            audience_count=count,
+            steps=steps,
+            business_days=params.cadence.business_days,
+            contacts=tuple(contacts),
+            window=window,
+            holiday_country=settings.holiday_country,
+            warnings=tuple(warnings),
+        )
+
     def _stored_params(self, params: JobParams) -> dict[str, Any]:
         data = params.model_dump(mode="json")
         portal = params.portal
@@ -538,3 +747,81 @@ def _check_step_templates(uow: OutreachUnitOfWork, org_id: int, params: JobParam
         if step.template_id is None:
             check_template(step.subject or "", field="subject")
             check_template(step.body or "", field="body")
+
+
+class JobDetail(Job):
+    """A job with its enrollments counted by status and reason."""
+
+    enrollments: EnrollmentSummary
+
+
+@dataclass(frozen=True)
+class PreviewStep:
+    """A step of the cadence a launch would run."""
+
+    number: int  # counted from 1
+    day: int
+    channel: str
+    title: str | None = None
+
+
+@dataclass(frozen=True)
+class PreviewContact:
+    """One of the first contacts a launch would reach, and when its first step may go out."""
+
+    contact_id: int
+    email: str
+    name: str
+    first_step_at: datetime
+    zone: ResolvedZone
+
+
+@dataclass(frozen=True)
+class LaunchPreview:
+    """What launching a campaign would do (a dry run launches nothing)."""
+
+    campaign_id: int
+    campaign_name: str
+    audience_count: int
+    steps: tuple[PreviewStep, ...]
+    business_days: bool
+    contacts: tuple[PreviewContact, ...]
+    window: SendWindow
+    holiday_country: str | None
+    #: What would refuse the launch (a finished campaign, a job still open).
+    warnings: tuple[str, ...] = ()
+
+
+def _find_campaign(uow: OutreachUnitOfWork, org_id: int, ref: str) -> Campaign:
+    """Find a campaign by id or name, as a launch does."""
+    ref = ref.strip()
+    if not ref:
+        raise InvalidInput(
+            "name the campaign to preview, e.g. `/campaign launch Q4 lender win-back --dry-run`"
+        )
+    if ref.isdigit() and len(ref) <= 18:
+        try:
+            return uow.campaigns.get(org_id, int(ref))
+        except NotFound:
+            pass
+    campaign = uow.campaigns.find_by_name(org_id, ref)
+    if campaign is None:
+        raise NotFound(f"no campaign named “{ref}”; `/campaign list` shows them")
+    return campaign
+
+
+def _total_steps(job: Job) -> int | None:
+    """The steps of a job's cadence; None for a job without one (the replies inbox)."""
+    if job.is_inbox:
+        return None
+    try:
+        return job.parsed_params().steps
+    except ValidationError:
+        return None  # params an older version stored and this one no longer reads
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(p) for p in error.get("loc", ()))
+    message = str(error.get("msg", "")).removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message

@@ -5,10 +5,23 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
+from domain.accounts import TokenIdentity
+from domain.enrollments import EnrollmentView
 from domain.fields import Id, Offset
-from domain.jobs import CreateJobRequest, Job, JobKind, JobStatus, JobTaskView
+from domain.jobs import (
+    CreateJobRequest,
+    EnrollmentStatus,
+    Job,
+    JobGuard,
+    JobKind,
+    JobStatus,
+    JobTaskView,
+    UpdateJobRequest,
+)
+from domain.outreach import Actor
+from domain.outreach.jobs import JobDetail
 from handlers.api.deps import ActorDep, IdentityDep, UowDep
 
 router = APIRouter(tags=["jobs"])
@@ -106,11 +119,23 @@ def list_jobs(
         )
 
 
-@router.get("/api/agent/jobs/{job_id}", response_model=Job)
-def get_job(job_id: Id, who: IdentityDep, uow: UowDep) -> Job:
-    """Return one job with its metrics."""
-    with uow:
-        return uow.jobs.get(who.org_id, job_id)
+@router.get("/api/agent/jobs/{job_id}", response_model=JobDetail)
+def get_job(job_id: Id, who: IdentityDep, runtime: RuntimeDep) -> JobDetail:
+    """Return one job with its metrics and its enrollments counted by status and reason
+    (stopped: replied, opted out, re-engaged …; waiting: fatigue, outside business hours …)."""
+    detail: JobDetail = runtime.outreach.jobs.job_detail(who.org_id, job_id)
+    return detail
+
+
+@router.patch("/api/agent/jobs/{job_id}", response_model=Job)
+def update_job(
+    job_id: Id, body: UpdateJobRequest, who: IdentityDep, actor: ActorDep, runtime: RuntimeDep
+) -> Job:
+    """Change a job's name, description or behaviour; what the body leaves out is kept (in
+    `behaviour` too). For the user who launched the job, or an admin; a finished job
+    (succeeded, failed, cancelled) cannot be changed."""
+    job: Job = runtime.outreach.jobs.update_job(who.org_id, job_id, body, by=actor)
+    return job
 
 
 @router.get("/api/agent/jobs/{job_id}/tasks", response_model=list[JobTaskView])
@@ -136,3 +161,98 @@ def cancel_job(job_id: Id, who: IdentityDep, actor: ActorDep, runtime: RuntimeDe
         who.org_id, job_id, JobStatus.CANCELLED, by=actor
     )
     return job
+
+
+class EnrollmentPage(BaseModel):
+    """A page of a job's enrollments, in enrollment order."""
+
+    enrollments: list[EnrollmentView]
+    next_after: int | None = Field(
+        description="Pass as `after` for the next page; null on the last page."
+    )
+
+
+@router.get("/api/agent/jobs/{job_id}/enrollments", response_model=EnrollmentPage)
+def list_enrollments(
+    job_id: Id,
+    who: IdentityDep,
+    runtime: RuntimeDep,
+    status: EnrollmentStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    after: Annotated[
+        Id | None, Query(description="The last enrollment id of the previous page.")
+    ] = None,
+) -> EnrollmentPage:
+    """List a job's enrollments: each contact's step, status, when the next step is due,
+    and why the cadence stopped or waits."""
+    rows: list[EnrollmentView] = runtime.outreach.jobs.list_enrollments(
+        who.org_id, job_id, status=status, after=after, limit=limit
+    )
+    return EnrollmentPage(enrollments=rows, next_after=rows[-1].id if len(rows) == limit else None)
+
+
+class GuardRequest(BaseModel):
+    """A job's own deliverability thresholds: past one, the cadence pauses the job."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_opt_out_rate: float = Field(
+        gt=0, le=1, description="Opt-outs per send past which the job pauses (0.02: 2%)."
+    )
+    max_bounce_rate: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="Hard bounces per send past which the job pauses; null: the organization's.",
+    )
+    min_sends: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000,
+        description="Sends in the window before the guard judges the job; null: the "
+        "organization's.",
+    )
+
+
+class GuardOut(BaseModel):
+    """A job's own deliverability thresholds (null: the organization's applies)."""
+
+    job_id: int
+    max_opt_out_rate: float | None
+    max_bounce_rate: float | None
+    min_sends: int | None
+
+
+def _set_guard(
+    job_id: int, body: GuardRequest, who: TokenIdentity, actor: Actor | None, runtime: Any
+) -> GuardOut:
+    guard: JobGuard = runtime.outreach.jobs.set_job_guard(
+        who.org_id,
+        job_id,
+        JobGuard(
+            max_opt_out_rate=body.max_opt_out_rate,
+            max_bounce_rate=body.max_bounce_rate,
+            min_sends=body.min_sends,
+        ),
+        by=actor,
+    )
+    return GuardOut(job_id=job_id, **guard.model_dump())
+
+
+@router.post("/api/agent/jobs/{job_id}/pause-on-optout", response_model=GuardOut)
+def pause_on_optout(
+    job_id: Id, body: GuardRequest, who: IdentityDep, actor: ActorDep, runtime: RuntimeDep
+) -> GuardOut:
+    """Pause the job by itself when its opt-outs (or hard bounces) pass a rate: sets the
+    job's own thresholds instead of the organization's. For the user who launched the job,
+    or an admin; the job's review channel is told when it pauses."""
+    return _set_guard(job_id, body, who, actor, runtime)
+
+
+@router.post("/api/jobs/{job_id}/pause-on-optout", response_model=GuardOut)
+def pause_on_optout_original_path(
+    job_id: Id, body: GuardRequest, who: IdentityDep, actor: ActorDep, runtime: RuntimeDep
+) -> GuardOut:
+    """The same as `POST /api/agent/jobs/{job_id}/pause-on-optout`, at the original
+    system's path."""
+    return _set_guard(job_id, body, who, actor, runtime)

@@ -1,5 +1,5 @@
-"""Slash commands: `/campaign launch|list|status|pause|resume|help`, `/job list|status|cancel`,
-`/rules list|add|remove`, `/triage [set #channel|clear]`."""
+"""Slash commands: `/campaign launch [--dry-run]|list|status|pause|resume|help`,
+`/job list|status|pause|resume|cancel`, `/rules list|add|remove`, `/triage [set #channel|clear]`."""
 
 from __future__ import annotations
 
@@ -8,16 +8,20 @@ import logging
 import re
 import shlex
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
+from domain.cadence import NoHolidays
 from domain.campaigns import CampaignStatus
 from domain.classification import Category
-from domain.errors import InvalidInput, NotFound, NotPermitted, SalesbotError
-from domain.jobs import Job, JobStatus
+from domain.enrollments import EnrollmentSummary
+from domain.errors import InvalidInput, InvalidTransition, NotFound, NotPermitted, SalesbotError
+from domain.jobs import TERMINAL_JOB_STATES, EnrollmentStatus, Job, JobStatus
 from domain.outreach import Actor
+from domain.outreach.jobs import LaunchPreview
 from domain.reply_policy import ReplyPolicy
 from domain.reply_routing import describe, parse_channel
 from domain.rules import DEFAULT_PRIORITY, MAX_PRIORITY, RuleType
@@ -44,6 +48,8 @@ log = logging.getLogger(__name__)
 CAMPAIGN_USAGE = (
     "*Usage of /campaign*\n"
     "• `/campaign launch <name or id>` — start a job that drafts emails for review\n"
+    "• `/campaign launch <name or id> --dry-run` — the audience, the cadence and when the "
+    "first step would go out, launching nothing\n"
     "• `/campaign list` — campaigns and their status\n"
     "• `/campaign status <name or id>` — jobs and progress of a campaign\n"
     "• `/campaign pause <name or id>` / `/campaign resume <name or id>`\n"
@@ -53,7 +59,8 @@ CAMPAIGN_USAGE = (
 JOB_USAGE = (
     "*Usage of /job*\n"
     "• `/job list` — your organization's recent jobs\n"
-    "• `/job status <id>` — progress of one job\n"
+    "• `/job status <id>` — progress of one job, and where its contacts are in the cadence\n"
+    "• `/job pause <id>` / `/job resume <id>` — hold a job's cadence, or carry it on\n"
     "• `/job cancel <id>` — stop a job; its cards not yet sent are withdrawn"
 )
 
@@ -107,11 +114,29 @@ def register(app: App, deps: SlackDeps) -> None:
 
 def ack_fast(ack: Ack, command: dict[str, Any]) -> None:
     """Acknowledge at once; a launch says so, since its answer takes a while."""
-    verb, _ = split_command(command.get("text", ""))
+    text, dry_run = split_dry_run(command.get("text", ""))
+    verb, _ = split_command(text)
     if command["command"] == Command.CAMPAIGN and verb == "launch":
-        ack(response_type="ephemeral", text="🚀 Launching… I'll post the audience and job here.")
+        if dry_run:
+            ack(response_type="ephemeral", text="🔎 Previewing the launch… nothing is launched.")
+        else:
+            ack(
+                response_type="ephemeral",
+                text="🚀 Launching… I'll post the audience and job here.",
+            )
     else:
         ack()
+
+
+# `--dry-run` anywhere in the text; Slack clients may turn the two hyphens into a dash.
+_DRY_RUN = re.compile(r"(?:^|\s)(?:--|—|–)dry-run(?=\s|$)", re.IGNORECASE)
+
+
+def split_dry_run(text: str) -> tuple[str, bool]:
+    """Take the `--dry-run` flag out of a command's text: (the rest, whether it was there)."""
+    text = text or ""
+    rest, found = _DRY_RUN.subn(" ", text)
+    return (rest.strip(), True) if found else (text, False)
 
 
 @tells_user_on_error
@@ -124,10 +149,17 @@ def run_campaign(
 ) -> None:
     """Run a /campaign sub-command and answer it; a launch plans its job after answering
     (the rep hears why, should planning stop)."""
-    verb, arg = split_command(command.get("text", ""))
+    rest, dry_run = split_dry_run(command.get("text", ""))
+    verb, arg = split_command(rest)
     if verb in ("", "help"):
         text, blocks = campaign_help_message(CAMPAIGN_USAGE, _reply_policy(deps, body, client))
         answer(respond, text, blocks=blocks)
+        return
+    if dry_run and verb != "launch":
+        answer(respond, f"`--dry-run` goes with `/campaign launch`.\n\n{CAMPAIGN_USAGE}")
+        return
+    if dry_run:
+        answer(respond, _preview(deps, arg, body, client))
         return
     text, then = _campaign(deps, verb, arg, body, client)
     answer(respond, text)
@@ -346,7 +378,7 @@ def _campaign_query(deps: SlackDeps, verb: str, arg: str, actor: Actor) -> str:
 def _job(deps: SlackDeps, verb: str, arg: str, body: dict[str, Any], client: WebClient) -> str:
     if verb in ("", "help"):
         return JOB_USAGE
-    if verb not in ("list", "status", "cancel"):
+    if verb not in ("list", "status", "cancel", "pause", "resume"):
         return f"I don't know `/job {escape(verb)}`.\n\n{JOB_USAGE}"
     actor = resolve_actor(deps, body, client)
     if verb == "list":
@@ -354,16 +386,166 @@ def _job(deps: SlackDeps, verb: str, arg: str, body: dict[str, Any], client: Web
             jobs = uow.jobs.list(actor.org_id, limit=15)
         return "*Jobs*\n" + "\n".join(_job_line(j) for j in jobs) if jobs else "No jobs yet."
     job_id = arg.lstrip("#")
-    if not job_id.isdigit():
+    # A number a BIGINT cannot hold names no job.
+    if not _is_number(job_id) or len(job_id) > 18:
         raise InvalidInput(f"`/job {verb}` needs a job number, e.g. `/job {verb} 12`")
     if verb == "cancel":
         job = deps.outreach.jobs.set_job_status(
             actor.org_id, int(job_id), JobStatus.CANCELLED, by=actor
         )
         return f"Cancelled {job_line(job)}"
+    if verb in ("pause", "resume"):
+        return _pause_or_resume(deps, actor, int(job_id), verb)
+    detail = deps.outreach.jobs.job_detail(actor.org_id, int(job_id))
+    if detail.is_inbox:
+        return _job_line(detail)
+    return "\n".join([_job_line(detail), *enrollment_lines(detail.enrollments)])
+
+
+def _pause_or_resume(deps: SlackDeps, actor: Actor, job_id: int, verb: str) -> str:
+    """Pause or resume a job (its owner or an admin); a resumed job's contacts are due again."""
+    to = JobStatus.PAUSED if verb == "pause" else JobStatus.RUNNING
+    try:
+        job = deps.outreach.jobs.set_job_status(actor.org_id, job_id, to, by=actor)
+    except InvalidTransition as exc:
+        raise InvalidTransition(_refusal(deps, actor.org_id, job_id, verb) or exc.message) from exc
+    if verb == "pause":
+        return (
+            f"⏸️ Paused {job_line(job)}\nIts contacts wait where they are; "
+            f"`/job resume {job_id}` carries the cadence on."
+        )
+    deps.wake_worker()
+    return (
+        f"▶️ Resumed {job_line(job)}\nIts paused contacts are due again; each step goes out "
+        "inside the send window of the contact's time zone."
+    )
+
+
+def _refusal(deps: SlackDeps, org_id: int, job_id: int, verb: str) -> str | None:
+    """Say why a job cannot be paused or resumed in its present state (None: the domain's
+    own refusal says it best, as for the replies inbox)."""
     with UnitOfWork(deps.session_factory) as uow:
-        job = uow.jobs.get(actor.org_id, int(job_id))
-    return _job_line(job)
+        job = uow.jobs.get(org_id, job_id)
+    if job.is_inbox:
+        return None
+    status = job.status
+    if verb == "pause" and status == JobStatus.PAUSED:
+        return f"Job #{job_id} is already paused; `/job resume {job_id}` carries it on."
+    if verb == "resume" and status == JobStatus.RUNNING:
+        return f"Job #{job_id} is already running."
+    if status == JobStatus.PENDING:
+        return f"Job #{job_id} is still being planned; {verb} it once it runs."
+    if status in TERMINAL_JOB_STATES:
+        past = "paused" if verb == "pause" else "resumed"
+        return (
+            f"Job #{job_id} has finished (`{status.value}`): a finished job cannot be {past}. "
+            "`/campaign launch` starts a new one."
+        )
+    return None
+
+
+def enrollment_lines(summary: EnrollmentSummary) -> list[str]:
+    """Where a job's contacts are in its cadence, for `/job status`."""
+    if summary.total == 0:
+        return ["No contacts enrolled yet."]
+    lines = [f"*Contacts:* {summary.total:,}"]
+    active = summary.by_status.get(EnrollmentStatus.ACTIVE, 0)
+    if active:
+        parts = []
+        if summary.running:
+            parts.append(f"{summary.running:,} with a step under way (its card waits for review)")
+        if summary.next_due_at is not None:
+            parts.append(f"next step due {_slack_time(summary.next_due_at)}")
+        lines.append(f"• {active:,} active" + (f" — {'; '.join(parts)}" if parts else ""))
+        if summary.deferred_by_reason:
+            lines.append(f"      waiting: {_counts(summary.deferred_by_reason)}")
+    for status, reasons in (
+        (EnrollmentStatus.PAUSED, summary.paused_by_reason),
+        (EnrollmentStatus.STOPPED, summary.stopped_by_reason),
+    ):
+        count = summary.by_status.get(status, 0)
+        if count:
+            lines.append(f"• {count:,} {status.value} — {_counts(reasons)}")
+    completed = summary.by_status.get(EnrollmentStatus.COMPLETED, 0)
+    if completed:
+        lines.append(f"• {completed:,} completed every step")
+    return lines
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{escape(reason)} {count:,}" for reason, count in counts.items())
+
+
+def _slack_time(at: datetime) -> str:
+    """A time each reader sees in their own zone (Slack's date formatting), UTC as fallback."""
+    stamp = int(at.timestamp())
+    fallback = at.astimezone(UTC).strftime("%a %Y-%m-%d %H:%M UTC")
+    return f"<!date^{stamp}^{{date_short_pretty}} {{time}}|{fallback}>"
+
+
+_DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def _days(weekdays: frozenset[int]) -> str:
+    """Weekdays as people write them: Mon–Fri, or Mon, Wed, Fri."""
+    days = sorted(weekdays)
+    if len(days) > 2 and days == list(range(days[0], days[-1] + 1)):
+        return f"{_DAY_NAMES[days[0]]}–{_DAY_NAMES[days[-1]]}"
+    return ", ".join(_DAY_NAMES[d] for d in days)
+
+
+def _preview(deps: SlackDeps, arg: str, body: dict[str, Any], client: WebClient) -> str:
+    """Answer `/campaign launch <name> --dry-run`: what a launch would do, launching nothing."""
+    if not arg:
+        return f"`/campaign launch --dry-run` needs a campaign name or id.\n\n{CAMPAIGN_USAGE}"
+    actor = resolve_actor(deps, body, client)
+    preview = deps.outreach.jobs.preview_launch(
+        actor.org_id, arg, holidays=deps.holidays or (lambda _settings: NoHolidays())
+    )
+    return preview_text(preview)
+
+
+def preview_text(preview: LaunchPreview) -> str:
+    """The answer of a dry run: audience, cadence, and each first contact's first step."""
+    count = preview.audience_count
+    lines = [
+        f"🔎 *Dry run of {escape(preview.campaign_name)}*: nothing was launched.",
+        f"*Audience:* {count:,} contact{'s' if count != 1 else ''}.",
+    ]
+    counting = "business days" if preview.business_days else "days"
+    steps = " → ".join(
+        f"step {s.number} · day {s.day} · {s.channel}"
+        + (f" ({escape(s.title)})" if s.title else "")
+        for s in preview.steps
+    )
+    lines.append(f"*Cadence* ({counting} after the previous step): {steps}")
+    window = preview.window
+    holidays = (
+        f"{escape(preview.holiday_country)} public holidays skipped"
+        if preview.holiday_country
+        else "no holiday calendar"
+    )
+    if preview.contacts:
+        lines.append(
+            f"*First step* — the send window is {window.start:%H:%M}–{window.end:%H:%M} "
+            f"{_days(window.weekdays)} in each contact's time zone, {holidays}:"
+        )
+        for contact in preview.contacts:
+            local = contact.first_step_at.astimezone(contact.zone.zone)
+            lines.append(
+                f"• {escape(contact.name)} ({escape(contact.email)}) — "
+                f"{local:%a %Y-%m-%d %H:%M} {local.tzname()} · {escape(contact.zone.describe())}"
+            )
+        more = count - len(preview.contacts)
+        if more > 0:
+            lines.append(f"… and {more:,} more.")
+    lines += [f"⚠️ {escape(w)}" for w in preview.warnings]
+    if not preview.warnings:
+        lines.append(
+            f"`/campaign launch {escape(preview.campaign_name)}` launches it; the first step's "
+            "emails are drafted for review at once and go out once approved, inside the window."
+        )
+    return "\n".join(lines)
 
 
 def _job_line(job: Job) -> str:

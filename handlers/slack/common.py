@@ -16,6 +16,7 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy.orm import Session
 
 from domain.accounts import Accounts
+from domain.cadence import CadenceSettings, HolidayCalendar
 from domain.clock import Clock
 from domain.corrections import Corrections
 from domain.errors import NotPermitted, SalesbotError
@@ -46,6 +47,9 @@ class SlackDeps:
     triage: Triage | None = None
     #: Re-labels from cards and the rules they propose (None: not wired, as in some tests).
     corrections: Corrections | None = None
+    #: The holiday calendar of an organization's cadence settings, as the cadence tick
+    #: uses it (None: no holidays), for `/campaign launch --dry-run`.
+    holidays: Callable[[CadenceSettings], HolidayCalendar] | None = None
 
 
 def corrections_of(deps: SlackDeps) -> Corrections:

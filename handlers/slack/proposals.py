@@ -1,4 +1,5 @@
-"""Rules proposed from reps' corrections, in the admins' DMs: Accept or Dismiss.
+"""Rules proposed from reps' corrections, in the admins' DMs: Accept or Dismiss; and the
+other queued notices (a job the deliverability guard paused).
 
 The DM is a notice the use case queued in its unit of work (`storage.chat_notices`): the
 Slack worker replays it after the commit through `send_notice`, which posts to one admin
@@ -22,6 +23,7 @@ from domain.corrections import (
     RuleProposalView,
 )
 from domain.errors import InvalidInput, NotFound
+from domain.outreach.cadences import NOTICE_JOB_GUARD_PAUSED
 from handlers.slack.blocks import safe
 from handlers.slack.common import (
     Bound,
@@ -131,13 +133,17 @@ def decided_message(
 
 
 def send_notice(deps: SlackDeps, body: dict[str, Any], client: WebClient) -> None:
-    """Send a queued notice: a proposal to one admin, or a decided proposal's update.
+    """Send a queued notice: a proposal to one admin, a decided proposal's update, or a job
+    the deliverability guard paused (to the job's review channel, else its owner).
 
     A Slack error another attempt would meet again is logged and the notice dropped; any
     other is raised, for the worker to retry.
     """
     event = body.get("event") or {}
     kind, data = event.get("notice"), event.get("data") or {}
+    if kind == NOTICE_JOB_GUARD_PAUSED:
+        _send_guard_notice(deps, client, event, data)
+        return
     try:
         org_id, proposal_id = int(event["org_id"]), int(data["proposal_id"])
     except (KeyError, TypeError, ValueError):
@@ -193,6 +199,68 @@ def _send_proposal(
     corrections_of(deps).record_proposal_message(
         org_id, proposal.id, channel=str(posted["channel"]), ts=str(posted["ts"])
     )
+
+
+# --- a job paused by the deliverability guard ----------------------------------------------
+
+_GUARD_PREFIX = "paused by the deliverability guard: "
+# What to do first, by what spiked (the guard's reason says which).
+_GUARD_ADVICE = (
+    ("hard bounces", "Clean the list"),
+    ("opt-outs", "Check the audience and the message"),
+)
+
+
+def guard_paused_message(job_id: int, job_name: str, reason: str) -> str:
+    """The notice of a job the deliverability guard paused: what spiked, what to do."""
+    head = f"⏸️ Job #{job_id} ({safe(job_name, 200)}) paused itself"
+    resume = f"`/job resume {job_id}`"
+    if reason.startswith(_GUARD_PREFIX):
+        facts = reason.removeprefix(_GUARD_PREFIX).partition(". ")[0].rstrip(".")
+        advice = next((a for word, a in _GUARD_ADVICE if word in facts), None)
+        if advice is not None:
+            return f"{head}: {safe(facts, 500)}. {advice}, then {resume}."
+    return f"{head}: {safe(reason, 500)} {resume} carries it on once that is fixed."
+
+
+def _send_guard_notice(
+    deps: SlackDeps, client: WebClient, event: dict[str, Any], data: dict[str, Any]
+) -> None:
+    """Tell the job's review channel that the guard paused the job; without a channel (or
+    one the bot cannot post in), its owner by DM. A Slack error another attempt would meet
+    again drops the notice with a log; any other is raised, for the worker to retry."""
+    try:
+        org_id, job_id = int(event["org_id"]), int(data["job_id"])
+        name, reason = str(data["job_name"]), str(data["reason"])
+    except (KeyError, TypeError, ValueError):
+        log.error("malformed notice dropped", extra={"notice": NOTICE_JOB_GUARD_PAUSED})
+        return
+    text = guard_paused_message(job_id, name, reason)
+    channel = data.get("channel")
+    if isinstance(channel, str) and channel:
+        try:
+            client.chat_postMessage(channel=channel, text=text)
+            return
+        except SlackApiError as exc:
+            error = str(exc.response.get("error"))
+            if error not in _PERMANENT:
+                raise
+            log.warning(
+                "guard notice not posted to the job's channel; the owner is told instead",
+                extra={"job_id": job_id, "error": error},
+            )
+    owner = data.get("owner_id")
+    slack_id = _slack_id(deps, org_id, int(owner)) if isinstance(owner, int) else None
+    if slack_id is None:
+        log.warning("guard notice has nobody to tell", extra={"job_id": job_id})
+        return
+    try:
+        client.chat_postMessage(channel=slack_id, text=text)
+    except SlackApiError as exc:
+        error = str(exc.response.get("error"))
+        if error not in _PERMANENT:
+            raise
+        log.warning("guard notice not delivered", extra={"job_id": job_id, "error": error})
 
 
 def _slack_id(deps: SlackDeps, org_id: int, user_id: int | None) -> str | None:

@@ -123,10 +123,11 @@ def test_a_review_mode_job_runs_until_every_card_is_decided(world: SlackWorld) -
     assert card_states(world, job_id) == ["blocked", "rejected", "rejected"]
     assert_metrics_equal_a_recount(world, job_id)
     status = answer_to(world, f"status {job_id}")
-    assert status == (
+    # The job's line and its latest error; the contacts' lines follow (test_job_controls).
+    assert status.startswith(
         f"*#{job_id}* Q4 lender win-back · launch — `succeeded` · 3 cards, 1 approved, 0 sent, "
         f"1 error\n      ⚠️ card #{failed_card} was not sent: No mailbox is connected: connect "
-        "Gmail from the App Home, then Retry."
+        "Gmail from the App Home, then Retry.\n*Contacts:* 3\n"
     )
 
 
@@ -194,7 +195,10 @@ def test_a_card_sent_on_retry_no_longer_shows_as_the_jobs_latest_error(
         )
         assert answer_to(world, f"status {job_id}") == (
             f"*#{job_id}* Q4 lender win-back · launch — `running` · 3 cards, 1 approved, 1 sent, "
-            "1 error"
+            "1 error\n"
+            "*Contacts:* 3\n"
+            "• 2 active — 2 with a step under way (its card waits for review)\n"
+            "• 1 completed every step"
         )
 
 

@@ -43,11 +43,13 @@ from domain.engagement import (
     NewEngagement,
     ScoredEvent,
 )
+from domain.enrollments import EnrollmentGroup, EnrollmentRow, defer_kind
 from domain.errors import NotFound
 from domain.intents import KnownPerson
 from domain.jobs import (
     INBOX_JOB_NAME,
     JOB_METRICS,
+    EnrollmentStatus,
     Job,
     JobKind,
     JobStatus,
@@ -371,6 +373,30 @@ class FakeJobs:
         self._w.jobs[job.id] = JobRecord(job, request_key=request_key)
         return job
 
+    def update_details(
+        self,
+        org_id: int,
+        job_id: int,
+        *,
+        expected: Iterable[JobStatus],
+        name: str | None = None,
+        description: str | None = None,
+        clear_description: bool = False,
+        params: dict[str, Any] | None = None,
+    ) -> bool:
+        record = self._record(org_id, job_id)
+        if record.job.status not in set(expected):
+            return False
+        values: dict[str, Any] = {}
+        if name is not None:
+            values["name"] = name
+        if description is not None or clear_description:
+            values["description"] = description
+        if params is not None:
+            values["params"] = params
+        self._change(job_id, **values)
+        return True
+
     def inbox_job_id(self, org_id: int, *, now: datetime) -> int:
         for job_id, record in self._w.jobs.items():
             if record.job.org_id == org_id and record.job.kind == JobKind.INBOX:
@@ -669,6 +695,65 @@ class FakeEnrollments:
     def set_thread(self, enrollment_id: int, thread_id: str) -> None:
         enrollment = self._w.enrollments[enrollment_id]
         enrollment.thread_id = enrollment.thread_id or thread_id
+
+    def list_for_job(
+        self,
+        org_id: int,
+        job_id: int,
+        *,
+        status: EnrollmentStatus | None = None,
+        after: int | None = None,
+        limit: int = 100,
+    ) -> builtins.list[EnrollmentRow]:
+        rows = []
+        for enrollment_id, e in sorted(self._w.enrollments.items()):
+            if e.org_id != org_id or e.job_id != job_id:
+                continue
+            if (status is not None and e.status != status) or (after and enrollment_id <= after):
+                continue
+            contact = self._w.contacts[(org_id, e.contact_id)]
+            rows.append(
+                EnrollmentRow(
+                    id=enrollment_id,
+                    contact_id=e.contact_id,
+                    email=contact.email,
+                    first_name=contact.first_name,
+                    last_name=contact.last_name,
+                    status=EnrollmentStatus(e.status),
+                    step=e.step,
+                    next_due_at=e.next_due_at,
+                    last_step_at=e.last_step_at,
+                    stop_reason=e.stop_reason,
+                    defer_reason=e.defer_reason,
+                    time_zone=None,
+                    enrolled_at=NOW,
+                )
+            )
+        return rows[:limit]
+
+    def summary_for_job(self, org_id: int, job_id: int) -> builtins.list[EnrollmentGroup]:
+        groups: dict[tuple[str, str | None, str | None, bool], EnrollmentGroup] = {}
+        for e in self._w.enrollments.values():
+            if e.org_id != org_id or e.job_id != job_id:
+                continue
+            running = e.status == "active" and e.next_due_at is None
+            defer = defer_kind(e.defer_reason) if e.defer_reason else None
+            key = (e.status, e.stop_reason, defer, running)
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = EnrollmentGroup(
+                    status=EnrollmentStatus(e.status),
+                    reason=e.stop_reason,
+                    defer=defer,
+                    running=running,
+                    count=0,
+                )
+            group.count += 1
+            if e.next_due_at is not None and (
+                group.next_due_at is None or e.next_due_at < group.next_due_at
+            ):
+                group.next_due_at = e.next_due_at
+        return list(groups.values())
 
 
 class FakeCadence:
