@@ -226,6 +226,12 @@ class CardView:
     thread_emails: int = 0
     #: Who snoozed the card (`action_payload.snoozed_by`), while it is snoozed.
     snoozed_by_slack_id: str | None = None
+    #: The contact's phone number (a call step's card shows it).
+    contact_phone: str | None = None
+    #: A rep's cadence step: the emails its cadence sent before it, and whether the contact
+    #: replied since the job started (None: not a cadence step's card).
+    emails_before: int | None = None
+    replied: bool = False
 
 
 @dataclass(frozen=True)

@@ -109,6 +109,7 @@ class ContactContext:
     last_replied_at: datetime | None
     opted_out: bool
     email_status: str
+    phone: str | None = None
 
     @property
     def full_name(self) -> str:

@@ -1,10 +1,11 @@
 """Engagement scoring: what a contact's interactions say about their interest, 0 to 100.
 
-Every event (a send, a reply and its sentiment, a meeting request, an order after a reply,
-a bounce, an opt-out, ...) becomes one row of the contact's engagement history with the
-points it adds (`score_delta`) and the score right after it (`score_after`); the contact
-keeps the latest score, its trend and the dates of its last reply and last positive
-interaction. `record_engagement` does all of that inside the caller's unit of work.
+Every event (a send, a rep's LinkedIn touch or call, a reply and its sentiment, a meeting
+request, an order after a reply, a bounce, an opt-out, ...) becomes one row of the
+contact's engagement history with the points it adds (`score_delta`) and the score right
+after it (`score_after`); the contact keeps the latest score, its trend and the dates of
+its last reply and last positive interaction. `record_engagement` does all of that inside
+the caller's unit of work.
 
 The formula (pure functions below, unit-tested in tests/unit/test_engagement.py):
 
@@ -74,6 +75,9 @@ class EngagementEvent(StrEnum):
     OPTED_OUT = "opted_out"
     COMPLAINT = "complaint"  # marked as spam (an ARF report)
     OUT_OF_OFFICE = "out_of_office"  # an automatic answer: no interest either way
+    # A rep's cadence step marked done in Slack (issue 13): a LinkedIn touch, a call.
+    LINKEDIN_TOUCH = "linkedin_touch"
+    CALL = "call"
 
 
 # The points each event adds (or takes) on the 0..100 scale. Our own sends and automatic
@@ -91,6 +95,9 @@ WEIGHTS: Final[Mapping[EngagementEvent, float]] = {
     EngagementEvent.OPTED_OUT: -100.0,
     EngagementEvent.COMPLAINT: -100.0,
     EngagementEvent.OUT_OF_OFFICE: 0.0,
+    # Like a send, our own touch says nothing yet of the contact's interest; a reply does.
+    EngagementEvent.LINKEDIN_TOUCH: 0.0,
+    EngagementEvent.CALL: 0.0,
 }
 
 MIN_SCORE: Final = 0.0

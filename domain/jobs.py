@@ -20,7 +20,9 @@ from pydantic import (
 
 from domain.audience import AudienceCriteria
 from domain.cadence import Channel
-from domain.campaigns import DEFAULT_CADENCE_DAYS, MAX_STEPS, Campaign, validate_cadence_days
+from domain.campaigns import Cadence as Cadence  # re-exported: defined with the campaigns
+from domain.campaigns import CadenceStep as CadenceStep  # that carry a cadence
+from domain.campaigns import Campaign, field_errors
 from domain.errors import InvalidTransition
 from domain.fields import Id, Label, Text
 from domain.templates import MAX_TEMPLATE_CHARS
@@ -181,21 +183,6 @@ class StepTemplate(BaseModel):
         return self
 
 
-class CadenceStep(BaseModel):
-    """One step of a multi-channel cadence: on which day, by which channel."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    day: int = Field(ge=0, le=365, description="Days after the previous step's start (day 0).")
-    channel: Channel = Field(
-        default=Channel.EMAIL,
-        description="`email` (the next template, in the thread of the first), `linkedin`, "
-        "`call` or `task` (a card for the rep with Done / Skip).",
-    )
-    title: Text | None = Field(default=None, max_length=300)
-    description: Text | None = Field(default=None, max_length=5000)
-
-
 @dataclass(frozen=True)
 class PlannedStep:
     """A cadence step as the engine runs it: its index, day, channel and email template."""
@@ -207,37 +194,6 @@ class PlannedStep:
     template_index: int | None
     title: str | None = None
     description: str | None = None
-
-
-class Cadence(BaseModel):
-    """When each step goes out, in days after enrollment (day 0, 4, 10, 21 ...).
-
-    `days` alone is an all-email cadence (one template per step); `steps` names each
-    step's channel (email → LinkedIn → call ...). Days count calendar days, or business
-    days (the org's send window's weekdays, without holidays) with `business_days`.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    days: list[int] = Field(default_factory=lambda: list(DEFAULT_CADENCE_DAYS))
-    steps: list[CadenceStep] | None = Field(default=None, max_length=MAX_STEPS)
-    business_days: bool = False
-
-    @field_validator("days")
-    @classmethod
-    def _days(cls, values: list[int]) -> list[int]:
-        return validate_cadence_days(values)
-
-    @model_validator(mode="after")
-    def _steps(self) -> Cadence:
-        if self.steps is not None:
-            days = [step.day for step in self.steps]
-            try:
-                validate_cadence_days(days)
-            except ValueError as exc:
-                raise ValueError(str(exc).replace("cadence_days", "cadence steps")) from None
-            self.days = days
-        return self
 
 
 class Behaviour(BaseModel):
@@ -337,16 +293,29 @@ class JobParams(BaseModel):
     def _steps(self) -> JobParams:
         if self.cadence.steps is None:
             if len(self.templates) > len(self.cadence.days):
-                raise ValueError(
-                    f"{len(self.templates)} templates but only {len(self.cadence.days)} "
-                    "cadence days"
+                raise field_errors(
+                    [
+                        (
+                            ("templates",),
+                            f"{len(self.templates)} templates but only "
+                            f"{len(self.cadence.days)} cadence days: give one day per template",
+                            len(self.templates),
+                        )
+                    ]
                 )
             return self
-        emails = sum(1 for s in self.cadence.steps if s.channel == Channel.EMAIL)
+        emails = self.cadence.email_steps()
         if emails > len(self.templates):
-            raise ValueError(
-                f"the cadence has {emails} email steps but the job has only "
-                f"{len(self.templates)} templates: give one template per email step"
+            raise field_errors(
+                [
+                    (
+                        ("cadence", "steps"),
+                        f"the cadence has {emails} email steps but the job has only "
+                        f"{len(self.templates)} template{'' if len(self.templates) == 1 else 's'}"
+                        ": give one template per email step",
+                        emails,
+                    )
+                ]
             )
         return self
 
@@ -408,16 +377,20 @@ class UpdateJobRequest(BaseModel):
 
 
 def params_from_campaign(campaign: Campaign) -> JobParams:
-    """Derive a job's params from a campaign's targeting, templates and cadence."""
+    """Derive a job's params from a campaign's targeting, templates and cadence (its
+    multi-channel `cadence` when it has one, else an all-email cadence on `cadence_days`)."""
     if not campaign.email_template_ids:
         raise ValueError(
             f"campaign {campaign.name!r} has no email templates; add email_template_ids first"
         )
-    days = campaign.cadence_days[: max(1, len(campaign.email_template_ids))]
+    if campaign.cadence is not None and campaign.cadence.steps is not None:
+        cadence = campaign.cadence.model_copy(deep=True)
+    else:
+        cadence = Cadence(days=campaign.cadence_days[: max(1, len(campaign.email_template_ids))])
     return JobParams(
         target=TargetSelection(filters=campaign.criteria()),
         templates=[StepTemplate(template_id=t) for t in campaign.email_template_ids],
-        cadence=Cadence(days=days),
+        cadence=cadence,
         review_channel_id=campaign.review_channel_id,
     )
 
@@ -446,7 +419,8 @@ STEP_TASKS: Final[dict[Channel, TaskKind]] = {
     Channel.CALL: TaskKind.SCHEDULE_CALL,
     Channel.TASK: TaskKind.CREATE_TASK,
 }
-_STEP_TITLES: Final[dict[Channel, str]] = {
+#: The title of a rep's step without its own (the Slack card tells a custom one apart).
+STEP_TITLES: Final[dict[Channel, str]] = {
     Channel.LINKEDIN: "LinkedIn touch",
     Channel.CALL: "Call",
     Channel.TASK: "Task",
@@ -471,7 +445,7 @@ def step_task_rows(
     if planned.channel != Channel.EMAIL:
         own.update(
             channel=planned.channel.value,
-            title=planned.title or _STEP_TITLES[planned.channel],
+            title=planned.title or STEP_TITLES[planned.channel],
             description=planned.description,
         )
     rows: list[dict[str, object]] = [

@@ -700,6 +700,9 @@ class OutreachUnitOfWork(Transaction, Protocol):
     @property
     def chat_notices(self) -> ChatNoticeRepository: ...
 
+    @property
+    def engagement(self) -> EngagementRepository: ...
+
 
 class ChatNotifier(Protocol):
     """Shows cards to humans (Slack in production)."""

@@ -26,6 +26,8 @@ def _column_values(fields: CampaignFields) -> dict[str, Any]:
     values = fields.model_dump(mode="json")
     values["start_date"] = fields.start_date
     values["end_date"] = fields.end_date
+    # The column is not nullable: an empty object is "no multi-channel cadence".
+    values["cadence"] = values["cadence"] or {}
     return values
 
 
@@ -48,6 +50,7 @@ class CampaignRepo:
     @staticmethod
     def _to_domain(row: m.MarketingCampaign) -> Campaign:
         data: dict[str, Any] = {name: getattr(row, name) for name in _CAMPAIGN_FIELDS}
+        data["cadence"] = row.cadence or None
         data.update(
             id=row.id,
             created_by=row.created_by,

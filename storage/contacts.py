@@ -94,6 +94,7 @@ class ContactContextRepo:
                 last_replied_at=contact.last_replied_at,
                 opted_out=contact.opted_out_at is not None,
                 email_status=contact.email_status,
+                phone=contact.phone,
             )
         return contexts
 

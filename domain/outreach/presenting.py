@@ -8,6 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 from domain import faults
+from domain.cadence import Channel
 from domain.cards import Card, CardState, CardView
 from domain.errors import ExternalServiceError
 from domain.jobs import TaskKind
@@ -63,20 +64,38 @@ class Presenting:
             approver_slack = slack_id_of(uow, org_id, decided_by)
             snoozer = card.action_payload.get("snoozed_by") if card.is_snoozed else None
             snoozer_slack = slack_id_of(uow, org_id, snoozer if isinstance(snoozer, int) else None)
-        payload = card.action_payload
+            payload = card.action_payload
+            campaign_name = str(payload.get("campaign_name") or "") or (job.name if job else None)
+            step_number = int(payload["step"]) + 1 if payload.get("step") is not None else None
+            total_steps = int(payload["total_steps"]) if payload.get("total_steps") else None
+            emails_before: int | None = None
+            step = payload.get("cadence_step")
+            if isinstance(step, int) and payload.get("channel") and job and not job.is_inbox:
+                # A rep's cadence step: where it stands in the cadence, what came before,
+                # and the campaign it belongs to (its payload names none).
+                plan = job.parsed_params().plan()
+                step_number, total_steps = step + 1, len(plan)
+                emails_before = sum(1 for p in plan[:step] if p.channel == Channel.EMAIL)
+                if job.campaign_id is not None and not payload.get("campaign_name"):
+                    campaign_name = uow.campaigns.get(org_id, job.campaign_id).name
+        started = job.started_at if job else None
+        replied = bool(ctx and ctx.last_replied_at and started and ctx.last_replied_at >= started)
         return CardView(
             card=card,
             contact_name=ctx.full_name if ctx else None,
             contact_email=ctx.email if ctx else None,
             contact_title=ctx.title if ctx else None,
             company_name=ctx.company_name if ctx else None,
-            campaign_name=str(payload.get("campaign_name") or "") or (job.name if job else None),
+            campaign_name=campaign_name,
             job_name=job.name if job else None,
-            step_number=int(payload["step"]) + 1 if payload.get("step") is not None else None,
-            total_steps=int(payload["total_steps"]) if payload.get("total_steps") else None,
+            step_number=step_number,
+            total_steps=total_steps,
             actor_slack_id=actor_slack_id or approver_slack,
             owner_slack_id=owner_slack,
             snoozed_by_slack_id=snoozer_slack,
+            contact_phone=ctx.phone if ctx else None,
+            emails_before=emails_before,
+            replied=replied,
         )
 
     def show_card(

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Final
 
 from domain import faults
+from domain.cadence import Channel
 from domain.cards import Card, CardState, describe_refusal, draft_fingerprint
+from domain.engagement import EngagementEvent, record_engagement
 from domain.errors import InvalidInput
 from domain.outreach.common import (
     Actor,
@@ -23,11 +26,19 @@ from domain.outreach.delivery import Delivery
 from domain.outreach.drafting import template_variables
 from domain.outreach.jobs import Jobs
 from domain.outreach.presenting import Presenting
+from domain.ports import OutreachUnitOfWork
 from domain.reply_actions import confirms_opt_out
 from domain.templates import render_text
 
 #: Why an answer to a reply cannot be sent before its draft exists.
 AWAITS_DRAFT: Final = "The answer is still being drafted; try again in a moment."
+#: The `rejected_reason` of a rep's cadence step skipped with Skip.
+SKIPPED: Final = "skipped"
+#: The engagement a rep's step records when it is done: a touch of the contact.
+_TOUCHES: Final[dict[str, EngagementEvent]] = {
+    Channel.LINKEDIN.value: EngagementEvent.LINKEDIN_TOUCH,
+    Channel.CALL.value: EngagementEvent.CALL,
+}
 
 
 class Review:
@@ -102,8 +113,9 @@ class Review:
             advance_card(uow, actor.org_id, card_id, CardState.EXECUTING, now=now)
             if advance_card(uow, actor.org_id, card_id, CardState.DONE, now=now, executed_at=now):
                 # A cadence step done by the rep (a call, a LinkedIn touch): the contact's
-                # next step counts from now.
+                # next step counts from now, and the touch is in their history.
                 end_step(uow, card, at=now)
+                _record_touch(uow, card, at=now)
             if card.job_id:
                 uow.jobs.bump(card.job_id, cards_executed=1)
             uow.commit()
@@ -112,6 +124,30 @@ class Review:
         if done.job_id:
             self._jobs.finish_job_if_done(actor.org_id, done.job_id)
         return done
+
+    def complete_step(self, actor: Actor, card_id: int) -> Card:
+        """Mark a rep's card done from its Done button (a cadence's LinkedIn, call or task
+        step, or a task template's card): approved and completed at once. An email card
+        is refused: its approval sends the draft shown, through Approve."""
+        with self._uow() as uow:
+            card = uow.cards.get(actor.org_id, card_id)
+            authorize_card(uow, actor, card)
+        if card.sends_email:
+            raise InvalidInput("This card sends an email: use Approve & send, not Done.")
+        return self.approve_card(actor, card_id, fingerprint=None)
+
+    def skip_step(self, actor: Actor, card_id: int) -> Card:
+        """Skip a rep's cadence step (a LinkedIn touch, a call, a task): its card is closed
+        as rejected, `skipped`, and the contact's cadence goes on to its next step."""
+        with self._uow() as uow:
+            card = uow.cards.get(actor.org_id, card_id)
+            authorize_card(uow, actor, card)
+        if card.sends_email or cadence_step_of(card) is None:
+            raise InvalidInput(
+                "Only a cadence's LinkedIn, call or task step can be skipped; reject this "
+                "card instead."
+            )
+        return self.reject_card(actor, card_id, reason=SKIPPED)
 
     def edit_card(
         self,
@@ -225,3 +261,20 @@ class Review:
         if rejected.job_id:
             self._jobs.finish_job_if_done(actor.org_id, rejected.job_id)
         return rejected
+
+
+def _record_touch(uow: OutreachUnitOfWork, card: Card, *, at: datetime) -> None:
+    """Record, in the caller's unit of work, the touch a done LinkedIn or call step made:
+    an event in the contact's engagement history, and their `last_contacted_at`."""
+    event = _TOUCHES.get(str(card.action_payload.get("channel") or ""))
+    if event is None or card.contact_id is None or cadence_step_of(card) is None:
+        return
+    record_engagement(
+        uow.engagement,
+        org_id=card.org_id,
+        contact_id=card.contact_id,
+        event=event,
+        occurred_at=at,
+        detail={"card_id": card.id, "job_id": card.job_id, "step": cadence_step_of(card)},
+    )
+    uow.contexts.touch_contacted(card.org_id, card.contact_id, at=at)

@@ -1,4 +1,5 @@
-"""Button clicks on cards: approve, edit, reject, retry, view full, approve all."""
+"""Button clicks on cards: approve, edit, reject, retry, view full, approve all, and a rep's
+cadence step done or skipped."""
 
 from __future__ import annotations
 
@@ -33,6 +34,8 @@ def register(app: App, deps: SlackDeps) -> None:
     app.action(ActionId.REJECT.value)(Bound(open_modal, deps))
     app.action(ActionId.VIEW_FULL.value)(Bound(open_modal, deps))
     app.action(ActionId.APPROVE_ALL.value)(ack=ack_only, lazy=[Bound(approve_all, deps)])
+    app.action(ActionId.STEP_DONE.value)(ack=ack_only, lazy=[Bound(step_done, deps)])
+    app.action(ActionId.STEP_SKIP.value)(ack=ack_only, lazy=[Bound(step_skip, deps)])
     app.action(ActionId.REFRESH_HOME.value)(ack=ack_only, lazy=[Bound(refresh_home, deps)])
     app.action(ActionId.CONNECT_GMAIL.value)(ack_only)
     card_menu.register(app, deps)
@@ -72,6 +75,32 @@ def retry(deps: SlackDeps, body: dict[str, Any], client: WebClient) -> None:
     card_id, _ = _card_ref(body)
     actor = resolve_actor(deps, body, client)
     deps.outreach.review.approve_card(actor, card_id, fingerprint=None)
+
+
+def step_done(deps: SlackDeps, body: dict[str, Any], client: WebClient) -> None:
+    """Mark a rep's step done (the touch is recorded); the message says who and when."""
+    _step_done(deps, body, client)
+    _refresh_home_if_there(deps, body, client)
+
+
+@tells_user_on_error
+def _step_done(deps: SlackDeps, body: dict[str, Any], client: WebClient) -> None:
+    card_id, _ = _card_ref(body)
+    actor = resolve_actor(deps, body, client)
+    deps.outreach.review.complete_step(actor, card_id)
+
+
+def step_skip(deps: SlackDeps, body: dict[str, Any], client: WebClient) -> None:
+    """Skip a rep's step: the contact's cadence goes on; the message says who skipped it."""
+    _step_skip(deps, body, client)
+    _refresh_home_if_there(deps, body, client)
+
+
+@tells_user_on_error
+def _step_skip(deps: SlackDeps, body: dict[str, Any], client: WebClient) -> None:
+    card_id, _ = _card_ref(body)
+    actor = resolve_actor(deps, body, client)
+    deps.outreach.review.skip_step(actor, card_id)
 
 
 @tells_user_on_error

@@ -7,11 +7,13 @@ import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
+from urllib.parse import quote_plus
 
+from domain.cadence import Channel
 from domain.card_details import CardThread, ContactOverview, ThreadMessage
 from domain.cards import Card, CardState, CardType, CardView
 from domain.engagement import EngagementEvent
-from domain.jobs import Job
+from domain.jobs import STEP_TITLES, Job
 from domain.reply_policy import ReplyPolicy
 from domain.rules import Rule
 from handlers.slack.ids import ActionId, BlockId, CallbackId, OverflowChoice
@@ -31,6 +33,7 @@ _ICONS = {
     CardType.CREATE_TASK: "📝",
     CardType.CREATE_DEAL: "💼",
     CardType.NEEDS_HUMAN_RESPONSE: "🙋",
+    CardType.LINKEDIN_TOUCH: "🔗",
 }
 
 
@@ -160,6 +163,9 @@ def card_message(view: CardView) -> tuple[str, list[dict[str, Any]]]:
     card = view.card
     if card.answers_email:
         return reply_card_message(view)
+    channel = step_channel(card)
+    if channel is not None:
+        return step_card_message(view, channel)
     payload = card.action_payload
     blocks: list[dict[str, Any]] = [{"type": "section", "text": _text(_headline(view))}]
     fields = []
@@ -207,6 +213,146 @@ def card_message(view: CardView) -> tuple[str, list[dict[str, Any]]]:
     title = safe(card.title, 300)
     fallback = f"{title}: {status}" if status else f"{title} — waiting for review"
     return _truncate(fallback, 3000), blocks
+
+
+# --- a rep's cadence step: a LinkedIn touch, a call, a task (issue 13) -------------------
+
+#: What a rep's step asks, by channel, when the step has no title of its own.
+_STEP_VERBS: Final = {
+    Channel.LINKEDIN: ("🔗", "Reach {name} on LinkedIn"),
+    Channel.CALL: ("📞", "Call {name}"),
+    Channel.TASK: ("📝", "Task for {name}"),
+}
+LINKEDIN_SEARCH: Final = "https://www.linkedin.com/search/results/people/?keywords="
+
+
+def step_channel(card: Card) -> Channel | None:
+    """The channel of a rep's cadence step card (LinkedIn, call, task), else None."""
+    payload = card.action_payload
+    if card.answers_email or card.sends_email or not isinstance(payload.get("cadence_step"), int):
+        return None
+    try:
+        channel = Channel(str(payload.get("channel")))
+    except ValueError:
+        return None
+    return None if channel == Channel.EMAIL else channel
+
+
+def linkedin_search_url(name: str, company: str | None) -> str:
+    """A LinkedIn people search for a person at a company (no profile URL is stored)."""
+    return LINKEDIN_SEARCH + quote_plus(" ".join(p for p in (name, company) if p))
+
+
+def _own_title(view: CardView, channel: Channel) -> str | None:
+    """The step's own title ("Send the Q4 rate sheet"), None for the channel's default."""
+    title = view.card.title
+    if view.contact_name and title.endswith(f": {view.contact_name}"):
+        title = title[: -len(view.contact_name) - 2]
+    return None if title == STEP_TITLES.get(channel) else title
+
+
+def _step_headline(view: CardView, channel: Channel) -> str:
+    icon, verb = _STEP_VERBS[channel]
+    name = safe(view.contact_name or "the contact", 200)
+    at = f" at {safe(view.company_name, 200)}" if view.company_name else ""
+    own = _own_title(view, channel)
+    if own:
+        line = f"{icon}  *{safe(own, 300)}* · {name}{at}"
+    else:
+        line = f"{icon}  *{verb.format(name=name)}*{at}"
+    return f"{line}    `{view.card.priority.value}`"
+
+
+def _so_far(view: CardView) -> str | None:
+    """ "Step 3 of 5 · Q4 lender win-back · after 2 emails, no reply"."""
+    parts = []
+    if view.step_number and view.total_steps:
+        parts.append(f"Step {view.step_number} of {view.total_steps}")
+    if view.campaign_name:
+        parts.append(safe(view.campaign_name, 200))
+    if view.emails_before is not None:
+        if view.emails_before == 0:
+            emails = "no email yet"
+        else:
+            plural = "email" if view.emails_before == 1 else "emails"
+            emails = f"after {view.emails_before} {plural}"
+        parts.append(f"{emails}, {'replied' if view.replied else 'no reply'}")
+    return " · ".join(parts) or None
+
+
+def _step_fields(view: CardView, channel: Channel) -> list[str]:
+    card = view.card
+    lines = []
+    if card.rationale:
+        lines.append(f"*Why*  {safe(card.rationale, 500)}")
+    so_far = _so_far(view)
+    if so_far:
+        lines.append(f"*So far*  {so_far}")
+    if view.contact_title:
+        lines.append(f"*Title*  {safe(view.contact_title, 200)}")
+    if view.contact_phone:
+        lines.append(f"*Phone*  {safe(view.contact_phone, 40)}")
+    elif channel == Channel.CALL:
+        lines.append("*Phone*  _none on file: look it up, or skip this step_")
+    if view.contact_email:
+        lines.append(f"*Email*  {safe(view.contact_email, 320)}")
+    if channel == Channel.LINKEDIN and view.contact_name:
+        url = linkedin_search_url(view.contact_name, view.company_name)
+        who = " at ".join(p for p in (view.contact_name, view.company_name) if p)
+        lines.append(f"*LinkedIn*  <{url}|Search LinkedIn for {safe(who, 300)}>")
+    return lines
+
+
+def _step_status(view: CardView) -> str:
+    """The line that replaces Done / Skip once the step is decided."""
+    card = view.card
+    actor = _who(view.actor_slack_id)
+    if card.state == CardState.REJECTED:
+        reason = card.rejected_reason
+        said = f': "{safe(reason, 300)}"' if reason and reason != "skipped" else ""
+        return f"⏭️ Skipped by {actor}{said}"
+    if card.state in (CardState.APPROVED, CardState.EXECUTING) and not card.blocked_reason:
+        return f"⏳ Marked done by {actor}…"
+    status, _ = _status_line(view)
+    return status
+
+
+def step_card_message(view: CardView, channel: Channel) -> tuple[str, list[dict[str, Any]]]:
+    """The message of a rep's cadence step (a LinkedIn touch, a call, a task): who, why,
+    the steps so far, how to reach them, the zone of their times, and Done / Skip."""
+    card = view.card
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": _text(_step_headline(view, channel))}
+    ]
+    fields = _step_fields(view, channel)
+    if fields:
+        blocks.append({"type": "section", "text": _text(_truncate("\n".join(fields), 2900))})
+    if card.description:
+        blocks.append({"type": "section", "text": _text(safe(card.description, 2900))})
+    zone = card.action_payload.get("time_zone")
+    if isinstance(zone, str) and zone:
+        blocks.append({"type": "context", "elements": [_text(f"🕘 Times in {safe(zone, 200)}")]})
+    status = _step_status(view)
+    if status:
+        blocks.append({"type": "context", "elements": [_text(status)]})
+    else:
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": BlockId.CARD_ACTIONS,
+                "elements": _step_buttons(card),
+            }
+        )
+    title = safe(card.title, 300)
+    fallback = f"{title}: {status}" if status else f"{title} — waiting for you"
+    return _truncate(fallback, 3000), blocks
+
+
+def _step_buttons(card: Card) -> list[dict[str, Any]]:
+    return [
+        _button("Done", ActionId.STEP_DONE, card, style="primary"),
+        _button("Skip", ActionId.STEP_SKIP, card),
+    ]
 
 
 # --- cards made from an inbound message (issue 12) ---------------------------------------
@@ -878,6 +1024,8 @@ _EVENT_LABELS: Final = {
     EngagementEvent.OPTED_OUT: "🚫 Opted out",
     EngagementEvent.COMPLAINT: "🚩 Marked as spam",
     EngagementEvent.OUT_OF_OFFICE: "🏖️ Out of office",
+    EngagementEvent.LINKEDIN_TOUCH: "🔗 LinkedIn touch",
+    EngagementEvent.CALL: "📞 Called",
 }
 _TRENDS: Final = {"rising": "↗ rising", "falling": "↘ falling", "steady": "→ steady"}
 
@@ -1005,6 +1153,8 @@ def _home_card(view: CardView) -> list[dict[str, Any]]:
             _button(_approve_label(card), ActionId.APPROVE, card, style="primary"),
             _button("Reject", ActionId.REJECT, card, style="danger"),
         ]
+        if step_channel(card) is not None:
+            buttons = _step_buttons(card)
         if card.state == CardState.SUGGESTED and card.awaits_draft:
             # Nothing to send yet: the draft_reply task has not written the answer.
             line += "\n✍️ _Drafting the answer…_"

@@ -33,6 +33,9 @@ class ActionId(StrEnum):
     SENTIMENT_INPUT = "sentiment_input"
     EMAIL_INPUT = "email_input"
     NAME_INPUT = "name_input"
+    #: A rep's cadence step (a LinkedIn touch, a call, a task): done, or skipped.
+    STEP_DONE = "card_step_done"
+    STEP_SKIP = "card_step_skip"
     #: Accept / dismiss a rule proposed from reps' corrections.
     ACCEPT_RULE_PROPOSAL = "rule_proposal_accept"
     DISMISS_RULE_PROPOSAL = "rule_proposal_dismiss"

@@ -840,6 +840,7 @@ class FakeCards:
         description: str | None,
         rationale: str | None,
         action_payload: dict[str, Any],
+        enrollment_id: int | None = None,
     ) -> Card:
         now = self._clock.now()
         card = Card(
@@ -853,6 +854,7 @@ class FakeCards:
             updated_at=now,
             job_id=job_id,
             task_id=task_id,
+            enrollment_id=enrollment_id,
             contact_id=contact_id,
             client_id=client_id,
             description=description,
