@@ -638,7 +638,9 @@ class CadenceRepository(Protocol):
         ...
 
     def has_open(self, org_id: int, job_id: int) -> bool:
-        """True while a job has enrollments still active or paused."""
+        """True while a job has steps to come: an enrollment due for the tick, paused until
+        a date, or held by the job's pause (a step waiting on its card holds the job
+        through the card)."""
         ...
 
     def guard_counts(self, org_id: int, job_id: int, *, since: datetime) -> GuardCounts:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final, cast
 
-from sqlalchemy import Table, bindparam, func, or_, select, update
+from sqlalchemy import Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from domain.cadence import (
@@ -272,7 +272,11 @@ class CadenceRepo:
         return (row.status, row.stop_reason) if row is not None else None
 
     def resume_job(self, org_id: int, job_id: int, *, now: datetime) -> int:
-        """Make the enrollments the job's pause held active and due now."""
+        """Make the enrollments the job's pause held active and due now; the guard counts
+        the job's bounces and opt-outs from now on."""
+        self._s.execute(
+            update(m.Job).where(m.Job.org_id == org_id, m.Job.id == job_id).values(guard_since=now)
+        )
         en = m.Enrollment
         result = self._s.execute(
             update(en)
@@ -287,18 +291,37 @@ class CadenceRepo:
         return int(result.rowcount)  # type: ignore[attr-defined]
 
     def has_open(self, org_id: int, job_id: int) -> bool:
-        """True while the job has an active or paused enrollment (an index probe)."""
+        """True while the job has steps to come: an enrollment due for the tick, paused
+        until a date, or held by the job's own pause (index probes). An enrollment whose
+        step waits on a card holds the job through the card (`has_undecided`); one whose
+        card was blocked or that a person paused without an end does not."""
         en = m.Enrollment
         found = self._s.scalar(
             select(en.id)
-            .where(en.job_id == job_id, en.org_id == org_id, en.status.in_(_RUNNING))
+            .where(
+                en.job_id == job_id,
+                en.org_id == org_id,
+                or_(
+                    and_(en.status == _ACTIVE, en.next_due_at.is_not(None)),
+                    and_(
+                        en.status == _PAUSED,
+                        or_(en.paused_until.is_not(None), en.stop_reason == JOB_PAUSED),
+                    ),
+                ),
+            )
             .limit(1)
         )
         return found is not None
 
     def guard_counts(self, org_id: int, job_id: int, *, since: datetime) -> GuardCounts:
-        """A job's sends, hard bounces and opt-outs since `since`."""
+        """A job's sends, hard bounces and opt-outs since `since`, or since the job was
+        last resumed if that is later."""
         s, en = m.EmailSend, m.Enrollment
+        resumed = self._s.scalar(
+            select(m.Job.guard_since).where(m.Job.org_id == org_id, m.Job.id == job_id)
+        )
+        if resumed is not None and resumed > since:
+            since = resumed
         sends = self._s.scalar(
             select(func.count())
             .select_from(s)

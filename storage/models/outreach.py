@@ -45,6 +45,8 @@ class Job(Base):
     plan_lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The deliverability guard counts from here (a resumption) or its window, the later.
+    guard_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     total_tasks: Mapped[int] = counter()
     completed_tasks: Mapped[int] = counter()
     failed_tasks: Mapped[int] = counter()
@@ -100,7 +102,7 @@ class Enrollment(Base):
         UniqueConstraint("job_id", "contact_id"),
         Index("ix_enrollments_org_status_due", "org_id", "status", "next_due_at"),
         Index("ix_enrollments_org_contact", "org_id", "contact_id"),
-        Index("ix_enrollments_job_id_status", "job_id", "status"),
+        Index("ix_enrollments_job_id_status_due", "job_id", "status", "next_due_at"),
         # The cadence tick's claim, in due order: only active rows with a due time.
         Index(
             "ix_enrollments_due",

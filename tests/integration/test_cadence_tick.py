@@ -263,6 +263,10 @@ def test_the_guard_pauses_a_job_whose_bounces_spike_and_queues_its_notice(
     with session_factory() as session:
         row = enrollment(session, ids[0])
         assert (row.status, row.next_due_at) == ("active", START)
+    # The guard counts from the resumption: the bounces that paused it are not held
+    # against it again, and the steps run.
+    again = service.cadences.tick()
+    assert (again.jobs_paused, again.ran) == ([], 2)
 
 
 def _status(value: str) -> Any:

@@ -806,7 +806,12 @@ class FakeCadence:
 
     def has_open(self, org_id: int, job_id: int) -> bool:
         return any(
-            e.job_id == job_id and e.org_id == org_id and e.status in RUNNING_ENROLLMENTS
+            e.job_id == job_id
+            and e.org_id == org_id
+            and (
+                (e.status == "active" and e.next_due_at is not None)
+                or (e.status == "paused" and e.stop_reason == "job paused")
+            )
             for e in self._w.enrollments.values()
         )
 

@@ -15,6 +15,8 @@ Create Date: 2026-12-03
 - `ix_enrollments_due` (partial, active rows with a due time) serves the tick's claim in due
   order; `ix_enrollments_resume` (partial, paused rows with an end) the resumption of
   out-of-office pauses. Both stay as small as the due work, whatever the table's size.
+- `jobs.guard_since`: the deliverability guard counts a resumed job's bounces and opt-outs
+  from its resumption, not over the window that paused it.
 - `organizations.cadence_settings`: the organization's send window, time zone, holiday
   calendar, fatigue limits and deliverability thresholds (defaults when empty).
 - `marketing_campaigns.cadence`: a multi-channel cadence (steps with a day and a channel:
@@ -82,7 +84,10 @@ def upgrade() -> None:
         ["paused_until"],
         **_partial("status = 'paused' AND paused_until IS NOT NULL"),
     )
-    op.create_index("ix_enrollments_job_id_status", "enrollments", ["job_id", "status"])
+    op.create_index(
+        "ix_enrollments_job_id_status_due", "enrollments", ["job_id", "status", "next_due_at"]
+    )
+    op.add_column("jobs", sa.Column("guard_since", storage.types.UTCDateTime(), nullable=True))
     op.add_column(
         "organizations",
         sa.Column(
@@ -127,7 +132,8 @@ def downgrade() -> None:
     op.drop_column("email_sends", "to_domain")
     op.drop_column("marketing_campaigns", "cadence")
     op.drop_column("organizations", "cadence_settings")
-    op.drop_index("ix_enrollments_job_id_status", table_name="enrollments")
+    op.drop_column("jobs", "guard_since")
+    op.drop_index("ix_enrollments_job_id_status_due", table_name="enrollments")
     op.drop_index("ix_enrollments_resume", table_name="enrollments")
     op.drop_index("ix_enrollments_due", table_name="enrollments")
     op.drop_column("enrollments", "time_zone")
