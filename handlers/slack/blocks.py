@@ -196,6 +196,12 @@ def card_message(view: CardView) -> tuple[str, list[dict[str, Any]]]:
     routing = payload.get("routing_note")
     if routing:
         blocks.append({"type": "context", "elements": [_text(f"↪️ {routing_words(routing)}")]})
+    zone = payload.get("time_zone")
+    if card.sends_email and isinstance(zone, str) and zone:
+        # A cadence step scheduled by the tick: in which zone, and why that one.
+        blocks.append(
+            {"type": "context", "elements": [_text(f"🕘 Scheduled in {safe(zone, 200)}")]}
+        )
     status, retry = _status_line(view)
     if status:
         elements: list[dict[str, Any]] = [_text(status)]
