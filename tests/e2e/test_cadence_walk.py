@@ -109,8 +109,8 @@ def test_a_campaign_walks_day_0_4_10_21_in_one_gmail_thread(
     assert report["ran"] == 1
     text = json.dumps(world.card_messages()[-1].blocks)
     assert "Step 2 of 4" in text
-    # The contact has no zone nor state, the organization none: the card says so.
-    assert "Scheduled in America/Chicago: the default time zone" in text
+    # The zone the step was scheduled in, and why (the contact's state, Texas).
+    assert "Scheduled in America/Chicago: the time zone of the contact's state" in text
     approve_newest_card(world, google, 1)
 
     # Day 10 is six days after step 2 went out (Monday 11-30): Sunday, so Monday 12-07.
