@@ -295,6 +295,11 @@ def test_app_home_offers_the_signed_connect_link_then_shows_the_connected_addres
     )
 
 
+def _steps(world: SlackWorld) -> list[int]:
+    with world.session_factory() as session:
+        return list(session.scalars(select(m.Enrollment.step)))
+
+
 def card_state(world: SlackWorld, card_id: int) -> tuple[str, str | None]:
     with world.session_factory() as session:
         card = session.get(m.Card, card_id)
@@ -302,9 +307,29 @@ def card_state(world: SlackWorld, card_id: int) -> tuple[str, str | None]:
         return card.state, card.blocked_reason
 
 
+def add_second_step(world: SlackWorld) -> None:
+    """Give the campaign a second email (day 4), so that its cadence goes on after step 1."""
+    with world.session_factory() as session:
+        template = m.EmailTemplate(
+            org_id=world.org_id,
+            name="Win-back 2",
+            category="campaign",
+            subject="Following up, {{ first_name }}",
+            body="Hi {{ first_name }}, any thoughts?",
+            variables=[],
+        )
+        session.add(template)
+        session.flush()
+        campaign = session.get(m.MarketingCampaign, world.campaign_id)
+        assert campaign is not None
+        campaign.email_template_ids = [world.template_id, template.id]
+        session.commit()
+
+
 def test_card_approved_in_slack_is_sent_with_list_unsubscribe_and_one_click_stops_it(
     slack: SlackWorld, google: GoogleServer
 ) -> None:
+    add_second_step(slack)
     messages = launch_and_connect(slack, google)
     value = slack.button(messages[0], ActionId.APPROVE)["value"]
     card_id = json.loads(value)["card"]
@@ -316,6 +341,11 @@ def test_card_approved_in_slack_is_sent_with_list_unsubscribe_and_one_click_stop
     recipient = sent.message["To"].addresses[0].addr_spec
     assert sent.message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     path = list_unsubscribe_path(str(sent.message["List-Unsubscribe"]))
+    # Step 1 went out: the cadence goes on (step 2 due) until the one click stops it.
+    wait_until(
+        lambda: all(status == "active" for status in _statuses(slack)),
+        what="step 1 recorded",
+    )
     answer = slack.client.post(path, content=b"List-Unsubscribe=One-Click", headers=ONE_CLICK)
     assert answer.status_code == 200
     with slack.session_factory() as session:
