@@ -342,10 +342,7 @@ def test_card_approved_in_slack_is_sent_with_list_unsubscribe_and_one_click_stop
     assert sent.message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     path = list_unsubscribe_path(str(sent.message["List-Unsubscribe"]))
     # Step 1 went out: the cadence goes on (step 2 due) until the one click stops it.
-    wait_until(
-        lambda: all(status == "active" for status in _statuses(slack)),
-        what="step 1 recorded",
-    )
+    wait_until(lambda: 1 in _steps(slack), what="step 1 recorded")
     answer = slack.client.post(path, content=b"List-Unsubscribe=One-Click", headers=ONE_CLICK)
     assert answer.status_code == 200
     with slack.session_factory() as session:
