@@ -636,3 +636,5 @@ class Settlement:
     stop_reason: str | None = None
     defer_reason: str | None = None
     time_zone: str | None = None
+    #: RUN: the step is in flight from this time.
+    step_started_at: datetime | None = None

@@ -407,7 +407,13 @@ class EnrollmentRepository(Protocol):
     """Contacts enrolled in a job's cadence."""
 
     def add_many(
-        self, org_id: int, job_id: int, contact_ids: Sequence[int], *, next_due_at: datetime | None
+        self,
+        org_id: int,
+        job_id: int,
+        contact_ids: Sequence[int],
+        *,
+        next_due_at: datetime | None,
+        step_started_at: datetime | None = None,
     ) -> dict[int, int]:
         """Enroll contacts not yet enrolled in the job; return contact id → new enrollment id."""
         ...

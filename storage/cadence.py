@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final, cast
 
-from sqlalchemy import Table, and_, bindparam, func, or_, select, update
+from sqlalchemy import Table, and_, bindparam, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from domain.cadence import (
@@ -45,6 +45,7 @@ _SETTLE: Final = (
         stop_reason=bindparam("b_stop"),
         defer_reason=bindparam("b_defer"),
         time_zone=func.coalesce(bindparam("b_zone"), _EN.c.time_zone),
+        step_started_at=bindparam("b_started"),
         updated_at=bindparam("b_at"),
     )
 )
@@ -109,7 +110,9 @@ class CadenceRepo:
             .values(
                 status=_ACTIVE,
                 paused_until=None,
-                next_due_at=now,
+                # A step still in flight (its card waits) is not run again: it ends with
+                # its card, and the next step comes due then.
+                next_due_at=case((en.step_started_at.is_(None), now), else_=None),
                 defer_reason="resumed after the pause ended",
                 updated_at=now,
             )
@@ -206,6 +209,7 @@ class CadenceRepo:
                 "b_stop": r.stop_reason[:64] if r.stop_reason else None,
                 "b_defer": r.defer_reason[:200] if r.defer_reason else None,
                 "b_zone": r.time_zone[:100] if r.time_zone else None,
+                "b_started": r.step_started_at,
                 "b_at": now,
             }
             for r in rows
@@ -224,10 +228,11 @@ class CadenceRepo:
                 en.id == enrollment_id,
                 en.step == step,
                 en.status.in_(_RUNNING),
-                en.next_due_at.is_(None),
+                en.step_started_at.is_not(None),
             )
             .values(
                 step=step + 1,
+                step_started_at=None,
                 last_step_at=at,
                 next_due_at=None if final else at,
                 defer_reason=None,
@@ -243,7 +248,7 @@ class CadenceRepo:
         result = self._s.execute(
             update(en)
             .where(en.id == enrollment_id, en.step == step, en.status == _ACTIVE)
-            .values(next_due_at=until, defer_reason=reason[:200], updated_at=until)
+            .values(next_due_at=until, defer_reason=reason[:200], step_started_at=None)
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
@@ -286,7 +291,12 @@ class CadenceRepo:
                 en.status == _PAUSED,
                 en.stop_reason == JOB_PAUSED,
             )
-            .values(status=_ACTIVE, stop_reason=None, next_due_at=now, updated_at=now)
+            .values(
+                status=_ACTIVE,
+                stop_reason=None,
+                next_due_at=case((en.step_started_at.is_(None), now), else_=None),
+                updated_at=now,
+            )
         )
         return int(result.rowcount)  # type: ignore[attr-defined]
 

@@ -781,9 +781,17 @@ class EnrollmentRepo:
         self._s = session
 
     def add_many(
-        self, org_id: int, job_id: int, contact_ids: Sequence[int], *, next_due_at: datetime | None
+        self,
+        org_id: int,
+        job_id: int,
+        contact_ids: Sequence[int],
+        *,
+        next_due_at: datetime | None,
+        step_started_at: datetime | None = None,
     ) -> dict[int, int]:
         """Enroll contacts not yet enrolled in the job; return contact id → new enrollment id.
+
+        `step_started_at`: step 0 is in flight from then (its tasks are made with it).
 
         Contacts already enrolled (a re-run of planning) are left out of the result, so
         they get no second set of tasks.
@@ -796,6 +804,7 @@ class EnrollmentRepo:
                 "step": 0,
                 "status": EnrollmentStatus.ACTIVE.value,
                 "next_due_at": next_due_at,
+                "step_started_at": step_started_at,
             }
             for cid in contact_ids
         ]

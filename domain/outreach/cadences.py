@@ -216,7 +216,13 @@ class Cadences:
         outcome = decision.outcome
         if outcome == Outcome.RUN:
             report.ran += 1
-            return Settlement(item.id, EnrollmentStatus.ACTIVE.value, None, time_zone=zone)
+            return Settlement(
+                item.id,
+                EnrollmentStatus.ACTIVE.value,
+                None,
+                time_zone=zone,
+                step_started_at=report.at,
+            )
         report.reasons[_reason_key(decision.reason)] += 1
         if outcome == Outcome.DEFER:
             report.deferred += 1

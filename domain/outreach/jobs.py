@@ -300,7 +300,9 @@ class Jobs:
             for chunk in uow.audience.target_contact_ids(org_id, params.target, now=now):
                 # Step 0 runs now (its tasks are made below): the enrollment has no due
                 # time until the step ends and the cadence tick takes it on.
-                mapping = uow.enrollments.add_many(org_id, job_id, chunk, next_due_at=None)
+                mapping = uow.enrollments.add_many(
+                    org_id, job_id, chunk, next_due_at=None, step_started_at=now
+                )
                 rows: list[dict[str, Any]] = []
                 for part in batches([cid for cid in chunk if cid in mapping], size):
                     for cid in part:

@@ -137,6 +137,8 @@ class Enrollment(Base):
         BigId, ForeignKey("inbound_emails.id", ondelete="SET NULL", use_alter=True)
     )
     gmail_thread_id: Mapped[str | None] = mapped_column(String(64))
+    # Set while the current step is in flight (its tasks made, its card not yet ended).
+    step_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # When the previous step ended (sent, done, skipped): the next one counts from it.
     last_step_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Why a due step waits (business hours, a holiday, fatigue, a reply found at the

@@ -431,3 +431,36 @@ def test_a_lease_left_by_a_dead_process_is_taken_over_at_once(
         assert taken
     with periodic_lock(sessions, "test:alive") as taken:
         assert not taken
+
+
+def test_a_pause_that_ends_while_a_step_waits_on_its_card_does_not_run_the_step_again(
+    session_factory: Callable[[], Session], clock: FixedClock
+) -> None:
+    clock._at = START
+    with session_factory() as session:
+        _, job_id, ids = seed(session, contacts=1)
+    service = outreach(session_factory, clock)
+    assert service.cadences.tick().ran == 1  # step 2 in flight: its draft, then its card
+    with session_factory() as session:
+        row = session.get(m.Enrollment, ids[0])
+        assert row is not None
+        assert row.step_started_at is not None
+        # An out-of-office arrives while the card waits; the pause ends three days later.
+        row.status, row.paused_until = "paused", START + timedelta(days=3)
+        row.stop_reason = "out of office"
+        session.commit()
+    clock._at = START + timedelta(days=5)
+    report = service.cadences.tick()
+    assert (report.resumed, report.claimed, report.tasks_created) == (1, 0, 0)
+    with session_factory() as session:
+        row = enrollment(session, ids[0])
+        assert (row.status, row.next_due_at, row.step) == ("active", None, 1)
+        assert len(tasks_of(session, job_id)) == 1
+    # The card is sent later: the step ends and the next one counts from then.
+    with UnitOfWork(session_factory) as uow:
+        assert uow.cadence.step_done(ids[0], step=1, at=clock.now())
+        assert not uow.cadence.step_done(ids[0], step=1, at=clock.now())
+        uow.commit()
+    with session_factory() as session:
+        row = enrollment(session, ids[0])
+        assert (row.step, row.next_due_at, row.step_started_at) == (2, clock.now(), None)

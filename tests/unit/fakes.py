@@ -95,6 +95,7 @@ class Enrollment:
     last_step_at: datetime | None = None
     stop_reason: str | None = None
     defer_reason: str | None = None
+    step_started_at: datetime | None = None
 
 
 @dataclass
@@ -670,6 +671,7 @@ class FakeEnrollments:
         contact_ids: Sequence[int],
         *,
         next_due_at: datetime | None,
+        step_started_at: datetime | None = None,
     ) -> dict[int, int]:
         enrolled = {e.contact_id for e in self._w.enrollments.values() if e.job_id == job_id}
         added: dict[int, int] = {}
@@ -677,7 +679,11 @@ class FakeEnrollments:
             if contact_id not in enrolled:
                 added[contact_id] = next(self._w.next_id)
                 self._w.enrollments[added[contact_id]] = Enrollment(
-                    org_id, job_id, contact_id, next_due_at=next_due_at
+                    org_id,
+                    job_id,
+                    contact_id,
+                    next_due_at=next_due_at,
+                    step_started_at=step_started_at,
                 )
         return added
 
@@ -770,9 +776,10 @@ class FakeCadence:
         e = self._w.enrollments.get(enrollment_id)
         if e is None or e.step != step or e.status not in RUNNING_ENROLLMENTS:
             return False
-        if e.next_due_at is not None:
+        if e.step_started_at is None:
             return False
         e.step, e.last_step_at, e.defer_reason = step + 1, at, None
+        e.step_started_at = None
         e.next_due_at = None if final else at
         if final:
             e.status = "completed"
@@ -789,7 +796,7 @@ class FakeCadence:
         e = self._w.enrollments.get(enrollment_id)
         if e is None or e.step != step or e.status != "active":
             return False
-        e.next_due_at, e.defer_reason = until, reason
+        e.next_due_at, e.defer_reason, e.step_started_at = until, reason, None
         return True
 
     def enrollment_state(self, enrollment_id: int) -> tuple[str, str | None] | None:
@@ -800,7 +807,8 @@ class FakeCadence:
         resumed = 0
         for e in self._w.enrollments.values():
             if e.job_id == job_id and e.status == "paused" and e.stop_reason == "job paused":
-                e.status, e.stop_reason, e.next_due_at = "active", None, now
+                e.status, e.stop_reason = "active", None
+                e.next_due_at = now if e.step_started_at is None else None
                 resumed += 1
         return resumed
 

@@ -216,7 +216,13 @@ def world(lookout: FakeLookout) -> Looking:
         unit.commit()
     enrollment_id = next(h.world.next_id)
     h.world.enrollments[enrollment_id] = Enrollment(
-        org_id=ORG, job_id=job.id, contact_id=1, step=1, thread_id=THREAD, last_step_at=LAST_SENT
+        org_id=ORG,
+        job_id=job.id,
+        contact_id=1,
+        step=1,
+        thread_id=THREAD,
+        last_step_at=LAST_SENT,
+        step_started_at=NOW,  # the tick ran step 2: its draft is in flight
     )
     return Looking(h, lookout, job.id, enrollment_id)
 

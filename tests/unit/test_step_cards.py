@@ -82,7 +82,9 @@ def step_card(h: Outreaching, step: int, *, phone: str | None = "(512) 555-0142"
     h.world.engagement.add_contact(ORG, CONTACT)
     job_id, params = cadence_job(h)
     enrollment_id = next(h.world.next_id)
-    h.world.enrollments[enrollment_id] = Enrollment(ORG, job_id, CONTACT, step=step)
+    h.world.enrollments[enrollment_id] = Enrollment(
+        ORG, job_id, CONTACT, step=step, step_started_at=NOW
+    )
     rows = step_task_rows(
         params, step, contact_id=CONTACT, enrollment_id=enrollment_id, time_zone=ZONE
     )

@@ -8,6 +8,9 @@ Create Date: 2026-12-03
   the next step counts its gap from it, so a late step shifts the rest of the cadence.
   Existing enrollments are brought in line: step 0 in flight, or step 1 due from the
   send of a step 0 that went out.
+- `enrollments.step_started_at`: set while the current step is in flight (its draft or card
+  not yet ended); a pause that ends never makes such an enrollment due again, so its step
+  cannot run twice.
 - `enrollments.defer_reason`: why a due step waits (outside business hours, a holiday,
   fatigue, a reply found at the last look), shown by REST and `/job status`.
 - `enrollments.time_zone`: the zone the contact's steps are scheduled in, and where it came
@@ -54,21 +57,25 @@ def upgrade() -> None:
         "enrollments", sa.Column("last_step_at", storage.types.UTCDateTime(), nullable=True)
     )
     op.add_column("enrollments", sa.Column("defer_reason", sa.String(200), nullable=True))
+    op.add_column(
+        "enrollments", sa.Column("step_started_at", storage.types.UTCDateTime(), nullable=True)
+    )
     op.add_column("enrollments", sa.Column("time_zone", sa.String(100), nullable=True))
     # Enrollments made before the tick existed: planning wrote `next_due_at` = now with
     # step 0's tasks, and nothing recorded the step's end. Their step 0 is in flight (no
     # due time) unless its email went out: then step 1 counts from that send.
     op.execute(
-        "UPDATE enrollments SET next_due_at = NULL "
+        "UPDATE enrollments SET next_due_at = NULL, step_started_at = created_at "
         "WHERE step = 0 AND status IN ('active', 'paused')"
     )
+    done = (
+        "(SELECT max(c.executed_at) FROM cards c "
+        "WHERE c.enrollment_id = enrollments.id AND c.state = 'done')"
+    )
     op.execute(
-        "UPDATE enrollments SET step = 1, "
-        "last_step_at = (SELECT max(c.executed_at) FROM cards c "
-        "WHERE c.enrollment_id = enrollments.id AND c.state = 'done'), "
-        "next_due_at = (SELECT max(c.executed_at) FROM cards c "
-        "WHERE c.enrollment_id = enrollments.id AND c.state = 'done') "
-        "WHERE step = 0 AND status = 'active' AND EXISTS (SELECT 1 FROM cards c "
+        f"UPDATE enrollments SET step = 1, step_started_at = NULL, last_step_at = {done}, "
+        f"next_due_at = CASE WHEN status = 'active' THEN {done} END "
+        "WHERE step = 0 AND status IN ('active', 'paused') AND EXISTS (SELECT 1 FROM cards c "
         "WHERE c.enrollment_id = enrollments.id AND c.state = 'done' "
         "AND c.executed_at IS NOT NULL)"
     )
@@ -137,5 +144,6 @@ def downgrade() -> None:
     op.drop_index("ix_enrollments_resume", table_name="enrollments")
     op.drop_index("ix_enrollments_due", table_name="enrollments")
     op.drop_column("enrollments", "time_zone")
+    op.drop_column("enrollments", "step_started_at")
     op.drop_column("enrollments", "defer_reason")
     op.drop_column("enrollments", "last_step_at")
