@@ -8,9 +8,10 @@ from datetime import datetime
 from typing import Final
 
 from domain import faults
+from domain.cadence import NEW_ORDER
 from domain.cards import Card, CardState, CardType
 from domain.errors import ExternalServiceError, NotFound
-from domain.jobs import Job
+from domain.jobs import Job, JobStatus
 from domain.last_look import (
     RECHECK_AFTER,
     LookResult,
@@ -124,6 +125,16 @@ class Delivery:
         now = self._clock.now()
         with self._uow() as uow:
             card = uow.cards.get(org_id, card_id)
+            paused = self._job_paused(uow, card)
+            if paused is not None:
+                # A paused job sends nothing, whoever approves: the card waits, blocked
+                # with the reason, for a Retry once the job is resumed.
+                if advance_card(
+                    uow, org_id, card_id, CardState.BLOCKED, now=now, blocked_reason=paused
+                ):
+                    uow.commit()
+                    self._presenting.show_card(org_id, card_id, actor_slack_id=actor_slack_id)
+                return uow.cards.get(org_id, card_id)
             stopped = self._cadence_stopped(uow, card)
             if stopped is not None:
                 replied = None  # the enrollment ended or paused anyway: nothing to wait for
@@ -273,19 +284,54 @@ class Delivery:
         )
         return contact_email if result is not None and result.holds_step else None
 
-    @staticmethod
-    def _cadence_stopped(uow: OutreachUnitOfWork, card: Card) -> str | None:
-        """Why a cadence step's email must not leave now (its enrollment stopped or paused
-        since the card was drafted), or None."""
+    def _cadence_stopped(self, uow: OutreachUnitOfWork, card: Card) -> str | None:
+        """Why a cadence step's email must not leave now, or None: the stop rules checked
+        again at the send (its enrollment stopped or paused, its campaign ended, or the
+        contact's client ordered again since the job started: a win, which stops the
+        cadence here)."""
         step = cadence_step_of(card)
         if step is None or card.enrollment_id is None:
             return None
         state = uow.cadence.enrollment_state(card.enrollment_id)
-        if state is None or state[0] in ("active", "completed"):
+        if state is not None and state[0] not in ("active", "completed"):
+            status, reason = state
+            why = reason or status
+            return f"Not sent: the cadence {status} ({why}) after this step was drafted."
+        if card.job_id is None:
             return None
-        status, reason = state
-        why = reason or status
-        return f"Not sent: the cadence {status} ({why}) after this step was drafted."
+        job = uow.jobs.get(card.org_id, card.job_id)
+        now = self._clock.now()
+        if job.campaign_id is not None:
+            campaign = uow.campaigns.get(card.org_id, job.campaign_id)
+            if campaign.status.value in ("completed", "archived"):
+                return f"Not sent: the campaign is {campaign.status.value}."
+            if campaign.end_date is not None and now.date() > campaign.end_date:
+                return f"Not sent: the campaign ended on {campaign.end_date.isoformat()}."
+        if card.contact_id is not None:
+            facts = uow.cadence.contact_facts(card.org_id, [card.contact_id], now=now)
+            ordered = facts[card.contact_id].client_last_order_at if facts else None
+            started = job.started_at or job.created_at
+            if ordered is not None and ordered >= started:
+                uow.cadence.stop(card.enrollment_id, reason=NEW_ORDER, at=now)
+                return (
+                    f"Not sent: their company ordered again on {ordered.date().isoformat()}, "
+                    "after the campaign started. The cadence stopped: a win."
+                )
+        return None
+
+    @staticmethod
+    def _job_paused(uow: OutreachUnitOfWork, card: Card) -> str | None:
+        """Why a cadence step's email waits (its job is paused), or None."""
+        if cadence_step_of(card) is None or card.job_id is None:
+            return None
+        job = uow.jobs.get(card.org_id, card.job_id)
+        if job.status != JobStatus.PAUSED:
+            return None
+        why = f" ({job.last_error})" if job.last_error else ""
+        return (
+            f"Not sent: job #{job.id} is paused{why}. Resume it (`/job resume {job.id}`), "
+            "then Retry."
+        )
 
     def _send(self, card: Card, job: Job | None, thread_id: str | None) -> SendOutcome:
         payload = card.action_payload

@@ -355,9 +355,11 @@ class RecordingMailer:
         )
 
 
-def test_a_follow_up_approved_after_the_contact_opted_out_is_withdrawn_not_sent(
+def drafted_follow_up(
     session_factory: Callable[[], Session], clock: FixedClock
-) -> None:
+) -> tuple[Outreach, RecordingMailer, Actor, int, int, int]:
+    """A follow-up card drafted by the tick for one contact, waiting for review; return
+    the services, the mailer, an admin, the job, the enrollment and the card."""
     clock._at = START
     with session_factory() as session:
         org_id, job_id, ids = seed(session, contacts=1)
@@ -374,29 +376,72 @@ def test_a_follow_up_approved_after_the_contact_opted_out_is_withdrawn_not_sent(
         mailer=mailer,
     )
     assert service.cadences.tick().ran == 1
-    with session_factory() as session:
-        task = session.scalars(select(m.JobTask).where(m.JobTask.job_id == job_id)).one()
-        view = UnitOfWork(session_factory)
-    with view as uow:
+    with UnitOfWork(session_factory) as uow:
         (claimed,) = uow.tasks.claim(limit=10, now=START, lease_until=START + timedelta(hours=1))
         uow.commit()
-    assert claimed.id == task.id
     service.drafting.run_draft_batch([claimed], org_id=org_id)
     with session_factory() as session:
         card = session.scalars(select(m.Card).where(m.Card.job_id == job_id)).one()
         assert card.type == "follow_up"
-        # The contact opts out while the card waits for review.
-        enrollment_row = session.get(m.Enrollment, ids[0])
-        assert enrollment_row is not None
-        enrollment_row.status, enrollment_row.stop_reason = "stopped", "opted out"
-        session.commit()
         card_id = card.id
-    result = service.review.approve_card(
-        Actor(org_id=org_id, user_id=rep_id, role="admin"), card_id, fingerprint=None
-    )
+    actor = Actor(org_id=org_id, user_id=rep_id, role="admin")
+    return service, mailer, actor, job_id, ids[0], card_id
+
+
+def test_a_follow_up_approved_after_the_contact_opted_out_is_withdrawn_not_sent(
+    session_factory: Callable[[], Session], clock: FixedClock
+) -> None:
+    service, mailer, actor, _, enrollment_id, card_id = drafted_follow_up(session_factory, clock)
+    with session_factory() as session:
+        # The contact opts out while the card waits for review.
+        row = session.get(m.Enrollment, enrollment_id)
+        assert row is not None
+        row.status, row.stop_reason = "stopped", "opted out"
+        session.commit()
+    result = service.review.approve_card(actor, card_id, fingerprint=None)
     assert result.state.value == "withdrawn"
     assert "opted out" in (result.withdrawn_reason or "")
     assert mailer.sent == []
+
+
+def test_a_follow_up_approved_while_its_job_is_paused_waits_blocked_with_the_reason(
+    session_factory: Callable[[], Session], clock: FixedClock
+) -> None:
+    service, mailer, actor, job_id, _, card_id = drafted_follow_up(session_factory, clock)
+    service.jobs.set_job_status(actor.org_id, job_id, _status("paused"), by=actor)
+    result = service.review.approve_card(actor, card_id, fingerprint=None)
+    assert result.state.value == "blocked"
+    assert (result.blocked_reason or "").startswith(f"Not sent: job #{job_id} is paused")
+    assert mailer.sent == []
+    # Resumed, a Retry sends it.
+    service.jobs.set_job_status(actor.org_id, job_id, _status("running"), by=actor)
+    assert service.review.approve_card(actor, card_id, fingerprint=None).state.value == "done"
+    assert len(mailer.sent) == 1
+
+
+def test_a_follow_up_approved_after_the_client_ordered_again_is_withdrawn_as_a_win(
+    session_factory: Callable[[], Session], clock: FixedClock
+) -> None:
+    service, mailer, actor, _, enrollment_id, card_id = drafted_follow_up(session_factory, clock)
+    with session_factory() as session:
+        contact = session.get(
+            m.Contact,
+            session.get(m.Enrollment, enrollment_id).contact_id,  # type: ignore[union-attr]
+        )
+        assert contact is not None
+        assert contact.client_id is not None
+        org = session.get(m.Organization, contact.org_id)
+        client = session.get(m.Client, contact.client_id)
+        assert org is not None
+        assert client is not None
+        make_order(session, org, client, ordered_at=START + timedelta(hours=1))
+        session.commit()
+    result = service.review.approve_card(actor, card_id, fingerprint=None)
+    assert result.state.value == "withdrawn"
+    assert "ordered again" in (result.withdrawn_reason or "")
+    assert mailer.sent == []
+    with session_factory() as session:
+        assert enrollment(session, enrollment_id).stop_reason == "re-engaged: new order"
 
 
 def test_a_lease_left_by_a_dead_process_is_taken_over_at_once(

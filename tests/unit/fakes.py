@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from domain.accounts import User
 from domain.audience import AudienceCriteria, AudienceMember, AudienceSize
-from domain.cadence import CadenceSettings
+from domain.cadence import CadenceSettings, ContactFacts
 from domain.campaigns import Campaign, CampaignFields
 from domain.cards import (
     OPEN_STATES,
@@ -798,6 +798,13 @@ class FakeCadence:
             return False
         e.next_due_at, e.defer_reason, e.step_started_at = until, reason, None
         return True
+
+    def contact_facts(
+        self, org_id: int, contact_ids: Sequence[int], *, now: datetime
+    ) -> dict[int, ContactFacts]:
+        """What the rules read of contacts: the world has no orders nor sends, so none
+        stops or tires anyone (the rules themselves are tested on both databases)."""
+        return {cid: ContactFacts(contact_id=cid, email=f"c{cid}@x.example") for cid in contact_ids}
 
     def enrollment_state(self, enrollment_id: int) -> tuple[str, str | None] | None:
         e = self._w.enrollments.get(enrollment_id)
