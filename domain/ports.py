@@ -599,12 +599,15 @@ class EventKeyRepository(Protocol):
 class CadenceRepository(Protocol):
     """The cadence tick's rows: due enrollments, their facts, and how each is left."""
 
-    def claim_due(self, *, now: datetime, limit: int) -> list[DueEnrollment]:
-        """Lock up to `limit` active enrollments due by `now`, in due order, skipping rows
-        another transaction holds (FOR UPDATE SKIP LOCKED on PostgreSQL)."""
+    def claim_due(
+        self, *, now: datetime, limit: int, org_id: int | None = None
+    ) -> list[DueEnrollment]:
+        """Lock up to `limit` active enrollments due by `now` (of one organization, given
+        `org_id`), in due order, skipping rows another transaction holds (FOR UPDATE SKIP
+        LOCKED on PostgreSQL)."""
         ...
 
-    def resume_paused(self, *, now: datetime, limit: int) -> int:
+    def resume_paused(self, *, now: datetime, limit: int, org_id: int | None = None) -> int:
         """Make enrollments whose pause ended (an out-of-office's return) active and due."""
         ...
 

@@ -39,13 +39,14 @@ class CadenceScheduler:
         self._sessions = session_factory
         self._on_tasks = on_tasks
 
-    def run_once(self) -> TickReport | None:
-        """Run one tick if no other process is running one; None when one is."""
+    def run_once(self, org_id: int | None = None) -> TickReport | None:
+        """Run one tick (of one organization, given `org_id`) if no other process is
+        running one; None when one is."""
         with periodic_lock(self._sessions, LOCK_NAME) as taken:
             if not taken:
                 log.debug("cadence tick running elsewhere")
                 return None
-            report = self._cadences.tick()
+            report = self._cadences.tick(org_id=org_id)
         if report.tasks_created and self._on_tasks is not None:
             self._on_tasks()
         return report

@@ -60,8 +60,11 @@ class CadenceRepo:
     def _pg(self) -> bool:
         return self._s.get_bind().dialect.name == "postgresql"
 
-    def claim_due(self, *, now: datetime, limit: int) -> list[DueEnrollment]:
-        """Lock up to `limit` active enrollments due by `now`, in due order (SKIP LOCKED)."""
+    def claim_due(
+        self, *, now: datetime, limit: int, org_id: int | None = None
+    ) -> list[DueEnrollment]:
+        """Lock up to `limit` active enrollments due by `now` (of one organization, given
+        `org_id`), in due order (SKIP LOCKED)."""
         en = m.Enrollment
         query = (
             select(
@@ -77,6 +80,8 @@ class CadenceRepo:
             .order_by(en.next_due_at)
             .limit(limit)
         )
+        if org_id is not None:
+            query = query.where(en.org_id == org_id)
         if self._pg():
             query = query.with_for_update(skip_locked=True)
         return [
@@ -92,12 +97,14 @@ class CadenceRepo:
             for r in self._s.execute(query)
         ]
 
-    def resume_paused(self, *, now: datetime, limit: int) -> int:
+    def resume_paused(self, *, now: datetime, limit: int, org_id: int | None = None) -> int:
         """Make enrollments whose pause ended active and due now (in pause-end order)."""
         en = m.Enrollment
         ids = select(en.id).where(
             en.status == _PAUSED, en.paused_until.is_not(None), en.paused_until <= now
         )
+        if org_id is not None:
+            ids = ids.where(en.org_id == org_id)
         ids = ids.order_by(en.paused_until).limit(limit)
         if self._pg():
             ids = ids.with_for_update(skip_locked=True)

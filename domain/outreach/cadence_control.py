@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from domain.cadence import CadenceSettings
-from domain.errors import NotFound, NotPermitted
+from domain.errors import NotPermitted
 from domain.outreach.cadences import TickReport
 from domain.outreach.common import Actor
 from domain.ports import OutreachUnitOfWork
@@ -51,30 +51,16 @@ def save_cadence_settings(
 
 
 def run_tick_now(
-    uow: OutreachUnitOfWork,
     actor: Actor | None,
     org_id: int,
-    run_once: Callable[[], TickReport | None],
+    run_once: Callable[[int], TickReport | None],
 ) -> dict[str, Any] | None:
-    """Run one cadence tick now (admins); None when another process is running one.
+    """Run one cadence tick now for the caller's organization (admins); None when another
+    process is running a tick.
 
-    The tick advances every organization's due enrollments (it would within the minute
-    anyway); the report shows the caller only the jobs of its own organization that the
-    guard paused, the counts being the tick's.
+    Only the organization's own due enrollments are advanced, and the report counts only
+    them: an admin neither moves nor sees another organization's cadences.
     """
     require_admin(actor, to="run the cadence now")
-    report = run_once()
-    if report is None:
-        return None
-    shown = report.as_dict()
-    with uow:
-        shown["jobs_paused"] = [j for j in report.jobs_paused if _is_ours(uow, org_id, j)]
-    return shown
-
-
-def _is_ours(uow: OutreachUnitOfWork, org_id: int, job_id: int) -> bool:
-    try:
-        uow.jobs.get(org_id, job_id)
-    except NotFound:
-        return False
-    return True
+    report = run_once(org_id)
+    return report.as_dict() if report is not None else None

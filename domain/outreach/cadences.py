@@ -120,19 +120,22 @@ class Cadences:
         # the backlog waits for the next ticks, in due order (throttled, not a burst).
         self.max_per_tick = max_per_tick
 
-    def tick(self, *, now: datetime | None = None) -> TickReport:
-        """Advance every due enrollment once; return what was done."""
+    def tick(self, *, now: datetime | None = None, org_id: int | None = None) -> TickReport:
+        """Advance every due enrollment (of one organization, given `org_id`) once;
+        return what was done."""
         now = now or self._clock.now()
         report = TickReport(at=now)
         with self._uow() as uow:
-            report.resumed = uow.cadence.resume_paused(now=now, limit=self.max_per_tick)
+            report.resumed = uow.cadence.resume_paused(
+                now=now, limit=self.max_per_tick, org_id=org_id
+            )
             uow.commit()
         settings: dict[int, CadenceSettings] = {}
         ended_jobs: set[tuple[int, int]] = set()
         while report.claimed < self.max_per_tick:
             limit = min(self.chunk, self.max_per_tick - report.claimed)
             with self._uow() as uow:
-                due = uow.cadence.claim_due(now=now, limit=limit)
+                due = uow.cadence.claim_due(now=now, limit=limit, org_id=org_id)
                 if not due:
                     break
                 report.claimed += len(due)

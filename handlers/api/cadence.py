@@ -85,15 +85,14 @@ class TickReportOut(BaseModel):
     response_model=TickReportOut,
     responses={409: {"description": "Another process is running a cadence tick right now."}},
 )
-def execute_cadence(
-    who: IdentityDep, actor: ActorDep, uow: UowDep, runtime: RuntimeDep
-) -> dict[str, Any]:
-    """Advance the cadences now: one tick, as the scheduler runs every minute (admins).
+def execute_cadence(who: IdentityDep, actor: ActorDep, runtime: RuntimeDep) -> dict[str, Any]:
+    """Advance the organization's cadences now: one tick, as the scheduler runs every
+    minute, limited to this organization's due enrollments (admins).
 
-    The tick takes the periodic lock as the scheduler's does, so two never run at once;
-    it advances every organization's due enrollments, so its counts are the whole tick's.
+    The tick takes the periodic lock as the scheduler's does, so two never run at once
+    (a 409 meanwhile); its counts are this organization's only.
     """
-    report = run_tick_now(uow, actor, who.org_id, runtime.cadence_scheduler.run_once)
+    report = run_tick_now(actor, who.org_id, runtime.cadence_scheduler.run_once)
     if report is None:
         raise Conflict(
             "a cadence tick is running in another process right now; try again in a minute"
