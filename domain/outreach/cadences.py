@@ -47,6 +47,7 @@ from domain.cadence import (
     decide,
     guard_verdict,
 )
+from domain.errors import InvalidInput
 from domain.jobs import EnrollmentStatus, Job, JobParams, JobStatus, step_task_rows
 from domain.outreach.jobs import Jobs
 from domain.ports import OutreachUnitOfWork
@@ -169,7 +170,7 @@ class Cadences:
         settlements: list[Settlement] = []
         for org_id, items in by_org.items():
             if org_id not in settings:
-                settings[org_id] = uow.cadence.settings(org_id)
+                settings[org_id] = _org_settings(uow, org_id)
             org_settings = settings[org_id]
             holidays = self._holidays(org_settings)
             views = {
@@ -343,6 +344,20 @@ class Cadences:
         )
         log.warning("job paused by the deliverability guard", extra={"job_id": job.id})
         return reason
+
+
+def _org_settings(uow: OutreachUnitOfWork, org_id: int) -> CadenceSettings:
+    """An organization's settings; stored ones that no longer read (a zone this host's
+    tz database lacks) fall back to the defaults, logged, so no organization's data can
+    hold up the tick for the others."""
+    try:
+        return uow.cadence.settings(org_id)
+    except (InvalidInput, ValidationError, ValueError) as exc:
+        log.error(
+            "cadence settings unreadable; using the defaults",
+            extra={"org_id": org_id, "error": str(exc).splitlines()[0][:300]},
+        )
+        return CadenceSettings()
 
 
 def step_tasks(

@@ -509,3 +509,21 @@ def test_a_pause_that_ends_while_a_step_waits_on_its_card_does_not_run_the_step_
     with session_factory() as session:
         row = enrollment(session, ids[0])
         assert (row.step, row.next_due_at, row.step_started_at) == (2, clock.now(), None)
+
+
+def test_one_organizations_unreadable_settings_do_not_hold_up_the_tick(
+    session_factory: Callable[[], Session], clock: FixedClock
+) -> None:
+    clock._at = START
+    with session_factory() as session:
+        broken_org, _, _ = seed(session, contacts=1)
+        _, job_id, _ = seed(session, contacts=1)
+        # Written by a host whose tz database knew a zone this one does not.
+        org = session.get(m.Organization, broken_org)
+        assert org is not None
+        org.cadence_settings = {"timezone": "America/Ciudad_Juarez_2030"}
+        session.commit()
+    report = outreach(session_factory, clock).cadences.tick()
+    assert (report.claimed, report.ran) == (2, 2)
+    with session_factory() as session:
+        assert len(tasks_of(session, job_id)) == 1
