@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 # Benchmarks named after their figure rather than `bench_<name>.py`.
-NAMED = ("reply_card_latency", "send_reply_race")
+NAMED = ("reply_card_latency", "send_reply_race", "cadence_tick", "cadence_race")
 
 
 def _module(name: str) -> str:

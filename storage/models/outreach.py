@@ -68,6 +68,8 @@ class JobTask(Base):
     __table_args__ = (
         Index("ix_job_tasks_org_id_job_id_status", "org_id", "job_id", "status"),
         Index("ix_job_tasks_org_id_status_created", "org_id", "status", "created_at"),
+        # A job's last batch (`TaskRepo.next_batch`): read from the end of the index.
+        Index("ix_job_tasks_org_id_job_id_batch", "org_id", "job_id", "batch"),
     )
 
     id: Mapped[int] = pk()

@@ -36,6 +36,14 @@ class EmailSend(Base):
         Index("ix_email_sends_org_id_to_domain_sent_at", "org_id", "to_domain", "sent_at"),
         # The deliverability guard: a job's sends in its rolling window.
         Index("ix_email_sends_job_id_sent_at", "job_id", "sent_at"),
+        # The cadence's fatigue limits: emails on their way to a chunk's domains.
+        Index(
+            "ix_email_sends_on_their_way",
+            "org_id",
+            "to_domain",
+            postgresql_where=text("status IN ('queued', 'sending')"),
+            sqlite_where=text("status IN ('queued', 'sending')"),
+        ),
     )
 
     id: Mapped[int] = pk()

@@ -527,3 +527,44 @@ def test_one_organizations_unreadable_settings_do_not_hold_up_the_tick(
     assert (report.claimed, report.ran) == (2, 2)
     with session_factory() as session:
         assert len(tasks_of(session, job_id)) == 1
+
+
+def test_fatigue_counts_drafts_waiting_for_review_and_the_ticks_own_steps_across_chunks(
+    session_factory: Callable[[], Session], clock: FixedClock
+) -> None:
+    clock._at = START
+    with session_factory() as session:
+        org_id, job_id, ids = seed(session, contacts=30)
+        session.execute(
+            m.Contact.__table__.update()
+            .where(m.Contact.org_id == org_id)
+            .values(email=func.lower(func.replace(m.Contact.email, "@example.com", "@big.example")))
+        )
+        first = session.get(m.Enrollment, ids[0])
+        assert first is not None
+        # A draft to the first contact waits for review (not sent yet).
+        for _ in range(3):
+            session.add(
+                m.Card(
+                    org_id=org_id,
+                    job_id=job_id,
+                    contact_id=first.contact_id,
+                    type="follow_up",
+                    state="in_review",
+                    title="waiting",
+                    action_payload={},
+                )
+            )
+        org = session.get(m.Organization, org_id)
+        assert org is not None
+        org.cadence_settings = {"max_emails_per_domain_day": 10}
+        session.commit()
+    service = outreach(session_factory, clock)
+    service.cadences.chunk = 4
+    report = service.cadences.tick()
+    # Three drafts already wait for big.example; the tick adds seven more across its
+    # chunks, and the first contact, with three drafts waiting, is not sent a fourth.
+    assert report.ran == 7
+    with session_factory() as session:
+        row = enrollment(session, ids[0])
+        assert (row.defer_reason or "").startswith("fatigue: 3 emails to")
