@@ -396,9 +396,27 @@ def test_a_rep_cannot_change_the_cadence_settings(
         ),
         (
             {"window_start": "18:00", "window_end": "09:00"},
-            "send_window",
+            "window_end",
             "the send window must start before it ends (18:00 is not before 09:00)",
         ),
+        ({"window_end": "17:00Z"}, "window_end", "a local time without offset, e.g. 09:00"),
+        (
+            {"window_start": "09:00Z", "window_end": "17:00Z"},
+            "window_start",
+            "a local time without offset, e.g. 09:00",
+        ),
+        (
+            {"window_start": "09:00Z", "window_end": "17:00Z"},
+            "window_end",
+            "a local time without offset, e.g. 09:00",
+        ),
+        (
+            {"window_start": "09:00+02:00"},
+            "window_start",
+            "a local time without offset, e.g. 09:00",
+        ),
+        ({"weekdays": [True]}, "weekdays.0", "Input should be a valid integer"),
+        ({"weekdays": ["1"]}, "weekdays.0", "Input should be a valid integer"),
         (
             {"weekdays": [0, 7]},
             "weekdays",
