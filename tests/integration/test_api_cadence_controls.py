@@ -540,6 +540,8 @@ def test_a_finished_job_and_the_replies_inbox_cannot_be_changed(
         ({"behaviour": {"batch_size": 0}}, "behaviour.batch_size"),
         ({"behaviour": {"batch_size": "many"}}, "behaviour.batch_size"),
         ({"behaviour": {"autopilot": True}}, "behaviour.autopilot"),
+        ({"behaviour": {"auto_approve": "yes"}}, "behaviour.auto_approve"),
+        ({"behaviour": {"review_mode": 0}}, "behaviour.review_mode"),
         ({"status": "running"}, "status"),
         (["name"], "body"),
     ],
