@@ -276,7 +276,8 @@ def test_a_task_template_on_an_all_email_cadence_counts_the_templates_steps() ->
 def test_a_stored_job_whose_task_template_is_past_its_cadence_is_still_served() -> None:
     """Refused when a job is made; a job stored before that is read as it was, so its
     enrollments go on instead of stopping as unreadable."""
-    stored = job_params(task_templates=[{"kind": "schedule_call", "title": "Call", "after_step": 9}])
+    late_call = {"kind": "schedule_call", "title": "Call", "after_step": 9}
+    stored = job_params(task_templates=[late_call])
 
     params = Job.model_construct(params=stored).parsed_params()
 
