@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
@@ -199,6 +201,31 @@ class Settings(BaseSettings):
         from domain.faults import parse
 
         parse(value)
+        return value
+
+    @field_validator("SALESBOT_CLOCK_FILE")
+    @classmethod
+    def _clock_file(cls, value: str) -> str:
+        # Checked at start-up: a clock that cannot be read failed every call it served.
+        if not value:
+            return value
+        example = "an ISO 8601 instant with its offset, e.g. 2026-03-02T15:00:00+00:00"
+        try:
+            with open(value, encoding="utf-8") as handle:
+                text = handle.read(200).strip()
+        except FileNotFoundError:
+            raise ValueError(f"there is no file {value}; it must hold {example}") from None
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise ValueError(f"cannot read {value} ({reason}); it must hold {example}") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"{value} is not text; it must hold {example}") from None
+        try:
+            at = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"{value} must hold {example}, not {text[:40]!r}") from None
+        if at.tzinfo is None:
+            raise ValueError(f"{value} holds {text!r} without an offset; it must hold {example}")
         return value
 
     @field_validator("LOG_LEVEL")

@@ -22,7 +22,7 @@ from enum import StrEnum
 from typing import Final, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
 from domain.errors import InvalidInput
 
@@ -307,7 +307,8 @@ class CadenceSettings(BaseModel):
     )
     window_start: time = Field(default=time(9, 0), description="Local time steps start.")
     window_end: time = Field(default=time(17, 0), description="Local time steps stop.")
-    weekdays: list[int] = Field(
+    # Strict: JSON `true` is not weekday 1.
+    weekdays: list[StrictInt] = Field(
         default_factory=lambda: sorted(WEEKDAYS),
         description="Weekdays steps go out, 0 (Monday) to 6 (Sunday).",
     )
@@ -348,6 +349,15 @@ class CadenceSettings(BaseModel):
     def _upper(cls, value: str | None) -> str | None:
         return value.strip().upper() or None if value is not None else None
 
+    @field_validator("window_start", "window_end")
+    @classmethod
+    def _local_time(cls, value: time) -> time:
+        # The window is read in each contact's own zone; an offset would say whose it is
+        # (and an aware time cannot be compared with a naive one).
+        if value.tzinfo is not None:
+            raise ValueError("a local time without offset, e.g. 09:00")
+        return value
+
     @field_validator("weekdays")
     @classmethod
     def _weekdays(cls, values: list[int]) -> list[int]:
@@ -357,7 +367,13 @@ class CadenceSettings(BaseModel):
 
     @model_validator(mode="after")
     def _window_ok(self) -> CadenceSettings:
-        self.window()  # raises InvalidInput with the reason
+        if not self.window_start < self.window_end:
+            raise InvalidInput(
+                f"the send window must start before it ends ({self.window_start:%H:%M} is not "
+                f"before {self.window_end:%H:%M})",
+                field="window_end",
+            )
+        self.window()  # raises InvalidInput with any other reason
         return self
 
     def window(self) -> SendWindow:

@@ -14,6 +14,8 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    StrictBool,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -24,7 +26,7 @@ from domain.campaigns import Cadence as Cadence  # re-exported: defined with the
 from domain.campaigns import CadenceStep as CadenceStep  # that carry a cadence
 from domain.campaigns import Campaign, field_errors
 from domain.errors import InvalidTransition
-from domain.fields import Id, Label, Text
+from domain.fields import STORED, Id, Label, Text
 from domain.templates import MAX_TEMPLATE_CHARS
 
 
@@ -201,11 +203,12 @@ class Behaviour(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    review_mode: bool = True
-    edit_mode: bool = True
-    bulk_mode: bool = False
+    # Strict: "yes" or 1 is not a choice a person made (a typo would turn auto-approve on).
+    review_mode: StrictBool = True
+    edit_mode: StrictBool = True
+    bulk_mode: StrictBool = False
     batch_size: int = Field(default=50, ge=1, le=1000)
-    auto_approve: bool = False
+    auto_approve: StrictBool = False
 
 
 class PortalCheck(BaseModel):
@@ -317,6 +320,27 @@ class JobParams(BaseModel):
                     )
                 ]
             )
+        return self
+
+    @model_validator(mode="after")
+    def _tasks_within_cadence(self, info: ValidationInfo) -> JobParams:
+        """Refuse a task template after a step the cadence does not have: it would never run."""
+        if isinstance(info.context, dict) and info.context.get("stored") is True:
+            return self  # a stored job is served as it was accepted; its enrollments go on
+        steps = self.steps
+        late = [
+            (
+                ("task_templates", n, "after_step"),
+                f"after_step {task.after_step} is past the cadence, which has {steps} "
+                f"step{'' if steps == 1 else 's'} (after_step counts from 0, so 0 to "
+                f"{steps - 1})",
+                task.after_step,
+            )
+            for n, task in enumerate(self.task_templates)
+            if task.after_step >= steps
+        ]
+        if late:
+            raise field_errors(late)
         return self
 
     def plan(self) -> list[PlannedStep]:
@@ -528,7 +552,7 @@ class Job(BaseModel):
 
     def parsed_params(self) -> JobParams:
         """Return the params as a validated model (a campaign job's; the inbox has none)."""
-        return JobParams.model_validate(self.params)
+        return JobParams.model_validate(self.params, context=STORED)
 
     @property
     def is_inbox(self) -> bool:

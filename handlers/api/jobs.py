@@ -9,8 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from domain.accounts import TokenIdentity
 from domain.enrollments import EnrollmentView
+from domain.errors import InvalidTransition
 from domain.fields import Id, Offset
 from domain.jobs import (
+    TERMINAL_JOB_STATES,
     CreateJobRequest,
     EnrollmentStatus,
     Job,
@@ -23,6 +25,7 @@ from domain.jobs import (
 from domain.outreach import Actor
 from domain.outreach.jobs import JobDetail
 from handlers.api.deps import ActorDep, IdentityDep, UowDep
+from storage.uow import UnitOfWork
 
 router = APIRouter(tags=["jobs"])
 
@@ -161,6 +164,87 @@ def cancel_job(job_id: Id, who: IdentityDep, actor: ActorDep, runtime: RuntimeDe
         who.org_id, job_id, JobStatus.CANCELLED, by=actor
     )
     return job
+
+
+def _move_job(
+    job_id: int,
+    to: JobStatus,
+    who: TokenIdentity,
+    actor: Actor | None,
+    runtime: Any,
+    uow: UnitOfWork,
+) -> Job:
+    """Pause or resume a job; a refused move says why in the job's present state."""
+    verb = "pause" if to == JobStatus.PAUSED else "resume"
+    try:
+        job: Job = runtime.outreach.jobs.set_job_status(who.org_id, job_id, to, by=actor)
+    except InvalidTransition as exc:
+        with uow:
+            current = uow.jobs.get(who.org_id, job_id)
+        raise InvalidTransition(_refusal(current, verb) or exc.message) from exc
+    if to == JobStatus.RUNNING:
+        runtime.worker.wake()  # the steps the pause held are due again
+    return job
+
+
+def _refusal(job: Job, verb: str) -> str | None:
+    """Why a job cannot be paused or resumed now (None: the domain's refusal says it best,
+    as for the replies inbox)."""
+    if job.is_inbox:
+        return None
+    if verb == "pause" and job.status == JobStatus.PAUSED:
+        return (
+            f"job #{job.id} is already paused; POST /api/agent/jobs/{job.id}/resume carries it on"
+        )
+    if verb == "resume" and job.status == JobStatus.RUNNING:
+        return f"job #{job.id} is already running"
+    if job.status == JobStatus.PENDING:
+        return f"job #{job.id} is still being planned; {verb} it once it runs"
+    if job.status in TERMINAL_JOB_STATES:
+        past = "paused" if verb == "pause" else "resumed"
+        return (
+            f"job #{job.id} is {job.status.value}: a finished job cannot be {past}; launch a "
+            "new one"
+        )
+    return None
+
+
+@router.post(
+    "/api/agent/jobs/{job_id}/pause",
+    response_model=Job,
+    responses={
+        409: {
+            "description": "The job is not running (already paused, still being "
+            "planned, finished) or is the replies inbox."
+        }
+    },
+)
+def pause_job(
+    job_id: Id, who: IdentityDep, actor: ActorDep, runtime: RuntimeDep, uow: UowDep
+) -> Job:
+    """Pause a running job: its contacts wait where they are and no cadence step goes out
+    until it is resumed. A token tied to a user may pause the jobs that user launched, or
+    any job if the user is an admin."""
+    return _move_job(job_id, JobStatus.PAUSED, who, actor, runtime, uow)
+
+
+@router.post(
+    "/api/agent/jobs/{job_id}/resume",
+    response_model=Job,
+    responses={
+        409: {
+            "description": "The job is not paused (already running, still being "
+            "planned, finished) or is the replies inbox."
+        }
+    },
+)
+def resume_job(
+    job_id: Id, who: IdentityDep, actor: ActorDep, runtime: RuntimeDep, uow: UowDep
+) -> Job:
+    """Resume a paused job: the contacts its pause held are due again, each step inside the
+    send window of the contact's time zone. A token tied to a user may resume the jobs
+    that user launched, or any job if the user is an admin."""
+    return _move_job(job_id, JobStatus.RUNNING, who, actor, runtime, uow)
 
 
 class EnrollmentPage(BaseModel):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -398,9 +398,27 @@ def test_a_rep_cannot_change_the_cadence_settings(
         ),
         (
             {"window_start": "18:00", "window_end": "09:00"},
-            "send_window",
+            "window_end",
             "the send window must start before it ends (18:00 is not before 09:00)",
         ),
+        ({"window_end": "17:00Z"}, "window_end", "a local time without offset, e.g. 09:00"),
+        (
+            {"window_start": "09:00Z", "window_end": "17:00Z"},
+            "window_start",
+            "a local time without offset, e.g. 09:00",
+        ),
+        (
+            {"window_start": "09:00Z", "window_end": "17:00Z"},
+            "window_end",
+            "a local time without offset, e.g. 09:00",
+        ),
+        (
+            {"window_start": "09:00+02:00"},
+            "window_start",
+            "a local time without offset, e.g. 09:00",
+        ),
+        ({"weekdays": [True]}, "weekdays.0", "Input should be a valid integer"),
+        ({"weekdays": ["1"]}, "weekdays.0", "Input should be a valid integer"),
         (
             {"weekdays": [0, 7]},
             "weekdays",
@@ -524,6 +542,8 @@ def test_a_finished_job_and_the_replies_inbox_cannot_be_changed(
         ({"behaviour": {"batch_size": 0}}, "behaviour.batch_size"),
         ({"behaviour": {"batch_size": "many"}}, "behaviour.batch_size"),
         ({"behaviour": {"autopilot": True}}, "behaviour.autopilot"),
+        ({"behaviour": {"auto_approve": "yes"}}, "behaviour.auto_approve"),
+        ({"behaviour": {"review_mode": 0}}, "behaviour.review_mode"),
         ({"status": "running"}, "status"),
         (["name"], "body"),
     ],
@@ -563,6 +583,134 @@ def test_another_organizations_job_is_not_found_by_the_new_routes(
         "guard" not in job_params(session_factory, job_id)
         or not job_params(session_factory, job_id)["guard"]
     )
+
+
+# --- POST /api/agent/jobs/{id}/pause and /resume -------------------------------------------------
+
+
+def enrollment_of(session_factory: SessionFactory, job_id: int) -> tuple[str, str | None, Any]:
+    with session_factory() as session:
+        row = session.execute(
+            select(m.Enrollment.status, m.Enrollment.stop_reason, m.Enrollment.next_due_at)
+            .where(m.Enrollment.job_id == job_id)
+            .execution_options(populate_existing=True)
+        ).one()
+    return str(row.status), row.stop_reason, row.next_due_at
+
+
+def test_the_owner_pauses_and_resumes_a_job_and_its_held_contacts_are_due_again(
+    api: ApiWorld, session_factory: SessionFactory, clock: FixedClock
+) -> None:
+    owner, headers = user_token(api, session_factory, UserRole.REP)
+    contact = add_contacts(api, session_factory, 1)[0]
+    job_id = make_job(api, [contact], owner_id=owner)
+
+    paused = api.client.post(f"/api/agent/jobs/{job_id}/pause", headers=headers)
+
+    assert paused.status_code == 200, paused.text
+    assert (paused.json()["id"], paused.json()["status"]) == (job_id, "paused")
+    assert job_status(session_factory, job_id) == "paused"
+    # The tick holds the contact with the job's pause, as it does for `/job pause`.
+    later = clock.now() + timedelta(days=9)
+    set_enrollment(
+        session_factory, job_id, contact, status="paused", stop_reason="job paused",
+        next_due_at=later,
+    )  # fmt: skip
+    again = api.client.post(f"/api/agent/jobs/{job_id}/pause", headers=headers)
+    assert again.status_code == 409
+    assert again.json()["error"] == {
+        "code": "invalid_transition",
+        "message": f"job #{job_id} is already paused; POST /api/agent/jobs/{job_id}/resume "
+        "carries it on",
+        "details": [],
+    }
+
+    resumed = api.client.post(f"/api/agent/jobs/{job_id}/resume", headers=headers)
+
+    assert resumed.status_code == 200, resumed.text
+    assert (resumed.json()["id"], resumed.json()["status"]) == (job_id, "running")
+    assert job_status(session_factory, job_id) == "running"
+    status, reason, due = enrollment_of(session_factory, job_id)
+    assert (status, reason) == ("active", None)
+    assert due is not None
+    assert (due if due.tzinfo else due.replace(tzinfo=UTC)) == clock.now()  # SQLite: naive UTC
+
+    running = api.client.post(f"/api/agent/jobs/{job_id}/resume", headers=headers)
+    assert running.status_code == 409
+    assert running.json()["error"] == {
+        "code": "invalid_transition",
+        "message": f"job #{job_id} is already running",
+        "details": [],
+    }
+    assert job_status(session_factory, job_id) == "running"
+
+
+def test_a_finished_job_and_the_replies_inbox_are_neither_paused_nor_resumed(
+    api: ApiWorld, session_factory: SessionFactory, clock: FixedClock
+) -> None:
+    job_id = make_job(api, add_contacts(api, session_factory, 1))
+    runtime_of(api).outreach.jobs.set_job_status(api.org_id, job_id, JobStatus.CANCELLED)
+    with session_factory() as session:
+        inbox = JobRepo(session).inbox_job_id(api.org_id, now=clock.now())
+        session.commit()
+
+    resumed = api.client.post(f"/api/agent/jobs/{job_id}/resume", headers=api.auth())
+    paused = api.client.post(f"/api/agent/jobs/{job_id}/pause", headers=api.auth())
+    replies = api.client.post(f"/api/agent/jobs/{inbox}/pause", headers=api.auth())
+
+    assert [a.status_code for a in (resumed, paused, replies)] == [409] * 3
+    assert resumed.json()["error"]["message"] == (
+        f"job #{job_id} is cancelled: a finished job cannot be resumed; launch a new one"
+    )
+    assert paused.json()["error"]["message"] == (
+        f"job #{job_id} is cancelled: a finished job cannot be paused; launch a new one"
+    )
+    assert replies.json()["error"]["message"].startswith(f"Job #{inbox} is the replies inbox")
+    assert job_status(session_factory, job_id) == "cancelled"
+    assert job_status(session_factory, inbox) == "running"
+
+
+def test_a_rep_cannot_pause_another_reps_job_but_an_admin_can(
+    api: ApiWorld, session_factory: SessionFactory
+) -> None:
+    owner, _ = user_token(api, session_factory, UserRole.REP, name="maria")
+    _, other = user_token(api, session_factory, UserRole.REP, name="jose")
+    _, admin = user_token(api, session_factory, UserRole.ADMIN)
+    job_id = make_job(api, add_contacts(api, session_factory, 1), owner_id=owner)
+
+    refused = api.client.post(f"/api/agent/jobs/{job_id}/pause", headers=other)
+    assert refused.status_code == 403
+    assert refused.json()["error"]["message"] == (
+        f"Only maria@lonestar.test, who launched job #{job_id}, or an admin can pause it."
+    )
+    assert job_status(session_factory, job_id) == "running"
+
+    assert api.client.post(f"/api/agent/jobs/{job_id}/pause", headers=admin).status_code == 200
+    refused = api.client.post(f"/api/agent/jobs/{job_id}/resume", headers=other)
+    assert refused.status_code == 403
+    assert job_status(session_factory, job_id) == "paused"
+    assert api.client.post(f"/api/agent/jobs/{job_id}/resume", headers=admin).status_code == 200
+
+
+@pytest.mark.parametrize("verb", ["pause", "resume"])
+def test_a_read_token_an_unknown_token_and_another_organization_cannot_pause_or_resume(
+    api: ApiWorld, session_factory: SessionFactory, verb: str
+) -> None:
+    job_id = make_job(api, add_contacts(api, session_factory, 1))
+    if verb == "resume":
+        runtime_of(api).outreach.jobs.set_job_status(api.org_id, job_id, JobStatus.PAUSED)
+    before = job_status(session_factory, job_id)
+    url = f"/api/agent/jobs/{job_id}/{verb}"
+
+    read_only = api.client.post(url, headers=api.auth(api.read_token))
+    other_org = api.client.post(url, headers=api.auth(api.other_token))
+    anonymous = api.client.post(url)
+
+    assert read_only.status_code == 403
+    assert other_org.status_code == 404
+    assert other_org.json()["error"]["message"] == f"job {job_id} not found"
+    assert anonymous.status_code == 401
+    assert job_status(session_factory, job_id) == before
 
 
 # --- POST /api/jobs/{id}/pause-on-optout --------------------------------------------------------

@@ -218,6 +218,40 @@ def test_contact_ids_that_are_not_ids_or_repeat_are_refused_before_any_job_exist
     assert job_count(session_factory) == 0
 
 
+@pytest.mark.parametrize(
+    ("task_templates", "message"),
+    [
+        (
+            [{"kind": "schedule_call", "title": "Call Dana", "after_step": 1}],
+            "params.task_templates.0.after_step: after_step 1 is past the cadence, which has "
+            "1 step (after_step counts from 0, so 0 to 0)",
+        ),
+        (
+            [
+                {"kind": "schedule_call", "title": "Call Dana", "after_step": 0},
+                {"kind": "schedule_call", "title": "Call again", "after_step": 7},
+            ],
+            "params.task_templates.1.after_step: after_step 7 is past the cadence, which has "
+            "1 step (after_step counts from 0, so 0 to 0)",
+        ),
+    ],
+    ids=["just_past", "second_template"],
+)
+def test_a_task_template_after_a_step_the_cadence_lacks_is_refused_before_any_job_exists(
+    api: ApiWorld,
+    session_factory: Callable[[], Session],
+    contacts: list[int],
+    task_templates: list[dict[str, Any]],
+    message: str,
+) -> None:
+    body = job_body({"contact_ids": contacts})
+    body["params"]["task_templates"] = task_templates
+    answer = api.client.post("/api/agent/jobs", json=body, headers=api.auth())
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"]["message"] == f"invalid request: {message}"
+    assert job_count(session_factory) == 0
+
+
 def test_a_job_of_100000_contact_ids_is_planned_in_chunks(
     api: ApiWorld, contacts: list[int]
 ) -> None:

@@ -397,6 +397,44 @@ def test_a_misspelt_database_url_is_one_line_in_every_command(
     )
 
 
+CLOCK_EXAMPLE = "an ISO 8601 instant with its offset, e.g. 2026-03-02T15:00:00+00:00"
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (None, "there is no file {path}; it must hold " + CLOCK_EXAMPLE),
+        ("next Monday", "{path} must hold " + CLOCK_EXAMPLE + ", not 'next Monday'"),
+        (
+            "2026-03-02T09:00:00",
+            "{path} holds '2026-03-02T09:00:00' without an offset; it must hold " + CLOCK_EXAMPLE,
+        ),
+    ],
+    ids=["missing", "not_an_instant", "no_offset"],
+)
+def test_a_clock_file_that_cannot_be_read_is_one_line_before_anything_starts(
+    cli: Invoke, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, content: str | None, reason: str
+) -> None:
+    path = tmp_path / "now.txt"
+    if content is not None:
+        path.write_text(content)
+    monkeypatch.setenv("SALESBOT_CLOCK_FILE", str(path))
+    code, output = cli("org", "list")
+    assert (code, output) == (
+        2,
+        "error: setting SALESBOT_CLOCK_FILE is malformed: " + reason.format(path=path),
+    )
+
+
+def test_a_clock_file_holding_an_instant_with_its_offset_is_accepted(
+    cli: Invoke, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    path = tmp_path / "now.txt"
+    path.write_text("2026-03-02T15:00:00+00:00\n")
+    monkeypatch.setenv("SALESBOT_CLOCK_FILE", str(path))
+    assert cli("org", "list")[0] == 0
+
+
 @pytest.mark.parametrize("command", EVERY_DATABASE_COMMAND, ids=" ".join)
 def test_an_unreachable_database_is_one_line_without_its_password_in_every_command(
     cli: Invoke, monkeypatch: pytest.MonkeyPatch, command: tuple[str, ...]

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from domain.cadence import Channel
 from domain.campaigns import Campaign, CampaignCreate, CampaignUpdate
 from domain.fields import STORED
-from domain.jobs import Cadence, CadenceStep, JobParams, params_from_campaign
+from domain.jobs import Behaviour, Cadence, CadenceStep, Job, JobParams, params_from_campaign
 
 EMAIL_THEN_LINKEDIN_THEN_CALL = [
     {"day": 0},
@@ -223,6 +223,73 @@ def test_a_jobs_cadence_with_more_email_steps_than_templates_is_refused() -> Non
             "template per email step",
         )
     ]
+
+
+def job_params(**overrides: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "target": {"contact_ids": [1]},
+        "templates": [{"template_id": 11}],
+        "cadence": {"steps": EMAIL_THEN_LINKEDIN_THEN_CALL},
+    }
+    values.update(overrides)
+    return values
+
+
+def test_a_task_template_after_the_last_step_is_refused_naming_it_and_the_steps() -> None:
+    tasks = [
+        {"kind": "schedule_call", "title": "Call after the LinkedIn touch", "after_step": 1},
+        {"kind": "schedule_call", "title": "Call after the call", "after_step": 3},
+        {"kind": "create_task", "title": "Check the portal", "after_step": 2},
+        {"kind": "create_task", "title": "Follow up", "after_step": 100},
+    ]
+
+    with pytest.raises(ValidationError) as exc:
+        JobParams.model_validate(job_params(task_templates=tasks))
+
+    past = "is past the cadence, which has 3 steps (after_step counts from 0, so 0 to 2)"
+    assert refusals(exc) == [
+        ("task_templates.1.after_step", f"after_step 3 {past}"),
+        ("task_templates.3.after_step", f"after_step 100 {past}"),
+    ]
+
+
+def test_a_task_template_on_an_all_email_cadence_counts_the_templates_steps() -> None:
+    params = job_params(
+        templates=[{"template_id": 11}, {"template_id": 12}],
+        cadence={"days": [0, 4, 10]},  # the third day has no template: two steps
+        task_templates=[{"kind": "schedule_call", "title": "Call", "after_step": 1}],
+    )
+    assert JobParams.model_validate(params).steps == 2
+
+    params["task_templates"][0]["after_step"] = 2
+    with pytest.raises(ValidationError) as exc:
+        JobParams.model_validate(params)
+    assert refusals(exc) == [
+        (
+            "task_templates.0.after_step",
+            "after_step 2 is past the cadence, which has 2 steps (after_step counts from 0, "
+            "so 0 to 1)",
+        )
+    ]
+
+
+def test_a_stored_job_whose_task_template_is_past_its_cadence_is_still_served() -> None:
+    """Refused when a job is made; a job stored before that is read as it was, so its
+    enrollments go on instead of stopping as unreadable."""
+    late_call = {"kind": "schedule_call", "title": "Call", "after_step": 9}
+    stored = job_params(task_templates=[late_call])
+
+    params = Job.model_construct(params=stored).parsed_params()
+
+    assert params.task_templates[0].after_step == 9
+
+
+@pytest.mark.parametrize("value", ["yes", "true", 1, 0, None])
+def test_a_behaviour_switch_takes_only_true_or_false(value: object) -> None:
+    with pytest.raises(ValidationError) as exc:
+        Behaviour.model_validate({"auto_approve": value})
+    assert [field for field, _ in refusals(exc)] == ["auto_approve"]
+    assert Behaviour.model_validate({"auto_approve": True}).auto_approve is True
 
 
 def test_the_cadence_models_are_the_same_from_jobs_and_campaigns() -> None:

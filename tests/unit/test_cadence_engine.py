@@ -240,7 +240,7 @@ def test_the_guard_judges_rates_only_past_its_minimum_sample() -> None:
     ("fields", "field"),
     [
         ({"timezone": "Mars/Olympus"}, "timezone"),
-        ({"window_start": "18:00", "window_end": "09:00"}, "send_window"),
+        ({"window_start": "18:00", "window_end": "09:00"}, "window_end"),
         ({"weekdays": [7]}, "weekdays"),
         ({"max_bounce_rate": 0}, "max_bounce_rate"),
     ],
