@@ -610,11 +610,12 @@ def test_the_owner_pauses_and_resumes_a_job_and_its_held_contacts_are_due_again(
     assert paused.status_code == 200, paused.text
     assert (paused.json()["id"], paused.json()["status"]) == (job_id, "paused")
     assert job_status(session_factory, job_id) == "paused"
-    # The tick holds the contact with the job's pause, as it does for `/job pause`.
+    # The tick holds the contact with the job's pause, as it does for `/job pause` (its
+    # step 1 had ended: no step is in flight).
     later = clock.now() + timedelta(days=9)
     set_enrollment(
         session_factory, job_id, contact, status="paused", stop_reason="job paused",
-        next_due_at=later,
+        next_due_at=later, step_started_at=None,
     )  # fmt: skip
     again = api.client.post(f"/api/agent/jobs/{job_id}/pause", headers=headers)
     assert again.status_code == 409
