@@ -656,6 +656,13 @@ class CadenceRepository(Protocol):
         """A job's sends, hard bounces and opt-outs since `since`."""
         ...
 
+    def jobs_with_recent_losses(
+        self, *, since: datetime, org_id: int | None = None
+    ) -> list[tuple[int, int]]:
+        """(org id, job id) of the jobs that lost contacts to a bounce or an opt-out since
+        `since` (the deliverability guard looks at them every tick)."""
+        ...
+
     def settings(self, org_id: int) -> CadenceSettings:
         """The organization's cadence settings (defaults where it set none)."""
         ...

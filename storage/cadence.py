@@ -433,6 +433,28 @@ class CadenceRepo:
             opt_outs=int(counts.get(OPTED_OUT, 0)),
         )
 
+    def jobs_with_recent_losses(
+        self, *, since: datetime, org_id: int | None = None
+    ) -> list[tuple[int, int]]:
+        """(org id, job id) of the jobs whose contacts bounced or opted out since `since`:
+        a range of the partial index `ix_enrollments_losses` (such rows only)."""
+        en = m.Enrollment
+        query = (
+            select(en.org_id, en.job_id)
+            .where(
+                en.status == EnrollmentStatus.STOPPED.value,
+                en.stop_reason.in_(
+                    [literal_column(f"'{BOUNCED}'"), literal_column(f"'{OPTED_OUT}'")]
+                ),
+                en.updated_at >= since,
+            )
+            .distinct()
+            .limit(1000)
+        )
+        if org_id is not None:
+            query = query.where(en.org_id == org_id)
+        return [(int(o), int(j)) for o, j in self._s.execute(query)]
+
     def settings(self, org_id: int) -> CadenceSettings:
         """The organization's cadence settings (defaults where it set none)."""
         stored = self._s.scalar(

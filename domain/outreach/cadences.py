@@ -155,6 +155,7 @@ class Cadences:
             )
             uow.commit()
         state = _TickState()
+        self._guard_recent_losses(now=now, org_id=org_id, report=report, state=state)
         ended_jobs: set[tuple[int, int]] = set()
         while report.claimed < self.max_per_tick:
             limit = min(self.chunk, self.max_per_tick - report.claimed)
@@ -277,6 +278,32 @@ class Cadences:
         return Settlement(
             item.id, EnrollmentStatus.STOPPED.value, None, stop_reason=decision.reason
         )
+
+    def _guard_recent_losses(
+        self, *, now: datetime, org_id: int | None, report: TickReport, state: _TickState
+    ) -> None:
+        """Pass the jobs that lost contacts to bounces or opt-outs in the last day through
+        the deliverability guard, due steps or not: the spike of a launch (every step 1
+        sent at once) pauses its job before its step 2 is due, not days later."""
+        with self._uow() as uow:
+            for job_org, job_id in uow.cadence.jobs_with_recent_losses(
+                since=now - timedelta(days=1), org_id=org_id
+            ):
+                if job_org not in state.settings:
+                    state.settings[job_org] = _org_settings(uow, job_org)
+                    state.holidays[job_org] = self._holidays(state.settings[job_org])
+                job = uow.jobs.get(job_org, job_id)
+                if job.status != JobStatus.RUNNING or job.is_inbox:
+                    continue
+                try:
+                    params = job.parsed_params()
+                except ValidationError:
+                    continue  # the tick stops its enrollments when they come due
+                if self._guard(uow, job, params, state.settings[job_org], now=now) is None:
+                    state.guarded.add(job_id)
+                else:
+                    report.jobs_paused.append(job_id)
+            uow.commit()
 
     def _job_view(
         self,

@@ -112,6 +112,13 @@ class Enrollment(Base):
             postgresql_where=text("status = 'active' AND next_due_at IS NOT NULL"),
             sqlite_where=text("status = 'active' AND next_due_at IS NOT NULL"),
         ),
+        # Contacts lost to a bounce or an opt-out lately: the deliverability guard's jobs.
+        Index(
+            "ix_enrollments_losses",
+            "updated_at",
+            postgresql_where=text("status = 'stopped' AND stop_reason IN ('bounced', 'opted out')"),
+            sqlite_where=text("status = 'stopped' AND stop_reason IN ('bounced', 'opted out')"),
+        ),
         # Out-of-office pauses that end by themselves.
         Index(
             "ix_enrollments_resume",

@@ -573,3 +573,50 @@ def test_fatigue_counts_drafts_waiting_for_review_and_the_ticks_own_steps_across
     with session_factory() as session:
         row = enrollment(session, ids[0])
         assert (row.defer_reason or "").startswith("fatigue: 3 emails to")
+
+
+def test_the_guard_pauses_a_job_after_its_launch_blast_before_any_step_is_due(
+    session_factory: Callable[[], Session], clock: FixedClock
+) -> None:
+    clock._at = START
+    with session_factory() as session:
+        org_id, job_id, ids = seed(session, contacts=1)
+        # Step 1 just went out to everyone: nothing is due for days.
+        row = session.get(m.Enrollment, ids[0])
+        assert row is not None
+        row.next_due_at = START + timedelta(days=4)
+        for n in range(20):
+            session.add(
+                m.EmailSend(
+                    org_id=org_id,
+                    job_id=job_id,
+                    message_id=f"<blast{n}-{job_id}@x>",
+                    to_email=f"p{n}@blast.example",
+                    subject="s",
+                    status="sent",
+                    sent_at=START - timedelta(hours=2),
+                )
+            )
+        org = session.get(m.Organization, org_id)
+        assert org is not None
+        lender = make_client(session, org)
+        for _ in range(3):
+            gone = make_contact(session, org, lender)
+            session.add(
+                m.Enrollment(
+                    org_id=org_id,
+                    job_id=job_id,
+                    contact_id=gone.id,
+                    step=1,
+                    status="stopped",
+                    stop_reason="bounced",
+                    updated_at=START - timedelta(minutes=30),
+                )
+            )
+        session.commit()
+    report = outreach(session_factory, clock).cadences.tick()
+    assert (report.claimed, report.jobs_paused) == (0, [job_id])
+    with session_factory() as session:
+        job = session.get(m.Job, job_id)
+        assert job is not None
+        assert job.status == "paused"

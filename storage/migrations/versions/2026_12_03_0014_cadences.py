@@ -18,6 +18,8 @@ Create Date: 2026-12-03
 - `ix_enrollments_due` (partial, active rows with a due time) serves the tick's claim in due
   order; `ix_enrollments_resume` (partial, paused rows with an end) the resumption of
   out-of-office pauses. Both stay as small as the due work, whatever the table's size.
+  `ix_enrollments_losses` (partial: bounced or opted out) finds the jobs whose contacts
+  were lost lately, for the deliverability guard.
 - `jobs.guard_since`: the deliverability guard counts a resumed job's bounces and opt-outs
   from its resumption, not over the window that paused it.
 - `organizations.cadence_settings`: the organization's send window, time zone, holiday
@@ -92,6 +94,12 @@ def upgrade() -> None:
         **_partial("status = 'paused' AND paused_until IS NOT NULL"),
     )
     op.create_index(
+        "ix_enrollments_losses",
+        "enrollments",
+        ["updated_at"],
+        **_partial("status = 'stopped' AND stop_reason IN ('bounced', 'opted out')"),
+    )
+    op.create_index(
         "ix_enrollments_job_id_status_due", "enrollments", ["job_id", "status", "next_due_at"]
     )
     op.add_column("jobs", sa.Column("guard_since", storage.types.UTCDateTime(), nullable=True))
@@ -141,6 +149,7 @@ def downgrade() -> None:
     op.drop_column("organizations", "cadence_settings")
     op.drop_column("jobs", "guard_since")
     op.drop_index("ix_enrollments_job_id_status_due", table_name="enrollments")
+    op.drop_index("ix_enrollments_losses", table_name="enrollments")
     op.drop_index("ix_enrollments_resume", table_name="enrollments")
     op.drop_index("ix_enrollments_due", table_name="enrollments")
     op.drop_column("enrollments", "time_zone")
