@@ -798,6 +798,7 @@ class EnrollmentRepo:
         Contacts already enrolled (a re-run of planning) are left out of the result, so
         they get no second set of tasks.
         """
+        at = step_started_at or next_due_at
         values = [
             {
                 "org_id": org_id,
@@ -807,6 +808,8 @@ class EnrollmentRepo:
                 "status": EnrollmentStatus.ACTIVE.value,
                 "next_due_at": next_due_at,
                 "step_started_at": step_started_at,
+                # Enrolled at the use case's time (its clock), which step 0 counts from.
+                **({"created_at": at, "updated_at": at} if at is not None else {}),
             }
             for cid in contact_ids
         ]

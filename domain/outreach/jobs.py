@@ -293,18 +293,26 @@ class Jobs:
         faults.reach("plan.claimed")
         params = job.parsed_params()
         size = params.behaviour.batch_size
+        # A job whose emails go out without review sends step 0 as the cadence sends
+        # every step: the tick runs it inside each contact's business hours, after the
+        # stop rules and the fatigue limits. A reviewed job drafts it now: the rep sees
+        # the cards at once and sends each by approving it.
+        unreviewed = params.behaviour.auto_approve or not params.behaviour.review_mode
         enrolled = 0
         with self._uow() as uow:
             # One transaction per chunk of the audience (a thousand contacts); tasks are
             # numbered in batches of the job's batch_size for review and bulk approval.
             for chunk in uow.audience.target_contact_ids(org_id, params.target, now=now):
-                # Step 0 runs now (its tasks are made below): the enrollment has no due
-                # time until the step ends and the cadence tick takes it on.
-                mapping = uow.enrollments.add_many(
-                    org_id, job_id, chunk, next_due_at=None, step_started_at=now
-                )
+                if unreviewed:
+                    mapping = uow.enrollments.add_many(org_id, job_id, chunk, next_due_at=now)
+                else:
+                    # Step 0 runs now (its tasks are made below): the enrollment has no due
+                    # time until the step ends and the cadence tick takes it on.
+                    mapping = uow.enrollments.add_many(
+                        org_id, job_id, chunk, next_due_at=None, step_started_at=now
+                    )
                 rows: list[dict[str, Any]] = []
-                for part in batches([cid for cid in chunk if cid in mapping], size):
+                for part in batches([] if unreviewed else [c for c in chunk if c in mapping], size):
                     for cid in part:
                         rows.extend(
                             first_step_tasks(

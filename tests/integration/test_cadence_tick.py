@@ -620,3 +620,39 @@ def test_the_guard_pauses_a_job_after_its_launch_blast_before_any_step_is_due(
         job = session.get(m.Job, job_id)
         assert job is not None
         assert job.status == "paused"
+
+
+def test_an_auto_approved_job_sends_its_first_step_in_business_hours_through_the_tick(
+    session_factory: Callable[[], Session], clock: FixedClock
+) -> None:
+    saturday = datetime(2026, 11, 28, 18, 0, tzinfo=UTC)
+    clock._at = saturday
+    with session_factory() as session:
+        org = make_org(session)
+        lender = make_client(session, org)
+        people = [make_contact(session, org, lender, state="TX").id for _ in range(2)]
+        job = m.Job(
+            org_id=org.id,
+            name="Auto",
+            status="pending",
+            params=JobParams(
+                target=TargetSelection(contact_ids=people),
+                templates=[StepTemplate(subject="s", body="b")],
+                cadence=Cadence(days=[0]),
+                behaviour={"auto_approve": True},  # type: ignore[arg-type]
+            ).model_dump(mode="json"),
+        )
+        session.add(job)
+        session.commit()
+        org_id, job_id = org.id, job.id
+    service = outreach(session_factory, clock)
+    assert service.jobs.plan_job(org_id, job_id) == 2
+    with session_factory() as session:
+        # Nothing drafted on a Saturday: the tick decides when step 1 goes out.
+        assert tasks_of(session, job_id) == []
+    report = service.cadences.tick()
+    assert (report.claimed, report.deferred) == (2, 2)
+    clock._at = datetime(2026, 11, 30, 15, 0, tzinfo=UTC)  # Monday 09:00 in Texas
+    assert service.cadences.tick().ran == 2
+    with session_factory() as session:
+        assert {(step, kind) for _, step, kind in tasks_of(session, job_id)} == {(0, "draft_email")}
