@@ -203,6 +203,7 @@ class Reps:
         self.runtime = build_runtime(_settings(env))
         self.actor = actor
         self.done = 0
+        self.seconds = 0.0
         self.refused: Counter[str] = Counter()
         self._pool = ThreadPoolExecutor(COMPLETING_THREADS)
 
@@ -220,7 +221,9 @@ class Reps:
                     .order_by(m.Card.id)
                 )
             )
+        started = time.monotonic()
         done = sum(self._pool.map(self._complete, cards))
+        self.seconds += time.monotonic() - started
         self.done += done
         return done
 
@@ -457,9 +460,9 @@ def main() -> None:
         print(
             f"{WORKERS} salesbot workers, {ENROLLMENTS:,} enrollments, {DAYS} simulated days "
             f"({START:%Y-%m-%d} → {final:%Y-%m-%d %H:%M} UTC) in {timing['month']:.0f} s "
-            f"(of which {timing['waited']:.0f} s waiting for the workers' tasks), idle "
-            f"{timing['settle']:.0f} s after the last hour; the reps marked {reps.done:,} "
-            f"cards Done (refused: {dict(reps.refused) or 0})"
+            f"(the reps' Done clicks {reps.seconds:.0f} s, waiting for the workers' tasks "
+            f"{timing['waited']:.0f} s), idle {timing['settle']:.0f} s after the last hour; "
+            f"the reps marked {reps.done:,} cards Done (refused: {dict(reps.refused) or 0})"
         )
         print(
             f"  steps the cadence says must have run by day {DAYS}: {len(expected):,}; "
