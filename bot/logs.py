@@ -172,6 +172,9 @@ def configure_logging(
     # Alembic announces each of its plugins at INFO when it is first imported (seven lines
     # in `salesbot serve` and at each web process's first /healthz): not news to anyone.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    # APScheduler logs two INFO lines for every run of every periodic job (the cadence
+    # tick, the sweeps: several a minute); their failures and missed runs are warnings.
+    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))
     # Bolt reads SLACK_BOT_TOKEN from the environment beside the client we give it (made
     # with that token) and warns that the token "will be unused", twice a process.
     logging.getLogger("slack_bolt.App").addFilter(_DROP_BOLT_TOKEN_WARNING)

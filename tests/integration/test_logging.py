@@ -238,3 +238,23 @@ def test_a_debug_run_never_logs_the_email_sent_to_claude() -> None:
     assert "a debug line of our own" in logged
     assert "4Kq8-CONFIDENTIAL" not in logged
     assert "Request options" not in logged
+
+
+def test_the_schedulers_routine_runs_are_not_logged_but_its_warnings_are() -> None:
+    names = ("", "apscheduler", "anthropic", "httpx", "httpcore", "googleapiclient", "urllib3")
+    saved = [(logging.getLogger(n), list(logging.getLogger(n).handlers)) for n in names]
+    levels = [(logger, logger.level) for logger, _ in saved]
+    buffer = io.StringIO()
+    try:
+        configure_logging("INFO", "text", stream=buffer)
+        scheduler_log = logging.getLogger("apscheduler.executors.default")
+        scheduler_log.info('Running job "cadence-tick"')
+        scheduler_log.warning('Run time of job "cadence-tick" was missed by 0:00:05')
+    finally:
+        for logger, handlers in saved:
+            logger.handlers[:] = handlers
+        for logger, level in levels:
+            logger.setLevel(level)
+    lines = [line for line in buffer.getvalue().splitlines() if "cadence-tick" in line]
+    assert len(lines) == 1
+    assert "was missed" in lines[0]
