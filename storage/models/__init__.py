@@ -12,6 +12,12 @@ Alembic's autogenerate read it from here); `from storage import models as m` the
 from __future__ import annotations
 
 from storage.models.accounts import ApiToken, Organization, PeriodicLease, User
+from storage.models.analytics import (
+    ClientRanking,
+    DigestPost,
+    DigestSubscription,
+    EmailTrackingEvent,
+)
 from storage.models.base import NAMING_CONVENTION, Base
 from storage.models.corrections import ClassifierCorrection, RuleProposal
 from storage.models.crm import AppraisalOrder, Client, Contact, Property
@@ -34,11 +40,15 @@ __all__ = [
     "ClassifierCorrection",
     "ClassifierRule",
     "Client",
+    "ClientRanking",
     "Contact",
     "ContactEngagementEvent",
+    "DigestPost",
+    "DigestSubscription",
     "EmailConversation",
     "EmailSend",
     "EmailTemplate",
+    "EmailTrackingEvent",
     "Enrollment",
     "GmailAccount",
     "GmailOAuthState",

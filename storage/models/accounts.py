@@ -28,6 +28,9 @@ class Organization(Base):
     # Send window, time zone, holidays, fatigue limits, deliverability thresholds
     # (domain.cadence.CadenceSettings; empty: the defaults).
     cadence_settings: Mapped[dict[str, Any]] = json_dict()
+    # Lead scoring weights, stale-client targeting and open/click tracking
+    # (domain.analytics.AnalyticsSettings; empty: the defaults, tracking off).
+    analytics_settings: Mapped[dict[str, Any]] = json_dict()
     created_at: Mapped[datetime] = created()
 
 

@@ -82,6 +82,8 @@ class Contact(Base):
     state: Mapped[str | None] = mapped_column(String(2))
     tags: Mapped[list[str]] = json_list()
     lead_score: Mapped[int | None] = mapped_column(Integer)
+    # When `lead_score` was last computed (domain.lead_scoring), and from what.
+    lead_score_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     timezone: Mapped[str | None] = mapped_column(String(64))
     opted_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # "Not now, try me in January": no outreach to the person before this time.

@@ -16,6 +16,8 @@ class ContactEngagementEvent(Base):
     __tablename__ = "contact_engagement_history"
     __table_args__ = (
         Index("ix_contact_engagement_org_contact_at", "org_id", "contact_id", "occurred_at"),
+        # Analytics and the digest: an organization's events of a kind in a window.
+        Index("ix_contact_engagement_org_event_at", "org_id", "event", "occurred_at"),
     )
 
     id: Mapped[int] = pk()

@@ -34,6 +34,9 @@ class EmailSend(Base):
         Index("ix_email_sends_org_id_to_email_sent_at", "org_id", "to_email", "sent_at"),
         # The cadence's per-domain daily fatigue limit.
         Index("ix_email_sends_org_id_to_domain_sent_at", "org_id", "to_domain", "sent_at"),
+        # Analytics and the digest: an organization's (a campaign's) sends in a window.
+        Index("ix_email_sends_org_id_sent_at", "org_id", "sent_at"),
+        Index("ix_email_sends_campaign_id_sent_at", "campaign_id", "sent_at"),
         # The deliverability guard: a job's sends in its rolling window.
         Index("ix_email_sends_job_id_sent_at", "job_id", "sent_at"),
         # The cadence's fatigue limits: emails on their way to a chunk's domains.
@@ -86,6 +89,11 @@ class EmailSend(Base):
         Boolean, nullable=False, default=True, server_default=text("true")
     )
     status: Mapped[str] = mapped_column(String(16), nullable=False, default="queued")
+    # Whether opens and clicks are tracked (the org's setting when the send was queued):
+    # open and click rates count tracked sends only.
+    tracked: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default=text("false")
+    )
     attempt_count: Mapped[int] = counter()
     # queued: the next attempt time; the lease of a `sending` row is `claimed_until`.
     not_before: Mapped[datetime | None] = mapped_column(UTCDateTime)
