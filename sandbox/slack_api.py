@@ -18,6 +18,7 @@ import itertools
 import json
 import math
 import mimetypes
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -65,6 +66,9 @@ DEFAULT_BOT_SCOPES: Final = frozenset(
 )
 
 MAX_TEXT_CHARS: Final = 40_000
+MAX_ALT_TEXT_CHARS: Final = 2000
+# What Slack requires of a file id in an image block's slack_file.
+_FILE_ID: Final = re.compile(r"^[F][A-Z0-9]{8,}$")
 MAX_MESSAGE_BLOCKS: Final = 50
 MAX_VIEW_BLOCKS: Final = 100
 MAX_ATTACHMENTS: Final = 100
@@ -541,6 +545,7 @@ class SlackStandIn:
             "chat.update": _Route(self._chat_update, scope="chat:write"),
             "chat.postEphemeral": _Route(self._chat_post_ephemeral, scope="chat:write"),
             "chat.delete": _Route(self._chat_delete, scope="chat:write"),
+            "chat.getPermalink": _Route(self._chat_get_permalink),
             "views.open": _Route(self._views_open),
             "views.push": _Route(self._views_push),
             "views.update": _Route(self._views_update),
@@ -1039,6 +1044,7 @@ class SlackStandIn:
             del channel_messages[original.ts]
             return
         content = _read_content(payload)
+        self._check_slack_files(team.id, content.get("blocks"))
         if _flag(payload, "replace_original") and original is not None:
             channel_messages[original.ts] = replace(
                 original, **content, edited_ts=self._next_ts(), edit_count=original.edit_count + 1
@@ -1209,6 +1215,33 @@ class SlackStandIn:
         )
         return self._open_dm(token, user.id)[0] if user is not None and not user.is_bot else None
 
+    def _check_slack_files(self, team_id: str, blocks: list[dict[str, Any]] | None) -> None:
+        """Refuse image blocks whose `slack_file` names no file of the workspace whose upload
+        was completed, as Slack does (`invalid_blocks`, "invalid slack file")."""
+        problems: list[str] = []
+        for index, block in enumerate(blocks or []):
+            file = block.get("slack_file") if block.get("type") == "image" else None
+            if not isinstance(file, dict):
+                continue
+            found = self._files.get(str(file.get("id"))) if "id" in file else None
+            if "url" in file:
+                found = next(
+                    (
+                        f
+                        for f in self._files.values()
+                        if file["url"] in (f.to_api()["url_private"], f.to_api()["permalink"])
+                    ),
+                    None,
+                )
+            if found is None or found.team_id != team_id or not found.completed:
+                problems.append(f"invalid slack file [json-pointer:/blocks/{index}/slack_file]")
+        if problems:
+            raise _Refusal(
+                "invalid_blocks",
+                errors=problems,
+                response_metadata={"messages": [f"[ERROR] {p}" for p in problems]},
+            )
+
     def _check_can_post(self, token: Token, channel: Channel) -> None:
         if channel.is_archived:
             raise _Refusal("is_archived")
@@ -1301,6 +1334,7 @@ class SlackStandIn:
         channel = self._resolve_channel(token, _str(p, "channel"), user_means_dm=True)
         self._check_can_post(token, channel)
         content = _read_content(p)
+        self._check_slack_files(token.team_id, content.get("blocks"))
         self._take_channel_slot(channel.id)
         message = Message(
             channel=channel.id,
@@ -1331,6 +1365,7 @@ class SlackStandIn:
         if channel.is_archived:
             raise _Refusal("is_inactive")
         content = _read_content(p)
+        self._check_slack_files(token.team_id, content.get("blocks"))
         changes: dict[str, Any] = dict(content)
         if "metadata" in p:
             changes["metadata"] = _metadata(p) or None
@@ -1357,6 +1392,7 @@ class SlackStandIn:
         if channel.members is not None and recipient.id not in channel.members:
             raise _Refusal("user_not_in_channel")
         content = _read_content(p)
+        self._check_slack_files(token.team_id, content.get("blocks"))
         ephemeral = Ephemeral(
             channel=channel.id,
             user=recipient.id,
@@ -1382,6 +1418,21 @@ class SlackStandIn:
             raise _Refusal("cant_delete_message")
         del self._messages[channel.id][ts]
         return {"channel": channel.id, "ts": ts}
+
+    def _chat_get_permalink(self, ctx: _Ctx) -> dict[str, Any]:
+        token = _authed(ctx)
+        p = ctx.params
+        channel = self._resolve_channel(token, _str(p, "channel"))
+        ts = _str(p, "message_ts") or ""
+        message = self._messages.get(channel.id, {}).get(ts)
+        if message is None:
+            raise _Refusal("message_not_found")
+        team = self._teams[token.team_id]
+        permalink = f"https://{team.domain}.slack.com/archives/{channel.id}/p{ts.replace('.', '')}"
+        if message.thread_ts is not None and message.thread_ts != message.ts:
+            # A reply in a thread opens with its thread, as Slack's links do.
+            permalink += f"?thread_ts={message.thread_ts}&cid={channel.id}"
+        return {"channel": channel.id, "permalink": permalink}
 
     # ---- methods: views -----------------------------------------------------------------------
 
@@ -1914,6 +1965,12 @@ def _plain_text_problems(value: Any, pointer: str, *, required: bool) -> list[st
     return []
 
 
+def message_block_problems(blocks: Any) -> list[str]:
+    """Slack's messages for what the stand-in would refuse in a message's blocks (the
+    Block Kit rules it checks; files are checked when posted): empty when none."""
+    return _block_problems(blocks, limit=MAX_MESSAGE_BLOCKS, pointer="/blocks")
+
+
 def _block_problems(blocks: Any, *, limit: int, pointer: str) -> list[str]:
     """Check the Block Kit rules that Salesbot's cards can break; return Slack's messages."""
     if not isinstance(blocks, list):
@@ -1963,6 +2020,8 @@ def _block_content_problems(block: dict[str, Any], block_type: str, at: str) -> 
             problems.append(f"[ERROR] must be a plain_text text object [json-pointer:{at}/text]")
         elif len(str(text.get("text", ""))) > 150:
             problems.append(f"[ERROR] must be less than 151 characters [json-pointer:{at}/text]")
+    elif block_type == "image":
+        problems += _image_problems(block, at)
     elif block_type in ("actions", "context"):
         elements = block.get("elements")
         limit = 25 if block_type == "actions" else 10
@@ -1974,6 +2033,44 @@ def _block_content_problems(block: dict[str, Any], block_type: str, at: str) -> 
             )
         elif block_type == "actions":
             problems += _action_element_problems(elements, at)
+    return problems
+
+
+def _image_problems(block: dict[str, Any], at: str) -> list[str]:
+    """An image block: alt text, an optional title, and exactly one of `image_url` and
+    `slack_file`, which names its file by exactly one of `id` and `url`."""
+    problems: list[str] = []
+    alt_text = block.get("alt_text")
+    if not isinstance(alt_text, str) or not alt_text:
+        problems.append(f"[ERROR] missing required field: alt_text [json-pointer:{at}]")
+    elif len(alt_text) > MAX_ALT_TEXT_CHARS:
+        problems.append(f"[ERROR] must be less than 2001 characters [json-pointer:{at}/alt_text]")
+    title = block.get("title")
+    if title is not None:
+        if not isinstance(title, dict) or title.get("type") != "plain_text":
+            problems.append(f"[ERROR] must be a plain_text text object [json-pointer:{at}/title]")
+        elif len(str(title.get("text", ""))) > MAX_ALT_TEXT_CHARS:
+            problems.append(
+                f"[ERROR] must be less than 2001 characters [json-pointer:{at}/title/text]"
+            )
+    file = block.get("slack_file")
+    if ("image_url" in block) == (file is not None):
+        problems.append(
+            f"[ERROR] must provide exactly one of: image_url, slack_file [json-pointer:{at}]"
+        )
+    elif "image_url" in block:
+        url = block["image_url"]
+        if not isinstance(url, str) or not url or len(url) > 3000:
+            problems.append(f"[ERROR] invalid image_url [json-pointer:{at}/image_url]")
+    elif not isinstance(file, dict) or ("id" in file) == ("url" in file):
+        problems.append(
+            f"[ERROR] must provide exactly one of: id, url [json-pointer:{at}/slack_file]"
+        )
+    elif "id" in file and not (isinstance(file["id"], str) and _FILE_ID.fullmatch(file["id"])):
+        problems.append(
+            f"[ERROR] input must match regex pattern: {_FILE_ID.pattern} "
+            f"[json-pointer:{at}/slack_file/id]"
+        )
     return problems
 
 

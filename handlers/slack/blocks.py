@@ -14,6 +14,10 @@ from domain.card_details import CardThread, ContactOverview, ThreadMessage
 from domain.cards import Card, CardState, CardType, CardView
 from domain.engagement import EngagementEvent
 from domain.jobs import STEP_TITLES, Job
+from domain.mrkdwn import ESCAPES as _ESCAPES
+from domain.mrkdwn import MENTION_WORDS as _MENTION_WORDS
+from domain.mrkdwn import escape as escape
+from domain.mrkdwn import safe as safe
 from domain.reply_policy import ReplyPolicy
 from domain.rules import Rule
 from handlers.slack.ids import ActionId, BlockId, CallbackId, OverflowChoice
@@ -47,36 +51,6 @@ def _plain(text: str, limit: int = 75) -> dict[str, Any]:
 
 def _truncate(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
-
-
-def escape(text: str) -> str:
-    """Escape text for mrkdwn (Slack's three control characters)."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-# "@channel", "@here", "@everyone" typed in an email: a word joiner after the @ keeps
-# Slack from ever reading them as a mention (escaping already disarms `<!channel>`).
-_MENTION_WORDS: Final = re.compile(r"@(?=(?:channel|here|everyone)\b)", re.IGNORECASE)
-_ESCAPES: Final = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
-
-
-def safe(text: str, limit: int = MODAL_TEXT_CHARS) -> str:
-    """Text from outside (an email, a contact's name) for mrkdwn: escaped, mentions
-    disarmed, and cut so that the escaped text, ellipsis included, has at most `limit`
-    characters (escaping lengthens it: an `&` becomes five)."""
-    text = _MENTION_WORDS.sub("@\u2060", text)
-    whole = escape(text)
-    if len(whole) <= limit:
-        return whole
-    out: list[str] = []
-    used = 0
-    for char in text:
-        piece = _ESCAPES.get(char, char)
-        if used + len(piece) > limit - 1:
-            break
-        out.append(piece)
-        used += len(piece)
-    return "".join(out).rstrip() + "…"
 
 
 def _when(at: datetime | None) -> str:

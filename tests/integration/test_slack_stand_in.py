@@ -464,6 +464,208 @@ def test_completing_an_upload_that_was_never_sent_is_refused_with_file_not_found
     assert slack_error(refused) == "file_not_found"
 
 
+def chart_blocks(file_id: str, **slack_file: str) -> list[dict[str, Any]]:
+    """A digest's header and its chart: an image block that refers to an uploaded file."""
+    return [
+        {"type": "header", "text": {"type": "plain_text", "text": "Engagement digest"}},
+        {
+            "type": "image",
+            "slack_file": slack_file or {"id": file_id},
+            "alt_text": "Sends and replies per day",
+            "title": {"type": "plain_text", "text": "Sends and replies, last 30 days"},
+        },
+    ]
+
+
+def upload_privately(client: WebClient, content: bytes = b"\x89PNG chart") -> str:
+    """Upload a file shared in no channel (the digest's chart); return its id."""
+    return str(client.files_upload_v2(content=content, filename="trend.png")["file"]["id"])
+
+
+def test_a_private_upload_completes_without_a_channel_and_posts_nothing(
+    slack: SlackStandIn, client: WebClient
+) -> None:
+    file_id = upload_privately(client)
+
+    [uploaded] = slack.uploaded_files
+    assert (uploaded.id, uploaded.content, uploaded.completed, uploaded.channels) == (
+        file_id,
+        b"\x89PNG chart",
+        True,
+        (),
+    )
+    assert slack.messages() == []
+
+
+def test_an_image_block_of_a_completed_upload_is_posted_and_updated(
+    slack: SlackStandIn, client: WebClient
+) -> None:
+    first, second = upload_privately(client), upload_privately(client, b"\x89PNG again")
+
+    posted = client.chat_postMessage(
+        channel=DEFAULT_CHANNEL_ID, text="Digest", blocks=chart_blocks(first)
+    )
+    client.chat_update(
+        channel=DEFAULT_CHANNEL_ID, ts=posted["ts"], text="Digest", blocks=chart_blocks(second)
+    )
+
+    message = slack.last_message(DEFAULT_CHANNEL_ID)
+    assert (message.blocks or [])[1]["slack_file"] == {"id": second}
+    assert message.edit_count == 1
+
+
+def test_an_image_block_may_name_its_file_by_its_private_url(
+    slack: SlackStandIn, client: WebClient
+) -> None:
+    file_id = upload_privately(client)
+    url = f"https://files.slack.com/files-pri/{DEFAULT_TEAM_ID}-{file_id}/trend.png"
+
+    client.chat_postMessage(
+        channel=DEFAULT_CHANNEL_ID, text="Digest", blocks=chart_blocks(file_id, url=url)
+    )
+
+    assert (slack.last_message(DEFAULT_CHANNEL_ID).blocks or [])[1]["slack_file"] == {"url": url}
+
+
+def invalid_file(raised: pytest.ExceptionInfo[SlackApiError]) -> tuple[Any, Any]:
+    response = raised.value.response
+    return response["error"], response["response_metadata"]["messages"]
+
+
+def test_an_image_block_naming_an_unknown_or_unfinished_upload_is_refused_with_invalid_blocks(
+    slack: SlackStandIn, client: WebClient
+) -> None:
+    started = client.files_getUploadURLExternal(filename="trend.png", length=11)["file_id"]
+    refusal = ("invalid_blocks", ["[ERROR] invalid slack file [json-pointer:/blocks/1/slack_file]"])
+
+    for file_id in ("F0SB999999", started):
+        with pytest.raises(SlackApiError) as refused:
+            client.chat_postMessage(
+                channel=DEFAULT_CHANNEL_ID, text="Digest", blocks=chart_blocks(file_id)
+            )
+        assert invalid_file(refused) == refusal
+    assert slack.messages(DEFAULT_CHANNEL_ID) == []
+
+
+def test_an_update_to_an_image_of_a_missing_file_is_refused_and_the_message_stays(
+    slack: SlackStandIn, client: WebClient
+) -> None:
+    file_id = upload_privately(client)
+    posted = client.chat_postMessage(
+        channel=DEFAULT_CHANNEL_ID, text="Digest", blocks=chart_blocks(file_id)
+    )
+
+    with pytest.raises(SlackApiError) as refused:
+        client.chat_update(
+            channel=DEFAULT_CHANNEL_ID,
+            ts=posted["ts"],
+            text="Digest",
+            blocks=chart_blocks("F0SB999999"),
+        )
+
+    assert invalid_file(refused)[0] == "invalid_blocks"
+    message = slack.last_message(DEFAULT_CHANNEL_ID)
+    assert ((message.blocks or [])[1]["slack_file"], message.edit_count) == ({"id": file_id}, 0)
+
+
+def test_a_file_of_another_workspace_cannot_be_shown_in_an_image_block(
+    served_slack: ServedSlack, slack: SlackStandIn, client: WebClient
+) -> None:
+    slack.add_team("T0OTHER", "Other Appraisals")
+    slack.add_token("xoxb-other-team", "T0OTHER")
+    theirs = upload_privately(served_slack.client(token="xoxb-other-team"))
+
+    with pytest.raises(SlackApiError) as refused:
+        client.chat_postMessage(channel=DEFAULT_CHANNEL_ID, text="x", blocks=chart_blocks(theirs))
+
+    assert invalid_file(refused)[0] == "invalid_blocks"
+
+
+@pytest.mark.parametrize(
+    ("slack_file", "message"),
+    [
+        (
+            {"id": "F0SB000001", "url": "https://files.slack.com/files-pri/T-F/x.png"},
+            "[ERROR] must provide exactly one of: id, url [json-pointer:/blocks/1/slack_file]",
+        ),
+        (
+            {"id": "trend.png"},
+            "[ERROR] input must match regex pattern: ^[F][A-Z0-9]{8,}$ "
+            "[json-pointer:/blocks/1/slack_file/id]",
+        ),
+        ({}, "[ERROR] must provide exactly one of: id, url [json-pointer:/blocks/1/slack_file]"),
+    ],
+)
+def test_a_malformed_slack_file_is_refused_with_invalid_blocks(
+    client: WebClient, slack_file: dict[str, str], message: str
+) -> None:
+    blocks = chart_blocks("unused")
+    blocks[1]["slack_file"] = slack_file
+
+    with pytest.raises(SlackApiError) as refused:
+        client.chat_postMessage(channel=DEFAULT_CHANNEL_ID, text="x", blocks=blocks)
+
+    assert invalid_file(refused) == ("invalid_blocks", [message])
+
+
+def test_an_image_block_without_alt_text_or_with_both_sources_is_refused(
+    client: WebClient,
+) -> None:
+    file_id = upload_privately(client)
+    no_alt = chart_blocks(file_id)
+    del no_alt[1]["alt_text"]
+    both = chart_blocks(file_id)
+    both[1]["image_url"] = "https://example.com/chart.png"
+
+    problems = []
+    for blocks in (no_alt, both):
+        with pytest.raises(SlackApiError) as refused:
+            client.chat_postMessage(channel=DEFAULT_CHANNEL_ID, text="x", blocks=blocks)
+        problems.append(invalid_file(refused))
+
+    assert problems == [
+        ("invalid_blocks", ["[ERROR] missing required field: alt_text [json-pointer:/blocks/1]"]),
+        (
+            "invalid_blocks",
+            ["[ERROR] must provide exactly one of: image_url, slack_file [json-pointer:/blocks/1]"],
+        ),
+    ]
+
+
+# ---- permalinks --------------------------------------------------------------------------------
+
+
+def test_get_permalink_links_a_message_and_a_reply_in_its_thread(client: WebClient) -> None:
+    parent = client.chat_postMessage(channel=DEFAULT_CHANNEL_ID, text="Engagement digest")
+    reply = client.chat_postMessage(
+        channel=DEFAULT_CHANNEL_ID, text="…and 12 more", thread_ts=parent["ts"]
+    )
+
+    linked = client.chat_getPermalink(channel=DEFAULT_CHANNEL_ID, message_ts=parent["ts"])
+    threaded = client.chat_getPermalink(channel=DEFAULT_CHANNEL_ID, message_ts=reply["ts"])
+
+    base = f"https://sandbox-appraisals.slack.com/archives/{DEFAULT_CHANNEL_ID}/p"
+    assert (linked["channel"], linked["permalink"]) == (
+        DEFAULT_CHANNEL_ID,
+        base + parent["ts"].replace(".", ""),
+    )
+    assert threaded["permalink"] == (
+        f"{base}{reply['ts'].replace('.', '')}?thread_ts={parent['ts']}&cid={DEFAULT_CHANNEL_ID}"
+    )
+
+
+def test_get_permalink_of_an_unknown_message_or_channel_is_refused(client: WebClient) -> None:
+    with pytest.raises(SlackApiError) as no_message:
+        client.chat_getPermalink(channel=DEFAULT_CHANNEL_ID, message_ts="1700000000.000100")
+    with pytest.raises(SlackApiError) as no_channel:
+        client.chat_getPermalink(channel="C0NOSUCH", message_ts="1700000000.000100")
+
+    assert (slack_error(no_message), slack_error(no_channel)) == (
+        "message_not_found",
+        "channel_not_found",
+    )
+
+
 # ---- auth --------------------------------------------------------------------------------------
 
 
