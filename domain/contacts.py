@@ -121,3 +121,15 @@ class ContactContext:
     def reachable(self) -> bool:
         """True when the contact may be emailed."""
         return not self.opted_out and self.email_status == "valid"
+
+
+@dataclass(frozen=True)
+class ContactMatch:
+    """A contact found by its address or the start of its name (`/engagement`)."""
+
+    contact_id: int
+    name: str
+    email: str
+    client_name: str | None
+    lead_score: int | None
+    engagement_score: float

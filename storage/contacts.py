@@ -11,10 +11,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from domain.contacts import ContactContext
+from domain.contacts import ContactContext, ContactMatch, normalize_email
 from domain.errors import NotFound
 from storage import models as m
 
@@ -97,6 +97,56 @@ class ContactContextRepo:
                 phone=contact.phone,
             )
         return contexts
+
+    def find_contacts(self, org_id: int, query: str, *, limit: int = 10) -> list[ContactMatch]:
+        """Find an organization's contacts by their exact address, else by the start of their
+        first name, last name, full name or address (any case), by name; at most `limit`.
+
+        The prefix search reads the organization's contacts (no index serves `lower()`);
+        it answers a person's slash command, not a loop.
+        """
+        ct, cl = m.Contact, m.Client
+        columns = (
+            ct.id,
+            ct.email,
+            ct.first_name,
+            ct.last_name,
+            ct.lead_score,
+            ct.engagement_score,
+            cl.name.label("client_name"),
+        )
+        base = select(*columns).outerjoin(cl, (cl.id == ct.client_id) & (cl.org_id == org_id))
+        rows = self._s.execute(
+            base.where(ct.org_id == org_id, ct.email == normalize_email(query)).limit(1)
+        ).all()
+        if not rows:
+            prefix = " ".join(query.split()).lower()
+            first = func.lower(func.coalesce(ct.first_name, ""))
+            last = func.lower(func.coalesce(ct.last_name, ""))
+            rows = self._s.execute(
+                base.where(
+                    ct.org_id == org_id,
+                    or_(
+                        first.startswith(prefix, autoescape=True),
+                        last.startswith(prefix, autoescape=True),
+                        (first + " " + last).startswith(prefix, autoescape=True),
+                        func.lower(ct.email).startswith(prefix, autoescape=True),
+                    ),
+                )
+                .order_by(last, first, ct.id)
+                .limit(limit)
+            ).all()
+        return [
+            ContactMatch(
+                contact_id=row.id,
+                name=" ".join(p for p in (row.first_name, row.last_name) if p) or row.email,
+                email=row.email,
+                client_name=row.client_name,
+                lead_score=row.lead_score,
+                engagement_score=float(row.engagement_score),
+            )
+            for row in rows
+        ]
 
     def firm_name(self, org_id: int) -> str:
         """Return the organization's display name."""

@@ -645,6 +645,24 @@ class EngagementViews:
             or 0
         )
 
+    def event_counts(
+        self, org_id: int, contact_id: int
+    ) -> dict[tuple[EngagementEvent, str | None], int]:
+        """Count a contact's events by kind and sentiment: the totals of their timeline."""
+        counts: dict[tuple[EngagementEvent, str | None], int] = {}
+        for event, sentiment, count in self._s.execute(
+            select(_H.event, _H.sentiment, func.count())
+            .where(
+                _H.org_id == org_id,
+                _H.contact_id == contact_id,
+                _H.event.in_(_KNOWN_EVENTS),
+            )
+            .group_by(_H.event, _H.sentiment)
+        ):
+            key = (_event(event), sentiment)
+            counts[key] = counts.get(key, 0) + int(count)
+        return counts
+
     def campaign_engagement(self, org_id: int, campaign_id: int) -> CampaignEngagement:
         """Return a campaign's sends, replies by sentiment, meetings, opt-outs and bounces,
         in total and by cadence step.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import quote_plus
@@ -12,7 +12,8 @@ from urllib.parse import quote_plus
 from domain.cadence import Channel
 from domain.card_details import CardThread, ContactOverview, ThreadMessage
 from domain.cards import Card, CardState, CardType, CardView
-from domain.engagement import EngagementEvent
+from domain.contacts import ContactMatch
+from domain.engagement import REPLY_EVENTS, EngagementEntry, EngagementEvent
 from domain.jobs import STEP_TITLES, Job
 from domain.mrkdwn import ESCAPES as _ESCAPES
 from domain.mrkdwn import MENTION_WORDS as _MENTION_WORDS
@@ -1033,6 +1034,28 @@ def _sections(lines: Sequence[str], *, limit: int) -> list[dict[str, Any]]:
     return [{"type": "section", "text": _text("\n".join(p))} for p in packed if p]
 
 
+def _timeline_line(entry: EngagementEntry, *, sentiment: bool = False) -> str:
+    """An event of a contact's timeline: when, what, the email it names, the score after;
+    with `sentiment`, a reply's sentiment where its label does not say it."""
+    label = _EVENT_LABELS.get(entry.event, safe(entry.event.value, 40))
+    if sentiment and entry.event in REPLY_EVENTS and entry.sentiment:
+        if entry.sentiment.lower() not in label.lower():
+            label += f" ({safe(entry.sentiment, 16)})"
+    line = f"{_date(entry.occurred_at, style='{date_short_pretty}')} · {label}"
+    # A reply names their message; a send (or a bounce of it) names our email.
+    if entry.inbound_email is not None:
+        if entry.inbound_email.subject:
+            line += f" · _{safe(entry.inbound_email.subject, 200)}_"
+    elif entry.send is not None:
+        line += f" · _{safe(entry.send.subject, 200)}_"
+        if entry.send.campaign_name:
+            step = f" step {entry.send.step + 1}" if entry.send.step is not None else ""
+            line += f" ({safe(entry.send.campaign_name, 200)}{step})"
+    if entry.score_after is not None:
+        line += f" · score {entry.score_after:.0f}"
+    return line
+
+
 def contact_modal(contact: ContactOverview) -> dict[str, Any]:
     """ "Open contact": who they are, their engagement score and trend, whether they can be
     reached, the campaigns they are in and their latest engagement events."""
@@ -1077,21 +1100,8 @@ def contact_modal(contact: ContactOverview) -> dict[str, Any]:
     if contact.earlier_events:
         heading += f" · the latest {shown} of {shown + contact.earlier_events} events"
     lines = [heading]
-    for entry in reversed(history.entries):  # newest first: what happened last matters most
-        label = _EVENT_LABELS.get(entry.event, safe(entry.event.value, 40))
-        line = f"{_date(entry.occurred_at, style='{date_short_pretty}')} · {label}"
-        # A reply names their message; a send (or a bounce of it) names our email.
-        if entry.inbound_email is not None:
-            if entry.inbound_email.subject:
-                line += f" · _{safe(entry.inbound_email.subject, 200)}_"
-        elif entry.send is not None:
-            line += f" · _{safe(entry.send.subject, 200)}_"
-            if entry.send.campaign_name:
-                step = f" step {entry.send.step + 1}" if entry.send.step is not None else ""
-                line += f" ({safe(entry.send.campaign_name, 200)}{step})"
-        if entry.score_after is not None:
-            line += f" · score {entry.score_after:.0f}"
-        lines.append(line)
+    # Newest first: what happened last matters most.
+    lines += [_timeline_line(entry) for entry in reversed(history.entries)]
     if not history.entries:
         lines.append("Nothing yet.")
     blocks += _sections(lines, limit=100 - len(blocks))
@@ -1309,3 +1319,121 @@ def campaign_help_message(
         line += "\nEvery auto-sent reply is shown on a card marked “auto-sent because …”."
     blocks.append({"type": "context", "elements": [_text(line)]})
     return f"{usage}\n\n{line}", blocks
+
+
+# --- /engagement <email or name> (issue 14) ----------------------------------------------
+
+#: Contacts `/engagement` offers when a name matches several.
+MAX_CONTACT_CHOICES: Final = 10
+
+# (events, one, many): the totals worth a word when there are any.
+_TOTALS: Final[tuple[tuple[frozenset[EngagementEvent], str, str], ...]] = (
+    (frozenset({EngagementEvent.MEETING_REQUEST}), "meeting asked for", "meetings asked for"),
+    (frozenset({EngagementEvent.ORDER_AFTER_REPLY}), "order after a reply", "orders after a reply"),
+    (frozenset({EngagementEvent.BOUNCED}), "bounce", "bounces"),
+    (frozenset({EngagementEvent.OPTED_OUT}), "opt-out", "opt-outs"),
+    (frozenset({EngagementEvent.COMPLAINT}), "spam complaint", "spam complaints"),
+)
+
+
+def engagement_totals_line(totals: Mapping[tuple[EngagementEvent, str | None], int]) -> str:
+    """ "*Totals* · 3 sent · 2 replies (1 positive, 1 neutral) · 1 meeting asked for"."""
+
+    def count(events: frozenset[EngagementEvent], sentiment: str | None = None) -> int:
+        return sum(
+            n
+            for (event, said), n in totals.items()
+            if event in events and (sentiment is None or (said or "neutral") == sentiment)
+        )
+
+    replies = count(REPLY_EVENTS)
+    parts = [
+        f"{count(frozenset({EngagementEvent.SENT})):,} sent",
+        f"{replies:,} {'reply' if replies == 1 else 'replies'}",
+    ]
+    if replies:
+        moods = [
+            f"{n:,} {mood}"
+            for mood in ("positive", "neutral", "negative")
+            if (n := count(REPLY_EVENTS, mood))
+        ]
+        parts[-1] += f" ({', '.join(moods)})"
+    for events, one, many in _TOTALS:
+        n = count(events)
+        if n:
+            parts.append(f"{n:,} {one if n == 1 else many}")
+    return "*Totals* · " + " · ".join(parts)
+
+
+def engagement_message(
+    contact: ContactOverview,
+    *,
+    lead_score: int | None,
+    totals: Mapping[tuple[EngagementEvent, str | None], int],
+) -> tuple[str, list[dict[str, Any]]]:
+    """`/engagement`: who the contact is, their lead score, their engagement now and its
+    trend, the totals of their timeline, and its latest events newest first."""
+    history = contact.history
+    works = ", ".join(safe(p, 300) for p in (contact.title, contact.company_name) if p)
+    who = f"📇 *{safe(contact.name, 200)}*" + (f" · {works}" if works else "")
+    who += f"\n{safe(contact.email, 320)}"
+    trend = _TRENDS.get(history.trend.value, "trend unknown")
+    lead = f"{lead_score}/100" if lead_score is not None else "not scored yet"
+    fields = [
+        f"*Lead score*\n{lead}",
+        f"*Engagement now*\n{history.score:.0f}/100 · {trend}",
+        f"*Status*\n{_contact_status(contact)}",
+    ]
+    if history.last_replied_at is not None:
+        fields.append(f"*Last reply*\n{_date(history.last_replied_at)}")
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": _text(who)},
+        {"type": "section", "fields": [_text(f) for f in fields]},
+        {"type": "context", "elements": [_text(engagement_totals_line(totals))]},
+        {"type": "divider"},
+    ]
+    shown = len(history.entries)
+    heading = "*Latest events*, newest first"
+    if contact.earlier_events:
+        heading += f" · {shown} of {shown + contact.earlier_events}"
+    lines = [heading, *(_timeline_line(e, sentiment=True) for e in reversed(history.entries))]
+    if not history.entries:
+        lines.append("Nothing yet: no email sent to them, no reply from them.")
+    footer = (
+        f"The whole timeline: `GET /api/contacts/{contact.contact_id}/engagement-history`"
+        " · `/engagement <email or name>` looks up another contact"
+    )
+    blocks += _sections(lines, limit=50 - len(blocks) - 1)
+    blocks.append({"type": "context", "elements": [_text(footer)]})
+    text = f"{contact.name} ({contact.email}): engagement {history.score:.0f}/100, {trend}"
+    return _truncate(escape(text), 3000), blocks
+
+
+def contact_choices_message(
+    query: str, matches: Sequence[ContactMatch], *, more: bool
+) -> tuple[str, list[dict[str, Any]]]:
+    """`/engagement <name>` matching several contacts: a short list to pick from."""
+    lines = [f"*Did you mean:* (“{safe(query, 200)}” matches more than one contact)"]
+    for match in matches[:MAX_CONTACT_CHOICES]:
+        client = f" · {safe(match.client_name, 200)}" if match.client_name else ""
+        lines.append(f"• *{safe(match.name, 200)}* — {safe(match.email, 320)}{client}")
+    if more:
+        lines.append("…and more: type more of the name, or the address.")
+    blocks: list[dict[str, Any]] = [
+        *_sections(lines, limit=10),
+        {
+            "type": "context",
+            "elements": [_text("`/engagement <email>` shows one of them.")],
+        },
+    ]
+    shown = min(len(matches), MAX_CONTACT_CHOICES)
+    return f"{shown}{'+' if more else ''} contacts match “{escape(query[:200])}”", blocks
+
+
+def no_contact_text(query: str) -> str:
+    """`/engagement` finding no one: say so, and how to search."""
+    return (
+        f"No contact of your organization matches “{safe(query, 200)}”. Give their email "
+        "address, or the start of a first, last or full name: "
+        "`/engagement maria@pinnacle.com`, `/engagement lopez`, `/engagement maria lo`."
+    )

@@ -40,6 +40,7 @@ from handlers.slack.common import (
     resolve_actor,
     tells_user_on_error,
 )
+from handlers.slack.engagement import run_engagement
 from handlers.slack.ids import Command
 from storage.uow import UnitOfWork
 
@@ -110,6 +111,7 @@ def register(app: App, deps: SlackDeps) -> None:
     app.command(Command.JOB.value)(ack=ack_fast, lazy=[Bound(run_job, deps)])
     app.command(Command.RULES.value)(ack=ack_fast, lazy=[Bound(run_rules, deps)])
     app.command(Command.TRIAGE.value)(ack=ack_fast, lazy=[Bound(run_triage, deps)])
+    app.command(Command.ENGAGEMENT.value)(ack=ack_fast, lazy=[Bound(run_engagement, deps)])
 
 
 def ack_fast(ack: Ack, command: dict[str, Any]) -> None:
