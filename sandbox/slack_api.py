@@ -519,7 +519,9 @@ class SlackStandIn:
     Deliberate simplifications: trigger ids the stand-in did not mint are accepted once and
     never expire; thread_ts is not checked against existing messages; Block Kit is checked
     for the limits a card can break (counts, lengths, types, duplicate ids), not against the
-    full schema.
+    full schema; an upload is ready for an image block as soon as files.completeUploadExternal
+    answers (Slack finishes processing a file a moment later, and may answer "invalid slack
+    file" to an image block posted at once).
     """
 
     def __init__(
