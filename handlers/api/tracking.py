@@ -92,3 +92,15 @@ def click(token: str, request: Request) -> Response:
         return HTMLResponse(_INVALID_PAGE, status_code=400, headers=_NEVER_CACHED)
     _count(request, claims)
     return RedirectResponse(target, status_code=302, headers=_NEVER_CACHED)
+
+
+@router.api_route("/t/o/{anything:path}", methods=["GET", "HEAD"])
+def not_a_pixel(anything: str) -> Response:
+    """Whatever else is asked under the pixel's path: the GIF all the same, nothing counted."""
+    return Response(PIXEL_GIF, media_type="image/gif", headers=_NEVER_CACHED)
+
+
+@router.api_route("/t/c/{anything:path}", methods=["GET", "HEAD"])
+def not_a_link(anything: str) -> Response:
+    """Whatever else is asked under the links' path: "This link is invalid"."""
+    return HTMLResponse(_INVALID_PAGE, status_code=400, headers=_NEVER_CACHED)
