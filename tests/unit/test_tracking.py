@@ -16,6 +16,7 @@ from typing import Any
 import lxml.html
 import pytest
 
+from bot.logs import redact
 from domain.analytics_settings import TrackingSettings
 from domain.clock import FixedClock
 from domain.deps import Deps
@@ -504,3 +505,14 @@ def test_an_expired_token_or_another_organizations_send_counts_nothing() -> None
     expired = TrackClaims(7, 42, TrackKind.OPEN, LATER + timedelta(days=1))
     assert hits.record(expired, method="GET", user_agent=CHROME) is None
     assert uow.committed == []
+
+
+def test_the_tokens_of_pixels_and_links_are_redacted_from_logs() -> None:
+    pixel = f"/t/o/{tokens().sign(TrackClaims(1, 42, TrackKind.OPEN, EXPIRES))}.gif"
+    link = "/t/c/" + tokens().sign(
+        TrackClaims(1, 42, TrackKind.CLICK, EXPIRES, link_index=0, url="https://x.example/?a=1")
+    )
+
+    assert redact(f'"GET {pixel} HTTP/1.1" 200') == '"GET /t/o/[redacted] HTTP/1.1" 200'
+    assert redact(f'"HEAD {link} HTTP/1.1" 302') == '"HEAD /t/c/[redacted] HTTP/1.1" 302'
+    assert redact("GET /t/x/abc") == "GET /t/x/abc"
