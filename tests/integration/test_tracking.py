@@ -545,6 +545,13 @@ def test_an_admin_turns_tracking_on_and_anyone_of_the_organization_reads_it(
     assert world.client.put(SETTINGS, json={}, headers=admin_headers(world)).json() == (
         defaults.json()
     )
+    with world.session_factory() as session:
+        assert (
+            session.scalar(
+                select(m.Organization.analytics_settings).where(m.Organization.id == world.org_id)
+            )
+            == {}
+        )
 
 
 def test_only_admins_and_organization_tokens_change_the_settings(world: GmailWorld) -> None:
