@@ -56,8 +56,10 @@ from domain.reply_routing import Triage
 from domain.rules import Rules
 from domain.sending import SendLimits
 from domain.suppression import Suppression
+from domain.tracking import TRACKING_PURPOSE, TrackingHits
 from domain.understanding import PipelineSettings, Understanding
 from handlers import gmail_push
+from handlers.api import analytics_settings as analytics_settings_api
 from handlers.api import (
     cadence,
     cards,
@@ -71,6 +73,7 @@ from handlers.api import (
     unsubscribe,
 )
 from handlers.api import gmail as gmail_api
+from handlers.api import tracking as tracking_api
 from handlers.api import triage as triage_api
 from handlers.api.deps import Services
 from handlers.api.docs import error_answer, install_docs
@@ -85,6 +88,7 @@ from integrations.gmail.sync import GmailSync
 from integrations.holiday_calendar import public_holidays
 from integrations.regex_re2 import Re2Engine
 from integrations.reply_intents import ReplyIntentReader
+from integrations.tracking import HtmlTracker, TrackingTokens, is_crawler
 from jobs.cadence import CadenceScheduler
 from jobs.recovery import RecoverySweep
 from jobs.scheduler import PeriodicJob, PeriodicScheduler
@@ -142,6 +146,9 @@ class Runtime:
     corrections: Corrections
     gmail: GmailIntegration | None = None
     slack_worker: SlackReplayWorker | None = None
+    #: Reads the tokens of tracked pixels and links; counts their fetches (issue 14).
+    tracking_tokens: TrackingTokens | None = None
+    tracking_hits: TrackingHits | None = None
 
     def run_tasks_until_idle(self) -> int:
         """Replay Slack calls, draft, then post, until nothing is pending (tests, benches)."""
@@ -348,6 +355,11 @@ def build_runtime(
     def uow() -> UnitOfWork:
         return UnitOfWork(services.session_factory, cipher=secrets)
 
+    # Opens and clicks of the campaign emails of organizations that turn tracking on.
+    tracking_tokens = TrackingTokens(
+        LinkSigner(settings.SALESBOT_SECRET_KEY, purpose=TRACKING_PURPOSE)
+    )
+
     slack = build_slack_clients(settings, services, secrets)
     work_lease = timedelta(seconds=settings.WORK_LEASE_SECONDS)
     send_lease = timedelta(seconds=settings.GMAIL_SEND_LEASE_SECONDS)
@@ -365,6 +377,7 @@ def build_runtime(
         unsubscribe_token=unsubscribe_tokens.build,
         client_for_org=slack.client_for_org if slack is not None else None,
         limits=limits,
+        tracker=HtmlTracker(tracking_tokens, public_base_url=base),
     )
     if mailer is None and gmail is not None:
         mailer = gmail.mailer
@@ -555,6 +568,8 @@ def build_runtime(
         corrections=corrections,
         gmail=gmail,
         slack_worker=slack_worker,
+        tracking_tokens=tracking_tokens,
+        tracking_hits=TrackingHits(service_deps, is_crawler=is_crawler),
     )
 
 
@@ -727,6 +742,8 @@ def build_app(
         },
     )
     app.include_router(unsubscribe.router)
+    app.include_router(analytics_settings_api.router)
+    app.include_router(tracking_api.router)
     app.state.gmail_push = gmail_inbound.push
     app.state.gmail_inbound = gmail_inbound
     app.include_router(gmail_push.router)

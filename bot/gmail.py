@@ -16,6 +16,7 @@ from bot.settings import Settings
 from domain.errors import ExternalServiceError
 from domain.mailboxes import Mailboxes, MailboxPace
 from domain.outbox import DisconnectListener, Outbox
+from domain.ports import EmailTracker
 from domain.sending import SendLimits, default_daily_cap
 from handlers.api.deps import Services
 from handlers.api.gmail import CALLBACK_PATH, GmailIntegration
@@ -40,6 +41,7 @@ def build_gmail_integration(
     unsubscribe_token: Callable[[int, int], str] | None = None,
     client_for_org: Callable[[int], WebClient] | None = None,
     limits: SendLimits | None = None,
+    tracker: EmailTracker | None = None,
 ) -> GmailIntegration | None:
     """Wire Gmail when GOOGLE_CLIENT_ID and GOOGLE_CLIENT_SECRET are set; None otherwise."""
     if not settings.GOOGLE_CLIENT_ID or not settings.GOOGLE_CLIENT_SECRET:
@@ -71,6 +73,7 @@ def build_gmail_integration(
         unsubscribe_url=unsubscribe_url,
         unsubscribe_token=unsubscribe_token,
         limits=send_limits,
+        tracker=tracker,
     )
     integration = GmailIntegration(
         config=config,

@@ -38,8 +38,9 @@ _STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {
     "color_message",
 }
 
-# Path segments after these prefixes are capabilities (signed tokens).
-_CAPABILITY_PATHS = re.compile(r"(/unsubscribe/)[^\s?#\"']+")
+# Path segments after these prefixes are capabilities (signed tokens); a tracked link's
+# token (`/t/c/`) also carries the URL the recipient was sent to.
+_CAPABILITY_PATHS = re.compile(r"(/unsubscribe/|/t/[oc]/)[^\s?#\"']+")
 # Query parameters that carry a capability or a credential.
 _CAPABILITY_PARAMS = re.compile(
     r"([?&](?:u|link|code|state|token|access_token|refresh_token|id_token|client_secret)=)"
@@ -49,7 +50,7 @@ _CAPABILITY_PARAMS = re.compile(
 
 def redact(text: str) -> str:
     """Replace capability tokens in URLs and paths with a marker."""
-    if "/unsubscribe/" not in text and "=" not in text:
+    if "/unsubscribe/" not in text and "/t/" not in text and "=" not in text:
         return text
     text = _CAPABILITY_PATHS.sub(r"\1" + REDACTED, text)
     return _CAPABILITY_PARAMS.sub(r"\1" + REDACTED, text)

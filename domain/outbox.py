@@ -42,9 +42,9 @@ from domain import faults
 from domain.clock import Clock
 from domain.engagement import EngagementEvent, record_engagement
 from domain.errors import InvalidInput
-from domain.mail import OutgoingEmail, SendOutcome, SendStatus
+from domain.mail import OutgoingEmail, SendOutcome, SendStatus, text_to_html
 from domain.mailboxes import AccountTokens
-from domain.ports import MailboxConnection, MailSender, OutboxUnitOfWork
+from domain.ports import EmailTracker, MailboxConnection, MailSender, OutboxUnitOfWork
 from domain.sending import (
     FailureKind,
     MailboxError,
@@ -63,6 +63,7 @@ from domain.sending import (
     spaced_send_at,
     spacing_detail,
 )
+from domain.tracking import TOKEN_LIFETIME, TrackingPlan, tracking_plan
 from domain.unsubscribe_address import build_unsubscribe_address
 
 log = logging.getLogger(__name__)
@@ -162,8 +163,12 @@ class Outbox:
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
         name: str | None = None,
+        tracker: EmailTracker | None = None,
     ) -> None:
         self._uow = uow
+        # Adds the pixel and redirecting links to the campaign emails of organizations
+        # that track opens or clicks (None: nothing is ever tracked).
+        self._tracker = tracker
         self._sender = sender
         self._clock = clock
         self._unsubscribe_url = unsubscribe_url
@@ -281,7 +286,11 @@ class Outbox:
             except InvalidInput as exc:
                 return refuse(f"This email cannot be sent: {exc.message}")
             not_before = now + self.limits.claim_grace
+            plan = self._tracking_plan(uow, email)
+            content["tracked"] = plan is not None
             if existing is not None:
+                if plan is not None:
+                    content["body_html"] = self._tracked_html(email, existing.id, plan, now)
                 if not outbox.rearm_failed(existing.id, not_before=not_before, **content):
                     return self._outcome_of(outbox.get(existing.id), now)
                 send_id = existing.id
@@ -296,8 +305,35 @@ class Outbox:
                 if row is None:
                     return _LostRace()
                 send_id = row.id
+                if plan is not None:
+                    # The tokens name the send: its HTML is made once its id is known, and
+                    # stored, so every attempt sends the same body.
+                    html = self._tracked_html(email, send_id, plan, now)
+                    outbox.replace_body_html(send_id, html)
             uow.commit()
         return send_id
+
+    def _tracking_plan(self, uow: OutboxUnitOfWork, email: OutgoingEmail) -> TrackingPlan | None:
+        """What this email carries to track it, from its organization's settings now."""
+        if self._tracker is None or not email.campaign_email or email.job_id is None:
+            return None
+        settings = uow.analytics_settings.get(email.org_id).tracking
+        return tracking_plan(settings, campaign_email=email.campaign_email, job_id=email.job_id)
+
+    def _tracked_html(
+        self, email: OutgoingEmail, send_id: int, plan: TrackingPlan, now: datetime
+    ) -> str:
+        """The email's HTML part with the pixel and redirecting links (the plain text part
+        keeps its links as they are)."""
+        assert self._tracker is not None  # a plan is made only with a tracker
+        html = email.body_html if email.body_html is not None else text_to_html(email.body_text)
+        return self._tracker.track(
+            html,
+            org_id=email.org_id,
+            send_id=send_id,
+            plan=plan,
+            expires_at=now + TOKEN_LIFETIME,
+        )
 
     def _attempt_new(self, send_id: int) -> SendOutcome:
         now = self._clock.now()

@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import Any, Protocol, Self
 
 from domain.accounts import Org, OrgSummary, StoredToken, TokenSummary, User
+from domain.analytics_settings import AnalyticsSettings
 from domain.audience import AudienceCriteria, AudienceSize
 from domain.cadence import (
     CadenceSettings,
@@ -96,6 +97,7 @@ from domain.sending import (
 )
 from domain.suppression import ContactSummary
 from domain.templates import EmailTemplate, EmailTemplateFields
+from domain.tracking import TrackedSend, TrackingHit, TrackingPlan
 from domain.understanding import (
     InboundEmailDetail,
     InboundEmailSummary,
@@ -1324,10 +1326,18 @@ class OutboxRepository(Protocol):
         """Return when the outbox next has work: a queued row's time or a lease's end."""
         ...
 
+    def replace_body_html(self, send_id: int, body_html: str) -> None:
+        """Store the HTML a queued row is sent with (its tracked HTML, made once its id is
+        known)."""
+        ...
+
 
 class OutboxUnitOfWork(Transaction, Protocol):
     """One transaction over the outbox, the mailboxes and the engagement history (an
     accepted send is recorded there); commits once."""
+
+    @property
+    def analytics_settings(self) -> AnalyticsSettingsRepository: ...
 
     @property
     def outbox(self) -> OutboxRepository: ...
@@ -2134,4 +2144,63 @@ class ReplyLookout(Protocol):
         Raise ExternalServiceError when the mailbox cannot be read (the caller lets the
         step run rather than hold it on a look that did not happen).
         """
+        ...
+
+
+# --- analytics settings and tracking (issue 14) ---
+
+
+class AnalyticsSettingsRepository(Protocol):
+    """An organization's `analytics_settings` (tracking, lead scoring, targeting)."""
+
+    def get(self, org_id: int) -> AnalyticsSettings:
+        """Return the organization's settings (the defaults where it set none)."""
+        ...
+
+    def save(self, org_id: int, settings: AnalyticsSettings) -> None:
+        """Replace the sections the model knows; a stored section it does not know stays."""
+        ...
+
+
+class AnalyticsSettingsUnitOfWork(Transaction, Protocol):
+    """One transaction over an organization's analytics settings."""
+
+    @property
+    def analytics_settings(self) -> AnalyticsSettingsRepository: ...
+
+
+class TrackingRepository(Protocol):
+    """The opens and clicks of tracked sends (`email_tracking_events`)."""
+
+    def tracked_send(self, org_id: int, send_id: int) -> TrackedSend | None:
+        """Return an organization's tracked send; None if it is not one (or not its)."""
+        ...
+
+    def record_hit(self, hit: TrackingHit) -> None:
+        """Count a fetch: a new (send, kind, link, by_bot) row, or one more hit of it."""
+        ...
+
+
+class TrackingUnitOfWork(Transaction, Protocol):
+    """One transaction counting a fetch of a tracked pixel or link."""
+
+    @property
+    def tracking(self) -> TrackingRepository: ...
+
+
+class EmailTracker(Protocol):
+    """Adds the pixel and the redirecting links to a tracked email's HTML."""
+
+    def track(
+        self,
+        html: str,
+        *,
+        org_id: int,
+        send_id: int,
+        plan: TrackingPlan,
+        expires_at: datetime,
+    ) -> str:
+        """Return the HTML with the pixel (opens) and its http(s) links through the
+        redirect (clicks); mailto:, our own links (unsubscribe) and others stay. The same
+        input gives the same output, and tracked HTML is returned unchanged."""
         ...

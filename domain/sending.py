@@ -147,6 +147,8 @@ class OutboxEmail:
     error: str | None
     claimed_by: str | None
     claimed_until: datetime | None
+    # Opens and clicks are tracked (its HTML carries the pixel and redirecting links).
+    tracked: bool = False
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,8 @@ ROUTE_LIMITS: dict[str, int] = {
     "/api/email/send": 4 * MIB,
     # The one-click unsubscribe form is a few bytes.
     "/unsubscribe/": 16 * KIB,
+    # The tracking pixel and redirect take no body at all.
+    "/t/": 1 * KIB,
 }
 DEFAULT_LIMIT = 1 * MIB
 

@@ -40,6 +40,7 @@ _CONTENT_FIELDS: Final = frozenset(
         "in_reply_to",
         "references",
         "campaign_email",
+        "tracked",
     }
 )
 
@@ -74,6 +75,7 @@ def _outbox(row: m.EmailSend) -> OutboxEmail:
         error=row.error,
         claimed_by=row.claimed_by,
         claimed_until=row.claimed_until,
+        tracked=row.tracked,
     )
 
 
@@ -499,6 +501,11 @@ class OutboxRepo:
         )
         candidates = [t for t in (queued, leases) if t is not None]
         return min(candidates) if candidates else None
+
+    def replace_body_html(self, send_id: int, body_html: str) -> None:
+        """Store the HTML a queued row is sent with (its tracked HTML, made once its id is
+        known)."""
+        self._update(send_id, m.EmailSend.status == OutboxStatus.QUEUED.value, body_html=body_html)
 
     def count_by_status(self, org_id: int | None = None) -> dict[str, int]:
         """Count outbox rows by status (of one organization, or all)."""

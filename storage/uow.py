@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.orm import Session
 
 from storage.accounts import OrgRepo, TokenRepo, UserRepo
+from storage.analytics_settings import AnalyticsSettingsRepo
 from storage.audience import AudienceRepo
 from storage.cadence import CadenceRepo
 from storage.campaigns import CampaignRepo
@@ -29,11 +30,13 @@ from storage.reply_routing import ReplyRoutingRepo
 from storage.rules import ClassifierRuleRepo
 from storage.suppression import OptOutRepo
 from storage.templates import TemplateRepo
+from storage.tracking import TrackingRepo
 from storage.understanding import ConversationRepo, InboundActionRepo, InboundPipelineRepo
 
 if TYPE_CHECKING:
     from domain.ports import (
         AccountsUnitOfWork,
+        AnalyticsSettingsUnitOfWork,
         CatalogUnitOfWork,
         CorrectionsUnitOfWork,
         EngagementUnitOfWork,
@@ -44,6 +47,7 @@ if TYPE_CHECKING:
         ReplyPolicyUnitOfWork,
         RulesUnitOfWork,
         SuppressionUnitOfWork,
+        TrackingUnitOfWork,
         TriageUnitOfWork,
         UnderstandingUnitOfWork,
     )
@@ -99,6 +103,8 @@ class UnitOfWork:
     rule_proposals: RuleProposalRepo
     chat_notices: ChatNoticeRepo
     reply_actions: ReplyActionRepo
+    analytics_settings: AnalyticsSettingsRepo
+    tracking: TrackingRepo
 
     def __init__(
         self, session_factory: SessionFactory, *, cipher: TokenCipher | None = None
@@ -151,6 +157,8 @@ class UnitOfWork:
         self.chat_notices = ChatNoticeRepo(session)
         self.reply_actions = ReplyActionRepo(session)
         self.cadence = CadenceRepo(session)
+        self.analytics_settings = AnalyticsSettingsRepo(session)
+        self.tracking = TrackingRepo(session)
         return self
 
     def __exit__(
@@ -192,3 +200,9 @@ if TYPE_CHECKING:
     ]:
         """Let the type checker hold this unit of work to the ports of the use cases."""
         return uow, uow, uow, uow, uow, uow, uow, uow, uow, uow, uow, uow, uow
+
+    def _implements_the_analytics_ports(
+        uow: UnitOfWork,
+    ) -> tuple[AnalyticsSettingsUnitOfWork, TrackingUnitOfWork]:
+        """The ports of the analytics settings and of tracking (issue 14)."""
+        return uow, uow
