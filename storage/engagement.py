@@ -51,8 +51,10 @@ from domain.engagement import (
 from domain.engagement import TREND_WINDOW as _TREND_WINDOW
 from domain.errors import InvalidInput, NotFound
 from domain.fields import MAX_ID
+from domain.lead_scoring import rescore_contacts
 from domain.sending import OutboxStatus
 from storage import models as m
+from storage.targeting import TargetingRepo
 
 _H = m.ContactEngagementEvent
 _T = TypeVar("_T")
@@ -365,6 +367,10 @@ class EngagementRepo:
             )
         )
         return found
+
+    def refresh_lead_scores(self, org_id: int, contact_ids: Sequence[int], *, at: datetime) -> None:
+        """Score again contacts whose engagement just changed, in this transaction."""
+        rescore_contacts(TargetingRepo(self._s), org_id, at=at, contact_ids=contact_ids)
 
 
 # --- orders that follow a reply --------------------------------------------------------

@@ -28,6 +28,7 @@ from storage.reply_policy import ReplyPolicyRepo
 from storage.reply_routing import ReplyRoutingRepo
 from storage.rules import ClassifierRuleRepo
 from storage.suppression import OptOutRepo
+from storage.targeting import TargetingRepo
 from storage.templates import TemplateRepo
 from storage.understanding import ConversationRepo, InboundActionRepo, InboundPipelineRepo
 
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
         ReplyPolicyUnitOfWork,
         RulesUnitOfWork,
         SuppressionUnitOfWork,
+        TargetingUnitOfWork,
         TriageUnitOfWork,
         UnderstandingUnitOfWork,
     )
@@ -99,6 +101,7 @@ class UnitOfWork:
     rule_proposals: RuleProposalRepo
     chat_notices: ChatNoticeRepo
     reply_actions: ReplyActionRepo
+    targeting: TargetingRepo
 
     def __init__(
         self, session_factory: SessionFactory, *, cipher: TokenCipher | None = None
@@ -151,6 +154,7 @@ class UnitOfWork:
         self.chat_notices = ChatNoticeRepo(session)
         self.reply_actions = ReplyActionRepo(session)
         self.cadence = CadenceRepo(session)
+        self.targeting = TargetingRepo(session)
         return self
 
     def __exit__(
@@ -192,3 +196,7 @@ if TYPE_CHECKING:
     ]:
         """Let the type checker hold this unit of work to the ports of the use cases."""
         return uow, uow, uow, uow, uow, uow, uow, uow, uow, uow, uow, uow, uow
+
+    def _implements_targeting(uow: UnitOfWork) -> TargetingUnitOfWork:
+        """Let the type checker hold this unit of work to the targeting port."""
+        return uow
