@@ -315,6 +315,7 @@ class StaleClientRanking(BaseModel):
     clients_considered: int = Field(description="Clients without an order in stale_after_days.")
     clients_ranked: int
     contacts_scored: int = Field(description="Lead scores computed by the same run.")
+    duration_ms: int | None = Field(description="How long the run took.")
     last_error: str | None = Field(description="Why the latest daily run failed, if it did.")
     note: str | None = None
     clients: list[StaleClient]
@@ -447,6 +448,7 @@ class Targeting:
             clients_considered=run.clients_considered if run and computed else 0,
             clients_ranked=run.clients_ranked if run and computed else 0,
             contacts_scored=run.contacts_scored if run and computed else 0,
+            duration_ms=run.duration_ms if run and computed else None,
             last_error=run.error if run is not None else None,
             note=None if computed is not None else NEVER_COMPUTED,
             clients=clients,
