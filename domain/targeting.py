@@ -50,7 +50,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from domain.deps import Deps
 from domain.engagement import MAX_SCORE, STALE_CLIENT_AFTER, decayed
-from domain.errors import NotPermitted, SalesbotError
+from domain.errors import InvalidInput, NotPermitted, SalesbotError
 from domain.lead_scoring import score_all
 
 if TYPE_CHECKING:
@@ -267,7 +267,7 @@ def _summary(
     if days_since_positive is not None:
         parts.append(f"last positive interaction {days_since_positive} days ago")
     parts.append(
-        "best contact's lead score not computed"
+        "best contact's lead score not computed yet"
         if lead is None
         else f"best contact's lead score {lead}"
     )
@@ -437,9 +437,14 @@ class Targeting:
 
     def ranking(self, org_id: int, *, limit: int) -> StaleClientRanking:
         """Return the organization's latest ranking, best first (at most `limit` clients)."""
+        problem = None
         with self._uow() as uow:
             run = uow.targeting.last_run(org_id)
-            settings = uow.targeting.targeting_settings(org_id)
+            try:
+                settings = uow.targeting.targeting_settings(org_id)
+            except InvalidInput as exc:
+                # The stored ranking is still worth showing; the note says what to fix.
+                settings, problem = StaleTargetingSettings(), exc.message
             clients = uow.targeting.ranking(org_id, limit=limit) if run else []
         computed = run.computed_at if run is not None else None
         return StaleClientRanking(
@@ -450,6 +455,6 @@ class Targeting:
             contacts_scored=run.contacts_scored if run and computed else 0,
             duration_ms=run.duration_ms if run and computed else None,
             last_error=run.error if run is not None else None,
-            note=None if computed is not None else NEVER_COMPUTED,
+            note=problem or (None if computed is not None else NEVER_COMPUTED),
             clients=clients,
         )
