@@ -280,10 +280,16 @@ class TargetingRepo:
                     .order_by(table.c.id)
                     .with_for_update()
                 ).all()
-                given = func.unnest(
-                    bindparam("ids", ids, type_=postgresql.ARRAY(BigInteger())),
-                    bindparam("scores", [s for _, s in part], type_=postgresql.ARRAY(Integer())),
-                ).table_valued("id", "score").render_derived(name="given")
+                given = (
+                    func.unnest(
+                        bindparam("ids", ids, type_=postgresql.ARRAY(BigInteger())),
+                        bindparam(
+                            "scores", [s for _, s in part], type_=postgresql.ARRAY(Integer())
+                        ),
+                    )
+                    .table_valued("id", "score")
+                    .render_derived(name="given")
+                )
                 self._s.execute(
                     update(table)
                     .where(table.c.org_id == org_id, table.c.id == given.c.id)
