@@ -32,6 +32,11 @@ the contacts of the clients an order import touched, once at the end of the impo
 import of a million orders touches each client many times: rescoring per batch would score
 a contact hundreds of times; a crash before the end leaves it to the daily run).
 
+Only the scores that changed are written (with `lead_score_at`, the time of the scoring
+that set them): a daily run that finds a contact's score unchanged leaves its row alone,
+instead of a new row version and an entry in each of the table's indexes for every
+contact every day; `targeting_runs.computed_at` says when every contact was last scored.
+
 `enabled: false` keeps the scores as they are (imported from a CRM, or set by an
 `update_profile` task): nothing here writes them, and the ranking reads them as stored.
 """
@@ -175,6 +180,9 @@ class LeadFacts:
     engagement_at: datetime | None
     client_last_ordered_at: datetime | None
     last_replied_at: datetime | None
+    #: The score stored now and when it was computed (None: never by Salesbot).
+    stored_score: int | None = None
+    stored_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -213,34 +221,72 @@ def volume_part(orders: int, busiest: int) -> float:
     return math.log1p(orders) / math.log1p(reference)
 
 
+def _points(
+    facts: LeadFacts,
+    settings: LeadScoringSettings,
+    now: datetime,
+    weights: Sequence[float],
+    total: float,
+    role: float,
+) -> list[float]:
+    """The points of each part (in PARTS order) given the weights (same order), their sum
+    and the weight of the contact's role."""
+    engagement = decayed(facts.engagement_score, since=facts.engagement_at or now, at=now)
+    parts = (
+        role,
+        volume_part(facts.client_orders, facts.busiest_client_orders),
+        min(max(engagement, 0.0), MAX_SCORE) / MAX_SCORE,
+        fading(facts.client_last_ordered_at, now=now, half_life_days=settings.order_half_life_days),
+        fading(facts.last_replied_at, now=now, half_life_days=settings.reply_half_life_days),
+    )
+    return [100.0 * weight * part / total for weight, part in zip(weights, parts, strict=True)]
+
+
+def _total(points: Sequence[float]) -> int:
+    return min(100, max(0, round(sum(points))))
+
+
 def lead_score(facts: LeadFacts, settings: LeadScoringSettings, now: datetime) -> LeadScore:
     """Return a contact's lead score (0..100) at `now` and the points of each part."""
-    engagement = decayed(facts.engagement_score, since=facts.engagement_at or now, at=now)
-    parts = {
-        "role": settings.role_part(facts.role_code, facts.role_category),
-        "volume": volume_part(facts.client_orders, facts.busiest_client_orders),
-        "engagement": min(max(engagement, 0.0), MAX_SCORE) / MAX_SCORE,
-        "order_recency": fading(
-            facts.client_last_ordered_at, now=now, half_life_days=settings.order_half_life_days
-        ),
-        "reply_recency": fading(
-            facts.last_replied_at, now=now, half_life_days=settings.reply_half_life_days
-        ),
-    }
     weights = settings.weights()
-    total = settings.total_weight
-    points = {name: 100.0 * weights[name] * parts[name] / total for name in PARTS}
-    score = round(sum(points.values()))
+    role = settings.role_part(facts.role_code, facts.role_category)
+    points = _points(facts, settings, now, [weights[p] for p in PARTS], settings.total_weight, role)
     return LeadScore(
-        score=min(100, max(0, score)), parts={k: round(v, 2) for k, v in points.items()}
+        score=_total(points),
+        parts={name: round(value, 2) for name, value in zip(PARTS, points, strict=True)},
     )
+
+
+def changed_scores(
+    facts: Sequence[LeadFacts], settings: LeadScoringSettings, now: datetime
+) -> list[tuple[int, int]]:
+    """Return (contact id, score) for the contacts whose score is not the one stored (or
+    was never computed by Salesbot): the only rows worth writing."""
+    stored = {f.contact_id: (f.stored_score, f.stored_at) for f in facts}
+    return [
+        (contact_id, score)
+        for contact_id, score in score_all(facts, settings, now)
+        if stored[contact_id][1] is None or stored[contact_id][0] != score
+    ]
 
 
 def score_all(
     facts: Sequence[LeadFacts], settings: LeadScoringSettings, now: datetime
 ) -> list[tuple[int, int]]:
-    """Return (contact id, score) for each contact's facts."""
-    return [(f.contact_id, lead_score(f, settings, now).score) for f in facts]
+    """Return (contact id, score) for each contact's facts: `lead_score`'s scores, the
+    weights read once for all of them."""
+    weights = settings.weights()
+    ordered = [weights[p] for p in PARTS]
+    total = settings.total_weight
+    roles: dict[tuple[str | None, str | None], float] = {}
+    scores = []
+    for f in facts:
+        key = (f.role_code, f.role_category)
+        role = roles.get(key)
+        if role is None:
+            role = roles[key] = settings.role_part(*key)
+        scores.append((f.contact_id, _total(_points(f, settings, now, ordered, total, role))))
+    return scores
 
 
 def rescore_contacts(
@@ -277,6 +323,5 @@ def rescore_contacts(
         until=as_of,
         busiest=busiest,
     )
-    scores = score_all(facts, settings, as_of)
-    repo.save_lead_scores(org_id, scores, at=as_of)
-    return len(scores)
+    repo.save_lead_scores(org_id, changed_scores(facts, settings, as_of), at=as_of)
+    return len(facts)

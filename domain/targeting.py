@@ -51,7 +51,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from domain.deps import Deps
 from domain.engagement import MAX_SCORE, STALE_CLIENT_AFTER, decayed
 from domain.errors import InvalidInput, NotPermitted, SalesbotError
-from domain.lead_scoring import score_all
+from domain.lead_scoring import changed_scores
 
 if TYPE_CHECKING:
     from domain.outreach.common import Actor
@@ -361,7 +361,8 @@ class Targeting:
                     )
                     if not facts:
                         break
-                    uow.targeting.save_lead_scores(org_id, score_all(facts, lead, now), at=now)
+                    changed = changed_scores(facts, lead, now)
+                    uow.targeting.save_lead_scores(org_id, changed, at=now)
                     uow.commit()
                     scored += len(facts)
                     after = facts[-1].contact_id

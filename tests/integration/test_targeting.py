@@ -296,6 +296,12 @@ def test_the_daily_run_writes_each_contacts_score_from_its_facts(
     assert expected.score == 63
     assert lead(session, x.id) == (63, now)
     assert lead(session, nobody.id) == (9, now)  # an unknown role's 0.3 of 30 points
+    # An hour later nothing changed: the rows are left alone (their time is the scoring
+    # that set them); the run's time says when everyone was scored.
+    clock._at = now + timedelta(hours=1)
+    run = targeting(session_factory, clock).recompute(org.id)
+    assert (run.computed_at, run.contacts_scored) == (now + timedelta(hours=1), 2)
+    assert lead(session, x.id) == (63, now)
 
 
 def test_an_engagement_event_rescores_its_contact_in_its_own_transaction(

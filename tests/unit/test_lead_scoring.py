@@ -19,6 +19,7 @@ from domain.lead_scoring import (
     LeadScoringSettings,
     lead_score,
     rescore_contacts,
+    score_all,
 )
 from domain.targeting import StaleTargetingSettings
 from tests.unit.fakes import EngagementStore, FakeEngagement
@@ -309,3 +310,14 @@ def test_recording_engagement_asks_for_the_contacts_lead_scores_once() -> None:
         ],
     )
     assert holder.engagement.lead_refreshes == [(7, (1, 2), NOW - timedelta(hours=1))]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(any_facts(), min_size=1, max_size=20), any_settings())
+def test_scoring_many_contacts_gives_each_its_own_score(
+    many: list[LeadFacts], chosen: LeadScoringSettings
+) -> None:
+    numbered = [replace(f, contact_id=n) for n, f in enumerate(many, start=1)]
+    assert score_all(numbered, chosen, NOW) == [
+        (f.contact_id, lead_score(f, chosen, NOW).score) for f in numbered
+    ]
