@@ -161,7 +161,8 @@ def split_stale_top(text: str) -> tuple[str, int | None, bool]:
     if len(found) > 1:
         raise InvalidInput(f"give `--stale-top` once. {STALE_TOP_USAGE}")
     raw = found[0].group(1) or ""
-    rest = (text[: found[0].start()] + " " + text[found[0].end() :]).strip()
+    before, after = text[: found[0].start()].rstrip(), text[found[0].end() :].lstrip()
+    rest = f"{before} {after}".strip()
     if not (raw.isascii() and raw.isdigit() and len(raw) <= 6):
         given = f"`{escape(raw[:20])}`: " if raw else ""
         raise InvalidInput(f"{given}{STALE_TOP_USAGE}")

@@ -181,3 +181,12 @@ def test_a_job_created_through_the_jobs_api_may_target_the_ranking(data: Data) -
     created = post(data, "/api/agent/jobs", body=body)
     assert created.status_code == 201
     assert created.json()["params"]["target"]["stale_top"] == 2
+
+
+def test_the_daily_run_is_scheduled_with_the_processs_periodic_jobs(data: Data) -> None:
+    runtime = data.api.client.app.state.runtime  # type: ignore[attr-defined]
+    assert "targeting-daily" in runtime.scheduler.names
+    # Its run: the organizations never ranked are due (two here), then none.
+    assert runtime.scheduler.run("targeting-daily") == 2
+    assert runtime.scheduler.run("targeting-daily") == 0
+    assert get(data).json()["clients_ranked"] == 2
