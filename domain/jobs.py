@@ -171,7 +171,9 @@ class TargetSelection(BaseModel):
         if not (
             self.client_ids or self.contact_ids or self.emails or self.filters or self.stale_top
         ):
-            raise ValueError("a job needs a target: clients, contacts, emails or filters")
+            raise ValueError(
+                "a job needs a target: clients, contacts, emails, filters or stale_top"
+            )
         return self
 
 

@@ -497,3 +497,16 @@ def test_a_failed_run_is_recorded_and_tried_again_an_hour_later(
     assert job.run_once() == 1
     repaired = service.ranking(broken_id, limit=5)
     assert (repaired.computed_at, repaired.last_error) == (clock.now(), None)
+
+
+def test_unreadable_settings_hold_back_the_scores_but_not_the_event(
+    session: Session, session_factory: SessionFactory, clock: FixedClock
+) -> None:
+    org = make_org(session, analytics_settings={"lead_scoring": {"role_weight": 7}})
+    contact = make_contact(session, org, None, lead_score=None)
+    session.commit()
+    engage(session_factory, org.id, contact.id, EngagementEvent.POSITIVE_REPLY, clock.now())
+    session.expire_all()
+    stored = session.get(m.Contact, contact.id)
+    assert stored is not None
+    assert (stored.engagement_score, stored.lead_score, stored.lead_score_at) == (25.0, None, None)
