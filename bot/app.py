@@ -56,6 +56,7 @@ from domain.reply_routing import Triage
 from domain.rules import Rules
 from domain.sending import SendLimits
 from domain.suppression import Suppression
+from domain.targeting import Targeting
 from domain.tracking import TRACKING_PURPOSE, TrackingHits
 from domain.understanding import PipelineSettings, Understanding
 from handlers import gmail_push
@@ -73,6 +74,7 @@ from handlers.api import (
     unsubscribe,
 )
 from handlers.api import gmail as gmail_api
+from handlers.api import targeting as targeting_api
 from handlers.api import tracking as tracking_api
 from handlers.api import triage as triage_api
 from handlers.api.deps import Services
@@ -94,6 +96,7 @@ from jobs.recovery import RecoverySweep
 from jobs.scheduler import PeriodicJob, PeriodicScheduler
 from jobs.slack_replay import SlackReplayWorker
 from jobs.snooze import SnoozeSweep
+from jobs.targeting import TargetingJob
 from jobs.understanding import UnderstandingWorker
 from jobs.worker import TaskWorker
 from storage.db import SessionFactory, make_engine, make_session_factory
@@ -149,6 +152,10 @@ class Runtime:
     #: Reads the tokens of tracked pixels and links; counts their fetches (issue 14).
     tracking_tokens: TrackingTokens | None = None
     tracking_hits: TrackingHits | None = None
+    #: Lead scores and the stale-client ranking (the API's reads and recomputes).
+    targeting: Targeting | None = None
+    #: The daily run of `targeting`, under its periodic lock (scheduled hourly).
+    targeting_job: TargetingJob | None = None
 
     def run_tasks_until_idle(self) -> int:
         """Replay Slack calls, draft, then post, until nothing is pending (tests, benches)."""
@@ -475,6 +482,16 @@ def build_runtime(
         )
     )
     recovery.wake = lambda: scheduler.wake(RecoverySweep.NAME)
+    targeting = Targeting(service_deps)
+    targeting_job = TargetingJob(targeting, services.session_factory)
+    scheduler.add(
+        PeriodicJob(
+            TargetingJob.NAME,
+            targeting_job.run_once,
+            TargetingJob.EVERY,
+            max_rounds=TargetingJob.MAX_ROUNDS,
+        )
+    )
     outreach.cadences.max_per_tick = settings.CADENCE_TICK_LIMIT
     outreach.cadences.chunk = settings.CADENCE_TICK_CHUNK
     message_classifier, offline_classifier = build_message_classifiers(settings)
@@ -570,6 +587,8 @@ def build_runtime(
         slack_worker=slack_worker,
         tracking_tokens=tracking_tokens,
         tracking_hits=TrackingHits(service_deps, is_crawler=is_crawler),
+        targeting=targeting,
+        targeting_job=targeting_job,
     )
 
 
@@ -731,6 +750,7 @@ def build_app(
     app.include_router(inbound_rules.router)
     app.include_router(reply_policy.router)
     app.include_router(triage_api.router)
+    app.include_router(targeting_api.router)
     # Without GOOGLE_CLIENT_ID/SECRET every Gmail route answers 503.
     gmail_unavailable: dict[int | str, dict[str, Any]] = {503: error_answer(503)}
     app.include_router(gmail_api.router, responses=gmail_unavailable)

@@ -3,12 +3,17 @@
 One JSON object with a section per capability; an empty object means the defaults:
 
 - `tracking` (domain.tracking.TrackingSettings): opens and clicks, **off by default**;
-- `lead_scoring` and `targeting`: added by the lead-scoring and targeting modules.
+- `lead_scoring` (domain.lead_scoring.LeadScoringSettings): how contacts are scored;
+- `targeting` (domain.targeting.StaleTargetingSettings): which clients are stale and how
+  they are ranked.
 """
 
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from domain.lead_scoring import LeadScoringSettings
+from domain.targeting import StaleTargetingSettings
 
 
 class TrackingSettings(BaseModel):
@@ -32,3 +37,7 @@ class AnalyticsSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)
+    # Lead scores: weights, role weights, windows (domain.lead_scoring's docstring).
+    lead_scoring: LeadScoringSettings = Field(default_factory=LeadScoringSettings)
+    # Stale clients and their ranking (domain.targeting's docstring).
+    targeting: StaleTargetingSettings = Field(default_factory=StaleTargetingSettings)

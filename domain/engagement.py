@@ -41,7 +41,8 @@ so two concurrent writers of the same event serialise and the second one finds t
 
 `record_engagements` records many events with a handful of statements (the order import
 records an order after a reply for many contacts at once); `record_engagement` is it for
-one event.
+one event. Both, and `retract_engagements`, score the contacts' lead scores again in the
+same unit of work (`refresh_lead_scores`: domain.lead_scoring reads the engagement).
 """
 
 from __future__ import annotations
@@ -600,6 +601,9 @@ def record_engagements(
         ]
     )
     repo.save_contacts(org_id, list(touched.values()))
+    # The lead score reads the engagement: scored again in this transaction, so a
+    # `min_lead_score` audience sees the event as soon as it is committed.
+    repo.refresh_lead_scores(org_id, sorted(touched), at=max(e.occurred_at for e in entries))
 
     results: list[EngagementChange | None] = []
     for plan in planned:
@@ -738,5 +742,8 @@ def retract_engagements(
                 last_positive_interaction_at=positive,
             )
         ],
+    )
+    repo.refresh_lead_scores(
+        org_id, [contact_id], at=max(occurred_at for _, _, occurred_at in rows)
     )
     return [event for _, event, _ in rows]

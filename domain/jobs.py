@@ -124,6 +124,9 @@ def check_job_move(current: JobStatus, to: JobStatus) -> None:
 
 # --- parameters -------------------------------------------------------------------------
 
+#: The most stale clients a job may target (`--stale-top`, `stale_top`).
+MAX_STALE_TOP: Final = 1000
+
 
 class TargetSelection(BaseModel):
     """Who a job reaches: explicit clients/contacts/emails, and/or audience filters."""
@@ -136,6 +139,13 @@ class TargetSelection(BaseModel):
         default_factory=list, max_length=10_000
     )
     filters: AudienceCriteria | None = None
+    stale_top: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_STALE_TOP,
+        description="Only the reachable contacts of the N best-ranked stale clients of the "
+        "daily ranking (GET /api/marketing/stale-clients), each client's best contact first.",
+    )
 
     @field_validator("client_ids", "contact_ids")
     @classmethod
@@ -158,8 +168,12 @@ class TargetSelection(BaseModel):
 
     @model_validator(mode="after")
     def _something(self) -> TargetSelection:
-        if not (self.client_ids or self.contact_ids or self.emails or self.filters):
-            raise ValueError("a job needs a target: clients, contacts, emails or filters")
+        if not (
+            self.client_ids or self.contact_ids or self.emails or self.filters or self.stale_top
+        ):
+            raise ValueError(
+                "a job needs a target: clients, contacts, emails, filters or stale_top"
+            )
         return self
 
 

@@ -73,6 +73,7 @@ from domain.jobs import (
     TaskStatus,
 )
 from domain.last_look import LookResult
+from domain.lead_scoring import LeadContext, LeadFacts
 from domain.mail import OutgoingEmail, SendOutcome
 from domain.mailboxes import (
     AccountTokens,
@@ -96,6 +97,13 @@ from domain.sending import (
     OutboxEmail,
 )
 from domain.suppression import ContactSummary
+from domain.targeting import (
+    RankedStaleClient,
+    StaleClient,
+    StaleClientFacts,
+    StaleTargetingSettings,
+    TargetingRun,
+)
 from domain.templates import EmailTemplate, EmailTemplateFields
 from domain.tracking import TrackedSend, TrackingHit, TrackingPlan
 from domain.understanding import (
@@ -220,7 +228,8 @@ class AudienceRepository(Protocol):
     def target_contact_ids(
         self, org_id: int, target: TargetSelection, *, now: datetime
     ) -> Iterator[list[int]]:
-        """Stream the reachable contacts a job targets, in id order, each once, in chunks."""
+        """Stream the reachable contacts a job targets, in id order, each once, in chunks
+        (with `stale_top`: in the ranking's order, each client's best contact first)."""
         ...
 
     def target_count(self, org_id: int, target: TargetSelection, *, now: datetime) -> int:
@@ -723,6 +732,9 @@ class OutreachUnitOfWork(Transaction, Protocol):
     @property
     def engagement(self) -> EngagementRepository: ...
 
+    @property
+    def targeting(self) -> TargetingRepository: ...
+
 
 class ChatNotifier(Protocol):
     """Shows cards to humans (Slack in production)."""
@@ -1163,12 +1175,118 @@ class EngagementRepository(Protocol):
         """Return when the contact's latest event of these kinds occurred, if any."""
         ...
 
+    def refresh_lead_scores(self, org_id: int, contact_ids: Sequence[int], *, at: datetime) -> None:
+        """Score again contacts whose engagement just changed (domain.lead_scoring's
+        `rescore_contacts`, as of `at`), in the same transaction."""
+        ...
+
 
 class EngagementUnitOfWork(Transaction, Protocol):
     """One transaction over the engagement history; commits once."""
 
     @property
     def engagement(self) -> EngagementRepository: ...
+
+
+# --- lead scores and stale-client targeting ---
+
+
+class LeadScoreRepository(Protocol):
+    """What scoring contacts reads and writes (domain.lead_scoring); nothing commits."""
+
+    def lead_context(self, org_id: int) -> LeadContext:
+        """Return the organization's lead-scoring settings and its last daily run's figures."""
+        ...
+
+    def busiest_client_orders(self, org_id: int, *, since: datetime, until: datetime) -> int:
+        """Return the most orders one client of the organization placed in [since, until]."""
+        ...
+
+    def lead_facts_of(
+        self,
+        org_id: int,
+        *,
+        contact_ids: Sequence[int],
+        client_ids: Sequence[int],
+        since: datetime,
+        until: datetime,
+        busiest: int,
+    ) -> builtins.list[LeadFacts]:
+        """Return the facts of these contacts and of every contact of these clients, their
+        clients' orders counted in [since, until]."""
+        ...
+
+    def save_lead_scores(
+        self, org_id: int, scores: Sequence[tuple[int, int]], *, at: datetime
+    ) -> None:
+        """Write (contact id, score) pairs and `lead_score_at` in bulk."""
+        ...
+
+
+class TargetingRepository(LeadScoreRepository, Protocol):
+    """Lead scores of a whole organization and its ranking of stale clients."""
+
+    def targeting_settings(self, org_id: int) -> StaleTargetingSettings:
+        """Return the organization's stale-client targeting settings."""
+        ...
+
+    def client_order_counts(
+        self, org_id: int, *, since: datetime, until: datetime
+    ) -> dict[int, int]:
+        """Return each client's orders in [since, until] (clients without any left out)."""
+        ...
+
+    def lead_facts_page(
+        self,
+        org_id: int,
+        *,
+        after_id: int,
+        limit: int,
+        counts: Mapping[int, int],
+        busiest: int,
+    ) -> builtins.list[LeadFacts]:
+        """Return the facts of the next `limit` contacts after `after_id`, in id order."""
+        ...
+
+    def stale_clients(
+        self, org_id: int, *, stale_before: datetime, now: datetime, peak_since: datetime
+    ) -> builtins.list[StaleClientFacts]:
+        """Return the clients whose last order is before `stale_before`, with their orders
+        and their best reachable contact (engagement peak since `peak_since`)."""
+        ...
+
+    def replace_ranking(
+        self, org_id: int, ranked: Sequence[RankedStaleClient], *, run: TargetingRun
+    ) -> None:
+        """Replace the organization's ranking as a whole and record the run."""
+        ...
+
+    def last_run(self, org_id: int) -> TargetingRun | None:
+        """Return the organization's latest run (None: never tried)."""
+        ...
+
+    def claim_due_org(
+        self, *, now: datetime, computed_before: datetime, attempted_before: datetime
+    ) -> int | None:
+        """Claim the organization whose ranking is the oldest (computed before
+        `computed_before`, or never) and not tried since `attempted_before`: mark it tried
+        at `now` (compare-and-set) and return its id; None when none is due."""
+        ...
+
+    def record_failure(self, org_id: int, *, error: str) -> None:
+        """Record why the organization's run failed (shown until one succeeds)."""
+        ...
+
+    def ranking(self, org_id: int, *, limit: int) -> builtins.list[StaleClient]:
+        """Return the stored ranking, best first, with client and contact names."""
+        ...
+
+
+class TargetingUnitOfWork(Transaction, Protocol):
+    """One transaction over lead scores and the ranking; commits once a page."""
+
+    @property
+    def targeting(self) -> TargetingRepository: ...
 
 
 # --- outbox ---

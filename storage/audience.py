@@ -15,6 +15,7 @@ from sqlalchemy import (
     Join,
     String,
     and_,
+    case,
     cast,
     exists,
     false,
@@ -125,7 +126,8 @@ class AudienceRepo:
     def target_contact_ids(
         self, org_id: int, target: TargetSelection, *, now: datetime, batch_size: int = 1000
     ) -> Iterator[list[int]]:
-        """Stream the reachable contacts a job targets, in id order, each once.
+        """Stream the reachable contacts a job targets, in id order, each once (with
+        `stale_top`, in the ranking's order: see `_stale_top`).
 
         Listed contacts, the contacts of listed clients and of listed addresses are each
         streamed in id order (never a statement per list: a list of 100,000 ids would pass
@@ -135,6 +137,9 @@ class AudienceRepo:
         session = self._s
         c = m.Contact
         where = self.conditions(org_id, target.filters or AudienceCriteria(), now=now)
+        if target.stale_top is not None:
+            yield from _batched(self._stale_top(org_id, target, where), batch_size)
+            return
         streams: list[Iterator[int]] = []
         if target.contact_ids:
             streams.append(
@@ -168,8 +173,38 @@ class AudienceRepo:
         if batch:
             yield batch
 
+    def _stale_top(
+        self, org_id: int, target: TargetSelection, where: Sequence[ColumnElement[bool]]
+    ) -> list[int]:
+        """The reachable contacts (matching `where`) of the `stale_top` best clients of the
+        stale-client ranking, in the ranking's order: each client's best contact first,
+        then its other contacts by lead score. With lists, only the listed ones.
+
+        One query: the ranking holds at most a few thousand clients.
+        """
+        c, r = m.Contact, m.ClientRanking
+        best_first = case((c.id == r.best_contact_id, 0), else_=1)
+        rows = self._s.execute(
+            select(c.id, c.client_id, c.email)
+            .select_from(_contacts_joined())
+            .join(r, and_(r.org_id == c.org_id, r.client_id == c.client_id))
+            .where(*where, r.org_id == org_id, r.rank <= target.stale_top)
+            .order_by(r.rank, best_first, c.lead_score.desc().nulls_last(), c.id)
+        ).all()
+        if not (target.contact_ids or target.client_ids or target.emails):
+            return [row.id for row in rows]
+        contacts, clients = set(target.contact_ids), set(target.client_ids)
+        emails = set(target.emails)
+        return [
+            row.id
+            for row in rows
+            if row.id in contacts or row.client_id in clients or row.email in emails
+        ]
+
     def target_count(self, org_id: int, target: TargetSelection, *, now: datetime) -> int:
         """Count the reachable contacts a job targets."""
+        if target.stale_top is not None:
+            return sum(len(batch) for batch in self.target_contact_ids(org_id, target, now=now))
         if not (target.contact_ids or target.client_ids or target.emails):
             size = self.size(org_id, target.filters or AudienceCriteria(), now=now, sample_size=0)
             return size.count
@@ -255,6 +290,11 @@ def _listed_contacts(
         )
         if found:
             yield found
+
+
+def _batched(ids: Sequence[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(ids), size):
+        yield list(ids[start : start + size])
 
 
 def _flatten(pages: Iterable[list[int]]) -> Iterator[int]:

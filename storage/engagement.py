@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -51,8 +52,12 @@ from domain.engagement import (
 from domain.engagement import TREND_WINDOW as _TREND_WINDOW
 from domain.errors import InvalidInput, NotFound
 from domain.fields import MAX_ID
+from domain.lead_scoring import rescore_contacts
 from domain.sending import OutboxStatus
 from storage import models as m
+from storage.targeting import TargetingRepo
+
+log = logging.getLogger(__name__)
 
 _H = m.ContactEngagementEvent
 _T = TypeVar("_T")
@@ -365,6 +370,20 @@ class EngagementRepo:
             )
         )
         return found
+
+    def refresh_lead_scores(self, org_id: int, contact_ids: Sequence[int], *, at: datetime) -> None:
+        """Score again contacts whose engagement just changed, in this transaction.
+
+        Settings that no longer read (stored before a bound existed) do not stop the event
+        from being recorded: the scores wait, and the daily run records the reason where
+        the stale-client API shows it."""
+        try:
+            rescore_contacts(TargetingRepo(self._s), org_id, at=at, contact_ids=contact_ids)
+        except InvalidInput as exc:
+            log.warning(
+                "lead scores not refreshed",
+                extra={"org_id": org_id, "contacts": len(contact_ids), "reason": exc.message},
+            )
 
 
 # --- orders that follow a reply --------------------------------------------------------

@@ -48,6 +48,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from domain.contacts import EmailStatus, OrderStatus
+from domain.errors import SalesbotError
 from domain.imports import (
     Checked,
     ClientRow,
@@ -64,9 +65,11 @@ from domain.imports import (
     check_rows,
     map_header,
 )
+from domain.lead_scoring import rescore_contacts
 from storage import models as m
 from storage.db import SessionFactory
 from storage.engagement import Repliers, load_repliers, record_orders_after_replies
+from storage.sql import chunks
 from storage.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -115,6 +118,8 @@ def import_csv(
             pending = pool.submit(_write_batch, session_factory, writer, batch, dry_run)
         if pending is not None:
             _settle(pending, report)
+    if not dry_run and isinstance(writer, _OrderWriter) and writer.touched_clients:
+        _rescore_leads(session_factory, org_id, sorted(writer.touched_clients), at=now)
     log.info(
         "csv import finished",
         extra={
@@ -129,6 +134,29 @@ def import_csv(
         },
     )
     return report
+
+
+def _rescore_leads(
+    session_factory: SessionFactory, org_id: int, client_ids: list[int], *, at: datetime
+) -> None:
+    """Score again the contacts of the clients an order import touched (their order volume
+    and recency changed): once, at the end of the import, a thousand clients a unit of
+    work. Scoring per batch would score a client's contacts once per batch its orders are
+    in; an import that dies before this point leaves them to the daily run."""
+    scored = 0
+    try:
+        for part in chunks(client_ids, 1000):
+            with UnitOfWork(session_factory) as uow:
+                scored += rescore_contacts(uow.targeting, org_id, at=at, client_ids=part)
+                uow.commit()
+    except SalesbotError as exc:
+        # The orders are imported; the daily run scores the contacts again.
+        log.warning(
+            "lead scores not refreshed after the import",
+            extra={"org_id": org_id, "reason": exc.message},
+        )
+        return
+    log.info("lead scores refreshed after the import", extra={"org_id": org_id, "scored": scored})
 
 
 def _batches(checked: Iterable[Checked], report: ImportReport, size: int) -> Iterator[list[Item]]:
@@ -373,6 +401,9 @@ class _OrderWriter:
         # one of theirs. A first reply stored while the import runs is seen by the next
         # import of the same orders (which records what this one missed, once).
         self._repliers: Repliers | None = None
+        # The clients whose orders changed: their contacts' lead scores are refreshed at
+        # the end of the import (`_rescore_leads`).
+        self.touched_clients: set[int] = set()
 
     def write(self, session: Session, batch: Sequence[Item]) -> _Outcome:
         outcome = _Outcome()
@@ -454,6 +485,7 @@ class _OrderWriter:
         # An order that moved to another client changes the old client's date too.
         affected = {client_ids[r.client_domain] for r in rows} | set(previous_clients.values())
         self._refresh_last_ordered(session, sorted(affected))
+        self.touched_clients.update(affected)
         # In the batch's transaction: an order that follows a contact's reply is in that
         # contact's engagement history exactly when the order is imported (repeats: once).
         if self._repliers is None:

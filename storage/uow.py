@@ -29,6 +29,7 @@ from storage.reply_policy import ReplyPolicyRepo
 from storage.reply_routing import ReplyRoutingRepo
 from storage.rules import ClassifierRuleRepo
 from storage.suppression import OptOutRepo
+from storage.targeting import TargetingRepo
 from storage.templates import TemplateRepo
 from storage.tracking import TrackingRepo
 from storage.understanding import ConversationRepo, InboundActionRepo, InboundPipelineRepo
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
         ReplyPolicyUnitOfWork,
         RulesUnitOfWork,
         SuppressionUnitOfWork,
+        TargetingUnitOfWork,
         TrackingUnitOfWork,
         TriageUnitOfWork,
         UnderstandingUnitOfWork,
@@ -105,6 +107,7 @@ class UnitOfWork:
     reply_actions: ReplyActionRepo
     analytics_settings: AnalyticsSettingsRepo
     tracking: TrackingRepo
+    targeting: TargetingRepo
 
     def __init__(
         self, session_factory: SessionFactory, *, cipher: TokenCipher | None = None
@@ -159,6 +162,7 @@ class UnitOfWork:
         self.cadence = CadenceRepo(session)
         self.analytics_settings = AnalyticsSettingsRepo(session)
         self.tracking = TrackingRepo(session)
+        self.targeting = TargetingRepo(session)
         return self
 
     def __exit__(
@@ -206,3 +210,7 @@ if TYPE_CHECKING:
     ) -> tuple[AnalyticsSettingsUnitOfWork, TrackingUnitOfWork]:
         """The ports of the analytics settings and of tracking (issue 14)."""
         return uow, uow
+
+    def _implements_targeting(uow: UnitOfWork) -> TargetingUnitOfWork:
+        """Let the type checker hold this unit of work to the targeting port."""
+        return uow

@@ -31,6 +31,7 @@ from domain.errors import (
     SalesbotError,
 )
 from domain.jobs import (
+    MAX_STALE_TOP,
     TERMINAL_JOB_STATES,
     Behaviour,
     CreateJobRequest,
@@ -39,6 +40,7 @@ from domain.jobs import (
     JobGuard,
     JobParams,
     JobStatus,
+    TargetSelection,
     UpdateJobRequest,
     batches,
     check_job_move,
@@ -82,6 +84,8 @@ class LaunchResult:
     job: Job
     audience_count: int
     campaign_name: str
+    #: With `stale_top`: when the ranking the audience was drawn from was computed.
+    ranking_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -135,6 +139,8 @@ class Jobs:
                         )
                     return earlier
             _check_step_templates(uow, org_id, params)
+            if params.target.stale_top is not None:
+                stale_ranking_at(uow, org_id)
             if request.campaign_id is not None:
                 uow.campaigns.get(org_id, request.campaign_id)
             job = uow.jobs.add(
@@ -158,12 +164,15 @@ class Jobs:
         owner_id: int | None,
         request_key: str | None = None,
         by_id: bool = False,
+        stale_top: int | None = None,
     ) -> LaunchResult:
         """Turn a campaign (by name or id; `by_id`: by id only) into a pending job and count
         its audience.
 
         `request_key` names the request (a Slack command's trigger id): the same request
         run again, after a crash, returns the job it created instead of a second one.
+        `stale_top`: only the campaign's contacts at the N best clients of the stale-client
+        ranking (refused while the ranking was never computed).
         """
         ref = campaign_ref.strip()
         if not ref:
@@ -192,11 +201,16 @@ class Jobs:
                         raise Conflict(
                             "this request key was used to launch another campaign; use a new key"
                         )
-                    count = uow.audience.target_count(
-                        org_id, earlier.parsed_params().target, now=now
+                    target = earlier.parsed_params().target
+                    count = uow.audience.target_count(org_id, target, now=now)
+                    ranked_at = (
+                        stale_ranking_at(uow, org_id) if target.stale_top is not None else None
                     )
                     return LaunchResult(
-                        job=earlier, audience_count=count, campaign_name=campaign.name
+                        job=earlier,
+                        audience_count=count,
+                        campaign_name=campaign.name,
+                        ranking_at=ranked_at,
                     )
             if campaign.status.value in ("completed", "archived"):
                 raise InvalidInput(
@@ -206,6 +220,10 @@ class Jobs:
                 params = params_from_campaign(campaign)
             except (ValueError, ValidationError) as exc:
                 raise InvalidInput(str(exc).splitlines()[0]) from exc
+            ranking_at = None
+            if stale_top is not None:
+                params = with_stale_top(params, stale_top)
+                ranking_at = stale_ranking_at(uow, org_id)
             _check_step_templates(uow, org_id, params)
             # One open job a campaign: a second launch would draft a second card (and, once
             # approved, a second email) for every contact the first one is still working on.
@@ -233,7 +251,9 @@ class Jobs:
                 uow.campaigns.update(org_id, campaign.id, fields, now=now)
             uow.commit()
         faults.reach("launch.committed")
-        return LaunchResult(job=job, audience_count=count, campaign_name=campaign.name)
+        return LaunchResult(
+            job=job, audience_count=count, campaign_name=campaign.name, ranking_at=ranking_at
+        )
 
     def plan_job(self, org_id: int, job_id: int) -> int:
         """Start a pending job: enroll its contacts and create step-0 draft tasks in batches.
@@ -613,6 +633,7 @@ class Jobs:
         *,
         holidays: Callable[[CadenceSettings], HolidayCalendar],
         sample: int = PREVIEW_SAMPLE,
+        stale_top: int | None = None,
     ) -> LaunchPreview:
         """Say what launching a campaign would do, launching nothing: the audience count,
         the cadence's steps, and for the first `sample` contacts when the first step may
@@ -628,6 +649,10 @@ class Jobs:
                 params = params_from_campaign(campaign)
             except (ValueError, ValidationError) as exc:
                 raise InvalidInput(str(exc).splitlines()[0]) from exc
+            ranking_at = None
+            if stale_top is not None:
+                params = with_stale_top(params, stale_top)
+                ranking_at = stale_ranking_at(uow, org_id)
             warnings: list[str] = []
             if campaign.status.value in ("completed", "archived"):
                 warnings.append(
@@ -684,6 +709,8 @@ class Jobs:
             window=window,
             holiday_country=settings.holiday_country,
             warnings=tuple(warnings),
+            stale_top=stale_top,
+            ranking_at=ranking_at,
         )
 
     def _stored_params(self, params: JobParams) -> dict[str, Any]:
@@ -696,6 +723,33 @@ class Jobs:
                 )
             data["portal"]["password"] = self._secrets.encrypt(portal.password.get_secret_value())
         return data
+
+
+def with_stale_top(params: JobParams, stale_top: int) -> JobParams:
+    """Restrict a job's target to the reachable contacts of the N best stale clients."""
+    if not 1 <= stale_top <= MAX_STALE_TOP:
+        raise InvalidInput(
+            f"--stale-top takes a number of clients from 1 to {MAX_STALE_TOP}, e.g. "
+            "`/campaign launch Win-back --stale-top 50`",
+            field="stale_top",
+        )
+    target = TargetSelection.model_validate({**params.target.model_dump(), "stale_top": stale_top})
+    return params.model_copy(update={"target": target})
+
+
+def stale_ranking_at(uow: OutreachUnitOfWork, org_id: int) -> datetime:
+    """When the stale-client ranking a `stale_top` target reads was computed; Conflict
+    when it never was (the launch would target nobody)."""
+    run = uow.targeting.last_run(org_id)
+    if run is None or run.computed_at is None:
+        raise Conflict(
+            "the stale-client ranking has not been computed for your organization yet, so "
+            "--stale-top has no clients to take: it is computed daily (within the hour once "
+            "Salesbot's worker runs); run `/campaign launch … --stale-top N` after the daily "
+            "ranking, or have an admin compute it now with "
+            "`POST /api/marketing/stale-clients/recompute`"
+        )
+    return run.computed_at
 
 
 def _refuse_inbox(job: Job, *, verb: str) -> None:
@@ -800,6 +854,10 @@ class LaunchPreview:
     holiday_country: str | None
     #: What would refuse the launch (a finished campaign, a job still open).
     warnings: tuple[str, ...] = ()
+    #: `--stale-top N`: the audience is the campaign's contacts at the N best stale
+    #: clients of the ranking computed at `ranking_at`.
+    stale_top: int | None = None
+    ranking_at: datetime | None = None
 
 
 def _find_campaign(uow: OutreachUnitOfWork, org_id: int, ref: str) -> Campaign:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -12,6 +13,7 @@ from domain.enrollments import EnrollmentView
 from domain.errors import InvalidTransition
 from domain.fields import Id, Offset
 from domain.jobs import (
+    MAX_STALE_TOP,
     TERMINAL_JOB_STATES,
     CreateJobRequest,
     EnrollmentStatus,
@@ -44,6 +46,26 @@ class LaunchResponse(BaseModel):
     job: Job
     audience_count: int
     campaign_name: str
+    ranking_at: datetime | None = Field(
+        default=None,
+        description="With `stale_top`: when the stale-client ranking the audience came from "
+        "was computed.",
+    )
+
+
+class LaunchRequest(BaseModel):
+    """How to launch a campaign (the body is optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stale_top: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_STALE_TOP,
+        description="Only the campaign's reachable contacts at the N best clients of the "
+        "stale-client ranking (GET /api/marketing/stale-clients), each client's best contact "
+        "first. Refused (409) while the ranking was never computed.",
+    )
 
 
 IdempotencyKey = Annotated[
@@ -70,6 +92,7 @@ def launch_campaign(
     who: IdentityDep,
     runtime: RuntimeDep,
     idempotency_key: IdempotencyKey = None,
+    body: LaunchRequest | None = None,
 ) -> LaunchResponse:
     """Launch a campaign as a job; planning and drafting continue after the answer.
 
@@ -82,10 +105,14 @@ def launch_campaign(
         owner_id=who.user_id,
         request_key=_request_key(who, idempotency_key),
         by_id=True,
+        stale_top=body.stale_top if body is not None else None,
     )
     runtime.recovery.wake()
     return LaunchResponse(
-        job=result.job, audience_count=result.audience_count, campaign_name=result.campaign_name
+        job=result.job,
+        audience_count=result.audience_count,
+        campaign_name=result.campaign_name,
+        ranking_at=result.ranking_at,
     )
 
 

@@ -1,4 +1,4 @@
-"""Slash commands: `/campaign launch [--dry-run]|list|status|pause|resume|help`,
+"""Slash commands: `/campaign launch [--dry-run] [--stale-top N]|list|status|pause|resume|help`,
 `/job list|status|pause|resume|cancel`, `/rules list|add|remove`, `/triage [set #channel|clear]`."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from domain.campaigns import CampaignStatus
 from domain.classification import Category
 from domain.enrollments import EnrollmentSummary
 from domain.errors import InvalidInput, InvalidTransition, NotFound, NotPermitted, SalesbotError
-from domain.jobs import TERMINAL_JOB_STATES, EnrollmentStatus, Job, JobStatus
+from domain.jobs import MAX_STALE_TOP, TERMINAL_JOB_STATES, EnrollmentStatus, Job, JobStatus
 from domain.outreach import Actor
 from domain.outreach.jobs import LaunchPreview
 from domain.reply_policy import ReplyPolicy
@@ -51,6 +51,8 @@ CAMPAIGN_USAGE = (
     "• `/campaign launch <name or id>` — start a job that drafts emails for review\n"
     "• `/campaign launch <name or id> --dry-run` — the audience, the cadence and when the "
     "first step would go out, launching nothing\n"
+    "• `/campaign launch <name or id> --stale-top 50` — only the campaign's contacts at the 50 "
+    "best stale clients of the daily ranking (with `--dry-run`: how many)\n"
     "• `/campaign list` — campaigns and their status\n"
     "• `/campaign status <name or id>` — jobs and progress of a campaign\n"
     "• `/campaign pause <name or id>` / `/campaign resume <name or id>`\n"
@@ -141,6 +143,37 @@ def split_dry_run(text: str) -> tuple[str, bool]:
     return (rest.strip(), True) if found else (text, False)
 
 
+# `--stale-top N` (or `--stale-top=N`) anywhere in the text, the dash typed as Slack may turn it.
+_STALE_TOP = re.compile(
+    r"(?:^|\s)(?:--|—|–)stale-top(?:(?:=|\s+)(?!(?:--|—|–))(\S+))?(?=\s|$)", re.IGNORECASE
+)
+STALE_TOP_USAGE = (
+    f"`--stale-top` takes a number of clients from 1 to {MAX_STALE_TOP}, e.g. "
+    "`/campaign launch Win-back --stale-top 50`"
+)
+
+
+def split_stale_top(text: str) -> tuple[str, int | None, bool]:
+    """Take `--stale-top N` out of a command's text: (the rest, N, whether the flag was
+    there). Raises InvalidInput when N is missing, not a number or out of 1–1000."""
+    text = text or ""
+    found = list(_STALE_TOP.finditer(text))
+    if not found:
+        return text, None, False
+    if len(found) > 1:
+        raise InvalidInput(f"give `--stale-top` once. {STALE_TOP_USAGE}")
+    raw = found[0].group(1) or ""
+    before, after = text[: found[0].start()].rstrip(), text[found[0].end() :].lstrip()
+    rest = f"{before} {after}".strip()
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 6):
+        given = f"`{escape(raw[:20])}`: " if raw else ""
+        raise InvalidInput(f"{given}{STALE_TOP_USAGE}")
+    number = int(raw)
+    if not 1 <= number <= MAX_STALE_TOP:
+        raise InvalidInput(f"{number:,} clients: {STALE_TOP_USAGE}")
+    return rest, number, True
+
+
 @tells_user_on_error
 def run_campaign(
     deps: SlackDeps,
@@ -152,6 +185,7 @@ def run_campaign(
     """Run a /campaign sub-command and answer it; a launch plans its job after answering
     (the rep hears why, should planning stop)."""
     rest, dry_run = split_dry_run(command.get("text", ""))
+    rest, stale_top, stale_given = split_stale_top(rest)
     verb, arg = split_command(rest)
     if verb in ("", "help"):
         text, blocks = campaign_help_message(CAMPAIGN_USAGE, _reply_policy(deps, body, client))
@@ -160,10 +194,13 @@ def run_campaign(
     if dry_run and verb != "launch":
         answer(respond, f"`--dry-run` goes with `/campaign launch`.\n\n{CAMPAIGN_USAGE}")
         return
-    if dry_run:
-        answer(respond, _preview(deps, arg, body, client))
+    if stale_given and verb != "launch":
+        answer(respond, f"`--stale-top` goes with `/campaign launch`.\n\n{CAMPAIGN_USAGE}")
         return
-    text, then = _campaign(deps, verb, arg, body, client)
+    if dry_run:
+        answer(respond, _preview(deps, arg, body, client, stale_top=stale_top))
+        return
+    text, then = _campaign(deps, verb, arg, body, client, stale_top=stale_top)
     answer(respond, text)
     if then is not None:
         then()
@@ -317,7 +354,13 @@ def _reply_policy(deps: SlackDeps, body: dict[str, Any], client: WebClient) -> R
 
 
 def _campaign(
-    deps: SlackDeps, verb: str, arg: str, body: dict[str, Any], client: WebClient
+    deps: SlackDeps,
+    verb: str,
+    arg: str,
+    body: dict[str, Any],
+    client: WebClient,
+    *,
+    stale_top: int | None = None,
 ) -> tuple[str, Callable[[], None] | None]:
     """Run a /campaign sub-command; return the answer and work to do after answering."""
     if verb not in ("launch", "list", "status", "pause", "resume"):
@@ -334,11 +377,18 @@ def _campaign(
             arg,
             owner_id=actor.user_id,
             request_key=f"slack:{trigger}"[:100] if trigger else None,
+            stale_top=stale_top,
+        )
+        stale = (
+            f" at the top {stale_top:,} stale client{'s' if stale_top != 1 else ''} of the "
+            f"ranking computed {_slack_time(result.ranking_at)}"
+            if stale_top is not None and result.ranking_at is not None
+            else ""
         )
         text = (
             f"🚀 Launched *{escape(result.campaign_name)}*: {result.audience_count:,} contacts "
-            f"in the audience. Job *#{result.job.id}* is drafting emails; cards will appear "
-            "for review."
+            f"in the audience{stale}. Job *#{result.job.id}* is drafting emails; cards will "
+            "appear for review."
         )
         return text, lambda: _start_planning(deps, actor.org_id, result.job.id)
     return _campaign_query(deps, verb, arg, actor), None
@@ -496,13 +546,23 @@ def _days(weekdays: frozenset[int]) -> str:
     return ", ".join(_DAY_NAMES[d] for d in days)
 
 
-def _preview(deps: SlackDeps, arg: str, body: dict[str, Any], client: WebClient) -> str:
+def _preview(
+    deps: SlackDeps,
+    arg: str,
+    body: dict[str, Any],
+    client: WebClient,
+    *,
+    stale_top: int | None = None,
+) -> str:
     """Answer `/campaign launch <name> --dry-run`: what a launch would do, launching nothing."""
     if not arg:
         return f"`/campaign launch --dry-run` needs a campaign name or id.\n\n{CAMPAIGN_USAGE}"
     actor = resolve_actor(deps, body, client)
     preview = deps.outreach.jobs.preview_launch(
-        actor.org_id, arg, holidays=deps.holidays or (lambda _settings: NoHolidays())
+        actor.org_id,
+        arg,
+        holidays=deps.holidays or (lambda _settings: NoHolidays()),
+        stale_top=stale_top,
     )
     return preview_text(preview)
 
@@ -514,6 +574,13 @@ def preview_text(preview: LaunchPreview) -> str:
         f"🔎 *Dry run of {escape(preview.campaign_name)}*: nothing was launched.",
         f"*Audience:* {count:,} contact{'s' if count != 1 else ''}.",
     ]
+    if preview.stale_top is not None and preview.ranking_at is not None:
+        top = preview.stale_top
+        lines[-1] = (
+            f"*Audience:* {count:,} contact{'s' if count != 1 else ''} — the campaign's "
+            f"reachable contacts at the top {top:,} stale client{'s' if top != 1 else ''} "
+            f"of the ranking computed {_slack_time(preview.ranking_at)}."
+        )
     counting = "business days" if preview.business_days else "days"
     steps = " → ".join(
         f"step {s.number} · day {s.day} · {s.channel}"
@@ -543,9 +610,11 @@ def preview_text(preview: LaunchPreview) -> str:
             lines.append(f"… and {more:,} more.")
     lines += [f"⚠️ {escape(w)}" for w in preview.warnings]
     if not preview.warnings:
+        flag = f" --stale-top {preview.stale_top}" if preview.stale_top is not None else ""
         lines.append(
-            f"`/campaign launch {escape(preview.campaign_name)}` launches it; the first step's "
-            "emails are drafted for review at once and go out once approved, inside the window."
+            f"`/campaign launch {escape(preview.campaign_name)}{flag}` launches it; the first "
+            "step's emails are drafted for review at once and go out once approved, inside the "
+            "window."
         )
     return "\n".join(lines)
 

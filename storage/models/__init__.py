@@ -30,6 +30,7 @@ from storage.models.outreach import Card, Enrollment, Job, JobTask
 from storage.models.reply_policy import OrgReplyPolicy
 from storage.models.sends import EmailConversation, EmailSend
 from storage.models.slack import SlackDeferredCall, SlackInstallation, SlackOAuthState
+from storage.models.targeting import TargetingRun
 
 __all__ = [
     "NAMING_CONVENTION",
@@ -66,5 +67,6 @@ __all__ = [
     "SlackDeferredCall",
     "SlackInstallation",
     "SlackOAuthState",
+    "TargetingRun",
     "User",
 ]

@@ -1185,6 +1185,8 @@ class EngagementStore:
     clients: dict[tuple[int, int], ClientRecord] = field(default_factory=dict)
     rows: list[HistoryRow] = field(default_factory=list)
     locked: list[tuple[int, int]] = field(default_factory=list)
+    # The lead-score refreshes asked for: (org id, contact ids, as of).
+    lead_refreshes: list[tuple[int, tuple[int, ...], datetime]] = field(default_factory=list)
 
     def add_contact(self, org_id: int, contact_id: int, *, client_id: int | None = None) -> None:
         """Store a contact that has no engagement yet."""
@@ -1293,6 +1295,9 @@ class FakeEngagement:
     def save_contacts(self, org_id: int, states: Sequence[ContactEngagement]) -> None:
         for state in states:
             self._s.contacts[(org_id, state.contact_id)] = state
+
+    def refresh_lead_scores(self, org_id: int, contact_ids: Sequence[int], *, at: datetime) -> None:
+        self._s.lead_refreshes.append((org_id, tuple(contact_ids), at))
 
     def mark_client_re_engaged(
         self, org_id: int, client_id: int, *, at: datetime, stale_before: datetime
