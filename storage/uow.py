@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.orm import Session
 
 from storage.accounts import OrgRepo, TokenRepo, UserRepo
+from storage.analytics import AnalyticsViews
 from storage.audience import AudienceRepo
 from storage.cadence import CadenceRepo
 from storage.campaigns import CampaignRepo
@@ -34,6 +35,7 @@ from storage.understanding import ConversationRepo, InboundActionRepo, InboundPi
 if TYPE_CHECKING:
     from domain.ports import (
         AccountsUnitOfWork,
+        AnalyticsUnitOfWork,
         CatalogUnitOfWork,
         CorrectionsUnitOfWork,
         EngagementUnitOfWork,
@@ -99,6 +101,7 @@ class UnitOfWork:
     rule_proposals: RuleProposalRepo
     chat_notices: ChatNoticeRepo
     reply_actions: ReplyActionRepo
+    analytics: AnalyticsViews
 
     def __init__(
         self, session_factory: SessionFactory, *, cipher: TokenCipher | None = None
@@ -151,6 +154,7 @@ class UnitOfWork:
         self.chat_notices = ChatNoticeRepo(session)
         self.reply_actions = ReplyActionRepo(session)
         self.cadence = CadenceRepo(session)
+        self.analytics = AnalyticsViews(session)
         return self
 
     def __exit__(
@@ -192,3 +196,7 @@ if TYPE_CHECKING:
     ]:
         """Let the type checker hold this unit of work to the ports of the use cases."""
         return uow, uow, uow, uow, uow, uow, uow, uow, uow, uow, uow, uow, uow
+
+    def _implements_the_analytics_port(uow: UnitOfWork) -> AnalyticsUnitOfWork:
+        """Let the type checker hold this unit of work to the analytics port."""
+        return uow
