@@ -59,6 +59,7 @@ from domain.suppression import Suppression
 from domain.understanding import PipelineSettings, Understanding
 from handlers import gmail_push
 from handlers.api import (
+    analytics,
     cadence,
     cards,
     engagement,
@@ -85,6 +86,7 @@ from integrations.gmail.sync import GmailSync
 from integrations.holiday_calendar import public_holidays
 from integrations.regex_re2 import Re2Engine
 from integrations.reply_intents import ReplyIntentReader
+from jobs.analytics import AnalyticsRefresh
 from jobs.cadence import CadenceScheduler
 from jobs.recovery import RecoverySweep
 from jobs.scheduler import PeriodicJob, PeriodicScheduler
@@ -461,6 +463,16 @@ def build_runtime(
             max_rounds=1,
         )
     )
+    # Campaigns' stored metrics (`marketing_campaigns.metrics`), rewritten every hour.
+    analytics_refresh = AnalyticsRefresh(uow, services.session_factory, services.clock)
+    scheduler.add(
+        PeriodicJob(
+            AnalyticsRefresh.NAME,
+            analytics_refresh.run_round,
+            AnalyticsRefresh.EVERY,
+            max_rounds=1,
+        )
+    )
     recovery.wake = lambda: scheduler.wake(RecoverySweep.NAME)
     outreach.cadences.max_per_tick = settings.CADENCE_TICK_LIMIT
     outreach.cadences.chunk = settings.CADENCE_TICK_CHUNK
@@ -713,6 +725,7 @@ def build_app(
     app.include_router(cards.router)
     app.include_router(inbound.router)
     app.include_router(engagement.router)
+    app.include_router(analytics.router)
     app.include_router(inbound_rules.router)
     app.include_router(reply_policy.router)
     app.include_router(triage_api.router)

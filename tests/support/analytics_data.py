@@ -120,17 +120,21 @@ class AnalyticsWorld:
             "ann": make_contact(session, org, harbor, first_name=None, last_name=None),
             "max": make_contact(session, org, None, first_name="Max", last_name="Bell"),
         }
-        campaign_a = make_campaign(
-            session, org_id, name=f"{prefix}Q4 lender win-back", status="active"
-        )
+
+        def campaign(name: str, status: str) -> m.MarketingCampaign:
+            return make_campaign(
+                session, org_id, name=f"{prefix}{name}", status=status, cadence_days=[0, 4]
+            )
+
+        campaign_a = campaign("Q4 lender win-back", "active")
         campaign_a.created_at = t0 - 5 * DAY
         # Created after its first enrollment (an imported campaign): its life starts there.
-        campaign_b = make_campaign(session, org_id, name=f"{prefix}Spring promo", status="active")
+        campaign_b = campaign("Spring promo", "active")
         campaign_b.created_at = t0 + 2 * DAY
-        paused = make_campaign(session, org_id, name=f"{prefix}Paused drip", status="paused")
-        jobless = make_campaign(session, org_id, name=f"{prefix}Jobless idea", status="active")
-        for campaign in (paused, jobless):
-            campaign.created_at = t0 - 30 * DAY
+        paused = campaign("Paused drip", "paused")
+        jobless = campaign("Jobless idea", "active")
+        for row in (paused, jobless):
+            row.created_at = t0 - 30 * DAY
 
         def job(campaign: m.MarketingCampaign | None, owner: m.User, name: str) -> m.Job:
             row = m.Job(
