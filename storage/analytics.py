@@ -20,7 +20,7 @@ Callers own the transaction; nothing here commits.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any, Final
@@ -36,11 +36,14 @@ from sqlalchemy import (
     case,
     func,
     literal,
+    null,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.orm import Session, aliased
+from sqlalchemy.sql.elements import Null
 
 from domain.analytics import (
     MAX_WINDOW,
@@ -110,23 +113,30 @@ class _Dim(StrEnum):
     CAMPAIGN = "campaign"
     STEP = "step"
     REP = "rep"
-    DAY = "day"  # the index of a local day in `_Scope.days`
+    # The index of the local day (`_Scope.days`) or period (`_Scope.periods`) a row's time
+    # falls in; NULL outside them.
+    DAY = "day"
+    PERIOD = "period"
+    # 1 when the row is within its campaign's life (`_Scope.starts` to `_Scope.life_until`).
+    LIFE = "life"
 
 
 @dataclass(frozen=True)
 class _Scope:
-    """Which of an organization's rows a measurement reads."""
+    """Which of an organization's rows a measurement reads, and the time divisions of its
+    DAY, PERIOD and LIFE dimensions (each inside the measurement's [since, until))."""
 
     org_id: int
     # None: every send of the organization (a campaign's or not).
     campaign_ids: tuple[int, ...] | None = None
     # The rep: sends they sent (`sender_user_id`), enrollments of the jobs they own.
     rep_user_id: int | None = None
-    # Per campaign, where its window starts (each at or after the measurement's `since`):
-    # campaigns' lifetimes measured at once.
-    starts: Mapping[int, datetime] = field(default_factory=dict)
-    # With _Dim.DAY: the bounds of the days, ascending (n days, n + 1 instants).
+    # With _Dim.DAY and _Dim.PERIOD: ascending bounds (n parts, n + 1 instants).
     days: Sequence[datetime] = ()
+    periods: Sequence[datetime] = ()
+    # With _Dim.LIFE: where each campaign's life starts, and where every life ends.
+    starts: Mapping[int, datetime] = field(default_factory=dict)
+    life_until: datetime | None = None
 
 
 @dataclass
@@ -182,6 +192,7 @@ class _Measured:
 
     dims: tuple[_Dim, ...]
     activity: dict[_Key, _Tally]
+    # Keyed by `dims` without STEP; the DAY of an enrollment is NULL (no trend of them).
     enrolled: dict[_Key, int]
 
     def total(self) -> Counts:
@@ -203,6 +214,25 @@ class _Measured:
             for key, count in self.enrolled.items():
                 tallies.setdefault(key[at], _Tally()).enrolled += count
         return {value: tally.counts() for value, tally in tallies.items()}
+
+    def pick(self, dim: _Dim, value: Any) -> _Measured:
+        """The groups whose `dim` is `value`, without that dimension."""
+        position = self.dims.index(dim)
+        enrolled_dims = tuple(d for d in self.dims if d != _Dim.STEP)
+        at = enrolled_dims.index(dim)
+        return _Measured(
+            dims=self.dims[:position] + self.dims[position + 1 :],
+            activity={
+                key[:position] + key[position + 1 :]: tally
+                for key, tally in self.activity.items()
+                if key[position] == value
+            },
+            enrolled={
+                key[:at] + key[at + 1 :]: count
+                for key, count in self.enrolled.items()
+                if key[at] == value
+            },
+        )
 
 
 def _table(model: type[m.Base]) -> Table:
@@ -255,6 +285,19 @@ class AnalyticsViews:
     def __init__(self, session: Session) -> None:
         self._s = session
 
+    def _for_counting(self) -> None:
+        """Set the transaction up for a few large aggregates (PostgreSQL).
+
+        Without JIT: the estimated cost of the digest's statements passes `jit_above_cost`
+        as an organization grows, and compiling is not worth it for statements that run
+        once: at 300,000 enrollments (bench/bench_analytics.py) one of them spent 0.74 s
+        of its 0.89 s compiling (EXPLAIN ANALYZE)."""
+        if self._s.get_bind().dialect.name == "postgresql":
+            self._s.execute(text("SET LOCAL jit = off"))
+            # The hash of an organization's sends (joined by its engagement events) holds
+            # 500,000 rows at 1,000,000 enrollments: in memory, not in batches on disk.
+            self._s.execute(text("SET LOCAL work_mem = '64MB'"))
+
     # --- the API ----------------------------------------------------------------------
 
     def campaign_analytics(
@@ -264,6 +307,7 @@ class AnalyticsViews:
         without a card have none) and by rep (the sender; enrollments by the job's owner),
         and its opens and clicks when some of the window's sends were tracked."""
         name = self._campaign_name(org_id, campaign_id)
+        self._for_counting()
         scope = _Scope(org_id, campaign_ids=(campaign_id,))
         measured = self._measure(scope, window.since, window.until, (_Dim.STEP, _Dim.REP))
         steps = measured.by(_Dim.STEP)
@@ -319,7 +363,20 @@ class AnalyticsViews:
         ids = list(self._s.scalars(select(c.id).where(c.org_id == org_id).order_by(c.id)))
         if not ids:
             return 0
-        lifetimes = self._lifetimes(_Scope(org_id), ids, until=now)
+        self._for_counting()
+        lives = self._lives(org_id, ids, until=now)
+        lifetimes: dict[int, Counts] = {}
+        if lives:
+            lifetimes = (
+                self._measure(
+                    _Scope(org_id, campaign_ids=tuple(lives), starts=lives, life_until=now),
+                    min(lives.values()),
+                    now,
+                    (_Dim.CAMPAIGN, _Dim.LIFE),
+                )
+                .pick(_Dim.LIFE, 1)
+                .by(_Dim.CAMPAIGN)
+            )
         table = _table(c)
         self._s.execute(
             update(table)
@@ -329,7 +386,7 @@ class AnalyticsViews:
                 {
                     "campaign": campaign_id,
                     "metrics": {
-                        **lifetimes[campaign_id].model_dump(),
+                        **lifetimes.get(campaign_id, Counts()).model_dump(),
                         "updated_at": now.isoformat(),
                     },
                 }
@@ -356,17 +413,34 @@ class AnalyticsViews:
         days = local_days(time_zone, window.until)
         if campaign_id is not None:
             self._campaign_name(org_id, campaign_id)
+        self._for_counting()
+        previous_window = window.previous
         scope = _Scope(
             org_id,
             campaign_ids=None if campaign_id is None else (campaign_id,),
             rep_user_id=rep_user_id,
         )
-        period = self._measure(scope, window.since, window.until, (_Dim.CAMPAIGN,))
-        previous_window = window.previous
-        previous = self._measure(
-            scope, previous_window.since, previous_window.until, (), enrolled=False
-        ).total()
-        current = period.total()
+        running = self._running_campaigns(scope)
+        lives = self._lives(org_id, [cid for cid, _ in running], until=window.until)
+        scope = replace(
+            scope,
+            days=[start for _, start, _ in days] + [days[-1][2]],
+            periods=[previous_window.since, window.since, window.until],
+            starts=lives,
+            life_until=window.until,
+        )
+        # The period, the one before, the trend's days and the running campaigns' lives:
+        # one measurement of their span.
+        measured = self._measure(
+            scope,
+            min(previous_window.since, scope.days[0], *lives.values()),
+            max(window.until, scope.days[-1]),
+            (_Dim.CAMPAIGN, _Dim.PERIOD, _Dim.DAY, _Dim.LIFE),
+        )
+        period = measured.pick(_Dim.PERIOD, 1)
+        current, previous = period.total(), measured.pick(_Dim.PERIOD, 0).total()
+        period_by_campaign = period.by(_Dim.CAMPAIGN)
+        lifetime_by_campaign = measured.pick(_Dim.LIFE, 1).by(_Dim.CAMPAIGN)
 
         def metric(name: str) -> Metric:
             return Metric(current=getattr(current, name), previous=getattr(previous, name))
@@ -388,19 +462,25 @@ class AnalyticsViews:
             bounces=metric("bounced_hard"),
             waiting_count=waiting_count,
             waiting=waiting,
-            funnels=self._funnels(scope, window, period.by(_Dim.CAMPAIGN)),
+            # A campaign begun after the period has no life in it yet: zeros.
+            funnels=[
+                CampaignFunnel(
+                    campaign_id=cid,
+                    campaign_name=name,
+                    lifetime=lifetime_by_campaign.get(cid, Counts()),
+                    period=period_by_campaign.get(cid, Counts()),
+                )
+                for cid, name in running
+            ],
             orders_after_reply=metric("orders_after_reply"),
             revenue=self._revenue(scope, window),
-            trend=self._trend(scope, days),
+            trend=self._trend(days, measured.by(_Dim.DAY)),
             stale_clients=self._stale_clients(org_id),
             tracking=self._tracking(scope, window.since, window.until),
         )
 
-    def _funnels(
-        self, scope: _Scope, window: AnalyticsWindow, period: Mapping[Any, Counts]
-    ) -> list[CampaignFunnel]:
-        """The running campaigns (active, with a job) in scope: lifetime to the period's
-        end, and the period (measured with the digest's own counts, grouped by campaign)."""
+    def _running_campaigns(self, scope: _Scope) -> list[tuple[int, str]]:
+        """The campaigns in scope that are running: active, with a job (the rep's)."""
         c, j = m.MarketingCampaign, m.Job
         query = (
             select(c.id, c.name)
@@ -419,19 +499,7 @@ class AnalyticsViews:
         )
         if scope.campaign_ids is not None:
             query = query.where(c.id.in_(scope.campaign_ids))
-        running = list(self._s.execute(query))
-        if not running:
-            return []
-        lifetimes = self._lifetimes(scope, [row.id for row in running], until=window.until)
-        return [
-            CampaignFunnel(
-                campaign_id=row.id,
-                campaign_name=row.name,
-                lifetime=lifetimes[row.id],
-                period=period.get(row.id, Counts()),
-            )
-            for row in running
-        ]
+        return [(row.id, row.name) for row in self._s.execute(query)]
 
     # --- one measurement ---------------------------------------------------------------
 
@@ -441,8 +509,6 @@ class AnalyticsViews:
         since: datetime,
         until: datetime,
         dims: tuple[_Dim, ...],
-        *,
-        enrolled: bool = True,
     ) -> _Measured:
         """Count enrollments, sends and engagement events of [since, until) in scope,
         grouped by `dims`: three statements whatever the number of groups."""
@@ -465,9 +531,8 @@ class AnalyticsViews:
                 tally.orders_after_reply,
             ) = (int(v or 0) for v in values[len(dims) :])
         counted: dict[_Key, int] = {}
-        if enrolled:
-            for row in self._s.execute(self._enrolled_query(scope, since, until, dims)):
-                counted[tuple(row)[:-1]] = int(row.n)
+        for row in self._s.execute(self._enrolled_query(scope, since, until, dims)):
+            counted[tuple(row)[:-1]] = int(row.n)
         return _Measured(dims=dims, activity=activity, enrolled=counted)
 
     def _send_filters(self, scope: _Scope, send: Any, at: Any) -> list[ColumnElement[bool]]:
@@ -481,42 +546,64 @@ class AnalyticsViews:
             conditions.append(send.campaign_id.in_(scope.campaign_ids))
         if scope.rep_user_id is not None:
             conditions.append(send.sender_user_id == scope.rep_user_id)
-        if scope.starts:
-            conditions.append(at >= self._start_of(scope, send.campaign_id))
         return conditions
 
     @staticmethod
-    def _start_of(scope: _Scope, campaign_id: Any) -> Any:
+    def _part_of(bounds: Sequence[datetime], at: Any) -> Any:
+        """The index of the part of `bounds` that `at` falls in (NULL outside them): a CASE
+        over the bounds, since local days need the zone's rules, which SQLite lacks."""
         return case(
-            {cid: _at(start) for cid, start in scope.starts.items()},
-            value=campaign_id,
+            (at < _at(bounds[0]), None),
+            *[(at < _at(bound), n) for n, bound in enumerate(bounds[1:])],
+            else_=None,
         )
 
     @staticmethod
-    def _day_of(scope: _Scope, at: Any) -> Any:
-        """The index of the day `at` falls in (NULL outside them): a CASE over the bounds,
-        since local days need the zone's rules, which SQLite does not have."""
-        return case(
-            *[(at < _at(bound), n) for n, bound in enumerate(scope.days[1:])],
-            else_=None,
+    def _in_life(scope: _Scope, campaign: Any, at: Any) -> Any:
+        """1 when `at` is within its campaign's life, else NULL."""
+        if scope.life_until is None:
+            raise ValueError("a LIFE dimension needs the lives' end")
+        if not scope.starts:
+            return null()
+        start = case(
+            {cid: _at(start) for cid, start in scope.starts.items()},
+            value=campaign,
         )
+        return case((and_(at >= start, at < _at(scope.life_until)), 1), else_=None)
 
     def _dim_columns(
         self, scope: _Scope, dims: Sequence[_Dim], *, campaign: Any, step: Any, rep: Any, at: Any
     ) -> list[Any]:
-        columns = {_Dim.CAMPAIGN: campaign, _Dim.STEP: step, _Dim.REP: rep}
-        return [
-            self._day_of(scope, at).label("day") if d == _Dim.DAY else columns[d].label(d.value)
-            for d in dims
-        ]
+        columns = {
+            _Dim.CAMPAIGN: lambda: campaign,
+            _Dim.STEP: lambda: step,
+            _Dim.REP: lambda: rep,
+            _Dim.DAY: lambda: self._part_of(scope.days, at),
+            _Dim.PERIOD: lambda: self._part_of(scope.periods, at),
+            _Dim.LIFE: lambda: self._in_life(scope, campaign, at),
+        }
+        return [columns[d]().label(d.value) for d in dims]
 
-    def _with_step(self, query: Select[Any], send: Any, dims: Sequence[_Dim]) -> Select[Any]:
-        """Join the card and task a send was drafted for when the step is asked for."""
+    def _with_step(
+        self, query: Select[Any], scope: _Scope, send: Any, dims: Sequence[_Dim]
+    ) -> Select[Any]:
+        """Join the card and task a send was drafted for when the step is asked for.
+
+        A send's card and task are its job's, and a send's campaign is its job's: with
+        campaigns in scope, only their jobs' cards and tasks are read (PostgreSQL then
+        hashes a campaign's cards, not the organization's)."""
         if _Dim.STEP not in dims:
             return query
-        return query.outerjoin(m.Card, m.Card.id == send.card_id).outerjoin(
-            m.JobTask, m.JobTask.id == m.Card.task_id
-        )
+        card, task = m.Card, m.JobTask
+        card_on = [card.id == send.card_id]
+        task_on = [task.id == card.task_id]
+        if scope.campaign_ids is not None:
+            jobs = select(m.Job.id).where(
+                m.Job.org_id == scope.org_id, m.Job.campaign_id.in_(scope.campaign_ids)
+            )
+            card_on += [card.org_id == scope.org_id, card.job_id.in_(jobs)]
+            task_on += [task.org_id == scope.org_id, task.job_id.in_(jobs)]
+        return query.outerjoin(card, and_(*card_on)).outerjoin(task, and_(*task_on))
 
     def _sent_query(
         self, scope: _Scope, since: datetime, until: datetime, dims: Sequence[_Dim]
@@ -529,16 +616,33 @@ class AnalyticsViews:
             rep=_S.sender_user_id,
             at=_S.sent_at,
         )
-        query = self._with_step(select(*columns, func.count().label("n")).select_from(_S), _S, dims)
+        query = self._with_step(
+            select(*columns, func.count().label("n")).select_from(_S), scope, _S, dims
+        )
         return query.where(
             *self._send_filters(scope, _S, _S.sent_at),
             _S.sent_at >= since,
             _S.sent_at < until,
-        ).group_by(*columns)
+        ).group_by(*_grouping(columns))
+
+    @staticmethod
+    def _send_of(event: Any) -> Any:
+        """The send an engagement event names, or the one its inbound email answers.
+
+        The inbound email is read only for an event that names no send (COALESCE stops at
+        the first value), by its key: most events name theirs, and joining every event to
+        the inbound emails hashed the organization's whole inbox."""
+        i = m.InboundEmail
+        answered = (
+            select(i.email_send_id)
+            .where(i.id == event.inbound_email_id)
+            .correlate(event)
+            .scalar_subquery()
+        )
+        return func.coalesce(event.email_send_id, answered)
 
     def _linked_send(self) -> Any:
         """The send an engagement event counts for (see the module's docstring)."""
-        i = m.InboundEmail
         last_sent = aliased(m.EmailSend)
         last_send = (
             select(last_sent.id)
@@ -553,12 +657,10 @@ class AnalyticsViews:
             .correlate(_H)
             .scalar_subquery()
         )
-        reply, reply_inbound = aliased(_H), aliased(i)
-        replied_send = func.coalesce(reply.email_send_id, reply_inbound.email_send_id)
+        reply = aliased(_H)
+        replied_send = self._send_of(reply)
         last_replied = (
             select(replied_send)
-            .select_from(reply)
-            .outerjoin(reply_inbound, reply_inbound.id == reply.inbound_email_id)
             .where(
                 reply.org_id == _H.org_id,
                 reply.contact_id == _H.contact_id,
@@ -573,8 +675,7 @@ class AnalyticsViews:
             .scalar_subquery()
         )
         return func.coalesce(
-            _H.email_send_id,
-            i.email_send_id,
+            self._send_of(_H),
             case(
                 (
                     and_(_H.event == E.OPTED_OUT.value, _H.inbound_email_id.is_(None)),
@@ -599,7 +700,6 @@ class AnalyticsViews:
     def _events_query(
         self, scope: _Scope, since: datetime, until: datetime, dims: Sequence[_Dim]
     ) -> Select[Any]:
-        i = m.InboundEmail
         events = (
             select(
                 _H.event.label("event"),
@@ -608,7 +708,6 @@ class AnalyticsViews:
                 self._linked_send().label("send_id"),
             )
             .select_from(_H)
-            .outerjoin(i, i.id == _H.inbound_email_id)
             .where(
                 _H.org_id == scope.org_id,
                 _H.event.in_(_COUNTED),
@@ -645,23 +744,27 @@ class AnalyticsViews:
             number(ev.event == E.ORDER_AFTER_REPLY.value),
         ).select_from(events.join(_S, _S.id == ev.send_id))
         return (
-            self._with_step(query, _S, dims)
+            self._with_step(query, scope, _S, dims)
             .where(*self._send_filters(scope, _S, ev.occurred_at))
-            .group_by(*columns)
+            .group_by(*_grouping(columns))
         )
 
     def _enrolled_query(
         self, scope: _Scope, since: datetime, until: datetime, dims: Sequence[_Dim]
     ) -> Select[Any]:
         e, j = m.Enrollment, m.Job
-        columns = self._dim_columns(
+        kept = [d for d in dims if d != _Dim.STEP]
+        grouped = self._dim_columns(
             scope,
-            [d for d in dims if d != _Dim.STEP],
+            [d for d in kept if d != _Dim.DAY],
             campaign=j.campaign_id,
             step=None,
             rep=j.owner_id,
             at=e.created_at,
         )
+        # The trend shows no enrollments: their day is left NULL, not computed per row.
+        by_name = {column.name: column for column in grouped}
+        columns = [by_name[d.value] if d != _Dim.DAY else null().label("day") for d in kept]
         query = (
             select(*columns, func.count().label("n"))
             .select_from(e)
@@ -677,27 +780,31 @@ class AnalyticsViews:
             query = query.where(j.campaign_id.in_(scope.campaign_ids))
         if scope.rep_user_id is not None:
             query = query.where(j.owner_id == scope.rep_user_id)
-        if scope.starts:
-            query = query.where(e.created_at >= self._start_of(scope, j.campaign_id))
-        return query.group_by(*columns)
+        return query.group_by(*_grouping(grouped))
 
     def _lifetime_starts(self, org_id: int, campaign_ids: Sequence[int]) -> dict[int, datetime]:
         """When each campaign's life began: its first enrollment or its creation, the
         earlier (an imported campaign may have enrolled before its row was made)."""
         c, j, e = m.MarketingCampaign, m.Job, m.Enrollment
+        # Each job's first enrollment: the top of its (job_id, created_at) index.
         first_enrolled = (
-            select(e.job_id.label("job_id"), func.min(e.created_at).label("at"))
-            .where(e.org_id == org_id)
-            .group_by(e.job_id)
+            select(
+                j.campaign_id.label("campaign_id"),
+                select(func.min(e.created_at))
+                .where(e.org_id == org_id, e.job_id == j.id)
+                .correlate(j)
+                .scalar_subquery()
+                .label("at"),
+            )
+            .where(j.org_id == org_id, j.campaign_id.in_(campaign_ids))
             .subquery()
         )
         firsts: dict[int, datetime] = {
             campaign_id: at
             for campaign_id, at in self._s.execute(
-                select(j.campaign_id, func.min(first_enrolled.c.at))
-                .join(first_enrolled, first_enrolled.c.job_id == j.id)
-                .where(j.org_id == org_id, j.campaign_id.in_(campaign_ids))
-                .group_by(j.campaign_id)
+                select(first_enrolled.c.campaign_id, func.min(first_enrolled.c.at))
+                .where(first_enrolled.c.at.is_not(None))
+                .group_by(first_enrolled.c.campaign_id)
             )
         }
         starts: dict[int, datetime] = {}
@@ -708,48 +815,23 @@ class AnalyticsViews:
             starts[campaign_id] = created_at if first is None else min(first, created_at)
         return starts
 
-    def _lifetimes(
-        self, scope: _Scope, campaign_ids: Sequence[int], *, until: datetime
-    ) -> dict[int, Counts]:
-        """Each campaign's counts over its life to `until` (one measurement for all of
-        them, each campaign from its own start); a campaign begun after `until`: zeros."""
-        windows = {
-            cid: _lifetime(start, until)
-            for cid, start in self._lifetime_starts(scope.org_id, campaign_ids).items()
-        }
-        starts = {cid: w.since for cid, w in windows.items() if w is not None}
-        found: dict[int, Counts] = {}
-        if starts:
-            measured = self._measure(
-                _Scope(
-                    scope.org_id,
-                    campaign_ids=tuple(sorted(starts)),
-                    rep_user_id=scope.rep_user_id,
-                    starts=starts,
-                ),
-                min(starts.values()),
-                until,
-                (_Dim.CAMPAIGN,),
-            )
-            found = measured.by(_Dim.CAMPAIGN)
-        return {cid: found.get(cid, Counts()) for cid in campaign_ids}
+    def _lives(
+        self, org_id: int, campaign_ids: Sequence[int], *, until: datetime
+    ) -> dict[int, datetime]:
+        """Where each campaign's life to `until` starts (campaigns begun after it: none)."""
+        lives = {}
+        for cid, start in self._lifetime_starts(org_id, campaign_ids).items():
+            life = _lifetime(start, until)
+            if life is not None:
+                lives[cid] = life.since
+        return lives
 
     # --- the digest's lists ------------------------------------------------------------
 
-    def _trend(self, scope: _Scope, days: list[tuple[str, datetime, datetime]]) -> list[DayPoint]:
-        bounds = [start for _, start, _ in days] + [days[-1][2]]
-        measured = self._measure(
-            _Scope(
-                scope.org_id,
-                campaign_ids=scope.campaign_ids,
-                rep_user_id=scope.rep_user_id,
-                days=bounds,
-            ),
-            bounds[0],
-            bounds[-1],
-            (_Dim.DAY,),
-            enrolled=False,
-        ).by(_Dim.DAY)
+    @staticmethod
+    def _trend(
+        days: list[tuple[str, datetime, datetime]], measured: Mapping[Any, Counts]
+    ) -> list[DayPoint]:
         points = []
         for n, (day, _, _) in enumerate(days):
             counts = measured.get(n, Counts())
@@ -771,7 +853,7 @@ class AnalyticsViews:
         """Positive replies of the window from contacts of clients stale at the time (no
         order in the STALE_CLIENT_AFTER before the reply), one per contact (their latest),
         the highest engagement score first."""
-        c, cl, o, i = m.Contact, m.Client, m.AppraisalOrder, m.InboundEmail
+        c, cl, o = m.Contact, m.Client, m.AppraisalOrder
         # The client's last order at the reply: the stored date, unless the client has
         # ordered since (then its orders say).
         last_order = case(
@@ -812,9 +894,7 @@ class AnalyticsViews:
             )
         )
         if self._scoped_send(scope):
-            candidates = candidates.outerjoin(i, i.id == _H.inbound_email_id).join(
-                _S, _S.id == func.coalesce(_H.email_send_id, i.email_send_id)
-            )
+            candidates = candidates.join(_S, _S.id == self._send_of(_H))
             candidates = candidates.where(*self._send_filters(scope, _S, _H.occurred_at))
         hot = candidates.subquery("hot")
         rows = list(
@@ -957,7 +1037,6 @@ class AnalyticsViews:
         )
         if self._scoped_send(scope):
             linked = self._linked_send()
-            events = events.outerjoin(m.InboundEmail, m.InboundEmail.id == _H.inbound_email_id)
             events = events.join(_S, _S.id == linked).where(
                 *self._send_filters(scope, _S, _H.occurred_at)
             )
@@ -1065,17 +1144,34 @@ class AnalyticsViews:
         them before `until`), people and bots apart; None without a tracked send."""
         t = m.EmailTrackingEvent
         person, bot = t.by_bot.is_(False), t.by_bot.is_(True)
+        # Driven by the sends in scope: a campaign's few thousand, not every hit of the
+        # organization's window.
         per_send = (
             select(
-                t.email_send_id.label("send_id"),
+                _S.id.label("send_id"),
                 func.max(case((and_(t.kind == "open", person), 1), else_=0)).label("opened"),
                 func.max(case((and_(t.kind == "click", person), 1), else_=0)).label("clicked"),
                 func.max(case((and_(t.kind == "open", bot), 1), else_=0)).label("bot_open"),
                 func.sum(case((and_(t.kind == "click", bot), 1), else_=0)).label("bot_clicks"),
             )
-            # A send's opens come after it: its window's start bounds them from below.
-            .where(t.org_id == scope.org_id, t.first_at >= since, t.first_at < until)
-            .group_by(t.email_send_id)
+            .select_from(_S)
+            # A send's opens and clicks come after it: at or after the window's start.
+            .outerjoin(
+                t,
+                and_(
+                    t.email_send_id == _S.id,
+                    t.org_id == scope.org_id,
+                    t.first_at >= since,
+                    t.first_at < until,
+                ),
+            )
+            .where(
+                *self._send_filters(scope, _S, _S.sent_at),
+                _S.tracked.is_(True),
+                _S.sent_at >= since,
+                _S.sent_at < until,
+            )
+            .group_by(_S.id)
             .subquery("hits")
         )
         row = self._s.execute(
@@ -1084,23 +1180,9 @@ class AnalyticsViews:
                 func.sum(per_send.c.opened),
                 func.sum(per_send.c.clicked),
                 func.sum(
-                    case(
-                        (
-                            and_(per_send.c.bot_open == 1, per_send.c.opened == 0),
-                            1,
-                        ),
-                        else_=0,
-                    )
+                    case((and_(per_send.c.bot_open == 1, per_send.c.opened == 0), 1), else_=0)
                 ),
                 func.sum(per_send.c.bot_clicks),
-            )
-            .select_from(_S)
-            .outerjoin(per_send, per_send.c.send_id == _S.id)
-            .where(
-                *self._send_filters(scope, _S, _S.sent_at),
-                _S.tracked.is_(True),
-                _S.sent_at >= since,
-                _S.sent_at < until,
             )
         ).one()
         tracked, opened, clicked, bot_opens, bot_clicks = (int(v or 0) for v in row)
@@ -1136,6 +1218,12 @@ class AnalyticsViews:
                 select(u.id, u.name, u.email).where(u.org_id == org_id, u.id.in_(wanted))
             )
         }
+
+
+def _grouping(columns: Sequence[Any]) -> list[Any]:
+    """The columns to group by: not the constant NULL ones (PostgreSQL refuses a constant
+    in GROUP BY; a LIFE dimension without a life to measure is one)."""
+    return [c for c in columns if not isinstance(getattr(c, "element", c), Null)]
 
 
 def _utc(value: Any) -> datetime | None:

@@ -640,6 +640,20 @@ def test_a_digest_of_one_rep_counts_their_sends_and_the_cards_of_their_jobs(
     )
 
 
+def test_a_digest_of_a_campaign_that_is_not_running_has_no_funnel(
+    uow: UnitOfWork, world: AnalyticsWorld
+) -> None:
+    org, t0 = world.org, world.t0
+
+    result = facts(uow, world, window(t0 + 7 * DAY, t0 + 14 * DAY), campaign_id=org.paused.id)
+
+    assert result.funnels == []
+    assert result.empty
+    assert result.sent == Metric(current=0, previous=0)
+    assert result.waiting_count == 0
+    assert [p.sent for p in result.trend] == [0] * 30
+
+
 def test_an_empty_period_says_so(uow: UnitOfWork, world: AnalyticsWorld) -> None:
     result = facts(uow, world, window(world.now - DAY, world.now))
 
