@@ -11,9 +11,10 @@ The data, for the measured organization (sizes scale with BENCH_ANALYTICS_ENROLL
 1,000,000 by default; a quick run: `BENCH_ANALYTICS_ENROLLMENTS=100000`): 5 reps, 5
 active campaigns and a paused one, 10 jobs of 100,000 enrollments each (campaign 1 has one
 job: the route's campaign), 250,000 contacts of 20,833 clients with 200,000 past orders;
-500,000 sends drafted by cards of cadence tasks (200,000 in the digest's week, 150,000 in
-the week before, 150,000 in the 46 days before that; 30 % tracked), each with its `sent`
-event; a reply to every tenth send 20 hours after it (an inbound email; neutral, positive,
+500,000 sends (each with a body of 750 characters, as an email has), drafted by cards of
+cadence tasks: 200,000 in the digest's week, 150,000 in the week before, 150,000 in the 46
+days before that, 30 % tracked, each with its `sent` event. A reply to every tenth send
+20 hours after it (an inbound email with its body and headers; neutral, positive,
 negative or a meeting request; a fifth of them linked through the inbound email only), a
 hard and a soft bounce per hundred sends, an unsubscribe-link opt-out per two hundred (no
 send named: found by the correlated subquery), a complaint per thousand, an order after a
@@ -64,7 +65,7 @@ ADMIN_URL = os.environ.get("BENCH_POSTGRES_ADMIN_URL", "postgresql://postgres@12
 ROWS = int(os.environ.get("BENCH_ANALYTICS_ENROLLMENTS", "1000000"))
 REPEATS = int(os.environ.get("BENCH_ANALYTICS_REPEATS", "5"))
 CALLS = max(20, int(os.environ.get("BENCH_ANALYTICS_CALLS", "25")))
-SEED_VERSION = 1
+SEED_VERSION = 3
 
 NOW = datetime(2026, 12, 8, 18, 0, tzinfo=UTC)
 WEEK = AnalyticsWindow(since=NOW - timedelta(days=7), until=NOW)
@@ -255,11 +256,14 @@ def _seed_sql(org: int, shape: Shape, base: int) -> list[str]:
         f"""
         INSERT INTO email_sends (id, org_id, card_id, job_id, campaign_id, enrollment_id,
                                  contact_id, message_id, to_email, to_domain, subject,
-                                 sender_user_id, status, tracked, sent_at, created_at,
-                                 "references", attempt_count, campaign_email)
+                                 body_text, sender_user_id, status, tracked, sent_at,
+                                 created_at, "references", attempt_count, campaign_email)
         SELECT s.id, {org}, s.id, s.job, s.campaign, {base} + t.en + 1, s.contact,
                '<bench-{org}-' || g || '@salesbot.test>', 'c' || g || '@bench.example',
-               'bench.example', 'Step ' || (s.step + 1), s.rep, 'sent', g % 10 < 3,
+               'bench.example', 'Step ' || (s.step + 1),
+               'Hi, it has been ' || (g % 400) || ' days since your last order. '
+               || repeat('Our turn times are down to five days across the state. ', 12),
+               s.rep, 'sent', g % 10 < 3,
                t.sent_at, t.sent_at, '[]', 1, true
         FROM {send}
         """,
@@ -273,10 +277,16 @@ def _seed_sql(org: int, shape: Shape, base: int) -> list[str]:
         f"""
         INSERT INTO inbound_emails (id, org_id, gmail_message_id, subject, from_email,
                                     contact_id, email_send_id, status, received_at, sentiment,
-                                    category)
+                                    category, body_text, reply_text, headers)
         SELECT {base} + g / 10 + 1, {org}, 'bench-{org}-r' || g, 'Re: Step ' || (s.step + 1),
                'c' || g || '@bench.example', s.contact, s.id, 'processed',
-               t.sent_at + interval '20 hours', {reply_sentiment}, 'OPPORTUNITY'
+               t.sent_at + interval '20 hours', {reply_sentiment}, 'OPPORTUNITY',
+               'Thanks, let us talk next week.' || chr(10) || '> '
+               || repeat('Our turn times are down to five days across the state. ', 20),
+               'Thanks, let us talk next week.',
+               jsonb_build_object('From', 'c' || g || '@bench.example',
+                                  'Subject', 'Re: Step ' || (s.step + 1),
+                                  'Received', repeat('by mx.bench.example; ', 12))
         FROM {send}
         WHERE {replied}
         """,
@@ -479,12 +489,15 @@ def explain_heaviest(engine: Engine) -> list[str]:
         event.remove(engine, "before_cursor_execute", before)
         event.remove(engine, "after_cursor_execute", after)
     seconds, statement, params = max(timed, key=lambda item: item[0])
-    with engine.connect() as conn:
+    with make_session_factory(engine)() as session:
+        AnalyticsViews(session)._for_counting()  # the session's settings, as measured
         plan = [
             str(row[0])
-            for row in conn.exec_driver_sql(f"EXPLAIN (ANALYZE, BUFFERS) {statement}", params)
+            for row in session.connection().exec_driver_sql(
+                f"EXPLAIN (ANALYZE, BUFFERS) {statement}", params
+            )
         ]
-        conn.rollback()
+        session.rollback()
     return [f"({seconds * 1000:.0f} ms) " + re.sub(r"\s+", " ", statement).strip(), *plan]
 
 
@@ -550,6 +563,8 @@ def measure_route(url: str) -> tuple[float, float]:
                 body = answer.json()
                 if n >= 3:  # after a warm-up
                     times.append(seconds * 1000)
+            with sql_profile(engine) as profile:
+                client.get(path, params=params, headers=headers)
             totals = body["totals"]
             median = statistics.median(times)
             medians.append(median)
@@ -558,9 +573,11 @@ def measure_route(url: str) -> tuple[float, float]:
                 f"{statistics.quantiles(times, n=10)[-1]:.0f} ms, max {max(times):.0f} ms "
                 f"({CALLS} calls); enrolled {totals['enrolled']:,}, sent {totals['sent']:,}, "
                 f"replies {totals['replies']:,}, {len(body['steps'])} steps, "
-                f"{len(body['reps'])} reps",
+                f"{len(body['reps'])} reps; SQL of one more call: {profile.total * 1000:.0f} ms",
                 flush=True,
             )
+            for line in profile.lines(6):
+                print(f"    {line}")
     engine.dispose()
     return medians[0], medians[1]
 
