@@ -3,9 +3,12 @@ the engagement digest, with set-based SQL that runs on SQLite and PostgreSQL.
 
 Every number follows the glossary of domain/analytics.py. One measurement (`_measure`)
 makes them all: three statements (enrollments, sends, engagement events) grouped by what
-the caller needs (campaign, cadence step, rep, local day). `campaign_analytics` groups a
-campaign's window by step and rep; the digest's funnels and `marketing_campaigns.metrics`
-group several campaigns' windows by campaign. Same statements, same numbers.
+the caller needs: campaign, cadence step, rep, and the parts of time a row falls in (the
+local day, the period or the one before, the campaign's life). `campaign_analytics` groups
+a campaign's window by step and rep; the digest measures its period, the period before,
+the trend's days and the running campaigns' lives in one pass over their span (from the
+oldest running campaign's start), grouped by campaign; `marketing_campaigns.metrics` is
+the campaigns' lives grouped by campaign. Same statements, same numbers.
 
 How an engagement event finds its send (and so its campaign, step and rep), in SQL:
 - the send it names (`email_send_id`), else the send its inbound email answers;
@@ -535,9 +538,9 @@ class AnalyticsViews:
             counted[tuple(row)[:-1]] = int(row.n)
         return _Measured(dims=dims, activity=activity, enrolled=counted)
 
-    def _send_filters(self, scope: _Scope, send: Any, at: Any) -> list[ColumnElement[bool]]:
-        """The conditions that keep a send (an alias of email_sends) in scope, for a row
-        of time `at` (its campaign's start, when campaigns start apart)."""
+    @staticmethod
+    def _send_filters(scope: _Scope, send: Any) -> list[ColumnElement[bool]]:
+        """The conditions that keep a send (email_sends or an alias) in scope."""
         conditions: list[ColumnElement[bool]] = [
             send.org_id == scope.org_id,
             send.status == _SENT,
@@ -620,7 +623,7 @@ class AnalyticsViews:
             select(*columns, func.count().label("n")).select_from(_S), scope, _S, dims
         )
         return query.where(
-            *self._send_filters(scope, _S, _S.sent_at),
+            *self._send_filters(scope, _S),
             _S.sent_at >= since,
             _S.sent_at < until,
         ).group_by(*_grouping(columns))
@@ -745,7 +748,7 @@ class AnalyticsViews:
         ).select_from(events.join(_S, _S.id == ev.send_id))
         return (
             self._with_step(query, scope, _S, dims)
-            .where(*self._send_filters(scope, _S, ev.occurred_at))
+            .where(*self._send_filters(scope, _S))
             .group_by(*_grouping(columns))
         )
 
@@ -895,7 +898,7 @@ class AnalyticsViews:
         )
         if self._scoped_send(scope):
             candidates = candidates.join(_S, _S.id == self._send_of(_H))
-            candidates = candidates.where(*self._send_filters(scope, _S, _H.occurred_at))
+            candidates = candidates.where(*self._send_filters(scope, _S))
         hot = candidates.subquery("hot")
         rows = list(
             self._s.execute(
@@ -1037,9 +1040,7 @@ class AnalyticsViews:
         )
         if self._scoped_send(scope):
             linked = self._linked_send()
-            events = events.join(_S, _S.id == linked).where(
-                *self._send_filters(scope, _S, _H.occurred_at)
-            )
+            events = events.join(_S, _S.id == linked).where(*self._send_filters(scope, _S))
         found = events.subquery("found")
         orders = (
             select(found.c.client_id, found.c.order_id, found.c.fee).distinct().subquery("orders")
@@ -1166,7 +1167,7 @@ class AnalyticsViews:
                 ),
             )
             .where(
-                *self._send_filters(scope, _S, _S.sent_at),
+                *self._send_filters(scope, _S),
                 _S.tracked.is_(True),
                 _S.sent_at >= since,
                 _S.sent_at < until,
