@@ -60,8 +60,8 @@ from domain.targeting import Targeting
 from domain.tracking import TRACKING_PURPOSE, TrackingHits
 from domain.understanding import PipelineSettings, Understanding
 from handlers import gmail_push
-from handlers.api import analytics_settings as analytics_settings_api
 from handlers.api import (
+    analytics,
     cadence,
     cards,
     engagement,
@@ -73,6 +73,7 @@ from handlers.api import (
     reply_policy,
     unsubscribe,
 )
+from handlers.api import analytics_settings as analytics_settings_api
 from handlers.api import gmail as gmail_api
 from handlers.api import targeting as targeting_api
 from handlers.api import tracking as tracking_api
@@ -91,6 +92,7 @@ from integrations.holiday_calendar import public_holidays
 from integrations.regex_re2 import Re2Engine
 from integrations.reply_intents import ReplyIntentReader
 from integrations.tracking import HtmlTracker, TrackingTokens, is_crawler
+from jobs.analytics import AnalyticsRefresh
 from jobs.cadence import CadenceScheduler
 from jobs.recovery import RecoverySweep
 from jobs.scheduler import PeriodicJob, PeriodicScheduler
@@ -481,6 +483,16 @@ def build_runtime(
             max_rounds=1,
         )
     )
+    # Campaigns' stored metrics (`marketing_campaigns.metrics`), rewritten every hour.
+    analytics_refresh = AnalyticsRefresh(uow, services.session_factory, services.clock)
+    scheduler.add(
+        PeriodicJob(
+            AnalyticsRefresh.NAME,
+            analytics_refresh.run_round,
+            AnalyticsRefresh.EVERY,
+            max_rounds=1,
+        )
+    )
     recovery.wake = lambda: scheduler.wake(RecoverySweep.NAME)
     targeting = Targeting(service_deps)
     targeting_job = TargetingJob(targeting, services.session_factory)
@@ -747,6 +759,7 @@ def build_app(
     app.include_router(cards.router)
     app.include_router(inbound.router)
     app.include_router(engagement.router)
+    app.include_router(analytics.router)
     app.include_router(inbound_rules.router)
     app.include_router(reply_policy.router)
     app.include_router(triage_api.router)

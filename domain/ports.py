@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import Any, Protocol, Self
 
 from domain.accounts import Org, OrgSummary, StoredToken, TokenSummary, User
+from domain.analytics import AnalyticsWindow, CampaignAnalytics, DigestFacts
 from domain.analytics_settings import AnalyticsSettings
 from domain.audience import AudienceCriteria, AudienceSize
 from domain.cadence import (
@@ -1287,6 +1288,55 @@ class TargetingUnitOfWork(Transaction, Protocol):
 
     @property
     def targeting(self) -> TargetingRepository: ...
+
+
+# --- analytics ---
+
+
+class AnalyticsReader(Protocol):
+    """The numbers of a window as domain/analytics.py defines them: a campaign's (the API)
+    and the digest's, and the campaigns' stored lifetime metrics."""
+
+    def campaign_analytics(
+        self, org_id: int, campaign_id: int, window: AnalyticsWindow
+    ) -> CampaignAnalytics:
+        """Return a campaign's counts of the window, in total, by step and by rep, with
+        its opens and clicks; NotFound for a campaign not of this organization."""
+        ...
+
+    def campaign_lifetime_window(
+        self, org_id: int, campaign_id: int, now: datetime
+    ) -> AnalyticsWindow:
+        """Return the campaign's whole life: from its first enrollment or creation to now."""
+        ...
+
+    def digest_facts(
+        self,
+        org_id: int,
+        window: AnalyticsWindow,
+        *,
+        campaign_id: int | None = None,
+        rep_user_id: int | None = None,
+        time_zone: str,
+        now: datetime,
+    ) -> DigestFacts:
+        """Return what the digest of the window shows (filtered by a campaign, a rep)."""
+        ...
+
+    def campaign_org_ids(self) -> builtins.list[int]:
+        """Return the organizations that have campaigns."""
+        ...
+
+    def refresh_campaign_metrics(self, org_id: int, now: datetime) -> int:
+        """Write each campaign's lifetime totals into its `metrics`; return how many."""
+        ...
+
+
+class AnalyticsUnitOfWork(Transaction, Protocol):
+    """One transaction over the analytics read model (which writes campaigns' metrics)."""
+
+    @property
+    def analytics(self) -> AnalyticsReader: ...
 
 
 # --- outbox ---

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.orm import Session
 
 from storage.accounts import OrgRepo, TokenRepo, UserRepo
+from storage.analytics import AnalyticsViews
 from storage.analytics_settings import AnalyticsSettingsRepo
 from storage.audience import AudienceRepo
 from storage.cadence import CadenceRepo
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from domain.ports import (
         AccountsUnitOfWork,
         AnalyticsSettingsUnitOfWork,
+        AnalyticsUnitOfWork,
         CatalogUnitOfWork,
         CorrectionsUnitOfWork,
         EngagementUnitOfWork,
@@ -108,6 +110,7 @@ class UnitOfWork:
     analytics_settings: AnalyticsSettingsRepo
     tracking: TrackingRepo
     targeting: TargetingRepo
+    analytics: AnalyticsViews
 
     def __init__(
         self, session_factory: SessionFactory, *, cipher: TokenCipher | None = None
@@ -163,6 +166,7 @@ class UnitOfWork:
         self.analytics_settings = AnalyticsSettingsRepo(session)
         self.tracking = TrackingRepo(session)
         self.targeting = TargetingRepo(session)
+        self.analytics = AnalyticsViews(session)
         return self
 
     def __exit__(
@@ -213,4 +217,8 @@ if TYPE_CHECKING:
 
     def _implements_targeting(uow: UnitOfWork) -> TargetingUnitOfWork:
         """Let the type checker hold this unit of work to the targeting port."""
+        return uow
+
+    def _implements_the_analytics_port(uow: UnitOfWork) -> AnalyticsUnitOfWork:
+        """Let the type checker hold this unit of work to the analytics port."""
         return uow

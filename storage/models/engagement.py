@@ -11,6 +11,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from storage.models.base import Base, json_dict, org_fk, pk
 from storage.types import BigId, UTCDateTime
 
+_REPLIES = "event IN ('replied', 'positive_reply', 'negative_reply', 'meeting_request')"
+
 
 class ContactEngagementEvent(Base):
     __tablename__ = "contact_engagement_history"
@@ -18,6 +20,16 @@ class ContactEngagementEvent(Base):
         Index("ix_contact_engagement_org_contact_at", "org_id", "contact_id", "occurred_at"),
         # Analytics and the digest: an organization's events of a kind in a window.
         Index("ix_contact_engagement_org_event_at", "org_id", "event", "occurred_at"),
+        # Analytics: the reply an order after a reply follows, the top of a contact's range.
+        Index(
+            "ix_contact_engagement_replies",
+            "org_id",
+            "contact_id",
+            "occurred_at",
+            postgresql_include=["id", "email_send_id", "inbound_email_id"],
+            postgresql_where=text(_REPLIES),
+            sqlite_where=text(_REPLIES),
+        ),
     )
 
     id: Mapped[int] = pk()

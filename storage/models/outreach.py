@@ -70,6 +70,10 @@ class JobTask(Base):
         Index("ix_job_tasks_org_id_status_created", "org_id", "status", "created_at"),
         # A job's last batch (`TaskRepo.next_batch`): read from the end of the index.
         Index("ix_job_tasks_org_id_job_id_batch", "org_id", "job_id", "batch"),
+        # Analytics: the cadence step of a campaign's sends, without the tasks' rows.
+        Index(
+            "ix_job_tasks_org_id_job_id_step", "org_id", "job_id", postgresql_include=["id", "step"]
+        ),
     )
 
     id: Mapped[int] = pk()
@@ -105,6 +109,8 @@ class Enrollment(Base):
         Index("ix_enrollments_org_status_due", "org_id", "status", "next_due_at"),
         Index("ix_enrollments_org_contact", "org_id", "contact_id"),
         Index("ix_enrollments_job_id_status_due", "job_id", "status", "next_due_at"),
+        # Analytics: a job's first enrollment, and the enrollments of a window.
+        Index("ix_enrollments_org_id_job_id_created_at", "org_id", "job_id", "created_at"),
         # The cadence tick's claim, in due order: only active rows with a due time.
         Index(
             "ix_enrollments_due",
@@ -167,6 +173,10 @@ class Card(Base):
         # A job's cards by state: listing them, and "is any card still undecided?".
         Index("ix_cards_org_id_job_id_state", "org_id", "job_id", "state"),
         Index("ix_cards_org_id_contact_id", "org_id", "contact_id"),
+        # Analytics: the task of a campaign's sends' cards, without the cards' rows.
+        Index(
+            "ix_cards_org_id_job_id_task", "org_id", "job_id", postgresql_include=["id", "task_id"]
+        ),
     )
 
     id: Mapped[int] = pk()

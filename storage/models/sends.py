@@ -39,6 +39,24 @@ class EmailSend(Base):
         Index("ix_email_sends_campaign_id_sent_at", "campaign_id", "sent_at"),
         # The deliverability guard: a job's sends in its rolling window.
         Index("ix_email_sends_job_id_sent_at", "job_id", "sent_at"),
+        # Analytics (storage/analytics.py): an organization's or a campaign's sent rows of
+        # a window, and the sends engagement events join, by index-only scans (0017).
+        Index(
+            "ix_email_sends_sent_org_id_sent_at",
+            "org_id",
+            "sent_at",
+            postgresql_include=["id", "campaign_id", "sender_user_id", "card_id", "tracked"],
+            postgresql_where=text("status = 'sent'"),
+            sqlite_where=text("status = 'sent'"),
+        ),
+        Index(
+            "ix_email_sends_sent_campaign_id_sent_at",
+            "campaign_id",
+            "sent_at",
+            postgresql_include=["id", "org_id", "sender_user_id", "card_id", "tracked"],
+            postgresql_where=text("status = 'sent'"),
+            sqlite_where=text("status = 'sent'"),
+        ),
         # The cadence's fatigue limits: emails on their way to a chunk's domains.
         Index(
             "ix_email_sends_on_their_way",

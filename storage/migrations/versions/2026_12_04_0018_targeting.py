@@ -1,7 +1,7 @@
 """targeting: each organization's latest lead-scoring and stale-client ranking run
 
 Revision ID: 0018
-Revises: 0016
+Revises: 0017
 Create Date: 2026-12-04
 
 - `targeting_runs` (one row per organization): when the daily run last scored every
@@ -23,7 +23,7 @@ from alembic import op
 import storage.types
 
 revision: str = "0018"
-down_revision: str | None = "0016"
+down_revision: str | None = "0017"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
