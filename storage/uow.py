@@ -17,6 +17,7 @@ from storage.chat_notices import ChatNoticeRepo
 from storage.contacts import ContactContextRepo
 from storage.corrections import CorrectionRepo, RuleProposalRepo
 from storage.db import SessionFactory
+from storage.digests import DigestRepo
 from storage.engagement import EngagementRepo, EngagementViews
 from storage.events import EventKeys
 from storage.gmail import GmailAccountRepo, MailboxAllowanceRepo, OAuthStateRepo, TokenCipher
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
         AccountsUnitOfWork,
         CatalogUnitOfWork,
         CorrectionsUnitOfWork,
+        DigestsUnitOfWork,
         EngagementUnitOfWork,
         MailboxUnitOfWork,
         OutboxUnitOfWork,
@@ -99,6 +101,7 @@ class UnitOfWork:
     rule_proposals: RuleProposalRepo
     chat_notices: ChatNoticeRepo
     reply_actions: ReplyActionRepo
+    digests: DigestRepo
 
     def __init__(
         self, session_factory: SessionFactory, *, cipher: TokenCipher | None = None
@@ -151,6 +154,7 @@ class UnitOfWork:
         self.chat_notices = ChatNoticeRepo(session)
         self.reply_actions = ReplyActionRepo(session)
         self.cadence = CadenceRepo(session)
+        self.digests = DigestRepo(session)
         return self
 
     def __exit__(
@@ -189,6 +193,7 @@ if TYPE_CHECKING:
         ReplyPolicyUnitOfWork,
         TriageUnitOfWork,
         CorrectionsUnitOfWork,
+        DigestsUnitOfWork,
     ]:
         """Let the type checker hold this unit of work to the ports of the use cases."""
-        return uow, uow, uow, uow, uow, uow, uow, uow, uow, uow, uow, uow, uow
+        return uow, uow, uow, uow, uow, uow, uow, uow, uow, uow, uow, uow, uow, uow
