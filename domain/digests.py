@@ -33,7 +33,12 @@ from domain.reply_routing import ChannelUnavailable, parse_channel
 
 if TYPE_CHECKING:
     from domain.outreach.common import Actor
-    from domain.ports import ChannelDirectory, DigestPostingUnitOfWork, DigestsUnitOfWork
+    from domain.ports import (
+        ChannelDirectory,
+        DigestPostingUnitOfWork,
+        DigestRepository,
+        DigestsUnitOfWork,
+    )
 
 log = logging.getLogger(__name__)
 
@@ -873,6 +878,46 @@ class PostReport:
         return self.claimed + self.posted + self.retrying + self.failed
 
 
+def claim_due_periods(digests: DigestRepository, *, now: datetime, limit: int) -> int:
+    """In the caller's transaction: for each subscription whose time came, store the post of
+    its latest period (once: a period already stored is skipped) and move its next run past
+    `now`. After downtime only the latest missed period is posted. Return the periods
+    stored."""
+    claimed = 0
+    for sub in digests.lock_due(now=now, limit=limit):
+        run_at = latest_run_at(sub.posting_time, sub.time_zone, sub.frequency, sub.weekday, now)
+        period = period_for(max(run_at, sub.next_run_at), sub.frequency, sub.time_zone)
+        post_id = digests.add_post(
+            NewPost(
+                org_id=sub.org_id,
+                kind=PostKind.SCHEDULED,
+                frequency=sub.frequency,
+                channel_id=sub.channel_id,
+                time_zone=sub.time_zone,
+                period=period,
+                subscription_id=sub.id,
+                campaign_id=sub.campaign_id,
+                rep_user_id=sub.rep_user_id,
+            ),
+            now=now,
+        )
+        following = next_run_at(sub.posting_time, sub.time_zone, sub.frequency, sub.weekday, now)
+        moved = digests.move_next_run(sub.id, expected=sub.next_run_at, to=following, now=now)
+        if post_id is None or not moved:
+            continue
+        claimed += 1
+        log.info(
+            "digest period claimed",
+            extra={
+                "org_id": sub.org_id,
+                "subscription_id": sub.id,
+                "post_id": post_id,
+                "period_start": period.since.isoformat(),
+            },
+        )
+    return claimed
+
+
 class DigestPoster:
     """Claims the periods whose time has come and posts each claimed digest once.
 
@@ -904,46 +949,8 @@ class DigestPoster:
     def claim_due(self, *, limit: int = 100) -> int:
         """Store the post of each due subscription's latest period and move its next run on
         (one transaction); return how many periods were claimed."""
-        now = self._clock.now()
-        claimed = 0
         with self._uow() as uow:
-            for sub in uow.digests.lock_due(now=now, limit=limit):
-                run_at = latest_run_at(
-                    sub.posting_time, sub.time_zone, sub.frequency, sub.weekday, now
-                )
-                run_at = max(run_at, sub.next_run_at)
-                period = period_for(run_at, sub.frequency, sub.time_zone)
-                post_id = uow.digests.add_post(
-                    NewPost(
-                        org_id=sub.org_id,
-                        kind=PostKind.SCHEDULED,
-                        frequency=sub.frequency,
-                        channel_id=sub.channel_id,
-                        time_zone=sub.time_zone,
-                        period=period,
-                        subscription_id=sub.id,
-                        campaign_id=sub.campaign_id,
-                        rep_user_id=sub.rep_user_id,
-                    ),
-                    now=now,
-                )
-                following = next_run_at(
-                    sub.posting_time, sub.time_zone, sub.frequency, sub.weekday, now
-                )
-                moved = uow.digests.move_next_run(
-                    sub.id, expected=sub.next_run_at, to=following, now=now
-                )
-                if post_id is not None and moved:
-                    claimed += 1
-                    log.info(
-                        "digest period claimed",
-                        extra={
-                            "org_id": sub.org_id,
-                            "subscription_id": sub.id,
-                            "post_id": post_id,
-                            "period_start": period.since.isoformat(),
-                        },
-                    )
+            claimed = claim_due_periods(uow.digests, now=self._clock.now(), limit=limit)
             uow.commit()
         return claimed
 

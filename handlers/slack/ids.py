@@ -86,3 +86,4 @@ class Command(StrEnum):
     JOB = "/job"
     RULES = "/rules"
     TRIAGE = "/triage"
+    DIGEST = "/digest"
