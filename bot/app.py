@@ -38,6 +38,7 @@ from domain.catalog import Catalog
 from domain.clock import Clock, FileClock, SystemClock
 from domain.corrections import Corrections
 from domain.deps import Deps
+from domain.digests import Digests
 from domain.errors import ExternalServiceError, InvalidInput
 from domain.jobs import TaskKind
 from domain.mail import SendOutcome
@@ -142,6 +143,8 @@ class Runtime:
     corrections: Corrections
     gmail: GmailIntegration | None = None
     slack_worker: SlackReplayWorker | None = None
+    #: `/digest`: the engagement digest's subscriptions and posts on demand.
+    digests: Digests | None = None
 
     def run_tasks_until_idle(self) -> int:
         """Replay Slack calls, draft, then post, until nothing is pending (tests, benches)."""
@@ -462,6 +465,8 @@ def build_runtime(
         )
     )
     recovery.wake = lambda: scheduler.wake(RecoverySweep.NAME)
+    # A `/digest now` wakes the digest job (scheduled when Slack is connected, below).
+    digests = Digests(service_deps, channels=notifier, on_queued=lambda: scheduler.wake("digest"))
     outreach.cadences.max_per_tick = settings.CADENCE_TICK_LIMIT
     outreach.cadences.chunk = settings.CADENCE_TICK_CHUNK
     message_classifier, offline_classifier = build_message_classifiers(settings)
@@ -507,6 +512,7 @@ def build_runtime(
             triage=triage,
             corrections=corrections,
             holidays=holiday_calendar,
+            digests=digests,
         )
         # The web app stores each listener's slow part; the worker's app replays it.
         slack_calls = SlackCallQueue(services.session_factory)
@@ -555,6 +561,7 @@ def build_runtime(
         corrections=corrections,
         gmail=gmail,
         slack_worker=slack_worker,
+        digests=digests,
     )
 
 

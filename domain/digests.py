@@ -788,6 +788,8 @@ class RenderedDigest:
     blocks: list[dict[str, Any]]
     rest: list[dict[str, Any]]
     chart_alt: str
+    #: The fallback text of the thread reply (empty without `rest`).
+    rest_text: str = ""
 
 
 class DigestRenderer(Protocol):
@@ -846,18 +848,10 @@ class DigestChat(Protocol):
 
 
 def digest_title(post: DigestPost) -> str:
-    """The digest's title: what period, of what (a campaign, a rep)."""
-    zone = zone_of(post.time_zone)
-    start = post.period_start.astimezone(zone)
-    end = (post.period_end - timedelta(microseconds=1)).astimezone(zone)
-    if post.kind == PostKind.ON_DEMAND and post.frequency == Frequency.DAILY:
-        head = f"Engagement digest · today so far ({start:%a %b} {start.day})"
-    elif post.kind == PostKind.ON_DEMAND:
-        head = f"Engagement digest · the last 7 days (to {end:%a %b} {end.day})"
-    elif post.frequency == Frequency.WEEKLY:
-        head = f"Weekly engagement digest · {start:%b} {start.day} – {end:%b} {end.day}"
-    else:
-        head = f"Daily engagement digest · {start:%a %b} {start.day}"
+    """The digest's title (the message adds its period): which digest, of what."""
+    head = "Weekly engagement digest" if post.frequency == Frequency.WEEKLY else "Engagement digest"
+    if post.kind == PostKind.ON_DEMAND:
+        head = "Engagement digest, last 7 days" if post.frequency == Frequency.WEEKLY else head
     scope = [post.campaign_name or "", post.rep_name or ""]
     shown = " · ".join(s for s in scope if s)
     return f"{head} · {shown}" if shown else head
@@ -1029,7 +1023,7 @@ class DigestPoster:
                 self._chat.post(
                     post.org_id,
                     post.channel_id,
-                    text=f"{title} (continued)",
+                    text=message.rest_text or f"{title} (continued)",
                     blocks=message.rest,
                     thread_ts=ts,
                 )
