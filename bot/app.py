@@ -8,6 +8,9 @@ or at a local stand-in), the use cases, the Bolt app, the task worker and the ro
 from __future__ import annotations
 
 import logging
+import os
+import secrets
+import socket
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -38,7 +41,7 @@ from domain.catalog import Catalog
 from domain.clock import Clock, FileClock, SystemClock
 from domain.corrections import Corrections
 from domain.deps import Deps
-from domain.digests import Digests
+from domain.digests import DigestPoster, Digests
 from domain.errors import ExternalServiceError, InvalidInput
 from domain.jobs import TaskKind
 from domain.mail import SendOutcome
@@ -87,6 +90,7 @@ from integrations.holiday_calendar import public_holidays
 from integrations.regex_re2 import Re2Engine
 from integrations.reply_intents import ReplyIntentReader
 from jobs.cadence import CadenceScheduler
+from jobs.digest import DigestMessages, DigestScheduler, SlackDigestChat
 from jobs.recovery import RecoverySweep
 from jobs.scheduler import PeriodicJob, PeriodicScheduler
 from jobs.slack_replay import SlackReplayWorker
@@ -145,6 +149,8 @@ class Runtime:
     slack_worker: SlackReplayWorker | None = None
     #: `/digest`: the engagement digest's subscriptions and posts on demand.
     digests: Digests | None = None
+    #: Claims the digests whose time came and posts them (a job of `scheduler`; with Slack).
+    digest_poster: DigestPoster | None = None
 
     def run_tasks_until_idle(self) -> int:
         """Replay Slack calls, draft, then post, until nothing is pending (tests, benches)."""
@@ -465,8 +471,29 @@ def build_runtime(
         )
     )
     recovery.wake = lambda: scheduler.wake(RecoverySweep.NAME)
-    # A `/digest now` wakes the digest job (scheduled when Slack is connected, below).
-    digests = Digests(service_deps, channels=notifier, on_queued=lambda: scheduler.wake("digest"))
+    # The engagement digest: the job claims the subscriptions whose local posting time came
+    # and posts their digests (and those `/digest now` queued, waking it) through Slack.
+    digest_poster: DigestPoster | None = None
+    if slack is not None:
+        digest_poster = DigestPoster(
+            service_deps,
+            chat=SlackDigestChat(slack.client_for_org),
+            renderer=DigestMessages(),
+            lease=work_lease,
+            worker=_worker_name(),
+        )
+        scheduler.add(
+            PeriodicJob(
+                DigestScheduler.NAME,
+                DigestScheduler(digest_poster, services.session_factory).run_once,
+                timedelta(seconds=settings.DIGEST_TICK_SECONDS),
+            )
+        )
+    digests = Digests(
+        service_deps,
+        channels=notifier,
+        on_queued=lambda: scheduler.wake(DigestScheduler.NAME),
+    )
     outreach.cadences.max_per_tick = settings.CADENCE_TICK_LIMIT
     outreach.cadences.chunk = settings.CADENCE_TICK_CHUNK
     message_classifier, offline_classifier = build_message_classifiers(settings)
@@ -562,7 +589,13 @@ def build_runtime(
         gmail=gmail,
         slack_worker=slack_worker,
         digests=digests,
+        digest_poster=digest_poster,
     )
+
+
+def _worker_name() -> str:
+    """This process's name on the leases it takes: host, pid and a random suffix."""
+    return f"{socket.gethostname()[:24]}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 def build_understanding(

@@ -15,7 +15,7 @@ file it refers to is not processed yet.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from slack_sdk import WebClient
@@ -26,9 +26,12 @@ from slack_sdk.http_retry.request import HttpRequest
 from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
 
-from domain.digests import DigestPoster, permanent_error
+from domain.analytics import DayPoint, DigestFacts
+from domain.digest_message import render_digest, with_chart
+from domain.digests import DigestPoster, Frequency, RenderedDigest, permanent_error
 from domain.errors import ExternalServiceError
 from domain.reply_routing import ChannelUnavailable
+from integrations.charts import trend_chart_png
 from storage.db import SessionFactory
 from storage.inbound import periodic_lock
 
@@ -177,6 +180,48 @@ class SlackDigestChat:
                 f"Slack could not be reached ({exc})", retryable=True
             ) from exc
         return str(answer["ts"])
+
+
+class DigestMessages:
+    """The DigestRenderer port: the Block Kit of domain/digest_message.py and the chart of
+    integrations/charts.py (matplotlib, Agg)."""
+
+    def render(
+        self,
+        facts: DigestFacts,
+        *,
+        frequency: Frequency,
+        time_zone: str,
+        title: str,
+        permalinks: Mapping[int, str],
+        asked_by: str | None,
+    ) -> RenderedDigest:
+        """Return the message of a digest."""
+        message = render_digest(
+            facts,
+            frequency="weekly" if frequency == Frequency.WEEKLY else "daily",
+            time_zone=time_zone,
+            title=title,
+            permalinks=permalinks,
+            asked_by=asked_by,
+        )
+        return RenderedDigest(
+            text=message.text,
+            blocks=message.blocks,
+            rest=message.rest,
+            chart_alt=message.chart_alt,
+            rest_text=message.rest_text,
+        )
+
+    def with_chart(
+        self, blocks: list[dict[str, Any]], file_id: str, alt: str
+    ) -> list[dict[str, Any]]:
+        """Return the blocks with the chart's image block."""
+        return with_chart(blocks, file_id, alt)
+
+    def chart_png(self, points: Sequence[DayPoint], *, title: str) -> bytes:
+        """Return the 30-day trend chart as a PNG."""
+        return trend_chart_png(points, title=title)
 
 
 class DigestScheduler:
