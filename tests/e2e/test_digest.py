@@ -237,9 +237,32 @@ def test_a_daily_digest_posts_once_a_day_at_eight_in_the_subscribers_zone(
     assert lifetime.totals.sent == facts.sent.current
     assert lifetime.totals.meetings == facts.meetings.current
     assert facts.waiting_count == 1
+    # The message shows the same numbers: its notification text, its fields, the campaign's
+    # funnel, and the waiting card linked to its Slack message.
+    assert message.text.endswith(  # type: ignore[attr-defined]
+        ": 6 sent, 4 replies (2 positive), 1 meeting booked, 1 card waiting for approval"
+    )
+    fields = [
+        f["text"]
+        for b in message.blocks  # type: ignore[attr-defined]
+        for f in b.get("fields") or []
+    ]
+    for label, count in [
+        ("Sent", 6),
+        ("Positive", 2),
+        ("Neutral", 1),
+        ("Negative", 1),
+        ("Meetings booked", 1),
+        ("Opt-outs", 1),
+        ("Bounces", 1),
+        ("Orders after a reply", 1),
+    ]:
+        assert any(f"{label}\n*{count}*" in text for text in fields), (label, fields)
     shown = json.dumps(message.blocks)  # type: ignore[attr-defined]
     assert "Q4 lender win-back" in shown
     assert "Reply to Dana0 Whitfield" in shown
+    card_ts = world.slack.messages("C0SANDBOXGEN")[0].ts
+    assert f"/archives/C0SANDBOXGEN/p{card_ts.replace('.', '')}" in shown
 
     # The job again, and two at once: nothing more.
     assert run_job(world, clock, EIGHT + timedelta(minutes=1)) == 0
