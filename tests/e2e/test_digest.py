@@ -362,3 +362,21 @@ def test_bad_input_is_answered_with_what_to_do(world: SlackWorld) -> None:
     assert "*Usage of /digest*" in unknown
     with world.session_factory() as session:
         assert session.scalars(select(m.DigestSubscription)).all() == []
+
+
+def test_a_channel_that_removed_the_bot_fails_the_digest_and_list_says_why(
+    world: SlackWorld, clock: FixedClock
+) -> None:
+    seed_tuesday(world)
+    digest(world, f"subscribe daily 08:00 <#{DIGEST}|sales-digest>")
+    world.slack.add_channel(DIGEST, "sales-digest", is_member=False)  # the bot was removed
+    run_job(world, clock, EIGHT)
+    assert digests_in(world, DIGEST) == []
+    (post,) = stored_posts(world)
+    assert (post.status, post.attempts) == ("failed", 1)
+    listed = digest(world, "list")
+    assert "⚠️ last post failed: Slack: Salesbot cannot post in <#C0DIGEST>" in listed
+    assert "/invite @salesbot" in listed
+    # Slack's upload of the chart happened once, and no retry posts anything later.
+    assert run_job(world, clock, EIGHT + timedelta(minutes=30)) == 0
+    assert len(world.slack.uploaded_files) == 1
