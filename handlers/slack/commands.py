@@ -691,5 +691,6 @@ def digest_list_text(subscriptions: list[Subscription]) -> str:
             f"next {describe_local(sub.next_run_at, sub.time_zone)}"
         )
         if sub.last_error:
-            lines.append(f"      ⚠️ last post failed: {escape(sub.last_error[:300])}")
+            # Salesbot's own sentence (domain/digests.py, jobs/digest.py): its mention links.
+            lines.append(f"      ⚠️ last post failed: {sub.last_error[:300]}")
     return "\n".join(lines)

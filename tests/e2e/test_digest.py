@@ -369,7 +369,8 @@ def test_a_channel_that_removed_the_bot_fails_the_digest_and_list_says_why(
 ) -> None:
     seed_tuesday(world)
     digest(world, f"subscribe daily 08:00 <#{DIGEST}|sales-digest>")
-    world.slack.add_channel(DIGEST, "sales-digest", is_member=False)  # the bot was removed
+    # The channel went private and the bot was removed from it.
+    world.slack.add_channel(DIGEST, "sales-digest", is_private=True, is_member=False)
     run_job(world, clock, EIGHT)
     assert digests_in(world, DIGEST) == []
     (post,) = stored_posts(world)
