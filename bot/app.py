@@ -8,6 +8,9 @@ or at a local stand-in), the use cases, the Bolt app, the task worker and the ro
 from __future__ import annotations
 
 import logging
+import os
+import secrets
+import socket
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -38,6 +41,7 @@ from domain.catalog import Catalog
 from domain.clock import Clock, FileClock, SystemClock
 from domain.corrections import Corrections
 from domain.deps import Deps
+from domain.digests import DigestPoster, Digests
 from domain.errors import ExternalServiceError, InvalidInput
 from domain.jobs import TaskKind
 from domain.mail import SendOutcome
@@ -94,6 +98,7 @@ from integrations.reply_intents import ReplyIntentReader
 from integrations.tracking import HtmlTracker, TrackingTokens, is_crawler
 from jobs.analytics import AnalyticsRefresh
 from jobs.cadence import CadenceScheduler
+from jobs.digest import DigestMessages, DigestScheduler, SlackDigestChat
 from jobs.recovery import RecoverySweep
 from jobs.scheduler import PeriodicJob, PeriodicScheduler
 from jobs.slack_replay import SlackReplayWorker
@@ -158,6 +163,10 @@ class Runtime:
     targeting: Targeting | None = None
     #: The daily run of `targeting`, under its periodic lock (scheduled hourly).
     targeting_job: TargetingJob | None = None
+    #: `/digest`: the engagement digest's subscriptions and posts on demand.
+    digests: Digests | None = None
+    #: Claims the digests whose time came and posts them (a job of `scheduler`; with Slack).
+    digest_poster: DigestPoster | None = None
 
     def run_tasks_until_idle(self) -> int:
         """Replay Slack calls, draft, then post, until nothing is pending (tests, benches)."""
@@ -504,6 +513,29 @@ def build_runtime(
             max_rounds=TargetingJob.MAX_ROUNDS,
         )
     )
+    # The engagement digest: the job claims the subscriptions whose local posting time came
+    # and posts their digests (and those `/digest now` queued, waking it) through Slack.
+    digest_poster: DigestPoster | None = None
+    if slack is not None:
+        digest_poster = DigestPoster(
+            service_deps,
+            chat=SlackDigestChat(slack.client_for_org),
+            renderer=DigestMessages(),
+            lease=work_lease,
+            worker=_worker_name(),
+        )
+        scheduler.add(
+            PeriodicJob(
+                DigestScheduler.NAME,
+                DigestScheduler(digest_poster, services.session_factory).run_once,
+                timedelta(seconds=settings.DIGEST_TICK_SECONDS),
+            )
+        )
+    digests = Digests(
+        service_deps,
+        channels=notifier,
+        on_queued=lambda: scheduler.wake(DigestScheduler.NAME),
+    )
     outreach.cadences.max_per_tick = settings.CADENCE_TICK_LIMIT
     outreach.cadences.chunk = settings.CADENCE_TICK_CHUNK
     message_classifier, offline_classifier = build_message_classifiers(settings)
@@ -549,6 +581,7 @@ def build_runtime(
             triage=triage,
             corrections=corrections,
             holidays=holiday_calendar,
+            digests=digests,
         )
         # The web app stores each listener's slow part; the worker's app replays it.
         slack_calls = SlackCallQueue(services.session_factory)
@@ -601,7 +634,14 @@ def build_runtime(
         tracking_hits=TrackingHits(service_deps, is_crawler=is_crawler),
         targeting=targeting,
         targeting_job=targeting_job,
+        digests=digests,
+        digest_poster=digest_poster,
     )
+
+
+def _worker_name() -> str:
+    """This process's name on the leases it takes: host, pid and a random suffix."""
+    return f"{socket.gethostname()[:24]}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 def build_understanding(

@@ -143,6 +143,13 @@ class Settings(BaseSettings):
         le=10_000,
         description="Enrollments the tick claims, judges and commits in one transaction.",
     )
+    DIGEST_TICK_SECONDS: float = Field(
+        default=60,
+        ge=0.05,
+        le=3600,
+        description="How often the digest job looks for subscriptions whose posting time came "
+        "and for digests to post (`/digest now` wakes it at once).",
+    )
     SALESBOT_CLOCK_FILE: str = Field(
         default="",
         description="Tests and benches only: read the current time from this file (an ISO "

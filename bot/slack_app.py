@@ -34,6 +34,7 @@ BOT_SCOPES = [
     "chat:write",
     "chat:write.public",
     "commands",
+    "files:write",
     "groups:read",
     "im:history",
     "im:read",

@@ -39,6 +39,9 @@ POINTS: Final = (
     # inbound: parsed → understood (docs/inbound.md)
     "understanding.claimed",  # parsed messages claimed under a lease; nothing recorded
     "understanding.recorded",  # their classification, links and actions are committed
+    # the engagement digest (domain/digests.py)
+    "digest.claimed",  # digest posts leased to this worker; nothing uploaded or posted
+    "digest.uploaded",  # the chart is uploaded and its file id stored; the message not posted
 )
 
 EXIT_CODE: Final = 137  # what a shell reports for a process killed by SIGKILL

@@ -52,6 +52,11 @@ from domain.corrections import (
     RuleProposalView,
     SameCorrections,
 )
+from domain.digests import DigestPost as DigestPostView
+from domain.digests import Frequency as DigestFrequency
+from domain.digests import NewPost as NewDigestPost
+from domain.digests import NewSubscription
+from domain.digests import Subscription as DigestSubscriptionView
 from domain.drafting import Draft, DraftRequest
 from domain.engagement import (
     ContactEngagement,
@@ -2372,3 +2377,119 @@ class EmailTracker(Protocol):
         redirect (clicks); mailto:, our own links (unsubscribe) and others stay. The same
         input gives the same output, and tracked HTML is returned unchanged."""
         ...
+
+
+# --- the engagement digest (issue 14) ---
+
+
+class DigestRepository(Protocol):
+    """Digest subscriptions and their posts (`digest_subscriptions`, `digest_posts`)."""
+
+    def save_subscription(
+        self, new: NewSubscription, *, now: datetime
+    ) -> tuple[DigestSubscriptionView, bool]:
+        """Store a subscription, or update the one of its channel, frequency and scope;
+        return it and whether it is new."""
+        ...
+
+    def subscriptions(self, org_id: int) -> builtins.list[DigestSubscriptionView]:
+        """Return the organization's subscriptions, by channel, frequency and scope."""
+        ...
+
+    def remove_subscriptions(
+        self,
+        org_id: int,
+        *,
+        channel_id: str,
+        frequency: DigestFrequency | None,
+        scope_key: str | None,
+    ) -> builtins.list[DigestSubscriptionView]:
+        """Delete a channel's subscriptions (of one frequency and scope when given);
+        return those deleted."""
+        ...
+
+    def org_time_zone(self, org_id: int) -> str | None:
+        """Return the time zone of the organization's cadence settings, if it set one."""
+        ...
+
+    def lock_due(self, *, now: datetime, limit: int) -> builtins.list[DigestSubscriptionView]:
+        """Lock subscriptions whose next run has come, earliest first (SKIP LOCKED)."""
+        ...
+
+    def add_post(self, new: NewDigestPost, *, now: datetime) -> int | None:
+        """Store a pending post; None when its subscription already has this period."""
+        ...
+
+    def move_next_run(
+        self, subscription_id: int, *, expected: datetime, to: datetime, now: datetime
+    ) -> bool:
+        """Move a subscription's next run from `expected` to `to` (compare-and-set)."""
+        ...
+
+    def claim_posts(
+        self, *, now: datetime, limit: int, lease_until: datetime, worker: str
+    ) -> builtins.list[DigestPostView]:
+        """Lease pending posts that are due and `posting` ones whose lease ran out, oldest
+        first (SKIP LOCKED); each claim counts an attempt."""
+        ...
+
+    def set_file(self, post_id: int, *, worker: str, file_id: str) -> bool:
+        """Record the uploaded chart of a post this worker holds."""
+        ...
+
+    def mark_posted(
+        self, post_id: int, *, worker: str, ts: str, figures: dict[str, Any], at: datetime
+    ) -> bool:
+        """Record the message of a post this worker holds; its subscription's error clears."""
+        ...
+
+    def mark_failed(
+        self, post_id: int, *, worker: str, error: str, retry_at: datetime | None, at: datetime
+    ) -> bool:
+        """Put a post this worker holds back to pending until `retry_at`, or (None) fail it
+        for good and show the error on its subscription."""
+        ...
+
+    def get_post(self, post_id: int) -> DigestPostView:
+        """Return a post or raise NotFound."""
+        ...
+
+
+class DigestsUnitOfWork(Transaction, Protocol):
+    """One transaction over digest subscriptions and what they filter on."""
+
+    @property
+    def digests(self) -> DigestRepository: ...
+
+    @property
+    def campaigns(self) -> CampaignRepository: ...
+
+    @property
+    def users(self) -> UserRepository: ...
+
+
+class DigestFactsSource(Protocol):
+    """The digest's read model (storage/analytics.py)."""
+
+    def digest_facts(
+        self,
+        org_id: int,
+        window: AnalyticsWindow,
+        *,
+        campaign_id: int | None = None,
+        rep_user_id: int | None = None,
+        time_zone: str,
+        now: datetime,
+    ) -> DigestFacts:
+        """Return everything the digest of a period shows."""
+        ...
+
+
+class DigestPostingUnitOfWork(Transaction, Protocol):
+    """One transaction over digest posts and the numbers they show."""
+
+    @property
+    def digests(self) -> DigestRepository: ...
+
+    @property
+    def analytics(self) -> DigestFactsSource: ...

@@ -19,6 +19,7 @@ from storage.chat_notices import ChatNoticeRepo
 from storage.contacts import ContactContextRepo
 from storage.corrections import CorrectionRepo, RuleProposalRepo
 from storage.db import SessionFactory
+from storage.digests import DigestRepo
 from storage.engagement import EngagementRepo, EngagementViews
 from storage.events import EventKeys
 from storage.gmail import GmailAccountRepo, MailboxAllowanceRepo, OAuthStateRepo, TokenCipher
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
         AnalyticsUnitOfWork,
         CatalogUnitOfWork,
         CorrectionsUnitOfWork,
+        DigestPostingUnitOfWork,
+        DigestsUnitOfWork,
         EngagementUnitOfWork,
         MailboxUnitOfWork,
         OutboxUnitOfWork,
@@ -111,6 +114,7 @@ class UnitOfWork:
     tracking: TrackingRepo
     targeting: TargetingRepo
     analytics: AnalyticsViews
+    digests: DigestRepo
 
     def __init__(
         self, session_factory: SessionFactory, *, cipher: TokenCipher | None = None
@@ -167,6 +171,7 @@ class UnitOfWork:
         self.tracking = TrackingRepo(session)
         self.targeting = TargetingRepo(session)
         self.analytics = AnalyticsViews(session)
+        self.digests = DigestRepo(session)
         return self
 
     def __exit__(
@@ -205,9 +210,10 @@ if TYPE_CHECKING:
         ReplyPolicyUnitOfWork,
         TriageUnitOfWork,
         CorrectionsUnitOfWork,
+        DigestsUnitOfWork,
     ]:
         """Let the type checker hold this unit of work to the ports of the use cases."""
-        return uow, uow, uow, uow, uow, uow, uow, uow, uow, uow, uow, uow, uow
+        return uow, uow, uow, uow, uow, uow, uow, uow, uow, uow, uow, uow, uow, uow
 
     def _implements_the_analytics_ports(
         uow: UnitOfWork,
@@ -221,4 +227,8 @@ if TYPE_CHECKING:
 
     def _implements_the_analytics_port(uow: UnitOfWork) -> AnalyticsUnitOfWork:
         """Let the type checker hold this unit of work to the analytics port."""
+        return uow
+
+    def _implements_the_digest_posting_port(uow: UnitOfWork) -> DigestPostingUnitOfWork:
+        """Let the type checker hold this unit of work to the digest poster's port."""
         return uow

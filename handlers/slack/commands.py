@@ -1,5 +1,6 @@
 """Slash commands: `/campaign launch [--dry-run] [--stale-top N]|list|status|pause|resume|help`,
-`/job list|status|pause|resume|cancel`, `/rules list|add|remove`, `/triage [set #channel|clear]`."""
+`/job list|status|pause|resume|cancel`, `/rules list|add|remove`, `/triage [set #channel|clear]`,
+`/digest subscribe|unsubscribe|list|now|help`, `/engagement <email or name>`."""
 
 from __future__ import annotations
 
@@ -13,10 +14,20 @@ from typing import Any
 
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
 from domain.cadence import NoHolidays
 from domain.campaigns import CampaignStatus
 from domain.classification import Category
+from domain.digests import USAGE as DIGEST_USAGE
+from domain.digests import (
+    DigestRequest,
+    Frequency,
+    Subscription,
+    Verb,
+    describe_local,
+    parse_digest_command,
+)
 from domain.enrollments import EnrollmentSummary
 from domain.errors import InvalidInput, InvalidTransition, NotFound, NotPermitted, SalesbotError
 from domain.jobs import MAX_STALE_TOP, TERMINAL_JOB_STATES, EnrollmentStatus, Job, JobStatus
@@ -114,6 +125,7 @@ def register(app: App, deps: SlackDeps) -> None:
     app.command(Command.RULES.value)(ack=ack_fast, lazy=[Bound(run_rules, deps)])
     app.command(Command.TRIAGE.value)(ack=ack_fast, lazy=[Bound(run_triage, deps)])
     app.command(Command.ENGAGEMENT.value)(ack=ack_fast, lazy=[Bound(run_engagement, deps)])
+    app.command(Command.DIGEST.value)(ack=ack_fast, lazy=[Bound(run_digest, deps)])
 
 
 def ack_fast(ack: Ack, command: dict[str, Any]) -> None:
@@ -639,3 +651,117 @@ def _start_planning(deps: SlackDeps, org_id: int, job_id: int) -> None:
         log.warning("planning failed", extra={"job_id": job_id, "reason": exc.message})
         raise
     deps.wake_worker()
+
+
+@tells_user_on_error
+def run_digest(
+    deps: SlackDeps,
+    command: dict[str, Any],
+    respond: Respond,
+    client: WebClient,
+    body: dict[str, Any],
+) -> None:
+    """Subscribe a channel to the engagement digest, unsubscribe it, list, or post one now."""
+    try:
+        request = parse_digest_command(command.get("text") or "")
+    except InvalidInput as exc:
+        answer(respond, f"⚠️ {exc.message}\n\n{DIGEST_USAGE}")
+        return
+    if request.verb == Verb.HELP:
+        answer(respond, f"{request.problem}\n\n{DIGEST_USAGE}" if request.problem else DIGEST_USAGE)
+        return
+    if deps.digests is None:
+        raise NotConnected("The engagement digest is not available on this server.")
+    actor = resolve_actor(deps, body, client)
+    here = command.get("channel_id")
+    if request.verb == Verb.LIST:
+        answer(respond, digest_list_text(deps.digests.list(actor.org_id)))
+    elif request.verb == Verb.UNSUBSCRIBE:
+        channel, removed = deps.digests.unsubscribe(actor, request, channel_id=here)
+        answer(respond, unsubscribed_text(channel, removed))
+    elif request.verb == Verb.SUBSCRIBE:
+        zone = slack_time_zone(client, actor.slack_user_id)
+        done = deps.digests.subscribe(actor, request, channel_id=here, user_time_zone=zone)
+        answer(
+            respond, subscribed_text(done.subscription, created=done.created, zone=done.zone_source)
+        )
+    else:
+        zone = slack_time_zone(client, actor.slack_user_id)
+        queued = deps.digests.post_now(actor, request, channel_id=here, user_time_zone=zone)
+        what = "the last 7 days" if request.weekly else "today so far"
+        answer(
+            respond,
+            f"🕐 Posting the engagement digest of {what}{_digest_scope(request)} in "
+            f"<#{queued.channel_id}> ({queued.time_zone}, from {queued.zone_source}) now.",
+        )
+
+
+def slack_time_zone(client: WebClient, slack_user_id: str | None) -> str | None:
+    """The time zone of a Slack user's profile (users.info `tz`), or None."""
+    if not slack_user_id:
+        return None
+    try:
+        info = client.users_info(user=slack_user_id)
+    except SlackApiError as exc:
+        log.info("no time zone from Slack", extra={"error": exc.response.get("error")})
+        return None
+    zone = (info.get("user") or {}).get("tz")
+    return str(zone) if zone else None
+
+
+def _digest_scope(request: DigestRequest) -> str:
+    parts = []
+    if request.campaign:
+        parts.append(f"campaign “{escape(request.campaign[:80])}”")
+    if request.rep_slack_id:
+        parts.append(f"<@{request.rep_slack_id}>")
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+def _subscription_scope(sub: Subscription) -> str:
+    parts = []
+    if sub.campaign_name:
+        parts.append(f"campaign *{escape(sub.campaign_name)}*")
+    if sub.rep_user_id is not None:
+        rep = f"<@{sub.rep_slack_user_id}>" if sub.rep_slack_user_id else escape(sub.rep_name or "")
+        parts.append(f"rep {rep}")
+    return ", ".join(parts) or "every campaign and rep"
+
+
+def subscribed_text(sub: Subscription, *, created: bool, zone: str) -> str:
+    """The answer to `/digest subscribe`."""
+    period = "the 7 days before" if sub.frequency == Frequency.WEEKLY else "the day before"
+    head = "✅ Subscribed" if created else "✅ Updated the subscription:"
+    return (
+        f"{head} <#{sub.channel_id}> gets the engagement digest {sub.when} "
+        f"{sub.time_zone} (the time zone of {zone}), reporting {period} — "
+        f"{_subscription_scope(sub)}.\nNext post: {describe_local(sub.next_run_at, sub.time_zone)}."
+    )
+
+
+def unsubscribed_text(channel_id: str, removed: list[Subscription]) -> str:
+    """The answer to `/digest unsubscribe`."""
+    if not removed:
+        return f"No engagement digest of <#{channel_id}> matches; `/digest list` shows them."
+    lines = [f"✅ <#{channel_id}> no longer gets:"]
+    lines += [f"• the digest {s.when} {s.time_zone} — {_subscription_scope(s)}" for s in removed]
+    return "\n".join(lines)
+
+
+def digest_list_text(subscriptions: list[Subscription]) -> str:
+    """The answer to `/digest list`: each digest, its next post in its zone, its last error."""
+    if not subscriptions:
+        return (
+            "No channel gets the engagement digest yet: "
+            "`/digest subscribe daily 08:00 #channel` starts one."
+        )
+    lines = ["*Engagement digests*"]
+    for sub in subscriptions:
+        lines.append(
+            f"• <#{sub.channel_id}> — {sub.when} {sub.time_zone} — {_subscription_scope(sub)} · "
+            f"next {describe_local(sub.next_run_at, sub.time_zone)}"
+        )
+        if sub.last_error:
+            # Salesbot's own sentence (domain/digests.py, jobs/digest.py): its mention links.
+            lines.append(f"      ⚠️ last post failed: {sub.last_error[:300]}")
+    return "\n".join(lines)

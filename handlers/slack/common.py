@@ -19,6 +19,7 @@ from domain.accounts import Accounts
 from domain.cadence import CadenceSettings, HolidayCalendar
 from domain.clock import Clock
 from domain.corrections import Corrections
+from domain.digests import Digests
 from domain.errors import NotPermitted, SalesbotError
 from domain.outreach import Actor, Outreach
 from domain.reply_policy import ReplyPolicies
@@ -50,6 +51,8 @@ class SlackDeps:
     #: The holiday calendar of an organization's cadence settings, as the cadence tick
     #: uses it (None: no holidays), for `/campaign launch --dry-run`.
     holidays: Callable[[CadenceSettings], HolidayCalendar] | None = None
+    #: The engagement digest's subscriptions (`/digest`); None where it is not wired.
+    digests: Digests | None = None
 
 
 def corrections_of(deps: SlackDeps) -> Corrections:

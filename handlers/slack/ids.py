@@ -87,3 +87,4 @@ class Command(StrEnum):
     RULES = "/rules"
     TRIAGE = "/triage"
     ENGAGEMENT = "/engagement"
+    DIGEST = "/digest"
