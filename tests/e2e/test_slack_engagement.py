@@ -206,7 +206,15 @@ def test_an_address_or_a_whole_name_shows_the_contacts_engagement(
         "📇 *Maria Lopez* · Loan Officer, Pinnacle Lending\nmaria@pinnacle.example.com"
     )
     fields = [f["text"] for f in answer.blocks[1]["fields"]]
-    assert fields[0] == "*Lead score*\n72/100"
+    # The score the contact has now: recording the replies and the order rescored them.
+    with world.session_factory() as session:
+        score = session.scalars(
+            select(m.Contact.lead_score).where(
+                m.Contact.org_id == world.org_id, m.Contact.email == MARIA
+            )
+        ).one()
+    assert score is not None and score != 72
+    assert fields[0] == f"*Lead score*\n{score}/100"
     assert re.fullmatch(r"\*Engagement now\*\n\d+/100 · (↗ rising|→ steady|↘ falling)", fields[1])
     assert answer.blocks[2]["elements"][0]["text"] == (
         "*Totals* · 2 sent · 2 replies (1 positive, 1 neutral) · 1 order after a reply"

@@ -92,6 +92,7 @@ def test_a_job_change_keeps_what_it_leaves_out_even_inside_behaviour(h: Outreach
         "client_ids": [],
         "emails": [],
         "filters": None,
+        "stale_top": None,
     }
 
 
