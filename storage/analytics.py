@@ -291,10 +291,12 @@ class AnalyticsViews:
     def _for_counting(self) -> None:
         """Set the transaction up for a few large aggregates (PostgreSQL).
 
-        Without JIT: the estimated cost of the digest's statements passes `jit_above_cost`
-        as an organization grows, and compiling is not worth it for statements that run
-        once: at 300,000 enrollments (bench/bench_analytics.py) one of them spent 0.74 s
-        of its 0.89 s compiling (EXPLAIN ANALYZE)."""
+        Without JIT: the estimated cost of these statements passes `jit_above_cost` as
+        an organization grows (the digest's engagement events: 169,000 at 1,000,000
+        enrollments, bench/bench_analytics.py), and compiling is not worth it for
+        statements that run once: a variant of that statement whose cost passed the
+        optimizing thresholds at 300,000 enrollments spent 0.74 s of its 0.89 s compiling
+        (EXPLAIN ANALYZE)."""
         if self._s.get_bind().dialect.name == "postgresql":
             self._s.execute(text("SET LOCAL jit = off"))
             # The hash of an organization's sends (joined by its engagement events) holds
