@@ -291,10 +291,12 @@ class AnalyticsViews:
     def _for_counting(self) -> None:
         """Set the transaction up for a few large aggregates (PostgreSQL).
 
-        Without JIT: the estimated cost of the digest's statements passes `jit_above_cost`
-        as an organization grows, and compiling is not worth it for statements that run
-        once: at 300,000 enrollments (bench/bench_analytics.py) one of them spent 0.74 s
-        of its 0.89 s compiling (EXPLAIN ANALYZE)."""
+        Without JIT: the estimated cost of these statements passes `jit_above_cost` as
+        an organization grows (the digest's engagement events: 169,000 at 1,000,000
+        enrollments, bench/bench_analytics.py), and compiling is not worth it for
+        statements that run once: a variant of that statement whose cost passed the
+        optimizing thresholds at 300,000 enrollments spent 0.74 s of its 0.89 s compiling
+        (EXPLAIN ANALYZE)."""
         if self._s.get_bind().dialect.name == "postgresql":
             self._s.execute(text("SET LOCAL jit = off"))
             # The hash of an organization's sends (joined by its engagement events) holds
@@ -1141,12 +1143,13 @@ class AnalyticsViews:
     # --- opens and clicks --------------------------------------------------------------
 
     def _tracking(self, scope: _Scope, since: datetime, until: datetime) -> TrackingCounts | None:
-        """Opens and clicks of the tracked sends of [since, until) in scope (what reached
-        them before `until`), people and bots apart; None without a tracked send."""
+        """Opens and clicks of the tracked sends of [since, until) in scope, people and
+        bots apart; None without a tracked send.
+
+        A cohort: the window's sends and whatever opened them, whenever (an open rate is
+        of sends, and an email opened the day after the window was still opened)."""
         t = m.EmailTrackingEvent
         person, bot = t.by_bot.is_(False), t.by_bot.is_(True)
-        # Driven by the sends in scope: a campaign's few thousand, not every hit of the
-        # organization's window.
         per_send = (
             select(
                 _S.id.label("send_id"),
@@ -1156,16 +1159,7 @@ class AnalyticsViews:
                 func.sum(case((and_(t.kind == "click", bot), 1), else_=0)).label("bot_clicks"),
             )
             .select_from(_S)
-            # A send's opens and clicks come after it: at or after the window's start.
-            .outerjoin(
-                t,
-                and_(
-                    t.email_send_id == _S.id,
-                    t.org_id == scope.org_id,
-                    t.first_at >= since,
-                    t.first_at < until,
-                ),
-            )
+            .outerjoin(t, t.email_send_id == _S.id)
             .where(
                 *self._send_filters(scope, _S),
                 _S.tracked.is_(True),

@@ -57,6 +57,17 @@ class EmailSend(Base):
             postgresql_where=text("status = 'sent'"),
             sqlite_where=text("status = 'sent'"),
         ),
+        # Analytics: a contact's last send before an unsubscribe-link opt-out, read from
+        # the top of its range.
+        Index(
+            "ix_email_sends_sent_org_id_contact_id",
+            "org_id",
+            "contact_id",
+            "sent_at",
+            "id",
+            postgresql_where=text("status = 'sent'"),
+            sqlite_where=text("status = 'sent'"),
+        ),
         # The cadence's fatigue limits: emails on their way to a chunk's domains.
         Index(
             "ix_email_sends_on_their_way",

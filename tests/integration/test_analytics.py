@@ -236,6 +236,26 @@ def test_a_window_counts_its_own_sends_and_its_own_events_apart(
     assert result.tracking is None  # no tracked send in the window
 
 
+def test_opens_count_for_the_windows_sends_whenever_they_came(
+    uow: UnitOfWork, world: AnalyticsWorld
+) -> None:
+    org, t0 = world.org, world.t0
+
+    # s3 and s4 went at T0+1h; a person opened s4 at T0+2h, after the window.
+    result = analytics(uow, org, org.campaign_a, window(t0, t0 + timedelta(minutes=90)))
+
+    assert result.totals.sent == 5
+    assert result.tracking == TrackingCounts(
+        tracked_sends=2,
+        opened=1,
+        clicked=1,
+        bot_opens=1,
+        bot_clicks=1,
+        open_rate=0.5,
+        click_rate=0.5,
+    )
+
+
 def test_the_window_ends_just_before_until(uow: UnitOfWork, world: AnalyticsWorld) -> None:
     org, t0 = world.org, world.t0
     opted_out = t0 + 6 * DAY  # Ray, through the link
