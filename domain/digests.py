@@ -15,6 +15,7 @@ id is stored before the message is posted), posts one message and records its ts
 
 from __future__ import annotations
 
+import html
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -29,6 +30,7 @@ from domain.analytics import AnalyticsWindow, DayPoint, DigestFacts
 from domain.cadence import time_zone as checked_time_zone
 from domain.deps import Deps
 from domain.errors import ExternalServiceError, InvalidInput, NotFound
+from domain.mrkdwn import safe
 from domain.reply_routing import ChannelUnavailable, parse_channel
 
 if TYPE_CHECKING:
@@ -322,7 +324,8 @@ def _split_options(words: list[str], *, allow_weekly: bool) -> tuple[list[str], 
                 )
             options["rep"] = mention.group(1)
         else:
-            options["campaign"] = " ".join(value)
+            # Slack sends `&`, `<` and `>` typed in a command as &amp;, &lt; and &gt;.
+            options["campaign"] = html.unescape(" ".join(value))
     return positional, options
 
 
@@ -761,7 +764,7 @@ def _resolve_scope(uow: DigestsUnitOfWork, org_id: int, request: DigestRequest) 
                 campaign = None
         if campaign is None:
             raise NotFound(
-                f"no campaign “{request.campaign[:80]}” in your organization; "
+                f"no campaign “{safe(request.campaign, 80)}” in your organization; "
                 "`/campaign list` shows them."
             )
         campaign_id, campaign_name = campaign.id, campaign.name
