@@ -964,7 +964,20 @@ class DigestPoster:
         faults.reach("digest.claimed")
         posted = retrying = failed = 0
         for post in posts:
-            outcome = self._post(post)
+            if post.attempts > self._max_attempts:
+                # Each claim counts an attempt, and a failure that is recorded stops at
+                # the last one: this post was taken again each time a worker stopped
+                # while posting it (killed, or a crash the post itself causes). Give it
+                # up rather than take it again every time a lease runs out.
+                outcome = self._failed(
+                    post,
+                    f"gave up after {self._max_attempts} attempts: each time the worker "
+                    "stopped before the post was recorded (see the worker's log)",
+                    retryable=False,
+                    context={"org_id": post.org_id, "post_id": post.id},
+                )
+            else:
+                outcome = self._post(post)
             posted += outcome == PostStatus.POSTED
             retrying += outcome == PostStatus.PENDING
             failed += outcome == PostStatus.FAILED
