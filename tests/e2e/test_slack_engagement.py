@@ -213,7 +213,8 @@ def test_an_address_or_a_whole_name_shows_the_contacts_engagement(
                 m.Contact.org_id == world.org_id, m.Contact.email == MARIA
             )
         ).one()
-    assert score is not None and score != 72
+    assert score is not None
+    assert score != 72
     assert fields[0] == f"*Lead score*\n{score}/100"
     assert re.fullmatch(r"\*Engagement now\*\n\d+/100 · (↗ rising|→ steady|↘ falling)", fields[1])
     assert answer.blocks[2]["elements"][0]["text"] == (
