@@ -28,7 +28,7 @@ A window is [since, until) in UTC; it may not be reversed, empty or start in the
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Final, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -65,6 +65,15 @@ class AnalyticsWindow(BaseModel):
         empty, too long or starts in the future; `until` later than now is cut to now."""
         if since.tzinfo is None or until.tzinfo is None:
             raise InvalidInput("give since and until with a time zone, e.g. 2026-12-01T00:00Z")
+        try:
+            # Stored and compared in UTC: a time the calendar cannot hold there (year 1 at
+            # +01:00) is refused here, not a failure of the query.
+            since.astimezone(UTC)
+            until.astimezone(UTC)
+        except OverflowError:
+            raise InvalidInput(
+                "the window lies outside the calendar in UTC; give a date after year 1"
+            ) from None
         if since >= now:
             raise InvalidInput(
                 f"the window starts in the future ({since.isoformat()}); "

@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -168,6 +168,9 @@ class _Period:
         self.last = (until - timedelta(microseconds=1)).astimezone(zone).date()
         self.zone = zone
         self.unit = "week" if self.weekly else "day"
+        # A scheduled period runs from local midnight to local midnight; `/digest now`
+        # reports today so far (or the last 7 days) and ends now.
+        self.whole = all(t.astimezone(zone).time() == time(0) for t in (since, until))
 
     @property
     def label(self) -> str:
@@ -182,10 +185,11 @@ class _Period:
 
     @property
     def quiet(self) -> str:
-        """ "yesterday (Tue, Dec 1)", "last week (Mon, Nov 23 – Sun, Nov 29)"."""
+        """ "yesterday (Tue, Dec 1)", "last week (Mon, Nov 23 – Sun, Nov 29)"; asked for
+        now: "today so far (Wed, Dec 2)", "in the last 7 days (Wed, Nov 25 – Wed, Dec 2)"."""
         if self.weekly:
-            return f"last week ({self.span})"
-        return f"yesterday ({self.span})"
+            return f"last week ({self.span})" if self.whole else f"in the last 7 days ({self.span})"
+        return f"yesterday ({self.span})" if self.whole else f"today so far ({self.span})"
 
 
 def _zone(name: str) -> tuple[tzinfo, str]:

@@ -15,6 +15,7 @@ id is stored before the message is posted), posts one message and records its ts
 
 from __future__ import annotations
 
+import html
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -29,6 +30,7 @@ from domain.analytics import AnalyticsWindow, DayPoint, DigestFacts
 from domain.cadence import time_zone as checked_time_zone
 from domain.deps import Deps
 from domain.errors import ExternalServiceError, InvalidInput, NotFound
+from domain.mrkdwn import safe
 from domain.reply_routing import ChannelUnavailable, parse_channel
 
 if TYPE_CHECKING:
@@ -322,7 +324,8 @@ def _split_options(words: list[str], *, allow_weekly: bool) -> tuple[list[str], 
                 )
             options["rep"] = mention.group(1)
         else:
-            options["campaign"] = " ".join(value)
+            # Slack sends `&`, `<` and `>` typed in a command as &amp;, &lt; and &gt;.
+            options["campaign"] = html.unescape(" ".join(value))
     return positional, options
 
 
@@ -761,7 +764,7 @@ def _resolve_scope(uow: DigestsUnitOfWork, org_id: int, request: DigestRequest) 
                 campaign = None
         if campaign is None:
             raise NotFound(
-                f"no campaign “{request.campaign[:80]}” in your organization; "
+                f"no campaign “{safe(request.campaign, 80)}” in your organization; "
                 "`/campaign list` shows them."
             )
         campaign_id, campaign_name = campaign.id, campaign.name
@@ -961,7 +964,20 @@ class DigestPoster:
         faults.reach("digest.claimed")
         posted = retrying = failed = 0
         for post in posts:
-            outcome = self._post(post)
+            if post.attempts > self._max_attempts:
+                # Each claim counts an attempt, and a failure that is recorded stops at
+                # the last one: this post was taken again each time a worker stopped
+                # while posting it (killed, or a crash the post itself causes). Give it
+                # up rather than take it again every time a lease runs out.
+                outcome = self._failed(
+                    post,
+                    f"gave up after {self._max_attempts} attempts: each time the worker "
+                    "stopped before the post was recorded (see the worker's log)",
+                    retryable=False,
+                    context={"org_id": post.org_id, "post_id": post.id},
+                )
+            else:
+                outcome = self._post(post)
             posted += outcome == PostStatus.POSTED
             retrying += outcome == PostStatus.PENDING
             failed += outcome == PostStatus.FAILED

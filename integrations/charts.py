@@ -58,6 +58,9 @@ def trend_chart_png(points: Sequence[DayPoint], *, title: str) -> bytes:
         color=TEXT_COLOUR,
         ha="left",
         va="center",
+        # The title names a campaign or a rep: a `$` is a dollar, never mathtext (which
+        # mangles "$50 off … $100" and fails on a name such as "$x^$").
+        parse_math=False,
     )
 
     handles: list[Line2D] = []

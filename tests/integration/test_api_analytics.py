@@ -158,6 +158,20 @@ def test_a_time_without_a_zone_is_refused_with_422(api: ApiWorld, world: Analyti
     )
 
 
+def test_a_window_the_calendar_cannot_hold_in_utc_is_refused_with_422(
+    api: ApiWorld, world: AnalyticsWorld
+) -> None:
+    # Year 1 at 00:30+01:00 is in year 0 in UTC: refused, not a failure of the query (500).
+    status, message = refused(
+        api, path(world), since="0001-01-01T00:30:00+01:00", until="0001-01-02T00:00:00Z"
+    )
+
+    assert (status, message) == (
+        422,
+        "the window lies outside the calendar in UTC; give a date after year 1",
+    )
+
+
 def test_an_until_after_now_is_cut_to_now(api: ApiWorld, world: AnalyticsWorld) -> None:
     body = get(api, path(world), since=z(world.t0), until=z(world.now + 30 * DAY))
 

@@ -12,7 +12,11 @@ from datetime import UTC, datetime, time, timedelta
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from domain.clock import FixedClock
+from domain.deps import Deps
 from domain.digests import (
+    MAX_ATTEMPTS,
+    DigestPoster,
     Frequency,
     NewPost,
     NewSubscription,
@@ -22,10 +26,13 @@ from domain.digests import (
     next_run_at,
     period_for,
 )
+from jobs.digest import DigestMessages, SlackDigestChat
+from sandbox.slack_api import DEFAULT_CHANNEL_ID
 from storage import models as m
 from storage.db import make_session_factory
 from storage.uow import UnitOfWork
 from tests.support.builders import make_org
+from tests.support.slack import ServedSlack
 
 CHICAGO = "America/Chicago"
 # Tuesday 2026-12-01 08:00 in Chicago.
@@ -275,3 +282,40 @@ def test_a_retry_waits_and_a_permanent_failure_shows_on_the_subscription(
     assert sub.id == sub_id
     assert sub.last_error == "Salesbot cannot post in <#C0DIGEST>"
     assert (failed.status, failed.attempts) == (PostStatus.FAILED, 2)
+
+
+def test_a_post_whose_worker_stops_at_every_attempt_is_given_up_not_taken_forever(
+    session_factory: Callable[[], Session], served_slack: ServedSlack
+) -> None:
+    # Five workers each took the post and stopped before recording anything (killed, or a
+    # crash the post itself causes): the sixth claim gives it up instead of trying again
+    # every time a lease runs out, and `/digest list` says why.
+    org_id, _ = _seed(session_factory, channel_id=DEFAULT_CHANNEL_ID)
+    _claim(session_factory, EIGHT)
+    at = EIGHT
+    for n in range(MAX_ATTEMPTS):
+        with UnitOfWork(session_factory) as uow:
+            (post,) = uow.digests.claim_posts(
+                now=at, limit=10, lease_until=at + LEASE, worker=f"stopped-{n}"
+            )
+            uow.commit()
+        at += LEASE + timedelta(seconds=1)
+    served_slack.stand_in.reset()
+    client = served_slack.client()
+    poster = DigestPoster(
+        Deps(uow=lambda: UnitOfWork(session_factory), clock=FixedClock(at)),
+        chat=SlackDigestChat(lambda _org_id: client),
+        renderer=DigestMessages(),
+        lease=LEASE,
+        worker="w",
+    )
+
+    report = poster.post_pending()
+
+    assert (report.posted, report.failed) == (0, 1)
+    assert served_slack.stand_in.calls("chat.postMessage") == []
+    with UnitOfWork(session_factory) as uow:
+        given_up = uow.digests.get_post(post.id)
+        (sub,) = uow.digests.subscriptions(org_id)
+    assert given_up.status == PostStatus.FAILED
+    assert (sub.last_error or "").startswith("gave up after 5 attempts: each time the worker")

@@ -127,3 +127,14 @@ def test_charts_drawn_in_several_threads_at_once_equal_the_one_drawn_alone() -> 
         )
 
     assert all(png == alone[n] for n, png in drawn)
+
+
+@pytest.mark.parametrize(
+    "title",
+    ["Engagement digest · Save $50 on fees, $100 on rush", "Engagement digest · 50% off $x^$"],
+)
+def test_a_title_with_dollar_signs_is_drawn_as_text(title: str) -> None:
+    # Campaign names carry prices: mathtext would fail on the second ("$x^$").
+    png = trend_chart_png(days(30), title=title)
+
+    assert size_of(png) == (1200, 600)

@@ -268,6 +268,20 @@ def test_a_quiet_week_with_nothing_waiting_says_only_that() -> None:
     ]
 
 
+def test_a_quiet_digest_asked_for_now_says_today_so_far_not_yesterday() -> None:
+    # `/digest now` at 10:30 in Chicago on Wed, Dec 2: local midnight to now.
+    today = DigestFacts(org_id=1, since=UNTIL, until=UNTIL + timedelta(hours=10, minutes=30))
+    week = DigestFacts(org_id=1, since=UNTIL - timedelta(days=6, hours=14), until=today.until)
+
+    assert texts(render(today, asked_by="U0ANA0001").blocks) == [
+        "*Engagement digest* · No outreach activity today so far (Wed, Dec 2)"
+        " · asked for by <@U0ANA0001>"
+    ]
+    assert texts(render(week, frequency="weekly").blocks) == [
+        "*Engagement digest* · No outreach activity in the last 7 days (Wed, Nov 25 – Wed, Dec 2)"
+    ]
+
+
 def test_one_waiting_card_waits_in_the_singular() -> None:
     quiet = DigestFacts(org_id=1, since=SINCE, until=UNTIL, waiting_count=1)
 

@@ -81,6 +81,12 @@ def test_a_daily_subscription_reads_its_channel_campaign_and_rep() -> None:
     assert request.rep_slack_id == "U0MARIA01"
 
 
+def test_a_campaign_name_reads_as_typed_though_slack_escapes_its_ampersand() -> None:
+    # Slack sends "Smith & Sons <VIP>" typed in a command as below.
+    request = parse_digest_command("now --campaign Smith &amp; Sons &lt;VIP&gt;")
+    assert request.campaign == "Smith & Sons <VIP>"
+
+
 def test_a_campaign_name_in_quotes_is_kept_whole_and_a_dash_counts_as_two_hyphens() -> None:
     request = parse_digest_command('now —campaign "Q4 lender win-back" <#C0DIGEST>')
     assert request.campaign == "Q4 lender win-back"
