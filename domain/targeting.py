@@ -427,7 +427,12 @@ class Targeting:
             self._record_failure(org_id, exc.message)
         except Exception as exc:  # noqa: BLE001 - recorded on the org's run and logged; the next org runs
             log.exception("stale-client ranking failed", extra={"org_id": org_id})
-            self._record_failure(org_id, f"{type(exc).__name__}: {exc}"[:500])
+            # The details (SQL, parameters) stay in the log; the API shows what to do.
+            self._record_failure(
+                org_id,
+                f"the ranking failed unexpectedly ({type(exc).__name__}); it is tried again "
+                "within the hour, and the service's log has the details",
+            )
         return 1
 
     def _record_failure(self, org_id: int, reason: str) -> None:
