@@ -27,7 +27,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any, Final, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from domain.analytics import (
     CampaignFunnel,
@@ -41,6 +40,8 @@ from domain.analytics import (
     TrackingCounts,
     WaitingCard,
 )
+from domain.cadence import time_zone as checked_time_zone
+from domain.errors import InvalidInput
 from domain.mrkdwn import escape, safe
 
 Frequency = Literal["daily", "weekly"]
@@ -195,8 +196,8 @@ class _Period:
 def _zone(name: str) -> tuple[tzinfo, str]:
     """The subscription's zone; an unknown name (Slack's free text) reads as UTC."""
     try:
-        return ZoneInfo(name), name
-    except (ZoneInfoNotFoundError, ValueError):
+        return checked_time_zone(name), name
+    except InvalidInput:
         return UTC, "UTC"
 
 

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any, Final
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import (
     ColumnElement,
@@ -67,6 +66,7 @@ from domain.analytics import (
     TrackingCounts,
     WaitingCard,
 )
+from domain.cadence import time_zone as checked_time_zone
 from domain.campaigns import CampaignStatus
 from domain.cards import OPEN_STATES
 from domain.engagement import (
@@ -75,7 +75,7 @@ from domain.engagement import (
     STALE_CLIENT_AFTER,
     EngagementEvent,
 )
-from domain.errors import InvalidInput, NotFound
+from domain.errors import NotFound
 from domain.sending import OutboxStatus
 from storage import models as m
 from storage.types import JsonType, UTCDateTime
@@ -269,10 +269,7 @@ def local_days(time_zone: str, until: datetime) -> list[tuple[str, datetime, dat
 
     Days are cut at local midnight through zoneinfo, so a day of a DST change lasts 23 or
     25 hours."""
-    try:
-        zone = ZoneInfo(time_zone)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise InvalidInput(f"unknown time zone {time_zone!r}", field="time_zone") from exc
+    zone = checked_time_zone(time_zone, field_name="time_zone")
     last = (until - _MICROSECOND).astimezone(zone).date()
     dates = [last - timedelta(days=n) for n in range(TREND_DAYS - 1, -1, -1)]
     bounds = [
