@@ -114,11 +114,17 @@ def serve(
         upgrade(settings.DATABASE_URL)
         sandbox = start_sandbox(settings, console=err)
         settings = sandbox.settings
+        sandbox.app_url = f"http://127.0.0.1:{port or settings.PORT}"
         err.rule()
     else:
         _require_slack_settings(settings)
         open_database(settings.DATABASE_URL).dispose()
-    application = build_app(settings)
+    if sandbox is not None:
+        from bot.app import build_services
+
+        application = build_app(settings, services=build_services(settings, clock=sandbox.clock))
+    else:
+        application = build_app(settings)
     gc.freeze()  # see bot/asgi.py: startup objects out of the collector's sight
     try:
         uvicorn.run(

@@ -14,9 +14,9 @@ from rich.console import Console
 
 from bot.settings import Settings
 from domain.accounts import Accounts
-from domain.clock import SystemClock
+from domain.clock import ShiftedClock, SystemClock
 from sandbox.anthropic_api import start_anthropic_stand_in
-from sandbox.google import GoogleUrls, start_google_stand_in
+from sandbox.google import GoogleStandIn, GoogleUrls, start_google_stand_in
 from sandbox.google_oauth import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET
 from sandbox.pubsub import DEFAULT_PUSH_SERVICE_ACCOUNT
 from sandbox.server import RunningServer
@@ -24,6 +24,7 @@ from sandbox.slack_api import (
     DEFAULT_ADMIN_USER_ID,
     DEFAULT_BOT_TOKEN,
     DEFAULT_TEAM_ID,
+    SlackStandIn,
     api_base_url,
     start_slack_stand_in,
 )
@@ -36,10 +37,23 @@ SANDBOX_ANTHROPIC_KEY = "sk-ant-sandbox"
 
 @dataclass
 class Sandbox:
-    """The running stand-ins and the settings that point at them."""
+    """The running stand-ins, the settings that point at them, and the sandbox's clock.
+
+    `slack` and `google` are the stand-ins' live state (the console reads channels, cards and
+    mailboxes from them); `clock` is the app's clock, which the console's clock control
+    advances; `app_url` is where this process serves Salesbot on loopback (set by `serve`
+    once it knows its port), the address signed Slack requests are posted to.
+    """
 
     settings: Settings
+    slack: SlackStandIn
+    google: GoogleStandIn
+    clock: ShiftedClock
+    org_slug: str
+    admin_user_id: str
+    admin_email: str
     servers: list[RunningServer] = field(default_factory=list)
+    app_url: str = ""
 
     def stop(self) -> None:
         """Stop every stand-in."""
@@ -83,7 +97,16 @@ def start_sandbox(settings: Settings, *, console: Console | None = None) -> Sand
             f"  organization '{org_slug}' is bound to the stand-in's workspace {DEFAULT_TEAM_ID};"
             f" its admin is {admin_email}"
         )
-    return Sandbox(settings=sandboxed, servers=[slack_server, google_server, anthropic_server])
+    return Sandbox(
+        settings=sandboxed,
+        slack=slack,
+        google=google,
+        clock=ShiftedClock(),
+        org_slug=org_slug,
+        admin_user_id=DEFAULT_ADMIN_USER_ID,
+        admin_email=admin_email,
+        servers=[slack_server, google_server, anthropic_server],
+    )
 
 
 def _ensure_sandbox_org(settings: Settings, *, admin_email: str) -> str:

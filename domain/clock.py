@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 
@@ -36,8 +36,6 @@ class FixedClock:
 
     def advance(self, **delta: float) -> None:
         """Move the clock forward by a timedelta's keyword arguments."""
-        from datetime import timedelta
-
         self._at = self._at + timedelta(**delta)
 
 
@@ -55,3 +53,27 @@ class FileClock:
         if at.tzinfo is None:
             raise ValueError(f"{self._path} must hold a timezone-aware instant")
         return at.astimezone(UTC)
+
+
+class ShiftedClock:
+    """The wall clock moved forward by an offset that only grows (the sandbox's clock
+    control: advancing it makes cadence steps and digests come due in minutes)."""
+
+    def __init__(self) -> None:
+        self._offset = timedelta(0)
+
+    @property
+    def offset(self) -> timedelta:
+        """How far ahead of the wall clock this clock runs."""
+        return self._offset
+
+    def now(self) -> datetime:
+        """Return the wall clock plus the offset."""
+        return datetime.now(UTC) + self._offset
+
+    def advance(self, delta: timedelta) -> datetime:
+        """Move the clock forward by `delta` (never back) and return the new now."""
+        if delta.total_seconds() < 0:
+            raise ValueError("the sandbox clock only moves forward")
+        self._offset = self._offset + delta
+        return self.now()

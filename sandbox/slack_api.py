@@ -827,6 +827,26 @@ class SlackStandIn:
         with self._changed:
             return self._users[user_id]
 
+    def channel(self, channel_id: str) -> Channel:
+        """Return a conversation by id (a user id means the bot's DM with that user);
+        raise KeyError when there is none."""
+        with self._changed:
+            return self._channels[self._dm_alias(channel_id)]
+
+    def channels(self) -> list[Channel]:
+        """Return every conversation of every workspace, channels first, by name."""
+        with self._changed:
+            found = list(self._channels.values())
+        return sorted(found, key=lambda c: (c.is_im, c.name, c.id))
+
+    def message(self, channel: str, ts: str) -> Message:
+        """Return one message in its current state; raise LookupError when it is not there."""
+        with self._changed:
+            found = self._messages.get(self._dm_alias(channel), {}).get(ts)
+        if found is None:
+            raise LookupError(f"no message {ts} in {channel}")
+        return found
+
     def token(self, token: str) -> Token:
         """Return what the stand-in knows about a token (e.g. one minted by oauth.v2.access)."""
         with self._changed:
