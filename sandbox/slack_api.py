@@ -834,6 +834,12 @@ class SlackStandIn:
         with self._changed:
             return self._users[user_id]
 
+    def users(self, team_id: str = DEFAULT_TEAM_ID) -> list[User]:
+        """Return the members of a workspace (its bot included), by name."""
+        with self._changed:
+            found = [u for u in self._users.values() if u.team_id == team_id]
+        return sorted(found, key=lambda u: (u.name, u.id))
+
     def channel(self, channel_id: str) -> Channel:
         """Return a conversation by id (a user id means the bot's DM with that user);
         raise KeyError when there is none."""
