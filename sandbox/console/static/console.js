@@ -13,10 +13,13 @@
   };
   const $ = (id) => document.getElementById(id);
 
+  let statusTimer = null;
   function status(note, ok) {
     const bar = $("status");
     bar.textContent = note || "";
     bar.className = "status " + (ok === false ? "bad" : "good");
+    clearTimeout(statusTimer);
+    statusTimer = setTimeout(() => { bar.textContent = ""; }, ok === false ? 15000 : 6000);
   }
 
   async function post(path, fields) {
