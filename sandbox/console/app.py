@@ -20,7 +20,7 @@ from email.utils import getaddresses, parseaddr
 from pathlib import Path
 from typing import Any, Final, Protocol
 
-from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -39,6 +39,10 @@ COMMANDS: Final = ("/campaign", "/job", "/rules", "/triage", "/engagement", "/di
 #: What the clock control offers, in hours: +1 hour, +1 day, +4 days, +1 week.
 CLOCK_STEPS: Final = {1: "+1 hour", 24: "+1 day", 96: "+4 days", 168: "+1 week"}
 HOME: Final = "home"
+#: Sent by the console's page with every action. A page of another site cannot send a custom
+#: header to this origin without a CORS preflight, which is refused, so it cannot drive the
+#: sandbox through the evaluator's browser.
+ACTION_HEADER: Final = "x-sandbox-console"
 
 
 class SandboxClock(Protocol):
@@ -173,9 +177,15 @@ class Console:
             return channel_id
         return channel.name if channel.is_mpim else f"#{channel.name}"
 
-    def timeline(self, channel_id: str, thread_ts: str | None = None) -> list[dict[str, Any]]:
+    def timeline(
+        self,
+        channel_id: str,
+        thread_ts: str | None = None,
+        *,
+        names: blockkit.Directory | None = None,
+    ) -> list[dict[str, Any]]:
         """A channel's messages (or a thread's) with the rep's ephemerals, oldest first."""
-        names = self.directory()
+        names = names or self.directory()
         items: list[tuple[tuple[int, int], dict[str, Any]]] = []
         messages = self.slack.messages(channel_id)
         replies: dict[str, list[Message]] = {}
@@ -311,6 +321,7 @@ def console_router(console: Console) -> APIRouter:
         autoescape=select_autoescape(default=True, default_for_string=True),
     )
     router = APIRouter(prefix="/sandbox", include_in_schema=False)
+    actions = APIRouter(dependencies=[Depends(_from_the_console)])
 
     def render(name: str, **context: Any) -> str:
         return templates.get_template(name).render(**context)
@@ -330,7 +341,7 @@ def console_router(console: Console) -> APIRouter:
             "title": console.title_of(channel),
             "messages": render(
                 "messages.html",
-                items=[] if channel == HOME else console.timeline(channel),
+                items=[] if channel == HOME else console.timeline(channel, names=names),
                 home=home,
                 home_body=blockkit.blocks_html(home.blocks, names) if home else None,
                 is_home=channel == HOME,
@@ -338,7 +349,7 @@ def console_router(console: Console) -> APIRouter:
             ),
             "thread": render(
                 "messages.html",
-                items=console.timeline(channel, thread) if thread else [],
+                items=console.timeline(channel, thread, names=names) if thread else [],
                 in_thread=True,
                 is_home=False,
                 home=None,
@@ -386,7 +397,7 @@ def console_router(console: Console) -> APIRouter:
     ) -> JSONResponse:
         return JSONResponse(panes(channel, thread or None, mail or None))
 
-    @router.post("/command")
+    @actions.post("/command")
     def command(channel: str = Form(...), text: str = Form(...)) -> JSONResponse:
         line = text.strip()
         name, _, rest = line.partition(" ")
@@ -401,7 +412,7 @@ def console_router(console: Console) -> APIRouter:
             console.slack.answer_command(channel=channel, user=console.user_id, body=ack.text)
         return _answered(f"{name} {rest}".strip(), ack, started)
 
-    @router.post("/action")
+    @actions.post("/action")
     def action(
         container: str = Form(...),
         loc: str = Form(...),
@@ -434,7 +445,7 @@ def console_router(console: Console) -> APIRouter:
         label = _element_label(element, value)
         return _answered(label, ack, started)
 
-    @router.post("/submit")
+    @actions.post("/submit")
     async def submit(request: Request) -> JSONResponse:
         form = await request.form()
         view_id = str(form.get("view_id") or "")
@@ -462,7 +473,7 @@ def console_router(console: Console) -> APIRouter:
             return JSONResponse({"ok": False, "errors": shown, "note": "the app found errors"})
         return answered
 
-    @router.post("/close")
+    @actions.post("/close")
     def close(view_id: str = Form(...), whole: str = Form("")) -> JSONResponse:
         try:
             view = console.slack.view(view_id)
@@ -475,7 +486,7 @@ def console_router(console: Console) -> APIRouter:
             return JSONResponse({"ok": True, "note": "closed"})
         return _answered("close", ack, started)
 
-    @router.post("/clock")
+    @actions.post("/clock")
     def advance(hours: int = Form(...)) -> JSONResponse:
         if hours not in CLOCK_STEPS:
             return _refused("the clock moves by " + ", ".join(CLOCK_STEPS.values()))
@@ -486,7 +497,7 @@ def console_router(console: Console) -> APIRouter:
             {"ok": True, "note": f"clock moved {CLOCK_STEPS[hours]}: now {_when(now)}"}
         )
 
-    @router.post("/mail")
+    @actions.post("/mail")
     def deliver(
         from_addr: str = Form(...),
         subject: str = Form(""),
@@ -546,7 +557,13 @@ def console_router(console: Console) -> APIRouter:
             headers={"x-content-type-options": "nosniff", "content-security-policy": "sandbox"},
         )
 
+    router.include_router(actions)
     return router
+
+
+def _from_the_console(request: Request) -> None:
+    if request.headers.get(ACTION_HEADER) != "1":
+        raise HTTPException(status_code=403, detail="actions come from the /sandbox page")
 
 
 def mount_console(app: Any, console: Console) -> None:

@@ -31,7 +31,11 @@
     }
     let answer;
     try {
-      const response = await fetch("/sandbox" + path, { method: "POST", body });
+      const response = await fetch("/sandbox" + path, {
+        method: "POST",
+        body,
+        headers: { "X-Sandbox-Console": "1" },
+      });
       answer = await response.json();
     } catch (error) {
       answer = { ok: false, note: "the console could not reach the app: " + error };
