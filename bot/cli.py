@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -26,6 +26,11 @@ from domain.accounts import Accounts
 from domain.clock import SystemClock
 from domain.contacts import TokenScope
 from domain.errors import SalesbotError
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from bot.sandbox import Sandbox
 
 
 class _OneLineErrors(TyperGroup):
@@ -123,6 +128,7 @@ def serve(
         from bot.app import build_services
 
         application = build_app(settings, services=build_services(settings, clock=sandbox.clock))
+        _mount_sandbox_console(application, sandbox)
     else:
         application = build_app(settings)
     gc.freeze()  # see bot/asgi.py: startup objects out of the collector's sight
@@ -137,6 +143,39 @@ def serve(
     finally:
         if sandbox is not None:
             sandbox.stop()
+
+
+def _mount_sandbox_console(application: FastAPI, sandbox: Sandbox) -> None:
+    """Serve the /sandbox console on the app: it drives the stand-ins and this process."""
+    from sandbox.console.app import Console as SandboxConsole
+    from sandbox.console.app import mount_console
+
+    runtime = application.state.runtime
+
+    def wake_periodic_jobs() -> None:
+        # After the clock moves, the periodic jobs and the workers look again now instead of
+        # at their next tick, so what came due shows at once.
+        for name in runtime.scheduler.names:
+            runtime.scheduler.wake(name)
+        runtime.worker.wake()
+        runtime.poster.wake()
+        if runtime.gmail is not None:
+            runtime.gmail.outbox.wake()
+
+    mount_console(
+        application,
+        SandboxConsole(
+            slack=sandbox.slack,
+            google=sandbox.google,
+            clock=sandbox.clock,
+            signing_secret=sandbox.settings.SLACK_SIGNING_SECRET or "",
+            app_url=lambda: sandbox.app_url,
+            user_id=sandbox.admin_user_id,
+            mailbox=sandbox.admin_email,
+            push_audience=sandbox.settings.PUBSUB_AUDIENCE or "",
+            wake=wake_periodic_jobs,
+        ),
+    )
 
 
 def _real_settings_or_exit(command: str) -> Settings:

@@ -56,6 +56,7 @@ DEFAULT_BOT_SCOPES: Final = frozenset(
         "commands",
         "files:write",
         "groups:read",
+        "im:history",
         "im:read",
         "im:write",
         "mpim:read",
@@ -317,6 +318,9 @@ class View:
     opened_by: str
     update_count: int
     bot_id: str
+    #: True once the person closed the modal (Cancel, or a submission the app answered with
+    #: an empty ack or `response_action: clear`); Slack forgets such a view.
+    closed: bool = False
 
     @property
     def title(self) -> str | None:
@@ -556,6 +560,9 @@ class SlackStandIn:
             "users.lookupByEmail": _Route(self._users_lookup_by_email, scope="users:read.email"),
             "conversations.open": _Route(self._conversations_open),
             "conversations.info": _Route(self._conversations_info),
+            "conversations.list": _Route(self._conversations_list),
+            "conversations.history": _Route(self._conversations_history),
+            "conversations.replies": _Route(self._conversations_replies),
             "files.getUploadURLExternal": _Route(self._files_get_upload_url, scope="files:write"),
             "files.completeUploadExternal": _Route(
                 self._files_complete_upload, scope="files:write"
@@ -827,6 +834,12 @@ class SlackStandIn:
         with self._changed:
             return self._users[user_id]
 
+    def users(self, team_id: str = DEFAULT_TEAM_ID) -> list[User]:
+        """Return the members of a workspace (its bot included), by name."""
+        with self._changed:
+            found = [u for u in self._users.values() if u.team_id == team_id]
+        return sorted(found, key=lambda u: (u.name, u.id))
+
     def channel(self, channel_id: str) -> Channel:
         """Return a conversation by id (a user id means the bot's DM with that user);
         raise KeyError when there is none."""
@@ -935,6 +948,109 @@ class SlackStandIn:
                         f"calls received: {seen}"
                     )
                 self._changed.wait(remaining)
+
+    # ---- what Slack's own client does (the sandbox console) -------------------------------------
+
+    def open_modals(self, user_id: str) -> list[View]:
+        """Return the modals open in front of `user_id`, bottom of the stack first."""
+        with self._changed:
+            return [
+                v
+                for v in self._views.values()
+                if v.type == "modal" and v.user_id == user_id and not v.closed
+            ]
+
+    def close_view(self, view_id: str, *, whole_stack: bool = False) -> None:
+        """Close a modal, as its Cancel button does; `whole_stack` closes the views under it
+        too (the modal's ✕, or `response_action: clear`)."""
+        with self._changed:
+            view = self._views[view_id]
+            for other in list(self._views.values()):
+                same = other.id == view.id or (
+                    whole_stack and other.root_view_id == view.root_view_id
+                )
+                if same and not other.closed:
+                    self._views[other.id] = replace(other, closed=True)
+            self._changed.notify_all()
+
+    def answer_view_submission(
+        self, view_id: str, answer: Mapping[str, Any] | None
+    ) -> dict[str, str]:
+        """Act on the app's ack of a modal submission as Slack does; return the errors to show
+        under the inputs (block_id → message), empty when there are none.
+
+        An empty ack closes the modal; `response_action` `update` replaces it, `push` puts a
+        new one on top, `clear` closes the whole stack, `errors` keeps it open.
+        """
+        with self._changed:
+            current = self._views[view_id]
+            action = (answer or {}).get("response_action")
+            if action is None:
+                self.close_view(view_id)
+                return {}
+            if action == "errors":
+                errors = (answer or {}).get("errors")
+                if not isinstance(errors, dict) or not errors:
+                    raise ValueError("response_action errors needs an errors object")
+                return {str(k): str(v) for k, v in errors.items()}
+            if action == "clear":
+                self.close_view(view_id, whole_stack=True)
+                return {}
+            definition = (answer or {}).get("view")
+            if action not in ("update", "push") or not isinstance(definition, dict):
+                raise ValueError(f"Slack does not know response_action {action!r} with this view")
+            _check_view(definition, allowed_types=("modal",))
+            if action == "update":
+                self._views[view_id] = replace(
+                    current,
+                    definition=definition,
+                    hash=self._new_hash(),
+                    update_count=current.update_count + 1,
+                )
+            else:
+                depth = sum(
+                    1
+                    for v in self._views.values()
+                    if v.root_view_id == current.root_view_id and not v.closed
+                )
+                if depth >= MAX_VIEW_STACK:
+                    raise ValueError("push_limit_reached: a modal stack holds three views")
+                pushed = replace(
+                    current,
+                    id=self._new_id("V"),
+                    definition=definition,
+                    hash=self._new_hash(),
+                    external_id=_str(definition, "external_id") or None,
+                    previous_view_id=current.id,
+                    opened_by="response_action",
+                    update_count=0,
+                )
+                self._views[pushed.id] = pushed
+            self._changed.notify_all()
+            return {}
+
+    def answer_command(self, *, channel: str, user: str, body: str) -> None:
+        """Show what the app answered a slash command within its ack, as Slack does: a text
+        or message body visible to `user` only, or posted to the channel with
+        `response_type: in_channel`; an empty ack shows nothing."""
+        if not body.strip():
+            return
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            payload = {"text": body}
+        if not isinstance(payload, dict):
+            payload = {"text": body}
+        with self._changed:
+            team_id = self._users[user].team_id if user in self._users else DEFAULT_TEAM_ID
+            target = _ResponseUrl(
+                team_id=team_id, channel=self._dm_alias(channel), user=user, message_ts=None
+            )
+            try:
+                self._act_on_response(target, payload)
+            except _Refusal as refusal:
+                raise ValueError(f"Slack would not show this answer: {refusal.error}") from None
+            self._changed.notify_all()
 
     # ---- the Web API --------------------------------------------------------------------------
 
@@ -1697,6 +1813,125 @@ class SlackStandIn:
             _require_scope(token, "channels:read")
         return {"channel": channel.to_api()}
 
+    def _conversations_list(self, ctx: _Ctx) -> dict[str, Any]:
+        token = _authed(ctx)
+        p = ctx.params
+        types = [t.strip() for t in (_str(p, "types") or "public_channel").split(",") if t.strip()]
+        if not types or any(t not in _TYPE_SCOPES for t in types):
+            raise _Refusal("invalid_types")
+        for kind in types:
+            _require_scope(token, _TYPE_SCOPES[kind])
+        skip_archived = _flag(p, "exclude_archived")
+        found = [
+            c
+            for c in self._channels.values()
+            if c.team_id == token.team_id
+            and _conversation_type(c) in types
+            and self._visible_to(token, c)
+            and not (skip_archived and c.is_archived)
+        ]
+        page, cursor = _page(found, p, default_limit=100, max_limit=1000)
+        return {
+            "channels": [c.to_api() for c in page],
+            "response_metadata": {"next_cursor": cursor},
+        }
+
+    def _conversations_history(self, ctx: _Ctx) -> dict[str, Any]:
+        token = _authed(ctx)
+        p = ctx.params
+        channel = self._readable_channel(token, _str(p, "channel"))
+        inside = _ts_window(p)
+        stored = self._messages.get(channel.id, {})
+        # The channel's own messages: thread parents and plain posts, and replies also sent
+        # to the channel; the other replies are read with conversations.replies.
+        found = [
+            m
+            for m in stored.values()
+            if (m.thread_ts in (None, m.ts) or m.reply_broadcast) and inside(m.ts)
+        ]
+        found.sort(key=lambda m: _ts_key(m.ts), reverse=True)
+        page, cursor = _page(found, p, default_limit=100, max_limit=999)
+        return {
+            "messages": [self._history_message(m) for m in page],
+            "has_more": bool(cursor),
+            "pin_count": 0,
+            "response_metadata": {"next_cursor": cursor},
+        }
+
+    def _conversations_replies(self, ctx: _Ctx) -> dict[str, Any]:
+        token = _authed(ctx)
+        p = ctx.params
+        channel = self._readable_channel(token, _str(p, "channel"))
+        ts = _str(p, "ts")
+        if not ts:
+            raise _invalid_arguments("[ERROR] missing required field: ts")
+        stored = self._messages.get(channel.id, {})
+        named = stored.get(ts)
+        if named is None:
+            raise _Refusal("thread_not_found")
+        parent = stored.get(named.thread_ts or named.ts)
+        if parent is None:  # the parent was deleted: Slack still answers with the replies
+            parent = named
+        inside = _ts_window(p)
+        replies = [
+            m
+            for m in stored.values()
+            if m.thread_ts == parent.ts and m.ts != parent.ts and inside(m.ts)
+        ]
+        replies.sort(key=lambda m: _ts_key(m.ts))
+        page, cursor = _page(replies, p, default_limit=1000, max_limit=1000)
+        # Every page starts with the thread's parent, as Slack's do.
+        return {
+            "messages": [self._history_message(m) for m in [parent, *page]],
+            "has_more": bool(cursor),
+            "response_metadata": {"next_cursor": cursor},
+        }
+
+    def _visible_to(self, token: Token, channel: Channel) -> bool:
+        if channel.is_im:
+            return (
+                token.kind != "bot" or channel.members is None or token.user_id in channel.members
+            )
+        if channel.is_mpim:
+            return channel.members is not None and token.user_id in channel.members
+        return not (token.kind == "bot" and channel.is_private and not channel.is_member)
+
+    def _readable_channel(self, token: Token, value: str | None) -> Channel:
+        channel = self._resolve_channel(token, value)
+        _require_scope(token, _HISTORY_SCOPES[_conversation_type(channel)])
+        if not (channel.is_im or channel.is_mpim) and not channel.is_member:
+            raise _Refusal("not_in_channel")
+        return channel
+
+    def _history_message(self, message: Message) -> dict[str, Any]:
+        """A message as conversations.history and .replies return it: a thread's parent
+        with its reply count, repliers and latest reply; a reply with its parent's author."""
+        out = message.to_api()
+        replies = sorted(
+            (
+                m
+                for m in self._messages.get(message.channel, {}).values()
+                if m.thread_ts == message.ts and m.ts != message.ts
+            ),
+            key=lambda m: _ts_key(m.ts),
+        )
+        if replies:
+            users = list(dict.fromkeys(m.user for m in replies))
+            out.update(
+                thread_ts=message.ts,
+                reply_count=len(replies),
+                reply_users_count=len(users),
+                reply_users=users[:5],
+                latest_reply=replies[-1].ts,
+                is_locked=False,
+                subscribed=False,
+            )
+        elif message.thread_ts is not None and message.thread_ts != message.ts:
+            parent = self._messages.get(message.channel, {}).get(message.thread_ts)
+            if parent is not None:
+                out["parent_user_id"] = parent.user
+        return out
+
     # ---- methods: files -----------------------------------------------------------------------
 
     def _files_get_upload_url(self, ctx: _Ctx) -> dict[str, Any]:
@@ -1888,6 +2123,78 @@ def _metadata(params: Mapping[str, Any]) -> dict[str, Any] | None:
     if not isinstance(value, dict) or "event_type" not in value:
         raise _Refusal("invalid_metadata_format")
     return value
+
+
+_TYPE_SCOPES: Final = {
+    "public_channel": "channels:read",
+    "private_channel": "groups:read",
+    "mpim": "mpim:read",
+    "im": "im:read",
+}
+_HISTORY_SCOPES: Final = {
+    "public_channel": "channels:history",
+    "private_channel": "groups:history",
+    "mpim": "mpim:history",
+    "im": "im:history",
+}
+
+
+def _conversation_type(channel: Channel) -> str:
+    if channel.is_im:
+        return "im"
+    if channel.is_mpim:
+        return "mpim"
+    return "private_channel" if channel.is_private else "public_channel"
+
+
+def _page(
+    items: list[Any], params: Mapping[str, Any], *, default_limit: int, max_limit: int
+) -> tuple[list[Any], str]:
+    """One page of `items` for `limit` and `cursor`; return it and the next cursor ("" at the
+    end). Slack's cursors are opaque base64; a limit above the method's maximum is cut to it."""
+    raw_limit = (_str(params, "limit") or "").strip()
+    if raw_limit and not raw_limit.isdigit():
+        raise _Refusal("invalid_limit")
+    limit = min(int(raw_limit), max_limit) if raw_limit and int(raw_limit) > 0 else default_limit
+    start = 0
+    cursor = (_str(params, "cursor") or "").strip()
+    if cursor:
+        try:
+            kind, _, offset = base64.b64decode(cursor, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            raise _Refusal("invalid_cursor") from None
+        if kind != "next" or not offset.isdigit():
+            raise _Refusal("invalid_cursor")
+        start = int(offset)
+    end = start + limit
+    following = base64.b64encode(f"next:{end}".encode()).decode() if end < len(items) else ""
+    return items[start:end], following
+
+
+def _ts_window(params: Mapping[str, Any]) -> Callable[[str], bool]:
+    """The test of a message ts against `oldest`, `latest` and `inclusive` (Slack's defaults:
+    from the beginning to now, both ends left out)."""
+    oldest = _ts_bound(params, "oldest")
+    latest = _ts_bound(params, "latest")
+    inclusive = _flag(params, "inclusive")
+
+    def inside(ts: str) -> bool:
+        key = _ts_key(ts)
+        if oldest is not None and (key < oldest or (key == oldest and not inclusive)):
+            return False
+        return latest is None or key < latest or (key == latest and inclusive)
+
+    return inside
+
+
+def _ts_bound(params: Mapping[str, Any], key: str) -> tuple[int, int] | None:
+    value = (_str(params, key) or "").strip()
+    if not value or value == "0":
+        return None
+    if not re.fullmatch(r"\d+(\.\d{1,6})?", value):
+        raise _Refusal("invalid_ts_" + key)
+    seconds, _, micros = value.partition(".")
+    return int(seconds), int(micros.ljust(6, "0") or 0)
 
 
 def _opened(channel: Channel, *, created: bool, full: bool) -> dict[str, Any]:

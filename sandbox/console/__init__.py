@@ -1,0 +1,1 @@
+"""The /sandbox console: the stand-in workspace, the rep's mailbox and the clock in a browser."""
