@@ -102,7 +102,7 @@ def serve(
     configure_logging(settings.LOG_LEVEL, settings.LOG_FORMAT)
     sandbox = None
     if settings.sandbox:
-        from bot.sandbox import start_sandbox
+        from bot.sandbox import print_banner, start_sandbox
         from storage.migrate import upgrade
 
         err.rule("[bold yellow]SANDBOX MODE[/bold yellow]")
@@ -115,7 +115,7 @@ def serve(
         sandbox = start_sandbox(settings, console=err)
         settings = sandbox.settings
         sandbox.app_url = f"http://127.0.0.1:{port or settings.PORT}"
-        err.rule()
+        print_banner(sandbox, err)
     else:
         _require_slack_settings(settings)
         open_database(settings.DATABASE_URL).dispose()
