@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from typer.core import TyperGroup
 
 from bot.cli_db import DatabaseNotReady, explain_database_error, open_database
+from bot.cli_demo import demo_command
 from bot.cli_import import import_command
 from bot.logs import configure_logging
 from bot.settings import Settings, SettingsError, load_settings
@@ -67,6 +68,7 @@ app.add_typer(token_app, name="token")
 inbound_app = typer.Typer(help="Inbound email: the pipeline after the fetch.", no_args_is_help=True)
 app.add_typer(inbound_app, name="inbound")
 app.command("import")(import_command)
+app.command("demo")(demo_command)
 
 # Messages are one line each, however narrow the terminal (scripts grep them).
 err = Console(stderr=True, soft_wrap=True)
