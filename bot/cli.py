@@ -18,6 +18,7 @@ from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 from typer.core import TyperGroup
 
+from bot.cli_cards import cards_app
 from bot.cli_db import DatabaseNotReady, explain_database_error, open_database
 from bot.cli_demo import demo_command
 from bot.cli_import import import_command
@@ -69,6 +70,7 @@ inbound_app = typer.Typer(help="Inbound email: the pipeline after the fetch.", n
 app.add_typer(inbound_app, name="inbound")
 app.command("import")(import_command)
 app.command("demo")(demo_command)
+app.add_typer(cards_app, name="cards")
 
 # Messages are one line each, however narrow the terminal (scripts grep them).
 err = Console(stderr=True, soft_wrap=True)
