@@ -37,11 +37,18 @@ from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import select
 
+from bot.sandbox import Sandbox
 from bot.settings import Settings
 from handlers.slack.ids import ActionId, BlockId, CallbackId
 from sandbox.mail import deliver_and_push
 from sandbox.sample_replies import BOUNCE, SAMPLES, SampleReply, build
-from sandbox.seed import CADENCE_DAYS, REVIEW_CHANNEL_ID, REVIEW_CHANNEL_NAME, business_moment
+from sandbox.seed import (
+    CADENCE_DAYS,
+    REVIEW_CHANNEL_ID,
+    REVIEW_CHANNEL_NAME,
+    SeedReport,
+    business_moment,
+)
 from sandbox.server import free_port
 from sandbox.slack_api import Message, View
 from sandbox.slack_user import SlackUser
@@ -108,6 +115,16 @@ def wait_for(predicate: Callable[[], T | None], *, what: str, timeout: float = W
         if time.monotonic() > deadline:
             raise DemoFailed(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(0.05)
+
+
+def exactly(items: list[T], count: int) -> list[T] | None:
+    """`items` when there are exactly `count` of them (a wait's predicate), else None."""
+    return items if len(items) == count else None
+
+
+def at_least(items: list[T], count: int) -> list[T] | None:
+    """`items` when there are `count` or more (and some), else None."""
+    return items if items and len(items) >= count else None
 
 
 def demo_command(
@@ -187,7 +204,7 @@ def _wait_for_interrupt() -> None:
 class World:
     """The running sandbox, the app serving it, and who acts in it."""
 
-    sandbox: Any  # bot.sandbox.Sandbox
+    sandbox: Sandbox
     settings: Settings
     rep: SlackUser
     api: httpx.Client
@@ -200,6 +217,13 @@ class World:
     replies: dict[str, ReplyOutcome] = field(default_factory=dict)
     follow_ups: dict[int, int] = field(default_factory=dict)
     counts: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def seed(self) -> SeedReport:
+        """What the sandbox's organization holds."""
+        if self.sandbox.seed is None:
+            raise DemoFailed("the sandbox started without its seeded firm")
+        return self.sandbox.seed
 
     @property
     def rep_email(self) -> str:
@@ -234,7 +258,7 @@ def _running(
         chosen = port or free_port()
         app_url = f"http://127.0.0.1:{chosen}"
         settings = Settings(
-            _env_file=None,  # type: ignore[call-arg]
+            _env_file=None,
             DATABASE_URL=url,
             SALESBOT_SECRET_KEY=secrets.token_urlsafe(32),
             PUBLIC_BASE_URL=app_url,
@@ -266,6 +290,8 @@ def _running(
             raise
         engine = make_engine(url)
         seed = sandbox.seed
+        if seed is None:
+            raise DemoFailed("the sandbox started without its seeded firm")
         step.detail = (
             f"{app_url}, database {_short_url(url)}; {seed.clients} clients, {seed.contacts}"
             f" contacts, {seed.orders:,} orders; Gmail connected for"
@@ -335,9 +361,14 @@ def _serve_with_background(app: Any, port: int) -> _Server:
 
 
 def _play(world: World, transcript: Transcript) -> None:
-    seed = world.sandbox.seed
-    campaign = seed.campaign_name
+    campaign = world.seed.campaign_name
     with transcript.step(f'/campaign launch "{campaign}"') as step:
+        earlier = _campaign_job(world)
+        if earlier is not None:
+            raise DemoFailed(
+                f"this database already ran the demo's campaign (job #{earlier['id']}): give an"
+                " empty database, or leave --database-url out for a fresh one"
+            )
         world.launched_at = world.sandbox.clock.now()
         ack = world.rep.command("/campaign", f'launch "{campaign}"', channel_id=REVIEW_CHANNEL_ID)
         if not ack.ok:
@@ -347,18 +378,13 @@ def _play(world: World, transcript: Transcript) -> None:
         step.detail = f"job #{world.job_id} planned; drafting"
     with transcript.step(f"Cards posted to #{REVIEW_CHANNEL_NAME}") as step:
         job = wait_for(
-            lambda: (
-                (j := _job(world))
-                and j["total_tasks"]
-                and j["cards_created"] == j["total_tasks"]
-                and j
-            ),
+            lambda: _drafted(world),
             what="every card to be drafted",
             timeout=60,
         )
         expected = int(job["cards_created"])
         cards = wait_for(
-            lambda: (found := _open_cards(world)) and len(found) == expected and found,
+            lambda: exactly(_open_cards(world), expected),
             what=f"{expected} card messages in #{REVIEW_CHANNEL_NAME}",
             timeout=60 if world.fast else 30 + 2 * expected,
         )
@@ -382,7 +408,7 @@ def _play(world: World, transcript: Transcript) -> None:
     with transcript.step("Emails in the rep's Gmail (stand-in)") as step:
         expected_sent = len(to_approve) + 1
         world.sent = wait_for(
-            lambda: (s := _sent(world)) and len(s) == expected_sent and s,
+            lambda: exactly(_sent(world), expected_sent),
             what=f"{expected_sent} emails sent from {world.rep_email}",
         )
         _check_sent(world)
@@ -414,6 +440,12 @@ def _job(world: World) -> dict[str, Any]:
     return dict(_get(world, f"/api/agent/jobs/{world.job_id}"))
 
 
+def _drafted(world: World) -> dict[str, Any] | None:
+    """The job once planned and every one of its cards drafted."""
+    job = _job(world)
+    return job if job["total_tasks"] and job["cards_created"] == job["total_tasks"] else None
+
+
 def _get(world: World, path: str, **params: Any) -> Any:
     answer = world.api.get(path, params=params)
     if answer.status_code != 200:
@@ -422,8 +454,9 @@ def _get(world: World, path: str, **params: Any) -> Any:
 
 
 def _element(message: Message, action_id: str) -> tuple[dict[str, Any], str] | None:
-    for block in message.blocks:
-        for element in block.get("elements", []) or []:
+    for block in message.blocks or []:
+        elements: list[Any] = list(block.get("elements") or [])
+        for element in elements:
             if isinstance(element, dict) and element.get("action_id") == action_id:
                 return element, str(block.get("block_id", ""))
     return None
@@ -491,10 +524,7 @@ def _edit(world: World, message: Message) -> str:
     if not ack.ok or (ack.json or {}).get("response_action") == "errors":
         raise DemoFailed(f"the Edit modal refused the submission: {ack.text[:300]}")
     wait_for(
-        lambda: (
-            "Edited" in json.dumps(_current(world, message).blocks, ensure_ascii=False)
-            or "edited" in json.dumps(_current(world, message).blocks, ensure_ascii=False)
-        ),
+        lambda: "edited" in json.dumps(_current(world, message).blocks).lower(),
         what="the edited card's message to say so",
     )
     return f"subject now “{new_subject}”, approved from the modal"
@@ -720,11 +750,7 @@ def _cadence_day(world: World, day: int) -> str:
     if report["ran"]:
         due = int(report["ran"])
         new = wait_for(
-            lambda: (
-                (found := [m for m in _open_cards(world) if m.ts not in before])
-                and len(found) >= due
-                and found
-            ),
+            lambda: at_least([m for m in _open_cards(world) if m.ts not in before], due),
             what=f"the {due} day {day} follow-up cards",
         )
     for card in new:
@@ -732,7 +758,7 @@ def _cadence_day(world: World, day: int) -> str:
     sent_before = len(world.sent)
     if new:
         world.sent = wait_for(
-            lambda: (s := _sent(world)) and len(s) == sent_before + len(new) and s,
+            lambda: exactly(_sent(world), sent_before + len(new)),
             what=f"the {len(new)} day {day} follow-ups to be sent",
         )
     world.follow_ups[day] = len(new)
@@ -790,7 +816,11 @@ def _summary(world: World, transcript: Transcript) -> None:
             escape(outcome.decided_by or "-"),
             escape("; ".join(outcome.handled)),
         )
-    console.print(table)
+    # One row a line, however narrow the terminal (the transcript stays greppable).
+    natural = console.measure(table, options=console.options.update_width(10_000)).maximum
+    Console(
+        file=console.file, width=max(console.width, natural), force_terminal=console.is_terminal
+    ).print(table)
     kinds = Counter(o.category or "?" for o in world.replies.values())
     follow = ", ".join(f"day {d}: {n}" for d, n in world.follow_ups.items())
     by_kind = ", ".join(f"{k} {n}" for k, n in sorted(kinds.items()))

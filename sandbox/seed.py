@@ -143,14 +143,15 @@ _STATES: Final = (("TX", "America/Chicago"),) * 9 + (
 _EXTRA_TAGS: Final = ("purchase", "refinance", "fha", "va", "jumbo", "new-construction")
 
 # (title, role code, role category, tags) of the people at each kind of client.
-_LENDER_STAFF: Final = (
+_Staff = tuple[tuple[str, str, str, tuple[str, ...]], ...]
+_LENDER_STAFF: Final[_Staff] = (
     ("Senior Loan Officer", "LO", "loan_origination", ("top-producer",)),
     ("Loan Officer", "LO", "loan_origination", ()),
     ("Loan Processor", "LP", "processing", ()),
     ("Underwriter", "UW", "underwriting", ()),
     ("Branch Manager", "BM", "leadership", ("decision-maker",)),
 )
-_AMC_STAFF: Final = (
+_AMC_STAFF: Final[_Staff] = (
     ("Vendor Manager", "VM", "vendor_management", ("decision-maker",)),
     ("Appraisal Desk Manager", "ADM", "vendor_management", ("decision-maker",)),
     ("Appraisal Coordinator", "AC", "operations", ()),
@@ -269,6 +270,7 @@ def _contacts(rng: random.Random, clients: Sequence[SeedClient]) -> tuple[SeedCo
     made: list[SeedContact] = []
     seen: set[str] = set()
     for client in clients:
+        staff: _Staff
         if client.client_type == "amc":
             staff = _AMC_STAFF
         else:
@@ -608,7 +610,7 @@ def ensure_reps(uow: Callable[[], UnitOfWork], org_id: int) -> dict[str, int]:
 
 
 def _count(session_factory: SessionFactory, model: type[m.Base], org_id: int) -> int:
-    column = model.__table__.c.org_id  # type: ignore[attr-defined]
+    column = model.__table__.c.org_id
     with session_factory() as session:
         return int(session.scalar(select(func.count()).where(column == org_id)) or 0)
 
