@@ -591,13 +591,13 @@ def seed_firm(
     )
 
 
-def ensure_reps(uow: Callable[[], UnitOfWork], org_id: int) -> dict[str, int]:
+def ensure_reps(units: Callable[[], UnitOfWork], org_id: int) -> dict[str, int]:
     """Make each rep a user of the organization linked to their Slack id; return their ids."""
     ids: dict[str, int] = {}
-    with uow() as unit:
+    with units() as uow:
         for rep in REPS:
             user = link_slack_user(
-                unit.users,
+                uow.users,
                 org_id,
                 slack_user_id=rep.slack_user_id,
                 email=rep.email,
@@ -605,7 +605,7 @@ def ensure_reps(uow: Callable[[], UnitOfWork], org_id: int) -> dict[str, int]:
                 role=rep.role,
             )
             ids[rep.email] = user.id
-        unit.commit()
+        uow.commit()
     return ids
 
 
