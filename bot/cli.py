@@ -18,7 +18,9 @@ from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 from typer.core import TyperGroup
 
+from bot.cli_cards import cards_app
 from bot.cli_db import DatabaseNotReady, explain_database_error, open_database
+from bot.cli_demo import demo_command
 from bot.cli_import import import_command
 from bot.logs import configure_logging
 from bot.settings import Settings, SettingsError, load_settings
@@ -72,6 +74,8 @@ app.add_typer(token_app, name="token")
 inbound_app = typer.Typer(help="Inbound email: the pipeline after the fetch.", no_args_is_help=True)
 app.add_typer(inbound_app, name="inbound")
 app.command("import")(import_command)
+app.command("demo")(demo_command)
+app.add_typer(cards_app, name="cards")
 
 # Messages are one line each, however narrow the terminal (scripts grep them).
 err = Console(stderr=True, soft_wrap=True)
@@ -107,7 +111,7 @@ def serve(
     configure_logging(settings.LOG_LEVEL, settings.LOG_FORMAT)
     sandbox = None
     if settings.sandbox:
-        from bot.sandbox import start_sandbox
+        from bot.sandbox import print_banner, start_sandbox
         from storage.migrate import upgrade
 
         err.rule("[bold yellow]SANDBOX MODE[/bold yellow]")
@@ -120,7 +124,7 @@ def serve(
         sandbox = start_sandbox(settings, console=err)
         settings = sandbox.settings
         sandbox.app_url = f"http://127.0.0.1:{port or settings.PORT}"
-        err.rule()
+        print_banner(sandbox, err)
     else:
         _require_slack_settings(settings)
         open_database(settings.DATABASE_URL).dispose()

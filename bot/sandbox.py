@@ -1,24 +1,56 @@
 """Sandbox mode: with no credentials, Salesbot runs against local stand-ins on loopback.
 
-`salesbot serve` calls `start_sandbox(settings)` when `settings.sandbox` is true: the
-Slack, Google (Gmail, OAuth, Pub/Sub) and Anthropic stand-ins start in this process,
-the settings are pointed at them, and a sandbox organization bound to the stand-in's
-Slack workspace is created once, so every flow works end to end without the internet.
+`salesbot serve` and `salesbot demo` call `start_sandbox(settings)` when `settings.sandbox`
+is true: the Slack, Google (Gmail, OAuth, Pub/Sub) and Anthropic stand-ins start in this
+process, the settings are pointed at them, and the sandbox organization comes up ready to
+use: bound to the stand-in's Slack workspace, with the firm of `sandbox/seed.py` (reps,
+clients, contacts, two years of orders, templates and a win-back campaign reviewed in
+#sales-review), each rep's Gmail mailbox connected through the product's own OAuth consent
+against the Google stand-in, and a fresh API token. `print_banner` then says where the
+console is and what to try first.
 """
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
+import httpx
 from rich.console import Console
+from rich.markup import escape
 
+from bot.gmail import build_gmail_integration
 from bot.settings import Settings
 from domain.accounts import Accounts
-from domain.clock import ShiftedClock, SystemClock
-from sandbox.anthropic_api import start_anthropic_stand_in
+from domain.clock import ShiftedClock
+from domain.contacts import TokenScope
+from domain.sending import SendLimits
+from handlers.api.deps import Services
+from integrations.crypto import SecretBox
+from sandbox.anthropic_api import (
+    CLASSIFY_TOOL,
+    AnthropicStandIn,
+    keyword_classification,
+    start_anthropic_stand_in,
+)
 from sandbox.google import GoogleStandIn, GoogleUrls, start_google_stand_in
 from sandbox.google_oauth import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET
 from sandbox.pubsub import DEFAULT_PUSH_SERVICE_ACCOUNT
+from sandbox.sample_replies import reading_for
+from sandbox.seed import (
+    ADMIN_SLACK_ID,
+    CADENCE_DAYS,
+    FIRM_NAME,
+    REPS,
+    REVIEW_CHANNEL_ID,
+    REVIEW_CHANNEL_NAME,
+    SeedReport,
+    seed_firm,
+)
 from sandbox.server import RunningServer
 from sandbox.slack_api import (
     DEFAULT_ADMIN_USER_ID,
@@ -33,6 +65,14 @@ from storage.uow import UnitOfWork
 
 SANDBOX_SIGNING_SECRET = "sandbox-signing-secret-0123456789"
 SANDBOX_ANTHROPIC_KEY = "sk-ant-sandbox"
+SANDBOX_TOKEN_NAME = "sandbox"
+CONSOLE_PATH = "/sandbox"
+# The sandbox's mailboxes send as fast as the demo clicks: the 5 s spacing a real mailbox
+# keeps against Gmail's abuse limits would only make the newcomer wait.
+SANDBOX_SEND_LIMITS = SendLimits(min_send_interval_seconds=0)
+
+if ADMIN_SLACK_ID != DEFAULT_ADMIN_USER_ID:  # the seed's admin is the stand-in's own admin
+    raise RuntimeError("sandbox/seed.py's admin is not the Slack stand-in's admin")
 
 
 @dataclass
@@ -43,6 +83,8 @@ class Sandbox:
     mailboxes from them); `clock` is the app's clock, which the console's clock control
     advances; `app_url` is where this process serves Salesbot on loopback (set by `serve`
     once it knows its port), the address signed Slack requests are posted to.
+    `api_token` is the REST API token minted at this start (acting as the admin);
+    `seed` says what the organization holds (its campaign, review channel, reps).
     """
 
     settings: Settings
@@ -54,6 +96,15 @@ class Sandbox:
     admin_email: str
     servers: list[RunningServer] = field(default_factory=list)
     app_url: str = ""
+    anthropic: AnthropicStandIn | None = None
+    api_token: str = ""
+    seed: SeedReport | None = None
+    connected_mailboxes: list[str] = field(default_factory=list)
+
+    @property
+    def console_url(self) -> str:
+        """The sandbox console's address."""
+        return self.app_url.rstrip("/").replace("://127.0.0.1:", "://localhost:") + CONSOLE_PATH
 
     def stop(self) -> None:
         """Stop every stand-in."""
@@ -61,16 +112,45 @@ class Sandbox:
             server.stop()
 
 
-def start_sandbox(settings: Settings, *, console: Console | None = None) -> Sandbox:
-    """Start the stand-ins, point the settings at them and make the sandbox organization."""
+def start_sandbox(
+    settings: Settings, *, console: Console | None = None, clock: ShiftedClock | None = None
+) -> Sandbox:
+    """Start the stand-ins, point the settings at them and make the sandbox organization
+    ready: its firm seeded (once), its reps' mailboxes connected and a fresh API token."""
     slack, slack_server = start_slack_stand_in()
     google, google_server = start_google_stand_in()
-    _, anthropic_server = start_anthropic_stand_in(api_keys=[SANDBOX_ANTHROPIC_KEY])
-    admin_email = slack.user(DEFAULT_ADMIN_USER_ID).email
-    if admin_email is None:
-        raise RuntimeError("the Slack stand-in's admin has no email address to link")
-    google.add_mailbox(admin_email)
-    google.oauth.set_consenting_user(admin_email)
+    anthropic, anthropic_server = start_anthropic_stand_in(api_keys=[SANDBOX_ANTHROPIC_KEY])
+    servers = [slack_server, google_server, anthropic_server]
+    try:
+        return _ready(
+            settings,
+            slack=slack,
+            google=google,
+            anthropic=anthropic,
+            servers=servers,
+            console=console,
+            clock=clock or ShiftedClock(),
+        )
+    except BaseException:
+        for server in servers:
+            server.stop()
+        raise
+
+
+def _ready(
+    settings: Settings,
+    *,
+    slack: SlackStandIn,
+    google: GoogleStandIn,
+    anthropic: AnthropicStandIn,
+    servers: list[RunningServer],
+    console: Console | None,
+    clock: ShiftedClock,
+) -> Sandbox:
+    slack_server, google_server, anthropic_server = servers
+    _people_and_channels(slack, google)
+    anthropic.answer_tool(CLASSIFY_TOOL, _classification)
+    admin = REPS[0]
     base = settings.PUBLIC_BASE_URL.rstrip("/")
     overrides: dict[str, object] = {
         "SLACK_API_URL": api_base_url(slack_server),
@@ -86,7 +166,44 @@ def start_sandbox(settings: Settings, *, console: Console | None = None) -> Sand
         **GoogleUrls(google_server.url).as_env(),
     }
     sandboxed = settings.model_copy(update=overrides)
-    org_slug = _ensure_sandbox_org(sandboxed, admin_email=admin_email)
+    engine = make_engine(sandboxed.DATABASE_URL)
+    try:
+        sessions = make_session_factory(engine)
+        cipher = SecretBox(sandboxed.SALESBOT_SECRET_KEY)
+
+        def uow() -> UnitOfWork:
+            return UnitOfWork(sessions, cipher=cipher)
+
+        accounts = Accounts(uow=uow, clock=clock)
+        org = accounts.bootstrap_sandbox(
+            team_id=DEFAULT_TEAM_ID,
+            slug="sandbox",
+            name=FIRM_NAME,
+            admin_email=admin.email,
+            admin_slack_user_id=admin.slack_user_id,
+            admin_name=admin.name,
+        )
+        seeded = seed_firm(sessions, org_id=org.id, clock=clock, uow=uow)
+        services = Services(engine=engine, session_factory=sessions, clock=clock)
+        connected = _connect_mailboxes(sandboxed, services, uow, google, seeded)
+        token = _fresh_token(accounts, org.slug, admin.email)
+    finally:
+        engine.dispose()
+    google.oauth.set_consenting_user(admin.email)
+    sandbox = Sandbox(
+        settings=sandboxed,
+        slack=slack,
+        google=google,
+        clock=clock,
+        org_slug=org.slug,
+        admin_user_id=admin.slack_user_id,
+        admin_email=admin.email,
+        servers=servers,
+        anthropic=anthropic,
+        api_token=token,
+        seed=seeded,
+        connected_mailboxes=connected,
+    )
     if console is not None:
         console.print(f"  Slack Web API stand-in : {slack_server.url}/api/")
         console.print(
@@ -94,34 +211,152 @@ def start_sandbox(settings: Settings, *, console: Console | None = None) -> Sand
         )
         console.print(f"  Anthropic stand-in     : {anthropic_server.url}")
         console.print(
-            f"  organization '{org_slug}' is bound to the stand-in's workspace {DEFAULT_TEAM_ID};"
-            f" its admin is {admin_email}"
+            f"  organization '{org.slug}' is bound to the stand-in's workspace {DEFAULT_TEAM_ID};"
+            f" its admin is {admin.email}"
         )
-    return Sandbox(
-        settings=sandboxed,
-        slack=slack,
-        google=google,
-        clock=ShiftedClock(),
-        org_slug=org_slug,
-        admin_user_id=DEFAULT_ADMIN_USER_ID,
-        admin_email=admin_email,
-        servers=[slack_server, google_server, anthropic_server],
-    )
+        what = "seeded now" if seeded.seeded_now else "already seeded"
+        console.print(
+            f"  {FIRM_NAME} ({what}): {seeded.clients} clients, {seeded.contacts} contacts,"
+            f" {seeded.orders:,} orders; campaign '{seeded.campaign_name}' reviewed in"
+            f" #{REVIEW_CHANNEL_NAME}"
+        )
+        console.print(f"  Gmail connected        : {', '.join(connected)}")
+    return sandbox
 
 
-def _ensure_sandbox_org(settings: Settings, *, admin_email: str) -> str:
-    engine = make_engine(settings.DATABASE_URL)
+def _people_and_channels(slack: SlackStandIn, google: GoogleStandIn) -> None:
+    """The firm's reps in the Slack workspace (the admin renamed after the seed's), its
+    #sales-review channel, and a Gmail mailbox for each rep."""
+    for rep in REPS:
+        slack.add_user(
+            rep.slack_user_id,
+            rep.handle,
+            rep.email,
+            real_name=rep.name,
+            is_admin=rep.slack_user_id == DEFAULT_ADMIN_USER_ID,
+            is_owner=rep.slack_user_id == DEFAULT_ADMIN_USER_ID,
+        )
+        google.add_mailbox(rep.email)
+    slack.add_channel(REVIEW_CHANNEL_ID, REVIEW_CHANNEL_NAME)
+
+
+def _classification(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The Anthropic stand-in's `classify_message`: the reading of a sample reply when the
+    email is one (sandbox/sample_replies.py), else the stand-in's keyword reading."""
+    prompt = _last_user_text(body)
+    email = _email_of(prompt)
+    reading = reading_for(f"{email.get('subject') or ''}\n{email.get('body') or ''}")
+    return reading.as_tool_input() if reading is not None else keyword_classification(prompt)
+
+
+def _last_user_text(body: Mapping[str, Any]) -> str:
+    for message in reversed(body.get("messages") or []):
+        if isinstance(message, dict) and message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, str):
+                return content
+            if isinstance(content, list):
+                return "\n".join(
+                    str(block.get("text", "")) for block in content if isinstance(block, dict)
+                )
+    return ""
+
+
+def _email_of(prompt: str) -> dict[str, Any]:
+    match = re.search(r"<email>\s*(.*?)\s*</email>", prompt, re.DOTALL)
+    if match is None:
+        return {}
     try:
-        sessions = make_session_factory(engine)
-        accounts = Accounts(uow=lambda: UnitOfWork(sessions), clock=SystemClock())
-        org = accounts.bootstrap_sandbox(
-            team_id=DEFAULT_TEAM_ID,
-            slug="sandbox",
-            name="Sandbox Appraisals",
-            admin_email=admin_email,
-            admin_slack_user_id=DEFAULT_ADMIN_USER_ID,
-            admin_name="Sandbox Admin",
+        value = json.loads(match.group(1))
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _connect_mailboxes(
+    settings: Settings,
+    services: Services,
+    uow: Any,
+    google: GoogleStandIn,
+    seeded: SeedReport,
+) -> list[str]:
+    """Connect each rep's Gmail the way a rep does: Salesbot starts the consent, the rep
+    allows it on the Google stand-in's consent screen, and Salesbot completes it with the
+    code Google sent back to the callback. Done at every start: the stand-in is new each
+    time, so the tokens of an earlier start open nothing."""
+    base = settings.PUBLIC_BASE_URL.rstrip("/")
+    # Only its consent is used here; the app's own wiring sends the mail.
+    gmail = build_gmail_integration(
+        settings,
+        services,
+        uow=uow,
+        unsubscribe_url=lambda org_id, contact_id: f"{base}/unsubscribe",
+        limits=SANDBOX_SEND_LIMITS,
+    )
+    if gmail is None:
+        raise RuntimeError("the sandbox's Google OAuth client is not configured")
+    connected = []
+    for rep in REPS:
+        user_id = seeded.rep_user_ids[rep.email]
+        started = gmail.mailboxes.start_consent(seeded.org_id, user_id)
+        google.oauth.set_consenting_user(rep.email)
+        consent = httpx.get(started.url, follow_redirects=False, timeout=10)
+        if consent.status_code != 302:
+            raise RuntimeError(
+                f"the Google stand-in's consent screen answered {consent.status_code} for"
+                f" {rep.email}: {consent.text[:200]}"
+            )
+        answer = {k: v[0] for k, v in parse_qs(urlsplit(consent.headers["location"]).query).items()}
+        mailbox = gmail.mailboxes.complete(
+            state=answer.get("state"),
+            code=answer.get("code"),
+            error=answer.get("error"),
+            browser_secret=started.browser_secret,
         )
-        return org.slug
-    finally:
-        engine.dispose()
+        connected.append(mailbox.email)
+    return connected
+
+
+def _fresh_token(accounts: Accounts, org_slug: str, admin_email: str) -> str:
+    """Mint this start's API token (its secret can only be shown when it is made) and revoke
+    the ones earlier starts made."""
+    _, tokens = accounts.list_tokens(org_slug)
+    for token in tokens:
+        if token.name == SANDBOX_TOKEN_NAME and token.revoked_at is None:
+            accounts.revoke_token(org_slug, token.id)
+    issued = accounts.create_token(
+        org_slug, name=SANDBOX_TOKEN_NAME, scope=TokenScope.WRITE, user_email=admin_email
+    )
+    return issued.secret
+
+
+def print_banner(sandbox: Sandbox, console: Console) -> None:
+    """Say where the console is, the API token, and the first three things to try."""
+    seed = sandbox.seed
+    campaign = seed.campaign_name if seed is not None else "<campaign>"
+    console.rule("[bold green]Salesbot sandbox is ready[/bold green]")
+    console.print(f"  console   : [bold]{escape(sandbox.console_url)}[/bold]")
+    console.print(f"  API docs  : {escape(sandbox.console_url.removesuffix(CONSOLE_PATH))}/docs")
+    console.print(f"  API token : {escape(sandbox.api_token)}  (acts as {sandbox.admin_email})")
+    console.print("  Try next:")
+    console.print(
+        f'   1. In the console\'s command box: [bold]/campaign launch "{escape(campaign)}"[/bold]'
+        f" (cards appear in #{REVIEW_CHANNEL_NAME})"
+    )
+    console.print(
+        "   2. Approve a card, then find the email in the mailbox pane"
+        f" ({escape(sandbox.admin_email)})"
+    )
+    console.print(
+        "   3. Deliver a reply to it from the mailbox pane (interested, out-of-office, bounce,"
+        " ...) and watch the reply card arrive"
+    )
+    console.print(
+        f"  Move the sandbox clock forward in the console to bring day {_cadence_hint()}"
+        " follow-ups due; `salesbot demo --fast` runs all of it unattended."
+    )
+    console.rule()
+
+
+def _cadence_hint() -> str:
+    return ", ".join(str(day) for day in CADENCE_DAYS[1:])

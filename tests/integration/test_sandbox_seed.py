@@ -1,0 +1,152 @@
+"""The sandbox's firm: seeded through the CSV import and the catalog, the same each time, once;
+and the sandbox start that connects every rep's Gmail and mints a token, on both databases."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.sandbox import SANDBOX_TOKEN_NAME, start_sandbox
+from domain.accounts import Accounts
+from domain.catalog import Catalog
+from domain.clock import FixedClock, ShiftedClock
+from domain.deps import Deps
+from sandbox.seed import (
+    CAMPAIGN_NAME,
+    REPS,
+    REVIEW_CHANNEL_ID,
+    STALE_DAYS,
+    TEMPLATES,
+    business_moment,
+    make_firm,
+    seed_firm,
+)
+from storage import models as m
+from storage.uow import UnitOfWork
+from tests.support.accounts import create_org
+from tests.support.api import make_settings
+
+SessionFactory = Callable[[], Session]
+
+
+def test_the_firm_is_the_same_every_time_and_shaped_like_an_appraisal_firms_crm() -> None:
+    first, again = make_firm(date(2026, 11, 25)), make_firm(date(2026, 11, 25))
+    assert first == again
+    assert len(first.clients) == 50
+    assert len(first.contacts) == 200
+    assert Counter(c.client_type for c in first.clients) == {
+        "lender": 20,
+        "credit_union": 12,
+        "broker": 7,
+        "amc": 11,
+    }
+    assert len({c.email for c in first.contacts}) == 200
+    assert all(c.domain.endswith(".example") for c in first.clients)
+    ordered = {o.ordered for o in first.orders}
+    assert min(ordered) >= date(2026, 11, 25) - timedelta(days=730)
+    assert max(ordered) <= date(2026, 11, 25)
+    stale = [c for c in first.clients if c.last_order_days and c.last_order_days > STALE_DAYS]
+    assert len(stale) == 14
+    assert sum(1 for c in first.clients if c.last_order_days is None) == 3
+
+
+def test_seeding_imports_the_crm_and_makes_the_campaign_once(
+    session_factory: SessionFactory, session: Session, clock: FixedClock
+) -> None:
+    org = create_org(session, slug="sandbox", name="Sandbox Appraisals")
+    session.commit()
+
+    first = seed_firm(session_factory, org_id=org.id, clock=clock)
+    second = seed_firm(session_factory, org_id=org.id, clock=clock)
+
+    firm = make_firm(clock.now().date())
+    assert (first.clients, first.contacts, first.orders) == (50, 200, len(firm.orders))
+    assert first.made == [
+        "crm",
+        *(f"template {t.name}" for t in TEMPLATES),
+        f"campaign {CAMPAIGN_NAME}",
+    ]
+    assert second.made == []
+    assert (second.clients, second.contacts, second.orders) == (50, 200, len(firm.orders))
+    assert second.campaign_id == first.campaign_id
+    assert second.rep_user_ids == first.rep_user_ids
+    with session_factory() as check:
+        users = check.scalars(select(m.User).where(m.User.org_id == org.id)).all()
+        campaign = check.get(m.MarketingCampaign, first.campaign_id)
+        templates = check.scalar(select(func.count()).where(m.EmailTemplate.org_id == org.id))
+        orders = check.scalar(select(func.count()).where(m.AppraisalOrder.org_id == org.id))
+    assert sorted((u.email, u.slack_user_id, u.role) for u in users) == sorted(
+        (r.email, r.slack_user_id, r.role.value) for r in REPS
+    )
+    assert templates == 4
+    assert orders == len(firm.orders)
+    assert campaign is not None
+    assert (campaign.status, campaign.review_channel_id) == ("draft", REVIEW_CHANNEL_ID)
+    assert campaign.cadence_days == [0, 4, 10, 21]
+
+
+def test_the_campaigns_audience_is_the_loan_officers_of_the_stale_lenders(
+    session_factory: SessionFactory, session: Session, clock: FixedClock
+) -> None:
+    org = create_org(session, slug="sandbox", name="Sandbox Appraisals")
+    session.commit()
+    seeded = seed_firm(session_factory, org_id=org.id, clock=clock)
+    deps = Deps(uow=lambda: UnitOfWork(session_factory), clock=clock)
+    with UnitOfWork(session_factory) as uow:
+        campaign = uow.campaigns.get(org.id, seeded.campaign_id)
+
+    audience = Catalog(deps).calculate_audience_size(org.id, campaign.criteria(), sample_size=50)
+
+    assert audience.count == 18
+    assert {member.role_code for member in audience.sample} == {"LO"}
+
+
+def test_the_sandbox_starts_ready_and_a_second_start_seeds_nothing_more(
+    committed_engine: Engine,
+) -> None:
+    url = committed_engine.url.render_as_string(hide_password=False)
+    settings = make_settings(url, PUBLIC_BASE_URL="http://localhost:3000")
+    tokens = []
+    for attempt in range(2):
+        sandbox = start_sandbox(settings, clock=ShiftedClock())
+        try:
+            assert sandbox.seed is not None
+            assert sandbox.seed.seeded_now is (attempt == 0)
+            assert sandbox.connected_mailboxes == [r.email for r in REPS]
+            assert [c.id for c in sandbox.slack.channels() if c.id == REVIEW_CHANNEL_ID] == [
+                REVIEW_CHANNEL_ID
+            ]
+            assert sandbox.slack.user("U0SBXMARIA1").email == REPS[1].email
+            tokens.append(sandbox.api_token)
+        finally:
+            sandbox.stop()
+    with Session(committed_engine) as session:
+        accounts = session.scalars(select(m.GmailAccount).order_by(m.GmailAccount.email)).all()
+        clients = session.scalar(select(func.count()).select_from(m.Client))
+    assert sorted(a.email for a in accounts) == sorted(r.email for r in REPS)
+    assert {a.status for a in accounts} == {"connected"}
+    assert {a.min_send_interval_seconds for a in accounts} == {0}
+    assert clients == 50
+    assert tokens[0] != tokens[1]
+    found = Accounts(
+        uow=lambda: UnitOfWork(sessionmaker(committed_engine)), clock=FixedClock(datetime.now(UTC))
+    )
+    assert found.authenticate_token(tokens[0]) is None
+    identity = found.authenticate_token(tokens[1])
+    assert identity is not None
+    _, listed = found.list_tokens("sandbox")
+    assert [(t.name, t.revoked_at is None) for t in listed] == [
+        (SANDBOX_TOKEN_NAME, False),
+        (SANDBOX_TOKEN_NAME, True),
+    ]
+
+
+def test_a_business_moment_is_ten_in_the_morning_on_a_weekday_in_texas() -> None:
+    saturday_night = datetime(2026, 11, 28, 23, 0, tzinfo=UTC)
+    assert business_moment(saturday_night) == datetime(2026, 11, 30, 16, 0, tzinfo=UTC)
+    tuesday_early = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    assert business_moment(tuesday_early) == datetime(2026, 12, 1, 16, 0, tzinfo=UTC)
