@@ -152,9 +152,11 @@ def serve(
 def _mount_sandbox_console(application: FastAPI, sandbox: Sandbox) -> None:
     """Serve the /sandbox console on the app: it drives the stand-ins and this process."""
     from sandbox.console.app import Console as SandboxConsole
-    from sandbox.console.app import mount_console
+    from sandbox.console.app import Suggestion, mount_console
+    from sandbox.seed import CADENCE_DAYS, REVIEW_CHANNEL_ID, REVIEW_CHANNEL_NAME
 
     runtime = application.state.runtime
+    campaign = sandbox.seed.campaign_name if sandbox.seed is not None else None
 
     def wake_periodic_jobs() -> None:
         # After the clock moves, the periodic jobs and the workers look again now instead of
@@ -166,6 +168,27 @@ def _mount_sandbox_console(application: FastAPI, sandbox: Sandbox) -> None:
         if runtime.gmail is not None:
             runtime.gmail.outbox.wake()
 
+    # The banner's three things to try, where they are done.
+    suggestions = [
+        Suggestion(
+            f"Launch the seeded campaign; its cards arrive in #{REVIEW_CHANNEL_NAME}:",
+            command=f'/campaign launch "{campaign}"',
+            channel=REVIEW_CHANNEL_ID,
+        )
+        if campaign
+        else Suggestion("List the campaigns:", command="/campaign list"),
+        Suggestion("Approve a card (Approve & send), then open its email in the mailbox pane."),
+        Suggestion(
+            "Answer it: under “Deliver an email”, pick the sent email and a reply (interested,"
+            " out-of-office, unsubscribe, bounce, …); its card comes back in Slack."
+        ),
+        Suggestion(
+            f"Move the clock (+4 days, +1 week) to bring the day {CADENCE_DAYS[1]} follow-ups"
+            " due, or post the week's digest with its chart:",
+            command="/digest now --weekly",
+            channel=REVIEW_CHANNEL_ID,
+        ),
+    ]
     mount_console(
         application,
         SandboxConsole(
@@ -178,6 +201,8 @@ def _mount_sandbox_console(application: FastAPI, sandbox: Sandbox) -> None:
             mailbox=sandbox.admin_email,
             push_audience=sandbox.settings.PUBSUB_AUDIENCE or "",
             wake=wake_periodic_jobs,
+            start_channel=REVIEW_CHANNEL_ID,
+            suggestions=suggestions,
         ),
     )
 

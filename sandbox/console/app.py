@@ -9,17 +9,20 @@ stand-ins, where the panes read it.
 
 from __future__ import annotations
 
+import html
+import json
 import mimetypes
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import getaddresses, parseaddr
 from pathlib import Path
 from typing import Any, Final, Protocol
 
+import httpx
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -30,8 +33,9 @@ from starlette.concurrency import run_in_threadpool
 from sandbox.console import blockkit
 from sandbox.google import GoogleStandIn
 from sandbox.mail import compose, deliver_and_push
+from sandbox.sample_replies import BOUNCE, MAILER_DAEMON, ORDINARY, SAMPLES, SampleReply, build
 from sandbox.slack_api import Ephemeral, Message, SlackStandIn, View
-from sandbox.slack_user import Ack, SlackUser
+from sandbox.slack_user import APP_ID, EVENTS_PATH, Ack, SlackUser, signed_headers
 
 STATIC_DIR: Final = Path(__file__).parent / "static"
 #: The slash commands of manifest.yml (a unit test keeps the two the same).
@@ -39,6 +43,8 @@ COMMANDS: Final = ("/campaign", "/job", "/rules", "/triage", "/engagement", "/di
 #: What the clock control offers, in hours: +1 hour, +1 day, +4 days, +1 week.
 CLOCK_STEPS: Final = {1: "+1 hour", 24: "+1 day", 96: "+4 days", 168: "+1 week"}
 HOME: Final = "home"
+#: How many deliveries the inbound form's log keeps (newest first).
+DELIVERY_LOG_SIZE: Final = 8
 #: Sent by the console's page with every action. A page of another site cannot send a custom
 #: header to this origin without a CORS preflight, which is refused, so it cannot drive the
 #: sandbox through the evaluator's browser.
@@ -63,11 +69,30 @@ class SandboxClock(Protocol):
 
 
 @dataclass(frozen=True)
-class CannedReply:
-    """A ready-made answer the inbound form offers (its label, and the body it fills in)."""
+class Suggestion:
+    """Something to try, shown where the conversation is still empty: a sentence, and the
+    command that the page puts in the command box (in `channel`) when it is clicked."""
 
-    label: str
-    body: str
+    text: str
+    command: str = ""
+    channel: str = ""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One email the inbound form delivered, for the form's log."""
+
+    at: datetime
+    what: str
+    sender: str
+    push_status: int
+    expect: str
+    check: str = ""
+
+    @property
+    def accepted(self) -> bool:
+        """True when Salesbot took Gmail's push (2xx)."""
+        return 200 <= self.push_status < 300
 
 
 @dataclass
@@ -83,7 +108,13 @@ class Console:
     mailbox: str
     push_audience: str
     wake: Callable[[], None] | None = None
-    canned_replies: Sequence[CannedReply] = ()
+    #: The replies the inbound form offers, built threaded to a sent email.
+    samples: Sequence[SampleReply] = SAMPLES
+    #: The conversation the page opens on (the rep's DM with the app when empty).
+    start_channel: str = ""
+    #: What to try first, shown while a conversation is empty.
+    suggestions: Sequence[Suggestion] = ()
+    deliveries: list[Delivery] = field(default_factory=list)
 
     def user(self) -> SlackUser:
         """The rep at the keyboard, as Slack sends on their behalf."""
@@ -284,7 +315,8 @@ class Console:
                     "count": len(messages),
                     "sent": sum(1 for m in messages if "SENT" in m.label_ids),
                     "received": sum(1 for m in messages if "SENT" not in m.label_ids),
-                    "snippet": last.snippet,
+                    # Gmail's snippets are HTML-escaped; the template escapes them once more.
+                    "snippet": html.unescape(last.snippet),
                     "seq": last.seq,
                     "messages": [
                         _mail_item(m.id, p, sent="SENT" in m.label_ids)
@@ -296,19 +328,87 @@ class Console:
         return out
 
     def sent_choices(self) -> list[dict[str, str]]:
-        """What the inbound form can answer: every message the rep's mailbox sent."""
+        """What the inbound form can answer: every message the rep's mailbox sent, newest
+        first, with the contact it went to."""
         choices: list[dict[str, str]] = []
         for sent in reversed(self.google.gmail.sent(self.mailbox)):
             message = sent.message
+            name, address = parseaddr(str(message.get("To", "")))
             choices.append(
                 {
                     "id": sent.id,
-                    "to": str(message.get("To", "")),
+                    "to": address or str(message.get("To", "")),
+                    "to_name": name,
+                    "from_name": parseaddr(str(message.get("From", "")))[0],
                     "subject": str(message.get("Subject", "")),
                     "message_id": str(message.get("Message-ID", "")),
                 }
             )
         return choices
+
+    def sample_choices(self) -> list[dict[str, str]]:
+        """The sample replies as the inbound form lists them: key, label, what should follow."""
+        return [{"key": s.key, "label": s.label, "expect": _expectation(s)} for s in self.samples]
+
+    def log_delivery(self, delivery: Delivery) -> None:
+        """Keep `delivery` at the top of the form's log."""
+        self.deliveries.insert(0, delivery)
+        del self.deliveries[DELIVERY_LOG_SIZE:]
+
+    def message_counts(self) -> dict[str, int]:
+        """How many top-level messages each conversation of the left list holds (the page
+        marks the ones that grew since the person last looked)."""
+        counts: dict[str, int] = {}
+        for conversation in self.conversations():
+            try:
+                messages = self.slack.messages(conversation["id"])
+            except KeyError:
+                continue
+            counts[conversation["id"]] = sum(
+                1 for m in messages if not m.thread_ts or m.thread_ts == m.ts or m.reply_broadcast
+            )
+        return counts
+
+    def open_home(self) -> Ack:
+        """Open the App Home tab: Slack sends the app an `app_home_opened` event."""
+        body = json.dumps(
+            {
+                "token": "deprecated",
+                "team_id": self.slack.default_team.id,
+                "api_app_id": APP_ID,
+                "type": "event_callback",
+                "event_id": f"Ev{time.time_ns()}",
+                "event_time": int(time.time()),
+                "event": {
+                    "type": "app_home_opened",
+                    "user": self.user_id,
+                    "channel": self.dm_id(),
+                    "tab": "home",
+                    "event_ts": f"{time.time():.6f}",
+                },
+            }
+        )
+        headers = signed_headers(body, signing_secret=self.signing_secret)
+        headers["content-type"] = "application/json"
+        response = httpx.post(
+            self.app_url().rstrip("/") + EVENTS_PATH,
+            content=body.encode(),
+            headers=headers,
+            timeout=10,
+        )
+        return Ack(status=response.status_code, text=response.text)
+
+
+def _expectation(found: SampleReply) -> str:
+    """What Salesbot should make of a sample, for the person who delivers it."""
+    return found.handling[0].upper() + found.handling[1:] + "."
+
+
+def _check_hint(found: SampleReply, contact: str) -> str:
+    """Where a sample's handling shows in Slack when it makes no card."""
+    if found.detected == ORDINARY and found.key not in ("unsubscribe", "not_now"):
+        return "its card appears in Slack once Salesbot has read it"
+    return f"/engagement {contact}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -327,7 +427,7 @@ def console_router(console: Console) -> APIRouter:
         return templates.get_template(name).render(**context)
 
     def panes(channel: str, thread: str | None, open_thread: str | None) -> dict[str, Any]:
-        channel = channel or console.dm_id()
+        channel = channel or console.start_channel or console.dm_id()
         home = console.home() if channel == HOME else None
         modal = console.modal()
         names = console.directory()
@@ -363,6 +463,8 @@ def console_router(console: Console) -> APIRouter:
                 mailbox=console.mailbox,
             ),
             "sent_choices": console.sent_choices(),
+            "deliveries": render("deliveries.html", deliveries=console.deliveries),
+            "counts": console.message_counts(),
             "clock": render(
                 "clock.html",
                 now=console.clock.now(),
@@ -385,8 +487,10 @@ def console_router(console: Console) -> APIRouter:
                 commands=COMMANDS,
                 clock_steps=CLOCK_STEPS,
                 dm=console.dm_id(),
+                start=console.start_channel or console.dm_id(),
                 mailbox=console.mailbox,
-                canned=console.canned_replies,
+                samples=console.sample_choices(),
+                suggestions=console.suggestions,
                 user_name=console.directory().user_name(console.user_id),
             )
         )
@@ -499,16 +603,21 @@ def console_router(console: Console) -> APIRouter:
 
     @actions.post("/mail")
     def deliver(
-        from_addr: str = Form(...),
+        from_addr: str = Form(""),
         subject: str = Form(""),
         body: str = Form(""),
         in_reply_to: str = Form(""),
+        sample: str = Form(""),
     ) -> JSONResponse:
-        reply_to_id: str | None = None
+        chosen: dict[str, str] | None = None
         if in_reply_to:
             chosen = next((c for c in console.sent_choices() if c["id"] == in_reply_to), None)
             if chosen is None:
                 return _refused("the email to answer is not in the mailbox's sent mail")
+        if sample:
+            return _deliver_sample(sample, chosen)
+        reply_to_id: str | None = None
+        if chosen is not None:
             reply_to_id = chosen["message_id"] or None
             if not subject.strip():
                 subject = chosen["subject"]
@@ -525,14 +634,71 @@ def console_router(console: Console) -> APIRouter:
             )
         except ValueError as bad:
             return _refused(str(bad))
-        delivered = deliver_and_push(
-            console.google,
-            mailbox=console.mailbox,
-            raw=raw,
-            app_url=console.app_url(),
-            audience=console.push_audience,
+        return _push(
+            raw,
+            what=f"“{subject or '(no subject)'}”",
+            sender=parseaddr(from_addr)[1] or from_addr,
+            expect="Salesbot reads it, classifies it and acts on what it says.",
+            check="a reply card appears in Slack if it calls for an answer",
         )
-        if not delivered.accepted:
+
+    def _deliver_sample(key: str, chosen: dict[str, str] | None) -> JSONResponse:
+        try:
+            found = next(s for s in console.samples if s.key == key)
+        except StopIteration:
+            known = ", ".join(s.key for s in console.samples)
+            return _refused(f"no sample reply {key!r}; the form offers {known}")
+        if chosen is None:
+            return _refused(
+                "a sample reply answers an email the mailbox sent: pick it under “In reply to”"
+                " (approve a card first if the list is empty)"
+            )
+        contact = chosen["to"]
+        try:
+            raw = build(
+                found.key,
+                contact_email=contact,
+                contact_name=chosen["to_name"] or contact.split("@")[0],
+                rep_email=console.mailbox,
+                subject=chosen["subject"],
+                in_reply_to=chosen["message_id"],
+                at=console.clock.now(),
+                rep_name=chosen["from_name"] or None,
+            )
+        except ValueError as bad:
+            return _refused(str(bad))
+        sender = parseaddr(MAILER_DAEMON)[1] if found.detected == BOUNCE else contact
+        return _push(
+            raw,
+            what=f"“{found.label}”",
+            sender=sender,
+            expect=_expectation(found),
+            check=_check_hint(found, contact),
+        )
+
+    def _push(raw: bytes, *, what: str, sender: str, expect: str, check: str) -> JSONResponse:
+        try:
+            delivered = deliver_and_push(
+                console.google,
+                mailbox=console.mailbox,
+                raw=raw,
+                app_url=console.app_url(),
+                audience=console.push_audience,
+            )
+        except httpx.HTTPError as lost:
+            return _refused(
+                f"the email is in the mailbox, but Gmail's push did not reach the app: {lost}"
+            )
+        delivery = Delivery(
+            at=console.clock.now(),
+            what=what,
+            sender=sender,
+            push_status=delivered.push_status,
+            expect=expect,
+            check=check,
+        )
+        console.log_delivery(delivery)
+        if not delivery.accepted:
             return _refused(
                 f"the email is in the mailbox; the app answered its push with "
                 f"{delivered.push_status}"
@@ -540,10 +706,15 @@ def console_router(console: Console) -> APIRouter:
         return JSONResponse(
             {
                 "ok": True,
-                "note": f"delivered to {console.mailbox}; Gmail's push answered "
-                f"{delivered.push_status}",
+                "note": f"delivered {what} from {sender} to {console.mailbox}; Gmail's push"
+                f" answered {delivered.push_status}. {expect}",
             }
         )
+
+    @actions.post("/home")
+    def home() -> JSONResponse:
+        started = time.monotonic()
+        return _answered("opened the App Home", console.open_home(), started)
 
     @router.get("/files/{file_id}")
     def file(file_id: str) -> Response:
@@ -686,4 +857,12 @@ def _mail_item(gmail_id: str, message: EmailMessage, *, sent: bool) -> dict[str,
     }
 
 
-__all__ = ["CLOCK_STEPS", "COMMANDS", "CannedReply", "Console", "console_router", "mount_console"]
+__all__ = [
+    "CLOCK_STEPS",
+    "COMMANDS",
+    "Console",
+    "Delivery",
+    "Suggestion",
+    "console_router",
+    "mount_console",
+]

@@ -2,19 +2,37 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import timedelta
+from email.message import EmailMessage
+from typing import Any
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from slack_sdk.signature import SignatureVerifier
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from domain.clock import ShiftedClock
-from sandbox.console.app import ACTION_HEADER, CannedReply, Console, mount_console
-from sandbox.google import GoogleStandIn
+from sandbox.console.app import ACTION_HEADER, Console, Suggestion, mount_console
+from sandbox.google import GoogleStandIn, start_google_stand_in
+from sandbox.mail import PUSH_PATH
+from sandbox.sample_replies import SAMPLES
+from sandbox.server import RunningServer, serve_in_thread
 from sandbox.slack_api import DEFAULT_ADMIN_USER_ID, SlackStandIn, start_slack_stand_in
+from sandbox.slack_user import EVENTS_PATH
 
 MAILBOX = "admin@sandbox-appraisals.example"
+CONTACT = "dana.whitfield@pinnaclelending.example"
+SIGNING_SECRET = "sandbox-signing-secret-0123456789"
+AUDIENCE = "https://salesbot.example/api/integrations/gmail/push"
 FROM_CONSOLE = {ACTION_HEADER: "1"}
 
 
@@ -58,27 +76,35 @@ def client(slack: SlackStandIn, clock: ShiftedClock, wakes: Wakes) -> TestClient
             slack=slack,
             google=google,
             clock=clock,
-            signing_secret="sandbox-signing-secret-0123456789",
+            signing_secret=SIGNING_SECRET,
             app_url=lambda: "http://127.0.0.1:9",  # nothing listens: no action reaches an app
             user_id=DEFAULT_ADMIN_USER_ID,
             mailbox=MAILBOX,
             push_audience="http://127.0.0.1:9/api/integrations/gmail/push",
             wake=wakes,
-            canned_replies=[CannedReply("Interested", "Sounds good — call me <Tuesday>.")],
+            suggestions=[
+                Suggestion("Launch it <now>:", command='/campaign launch "Q4 <win-back>"'),
+                Suggestion("Approve a card."),
+            ],
         ),
     )
     return TestClient(app)
 
 
-def test_the_page_lists_the_workspace_and_offers_the_canned_replies(client: TestClient) -> None:
+def test_the_page_lists_the_workspace_and_offers_the_sample_replies(client: TestClient) -> None:
     page = client.get("/sandbox")
     panes = client.get("/sandbox/panes").json()
 
     assert page.status_code == 200
-    assert 'data-body="Sounds good — call me &lt;Tuesday&gt;."' in page.text
+    for sample in SAMPLES:
+        assert f'<option value="{sample.key}" data-expect=' in page.text
+    assert len(SAMPLES) == 12
+    assert "Launch it &lt;now&gt;:" in page.text
+    assert 'data-suggest="/campaign launch &#34;Q4 &lt;win-back&gt;&#34;"' in page.text
     assert 'data-channel-id="C0SANDBOXGEN"># general' in panes["channels"]
     assert panes["title"] == "salesbot"
     assert panes["modal"] is None
+    assert panes["deliveries"].strip() == ""
     assert client.get("/sandbox/static/console.js").status_code == 200
 
 
@@ -179,3 +205,201 @@ def test_an_uploaded_file_is_served_and_an_unknown_one_is_not(
     assert served.headers["content-type"] == "image/png"
     assert served.headers["x-content-type-options"] == "nosniff"
     assert client.get("/sandbox/files/F0NOTHERE1").status_code == 404
+
+
+# --- the inbound form against a Google stand-in and a stand-in of the app's endpoints -------
+
+
+@dataclass
+class Received:
+    """What the stand-in of the app was sent: Gmail's pushes and Slack's events."""
+
+    pushes: list[tuple[dict[str, str], dict[str, Any]]] = field(default_factory=list)
+    events: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    push_status: int = 204
+
+
+@dataclass
+class Wired:
+    """The console wired to a served Google stand-in and an app that records what it gets."""
+
+    client: TestClient
+    google: GoogleStandIn
+    google_url: str
+    received: Received
+
+    def send_outreach(self, to: str, subject: str) -> EmailMessage:
+        """Send an email from the rep's mailbox through the Gmail API, as Salesbot does."""
+        token = self.google.oauth.issue_grant(MAILBOX).access_token
+        message = EmailMessage()
+        message["From"] = f"Alex Rivera <{MAILBOX}>"
+        message["To"] = to
+        message["Subject"] = subject
+        message["Message-ID"] = f"<{len(self.google.gmail.sent(MAILBOX))}.card@salesbot.example>"
+        message.set_content("Hi Dana,\n\nOur turn times are down to 5 days.\n")
+        raw = base64.urlsafe_b64encode(message.as_bytes()).decode()
+        answer = httpx.post(
+            f"{self.google_url}/gmail/v1/users/me/messages/send",
+            json={"raw": raw},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        )
+        assert answer.status_code == 200, answer.text
+        return self.google.gmail.sent(MAILBOX)[-1].message
+
+    def deliver(self, **form: str) -> httpx.Response:
+        return self.client.post("/sandbox/mail", data=form, headers=FROM_CONSOLE)
+
+
+@pytest.fixture
+def wired(slack: SlackStandIn, clock: ShiftedClock) -> Iterator[Wired]:
+    received = Received()
+
+    async def push(request: Request) -> Response:
+        received.pushes.append((dict(request.headers), json.loads(await request.body())))
+        return Response(status_code=received.push_status)
+
+    async def events(request: Request) -> Response:
+        received.events.append((dict(request.headers), await request.body()))
+        return Response(status_code=200)
+
+    app_stand_in = Starlette(
+        routes=[
+            Route(PUSH_PATH, push, methods=["POST"]),
+            Route(EVENTS_PATH, events, methods=["POST"]),
+        ]
+    )
+    google, google_server = start_google_stand_in()
+    servers: list[RunningServer] = [google_server]
+    try:
+        app_server = serve_in_thread(app_stand_in)
+        servers.append(app_server)
+        google.add_mailbox(MAILBOX)
+        app = FastAPI()
+        mount_console(
+            app,
+            Console(
+                slack=slack,
+                google=google,
+                clock=clock,
+                signing_secret=SIGNING_SECRET,
+                app_url=lambda: app_server.url,
+                user_id=DEFAULT_ADMIN_USER_ID,
+                mailbox=MAILBOX,
+                push_audience=AUDIENCE,
+                start_channel="C0SANDBOXGEN",
+            ),
+        )
+        yield Wired(TestClient(app), google, google_server.url, received)
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def test_the_page_opens_on_its_start_channel(wired: Wired) -> None:
+    page = wired.client.get("/sandbox")
+
+    assert 'data-start="C0SANDBOXGEN"' in page.text
+    assert wired.client.get("/sandbox/panes").json()["title"] == "#general"
+
+
+def test_a_sample_reply_comes_from_the_contact_threaded_to_the_sent_email_with_a_push(
+    wired: Wired,
+) -> None:
+    outreach = wired.send_outreach(f"Dana Whitfield <{CONTACT}>", "Turn times are down, Dana")
+    choice = wired.client.get("/sandbox/panes").json()["sent_choices"][0]
+
+    answer = wired.deliver(in_reply_to=choice["id"], sample="unsubscribe", body="ignored")
+
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["note"].startswith(
+        f"delivered “Unsubscribe request” from {CONTACT} to {MAILBOX}; Gmail's push answered 204."
+    )
+    received = wired.google.gmail.messages(MAILBOX)[-1]
+    parsed = received.parsed()
+    assert parsed["From"] == f"Dana Whitfield <{CONTACT}>"
+    assert parsed["In-Reply-To"] == outreach["Message-ID"]
+    assert parsed["Subject"] == "Re: Turn times are down, Dana"
+    assert "remove me from your mailing list" in parsed.get_body().get_content()
+    assert received.thread_id == wired.google.gmail.sent(MAILBOX)[0].thread_id
+    ((headers, body),) = wired.received.pushes
+    assert headers["authorization"].startswith("Bearer ")
+    assert json.loads(base64.b64decode(body["message"]["data"]))["emailAddress"] == MAILBOX
+    deliveries = wired.client.get("/sandbox/panes").json()["deliveries"]
+    assert "“Unsubscribe request”" in deliveries
+    assert "Salesbot answered 204" in deliveries
+    assert f'data-suggest="/engagement {CONTACT}"' in deliveries
+
+
+def test_the_bounce_sample_comes_from_the_mailer_daemon_as_a_delivery_report(
+    wired: Wired,
+) -> None:
+    wired.send_outreach(CONTACT, "Turn times are down, Dana")
+    choice = wired.client.get("/sandbox/panes").json()["sent_choices"][0]
+
+    answer = wired.deliver(in_reply_to=choice["id"], sample="bounce")
+
+    assert answer.status_code == 200, answer.text
+    assert "from mailer-daemon@googlemail.com" in answer.json()["note"]
+    parsed = wired.google.gmail.messages(MAILBOX)[-1].parsed()
+    assert parsed["From"] == "Mail Delivery Subsystem <mailer-daemon@googlemail.com>"
+    assert parsed.get_content_type() == "multipart/report"
+    assert parsed["X-Failed-Recipients"] == CONTACT
+
+
+def test_a_sample_needs_a_sent_email_and_a_known_key(wired: Wired) -> None:
+    wired.send_outreach(CONTACT, "Turn times are down, Dana")
+    choice = wired.client.get("/sandbox/panes").json()["sent_choices"][0]
+
+    no_email = wired.deliver(sample="positive")
+    unknown = wired.deliver(in_reply_to=choice["id"], sample="lottery")
+
+    assert no_email.status_code == 400
+    assert "pick it under “In reply to”" in no_email.json()["note"]
+    assert unknown.status_code == 400
+    assert unknown.json()["note"].startswith("no sample reply 'lottery'; the form offers positive,")
+    assert len(wired.google.gmail.messages(MAILBOX)) == 1  # only the sent one
+    assert wired.received.pushes == []
+
+
+def test_a_push_the_app_refuses_is_said_so_and_logged(wired: Wired) -> None:
+    wired.received.push_status = 403
+
+    answer = wired.deliver(from_addr=CONTACT, subject="Hello", body="Do you cover Hays?")
+
+    assert answer.status_code == 400
+    assert answer.json()["note"] == (
+        "the email is in the mailbox; the app answered its push with 403"
+    )
+    assert (
+        "Gmail's push refused: Salesbot answered 403"
+        in (wired.client.get("/sandbox/panes").json()["deliveries"])
+    )
+
+
+def test_a_push_that_reaches_no_app_is_said_so(client: TestClient) -> None:
+    answer = client.post(
+        "/sandbox/mail",
+        data={"from_addr": CONTACT, "subject": "Hello", "body": "x"},
+        headers=FROM_CONSOLE,
+    )
+
+    assert answer.status_code == 400
+    assert answer.json()["note"].startswith(
+        "the email is in the mailbox, but Gmail's push did not reach the app:"
+    )
+
+
+def test_opening_the_home_tab_sends_the_app_a_signed_app_home_opened_event(
+    wired: Wired,
+) -> None:
+    answer = wired.client.post("/sandbox/home", headers=FROM_CONSOLE)
+
+    assert answer.status_code == 200, answer.text
+    ((headers, body),) = wired.received.events
+    assert SignatureVerifier(SIGNING_SECRET).is_valid_request(body, headers)
+    event = json.loads(body)
+    assert event["type"] == "event_callback"
+    assert event["event"]["type"] == "app_home_opened"
+    assert event["event"]["user"] == DEFAULT_ADMIN_USER_ID
+    assert event["event"]["tab"] == "home"

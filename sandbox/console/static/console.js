@@ -4,12 +4,13 @@
   "use strict";
   const POLL_MS = 1500;
   const state = {
-    channel: document.body.dataset.dm,
+    channel: document.body.dataset.start || document.body.dataset.dm,
     thread: null,
     mail: null,
     modal: null, // {id, hash} of the modal shown
     shown: {},
     choices: "",
+    seen: {}, // messages per conversation when the person last had it open
   };
   const $ = (id) => document.getElementById(id);
 
@@ -85,10 +86,57 @@
     setHtml("thread", panes.thread);
     setHtml("mailbox", panes.mailbox);
     setHtml("clock", panes.clock);
+    setHtml("deliveries", panes.deliveries);
     showChoices(panes.sent_choices);
+    showUnread(panes.counts || {});
     showModal(panes.modal);
   }
 
+  // A conversation that got messages since the person last had it open shows how many.
+  function showUnread(counts) {
+    for (const [id, count] of Object.entries(counts)) {
+      if (state.seen[id] === undefined || id === state.channel) state.seen[id] = count;
+    }
+    document.querySelectorAll("#channels [data-channel-id]").forEach((button) => {
+      const id = button.dataset.channelId;
+      const fresh = (counts[id] || 0) - (state.seen[id] || 0);
+      let badge = button.querySelector(".badge");
+      if (fresh > 0) {
+        if (!badge) {
+          badge = document.createElement("span");
+          badge.className = "badge";
+          button.appendChild(badge);
+        }
+        badge.textContent = String(fresh);
+        button.classList.add("unread");
+      } else {
+        if (badge) badge.remove();
+        button.classList.remove("unread");
+      }
+    });
+  }
+
+  // A sample reply is built from the email it answers: the compose fields are not used.
+  function showSample() {
+    const option = $("sample").selectedOptions[0];
+    const picked = Boolean(option && option.value);
+    $("compose-fields").hidden = picked;
+    const note = $("sample-note");
+    note.hidden = !picked;
+    if (picked) {
+      const select = $("in-reply-to");
+      if (!select.value && select.length > 1) select.selectedIndex = 1; // the newest sent
+      const answered = select.selectedOptions[0];
+      note.textContent = (answered && answered.value
+        ? "Built as " + (answered.dataset.toName || answered.dataset.to) + "’s answer to “"
+          + answered.dataset.subject + "”. "
+        : "Pick the sent email it answers under “In reply to” (approve a card first). ")
+        + "Expected: " + option.dataset.expect;
+      $("deliver-button").textContent = "Deliver “" + option.textContent + "” and push";
+    } else {
+      $("deliver-button").textContent = "Deliver and push";
+    }
+  }
   function showChoices(choices) {
     const key = JSON.stringify(choices);
     if (key === state.choices) return;
@@ -97,12 +145,15 @@
     const keep = select.value;
     select.length = 1;
     for (const choice of choices) {
-      const option = new Option(choice.subject + " → " + choice.to, choice.id);
+      const who = choice.to_name ? choice.to_name + " <" + choice.to + ">" : choice.to;
+      const option = new Option(choice.subject + " → " + who, choice.id);
       option.dataset.to = choice.to;
+      option.dataset.toName = choice.to_name || "";
       option.dataset.subject = choice.subject;
       select.add(option);
     }
     select.value = keep;
+    if ($("sample").value) showSample();
   }
 
   function showModal(modal) {
@@ -163,7 +214,22 @@
     if (conversation) {
       state.channel = conversation.dataset.channelId;
       state.thread = null;
+      // Opening the Home tab is what makes Slack ask the app for it.
+      if (state.channel === "home") return post("/home", {});
       return refresh();
+    }
+    const suggestion = target.closest("[data-suggest]");
+    if (suggestion) {
+      if (suggestion.dataset.suggestChannel) {
+        state.channel = suggestion.dataset.suggestChannel;
+        state.thread = null;
+        refresh();
+      }
+      const box = $("command-text");
+      box.value = suggestion.dataset.suggest;
+      box.focus();
+      status("press Enter to send " + suggestion.dataset.suggest);
+      return;
     }
     const threadLink = target.closest("[data-thread-ts]");
     if (threadLink) {
@@ -205,18 +271,15 @@
   document.addEventListener("change", (event) => {
     const select = event.target.closest("select.sb-select[data-loc]");
     if (select && select.value) act(select, select.value);
-    if (event.target.id === "canned-reply") {
-      const option = event.target.selectedOptions[0];
-      if (option && option.dataset.body !== undefined) $("deliver-body").value = option.dataset.body;
-    }
+    if (event.target.id === "sample") showSample();
     if (event.target.id === "in-reply-to") {
       const option = event.target.selectedOptions[0];
       if (option && option.value) {
-        const to = option.dataset.to.match(/<([^>]+)>/);
-        $("deliver-from").value = to ? to[1] : option.dataset.to;
+        $("deliver-from").value = option.dataset.to;
         const subject = option.dataset.subject;
         $("deliver-subject").value = /^re:/i.test(subject) ? subject : "Re: " + subject;
       }
+      if ($("sample").value) showSample();
     }
   });
 
@@ -232,7 +295,11 @@
       return;
     }
     if (form.id === "deliver-form") {
-      const answer = await post("/mail", new FormData(form));
+      const fields = new FormData(form);
+      if (fields.get("sample")) {
+        for (const name of ["from_addr", "subject", "body"]) fields.delete(name);
+      }
+      const answer = await post("/mail", fields);
       if (answer.ok) { $("deliver-body").value = ""; }
       return;
     }
