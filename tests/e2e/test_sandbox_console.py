@@ -1,13 +1,18 @@
 """A person evaluating Salesbot uses the /sandbox console in a browser, as a rep would.
 
-A real `salesbot serve` runs in sandbox mode (no credentials, its own SQLite file) and Debian's
-Chromium drives the console: a command launches a campaign, cards arrive, one is approved and
-sent, its email shows in the mailbox with a working unsubscribe link, another is edited
-through its modal and sent, and a reply delivered to a sent email comes back as a reply card.
+A real `salesbot serve` runs in sandbox mode (no credentials, its own SQLite file, the seeded
+firm) and Debian's Chromium drives the console: the banner's first suggestion launches the
+seeded campaign, its cards arrive in #sales-review, one is approved and sent, its email shows
+in the mailbox with a working unsubscribe link, another is edited through its modal and
+sent, a reply written in the inbound form comes back as a reply card, a sample "unsubscribe"
+reply opts its contact out (as `/engagement` shows), the week's digest posts its chart, and
+moving the clock brings a follow-up step due, which is approved and sent in the first
+email's thread.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import secrets
@@ -17,12 +22,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from sandbox.seed import CADENCE_DAYS, CAMPAIGN_NAME, REVIEW_CHANNEL_NAME, business_moment
 from sandbox.server import free_port
 from sandbox.slack_api import DEFAULT_BOT_TOKEN, api_base_url, start_slack_stand_in
 
@@ -39,10 +46,8 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-ADMIN_EMAIL = "admin@sandbox-appraisals.example"
-CAMPAIGN = "Q4 lender win-back"
-# samples/contacts.csv: seven loan officers, one of them opted out.
-LOAN_OFFICERS_WHO_MAY_BE_EMAILED = 6
+# The clock control's steps, in hours, largest first (sandbox/console/app.py CLOCK_STEPS).
+CLOCK_STEPS = (168, 96, 24, 1)
 SALESBOT = "import sys; from bot.cli import main; sys.argv[0] = 'salesbot'; main()"
 # Settings that would take the server out of sandbox mode if the machine had them.
 CREDENTIALS = re.compile(r"^(SLACK_|GOOGLE_|ANTHROPIC_|GMAIL_|PUBSUB_)")
@@ -132,48 +137,6 @@ def served(tmp_path: Path) -> Iterator[Served]:
         yield server
 
 
-def seed_sandbox(server: Served) -> str:
-    """Give the sandbox organization contacts, a template, a campaign and the admin's Gmail;
-    return the campaign's name. (One place, so it can go once the sandbox comes up seeded.)"""
-    for kind in ("clients", "contacts"):
-        server.salesbot("import", kind, str(ROOT / "samples" / f"{kind}.csv"), "--org", "sandbox")
-    token = server.salesbot(
-        "token", "create", "--org", "sandbox", "--name", "console", "--user-email", ADMIN_EMAIL
-    ).strip()
-    auth = {"Authorization": f"Bearer {token}"}
-    with httpx.Client(base_url=server.url, headers=auth, timeout=30) as api:
-        link = api.get("/api/integrations/gmail/connect")
-        assert link.status_code == 200, link.text
-        # The rep's browser: the link sets the consent cookie, Google's stand-in consents
-        # for the admin, and the callback connects the mailbox.
-        with httpx.Client(follow_redirects=True, timeout=30) as browser:
-            connected = browser.get(link.json()["authorization_url"])
-        assert connected.status_code == 200, connected.text
-        status = api.get("/api/integrations/gmail/status").json()
-        assert status.get("connected") is True, status
-        template = api.post(
-            "/api/marketing/email-templates",
-            json={
-                "name": "Win-back 1",
-                "category": "campaign",
-                "subject": "Turn times are down, {{ first_name }}",
-                "body": "Hi {{ first_name }},\n\nWe would love to appraise for you again.\n",
-            },
-        )
-        assert template.status_code == 201, template.text
-        campaign = api.post(
-            "/api/marketing/campaigns",
-            json={
-                "name": CAMPAIGN,
-                "goal": "reactivation",
-                "target_role_codes": ["LO"],
-                "email_template_ids": [template.json()["id"]],
-            },
-        )
-        assert campaign.status_code == 201, campaign.text
-    return CAMPAIGN
-
-
 def launch_chromium(playwright: Any) -> Any:
     if not CHROMIUM.exists():
         pytest.fail(
@@ -185,28 +148,29 @@ def launch_chromium(playwright: Any) -> Any:
     )
 
 
-def test_a_rep_launches_approves_edits_and_sees_a_reply_in_the_console(
+def test_a_rep_launches_approves_edits_and_sees_replies_and_a_follow_up_in_the_console(
     served: Served, tmp_path: Path
 ) -> None:
     from playwright.sync_api import expect, sync_playwright
 
-    campaign = seed_sandbox(served)
     with sync_playwright() as playwright:
         browser = launch_chromium(playwright)
         page = browser.new_page(viewport={"width": 1500, "height": 1000})
         try:
             page.goto(served.url + "/sandbox")
-            expect(page.locator("#title")).to_have_text("salesbot")
+            expect(page.locator("#title")).to_have_text(f"#{REVIEW_CHANNEL_NAME}")
 
-            # Launch from the command box: the ack shows, then one card per loan officer.
-            page.fill("#command-text", f"/campaign launch {campaign}")
+            # The first suggestion puts the launch of the seeded campaign in the command box.
+            launch = f'/campaign launch "{CAMPAIGN_NAME}"'
+            page.locator(".try-next [data-suggest]", has_text=launch).click()
+            expect(page.locator("#command-text")).to_have_value(launch)
             page.press("#command-text", "Enter")
             expect(page.locator("#status")).to_contain_text("the app answered 200")
-            approve = page.locator("#messages .msg button", has_text="Approve & send")
-            expect(approve).to_have_count(LOAN_OFFICERS_WHO_MAY_BE_EMAILED, timeout=WAIT)
             cards = page.locator(
                 "#messages .msg", has=page.locator("button", has_text="Approve & send")
             )
+            expect(cards.nth(2)).to_be_visible(timeout=WAIT)
+            expect(cards.first).to_contain_text(f"Step 1 of {len(CADENCE_DAYS)}")
 
             # Approve the first card: it turns into "Sent" and the email is in the mailbox.
             first = cards.nth(0)
@@ -218,7 +182,7 @@ def test_a_rep_launches_approves_edits_and_sees_a_reply_in_the_console(
             expect(rows).to_have_count(1, timeout=WAIT)
             rows.nth(0).click()
             message = page.locator("#mailbox .mail-message.sent")
-            expect(message).to_contain_text("Turn times are down")
+            expect(message).to_contain_text("our turn times are down")
             expect(message).to_contain_text("List-Unsubscribe")
             unsubscribe = message.locator(".unsubscribe a", has_text="unsubscribe").first
             href = unsubscribe.get_attribute("href") or ""
@@ -226,6 +190,7 @@ def test_a_rep_launches_approves_edits_and_sees_a_reply_in_the_console(
             landing = httpx.get(href, timeout=10)
             assert landing.status_code == 200
             assert "unsubscribe" in landing.text.lower()
+            rows.nth(0).click()  # closes the thread again
 
             # Edit the next card through its modal, then approve it.
             second = cards.nth(0)
@@ -244,23 +209,95 @@ def test_a_rep_launches_approves_edits_and_sees_a_reply_in_the_console(
             expect(rows).to_have_count(2, timeout=WAIT)
             expect(page.locator("#mailbox")).to_contain_text("A faster turn time for you")
 
-            # A reply to the first email, delivered with Gmail's push, becomes a reply card.
-            page.locator("#in-reply-to").select_option(index=2)  # the oldest sent email
-            expect(page.locator("#deliver-subject")).to_have_value(re.compile("^Re: Turn times"))
+            # A third one goes out untouched: its contact will get the follow-up.
+            third = cards.nth(0)
+            third_ts = third.get_attribute("data-ts")
+            third.locator("button", has_text="Approve & send").click()
+            expect(page.locator(f'#messages .msg[data-ts="{third_ts}"]')).to_contain_text(
+                "✅ Sent by", timeout=WAIT
+            )
+            expect(rows).to_have_count(3, timeout=WAIT)
+            sent_at = _sandbox_now(page.locator("#clock").inner_text())
+
+            # A reply written in the form, to the first email (the oldest: the last choice),
+            # is pushed as Gmail would and comes back as a reply card in the rep's DM.
+            choices = page.locator("#in-reply-to option")
+            expect(choices).to_have_count(4)
+            page.locator("#in-reply-to").select_option(index=3)
+            expect(page.locator("#deliver-subject")).to_have_value(re.compile("^Re: .*turn times"))
             page.fill("#deliver-body", "Thanks! Can you call me Tuesday at 2pm about a refi?")
             page.locator("#deliver-form button[type=submit]").click()
-            expect(page.locator("#status")).to_contain_text("delivered to", timeout=WAIT)
+            expect(page.locator("#status")).to_contain_text("Gmail's push answered 2", timeout=WAIT)
+            dm = page.locator(
+                f'#channels [data-channel-id="{page.locator("body").get_attribute("data-dm")}"]'
+            )
+            expect(dm.locator(".badge")).to_be_visible(timeout=WAIT)  # a new message there
+            dm.click()
+            expect(page.locator("#title")).to_have_text("salesbot")
             reply_card = page.locator("#messages .msg", has_text="Can you call me Tuesday at 2pm")
             expect(reply_card).to_have_count(1, timeout=WAIT)
             # In the mailbox, the reply joined the first email's thread.
             thread = page.locator("#mailbox .mail-row").first
             expect(thread.locator(".mail-count")).to_have_text("2")
             expect(thread).to_contain_text("Can you call me Tuesday at 2pm")
-            received = page.locator("#mailbox .mail-message.received")
-            expect(received).to_contain_text("In-Reply-To")
-            expect(received.locator(".mail-message-subject")).to_have_text(
-                re.compile("^Re: Turn times are down")
+
+            # A sample reply: the second email's contact asks to be removed. No card comes
+            # for an opt-out; /engagement shows the contact opted out.
+            page.locator("#in-reply-to").select_option(index=2)
+            page.locator("#sample").select_option("unsubscribe")
+            expect(page.locator("#sample-note")).to_contain_text("opted out at once")
+            expect(page.locator("#compose-fields")).to_be_hidden()
+            page.locator("#deliver-button").click()
+            expect(page.locator("#status")).to_contain_text(
+                "delivered “Unsubscribe request” from", timeout=WAIT
             )
+            delivery = page.locator("#deliveries .delivery").first
+            expect(delivery).to_contain_text("Salesbot answered 204")
+            delivery.locator("[data-suggest]").click()
+            expect(page.locator("#command-text")).to_have_value(re.compile("^/engagement .+@"))
+            opted_out = page.locator("#messages .msg.ephemeral", has_text="Opted out")
+            deadline = time.monotonic() + WAIT / 1000
+            while True:  # the opt-out lands once the pipeline has read the reply
+                page.press("#command-text", "Enter")
+                try:
+                    expect(opted_out).to_have_count(1, timeout=3000)
+                    break
+                except AssertionError:
+                    if time.monotonic() > deadline:
+                        raise
+                    delivery.locator("[data-suggest]").click()
+            expect(opted_out).to_contain_text("1 opt-out")
+
+            # The week's digest in #sales-review, with its chart.
+            page.locator("#channels [data-channel-id]", has_text=REVIEW_CHANNEL_NAME).click()
+            expect(page.locator("#title")).to_have_text(f"#{REVIEW_CHANNEL_NAME}")
+            page.fill("#command-text", "/digest now --weekly")
+            page.press("#command-text", "Enter")
+            digest = page.locator("#messages .msg", has_text="Engagement digest, last 7 days")
+            expect(digest).to_have_count(1, timeout=WAIT)
+            chart = digest.locator("img.sb-image-img")
+            expect(chart).to_be_visible()
+            assert chart.evaluate("image => image.complete && image.naturalWidth > 0")
+
+            # Move the clock to a business morning after the cadence's gap: the third
+            # contact's step 2 comes due (the two others answered), and is sent in its thread.
+            target = business_moment(sent_at + timedelta(days=CADENCE_DAYS[1])) + timedelta(hours=1)
+            started = time.monotonic()
+            _advance(page, hours=math.ceil((target - sent_at) / timedelta(hours=1)))
+            follow_up = page.locator("#messages .msg", has_text=f"Step 2 of {len(CADENCE_DAYS)}")
+            for _ in range(3):  # a holiday in the way: the next business morning
+                try:
+                    expect(follow_up).to_have_count(1, timeout=10_000)
+                    break
+                except AssertionError:
+                    _advance(page, hours=24)
+            expect(follow_up).to_have_count(1)
+            clock_seconds = time.monotonic() - started
+            follow_up.locator("button", has_text="Approve & send").click()
+            expect(follow_up).to_contain_text("✅ Sent by", timeout=WAIT)
+            expect(rows).to_have_count(3)
+            expect(page.locator("#mailbox .mail-count")).to_have_text(["2", "2", "2"])
+            print(f"clock moved and step 2 posted in {clock_seconds:.1f} s")
         except BaseException:
             shot = tmp_path / "sandbox-console-failure.png"
             page.screenshot(path=str(shot), full_page=True)
@@ -268,6 +305,25 @@ def test_a_rep_launches_approves_edits_and_sees_a_reply_in_the_console(
             raise
         finally:
             browser.close()
+
+
+def _sandbox_now(clock_text: str) -> datetime:
+    """The sandbox's time as the console's header shows it."""
+    found = re.search(r"\w{3} \d{2} \w{3} \d{4} \d{2}:\d{2} UTC", clock_text)
+    assert found is not None, clock_text
+    return datetime.strptime(found.group(0), "%a %d %b %Y %H:%M UTC").replace(tzinfo=UTC)
+
+
+def _advance(page: Any, *, hours: int) -> None:
+    """Move the sandbox clock `hours` forward with the clock control's buttons."""
+    from playwright.sync_api import expect
+
+    for step in CLOCK_STEPS:
+        while hours >= step:
+            before = page.locator("#clock").inner_text()
+            page.locator(f'[data-clock="{step}"]').click()
+            expect(page.locator("#clock")).not_to_have_text(before)
+            hours -= step
 
 
 def test_the_console_is_not_served_outside_sandbox_mode(tmp_path: Path) -> None:
