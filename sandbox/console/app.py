@@ -405,9 +405,9 @@ def _expectation(found: SampleReply) -> str:
 
 
 def _check_hint(found: SampleReply, contact: str) -> str:
-    """Where a sample's handling shows in Slack when it makes no card."""
-    if found.detected == ORDINARY and found.key not in ("unsubscribe", "not_now"):
-        return "its card appears in Slack once Salesbot has read it"
+    """Where a sample's handling shows in Slack: its card, or the contact's status."""
+    if found.detected == ORDINARY and found.key != "unsubscribe":
+        return "its card appears in Slack once Salesbot has read it (a badge marks where)"
     return f"/engagement {contact}"
 
 
@@ -639,7 +639,7 @@ def console_router(console: Console) -> APIRouter:
             what=f"“{subject or '(no subject)'}”",
             sender=parseaddr(from_addr)[1] or from_addr,
             expect="Salesbot reads it, classifies it and acts on what it says.",
-            check="a reply card appears in Slack if it calls for an answer",
+            check="a card appears in Slack if it calls for a person (a badge marks where)",
         )
 
     def _deliver_sample(key: str, chosen: dict[str, str] | None) -> JSONResponse:
