@@ -112,7 +112,10 @@ SAMPLES: Final[tuple[SampleReply, ...]] = (
         category="OPPORTUNITY",
         intent="interested",
         detected=ORDINARY,
-        handling="a reply card with a drafted answer to send from the rep's mailbox",
+        handling=(
+            "a card for the rep: a Deal card when the client had gone stale, else a reply card "
+            "with a drafted answer"
+        ),
         marker="send me your current fee schedule",
         reading=ModelReading("OPPORTUNITY", "interested", "positive", 0.7),
     ),
