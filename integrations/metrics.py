@@ -24,15 +24,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final, Protocol
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    REGISTRY,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-    multiprocess,
-)
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, multiprocess
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
 
 log = logging.getLogger(__name__)
@@ -280,15 +273,17 @@ def multiprocess_dir() -> str | None:
     return os.environ.get(MULTIPROC_ENV) or None
 
 
-def exposition(*extra: Source) -> tuple[bytes, str]:
+def exposition(*extra: Source, accept: str = "") -> tuple[bytes, str]:
     """This process's metrics (or every web process's, in multiprocess mode) and `extra`'s,
-    in the Prometheus text format; return (body, content type)."""
+    in the format the scraper's Accept header asks for (the Prometheus text format 0.0.4
+    when it names none); return (body, content type)."""
     own: Source = (
         multiprocess.MultiProcessCollector(None, multiprocess_dir())
         if multiprocess_dir()
         else REGISTRY
     )
-    return generate_latest(_Joined((own, *extra))), CONTENT_TYPE_LATEST
+    encode, content_type = choose_encoder(accept)
+    return encode(_Joined((own, *extra))), content_type
 
 
 _PID_FILE = re.compile(r"_(\d+)\.db$")

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Iterator
 from datetime import datetime
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from sqlalchemy import Connection, Engine, func, select
@@ -141,8 +141,11 @@ def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
 
 
 @router.get("/metrics", include_in_schema=False)
-async def prometheus_metrics(services: ServicesDep) -> Response:
-    """The metrics in the Prometheus text format (version 0.0.4)."""
+async def prometheus_metrics(services: ServicesDep, request: Request) -> Response:
+    """The metrics in the Prometheus text format (or OpenMetrics, when asked for)."""
     collector = QueueCollector(services.engine, services.clock)
-    body, content_type = await run_in_threadpool(metrics.exposition, collector)
+    accept = request.headers.get("accept", "")
+    body, content_type = await run_in_threadpool(
+        lambda: metrics.exposition(collector, accept=accept)
+    )
     return Response(content=body, media_type=None, headers={"Content-Type": content_type})
