@@ -21,16 +21,23 @@ from sqlalchemy import Engine, select
 from bot.app import build_app
 from bot.logs import configure_logging
 from domain.clock import FixedClock
+from domain.sending import FailureKind, MailboxError, MailMessage, MessageRef
+from domain.understanding import RoundOutcome
 from handlers.api.deps import Services
+from handlers.gmail_push import PUSH_PATH
 from handlers.observability import ObservabilityMiddleware
 from integrations import metrics
+from integrations.gmail.sender import GmailMailbox
 from jobs.heartbeat import Heartbeat
 from jobs.scheduler import PeriodicJob, PeriodicScheduler
+from jobs.understanding import record_round
 from storage import models as m
 from storage.db import make_engine, make_session_factory
 from storage.heartbeats import STALE_AFTER, WorkerHeartbeats
 from storage.migrate import upgrade
 from tests.support.api import ApiWorld, make_api_world, make_settings
+from tests.support.slack import ServedSlack
+from tests.support.slack_app import slack_world
 
 
 def _samples(text: str) -> dict[str, list[Sample]]:
@@ -417,3 +424,97 @@ def test_a_line_logged_outside_a_request_has_a_null_request_id(json_log: io.Stri
     [line] = _lines(json_log)
     assert line["request_id"] is None
     assert line["job_id"] == 3
+
+
+# --- the seams that count ------------------------------------------------------------------
+
+
+def _scrape() -> dict[str, list[Sample]]:
+    return _samples(metrics.exposition()[0].decode())
+
+
+def test_a_slack_command_is_timed_from_arrival_to_ack_as_a_command(
+    committed_engine: Engine, served_slack: ServedSlack, clock: FixedClock
+) -> None:
+    name = "salesbot_slack_ack_seconds_count"
+    before = _value(_scrape().get("salesbot_slack_ack_seconds", []), name, kind="command")
+    with slack_world(committed_engine, served_slack, clock) as world:
+        assert world.command("help").status_code == 200
+    after = _value(_scrape()["salesbot_slack_ack_seconds"], name, kind="command")
+    assert after - before == 1
+
+
+def test_gmail_pushes_are_counted_by_outcome(api: ApiWorld) -> None:
+    name = "salesbot_gmail_pushes_total"
+    before = _value(_scrape().get("salesbot_gmail_pushes", []), name, outcome="unavailable")
+    # No Pub/Sub settings in this app: the push is refused with 503 (Pub/Sub retries).
+    assert api.client.post(PUSH_PATH, content=b"{}").status_code == 503
+    after = _value(_scrape()["salesbot_gmail_pushes"], name, outcome="unavailable")
+    assert after - before == 1
+
+
+def test_a_pipeline_round_counts_decisions_actions_bounces_and_opt_outs() -> None:
+    outcome = RoundOutcome(claimed=5, processed=4, failed=1)
+    outcome.decided_by.update({"detector": 2, "claude": 2})
+    outcome.actions.update({"opted_out": 1, "marked_bounced": 1, "soft_bounce_counted": 2})
+    before = _scrape()
+    record_round(outcome)
+    after = _scrape()
+
+    def delta(family: str, name: str, **labels: str) -> float:
+        return _value(after[family], name, **labels) - _value(
+            before.get(family, []), name, **labels
+        )
+
+    inbound = "salesbot_inbound_messages_total"
+    assert (
+        delta("salesbot_inbound_messages", inbound, stage="understanding", outcome="processed") == 4
+    )
+    assert delta("salesbot_inbound_messages", inbound, stage="understanding", outcome="failed") == 1
+    assert delta("salesbot_classifications", "salesbot_classifications_total", source="claude") == 2
+    assert delta("salesbot_bounces", "salesbot_bounces_total", kind="hard") == 1
+    assert delta("salesbot_bounces", "salesbot_bounces_total", kind="soft") == 2
+    assert delta("salesbot_opt_outs", "salesbot_opt_outs_total", source="email") == 1
+
+
+class _Gmail:
+    """A Gmail client that answers a send with what it was given."""
+
+    def __init__(self, answer: Exception | None) -> None:
+        self.answer = answer
+
+    def send(self, raw: object, *, thread_id: str | None) -> MessageRef:
+        if self.answer is not None:
+            raise self.answer
+        return MessageRef(id="m1", thread_id="t1")
+
+
+@pytest.mark.parametrize(
+    ("answer", "outcome"),
+    [
+        (None, "sent"),
+        (MailboxError("429", kind=FailureKind.RATE_LIMITED), "retry"),
+        (MailboxError("500", kind=FailureKind.UNCERTAIN), "uncertain"),
+        (MailboxError("400", kind=FailureKind.REFUSED), "failed"),
+    ],
+)
+def test_each_gmail_send_call_is_counted_by_outcome(answer: Exception | None, outcome: str) -> None:
+    message = MailMessage(
+        message_id="<a@salesbot.example>",
+        date=datetime(2026, 11, 25, 15, 0, tzinfo=UTC),
+        from_email="maria@lonestar.example.com",
+        from_name="Maria",
+        to_email="dana@pinnacle.example",
+        to_name=None,
+        subject="Turn times",
+        body_text="Hi Dana",
+    )
+    name = "salesbot_email_sends_total"
+    before = _value(_scrape().get("salesbot_email_sends", []), name, outcome=outcome)
+    mailbox = GmailMailbox(_Gmail(answer))  # type: ignore[arg-type]
+    if answer is None:
+        assert mailbox.send(message, thread_id=None) == MessageRef(id="m1", thread_id="t1")
+    else:
+        with pytest.raises(MailboxError):
+            mailbox.send(message, thread_id=None)
+    assert _value(_scrape()["salesbot_email_sends"], name, outcome=outcome) - before == 1
