@@ -17,9 +17,11 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
 
 from bot.app import build_app
 from bot.logs import configure_logging
+from domain.cards import CardState
 from domain.clock import FixedClock
 from domain.sending import FailureKind, MailboxError, MailMessage, MessageRef
 from domain.understanding import RoundOutcome
@@ -35,7 +37,9 @@ from storage import models as m
 from storage.db import make_engine, make_session_factory
 from storage.heartbeats import STALE_AFTER, WorkerHeartbeats
 from storage.migrate import upgrade
+from storage.uow import UnitOfWork
 from tests.support.api import ApiWorld, make_api_world, make_settings
+from tests.support.builders import make_org
 from tests.support.slack import ServedSlack
 from tests.support.slack_app import slack_world
 
@@ -518,3 +522,25 @@ def test_each_gmail_send_call_is_counted_by_outcome(answer: Exception | None, ou
         with pytest.raises(MailboxError):
             mailbox.send(message, thread_id=None)
     assert _value(_scrape()["salesbot_email_sends"], name, outcome=outcome) - before == 1
+
+
+def test_card_moves_are_counted_by_the_state_they_reach(
+    uow: UnitOfWork, session: Session, clock: FixedClock
+) -> None:
+    org = make_org(session)
+    card = m.Card(org_id=org.id, type="send_email", state="approved", title="Email Dana")
+    session.add(card)
+    session.commit()
+    name = "salesbot_card_transitions_total"
+    before = _scrape().get("salesbot_card_transitions", [])
+    with uow:
+        moved = uow.cards.compare_and_set(
+            org.id, card.id, expected=[CardState.APPROVED], to=CardState.WITHDRAWN, now=clock.now()
+        )
+        again = uow.cards.compare_and_set(
+            org.id, card.id, expected=[CardState.APPROVED], to=CardState.WITHDRAWN, now=clock.now()
+        )
+        uow.commit()
+    assert (moved, again) == (True, False)
+    after = _scrape()["salesbot_card_transitions"]
+    assert _value(after, name, to="withdrawn") - _value(before, name, to="withdrawn") == 1
