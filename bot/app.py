@@ -12,6 +12,7 @@ import os
 import secrets
 import socket
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -79,6 +80,7 @@ from handlers.api import (
 )
 from handlers.api import analytics_settings as analytics_settings_api
 from handlers.api import gmail as gmail_api
+from handlers.api import metrics as metrics_api
 from handlers.api import targeting as targeting_api
 from handlers.api import tracking as tracking_api
 from handlers.api import triage as triage_api
@@ -86,8 +88,10 @@ from handlers.api.deps import Services
 from handlers.api.docs import error_answer, install_docs
 from handlers.api.errors import error_body, install_error_handlers
 from handlers.api.gmail import GmailIntegration
+from handlers.observability import ObservabilityMiddleware, received_at
 from handlers.request_limits import RequestLimitMiddleware
 from handlers.slack.common import SlackDeps
+from integrations import metrics
 from integrations.crypto import LinkSigner, MailtoUnsubscribeTokens, SecretBox
 from integrations.gmail.lookout import GmailLookout
 from integrations.gmail.sender import gmail_service
@@ -99,6 +103,7 @@ from integrations.tracking import HtmlTracker, TrackingTokens, is_crawler
 from jobs.analytics import AnalyticsRefresh
 from jobs.cadence import CadenceScheduler
 from jobs.digest import DigestMessages, DigestScheduler, SlackDigestChat
+from jobs.heartbeat import BEAT_EVERY, Heartbeat
 from jobs.recovery import RecoverySweep
 from jobs.scheduler import PeriodicJob, PeriodicScheduler
 from jobs.slack_replay import SlackReplayWorker
@@ -107,6 +112,7 @@ from jobs.targeting import TargetingJob
 from jobs.understanding import UnderstandingWorker
 from jobs.worker import TaskWorker
 from storage.db import SessionFactory, make_engine, make_session_factory
+from storage.heartbeats import WorkerHeartbeats
 from storage.inbound import SqlInboundStore
 from storage.models import Organization
 from storage.slack_calls import SlackCallQueue
@@ -167,6 +173,8 @@ class Runtime:
     digests: Digests | None = None
     #: Claims the digests whose time came and posts them (a job of `scheduler`; with Slack).
     digest_poster: DigestPoster | None = None
+    #: Says that this process runs the background work (a job of `scheduler`; /readyz).
+    heartbeat: Heartbeat | None = None
 
     def run_tasks_until_idle(self) -> int:
         """Replay Slack calls, draft, then post, until nothing is pending (tests, benches)."""
@@ -210,10 +218,33 @@ class Background:
         for part in self._parts:
             part.start()
 
-    def stop(self) -> None:
-        """Stop every part (each finishes its current unit of work)."""
-        for part in reversed(self._parts):
-            part.stop()
+    def stop(self, *, grace: float | None = None) -> bool:
+        """Stop every part at once, so that none takes new work, and wait up to `grace`
+        seconds (None: each part's own limit) for the work in hand, such as an email being
+        sent; return True when every part finished within it.
+
+        A part still busy at the deadline is left to the process's exit: what it held is
+        under a lease, and the next process carries it on (an email whose send was cut off
+        is looked for in its mailbox by Message-ID before anything is sent again).
+        """
+        stoppers = [
+            threading.Thread(target=part.stop, name=f"stop-{type(part).__name__}", daemon=True)
+            for part in self._parts
+        ]
+        for stopper in stoppers:
+            stopper.start()
+        deadline = None if grace is None else time.monotonic() + grace
+        for stopper in stoppers:
+            stopper.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        busy = [stopper.name.removeprefix("stop-") for stopper in stoppers if stopper.is_alive()]
+        if self.runtime.heartbeat is not None:
+            self.runtime.heartbeat.forget()
+        if busy:
+            log.warning(
+                "stopping: work still in hand at the deadline",
+                extra={"parts": busy, "grace_seconds": grace},
+            )
+        return not busy
 
 
 def build_background(
@@ -503,6 +534,11 @@ def build_runtime(
         )
     )
     recovery.wake = lambda: scheduler.wake(RecoverySweep.NAME)
+    # The background work says it runs (`/readyz`), from the scheduler that runs it.
+    heartbeat = Heartbeat(
+        WorkerHeartbeats(services.session_factory), services.clock, name=_worker_name()
+    )
+    scheduler.add(PeriodicJob(Heartbeat.NAME, heartbeat.run_once, BEAT_EVERY, max_rounds=1))
     targeting = Targeting(service_deps)
     targeting_job = TargetingJob(targeting, services.session_factory)
     scheduler.add(
@@ -636,6 +672,7 @@ def build_runtime(
         targeting_job=targeting_job,
         digests=digests,
         digest_poster=digest_poster,
+        heartbeat=heartbeat,
     )
 
 
@@ -769,12 +806,15 @@ def build_app(
             name="claude-model-check",
             daemon=True,
         ).start()
+        # Several web processes (multiprocess metrics): forget the gauges of dead ones.
+        metrics.mark_dead_processes()
         if start_background:
             background.start()
         try:
             yield
         finally:
-            background.stop()
+            background.stop(grace=settings.SHUTDOWN_GRACE_SECONDS)
+            metrics.mark_this_process_dead()
 
     app = FastAPI(
         title="Salesbot",
@@ -785,6 +825,8 @@ def build_app(
         redoc_url=None,
     )
     app.add_middleware(RequestLimitMiddleware)
+    # Outermost: request ids and HTTP metrics cover every answer, refusals included.
+    app.add_middleware(ObservabilityMiddleware)
     app.state.settings = settings
     app.state.services = runtime.services
     app.state.runtime = runtime
@@ -793,6 +835,7 @@ def build_app(
     install_error_handlers(app)
     install_docs(app)
     app.include_router(health.router)
+    app.include_router(metrics_api.router)
     app.include_router(marketing.router)
     app.include_router(jobs.router)
     app.include_router(cadence.router)
@@ -872,7 +915,13 @@ def _mount_slack(app: FastAPI, bolt: App, signing_secret: str) -> None:
         bolt_request = to_bolt(body, request)
         if isinstance(bolt_request, Response):
             return bolt_request
-        return to_response(await run_in_threadpool(bolt.dispatch, bolt_request))
+        response = to_response(await run_in_threadpool(bolt.dispatch, bolt_request))
+        arrived = received_at(request.scope)
+        if arrived is not None:
+            metrics.SLACK_ACK.labels(_slack_kind(bolt_request.body)).observe(
+                time.perf_counter() - arrived
+            )
+        return response
 
     if bolt.oauth_flow is not None:
         flow = bolt.oauth_flow
@@ -895,6 +944,27 @@ def _mount_slack(app: FastAPI, bolt: App, signing_secret: str) -> None:
 def _slack_refusal(status: int, code: str, message: str) -> Response:
     log.info("slack request refused", extra={"status": status, "reason": message})
     return JSONResponse(error_body(code, message), status)
+
+
+# Slack's payload types, by the kind `salesbot_slack_ack_seconds` times them as.
+_SLACK_KINDS = {
+    "block_actions": "action",
+    "interactive_message": "action",
+    "block_suggestion": "action",
+    "view_submission": "view",
+    "view_closed": "view",
+    "shortcut": "shortcut",
+    "message_action": "shortcut",
+    "event_callback": "event",
+    "url_verification": "event",
+}
+
+
+def _slack_kind(body: dict[str, Any]) -> str:
+    """command, action, view, shortcut, event or other: what a Slack request carries."""
+    if "command" in body:
+        return "command"
+    return _SLACK_KINDS.get(str(body.get("type") or ""), "other")
 
 
 def _is_ssl_check(body: str) -> bool:

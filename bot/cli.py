@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import gc
+import logging
+import os
 import re
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -109,6 +113,7 @@ def serve(
 
     settings = settings_or_exit()
     configure_logging(settings.LOG_LEVEL, settings.LOG_FORMAT)
+    _single_process_metrics()
     sandbox = None
     if settings.sandbox:
         from bot.sandbox import print_banner, start_sandbox
@@ -252,15 +257,43 @@ def web(
 
     settings = _real_settings_or_exit("web")
     configure_logging(settings.LOG_LEVEL, settings.LOG_FORMAT)
-    uvicorn.run(
-        "bot.asgi:web_app",
-        factory=True,
-        host=host or settings.HOST,
-        port=port or settings.PORT,
-        workers=processes,
-        log_level="info",
-        log_config=None,  # each process configures logging in bot.asgi:web_app
-    )
+    metrics_dir = _multiprocess_metrics() if processes > 1 else None
+    if metrics_dir is None:
+        _single_process_metrics()
+    try:
+        uvicorn.run(
+            "bot.asgi:web_app",
+            factory=True,
+            host=host or settings.HOST,
+            port=port or settings.PORT,
+            workers=processes,
+            log_level="info",
+            log_config=None,  # each process configures logging in bot.asgi:web_app
+        )
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+# prometheus_client reads it when first imported, in each process (integrations/metrics.py).
+_METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def _multiprocess_metrics() -> str:
+    """Give the web processes about to start a fresh directory for their metric files.
+
+    Each uvicorn process writes its counts there and `/metrics`, in whichever process
+    answers, adds them all up. The directory is this start's own (a restart begins from
+    zero, as a single process does), and it is deleted when `salesbot web` exits.
+    """
+    path = tempfile.mkdtemp(prefix="salesbot-metrics-")
+    os.environ[_METRICS_DIR_ENV] = path
+    return path
+
+
+def _single_process_metrics() -> None:
+    """One process keeps its metrics in memory, whatever the environment says."""
+    os.environ.pop(_METRICS_DIR_ENV, None)
 
 
 @app.command()
@@ -274,13 +307,27 @@ def worker(
             "the same machine answer Slack first.",
         ),
     ] = 10,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=65535,
+            help="Serve this process's Prometheus metrics at http://HOST:PORT/metrics "
+            "(the worker has no other HTTP server; off when not given).",
+        ),
+    ] = None,
 ) -> None:
     """Run the background work: drafting, card posting, the Gmail outbox, inbound Gmail
-    sync and the Slack work each click or command leaves after its ack."""
-    import os
+    sync and the Slack work each click or command leaves after its ack.
+
+    On SIGTERM it takes no more work and finishes what it has in hand (an email being sent)
+    within SHUTDOWN_GRACE_SECONDS, then exits 0; past the deadline it exits 1 at once, and
+    the next worker carries on what it held.
+    """
     import signal
     import threading
 
+    _single_process_metrics()
     from bot.app import build_background, build_runtime
 
     settings = _real_settings_or_exit("worker")
@@ -288,6 +335,11 @@ def worker(
     if nice:
         os.nice(nice)
     background = build_background(build_runtime(settings))
+    metrics_server = None
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        metrics_server, _ = start_http_server(metrics_port, addr=settings.HOST)
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
@@ -301,7 +353,18 @@ def worker(
             pass
         err.print("salesbot worker stopping: finishing the work in hand, taking no more")
     finally:
-        background.stop()
+        finished = background.stop(grace=settings.SHUTDOWN_GRACE_SECONDS)
+        if metrics_server is not None:
+            metrics_server.shutdown()
+    if not finished:
+        err.print(
+            f"salesbot worker stopped after {settings.SHUTDOWN_GRACE_SECONDS:g} s "
+            "(SHUTDOWN_GRACE_SECONDS) with work still in hand; the next worker carries it on"
+        )
+        logging.shutdown()
+        sys.stderr.flush()
+        # The threads still busy (a Gmail call that hangs) would hold the exit up.
+        os._exit(1)
     err.print("salesbot worker stopped")
 
 

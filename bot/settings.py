@@ -121,6 +121,14 @@ class Settings(BaseSettings):
         le=300,
         description="How often idle background workers look for work they were not woken for.",
     )
+    SHUTDOWN_GRACE_SECONDS: float = Field(
+        default=25,
+        ge=0,
+        le=600,
+        description="On SIGTERM, how long the background work may take to finish what it "
+        "has in hand (an email being sent) before the process exits anyway; keep it under "
+        "the orchestrator's kill timeout (Kubernetes: 30 s).",
+    )
     CADENCE_TICK_SECONDS: float = Field(
         default=60,
         ge=0.05,

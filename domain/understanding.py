@@ -24,6 +24,7 @@ A message that fails is retried with a growing delay; its fifth failure parks it
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -332,6 +333,10 @@ class RoundOutcome:
     skipped: int = 0
     reclassified: int = 0
     errors: dict[int, str] = field(default_factory=dict)
+    #: Decisions made this round by who made them (detector, rule, claude, offline).
+    decided_by: Counter[str] = field(default_factory=Counter)
+    #: What recording the round's messages did (opted_out, marked_bounced...), once committed.
+    actions: Counter[str] = field(default_factory=Counter)
 
 
 class Understanding:
@@ -400,11 +405,14 @@ class Understanding:
 
     def _process(self, messages: Sequence[InboundMessage], outcome: RoundOutcome) -> None:
         decided, errors = self.decide(messages)
+        outcome.decided_by.update(d.classification.decided_by.value for d in decided.values())
         ready = [m for m in messages if m.id in decided]
         try:
+            acted: Counter[str] = Counter()
             with self._uow() as uow:
-                done = self._record_all(uow, ready, decided, now=self._clock.now())
+                done = self._record_all(uow, ready, decided, now=self._clock.now(), acted=acted)
                 uow.commit()
+            outcome.actions.update(acted)
             outcome.processed += done
             outcome.skipped += len(ready) - done
         except Exception:  # noqa: BLE001 - the batch is retried a message at a time below
@@ -412,9 +420,13 @@ class Understanding:
             outcome.processed = outcome.skipped = 0
             for message in ready:
                 try:
+                    acted = Counter[str]()
                     with self._uow() as uow:
-                        done = self._record_all(uow, [message], decided, now=self._clock.now())
+                        done = self._record_all(
+                            uow, [message], decided, now=self._clock.now(), acted=acted
+                        )
                         uow.commit()
+                    outcome.actions.update(acted)
                     outcome.processed += done
                     outcome.skipped += 1 - done
                 except Exception as exc:  # noqa: BLE001 - kept on the row and retried
@@ -575,8 +587,10 @@ class Understanding:
         decided: dict[int, Decided],
         *,
         now: datetime,
+        acted: Counter[str] | None = None,
     ) -> int:
-        """Record messages claimed together; return how many this claim still held.
+        """Record messages claimed together; return how many this claim still held
+        (`acted` counts the actions taken, by name).
 
         The rows are locked in one statement and everything linking may look up is fetched
         in a few queries per organization, so a message costs a statement or two, not ten.
@@ -624,6 +638,7 @@ class Understanding:
                     events=events.setdefault(message.org_id, []),
                     cards=cards,
                     now=now,
+                    acted=acted,
                 )
         uow.conversations.flush()
         uow.inbound_pipeline.flush()
@@ -664,6 +679,7 @@ class Understanding:
         events: list[EngagementInput],
         cards: list[_CardDue],
         now: datetime,
+        acted: Counter[str] | None = None,
     ) -> bool:
         """Act on and record one linked message in the caller's unit of work."""
         pipeline = uow.inbound_pipeline
@@ -721,6 +737,8 @@ class Understanding:
             result = result.model_copy(update={"category": Category.ESCALATE, "reason": escalation})
             on = replace(on, classification=result)
         actions = act(uow, on, now=now, events=events)
+        if acted is not None:
+            acted.update(str(action["action"]) for action in actions)
         card_notes: tuple[str, ...] = ()
         if not own and not message.sent_by_us:
             # A provisional (offline) classification makes only a card for a person: an AMC

@@ -28,6 +28,7 @@ from domain.clock import Clock
 from domain.errors import ExternalServiceError, InvalidInput
 from domain.inbound import PushNotice
 from handlers.api.errors import error_body
+from integrations import metrics
 from integrations.pubsub_auth import PushAuthError, PushVerifier
 from storage.inbound import SqlInboundStore
 
@@ -205,7 +206,12 @@ def _published_at(value: object) -> datetime | None:
     return published if published.tzinfo is not None else None
 
 
+# `salesbot_gmail_pushes_total`'s outcome of a refusal, by its status.
+_REFUSED = {400: "invalid", 404: "unknown_mailbox", 503: "unavailable"}
+
+
 def _refuse(status: int, code: str, message: str) -> JSONResponse:
+    metrics.GMAIL_PUSHES.labels(_REFUSED.get(status, "refused")).inc()
     log.warning("gmail push refused", extra={"status": status, "reason": message})
     return JSONResponse(error_body(code, message), status)
 
@@ -222,6 +228,7 @@ def handle_push(deps: GmailPushDeps, authorization: str | None, body: bytes) -> 
         deps.verifier.verify(authorization)
     except PushAuthError as exc:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        metrics.GMAIL_PUSHES.labels("unauthorized").inc()
         log.warning("gmail push refused", extra={"status": exc.status, "reason": exc.message})
         return JSONResponse(error_body(exc.code, exc.message), exc.status, headers=headers)
     except ExternalServiceError as exc:
@@ -231,9 +238,14 @@ def handle_push(deps: GmailPushDeps, authorization: str | None, body: bytes) -> 
         notice = parse_push_body(body)
     except InvalidInput as exc:
         return _refuse(400, "invalid_push", exc.message)
-    stored = deps.writer.store(notice)
+    try:
+        stored = deps.writer.store(notice)
+    except Exception:
+        metrics.GMAIL_PUSHES.labels("error").inc()
+        raise
     if stored is None:
         return _refuse(404, "unknown_mailbox", f"no Gmail account is connected for {notice.email}")
+    metrics.GMAIL_PUSHES.labels("stored" if stored else "redelivered").inc()
     if stored:
         deps.on_stored()
     else:

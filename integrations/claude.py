@@ -31,6 +31,7 @@ from domain.drafting import (
 )
 from domain.errors import ExternalServiceError, InvalidInput
 from domain.safety import looks_like_injection
+from integrations import metrics
 
 log = logging.getLogger(__name__)
 
@@ -227,6 +228,7 @@ class ClaudeDrafter:
         """Ask Claude for a personalised draft; raise ExternalServiceError or InvalidInput."""
         note = injection_note(request)
         message = self._create(request)
+        metrics.record_llm_usage(self._model, "draft", message.usage)
         written = self._written_email(message)
         log.info(
             "claude draft written",
@@ -258,6 +260,7 @@ class ClaudeDrafter:
                 tool_choice={"type": "tool", "name": WRITE_EMAIL_TOOL},
             )
         except anthropic.APIError as exc:
+            metrics.record_llm_failure(self._model, "draft")
             error = service_error(exc)
             log.warning(
                 "claude draft failed",
@@ -266,7 +269,7 @@ class ClaudeDrafter:
                     "reason": error.message,
                     "retryable": error.retryable,
                     "status_code": getattr(exc, "status_code", None),
-                    "request_id": getattr(exc, "request_id", None),
+                    "anthropic_request_id": getattr(exc, "request_id", None),
                 },
             )
             raise error from exc

@@ -60,6 +60,7 @@ from domain.classification import (
 from domain.email_message import EmailFlag
 from domain.errors import ExternalServiceError
 from domain.safety import looks_like_injection, remove_invisible_characters
+from integrations import metrics
 from integrations.claude import forced_tool_call, quote_data, service_error
 from integrations.claude_prompts import (
     CLASSIFY_TOOL,
@@ -354,11 +355,14 @@ class ClaudeClassifier:
         prepared = prepare_message(request)
         self._refuse_while_open()
         with self._slots:
+            started = time.monotonic()
             try:
                 message = self._call(prepared.user_text)
             except ExternalServiceError:
                 self._count_failure()
                 raise
+            metrics.CLASSIFICATION_LATENCY.labels("claude").observe(time.monotonic() - started)
+        metrics.record_llm_usage(self._model, "classify", message.usage)
         with self._lock:
             self._usage = self._usage.plus(message)
             self._failures_in_a_row = 0
@@ -413,6 +417,7 @@ class ClaudeClassifier:
                     tool_choice={"type": "tool", "name": CLASSIFY_TOOL},
                 )
             except anthropic.APIError as exc:
+                metrics.record_llm_failure(self._model, "classify")
                 error = service_error(exc)
                 wait = self._retry_wait(exc, attempt) if error.retryable else None
                 log.warning(
@@ -421,7 +426,7 @@ class ClaudeClassifier:
                         "model": self._model,
                         "reason": error.message,
                         "status_code": getattr(exc, "status_code", None),
-                        "request_id": getattr(exc, "request_id", None),
+                        "anthropic_request_id": getattr(exc, "request_id", None),
                         "attempt": attempt + 1,
                         "retry_in_seconds": wait,
                     },

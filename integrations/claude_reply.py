@@ -41,6 +41,7 @@ from domain.replies import (
     ReplyDraft,
 )
 from domain.safety import remove_invisible_characters
+from integrations import metrics
 from integrations.claude import (
     describe_validation_error,
     forced_tool_call,
@@ -280,6 +281,7 @@ class ClaudeReplyDrafter:
     def draft(self, context: ReplyContext) -> ReplyDraft:
         """Ask Claude for an answer; raise ExternalServiceError or InvalidInput."""
         message = self._create(build_reply_message(context))
+        metrics.record_llm_usage(self._model, "reply", message.usage)
         written = self._written(message)
         facts = context.facts()
         used = [facts[key] for key in dict.fromkeys(written.facts_used) if key in facts]
@@ -326,6 +328,7 @@ class ClaudeReplyDrafter:
                 tool_choice={"type": "tool", "name": WRITE_REPLY_TOOL},
             )
         except anthropic.APIError as exc:
+            metrics.record_llm_failure(self._model, "reply")
             error: ExternalServiceError = service_error(exc)
             log.warning(
                 "claude reply draft failed",
@@ -334,7 +337,7 @@ class ClaudeReplyDrafter:
                     "reason": error.message,
                     "retryable": error.retryable,
                     "status_code": getattr(exc, "status_code", None),
-                    "request_id": getattr(exc, "request_id", None),
+                    "anthropic_request_id": getattr(exc, "request_id", None),
                 },
             )
             raise error from exc

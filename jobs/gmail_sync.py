@@ -28,7 +28,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 from domain.clock import Clock
 from domain.errors import ExternalServiceError
 from domain.inbound import ClaimedNotification
-from integrations.gmail.sync import GmailSync
+from integrations import metrics
+from integrations.gmail.sync import FetchOutcome, GmailSync, SyncResult
 from storage.db import SessionFactory
 from storage.inbound import SqlInboundStore, periodic_lock
 
@@ -140,7 +141,7 @@ class GmailInboundProcessor:
                 and (state.history_id is None or state.history_id < newest)
             )
             if behind:
-                self._parsed(self._sync.sync_account(account_id).parsed)
+                self._fetched(self._sync.sync_account(account_id))
         except ExternalServiceError as exc:
             log.warning(
                 "gmail push processing failed; will retry",
@@ -156,8 +157,13 @@ class GmailInboundProcessor:
             return
         self._store.finish_notifications((note.id for note in notes), now=self._clock.now())
 
-    def _parsed(self, count: int) -> None:
-        if count and self.on_parsed is not None:
+    def _fetched(self, outcome: SyncResult | FetchOutcome) -> None:
+        """Count a fetch's messages; wake the pipeline when some were parsed."""
+        for name in ("parsed", "failed", "gone"):
+            count = getattr(outcome, name, 0)
+            if count:
+                metrics.INBOUND_MESSAGES.labels("fetch", name).inc(count)
+        if outcome.parsed and self.on_parsed is not None:
             self.on_parsed()
 
     def run_pending(self, *, max_rounds: int = 10_000) -> int:
@@ -187,7 +193,7 @@ class GmailInboundProcessor:
         synced = 0
         for account_id in due:
             try:
-                self._parsed(self._sync.sync_account(account_id).parsed)
+                self._fetched(self._sync.sync_account(account_id))
                 synced += 1
             except ExternalServiceError as exc:
                 log.warning(
@@ -210,7 +216,7 @@ class GmailInboundProcessor:
         while True:
             outcome = self._sync.retry_due(limit=self._schedule.retry_batch)
             total += outcome.parsed
-            self._parsed(outcome.parsed)
+            self._fetched(outcome)
             if outcome.parsed + outcome.failed + outcome.gone < self._schedule.retry_batch:
                 return total
 

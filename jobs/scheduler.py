@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
+
+from integrations import metrics
 
 log = logging.getLogger(__name__)
 
@@ -92,12 +95,33 @@ class PeriodicScheduler:
 
     def _logged(self, name: str) -> Callable[[], None]:
         def run() -> None:
+            self._measure_lag(name)
             try:
                 self.run(name)
             except Exception:  # noqa: BLE001 - a failed run is logged; the next one runs
+                metrics.PERIODIC_RUNS.labels(name, "failed").inc()
                 log.exception("periodic job failed", extra={"job": name})
+                return
+            metrics.PERIODIC_RUNS.labels(name, "ok").inc()
+            metrics.PERIODIC_LAST_SUCCESS.labels(name).set(time.time())
 
         return run
+
+    def _measure_lag(self, name: str) -> None:
+        """Observe how late this run started after the time it was due.
+
+        When APScheduler hands a run to its threads it has already moved the job's next run
+        time one interval past the time this run was due (a wake-up makes it due now), so
+        the due time is that next run time less one interval.
+        """
+        scheduler = self._scheduler
+        job = scheduler.get_job(name) if scheduler is not None else None
+        next_run = getattr(job, "next_run_time", None)
+        if next_run is None:
+            return
+        due = next_run - self._jobs[name].every
+        lag = (datetime.now(UTC) - due).total_seconds()
+        metrics.PERIODIC_LAG.labels(name).observe(max(lag, 0.0))
 
     def start(self) -> None:
         """Schedule every job: the first run soon, then one every interval."""

@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from domain.understanding import Understanding
+from domain.understanding import RoundOutcome, Understanding
+from integrations import metrics
 from jobs.loop import PolledWorker
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ class UnderstandingWorker(PolledWorker):
     def run_once(self) -> int:
         """Process one batch; return how many messages were claimed."""
         outcome = self.understanding.run_once()
+        record_round(outcome)
         if outcome.claimed:
             log.info(
                 "inbound messages understood",
@@ -55,3 +57,24 @@ class UnderstandingWorker(PolledWorker):
         if outcome.processed and self._on_processed is not None:
             self._on_processed()
         return outcome.claimed
+
+
+# Actions of the pipeline that are bounces, by the kind `salesbot_bounces_total` counts.
+_BOUNCES = {"marked_bounced": "hard", "soft_bounce_counted": "soft"}
+
+
+def record_round(outcome: RoundOutcome) -> None:
+    """Count what a pipeline round did in the metrics."""
+    stage = metrics.INBOUND_MESSAGES
+    for name in ("processed", "failed", "parked", "skipped"):
+        count = getattr(outcome, name)
+        if count:
+            stage.labels("understanding", name).inc(count)
+    for source, count in outcome.decided_by.items():
+        metrics.CLASSIFICATIONS.labels(source).inc(count)
+    for action, count in outcome.actions.items():
+        metrics.INBOUND_ACTIONS.labels(action).inc(count)
+        if action in _BOUNCES:
+            metrics.BOUNCES.labels(_BOUNCES[action]).inc(count)
+        elif action == "opted_out":
+            metrics.OPT_OUTS.labels("email").inc(count)

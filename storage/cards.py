@@ -25,6 +25,7 @@ from domain.cards import (
 from domain.errors import NotFound
 from domain.jobs import TaskKind, TaskStatus
 from domain.mail import SendOutcome, SendStatus
+from integrations import metrics
 from storage import models as m
 
 _CARD_FIELDS = tuple(f.name for f in dataclass_fields(Card))
@@ -111,7 +112,11 @@ class CardRepo:
             )
             .values(state=to.value, updated_at=now, **changes)
         )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        moved = bool(result.rowcount)  # type: ignore[attr-defined]
+        if moved:
+            # Counted as the change is made (a rollback after it, rare, still counts).
+            metrics.CARD_TRANSITIONS.labels(to.value).inc()
+        return moved
 
     def stale_in_flight(self, *, before: datetime, limit: int) -> list[InFlightCard]:
         """Return cards left `approved` or `executing` since before `before`, oldest first.
@@ -195,7 +200,10 @@ class CardRepo:
             )
             .values(state=CardState.APPROVED.value, updated_at=now)
         )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        moved = bool(result.rowcount)  # type: ignore[attr-defined]
+        if moved:
+            metrics.CARD_TRANSITIONS.labels(CardState.APPROVED.value).inc()
+        return moved
 
     def update_fields(self, org_id: int, card_id: int, *, now: datetime, **changes: Any) -> None:
         """Change a card's fields (not its state)."""
@@ -283,6 +291,8 @@ class CardRepo:
             .returning(m.Card.id, m.Card.slack_message_ts)
             .execution_options(synchronize_session=False)
         ).all()
+        if rows:
+            metrics.CARD_TRANSITIONS.labels(CardState.WITHDRAWN.value).inc(len(rows))
         return sorted((row[0], row[1]) for row in rows)
 
     def list_for_batch(

@@ -11,6 +11,7 @@ from sqlalchemy import Connection, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from handlers.api.deps import ServicesDep
+from storage.heartbeats import STALE_AFTER, newest_beat
 from storage.models import InboundEmail, Job, SlackDeferredCall
 
 router = APIRouter(tags=["health"])
@@ -51,9 +52,9 @@ def healthz(services: ServicesDep, request: Request) -> JSONResponse:
             conn.execute(text("SELECT 1"))
             version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
             if version in heads:
-                slack_work = _slack_work(conn, services.clock.now())
-                jobs_to_plan = _jobs_to_plan(conn, services.clock.now())
-                inbound = _inbound(conn, services.clock.now())
+                slack_work = slack_work_queue(conn, services.clock.now())
+                jobs_to_plan = jobs_to_plan_queue(conn, services.clock.now())
+                inbound = inbound_queue(conn, services.clock.now())
     except SQLAlchemyError as exc:
         reason = str(exc.orig if hasattr(exc, "orig") else exc).splitlines()[0]
         return JSONResponse({"status": "error", "database": f"unreachable: {reason}"}, 503)
@@ -87,7 +88,98 @@ def healthz(services: ServicesDep, request: Request) -> JSONResponse:
     return JSONResponse(body)
 
 
-def _jobs_to_plan(conn: Connection, now: datetime) -> dict[str, float | int]:
+@router.get(
+    "/readyz",
+    responses={
+        200: {"description": "Ready: every check passed (`checks` says what each found)."},
+        503: {
+            "description": "Not ready: `failed` names the checks that failed, and each "
+            "failed check's `action` says what to do."
+        },
+    },
+)
+def readyz(services: ServicesDep) -> JSONResponse:
+    """Say whether the deployment can do its work: the database answers, its schema is at
+    the head the code expects, and a process running the background work (`salesbot
+    worker`, or `salesbot serve`) beat within the last minute.
+
+    For a deploy gate and an alert. A web process answers Slack without the worker (the
+    work is stored and waits), so a load balancer's health check of web processes should
+    use `/healthz`: with `/readyz` every web process leaves the pool when the worker stops.
+    """
+    from storage.migrate import current_heads
+
+    checks: dict[str, dict[str, object]] = {}
+    heads = current_heads()
+    now = services.clock.now()
+    version: str | None = None
+    beat: datetime | None = None
+    workers = 0
+    try:
+        with services.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("SELECT 1"))
+            checks["database"] = {"ok": True, "detail": services.engine.dialect.name}
+            version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+            if version in heads:
+                beat, workers = newest_beat(conn)
+    except SQLAlchemyError as exc:
+        reason = str(exc.orig if hasattr(exc, "orig") else exc).splitlines()[0]
+        if "database" not in checks:
+            checks["database"] = {
+                "ok": False,
+                "detail": f"unreachable: {reason}",
+                "action": "check DATABASE_URL and that the database server is up",
+            }
+        else:
+            checks["migrations"] = {
+                "ok": False,
+                "detail": f"no schema version: {reason}",
+                "action": "run `salesbot db upgrade`",
+            }
+    if "database" in checks and checks["database"]["ok"] and "migrations" not in checks:
+        expected = ", ".join(sorted(heads))
+        checks["migrations"] = (
+            {"ok": True, "detail": f"at {version}"}
+            if version in heads
+            else {
+                "ok": False,
+                "detail": f"schema at {version}, code expects {expected}",
+                "action": "run `salesbot db upgrade` (then restart the processes)",
+            }
+        )
+    if checks.get("migrations", {}).get("ok"):
+        checks["worker"] = _worker_check(beat, workers, now)
+    failed = [name for name, check in checks.items() if not check["ok"]]
+    for name in ("database", "migrations", "worker"):
+        if name not in checks:
+            checks[name] = {"ok": False, "detail": "not checked: an earlier check failed"}
+    body = {"status": "not_ready" if failed else "ready", "failed": failed, "checks": checks}
+    return JSONResponse(body, 503 if failed else 200)
+
+
+def _worker_check(beat: datetime | None, workers: int, now: datetime) -> dict[str, object]:
+    limit = int(STALE_AFTER.total_seconds())
+    if beat is None:
+        return {
+            "ok": False,
+            "detail": "no process running the background work has reported",
+            "action": "start `salesbot worker` beside `salesbot web` (or run `salesbot serve`)",
+        }
+    age = max((now - beat).total_seconds(), 0.0)
+    if age > limit:
+        return {
+            "ok": False,
+            "detail": f"the newest worker heartbeat is {age:.0f} s old (limit {limit} s)",
+            "action": "the worker is down or stuck: read its log, then restart `salesbot worker`",
+        }
+    return {
+        "ok": True,
+        "detail": f"newest heartbeat {age:.0f} s ago",
+        "workers": workers,
+    }
+
+
+def jobs_to_plan_queue(conn: Connection, now: datetime) -> dict[str, float | int]:
     """Jobs accepted (REST launches, `POST /api/agent/jobs`) that no worker has planned yet:
     a count whose oldest keeps ageing means no `salesbot worker` is running."""
     waiting, oldest = conn.execute(
@@ -99,7 +191,7 @@ def _jobs_to_plan(conn: Connection, now: datetime) -> dict[str, float | int]:
     return {"waiting": int(waiting), "oldest_waiting_seconds": round(max(age, 0.0), 1)}
 
 
-def _inbound(conn: Connection, now: datetime) -> dict[str, float | int]:
+def inbound_queue(conn: Connection, now: datetime) -> dict[str, float | int]:
     """The inbound pipeline's queue: parsed messages waiting (an oldest that keeps ageing
     means no worker runs it), messages parked after failing five times (`error` says why;
     `salesbot inbound reclassify --status failed` retries them), and messages classified
@@ -125,7 +217,7 @@ def _inbound(conn: Connection, now: datetime) -> dict[str, float | int]:
     }
 
 
-def _slack_work(conn: Connection, now: datetime) -> dict[str, float | int]:
+def slack_work_queue(conn: Connection, now: datetime) -> dict[str, float | int]:
     """The Slack work stored for `salesbot worker`: a backlog whose oldest call keeps
     ageing means no worker is running (clicks are acked but not acted on)."""
     calls = SlackDeferredCall

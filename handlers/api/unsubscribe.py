@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from domain.errors import InvalidInput
 from handlers.api.deps import SuppressionDep
+from integrations import metrics
 from integrations.crypto import LinkSigner
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,8 @@ async def unsubscribe(token: str, request: Request, suppression: SuppressionDep)
     result = await run_in_threadpool(suppression.opt_out, org_id, contact_id, source=source)
     if result is None:
         return _page("You are unsubscribed", ["You will receive no more emails from us."])
+    if not result.already_opted_out:
+        metrics.OPT_OUTS.labels(source).inc()
     log.info(
         "contact opted out",
         extra={

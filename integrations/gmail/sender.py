@@ -9,10 +9,13 @@ whether the message went out before it sends anything again.
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from typing import Any, Final
 
+from domain.errors import InvalidInput
 from domain.mailboxes import AccountTokens
-from domain.sending import AccessTokenUpdate, MailMessage, MessageRef
+from domain.sending import AccessTokenUpdate, FailureKind, MailboxError, MailMessage, MessageRef
+from integrations import metrics
 from integrations.gmail.client import GmailClient, GoogleConfig
 from integrations.gmail.compose import Unsubscribe, compose_email, new_message_id
 
@@ -54,6 +57,19 @@ def gmail_service(config: GoogleConfig, tokens: AccountTokens) -> Any:
     return _client(config, tokens).service()
 
 
+# A failed send call, as `salesbot_email_sends_total` counts it: not sent and tried again
+# later (retry), sent or not (uncertain: the mailbox is searched first), not sent (failed).
+_SEND_OUTCOMES: Final = {
+    FailureKind.RATE_LIMITED: "retry",
+    FailureKind.QUOTA: "retry",
+    FailureKind.UNAVAILABLE: "retry",
+    FailureKind.UNCERTAIN: "uncertain",
+    FailureKind.REVOKED: "failed",
+    FailureKind.REFUSED: "failed",
+    FailureKind.NOT_FOUND: "failed",
+}
+
+
 class GmailMailbox:
     """One mailbox's Gmail API for one unit of work (httplib2 is not thread-safe)."""
 
@@ -62,7 +78,18 @@ class GmailMailbox:
 
     def send(self, message: MailMessage, *, thread_id: str | None) -> MessageRef:
         """Compose and send a message (`users.messages.send`); raise GmailError on failure."""
-        ref = self._client.send(_compose(message), thread_id=thread_id)
+        started = time.monotonic()
+        try:
+            ref = self._client.send(_compose(message), thread_id=thread_id)
+        except MailboxError as exc:
+            metrics.EMAIL_SENDS.labels(_SEND_OUTCOMES.get(exc.kind, "failed")).inc()
+            raise
+        except InvalidInput:
+            metrics.EMAIL_SENDS.labels("failed").inc()
+            raise
+        finally:
+            metrics.EMAIL_SEND_LATENCY.observe(time.monotonic() - started)
+        metrics.EMAIL_SENDS.labels("sent").inc()
         return MessageRef(id=ref.id, thread_id=ref.thread_id)
 
     def find_by_message_id(self, message_id: str) -> MessageRef | None:

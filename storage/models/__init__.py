@@ -26,6 +26,7 @@ from storage.models.events import ProcessedEvent
 from storage.models.gmail import GmailAccount, GmailOAuthState
 from storage.models.inbound import ClassifierRule, GmailPushNotification, InboundEmail
 from storage.models.marketing import EmailTemplate, MarketingCampaign
+from storage.models.operations import WorkerHeartbeat
 from storage.models.outreach import Card, Enrollment, Job, JobTask
 from storage.models.reply_policy import OrgReplyPolicy
 from storage.models.sends import EmailConversation, EmailSend
@@ -69,4 +70,5 @@ __all__ = [
     "SlackOAuthState",
     "TargetingRun",
     "User",
+    "WorkerHeartbeat",
 ]

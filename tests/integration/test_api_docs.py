@@ -64,6 +64,7 @@ def test_the_document_declares_bearer_auth_and_each_api_route_requires_it(
         "GET /api/integrations/gmail/callback",
         "GET /api/integrations/gmail/connect",
         "GET /healthz",
+        "GET /readyz",
     ]
 
 

@@ -98,7 +98,15 @@ def test_log_format_json_prints_one_object_a_line_with_the_extras_as_keys(
     assert record["message"] == "unexpected error"
     assert record["error_id"] == _error_id(answer)
     assert "RuntimeError: the database went away" in record["exc_info"]
-    assert set(record) == {"time", "level", "logger", "message", "error_id", "exc_info"}
+    assert set(record) == {
+        "timestamp",
+        "level",
+        "logger",
+        "message",
+        "request_id",
+        "error_id",
+        "exc_info",
+    }
 
 
 def test_the_access_log_holds_no_capability_token(
@@ -197,7 +205,9 @@ def test_log_format_json_cuts_long_extras_and_stamps_utc_iso_times(
     [record] = [json.loads(line) for line in buffer.getvalue().splitlines()]
     assert record["card_id"] == 7
     assert record["reason"] == "x" * 500 + "…"
-    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", record["time"]), record["time"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", record["timestamp"]), record[
+        "timestamp"
+    ]
 
 
 def test_a_debug_run_never_logs_the_email_sent_to_claude() -> None:

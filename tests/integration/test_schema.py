@@ -26,8 +26,9 @@ def test_migrations_build_every_table_of_the_models(engine: Engine) -> None:
 
 
 def test_every_tenant_table_has_an_org_id(engine: Engine) -> None:
-    # periodic_leases: a process-wide lease per periodic job, no tenant's data.
-    untenanted = {"organizations", "alembic_version", "periodic_leases"}
+    # periodic_leases: a process-wide lease per periodic job; worker_heartbeats: the
+    # processes running the background work. Neither holds a tenant's data.
+    untenanted = {"organizations", "alembic_version", "periodic_leases", "worker_heartbeats"}
     for table in m.Base.metadata.tables.values():
         if table.name in untenanted:
             continue
