@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from alembic import command
@@ -36,7 +37,13 @@ def upgrade_connection(connection: Connection, revision: str = "head") -> None:
 
 
 def current_heads() -> set[str]:
-    """Return the head revisions the code expects."""
+    """Return the head revisions the code expects (read once: the scripts ship with the code,
+    so /healthz and /readyz do not parse the migrations folder on every call)."""
+    return set(_script_heads())
+
+
+@functools.cache
+def _script_heads() -> frozenset[str]:
     from alembic.script import ScriptDirectory
 
-    return set(ScriptDirectory.from_config(alembic_config()).get_heads())
+    return frozenset(ScriptDirectory.from_config(alembic_config()).get_heads())
