@@ -35,6 +35,8 @@ POINTS: Final = (
     "snooze.claimed",  # due snoozed cards claimed under a lease; none posted again
     "snooze.posted",  # a snoozed card's new message is posted; not recorded, snooze not cleared
     # cadence tick (domain/outreach/cadences.py)
+    "cadence.resumed",  # enrollments whose pause ended are due again; nothing claimed
+    "cadence.guarded",  # the guard paused a job and queued its notice; no chunk claimed
     "cadence.chunk",  # a chunk's steps are tasks and its enrollments settled; jobs not finished
     # inbound: parsed → understood (docs/inbound.md)
     "understanding.claimed",  # parsed messages claimed under a lease; nothing recorded

@@ -21,6 +21,7 @@ from domain.clock import Clock
 from domain.jobs import JobTaskView, TaskKind
 from domain.outreach import Outreach
 from jobs.loop import PolledWorker
+from storage.db import is_connection_lost
 from storage.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -160,6 +161,8 @@ class TaskWorker(PolledWorker):
             try:
                 self._outreach.tasks.run_task(task, org_id=task.org_id)
             except Exception as exc:  # noqa: BLE001 - one bad task must not stop the worker
+                if self._retry_later([task], exc):
+                    continue
                 log.exception("task crashed", extra={"task_id": task.id, "job_id": task.job_id})
                 self._outreach.tasks.fail_tasks(
                     [task], reason=f"internal error: {type(exc).__name__}"
@@ -172,6 +175,8 @@ class TaskWorker(PolledWorker):
             try:
                 self._outreach.drafting.run_draft_batch(batch, org_id=org_id)
             except Exception as exc:  # noqa: BLE001 - the batch fails, the worker goes on
+                if self._retry_later(batch, exc):
+                    continue
                 log.exception("draft batch crashed", extra={"tasks": [t.id for t in batch]})
                 self._outreach.tasks.fail_tasks(
                     batch, reason=f"internal error: {type(exc).__name__}"
@@ -179,6 +184,22 @@ class TaskWorker(PolledWorker):
         if tasks and self._on_progress is not None:
             self._on_progress()
         return len(tasks)
+
+    def _retry_later(self, tasks: list[JobTaskView], error: Exception) -> bool:
+        """Leave tasks to their lease when the database connection failed under them (a
+        killed backend, a failover): the task did nothing wrong, and failing it would lose
+        its card. The next claim after the lease takes it again (its retry_count raised),
+        so a database that keeps failing under it fails it as a poison task after
+        MAX_RECLAIMS claims instead of retrying it for ever. Return False for any other
+        error: the task fails with it."""
+        if not is_connection_lost(error):
+            return False
+        self._let_go(tasks)  # no more lease renewals: the lease runs out
+        log.warning(
+            "the database connection failed under tasks; they run again after their lease",
+            extra={"tasks": [t.id for t in tasks], "error": type(error).__name__},
+        )
+        return True
 
     def _give_back(self, tasks: list[JobTaskView]) -> None:
         """Return claimed tasks that never started to the queue, for the next worker."""

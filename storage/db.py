@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
@@ -60,6 +61,19 @@ def _sqlite_on_begin(conn: Any) -> None:
     if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
         return
     conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def is_connection_lost(error: BaseException) -> bool:
+    """Tell whether `error` came from the database connection (killed, restarted, locked
+    out for a moment) rather than from the statement: the same work can be tried again.
+
+    `OperationalError` is what a terminated backend (`pg_terminate_backend`, a failover),
+    a deadlock or a serialization failure raises on PostgreSQL, and what a busy file
+    raises on SQLite; `InterfaceError` a connection already closed.
+    """
+    return isinstance(error, OperationalError | InterfaceError) or (
+        isinstance(error, DBAPIError) and error.connection_invalidated
+    )
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -154,8 +154,12 @@ class Cadences:
                 now=now, limit=self.max_per_tick, org_id=org_id
             )
             uow.commit()
+        if report.resumed:
+            faults.reach("cadence.resumed")
         state = _TickState()
         self._guard_recent_losses(now=now, org_id=org_id, report=report, state=state)
+        if report.jobs_paused:
+            faults.reach("cadence.guarded")
         ended_jobs: set[tuple[int, int]] = set()
         while report.claimed < self.max_per_tick:
             limit = min(self.chunk, self.max_per_tick - report.claimed)
