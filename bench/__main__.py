@@ -57,7 +57,11 @@ def main(argv: list[str]) -> int:
             print(f"\n=== bench {name} (python -m bench {name}) ===", flush=True)
             reader.start(name)
             started = time.perf_counter()
-            run = {"name": name, "command": f"python -m bench {name}", "status": "failed"}
+            run: dict[str, Any] = {
+                "name": name,
+                "command": f"python -m bench {name}",
+                "status": "failed",
+            }
             runs.append(run)
             try:
                 importlib.import_module(_module(name)).main()
@@ -69,7 +73,13 @@ def main(argv: list[str]) -> int:
     finally:
         sys.stdout = real_stdout
         if json_path is not None:
-            write_results(json_path, about=about, benches=runs, figures=reader.figures)
+            write_results(
+                json_path,
+                about=about,
+                benches=runs,
+                figures=reader.figures,
+                output=reader.output,
+            )
     print_table(runs, reader.figures, real_stdout)
     if json_path is not None:
         print(f"figures and machine written to {json_path}")

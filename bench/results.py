@@ -3,9 +3,10 @@
 The benches print their figures as sentences (`ordinary: 500 rules, …: 172 µs/message`).
 `FigureReader` sees every line a bench prints and keeps each number that carries a unit
 (µs, ms, s, %, ×, MB, things/s, …) as a figure named by the words before it on that line,
-under the heading it is indented below; the line itself is kept beside the figure, so a
-reader of `bench/results.json` can always see what the bench said. `machine()` describes
-where the run happened.
+under the heading it is indented below; the line itself is kept beside the figure, and every
+line a bench printed is kept too (its tables of bare numbers are figures this reading cannot
+name), so a reader of `bench/results.json` can always see what the bench said. `machine()`
+describes where the run happened.
 """
 
 from __future__ import annotations
@@ -71,10 +72,10 @@ def figures_in(bench: str, line: str, heading: str = "") -> list[Figure]:
             name = f"{label}: {words}" if words else label
         previous_end = match.end()
         if heading:
-            name = f"{heading}: {name}"
+            name = f"{_short(heading, 60)}: {name}"
         unit = match["unit"] + (match["per"] or "")
         value = float(match["value"].replace(",", ""))
-        found.append(Figure(bench=bench, name=name[:160], value=value, unit=unit, line=text))
+        found.append(Figure(bench=bench, name=_short(name, 200), value=value, unit=unit, line=text))
     return found
 
 
@@ -87,6 +88,7 @@ class FigureReader(io.TextIOBase):
         self._heading = ""
         self.bench = ""
         self.figures: list[Figure] = []
+        self.output: dict[str, list[str]] = {}
 
     def writable(self) -> bool:
         return True
@@ -116,6 +118,7 @@ class FigureReader(io.TextIOBase):
     def _read(self, line: str) -> None:
         if not self.bench or not line.strip() or line.startswith(("===", "---")):
             return
+        self.output.setdefault(self.bench, []).append(line.rstrip())
         indented = line[:1].isspace()
         if not indented:
             self._heading = ""
@@ -181,15 +184,24 @@ def write_results(
     about: dict[str, Any],
     benches: list[dict[str, Any]],
     figures: list[Figure],
+    output: dict[str, list[str]],
 ) -> None:
-    """Write the run to `path` as JSON: the machine, each bench's time and its figures."""
+    """Write the run to `path` as JSON: the machine, each bench's time, its figures and
+    everything it printed (tables without units are there, not among the figures)."""
     by_bench: dict[str, list[dict[str, Any]]] = {}
     for figure in figures:
         entry = asdict(figure)
         by_bench.setdefault(entry.pop("bench"), []).append(entry)
     document = {
         "machine": about,
-        "benches": [{**bench, "figures": by_bench.get(bench["name"], [])} for bench in benches],
+        "benches": [
+            {
+                **bench,
+                "figures": by_bench.get(bench["name"], []),
+                "output": output.get(bench["name"], []),
+            }
+            for bench in benches
+        ],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
