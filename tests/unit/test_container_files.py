@@ -348,3 +348,22 @@ def test_the_locks_pin_every_package_with_hashes_and_agree() -> None:
         name = re.sub(r"[-_.]+", "-", re.split(r"[\[<>=!~ ]", requirement)[0]).lower()
         assert name in runtime, f"{name} (pyproject) is not in requirements.lock"
     assert "torch" not in dev
+
+
+def test_every_data_file_of_the_packages_is_installed() -> None:
+    """The image installs the project as a wheel (not editable): a template, data file or
+    migration that pyproject's package-data does not name would be missing from it."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    package_data: dict[str, list[str]] = pyproject["tool"]["setuptools"].get("package-data", {})
+    patterns = [f"{package}/{glob}" for package, globs in package_data.items() for glob in globs]
+    includes = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+    missing: list[str] = []
+    for package in {p.removesuffix("*") for p in includes}:
+        for path in (ROOT / package).rglob("*"):
+            relative = path.relative_to(ROOT).as_posix()
+            if path.is_dir() or path.suffix in {".py", ".pyc"} or "__pycache__" in relative:
+                continue
+            # setuptools' package-data globs are relative to the package that holds the file.
+            if not any(fnmatch.fnmatch(relative, pattern) for pattern in patterns):
+                missing.append(relative)
+    assert not missing, f"add these to [tool.setuptools.package-data] in pyproject: {missing}"
