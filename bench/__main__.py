@@ -1,4 +1,8 @@
-"""Run every benchmark (`make bench`), or the ones named: `python -m bench audience import`."""
+"""Run every benchmark (`make bench`), or the ones named: `python -m bench audience import`.
+
+`--json PATH` also writes the run as data (`bench/results.py`): the machine, each bench's
+time, and every figure the benches printed with its name, value, unit and line.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,9 @@ import pkgutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+from bench.results import FigureReader, machine, print_table, write_results
 
 # Benchmarks named after their figure rather than `bench_<name>.py`.
 NAMED = ("reply_card_latency", "send_reply_race", "cadence_tick", "cadence_race")
@@ -17,7 +24,16 @@ def _module(name: str) -> str:
 
 
 def main(argv: list[str]) -> int:
-    """Run the benchmarks and print their figures."""
+    """Run the benchmarks and print their figures (and write them with --json PATH)."""
+    args = list(argv)
+    json_path: Path | None = None
+    if "--json" in args:
+        at = args.index("--json")
+        if at + 1 >= len(args):
+            print("--json needs a path, e.g. --json bench/results.json")
+            return 2
+        json_path = Path(args[at + 1])
+        del args[at : at + 2]
     names = sorted(
         [
             info.name.removeprefix("bench_")
@@ -26,16 +42,47 @@ def main(argv: list[str]) -> int:
         ]
         + list(NAMED)
     )
-    wanted = argv or names
+    wanted = args or names
     unknown = set(wanted) - set(names)
     if unknown:
         print(f"unknown benchmark(s): {', '.join(sorted(unknown))}; known: {', '.join(names)}")
         return 2
-    for name in wanted:
-        print(f"\n=== bench {name} (python -m bench {name}) ===", flush=True)
-        started = time.perf_counter()
-        importlib.import_module(_module(name)).main()
-        print(f"--- {name} took {time.perf_counter() - started:.1f} s", flush=True)
+    about = machine()
+    real_stdout = sys.stdout
+    reader = FigureReader(real_stdout)
+    runs: list[dict[str, Any]] = []
+    sys.stdout = reader
+    try:
+        for name in wanted:
+            print(f"\n=== bench {name} (python -m bench {name}) ===", flush=True)
+            reader.start(name)
+            started = time.perf_counter()
+            run: dict[str, Any] = {
+                "name": name,
+                "command": f"python -m bench {name}",
+                "status": "failed",
+            }
+            runs.append(run)
+            try:
+                importlib.import_module(_module(name)).main()
+                run["status"] = "ok"
+            finally:
+                reader.finish()
+                run["seconds"] = round(time.perf_counter() - started, 1)
+            print(f"--- {name} took {run['seconds']:.1f} s", flush=True)
+    finally:
+        sys.stdout = real_stdout
+        if json_path is not None:
+            write_results(
+                json_path,
+                about=about,
+                benches=runs,
+                figures=reader.figures,
+                output=reader.output,
+            )
+    print_table(runs, reader.figures, real_stdout)
+    if json_path is not None:
+        print(f"figures and machine written to {json_path}")
     return 0
 
 
