@@ -44,6 +44,7 @@ lint: install
 	$(BIN)/python tools/check_commits.py
 
 test: install lint
+	tools/ensure_chromium.sh
 	$(BIN)/python -m pytest -n 2 -q
 
 unit: install

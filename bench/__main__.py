@@ -16,7 +16,14 @@ from typing import Any
 from bench.results import FigureReader, machine, print_table, write_results
 
 # Benchmarks named after their figure rather than `bench_<name>.py`.
-NAMED = ("reply_card_latency", "send_reply_race", "cadence_tick", "cadence_race")
+NAMED = (
+    "reply_card_latency",
+    "send_reply_race",
+    "cadence_tick",
+    "cadence_race",
+    "reliability_claude_outage",
+    "reliability_gmail_storm",
+)
 
 
 def _module(name: str) -> str:

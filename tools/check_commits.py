@@ -26,6 +26,7 @@ ALLOWED: Mapping[str, str] = {
     "storage/inbound.py": "durable push/sync queue: a push is stored before it is answered",
     "storage/slack_calls.py": "durable queue of Slack calls to replay, stored before the ack",
     "storage/events.py": "event-key de-dupe store: an event id is claimed before it is handled",
+    "storage/heartbeats.py": "a process's liveness beat: its own short transaction, no use case",
 }
 
 

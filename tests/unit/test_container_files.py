@@ -355,7 +355,12 @@ def test_every_data_file_of_the_packages_is_installed() -> None:
     migration that pyproject's package-data does not name would be missing from it."""
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     package_data: dict[str, list[str]] = pyproject["tool"]["setuptools"].get("package-data", {})
-    patterns = [f"{package}/{glob}" for package, globs in package_data.items() for glob in globs]
+    # A key names a package, dotted for a subpackage ("sandbox.console").
+    patterns = [
+        f"{package.replace('.', '/')}/{glob}"
+        for package, globs in package_data.items()
+        for glob in globs
+    ]
     includes = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
     missing: list[str] = []
     for package in {p.removesuffix("*") for p in includes}:
