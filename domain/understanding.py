@@ -78,6 +78,10 @@ MAX_MODEL_TEXT: Final = 8_000
 MAX_SUBJECT: Final = 998
 #: The first wait before a message classified offline (Claude away) is asked of Claude again.
 RECLASSIFY_FIRST: Final = timedelta(minutes=2)
+#: The longest wait between later asks while Claude stays away: the pipeline's retries
+#: double up to hours, but an ask during an outage costs nothing (the classifier's breaker
+#: answers at once), and Claude's return should reach every waiting message within minutes.
+RECLASSIFY_LONGEST: Final = timedelta(minutes=10)
 #: Characters of a failure's reason kept on the row.
 MAX_ERROR: Final = 500
 #: The organization's latest re-labels by its reps given to the model as examples (the
@@ -449,7 +453,7 @@ class Understanding:
                     error=error,
                     lease_until=message.lease_until,
                     parked=message.attempts >= self.settings.max_attempts,
-                    next_attempt_at=now + retry_delay(message.attempts),
+                    next_attempt_at=now + _next_try(message),
                     reclassifying=message.reclassifying,
                 )
                 outcome.failed += 1
@@ -867,3 +871,10 @@ def _request(
 
 
 _FLAGS: Final = frozenset(flag.value for flag in EmailFlag)
+
+
+def _next_try(message: InboundMessage) -> timedelta:
+    """How long a failed message waits: the pipeline's doubling delay, at most
+    RECLASSIFY_LONGEST for a message waiting for Claude to come back."""
+    delay = retry_delay(message.attempts)
+    return min(delay, RECLASSIFY_LONGEST) if message.reclassifying else delay
