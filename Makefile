@@ -32,6 +32,11 @@ lock:
 	grep -E '^[A-Za-z0-9]' requirements-dev.lock | cut -d' ' -f1 > requirements.lock
 	$(LOCK_ENV) $(LOCK_VENV)/bin/python -m piptools compile $(LOCK_FLAGS) -o requirements.lock pyproject.toml
 
+# A local .env with a fresh secret key, made once; edit it to add real credentials.
+.env:
+	$(BIN)/python -c "import secrets; print('SALESBOT_SECRET_KEY=' + secrets.token_urlsafe(48))" > .env
+	@echo "created .env with a new SALESBOT_SECRET_KEY"
+
 run: install .env
 	$(BIN)/salesbot db upgrade
 	$(BIN)/salesbot serve
