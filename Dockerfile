@@ -13,6 +13,9 @@ RUN python -m venv /opt/venv
 # locked package has a wheel for CPython 3.11 on Linux x86_64: no compiler is needed.
 COPY requirements.lock /tmp/requirements.lock
 RUN /opt/venv/bin/pip install --require-hashes --only-binary=:all: -r /tmp/requirements.lock
+# The build backend, pinned with hashes too: the project's wheel is built without fetching.
+COPY requirements-build.lock /tmp/requirements-build.lock
+RUN /opt/venv/bin/pip install --require-hashes --only-binary=:all: -r /tmp/requirements-build.lock
 COPY pyproject.toml README.md /src/
 COPY bot /src/bot
 COPY domain /src/domain
@@ -21,7 +24,7 @@ COPY integrations /src/integrations
 COPY handlers /src/handlers
 COPY jobs /src/jobs
 COPY sandbox /src/sandbox
-RUN /opt/venv/bin/pip install --no-deps /src
+RUN /opt/venv/bin/pip install --no-deps --no-build-isolation /src
 
 # --- runtime: the venv on a slim base, run by an unprivileged user ----------------------------
 FROM ${PYTHON_IMAGE} AS runtime

@@ -49,6 +49,13 @@ def main(argv: list[str]) -> int:
         ]
         + list(NAMED)
     )
+    if any(arg in ("-h", "--help") for arg in args):
+        print(
+            "usage: python -m bench [--json PATH] [NAME ...]\n"
+            "Runs every benchmark (or the NAMEs) and prints their figures; --json also writes\n"
+            f"them with the machine they ran on. Benchmarks: {', '.join(names)}"
+        )
+        return 0
     wanted = args or names
     unknown = set(wanted) - set(names)
     if unknown:

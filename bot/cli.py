@@ -9,7 +9,7 @@ import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,7 +23,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from typer.core import TyperGroup
 
 from bot.cli_cards import cards_app
-from bot.cli_db import DatabaseNotReady, explain_database_error, open_database
+from bot.cli_db import (
+    DatabaseNotReady,
+    explain_database_error,
+    open_database,
+    organizations_besides,
+    shown_url,
+)
 from bot.cli_demo import demo_command
 from bot.cli_import import import_command
 from bot.logs import configure_logging
@@ -112,6 +118,11 @@ def serve(
     from bot.app import build_app
 
     settings = settings_or_exit()
+    # What can refuse the start is checked before the logging is set up.
+    if settings.sandbox:
+        _refuse_a_real_database(settings.DATABASE_URL)
+    else:
+        _require_slack_settings(settings)
     configure_logging(settings.LOG_LEVEL, settings.LOG_FORMAT)
     _single_process_metrics()
     sandbox = None
@@ -122,8 +133,8 @@ def serve(
         err.rule("[bold yellow]SANDBOX MODE[/bold yellow]")
         err.print(
             "[yellow]No Slack, Google or Anthropic credentials are set: Salesbot runs on "
-            f"{settings.DATABASE_URL} against local stand-ins and reaches no external "
-            "service.[/yellow]"
+            f"{escape(shown_url(settings.DATABASE_URL))} against local stand-ins and reaches "
+            "no external service.[/yellow]"
         )
         upgrade(settings.DATABASE_URL)
         sandbox = start_sandbox(settings, console=err)
@@ -131,7 +142,6 @@ def serve(
         sandbox.app_url = f"http://127.0.0.1:{port or settings.PORT}"
         print_banner(sandbox, err)
     else:
-        _require_slack_settings(settings)
         open_database(settings.DATABASE_URL).dispose()
     if sandbox is not None:
         from bot.app import build_services
@@ -225,9 +235,33 @@ def _real_settings_or_exit(command: str) -> Settings:
     return settings
 
 
+def _refuse_a_real_database(url: str) -> None:
+    """Sandbox mode seeds a demo firm: never into a database that holds real organizations
+    (a production .env whose credentials are missing or misspelled would otherwise do it)."""
+    try:
+        others = organizations_besides(url, "sandbox")
+    except SQLAlchemyError as exc:
+        raise fail(explain_database_error(exc, url), 2) from None
+    if others:
+        raise fail(
+            f"no Slack, Google or Anthropic credentials are set, so this is sandbox mode, but "
+            f"{shown_url(url)} holds organizations ({', '.join(others)}): sandbox mode would "
+            "seed a demo firm into it. Set the credentials (are they in .env, spelled as in "
+            ".env.example?), or point DATABASE_URL at a fresh database for the sandbox.",
+            2,
+        )
+
+
 def _require_slack_settings(settings: Settings) -> None:
     """Refuse a half-set Slack mode: without the signing secret (or the OAuth client's
     secret) the server would start with no Slack endpoint, and Slack's requests meet 404s."""
+    if not (settings.SLACK_BOT_TOKEN or settings.SLACK_CLIENT_ID):
+        raise fail(
+            "Slack is not configured: set SLACK_BOT_TOKEN (one workspace) or SLACK_CLIENT_ID "
+            "and SLACK_CLIENT_SECRET (OAuth), with SLACK_SIGNING_SECRET (docs/deploy.md, "
+            '"Slack app"); or set no credential at all for the sandbox (`salesbot serve`)',
+            2,
+        )
     if settings.SLACK_CLIENT_ID and not settings.SLACK_CLIENT_SECRET:
         raise fail(
             "setting SLACK_CLIENT_SECRET is missing: OAuth mode (SLACK_CLIENT_ID) needs it "
@@ -344,20 +378,21 @@ def worker(
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
     background.start()
-    err.print("salesbot worker running; stop it with Ctrl-C or SIGTERM")
+    say = _status_line(settings)
+    say("salesbot worker running; stop it with Ctrl-C or SIGTERM")
     try:
         # A timed wait: Python runs a signal's handler in the main thread only, and a SIGTERM
         # the kernel hands to one of the background threads does not wake a main thread
         # blocked on a lock for good (seen: a worker that never stopped).
         while not stopping.wait(timeout=0.5):
             pass
-        err.print("salesbot worker stopping: finishing the work in hand, taking no more")
+        say("salesbot worker stopping: finishing the work in hand, taking no more")
     finally:
         finished = background.stop(grace=settings.SHUTDOWN_GRACE_SECONDS)
         if metrics_server is not None:
             metrics_server.shutdown()
     if not finished:
-        err.print(
+        say(
             f"salesbot worker stopped after {settings.SHUTDOWN_GRACE_SECONDS:g} s "
             "(SHUTDOWN_GRACE_SECONDS) with work still in hand; the next worker carries it on"
         )
@@ -365,7 +400,15 @@ def worker(
         sys.stderr.flush()
         # The threads still busy (a Gmail call that hangs) would hold the exit up.
         os._exit(1)
-    err.print("salesbot worker stopped")
+    say("salesbot worker stopped")
+
+
+def _status_line(settings: Settings) -> Callable[[str], None]:
+    """How the worker tells its state: a plain line, or a log record when the logs are JSON
+    (so that every line on stderr parses)."""
+    if settings.LOG_FORMAT == "json":
+        return logging.getLogger("bot.worker").info
+    return err.print
 
 
 @db_app.command("upgrade")

@@ -105,3 +105,22 @@ def _password(url: str) -> str | None:
         return make_url(url).password
     except (ArgumentError, ValueError):
         return None
+
+
+def organizations_besides(url: str, slug: str) -> list[str]:
+    """The slugs of the organizations in the database at `url` other than `slug` (none when
+    the database or its schema does not exist yet): sandbox mode refuses a real database."""
+    from sqlalchemy import create_engine, select
+
+    from storage import models as m
+    from storage.db import normalize_database_url
+
+    engine = create_engine(normalize_database_url(url))
+    try:
+        with engine.connect() as conn:
+            if not inspect(conn).has_table(m.Organization.__tablename__):
+                return []
+            query = select(m.Organization.slug).where(m.Organization.slug != slug).limit(5)
+            return list(conn.scalars(query))
+    finally:
+        engine.dispose()

@@ -7,7 +7,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, create_engine, select
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
@@ -627,3 +627,31 @@ def test_inbound_reclassify_help_keeps_each_sentence_on_one_line() -> None:
         "Parked failures are retried. With --org, only that organization's messages are run."
         in lines
     )
+
+
+@pytest.mark.parametrize("command", ["web", "worker", "serve"])
+def test_a_server_with_some_credentials_but_no_slack_says_slack_is_not_configured(
+    cli: Invoke, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    # Not the sandbox (a credential is set), and no Slack: it would serve no Slack endpoint.
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-only-this")
+    code, output = cli(command)
+    assert code == 2
+    assert output.startswith("error: Slack is not configured: set SLACK_BOT_TOKEN")
+
+
+def test_sandbox_mode_refuses_a_database_that_holds_real_organizations(
+    cli: Invoke, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'production.db'}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    for name in ("ANTHROPIC_API_KEY", "GOOGLE_CLIENT_ID", "GOOGLE_CLIENT_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    assert cli("db", "upgrade") == (0, "database at head")
+    assert cli("org", "create", "--slug", "lonestar")[0] == 0
+    code, output = cli("serve")
+    assert code == 2
+    assert "holds organizations (lonestar): sandbox mode would seed a demo firm into it" in output
+    with Session(create_engine(url)) as session:
+        slugs = session.scalars(select(m.Organization.slug)).all()
+    assert slugs == ["lonestar"]

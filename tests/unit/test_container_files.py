@@ -176,16 +176,19 @@ def test_dependencies_install_from_the_hashed_runtime_lock(
     _, stages = dockerfile
     installs = [r.rest for s in stages for r in s.all("RUN") if "pip install" in r.rest]
     locked = [cmd for cmd in installs if " -r " in cmd]
-    assert len(locked) == 1, "one pip install from a lock file"
-    assert "--require-hashes" in locked[0]
-    lock_path = shlex.split(locked[0])[shlex.split(locked[0]).index("-r") + 1]
-    lock_name = Path(lock_path).name
-    assert lock_name == "requirements.lock", "the image carries the runtime lock, not the dev one"
-    assert (ROOT / lock_name).is_file()
+    assert all("--require-hashes" in cmd for cmd in locked), "every lock installs hashes checked"
+    lock_names = sorted(Path(shlex.split(c)[shlex.split(c).index("-r") + 1]).name for c in locked)
+    assert lock_names == ["requirements-build.lock", "requirements.lock"], (
+        "the image carries the runtime lock (not the dev one) and the build backend's lock"
+    )
+    assert all((ROOT / name).is_file() for name in lock_names)
     project = [cmd for cmd in installs if cmd not in locked]
     assert project, "the project itself is installed"
     assert all("--no-deps" in cmd for cmd in project), (
         "the project itself installs with --no-deps: every dependency comes from the lock"
+    )
+    assert all("--no-build-isolation" in cmd for cmd in project), (
+        "the project builds with the locked backend, not one fetched unchecked"
     )
 
 

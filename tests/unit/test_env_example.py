@@ -19,6 +19,8 @@ COMPOSE = ROOT / "docker-compose.yml"
 _ENTRY = re.compile(r"^(?P<commented>#\s?)?(?P<name>[A-Z][A-Z0-9_]*)=(?P<value>.*)$")
 # Names the example may carry that Salesbot does not read: docker-compose.yml uses them.
 COMPOSE_ONLY = frozenset({"POSTGRES_PASSWORD"})
+# Named for the deployer, read from the process environment by uvicorn or the Procfile.
+PROCESS_ONLY = {"FORWARDED_ALLOW_IPS": "docker-compose.yml", "WEB_CONCURRENCY": "Procfile"}
 
 
 def _entries() -> list[tuple[str, str, bool]]:
@@ -39,7 +41,7 @@ def test_every_setting_is_in_the_example() -> None:
 
 def test_the_example_names_no_unknown_setting() -> None:
     named = {name for name, _, _ in _entries()}
-    unknown = sorted(named - set(Settings.model_fields) - COMPOSE_ONLY)
+    unknown = sorted(named - set(Settings.model_fields) - COMPOSE_ONLY - set(PROCESS_ONLY))
     assert not unknown, f".env.example names settings bot/settings.py does not have: {unknown}"
 
 
@@ -57,10 +59,16 @@ def test_compose_only_names_are_used_by_compose() -> None:
         )
 
 
+def test_process_only_names_are_used_where_the_example_says() -> None:
+    root = COMPOSE.parent
+    for name, where in PROCESS_ONLY.items():
+        assert name in (root / where).read_text(encoding="utf-8"), f"{where} never uses {name}"
+
+
 @pytest.mark.parametrize("entry", _entries(), ids=lambda entry: entry[0])
 def test_a_commented_setting_shows_its_default(entry: tuple[str, str, bool]) -> None:
     name, value, commented = entry
-    if name in COMPOSE_ONLY:
+    if name in COMPOSE_ONLY or name in PROCESS_ONLY:
         return
     field = Settings.model_fields[name]
     if field.default is PydanticUndefined:
