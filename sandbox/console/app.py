@@ -314,11 +314,8 @@ class Console:
                 {
                     "id": thread_id,
                     "subject": str(parsed[0].get("Subject", "(no subject)")),
-                    "people": ", ".join(
-                        dict.fromkeys(
-                            parseaddr(str(p.get("From", "")))[1] or str(p.get("From", ""))
-                            for p in parsed
-                        )
+                    "people": _people(
+                        [(p, "SENT" in m.label_ids) for m, p in zip(messages, parsed, strict=True)]
                     ),
                     "count": len(messages),
                     "sent": sum(1 for m in messages if "SENT" in m.label_ids),
@@ -899,6 +896,21 @@ def _unsubscribe_links(value: str) -> list[str]:
         for url in re.findall(r"<([^>]+)>", value)
         if url.lower().startswith(("http://", "https://", "mailto:"))
     ]
+
+
+def _people(messages: Sequence[tuple[EmailMessage, bool]]) -> str:
+    """Who a thread of the mailbox is with: the senders of what it received, and "to …" the
+    recipients of what the rep sent that did not answer (not the rep's own address)."""
+
+    def addresses(message: EmailMessage, header: str) -> list[str]:
+        raw = str(message.get(header, ""))
+        return [address for _, address in getaddresses([raw]) if address] or [raw]
+
+    senders = [a for m, sent in messages if not sent for a in addresses(m, "From")]
+    recipients = [a for m, sent in messages if sent for a in addresses(m, "To")]
+    people = list(dict.fromkeys(senders))
+    people += [f"to {a}" for a in dict.fromkeys(recipients) if a not in senders]
+    return ", ".join(people)
 
 
 def _mail_item(gmail_id: str, message: EmailMessage, *, sent: bool) -> dict[str, Any]:

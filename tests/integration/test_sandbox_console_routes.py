@@ -662,3 +662,18 @@ def test_mounting_the_console_quiets_the_polls_once(
     quiet = [f for f in logging.getLogger("uvicorn.access").filters if isinstance(f, QuietPolls)]
 
     assert len(quiet) == 1
+
+
+def test_the_mailbox_lists_who_a_thread_is_with_the_rep_sent_mail_by_its_recipient(
+    wired: Wired,
+) -> None:
+    wired.send_outreach(f"Dana Whitfield <{CONTACT}>", "Turn times are down, Dana")
+    sent_only = wired.client.get("/sandbox/panes").json()["mailbox"]
+    choice = wired.client.get("/sandbox/panes").json()["sent_choices"][0]
+    wired.deliver(in_reply_to=choice["id"], sample="positive")
+
+    answered = wired.client.get("/sandbox/panes").json()["mailbox"]
+
+    assert f'<span class="mail-people">to {CONTACT}</span>' in sent_only
+    assert MAILBOX not in sent_only.split('class="mail-people">')[1].split("<")[0]
+    assert f'<span class="mail-people">{CONTACT}</span>' in answered
