@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -38,11 +38,6 @@ from domain.accounts import Accounts
 from domain.clock import SystemClock
 from domain.contacts import TokenScope
 from domain.errors import SalesbotError
-
-if TYPE_CHECKING:
-    from fastapi import FastAPI
-
-    from bot.sandbox import Sandbox
 
 
 class _OneLineErrors(TyperGroup):
@@ -145,9 +140,10 @@ def serve(
         open_database(settings.DATABASE_URL).dispose()
     if sandbox is not None:
         from bot.app import build_services
+        from bot.sandbox import mount_sandbox_console
 
         application = build_app(settings, services=build_services(settings, clock=sandbox.clock))
-        _mount_sandbox_console(application, sandbox)
+        mount_sandbox_console(application, sandbox)
     else:
         application = build_app(settings)
     gc.freeze()  # see bot/asgi.py: startup objects out of the collector's sight
@@ -162,64 +158,6 @@ def serve(
     finally:
         if sandbox is not None:
             sandbox.stop()
-
-
-def _mount_sandbox_console(application: FastAPI, sandbox: Sandbox) -> None:
-    """Serve the /sandbox console on the app: it drives the stand-ins and this process."""
-    from sandbox.console.app import Console as SandboxConsole
-    from sandbox.console.app import Suggestion, mount_console
-    from sandbox.seed import CADENCE_DAYS, REVIEW_CHANNEL_ID, REVIEW_CHANNEL_NAME
-
-    runtime = application.state.runtime
-    campaign = sandbox.seed.campaign_name if sandbox.seed is not None else None
-
-    def wake_periodic_jobs() -> None:
-        # After the clock moves, the periodic jobs and the workers look again now instead of
-        # at their next tick, so what came due shows at once.
-        for name in runtime.scheduler.names:
-            runtime.scheduler.wake(name)
-        runtime.worker.wake()
-        runtime.poster.wake()
-        if runtime.gmail is not None:
-            runtime.gmail.outbox.wake()
-
-    # The banner's three things to try, where they are done.
-    suggestions = [
-        Suggestion(
-            f"Launch the seeded campaign; its cards arrive in #{REVIEW_CHANNEL_NAME}:",
-            command=f'/campaign launch "{campaign}"',
-            channel=REVIEW_CHANNEL_ID,
-        )
-        if campaign
-        else Suggestion("List the campaigns:", command="/campaign list"),
-        Suggestion("Approve a card (Approve & send), then open its email in the mailbox pane."),
-        Suggestion(
-            "Answer it: under “Deliver an email”, pick the sent email and a reply (interested,"
-            " out-of-office, unsubscribe, bounce, …); its card comes back in Slack."
-        ),
-        Suggestion(
-            f"Move the clock (+4 days, +1 week) to bring the day {CADENCE_DAYS[1]} follow-ups"
-            " due, or post the week's digest with its chart:",
-            command="/digest now --weekly",
-            channel=REVIEW_CHANNEL_ID,
-        ),
-    ]
-    mount_console(
-        application,
-        SandboxConsole(
-            slack=sandbox.slack,
-            google=sandbox.google,
-            clock=sandbox.clock,
-            signing_secret=sandbox.settings.SLACK_SIGNING_SECRET or "",
-            app_url=lambda: sandbox.app_url,
-            user_id=sandbox.admin_user_id,
-            mailbox=sandbox.admin_email,
-            push_audience=sandbox.settings.PUBSUB_AUDIENCE or "",
-            wake=wake_periodic_jobs,
-            start_channel=REVIEW_CHANNEL_ID,
-            suggestions=suggestions,
-        ),
-    )
 
 
 def _real_settings_or_exit(command: str) -> Settings:

@@ -5,8 +5,10 @@ command acts as a named user of the organization (`--as` an email address or a S
 id), and only the rep who launched a card's job, the rep whose mailbox received a reply, or
 an admin may decide it. An approval binds to the draft the command read (its fingerprint),
 exactly as a click binds to the message it was on, and it sends from the rep's Gmail, so it
-needs the Gmail settings of the server; the card's Slack message is updated when Slack is
-configured. `--json` prints one JSON document on standard output for scripts.
+needs the Gmail settings of the server. The card's Slack message is updated as a click
+updates it when Slack is configured; in sandbox mode Slack is a stand-in inside `salesbot
+serve`, out of this process's reach, and the command says the message was left as it was.
+`--json` prints one JSON document on standard output for scripts.
 
 Exit codes: 0 done; 1 the card refused (unknown, already decided, not yours); 2 bad input
 (an unknown organization or user, settings).
@@ -305,6 +307,7 @@ def cards_approve(
             actor, card_id, fingerprint=fingerprint or card.draft_fingerprint
         )
         _report(done, as_json, verb="approved")
+        _say_if_slack_is_elsewhere(session)
         if done.state == CardState.BLOCKED:
             raise typer.Exit(1)
 
@@ -326,6 +329,23 @@ def cards_reject(
         _check(session, actor, card, CardState.REJECTED)
         done = session.runtime.outreach.review.reject_card(actor, card_id, reason=reason)
         _report(done, as_json, verb="rejected")
+        _say_if_slack_is_elsewhere(session)
+
+
+#: Why, in sandbox mode, a decision from the terminal leaves the card's Slack message as it was.
+SANDBOX_MESSAGE_NOTE = (
+    "note: the card's Slack message still shows its buttons. In sandbox mode Slack is a"
+    " stand-in inside `salesbot serve`, which this command cannot reach; a click on them in"
+    " the console is refused with the card's state. With Slack configured, the message is"
+    " updated as a click would update it."
+)
+
+
+def _say_if_slack_is_elsewhere(session: _Session) -> None:
+    """The review use case updates the card's message through Slack when this process has
+    Slack; in sandbox mode it has none (the stand-in lives in `salesbot serve`): say so."""
+    if session.runtime.settings.sandbox:
+        err.print(escape(SANDBOX_MESSAGE_NOTE))
 
 
 def _check(session: _Session, actor: Actor, card: Card, to: CardState) -> None:

@@ -182,10 +182,23 @@ def run_demo(
                         f"[/bold], API token {world.sandbox.api_token}. Stop it with Ctrl-C."
                     )
                     _wait_for_interrupt()
+                else:
+                    console.print(_where_the_data_is(database_url))
         except DemoFailed as exc:
             console.print(f"[red]demo failed:[/red] {escape(str(exc))}")
             return 1
     return 0
+
+
+def _where_the_data_is(database_url: str | None) -> str:
+    """What becomes of the demo's data once it stops (without --keep, its console stops)."""
+    fresh = "`salesbot serve` shows the console of a fresh sandbox"
+    if database_url is None:
+        return (
+            "The demo's data was in a temporary database, removed as the demo ends: run it with"
+            f" --keep to look around in its console, or --database-url to keep it; {fresh}."
+        )
+    return f"The demo's data is in {_short_url(database_url)}; {fresh}."
 
 
 def _wait_for_interrupt() -> None:
@@ -249,7 +262,7 @@ def _running(
     fast: bool, database_url: str | None, port: int | None, folder: Path, transcript: Transcript
 ) -> Iterator[World]:
     from bot.app import build_app, build_services
-    from bot.sandbox import SANDBOX_SIGNING_SECRET, start_sandbox
+    from bot.sandbox import SANDBOX_SIGNING_SECRET, mount_sandbox_console, start_sandbox
     from storage.db import make_engine, make_session_factory
     from storage.migrate import upgrade
 
@@ -284,6 +297,8 @@ def _running(
             sandbox.app_url = app_url
             settings = sandbox.settings
             app = build_app(settings, services=build_services(settings, clock=sandbox.clock))
+            # The console of `salesbot serve`, on this sandbox: --keep leaves it up to look at.
+            mount_sandbox_console(app, sandbox)
             server = _serve_with_background(app, chosen)
         except BaseException:
             sandbox.stop()
@@ -830,7 +845,4 @@ def _summary(world: World, transcript: Transcript) -> None:
         f" {world.counts['reply cards']} reply cards; follow-ups {follow or 'none'}"
     )
     total = time.monotonic() - transcript.started
-    console.print(
-        f"[green]All {len(transcript.steps)} steps passed[/green] in {total:.1f} s. Console:"
-        f" {world.sandbox.console_url} (up while the demo runs; --keep leaves it up)"
-    )
+    console.print(f"[green]All {len(transcript.steps)} steps passed[/green] in {total:.1f} s.")

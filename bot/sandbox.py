@@ -16,7 +16,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -63,6 +63,9 @@ from sandbox.slack_api import (
 from storage.db import make_engine, make_session_factory
 from storage.uow import UnitOfWork
 
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
 SANDBOX_SIGNING_SECRET = "sandbox-signing-secret-0123456789"
 SANDBOX_ANTHROPIC_KEY = "sk-ant-sandbox"
 SANDBOX_TOKEN_NAME = "sandbox"
@@ -103,8 +106,8 @@ class Sandbox:
 
     @property
     def console_url(self) -> str:
-        """The sandbox console's address."""
-        return self.app_url.rstrip("/").replace("://127.0.0.1:", "://localhost:") + CONSOLE_PATH
+        """The sandbox console's address, on the loopback address the app is served at."""
+        return self.app_url.rstrip("/") + CONSOLE_PATH
 
     def stop(self) -> None:
         """Stop every stand-in."""
@@ -328,6 +331,65 @@ def _fresh_token(accounts: Accounts, org_slug: str, admin_email: str) -> str:
         org_slug, name=SANDBOX_TOKEN_NAME, scope=TokenScope.WRITE, user_email=admin_email
     )
     return issued.secret
+
+
+def mount_sandbox_console(application: FastAPI, sandbox: Sandbox) -> None:
+    """Serve the /sandbox console on the app (`salesbot serve`, `salesbot demo`): it drives
+    the stand-ins and this process."""
+    from sandbox.console.app import Console as SandboxConsole
+    from sandbox.console.app import Suggestion, mount_console
+    from sandbox.seed import CADENCE_DAYS, REVIEW_CHANNEL_ID, REVIEW_CHANNEL_NAME
+
+    runtime = application.state.runtime
+    campaign = sandbox.seed.campaign_name if sandbox.seed is not None else None
+
+    def wake_periodic_jobs() -> None:
+        # After the clock moves, the periodic jobs and the workers look again now instead of
+        # at their next tick, so what came due shows at once.
+        for name in runtime.scheduler.names:
+            runtime.scheduler.wake(name)
+        runtime.worker.wake()
+        runtime.poster.wake()
+        if runtime.gmail is not None:
+            runtime.gmail.outbox.wake()
+
+    # The banner's three things to try, where they are done.
+    suggestions = [
+        Suggestion(
+            f"Launch the seeded campaign; its cards arrive in #{REVIEW_CHANNEL_NAME}:",
+            command=f'/campaign launch "{campaign}"',
+            channel=REVIEW_CHANNEL_ID,
+        )
+        if campaign
+        else Suggestion("List the campaigns:", command="/campaign list"),
+        Suggestion("Approve a card (Approve & send), then open its email in the mailbox pane."),
+        Suggestion(
+            "Answer it: under “Deliver an email”, pick the sent email and a reply (interested,"
+            " out-of-office, unsubscribe, bounce, …); its card comes back in Slack."
+        ),
+        Suggestion(
+            f"Move the clock (+4 days, +1 week) to bring the day {CADENCE_DAYS[1]} follow-ups"
+            " due, or post the week's digest with its chart:",
+            command="/digest now --weekly",
+            channel=REVIEW_CHANNEL_ID,
+        ),
+    ]
+    mount_console(
+        application,
+        SandboxConsole(
+            slack=sandbox.slack,
+            google=sandbox.google,
+            clock=sandbox.clock,
+            signing_secret=sandbox.settings.SLACK_SIGNING_SECRET or "",
+            app_url=lambda: sandbox.app_url,
+            user_id=sandbox.admin_user_id,
+            mailbox=sandbox.admin_email,
+            push_audience=sandbox.settings.PUBSUB_AUDIENCE or "",
+            wake=wake_periodic_jobs,
+            start_channel=REVIEW_CHANNEL_ID,
+            suggestions=suggestions,
+        ),
+    )
 
 
 def print_banner(sandbox: Sandbox, console: Console) -> None:

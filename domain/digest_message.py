@@ -29,6 +29,7 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any, Final, Literal
 
 from domain.analytics import (
+    TREND_DAYS,
     CampaignFunnel,
     Counts,
     DayPoint,
@@ -56,7 +57,7 @@ HOTTEST_SHOWN: Final = 3
 #: Items of any other list the message shows; more go to the thread.
 LIST_SHOWN: Final = 10
 DEFAULT_TITLE: Final = "Engagement digest"
-CHART_TITLE: Final = "Sends and replies, last 30 days"
+CHART_TITLE: Final = f"Sends and replies, last {TREND_DAYS} days"
 
 _SLACK_USER: Final = re.compile(r"[UW][A-Z0-9]{2,20}")
 # A link's target may not hold what ends it in mrkdwn; a permalink never does.

@@ -26,9 +26,10 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 from zoneinfo import ZoneInfo
 
 from domain import faults
-from domain.analytics import AnalyticsWindow, DayPoint, DigestFacts
+from domain.analytics import TREND_DAYS, AnalyticsWindow, DayPoint, DigestFacts
 from domain.cadence import time_zone as checked_time_zone
 from domain.deps import Deps
+from domain.digest_message import CHART_TITLE
 from domain.errors import ExternalServiceError, InvalidInput, NotFound
 from domain.mrkdwn import safe
 from domain.reply_routing import ChannelUnavailable, parse_channel
@@ -855,9 +856,19 @@ def digest_title(post: DigestPost) -> str:
     head = "Weekly engagement digest" if post.frequency == Frequency.WEEKLY else "Engagement digest"
     if post.kind == PostKind.ON_DEMAND:
         head = "Engagement digest, last 7 days" if post.frequency == Frequency.WEEKLY else head
-    scope = [post.campaign_name or "", post.rep_name or ""]
-    shown = " · ".join(s for s in scope if s)
+    shown = _scope_shown(post)
     return f"{head} · {shown}" if shown else head
+
+
+def chart_title(post: DigestPost) -> str:
+    """The title drawn on the digest's chart: what it plots (the last TREND_DAYS days,
+    whatever the digest's own period), of what campaign or rep."""
+    shown = _scope_shown(post)
+    return f"{CHART_TITLE} · {shown}" if shown else CHART_TITLE
+
+
+def _scope_shown(post: DigestPost) -> str:
+    return " · ".join(s for s in (post.campaign_name or "", post.rep_name or "") if s)
 
 
 @dataclass(frozen=True)
@@ -1029,7 +1040,7 @@ class DigestPoster:
         )
         blocks = message.blocks
         if not facts.empty and facts.trend:
-            file_id = post.file_id or self._upload_chart(post, facts, title, message.chart_alt)
+            file_id = post.file_id or self._upload_chart(post, facts, message.chart_alt)
             if file_id is None:
                 return None
             blocks = self._renderer.with_chart(blocks, file_id, message.chart_alt)
@@ -1062,12 +1073,12 @@ class DigestPoster:
             )
         return figures
 
-    def _upload_chart(
-        self, post: DigestPost, facts: DigestFacts, title: str, alt: str
-    ) -> str | None:
-        png = self._renderer.chart_png(facts.trend, title=title)
+    def _upload_chart(self, post: DigestPost, facts: DigestFacts, alt: str) -> str | None:
+        # The chart plots TREND_DAYS days whatever the digest's period: its title says so.
+        drawn = chart_title(post)
+        png = self._renderer.chart_png(facts.trend, title=drawn)
         file_id = self._chat.upload_png(
-            post.org_id, png, filename="engagement-30d.png", title=title, alt=alt
+            post.org_id, png, filename=f"engagement-{TREND_DAYS}d.png", title=drawn, alt=alt
         )
         with self._uow() as uow:
             kept = uow.digests.set_file(post.id, worker=self._worker, file_id=file_id)

@@ -27,12 +27,26 @@ RECEIVED_AT: Final = "salesbot_received_at"
 _HEADER: Final = b"x-request-id"
 # The label of a request no route matched (a 404 or 405 of the router).
 UNMATCHED: Final = "unmatched"
+# Where FastAPI keeps the route as it matched, with the prefixes of the routers it was
+# included under (`fastapi.routing`; a test of nested routers keeps this name honest).
+_EFFECTIVE_ROUTE: Final = "effective_route_context"
 # Methods counted by name; any other (a client may send anything) is counted as OTHER.
 _METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def route_template(scope: Scope) -> str:
-    """The template of the route that answered (`/api/jobs/{job_id}`), or `unmatched`."""
+    """The whole template of the route that answered (`/api/jobs/{job_id}`), or `unmatched`.
+
+    A route of a router included in another router (`/sandbox` includes the console's
+    actions) is the included route itself in `scope["route"]`, whose `path` lacks the
+    prefixes it was included under ("/action"). FastAPI keeps the route as it matched, prefixes
+    included, in its part of the scope: that template is preferred when present.
+    """
+    fastapi_state = scope.get("fastapi")
+    matched = fastapi_state.get(_EFFECTIVE_ROUTE) if isinstance(fastapi_state, dict) else None
+    whole = getattr(matched, "path_format", None)
+    if isinstance(whole, str) and whole:
+        return whole
     route = scope.get("route")
     path = getattr(route, "path", None)
     return path if isinstance(path, str) and path else UNMATCHED

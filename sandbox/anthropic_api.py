@@ -613,7 +613,7 @@ def start_anthropic_stand_in(
 ) -> tuple[AnthropicStandIn, RunningServer]:
     """Serve a new stand-in on a loopback port; point the SDK's `base_url` at `server.url`."""
     stand_in = AnthropicStandIn(api_keys=api_keys, models=models, response_delay=response_delay)
-    return stand_in, serve_in_thread(stand_in.app)
+    return stand_in, serve_in_thread(stand_in.app, access_logger="sandbox.anthropic.access")
 
 
 @dataclass(frozen=True)

@@ -120,5 +120,7 @@ def start_google_stand_in(
 ) -> tuple[GoogleStandIn, RunningServer]:
     """Serve a Google stand-in on a loopback port in a thread; stop it with `server.stop()`."""
     google = google if google is not None else GoogleStandIn()
-    server = serve_in_thread(create_google_app(google), port=port)
+    server = serve_in_thread(
+        create_google_app(google), port=port, access_logger="sandbox.google.access"
+    )
     return google, server

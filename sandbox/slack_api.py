@@ -2590,7 +2590,7 @@ def start_slack_stand_in(
 ) -> tuple[SlackStandIn, RunningServer]:
     """Serve a (new) stand-in on a loopback port in a thread; stop it with `server.stop()`."""
     stand_in = stand_in or SlackStandIn()
-    server = serve_in_thread(create_app(stand_in), port=port)
+    server = serve_in_thread(create_app(stand_in), port=port, access_logger="sandbox.slack.access")
     stand_in.served_url = server.url
     return stand_in, server
 

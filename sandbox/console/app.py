@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 import mimetypes
 import re
 import time
@@ -49,6 +50,13 @@ DELIVERY_LOG_SIZE: Final = 8
 #: header to this origin without a CORS preflight, which is refused, so it cannot drive the
 #: sandbox through the evaluator's browser.
 ACTION_HEADER: Final = "x-sandbox-console"
+#: The answer to a click on an element that is no longer the one the page showed.
+CHANGED: Final = "This card changed since you saw it — look again."
+#: The host names the console answers to: a page served under any other name (a DNS
+#: rebinding attack's domain pointed at 127.0.0.1) is refused before it reads or acts.
+LOOPBACK_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "[::1]"})
+#: The path of the panes the page polls (twice a second or so), kept out of the access log.
+PANES_PATH: Final = "/sandbox/panes"
 
 
 class SandboxClock(Protocol):
@@ -306,11 +314,8 @@ class Console:
                 {
                     "id": thread_id,
                     "subject": str(parsed[0].get("Subject", "(no subject)")),
-                    "people": ", ".join(
-                        dict.fromkeys(
-                            parseaddr(str(p.get("From", "")))[1] or str(p.get("From", ""))
-                            for p in parsed
-                        )
+                    "people": _people(
+                        [(p, "SENT" in m.label_ids) for m, p in zip(messages, parsed, strict=True)]
                     ),
                     "count": len(messages),
                     "sent": sum(1 for m in messages if "SENT" in m.label_ids),
@@ -420,7 +425,9 @@ def console_router(console: Console) -> APIRouter:
         loader=PackageLoader("sandbox.console", "templates"),
         autoescape=select_autoescape(default=True, default_for_string=True),
     )
-    router = APIRouter(prefix="/sandbox", include_in_schema=False)
+    router = APIRouter(
+        prefix="/sandbox", include_in_schema=False, dependencies=[Depends(_on_loopback)]
+    )
     actions = APIRouter(dependencies=[Depends(_from_the_console)])
 
     def render(name: str, **context: Any) -> str:
@@ -520,6 +527,9 @@ def console_router(console: Console) -> APIRouter:
     def action(
         container: str = Form(...),
         loc: str = Form(...),
+        action_id: str = Form(""),
+        block_id: str = Form(""),
+        button_value: str = Form(""),
         channel: str = Form(""),
         ts: str = Form(""),
         view_id: str = Form(""),
@@ -527,25 +537,32 @@ def console_router(console: Console) -> APIRouter:
     ) -> JSONResponse:
         started = time.monotonic()
         user = console.user()
+        shown = {"action_id": action_id, "block_id": block_id, "button_value": button_value}
         try:
             if container == "view":
                 view = console.slack.view(view_id)
-                element, block_id = blockkit.find_element(view.blocks, loc)
-                ack = user.click(element, block_id=block_id, view=view, selected_value=value)
+                element, found_block = blockkit.find_shown_element(
+                    view.blocks, loc, value=value, **shown
+                )
+                ack = user.click(element, block_id=found_block, view=view, selected_value=value)
             elif container == "message":
                 message = console.slack.message(channel, ts)
-                element, block_id = blockkit.find_element(message.blocks, loc)
+                element, found_block = blockkit.find_shown_element(
+                    message.blocks, loc, value=value, **shown
+                )
                 ack = user.click(
                     element,
-                    block_id=block_id,
+                    block_id=found_block,
                     channel_id=channel,
                     message_ts=ts,
                     selected_value=value,
                 )
             else:
                 return _refused("only a message's or a view's elements can be clicked")
-        except (KeyError, LookupError, ValueError) as missing:
-            return _refused(f"that element is gone: {missing}")
+        except (KeyError, LookupError, ValueError):
+            # The message or view is gone, or another element sits where the click landed:
+            # nothing is sent, and the page shows the card as it is now.
+            return JSONResponse({"ok": False, "note": CHANGED, "changed": True}, status_code=409)
         label = _element_label(element, value)
         return _answered(label, ack, started)
 
@@ -732,15 +749,62 @@ def console_router(console: Console) -> APIRouter:
     return router
 
 
+def _on_loopback(request: Request) -> None:
+    """Answer only a request addressed to a loopback name, and from no other site's page.
+
+    The custom header of the actions stops another site's page from posting to the console,
+    but not a page of a rebound domain (evil.example resolved to 127.0.0.1): to the browser
+    that page is same-origin. Its requests name evil.example in their Host header, though.
+    """
+    host = request.headers.get("host", "")
+    if _host_name(host) not in LOOPBACK_HOSTS:
+        raise HTTPException(
+            status_code=421,
+            detail=f"the sandbox console answers only at a loopback address (localhost,"
+            f" 127.0.0.1 or [::1]), not at {host or 'a request without a Host'}",
+        )
+    origin = request.headers.get("origin")
+    if origin is not None and origin != f"{request.url.scheme}://{host}":
+        raise HTTPException(
+            status_code=403,
+            detail=f"the sandbox console takes requests from its own page only, not from {origin}",
+        )
+
+
+def _host_name(host: str) -> str:
+    """The name of a Host header without its port ("[::1]:8000" → "[::1]"), lower case."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[: host.find("]") + 1] if "]" in host else host
+    return host.rsplit(":", 1)[0] if ":" in host else host
+
+
 def _from_the_console(request: Request) -> None:
     if request.headers.get(ACTION_HEADER) != "1":
         raise HTTPException(status_code=403, detail="actions come from the /sandbox page")
 
 
+class QuietPolls(logging.Filter):
+    """Keep the page's successful polls of its panes (~40 a minute) out of the access log;
+    a poll that failed still shows."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if not isinstance(args, tuple) or len(args) < 5:
+            return True
+        path, status = str(args[2]), args[4]
+        polled = path == PANES_PATH or path.startswith(PANES_PATH + "?")
+        return not (polled and isinstance(status, int) and 200 <= status < 400)
+
+
 def mount_console(app: Any, console: Console) -> None:
-    """Serve the console on `app`: its routes and its static files under /sandbox/static."""
+    """Serve the console on `app`: its routes and its static files under /sandbox/static.
+    The access log leaves out the page's successful polls from then on."""
     app.include_router(console_router(console))
     app.mount("/sandbox/static", StaticFiles(directory=STATIC_DIR), name="sandbox-static")
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, QuietPolls) for f in access.filters):
+        access.addFilter(QuietPolls())
 
 
 async def _in_thread(work: Callable[[], JSONResponse]) -> JSONResponse:
@@ -834,6 +898,21 @@ def _unsubscribe_links(value: str) -> list[str]:
     ]
 
 
+def _people(messages: Sequence[tuple[EmailMessage, bool]]) -> str:
+    """Who a thread of the mailbox is with: the senders of what it received, and "to …" the
+    recipients of what the rep sent that did not answer (not the rep's own address)."""
+
+    def addresses(message: EmailMessage, header: str) -> list[str]:
+        raw = str(message.get(header, ""))
+        return [address for _, address in getaddresses([raw]) if address] or [raw]
+
+    senders = [a for m, sent in messages if not sent for a in addresses(m, "From")]
+    recipients = [a for m, sent in messages if sent for a in addresses(m, "To")]
+    people = list(dict.fromkeys(senders))
+    people += [f"to {a}" for a in dict.fromkeys(recipients) if a not in senders]
+    return ", ".join(people)
+
+
 def _mail_item(gmail_id: str, message: EmailMessage, *, sent: bool) -> dict[str, Any]:
     unsubscribe = str(message.get("List-Unsubscribe", ""))
     return {
@@ -862,6 +941,7 @@ __all__ = [
     "COMMANDS",
     "Console",
     "Delivery",
+    "QuietPolls",
     "Suggestion",
     "console_router",
     "mount_console",

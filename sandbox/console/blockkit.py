@@ -8,7 +8,9 @@ its formatting.
 
 Interactive elements carry `data-loc` ("b<block>.e<element>", or "b<block>.acc" for a
 section's accessory): the console reads the element back from the stored message or view by
-its place, never from the browser, and sends what Slack would. Inputs of a modal are named
+its place, never from the browser, and sends what Slack would. They also carry what they
+are (`data-action-id`, `data-block-id`, a button's `data-button-value`): `find_shown_element`
+refuses a click when another element now sits at that place. Inputs of a modal are named
 "b<block>"; `state_values` turns a submitted form into Slack's `state.values`.
 """
 
@@ -342,7 +344,7 @@ def _section(block: Mapping[str, Any], index: int, names: Directory) -> Markup:
     accessory = block.get("accessory")
     side = (
         Markup('<div class="sb-accessory">{}</div>').format(
-            element_html(accessory, f"b{index}.acc", names)
+            element_html(accessory, f"b{index}.acc", names, block_id=block_id_of(block, index))
         )
         if isinstance(accessory, Mapping)
         else Markup("")
@@ -369,7 +371,7 @@ def _context(block: Mapping[str, Any], index: int, names: Directory) -> Markup:
 def _actions(block: Mapping[str, Any], index: int, names: Directory) -> Markup:
     elements = block.get("elements") or []
     rendered = Markup("").join(
-        element_html(e, f"b{index}.e{j}", names)
+        element_html(e, f"b{index}.e{j}", names, block_id=block_id_of(block, index))
         for j, e in enumerate(elements)
         if isinstance(e, Mapping)
     )
@@ -533,17 +535,23 @@ def block_id_of(block: Mapping[str, Any], index: int) -> str:
 # Elements
 
 
-def element_html(element: Mapping[str, Any], loc: str, names: Directory = PLAIN) -> Markup:
-    """An interactive element of a message or view (button, overflow, select, image)."""
+def element_html(
+    element: Mapping[str, Any], loc: str, names: Directory = PLAIN, *, block_id: str = ""
+) -> Markup:
+    """An interactive element of a message or view (button, overflow, select, image).
+
+    Besides its place (`data-loc`), it carries its `action_id` and its block's id
+    (`data-action-id`, `data-block-id`): the console sends them with a click and refuses the
+    click when the element now at that place is another one (the card changed meanwhile)."""
     kind = element.get("type")
+    ref = _ref_attrs(element, loc, block_id)
     if kind == "button":
-        return _button(element, loc, names)
+        return _button(element, ref, names)
     if kind == "overflow":
         items = Markup("").join(
             Markup(
-                '<button type="button" class="sb-menu-item" data-loc="{}" data-value="{}">{}'
-                "</button>"
-            ).format(loc, str(o.get("value") or ""), text_object(o.get("text"), names))
+                '<button type="button" class="sb-menu-item"{} data-value="{}">{}</button>'
+            ).format(ref, str(o.get("value") or ""), text_object(o.get("text"), names))
             for o in _options(element)
         )
         return Markup(
@@ -551,15 +559,22 @@ def element_html(element: Mapping[str, Any], loc: str, names: Directory = PLAIN)
             'aria-label="More actions">⋯</button><span class="sb-menu" hidden>{}</span></span>'
         ).format(items)
     if kind == "static_select":
-        return Markup('<select class="sb-select" data-loc="{}">{}</select>').format(
-            loc, _select_options(element, names, placeholder=True)
+        return Markup('<select class="sb-select"{}>{}</select>').format(
+            ref, _select_options(element, names, placeholder=True)
         )
     if kind == "image":
         return _image_element(element, names, css="sb-accessory-image")
     return Markup('<span class="sb-unknown">[{}]</span>').format(str(kind or "element"))
 
 
-def _button(element: Mapping[str, Any], loc: str, names: Directory) -> Markup:
+def _ref_attrs(element: Mapping[str, Any], loc: str, block_id: str) -> Markup:
+    """What names an element for a click: its place, its action_id, its block's id."""
+    return Markup(' data-loc="{}" data-action-id="{}" data-block-id="{}"').format(
+        loc, str(element.get("action_id") or ""), block_id
+    )
+
+
+def _button(element: Mapping[str, Any], ref: Markup, names: Directory) -> Markup:
     style = element.get("style")
     css = "sb-btn" + (f" sb-btn-{style}" if style in ("primary", "danger") else "")
     url = _safe_url(element.get("url"))
@@ -580,10 +595,12 @@ def _button(element: Mapping[str, Any], loc: str, names: Directory) -> Markup:
             text_object(confirm.get("confirm"), names) or "Yes",
         )
     return Markup(
-        '<span class="sb-el"><button type="button" class="{}" data-loc="{}"{}>{}</button>{}</span>'
+        '<span class="sb-el"><button type="button" class="{}"{} data-button-value="{}"{}>{}'
+        "</button>{}</span>"
     ).format(
         css,
-        loc,
+        ref,
+        str(element.get("value") or ""),
         Markup(' data-url="{}"').format(url) if url else Markup(""),
         text_object(element.get("text"), names),
         dialog,
@@ -882,3 +899,37 @@ def find_element(blocks: Any, loc: str) -> tuple[Mapping[str, Any], str]:
     if not isinstance(element, Mapping):
         raise LookupError(f"no element at {loc!r}")
     return element, block_id_of(block, index)
+
+
+class ElementChanged(LookupError):
+    """The element at a place is not the one the page showed there (or is gone)."""
+
+
+def find_shown_element(
+    blocks: Any,
+    loc: str,
+    *,
+    action_id: str,
+    block_id: str,
+    button_value: str = "",
+    value: str | None = None,
+) -> tuple[Mapping[str, Any], str]:
+    """The element at `loc`, if it is still the one the page showed: the same `action_id`
+    in a block of the same id; for a button, the same value (a card's button binds to the
+    draft it was shown with); for a menu, still offering `value`. Raise ElementChanged
+    otherwise: a click must never land on whatever element moved into that place."""
+    try:
+        element, found_block = find_element(blocks, loc)
+    except LookupError as gone:
+        raise ElementChanged(str(gone)) from None
+    found_action = str(element.get("action_id") or "")
+    if (found_action, found_block) != (action_id, block_id):
+        raise ElementChanged(
+            f"{loc} is now {found_action or 'an element'} in block {found_block},"
+            f" not {action_id or 'an element'} in block {block_id}"
+        )
+    if element.get("type") == "button" and str(element.get("value") or "") != button_value:
+        raise ElementChanged(f"{found_action} now carries another value")
+    if value is not None and value not in {str(o.get("value")) for o in _options(element)}:
+        raise ElementChanged(f"{found_action} no longer offers {value!r}")
+    return element, found_block

@@ -4,10 +4,13 @@ transcript that says what came of a reply of every kind."""
 from __future__ import annotations
 
 import os
+import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from sandbox.sample_replies import SAMPLES
@@ -48,7 +51,10 @@ def test_the_demo_runs_every_step_and_reports_each_kind_of_reply_handled(
         "added (tagged referral)",
     ):
         assert handled in transcript
-    assert "/sandbox" in transcript
+    # Without --keep the console stops with the demo: no address of it is printed.
+    assert "/sandbox" not in transcript
+    assert "The demo's data was in a temporary database, removed as the demo ends" in transcript
+    assert "`salesbot serve` shows the console of a fresh sandbox" in transcript
 
 
 def test_the_demo_refuses_a_database_it_cannot_reach_and_says_which(tmp_path: Path) -> None:
@@ -71,3 +77,39 @@ def test_the_demo_refuses_a_database_it_cannot_reach_and_says_which(tmp_path: Pa
 
     assert finished.returncode == 1
     assert "demo failed: cannot prepare the database" in finished.stdout
+
+
+def test_with_keep_the_demos_console_stays_up_at_the_address_printed(tmp_path: Path) -> None:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("SLACK_", "GOOGLE_", "ANTHROPIC_", "DATABASE_", "SALESBOT_"))
+    }
+    demo = subprocess.Popen(
+        [sys.executable, "-c", "from bot.cli import main; main()", "demo", "--fast", "--keep"],
+        cwd=tmp_path,
+        env={**env, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", "COLUMNS": "250"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    transcript: list[str] = []
+    try:
+        assert demo.stdout is not None
+        for line in demo.stdout:
+            transcript.append(line)
+            if line.startswith("The sandbox stays up"):
+                break
+        found = re.search(r"console (http://127\.0\.0\.1:\d+/sandbox)", "".join(transcript))
+        assert found, "".join(transcript)
+        page = httpx.get(found.group(1), timeout=10)
+        panes = httpx.get(found.group(1) + "/panes", timeout=10)
+
+        assert page.status_code == 200, page.text
+        assert "Deliver an email" in page.text
+        assert panes.status_code == 200
+        assert panes.json()["title"] == "#sales-review"
+    finally:
+        demo.send_signal(signal.SIGINT)
+        code = demo.wait(timeout=60)
+    assert code == 0

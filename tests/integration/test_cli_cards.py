@@ -162,3 +162,44 @@ def test_unknown_cards_orgs_and_users_are_refused_with_what_to_do(reviewed: Revi
     assert "card 999999 not found in organization sandbox" in no_card.stderr
     assert "no organization 'elsewhere'" in no_org.stderr
     assert "nobody@example.com is not a user of sandbox" in no_user.stderr
+
+
+def test_a_rejection_updates_the_cards_slack_message_as_the_reject_modal_does(
+    reviewed: Reviewed,
+) -> None:
+    card = json.loads(reviewed.cards("list", "--org", "sandbox", "--json").stdout)[2]
+
+    rejected = reviewed.cards(
+        "reject", str(card["id"]), "--org", "sandbox", "--as", ADMIN.email, "--reason", "dup"
+    )
+
+    assert rejected.exit_code == 0, rejected.output
+    message = reviewed.sandbox.slack.message(REVIEW_CHANNEL_ID, card["slack_message_ts"])
+    shown = json.dumps(message.blocks, ensure_ascii=False)
+    assert "🚫 Rejected by" in shown
+    assert not [b for b in message.blocks if b.get("type") == "actions"]
+    assert "note:" not in rejected.stderr
+
+
+def test_in_sandbox_mode_a_rejection_says_the_slack_message_was_left_as_it_was(
+    reviewed: Reviewed,
+) -> None:
+    card = json.loads(reviewed.cards("list", "--org", "sandbox", "--json").stdout)[3]
+    # Another process on the sandbox's database: no Slack, Google or Anthropic settings.
+    elsewhere = {
+        name: value
+        for name, value in reviewed.env.items()
+        if not name.startswith(("SLACK_", "GOOGLE_", "ANTHROPIC_"))
+    }
+
+    rejected = CliRunner().invoke(
+        app,
+        ["cards", "reject", str(card["id"]), "--org", "sandbox", "--as", ADMIN.email],
+        env={**elsewhere, **dict.fromkeys(set(reviewed.env) - set(elsewhere))},
+    )
+
+    assert rejected.exit_code == 0, rejected.output
+    assert f"card {card['id']} rejected: now rejected" in rejected.stdout
+    assert "note: the card's Slack message still shows its buttons" in rejected.stderr
+    message = reviewed.sandbox.slack.message(REVIEW_CHANNEL_ID, card["slack_message_ts"])
+    assert [b for b in message.blocks if b.get("type") == "actions"]

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from email.message import EmailMessage
 from typing import Any
+from urllib.parse import parse_qs
 
 import httpx
 import pytest
@@ -21,7 +23,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from domain.clock import ShiftedClock
-from sandbox.console.app import ACTION_HEADER, Console, Suggestion, mount_console
+from handlers.observability import ObservabilityMiddleware
+from integrations import metrics
+from sandbox.console.app import ACTION_HEADER, Console, QuietPolls, Suggestion, mount_console
 from sandbox.google import GoogleStandIn, start_google_stand_in
 from sandbox.mail import PUSH_PATH
 from sandbox.sample_replies import SAMPLES
@@ -34,6 +38,8 @@ CONTACT = "dana.whitfield@pinnaclelending.example"
 SIGNING_SECRET = "sandbox-signing-secret-0123456789"
 AUDIENCE = "https://salesbot.example/api/integrations/gmail/push"
 FROM_CONSOLE = {ACTION_HEADER: "1"}
+# Where a person's browser reaches the console: a loopback name (the console checks it).
+CONSOLE_URL = "http://localhost:8000"
 
 
 class Wakes:
@@ -88,7 +94,7 @@ def client(slack: SlackStandIn, clock: ShiftedClock, wakes: Wakes) -> TestClient
             ],
         ),
     )
-    return TestClient(app)
+    return TestClient(app, base_url=CONSOLE_URL)
 
 
 def test_the_page_lists_the_workspace_and_offers_the_sample_replies(client: TestClient) -> None:
@@ -290,7 +296,7 @@ def wired(slack: SlackStandIn, clock: ShiftedClock) -> Iterator[Wired]:
                 start_channel="C0SANDBOXGEN",
             ),
         )
-        yield Wired(TestClient(app), google, google_server.url, received)
+        yield Wired(TestClient(app, base_url=CONSOLE_URL), google, google_server.url, received)
     finally:
         for server in servers:
             server.stop()
@@ -403,3 +409,271 @@ def test_opening_the_home_tab_sends_the_app_a_signed_app_home_opened_event(
     assert event["event"]["type"] == "app_home_opened"
     assert event["event"]["user"] == DEFAULT_ADMIN_USER_ID
     assert event["event"]["tab"] == "home"
+
+
+# --- a click binds to the element the page showed ------------------------------------------
+
+
+def _card(slack: SlackStandIn, *buttons: tuple[str, str]) -> str:
+    """Post a card with these (action_id, value) buttons in an actions block; its ts."""
+    elements = [
+        {"type": "button", "action_id": a, "text": {"type": "plain_text", "text": a}, "value": v}
+        for a, v in buttons
+    ]
+    blocks = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": "Card 7"}},
+        {"type": "actions", "block_id": "card_actions", "elements": elements},
+    ]
+    posted = slack.call(
+        "chat.postMessage",
+        {"channel": "C0SANDBOXGEN", "text": "Card 7", "blocks": blocks},
+        token=slack.default_token,
+    ).body
+    return str(posted["ts"])
+
+
+def _click(client: TestClient, ts: str, **shown: str) -> httpx.Response:
+    form = {"container": "message", "channel": "C0SANDBOXGEN", "ts": ts, "loc": "b1.e0", **shown}
+    return client.post("/sandbox/action", data=form, headers=FROM_CONSOLE)
+
+
+def test_a_button_shows_what_it_is_besides_where_it_is(
+    client: TestClient, slack: SlackStandIn
+) -> None:
+    _card(slack, ("approve", "7:f1"))
+
+    messages = client.get("/sandbox/panes", params={"channel": "C0SANDBOXGEN"}).json()["messages"]
+
+    assert (
+        'data-loc="b1.e0" data-action-id="approve" data-block-id="card_actions"'
+        ' data-button-value="7:f1"' in messages
+    )
+
+
+def test_a_click_on_the_element_shown_is_sent_to_the_app(wired: Wired, slack: SlackStandIn) -> None:
+    ts = _card(slack, ("approve", "7:f1"))
+
+    answer = _click(
+        wired.client, ts, action_id="approve", block_id="card_actions", button_value="7:f1"
+    )
+
+    assert answer.status_code == 200, answer.text
+    ((_, body),) = wired.received.events
+    payload = json.loads(parse_qs(body.decode())["payload"][0])
+    assert payload["actions"][0]["action_id"] == "approve"
+    assert payload["actions"][0]["value"] == "7:f1"
+
+
+def test_a_click_on_a_card_that_changed_since_it_was_drawn_is_refused_and_sends_nothing(
+    wired: Wired, slack: SlackStandIn
+) -> None:
+    ts = _card(slack, ("approve", "7:f1"), ("reject", "7:f1"))
+    shown = {"action_id": "approve", "block_id": "card_actions", "button_value": "7:f1"}
+    # The card is updated meanwhile: another button where Approve was, then a new draft.
+    for buttons in ([("reject", "7:f1")], [("approve", "7:f2")]):
+        elements = [
+            {"type": "button", "action_id": a, "text": {"type": "plain_text", "text": a}}
+            | {"value": v}
+            for a, v in buttons
+        ]
+        slack.call(
+            "chat.update",
+            {
+                "channel": "C0SANDBOXGEN",
+                "ts": ts,
+                "text": "Card 7",
+                "blocks": [
+                    {"type": "section", "text": {"type": "mrkdwn", "text": "Card 7"}},
+                    {"type": "actions", "block_id": "card_actions", "elements": elements},
+                ],
+            },
+            token=slack.default_token,
+        )
+        moved = _click(wired.client, ts, **shown)
+
+        assert moved.status_code == 409, buttons
+        assert moved.json() == {
+            "ok": False,
+            "note": "This card changed since you saw it — look again.",
+            "changed": True,
+        }
+    gone = _click(wired.client, "1.000001", **shown)
+
+    assert gone.status_code == 409
+    assert wired.received.events == []
+
+
+def test_a_menu_option_the_element_no_longer_offers_is_refused(
+    wired: Wired, slack: SlackStandIn
+) -> None:
+    menu = {
+        "type": "overflow",
+        "action_id": "card_more",
+        "options": [{"text": {"type": "plain_text", "text": "Snooze"}, "value": "snooze:7"}],
+    }
+    posted = slack.call(
+        "chat.postMessage",
+        {
+            "channel": "C0SANDBOXGEN",
+            "text": "Card 7",
+            "blocks": [{"type": "actions", "block_id": "more", "elements": [menu]}],
+        },
+        token=slack.default_token,
+    ).body
+    shown = {"action_id": "card_more", "block_id": "more"}
+    form = {"container": "message", "channel": "C0SANDBOXGEN", "ts": posted["ts"], "loc": "b0.e0"}
+
+    stale = wired.client.post(
+        "/sandbox/action", data={**form, **shown, "value": "view:7"}, headers=FROM_CONSOLE
+    )
+    offered = wired.client.post(
+        "/sandbox/action", data={**form, **shown, "value": "snooze:7"}, headers=FROM_CONSOLE
+    )
+
+    assert stale.status_code == 409
+    assert offered.status_code == 200, offered.text
+    assert len(wired.received.events) == 1
+
+
+# --- the console answers its own page on a loopback name only --------------------------------
+
+
+@pytest.mark.parametrize(
+    "host", ["localhost", "localhost:8000", "127.0.0.1:51234", "[::1]:8000", "LOCALHOST:80"]
+)
+def test_the_console_answers_at_a_loopback_name_with_any_port(
+    client: TestClient, host: str
+) -> None:
+    origin = f"http://{host}"
+
+    assert client.get("/sandbox", headers={"host": host}).status_code == 200
+    assert client.get("/sandbox/panes", headers={"host": host}).status_code == 200
+    moved = client.post(
+        "/sandbox/clock",
+        data={"hours": "1"},
+        headers={**FROM_CONSOLE, "host": host, "origin": origin},
+    )
+    assert moved.status_code == 200, moved.text
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:8000", "10.0.0.5:8000", ""])
+def test_a_page_of_a_rebound_domain_can_neither_read_nor_act(
+    client: TestClient, clock: ShiftedClock, host: str
+) -> None:
+    for answer in (
+        client.get("/sandbox", headers={"host": host}),
+        client.get("/sandbox/panes", headers={"host": host}),
+        client.get("/sandbox/files/F0ANYTHING", headers={"host": host}),
+        client.post(
+            "/sandbox/clock",
+            data={"hours": "24"},
+            headers={**FROM_CONSOLE, "host": host, "origin": f"http://{host}"},
+        ),
+    ):
+        assert answer.status_code == 421, answer.request.url
+        assert answer.json()["detail"].startswith(
+            "the sandbox console answers only at a loopback address (localhost, 127.0.0.1 or"
+            " [::1]), not at "
+        )
+    assert clock.offset == timedelta(0)
+
+
+def test_a_request_from_another_origin_is_refused(client: TestClient, clock: ShiftedClock) -> None:
+    for origin in ("http://evil.example", "null", "https://localhost:8000", "http://localhost:9"):
+        moved = client.post(
+            "/sandbox/clock", data={"hours": "24"}, headers={**FROM_CONSOLE, "origin": origin}
+        )
+        read = client.get("/sandbox/panes", headers={"origin": origin})
+
+        assert moved.status_code == 403, origin
+        assert read.status_code == 403, origin
+        assert moved.json()["detail"] == (
+            f"the sandbox console takes requests from its own page only, not from {origin}"
+        )
+    assert clock.offset == timedelta(0)
+
+
+# --- the metrics and the access log ----------------------------------------------------------
+
+
+def _bare_console(slack: SlackStandIn, clock: ShiftedClock) -> Console:
+    return Console(
+        slack=slack,
+        google=GoogleStandIn(),
+        clock=clock,
+        signing_secret=SIGNING_SECRET,
+        app_url=lambda: "http://127.0.0.1:9",
+        user_id=DEFAULT_ADMIN_USER_ID,
+        mailbox=MAILBOX,
+        push_audience=AUDIENCE,
+    )
+
+
+def test_the_consoles_routes_are_counted_under_their_whole_template(
+    slack: SlackStandIn, clock: ShiftedClock
+) -> None:
+    app = FastAPI()
+    app.add_middleware(ObservabilityMiddleware)
+    mount_console(app, _bare_console(slack, clock))
+    client = TestClient(app, base_url=CONSOLE_URL)
+
+    def count(route: str, method: str) -> float:
+        sample = metrics.HTTP_REQUESTS.labels(route, method, "2xx")
+        return float(sample._value.get())
+
+    before = {r: count(r, m) for r, m in (("/sandbox/clock", "POST"), ("/sandbox/panes", "GET"))}
+    client.post("/sandbox/clock", data={"hours": "1"}, headers=FROM_CONSOLE)
+    client.get("/sandbox/panes")
+
+    assert count("/sandbox/clock", "POST") == before["/sandbox/clock"] + 1
+    assert count("/sandbox/panes", "GET") == before["/sandbox/panes"] + 1
+    assert count("/clock", "POST") == 0
+
+
+def _access(path: str, status: int) -> logging.LogRecord:
+    return logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "GET", path, "1.1", status),
+        None,
+    )
+
+
+def test_the_pages_successful_polls_stay_out_of_the_access_log() -> None:
+    quiet = QuietPolls()
+
+    assert not quiet.filter(_access("/sandbox/panes?channel=C0SBXREVIEW", 200))
+    assert not quiet.filter(_access("/sandbox/panes", 200))
+    assert quiet.filter(_access("/sandbox/panes?channel=C0SBXREVIEW", 500))
+    assert quiet.filter(_access("/sandbox/panesX", 200))
+    assert quiet.filter(_access("/sandbox/action", 200))
+    assert quiet.filter(_access("/api/cards/7", 200))
+
+
+def test_mounting_the_console_quiets_the_polls_once(
+    slack: SlackStandIn, clock: ShiftedClock
+) -> None:
+    for _ in range(2):
+        mount_console(FastAPI(), _bare_console(slack, clock))
+
+    quiet = [f for f in logging.getLogger("uvicorn.access").filters if isinstance(f, QuietPolls)]
+
+    assert len(quiet) == 1
+
+
+def test_the_mailbox_lists_who_a_thread_is_with_the_rep_sent_mail_by_its_recipient(
+    wired: Wired,
+) -> None:
+    wired.send_outreach(f"Dana Whitfield <{CONTACT}>", "Turn times are down, Dana")
+    sent_only = wired.client.get("/sandbox/panes").json()["mailbox"]
+    choice = wired.client.get("/sandbox/panes").json()["sent_choices"][0]
+    wired.deliver(in_reply_to=choice["id"], sample="positive")
+
+    answered = wired.client.get("/sandbox/panes").json()["mailbox"]
+
+    assert f'<span class="mail-people">to {CONTACT}</span>' in sent_only
+    assert MAILBOX not in sent_only.split('class="mail-people">')[1].split("<")[0]
+    assert f'<span class="mail-people">{CONTACT}</span>' in answered

@@ -15,10 +15,12 @@ from sandbox.console import blockkit
 from sandbox.console.app import COMMANDS
 from sandbox.console.blockkit import (
     Directory,
+    ElementChanged,
     block_html,
     blocks_html,
     element_html,
     find_element,
+    find_shown_element,
     input_element_html,
     message_html,
     modal_html,
@@ -147,7 +149,10 @@ def test_a_section_shows_its_text_fields_and_accessory_button() -> None:
     assert "<b>Dana</b> replied" in html
     assert '<div class="sb-field"><b>Intent</b><br>meeting</div>' in html
     assert '<div class="sb-field">Score 88</div>' in html
-    assert 'data-loc="b3.acc" data-url="https://crm.example.com/c/1">Open</button>' in html
+    assert (
+        'data-loc="b3.acc" data-action-id="open" data-block-id="card_head" data-button-value=""'
+        ' data-url="https://crm.example.com/c/1">Open</button>'
+    ) in html
 
 
 def test_buttons_keep_their_style_and_a_confirm_dialog() -> None:
@@ -172,12 +177,13 @@ def test_buttons_keep_their_style_and_a_confirm_dialog() -> None:
 
     html = str(block_html(block, 0))
 
-    assert 'class="sb-btn sb-btn-primary" data-loc="b0.e0">Approve &amp; send<' in html
-    assert 'class="sb-btn sb-btn-danger" data-loc="b0.e1">Reject<' in html
+    shown = 'data-action-id="" data-block-id="sb-block-0" data-button-value=""'
+    assert f'class="sb-btn sb-btn-primary" data-loc="b0.e0" {shown}>Approve &amp; send<' in html
+    assert f'class="sb-btn sb-btn-danger" data-loc="b0.e1" {shown}>Reject<' in html
     assert '<template class="sb-confirm"><div class="sb-confirm-title">Send them all?' in html
     assert "This sends <b>6</b> emails." in html
     assert ">Approve all</button></div></template>" in html
-    assert 'class="sb-btn" data-loc="b0.e3">Plain<' in html
+    assert f'class="sb-btn" data-loc="b0.e3" {shown}>Plain<' in html
 
 
 def test_an_overflow_menu_and_a_static_select_list_their_options() -> None:
@@ -196,17 +202,19 @@ def test_an_overflow_menu_and_a_static_select_list_their_options() -> None:
         "options": [{"text": plain("View thread"), "value": 'thread:42"><b>'}],
     }
 
-    select_html = str(element_html(snooze, "b4.e5"))
-    overflow_html = str(element_html(more, "b4.e6"))
+    select_html = str(element_html(snooze, "b4.e5", block_id="card_7"))
+    overflow_html = str(element_html(more, "b4.e6", block_id="card_7"))
 
     assert select_html == (
-        '<select class="sb-select" data-loc="b4.e5"><option value="" selected>💤 Snooze</option>'
+        '<select class="sb-select" data-loc="b4.e5" data-action-id="card_snooze"'
+        ' data-block-id="card_7"><option value="" selected>💤 Snooze</option>'
         '<option value="1h:42">1 hour</option><optgroup label="Later">'
         '<option value="1d:42">Tomorrow</option></optgroup></select>'
     )
-    assert 'data-loc="b4.e6" data-value="thread:42&#34;&gt;&lt;b&gt;">View thread</button>' in (
-        overflow_html
-    )
+    assert (
+        'data-loc="b4.e6" data-action-id="card_more" data-block-id="card_7"'
+        ' data-value="thread:42&#34;&gt;&lt;b&gt;">View thread</button>'
+    ) in overflow_html
     assert 'class="sb-btn sb-overflow-toggle"' in overflow_html
 
 
@@ -449,6 +457,36 @@ def test_an_element_is_found_by_its_place_in_the_blocks() -> None:
     for wrong in ("b1.e1", "b2.e0", "b0.e0", "x", "b1.acc"):
         with pytest.raises(LookupError):
             find_element(blocks, wrong)
+
+
+def test_an_element_is_found_only_while_it_is_still_the_one_shown() -> None:
+    menu = {
+        "type": "overflow",
+        "action_id": "more",
+        "options": [{"text": plain("x"), "value": "x"}],
+    }
+    blocks = [
+        {
+            "type": "actions",
+            "block_id": "acts",
+            "elements": [{"type": "button", "action_id": "approve", "value": "7:f1"}, menu],
+        },
+    ]
+    shown = {"action_id": "approve", "block_id": "acts", "button_value": "7:f1"}
+
+    assert find_shown_element(blocks, "b0.e0", **shown)[1] == "acts"
+    assert find_shown_element(blocks, "b0.e1", action_id="more", block_id="acts", value="x")
+    for loc, changed in (
+        ("b0.e0", {**shown, "action_id": "reject"}),  # another button moved into its place
+        ("b0.e0", {**shown, "block_id": "other"}),
+        ("b0.e0", {**shown, "button_value": "7:f0"}),  # the draft changed since
+        ("b0.e0", {**shown, "button_value": ""}),
+        ("b0.e2", shown),  # gone
+    ):
+        with pytest.raises(ElementChanged):
+            find_shown_element(blocks, loc, **changed)
+    with pytest.raises(ElementChanged, match="no longer offers 'y'"):
+        find_shown_element(blocks, "b0.e1", action_id="more", block_id="acts", value="y")
 
 
 # ---- what Salesbot posts -----------------------------------------------------------------------

@@ -10,9 +10,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from domain.analytics import TREND_DAYS
+from domain.digest_message import CHART_TITLE
 from domain.digests import (
+    DigestPost,
     Frequency,
+    PostKind,
+    PostStatus,
     Verb,
+    chart_title,
+    digest_title,
     latest_run_at,
     next_run_at,
     on_demand_period,
@@ -292,3 +299,29 @@ def test_after_downtime_only_the_latest_missed_time_is_posted() -> None:
 
 def test_retries_wait_longer_each_time() -> None:
     assert [retry_delay(n).total_seconds() / 60 for n in (1, 2, 3, 4)] == [1, 2, 4, 8]
+
+
+def _post(kind: PostKind, frequency: Frequency, campaign_name: str | None = None) -> DigestPost:
+    return DigestPost(
+        id=1,
+        org_id=1,
+        subscription_id=None,
+        kind=kind,
+        frequency=frequency,
+        channel_id="C0SBXREVIEW",
+        time_zone="UTC",
+        period_start=datetime(2025, 11, 25, tzinfo=UTC),
+        period_end=datetime(2025, 12, 2, tzinfo=UTC),
+        status=PostStatus.PENDING,
+        campaign_name=campaign_name,
+    )
+
+
+def test_the_chart_is_titled_with_the_days_it_plots_not_the_digests_period() -> None:
+    weekly = _post(PostKind.ON_DEMAND, Frequency.WEEKLY, campaign_name="Win-back")
+    daily = _post(PostKind.SCHEDULED, Frequency.DAILY)
+
+    assert digest_title(weekly) == "Engagement digest, last 7 days · Win-back"
+    assert chart_title(weekly) == f"Sends and replies, last {TREND_DAYS} days · Win-back"
+    assert chart_title(daily) == CHART_TITLE == "Sends and replies, last 30 days"
+    assert TREND_DAYS == 30

@@ -41,7 +41,12 @@
     } catch (error) {
       answer = { ok: false, note: "the console could not reach the app: " + error };
     }
+    // A refusal before the console's own code ran (the Host or the header check) says why
+    // in FastAPI's `detail`.
+    if (!answer.note && answer.detail) answer.note = String(answer.detail);
     if (answer.note) status(answer.note, answer.ok);
+    // A click on a card that changed since it was drawn: draw every pane again.
+    if (answer.changed) state.shown = {};
     refresh();
     return answer;
   }
@@ -198,12 +203,17 @@
       status("the console cannot click an ephemeral message's buttons", false);
       return;
     }
+    // What the element is, besides where: the server refuses the click when another
+    // element sits there now (the card changed since the page drew it).
     post("/action", {
       container: container.dataset.container,
       channel: container.dataset.channel || "",
       ts: container.dataset.ts || "",
       view_id: container.dataset.viewId || "",
       loc: element.dataset.loc,
+      action_id: element.dataset.actionId || "",
+      block_id: element.dataset.blockId || "",
+      button_value: element.dataset.buttonValue || "",
       value: value,
     });
   }
