@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import signal
 import tempfile
 import threading
 import time
@@ -202,12 +203,22 @@ def _where_the_data_is(database_url: str | None) -> str:
 
 
 def _wait_for_interrupt() -> None:
+    """Wait for Ctrl-C or SIGTERM. The handlers are set here, not left to Python's default:
+    a process started with SIGINT ignored (a shell's background job, some test runners)
+    inherits the ignore, and would never see its Ctrl-C."""
     stop = threading.Event()
+    previous = {
+        signum: signal.signal(signum, lambda *_: stop.set())
+        for signum in (signal.SIGINT, signal.SIGTERM)
+    }
     try:
         while not stop.wait(0.5):
             pass
     except KeyboardInterrupt:
         return
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 # --- the world the demo acts in -------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -12,8 +13,11 @@ ROOT = Path(__file__).resolve().parents[2]
 def _dry_run(tmp_path: Path, target: str) -> str:
     for name in ("Makefile", "pyproject.toml", "requirements-dev.lock"):
         shutil.copy(ROOT / name, tmp_path / name)
+    # Run as from a shell: not as a sub-make of `make test` (whose MAKEFLAGS/MAKELEVEL
+    # would make this one print "Entering directory" lines around its steps).
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
     result = subprocess.run(
-        ["make", "-n", target], cwd=tmp_path, capture_output=True, text=True, check=False
+        ["make", "-n", target], cwd=tmp_path, capture_output=True, text=True, check=False, env=env
     )
     assert result.returncode == 0, result.stderr
     return result.stdout
