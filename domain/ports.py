@@ -1100,6 +1100,19 @@ class OptOutRepository(Protocol):
         request); True if it had one."""
         ...
 
+    def email_preferences(
+        self, org_id: int, contact_id: int, *, lock: bool
+    ) -> Mapping[str, object] | None:
+        """Return a contact's stored email preferences (`lock`: hold the row until the
+        transaction ends); None if the contact does not exist."""
+        ...
+
+    def save_email_preferences(
+        self, org_id: int, contact_id: int, preferences: Mapping[str, bool], *, at: datetime
+    ) -> None:
+        """Store a contact's email preferences."""
+        ...
+
 
 class SuppressionUnitOfWork(Transaction, Protocol):
     """One transaction over the opt-out repository and the engagement history (where an
