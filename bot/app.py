@@ -43,6 +43,7 @@ from domain.clock import Clock, FileClock, SystemClock
 from domain.corrections import Corrections
 from domain.deps import Deps
 from domain.digests import DigestPoster, Digests
+from domain.email_preferences import EmailType
 from domain.errors import ExternalServiceError, InvalidInput
 from domain.jobs import TaskKind
 from domain.mail import SendOutcome
@@ -397,8 +398,13 @@ def build_runtime(
     unsubscribe_tokens = MailtoUnsubscribeTokens(settings.SALESBOT_SECRET_KEY)
     base = settings.PUBLIC_BASE_URL.rstrip("/")
 
-    def unsubscribe_url(org_id: int, contact_id: int) -> str:
-        token = unsubscribe_signer.sign({"o": org_id, "c": contact_id})
+    def unsubscribe_url(org_id: int, contact_id: int, email_type: EmailType | None = None) -> str:
+        # "t" names the email's type: the page and one-click act on it. A token without
+        # it (sent before types) still works, as "everything".
+        claims: dict[str, object] = {"o": org_id, "c": contact_id}
+        if email_type is not None:
+            claims["t"] = email_type.value
+        token = unsubscribe_signer.sign(claims)
         return f"{base}/unsubscribe/{token}"
 
     def uow() -> UnitOfWork:

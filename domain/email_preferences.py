@@ -27,7 +27,7 @@ suppression unit of work (`SuppressionUnitOfWork`), as opting out does.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -133,8 +133,16 @@ class EmailPreferences:
         return cls(frozenset(off))
 
     def allows(self, email_type: EmailType) -> bool:
-        """True when the contact receives emails of this type (transactional: always)."""
-        return email_type == EmailType.TRANSACTIONAL or email_type not in self.turned_off
+        """True when the contact receives emails of this type (transactional: always).
+
+        A follow-up belongs to a campaign: a contact who turned campaign emails off gets
+        no follow-ups either (else one click on a campaign's first email would leave its
+        follow-ups coming); one who turned only follow-ups off still gets first emails."""
+        if email_type == EmailType.TRANSACTIONAL:
+            return True
+        if email_type == EmailType.FOLLOW_UP and EmailType.CAMPAIGN in self.turned_off:
+            return False
+        return email_type not in self.turned_off
 
     def subscriptions(self) -> dict[EmailType, bool]:
         """Every type with whether the contact receives it, in the types' order."""
@@ -155,9 +163,9 @@ class EmailPreferences:
         return EmailPreferences(frozenset(off))
 
     def changed_from(self, before: EmailPreferences) -> dict[EmailType, bool]:
-        """The types whose choice differs from `before`, with their new value."""
+        """The types whose own choice differs from `before`, with their new value."""
         return {
-            t: self.allows(t)
+            t: t not in self.turned_off
             for t in OPTIONAL_TYPES
             if (t in self.turned_off) != (t in before.turned_off)
         }
@@ -261,6 +269,7 @@ class PreferencesChange:
     email: str
     preferences: EmailPreferences
     changed: Mapping[EmailType, bool]
+    stopped_enrollments: int = 0
 
 
 def read_preferences_in(
@@ -295,8 +304,20 @@ def change_preferences_in(
     before = EmailPreferences.from_stored(stored)
     after = before.with_changes(changes)
     changed = after.changed_from(before)
+    stopped = 0
     if changed:
         uow.opt_outs.save_email_preferences(org_id, contact_id, after.stored(), at=at)
+        # The contact's choice wins at once, as an opt-out does: their running cadences
+        # stop now (the tick and the send-time check would stop them anyway, later).
+        if before.allows(EmailType.CAMPAIGN) and not after.allows(EmailType.CAMPAIGN):
+            stopped = uow.opt_outs.stop_enrollments(
+                org_id, contact_id, reason=UNSUBSCRIBED_FROM_CAMPAIGNS, at=at
+            )
+        elif before.allows(EmailType.FOLLOW_UP) and not after.allows(EmailType.FOLLOW_UP):
+            # Only cadences past their first email: what remains of them is follow-ups.
+            stopped = uow.opt_outs.stop_enrollments(
+                org_id, contact_id, reason=UNSUBSCRIBED_FROM_FOLLOW_UPS, at=at, min_step=1
+            )
         for email_type, subscribed in changed.items():
             record_engagement(
                 uow.engagement,
@@ -307,10 +328,9 @@ def change_preferences_in(
                 detail={"email_type": email_type.value, "subscribed": subscribed, "source": source},
             )
     return PreferencesChange(
-        contact_id=contact_id, email=summary.email, preferences=after, changed=changed
+        contact_id=contact_id,
+        email=summary.email,
+        preferences=after,
+        changed=changed,
+        stopped_enrollments=stopped,
     )
-
-
-def describe(changes: Iterable[tuple[EmailType, bool]]) -> str:
-    """A short sentence of what changed, e.g. "follow-up emails off, newsletters on"."""
-    return ", ".join(f"{LABELS[t]} {'on' if on else 'off'}" for t, on in changes)

@@ -55,13 +55,17 @@ class OptOutRepo:
         )
         return _rowcount(result) == 1
 
-    def stop_enrollments(self, org_id: int, contact_id: int, *, reason: str, at: datetime) -> int:
-        """Stop the contact's active and paused enrollments; return how many."""
+    def stop_enrollments(
+        self, org_id: int, contact_id: int, *, reason: str, at: datetime, min_step: int = 0
+    ) -> int:
+        """Stop the contact's active and paused enrollments (those at `min_step` or later);
+        return how many."""
         result = self._s.execute(
             update(m.Enrollment)
             .where(
                 m.Enrollment.org_id == org_id,
                 m.Enrollment.contact_id == contact_id,
+                m.Enrollment.step >= min_step,
                 m.Enrollment.status.in_(
                     [EnrollmentStatus.ACTIVE.value, EnrollmentStatus.PAUSED.value]
                 ),

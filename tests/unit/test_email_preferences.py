@@ -95,6 +95,14 @@ def test_what_salesbot_sends_maps_to_a_type() -> None:
     assert email_type_of_step(3, answers_contact=True) == EmailType.TRANSACTIONAL
 
 
+def test_turning_campaign_emails_off_turns_their_follow_ups_off_too() -> None:
+    prefs = EmailPreferences().with_changes({EmailType.CAMPAIGN: False})
+    assert not prefs.allows(EmailType.FOLLOW_UP)
+    assert prefs.stored()["follow_up"] is True  # the contact's own choice is kept
+    only_follow_ups = EmailPreferences().with_changes({EmailType.FOLLOW_UP: False})
+    assert only_follow_ups.allows(EmailType.CAMPAIGN)
+
+
 def test_a_refusal_says_who_and_which_type() -> None:
     prefs = EmailPreferences(frozenset({EmailType.FOLLOW_UP}))
     assert refusal("dana@a.com", EmailType.FOLLOW_UP, prefs) == (
@@ -146,12 +154,14 @@ def test_changes_apply_in_order_and_report_what_differs(
 ) -> None:
     before = EmailPreferences().with_changes(first)
     after = before.with_changes(second)
+    own = {t: second.get(t, first.get(t, True)) for t in OPTIONAL_TYPES}
     for email_type in OPTIONAL_TYPES:
-        expected = second.get(email_type, first.get(email_type, True))
+        expected = own[email_type]
+        if email_type == EmailType.FOLLOW_UP:
+            expected = expected and own[EmailType.CAMPAIGN]
         assert after.allows(email_type) == expected
-    assert after.changed_from(before) == {
-        t: after.allows(t) for t in OPTIONAL_TYPES if after.allows(t) != before.allows(t)
-    }
+    was = {t: first.get(t, True) for t in OPTIONAL_TYPES}
+    assert after.changed_from(before) == {t: own[t] for t in OPTIONAL_TYPES if own[t] != was[t]}
     assert after.allows(EmailType.TRANSACTIONAL)
 
 

@@ -468,7 +468,7 @@ def world() -> World:
         uow=db.uow,
         sender=FakeSender(mailbox),
         clock=clock,
-        unsubscribe_url=lambda org, contact: f"https://salesbot.example/u/{org}/{contact}",
+        unsubscribe_url=lambda org, contact, *_: f"https://salesbot.example/u/{org}/{contact}",
         limits=SendLimits(),
         sleep=sleep,
         rng=random.Random(7),
