@@ -80,6 +80,7 @@ from handlers.api import (
     unsubscribe,
 )
 from handlers.api import analytics_settings as analytics_settings_api
+from handlers.api import email_preferences as email_preferences_api
 from handlers.api import gmail as gmail_api
 from handlers.api import metrics as metrics_api
 from handlers.api import targeting as targeting_api
@@ -848,6 +849,7 @@ def build_app(
     app.include_router(cards.router)
     app.include_router(inbound.router)
     app.include_router(engagement.router)
+    app.include_router(email_preferences_api.router)
     app.include_router(analytics.router)
     app.include_router(inbound_rules.router)
     app.include_router(reply_policy.router)

@@ -33,6 +33,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Final, Protocol
 
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
+
 from domain.engagement import EngagementEvent, record_engagement
 from domain.errors import InvalidInput
 
@@ -333,4 +335,81 @@ def change_preferences_in(
         preferences=after,
         changed=changed,
         stopped_enrollments=stopped,
+    )
+
+
+# --- what the REST API reads and writes --------------------------------------------------
+
+
+class EmailTypeChoices(BaseModel):
+    """One flag per type of email."""
+
+    newsletter: bool
+    campaign: bool
+    follow_up: bool
+    announcement: bool
+    transactional: bool
+
+
+class EmailPreferencesView(BaseModel):
+    """A contact's email-type preferences, as the REST API shows them."""
+
+    contact_id: int
+    email: str
+    opted_out: bool = Field(
+        description="The contact opted out of everything: no email of any type goes to them,"
+        " whatever their preferences say."
+    )
+    email_preferences: EmailTypeChoices = Field(
+        description="The contact's own choice per type (a type never chosen is true)."
+    )
+    receives: EmailTypeChoices = Field(
+        description="What actually goes to them: campaign emails off turns their follow-ups"
+        " off too, and an opt-out turns everything off."
+    )
+
+
+class EmailPreferencesUpdate(BaseModel):
+    """Types to turn on (true) or off (false); types left out keep their value."""
+
+    model_config = ConfigDict(extra="allow")
+
+    newsletter: StrictBool | None = None
+    campaign: StrictBool | None = None
+    follow_up: StrictBool | None = None
+    announcement: StrictBool | None = None
+    transactional: StrictBool | None = Field(
+        default=None, description="Only true: answers to the contact's own emails always go."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_types_and_booleans(cls, data: object) -> object:
+        try:
+            parse_changes(
+                {k: v for k, v in data.items() if v is not None}
+                if isinstance(data, Mapping)
+                else data
+            )
+        except InvalidInput as exc:
+            raise ValueError(exc.message) from None
+        return data
+
+    def changes(self) -> dict[EmailType, bool]:
+        """The changes asked for, type → subscribed."""
+        return {t: value for t in EmailType if (value := getattr(self, t.value)) is not None}
+
+
+def preferences_view(
+    contact_id: int, email: str, *, opted_out: bool, preferences: EmailPreferences
+) -> EmailPreferencesView:
+    """Build the REST view of a contact's preferences."""
+    own = {t.value: t not in preferences.turned_off for t in EmailType}
+    receives = {t.value: not opted_out and preferences.allows(t) for t in EmailType}
+    return EmailPreferencesView(
+        contact_id=contact_id,
+        email=email,
+        opted_out=opted_out,
+        email_preferences=EmailTypeChoices.model_validate(own),
+        receives=EmailTypeChoices.model_validate(receives),
     )
