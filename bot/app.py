@@ -43,6 +43,7 @@ from domain.clock import Clock, FileClock, SystemClock
 from domain.corrections import Corrections
 from domain.deps import Deps
 from domain.digests import DigestPoster, Digests
+from domain.email_preferences import EmailType
 from domain.errors import ExternalServiceError, InvalidInput
 from domain.jobs import TaskKind
 from domain.mail import SendOutcome
@@ -79,6 +80,7 @@ from handlers.api import (
     unsubscribe,
 )
 from handlers.api import analytics_settings as analytics_settings_api
+from handlers.api import email_preferences as email_preferences_api
 from handlers.api import gmail as gmail_api
 from handlers.api import metrics as metrics_api
 from handlers.api import targeting as targeting_api
@@ -397,8 +399,13 @@ def build_runtime(
     unsubscribe_tokens = MailtoUnsubscribeTokens(settings.SALESBOT_SECRET_KEY)
     base = settings.PUBLIC_BASE_URL.rstrip("/")
 
-    def unsubscribe_url(org_id: int, contact_id: int) -> str:
-        token = unsubscribe_signer.sign({"o": org_id, "c": contact_id})
+    def unsubscribe_url(org_id: int, contact_id: int, email_type: EmailType | None = None) -> str:
+        # "t" names the email's type: the page and one-click act on it. A token without
+        # it (sent before types) still works, as "everything".
+        claims: dict[str, object] = {"o": org_id, "c": contact_id}
+        if email_type is not None:
+            claims["t"] = email_type.value
+        token = unsubscribe_signer.sign(claims)
         return f"{base}/unsubscribe/{token}"
 
     def uow() -> UnitOfWork:
@@ -842,6 +849,7 @@ def build_app(
     app.include_router(cards.router)
     app.include_router(inbound.router)
     app.include_router(engagement.router)
+    app.include_router(email_preferences_api.router)
     app.include_router(analytics.router)
     app.include_router(inbound_rules.router)
     app.include_router(reply_policy.router)
