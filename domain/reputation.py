@@ -13,7 +13,7 @@ import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any, Final
 
@@ -521,8 +521,9 @@ def response_totals(
 
 
 def default_window(now: datetime, days: int = 30) -> tuple[datetime, datetime]:
-    """The last `days` days up to now."""
-    return now - timedelta(days=days), now
+    """The last `days` whole UTC days, today included (until the start of tomorrow)."""
+    end = datetime.combine(now.astimezone(UTC).date() + timedelta(days=1), time(), tzinfo=UTC)
+    return end - timedelta(days=days), end
 
 
 # --- the webhook's signature ----------------------------------------------------------------

@@ -147,7 +147,8 @@ def test_the_webhook_takes_signed_reviews_and_refuses_bad_missing_or_old_signatu
     secret = made.json()["secret"]
     with session_factory() as s:
         stored = s.get(m.ReputationSetting, api.org_id)
-        assert stored is not None and stored.webhook_secret_encrypted is not None
+        assert stored is not None
+        assert stored.webhook_secret_encrypted is not None
         assert secret.encode() not in stored.webhook_secret_encrypted  # encrypted at rest
 
     refusals = {
