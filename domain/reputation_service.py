@@ -505,6 +505,8 @@ class Reputation:
     ) -> ReputationSettings:
         """Set who gets review cards, where responses are posted, the firm's name (admins)."""
         _admin(actor)
+        if "firm_name" in values:
+            values["firm_name"] = (values["firm_name"] or "").strip()
         with self._uow() as uow:
             for key in ("account_manager_user_id", "legal_user_id"):
                 user_id = values.get(key)

@@ -35,6 +35,7 @@ from domain.reputation import (
 )
 from domain.reputation_service import Reputation
 from handlers.api.deps import ActorDep, IdentityDep, ServicesDep, Unauthorized
+from handlers.api.docs import error_answer
 
 router = APIRouter(prefix="/api/reputation", tags=["reputation"])
 
@@ -158,7 +159,12 @@ async def add_reviews(
     return await run_in_threadpool(_ingest, reputation, who.org_id, payload, source="api")
 
 
-@router.post("/webhook/{org_slug}", status_code=201, response_model=IngestAnswer)
+@router.post(
+    "/webhook/{org_slug}",
+    status_code=201,
+    response_model=IngestAnswer,
+    responses={401: error_answer(401)},
+)
 async def review_webhook(
     org_slug: Annotated[str, Path(max_length=64)], request: Request, reputation: ReputationDep
 ) -> dict[str, Any]:
@@ -401,6 +407,16 @@ class SettingsUpdate(BaseModel):
     firm_name: Text | None = Field(default=None, max_length=200)
 
 
+class SettingsOut(BaseModel):
+    """The reputation settings (never the webhook secret)."""
+
+    account_manager_user_id: int | None
+    legal_user_id: int | None
+    channel_id: str | None
+    firm_name: str
+    has_webhook_secret: bool
+
+
 class SecretAnswer(BaseModel):
     """The new webhook secret: shown once, stored encrypted."""
 
@@ -409,16 +425,16 @@ class SecretAnswer(BaseModel):
     signature_header: str = SIGNATURE_HEADER
 
 
-@router.get("/settings", response_model=None)
-def get_settings(who: IdentityDep, reputation: ReputationDep) -> dict[str, Any]:
+@router.get("/settings", response_model=SettingsOut)
+def get_settings(who: IdentityDep, reputation: ReputationDep) -> SettingsOut:
     """Return the reputation settings (never the webhook secret)."""
     return _settings_json(reputation.settings(who.org_id))
 
 
-@router.put("/settings", response_model=None)
+@router.put("/settings", response_model=SettingsOut)
 def put_settings(
     body: SettingsUpdate, who: IdentityDep, actor: ActorDep, reputation: ReputationDep
-) -> dict[str, Any]:
+) -> SettingsOut:
     """Set the account manager, legal, the response cards' channel, the firm's name (admins)."""
     values = body.model_dump(exclude_unset=True)
     return _settings_json(reputation.update_settings(actor, who.org_id, **values))
@@ -430,11 +446,11 @@ def rotate_secret(who: IdentityDep, actor: ActorDep, reputation: ReputationDep) 
     return SecretAnswer(secret=reputation.rotate_webhook_secret(actor, who.org_id))
 
 
-def _settings_json(settings: ReputationSettings) -> dict[str, Any]:
-    return {
-        "account_manager_user_id": settings.account_manager_user_id,
-        "legal_user_id": settings.legal_user_id,
-        "channel_id": settings.channel_id,
-        "firm_name": settings.firm_name,
-        "has_webhook_secret": settings.has_webhook_secret,
-    }
+def _settings_json(settings: ReputationSettings) -> SettingsOut:
+    return SettingsOut(
+        account_manager_user_id=settings.account_manager_user_id,
+        legal_user_id=settings.legal_user_id,
+        channel_id=settings.channel_id,
+        firm_name=settings.firm_name,
+        has_webhook_secret=settings.has_webhook_secret,
+    )
