@@ -9,15 +9,16 @@ in docs/reputation.md.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import hmac
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from domain.classification import Classification, Sentiment
 from domain.errors import InvalidInput, SalesbotError
@@ -589,3 +590,66 @@ class IngestResult:
             "response_cards": self.response_cards,
             "escalations": self.escalations,
         }
+
+
+# --- CSV import -----------------------------------------------------------------------------
+
+#: The columns of a review CSV (docs/reputation.md); the first three are required.
+REVIEW_COLUMNS: Final = ("platform", "external_id", "rating", "author", "text", "url", "posted_at")
+REQUIRED_COLUMNS: Final = REVIEW_COLUMNS[:3]
+
+
+@dataclass(frozen=True)
+class RowError:
+    """Why one row of a review CSV was refused (`row` counts the header as row 1)."""
+
+    row: int
+    column: str | None
+    reason: str
+
+    def __str__(self) -> str:
+        where = f"row {self.row}" + (f", {self.column}" if self.column else "")
+        return f"{where}: {self.reason}"
+
+
+def parse_review_csv(lines: Iterable[str]) -> tuple[list[ReviewIn], list[RowError]]:
+    """Read a review CSV: the reviews, and every row's errors (a caller stores nothing when
+    there is one). A header that lacks a required column, or names an unknown one, raises
+    InvalidInput."""
+    reader = csv.DictReader(lines)
+    header = [h.strip().lower() for h in (reader.fieldnames or [])]
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    unknown = [c for c in header if c not in REVIEW_COLUMNS]
+    if missing or unknown:
+        problems = []
+        if missing:
+            problems.append(f"missing column(s) {', '.join(missing)}")
+        if unknown:
+            problems.append(f"unknown column(s) {', '.join(unknown)}")
+        raise InvalidInput(
+            f"{'; '.join(problems)}; the columns are {', '.join(REVIEW_COLUMNS)}", field="header"
+        )
+    reader.fieldnames = header
+    reviews: list[ReviewIn] = []
+    errors: list[RowError] = []
+    for number, raw in enumerate(reader, start=2):
+        if None in raw:
+            errors.append(RowError(number, None, "more cells than the header has columns"))
+            continue
+        values = {k: (v or "").strip() for k, v in raw.items() if k is not None}
+        if not any(values.values()):
+            continue  # a blank line
+        fields: dict[str, Any] = {k: v for k, v in values.items() if v != ""}
+        fields.setdefault("text", "")
+        try:
+            reviews.append(ReviewIn.model_validate(fields))
+        except ValidationError as exc:
+            for problem in exc.errors():
+                column = ".".join(str(p) for p in problem["loc"]) or None
+                errors.append(RowError(number, column, validation_message(problem)))
+    return reviews, errors
+
+
+def validation_message(problem: Mapping[str, Any]) -> str:
+    """Pydantic's message of one problem, without its "Value error, " prefix."""
+    return str(problem.get("msg", "invalid")).removeprefix("Value error, ")

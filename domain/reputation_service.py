@@ -152,7 +152,10 @@ class Reputation:
                     escalations += 1
                 if links:
                     uow.reviews.update(org_id, review_id, **links)
-            if posts and self._presenting is not None and self._presenting.shows_cards:
+            if posts:
+                # Queued even where this process has no chat (the CSV import): the posting
+                # worker of the server shows them; without a chat anywhere they wait in the
+                # App Home and the API.
                 uow.tasks.add_many(org_id, job_id, posts)
             uow.commit()
         if posts and self._on_cards is not None:

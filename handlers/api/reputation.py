@@ -32,6 +32,7 @@ from domain.reputation import (
     Scenario,
     WebhookRefused,
     default_window,
+    validation_message,
 )
 from domain.reputation_service import Reputation
 from handlers.api.deps import ActorDep, IdentityDep, ServicesDep, Unauthorized
@@ -126,7 +127,7 @@ def _ingest(reputation: Reputation, org_id: int, payload: Any, *, source: str) -
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise InvalidInput(f"{where}: {first['msg']}", field=where) from None
+        raise InvalidInput(f"{where}: {validation_message(first)}", field=where) from None
     return dict(reputation.ingest(org_id, reviews, source=source).as_json())
 
 
