@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from domain.analytics import AnalyticsWindow
 from domain.clock import FixedClock
+from domain.contacts import UserRole
+from domain.digest_message import render_digest
 from domain.reputation import sign_webhook
 from storage import models as m
+from storage.uow import UnitOfWork
 from tests.support.accounts import create_token, ensure_user
 from tests.support.api import ApiWorld, make_api_world
 
@@ -308,3 +312,67 @@ def test_trends_count_days_ratings_sentiment_and_responses(
     assert bad.status_code == 422
     backwards = api.client.get(f"{R}/trends?since={until}&until={since}", headers=api.auth())
     assert backwards.status_code == 422
+
+
+def test_the_digest_reputation_line_matches_the_trends_api_for_the_same_window(
+    api: ApiWorld, clock: FixedClock, session_factory: Callable[[], Session]
+) -> None:
+    with session_factory() as session:
+        manager = ensure_user(
+            session, api.org_id, email="am@lonestar.example.com", role=UserRole.REP
+        )
+        session.commit()
+    api.client.post(
+        f"{R}/escalation-rules",
+        json={"kind": "rating", "pattern": "1", "route_to": "account_manager"},
+        headers=api.auth(),
+    )
+    api.client.put(f"{R}/settings", json={"account_manager_user_id": manager}, headers=api.auth())
+    api.client.post(
+        f"{R}/reviews",
+        json={
+            "reviews": [
+                review("a", 5, "Great!"),
+                review("b", 1, "Awful, the worst."),
+                review("c", 2, "Slow."),
+                review("d", 4, "Good."),
+            ]
+        },
+        headers=api.auth(),
+    )
+    day = clock.now().astimezone(UTC).date()
+    since = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    until = since + timedelta(days=1)
+    totals = api.client.get(
+        f"{R}/trends",
+        params={"since": since.isoformat(), "until": until.isoformat()},
+        headers=api.auth(),
+    ).json()["totals"]
+    with UnitOfWork(session_factory) as uow:
+        facts = uow.analytics.digest_facts(
+            api.org_id,
+            AnalyticsWindow(since=since, until=until),
+            time_zone="UTC",
+            now=clock.now(),
+        )
+    line = facts.reputation
+    assert line is not None
+    assert (
+        (line.reviews, line.average_rating, line.negative, line.unresponded, line.escalated)
+        == (
+            totals["reviews"],
+            totals["average_rating"],
+            totals["negative"],
+            totals["unresponded"],
+            totals["escalated"],
+        )
+        == (4, 3.0, 2, 2, 1)
+    )
+    message = render_digest(
+        facts, frequency="daily", time_zone="UTC", title="Digest", permalinks={}
+    )
+    shown = json.dumps(message.blocks, ensure_ascii=False)
+    assert (
+        "*⭐ Reputation* · 4 new reviews, average 3.0★ · 2 negative · 2 awaiting a response · "
+        "1 escalated" in shown
+    )
