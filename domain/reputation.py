@@ -601,7 +601,7 @@ REQUIRED_COLUMNS: Final = REVIEW_COLUMNS[:3]
 
 @dataclass(frozen=True)
 class RowError:
-    """Why one row of a review CSV was refused (`row` counts the header as row 1)."""
+    """Why one row of a review CSV was refused (`row`: its line, the header being 1)."""
 
     row: int
     column: str | None
@@ -632,7 +632,10 @@ def parse_review_csv(lines: Iterable[str]) -> tuple[list[ReviewIn], list[RowErro
     reader.fieldnames = header
     reviews: list[ReviewIn] = []
     errors: list[RowError] = []
-    for number, raw in enumerate(reader, start=2):
+    for raw in reader:
+        # The line the row ends on: a spreadsheet's row number (blank lines included) when
+        # no cell spans several lines.
+        number = reader.line_num
         if None in raw:
             errors.append(RowError(number, None, "more cells than the header has columns"))
             continue
