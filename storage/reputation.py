@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Date, and_, case, cast, delete, func, insert, or_, select, tuple_, update
+from sqlalchemy import Date, and_, case, cast, func, insert, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from domain.classification import Sentiment
@@ -463,7 +463,3 @@ class ReputationSettingsRepo:
     def org_id_by_slug(self, slug: str) -> int | None:
         """Return the id of the organization with this slug."""
         return self._s.scalar(select(m.Organization.id).where(m.Organization.slug == slug))
-
-    def delete_all(self, org_id: int) -> None:
-        """Forget an organization's settings (tests)."""
-        self._s.execute(delete(m.ReputationSetting).where(m.ReputationSetting.org_id == org_id))
