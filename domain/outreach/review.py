@@ -7,7 +7,7 @@ from typing import Final
 
 from domain import faults
 from domain.cadence import Channel
-from domain.cards import Card, CardState, describe_refusal, draft_fingerprint
+from domain.cards import Card, CardState, CardType, describe_refusal, draft_fingerprint
 from domain.email_preferences import UnsubscribeLinks, email_type_of_step
 from domain.engagement import EngagementEvent, record_engagement
 from domain.errors import InvalidInput
@@ -71,6 +71,9 @@ class Review:
         with self._uow() as uow:
             card = uow.cards.get(actor.org_id, card_id)
             authorize_card(uow, actor, card)
+            if card.type == CardType.REVIEW_RESPONSE:
+                # Its approval records the response on the review (domain/reputation_service).
+                raise CardRefused("Approve a review's response with its Approve response button.")
             if card.awaits_draft and card.is_open:
                 raise CardRefused(AWAITS_DRAFT)
             if (
