@@ -43,6 +43,7 @@ from domain.clock import Clock, FileClock, SystemClock
 from domain.corrections import Corrections
 from domain.deps import Deps
 from domain.digests import DigestPoster, Digests
+from domain.email_preferences import EmailType
 from domain.errors import ExternalServiceError, InvalidInput
 from domain.jobs import TaskKind
 from domain.mail import SendOutcome
@@ -58,6 +59,7 @@ from domain.ports import (
 from domain.replies import Replies
 from domain.reply_policy import ReplyPolicies
 from domain.reply_routing import Triage
+from domain.reputation_service import Reputation
 from domain.rules import Rules
 from domain.sending import SendLimits
 from domain.suppression import Suppression
@@ -79,8 +81,10 @@ from handlers.api import (
     unsubscribe,
 )
 from handlers.api import analytics_settings as analytics_settings_api
+from handlers.api import email_preferences as email_preferences_api
 from handlers.api import gmail as gmail_api
 from handlers.api import metrics as metrics_api
+from handlers.api import reputation as reputation_api
 from handlers.api import targeting as targeting_api
 from handlers.api import tracking as tracking_api
 from handlers.api import triage as triage_api
@@ -175,6 +179,8 @@ class Runtime:
     digest_poster: DigestPoster | None = None
     #: Says that this process runs the background work (a job of `scheduler`; /readyz).
     heartbeat: Heartbeat | None = None
+    #: Reviews, their sentiment, escalations and drafted responses (docs/reputation.md).
+    reputation: Reputation | None = None
 
     def run_tasks_until_idle(self) -> int:
         """Replay Slack calls, draft, then post, until nothing is pending (tests, benches)."""
@@ -397,8 +403,13 @@ def build_runtime(
     unsubscribe_tokens = MailtoUnsubscribeTokens(settings.SALESBOT_SECRET_KEY)
     base = settings.PUBLIC_BASE_URL.rstrip("/")
 
-    def unsubscribe_url(org_id: int, contact_id: int) -> str:
-        token = unsubscribe_signer.sign({"o": org_id, "c": contact_id})
+    def unsubscribe_url(org_id: int, contact_id: int, email_type: EmailType | None = None) -> str:
+        # "t" names the email's type: the page and one-click act on it. A token without
+        # it (sent before types) still works, as "everything".
+        claims: dict[str, object] = {"o": org_id, "c": contact_id}
+        if email_type is not None:
+            claims["t"] = email_type.value
+        token = unsubscribe_signer.sign(claims)
         return f"{base}/unsubscribe/{token}"
 
     def uow() -> UnitOfWork:
@@ -589,6 +600,15 @@ def build_runtime(
         worker.wake()
         poster.wake()
 
+    reputation = Reputation(
+        service_deps,
+        model=message_classifier,
+        offline=offline_classifier,
+        regex=Re2Engine(),
+        cipher=secrets,
+        presenting=outreach.presenting,
+        on_cards=poster.wake,
+    )
     inbound_worker = UnderstandingWorker(
         understanding,
         poll_seconds=max(settings.WORKER_POLL_SECONDS, 1.0),
@@ -618,6 +638,7 @@ def build_runtime(
             corrections=corrections,
             holidays=holiday_calendar,
             digests=digests,
+            reputation=reputation,
         )
         # The web app stores each listener's slow part; the worker's app replays it.
         slack_calls = SlackCallQueue(services.session_factory)
@@ -673,6 +694,7 @@ def build_runtime(
         digests=digests,
         digest_poster=digest_poster,
         heartbeat=heartbeat,
+        reputation=reputation,
     )
 
 
@@ -842,6 +864,7 @@ def build_app(
     app.include_router(cards.router)
     app.include_router(inbound.router)
     app.include_router(engagement.router)
+    app.include_router(email_preferences_api.router)
     app.include_router(analytics.router)
     app.include_router(inbound_rules.router)
     app.include_router(reply_policy.router)
@@ -860,6 +883,7 @@ def build_app(
     app.include_router(unsubscribe.router)
     app.include_router(analytics_settings_api.router)
     app.include_router(tracking_api.router)
+    app.include_router(reputation_api.router)
     app.state.gmail_push = gmail_inbound.push
     app.state.gmail_inbound = gmail_inbound
     app.include_router(gmail_push.router)

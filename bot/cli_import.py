@@ -12,6 +12,7 @@ import csv
 import time
 from contextlib import ExitStack
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Annotated
 
@@ -44,6 +45,7 @@ from domain.imports import (
 )
 
 if TYPE_CHECKING:
+    from bot.settings import Settings
     from storage.db import SessionFactory
 
 EXIT_OK = 0
@@ -56,9 +58,22 @@ err = Console(stderr=True)
 out = Console()
 
 
+class ImportTarget(StrEnum):
+    """What `salesbot import` loads: a CRM kind, or reviews (docs/reputation.md)."""
+
+    CLIENTS = "clients"
+    CONTACTS = "contacts"
+    ORDERS = "orders"
+    REVIEWS = "reviews"
+
+
 def import_command(
-    kind: Annotated[
-        ImportKind, typer.Argument(help="What the file holds: clients, contacts or orders.")
+    target: Annotated[
+        ImportTarget,
+        typer.Argument(
+            help="What the file holds: clients, contacts, orders or reviews.",
+            metavar="KIND",
+        ),
     ],
     file: Annotated[Path, typer.Argument(help="The CSV file: UTF-8, a header row first.")],
     org: Annotated[str, typer.Option(help="Organization slug or id.")],
@@ -95,6 +110,10 @@ def import_command(
             found = accounts.find_org(org)
         except NotFound as exc:
             raise _fatal(f"{exc.message}; create it with `salesbot org create`") from None
+        if target == ImportTarget.REVIEWS:
+            _import_reviews(session_factory, settings, org_id=found.id, file=file, dry_run=dry_run)
+            raise typer.Exit(EXIT_OK)
+        kind = ImportKind(target.value)
         with ExitStack() as stack:
             # Opened before the import so that a bad path fails first, not after it.
             errors_file = stack.enter_context(_open_errors_csv(errors_csv)) if errors_csv else None
@@ -207,6 +226,46 @@ def check_utf8_file(path: Path) -> int:
         f"the file is {found}. Nothing was imported. Save it as 'CSV UTF-8' "
         "(Excel: File > Save As > CSV UTF-8) and import it again."
     )
+
+
+def _import_reviews(
+    session_factory: SessionFactory,
+    settings: Settings,
+    *,
+    org_id: int,
+    file: Path,
+    dry_run: bool,
+) -> None:
+    """Import a review CSV all or nothing; print the row errors and exit 2 when one is bad."""
+    from bot.app import build_message_classifiers
+    from bot.cli_reviews import SHOWN_ROW_ERRORS, ReviewFileRefused, describe, run_import
+    from domain.reputation import parse_review_csv
+
+    try:
+        if dry_run:
+            with file.open(encoding="utf-8-sig", newline="") as stream:
+                reviews, errors = parse_review_csv(stream)
+            if errors:
+                raise ReviewFileRefused(f"{file}: {len(errors)} error(s)", errors)
+            out.print(f"{len(reviews):,} reviews checked (dry run: nothing was written)")
+            return
+        result, seconds = run_import(
+            session_factory,
+            SystemClock(),
+            org_id=org_id,
+            path=file,
+            secret_key=settings.SALESBOT_SECRET_KEY,
+            classifiers=build_message_classifiers(settings),
+        )
+    except (ReviewFileRefused, OSError, UnicodeDecodeError) as exc:
+        errors = exc.errors if isinstance(exc, ReviewFileRefused) else []
+        for error in errors[:SHOWN_ROW_ERRORS]:
+            err.print(escape(str(error)), soft_wrap=True)
+        if len(errors) > SHOWN_ROW_ERRORS:
+            err.print(f"... and {len(errors) - SHOWN_ROW_ERRORS:,} more")
+        message = exc.message if isinstance(exc, ReviewFileRefused) else f"{file}: {exc}"
+        raise _fatal(message) from None
+    out.print(describe(result, seconds=seconds))
 
 
 def exit_code(report: ImportReport) -> int:

@@ -13,6 +13,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.settings import Settings
+from domain.email_preferences import UnsubscribeLinks
 from domain.errors import ExternalServiceError
 from domain.mailboxes import Mailboxes, MailboxPace
 from domain.outbox import DisconnectListener, Outbox
@@ -37,7 +38,7 @@ def build_gmail_integration(
     services: Services,
     *,
     uow: Callable[[], UnitOfWork],
-    unsubscribe_url: Callable[[int, int], str],
+    unsubscribe_url: UnsubscribeLinks,
     unsubscribe_token: Callable[[int, int], str] | None = None,
     client_for_org: Callable[[int], WebClient] | None = None,
     limits: SendLimits | None = None,

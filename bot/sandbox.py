@@ -293,7 +293,7 @@ def _connect_mailboxes(
         settings,
         services,
         uow=uow,
-        unsubscribe_url=lambda org_id, contact_id: f"{base}/unsubscribe",
+        unsubscribe_url=lambda org_id, contact_id, email_type=None: f"{base}/unsubscribe",
         limits=SANDBOX_SEND_LIMITS,
     )
     if gmail is None:

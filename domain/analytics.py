@@ -258,6 +258,17 @@ class RankedClient(BaseModel):
     contact_email: str | None
 
 
+class ReputationLine(BaseModel):
+    """The digest's reputation line: the period's reviews (docs/reputation.md), filled from
+    the same totals `GET /api/reputation/trends` answers with for the same window."""
+
+    reviews: int = 0
+    average_rating: float | None = None
+    negative: int = 0
+    unresponded: int = 0
+    escalated: int = 0
+
+
 class DigestFacts(BaseModel):
     """Everything the digest of one period shows (filters: a campaign, a rep)."""
 
@@ -280,6 +291,8 @@ class DigestFacts(BaseModel):
     trend: list[DayPoint] = Field(default_factory=list, description="TREND_DAYS local days.")
     stale_clients: list[RankedClient] = Field(default_factory=list)
     tracking: TrackingCounts | None = None
+    #: None when the organization had no reviews in the period (no line is shown).
+    reputation: ReputationLine | None = None
 
     @property
     def empty(self) -> bool:

@@ -24,6 +24,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
+from domain.email_preferences import EmailPreferences, email_type_of_step
+from domain.email_preferences import stop_reason as unsubscribed_reason
 from domain.errors import InvalidInput
 
 DEFAULT_ZONE: Final = "America/Chicago"
@@ -429,6 +431,8 @@ class ContactFacts:
     #: Emails sent to the person in the last 7 days, and to their domain in the last 24 h.
     emails_last_week: int = 0
     domain_emails_last_day: int = 0
+    #: The types of email the contact turned off (domain/email_preferences.py).
+    email_preferences: EmailPreferences = field(default_factory=EmailPreferences)
 
 
 @dataclass(frozen=True)
@@ -490,11 +494,12 @@ def decide(
     """Decide what happens to a due enrollment now: run its step, wait, pause, stop or end.
 
     The rules, in order: the job must run and its campaign must not have ended; a contact
-    gone (deleted), opted out, bounced or complained stops; a reply since enrollment stops;
-    an order of the contact's client since the job started stops as a win; a person paused
-    until a date waits until then; the step waits for its day and for the send window in
-    the contact's zone; an email step waits while the person or their domain had their
-    fill of email (fatigue). Otherwise the step runs.
+    gone (deleted), opted out, bounced or complained stops; an email step of a type the
+    contact turned off (a follow-up, a first campaign email) stops; a reply since
+    enrollment stops; an order of the contact's client since the job started stops as a
+    win; a person paused until a date waits until then; the step waits for its day and
+    for the send window in the contact's zone; an email step waits while the person or
+    their domain had their fill of email (fatigue). Otherwise the step runs.
     """
     if job.status == "paused":
         return Decision(Outcome.PAUSE, JOB_PAUSED)
@@ -517,6 +522,12 @@ def decide(
         return Decision(Outcome.STOP, BOUNCED)
     if contact.email_status == "complained":
         return Decision(Outcome.STOP, COMPLAINED)
+    if job.steps[due.step].channel == Channel.EMAIL:
+        # A follow-up step for a contact who turned follow-ups off (or a first step for one
+        # who turned campaign emails off since the launch): the cadence ends for them.
+        email_type = email_type_of_step(due.step)
+        if not contact.email_preferences.allows(email_type):
+            return Decision(Outcome.STOP, unsubscribed_reason(email_type))
     if contact.last_replied_at is not None and contact.last_replied_at >= due.enrolled_at:
         return Decision(Outcome.STOP, REPLIED)
     if contact.client_last_order_at is not None and contact.client_last_order_at >= job.started_at:

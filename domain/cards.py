@@ -27,6 +27,10 @@ class CardType(StrEnum):
     NEEDS_HUMAN_RESPONSE = "needs_human_response"
     # A cadence's LinkedIn step: the rep connects, comments or messages, then Done / Skip.
     LINKEDIN_TOUCH = "linkedin_touch"
+    # Reputation (docs/reputation.md): a drafted answer to a public review, and a review
+    # escalated to the account manager or legal.
+    REVIEW_RESPONSE = "review_response"
+    REVIEW_ESCALATION = "review_escalation"
 
 
 class CardState(StrEnum):

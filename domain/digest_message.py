@@ -37,6 +37,7 @@ from domain.analytics import (
     HotReply,
     Metric,
     RankedClient,
+    ReputationLine,
     RevenueSignal,
     TrackingCounts,
     WaitingCard,
@@ -104,6 +105,8 @@ def render_digest(
     ]
     if facts.tracking is not None:
         blocks.append(_section(_tracking(facts.tracking)))
+    if facts.reputation is not None:
+        blocks.append(_section(reputation_line(facts.reputation)))
     blocks.append({"type": "divider"})
     groups = _groups(facts, zone=zone, period=period, permalinks=permalinks)
     # One block stays free for the chart's image, one for the line that points to the thread.
@@ -325,6 +328,16 @@ def _tracking(tracking: TrackingCounts) -> str:
     )
 
 
+def reputation_line(line: ReputationLine) -> str:
+    """The digest's reputation section: the period's reviews (docs/reputation.md)."""
+    rating = f"{line.average_rating:.1f}★" if line.average_rating is not None else "—"
+    return (
+        f"*⭐ Reputation* · {_plural(line.reviews, 'new review')}, average {rating} · "
+        f"{line.negative:,} negative · {line.unresponded:,} awaiting a response · "
+        f"{line.escalated:,} escalated"
+    )
+
+
 def _summary(facts: DigestFacts, *, title: str, period: _Period) -> str:
     replies = facts.replies
     waiting = max(facts.waiting_count, len(facts.waiting))
@@ -351,7 +364,10 @@ def _quiet(
     text = f"{escape(title)}: No outreach activity {period.quiet}"
     if waiting:
         text += f" — {_plural(waiting, 'card')} waiting for approval"
-    return DigestMessage(text=text, blocks=[_section(line)], chart_alt=chart_alt)
+    blocks = [_section(line)]
+    if facts.reputation is not None:
+        blocks.append(_section(reputation_line(facts.reputation)))
+    return DigestMessage(text=text, blocks=blocks, chart_alt=chart_alt)
 
 
 # --- the lists ------------------------------------------------------------------------------

@@ -79,6 +79,9 @@ class EngagementEvent(StrEnum):
     # A rep's cadence step marked done in Slack (issue 13): a LinkedIn touch, a call.
     LINKEDIN_TOUCH = "linkedin_touch"
     CALL = "call"
+    # The contact turned one type of email off or on (domain/email_preferences.py);
+    # detail: email_type, subscribed, source.
+    EMAIL_PREFERENCE = "email_preference"
 
 
 # The points each event adds (or takes) on the 0..100 scale. Our own sends and automatic
@@ -99,6 +102,8 @@ WEIGHTS: Final[Mapping[EngagementEvent, float]] = {
     # Like a send, our own touch says nothing yet of the contact's interest; a reply does.
     EngagementEvent.LINKEDIN_TOUCH: 0.0,
     EngagementEvent.CALL: 0.0,
+    # A choice of what to receive, not of interest: the global opt-out is what ends it.
+    EngagementEvent.EMAIL_PREFERENCE: 0.0,
 }
 
 MIN_SCORE: Final = 0.0

@@ -33,6 +33,7 @@ from domain.contacts import (
     normalize_domain,
     normalize_email,
 )
+from domain.email_preferences import VALID_TYPES, EmailType, parse_preference_cell
 from domain.errors import InvalidInput
 
 
@@ -148,6 +149,7 @@ COLUMNS: Final[dict[ImportKind, tuple[Column, ...]]] = {
         _col(
             "email_status",
         ),
+        _col("email_preferences", "email preference", "preferences", "subscriptions"),
     ),
     ImportKind.ORDERS: (
         _col(
@@ -487,6 +489,9 @@ class ContactRow:
     client_domain: str | None
     opted_out_at: datetime | None
     email_status: EmailStatus | None
+    # The types of email the row turns off (domain/email_preferences.py); `on` never turns
+    # back on a type the contact turned off, as `opted_out` never opts back in.
+    turned_off: frozenset[EmailType] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -695,6 +700,7 @@ class RowParser:
         client_domain = self._domain(row, "client_domain", required=False)
         opted_out_at = self._opted_out(row)
         email_status = _enum(row, "email_status", EmailStatus)
+        turned_off = _turned_off(row)
         if email is None:
             return None
         return ContactRow(
@@ -712,6 +718,7 @@ class RowParser:
             client_domain=client_domain,
             opted_out_at=opted_out_at,
             email_status=email_status,
+            turned_off=turned_off,
         )
 
     def _order(self, row: _Cells) -> OrderRow | None:
@@ -969,6 +976,26 @@ def _split_tags(raw: str) -> tuple[str, ...] | None:
     tags = dict.fromkeys(t.strip().lower() for t in _TAG_SEPARATORS.split(raw))
     tags.pop("", None)
     return tuple(tags) or None
+
+
+def _turned_off(row: _Cells) -> frozenset[EmailType]:
+    raw = row.text("email_preferences")
+    if raw is None:
+        return frozenset()
+    try:
+        changes = _preference_cell(raw)
+    except ValueError as exc:
+        row.reject(
+            f"bad email_preferences {raw!r}: {exc} (write type:on or type:off separated by ;"
+            f" with types among {VALID_TYPES})"
+        )
+        return frozenset()
+    return frozenset(t for t, subscribed in changes.items() if not subscribed)
+
+
+@lru_cache(maxsize=256)
+def _preference_cell(raw: str) -> dict[EmailType, bool]:
+    return parse_preference_cell(raw)
 
 
 def _lead_score(row: _Cells) -> int | None:

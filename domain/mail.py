@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from domain.email_preferences import EmailType
+
 
 class SendStatus(StrEnum):
     """What became of a send request."""
@@ -42,6 +44,9 @@ class OutgoingEmail:
     in_reply_to: str | None = None
     references: tuple[str, ...] = field(default_factory=tuple)
     campaign_email: bool = True  # carries List-Unsubscribe and the footer link
+    # What kind of email it is (domain/email_preferences.py): the send-time check refuses a
+    # type the contact turned off, and the unsubscribe link acts on this type.
+    email_type: EmailType | None = None
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ from typing import Final
 
 from domain import faults
 from domain.clock import Clock
+from domain.email_preferences import UnsubscribeLinks
 from domain.engagement import EngagementEvent, record_engagement
 from domain.errors import InvalidInput
 from domain.mail import OutgoingEmail, SendOutcome, SendStatus, text_to_html
@@ -156,7 +157,7 @@ class Outbox:
         uow: Callable[[], OutboxUnitOfWork],
         sender: MailSender,
         clock: Clock,
-        unsubscribe_url: Callable[[int, int], str],
+        unsubscribe_url: UnsubscribeLinks,
         unsubscribe_token: Callable[[int, int], str] | None = None,
         limits: SendLimits | None = None,
         on_disconnected: DisconnectListener | None = None,
@@ -232,7 +233,9 @@ class Outbox:
                     f"No Gmail mailbox is connected for {who}: connect Gmail from Salesbot's"
                     " App Home, then Retry."
                 )
-            block = outbox.recipient_block(email.org_id, to, card_id=email.card_id)
+            block = outbox.recipient_block(
+                email.org_id, to, card_id=email.card_id, email_type=email.email_type
+            )
             if block is not None:
                 return refuse(block)
             contact_id = email.contact_id or outbox.contact_id_for(email.org_id, to)
@@ -266,6 +269,7 @@ class Outbox:
                 "in_reply_to": in_reply_to,
                 "references": references,
                 "campaign_email": email.campaign_email,
+                "email_type": email.email_type.value if email.email_type else None,
             }
             try:
                 self._sender.check(
@@ -402,7 +406,9 @@ class Outbox:
             )
             outbox.mark_failed(row.id, reason=detail, worker=mine)
             return _Refused(detail)
-        block = outbox.recipient_block(row.org_id, row.to_email, card_id=row.card_id)
+        block = outbox.recipient_block(
+            row.org_id, row.to_email, card_id=row.card_id, email_type=row.email_type
+        )
         if block is not None:
             outbox.mark_failed(row.id, reason=block, worker=mine)
             return _Refused(block)
@@ -494,7 +500,7 @@ class Outbox:
             )
         unsubscribe_url = unsubscribe_mailto = None
         if row.campaign_email and row.contact_id is not None:
-            unsubscribe_url = self._unsubscribe_url(row.org_id, row.contact_id)
+            unsubscribe_url = self._unsubscribe_url(row.org_id, row.contact_id, row.email_type)
             unsubscribe_mailto = self._unsubscribe_mailto(row)
         message = MailMessage(
             message_id=row.message_id,

@@ -58,6 +58,7 @@ from domain.digests import NewPost as NewDigestPost
 from domain.digests import NewSubscription
 from domain.digests import Subscription as DigestSubscriptionView
 from domain.drafting import Draft, DraftRequest
+from domain.email_preferences import EmailType
 from domain.engagement import (
     ContactEngagement,
     EngagementEvent,
@@ -1087,8 +1088,11 @@ class OptOutRepository(Protocol):
         """Stamp the contact's opt-out unless it has one; True if this call stamped it."""
         ...
 
-    def stop_enrollments(self, org_id: int, contact_id: int, *, reason: str, at: datetime) -> int:
-        """Stop the contact's active and paused enrollments; return how many."""
+    def stop_enrollments(
+        self, org_id: int, contact_id: int, *, reason: str, at: datetime, min_step: int = 0
+    ) -> int:
+        """Stop the contact's active and paused enrollments (those at `min_step` or later);
+        return how many."""
         ...
 
     def cancel_queued_emails(self, org_id: int, contact_id: int, *, email: str, reason: str) -> int:
@@ -1098,6 +1102,19 @@ class OptOutRepository(Protocol):
     def undo_opt_out(self, org_id: int, contact_id: int, *, at: datetime) -> bool:
         """Clear the contact's opt-out (a rep found the message that made it was no removal
         request); True if it had one."""
+        ...
+
+    def email_preferences(
+        self, org_id: int, contact_id: int, *, lock: bool
+    ) -> Mapping[str, object] | None:
+        """Return a contact's stored email preferences (`lock`: hold the row until the
+        transaction ends); None if the contact does not exist."""
+        ...
+
+    def save_email_preferences(
+        self, org_id: int, contact_id: int, preferences: Mapping[str, bool], *, at: datetime
+    ) -> None:
+        """Store a contact's email preferences."""
         ...
 
 
@@ -1387,9 +1404,15 @@ class OutboxRepository(Protocol):
         ...
 
     def recipient_block(
-        self, org_id: int, to_email: str, *, card_id: int | None = None
+        self,
+        org_id: int,
+        to_email: str,
+        *,
+        card_id: int | None = None,
+        email_type: EmailType | None = None,
     ) -> str | None:
-        """Say why an address may not be emailed (opted out, bounced), or None if it may.
+        """Say why an address may not be emailed (opted out, bounced, turned `email_type`
+        off in their preferences), or None if it may.
 
         An opted-out address may still get one email: the confirmation of its opt-out (the
         answer of card `card_id` when that card confirms it, a fixed text)."""

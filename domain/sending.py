@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Final
 
+from domain.email_preferences import EmailType
 from domain.errors import ExternalServiceError
 
 CONSUMER_DOMAINS: Final = frozenset({"gmail.com", "googlemail.com"})
@@ -149,6 +150,8 @@ class OutboxEmail:
     claimed_until: datetime | None
     # Opens and clicks are tracked (its HTML carries the pixel and redirecting links).
     tracked: bool = False
+    # What kind of email it is (None: a row written before types were kept).
+    email_type: EmailType | None = None
 
 
 @dataclass(frozen=True)

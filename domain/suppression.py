@@ -11,12 +11,19 @@ one the contact made through the unsubscribe link or address.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Final
 
 from domain.clock import Clock
+from domain.email_preferences import (
+    EmailPreferences,
+    EmailType,
+    PreferencesChange,
+    change_preferences_in,
+    read_preferences_in,
+)
 from domain.engagement import EngagementEvent, record_engagement
 
 if TYPE_CHECKING:
@@ -73,6 +80,30 @@ class Suppression:
                 return None
             uow.commit()
         return result
+
+    def email_preferences(self, org_id: int, contact_id: int) -> EmailPreferences | None:
+        """Return a contact's email-type preferences; None if the contact does not exist."""
+        with self._uow() as uow:
+            return read_preferences_in(uow, org_id, contact_id)
+
+    def change_email_preferences(
+        self,
+        org_id: int,
+        contact_id: int,
+        changes: Mapping[EmailType, bool],
+        *,
+        source: str,
+    ) -> PreferencesChange | None:
+        """Turn types of email off or on for a contact (`domain/email_preferences.py`),
+        recording each change with `source` in their history; None if the contact does
+        not exist. The global opt-out is untouched: it stays "everything"."""
+        at = self._clock.now()
+        with self._uow() as uow:
+            change = change_preferences_in(uow, org_id, contact_id, changes, source=source, at=at)
+            if change is None:
+                return None
+            uow.commit()
+        return change
 
 
 def opt_out_in(

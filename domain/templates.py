@@ -118,13 +118,21 @@ class TemplateTooSlow(TemplateProblem):
     """
 
 
-def check_template(source: str, *, field: str, budget: RenderBudget | None = None) -> set[str]:
+def check_template(
+    source: str,
+    *,
+    field: str,
+    budget: RenderBudget | None = None,
+    variables: dict[str, Any] | None = None,
+) -> set[str]:
     """Check a template parses, uses only known variables and renders in the sandbox.
 
     Nothing the template computes runs before the render, and the render runs within
-    `budget`. Returns the variables it uses. Raises TemplateProblem with the line and
+    `budget`. `variables` are the known ones with their sample values (default: an email
+    template's). Returns the variables it uses. Raises TemplateProblem with the line and
     reason.
     """
+    known_variables = TEMPLATE_VARIABLES if variables is None else variables
     parsed = _parse(source, field)
     finder = VariableFinder(_environment())
     try:
@@ -134,15 +142,15 @@ def check_template(source: str, *, field: str, budget: RenderBudget | None = Non
     except RecursionError as exc:
         raise TemplateProblem(field, "brackets or tags nested too deeply") from exc
     used = finder.undeclared
-    unknown = sorted(used - TEMPLATE_VARIABLES.keys())
+    unknown = sorted(used - known_variables.keys())
     if unknown:
-        known = ", ".join(sorted(TEMPLATE_VARIABLES))
+        known = ", ".join(sorted(known_variables))
         raise TemplateProblem(
             field,
             f"unknown variable(s) {', '.join(unknown)}; available: {known}",
             line=_line_of(source, unknown[0]),
         )
-    render_text(source, TEMPLATE_VARIABLES, field=field, budget=budget)
+    render_text(source, known_variables, field=field, budget=budget)
     return set(used)
 
 

@@ -60,6 +60,7 @@ from domain.analytics import (
     Metric,
     RankedClient,
     RepCounts,
+    ReputationLine,
     RevenueSignal,
     SentimentMetrics,
     StepCounts,
@@ -78,6 +79,7 @@ from domain.engagement import (
 from domain.errors import NotFound
 from domain.sending import OutboxStatus
 from storage import models as m
+from storage.reputation import ReviewRepo
 from storage.types import JsonType, UTCDateTime
 
 E = EngagementEvent
@@ -479,6 +481,20 @@ class AnalyticsViews:
             trend=self._trend(days, measured.by(_Dim.DAY)),
             stale_clients=self._stale_clients(org_id),
             tracking=self._tracking(scope, window.since, window.until),
+            reputation=self._reputation(org_id, window.since, window.until),
+        )
+
+    def _reputation(self, org_id: int, since: datetime, until: datetime) -> ReputationLine | None:
+        """The period's reviews, from the trends API's own totals (None without reviews)."""
+        totals = ReviewRepo(self._s).totals(org_id, since, until)
+        if not (totals.reviews or totals.unresponded):
+            return None
+        return ReputationLine(
+            reviews=totals.reviews,
+            average_rating=totals.average_rating,
+            negative=totals.negative,
+            unresponded=totals.unresponded,
+            escalated=totals.escalated,
         )
 
     def _running_campaigns(self, scope: _Scope) -> list[tuple[int, str]]:

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from domain.audience import AudienceCriteria, AudienceMember, AudienceSize
 from domain.contacts import EmailStatus
+from domain.email_preferences import EmailType
 from domain.jobs import TargetSelection
 from storage import models as m
 from storage.sql import chunks, one_of
@@ -52,6 +53,8 @@ class AudienceRepo:
             c.email_status == EmailStatus.VALID.value,
             # "Not now, try me in January": nobody reaches them before then.
             or_(c.paused_until.is_(None), c.paused_until <= now),
+            # A campaign's first email is a campaign email: not for who turned those off.
+            allows_email_type(dialect, EmailType.CAMPAIGN),
         ]
         if criteria.target_role_codes:
             where.append(c.role_code.in_(criteria.target_role_codes))
@@ -224,6 +227,18 @@ def _has_any_tag(dialect: str, tags: Sequence[str]) -> ColumnElement[bool]:
         return tagged
     each = func.json_each(m.Contact.tags).table_valued("value")
     return exists(select(1).select_from(each).where(each.c.value.in_(list(tags))))
+
+
+def allows_email_type(dialect: str, email_type: EmailType) -> ColumnElement[bool]:
+    """True where a contact did not turn this type of email off: only a stored JSON `false`
+    turns it off, as `EmailPreferences.from_stored` reads it (domain/email_preferences.py)."""
+    if dialect == "postgresql":
+        turned_off: ColumnElement[bool] = type_coerce(m.Contact.email_preferences, JSONB).contains(
+            {email_type.value: False}
+        )
+        return ~turned_off
+    kind = func.json_type(m.Contact.email_preferences, f"$.{email_type.value}")
+    return func.coalesce(kind, "") != "false"
 
 
 def _contacts_joined() -> Join:

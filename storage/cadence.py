@@ -40,6 +40,7 @@ from domain.cadence import (
     Settlement,
     settings_from,
 )
+from domain.email_preferences import EmailPreferences
 from domain.jobs import EnrollmentStatus
 from storage import models as m
 
@@ -191,6 +192,7 @@ class CadenceRepo:
                 c.client_id,
                 c.timezone,
                 c.state,
+                c.email_preferences,
             ).where(c.org_id == org_id, self._among(c.id, ids))
         ).all()
         emails = sorted({r.email.lower() for r in rows})
@@ -268,6 +270,7 @@ class CadenceRepo:
                 state=r.state,
                 emails_last_week=per_email.get(email, 0),
                 domain_emails_last_day=per_domain.get(email.rsplit("@", 1)[-1], 0),
+                email_preferences=EmailPreferences.from_stored(r.email_preferences),
             )
         return facts
 

@@ -318,6 +318,7 @@ class _ContactWriter:
                     "timezone": row.timezone,
                     "opted_out_at": row.opted_out_at,
                     "email_status": (row.email_status or EmailStatus.VALID).value,
+                    "email_preferences": {t.value: False for t in sorted(row.turned_off)},
                     "updated_at": self._now,
                 },
                 _given(tags=row.tags),
@@ -349,6 +350,11 @@ class _ContactWriter:
                 "email_status": case(
                     (table.c.email_status == EmailStatus.VALID.value, x.email_status),
                     else_=table.c.email_status,
+                ),
+                # The types the file turns off join the stored choices; none is turned
+                # back on (the contact's choice wins, as for opted_out).
+                "email_preferences": _merged_preferences(
+                    session, table.c.email_preferences, x.email_preferences
                 ),
                 "updated_at": x.updated_at,
             }
@@ -556,6 +562,21 @@ _WRITERS: dict[ImportKind, type[_Writer]] = {
 
 
 # --- statements -----------------------------------------------------------------------
+
+
+def _merged_preferences(
+    session: Session, stored: ColumnElement[Any], given: ColumnElement[Any]
+) -> ColumnElement[Any]:
+    """The stored email preferences with the file's (its `false` entries) laid over them.
+
+    The result is the stored value itself when the file changes nothing, so that the
+    upsert's "is anything different" test leaves such a row alone.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        merged: ColumnElement[Any] = stored.op("||")(given)
+        return merged
+    patched = func.json_patch(stored, given)
+    return case((patched == func.json(stored), stored), else_=patched)
 
 
 def _table(model: type[m.Base]) -> Table:

@@ -15,6 +15,7 @@ from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from domain.email_preferences import EmailPreferences, EmailType, email_type_or_none, refusal
 from domain.errors import NotFound
 from domain.mailboxes import AccountStatus
 from domain.reply_actions import confirms_opt_out
@@ -40,6 +41,7 @@ _CONTENT_FIELDS: Final = frozenset(
         "in_reply_to",
         "references",
         "campaign_email",
+        "email_type",
         "tracked",
     }
 )
@@ -68,6 +70,7 @@ def _outbox(row: m.EmailSend) -> OutboxEmail:
         in_reply_to=row.in_reply_to,
         references=tuple(row.references or ()),
         campaign_email=row.campaign_email,
+        email_type=email_type_or_none(row.email_type),
         status=OutboxStatus(row.status),
         attempt_count=row.attempt_count,
         not_before=row.not_before,
@@ -233,25 +236,38 @@ class OutboxRepo:
         )
 
     def recipient_block(
-        self, org_id: int, to_email: str, *, card_id: int | None = None
+        self,
+        org_id: int,
+        to_email: str,
+        *,
+        card_id: int | None = None,
+        email_type: EmailType | None = None,
     ) -> str | None:
-        """Say why an address may not be emailed (opted out, bounced), or None if it may.
+        """Say why an address may not be emailed (opted out, bounced, turned this type of
+        email off), or None if it may.
 
         An opted-out address may still get the confirmation of its opt-out: the answer of
         the reply card `card_id` when that card confirms it (a fixed text, never edited)."""
         row = self._s.execute(
-            select(m.Contact.email, m.Contact.opted_out_at, m.Contact.email_status).where(
+            select(
+                m.Contact.email,
+                m.Contact.opted_out_at,
+                m.Contact.email_status,
+                m.Contact.email_preferences,
+            ).where(
                 m.Contact.org_id == org_id,
                 m.Contact.email.in_(sorted({to_email, to_email.lower()})),
             )
         ).first()
         if row is None:
             return None
-        email, opted_out_at, email_status = row
+        email, opted_out_at, email_status, stored = row
         if opted_out_at is not None and not self._confirms_opt_out(org_id, card_id):
             return f"{email} opted out on {opted_out_at:%Y-%m-%d}; nothing was sent."
         if email_status != "valid":
             return f"{email} cannot receive email ({email_status}); nothing was sent."
+        if email_type is not None:
+            return refusal(email, email_type, EmailPreferences.from_stored(stored))
         return None
 
     def _confirms_opt_out(self, org_id: int, card_id: int | None) -> bool:

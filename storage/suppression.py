@@ -6,6 +6,7 @@ transaction, nothing here commits.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -54,13 +55,17 @@ class OptOutRepo:
         )
         return _rowcount(result) == 1
 
-    def stop_enrollments(self, org_id: int, contact_id: int, *, reason: str, at: datetime) -> int:
-        """Stop the contact's active and paused enrollments; return how many."""
+    def stop_enrollments(
+        self, org_id: int, contact_id: int, *, reason: str, at: datetime, min_step: int = 0
+    ) -> int:
+        """Stop the contact's active and paused enrollments (those at `min_step` or later);
+        return how many."""
         result = self._s.execute(
             update(m.Enrollment)
             .where(
                 m.Enrollment.org_id == org_id,
                 m.Enrollment.contact_id == contact_id,
+                m.Enrollment.step >= min_step,
                 m.Enrollment.status.in_(
                     [EnrollmentStatus.ACTIVE.value, EnrollmentStatus.PAUSED.value]
                 ),
@@ -102,3 +107,29 @@ class OptOutRepo:
             .values(opted_out_at=None, updated_at=at)
         )
         return _rowcount(result) == 1
+
+    def email_preferences(
+        self, org_id: int, contact_id: int, *, lock: bool
+    ) -> Mapping[str, object] | None:
+        """Return a contact's stored email preferences (`lock`: hold the row until the
+        transaction ends); None if the contact does not exist."""
+        query = select(m.Contact.email_preferences).where(
+            m.Contact.org_id == org_id, m.Contact.id == contact_id
+        )
+        if lock and self._s.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update()
+        row = self._s.execute(query).one_or_none()
+        if row is None:
+            return None
+        stored = row[0]
+        return dict(stored) if isinstance(stored, dict) else {}
+
+    def save_email_preferences(
+        self, org_id: int, contact_id: int, preferences: Mapping[str, bool], *, at: datetime
+    ) -> None:
+        """Store a contact's email preferences."""
+        self._s.execute(
+            update(m.Contact)
+            .where(m.Contact.org_id == org_id, m.Contact.id == contact_id)
+            .values(email_preferences=dict(preferences), updated_at=at)
+        )

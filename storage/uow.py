@@ -29,6 +29,12 @@ from storage.reply_actions import ReplyActionRepo
 from storage.reply_context import ReplyContextRepo
 from storage.reply_policy import ReplyPolicyRepo
 from storage.reply_routing import ReplyRoutingRepo
+from storage.reputation import (
+    EscalationRuleRepo,
+    ReputationSettingsRepo,
+    ResponseTemplateRepo,
+    ReviewRepo,
+)
 from storage.rules import ClassifierRuleRepo
 from storage.suppression import OptOutRepo
 from storage.targeting import TargetingRepo
@@ -58,6 +64,7 @@ if TYPE_CHECKING:
         TriageUnitOfWork,
         UnderstandingUnitOfWork,
     )
+    from domain.reputation_ports import ReputationUnitOfWork
 
 
 class _NoCipher:
@@ -115,6 +122,10 @@ class UnitOfWork:
     targeting: TargetingRepo
     analytics: AnalyticsViews
     digests: DigestRepo
+    reviews: ReviewRepo
+    review_templates: ResponseTemplateRepo
+    review_rules: EscalationRuleRepo
+    reputation_settings: ReputationSettingsRepo
 
     def __init__(
         self, session_factory: SessionFactory, *, cipher: TokenCipher | None = None
@@ -172,6 +183,10 @@ class UnitOfWork:
         self.targeting = TargetingRepo(session)
         self.analytics = AnalyticsViews(session)
         self.digests = DigestRepo(session)
+        self.reviews = ReviewRepo(session)
+        self.review_templates = ResponseTemplateRepo(session)
+        self.review_rules = EscalationRuleRepo(session)
+        self.reputation_settings = ReputationSettingsRepo(session)
         return self
 
     def __exit__(
@@ -231,4 +246,8 @@ if TYPE_CHECKING:
 
     def _implements_the_digest_posting_port(uow: UnitOfWork) -> DigestPostingUnitOfWork:
         """Let the type checker hold this unit of work to the digest poster's port."""
+        return uow
+
+    def _implements_reputation(uow: UnitOfWork) -> ReputationUnitOfWork:
+        """Let the type checker hold this unit of work to the reputation port."""
         return uow

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from domain.cadence import CadenceSettings, HolidayCalendar, NoHolidays
+from domain.email_preferences import UnsubscribeLinks
 from domain.outreach.cadences import Cadences, TickReport
 from domain.outreach.common import Actor, CardRefused, OutreachDeps, PlanningFailed, StaleCard
 from domain.outreach.delivery import Delivery
@@ -84,7 +85,7 @@ class Outreach:
         cls,
         deps: OutreachDeps,
         *,
-        unsubscribe_url: Callable[[int, int], str],
+        unsubscribe_url: UnsubscribeLinks,
         mailer: Mailer | None = None,
         notifier: ChatNotifier | None = None,
         drafter: DraftModel | None = None,

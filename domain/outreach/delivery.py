@@ -10,6 +10,7 @@ from typing import Final
 from domain import faults
 from domain.cadence import NEW_ORDER
 from domain.cards import Card, CardState, CardType
+from domain.email_preferences import LABELS, email_type_of_step, stop_reason
 from domain.errors import ExternalServiceError, NotFound
 from domain.jobs import Job, JobStatus
 from domain.last_look import (
@@ -286,9 +287,9 @@ class Delivery:
 
     def _cadence_stopped(self, uow: OutreachUnitOfWork, card: Card) -> str | None:
         """Why a cadence step's email must not leave now, or None: the stop rules checked
-        again at the send (its enrollment stopped or paused, its campaign ended, or the
-        contact's client ordered again since the job started: a win, which stops the
-        cadence here)."""
+        again at the send (its enrollment stopped or paused, its campaign ended, the
+        contact turned this type of email off, or the contact's client ordered again
+        since the job started: a win, which stops the cadence here)."""
         step = cadence_step_of(card)
         if step is None or card.enrollment_id is None:
             return None
@@ -309,7 +310,17 @@ class Delivery:
                 return f"Not sent: the campaign ended on {campaign.end_date.isoformat()}."
         if card.contact_id is not None:
             facts = uow.cadence.contact_facts(card.org_id, [card.contact_id], now=now)
-            ordered = facts[card.contact_id].client_last_order_at if facts else None
+            contact = facts.get(card.contact_id)
+            email_type = email_type_of_step(step)
+            if contact is not None and not contact.email_preferences.allows(email_type):
+                # The contact turned this type off after the step was drafted: the
+                # cadence ends for them as the tick would have ended it.
+                uow.cadence.stop(card.enrollment_id, reason=stop_reason(email_type), at=now)
+                return (
+                    f"Not sent: {contact.email} unsubscribed from {LABELS[email_type]} after"
+                    " this step was drafted; the cadence stopped for them."
+                )
+            ordered = contact.client_last_order_at if contact is not None else None
             started = job.started_at or job.created_at
             if ordered is not None and ordered >= started:
                 uow.cadence.stop(card.enrollment_id, reason=NEW_ORDER, at=now)
@@ -374,6 +385,7 @@ class Delivery:
             in_reply_to=str(payload.get("in_reply_to") or "") or None if answers else None,
             references=tuple(str(r) for r in payload.get("references") or ()) if answers else (),
             campaign_email=not answers,
+            email_type=email_type_of_step(cadence_step_of(card), answers_contact=answers),
             sender_user_id=sender,
             card_id=card.id,
             job_id=card.job_id,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -11,6 +10,7 @@ from domain import faults
 from domain.cards import CardState, CardType, Priority, draft_fingerprint
 from domain.contacts import ContactContext
 from domain.drafting import DraftRequest, draft_email
+from domain.email_preferences import UnsubscribeLinks, email_type_of_step
 from domain.errors import InvalidInput
 from domain.jobs import TERMINAL_JOB_STATES, JobParams, JobTaskView, TaskKind, TaskStatus
 from domain.last_look import RECHECK_AFTER, LookResult, is_follow_up, waiting_reason
@@ -113,7 +113,7 @@ class Drafting:
         jobs: Jobs,
         presenting: Presenting,
         delivery: Delivery,
-        unsubscribe_url: Callable[[int, int], str],
+        unsubscribe_url: UnsubscribeLinks,
         drafter: DraftModel | None = None,
         lookout: ReplyLookout | None = None,
     ) -> None:
@@ -377,7 +377,9 @@ class Drafting:
             firm_name=firm,
             campaign_name=campaign_name,
             step_number=step + 1,
-            unsubscribe_url=self._unsubscribe_url(task.org_id, ctx.contact_id),
+            unsubscribe_url=self._unsubscribe_url(
+                task.org_id, ctx.contact_id, email_type_of_step(step)
+            ),
         )
         variables.update(step_template.variables)
         subject = render_text(source[0], variables, field="subject").strip()

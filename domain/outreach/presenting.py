@@ -58,6 +58,10 @@ class Presenting:
             )
             job = uow.jobs.get(org_id, card.job_id) if card.job_id else None
             owner_slack = slack_id_of(uow, org_id, job.owner_id) if job else None
+            assignee = card.action_payload.get("assignee_user_id")
+            if isinstance(assignee, int):
+                # A card for one person (a review's response or escalation): their DM.
+                owner_slack = slack_id_of(uow, org_id, assignee)
             decided_by = card.approved_by
             if card.state == CardState.WITHDRAWN:
                 decided_by = job.cancelled_by if job else None
@@ -124,6 +128,9 @@ class Presenting:
                 with self._uow() as uow:
                     job = uow.jobs.get(org_id, view.card.job_id) if view.card.job_id else None
                 channel = job.review_channel_id if job else None
+                named = view.card.action_payload.get("post_channel_id")
+                if isinstance(named, str) and named:
+                    channel = named  # a review's response card: the reputation channel
                 channel_id, ts = self._post_with_fallback(self._notifier, view, channel)
             # A crash here posts the card again when its post_card task is claimed again
             # (Slack has no idempotency key): at worst a second message, never a lost one.

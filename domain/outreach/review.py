@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from typing import Final
 
 from domain import faults
 from domain.cadence import Channel
-from domain.cards import Card, CardState, describe_refusal, draft_fingerprint
+from domain.cards import Card, CardState, CardType, describe_refusal, draft_fingerprint
+from domain.email_preferences import UnsubscribeLinks, email_type_of_step
 from domain.engagement import EngagementEvent, record_engagement
 from domain.errors import InvalidInput
 from domain.outreach.common import (
@@ -51,7 +51,7 @@ class Review:
         jobs: Jobs,
         presenting: Presenting,
         delivery: Delivery,
-        unsubscribe_url: Callable[[int, int], str],
+        unsubscribe_url: UnsubscribeLinks,
     ) -> None:
         self._uow = deps.uow
         self._clock = deps.clock
@@ -71,6 +71,9 @@ class Review:
         with self._uow() as uow:
             card = uow.cards.get(actor.org_id, card_id)
             authorize_card(uow, actor, card)
+            if card.type == CardType.REVIEW_RESPONSE:
+                # Its approval records the response on the review (domain/reputation_service).
+                raise CardRefused("Approve a review's response with its Approve response button.")
             if card.awaits_draft and card.is_open:
                 raise CardRefused(AWAITS_DRAFT)
             if (
@@ -194,7 +197,9 @@ class Review:
                 firm_name="",
                 campaign_name=str(card.action_payload.get("campaign_name") or ""),
                 step_number=int(card.action_payload.get("step") or 0) + 1,
-                unsubscribe_url=self._unsubscribe_url(actor.org_id, ctx.contact_id),
+                unsubscribe_url=self._unsubscribe_url(
+                    actor.org_id, ctx.contact_id, email_type_of_step(cadence_step_of(card))
+                ),
             )
             if ctx
             else {}

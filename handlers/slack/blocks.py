@@ -22,6 +22,11 @@ from domain.mrkdwn import safe as safe
 from domain.reply_policy import ReplyPolicy
 from domain.rules import Rule
 from handlers.slack.ids import ActionId, BlockId, CallbackId, OverflowChoice
+from handlers.slack.reputation_blocks import (
+    is_review_card,
+    review_card_message,
+    review_home_buttons,
+)
 
 PREVIEW_CHARS = 600
 MODAL_TEXT_CHARS = 2900  # a section's text may hold 3,000 characters
@@ -39,6 +44,8 @@ _ICONS = {
     CardType.CREATE_DEAL: "💼",
     CardType.NEEDS_HUMAN_RESPONSE: "🙋",
     CardType.LINKEDIN_TOUCH: "🔗",
+    CardType.REVIEW_RESPONSE: "⭐",
+    CardType.REVIEW_ESCALATION: "🚨",
 }
 
 
@@ -136,6 +143,8 @@ def _status_line(view: CardView) -> tuple[str, bool]:
 def card_message(view: CardView) -> tuple[str, list[dict[str, Any]]]:
     """Return the fallback text and blocks of a card's message."""
     card = view.card
+    if is_review_card(card):
+        return review_card_message(view)
     if card.answers_email:
         return reply_card_message(view)
     channel = step_channel(card)
@@ -1145,6 +1154,8 @@ def _home_card(view: CardView) -> list[dict[str, Any]]:
         ]
         if step_channel(card) is not None:
             buttons = _step_buttons(card)
+        if is_review_card(card):
+            buttons = review_home_buttons(card)
         if card.state == CardState.SUGGESTED and card.awaits_draft:
             # Nothing to send yet: the draft_reply task has not written the answer.
             line += "\n✍️ _Drafting the answer…_"

@@ -24,6 +24,7 @@ from domain.errors import NotPermitted, SalesbotError
 from domain.outreach import Actor, Outreach
 from domain.reply_policy import ReplyPolicies
 from domain.reply_routing import Triage
+from domain.reputation_service import Reputation
 from domain.rules import Rules
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,8 @@ class SlackDeps:
     holidays: Callable[[CadenceSettings], HolidayCalendar] | None = None
     #: The engagement digest's subscriptions (`/digest`); None where it is not wired.
     digests: Digests | None = None
+    #: Reviews' response cards (docs/reputation.md); None where it is not wired.
+    reputation: Reputation | None = None
 
 
 def corrections_of(deps: SlackDeps) -> Corrections:

@@ -39,6 +39,11 @@ class ActionId(StrEnum):
     #: Accept / dismiss a rule proposed from reps' corrections.
     ACCEPT_RULE_PROPOSAL = "rule_proposal_accept"
     DISMISS_RULE_PROPOSAL = "rule_proposal_dismiss"
+    #: A review's drafted response (docs/reputation.md): approve (records it), edit, reject.
+    REVIEW_APPROVE = "review_response_approve"
+    REVIEW_EDIT = "review_response_edit"
+    REVIEW_REJECT = "review_response_reject"
+    RESPONSE_INPUT = "review_response_input"
 
 
 class OverflowChoice(StrEnum):
@@ -62,6 +67,7 @@ class CallbackId(StrEnum):
     REFERRAL_EMAIL = "card_referral_email_modal"
     THREAD = "card_thread_modal"
     CONTACT = "card_contact_modal"
+    EDIT_REVIEW_RESPONSE = "review_response_edit_modal"
 
 
 class BlockId(StrEnum):
@@ -77,6 +83,7 @@ class BlockId(StrEnum):
     EMAIL = "email"
     NAME = "name"
     CARD_ACTIONS = "card_actions"
+    RESPONSE = "review_response"
 
 
 class Command(StrEnum):

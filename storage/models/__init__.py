@@ -29,6 +29,12 @@ from storage.models.marketing import EmailTemplate, MarketingCampaign
 from storage.models.operations import WorkerHeartbeat
 from storage.models.outreach import Card, Enrollment, Job, JobTask
 from storage.models.reply_policy import OrgReplyPolicy
+from storage.models.reputation import (
+    ReputationSetting,
+    Review,
+    ReviewEscalationRule,
+    ReviewResponseTemplate,
+)
 from storage.models.sends import EmailConversation, EmailSend
 from storage.models.slack import SlackDeferredCall, SlackInstallation, SlackOAuthState
 from storage.models.targeting import TargetingRun
@@ -63,6 +69,10 @@ __all__ = [
     "Organization",
     "PeriodicLease",
     "ProcessedEvent",
+    "ReputationSetting",
+    "Review",
+    "ReviewEscalationRule",
+    "ReviewResponseTemplate",
     "RuleProposal",
     "Property",
     "SlackDeferredCall",

@@ -117,6 +117,9 @@ class EmailSend(Base):
     campaign_email: Mapped[bool] = mapped_column(
         Boolean, nullable=False, default=True, server_default=text("true")
     )
+    # newsletter, campaign, follow_up, announcement or transactional (null: written before
+    # types): the send-time check and the unsubscribe link read it (0020).
+    email_type: Mapped[str | None] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16), nullable=False, default="queued")
     # Whether opens and clicks are tracked (the org's setting when the send was queued):
     # open and click rates count tracked sends only.

@@ -326,7 +326,7 @@ def add_second_step(world: SlackWorld) -> None:
         session.commit()
 
 
-def test_card_approved_in_slack_is_sent_with_list_unsubscribe_and_one_click_stops_it(
+def test_card_approved_in_slack_is_sent_with_list_unsubscribe_and_one_click_stops_its_type(
     slack: SlackWorld, google: GoogleServer
 ) -> None:
     add_second_step(slack)
@@ -351,11 +351,19 @@ def test_card_approved_in_slack_is_sent_with_list_unsubscribe_and_one_click_stop
             .join(m.Enrollment, m.Enrollment.contact_id == m.Contact.id)
             .order_by(m.Contact.email)
         ).all()
+    # The one click left the email's type (a campaign email: campaign emails and their
+    # follow-ups), not everything: the contact is not opted out.
     assert [tuple(r) for r in rows] == [
-        (email, "stopped", "opted out") if email == recipient else (email, "active", None)
+        (email, "stopped", "unsubscribed from campaign emails")
+        if email == recipient
+        else (email, "active", None)
         for email in sorted(r[0] for r in rows)
     ]
     assert recipient == "lo0@pinnacle.example.com"
+    with slack.session_factory() as session:
+        contact = session.scalars(select(m.Contact).where(m.Contact.email == recipient)).one()
+        assert contact.opted_out_at is None
+        assert contact.email_preferences["campaign"] is False
 
 
 def test_card_held_by_the_daily_cap_says_so_and_is_sent_by_the_outbox_later(

@@ -65,6 +65,7 @@ def test_the_document_declares_bearer_auth_and_each_api_route_requires_it(
         "GET /api/integrations/gmail/connect",
         "GET /healthz",
         "GET /readyz",
+        "POST /api/reputation/webhook/{org_slug}",  # signed with the org's webhook secret
     ]
 
 

@@ -34,7 +34,7 @@ START = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
 def outreach(session_factory: Callable[[], Session], clock: FixedClock) -> Outreach:
     return Outreach.build(
         Deps(uow=lambda: UnitOfWork(session_factory), clock=clock),
-        unsubscribe_url=lambda org, contact: f"https://x.example/u/{org}/{contact}",
+        unsubscribe_url=lambda org, contact, *_: f"https://x.example/u/{org}/{contact}",
         holidays=lambda settings: public_holidays("US"),
     )
 
@@ -377,7 +377,7 @@ def drafted_follow_up(
     mailer = RecordingMailer()
     service = Outreach.build(
         Deps(uow=lambda: UnitOfWork(session_factory), clock=clock),
-        unsubscribe_url=lambda org, contact: f"https://x.example/u/{org}/{contact}",
+        unsubscribe_url=lambda org, contact, *_: f"https://x.example/u/{org}/{contact}",
         mailer=mailer,
     )
     assert service.cadences.tick().ran == 1

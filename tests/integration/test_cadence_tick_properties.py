@@ -94,7 +94,7 @@ class CadenceLives(RuleBasedStateMachine):
         self.sessions: Callable[[], Session] = sessions
         self.outreach = Outreach.build(
             Deps(uow=lambda: UnitOfWork(sessions), clock=self.clock),
-            unsubscribe_url=lambda org, contact: f"https://x.example/u/{org}/{contact}",
+            unsubscribe_url=lambda org, contact, *_: f"https://x.example/u/{org}/{contact}",
             holidays=lambda _settings: public_holidays("US"),
         )
         params = JobParams(

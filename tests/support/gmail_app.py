@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from bot.app import Runtime, build_app, build_runtime
 from domain.clock import Clock
+from domain.email_preferences import EmailType
 from domain.outbox import Outbox
 from handlers.api.deps import Services
 from handlers.api.gmail import GmailIntegration
@@ -236,9 +237,13 @@ def connected_gmail_world(
         yield built
 
 
-def unsubscribe_url(org_id: int, contact_id: int) -> str:
-    """The unsubscribe link the app puts in a contact's campaign emails."""
-    token = LinkSigner(TEST_SECRET_KEY, purpose="unsubscribe").sign({"o": org_id, "c": contact_id})
+def unsubscribe_url(org_id: int, contact_id: int, email_type: EmailType | None = None) -> str:
+    """The unsubscribe link the app puts in a contact's campaign emails (with the email's
+    type, as the app signs it, when one is given)."""
+    claims: dict[str, object] = {"o": org_id, "c": contact_id}
+    if email_type is not None:
+        claims["t"] = email_type.value
+    token = LinkSigner(TEST_SECRET_KEY, purpose="unsubscribe").sign(claims)
     return f"http://testserver/unsubscribe/{token}"
 
 

@@ -1663,7 +1663,9 @@ def outreaching(
 
     outreach = Outreach.build(
         Deps(uow=uow, clock=clock),
-        unsubscribe_url=lambda org_id, contact_id: f"https://salesbot.test/u/{org_id}/{contact_id}",
+        unsubscribe_url=lambda org_id, contact_id, *_: (
+            f"https://salesbot.test/u/{org_id}/{contact_id}"
+        ),
         mailer=mailer,
         notifier=chat if notifier else None,
         work_lease=work_lease,

@@ -105,7 +105,7 @@ class CardLives(RuleBasedStateMachine):
         self.uow = uow
         self.outreach = Outreach.build(
             Deps(uow=uow, clock=clock),
-            unsubscribe_url=lambda org_id, contact_id: f"https://salesbot.test/u/{contact_id}",
+            unsubscribe_url=lambda org_id, contact_id, *_: f"https://salesbot.test/u/{contact_id}",
             mailer=self.mailer,
             notifier=FakeNotifier(),
             work_lease=LEASE,

@@ -188,7 +188,9 @@ def world(lookout: FakeLookout) -> Looking:
 
     service = Outreach.build(
         Deps(uow=uow, clock=base.clock),
-        unsubscribe_url=lambda org_id, contact_id: f"https://salesbot.test/u/{org_id}/{contact_id}",
+        unsubscribe_url=lambda org_id, contact_id, *_: (
+            f"https://salesbot.test/u/{org_id}/{contact_id}"
+        ),
         mailer=mailer,
         notifier=chat,
         lookout=lookout,

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from domain.clock import FixedClock
+from domain.email_preferences import EmailType
 from domain.errors import InvalidInput, NotFound
 from domain.mail import OutgoingEmail, SendStatus
 from domain.mailboxes import AccountTokens
@@ -152,7 +153,12 @@ class FakeOutboxRepo:
         return None
 
     def recipient_block(
-        self, org_id: int, to_email: str, *, card_id: int | None = None
+        self,
+        org_id: int,
+        to_email: str,
+        *,
+        card_id: int | None = None,
+        email_type: EmailType | None = None,
     ) -> str | None:
         return None
 
@@ -468,7 +474,7 @@ def world() -> World:
         uow=db.uow,
         sender=FakeSender(mailbox),
         clock=clock,
-        unsubscribe_url=lambda org, contact: f"https://salesbot.example/u/{org}/{contact}",
+        unsubscribe_url=lambda org, contact, *_: f"https://salesbot.example/u/{org}/{contact}",
         limits=SendLimits(),
         sleep=sleep,
         rng=random.Random(7),
