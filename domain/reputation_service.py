@@ -129,8 +129,8 @@ class Reputation:
         cards = escalations = 0
         with self._uow() as uow:
             again = uow.reviews.existing(org_id, [k for k, *_ in planned])
-            planned = [p for p in planned if p[0] not in again]
             duplicates += [p[0] for p in planned if p[0] in again]
+            planned = [p for p in planned if p[0] not in again]
             ids = uow.reviews.add_many(
                 org_id, [{**row, "received_at": now} for _, row, _, _ in planned]
             )
