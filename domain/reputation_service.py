@@ -18,7 +18,7 @@ from typing import Any, Final
 from domain.cards import Card, CardState, CardType, Priority, describe_refusal, draft_fingerprint
 from domain.classification import Classification, ClassifyRequest
 from domain.deps import Deps
-from domain.errors import ExternalServiceError, InvalidInput, NotFound, NotPermitted
+from domain.errors import Conflict, ExternalServiceError, InvalidInput, NotFound, NotPermitted
 from domain.jobs import TaskKind
 from domain.outreach.common import Actor, CardRefused, StaleCard, authorize_card, decide_card
 from domain.outreach.presenting import Presenting
@@ -126,16 +126,38 @@ class Reputation:
             for review, reading in zip(fresh, readings, strict=True)
         ]
         now = self._clock.now()
+        try:
+            ids, again, cards, escalations, posts = self._store(org_id, planned, now)
+        except Conflict:
+            # Another request stored some of these since they were looked up: once more,
+            # and what it stored is reported as duplicates.
+            ids, again, cards, escalations, posts = self._store(org_id, planned, now)
+        duplicates += again
+        if posts and self._on_cards is not None:
+            self._on_cards()
+        log.info(
+            "reviews stored",
+            extra={"org_id": org_id, "created": len(ids), "duplicates": len(duplicates)},
+        )
+        return IngestResult(
+            created=ids, duplicates=duplicates, response_cards=cards, escalations=escalations
+        )
+
+    def _store(
+        self, org_id: int, planned: list[Any], now: datetime
+    ) -> tuple[list[int], list[tuple[str, str]], int, int, list[dict[str, Any]]]:
+        """Store the planned reviews not stored meanwhile, with their cards, in one unit of
+        work; return the ids, the keys found stored meanwhile, the counts and the posts."""
         cards = escalations = 0
+        posts: list[dict[str, Any]] = []
         with self._uow() as uow:
             again = uow.reviews.existing(org_id, [k for k, *_ in planned])
-            duplicates += [p[0] for p in planned if p[0] in again]
+            duplicates = [p[0] for p in planned if p[0] in again]
             planned = [p for p in planned if p[0] not in again]
             ids = uow.reviews.add_many(
                 org_id, [{**row, "received_at": now} for _, row, _, _ in planned]
             )
             job_id = uow.jobs.inbox_job_id(org_id, now=now) if planned else 0
-            posts: list[dict[str, Any]] = []
             for review_id, (_, row, response, escalation) in zip(ids, planned, strict=True):
                 links: dict[str, Any] = {}
                 if response is not None:
@@ -158,15 +180,7 @@ class Reputation:
                 # App Home and the API.
                 uow.tasks.add_many(org_id, job_id, posts)
             uow.commit()
-        if posts and self._on_cards is not None:
-            self._on_cards()
-        log.info(
-            "reviews stored",
-            extra={"org_id": org_id, "created": len(ids), "duplicates": len(duplicates)},
-        )
-        return IngestResult(
-            created=ids, duplicates=duplicates, response_cards=cards, escalations=escalations
-        )
+        return ids, duplicates, cards, escalations, posts
 
     def ingest_webhook(
         self, org_slug: str, *, timestamp: str | None, signature: str | None, body: bytes

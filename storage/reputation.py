@@ -9,10 +9,11 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Date, and_, case, cast, func, insert, or_, select, tuple_, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from domain.classification import Sentiment
-from domain.errors import NotFound
+from domain.errors import Conflict, NotFound
 from domain.reputation import (
     EscalationKind,
     EscalationRule,
@@ -89,16 +90,24 @@ class ReviewRepo:
         if not rows:
             return []
         values = [{**row, "org_id": org_id} for row in rows]
-        if self._s.get_bind().dialect.name == "postgresql":
-            result = self._s.execute(
-                insert(m.Review).returning(m.Review.id, sort_by_parameter_order=True), values
-            )
-            return [int(i) for i in result.scalars()]
-        # SQLite: RETURNING with executemany is not ordered; insert one at a time.
-        return [
-            int(self._s.execute(insert(m.Review).values(**v).returning(m.Review.id)).scalar_one())
-            for v in values
-        ]
+        try:
+            if self._s.get_bind().dialect.name == "postgresql":
+                result = self._s.execute(
+                    insert(m.Review).returning(m.Review.id, sort_by_parameter_order=True), values
+                )
+                return [int(i) for i in result.scalars()]
+            # SQLite: RETURNING with executemany is not ordered; insert one at a time.
+            return [
+                int(
+                    self._s.execute(
+                        insert(m.Review).values(**v).returning(m.Review.id)
+                    ).scalar_one()
+                )
+                for v in values
+            ]
+        except IntegrityError as exc:
+            # Another request stored one of these reviews since they were looked up.
+            raise Conflict("a review of this batch was stored by another request") from exc
 
     def get(self, org_id: int, review_id: int) -> Review:
         """Return a review or raise NotFound."""

@@ -376,3 +376,30 @@ def test_the_digest_reputation_line_matches_the_trends_api_for_the_same_window(
         "*⭐ Reputation* · 4 new reviews, average 3.0★ · 2 negative · 2 awaiting a response · "
         "1 escalated" in shown
     )
+
+
+def test_a_review_stored_by_another_request_meanwhile_is_a_conflict_not_a_crash(
+    api: ApiWorld, session_factory: Callable[[], Session], clock: FixedClock
+) -> None:
+    # Two requests that both looked the review up before either stored it: the second insert
+    # meets the unique key, which the repository reports as a Conflict (the service then
+    # stores again and reports the review as a duplicate).
+    from domain.errors import Conflict
+
+    row = {
+        "platform": "zillow",
+        "external_id": "race-1",
+        "rating": 2,
+        "text": "Late report.",
+        "sentiment": "negative",
+        "sentiment_score": -0.6,
+        "sentiment_source": "offline",
+        "posted_at": clock.now(),
+        "received_at": clock.now(),
+    }
+    with UnitOfWork(session_factory) as uow:
+        uow.reviews.add_many(api.org_id, [row])
+        uow.commit()
+    with UnitOfWork(session_factory) as uow, pytest.raises(Conflict):
+        uow.reviews.add_many(api.org_id, [row])
+    assert count_reviews(session_factory) == 1
