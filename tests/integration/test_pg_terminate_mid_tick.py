@@ -26,14 +26,12 @@ import psycopg
 import pytest
 from sqlalchemy import Engine, func, select
 
-from domain.jobs import Cadence, JobParams, StepTemplate, TargetSelection
-from sandbox.slack_api import DEFAULT_BOT_TOKEN, DEFAULT_TEAM_ID
+from sandbox.slack_api import DEFAULT_BOT_TOKEN
 from storage import models as m
 from storage.db import make_session_factory
 from tests.e2e.test_crash_recovery import LEASE_SECONDS, Deployment, forks
-from tests.support.accounts import create_org, ensure_user, link_slack_team
 from tests.support.api import make_settings
-from tests.support.builders import make_client, make_contact
+from tests.support.cadence_world import seed_due_for_step_two
 from tests.support.databases import admin_url
 from tests.support.forkserver import ForkServer
 from tests.support.slack import ServedSlack
@@ -54,57 +52,9 @@ KILL_EVERY = 0.05
 
 
 def _seed(engine: Engine) -> tuple[int, list[int]]:
-    """A running job whose contacts got step 1 five days ago and are due for step 2."""
-    enrolled = NOW - timedelta(days=5)
-    params = JobParams(
-        target=TargetSelection(contact_ids=[1]),
-        templates=[
-            StepTemplate(subject="Turn times", body="Hi {{ first_name }}, turn times are down."),
-            StepTemplate(subject="Following up", body="Hi {{ first_name }}, any thoughts?"),
-        ],
-        cadence=Cadence(days=[0, 4]),
+    return seed_due_for_step_two(
+        engine, now=NOW, contacts=CONTACTS, rep_slack_id=REP, rep_email=REP_EMAIL
     )
-    with make_session_factory(engine)() as session:
-        org = create_org(session, slug="lonestar", name="Lone Star Appraisals")
-        link_slack_team(session, org.id, DEFAULT_TEAM_ID)
-        rep_id = ensure_user(session, org.id, email=REP_EMAIL, name="Maria Lopez")
-        rep = session.get(m.User, rep_id)
-        org_row = session.get(m.Organization, org.id)
-        assert rep is not None
-        assert org_row is not None
-        rep.slack_user_id = REP
-        lender = make_client(session, org_row, name="Pinnacle Lending", domain="pinnacle.example")
-        job = m.Job(
-            org_id=org.id,
-            owner_id=rep_id,
-            name="Win-back · launch",
-            status="running",
-            params=params.model_dump(mode="json"),
-            started_at=enrolled,
-            planned_at=enrolled,
-        )
-        session.add(job)
-        session.flush()
-        ids = []
-        for n in range(CONTACTS):
-            person = make_contact(
-                session, org_row, lender, email=f"lo{n}@pinnacle.example", state="TX"
-            )
-            row = m.Enrollment(
-                org_id=org.id,
-                job_id=job.id,
-                contact_id=person.id,
-                step=1,
-                status="active",
-                created_at=enrolled,
-                last_step_at=enrolled,
-                next_due_at=NOW - timedelta(minutes=n + 1),
-            )
-            session.add(row)
-            session.flush()
-            ids.append(row.id)
-        session.commit()
-    return job.id, ids
 
 
 def _left(engine: Engine, log: Path) -> str:
