@@ -133,8 +133,12 @@ def test_the_table_equals_the_campaigns_analytics_after_every_send_opt_out_reply
     for n, message in enumerate(messages):
         value = world.button(message, ActionId.APPROVE)["value"]
         world.click(ActionId.APPROVE, value, message_ts=message.ts)
-        card_id = json.loads(value)["card"]
-        wait_until(lambda card=card_id: card_state(world, card)[0] == "done", what="card sent")
+        card_id: int = json.loads(value)["card"]
+
+        def sent_card(card: int = card_id) -> bool:
+            return card_state(world, card)[0] == "done"
+
+        wait_until(sent_card, what="card sent")
         assert_agree(
             world,
             auth,
