@@ -14,6 +14,7 @@ from fastapi import APIRouter, Query
 from domain.email_campaigns import MAX_PAGE, EmailCampaignStep, email_campaign_steps
 from domain.fields import Id, Offset
 from handlers.api.deps import IdentityDep, ServicesDep, UowDep
+from handlers.api.docs import error_answer
 
 router = APIRouter(prefix="/api/marketing", tags=["email campaigns"])
 
@@ -28,7 +29,12 @@ def campaign_email_steps(
     return email_campaign_steps(who.org_id, campaign_id=campaign_id, uow=uow, clock=services.clock)
 
 
-@router.get("/email-campaigns", response_model=list[EmailCampaignStep])
+@router.get(
+    "/email-campaigns",
+    response_model=list[EmailCampaignStep],
+    # `campaign_id` names a campaign in the query: one of another organization is 404.
+    responses={404: error_answer(404)},
+)
 def list_email_campaigns(
     who: IdentityDep,
     uow: UowDep,
