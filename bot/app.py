@@ -81,6 +81,7 @@ from handlers.api import (
     unsubscribe,
 )
 from handlers.api import analytics_settings as analytics_settings_api
+from handlers.api import email_campaigns as email_campaigns_api
 from handlers.api import email_preferences as email_preferences_api
 from handlers.api import gmail as gmail_api
 from handlers.api import metrics as metrics_api
@@ -107,6 +108,7 @@ from integrations.tracking import HtmlTracker, TrackingTokens, is_crawler
 from jobs.analytics import AnalyticsRefresh
 from jobs.cadence import CadenceScheduler
 from jobs.digest import DigestMessages, DigestScheduler, SlackDigestChat
+from jobs.email_campaigns import EmailCampaignsRefresh
 from jobs.heartbeat import BEAT_EVERY, Heartbeat
 from jobs.recovery import RecoverySweep
 from jobs.scheduler import PeriodicJob, PeriodicScheduler
@@ -544,6 +546,16 @@ def build_runtime(
             max_rounds=1,
         )
     )
+    # The `email_campaigns` rows of campaigns with news, at least hourly each.
+    email_campaigns_refresh = EmailCampaignsRefresh(uow, services.session_factory, services.clock)
+    scheduler.add(
+        PeriodicJob(
+            EmailCampaignsRefresh.NAME,
+            email_campaigns_refresh.run_round,
+            EmailCampaignsRefresh.EVERY,
+            max_rounds=1,
+        )
+    )
     recovery.wake = lambda: scheduler.wake(RecoverySweep.NAME)
     # The background work says it runs (`/readyz`), from the scheduler that runs it.
     heartbeat = Heartbeat(
@@ -866,6 +878,7 @@ def build_app(
     app.include_router(engagement.router)
     app.include_router(email_preferences_api.router)
     app.include_router(analytics.router)
+    app.include_router(email_campaigns_api.router)
     app.include_router(inbound_rules.router)
     app.include_router(reply_policy.router)
     app.include_router(triage_api.router)

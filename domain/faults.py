@@ -44,6 +44,8 @@ POINTS: Final = (
     # the engagement digest (domain/digests.py)
     "digest.claimed",  # digest posts leased to this worker; nothing uploaded or posted
     "digest.uploaded",  # the chart is uploaded and its file id stored; the message not posted
+    # the email_campaigns sweep (domain/email_campaigns.py)
+    "email_campaigns.written",  # a chunk of campaigns' rows rewritten, not committed
 )
 
 EXIT_CODE: Final = 137  # what a shell reports for a process killed by SIGKILL

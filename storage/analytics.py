@@ -70,6 +70,7 @@ from domain.analytics import (
 from domain.cadence import time_zone as checked_time_zone
 from domain.campaigns import CampaignStatus
 from domain.cards import OPEN_STATES
+from domain.email_campaigns import StepSends
 from domain.engagement import (
     ORDER_AFTER_REPLY_WINDOW,
     REPLY_EVENTS,
@@ -352,6 +353,84 @@ class AnalyticsViews:
         self._campaign_name(org_id, campaign_id)
         start = self._lifetime_starts(org_id, [campaign_id])[campaign_id]
         return _lifetime(start, now) or AnalyticsWindow(since=now - _MICROSECOND, until=now)
+
+    # --- the email side of campaigns (`email_campaigns`, issue 16) -----------------------
+
+    def campaign_steps(
+        self, org_id: int, campaign_ids: Sequence[int], now: datetime
+    ) -> dict[int, dict[int | None, Counts]]:
+        """Return each campaign's counts by cadence step over its whole life to `now`: the
+        window `campaign_lifetime_window` gives the analytics route when it is asked for
+        none, measured by the same statements (`_measure`) as `campaign_analytics`.
+        Campaigns not of the organization, or begun after `now`, are left out."""
+        lives = self._lives(org_id, campaign_ids, until=now)
+        if not lives:
+            return {}
+        self._for_counting()
+        measured = self._measure(
+            _Scope(org_id, campaign_ids=tuple(lives), starts=lives, life_until=now),
+            min(lives.values()),
+            now,
+            (_Dim.CAMPAIGN, _Dim.STEP, _Dim.LIFE),
+        ).pick(_Dim.LIFE, 1)
+        return {cid: measured.pick(_Dim.CAMPAIGN, cid).by(_Dim.STEP) for cid in lives}
+
+    def campaign_step_sends(
+        self, org_id: int, campaign_ids: Sequence[int], now: datetime, *, subjects: int
+    ) -> dict[int, dict[int | None, StepSends]]:
+        """Return, by campaign and step, the subjects of the sends `campaign_steps` counts
+        (the `subjects` most used, with how many used each) and their first and last time.
+        One statement; its rows are bounded by `subjects` per step."""
+        lives = self._lives(org_id, campaign_ids, until=now)
+        if not lives:
+            return {}
+        scope = _Scope(org_id, campaign_ids=tuple(lives), starts=lives, life_until=now)
+        columns: list[Any] = [
+            _S.campaign_id.label("campaign_id"),
+            m.JobTask.step.label("step"),
+            _S.subject.label("subject"),
+            func.count().label("n"),
+            func.min(_S.sent_at).label("first"),
+            func.max(_S.sent_at).label("last"),
+        ]
+        per_subject = select(*columns).select_from(_S)
+        grouped = (
+            self._with_step(per_subject, scope, _S, (_Dim.STEP,))
+            .where(
+                *self._send_filters(scope, _S),
+                _S.sent_at >= min(lives.values()),
+                _S.sent_at < now,
+                self._in_life(scope, _S.campaign_id, _S.sent_at).is_not(None),
+            )
+            .group_by(_S.campaign_id, m.JobTask.step, _S.subject)
+            .subquery("by_subject")
+        )
+        g = grouped.c
+        step_of = (g.campaign_id, g.step)
+        ranked = select(
+            g.campaign_id,
+            g.step,
+            g.subject,
+            g.n,
+            func.min(g.first).over(partition_by=step_of).label("first"),
+            func.max(g.last).over(partition_by=step_of).label("last"),
+            func.row_number()
+            .over(partition_by=step_of, order_by=(g.n.desc(), g.subject))
+            .label("rank"),
+        ).subquery("ranked")
+        r = ranked.c
+        found: dict[int, dict[int | None, StepSends]] = {}
+        for row in self._s.execute(
+            select(r.campaign_id, r.step, r.subject, r.n, r.first, r.last)
+            .where(r.rank <= subjects)
+            .order_by(r.campaign_id, r.step, r.rank)
+        ):
+            sends = found.setdefault(row.campaign_id, {}).setdefault(
+                row.step,
+                StepSends(first_sent_at=_utc(row.first), last_sent_at=_utc(row.last)),
+            )
+            sends.subjects.append((row.subject, int(row.n)))
+        return found
 
     # --- the stored metrics -------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from storage.contacts import ContactContextRepo
 from storage.corrections import CorrectionRepo, RuleProposalRepo
 from storage.db import SessionFactory
 from storage.digests import DigestRepo
+from storage.email_campaigns import EmailCampaignRepo
 from storage.engagement import EngagementRepo, EngagementViews
 from storage.events import EventKeys
 from storage.gmail import GmailAccountRepo, MailboxAllowanceRepo, OAuthStateRepo, TokenCipher
@@ -43,6 +44,7 @@ from storage.tracking import TrackingRepo
 from storage.understanding import ConversationRepo, InboundActionRepo, InboundPipelineRepo
 
 if TYPE_CHECKING:
+    from domain.email_campaigns import EmailCampaignUnitOfWork
     from domain.ports import (
         AccountsUnitOfWork,
         AnalyticsSettingsUnitOfWork,
@@ -126,6 +128,7 @@ class UnitOfWork:
     review_templates: ResponseTemplateRepo
     review_rules: EscalationRuleRepo
     reputation_settings: ReputationSettingsRepo
+    email_campaigns: EmailCampaignRepo
 
     def __init__(
         self, session_factory: SessionFactory, *, cipher: TokenCipher | None = None
@@ -187,6 +190,7 @@ class UnitOfWork:
         self.review_templates = ResponseTemplateRepo(session)
         self.review_rules = EscalationRuleRepo(session)
         self.reputation_settings = ReputationSettingsRepo(session)
+        self.email_campaigns = EmailCampaignRepo(session)
         return self
 
     def __exit__(
@@ -250,4 +254,8 @@ if TYPE_CHECKING:
 
     def _implements_reputation(uow: UnitOfWork) -> ReputationUnitOfWork:
         """Let the type checker hold this unit of work to the reputation port."""
+        return uow
+
+    def _implements_email_campaigns(uow: UnitOfWork) -> EmailCampaignUnitOfWork:
+        """Let the type checker hold this unit of work to the email_campaigns ports."""
         return uow

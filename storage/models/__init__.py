@@ -21,6 +21,7 @@ from storage.models.analytics import (
 from storage.models.base import NAMING_CONVENTION, Base
 from storage.models.corrections import ClassifierCorrection, RuleProposal
 from storage.models.crm import AppraisalOrder, Client, Contact, Property
+from storage.models.email_campaigns import EmailCampaign
 from storage.models.engagement import ContactEngagementEvent
 from storage.models.events import ProcessedEvent
 from storage.models.gmail import GmailAccount, GmailOAuthState
@@ -53,6 +54,7 @@ __all__ = [
     "ContactEngagementEvent",
     "DigestPost",
     "DigestSubscription",
+    "EmailCampaign",
     "EmailConversation",
     "EmailSend",
     "EmailTemplate",
