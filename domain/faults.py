@@ -44,6 +44,9 @@ POINTS: Final = (
     # the engagement digest (domain/digests.py)
     "digest.claimed",  # digest posts leased to this worker; nothing uploaded or posted
     "digest.uploaded",  # the chart is uploaded and its file id stored; the message not posted
+    # the content calendar's due cards (domain/content_service.py)
+    "content.claimed",  # due scheduled posts leased to this worker; no card posted
+    "content.posted",  # Slack accepted a due card; its ts is not recorded
 )
 
 EXIT_CODE: Final = 137  # what a shell reports for a process killed by SIGKILL

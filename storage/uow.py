@@ -17,6 +17,7 @@ from storage.card_details import CardDetailsViews
 from storage.cards import CardRepo
 from storage.chat_notices import ChatNoticeRepo
 from storage.contacts import ContactContextRepo
+from storage.content import ContentRepo, ContentScheduleRepo, ContentSettingsRepo
 from storage.corrections import CorrectionRepo, RuleProposalRepo
 from storage.db import SessionFactory
 from storage.digests import DigestRepo
@@ -43,6 +44,7 @@ from storage.tracking import TrackingRepo
 from storage.understanding import ConversationRepo, InboundActionRepo, InboundPipelineRepo
 
 if TYPE_CHECKING:
+    from domain.content_ports import ContentUnitOfWork
     from domain.ports import (
         AccountsUnitOfWork,
         AnalyticsSettingsUnitOfWork,
@@ -126,6 +128,9 @@ class UnitOfWork:
     review_templates: ResponseTemplateRepo
     review_rules: EscalationRuleRepo
     reputation_settings: ReputationSettingsRepo
+    content: ContentRepo
+    content_schedule: ContentScheduleRepo
+    content_settings: ContentSettingsRepo
 
     def __init__(
         self, session_factory: SessionFactory, *, cipher: TokenCipher | None = None
@@ -187,6 +192,9 @@ class UnitOfWork:
         self.review_templates = ResponseTemplateRepo(session)
         self.review_rules = EscalationRuleRepo(session)
         self.reputation_settings = ReputationSettingsRepo(session)
+        self.content = ContentRepo(session)
+        self.content_schedule = ContentScheduleRepo(session)
+        self.content_settings = ContentSettingsRepo(session)
         return self
 
     def __exit__(
@@ -250,4 +258,8 @@ if TYPE_CHECKING:
 
     def _implements_reputation(uow: UnitOfWork) -> ReputationUnitOfWork:
         """Let the type checker hold this unit of work to the reputation port."""
+        return uow
+
+    def _implements_content(uow: UnitOfWork) -> ContentUnitOfWork:
+        """Let the type checker hold this unit of work to the content calendar's port."""
         return uow
