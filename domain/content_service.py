@@ -28,6 +28,7 @@ from domain.content import (
     ContentWeek,
     ContentWeekItem,
     DueCard,
+    Morning,
     ScheduleEntry,
     ScheduleIn,
     ScheduleStatus,
@@ -67,6 +68,21 @@ def retry_delay(attempts: int) -> timedelta:
     """The wait after `attempts` failed tries: 1, 2, 4, … minutes, at most an hour."""
     factor: int = 2 ** max(0, min(attempts, 7) - 1)
     return min(RETRY_BASE * factor, RETRY_MAX)
+
+
+@dataclass(frozen=True)
+class Week:
+    """A local week of scheduled posts (Monday 00:00 to the next Monday, in UTC)."""
+
+    since: datetime
+    until: datetime
+    time_zone: str
+    entries: list[ScheduleEntry]
+
+    @property
+    def summary(self) -> ContentWeek:
+        """The week as the digest lists it."""
+        return week_summary(self.since, self.until, self.entries)
 
 
 @dataclass(frozen=True)
@@ -304,14 +320,67 @@ class ContentCalendar:
         with self._uow() as uow:
             return uow.content_schedule.window(org_id, since, until)
 
-    def this_week(self, org_id: int) -> tuple[ContentWeek, str]:
-        """The organization's local week (Monday to Sunday) of scheduled posts, and its zone."""
+    def this_week(self, org_id: int) -> Week:
+        """The organization's local week (Monday to Sunday) of scheduled posts."""
         now = self._clock.now()
         with self._uow() as uow:
             zone = uow.content_schedule.morning(org_id).time_zone
             since, until = week_of(now, zone)
             entries = uow.content_schedule.window(org_id, since, until)
-        return week_summary(since, until, entries), zone
+        return Week(since=since, until=until, time_zone=zone, entries=entries)
+
+    def create_scheduled(
+        self,
+        actor: Actor,
+        data: ContentIn,
+        slot: ScheduleIn,
+        *,
+        source_key: str | None = None,
+    ) -> ScheduleEntry:
+        """Store a piece of content and its first scheduled post at once (`/content add`);
+        the same submission twice (`source_key`) stores one."""
+        org_id = actor.org_id
+        now = self._clock.now()
+        with self._uow() as uow:
+            if source_key is not None:
+                found = uow.content.by_source_key(org_id, source_key)
+                if found is not None:
+                    return uow.content_schedule.of_content(org_id, found.id)[0]
+            _check_refs(uow, org_id, campaign_id=data.campaign_id, owner=data.owner_user_id)
+            values = data.model_dump(mode="json")
+            values["owner_user_id"] = data.owner_user_id or actor.user_id
+            item = uow.content.add(
+                org_id,
+                {**values, "created_by": actor.user_id, "source_key": source_key},
+                now=now,
+            )
+            _check_channel(uow, org_id, item, slot.channel)
+            morning = uow.content_schedule.morning(org_id)
+            entry_id = uow.content_schedule.add(
+                org_id,
+                {
+                    "content_id": item.id,
+                    "channel": slot.channel.value,
+                    "scheduled_for": slot.scheduled_for,
+                    "due_at": due_morning(slot.scheduled_for, morning),
+                    "status": ScheduleStatus.SCHEDULED.value,
+                    "note": slot.note,
+                    "created_by": actor.user_id,
+                },
+                now=now,
+            )
+            uow.commit()
+            entry = uow.content_schedule.get(org_id, entry_id)
+        log.info(
+            "content scheduled from Slack",
+            extra={"org_id": org_id, "content_id": item.id, "schedule_id": entry_id},
+        )
+        return entry
+
+    def morning(self, org_id: int) -> Morning:
+        """The organization's time zone and morning."""
+        with self._uow() as uow:
+            return uow.content_schedule.morning(org_id)
 
     # --- settings --------------------------------------------------------------------------
 
@@ -579,4 +648,4 @@ def _check_channel(uow: ContentUnitOfWork, org_id: int, item: ContentItem, chann
     )
 
 
-__all__ = ["Acted", "ContentCalendar", "ContentStatus", "retry_delay", "week_summary"]
+__all__ = ["Acted", "ContentCalendar", "ContentStatus", "Week", "retry_delay", "week_summary"]

@@ -159,7 +159,7 @@ def calendar(
     start = _bound(since, name="from", end=False)
     end = _bound(until, name="to", end=True)
     if start is None or end is None:
-        week, _ = content.this_week(who.org_id)
+        week = content.this_week(who.org_id)
         start, end = start or week.since, end or week.until
     return content.calendar(who.org_id, start, end)
 
