@@ -52,10 +52,8 @@ _FIELD_BLOCKS = {
 
 
 def register(app: App, deps: SlackDeps) -> None:
-    """Register `/content` and the content card's listeners (before the catch-all)."""
-    app.command(Command.CONTENT.value)(
-        ack=Bound(ack_content, deps), lazy=[Bound(run_content, deps)]
-    )
+    """Register the content card's listeners (before the catch-all); `/content` itself is
+    registered with the other commands (handlers/slack/commands.py: `register_command`)."""
     app.action(ActionId.CONTENT_DONE.value)(ack=_ack, lazy=[Bound(done, deps)])
     app.action(ActionId.CONTENT_SNOOZE.value)(ack=_ack, lazy=[Bound(snooze, deps)])
     app.action(ActionId.CONTENT_SNOOZE_MORE.value)(ack=_ack, lazy=[Bound(snooze, deps)])
@@ -66,6 +64,13 @@ def register(app: App, deps: SlackDeps) -> None:
     )
     app.view(CallbackId.ADD_CONTENT.value)(
         ack=Bound(ack_add, deps), lazy=[Bound(confirm_add, deps)]
+    )
+
+
+def register_command(app: App, deps: SlackDeps) -> None:
+    """Register `/content`."""
+    app.command(Command.CONTENT.value)(
+        ack=Bound(ack_content, deps), lazy=[Bound(run_content, deps)]
     )
 
 
