@@ -4,6 +4,7 @@ calendar of a window, and organization isolation."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -12,8 +13,11 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from domain.analytics import AnalyticsWindow
 from domain.clock import FixedClock
+from domain.digest_message import render_digest
 from storage import models as m
+from storage.uow import UnitOfWork
 from tests.support.api import ApiWorld, make_api_world
 
 M = "/api/marketing"
@@ -213,3 +217,48 @@ def test_the_marketing_channel_is_set_and_checked(api: ApiWorld) -> None:
         f"{M}/content-settings", json={"channel_id": "#marketing"}, headers=api.auth()
     )
     assert bad.status_code == 422
+
+
+def test_the_digests_week_of_content_is_what_the_calendar_answers(
+    api: ApiWorld, session_factory: Callable[[], Session], clock: FixedClock
+) -> None:
+    item = post_item(api)
+    other = post_item(api, content_type="blog", title="Q4 <market> update")
+    ids = [
+        schedule(api, item["id"], "linkedin", "2026-12-08T15:00:00Z").json()["id"],
+        schedule(api, other["id"], "blog", "2026-12-10T18:00:00Z").json()["id"],
+    ]
+    schedule(api, item["id"], "blog", "2026-12-15T15:00:00Z")  # next week
+    api.client.patch(
+        f"{M}/content/{item['id']}/schedule/{ids[0]}", json={"status": "done"}, headers=api.auth()
+    )
+    # Wednesday's daily digest, read in Chicago: Tuesday's period, this week's content.
+    window = AnalyticsWindow(
+        since=datetime(2026, 12, 8, 6, 0, tzinfo=UTC), until=datetime(2026, 12, 9, 6, 0, tzinfo=UTC)
+    )
+    with UnitOfWork(session_factory) as uow:
+        facts = uow.analytics.digest_facts(
+            api.org_id, window, time_zone="America/Chicago", now=clock.now()
+        )
+    week = facts.content
+    assert week is not None
+    calendar = api.client.get(
+        f"{M}/content-schedule",
+        params={"from": week.since.isoformat(), "to": week.until.isoformat()},
+        headers=api.auth(),
+    ).json()
+    assert [(i.schedule_id, i.channel.value, i.status.value) for i in week.items] == [
+        (e["id"], e["channel"], e["status"]) for e in calendar
+    ]
+    assert [i.schedule_id for i in week.items] == ids
+    assert (week.since, week.until) == (
+        datetime(2026, 12, 7, 6, 0, tzinfo=UTC),
+        datetime(2026, 12, 14, 6, 0, tzinfo=UTC),
+    )
+    message = render_digest(
+        facts, frequency="daily", time_zone="America/Chicago", title="Digest", permalinks={}
+    )
+    shown = json.dumps(message.blocks, ensure_ascii=False)
+    assert "*🗓️ This week's content* · 2 scheduled posts, 1 done" in shown
+    assert "• Tue Dec 8, 09:00 · LinkedIn · Turn times in Travis County · _done_" in shown
+    assert "• Thu Dec 10, 12:00 · the blog · Q4 &lt;market&gt; update · _scheduled_" in shown
