@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any, Final
 
 from slack_sdk import WebClient
@@ -62,12 +61,13 @@ class SlackContentChat:
             raise _external(exc) from exc
         return str(opened["channel"]["id"])
 
-    def find_card(self, org_id: int, channel_id: str, entry_id: int, since: datetime) -> str | None:
-        """The ts of this post's card in the channel since `since`, if one is there."""
+    def find_card(self, org_id: int, channel_id: str, entry_id: int) -> str | None:
+        """The ts of this post's card among the channel's latest messages, if one is there
+        (the latest, not those since the post was due: a card is posted when it is claimed,
+        and the newest messages of a DM or a marketing channel hold it)."""
         try:
             history = self._client_for_org(org_id).conversations_history(
                 channel=channel_id,
-                oldest=f"{since.timestamp():.6f}",
                 include_all_metadata=True,
                 limit=_HISTORY_LIMIT,
             )

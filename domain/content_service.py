@@ -537,7 +537,7 @@ class ContentCalendar:
             ts = None
             if entry.attempts > 1:
                 # A worker before this one may have posted it and died before recording it.
-                ts = self.chat.find_card(entry.org_id, channel, entry.id, since=entry.due_at)
+                ts = self.chat.find_card(entry.org_id, channel, entry.id)
             if ts is None:
                 ts = self.chat.post_card(entry.org_id, channel, card)
                 faults.reach("content.posted")
