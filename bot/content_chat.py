@@ -45,6 +45,11 @@ def _external(exc: SlackApiError | SlackClientError | OSError) -> ExternalServic
     return ExternalServiceError(f"Slack answered {error}", retryable=True)
 
 
+def _key(card: DueCard) -> dict[str, Any]:
+    """What names a card in its metadata: its post, and the due time it was posted for."""
+    return {"schedule_id": card.entry.id, "due_at": card.entry.due_at.isoformat()}
+
+
 class SlackContentChat:
     """Posts due cards to an owner's DM or the marketing channel, and updates them."""
 
@@ -61,7 +66,7 @@ class SlackContentChat:
             raise _external(exc) from exc
         return str(opened["channel"]["id"])
 
-    def find_card(self, org_id: int, channel_id: str, entry_id: int) -> str | None:
+    def find_card(self, org_id: int, channel_id: str, card: DueCard) -> str | None:
         """The ts of this post's card among the channel's latest messages, if one is there
         (the latest, not those since the post was due: a card is posted when it is claimed,
         and the newest messages of a DM or a marketing channel hold it)."""
@@ -76,10 +81,10 @@ class SlackContentChat:
         for message in history.get("messages") or []:
             metadata: Any = message.get("metadata") or {}
             payload = metadata.get("event_payload") or {}
-            if metadata.get("event_type") == EVENT_TYPE and payload.get("schedule_id") == entry_id:
+            if metadata.get("event_type") == EVENT_TYPE and payload == _key(card):
                 log.info(
                     "content card found posted before",
-                    extra={"org_id": org_id, "schedule_id": entry_id},
+                    extra={"org_id": org_id, "schedule_id": card.entry.id},
                 )
                 return str(message["ts"])
         return None
@@ -94,10 +99,7 @@ class SlackContentChat:
                 blocks=blocks,
                 unfurl_links=False,
                 unfurl_media=False,
-                metadata={
-                    "event_type": EVENT_TYPE,
-                    "event_payload": {"schedule_id": card.entry.id},
-                },
+                metadata={"event_type": EVENT_TYPE, "event_payload": _key(card)},
             )
         except (SlackApiError, SlackClientError, OSError) as exc:
             raise _external(exc) from exc

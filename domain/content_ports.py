@@ -159,9 +159,10 @@ class ContentChat(Protocol):
         """Return the channel a card for `target` (a user's id: their DM; a channel) goes to."""
         ...
 
-    def find_card(self, org_id: int, channel_id: str, entry_id: int) -> str | None:
-        """Return the ts of a card of this entry among the channel's latest messages, if any
-        (a card whose ts was never recorded: the worker died after Slack took it)."""
+    def find_card(self, org_id: int, channel_id: str, card: DueCard) -> str | None:
+        """Return the ts of this card (this post, this due time: a snoozed post's new card
+        is another) among the channel's latest messages, if any (a card whose ts was never
+        recorded: the worker died after Slack took it)."""
         ...
 
     def post_card(self, org_id: int, channel_id: str, card: DueCard) -> str:

@@ -282,6 +282,7 @@ class ContentCalendar:
                     snoozed_until=None,
                     lease_until=None,
                     last_error=None,
+                    attempts=0,
                 )
             if changes:
                 uow.content_schedule.update(org_id, entry_id, now=now, **changes)
@@ -449,7 +450,8 @@ class ContentCalendar:
                     now=now,
                     morning=uow.content_schedule.morning(actor.org_id),
                 )
-                values.update(snoozed_until=until, due_at=until)
+                # A new card comes then: its attempts count afresh.
+                values.update(snoozed_until=until, due_at=until, attempts=0)
             if not uow.content_schedule.compare_and_set(
                 actor.org_id, entry_id, expected=frozenset({entry.status}), now=now, **values
             ):
@@ -537,7 +539,7 @@ class ContentCalendar:
             ts = None
             if entry.attempts > 1:
                 # A worker before this one may have posted it and died before recording it.
-                ts = self.chat.find_card(entry.org_id, channel, entry.id)
+                ts = self.chat.find_card(entry.org_id, channel, card)
             if ts is None:
                 ts = self.chat.post_card(entry.org_id, channel, card)
                 faults.reach("content.posted")

@@ -154,7 +154,7 @@ def test_the_card_comes_on_the_due_morning_and_done_records_it(
     assert "Salesbot cannot post to LinkedIn itself: copy the text, post it there" in text
     assert card.metadata == {
         "event_type": "salesbot_content_card",
-        "event_payload": {"schedule_id": entry_id},
+        "event_payload": {"schedule_id": entry_id, "due_at": "2026-12-09T15:00:00+00:00"},
     }
     due = calendar_entry(world, entry_id)
     assert (due["status"], due["card_ts"]) == ("due", card.ts)
@@ -200,6 +200,7 @@ def test_a_snoozed_card_comes_again_the_next_morning_and_skip_ends_it(
     wait_until(lambda: "Snoozed by" in shown(dm(world, REP)[0]), what="the card says so")
     assert sweep(world, clock, datetime(2026, 12, 10, 14, 59, tzinfo=UTC)) == 0
     assert sweep(world, clock, datetime(2026, 12, 10, 15, 0, tzinfo=UTC)) == 1
+    assert calendar_entry(world, entry_id)["last_error"] is None
     first, again = dm(world, REP)
     click(world, again, ActionId.CONTENT_SKIP)
     wait_until(lambda: calendar_entry(world, entry_id)["status"] == "skipped", what="skipped")

@@ -39,8 +39,9 @@ class RecordingChat:
     def open_target(self, org_id: int, target: str) -> str:
         return f"D-{target}" if target.startswith("U") else target
 
-    def find_card(self, org_id: int, channel_id: str, entry_id: int) -> str | None:
-        found = [i for i, (c, e) in enumerate(self.posted) if (c, e) == (channel_id, entry_id)]
+    def find_card(self, org_id: int, channel_id: str, card: DueCard) -> str | None:
+        key = (channel_id, card.entry.id)
+        found = [i for i, posted in enumerate(self.posted) if posted == key]
         return f"{found[0]}.0" if found else None
 
     def post_card(self, org_id: int, channel_id: str, card: DueCard) -> str:
