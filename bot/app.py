@@ -30,6 +30,7 @@ from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
+from bot.content_chat import SlackContentChat
 from bot.gmail import build_gmail_integration
 from bot.gmail_inbound import GmailInbound, build_gmail_inbound
 from bot.notifier import SlackNotifier, add_retry_handlers
@@ -40,6 +41,7 @@ from domain import faults
 from domain.cadence import CadenceSettings, HolidayCalendar, NoHolidays
 from domain.catalog import Catalog
 from domain.clock import Clock, FileClock, SystemClock
+from domain.content_service import ContentCalendar
 from domain.corrections import Corrections
 from domain.deps import Deps
 from domain.digests import DigestPoster, Digests
@@ -81,6 +83,7 @@ from handlers.api import (
     unsubscribe,
 )
 from handlers.api import analytics_settings as analytics_settings_api
+from handlers.api import content as content_api
 from handlers.api import email_campaigns as email_campaigns_api
 from handlers.api import email_preferences as email_preferences_api
 from handlers.api import gmail as gmail_api
@@ -107,6 +110,7 @@ from integrations.reply_intents import ReplyIntentReader
 from integrations.tracking import HtmlTracker, TrackingTokens, is_crawler
 from jobs.analytics import AnalyticsRefresh
 from jobs.cadence import CadenceScheduler
+from jobs.content import ContentSweep
 from jobs.digest import DigestMessages, DigestScheduler, SlackDigestChat
 from jobs.email_campaigns import EmailCampaignsRefresh
 from jobs.heartbeat import BEAT_EVERY, Heartbeat
@@ -183,6 +187,8 @@ class Runtime:
     heartbeat: Heartbeat | None = None
     #: Reviews, their sentiment, escalations and drafted responses (docs/reputation.md).
     reputation: Reputation | None = None
+    #: Marketing content, its schedule and the due-morning cards (docs/content-calendar.md).
+    content: ContentCalendar | None = None
 
     def run_tasks_until_idle(self) -> int:
         """Replay Slack calls, draft, then post, until nothing is pending (tests, benches)."""
@@ -590,6 +596,16 @@ def build_runtime(
                 timedelta(seconds=settings.DIGEST_TICK_SECONDS),
             )
         )
+    # The content calendar: the sweep posts each scheduled post's card on its due morning.
+    content = ContentCalendar(
+        service_deps,
+        chat=SlackContentChat(slack.client_for_org) if slack is not None else None,
+        lease=work_lease,
+        worker=_worker_name(),
+    )
+    if slack is not None:
+        content_sweep = ContentSweep(content, services.session_factory)
+        scheduler.add(PeriodicJob(ContentSweep.NAME, content_sweep.run_once, sweep_every))
     digests = Digests(
         service_deps,
         channels=notifier,
@@ -651,6 +667,7 @@ def build_runtime(
             holidays=holiday_calendar,
             digests=digests,
             reputation=reputation,
+            content=content,
         )
         # The web app stores each listener's slow part; the worker's app replays it.
         slack_calls = SlackCallQueue(services.session_factory)
@@ -707,6 +724,7 @@ def build_runtime(
         digest_poster=digest_poster,
         heartbeat=heartbeat,
         reputation=reputation,
+        content=content,
     )
 
 
@@ -897,6 +915,7 @@ def build_app(
     app.include_router(analytics_settings_api.router)
     app.include_router(tracking_api.router)
     app.include_router(reputation_api.router)
+    app.include_router(content_api.router)
     app.state.gmail_push = gmail_inbound.push
     app.state.gmail_inbound = gmail_inbound
     app.include_router(gmail_push.router)

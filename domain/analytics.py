@@ -33,6 +33,7 @@ from typing import Final, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from domain.content import ContentWeek
 from domain.errors import InvalidInput
 
 # The longest window one request may ask for (the API's and the digest's).
@@ -293,6 +294,9 @@ class DigestFacts(BaseModel):
     tracking: TrackingCounts | None = None
     #: None when the organization had no reviews in the period (no line is shown).
     reputation: ReputationLine | None = None
+    #: "This week's content": the posts scheduled in the local week the digest is read in,
+    #: as `GET /api/marketing/content-schedule` answers for the same week (None: none).
+    content: ContentWeek | None = None
 
     @property
     def empty(self) -> bool:

@@ -43,6 +43,7 @@ from domain.analytics import (
     WaitingCard,
 )
 from domain.cadence import time_zone as checked_time_zone
+from domain.content import ContentWeek, channel_label, describe_day
 from domain.errors import InvalidInput
 from domain.mrkdwn import escape, safe
 
@@ -107,6 +108,8 @@ def render_digest(
         blocks.append(_section(_tracking(facts.tracking)))
     if facts.reputation is not None:
         blocks.append(_section(reputation_line(facts.reputation)))
+    if facts.content is not None:
+        blocks.append(_section(content_week(facts.content, zone_name)))
     blocks.append({"type": "divider"})
     groups = _groups(facts, zone=zone, period=period, permalinks=permalinks)
     # One block stays free for the chart's image, one for the line that points to the thread.
@@ -338,6 +341,27 @@ def reputation_line(line: ReputationLine) -> str:
     )
 
 
+#: Scheduled posts the digest lists; `/content list` shows them all.
+CONTENT_LINES: Final = 12
+
+
+def content_week(week: ContentWeek, time_zone: str) -> str:
+    """The digest's "This week's content": each post of the week with its channel, day and
+    status (docs/content-calendar.md)."""
+    done = sum(1 for item in week.items if item.status.value == "done")
+    lines = [
+        f"*🗓️ This week's content* · {_plural(len(week.items), 'scheduled post')}, {done:,} done"
+    ]
+    for item in week.items[:CONTENT_LINES]:
+        lines.append(
+            f"• {describe_day(item.scheduled_for, time_zone)} · {channel_label(item.channel)} · "
+            f"{safe(item.title, 100)} · _{item.status.value}_"
+        )
+    if len(week.items) > CONTENT_LINES:
+        lines.append(f"…and {len(week.items) - CONTENT_LINES:,} more: `/content list`")
+    return "\n".join(lines)
+
+
 def _summary(facts: DigestFacts, *, title: str, period: _Period) -> str:
     replies = facts.replies
     waiting = max(facts.waiting_count, len(facts.waiting))
@@ -367,6 +391,8 @@ def _quiet(
     blocks = [_section(line)]
     if facts.reputation is not None:
         blocks.append(_section(reputation_line(facts.reputation)))
+    if facts.content is not None:
+        blocks.append(_section(content_week(facts.content, str(period.zone))))
     return DigestMessage(text=text, blocks=blocks, chart_alt=chart_alt)
 
 

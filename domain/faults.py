@@ -46,6 +46,9 @@ POINTS: Final = (
     "digest.uploaded",  # the chart is uploaded and its file id stored; the message not posted
     # the email_campaigns sweep (domain/email_campaigns.py)
     "email_campaigns.written",  # a chunk of campaigns' rows rewritten, not committed
+    # the content calendar's due cards (domain/content_service.py)
+    "content.claimed",  # due scheduled posts leased to this worker; no card posted
+    "content.posted",  # Slack accepted a due card; its ts is not recorded
 )
 
 EXIT_CODE: Final = 137  # what a shell reports for a process killed by SIGKILL

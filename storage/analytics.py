@@ -70,6 +70,8 @@ from domain.analytics import (
 from domain.cadence import time_zone as checked_time_zone
 from domain.campaigns import CampaignStatus
 from domain.cards import OPEN_STATES
+from domain.content import ContentWeek, week_of
+from domain.content_service import week_summary
 from domain.email_campaigns import StepSends
 from domain.engagement import (
     ORDER_AFTER_REPLY_WINDOW,
@@ -80,6 +82,7 @@ from domain.engagement import (
 from domain.errors import NotFound
 from domain.sending import OutboxStatus
 from storage import models as m
+from storage.content import ContentScheduleRepo
 from storage.reputation import ReviewRepo
 from storage.types import JsonType, UTCDateTime
 
@@ -561,7 +564,15 @@ class AnalyticsViews:
             stale_clients=self._stale_clients(org_id),
             tracking=self._tracking(scope, window.since, window.until),
             reputation=self._reputation(org_id, window.since, window.until),
+            content=self._content_week(org_id, window.until, time_zone),
         )
+
+    def _content_week(self, org_id: int, until: datetime, time_zone: str) -> ContentWeek | None:
+        """The week's scheduled posts (the local week holding the period's end: the week
+        the digest is read in), from the calendar's own query (None without any)."""
+        since, end = week_of(until, time_zone)
+        entries = ContentScheduleRepo(self._s).window(org_id, since, end)
+        return week_summary(since, end, entries) if entries else None
 
     def _reputation(self, org_id: int, since: datetime, until: datetime) -> ReputationLine | None:
         """The period's reviews, from the trends API's own totals (None without reviews)."""

@@ -17,6 +17,7 @@ from storage.card_details import CardDetailsViews
 from storage.cards import CardRepo
 from storage.chat_notices import ChatNoticeRepo
 from storage.contacts import ContactContextRepo
+from storage.content import ContentRepo, ContentScheduleRepo, ContentSettingsRepo
 from storage.corrections import CorrectionRepo, RuleProposalRepo
 from storage.db import SessionFactory
 from storage.digests import DigestRepo
@@ -44,6 +45,7 @@ from storage.tracking import TrackingRepo
 from storage.understanding import ConversationRepo, InboundActionRepo, InboundPipelineRepo
 
 if TYPE_CHECKING:
+    from domain.content_ports import ContentUnitOfWork
     from domain.email_campaigns import EmailCampaignUnitOfWork
     from domain.ports import (
         AccountsUnitOfWork,
@@ -129,6 +131,9 @@ class UnitOfWork:
     review_rules: EscalationRuleRepo
     reputation_settings: ReputationSettingsRepo
     email_campaigns: EmailCampaignRepo
+    content: ContentRepo
+    content_schedule: ContentScheduleRepo
+    content_settings: ContentSettingsRepo
 
     def __init__(
         self, session_factory: SessionFactory, *, cipher: TokenCipher | None = None
@@ -191,6 +196,9 @@ class UnitOfWork:
         self.review_rules = EscalationRuleRepo(session)
         self.reputation_settings = ReputationSettingsRepo(session)
         self.email_campaigns = EmailCampaignRepo(session)
+        self.content = ContentRepo(session)
+        self.content_schedule = ContentScheduleRepo(session)
+        self.content_settings = ContentSettingsRepo(session)
         return self
 
     def __exit__(
@@ -258,4 +266,8 @@ if TYPE_CHECKING:
 
     def _implements_email_campaigns(uow: UnitOfWork) -> EmailCampaignUnitOfWork:
         """Let the type checker hold this unit of work to the email_campaigns ports."""
+        return uow
+
+    def _implements_content(uow: UnitOfWork) -> ContentUnitOfWork:
+        """Let the type checker hold this unit of work to the content calendar's port."""
         return uow

@@ -1,6 +1,7 @@
 """Slash commands: `/campaign launch [--dry-run] [--stale-top N]|list|status|pause|resume|help`,
 `/job list|status|pause|resume|cancel`, `/rules list|add|remove`, `/triage [set #channel|clear]`,
-`/digest subscribe|unsubscribe|list|now|help`, `/engagement <email or name>`."""
+`/digest subscribe|unsubscribe|list|now|help`, `/engagement <email or name>`, `/content
+list|add|done` (handlers/slack/content.py)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ from domain.outreach.jobs import LaunchPreview
 from domain.reply_policy import ReplyPolicy
 from domain.reply_routing import describe, parse_channel
 from domain.rules import DEFAULT_PRIORITY, MAX_PRIORITY, RuleType
+from handlers.slack import content
 from handlers.slack.blocks import (
     campaign_help_message,
     escape,
@@ -126,6 +128,7 @@ def register(app: App, deps: SlackDeps) -> None:
     app.command(Command.TRIAGE.value)(ack=ack_fast, lazy=[Bound(run_triage, deps)])
     app.command(Command.ENGAGEMENT.value)(ack=ack_fast, lazy=[Bound(run_engagement, deps)])
     app.command(Command.DIGEST.value)(ack=ack_fast, lazy=[Bound(run_digest, deps)])
+    content.register_command(app, deps)
 
 
 def ack_fast(ack: Ack, command: dict[str, Any]) -> None:

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from domain.accounts import Accounts
 from domain.cadence import CadenceSettings, HolidayCalendar
 from domain.clock import Clock
+from domain.content_service import ContentCalendar
 from domain.corrections import Corrections
 from domain.digests import Digests
 from domain.errors import NotPermitted, SalesbotError
@@ -56,6 +57,8 @@ class SlackDeps:
     digests: Digests | None = None
     #: Reviews' response cards (docs/reputation.md); None where it is not wired.
     reputation: Reputation | None = None
+    #: The content calendar (`/content`, the due cards' buttons); None where not wired.
+    content: ContentCalendar | None = None
 
 
 def corrections_of(deps: SlackDeps) -> Corrections:

@@ -44,6 +44,21 @@ class ActionId(StrEnum):
     REVIEW_EDIT = "review_response_edit"
     REVIEW_REJECT = "review_response_reject"
     RESPONSE_INPUT = "review_response_input"
+    #: A content calendar's due card (docs/content-calendar.md): done, done with the
+    #: post's link (a modal), snooze to tomorrow morning or later, skip.
+    CONTENT_DONE = "content_done"
+    CONTENT_DONE_LINK = "content_done_link"
+    CONTENT_SNOOZE = "content_snooze"
+    CONTENT_SNOOZE_MORE = "content_snooze_more"
+    CONTENT_SKIP = "content_skip"
+    CONTENT_URL_INPUT = "content_url_input"
+    CONTENT_TITLE_INPUT = "content_title_input"
+    CONTENT_TYPE_INPUT = "content_type_input"
+    CONTENT_BODY_INPUT = "content_body_input"
+    CONTENT_CHANNEL_INPUT = "content_channel_input"
+    CONTENT_DATE_INPUT = "content_date_input"
+    CONTENT_TIME_INPUT = "content_time_input"
+    CONTENT_CAMPAIGN_INPUT = "content_campaign_input"
 
 
 class OverflowChoice(StrEnum):
@@ -68,6 +83,9 @@ class CallbackId(StrEnum):
     THREAD = "card_thread_modal"
     CONTACT = "card_contact_modal"
     EDIT_REVIEW_RESPONSE = "review_response_edit_modal"
+    #: `/content add`, and Done with the post's link.
+    ADD_CONTENT = "content_add_modal"
+    CONTENT_DONE_LINK = "content_done_link_modal"
 
 
 class BlockId(StrEnum):
@@ -84,6 +102,15 @@ class BlockId(StrEnum):
     NAME = "name"
     CARD_ACTIONS = "card_actions"
     RESPONSE = "review_response"
+    CONTENT_ACTIONS = "content_actions"
+    CONTENT_URL = "content_url"
+    CONTENT_TITLE = "content_title"
+    CONTENT_TYPE = "content_type"
+    CONTENT_BODY = "content_body"
+    CONTENT_CHANNEL = "content_channel"
+    CONTENT_DATE = "content_date"
+    CONTENT_TIME = "content_time"
+    CONTENT_CAMPAIGN = "content_campaign"
 
 
 class Command(StrEnum):
@@ -95,3 +122,4 @@ class Command(StrEnum):
     TRIAGE = "/triage"
     ENGAGEMENT = "/engagement"
     DIGEST = "/digest"
+    CONTENT = "/content"

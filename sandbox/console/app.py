@@ -40,7 +40,15 @@ from sandbox.slack_user import APP_ID, EVENTS_PATH, Ack, SlackUser, signed_heade
 
 STATIC_DIR: Final = Path(__file__).parent / "static"
 #: The slash commands of manifest.yml (a unit test keeps the two the same).
-COMMANDS: Final = ("/campaign", "/job", "/rules", "/triage", "/engagement", "/digest")
+COMMANDS: Final = (
+    "/campaign",
+    "/job",
+    "/rules",
+    "/triage",
+    "/engagement",
+    "/digest",
+    "/content",
+)
 #: What the clock control offers, in hours: +1 hour, +1 day, +4 days, +1 week.
 CLOCK_STEPS: Final = {1: "+1 hour", 24: "+1 day", 96: "+4 days", 168: "+1 week"}
 HOME: Final = "home"

@@ -19,6 +19,7 @@ from storage.models.analytics import (
     EmailTrackingEvent,
 )
 from storage.models.base import NAMING_CONVENTION, Base
+from storage.models.content import ContentSchedule, ContentSetting, MarketingContent
 from storage.models.corrections import ClassifierCorrection, RuleProposal
 from storage.models.crm import AppraisalOrder, Client, Contact, Property
 from storage.models.email_campaigns import EmailCampaign
@@ -51,6 +52,8 @@ __all__ = [
     "Client",
     "ClientRanking",
     "Contact",
+    "ContentSchedule",
+    "ContentSetting",
     "ContactEngagementEvent",
     "DigestPost",
     "DigestSubscription",
@@ -67,6 +70,7 @@ __all__ = [
     "Job",
     "JobTask",
     "MarketingCampaign",
+    "MarketingContent",
     "OrgReplyPolicy",
     "Organization",
     "PeriodicLease",

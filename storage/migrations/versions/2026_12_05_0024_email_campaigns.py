@@ -1,7 +1,7 @@
 """email_campaigns: the email side of a campaign, one row per campaign and step
 
 Revision ID: 0024
-Revises: 0021
+Revises: 0023
 Create Date: 2026-12-05
 
 - `email_campaigns`: a campaign's cadence step (null: sends outside a cadence), the
@@ -26,7 +26,7 @@ from sqlalchemy.dialects import postgresql
 import storage.types
 
 revision: str = "0024"
-down_revision: str | None = "0021"
+down_revision: str | None = "0023"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
