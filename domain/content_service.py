@@ -258,6 +258,7 @@ class ContentCalendar:
                 "`status` may be set to done or skipped; move a post with `scheduled_for`.",
                 field="status",
             )
+        posted_url = check_url(data.posted_url) if data.posted_url is not None else None
         now = self._clock.now()
         with self._uow() as uow:
             item = uow.content.get(org_id, content_id)
@@ -293,7 +294,7 @@ class ContentCalendar:
                 who,
                 entry_id,
                 data.status,
-                posted_url=data.posted_url,
+                posted_url=posted_url,
                 authorized=True,
             ).entry
         return self.get_entry(org_id, content_id, entry_id)
@@ -607,7 +608,13 @@ def check_url(value: str) -> str:
     url = value.strip()
     if not url:
         raise InvalidInput("The post's link is empty.", field="posted_url")
-    if not url.lower().startswith(("https://", "http://")) or len(url) > 2_000 or " " in url:
+    # `<`, `>` and `|` would end or split the link on the card (`<url|the post>`) and let
+    # the rest be read as mrkdwn: a mention of @channel, a link elsewhere.
+    if (
+        not url.lower().startswith(("https://", "http://"))
+        or len(url) > 2_000
+        or any(c.isspace() or not c.isprintable() or c in "<>|" for c in url)
+    ):
         raise InvalidInput(
             "The post's link must be a web address starting with https://", field="posted_url"
         )

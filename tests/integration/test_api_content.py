@@ -262,3 +262,17 @@ def test_the_digests_week_of_content_is_what_the_calendar_answers(
     assert "*🗓️ This week's content* · 2 scheduled posts, 1 done" in shown
     assert "• Tue Dec 8, 09:00 · LinkedIn · Turn times in Travis County · _done_" in shown
     assert "• Thu Dec 10, 12:00 · the blog · Q4 &lt;market&gt; update · _scheduled_" in shown
+
+
+def test_a_posted_url_given_over_rest_is_checked_like_the_cards_form(api: ApiWorld) -> None:
+    item = post_item(api)
+    entry = schedule(api, item["id"], "linkedin", "2026-12-08T15:00:00Z").json()
+    url = f"{M}/content/{item['id']}/schedule/{entry['id']}"
+    for bad in ("javascript:alert(1)", "https://a.example><!channel><https://evil.example|Login"):
+        answer = api.client.patch(
+            url, json={"status": "done", "posted_url": bad}, headers=api.auth()
+        )
+        assert answer.status_code == 422, answer.text
+        assert "web address" in answer.json()["error"]["message"]
+    kept = api.client.get(url, headers=api.auth()).json()
+    assert (kept["status"], kept["posted_url"]) == ("scheduled", None)
