@@ -301,6 +301,15 @@ class ContentUpdate(BaseModel):
         except InvalidInput as exc:
             raise ValueError(exc.message) from None
 
+    @field_validator("content_type", "title", "body", "status", "tags")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        # Left out keeps the value; null is only for what may be empty (link, campaign,
+        # owner). Validators run on given values only, so this sees an explicit null.
+        if value is None:
+            raise ValueError("cannot be null; leave it out to keep its value")
+        return value
+
 
 class ContentItem(BaseModel):
     """A stored piece of content."""

@@ -276,3 +276,24 @@ def test_a_posted_url_given_over_rest_is_checked_like_the_cards_form(api: ApiWor
         assert "web address" in answer.json()["error"]["message"]
     kept = api.client.get(url, headers=api.auth()).json()
     assert (kept["status"], kept["posted_url"]) == ("scheduled", None)
+
+
+def test_a_null_for_a_field_content_cannot_be_without_is_refused_naming_it(
+    api: ApiWorld,
+) -> None:
+    item = post_item(api)
+    for field in ("content_type", "title", "body", "status", "tags"):
+        answer = api.client.patch(
+            f"{M}/content/{item['id']}", json={field: None}, headers=api.auth()
+        )
+        assert answer.status_code == 422, (field, answer.text)
+        assert field in answer.json()["error"]["message"]
+    cleared = api.client.patch(
+        f"{M}/content/{item['id']}", json={"link": None, "campaign_id": None}, headers=api.auth()
+    )
+    assert cleared.status_code == 200, cleared.text
+    assert cleared.json()["link"] is None
+    assert (
+        api.client.get(f"{M}/content/{item['id']}", headers=api.auth()).json()["title"]
+        == (item["title"])
+    )
