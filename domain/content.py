@@ -246,9 +246,21 @@ def describe_day(at: datetime, time_zone: str) -> str:
 # --- what is stored and shown ---------------------------------------------------------------
 
 
+#: The years a post may be scheduled in: a wider range reaches the ends of `datetime`
+#: when the time is moved to UTC or to the organization's zone (an OverflowError, a 500).
+YEARS: Final = range(2000, 3000)
+
+
 def _aware(value: datetime | None) -> datetime | None:
     if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
+        value = value.replace(tzinfo=UTC)
+    if value is not None:
+        try:
+            year = value.astimezone(UTC).year
+        except OverflowError:
+            year = 0
+        if year not in YEARS:
+            raise ValueError(f"must be in the years {YEARS.start} to {YEARS.stop - 1}")
     return value
 
 

@@ -297,3 +297,21 @@ def test_a_null_for_a_field_content_cannot_be_without_is_refused_naming_it(
         api.client.get(f"{M}/content/{item['id']}", headers=api.auth()).json()["title"]
         == (item["title"])
     )
+
+
+def test_a_time_at_the_edge_of_the_calendar_is_refused_not_an_error(api: ApiWorld) -> None:
+    item = post_item(api)
+    for at in ("0001-01-01T00:00:00Z", "9999-12-31T23:59:59-12:00", "1900-01-01T00:00:00Z"):
+        answer = schedule(api, item["id"], "blog", at)
+        assert answer.status_code == 422, (at, answer.text)
+        assert "scheduled_for" in answer.text
+    entry = schedule(api, item["id"], "blog", "2026-12-08T15:00:00Z").json()
+    moved = api.client.patch(
+        f"{M}/content/{item['id']}/schedule/{entry['id']}",
+        json={"scheduled_for": "0001-01-01T00:00:00Z"},
+        headers=api.auth(),
+    )
+    assert moved.status_code == 422, moved.text
+    for params in ({"from": "9999-12-30", "to": "9999-12-31"}, {"to": "9999-12-31"}):
+        window = api.client.get(f"{M}/content-schedule", params=params, headers=api.auth())
+        assert window.status_code == 422, (params, window.text)
