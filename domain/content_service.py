@@ -550,18 +550,23 @@ class ContentCalendar:
         now = self._clock.now()
         with self._uow() as uow:
             recorded = uow.content_schedule.record_posted(
-                entry.id, worker=self._worker, channel_id=channel, ts=ts, now=now
+                entry.id,
+                worker=self._worker,
+                due_at=entry.due_at,
+                channel_id=channel,
+                ts=ts,
+                now=now,
             )
             uow.commit()
         if recorded:
             log.info("content card posted", extra=context)
             return
-        # Marked done or skipped (or moved) while the card was being posted: say so on it.
+        # Marked done or skipped, or moved, while the card was being posted: say so on it.
         log.warning("content card posted after its post changed", extra=context)
         with self._uow() as uow:
             current = uow.content_schedule.get(entry.org_id, entry.id)
             item = uow.content.get(entry.org_id, entry.content_id)
-        if current.status not in WAITING:
+        if current.status not in WAITING or current.due_at != entry.due_at:
             self._show(
                 entry.org_id,
                 current.model_copy(update={"card_channel_id": channel, "card_ts": ts}),
@@ -576,6 +581,7 @@ class ContentCalendar:
             uow.content_schedule.release(
                 card.entry.id,
                 worker=self._worker,
+                due_at=card.entry.due_at,
                 error=error[:500],
                 retry_at=now + retry_delay(card.entry.attempts),
                 now=now,
