@@ -246,9 +246,21 @@ def describe_day(at: datetime, time_zone: str) -> str:
 # --- what is stored and shown ---------------------------------------------------------------
 
 
+#: The years a post may be scheduled in: a wider range reaches the ends of `datetime`
+#: when the time is moved to UTC or to the organization's zone (an OverflowError, a 500).
+YEARS: Final = range(2000, 3000)
+
+
 def _aware(value: datetime | None) -> datetime | None:
     if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
+        value = value.replace(tzinfo=UTC)
+    if value is not None:
+        try:
+            year = value.astimezone(UTC).year
+        except OverflowError:
+            year = 0
+        if year not in YEARS:
+            raise ValueError(f"must be in the years {YEARS.start} to {YEARS.stop - 1}")
     return value
 
 
@@ -300,6 +312,15 @@ class ContentUpdate(BaseModel):
             return parse_content_type(value)
         except InvalidInput as exc:
             raise ValueError(exc.message) from None
+
+    @field_validator("content_type", "title", "body", "status", "tags")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        # Left out keeps the value; null is only for what may be empty (link, campaign,
+        # owner). Validators run on given values only, so this sees an explicit null.
+        if value is None:
+            raise ValueError("cannot be null; leave it out to keep its value")
+        return value
 
 
 class ContentItem(BaseModel):

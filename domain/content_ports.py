@@ -105,15 +105,31 @@ class ContentScheduleRepository(Protocol):
         ...
 
     def record_posted(
-        self, entry_id: int, *, worker: str, channel_id: str, ts: str, now: datetime
+        self,
+        entry_id: int,
+        *,
+        worker: str,
+        due_at: datetime,
+        channel_id: str,
+        ts: str,
+        now: datetime,
     ) -> bool:
-        """Record the card of a post this worker holds: it is due; False if the lease was lost."""
+        """Record the card of a post this worker holds for this due time: it is due; False
+        if the lease was lost or the post was moved, snoozed or acted on meanwhile."""
         ...
 
     def release(
-        self, entry_id: int, *, worker: str, error: str, retry_at: datetime, now: datetime
+        self,
+        entry_id: int,
+        *,
+        worker: str,
+        due_at: datetime,
+        error: str,
+        retry_at: datetime,
+        now: datetime,
     ) -> bool:
-        """Give a claimed post back with the reason, to be tried again at `retry_at`."""
+        """Give a claimed post back with the reason, to be tried again at `retry_at` (not
+        when it was moved meanwhile)."""
         ...
 
     def morning(self, org_id: int) -> Morning:

@@ -258,6 +258,7 @@ class ContentCalendar:
                 "`status` may be set to done or skipped; move a post with `scheduled_for`.",
                 field="status",
             )
+        posted_url = check_url(data.posted_url) if data.posted_url is not None else None
         now = self._clock.now()
         with self._uow() as uow:
             item = uow.content.get(org_id, content_id)
@@ -293,7 +294,7 @@ class ContentCalendar:
                 who,
                 entry_id,
                 data.status,
-                posted_url=data.posted_url,
+                posted_url=posted_url,
                 authorized=True,
             ).entry
         return self.get_entry(org_id, content_id, entry_id)
@@ -549,18 +550,23 @@ class ContentCalendar:
         now = self._clock.now()
         with self._uow() as uow:
             recorded = uow.content_schedule.record_posted(
-                entry.id, worker=self._worker, channel_id=channel, ts=ts, now=now
+                entry.id,
+                worker=self._worker,
+                due_at=entry.due_at,
+                channel_id=channel,
+                ts=ts,
+                now=now,
             )
             uow.commit()
         if recorded:
             log.info("content card posted", extra=context)
             return
-        # Marked done or skipped (or moved) while the card was being posted: say so on it.
+        # Marked done or skipped, or moved, while the card was being posted: say so on it.
         log.warning("content card posted after its post changed", extra=context)
         with self._uow() as uow:
             current = uow.content_schedule.get(entry.org_id, entry.id)
             item = uow.content.get(entry.org_id, entry.content_id)
-        if current.status not in WAITING:
+        if current.status not in WAITING or current.due_at != entry.due_at:
             self._show(
                 entry.org_id,
                 current.model_copy(update={"card_channel_id": channel, "card_ts": ts}),
@@ -575,6 +581,7 @@ class ContentCalendar:
             uow.content_schedule.release(
                 card.entry.id,
                 worker=self._worker,
+                due_at=card.entry.due_at,
                 error=error[:500],
                 retry_at=now + retry_delay(card.entry.attempts),
                 now=now,
@@ -607,7 +614,13 @@ def check_url(value: str) -> str:
     url = value.strip()
     if not url:
         raise InvalidInput("The post's link is empty.", field="posted_url")
-    if not url.lower().startswith(("https://", "http://")) or len(url) > 2_000 or " " in url:
+    # `<`, `>` and `|` would end or split the link on the card (`<url|the post>`) and let
+    # the rest be read as mrkdwn: a mention of @channel, a link elsewhere.
+    if (
+        not url.lower().startswith(("https://", "http://"))
+        or len(url) > 2_000
+        or any(c.isspace() or not c.isprintable() or c in "<>|" for c in url)
+    ):
         raise InvalidInput(
             "The post's link must be a web address starting with https://", field="posted_url"
         )

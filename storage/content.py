@@ -310,15 +310,24 @@ class ContentScheduleRepo:
         ]
 
     def record_posted(
-        self, entry_id: int, *, worker: str, channel_id: str, ts: str, now: datetime
+        self,
+        entry_id: int,
+        *,
+        worker: str,
+        due_at: datetime,
+        channel_id: str,
+        ts: str,
+        now: datetime,
     ) -> bool:
-        """Record the card of a post this worker holds: it is due now."""
+        """Record the card of a post this worker holds for this due time: it is due now (a
+        post moved or snoozed meanwhile has another due time and stays waiting for it)."""
         s = m.ContentSchedule
         result = self._s.execute(
             update(s)
             .where(
                 s.id == entry_id,
                 s.claimed_by == worker,
+                s.due_at == due_at,
                 s.status.in_([w.value for w in WAITING]),
             )
             .values(
@@ -334,14 +343,24 @@ class ContentScheduleRepo:
         return int(result.rowcount) == 1  # type: ignore[attr-defined]
 
     def release(
-        self, entry_id: int, *, worker: str, error: str, retry_at: datetime, now: datetime
+        self,
+        entry_id: int,
+        *,
+        worker: str,
+        due_at: datetime,
+        error: str,
+        retry_at: datetime,
+        now: datetime,
     ) -> bool:
         """Give a claimed post back with the reason, to be tried again at `retry_at`."""
         s = m.ContentSchedule
         result = self._s.execute(
             update(s)
             .where(
-                s.id == entry_id, s.claimed_by == worker, s.status.in_([w.value for w in WAITING])
+                s.id == entry_id,
+                s.claimed_by == worker,
+                s.due_at == due_at,
+                s.status.in_([w.value for w in WAITING]),
             )
             .values(lease_until=retry_at, last_error=error, updated_at=now)
         )

@@ -139,6 +139,9 @@ def _bound(value: str | None, *, name: str, end: bool) -> datetime | None:
             at = datetime.combine(date.fromisoformat(value), time(), tzinfo=UTC)
             return at + timedelta(days=1) if end else at
         parsed = datetime.fromisoformat(value)
+        parsed.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInput(f"`{name}` is past the ends of the calendar", field=name) from None
     except ValueError:
         raise InvalidInput(
             f"`{name}` must be a date (2026-12-07) or an ISO date and time", field=name

@@ -23,7 +23,7 @@ from domain.content import (
     describe_day,
     human_step,
 )
-from domain.mrkdwn import MENTION_WORDS, safe
+from domain.mrkdwn import MENTION_WORDS, escape, safe
 from handlers.slack.ids import ActionId, BlockId, CallbackId
 
 #: Characters of the text per section (a section holds 3,000; the fences take a few).
@@ -149,7 +149,10 @@ def outcome_line(entry: ScheduleEntry, time_zone: str, actor_slack_id: str | Non
     who = f"<@{actor_slack_id}>" if actor_slack_id else "someone (through the API)"
     at = describe_day(entry.acted_at, time_zone) if entry.acted_at else ""
     if entry.status == ScheduleStatus.DONE:
-        link = f" · <{entry.posted_url}|the post>" if entry.posted_url else ""
+        # Escaped as Slack asks of a link's address, `|` too: a stored URL cannot end the
+        # link early and be read as mrkdwn.
+        href = escape(entry.posted_url or "").replace("|", "%7C")
+        link = f" · <{href}|the post>" if entry.posted_url else ""
         return f"✅ Posted on {channel_label(entry.channel)} — marked done by {who}, {at}{link}"
     if entry.status == ScheduleStatus.SNOOZED and entry.snoozed_until is not None:
         until = describe_day(entry.snoozed_until, time_zone)

@@ -262,3 +262,56 @@ def test_the_digests_week_of_content_is_what_the_calendar_answers(
     assert "*🗓️ This week's content* · 2 scheduled posts, 1 done" in shown
     assert "• Tue Dec 8, 09:00 · LinkedIn · Turn times in Travis County · _done_" in shown
     assert "• Thu Dec 10, 12:00 · the blog · Q4 &lt;market&gt; update · _scheduled_" in shown
+
+
+def test_a_posted_url_given_over_rest_is_checked_like_the_cards_form(api: ApiWorld) -> None:
+    item = post_item(api)
+    entry = schedule(api, item["id"], "linkedin", "2026-12-08T15:00:00Z").json()
+    url = f"{M}/content/{item['id']}/schedule/{entry['id']}"
+    for bad in ("javascript:alert(1)", "https://a.example><!channel><https://evil.example|Login"):
+        answer = api.client.patch(
+            url, json={"status": "done", "posted_url": bad}, headers=api.auth()
+        )
+        assert answer.status_code == 422, answer.text
+        assert "web address" in answer.json()["error"]["message"]
+    kept = api.client.get(url, headers=api.auth()).json()
+    assert (kept["status"], kept["posted_url"]) == ("scheduled", None)
+
+
+def test_a_null_for_a_field_content_cannot_be_without_is_refused_naming_it(
+    api: ApiWorld,
+) -> None:
+    item = post_item(api)
+    for field in ("content_type", "title", "body", "status", "tags"):
+        answer = api.client.patch(
+            f"{M}/content/{item['id']}", json={field: None}, headers=api.auth()
+        )
+        assert answer.status_code == 422, (field, answer.text)
+        assert field in answer.json()["error"]["message"]
+    cleared = api.client.patch(
+        f"{M}/content/{item['id']}", json={"link": None, "campaign_id": None}, headers=api.auth()
+    )
+    assert cleared.status_code == 200, cleared.text
+    assert cleared.json()["link"] is None
+    assert (
+        api.client.get(f"{M}/content/{item['id']}", headers=api.auth()).json()["title"]
+        == (item["title"])
+    )
+
+
+def test_a_time_at_the_edge_of_the_calendar_is_refused_not_an_error(api: ApiWorld) -> None:
+    item = post_item(api)
+    for at in ("0001-01-01T00:00:00Z", "9999-12-31T23:59:59-12:00", "1900-01-01T00:00:00Z"):
+        answer = schedule(api, item["id"], "blog", at)
+        assert answer.status_code == 422, (at, answer.text)
+        assert "scheduled_for" in answer.text
+    entry = schedule(api, item["id"], "blog", "2026-12-08T15:00:00Z").json()
+    moved = api.client.patch(
+        f"{M}/content/{item['id']}/schedule/{entry['id']}",
+        json={"scheduled_for": "0001-01-01T00:00:00Z"},
+        headers=api.auth(),
+    )
+    assert moved.status_code == 422, moved.text
+    for params in ({"from": "9999-12-30", "to": "9999-12-31"}, {"to": "9999-12-31"}):
+        window = api.client.get(f"{M}/content-schedule", params=params, headers=api.auth())
+        assert window.status_code == 422, (params, window.text)

@@ -14,7 +14,14 @@ import pytest
 from sqlalchemy.orm import Session
 
 from domain.clock import FixedClock
-from domain.content import ContentIn, DueCard, ScheduleEntry, ScheduleIn, ScheduleStatus
+from domain.content import (
+    ContentIn,
+    DueCard,
+    ScheduleEntry,
+    ScheduleIn,
+    ScheduleStatus,
+    ScheduleUpdate,
+)
 from domain.content_service import NOWHERE, ContentCalendar
 from domain.deps import Deps
 from domain.errors import ExternalServiceError, NotFound
@@ -186,3 +193,31 @@ def test_another_organization_cannot_act_on_a_post(
     stranger = Actor(org_id=other.id, user_id=actor.user_id, role="admin")
     with pytest.raises(NotFound):
         calendar.mark_done(stranger, entry_id)
+
+
+def test_a_post_moved_while_its_card_was_posted_keeps_its_new_time(
+    session: Session, session_factory: Callable[[], Session], clock: FixedClock
+) -> None:
+    org_id, actor = seed(session)
+    chat = RecordingChat()
+    calendar = build(session_factory, clock, chat, "w1")
+    entry_id = add_post(calendar, actor)
+    entry = calendar.get_entry(org_id, None, entry_id)
+    clock._at = DUE
+    with UnitOfWork(session_factory) as uow:
+        (card,) = uow.content_schedule.claim_due(
+            now=DUE, limit=10, lease_until=DUE + LEASE, worker="w1"
+        )
+        uow.commit()
+    next_week = DUE + timedelta(days=7, hours=5)
+    calendar.update_entry(
+        actor, org_id, entry.content_id, entry_id, ScheduleUpdate(scheduled_for=next_week)
+    )
+    calendar._post(card)  # the sweep's post of what it claimed, for the old time
+    moved = calendar.get_entry(org_id, None, entry_id)
+    assert (moved.status, moved.scheduled_for) == (ScheduleStatus.SCHEDULED, next_week)
+    assert chat.updated == [entry_id]  # the card just posted says it was moved
+    # Its card comes on the new morning.
+    clock._at = moved.due_at
+    assert calendar.post_due() == 1
+    assert calendar.get_entry(org_id, None, entry_id).status == ScheduleStatus.DUE

@@ -26,8 +26,9 @@ from domain.content import (
     snooze_until,
     week_of,
 )
+from domain.content_service import check_url
 from domain.errors import InvalidInput, InvalidTransition
-from handlers.slack.content_blocks import due_card
+from handlers.slack.content_blocks import due_card, outcome_line
 
 CHICAGO = Morning(time_zone="America/Chicago", at=time(9, 0))
 
@@ -169,3 +170,28 @@ def test_the_due_card_shows_the_text_to_copy_safely_with_its_four_buttons() -> N
         "content_snooze_more",
     ]
     assert [a.get("value") for a in actions[:4]] == ["7", "7", "tomorrow:7", "7"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://a.example><!channel><https://evil.example|Login",
+        "https://a.example/|Login",
+        "https://a.example/\tx",
+    ],
+)
+def test_a_posted_link_that_would_forge_mrkdwn_is_refused(url: str) -> None:
+    with pytest.raises(InvalidInput, match="web address"):
+        check_url(url)
+
+
+def test_a_stored_posted_link_cannot_mention_or_forge_a_link_on_the_card() -> None:
+    done = _entry(
+        status=ScheduleStatus.DONE,
+        acted_at=datetime(2026, 12, 9, 15, 42, tzinfo=UTC),
+        posted_url="https://a.example><!channel><https://evil.example|Login",
+    )
+    line = outcome_line(done, "America/Chicago", "U1")
+    assert "<!channel>" not in line
+    assert "<https://evil.example" not in line
+    assert line.endswith("|the post>")
