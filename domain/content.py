@@ -109,6 +109,9 @@ CHANNELS: Final = ", ".join(c.value for c in Channel)
 TYPES: Final = ", ".join(t.value for t in ContentType)
 #: The morning a due card comes when the organization's cadence settings name none.
 DEFAULT_MORNING: Final = time(9, 0)
+# The most scheduled posts one read returns (a calendar page, a week in the digest or
+# `/content list`): an organization with more is paged, never loaded whole.
+MAX_CALENDAR_ROWS: Final = 1_000
 
 
 def channel_label(channel: Channel) -> str:

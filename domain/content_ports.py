@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from domain.content import (
+    MAX_CALENDAR_ROWS,
     ContentItem,
     ContentSettings,
     ContentStatus,
@@ -73,8 +74,17 @@ class ContentScheduleRepository(Protocol):
         """Return an item's scheduled posts, by time."""
         ...
 
-    def window(self, org_id: int, since: datetime, until: datetime) -> builtins.list[ScheduleEntry]:
-        """Return the posts scheduled in [since, until), by time (the calendar, the digest)."""
+    def window(
+        self,
+        org_id: int,
+        since: datetime,
+        until: datetime,
+        *,
+        limit: int = MAX_CALENDAR_ROWS,
+        offset: int = 0,
+    ) -> builtins.list[ScheduleEntry]:
+        """Return the posts scheduled in [since, until), by time, a page of at most `limit`
+        (at most MAX_CALENDAR_ROWS): the calendar, the digest."""
         ...
 
     def update(self, org_id: int, entry_id: int, *, now: datetime, **values: Any) -> None:

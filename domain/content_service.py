@@ -18,6 +18,7 @@ from typing import Any, Final
 
 from domain import faults
 from domain.content import (
+    MAX_CALENDAR_ROWS,
     OPEN,
     WAITING,
     ContentIn,
@@ -311,8 +312,16 @@ class ContentCalendar:
             uow.content_schedule.remove(org_id, entry_id)
             uow.commit()
 
-    def calendar(self, org_id: int, since: datetime, until: datetime) -> list[ScheduleEntry]:
-        """Every post scheduled in [since, until), by time."""
+    def calendar(
+        self,
+        org_id: int,
+        since: datetime,
+        until: datetime,
+        *,
+        limit: int = MAX_CALENDAR_ROWS,
+        offset: int = 0,
+    ) -> list[ScheduleEntry]:
+        """The posts scheduled in [since, until), by time, a page of at most `limit`."""
         if until <= since:
             raise InvalidInput("`to` must be after `from`.", field="to")
         if until - since > timedelta(days=MAX_WINDOW_DAYS):
@@ -320,7 +329,7 @@ class ContentCalendar:
                 f"a calendar window is at most {MAX_WINDOW_DAYS} days.", field="from"
             )
         with self._uow() as uow:
-            return uow.content_schedule.window(org_id, since, until)
+            return uow.content_schedule.window(org_id, since, until, limit=limit, offset=offset)
 
     def this_week(self, org_id: int) -> Week:
         """The organization's local week (Monday to Sunday) of scheduled posts."""

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, aliased
 from domain.cadence import CadenceSettings
 from domain.campaigns import Channel
 from domain.content import (
+    MAX_CALENDAR_ROWS,
     WAITING,
     ContentItem,
     ContentSettings,
@@ -211,13 +212,23 @@ class ContentScheduleRepo:
         ).all()
         return [_entry(r[0], r[1]) for r in rows]
 
-    def window(self, org_id: int, since: datetime, until: datetime) -> builtins.list[ScheduleEntry]:
-        """Return the posts scheduled in [since, until), by time."""
+    def window(
+        self,
+        org_id: int,
+        since: datetime,
+        until: datetime,
+        *,
+        limit: int = MAX_CALENDAR_ROWS,
+        offset: int = 0,
+    ) -> builtins.list[ScheduleEntry]:
+        """Return the posts scheduled in [since, until), by time, a page of at most `limit`."""
         s = m.ContentSchedule
         rows = self._s.execute(
             _entry_query()
             .where(s.org_id == org_id, s.scheduled_for >= since, s.scheduled_for < until)
             .order_by(s.scheduled_for, s.id)
+            .limit(min(limit, MAX_CALENDAR_ROWS))
+            .offset(offset)
         ).all()
         return [_entry(r[0], r[1]) for r in rows]
 

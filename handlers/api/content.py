@@ -14,6 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from domain.content import (
+    MAX_CALENDAR_ROWS,
     ContentIn,
     ContentItem,
     ContentSettings,
@@ -155,16 +156,19 @@ def calendar(
     content: ContentDep,
     since: Annotated[str | None, Query(alias="from", max_length=40)] = None,
     until: Annotated[str | None, Query(alias="to", max_length=40)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_CALENDAR_ROWS)] = 500,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> list[ScheduleEntry]:
     """The posts scheduled from `from` until `to` (a date as `to` includes that day), by
     time; without them, this week (Monday to Sunday in the organization's time zone) — the
-    week the digest's "This week's content" lists. At most 92 days."""
+    week the digest's "This week's content" lists. At most 92 days, a page of at most
+    `limit` posts from `offset`."""
     start = _bound(since, name="from", end=False)
     end = _bound(until, name="to", end=True)
     if start is None or end is None:
         week = content.this_week(who.org_id)
         start, end = start or week.since, end or week.until
-    return content.calendar(who.org_id, start, end)
+    return content.calendar(who.org_id, start, end, limit=limit, offset=offset)
 
 
 @router.get("/content-settings", response_model=ContentSettings)

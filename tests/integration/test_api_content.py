@@ -162,6 +162,17 @@ def test_the_calendar_answers_a_window_and_by_default_this_local_week(api: ApiWo
     )
     assert too_long.status_code == 422
     assert too_long.json()["error"]["message"] == "a calendar window is at most 92 days."
+    paged = [
+        api.client.get(
+            f"{M}/content-schedule",
+            params={"from": "2026-12-06", "to": "2026-12-15", "limit": 3, "offset": offset},
+            headers=api.auth(),
+        ).json()
+        for offset in (0, 3)
+    ]
+    assert [[e["id"] for e in page] for page in paged] == [ids[:3], ids[3:]]
+    too_big = api.client.get(f"{M}/content-schedule", params={"limit": 1001}, headers=api.auth())
+    assert too_big.status_code == 422
 
 
 def test_a_post_recorded_done_keeps_its_url_and_moving_it_schedules_it_again(
