@@ -24,6 +24,7 @@ from storage.engagement import EngagementRepo, EngagementViews
 from storage.events import EventKeys
 from storage.gmail import GmailAccountRepo, MailboxAllowanceRepo, OAuthStateRepo, TokenCipher
 from storage.jobs import EnrollmentRepo, JobRepo, TaskRepo
+from storage.newsletters import IssueRepo, NewsletterRepo, SubscriberRepo
 from storage.outbox import OutboxRepo
 from storage.reply_actions import ReplyActionRepo
 from storage.reply_context import ReplyContextRepo
@@ -43,6 +44,7 @@ from storage.tracking import TrackingRepo
 from storage.understanding import ConversationRepo, InboundActionRepo, InboundPipelineRepo
 
 if TYPE_CHECKING:
+    from domain.newsletter_ports import NewsletterUnitOfWork
     from domain.ports import (
         AccountsUnitOfWork,
         AnalyticsSettingsUnitOfWork,
@@ -126,6 +128,9 @@ class UnitOfWork:
     review_templates: ResponseTemplateRepo
     review_rules: EscalationRuleRepo
     reputation_settings: ReputationSettingsRepo
+    newsletters: NewsletterRepo
+    newsletter_issues: IssueRepo
+    newsletter_subscribers: SubscriberRepo
 
     def __init__(
         self, session_factory: SessionFactory, *, cipher: TokenCipher | None = None
@@ -187,6 +192,9 @@ class UnitOfWork:
         self.review_templates = ResponseTemplateRepo(session)
         self.review_rules = EscalationRuleRepo(session)
         self.reputation_settings = ReputationSettingsRepo(session)
+        self.newsletters = NewsletterRepo(session)
+        self.newsletter_issues = IssueRepo(session)
+        self.newsletter_subscribers = SubscriberRepo(session)
         return self
 
     def __exit__(
@@ -250,4 +258,8 @@ if TYPE_CHECKING:
 
     def _implements_reputation(uow: UnitOfWork) -> ReputationUnitOfWork:
         """Let the type checker hold this unit of work to the reputation port."""
+        return uow
+
+    def _implements_newsletters(uow: UnitOfWork) -> NewsletterUnitOfWork:
+        """Let the type checker hold this unit of work to the newsletters port."""
         return uow
