@@ -44,6 +44,9 @@ POINTS: Final = (
     # the engagement digest (domain/digests.py)
     "digest.claimed",  # digest posts leased to this worker; nothing uploaded or posted
     "digest.uploaded",  # the chart is uploaded and its file id stored; the message not posted
+    # a newsletter issue's planning (domain/newsletter_service.py)
+    "newsletter.claimed",  # the planning lease is taken; no outbox row yet
+    "newsletter.chunk",  # a batch of rows and the cursor are committed; planning not finished
 )
 
 EXIT_CODE: Final = 137  # what a shell reports for a process killed by SIGKILL

@@ -78,10 +78,11 @@ class IssueRepository(Protocol):
         now: datetime,
         expected: frozenset[IssueStatus] | None = None,
         fingerprint: str | None = None,
+        holding: datetime | None = None,
         **values: Any,
     ) -> bool:
         """Change an issue if its status is one of `expected` (and, given, its card shows
-        `fingerprint`); True when it did (compare-and-set)."""
+        `fingerprint`, its planning lease is `holding`); True when it did (compare-and-set)."""
         ...
 
     def remove(self, org_id: int, issue_id: int) -> None:
@@ -111,6 +112,16 @@ class IssueRepository(Protocol):
 
     def tracked_counts(self, org_id: int, issue_id: int) -> tuple[int, int]:
         """(contacts who opened, contacts who clicked) of the issue's tracked sends."""
+        ...
+
+    def sends_of(
+        self, issue_id: int, contact_ids: builtins.list[int]
+    ) -> builtins.list[tuple[int, str, str | None]]:
+        """(send id, text, HTML) of the issue's queued, untracked rows to these contacts."""
+        ...
+
+    def set_tracked_html(self, rows: builtins.list[tuple[int, str]]) -> None:
+        """Store the tracked HTML of queued rows (send id, HTML) and mark them tracked."""
         ...
 
     def newsletter_busy_until(self, account_id: int) -> datetime | None:

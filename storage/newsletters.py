@@ -5,9 +5,19 @@ from __future__ import annotations
 
 import builtins
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from domain.contacts import EmailStatus
@@ -193,16 +203,19 @@ class IssueRepo:
         now: datetime,
         expected: frozenset[IssueStatus] | None = None,
         fingerprint: str | None = None,
+        holding: datetime | None = None,
         **values: Any,
     ) -> bool:
         """Change an issue if its status is one of `expected` (and, given, its card shows
-        `fingerprint`); True when it did (compare-and-set)."""
+        `fingerprint`, its planning lease is `holding`); True when it did (compare-and-set)."""
         i = m.NewsletterIssue
         where: list[ColumnElement[bool]] = [i.org_id == org_id, i.id == issue_id]
         if expected is not None:
             where.append(i.status.in_([s.value for s in expected]))
         if fingerprint is not None:
             where.append(i.card_fingerprint == fingerprint)
+        if holding is not None:
+            where.append(i.plan_lease_until == holding)
         if isinstance(values.get("status"), IssueStatus):
             values["status"] = values["status"].value
         result = self._s.execute(update(i).where(*where).values(updated_at=now, **values))
@@ -279,6 +292,33 @@ class IssueRepo:
             .group_by(m.EmailSend.status)
         )
         return {str(status): int(n) for status, n in rows}
+
+    def sends_of(
+        self, issue_id: int, contact_ids: builtins.list[int]
+    ) -> builtins.list[tuple[int, str, str | None]]:
+        """(send id, text, HTML) of the issue's queued rows to these contacts."""
+        s = m.EmailSend
+        rows = self._s.execute(
+            select(s.id, s.body_text, s.body_html).where(
+                s.newsletter_issue_id == issue_id,
+                s.contact_id.in_(contact_ids),
+                s.status == OutboxStatus.QUEUED.value,
+                s.tracked.is_(False),
+            )
+        ).all()
+        return [(int(r[0]), str(r[1] or ""), r[2]) for r in rows]
+
+    def set_tracked_html(self, rows: builtins.list[tuple[int, str]]) -> None:
+        """Store the tracked HTML of queued rows (send id, HTML) and mark them tracked."""
+        if not rows:
+            return
+        s = cast(Table, m.EmailSend.__table__)
+        self._s.execute(
+            update(s)
+            .where(s.c.id == bindparam("send_id"), s.c.status == OutboxStatus.QUEUED.value)
+            .values(body_html=bindparam("html"), tracked=True),
+            [{"send_id": send_id, "html": body} for send_id, body in rows],
+        )
 
     def newsletter_busy_until(self, account_id: int) -> datetime | None:
         """The time of the latest queued newsletter email of a mailbox."""
