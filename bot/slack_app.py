@@ -18,7 +18,16 @@ from slack_sdk import WebClient
 from bot.settings import Settings
 from bot.slack_oauth import CachedAuthorize, SalesbotOAuthFlow, install_link_signer
 from domain.clock import Clock
-from handlers.slack import actions, commands, events, proposals, relabel, reputation, views
+from handlers.slack import (
+    actions,
+    commands,
+    events,
+    newsletters,
+    proposals,
+    relabel,
+    reputation,
+    views,
+)
 from handlers.slack.common import SlackDeps
 from jobs.loop import GroupWriter
 from storage.events import EventKeyStore
@@ -159,6 +168,7 @@ def build_bolt_app(
     proposals.register(app, deps)
     relabel.register(app, deps)
     reputation.register(app, deps)
+    newsletters.register(app, deps)
     actions.register(app, deps)
     views.register(app, deps)
     events.register(app, deps)

@@ -553,6 +553,12 @@ class Newsletters:
             fingerprint=fingerprint,
         )
 
+    def refresh_card(self, org_id: int, issue_id: int) -> None:
+        """Show an issue's card as the issue is now (after a refused stale approval)."""
+        with self._uow() as uow:
+            issue = uow.newsletter_issues.get(org_id, issue_id)
+        self._show(issue)
+
     def issue_for(self, actor: Actor, issue_id: int) -> NewsletterIssue:
         """An issue of the actor's organization (the Edit form)."""
         with self._uow() as uow:

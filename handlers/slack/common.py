@@ -21,6 +21,7 @@ from domain.clock import Clock
 from domain.corrections import Corrections
 from domain.digests import Digests
 from domain.errors import NotPermitted, SalesbotError
+from domain.newsletter_service import Newsletters
 from domain.outreach import Actor, Outreach
 from domain.reply_policy import ReplyPolicies
 from domain.reply_routing import Triage
@@ -56,6 +57,8 @@ class SlackDeps:
     digests: Digests | None = None
     #: Reviews' response cards (docs/reputation.md); None where it is not wired.
     reputation: Reputation | None = None
+    #: Newsletter issues' preview cards (docs/newsletters.md); None where it is not wired.
+    newsletters: Newsletters | None = None
 
 
 def corrections_of(deps: SlackDeps) -> Corrections:

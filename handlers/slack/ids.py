@@ -44,6 +44,13 @@ class ActionId(StrEnum):
     REVIEW_EDIT = "review_response_edit"
     REVIEW_REJECT = "review_response_reject"
     RESPONSE_INPUT = "review_response_input"
+    #: A newsletter issue's preview card (docs/newsletters.md).
+    NEWSLETTER_APPROVE = "newsletter_issue_approve"
+    NEWSLETTER_EDIT = "newsletter_issue_edit"
+    NEWSLETTER_REJECT = "newsletter_issue_reject"
+    NEWSLETTER_SUBJECT_INPUT = "newsletter_subject_input"
+    NEWSLETTER_TEXT_INPUT = "newsletter_text_input"
+    NEWSLETTER_HTML_INPUT = "newsletter_html_input"
 
 
 class OverflowChoice(StrEnum):
@@ -68,6 +75,7 @@ class CallbackId(StrEnum):
     THREAD = "card_thread_modal"
     CONTACT = "card_contact_modal"
     EDIT_REVIEW_RESPONSE = "review_response_edit_modal"
+    EDIT_NEWSLETTER_ISSUE = "newsletter_issue_edit_modal"
 
 
 class BlockId(StrEnum):
@@ -84,6 +92,9 @@ class BlockId(StrEnum):
     NAME = "name"
     CARD_ACTIONS = "card_actions"
     RESPONSE = "review_response"
+    NEWSLETTER_SUBJECT = "newsletter_subject"
+    NEWSLETTER_TEXT = "newsletter_text"
+    NEWSLETTER_HTML = "newsletter_html"
 
 
 class Command(StrEnum):
