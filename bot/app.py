@@ -48,6 +48,7 @@ from domain.errors import ExternalServiceError, InvalidInput
 from domain.jobs import TaskKind
 from domain.mail import SendOutcome
 from domain.mailboxes import MailboxAllowances
+from domain.newsletter_service import Newsletters
 from domain.outreach import Outreach
 from domain.ports import (
     DraftModel,
@@ -84,6 +85,7 @@ from handlers.api import analytics_settings as analytics_settings_api
 from handlers.api import email_preferences as email_preferences_api
 from handlers.api import gmail as gmail_api
 from handlers.api import metrics as metrics_api
+from handlers.api import newsletters as newsletters_api
 from handlers.api import reputation as reputation_api
 from handlers.api import targeting as targeting_api
 from handlers.api import tracking as tracking_api
@@ -95,6 +97,7 @@ from handlers.api.gmail import GmailIntegration
 from handlers.observability import ObservabilityMiddleware, received_at
 from handlers.request_limits import RequestLimitMiddleware
 from handlers.slack.common import SlackDeps
+from handlers.slack.newsletters import SlackNewsletterChat
 from integrations import metrics
 from integrations.crypto import LinkSigner, MailtoUnsubscribeTokens, SecretBox
 from integrations.gmail.lookout import GmailLookout
@@ -108,6 +111,7 @@ from jobs.analytics import AnalyticsRefresh
 from jobs.cadence import CadenceScheduler
 from jobs.digest import DigestMessages, DigestScheduler, SlackDigestChat
 from jobs.heartbeat import BEAT_EVERY, Heartbeat
+from jobs.newsletters import NewsletterSweep
 from jobs.recovery import RecoverySweep
 from jobs.scheduler import PeriodicJob, PeriodicScheduler
 from jobs.slack_replay import SlackReplayWorker
@@ -181,6 +185,10 @@ class Runtime:
     heartbeat: Heartbeat | None = None
     #: Reviews, their sentiment, escalations and drafted responses (docs/reputation.md).
     reputation: Reputation | None = None
+    #: Newsletters, their issues' preview cards and sending (docs/newsletters.md).
+    newsletters: Newsletters | None = None
+    #: Posts issues' cards, plans approved issues, follows their sends (a scheduler job).
+    newsletter_sweep: NewsletterSweep | None = None
 
     def run_tasks_until_idle(self) -> int:
         """Replay Slack calls, draft, then post, until nothing is pending (tests, benches)."""
@@ -609,6 +617,20 @@ def build_runtime(
         presenting=outreach.presenting,
         on_cards=poster.wake,
     )
+    # Newsletters: issues' cards, their planning and progress run in the newsletter sweep,
+    # woken by a submission or an approval; planned rows wake the outbox.
+    newsletters = Newsletters(
+        service_deps,
+        chat=SlackNewsletterChat(slack.client_for_org) if slack is not None else None,
+        new_message_id=gmail.mailer.new_message_id if gmail is not None else None,
+        tracker=HtmlTracker(tracking_tokens, public_base_url=base),
+        lease=work_lease,
+        on_work=lambda: scheduler.wake(NewsletterSweep.NAME),
+    )
+    if gmail is not None:
+        newsletters.on_planned = gmail.outbox.wake
+    newsletter_sweep = NewsletterSweep(newsletters, services.session_factory)
+    scheduler.add(PeriodicJob(NewsletterSweep.NAME, newsletter_sweep.run_once, sweep_every))
     inbound_worker = UnderstandingWorker(
         understanding,
         poll_seconds=max(settings.WORKER_POLL_SECONDS, 1.0),
@@ -639,6 +661,7 @@ def build_runtime(
             holidays=holiday_calendar,
             digests=digests,
             reputation=reputation,
+            newsletters=newsletters,
         )
         # The web app stores each listener's slow part; the worker's app replays it.
         slack_calls = SlackCallQueue(services.session_factory)
@@ -695,6 +718,8 @@ def build_runtime(
         digest_poster=digest_poster,
         heartbeat=heartbeat,
         reputation=reputation,
+        newsletters=newsletters,
+        newsletter_sweep=newsletter_sweep,
     )
 
 
@@ -884,6 +909,7 @@ def build_app(
     app.include_router(analytics_settings_api.router)
     app.include_router(tracking_api.router)
     app.include_router(reputation_api.router)
+    app.include_router(newsletters_api.router)
     app.state.gmail_push = gmail_inbound.push
     app.state.gmail_inbound = gmail_inbound
     app.include_router(gmail_push.router)
