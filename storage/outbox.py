@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, cast
 
-from sqlalchemy import ColumnElement, func, or_, select, update
+from sqlalchemy import ColumnElement, Table, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -191,12 +191,18 @@ class OutboxRepo:
                 }
             )
         insert = postgresql.insert if self._postgresql() else sqlite.insert
-        stmt = insert(m.EmailSend).on_conflict_do_nothing(
-            index_elements=["newsletter_issue_id", "contact_id"],
-            index_where=m.EmailSend.newsletter_issue_id.is_not(None),
+        table = cast(Table, m.EmailSend.__table__)
+        # Core, not the ORM's bulk insert: one statement of many VALUES per batch, and the
+        # ids of the rows stored (the skipped ones return nothing).
+        stmt = (
+            insert(table)
+            .on_conflict_do_nothing(
+                index_elements=["newsletter_issue_id", "contact_id"],
+                index_where=table.c.newsletter_issue_id.is_not(None),
+            )
+            .returning(table.c.id)
         )
-        result = self._s.execute(stmt, values)
-        return max(0, int(result.rowcount))  # type: ignore[attr-defined]
+        return len(self._s.execute(stmt, values).all())
 
     def get(self, send_id: int) -> OutboxEmail:
         """Return an outbox row or raise NotFound."""
