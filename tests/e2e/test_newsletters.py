@@ -106,7 +106,8 @@ def test_an_issue_previewed_approved_in_slack_and_sent_over_days_reaches_each_su
     jose, _ = connect(world, google, JOSE, "Jose Ruiz")
     auth = {"Authorization": f"Bearer {token}"}
     runtime = world.runtime
-    assert runtime.newsletter_sweep is not None and runtime.gmail is not None
+    assert runtime.newsletter_sweep is not None
+    assert runtime.gmail is not None
 
     created = world.client.post(
         "/api/marketing/newsletters",
@@ -265,7 +266,7 @@ def test_an_issue_previewed_approved_in_slack_and_sent_over_days_reaches_each_su
     assert "📬 Sent to 4 subscribers; 1 not sent" in card_text(newsletter_card(world))
 
 
-def test_an_approval_of_a_card_edited_since_is_refused_and_a_rep_who_is_not_the_creator_cannot_approve(
+def test_a_stale_approval_is_refused_and_only_the_newsletter_creator_or_an_admin_approves(
     world: SlackWorld, google: GoogleServer
 ) -> None:
     maria, token = connect(world, google, MARIA, "Maria Lopez")
