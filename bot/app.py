@@ -625,6 +625,7 @@ def build_runtime(
         new_message_id=gmail.mailer.new_message_id if gmail is not None else None,
         tracker=HtmlTracker(tracking_tokens, public_base_url=base),
         lease=work_lease,
+        batch=settings.NEWSLETTER_PLAN_BATCH,
         on_work=lambda: scheduler.wake(NewsletterSweep.NAME),
     )
     if gmail is not None:
