@@ -77,7 +77,7 @@ def newsletter_card(world: SlackWorld) -> Any:
     return next(
         msg
         for msg in world.slack.messages(REVIEW_CHANNEL)
-        if any("📰" in str(b.get("text", {}).get("text", "")) for b in msg.blocks)
+        if any("📰" in str(b.get("text", {}).get("text", "")) for b in msg.blocks or [])
     )
 
 
@@ -85,7 +85,7 @@ def card_text(message: Any) -> str:
     return "\n".join(
         str((b.get("text") or {}).get("text", ""))
         + "".join(str(e.get("text", "")) for e in b.get("elements", []) or [])
-        for b in message.blocks
+        for b in message.blocks or []
     )
 
 
