@@ -456,7 +456,8 @@ class Newsletters:
                     f"This issue is already {issue.status.value.replace('_', ' ')}; nothing"
                     " was done."
                 )
-            if fingerprint is not None and fingerprint != issue.card_fingerprint:
+            # A click that names no fingerprint (a forged value) binds to nothing shown.
+            if fingerprint is None or fingerprint != issue.card_fingerprint:
                 raise StaleCard(
                     "This issue changed since this card was shown; it has been refreshed."
                     " Review it again."
@@ -542,6 +543,8 @@ class Newsletters:
     ) -> NewsletterIssue:
         """Change an issue's templates from its card's Edit form (checked again; the card
         shows the new preview and needs a new approval)."""
+        if fingerprint is None:
+            raise StaleCard("This form does not say which preview it edits; open it again.")
         with self._uow() as uow:
             issue = uow.newsletter_issues.get(actor.org_id, issue_id)
         return self.update_issue(

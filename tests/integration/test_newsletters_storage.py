@@ -13,8 +13,8 @@ from domain.clock import FixedClock
 from domain.deps import Deps
 from domain.errors import InvalidInput
 from domain.newsletter_service import Newsletters
-from domain.newsletters import IssueIn, NewsletterIn
-from domain.outreach import Actor
+from domain.newsletters import IssueIn, Newsletter, NewsletterIn, NewsletterIssue
+from domain.outreach import Actor, StaleCard
 from storage import models as m
 from storage.uow import UnitOfWork
 from tests.support.accounts import ensure_user
@@ -229,3 +229,36 @@ def test_a_template_that_fails_for_a_real_subscriber_is_refused_naming_them(
 
     assert "text_template, line 2" in refused.value.message
     assert "lo0@pinnacle.example" in refused.value.message
+
+
+def in_review_issue(
+    nl: Newsletters, org_id: int, maria: int, *, name: str = "Lender Update"
+) -> tuple[Actor, Newsletter, NewsletterIssue]:
+    actor = Actor(org_id=org_id, user_id=maria, role="rep")
+    newsletter = nl.create(
+        actor,
+        org_id,
+        NewsletterIn(name=name, sender_user_ids=[maria], slack_channel_id="C0NEWS"),
+    )
+    issue = nl.create_issue(
+        actor,
+        org_id,
+        newsletter.id,
+        IssueIn(title="December", subject_template="News", text_template="Hi {{ first_name }}"),
+    )
+    return actor, newsletter, nl.submit(actor, org_id, newsletter.id, issue.id)
+
+
+def test_an_approval_that_names_no_fingerprint_is_refused_as_stale(
+    session: Session, uow: UnitOfWork, clock: FixedClock
+) -> None:
+    org, maria = setup(session, contacts=2)
+    nl = service(uow, clock)
+    actor, _, submitted = in_review_issue(nl, org.id, maria)
+
+    # A forged click whose value leaves the fingerprint out binds to nothing shown.
+    with pytest.raises(StaleCard):
+        nl.approve(actor, submitted.id, fingerprint=None)
+
+    session.expire_all()
+    assert session.get(m.NewsletterIssue, submitted.id).status == "in_review"  # type: ignore[union-attr]
