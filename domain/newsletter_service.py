@@ -29,6 +29,7 @@ from domain.errors import (
     NotPermitted,
 )
 from domain.mail import text_to_html
+from domain.mrkdwn import safe
 from domain.newsletter_ports import NewsletterChat, NewsletterUnitOfWork
 from domain.newsletters import (
     EDITABLE,
@@ -834,7 +835,8 @@ class Newsletters:
         error = None
         if skipped:
             error = f"{len(skipped)} subscribers skipped (the template failed): {skipped[0]}"
-            stored["note"] += f" ⚠️ {error}"
+            # A subscriber's address and a template's message are outside text: escaped.
+            stored["note"] += f" ⚠️ {safe(error, 1_000)}"
         uow.newsletter_issues.update(
             org_id,
             issue_id,
@@ -856,7 +858,8 @@ class Newsletters:
         with self._uow() as uow:
             issue = uow.newsletter_issues.get(org_id, issue_id)
             stored = dict(issue.card or {})
-            stored["note"] = f"⚠️ Not sent: {reason}"
+            # The reason names the newsletter (the organization's text): escaped.
+            stored["note"] = f"⚠️ Not sent: {safe(reason, 1_000)}"
             uow.newsletter_issues.update(
                 org_id,
                 issue_id,

@@ -262,3 +262,29 @@ def test_an_approval_that_names_no_fingerprint_is_refused_as_stale(
 
     session.expire_all()
     assert session.get(m.NewsletterIssue, submitted.id).status == "in_review"  # type: ignore[union-attr]
+
+
+def test_a_planning_refused_for_a_disconnected_mailbox_cancels_the_issue_with_an_escaped_note(
+    session: Session, uow: UnitOfWork, clock: FixedClock
+) -> None:
+    org, maria = setup(session, contacts=2)
+    nl = service(uow, clock)
+    actor, _, submitted = in_review_issue(nl, org.id, maria, name="<!channel> Update")
+    nl.approve(actor, submitted.id, fingerprint=submitted.card_fingerprint)
+    # The sender's mailbox is disconnected between the approval and the planning.
+    account = session.scalars(select(m.GmailAccount).where(m.GmailAccount.org_id == org.id)).one()
+    account.status = "disconnected"
+    session.commit()
+
+    assert nl.plan_next() is True
+
+    session.expire_all()
+    row = session.get(m.NewsletterIssue, submitted.id)
+    assert row is not None
+    assert row.card is not None
+    assert row.status == "cancelled"
+    assert row.error is not None
+    assert "has a connected Gmail mailbox" in row.error
+    # The name is the organization's text: on the card it is shown, never a mention.
+    assert "<!channel>" not in row.card["note"]
+    assert "&lt;!channel&gt; Update" in row.card["note"]
