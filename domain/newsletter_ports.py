@@ -106,6 +106,10 @@ class IssueRepository(Protocol):
         """The issue's outbox rows by status."""
         ...
 
+    def failure_reasons(self, issue_id: int, *, limit: int) -> builtins.list[tuple[str, int]]:
+        """The commonest reasons the issue's failed rows give, with their counts."""
+        ...
+
     def metrics(self, org_id: int, issue_id: int) -> IssueMetrics:
         """The issue's numbers (opened/clicked left None; the service fills them)."""
         ...

@@ -891,12 +891,14 @@ class Newsletters:
                 stored = dict(issue.card or {})
                 if waiting == 0:
                     to = IssueStatus.SENT
-                    stored["note"] = f"📬 Sent to {sent:,} subscribers" + (
-                        f"; {failed:,} not sent (opted out, bounced or turned newsletters off"
-                        " since, or refused)"
-                        if failed
-                        else ""
-                    )
+                    stored["note"] = f"📬 Sent to {sent:,} subscribers"
+                    if failed:
+                        # The commonest reason, as the outbox recorded it (an opt-out, a
+                        # bounce, a mailbox disconnected since the planning, ...).
+                        reason, n = uow.newsletter_issues.failure_reasons(issue_id, limit=1)[0]
+                        stored["note"] += (
+                            f"; {failed:,} not sent ({n:,} of them: {safe(reason, 500)})"
+                        )
                 elif issue.status == IssueStatus.SCHEDULED and (sent or failed):
                     to = IssueStatus.SENDING
                     stored["note"] = f"📤 Sending: {stored.get('plan_line', '')}"

@@ -293,6 +293,18 @@ class IssueRepo:
         )
         return {str(status): int(n) for status, n in rows}
 
+    def failure_reasons(self, issue_id: int, *, limit: int) -> builtins.list[tuple[str, int]]:
+        """The commonest reasons the issue's failed rows give, with their counts."""
+        s = m.EmailSend
+        rows = self._s.execute(
+            select(s.error, func.count())
+            .where(s.newsletter_issue_id == issue_id, s.status == OutboxStatus.FAILED.value)
+            .group_by(s.error)
+            .order_by(func.count().desc(), s.error)
+            .limit(limit)
+        )
+        return [(str(error or "no reason recorded"), int(n)) for error, n in rows]
+
     def sends_of(
         self, issue_id: int, contact_ids: builtins.list[int]
     ) -> builtins.list[tuple[int, str, str | None]]:
