@@ -163,7 +163,11 @@ class Newsletters:
                     f"Issue {busy[0].id} of this newsletter is {busy[0].status.value}; delete"
                     " the newsletter once it is sent."
                 )
-            uow.newsletters.remove(org_id, newsletter_id)
+            if not uow.newsletters.remove(org_id, newsletter_id):
+                raise Conflict(
+                    "An issue of this newsletter was scheduled at the same moment; delete the"
+                    " newsletter once it is sent."
+                )
             uow.commit()
 
     def _check_senders(self, uow: NewsletterUnitOfWork, org_id: int, user_ids: list[int]) -> None:
@@ -305,7 +309,11 @@ class Newsletters:
                     f"Issue {issue_id} is {issue.status.value}; it cannot be deleted while its"
                     " emails are on their way."
                 )
-            uow.newsletter_issues.remove(org_id, issue_id)
+            if not uow.newsletter_issues.remove(org_id, issue_id):
+                raise Conflict(
+                    f"Issue {issue_id} was scheduled at the same moment; it cannot be deleted"
+                    " while its emails are on their way."
+                )
             uow.commit()
         if issue.status == IssueStatus.IN_REVIEW and issue.slack_message_ts:
             self._show(replace(issue, status=IssueStatus.CANCELLED), note="🗑️ Deleted")

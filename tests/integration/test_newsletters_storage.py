@@ -288,3 +288,24 @@ def test_a_planning_refused_for_a_disconnected_mailbox_cancels_the_issue_with_an
     # The name is the organization's text: on the card it is shown, never a mention.
     assert "<!channel>" not in row.card["note"]
     assert "&lt;!channel&gt; Update" in row.card["note"]
+
+
+def test_the_deletes_leave_an_issue_that_became_scheduled_in_the_meantime(
+    session: Session, uow: UnitOfWork, clock: FixedClock
+) -> None:
+    # The use cases check the status first; an approval committed between that check and
+    # the DELETE must not lose a scheduled issue (or leave its planned rows orphaned).
+    org, maria = setup(session, contacts=2)
+    nl = service(uow, clock)
+    issue_id = scheduled_issue(nl, org.id, maria)
+    newsletter_id = session.get(m.NewsletterIssue, issue_id).newsletter_id  # type: ignore[union-attr]
+
+    with uow:
+        removed_issue = uow.newsletter_issues.remove(org.id, issue_id)
+        removed_newsletter = uow.newsletters.remove(org.id, newsletter_id)
+        uow.commit()
+
+    assert (removed_issue, removed_newsletter) == (False, False)
+    session.expire_all()
+    assert session.get(m.NewsletterIssue, issue_id).status == "scheduled"  # type: ignore[union-attr]
+    assert session.get(m.Newsletter, newsletter_id) is not None
