@@ -781,7 +781,8 @@ class Newsletters:
             "sender_user_id": user_id,
             "from_email": from_email,
             "to_email": subscriber.email,
-            "to_name": subscriber.full_name or None,
+            # One line: a name with a line break would fail the To header at sending.
+            "to_name": " ".join(subscriber.full_name.split()) or None,
             "subject": rendered.subject,
             "body_text": rendered.text,
             "body_html": rendered.html,

@@ -309,3 +309,25 @@ def test_the_deletes_leave_an_issue_that_became_scheduled_in_the_meantime(
     session.expire_all()
     assert session.get(m.NewsletterIssue, issue_id).status == "scheduled"  # type: ignore[union-attr]
     assert session.get(m.Newsletter, newsletter_id) is not None
+
+
+def test_a_contact_name_with_line_breaks_is_planned_as_one_line_of_the_to_header(
+    session: Session, uow: UnitOfWork, clock: FixedClock
+) -> None:
+    org, maria = setup(session, contacts=0)
+    make_contact(
+        session, org, email="dana@pinnacle.example", first_name="Dana\r\nBcc: x@evil.example"
+    )
+    session.commit()
+    nl = service(uow, clock)
+    issue_id = scheduled_issue(nl, org.id, maria)
+
+    assert nl.plan_next() is True
+
+    # Composing refuses a header with a line break ("… is not an email address"): the
+    # name is made one line, so she gets the issue under a header that cannot inject.
+    [row] = sends(session, issue_id)
+    assert row.to_name is not None
+    assert "\r" not in row.to_name
+    assert "\n" not in row.to_name
+    assert row.to_name.startswith("Dana Bcc: x@evil.example")
