@@ -46,8 +46,9 @@ class NewsletterRepository(Protocol):
         """Change columns of a newsletter."""
         ...
 
-    def remove(self, org_id: int, newsletter_id: int) -> None:
-        """Delete a newsletter and its issues (raise NotFound)."""
+    def remove(self, org_id: int, newsletter_id: int) -> bool:
+        """Delete a newsletter and its issues (raise NotFound); False, deleting nothing,
+        when one of its issues is scheduled or sending."""
         ...
 
 
@@ -85,8 +86,8 @@ class IssueRepository(Protocol):
         `fingerprint`, its planning lease is `holding`); True when it did (compare-and-set)."""
         ...
 
-    def remove(self, org_id: int, issue_id: int) -> None:
-        """Delete an issue."""
+    def remove(self, org_id: int, issue_id: int) -> bool:
+        """Delete an issue unless it is scheduled or sending; True when it did."""
         ...
 
     def unposted(self, *, limit: int) -> builtins.list[tuple[int, int]]:
@@ -104,6 +105,10 @@ class IssueRepository(Protocol):
 
     def send_counts(self, issue_id: int) -> dict[str, int]:
         """The issue's outbox rows by status."""
+        ...
+
+    def failure_reasons(self, issue_id: int, *, limit: int) -> builtins.list[tuple[str, int]]:
+        """The commonest reasons the issue's failed rows give, with their counts."""
         ...
 
     def metrics(self, org_id: int, issue_id: int) -> IssueMetrics:

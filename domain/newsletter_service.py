@@ -29,6 +29,7 @@ from domain.errors import (
     NotPermitted,
 )
 from domain.mail import text_to_html
+from domain.mrkdwn import safe
 from domain.newsletter_ports import NewsletterChat, NewsletterUnitOfWork
 from domain.newsletters import (
     EDITABLE,
@@ -162,7 +163,11 @@ class Newsletters:
                     f"Issue {busy[0].id} of this newsletter is {busy[0].status.value}; delete"
                     " the newsletter once it is sent."
                 )
-            uow.newsletters.remove(org_id, newsletter_id)
+            if not uow.newsletters.remove(org_id, newsletter_id):
+                raise Conflict(
+                    "An issue of this newsletter was scheduled at the same moment; delete the"
+                    " newsletter once it is sent."
+                )
             uow.commit()
 
     def _check_senders(self, uow: NewsletterUnitOfWork, org_id: int, user_ids: list[int]) -> None:
@@ -304,7 +309,11 @@ class Newsletters:
                     f"Issue {issue_id} is {issue.status.value}; it cannot be deleted while its"
                     " emails are on their way."
                 )
-            uow.newsletter_issues.remove(org_id, issue_id)
+            if not uow.newsletter_issues.remove(org_id, issue_id):
+                raise Conflict(
+                    f"Issue {issue_id} was scheduled at the same moment; it cannot be deleted"
+                    " while its emails are on their way."
+                )
             uow.commit()
         if issue.status == IssueStatus.IN_REVIEW and issue.slack_message_ts:
             self._show(replace(issue, status=IssueStatus.CANCELLED), note="🗑️ Deleted")
@@ -456,7 +465,8 @@ class Newsletters:
                     f"This issue is already {issue.status.value.replace('_', ' ')}; nothing"
                     " was done."
                 )
-            if fingerprint is not None and fingerprint != issue.card_fingerprint:
+            # A click that names no fingerprint (a forged value) binds to nothing shown.
+            if fingerprint is None or fingerprint != issue.card_fingerprint:
                 raise StaleCard(
                     "This issue changed since this card was shown; it has been refreshed."
                     " Review it again."
@@ -542,6 +552,8 @@ class Newsletters:
     ) -> NewsletterIssue:
         """Change an issue's templates from its card's Edit form (checked again; the card
         shows the new preview and needs a new approval)."""
+        if fingerprint is None:
+            raise StaleCard("This form does not say which preview it edits; open it again.")
         with self._uow() as uow:
             issue = uow.newsletter_issues.get(actor.org_id, issue_id)
         return self.update_issue(
@@ -769,7 +781,8 @@ class Newsletters:
             "sender_user_id": user_id,
             "from_email": from_email,
             "to_email": subscriber.email,
-            "to_name": subscriber.full_name or None,
+            # One line: a name with a line break would fail the To header at sending.
+            "to_name": " ".join(subscriber.full_name.split()) or None,
             "subject": rendered.subject,
             "body_text": rendered.text,
             "body_html": rendered.html,
@@ -831,7 +844,8 @@ class Newsletters:
         error = None
         if skipped:
             error = f"{len(skipped)} subscribers skipped (the template failed): {skipped[0]}"
-            stored["note"] += f" ⚠️ {error}"
+            # A subscriber's address and a template's message are outside text: escaped.
+            stored["note"] += f" ⚠️ {safe(error, 1_000)}"
         uow.newsletter_issues.update(
             org_id,
             issue_id,
@@ -853,7 +867,8 @@ class Newsletters:
         with self._uow() as uow:
             issue = uow.newsletter_issues.get(org_id, issue_id)
             stored = dict(issue.card or {})
-            stored["note"] = f"⚠️ Not sent: {reason}"
+            # The reason names the newsletter (the organization's text): escaped.
+            stored["note"] = f"⚠️ Not sent: {safe(reason, 1_000)}"
             uow.newsletter_issues.update(
                 org_id,
                 issue_id,
@@ -885,12 +900,14 @@ class Newsletters:
                 stored = dict(issue.card or {})
                 if waiting == 0:
                     to = IssueStatus.SENT
-                    stored["note"] = f"📬 Sent to {sent:,} subscribers" + (
-                        f"; {failed:,} not sent (opted out, bounced or turned newsletters off"
-                        " since, or refused)"
-                        if failed
-                        else ""
-                    )
+                    stored["note"] = f"📬 Sent to {sent:,} subscribers"
+                    if failed:
+                        # The commonest reason, as the outbox recorded it (an opt-out, a
+                        # bounce, a mailbox disconnected since the planning, ...).
+                        reason, n = uow.newsletter_issues.failure_reasons(issue_id, limit=1)[0]
+                        stored["note"] += (
+                            f"; {failed:,} not sent ({n:,} of them: {safe(reason, 500)})"
+                        )
                 elif issue.status == IssueStatus.SCHEDULED and (sent or failed):
                     to = IssueStatus.SENDING
                     stored["note"] = f"📤 Sending: {stored.get('plan_line', '')}"

@@ -127,20 +127,26 @@ class NewsletterRepo:
             .values(updated_at=now, **values)
         )
 
-    def remove(self, org_id: int, newsletter_id: int) -> None:
-        """Delete a newsletter and its issues (raise NotFound)."""
+    def remove(self, org_id: int, newsletter_id: int) -> bool:
+        """Delete a newsletter and its issues (raise NotFound); False, deleting nothing
+        (the caller rolls back), when one of its issues is scheduled or sending."""
         self.get(org_id, newsletter_id)
-        self._s.execute(
-            delete(m.NewsletterIssue).where(
-                m.NewsletterIssue.org_id == org_id,
-                m.NewsletterIssue.newsletter_id == newsletter_id,
-            )
-        )
+        i = m.NewsletterIssue
+        mine = (i.org_id == org_id, i.newsletter_id == newsletter_id)
+        # Conditional, not trusting an earlier read: an approval may have committed since.
+        self._s.execute(delete(i).where(*mine, i.status.not_in(_BUSY)))
+        if self._s.scalar(select(func.count()).select_from(i).where(*mine)):
+            return False
         self._s.execute(
             delete(m.Newsletter).where(
                 m.Newsletter.org_id == org_id, m.Newsletter.id == newsletter_id
             )
         )
+        return True
+
+
+#: The statuses of an issue whose emails are planned or on their way: never deleted.
+_BUSY = (IssueStatus.SCHEDULED.value, IssueStatus.SENDING.value)
 
 
 class IssueRepo:
@@ -221,13 +227,13 @@ class IssueRepo:
         result = self._s.execute(update(i).where(*where).values(updated_at=now, **values))
         return int(result.rowcount) == 1  # type: ignore[attr-defined]
 
-    def remove(self, org_id: int, issue_id: int) -> None:
-        """Delete an issue."""
-        self._s.execute(
-            delete(m.NewsletterIssue).where(
-                m.NewsletterIssue.org_id == org_id, m.NewsletterIssue.id == issue_id
-            )
+    def remove(self, org_id: int, issue_id: int) -> bool:
+        """Delete an issue unless it is scheduled or sending; True when it did."""
+        i = m.NewsletterIssue
+        result = self._s.execute(
+            delete(i).where(i.org_id == org_id, i.id == issue_id, i.status.not_in(_BUSY))
         )
+        return int(result.rowcount) == 1  # type: ignore[attr-defined]
 
     def unposted(self, *, limit: int) -> builtins.list[tuple[int, int]]:
         """(org id, issue id) of issues in review whose card has no message yet."""
@@ -292,6 +298,18 @@ class IssueRepo:
             .group_by(m.EmailSend.status)
         )
         return {str(status): int(n) for status, n in rows}
+
+    def failure_reasons(self, issue_id: int, *, limit: int) -> builtins.list[tuple[str, int]]:
+        """The commonest reasons the issue's failed rows give, with their counts."""
+        s = m.EmailSend
+        rows = self._s.execute(
+            select(s.error, func.count())
+            .where(s.newsletter_issue_id == issue_id, s.status == OutboxStatus.FAILED.value)
+            .group_by(s.error)
+            .order_by(func.count().desc(), s.error)
+            .limit(limit)
+        )
+        return [(str(error or "no reason recorded"), int(n)) for error, n in rows]
 
     def sends_of(
         self, issue_id: int, contact_ids: builtins.list[int]

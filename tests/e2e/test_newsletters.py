@@ -319,3 +319,50 @@ def test_a_stale_approval_is_refused_and_only_the_newsletter_creator_or_an_admin
 
 def ephemerals(world: SlackWorld) -> list[str]:
     return [str(c.params.get("text", "")) for c in world.slack.calls("chat.postEphemeral")]
+
+
+def test_a_mailbox_disconnected_after_the_planning_leaves_its_emails_unsent_and_the_card_says_why(
+    world: SlackWorld, google: GoogleServer, clock: FixedClock
+) -> None:
+    maria, token = connect(world, google, MARIA, "Maria Lopez")
+    auth = {"Authorization": f"Bearer {token}"}
+    runtime = world.runtime
+    assert runtime.newsletter_sweep is not None
+    assert runtime.gmail is not None
+    newsletter = world.client.post(
+        "/api/marketing/newsletters",
+        json={
+            "name": "Lender Update",
+            "sender_user_ids": [maria],
+            "slack_channel_id": REVIEW_CHANNEL,
+        },
+        headers=auth,
+    ).json()
+    base = f"/api/marketing/newsletters/{newsletter['id']}/issues"
+    issue = world.client.post(
+        base,
+        json={"title": "December", "subject_template": "News", "text_template": "Hi"},
+        headers=auth,
+    ).json()
+    assert world.client.post(f"{base}/{issue['id']}/submit", headers=auth).status_code == 200
+    runtime.newsletter_sweep.run_once()
+    value = world.button(newsletter_card(world), ActionId.NEWSLETTER_APPROVE)["value"]
+    world.click(ActionId.NEWSLETTER_APPROVE, value, message_ts=newsletter_card(world).ts)
+    wait_until(lambda: issue_row(world, issue["id"]).status == "scheduled", what="scheduled")
+    runtime.newsletter_sweep.run_once()
+    assert issue_row(world, issue["id"]).planned_count == 5
+
+    with world.session_factory() as session:
+        account = session.scalars(select(m.GmailAccount).where(m.GmailAccount.email == MARIA)).one()
+        account.status = "disconnected"
+        session.commit()
+    for _ in range(4 * 24):
+        runtime.gmail.outbox.run_once()
+        clock.advance(hours=1)
+    runtime.newsletter_sweep.run_once()
+
+    assert google.google.gmail.sent(MARIA) == []
+    shown = card_text(newsletter_card(world))
+    assert "📬 Sent to 0 subscribers; 5 not sent" in shown
+    # The card names the real reason, not an opt-out.
+    assert f"Gmail is not connected for {MARIA}" in shown

@@ -13,8 +13,8 @@ from domain.clock import FixedClock
 from domain.deps import Deps
 from domain.errors import InvalidInput
 from domain.newsletter_service import Newsletters
-from domain.newsletters import IssueIn, NewsletterIn
-from domain.outreach import Actor
+from domain.newsletters import IssueIn, Newsletter, NewsletterIn, NewsletterIssue
+from domain.outreach import Actor, StaleCard
 from storage import models as m
 from storage.uow import UnitOfWork
 from tests.support.accounts import ensure_user
@@ -229,3 +229,105 @@ def test_a_template_that_fails_for_a_real_subscriber_is_refused_naming_them(
 
     assert "text_template, line 2" in refused.value.message
     assert "lo0@pinnacle.example" in refused.value.message
+
+
+def in_review_issue(
+    nl: Newsletters, org_id: int, maria: int, *, name: str = "Lender Update"
+) -> tuple[Actor, Newsletter, NewsletterIssue]:
+    actor = Actor(org_id=org_id, user_id=maria, role="rep")
+    newsletter = nl.create(
+        actor,
+        org_id,
+        NewsletterIn(name=name, sender_user_ids=[maria], slack_channel_id="C0NEWS"),
+    )
+    issue = nl.create_issue(
+        actor,
+        org_id,
+        newsletter.id,
+        IssueIn(title="December", subject_template="News", text_template="Hi {{ first_name }}"),
+    )
+    return actor, newsletter, nl.submit(actor, org_id, newsletter.id, issue.id)
+
+
+def test_an_approval_that_names_no_fingerprint_is_refused_as_stale(
+    session: Session, uow: UnitOfWork, clock: FixedClock
+) -> None:
+    org, maria = setup(session, contacts=2)
+    nl = service(uow, clock)
+    actor, _, submitted = in_review_issue(nl, org.id, maria)
+
+    # A forged click whose value leaves the fingerprint out binds to nothing shown.
+    with pytest.raises(StaleCard):
+        nl.approve(actor, submitted.id, fingerprint=None)
+
+    session.expire_all()
+    assert session.get(m.NewsletterIssue, submitted.id).status == "in_review"  # type: ignore[union-attr]
+
+
+def test_a_planning_refused_for_a_disconnected_mailbox_cancels_the_issue_with_an_escaped_note(
+    session: Session, uow: UnitOfWork, clock: FixedClock
+) -> None:
+    org, maria = setup(session, contacts=2)
+    nl = service(uow, clock)
+    actor, _, submitted = in_review_issue(nl, org.id, maria, name="<!channel> Update")
+    nl.approve(actor, submitted.id, fingerprint=submitted.card_fingerprint)
+    # The sender's mailbox is disconnected between the approval and the planning.
+    account = session.scalars(select(m.GmailAccount).where(m.GmailAccount.org_id == org.id)).one()
+    account.status = "disconnected"
+    session.commit()
+
+    assert nl.plan_next() is True
+
+    session.expire_all()
+    row = session.get(m.NewsletterIssue, submitted.id)
+    assert row is not None
+    assert row.card is not None
+    assert row.status == "cancelled"
+    assert row.error is not None
+    assert "has a connected Gmail mailbox" in row.error
+    # The name is the organization's text: on the card it is shown, never a mention.
+    assert "<!channel>" not in row.card["note"]
+    assert "&lt;!channel&gt; Update" in row.card["note"]
+
+
+def test_the_deletes_leave_an_issue_that_became_scheduled_in_the_meantime(
+    session: Session, uow: UnitOfWork, clock: FixedClock
+) -> None:
+    # The use cases check the status first; an approval committed between that check and
+    # the DELETE must not lose a scheduled issue (or leave its planned rows orphaned).
+    org, maria = setup(session, contacts=2)
+    nl = service(uow, clock)
+    issue_id = scheduled_issue(nl, org.id, maria)
+    newsletter_id = session.get(m.NewsletterIssue, issue_id).newsletter_id  # type: ignore[union-attr]
+
+    with uow:
+        removed_issue = uow.newsletter_issues.remove(org.id, issue_id)
+        removed_newsletter = uow.newsletters.remove(org.id, newsletter_id)
+        uow.commit()
+
+    assert (removed_issue, removed_newsletter) == (False, False)
+    session.expire_all()
+    assert session.get(m.NewsletterIssue, issue_id).status == "scheduled"  # type: ignore[union-attr]
+    assert session.get(m.Newsletter, newsletter_id) is not None
+
+
+def test_a_contact_name_with_line_breaks_is_planned_as_one_line_of_the_to_header(
+    session: Session, uow: UnitOfWork, clock: FixedClock
+) -> None:
+    org, maria = setup(session, contacts=0)
+    make_contact(
+        session, org, email="dana@pinnacle.example", first_name="Dana\r\nBcc: x@evil.example"
+    )
+    session.commit()
+    nl = service(uow, clock)
+    issue_id = scheduled_issue(nl, org.id, maria)
+
+    assert nl.plan_next() is True
+
+    # Composing refuses a header with a line break ("… is not an email address"): the
+    # name is made one line, so she gets the issue under a header that cannot inject.
+    [row] = sends(session, issue_id)
+    assert row.to_name is not None
+    assert "\r" not in row.to_name
+    assert "\n" not in row.to_name
+    assert row.to_name.startswith("Dana Bcc: x@evil.example")
