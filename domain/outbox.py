@@ -411,7 +411,11 @@ class Outbox:
             outbox.mark_failed(row.id, reason=detail, worker=mine)
             return _Refused(detail)
         block = outbox.recipient_block(
-            row.org_id, row.to_email, card_id=row.card_id, email_type=row.email_type
+            row.org_id,
+            row.to_email,
+            card_id=row.card_id,
+            email_type=row.email_type,
+            contact_required=row.campaign_email,
         )
         if block is not None:
             outbox.mark_failed(row.id, reason=block, worker=mine)

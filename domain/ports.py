@@ -1416,9 +1416,11 @@ class OutboxRepository(Protocol):
         *,
         card_id: int | None = None,
         email_type: EmailType | None = None,
+        contact_required: bool = False,
     ) -> str | None:
         """Say why an address may not be emailed (opted out, bounced, turned `email_type`
-        off in their preferences), or None if it may.
+        off in their preferences; with `contact_required`, no longer a contact), or None if
+        it may.
 
         An opted-out address may still get one email: the confirmation of its opt-out (the
         answer of card `card_id` when that card confirms it, a fixed text)."""

@@ -285,6 +285,7 @@ class OutboxRepo:
         *,
         card_id: int | None = None,
         email_type: EmailType | None = None,
+        contact_required: bool = False,
     ) -> str | None:
         """Say why an address may not be emailed (opted out, bounced, turned this type of
         email off), or None if it may.
@@ -303,6 +304,10 @@ class OutboxRepo:
             )
         ).first()
         if row is None:
+            if contact_required:
+                # A campaign email (its unsubscribe link names the contact) whose contact
+                # was deleted, or whose address changed, after it was queued.
+                return f"{to_email} is no longer a contact; nothing was sent."
             return None
         email, opted_out_at, email_status, stored = row
         if opted_out_at is not None and not self._confirms_opt_out(org_id, card_id):

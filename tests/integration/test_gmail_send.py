@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.orm import Session
 
 from domain.clock import FixedClock, SystemClock
@@ -266,6 +266,26 @@ def test_opted_out_contact_is_never_emailed(world: GmailWorld) -> None:
         f"{DANA} opted out on 2026-11-25; nothing was sent."
     )
     assert world.sent() == []
+
+
+def test_a_contact_deleted_while_their_campaign_email_waits_is_not_emailed(
+    world: GmailWorld, clock: FixedClock
+) -> None:
+    world.google.gmail.fail_next("messages.send", 429, "rateLimitExceeded", retry_after=120)
+    assert world.send().json()["status"] == "queued"
+    with world.session_factory() as session:
+        session.execute(delete(m.Contact).where(m.Contact.email == DANA))
+        session.commit()
+
+    clock.advance(seconds=151)
+    world.drain()
+
+    (row,) = world.sends()
+    assert (row.status, row.error) == (
+        "failed",
+        f"{DANA} is no longer a contact; nothing was sent.",
+    )
+    assert send_calls(world) == [429]
 
 
 # --- exactly once -------------------------------------------------------------------------

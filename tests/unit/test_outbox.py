@@ -159,7 +159,10 @@ class FakeOutboxRepo:
         *,
         card_id: int | None = None,
         email_type: EmailType | None = None,
+        contact_required: bool = False,
     ) -> str | None:
+        if contact_required and self.contact_id_for(org_id, to_email) is None:
+            return f"{to_email} is no longer a contact; nothing was sent."
         return None
 
     def contact_id_for(self, org_id: int, to_email: str) -> int | None:
