@@ -278,3 +278,28 @@ def test_a_row_the_outbox_claims_while_the_cancel_runs_is_sent_or_withdrawn_neve
         assert statuses == ["failed", "failed", "failed"]
         assert (cancelled.withdrawn_count, cancelled.sent_before_cancel) == (3, 0)
     assert len(withdrawn) == cancelled.withdrawn_count
+
+
+def test_a_row_put_back_in_the_queue_after_the_cancel_is_withdrawn_when_claimed_again(
+    session: Session, uow: UnitOfWork, clock: FixedClock
+) -> None:
+    org_id, maria = setup(session, contacts=2)
+    nl = service(lambda: uow, clock)
+    _, issue_id = scheduled_issue(nl, org_id, maria)
+    assert nl.plan_next() is True
+    on_its_way, _ = rows(session, issue_id)
+    on_its_way.status, on_its_way.claimed_by = "sending", "worker-1"
+    session.commit()
+    with uow:
+        assert uow.outbox.withdrawn_newsletter(on_its_way.id) is None  # not cancelled yet
+
+    nl.cancel(None, org_id, issue_id)
+    # Gmail rate-limited the attempt: the outbox puts the row back in the queue.
+    with uow:
+        assert uow.outbox.requeue(
+            on_its_way.id, not_before=clock.now(), reason="rate limited", worker="worker-1"
+        )
+        uow.commit()
+    with uow:
+        # What the outbox asks when it claims a newsletter row (domain/outbox.py: _reserve).
+        assert uow.outbox.withdrawn_newsletter(on_its_way.id) == WITHDRAWN_REASON
