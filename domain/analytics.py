@@ -270,6 +270,23 @@ class ReputationLine(BaseModel):
     escalated: int = 0
 
 
+class NewsletterLine(BaseModel):
+    """One newsletter issue in the digest (docs/newsletters.md): one that sent during the
+    period or is on its way, with the numbers `GET …/issues/{issue_id}` answers with (the
+    same storage query: `IssueRepo.metrics`)."""
+
+    issue_id: int
+    newsletter_name: str
+    title: str
+    status: str
+    sent: int
+    planned: int = Field(description="The issue's emails (one per subscriber planned).")
+    bounced: int
+    unsubscribed: int
+    #: While on its way: the planned finish; once sent or cancelled: when it ended.
+    finish: datetime | None = None
+
+
 class DigestFacts(BaseModel):
     """Everything the digest of one period shows (filters: a campaign, a rep)."""
 
@@ -297,6 +314,8 @@ class DigestFacts(BaseModel):
     #: "This week's content": the posts scheduled in the local week the digest is read in,
     #: as `GET /api/marketing/content-schedule` answers for the same week (None: none).
     content: ContentWeek | None = None
+    #: Newsletter issues that sent in the period or are being sent (empty: no section).
+    newsletters: list[NewsletterLine] = Field(default_factory=list)
 
     @property
     def empty(self) -> bool:

@@ -36,6 +36,7 @@ from domain.analytics import (
     DigestFacts,
     HotReply,
     Metric,
+    NewsletterLine,
     RankedClient,
     ReputationLine,
     RevenueSignal,
@@ -110,6 +111,8 @@ def render_digest(
         blocks.append(_section(reputation_line(facts.reputation)))
     if facts.content is not None:
         blocks.append(_section(content_week(facts.content, zone_name)))
+    if facts.newsletters:
+        blocks.append(_section(newsletter_lines(facts.newsletters)))
     blocks.append({"type": "divider"})
     groups = _groups(facts, zone=zone, period=period, permalinks=permalinks)
     # One block stays free for the chart's image, one for the line that points to the thread.
@@ -362,6 +365,36 @@ def content_week(week: ContentWeek, time_zone: str) -> str:
     return "\n".join(lines)
 
 
+#: Newsletter issues the digest lists.
+NEWSLETTER_LINES: Final = 10
+
+
+def newsletter_lines(lines: Sequence[NewsletterLine]) -> str:
+    """The digest's newsletters: each issue that sent in the period or is on its way, with
+    sent so far of its emails, bounces, unsubscribes and its (expected) finish."""
+    out = [f"*📰 Newsletters* · {_plural(len(lines), 'issue')}"]
+    for line in lines[:NEWSLETTER_LINES]:
+        if line.finish is None:
+            when = ""
+        elif line.status in ("scheduled", "sending"):
+            when = f" · finishes {_when(line.finish)}"
+        else:
+            when = f" · {line.status} {_when(line.finish)}"
+        out.append(
+            f"• {safe(line.newsletter_name, 100)} · {safe(line.title, 100)} · _{line.status}_ · "
+            f"{line.sent:,} / {line.planned:,} sent · {line.bounced:,} bounced · "
+            f"{line.unsubscribed:,} unsubscribed{when}"
+        )
+    if len(lines) > NEWSLETTER_LINES:
+        out.append(f"…and {len(lines) - NEWSLETTER_LINES:,} more: `GET /api/marketing/newsletters`")
+    return "\n".join(out)
+
+
+def _when(at: datetime) -> str:
+    at = at.astimezone(UTC)
+    return f"{at:%b} {at.day} ≈{at:%H:%M} UTC"
+
+
 def _summary(facts: DigestFacts, *, title: str, period: _Period) -> str:
     replies = facts.replies
     waiting = max(facts.waiting_count, len(facts.waiting))
@@ -393,6 +426,8 @@ def _quiet(
         blocks.append(_section(reputation_line(facts.reputation)))
     if facts.content is not None:
         blocks.append(_section(content_week(facts.content, str(period.zone))))
+    if facts.newsletters:
+        blocks.append(_section(newsletter_lines(facts.newsletters)))
     return DigestMessage(text=text, blocks=blocks, chart_alt=chart_alt)
 
 

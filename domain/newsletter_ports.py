@@ -119,6 +119,11 @@ class IssueRepository(Protocol):
         """(contacts who opened, contacts who clicked) of the issue's tracked sends."""
         ...
 
+    def withdraw_queued(self, org_id: int, issue_id: int) -> int:
+        """Withdraw the issue's rows still queued (`failed`, WITHDRAWN_REASON); return how
+        many. Rows `sending` under a claim or `sent` are left alone."""
+        ...
+
     def sends_of(
         self, issue_id: int, contact_ids: builtins.list[int]
     ) -> builtins.list[tuple[int, str, str | None]]:

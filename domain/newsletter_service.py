@@ -32,6 +32,7 @@ from domain.mail import text_to_html
 from domain.mrkdwn import safe
 from domain.newsletter_ports import NewsletterChat, NewsletterUnitOfWork
 from domain.newsletters import (
+    CANCELLABLE,
     EDITABLE,
     SUBSCRIBER_VARIABLES,
     IssueCard,
@@ -47,7 +48,9 @@ from domain.newsletters import (
     SenderMailbox,
     SendingPlan,
     Subscriber,
+    cancel_note,
     card_of,
+    check_cancellable,
     check_issue,
     check_transition,
     describe_plan,
@@ -58,6 +61,7 @@ from domain.newsletters import (
 )
 from domain.outreach.common import Actor, StaleCard
 from domain.ports import EmailTracker
+from domain.sending import OutboxStatus
 from domain.templates import TemplateProblem
 from domain.tracking import TOKEN_LIFETIME, TrackingPlan
 
@@ -540,6 +544,84 @@ class Newsletters:
         self._show(rejected)
         return rejected
 
+    def cancel(
+        self,
+        actor: Actor | None,
+        org_id: int,
+        issue_id: int,
+        *,
+        newsletter_id: int | None = None,
+    ) -> NewsletterIssue:
+        """Cancel sending a scheduled or sending issue (an admin or the newsletter's
+        creator): its planning stops and its emails still queued are withdrawn, in one
+        transaction; those sent, or on their way under the outbox's claim, are left alone.
+        Cancelling a cancelled issue changes nothing (a second click, a retry).
+
+        The issue's compare-and-set comes first: on PostgreSQL it waits for a planner's
+        batch being committed (and the planner's next batch then fails its own
+        compare-and-set and is rolled back), so the withdrawal that follows sees every row
+        planned. A row the outbox claims at the same moment is either claimed or withdrawn,
+        never both (both are compare-and-sets on its `queued` status)."""
+        now = self._clock.now()
+        with self._uow() as uow:
+            issue = self._issue(uow, org_id, newsletter_id, issue_id)
+            newsletter = uow.newsletters.get(org_id, issue.newsletter_id)
+            if actor is not None:
+                _approver(uow, actor, newsletter, verb="cancel")
+            check_cancellable(issue.id, issue.status)
+            if issue.status == IssueStatus.CANCELLED:
+                return issue
+            if not uow.newsletter_issues.update(
+                org_id,
+                issue_id,
+                now=now,
+                expected=CANCELLABLE,
+                status=IssueStatus.CANCELLED,
+                # The planner's lease is taken from it: its next batch stops, and no lease
+                # is left to wait out.
+                plan_lease_until=None,
+                cancelled_by=actor.user_id if actor else None,
+                cancelled_at=now,
+            ):
+                # Nothing was changed; what moved it meanwhile decides the answer.
+                current = uow.newsletter_issues.get(org_id, issue_id)
+                check_cancellable(current.id, current.status)
+                if current.status == IssueStatus.CANCELLED:
+                    return current
+                raise Conflict("Someone else acted on this issue at the same moment; try again.")
+            withdrawn = uow.newsletter_issues.withdraw_queued(org_id, issue_id)
+            counts = uow.newsletter_issues.send_counts(issue_id)
+            sent = counts.get(OutboxStatus.SENT.value, 0)
+            flying = counts.get(OutboxStatus.SENDING.value, 0)
+            who = actor.slack_user_id if actor else None
+            if actor is not None and who is None:
+                who = _slack_of(uow, org_id, actor.user_id)
+            stored = dict(issue.card or {})
+            stored["note"] = cancel_note(
+                by=_mention(who) if actor is not None else "an API token",
+                at=now,
+                sent=sent,
+                on_their_way=flying,
+                withdrawn=withdrawn,
+                planned=sum(counts.values()),
+            )
+            uow.newsletter_issues.update(
+                org_id,
+                issue_id,
+                now=now,
+                card=stored,
+                sent_before_cancel=sent,
+                withdrawn_count=withdrawn,
+            )
+            uow.commit()
+            cancelled = uow.newsletter_issues.get(org_id, issue_id)
+        log.info(
+            "newsletter issue cancelled",
+            extra={"org_id": org_id, "issue_id": issue_id, "sent": sent, "withdrawn": withdrawn},
+        )
+        self._show(cancelled)
+        return cancelled
+
     def edit(
         self,
         actor: Actor,
@@ -980,15 +1062,20 @@ def _editor(actor: Actor | None, newsletter: Newsletter, issue: NewsletterIssue)
     )
 
 
-def _approver(uow: NewsletterUnitOfWork, actor: Actor, newsletter: Newsletter) -> None:
-    """Approving or rejecting an issue: an admin or the newsletter's creator."""
+def _approver(
+    uow: NewsletterUnitOfWork,
+    actor: Actor,
+    newsletter: Newsletter,
+    *,
+    verb: str = "approve or reject",
+) -> None:
+    """Approving, rejecting or cancelling an issue: an admin or the newsletter's creator."""
     if actor.is_admin or actor.user_id == newsletter.created_by:
         return
     creator = uow.users.find(actor.org_id, newsletter.created_by) if newsletter.created_by else None
     who = f" ({creator.label})" if creator else ""
     raise NotPermitted(
-        f"Only an admin or the creator of {newsletter.name!r}{who} can approve or reject its"
-        " issues."
+        f"Only an admin or the creator of {newsletter.name!r}{who} can {verb} its issues."
     )
 
 

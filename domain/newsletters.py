@@ -44,7 +44,8 @@ class IssueStatus(StrEnum):
     """Where an issue is: draft → in_review → scheduled → sending → sent.
 
     `rejected`: the preview card was rejected (it can be edited and submitted again);
-    `cancelled`: withdrawn before it was scheduled.
+    `cancelled`: withdrawn before it was scheduled, not plannable any more, or cancelled
+    while scheduled or sending (its emails still queued are withdrawn; those sent stay sent).
     """
 
     DRAFT = "draft"
@@ -67,8 +68,10 @@ _ALLOWED: Final[Mapping[IssueStatus, frozenset[IssueStatus]]] = {
             IssueStatus.CANCELLED,
         }
     ),
-    IssueStatus.SCHEDULED: frozenset({IssueStatus.SENDING, IssueStatus.SENT}),
-    IssueStatus.SENDING: frozenset({IssueStatus.SENT}),
+    IssueStatus.SCHEDULED: frozenset(
+        {IssueStatus.SENDING, IssueStatus.SENT, IssueStatus.CANCELLED}
+    ),
+    IssueStatus.SENDING: frozenset({IssueStatus.SENT, IssueStatus.CANCELLED}),
     IssueStatus.REJECTED: frozenset({IssueStatus.DRAFT, IssueStatus.IN_REVIEW}),
     IssueStatus.SENT: frozenset(),
     IssueStatus.CANCELLED: frozenset(),
@@ -76,11 +79,43 @@ _ALLOWED: Final[Mapping[IssueStatus, frozenset[IssueStatus]]] = {
 
 #: The statuses in which an issue's templates may still change.
 EDITABLE: Final = frozenset({IssueStatus.DRAFT, IssueStatus.IN_REVIEW, IssueStatus.REJECTED})
+#: The statuses in which an issue's sending can be cancelled (Cancel sending).
+CANCELLABLE: Final = frozenset({IssueStatus.SCHEDULED, IssueStatus.SENDING})
+#: The reason an outbox row of a cancelled issue carries: `failed` ("certainly not sent"),
+#: with this exact text, is how the outbox marks an email withdrawn (the metrics count it).
+WITHDRAWN_REASON: Final = "Not sent: the newsletter issue was cancelled."
 
 
 def sources_of(to: IssueStatus) -> frozenset[IssueStatus]:
     """The statuses an issue may move to `to` from (what a compare-and-set expects)."""
     return frozenset(s for s, targets in _ALLOWED.items() if to in targets)
+
+
+def check_cancellable(issue_id: int, current: IssueStatus) -> None:
+    """Raise InvalidTransition, saying what to do instead, when an issue's sending cannot be
+    cancelled (a cancelled issue is not refused: cancelling again changes nothing)."""
+    if current in CANCELLABLE or current == IssueStatus.CANCELLED:
+        return
+    instead = {
+        IssueStatus.DRAFT: "it is a draft, nothing is being sent; delete it instead",
+        IssueStatus.IN_REVIEW: "it is in review, nothing is being sent; reject it instead",
+        IssueStatus.REJECTED: "it was rejected, nothing is being sent",
+        IssueStatus.SENT: "every email of it is already sent",
+    }[current]
+    raise InvalidTransition(f"Issue {issue_id} cannot be cancelled: {instead}.")
+
+
+def cancel_note(
+    *, by: str, at: datetime, sent: int, on_their_way: int, withdrawn: int, planned: int
+) -> str:
+    """What a cancelled issue's card says: who cancelled, when, and how many went out."""
+    note = (
+        f"🛑 Sending cancelled by {by} on {at:%b} {at.day} {at:%H:%M} UTC: {sent:,} of"
+        f" {planned:,} sent, {withdrawn:,} withdrawn"
+    )
+    if on_their_way:
+        note += f", {on_their_way:,} already on their way (sent unless Gmail refuses)"
+    return note + "."
 
 
 def check_transition(issue_id: int, current: IssueStatus, to: IssueStatus) -> None:
@@ -159,6 +194,11 @@ class NewsletterIssue:
     created_by: int | None
     created_at: datetime
     updated_at: datetime
+    # Cancel sending: who, when, and the counts at that moment (sent, withdrawn).
+    cancelled_by: int | None = None
+    cancelled_at: datetime | None = None
+    sent_before_cancel: int | None = None
+    withdrawn_count: int | None = None
 
     @property
     def templates(self) -> IssueTemplates:
@@ -635,7 +675,10 @@ class IssueMetrics(BaseModel):
     planned: int
     queued: int
     sent: int
-    failed: int
+    failed: int = Field(description="Not sent: refused at send time (opted out, bounced, …).")
+    withdrawn: int = Field(
+        default=0, description="Not sent: still queued when the issue was cancelled."
+    )
     bounced: int
     unsubscribed: int = Field(description="From newsletters or from everything.")
     unsubscribed_newsletter: int

@@ -40,7 +40,7 @@ from typing import Final
 
 from domain import faults
 from domain.clock import Clock
-from domain.email_preferences import UnsubscribeLinks
+from domain.email_preferences import EmailType, UnsubscribeLinks
 from domain.engagement import EngagementEvent, record_engagement
 from domain.errors import InvalidInput
 from domain.mail import OutgoingEmail, SendOutcome, SendStatus, text_to_html
@@ -417,6 +417,10 @@ class Outbox:
             email_type=row.email_type,
             contact_required=row.campaign_email,
         )
+        if block is None and row.email_type == EmailType.NEWSLETTER:
+            # A newsletter row put back in the queue after its issue was cancelled (Gmail
+            # rate-limited the attempt that was on its way): withdrawn, as the cancel would.
+            block = outbox.withdrawn_newsletter(row.id)
         if block is not None:
             outbox.mark_failed(row.id, reason=block, worker=mine)
             return _Refused(block)

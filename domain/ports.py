@@ -1426,6 +1426,10 @@ class OutboxRepository(Protocol):
         answer of card `card_id` when that card confirms it, a fixed text)."""
         ...
 
+    def withdrawn_newsletter(self, send_id: int) -> str | None:
+        """Say why a newsletter row is not to be sent (its issue was cancelled), or None."""
+        ...
+
     def contact_id_for(self, org_id: int, to_email: str) -> int | None:
         """Return the contact with this address in the organization."""
         ...

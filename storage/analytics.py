@@ -58,6 +58,7 @@ from domain.analytics import (
     DigestFacts,
     HotReply,
     Metric,
+    NewsletterLine,
     RankedClient,
     RepCounts,
     ReputationLine,
@@ -83,6 +84,7 @@ from domain.errors import NotFound
 from domain.sending import OutboxStatus
 from storage import models as m
 from storage.content import ContentScheduleRepo
+from storage.newsletters import IssueRepo
 from storage.reputation import ReviewRepo
 from storage.types import JsonType, UTCDateTime
 
@@ -113,6 +115,8 @@ WAITING_LIMIT: Final = 5
 # The clients the digest names as ordering again; the metric counts every order event.
 REVENUE_LIMIT: Final = 10
 STALE_CLIENTS_LIMIT: Final = 10
+#: Newsletter issues the digest reads (sent in the period or on their way).
+NEWSLETTER_ISSUES: Final = 20
 _MICROSECOND: Final = timedelta(microseconds=1)
 
 
@@ -565,7 +569,32 @@ class AnalyticsViews:
             tracking=self._tracking(scope, window.since, window.until),
             reputation=self._reputation(org_id, window.since, window.until),
             content=self._content_week(org_id, window.until, time_zone),
+            newsletters=self._newsletters(org_id, window.since, window.until),
         )
+
+    def _newsletters(self, org_id: int, since: datetime, until: datetime) -> list[NewsletterLine]:
+        """The newsletter issues that sent in the period or are on their way, each with the
+        numbers of the issue route's own query (`IssueRepo.metrics`)."""
+        issues = IssueRepo(self._s)
+        lines: list[NewsletterLine] = []
+        for issue_id, name, title, status, finish in issues.active_in(
+            org_id, since, until, limit=NEWSLETTER_ISSUES
+        ):
+            metrics = issues.metrics(org_id, issue_id)
+            lines.append(
+                NewsletterLine(
+                    issue_id=issue_id,
+                    newsletter_name=name,
+                    title=title,
+                    status=status.value,
+                    sent=metrics.sent,
+                    planned=metrics.planned,
+                    bounced=metrics.bounced,
+                    unsubscribed=metrics.unsubscribed,
+                    finish=finish,
+                )
+            )
+        return lines
 
     def _content_week(self, org_id: int, until: datetime, time_zone: str) -> ContentWeek | None:
         """The week's scheduled posts (the local week holding the period's end: the week

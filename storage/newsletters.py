@@ -25,6 +25,7 @@ from domain.email_preferences import EmailType
 from domain.engagement import EngagementEvent
 from domain.errors import NotFound
 from domain.newsletters import (
+    WITHDRAWN_REASON,
     IssueMetrics,
     IssueStatus,
     Newsletter,
@@ -83,6 +84,10 @@ def _issue(row: m.NewsletterIssue) -> NewsletterIssue:
         created_by=row.created_by,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        cancelled_by=row.cancelled_by,
+        cancelled_at=row.cancelled_at,
+        sent_before_cancel=row.sent_before_cancel,
+        withdrawn_count=row.withdrawn_count,
     )
 
 
@@ -311,6 +316,73 @@ class IssueRepo:
         )
         return [(str(error or "no reason recorded"), int(n)) for error, n in rows]
 
+    def withdraw_queued(self, org_id: int, issue_id: int) -> int:
+        """Withdraw the issue's rows still queued (not `sending` under a claim, not `sent`):
+        they become `failed` with WITHDRAWN_REASON. Return how many.
+
+        A compare-and-set on `status = 'queued'`, as the outbox's own claim is: a row the
+        outbox claims at the same moment is either claimed (and left alone here) or
+        withdrawn (and its claim finds it no longer queued), never both."""
+        s = m.EmailSend
+        result = self._s.execute(
+            update(s)
+            .where(
+                s.org_id == org_id,
+                s.newsletter_issue_id == issue_id,
+                s.status == OutboxStatus.QUEUED.value,
+            )
+            .values(
+                status=OutboxStatus.FAILED.value,
+                error=WITHDRAWN_REASON,
+                not_before=None,
+                sent_at=None,
+                claimed_by=None,
+                claimed_until=None,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    def active_in(
+        self, org_id: int, since: datetime, until: datetime, *, limit: int
+    ) -> builtins.list[tuple[int, str, str, IssueStatus, datetime | None]]:
+        """(issue id, newsletter name, title, status, expected finish) of the issues that
+        sent an email in [since, until) or are being sent (planned, scheduled or sending),
+        oldest first: the digest's newsletters. The finish is the planned one while the issue
+        is on its way, else when it was sent or cancelled."""
+        i, n, s = m.NewsletterIssue, m.Newsletter, m.EmailSend
+        sent_in_period = (
+            select(s.id)
+            .where(
+                s.org_id == org_id,
+                s.newsletter_issue_id == i.id,
+                s.status == OutboxStatus.SENT.value,
+                s.sent_at >= since,
+                s.sent_at < until,
+            )
+            .correlate(i)
+            .exists()
+        )
+        on_its_way = and_(
+            i.status.in_([IssueStatus.SCHEDULED.value, IssueStatus.SENDING.value]),
+            i.planned_at.is_not(None),
+        )
+        rows = self._s.execute(
+            select(i.id, n.name, i.title, i.status, i.planned_finish, i.sent_at, i.cancelled_at)
+            .join(n, and_(n.id == i.newsletter_id, n.org_id == i.org_id))
+            .where(i.org_id == org_id, or_(on_its_way, sent_in_period))
+            .order_by(i.id)
+            .limit(limit)
+        ).all()
+        found: builtins.list[tuple[int, str, str, IssueStatus, datetime | None]] = []
+        for issue_id, name, title, status, planned_finish, sent_at, cancelled_at in rows:
+            state = IssueStatus(status)
+            finish = {IssueStatus.SENT: sent_at, IssueStatus.CANCELLED: cancelled_at}.get(
+                state, planned_finish
+            )
+            found.append((int(issue_id), str(name), str(title), state, finish))
+        return found
+
     def sends_of(
         self, issue_id: int, contact_ids: builtins.list[int]
     ) -> builtins.list[tuple[int, str, str | None]]:
@@ -416,11 +488,23 @@ class IssueRepo:
         queued = counts.get(OutboxStatus.QUEUED.value, 0) + counts.get(
             OutboxStatus.SENDING.value, 0
         )
+        withdrawn = int(
+            self._s.scalar(
+                select(func.count()).where(
+                    s.org_id == org_id,
+                    s.newsletter_issue_id == issue_id,
+                    s.status == OutboxStatus.FAILED.value,
+                    s.error == WITHDRAWN_REASON,
+                )
+            )
+            or 0
+        )
         return IssueMetrics(
             planned=sum(counts.values()),
             queued=queued,
             sent=counts.get(OutboxStatus.SENT.value, 0),
-            failed=counts.get(OutboxStatus.FAILED.value, 0),
+            failed=counts.get(OutboxStatus.FAILED.value, 0) - withdrawn,
+            withdrawn=withdrawn,
             bounced=int(bounced),
             unsubscribed=len(everything) + len(newsletter),
             unsubscribed_newsletter=len(newsletter),

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from domain.email_preferences import EmailPreferences, EmailType, email_type_or_none, refusal
 from domain.errors import NotFound
 from domain.mailboxes import AccountStatus
+from domain.newsletters import WITHDRAWN_REASON
 from domain.reply_actions import confirms_opt_out
 from domain.sending import MailboxSlot, OutboxEmail, OutboxStatus
 from storage import models as m
@@ -317,6 +318,15 @@ class OutboxRepo:
         if email_type is not None:
             return refusal(email, email_type, EmailPreferences.from_stored(stored))
         return None
+
+    def withdrawn_newsletter(self, send_id: int) -> str | None:
+        """Say why a newsletter row is not to be sent (its issue was cancelled), or None."""
+        cancelled = self._s.scalar(
+            select(m.NewsletterIssue.id)
+            .join(m.EmailSend, m.EmailSend.newsletter_issue_id == m.NewsletterIssue.id)
+            .where(m.EmailSend.id == send_id, m.NewsletterIssue.status == "cancelled")
+        )
+        return None if cancelled is None else WITHDRAWN_REASON
 
     def _confirms_opt_out(self, org_id: int, card_id: int | None) -> bool:
         if card_id is None:

@@ -3,7 +3,8 @@ issue for review (its preview card goes to Slack), and an issue's numbers.
 
 Anyone with a token of the organization reads; writes need a write token. A newsletter is
 changed by an admin or its creator; an issue by them or its author; approving happens on
-the card in Slack (an admin or the newsletter's creator).
+the card in Slack (an admin or the newsletter's creator), and so does cancelling a sending
+(the card's Cancel sending, or `POST …/issues/{issue_id}/cancel`).
 """
 
 from __future__ import annotations
@@ -83,6 +84,10 @@ class IssueOut(BaseModel):
     approved_at: datetime | None
     rejected_reason: str | None
     sent_at: datetime | None
+    cancelled_by: int | None = None
+    cancelled_at: datetime | None = None
+    sent_before_cancel: int | None = None
+    withdrawn_count: int | None = None
     created_by: int | None
     created_at: datetime
     updated_at: datetime
@@ -114,6 +119,10 @@ class IssueOut(BaseModel):
             approved_at=issue.approved_at,
             rejected_reason=issue.rejected_reason,
             sent_at=issue.sent_at,
+            cancelled_by=issue.cancelled_by,
+            cancelled_at=issue.cancelled_at,
+            sent_before_cancel=issue.sent_before_cancel,
+            withdrawn_count=issue.withdrawn_count,
             created_by=issue.created_by,
             created_at=issue.created_at,
             updated_at=issue.updated_at,
@@ -243,3 +252,19 @@ def submit_issue(
     reason when a template does not render, no sender has a connected mailbox, or the
     subscribers are more than the mailboxes can send in 30 days."""
     return IssueOut.of(newsletters.submit(actor, who.org_id, newsletter_id, issue_id))
+
+
+@router.post("/{newsletter_id}/issues/{issue_id}/cancel", response_model=IssueOut)
+def cancel_issue(
+    newsletter_id: Id,
+    issue_id: Id,
+    who: IdentityDep,
+    actor: ActorDep,
+    newsletters: NewslettersDep,
+) -> IssueOut:
+    """Cancel sending a scheduled or sending issue (an admin or the newsletter's creator):
+    its planning stops and every email still queued is withdrawn; those already sent, or
+    on their way, are not recalled. The issue becomes `cancelled` with `sent_before_cancel`
+    and `withdrawn_count`, and its card says who cancelled. Cancelling it again changes
+    nothing; a draft, an issue in review or one already sent is refused (409)."""
+    return IssueOut.of(newsletters.cancel(actor, who.org_id, issue_id, newsletter_id=newsletter_id))

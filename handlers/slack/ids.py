@@ -63,6 +63,7 @@ class ActionId(StrEnum):
     NEWSLETTER_APPROVE = "newsletter_issue_approve"
     NEWSLETTER_EDIT = "newsletter_issue_edit"
     NEWSLETTER_REJECT = "newsletter_issue_reject"
+    NEWSLETTER_CANCEL = "newsletter_issue_cancel"
     NEWSLETTER_SUBJECT_INPUT = "newsletter_subject_input"
     NEWSLETTER_TEXT_INPUT = "newsletter_text_input"
     NEWSLETTER_HTML_INPUT = "newsletter_html_input"

@@ -11,7 +11,7 @@ import json
 from typing import Any, Final
 
 from domain.mrkdwn import safe
-from domain.newsletters import IssueCard, IssueStatus, NewsletterIssue
+from domain.newsletters import CANCELLABLE, IssueCard, IssueStatus, NewsletterIssue
 from handlers.slack.ids import ActionId, BlockId, CallbackId
 
 #: The text part shown in the message.
@@ -93,6 +93,19 @@ def issue_card_message(card: IssueCard) -> tuple[str, list[dict[str, Any]]]:
                 ],
             }
         )
+    if card.status in CANCELLABLE:
+        cancel = _button("Cancel sending", ActionId.NEWSLETTER_CANCEL, card, style="danger")
+        cancel["confirm"] = {
+            "title": _plain("Cancel sending?", 100),
+            "text": _text(
+                "No more emails of this issue will be sent: those still queued are withdrawn."
+                " Those already sent (or on their way) are not recalled."
+            ),
+            "confirm": _plain("Cancel sending", 30),
+            "deny": _plain("Keep sending", 30),
+            "style": "danger",
+        }
+        blocks.append({"type": "actions", "block_id": BlockId.CARD_ACTIONS, "elements": [cancel]})
     fallback = f"Newsletter {card.newsletter_name}: {card.title} ({card.status.value})"
     return fallback[:3000], blocks
 

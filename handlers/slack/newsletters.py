@@ -1,5 +1,6 @@
 """Clicks on a newsletter issue's preview card (docs/newsletters.md): Approve & schedule,
-Edit (a modal; the templates are checked again before it closes), Reject; and the
+Edit (a modal; the templates are checked again before it closes), Reject, Cancel sending
+(once scheduled, behind Slack's confirm dialog); and the
 NewsletterChat port on Slack's Web API.
 
 The clicks are acked at once; the use case runs in the lazy listener, which the web app
@@ -33,6 +34,7 @@ def register(app: App, deps: SlackDeps) -> None:
     """Register the newsletter card listeners (before the catch-all of unknown actions)."""
     app.action(ActionId.NEWSLETTER_APPROVE.value)(ack=_ack, lazy=[Bound(approve, deps)])
     app.action(ActionId.NEWSLETTER_REJECT.value)(ack=_ack, lazy=[Bound(reject, deps)])
+    app.action(ActionId.NEWSLETTER_CANCEL.value)(ack=_ack, lazy=[Bound(cancel, deps)])
     app.action(ActionId.NEWSLETTER_EDIT.value)(Bound(open_edit, deps))
     app.view(CallbackId.EDIT_NEWSLETTER_ISSUE.value)(ack=ack_edit, lazy=[Bound(save_edit, deps)])
 
@@ -76,6 +78,15 @@ def reject(deps: SlackDeps, body: dict[str, Any], client: WebClient) -> None:
     issue_id, _ = _issue_ref(body)
     actor = resolve_actor(deps, body, client)
     _newsletters(deps).reject(actor, issue_id)
+
+
+@tells_user_on_error
+def cancel(deps: SlackDeps, body: dict[str, Any], client: WebClient) -> None:
+    """Cancel sending the issue (after Slack's confirm dialog): the emails still queued are
+    withdrawn; the card says who cancelled and how many went out."""
+    issue_id, _ = _issue_ref(body)
+    actor = resolve_actor(deps, body, client)
+    _newsletters(deps).cancel(actor, actor.org_id, issue_id)
 
 
 @tells_user_on_error

@@ -99,3 +99,11 @@ class NewsletterIssue(Base):
     )
     created_at: Mapped[datetime] = created()
     updated_at: Mapped[datetime] = created()
+    # Cancel sending (0025): who, when, the issue's sent rows then and the queued rows
+    # withdrawn.
+    cancelled_by: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("users.id", ondelete="SET NULL")
+    )
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_before_cancel: Mapped[int | None] = mapped_column(Integer)
+    withdrawn_count: Mapped[int | None] = mapped_column(Integer)

@@ -252,6 +252,7 @@ def test_an_issue_previewed_approved_in_slack_and_sent_over_days_reaches_each_su
         "queued": 0,
         "sent": 4,
         "failed": 1,
+        "withdrawn": 0,
         "bounced": 0,
         "unsubscribed": 1,
         "unsubscribed_newsletter": 1,

@@ -47,11 +47,40 @@ def test_the_card_shows_audience_plan_and_escaped_content_with_three_buttons() -
 
 
 def test_a_decided_card_has_its_note_and_no_buttons() -> None:
-    scheduled = replace(CARD, status=IssueStatus.SCHEDULED, note="📅 Scheduled: 5,120 emails")
-    _, blocks = issue_card_message(scheduled)
+    for status in (IssueStatus.SENT, IssueStatus.CANCELLED, IssueStatus.REJECTED):
+        decided = replace(CARD, status=status, note="📬 Sent to 5,120 subscribers")
+        _, blocks = issue_card_message(decided)
 
-    assert all(b["type"] != "actions" for b in blocks)
-    assert blocks[-1] == {
-        "type": "context",
-        "elements": [{"type": "mrkdwn", "text": "📅 Scheduled: 5,120 emails"}],
-    }
+        assert all(b["type"] != "actions" for b in blocks)
+        assert blocks[-1] == {
+            "type": "context",
+            "elements": [{"type": "mrkdwn", "text": "📬 Sent to 5,120 subscribers"}],
+        }
+
+
+def test_a_scheduled_or_sending_card_has_only_cancel_sending_behind_a_confirm_dialog() -> None:
+    for status in (IssueStatus.SCHEDULED, IssueStatus.SENDING):
+        on_its_way = replace(CARD, status=status, note="📅 Scheduled: 5,120 emails")
+        _, blocks = issue_card_message(on_its_way)
+
+        assert blocks[-2] == {
+            "type": "context",
+            "elements": [{"type": "mrkdwn", "text": "📅 Scheduled: 5,120 emails"}],
+        }
+        assert blocks[-1]["type"] == "actions"
+        (button,) = blocks[-1]["elements"]
+        assert button["action_id"] == ActionId.NEWSLETTER_CANCEL
+        assert button["text"]["text"] == "Cancel sending"
+        assert button["style"] == "danger"
+        assert parse_issue_value(button["value"]) == (7, "abc123")
+        assert button["confirm"] == {
+            "title": {"type": "plain_text", "text": "Cancel sending?", "emoji": True},
+            "text": {
+                "type": "mrkdwn",
+                "text": "No more emails of this issue will be sent: those still queued are"
+                " withdrawn. Those already sent (or on their way) are not recalled.",
+            },
+            "confirm": {"type": "plain_text", "text": "Cancel sending", "emoji": True},
+            "deny": {"type": "plain_text", "text": "Keep sending", "emoji": True},
+            "style": "danger",
+        }

@@ -10,16 +10,20 @@ import pytest
 
 from domain.errors import InvalidInput, InvalidTransition
 from domain.newsletters import (
+    CANCELLABLE,
     IssueStatus,
     IssueTemplates,
     SenderMailbox,
     Subscriber,
+    cancel_note,
+    check_cancellable,
     check_issue,
     check_transition,
     describe_plan,
     pace_of,
     plan_sending,
     render_issue,
+    sources_of,
     subscriber_context,
 )
 from domain.templates import TemplateProblem
@@ -176,6 +180,61 @@ def test_an_issue_moves_only_along_its_table() -> None:
     check_transition(1, IssueStatus.IN_REVIEW, IssueStatus.SCHEDULED)
     with pytest.raises(InvalidTransition, match="Issue 1 is sent; it cannot become in review"):
         check_transition(1, IssueStatus.SENT, IssueStatus.IN_REVIEW)
+
+
+def test_only_a_scheduled_or_sending_issue_can_be_cancelled_and_then_stays_cancelled() -> None:
+    check_transition(1, IssueStatus.SCHEDULED, IssueStatus.CANCELLED)
+    check_transition(1, IssueStatus.SENDING, IssueStatus.CANCELLED)
+    assert sources_of(IssueStatus.CANCELLED) >= CANCELLABLE
+    for target in IssueStatus:
+        with pytest.raises(InvalidTransition):
+            check_transition(1, IssueStatus.CANCELLED, target)
+    with pytest.raises(InvalidTransition):
+        check_transition(1, IssueStatus.SENT, IssueStatus.CANCELLED)
+    # Cancelling again is not refused (a double click, a retry): it changes nothing.
+    check_cancellable(1, IssueStatus.CANCELLED)
+    check_cancellable(1, IssueStatus.SENDING)
+
+
+@pytest.mark.parametrize(
+    ("status", "says"),
+    [
+        (
+            IssueStatus.DRAFT,
+            "Issue 4 cannot be cancelled: it is a draft, nothing is being sent; delete it instead.",
+        ),
+        (
+            IssueStatus.IN_REVIEW,
+            "Issue 4 cannot be cancelled: it is in review, nothing is being"
+            " sent; reject it instead.",
+        ),
+        (
+            IssueStatus.REJECTED,
+            "Issue 4 cannot be cancelled: it was rejected, nothing is being sent.",
+        ),
+        (IssueStatus.SENT, "Issue 4 cannot be cancelled: every email of it is already sent."),
+    ],
+)
+def test_cancelling_an_issue_not_on_its_way_says_what_to_do_instead(
+    status: IssueStatus, says: str
+) -> None:
+    with pytest.raises(InvalidTransition) as refused:
+        check_cancellable(4, status)
+    assert refused.value.message == says
+
+
+def test_the_cancelled_card_says_who_when_and_how_many_went_out() -> None:
+    at = datetime(2026, 12, 8, 9, 5, tzinfo=UTC)
+    assert (
+        cancel_note(
+            by="<@U0MARIA>", at=at, sent=1_200, on_their_way=0, withdrawn=3_920, planned=5_120
+        )
+        == "🛑 Sending cancelled by <@U0MARIA> on Dec 8 09:05 UTC: 1,200 of 5,120 sent,"
+        " 3,920 withdrawn."
+    )
+    assert cancel_note(
+        by="<@U0MARIA>", at=at, sent=3, on_their_way=1, withdrawn=1, planned=5
+    ).endswith("3 of 5 sent, 1 withdrawn, 1 already on their way (sent unless Gmail refuses).")
 
 
 def test_mailboxes_take_turns_in_time_order() -> None:

@@ -165,6 +165,9 @@ class FakeOutboxRepo:
             return f"{to_email} is no longer a contact; nothing was sent."
         return None
 
+    def withdrawn_newsletter(self, send_id: int) -> str | None:
+        return None
+
     def contact_id_for(self, org_id: int, to_email: str) -> int | None:
         return DANA_ID if to_email == DANA else None
 
