@@ -51,6 +51,12 @@ from sandbox.seed import (
     SeedReport,
     seed_firm,
 )
+from sandbox.seed_marketing import (
+    MARKETING_CHANNEL_ID,
+    MARKETING_CHANNEL_NAME,
+    REPUTATION_CHANNEL_ID,
+    REPUTATION_CHANNEL_NAME,
+)
 from sandbox.server import RunningServer
 from sandbox.slack_api import (
     DEFAULT_ADMIN_USER_ID,
@@ -186,7 +192,18 @@ def _ready(
             admin_slack_user_id=admin.slack_user_id,
             admin_name=admin.name,
         )
-        seeded = seed_firm(sessions, org_id=org.id, clock=clock, uow=uow)
+        from bot.app import build_message_classifiers
+
+        # The reviews are read as the running app reads them: by Claude (here its stand-in,
+        # already up), the offline model where it fails.
+        seeded = seed_firm(
+            sessions,
+            org_id=org.id,
+            clock=clock,
+            uow=uow,
+            classifiers=build_message_classifiers(sandboxed),
+            cipher=cipher,
+        )
         services = Services(engine=engine, session_factory=sessions, clock=clock)
         connected = _connect_mailboxes(sandboxed, services, uow, google, seeded)
         token = _fresh_token(accounts, org.slug, admin.email)
@@ -229,7 +246,7 @@ def _ready(
 
 def _people_and_channels(slack: SlackStandIn, google: GoogleStandIn) -> None:
     """The firm's reps in the Slack workspace (the admin renamed after the seed's), its
-    #sales-review channel, and a Gmail mailbox for each rep."""
+    #sales-review, #marketing and #reputation channels, and a Gmail mailbox for each rep."""
     for rep in REPS:
         slack.add_user(
             rep.slack_user_id,
@@ -241,6 +258,8 @@ def _people_and_channels(slack: SlackStandIn, google: GoogleStandIn) -> None:
         )
         google.add_mailbox(rep.email)
     slack.add_channel(REVIEW_CHANNEL_ID, REVIEW_CHANNEL_NAME)
+    slack.add_channel(MARKETING_CHANNEL_ID, MARKETING_CHANNEL_NAME)
+    slack.add_channel(REPUTATION_CHANNEL_ID, REPUTATION_CHANNEL_NAME)
 
 
 def _classification(body: Mapping[str, Any]) -> dict[str, Any]:
