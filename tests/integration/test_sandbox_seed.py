@@ -3,10 +3,12 @@ and the sandbox start that connects every rep's Gmail and mints a token, on both
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 
+import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -99,8 +101,13 @@ def test_seeding_imports_the_crm_and_makes_the_campaign_once(
 
 
 def test_seeding_fills_the_content_calendar_and_reputation_once(
-    session_factory: SessionFactory, session: Session, clock: FixedClock
+    session_factory: SessionFactory,
+    session: Session,
+    clock: FixedClock,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    # At INFO, as `salesbot serve` logs: every log line's extra fields must be writable.
+    caplog.set_level(logging.INFO)
     org = create_org(session, slug="sandbox", name="Sandbox Appraisals")
     session.commit()
 
@@ -185,6 +192,7 @@ def test_seeding_fills_the_content_calendar_and_reputation_once(
     assert response.action_payload["template"] == "Apology, call us"
     assert "Hi Rebecca T." in response.action_payload["response"]
     assert {c.state for c in cards} == {"in_review"}
+    assert any(r.getMessage() == "reviews stored" for r in caplog.records)
 
 
 def test_the_campaigns_audience_is_the_loan_officers_of_the_stale_lenders(
