@@ -236,6 +236,7 @@ def test_the_sandbox_starts_ready_and_a_second_start_seeds_nothing_more(
         accounts = session.scalars(select(m.GmailAccount).order_by(m.GmailAccount.email)).all()
         clients = session.scalar(select(func.count()).select_from(m.Client))
         readers = set(session.scalars(select(m.Review.sentiment_source)))
+        sentiments = dict(session.execute(select(m.Review.external_id, m.Review.sentiment)).all())
         review_cards = session.scalar(
             select(func.count()).select_from(m.Card).where(m.Card.type.like("review_%"))
         )
@@ -246,6 +247,14 @@ def test_the_sandbox_starts_ready_and_a_second_start_seeds_nothing_more(
     # Read by Claude's stand-in, as the running app reads them; the second start added none.
     assert {r.split(":")[0] for r in readers} == {"claude"}
     assert review_cards == 5
+    assert sentiments == {
+        "zl-20931": "negative",
+        "g-58812": "negative",
+        "y-7741": "neutral",
+        "g-58790": "positive",
+        "tp-3310": "positive",
+        "fb-1187": "positive",
+    }
     assert tokens[0] != tokens[1]
     found = Accounts(
         uow=lambda: UnitOfWork(sessionmaker(committed_engine)), clock=FixedClock(datetime.now(UTC))
