@@ -50,6 +50,7 @@ from domain.errors import ExternalServiceError, InvalidInput
 from domain.jobs import TaskKind
 from domain.mail import SendOutcome
 from domain.mailboxes import MailboxAllowances
+from domain.newsletter_service import Newsletters
 from domain.outreach import Outreach
 from domain.ports import (
     DraftModel,
@@ -88,6 +89,7 @@ from handlers.api import email_campaigns as email_campaigns_api
 from handlers.api import email_preferences as email_preferences_api
 from handlers.api import gmail as gmail_api
 from handlers.api import metrics as metrics_api
+from handlers.api import newsletters as newsletters_api
 from handlers.api import reputation as reputation_api
 from handlers.api import targeting as targeting_api
 from handlers.api import tracking as tracking_api
@@ -99,6 +101,7 @@ from handlers.api.gmail import GmailIntegration
 from handlers.observability import ObservabilityMiddleware, received_at
 from handlers.request_limits import RequestLimitMiddleware
 from handlers.slack.common import SlackDeps
+from handlers.slack.newsletters import SlackNewsletterChat
 from integrations import metrics
 from integrations.crypto import LinkSigner, MailtoUnsubscribeTokens, SecretBox
 from integrations.gmail.lookout import GmailLookout
@@ -114,6 +117,7 @@ from jobs.content import ContentSweep
 from jobs.digest import DigestMessages, DigestScheduler, SlackDigestChat
 from jobs.email_campaigns import EmailCampaignsRefresh
 from jobs.heartbeat import BEAT_EVERY, Heartbeat
+from jobs.newsletters import NewsletterSweep
 from jobs.recovery import RecoverySweep
 from jobs.scheduler import PeriodicJob, PeriodicScheduler
 from jobs.slack_replay import SlackReplayWorker
@@ -189,6 +193,10 @@ class Runtime:
     reputation: Reputation | None = None
     #: Marketing content, its schedule and the due-morning cards (docs/content-calendar.md).
     content: ContentCalendar | None = None
+    #: Newsletters, their issues' preview cards and sending (docs/newsletters.md).
+    newsletters: Newsletters | None = None
+    #: Posts issues' cards, plans approved issues, follows their sends (a scheduler job).
+    newsletter_sweep: NewsletterSweep | None = None
 
     def run_tasks_until_idle(self) -> int:
         """Replay Slack calls, draft, then post, until nothing is pending (tests, benches)."""
@@ -637,6 +645,21 @@ def build_runtime(
         presenting=outreach.presenting,
         on_cards=poster.wake,
     )
+    # Newsletters: issues' cards, their planning and progress run in the newsletter sweep,
+    # woken by a submission or an approval; planned rows wake the outbox.
+    newsletters = Newsletters(
+        service_deps,
+        chat=SlackNewsletterChat(slack.client_for_org) if slack is not None else None,
+        new_message_id=gmail.mailer.new_message_id if gmail is not None else None,
+        tracker=HtmlTracker(tracking_tokens, public_base_url=base),
+        lease=work_lease,
+        batch=settings.NEWSLETTER_PLAN_BATCH,
+        on_work=lambda: scheduler.wake(NewsletterSweep.NAME),
+    )
+    if gmail is not None:
+        newsletters.on_planned = gmail.outbox.wake
+    newsletter_sweep = NewsletterSweep(newsletters, services.session_factory)
+    scheduler.add(PeriodicJob(NewsletterSweep.NAME, newsletter_sweep.run_once, sweep_every))
     inbound_worker = UnderstandingWorker(
         understanding,
         poll_seconds=max(settings.WORKER_POLL_SECONDS, 1.0),
@@ -668,6 +691,7 @@ def build_runtime(
             digests=digests,
             reputation=reputation,
             content=content,
+            newsletters=newsletters,
         )
         # The web app stores each listener's slow part; the worker's app replays it.
         slack_calls = SlackCallQueue(services.session_factory)
@@ -725,6 +749,8 @@ def build_runtime(
         heartbeat=heartbeat,
         reputation=reputation,
         content=content,
+        newsletters=newsletters,
+        newsletter_sweep=newsletter_sweep,
     )
 
 
@@ -916,6 +942,7 @@ def build_app(
     app.include_router(tracking_api.router)
     app.include_router(reputation_api.router)
     app.include_router(content_api.router)
+    app.include_router(newsletters_api.router)
     app.state.gmail_push = gmail_inbound.push
     app.state.gmail_inbound = gmail_inbound
     app.include_router(gmail_push.router)

@@ -158,6 +158,13 @@ class Settings(BaseSettings):
         description="How often the digest job looks for subscriptions whose posting time came "
         "and for digests to post (`/digest now` wakes it at once).",
     )
+    NEWSLETTER_PLAN_BATCH: int = Field(
+        default=1000,
+        ge=1,
+        le=10_000,
+        description="Subscribers a newsletter issue's planning stores in one transaction (its "
+        "cursor moves with them: a crash carries on after the last batch committed).",
+    )
     SALESBOT_CLOCK_FILE: str = Field(
         default="",
         description="Tests and benches only: read the current time from this file (an ISO "

@@ -23,6 +23,7 @@ from handlers.slack import (
     commands,
     content,
     events,
+    newsletters,
     proposals,
     relabel,
     reputation,
@@ -169,6 +170,7 @@ def build_bolt_app(
     relabel.register(app, deps)
     reputation.register(app, deps)
     content.register(app, deps)
+    newsletters.register(app, deps)
     actions.register(app, deps)
     views.register(app, deps)
     events.register(app, deps)

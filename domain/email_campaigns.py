@@ -208,22 +208,22 @@ def email_campaign_steps(
 
 
 def refresh_due_email_campaigns(
-    org_id: int, *, uow: Callable[[], EmailCampaignUnitOfWork], clock: Clock
+    org_id: int, *, units: Callable[[], EmailCampaignUnitOfWork], clock: Clock
 ) -> int:
     """Refresh the organization's campaigns that are due (`refresh_due`), MAX_PAGE of them
     per transaction; return how many rows were written."""
     now = clock.now()
-    with uow() as work:
+    with units() as uow:
         due = [
             campaign_id
-            for campaign_id, refreshed_at, last_sent_at in work.email_campaigns.freshness(org_id)
+            for campaign_id, refreshed_at, last_sent_at in uow.email_campaigns.freshness(org_id)
             if refresh_due(refreshed_at=refreshed_at, last_sent_at=last_sent_at, now=now)
         ]
     written = 0
     for start in range(0, len(due), MAX_PAGE):
-        with uow() as work:
-            written += work.email_campaigns.refresh(org_id, due[start : start + MAX_PAGE], now)
+        with units() as uow:
+            written += uow.email_campaigns.refresh(org_id, due[start : start + MAX_PAGE], now)
             # The rows are written, not committed: a crash here leaves the previous ones.
             faults.reach("email_campaigns.written")
-            work.commit()
+            uow.commit()
     return written

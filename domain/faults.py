@@ -49,6 +49,9 @@ POINTS: Final = (
     # the content calendar's due cards (domain/content_service.py)
     "content.claimed",  # due scheduled posts leased to this worker; no card posted
     "content.posted",  # Slack accepted a due card; its ts is not recorded
+    # a newsletter issue's planning (domain/newsletter_service.py)
+    "newsletter.claimed",  # the planning lease is taken; no outbox row yet
+    "newsletter.chunk",  # a batch of rows and the cursor are committed; planning not finished
 )
 
 EXIT_CODE: Final = 137  # what a shell reports for a process killed by SIGKILL

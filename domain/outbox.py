@@ -186,6 +186,10 @@ class Outbox:
         """This thread's claim name: claims never pass between threads."""
         return f"{self._name}:{threading.get_ident() % 10**9}"
 
+    def new_message_id(self) -> str:
+        """Return a new Message-ID of ours (rows queued in bulk carry one from the start)."""
+        return self._sender.new_message_id()
+
     # the Mailer port -------------------------------------------------------------------
 
     def send(self, email: OutgoingEmail) -> SendOutcome:

@@ -1383,6 +1383,12 @@ class OutboxRepository(Protocol):
         """Store a queued email; None if the card already has one (cards send once)."""
         ...
 
+    def add_many(self, org_id: int, rows: Sequence[dict[str, Any]]) -> int:
+        """Store queued emails in bulk (no card; each row: message_id, not_before and
+        content); a newsletter issue's row already stored for the contact is skipped.
+        Return how many were stored."""
+        ...
+
     def get(self, send_id: int) -> OutboxEmail:
         """Return an outbox row or raise NotFound."""
         ...

@@ -59,7 +59,7 @@ class EmailCampaignsRefresh:
                 org_ids = uow.analytics.campaign_org_ids()
             written = 0
             for org_id in org_ids:
-                written += refresh_due_email_campaigns(org_id, uow=self._uow, clock=self._clock)
+                written += refresh_due_email_campaigns(org_id, units=self._uow, clock=self._clock)
         log.info(
             "email campaigns refreshed", extra={"organizations": len(org_ids), "rows": written}
         )

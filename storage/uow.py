@@ -26,6 +26,7 @@ from storage.engagement import EngagementRepo, EngagementViews
 from storage.events import EventKeys
 from storage.gmail import GmailAccountRepo, MailboxAllowanceRepo, OAuthStateRepo, TokenCipher
 from storage.jobs import EnrollmentRepo, JobRepo, TaskRepo
+from storage.newsletters import IssueRepo, NewsletterRepo, SubscriberRepo
 from storage.outbox import OutboxRepo
 from storage.reply_actions import ReplyActionRepo
 from storage.reply_context import ReplyContextRepo
@@ -47,6 +48,7 @@ from storage.understanding import ConversationRepo, InboundActionRepo, InboundPi
 if TYPE_CHECKING:
     from domain.content_ports import ContentUnitOfWork
     from domain.email_campaigns import EmailCampaignUnitOfWork
+    from domain.newsletter_ports import NewsletterUnitOfWork
     from domain.ports import (
         AccountsUnitOfWork,
         AnalyticsSettingsUnitOfWork,
@@ -134,6 +136,9 @@ class UnitOfWork:
     content: ContentRepo
     content_schedule: ContentScheduleRepo
     content_settings: ContentSettingsRepo
+    newsletters: NewsletterRepo
+    newsletter_issues: IssueRepo
+    newsletter_subscribers: SubscriberRepo
 
     def __init__(
         self, session_factory: SessionFactory, *, cipher: TokenCipher | None = None
@@ -199,6 +204,9 @@ class UnitOfWork:
         self.content = ContentRepo(session)
         self.content_schedule = ContentScheduleRepo(session)
         self.content_settings = ContentSettingsRepo(session)
+        self.newsletters = NewsletterRepo(session)
+        self.newsletter_issues = IssueRepo(session)
+        self.newsletter_subscribers = SubscriberRepo(session)
         return self
 
     def __exit__(
@@ -270,4 +278,8 @@ if TYPE_CHECKING:
 
     def _implements_content(uow: UnitOfWork) -> ContentUnitOfWork:
         """Let the type checker hold this unit of work to the content calendar's port."""
+        return uow
+
+    def _implements_newsletters(uow: UnitOfWork) -> NewsletterUnitOfWork:
+        """Let the type checker hold this unit of work to the newsletters port."""
         return uow

@@ -22,6 +22,7 @@ from domain.content_service import ContentCalendar
 from domain.corrections import Corrections
 from domain.digests import Digests
 from domain.errors import NotPermitted, SalesbotError
+from domain.newsletter_service import Newsletters
 from domain.outreach import Actor, Outreach
 from domain.reply_policy import ReplyPolicies
 from domain.reply_routing import Triage
@@ -59,6 +60,8 @@ class SlackDeps:
     reputation: Reputation | None = None
     #: The content calendar (`/content`, the due cards' buttons); None where not wired.
     content: ContentCalendar | None = None
+    #: Newsletter issues' preview cards (docs/newsletters.md); None where it is not wired.
+    newsletters: Newsletters | None = None
 
 
 def corrections_of(deps: SlackDeps) -> Corrections:

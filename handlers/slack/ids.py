@@ -59,6 +59,13 @@ class ActionId(StrEnum):
     CONTENT_DATE_INPUT = "content_date_input"
     CONTENT_TIME_INPUT = "content_time_input"
     CONTENT_CAMPAIGN_INPUT = "content_campaign_input"
+    #: A newsletter issue's preview card (docs/newsletters.md).
+    NEWSLETTER_APPROVE = "newsletter_issue_approve"
+    NEWSLETTER_EDIT = "newsletter_issue_edit"
+    NEWSLETTER_REJECT = "newsletter_issue_reject"
+    NEWSLETTER_SUBJECT_INPUT = "newsletter_subject_input"
+    NEWSLETTER_TEXT_INPUT = "newsletter_text_input"
+    NEWSLETTER_HTML_INPUT = "newsletter_html_input"
 
 
 class OverflowChoice(StrEnum):
@@ -86,6 +93,7 @@ class CallbackId(StrEnum):
     #: `/content add`, and Done with the post's link.
     ADD_CONTENT = "content_add_modal"
     CONTENT_DONE_LINK = "content_done_link_modal"
+    EDIT_NEWSLETTER_ISSUE = "newsletter_issue_edit_modal"
 
 
 class BlockId(StrEnum):
@@ -111,6 +119,9 @@ class BlockId(StrEnum):
     CONTENT_DATE = "content_date"
     CONTENT_TIME = "content_time"
     CONTENT_CAMPAIGN = "content_campaign"
+    NEWSLETTER_SUBJECT = "newsletter_subject"
+    NEWSLETTER_TEXT = "newsletter_text"
+    NEWSLETTER_HTML = "newsletter_html"
 
 
 class Command(StrEnum):

@@ -28,6 +28,7 @@ from storage.models.events import ProcessedEvent
 from storage.models.gmail import GmailAccount, GmailOAuthState
 from storage.models.inbound import ClassifierRule, GmailPushNotification, InboundEmail
 from storage.models.marketing import EmailTemplate, MarketingCampaign
+from storage.models.newsletters import Newsletter, NewsletterIssue
 from storage.models.operations import WorkerHeartbeat
 from storage.models.outreach import Card, Enrollment, Job, JobTask
 from storage.models.reply_policy import OrgReplyPolicy
@@ -71,6 +72,8 @@ __all__ = [
     "JobTask",
     "MarketingCampaign",
     "MarketingContent",
+    "Newsletter",
+    "NewsletterIssue",
     "OrgReplyPolicy",
     "Organization",
     "PeriodicLease",

@@ -68,6 +68,17 @@ class EmailSend(Base):
             postgresql_where=text("status = 'sent'"),
             sqlite_where=text("status = 'sent'"),
         ),
+        # A newsletter issue goes to a subscriber once (0022): planning inserts with
+        # ON CONFLICT DO NOTHING on this index, so a planning run again after a crash adds
+        # only what is missing.
+        Index(
+            "uq_email_sends_newsletter_issue_id_contact_id",
+            "newsletter_issue_id",
+            "contact_id",
+            unique=True,
+            postgresql_where=text("newsletter_issue_id IS NOT NULL"),
+            sqlite_where=text("newsletter_issue_id IS NOT NULL"),
+        ),
         # The cadence's fatigue limits: emails on their way to a chunk's domains.
         Index(
             "ix_email_sends_on_their_way",
@@ -95,6 +106,10 @@ class EmailSend(Base):
     )
     gmail_account_id: Mapped[int | None] = mapped_column(
         BigId, ForeignKey("gmail_accounts.id", ondelete="SET NULL")
+    )
+    # The newsletter issue this email is one of (docs/newsletters.md).
+    newsletter_issue_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("newsletter_issues.id", ondelete="SET NULL")
     )
     # Our own RFC 5322 Message-ID, generated and stored before Gmail is called.
     message_id: Mapped[str] = mapped_column(String(255), nullable=False, unique=True)

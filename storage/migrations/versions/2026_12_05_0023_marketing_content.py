@@ -1,7 +1,7 @@
 """marketing content: the content calendar (docs/content-calendar.md)
 
 Revision ID: 0023
-Revises: 0021
+Revises: 0022
 Create Date: 2026-12-05
 
 - `marketing_content`: a piece of content (blog, social post, case study, ...) with the
@@ -22,7 +22,7 @@ from sqlalchemy.dialects import postgresql
 import storage.types
 
 revision: str = "0023"
-down_revision: str | None = "0021"
+down_revision: str | None = "0022"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

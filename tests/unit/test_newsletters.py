@@ -1,0 +1,185 @@
+"""The pure part of newsletters: the sending plan (caps, shares, spacing, finish, the 30-day
+refusal), the templates and the status table."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from domain.errors import InvalidInput, InvalidTransition
+from domain.newsletters import (
+    IssueStatus,
+    IssueTemplates,
+    SenderMailbox,
+    Subscriber,
+    check_issue,
+    check_transition,
+    describe_plan,
+    pace_of,
+    plan_sending,
+    render_issue,
+    subscriber_context,
+)
+from domain.templates import TemplateProblem
+
+START = datetime(2026, 12, 7, 14, 0, tzinfo=UTC)
+
+
+def mailbox(account_id: int, *, cap: int = 400, spacing: int = 5, **kw: object) -> SenderMailbox:
+    return SenderMailbox(
+        account_id=account_id,
+        user_id=account_id * 10,
+        email=f"rep{account_id}@lonestar.example.com",
+        daily_cap=cap,
+        min_interval_seconds=spacing,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def max_in_any_day(times: list[datetime]) -> int:
+    times = sorted(times)
+    best, left = 0, 0
+    for right, at in enumerate(times):
+        while at - times[left] >= timedelta(hours=24):
+            left += 1
+        best = max(best, right - left + 1)
+    return best
+
+
+def test_a_mailbox_sends_half_its_cap_a_day_by_default_spaced_evenly() -> None:
+    pace = pace_of(mailbox(1, cap=400), share_percent=50, start=START)
+    assert (pace.per_day, pace.interval_seconds) == (200, 432)
+
+
+def test_the_mailbox_spacing_wins_over_an_even_spread_when_it_is_longer() -> None:
+    pace = pace_of(mailbox(1, cap=400, spacing=600), share_percent=100, start=START)
+    assert pace.interval_seconds == 600
+    assert pace.per_day == 144
+
+
+def test_no_24_hours_of_a_plan_hold_more_than_each_mailbox_share() -> None:
+    plan = plan_sending(
+        [mailbox(1, cap=400), mailbox(2, cap=100)],
+        share_percent=50,
+        subscribers=2_000,
+        start=START,
+    )
+    by_mailbox: dict[int, list[datetime]] = {}
+    for pace, at in plan.slots():
+        by_mailbox.setdefault(pace.account_id, []).append(at)
+    assert sum(len(v) for v in by_mailbox.values()) == 2_000
+    assert max_in_any_day(by_mailbox[1]) == 200
+    assert max_in_any_day(by_mailbox[2]) == 50
+    for times in by_mailbox.values():
+        gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+        assert min(gaps) >= timedelta(seconds=5)
+    assert plan.per_day == 250
+    # 2,000 at 250 a day: the last leaves in the 8th day.
+    assert plan.finish == max(max(v) for v in by_mailbox.values())
+    assert START + timedelta(days=7) < plan.finish < START + timedelta(days=8)
+
+
+def test_the_plan_skips_what_was_planned_before_a_crash() -> None:
+    plan = plan_sending([mailbox(1), mailbox(2)], share_percent=50, subscribers=100, start=START)
+    everything = list(plan.slots())
+    assert list(plan.slots(skip=40)) == everything[40:]
+
+
+def test_a_mailbox_busy_with_an_earlier_issue_starts_after_it() -> None:
+    later = START + timedelta(days=3)
+    plan = plan_sending(
+        [mailbox(1, busy_until=later)], share_percent=50, subscribers=10, start=START
+    )
+    assert next(plan.slots())[1] == later
+
+
+def test_more_subscribers_than_30_days_allow_are_refused_with_the_figures() -> None:
+    with pytest.raises(InvalidInput) as refused:
+        plan_sending(
+            [mailbox(1, cap=100), mailbox(2, cap=100)],
+            share_percent=50,
+            subscribers=3_001,
+            start=START,
+            newsletter_name="'Lender Update'",
+        )
+    assert refused.value.message == (
+        "3,001 subscribers, but 2 mailboxes can send 3,000 emails of 'Lender Update' in 30 days"
+        " (100/day at 50% of their daily caps): add senders, raise the share, or raise the"
+        " mailboxes' daily caps."
+    )
+    assert (
+        plan_sending(
+            [mailbox(1, cap=100), mailbox(2, cap=100)],
+            share_percent=50,
+            subscribers=3_000,
+            start=START,
+        ).total
+        == 3_000
+    )
+
+
+def test_no_connected_mailbox_is_refused_with_what_to_do() -> None:
+    with pytest.raises(InvalidInput, match="No sender of 'Lender Update' has a connected Gmail"):
+        plan_sending(
+            [], share_percent=50, subscribers=1, start=START, newsletter_name="'Lender Update'"
+        )
+
+
+def test_the_plan_is_said_in_one_line() -> None:
+    plan = plan_sending([mailbox(1), mailbox(2)], share_percent=50, subscribers=1_000, start=START)
+    assert (
+        describe_plan(plan) == "1,000 emails from 2 mailboxes, 400/day, finishes Dec 10 ≈01:52 UTC"
+    )
+
+
+def test_a_template_that_does_not_render_is_refused_with_its_line() -> None:
+    broken = IssueTemplates(subject="Hi", html="", text="Hello\n{{ first_name }\n")
+    with pytest.raises(TemplateProblem) as refused:
+        check_issue(broken)
+    assert refused.value.message.startswith("text_template, line 2:")
+    unknown = IssueTemplates(subject="Hi", html="<p>\n\n{{ coupon }}</p>", text="x")
+    with pytest.raises(
+        TemplateProblem, match=r"html_template, line 3: unknown variable\(s\) coupon"
+    ):
+        check_issue(unknown)
+
+
+def test_the_html_part_escapes_what_the_contact_and_variables_hold() -> None:
+    templates = IssueTemplates(
+        subject="{{ issue_title }} for {{ first_name }}",
+        html="<p>Hi {{ first_name }}, {{ rate }}</p>",
+        text="Hi {{ first_name }}, {{ rate }}",
+        variables={"rate": "<b>5%</b>"},
+    )
+    check_issue(templates)
+    context = subscriber_context(
+        Subscriber(contact_id=1, email="d@x.example", first_name="<Dana>"),
+        firm_name="Lone Star",
+        newsletter_name="Lender Update",
+        issue_title="December",
+        variables=templates.variables,
+    )
+    rendered = render_issue(templates, context)
+    assert rendered.subject == "December for <Dana>"
+    assert rendered.text == "Hi <Dana>, <b>5%</b>"
+    assert rendered.html == "<p>Hi &lt;Dana&gt;, &lt;b&gt;5%&lt;/b&gt;</p>"
+
+
+def test_a_variable_named_like_the_subscriber_s_is_refused() -> None:
+    with pytest.raises(InvalidInput, match="variable 'first_name' is the subscriber's"):
+        check_issue(IssueTemplates(subject="x", html="", text="x", variables={"first_name": "A"}))
+
+
+def test_an_issue_moves_only_along_its_table() -> None:
+    check_transition(1, IssueStatus.IN_REVIEW, IssueStatus.SCHEDULED)
+    with pytest.raises(InvalidTransition, match="Issue 1 is sent; it cannot become in review"):
+        check_transition(1, IssueStatus.SENT, IssueStatus.IN_REVIEW)
+
+
+def test_mailboxes_take_turns_in_time_order() -> None:
+    plan = plan_sending([mailbox(1), mailbox(2)], share_percent=50, subscribers=6, start=START)
+    assert Counter(p.account_id for p, _ in plan.slots()) == {1: 3, 2: 3}
+    times = [at for _, at in plan.slots()]
+    assert times == sorted(times)
