@@ -27,7 +27,8 @@ from bot.gmail import build_gmail_integration
 from bot.settings import Settings
 from domain.accounts import Accounts
 from domain.clock import ShiftedClock
-from domain.contacts import TokenScope
+from domain.contacts import TokenScope, UserRole
+from domain.outreach.common import Actor
 from domain.sending import SendLimits
 from handlers.api.deps import Services
 from integrations.crypto import SecretBox
@@ -54,8 +55,10 @@ from sandbox.seed import (
 from sandbox.seed_marketing import (
     MARKETING_CHANNEL_ID,
     MARKETING_CHANNEL_NAME,
+    NEWSLETTER_NAME,
     REPUTATION_CHANNEL_ID,
     REPUTATION_CHANNEL_NAME,
+    seed_newsletter,
 )
 from sandbox.server import RunningServer
 from sandbox.slack_api import (
@@ -206,6 +209,21 @@ def _ready(
         )
         services = Services(engine=engine, session_factory=sessions, clock=clock)
         connected = _connect_mailboxes(sandboxed, services, uow, google, seeded)
+        # A newsletter issue is submitted only with a sending mailbox connected: now.
+        issue_id, made = seed_newsletter(
+            uow,
+            org_id=org.id,
+            clock=clock,
+            admin=Actor(
+                org_id=org.id,
+                user_id=seeded.rep_user_ids[admin.email],
+                role=UserRole.ADMIN.value,
+                slack_user_id=admin.slack_user_id,
+            ),
+        )
+        seeded.marketing.newsletter_issue_id = issue_id
+        seeded.marketing.made += made
+        seeded.made += made
         token = _fresh_token(accounts, org.slug, admin.email)
     finally:
         engine.dispose()
@@ -244,7 +262,8 @@ def _ready(
         console.print(
             f"  Marketing              : {marketing.content_items} content items"
             f" ({marketing.scheduled_posts} posts scheduled), {marketing.reviews} reviews;"
-            f" response cards in #{REPUTATION_CHANNEL_NAME}"
+            f" response cards in #{REPUTATION_CHANNEL_NAME}; the newsletter"
+            f" '{NEWSLETTER_NAME}' has an issue waiting for review in #{MARKETING_CHANNEL_NAME}"
         )
         console.print(f"  Gmail connected        : {', '.join(connected)}")
     return sandbox
@@ -430,6 +449,11 @@ def mount_sandbox_console(application: FastAPI, sandbox: Sandbox) -> None:
             channel=MARKETING_CHANNEL_ID,
         ),
         Suggestion(
+            f"The newsletter “{NEWSLETTER_NAME}”: this month's issue waits for review in"
+            f" #{MARKETING_CHANNEL_NAME}, rendered for a sample subscriber with the audience"
+            " and the sending plan (Approve & schedule sends it over the next days)."
+        ),
+        Suggestion(
             f"Reviews: the 2-star Zillow review's drafted response waits in"
             f" #{REPUTATION_CHANNEL_NAME} (Approve response, Edit, Reject); the one that"
             " mentions a lawsuit is escalated to you, the account manager, in your DM with"
@@ -481,6 +505,10 @@ def print_banner(sandbox: Sandbox, console: Console) -> None:
     console.print(
         f"   5. Review cards: a drafted response in #{REPUTATION_CHANNEL_NAME}, a lawsuit"
         " escalated to your DM; trends at GET /api/reputation/trends"
+    )
+    console.print(
+        f"   6. The newsletter '{NEWSLETTER_NAME}': this month's issue waits for review in"
+        f" #{MARKETING_CHANNEL_NAME} (Approve & schedule, Edit, Reject)"
     )
     console.print(
         f"  Move the sandbox clock forward in the console to bring day {_cadence_hint()}"

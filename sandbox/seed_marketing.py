@@ -26,6 +26,8 @@ from domain.content import ContentIn, ContentSettings, ContentStatus, ContentTyp
 from domain.content_service import ContentCalendar
 from domain.deps import Deps
 from domain.errors import InvalidInput
+from domain.newsletter_service import Newsletters
+from domain.newsletters import IssueIn, IssueStatus, NewsletterIn
 from domain.outreach.common import Actor
 from domain.ports import MessageClassifier
 from domain.reputation import EscalationKind, RouteTo, Scenario, parse_review_csv
@@ -232,6 +234,8 @@ class MarketingReport:
     content_items: int = 0
     scheduled_posts: int = 0
     reviews: int = 0
+    #: The newsletter issue waiting for review (set once the mailboxes are connected).
+    newsletter_issue_id: int | None = None
     made: list[str] = field(default_factory=list)
 
 
@@ -402,3 +406,90 @@ def _ensure_reviews(
             f" {result.escalations} escalations)"
         )
     report.reviews = len(reputation.list_reviews(org_id))
+
+
+# --- the newsletter -------------------------------------------------------------------------
+
+NEWSLETTER_NAME: Final = "Lender Update"
+NEWSLETTER_SUBJECT: Final = "{{ newsletter_name }}: {{ headline }}"
+NEWSLETTER_TEXT: Final = """\
+Hi {{ first_name or "there" }},
+
+{{ headline }}. Here is what changed at {{ firm_name }} this month:
+
+- Turn times in Travis, Williamson and Hays counties average 5 business days, FHA and VA \
+included.
+- Two certified residential appraisers joined us: rural and new-construction files are \
+welcome.
+- Revision requests are answered within 24 hours.
+
+If a file of {{ company_name or "yours" }} is stuck with another panel, reply to this email \
+and we'll tell you the same day whether we can hit your closing date.
+
+— {{ firm_name }}
+"""
+NEWSLETTER_HTML: Final = """\
+<p>Hi {{ first_name or "there" }},</p>
+<p><strong>{{ headline }}.</strong> Here is what changed at {{ firm_name }} this month:</p>
+<ul>
+<li>Turn times in Travis, Williamson and Hays counties average 5 business days, FHA and VA
+included.</li>
+<li>Two certified residential appraisers joined us: rural and new-construction files are
+welcome.</li>
+<li>Revision requests are answered within 24 hours.</li>
+</ul>
+<p>If a file of {{ company_name or "yours" }} is stuck with another panel, reply to this
+email and we'll tell you the same day whether we can hit your closing date.</p>
+<p>— {{ firm_name }}</p>
+"""
+
+
+def seed_newsletter(
+    units: Callable[[], UnitOfWork],
+    *,
+    org_id: int,
+    clock: Clock,
+    admin: Actor,
+) -> tuple[int, list[str]]:
+    """The newsletter "Lender Update", sent from the admin's mailbox, with this month's
+    issue submitted for review: its preview card waits in #marketing (never approved here).
+    Run once the reps' mailboxes are connected (a submission without a sending mailbox is
+    refused). Return the issue's id and what was made now."""
+    newsletters = Newsletters(Deps(uow=units, clock=clock))
+    made: list[str] = []
+    found = [n for n in newsletters.list_newsletters(org_id) if n.name == NEWSLETTER_NAME]
+    if found:
+        newsletter = found[0]
+    else:
+        newsletter = newsletters.create(
+            admin,
+            org_id,
+            NewsletterIn(
+                name=NEWSLETTER_NAME,
+                description="The firm's monthly note to the lenders, brokers and AMCs it serves.",
+                sender_user_ids=[admin.user_id],
+                slack_channel_id=MARKETING_CHANNEL_ID,
+            ),
+        )
+        made.append(f"newsletter {NEWSLETTER_NAME}")
+    issues = newsletters.list_issues(org_id, newsletter.id)
+    if issues:
+        issue = issues[0]
+    else:
+        issue = newsletters.create_issue(
+            admin,
+            org_id,
+            newsletter.id,
+            IssueIn(
+                title=f"{clock.now():%B %Y}",
+                subject_template=NEWSLETTER_SUBJECT,
+                text_template=NEWSLETTER_TEXT,
+                html_template=NEWSLETTER_HTML,
+                variables={"headline": "Turn times are down to 5 days"},
+            ),
+        )
+        made.append(f"issue {issue.title}")
+    if issue.status == IssueStatus.DRAFT:
+        issue = newsletters.submit(admin, org_id, newsletter.id, issue.id)
+        made.append(f"issue {issue.title} submitted for review")
+    return issue.id, made

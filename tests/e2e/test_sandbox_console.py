@@ -311,9 +311,9 @@ def test_a_rep_launches_approves_edits_and_sees_replies_and_a_follow_up_in_the_c
 def test_a_newcomer_finds_the_content_calendar_and_the_review_cards(
     served: Served, tmp_path: Path
 ) -> None:
-    """Issue 16's seeded firm: this week's content from /content list, the 2-star Zillow
-    review's drafted response in #reputation (approved here), the lawsuit escalated in the
-    admin's DM, and the trends API agreeing."""
+    """Issue 16's seeded firm: this week's content from /content list and the newsletter's
+    preview card in #marketing, the 2-star Zillow review's drafted response in #reputation
+    (approved here), the lawsuit escalated in the admin's DM, and the trends API agreeing."""
     from playwright.sync_api import expect, sync_playwright
 
     found = re.search(r"API token : (\S+)", served.log.read_text())
@@ -349,6 +349,12 @@ def test_a_newcomer_finds_the_content_calendar_and_the_review_cards(
                 "instagram",
                 "linkedin",
             ]
+
+            # The newsletter's issue waits for review there, its preview card not approved.
+            preview = page.locator("#messages .msg", has_text="Lender Update")
+            expect(preview).to_have_count(1, timeout=WAIT)
+            expect(preview.locator("button", has_text="Approve & schedule")).to_be_visible()
+            expect(preview).to_contain_text("Turn times are down to 5 days")
 
             # The drafted response to the 2-star Zillow review waits in #reputation.
             page.locator("#channels [data-channel-id]", has_text=REPUTATION_CHANNEL_NAME).click()

@@ -217,6 +217,7 @@ def test_the_sandbox_starts_ready_and_a_second_start_seeds_nothing_more(
     url = committed_engine.url.render_as_string(hide_password=False)
     settings = make_settings(url, PUBLIC_BASE_URL="http://localhost:3000")
     tokens = []
+    issues: list[int | None] = []
     for attempt in range(2):
         sandbox = start_sandbox(settings, clock=ShiftedClock())
         try:
@@ -229,6 +230,7 @@ def test_the_sandbox_starts_ready_and_a_second_start_seeds_nothing_more(
             assert sandbox.slack.user("U0SBXMARIA1").email == REPS[1].email
             assert {"C0SBXMARKET", "C0SBXREPUTE"} <= {c.id for c in sandbox.slack.channels()}
             assert sandbox.seed.marketing.reviews == 6
+            issues.append(sandbox.seed.marketing.newsletter_issue_id)
             tokens.append(sandbox.api_token)
         finally:
             sandbox.stop()
@@ -236,6 +238,8 @@ def test_the_sandbox_starts_ready_and_a_second_start_seeds_nothing_more(
         accounts = session.scalars(select(m.GmailAccount).order_by(m.GmailAccount.email)).all()
         clients = session.scalar(select(func.count()).select_from(m.Client))
         readers = set(session.scalars(select(m.Review.sentiment_source)))
+        newsletters = session.scalars(select(m.Newsletter)).all()
+        issue_rows = session.scalars(select(m.NewsletterIssue)).all()
         sentiments = dict(session.execute(select(m.Review.external_id, m.Review.sentiment)).all())
         review_cards = session.scalar(
             select(func.count()).select_from(m.Card).where(m.Card.type.like("review_%"))
@@ -247,6 +251,12 @@ def test_the_sandbox_starts_ready_and_a_second_start_seeds_nothing_more(
     # Read by Claude's stand-in, as the running app reads them; the second start added none.
     assert {r.split(":")[0] for r in readers} == {"claude"}
     assert review_cards == 5
+    # The newsletter's issue is submitted once the mailboxes are connected, and left in
+    # review (its preview card waits in #marketing); the second start found it there.
+    assert [(n.name, n.slack_channel_id) for n in newsletters] == [("Lender Update", "C0SBXMARKET")]
+    assert [(i.id, i.status) for i in issue_rows] == [(issues[0], "in_review")]
+    assert issues[0] == issues[1]
+    assert issue_rows[0].audience_count == 196  # 200 contacts, 3 opted out, 1 bounced
     assert sentiments == {
         "zl-20931": "negative",
         "g-58812": "negative",
