@@ -6,8 +6,10 @@ rep and their contacts would do, through the same doors they use: a signed `/cam
 launch` from Slack, clicks on the cards (one edited through the real Edit modal, one
 rejected through its modal), the emails checked in the Gmail stand-in, a reply of every kind
 of `sandbox/sample_replies.py` delivered into the rep's mailbox with Gmail's signed push, the
-sandbox clock moved through the cadence (day 4, 10 and 21) so that follow-ups come due, and
-`/digest now`. Each step prints one line; a summary says what came of every reply.
+sandbox clock moved through the cadence (day 4, 10 and 21) so that follow-ups come due,
+`/digest now`, then the seeded Zillow review's drafted response approved in #reputation and
+the LinkedIn post's content card (due once the clock passed its morning) marked Done in the
+rep's DM. Each step prints one line; a summary says what came of every reply.
 
 Exit code 0 when every step did what it should; 1 with the step that failed and why.
 """
@@ -50,6 +52,7 @@ from sandbox.seed import (
     SeedReport,
     business_moment,
 )
+from sandbox.seed_marketing import REPUTATION_CHANNEL_ID, REPUTATION_CHANNEL_NAME
 from sandbox.server import free_port
 from sandbox.slack_api import Message, View
 from sandbox.slack_user import SlackUser
@@ -234,6 +237,8 @@ class World:
     api: httpx.Client
     session_factory: Any
     fast: bool
+    #: Wakes one of the app's periodic jobs now (by name) instead of at its next round.
+    wake: Callable[[str], None] = lambda name: None
     launched_at: datetime | None = None
     job_id: int | None = None
     sent: list[EmailMessage] = field(default_factory=list)
@@ -340,6 +345,7 @@ def _running(
         api=api,
         session_factory=make_session_factory(engine),
         fast=fast,
+        wake=app.state.runtime.scheduler.wake,
     )
     try:
         yield world
@@ -454,6 +460,12 @@ def _play(world: World, transcript: Transcript) -> None:
     for day in CADENCE_DAYS[1:]:
         with transcript.step(f"Move the clock to day {day} and run the cadence") as step:
             step.detail = _cadence_day(world, day)
+    with transcript.step(
+        f"Approve a review's drafted response in #{REPUTATION_CHANNEL_NAME}"
+    ) as step:
+        step.detail = _review_response(world)
+    with transcript.step("Mark the LinkedIn post's content card Done") as step:
+        step.detail = _content_done(world)
 
 
 def _campaign_job(world: World) -> dict[str, Any] | None:
@@ -824,6 +836,59 @@ def _digest(world: World) -> str:
     posted = wait_for(digest, what="the digest in #sales-review")
     world.counts["digests"] += 1
     return f"“{posted.text[:140]}”"
+
+
+def _says(message: Message, words: str) -> bool:
+    """True when the message's text or blocks hold `words`."""
+    return words in message.text or words in json.dumps(message.blocks, ensure_ascii=False)
+
+
+def _review_response(world: World) -> str:
+    """The seeded 2-star Zillow review's drafted response, approved with its button."""
+
+    def card() -> Message | None:
+        found = [
+            m
+            for m in world.sandbox.slack.messages(REPUTATION_CHANNEL_ID)
+            if _element(m, ActionId.REVIEW_APPROVE) and _says(m, "Zillow review")
+        ]
+        return found[0] if found else None
+
+    zillow = wait_for(card, what=f"the Zillow review's response card in #{REPUTATION_CHANNEL_NAME}")
+    _click(world, zillow, ActionId.REVIEW_APPROVE)
+    wait_for(
+        lambda: _says(_current(world, zillow), "Response approved"),
+        what="the response card to say it was approved",
+    )
+    responded = _get(world, "/api/reputation/reviews", status="responded")
+    if [r["platform"] for r in responded] != ["zillow"]:
+        raise DemoFailed(f"the responded reviews are {responded!r}, not the Zillow review")
+    return "2★ Zillow review: the response recorded, the review marked responded"
+
+
+def _content_done(world: World) -> str:
+    """The seeded LinkedIn post's card (due since the clock passed its morning) in the
+    admin's DM, marked Done with its button."""
+    from jobs.content import ContentSweep
+
+    world.wake(ContentSweep.NAME)  # the sweep looks at once instead of at its next round
+    dm = world.sandbox.slack.dm_channel_id(world.sandbox.admin_user_id)
+
+    def card() -> Message | None:
+        found = [
+            m
+            for m in world.sandbox.slack.messages(dm)
+            if _element(m, ActionId.CONTENT_DONE) and _says(m, "on LinkedIn")
+        ]
+        return found[0] if found else None
+
+    linkedin = wait_for(card, what="the LinkedIn post's card in the admin's DM")
+    _click(world, linkedin, ActionId.CONTENT_DONE)
+    wait_for(
+        lambda: _says(_current(world, linkedin), "Posted on LinkedIn"),
+        what="the content card to say it was posted",
+    )
+    return "“Post this today on LinkedIn” → ✅ Posted on LinkedIn, marked done"
 
 
 # --- the summary ----------------------------------------------------------------------------

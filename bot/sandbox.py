@@ -27,7 +27,8 @@ from bot.gmail import build_gmail_integration
 from bot.settings import Settings
 from domain.accounts import Accounts
 from domain.clock import ShiftedClock
-from domain.contacts import TokenScope
+from domain.contacts import TokenScope, UserRole
+from domain.outreach.common import Actor
 from domain.sending import SendLimits
 from handlers.api.deps import Services
 from integrations.crypto import SecretBox
@@ -50,6 +51,14 @@ from sandbox.seed import (
     REVIEW_CHANNEL_NAME,
     SeedReport,
     seed_firm,
+)
+from sandbox.seed_marketing import (
+    MARKETING_CHANNEL_ID,
+    MARKETING_CHANNEL_NAME,
+    NEWSLETTER_NAME,
+    REPUTATION_CHANNEL_ID,
+    REPUTATION_CHANNEL_NAME,
+    seed_newsletter,
 )
 from sandbox.server import RunningServer
 from sandbox.slack_api import (
@@ -186,9 +195,35 @@ def _ready(
             admin_slack_user_id=admin.slack_user_id,
             admin_name=admin.name,
         )
-        seeded = seed_firm(sessions, org_id=org.id, clock=clock, uow=uow)
+        from bot.app import build_message_classifiers
+
+        # The reviews are read as the running app reads them: by Claude (here its stand-in,
+        # already up), the offline model where it fails.
+        seeded = seed_firm(
+            sessions,
+            org_id=org.id,
+            clock=clock,
+            uow=uow,
+            classifiers=build_message_classifiers(sandboxed),
+            cipher=cipher,
+        )
         services = Services(engine=engine, session_factory=sessions, clock=clock)
         connected = _connect_mailboxes(sandboxed, services, uow, google, seeded)
+        # A newsletter issue is submitted only with a sending mailbox connected: now.
+        issue_id, made = seed_newsletter(
+            uow,
+            org_id=org.id,
+            clock=clock,
+            admin=Actor(
+                org_id=org.id,
+                user_id=seeded.rep_user_ids[admin.email],
+                role=UserRole.ADMIN.value,
+                slack_user_id=admin.slack_user_id,
+            ),
+        )
+        seeded.marketing.newsletter_issue_id = issue_id
+        seeded.marketing.made += made
+        seeded.made += made
         token = _fresh_token(accounts, org.slug, admin.email)
     finally:
         engine.dispose()
@@ -223,13 +258,20 @@ def _ready(
             f" {seeded.orders:,} orders; campaign '{seeded.campaign_name}' reviewed in"
             f" #{REVIEW_CHANNEL_NAME}"
         )
+        marketing = seeded.marketing
+        console.print(
+            f"  Marketing              : {marketing.content_items} content items"
+            f" ({marketing.scheduled_posts} posts scheduled), {marketing.reviews} reviews;"
+            f" response cards in #{REPUTATION_CHANNEL_NAME}; the newsletter"
+            f" '{NEWSLETTER_NAME}' has an issue waiting for review in #{MARKETING_CHANNEL_NAME}"
+        )
         console.print(f"  Gmail connected        : {', '.join(connected)}")
     return sandbox
 
 
 def _people_and_channels(slack: SlackStandIn, google: GoogleStandIn) -> None:
     """The firm's reps in the Slack workspace (the admin renamed after the seed's), its
-    #sales-review channel, and a Gmail mailbox for each rep."""
+    #sales-review, #marketing and #reputation channels, and a Gmail mailbox for each rep."""
     for rep in REPS:
         slack.add_user(
             rep.slack_user_id,
@@ -241,15 +283,42 @@ def _people_and_channels(slack: SlackStandIn, google: GoogleStandIn) -> None:
         )
         google.add_mailbox(rep.email)
     slack.add_channel(REVIEW_CHANNEL_ID, REVIEW_CHANNEL_NAME)
+    slack.add_channel(MARKETING_CHANNEL_ID, MARKETING_CHANNEL_NAME)
+    slack.add_channel(REPUTATION_CHANNEL_ID, REPUTATION_CHANNEL_NAME)
 
 
 def _classification(body: Mapping[str, Any]) -> dict[str, Any]:
     """The Anthropic stand-in's `classify_message`: the reading of a sample reply when the
-    email is one (sandbox/sample_replies.py), else the stand-in's keyword reading."""
+    email is one (sandbox/sample_replies.py), a review's tone when the text is a public
+    review (domain/reputation_service.py reads them as "<Site> review, N of 5 stars"), else
+    the stand-in's keyword reading."""
     prompt = _last_user_text(body)
     email = _email_of(prompt)
-    reading = reading_for(f"{email.get('subject') or ''}\n{email.get('body') or ''}")
-    return reading.as_tool_input() if reading is not None else keyword_classification(prompt)
+    subject, text = str(email.get("subject") or ""), str(email.get("body") or "")
+    reading = reading_for(f"{subject}\n{text}")
+    if reading is not None:
+        return reading.as_tool_input()
+    answer = keyword_classification(prompt)
+    if _REVIEW_SUBJECT.fullmatch(subject):
+        # The keyword reading is an email's ("call" reads as interested): a review is read
+        # by its words of praise and complaint instead.
+        words = set(re.findall(r"[a-z']+", text.casefold()))
+        tone = len(words & _PRAISE) - len(words & _COMPLAINT)
+        score = max(-0.9, min(0.9, 0.4 * tone))
+        label = "positive" if score >= 0.2 else "negative" if score <= -0.2 else "neutral"
+        answer.update(sentiment=label, sentiment_score=score, intent="none")
+    return answer
+
+
+_REVIEW_SUBJECT = re.compile(r"\w+ review, [1-5] of 5 stars")
+_PRAISE = frozenset(
+    "excellent great fast thorough clear friendly polite recommend wonderful helpful easy"
+    " early professional thank thanks quick smooth".split()
+)
+_COMPLAINT = frozenset(
+    "late slow nobody never wrong rude worst terrible lawsuit attorney lawyer killed slipped"
+    " unprofessional ignored mistake mistakes errors delayed".split()
+)
 
 
 def _last_user_text(body: Mapping[str, Any]) -> str:
@@ -369,9 +438,26 @@ def mount_sandbox_console(application: FastAPI, sandbox: Sandbox) -> None:
         ),
         Suggestion(
             f"Move the clock (+4 days, +1 week) to bring the day {CADENCE_DAYS[1]} follow-ups"
-            " due, or post the week's digest with its chart:",
+            " due, or post the week's digest with its chart, this week's content and the"
+            " Reputation line:",
             command="/digest now --weekly",
             channel=REVIEW_CHANNEL_ID,
+        ),
+        Suggestion(
+            f"This week's content calendar (only you see it); {_content_hint(sandbox)}:",
+            command="/content list",
+            channel=MARKETING_CHANNEL_ID,
+        ),
+        Suggestion(
+            f"The newsletter “{NEWSLETTER_NAME}”: this month's issue waits for review in"
+            f" #{MARKETING_CHANNEL_NAME}, rendered for a sample subscriber with the audience"
+            " and the sending plan (Approve & schedule sends it over the next days)."
+        ),
+        Suggestion(
+            f"Reviews: the 2-star Zillow review's drafted response waits in"
+            f" #{REPUTATION_CHANNEL_NAME} (Approve response, Edit, Reject); the one that"
+            " mentions a lawsuit is escalated to you, the account manager, in your DM with"
+            " salesbot. The numbers: GET /api/reputation/trends (API docs)."
         ),
     ]
     mount_console(
@@ -393,7 +479,7 @@ def mount_sandbox_console(application: FastAPI, sandbox: Sandbox) -> None:
 
 
 def print_banner(sandbox: Sandbox, console: Console) -> None:
-    """Say where the console is, the API token, and the first three things to try."""
+    """Say where the console is, the API token, and what to try first."""
     seed = sandbox.seed
     campaign = seed.campaign_name if seed is not None else "<campaign>"
     console.rule("[bold green]Salesbot sandbox is ready[/bold green]")
@@ -414,10 +500,32 @@ def print_banner(sandbox: Sandbox, console: Console) -> None:
         " ...) and watch the reply card arrive"
     )
     console.print(
+        f"   4. [bold]/content list[/bold] shows this week's content; {_content_hint(sandbox)}"
+    )
+    console.print(
+        f"   5. Review cards: a drafted response in #{REPUTATION_CHANNEL_NAME}, a lawsuit"
+        " escalated to your DM; trends at GET /api/reputation/trends"
+    )
+    console.print(
+        f"   6. The newsletter '{NEWSLETTER_NAME}': this month's issue waits for review in"
+        f" #{MARKETING_CHANNEL_NAME} (Approve & schedule, Edit, Reject)"
+    )
+    console.print(
         f"  Move the sandbox clock forward in the console to bring day {_cadence_hint()}"
         " follow-ups due; `salesbot demo --fast` runs all of it unattended."
     )
     console.rule()
+
+
+def _content_hint(sandbox: Sandbox) -> str:
+    """When the seeded LinkedIn post's card comes, and how to get there."""
+    post_at = sandbox.seed.marketing.linkedin_post_at if sandbox.seed is not None else None
+    if post_at is None:
+        return "a post's card comes to its owner's DM on its morning"
+    return (
+        f"the LinkedIn post's card comes to your DM on the morning of {post_at:%a %b %d}"
+        " (move the clock there), with Done, Snooze and Skip"
+    )
 
 
 def _cadence_hint() -> str:

@@ -137,7 +137,7 @@ class Reputation:
             self._on_cards()
         log.info(
             "reviews stored",
-            extra={"org_id": org_id, "created": len(ids), "duplicates": len(duplicates)},
+            extra={"org_id": org_id, "stored": len(ids), "duplicates": len(duplicates)},
         )
         return IngestResult(
             created=ids, duplicates=duplicates, response_cards=cards, escalations=escalations

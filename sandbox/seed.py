@@ -10,7 +10,9 @@ unions.
 
 It goes in through the product's own paths: the CRM through the CSV import
 (`storage.importer.import_csv`, as `salesbot import` does), the templates and the campaign
-through the catalog use cases, the reps through the account functions. Everything comes
+through the catalog use cases, the reps through the account functions, and the firm's
+marketing and reputation (content calendar, review settings, templates, rules and reviews)
+through their use cases (`sandbox/seed_marketing.py`). Everything comes
 from one seeded random generator, so every sandbox holds the same firm (its dates are
 relative to the day it was made). Seeding is safe to repeat: each part is made only when
 the organization does not have it yet.
@@ -35,7 +37,11 @@ from domain.clock import Clock
 from domain.contacts import UserRole
 from domain.deps import Deps
 from domain.imports import ImportKind
+from domain.outreach.common import Actor
+from domain.ports import MessageClassifier
+from domain.reputation_ports import SecretCipher
 from domain.templates import EmailTemplateFields, TemplateCategory
+from sandbox.seed_marketing import MarketingReport, seed_marketing
 from storage import models as m
 from storage.db import SessionFactory
 from storage.importer import import_csv
@@ -542,6 +548,7 @@ class SeedReport:
     clients: int = 0
     contacts: int = 0
     orders: int = 0
+    marketing: MarketingReport = field(default_factory=MarketingReport)
 
     @property
     def seeded_now(self) -> bool:
@@ -555,9 +562,14 @@ def seed_firm(
     org_id: int,
     clock: Clock,
     uow: Callable[[], UnitOfWork] | None = None,
+    classifiers: tuple[MessageClassifier, MessageClassifier] | None = None,
+    cipher: SecretCipher | None = None,
 ) -> SeedReport:
-    """Give the organization the firm's reps, CRM, templates and campaign; what it already has
-    is kept as it is (seeding twice makes nothing the second time)."""
+    """Give the organization the firm's reps, CRM, templates, campaign, content calendar and
+    reviews; what it already has is kept as it is (seeding twice makes nothing the second
+    time). `classifiers` read the reviews' sentiment (the model, the offline one): the
+    offline model when not given. `cipher` is the reputation service's (the seed seals no
+    secret with it)."""
     units = uow or (lambda: UnitOfWork(session_factory))
     now = clock.now()
     made: list[str] = []
@@ -578,6 +590,17 @@ def seed_firm(
     catalog = Catalog(Deps(uow=units, clock=clock))
     template_ids = _ensure_templates(catalog, units, org_id, admin_id, made)
     campaign_id = _ensure_campaign(catalog, units, org_id, admin_id, template_ids, made)
+    marketing = seed_marketing(
+        units,
+        org_id=org_id,
+        clock=clock,
+        admin=Actor(org_id=org_id, user_id=admin_id, role=UserRole.ADMIN.value),
+        legal_user_id=rep_ids[REPS[1].email],
+        firm_name=FIRM_NAME,
+        classifiers=classifiers or _offline_classifiers(),
+        cipher=cipher or _throwaway_cipher(),
+    )
+    made += marketing.made
     return SeedReport(
         org_id=org_id,
         campaign_id=campaign_id,
@@ -588,7 +611,24 @@ def seed_firm(
         clients=_count(session_factory, m.Client, org_id),
         contacts=_count(session_factory, m.Contact, org_id),
         orders=_count(session_factory, m.AppraisalOrder, org_id),
+        marketing=marketing,
     )
+
+
+def _offline_classifiers() -> tuple[MessageClassifier, MessageClassifier]:
+    from integrations.offline_classifier import OfflineClassifier
+
+    offline = OfflineClassifier()
+    return offline, offline
+
+
+def _throwaway_cipher() -> SecretCipher:
+    import secrets
+
+    from integrations.crypto import SecretBox
+
+    # Only a webhook secret is sealed with it, and the seed makes none.
+    return SecretBox(secrets.token_urlsafe(32))
 
 
 def ensure_reps(units: Callable[[], UnitOfWork], org_id: int) -> dict[str, int]:

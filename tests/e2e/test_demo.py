@@ -40,7 +40,11 @@ def test_the_demo_runs_every_step_and_reports_each_kind_of_reply_handled(
     transcript = finished.stdout
     assert finished.returncode == 0, transcript + finished.stderr
     assert "✗" not in transcript
-    assert "All 13 steps passed" in transcript
+    assert "All 15 steps passed" in transcript
+    # The seeded reputation and content calendar (sandbox/seed_marketing.py), through the
+    # same buttons a rep clicks.
+    assert "2★ Zillow review: the response recorded, the review marked responded" in transcript
+    assert "→ ✅ Posted on LinkedIn, marked done" in transcript
     for sample in SAMPLES:
         assert sample.label in transcript, sample.key
     for handled in (

@@ -30,6 +30,7 @@ import httpx
 import pytest
 
 from sandbox.seed import CADENCE_DAYS, CAMPAIGN_NAME, REVIEW_CHANNEL_NAME, business_moment
+from sandbox.seed_marketing import MARKETING_CHANNEL_NAME, REPUTATION_CHANNEL_NAME
 from sandbox.server import free_port
 from sandbox.slack_api import DEFAULT_BOT_TOKEN, api_base_url, start_slack_stand_in
 
@@ -305,6 +306,99 @@ def test_a_rep_launches_approves_edits_and_sees_replies_and_a_follow_up_in_the_c
             raise
         finally:
             browser.close()
+
+
+def test_a_newcomer_finds_the_content_calendar_and_the_review_cards(
+    served: Served, tmp_path: Path
+) -> None:
+    """Issue 16's seeded firm: this week's content from /content list and the newsletter's
+    preview card in #marketing, the 2-star Zillow review's drafted response in #reputation
+    (approved here), the lawsuit escalated in the admin's DM, and the trends API agreeing."""
+    from playwright.sync_api import expect, sync_playwright
+
+    found = re.search(r"API token : (\S+)", served.log.read_text())
+    assert found is not None, served.tail()
+    api = httpx.Client(
+        base_url=served.url, headers={"Authorization": f"Bearer {found.group(1)}"}, timeout=10
+    )
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        page = browser.new_page(viewport={"width": 1500, "height": 1000})
+        try:
+            page.goto(served.url + "/sandbox")
+            expect(page.locator("#title")).to_have_text(f"#{REVIEW_CHANNEL_NAME}")
+            expect(page.locator(".try-next")).to_contain_text("/api/reputation/trends")
+
+            # The Try-next suggestion opens #marketing with /content list in the box.
+            page.locator(".try-next [data-suggest]", has_text="/content list").click()
+            expect(page.locator("#title")).to_have_text(f"#{MARKETING_CHANNEL_NAME}")
+            expect(page.locator("#command-text")).to_have_value("/content list")
+            page.press("#command-text", "Enter")
+            listed = page.locator("#messages .msg.ephemeral", has_text="This week's content")
+            expect(listed).to_have_count(1, timeout=WAIT)
+            schedule = api.get("/api/marketing/content-schedule").json()
+            for entry in schedule:  # this week's posts (none on a Friday afternoon's week)
+                expect(listed).to_contain_text(entry["title"])
+            posts = api.get(
+                "/api/marketing/content-schedule",
+                params={"from": datetime.now(UTC).date().isoformat(), "to": _in_days(10)},
+            ).json()
+            assert sorted(p["channel"] for p in posts) == [
+                "blog",
+                "facebook",
+                "instagram",
+                "linkedin",
+            ]
+
+            # The newsletter's issue waits for review there, its preview card not approved.
+            preview = page.locator("#messages .msg", has_text="Lender Update")
+            expect(preview).to_have_count(1, timeout=WAIT)
+            expect(preview.locator("button", has_text="Approve & schedule")).to_be_visible()
+            expect(preview).to_contain_text("Turn times are down to 5 days")
+
+            # The drafted response to the 2-star Zillow review waits in #reputation.
+            page.locator("#channels [data-channel-id]", has_text=REPUTATION_CHANNEL_NAME).click()
+            expect(page.locator("#title")).to_have_text(f"#{REPUTATION_CHANNEL_NAME}")
+            responses = page.locator(
+                "#messages .msg", has=page.locator("button", has_text="Approve response")
+            )
+            expect(responses).to_have_count(3, timeout=WAIT)
+            zillow = responses.filter(has_text="Zillow review")
+            expect(zillow).to_contain_text("★★☆☆☆")
+            expect(zillow).to_contain_text("Hi Rebecca T.")
+            zillow_ts = zillow.get_attribute("data-ts")
+            zillow.locator("button", has_text="Approve response").click()
+            expect(page.locator(f'#messages .msg[data-ts="{zillow_ts}"]')).to_contain_text(
+                "✅ Response approved by", timeout=WAIT
+            )
+
+            # The review that mentions a lawsuit is escalated to the account manager's DM.
+            dm = page.locator(
+                f'#channels [data-channel-id="{page.locator("body").get_attribute("data-dm")}"]'
+            )
+            dm.click()
+            expect(page.locator("#title")).to_have_text("salesbot")
+            escalated = page.locator("#messages .msg", has_text="grounds for a lawsuit")
+            expect(escalated).to_have_count(1, timeout=WAIT)
+            expect(escalated).to_contain_text("Escalated to the account manager")
+            expect(escalated.locator("button", has_text="Mark handled")).to_be_visible()
+
+            # The trends API says what the cards did.
+            totals = api.get("/api/reputation/trends").json()["totals"]
+            assert (totals["reviews"], totals["escalated"]) == (6, 2)
+            assert (totals["needing_response"], totals["responded"]) == (3, 1)
+        except BaseException:
+            shot = tmp_path / "sandbox-console-issue16-failure.png"
+            page.screenshot(path=str(shot), full_page=True)
+            print(f"screenshot of the console: {shot}\nserver log:\n{served.tail(60)}")
+            raise
+        finally:
+            browser.close()
+            api.close()
+
+
+def _in_days(days: int) -> str:
+    return (datetime.now(UTC) + timedelta(days=days)).date().isoformat()
 
 
 def _sandbox_now(clock_text: str) -> datetime:

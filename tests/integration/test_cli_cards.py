@@ -70,7 +70,10 @@ def reviewed(committed_engine: Engine) -> Iterator[Reviewed]:
 
 
 def test_listing_shows_the_jobs_cards_as_json_for_scripts(reviewed: Reviewed) -> None:
-    result = reviewed.cards("list", "--org", "sandbox", "--status", "in_review", "--json")
+    # The job's: the seeded reviews' cards (sandbox/seed_marketing.py) wait in review too.
+    result = reviewed.cards(
+        "list", "--org", "sandbox", "--status", "in_review", "--job", str(reviewed.job_id), "--json"
+    )
 
     assert result.exit_code == 0, result.output
     cards = json.loads(result.stdout)
@@ -93,7 +96,8 @@ def test_listing_by_campaign_prints_a_table_and_an_unknown_campaign_says_so(
 
 
 def test_show_prints_the_whole_draft_and_its_fingerprint(reviewed: Reviewed) -> None:
-    card = json.loads(reviewed.cards("list", "--org", "sandbox", "--json").stdout)[0]
+    listed = reviewed.cards("list", "--org", "sandbox", "--job", str(reviewed.job_id), "--json")
+    card = json.loads(listed.stdout)[0]
 
     shown = reviewed.cards("show", str(card["id"]), "--org", "sandbox")
 
@@ -105,7 +109,8 @@ def test_show_prints_the_whole_draft_and_its_fingerprint(reviewed: Reviewed) -> 
 def test_an_approval_sends_once_from_the_reps_gmail_and_updates_the_slack_message(
     reviewed: Reviewed,
 ) -> None:
-    card = json.loads(reviewed.cards("list", "--org", "sandbox", "--json").stdout)[0]
+    listed = reviewed.cards("list", "--org", "sandbox", "--job", str(reviewed.job_id), "--json")
+    card = json.loads(listed.stdout)[0]
 
     approved = reviewed.cards("approve", str(card["id"]), "--org", "sandbox", "--as", ADMIN.email)
     again = reviewed.cards("approve", str(card["id"]), "--org", "sandbox", "--as", ADMIN.email)
@@ -123,7 +128,8 @@ def test_an_approval_sends_once_from_the_reps_gmail_and_updates_the_slack_messag
 
 
 def test_a_rep_who_did_not_launch_the_job_is_refused_as_in_slack(reviewed: Reviewed) -> None:
-    card = json.loads(reviewed.cards("list", "--org", "sandbox", "--json").stdout)[0]
+    listed = reviewed.cards("list", "--org", "sandbox", "--job", str(reviewed.job_id), "--json")
+    card = json.loads(listed.stdout)[0]
 
     refused = reviewed.cards(
         "reject", str(card["id"]), "--org", "sandbox", "--as", MARIA.slack_user_id
