@@ -25,6 +25,7 @@ from domain.ports import (
     Transaction,
     UserRepository,
 )
+from domain.sending import OutboxStatus
 
 
 class NewsletterRepository(Protocol):
@@ -107,8 +108,11 @@ class IssueRepository(Protocol):
         """The issue's outbox rows by status."""
         ...
 
-    def failure_reasons(self, issue_id: int, *, limit: int) -> builtins.list[tuple[str, int]]:
-        """The commonest reasons the issue's failed rows give, with their counts."""
+    def failure_reasons(
+        self, issue_id: int, *, limit: int, status: OutboxStatus = OutboxStatus.FAILED
+    ) -> builtins.list[tuple[str, int]]:
+        """The commonest reasons the issue's rows of `status` give (why they failed, why
+        they wait), with their counts."""
         ...
 
     def metrics(self, org_id: int, issue_id: int) -> IssueMetrics:

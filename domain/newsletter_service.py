@@ -61,7 +61,7 @@ from domain.newsletters import (
 )
 from domain.outreach.common import Actor, StaleCard
 from domain.ports import EmailTracker
-from domain.sending import OutboxStatus
+from domain.sending import WAITING_FOR_MAILBOX, OutboxStatus
 from domain.templates import TemplateProblem
 from domain.tracking import TOKEN_LIFETIME, TrackingPlan
 
@@ -994,13 +994,23 @@ class Newsletters:
                     to = IssueStatus.SENDING
                     stored["note"] = f"📤 Sending: {stored.get('plan_line', '')}"
                 else:
-                    continue
+                    # Emails held for a disconnected mailbox are said on the card, and
+                    # unsaid once they go again.
+                    note = self._waiting_note(uow, issue_id, stored)
+                    if note is None or note == stored.get("note"):
+                        continue
+                    to = issue.status
+                    stored["note"] = note
                 extra: dict[str, Any] = {"sent_at": now} if to == IssueStatus.SENT else {}
                 if not uow.newsletter_issues.update(
                     org_id,
                     issue_id,
                     now=now,
-                    expected=sources_of(to) & {IssueStatus.SCHEDULED, IssueStatus.SENDING},
+                    expected=(
+                        frozenset({issue.status})
+                        if to == issue.status
+                        else sources_of(to) & {IssueStatus.SCHEDULED, IssueStatus.SENDING}
+                    ),
                     status=to,
                     card=stored,
                     **extra,
@@ -1011,6 +1021,24 @@ class Newsletters:
             moved += 1
             self._show(updated)
         return moved
+
+    @staticmethod
+    def _waiting_note(uow: NewsletterUnitOfWork, issue_id: int, card: dict[str, Any]) -> str | None:
+        """The card's note while some of the issue's emails wait for a disconnected mailbox,
+        the sending note once none does; None when the card has nothing to change."""
+        held = [
+            (reason, n)
+            for reason, n in uow.newsletter_issues.failure_reasons(
+                issue_id, limit=5, status=OutboxStatus.QUEUED
+            )
+            if reason.startswith(WAITING_FOR_MAILBOX)
+        ]
+        if held:
+            reason, n = held[0]
+            return f"⏸️ {n:,} emails: {safe(reason, 500)}."
+        if str(card.get("note", "")).startswith("⏸️"):
+            return f"📤 Sending: {card.get('plan_line', '')}"
+        return None
 
     # --- cards ---------------------------------------------------------------------------
 

@@ -60,6 +60,7 @@ from domain.sending import (
     cap_position,
     cap_reopens_at,
     describe_time,
+    disconnected_wait_detail,
     retries_inline,
     spaced_send_at,
     spacing_detail,
@@ -403,6 +404,13 @@ class Outbox:
         slot = outbox.lock_mailbox(row.gmail_account_id, wait=wait)
         if slot is None:
             return _Busy()
+        if not slot.connected and row.email_type == EmailType.NEWSLETTER:
+            # A newsletter has no Retry button: its emails wait for the mailbox instead of
+            # failing (the issue's card says so; cancelling the issue withdraws them).
+            held_until = now + self.limits.disconnected_hold
+            detail = disconnected_wait_detail(slot.email)
+            outbox.requeue(row.id, not_before=held_until, reason=detail, worker=mine)
+            return _Waiting(held_until, detail)
         if not slot.connected:
             detail = (
                 f"Gmail is not connected for {slot.email} any more: reconnect it from"

@@ -279,6 +279,18 @@ def spaced_send_at(
     return at + ahead * interval
 
 
+#: How the reason of an email waiting for its disconnected mailbox begins.
+WAITING_FOR_MAILBOX: Final = "On hold: Gmail is not connected"
+
+
+def disconnected_wait_detail(email: str) -> str:
+    """Say why a newsletter email waits: its mailbox was disconnected after the planning."""
+    return (
+        f"{WAITING_FOR_MAILBOX} for {email} any more; reconnect it from Salesbot's App Home"
+        " and its emails go out, or cancel the issue's sending"
+    )
+
+
 def spacing_detail(slot: MailboxSlot, at: datetime, now: datetime) -> str:
     """Say why and until when an email waits behind others of its mailbox."""
     return f"Queued behind other emails from {slot.email}, sending at {describe_time(at, now)}"

@@ -304,12 +304,15 @@ class IssueRepo:
         )
         return {str(status): int(n) for status, n in rows}
 
-    def failure_reasons(self, issue_id: int, *, limit: int) -> builtins.list[tuple[str, int]]:
-        """The commonest reasons the issue's failed rows give, with their counts."""
+    def failure_reasons(
+        self, issue_id: int, *, limit: int, status: OutboxStatus = OutboxStatus.FAILED
+    ) -> builtins.list[tuple[str, int]]:
+        """The commonest reasons the issue's rows of `status` give (why they failed, why
+        they wait), with their counts."""
         s = m.EmailSend
         rows = self._s.execute(
             select(s.error, func.count())
-            .where(s.newsletter_issue_id == issue_id, s.status == OutboxStatus.FAILED.value)
+            .where(s.newsletter_issue_id == issue_id, s.status == status.value)
             .group_by(s.error)
             .order_by(func.count().desc(), s.error)
             .limit(limit)

@@ -322,7 +322,7 @@ def ephemerals(world: SlackWorld) -> list[str]:
     return [str(c.params.get("text", "")) for c in world.slack.calls("chat.postEphemeral")]
 
 
-def test_a_mailbox_disconnected_after_the_planning_leaves_its_emails_unsent_and_the_card_says_why(
+def test_a_mailbox_disconnected_after_the_planning_holds_its_emails_and_the_card_says_why(
     world: SlackWorld, google: GoogleServer, clock: FixedClock
 ) -> None:
     maria, token = connect(world, google, MARIA, "Maria Lopez")
@@ -363,7 +363,22 @@ def test_a_mailbox_disconnected_after_the_planning_leaves_its_emails_unsent_and_
     runtime.newsletter_sweep.run_once()
 
     assert google.google.gmail.sent(MARIA) == []
+    # Nothing is lost: the emails wait for the mailbox, and the card says so.
+    assert issue_row(world, issue["id"]).status in {"scheduled", "sending"}
     shown = card_text(newsletter_card(world))
-    assert "📬 Sent to 0 subscribers; 5 not sent" in shown
-    # The card names the real reason, not an opt-out.
-    assert f"Gmail is not connected for {MARIA}" in shown
+    assert f"⏸️ 5 emails: On hold: Gmail is not connected for {MARIA} any more" in shown
+    runtime.newsletter_sweep.run_once()
+    assert card_text(newsletter_card(world)) == shown  # said once, not on every round
+
+    with world.session_factory() as session:
+        account = session.scalars(select(m.GmailAccount).where(m.GmailAccount.email == MARIA)).one()
+        account.status = "connected"
+        session.commit()
+    for _ in range(2 * 24):
+        runtime.gmail.outbox.run_once()
+        clock.advance(hours=1)
+    runtime.newsletter_sweep.run_once()
+
+    assert len(google.google.gmail.sent(MARIA)) == 5
+    assert issue_row(world, issue["id"]).status == "sent"
+    assert "📬 Sent to 5 subscribers" in card_text(newsletter_card(world))
