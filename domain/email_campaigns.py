@@ -25,9 +25,10 @@ crash at any point leaves the previous rows or the new ones, never half):
 - **by a sweep** (jobs/email_campaigns.py) under the periodic lock, so the stored rows
   stay fresh for readers that read the table directly: a campaign is refreshed when it
   has sent email but no rows yet (the backfill of existing data on the first run), when
-  one of its emails went out since its rows were written, and at least every
-  `REFRESH_EVERY` otherwise (replies and bounces arrive on their own time). Cost grows
-  with the campaigns that are due, one index probe for the others.
+  one of its emails went out or a contact it emailed replied, bounced, opted out or
+  complained since its rows were written (events of the last `REFRESH_EVERY`), and at
+  least every `REFRESH_EVERY` otherwise (an event dated in the past). Cost grows with the
+  campaigns that are due and the recent events, index probes for the others.
 """
 
 from __future__ import annotations
@@ -137,9 +138,9 @@ def email_campaign_rows(
 def refresh_due(
     *, refreshed_at: datetime | None, last_sent_at: datetime | None, now: datetime
 ) -> bool:
-    """Whether the sweep refreshes a campaign: never refreshed but has sent email, sent
-    email since its rows were written (within SEND_GRACE before), or rows older than
-    REFRESH_EVERY."""
+    """Whether the sweep refreshes a campaign: never refreshed but has sent email, active
+    since its rows were written (`last_sent_at`: its latest send or recent event, within
+    SEND_GRACE before), or rows older than REFRESH_EVERY."""
     if last_sent_at is None and refreshed_at is None:
         return False
     if refreshed_at is None:
@@ -169,8 +170,12 @@ class EmailCampaignRepository(Protocol):
         """The stored rows of these campaigns, by campaign and step."""
         ...
 
-    def freshness(self, org_id: int) -> builtins.list[tuple[int, datetime | None, datetime | None]]:
-        """Each campaign with when its rows were written and when it last sent (or None)."""
+    def freshness(
+        self, org_id: int, *, events_since: datetime
+    ) -> builtins.list[tuple[int, datetime | None, datetime | None]]:
+        """Each campaign with when its rows were written and its last activity (or None):
+        its latest send, or a later reply, bounce, opt-out or complaint of a contact it
+        emailed, of those that happened since `events_since`."""
         ...
 
 
@@ -216,7 +221,9 @@ def refresh_due_email_campaigns(
     with units() as uow:
         due = [
             campaign_id
-            for campaign_id, refreshed_at, last_sent_at in uow.email_campaigns.freshness(org_id)
+            for campaign_id, refreshed_at, last_sent_at in uow.email_campaigns.freshness(
+                org_id, events_since=now - REFRESH_EVERY - SEND_GRACE
+            )
             if refresh_due(refreshed_at=refreshed_at, last_sent_at=last_sent_at, now=now)
         ]
     written = 0

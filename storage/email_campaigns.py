@@ -11,16 +11,31 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy import and_, delete, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from domain.email_campaigns import MAX_SUBJECTS, EmailCampaignStep, email_campaign_rows
+from domain.engagement import REPLY_EVENTS, EngagementEvent
 from domain.errors import NotFound
 from storage import models as m
 from storage.analytics import AnalyticsViews
 from storage.inbound import advisory_key
 
 _E = m.EmailCampaign
+# What changes a step's counts after its send: replies, hard bounces, opt-outs, complaints.
+_CHANGING_EVENTS = frozenset(
+    {
+        *(event.value for event in REPLY_EVENTS),
+        EngagementEvent.BOUNCED.value,
+        EngagementEvent.OPTED_OUT.value,
+        EngagementEvent.COMPLAINT.value,
+    }
+)
+
+
+def _latest(*times: datetime | None) -> datetime | None:
+    known = [t for t in times if t is not None]
+    return max(known) if known else None
 
 
 def _lock_name(campaign_id: int) -> str:
@@ -110,9 +125,14 @@ class EmailCampaignRepo:
             for row in found
         ]
 
-    def freshness(self, org_id: int) -> list[tuple[int, datetime | None, datetime | None]]:
+    def freshness(
+        self, org_id: int, *, events_since: datetime
+    ) -> list[tuple[int, datetime | None, datetime | None]]:
         """Return each campaign of the organization with when its rows were written (None:
-        never) and its latest send's time (None: none): one index probe of each."""
+        never) and its last activity (None: none): its latest send (one index probe), or a
+        later reply, bounce, opt-out or complaint since `events_since` of a contact it
+        emailed (the organization's recent events of those kinds, by their index, joined to
+        the campaign's sends to the contact). Older events are caught by REFRESH_EVERY."""
         c, s = m.MarketingCampaign, m.EmailSend
         refreshed = (
             select(func.min(_E.updated_at))
@@ -127,10 +147,28 @@ class EmailCampaignRepo:
             .correlate(c)
             .scalar_subquery()
         )
+        e = m.ContactEngagementEvent
+        last_event = (
+            select(func.max(e.occurred_at))
+            .join(s, and_(s.org_id == e.org_id, s.contact_id == e.contact_id))
+            .where(
+                e.org_id == org_id,
+                e.event.in_(sorted(_CHANGING_EVENTS)),
+                e.occurred_at >= events_since,
+                s.campaign_id == c.id,
+            )
+            .correlate(c)
+            .scalar_subquery()
+        )
         return [
-            (row.id, row.refreshed, row.last_sent)
+            (row.id, row.refreshed, _latest(row.last_sent, row.last_event))
             for row in self._s.execute(
-                select(c.id, refreshed.label("refreshed"), last_sent.label("last_sent"))
+                select(
+                    c.id,
+                    refreshed.label("refreshed"),
+                    last_sent.label("last_sent"),
+                    last_event.label("last_event"),
+                )
                 .where(c.org_id == org_id)
                 .order_by(c.id)
             )
