@@ -56,6 +56,7 @@ from domain.newsletters import (
     describe_plan,
     plan_sending,
     render_issue,
+    slot_rows,
     sources_of,
     subscriber_context,
 )
@@ -779,24 +780,21 @@ class Newsletters:
                     )
                     uow.commit()
                     break
-                slots = replace(plan, total=count + len(page)).slots(skip=count)
+                rendered = [
+                    self._row(subscriber, issue, newsletter, firm, templates, skipped)
+                    for subscriber in page
+                ]
+                # A skipped subscriber takes no slot: `count` stays the slots given.
                 rows: list[dict[str, Any]] = []
-                for subscriber, (pace, at) in zip(page, slots, strict=False):
-                    row = self._row(
-                        subscriber,
-                        pace.account_id,
-                        pace.user_id,
-                        pace.email,
-                        at,
-                        issue,
-                        newsletter,
-                        firm,
-                        templates,
-                        skipped,
+                for row, pace, at in slot_rows(plan, given=count, rendered=rendered):
+                    row.update(
+                        not_before=at,
+                        gmail_account_id=pace.account_id,
+                        sender_user_id=pace.user_id,
+                        from_email=pace.email,
                     )
-                    if row is not None:
-                        rows.append(row)
-                        last_at = at
+                    rows.append(row)
+                    last_at = at
                 stored = uow.outbox.add_many(org_id, rows)
                 if track is not None and rows:
                     self._track(uow, org_id, issue_id, page, track, now)
@@ -831,10 +829,6 @@ class Newsletters:
     def _row(
         self,
         subscriber: Subscriber,
-        account_id: int,
-        user_id: int,
-        from_email: str,
-        at: datetime,
         issue: NewsletterIssue,
         newsletter: Newsletter,
         firm: str,
@@ -856,12 +850,8 @@ class Newsletters:
             return None
         return {
             "message_id": self._new_message_id(),
-            "not_before": at,
             "newsletter_issue_id": issue.id,
             "contact_id": subscriber.contact_id,
-            "gmail_account_id": account_id,
-            "sender_user_id": user_id,
-            "from_email": from_email,
             "to_email": subscriber.email,
             # One line: a name with a line break would fail the To header at sending.
             "to_name": " ".join(subscriber.full_name.split()) or None,

@@ -20,10 +20,10 @@ import json
 import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -558,6 +558,21 @@ class SendingPlan:
             total=int(data["total"]),
             mailboxes=tuple(MailboxPace.from_json(m) for m in data["mailboxes"]),
         )
+
+
+_Row = TypeVar("_Row")
+
+
+def slot_rows(
+    plan: SendingPlan, *, given: int, rendered: Sequence[_Row | None]
+) -> list[tuple[_Row, MailboxPace, datetime]]:
+    """Give a batch's rows the plan's next free slots, after the `given` ones (the rows
+    stored by earlier batches); a subscriber skipped at planning (None: the template failed
+    for them) takes no slot. So the slots given always equal the rows stored, and the next
+    batch (or the planner carrying on after a crash) starts right after the last one."""
+    kept = [row for row in rendered if row is not None]
+    slots = replace(plan, total=given + len(kept)).slots(skip=given)
+    return [(row, pace, at) for row, (pace, at) in zip(kept, slots, strict=True)]
 
 
 def plan_sending(

@@ -331,3 +331,48 @@ def test_a_contact_name_with_line_breaks_is_planned_as_one_line_of_the_to_header
     assert "\r" not in row.to_name
     assert "\n" not in row.to_name
     assert row.to_name.startswith("Dana Bcc: x@evil.example")
+
+
+def test_a_subscriber_skipped_at_planning_takes_no_send_slot_from_the_next_batches(
+    session: Session, uow: UnitOfWork, clock: FixedClock
+) -> None:
+    org, maria = setup(session, contacts=0)
+    # The template divides by (the first name's length - 5): Carla's row cannot render.
+    for name in ("Ann", "Bob", "Carla", "Dee", "Eve", "Flo"):
+        make_contact(session, org, email=f"{name.lower()}@pinnacle.example", first_name=name)
+    session.commit()
+    nl = service(uow, clock, batch=2)
+    actor = Actor(org_id=org.id, user_id=maria, role="rep")
+    newsletter = nl.create(
+        actor,
+        org.id,
+        NewsletterIn(name="Lender Update", sender_user_ids=[maria], slack_channel_id="C0NEWS"),
+    )
+    issue = nl.create_issue(
+        actor,
+        org.id,
+        newsletter.id,
+        IssueIn(
+            title="December",
+            subject_template="News",
+            text_template="Hi {{ first_name }} {{ 10 // (first_name | length - 5) }}",
+        ),
+    )
+    submitted = nl.submit(actor, org.id, newsletter.id, issue.id)
+    nl.approve(actor, issue.id, fingerprint=submitted.card_fingerprint)
+
+    assert nl.plan_next() is True
+
+    rows = sends(session, issue.id)
+    assert [r.to_email.split("@")[0] for r in rows] == ["ann", "bob", "dee", "eve", "flo"]
+    times = [r.not_before for r in rows if r.not_before is not None]
+    # Five rows, five distinct slots 432 s apart (200 a day): none given twice.
+    gaps = [(b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)]
+    assert (len(times), gaps) == (5, [432.0] * 4)
+    session.expire_all()
+    planned = session.get(m.NewsletterIssue, issue.id)
+    assert planned is not None
+    assert planned.planned_count == 5
+    assert planned.planned_finish == times[-1]
+    assert planned.error is not None
+    assert planned.error.startswith("1 subscribers skipped (the template failed): carla@")

@@ -23,6 +23,7 @@ from domain.newsletters import (
     pace_of,
     plan_sending,
     render_issue,
+    slot_rows,
     sources_of,
     subscriber_context,
 )
@@ -89,6 +90,26 @@ def test_the_plan_skips_what_was_planned_before_a_crash() -> None:
     plan = plan_sending([mailbox(1), mailbox(2)], share_percent=50, subscribers=100, start=START)
     everything = list(plan.slots())
     assert list(plan.slots(skip=40)) == everything[40:]
+
+
+def test_a_subscriber_skipped_at_planning_takes_no_slot_and_the_next_batch_goes_on_after() -> None:
+    plan = plan_sending([mailbox(1), mailbox(2)], share_percent=50, subscribers=7, start=START)
+    # Batches of three subscribers, as the planner reads them; None: the template failed.
+    batches: list[list[str | None]] = [["a", None, "b"], ["c", "d", None], ["e"]]
+    given: list[tuple[str, int, datetime]] = []
+    for batch in batches:
+        # Each batch starts after the rows stored so far (the stored planned_count).
+        given += [
+            (row, pace.account_id, at)
+            for row, pace, at in slot_rows(plan, given=len(given), rendered=batch)
+        ]
+
+    assert [row for row, _, _ in given] == ["a", "b", "c", "d", "e"]
+    # The first five slots of the plan, each given once: no two rows share a time.
+    assert [(box, at) for _, box, at in given] == [
+        (pace.account_id, at) for pace, at in list(plan.slots())[:5]
+    ]
+    assert len({(box, at) for _, box, at in given}) == 5
 
 
 def test_a_mailbox_busy_with_an_earlier_issue_starts_after_it() -> None:
