@@ -124,6 +124,15 @@ class Sandbox:
             server.stop()
 
 
+def served_at(settings: Settings, port: int) -> Settings:
+    """The settings with PUBLIC_BASE_URL at the address `salesbot serve` listens on, when
+    it was not set: the links Salesbot puts in emails (unsubscribe, tracking) and the OAuth
+    callback must reach this process, also on a PORT other than 3000."""
+    if "PUBLIC_BASE_URL" in settings.model_fields_set:
+        return settings
+    return settings.model_copy(update={"PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"})
+
+
 def start_sandbox(
     settings: Settings, *, console: Console | None = None, clock: ShiftedClock | None = None
 ) -> Sandbox:
