@@ -122,7 +122,7 @@ def serve(
     _single_process_metrics()
     sandbox = None
     if settings.sandbox:
-        from bot.sandbox import print_banner, start_sandbox
+        from bot.sandbox import print_banner, served_at, start_sandbox
         from storage.migrate import upgrade
 
         err.rule("[bold yellow]SANDBOX MODE[/bold yellow]")
@@ -132,7 +132,7 @@ def serve(
             "no external service.[/yellow]"
         )
         upgrade(settings.DATABASE_URL)
-        sandbox = start_sandbox(settings, console=err)
+        sandbox = start_sandbox(served_at(settings, port or settings.PORT), console=err)
         settings = sandbox.settings
         sandbox.app_url = f"http://127.0.0.1:{port or settings.PORT}"
         print_banner(sandbox, err)

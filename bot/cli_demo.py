@@ -802,7 +802,7 @@ def _cadence_day(world: World, day: int) -> str:
     world.follow_ups[day] = len(new)
     world.counts["sent"] = len(world.sent)
     world.counts["cards"] += len(new)
-    waiting = ", ".join(f"{reason} {n}" for reason, n in sorted(report["reasons"].items()))
+    waiting = ", ".join(f"{reason}: {n}" for reason, n in sorted(report["reasons"].items()))
     return (
         f"{world.sandbox.clock.now():%a %b %d %H:%M} UTC; {report['ran']} due, approved and"
         f" sent in the first email's thread; {report['stopped']} stopped, {report['paused']}"

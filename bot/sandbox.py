@@ -16,6 +16,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -28,6 +29,7 @@ from bot.settings import Settings
 from domain.accounts import Accounts
 from domain.clock import ShiftedClock
 from domain.contacts import TokenScope, UserRole
+from domain.content import week_of
 from domain.outreach.common import Actor
 from domain.sending import SendLimits
 from handlers.api.deps import Services
@@ -58,6 +60,7 @@ from sandbox.seed_marketing import (
     NEWSLETTER_NAME,
     REPUTATION_CHANNEL_ID,
     REPUTATION_CHANNEL_NAME,
+    MarketingReport,
     seed_newsletter,
 )
 from sandbox.server import RunningServer
@@ -122,6 +125,15 @@ class Sandbox:
         """Stop every stand-in."""
         for server in self.servers:
             server.stop()
+
+
+def served_at(settings: Settings, port: int) -> Settings:
+    """The settings with PUBLIC_BASE_URL at the address `salesbot serve` listens on, when
+    it was not set: the links Salesbot puts in emails (unsubscribe, tracking) and the OAuth
+    callback must reach this process, also on a PORT other than 3000."""
+    if "PUBLIC_BASE_URL" in settings.model_fields_set:
+        return settings
+    return settings.model_copy(update={"PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"})
 
 
 def start_sandbox(
@@ -438,8 +450,9 @@ def mount_sandbox_console(application: FastAPI, sandbox: Sandbox) -> None:
         ),
         Suggestion(
             f"Move the clock (+4 days, +1 week) to bring the day {CADENCE_DAYS[1]} follow-ups"
-            " due, or post the week's digest with its chart, this week's content and the"
-            " Reputation line:",
+            " due, or post the week's digest with its chart, "
+            + ("this week's content and " if _posts_this_week(sandbox) else "")
+            + "the Reputation line:",
             command="/digest now --weekly",
             channel=REVIEW_CHANNEL_ID,
         ),
@@ -519,13 +532,40 @@ def print_banner(sandbox: Sandbox, console: Console) -> None:
 
 def _content_hint(sandbox: Sandbox) -> str:
     """When the seeded LinkedIn post's card comes, and how to get there."""
-    post_at = sandbox.seed.marketing.linkedin_post_at if sandbox.seed is not None else None
+    return content_hint(
+        sandbox.seed.marketing if sandbox.seed is not None else None, sandbox.clock.now()
+    )
+
+
+def _posts_this_week(sandbox: Sandbox) -> bool:
+    return posts_this_week(
+        sandbox.seed.marketing if sandbox.seed is not None else None, sandbox.clock.now()
+    )
+
+
+def content_hint(marketing: MarketingReport | None, now: datetime) -> str:
+    """When the seeded LinkedIn post's card comes, how to get there, and (seeded late in
+    the week, when the posts fall on next week's business days) why `/content list` shows
+    none of them yet."""
+    post_at = marketing.linkedin_post_at if marketing is not None else None
     if post_at is None:
         return "a post's card comes to its owner's DM on its morning"
-    return (
+    card = (
         f"the LinkedIn post's card comes to your DM on the morning of {post_at:%a %b %d}"
         " (move the clock there), with Done, Snooze and Skip"
     )
+    if posts_this_week(marketing, now):
+        return card
+    return f"the seeded posts are next week's, so this week's list is empty until then; {card}"
+
+
+def posts_this_week(marketing: MarketingReport | None, now: datetime) -> bool:
+    """Whether the seeded LinkedIn post falls in the calendar's week (Monday to Sunday)
+    holding `now`: the week `/content list` and the digest's content section show."""
+    if marketing is None or marketing.linkedin_post_at is None:
+        return False
+    since, until = week_of(now, marketing.time_zone)
+    return since <= marketing.linkedin_post_at < until
 
 
 def _cadence_hint() -> str:

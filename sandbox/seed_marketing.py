@@ -231,6 +231,8 @@ class MarketingReport:
     reputation_channel_id: str = REPUTATION_CHANNEL_ID
     #: When the LinkedIn post is scheduled (its card comes that morning).
     linkedin_post_at: datetime | None = None
+    #: The calendar's time zone (its weeks run Monday to Sunday there).
+    time_zone: str = "UTC"
     content_items: int = 0
     scheduled_posts: int = 0
     reviews: int = 0
@@ -307,7 +309,8 @@ def _ensure_content(
     if calendar.settings(org_id).channel_id is None:
         calendar.update_settings(admin, org_id, ContentSettings(channel_id=MARKETING_CHANNEL_ID))
         report.made.append("marketing channel")
-    zone = ZoneInfo(calendar.morning(org_id).time_zone)
+    report.time_zone = calendar.morning(org_id).time_zone
+    zone = ZoneInfo(report.time_zone)
     today = clock.now().astimezone(zone).date()
     have = {item.title: item for item in calendar.list_content(org_id, limit=MAX_ITEMS)}
     for seeded in CONTENT:

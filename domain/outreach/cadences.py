@@ -23,6 +23,7 @@ a worker that dies mid-chunk leaves it to the next tick, untouched.
 from __future__ import annotations
 
 import logging
+import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -258,7 +259,7 @@ class Cadences:
                 time_zone=zone,
                 step_started_at=report.at,
             )
-        report.reasons[_reason_key(decision.reason)] += 1
+        report.reasons[reason_key(decision.reason)] += 1
         if outcome == Outcome.DEFER:
             report.deferred += 1
             return Settlement(
@@ -437,7 +438,15 @@ def step_tasks(
     return [dict(row) for row in rows]
 
 
-def _reason_key(reason: str | None) -> str:
+# A contact's local time in a reason ("Tue 2026-12-15 10:00 CST", domain/cadence.py's
+# `_when`), to the end: cutting only at its colon left "step 3 is due Tue 2026-12-15 10".
+_LOCAL_TIME: Final = re.compile(
+    r"\s*\b(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) \d{4}-\d{2}-\d{2} \d{2}:\d{2}.*$"
+)
+
+
+def reason_key(reason: str | None) -> str:
     """A reason without its times and counts, to count alike reasons together."""
-    text = (reason or "").split(":")[0].split("(")[0].strip()
+    text = _LOCAL_TIME.sub("", reason or "")
+    text = text.split(":")[0].split("(")[0].strip().rstrip(";").strip()
     return text or "unknown"
