@@ -503,7 +503,7 @@ USAGE: Final = (
     "*Usage of /content*\n"
     "• `/content list` — this week's scheduled posts, their channel, day and status\n"
     "• `/content add` — a form: title, type, the text, channel, day and time, campaign\n"
-    "• `/content done <id>` — mark a scheduled post done (the id `/content list` shows)\n"
+    "• `/content done &lt;id&gt;` — mark a scheduled post done (the id `/content list` shows)\n"
     "• `/content help` — this message"
 )
 

@@ -81,7 +81,7 @@ class Verb(StrEnum):
 
 USAGE: Final = (
     "*Usage of /digest*\n"
-    "• `/digest subscribe daily 08:00 [#channel] [--campaign <name or id>] [--rep @user]` — "
+    "• `/digest subscribe daily 08:00 [#channel] [--campaign &lt;name or id&gt;] [--rep @user]` — "
     "post yesterday's engagement digest every day at 08:00 in your time zone\n"
     "• `/digest subscribe weekly mon 08:00 [#channel] [--campaign …] [--rep @user]` — "
     "the last 7 days, once a week\n"

@@ -1310,7 +1310,10 @@ def rules_message(rules: Sequence[Rule]) -> tuple[str, list[dict[str, Any]]]:
     blocks.extend(
         {"type": "section", "text": _text("\n".join(lines))} for lines in sections if lines
     )
-    footer = ["Admins: `/rules add <type> <pattern> <CATEGORY> [priority]` · `/rules remove <id>`"]
+    footer = [
+        "Admins: `/rules add &lt;type&gt; &lt;pattern&gt; &lt;CATEGORY&gt; [priority]`"
+        " · `/rules remove &lt;id&gt;`"
+    ]
     if shown < count:
         footer.insert(0, f"… and {count - shown} more: `GET /api/inbound/rules` lists them all.")
     blocks.append({"type": "context", "elements": [_text(" ".join(footer))]})
@@ -1412,7 +1415,7 @@ def engagement_message(
         lines.append("Nothing yet: no email sent to them, no reply from them.")
     footer = (
         f"The whole timeline: `GET /api/contacts/{contact.contact_id}/engagement-history`"
-        " · `/engagement <email or name>` looks up another contact"
+        " · `/engagement &lt;email or name&gt;` looks up another contact"
     )
     blocks += _sections(lines, limit=50 - len(blocks) - 1)
     blocks.append({"type": "context", "elements": [_text(footer)]})
@@ -1434,7 +1437,7 @@ def contact_choices_message(
         *_sections(lines, limit=10),
         {
             "type": "context",
-            "elements": [_text("`/engagement <email>` shows one of them.")],
+            "elements": [_text("`/engagement &lt;email&gt;` shows one of them.")],
         },
     ]
     shown = min(len(matches), MAX_CONTACT_CHOICES)

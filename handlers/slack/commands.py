@@ -61,31 +61,31 @@ log = logging.getLogger(__name__)
 
 CAMPAIGN_USAGE = (
     "*Usage of /campaign*\n"
-    "• `/campaign launch <name or id>` — start a job that drafts emails for review\n"
-    "• `/campaign launch <name or id> --dry-run` — the audience, the cadence and when the "
+    "• `/campaign launch &lt;name or id&gt;` — start a job that drafts emails for review\n"
+    "• `/campaign launch &lt;name or id&gt; --dry-run` — the audience, the cadence and when the "
     "first step would go out, launching nothing\n"
-    "• `/campaign launch <name or id> --stale-top 50` — only the campaign's contacts at the 50 "
-    "best stale clients of the daily ranking (with `--dry-run`: how many)\n"
+    "• `/campaign launch &lt;name or id&gt; --stale-top 50` — only the campaign's contacts at "
+    "the 50 best stale clients of the daily ranking (with `--dry-run`: how many)\n"
     "• `/campaign list` — campaigns and their status\n"
-    "• `/campaign status <name or id>` — jobs and progress of a campaign\n"
-    "• `/campaign pause <name or id>` / `/campaign resume <name or id>`\n"
+    "• `/campaign status &lt;name or id&gt;` — jobs and progress of a campaign\n"
+    "• `/campaign pause &lt;name or id&gt;` / `/campaign resume &lt;name or id&gt;`\n"
     "• `/campaign help` — this message"
 )
 
 JOB_USAGE = (
     "*Usage of /job*\n"
     "• `/job list` — your organization's recent jobs\n"
-    "• `/job status <id>` — progress of one job, and where its contacts are in the cadence\n"
-    "• `/job pause <id>` / `/job resume <id>` — hold a job's cadence, or carry it on\n"
-    "• `/job cancel <id>` — stop a job; its cards not yet sent are withdrawn"
+    "• `/job status &lt;id&gt;` — progress of one job, and where its contacts are in the cadence\n"
+    "• `/job pause &lt;id&gt;` / `/job resume &lt;id&gt;` — hold a job's cadence, or carry it on\n"
+    "• `/job cancel &lt;id&gt;` — stop a job; its cards not yet sent are withdrawn"
 )
 
 RULES_USAGE = (
     "*Usage of /rules*\n"
     "• `/rules list` — the rules that classify inbound email, in the order they are tried\n"
-    "• `/rules add <type> <pattern> <CATEGORY> [priority]` — admins; lower priorities are "
-    "tried first (default 100)\n"
-    "• `/rules remove <id>` — admins\n"
+    "• `/rules add &lt;type&gt; &lt;pattern&gt; &lt;CATEGORY&gt; [priority]` — admins; lower "
+    "priorities are tried first (default 100)\n"
+    "• `/rules remove &lt;id&gt;` — admins\n"
     f"Types: {', '.join(f'`{t.value}`' for t in RuleType)} "
     "(a domain includes its subdomains; subject text ignores case; regexes use RE2 syntax, "
     "`(?i)` to ignore case).\n"

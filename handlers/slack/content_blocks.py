@@ -190,7 +190,7 @@ def week_message(
     blocks: list[dict[str, Any]] = [{"type": "header", "text": _plain(head)}]
     for start in range(0, min(len(lines), 200), 20):
         blocks.append({"type": "section", "text": _mrkdwn("\n".join(lines[start : start + 20]))})
-    blocks.append(_context(f"Times in {time_zone} · `/content done <id>` marks a post done"))
+    blocks.append(_context(f"Times in {time_zone} · `/content done &lt;id&gt;` marks a post done"))
     return f"{head}: {len(entries)} scheduled", blocks
 
 

@@ -27,9 +27,9 @@ from storage.uow import UnitOfWork
 
 ENGAGEMENT_USAGE: Final = (
     "*Usage of /engagement*\n"
-    "• `/engagement <email>` — a contact's lead score, engagement now and its trend, "
+    "• `/engagement &lt;email&gt;` — a contact's lead score, engagement now and its trend, "
     "their latest events and the totals\n"
-    "• `/engagement <name>` — the start of a first, last or full name, e.g. "
+    "• `/engagement &lt;name&gt;` — the start of a first, last or full name, e.g. "
     "`/engagement maria lo`; several matches are listed to pick from"
 )
 #: An address has at most 320 characters; a name to search for, fewer.

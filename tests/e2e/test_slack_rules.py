@@ -147,7 +147,8 @@ def test_wrong_usage_answers_with_the_usage(world: SlackWorld, text: str, start:
     answer = rules(world, text)
 
     assert answer["text"].startswith(start)
-    assert "• `/rules add <type> <pattern> <CATEGORY> [priority]`" in answer["text"]
+    usage = "• `/rules add &lt;type&gt; &lt;pattern&gt; &lt;CATEGORY&gt; [priority]`"
+    assert usage in answer["text"]
 
 
 def test_an_unknown_category_is_named_in_the_answer(world: SlackWorld) -> None:

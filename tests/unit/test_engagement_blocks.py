@@ -209,7 +209,9 @@ def test_several_matches_are_listed_with_their_addresses_to_pick_from() -> None:
         },
         {
             "type": "context",
-            "elements": [{"type": "mrkdwn", "text": "`/engagement <email>` shows one of them."}],
+            "elements": [
+                {"type": "mrkdwn", "text": "`/engagement &lt;email&gt;` shows one of them."}
+            ],
         },
     ]
 
