@@ -147,7 +147,7 @@ def test_an_unknown_command_is_refused_with_the_ones_salesbot_knows(client: Test
     assert answer.status_code == 400
     assert answer.json()["note"] == (
         "/giphy is not a command of Salesbot; try one of "
-        "/campaign, /job, /rules, /triage, /engagement, /digest"
+        "/campaign, /job, /rules, /triage, /engagement, /digest, /content"
     )
 
 
