@@ -17,7 +17,14 @@ from domain.errors import InvalidInput, NotFound, NotPermitted
 from domain.outreach import StaleCard
 from handlers.slack import card_menu
 from handlers.slack.blocks import edit_modal, full_body_modal, parse_button_value, reject_modal
-from handlers.slack.common import Bound, SlackDeps, resolve_actor, tell, tells_user_on_error
+from handlers.slack.common import (
+    Bound,
+    SlackDeps,
+    ack_only,
+    resolve_actor,
+    tell,
+    tells_user_on_error,
+)
 from handlers.slack.events import publish_home_or_log
 from handlers.slack.ids import ActionId
 from handlers.slack.referrals import enroll_referral, open_referral_form
@@ -45,11 +52,6 @@ def register(app: App, deps: SlackDeps) -> None:
     # Registered last: Bolt runs the first listener that matches, so this only catches
     # action ids no other listener knows.
     app.action(re.compile(".+"))(ack=ack_only, lazy=[unknown])
-
-
-def ack_only(ack: Ack) -> None:
-    """Acknowledge a click whose work runs after the ack."""
-    ack()
 
 
 def approve(deps: SlackDeps, body: dict[str, Any], client: WebClient) -> None:

@@ -29,6 +29,7 @@ from handlers.slack.blocks import (
 from handlers.slack.common import (
     Bound,
     SlackDeps,
+    ack_only,
     friendly,
     resolve_actor,
     tell,
@@ -57,11 +58,7 @@ def register(app: App, deps: SlackDeps) -> None:
     """Register the card menus' listeners (before the catch-all of unknown actions)."""
     for action in (ActionId.CARD_MORE, ActionId.CARD_SNOOZE):
         app.action(action.value)(ack=Bound(menu_ack, deps), lazy=[Bound(menu_choice, deps)])
-    app.action(ActionId.UNSNOOZE.value)(ack=_ack_only, lazy=[Bound(unsnooze, deps)])
-
-
-def _ack_only(ack: Ack) -> None:
-    ack()
+    app.action(ActionId.UNSNOOZE.value)(ack=ack_only, lazy=[Bound(unsnooze, deps)])
 
 
 def _choice(body: dict[str, Any]) -> tuple[OverflowChoice, int]:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Concatenate, Generic, ParamSpec
 
-from slack_bolt import Respond
+from slack_bolt import Ack, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.orm import Session
@@ -149,6 +149,11 @@ def friendly(exc: Exception) -> str:
         f"Something went wrong on our side (error id {error_id}). "
         "Nothing was sent twice; try again."
     )
+
+
+def ack_only(ack: Ack) -> None:
+    """Acknowledge a click or event whose work runs after the ack (a lazy listener)."""
+    ack()
 
 
 def tell(client: WebClient, body: dict[str, Any], text: str) -> None:

@@ -33,7 +33,15 @@ from domain.content import (
 )
 from domain.content_service import ContentCalendar, check_url
 from domain.errors import InvalidInput, SalesbotError
-from handlers.slack.common import Bound, SlackDeps, answer, resolve_actor, tell, tells_user_on_error
+from handlers.slack.common import (
+    Bound,
+    SlackDeps,
+    ack_only,
+    answer,
+    resolve_actor,
+    tell,
+    tells_user_on_error,
+)
 from handlers.slack.content_blocks import add_content_modal, done_link_modal, week_message
 from handlers.slack.ids import ActionId, BlockId, CallbackId, Command
 from storage.uow import UnitOfWork
@@ -54,10 +62,10 @@ _FIELD_BLOCKS = {
 def register(app: App, deps: SlackDeps) -> None:
     """Register the content card's listeners (before the catch-all); `/content` itself is
     registered with the other commands (handlers/slack/commands.py: `register_command`)."""
-    app.action(ActionId.CONTENT_DONE.value)(ack=_ack, lazy=[Bound(done, deps)])
-    app.action(ActionId.CONTENT_SNOOZE.value)(ack=_ack, lazy=[Bound(snooze, deps)])
-    app.action(ActionId.CONTENT_SNOOZE_MORE.value)(ack=_ack, lazy=[Bound(snooze, deps)])
-    app.action(ActionId.CONTENT_SKIP.value)(ack=_ack, lazy=[Bound(skip, deps)])
+    app.action(ActionId.CONTENT_DONE.value)(ack=ack_only, lazy=[Bound(done, deps)])
+    app.action(ActionId.CONTENT_SNOOZE.value)(ack=ack_only, lazy=[Bound(snooze, deps)])
+    app.action(ActionId.CONTENT_SNOOZE_MORE.value)(ack=ack_only, lazy=[Bound(snooze, deps)])
+    app.action(ActionId.CONTENT_SKIP.value)(ack=ack_only, lazy=[Bound(skip, deps)])
     app.action(ActionId.CONTENT_DONE_LINK.value)(Bound(open_done_link, deps))
     app.view(CallbackId.CONTENT_DONE_LINK.value)(
         ack=ack_done_link, lazy=[Bound(save_done_link, deps)]
@@ -72,10 +80,6 @@ def register_command(app: App, deps: SlackDeps) -> None:
     app.command(Command.CONTENT.value)(
         ack=Bound(ack_content, deps), lazy=[Bound(run_content, deps)]
     )
-
-
-def _ack(ack: Ack) -> None:
-    ack()
 
 
 def _calendar(deps: SlackDeps) -> ContentCalendar:

@@ -21,7 +21,14 @@ from domain.errors import ExternalServiceError, InvalidInput, SalesbotError
 from domain.newsletter_service import Newsletters
 from domain.newsletters import IssueCard, IssueStatus, IssueTemplates, check_issue
 from domain.outreach import StaleCard
-from handlers.slack.common import Bound, SlackDeps, resolve_actor, tell, tells_user_on_error
+from handlers.slack.common import (
+    Bound,
+    SlackDeps,
+    ack_only,
+    resolve_actor,
+    tell,
+    tells_user_on_error,
+)
 from handlers.slack.ids import ActionId, BlockId, CallbackId
 from handlers.slack.newsletter_blocks import (
     issue_card_message,
@@ -32,15 +39,11 @@ from handlers.slack.newsletter_blocks import (
 
 def register(app: App, deps: SlackDeps) -> None:
     """Register the newsletter card listeners (before the catch-all of unknown actions)."""
-    app.action(ActionId.NEWSLETTER_APPROVE.value)(ack=_ack, lazy=[Bound(approve, deps)])
-    app.action(ActionId.NEWSLETTER_REJECT.value)(ack=_ack, lazy=[Bound(reject, deps)])
-    app.action(ActionId.NEWSLETTER_CANCEL.value)(ack=_ack, lazy=[Bound(cancel, deps)])
+    app.action(ActionId.NEWSLETTER_APPROVE.value)(ack=ack_only, lazy=[Bound(approve, deps)])
+    app.action(ActionId.NEWSLETTER_REJECT.value)(ack=ack_only, lazy=[Bound(reject, deps)])
+    app.action(ActionId.NEWSLETTER_CANCEL.value)(ack=ack_only, lazy=[Bound(cancel, deps)])
     app.action(ActionId.NEWSLETTER_EDIT.value)(Bound(open_edit, deps))
     app.view(CallbackId.EDIT_NEWSLETTER_ISSUE.value)(ack=ack_edit, lazy=[Bound(save_edit, deps)])
-
-
-def _ack(ack: Ack) -> None:
-    ack()
 
 
 def _newsletters(deps: SlackDeps) -> Newsletters:

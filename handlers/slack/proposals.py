@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from slack_bolt import Ack, App
+from slack_bolt import App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
@@ -28,6 +28,7 @@ from handlers.slack.blocks import safe
 from handlers.slack.common import (
     Bound,
     SlackDeps,
+    ack_only,
     corrections_of,
     resolve_actor,
     tell,
@@ -65,11 +66,6 @@ def register(app: App, deps: SlackDeps) -> None:
     app.action(ActionId.DISMISS_RULE_PROPOSAL.value)(
         ack=ack_only, lazy=[Bound(dismiss_proposal, deps)]
     )
-
-
-def ack_only(ack: Ack) -> None:
-    """Acknowledge; the work runs after the ack."""
-    ack()
 
 
 # --- the messages (pure) ----------------------------------------------------------------

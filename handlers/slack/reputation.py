@@ -17,7 +17,14 @@ from domain.errors import InvalidInput, SalesbotError
 from domain.outreach import StaleCard
 from domain.reputation_service import Reputation
 from handlers.slack.blocks import parse_button_value
-from handlers.slack.common import Bound, SlackDeps, resolve_actor, tell, tells_user_on_error
+from handlers.slack.common import (
+    Bound,
+    SlackDeps,
+    ack_only,
+    resolve_actor,
+    tell,
+    tells_user_on_error,
+)
 from handlers.slack.ids import ActionId, BlockId, CallbackId
 from handlers.slack.reputation_blocks import response_edit_modal
 from storage.uow import UnitOfWork
@@ -25,14 +32,10 @@ from storage.uow import UnitOfWork
 
 def register(app: App, deps: SlackDeps) -> None:
     """Register the review response listeners (before the catch-all of unknown actions)."""
-    app.action(ActionId.REVIEW_APPROVE.value)(ack=_ack, lazy=[Bound(approve, deps)])
-    app.action(ActionId.REVIEW_REJECT.value)(ack=_ack, lazy=[Bound(reject, deps)])
+    app.action(ActionId.REVIEW_APPROVE.value)(ack=ack_only, lazy=[Bound(approve, deps)])
+    app.action(ActionId.REVIEW_REJECT.value)(ack=ack_only, lazy=[Bound(reject, deps)])
     app.action(ActionId.REVIEW_EDIT.value)(Bound(open_edit, deps))
     app.view(CallbackId.EDIT_REVIEW_RESPONSE.value)(ack=ack_edit, lazy=[Bound(save_edit, deps)])
-
-
-def _ack(ack: Ack) -> None:
-    ack()
 
 
 def _reputation(deps: SlackDeps) -> Reputation:
