@@ -21,11 +21,12 @@ from tests.e2e.test_newsletters import (
     ephemerals,
     issue_row,
     newsletter_card,
+    submitted_issue,
 )
 from tests.support.gmail_app import google_settings
 from tests.support.google import GoogleServer
 from tests.support.slack import ServedSlack
-from tests.support.slack_app import REP, REVIEW_CHANNEL, SlackWorld, slack_world, wait_until
+from tests.support.slack_app import REP, SlackWorld, slack_world, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -52,27 +53,7 @@ def test_cancel_sending_from_the_card_withdraws_the_rest_and_nothing_more_is_sen
     runtime = world.runtime
     assert runtime.newsletter_sweep is not None
     assert runtime.gmail is not None
-    newsletter = world.client.post(
-        "/api/marketing/newsletters",
-        json={
-            "name": "Lender Update",
-            "sender_user_ids": [maria],
-            "slack_channel_id": REVIEW_CHANNEL,
-        },
-        headers=auth,
-    ).json()
-    base = f"/api/marketing/newsletters/{newsletter['id']}/issues"
-    issue = world.client.post(
-        base,
-        json={
-            "title": "December",
-            "subject_template": "News",
-            "text_template": "Hi {{ first_name }}",
-        },
-        headers=auth,
-    ).json()
-    assert world.client.post(f"{base}/{issue['id']}/submit", headers=auth).status_code == 200
-    runtime.newsletter_sweep.run_once()
+    base, issue = submitted_issue(world, auth, [maria])
     message = newsletter_card(world)
     value = world.button(message, ActionId.NEWSLETTER_APPROVE)["value"]
     world.click(ActionId.NEWSLETTER_APPROVE, value, message_ts=message.ts, user=REP)

@@ -20,11 +20,17 @@ from domain.clock import FixedClock
 from handlers.api.tracking import PIXEL_GIF
 from handlers.slack.ids import ActionId
 from storage import models as m
-from tests.e2e.test_newsletters import MARIA, connect, issue_row, newsletter_card
+from tests.e2e.test_newsletters import (
+    MARIA,
+    connect,
+    issue_row,
+    newsletter_card,
+    submitted_issue,
+)
 from tests.support.gmail_app import google_settings
 from tests.support.google import GoogleServer
 from tests.support.slack import ServedSlack
-from tests.support.slack_app import REP, REVIEW_CHANNEL, SlackWorld, slack_world, wait_until
+from tests.support.slack_app import REP, SlackWorld, slack_world, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -79,29 +85,15 @@ def send_an_issue(world: SlackWorld, google: GoogleServer, clock: FixedClock) ->
     runtime = world.runtime
     assert runtime.newsletter_sweep is not None
     assert runtime.gmail is not None
-    newsletter = world.client.post(
-        "/api/marketing/newsletters",
-        json={
-            "name": "Lender Update",
-            "sender_user_ids": [maria],
-            "slack_channel_id": REVIEW_CHANNEL,
-        },
-        headers=auth,
-    ).json()
-    base = f"/api/marketing/newsletters/{newsletter['id']}/issues"
-    issue = world.client.post(
-        base,
-        json={
-            "title": "December",
-            "subject_template": "{{ newsletter_name }}: turn times",
-            "text_template": "Hi {{ first_name }}, our rates: {{ rates }}",
-            "html_template": "<p>Hi {{ first_name }}, our <a href='{{ rates }}'>rates</a>.</p>",
-            "variables": {"rates": RATES},
-        },
-        headers=auth,
-    ).json()
-    assert world.client.post(f"{base}/{issue['id']}/submit", headers=auth).status_code == 200
-    runtime.newsletter_sweep.run_once()
+    base, issue = submitted_issue(
+        world,
+        auth,
+        [maria],
+        subject_template="{{ newsletter_name }}: turn times",
+        text_template="Hi {{ first_name }}, our rates: {{ rates }}",
+        html_template="<p>Hi {{ first_name }}, our <a href='{{ rates }}'>rates</a>.</p>",
+        variables={"rates": RATES},
+    )
     message = newsletter_card(world)
     value = world.button(message, ActionId.NEWSLETTER_APPROVE)["value"]
     world.click(ActionId.NEWSLETTER_APPROVE, value, message_ts=message.ts, user=REP)

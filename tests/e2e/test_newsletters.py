@@ -89,6 +89,38 @@ def card_text(message: Any) -> str:
     )
 
 
+def submitted_issue(
+    world: SlackWorld, auth: dict[str, str], senders: list[int], **fields: Any
+) -> tuple[str, dict[str, Any]]:
+    """The newsletter "Lender Update" sent from `senders`' mailboxes, with an issue (a plain
+    one, `fields` changed) submitted for review and its card posted; return the URL of the
+    newsletter's issues and the issue."""
+    newsletter = world.client.post(
+        "/api/marketing/newsletters",
+        json={
+            "name": "Lender Update",
+            "sender_user_ids": senders,
+            "slack_channel_id": REVIEW_CHANNEL,
+        },
+        headers=auth,
+    ).json()
+    base = f"/api/marketing/newsletters/{newsletter['id']}/issues"
+    issue = world.client.post(
+        base,
+        json={
+            "title": "December",
+            "subject_template": "News",
+            "text_template": "Hi {{ first_name }}",
+            **fields,
+        },
+        headers=auth,
+    ).json()
+    assert world.client.post(f"{base}/{issue['id']}/submit", headers=auth).status_code == 200
+    assert world.runtime.newsletter_sweep is not None
+    world.runtime.newsletter_sweep.run_once()
+    return base, issue
+
+
 def max_in_any_day(times: list[datetime]) -> int:
     times = sorted(times)
     best, left = 0, 0
@@ -272,28 +304,7 @@ def test_a_stale_approval_is_refused_and_only_the_newsletter_creator_or_an_admin
 ) -> None:
     maria, token = connect(world, google, MARIA, "Maria Lopez")
     auth = {"Authorization": f"Bearer {token}"}
-    newsletter = world.client.post(
-        "/api/marketing/newsletters",
-        json={
-            "name": "Lender Update",
-            "sender_user_ids": [maria],
-            "slack_channel_id": REVIEW_CHANNEL,
-        },
-        headers=auth,
-    ).json()
-    base = f"/api/marketing/newsletters/{newsletter['id']}/issues"
-    issue = world.client.post(
-        base,
-        json={
-            "title": "December",
-            "subject_template": "News",
-            "text_template": "Hi {{ first_name }}",
-        },
-        headers=auth,
-    ).json()
-    world.client.post(f"{base}/{issue['id']}/submit", headers=auth)
-    assert world.runtime.newsletter_sweep is not None
-    world.runtime.newsletter_sweep.run_once()
+    base, issue = submitted_issue(world, auth, [maria])
     old = world.button(newsletter_card(world), ActionId.NEWSLETTER_APPROVE)["value"]
 
     edited = world.client.patch(
@@ -330,23 +341,7 @@ def test_a_mailbox_disconnected_after_the_planning_holds_its_emails_and_the_card
     runtime = world.runtime
     assert runtime.newsletter_sweep is not None
     assert runtime.gmail is not None
-    newsletter = world.client.post(
-        "/api/marketing/newsletters",
-        json={
-            "name": "Lender Update",
-            "sender_user_ids": [maria],
-            "slack_channel_id": REVIEW_CHANNEL,
-        },
-        headers=auth,
-    ).json()
-    base = f"/api/marketing/newsletters/{newsletter['id']}/issues"
-    issue = world.client.post(
-        base,
-        json={"title": "December", "subject_template": "News", "text_template": "Hi"},
-        headers=auth,
-    ).json()
-    assert world.client.post(f"{base}/{issue['id']}/submit", headers=auth).status_code == 200
-    runtime.newsletter_sweep.run_once()
+    _, issue = submitted_issue(world, auth, [maria], text_template="Hi")
     value = world.button(newsletter_card(world), ActionId.NEWSLETTER_APPROVE)["value"]
     world.click(ActionId.NEWSLETTER_APPROVE, value, message_ts=newsletter_card(world).ts)
     wait_until(lambda: issue_row(world, issue["id"]).status == "scheduled", what="scheduled")
