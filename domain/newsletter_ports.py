@@ -109,10 +109,15 @@ class IssueRepository(Protocol):
         ...
 
     def failure_reasons(
-        self, issue_id: int, *, limit: int, status: OutboxStatus = OutboxStatus.FAILED
+        self,
+        issue_id: int,
+        *,
+        limit: int,
+        status: OutboxStatus = OutboxStatus.FAILED,
+        starting: str | None = None,
     ) -> builtins.list[tuple[str, int]]:
         """The commonest reasons the issue's rows of `status` give (why they failed, why
-        they wait), with their counts."""
+        they wait; only those that begin with `starting`), with their counts."""
         ...
 
     def metrics(self, org_id: int, issue_id: int) -> IssueMetrics:

@@ -1016,13 +1016,11 @@ class Newsletters:
     def _waiting_note(uow: NewsletterUnitOfWork, issue_id: int, card: dict[str, Any]) -> str | None:
         """The card's note while some of the issue's emails wait for a disconnected mailbox,
         the sending note once none does; None when the card has nothing to change."""
-        held = [
-            (reason, n)
-            for reason, n in uow.newsletter_issues.failure_reasons(
-                issue_id, limit=5, status=OutboxStatus.QUEUED
-            )
-            if reason.startswith(WAITING_FOR_MAILBOX)
-        ]
+        # Asked of the database by prefix: the other reasons of queued rows (a spacing or
+        # a cap, each with its own time) are many and would crowd a "top N" out.
+        held = uow.newsletter_issues.failure_reasons(
+            issue_id, limit=1, status=OutboxStatus.QUEUED, starting=WAITING_FOR_MAILBOX
+        )
         if held:
             reason, n = held[0]
             return f"⏸️ {n:,} emails: {safe(reason, 500)}."

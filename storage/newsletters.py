@@ -305,14 +305,23 @@ class IssueRepo:
         return {str(status): int(n) for status, n in rows}
 
     def failure_reasons(
-        self, issue_id: int, *, limit: int, status: OutboxStatus = OutboxStatus.FAILED
+        self,
+        issue_id: int,
+        *,
+        limit: int,
+        status: OutboxStatus = OutboxStatus.FAILED,
+        starting: str | None = None,
     ) -> builtins.list[tuple[str, int]]:
         """The commonest reasons the issue's rows of `status` give (why they failed, why
-        they wait), with their counts."""
+        they wait; only those that begin with `starting`), with their counts."""
         s = m.EmailSend
         rows = self._s.execute(
             select(s.error, func.count())
-            .where(s.newsletter_issue_id == issue_id, s.status == status.value)
+            .where(
+                s.newsletter_issue_id == issue_id,
+                s.status == status.value,
+                *([s.error.startswith(starting, autoescape=True)] if starting else []),
+            )
             .group_by(s.error)
             .order_by(func.count().desc(), s.error)
             .limit(limit)
