@@ -148,17 +148,20 @@ class EmailCampaignRepo:
             .scalar_subquery()
         )
         e = m.ContactEngagementEvent
-        last_event = (
-            select(func.max(e.occurred_at))
+        # The organization's recent events of those kinds, read once and grouped by the
+        # campaigns that emailed their contacts (not once per campaign).
+        recent = (
+            select(s.campaign_id, func.max(e.occurred_at).label("last_event"))
+            .select_from(e)
             .join(s, and_(s.org_id == e.org_id, s.contact_id == e.contact_id))
             .where(
                 e.org_id == org_id,
                 e.event.in_(sorted(_CHANGING_EVENTS)),
                 e.occurred_at >= events_since,
-                s.campaign_id == c.id,
+                s.campaign_id.is_not(None),
             )
-            .correlate(c)
-            .scalar_subquery()
+            .group_by(s.campaign_id)
+            .subquery()
         )
         return [
             (row.id, row.refreshed, _latest(row.last_sent, row.last_event))
@@ -167,8 +170,9 @@ class EmailCampaignRepo:
                     c.id,
                     refreshed.label("refreshed"),
                     last_sent.label("last_sent"),
-                    last_event.label("last_event"),
+                    recent.c.last_event,
                 )
+                .outerjoin(recent, recent.c.campaign_id == c.id)
                 .where(c.org_id == org_id)
                 .order_by(c.id)
             )
