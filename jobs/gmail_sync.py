@@ -30,6 +30,7 @@ from domain.errors import ExternalServiceError
 from domain.inbound import ClaimedNotification
 from integrations import metrics
 from integrations.gmail.sync import FetchOutcome, GmailSync, SyncResult
+from jobs.loop import PollingThreads
 from storage.db import SessionFactory
 from storage.inbound import SqlInboundStore, periodic_lock
 
@@ -88,19 +89,22 @@ class GmailInboundProcessor:
         self._clock = clock
         self._topic = topic
         self._schedule = schedule or InboundSchedule()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
         # Mailboxes whose notifications a thread of this processor has claimed.
         self._claiming = threading.Lock()
         self._busy: set[int] = set()
-        self._threads: list[threading.Thread] = []
+        self._threads = PollingThreads(
+            self.process_batch,
+            threads=self._schedule.threads,
+            poll_seconds=self._schedule.poll_seconds,
+            name="gmail-inbound",
+        )
         self._scheduler: BackgroundScheduler | None = None
 
     # -- push notifications -------------------------------------------------------------------
 
     def wake(self) -> None:
         """Tell the processor threads that a notification was stored."""
-        self._wake.set()
+        self._threads.wake()
 
     def process_batch(self) -> int:
         """Claim a batch of due notifications and sync their mailboxes; return how many.
@@ -257,13 +261,9 @@ class GmailInboundProcessor:
 
     def start(self) -> None:
         """Start the processor threads and the scheduler."""
-        if self._threads:
+        if self._scheduler is not None:
             return
-        self._stop.clear()
-        for n in range(self._schedule.threads):
-            thread = threading.Thread(target=self._loop, name=f"gmail-inbound-{n}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        self._threads.start()
         scheduler = BackgroundScheduler(timezone=UTC)
         first_run = datetime.now(UTC) + timedelta(seconds=30)
         jobs: list[tuple[str, Callable[[], Any], timedelta]] = [
@@ -290,23 +290,8 @@ class GmailInboundProcessor:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=True)
             self._scheduler = None
-        self._stop.set()
-        self._wake.set()
-        for thread in self._threads:
-            thread.join(timeout=30)
-        self._threads.clear()
+        self._threads.stop()
         self._sync.close()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                done = self.process_batch()
-            except Exception:  # noqa: BLE001 - e.g. the database restarting; try again later
-                log.exception("gmail push processor round failed")
-                done = 0
-            if not done:
-                self._wake.wait(self._schedule.poll_seconds)
-                self._wake.clear()
 
 
 def _logged(job_id: str, func: Callable[[], Any]) -> Callable[[], None]:

@@ -83,6 +83,10 @@ class PollingThreads:
             if not ran:
                 self._wake.wait(wait)
                 self._wake.clear()
+                if self._stop.is_set():
+                    # stop() set the wake-up for every thread; one that cleared it must pass it
+                    # on, or a sibling about to wait would sleep a whole poll before exiting.
+                    self._wake.set()
 
 
 class PolledWorker(ABC):
