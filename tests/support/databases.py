@@ -194,7 +194,21 @@ def truncate_all(engine: Engine) -> None:
     tables = [t.name for t in reversed(Base.metadata.sorted_tables) if t.name in existing]
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
-            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+            # DELETE, not TRUNCATE: a TRUNCATE of every table gives each a new file and takes
+            # ~0.8 s, DELETE of a test's few rows ~10 ms. Foreign keys are not checked (the
+            # whole database is emptied) and the sequences a test used start again at 1.
+            conn.execute(text("SET LOCAL session_replication_role = replica"))
+            for table in tables:
+                conn.execute(text(f"DELETE FROM {table}"))
+            used = conn.execute(
+                text(
+                    "SELECT quote_ident(schemaname) || '.' || quote_ident(sequencename)"
+                    " FROM pg_sequences WHERE schemaname = current_schema()"
+                    " AND last_value IS NOT NULL"
+                )
+            ).scalars()
+            for sequence in list(used):
+                conn.execute(text(f"ALTER SEQUENCE {sequence} RESTART"))
         else:
             conn.execute(text("PRAGMA defer_foreign_keys=ON"))
             for table in tables:
