@@ -80,6 +80,8 @@ def test_cancel_sending_from_the_card_withdraws_the_rest_and_nothing_more_is_sen
         2,
         3,
     )
+    # The card is updated after the cancel committed, by the same listener: wait for it too.
+    wait_until(lambda: "🛑" in card_text(newsletter_card(world)), what="the card updated")
     shown = card_text(newsletter_card(world))
     assert f"🛑 Sending cancelled by <@{REP}> on " in shown
     assert ": 2 of 5 sent, 3 withdrawn." in shown
