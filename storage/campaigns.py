@@ -9,10 +9,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from domain.campaigns import Campaign, CampaignFields
-from domain.errors import Conflict, NotFound
+from domain.errors import Conflict
 from domain.fields import STORED
 from storage import models as m
-from storage.sql import assign_fields, flush_or_conflict
+from storage.sql import assign_fields, flush_or_conflict, org_row
 
 _CAMPAIGN_FIELDS = tuple(CampaignFields.model_fields)
 
@@ -38,14 +38,7 @@ class CampaignRepo:
         self._s = session
 
     def _row(self, org_id: int, campaign_id: int) -> m.MarketingCampaign:
-        row = self._s.scalars(
-            select(m.MarketingCampaign).where(
-                m.MarketingCampaign.org_id == org_id, m.MarketingCampaign.id == campaign_id
-            )
-        ).one_or_none()
-        if row is None:
-            raise NotFound(f"campaign {campaign_id} not found")
-        return row
+        return org_row(self._s, m.MarketingCampaign, org_id, campaign_id, what="campaign")
 
     @staticmethod
     def _to_domain(row: m.MarketingCampaign) -> Campaign:

@@ -22,11 +22,11 @@ from domain.cards import (
     sends_email,
     states_that_can_become,
 )
-from domain.errors import NotFound
 from domain.jobs import TaskKind, TaskStatus
 from domain.mail import SendOutcome, SendStatus
 from integrations import metrics
 from storage import models as m
+from storage.sql import org_row
 
 _CARD_FIELDS = tuple(f.name for f in dataclass_fields(Card))
 
@@ -61,13 +61,7 @@ class CardRepo:
         """Return a card of the organization or raise NotFound."""
         # populate_existing: the row as the database has it now, even when this session
         # already holds it and a Core UPDATE (counters, compare-and-set) changed it since.
-        row = self._s.scalars(
-            select(m.Card)
-            .where(m.Card.org_id == org_id, m.Card.id == card_id)
-            .execution_options(populate_existing=True)
-        ).one_or_none()
-        if row is None:
-            raise NotFound(f"card {card_id} not found")
+        row = org_row(self._s, m.Card, org_id, card_id, what="card", populate_existing=True)
         return self._to_domain(row)
 
     def add_many(self, org_id: int, rows: Sequence[dict[str, Any]]) -> list[int]:

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from domain.contacts import ContactContext, ContactMatch, normalize_email
 from domain.errors import NotFound
 from storage import models as m
+from storage.sql import org_row
 
 
 class ContactContextRepo:
@@ -174,11 +175,7 @@ class ContactContextRepo:
         self, org_id: int, contact_id: int, changes: dict[str, Any], *, at: datetime
     ) -> None:
         """Apply an update_profile task's changes to a contact."""
-        contact = self._s.scalars(
-            select(m.Contact).where(m.Contact.org_id == org_id, m.Contact.id == contact_id)
-        ).one_or_none()
-        if contact is None:
-            raise NotFound(f"contact {contact_id} not found")
+        contact = org_row(self._s, m.Contact, org_id, contact_id, what="contact")
         tags = [t for t in contact.tags if t not in set(changes.get("remove_tags", []))]
         for tag in changes.get("add_tags", []):
             tag = str(tag).strip().lower()

@@ -28,6 +28,7 @@ from domain.content import (
 )
 from domain.errors import Conflict, NotFound
 from storage import models as m
+from storage.sql import org_row
 
 _Owner = aliased(m.User)
 
@@ -57,14 +58,7 @@ class ContentRepo:
         self._s = session
 
     def _row(self, org_id: int, content_id: int) -> m.MarketingContent:
-        row = self._s.scalars(
-            select(m.MarketingContent).where(
-                m.MarketingContent.org_id == org_id, m.MarketingContent.id == content_id
-            )
-        ).one_or_none()
-        if row is None:
-            raise NotFound(f"content {content_id} not found")
-        return row
+        return org_row(self._s, m.MarketingContent, org_id, content_id, what="content")
 
     def add(self, org_id: int, values: dict[str, Any], *, now: datetime) -> ContentItem:
         """Store a new item (column values)."""

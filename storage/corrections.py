@@ -32,16 +32,13 @@ from domain.rules import RuleType
 from domain.safety import looks_like_injection
 from storage import models as m
 from storage.inbound import clean_text
+from storage.sql import org_row, rowcount
 
 _C = m.ClassifierCorrection
 _P = m.RuleProposal
 _E = m.InboundEmail
 #: A rep's label is sure; the sentiment score follows the label the rep chose.
 _SCORES: Final = {Sentiment.POSITIVE: 0.5, Sentiment.NEUTRAL: 0.0, Sentiment.NEGATIVE: -0.5}
-
-
-def _rowcount(result: Any) -> int:
-    return int(result.rowcount)
 
 
 def _labels(row: Any) -> LabelSet | None:
@@ -197,7 +194,7 @@ class CorrectionRepo:
         """Give the send this message replied to, and its conversation when this is the latest
         reply there, the new sentiment; True if anything changed."""
         s = m.EmailSend
-        sends = _rowcount(
+        sends = rowcount(
             self._s.execute(
                 update(s)
                 .where(
@@ -229,7 +226,7 @@ class CorrectionRepo:
         if later:
             return sends > 0
         c = m.EmailConversation
-        conversations = _rowcount(
+        conversations = rowcount(
             self._s.execute(
                 update(c)
                 .where(
@@ -435,16 +432,6 @@ class RuleProposalRepo:
     def __init__(self, session: Session) -> None:
         self._s = session
 
-    def _row(self, org_id: int, proposal_id: int) -> m.RuleProposal:
-        row = self._s.scalars(
-            select(_P)
-            .where(_P.org_id == org_id, _P.id == proposal_id)
-            .execution_options(populate_existing=True)
-        ).one_or_none()
-        if row is None:
-            raise NotFound(f"rule proposal {proposal_id} not found")
-        return row
-
     def upsert(
         self,
         org_id: int,
@@ -491,7 +478,9 @@ class RuleProposalRepo:
 
     def get(self, org_id: int, proposal_id: int) -> RuleProposalView:
         """Return a proposal or raise NotFound."""
-        return _proposal(self._row(org_id, proposal_id))
+        return _proposal(
+            org_row(self._s, _P, org_id, proposal_id, what="rule proposal", populate_existing=True)
+        )
 
     def list(
         self, org_id: int, *, status: ProposalStatus | None, limit: int
@@ -520,7 +509,7 @@ class RuleProposalRepo:
             )
             .values(status=to.value, decided_by=by, decided_at=now, updated_at=now)
         )
-        return _rowcount(result) == 1
+        return rowcount(result) == 1
 
     def set_rule(self, org_id: int, proposal_id: int, *, rule_id: int) -> None:
         """Name the rule an accepted proposal made."""

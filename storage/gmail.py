@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
@@ -30,6 +30,7 @@ from storage import models as m
 from storage.accounts import user_label
 from storage.models import gmail as mg
 from storage.outbox import OutboxRepo
+from storage.sql import org_row, rowcount
 
 
 class TokenCipher(Protocol):
@@ -42,10 +43,6 @@ class TokenCipher(Protocol):
     def decrypt_bytes(self, token: bytes) -> str:
         """Decrypt what encrypt_bytes made."""
         ...
-
-
-def _rowcount(result: Any) -> int:
-    return int(result.rowcount)
 
 
 def _is_postgresql(session: Session) -> bool:
@@ -244,12 +241,7 @@ class MailboxAllowanceRepo:
 
     def for_user(self, org_id: int, user_id: int) -> MailboxAllowance:
         """Return which mailbox addresses a user may connect; NotFound for an unknown user."""
-        row = self._s.scalars(
-            select(m.User).where(m.User.org_id == org_id, m.User.id == user_id)
-        ).one_or_none()
-        if row is None:
-            raise NotFound(f"user {user_id} not found")
-        return _allowance(row)
+        return _allowance(org_row(self._s, m.User, org_id, user_id, what="user"))
 
     def role_of(self, org_id: int, user_id: int) -> str | None:
         """Return a user's role, or None for an unknown user."""
@@ -331,7 +323,7 @@ class OAuthStateRepo:
             )
             .values(used_at=now)
         )
-        if _rowcount(result) != 1:
+        if rowcount(result) != 1:
             return None
         row = self._s.execute(
             select(state.code_verifier_encrypted, state.redirect_uri).where(state.nonce == nonce)
@@ -341,4 +333,4 @@ class OAuthStateRepo:
     def purge(self, *, expired_before: datetime) -> int:
         """Delete consents that expired before the given time; return how many."""
         state = mg.GmailOAuthState
-        return _rowcount(self._s.execute(delete(state).where(state.expires_at < expired_before)))
+        return rowcount(self._s.execute(delete(state).where(state.expires_at < expired_before)))

@@ -33,7 +33,7 @@ from domain.jobs import (
     TaskStatus,
 )
 from storage import models as m
-from storage.sql import chunks, clip
+from storage.sql import chunks, clip, org_row
 from storage.types import JsonType
 
 # The lease of a claim that names none (tests, one-off callers); workers pass their own.
@@ -131,13 +131,7 @@ class JobRepo:
         """Return a job or raise NotFound."""
         # populate_existing: the row as the database has it now, even when this session
         # already holds it and a Core UPDATE (counters, compare-and-set) changed it since.
-        row = self._s.scalars(
-            select(m.Job)
-            .where(m.Job.org_id == org_id, m.Job.id == job_id)
-            .execution_options(populate_existing=True)
-        ).one_or_none()
-        if row is None:
-            raise NotFound(f"job {job_id} not found")
+        row = org_row(self._s, m.Job, org_id, job_id, what="job", populate_existing=True)
         return self._to_domain(row)
 
     def lock_status(self, org_id: int, job_id: int) -> JobStatus:

@@ -23,7 +23,6 @@ from sqlalchemy.orm import Session
 from domain.contacts import EmailStatus
 from domain.email_preferences import EmailType
 from domain.engagement import EngagementEvent
-from domain.errors import NotFound
 from domain.newsletters import (
     WITHDRAWN_REASON,
     IssueMetrics,
@@ -35,6 +34,7 @@ from domain.newsletters import (
 from domain.sending import OutboxStatus
 from storage import models as m
 from storage.audience import allows_email_type
+from storage.sql import org_row
 
 
 def _newsletter(row: m.Newsletter) -> Newsletter:
@@ -106,14 +106,7 @@ class NewsletterRepo:
 
     def get(self, org_id: int, newsletter_id: int) -> Newsletter:
         """Return a newsletter or raise NotFound."""
-        row = self._s.scalars(
-            select(m.Newsletter).where(
-                m.Newsletter.org_id == org_id, m.Newsletter.id == newsletter_id
-            )
-        ).one_or_none()
-        if row is None:
-            raise NotFound(f"newsletter {newsletter_id} not found")
-        return _newsletter(row)
+        return _newsletter(org_row(self._s, m.Newsletter, org_id, newsletter_id, what="newsletter"))
 
     def list(self, org_id: int) -> builtins.list[Newsletter]:
         """Return the organization's newsletters, newest first."""
@@ -176,13 +169,7 @@ class IssueRepo:
 
     def get(self, org_id: int, issue_id: int) -> NewsletterIssue:
         """Return an issue or raise NotFound."""
-        row = self._s.scalars(
-            select(m.NewsletterIssue).where(
-                m.NewsletterIssue.org_id == org_id, m.NewsletterIssue.id == issue_id
-            )
-        ).one_or_none()
-        if row is None:
-            raise NotFound(f"newsletter issue {issue_id} not found")
+        row = org_row(self._s, m.NewsletterIssue, org_id, issue_id, what="newsletter issue")
         self._s.refresh(row)
         return _issue(row)
 

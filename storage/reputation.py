@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from domain.classification import Sentiment
-from domain.errors import Conflict, NotFound
+from domain.errors import Conflict
 from domain.reputation import (
     EscalationKind,
     EscalationRule,
@@ -30,6 +30,7 @@ from domain.reputation import (
     response_totals,
 )
 from storage import models as m
+from storage.sql import org_row
 
 #: Pairs looked up per query (a batch of 1,000 is one query on PostgreSQL and SQLite).
 _CHUNK = 500
@@ -111,12 +112,7 @@ class ReviewRepo:
 
     def get(self, org_id: int, review_id: int) -> Review:
         """Return a review or raise NotFound."""
-        row = self._s.scalars(
-            select(m.Review).where(m.Review.org_id == org_id, m.Review.id == review_id)
-        ).one_or_none()
-        if row is None:
-            raise NotFound(f"review {review_id} not found")
-        return _review(row)
+        return _review(org_row(self._s, m.Review, org_id, review_id, what="review"))
 
     def by_card(self, org_id: int, card_id: int) -> Review | None:
         """Return the review whose response or escalation card this is."""
@@ -291,15 +287,9 @@ class ResponseTemplateRepo:
         )
 
     def _row(self, org_id: int, template_id: int) -> m.ReviewResponseTemplate:
-        row = self._s.scalars(
-            select(m.ReviewResponseTemplate).where(
-                m.ReviewResponseTemplate.org_id == org_id,
-                m.ReviewResponseTemplate.id == template_id,
-            )
-        ).one_or_none()
-        if row is None:
-            raise NotFound(f"response template {template_id} not found")
-        return row
+        return org_row(
+            self._s, m.ReviewResponseTemplate, org_id, template_id, what="response template"
+        )
 
     def list(self, org_id: int) -> builtins.list[ResponseTemplate]:
         """Return every template, by id."""
@@ -372,14 +362,7 @@ class EscalationRuleRepo:
         )
 
     def _row(self, org_id: int, rule_id: int) -> m.ReviewEscalationRule:
-        row = self._s.scalars(
-            select(m.ReviewEscalationRule).where(
-                m.ReviewEscalationRule.org_id == org_id, m.ReviewEscalationRule.id == rule_id
-            )
-        ).one_or_none()
-        if row is None:
-            raise NotFound(f"escalation rule {rule_id} not found")
-        return row
+        return org_row(self._s, m.ReviewEscalationRule, org_id, rule_id, what="escalation rule")
 
     def list(self, org_id: int) -> builtins.list[EscalationRule]:
         """Return every rule, by id."""

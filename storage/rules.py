@@ -9,9 +9,9 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from domain.classification import Category
-from domain.errors import NotFound
 from domain.rules import Rule, RuleType
 from storage import models as m
+from storage.sql import org_row
 
 
 class ClassifierRuleRepo:
@@ -39,14 +39,7 @@ class ClassifierRuleRepo:
         )
 
     def _row(self, org_id: int, rule_id: int) -> m.ClassifierRule:
-        row = self._s.scalars(
-            select(m.ClassifierRule).where(
-                m.ClassifierRule.org_id == org_id, m.ClassifierRule.id == rule_id
-            )
-        ).one_or_none()
-        if row is None:
-            raise NotFound(f"classification rule {rule_id} not found")
-        return row
+        return org_row(self._s, m.ClassifierRule, org_id, rule_id, what="classification rule")
 
     def list(self, org_id: int) -> builtins.list[Rule]:
         """Return every rule, by priority then id."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
@@ -17,10 +16,7 @@ from domain.jobs import EnrollmentStatus
 from domain.sending import OutboxStatus
 from domain.suppression import ContactSummary
 from storage import models as m
-
-
-def _rowcount(result: Any) -> int:
-    return int(result.rowcount)
+from storage.sql import rowcount
 
 
 class OptOutRepo:
@@ -53,7 +49,7 @@ class OptOutRepo:
             )
             .values(opted_out_at=at, updated_at=at)
         )
-        return _rowcount(result) == 1
+        return rowcount(result) == 1
 
     def stop_enrollments(
         self, org_id: int, contact_id: int, *, reason: str, at: datetime, min_step: int = 0
@@ -77,7 +73,7 @@ class OptOutRepo:
                 updated_at=at,
             )
         )
-        return _rowcount(result)
+        return rowcount(result)
 
     def cancel_queued_emails(self, org_id: int, contact_id: int, *, email: str, reason: str) -> int:
         """Fail every queued email to the contact (by id or address); return how many."""
@@ -93,7 +89,7 @@ class OptOutRepo:
             )
             .values(status=OutboxStatus.FAILED.value, error=reason, not_before=None)
         )
-        return _rowcount(result)
+        return rowcount(result)
 
     def undo_opt_out(self, org_id: int, contact_id: int, *, at: datetime) -> bool:
         """Clear the contact's opt-out; True if it had one."""
@@ -106,7 +102,7 @@ class OptOutRepo:
             )
             .values(opted_out_at=None, updated_at=at)
         )
-        return _rowcount(result) == 1
+        return rowcount(result) == 1
 
     def email_preferences(
         self, org_id: int, contact_id: int, *, lock: bool

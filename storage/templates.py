@@ -8,10 +8,9 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from domain.errors import NotFound
 from domain.templates import EmailTemplate, EmailTemplateFields
 from storage import models as m
-from storage.sql import assign_fields, flush_or_conflict
+from storage.sql import assign_fields, flush_or_conflict, org_row
 
 
 class TemplateRepo:
@@ -21,14 +20,7 @@ class TemplateRepo:
         self._s = session
 
     def _row(self, org_id: int, template_id: int) -> m.EmailTemplate:
-        row = self._s.scalars(
-            select(m.EmailTemplate).where(
-                m.EmailTemplate.org_id == org_id, m.EmailTemplate.id == template_id
-            )
-        ).one_or_none()
-        if row is None:
-            raise NotFound(f"email template {template_id} not found")
-        return row
+        return org_row(self._s, m.EmailTemplate, org_id, template_id, what="email template")
 
     @staticmethod
     def _to_domain(row: m.EmailTemplate) -> EmailTemplate:

@@ -41,16 +41,13 @@ from domain.understanding import (
 )
 from storage import models as m
 from storage.inbound import clean_text
+from storage.sql import org_row, rowcount
 
 _PARSED: Final = InboundStatus.PARSED.value
 _PROCESSED: Final = InboundStatus.PROCESSED.value
 _FAILED: Final = InboundStatus.FAILED.value
 _RUNNING: Final = (EnrollmentStatus.ACTIVE.value, EnrollmentStatus.PAUSED.value)
 _SOFT_BOUNCE: Final = "soft bounce"
-
-
-def _rowcount(result: Any) -> int:
-    return int(result.rowcount)
 
 
 def _variants(address: str) -> list[str]:
@@ -89,7 +86,7 @@ class InboundPipelineRepo:
                 ),
             )
         )
-        return _rowcount(result)
+        return rowcount(result)
 
     def claim(
         self,
@@ -304,7 +301,7 @@ class InboundPipelineRepo:
             )
             .values(**values)
         )
-        return parked and _rowcount(result) == 1
+        return parked and rowcount(result) == 1
 
     def count_soft_bounces(
         self, org_id: int, contact_id: int, *, since: datetime, excluding: int
@@ -362,7 +359,7 @@ class InboundPipelineRepo:
                     error=None,
                 )
             )
-            counts[current] = _rowcount(result)
+            counts[current] = rowcount(result)
         return RequeueCounts(
             processed=counts.get(_PROCESSED, 0),
             failed=counts.get(_FAILED, 0),
@@ -397,10 +394,7 @@ class InboundPipelineRepo:
 
     def get(self, org_id: int, email_id: int) -> InboundEmailDetail:
         """Return one inbound email with what the pipeline did, or raise NotFound."""
-        e = m.InboundEmail
-        row = self._s.scalars(select(e).where(e.org_id == org_id, e.id == email_id)).one_or_none()
-        if row is None:
-            raise NotFound(f"inbound email {email_id} not found")
+        row = org_row(self._s, m.InboundEmail, org_id, email_id, what="inbound email")
         send = (
             self._s.execute(
                 select(m.EmailSend.campaign_id, m.EmailSend.job_id).where(
@@ -1015,4 +1009,4 @@ class InboundActionRepo:
             .where(c.org_id == org_id, c.id == contact_id, c.email_status != "bounced")
             .values(email_status="bounced", updated_at=at)
         )
-        return _rowcount(result) == 1
+        return rowcount(result) == 1
