@@ -7,16 +7,19 @@ changing templates, rules and settings is for admins (and organization-wide toke
 
 from __future__ import annotations
 
+import inspect
 import json
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Generic, NamedTuple, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from domain.errors import InvalidInput
 from domain.fields import Id, Text
+from domain.outreach import Actor
 from domain.reputation import (
     MAX_BATCH,
     EscalationKind,
@@ -39,6 +42,8 @@ from handlers.api.deps import ActorDep, IdentityDep, ServicesDep, Unauthorized
 from handlers.api.docs import error_answer
 
 router = APIRouter(prefix="/api/reputation", tags=["reputation"])
+
+T = TypeVar("T")
 
 #: Headers of a signed webhook request (docs/reputation.md).
 TIMESTAMP_HEADER = "X-Salesbot-Timestamp"
@@ -262,6 +267,126 @@ def trends(
     )
 
 
+# --- templates and escalation rules: five routes each, alike but for names and models -------
+
+#: The id in a template's or a rule's path, under the name that route's path gives it.
+_ItemId = Annotated[Id, Path(validation_alias=AliasChoices("template_id", "rule_id"))]
+
+
+class _Calls(NamedTuple, Generic[T]):
+    """The use cases behind a resource's routes (methods of Reputation)."""
+
+    list_all: Callable[[Reputation, int], list[T]]
+    add: Callable[..., T]
+    get: Callable[[Reputation, int, int], T]
+    update: Callable[..., T]
+    remove: Callable[[Reputation, Actor | None, int, int], None]
+
+
+class _Docs(NamedTuple):
+    """What each of a resource's routes says it does (its OpenAPI description)."""
+
+    list_all: str
+    add: str
+    get: str
+    update: str
+    remove: str
+
+
+def _taking(model: type[BaseModel], endpoint: Callable[..., T]) -> Callable[..., T]:
+    """Give the endpoint's `body` parameter the resource's model, from which FastAPI
+    validates the request body and documents it."""
+    signature = inspect.signature(endpoint)
+    parameters = [
+        p.replace(annotation=model) if p.name == "body" else p
+        for p in signature.parameters.values()
+    ]
+    endpoint.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    return endpoint
+
+
+def _add_routes(
+    *,
+    path: str,
+    name: str,
+    plural: str,
+    model: type[T],
+    create: type[BaseModel],
+    update: type[BaseModel],
+    calls: _Calls[T],
+    docs: _Docs,
+) -> None:
+    """Add a resource's list, add, get, update and remove routes to the router: named
+    `list_<plural>`, `add_<name>`, ... (the operation ids), the id in the path `<name>_id`."""
+    item = f"{path}/{{{name}_id}}"
+
+    def list_all(who: IdentityDep, reputation: ReputationDep) -> list[T]:
+        return calls.list_all(reputation, who.org_id)
+
+    def add(body: BaseModel, who: IdentityDep, actor: ActorDep, reputation: ReputationDep) -> T:
+        return calls.add(reputation, actor, who.org_id, **body.model_dump())
+
+    def get(item_id: _ItemId, who: IdentityDep, reputation: ReputationDep) -> T:
+        return calls.get(reputation, who.org_id, item_id)
+
+    def change(
+        item_id: _ItemId,
+        body: BaseModel,
+        who: IdentityDep,
+        actor: ActorDep,
+        reputation: ReputationDep,
+    ) -> T:
+        return calls.update(reputation, actor, who.org_id, item_id, **body.model_dump())
+
+    def remove(
+        item_id: _ItemId, who: IdentityDep, actor: ActorDep, reputation: ReputationDep
+    ) -> Response:
+        calls.remove(reputation, actor, who.org_id, item_id)
+        return Response(status_code=204)
+
+    router.add_api_route(
+        path,
+        list_all,
+        methods=["GET"],
+        name=f"list_{plural}",
+        response_model=list[model],  # type: ignore[valid-type]  # a type made at run time
+        description=docs.list_all,
+    )
+    router.add_api_route(
+        path,
+        _taking(create, add),
+        methods=["POST"],
+        name=f"add_{name}",
+        status_code=201,
+        response_model=model,
+        description=docs.add,
+    )
+    router.add_api_route(
+        item,
+        get,
+        methods=["GET"],
+        name=f"get_{name}",
+        response_model=model,
+        description=docs.get,
+    )
+    router.add_api_route(
+        item,
+        _taking(update, change),
+        methods=["PATCH"],
+        name=f"update_{name}",
+        response_model=model,
+        description=docs.update,
+    )
+    router.add_api_route(
+        item,
+        remove,
+        methods=["DELETE"],
+        name=f"remove_{name}",
+        status_code=204,
+        description=docs.remove,
+    )
+
+
 # --- templates ------------------------------------------------------------------------------
 
 
@@ -288,45 +413,28 @@ class TemplateUpdate(BaseModel):
     is_active: bool | None = None
 
 
-@router.get("/templates", response_model=list[ResponseTemplate])
-def list_templates(who: IdentityDep, reputation: ReputationDep) -> list[ResponseTemplate]:
-    """List the response templates."""
-    return reputation.list_templates(who.org_id)
-
-
-@router.post("/templates", status_code=201, response_model=ResponseTemplate)
-def add_template(
-    body: TemplateCreate, who: IdentityDep, actor: ActorDep, reputation: ReputationDep
-) -> ResponseTemplate:
-    """Add a response template (admins); it is checked in the sandbox first."""
-    return reputation.add_template(actor, who.org_id, **body.model_dump())
-
-
-@router.get("/templates/{template_id}", response_model=ResponseTemplate)
-def get_template(template_id: Id, who: IdentityDep, reputation: ReputationDep) -> ResponseTemplate:
-    """Return one response template."""
-    return reputation.get_template(who.org_id, template_id)
-
-
-@router.patch("/templates/{template_id}", response_model=ResponseTemplate)
-def update_template(
-    template_id: Id,
-    body: TemplateUpdate,
-    who: IdentityDep,
-    actor: ActorDep,
-    reputation: ReputationDep,
-) -> ResponseTemplate:
-    """Change a response template (admins)."""
-    return reputation.update_template(actor, who.org_id, template_id, **body.model_dump())
-
-
-@router.delete("/templates/{template_id}", status_code=204)
-def remove_template(
-    template_id: Id, who: IdentityDep, actor: ActorDep, reputation: ReputationDep
-) -> Response:
-    """Delete a response template (admins)."""
-    reputation.remove_template(actor, who.org_id, template_id)
-    return Response(status_code=204)
+_add_routes(
+    path="/templates",
+    name="template",
+    plural="templates",
+    model=ResponseTemplate,
+    create=TemplateCreate,
+    update=TemplateUpdate,
+    calls=_Calls(
+        list_all=Reputation.list_templates,
+        add=Reputation.add_template,
+        get=Reputation.get_template,
+        update=Reputation.update_template,
+        remove=Reputation.remove_template,
+    ),
+    docs=_Docs(
+        list_all="List the response templates.",
+        add="Add a response template (admins); it is checked in the sandbox first.",
+        get="Return one response template.",
+        update="Change a response template (admins).",
+        remove="Delete a response template (admins).",
+    ),
+)
 
 
 # --- escalation rules -----------------------------------------------------------------------
@@ -357,41 +465,28 @@ class RuleUpdate(BaseModel):
     is_active: bool | None = None
 
 
-@router.get("/escalation-rules", response_model=list[EscalationRule])
-def list_rules(who: IdentityDep, reputation: ReputationDep) -> list[EscalationRule]:
-    """List the escalation rules, in the order they are tried."""
-    return reputation.list_rules(who.org_id)
-
-
-@router.post("/escalation-rules", status_code=201, response_model=EscalationRule)
-def add_rule(
-    body: RuleCreate, who: IdentityDep, actor: ActorDep, reputation: ReputationDep
-) -> EscalationRule:
-    """Add an escalation rule (admins); a regex RE2 cannot run is refused."""
-    return reputation.add_rule(actor, who.org_id, **body.model_dump())
-
-
-@router.get("/escalation-rules/{rule_id}", response_model=EscalationRule)
-def get_rule(rule_id: Id, who: IdentityDep, reputation: ReputationDep) -> EscalationRule:
-    """Return one escalation rule."""
-    return reputation.get_rule(who.org_id, rule_id)
-
-
-@router.patch("/escalation-rules/{rule_id}", response_model=EscalationRule)
-def update_rule(
-    rule_id: Id, body: RuleUpdate, who: IdentityDep, actor: ActorDep, reputation: ReputationDep
-) -> EscalationRule:
-    """Change where a rule routes or whether it is active (admins)."""
-    return reputation.update_rule(actor, who.org_id, rule_id, **body.model_dump())
-
-
-@router.delete("/escalation-rules/{rule_id}", status_code=204)
-def remove_rule(
-    rule_id: Id, who: IdentityDep, actor: ActorDep, reputation: ReputationDep
-) -> Response:
-    """Delete an escalation rule (admins)."""
-    reputation.remove_rule(actor, who.org_id, rule_id)
-    return Response(status_code=204)
+_add_routes(
+    path="/escalation-rules",
+    name="rule",
+    plural="rules",
+    model=EscalationRule,
+    create=RuleCreate,
+    update=RuleUpdate,
+    calls=_Calls(
+        list_all=Reputation.list_rules,
+        add=Reputation.add_rule,
+        get=Reputation.get_rule,
+        update=Reputation.update_rule,
+        remove=Reputation.remove_rule,
+    ),
+    docs=_Docs(
+        list_all="List the escalation rules, in the order they are tried.",
+        add="Add an escalation rule (admins); a regex RE2 cannot run is refused.",
+        get="Return one escalation rule.",
+        update="Change where a rule routes or whether it is active (admins).",
+        remove="Delete an escalation rule (admins).",
+    ),
+)
 
 
 # --- settings -------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from handlers.slack.common import (
     Bound,
     SlackDeps,
     ack_only,
+    parse_action_value,
     resolve_actor,
     tell,
     tells_user_on_error,
@@ -45,13 +46,11 @@ def _reputation(deps: SlackDeps) -> Reputation:
 
 
 def _card_ref(body: dict[str, Any]) -> tuple[int, str | None]:
-    actions = body.get("actions") or [{}]
-    try:
-        return parse_button_value((actions[0] or {}).get("value"))
-    except ValueError:
-        raise InvalidInput(
-            "This button does not name a card; it may come from an old message."
-        ) from None
+    return parse_action_value(
+        body,
+        parse_button_value,
+        refusal="This button does not name a card; it may come from an old message.",
+    )
 
 
 @tells_user_on_error
