@@ -18,9 +18,12 @@ from domain.outreach import StaleCard
 from handlers.slack import card_menu
 from handlers.slack.blocks import edit_modal, full_body_modal, parse_button_value, reject_modal
 from handlers.slack.common import (
+    NAMES_NO_CARD,
     Bound,
     SlackDeps,
     ack_only,
+    clicked_action,
+    parse_action_value,
     resolve_actor,
     tell,
     tells_user_on_error,
@@ -109,7 +112,7 @@ def _step_skip(deps: SlackDeps, body: dict[str, Any], client: WebClient) -> None
 def open_modal(deps: SlackDeps, ack: Ack, body: dict[str, Any], client: WebClient) -> None:
     """Open the edit/reject/full modal at once, while the trigger id is fresh."""
     ack()
-    action_id = _action(body).get("action_id")
+    action_id = clicked_action(body).get("action_id")
     card_id, fingerprint = _card_ref(body)
     actor = resolve_actor(deps, body, client)
     with UnitOfWork(deps.session_factory) as uow:
@@ -138,7 +141,7 @@ def open_modal(deps: SlackDeps, ack: Ack, body: dict[str, Any], client: WebClien
 def approve_all(deps: SlackDeps, body: dict[str, Any], client: WebClient) -> None:
     """Approve every card of a bulk message's batch; the message becomes the summary."""
     try:
-        value = json.loads(_action(body).get("value") or "{}")
+        value = json.loads(clicked_action(body).get("value") or "{}")
         job_id, batch = int(value["job"]), int(value["batch"])
     except (ValueError, KeyError, TypeError):
         tell(client, body, "⚠️ This button does not name a batch of cards.")
@@ -174,7 +177,7 @@ def refresh_home(deps: SlackDeps, body: dict[str, Any], client: WebClient) -> No
 
 def unknown(body: dict[str, Any], client: WebClient) -> None:
     """Tell the user that a button from an older version of Salesbot does nothing now."""
-    action_id = str((_action(body) if body.get("actions") else {}).get("action_id", "?"))
+    action_id = str((clicked_action(body) if body.get("actions") else {}).get("action_id", "?"))
     tell(
         client,
         body,
@@ -183,21 +186,13 @@ def unknown(body: dict[str, Any], client: WebClient) -> None:
     )
 
 
-def _action(body: dict[str, Any]) -> dict[str, Any]:
-    actions = body.get("actions") or []
-    if not actions or not isinstance(actions[0], dict):
-        raise InvalidInput("This click carried no action; reload the message and try again.")
-    action: dict[str, Any] = actions[0]
-    return action
-
-
 def _card_ref(body: dict[str, Any]) -> tuple[int, str | None]:
-    try:
-        return parse_button_value(_action(body).get("value"))
-    except ValueError:
-        raise InvalidInput(
-            "This button does not name a card; it may come from an old message."
-        ) from None
+    clicked_action(body)  # a click without an action is told so, not that it names no card
+    return parse_action_value(
+        body,
+        parse_button_value,
+        refusal=NAMES_NO_CARD,
+    )
 
 
 def _refuse_unless_reviewable(card: Card, to: CardState) -> None:

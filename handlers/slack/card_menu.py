@@ -27,10 +27,13 @@ from handlers.slack.blocks import (
     thread_modal,
 )
 from handlers.slack.common import (
+    NAMES_NO_CARD,
     Bound,
     SlackDeps,
     ack_only,
+    first_action,
     friendly,
+    parse_action_value,
     resolve_actor,
     tell,
     tells_user_on_error,
@@ -62,9 +65,7 @@ def register(app: App, deps: SlackDeps) -> None:
 
 
 def _choice(body: dict[str, Any]) -> tuple[OverflowChoice, int]:
-    actions = body.get("actions") or []
-    action = actions[0] if actions and isinstance(actions[0], dict) else {}
-    selected = action.get("selected_option") or {}
+    selected = (first_action(body) or {}).get("selected_option") or {}
     try:
         return parse_menu_value(selected.get("value") if isinstance(selected, dict) else None)
     except ValueError:
@@ -191,14 +192,11 @@ def _fill_modal(
 @tells_user_on_error
 def unsnooze(deps: SlackDeps, body: dict[str, Any], client: WebClient) -> None:
     """Bring a snoozed card back now, in its message (and the App Home, if clicked there)."""
-    actions = body.get("actions") or []
-    value = actions[0].get("value") if actions and isinstance(actions[0], dict) else None
-    try:
-        card_id, _ = parse_button_value(value)
-    except ValueError:
-        raise InvalidInput(
-            "This button does not name a card; it may come from an old message."
-        ) from None
+    card_id, _ = parse_action_value(
+        body,
+        parse_button_value,
+        refusal=NAMES_NO_CARD,
+    )
     actor = resolve_actor(deps, body, client)
     deps.outreach.snoozing.unsnooze_card(actor, card_id)
     container = body.get("container") or {}

@@ -8,7 +8,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Concatenate, Generic, ParamSpec
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
 from slack_bolt import Ack, Respond
 from slack_sdk import WebClient
@@ -21,7 +21,7 @@ from domain.clock import Clock
 from domain.content_service import ContentCalendar
 from domain.corrections import Corrections
 from domain.digests import Digests
-from domain.errors import NotPermitted, SalesbotError
+from domain.errors import InvalidInput, NotPermitted, SalesbotError
 from domain.newsletter_service import Newsletters
 from domain.outreach import Actor, Outreach
 from domain.reply_policy import ReplyPolicies
@@ -32,6 +32,7 @@ from domain.rules import Rules
 log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
+T = TypeVar("T")
 
 
 @dataclass
@@ -101,6 +102,35 @@ def user_id_of(body: dict[str, Any]) -> str | None:
     if isinstance(event, dict) and event.get("user"):
         return str(event["user"])
     return None
+
+
+#: What a click whose button names no card (e.g. from a message of an older version) is told.
+NAMES_NO_CARD = "This button does not name a card; it may come from an old message."
+
+
+def first_action(body: dict[str, Any]) -> dict[str, Any] | None:
+    """Return the first action of a block-actions payload, or None when it carries none."""
+    actions = body.get("actions") or []
+    action = actions[0] if actions else None
+    return action if isinstance(action, dict) else None
+
+
+def clicked_action(body: dict[str, Any]) -> dict[str, Any]:
+    """Return the first action of a block-actions payload; raise InvalidInput without one."""
+    action = first_action(body)
+    if action is None:
+        raise InvalidInput("This click carried no action; reload the message and try again.")
+    return action
+
+
+def parse_action_value(body: dict[str, Any], parse: Callable[[Any], T], *, refusal: str) -> T:
+    """Return `parse` of the value of a block-actions payload's first action; raise
+    InvalidInput(refusal) when `parse` refuses it (ValueError or TypeError), as it does the
+    missing value of a payload without an action."""
+    try:
+        return parse((first_action(body) or {}).get("value"))
+    except (TypeError, ValueError):
+        raise InvalidInput(refusal) from None
 
 
 def resolve_actor(deps: SlackDeps, body: dict[str, Any], client: WebClient) -> Actor:

@@ -38,6 +38,7 @@ from handlers.slack.common import (
     SlackDeps,
     ack_only,
     answer,
+    first_action,
     resolve_actor,
     tell,
     tells_user_on_error,
@@ -268,7 +269,7 @@ def confirm_add(
 
 
 def _action_value(body: dict[str, Any]) -> str:
-    action = (body.get("actions") or [{}])[0] or {}
+    action = first_action(body) or {}
     if action.get("type") == "overflow":
         return str((action.get("selected_option") or {}).get("value") or "")
     return str(action.get("value") or "")

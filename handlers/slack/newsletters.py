@@ -25,6 +25,7 @@ from handlers.slack.common import (
     Bound,
     SlackDeps,
     ack_only,
+    parse_action_value,
     resolve_actor,
     tell,
     tells_user_on_error,
@@ -53,13 +54,11 @@ def _newsletters(deps: SlackDeps) -> Newsletters:
 
 
 def _issue_ref(body: dict[str, Any]) -> tuple[int, str | None]:
-    actions = body.get("actions") or [{}]
-    try:
-        return parse_issue_value((actions[0] or {}).get("value"))
-    except ValueError:
-        raise InvalidInput(
-            "This button does not name a newsletter issue; it may come from an old message."
-        ) from None
+    return parse_action_value(
+        body,
+        parse_issue_value,
+        refusal="This button does not name a newsletter issue; it may come from an old message.",
+    )
 
 
 @tells_user_on_error

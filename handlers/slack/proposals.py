@@ -22,7 +22,7 @@ from domain.corrections import (
     ProposalStatus,
     RuleProposalView,
 )
-from domain.errors import InvalidInput, NotFound
+from domain.errors import NotFound
 from domain.outreach.cadences import NOTICE_JOB_GUARD_PAUSED
 from handlers.slack.blocks import safe
 from handlers.slack.common import (
@@ -30,6 +30,7 @@ from handlers.slack.common import (
     SlackDeps,
     ack_only,
     corrections_of,
+    parse_action_value,
     resolve_actor,
     tell,
     tells_user_on_error,
@@ -271,11 +272,7 @@ def _slack_id(deps: SlackDeps, org_id: int, user_id: int | None) -> str | None:
 
 
 def _proposal_id(body: dict[str, Any]) -> int:
-    actions = body.get("actions") or []
-    try:
-        return int(actions[0]["value"])
-    except (IndexError, KeyError, TypeError, ValueError):
-        raise InvalidInput("This button does not name a proposed rule.") from None
+    return parse_action_value(body, int, refusal="This button does not name a proposed rule.")
 
 
 @tells_user_on_error

@@ -22,7 +22,15 @@ from domain.errors import InvalidInput, SalesbotError
 from domain.outreach import Referral
 from domain.outreach.referrals import MAX_NAME, check_address
 from handlers.slack.blocks import escape, parse_button_value
-from handlers.slack.common import SlackDeps, resolve_actor, tell, tells_user_on_error
+from handlers.slack.common import (
+    NAMES_NO_CARD,
+    SlackDeps,
+    clicked_action,
+    parse_action_value,
+    resolve_actor,
+    tell,
+    tells_user_on_error,
+)
 from handlers.slack.ids import ActionId, BlockId, CallbackId
 
 log = logging.getLogger(__name__)
@@ -96,21 +104,14 @@ def referral_email_modal(referral: Referral) -> dict[str, Any]:
     }
 
 
-def _action(body: dict[str, Any]) -> dict[str, Any]:
-    actions = body.get("actions") or []
-    if not actions or not isinstance(actions[0], dict):
-        raise InvalidInput("This click carried no action; reload the message and try again.")
-    action: dict[str, Any] = actions[0]
-    return action
-
-
 def _card_id(body: dict[str, Any]) -> int:
-    try:
-        return parse_button_value(_action(body).get("value"))[0]
-    except ValueError:
-        raise InvalidInput(
-            "This button does not name a card; it may come from an old message."
-        ) from None
+    clicked_action(body)  # a click without an action is told so, not that it names no card
+    card_id, _ = parse_action_value(
+        body,
+        parse_button_value,
+        refusal=NAMES_NO_CARD,
+    )
+    return card_id
 
 
 def open_referral_form(deps: SlackDeps, ack: Ack, body: dict[str, Any], client: WebClient) -> None:

@@ -18,9 +18,11 @@ from domain.outreach import StaleCard
 from domain.reputation_service import Reputation
 from handlers.slack.blocks import parse_button_value
 from handlers.slack.common import (
+    NAMES_NO_CARD,
     Bound,
     SlackDeps,
     ack_only,
+    parse_action_value,
     resolve_actor,
     tell,
     tells_user_on_error,
@@ -45,13 +47,11 @@ def _reputation(deps: SlackDeps) -> Reputation:
 
 
 def _card_ref(body: dict[str, Any]) -> tuple[int, str | None]:
-    actions = body.get("actions") or [{}]
-    try:
-        return parse_button_value((actions[0] or {}).get("value"))
-    except ValueError:
-        raise InvalidInput(
-            "This button does not name a card; it may come from an old message."
-        ) from None
+    return parse_action_value(
+        body,
+        parse_button_value,
+        refusal=NAMES_NO_CARD,
+    )
 
 
 @tells_user_on_error
