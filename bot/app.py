@@ -608,6 +608,7 @@ def build_runtime(
     content = ContentCalendar(
         service_deps,
         chat=SlackContentChat(slack.client_for_org) if slack is not None else None,
+        channels=notifier,
         lease=work_lease,
         worker=_worker_name(),
     )

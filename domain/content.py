@@ -487,6 +487,17 @@ class ContentSettings(BaseModel):
         return value
 
 
+class ContentSettingsSet(ContentSettings):
+    """The content settings as a change answers them: with a warning when Salesbot may not
+    be able to post in the marketing channel just set."""
+
+    warning: str | None = Field(
+        default=None,
+        description="Set when Salesbot is not in the channel, cannot see it, or could not ask "
+        "Slack: invite it (/invite @Salesbot) or due cards cannot be posted there.",
+    )
+
+
 # --- `/content` ---------------------------------------------------------------------------
 
 

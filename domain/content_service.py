@@ -24,6 +24,7 @@ from domain.content import (
     ContentIn,
     ContentItem,
     ContentSettings,
+    ContentSettingsSet,
     ContentStatus,
     ContentUpdate,
     ContentWeek,
@@ -51,6 +52,8 @@ from domain.errors import (
     NotPermitted,
 )
 from domain.outreach.common import Actor
+from domain.ports import ChannelDirectory
+from domain.reply_routing import check_card_channel
 
 log = logging.getLogger(__name__)
 
@@ -103,12 +106,14 @@ class ContentCalendar:
         deps: Deps[ContentUnitOfWork],
         *,
         chat: ContentChat | None = None,
+        channels: ChannelDirectory | None = None,
         lease: timedelta = timedelta(minutes=5),
         worker: str = "content",
     ) -> None:
         self._uow = deps.uow
         self._clock = deps.clock
         self.chat = chat
+        self._channels = channels
         self._lease = lease
         self._worker = worker
 
@@ -402,14 +407,22 @@ class ContentCalendar:
 
     def update_settings(
         self, actor: Actor | None, org_id: int, settings: ContentSettings
-    ) -> ContentSettings:
-        """Set the marketing channel (admins and organization-wide tokens)."""
+    ) -> ContentSettingsSet:
+        """Set the marketing channel (admins and organization-wide tokens). An archived
+        channel is refused; one Salesbot is not in, or could not check, is stored with a
+        warning that says what to do."""
         if actor is not None and not actor.is_admin:
             raise NotPermitted("Only an admin can set the marketing channel.")
+        warning = (
+            check_card_channel(self._channels, org_id, settings.channel_id)
+            if settings.channel_id is not None
+            else None
+        )
         with self._uow() as uow:
             uow.content_settings.save(org_id, channel_id=settings.channel_id, now=self._clock.now())
             uow.commit()
-            return uow.content_settings.get(org_id)
+            stored = uow.content_settings.get(org_id)
+        return ContentSettingsSet(channel_id=stored.channel_id, warning=warning)
 
     # --- what people do with a card --------------------------------------------------------
 

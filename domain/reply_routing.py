@@ -417,7 +417,7 @@ class Triage:
                 "also works; a direct message cannot be the triage channel)",
                 field="channel_id",
             )
-        warning = self._check(org_id, channel_id)
+        warning = check_card_channel(self._channels, org_id, channel_id)
         with self._uow() as uow:
             uow.orgs.set_triage_channel(org_id, channel_id)
             waiting = (
@@ -455,28 +455,33 @@ class Triage:
         log.info("triage channel cleared", extra={"org_id": org_id})
         return TriageView(channel_id=None, routing=routing_order(None))
 
-    def _check(self, org_id: int, channel_id: str) -> str | None:
-        """Refuse an archived channel; warn about one Salesbot may not post in."""
-        mention = f"<#{channel_id}>"
-        if self._channels is None:
-            return f"Salesbot could not check {mention}: Slack is not connected to this server."
-        try:
-            status = self._channels.channel_status(org_id, channel_id)
-        except ExternalServiceError as exc:
-            return f"Salesbot could not check {mention} ({exc.message}); it is set anyway."
-        if not status.found:
-            return (
-                f"Salesbot cannot see {mention}: it is private and Salesbot was not invited, "
-                "or it does not exist. /invite @Salesbot there, or cards cannot be posted."
-            )
-        if status.is_archived:
-            raise InvalidInput(
-                f"{mention} is archived: cards cannot be posted there; choose another channel.",
-                field="channel_id",
-            )
-        if not status.is_member:
-            return f"Salesbot is not in {mention}: /invite @Salesbot there so cards can be posted."
-        return None
+
+def check_card_channel(
+    channels: ChannelDirectory | None, org_id: int, channel_id: str
+) -> str | None:
+    """Refuse an archived channel (InvalidInput); return a warning for one Salesbot may
+    not post in or could not check, None when it can post there (triage and the
+    content calendar's marketing channel)."""
+    mention = f"<#{channel_id}>"
+    if channels is None:
+        return f"Salesbot could not check {mention}: Slack is not connected to this server."
+    try:
+        status = channels.channel_status(org_id, channel_id)
+    except ExternalServiceError as exc:
+        return f"Salesbot could not check {mention} ({exc.message}); it is set anyway."
+    if not status.found:
+        return (
+            f"Salesbot cannot see {mention}: it is private and Salesbot was not invited, "
+            "or it does not exist. /invite @Salesbot there, or cards cannot be posted."
+        )
+    if status.is_archived:
+        raise InvalidInput(
+            f"{mention} is archived: cards cannot be posted there; choose another channel.",
+            field="channel_id",
+        )
+    if not status.is_member:
+        return f"Salesbot is not in {mention}: /invite @Salesbot there so cards can be posted."
+    return None
 
 
 def _authorize(actor: Actor | None, org_id: int) -> None:

@@ -18,6 +18,7 @@ from domain.content import (
     ContentIn,
     ContentItem,
     ContentSettings,
+    ContentSettingsSet,
     ContentStatus,
     ContentUpdate,
     ScheduleEntry,
@@ -177,9 +178,10 @@ def get_settings(who: IdentityDep, content: ContentDep) -> ContentSettings:
     return content.settings(who.org_id)
 
 
-@router.put("/content-settings", response_model=ContentSettings)
+@router.put("/content-settings", response_model=ContentSettingsSet)
 def put_settings(
     body: ContentSettings, who: IdentityDep, actor: ActorDep, content: ContentDep
-) -> ContentSettings:
-    """Set the marketing channel (admins)."""
+) -> ContentSettingsSet:
+    """Set the marketing channel (admins). An archived channel is refused; one Salesbot is
+    not in comes back with a warning (invite Salesbot, or due cards cannot be posted)."""
     return content.update_settings(actor, who.org_id, body)

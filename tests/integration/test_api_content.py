@@ -16,9 +16,11 @@ from sqlalchemy.orm import Session
 from domain.analytics import AnalyticsWindow
 from domain.clock import FixedClock
 from domain.digest_message import render_digest
+from sandbox.slack_api import DEFAULT_BOT_TOKEN
 from storage import models as m
 from storage.uow import UnitOfWork
 from tests.support.api import ApiWorld, make_api_world
+from tests.support.slack import ServedSlack
 
 M = "/api/marketing"
 # Monday 2026-12-07 10:00 in Chicago (CST, UTC−6).
@@ -223,11 +225,66 @@ def test_the_marketing_channel_is_set_and_checked(api: ApiWorld) -> None:
     ok = api.client.put(
         f"{M}/content-settings", json={"channel_id": "C0MARKET"}, headers=api.auth()
     )
-    assert ok.json() == {"channel_id": "C0MARKET"}
+    # This server has no Slack: the channel is stored, and the answer says it was not checked.
+    assert ok.json() == {
+        "channel_id": "C0MARKET",
+        "warning": "Salesbot could not check <#C0MARKET>: Slack is not connected to this server.",
+    }
+    assert api.client.get(f"{M}/content-settings", headers=api.auth()).json() == {
+        "channel_id": "C0MARKET"
+    }
     bad = api.client.put(
         f"{M}/content-settings", json={"channel_id": "#marketing"}, headers=api.auth()
     )
     assert bad.status_code == 422
+
+
+MARKETING = "C0MARKET01"
+OUTSIDE = "C0OUTSIDE1"
+ARCHIVED = "C0ARCHIVE1"
+
+
+@pytest.fixture
+def with_slack(
+    engine: Engine,
+    session_factory: Callable[[], Session],
+    clock: FixedClock,
+    served_slack: ServedSlack,
+) -> ApiWorld:
+    slack = served_slack.stand_in
+    slack.reset()
+    slack.add_channel(MARKETING, "marketing")
+    slack.add_channel(OUTSIDE, "sales-floor", is_member=False)
+    slack.add_channel(ARCHIVED, "old-marketing", is_archived=True)
+    settings = {"SLACK_API_URL": served_slack.api_url, "SLACK_BOT_TOKEN": DEFAULT_BOT_TOKEN}
+    return make_api_world(engine, session_factory, clock, start_background=False, settings=settings)
+
+
+def test_the_marketing_channel_is_checked_with_slack(with_slack: ApiWorld) -> None:
+    api = with_slack
+
+    def put(channel_id: str) -> Any:
+        return api.client.put(
+            f"{M}/content-settings", json={"channel_id": channel_id}, headers=api.auth()
+        )
+
+    assert put(MARKETING).json() == {"channel_id": MARKETING, "warning": None}
+    outside = put(OUTSIDE)
+    assert outside.json() == {
+        "channel_id": OUTSIDE,
+        "warning": f"Salesbot is not in <#{OUTSIDE}>: /invite @Salesbot there so cards can "
+        "be posted.",
+    }
+    unknown = put("C0NOSUCH01").json()
+    assert unknown["channel_id"] == "C0NOSUCH01"
+    assert unknown["warning"].startswith("Salesbot cannot see <#C0NOSUCH01>")
+    archived = put(ARCHIVED)
+    assert archived.status_code == 422
+    assert "archived" in archived.text
+    # The archived channel was refused before anything was stored.
+    assert api.client.get(f"{M}/content-settings", headers=api.auth()).json() == {
+        "channel_id": "C0NOSUCH01"
+    }
 
 
 def test_the_digests_week_of_content_is_what_the_calendar_answers(
