@@ -24,6 +24,7 @@ from domain.accounts import TokenIdentity as TokenIdentity
 from domain.contacts import TokenScope, UserRole
 from domain.errors import NotFound
 from storage import models as m
+from storage.sql import rowcount
 
 
 class OrgRepo:
@@ -73,7 +74,7 @@ class OrgRepo:
             .where(m.Organization.id == org_id)
             .values(triage_channel_id=channel_id)
         )
-        if not result.rowcount:  # type: ignore[attr-defined]
+        if not rowcount(result):
             raise NotFound(f"organization {org_id} not found")
 
     def _one(self, where: ColumnElement[bool]) -> Org | None:
@@ -258,7 +259,7 @@ class TokenRepo:
             .where(m.ApiToken.org_id == org_id, m.ApiToken.id == token_id)
             .values(revoked_at=at)
         )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        return rowcount(result) > 0
 
     def list_summaries(self, org_id: int) -> list[TokenSummary]:
         """Return the organization's tokens, oldest first."""

@@ -43,6 +43,7 @@ from domain.cadence import (
 from domain.email_preferences import EmailPreferences
 from domain.jobs import EnrollmentStatus
 from storage import models as m
+from storage.sql import rowcount
 
 _EN = cast(Table, m.Enrollment.__table__)
 _ACTIVE: Final = EnrollmentStatus.ACTIVE.value
@@ -162,7 +163,7 @@ class CadenceRepo:
                 updated_at=now,
             )
         )
-        return int(result.rowcount)  # type: ignore[attr-defined]
+        return rowcount(result)
 
     def contact_facts(
         self, org_id: int, contact_ids: Sequence[int], *, now: datetime
@@ -317,7 +318,7 @@ class CadenceRepo:
                 **({"status": EnrollmentStatus.COMPLETED.value} if final else {}),
             )
         )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        return rowcount(result) > 0
 
     def defer(self, enrollment_id: int, *, step: int, until: datetime, reason: str) -> bool:
         """Put an enrollment whose step could not run back in the queue at `until`."""
@@ -327,7 +328,7 @@ class CadenceRepo:
             .where(en.id == enrollment_id, en.step == step, en.status == _ACTIVE)
             .values(next_due_at=until, defer_reason=reason[:200], step_started_at=None)
         )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        return rowcount(result) > 0
 
     def stop(self, enrollment_id: int, *, reason: str, at: datetime) -> bool:
         """Stop a running enrollment with the reason."""
@@ -342,7 +343,7 @@ class CadenceRepo:
                 updated_at=at,
             )
         )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        return rowcount(result) > 0
 
     def enrollment_state(self, enrollment_id: int) -> tuple[str, str | None] | None:
         """Return an enrollment's status and stop reason (None: it is gone)."""
@@ -375,7 +376,7 @@ class CadenceRepo:
                 updated_at=now,
             )
         )
-        return int(result.rowcount)  # type: ignore[attr-defined]
+        return rowcount(result)
 
     def has_open(self, org_id: int, job_id: int) -> bool:
         """True while the job has steps to come: an enrollment due for the tick, paused

@@ -26,7 +26,7 @@ from domain.jobs import TaskKind, TaskStatus
 from domain.mail import SendOutcome, SendStatus
 from integrations import metrics
 from storage import models as m
-from storage.sql import org_row
+from storage.sql import org_row, rowcount
 
 _CARD_FIELDS = tuple(f.name for f in dataclass_fields(Card))
 
@@ -106,7 +106,7 @@ class CardRepo:
             )
             .values(state=to.value, updated_at=now, **changes)
         )
-        moved = bool(result.rowcount)  # type: ignore[attr-defined]
+        moved = rowcount(result) > 0
         if moved:
             # Counted as the change is made (a rollback after it, rare, still counts).
             metrics.CARD_TRANSITIONS.labels(to.value).inc()
@@ -194,7 +194,7 @@ class CardRepo:
             )
             .values(state=CardState.APPROVED.value, updated_at=now)
         )
-        moved = bool(result.rowcount)  # type: ignore[attr-defined]
+        moved = rowcount(result) > 0
         if moved:
             metrics.CARD_TRANSITIONS.labels(CardState.APPROVED.value).inc()
         return moved
@@ -363,7 +363,7 @@ class CardRepo:
             )
             .values(snoozed_until=until, updated_at=now, action_payload=action_payload)
         )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        return rowcount(result) > 0
 
     def unsnooze(self, org_id: int, card_id: int, *, now: datetime) -> bool:
         """End a card's snooze now; True if it was snoozed."""
@@ -376,7 +376,7 @@ class CardRepo:
             )
             .values(snoozed_until=None, updated_at=now)
         )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        return rowcount(result) > 0
 
     def claim_due_snoozed(
         self, *, now: datetime, lease_until: datetime, limit: int
@@ -436,7 +436,7 @@ class CardRepo:
             )
             .values(snoozed_until=None, updated_at=now)
         )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        return rowcount(result) > 0
 
     def _open_of(self, org_id: int, owner_id: int | None) -> Any:
         """The open cards of an organization; with `owner_id`, the rep's: cards of the

@@ -28,7 +28,7 @@ from domain.content import (
 )
 from domain.errors import Conflict, NotFound
 from storage import models as m
-from storage.sql import org_row
+from storage.sql import org_row, rowcount
 
 _Owner = aliased(m.User)
 
@@ -253,13 +253,13 @@ class ContentScheduleRepo:
             )
             .values(**values, updated_at=now)
         )
-        return int(result.rowcount) == 1  # type: ignore[attr-defined]
+        return rowcount(result) == 1
 
     def remove(self, org_id: int, entry_id: int) -> None:
         """Delete a scheduled post or raise NotFound."""
         s = m.ContentSchedule
         result = self._s.execute(delete(s).where(s.org_id == org_id, s.id == entry_id))
-        if int(result.rowcount) != 1:  # type: ignore[attr-defined]
+        if rowcount(result) != 1:
             raise NotFound(f"scheduled post {entry_id} not found")
 
     def claim_due(
@@ -345,7 +345,7 @@ class ContentScheduleRepo:
                 updated_at=now,
             )
         )
-        return int(result.rowcount) == 1  # type: ignore[attr-defined]
+        return rowcount(result) == 1
 
     def release(
         self,
@@ -369,7 +369,7 @@ class ContentScheduleRepo:
             )
             .values(lease_until=retry_at, last_error=error, updated_at=now)
         )
-        return int(result.rowcount) == 1  # type: ignore[attr-defined]
+        return rowcount(result) == 1
 
     def morning(self, org_id: int) -> Morning:
         """The organization's time zone and morning (its cadence settings)."""

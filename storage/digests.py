@@ -27,6 +27,7 @@ from domain.digests import (
 )
 from domain.errors import NotFound
 from storage import models as m
+from storage.sql import rowcount
 
 _Rep = aliased(m.User)
 
@@ -238,7 +239,7 @@ class DigestRepo:
             .where(sub.id == subscription_id, sub.next_run_at == expected)
             .values(next_run_at=to, updated_at=now)
         )
-        return int(result.rowcount) == 1  # type: ignore[attr-defined]
+        return rowcount(result) == 1
 
     # posts --------------------------------------------------------------------------------
 
@@ -330,7 +331,7 @@ class DigestRepo:
             .where(m.DigestPost.id == post_id, *_held_by(worker))
             .values(file_id=file_id)
         )
-        return int(result.rowcount) == 1  # type: ignore[attr-defined]
+        return rowcount(result) == 1
 
     def mark_posted(
         self, post_id: int, *, worker: str, ts: str, figures: dict[str, Any], at: datetime
@@ -352,7 +353,7 @@ class DigestRepo:
                 not_before=None,
             )
         )
-        done = int(result.rowcount) == 1  # type: ignore[attr-defined]
+        done = rowcount(result) == 1
         if done:
             self._set_subscription_error(post_id, None, at)
         return done
@@ -374,7 +375,7 @@ class DigestRepo:
                 claimed_until=None,
             )
         )
-        done = int(result.rowcount) == 1  # type: ignore[attr-defined]
+        done = rowcount(result) == 1
         if done and retry_at is None:
             self._set_subscription_error(post_id, error, at)
         return done

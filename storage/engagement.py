@@ -55,6 +55,7 @@ from domain.fields import MAX_ID
 from domain.lead_scoring import rescore_contacts
 from domain.sending import OutboxStatus
 from storage import models as m
+from storage.sql import rowcount
 from storage.targeting import TargetingRepo
 
 log = logging.getLogger(__name__)
@@ -320,7 +321,7 @@ class EngagementRepo:
             .values(re_engaged_at=at, updated_at=at),
             execution_options={"synchronize_session": False},
         )
-        return int(getattr(result, "rowcount", 0)) == 1
+        return rowcount(result) == 1
 
     def count_events(
         self, org_id: int, contact_id: int, event: EngagementEvent, since: datetime

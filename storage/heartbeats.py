@@ -9,6 +9,7 @@ from sqlalchemy import Connection, delete, func, select, update
 
 from storage import models as m
 from storage.db import SessionFactory
+from storage.sql import rowcount
 
 #: How often a process running the background work beats (jobs/heartbeat.py).
 BEAT_EVERY: Final = timedelta(seconds=10)
@@ -29,7 +30,7 @@ class WorkerHeartbeats:
         hb = m.WorkerHeartbeat
         with self._sessions() as session:
             changed = session.execute(update(hb).where(hb.name == name).values(beat_at=at))
-            if not changed.rowcount:  # type: ignore[attr-defined]
+            if not rowcount(changed):
                 session.add(hb(name=name, host=host, pid=pid, started_at=started_at, beat_at=at))
                 session.execute(delete(hb).where(hb.beat_at < at - FORGET_AFTER))
             session.commit()

@@ -64,6 +64,7 @@ from domain.last_look import RecordedFinds
 from storage import models as m
 from storage.db import SessionFactory
 from storage.models import GmailPushNotification
+from storage.sql import rowcount
 from storage.types import UTCDateTime
 
 # Rows per INSERT statement: well under SQLite's 32,766 bound parameters.
@@ -567,7 +568,7 @@ class SqlInboundStore:
                 )
             )
             session.commit()
-        return int(result.rowcount)  # type: ignore[attr-defined]
+        return rowcount(result)
 
     # -- messages --------------------------------------------------------------------------
 
@@ -616,7 +617,7 @@ class SqlInboundStore:
             MessageToFetch(row_id=row_id, account_id=account_id, gmail_id=gmail_id)
             for row_id, gmail_id in sorted(inserted)
         )
-        return RecordedMessages(to_fetch=to_fetch, pointer_moved=bool(moved.rowcount))  # type: ignore[attr-defined]
+        return RecordedMessages(to_fetch=to_fetch, pointer_moved=rowcount(moved) > 0)
 
     def record_found(
         self, account_id: int, messages: Sequence[NewMessage], *, lease_until: datetime
@@ -890,4 +891,4 @@ def _take_lease(session: Session, name: str, holder: str, lease: timedelta) -> b
         .values(holder=holder, lease_until=now + lease)
     )
     session.commit()
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return rowcount(result) > 0

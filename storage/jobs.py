@@ -33,7 +33,7 @@ from domain.jobs import (
     TaskStatus,
 )
 from storage import models as m
-from storage.sql import chunks, clip, org_row
+from storage.sql import chunks, clip, org_row, rowcount
 from storage.types import JsonType
 
 # The lease of a claim that names none (tests, one-off callers); workers pass their own.
@@ -177,7 +177,7 @@ class JobRepo:
             # Nothing to change: still tell whether the job is in an expected status.
             return self._s.scalar(select(m.Job.id).where(*where)) is not None
         result = self._s.execute(update(m.Job).where(*where).values(**values))
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        return rowcount(result) > 0
 
     def list(
         self,
@@ -235,7 +235,7 @@ class JobRepo:
             # before the next chunk is planned (or while a dead planner's lease runs out).
             query = query.where(m.Job.planned_at.is_not(None))
         result = self._s.execute(query.values(**values))
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        return rowcount(result) > 0
 
     def claim_planning(
         self, org_id: int, job_id: int, *, now: datetime, lease_until: datetime
@@ -252,7 +252,7 @@ class JobRepo:
             )
             .values(plan_lease_until=lease_until)
         )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        return rowcount(result) > 0
 
     def extend_planning(self, job_id: int, *, lease_until: datetime) -> None:
         """Keep planning a long audience: push the planning lease forward."""
@@ -638,7 +638,7 @@ class TaskRepo:
                 .values(**values)
                 .execution_options(synchronize_session=False)
             )
-            updated += int(result.rowcount)  # type: ignore[attr-defined]
+            updated += rowcount(result)
         return updated
 
     def cancel_orphaned(self, *, now: datetime) -> int:
@@ -660,7 +660,7 @@ class TaskRepo:
             )
             .execution_options(synchronize_session=False)
         )
-        return int(result.rowcount)  # type: ignore[attr-defined]
+        return rowcount(result)
 
     def finish(
         self,
@@ -684,7 +684,7 @@ class TaskRepo:
             .where(m.JobTask.id == task_id, m.JobTask.status == TaskStatus.RUNNING.value)
             .values(**values)
         )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        return rowcount(result) > 0
 
     def finish_many(
         self, results: Sequence[tuple[int, dict[str, Any]]], status: TaskStatus, *, now: datetime
@@ -705,7 +705,7 @@ class TaskRepo:
                 .values(status=status.value, finished_at=now, output=outputs)
                 .execution_options(synchronize_session=False)
             )
-            done += int(result.rowcount)  # type: ignore[attr-defined]
+            done += rowcount(result)
         return done
 
     def cancel_pending(self, org_id: int, job_id: int, *, now: datetime) -> int:
@@ -730,7 +730,7 @@ class TaskRepo:
             )
             .values(status=TaskStatus.CANCELLED.value, finished_at=now)
         )
-        return int(result.rowcount)  # type: ignore[attr-defined]
+        return rowcount(result)
 
     def batch_drafted(self, org_id: int, job_id: int, batch: int) -> bool:
         """Tell whether every draft task of a job's batch has finished."""
@@ -835,7 +835,7 @@ class EnrollmentRepo:
             )
             .values(status=EnrollmentStatus.STOPPED.value, stop_reason=reason, updated_at=now)
         )
-        return int(result.rowcount)  # type: ignore[attr-defined]
+        return rowcount(result)
 
     def set_thread(self, enrollment_id: int, thread_id: str) -> None:
         """Remember the Gmail thread of an enrollment's emails."""

@@ -34,7 +34,7 @@ from domain.newsletters import (
 from domain.sending import OutboxStatus
 from storage import models as m
 from storage.audience import allows_email_type
-from storage.sql import org_row
+from storage.sql import org_row, rowcount
 
 
 def _newsletter(row: m.Newsletter) -> Newsletter:
@@ -217,7 +217,7 @@ class IssueRepo:
         if isinstance(values.get("status"), IssueStatus):
             values["status"] = values["status"].value
         result = self._s.execute(update(i).where(*where).values(updated_at=now, **values))
-        return int(result.rowcount) == 1  # type: ignore[attr-defined]
+        return rowcount(result) == 1
 
     def remove(self, org_id: int, issue_id: int) -> bool:
         """Delete an issue unless it is scheduled or sending; True when it did."""
@@ -225,7 +225,7 @@ class IssueRepo:
         result = self._s.execute(
             delete(i).where(i.org_id == org_id, i.id == issue_id, i.status.not_in(_BUSY))
         )
-        return int(result.rowcount) == 1  # type: ignore[attr-defined]
+        return rowcount(result) == 1
 
     def unposted(self, *, limit: int) -> builtins.list[tuple[int, int]]:
         """(org id, issue id) of issues in review whose card has no message yet."""
@@ -264,7 +264,7 @@ class IssueRepo:
             .where(i.id == issue_id, i.planned_at.is_(None), free)
             .values(plan_lease_until=lease_until)
         )
-        if int(taken.rowcount) != 1:  # type: ignore[attr-defined]
+        if rowcount(taken) != 1:
             return None
         return org_id, issue_id
 
@@ -340,7 +340,7 @@ class IssueRepo:
             )
             .execution_options(synchronize_session=False)
         )
-        return int(result.rowcount)  # type: ignore[attr-defined]
+        return rowcount(result)
 
     def active_in(
         self, org_id: int, since: datetime, until: datetime, *, limit: int

@@ -24,6 +24,7 @@ from domain.reply_actions import confirms_opt_out
 from domain.sending import MailboxSlot, OutboxEmail, OutboxStatus
 from storage import models as m
 from storage.accounts import user_label
+from storage.sql import rowcount
 
 _CONTENT_FIELDS: Final = frozenset(
     {
@@ -117,7 +118,7 @@ class OutboxRepo:
         result = self._s.execute(
             update(m.EmailSend).where(m.EmailSend.id == send_id, *where).values(**values)
         )
-        return int(result.rowcount) == 1  # type: ignore[attr-defined]
+        return rowcount(result) == 1
 
     def _end_claim(
         self,
@@ -201,7 +202,7 @@ class OutboxRepo:
             index_where=table.c.newsletter_issue_id.is_not(None),
         )
         result = self._s.execute(stmt, values)
-        return max(0, int(result.rowcount))  # type: ignore[attr-defined]
+        return max(0, rowcount(result))
 
     def get(self, send_id: int) -> OutboxEmail:
         """Return an outbox row or raise NotFound."""
@@ -425,7 +426,7 @@ class OutboxRepo:
             .where(m.GmailAccount.id == account_id, m.GmailAccount.sending_until == held_until)
             .values(sending_until=None)
         )
-        return int(result.rowcount) == 1  # type: ignore[attr-defined]
+        return rowcount(result) == 1
 
     def push_next_send(self, account_id: int, at: datetime) -> None:
         """Make the mailbox's next send wait until `at` (never brings it earlier)."""

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from domain.contacts import normalize_email
 from domain.intents import KnownPerson
 from storage import models as m
+from storage.sql import rowcount
 
 
 def _person(row: Any) -> KnownPerson:
@@ -102,7 +103,7 @@ class ReplyActionRepo:
             .where((c.paused_until.is_(None)) | (c.paused_until != until))
             .values(paused_until=until, pause_reason=reason[:64], updated_at=at)
         )
-        return int(result.rowcount) == 1  # type: ignore[attr-defined]
+        return rowcount(result) == 1
 
     def contact_zone(self, org_id: int, contact_id: int) -> tuple[str | None, str | None]:
         """Return the contact's stored time zone and US state (either may be None)."""

@@ -23,6 +23,7 @@ from sqlalchemy import bindparam, delete, func, insert, select, update
 from storage.db import SessionFactory
 from storage.inbound import clean_text
 from storage.models import Organization, SlackDeferredCall
+from storage.sql import rowcount
 
 PENDING, RUNNING, FAILED = "pending", "running", "failed"
 
@@ -137,7 +138,7 @@ class SlackCallQueue:
                 delete(c).where(c.id == call.id, c.status == RUNNING, c.attempts == call.attempts)
             )
             session.commit()
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        return rowcount(result) > 0
 
     def failed(self, call: ClaimedCall, error: str, *, retry_at: datetime | None) -> bool:
         """Record why a call did not run: pending again at `retry_at`, or failed for good.
@@ -156,7 +157,7 @@ class SlackCallQueue:
                 )
             )
             session.commit()
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        return rowcount(result) > 0
 
     def counts(self) -> dict[str, int]:
         """Rows by status (health and tests)."""

@@ -53,7 +53,7 @@ from domain.targeting import (
     TargetingRun,
 )
 from storage import models as m
-from storage.sql import chunks, one_of
+from storage.sql import chunks, one_of, rowcount
 
 _H = m.ContactEngagementEvent
 _Settings = TypeVar("_Settings", bound=BaseModel)
@@ -483,7 +483,7 @@ class TargetingRepo:
                 .values(attempted_at=now),
                 execution_options={"synchronize_session": False},
             )
-            if int(getattr(claimed, "rowcount", 0)) == 1:
+            if rowcount(claimed) == 1:
                 return int(org_id)
         return None
 
