@@ -52,6 +52,7 @@ POINTS: Final = (
     # a newsletter issue's planning (domain/newsletter_service.py)
     "newsletter.claimed",  # the planning lease is taken; no outbox row yet
     "newsletter.chunk",  # a batch of rows and the cursor are committed; planning not finished
+    "newsletter.cancel_final",  # a cancelled issue's final figures are stored; card not updated
 )
 
 EXIT_CODE: Final = 137  # what a shell reports for a process killed by SIGKILL

@@ -104,6 +104,11 @@ class IssueRepository(Protocol):
         """(org id, issue id) of planned issues still scheduled or sending."""
         ...
 
+    def awaiting_final(self, *, limit: int) -> builtins.list[tuple[int, int]]:
+        """(org id, issue id) of cancelled issues whose card waits for the final figures and
+        none of whose emails is queued or sending any more."""
+        ...
+
     def send_counts(self, issue_id: int) -> dict[str, int]:
         """The issue's outbox rows by status."""
         ...

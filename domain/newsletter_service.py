@@ -32,9 +32,11 @@ from domain.mail import text_to_html
 from domain.mrkdwn import safe
 from domain.newsletter_ports import NewsletterChat, NewsletterUnitOfWork
 from domain.newsletters import (
+    AWAITING_FINAL,
     CANCELLABLE,
     EDITABLE,
     SUBSCRIBER_VARIABLES,
+    WITHDRAWN_REASON,
     IssueCard,
     IssueIn,
     IssueMetrics,
@@ -54,6 +56,7 @@ from domain.newsletters import (
     check_issue,
     check_transition,
     describe_plan,
+    final_cancel_note,
     plan_sending,
     render_issue,
     slot_rows,
@@ -597,15 +600,20 @@ class Newsletters:
             who = actor.slack_user_id if actor else None
             if actor is not None and who is None:
                 who = _slack_of(uow, org_id, actor.user_id)
+            by = _mention(who) if actor is not None else "an API token"
             stored = dict(issue.card or {})
             stored["note"] = cancel_note(
-                by=_mention(who) if actor is not None else "an API token",
+                by=by,
                 at=now,
                 sent=sent,
                 on_their_way=flying,
                 withdrawn=withdrawn,
                 planned=sum(counts.values()),
             )
+            if flying:
+                # The sweep follows the emails on their way and, once they have ended,
+                # shows the final figures (follow_cancelled).
+                stored[AWAITING_FINAL] = {"by": by}
             uow.newsletter_issues.update(
                 org_id,
                 issue_id,
@@ -668,6 +676,7 @@ class Newsletters:
         while self.plan_next():
             done += 1
         done += self.follow_sends()
+        done += self.follow_cancelled()
         return done
 
     def post_cards(self, *, limit: int = 20) -> int:
@@ -1012,6 +1021,92 @@ class Newsletters:
             self._show(updated)
         return moved
 
+    def follow_cancelled(self, *, limit: int = 100) -> int:
+        """Show the final figures on the cards of cancelled issues whose emails on their way
+        at the cancel have all ended (sent, failed, or withdrawn when the outbox claimed them
+        again), then stop following them; return how many cards were finished.
+
+        Three steps, each safe to repeat, so that a process killed between any two leaves
+        neither a card stale for good nor a second message: (1) the final note is written
+        on the stored card, which keeps its AWAITING_FINAL key; (2) the message is updated
+        from the stored card; (3) the key is removed. Killed after (1) or after a refused
+        update, the next round updates the message; killed after (2), it updates it once
+        more with the same text. Once (3) is committed the issue is not looked at again."""
+        with self._uow() as uow:
+            ended = uow.newsletter_issues.awaiting_final(limit=limit)
+        finished = 0
+        for org_id, issue_id in ended:
+            now = self._clock.now()
+            with self._uow() as uow:
+                issue = uow.newsletter_issues.get(org_id, issue_id)
+                stored = dict(issue.card or {})
+                awaiting = stored.get(AWAITING_FINAL)
+                if issue.status != IssueStatus.CANCELLED or awaiting is None:
+                    continue
+                note = self._final_cancel_note(uow, issue, awaiting)
+                if note is None:
+                    continue  # an email went back on its way meanwhile: a later round
+                if stored.get("note") != note:
+                    stored["note"] = note
+                    uow.newsletter_issues.update(
+                        org_id,
+                        issue_id,
+                        now=now,
+                        expected=frozenset({IssueStatus.CANCELLED}),
+                        card=stored,
+                    )
+                    uow.commit()
+                    issue = uow.newsletter_issues.get(org_id, issue_id)
+            # From here a crash leaves the final figures stored and the message as it was:
+            # the issue still awaits them, and the next round updates the message.
+            faults.reach("newsletter.cancel_final")
+            if not self._show(issue):
+                continue  # Slack may take it later: the next round tries again
+            with self._uow() as uow:
+                current = uow.newsletter_issues.get(org_id, issue_id)
+                stored = dict(current.card or {})
+                if stored.pop(AWAITING_FINAL, None) is not None:
+                    uow.newsletter_issues.update(
+                        org_id,
+                        issue_id,
+                        now=self._clock.now(),
+                        expected=frozenset({IssueStatus.CANCELLED}),
+                        card=stored,
+                    )
+                    uow.commit()
+            log.info(
+                "cancelled newsletter issue followed to its end",
+                extra={"org_id": org_id, "issue_id": issue_id},
+            )
+            finished += 1
+        return finished
+
+    @staticmethod
+    def _final_cancel_note(
+        uow: NewsletterUnitOfWork, issue: NewsletterIssue, awaiting: Any
+    ) -> str | None:
+        """The card's note with a cancelled issue's final figures (those of its metrics);
+        None while one of its emails is still queued or sending."""
+        metrics = uow.newsletter_issues.metrics(issue.org_id, issue.id)
+        if metrics.queued:
+            return None
+        commonest = None
+        if metrics.failed:
+            # The withdrawn rows are `failed` too, with their own reason: not these.
+            reasons = uow.newsletter_issues.failure_reasons(issue.id, limit=2)
+            commonest = next(((safe(r, 500), n) for r, n in reasons if r != WITHDRAWN_REASON), None)
+        by = awaiting.get("by") if isinstance(awaiting, dict) else None
+        return final_cancel_note(
+            by=str(by or "someone"),
+            at=issue.cancelled_at or issue.updated_at,
+            planned=metrics.planned,
+            sent=metrics.sent,
+            sent_before_cancel=issue.sent_before_cancel or 0,
+            withdrawn=metrics.withdrawn,
+            failed=metrics.failed,
+            commonest_failure=commonest,
+        )
+
     @staticmethod
     def _waiting_note(uow: NewsletterUnitOfWork, issue_id: int, card: dict[str, Any]) -> str | None:
         """The card's note while some of the issue's emails wait for a disconnected mailbox,
@@ -1030,13 +1125,17 @@ class Newsletters:
 
     # --- cards ---------------------------------------------------------------------------
 
-    def _show(self, issue: NewsletterIssue, *, note: str | None = None) -> None:
-        """Update the issue's card in place (a failure is logged: the issue is stored)."""
+    def _show(self, issue: NewsletterIssue, *, note: str | None = None) -> bool:
+        """Update the issue's card in place (a failure is logged: the issue is stored).
+
+        False only when Slack failed in a way that may pass (a later update may succeed);
+        True when the card was updated, when there is none to update, or when Slack
+        refused for good (a deleted message, a channel left)."""
         if self._chat is None or not issue.slack_message_ts or issue.slack_message_ts == "-":
-            return
+            return True
         card = card_of(issue)
         if card is None or not issue.slack_channel_id:
-            return
+            return True
         if note is not None:
             card = replace(card, note=note)
         try:
@@ -1047,6 +1146,8 @@ class Newsletters:
             log.warning(
                 "newsletter card not updated", extra={"issue_id": issue.id, "reason": exc.message}
             )
+            return not exc.retryable
+        return True
 
     def _wake(self) -> None:
         if self.on_work is not None:

@@ -105,16 +105,53 @@ def check_cancellable(issue_id: int, current: IssueStatus) -> None:
     raise InvalidTransition(f"Issue {issue_id} cannot be cancelled: {instead}.")
 
 
+#: The key of a cancelled issue's stored card while the card still has to show how the
+#: emails on their way at the cancel ended: `{"by": who cancelled, as the card names them}`.
+#: The sweep follows the issue while it is there and removes it once the card shows the
+#: final figures (docs/newsletters.md, "Cancel sending").
+AWAITING_FINAL: Final = "awaiting_final"
+
+
+def _cancelled_by(by: str, at: datetime) -> str:
+    return f"🛑 Sending cancelled by {by} on {at:%b} {at.day} {at:%H:%M} UTC"
+
+
 def cancel_note(
     *, by: str, at: datetime, sent: int, on_their_way: int, withdrawn: int, planned: int
 ) -> str:
     """What a cancelled issue's card says: who cancelled, when, and how many went out."""
-    note = (
-        f"🛑 Sending cancelled by {by} on {at:%b} {at.day} {at:%H:%M} UTC: {sent:,} of"
-        f" {planned:,} sent, {withdrawn:,} withdrawn"
-    )
+    note = f"{_cancelled_by(by, at)}: {sent:,} of {planned:,} sent, {withdrawn:,} withdrawn"
     if on_their_way:
         note += f", {on_their_way:,} already on their way (sent unless Gmail refuses)"
+    return note + "."
+
+
+def final_cancel_note(
+    *,
+    by: str,
+    at: datetime,
+    planned: int,
+    sent: int,
+    sent_before_cancel: int,
+    withdrawn: int,
+    failed: int,
+    commonest_failure: tuple[str, int] | None = None,
+) -> str:
+    """What a cancelled issue's card says once none of its emails is on its way any more:
+    the issue's final figures (those of its metrics), and how many of the sent ones
+    finished after the cancel. `commonest_failure` is (reason, count) of the failed ones,
+    the reason already escaped for mrkdwn."""
+    after = max(sent - sent_before_cancel, 0)
+    note = f"{_cancelled_by(by, at)}: {sent:,} of {planned:,} sent"
+    if after:
+        note += f" ({after:,} finished after the cancel)"
+    note += f", {withdrawn:,} withdrawn"
+    if failed:
+        # As the sent issue's card says it (Newsletters.follow_sends).
+        note += f"; {failed:,} not sent"
+        if commonest_failure is not None:
+            reason, n = commonest_failure
+            note += f" ({n:,} of them: {reason})"
     return note + "."
 
 

@@ -24,6 +24,7 @@ from domain.contacts import EmailStatus
 from domain.email_preferences import EmailType
 from domain.engagement import EngagementEvent
 from domain.newsletters import (
+    AWAITING_FINAL,
     WITHDRAWN_REASON,
     IssueMetrics,
     IssueStatus,
@@ -276,6 +277,32 @@ class IssueRepo:
             .where(
                 i.status.in_([IssueStatus.SCHEDULED.value, IssueStatus.SENDING.value]),
                 i.planned_at.is_not(None),
+            )
+            .order_by(i.id)
+            .limit(limit)
+        )
+        return [(int(o), int(n)) for o, n in rows]
+
+    def awaiting_final(self, *, limit: int) -> builtins.list[tuple[int, int]]:
+        """(org id, issue id) of cancelled issues whose card waits for the final figures
+        (the AWAITING_FINAL key of the stored card) and none of whose emails is queued or
+        sending any more: those on their way at the cancel have all ended."""
+        i, s = m.NewsletterIssue, m.EmailSend
+        on_its_way = (
+            select(s.id)
+            .where(
+                s.newsletter_issue_id == i.id,
+                s.status.in_([OutboxStatus.QUEUED.value, OutboxStatus.SENDING.value]),
+            )
+            .correlate(i)
+            .exists()
+        )
+        rows = self._s.execute(
+            select(i.org_id, i.id)
+            .where(
+                i.status == IssueStatus.CANCELLED.value,
+                i.card[AWAITING_FINAL].as_string().is_not(None),
+                ~on_its_way,
             )
             .order_by(i.id)
             .limit(limit)

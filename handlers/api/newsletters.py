@@ -265,6 +265,7 @@ def cancel_issue(
     """Cancel sending a scheduled or sending issue (an admin or the newsletter's creator):
     its planning stops and every email still queued is withdrawn; those already sent, or
     on their way, are not recalled. The issue becomes `cancelled` with `sent_before_cancel`
-    and `withdrawn_count`, and its card says who cancelled. Cancelling it again changes
+    and `withdrawn_count`, and its card says who cancelled (and, once the emails on their
+    way then have ended, the final figures, those of its metrics). Cancelling it again changes
     nothing; a draft, an issue in review or one already sent is refused (409)."""
     return IssueOut.of(newsletters.cancel(actor, who.org_id, issue_id, newsletter_id=newsletter_id))

@@ -18,7 +18,7 @@ from domain.clock import FixedClock
 from domain.deps import Deps
 from domain.errors import InvalidTransition, NotPermitted
 from domain.newsletter_service import Newsletters
-from domain.newsletters import WITHDRAWN_REASON, IssueIn, NewsletterIn
+from domain.newsletters import AWAITING_FINAL, WITHDRAWN_REASON, IssueIn, NewsletterIn
 from domain.outreach import Actor
 from storage import models as m
 from storage.db import make_session_factory
@@ -303,3 +303,69 @@ def test_a_row_put_back_in_the_queue_after_the_cancel_is_withdrawn_when_claimed_
     with uow:
         # What the outbox asks when it claims a newsletter row (domain/outbox.py: _reserve).
         assert uow.outbox.withdrawn_newsletter(on_its_way.id) == WITHDRAWN_REASON
+
+
+def test_the_card_shows_the_final_figures_once_the_emails_on_their_way_have_all_ended(
+    session: Session, uow: UnitOfWork, clock: FixedClock
+) -> None:
+    org_id, maria = setup(session, contacts=5)
+    nl = service(lambda: uow, clock)
+    newsletter_id, issue_id = scheduled_issue(nl, org_id, maria)
+    assert nl.plan_next() is True
+    sent, refused, requeued, *_ = rows(session, issue_id)
+    with uow:
+        for row in (sent, refused, requeued):  # the outbox's claim: three on their way
+            assert uow.outbox.claim(
+                row.id,
+                worker="w1",
+                slot_at=NOW,
+                lease_until=NOW + timedelta(minutes=10),
+                from_email="maria@lonestar.example",
+            )
+        uow.commit()
+    maria_actor = Actor(org_id=org_id, user_id=maria, role="rep", slack_user_id="U0MARIA")
+    nl.cancel(maria_actor, org_id, issue_id)
+    assert AWAITING_FINAL in (issue_row(session, issue_id).card or {})
+    assert nl.follow_cancelled() == 0  # all three still on their way
+
+    # One goes out, Gmail refuses one, and Gmail rate-limits the third: back in the queue,
+    # still on its way until the outbox claims it again and withdraws it.
+    with uow:
+        assert uow.outbox.mark_sent(
+            sent.id, worker="w1", gmail_message_id="g1", gmail_thread_id="t1", at=NOW
+        )
+        assert uow.outbox.mark_failed(refused.id, reason="Gmail refused it.", worker="w1")
+        assert uow.outbox.requeue(requeued.id, not_before=NOW, reason="limited", worker="w1")
+        uow.commit()
+    assert nl.follow_cancelled() == 0
+    with uow:
+        reason = uow.outbox.withdrawn_newsletter(requeued.id)
+        assert reason == WITHDRAWN_REASON
+        assert uow.outbox.mark_failed(requeued.id, reason=reason)
+        uow.commit()
+
+    assert nl.follow_cancelled() == 1
+    issue = issue_row(session, issue_id)
+    assert (issue.card or {})["note"] == (
+        "🛑 Sending cancelled by <@U0MARIA> on Dec 7 14:00 UTC: 1 of 5 sent (1 finished after"
+        " the cancel), 3 withdrawn; 1 not sent (1 of them: Gmail refused it.)."
+    )
+    assert AWAITING_FINAL not in (issue.card or {})
+    assert (issue.sent_before_cancel, issue.withdrawn_count) == (0, 2)  # at the cancel
+    _, metrics = nl.get_issue(org_id, newsletter_id, issue_id)
+    assert (metrics.planned, metrics.sent, metrics.withdrawn, metrics.failed) == (5, 1, 3, 1)
+    assert metrics.queued == 0
+    assert nl.follow_cancelled() == 0  # followed no more
+
+
+def test_a_cancel_with_nothing_on_its_way_leaves_nothing_to_follow(
+    session: Session, uow: UnitOfWork, clock: FixedClock
+) -> None:
+    org_id, maria = setup(session, contacts=2)
+    nl = service(lambda: uow, clock)
+    _, issue_id = scheduled_issue(nl, org_id, maria)
+    assert nl.plan_next() is True
+    cancelled = nl.cancel(None, org_id, issue_id)
+    assert AWAITING_FINAL not in (cancelled.card or {})
+    assert nl.follow_cancelled() == 0
+    assert issue_row(session, issue_id).card == cancelled.card

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import pytest
 
@@ -20,6 +21,7 @@ from domain.newsletters import (
     check_issue,
     check_transition,
     describe_plan,
+    final_cancel_note,
     pace_of,
     plan_sending,
     render_issue,
@@ -256,6 +258,30 @@ def test_the_cancelled_card_says_who_when_and_how_many_went_out() -> None:
     assert cancel_note(
         by="<@U0MARIA>", at=at, sent=3, on_their_way=1, withdrawn=1, planned=5
     ).endswith("3 of 5 sent, 1 withdrawn, 1 already on their way (sent unless Gmail refuses).")
+
+
+def test_the_final_card_of_a_cancelled_issue_says_how_the_emails_on_their_way_ended() -> None:
+    at = datetime(2026, 12, 8, 9, 5, tzinfo=UTC)
+    head = "🛑 Sending cancelled by <@U0MARIA> on Dec 8 09:05 UTC: "
+    final = partial(final_cancel_note, by="<@U0MARIA>", at=at, planned=5)
+    assert (
+        final(sent=3, sent_before_cancel=2, withdrawn=2, failed=0)
+        == head + "3 of 5 sent (1 finished after the cancel), 2 withdrawn."
+    )
+    # Those on their way that were withdrawn in the end (put back in the queue, then
+    # claimed again) add nothing to say: the figures are the cancel's own words.
+    assert final(sent=2, sent_before_cancel=2, withdrawn=3, failed=0) == (
+        head + "2 of 5 sent, 3 withdrawn."
+    )
+    refused = final(
+        sent=2, sent_before_cancel=1, withdrawn=1, failed=2, commonest_failure=("refused", 1)
+    )
+    assert refused == head + (
+        "2 of 5 sent (1 finished after the cancel), 1 withdrawn; 2 not sent (1 of them: refused)."
+    )
+    assert final(sent=4, sent_before_cancel=4, withdrawn=0, failed=1) == (
+        head + "4 of 5 sent, 0 withdrawn; 1 not sent."
+    )
 
 
 def test_mailboxes_take_turns_in_time_order() -> None:
