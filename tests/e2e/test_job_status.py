@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
 from domain.clock import FixedClock
 from domain.jobs import CreateJobRequest, JobStatus
@@ -308,7 +308,7 @@ def test_cards_that_could_not_be_posted_are_counted_on_the_job_with_the_reason(
         f"/api/agent/jobs/{job_id}", headers={"Authorization": f"Bearer {world.api_token}"}
     ).json()
     with world.session_factory() as s:
-        last_card = s.scalars(select(m.Card.id).where(m.Card.job_id == job_id)).all()[-1]
+        last_card = s.scalar(select(func.max(m.Card.id)).where(m.Card.job_id == job_id))
     reason = (
         f"card #{last_card} could not be posted: Slack: the review channel does not exist or "
         "the bot is not in it (channel_not_found); review it from Salesbot's App Home"
