@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
     RateLimitErrorRetryHandler,
@@ -107,6 +107,12 @@ class SlackNotifier:
             if exc.response.get("error") == "channel_not_found":
                 return ChannelStatus(channel_id=channel_id, found=False)
             raise _external(exc) from exc
+        except (SlackClientError, OSError) as exc:
+            # Slack unreachable or timing out: the API routes that check a channel (triage,
+            # the marketing channel) answer a warning instead of failing with a 500.
+            raise ExternalServiceError(
+                f"Slack could not be reached ({exc})", retryable=True
+            ) from exc
         channel = info.get("channel") or {}
         return ChannelStatus(
             channel_id=channel_id,
