@@ -75,6 +75,9 @@ log = logging.getLogger(__name__)
 PLAN_BATCH: Final = 1_000
 #: How long a planner holds an issue before another may carry its planning on.
 PLAN_LEASE: Final = timedelta(minutes=5)
+#: How long after a cancel the sweep leaves its card to the cancel's own update before it
+#: shows the final figures (so the moment's figures cannot land after the final ones).
+CANCEL_SETTLE: Final = timedelta(seconds=30)
 TRACKING_OFF: Final = (
     "opens and clicks are not tracked: the organization's tracking is off"
     " (PUT /api/marketing/analytics-settings)"
@@ -1042,6 +1045,10 @@ class Newsletters:
                 stored = dict(issue.card or {})
                 awaiting = stored.get(AWAITING_FINAL)
                 if issue.status != IssueStatus.CANCELLED or awaiting is None:
+                    continue
+                if issue.cancelled_at is not None and now - issue.cancelled_at < CANCEL_SETTLE:
+                    # The cancel's own listener may still be updating the message with the
+                    # moment's figures; the final ones come after it, at a later round.
                     continue
                 note = self._final_cancel_note(uow, issue, awaiting)
                 if note is None:

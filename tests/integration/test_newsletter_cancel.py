@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from domain.clock import FixedClock
 from domain.deps import Deps
 from domain.errors import InvalidTransition, NotPermitted
-from domain.newsletter_service import Newsletters
+from domain.newsletter_service import CANCEL_SETTLE, Newsletters
 from domain.newsletters import AWAITING_FINAL, WITHDRAWN_REASON, IssueIn, NewsletterIn
 from domain.outreach import Actor
 from storage import models as m
@@ -344,6 +344,9 @@ def test_the_card_shows_the_final_figures_once_the_emails_on_their_way_have_all_
         assert uow.outbox.mark_failed(requeued.id, reason=reason)
         uow.commit()
 
+    # All ended, but within CANCEL_SETTLE of the cancel its own card update comes first.
+    assert nl.follow_cancelled() == 0
+    clock.advance(seconds=CANCEL_SETTLE.total_seconds() + 1)
     assert nl.follow_cancelled() == 1
     issue = issue_row(session, issue_id)
     assert (issue.card or {})["note"] == (
@@ -367,5 +370,6 @@ def test_a_cancel_with_nothing_on_its_way_leaves_nothing_to_follow(
     assert nl.plan_next() is True
     cancelled = nl.cancel(None, org_id, issue_id)
     assert AWAITING_FINAL not in (cancelled.card or {})
+    clock.advance(minutes=1)
     assert nl.follow_cancelled() == 0
     assert issue_row(session, issue_id).card == cancelled.card
