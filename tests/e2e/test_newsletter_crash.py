@@ -32,7 +32,7 @@ from domain.outreach import Actor
 from handlers.slack.newsletters import SlackNewsletterChat
 from sandbox.slack_api import DEFAULT_BOT_TOKEN, DEFAULT_CHANNEL_ID
 from storage import models as m
-from storage.db import make_session_factory
+from storage.db import SessionFactory, make_session_factory
 from storage.uow import UnitOfWork
 from tests.e2e.test_crash_recovery import forks
 from tests.e2e.test_digest_crash import Workers
@@ -55,10 +55,11 @@ SUBSCRIBERS = 25
 BATCH = 5
 
 
-def _seed(engine: Engine) -> int:
-    """An approved issue of a newsletter to 25 subscribers, from one connected mailbox whose
-    next send is a month away (the outbox leaves the planned rows queued)."""
-    sessions = make_session_factory(engine)
+def _lone_star(
+    sessions: SessionFactory, subscribers: int, *, next_send_at: datetime | None = None
+) -> tuple[int, int]:
+    """Lone Star Appraisals, its rep Maria with a connected mailbox (next send at
+    `next_send_at`), and `subscribers` contacts; return the org id and Maria's id."""
     with sessions() as session:
         org = create_org(session, slug="lonestar", name="Lone Star Appraisals")
         maria = ensure_user(session, org.id, email="maria@lonestar.example", name="Maria Lopez")
@@ -70,15 +71,22 @@ def _seed(engine: Engine) -> int:
                 status="connected",
                 daily_send_cap=400,
                 min_send_interval_seconds=5,
-                next_send_at=NOW + timedelta(days=40),
+                next_send_at=next_send_at,
             )
         )
-        for n in range(SUBSCRIBERS):
+        for n in range(subscribers):
             session.add(
                 m.Contact(org_id=org.id, email=f"lo{n}@pinnacle.example", first_name=f"Dana{n}")
             )
         session.commit()
-        org_id = org.id
+        return org.id, maria
+
+
+def _seed(engine: Engine) -> int:
+    """An approved issue of a newsletter to 25 subscribers, from one connected mailbox whose
+    next send is a month away (the outbox leaves the planned rows queued)."""
+    sessions = make_session_factory(engine)
+    org_id, maria = _lone_star(sessions, SUBSCRIBERS, next_send_at=NOW + timedelta(days=40))
     counter = iter(range(1, 10**6))
     newsletters = Newsletters(
         Deps(uow=lambda: UnitOfWork(sessions), clock=FixedClock(NOW)),
@@ -214,25 +222,7 @@ def _cancelled_while_one_email_was_on_its_way(
     outbox had claimed its first email, which went out after the cancel (the outbox's own
     claim and record, driven here); return the issue id and its card's ts."""
     sessions = make_session_factory(engine)
-    with sessions() as session:
-        org = create_org(session, slug="lonestar", name="Lone Star Appraisals")
-        maria = ensure_user(session, org.id, email="maria@lonestar.example", name="Maria Lopez")
-        session.add(
-            m.GmailAccount(
-                org_id=org.id,
-                user_id=maria,
-                email="maria@lonestar.example",
-                status="connected",
-                daily_send_cap=400,
-                min_send_interval_seconds=5,
-            )
-        )
-        for n in range(3):
-            session.add(
-                m.Contact(org_id=org.id, email=f"lo{n}@pinnacle.example", first_name=f"Dana{n}")
-            )
-        session.commit()
-        org_id = org.id
+    org_id, maria = _lone_star(sessions, 3)
     counter = iter(range(1, 10**6))
     chat = SlackNewsletterChat(
         lambda _org: WebClient(base_url=slack.api_url, token=DEFAULT_BOT_TOKEN)
