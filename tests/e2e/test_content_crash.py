@@ -26,17 +26,16 @@ from domain.content import ContentIn, ScheduleIn
 from domain.content_service import ContentCalendar
 from domain.deps import Deps
 from domain.outreach.common import Actor
-from sandbox.slack_api import DEFAULT_BOT_TOKEN, DEFAULT_TEAM_ID
+from sandbox.slack_api import DEFAULT_TEAM_ID
 from storage import models as m
 from storage.db import make_session_factory
 from storage.uow import UnitOfWork
 from tests.e2e.test_crash_recovery import forks
-from tests.e2e.test_digest_crash import Workers
 from tests.support.accounts import create_org, ensure_user, link_slack_team
-from tests.support.api import make_settings
 from tests.support.forkserver import ForkServer
 from tests.support.slack import ServedSlack
-from tests.support.slack_app import REP, SIGNING_SECRET, wait_until
+from tests.support.slack_app import REP, wait_until
+from tests.support.workers import Workers, worker_env
 
 pytestmark = pytest.mark.slow
 
@@ -76,24 +75,9 @@ def _seed(engine: Engine) -> int:
 def workers(
     committed_engine: Engine, served_slack: ServedSlack, forks: ForkServer, tmp_path: Path
 ) -> Iterator[Workers]:
-    url = committed_engine.url.render_as_string(hide_password=False)
-    env = {
-        **os.environ,
-        "SLACK_API_URL": served_slack.api_url,
-        "SLACK_BOT_TOKEN": DEFAULT_BOT_TOKEN,
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "DATABASE_URL": url,
-        "SALESBOT_SECRET_KEY": make_settings(url).SALESBOT_SECRET_KEY,
-        "WORK_LEASE_SECONDS": str(LEASE_SECONDS),
-        "WORKER_POLL_SECONDS": "0.2",
-        "SALESBOT_CLOCK_FILE": str(tmp_path / "now.txt"),
-        "LOG_LEVEL": "WARNING",
-    }
-    running = Workers(forks, env, tmp_path)
-    try:
+    env = worker_env(committed_engine, served_slack, tmp_path, lease_seconds=LEASE_SECONDS)
+    with Workers(forks, env, tmp_path) as running:
         yield running
-    finally:
-        running.stop_all()
 
 
 # PostgreSQL only: process starts cost seconds, and the claims and leases themselves are

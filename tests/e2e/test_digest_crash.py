@@ -21,18 +21,17 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select
 
-from domain.faults import EXIT_CODE
-from sandbox.slack_api import DEFAULT_BOT_TOKEN, DEFAULT_TEAM_ID
+from sandbox.slack_api import DEFAULT_TEAM_ID
 from storage import models as m
 from storage.db import make_session_factory
 from tests.e2e.test_crash_recovery import forks
 from tests.support.accounts import create_org, ensure_user, link_slack_team
-from tests.support.api import make_settings
 from tests.support.builders import make_client, make_contact
 from tests.support.engagement_data import make_send
 from tests.support.forkserver import ForkServer
 from tests.support.slack import ServedSlack
-from tests.support.slack_app import SIGNING_SECRET, wait_until
+from tests.support.slack_app import wait_until
+from tests.support.workers import Workers, worker_env
 
 pytestmark = pytest.mark.slow
 
@@ -73,65 +72,19 @@ def _seed(engine: Engine) -> int:
         return sub.id
 
 
-class Workers:
-    """Starts `salesbot worker` processes and waits for them to die at their fault point."""
-
-    def __init__(self, forks: ForkServer, env: dict[str, str], logs: Path) -> None:
-        self._forks = forks
-        self._env = env
-        self._logs = logs
-        self.pids: list[int] = []
-
-    def start(self, fault_point: str = "") -> int:
-        log = self._logs / f"worker-{len(self.pids):02d}.log"
-        pid = self._forks.start(
-            ["worker", "--nice", "0"],
-            env={**self._env, "SALESBOT_FAULT_POINTS": fault_point},
-            log=log,
-        )
-        self.pids.append(pid)
-        return pid
-
-    def wait_killed(self, pid: int, point: str) -> None:
-        code = self._forks.wait(pid, timeout=60)
-        log = self._logs / f"worker-{self.pids.index(pid):02d}.log"
-        assert code == EXIT_CODE, (
-            f"exit {code} instead of dying at {point}: {log.read_text()[-2000:]}"
-        )
-
-    def running(self, pid: int) -> bool:
-        return self._forks.poll(pid) is None
-
-    def stop_all(self) -> None:
-        for pid in self.pids:
-            if self._forks.poll(pid) is None:
-                os.kill(pid, signal.SIGKILL)
-                self._forks.wait(pid, timeout=10)
-
-
 @pytest.fixture
 def workers(
     committed_engine: Engine, served_slack: ServedSlack, forks: ForkServer, tmp_path: Path
 ) -> Iterator[Workers]:
-    url = committed_engine.url.render_as_string(hide_password=False)
-    env = {
-        **os.environ,
-        "SLACK_API_URL": served_slack.api_url,
-        "SLACK_BOT_TOKEN": DEFAULT_BOT_TOKEN,
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "DATABASE_URL": url,
-        "SALESBOT_SECRET_KEY": make_settings(url).SALESBOT_SECRET_KEY,
-        "WORK_LEASE_SECONDS": str(LEASE_SECONDS),
-        "WORKER_POLL_SECONDS": "0.2",
-        "DIGEST_TICK_SECONDS": "0.3",
-        "SALESBOT_CLOCK_FILE": str(tmp_path / "now.txt"),
-        "LOG_LEVEL": "WARNING",
-    }
-    running = Workers(forks, env, tmp_path)
-    try:
+    env = worker_env(
+        committed_engine,
+        served_slack,
+        tmp_path,
+        lease_seconds=LEASE_SECONDS,
+        DIGEST_TICK_SECONDS="0.3",
+    )
+    with Workers(forks, env, tmp_path) as running:
         yield running
-    finally:
-        running.stop_all()
 
 
 # PostgreSQL only: process starts cost seconds, and the claims and leases themselves are

@@ -13,7 +13,6 @@ lease (3 s of that clock) runs out when the test says so. Each round arms one fa
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -35,15 +34,14 @@ from storage import models as m
 from storage.db import SessionFactory, make_session_factory
 from storage.uow import UnitOfWork
 from tests.e2e.test_crash_recovery import forks
-from tests.e2e.test_digest_crash import Workers
 from tests.e2e.test_newsletters import card_text
 from tests.support.accounts import create_org, ensure_user
-from tests.support.api import make_settings
 from tests.support.forkserver import ForkServer
 from tests.support.gmail_app import google_settings
 from tests.support.google import GoogleServer
 from tests.support.slack import ServedSlack
-from tests.support.slack_app import SIGNING_SECRET, wait_until
+from tests.support.slack_app import wait_until
+from tests.support.workers import Workers, worker_env
 
 pytestmark = pytest.mark.slow
 
@@ -120,26 +118,16 @@ def workers(
     google: GoogleServer,
     tmp_path: Path,
 ) -> Iterator[Workers]:
-    url = committed_engine.url.render_as_string(hide_password=False)
-    env = {
-        **os.environ,
+    env = worker_env(
+        committed_engine,
+        served_slack,
+        tmp_path,
+        lease_seconds=LEASE_SECONDS,
+        NEWSLETTER_PLAN_BATCH=str(BATCH),
         **{k: str(v) for k, v in google_settings(google).items()},
-        "SLACK_API_URL": served_slack.api_url,
-        "SLACK_BOT_TOKEN": DEFAULT_BOT_TOKEN,
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "DATABASE_URL": url,
-        "SALESBOT_SECRET_KEY": make_settings(url).SALESBOT_SECRET_KEY,
-        "WORK_LEASE_SECONDS": str(LEASE_SECONDS),
-        "WORKER_POLL_SECONDS": "0.2",
-        "NEWSLETTER_PLAN_BATCH": str(BATCH),
-        "SALESBOT_CLOCK_FILE": str(tmp_path / "now.txt"),
-        "LOG_LEVEL": "WARNING",
-    }
-    running = Workers(forks, env, tmp_path)
-    try:
+    )
+    with Workers(forks, env, tmp_path) as running:
         yield running
-    finally:
-        running.stop_all()
 
 
 # PostgreSQL only: process starts cost seconds; the planning's cursor and the unique index
