@@ -196,12 +196,8 @@ class SlackNewsletterChat:
             answer = self._client_for_org(org_id).chat_postMessage(
                 channel=channel_id, text=text, blocks=blocks, unfurl_links=False
             )
-        except SlackApiError as exc:
-            raise _external(exc) from exc
         except (SlackClientError, OSError) as exc:
-            raise ExternalServiceError(
-                f"Slack could not be reached ({exc})", retryable=True
-            ) from exc
+            raise _external(exc) from exc
         return str(answer.get("channel") or channel_id), str(answer["ts"])
 
     def update_card(self, org_id: int, channel_id: str, ts: str, card: IssueCard) -> None:
@@ -211,17 +207,16 @@ class SlackNewsletterChat:
             self._client_for_org(org_id).chat_update(
                 channel=channel_id, ts=ts, text=text, blocks=blocks
             )
-        except SlackApiError as exc:
-            raise _external(exc) from exc
         except (SlackClientError, OSError) as exc:
-            raise ExternalServiceError(
-                f"Slack could not be reached ({exc})", retryable=True
-            ) from exc
+            raise _external(exc) from exc
 
 
 _RETRYABLE = frozenset({"ratelimited", "internal_error", "fatal_error", "service_unavailable"})
 
 
-def _external(exc: SlackApiError) -> ExternalServiceError:
+def _external(exc: SlackClientError | OSError) -> ExternalServiceError:
+    """Slack's refusal (retryable or not by its error), or no answer at all (retryable)."""
+    if not isinstance(exc, SlackApiError):
+        return ExternalServiceError(f"Slack could not be reached ({exc})", retryable=True)
     error = str(exc.response.get("error", "unknown_error"))
     return ExternalServiceError(f"Slack answered {error}", retryable=error in _RETRYABLE)
